@@ -1,0 +1,99 @@
+//! OpenFlow-level actions and instructions, as ovs-ofctl writes them.
+//!
+//! Instructions (goto_table, write_metadata, clear_actions, write_actions)
+//! are carried in the same list as actions, the way ovs-ofctl's text syntax
+//! does; the OpenFlow 1.3 codec splits them into instructions on the wire.
+
+use crate::field::Field;
+
+/// OpenFlow port number (OpenFlow 1.3 numbering; the 1.0 codec translates).
+pub type PortNo = u32;
+
+/// Reserved OpenFlow 1.3 port numbers.
+pub mod port {
+    use super::PortNo;
+    /// Highest number of a physical/logical port.
+    pub const MAX: PortNo = 0xffff_ff00;
+    pub const IN_PORT: PortNo = 0xffff_fff8;
+    pub const TABLE: PortNo = 0xffff_fff9;
+    pub const NORMAL: PortNo = 0xffff_fffa;
+    pub const FLOOD: PortNo = 0xffff_fffb;
+    pub const ALL: PortNo = 0xffff_fffc;
+    pub const CONTROLLER: PortNo = 0xffff_fffd;
+    pub const LOCAL: PortNo = 0xffff_fffe;
+    pub const ANY: PortNo = 0xffff_ffff;
+}
+
+/// Group id (OpenFlow 1.3).
+pub type GroupId = u32;
+
+/// A bit range of a field, as in `NXM_NX_REG0[0..15]` or `reg0[]`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SubField {
+    pub field: Field,
+    /// First bit (0 = least significant).
+    pub ofs: u8,
+    /// Number of bits.
+    pub n_bits: u8,
+}
+
+/// One action or instruction.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Action {
+    /// `output:PORT` (including reserved ports: `NORMAL`, `FLOOD`, `ALL`,
+    /// `IN_PORT`, `LOCAL`, `TABLE`) — `max_len` only matters for CONTROLLER.
+    Output { port: PortNo, max_len: u16 },
+    /// `CONTROLLER[:max_len]` / `controller(max_len=N,reason=...)`.
+    Controller { max_len: u16 },
+    /// `mod_vlan_vid:VID` (pushes a tag if none).
+    SetVlanVid(u16),
+    /// `mod_vlan_pcp:PCP` (pushes a tag if none).
+    SetVlanPcp(u8),
+    /// `strip_vlan` (OpenFlow 1.0 semantics: remove the outer tag).
+    StripVlan,
+    /// `push_vlan:ETHERTYPE`.
+    PushVlan(u16),
+    /// `pop_vlan`.
+    PopVlan,
+    /// `set_field:VALUE[/MASK]->FIELD`.
+    SetField {
+        field: Field,
+        value: u128,
+        mask: Option<u128>,
+    },
+    /// `mod_dl_src:MAC`.
+    SetDlSrc([u8; 6]),
+    /// `mod_dl_dst:MAC`.
+    SetDlDst([u8; 6]),
+    /// `mod_nw_src:IP`.
+    SetNwSrc(u32),
+    /// `mod_nw_dst:IP`.
+    SetNwDst(u32),
+    /// `mod_nw_tos:TOS` (DSCP bits of the TOS byte).
+    SetNwTos(u8),
+    /// `mod_tp_src:PORT`.
+    SetTpSrc(u16),
+    /// `mod_tp_dst:PORT`.
+    SetTpDst(u16),
+    /// `dec_ttl`.
+    DecTtl,
+    /// `load:VALUE->DST`.
+    Load { dst: SubField, value: u128 },
+    /// `move:SRC->DST`.
+    Move { src: SubField, dst: SubField },
+    /// `resubmit([port],[table])`; `None` means in_port / current table.
+    Resubmit {
+        port: Option<PortNo>,
+        table: Option<u8>,
+    },
+    /// `group:ID`.
+    Group(GroupId),
+    /// Instruction `goto_table:N`.
+    GotoTable(u8),
+    /// Instruction `write_metadata:VALUE[/MASK]`.
+    WriteMetadata { value: u64, mask: u64 },
+    /// Instruction `clear_actions`.
+    ClearActions,
+    /// Instruction `write_actions(ACTIONS)`.
+    WriteActions(Vec<Action>),
+}

@@ -1,0 +1,54 @@
+//! Datapath actions: what the fast path executes on a packet. Translation of
+//! the OpenFlow pipeline (and NORMAL) produces a list of these plus the
+//! megaflow mask; the datapath caches and executes them without the slow path.
+
+/// A datapath port number (global across bridges, allocated by vswitchd).
+pub type DpPortNo = u32;
+
+/// Why a packet goes to userspace.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum UserspaceReason {
+    /// OpenFlow table miss sent to the controller.
+    NoMatch,
+    /// Explicit CONTROLLER action.
+    Action,
+}
+
+/// One datapath action.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DpAction {
+    /// Transmit a copy of the packet, as it is at this point, on a port.
+    Output(DpPortNo),
+    /// Hand a copy of the packet to the slow path (e.g. packet-in to a controller).
+    Userspace {
+        reason: UserspaceReason,
+        /// Bridge-local identity of the rule and table that asked for it.
+        cookie: u64,
+        table_id: u8,
+        max_len: u16,
+    },
+    /// Push an 802.1Q tag with this TPID and TCI (TCI without the CFI bit).
+    PushVlan {
+        tpid: u16,
+        tci: u16,
+    },
+    /// Remove the outer 802.1Q tag.
+    PopVlan,
+    /// Rewrite the VID of the outer tag.
+    SetVlanVid(u16),
+    /// Rewrite the PCP of the outer tag.
+    SetVlanPcp(u8),
+    SetEthSrc([u8; 6]),
+    SetEthDst([u8; 6]),
+    /// Rewrite IPv4 source (checksums updated incrementally).
+    SetIpv4Src(u32),
+    SetIpv4Dst(u32),
+    SetIpv6Src([u8; 16]),
+    SetIpv6Dst([u8; 16]),
+    /// Rewrite the whole TOS/traffic class byte.
+    SetIpTos(u8),
+    SetIpTtl(u8),
+    /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
+    SetTpSrc(u16),
+    SetTpDst(u16),
+}

@@ -1,0 +1,15 @@
+//! ferrovs flows: pure, I/O-free switch logic shared by the datapath, the
+//! daemon and the tools. Nothing in this crate touches a socket, a file or a
+//! thread; everything is a function of its inputs (time is passed in).
+
+pub mod action;
+pub mod dpaction;
+pub mod field;
+pub mod key;
+pub mod matches;
+
+pub use action::{Action, PortNo, SubField};
+pub use dpaction::{DpAction, DpPortNo, UserspaceReason};
+pub use field::Field;
+pub use key::FlowKey;
+pub use matches::Match;

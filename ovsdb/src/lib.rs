@@ -1,0 +1,1 @@
+//! OVSDB engine (RFC 7047) with redb persistence.
