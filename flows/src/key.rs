@@ -38,7 +38,8 @@ pub struct FlowKey {
     pub metadata: u64,
     /// Registers reg0..reg7.
     pub regs: [u32; 8],
-    /// Ingress port (OpenFlow port number within the bridge).
+    /// Ingress port: the datapath port number in the datapath's key; translation
+    /// rewrites it to the OpenFlow port number within the bridge.
     pub in_port: u32,
     /// Padding; always zero.
     pub pad0: u32,

@@ -3,10 +3,20 @@
 //! thread; everything is a function of its inputs (time is passed in).
 
 pub mod action;
+pub mod classifier;
 pub mod dpaction;
+pub mod emc;
 pub mod field;
+pub mod group;
+pub mod hash;
 pub mod key;
+pub mod mac_learning;
 pub mod matches;
+pub mod packet;
+pub mod parse;
+pub mod table;
+pub mod text;
+pub mod xlate;
 
 pub use action::{Action, PortNo, SubField};
 pub use dpaction::{DpAction, DpPortNo, UserspaceReason};
