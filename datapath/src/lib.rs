@@ -2,8 +2,24 @@
 //! through a cache hierarchy (exact-match cache, megaflow classifier) and
 //! ask the slow path on a miss.
 
+pub mod afpacket;
+pub mod dpif;
+pub mod dummy;
+mod framebuf;
+pub mod netdev;
+pub mod offload;
 pub mod packet;
 pub mod port;
+pub mod tap;
+pub mod vnet;
+pub mod wakeup;
 
+pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};
+pub use dpif::{Datapath, DpConfig, DpError, MegaflowInfo, PmdStats, UpcallHandler, UpcallResult};
+pub use dummy::{DummyPort, SentFrame};
 pub use packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
-pub use port::{OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue};
+pub use port::{
+    OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, PortStatsSnapshot, RxQueue,
+    TxQueue,
+};
+pub use tap::TapPort;

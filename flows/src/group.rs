@@ -1,1 +1,354 @@
-//! (in progress)
+//! The OpenFlow 1.3 group table: all, select, indirect and fast-failover
+//! groups made of buckets of actions.
+
+use std::collections::BTreeMap;
+
+use crate::action::{Action, GroupId, PortNo, port};
+use crate::field::Field;
+use crate::key::FlowKey;
+
+/// `OFPG_ANY` / `OFPG_ALL`: "every group" in a delete.
+pub const GROUP_ALL: GroupId = 0xffff_fffc;
+/// `OFPG_ANY`: no group (watch_group unset, out_group wildcard).
+pub const GROUP_ANY: GroupId = 0xffff_ffff;
+/// Largest id a group may have.
+pub const GROUP_MAX: GroupId = 0xffff_ff00;
+
+/// Group type.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum GroupType {
+    /// Every bucket gets a copy.
+    All,
+    /// One bucket, chosen by a hash of the flow (weighted).
+    Select,
+    /// The single bucket.
+    Indirect,
+    /// The first bucket whose watched port is live.
+    FastFailover,
+}
+
+impl GroupType {
+    /// The name ovs-ofctl uses (`type=select`).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupType::All => "all",
+            GroupType::Select => "select",
+            GroupType::Indirect => "indirect",
+            GroupType::FastFailover => "ff",
+        }
+    }
+
+    /// Parses ovs-ofctl's group type names (`ff` and `fast_failover` alike).
+    pub fn from_name(s: &str) -> Option<GroupType> {
+        match s {
+            "all" => Some(GroupType::All),
+            "select" => Some(GroupType::Select),
+            "indirect" => Some(GroupType::Indirect),
+            "ff" | "fast_failover" => Some(GroupType::FastFailover),
+            _ => None,
+        }
+    }
+}
+
+/// One bucket of a group.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Bucket {
+    /// Relative weight (select groups); 0 means never chosen.
+    pub weight: u16,
+    /// Port whose liveness enables the bucket (fast-failover); `port::ANY` if none.
+    pub watch_port: PortNo,
+    /// Group whose liveness enables the bucket; [`GROUP_ANY`] if none.
+    pub watch_group: GroupId,
+    pub actions: Vec<Action>,
+}
+
+impl Bucket {
+    /// A bucket with weight 1 and nothing watched.
+    pub fn new(actions: Vec<Action>) -> Bucket {
+        Bucket {
+            weight: 1,
+            watch_port: port::ANY,
+            watch_group: GROUP_ANY,
+            actions,
+        }
+    }
+}
+
+/// A group.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Group {
+    pub id: GroupId,
+    pub kind: GroupType,
+    pub buckets: Vec<Bucket>,
+}
+
+/// A group operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("group {0} already exists (OFPGMFC_GROUP_EXISTS)")]
+    Exists(GroupId),
+    #[error("group {0} does not exist (OFPGMFC_UNKNOWN_GROUP)")]
+    Unknown(GroupId),
+    #[error("group id {0} is reserved (OFPGMFC_INVALID_GROUP)")]
+    InvalidId(GroupId),
+    #[error("indirect group {0} must have exactly one bucket (OFPGMFC_INVALID_GROUP)")]
+    IndirectBuckets(GroupId),
+    #[error("group {0} chains to itself (OFPGMFC_CHAINING_UNSUPPORTED)")]
+    SelfReference(GroupId),
+}
+
+/// The groups of one bridge.
+#[derive(Clone, Debug, Default)]
+pub struct GroupTable {
+    groups: BTreeMap<GroupId, Group>,
+    version: u64,
+}
+
+impl GroupTable {
+    pub fn new() -> GroupTable {
+        GroupTable::default()
+    }
+
+    /// Bumped on every change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn validate(g: &Group) -> Result<(), GroupError> {
+        if g.id > GROUP_MAX {
+            return Err(GroupError::InvalidId(g.id));
+        }
+        if g.kind == GroupType::Indirect && g.buckets.len() != 1 {
+            return Err(GroupError::IndirectBuckets(g.id));
+        }
+        let refers_to_self = g.buckets.iter().any(|b| {
+            b.actions
+                .iter()
+                .any(|a| matches!(a, Action::Group(x) if *x == g.id))
+        });
+        if refers_to_self {
+            return Err(GroupError::SelfReference(g.id));
+        }
+        Ok(())
+    }
+
+    /// OFPGC_ADD.
+    pub fn add(&mut self, g: Group) -> Result<(), GroupError> {
+        Self::validate(&g)?;
+        if self.groups.contains_key(&g.id) {
+            return Err(GroupError::Exists(g.id));
+        }
+        self.groups.insert(g.id, g);
+        self.version += 1;
+        Ok(())
+    }
+
+    /// OFPGC_MODIFY: replaces type and buckets of an existing group.
+    pub fn modify(&mut self, g: Group) -> Result<(), GroupError> {
+        Self::validate(&g)?;
+        let slot = self
+            .groups
+            .get_mut(&g.id)
+            .ok_or(GroupError::Unknown(g.id))?;
+        *slot = g;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// OFPGC_DELETE: removes one group, or every group for [`GROUP_ALL`].
+    /// Deleting a group that does not exist is not an error. Returns the ids
+    /// removed (the caller deletes the flows that referenced them).
+    pub fn delete(&mut self, id: GroupId) -> Vec<GroupId> {
+        let removed: Vec<GroupId> = if id == GROUP_ALL {
+            let ids = self.groups.keys().copied().collect();
+            self.groups.clear();
+            ids
+        } else {
+            self.groups.remove(&id).map(|g| g.id).into_iter().collect()
+        };
+        if !removed.is_empty() {
+            self.version += 1;
+        }
+        removed
+    }
+
+    pub fn get(&self, id: GroupId) -> Option<&Group> {
+        self.groups.get(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// Fields a select group hashes on (OVS's default "hash of the flow":
+/// L2 addresses, ethertype, L3 addresses and protocol, L4 ports).
+const SELECT_HASH_FIELDS: [Field; 11] = [
+    Field::DlSrc,
+    Field::DlDst,
+    Field::DlType,
+    Field::VlanVid,
+    Field::NwSrc,
+    Field::NwDst,
+    Field::Ipv6Src,
+    Field::Ipv6Dst,
+    Field::NwProto,
+    Field::TpSrc,
+    Field::TpDst,
+];
+
+/// Hash of the fields a select group balances on; marks them in `wc`.
+pub fn select_hash(key: &FlowKey, wc: &mut FlowKey) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in SELECT_HASH_FIELDS {
+        f.unwildcard(wc);
+        let v = f.get(key);
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Final avalanche so that nearby inputs spread over buckets.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+impl Group {
+    /// The buckets a packet goes through: every bucket for `all`, one for
+    /// `select`/`indirect`, the first live one for fast-failover (none if no
+    /// bucket is live). `port_live` says whether a port is usable.
+    pub fn choose_buckets<'a>(
+        &'a self,
+        key: &FlowKey,
+        wc: &mut FlowKey,
+        port_live: &dyn Fn(PortNo) -> bool,
+    ) -> Vec<&'a Bucket> {
+        match self.kind {
+            GroupType::All => self.buckets.iter().collect(),
+            GroupType::Indirect => self.buckets.first().into_iter().collect(),
+            GroupType::Select => {
+                let total: u64 = self.buckets.iter().map(|b| u64::from(b.weight)).sum();
+                if total == 0 {
+                    return Vec::new();
+                }
+                let mut pick = select_hash(key, wc) % total;
+                for b in &self.buckets {
+                    let w = u64::from(b.weight);
+                    if pick < w {
+                        return vec![b];
+                    }
+                    pick -= w;
+                }
+                Vec::new()
+            }
+            GroupType::FastFailover => self
+                .buckets
+                .iter()
+                .find(|b| b.watch_port == port::ANY || port_live(b.watch_port))
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(p: PortNo) -> Vec<Action> {
+        vec![Action::Output {
+            port: p,
+            max_len: 0,
+        }]
+    }
+
+    fn group(id: GroupId, kind: GroupType, buckets: Vec<Bucket>) -> Group {
+        Group { id, kind, buckets }
+    }
+
+    #[test]
+    fn add_existing_group_fails_and_modify_unknown_fails() {
+        let mut t = GroupTable::new();
+        let g = group(1, GroupType::All, vec![Bucket::new(out(1))]);
+        t.add(g.clone()).unwrap();
+        assert_eq!(t.add(g.clone()), Err(GroupError::Exists(1)));
+        let mut g2 = g.clone();
+        g2.id = 2;
+        assert_eq!(t.modify(g2), Err(GroupError::Unknown(2)));
+        let mut g3 = g;
+        g3.kind = GroupType::Select;
+        t.modify(g3).unwrap();
+        assert_eq!(t.get(1).unwrap().kind, GroupType::Select);
+    }
+
+    #[test]
+    fn delete_all_removes_every_group() {
+        let mut t = GroupTable::new();
+        for id in 1..4 {
+            t.add(group(id, GroupType::All, vec![])).unwrap();
+        }
+        assert_eq!(t.delete(2), vec![2]);
+        assert_eq!(t.delete(GROUP_ALL), vec![1, 3]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn indirect_group_needs_exactly_one_bucket() {
+        let mut t = GroupTable::new();
+        assert_eq!(
+            t.add(group(5, GroupType::Indirect, vec![])),
+            Err(GroupError::IndirectBuckets(5))
+        );
+    }
+
+    #[test]
+    fn fast_failover_uses_first_live_bucket() {
+        let mut b1 = Bucket::new(out(1));
+        b1.watch_port = 1;
+        let mut b2 = Bucket::new(out(2));
+        b2.watch_port = 2;
+        let g = group(1, GroupType::FastFailover, vec![b1, b2]);
+        let key = FlowKey::default();
+        let mut wc = FlowKey::default();
+        let chosen = g.choose_buckets(&key, &mut wc, &|p| p != 1);
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].watch_port, 2);
+        assert!(g.choose_buckets(&key, &mut wc, &|_| false).is_empty());
+    }
+
+    #[test]
+    fn select_spreads_flows_and_is_stable_per_flow() {
+        let g = group(
+            1,
+            GroupType::Select,
+            vec![Bucket::new(out(1)), Bucket::new(out(2))],
+        );
+        let mut seen = [0usize; 2];
+        for i in 0..200u16 {
+            let k = FlowKey {
+                tp_src: i,
+                ..FlowKey::default()
+            };
+            let mut wc = FlowKey::default();
+            let a = g.choose_buckets(&k, &mut wc, &|_| true)[0].actions.clone();
+            let b = g.choose_buckets(&k, &mut wc, &|_| true)[0].actions.clone();
+            assert_eq!(a, b);
+            assert_eq!(wc.tp_src, 0xffff, "hashed fields are in the megaflow");
+            if a == out(1) {
+                seen[0] += 1;
+            } else {
+                seen[1] += 1;
+            }
+        }
+        assert!(seen[0] > 30 && seen[1] > 30, "{seen:?}");
+    }
+}

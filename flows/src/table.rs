@@ -1,1 +1,827 @@
-//! (in progress)
+//! OpenFlow tables of one bridge and OpenFlow 1.3 flow_mod semantics on them.
+//!
+//! Pure: time comes in as milliseconds from the caller. Every change bumps
+//! [`Pipeline::version`], which the datapath uses to revalidate its caches.
+
+use rustc_hash::FxHashSet;
+
+use crate::action::{Action, GroupId, PortNo, port};
+use crate::classifier::{Classifier, RuleId};
+use crate::group::GROUP_ANY;
+use crate::key::FlowKey;
+use crate::matches::Match;
+
+/// Number of OpenFlow tables (0..=254).
+pub const N_TABLES: usize = 255;
+/// `OFPTT_ALL`: every table (delete, dump).
+pub const TABLE_ALL: u8 = 0xff;
+/// Priority when a flow gives none.
+pub const DEFAULT_PRIORITY: u32 = 32768;
+
+/// Flow flags (`OFPFF_*`).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+pub struct FlowFlags {
+    pub send_flow_rem: bool,
+    pub check_overlap: bool,
+    pub reset_counts: bool,
+    pub no_packet_counts: bool,
+    pub no_byte_counts: bool,
+}
+
+/// One flow entry.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Rule {
+    pub cookie: u64,
+    pub priority: u32,
+    pub m: Match,
+    /// Actions and instructions inline (as ovs-ofctl writes them).
+    pub actions: Vec<Action>,
+    /// Seconds; 0 = none.
+    pub idle_timeout: u16,
+    /// Seconds; 0 = none.
+    pub hard_timeout: u16,
+    pub flags: FlowFlags,
+    /// When the rule was added (ms).
+    pub created_ms: u64,
+    /// When a packet last hit it, or when it was added/modified (ms).
+    pub last_used_ms: u64,
+    pub n_packets: u64,
+    pub n_bytes: u64,
+}
+
+impl Rule {
+    /// True when the rule's actions (incl. write_actions) output to `p`.
+    pub fn outputs_to(&self, p: PortNo) -> bool {
+        p == port::ANY || actions_output_to(&self.actions, p)
+    }
+
+    /// True when the rule's actions (incl. write_actions) use group `g`.
+    pub fn uses_group(&self, g: GroupId) -> bool {
+        g == GROUP_ANY || actions_use_group(&self.actions, g)
+    }
+
+    fn has_timeout(&self) -> bool {
+        self.idle_timeout != 0 || self.hard_timeout != 0
+    }
+}
+
+fn actions_output_to(actions: &[Action], p: PortNo) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Output { port, .. } => *port == p,
+        Action::Controller { .. } => p == port::CONTROLLER,
+        Action::WriteActions(inner) => actions_output_to(inner, p),
+        _ => false,
+    })
+}
+
+fn actions_use_group(actions: &[Action], g: GroupId) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Group(x) => *x == g,
+        Action::WriteActions(inner) => actions_use_group(inner, g),
+        _ => false,
+    })
+}
+
+/// flow_mod command.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum FlowModCommand {
+    Add,
+    Modify,
+    ModifyStrict,
+    Delete,
+    DeleteStrict,
+}
+
+/// A flow_mod, as ovs-ofctl or a controller expresses it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlowMod {
+    pub command: FlowModCommand,
+    /// Table, or [`TABLE_ALL`] (modify/delete only; add treats it as 0).
+    pub table_id: u8,
+    pub priority: u32,
+    pub m: Match,
+    /// New cookie (add) or cookie to filter on (modify/delete, with `cookie_mask`).
+    pub cookie: u64,
+    pub cookie_mask: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub flags: FlowFlags,
+    /// Filter for delete: rules that output to this port (`port::ANY` = no filter).
+    pub out_port: PortNo,
+    /// Filter for delete: rules that use this group ([`GROUP_ANY`] = no filter).
+    pub out_group: GroupId,
+    pub actions: Vec<Action>,
+}
+
+impl FlowMod {
+    /// A flow_mod with OpenFlow's defaults: table 0 (all tables for
+    /// modify/delete), priority 32768, no filters, no timeouts, drop.
+    pub fn new(command: FlowModCommand) -> FlowMod {
+        let table_id = match command {
+            FlowModCommand::Add => 0,
+            _ => TABLE_ALL,
+        };
+        FlowMod {
+            command,
+            table_id,
+            priority: DEFAULT_PRIORITY,
+            m: Match::default(),
+            cookie: 0,
+            cookie_mask: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: FlowFlags::default(),
+            out_port: port::ANY,
+            out_group: GROUP_ANY,
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// Why a rule left a table (`OFPRR_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum RemovedReason {
+    IdleTimeout,
+    HardTimeout,
+    Delete,
+    GroupDelete,
+}
+
+/// A rule that left a table (for FLOW_REMOVED messages).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RemovedRule {
+    pub table_id: u8,
+    pub rule: Rule,
+    pub reason: RemovedReason,
+}
+
+/// A flow_mod was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowModError {
+    #[error("table {0} does not exist (OFPFMFC_BAD_TABLE_ID)")]
+    BadTable(u8),
+    #[error("flow overlaps an existing flow of the same priority (OFPFMFC_OVERLAP)")]
+    Overlap,
+    #[error("goto_table:{to} in table {from} must go to a later table (OFPBIC_BAD_TABLE_ID)")]
+    BadGoto { from: u8, to: u8 },
+}
+
+/// What a flow_mod did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowModOutcome {
+    /// Rules added (table, id).
+    pub added: Vec<(u8, RuleId)>,
+    /// Rules whose actions were replaced.
+    pub modified: Vec<(u8, RuleId)>,
+    /// Rules removed (delete, or replaced by an identical add).
+    pub removed: Vec<RemovedRule>,
+}
+
+/// Filter for dump-flows, dump-aggregate and delete.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FlowFilter {
+    /// Table, or [`TABLE_ALL`].
+    pub table_id: u8,
+    /// Rules whose match is a subset of this one.
+    pub m: Match,
+    /// With `strict`: the exact match and this priority only.
+    pub strict: Option<u32>,
+    pub out_port: PortNo,
+    pub out_group: GroupId,
+    pub cookie: u64,
+    pub cookie_mask: u64,
+}
+
+impl Default for FlowFilter {
+    fn default() -> Self {
+        FlowFilter {
+            table_id: TABLE_ALL,
+            m: Match::default(),
+            strict: None,
+            out_port: port::ANY,
+            out_group: GROUP_ANY,
+            cookie: 0,
+            cookie_mask: 0,
+        }
+    }
+}
+
+impl FlowFilter {
+    /// The filter a modify/delete flow_mod selects rules with.
+    pub fn from_flow_mod(fm: &FlowMod) -> FlowFilter {
+        let strict = matches!(
+            fm.command,
+            FlowModCommand::ModifyStrict | FlowModCommand::DeleteStrict
+        );
+        FlowFilter {
+            table_id: fm.table_id,
+            m: fm.m,
+            strict: strict.then_some(fm.priority),
+            out_port: fm.out_port,
+            out_group: fm.out_group,
+            cookie: fm.cookie,
+            cookie_mask: fm.cookie_mask,
+        }
+    }
+
+    fn selects(&self, m: &Match, priority: u32, r: &Rule) -> bool {
+        let by_match = match self.strict {
+            Some(p) => p == priority && *m == self.m,
+            None => m.is_subset_of(&self.m),
+        };
+        by_match
+            && (r.cookie & self.cookie_mask) == (self.cookie & self.cookie_mask)
+            && r.outputs_to(self.out_port)
+            && r.uses_group(self.out_group)
+    }
+}
+
+/// Totals for dump-aggregate.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct AggregateStats {
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub flow_count: u64,
+}
+
+/// One OpenFlow table.
+#[derive(Default)]
+pub struct FlowTable {
+    cls: Classifier<Rule>,
+}
+
+impl FlowTable {
+    pub fn len(&self) -> usize {
+        self.cls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cls.is_empty()
+    }
+
+    pub fn get(&self, id: RuleId) -> Option<&Rule> {
+        self.cls.get(id).map(|(_, _, r)| r)
+    }
+
+    /// Highest-priority rule matching `key`; consulted mask bits go to `wc`.
+    pub fn lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, &Rule)> {
+        self.cls.lookup(key, wc)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (RuleId, &Rule)> {
+        self.cls.iter().map(|(id, _, _, r)| (id, r))
+    }
+}
+
+/// The OpenFlow tables of one bridge.
+pub struct Pipeline {
+    tables: Vec<FlowTable>,
+    version: u64,
+    /// Rules with an idle or hard timeout, so expiry scans only them.
+    timed: FxHashSet<(u8, RuleId)>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn overlaps(a: &Match, b: &Match) -> bool {
+    a.key
+        .words()
+        .iter()
+        .zip(b.key.words())
+        .zip(a.mask.words().iter().zip(b.mask.words()))
+        .all(|((ka, kb), (ma, mb))| (ka ^ kb) & ma & mb == 0)
+}
+
+impl Pipeline {
+    /// 255 empty tables.
+    pub fn new() -> Pipeline {
+        Pipeline {
+            tables: (0..N_TABLES).map(|_| FlowTable::default()).collect(),
+            version: 0,
+            timed: FxHashSet::default(),
+        }
+    }
+
+    /// Bumped on every change to any rule's match, priority or actions.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Table `id` (ids above 254 give table 254's neighbour: none; callers
+    /// should stay in range).
+    pub fn table(&self, id: u8) -> Option<&FlowTable> {
+        self.tables.get(usize::from(id))
+    }
+
+    /// Total number of rules.
+    pub fn n_rules(&self) -> usize {
+        self.tables.iter().map(FlowTable::len).sum()
+    }
+
+    /// The rule `id` of table `table`.
+    pub fn rule(&self, table: u8, id: RuleId) -> Option<&Rule> {
+        self.table(table)?.get(id)
+    }
+
+    /// Looks a packet up in one table.
+    pub fn lookup(&self, table: u8, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, &Rule)> {
+        self.table(table)?.lookup(key, wc)
+    }
+
+    fn table_ids(&self, table_id: u8) -> Result<std::ops::RangeInclusive<u8>, FlowModError> {
+        if table_id == TABLE_ALL {
+            Ok(0..=(N_TABLES - 1) as u8)
+        } else if usize::from(table_id) < N_TABLES {
+            Ok(table_id..=table_id)
+        } else {
+            Err(FlowModError::BadTable(table_id))
+        }
+    }
+
+    fn check_gotos(table: u8, actions: &[Action]) -> Result<(), FlowModError> {
+        for a in actions {
+            if let Action::GotoTable(to) = a
+                && *to <= table
+            {
+                return Err(FlowModError::BadGoto {
+                    from: table,
+                    to: *to,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a flow_mod at time `now_ms`.
+    pub fn flow_mod(&mut self, fm: &FlowMod, now_ms: u64) -> Result<FlowModOutcome, FlowModError> {
+        match fm.command {
+            FlowModCommand::Add => self.add(fm, now_ms),
+            FlowModCommand::Modify | FlowModCommand::ModifyStrict => self.modify(fm, now_ms),
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+                let removed = self.delete(&FlowFilter::from_flow_mod(fm), RemovedReason::Delete)?;
+                Ok(FlowModOutcome {
+                    removed,
+                    ..FlowModOutcome::default()
+                })
+            }
+        }
+    }
+
+    fn new_rule(fm: &FlowMod, now_ms: u64) -> Rule {
+        Rule {
+            cookie: fm.cookie,
+            priority: fm.priority,
+            m: fm.m,
+            actions: fm.actions.clone(),
+            idle_timeout: fm.idle_timeout,
+            hard_timeout: fm.hard_timeout,
+            flags: fm.flags,
+            created_ms: now_ms,
+            last_used_ms: now_ms,
+            n_packets: 0,
+            n_bytes: 0,
+        }
+    }
+
+    /// OFPFC_ADD: a rule with the same match and priority is replaced
+    /// (its counters carried over unless `reset_counts`).
+    pub fn add(&mut self, fm: &FlowMod, now_ms: u64) -> Result<FlowModOutcome, FlowModError> {
+        let table_id = if fm.table_id == TABLE_ALL {
+            0
+        } else {
+            fm.table_id
+        };
+        let tid = usize::from(table_id);
+        if tid >= N_TABLES {
+            return Err(FlowModError::BadTable(table_id));
+        }
+        Self::check_gotos(table_id, &fm.actions)?;
+        let table = &mut self.tables[tid];
+        let m = Match::new(fm.m.key, fm.m.mask);
+        let mut out = FlowModOutcome::default();
+        let mut rule = Self::new_rule(fm, now_ms);
+        rule.m = m;
+        if let Some(old_id) = table.cls.find_exact(&m, fm.priority) {
+            if let Some(old) = table.cls.remove(old_id) {
+                if !fm.flags.reset_counts {
+                    rule.n_packets = old.n_packets;
+                    rule.n_bytes = old.n_bytes;
+                }
+                self.timed.remove(&(table_id, old_id));
+                out.removed.push(RemovedRule {
+                    table_id,
+                    rule: old,
+                    reason: RemovedReason::Delete,
+                });
+            }
+        } else if fm.flags.check_overlap {
+            let clash = table
+                .cls
+                .iter()
+                .any(|(_, om, op, _)| op == fm.priority && overlaps(om, &m));
+            if clash {
+                return Err(FlowModError::Overlap);
+            }
+        }
+        let timed = rule.has_timeout();
+        let id = table.cls.insert(m, fm.priority, rule);
+        if timed {
+            self.timed.insert((table_id, id));
+        }
+        out.added.push((table_id, id));
+        self.version += 1;
+        Ok(out)
+    }
+
+    fn select(&self, filter: &FlowFilter) -> Result<Vec<(u8, RuleId)>, FlowModError> {
+        let mut hits = Vec::new();
+        for t in self.table_ids(filter.table_id)? {
+            let table = &self.tables[usize::from(t)];
+            if let Some(p) = filter.strict {
+                if let Some(id) = table.cls.find_exact(&filter.m, p)
+                    && let Some((m, prio, r)) = table.cls.get(id)
+                    && filter.selects(m, prio, r)
+                {
+                    hits.push((t, id));
+                }
+            } else {
+                hits.extend(
+                    table
+                        .cls
+                        .iter()
+                        .filter(|(_, m, p, r)| filter.selects(m, *p, r))
+                        .map(|(id, ..)| (t, id)),
+                );
+            }
+        }
+        Ok(hits)
+    }
+
+    /// OFPFC_MODIFY(_STRICT): replaces the actions of the selected rules
+    /// (counters reset with `reset_counts`). As in OpenFlow 1.0, when no
+    /// rule is selected and no cookie mask is given, the flow is added.
+    pub fn modify(&mut self, fm: &FlowMod, now_ms: u64) -> Result<FlowModOutcome, FlowModError> {
+        let filter = FlowFilter {
+            out_port: port::ANY,
+            out_group: GROUP_ANY,
+            ..FlowFilter::from_flow_mod(fm)
+        };
+        let hits = self.select(&filter)?;
+        for (t, _) in &hits {
+            Self::check_gotos(*t, &fm.actions)?;
+        }
+        if hits.is_empty() {
+            if fm.cookie_mask == 0 {
+                return self.add(fm, now_ms);
+            }
+            return Ok(FlowModOutcome::default());
+        }
+        let mut out = FlowModOutcome::default();
+        for (t, id) in hits {
+            if let Some(r) = self.tables[usize::from(t)].cls.get_mut(id) {
+                r.actions = fm.actions.clone();
+                if fm.flags.reset_counts {
+                    r.n_packets = 0;
+                    r.n_bytes = 0;
+                }
+                out.modified.push((t, id));
+            }
+        }
+        self.version += 1;
+        Ok(out)
+    }
+
+    /// OFPFC_DELETE(_STRICT) with a filter: removes and returns the rules.
+    pub fn delete(
+        &mut self,
+        filter: &FlowFilter,
+        reason: RemovedReason,
+    ) -> Result<Vec<RemovedRule>, FlowModError> {
+        let hits = self.select(filter)?;
+        Ok(self.remove_rules(&hits, reason))
+    }
+
+    /// Removes the rules that use group `g` (after the group is deleted).
+    pub fn delete_group_users(&mut self, g: GroupId) -> Vec<RemovedRule> {
+        let filter = FlowFilter {
+            out_group: g,
+            ..FlowFilter::default()
+        };
+        let hits = self.select(&filter).unwrap_or_default();
+        self.remove_rules(&hits, RemovedReason::GroupDelete)
+    }
+
+    fn remove_rules(&mut self, ids: &[(u8, RuleId)], reason: RemovedReason) -> Vec<RemovedRule> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &(t, id) in ids {
+            if let Some(rule) = self.tables[usize::from(t)].cls.remove(id) {
+                self.timed.remove(&(t, id));
+                out.push(RemovedRule {
+                    table_id: t,
+                    rule,
+                    reason,
+                });
+            }
+        }
+        if !out.is_empty() {
+            self.version += 1;
+        }
+        out
+    }
+
+    /// Removes every rule whose idle or hard timeout has passed at `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<RemovedRule> {
+        let mut idle = Vec::new();
+        let mut hard = Vec::new();
+        for &(t, id) in &self.timed {
+            let Some(r) = self.tables[usize::from(t)].get(id) else {
+                continue;
+            };
+            let hard_at = r.created_ms + u64::from(r.hard_timeout) * 1000;
+            let idle_at = r.last_used_ms + u64::from(r.idle_timeout) * 1000;
+            if r.hard_timeout != 0 && now_ms >= hard_at {
+                hard.push((t, id));
+            } else if r.idle_timeout != 0 && now_ms >= idle_at {
+                idle.push((t, id));
+            }
+        }
+        hard.sort_unstable();
+        idle.sort_unstable();
+        let mut out = self.remove_rules(&hard, RemovedReason::HardTimeout);
+        out.extend(self.remove_rules(&idle, RemovedReason::IdleTimeout));
+        out
+    }
+
+    /// Adds traffic to a rule's counters and marks it used at `now_ms`.
+    /// Does not change [`version`](Self::version). Returns false if the rule is gone.
+    pub fn credit(&mut self, table: u8, id: RuleId, packets: u64, bytes: u64, now_ms: u64) -> bool {
+        let Some(t) = self.tables.get_mut(usize::from(table)) else {
+            return false;
+        };
+        match t.cls.get_mut(id) {
+            Some(r) => {
+                r.n_packets = r.n_packets.saturating_add(packets);
+                r.n_bytes = r.n_bytes.saturating_add(bytes);
+                if packets > 0 {
+                    r.last_used_ms = r.last_used_ms.max(now_ms);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Rules selected by `filter`, in table order then by descending
+    /// priority (as ovs-ofctl dump-flows --sort would list them per table).
+    pub fn dump(&self, filter: &FlowFilter) -> Vec<(u8, RuleId, &Rule)> {
+        let hits = self.select(filter).unwrap_or_default();
+        let mut out: Vec<(u8, RuleId, &Rule)> = hits
+            .into_iter()
+            .filter_map(|(t, id)| self.rule(t, id).map(|r| (t, id, r)))
+            .collect();
+        out.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(b.2.priority.cmp(&a.2.priority))
+                .then(a.1.cmp(&b.1))
+        });
+        out
+    }
+
+    /// Totals over the rules selected by `filter`.
+    pub fn aggregate(&self, filter: &FlowFilter) -> AggregateStats {
+        self.dump(filter)
+            .into_iter()
+            .fold(AggregateStats::default(), |mut a, (_, _, r)| {
+                a.packet_count += r.n_packets;
+                a.byte_count += r.n_bytes;
+                a.flow_count += 1;
+                a
+            })
+    }
+
+    /// Removes every rule of every table (`del-flows` without arguments
+    /// does this through [`delete`](Self::delete); this skips the bookkeeping).
+    pub fn clear(&mut self) {
+        for t in &mut self.tables {
+            t.cls.clear();
+        }
+        self.timed.clear();
+        self.version += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::Field;
+
+    fn m(fields: &[(Field, u128)]) -> Match {
+        let mut mm = Match::default();
+        for (f, v) in fields {
+            f.set(&mut mm.key, *v);
+            f.unwildcard(&mut mm.mask);
+        }
+        mm
+    }
+
+    fn add(p: &mut Pipeline, table: u8, prio: u32, mm: Match, out_port: PortNo) -> RuleId {
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.table_id = table;
+        fm.priority = prio;
+        fm.m = mm;
+        fm.actions = vec![Action::Output {
+            port: out_port,
+            max_len: 0,
+        }];
+        p.flow_mod(&fm, 0).unwrap().added[0].1
+    }
+
+    fn ip_dst(v: u32) -> Match {
+        m(&[(Field::DlType, 0x0800), (Field::NwDst, v.into())])
+    }
+
+    #[test]
+    fn identical_add_replaces_and_keeps_counters_unless_reset_counts() {
+        let mut p = Pipeline::new();
+        let id = add(&mut p, 0, 10, ip_dst(1), 1);
+        p.credit(0, id, 3, 300, 5);
+        let id2 = add(&mut p, 0, 10, ip_dst(1), 2);
+        assert_eq!(p.n_rules(), 1);
+        let r = p.rule(0, id2).unwrap();
+        assert_eq!((r.n_packets, r.n_bytes), (3, 300));
+        assert_eq!(
+            r.actions,
+            vec![Action::Output {
+                port: 2,
+                max_len: 0
+            }]
+        );
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.priority = 10;
+        fm.m = ip_dst(1);
+        fm.flags.reset_counts = true;
+        let id3 = p.flow_mod(&fm, 0).unwrap().added[0].1;
+        assert_eq!(p.rule(0, id3).unwrap().n_packets, 0);
+    }
+
+    #[test]
+    fn check_overlap_refuses_overlapping_rule_of_same_priority() {
+        let mut p = Pipeline::new();
+        add(&mut p, 0, 10, m(&[(Field::DlType, 0x0800)]), 1);
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.priority = 10;
+        fm.m = ip_dst(5);
+        fm.flags.check_overlap = true;
+        assert_eq!(p.flow_mod(&fm, 0), Err(FlowModError::Overlap));
+        fm.priority = 11;
+        assert!(p.flow_mod(&fm, 0).is_ok());
+        // Disjoint matches at the same priority do not overlap.
+        fm.priority = 10;
+        fm.m = m(&[(Field::DlType, 0x0806)]);
+        assert!(p.flow_mod(&fm, 0).is_ok());
+    }
+
+    #[test]
+    fn modify_loose_changes_subset_rules_and_strict_only_the_exact_one() {
+        let mut p = Pipeline::new();
+        let a = add(&mut p, 0, 10, ip_dst(1), 1);
+        let b = add(&mut p, 0, 20, ip_dst(2), 1);
+        let c = add(&mut p, 0, 10, m(&[(Field::DlType, 0x0806)]), 1);
+        let new_actions = vec![Action::Output {
+            port: 9,
+            max_len: 0,
+        }];
+        let mut fm = FlowMod::new(FlowModCommand::Modify);
+        fm.m = m(&[(Field::DlType, 0x0800)]);
+        fm.actions = new_actions.clone();
+        let o = p.flow_mod(&fm, 0).unwrap();
+        assert_eq!(o.modified.len(), 2);
+        assert_eq!(p.rule(0, a).unwrap().actions, new_actions);
+        assert_eq!(p.rule(0, b).unwrap().actions, new_actions);
+        assert_ne!(p.rule(0, c).unwrap().actions, new_actions);
+
+        let mut fm = FlowMod::new(FlowModCommand::ModifyStrict);
+        fm.m = ip_dst(2);
+        fm.priority = 10; // b has priority 20: not selected, so added (OF1.0)
+        fm.actions = vec![];
+        let o = p.flow_mod(&fm, 0).unwrap();
+        assert_eq!(o.added.len(), 1);
+        assert_eq!(p.rule(0, b).unwrap().actions, new_actions);
+        assert_eq!(p.n_rules(), 4);
+    }
+
+    #[test]
+    fn modify_with_cookie_mask_and_no_match_adds_nothing() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Modify);
+        fm.cookie = 1;
+        fm.cookie_mask = u64::MAX;
+        assert!(p.flow_mod(&fm, 0).unwrap().added.is_empty());
+        assert_eq!(p.n_rules(), 0);
+    }
+
+    #[test]
+    fn delete_filters_by_out_port_cookie_and_strictness() {
+        let mut p = Pipeline::new();
+        add(&mut p, 0, 10, ip_dst(1), 1);
+        add(&mut p, 0, 10, ip_dst(2), 2);
+        add(&mut p, 3, 10, ip_dst(3), 2);
+        let mut fm = FlowMod::new(FlowModCommand::Delete);
+        fm.out_port = 2;
+        let o = p.flow_mod(&fm, 0).unwrap();
+        assert_eq!(o.removed.len(), 2, "both tables searched");
+        assert!(o.removed.iter().all(|r| r.reason == RemovedReason::Delete));
+        assert_eq!(p.n_rules(), 1);
+
+        let mut fm = FlowMod::new(FlowModCommand::DeleteStrict);
+        fm.m = ip_dst(1);
+        fm.priority = 11;
+        assert!(p.flow_mod(&fm, 0).unwrap().removed.is_empty());
+        fm.priority = 10;
+        assert_eq!(p.flow_mod(&fm, 0).unwrap().removed.len(), 1);
+
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.cookie = 0x1234;
+        p.flow_mod(&fm, 0).unwrap();
+        let mut del = FlowMod::new(FlowModCommand::Delete);
+        del.cookie = 0x1200;
+        del.cookie_mask = 0xff00;
+        assert_eq!(p.flow_mod(&del, 0).unwrap().removed.len(), 1);
+    }
+
+    #[test]
+    fn timeouts_expire_idle_and_hard_rules_with_reason() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.m = ip_dst(1);
+        fm.idle_timeout = 10;
+        let idle_id = p.flow_mod(&fm, 0).unwrap().added[0].1;
+        fm.m = ip_dst(2);
+        fm.idle_timeout = 0;
+        fm.hard_timeout = 30;
+        p.flow_mod(&fm, 0).unwrap();
+        assert!(p.expire(9_999).is_empty());
+        p.credit(0, idle_id, 1, 60, 9_000); // used: idle clock restarts
+        assert!(p.expire(18_999).is_empty());
+        let gone = p.expire(19_000);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, RemovedReason::IdleTimeout);
+        let gone = p.expire(30_000);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, RemovedReason::HardTimeout);
+        assert_eq!(p.n_rules(), 0);
+    }
+
+    #[test]
+    fn version_bumps_on_changes_but_not_on_credit() {
+        let mut p = Pipeline::new();
+        let v0 = p.version();
+        let id = add(&mut p, 0, 1, Match::default(), 1);
+        let v1 = p.version();
+        assert!(v1 > v0);
+        p.credit(0, id, 1, 1, 1);
+        assert_eq!(p.version(), v1);
+        p.delete(&FlowFilter::default(), RemovedReason::Delete)
+            .unwrap();
+        assert!(p.version() > v1);
+    }
+
+    #[test]
+    fn goto_table_must_go_forward() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.table_id = 2;
+        fm.actions = vec![Action::GotoTable(2)];
+        assert_eq!(
+            p.flow_mod(&fm, 0),
+            Err(FlowModError::BadGoto { from: 2, to: 2 })
+        );
+    }
+
+    #[test]
+    fn dump_and_aggregate_respect_filter() {
+        let mut p = Pipeline::new();
+        let a = add(&mut p, 0, 10, ip_dst(1), 1);
+        add(&mut p, 0, 20, ip_dst(2), 2);
+        add(&mut p, 1, 10, m(&[(Field::DlType, 0x0806)]), 1);
+        p.credit(0, a, 2, 200, 1);
+        let f = FlowFilter {
+            m: m(&[(Field::DlType, 0x0800)]),
+            ..FlowFilter::default()
+        };
+        let d = p.dump(&f);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].2.priority, 20, "higher priority first");
+        let agg = p.aggregate(&FlowFilter {
+            out_port: 1,
+            ..FlowFilter::default()
+        });
+        assert_eq!(agg.flow_count, 2);
+        assert_eq!(agg.packet_count, 2);
+        assert_eq!(agg.byte_count, 200);
+    }
+}

@@ -1,1 +1,1903 @@
-//! (in progress)
+//! ovs-ofctl's flow syntax: parsing flows (add-flow, mod-flows, del-flows,
+//! dump-flows filters, add-flows files, ofproto/trace flows) and printing
+//! rules the way `ovs-ofctl dump-flows` does, so that the two round-trip.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::action::{Action, PortNo, SubField, port};
+use crate::field::{Field, PrereqError, check_match_prereqs};
+use crate::group::{Bucket, GROUP_ALL, GROUP_ANY, Group, GroupType};
+use crate::key::{FRAG_ANY, FRAG_LATER, FlowKey, VLAN_CFI, ethertype, ipproto};
+use crate::matches::Match;
+use crate::table::{DEFAULT_PRIORITY, FlowMod, FlowModCommand, Rule, TABLE_ALL};
+
+const RARP: u16 = 0x8035;
+const IGMP: u8 = 2;
+/// Default `max_len` of a bare `CONTROLLER` action (OVS: whole packet).
+pub const CONTROLLER_MAX_LEN: u16 = 0xffff;
+
+/// A flow could not be parsed. Each variant names the offending token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    #[error("{value}: {why}")]
+    BadValue {
+        field: String,
+        value: String,
+        why: String,
+    },
+    #[error("field `{0}` requires a value")]
+    MissingValue(String),
+    #[error("{0}")]
+    Prereq(#[from] PrereqError),
+    #[error("unknown action `{0}`")]
+    UnknownAction(String),
+    #[error("{action}: {why}")]
+    BadAction { action: String, why: String },
+    #[error("must specify an action")]
+    MissingActions,
+    #[error("actions are not allowed here (`{0}`)")]
+    ActionsNotAllowed(String),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("unbalanced parentheses in `{0}`")]
+    Unbalanced(String),
+}
+
+/// An error in a flow file, with its 1-based line number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct LineError {
+    pub line: usize,
+    pub error: TextError,
+}
+
+fn bad(field: &str, value: &str, why: impl Into<String>) -> TextError {
+    TextError::BadValue {
+        field: field.to_string(),
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+fn bad_action(action: &str, why: impl Into<String>) -> TextError {
+    TextError::BadAction {
+        action: action.to_string(),
+        why: why.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scalars
+
+/// Parses a decimal or `0x` hexadecimal number.
+pub fn parse_uint(s: &str) -> Option<u128> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        if h.is_empty() || h.len() > 32 {
+            return None;
+        }
+        u128::from_str_radix(h, 16).ok()
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn parse_bounded(field: &str, s: &str, max: u128) -> Result<u128, TextError> {
+    let v = parse_uint(s).ok_or_else(|| bad(field, s, "invalid number"))?;
+    if v > max {
+        return Err(bad(field, s, format!("value out of range (maximum {max})")));
+    }
+    Ok(v)
+}
+
+fn parse_mac(field: &str, s: &str) -> Result<u128, TextError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let err = || bad(field, s, "invalid Ethernet address");
+    if parts.len() != 6 {
+        return Err(err());
+    }
+    let mut v = 0u128;
+    for p in parts {
+        if p.is_empty() || p.len() > 2 {
+            return Err(err());
+        }
+        let b = u8::from_str_radix(p, 16).map_err(|_| err())?;
+        v = (v << 8) | u128::from(b);
+    }
+    Ok(v)
+}
+
+fn format_mac(v: u128) -> String {
+    let b = |i: u32| (v >> (8 * (5 - i))) as u8;
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b(0),
+        b(1),
+        b(2),
+        b(3),
+        b(4),
+        b(5)
+    )
+}
+
+fn parse_ipv4(field: &str, s: &str) -> Result<u128, TextError> {
+    s.parse::<Ipv4Addr>()
+        .map(|a| u128::from(u32::from(a)))
+        .map_err(|_| bad(field, s, "invalid IP address"))
+}
+
+fn parse_ipv6(field: &str, s: &str) -> Result<u128, TextError> {
+    s.parse::<Ipv6Addr>()
+        .map(u128::from)
+        .map_err(|_| bad(field, s, "invalid IPv6 address"))
+}
+
+/// `C` `%#x`: `0` for zero, `0x..` otherwise.
+fn hex_alt(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+fn prefix_len(mask: u128, bits: u32) -> Option<u32> {
+    let ones = mask.count_ones();
+    let full = if bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
+    let expect = if ones == 0 {
+        0
+    } else {
+        (full >> (bits - ones)) << (bits - ones)
+    };
+    (mask == expect).then_some(ones)
+}
+
+/// How a field's values are written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Syntax {
+    Mac,
+    Ipv4,
+    Ipv6,
+    Port,
+    Decimal,
+    Hex,
+}
+
+fn syntax(f: Field) -> Syntax {
+    match f {
+        Field::DlSrc
+        | Field::DlDst
+        | Field::ArpSha
+        | Field::ArpTha
+        | Field::NdSll
+        | Field::NdTll => Syntax::Mac,
+        Field::NwSrc | Field::NwDst | Field::ArpSpa | Field::ArpTpa => Syntax::Ipv4,
+        Field::Ipv6Src | Field::Ipv6Dst | Field::NdTarget => Syntax::Ipv6,
+        Field::InPort => Syntax::Port,
+        Field::Metadata
+        | Field::Reg(_)
+        | Field::DlType
+        | Field::VlanTci
+        | Field::VlanVid
+        | Field::Ipv6Label
+        | Field::TcpFlags => Syntax::Hex,
+        _ => Syntax::Decimal,
+    }
+}
+
+fn maskable(f: Field) -> bool {
+    !matches!(
+        f,
+        Field::InPort
+            | Field::DlType
+            | Field::NwProto
+            | Field::NwTos
+            | Field::IpDscp
+            | Field::NwEcn
+            | Field::NwTtl
+            | Field::DlVlan
+            | Field::DlVlanPcp
+            | Field::ArpOp
+            | Field::IcmpType
+            | Field::IcmpCode
+    )
+}
+
+/// Reserved port names ovs-ofctl accepts and prints.
+pub fn parse_port(s: &str) -> Option<PortNo> {
+    match s {
+        "IN_PORT" | "in_port" => Some(port::IN_PORT),
+        "TABLE" => Some(port::TABLE),
+        "NORMAL" => Some(port::NORMAL),
+        "FLOOD" => Some(port::FLOOD),
+        "ALL" => Some(port::ALL),
+        "CONTROLLER" => Some(port::CONTROLLER),
+        "LOCAL" => Some(port::LOCAL),
+        "ANY" | "NONE" => Some(port::ANY),
+        _ => {
+            let v = parse_uint(s)?;
+            // OpenFlow 1.0 reserved numbers map onto 1.3's.
+            if (0xfff8..=0xffff).contains(&v) {
+                return Some(0xffff_0000 | v as u32);
+            }
+            u32::try_from(v).ok()
+        }
+    }
+}
+
+/// Prints a port number the way ovs-ofctl does (`LOCAL`, `NORMAL`, `5`).
+pub fn format_port(p: PortNo) -> String {
+    match p {
+        port::IN_PORT => "IN_PORT".into(),
+        port::TABLE => "TABLE".into(),
+        port::NORMAL => "NORMAL".into(),
+        port::FLOOD => "FLOOD".into(),
+        port::ALL => "ALL".into(),
+        port::CONTROLLER => "CONTROLLER".into(),
+        port::LOCAL => "LOCAL".into(),
+        port::ANY => "ANY".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Parses a value (and optional `/mask`) for field `f` as written after
+/// `name=` or in `set_field:`; returns (value, mask) right-aligned.
+pub fn parse_field_value(f: Field, name: &str, s: &str) -> Result<(u128, u128), TextError> {
+    let full = f.max_value();
+    let (v, m) = match s.split_once('/') {
+        Some((v, m)) => (v, Some(m)),
+        None => (s, None),
+    };
+    if m.is_some() && !maskable(f) {
+        return Err(bad(name, s, "field does not support masking"));
+    }
+    let value = match syntax(f) {
+        Syntax::Mac => parse_mac(name, v)?,
+        Syntax::Ipv4 => parse_ipv4(name, v)?,
+        Syntax::Ipv6 => parse_ipv6(name, v)?,
+        Syntax::Port => u128::from(parse_port(v).ok_or_else(|| bad(name, v, "invalid port"))?),
+        Syntax::Decimal | Syntax::Hex => parse_bounded(name, v, full)?,
+    };
+    let mask = match m {
+        None => full,
+        Some(m) => match syntax(f) {
+            Syntax::Mac => parse_mac(name, m)?,
+            Syntax::Ipv4 | Syntax::Ipv6 => {
+                let bits = f.n_bits();
+                if !m.contains(['.', ':']) {
+                    let n = parse_bounded(name, m, u128::from(bits))
+                        .map_err(|_| bad(name, m, "invalid prefix length"))?
+                        as u32;
+                    if n == 0 {
+                        0
+                    } else {
+                        (full >> (bits - n)) << (bits - n)
+                    }
+                } else if syntax(f) == Syntax::Ipv4 {
+                    parse_ipv4(name, m)?
+                } else {
+                    parse_ipv6(name, m)?
+                }
+            }
+            _ => parse_bounded(name, m, full)?,
+        },
+    };
+    if value & !full != 0 {
+        return Err(bad(name, v, "value out of range"));
+    }
+    Ok((value & mask, mask))
+}
+
+/// Prints a value (and its mask when not exact) for field `f`.
+pub fn format_field_value(f: Field, value: u128, mask: u128) -> String {
+    let full = f.max_value();
+    let exact = mask & full == full;
+    match syntax(f) {
+        Syntax::Mac if exact => format_mac(value),
+        Syntax::Mac => format!("{}/{}", format_mac(value), format_mac(mask)),
+        Syntax::Ipv4 => {
+            let a = Ipv4Addr::from(value as u32);
+            if exact {
+                a.to_string()
+            } else if let Some(n) = prefix_len(mask, 32) {
+                format!("{a}/{n}")
+            } else {
+                format!("{a}/{}", Ipv4Addr::from(mask as u32))
+            }
+        }
+        Syntax::Ipv6 => {
+            let a = Ipv6Addr::from(value);
+            if exact {
+                a.to_string()
+            } else if let Some(n) = prefix_len(mask, 128) {
+                format!("{a}/{n}")
+            } else {
+                format!("{a}/{}", Ipv6Addr::from(mask))
+            }
+        }
+        Syntax::Port => format_port(value as u32),
+        Syntax::Decimal if exact => value.to_string(),
+        Syntax::Decimal => format!("{value:#x}/{mask:#x}"),
+        Syntax::Hex if exact => hex_alt(value),
+        Syntax::Hex => format!("{}/{}", hex_alt(value), hex_alt(mask)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tokenizing
+
+/// Splits at top-level `,` (outside parentheses) and trims.
+fn split_top(s: &str) -> Result<Vec<&str>, TextError> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(TextError::Unbalanced(s.to_string()));
+                }
+            }
+            ',' if depth == 0 => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(TextError::Unbalanced(s.to_string()));
+    }
+    out.push(s[start..].trim());
+    Ok(out.into_iter().filter(|t| !t.is_empty()).collect())
+}
+
+/// Splits the flow at `actions=` into (match part, actions part).
+fn split_actions(s: &str) -> (&str, Option<&str>) {
+    let mut search = 0;
+    while let Some(pos) = s[search..].find("actions") {
+        let at = search + pos;
+        let before_ok = at == 0
+            || s[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c == ',' || c.is_whitespace());
+        let rest = s[at + "actions".len()..].trim_start();
+        if before_ok && let Some(acts) = rest.strip_prefix(['=', ':']) {
+            return (&s[..at], Some(acts.trim()));
+        }
+        search = at + 1;
+    }
+    (s, None)
+}
+
+// ---------------------------------------------------------------------------
+// Match parsing
+
+/// Applies one `name[=value]` token of a match to `m`.
+fn apply_match_token(m: &mut Match, name: &str, value: Option<&str>) -> Result<bool, TextError> {
+    let set = |m: &mut Match, f: Field, v: u128, mask: u128| {
+        f.set(&mut m.key, v & mask);
+        f.set(&mut m.mask, mask);
+    };
+    let shorthand = |dl: u16, proto: Option<u8>| (dl, proto);
+    let sh = match name {
+        "ip" => Some(shorthand(ethertype::IPV4, None)),
+        "ipv6" => Some(shorthand(ethertype::IPV6, None)),
+        "arp" => Some(shorthand(ethertype::ARP, None)),
+        "rarp" => Some(shorthand(RARP, None)),
+        "icmp" => Some(shorthand(ethertype::IPV4, Some(ipproto::ICMP))),
+        "igmp" => Some(shorthand(ethertype::IPV4, Some(IGMP))),
+        "tcp" => Some(shorthand(ethertype::IPV4, Some(ipproto::TCP))),
+        "udp" => Some(shorthand(ethertype::IPV4, Some(ipproto::UDP))),
+        "sctp" => Some(shorthand(ethertype::IPV4, Some(ipproto::SCTP))),
+        "icmp6" | "icmpv6" => Some(shorthand(ethertype::IPV6, Some(ipproto::ICMPV6))),
+        "tcp6" => Some(shorthand(ethertype::IPV6, Some(ipproto::TCP))),
+        "udp6" => Some(shorthand(ethertype::IPV6, Some(ipproto::UDP))),
+        "sctp6" => Some(shorthand(ethertype::IPV6, Some(ipproto::SCTP))),
+        _ => None,
+    };
+    if let Some((dl, proto)) = sh {
+        if let Some(v) = value {
+            return Err(bad(name, v, "this keyword takes no value"));
+        }
+        set(m, Field::DlType, dl.into(), 0xffff);
+        if let Some(p) = proto {
+            set(m, Field::NwProto, p.into(), 0xff);
+        }
+        return Ok(true);
+    }
+    let Some(f) = Field::from_name(name) else {
+        return Ok(false);
+    };
+    let v = value.ok_or_else(|| TextError::MissingValue(name.to_string()))?;
+    match f {
+        Field::DlVlan => {
+            let vid = parse_bounded(name, v, 0xffff)?;
+            if vid == 0xffff {
+                // OpenFlow 1.0's OFP_VLAN_NONE: only untagged packets
+                // (ovs-ofctl prints it as vlan_tci=0x0000/0x1fff).
+                set(m, Field::VlanTci, 0, 0x1fff);
+            } else if vid > 0x0fff {
+                return Err(bad(
+                    name,
+                    v,
+                    "VLAN id out of range (0..4095, or 0xffff for none)",
+                ));
+            } else {
+                let tci = Field::VlanTci.get(&m.key) & !0x0fff;
+                let mask = Field::VlanTci.get(&m.mask) | 0x1fff;
+                set(m, Field::VlanTci, tci | vid | u128::from(VLAN_CFI), mask);
+            }
+        }
+        Field::DlVlanPcp => {
+            let pcp = parse_bounded(name, v, 7)?;
+            let tci = Field::VlanTci.get(&m.key) & !0xe000;
+            let mask = Field::VlanTci.get(&m.mask) | 0xf000;
+            set(
+                m,
+                Field::VlanTci,
+                tci | (pcp << 13) | u128::from(VLAN_CFI),
+                mask,
+            );
+        }
+        Field::NwTos => {
+            let tos = parse_bounded(name, v, 0xff)?;
+            if tos & 3 != 0 {
+                return Err(bad(name, v, "nw_tos must have its two ECN bits clear"));
+            }
+            set(m, Field::NwTos, tos, 0xfc);
+        }
+        Field::NwFrag => {
+            let (val, mask) = match v {
+                "no" => (0, FRAG_ANY),
+                "yes" => (FRAG_ANY, FRAG_ANY),
+                "first" => (FRAG_ANY, FRAG_ANY | FRAG_LATER),
+                "later" => (FRAG_ANY | FRAG_LATER, FRAG_ANY | FRAG_LATER),
+                "not_later" => (0, FRAG_LATER),
+                _ => return Err(bad(name, v, "expected yes, no, first, later or not_later")),
+            };
+            set(m, Field::NwFrag, val.into(), mask.into());
+        }
+        Field::TcpFlags => {
+            let (val, mask) = parse_tcp_flags(name, v)?;
+            set(m, Field::TcpFlags, val, mask);
+        }
+        _ => {
+            let (val, mask) = parse_field_value(f, name, v)?;
+            set(m, f, val, mask);
+        }
+    }
+    Ok(true)
+}
+
+const TCP_FLAG_NAMES: [&str; 12] = [
+    "fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns", "[200]", "[400]", "[800]",
+];
+
+fn tcp_flag_bit(name: &str, s: &str) -> Result<u128, TextError> {
+    TCP_FLAG_NAMES
+        .iter()
+        .position(|n| *n == s)
+        .map(|i| 1u128 << i)
+        .ok_or_else(|| bad(name, s, "unknown TCP flag"))
+}
+
+fn parse_tcp_flags(name: &str, v: &str) -> Result<(u128, u128), TextError> {
+    if v.starts_with(['+', '-']) {
+        let (mut val, mut mask) = (0u128, 0u128);
+        let mut rest = v;
+        while !rest.is_empty() {
+            let sign = rest.as_bytes()[0];
+            let body = &rest[1..];
+            let end = body.find(['+', '-']).unwrap_or(body.len());
+            let bit = tcp_flag_bit(name, &body[..end])?;
+            mask |= bit;
+            if sign == b'+' {
+                val |= bit;
+            } else {
+                val &= !bit;
+            }
+            rest = &body[end..];
+        }
+        return Ok((val, mask));
+    }
+    if v.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        return parse_field_value(Field::TcpFlags, name, v);
+    }
+    let mut val = 0u128;
+    for part in v.split('|') {
+        val |= tcp_flag_bit(name, part)?;
+    }
+    Ok((val, 0x0fff))
+}
+
+fn format_tcp_flags(v: u128, mask: u128) -> String {
+    let mut s = String::new();
+    if mask & 0x0fff == 0x0fff {
+        let names: Vec<&str> = (0..12)
+            .filter(|i| v & (1 << i) != 0)
+            .map(|i| TCP_FLAG_NAMES[i])
+            .collect();
+        if names.is_empty() {
+            s.push('0');
+        } else {
+            s.push_str(&names.join("|"));
+        }
+        return s;
+    }
+    for (i, name) in TCP_FLAG_NAMES.iter().enumerate() {
+        if mask & (1 << i) != 0 {
+            s.push(if v & (1 << i) != 0 { '+' } else { '-' });
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+/// Parses a match such as `ip,nw_dst=10.0.0.0/24,tcp_dst=80` (no other
+/// keywords), checking prerequisites.
+pub fn parse_match(s: &str) -> Result<Match, TextError> {
+    let mut m = Match::default();
+    for tok in s
+        .split([',', ' ', '\t', '\r', '\n'])
+        .filter(|t| !t.is_empty())
+    {
+        let (name, value) = split_kv(tok);
+        if !apply_match_token(&mut m, name, value)? {
+            return Err(TextError::UnknownField(name.to_string()));
+        }
+    }
+    check_match_prereqs(&m)?;
+    Ok(m)
+}
+
+/// Parses the flow syntax of `ofproto/trace` (`in_port=1,dl_src=..,ip,...`)
+/// into a packet key. Fields not given are zero; masks are not allowed to
+/// matter (a mask just zeroes bits).
+pub fn parse_flow_key(s: &str) -> Result<FlowKey, TextError> {
+    let mut m = Match::default();
+    for tok in s
+        .split([',', ' ', '\t', '\r', '\n'])
+        .filter(|t| !t.is_empty())
+    {
+        let (name, value) = split_kv(tok);
+        if !apply_match_token(&mut m, name, value)? {
+            return Err(TextError::UnknownField(name.to_string()));
+        }
+    }
+    Ok(m.key)
+}
+
+fn split_kv(tok: &str) -> (&str, Option<&str>) {
+    match tok.split_once('=') {
+        Some((n, v)) => (n.trim(), Some(v.trim())),
+        None => (tok.trim(), None),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Flow (flow_mod) parsing
+
+/// Options for parsing flows.
+#[derive(Clone, Copy, Default)]
+pub struct ParseOptions<'a> {
+    /// Resolves port names (`in_port=vm1`, `output:vm1`); numbers and
+    /// reserved names always work.
+    pub port_by_name: Option<&'a PortResolver>,
+}
+
+/// Maps a port name to its OpenFlow port number.
+pub type PortResolver = dyn Fn(&str) -> Option<PortNo>;
+
+impl ParseOptions<'_> {
+    fn port(&self, s: &str) -> Option<PortNo> {
+        parse_port(s).or_else(|| self.port_by_name.and_then(|f| f(s)))
+    }
+}
+
+/// Parses one flow as ovs-ofctl's add-flow / mod-flows / del-flows /
+/// dump-flows do for `command` (dump filters use `Delete`).
+pub fn parse_flow_mod(s: &str, command: FlowModCommand) -> Result<FlowMod, TextError> {
+    parse_flow_mod_with(s, command, &ParseOptions::default())
+}
+
+/// [`parse_flow_mod`] with port names.
+pub fn parse_flow_mod_with(
+    s: &str,
+    command: FlowModCommand,
+    opts: &ParseOptions<'_>,
+) -> Result<FlowMod, TextError> {
+    let mut fm = FlowMod::new(command);
+    let (match_part, actions_part) = split_actions(s);
+    let is_add_or_mod = matches!(
+        command,
+        FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict
+    );
+    let mut m = Match::default();
+    for tok in match_part
+        .split([',', ' ', '\t', '\r', '\n'])
+        .filter(|t| !t.is_empty())
+    {
+        let (name, value) = split_kv(tok);
+        let need = |name: &str| value.ok_or_else(|| TextError::MissingValue(name.to_string()));
+        match name {
+            "table" => {
+                let v = need(name)?;
+                fm.table_id = parse_bounded(name, v, 255)? as u8;
+            }
+            "priority" => fm.priority = parse_bounded(name, need(name)?, 0xffff)? as u32,
+            "cookie" => {
+                let v = need(name)?;
+                let (c, mask) = match v.split_once('/') {
+                    Some((c, mm)) => (c, Some(mm)),
+                    None => (v, None),
+                };
+                fm.cookie = parse_bounded(name, c, u64::MAX.into())? as u64;
+                if let Some(mm) = mask {
+                    if command == FlowModCommand::Add {
+                        return Err(TextError::NotAllowed(
+                            "flow additions cannot use a cookie mask".into(),
+                        ));
+                    }
+                    fm.cookie_mask = parse_bounded(name, mm, u64::MAX.into())? as u64;
+                }
+            }
+            "idle_timeout" => fm.idle_timeout = parse_bounded(name, need(name)?, 0xffff)? as u16,
+            "hard_timeout" => fm.hard_timeout = parse_bounded(name, need(name)?, 0xffff)? as u16,
+            "out_port" => {
+                let v = need(name)?;
+                fm.out_port = opts.port(v).ok_or_else(|| bad(name, v, "invalid port"))?;
+            }
+            "out_group" => {
+                let v = need(name)?;
+                fm.out_group = if v == "ANY" || v == "any" {
+                    GROUP_ANY
+                } else {
+                    parse_bounded(name, v, u32::MAX.into())? as u32
+                };
+            }
+            "send_flow_rem" => fm.flags.send_flow_rem = true,
+            "check_overlap" => fm.flags.check_overlap = true,
+            "reset_counts" => fm.flags.reset_counts = true,
+            "no_packet_counts" => fm.flags.no_packet_counts = true,
+            "no_byte_counts" => fm.flags.no_byte_counts = true,
+            // dump-flows output fed back in: ignored, as ovs-ofctl does.
+            "duration" | "n_packets" | "n_bytes" | "idle_age" | "hard_age" | "importance" => {}
+            "in_port" if value.is_some_and(|v| opts.port(v).is_some()) => {
+                let p = value.and_then(|v| opts.port(v)).unwrap_or_default();
+                Field::InPort.set(&mut m.key, p.into());
+                Field::InPort.unwildcard(&mut m.mask);
+            }
+            _ => {
+                if !apply_match_token(&mut m, name, value)? {
+                    return Err(TextError::UnknownField(name.to_string()));
+                }
+            }
+        }
+    }
+    check_match_prereqs(&m)?;
+    fm.m = m;
+    if command != FlowModCommand::Add && fm.table_id == 0 && !match_part.contains("table") {
+        fm.table_id = TABLE_ALL;
+    }
+    match (is_add_or_mod, actions_part) {
+        (true, Some(a)) => fm.actions = parse_actions_with(a, opts)?,
+        (true, None) => return Err(TextError::MissingActions),
+        (false, Some(a)) => return Err(TextError::ActionsNotAllowed(a.to_string())),
+        (false, None) => {}
+    }
+    Ok(fm)
+}
+
+/// Parses an `ovs-ofctl add-flows` file: one flow per line, `#` comments
+/// and blank lines ignored; a line may start with `add`, `modify`,
+/// `modify_strict`, `delete` or `delete_strict` to override `command`.
+/// Returns every flow, or every error with its line number.
+pub fn parse_flow_file(
+    text: &str,
+    command: FlowModCommand,
+) -> Result<Vec<FlowMod>, Vec<LineError>> {
+    let mut flows = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (cmd, rest) = match line.split_once(char::is_whitespace) {
+            Some((w, rest)) => match w {
+                "add" => (FlowModCommand::Add, rest),
+                "modify" => (FlowModCommand::Modify, rest),
+                "modify_strict" => (FlowModCommand::ModifyStrict, rest),
+                "delete" => (FlowModCommand::Delete, rest),
+                "delete_strict" => (FlowModCommand::DeleteStrict, rest),
+                _ => (command, line),
+            },
+            None => (command, line),
+        };
+        match parse_flow_mod(rest, cmd) {
+            Ok(fm) => flows.push(fm),
+            Err(error) => errors.push(LineError { line: i + 1, error }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(flows)
+    } else {
+        Err(errors)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Actions
+
+/// Parses an action list (`output:1,mod_vlan_vid:10,NORMAL`; `drop` or
+/// empty = no actions).
+pub fn parse_actions(s: &str) -> Result<Vec<Action>, TextError> {
+    parse_actions_with(s, &ParseOptions::default())
+}
+
+fn parse_actions_with(s: &str, opts: &ParseOptions<'_>) -> Result<Vec<Action>, TextError> {
+    let toks = split_top(s)?;
+    if toks.len() == 1 && toks[0] == "drop" {
+        return Ok(Vec::new());
+    }
+    toks.into_iter().map(|t| parse_action(t, opts)).collect()
+}
+
+/// Splits `name:arg`, `name(arg)` or `name=arg`.
+fn split_action(t: &str) -> Result<(&str, Option<&str>), TextError> {
+    let pos = t.find([':', '(', '=']);
+    match pos {
+        None => Ok((t, None)),
+        Some(i) => {
+            let name = t[..i].trim();
+            let rest = &t[i + 1..];
+            if t.as_bytes()[i] == b'(' {
+                let inner = rest
+                    .strip_suffix(')')
+                    .ok_or_else(|| TextError::Unbalanced(t.to_string()))?;
+                Ok((name, Some(inner)))
+            } else {
+                Ok((name, Some(rest.trim())))
+            }
+        }
+    }
+}
+
+fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextError> {
+    let (name, range) = match s.find('[') {
+        Some(i) => {
+            let r = s[i + 1..]
+                .strip_suffix(']')
+                .ok_or_else(|| bad_action(action, format!("{s}: missing `]`")))?;
+            (&s[..i], Some(r))
+        }
+        None => (s, None),
+    };
+    let field = Field::from_name(name)
+        .ok_or_else(|| bad_action(action, format!("{name}: unknown field")))?;
+    let width = field.n_bits();
+    let (ofs, end) = match range {
+        None | Some("") => (0, width - 1),
+        Some(r) => {
+            let num = |x: &str| {
+                parse_uint(x.trim())
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| bad_action(action, format!("{s}: invalid bit range")))
+            };
+            match r.split_once("..") {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => {
+                    let a = num(r)?;
+                    (a, a)
+                }
+            }
+        }
+    };
+    if ofs > end || end >= width {
+        return Err(bad_action(
+            action,
+            format!("{s}: bits {ofs}..{end} outside the {width}-bit field {name}"),
+        ));
+    }
+    Ok(SubField {
+        field,
+        ofs: ofs as u8,
+        n_bits: (end - ofs + 1) as u8,
+    })
+}
+
+fn format_subfield(sf: &SubField) -> String {
+    let name = sf.field.nxm_name();
+    let width = sf.field.n_bits();
+    if sf.ofs == 0 && u32::from(sf.n_bits) == width {
+        format!("{name}[]")
+    } else if sf.n_bits == 1 {
+        format!("{name}[{}]", sf.ofs)
+    } else {
+        format!(
+            "{name}[{}..{}]",
+            sf.ofs,
+            u32::from(sf.ofs) + u32::from(sf.n_bits) - 1
+        )
+    }
+}
+
+fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
+    let (name, arg) = split_action(t)?;
+    let need = || arg.ok_or_else(|| bad_action(name, "requires an argument"));
+    let num = |max: u128| -> Result<u128, TextError> {
+        let a = need()?;
+        let v = parse_uint(a).ok_or_else(|| bad_action(name, format!("{a}: invalid number")))?;
+        if v > max {
+            return Err(bad_action(
+                name,
+                format!("{a}: out of range (maximum {max})"),
+            ));
+        }
+        Ok(v)
+    };
+    let out = |p: PortNo| Action::Output {
+        port: p,
+        max_len: 0,
+    };
+    let a = match name {
+        "output" => {
+            let a = need()?;
+            let p = opts
+                .port(a)
+                .ok_or_else(|| bad_action(name, format!("{a}: invalid port")))?;
+            if p == port::CONTROLLER {
+                Action::Controller {
+                    max_len: CONTROLLER_MAX_LEN,
+                }
+            } else {
+                out(p)
+            }
+        }
+        "NORMAL" | "normal" => out(port::NORMAL),
+        "FLOOD" | "flood" => out(port::FLOOD),
+        "ALL" | "all" => out(port::ALL),
+        "LOCAL" | "local" => out(port::LOCAL),
+        "IN_PORT" | "in_port" => out(port::IN_PORT),
+        "TABLE" => out(port::TABLE),
+        "CONTROLLER" | "controller" => match arg {
+            None => Action::Controller {
+                max_len: CONTROLLER_MAX_LEN,
+            },
+            Some(a) if name == "controller" || a.contains('=') => {
+                let mut max_len = CONTROLLER_MAX_LEN;
+                for kv in a.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                    let (k, v) = split_kv(kv);
+                    match (k, v) {
+                        ("max_len", Some(v)) => {
+                            max_len = parse_uint(v)
+                                .and_then(|x| u16::try_from(x).ok())
+                                .ok_or_else(|| bad_action(name, format!("{v}: invalid max_len")))?;
+                        }
+                        ("reason" | "id" | "userdata" | "pause" | "meter_id", _) => {}
+                        _ => return Err(bad_action(name, format!("{kv}: unknown argument"))),
+                    }
+                }
+                Action::Controller { max_len }
+            }
+            Some(_) => Action::Controller {
+                max_len: num(0xffff)? as u16,
+            },
+        },
+        "drop" => return Err(bad_action(name, "drop must be the only action")),
+        "mod_vlan_vid" => Action::SetVlanVid(num(0x0fff)? as u16),
+        "mod_vlan_pcp" => Action::SetVlanPcp(num(7)? as u8),
+        "strip_vlan" => Action::StripVlan,
+        "pop_vlan" => Action::PopVlan,
+        "push_vlan" => {
+            let tpid = num(0xffff)? as u16;
+            if tpid != ethertype::VLAN && tpid != ethertype::QINQ {
+                return Err(bad_action(
+                    name,
+                    format!("{tpid:#06x}: not a VLAN ethertype"),
+                ));
+            }
+            Action::PushVlan(tpid)
+        }
+        "mod_dl_src" | "mod_dl_dst" => {
+            let a = need()?;
+            let mac = parse_mac(name, a)?;
+            let bytes: [u8; 6] = std::array::from_fn(|i| (mac >> (8 * (5 - i))) as u8);
+            if name == "mod_dl_src" {
+                Action::SetDlSrc(bytes)
+            } else {
+                Action::SetDlDst(bytes)
+            }
+        }
+        "mod_nw_src" | "mod_nw_dst" => {
+            let ip = parse_ipv4(name, need()?)? as u32;
+            if name == "mod_nw_src" {
+                Action::SetNwSrc(ip)
+            } else {
+                Action::SetNwDst(ip)
+            }
+        }
+        "mod_nw_tos" => {
+            let v = num(0xff)? as u8;
+            if v & 3 != 0 {
+                return Err(bad_action(name, format!("{v}: ECN bits must be zero")));
+            }
+            Action::SetNwTos(v)
+        }
+        "mod_tp_src" => Action::SetTpSrc(num(0xffff)? as u16),
+        "mod_tp_dst" => Action::SetTpDst(num(0xffff)? as u16),
+        "dec_ttl" => Action::DecTtl,
+        "set_field" => {
+            let a = need()?;
+            let (v, f) = a
+                .split_once("->")
+                .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
+            let field = Field::from_name(f.trim())
+                .ok_or_else(|| bad_action(name, format!("{}: unknown field", f.trim())))?;
+            let v = v.trim();
+            let (value, mask) = if field == Field::TcpFlags {
+                parse_tcp_flags(f, v)?
+            } else {
+                // set_field accepts a mask on any field.
+                match v.split_once('/') {
+                    Some((vv, mm)) if !maskable(field) => {
+                        let (val, _) = parse_field_value(field, f, vv)?;
+                        let m = parse_uint(mm).ok_or_else(|| bad(f, mm, "invalid mask"))?;
+                        (val & m, m)
+                    }
+                    _ => parse_field_value(field, f, v)?,
+                }
+            };
+            let full = field.max_value();
+            Action::SetField {
+                field,
+                value,
+                mask: (mask & full != full).then_some(mask),
+            }
+        }
+        "load" => {
+            let a = need()?;
+            let (v, dst) = a
+                .split_once("->")
+                .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
+            let dst = parse_subfield(name, dst.trim())?;
+            let value = parse_uint(v.trim())
+                .ok_or_else(|| bad_action(name, format!("{}: invalid value", v.trim())))?;
+            if dst.n_bits < 128 && value >> dst.n_bits != 0 {
+                return Err(bad_action(
+                    name,
+                    format!("{}: value does not fit in {} bits", v.trim(), dst.n_bits),
+                ));
+            }
+            Action::Load { dst, value }
+        }
+        "move" => {
+            let a = need()?;
+            let (src, dst) = a
+                .split_once("->")
+                .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
+            let src = parse_subfield(name, src.trim())?;
+            let dst = parse_subfield(name, dst.trim())?;
+            if src.n_bits != dst.n_bits {
+                return Err(bad_action(
+                    name,
+                    format!(
+                        "source field is {} bits wide but destination is {} bits wide",
+                        src.n_bits, dst.n_bits
+                    ),
+                ));
+            }
+            Action::Move { src, dst }
+        }
+        "resubmit" => {
+            let a = need()?;
+            let parse_p = |p: &str| {
+                opts.port(p)
+                    .ok_or_else(|| bad_action(name, format!("{p}: invalid port")))
+            };
+            if t.contains('(') {
+                let (p, tb) = a
+                    .split_once(',')
+                    .ok_or_else(|| bad_action(name, format!("{a}: expected (port,table)")))?;
+                let (p, tb) = (p.trim(), tb.trim());
+                let port = if p.is_empty() {
+                    None
+                } else {
+                    Some(parse_p(p)?)
+                };
+                let table = if tb.is_empty() {
+                    None
+                } else {
+                    Some(
+                        parse_uint(tb)
+                            .and_then(|x| u8::try_from(x).ok())
+                            .filter(|x| *x != TABLE_ALL)
+                            .ok_or_else(|| bad_action(name, format!("{tb}: invalid table")))?,
+                    )
+                };
+                if port.is_none() && table.is_none() {
+                    return Err(bad_action(
+                        name,
+                        "at least one of port and table is required",
+                    ));
+                }
+                Action::Resubmit { port, table }
+            } else {
+                Action::Resubmit {
+                    port: Some(parse_p(a)?),
+                    table: None,
+                }
+            }
+        }
+        "group" => Action::Group(num(0xffff_ff00)? as u32),
+        "goto_table" => Action::GotoTable(num(254)? as u8),
+        "write_metadata" => {
+            let a = need()?;
+            let (v, m) = match a.split_once('/') {
+                Some((v, m)) => (v, Some(m)),
+                None => (a, None),
+            };
+            let p = |x: &str| {
+                parse_uint(x)
+                    .and_then(|x| u64::try_from(x).ok())
+                    .ok_or_else(|| bad_action(name, format!("{x}: invalid number")))
+            };
+            let value = p(v)?;
+            let mask = m.map(p).transpose()?.unwrap_or(u64::MAX);
+            Action::WriteMetadata {
+                value: value & mask,
+                mask,
+            }
+        }
+        "clear_actions" => Action::ClearActions,
+        "write_actions" => {
+            let inner = parse_actions_with(need()?, opts)?;
+            if inner.iter().any(is_instruction) {
+                return Err(bad_action(
+                    name,
+                    "instructions are not allowed inside write_actions",
+                ));
+            }
+            Action::WriteActions(inner)
+        }
+        _ => {
+            // A bare port number (or name) means output to it.
+            match (arg, opts.port(name)) {
+                (None, Some(p)) if parse_uint(name).is_some() || opts.port_by_name.is_some() => {
+                    out(p)
+                }
+                _ => return Err(TextError::UnknownAction(name.to_string())),
+            }
+        }
+    };
+    Ok(a)
+}
+
+fn is_instruction(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::GotoTable(_)
+            | Action::WriteMetadata { .. }
+            | Action::ClearActions
+            | Action::WriteActions(_)
+    )
+}
+
+/// Prints one action as ovs-ofctl does.
+pub fn format_action(a: &Action) -> String {
+    match a {
+        Action::Output { port: p, max_len } => match *p {
+            port::IN_PORT | port::NORMAL | port::FLOOD | port::ALL | port::LOCAL | port::TABLE => {
+                format_port(*p)
+            }
+            port::CONTROLLER => format!("CONTROLLER:{max_len}"),
+            n => format!("output:{n}"),
+        },
+        Action::Controller { max_len } => format!("CONTROLLER:{max_len}"),
+        Action::SetVlanVid(v) => format!("mod_vlan_vid:{v}"),
+        Action::SetVlanPcp(v) => format!("mod_vlan_pcp:{v}"),
+        Action::StripVlan => "strip_vlan".into(),
+        Action::PushVlan(t) => format!("push_vlan:{t:#06x}"),
+        Action::PopVlan => "pop_vlan".into(),
+        Action::SetField { field, value, mask } => {
+            let v = if *field == Field::TcpFlags {
+                format!(
+                    "{}/{}",
+                    hex_alt(*value),
+                    hex_alt(mask.unwrap_or(field.max_value()))
+                )
+            } else {
+                match mask {
+                    Some(m) if !maskable(*field) => {
+                        format!(
+                            "{}/{m:#x}",
+                            format_field_value(*field, *value, field.max_value())
+                        )
+                    }
+                    Some(m) => format_field_value(*field, *value, *m),
+                    None => format_field_value(*field, *value, field.max_value()),
+                }
+            };
+            format!("set_field:{v}->{}", field.oxm_name())
+        }
+        Action::SetDlSrc(m) => format!(
+            "mod_dl_src:{}",
+            format_mac(Field::DlSrc.get(&key_with_src(*m)))
+        ),
+        Action::SetDlDst(m) => format!(
+            "mod_dl_dst:{}",
+            format_mac(Field::DlSrc.get(&key_with_src(*m)))
+        ),
+        Action::SetNwSrc(ip) => format!("mod_nw_src:{}", Ipv4Addr::from(*ip)),
+        Action::SetNwDst(ip) => format!("mod_nw_dst:{}", Ipv4Addr::from(*ip)),
+        Action::SetNwTos(v) => format!("mod_nw_tos:{v}"),
+        Action::SetTpSrc(v) => format!("mod_tp_src:{v}"),
+        Action::SetTpDst(v) => format!("mod_tp_dst:{v}"),
+        Action::DecTtl => "dec_ttl".into(),
+        Action::Load { dst, value } => format!("load:{value:#x}->{}", format_subfield(dst)),
+        Action::Move { src, dst } => {
+            format!("move:{}->{}", format_subfield(src), format_subfield(dst))
+        }
+        Action::Resubmit { port: p, table } => match (p, table) {
+            (Some(p), None) => format!("resubmit:{}", format_port(*p)),
+            (p, t) => format!(
+                "resubmit({},{})",
+                p.map(format_port).unwrap_or_default(),
+                t.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        },
+        Action::Group(g) => format!("group:{g}"),
+        Action::GotoTable(t) => format!("goto_table:{t}"),
+        Action::WriteMetadata { value, mask } => {
+            if *mask == u64::MAX {
+                format!("write_metadata:{}", hex_alt((*value).into()))
+            } else {
+                format!(
+                    "write_metadata:{}/{}",
+                    hex_alt((*value).into()),
+                    hex_alt((*mask).into())
+                )
+            }
+        }
+        Action::ClearActions => "clear_actions".into(),
+        Action::WriteActions(inner) => format!("write_actions({})", format_actions(inner)),
+    }
+}
+
+fn key_with_src(m: [u8; 6]) -> FlowKey {
+    FlowKey {
+        dl_src: m,
+        ..FlowKey::default()
+    }
+}
+
+/// Prints an action list as ovs-ofctl does (`drop` when empty).
+pub fn format_actions(actions: &[Action]) -> String {
+    if actions.is_empty() {
+        return "drop".into();
+    }
+    actions
+        .iter()
+        .map(format_action)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// ---------------------------------------------------------------------------
+// Match formatting
+
+/// Prints a match (and the priority unless it is the default 32768) in
+/// ovs-ofctl's order and spelling, e.g. `priority=10,tcp,nw_dst=10.0.0.0/24,tp_dst=80`.
+pub fn format_match(m: &Match, priority: u32) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let k = &m.key;
+    let w = &m.mask;
+    if priority != DEFAULT_PRIORITY {
+        parts.push(format!("priority={priority}"));
+    }
+    let dl_exact = w.dl_type == 0xffff;
+    let proto_exact = w.nw_proto == 0xff;
+    let mut skip_type = false;
+    let mut skip_proto = false;
+    if dl_exact {
+        skip_type = true;
+        let proto_name = |v4: bool| -> Option<&'static str> {
+            match (v4, k.nw_proto) {
+                (true, ipproto::ICMP) => Some("icmp"),
+                (true, IGMP) => Some("igmp"),
+                (true, ipproto::TCP) => Some("tcp"),
+                (true, ipproto::UDP) => Some("udp"),
+                (true, ipproto::SCTP) => Some("sctp"),
+                (false, ipproto::ICMPV6) => Some("icmp6"),
+                (false, ipproto::TCP) => Some("tcp6"),
+                (false, ipproto::UDP) => Some("udp6"),
+                (false, ipproto::SCTP) => Some("sctp6"),
+                _ => None,
+            }
+        };
+        match k.dl_type {
+            ethertype::IPV4 | ethertype::IPV6 => {
+                let v4 = k.dl_type == ethertype::IPV4;
+                match proto_exact.then(|| proto_name(v4)).flatten() {
+                    Some(n) => {
+                        parts.push(n.into());
+                        skip_proto = true;
+                    }
+                    None => parts.push(if v4 { "ip" } else { "ipv6" }.into()),
+                }
+            }
+            ethertype::ARP => parts.push("arp".into()),
+            RARP => parts.push("rarp".into()),
+            _ => skip_type = false,
+        }
+    }
+    let field = |parts: &mut Vec<String>, name: &str, f: Field| {
+        let mask = f.get(w);
+        if mask != 0 {
+            parts.push(format!("{name}={}", format_field_value(f, f.get(k), mask)));
+        }
+    };
+    for r in 0..8 {
+        field(&mut parts, Field::Reg(r).name(), Field::Reg(r));
+    }
+    field(&mut parts, "metadata", Field::Metadata);
+    field(&mut parts, "in_port", Field::InPort);
+    if w.vlan_tci != 0 {
+        let vid_mask = w.vlan_tci & 0x0fff;
+        let pcp_mask = w.vlan_tci & 0xe000;
+        let cfi = w.vlan_tci & VLAN_CFI;
+        if cfi != 0
+            && k.vlan_tci & VLAN_CFI != 0
+            && (vid_mask == 0 || vid_mask == 0x0fff)
+            && (pcp_mask == 0 || pcp_mask == 0xe000)
+            && (vid_mask != 0 || pcp_mask != 0)
+        {
+            if vid_mask != 0 {
+                parts.push(format!("dl_vlan={}", k.vlan_tci & 0x0fff));
+            }
+            if pcp_mask != 0 {
+                parts.push(format!("dl_vlan_pcp={}", k.vlan_tci >> 13));
+            }
+        } else if w.vlan_tci == 0xffff {
+            parts.push(format!("vlan_tci={:#06x}", k.vlan_tci));
+        } else {
+            parts.push(format!("vlan_tci={:#06x}/{:#06x}", k.vlan_tci, w.vlan_tci));
+        }
+    }
+    field(&mut parts, "dl_src", Field::DlSrc);
+    field(&mut parts, "dl_dst", Field::DlDst);
+    if !skip_type && w.dl_type != 0 {
+        parts.push(format!("dl_type={:#06x}", k.dl_type));
+    }
+    let is_arp = matches!(k.dl_type, ethertype::ARP | RARP);
+    if k.dl_type == ethertype::IPV6 {
+        field(&mut parts, "ipv6_src", Field::Ipv6Src);
+        field(&mut parts, "ipv6_dst", Field::Ipv6Dst);
+        if w.ipv6_label != 0 {
+            if w.ipv6_label & 0xfffff == 0xfffff {
+                parts.push(format!("ipv6_label={:#07x}", k.ipv6_label));
+            } else {
+                parts.push(format!(
+                    "ipv6_label={:#07x}/{:#07x}",
+                    k.ipv6_label, w.ipv6_label
+                ));
+            }
+        }
+    } else if is_arp {
+        field(&mut parts, "arp_spa", Field::ArpSpa);
+        field(&mut parts, "arp_tpa", Field::ArpTpa);
+    } else {
+        field(&mut parts, "nw_src", Field::NwSrc);
+        field(&mut parts, "nw_dst", Field::NwDst);
+    }
+    if !skip_proto && w.nw_proto != 0 {
+        let n = if is_arp { "arp_op" } else { "nw_proto" };
+        parts.push(format!("{n}={}", k.nw_proto));
+    }
+    if is_arp {
+        field(&mut parts, "arp_sha", Field::ArpSha);
+        field(&mut parts, "arp_tha", Field::ArpTha);
+    }
+    if w.nw_tos & 0xfc != 0 {
+        parts.push(format!("nw_tos={}", k.nw_tos & 0xfc));
+    }
+    if w.nw_tos & 0x03 != 0 {
+        parts.push(format!("nw_ecn={}", k.nw_tos & 0x03));
+    }
+    field(&mut parts, "nw_ttl", Field::NwTtl);
+    if w.nw_frag & 3 != 0 {
+        let v = k.nw_frag & 3;
+        let s = match w.nw_frag & 3 {
+            FRAG_ANY => Some(if v & FRAG_ANY != 0 { "yes" } else { "no" }),
+            FRAG_LATER => Some(if v & FRAG_LATER != 0 {
+                "later"
+            } else {
+                "not_later"
+            }),
+            _ => match v {
+                0 => Some("no"),
+                FRAG_ANY => Some("first"),
+                3 => Some("later"),
+                _ => None,
+            },
+        };
+        if let Some(s) = s {
+            parts.push(format!("nw_frag={s}"));
+        }
+    }
+    let is_ip = matches!(k.dl_type, ethertype::IPV4 | ethertype::IPV6);
+    let icmp4 = k.dl_type == ethertype::IPV4 && k.nw_proto == ipproto::ICMP;
+    let icmp6 = k.dl_type == ethertype::IPV6 && k.nw_proto == ipproto::ICMPV6;
+    if icmp4 || icmp6 {
+        field(&mut parts, "icmp_type", Field::IcmpType);
+        field(&mut parts, "icmp_code", Field::IcmpCode);
+        if icmp6 && w.tp_src & 0xff == 0xff && matches!(k.tp_src, 135 | 136) {
+            field(&mut parts, "nd_target", Field::NdTarget);
+            field(&mut parts, "nd_sll", Field::NdSll);
+            field(&mut parts, "nd_tll", Field::NdTll);
+        }
+    } else if is_ip {
+        field(&mut parts, "tp_src", Field::TpSrc);
+        field(&mut parts, "tp_dst", Field::TpDst);
+    }
+    if is_ip && k.nw_proto == ipproto::TCP && w.tcp_flags & 0x0fff != 0 {
+        parts.push(format!(
+            "tcp_flags={}",
+            format_tcp_flags(k.tcp_flags.into(), w.tcp_flags.into())
+        ));
+    }
+    parts.join(",")
+}
+
+/// Prints a flow_mod in ovs-ofctl's input syntax, so that
+/// `parse_flow_mod(&format_flow_mod(fm), fm.command) == Ok(fm)`.
+pub fn format_flow_mod(fm: &FlowMod) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let default_table = if fm.command == FlowModCommand::Add {
+        0
+    } else {
+        TABLE_ALL
+    };
+    if fm.table_id != default_table {
+        parts.push(format!("table={}", fm.table_id));
+    }
+    if fm.cookie != 0 || fm.cookie_mask != 0 {
+        if fm.cookie_mask != 0 {
+            parts.push(format!("cookie={:#x}/{:#x}", fm.cookie, fm.cookie_mask));
+        } else {
+            parts.push(format!("cookie={:#x}", fm.cookie));
+        }
+    }
+    if fm.idle_timeout != 0 {
+        parts.push(format!("idle_timeout={}", fm.idle_timeout));
+    }
+    if fm.hard_timeout != 0 {
+        parts.push(format!("hard_timeout={}", fm.hard_timeout));
+    }
+    for (on, name) in [
+        (fm.flags.send_flow_rem, "send_flow_rem"),
+        (fm.flags.check_overlap, "check_overlap"),
+        (fm.flags.reset_counts, "reset_counts"),
+        (fm.flags.no_packet_counts, "no_packet_counts"),
+        (fm.flags.no_byte_counts, "no_byte_counts"),
+    ] {
+        if on {
+            parts.push(name.into());
+        }
+    }
+    if fm.out_port != port::ANY {
+        parts.push(format!("out_port={}", format_port(fm.out_port)));
+    }
+    if fm.out_group != GROUP_ANY {
+        parts.push(format!("out_group={}", fm.out_group));
+    }
+    let is_strict = matches!(
+        fm.command,
+        FlowModCommand::ModifyStrict | FlowModCommand::DeleteStrict | FlowModCommand::Add
+    );
+    // Priority only means something to add and the strict commands.
+    let prio = if is_strict {
+        fm.priority
+    } else {
+        DEFAULT_PRIORITY
+    };
+    let m = format_match(&fm.m, prio);
+    if !m.is_empty() {
+        parts.push(m);
+    }
+    let mut s = parts.join(",");
+    if matches!(
+        fm.command,
+        FlowModCommand::Add | FlowModCommand::Modify | FlowModCommand::ModifyStrict
+    ) {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        let _ = write!(s, "actions={}", format_actions(&fm.actions));
+    }
+    s
+}
+
+/// Prints a rule as one line of `ovs-ofctl dump-flows` output.
+pub fn format_rule(table_id: u8, rule: &Rule, now_ms: u64) -> String {
+    let mut s = String::new();
+    let dur = now_ms.saturating_sub(rule.created_ms);
+    let _ = write!(
+        s,
+        " cookie={:#x}, duration={}.{:03}s, table={}, n_packets={}, n_bytes={}, ",
+        rule.cookie,
+        dur / 1000,
+        dur % 1000,
+        table_id,
+        rule.n_packets,
+        rule.n_bytes
+    );
+    if rule.idle_timeout != 0 {
+        let _ = write!(s, "idle_timeout={}, ", rule.idle_timeout);
+    }
+    if rule.hard_timeout != 0 {
+        let _ = write!(s, "hard_timeout={}, ", rule.hard_timeout);
+    }
+    for (on, name) in [
+        (rule.flags.send_flow_rem, "send_flow_rem"),
+        (rule.flags.check_overlap, "check_overlap"),
+        (rule.flags.reset_counts, "reset_counts"),
+        (rule.flags.no_packet_counts, "no_packet_counts"),
+        (rule.flags.no_byte_counts, "no_byte_counts"),
+    ] {
+        if on {
+            let _ = write!(s, "{name} ");
+        }
+    }
+    s.push_str(&format_match(&rule.m, rule.priority));
+    if !s.ends_with(' ') {
+        s.push(' ');
+    }
+    let _ = write!(s, "actions={}", format_actions(&rule.actions));
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Groups (add-group, mod-group, del-groups, dump-groups)
+
+/// Parses ovs-ofctl's group syntax:
+/// `group_id=1,type=select,bucket=weight:10,watch_port:2,actions=output:2,bucket=output:3`.
+/// A bucket's content runs to the next top-level `bucket=`; it may start with
+/// `bucket_id:`, `weight:`, `watch_port:`, `watch_group:` settings, and its
+/// actions follow `actions=` (or are the whole bucket when that is absent).
+pub fn parse_group(s: &str) -> Result<Group, TextError> {
+    parse_group_with(s, &ParseOptions::default())
+}
+
+/// [`parse_group`] with port names.
+pub fn parse_group_with(s: &str, opts: &ParseOptions<'_>) -> Result<Group, TextError> {
+    let toks = split_top(s)?;
+    let mut id = None;
+    let mut kind = None;
+    let mut buckets: Vec<Vec<&str>> = Vec::new();
+    for tok in toks {
+        if let Some(rest) = tok.strip_prefix("bucket=") {
+            buckets.push(vec![rest]);
+            continue;
+        }
+        if let Some(b) = buckets.last_mut() {
+            b.push(tok);
+            continue;
+        }
+        let (name, value) = split_kv(tok);
+        let v = value.ok_or_else(|| TextError::MissingValue(name.to_string()))?;
+        match name {
+            "group_id" => {
+                id = Some(if v == "all" {
+                    GROUP_ALL
+                } else {
+                    parse_bounded(name, v, u32::MAX.into())? as u32
+                });
+            }
+            "type" => {
+                kind = Some(GroupType::from_name(v).ok_or_else(|| {
+                    bad(name, v, "unknown group type (all, select, indirect, ff)")
+                })?);
+            }
+            // dump-groups statistics fed back in.
+            "duration" | "ref_count" | "packet_count" | "byte_count" => {}
+            _ => return Err(TextError::UnknownField(name.to_string())),
+        }
+    }
+    let id = id.ok_or_else(|| TextError::MissingValue("group_id".into()))?;
+    let kind = kind.unwrap_or(GroupType::All);
+    let mut out = Vec::with_capacity(buckets.len());
+    for parts in buckets {
+        let mut b = Bucket::new(Vec::new());
+        let mut acts: Vec<&str> = Vec::new();
+        let mut in_actions = false;
+        for p in parts {
+            if in_actions {
+                acts.push(p);
+                continue;
+            }
+            if let Some(a) = p.strip_prefix("actions=") {
+                in_actions = true;
+                if !a.is_empty() {
+                    acts.push(a);
+                }
+                continue;
+            }
+            let (k, v) = match p.split_once([':', '=']) {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (p, None),
+            };
+            match (k, v) {
+                ("bucket_id", Some(_)) => {}
+                ("weight", Some(v)) => b.weight = parse_bounded("weight", v, 0xffff)? as u16,
+                ("watch_port", Some(v)) => {
+                    b.watch_port = opts
+                        .port(v)
+                        .ok_or_else(|| bad("watch_port", v, "invalid port"))?;
+                }
+                ("watch_group", Some(v)) => {
+                    b.watch_group = parse_bounded("watch_group", v, u32::MAX.into())? as u32;
+                }
+                _ => acts.push(p),
+            }
+        }
+        let joined = acts.join(",");
+        b.actions = if joined.is_empty() {
+            Vec::new()
+        } else {
+            parse_actions_with(&joined, opts)?
+        };
+        if b.actions.iter().any(is_instruction) {
+            return Err(bad_action(
+                "bucket",
+                "instructions are not allowed in a group bucket",
+            ));
+        }
+        out.push(b);
+    }
+    Ok(Group {
+        id,
+        kind,
+        buckets: out,
+    })
+}
+
+/// Prints a group as `ovs-ofctl dump-groups` does (and [`parse_group`] reads).
+pub fn format_group(g: &Group) -> String {
+    let mut s = format!("group_id={},type={}", g.id, g.kind.name());
+    for b in &g.buckets {
+        s.push_str(",bucket=");
+        if g.kind == GroupType::Select && b.weight != 1 {
+            let _ = write!(s, "weight:{},", b.weight);
+        }
+        if b.watch_port != port::ANY {
+            let _ = write!(s, "watch_port:{},", format_port(b.watch_port));
+        }
+        if b.watch_group != GROUP_ANY {
+            let _ = write!(s, "watch_group:{},", b.watch_group);
+        }
+        let _ = write!(s, "actions={}", format_actions(&b.actions));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(s: &str) -> FlowMod {
+        parse_flow_mod(s, FlowModCommand::Add).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn err(s: &str) -> String {
+        parse_flow_mod(s, FlowModCommand::Add)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parses_the_basic_example() {
+        let fm = add("priority=10,ip,nw_dst=10.0.0.0/24,actions=output:2");
+        assert_eq!(fm.priority, 10);
+        assert_eq!(fm.m.key.dl_type, 0x0800);
+        assert_eq!(fm.m.key.nw_dst, 0x0a00_0000);
+        assert_eq!(fm.m.mask.nw_dst, 0xffff_ff00);
+        assert_eq!(
+            fm.actions,
+            vec![Action::Output {
+                port: 2,
+                max_len: 0
+            }]
+        );
+        assert_eq!(
+            format_match(&fm.m, fm.priority),
+            "priority=10,ip,nw_dst=10.0.0.0/24"
+        );
+    }
+
+    #[test]
+    fn dump_line_looks_like_ovs_ofctl() {
+        let fm = add("priority=10,ip,nw_dst=10.0.0.0/24,actions=output:2");
+        let rule = Rule {
+            cookie: 0,
+            priority: fm.priority,
+            m: fm.m,
+            actions: fm.actions.clone(),
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: Default::default(),
+            created_ms: 0,
+            last_used_ms: 0,
+            n_packets: 0,
+            n_bytes: 0,
+        };
+        assert_eq!(
+            format_rule(0, &rule, 1234),
+            " cookie=0x0, duration=1.234s, table=0, n_packets=0, n_bytes=0, priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2"
+        );
+        let empty = Rule {
+            m: Match::default(),
+            priority: DEFAULT_PRIORITY,
+            actions: vec![],
+            ..rule
+        };
+        assert_eq!(
+            format_rule(0, &empty, 0),
+            " cookie=0x0, duration=0.000s, table=0, n_packets=0, n_bytes=0, actions=drop"
+        );
+        // A dump line parses back to the same flow.
+        let line = format_rule(0, &rule, 1234);
+        let back = parse_flow_mod(&line, FlowModCommand::Add).unwrap();
+        assert_eq!(back.m, rule.m);
+        assert_eq!(back.actions, rule.actions);
+    }
+
+    #[test]
+    fn errors_name_the_offending_token() {
+        assert_eq!(
+            err("nw_dstt=1.2.3.4,actions=drop"),
+            "unknown field `nw_dstt`"
+        );
+        assert_eq!(
+            err("ip,nw_dst=10.0.0.300,actions=drop"),
+            "10.0.0.300: invalid IP address"
+        );
+        assert!(err("tp_dst=80,actions=drop").starts_with("tp_dst requires nw_proto"));
+        assert_eq!(err("ip,actions=frobnicate"), "unknown action `frobnicate`");
+        assert_eq!(err("ip"), "must specify an action");
+        assert!(err("dl_src=00:11:22:33:44,actions=drop").starts_with("00:11:22:33:44:"));
+        assert!(err("ip,actions=mod_vlan_vid:5000").contains("5000"));
+        assert!(err("ip,actions=load:0x1ff->NXM_NX_REG0[0..7]").contains("0x1ff"));
+        assert!(
+            parse_flow_mod("ip actions=drop", FlowModCommand::Delete)
+                .unwrap_err()
+                .to_string()
+                .contains("not allowed")
+        );
+    }
+
+    #[test]
+    fn masks_in_every_spelling() {
+        let fm = add(
+            "ip,nw_src=10.1.0.0/255.255.0.0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=drop",
+        );
+        assert_eq!(fm.m.mask.nw_src, 0xffff_0000);
+        assert_eq!(fm.m.mask.dl_dst, [1, 0, 0, 0, 0, 0]);
+        let s = format_match(&fm.m, DEFAULT_PRIORITY);
+        assert_eq!(
+            s,
+            "ip,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,nw_src=10.1.0.0/16"
+        );
+        let fm = add("tcp,tp_dst=0x50/0xfff0,actions=drop");
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "tcp,tp_dst=0x50/0xfff0"
+        );
+        let fm = add("ip,nw_src=10.0.0.1/255.0.255.0,actions=drop");
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "ip,nw_src=10.0.0.0/255.0.255.0"
+        );
+        let fm = add("reg3=0x5/0xff,metadata=0x10,actions=drop");
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "reg3=0x5/0xff,metadata=0x10"
+        );
+    }
+
+    #[test]
+    fn vlan_spellings_follow_ovs() {
+        let fm = add("dl_vlan=0xffff,actions=drop");
+        assert_eq!((fm.m.key.vlan_tci, fm.m.mask.vlan_tci), (0, 0x1fff));
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "vlan_tci=0x0000/0x1fff"
+        );
+        let fm = add("dl_vlan=10,dl_vlan_pcp=3,actions=drop");
+        assert_eq!(fm.m.key.vlan_tci, 0x1000 | 10 | (3 << 13));
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "dl_vlan=10,dl_vlan_pcp=3"
+        );
+        let fm = add("vlan_tci=0x1000/0x1000,actions=drop");
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "vlan_tci=0x1000/0x1000"
+        );
+    }
+
+    #[test]
+    fn frag_and_tcp_flags_forms() {
+        for f in ["yes", "no", "first", "later", "not_later"] {
+            let fm = add(&format!("ip,nw_frag={f},actions=drop"));
+            assert_eq!(
+                format_match(&fm.m, DEFAULT_PRIORITY),
+                format!("ip,nw_frag={f}")
+            );
+        }
+        let fm = add("tcp,tcp_flags=+syn-ack,actions=drop");
+        assert_eq!((fm.m.key.tcp_flags, fm.m.mask.tcp_flags), (0x002, 0x012));
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "tcp,tcp_flags=+syn-ack"
+        );
+        let fm = add("tcp,tcp_flags=0x002/0x012,actions=drop");
+        assert_eq!((fm.m.key.tcp_flags, fm.m.mask.tcp_flags), (0x002, 0x012));
+        let fm = add("tcp,tcp_flags=syn|ack,actions=drop");
+        assert_eq!((fm.m.key.tcp_flags, fm.m.mask.tcp_flags), (0x012, 0xfff));
+        assert_eq!(
+            format_match(&fm.m, DEFAULT_PRIORITY),
+            "tcp,tcp_flags=syn|ack"
+        );
+    }
+
+    #[test]
+    fn every_action_spelling_round_trips() {
+        let list = "output:2,3,IN_PORT,NORMAL,FLOOD,ALL,LOCAL,CONTROLLER:128,mod_vlan_vid:10,\
+                    mod_vlan_pcp:3,strip_vlan,push_vlan:0x8100,pop_vlan,\
+                    set_field:10.0.0.1->ip_dst,set_field:00:11:22:33:44:55->eth_src,\
+                    set_field:0x5/0xf->reg1,mod_dl_src:00:00:00:00:00:01,\
+                    mod_dl_dst:00:00:00:00:00:02,mod_nw_src:1.2.3.4,mod_nw_dst:5.6.7.8,\
+                    mod_nw_tos:16,mod_tp_src:1,mod_tp_dst:2,dec_ttl,\
+                    load:0x5->NXM_NX_REG0[0..3],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],\
+                    resubmit:5,resubmit(,2),resubmit(1,3),group:7,write_metadata:0x1/0xff,\
+                    clear_actions,write_actions(output:1,dec_ttl),goto_table:5";
+        let a = parse_actions(list).unwrap();
+        assert_eq!(a.len(), 34);
+        assert_eq!(
+            a[1],
+            Action::Output {
+                port: 3,
+                max_len: 0
+            }
+        );
+        let printed = format_actions(&a);
+        assert_eq!(parse_actions(&printed).unwrap(), a, "{printed}");
+        assert!(printed.starts_with("output:2,output:3,IN_PORT,NORMAL"));
+        assert!(printed.contains("load:0x5->NXM_NX_REG0[0..3]"));
+        assert!(printed.contains("resubmit(,2)"));
+        assert_eq!(format_actions(&[]), "drop");
+        assert_eq!(parse_actions("drop").unwrap(), vec![]);
+        assert_eq!(
+            parse_actions("controller(max_len=100)").unwrap(),
+            vec![Action::Controller { max_len: 100 }]
+        );
+        assert_eq!(
+            parse_actions("CONTROLLER").unwrap(),
+            vec![Action::Controller { max_len: 65535 }]
+        );
+    }
+
+    #[test]
+    fn flow_file_reports_line_numbers() {
+        let text =
+            "# comment\n\nip,actions=drop\nbogus=1,actions=drop\n  arp actions=NORMAL # tail\n";
+        let errs = parse_flow_file(text, FlowModCommand::Add).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, 4);
+        assert_eq!(errs[0].to_string(), "line 4: unknown field `bogus`");
+        let ok = parse_flow_file("ip,actions=drop\ndelete arp\n", FlowModCommand::Add).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[1].command, FlowModCommand::Delete);
+    }
+
+    #[test]
+    fn trace_flow_syntax_gives_a_packet_key() {
+        let k = parse_flow_key(
+            "in_port=1,dl_src=00:00:00:00:00:01,dl_dst=00:00:00:00:00:02,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2",
+        )
+        .unwrap();
+        assert_eq!(k.in_port, 1);
+        assert_eq!(k.dl_type, 0x0800);
+        assert_eq!(k.nw_src, 0x0a00_0001);
+        assert_eq!(k.dl_dst, [0, 0, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn del_flows_defaults_to_all_tables_and_accepts_filters() {
+        let fm = parse_flow_mod("cookie=0x10/0xf0,out_port=2,ip", FlowModCommand::Delete).unwrap();
+        assert_eq!(fm.table_id, TABLE_ALL);
+        assert_eq!((fm.cookie, fm.cookie_mask), (0x10, 0xf0));
+        assert_eq!(fm.out_port, 2);
+        assert!(parse_flow_mod("cookie=1/1,actions=drop", FlowModCommand::Add).is_err());
+    }
+
+    #[test]
+    fn port_names_resolve_through_options() {
+        let names = |s: &str| (s == "vm1").then_some(7);
+        let opts = ParseOptions {
+            port_by_name: Some(&names),
+        };
+        let fm =
+            parse_flow_mod_with("in_port=vm1,actions=vm1", FlowModCommand::Add, &opts).unwrap();
+        assert_eq!(fm.m.key.in_port, 7);
+        assert_eq!(
+            fm.actions,
+            vec![Action::Output {
+                port: 7,
+                max_len: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn format_flow_mod_round_trips_flags_and_timeouts() {
+        let fm = add(
+            "table=3,cookie=0x42,idle_timeout=5,hard_timeout=9,send_flow_rem,priority=7,udp6,ipv6_dst=2001:db8::/32,tp_dst=53,actions=output:1",
+        );
+        let s = format_flow_mod(&fm);
+        assert_eq!(
+            s,
+            "table=3,cookie=0x42,idle_timeout=5,hard_timeout=9,send_flow_rem,priority=7,udp6,ipv6_dst=2001:db8::/32,tp_dst=53 actions=output:1"
+        );
+        assert_eq!(parse_flow_mod(&s, FlowModCommand::Add).unwrap(), fm);
+    }
+
+    #[test]
+    fn group_syntax_round_trips_and_reads_plain_buckets() {
+        let g = parse_group(
+            "group_id=5,type=select,bucket=weight:10,watch_port:2,actions=output:2,mod_vlan_vid:7,bucket=output:3",
+        )
+        .unwrap();
+        assert_eq!(g.id, 5);
+        assert_eq!(g.kind, GroupType::Select);
+        assert_eq!(g.buckets.len(), 2);
+        assert_eq!(g.buckets[0].weight, 10);
+        assert_eq!(g.buckets[0].watch_port, 2);
+        assert_eq!(g.buckets[0].actions.len(), 2);
+        assert_eq!(
+            g.buckets[1].actions,
+            vec![Action::Output {
+                port: 3,
+                max_len: 0
+            }]
+        );
+        let text = format_group(&g);
+        assert_eq!(
+            text,
+            "group_id=5,type=select,bucket=weight:10,watch_port:2,actions=output:2,mod_vlan_vid:7,bucket=actions=output:3"
+        );
+        assert_eq!(parse_group(&text).unwrap(), g);
+        let ff = parse_group("group_id=1,type=ff,bucket=watch_port:1,output:1").unwrap();
+        assert_eq!(ff.kind, GroupType::FastFailover);
+        assert_eq!(ff.buckets[0].watch_port, 1);
+        assert_eq!(
+            parse_group("group_id=1,type=fancy")
+                .unwrap_err()
+                .to_string(),
+            "fancy: unknown group type (all, select, indirect, ff)"
+        );
+    }
+}

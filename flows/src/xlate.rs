@@ -1,1 +1,1531 @@
-//! (in progress)
+//! Translation: runs a packet's key through a bridge's OpenFlow pipeline (and
+//! the NORMAL action's MAC learning switch) and produces the datapath actions
+//! plus the megaflow mask that makes caching those actions correct.
+//!
+//! Pure: learning and counters are outputs ([`XlateResult::learned`],
+//! [`XlateResult::rules_hit`]) that the caller applies.
+//!
+//! Megaflow rule: every key bit that influenced the result is set in
+//! [`XlateResult::wc`]. Table lookups contribute what the classifier
+//! consulted; NORMAL contributes in_port, VLAN, dl_src and dl_dst; a header
+//! rewrite contributes the rewritten field (whether a set action is emitted
+//! depends on its original value); `in_port` and `dl_type` are always exact.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::action::{Action, GroupId, PortNo, port};
+use crate::classifier::RuleId;
+use crate::dpaction::{DpAction, DpPortNo, UserspaceReason};
+use crate::field::Field;
+use crate::group::GroupTable;
+use crate::key::{FlowKey, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK, ethertype, ipproto};
+use crate::mac_learning::{MacLearning, is_multicast};
+use crate::matches::Match;
+use crate::table::Pipeline;
+use crate::text::{format_actions, format_match, format_port};
+
+/// Deepest resubmit/goto/group nesting (OVS's MAX_DEPTH).
+pub const MAX_DEPTH: usize = 64;
+/// Most resubmits per translation (OVS's MAX_RESUBMITS).
+pub const MAX_RESUBMITS: usize = 4096;
+
+/// VLAN configuration of a bridge port (OVSDB Port `tag`, `trunks`, `vlan_mode`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum VlanMode {
+    /// Untagged frames belong to `tag`; tagged frames (other than priority
+    /// tags) are dropped; output is untagged.
+    Access { tag: u16 },
+    /// Tagged frames keep their VLAN (must be in `trunks`, empty = all);
+    /// untagged frames are VLAN 0; output is tagged (VLAN 0 untagged).
+    Trunk { trunks: Vec<u16> },
+    /// Trunk whose untagged frames belong to `tag`; output in `tag` is tagged.
+    NativeTagged { tag: u16, trunks: Vec<u16> },
+    /// Trunk whose untagged frames belong to `tag`; output in `tag` is untagged.
+    NativeUntagged { tag: u16, trunks: Vec<u16> },
+}
+
+impl Default for VlanMode {
+    /// A port with no VLAN configuration trunks every VLAN.
+    fn default() -> Self {
+        VlanMode::Trunk { trunks: Vec::new() }
+    }
+}
+
+impl VlanMode {
+    /// True when the port carries `vlan`.
+    pub fn includes(&self, vlan: u16) -> bool {
+        let in_trunks = |t: &[u16]| t.is_empty() || t.contains(&vlan);
+        match self {
+            VlanMode::Access { tag } => *tag == vlan,
+            VlanMode::Trunk { trunks } => in_trunks(trunks),
+            VlanMode::NativeTagged { tag, trunks } | VlanMode::NativeUntagged { tag, trunks } => {
+                *tag == vlan || in_trunks(trunks)
+            }
+        }
+    }
+
+    /// The VLAN a frame received with outer TCI `tci` belongs to, or `None`
+    /// when the port must drop it.
+    pub fn input_vlan(&self, tci: u16) -> Option<u16> {
+        let tagged = tci & VLAN_CFI != 0;
+        let vid = tci & VLAN_VID_MASK;
+        let vlan = match self {
+            VlanMode::Access { tag } => {
+                if tagged && vid != 0 {
+                    return None;
+                }
+                *tag
+            }
+            VlanMode::Trunk { .. } => {
+                if tagged {
+                    vid
+                } else {
+                    0
+                }
+            }
+            VlanMode::NativeTagged { tag, .. } | VlanMode::NativeUntagged { tag, .. } => {
+                if tagged && vid != 0 { vid } else { *tag }
+            }
+        };
+        self.includes(vlan).then_some(vlan)
+    }
+
+    /// The VID to tag a frame of `vlan` with on output, or `None` for untagged.
+    pub fn output_tag(&self, vlan: u16) -> Option<u16> {
+        match self {
+            VlanMode::Access { .. } => None,
+            VlanMode::Trunk { .. } => (vlan != 0).then_some(vlan),
+            VlanMode::NativeUntagged { tag, .. } => (vlan != *tag).then_some(vlan),
+            VlanMode::NativeTagged { .. } => Some(vlan),
+        }
+    }
+}
+
+/// One port of a bridge, as translation needs it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BridgePort {
+    /// OpenFlow port number (`port::LOCAL` for the bridge's internal port).
+    pub ofport: PortNo,
+    /// Datapath port number.
+    pub dp_port: DpPortNo,
+    pub vlan: VlanMode,
+    /// Included in FLOOD and NORMAL flooding (OpenFlow `no-flood` clears it).
+    pub flood: bool,
+    /// Link is up (fast-failover liveness).
+    pub up: bool,
+}
+
+impl BridgePort {
+    /// A trunk-all, floodable, up port.
+    pub fn new(ofport: PortNo, dp_port: DpPortNo) -> BridgePort {
+        BridgePort {
+            ofport,
+            dp_port,
+            vlan: VlanMode::default(),
+            flood: true,
+            up: true,
+        }
+    }
+}
+
+/// The ports of a bridge, by OpenFlow port number (iteration is in port order).
+#[derive(Clone, Debug, Default)]
+pub struct BridgePorts {
+    ports: BTreeMap<PortNo, BridgePort>,
+    by_dp: BTreeMap<DpPortNo, PortNo>,
+}
+
+impl BridgePorts {
+    pub fn new() -> BridgePorts {
+        BridgePorts::default()
+    }
+
+    /// Adds or replaces a port.
+    pub fn insert(&mut self, p: BridgePort) {
+        if let Some(old) = self.ports.remove(&p.ofport) {
+            self.by_dp.remove(&old.dp_port);
+        }
+        self.by_dp.insert(p.dp_port, p.ofport);
+        self.ports.insert(p.ofport, p);
+    }
+
+    pub fn remove(&mut self, ofport: PortNo) -> Option<BridgePort> {
+        let p = self.ports.remove(&ofport)?;
+        self.by_dp.remove(&p.dp_port);
+        Some(p)
+    }
+
+    pub fn get(&self, ofport: PortNo) -> Option<&BridgePort> {
+        self.ports.get(&ofport)
+    }
+
+    pub fn get_mut(&mut self, ofport: PortNo) -> Option<&mut BridgePort> {
+        self.ports.get_mut(&ofport)
+    }
+
+    /// OpenFlow port of a datapath port (to turn a datapath key's in_port
+    /// into the OpenFlow one before [`translate`]).
+    pub fn ofport_of(&self, dp: DpPortNo) -> Option<PortNo> {
+        self.by_dp.get(&dp).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &BridgePort> {
+        self.ports.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+}
+
+/// Everything translation reads.
+pub struct XlateCtx<'a> {
+    pub pipeline: &'a Pipeline,
+    pub groups: &'a GroupTable,
+    pub ports: &'a BridgePorts,
+    pub mac: &'a MacLearning,
+    pub now_ms: u64,
+}
+
+/// A MAC address NORMAL saw; the caller feeds it to [`MacLearning::learn`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MacLearnRequest {
+    pub vlan: u16,
+    pub mac: [u8; 6],
+    pub port: PortNo,
+}
+
+/// A packet the pipeline sent to the controller.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PacketIn {
+    pub reason: UserspaceReason,
+    pub table_id: u8,
+    pub cookie: u64,
+    pub max_len: u16,
+    /// The packet's key at that point (after earlier rewrites).
+    pub key: FlowKey,
+}
+
+/// The rule a table lookup found (for ofproto/trace).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TraceRule {
+    pub id: RuleId,
+    pub m: Match,
+    pub priority: u32,
+    pub cookie: u64,
+    pub actions: Vec<Action>,
+}
+
+/// One step of a translation, for ofproto/trace.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum TraceStep {
+    /// A table lookup; `rule` is `None` on a miss.
+    Lookup {
+        depth: usize,
+        table_id: u8,
+        rule: Option<Box<TraceRule>>,
+    },
+    /// Something translation decided (NORMAL, drops, errors).
+    Note { depth: usize, text: String },
+}
+
+/// Translation stopped early.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum XlateError {
+    #[error("over max translation depth {MAX_DEPTH}")]
+    TooDeep,
+    #[error("over {MAX_RESUBMITS} resubmit actions")]
+    TooManyResubmits,
+}
+
+/// What translation produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XlateResult {
+    pub actions: Vec<DpAction>,
+    /// Megaflow mask, in OpenFlow-key terms (in_port is the OpenFlow port).
+    pub wc: FlowKey,
+    pub trace: Vec<TraceStep>,
+    pub packet_ins: Vec<PacketIn>,
+    /// Rules whose counters this packet should credit.
+    pub rules_hit: Vec<(u8, RuleId)>,
+    /// False when the packet must not be cached (it goes to the controller).
+    pub cacheable: bool,
+    pub learned: Vec<MacLearnRequest>,
+    /// Set when translation was aborted (then `actions` is empty: drop).
+    pub error: Option<XlateError>,
+}
+
+/// Runs the packet `key` (in_port already the OpenFlow port) through the
+/// pipeline from table 0.
+pub fn translate(ctx: &XlateCtx<'_>, key: &FlowKey) -> XlateResult {
+    let mut x = Xlate::new(ctx, key);
+    x.run_table(0, 0);
+    x.finish()
+}
+
+/// Executes `actions` on the packet `key` as a packet-out does
+/// (`output:TABLE` runs the pipeline from table 0).
+pub fn translate_actions(ctx: &XlateCtx<'_>, key: &FlowKey, actions: &[Action]) -> XlateResult {
+    let mut x = Xlate::new(ctx, key);
+    x.packet_out = true;
+    x.run_list(actions, 0);
+    x.finish()
+}
+
+/// OpenFlow 1.3 action set (write_actions), executed at the end.
+#[derive(Default)]
+struct ActionSet {
+    pop_vlan: Option<Action>,
+    push_vlan: Option<Action>,
+    dec_ttl: bool,
+    sets: Vec<Action>,
+    group: Option<GroupId>,
+    output: Option<Action>,
+}
+
+fn set_slot(a: &Action) -> Option<(u8, Option<Field>)> {
+    Some(match a {
+        Action::SetVlanVid(_) => (0, None),
+        Action::SetVlanPcp(_) => (1, None),
+        Action::SetField { field, .. } => (2, Some(*field)),
+        Action::SetDlSrc(_) => (3, None),
+        Action::SetDlDst(_) => (4, None),
+        Action::SetNwSrc(_) => (5, None),
+        Action::SetNwDst(_) => (6, None),
+        Action::SetNwTos(_) => (7, None),
+        Action::SetTpSrc(_) => (8, None),
+        Action::SetTpDst(_) => (9, None),
+        _ => return None,
+    })
+}
+
+impl ActionSet {
+    fn write(&mut self, actions: &[Action]) {
+        for a in actions {
+            match a {
+                Action::PopVlan | Action::StripVlan => self.pop_vlan = Some(a.clone()),
+                Action::PushVlan(_) => self.push_vlan = Some(a.clone()),
+                Action::DecTtl => self.dec_ttl = true,
+                Action::Group(g) => self.group = Some(*g),
+                Action::Output { .. } | Action::Controller { .. } => self.output = Some(a.clone()),
+                other => {
+                    if let Some(slot) = set_slot(other) {
+                        self.sets.retain(|s| set_slot(s) != Some(slot));
+                    }
+                    self.sets.push(other.clone());
+                }
+            }
+        }
+    }
+
+    /// The set's actions in OpenFlow's execution order (group beats output).
+    fn into_list(self) -> Vec<Action> {
+        let mut out = Vec::new();
+        out.extend(self.pop_vlan);
+        out.extend(self.push_vlan);
+        if self.dec_ttl {
+            out.push(Action::DecTtl);
+        }
+        out.extend(self.sets);
+        match self.group {
+            Some(g) => out.push(Action::Group(g)),
+            None => out.extend(self.output),
+        }
+        out
+    }
+}
+
+/// How an action list continues after one action.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Stop this action list (dec_ttl on TTL 1), carry on with the caller.
+    StopList,
+    /// Abort the whole translation.
+    Abort,
+}
+
+struct Xlate<'a, 'c> {
+    ctx: &'a XlateCtx<'c>,
+    /// The packet as the pipeline currently sees it.
+    flow: FlowKey,
+    /// The packet as the emitted datapath actions have left it.
+    base: FlowKey,
+    /// Header bits any action wrote (compared at commit).
+    dirty: FlowKey,
+    wc: FlowKey,
+    out: XlateResult,
+    resubmits: usize,
+    table_id: u8,
+    cookie: u64,
+    action_set: ActionSet,
+    /// TPID for the outermost tag if a push_vlan asked for one.
+    outer_tpid: u16,
+    packet_out: bool,
+}
+
+impl<'a, 'c> Xlate<'a, 'c> {
+    fn new(ctx: &'a XlateCtx<'c>, key: &FlowKey) -> Self {
+        let mut wc = FlowKey::default();
+        Field::InPort.unwildcard(&mut wc);
+        Field::DlType.unwildcard(&mut wc);
+        Xlate {
+            ctx,
+            flow: *key,
+            base: *key,
+            dirty: FlowKey::default(),
+            wc,
+            out: XlateResult {
+                cacheable: true,
+                ..XlateResult::default()
+            },
+            resubmits: 0,
+            table_id: 0,
+            cookie: 0,
+            action_set: ActionSet::default(),
+            outer_tpid: ethertype::VLAN,
+            packet_out: false,
+        }
+    }
+
+    fn note(&mut self, depth: usize, text: impl Into<String>) {
+        self.out.trace.push(TraceStep::Note {
+            depth,
+            text: text.into(),
+        });
+    }
+
+    fn finish(mut self) -> XlateResult {
+        if self.out.error.is_none() {
+            let set = std::mem::take(&mut self.action_set).into_list();
+            if !set.is_empty() {
+                self.note(0, format!("executing action set: {}", format_actions(&set)));
+                self.run_list(&set, 0);
+            }
+        }
+        if self.out.error.is_some() {
+            self.out.actions.clear();
+        }
+        self.out.wc = self.wc;
+        self.out
+    }
+
+    /// Looks the packet up in `table_id` and runs the rule found. Returns
+    /// false on a miss.
+    fn run_table(&mut self, table_id: u8, depth: usize) -> bool {
+        if depth >= MAX_DEPTH {
+            self.abort(depth, XlateError::TooDeep);
+            return true;
+        }
+        let pipeline = self.ctx.pipeline;
+        let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+            self.out.trace.push(TraceStep::Lookup {
+                depth,
+                table_id,
+                rule: None,
+            });
+            return false;
+        };
+        self.out.trace.push(TraceStep::Lookup {
+            depth,
+            table_id,
+            rule: Some(Box::new(TraceRule {
+                id,
+                m: rule.m,
+                priority: rule.priority,
+                cookie: rule.cookie,
+                actions: rule.actions.clone(),
+            })),
+        });
+        self.out.rules_hit.push((table_id, id));
+        let (saved_table, saved_cookie) = (self.table_id, self.cookie);
+        self.table_id = table_id;
+        self.cookie = rule.cookie;
+        self.run_rule(&rule.actions, table_id, depth);
+        self.table_id = saved_table;
+        self.cookie = saved_cookie;
+        true
+    }
+
+    fn abort(&mut self, depth: usize, e: XlateError) {
+        if self.out.error.is_none() {
+            self.note(depth, format!("{e}, dropping packet"));
+            self.out.error = Some(e);
+        }
+    }
+
+    /// Runs a rule's actions and instructions in OpenFlow 1.3 order:
+    /// apply-actions, clear-actions, write-actions, write-metadata, goto-table.
+    fn run_rule(&mut self, actions: &[Action], table_id: u8, depth: usize) {
+        let mut goto = None;
+        let mut apply_stopped = false;
+        for a in actions {
+            match a {
+                Action::GotoTable(t) => goto = Some(*t),
+                Action::ClearActions | Action::WriteActions(_) | Action::WriteMetadata { .. } => {}
+                other if !apply_stopped => match self.do_action(other, depth) {
+                    Flow::Continue => {}
+                    Flow::StopList => apply_stopped = true,
+                    Flow::Abort => return,
+                },
+                _ => {}
+            }
+        }
+        if apply_stopped {
+            return;
+        }
+        if actions.contains(&Action::ClearActions) {
+            self.action_set = ActionSet::default();
+        }
+        for a in actions {
+            match a {
+                Action::WriteActions(w) => self.action_set.write(w),
+                Action::WriteMetadata { value, mask } => {
+                    self.flow.metadata = (self.flow.metadata & !mask) | (value & mask);
+                }
+                _ => {}
+            }
+        }
+        if let Some(t) = goto {
+            if t <= table_id {
+                self.note(
+                    depth,
+                    format!("goto_table:{t} does not go forward, ignored"),
+                );
+            } else if !self.run_table(t, depth) {
+                self.note(depth, "no match in goto table, dropping packet");
+                self.action_set = ActionSet::default();
+            }
+        }
+    }
+
+    /// Runs a plain action list (bucket, action set, packet-out).
+    fn run_list(&mut self, actions: &[Action], depth: usize) -> Flow {
+        for a in actions {
+            match self.do_action(a, depth) {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    fn mark_dirty(&mut self, f: Field) {
+        f.unwildcard(&mut self.dirty);
+    }
+
+    fn do_action(&mut self, a: &Action, depth: usize) -> Flow {
+        if self.out.error.is_some() {
+            return Flow::Abort;
+        }
+        match a {
+            Action::Output { port: p, max_len } => self.output(*p, *max_len, depth),
+            Action::Controller { max_len } => self.controller(*max_len, UserspaceReason::Action),
+            Action::SetVlanVid(vid) => {
+                Field::VlanTci.set_mask_bits(&mut self.wc, u128::from(VLAN_CFI));
+                if self.flow.has_vlan() {
+                    self.flow.vlan_tci =
+                        (self.flow.vlan_tci & !VLAN_VID_MASK) | (vid & VLAN_VID_MASK);
+                } else {
+                    self.flow.vlan_tci = VLAN_CFI | (vid & VLAN_VID_MASK);
+                }
+                self.mark_dirty(Field::VlanTci);
+            }
+            Action::SetVlanPcp(pcp) => {
+                Field::VlanTci.set_mask_bits(&mut self.wc, u128::from(VLAN_CFI));
+                let bits = (u16::from(*pcp) << 13) & VLAN_PCP_MASK;
+                if self.flow.has_vlan() {
+                    self.flow.vlan_tci = (self.flow.vlan_tci & !VLAN_PCP_MASK) | bits;
+                } else {
+                    self.flow.vlan_tci = VLAN_CFI | bits;
+                }
+                self.mark_dirty(Field::VlanTci);
+            }
+            Action::StripVlan | Action::PopVlan => {
+                self.flow.vlan_tci = self.flow.vlan_tci_inner;
+                self.flow.vlan_tci_inner = 0;
+                self.mark_dirty(Field::VlanTci);
+                self.dirty.vlan_tci_inner = 0xffff;
+            }
+            Action::PushVlan(tpid) => {
+                self.flow.vlan_tci_inner = self.flow.vlan_tci;
+                self.flow.vlan_tci |= VLAN_CFI;
+                self.outer_tpid = *tpid;
+                self.mark_dirty(Field::VlanTci);
+                self.dirty.vlan_tci_inner = 0xffff;
+            }
+            Action::SetField { field, value, mask } => {
+                let mask = mask.unwrap_or(field.max_value());
+                self.set_field(*field, *value, mask);
+            }
+            Action::SetDlSrc(m) => {
+                self.flow.dl_src = *m;
+                self.mark_dirty(Field::DlSrc);
+            }
+            Action::SetDlDst(m) => {
+                self.flow.dl_dst = *m;
+                self.mark_dirty(Field::DlDst);
+            }
+            Action::SetNwSrc(ip) => self.set_field(Field::NwSrc, u128::from(*ip), u128::MAX),
+            Action::SetNwDst(ip) => self.set_field(Field::NwDst, u128::from(*ip), u128::MAX),
+            Action::SetNwTos(tos) => self.set_field(Field::NwTos, u128::from(*tos), 0xfc),
+            Action::SetTpSrc(p) => self.set_field(Field::TpSrc, u128::from(*p), u128::MAX),
+            Action::SetTpDst(p) => self.set_field(Field::TpDst, u128::from(*p), u128::MAX),
+            Action::DecTtl => {
+                if !Field::NwTtl.prereqs_hold(&self.flow, &mut self.wc) {
+                    return Flow::Continue;
+                }
+                Field::NwTtl.unwildcard(&mut self.wc);
+                if self.flow.nw_ttl <= 1 {
+                    self.note(
+                        depth,
+                        "IP decrement TTL exception, stopping this action list",
+                    );
+                    return Flow::StopList;
+                }
+                self.flow.nw_ttl -= 1;
+                self.mark_dirty(Field::NwTtl);
+            }
+            Action::Load { dst, value } => {
+                if dst.field.prereqs_hold(&self.flow, &mut self.wc) {
+                    let m = bits_mask(dst.n_bits) << dst.ofs;
+                    self.write_field(dst.field, value << dst.ofs, m);
+                }
+            }
+            Action::Move { src, dst } => {
+                let ok = src.field.prereqs_hold(&self.flow, &mut self.wc)
+                    && dst.field.prereqs_hold(&self.flow, &mut self.wc);
+                if ok {
+                    let sm = bits_mask(src.n_bits);
+                    src.field.set_mask_bits(&mut self.wc, sm << src.ofs);
+                    let v = (src.field.get(&self.flow) >> src.ofs) & sm;
+                    let dm = bits_mask(dst.n_bits) << dst.ofs;
+                    self.write_field(dst.field, v << dst.ofs, dm);
+                }
+            }
+            Action::Resubmit { port: p, table } => return self.resubmit(*p, *table, depth),
+            Action::Group(g) => return self.group(*g, depth),
+            Action::GotoTable(_)
+            | Action::WriteMetadata { .. }
+            | Action::ClearActions
+            | Action::WriteActions(_) => {
+                // Instructions only mean something at rule level.
+            }
+        }
+        if self.out.error.is_some() {
+            Flow::Abort
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// set_field semantics: prerequisites checked on the packet; VLAN fields
+    /// only apply to tagged packets.
+    fn set_field(&mut self, f: Field, value: u128, mask: u128) {
+        if !f.prereqs_hold(&self.flow, &mut self.wc) {
+            return;
+        }
+        if matches!(f, Field::DlVlan | Field::DlVlanPcp | Field::VlanVid) {
+            Field::VlanTci.set_mask_bits(&mut self.wc, u128::from(VLAN_CFI));
+            if !self.flow.has_vlan() {
+                return;
+            }
+        }
+        let mask = if f == Field::VlanVid {
+            mask & 0x0fff
+        } else {
+            mask
+        };
+        self.write_field(f, value, mask);
+    }
+
+    fn write_field(&mut self, f: Field, value: u128, mask: u128) {
+        f.set_masked(&mut self.flow, value, mask);
+        f.set_mask_bits(&mut self.dirty, mask);
+    }
+
+    fn resubmit(&mut self, p: Option<PortNo>, table: Option<u8>, depth: usize) -> Flow {
+        self.resubmits += 1;
+        if self.resubmits > MAX_RESUBMITS {
+            self.abort(depth, XlateError::TooManyResubmits);
+            return Flow::Abort;
+        }
+        let saved_in_port = self.flow.in_port;
+        if let Some(p) = p
+            && p != port::IN_PORT
+        {
+            self.flow.in_port = p;
+        }
+        let t = table.unwrap_or(self.table_id);
+        self.run_table(t, depth + 1);
+        self.flow.in_port = saved_in_port;
+        if self.out.error.is_some() {
+            Flow::Abort
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn group(&mut self, g: GroupId, depth: usize) -> Flow {
+        if depth + 1 >= MAX_DEPTH {
+            self.abort(depth, XlateError::TooDeep);
+            return Flow::Abort;
+        }
+        let Some(group) = self.ctx.groups.get(g) else {
+            self.note(depth, format!("group {g} does not exist, dropping"));
+            return Flow::Continue;
+        };
+        let ports = self.ctx.ports;
+        let live = |p: PortNo| ports.get(p).is_some_and(|bp| bp.up);
+        let buckets = group.choose_buckets(&self.flow, &mut self.wc, &live);
+        if buckets.is_empty() {
+            self.note(depth, format!("group {g}: no live bucket, dropping"));
+        }
+        for b in buckets {
+            // Each bucket acts on its own copy of the packet.
+            let saved = self.flow;
+            let saved_tpid = self.outer_tpid;
+            let r = self.run_list(&b.actions, depth + 1);
+            self.flow = saved;
+            self.outer_tpid = saved_tpid;
+            if r == Flow::Abort {
+                return Flow::Abort;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn controller(&mut self, max_len: u16, reason: UserspaceReason) {
+        self.commit();
+        self.out.actions.push(DpAction::Userspace {
+            reason,
+            cookie: self.cookie,
+            table_id: self.table_id,
+            max_len,
+        });
+        self.out.packet_ins.push(PacketIn {
+            reason,
+            table_id: self.table_id,
+            cookie: self.cookie,
+            max_len,
+            key: self.flow,
+        });
+        self.out.cacheable = false;
+    }
+
+    fn output(&mut self, p: PortNo, max_len: u16, depth: usize) {
+        let in_port = self.flow.in_port;
+        match p {
+            port::IN_PORT => self.emit_output(in_port, depth),
+            port::NORMAL => self.normal(depth),
+            port::FLOOD | port::ALL => {
+                let targets: Vec<PortNo> = self
+                    .ctx
+                    .ports
+                    .iter()
+                    .filter(|bp| bp.ofport != in_port && (p == port::ALL || bp.flood))
+                    .map(|bp| bp.ofport)
+                    .collect();
+                for t in targets {
+                    self.emit_output(t, depth);
+                }
+            }
+            port::CONTROLLER => self.controller(max_len, UserspaceReason::Action),
+            port::TABLE if self.packet_out => {
+                self.run_table(0, depth + 1);
+            }
+            port::TABLE | port::ANY => {
+                self.note(depth, format!("output to {} ignored", format_port(p)));
+            }
+            n if n == in_port => {
+                self.note(
+                    depth,
+                    format!("skipping output to input port {}", format_port(n)),
+                );
+            }
+            n => self.emit_output(n, depth),
+        }
+    }
+
+    fn emit_output(&mut self, ofport: PortNo, depth: usize) {
+        let Some(bp) = self.ctx.ports.get(ofport) else {
+            self.note(
+                depth,
+                format!("output to nonexistent port {}", format_port(ofport)),
+            );
+            return;
+        };
+        let dp = bp.dp_port;
+        self.commit();
+        self.out.actions.push(DpAction::Output(dp));
+    }
+
+    /// Emits the datapath actions that turn the packet as last emitted
+    /// (`base`) into the packet as the pipeline sees it (`flow`), for every
+    /// header field an action wrote.
+    fn commit(&mut self) {
+        if self.dirty.vlan_tci != 0 || self.dirty.vlan_tci_inner != 0 {
+            self.wc.vlan_tci = 0xffff;
+            if self.dirty.vlan_tci_inner != 0
+                || (self.base.vlan_tci | self.flow.vlan_tci) & VLAN_CFI != 0
+            {
+                // The tag stacks compared below include the inner tag.
+                self.wc.vlan_tci_inner = 0xffff;
+            }
+            self.commit_vlan();
+        }
+        macro_rules! commit_field {
+            ($f:expr, $field:ident, $act:expr) => {
+                if $f.get(&self.dirty) != 0 {
+                    $f.unwildcard(&mut self.wc);
+                    if self.flow.$field != self.base.$field {
+                        self.base.$field = self.flow.$field;
+                        self.out.actions.push($act(self.flow.$field));
+                    }
+                }
+            };
+        }
+        commit_field!(Field::DlSrc, dl_src, DpAction::SetEthSrc);
+        commit_field!(Field::DlDst, dl_dst, DpAction::SetEthDst);
+        match self.flow.dl_type {
+            ethertype::IPV4 => {
+                commit_field!(Field::NwSrc, nw_src, DpAction::SetIpv4Src);
+                commit_field!(Field::NwDst, nw_dst, DpAction::SetIpv4Dst);
+            }
+            ethertype::IPV6 => {
+                commit_field!(Field::Ipv6Src, ipv6_src, DpAction::SetIpv6Src);
+                commit_field!(Field::Ipv6Dst, ipv6_dst, DpAction::SetIpv6Dst);
+            }
+            _ => {}
+        }
+        if matches!(self.flow.dl_type, ethertype::IPV4 | ethertype::IPV6) {
+            if self.dirty.nw_tos != 0 {
+                self.wc.nw_tos = 0xff;
+                if self.flow.nw_tos != self.base.nw_tos {
+                    self.base.nw_tos = self.flow.nw_tos;
+                    self.out.actions.push(DpAction::SetIpTos(self.flow.nw_tos));
+                }
+            }
+            commit_field!(Field::NwTtl, nw_ttl, DpAction::SetIpTtl);
+            if matches!(
+                self.flow.nw_proto,
+                ipproto::TCP | ipproto::UDP | ipproto::SCTP
+            ) {
+                commit_field!(Field::TpSrc, tp_src, DpAction::SetTpSrc);
+                commit_field!(Field::TpDst, tp_dst, DpAction::SetTpDst);
+            }
+        }
+    }
+
+    fn commit_vlan(&mut self) {
+        let stack = |k: &FlowKey| -> Vec<u16> {
+            let mut s = Vec::with_capacity(2);
+            if k.vlan_tci & VLAN_CFI != 0 {
+                s.push(k.vlan_tci);
+                if k.vlan_tci_inner & VLAN_CFI != 0 {
+                    s.push(k.vlan_tci_inner);
+                }
+            }
+            s
+        };
+        let b = stack(&self.base);
+        let f = stack(&self.flow);
+        if b != f {
+            if !b.is_empty() && b.len() == f.len() && b[1..] == f[1..] {
+                let (bo, fo) = (b[0], f[0]);
+                if bo & VLAN_VID_MASK != fo & VLAN_VID_MASK {
+                    self.out
+                        .actions
+                        .push(DpAction::SetVlanVid(fo & VLAN_VID_MASK));
+                }
+                if bo & VLAN_PCP_MASK != fo & VLAN_PCP_MASK {
+                    self.out
+                        .actions
+                        .push(DpAction::SetVlanPcp((fo >> 13) as u8));
+                }
+            } else {
+                let common = b
+                    .iter()
+                    .rev()
+                    .zip(f.iter().rev())
+                    .take_while(|(x, y)| x == y)
+                    .count();
+                for _ in common..b.len() {
+                    self.out.actions.push(DpAction::PopVlan);
+                }
+                let to_push = f.len() - common;
+                for (i, tci) in f[..to_push].iter().enumerate().rev() {
+                    let tpid = if i == 0 {
+                        self.outer_tpid
+                    } else {
+                        ethertype::VLAN
+                    };
+                    self.out.actions.push(DpAction::PushVlan {
+                        tpid,
+                        tci: tci & !VLAN_CFI,
+                    });
+                }
+            }
+        }
+        self.base.vlan_tci = self.flow.vlan_tci;
+        self.base.vlan_tci_inner = self.flow.vlan_tci_inner;
+    }
+
+    /// OVS's NORMAL: an 802.1Q MAC-learning switch.
+    fn normal(&mut self, depth: usize) {
+        Field::InPort.unwildcard(&mut self.wc);
+        Field::VlanVid.unwildcard(&mut self.wc);
+        Field::DlSrc.unwildcard(&mut self.wc);
+        Field::DlDst.unwildcard(&mut self.wc);
+        let in_port = self.flow.in_port;
+        let Some(in_bp) = self.ctx.ports.get(in_port) else {
+            self.note(
+                depth,
+                format!("NORMAL: no input port {}, dropping", format_port(in_port)),
+            );
+            return;
+        };
+        let Some(vlan) = in_bp.vlan.input_vlan(self.flow.vlan_tci) else {
+            let what = if self.flow.has_vlan() {
+                format!("VLAN {} packet", self.flow.vlan_vid())
+            } else {
+                "untagged packet".to_string()
+            };
+            self.note(
+                depth,
+                format!(
+                    "NORMAL: dropping {what} received on port {} not configured for it",
+                    format_port(in_port)
+                ),
+            );
+            return;
+        };
+        if is_reserved_multicast(self.flow.dl_dst) {
+            self.note(
+                depth,
+                "NORMAL: packet has reserved destination MAC, dropping",
+            );
+            return;
+        }
+        let src = self.flow.dl_src;
+        if !is_multicast(src) {
+            self.out.learned.push(MacLearnRequest {
+                vlan,
+                mac: src,
+                port: in_port,
+            });
+        }
+        let dst = self.flow.dl_dst;
+        let known = if is_multicast(dst) {
+            None
+        } else {
+            self.ctx.mac.lookup(vlan, dst, self.ctx.now_ms)
+        };
+        match known {
+            Some(p) if p == in_port => {
+                self.note(depth, "NORMAL: learned port is input port, dropping");
+            }
+            Some(p) => match self.ctx.ports.get(p) {
+                Some(bp) if bp.vlan.includes(vlan) => {
+                    self.note(
+                        depth,
+                        format!("NORMAL: forwarding to learned port {}", format_port(p)),
+                    );
+                    self.output_normal(p, vlan, depth);
+                }
+                _ => self.note(depth, "NORMAL: learned port is unknown, dropping"),
+            },
+            None => {
+                self.note(depth, format!("NORMAL: flooding in VLAN {vlan}"));
+                let targets: Vec<PortNo> = self
+                    .ctx
+                    .ports
+                    .iter()
+                    .filter(|bp| bp.ofport != in_port && bp.flood && bp.vlan.includes(vlan))
+                    .map(|bp| bp.ofport)
+                    .collect();
+                for t in targets {
+                    self.output_normal(t, vlan, depth);
+                }
+            }
+        }
+    }
+
+    /// Outputs to `ofport` with the tagging its VLAN configuration wants.
+    fn output_normal(&mut self, ofport: PortNo, vlan: u16, depth: usize) {
+        let Some(bp) = self.ctx.ports.get(ofport) else {
+            return;
+        };
+        let saved = self.flow.vlan_tci;
+        self.flow.vlan_tci = match bp.vlan.output_tag(vlan) {
+            None => 0,
+            Some(vid) => {
+                let pcp = if saved & VLAN_CFI != 0 {
+                    saved & VLAN_PCP_MASK
+                } else {
+                    0
+                };
+                VLAN_CFI | pcp | (vid & VLAN_VID_MASK)
+            }
+        };
+        self.mark_dirty(Field::VlanTci);
+        self.emit_output(ofport, depth);
+        self.flow.vlan_tci = saved;
+    }
+}
+
+/// 01:80:c2:00:00:00..0f: link-local protocols (STP, LACP, LLDP, 802.1X)
+/// that a bridge must not forward (OVS's default, `forward-bpdu=false`).
+pub fn is_reserved_multicast(mac: [u8; 6]) -> bool {
+    mac[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && mac[5] & 0xf0 == 0
+}
+
+/// `ofproto/trace` of a raw frame: parses it (as received on OpenFlow port
+/// `in_port`) and translates it. Returns the parsed key with the result.
+pub fn trace_frame(
+    ctx: &XlateCtx<'_>,
+    frame: &[u8],
+    in_port: PortNo,
+) -> Result<(FlowKey, XlateResult), crate::parse::ParseError> {
+    let (key, _layout) = crate::parse::extract(frame, in_port)?;
+    let r = translate(ctx, &key);
+    Ok((key, r))
+}
+
+fn bits_mask(n: u8) -> u128 {
+    if n >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << n) - 1
+    }
+}
+
+/// Prints datapath actions the way `ofproto/trace` prints them
+/// (`push_vlan(vid=10,pcp=0),2,pop_vlan,3`; `drop` when empty).
+pub fn format_dp_actions(actions: &[DpAction]) -> String {
+    if actions.is_empty() {
+        return "drop".into();
+    }
+    let mac = |m: &[u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    actions
+        .iter()
+        .map(|a| match a {
+            DpAction::Output(p) => p.to_string(),
+            DpAction::Userspace {
+                reason, max_len, ..
+            } => format!("userspace(controller,reason={reason:?},max_len={max_len})"),
+            DpAction::PushVlan { tpid, tci } => {
+                let mut s = String::from("push_vlan(");
+                if *tpid != ethertype::VLAN {
+                    let _ = write!(s, "tpid={tpid:#x},");
+                }
+                let _ = write!(s, "vid={},pcp={})", tci & VLAN_VID_MASK, tci >> 13);
+                s
+            }
+            DpAction::PopVlan => "pop_vlan".into(),
+            DpAction::SetVlanVid(v) => format!("set(vlan(vid={v}))"),
+            DpAction::SetVlanPcp(p) => format!("set(vlan(pcp={p}))"),
+            DpAction::SetEthSrc(m) => format!("set(eth(src={}))", mac(m)),
+            DpAction::SetEthDst(m) => format!("set(eth(dst={}))", mac(m)),
+            DpAction::SetIpv4Src(ip) => format!("set(ipv4(src={}))", std::net::Ipv4Addr::from(*ip)),
+            DpAction::SetIpv4Dst(ip) => format!("set(ipv4(dst={}))", std::net::Ipv4Addr::from(*ip)),
+            DpAction::SetIpv6Src(ip) => format!("set(ipv6(src={}))", std::net::Ipv6Addr::from(*ip)),
+            DpAction::SetIpv6Dst(ip) => format!("set(ipv6(dst={}))", std::net::Ipv6Addr::from(*ip)),
+            DpAction::SetIpTos(t) => format!("set(ip(tos={t:#x}))"),
+            DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
+            DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
+            DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Prints a translation the way `ovs-appctl ofproto/trace` does: the rules
+/// hit per table with their actions, notes, then the megaflow and the
+/// datapath actions.
+pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Flow: {}",
+        format_match(&Match::exact(key), crate::table::DEFAULT_PRIORITY)
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "bridge(\"{bridge}\")");
+    let _ = writeln!(s, "{}", "-".repeat(bridge.len() + 10));
+    for step in &r.trace {
+        match step {
+            TraceStep::Lookup {
+                depth,
+                table_id,
+                rule,
+            } => {
+                let ind = "    ".repeat(*depth);
+                match rule {
+                    Some(tr) => {
+                        let m = format_match(&tr.m, crate::table::DEFAULT_PRIORITY);
+                        let m = if m.is_empty() {
+                            "priority 0".to_string()
+                        } else {
+                            m
+                        };
+                        let _ = writeln!(
+                            s,
+                            "{ind}{table_id:2}. {m}, priority {}, cookie {:#x}",
+                            tr.priority, tr.cookie
+                        );
+                        let _ = writeln!(s, "{ind}    {}", format_actions(&tr.actions));
+                    }
+                    None => {
+                        let _ = writeln!(s, "{ind}{table_id:2}. No match.");
+                        let _ = writeln!(s, "{ind}    drop");
+                    }
+                }
+            }
+            TraceStep::Note { depth, text } => {
+                let _ = writeln!(s, "{}     -> {text}", "    ".repeat(*depth));
+            }
+        }
+    }
+    let _ = writeln!(s);
+    let mega = format_match(&Match::new(*key, r.wc), crate::table::DEFAULT_PRIORITY);
+    let _ = writeln!(s, "Megaflow: {mega}");
+    let _ = write!(s, "Datapath actions: {}", format_dp_actions(&r.actions));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::{Bucket, Group, GroupType};
+    use crate::table::{FlowMod, FlowModCommand};
+    use crate::text::parse_flow_mod;
+
+    struct Bridge {
+        pipeline: Pipeline,
+        groups: GroupTable,
+        ports: BridgePorts,
+        mac: MacLearning,
+    }
+
+    impl Bridge {
+        fn new(n_ports: u32) -> Bridge {
+            let mut ports = BridgePorts::new();
+            for p in 1..=n_ports {
+                ports.insert(BridgePort::new(p, 100 + p));
+            }
+            Bridge {
+                pipeline: Pipeline::new(),
+                groups: GroupTable::new(),
+                ports,
+                mac: MacLearning::default(),
+            }
+        }
+
+        fn flow(&mut self, s: &str) {
+            let fm: FlowMod = parse_flow_mod(s, FlowModCommand::Add).unwrap();
+            self.pipeline.flow_mod(&fm, 0).unwrap();
+        }
+
+        fn xlate(&self, key: &FlowKey) -> XlateResult {
+            let ctx = XlateCtx {
+                pipeline: &self.pipeline,
+                groups: &self.groups,
+                ports: &self.ports,
+                mac: &self.mac,
+                now_ms: 1000,
+            };
+            translate(&ctx, key)
+        }
+
+        /// Translates and applies learning, as the daemon would.
+        fn xlate_learn(&mut self, key: &FlowKey) -> XlateResult {
+            let r = self.xlate(key);
+            for l in &r.learned {
+                self.mac.learn(l.vlan, l.mac, l.port, 1000);
+            }
+            r
+        }
+
+        fn set_vlan(&mut self, p: PortNo, mode: VlanMode) {
+            self.ports.get_mut(p).unwrap().vlan = mode;
+        }
+    }
+
+    fn pkt(in_port: u32, src: u8, dst: u8) -> FlowKey {
+        FlowKey {
+            in_port,
+            dl_src: [0, 0, 0, 0, 0, src],
+            dl_dst: [0, 0, 0, 0, 0, dst],
+            dl_type: 0x0800,
+            nw_proto: 6,
+            nw_src: 0x0a00_0001,
+            nw_dst: 0x0a00_0002,
+            nw_ttl: 64,
+            tp_src: 1000,
+            tp_dst: 80,
+            ..FlowKey::default()
+        }
+    }
+
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    #[test]
+    fn table_miss_drops_and_in_port_and_dl_type_are_always_in_the_megaflow() {
+        let b = Bridge::new(2);
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert!(r.actions.is_empty());
+        assert_eq!(r.wc.in_port, u32::MAX);
+        assert_eq!(r.wc.dl_type, 0xffff);
+        assert!(r.cacheable);
+    }
+
+    #[test]
+    fn output_to_input_port_is_dropped_unless_in_port_action() {
+        let mut b = Bridge::new(2);
+        b.flow("actions=output:1,output:2");
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).actions, vec![DpAction::Output(102)]);
+        b.flow("priority=40000,actions=IN_PORT");
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).actions, vec![DpAction::Output(101)]);
+    }
+
+    #[test]
+    fn rewrites_are_emitted_before_the_output_that_sees_them() {
+        let mut b = Bridge::new(3);
+        b.flow("ip,actions=output:2,mod_nw_dst:192.168.0.1,mod_vlan_vid:7,output:3");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(
+            r.actions,
+            vec![
+                DpAction::Output(102),
+                DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: 7
+                },
+                DpAction::SetIpv4Dst(0xc0a8_0001),
+                DpAction::Output(103),
+            ]
+        );
+        assert_eq!(
+            r.wc.nw_dst,
+            u32::MAX,
+            "rewritten field is exact in the megaflow"
+        );
+    }
+
+    #[test]
+    fn goto_table_and_write_actions_run_in_openflow_order() {
+        let mut b = Bridge::new(3);
+        b.flow("table=0,ip,actions=write_actions(output:3),goto_table:1");
+        b.flow("table=1,tcp,actions=output:2");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(
+            r.actions,
+            vec![DpAction::Output(102), DpAction::Output(103)]
+        );
+        assert_eq!(r.rules_hit.len(), 2);
+        // clear_actions in the second table empties the action set.
+        b.flow("table=1,priority=40000,tcp,actions=clear_actions");
+        assert!(b.xlate(&pkt(1, 1, 2)).actions.is_empty());
+    }
+
+    #[test]
+    fn resubmit_changes_in_port_for_the_lookup_and_restores_it() {
+        let mut b = Bridge::new(3);
+        b.flow("table=0,in_port=1,actions=resubmit(3,1),output:2");
+        b.flow("table=1,in_port=3,actions=output:1");
+        let r = b.xlate(&pkt(1, 1, 2));
+        // output:1 inside the resubmit is allowed (in_port is 3 there).
+        assert_eq!(
+            r.actions,
+            vec![DpAction::Output(101), DpAction::Output(102)]
+        );
+    }
+
+    #[test]
+    fn resubmit_loop_hits_the_depth_limit_and_drops() {
+        let mut b = Bridge::new(2);
+        b.flow("actions=output:2,resubmit(,0)");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(r.error, Some(XlateError::TooDeep));
+        assert!(r.actions.is_empty());
+    }
+
+    #[test]
+    fn controller_action_makes_packet_in_and_is_not_cacheable() {
+        let mut b = Bridge::new(2);
+        b.flow("cookie=0x9,actions=controller(max_len=128)");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert!(!r.cacheable);
+        assert_eq!(r.packet_ins.len(), 1);
+        assert_eq!(r.packet_ins[0].cookie, 9);
+        assert!(matches!(
+            r.actions[0],
+            DpAction::Userspace { max_len: 128, .. }
+        ));
+    }
+
+    #[test]
+    fn flood_and_all_skip_the_input_port_and_flood_honours_no_flood() {
+        let mut b = Bridge::new(4);
+        b.ports.get_mut(3).unwrap().flood = false;
+        b.flow("actions=FLOOD");
+        assert_eq!(
+            b.xlate(&pkt(1, 1, 2)).actions,
+            vec![DpAction::Output(102), DpAction::Output(104)]
+        );
+        b.flow("actions=ALL");
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).actions.len(), 3);
+    }
+
+    #[test]
+    fn dec_ttl_expiry_stops_the_action_list() {
+        let mut b = Bridge::new(3);
+        b.flow("ip,actions=dec_ttl,output:2");
+        let mut k = pkt(1, 1, 2);
+        k.nw_ttl = 1;
+        assert!(b.xlate(&k).actions.is_empty());
+        k.nw_ttl = 5;
+        assert_eq!(
+            b.xlate(&k).actions,
+            vec![DpAction::SetIpTtl(4), DpAction::Output(102)]
+        );
+    }
+
+    #[test]
+    fn groups_all_select_and_fast_failover() {
+        let mut b = Bridge::new(3);
+        let out = |p| {
+            vec![Action::Output {
+                port: p,
+                max_len: 0,
+            }]
+        };
+        b.groups
+            .add(Group {
+                id: 1,
+                kind: GroupType::All,
+                buckets: vec![Bucket::new(out(2)), Bucket::new(out(3))],
+            })
+            .unwrap();
+        let mut w2 = Bucket::new(out(2));
+        w2.watch_port = 2;
+        let mut w3 = Bucket::new(out(3));
+        w3.watch_port = 3;
+        b.groups
+            .add(Group {
+                id: 2,
+                kind: GroupType::FastFailover,
+                buckets: vec![w2, w3],
+            })
+            .unwrap();
+        b.flow("in_port=1,actions=group:1");
+        assert_eq!(
+            b.xlate(&pkt(1, 1, 2)).actions,
+            vec![DpAction::Output(102), DpAction::Output(103)]
+        );
+        b.flow("in_port=1,actions=group:2");
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).actions, vec![DpAction::Output(102)]);
+        b.ports.get_mut(2).unwrap().up = false;
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).actions, vec![DpAction::Output(103)]);
+    }
+
+    #[test]
+    fn normal_floods_unknown_then_forwards_to_learned_port() {
+        let mut b = Bridge::new(3);
+        b.flow("actions=NORMAL");
+        // A (port 1) -> B unknown: flood to 2 and 3; A learned on port 1.
+        let r = b.xlate_learn(&pkt(1, 0xa, 0xb));
+        assert_eq!(
+            r.actions,
+            vec![DpAction::Output(102), DpAction::Output(103)]
+        );
+        assert_eq!(
+            r.learned,
+            vec![MacLearnRequest {
+                vlan: 0,
+                mac: [0, 0, 0, 0, 0, 0xa],
+                port: 1
+            }]
+        );
+        // B (port 2) -> A: known, unicast to port 1 only.
+        let r = b.xlate_learn(&pkt(2, 0xb, 0xa));
+        assert_eq!(r.actions, vec![DpAction::Output(101)]);
+        // A -> B now known on port 2.
+        let r = b.xlate_learn(&pkt(1, 0xa, 0xb));
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        assert_eq!(r.wc.dl_dst, [0xff; 6]);
+        assert_eq!(r.wc.dl_src, [0xff; 6]);
+    }
+
+    #[test]
+    fn normal_does_not_learn_multicast_sources_and_floods_broadcast() {
+        let mut b = Bridge::new(3);
+        b.flow("actions=NORMAL");
+        let mut k = pkt(1, 0xa, 0);
+        k.dl_src = [1, 0, 0x5e, 0, 0, 1];
+        k.dl_dst = BCAST;
+        let r = b.xlate_learn(&k);
+        assert!(r.learned.is_empty());
+        assert_eq!(r.actions.len(), 2);
+    }
+
+    #[test]
+    fn normal_access_ports_isolate_vlans_and_trunks_carry_tags() {
+        let mut b = Bridge::new(4);
+        b.flow("actions=NORMAL");
+        b.set_vlan(1, VlanMode::Access { tag: 10 });
+        b.set_vlan(2, VlanMode::Access { tag: 10 });
+        b.set_vlan(3, VlanMode::Access { tag: 20 });
+        b.set_vlan(
+            4,
+            VlanMode::Trunk {
+                trunks: vec![10, 20],
+            },
+        );
+        // Untagged broadcast from port 1 (VLAN 10): port 2 untagged, trunk 4 tagged 10,
+        // never port 3 (VLAN 20).
+        let mut k = pkt(1, 0xa, 0);
+        k.dl_dst = BCAST;
+        let r = b.xlate_learn(&k);
+        assert_eq!(
+            r.actions,
+            vec![
+                DpAction::Output(102),
+                DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: 10
+                },
+                DpAction::Output(104),
+            ]
+        );
+        // Tagged VLAN 20 frame from the trunk: only port 3, untagged.
+        let mut k = pkt(4, 0xc, 0);
+        k.dl_dst = BCAST;
+        k.vlan_tci = VLAN_CFI | 20;
+        let r = b.xlate_learn(&k);
+        assert_eq!(r.actions, vec![DpAction::PopVlan, DpAction::Output(103)]);
+        // Tagged frame on an access port is dropped.
+        let mut k = pkt(1, 0xa, 0xc);
+        k.vlan_tci = VLAN_CFI | 20;
+        assert!(b.xlate(&k).actions.is_empty());
+        // Trunk frame for a VLAN not in its trunks is dropped.
+        let mut k = pkt(4, 0xc, 0xa);
+        k.vlan_tci = VLAN_CFI | 30;
+        assert!(b.xlate(&k).actions.is_empty());
+        // Unicast to a MAC learned in another VLAN is not delivered across VLANs.
+        let k = pkt(3, 0xd, 0xa); // 0xa was learned in VLAN 10 on port 1
+        let r = b.xlate(&k);
+        assert!(!r.actions.contains(&DpAction::Output(101)));
+    }
+
+    #[test]
+    fn normal_native_untagged_trunk_untags_its_native_vlan() {
+        let mut b = Bridge::new(2);
+        b.flow("actions=NORMAL");
+        b.set_vlan(
+            1,
+            VlanMode::NativeUntagged {
+                tag: 5,
+                trunks: vec![5, 6],
+            },
+        );
+        b.set_vlan(2, VlanMode::Trunk { trunks: vec![] });
+        let mut k = pkt(1, 0xa, 0);
+        k.dl_dst = BCAST;
+        let r = b.xlate(&k);
+        assert_eq!(
+            r.actions,
+            vec![
+                DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: 5
+                },
+                DpAction::Output(102)
+            ]
+        );
+        let mut k = pkt(2, 0xb, 0);
+        k.dl_dst = BCAST;
+        k.vlan_tci = VLAN_CFI | 5;
+        assert_eq!(
+            b.xlate(&k).actions,
+            vec![DpAction::PopVlan, DpAction::Output(101)]
+        );
+    }
+
+    #[test]
+    fn packet_out_output_table_runs_the_pipeline() {
+        let mut b = Bridge::new(2);
+        b.flow("actions=output:2");
+        let ctx = XlateCtx {
+            pipeline: &b.pipeline,
+            groups: &b.groups,
+            ports: &b.ports,
+            mac: &b.mac,
+            now_ms: 0,
+        };
+        let r = translate_actions(
+            &ctx,
+            &pkt(1, 1, 2),
+            &[Action::Output {
+                port: port::TABLE,
+                max_len: 0,
+            }],
+        );
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn trace_mentions_rule_and_datapath_actions() {
+        let mut b = Bridge::new(2);
+        b.flow("priority=10,ip,actions=output:2");
+        let k = pkt(1, 1, 2);
+        let r = b.xlate(&k);
+        let t = format_trace("br0", &k, &r);
+        assert!(t.contains(" 0. ip, priority 10, cookie 0x0"), "{t}");
+        assert!(t.contains("Datapath actions: 102"), "{t}");
+    }
+
+    #[test]
+    fn normal_never_forwards_link_local_multicast() {
+        let mut b = Bridge::new(3);
+        b.flow("actions=NORMAL");
+        let mut k = pkt(1, 0xa, 0);
+        k.dl_dst = [0x01, 0x80, 0xc2, 0, 0, 0x0e]; // LLDP
+        assert!(b.xlate(&k).actions.is_empty());
+        k.dl_dst = [0x01, 0x80, 0xc2, 0, 0, 0x10]; // not reserved
+        assert_eq!(b.xlate(&k).actions.len(), 2);
+    }
+
+    #[test]
+    fn trace_frame_parses_and_translates_a_raw_frame() {
+        let mut b = Bridge::new(2);
+        b.flow("arp,actions=output:2");
+        let mut frame = vec![0xffu8; 6];
+        frame.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        frame.extend_from_slice(&[0, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+        frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        let ctx = XlateCtx {
+            pipeline: &b.pipeline,
+            groups: &b.groups,
+            ports: &b.ports,
+            mac: &b.mac,
+            now_ms: 0,
+        };
+        let (key, r) = trace_frame(&ctx, &frame, 1).unwrap();
+        assert_eq!(key.dl_type, 0x0806);
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        assert!(trace_frame(&ctx, &frame[..10], 1).is_err());
+    }
+}

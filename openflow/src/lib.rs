@@ -1,1 +1,27 @@
-//! OpenFlow 1.0 / 1.3 codec.
+//! OpenFlow 1.0 / 1.3 codec, the switch-side connection state machine and a
+//! small client for the CLI tools.
+//!
+//! - [`decode`] / [`encode`]: bytes ↔ [`Message`] for either version,
+//!   bounds-checked and panic-free on any input;
+//! - [`conn::OfConnection`]: framing, hello/version negotiation, echo,
+//!   barrier, roles, and dispatch to a [`conn::SwitchAgent`];
+//! - [`client::OfClient`]: connect, hello, request/reply by xid.
+
+pub mod actions;
+pub mod client;
+pub mod codec;
+pub mod conn;
+pub mod consts;
+pub mod convert;
+pub mod error;
+pub mod match10;
+pub mod message;
+pub mod oxm;
+pub mod testing;
+pub mod wire;
+
+pub use client::{ClientError, OfClient};
+pub use codec::{decode, encode, encode_multipart_reply};
+pub use conn::{ConnConfig, OfConnection, SwitchAgent};
+pub use error::{DecodeError, EncodeError, OfError};
+pub use message::*;

@@ -1,1 +1,24 @@
-//! OVSDB engine (RFC 7047) with redb persistence.
+//! OVSDB engine (RFC 7047) with redb persistence, a JSON-RPC server and a blocking client.
+//!
+//! - [`Db`]: the database handle vswitchd embeds (`open`, `transact`, `snapshot`, `subscribe`).
+//! - [`server::serve`]: the JSON-RPC server (unix socket and `ptcp:`) stock OVS clients talk to.
+//! - [`client::Client`]: a small blocking JSON-RPC client (used by `vsctl`).
+
+pub mod client;
+pub mod condition;
+pub mod data;
+pub mod datum;
+pub mod db;
+pub mod error;
+pub mod integrity;
+pub mod jsonrpc;
+pub mod schema;
+pub mod server;
+pub mod store;
+pub mod txn;
+
+pub use data::{ChangeSet, Data, Row, RowChange};
+pub use datum::{Atom, Datum};
+pub use db::{Commit, Db};
+pub use error::{DbError, OvsdbError};
+pub use schema::Schema;

@@ -1,1 +1,483 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for ferrovs's end-to-end tests: the daemon as a child process in
+//! a private run directory, the CLIs, and test hosts in network namespaces.
+//!
+//! Every name a test creates (namespaces, interfaces) carries a short unique
+//! tag so that tests can run in parallel and leftovers are recognisable
+//! (`fv…`). Everything is removed by `Drop` guards, also when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Path of a workspace binary (`vswitchd`, `vsctl`, …) built next to the
+/// test executable (`target/<profile>/`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-<hash>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// True when running as root (the end-to-end tests need namespaces).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A short tag unique to this process and call: `fv<pid%1000><n>`.
+pub fn unique_tag() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("fv{}{}", std::process::id() % 1000, n)
+}
+
+/// Runs a command, failing with its stderr when it exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command and returns its whole output, whatever its exit status.
+pub fn run_output(cmd: &mut Command) -> Result<Output> {
+    cmd.stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("spawning {cmd:?}"))
+}
+
+/// `ip ARGS…`
+pub fn ip(args: &[&str]) -> Result<String> {
+    run(Command::new("ip").args(args))
+}
+
+/// Polls `f` every 50 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Result<Netns> {
+        let _ = ip(&["netns", "del", name]);
+        ip(&["netns", "add", name])?;
+        let ns = Netns { name: name.to_string() };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs a command inside the namespace, failing on a non-zero exit.
+    pub fn exec(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
+    }
+
+    /// Runs a command inside the namespace and returns its output.
+    pub fn exec_output(&self, args: &[&str]) -> Result<Output> {
+        run_output(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
+    }
+
+    /// Spawns a long-running command inside the namespace.
+    pub fn spawn(&self, args: &[&str]) -> Result<ChildGuard> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {args:?} in {}", self.name))?;
+        Ok(ChildGuard(Some(child)))
+    }
+
+    /// `ping -c COUNT -W 1 -i 0.2 DST`; true when every reply came back.
+    pub fn ping(&self, dst: &str, count: u32) -> bool {
+        let c = count.to_string();
+        self.exec_output(&["ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", dst])
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Pings until one reply arrives or `timeout` passes (learning, ARP).
+    pub fn ping_eventually(&self, dst: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.exec_output(&["ping", "-n", "-q", "-c", "1", "-W", "1", dst])
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A host: a namespace whose `eth0` is one end of a veth pair; the other
+/// end (`port`) stays in the root namespace for the switch.
+pub struct VethHost {
+    pub ns: Netns,
+    /// Name of the switch-side end in the root namespace.
+    pub port: String,
+    pub addr: String,
+}
+
+impl VethHost {
+    /// Creates namespace `<tag>h<i>` with eth0 = `addr` (CIDR), and the
+    /// root-side veth end `<tag>p<i>`.
+    pub fn new(tag: &str, i: u32, addr: &str) -> Result<VethHost> {
+        let ns = Netns::new(&format!("{tag}h{i}"))?;
+        let port = format!("{tag}p{i}");
+        let _ = ip(&["link", "del", &port]);
+        ip(&[
+            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ])?;
+        ip(&["link", "set", &port, "up"])?;
+        ns.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
+        ns.exec(&["ip", "link", "set", "eth0", "up"])?;
+        Ok(VethHost {
+            ns,
+            port,
+            addr: addr.split('/').next().unwrap_or(addr).to_string(),
+        })
+    }
+}
+
+impl Drop for VethHost {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.port]);
+    }
+}
+
+/// A host behind a TAP port: the switch creates the TAP device `dev`, the
+/// test moves it into a namespace and configures it there.
+pub struct TapHost {
+    pub ns: Netns,
+    pub dev: String,
+    pub addr: String,
+}
+
+impl TapHost {
+    /// Waits for the switch to create `dev`, moves it into `<tag>t<i>` and
+    /// gives it `addr`.
+    pub fn adopt(tag: &str, i: u32, dev: &str, addr: &str) -> Result<TapHost> {
+        let ns = Netns::new(&format!("{tag}t{i}"))?;
+        if !wait_until(Duration::from_secs(10), || {
+            ip(&["link", "show", "dev", dev]).is_ok()
+        }) {
+            bail!("the switch did not create TAP device {dev}");
+        }
+        ip(&["link", "set", dev, "netns", &ns.name])?;
+        ns.exec(&["ip", "addr", "add", addr, "dev", dev])?;
+        ns.exec(&["ip", "link", "set", dev, "up"])?;
+        Ok(TapHost {
+            ns,
+            dev: dev.to_string(),
+            addr: addr.split('/').next().unwrap_or(addr).to_string(),
+        })
+    }
+}
+
+/// Kills and reaps a child process on drop.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child")
+    }
+
+    /// Waits for the child and returns its output.
+    pub fn wait_output(mut self) -> Result<Output> {
+        let child = self.0.take().expect("child");
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Sends SIGKILL now (the guard still reaps it).
+    pub fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A vswitchd process on a private run directory and DB file.
+pub struct Switch {
+    pub rundir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub proc: ChildGuard,
+    pub log: PathBuf,
+}
+
+impl Switch {
+    /// Starts vswitchd and waits until its DB socket answers.
+    pub fn start() -> Result<Switch> {
+        let rundir = tempfile::Builder::new().prefix("ferrovs-test-").tempdir()?;
+        let db = rundir.path().join("conf.db");
+        Self::start_in(rundir, db)
+    }
+
+    /// Starts vswitchd on an existing run directory and DB (restarts).
+    pub fn start_in(rundir: tempfile::TempDir, db: PathBuf) -> Result<Switch> {
+        let log = rundir.path().join("vswitchd.log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(bin("vswitchd"))
+            .arg("--rundir")
+            .arg(rundir.path())
+            .arg("--db")
+            .arg(&db)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .context("spawning vswitchd")?;
+        let sw = Switch {
+            rundir,
+            db,
+            proc: ChildGuard(Some(child)),
+            log,
+        };
+        let sock = sw.rundir.path().join("db.sock");
+        if !wait_until(Duration::from_secs(20), || sock.exists()) {
+            bail!("vswitchd did not create {}; log:\n{}", sock.display(), sw.log_text());
+        }
+        Ok(sw)
+    }
+
+    pub fn rundir(&self) -> &Path {
+        self.rundir.path()
+    }
+
+    /// The daemon's log so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn tool(&self, name: &str, args: &[&str]) -> Result<String> {
+        let out = run_output(
+            Command::new(bin(name))
+                .env("FERROVS_RUNDIR", self.rundir())
+                .args(args),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "{name} {args:?} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs ferrovs's `vsctl` against this switch.
+    pub fn vsctl(&self, args: &[&str]) -> Result<String> {
+        self.tool("vsctl", args)
+    }
+
+    /// Runs ferrovs's `ofctl` against this switch.
+    pub fn ofctl(&self, args: &[&str]) -> Result<String> {
+        self.tool("ofctl", args)
+    }
+
+    /// Runs ferrovs's `appctl` against this switch.
+    pub fn appctl(&self, args: &[&str]) -> Result<String> {
+        self.tool("appctl", args)
+    }
+
+    /// Runs a tool and returns its raw output (for error-path tests).
+    pub fn tool_output(&self, name: &str, args: &[&str]) -> Result<Output> {
+        run_output(
+            Command::new(bin(name))
+                .env("FERROVS_RUNDIR", self.rundir())
+                .args(args),
+        )
+    }
+
+    /// `unix:RUNDIR/db.sock`, for stock OVS clients.
+    pub fn db_remote(&self) -> String {
+        format!("unix:{}", self.rundir().join("db.sock").display())
+    }
+
+    /// True while the daemon process is alive.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.proc.child().try_wait(), Ok(None))
+    }
+}
+
+/// Parses `iperf3 -J` output into bits per second received.
+pub fn iperf3_bps(json: &str) -> Result<f64> {
+    let v: serde_json::Value = serde_json::from_str(json).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .or_else(|| v["end"]["sum"]["bits_per_second"].as_f64())
+        .context("no bits_per_second in iperf3 output")
+}
+
+/// Runs an iperf3 TCP test from `client` to `server` (`server_ip`) for
+/// `secs` seconds and returns the received bits per second.
+pub fn iperf3_tcp(server: &Netns, client: &Netns, server_ip: &str, secs: u32) -> Result<f64> {
+    let port = 5201 + (std::process::id() % 500) as u16 + (unique_tag().len() as u16);
+    let p = port.to_string();
+    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let t = secs.to_string();
+    let out = client.exec_output(&[
+        "timeout", "30", "iperf3", "-c", server_ip, "-p", &p, "-t", &t, "-J",
+    ])?;
+    if !out.status.success() {
+        bail!(
+            "iperf3 client failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    iperf3_bps(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The guest kernel and initramfs for QEMU tests, built once per machine by
+/// `tests/scripts/build-guest.sh` (Debian's kernel and busybox).
+pub fn guest_image() -> Result<PathBuf> {
+    let dir = PathBuf::from(
+        std::env::var("FERROVS_GUEST_DIR").unwrap_or_else(|_| "/var/tmp/ferrovs-guest".into()),
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-guest.sh");
+    // Serialise concurrent builders with a lock file.
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.join(".lock"))?;
+    // SAFETY: flock on a file descriptor we own; blocks until exclusive.
+    unsafe {
+        libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX);
+    }
+    run(Command::new("bash").arg(script).arg(&dir))?;
+    drop(lock);
+    Ok(dir)
+}
+
+/// How a QEMU guest reaches its vhost-user socket.
+pub enum VhostSocket<'a> {
+    /// The switch listens (`dpdkvhostuser`); QEMU connects, and reconnects
+    /// every second if the switch goes away.
+    SwitchIsServer(&'a Path),
+    /// QEMU listens (`dpdkvhostuserclient`); the switch connects.
+    QemuIsServer(&'a Path),
+}
+
+/// A Linux guest under QEMU (TCG) whose virtio-net is a vhost-user port.
+pub struct QemuGuest {
+    pub proc: ChildGuard,
+    pub serial: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl QemuGuest {
+    /// Boots the test guest; `args` are the `fv.*` kernel parameters
+    /// (see build-guest.sh).
+    pub fn boot(sock: VhostSocket<'_>, mac: &str, args: &str) -> Result<QemuGuest> {
+        let img = guest_image()?;
+        let dir = tempfile::Builder::new().prefix("ferrovs-qemu-").tempdir()?;
+        let serial = dir.path().join("serial.log");
+        let chardev = match sock {
+            VhostSocket::SwitchIsServer(p) => format!("socket,id=chr0,path={},reconnect=1", p.display()),
+            VhostSocket::QemuIsServer(p) => format!("socket,id=chr0,path={},server=on,wait=off", p.display()),
+        };
+        let append = format!("console=ttyS0 panic=-1 edd=off quiet {args}");
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-machine", "pc,accel=tcg", "-m", "256M", "-smp", "1"])
+            .args(["-object", "memory-backend-memfd,id=mem0,size=256M,share=on", "-numa", "node,memdev=mem0"])
+            .arg("-kernel")
+            .arg(img.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(img.join("initramfs.gz"))
+            .args(["-append", &append])
+            .args(["-display", "none", "-no-reboot", "-monitor", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .args(["-chardev", &chardev, "-netdev", "vhost-user,id=net0,chardev=chr0"])
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=net0,mac={mac},romfile=,vectors=0"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning qemu-system-x86_64")?;
+        Ok(QemuGuest {
+            proc: ChildGuard(Some(child)),
+            serial,
+            _dir: dir,
+        })
+    }
+
+    /// What the guest printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.serial).unwrap_or_default()
+    }
+
+    /// Waits until the guest printed a line containing `FV-RESULT <what>`;
+    /// returns that line. Fails early on a `-fail` result.
+    pub fn wait_result(&self, what: &str, timeout: Duration) -> Result<String> {
+        let needle = format!("FV-RESULT {what}");
+        let mut found = None;
+        let ok = wait_until(timeout, || {
+            let out = self.output();
+            if let Some(l) = out.lines().find(|l| l.contains(&needle)) {
+                found = Some(l.to_string());
+                return true;
+            }
+            out.contains("-fail")
+        });
+        match found {
+            Some(l) if ok => Ok(l),
+            _ => bail!("guest did not report `{what}` in {timeout:?}; serial:\n{}", self.output()),
+        }
+    }
+}

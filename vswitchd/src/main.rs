@@ -1,1 +1,74 @@
-fn main() {}
+//! `vswitchd`: the ferrovs daemon.
+//!
+//!     vswitchd [--rundir DIR] [--db FILE] [--pmd-cpus LIST]
+//!
+//! It opens (or creates) the config DB, serves it on `RUNDIR/db.sock`,
+//! follows it to build bridges and ports, speaks OpenFlow on
+//! `RUNDIR/BRIDGE.mgmt` and to controllers, and answers appctl on
+//! `RUNDIR/vswitchd.ctl`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+mod appctl;
+mod config;
+mod daemon;
+mod dpformat;
+mod ofproto;
+mod ofservice;
+mod switch;
+mod unixctl;
+
+#[derive(Parser, Debug)]
+#[command(name = "vswitchd", version, about = "The ferrovs virtual switch daemon")]
+pub struct Args {
+    /// Directory for the sockets (db.sock, BRIDGE.mgmt, vswitchd.ctl).
+    #[arg(long, env = "FERROVS_RUNDIR", default_value = "/run/ferrovs")]
+    pub rundir: PathBuf,
+    /// The config DB file (created with an empty configuration if missing).
+    #[arg(long, env = "FERROVS_DB", default_value = "/var/lib/ferrovs/conf.db")]
+    pub db: PathBuf,
+    /// CPUs for the PMD threads (e.g. `1` or `2,3`); overrides the DB's
+    /// `other_config:pmd-cpu-mask`. Without either, one unpinned PMD thread.
+    #[arg(long, value_delimiter = ',')]
+    pub pmd_cpus: Vec<usize>,
+    /// Also serve the DB on this TCP remote (`ptcp:PORT:IP`).
+    #[arg(long)]
+    pub remote: Vec<String>,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG overrides.
+    #[arg(long, default_value = "info")]
+    pub log: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log.clone());
+    let log_handle = logging(&filter)?;
+    std::fs::create_dir_all(&args.rundir)
+        .with_context(|| format!("cannot create run directory {}", args.rundir.display()))?;
+    if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create DB directory {}", dir.display()))?;
+    }
+    daemon::run(args, log_handle)
+}
+
+/// Handle to change the log filter at run time (`appctl vlog/set`).
+pub type LogHandle = tracing_subscriber::reload::Handle<
+    tracing_subscriber::EnvFilter,
+    tracing_subscriber::Registry,
+>;
+
+fn logging(filter: &str) -> Result<LogHandle> {
+    use tracing_subscriber::prelude::*;
+    let env = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("bad log filter {filter:?}"))?;
+    let (layer, handle) = tracing_subscriber::reload::Layer::new(env);
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_subscriber::fmt::layer().with_target(true))
+        .init();
+    Ok(handle)
+}

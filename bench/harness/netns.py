@@ -1,0 +1,98 @@
+"""Two hosts in network namespaces (bn-h1, bn-h2) wired to a switch by veth or TAP ports."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from .procs import PREFIX, run
+
+HOSTS = (f"{PREFIX}-h1", f"{PREFIX}-h2")
+ADDRS = ("10.77.0.1", "10.77.0.2")
+MACS = ("02:62:6e:00:00:01", "02:62:6e:00:00:02")
+
+
+@dataclass
+class HostPair:
+    """The switch-side port names and the namespaces behind them."""
+
+    ports: tuple[str, str]
+    hosts: tuple[str, str] = HOSTS
+    addrs: tuple[str, str] = ADDRS
+
+    def ns(self, i: int, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.hosts[i], *argv]
+
+
+def _link_exists(name: str, netns: str | None = None) -> bool:
+    argv = ["ip", "-j", "link", "show", name]
+    if netns:
+        argv = ["ip", "-n", netns, "-j", "link", "show", name]
+    return run(argv, check=False).strip().startswith("[")
+
+
+def sweep_stale() -> list[str]:
+    """Deletes bn-* namespaces and links left behind by an earlier killed run."""
+    removed = []
+    for ns in json.loads(run(["ip", "-j", "netns", "list"], check=False) or "[]"):
+        name = ns.get("name", "")
+        if name.startswith(f"{PREFIX}-"):
+            run(["ip", "netns", "del", name], check=False)
+            removed.append(name)
+    out = run(["ip", "-j", "link", "show"], check=False)
+    for link in json.loads(out or "[]"):
+        name = link.get("ifname", "")
+        if name.startswith(f"{PREFIX}-"):
+            run(["ip", "link", "del", name], check=False)
+            removed.append(name)
+    return removed
+
+
+def _add_namespaces(stack: ExitStack) -> None:
+    for host in HOSTS:
+        run(["ip", "netns", "add", host])
+        stack.callback(run, ["ip", "netns", "del", host], check=False)
+        run(["ip", "-n", host, "link", "set", "lo", "up"])
+
+
+def _configure_host(i: int, dev: str) -> None:
+    host = HOSTS[i]
+    run(["ip", "-n", host, "link", "set", dev, "address", MACS[i]])
+    run(["ip", "-n", host, "addr", "add", f"{ADDRS[i]}/24", "dev", dev])
+    run(["ip", "-n", host, "link", "set", dev, "up"])
+    # Frames with CHECKSUM_PARTIAL would leave the host unchecksummed through an
+    # AF_PACKET port; OVS needs this, and every switch gets the same host setup.
+    run(["ip", "netns", "exec", host, "ethtool", "-K", dev, "tx", "off"], check=False)
+
+
+def veth_pair(stack: ExitStack) -> HostPair:
+    """bn-v1/bn-v2 in the root namespace, eth0 inside bn-h1/bn-h2."""
+    _add_namespaces(stack)
+    ports = (f"{PREFIX}-v1", f"{PREFIX}-v2")
+    for i, port in enumerate(ports):
+        run(["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", HOSTS[i]])
+        stack.callback(run, ["ip", "link", "del", port], check=False)
+        run(["ip", "link", "set", port, "up"])
+        _configure_host(i, "eth0")
+    return HostPair(ports=ports)
+
+
+def tap_names() -> tuple[str, str]:
+    return (f"{PREFIX}-t1", f"{PREFIX}-t2")
+
+
+def move_taps_into_hosts(stack: ExitStack, taps: tuple[str, str]) -> HostPair:
+    """The switch created (and holds) the TAP devices; their kernel side goes into the hosts."""
+    _add_namespaces(stack)
+    for i, tap in enumerate(taps):
+        if not _link_exists(tap):
+            raise RuntimeError(f"switch did not create TAP device {tap}")
+        run(["ip", "link", "set", tap, "netns", HOSTS[i]])
+        _configure_host(i, tap)
+    return HostPair(ports=taps)
+
+
+def check_reachable(pair: HostPair) -> None:
+    """Fails unless h1 reaches h2 (ARP + one ping) within a few seconds."""
+    run(pair.ns(0, "ping", "-c", "3", "-i", "0.3", "-W", "2", pair.addrs[1]), timeout=15)

@@ -1,0 +1,135 @@
+"""ferrovs, driven only through its stable CLI contract:
+``vswitchd --rundir DIR --db FILE`` plus ``vsctl``/``ofctl``/``appctl`` with
+``FERROVS_RUNDIR=DIR``. The binaries are looked up in ``$FERROVS_BIN_DIR`` or the
+workspace's ``target/release``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..procs import PREFIX, run, spawn, wait_for
+
+REPO = Path(__file__).resolve().parents[3]
+BRIDGE = "br0"
+BINARIES = ("vswitchd", "vsctl", "ofctl", "appctl")
+
+
+def bin_dir() -> Path:
+    return Path(os.environ.get("FERROVS_BIN_DIR", REPO / "target" / "release"))
+
+
+class Ferrovs:
+    name = "ferrovs"
+    label = {"vhost": "ferrovs", "kernel": "ferrovs"}
+
+    def __init__(self) -> None:
+        self.rundir: Path | None = None
+        self.env: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
+        self.added: list[str] = []
+
+    def available(self, mode: str) -> str | None:
+        missing = [b for b in BINARIES if not (bin_dir() / b).is_file()]
+        if missing:
+            return (
+                f"ferrovs not built: {', '.join(missing)} missing in {bin_dir()} "
+                "(cargo build --release -p vswitchd -p ofctl, or set FERROVS_BIN_DIR)"
+            )
+        return None
+
+    def version(self) -> str:
+        if self.available("kernel"):
+            return "not built"
+        rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False).strip()
+        dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], check=False)
+        ver = run([str(bin_dir() / "vswitchd"), "--version"], check=False).strip().splitlines()
+        head = ver[0] if ver and "error" not in ver[0].lower() else "ferrovs"
+        return f"{head} (git {rev or 'unknown'}{'+dirty' if dirty.strip() else ''})"
+
+    def _tool(self, tool: str, *args: str, timeout: float = 600) -> str:
+        return run([str(bin_dir() / tool), *args], env=self.env, timeout=timeout)
+
+    def vsctl(self, *args: str) -> str:
+        return self._tool("vsctl", *args, timeout=60)
+
+    def ofctl(self, *args: str, timeout: float = 600) -> str:
+        return self._tool("ofctl", *args, timeout=timeout)
+
+    def appctl(self, *args: str) -> str:
+        return self._tool("appctl", *args, timeout=60)
+
+    def start(self, stack: ExitStack, mode: str) -> "Ferrovs":
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-ferrovs-", dir="/tmp"))
+        stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
+        self.env = {"FERROVS_RUNDIR": str(self.rundir)}
+        proc = spawn(
+            stack,
+            [
+                str(bin_dir() / "vswitchd"),
+                "--rundir",
+                str(self.rundir),
+                "--db",
+                str(self.rundir / "conf.db"),
+            ],
+            log_path=self.rundir / "vswitchd.log",
+            env={**self.env, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        )
+        self.pids["vswitchd"] = proc.pid
+        wait_for("ferrovs db.sock", (self.rundir / "db.sock").exists, 30, proc)
+        wait_for("ferrovs vswitchd.ctl", (self.rundir / "vswitchd.ctl").exists, 30, proc)
+        self.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+        try:
+            self.vsctl("add-br", BRIDGE)
+        except RuntimeError:
+            # A daemon that creates br0 on its own refuses a second one; that is fine.
+            if not (self.rundir / f"{BRIDGE}.mgmt").exists():
+                raise
+        wait_for("ferrovs bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 30, proc)
+        return self
+
+    def add_vhost_port(self, name: str) -> str:
+        assert self.rundir is not None
+        self.added.append(name)
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=dpdkvhostuser")
+        path = self.rundir / name
+        wait_for(f"vhost-user socket {path}", path.exists, 30)
+        return str(path)
+
+    def ofport(self, name: str) -> int:
+        """OpenFlow port number; if ``vsctl get`` does not know the column, ports are
+        assumed numbered 1, 2, … in the order they were added."""
+        try:
+            return int(self.vsctl("get", "Interface", name, "ofport").strip())
+        except (RuntimeError, ValueError):
+            return self.added.index(name) + 1
+
+    def add_system_port(self, name: str) -> None:
+        self.added.append(name)
+        self.vsctl("add-port", BRIDGE, name)
+
+    def add_tap_port(self, name: str) -> None:
+        self.added.append(name)
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=tap")
+
+    def add_flows(self, path: str) -> None:
+        self.ofctl("add-flows", BRIDGE, path)
+
+    def del_flows(self) -> None:
+        self.ofctl("del-flows", BRIDGE)
+
+    def flow_count(self) -> int:
+        out = self.ofctl("dump-flows", BRIDGE)
+        return sum(1 for line in out.splitlines() if "actions=" in line)
+
+    def memory_pids(self) -> dict[str, int]:
+        return dict(self.pids)
+
+    def log_tail(self) -> str:
+        if self.rundir is None or not (self.rundir / "vswitchd.log").exists():
+            return ""
+        text = (self.rundir / "vswitchd.log").read_text(errors="replace")
+        return "".join(text.splitlines(True)[-20:])

@@ -1,0 +1,178 @@
+"""Open vSwitch as the peer: the userspace (netdev) datapath on veth/TAP ports, and
+OVS-DPDK (no hugepages) with dpdkvhostuser ports for the vhost-user scenarios."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..procs import PREFIX, run, spawn, wait_for
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OVS_VSWITCHD = "/usr/lib/openvswitch-switch/ovs-vswitchd"
+OVS_VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
+BRIDGE = "br0"
+
+
+def _first_existing(*paths: str) -> str | None:
+    for p in paths:
+        if p and Path(p).exists():
+            return p
+    return None
+
+
+class Ovs:
+    name = "ovs"
+    label = {"vhost": "OVS-DPDK", "kernel": "OVS (netdev)"}
+
+    def __init__(self) -> None:
+        self.rundir: Path | None = None
+        self.env: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
+        self.mode = ""
+
+    # -- availability and versions ------------------------------------------------
+    @staticmethod
+    def _vswitchd(mode: str) -> str | None:
+        if mode == "vhost":
+            return _first_existing(OVS_VSWITCHD_DPDK)
+        return _first_existing(OVS_VSWITCHD, shutil.which("ovs-vswitchd") or "")
+
+    def available(self, mode: str) -> str | None:
+        for tool in ("ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"):
+            if not shutil.which(tool):
+                return f"{tool} not installed (Debian package openvswitch-switch)"
+        if not Path(SCHEMA).exists():
+            return f"{SCHEMA} missing"
+        if self._vswitchd(mode) is None:
+            if mode == "vhost":
+                return f"{OVS_VSWITCHD_DPDK} missing (Debian package openvswitch-switch-dpdk)"
+            return "ovs-vswitchd missing (Debian package openvswitch-switch)"
+        return None
+
+    def version(self) -> str:
+        out = run(["ovs-vswitchd", "--version"], check=False).splitlines()
+        ver = out[0].strip() if out else "unknown"
+        dpdk = run(["dpkg-query", "-W", "-f=${Version}", "openvswitch-switch-dpdk"], check=False)
+        if dpdk and "no packages" not in dpdk:
+            ver += f"; openvswitch-switch-dpdk {dpdk.strip()}"
+        return ver
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self, stack: ExitStack, mode: str) -> "Ovs":
+        self.mode = mode
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-ovs-", dir="/tmp"))
+        stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
+        d = str(self.rundir)
+        self.env = {"OVS_RUNDIR": d, "OVS_LOGDIR": d, "OVS_DBDIR": d}
+        db = self.rundir / "conf.db"
+        run(["ovsdb-tool", "create", str(db), SCHEMA])
+        sock = self.rundir / "db.sock"
+        dbs = spawn(
+            stack,
+            [
+                "ovsdb-server",
+                str(db),
+                f"--remote=punix:{sock}",
+                f"--pidfile={self.rundir}/ovsdb-server.pid",
+                f"--unixctl={self.rundir}/ovsdb-server.ctl",
+            ],
+            log_path=self.rundir / "ovsdb-server.log",
+            env=self.env,
+        )
+        wait_for("ovsdb-server socket", sock.exists, 15, dbs)
+        self.pids["ovsdb-server"] = dbs.pid
+        self.vsctl("--no-wait", "init")
+        if mode == "vhost":
+            self.vsctl(
+                "--no-wait",
+                "set",
+                "Open_vSwitch",
+                ".",
+                "other_config:dpdk-init=true",
+                "other_config:dpdk-extra=--no-huge --legacy-mem -m 3072 --no-pci "
+                f"--file-prefix={PREFIX}-ovsdpdk",
+                "other_config:pmd-cpu-mask=0x2",
+                "other_config:dpdk-lcore-mask=0x1",
+            )
+        vswitchd = self._vswitchd(mode)
+        assert vswitchd is not None
+        vsd = spawn(
+            stack,
+            [
+                vswitchd,
+                f"unix:{sock}",
+                f"--pidfile={self.rundir}/ovs-vswitchd.pid",
+                f"--unixctl={self.rundir}/ovs-vswitchd.ctl",
+                f"--log-file={self.rundir}/ovs-vswitchd.log",
+            ],
+            log_path=self.rundir / "ovs-vswitchd.out",
+            env=self.env,
+        )
+        self.pids["ovs-vswitchd"] = vsd.pid
+        wait_for("ovs-vswitchd control socket", (self.rundir / "ovs-vswitchd.ctl").exists, 60, vsd)
+        self.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev")
+        # The LOCAL (internal) port would receive every flooded frame through a
+        # TAP write per packet; the other switches have no such port in the path.
+        self.ofctl("mod-port", BRIDGE, BRIDGE, "no-flood")
+        return self
+
+    # -- tools ----------------------------------------------------------------------
+    def vsctl(self, *args: str, timeout: float = 60) -> str:
+        assert self.rundir is not None
+        return run(
+            ["ovs-vsctl", f"--db=unix:{self.rundir}/db.sock", "--timeout=60", *args],
+            env=self.env,
+            timeout=timeout,
+        )
+
+    def ofctl(self, *args: str, timeout: float = 600) -> str:
+        return run(["ovs-ofctl", *args], env=self.env, timeout=timeout)
+
+    def appctl(self, *args: str) -> str:
+        assert self.rundir is not None
+        return run(["ovs-appctl", "-t", f"{self.rundir}/ovs-vswitchd.ctl", *args], env=self.env)
+
+    # -- ports ----------------------------------------------------------------------
+    def add_vhost_port(self, name: str) -> str:
+        """dpdkvhostuser: the switch is the socket server; returns the socket path."""
+        assert self.rundir is not None
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=dpdkvhostuser")
+        path = self.rundir / name
+        wait_for(f"vhost-user socket {path}", path.exists, 30)
+        return str(path)
+
+    def add_system_port(self, name: str) -> None:
+        self.vsctl("add-port", BRIDGE, name)
+
+    def add_tap_port(self, name: str) -> None:
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=tap")
+
+    def ofport(self, name: str) -> int:
+        return int(self.vsctl("get", "Interface", name, "ofport").strip())
+
+    # -- flows ----------------------------------------------------------------------
+    def add_flows(self, path: str) -> None:
+        self.ofctl("add-flows", BRIDGE, path)
+
+    def del_flows(self) -> None:
+        self.ofctl("del-flows", BRIDGE)
+
+    def flow_count(self) -> int:
+        out = self.ofctl("dump-flows", BRIDGE, "--no-names")
+        return sum(1 for line in out.splitlines() if "actions=" in line)
+
+    def memory_pids(self) -> dict[str, int]:
+        return dict(self.pids)
+
+    def log_tail(self) -> str:
+        if self.rundir is None:
+            return ""
+        files = glob.glob(f"{self.rundir}/ovs-vswitchd.log")
+        if not files:
+            return ""
+        return "".join(Path(files[0]).read_text(errors="replace").splitlines(True)[-20:])
+

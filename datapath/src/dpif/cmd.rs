@@ -1,0 +1,73 @@
+//! Commands from the control path and the handler thread to a PMD thread.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{SendError, Sender};
+use flows::{DpAction, DpPortNo, FlowKey};
+
+use super::MegaflowInfo;
+use crate::packet::Packet;
+use crate::port::{PortStats, RxQueue, TxQueue};
+use crate::wakeup::EventFd;
+
+pub(crate) enum PmdCmd {
+    AddTxq {
+        no: DpPortNo,
+        txq: Box<dyn TxQueue>,
+        ack: Sender<()>,
+    },
+    AddRxq {
+        no: DpPortNo,
+        rxq: Box<dyn RxQueue>,
+        stats: Arc<PortStats>,
+        ack: Sender<()>,
+    },
+    DelPort {
+        no: DpPortNo,
+        ack: Sender<()>,
+    },
+    Flush {
+        generation: u64,
+        ack: Sender<()>,
+    },
+    /// The slow path's answer to a miss of this PMD.
+    UpcallReply(Box<UpcallReply>),
+    /// Packet-out.
+    Execute {
+        packet: Packet,
+        actions: Vec<DpAction>,
+    },
+    DumpFlows {
+        reply: Sender<Vec<MegaflowInfo>>,
+    },
+    ClearStats {
+        ack: Sender<()>,
+    },
+    Quit,
+}
+
+pub(crate) struct UpcallReply {
+    /// Flow-cache generation the decision was made under.
+    pub generation: u64,
+    pub key: FlowKey,
+    pub mask: FlowKey,
+    pub actions: Arc<[DpAction]>,
+    pub install: bool,
+    pub packet: Packet,
+}
+
+/// The sending end of a PMD's command channel plus its wake-up fd.
+#[derive(Clone)]
+pub(crate) struct PmdLink {
+    pub tx: Sender<PmdCmd>,
+    pub wake: Arc<EventFd>,
+}
+
+impl PmdLink {
+    /// Queues `cmd` and wakes the PMD if it sleeps.
+    pub fn send(&self, cmd: PmdCmd) -> Result<(), Box<SendError<PmdCmd>>> {
+        self.tx.send(cmd).map_err(Box::new)?;
+        self.wake.signal();
+        Ok(())
+    }
+}

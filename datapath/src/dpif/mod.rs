@@ -1,0 +1,426 @@
+//! The datapath interface: a set of ports polled by PMD threads that move
+//! packets through an exact-match cache and a megaflow classifier, and ask a
+//! slow-path [`UpcallHandler`] (on a separate handler thread) on a miss.
+//!
+//! Control operations (`add_port`, `del_port`, `flush`, dumps) are
+//! commands sent over one channel per PMD; the PMD drains its channel once
+//! per poll iteration, so the per-packet path holds no lock.
+
+mod cmd;
+mod exec;
+mod handler;
+mod pmd;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use flows::{DpAction, DpPortNo, FlowKey, Match};
+
+use crate::packet::Packet;
+use crate::port::{Port, PortError, PortStatsSnapshot};
+use crate::wakeup::EventFd;
+
+use cmd::{PmdCmd, PmdLink};
+use stats::PmdCounters;
+pub use stats::PmdStats;
+
+/// Datapath configuration.
+#[derive(Clone, Debug)]
+pub struct DpConfig {
+    /// Number of PMD threads.
+    pub n_pmd: usize,
+    /// CPUs to pin PMD threads to (PMD `i` on `pmd_cpus[i % len]`); empty:
+    /// no pinning.
+    pub pmd_cpus: Vec<usize>,
+    /// Longest sleep of an idle PMD whose queues cannot wake it (queues
+    /// without a wait fd). The PMD spins for `idle_spin` first, then sleeps
+    /// with an adaptive back-off up to this value.
+    pub idle_sleep: Duration,
+    /// How long a PMD keeps polling an idle datapath before sleeping.
+    pub idle_spin: Duration,
+    /// Exact-match cache entries per PMD (0 disables the EMC).
+    pub emc_entries: usize,
+    /// Depth of the upcall queue to the handler thread; misses beyond it are
+    /// dropped and counted as lost upcalls.
+    pub upcall_queue: usize,
+    /// Megaflows per PMD; upcall results beyond it are executed, not cached.
+    pub max_megaflows: usize,
+    /// Megaflows unused for this long are removed (checked about once a
+    /// second); `None` keeps them until a flush.
+    pub flow_idle_timeout: Option<Duration>,
+}
+
+impl Default for DpConfig {
+    fn default() -> Self {
+        DpConfig {
+            n_pmd: 1,
+            pmd_cpus: Vec::new(),
+            idle_sleep: Duration::from_micros(500),
+            idle_spin: Duration::from_micros(100),
+            emc_entries: flows::emc::EMC_DEFAULT_ENTRIES,
+            upcall_queue: 1024,
+            max_megaflows: 65_536,
+            flow_idle_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// The slow path.
+pub trait UpcallHandler: Send + Sync {
+    /// Slow path for a packet that missed every cache (called on the handler
+    /// thread). `key.in_port` is the datapath port.
+    fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult;
+    /// A [`DpAction::Userspace`] reached in the fast path (packet-in etc.).
+    fn userspace(&self, action: &DpAction, key: &FlowKey, packet: &Packet);
+}
+
+/// What the slow path decided for a missed packet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpcallResult {
+    /// Actions for this packet (and, when installed, the megaflow).
+    pub actions: Vec<DpAction>,
+    /// Megaflow mask in datapath-key terms. `in_port` is always matched
+    /// exactly, whatever the mask says.
+    pub mask: FlowKey,
+    /// Whether to cache the decision as a megaflow.
+    pub install: bool,
+}
+
+/// One cached megaflow, as `dump_flows` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MegaflowInfo {
+    /// PMD thread that owns it.
+    pub pmd: usize,
+    pub m: Match,
+    pub actions: Vec<DpAction>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// When it last matched a packet (`None`: never).
+    pub used: Option<Instant>,
+}
+
+/// Datapath errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DpError {
+    #[error("port {0} already exists")]
+    PortExists(DpPortNo),
+    #[error("no such port: {0}")]
+    NoSuchPort(DpPortNo),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("invalid datapath configuration: {0}")]
+    InvalidConfig(String),
+    #[error("cannot start datapath thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("PMD thread {0} is gone")]
+    PmdGone(usize),
+}
+
+struct Shared {
+    /// Bumped by every flush; installs decided under an older generation
+    /// are ignored.
+    generation: AtomicU64,
+}
+
+struct PmdHandle {
+    link: PmdLink,
+    counters: Arc<PmdCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct PortEntry {
+    port: Arc<dyn Port>,
+    /// PMD owning each receive queue.
+    rxq_pmds: Vec<usize>,
+}
+
+#[derive(Default)]
+struct PortTable {
+    ports: BTreeMap<DpPortNo, PortEntry>,
+    /// Receive queues per PMD (the load used to place new queues).
+    rxqs_per_pmd: Vec<usize>,
+}
+
+/// The datapath: PMD threads, a handler thread and the ports they serve.
+pub struct Datapath {
+    shared: Arc<Shared>,
+    pmds: Vec<PmdHandle>,
+    handler: Option<JoinHandle<()>>,
+    table: Mutex<PortTable>,
+}
+
+impl Datapath {
+    /// Starts `cfg.n_pmd` PMD threads and one upcall handler thread.
+    pub fn new(cfg: DpConfig, handler: Arc<dyn UpcallHandler>) -> Result<Datapath, DpError> {
+        if cfg.n_pmd == 0 {
+            return Err(DpError::InvalidConfig("n_pmd must be at least 1".into()));
+        }
+        let shared = Arc::new(Shared {
+            generation: AtomicU64::new(1),
+        });
+        let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
+        let mut pmds = Vec::new();
+        let mut starters = Vec::new();
+        for id in 0..cfg.n_pmd {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let wake = Arc::new(EventFd::new().map_err(DpError::Thread)?);
+            let counters = Arc::new(PmdCounters::default());
+            let cpu = (!cfg.pmd_cpus.is_empty()).then(|| cfg.pmd_cpus[id % cfg.pmd_cpus.len()]);
+            counters.set_cpu(cpu);
+            let link = PmdLink { tx, wake };
+            starters.push(pmd::Pmd::new(
+                id,
+                cpu,
+                &cfg,
+                rx,
+                link.wake.clone(),
+                upcall_tx.clone(),
+                shared.clone(),
+                counters.clone(),
+            ));
+            pmds.push(PmdHandle {
+                link,
+                counters,
+                thread: None,
+            });
+        }
+        drop(upcall_tx);
+        let links: Vec<PmdLink> = pmds.iter().map(|p| p.link.clone()).collect();
+        let hshared = shared.clone();
+        let handler_thread = std::thread::Builder::new()
+            .name("handler".into())
+            .spawn(move || handler::run(upcall_rx, handler, links, hshared))
+            .map_err(DpError::Thread)?;
+        let mut dp = Datapath {
+            shared,
+            pmds,
+            handler: Some(handler_thread),
+            table: Mutex::new(PortTable {
+                ports: BTreeMap::new(),
+                rxqs_per_pmd: vec![0; cfg.n_pmd],
+            }),
+        };
+        for (h, p) in dp.pmds.iter_mut().zip(starters) {
+            let name = format!("pmd-{}", p.id());
+            h.thread = Some(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || p.run())
+                    .map_err(DpError::Thread)?,
+            );
+        }
+        Ok(dp)
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, PortTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `make(ack)` to every PMD and waits until each has handled it.
+    fn broadcast(
+        &self,
+        make: impl Fn(crossbeam_channel::Sender<()>) -> PmdCmd,
+    ) -> Result<(), DpError> {
+        let (ack_tx, ack_rx) = bounded(self.pmds.len());
+        let mut waiting = 0;
+        for (i, p) in self.pmds.iter().enumerate() {
+            if p.link.send(make(ack_tx.clone())).is_err() {
+                tracing::warn!("PMD {i} is gone");
+                continue;
+            }
+            waiting += 1;
+        }
+        drop(ack_tx);
+        for _ in 0..waiting {
+            if ack_rx.recv().is_err() {
+                return Err(DpError::PmdGone(usize::MAX));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `port` as datapath port `no`: its receive queues go to the least
+    /// loaded PMDs and every PMD gets a transmit queue. Returns once every
+    /// PMD polls it.
+    pub fn add_port(&self, no: DpPortNo, port: Arc<dyn Port>) -> Result<(), DpError> {
+        let mut t = self.table();
+        if t.ports.contains_key(&no) {
+            return Err(DpError::PortExists(no));
+        }
+        let info = port.info();
+        // Open every queue first, so that a failure leaves nothing behind.
+        let mut txqs = Vec::with_capacity(self.pmds.len());
+        for pmd in 0..self.pmds.len() {
+            txqs.push(port.open_txq(pmd)?);
+        }
+        let mut rxqs = Vec::with_capacity(info.n_rxq);
+        for q in 0..info.n_rxq {
+            rxqs.push(port.open_rxq(q)?);
+        }
+        let (ack_tx, ack_rx) = bounded(self.pmds.len() + rxqs.len());
+        let mut waiting = 0;
+        for (p, txq) in self.pmds.iter().zip(txqs) {
+            if p.link
+                .send(PmdCmd::AddTxq {
+                    no,
+                    txq,
+                    ack: ack_tx.clone(),
+                })
+                .is_ok()
+            {
+                waiting += 1;
+            }
+        }
+        let stats = port.stats();
+        let mut rxq_pmds = Vec::new();
+        for (q, rxq) in rxqs.into_iter().enumerate() {
+            let pmd = (0..self.pmds.len())
+                .min_by_key(|&i| t.rxqs_per_pmd[i])
+                .unwrap_or(0);
+            t.rxqs_per_pmd[pmd] += 1;
+            rxq_pmds.push(pmd);
+            tracing::info!(
+                "port {} (dp port {no}) rxq {q} assigned to pmd {pmd}",
+                info.name
+            );
+            if self.pmds[pmd]
+                .link
+                .send(PmdCmd::AddRxq {
+                    no,
+                    rxq,
+                    stats: stats.clone(),
+                    ack: ack_tx.clone(),
+                })
+                .is_ok()
+            {
+                waiting += 1;
+            }
+        }
+        drop(ack_tx);
+        for _ in 0..waiting {
+            let _ = ack_rx.recv();
+        }
+        t.ports.insert(no, PortEntry { port, rxq_pmds });
+        Ok(())
+    }
+
+    /// Removes port `no`; returns once no PMD polls or transmits on it.
+    pub fn del_port(&self, no: DpPortNo) -> Result<(), DpError> {
+        let mut t = self.table();
+        let entry = t.ports.remove(&no).ok_or(DpError::NoSuchPort(no))?;
+        for pmd in &entry.rxq_pmds {
+            if let Some(n) = t.rxqs_per_pmd.get_mut(*pmd) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        drop(t);
+        self.broadcast(|ack| PmdCmd::DelPort { no, ack })?;
+        tracing::info!("removed port {} (dp port {no})", entry.port.info().name);
+        Ok(())
+    }
+
+    /// The port added as `no`.
+    pub fn port(&self, no: DpPortNo) -> Option<Arc<dyn Port>> {
+        self.table().ports.get(&no).map(|e| e.port.clone())
+    }
+
+    /// Numbers of all ports.
+    pub fn port_numbers(&self) -> Vec<DpPortNo> {
+        self.table().ports.keys().copied().collect()
+    }
+
+    /// Drops every cached flow (EMC and megaflows) on every PMD. When this
+    /// returns, no packet is forwarded by a decision made before the call.
+    pub fn flush(&self) {
+        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ = self.broadcast(|ack| PmdCmd::Flush { generation, ack });
+    }
+
+    /// The current flow-cache generation (bumped by every flush).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// Executes `actions` on `packet` (packet-out from the slow path) on the
+    /// first PMD thread. Asynchronous.
+    pub fn execute(&self, packet: Packet, actions: Vec<DpAction>) {
+        if let Some(p) = self.pmds.first() {
+            let _ = p.link.send(PmdCmd::Execute { packet, actions });
+        }
+    }
+
+    /// Every megaflow of every PMD.
+    pub fn dump_flows(&self) -> Vec<MegaflowInfo> {
+        let mut out = Vec::new();
+        for p in &self.pmds {
+            let (tx, rx) = bounded(1);
+            if p.link.send(PmdCmd::DumpFlows { reply: tx }).is_ok()
+                && let Ok(mut v) = rx.recv()
+            {
+                out.append(&mut v);
+            }
+        }
+        out
+    }
+
+    /// Counters of every PMD thread.
+    pub fn pmd_stats(&self) -> Vec<PmdStats> {
+        self.pmds
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.counters.snapshot(i))
+            .collect()
+    }
+
+    /// Zeroes every PMD's counters (synchronous).
+    pub fn clear_pmd_stats(&self) {
+        let _ = self.broadcast(|ack| PmdCmd::ClearStats { ack });
+    }
+
+    /// Counters of port `no`.
+    pub fn port_stats(&self, no: DpPortNo) -> Option<PortStatsSnapshot> {
+        self.table()
+            .ports
+            .get(&no)
+            .map(|e| e.port.stats().snapshot())
+    }
+
+    /// Stops and joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for p in &self.pmds {
+            let _ = p.link.send(PmdCmd::Quit);
+        }
+        for p in &mut self.pmds {
+            if let Some(t) = p.thread.take() {
+                let _ = t.join();
+            }
+        }
+        if let Some(h) = self.handler.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// The daemon shares the datapath between threads.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Datapath>();
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,523 @@
+//! A PMD (poll-mode driver) thread: polls its receive queues, classifies
+//! each packet through the exact-match cache and the megaflow classifier,
+//! executes cached actions batch-wise, and sends misses to the handler.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use flows::classifier::Classifier;
+use flows::emc::ExactMatchCache;
+use flows::hash::hash_key;
+use flows::parse::extract_into;
+use flows::{DpAction, DpPortNo, FlowKey, Match};
+use rustc_hash::FxHashMap;
+
+use super::cmd::{PmdCmd, UpcallReply};
+use super::exec::{TxSet, execute};
+use super::handler::UpcallMsg;
+use super::stats::{Local, PmdCounters};
+use super::{DpConfig, MegaflowInfo, Shared};
+use crate::packet::{BATCH_SIZE, Packet, PacketBatch};
+use crate::port::{PortStats, RxQueue};
+use crate::wakeup::{EventFd, wait_readable};
+
+/// Slot value of a packet that missed every cache.
+const MISS: u32 = u32::MAX;
+/// Slot value of a packet that failed to parse, or was already handled.
+const SKIP: u32 = u32::MAX - 1;
+/// Packets held per pending upcall key (more are dropped as lost).
+const MAX_QUEUED_PER_UPCALL: usize = 64;
+/// Shortest back-off sleep.
+const MIN_SLEEP: Duration = Duration::from_micros(10);
+/// Sleep when every queue can wake the PMD (only commands and timers matter).
+const FD_SLEEP: Duration = Duration::from_millis(100);
+/// `ppoll` capacity of [`wait_readable`], minus the wake fd.
+const MAX_WAIT_FDS: usize = 15;
+/// How often idle megaflows are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+struct RxEntry {
+    no: DpPortNo,
+    rxq: Box<dyn RxQueue>,
+    stats: Arc<PortStats>,
+}
+
+struct Megaflow {
+    m: Match,
+    actions: Arc<[DpAction]>,
+    packets: u64,
+    bytes: u64,
+    used: Option<Instant>,
+    created: Instant,
+}
+
+/// The two flow caches of one PMD. Megaflows are only ever removed all
+/// together (flush), so their index is stable for the EMC to store.
+struct FlowCache {
+    flows: Vec<Megaflow>,
+    cls: Classifier<u32>,
+    emc: Option<ExactMatchCache<u32>>,
+}
+
+impl FlowCache {
+    #[inline]
+    fn lookup(&mut self, key: &FlowKey, local: &mut Local) -> u32 {
+        let hash = hash_key(key);
+        if let Some(emc) = &self.emc
+            && let Some(idx) = emc.lookup(key, hash)
+        {
+            local.emc_hits += 1;
+            return idx;
+        }
+        if let Some((_, &idx)) = self.cls.lookup_no_wc(key) {
+            local.megaflow_hits += 1;
+            if let Some(emc) = &mut self.emc {
+                emc.insert(key, hash, idx);
+            }
+            return idx;
+        }
+        MISS
+    }
+
+    /// Removes the megaflows `keep` rejects; re-indexes the rest.
+    fn retain(&mut self, keep: impl FnMut(&Megaflow) -> bool) -> usize {
+        let before = self.flows.len();
+        self.flows.retain(keep);
+        let removed = before - self.flows.len();
+        if removed > 0 {
+            self.cls.clear();
+            if let Some(emc) = &mut self.emc {
+                emc.clear();
+            }
+            for (i, f) in self.flows.iter().enumerate() {
+                self.cls.insert(f.m, 0, i as u32);
+            }
+        }
+        removed
+    }
+
+    fn clear(&mut self) {
+        self.flows.clear();
+        self.cls.clear();
+        if let Some(emc) = &mut self.emc {
+            emc.clear();
+        }
+    }
+}
+
+pub(crate) struct Pmd {
+    id: usize,
+    cpu: Option<usize>,
+    cmd_rx: Receiver<PmdCmd>,
+    wake: Arc<EventFd>,
+    upcall_tx: Sender<UpcallMsg>,
+    counters: Arc<PmdCounters>,
+    local: Local,
+    idle_sleep: Duration,
+    idle_spin: Duration,
+    max_megaflows: usize,
+    flow_idle_timeout: Option<Duration>,
+    rxqs: Vec<RxEntry>,
+    /// Wait fds of the receive queues plus the wake fd.
+    wait_fds: Vec<RawFd>,
+    /// Whether every receive queue has a wait fd.
+    all_fds: bool,
+    tx: TxSet,
+    cache: FlowCache,
+    /// Flow-cache generation this PMD has flushed up to.
+    generation: u64,
+    /// Keys with an upcall in flight, and packets of the same key that
+    /// arrived meanwhile.
+    pending: FxHashMap<FlowKey, Vec<Packet>>,
+    keys: Box<[FlowKey; BATCH_SIZE]>,
+    slots: [u32; BATCH_SIZE],
+}
+
+impl Pmd {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        cpu: Option<usize>,
+        cfg: &DpConfig,
+        cmd_rx: Receiver<PmdCmd>,
+        wake: Arc<EventFd>,
+        upcall_tx: Sender<UpcallMsg>,
+        shared: Arc<Shared>,
+        counters: Arc<PmdCounters>,
+    ) -> Pmd {
+        let generation = shared.generation.load(std::sync::atomic::Ordering::Acquire);
+        let mut p = Pmd {
+            id,
+            cpu,
+            cmd_rx,
+            wake,
+            upcall_tx,
+            counters,
+            local: Local::default(),
+            idle_sleep: cfg.idle_sleep.max(MIN_SLEEP),
+            idle_spin: cfg.idle_spin,
+            max_megaflows: cfg.max_megaflows,
+            flow_idle_timeout: cfg.flow_idle_timeout,
+            rxqs: Vec::new(),
+            wait_fds: Vec::new(),
+            all_fds: true,
+            tx: TxSet::default(),
+            cache: FlowCache {
+                flows: Vec::new(),
+                cls: Classifier::new(),
+                emc: (cfg.emc_entries > 0).then(|| ExactMatchCache::new(cfg.emc_entries)),
+            },
+            generation,
+            pending: FxHashMap::default(),
+            keys: Box::new([FlowKey::default(); BATCH_SIZE]),
+            slots: [MISS; BATCH_SIZE],
+        };
+        p.rebuild_wait_fds();
+        p
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    fn rebuild_wait_fds(&mut self) {
+        self.wait_fds.clear();
+        self.wait_fds.push(self.wake.fd());
+        self.all_fds = self.rxqs.len() <= MAX_WAIT_FDS;
+        for r in &self.rxqs {
+            match r.rxq.wait_fd() {
+                Some(fd) if self.wait_fds.len() <= MAX_WAIT_FDS => self.wait_fds.push(fd),
+                _ => self.all_fds = false,
+            }
+        }
+    }
+
+    fn pin(&self) {
+        let Some(cpu) = self.cpu else { return };
+        // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: CPU_SET writes one bit of the live set; `cpu` is bounded by
+        // the set's size inside the macro.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: passes a live cpu_set_t of the stated size for this thread.
+        let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        if r != 0 {
+            tracing::warn!(
+                "pmd {}: cannot pin to cpu {cpu}: {}",
+                self.id,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// The poll loop; returns on [`PmdCmd::Quit`].
+    pub fn run(mut self) {
+        self.pin();
+        tracing::info!("pmd {} started (cpu {:?})", self.id, self.cpu);
+        let mut batch = PacketBatch::new();
+        let mut last = Instant::now();
+        let mut idle_since: Option<Instant> = None;
+        let mut sleep = MIN_SLEEP;
+        let mut last_sweep = last;
+        loop {
+            while let Ok(cmd) = self.cmd_rx.try_recv() {
+                if !self.handle(cmd) {
+                    self.counters.publish(&self.local);
+                    tracing::info!("pmd {} stopped", self.id);
+                    return;
+                }
+            }
+            let mut got = 0;
+            for i in 0..self.rxqs.len() {
+                got += self.poll_rxq(i, &mut batch);
+            }
+            let now = Instant::now();
+            let dt = now.duration_since(last).as_nanos() as u64;
+            last = now;
+            if got > 0 {
+                self.local.busy_ns += dt;
+                idle_since = None;
+                sleep = MIN_SLEEP;
+            } else {
+                self.local.idle_ns += dt;
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) >= self.idle_spin {
+                    self.wake.drain();
+                    if self.cmd_rx.is_empty() {
+                        let timeout = if self.all_fds {
+                            FD_SLEEP
+                        } else {
+                            let s = sleep;
+                            sleep = (sleep * 2).min(self.idle_sleep);
+                            s
+                        };
+                        wait_readable(&self.wait_fds, timeout);
+                    }
+                    let after = Instant::now();
+                    self.local.idle_ns += after.duration_since(last).as_nanos() as u64;
+                    last = after;
+                }
+            }
+            if last.duration_since(last_sweep) >= SWEEP_INTERVAL {
+                last_sweep = last;
+                self.expire_idle_flows(last);
+            }
+            self.counters.publish(&self.local);
+        }
+    }
+
+    fn expire_idle_flows(&mut self, now: Instant) {
+        let Some(timeout) = self.flow_idle_timeout else {
+            return;
+        };
+        let removed = self
+            .cache
+            .retain(|f| now.duration_since(f.used.unwrap_or(f.created)) < timeout);
+        if removed > 0 {
+            tracing::debug!("pmd {}: expired {removed} idle megaflows", self.id);
+        }
+    }
+
+    /// Receives and forwards one batch from receive queue `i`.
+    fn poll_rxq(&mut self, i: usize, batch: &mut PacketBatch) -> usize {
+        batch.clear();
+        let Some(entry) = self.rxqs.get_mut(i) else {
+            return 0;
+        };
+        let n = match entry.rxq.rx_batch(batch) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("rx on dp port {}: {e}", entry.no);
+                0
+            }
+        };
+        if n == 0 {
+            return 0;
+        }
+        let no = entry.no;
+        self.local.rx_packets += n as u64;
+
+        let mut errors = 0u64;
+        let mut misses = 0usize;
+        for (j, pkt) in batch.packets_mut().iter_mut().enumerate() {
+            pkt.in_port = no;
+            let key = &mut self.keys[j];
+            if extract_into(pkt.data(), no, key).is_err() {
+                self.slots[j] = SKIP;
+                errors += 1;
+                continue;
+            }
+            let s = self.cache.lookup(key, &mut self.local);
+            if s == MISS {
+                misses += 1;
+            }
+            self.slots[j] = s;
+        }
+        if errors > 0 {
+            PortStats::add(&self.rxqs[i].stats.rx_errors, errors);
+        }
+
+        if misses > 0 {
+            for j in 0..n {
+                if self.slots[j] == MISS {
+                    let key = self.keys[j];
+                    self.miss(&key, &batch.packets()[j]);
+                    self.slots[j] = SKIP;
+                }
+            }
+        }
+
+        // Run each megaflow's actions over its packets of the batch.
+        let pkts = batch.packets_mut();
+        let now = Instant::now();
+        for j in 0..n {
+            let s = self.slots[j];
+            if s >= SKIP {
+                continue;
+            }
+            let Some(flow) = self.cache.flows.get_mut(s as usize) else {
+                continue;
+            };
+            let (mut cnt, mut bytes) = (0u64, 0u64);
+            for (k, pkt) in pkts.iter_mut().enumerate().skip(j) {
+                if self.slots[k] != s {
+                    continue;
+                }
+                self.slots[k] = SKIP;
+                cnt += 1;
+                bytes += pkt.len() as u64;
+                self.local.lost_upcalls += execute(
+                    &flow.actions,
+                    pkt,
+                    &self.keys[k],
+                    &mut self.tx,
+                    &self.upcall_tx,
+                );
+            }
+            flow.packets += cnt;
+            flow.bytes += bytes;
+            flow.used = Some(now);
+        }
+        self.tx.flush();
+        n
+    }
+
+    /// Sends a missed packet to the handler, or queues it behind a pending
+    /// upcall for the same key.
+    fn miss(&mut self, key: &FlowKey, pkt: &Packet) {
+        self.local.upcalls += 1;
+        if let Some(q) = self.pending.get_mut(key) {
+            if q.len() < MAX_QUEUED_PER_UPCALL {
+                q.push(copy_packet(pkt));
+            } else {
+                self.local.lost_upcalls += 1;
+            }
+            return;
+        }
+        let msg = UpcallMsg::Miss {
+            pmd: self.id,
+            key: *key,
+            packet: copy_packet(pkt),
+        };
+        if self.upcall_tx.try_send(msg).is_ok() {
+            self.pending.insert(*key, Vec::new());
+        } else {
+            self.local.lost_upcalls += 1;
+        }
+    }
+
+    /// Handles one command; false means quit.
+    fn handle(&mut self, cmd: PmdCmd) -> bool {
+        match cmd {
+            PmdCmd::AddTxq { no, txq, ack } => {
+                self.tx.insert(no, txq);
+                let _ = ack.send(());
+            }
+            PmdCmd::AddRxq {
+                no,
+                rxq,
+                stats,
+                ack,
+            } => {
+                self.rxqs.push(RxEntry { no, rxq, stats });
+                self.rebuild_wait_fds();
+                let _ = ack.send(());
+            }
+            PmdCmd::DelPort { no, ack } => {
+                self.rxqs.retain(|r| r.no != no);
+                self.tx.remove(no);
+                self.rebuild_wait_fds();
+                let _ = ack.send(());
+            }
+            PmdCmd::Flush { generation, ack } => {
+                self.generation = self.generation.max(generation);
+                self.cache.clear();
+                let _ = ack.send(());
+            }
+            PmdCmd::UpcallReply(r) => self.upcall_reply(*r),
+            PmdCmd::Execute {
+                mut packet,
+                actions,
+            } => {
+                let mut key = FlowKey::default();
+                let _ = extract_into(packet.data(), packet.in_port, &mut key);
+                self.local.lost_upcalls +=
+                    execute(&actions, &mut packet, &key, &mut self.tx, &self.upcall_tx);
+                self.tx.flush();
+            }
+            PmdCmd::DumpFlows { reply } => {
+                let v = self
+                    .cache
+                    .flows
+                    .iter()
+                    .map(|f| MegaflowInfo {
+                        pmd: self.id,
+                        m: f.m,
+                        actions: f.actions.to_vec(),
+                        packets: f.packets,
+                        bytes: f.bytes,
+                        used: f.used,
+                    })
+                    .collect();
+                let _ = reply.send(v);
+            }
+            PmdCmd::ClearStats { ack } => {
+                self.local = Local::default();
+                self.counters.publish(&self.local);
+                let _ = ack.send(());
+            }
+            PmdCmd::Quit => return false,
+        }
+        true
+    }
+
+    fn upcall_reply(&mut self, reply: UpcallReply) {
+        let UpcallReply {
+            generation,
+            key,
+            mut mask,
+            actions,
+            install,
+            packet,
+        } = reply;
+        let queued = self.pending.remove(&key).unwrap_or_default();
+        if generation < self.generation {
+            // Decided before a flush: the rules may have changed, ask again.
+            let msg = UpcallMsg::Miss {
+                pmd: self.id,
+                key,
+                packet,
+            };
+            if self.upcall_tx.try_send(msg).is_ok() {
+                self.pending.insert(key, queued);
+            } else {
+                self.local.lost_upcalls += 1 + queued.len() as u64;
+            }
+            return;
+        }
+        // A megaflow always matches the ingress port exactly.
+        mask.in_port = u32::MAX;
+        let mut flow_idx = None;
+        if install {
+            if let Some((_, &idx)) = self.cache.cls.lookup_no_wc(&key) {
+                flow_idx = Some(idx);
+            } else if self.cache.flows.len() < self.max_megaflows {
+                let m = Match::new(key, mask);
+                let idx = self.cache.flows.len() as u32;
+                self.cache.flows.push(Megaflow {
+                    m,
+                    actions: actions.clone(),
+                    packets: 0,
+                    bytes: 0,
+                    used: None,
+                    created: Instant::now(),
+                });
+                self.cache.cls.insert(m, 0, idx);
+                flow_idx = Some(idx);
+            }
+        }
+        let (mut cnt, mut bytes) = (0u64, 0u64);
+        for mut p in std::iter::once(packet).chain(queued) {
+            cnt += 1;
+            bytes += p.len() as u64;
+            self.local.lost_upcalls +=
+                execute(&actions, &mut p, &key, &mut self.tx, &self.upcall_tx);
+        }
+        self.tx.flush();
+        if let Some(f) = flow_idx.and_then(|i| self.cache.flows.get_mut(i as usize)) {
+            f.packets += cnt;
+            f.bytes += bytes;
+            f.used = Some(Instant::now());
+        }
+    }
+}
+
+/// A copy of `pkt` for the slow path (allocates: misses only).
+fn copy_packet(pkt: &Packet) -> Packet {
+    let mut c = Packet::from_bytes(pkt.data());
+    c.offload = pkt.offload;
+    c.in_port = pkt.in_port;
+    c
+}

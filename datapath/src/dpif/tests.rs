@@ -1,0 +1,534 @@
+//! Datapath behaviour with in-memory ports.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use flows::{DpAction, FlowKey, UserspaceReason};
+
+use super::*;
+use crate::dummy::DummyPort;
+use crate::offload::testframes::{make_partial, tcp4, tcp4_valid};
+use crate::packet::{Offload, Packet};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Polls `cond` until it holds or [`WAIT`] passes.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < WAIT, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+type Decide = dyn Fn(&FlowKey) -> UpcallResult + Send + Sync;
+
+struct TestHandler {
+    calls: AtomicUsize,
+    decide: Box<Decide>,
+    userspace: Mutex<Vec<(DpAction, Vec<u8>)>>,
+    /// When set, each upcall reports itself here and waits for a go.
+    gate: Option<(Sender<()>, Receiver<()>)>,
+}
+
+impl TestHandler {
+    fn new(decide: impl Fn(&FlowKey) -> UpcallResult + Send + Sync + 'static) -> Arc<TestHandler> {
+        Arc::new(TestHandler {
+            calls: AtomicUsize::new(0),
+            decide: Box::new(decide),
+            userspace: Mutex::new(Vec::new()),
+            gate: None,
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl UpcallHandler for TestHandler {
+    fn upcall(&self, key: &FlowKey, _packet: &Packet) -> UpcallResult {
+        if let Some((entered, go)) = &self.gate {
+            let _ = entered.send(());
+            let _ = go.recv();
+        }
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        (self.decide)(key)
+    }
+
+    fn userspace(&self, action: &DpAction, _key: &FlowKey, packet: &Packet) {
+        self.userspace
+            .lock()
+            .unwrap()
+            .push((*action, packet.data().to_vec()));
+    }
+}
+
+/// Output to `to`, megaflow on the destination MAC only.
+fn forward_by_dl_dst(to: u32) -> impl Fn(&FlowKey) -> UpcallResult + Send + Sync {
+    move |_| {
+        let mask = FlowKey {
+            dl_dst: [0xff; 6],
+            ..FlowKey::default()
+        };
+        UpcallResult {
+            actions: vec![DpAction::Output(to)],
+            mask,
+            install: true,
+        }
+    }
+}
+
+fn actions_then_output(
+    actions: Vec<DpAction>,
+    to: u32,
+) -> impl Fn(&FlowKey) -> UpcallResult + Send + Sync {
+    move |_| {
+        let mut a = actions.clone();
+        a.push(DpAction::Output(to));
+        UpcallResult {
+            actions: a,
+            mask: FlowKey::all_ones(),
+            install: true,
+        }
+    }
+}
+
+fn frame(seq: u32) -> Vec<u8> {
+    tcp4(&[1, 2, 3, 4], seq, 0x10, 7)
+}
+
+struct Rig {
+    dp: Datapath,
+    p1: Arc<DummyPort>,
+    p2: Arc<DummyPort>,
+}
+
+fn rig(handler: Arc<TestHandler>) -> Rig {
+    let dp = Datapath::new(DpConfig::default(), handler).unwrap();
+    let p1 = DummyPort::new("dp-p1");
+    let p2 = DummyPort::new("dp-p2");
+    dp.add_port(1, p1.clone()).unwrap();
+    dp.add_port(2, p2.clone()).unwrap();
+    Rig { dp, p1, p2 }
+}
+
+fn stats(dp: &Datapath) -> PmdStats {
+    dp.pmd_stats()[0]
+}
+
+#[test]
+fn first_packet_upcalls_then_megaflow_then_emc_hits() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    r.p1.inject(&frame(1));
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(1));
+    assert_eq!(h.calls(), 1);
+    let flows = r.dp.dump_flows();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].m.mask.dl_dst, [0xff; 6]);
+    assert_eq!(flows[0].m.key.in_port, 1, "megaflows always match in_port");
+    assert_eq!(flows[0].actions, vec![DpAction::Output(2)]);
+
+    // Another TCP sequence number: different exact key, same megaflow.
+    r.p1.inject(&frame(2));
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(2));
+    r.p1.inject(&frame(2));
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(2));
+    assert_eq!(h.calls(), 1, "the slow path was asked only once");
+    eventually("stats published", || stats(&r.dp).rx_packets == 3);
+    let s = stats(&r.dp);
+    assert_eq!((s.upcalls, s.megaflow_hits, s.emc_hits), (1, 1, 1));
+    let f = &r.dp.dump_flows()[0];
+    assert_eq!(f.packets, 3);
+    assert_eq!(f.bytes, 3 * frame(1).len() as u64);
+    assert!(f.used.is_some());
+    let ps = r.dp.port_stats(2).unwrap();
+    assert_eq!(ps.tx_packets, 3);
+    assert_eq!(r.dp.port_stats(1).unwrap().rx_packets, 3);
+}
+
+#[test]
+fn flush_sends_the_next_packet_to_the_slow_path_again() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    let g = r.dp.generation();
+    r.dp.flush();
+    assert!(r.dp.generation() > g);
+    assert!(r.dp.dump_flows().is_empty());
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    assert_eq!(h.calls(), 2);
+    assert_eq!(r.dp.dump_flows().len(), 1);
+}
+
+#[test]
+fn malformed_frame_counts_an_rx_error_and_is_dropped() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    r.p1.inject(&[0xff; 5]);
+    r.p1.inject(&frame(1));
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(1));
+    eventually("rx error counted", || {
+        r.dp.port_stats(1).unwrap().rx_errors == 1
+    });
+    assert!(r.p2.take_sent().is_empty(), "the runt was not forwarded");
+    assert_eq!(h.calls(), 1, "the runt never reached the slow path");
+}
+
+#[test]
+fn del_port_stops_traffic_to_and_from_the_port() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    r.dp.del_port(2).unwrap();
+    assert!(r.dp.port_stats(2).is_none());
+    r.p1.inject(&frame(1));
+    eventually("second packet received", || {
+        r.dp.port_stats(1).unwrap().rx_packets == 2
+    });
+    eventually("second packet processed", || stats(&r.dp).rx_packets == 2);
+    assert!(r.p2.take_sent().is_empty());
+    assert_eq!(r.p2.stats().snapshot().tx_packets, 1);
+
+    r.dp.del_port(1).unwrap();
+    r.p1.inject(&frame(1));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        r.p1.stats().snapshot().rx_packets,
+        2,
+        "a deleted port is not polled"
+    );
+    assert!(matches!(r.dp.del_port(1), Err(DpError::NoSuchPort(1))));
+}
+
+#[test]
+fn adding_a_port_number_twice_is_refused() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h);
+    let again = DummyPort::new("dp-p3");
+    assert!(matches!(
+        r.dp.add_port(1, again),
+        Err(DpError::PortExists(1))
+    ));
+}
+
+#[test]
+fn push_vlan_and_set_eth_actions_are_executed() {
+    let h = TestHandler::new(actions_then_output(
+        vec![
+            DpAction::SetEthDst([0x02, 9, 9, 9, 9, 9]),
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 42,
+            },
+        ],
+        2,
+    ));
+    let r = rig(h);
+    let f = frame(1);
+    r.p1.inject(&f);
+    let out = r.p2.recv_sent(WAIT).unwrap().data;
+    assert_eq!(out.len(), f.len() + 4);
+    assert_eq!(&out[0..6], &[0x02, 9, 9, 9, 9, 9]);
+    assert_eq!(&out[6..12], &f[6..12]);
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 42]);
+    assert_eq!(&out[16..], &f[12..]);
+}
+
+#[test]
+fn pop_vlan_restores_the_untagged_frame() {
+    let h = TestHandler::new(actions_then_output(vec![DpAction::PopVlan], 2));
+    let r = rig(h);
+    let f = frame(1);
+    let mut tagged = f[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    tagged.extend_from_slice(&f[12..]);
+    r.p1.inject(&tagged);
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, f);
+}
+
+#[test]
+fn userspace_action_hands_a_copy_to_the_slow_path() {
+    let ua = DpAction::Userspace {
+        reason: UserspaceReason::Action,
+        cookie: 5,
+        table_id: 0,
+        max_len: 128,
+    };
+    let h = TestHandler::new(actions_then_output(vec![ua], 2));
+    let r = rig(h.clone());
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    eventually("two packet-ins", || h.userspace.lock().unwrap().len() == 2);
+    let got = h.userspace.lock().unwrap();
+    assert_eq!(got[0], (ua, frame(1)));
+}
+
+#[test]
+fn packets_of_a_pending_upcall_wait_for_its_answer_without_new_upcalls() {
+    let (entered_tx, entered_rx) = unbounded();
+    let (go_tx, go_rx) = unbounded();
+    let h = Arc::new(TestHandler {
+        calls: AtomicUsize::new(0),
+        decide: Box::new(forward_by_dl_dst(2)),
+        userspace: Mutex::new(Vec::new()),
+        gate: Some((entered_tx, go_rx)),
+    });
+    let r = rig(h.clone());
+    r.p1.inject(&frame(1));
+    entered_rx.recv_timeout(WAIT).unwrap();
+    r.p1.inject(&frame(1));
+    r.p1.inject(&frame(1));
+    eventually("queued packets received", || stats(&r.dp).rx_packets == 3);
+    go_tx.send(()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(1));
+    }
+    assert_eq!(h.calls(), 1);
+    assert_eq!(r.dp.dump_flows()[0].packets, 3);
+}
+
+#[test]
+fn a_drop_decision_after_flush_stops_the_stream() {
+    let dropping = Arc::new(AtomicBool::new(false));
+    let d = dropping.clone();
+    let h = TestHandler::new(move |_| UpcallResult {
+        actions: if d.load(Ordering::SeqCst) {
+            vec![]
+        } else {
+            vec![DpAction::Output(2)]
+        },
+        mask: FlowKey::default(),
+        install: true,
+    });
+    let r = rig(h);
+    for i in 0..10 {
+        r.p1.inject(&frame(i));
+        r.p2.recv_sent(WAIT).unwrap();
+    }
+    dropping.store(true, Ordering::SeqCst);
+    r.dp.flush();
+    for i in 0..10 {
+        r.p1.inject(&frame(i));
+    }
+    eventually("all received", || stats(&r.dp).rx_packets == 20);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(r.p2.take_sent().is_empty());
+}
+
+#[test]
+fn a_decision_made_before_a_flush_is_not_installed_after_it() {
+    let (entered_tx, entered_rx) = unbounded();
+    let (go_tx, go_rx) = unbounded();
+    let dropping = Arc::new(AtomicBool::new(false));
+    let d = dropping.clone();
+    let h = Arc::new(TestHandler {
+        calls: AtomicUsize::new(0),
+        decide: Box::new(move |_| UpcallResult {
+            actions: if d.load(Ordering::SeqCst) {
+                vec![]
+            } else {
+                vec![DpAction::Output(2)]
+            },
+            mask: FlowKey::default(),
+            install: true,
+        }),
+        userspace: Mutex::new(Vec::new()),
+        gate: Some((entered_tx, go_rx)),
+    });
+    let r = rig(h.clone());
+    r.p1.inject(&frame(1));
+    entered_rx.recv_timeout(WAIT).unwrap();
+    // The slow path is mid-decision (forward) when the rules change.
+    r.dp.flush();
+    // The stale answer still reads the old rule; then the rule becomes drop.
+    go_tx.send(()).unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap();
+    dropping.store(true, Ordering::SeqCst);
+    go_tx.send(()).unwrap();
+    eventually("second decision", || h.calls() == 2);
+    eventually("drop flow installed", || r.dp.dump_flows().len() == 1);
+    assert_eq!(r.dp.dump_flows()[0].actions, vec![]);
+    assert!(
+        r.p2.take_sent().is_empty(),
+        "the stale forward decision was not used"
+    );
+}
+
+#[test]
+fn execute_transmits_a_packet_out() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    r.dp.execute(
+        Packet::from_bytes(&frame(9)),
+        vec![DpAction::Output(2), DpAction::Output(1)],
+    );
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(9));
+    assert_eq!(r.p1.recv_sent(WAIT).unwrap().data, frame(9));
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn tso_super_frame_is_segmented_for_a_port_without_offloads() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h);
+    let payload: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    let mut f = tcp4(&payload, 100, 0x18, 1);
+    make_partial(&mut f, 14, 34, true);
+    let o = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        gso_type: Offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    r.p1.inject_with(0, &f, o);
+    let mut joined = Vec::new();
+    for _ in 0..4 {
+        let s = r.p2.recv_sent(WAIT).unwrap();
+        assert!(tcp4_valid(&s.data));
+        assert!(s.offload.is_plain());
+        joined.extend_from_slice(&s.data[54..]);
+    }
+    assert_eq!(joined, payload);
+}
+
+#[test]
+fn clear_pmd_stats_zeroes_the_counters() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h);
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    eventually("counted", || stats(&r.dp).rx_packets == 1);
+    r.dp.clear_pmd_stats();
+    let s = stats(&r.dp);
+    assert_eq!((s.rx_packets, s.upcalls), (0, 0));
+}
+
+#[test]
+fn receive_queues_spread_over_pmds() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let cfg = DpConfig {
+        n_pmd: 2,
+        ..DpConfig::default()
+    };
+    let dp = Datapath::new(cfg, h).unwrap();
+    let p1 = DummyPort::with("dp-mq", 2, crate::port::OffloadCaps::default());
+    let p2 = DummyPort::new("dp-out");
+    dp.add_port(1, p1.clone()).unwrap();
+    dp.add_port(2, p2.clone()).unwrap();
+    p1.inject_with(0, &frame(1), Offload::default());
+    p1.inject_with(1, &frame(2), Offload::default());
+    p2.recv_sent(WAIT).unwrap();
+    p2.recv_sent(WAIT).unwrap();
+    eventually("both pmds counted", || {
+        dp.pmd_stats().iter().all(|s| s.rx_packets == 1)
+    });
+    dp.shutdown();
+}
+
+#[test]
+fn set_ipv4_dst_keeps_ip_and_tcp_checksums_valid() {
+    let h = TestHandler::new(actions_then_output(
+        vec![DpAction::SetIpv4Dst(0x0a00_0063)],
+        2,
+    ));
+    let r = rig(h);
+    r.p1.inject(&frame(1));
+    let out = r.p2.recv_sent(WAIT).unwrap().data;
+    assert_eq!(&out[30..34], &[10, 0, 0, 99]);
+    assert!(tcp4_valid(&out));
+}
+
+#[test]
+fn rewritten_partial_checksum_frame_is_completed_for_a_port_without_csum() {
+    let h = TestHandler::new(actions_then_output(
+        vec![DpAction::SetIpv4Src(0x0a00_0042)],
+        2,
+    ));
+    let r = rig(h);
+    let mut f = tcp4(&[9; 300], 1, 0x10, 1);
+    make_partial(&mut f, 14, 34, true);
+    let o = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 16,
+        ..Offload::default()
+    };
+    r.p1.inject_with(0, &f, o);
+    let out = r.p2.recv_sent(WAIT).unwrap();
+    assert_eq!(&out.data[26..30], &[10, 0, 0, 0x42]);
+    assert!(tcp4_valid(&out.data));
+    assert!(out.offload.is_plain());
+}
+
+#[test]
+fn pushing_a_vlan_tag_on_a_partial_checksum_frame_moves_the_checksum_start() {
+    let caps = crate::port::OffloadCaps {
+        tx_csum: true,
+        tx_tso: true,
+        tx_uso: false,
+    };
+    let h = TestHandler::new(actions_then_output(
+        vec![DpAction::PushVlan {
+            tpid: 0x8100,
+            tci: 7,
+        }],
+        2,
+    ));
+    let dp = Datapath::new(DpConfig::default(), h).unwrap();
+    let p1 = DummyPort::new("dp-p1");
+    let p2 = DummyPort::with("dp-p2", 1, caps);
+    dp.add_port(1, p1.clone()).unwrap();
+    dp.add_port(2, p2.clone()).unwrap();
+    let mut f = tcp4(&[9; 300], 1, 0x10, 1);
+    make_partial(&mut f, 14, 34, true);
+    let o = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 16,
+        ..Offload::default()
+    };
+    p1.inject_with(0, &f, o);
+    let out = p2.recv_sent(WAIT).unwrap();
+    assert_eq!(
+        out.offload.csum_start, 38,
+        "offload offsets follow the pushed tag"
+    );
+    let mut data = out.data.clone();
+    crate::offload::complete_csum(&mut data, out.offload.csum_start, out.offload.csum_offset)
+        .unwrap();
+    let mut untagged = data[..12].to_vec();
+    untagged.extend_from_slice(&data[16..]);
+    assert!(tcp4_valid(&untagged));
+}
+
+#[test]
+fn idle_megaflows_expire_and_the_next_packet_asks_again() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let cfg = DpConfig {
+        flow_idle_timeout: Some(Duration::from_millis(30)),
+        ..DpConfig::default()
+    };
+    let dp = Datapath::new(cfg, h.clone()).unwrap();
+    let p1 = DummyPort::new("dp-p1");
+    let p2 = DummyPort::new("dp-p2");
+    dp.add_port(1, p1.clone()).unwrap();
+    dp.add_port(2, p2.clone()).unwrap();
+    p1.inject(&frame(1));
+    p2.recv_sent(WAIT).unwrap();
+    assert_eq!(dp.dump_flows().len(), 1);
+    eventually("flow expired", || dp.dump_flows().is_empty());
+    p1.inject(&frame(1));
+    p2.recv_sent(WAIT).unwrap();
+    assert_eq!(h.calls(), 2);
+}

@@ -1,0 +1,865 @@
+//! Actions and instructions ↔ [`flows::Action`], for OpenFlow 1.3 and 1.0,
+//! including the Nicira extension actions ovs-ofctl emits.
+
+use flows::action::port as ofpp;
+use flows::{Action, Field, SubField};
+
+use crate::consts::{NX_VENDOR_ID, OFPVID_PRESENT, port_from_10, port_to_10};
+use crate::error::{EncodeError, OfError};
+use crate::oxm::{self, OxmField};
+use crate::wire::{Reader, Writer};
+
+mod at13 {
+    pub const OUTPUT: u16 = 0;
+    pub const COPY_TTL_OUT: u16 = 11;
+    pub const COPY_TTL_IN: u16 = 12;
+    pub const PUSH_VLAN: u16 = 17;
+    pub const POP_VLAN: u16 = 18;
+    pub const GROUP: u16 = 22;
+    pub const SET_NW_TTL: u16 = 23;
+    pub const DEC_NW_TTL: u16 = 24;
+    pub const SET_FIELD: u16 = 25;
+    pub const EXPERIMENTER: u16 = 0xffff;
+}
+
+mod at10 {
+    pub const OUTPUT: u16 = 0;
+    pub const SET_VLAN_VID: u16 = 1;
+    pub const SET_VLAN_PCP: u16 = 2;
+    pub const STRIP_VLAN: u16 = 3;
+    pub const SET_DL_SRC: u16 = 4;
+    pub const SET_DL_DST: u16 = 5;
+    pub const SET_NW_SRC: u16 = 6;
+    pub const SET_NW_DST: u16 = 7;
+    pub const SET_NW_TOS: u16 = 8;
+    pub const SET_TP_SRC: u16 = 9;
+    pub const SET_TP_DST: u16 = 10;
+    pub const ENQUEUE: u16 = 11;
+    pub const VENDOR: u16 = 0xffff;
+}
+
+mod nxast {
+    pub const RESUBMIT: u16 = 1;
+    pub const REG_MOVE: u16 = 6;
+    pub const REG_LOAD: u16 = 7;
+    pub const RESUBMIT_TABLE: u16 = 14;
+    pub const DEC_TTL: u16 = 18;
+    pub const CONTROLLER: u16 = 20;
+    pub const REG_LOAD2: u16 = 33;
+}
+
+mod it {
+    pub const GOTO_TABLE: u16 = 1;
+    pub const WRITE_METADATA: u16 = 2;
+    pub const WRITE_ACTIONS: u16 = 3;
+    pub const APPLY_ACTIONS: u16 = 4;
+    pub const CLEAR_ACTIONS: u16 = 5;
+    pub const METER: u16 = 6;
+}
+
+/// OpenFlow 1.0 port number of "in_port" used by Nicira resubmit.
+const NX_IN_PORT: u16 = 0xfff8;
+
+fn unsupported(what: impl Into<String>, version: &'static str) -> EncodeError {
+    EncodeError::Unsupported {
+        what: what.into(),
+        version,
+    }
+}
+
+/// Splits the next action TLV off `r`: (type, whole action bytes reader
+/// positioned after type and length).
+fn next_tlv<'a>(r: &mut Reader<'a>, bad_len: OfError) -> Result<(u16, Reader<'a>), OfError> {
+    let ty = r.peek_u16(0).ok_or(bad_len)?;
+    let len = usize::from(r.peek_u16(2).ok_or(bad_len)?);
+    if len < 8 || len % 8 != 0 || len > r.remaining() {
+        return Err(bad_len);
+    }
+    let mut body = r.sub(len).ok_or(bad_len)?;
+    body.skip(4).ok_or(bad_len)?;
+    Ok((ty, body))
+}
+
+fn check_port(p: u32) -> Result<u32, OfError> {
+    if p == 0 || p == ofpp::ANY || (p > ofpp::MAX && p < ofpp::IN_PORT) {
+        Err(OfError::BadOutPort)
+    } else {
+        Ok(p)
+    }
+}
+
+fn subfield_header(sf: &SubField) -> Result<(OxmField, oxm::OxmHeader), EncodeError> {
+    let (f, _) = oxm::from_flows_field(sf.field)
+        .ok_or_else(|| unsupported(format!("field {:?}", sf.field), "1.x"))?;
+    Ok((f, oxm::nxm_header(f)))
+}
+
+fn read_subfield(header: u32, ofs: u16, n_bits: u16) -> Result<SubField, OfError> {
+    let class = (header >> 16) as u16;
+    let field_no = ((header >> 9) & 0x7f) as u8;
+    let (f, width) = oxm::lookup(class, field_no, None).ok_or(OfError::BadActionArgument)?;
+    if n_bits == 0 || u32::from(ofs) + u32::from(n_bits) > u32::from(width) * 8 {
+        return Err(OfError::BadActionArgument);
+    }
+    Ok(SubField {
+        field: oxm::to_flows_field(f),
+        ofs: u8::try_from(ofs).map_err(|_| OfError::BadActionArgument)?,
+        n_bits: u8::try_from(n_bits).map_err(|_| OfError::BadActionArgument)?,
+    })
+}
+
+/// Decodes a Nicira vendor action body (after type/len).
+fn decode_nx(mut b: Reader, len: usize) -> Result<Action, OfError> {
+    let e = OfError::BadActionLen;
+    let vendor = b.u32().ok_or(e)?;
+    if vendor != NX_VENDOR_ID {
+        return Err(OfError::BadActionExperimenter);
+    }
+    let subtype = b.u16().ok_or(e)?;
+    let fixed = |n: usize| if len == n { Ok(()) } else { Err(e) };
+    match subtype {
+        nxast::RESUBMIT | nxast::RESUBMIT_TABLE => {
+            fixed(16)?;
+            let port = b.u16().ok_or(e)?;
+            let table = b.u8().ok_or(e)?;
+            Ok(Action::Resubmit {
+                port: (port != NX_IN_PORT).then(|| port_from_10(port)),
+                table: (subtype == nxast::RESUBMIT_TABLE && table != 0xff).then_some(table),
+            })
+        }
+        nxast::REG_LOAD => {
+            fixed(24)?;
+            let ofs_nbits = b.u16().ok_or(e)?;
+            let dst = b.u32().ok_or(e)?;
+            let value = b.u64().ok_or(e)?;
+            let sf = read_subfield(dst, ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
+            if sf.n_bits < 64 && value >> sf.n_bits != 0 {
+                return Err(OfError::BadActionArgument);
+            }
+            Ok(Action::Load {
+                dst: sf,
+                value: u128::from(value),
+            })
+        }
+        nxast::REG_LOAD2 => {
+            let (f, v, m) = oxm::read_tlv(&mut b).map_err(|_| OfError::BadSetArgument)?;
+            let full = oxm::full_mask(f, oxm::oxm_header(f).width);
+            Ok(Action::SetField {
+                field: oxm::to_flows_field(f),
+                value: v & m,
+                mask: (m & full != full).then_some(m),
+            })
+        }
+        nxast::REG_MOVE => {
+            fixed(24)?;
+            let n_bits = b.u16().ok_or(e)?;
+            let src_ofs = b.u16().ok_or(e)?;
+            let dst_ofs = b.u16().ok_or(e)?;
+            let src = b.u32().ok_or(e)?;
+            let dst = b.u32().ok_or(e)?;
+            Ok(Action::Move {
+                src: read_subfield(src, src_ofs, n_bits)?,
+                dst: read_subfield(dst, dst_ofs, n_bits)?,
+            })
+        }
+        nxast::DEC_TTL => {
+            fixed(16)?;
+            Ok(Action::DecTtl)
+        }
+        nxast::CONTROLLER => {
+            fixed(16)?;
+            let max_len = b.u16().ok_or(e)?;
+            Ok(Action::Controller { max_len })
+        }
+        _ => Err(OfError::BadActionExpType),
+    }
+}
+
+fn nx_header(w: &mut Writer, len: u16, subtype: u16) {
+    w.u16(0xffff);
+    w.u16(len);
+    w.u32(NX_VENDOR_ID);
+    w.u16(subtype);
+}
+
+/// Encodes the Nicira actions shared by both versions; `Ok(false)` when `a`
+/// is not one of them.
+fn encode_nx(w: &mut Writer, a: &Action, version: &'static str) -> Result<bool, EncodeError> {
+    match a {
+        Action::Resubmit { port, table } => {
+            let p = match port {
+                None => NX_IN_PORT,
+                Some(p) => port_to_10(*p).ok_or_else(|| unsupported("resubmit port", version))?,
+            };
+            nx_header(w, 16, nxast::RESUBMIT_TABLE);
+            w.u16(p);
+            w.u8(table.unwrap_or(0xff));
+            w.zeros(3);
+        }
+        Action::Load { dst, value } if dst.n_bits <= 64 && dst.n_bits > 0 => {
+            let (_, h) = subfield_header(dst)?;
+            nx_header(w, 24, nxast::REG_LOAD);
+            w.u16((u16::from(dst.ofs) << 6) | u16::from(dst.n_bits - 1));
+            w.u32(h.word(false));
+            w.u64(*value as u64);
+        }
+        Action::Load { dst, value } => {
+            let (f, h) = subfield_header(dst)?;
+            let ones = if dst.n_bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << dst.n_bits) - 1
+            };
+            let mask = ones << dst.ofs;
+            encode_load2(w, f, h, value << dst.ofs, mask);
+        }
+        Action::Move { src, dst } => {
+            let (_, sh) = subfield_header(src)?;
+            let (_, dh) = subfield_header(dst)?;
+            nx_header(w, 24, nxast::REG_MOVE);
+            w.u16(u16::from(src.n_bits));
+            w.u16(u16::from(src.ofs));
+            w.u16(u16::from(dst.ofs));
+            w.u32(sh.word(false));
+            w.u32(dh.word(false));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn encode_load2(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m: u128) {
+    let start = w.len();
+    w.u16(0xffff);
+    let at = w.len_placeholder();
+    w.u32(NX_VENDOR_ID);
+    w.u16(nxast::REG_LOAD2);
+    // Always write the mask so the receiver sees a masked load.
+    w.u32(h.word(true));
+    if let Some(e) = h.experimenter {
+        w.u32(e);
+    }
+    oxm::write_be(w, v & m, h.width);
+    oxm::write_be(w, m, h.width);
+    let _ = f;
+    w.pad_to(8);
+    w.patch_len_since(at, start);
+}
+
+/// Decodes an OpenFlow 1.3 action list.
+pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(2).unwrap_or(0));
+        let (ty, mut b) = next_tlv(&mut r, OfError::BadActionLen)?;
+        let e = OfError::BadActionLen;
+        let fixed = |n: usize| if len == n { Ok(()) } else { Err(e) };
+        let a = match ty {
+            at13::OUTPUT => {
+                fixed(16)?;
+                let port = b.u32().ok_or(e)?;
+                let max_len = b.u16().ok_or(e)?;
+                if port == ofpp::CONTROLLER {
+                    Action::Controller { max_len }
+                } else {
+                    Action::Output {
+                        port: check_port(port)?,
+                        max_len,
+                    }
+                }
+            }
+            at13::PUSH_VLAN => {
+                fixed(8)?;
+                let t = b.u16().ok_or(e)?;
+                if t != 0x8100 && t != 0x88a8 {
+                    return Err(OfError::BadActionArgument);
+                }
+                Action::PushVlan(t)
+            }
+            at13::POP_VLAN => {
+                fixed(8)?;
+                Action::PopVlan
+            }
+            at13::GROUP => {
+                fixed(8)?;
+                Action::Group(b.u32().ok_or(e)?)
+            }
+            at13::SET_NW_TTL => {
+                fixed(8)?;
+                Action::SetField {
+                    field: Field::NwTtl,
+                    value: u128::from(b.u8().ok_or(e)?),
+                    mask: None,
+                }
+            }
+            at13::DEC_NW_TTL => {
+                fixed(8)?;
+                Action::DecTtl
+            }
+            at13::SET_FIELD => {
+                let (f, v, m) = oxm::read_tlv(&mut b).map_err(|err| match err {
+                    OfError::BadField => OfError::BadSetType,
+                    _ => OfError::BadSetLen,
+                })?;
+                let full = oxm::full_mask(f, oxm::oxm_header(f).width);
+                if m & full != full {
+                    return Err(OfError::BadSetArgument);
+                }
+                if b.rest().iter().any(|x| *x != 0) {
+                    return Err(OfError::BadSetLen);
+                }
+                Action::SetField {
+                    field: oxm::to_flows_field(f),
+                    value: v & full,
+                    mask: None,
+                }
+            }
+            at13::EXPERIMENTER => decode_nx(b, len)?,
+            at13::COPY_TTL_OUT | at13::COPY_TTL_IN => return Err(OfError::BadActionType),
+            _ => return Err(OfError::BadActionType),
+        };
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn set_field13(w: &mut Writer, field: Field, value: u128) -> Result<(), EncodeError> {
+    if field == Field::NwTtl {
+        w.u16(at13::SET_NW_TTL);
+        w.u16(8);
+        w.u8(value as u8);
+        w.zeros(3);
+        return Ok(());
+    }
+    let (f, conv) = oxm::from_flows_field(field)
+        .ok_or_else(|| unsupported(format!("set_field {field:?}"), "1.3"))?;
+    let h = oxm::oxm_header(f);
+    let start = w.len();
+    w.u16(at13::SET_FIELD);
+    let at = w.len_placeholder();
+    oxm::write_tlv(w, f, h, conv(value), oxm::full_mask(f, h.width));
+    w.pad_to(8);
+    w.patch_len_since(at, start);
+    Ok(())
+}
+
+fn output13(w: &mut Writer, port: u32, max_len: u16) {
+    w.u16(at13::OUTPUT);
+    w.u16(16);
+    w.u32(port);
+    w.u16(max_len);
+    w.zeros(6);
+}
+
+/// Encodes one plain (non-instruction) action for OpenFlow 1.3.
+fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
+    let simple = |w: &mut Writer, ty: u16, arg: Option<u16>| {
+        w.u16(ty);
+        w.u16(8);
+        w.u16(arg.unwrap_or(0));
+        w.u16(0);
+    };
+    match a {
+        Action::Output { port, max_len } => output13(w, *port, *max_len),
+        Action::Controller { max_len } => output13(w, ofpp::CONTROLLER, *max_len),
+        Action::SetVlanVid(v) => set_field13(w, Field::VlanVid, u128::from(*v | OFPVID_PRESENT))?,
+        Action::SetVlanPcp(p) => set_field13(w, Field::DlVlanPcp, u128::from(*p))?,
+        Action::StripVlan | Action::PopVlan => simple(w, at13::POP_VLAN, None),
+        Action::PushVlan(t) => simple(w, at13::PUSH_VLAN, Some(*t)),
+        Action::SetField { field, value, mask } => {
+            let (f, conv) = oxm::from_flows_field(*field)
+                .ok_or_else(|| unsupported(format!("set_field {field:?}"), "1.3"))?;
+            let h = oxm::oxm_header(f);
+            let full = oxm::full_mask(f, h.width);
+            match mask {
+                Some(m) if m & full != full => encode_load2(w, f, h, conv(*value), *m),
+                _ => set_field13(w, *field, *value)?,
+            }
+        }
+        Action::SetDlSrc(m) => set_field13(w, Field::DlSrc, oxm::be_to_u128(m))?,
+        Action::SetDlDst(m) => set_field13(w, Field::DlDst, oxm::be_to_u128(m))?,
+        Action::SetNwSrc(a) => set_field13(w, Field::NwSrc, u128::from(*a))?,
+        Action::SetNwDst(a) => set_field13(w, Field::NwDst, u128::from(*a))?,
+        Action::SetNwTos(t) => set_field13(w, Field::IpDscp, u128::from(*t >> 2))?,
+        Action::SetTpSrc(p) => set_field13(w, Field::TpSrc, u128::from(*p))?,
+        Action::SetTpDst(p) => set_field13(w, Field::TpDst, u128::from(*p))?,
+        Action::DecTtl => simple(w, at13::DEC_NW_TTL, None),
+        Action::Group(g) => {
+            w.u16(at13::GROUP);
+            w.u16(8);
+            w.u32(*g);
+        }
+        Action::Load { .. } | Action::Move { .. } | Action::Resubmit { .. } => {
+            encode_nx(w, a, "1.3")?;
+        }
+        Action::GotoTable(_)
+        | Action::WriteMetadata { .. }
+        | Action::ClearActions
+        | Action::WriteActions(_) => {
+            return Err(unsupported("an instruction inside an action list", "1.3"));
+        }
+    }
+    Ok(())
+}
+
+/// Encodes an OpenFlow 1.3 action list (no instructions allowed).
+pub fn encode_actions13(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
+    actions.iter().try_for_each(|a| encode_action13(w, a))
+}
+
+fn is_instruction(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::GotoTable(_)
+            | Action::WriteMetadata { .. }
+            | Action::ClearActions
+            | Action::WriteActions(_)
+    )
+}
+
+/// Encodes a flows action list as OpenFlow 1.3 instructions, in the order
+/// OVS uses: apply_actions, clear_actions, write_actions, write_metadata,
+/// goto_table.
+pub fn encode_instructions(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
+    let apply: Vec<&Action> = actions.iter().filter(|a| !is_instruction(a)).collect();
+    if !apply.is_empty() {
+        let start = w.len();
+        w.u16(it::APPLY_ACTIONS);
+        let at = w.len_placeholder();
+        w.u32(0);
+        for a in apply {
+            encode_action13(w, a)?;
+        }
+        w.patch_len_since(at, start);
+    }
+    if actions.iter().any(|a| matches!(a, Action::ClearActions)) {
+        w.u16(it::CLEAR_ACTIONS);
+        w.u16(8);
+        w.u32(0);
+    }
+    for a in actions {
+        if let Action::WriteActions(list) = a {
+            let start = w.len();
+            w.u16(it::WRITE_ACTIONS);
+            let at = w.len_placeholder();
+            w.u32(0);
+            encode_actions13(w, list)?;
+            w.patch_len_since(at, start);
+        }
+    }
+    for a in actions {
+        if let Action::WriteMetadata { value, mask } = a {
+            w.u16(it::WRITE_METADATA);
+            w.u16(24);
+            w.u32(0);
+            w.u64(*value);
+            w.u64(*mask);
+        }
+    }
+    for a in actions {
+        if let Action::GotoTable(t) = a {
+            w.u16(it::GOTO_TABLE);
+            w.u16(8);
+            w.u8(*t);
+            w.zeros(3);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes OpenFlow 1.3 instructions into a flows action list (apply
+/// actions first, then clear, write, write_metadata, goto_table).
+pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, OfError> {
+    let mut apply = Vec::new();
+    let mut tail = Vec::new();
+    let mut seen = Vec::new();
+    let mut write = None;
+    let mut meta = None;
+    let mut goto = None;
+    let mut clear = false;
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(2).unwrap_or(0));
+        let (ty, mut b) = next_tlv(&mut r, OfError::BadInstructionLen)?;
+        if seen.contains(&ty) {
+            return Err(OfError::UnsupportedInstruction);
+        }
+        seen.push(ty);
+        let e = OfError::BadInstructionLen;
+        match ty {
+            it::GOTO_TABLE => {
+                if len != 8 {
+                    return Err(e);
+                }
+                goto = Some(b.u8().ok_or(e)?);
+            }
+            it::WRITE_METADATA => {
+                if len != 24 {
+                    return Err(e);
+                }
+                b.skip(4).ok_or(e)?;
+                let value = b.u64().ok_or(e)?;
+                let mask = b.u64().ok_or(e)?;
+                meta = Some((value, mask));
+            }
+            it::WRITE_ACTIONS | it::APPLY_ACTIONS => {
+                b.skip(4).ok_or(e)?;
+                let list = decode_actions13(b)?;
+                if ty == it::APPLY_ACTIONS {
+                    apply = list;
+                } else {
+                    write = Some(list);
+                }
+            }
+            it::CLEAR_ACTIONS => {
+                if len != 8 {
+                    return Err(e);
+                }
+                clear = true;
+            }
+            it::METER | 0xffff => return Err(OfError::UnsupportedInstruction),
+            _ => return Err(OfError::UnknownInstruction),
+        }
+    }
+    if clear {
+        tail.push(Action::ClearActions);
+    }
+    if let Some(list) = write {
+        tail.push(Action::WriteActions(list));
+    }
+    if let Some((value, mask)) = meta {
+        tail.push(Action::WriteMetadata { value, mask });
+    }
+    if let Some(t) = goto {
+        tail.push(Action::GotoTable(t));
+    }
+    apply.extend(tail);
+    Ok(apply)
+}
+
+/// Decodes an OpenFlow 1.0 action list.
+pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(2).unwrap_or(0));
+        let (ty, mut b) = next_tlv(&mut r, OfError::BadActionLen)?;
+        let e = OfError::BadActionLen;
+        let fixed = |n: usize| if len == n { Ok(()) } else { Err(e) };
+        let a = match ty {
+            at10::OUTPUT => {
+                fixed(8)?;
+                let port = b.u16().ok_or(e)?;
+                let max_len = b.u16().ok_or(e)?;
+                let p = port_from_10(port);
+                if p == ofpp::CONTROLLER {
+                    Action::Controller { max_len }
+                } else {
+                    Action::Output {
+                        port: check_port(p)?,
+                        max_len,
+                    }
+                }
+            }
+            at10::SET_VLAN_VID => {
+                fixed(8)?;
+                let v = b.u16().ok_or(e)?;
+                if v > 0xfff {
+                    return Err(OfError::BadActionArgument);
+                }
+                Action::SetVlanVid(v)
+            }
+            at10::SET_VLAN_PCP => {
+                fixed(8)?;
+                let p = b.u8().ok_or(e)?;
+                if p > 7 {
+                    return Err(OfError::BadActionArgument);
+                }
+                Action::SetVlanPcp(p)
+            }
+            at10::STRIP_VLAN => {
+                fixed(8)?;
+                Action::StripVlan
+            }
+            at10::SET_DL_SRC | at10::SET_DL_DST => {
+                fixed(16)?;
+                let m = b.array::<6>().ok_or(e)?;
+                if ty == at10::SET_DL_SRC {
+                    Action::SetDlSrc(m)
+                } else {
+                    Action::SetDlDst(m)
+                }
+            }
+            at10::SET_NW_SRC | at10::SET_NW_DST => {
+                fixed(8)?;
+                let a = b.u32().ok_or(e)?;
+                if ty == at10::SET_NW_SRC {
+                    Action::SetNwSrc(a)
+                } else {
+                    Action::SetNwDst(a)
+                }
+            }
+            at10::SET_NW_TOS => {
+                fixed(8)?;
+                let t = b.u8().ok_or(e)?;
+                if t & 3 != 0 {
+                    return Err(OfError::BadActionArgument);
+                }
+                Action::SetNwTos(t)
+            }
+            at10::SET_TP_SRC | at10::SET_TP_DST => {
+                fixed(8)?;
+                let p = b.u16().ok_or(e)?;
+                if ty == at10::SET_TP_SRC {
+                    Action::SetTpSrc(p)
+                } else {
+                    Action::SetTpDst(p)
+                }
+            }
+            at10::ENQUEUE => return Err(OfError::BadQueue),
+            at10::VENDOR => decode_nx(b, len)?,
+            _ => return Err(OfError::BadActionType),
+        };
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn act10(w: &mut Writer, ty: u16, len: u16) {
+    w.u16(ty);
+    w.u16(len);
+}
+
+/// Encodes a flows action list as OpenFlow 1.0 actions.
+pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
+    for a in actions {
+        match a {
+            Action::Output { port, max_len } => {
+                let p = port_to_10(*port).ok_or_else(|| unsupported("output port", "1.0"))?;
+                act10(w, at10::OUTPUT, 8);
+                w.u16(p);
+                w.u16(*max_len);
+            }
+            Action::Controller { max_len } => {
+                act10(w, at10::OUTPUT, 8);
+                w.u16(0xfffd);
+                w.u16(*max_len);
+            }
+            Action::SetVlanVid(v) => {
+                act10(w, at10::SET_VLAN_VID, 8);
+                w.u16(*v & 0xfff);
+                w.u16(0);
+            }
+            Action::SetVlanPcp(p) => {
+                act10(w, at10::SET_VLAN_PCP, 8);
+                w.u8(*p);
+                w.zeros(3);
+            }
+            Action::StripVlan | Action::PopVlan => {
+                act10(w, at10::STRIP_VLAN, 8);
+                w.u32(0);
+            }
+            Action::SetDlSrc(m) | Action::SetDlDst(m) => {
+                let ty = if matches!(a, Action::SetDlSrc(_)) {
+                    at10::SET_DL_SRC
+                } else {
+                    at10::SET_DL_DST
+                };
+                act10(w, ty, 16);
+                w.bytes(m);
+                w.zeros(6);
+            }
+            Action::SetNwSrc(x) => {
+                act10(w, at10::SET_NW_SRC, 8);
+                w.u32(*x);
+            }
+            Action::SetNwDst(x) => {
+                act10(w, at10::SET_NW_DST, 8);
+                w.u32(*x);
+            }
+            Action::SetNwTos(t) => {
+                act10(w, at10::SET_NW_TOS, 8);
+                w.u8(*t & 0xfc);
+                w.zeros(3);
+            }
+            Action::SetTpSrc(p) | Action::SetTpDst(p) => {
+                let ty = if matches!(a, Action::SetTpSrc(_)) {
+                    at10::SET_TP_SRC
+                } else {
+                    at10::SET_TP_DST
+                };
+                act10(w, ty, 8);
+                w.u16(*p);
+                w.u16(0);
+            }
+            Action::DecTtl => {
+                nx_header(w, 16, nxast::DEC_TTL);
+                w.zeros(6);
+            }
+            Action::SetField { field, value, mask } => {
+                let (f, conv) = oxm::from_flows_field(*field)
+                    .ok_or_else(|| unsupported(format!("set_field {field:?}"), "1.0"))?;
+                let h = oxm::nxm_header(f);
+                if h.class == 0x8000 || h.experimenter.is_some() {
+                    return Err(unsupported(format!("set_field {field:?}"), "1.0"));
+                }
+                let v = conv(*value);
+                let full = oxm::full_mask(f, h.width);
+                let m = mask.unwrap_or(full) & full;
+                // A contiguous mask becomes one load; anything else is refused.
+                let ofs = m.trailing_zeros();
+                let n = (m >> ofs).trailing_ones();
+                if m == 0 || (m >> ofs) >> n != 0 || n > 64 {
+                    return Err(unsupported("masked set_field", "1.0"));
+                }
+                let sf = SubField {
+                    field: *field,
+                    ofs: ofs as u8,
+                    n_bits: n as u8,
+                };
+                encode_nx(
+                    w,
+                    &Action::Load {
+                        dst: sf,
+                        value: (v & m) >> ofs,
+                    },
+                    "1.0",
+                )?;
+            }
+            Action::Load { .. } | Action::Move { .. } | Action::Resubmit { .. } => {
+                encode_nx(w, a, "1.0")?;
+            }
+            Action::PushVlan(_)
+            | Action::Group(_)
+            | Action::GotoTable(_)
+            | Action::WriteMetadata { .. }
+            | Action::ClearActions
+            | Action::WriteActions(_) => {
+                return Err(unsupported(format!("{a:?}"), "1.0"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn ovs_ofctl_nicira_actions_decode() {
+        // resubmit(,3), load:5->NXM_NX_REG1[0..7], move:reg0[]->reg2[]
+        // exactly as ovs-ofctl -O OpenFlow13 sends them.
+        let b = hex(concat!(
+            "ffff001000002320000efff803000000",
+            "ffff0018000023200007000700010204",
+            "0000000000000005",
+            "ffff0018000023200006002000000000",
+            "0001000400010404"
+        ));
+        let acts = decode_actions13(Reader::new(&b)).unwrap();
+        let reg = |n, ofs, n_bits| SubField {
+            field: Field::Reg(n),
+            ofs,
+            n_bits,
+        };
+        assert_eq!(
+            acts,
+            vec![
+                Action::Resubmit {
+                    port: None,
+                    table: Some(3)
+                },
+                Action::Load {
+                    dst: reg(1, 0, 8),
+                    value: 5
+                },
+                Action::Move {
+                    src: reg(0, 0, 32),
+                    dst: reg(2, 0, 32)
+                },
+            ]
+        );
+        let mut w = Writer::new();
+        encode_actions13(&mut w, &acts).unwrap();
+        assert_eq!(w.buf, b);
+    }
+
+    #[test]
+    fn controller_output_and_instructions_round_trip() {
+        let acts = vec![
+            Action::Controller { max_len: 100 },
+            Action::Output {
+                port: 3,
+                max_len: 0,
+            },
+            Action::ClearActions,
+            Action::WriteActions(vec![Action::Group(7)]),
+            Action::WriteMetadata {
+                value: 5,
+                mask: 0xff,
+            },
+            Action::GotoTable(5),
+        ];
+        let mut w = Writer::new();
+        encode_instructions(&mut w, &acts).unwrap();
+        assert_eq!(decode_instructions(Reader::new(&w.buf)).unwrap(), acts);
+    }
+
+    #[test]
+    fn action_length_not_multiple_of_8_is_bad_len() {
+        let b = hex("0000000c00000001000000000000");
+        assert_eq!(
+            decode_actions13(Reader::new(&b)),
+            Err(OfError::BadActionLen)
+        );
+    }
+
+    #[test]
+    fn copy_ttl_and_enqueue_are_refused_with_spec_errors() {
+        let b = hex("000b000800000000");
+        assert_eq!(
+            decode_actions13(Reader::new(&b)),
+            Err(OfError::BadActionType)
+        );
+        let b = hex("000b001000010000000000000000000a");
+        assert_eq!(decode_actions10(Reader::new(&b)), Err(OfError::BadQueue));
+    }
+
+    #[test]
+    fn set_field_vlan_vid_carries_the_present_bit() {
+        let mut w = Writer::new();
+        encode_actions13(&mut w, &[Action::SetVlanVid(5)]).unwrap();
+        assert_eq!(w.buf, hex("0019001080000c021005000000000000"));
+    }
+
+    #[test]
+    fn one_zero_actions_round_trip() {
+        let acts = vec![
+            Action::Output {
+                port: 2,
+                max_len: 0,
+            },
+            Action::SetVlanVid(10),
+            Action::StripVlan,
+            Action::SetDlSrc([0, 1, 2, 3, 4, 5]),
+            Action::SetNwDst(0x0a00_0001),
+            Action::SetNwTos(16),
+            Action::SetTpDst(80),
+            Action::Controller { max_len: 128 },
+            Action::Resubmit {
+                port: Some(4),
+                table: None,
+            },
+            Action::DecTtl,
+        ];
+        let mut w = Writer::new();
+        encode_actions10(&mut w, &acts).unwrap();
+        assert_eq!(decode_actions10(Reader::new(&w.buf)).unwrap(), acts);
+    }
+}

@@ -1,0 +1,403 @@
+//! OpenFlow errors: what a switch answers with in an OFPT_ERROR, and what
+//! the decoder reports.
+
+use crate::consts::{OFP10_VERSION, et10, et13};
+
+/// An OpenFlow error condition, independent of the wire version. Each maps
+/// to the OFPT_ERROR type/code the spec prescribes (see [`OfError::wire`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, thiserror::Error)]
+pub enum OfError {
+    #[error("OFPHFC_INCOMPATIBLE")]
+    HelloIncompatible,
+    #[error("OFPBRC_BAD_VERSION")]
+    BadVersion,
+    #[error("OFPBRC_BAD_TYPE")]
+    BadType,
+    #[error("OFPBRC_BAD_MULTIPART")]
+    BadMultipart,
+    #[error("OFPBRC_BAD_EXPERIMENTER")]
+    BadExperimenter,
+    #[error("OFPBRC_BAD_EXP_TYPE")]
+    BadExpType,
+    #[error("OFPBRC_EPERM")]
+    BadRequestEperm,
+    #[error("OFPBRC_BAD_LEN")]
+    BadLen,
+    #[error("OFPBRC_BUFFER_UNKNOWN")]
+    BufferUnknown,
+    #[error("OFPBRC_BAD_TABLE_ID")]
+    BadRequestTableId,
+    #[error("OFPBRC_IS_SLAVE")]
+    IsSlave,
+    #[error("OFPBRC_BAD_PORT")]
+    BadRequestPort,
+    #[error("OFPBRC_BAD_PACKET")]
+    BadPacket,
+    #[error("OFPBAC_BAD_TYPE")]
+    BadActionType,
+    #[error("OFPBAC_BAD_LEN")]
+    BadActionLen,
+    #[error("OFPBAC_BAD_EXPERIMENTER")]
+    BadActionExperimenter,
+    #[error("OFPBAC_BAD_EXP_TYPE")]
+    BadActionExpType,
+    #[error("OFPBAC_BAD_OUT_PORT")]
+    BadOutPort,
+    #[error("OFPBAC_BAD_ARGUMENT")]
+    BadActionArgument,
+    #[error("OFPBAC_BAD_QUEUE")]
+    BadQueue,
+    #[error("OFPBAC_BAD_OUT_GROUP")]
+    BadOutGroup,
+    #[error("OFPBAC_BAD_SET_TYPE")]
+    BadSetType,
+    #[error("OFPBAC_BAD_SET_LEN")]
+    BadSetLen,
+    #[error("OFPBAC_BAD_SET_ARGUMENT")]
+    BadSetArgument,
+    #[error("OFPBIC_UNKNOWN_INST")]
+    UnknownInstruction,
+    #[error("OFPBIC_UNSUP_INST")]
+    UnsupportedInstruction,
+    #[error("OFPBIC_BAD_TABLE_ID")]
+    BadInstructionTableId,
+    #[error("OFPBIC_BAD_LEN")]
+    BadInstructionLen,
+    #[error("OFPBMC_BAD_TYPE")]
+    BadMatchType,
+    #[error("OFPBMC_BAD_LEN")]
+    BadMatchLen,
+    #[error("OFPBMC_BAD_WILDCARDS")]
+    BadWildcards,
+    #[error("OFPBMC_BAD_FIELD")]
+    BadField,
+    #[error("OFPBMC_BAD_VALUE")]
+    BadMatchValue,
+    #[error("OFPBMC_BAD_MASK")]
+    BadMask,
+    #[error("OFPBMC_BAD_PREREQ")]
+    BadPrereq,
+    #[error("OFPBMC_DUP_FIELD")]
+    DupField,
+    #[error("OFPFMFC_UNKNOWN")]
+    FlowModUnknown,
+    #[error("OFPFMFC_TABLE_FULL")]
+    TableFull,
+    #[error("OFPFMFC_BAD_TABLE_ID")]
+    BadTableId,
+    #[error("OFPFMFC_OVERLAP")]
+    Overlap,
+    #[error("OFPFMFC_EPERM")]
+    FlowModEperm,
+    #[error("OFPFMFC_BAD_TIMEOUT")]
+    BadTimeout,
+    #[error("OFPFMFC_BAD_COMMAND")]
+    BadCommand,
+    #[error("OFPFMFC_BAD_FLAGS")]
+    BadFlags,
+    #[error("OFPGMFC_GROUP_EXISTS")]
+    GroupExists,
+    #[error("OFPGMFC_INVALID_GROUP")]
+    InvalidGroup,
+    #[error("OFPGMFC_OUT_OF_GROUPS")]
+    OutOfGroups,
+    #[error("OFPGMFC_CHAINING_UNSUPPORTED")]
+    ChainingUnsupported,
+    #[error("OFPGMFC_LOOP")]
+    GroupLoop,
+    #[error("OFPGMFC_UNKNOWN_GROUP")]
+    UnknownGroup,
+    #[error("OFPGMFC_BAD_TYPE")]
+    BadGroupType,
+    #[error("OFPGMFC_BAD_COMMAND")]
+    BadGroupCommand,
+    #[error("OFPGMFC_BAD_BUCKET")]
+    BadBucket,
+    #[error("OFPGMFC_BAD_WATCH")]
+    BadWatch,
+    #[error("OFPPMFC_BAD_PORT")]
+    PortModBadPort,
+    #[error("OFPPMFC_BAD_HW_ADDR")]
+    PortModBadHwAddr,
+    #[error("OFPPMFC_BAD_CONFIG")]
+    PortModBadConfig,
+    #[error("OFPQOFC_BAD_PORT")]
+    QueueBadPort,
+    #[error("OFPRRFC_STALE")]
+    RoleStale,
+    #[error("OFPRRFC_BAD_ROLE")]
+    BadRole,
+    /// An error this crate has no name for (as received from a peer).
+    #[error("error type {err_type} code {code}")]
+    Other { err_type: u16, code: u16 },
+}
+
+const ALL: &[OfError] = &[
+    OfError::HelloIncompatible,
+    OfError::BadVersion,
+    OfError::BadType,
+    OfError::BadMultipart,
+    OfError::BadExperimenter,
+    OfError::BadExpType,
+    OfError::BadRequestEperm,
+    OfError::BadLen,
+    OfError::BufferUnknown,
+    OfError::BadRequestTableId,
+    OfError::IsSlave,
+    OfError::BadRequestPort,
+    OfError::BadPacket,
+    OfError::BadActionType,
+    OfError::BadActionLen,
+    OfError::BadActionExperimenter,
+    OfError::BadActionExpType,
+    OfError::BadOutPort,
+    OfError::BadActionArgument,
+    OfError::BadQueue,
+    OfError::BadOutGroup,
+    OfError::BadSetType,
+    OfError::BadSetLen,
+    OfError::BadSetArgument,
+    OfError::UnknownInstruction,
+    OfError::UnsupportedInstruction,
+    OfError::BadInstructionTableId,
+    OfError::BadInstructionLen,
+    OfError::BadMatchType,
+    OfError::BadMatchLen,
+    OfError::BadWildcards,
+    OfError::BadField,
+    OfError::BadMatchValue,
+    OfError::BadMask,
+    OfError::BadPrereq,
+    OfError::DupField,
+    OfError::FlowModUnknown,
+    OfError::TableFull,
+    OfError::BadTableId,
+    OfError::Overlap,
+    OfError::FlowModEperm,
+    OfError::BadTimeout,
+    OfError::BadCommand,
+    OfError::BadFlags,
+    OfError::GroupExists,
+    OfError::InvalidGroup,
+    OfError::OutOfGroups,
+    OfError::ChainingUnsupported,
+    OfError::GroupLoop,
+    OfError::UnknownGroup,
+    OfError::BadGroupType,
+    OfError::BadGroupCommand,
+    OfError::BadBucket,
+    OfError::BadWatch,
+    OfError::PortModBadPort,
+    OfError::PortModBadHwAddr,
+    OfError::PortModBadConfig,
+    OfError::QueueBadPort,
+    OfError::RoleStale,
+    OfError::BadRole,
+];
+
+impl OfError {
+    /// The OFPT_ERROR (type, code) for this error in OpenFlow 1.3.
+    fn wire13(self) -> (u16, u16) {
+        use OfError::*;
+        match self {
+            HelloIncompatible => (et13::HELLO_FAILED, 0),
+            BadVersion => (et13::BAD_REQUEST, 0),
+            BadType => (et13::BAD_REQUEST, 1),
+            BadMultipart => (et13::BAD_REQUEST, 2),
+            BadExperimenter => (et13::BAD_REQUEST, 3),
+            BadExpType => (et13::BAD_REQUEST, 4),
+            BadRequestEperm => (et13::BAD_REQUEST, 5),
+            BadLen => (et13::BAD_REQUEST, 6),
+            BufferUnknown => (et13::BAD_REQUEST, 8),
+            BadRequestTableId => (et13::BAD_REQUEST, 9),
+            IsSlave => (et13::BAD_REQUEST, 10),
+            BadRequestPort => (et13::BAD_REQUEST, 11),
+            BadPacket => (et13::BAD_REQUEST, 12),
+            BadActionType => (et13::BAD_ACTION, 0),
+            BadActionLen => (et13::BAD_ACTION, 1),
+            BadActionExperimenter => (et13::BAD_ACTION, 2),
+            BadActionExpType => (et13::BAD_ACTION, 3),
+            BadOutPort => (et13::BAD_ACTION, 4),
+            BadActionArgument => (et13::BAD_ACTION, 5),
+            BadQueue => (et13::BAD_ACTION, 8),
+            BadOutGroup => (et13::BAD_ACTION, 9),
+            BadSetType => (et13::BAD_ACTION, 13),
+            BadSetLen => (et13::BAD_ACTION, 14),
+            BadSetArgument => (et13::BAD_ACTION, 15),
+            UnknownInstruction => (et13::BAD_INSTRUCTION, 0),
+            UnsupportedInstruction => (et13::BAD_INSTRUCTION, 1),
+            BadInstructionTableId => (et13::BAD_INSTRUCTION, 2),
+            BadInstructionLen => (et13::BAD_INSTRUCTION, 7),
+            BadMatchType => (et13::BAD_MATCH, 0),
+            BadMatchLen => (et13::BAD_MATCH, 1),
+            BadWildcards => (et13::BAD_MATCH, 5),
+            BadField => (et13::BAD_MATCH, 6),
+            BadMatchValue => (et13::BAD_MATCH, 7),
+            BadMask => (et13::BAD_MATCH, 8),
+            BadPrereq => (et13::BAD_MATCH, 9),
+            DupField => (et13::BAD_MATCH, 10),
+            FlowModUnknown => (et13::FLOW_MOD_FAILED, 0),
+            TableFull => (et13::FLOW_MOD_FAILED, 1),
+            BadTableId => (et13::FLOW_MOD_FAILED, 2),
+            Overlap => (et13::FLOW_MOD_FAILED, 3),
+            FlowModEperm => (et13::FLOW_MOD_FAILED, 4),
+            BadTimeout => (et13::FLOW_MOD_FAILED, 5),
+            BadCommand => (et13::FLOW_MOD_FAILED, 6),
+            BadFlags => (et13::FLOW_MOD_FAILED, 7),
+            GroupExists => (et13::GROUP_MOD_FAILED, 0),
+            InvalidGroup => (et13::GROUP_MOD_FAILED, 1),
+            OutOfGroups => (et13::GROUP_MOD_FAILED, 3),
+            ChainingUnsupported => (et13::GROUP_MOD_FAILED, 5),
+            GroupLoop => (et13::GROUP_MOD_FAILED, 7),
+            UnknownGroup => (et13::GROUP_MOD_FAILED, 8),
+            BadGroupType => (et13::GROUP_MOD_FAILED, 10),
+            BadGroupCommand => (et13::GROUP_MOD_FAILED, 11),
+            BadBucket => (et13::GROUP_MOD_FAILED, 12),
+            BadWatch => (et13::GROUP_MOD_FAILED, 13),
+            PortModBadPort => (et13::PORT_MOD_FAILED, 0),
+            PortModBadHwAddr => (et13::PORT_MOD_FAILED, 1),
+            PortModBadConfig => (et13::PORT_MOD_FAILED, 2),
+            QueueBadPort => (et13::QUEUE_OP_FAILED, 0),
+            RoleStale => (et13::ROLE_REQUEST_FAILED, 0),
+            BadRole => (et13::ROLE_REQUEST_FAILED, 2),
+            Other { err_type, code } => (err_type, code),
+        }
+    }
+
+    /// The OFPT_ERROR (type, code) for this error in OpenFlow 1.0. Errors
+    /// 1.0 has no name for map to the closest 1.0 error.
+    fn wire10(self) -> (u16, u16) {
+        use OfError::*;
+        match self {
+            HelloIncompatible => (et10::HELLO_FAILED, 0),
+            BadVersion => (et10::BAD_REQUEST, 0),
+            BadType => (et10::BAD_REQUEST, 1),
+            BadMultipart => (et10::BAD_REQUEST, 2),
+            BadExperimenter => (et10::BAD_REQUEST, 3),
+            BadExpType => (et10::BAD_REQUEST, 4),
+            BadRequestEperm | IsSlave => (et10::BAD_REQUEST, 5),
+            BadLen => (et10::BAD_REQUEST, 6),
+            BufferUnknown => (et10::BAD_REQUEST, 8),
+            BadRequestTableId | BadRequestPort | BadPacket => (et10::BAD_REQUEST, 5),
+            BadActionType => (et10::BAD_ACTION, 0),
+            BadActionLen | BadSetLen => (et10::BAD_ACTION, 1),
+            BadActionExperimenter => (et10::BAD_ACTION, 2),
+            BadActionExpType => (et10::BAD_ACTION, 3),
+            BadOutPort => (et10::BAD_ACTION, 4),
+            BadActionArgument | BadOutGroup | BadSetType | BadSetArgument => (et10::BAD_ACTION, 5),
+            BadQueue => (et10::BAD_ACTION, 8),
+            UnknownInstruction
+            | UnsupportedInstruction
+            | BadInstructionTableId
+            | BadInstructionLen => (et10::BAD_ACTION, 0),
+            BadMatchType | BadMatchLen | BadWildcards | BadField | BadMatchValue | BadMask
+            | BadPrereq | DupField => (et10::BAD_REQUEST, 5),
+            TableFull => (et10::FLOW_MOD_FAILED, 0),
+            Overlap => (et10::FLOW_MOD_FAILED, 1),
+            FlowModEperm => (et10::FLOW_MOD_FAILED, 2),
+            BadTimeout => (et10::FLOW_MOD_FAILED, 3),
+            BadCommand => (et10::FLOW_MOD_FAILED, 4),
+            FlowModUnknown | BadTableId | BadFlags => (et10::FLOW_MOD_FAILED, 5),
+            GroupExists | InvalidGroup | OutOfGroups | ChainingUnsupported | GroupLoop
+            | UnknownGroup | BadGroupType | BadGroupCommand | BadBucket | BadWatch => {
+                (et10::BAD_REQUEST, 1)
+            }
+            PortModBadPort => (et10::PORT_MOD_FAILED, 0),
+            PortModBadHwAddr => (et10::PORT_MOD_FAILED, 1),
+            PortModBadConfig => (et10::PORT_MOD_FAILED, 1),
+            QueueBadPort => (et10::QUEUE_OP_FAILED, 0),
+            RoleStale | BadRole => (et10::BAD_REQUEST, 5),
+            Other { err_type, code } => (err_type, code),
+        }
+    }
+
+    /// The OFPT_ERROR (type, code) pair for `version`.
+    pub fn wire(self, version: u8) -> (u16, u16) {
+        if version == OFP10_VERSION {
+            self.wire10()
+        } else {
+            self.wire13()
+        }
+    }
+
+    /// Names a received (type, code) pair.
+    pub fn from_wire(version: u8, err_type: u16, code: u16) -> OfError {
+        if version == OFP10_VERSION {
+            // 1.0 codes are not injective from our names; prefer exact 1.0 meaning.
+            ALL.iter()
+                .copied()
+                .find(|e| e.wire10() == (err_type, code))
+                .unwrap_or(OfError::Other { err_type, code })
+        } else {
+            ALL.iter()
+                .copied()
+                .find(|e| e.wire13() == (err_type, code))
+                .unwrap_or(OfError::Other { err_type, code })
+        }
+    }
+}
+
+/// Why a byte string is not a message this crate can hand to the switch.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the OpenFlow header or than its length field says.
+    #[error("message truncated: need {need} bytes, have {have}")]
+    Truncated { need: usize, have: usize },
+    /// The header length is below 8 or disagrees with the buffer.
+    #[error("bad header length {0}")]
+    BadHeaderLength(u16),
+    /// A version this crate does not speak.
+    #[error("unsupported OpenFlow version 0x{0:02x}")]
+    UnsupportedVersion(u8),
+    /// A well-framed message whose content is refused; the switch answers
+    /// with this error.
+    #[error("{0}")]
+    Refused(OfError),
+}
+
+impl DecodeError {
+    /// The OFPT_ERROR a switch sends back for this decode failure.
+    pub fn of_error(&self) -> OfError {
+        match self {
+            DecodeError::Truncated { .. } | DecodeError::BadHeaderLength(_) => OfError::BadLen,
+            DecodeError::UnsupportedVersion(_) => OfError::BadVersion,
+            DecodeError::Refused(e) => *e,
+        }
+    }
+}
+
+impl From<OfError> for DecodeError {
+    fn from(e: OfError) -> DecodeError {
+        DecodeError::Refused(e)
+    }
+}
+
+/// Why a message cannot be expressed in the requested version.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{what} cannot be expressed in OpenFlow {version}")]
+    Unsupported { what: String, version: &'static str },
+    #[error("message too long ({0} bytes)")]
+    TooLong(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consts::OFP13_VERSION;
+
+    #[test]
+    fn every_named_error_round_trips_through_its_1_3_wire_code() {
+        for e in ALL {
+            let (t, c) = e.wire(OFP13_VERSION);
+            assert_eq!(OfError::from_wire(OFP13_VERSION, t, c), *e, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn is_slave_is_bad_request_code_10_in_1_3() {
+        assert_eq!(OfError::IsSlave.wire(OFP13_VERSION), (1, 10));
+        assert_eq!(OfError::BadPrereq.wire(OFP13_VERSION), (4, 9));
+        assert_eq!(OfError::TableFull.wire(OFP10_VERSION), (3, 0));
+    }
+}

@@ -1,0 +1,548 @@
+//! Typed OpenFlow messages, independent of the wire version. The codec
+//! ([`crate::codec`]) maps them to and from OpenFlow 1.0 and 1.3.
+
+use flows::{Action, Match, PortNo};
+
+use crate::error::OfError;
+
+/// The common OpenFlow header.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OfHeader {
+    pub version: u8,
+    pub msg_type: u8,
+    pub length: u16,
+    pub xid: u32,
+}
+
+/// OFPT_ERROR.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ErrorMsg {
+    pub err_type: u16,
+    pub code: u16,
+    /// Usually the first 64 bytes of the offending message.
+    pub data: Vec<u8>,
+}
+
+impl ErrorMsg {
+    /// The error answering `offending` (its first 64 bytes become data).
+    pub fn for_request(e: OfError, version: u8, offending: &[u8]) -> ErrorMsg {
+        let (err_type, code) = e.wire(version);
+        ErrorMsg {
+            err_type,
+            code,
+            data: offending.get(..64).unwrap_or(offending).to_vec(),
+        }
+    }
+
+    /// Names this error.
+    pub fn error(&self, version: u8) -> OfError {
+        OfError::from_wire(version, self.err_type, self.code)
+    }
+}
+
+/// A port description (ofp_port / ofp_phy_port).
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct PortDesc {
+    pub port_no: PortNo,
+    pub hw_addr: [u8; 6],
+    pub name: String,
+    /// OFPPC_* bits (PORT_DOWN=1, NO_RECV=4, NO_FWD=32, NO_PACKET_IN=64).
+    pub config: u32,
+    /// OFPPS_* bits (LINK_DOWN=1, BLOCKED=2, LIVE=4).
+    pub state: u32,
+    pub curr: u32,
+    pub advertised: u32,
+    pub supported: u32,
+    pub peer: u32,
+    /// kbps (1.3 only).
+    pub curr_speed: u32,
+    pub max_speed: u32,
+}
+
+/// FEATURES_REPLY contents.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct Features {
+    pub datapath_id: u64,
+    pub n_buffers: u32,
+    pub n_tables: u8,
+    pub auxiliary_id: u8,
+    pub capabilities: u32,
+    /// OpenFlow 1.0 supported-actions bitmap.
+    pub actions: u32,
+    /// Ports: sent in the 1.0 features reply; in 1.3 via PORT_DESC.
+    pub ports: Vec<PortDesc>,
+}
+
+/// GET_CONFIG_REPLY / SET_CONFIG.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct SwitchConfig {
+    pub flags: u16,
+    pub miss_send_len: u16,
+}
+
+/// Packet-in reasons.
+pub mod packet_in_reason {
+    pub const NO_MATCH: u8 = 0;
+    pub const ACTION: u8 = 1;
+    pub const INVALID_TTL: u8 = 2;
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PacketIn {
+    pub buffer_id: u32,
+    pub total_len: u16,
+    pub reason: u8,
+    pub table_id: u8,
+    pub cookie: u64,
+    /// Pipeline fields: in_port (and metadata/registers when set).
+    pub match_: Match,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlowRemoved {
+    pub cookie: u64,
+    pub priority: u16,
+    /// 0 idle timeout, 1 hard timeout, 2 delete, 3 group delete.
+    pub reason: u8,
+    pub table_id: u8,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub match_: Match,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PortStatus {
+    /// 0 add, 1 delete, 2 modify.
+    pub reason: u8,
+    pub desc: PortDesc,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PacketOut {
+    pub buffer_id: u32,
+    pub in_port: PortNo,
+    pub actions: Vec<Action>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum FlowModCommand {
+    Add,
+    Modify,
+    ModifyStrict,
+    Delete,
+    DeleteStrict,
+}
+
+impl FlowModCommand {
+    pub fn wire(self) -> u8 {
+        match self {
+            FlowModCommand::Add => 0,
+            FlowModCommand::Modify => 1,
+            FlowModCommand::ModifyStrict => 2,
+            FlowModCommand::Delete => 3,
+            FlowModCommand::DeleteStrict => 4,
+        }
+    }
+
+    pub fn from_wire(v: u16) -> Option<FlowModCommand> {
+        Some(match v {
+            0 => FlowModCommand::Add,
+            1 => FlowModCommand::Modify,
+            2 => FlowModCommand::ModifyStrict,
+            3 => FlowModCommand::Delete,
+            4 => FlowModCommand::DeleteStrict,
+            _ => return None,
+        })
+    }
+
+    pub fn is_delete(self) -> bool {
+        matches!(self, FlowModCommand::Delete | FlowModCommand::DeleteStrict)
+    }
+}
+
+/// Flow-mod flags (OpenFlow 1.3 numbering).
+pub mod flow_mod_flags {
+    pub const SEND_FLOW_REM: u16 = 1;
+    pub const CHECK_OVERLAP: u16 = 2;
+    pub const RESET_COUNTS: u16 = 4;
+    pub const NO_PKT_COUNTS: u16 = 8;
+    pub const NO_BYT_COUNTS: u16 = 16;
+}
+
+/// A flow table modification, in flows-level terms.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlowMod {
+    pub command: FlowModCommand,
+    pub match_: Match,
+    pub priority: u16,
+    pub cookie: u64,
+    pub cookie_mask: u64,
+    /// `OFPTT_ALL` (0xff) for "all tables" in deletes.
+    pub table_id: u8,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub flags: u16,
+    pub buffer_id: u32,
+    pub out_port: PortNo,
+    pub out_group: u32,
+    /// Actions and instructions, as flows writes them.
+    pub actions: Vec<Action>,
+}
+
+impl Default for FlowMod {
+    fn default() -> FlowMod {
+        FlowMod {
+            command: FlowModCommand::Add,
+            match_: Match::catch_all(),
+            priority: 0x8000,
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            buffer_id: crate::consts::NO_BUFFER,
+            out_port: flows::action::port::ANY,
+            out_group: crate::consts::OFPG_ANY,
+            actions: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum GroupModCommand {
+    Add,
+    Modify,
+    Delete,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum GroupType {
+    All,
+    Select,
+    Indirect,
+    FastFailover,
+}
+
+impl GroupType {
+    pub fn wire(self) -> u8 {
+        match self {
+            GroupType::All => 0,
+            GroupType::Select => 1,
+            GroupType::Indirect => 2,
+            GroupType::FastFailover => 3,
+        }
+    }
+
+    pub fn from_wire(v: u8) -> Option<GroupType> {
+        Some(match v {
+            0 => GroupType::All,
+            1 => GroupType::Select,
+            2 => GroupType::Indirect,
+            3 => GroupType::FastFailover,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Bucket {
+    pub weight: u16,
+    pub watch_port: PortNo,
+    pub watch_group: u32,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GroupMod {
+    pub command: GroupModCommand,
+    pub group_type: GroupType,
+    pub group_id: u32,
+    pub buckets: Vec<Bucket>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PortMod {
+    pub port_no: PortNo,
+    pub hw_addr: [u8; 6],
+    pub config: u32,
+    pub mask: u32,
+    pub advertise: u32,
+}
+
+/// Controller roles (OpenFlow 1.3 numbering).
+pub mod role {
+    pub const NOCHANGE: u32 = 0;
+    pub const EQUAL: u32 = 1;
+    pub const MASTER: u32 = 2;
+    pub const SLAVE: u32 = 3;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RoleMsg {
+    pub role: u32,
+    pub generation_id: u64,
+}
+
+/// Async message filters: index 0 applies to master/equal, 1 to slave.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AsyncConfig {
+    pub packet_in_mask: [u32; 2],
+    pub port_status_mask: [u32; 2],
+    pub flow_removed_mask: [u32; 2],
+}
+
+impl Default for AsyncConfig {
+    /// The OpenFlow 1.3 defaults: masters get everything, slaves only
+    /// port-status.
+    fn default() -> AsyncConfig {
+        AsyncConfig {
+            packet_in_mask: [0b111, 0],
+            port_status_mask: [0b111, 0b111],
+            flow_removed_mask: [0b1111, 0],
+        }
+    }
+}
+
+/// Flow/aggregate statistics request filter.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlowStatsRequest {
+    pub table_id: u8,
+    pub out_port: PortNo,
+    pub out_group: u32,
+    pub cookie: u64,
+    pub cookie_mask: u64,
+    pub match_: Match,
+}
+
+impl Default for FlowStatsRequest {
+    fn default() -> FlowStatsRequest {
+        FlowStatsRequest {
+            table_id: crate::consts::OFPTT_ALL,
+            out_port: flows::action::port::ANY,
+            out_group: crate::consts::OFPG_ANY,
+            cookie: 0,
+            cookie_mask: 0,
+            match_: Match::catch_all(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum MultipartRequestBody {
+    Desc,
+    Flow(FlowStatsRequest),
+    Aggregate(FlowStatsRequest),
+    Table,
+    PortStats { port_no: PortNo },
+    PortDesc,
+    Group { group_id: u32 },
+    GroupDesc,
+    TableFeatures,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MultipartRequest {
+    pub flags: u16,
+    pub body: MultipartRequestBody,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct SwitchDesc {
+    pub mfr_desc: String,
+    pub hw_desc: String,
+    pub sw_desc: String,
+    pub serial_num: String,
+    pub dp_desc: String,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlowStats {
+    pub table_id: u8,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    pub priority: u16,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub flags: u16,
+    pub cookie: u64,
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub match_: Match,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct AggregateStats {
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub flow_count: u32,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct TableStats {
+    pub table_id: u8,
+    /// 1.0 only.
+    pub name: String,
+    /// 1.0 only.
+    pub max_entries: u32,
+    pub active_count: u32,
+    pub lookup_count: u64,
+    pub matched_count: u64,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct PortStats {
+    pub port_no: PortNo,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_frame_err: u64,
+    pub rx_over_err: u64,
+    pub rx_crc_err: u64,
+    pub collisions: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct GroupStats {
+    pub group_id: u32,
+    pub ref_count: u32,
+    pub packet_count: u64,
+    pub byte_count: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    /// (packet_count, byte_count) per bucket.
+    pub bucket_stats: Vec<(u64, u64)>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GroupDesc {
+    pub group_type: GroupType,
+    pub group_id: u32,
+    pub buckets: Vec<Bucket>,
+}
+
+/// A table-features entry; the reply carries the properties OpenFlow
+/// requires, empty.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct TableFeatures {
+    pub table_id: u8,
+    pub name: String,
+    pub metadata_match: u64,
+    pub metadata_write: u64,
+    pub config: u32,
+    pub max_entries: u32,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum MultipartReplyBody {
+    Desc(SwitchDesc),
+    Flow(Vec<FlowStats>),
+    Aggregate(AggregateStats),
+    Table(Vec<TableStats>),
+    PortStats(Vec<PortStats>),
+    PortDesc(Vec<PortDesc>),
+    Group(Vec<GroupStats>),
+    GroupDesc(Vec<GroupDesc>),
+    TableFeatures(Vec<TableFeatures>),
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MultipartReply {
+    /// `MP_MORE` when more parts follow.
+    pub flags: u16,
+    pub body: MultipartReplyBody,
+}
+
+/// Every message this crate speaks.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    /// HELLO; `versions` is the bitmap (bit n = version n), 0 if absent.
+    Hello {
+        versions: u32,
+    },
+    Error(ErrorMsg),
+    EchoRequest(Vec<u8>),
+    EchoReply(Vec<u8>),
+    Experimenter {
+        experimenter: u32,
+        exp_type: u32,
+        data: Vec<u8>,
+    },
+    FeaturesRequest,
+    FeaturesReply(Features),
+    GetConfigRequest,
+    GetConfigReply(SwitchConfig),
+    SetConfig(SwitchConfig),
+    PacketIn(PacketIn),
+    FlowRemoved(FlowRemoved),
+    PortStatus(PortStatus),
+    PacketOut(PacketOut),
+    FlowMod(FlowMod),
+    GroupMod(GroupMod),
+    PortMod(PortMod),
+    MultipartRequest(MultipartRequest),
+    MultipartReply(MultipartReply),
+    BarrierRequest,
+    BarrierReply,
+    QueueGetConfigRequest {
+        port: PortNo,
+    },
+    QueueGetConfigReply {
+        port: PortNo,
+    },
+    RoleRequest(RoleMsg),
+    RoleReply(RoleMsg),
+    GetAsyncRequest,
+    GetAsyncReply(AsyncConfig),
+    SetAsync(AsyncConfig),
+}
+
+impl Message {
+    /// Short OVS-style name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "OFPT_HELLO",
+            Message::Error(_) => "OFPT_ERROR",
+            Message::EchoRequest(_) => "OFPT_ECHO_REQUEST",
+            Message::EchoReply(_) => "OFPT_ECHO_REPLY",
+            Message::Experimenter { .. } => "OFPT_EXPERIMENTER",
+            Message::FeaturesRequest => "OFPT_FEATURES_REQUEST",
+            Message::FeaturesReply(_) => "OFPT_FEATURES_REPLY",
+            Message::GetConfigRequest => "OFPT_GET_CONFIG_REQUEST",
+            Message::GetConfigReply(_) => "OFPT_GET_CONFIG_REPLY",
+            Message::SetConfig(_) => "OFPT_SET_CONFIG",
+            Message::PacketIn(_) => "OFPT_PACKET_IN",
+            Message::FlowRemoved(_) => "OFPT_FLOW_REMOVED",
+            Message::PortStatus(_) => "OFPT_PORT_STATUS",
+            Message::PacketOut(_) => "OFPT_PACKET_OUT",
+            Message::FlowMod(_) => "OFPT_FLOW_MOD",
+            Message::GroupMod(_) => "OFPT_GROUP_MOD",
+            Message::PortMod(_) => "OFPT_PORT_MOD",
+            Message::MultipartRequest(_) => "OFPT_MULTIPART_REQUEST",
+            Message::MultipartReply(_) => "OFPT_MULTIPART_REPLY",
+            Message::BarrierRequest => "OFPT_BARRIER_REQUEST",
+            Message::BarrierReply => "OFPT_BARRIER_REPLY",
+            Message::QueueGetConfigRequest { .. } => "OFPT_QUEUE_GET_CONFIG_REQUEST",
+            Message::QueueGetConfigReply { .. } => "OFPT_QUEUE_GET_CONFIG_REPLY",
+            Message::RoleRequest(_) => "OFPT_ROLE_REQUEST",
+            Message::RoleReply(_) => "OFPT_ROLE_REPLY",
+            Message::GetAsyncRequest => "OFPT_GET_ASYNC_REQUEST",
+            Message::GetAsyncReply(_) => "OFPT_GET_ASYNC_REPLY",
+            Message::SetAsync(_) => "OFPT_SET_ASYNC",
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared test helpers.
+
+pub use openflow::testing::MemAgent;

@@ -1,0 +1,225 @@
+//! The database handle: schema, current data, durable store, and change subscribers.
+//! Cheap to clone and safe to share between threads.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::data::{ChangeSet, Data};
+use crate::error::{DbError, OvsdbError};
+use crate::schema::Schema;
+use crate::store::Store;
+use crate::txn::{Outcome, TxnContext, execute};
+
+/// One committed transaction, as delivered to subscribers.
+#[derive(Debug)]
+pub struct Commit {
+    /// Commit sequence number, increasing by one per commit since the process started.
+    pub seq: u64,
+    pub changes: ChangeSet,
+    /// The data right after this commit.
+    pub data: Data,
+}
+
+type Subscriber = Box<dyn Fn(&Arc<Commit>) -> bool + Send>;
+
+struct State {
+    data: Data,
+    seq: u64,
+    subscribers: Vec<Subscriber>,
+}
+
+struct Inner {
+    schema: Arc<Schema>,
+    state: Mutex<State>,
+    changed: Condvar,
+    store: Option<Store>,
+}
+
+/// A handle on an OVSDB database.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+/// How long a blocked "wait" sleeps at most before re-checking cancellation.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+impl Db {
+    /// Open (or create) the `Open_vSwitch` database stored at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db, DbError> {
+        Self::open_with_schema(path, Schema::vswitch())
+    }
+
+    /// Open (or create) a database with the given schema.
+    pub fn open_with_schema(path: impl AsRef<Path>, schema: Schema) -> Result<Db, DbError> {
+        let (store, fresh) = Store::open(path.as_ref())?;
+        let data = store.load(&schema)?;
+        let db = Self::build(schema, data, Some(store));
+        if fresh {
+            db.init_root()?;
+        }
+        Ok(db)
+    }
+
+    /// A database kept only in memory (tests, tools).
+    pub fn in_memory() -> Db {
+        let schema = Schema::vswitch();
+        let data = Data::empty(&schema);
+        let db = Self::build(schema, data, None);
+        // In-memory init cannot fail on storage.
+        let _ = db.init_root();
+        db
+    }
+
+    fn build(schema: Schema, data: Data, store: Option<Store>) -> Db {
+        Db {
+            inner: Arc::new(Inner {
+                schema: Arc::new(schema),
+                state: Mutex::new(State {
+                    data,
+                    seq: 0,
+                    subscribers: Vec::new(),
+                }),
+                changed: Condvar::new(),
+                store,
+            }),
+        }
+    }
+
+    fn init_root(&self) -> Result<(), DbError> {
+        if self.inner.schema.name != "Open_vSwitch" || !self.snapshot().table("Open_vSwitch").is_empty() {
+            return Ok(());
+        }
+        let results = self.transact(json!([
+            "Open_vSwitch",
+            {"op": "insert", "table": "Open_vSwitch",
+             "row": {"db_version": self.inner.schema.version}}
+        ]));
+        match results.first().and_then(|r| r.get("error")) {
+            Some(e) => Err(DbError::Storage(format!("initializing root row: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the data half-written: data is replaced
+        // wholesale, so the poisoned state is still consistent.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A consistent snapshot of every table.
+    pub fn snapshot(&self) -> Data {
+        self.lock().data.clone()
+    }
+
+    /// Receive every commit from now on, in commit order.
+    pub fn subscribe(&self) -> crossbeam_channel::Receiver<Arc<Commit>> {
+        self.snapshot_and_subscribe().1
+    }
+
+    /// A snapshot and a subscription starting exactly after it.
+    pub fn snapshot_and_subscribe(&self) -> (Data, crossbeam_channel::Receiver<Arc<Commit>>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut st = self.lock();
+        st.subscribers.push(Box::new(move |c| tx.send(c.clone()).is_ok()));
+        (st.data.clone(), rx)
+    }
+
+    /// Like [`Db::snapshot_and_subscribe`], delivering into a tokio channel.
+    pub fn snapshot_and_subscribe_async(&self) -> (Data, tokio::sync::mpsc::UnboundedReceiver<Arc<Commit>>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut st = self.lock();
+        st.subscribers.push(Box::new(move |c| tx.send(c.clone()).is_ok()));
+        (st.data.clone(), rx)
+    }
+
+    /// Run a transaction; `params` is `["Open_vSwitch", op, op...]` (or just the ops array).
+    /// Returns the result array, with the same semantics as the wire protocol.
+    pub fn transact(&self, params: Value) -> Vec<Value> {
+        match self.transact_with(&params, &|_| false, None) {
+            Ok(r) => r,
+            Err(e) => vec![e.to_json()],
+        }
+    }
+
+    /// Run a transaction for a session holding locks (`has_lock`), cancellable through `cancel`.
+    /// Errors are for params that are not a transaction of this database.
+    pub fn transact_with(
+        &self,
+        params: &Value,
+        has_lock: &dyn Fn(&str) -> bool,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Vec<Value>, OvsdbError> {
+        let arr = params
+            .as_array()
+            .ok_or_else(|| OvsdbError::syntax("transact params must be an array"))?;
+        let ops = match arr.first() {
+            Some(Value::String(name)) => {
+                if *name != self.inner.schema.name {
+                    return Err(OvsdbError::new("unknown database", format!("{name} is not a valid database name")));
+                }
+                &arr[1..]
+            }
+            _ => &arr[..],
+        };
+        let start = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        let mut st = self.lock();
+        loop {
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            let ctx = TxnContext {
+                has_lock,
+                waits_expired: expired,
+            };
+            match execute(&self.inner.schema, &st.data, ops, &ctx) {
+                Outcome::Failed { results } => return Ok(results),
+                Outcome::Commit { mut results, data } => {
+                    let changes = ChangeSet::diff(&st.data, &data);
+                    if changes.is_empty() {
+                        return Ok(results);
+                    }
+                    if let Some(store) = &self.inner.store
+                        && let Err(e) = store.commit(&changes)
+                    {
+                        tracing::error!(error = %e, "commit to storage failed");
+                        results.push(OvsdbError::new("I/O error", e.to_string()).to_json());
+                        return Ok(results);
+                    }
+                    st.seq += 1;
+                    st.data = data.clone();
+                    let commit = Arc::new(Commit {
+                        seq: st.seq,
+                        changes,
+                        data,
+                    });
+                    st.subscribers.retain(|s| s(&commit));
+                    self.inner.changed.notify_all();
+                    return Ok(results);
+                }
+                Outcome::Blocked { timeout_ms } => {
+                    let d = *deadline.get_or_insert(start + Duration::from_millis(timeout_ms));
+                    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                        return Ok(vec![OvsdbError::new("canceled", "Transaction was canceled.").to_json()]);
+                    }
+                    let now = Instant::now();
+                    let wait = d.saturating_duration_since(now).min(WAIT_POLL);
+                    st = self
+                        .inner
+                        .changed
+                        .wait_timeout(st, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            }
+        }
+    }
+}

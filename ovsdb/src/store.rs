@@ -1,0 +1,105 @@
+//! Durable storage in redb: one key per row, `"<table>\0<uuid>"`, value the row's JSON.
+//!
+//! Each OVSDB transaction's changed rows go into one redb write transaction committed with
+//! immediate durability, so an acknowledged transaction survives `kill -9` and a crash never
+//! leaves part of a transaction behind.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use uuid::Uuid;
+
+use crate::data::{ChangeSet, Data, Row};
+use crate::error::DbError;
+use crate::schema::Schema;
+
+const ROWS: TableDefinition<&str, &[u8]> = TableDefinition::new("rows");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+fn row_key(table: &str, uuid: &Uuid) -> String {
+    format!("{table}\0{uuid}")
+}
+
+/// The redb file holding the database.
+pub struct Store {
+    db: Database,
+    path: String,
+}
+
+impl Store {
+    /// Open (or create) the file; returns the store and whether it was just created.
+    pub fn open(path: &Path) -> Result<(Self, bool), DbError> {
+        let existed = path.exists() && std::fs::metadata(path)?.len() > 0;
+        let db = Database::create(path)?;
+        let store = Self {
+            db,
+            path: path.display().to_string(),
+        };
+        let txn = store.db.begin_write()?;
+        let fresh = {
+            let mut meta = txn.open_table(META)?;
+            let fresh = meta.get("schema_name")?.is_none();
+            if fresh {
+                meta.insert("schema_name", "Open_vSwitch")?;
+            }
+            txn.open_table(ROWS)?;
+            fresh
+        };
+        txn.commit()?;
+        Ok((store, fresh || !existed))
+    }
+
+    /// Load every row.
+    pub fn load(&self, schema: &Schema) -> Result<Data, DbError> {
+        let mut data = Data::empty(schema);
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        for item in rows.iter()? {
+            let (k, v) = item?;
+            let key = k.value();
+            let corrupt = |details: String| DbError::Corrupt {
+                path: self.path.clone(),
+                details,
+            };
+            let (table, uuid) = key
+                .split_once('\0')
+                .ok_or_else(|| corrupt(format!("bad row key {key:?}")))?;
+            let uuid = Uuid::parse_str(uuid).map_err(|_| corrupt(format!("bad row key {key:?}")))?;
+            let Some(ts) = schema.table(table) else {
+                tracing::warn!(table, "dropping rows of a table no longer in the schema");
+                continue;
+            };
+            let json: serde_json::Value =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt(format!("row {key:?}: {e}")))?;
+            let row = Row::from_stored_json(ts, &json).map_err(|e| corrupt(format!("row {key:?}: {e}")))?;
+            data.table_mut(table).insert(uuid, std::sync::Arc::new(row));
+        }
+        Ok(data)
+    }
+
+    /// Write one transaction's changes durably.
+    pub fn commit(&self, changes: &ChangeSet) -> Result<(), DbError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut rows = txn.open_table(ROWS)?;
+            for c in &changes.changes {
+                let key = row_key(&c.table, &c.uuid);
+                match &c.new {
+                    Some(r) => {
+                        let mut obj = r.to_json(c.uuid, None);
+                        if let Some(o) = obj.as_object_mut() {
+                            o.remove("_uuid");
+                        }
+                        let bytes = serde_json::to_vec(&obj).map_err(|e| DbError::Storage(e.to_string()))?;
+                        rows.insert(key.as_str(), bytes.as_slice())?;
+                    }
+                    None => {
+                        rows.remove(key.as_str())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}

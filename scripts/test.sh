@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then builds and runs every
+# unit, property and end-to-end test, the fuzz smoke runs and the benchmark
+# harness smoke run. Must run as root (network namespaces, TAP, KVM).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the end-to-end tests need root (network namespaces, TAP devices, /dev/kvm)" >&2
+  exit 1
+fi
+
+bash scripts/install-test-deps.sh
+
+export CARGO_TERM_COLOR=never
+echo "== building (debug) all crates and binaries"
+cargo build --workspace --all-targets --locked
+
+echo "== style: cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== tests"
+# The end-to-end tests create namespaces and processes; they run one test
+# binary at a time but tests inside a binary may run in parallel (each uses
+# its own names).
+cargo test --workspace --locked -- --test-threads=4

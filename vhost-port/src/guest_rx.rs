@@ -1,0 +1,190 @@
+//! Switch → guest: copying frames into the guest's receive virtqueue (the
+//! work behind `TxQueue::send`/`flush`).
+
+use std::num::Wrapping;
+
+use datapath::packet::{Offload, Packet};
+
+use crate::features::Negotiated;
+use crate::net_hdr::{self, MAX_HDR_LEN};
+use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
+
+/// What happened to one frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Written into `buffers` guest buffers.
+    Sent { buffers: u16 },
+    /// The guest has no (large enough) buffer posted: dropped.
+    NoRoom,
+    /// A guest buffer was malformed: it was returned empty, frame dropped.
+    BadChain(ChainError),
+}
+
+/// Used elements written since the last publish.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub used: u16,
+}
+
+/// The frame as the guest sees it: header then data.
+struct Source<'a> {
+    hdr: [u8; MAX_HDR_LEN],
+    hdr_len: usize,
+    data: &'a [u8],
+}
+
+impl Source<'_> {
+    fn len(&self) -> usize {
+        self.hdr_len + self.data.len()
+    }
+
+    /// Copies `n` bytes from offset `off` to guest address `addr`.
+    fn copy_out(&self, mem: &FastMem<'_>, off: usize, n: usize, addr: u64) -> Result<(), ChainError> {
+        let mut addr = addr;
+        let mut off = off;
+        let mut n = n;
+        if off < self.hdr_len {
+            let take = n.min(self.hdr_len - off);
+            mem.copy_to(addr, &self.hdr[off..off + take])?;
+            addr = addr.wrapping_add(take as u64);
+            off += take;
+            n -= take;
+        }
+        if n > 0 {
+            let d = off - self.hdr_len;
+            let src = self
+                .data
+                .get(d..d + n)
+                .ok_or(ChainError::TooBig((d + n) as u64))?;
+            mem.copy_to(addr, src)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `pkt` into the guest's receive ring. Used elements are written
+/// but not published: call [`publish`] once per batch.
+pub fn send_to_guest(
+    mem: &GuestMem,
+    ring: &mut RingView,
+    neg: &Negotiated,
+    pkt: &Packet,
+    offload: &Offload,
+    pending: &mut Pending,
+) -> Result<SendOutcome, RingError> {
+    let mem = &FastMem::new(mem);
+    let src = Source {
+        hdr: net_hdr::encode(offload, 1),
+        hdr_len: neg.hdr_len,
+        data: pkt.data(),
+    };
+    let total = src.len();
+    let avail = ring.pending(mem)?;
+    let save = ring.next_avail;
+    if !neg.mrg_rxbuf {
+        if avail == 0 {
+            return Ok(SendOutcome::NoRoom);
+        }
+        let head = ring.pop_head(mem)?;
+        let mut off = 0usize;
+        let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
+            let n = (len as usize).min(total - off);
+            src.copy_out(mem, off, n, addr)?;
+            off += n;
+            Ok(off < total)
+        });
+        return match walked {
+            Err(e) => {
+                ring.write_used(mem, pending.used, head, 0)?;
+                pending.used += 1;
+                Ok(SendOutcome::BadChain(e))
+            }
+            Ok(_) if off < total => {
+                // Too small for this frame; leave it for a smaller one.
+                ring.next_avail = save;
+                Ok(SendOutcome::NoRoom)
+            }
+            Ok(_) => {
+                ring.write_used(mem, pending.used, head, total as u32)?;
+                pending.used += 1;
+                Ok(SendOutcome::Sent { buffers: 1 })
+            }
+        };
+    }
+
+    // MRG_RXBUF: as many buffers as the frame needs, num_buffers in the
+    // first header.
+    let mut off = 0usize;
+    let mut nbufs: u16 = 0;
+    let mut nb_addr = [None::<u64>; 2];
+    while off < total {
+        if nbufs == avail {
+            ring.next_avail = save;
+            return Ok(SendOutcome::NoRoom);
+        }
+        let head = ring.pop_head(mem)?;
+        let start = off;
+        let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
+            let n = (len as usize).min(total - off);
+            for (i, slot) in nb_addr.iter_mut().enumerate() {
+                let b = 10 + i;
+                if src.hdr_len == MAX_HDR_LEN && (off..off + n).contains(&b) {
+                    *slot = Some(addr.wrapping_add((b - off) as u64));
+                }
+            }
+            src.copy_out(mem, off, n, addr)?;
+            off += n;
+            Ok(off < total)
+        });
+        if let Err(e) = walked {
+            // Return every buffer taken for this frame empty.
+            ring.write_used(mem, pending.used + nbufs, head, 0)?;
+            for k in 0..nbufs {
+                ring.write_used(mem, pending.used + k, head_of(ring, save, k, mem)?, 0)?;
+            }
+            pending.used += nbufs + 1;
+            return Ok(SendOutcome::BadChain(e));
+        }
+        ring.write_used(mem, pending.used + nbufs, head, (off - start) as u32)?;
+        nbufs += 1;
+    }
+    let nb = nbufs.to_le_bytes();
+    for (i, a) in nb_addr.iter().enumerate() {
+        if let Some(a) = a
+            && let Err(e) = mem.copy_to(*a, &nb[i..i + 1])
+        {
+            // Checked when the header went out, so this cannot fail short
+            // of a memory table change; treat as a bad chain.
+            pending.used += nbufs;
+            return Ok(SendOutcome::BadChain(e));
+        }
+    }
+    pending.used += nbufs;
+    Ok(SendOutcome::Sent { buffers: nbufs })
+}
+
+/// The head taken `k` chains after `start` (re-read from the avail ring).
+fn head_of(
+    ring: &RingView,
+    start: Wrapping<u16>,
+    k: u16,
+    mem: &FastMem<'_>,
+) -> Result<u16, RingError> {
+    let mut r = *ring;
+    r.next_avail = start + Wrapping(k);
+    r.pop_head(mem)
+}
+
+/// Publishes the pending used elements; returns whether the guest wants an
+/// interrupt.
+pub fn publish(
+    mem: &GuestMem,
+    ring: &mut RingView,
+    pending: &mut Pending,
+) -> Result<bool, RingError> {
+    let mem = &FastMem::new(mem);
+    let old = ring.next_used;
+    let n = std::mem::take(&mut pending.used);
+    ring.publish_used(mem, n)?;
+    ring.needs_interrupt(mem, old)
+}

@@ -1,0 +1,129 @@
+//! Guest → switch: draining the guest's transmit virtqueue into a
+//! [`PacketBatch`] (the work behind `RxQueue::rx_batch`).
+
+use datapath::packet::{MAX_FRAME, Packet, PacketBatch};
+
+use crate::features::Negotiated;
+use crate::net_hdr::{self, MAX_HDR_LEN};
+use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
+
+/// Smallest frame accepted from a guest (an Ethernet header).
+const MIN_FRAME: usize = 14;
+
+/// What one drain did.
+#[derive(Debug, Default)]
+pub struct RxOutcome {
+    /// Frames added to the batch.
+    pub delivered: usize,
+    pub bytes: u64,
+    /// Chains refused (counted in `rx_errors`).
+    pub errors: u64,
+    /// The last refusal, for the port's error string.
+    pub last_error: Option<ChainError>,
+    /// The driver asked to be interrupted for the returned buffers.
+    pub interrupt: bool,
+}
+
+/// Moves up to `batch.free()` frames from the ring into `batch`, returning
+/// every chain to the driver (refused ones with length 0). A `RingError`
+/// means the ring itself is broken; frames already committed stay in the
+/// batch.
+pub fn receive_from_guest(
+    mem: &GuestMem,
+    ring: &mut RingView,
+    neg: &Negotiated,
+    batch: &mut PacketBatch,
+    in_port: u32,
+    out: &mut RxOutcome,
+) -> Result<(), RingError> {
+    let mem = &FastMem::new(mem);
+    let old_used = ring.next_used;
+    let n = usize::from(ring.pending(mem)?).min(batch.free());
+    let mut used: u16 = 0;
+    let mut result = Ok(());
+    for _ in 0..n {
+        let head = match ring.pop_head(mem) {
+            Ok(h) => h,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let Some(slot) = batch.next_slot() else {
+            break;
+        };
+        match copy_chain(mem, ring, neg, head, slot) {
+            Ok(len) => {
+                slot.in_port = in_port;
+                batch.commit();
+                out.delivered += 1;
+                out.bytes += len as u64;
+            }
+            Err(e) => {
+                out.errors += 1;
+                out.last_error = Some(e);
+            }
+        }
+        if let Err(e) = ring.write_used(mem, used, head, 0) {
+            result = Err(e);
+            break;
+        }
+        used += 1;
+    }
+    ring.publish_used(mem, used)?;
+    out.interrupt = ring.needs_interrupt(mem, old_used)?;
+    result
+}
+
+/// Copies one chain (header, then frame) into `slot`; returns the frame length.
+fn copy_chain(
+    mem: &FastMem<'_>,
+    ring: &RingView,
+    neg: &Negotiated,
+    head: u16,
+    slot: &mut Packet,
+) -> Result<usize, ChainError> {
+    let hdr_len = neg.hdr_len;
+    let mut hdr = [0u8; MAX_HDR_LEN];
+    let mut hdr_got = 0usize;
+    let mut frame_len = 0usize;
+    let buf = slot.rx_buffer();
+    ring.walk_chain(
+        mem,
+        head,
+        false,
+        neg.indirect,
+        (hdr_len + MAX_FRAME) as u64,
+        |mut addr, len| {
+            let mut len = len as usize;
+            if hdr_got < hdr_len {
+                let take = len.min(hdr_len - hdr_got);
+                mem.copy_from(addr, &mut hdr[hdr_got..hdr_got + take])?;
+                hdr_got += take;
+                addr = addr.wrapping_add(take as u64);
+                len -= take;
+            }
+            if len > 0 {
+                let end = frame_len + len;
+                let dst = buf
+                    .get_mut(frame_len..end)
+                    .ok_or(ChainError::TooBig(end as u64))?;
+                mem.copy_from(addr, dst)?;
+                frame_len = end;
+            }
+            Ok(true)
+        },
+    )?;
+    if hdr_got < hdr_len || frame_len < MIN_FRAME {
+        return Err(ChainError::Truncated(frame_len));
+    }
+    slot.set_len(frame_len);
+    let off = net_hdr::validate(
+        net_hdr::decode(&hdr),
+        frame_len,
+        neg.host_csum,
+        neg.host_tso,
+    )?;
+    slot.offload = off;
+    Ok(frame_len)
+}

@@ -1,0 +1,634 @@
+//! Data-path tests against a mock driver (virtio-queue's `MockSplitQueue`
+//! over a `GuestMemoryMmap`), no VM involved.
+
+use std::num::Wrapping;
+
+use datapath::packet::{Offload, Packet, PacketBatch};
+use virtio_queue::desc::RawDescriptor;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::mock::MockSplitQueue;
+use vm_memory::{Address, Bytes, GuestAddress};
+
+use crate::features::{
+    F_VERSION_1, NET_F_CSUM, NET_F_HOST_TSO4, NET_F_MRG_RXBUF, Negotiated, RING_F_EVENT_IDX,
+    RING_F_INDIRECT_DESC,
+};
+use crate::guest_rx::{self, Pending, SendOutcome};
+use crate::guest_tx::{RxOutcome, receive_from_guest};
+use crate::net_hdr;
+use crate::ring::{ChainError, GuestMem, RingError, RingView};
+
+const QSIZE: u16 = 256;
+const MEM_SIZE: usize = 0x10_0000;
+const F_NEXT: u16 = 1;
+const F_WRITE: u16 = 2;
+const F_INDIRECT: u16 = 4;
+
+fn mem() -> GuestMem {
+    GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
+}
+
+// The mock lays its used ring over the end of its available ring (its
+// `end()` counts elements as bytes), so only its descriptor table is used;
+// the rings live at fixed addresses of their own.
+const AVAIL: u64 = 0x8000;
+const USED: u64 = 0x9000;
+
+struct Driver<'a> {
+    mem: &'a GuestMem,
+    q: MockSplitQueue<'a, GuestMem>,
+    next_desc: u16,
+}
+
+impl<'a> Driver<'a> {
+    fn new(mem: &'a GuestMem) -> Self {
+        Driver {
+            mem,
+            q: MockSplitQueue::create(mem, GuestAddress(0), QSIZE),
+            next_desc: 0,
+        }
+    }
+
+    fn view(&self, event_idx: bool) -> RingView {
+        RingView {
+            desc: self.q.desc_table_addr().0,
+            avail: AVAIL,
+            used: USED,
+            size: QSIZE,
+            event_idx,
+            next_avail: Wrapping(0),
+            next_used: Wrapping(0),
+        }
+    }
+
+    /// Stores `descs` (addr, len, flags) as a chain and makes it available;
+    /// NEXT links are added between consecutive entries.
+    fn post(&mut self, descs: &[(u64, u32, u16)]) -> u16 {
+        let head = self.next_desc;
+        for (i, &(addr, len, flags)) in descs.iter().enumerate() {
+            let idx = self.next_desc;
+            let last = i + 1 == descs.len();
+            let flags = if last { flags } else { flags | F_NEXT };
+            self.store_desc(idx, addr, len, flags, idx + 1);
+            self.next_desc += 1;
+        }
+        self.make_available(head);
+        head
+    }
+
+    fn store_desc(&self, idx: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        self.q
+            .desc_table()
+            .store(
+                idx,
+                RawDescriptor::from(Descriptor::new(addr, len, flags, next)),
+            )
+            .unwrap();
+    }
+
+    fn make_available(&self, head: u16) {
+        let a = GuestAddress(AVAIL);
+        let idx: u16 = self.mem.read_obj(a.unchecked_add(2)).unwrap();
+        let slot = u64::from(idx % QSIZE);
+        self.mem
+            .write_obj(head, a.unchecked_add(4 + 2 * slot))
+            .unwrap();
+        self.mem
+            .write_obj(idx.wrapping_add(1), a.unchecked_add(2))
+            .unwrap();
+    }
+
+    fn set_avail_idx(&self, idx: u16) {
+        self.mem
+            .write_obj(idx, GuestAddress(AVAIL).unchecked_add(2))
+            .unwrap();
+    }
+
+    fn set_used_event(&self, v: u16) {
+        let at = GuestAddress(AVAIL).unchecked_add(4 + 2 * u64::from(QSIZE));
+        self.mem.write_obj(v, at).unwrap();
+    }
+
+    fn used_idx(&self) -> u16 {
+        self.mem
+            .read_obj(GuestAddress(USED).unchecked_add(2))
+            .unwrap()
+    }
+
+    fn used(&self, i: u16) -> (u32, u32) {
+        let at = GuestAddress(USED).unchecked_add(4 + 8 * u64::from(i % QSIZE));
+        let id: u32 = self.mem.read_obj(at).unwrap();
+        let len: u32 = self.mem.read_obj(at.unchecked_add(4)).unwrap();
+        (id, len)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) {
+        self.mem.write_slice(data, GuestAddress(addr)).unwrap();
+    }
+
+    fn read(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
+        v
+    }
+}
+
+fn neg(bits: u64) -> Negotiated {
+    Negotiated::from_bits(bits)
+}
+
+fn frame(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+        .collect()
+}
+
+fn hdr(off: &Offload) -> [u8; 12] {
+    net_hdr::encode(off, 0)
+}
+
+fn drain(
+    d: &Driver,
+    view: &mut RingView,
+    n: &Negotiated,
+    batch: &mut PacketBatch,
+) -> (RxOutcome, Result<(), RingError>) {
+    let mut out = RxOutcome::default();
+    let r = receive_from_guest(d.mem, view, n, batch, 7, &mut out);
+    (out, r)
+}
+
+#[test]
+fn frames_posted_by_the_driver_come_out_of_rx_intact_with_offload_metadata() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_CSUM | NET_F_HOST_TSO4 | RING_F_INDIRECT_DESC);
+
+    // 1: header and frame in one descriptor, partial checksum.
+    let f1 = frame(60, 1);
+    let off1 = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 16,
+        ..Default::default()
+    };
+    let mut b1 = hdr(&off1).to_vec();
+    b1.extend_from_slice(&f1);
+    d.write(0x1_0000, &b1);
+    d.post(&[(0x1_0000, b1.len() as u32, 0)]);
+
+    // 2: header alone, frame split over two descriptors, TSO request.
+    let f2 = frame(3000, 2);
+    let off2 = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        gso_type: Offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    d.write(0x2_0000, &hdr(&off2));
+    d.write(0x2_1000, &f2[..1000]);
+    d.write(0x2_2000, &f2[1000..]);
+    d.post(&[(0x2_0000, 12, 0), (0x2_1000, 1000, 0), (0x2_2000, 2000, 0)]);
+
+    // 3: an indirect table holding header+frame in two descriptors.
+    let f3 = frame(100, 3);
+    d.write(0x3_0000, &hdr(&Offload::default()));
+    d.write(0x3_1000, &f3);
+    let table = [
+        Descriptor::new(0x3_0000, 12, F_NEXT, 1),
+        Descriptor::new(0x3_1000, 100, 0, 0),
+    ];
+    for (i, t) in table.iter().enumerate() {
+        m.write_obj(
+            RawDescriptor::from(*t),
+            GuestAddress(0x4_0000 + 16 * i as u64),
+        )
+        .unwrap();
+    }
+    d.post(&[(0x4_0000, 32, F_INDIRECT)]);
+
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!(out.delivered, 3);
+    assert_eq!(out.errors, 0);
+    let p = batch.packets();
+    assert_eq!(p[0].data(), &f1[..]);
+    assert_eq!(p[0].offload, off1);
+    assert_eq!(p[0].in_port, 7);
+    assert_eq!(p[1].data(), &f2[..]);
+    assert_eq!(p[1].offload, off2);
+    assert_eq!(p[2].data(), &f3[..]);
+    assert!(p[2].offload.is_plain());
+    // Every chain went back to the driver.
+    assert_eq!(d.used_idx(), 3);
+    assert_eq!(view.next_avail.0, 3);
+    assert_eq!(d.used(1).0, 1);
+}
+
+#[test]
+fn rx_takes_at_most_the_room_left_in_the_batch() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1);
+    let mut b = hdr(&Offload::default()).to_vec();
+    b.extend_from_slice(&frame(60, 0));
+    d.write(0x1_0000, &b);
+    for _ in 0..40 {
+        d.post(&[(0x1_0000, b.len() as u32, 0)]);
+    }
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!(out.delivered, 32);
+    assert_eq!(d.used_idx(), 32);
+    batch.clear();
+    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    assert_eq!(out.delivered, 8);
+    assert_eq!(d.used_idx(), 40);
+}
+
+#[test]
+fn malformed_chains_are_counted_returned_and_the_queue_keeps_working() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | RING_F_INDIRECT_DESC);
+    let mut good = hdr(&Offload::default()).to_vec();
+    good.extend_from_slice(&frame(64, 9));
+    d.write(0x1_0000, &good);
+
+    // Outside guest memory.
+    d.post(&[(MEM_SIZE as u64 + 0x1000, 100, 0)]);
+    // Straddling the end of guest memory.
+    d.post(&[(MEM_SIZE as u64 - 10, 100, 0)]);
+    // A loop: a descriptor whose NEXT points to itself.
+    let looped = d.next_desc;
+    d.store_desc(looped, 0x1_0000, 20, F_NEXT, looped);
+    d.next_desc += 1;
+    d.make_available(looped);
+    // Zero length.
+    d.post(&[(0x1_0000, 0, 0)]);
+    // Huge length.
+    d.post(&[(0x1_0000, 0xffff_0000, 0)]);
+    // Indirect inside indirect.
+    m.write_obj(
+        RawDescriptor::from(Descriptor::new(0x5_0000, 16, F_INDIRECT, 0)),
+        GuestAddress(0x4_0000),
+    )
+    .unwrap();
+    d.post(&[(0x4_0000, 16, F_INDIRECT)]);
+    // Device-writable buffer on the transmit queue.
+    d.post(&[(0x1_0000, good.len() as u32, F_WRITE)]);
+    // Head index beyond the table inside a chain.
+    let bad_next = d.next_desc;
+    d.store_desc(bad_next, 0x1_0000, 20, F_NEXT, QSIZE + 5);
+    d.next_desc += 1;
+    d.make_available(bad_next);
+    // Then a good one.
+    d.post(&[(0x1_0000, good.len() as u32, 0)]);
+
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!(out.errors, 8);
+    assert_eq!(out.delivered, 1);
+    assert_eq!(batch.packets()[0].data(), &good[12..]);
+    assert_eq!(d.used_idx(), 9, "every chain is returned to the driver");
+    for i in 0..8 {
+        assert_eq!(d.used(i).1, 0);
+    }
+
+    // And the next good frame still flows.
+    d.post(&[(0x1_0000, good.len() as u32, 0)]);
+    batch.clear();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!((out.delivered, out.errors), (1, 0));
+}
+
+#[test]
+fn the_chain_errors_name_the_violation() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | RING_F_INDIRECT_DESC);
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let mut check = |d: &mut Driver, descs: &[(u64, u32, u16)], want: fn(&ChainError) -> bool| {
+        d.post(descs);
+        let (out, r) = drain(d, &mut view, &n, &mut batch);
+        r.unwrap();
+        let e = out.last_error.expect("an error");
+        assert!(want(&e), "unexpected {e:?}");
+    };
+    check(&mut d, &[(0x1_0000, 0, 0)], |e| {
+        matches!(e, ChainError::ZeroLength)
+    });
+    check(&mut d, &[(0x1_0000, 0x7fff_ffff, 0)], |e| {
+        matches!(e, ChainError::TooBig(_))
+    });
+    check(&mut d, &[(MEM_SIZE as u64, 64, 0)], |e| {
+        matches!(e, ChainError::OutOfMemory { .. })
+    });
+    check(&mut d, &[(0x1_0000, 17, F_INDIRECT)], |e| {
+        matches!(e, ChainError::BadIndirectTable(17))
+    });
+    check(&mut d, &[(0x1_0000, 8, 0)], |e| {
+        matches!(e, ChainError::Truncated(_))
+    });
+}
+
+#[test]
+fn indirect_descriptors_are_refused_unless_negotiated() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1);
+    d.post(&[(0x4_0000, 32, F_INDIRECT)]);
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!(out.last_error, Some(ChainError::IndirectNotNegotiated));
+}
+
+#[test]
+fn an_available_index_beyond_the_ring_size_is_a_ring_error() {
+    let m = mem();
+    let d = Driver::new(&m);
+    d.set_avail_idx(QSIZE + 1);
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (_, r) = drain(&d, &mut view, &neg(F_VERSION_1), &mut batch);
+    assert!(matches!(r, Err(RingError::AvailIdxJump { .. })));
+}
+
+#[test]
+fn a_head_index_beyond_the_ring_is_a_ring_error() {
+    let m = mem();
+    let d = Driver::new(&m);
+    d.make_available(QSIZE + 3);
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (_, r) = drain(&d, &mut view, &neg(F_VERSION_1), &mut batch);
+    assert!(matches!(r, Err(RingError::HeadOutOfRange { .. })));
+}
+
+#[test]
+fn ring_validation_refuses_rings_outside_guest_memory() {
+    let m = mem();
+    let d = Driver::new(&m);
+    let mut view = d.view(false);
+    assert!(view.validate(&m).is_ok());
+    view.used = MEM_SIZE as u64 - 8;
+    assert!(matches!(
+        view.validate(&m),
+        Err(RingError::UsedUnwritable(_))
+    ));
+    let mut view = d.view(false);
+    view.size = 100;
+    assert!(matches!(view.validate(&m), Err(RingError::BadSize(100))));
+}
+
+#[test]
+fn event_idx_interrupts_only_when_the_driver_asked() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | RING_F_EVENT_IDX);
+    let mut b = hdr(&Offload::default()).to_vec();
+    b.extend_from_slice(&frame(60, 0));
+    d.write(0x1_0000, &b);
+    let mut view = d.view(true);
+    let mut batch = PacketBatch::new();
+
+    // Driver wants an interrupt once used passes 0.
+    d.set_used_event(0);
+    for _ in 0..4 {
+        d.post(&[(0x1_0000, b.len() as u32, 0)]);
+    }
+    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    assert!(out.interrupt);
+    // Threshold not moved: no more interrupts.
+    for _ in 0..4 {
+        d.post(&[(0x1_0000, b.len() as u32, 0)]);
+    }
+    batch.clear();
+    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    assert!(!out.interrupt);
+    // Threshold inside the next batch: one interrupt.
+    d.set_used_event(9);
+    for _ in 0..4 {
+        d.post(&[(0x1_0000, b.len() as u32, 0)]);
+    }
+    batch.clear();
+    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    assert!(out.interrupt);
+    // An empty poll never interrupts.
+    batch.clear();
+    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    assert!(!out.interrupt);
+}
+
+#[test]
+fn without_event_idx_no_interrupt_flag_suppresses_interrupts() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1);
+    let mut b = hdr(&Offload::default()).to_vec();
+    b.extend_from_slice(&frame(60, 0));
+    d.write(0x1_0000, &b);
+    let mut view = d.view(false);
+    view.suppress_kicks(&m).unwrap();
+    let flags: u16 = m.read_obj(GuestAddress(USED)).unwrap();
+    assert_eq!(flags, 1, "VRING_USED_F_NO_NOTIFY set while polling");
+    m.write_obj(1u16, GuestAddress(AVAIL)).unwrap();
+    d.post(&[(0x1_0000, b.len() as u32, 0)]);
+    let mut batch = PacketBatch::new();
+    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    assert_eq!(out.delivered, 1);
+    assert!(!out.interrupt);
+}
+
+// ---- switch -> guest ----
+
+fn send(
+    d: &Driver,
+    view: &mut RingView,
+    n: &Negotiated,
+    pkt: &Packet,
+    pending: &mut Pending,
+) -> SendOutcome {
+    guest_rx::send_to_guest(d.mem, view, n, pkt, &pkt.offload, pending).unwrap()
+}
+
+#[test]
+fn send_fills_one_guest_buffer_with_header_and_frame() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1);
+    d.post(&[(0x1_0000, 2048, F_WRITE)]);
+    let mut view = d.view(false);
+    let f = frame(100, 5);
+    let mut pkt = Packet::from_bytes(&f);
+    pkt.offload = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..Default::default()
+    };
+    let mut pending = Pending::default();
+    assert_eq!(
+        send(&d, &mut view, &n, &pkt, &mut pending),
+        SendOutcome::Sent { buffers: 1 }
+    );
+    assert_eq!(d.used_idx(), 0, "nothing visible before publish");
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(d.used_idx(), 1);
+    assert_eq!(d.used(0), (0, 112));
+    let h: [u8; 12] = d.read(0x1_0000, 12).try_into().unwrap();
+    assert_eq!(net_hdr::decode(&h), pkt.offload);
+    assert_eq!(u16::from_le_bytes([h[10], h[11]]), 1);
+    assert_eq!(d.read(0x1_000c, 100), f);
+}
+
+#[test]
+fn send_with_mrg_rxbuf_spans_buffers_and_writes_num_buffers() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF);
+    for i in 0..4u64 {
+        d.post(&[(0x1_0000 + i * 0x1000, 1024, F_WRITE)]);
+    }
+    let mut view = d.view(false);
+    let f = frame(2500, 11);
+    let pkt = Packet::from_bytes(&f);
+    let mut pending = Pending::default();
+    assert_eq!(
+        send(&d, &mut view, &n, &pkt, &mut pending),
+        SendOutcome::Sent { buffers: 3 }
+    );
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(d.used_idx(), 3);
+    assert_eq!(d.used(0), (0, 1024));
+    assert_eq!(d.used(1), (1, 1024));
+    assert_eq!(d.used(2), (2, 2512 - 2048));
+    let h = d.read(0x1_0000, 12);
+    assert_eq!(u16::from_le_bytes([h[10], h[11]]), 3);
+    let mut got = d.read(0x1_000c, 1012);
+    got.extend(d.read(0x1_1000, 1024));
+    got.extend(d.read(0x1_2000, 2512 - 2048));
+    assert_eq!(got, f);
+    assert_eq!(view.next_avail.0, 3, "the fourth buffer is left for later");
+}
+
+#[test]
+fn mrg_rxbuf_header_split_over_tiny_buffers_still_gets_num_buffers() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF);
+    d.post(&[(0x1_0000, 11, F_WRITE)]);
+    d.post(&[(0x1_1000, 1024, F_WRITE)]);
+    let mut view = d.view(false);
+    let pkt = Packet::from_bytes(&frame(64, 1));
+    let mut pending = Pending::default();
+    assert_eq!(
+        send(&d, &mut view, &n, &pkt, &mut pending),
+        SendOutcome::Sent { buffers: 2 }
+    );
+    assert_eq!(d.read(0x1_000a, 1), vec![2]);
+    assert_eq!(d.read(0x1_1000, 1), vec![0]);
+}
+
+#[test]
+fn send_without_enough_buffers_drops_and_leaves_the_ring_untouched() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF);
+    d.post(&[(0x1_0000, 1024, F_WRITE)]);
+    let mut view = d.view(false);
+    let big = Packet::from_bytes(&frame(3000, 0));
+    let mut pending = Pending::default();
+    assert_eq!(
+        send(&d, &mut view, &n, &big, &mut pending),
+        SendOutcome::NoRoom
+    );
+    assert_eq!(view.next_avail.0, 0);
+    assert_eq!(pending.used, 0);
+    // A frame that fits still goes.
+    let small = Packet::from_bytes(&frame(500, 0));
+    assert_eq!(
+        send(&d, &mut view, &n, &small, &mut pending),
+        SendOutcome::Sent { buffers: 1 }
+    );
+
+    // Without MRG_RXBUF a too-small chain is left for a smaller frame.
+    let m2 = mem();
+    let mut d2 = Driver::new(&m2);
+    d2.post(&[(0x1_0000, 256, F_WRITE)]);
+    let mut view2 = d2.view(false);
+    let n2 = neg(F_VERSION_1);
+    assert_eq!(
+        send(&d2, &mut view2, &n2, &big, &mut pending),
+        SendOutcome::NoRoom
+    );
+    assert_eq!(view2.next_avail.0, 0);
+}
+
+#[test]
+fn a_malformed_receive_buffer_is_returned_empty_and_the_next_one_used() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF);
+    d.post(&[(0x1_0000, 1024, 0)]); // not device-writable
+    d.post(&[(MEM_SIZE as u64 + 0x100, 1024, F_WRITE)]); // outside memory
+    d.post(&[(0x1_1000, 1024, F_WRITE)]);
+    let mut view = d.view(false);
+    let pkt = Packet::from_bytes(&frame(64, 3));
+    let mut pending = Pending::default();
+    assert!(matches!(
+        send(&d, &mut view, &n, &pkt, &mut pending),
+        SendOutcome::BadChain(ChainError::WrongDirection(_))
+    ));
+    assert!(matches!(
+        send(&d, &mut view, &n, &pkt, &mut pending),
+        SendOutcome::BadChain(ChainError::OutOfMemory { .. })
+    ));
+    assert_eq!(
+        send(&d, &mut view, &n, &pkt, &mut pending),
+        SendOutcome::Sent { buffers: 1 }
+    );
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(d.used_idx(), 3);
+    assert_eq!(d.used(0).1, 0);
+    assert_eq!(d.used(1).1, 0);
+    assert_eq!(d.used(2), (2, 76));
+}
+
+#[test]
+fn send_interrupts_per_batch_only_when_event_idx_says_so() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF | RING_F_EVENT_IDX);
+    for i in 0..64u64 {
+        d.post(&[(0x1_0000 + i * 0x800, 2048, F_WRITE)]);
+    }
+    let mut view = d.view(true);
+    let pkt = Packet::from_bytes(&frame(64, 3));
+    let mut pending = Pending::default();
+    d.set_used_event(40);
+    for _ in 0..32 {
+        send(&d, &mut view, &n, &pkt, &mut pending);
+    }
+    assert!(!guest_rx::publish(&m, &mut view, &mut pending).unwrap());
+    for _ in 0..16 {
+        assert_eq!(
+            send(&d, &mut view, &n, &pkt, &mut pending),
+            SendOutcome::Sent { buffers: 1 }
+        );
+    }
+    assert!(guest_rx::publish(&m, &mut view, &mut pending).unwrap());
+    assert!(!guest_rx::publish(&m, &mut view, &mut pending).unwrap());
+}

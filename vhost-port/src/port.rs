@@ -1,0 +1,516 @@
+//! `VhostUserPort`: the datapath `Port` for vhost-user server and client
+//! interfaces, with its PMD-polled receive and transmit queues.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use datapath::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
+use datapath::port::{
+    OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue,
+};
+use vhost::vhost_user::Listener;
+
+use crate::control::{self, ConnCtl};
+use crate::csum;
+use crate::features::{FeatureOptions, Negotiated};
+use crate::guest_rx::{self, Pending, SendOutcome};
+use crate::guest_tx::{self, RxOutcome};
+use crate::ring::RingError;
+use crate::session::{ActiveRing, Session, SessionCache, SessionSlot};
+
+/// Settings of a vhost-user port.
+#[derive(Clone, Debug)]
+pub struct VhostUserOptions {
+    /// Queue pairs offered (n_rxq); at most 64.
+    pub n_pairs: usize,
+    /// MAC address offered in the config space.
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub features: FeatureOptions,
+    /// Datapath port number stamped on received packets.
+    pub in_port: u32,
+}
+
+impl Default for VhostUserOptions {
+    fn default() -> Self {
+        VhostUserOptions {
+            n_pairs: 1,
+            mac: [0x02, 0x00, 0x00, 0x00, 0x00, 0x01],
+            mtu: 1500,
+            features: FeatureOptions::default(),
+            in_port: 0,
+        }
+    }
+}
+
+/// Errors a vhost-user port reports when it is created.
+#[derive(Debug, thiserror::Error)]
+pub enum VhostPortError {
+    #[error("{0}: could not create vhost-user socket {1}: {2}")]
+    Listen(String, PathBuf, String),
+    #[error("{0}: n_rxq must be between 1 and 64, not {1}")]
+    BadQueueCount(String, usize),
+    #[error("{0}: could not start the control thread: {1}")]
+    Thread(String, std::io::Error),
+}
+
+impl From<VhostPortError> for PortError {
+    fn from(e: VhostPortError) -> PortError {
+        let port = match &e {
+            VhostPortError::Listen(n, ..)
+            | VhostPortError::BadQueueCount(n, _)
+            | VhostPortError::Thread(n, _) => n.clone(),
+        };
+        PortError::Invalid {
+            port,
+            msg: e.to_string(),
+        }
+    }
+}
+
+/// State shared by the port handle, its control thread and its queues.
+pub struct PortShared {
+    pub name: String,
+    pub kind: PortKind,
+    pub n_pairs: usize,
+    pub opts: VhostUserOptions,
+    pub slot: SessionSlot,
+    pub stats: Arc<PortStats>,
+    pub shutdown: AtomicBool,
+    pub connected: AtomicBool,
+    pub ctl: ConnCtl,
+    last_error: Mutex<Option<String>>,
+    errors_seen: AtomicU64,
+}
+
+impl PortShared {
+    pub fn set_error(&self, msg: String) {
+        self.errors_seen.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+    }
+}
+
+/// A vhost-user port (`dpdkvhostuser` or `dpdkvhostuserclient`).
+pub struct VhostUserPort {
+    shared: Arc<PortShared>,
+    path: PathBuf,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl VhostUserPort {
+    fn shared(
+        name: &str,
+        kind: PortKind,
+        opts: VhostUserOptions,
+    ) -> Result<Arc<PortShared>, VhostPortError> {
+        if opts.n_pairs == 0 || opts.n_pairs > 64 {
+            return Err(VhostPortError::BadQueueCount(
+                name.to_string(),
+                opts.n_pairs,
+            ));
+        }
+        Ok(Arc::new(PortShared {
+            name: name.to_string(),
+            kind,
+            n_pairs: opts.n_pairs,
+            opts,
+            slot: SessionSlot::default(),
+            stats: Arc::new(PortStats::default()),
+            shutdown: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            ctl: ConnCtl::default(),
+            last_error: Mutex::new(None),
+            errors_seen: AtomicU64::new(0),
+        }))
+    }
+
+    /// `dpdkvhostuser`: creates `socket_path` and waits for a frontend; after
+    /// one disconnects, accepts the next.
+    pub fn server(
+        name: &str,
+        socket_path: impl AsRef<Path>,
+        opts: VhostUserOptions,
+    ) -> Result<VhostUserPort, VhostPortError> {
+        let path = socket_path.as_ref().to_path_buf();
+        let shared = Self::shared(name, PortKind::VhostUser, opts)?;
+        let listener = Listener::new(&path, true)
+            .map_err(|e| VhostPortError::Listen(name.to_string(), path.clone(), e.to_string()))?;
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("vhost-{name}"))
+            .spawn(move || control::serve(s, listener))
+            .map_err(|e| VhostPortError::Thread(name.to_string(), e))?;
+        Ok(VhostUserPort {
+            shared,
+            path,
+            thread: Some(thread),
+        })
+    }
+
+    /// `dpdkvhostuserclient`: connects to the frontend's socket at
+    /// `server_path`, and reconnects (with backoff) whenever it goes away.
+    pub fn client(
+        name: &str,
+        server_path: impl AsRef<Path>,
+        opts: VhostUserOptions,
+    ) -> Result<VhostUserPort, VhostPortError> {
+        let path = server_path.as_ref().to_path_buf();
+        let shared = Self::shared(name, PortKind::VhostUserClient, opts)?;
+        let s = shared.clone();
+        let p = path.to_string_lossy().into_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("vhost-{name}"))
+            .spawn(move || control::connect_loop(s, p))
+            .map_err(|e| VhostPortError::Thread(name.to_string(), e))?;
+        Ok(VhostUserPort {
+            shared,
+            path,
+            thread: Some(thread),
+        })
+    }
+
+    /// The socket path (created by the port in server mode).
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last problem seen on this port (for Interface.error).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether a frontend is connected (queues may not be enabled yet).
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    /// Offloads frames sent to this port may keep, given what the guest
+    /// negotiated (everything is completed in software when nobody is
+    /// connected).
+    pub fn tx_offload_caps(&self) -> OffloadCaps {
+        let Some(s) = self.shared.slot.get() else {
+            return OffloadCaps::default();
+        };
+        let n = Negotiated::from_bits(s.acked.load(Ordering::Acquire));
+        OffloadCaps {
+            tx_csum: n.guest_csum,
+            tx_tso: n.guest_tso && n.guest_csum,
+            tx_uso: false,
+        }
+    }
+
+    /// Opens receive queue `q` (same as [`Port::open_rxq`], typed).
+    pub fn rxq(&self, q: usize) -> Result<VhostRxQueue, PortError> {
+        if q >= self.shared.n_pairs {
+            return Err(PortError::Invalid {
+                port: self.shared.name.clone(),
+                msg: format!("no receive queue {q} (n_rxq={})", self.shared.n_pairs),
+            });
+        }
+        Ok(VhostRxQueue {
+            shared: self.shared.clone(),
+            cache: SessionCache::default(),
+            vring: 2 * q + 1,
+            checked: None,
+        })
+    }
+
+    /// Opens the transmit queue of PMD `pmd` (same as [`Port::open_txq`], typed).
+    pub fn txq(&self, pmd: usize) -> VhostTxQueue {
+        VhostTxQueue {
+            shared: self.shared.clone(),
+            cache: SessionCache::default(),
+            pair: pmd % self.shared.n_pairs,
+            active: None,
+            pending: Pending::default(),
+            checked: None,
+            in_batch: 0,
+            counts: TxCounts::default(),
+        }
+    }
+}
+
+impl Drop for VhostUserPort {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        if let Some(h) = self
+            .shared
+            .ctl
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            h.shutdown();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Port for VhostUserPort {
+    fn info(&self) -> PortInfo {
+        PortInfo {
+            name: self.shared.name.clone(),
+            kind: self.shared.kind,
+            mac: Some(self.shared.opts.mac),
+            mtu: u32::from(self.shared.opts.mtu),
+            n_rxq: self.shared.n_pairs,
+        }
+    }
+
+    fn stats(&self) -> Arc<PortStats> {
+        self.shared.stats.clone()
+    }
+
+    fn link_up(&self) -> bool {
+        self.shared
+            .slot
+            .get()
+            .is_some_and(|s| s.vring_running(0) && s.vring_running(1))
+    }
+
+    fn open_rxq(&self, q: usize) -> Result<Box<dyn RxQueue>, PortError> {
+        Ok(Box::new(self.rxq(q)?))
+    }
+
+    fn open_txq(&self, pmd: usize) -> Result<Box<dyn TxQueue>, PortError> {
+        Ok(Box::new(self.txq(pmd)))
+    }
+}
+
+/// Identifies a ring setup already checked against guest memory.
+type CheckedKey = (u64, u64, u64, u16, usize);
+
+fn key_of(ar: &ActiveRing) -> CheckedKey {
+    (
+        ar.view.desc,
+        ar.view.avail,
+        ar.view.used,
+        ar.view.size,
+        Arc::as_ptr(&ar.mem) as usize,
+    )
+}
+
+/// Validates a ring once per setup (and memory table) and tells the guest
+/// not to kick: the ring is polled.
+fn check_ring(ar: &ActiveRing, checked: &mut Option<CheckedKey>) -> Result<(), RingError> {
+    let key = key_of(ar);
+    if *checked != Some(key) {
+        ar.view.validate(&ar.mem)?;
+        ar.view
+            .suppress_kicks(&crate::ring::FastMem::new(&ar.mem))?;
+        *checked = Some(key);
+    }
+    Ok(())
+}
+
+/// Receive queue `q`: polls the guest's transmit virtqueue `2q+1`.
+pub struct VhostRxQueue {
+    shared: Arc<PortShared>,
+    cache: SessionCache,
+    vring: usize,
+    checked: Option<CheckedKey>,
+}
+
+impl RxQueue for VhostRxQueue {
+    fn rx_batch(&mut self, batch: &mut PacketBatch) -> Result<usize, PortError> {
+        let Some(s) = self.cache.get(&self.shared.slot) else {
+            return Ok(0);
+        };
+        let Some(mut ar) = s.begin(self.vring) else {
+            return Ok(0);
+        };
+        if let Err(e) = check_ring(&ar, &mut self.checked) {
+            s.end(&ar, false, Some(&e));
+            PortStats::add(&self.shared.stats.rx_errors, 1);
+            self.shared.set_error(format!(
+                "guest transmit queue {} stopped: {e}",
+                self.vring / 2
+            ));
+            return Ok(0);
+        }
+        let before = batch.len();
+        let mut out = RxOutcome::default();
+        let r = guest_tx::receive_from_guest(
+            &ar.mem,
+            &mut ar.view,
+            &ar.neg,
+            batch,
+            self.shared.opts.in_port,
+            &mut out,
+        );
+        s.end(&ar, out.interrupt, r.as_ref().err());
+        let stats = &self.shared.stats;
+        PortStats::add(&stats.rx_packets, out.delivered as u64);
+        PortStats::add(&stats.rx_bytes, out.bytes);
+        PortStats::add(&stats.rx_errors, out.errors + u64::from(r.is_err()));
+        if let Some(e) = out.last_error {
+            self.shared
+                .set_error(format!("malformed frame from guest: {e}"));
+        }
+        if let Err(e) = r {
+            self.checked = None;
+            self.shared.set_error(format!(
+                "guest transmit queue {} stopped: {e}",
+                self.vring / 2
+            ));
+        }
+        Ok(batch.len() - before)
+    }
+}
+
+#[derive(Default)]
+struct TxCounts {
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+    errors: u64,
+}
+
+/// Transmit queue of one PMD: writes into the guest's receive virtqueue.
+pub struct VhostTxQueue {
+    shared: Arc<PortShared>,
+    cache: SessionCache,
+    pair: usize,
+    active: Option<(Arc<Session>, ActiveRing)>,
+    pending: Pending,
+    checked: Option<CheckedKey>,
+    in_batch: usize,
+    counts: TxCounts,
+}
+
+impl VhostTxQueue {
+    /// Starts a batch on the guest receive ring of our pair (or pair 0 when
+    /// the guest did not enable ours).
+    fn start(&mut self) -> bool {
+        let Some(s) = self.cache.get(&self.shared.slot) else {
+            return false;
+        };
+        for pair in [self.pair, 0] {
+            if let Some(ar) = s.begin(2 * pair) {
+                if let Err(e) = check_ring(&ar, &mut self.checked) {
+                    s.end(&ar, false, Some(&e));
+                    self.counts.errors += 1;
+                    self.shared
+                        .set_error(format!("guest receive queue {pair} stopped: {e}"));
+                    return false;
+                }
+                self.active = Some((s.clone(), ar));
+                return true;
+            }
+            if self.pair == 0 {
+                break;
+            }
+        }
+        false
+    }
+
+    fn finish(&mut self, broken: Option<RingError>) {
+        let Some((s, mut ar)) = self.active.take() else {
+            return;
+        };
+        let (interrupt, broken) = match broken {
+            Some(e) => (false, Some(e)),
+            None => match guest_rx::publish(&ar.mem, &mut ar.view, &mut self.pending) {
+                Ok(i) => (i, None),
+                Err(e) => (false, Some(e)),
+            },
+        };
+        self.pending = Pending::default();
+        s.end(&ar, interrupt, broken.as_ref());
+        if let Some(e) = broken {
+            self.counts.errors += 1;
+            self.checked = None;
+            self.shared
+                .set_error(format!("guest receive queue {} stopped: {e}", ar.index / 2));
+        }
+        self.in_batch = 0;
+        let st = &self.shared.stats;
+        let c = std::mem::take(&mut self.counts);
+        PortStats::add(&st.tx_packets, c.packets);
+        PortStats::add(&st.tx_bytes, c.bytes);
+        PortStats::add(&st.tx_dropped, c.dropped);
+        PortStats::add(&st.tx_errors, c.errors);
+    }
+
+    fn flush_counts_only(&mut self) {
+        let st = &self.shared.stats;
+        let c = std::mem::take(&mut self.counts);
+        PortStats::add(&st.tx_dropped, c.dropped);
+        PortStats::add(&st.tx_errors, c.errors);
+    }
+}
+
+impl TxQueue for VhostTxQueue {
+    fn send(&mut self, pkt: &mut Packet) -> Result<(), PortError> {
+        if self.active.is_none() && !self.start() {
+            self.counts.dropped += 1;
+            return Ok(());
+        }
+        let Some((_, ar)) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let neg = ar.neg;
+        let mut off = pkt.offload;
+        if off.gso_type != Offload::GSO_NONE && !(neg.guest_tso && neg.guest_csum) {
+            // Segmentation belongs to the datapath (tx_offload_caps).
+            self.counts.dropped += 1;
+            return Ok(());
+        }
+        if off.flags & Offload::F_NEEDS_CSUM != 0 && !neg.guest_csum {
+            if !csum::complete_partial(pkt) {
+                self.counts.errors += 1;
+                return Ok(());
+            }
+            off = pkt.offload;
+        }
+        if !neg.guest_csum {
+            off = Offload::default();
+        }
+        let r = guest_rx::send_to_guest(&ar.mem, &mut ar.view, &neg, pkt, &off, &mut self.pending);
+        match r {
+            Ok(SendOutcome::Sent { .. }) => {
+                self.counts.packets += 1;
+                self.counts.bytes += pkt.len() as u64;
+            }
+            Ok(SendOutcome::NoRoom) => self.counts.dropped += 1,
+            Ok(SendOutcome::BadChain(e)) => {
+                self.counts.errors += 1;
+                self.shared
+                    .set_error(format!("malformed receive buffer from guest: {e}"));
+            }
+            Err(e) => {
+                self.finish(Some(e));
+                return Ok(());
+            }
+        }
+        self.in_batch += 1;
+        if self.in_batch >= BATCH_SIZE {
+            self.finish(None);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), PortError> {
+        if self.active.is_some() {
+            self.finish(None);
+        } else {
+            self.flush_counts_only();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VhostTxQueue {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}

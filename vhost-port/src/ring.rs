@@ -1,0 +1,397 @@
+//! Bounds-checked access to a split virtqueue in guest memory, as the
+//! device side sees it: reading available chains, writing used elements,
+//! deciding whether the driver wants an interrupt.
+//!
+//! Every guest address goes through `vm-memory`'s checked accessors
+//! (`read_obj`, `load`, `store`, `get_slice`, `read_slice`, `write_slice`):
+//! nothing here dereferences a guest address itself.
+
+use std::num::Wrapping;
+use std::sync::atomic::{Ordering, fence};
+
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap};
+
+/// The guest memory a port works on.
+pub type GuestMem = GuestMemoryMmap<()>;
+
+const DESC_F_NEXT: u16 = 1;
+const DESC_F_WRITE: u16 = 2;
+const DESC_F_INDIRECT: u16 = 4;
+const USED_F_NO_NOTIFY: u16 = 1;
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
+const DESC_SIZE: u64 = 16;
+
+/// A problem with the ring itself: the queue cannot be trusted any more and
+/// is stopped until the frontend sets it up again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    #[error("available ring at {0:#x} is outside guest memory")]
+    AvailUnreadable(u64),
+    #[error("used ring at {0:#x} is outside guest memory")]
+    UsedUnwritable(u64),
+    #[error("available index jumped from {from} to {to} on a ring of {size}")]
+    AvailIdxJump { from: u16, to: u16, size: u16 },
+    #[error("available ring names descriptor {head} on a ring of {size}")]
+    HeadOutOfRange { head: u16, size: u16 },
+    #[error("ring size {0} is not a power of two up to 32768")]
+    BadSize(u16),
+}
+
+/// A problem with one descriptor chain: the chain is returned unused and
+/// counted as an error, the queue keeps working.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("descriptor {0} outside the descriptor table")]
+    IndexOutOfRange(u16),
+    #[error("descriptor table entry at {0:#x} is outside guest memory")]
+    DescUnreadable(u64),
+    #[error("descriptor chain longer than its table (loop?)")]
+    TooLong,
+    #[error("indirect descriptor inside an indirect table")]
+    NestedIndirect,
+    #[error("indirect descriptor with NEXT set")]
+    IndirectWithNext,
+    #[error("indirect descriptors were not negotiated")]
+    IndirectNotNegotiated,
+    #[error("indirect table of {0} bytes is malformed")]
+    BadIndirectTable(u32),
+    #[error("zero-length descriptor")]
+    ZeroLength,
+    #[error("descriptor chain of {0} bytes is too large")]
+    TooBig(u64),
+    #[error("descriptor has the wrong direction (device-writable {0})")]
+    WrongDirection(bool),
+    #[error("buffer {addr:#x}+{len} is outside guest memory")]
+    OutOfMemory { addr: u64, len: u32 },
+    #[error("frame shorter than the virtio-net header ({0} bytes)")]
+    Truncated(usize),
+    #[error("bad virtio-net header: {0}")]
+    Header(#[from] crate::net_hdr::HdrError),
+}
+
+/// A copy of a queue's configuration and indices, taken under the vring
+/// lock at the start of a batch and written back at its end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingView {
+    pub desc: u64,
+    pub avail: u64,
+    pub used: u64,
+    pub size: u16,
+    pub event_idx: bool,
+    pub next_avail: Wrapping<u16>,
+    pub next_used: Wrapping<u16>,
+}
+
+impl RingView {
+    pub fn from_queue(q: &Queue) -> RingView {
+        RingView {
+            desc: q.desc_table(),
+            avail: q.avail_ring(),
+            used: q.used_ring(),
+            size: q.size(),
+            event_idx: q.event_idx_enabled(),
+            next_avail: Wrapping(q.next_avail()),
+            next_used: Wrapping(q.next_used()),
+        }
+    }
+
+    /// Whether `q` still describes the same ring (addresses and size).
+    pub fn same_ring(&self, q: &Queue) -> bool {
+        self.desc == q.desc_table()
+            && self.avail == q.avail_ring()
+            && self.used == q.used_ring()
+            && self.size == q.size()
+    }
+
+    /// Writes the indices back.
+    pub fn store_indices(&self, q: &mut Queue) {
+        q.set_next_avail(self.next_avail.0);
+        q.set_next_used(self.next_used.0);
+    }
+
+    /// Checks the ring's size and that its three areas lie in guest memory.
+    pub fn validate(&self, mem: &GuestMem) -> Result<(), RingError> {
+        if self.size == 0 || !self.size.is_power_of_two() || self.size > 32768 {
+            return Err(RingError::BadSize(self.size));
+        }
+        let n = u64::from(self.size);
+        let fits = |addr: u64, len: u64| {
+            GuestAddress(addr)
+                .0
+                .checked_add(len)
+                .is_some_and(|_| mem.check_range(GuestAddress(addr), len as usize))
+        };
+        if !fits(self.desc, n * DESC_SIZE) {
+            return Err(RingError::AvailUnreadable(self.desc));
+        }
+        if !fits(self.avail, 6 + 2 * n) {
+            return Err(RingError::AvailUnreadable(self.avail));
+        }
+        if !fits(self.used, 6 + 8 * n) {
+            return Err(RingError::UsedUnwritable(self.used));
+        }
+        Ok(())
+    }
+
+    fn avail_at(&self, off: u64) -> u64 {
+        self.avail.wrapping_add(off)
+    }
+
+    fn used_at(&self, off: u64) -> u64 {
+        self.used.wrapping_add(off)
+    }
+
+    /// Number of chains the driver has made available and we have not taken.
+    pub fn pending(&self, mem: &FastMem<'_>) -> Result<u16, RingError> {
+        let idx = mem
+            .load_u16(self.avail_at(2), Ordering::Acquire)
+            .ok_or(RingError::AvailUnreadable(self.avail))?;
+        let n = (Wrapping(idx) - self.next_avail).0;
+        if n > self.size {
+            return Err(RingError::AvailIdxJump {
+                from: self.next_avail.0,
+                to: idx,
+                size: self.size,
+            });
+        }
+        Ok(n)
+    }
+
+    /// Takes the head of the next available chain (the caller checked
+    /// [`RingView::pending`]).
+    pub fn pop_head(&mut self, mem: &FastMem<'_>) -> Result<u16, RingError> {
+        let slot = u64::from(self.next_avail.0 % self.size);
+        let head = mem
+            .load_u16(self.avail_at(4 + 2 * slot), Ordering::Relaxed)
+            .ok_or(RingError::AvailUnreadable(self.avail))?;
+        if head >= self.size {
+            return Err(RingError::HeadOutOfRange {
+                head,
+                size: self.size,
+            });
+        }
+        self.next_avail += 1;
+        Ok(head)
+    }
+
+    /// Writes used element number `k` after `next_used` without publishing it.
+    pub fn write_used(&self, mem: &GuestMem, k: u16, id: u16, len: u32) -> Result<(), RingError> {
+        let slot = u64::from((self.next_used + Wrapping(k)).0 % self.size);
+        let mut elem = [0u8; 8];
+        elem[..4].copy_from_slice(&u32::from(id).to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
+        mem.copy_to(self.used_at(4 + 8 * slot), &elem)
+            .map_err(|_| RingError::UsedUnwritable(self.used))
+    }
+
+    /// Makes `n` written used elements visible to the driver.
+    pub fn publish_used(&mut self, mem: &FastMem<'_>, n: u16) -> Result<(), RingError> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.next_used += Wrapping(n);
+        mem.store_u16(self.used_at(2), self.next_used.0, Ordering::Release)
+            .ok_or(RingError::UsedUnwritable(self.used))
+    }
+
+    /// Whether the driver wants an interrupt now that the used index moved
+    /// from `old` to `next_used`.
+    pub fn needs_interrupt(&self, mem: &FastMem<'_>, old: Wrapping<u16>) -> Result<bool, RingError> {
+        if old == self.next_used {
+            return Ok(false);
+        }
+        // The used index store must be visible before reading the driver's
+        // threshold, or both sides may decide the other will act.
+        fence(Ordering::SeqCst);
+        if self.event_idx {
+            let used_event = mem
+                .load_u16(self.avail_at(4 + 2 * u64::from(self.size)), Ordering::Acquire)
+                .ok_or(RingError::AvailUnreadable(self.avail))?;
+            let new = self.next_used;
+            Ok((new - Wrapping(used_event) - Wrapping(1)) < (new - old))
+        } else {
+            let flags = mem
+                .load_u16(self.avail_at(0), Ordering::Acquire)
+                .ok_or(RingError::AvailUnreadable(self.avail))?;
+            Ok(flags & AVAIL_F_NO_INTERRUPT == 0)
+        }
+    }
+
+    /// Tells the driver not to kick us: this ring is polled.
+    pub fn suppress_kicks(&self, mem: &FastMem<'_>) -> Result<(), RingError> {
+        if self.event_idx {
+            // With EVENT_IDX the driver kicks when it passes avail_event;
+            // leaving it behind means (almost) no kicks.
+            Ok(())
+        } else {
+            mem.store_u16(self.used_at(0), USED_F_NO_NOTIFY, Ordering::Release)
+                .ok_or(RingError::UsedUnwritable(self.used))
+        }
+    }
+
+    /// Walks the chain starting at `head`, calling `f(addr, len)` for each
+    /// buffer. `writable` is the direction every buffer must have; chains
+    /// are bounded by their table size, indirect tables are not nested,
+    /// zero lengths and totals above `max_bytes` are refused.
+    pub fn walk_chain<F>(
+        &self,
+        mem: &FastMem<'_>,
+        head: u16,
+        writable: bool,
+        indirect_ok: bool,
+        max_bytes: u64,
+        mut f: F,
+    ) -> Result<u64, ChainError>
+    where
+        F: FnMut(u64, u32) -> Result<bool, ChainError>,
+    {
+        let mut table = self.desc;
+        let mut table_len = self.size;
+        let mut ttl = self.size;
+        let mut idx = head;
+        let mut in_indirect = false;
+        let mut total: u64 = 0;
+        loop {
+            if idx >= table_len {
+                return Err(ChainError::IndexOutOfRange(idx));
+            }
+            let at = table.wrapping_add(u64::from(idx) * DESC_SIZE);
+            let d = mem.read_desc(at).ok_or(ChainError::DescUnreadable(at))?;
+            let flags = d.flags();
+            if flags & DESC_F_INDIRECT != 0 {
+                if in_indirect {
+                    return Err(ChainError::NestedIndirect);
+                }
+                if !indirect_ok {
+                    return Err(ChainError::IndirectNotNegotiated);
+                }
+                if flags & DESC_F_NEXT != 0 {
+                    return Err(ChainError::IndirectWithNext);
+                }
+                let len = d.len();
+                let n = u64::from(len) / DESC_SIZE;
+                if len == 0 || u64::from(len) % DESC_SIZE != 0 || n > u64::from(self.size) {
+                    return Err(ChainError::BadIndirectTable(len));
+                }
+                table = d.addr().0;
+                table_len = n as u16;
+                ttl = table_len;
+                idx = 0;
+                in_indirect = true;
+                continue;
+            }
+            if (flags & DESC_F_WRITE != 0) != writable {
+                return Err(ChainError::WrongDirection(!writable));
+            }
+            let len = d.len();
+            if len == 0 {
+                return Err(ChainError::ZeroLength);
+            }
+            total += u64::from(len);
+            if total > max_bytes {
+                return Err(ChainError::TooBig(total));
+            }
+            if !f(d.addr().0, len)? {
+                return Ok(total);
+            }
+            if flags & DESC_F_NEXT == 0 {
+                return Ok(total);
+            }
+            ttl -= 1;
+            if ttl == 0 {
+                return Err(ChainError::TooLong);
+            }
+            idx = d.next();
+        }
+    }
+}
+
+/// Guest memory as the data path reads it: the region of the last access
+/// is remembered, so most accesses skip the region lookup. Every access is
+/// still bounds-checked against the region (or, across regions, by
+/// `vm-memory`'s general accessors).
+pub struct FastMem<'a> {
+    mem: &'a GuestMem,
+    last: Cell<Option<&'a GuestRegionMmap<()>>>,
+}
+
+impl<'a> FastMem<'a> {
+    pub fn new(mem: &'a GuestMem) -> FastMem<'a> {
+        FastMem {
+            mem,
+            last: Cell::new(None),
+        }
+    }
+
+    #[inline]
+    fn in_region(r: &'a GuestRegionMmap<()>, addr: u64, len: usize) -> Option<VolatileSlice<'a, ()>> {
+        let off = addr.checked_sub(r.start_addr().0)?;
+        if off.checked_add(len as u64)? > r.len() {
+            return None;
+        }
+        r.get_slice(MemoryRegionAddress(off), len).ok()
+    }
+
+    /// `len` bytes at `addr` when they lie in one region.
+    #[inline]
+    fn slice(&self, addr: u64, len: usize) -> Option<VolatileSlice<'a, ()>> {
+        if let Some(r) = self.last.get()
+            && let Some(s) = Self::in_region(r, addr, len)
+        {
+            return Some(s);
+        }
+        let r = self.mem.find_region(GuestAddress(addr))?;
+        self.last.set(Some(r));
+        Self::in_region(r, addr, len)
+    }
+
+    #[inline]
+    fn load_u16(&self, addr: u64, order: Ordering) -> Option<u16> {
+        self.slice(addr, 2)?.load::<u16>(0, order).ok()
+    }
+
+    #[inline]
+    fn store_u16(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
+        self.slice(addr, 2)?.store(v, 0, order).ok()
+    }
+
+    #[inline]
+    fn read_desc(&self, addr: u64) -> Option<Descriptor> {
+        self.slice(addr, DESC_SIZE as usize)?.read_obj(0).ok()
+    }
+
+    /// Copies guest memory `[addr, addr+dst.len())` into `dst`.
+    #[inline]
+    pub fn copy_from(&self, addr: u64, dst: &mut [u8]) -> Result<(), ChainError> {
+        let len = dst.len();
+        if let Some(s) = self.slice(addr, len) {
+            s.copy_to(dst);
+            return Ok(());
+        }
+        // The buffer may cross a region boundary: take the general path.
+        self.mem
+            .read_slice(dst, GuestAddress(addr))
+            .map_err(|_| ChainError::OutOfMemory {
+                addr,
+                len: len as u32,
+            })
+    }
+
+    /// Copies `src` into guest memory at `addr`.
+    #[inline]
+    pub fn copy_to(&self, addr: u64, src: &[u8]) -> Result<(), ChainError> {
+        let len = src.len();
+        if let Some(s) = self.slice(addr, len) {
+            s.copy_from(src);
+            return Ok(());
+        }
+        self.mem
+            .write_slice(src, GuestAddress(addr))
+            .map_err(|_| ChainError::OutOfMemory {
+                addr,
+                len: len as u32,
+            })
+    }
+}

@@ -1,0 +1,178 @@
+//! A VM's configuration as given on the command line and recorded in its
+//! state directory.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::VmmError;
+use crate::mac::MacAddr;
+
+/// How a NIC reaches the switch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetAttach {
+    /// A port added to this bridge through the config DB.
+    Bridge(String),
+    /// An existing vhost-user server socket.
+    VhostUser(PathBuf),
+}
+
+/// One `--net` argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSpec {
+    pub attach: NetAttach,
+    pub mac: Option<String>,
+}
+
+impl NetSpec {
+    /// Parses `BRIDGE[,mac=MAC]` or `vhost-user=SOCKET[,mac=MAC]`.
+    pub fn parse(s: &str) -> Result<NetSpec, String> {
+        let mut parts = s.split(',');
+        let first = parts.next().unwrap_or_default();
+        if first.is_empty() {
+            return Err(
+                "empty --net value: expected BRIDGE[,mac=MAC] or vhost-user=SOCKET[,mac=MAC]"
+                    .into(),
+            );
+        }
+        let attach = match first.split_once('=') {
+            Some(("vhost-user", path)) if !path.is_empty() => NetAttach::VhostUser(path.into()),
+            Some((k, _)) => return Err(format!("unknown --net attachment '{k}'")),
+            None => NetAttach::Bridge(first.to_string()),
+        };
+        let mut mac = None;
+        for opt in parts {
+            match opt.split_once('=') {
+                Some(("mac", m)) => {
+                    m.parse::<MacAddr>().map_err(|e| e.to_string())?;
+                    mac = Some(m.to_string());
+                }
+                _ => return Err(format!("unknown --net option '{opt}' (known: mac=)")),
+            }
+        }
+        Ok(NetSpec { attach, mac })
+    }
+
+    /// The MAC to use for NIC `index` of VM `name`.
+    pub fn mac_for(&self, name: &str, index: usize) -> Result<MacAddr, VmmError> {
+        match &self.mac {
+            Some(m) => m.parse(),
+            None => Ok(MacAddr::derived(name, index)),
+        }
+    }
+}
+
+/// Host CPUs for vCPU pinning, parsed from "0-3,6".
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let bad = || format!("invalid CPU list '{s}': expected e.g. 0-3,6");
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a > b || b >= 1024 {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+/// Where the serial console goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleSpec {
+    Stdio,
+    File(PathBuf),
+}
+
+impl ConsoleSpec {
+    pub fn parse(s: &str) -> Result<ConsoleSpec, String> {
+        match s {
+            "stdio" => Ok(ConsoleSpec::Stdio),
+            _ => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Ok(ConsoleSpec::File(p.into())),
+                _ => Err(format!(
+                    "invalid console '{s}': expected stdio or file:PATH"
+                )),
+            },
+        }
+    }
+}
+
+/// Everything needed to start a VM.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VmConfig {
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: u8,
+    pub memory: u64,
+    pub hugepages: bool,
+    pub cpu_affinity: Option<Vec<usize>>,
+    pub nets: Vec<NetSpec>,
+    pub console: ConsoleSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_spec_accepts_bridge_and_vhost_user_with_optional_mac() {
+        assert_eq!(
+            NetSpec::parse("br0").unwrap(),
+            NetSpec {
+                attach: NetAttach::Bridge("br0".into()),
+                mac: None
+            }
+        );
+        let n = NetSpec::parse("vhost-user=/tmp/vmm-s,mac=52:54:00:00:00:01").unwrap();
+        assert_eq!(n.attach, NetAttach::VhostUser("/tmp/vmm-s".into()));
+        assert_eq!(n.mac.as_deref(), Some("52:54:00:00:00:01"));
+    }
+
+    #[test]
+    fn net_spec_rejects_bad_mac_and_unknown_options() {
+        assert!(
+            NetSpec::parse("br0,mac=zz")
+                .unwrap_err()
+                .contains("invalid MAC")
+        );
+        assert!(
+            NetSpec::parse("br0,queues=2")
+                .unwrap_err()
+                .contains("unknown --net option")
+        );
+        assert!(NetSpec::parse("tap=x").is_err());
+        assert!(NetSpec::parse("").is_err());
+    }
+
+    #[test]
+    fn default_mac_is_derived_from_name_and_index() {
+        let n = NetSpec::parse("br0").unwrap();
+        assert_eq!(n.mac_for("a", 0).unwrap(), MacAddr::derived("a", 0));
+    }
+
+    #[test]
+    fn cpu_lists_expand_ranges_and_reject_garbage() {
+        assert_eq!(parse_cpu_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn console_spec_parses_stdio_and_file() {
+        assert_eq!(ConsoleSpec::parse("stdio").unwrap(), ConsoleSpec::Stdio);
+        assert_eq!(
+            ConsoleSpec::parse("file:/tmp/x").unwrap(),
+            ConsoleSpec::File("/tmp/x".into())
+        );
+        assert!(ConsoleSpec::parse("pty").is_err());
+    }
+}

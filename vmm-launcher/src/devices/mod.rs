@@ -1,0 +1,7 @@
+//! Emulated devices and the I/O dispatch between them.
+
+pub mod bus;
+pub mod console;
+pub mod i8042;
+pub mod vhost_user_net;
+pub mod virtio_mmio;

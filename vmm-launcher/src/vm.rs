@@ -1,0 +1,397 @@
+//! Building and running one VM: KVM objects, memory, devices, vCPUs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kvm_bindings::{
+    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_pit_config, kvm_userspace_memory_region,
+};
+use kvm_ioctls::{IoEventAddress, Kvm, VmFd};
+use vm_superio::Serial;
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::Killable;
+
+use crate::devices::bus::Bus;
+use crate::devices::console::{self, ConsoleOut, ConsoleSink, IrqTrigger};
+use crate::devices::vhost_user_net::VhostUserNet;
+use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioMmioNet};
+use crate::error::{Result, VmmError};
+use crate::layout::{self, COM1_IRQ, MAX_VIRTIO_DEVICES, MIN_MEMORY};
+use crate::loader;
+use crate::mac::MacAddr;
+use crate::memory::GuestRam;
+use crate::vcpu::{self, VmExit};
+use crate::x86::{cpuid, mptable, regs};
+
+/// Default KVM device; `VMM_KVM_DEVICE` overrides it (tests).
+pub const KVM_DEVICE: &str = "/dev/kvm";
+
+/// One NIC as the VM sees it.
+#[derive(Clone, Debug)]
+pub struct NicSpec {
+    pub socket: PathBuf,
+    pub mac: MacAddr,
+}
+
+/// Everything [`Vm::build`] needs.
+pub struct VmSpec {
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: u8,
+    pub memory: u64,
+    pub hugepages: bool,
+    pub cpu_affinity: Option<Vec<usize>>,
+    pub nics: Vec<NicSpec>,
+    pub console: ConsoleSink,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// The `virtio_mmio.device=` kernel parameters for `n` devices.
+pub fn virtio_mmio_cmdline(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let (base, irq) = layout::virtio_mmio_slot(i);
+            format!("virtio_mmio.device=4K@{base:#x}:{irq}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks the parts of a spec that need no KVM.
+pub fn validate(spec: &VmSpec) -> Result<()> {
+    if spec.memory < MIN_MEMORY {
+        return Err(VmmError::MemoryTooSmall {
+            given: format!("{} MiB", spec.memory >> 20),
+            min_mib: MIN_MEMORY >> 20,
+        });
+    }
+    if spec.cpus == 0 || usize::from(spec.cpus) > mptable::max_cpus() {
+        return Err(VmmError::TooMany {
+            what: "vCPUs (and at least 1)",
+            max: mptable::max_cpus(),
+        });
+    }
+    if spec.nics.len() > MAX_VIRTIO_DEVICES {
+        return Err(VmmError::TooMany {
+            what: "network devices",
+            max: MAX_VIRTIO_DEVICES,
+        });
+    }
+    loader::sniff_kernel(&spec.kernel)?;
+    if let Some(initrd) = &spec.initrd {
+        std::fs::metadata(initrd).map_err(|source| VmmError::InitrdOpen {
+            path: initrd.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A VM ready to run.
+pub struct Vm {
+    _kvm: Kvm,
+    _vm: VmFd,
+    ram: Arc<GuestRam>,
+    bus: Arc<Bus<VhostUserNet>>,
+    vcpus: Vec<kvm_ioctls::VcpuFd>,
+    cpu_affinity: Option<Vec<usize>>,
+    _eventfds: Vec<EventFd>,
+}
+
+fn open_kvm() -> Result<Kvm> {
+    let path = std::env::var_os("VMM_KVM_DEVICE").unwrap_or_else(|| KVM_DEVICE.into());
+    let cpath = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| VmmError::KvmCapability("bad KVM device path".into()))?;
+    let kvm = Kvm::new_with_path(&cpath).map_err(|source| VmmError::KvmOpen {
+        path: path.to_string_lossy().into_owned(),
+        source,
+    })?;
+    if kvm.get_api_version() != 12 {
+        return Err(VmmError::KvmCapability(format!(
+            "KVM API version {} (need 12)",
+            kvm.get_api_version()
+        )));
+    }
+    for (cap, name) in [
+        (kvm_ioctls::Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+        (kvm_ioctls::Cap::Irqfd, "KVM_CAP_IRQFD"),
+        (kvm_ioctls::Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
+        (kvm_ioctls::Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+    ] {
+        if !kvm.check_extension(cap) {
+            return Err(VmmError::KvmCapability(name.into()));
+        }
+    }
+    Ok(kvm)
+}
+
+impl Vm {
+    /// Creates the VM: memory, kernel, boot structures, devices, vCPUs.
+    pub fn build(spec: VmSpec) -> Result<Vm> {
+        validate(&spec)?;
+        let kvm = open_kvm()?;
+        let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
+        vm.set_tss_address(0xfffb_d000)
+            .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(VmmError::kvm("KVM_CREATE_IRQCHIP"))?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(VmmError::kvm("KVM_CREATE_PIT2"))?;
+
+        let ram = Arc::new(GuestRam::new(&spec.name, spec.memory, spec.hugepages)?);
+        for (slot, gpa, len, hva) in ram.kvm_regions() {
+            let region = kvm_userspace_memory_region {
+                slot,
+                guest_phys_addr: gpa,
+                memory_size: len,
+                userspace_addr: hva,
+                flags: 0,
+            };
+            // SAFETY: hva..hva+len is a live mapping owned by `ram`, which
+            // outlives the VM file descriptor (both live in `Vm`).
+            unsafe { vm.set_user_memory_region(region) }
+                .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+
+        let mut eventfds = Vec::new();
+        let serial_evt = EventFd::new(libc::EFD_NONBLOCK)?;
+        vm.register_irqfd(&serial_evt, COM1_IRQ)
+            .map_err(VmmError::kvm("KVM_IRQFD"))?;
+        let out = ConsoleOut::new(spec.console);
+        let serial = Arc::new(Mutex::new(Serial::new(
+            IrqTrigger(serial_evt.try_clone()?),
+            out.clone(),
+        )));
+        eventfds.push(serial_evt);
+        if let Some(sock) = &spec.console_socket {
+            console::serve_socket(sock, out, serial.clone())?;
+        }
+
+        let mut bus = Bus::new(serial);
+        for (i, nic) in spec.nics.iter().enumerate() {
+            let (base, irq) = layout::virtio_mmio_slot(i);
+            let mut kicks = Vec::new();
+            let mut calls = Vec::new();
+            for q in 0..NUM_QUEUES {
+                let kick = EventFd::new(libc::EFD_NONBLOCK)?;
+                vm.register_ioevent(&kick, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), q as u32)
+                    .map_err(VmmError::kvm("KVM_IOEVENTFD"))?;
+                let call = EventFd::new(libc::EFD_NONBLOCK)?;
+                vm.register_irqfd(&call, irq)
+                    .map_err(VmmError::kvm("KVM_IRQFD"))?;
+                kicks.push(kick);
+                calls.push(call);
+            }
+            let backend = VhostUserNet::connect(&nic.socket, ram.clone(), kicks, calls)?;
+            bus.add_virtio(base, VirtioMmioNet::new(backend, nic.mac));
+            tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
+        }
+
+        let kernel = loader::load_kernel(&ram, &spec.kernel)?;
+        let initrd = match &spec.initrd {
+            Some(p) => Some(loader::load_initrd(&ram, p, &kernel)?),
+            None => None,
+        };
+        let mut cmdline = spec.cmdline.clone();
+        if !spec.nics.is_empty() {
+            cmdline = format!("{} {}", cmdline, virtio_mmio_cmdline(spec.nics.len()));
+        }
+        let cmdline = loader::build_cmdline(&cmdline)?;
+        loader::write_boot_structures(&ram, &cmdline, &kernel, initrd, spec.cpus)?;
+        tracing::info!(kernel = %spec.kernel.display(), kind = ?kernel.kind, entry = format_args!("{:#x}", kernel.entry), "kernel loaded");
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::new();
+        for id in 0..spec.cpus {
+            let vcpu = vm
+                .create_vcpu(u64::from(id))
+                .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+            let mut cpuid = supported.clone();
+            cpuid::patch_for_vcpu(cpuid.as_mut_slice(), id, spec.cpus);
+            vcpu.set_cpuid2(&cpuid)
+                .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+            let entries = regs::boot_msrs();
+            let msrs = Msrs::from_entries(&entries)
+                .map_err(|e| VmmError::KvmCapability(format!("MSR list: {e:?}")))?;
+            let set = vcpu
+                .set_msrs(&msrs)
+                .map_err(VmmError::kvm("KVM_SET_MSRS"))?;
+            if set != entries.len() {
+                tracing::warn!(
+                    vcpu = id,
+                    set,
+                    wanted = entries.len(),
+                    "KVM accepted only some boot MSRs"
+                );
+            }
+            let mut lapic = vcpu.get_lapic().map_err(VmmError::kvm("KVM_GET_LAPIC"))?;
+            regs::set_lint(&mut lapic);
+            vcpu.set_lapic(&lapic)
+                .map_err(VmmError::kvm("KVM_SET_LAPIC"))?;
+            if id == 0 {
+                vcpu.set_fpu(&regs::boot_fpu())
+                    .map_err(VmmError::kvm("KVM_SET_FPU"))?;
+                vcpu.set_regs(&regs::boot_regs(kernel.entry))
+                    .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+                let mut sregs = vcpu.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+                regs::set_long_mode_sregs(&mut sregs);
+                vcpu.set_sregs(&sregs)
+                    .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
+            }
+            vcpus.push(vcpu);
+        }
+
+        Ok(Vm {
+            _kvm: kvm,
+            _vm: vm,
+            ram,
+            bus: Arc::new(bus),
+            vcpus,
+            cpu_affinity: spec.cpu_affinity,
+            _eventfds: eventfds,
+        })
+    }
+
+    /// The serial device (to feed console input).
+    pub fn serial(&self) -> Arc<Mutex<crate::devices::console::SerialDevice>> {
+        self.bus.serial.clone()
+    }
+
+    /// Guest memory (for inspection).
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Starts the vCPU threads.
+    pub fn start(mut self) -> Result<RunningVm> {
+        vcpu::install_kick_handler()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = channel();
+        let mut threads = Vec::new();
+        for (i, fd) in self.vcpus.drain(..).enumerate() {
+            let host_cpu = self
+                .cpu_affinity
+                .as_ref()
+                .filter(|l| !l.is_empty())
+                .map(|l| l[i % l.len()]);
+            let bus = self.bus.clone();
+            let stop = stop.clone();
+            let tx = tx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("vcpu{i}"))
+                .spawn(move || vcpu::run(i as u8, fd, bus, stop, tx, host_cpu))?;
+            threads.push(h);
+        }
+        Ok(RunningVm {
+            vm: self,
+            stop,
+            exits_tx: tx,
+            exits_rx: rx,
+            threads,
+        })
+    }
+}
+
+/// A VM whose vCPUs run.
+pub struct RunningVm {
+    vm: Vm,
+    stop: Arc<AtomicBool>,
+    exits_tx: Sender<VmExit>,
+    exits_rx: Receiver<VmExit>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl RunningVm {
+    /// A sender other threads (signal handling) use to stop the VM.
+    pub fn exit_sender(&self) -> Sender<VmExit> {
+        self.exits_tx.clone()
+    }
+
+    /// Waits until the guest powers off, a vCPU fails or someone sends an
+    /// exit; then stops every vCPU and the devices' queues.
+    pub fn wait(self) -> VmExit {
+        let reason = self
+            .exits_rx
+            .recv()
+            .unwrap_or_else(|_| VmExit::Error("exit channel closed".into()));
+        self.stop.store(true, Ordering::SeqCst);
+        let sig = vcpu::kick_signal();
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            for t in self.threads.iter().filter(|t| !t.is_finished()) {
+                let _ = t.kill(sig);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.vm.bus.reset_devices();
+        reason
+    }
+}
+
+/// Looks for a file in `dir` (used for sockets the switch creates).
+pub fn wait_for_socket(path: &Path, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtio_devices_are_declared_on_the_kernel_command_line() {
+        assert_eq!(
+            virtio_mmio_cmdline(2),
+            "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"
+        );
+        assert_eq!(virtio_mmio_cmdline(0), "");
+    }
+
+    fn spec(memory: u64, cpus: u8) -> VmSpec {
+        VmSpec {
+            name: "t".into(),
+            kernel: "/bin/sh".into(),
+            initrd: None,
+            cmdline: String::new(),
+            cpus,
+            memory,
+            hugepages: false,
+            cpu_affinity: None,
+            nics: vec![],
+            console: ConsoleSink::Buffer(Arc::default()),
+            console_socket: None,
+        }
+    }
+
+    #[test]
+    fn validation_refuses_tiny_memory_and_zero_vcpus() {
+        assert!(matches!(
+            validate(&spec(1 << 20, 1)),
+            Err(VmmError::MemoryTooSmall { .. })
+        ));
+        assert!(matches!(
+            validate(&spec(64 << 20, 0)),
+            Err(VmmError::TooMany { .. })
+        ));
+        assert!(validate(&spec(64 << 20, 2)).is_ok());
+    }
+}

@@ -1,0 +1,337 @@
+//! The appctl commands of vswitchd, in the vocabulary of ovs-appctl.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use flows::action::port as ofp_port;
+use serde_json::{Value, json};
+
+use crate::daemon::Ctx;
+use crate::unixctl::{Format, Registry, Reply};
+
+fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String> {
+    Ok(match fmt {
+        Format::Text => Reply::Text(text),
+        Format::Json => Reply::Json(json),
+    })
+}
+
+fn mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// Registers every command.
+pub fn registry(ctx: Arc<Ctx>) -> Registry {
+    let r = Registry::default();
+
+    let c = ctx.clone();
+    r.register(
+        "ofproto/trace",
+        "BRIDGE FLOW",
+        2,
+        2,
+        Arc::new(move |args, fmt| trace(&c, &args[0], &args[1], fmt)),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "dpctl/dump-flows",
+        "",
+        0,
+        1,
+        Arc::new(move |_, fmt| {
+            let flows = c.switch.dp.dump_flows();
+            let mut text = String::new();
+            let mut arr = Vec::new();
+            for f in &flows {
+                let used = f.used.map(|u| u.elapsed().as_secs_f64());
+                let _ = writeln!(
+                    text,
+                    "{}",
+                    crate::dpformat::format_flow(&f.m, &f.actions, f.packets, f.bytes, used)
+                );
+                arr.push(json!({"pmd": f.pmd, "match": crate::dpformat::format_match(&f.m),
+                    "actions": flows::xlate::format_dp_actions(&f.actions),
+                    "packets": f.packets, "bytes": f.bytes, "used": used}));
+            }
+            text_or_json(fmt, text, json!({"flows": arr}))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "dpctl/show",
+        "",
+        0,
+        1,
+        Arc::new(move |_, fmt| {
+            let st = c.switch.pmd_summary();
+            let mut text = format!(
+                "ferrovs@netdev:\n  lookups: hit:{} missed:{} lost:{}\n  flows: {}\n",
+                st.hits,
+                st.upcalls,
+                st.lost,
+                c.switch.dp.dump_flows().len()
+            );
+            let mut ports = Vec::new();
+            for p in c.switch.port_list() {
+                let s = c.switch.dp.port_stats(p.dp_port).unwrap_or_default();
+                let _ = writeln!(
+                    text,
+                    "  port {}: {} ({})\n    RX packets:{} errors:{} dropped:{}\n    TX packets:{} errors:{} dropped:{}",
+                    p.dp_port,
+                    p.name,
+                    if p.kind.is_empty() { "system" } else { &p.kind },
+                    s.rx_packets,
+                    s.rx_errors,
+                    s.rx_dropped,
+                    s.tx_packets,
+                    s.tx_errors,
+                    s.tx_dropped
+                );
+                ports.push(json!({"port_no": p.dp_port, "name": p.name, "bridge": p.bridge,
+                    "ofport": p.ofport, "type": p.kind,
+                    "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes, "rx_errors": s.rx_errors,
+                    "rx_dropped": s.rx_dropped, "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
+                    "tx_errors": s.tx_errors, "tx_dropped": s.tx_dropped}));
+            }
+            text_or_json(fmt, text, json!({"ports": ports}))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "fdb/show",
+        "BRIDGE",
+        1,
+        1,
+        Arc::new(move |args, fmt| {
+            let ofp = c
+                .switch
+                .slow
+                .bridge(&args[0])
+                .ok_or_else(|| format!("no such bridge {}", args[0]))?;
+            let now = c.switch.slow.now_ms();
+            let st = ofp.lock();
+            let mut entries: Vec<_> = st.mac.iter().collect();
+            entries.sort_by_key(|e| (e.port, e.vlan, e.mac));
+            let mut text = String::from(" port  VLAN  MAC                Age\n");
+            let mut arr = Vec::new();
+            for e in &entries {
+                let port = if e.port == ofp_port::LOCAL { "LOCAL".to_string() } else { e.port.to_string() };
+                let _ = writeln!(text, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, mac(e.mac), e.age_secs(now));
+                arr.push(json!({"port": e.port, "vlan": e.vlan, "mac": mac(e.mac), "age": e.age_secs(now)}));
+            }
+            text_or_json(fmt, text, json!({"entries": arr}))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "fdb/flush",
+        "[BRIDGE]",
+        0,
+        1,
+        Arc::new(move |args, _| {
+            let names: Vec<String> = match args.first() {
+                Some(b) => {
+                    if c.switch.slow.bridge(b).is_none() {
+                        return Err(format!("no such bridge {b}"));
+                    }
+                    vec![b.clone()]
+                }
+                None => c.switch.bridge_names().into_iter().collect(),
+            };
+            for n in names {
+                if let Some(ofp) = c.switch.slow.bridge(&n) {
+                    ofp.lock().mac.flush();
+                }
+            }
+            c.switch.revalidate_now();
+            Ok(Reply::Text("table successfully flushed\n".into()))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "dpif-netdev/pmd-stats-show",
+        "",
+        0,
+        0,
+        Arc::new(move |_, fmt| {
+            let mut text = String::new();
+            let mut arr = Vec::new();
+            for s in c.switch.dp.pmd_stats() {
+                let total = s.busy_ns + s.idle_ns;
+                let pct = |x: u64| if total == 0 { 0.0 } else { x as f64 * 100.0 / total as f64 };
+                let cpu = s.cpu.map(|c| c.to_string()).unwrap_or_else(|| "unpinned".into());
+                let _ = writeln!(
+                    text,
+                    "pmd thread numa_id 0 core_id {cpu}:\n  packets received: {}\n  packet recirculations: 0\n  avg. datapath passes per packet: 1.00\n  emc hits: {}\n  megaflow hits: {}\n  miss with success upcall: {}\n  miss with failed upcall: {}\n  idle time: {} ns ({:.2}%)\n  processing time: {} ns ({:.2}%)\n  avg processing time per packet: {:.1} ns",
+                    s.rx_packets,
+                    s.emc_hits,
+                    s.megaflow_hits,
+                    s.upcalls,
+                    s.lost_upcalls,
+                    s.idle_ns,
+                    pct(s.idle_ns),
+                    s.busy_ns,
+                    pct(s.busy_ns),
+                    s.ns_per_packet()
+                );
+                arr.push(json!({"pmd": s.pmd, "cpu": s.cpu, "packets": s.rx_packets,
+                    "emc_hits": s.emc_hits, "megaflow_hits": s.megaflow_hits,
+                    "upcalls": s.upcalls, "lost_upcalls": s.lost_upcalls,
+                    "idle_ns": s.idle_ns, "busy_ns": s.busy_ns, "ns_per_packet": s.ns_per_packet()}));
+            }
+            text_or_json(fmt, text, json!({"pmds": arr}))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "dpif-netdev/pmd-stats-clear",
+        "",
+        0,
+        0,
+        Arc::new(move |_, _| {
+            c.switch.dp.clear_pmd_stats();
+            Ok(Reply::Text(String::new()))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "coverage/show",
+        "",
+        0,
+        0,
+        Arc::new(move |_, fmt| {
+            let s = c.switch.pmd_summary();
+            let up = c.started.elapsed().as_secs().max(1);
+            let counters = [
+                ("upcall_handled", c.switch.slow.upcalls.load(std::sync::atomic::Ordering::Relaxed)),
+                ("datapath_hits", s.hits),
+                ("datapath_misses", s.upcalls),
+                ("datapath_lost_upcalls", s.lost),
+                ("megaflows", c.switch.dp.dump_flows().len() as u64),
+            ];
+            let mut text = format!("Event coverage, uptime {up} seconds:\n");
+            for (n, v) in counters {
+                let _ = writeln!(text, "{n:<28} {:>10.1}/sec   total: {v}", v as f64 / up as f64);
+            }
+            let obj: serde_json::Map<String, Value> = counters.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
+            text_or_json(fmt, text, Value::Object(obj))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "vlog/set",
+        "SPEC (e.g. debug, or info,datapath=debug)",
+        1,
+        1,
+        Arc::new(move |args, _| {
+            let f = tracing_subscriber::EnvFilter::try_new(&args[0])
+                .map_err(|e| format!("invalid log specification {:?}: {e}", args[0]))?;
+            c.log
+                .reload(f)
+                .map_err(|e| format!("cannot change the log level: {e}"))?;
+            Ok(Reply::Text(String::new()))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "vlog/list",
+        "",
+        0,
+        0,
+        Arc::new(move |_, _| {
+            let cur = c
+                .log
+                .with_current(|f| f.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok(Reply::Text(format!("{cur}\n")))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "exit",
+        "",
+        0,
+        0,
+        Arc::new(move |_, _| {
+            c.of.request_exit();
+            Ok(Reply::Text(String::new()))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "netdev-dummy/receive",
+        "PORT HEX-FRAME",
+        2,
+        2,
+        Arc::new(move |args, _| {
+            let port = c
+                .switch
+                .dummy(&args[0])
+                .ok_or_else(|| format!("no such dummy device {}", args[0]))?;
+            let hex: String = args[1].chars().filter(|c| !c.is_whitespace()).collect();
+            if hex.len() % 2 != 0 {
+                return Err("packet: odd number of hex digits".into());
+            }
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|e| format!("packet: {e}"))?;
+            port.inject(&bytes);
+            Ok(Reply::Text(String::new()))
+        }),
+    );
+
+    let c = ctx;
+    r.register(
+        "version",
+        "",
+        0,
+        0,
+        Arc::new(move |_, _| {
+            let _ = &c;
+            Ok(Reply::Text(format!("vswitchd (ferrovs) {}\n", env!("CARGO_PKG_VERSION"))))
+        }),
+    );
+    r
+}
+
+fn trace(ctx: &Ctx, bridge: &str, flow: &str, fmt: Format) -> Result<Reply, String> {
+    let ofp = ctx
+        .switch
+        .slow
+        .bridge(bridge)
+        .ok_or_else(|| format!("{bridge}: unknown bridge"))?;
+    let key = flows::text::parse_flow_key(flow).map_err(|e| format!("{flow}: {e}"))?;
+    let now = ctx.switch.slow.now_ms();
+    let st = ofp.lock();
+    if st.ports.get(key.in_port).is_none() {
+        return Err(format!("{bridge}: no port with OpenFlow port number {} (in_port)", key.in_port));
+    }
+    let x = st.translate(&key, now, ofp.fail_open(&st));
+    drop(st);
+    let text = flows::xlate::format_trace(bridge, &key, &x);
+    let mega = flows::Match::new(key, x.wc);
+    text_or_json(
+        fmt,
+        format!("{text}\n"),
+        json!({"bridge": bridge,
+            "megaflow": flows::text::format_match(&mega, flows::table::DEFAULT_PRIORITY),
+            "datapath_actions": flows::xlate::format_dp_actions(&x.actions),
+            "trace": text}),
+    )
+}

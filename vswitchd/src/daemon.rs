@@ -1,0 +1,201 @@
+//! Start-up, the reconciler loop that follows the DB, and shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use datapath::{Datapath, DpConfig};
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::Args;
+use crate::config::{SwitchConfig, rows_from_select};
+use crate::ofproto::{SlowPath, run_revalidator};
+use crate::ofservice::OfManager;
+use crate::switch::{Switch, status_ops};
+
+/// Everything the appctl commands and the OpenFlow agents reach.
+pub struct Ctx {
+    pub switch: Arc<Switch>,
+    pub db: ovsdb::Db,
+    pub of: Arc<OfManager>,
+    pub log: crate::LogHandle,
+    pub started: Instant,
+}
+
+pub fn run(args: Args, log: crate::LogHandle) -> Result<()> {
+    let db = ovsdb::Db::open(&args.db)
+        .with_context(|| format!("cannot open the config DB {}", args.db.display()))?;
+    info!("config DB {} opened", args.db.display());
+
+    // PMD placement: the command line wins over the DB.
+    let first = SwitchConfig::from_select_results(&db.transact(SwitchConfig::select_ops()));
+    let pmd_cpus = if !args.pmd_cpus.is_empty() {
+        args.pmd_cpus.clone()
+    } else {
+        first.pmd_cpus().unwrap_or_default()
+    };
+    let dp_cfg = DpConfig {
+        n_pmd: pmd_cpus.len().max(1),
+        pmd_cpus: pmd_cpus.clone(),
+        ..DpConfig::default()
+    };
+    let (slow, reval_rx) = SlowPath::new();
+    let dp = Arc::new(Datapath::new(dp_cfg, slow.clone()).context("cannot start the datapath")?);
+    info!(
+        "datapath up: {} PMD thread(s){}",
+        pmd_cpus.len().max(1),
+        if pmd_cpus.is_empty() { String::new() } else { format!(" on CPU(s) {pmd_cpus:?}") }
+    );
+    let switch = Arc::new(Switch::new(dp.clone(), slow.clone(), args.rundir.clone()));
+    {
+        let (sp, dp) = (slow.clone(), dp.clone());
+        std::thread::Builder::new()
+            .name("revalidator".into())
+            .spawn(move || run_revalidator(sp, dp, reval_rx))
+            .context("cannot start the revalidator thread")?;
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vswitchd-io")
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+
+    let of = Arc::new(OfManager::new(switch.clone(), args.rundir.clone(), rt.handle().clone()));
+    let ctx = Arc::new(Ctx {
+        switch: switch.clone(),
+        db: db.clone(),
+        of: of.clone(),
+        log,
+        started: Instant::now(),
+    });
+
+    // The DB server: RUNDIR/db.sock plus any --remote.
+    let mut remotes = vec![ovsdb::server::Remote::Unix(args.rundir.join("db.sock"))];
+    for r in &args.remote {
+        remotes.push(r.parse().map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    {
+        let db = db.clone();
+        rt.spawn(async move {
+            if let Err(e) = ovsdb::server::serve(db, remotes).await {
+                error!("config DB server stopped: {e}");
+            }
+        });
+    }
+    // appctl.
+    let registry = crate::appctl::registry(ctx.clone());
+    {
+        let path = args.rundir.join("vswitchd.ctl");
+        rt.spawn(async move {
+            if let Err(e) = crate::unixctl::serve(&path, registry).await {
+                error!("appctl server stopped: {e}");
+            }
+        });
+    }
+
+    // The reconciler follows the DB on its own thread.
+    {
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("reconciler".into())
+            .spawn(move || reconcile_loop(ctx))
+            .context("cannot start the reconciler thread")?;
+    }
+
+    info!("vswitchd ready (run directory {})", args.rundir.display());
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = ctx.of.exit_requested() => {}
+        }
+    });
+    info!("vswitchd exiting");
+    of.shutdown();
+    for name in ["db.sock", "vswitchd.ctl"] {
+        let _ = std::fs::remove_file(args.rundir.join(name));
+    }
+    rt.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
+}
+
+/// Reads the DB, applies it, writes runtime state back; then waits for the
+/// next commit (or a second, for link state and statistics).
+fn reconcile_loop(ctx: Arc<Ctx>) {
+    let (_, commits) = ctx.db.snapshot_and_subscribe();
+    let mut last: Option<SwitchConfig> = None;
+    let mut last_stats = Instant::now() - Duration::from_secs(60);
+    let mut last_retry = Instant::now();
+    loop {
+        let results = ctx.db.transact(SwitchConfig::select_ops());
+        let cfg = SwitchConfig::from_select_results(&results);
+        let mut dirty = false;
+        if last.as_ref() != Some(&cfg) {
+            ctx.switch.apply(&cfg);
+            ctx.of.configure(&cfg);
+            dirty = true;
+        }
+        if ctx.switch.refresh_links() {
+            ctx.switch.revalidate_now();
+        }
+        if last_retry.elapsed() >= Duration::from_secs(2) {
+            ctx.switch.retry_failed();
+            last_retry = Instant::now();
+        }
+        let ifaces = results.get(3).map(rows_from_select).unwrap_or_default();
+        let mut ops = status_ops(&ctx.switch.iface_status(), &ifaces);
+        ops.extend(ctx.of.controller_status_ops(results.get(4)));
+        if last_stats.elapsed() >= Duration::from_secs(5) {
+            ops.extend(stats_ops(&ctx, &ifaces));
+            last_stats = Instant::now();
+        }
+        let cur_cfg = results
+            .first()
+            .map(rows_from_select)
+            .and_then(|r| r.values().next().and_then(|row| row.get("cur_cfg").and_then(Value::as_i64)))
+            .unwrap_or(0);
+        if (dirty || cur_cfg != cfg.next_cfg) && cur_cfg != cfg.next_cfg {
+            ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": [],
+                "row": {"cur_cfg": cfg.next_cfg}}));
+        }
+        if !ops.is_empty() {
+            let mut txn = vec![json!("Open_vSwitch")];
+            txn.extend(ops);
+            let res = ctx.db.transact(Value::Array(txn));
+            if let Some(e) = res.iter().find(|r| r.get("error").is_some()) {
+                warn!("writing runtime state to the DB failed: {e}");
+            }
+        }
+        last = Some(cfg);
+        match commits.recv_timeout(Duration::from_secs(1)) {
+            Ok(_) => while commits.try_recv().is_ok() {},
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Interface `statistics` updates.
+fn stats_ops(ctx: &Ctx, ifaces: &BTreeMap<String, serde_json::Map<String, Value>>) -> Vec<Value> {
+    let stats = ctx.switch.iface_stats();
+    let mut ops = Vec::new();
+    for (uuid, row) in ifaces {
+        let Some(name) = row.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(s) = stats.get(name) else {
+            continue;
+        };
+        let pairs: Vec<Value> = s.iter().map(|(k, v)| json!([k, v])).collect();
+        ops.push(json!({"op": "update", "table": "Interface",
+            "where": [["_uuid", "==", ["uuid", uuid]]],
+            "row": {"statistics": ["map", pairs]}}));
+    }
+    ops
+}

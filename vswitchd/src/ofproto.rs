@@ -1,0 +1,415 @@
+//! The OpenFlow switch behind each bridge, and the slow path of the
+//! datapath: translating missed packets through a bridge's pipeline,
+//! learning MACs, sending packet-ins, keeping rule counters in step with
+//! the megaflows that carry their traffic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use datapath::{Datapath, Packet, Port, UpcallHandler, UpcallResult};
+use flows::action::port as ofp_port;
+use flows::classifier::RuleId;
+use flows::group::GroupTable;
+use flows::mac_learning::{LearnOutcome, MacLearning};
+use flows::table::{FlowMod, FlowModCommand, Pipeline, RemovedRule};
+use flows::xlate::{BridgePorts, XlateCtx, XlateResult};
+use flows::{Action, DpAction, DpPortNo, FlowKey, Match, PortNo, UserspaceReason};
+use tracing::{debug, warn};
+
+use crate::config::FailMode;
+
+/// Asynchronous messages for a bridge's OpenFlow connections.
+#[derive(Clone, Debug)]
+pub enum AsyncMsg {
+    PacketIn {
+        reason: UserspaceReason,
+        table_id: u8,
+        cookie: u64,
+        in_port: PortNo,
+        total_len: u16,
+        data: Arc<Vec<u8>>,
+    },
+    FlowRemoved(Arc<RemovedRule>),
+    PortStatus {
+        reason: PortReason,
+        ofport: PortNo,
+    },
+}
+
+/// OFPPR_*.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortReason {
+    Add,
+    Delete,
+    Modify,
+}
+
+/// What the daemon knows about one open port of a bridge.
+pub struct PortRuntime {
+    pub name: String,
+    pub dp_port: DpPortNo,
+    pub port: Arc<dyn Port>,
+    /// OVSDB Interface `type`.
+    pub kind: String,
+    /// OpenFlow port_mod `down`.
+    pub admin_down: bool,
+}
+
+/// Mutable state of a bridge; one lock, taken per upcall (per miss, never
+/// per packet) and per OpenFlow message.
+pub struct BridgeState {
+    pub pipeline: Pipeline,
+    pub groups: GroupTable,
+    pub mac: MacLearning,
+    pub ports: BridgePorts,
+    pub runtime: BTreeMap<PortNo, PortRuntime>,
+    pub fail_mode: FailMode,
+    pub controllers_configured: bool,
+    pub dpid: u64,
+    /// The pipeline used in fail-open (standalone, controllers configured,
+    /// none connected): one rule, NORMAL.
+    failopen: Pipeline,
+}
+
+/// One bridge.
+pub struct Ofproto {
+    pub name: String,
+    pub st: Mutex<BridgeState>,
+    /// Connected controllers (remote, not the local management socket).
+    pub controllers_connected: AtomicUsize,
+    pub async_tx: tokio::sync::broadcast::Sender<AsyncMsg>,
+}
+
+fn normal_flow() -> FlowMod {
+    let mut fm = FlowMod::new(FlowModCommand::Add);
+    fm.priority = 0;
+    fm.actions = vec![Action::Output {
+        port: ofp_port::NORMAL,
+        max_len: 0,
+    }];
+    fm
+}
+
+impl Ofproto {
+    /// A bridge with no ports. A standalone bridge without controllers gets
+    /// the `priority=0 actions=NORMAL` flow, as Open vSwitch does.
+    pub fn new(name: &str, fail_mode: FailMode, controllers: bool, dpid: u64, now_ms: u64) -> Ofproto {
+        let mut pipeline = Pipeline::new();
+        if fail_mode == FailMode::Standalone && !controllers {
+            let _ = pipeline.flow_mod(&normal_flow(), now_ms);
+        }
+        let mut failopen = Pipeline::new();
+        let _ = failopen.flow_mod(&normal_flow(), now_ms);
+        let (async_tx, _) = tokio::sync::broadcast::channel(4096);
+        Ofproto {
+            name: name.to_string(),
+            st: Mutex::new(BridgeState {
+                pipeline,
+                groups: GroupTable::new(),
+                mac: MacLearning::new(8192, 300),
+                ports: BridgePorts::new(),
+                runtime: BTreeMap::new(),
+                fail_mode,
+                controllers_configured: controllers,
+                dpid,
+                failopen,
+            }),
+            controllers_connected: AtomicUsize::new(0),
+            async_tx,
+        }
+    }
+
+    /// Locks the bridge state.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, BridgeState> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when the bridge runs NORMAL instead of its tables (fail-open).
+    pub fn fail_open(&self, st: &BridgeState) -> bool {
+        st.fail_mode == FailMode::Standalone
+            && st.controllers_configured
+            && self.controllers_connected.load(Ordering::Relaxed) == 0
+    }
+
+    /// Sends an asynchronous message to the connections (dropped when none).
+    pub fn notify(&self, msg: AsyncMsg) {
+        let _ = self.async_tx.send(msg);
+    }
+}
+
+impl BridgeState {
+    /// Translates `key` (in_port = OpenFlow port) through the tables, or
+    /// through NORMAL when `fail_open`.
+    pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
+        let ctx = XlateCtx {
+            pipeline: if fail_open { &self.failopen } else { &self.pipeline },
+            groups: &self.groups,
+            ports: &self.ports,
+            mac: &self.mac,
+            now_ms,
+        };
+        flows::xlate::translate(&ctx, key)
+    }
+
+    /// Translates a packet-out's action list.
+    pub fn translate_actions(&self, key: &FlowKey, actions: &[Action], now_ms: u64) -> XlateResult {
+        let ctx = XlateCtx {
+            pipeline: &self.pipeline,
+            groups: &self.groups,
+            ports: &self.ports,
+            mac: &self.mac,
+            now_ms,
+        };
+        flows::xlate::translate_actions(&ctx, key, actions)
+    }
+
+    /// Applies NORMAL's learning requests; true when the MAC table changed
+    /// in a way that can make cached decisions stale.
+    pub fn learn(&mut self, x: &XlateResult, now_ms: u64) -> bool {
+        let mut changed = false;
+        for l in &x.learned {
+            match self.mac.learn(l.vlan, l.mac, l.port, now_ms) {
+                LearnOutcome::Refreshed => {}
+                _ => changed = true,
+            }
+        }
+        changed
+    }
+}
+
+/// Rules a megaflow's traffic belongs to, and the counters already credited.
+struct MegaflowOwner {
+    bridge: Arc<Ofproto>,
+    rules: Vec<(u8, RuleId)>,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Requests to the revalidator thread.
+pub enum RevalRequest {
+    /// Drop every cached decision (after syncing counters).
+    Flush,
+}
+
+/// The slow path: implements the datapath's upcall handler.
+pub struct SlowPath {
+    pub bridges: RwLock<BTreeMap<String, Arc<Ofproto>>>,
+    pub dp_ports: RwLock<HashMap<DpPortNo, Arc<Ofproto>>>,
+    megaflows: Mutex<HashMap<Match, MegaflowOwner>>,
+    reval_tx: Sender<RevalRequest>,
+    epoch: Instant,
+    pub upcalls: AtomicU64,
+}
+
+impl SlowPath {
+    pub fn new() -> (Arc<SlowPath>, Receiver<RevalRequest>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sp = SlowPath {
+            bridges: RwLock::new(BTreeMap::new()),
+            dp_ports: RwLock::new(HashMap::new()),
+            megaflows: Mutex::new(HashMap::new()),
+            reval_tx: tx,
+            epoch: Instant::now(),
+            upcalls: AtomicU64::new(0),
+        };
+        (Arc::new(sp), rx)
+    }
+
+    /// Milliseconds since the daemon started (the clock of rules and MACs).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Asks the revalidator to flush the datapath caches (asynchronous).
+    pub fn request_flush(&self) {
+        let _ = self.reval_tx.send(RevalRequest::Flush);
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<Arc<Ofproto>> {
+        self.bridges.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    pub fn bridge_of_dp_port(&self, dp: DpPortNo) -> Option<Arc<Ofproto>> {
+        self.dp_ports.read().unwrap_or_else(|p| p.into_inner()).get(&dp).cloned()
+    }
+
+    /// Moves megaflow counters to the OpenFlow rules they came from.
+    pub fn sync_stats(&self, dp: &Datapath) {
+        let flows = dp.dump_flows();
+        let now = self.now_ms();
+        let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
+        for f in flows {
+            let Some(o) = owners.get_mut(&f.m) else {
+                continue;
+            };
+            let (dp_packets, dp_bytes) = (f.packets.saturating_sub(o.packets), f.bytes.saturating_sub(o.bytes));
+            if dp_packets == 0 {
+                continue;
+            }
+            o.packets = f.packets;
+            o.bytes = f.bytes;
+            let used_ms = f
+                .used
+                .map(|u| now.saturating_sub(u.elapsed().as_millis() as u64))
+                .unwrap_or(now);
+            let mut st = o.bridge.lock();
+            for (t, id) in &o.rules {
+                st.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
+            }
+        }
+    }
+
+    /// Forgets megaflow ownership (after the datapath was flushed).
+    pub fn forget_megaflows(&self) {
+        self.megaflows.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+fn drop_everything_from(in_port: DpPortNo) -> UpcallResult {
+    let mut mask = FlowKey::default();
+    mask.in_port = u32::MAX;
+    let _ = in_port;
+    UpcallResult {
+        actions: Vec::new(),
+        mask,
+        install: true,
+    }
+}
+
+impl UpcallHandler for SlowPath {
+    fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
+        self.upcalls.fetch_add(1, Ordering::Relaxed);
+        let Some(br) = self.bridge_of_dp_port(key.in_port) else {
+            return drop_everything_from(key.in_port);
+        };
+        let now = self.now_ms();
+        let mut st = br.lock();
+        let Some(ofport) = st.ports.ofport_of(key.in_port) else {
+            return drop_everything_from(key.in_port);
+        };
+        if st.runtime.get(&ofport).is_some_and(|r| r.admin_down) {
+            return drop_everything_from(key.in_port);
+        }
+        let mut k = *key;
+        k.in_port = ofport;
+        let fail_open = br.fail_open(&st);
+        let x = st.translate(&k, now, fail_open);
+        if let Some(e) = x.error {
+            warn!(bridge = %br.name, "translation aborted: {e}");
+        }
+        if st.learn(&x, now) {
+            self.request_flush();
+        }
+        for (t, id) in &x.rules_hit {
+            st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
+        }
+        drop(st);
+        let mut mask = x.wc;
+        mask.in_port = u32::MAX;
+        let install = x.cacheable && x.error.is_none();
+        if install {
+            let m = Match::new(*key, mask);
+            let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
+            if owners.len() > 1_000_000 {
+                owners.clear();
+            }
+            owners.insert(
+                m,
+                MegaflowOwner {
+                    bridge: br.clone(),
+                    rules: x.rules_hit.clone(),
+                    packets: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        UpcallResult {
+            actions: x.actions,
+            mask,
+            install,
+        }
+    }
+
+    fn userspace(&self, action: &DpAction, key: &FlowKey, packet: &Packet) {
+        let DpAction::Userspace {
+            reason,
+            cookie,
+            table_id,
+            max_len,
+        } = *action
+        else {
+            return;
+        };
+        let Some(br) = self.bridge_of_dp_port(key.in_port) else {
+            return;
+        };
+        let in_port = br.lock().ports.ofport_of(key.in_port).unwrap_or(ofp_port::LOCAL);
+        let data = packet.data();
+        let keep = if max_len == 0xffff { data.len() } else { data.len().min(max_len as usize) };
+        br.notify(AsyncMsg::PacketIn {
+            reason,
+            table_id,
+            cookie,
+            in_port,
+            total_len: data.len().min(u16::MAX as usize) as u16,
+            data: Arc::new(data[..keep].to_vec()),
+        });
+    }
+}
+
+/// The revalidator thread: every second moves megaflow counters to rules,
+/// expires timed-out rules and MAC entries; flushes the datapath caches when
+/// asked or when something it expired could have been cached.
+pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalRequest>) {
+    let tick = Duration::from_secs(1);
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let timeout = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(RevalRequest::Flush) => {
+                // Coalesce a burst of flush requests into one flush.
+                while let Ok(RevalRequest::Flush) = rx.try_recv() {}
+                sp.sync_stats(&dp);
+                dp.flush();
+                sp.forget_megaflows();
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                next_tick = Instant::now() + tick;
+                sp.sync_stats(&dp);
+                let now = sp.now_ms();
+                let bridges: Vec<_> = sp
+                    .bridges
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                let mut flush = false;
+                for br in bridges {
+                    let mut st = br.lock();
+                    let expired = st.pipeline.expire(now);
+                    let macs = st.mac.expire(now);
+                    drop(st);
+                    if !macs.is_empty() {
+                        debug!(bridge = %br.name, "{} MAC entries aged out", macs.len());
+                        flush = true;
+                    }
+                    for r in expired {
+                        flush = true;
+                        if r.rule.flags.send_flow_rem {
+                            br.notify(AsyncMsg::FlowRemoved(Arc::new(r)));
+                        }
+                    }
+                }
+                if flush {
+                    dp.flush();
+                    sp.forget_megaflows();
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

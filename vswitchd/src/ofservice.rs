@@ -1,0 +1,743 @@
+//! OpenFlow for every bridge: the local management socket
+//! (`RUNDIR/BRIDGE.mgmt`), active connections to the bridge's controllers
+//! with reconnect backoff, and the [`SwitchAgent`] that applies what they
+//! say to the bridge.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datapath::Packet;
+use flows::action::port as ofp_port;
+use flows::group::{Bucket as FBucket, Group, GroupType as FGroupType};
+use flows::table::{FlowMod as TFlowMod, FlowModCommand as TCmd, FlowFilter};
+use flows::{FlowKey, Match, UserspaceReason};
+use openflow::conn::{ConnConfig, OfConnection, SwitchAgent};
+use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
+use openflow::error::OfError;
+use openflow::message::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::{ControllerConfig, SwitchConfig, rows_from_select};
+use crate::ofproto::{AsyncMsg, Ofproto, PortReason};
+use crate::switch::Switch;
+
+/// State of one configured controller, for its DB row.
+#[derive(Default)]
+pub struct CtrlState {
+    pub connected: AtomicBool,
+    pub connects: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    pub since: Mutex<Option<Instant>>,
+    pub role: Mutex<String>,
+}
+
+struct ControllerTask {
+    cfg: ControllerConfig,
+    state: Arc<CtrlState>,
+    task: JoinHandle<()>,
+}
+
+struct BridgeOf {
+    listener: JoinHandle<()>,
+    versions: u32,
+    controllers: HashMap<String, ControllerTask>,
+}
+
+/// All OpenFlow endpoints of the switch.
+pub struct OfManager {
+    switch: Arc<Switch>,
+    rundir: PathBuf,
+    rt: tokio::runtime::Handle,
+    bridges: Mutex<BTreeMap<String, BridgeOf>>,
+    exit: tokio::sync::Notify,
+}
+
+fn versions_of(protocols: &[String]) -> u32 {
+    let mut v = 0;
+    for p in protocols {
+        match p.as_str() {
+            "OpenFlow10" => v |= 1 << OFP10_VERSION,
+            "OpenFlow13" => v |= 1 << OFP13_VERSION,
+            _ => {}
+        }
+    }
+    if v == 0 { (1 << OFP10_VERSION) | (1 << OFP13_VERSION) } else { v }
+}
+
+impl OfManager {
+    pub fn new(switch: Arc<Switch>, rundir: PathBuf, rt: tokio::runtime::Handle) -> OfManager {
+        OfManager {
+            switch,
+            rundir,
+            rt,
+            bridges: Mutex::new(BTreeMap::new()),
+            exit: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BridgeOf>> {
+        self.bridges.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves when `appctl exit` asked the daemon to stop.
+    pub async fn exit_requested(&self) {
+        self.exit.notified().await
+    }
+
+    pub fn request_exit(&self) {
+        self.exit.notify_one();
+    }
+
+    /// Opens and closes listeners and controller connections to match `cfg`.
+    pub fn configure(&self, cfg: &SwitchConfig) {
+        let mut bridges = self.lock();
+        let gone: Vec<String> = bridges.keys().filter(|b| !cfg.bridges.contains_key(*b)).cloned().collect();
+        for name in gone {
+            if let Some(b) = bridges.remove(&name) {
+                b.listener.abort();
+                for c in b.controllers.values() {
+                    c.task.abort();
+                }
+                let _ = std::fs::remove_file(self.rundir.join(format!("{name}.mgmt")));
+            }
+        }
+        for (name, bc) in &cfg.bridges {
+            let Some(ofp) = self.switch.slow.bridge(name) else {
+                continue;
+            };
+            let versions = versions_of(&bc.protocols);
+            let restart = bridges.get(name).is_some_and(|b| b.versions != versions);
+            if restart && let Some(b) = bridges.remove(name) {
+                b.listener.abort();
+                for c in b.controllers.values() {
+                    c.task.abort();
+                }
+            }
+            let entry = bridges.entry(name.clone()).or_insert_with(|| BridgeOf {
+                listener: self.spawn_listener(ofp.clone(), versions),
+                versions,
+                controllers: HashMap::new(),
+            });
+            // Controllers.
+            let wanted: HashMap<&str, &ControllerConfig> =
+                bc.controllers.iter().map(|c| (c.target.as_str(), c)).collect();
+            entry.controllers.retain(|t, c| {
+                let keep = wanted.get(t.as_str()).is_some_and(|w| **w == c.cfg);
+                if !keep {
+                    c.task.abort();
+                    if c.state.connected.load(Ordering::Relaxed) {
+                        ofp.controllers_connected.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                keep
+            });
+            for c in &bc.controllers {
+                if entry.controllers.contains_key(&c.target) {
+                    continue;
+                }
+                let state = Arc::new(CtrlState::default());
+                let task = self.rt.spawn(controller_loop(
+                    self.switch.clone(),
+                    ofp.clone(),
+                    c.clone(),
+                    versions,
+                    state.clone(),
+                ));
+                entry.controllers.insert(
+                    c.target.clone(),
+                    ControllerTask {
+                        cfg: c.clone(),
+                        state,
+                        task,
+                    },
+                );
+            }
+        }
+    }
+
+    fn spawn_listener(&self, ofp: Arc<Ofproto>, versions: u32) -> JoinHandle<()> {
+        let path = self.rundir.join(format!("{}.mgmt", ofp.name));
+        let switch = self.switch.clone();
+        self.rt.spawn(async move {
+            let _ = std::fs::remove_file(&path);
+            let listener = match tokio::net::UnixListener::bind(&path) {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!("{}: cannot listen: {e}", path.display());
+                    return;
+                }
+            };
+            crate::unixctl::set_mode_0600(&path);
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (sw, ofp) = (switch.clone(), ofp.clone());
+                let cfg = ConnConfig {
+                    versions,
+                    probe_interval_ms: 0,
+                };
+                tokio::spawn(async move {
+                    drive(stream, sw, ofp, cfg, None).await;
+                });
+            }
+        })
+    }
+
+    /// DB updates for the Controller rows whose state changed.
+    pub fn controller_status_ops(&self, select: Option<&Value>) -> Vec<Value> {
+        let rows = select.map(rows_from_select).unwrap_or_default();
+        let bridges = self.lock();
+        let mut ops = Vec::new();
+        for b in bridges.values() {
+            for c in b.controllers.values() {
+                let Some(row) = rows.get(&c.cfg.uuid) else {
+                    continue;
+                };
+                let connected = c.state.connected.load(Ordering::Relaxed);
+                let mut status = vec![json!(["state", if connected { "ACTIVE" } else { "BACKOFF" }])];
+                if let Some(since) = *c.state.since.lock().unwrap_or_else(|p| p.into_inner()) {
+                    let key = if connected { "sec_since_connect" } else { "sec_since_disconnect" };
+                    status.push(json!([key, since.elapsed().as_secs().to_string()]));
+                }
+                if let Some(e) = c.state.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                    status.push(json!(["last_error", e]));
+                }
+                let role = c.state.role.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let cur_conn = row.get("is_connected").and_then(Value::as_bool).unwrap_or(false);
+                let cur_role = crate::config::opt_str(row.get("role").unwrap_or(&Value::Null)).unwrap_or_default();
+                let cur_state = crate::config::map_pairs(row.get("status").unwrap_or(&Value::Null))
+                    .get("state")
+                    .cloned()
+                    .unwrap_or_default();
+                let want_state = if connected { "ACTIVE" } else { "BACKOFF" };
+                if cur_conn != connected || (connected && cur_role != role) || cur_state != want_state {
+                    let role_v = if connected && !role.is_empty() { json!(role) } else { json!(["set", []]) };
+                    ops.push(json!({"op": "update", "table": "Controller",
+                        "where": [["_uuid", "==", ["uuid", c.cfg.uuid]]],
+                        "row": {"is_connected": connected, "role": role_v, "status": ["map", status]}}));
+                }
+            }
+        }
+        ops
+    }
+
+    /// Stops every connection.
+    pub fn shutdown(&self) {
+        let mut bridges = self.lock();
+        for (name, b) in std::mem::take(&mut *bridges) {
+            b.listener.abort();
+            for c in b.controllers.values() {
+                c.task.abort();
+            }
+            let _ = std::fs::remove_file(self.rundir.join(format!("{name}.mgmt")));
+        }
+    }
+}
+
+/// Connects to a controller, runs the connection, and reconnects with
+/// exponential backoff (1 s doubling up to `max_backoff`, default 8 s).
+async fn controller_loop(
+    switch: Arc<Switch>,
+    ofp: Arc<Ofproto>,
+    c: ControllerConfig,
+    versions: u32,
+    state: Arc<CtrlState>,
+) {
+    let max_backoff = Duration::from_millis(c.max_backoff.unwrap_or(8000).max(1000));
+    let mut backoff = Duration::from_secs(1);
+    let cfg = ConnConfig {
+        versions,
+        probe_interval_ms: c.inactivity_probe.unwrap_or(5000),
+    };
+    loop {
+        let result = if let Some(rest) = c.target.strip_prefix("tcp:") {
+            let addr = rest.to_string();
+            let addr = match addr.rsplit_once(':') {
+                Some(_) => addr,
+                None => format!("{addr}:6653"),
+            };
+            match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    Ok(Box::new(s) as Box<dyn Stream>)
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("connection timed out".to_string()),
+            }
+        } else if let Some(path) = c.target.strip_prefix("unix:") {
+            tokio::net::UnixStream::connect(path)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Stream>)
+                .map_err(|e| e.to_string())
+        } else {
+            Err(format!("unsupported controller target {}", c.target))
+        };
+        match result {
+            Ok(stream) => {
+                info!(bridge = %ofp.name, "connected to controller {}", c.target);
+                backoff = Duration::from_secs(1);
+                *state.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                *state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                state.connected.store(true, Ordering::Relaxed);
+                state.connects.fetch_add(1, Ordering::Relaxed);
+                ofp.controllers_connected.fetch_add(1, Ordering::Relaxed);
+                // Leaving fail-open: cached NORMAL decisions must go.
+                let sw = switch.clone();
+                let _ = tokio::task::spawn_blocking(move || sw.revalidate_now()).await;
+                let reason = drive(stream, switch.clone(), ofp.clone(), cfg, Some(state.clone())).await;
+                state.connected.store(false, Ordering::Relaxed);
+                ofp.controllers_connected.fetch_sub(1, Ordering::Relaxed);
+                *state.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                *state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+                info!(bridge = %ofp.name, "disconnected from controller {}: {reason}", c.target);
+                let sw = switch.clone();
+                let _ = tokio::task::spawn_blocking(move || sw.revalidate_now()).await;
+            }
+            Err(e) => {
+                debug!(bridge = %ofp.name, "controller {}: {e}", c.target);
+                *state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Option<Message> {
+    Some(match msg {
+        AsyncMsg::PacketIn {
+            reason,
+            table_id,
+            cookie,
+            in_port,
+            total_len,
+            data,
+        } => {
+            let mut k = FlowKey::default();
+            let mut m = FlowKey::default();
+            k.in_port = *in_port;
+            m.in_port = u32::MAX;
+            Message::PacketIn(PacketIn {
+                buffer_id: NO_BUFFER,
+                total_len: *total_len,
+                reason: match reason {
+                    UserspaceReason::NoMatch => packet_in_reason::NO_MATCH,
+                    UserspaceReason::Action => packet_in_reason::ACTION,
+                },
+                table_id: *table_id,
+                cookie: *cookie,
+                match_: Match::new(k, m),
+                data: data.as_ref().clone(),
+            })
+        }
+        AsyncMsg::FlowRemoved(r) => {
+            let age = now.saturating_sub(r.rule.created_ms);
+            Message::FlowRemoved(FlowRemoved {
+                cookie: r.rule.cookie,
+                priority: r.rule.priority.min(0xffff) as u16,
+                reason: match r.reason {
+                    flows::table::RemovedReason::IdleTimeout => 0,
+                    flows::table::RemovedReason::HardTimeout => 1,
+                    flows::table::RemovedReason::Delete => 2,
+                    #[allow(unreachable_patterns)]
+                    _ => 3,
+                },
+                table_id: r.table_id,
+                duration_sec: (age / 1000) as u32,
+                duration_nsec: ((age % 1000) * 1_000_000) as u32,
+                idle_timeout: r.rule.idle_timeout,
+                hard_timeout: r.rule.hard_timeout,
+                packet_count: r.rule.n_packets,
+                byte_count: r.rule.n_bytes,
+                match_: r.rule.m,
+            })
+        }
+        AsyncMsg::PortStatus { reason, ofport } => {
+            let desc = port_descs(ofp)
+                .into_iter()
+                .find(|d| d.port_no == *ofport)
+                .unwrap_or(PortDesc {
+                    port_no: *ofport,
+                    ..PortDesc::default()
+                });
+            Message::PortStatus(PortStatus {
+                reason: match reason {
+                    PortReason::Add => 0,
+                    PortReason::Delete => 1,
+                    PortReason::Modify => 2,
+                },
+                desc,
+            })
+        }
+    })
+}
+
+/// Runs one OpenFlow connection until it closes; returns why.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    switch: Arc<Switch>,
+    ofp: Arc<Ofproto>,
+    cfg: ConnConfig,
+    ctrl: Option<Arc<CtrlState>>,
+) -> String {
+    let epoch = Instant::now();
+    let now = || epoch.elapsed().as_millis() as u64;
+    let mut conn = OfConnection::new(cfg, now());
+    let mut agent = BridgeAgent {
+        switch: switch.clone(),
+        ofp: ofp.clone(),
+        dirty: false,
+    };
+    let mut async_rx = ofp.async_tx.subscribe();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let out = conn.take_output();
+        if !out.is_empty() && let Err(e) = stream.write_all(&out).await {
+            return format!("write error: {e}");
+        }
+        if let Some(r) = conn.closed() {
+            return format!("{r:?}");
+        }
+        if let Some(c) = &ctrl {
+            let role = match conn.role() {
+                role::MASTER => "master",
+                role::SLAVE => "slave",
+                _ => "other",
+            };
+            *c.role.lock().unwrap_or_else(|p| p.into_inner()) = role.to_string();
+        }
+        tokio::select! {
+            r = stream.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) => return "connection closed by peer".to_string(),
+                    Ok(n) => n,
+                    Err(e) => return format!("read error: {e}"),
+                };
+                let t = now();
+                let data = &buf[..n];
+                tokio::task::block_in_place(|| {
+                    conn.receive(data, &mut agent, t);
+                    if agent.dirty {
+                        agent.dirty = false;
+                        agent.switch.revalidate_now();
+                    }
+                });
+            }
+            m = async_rx.recv() => {
+                match m {
+                    Ok(msg) => {
+                        if conn.version().is_some() {
+                            if let Some(m) = to_message(&msg, &ofp, switch.slow.now_ms()) {
+                                conn.send_async(&m);
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(bridge = %ofp.name, "{n} asynchronous messages dropped for a slow connection");
+                    }
+                    Err(_) => return "bridge deleted".to_string(),
+                }
+            }
+            _ = tick.tick() => conn.tick(now()),
+        }
+    }
+}
+
+/// Port descriptions of a bridge, LOCAL last.
+pub fn port_descs(ofp: &Ofproto) -> Vec<PortDesc> {
+    let st = ofp.lock();
+    let mut out: Vec<PortDesc> = st
+        .runtime
+        .iter()
+        .map(|(no, r)| {
+            let info = r.port.info();
+            let up = r.port.link_up();
+            PortDesc {
+                port_no: *no,
+                hw_addr: info.mac.unwrap_or([0; 6]),
+                name: r.name.clone(),
+                config: if r.admin_down { 1 } else { 0 },
+                state: if up { 4 } else { 1 },
+                curr: 0x820,
+                advertised: 0,
+                supported: 0,
+                peer: 0,
+                curr_speed: 10_000_000,
+                max_speed: 0,
+            }
+        })
+        .collect();
+    out.sort_by_key(|d| if d.port_no == ofp_port::LOCAL { u64::MAX } else { u64::from(d.port_no) });
+    out
+}
+
+/// Applies OpenFlow requests to one bridge.
+struct BridgeAgent {
+    switch: Arc<Switch>,
+    ofp: Arc<Ofproto>,
+    /// Flow or port state changed since the datapath was last flushed.
+    dirty: bool,
+}
+
+fn group_to_flows(gm: &GroupMod) -> Group {
+    Group {
+        id: gm.group_id,
+        kind: match gm.group_type {
+            GroupType::All => FGroupType::All,
+            GroupType::Select => FGroupType::Select,
+            GroupType::Indirect => FGroupType::Indirect,
+            GroupType::FastFailover => FGroupType::FastFailover,
+        },
+        buckets: gm
+            .buckets
+            .iter()
+            .map(|b| FBucket {
+                weight: b.weight,
+                watch_port: b.watch_port,
+                watch_group: b.watch_group,
+                actions: b.actions.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn group_from_flows(g: &Group) -> GroupDesc {
+    GroupDesc {
+        group_type: match g.kind {
+            FGroupType::All => GroupType::All,
+            FGroupType::Select => GroupType::Select,
+            FGroupType::Indirect => GroupType::Indirect,
+            FGroupType::FastFailover => GroupType::FastFailover,
+        },
+        group_id: g.id,
+        buckets: g
+            .buckets
+            .iter()
+            .map(|b| Bucket {
+                weight: b.weight,
+                watch_port: b.watch_port,
+                watch_group: b.watch_group,
+                actions: b.actions.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn stats_filter(r: &FlowStatsRequest) -> FlowFilter {
+    let mut fm = TFlowMod::new(TCmd::Delete);
+    fm.table_id = r.table_id;
+    fm.m = r.match_;
+    fm.out_port = r.out_port;
+    fm.out_group = r.out_group;
+    fm.cookie = r.cookie;
+    fm.cookie_mask = r.cookie_mask;
+    FlowFilter::from_flow_mod(&fm)
+}
+
+impl SwitchAgent for BridgeAgent {
+    fn features(&self) -> Features {
+        let dpid = self.ofp.lock().dpid;
+        Features {
+            datapath_id: dpid,
+            n_buffers: 0,
+            n_tables: 254,
+            auxiliary_id: 0,
+            // FLOW_STATS | TABLE_STATS | PORT_STATS | GROUP_STATS
+            capabilities: 0x1 | 0x2 | 0x4 | 0x8,
+            actions: 0xfff,
+            ports: port_descs(&self.ofp),
+        }
+    }
+
+    fn flow_mod(&mut self, fm: TFlowMod) -> Result<(), OfError> {
+        let now = self.switch.slow.now_ms();
+        let mut st = self.ofp.lock();
+        let out = st
+            .pipeline
+            .flow_mod(&fm, now)
+            .map_err(|e| openflow::convert::flow_mod_error(&e))?;
+        drop(st);
+        if matches!(fm.command, TCmd::Delete | TCmd::DeleteStrict) {
+            for r in out.removed {
+                if r.rule.flags.send_flow_rem {
+                    self.ofp.notify(AsyncMsg::FlowRemoved(Arc::new(r)));
+                }
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn group_mod(&mut self, gm: GroupMod) -> Result<(), OfError> {
+        let mut st = self.ofp.lock();
+        let res = match gm.command {
+            GroupModCommand::Add => st.groups.add(group_to_flows(&gm)),
+            GroupModCommand::Modify => st.groups.modify(group_to_flows(&gm)),
+            GroupModCommand::Delete => {
+                for id in st.groups.delete(gm.group_id) {
+                    st.pipeline.delete_group_users(id);
+                }
+                Ok(())
+            }
+        };
+        res.map_err(|e| match e {
+            flows::group::GroupError::Exists(_) => OfError::GroupExists,
+            flows::group::GroupError::Unknown(_) => OfError::UnknownGroup,
+            flows::group::GroupError::SelfReference(_) => OfError::ChainingUnsupported,
+            _ => OfError::InvalidGroup,
+        })?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn port_mod(&mut self, pm: PortMod) -> Result<(), OfError> {
+        let mut st = self.ofp.lock();
+        let Some(rt) = st.runtime.get_mut(&pm.port_no) else {
+            return Err(OfError::PortModBadPort);
+        };
+        if pm.mask & 1 != 0 {
+            rt.admin_down = pm.config & 1 != 0;
+        }
+        let up = rt.port.link_up() && !rt.admin_down;
+        if let Some(bp) = st.ports.get_mut(pm.port_no) {
+            bp.up = up;
+        }
+        drop(st);
+        self.ofp.notify(AsyncMsg::PortStatus {
+            reason: PortReason::Modify,
+            ofport: pm.port_no,
+        });
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn packet_out(&mut self, po: PacketOut) -> Result<(), OfError> {
+        if po.buffer_id != NO_BUFFER {
+            return Err(OfError::BufferUnknown);
+        }
+        let now = self.switch.slow.now_ms();
+        let st = self.ofp.lock();
+        let dp_in = st.ports.get(po.in_port).map(|p| p.dp_port);
+        let (mut key, _) = flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
+        key.in_port = po.in_port;
+        let x = st.translate_actions(&key, &po.actions, now);
+        drop(st);
+        let mut pkt = Packet::from_bytes(&po.data);
+        pkt.in_port = dp_in.unwrap_or(u32::MAX);
+        self.switch.dp.execute(pkt, x.actions);
+        Ok(())
+    }
+
+    fn multipart(&mut self, req: &MultipartRequestBody) -> Result<MultipartReplyBody, OfError> {
+        let now = self.switch.slow.now_ms();
+        Ok(match req {
+            MultipartRequestBody::Desc => MultipartReplyBody::Desc(SwitchDesc {
+                mfr_desc: "ferrovs".into(),
+                hw_desc: "ferrovs userspace datapath".into(),
+                sw_desc: env!("CARGO_PKG_VERSION").into(),
+                serial_num: "None".into(),
+                dp_desc: self.ofp.name.clone(),
+            }),
+            MultipartRequestBody::Flow(r) => {
+                self.switch.slow.sync_stats(&self.switch.dp);
+                let st = self.ofp.lock();
+                let rules = st.pipeline.dump(&stats_filter(r));
+                MultipartReplyBody::Flow(
+                    rules
+                        .into_iter()
+                        .map(|(t, _, rule)| openflow::convert::rule_to_flow_stats(t, rule, now))
+                        .collect(),
+                )
+            }
+            MultipartRequestBody::Aggregate(r) => {
+                self.switch.slow.sync_stats(&self.switch.dp);
+                let st = self.ofp.lock();
+                let a = st.pipeline.aggregate(&stats_filter(r));
+                MultipartReplyBody::Aggregate(AggregateStats {
+                    packet_count: a.packet_count,
+                    byte_count: a.byte_count,
+                    flow_count: u32::try_from(a.flow_count).unwrap_or(u32::MAX),
+                })
+            }
+            MultipartRequestBody::Table => {
+                let st = self.ofp.lock();
+                MultipartReplyBody::Table(
+                    (0..254u8)
+                        .map(|t| TableStats {
+                            table_id: t,
+                            name: if t == 0 { "classifier".into() } else { format!("table{t}") },
+                            max_entries: 1_000_000,
+                            active_count: st.pipeline.table(t).map(|x| x.len() as u32).unwrap_or(0),
+                            lookup_count: 0,
+                            matched_count: 0,
+                        })
+                        .collect(),
+                )
+            }
+            MultipartRequestBody::PortStats { port_no } => {
+                let st = self.ofp.lock();
+                let mut out = Vec::new();
+                for (no, rt) in &st.runtime {
+                    if *port_no != ofp_port::ANY && *port_no != *no {
+                        continue;
+                    }
+                    let s = self.switch.dp.port_stats(rt.dp_port).unwrap_or_default();
+                    out.push(PortStats {
+                        port_no: *no,
+                        rx_packets: s.rx_packets,
+                        tx_packets: s.tx_packets,
+                        rx_bytes: s.rx_bytes,
+                        tx_bytes: s.tx_bytes,
+                        rx_dropped: s.rx_dropped,
+                        tx_dropped: s.tx_dropped,
+                        rx_errors: s.rx_errors,
+                        tx_errors: s.tx_errors,
+                        ..PortStats::default()
+                    });
+                }
+                if *port_no != ofp_port::ANY && out.is_empty() {
+                    return Err(OfError::BadRequestPort);
+                }
+                MultipartReplyBody::PortStats(out)
+            }
+            MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(port_descs(&self.ofp)),
+            MultipartRequestBody::Group { group_id } => {
+                let st = self.ofp.lock();
+                MultipartReplyBody::Group(
+                    st.groups
+                        .iter()
+                        .filter(|g| *group_id == openflow::consts::OFPG_ALL || g.id == *group_id)
+                        .map(|g| GroupStats {
+                            group_id: g.id,
+                            bucket_stats: vec![(0, 0); g.buckets.len()],
+                            ..GroupStats::default()
+                        })
+                        .collect(),
+                )
+            }
+            MultipartRequestBody::GroupDesc => {
+                let st = self.ofp.lock();
+                MultipartReplyBody::GroupDesc(st.groups.iter().map(group_from_flows).collect())
+            }
+            MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(Vec::new()),
+        })
+    }
+
+    fn barrier(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.switch.revalidate_now();
+        }
+    }
+}

@@ -1,0 +1,840 @@
+//! The running switch: the datapath, the bridges, and the reconciliation of
+//! both with the desired configuration read from the DB.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use datapath::{AfPacketPort, Datapath, DummyPort, Port, TapPort};
+use flows::action::port as ofp_port;
+use flows::xlate::{BridgePort, VlanMode as XVlanMode};
+use flows::{DpPortNo, PortNo};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+use vhost_port::{VhostUserOptions, VhostUserPort};
+
+use crate::config::{BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig, VlanMode};
+use crate::ofproto::{AsyncMsg, Ofproto, PortReason, PortRuntime, SlowPath};
+
+/// Runtime facts about one interface, written back to its DB row.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct IfaceStatus {
+    pub uuid: String,
+    pub name: String,
+    pub ofport: i64,
+    pub error: Option<String>,
+    pub mac_in_use: Option<String>,
+    pub link_up: bool,
+    pub admin_up: bool,
+}
+
+/// An interface the switch opened, with its typed handle when the daemon
+/// needs more than the `Port` trait offers.
+struct OpenIface {
+    port: Arc<dyn Port>,
+    vhost: Option<Arc<VhostUserPort>>,
+}
+
+/// Where an interface lives in the running switch.
+struct IfaceSlot {
+    bridge: String,
+    ofport: PortNo,
+    dp_port: DpPortNo,
+    config: InterfaceConfig,
+    vhost: Option<Arc<VhostUserPort>>,
+}
+
+pub struct Switch {
+    pub dp: Arc<Datapath>,
+    pub slow: Arc<SlowPath>,
+    pub rundir: PathBuf,
+    next_dp_port: AtomicU32,
+    state: Mutex<SwitchState>,
+    /// In-memory ports (`type=dummy`), reachable by `netdev-dummy/receive`.
+    dummies: Mutex<BTreeMap<String, Arc<DummyPort>>>,
+}
+
+#[derive(Default)]
+struct SwitchState {
+    /// Interfaces by name.
+    ifaces: BTreeMap<String, IfaceSlot>,
+    /// Interfaces that failed to open: name → (uuid, error).
+    failed: BTreeMap<String, (String, String)>,
+    /// The configuration last applied.
+    applied: Option<SwitchConfig>,
+}
+
+fn mac_string(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// A datapath id derived from a MAC (OVS: the bridge MAC in the low 48 bits).
+fn dpid_from_mac(mac: [u8; 6]) -> u64 {
+    mac.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+fn xlate_vlan(p: &PortConfig) -> XVlanMode {
+    match (p.vlan_mode, p.tag) {
+        (Some(VlanMode::Trunk), _) => XVlanMode::Trunk {
+            trunks: p.trunks.clone(),
+        },
+        (Some(VlanMode::NativeTagged), Some(tag)) => XVlanMode::NativeTagged {
+            tag,
+            trunks: p.trunks.clone(),
+        },
+        (Some(VlanMode::NativeUntagged), Some(tag)) => XVlanMode::NativeUntagged {
+            tag,
+            trunks: p.trunks.clone(),
+        },
+        (Some(VlanMode::Access), tag) => XVlanMode::Access { tag: tag.unwrap_or(0) },
+        // OVS's default: a port with a tag is an access port, otherwise a
+        // trunk of `trunks` (all VLANs when empty).
+        (_, Some(tag)) => XVlanMode::Access { tag },
+        (_, None) => XVlanMode::Trunk {
+            trunks: p.trunks.clone(),
+        },
+    }
+}
+
+impl Switch {
+    pub fn new(dp: Arc<Datapath>, slow: Arc<SlowPath>, rundir: PathBuf) -> Switch {
+        Switch {
+            dp,
+            slow,
+            rundir,
+            next_dp_port: AtomicU32::new(1),
+            state: Mutex::new(SwitchState::default()),
+            dummies: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SwitchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes every datapath cache now, after moving counters to rules:
+    /// when this returns, no packet follows a decision made before it.
+    pub fn revalidate_now(&self) {
+        self.slow.sync_stats(&self.dp);
+        self.dp.flush();
+        self.slow.forget_megaflows();
+    }
+
+    fn open_iface(&self, bridge: &str, iface: &InterfaceConfig) -> Result<OpenIface, String> {
+        let plain = |p: Arc<dyn Port>| OpenIface { port: p, vhost: None };
+        match iface.kind.as_str() {
+            "" | "system" => AfPacketPort::open(&iface.name)
+                .map(|p| plain(p))
+                .map_err(|e| e.to_string()),
+            "tap" => TapPort::open(&iface.name).map(|p| plain(p)).map_err(|e| e.to_string()),
+            "internal" => TapPort::open_internal(&iface.name)
+                .map(|p| plain(p))
+                .map_err(|e| e.to_string()),
+            "dummy" => {
+                let p = DummyPort::new(&iface.name);
+                self.dummies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(iface.name.clone(), p.clone());
+                Ok(plain(p))
+            }
+            "dpdkvhostuser" | "vhostuser" | "dpdkvhostuserclient" | "vhostuserclient" => {
+                let mut opts = VhostUserOptions::default();
+                if let Some(n) = iface.options.get("n_rxq").and_then(|s| s.parse().ok()) {
+                    opts.n_pairs = n;
+                }
+                let port = if iface.kind.ends_with("client") {
+                    let Some(path) = iface.options.get("vhost-server-path") else {
+                        return Err(format!(
+                            "{}: type {} needs options:vhost-server-path",
+                            iface.name, iface.kind
+                        ));
+                    };
+                    VhostUserPort::client(&iface.name, path, opts)
+                } else {
+                    VhostUserPort::server(&iface.name, self.rundir.join(&iface.name), opts)
+                }
+                .map_err(|e| e.to_string())?;
+                let port = Arc::new(port);
+                Ok(OpenIface {
+                    port: port.clone(),
+                    vhost: Some(port),
+                })
+            }
+            other => Err(format!(
+                "{}: could not open network device {} (Unsupported interface type \"{other}\") on bridge {bridge}",
+                iface.name, iface.name
+            )),
+        }
+    }
+
+    /// Makes the running switch match `cfg`. Problems with single ports
+    /// are recorded for their Interface rows; the rest goes on.
+    pub fn apply(&self, cfg: &SwitchConfig) {
+        for p in &cfg.problems {
+            warn!("configuration: {p}");
+        }
+        let now = self.slow.now_ms();
+        let mut changed = false;
+        let mut st = self.lock();
+
+        // 1. Bridges that went away.
+        let existing: Vec<String> = self
+            .slow
+            .bridges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in existing {
+            if !cfg.bridges.contains_key(&name) {
+                self.remove_bridge(&mut st, &name);
+                changed = true;
+            }
+        }
+
+        // 2. Interfaces that went away or moved or changed type/options.
+        let mut wanted: BTreeMap<&str, (&BridgeConfig, &PortConfig, &InterfaceConfig)> = BTreeMap::new();
+        for br in cfg.bridges.values() {
+            for p in br.ports.values() {
+                for i in &p.interfaces {
+                    wanted.insert(i.name.as_str(), (br, p, i));
+                }
+            }
+        }
+        let stale: Vec<String> = st
+            .ifaces
+            .iter()
+            .filter(|(name, slot)| match wanted.get(name.as_str()) {
+                None => true,
+                Some((br, _, i)) => {
+                    br.name != slot.bridge
+                        || i.kind != slot.config.kind
+                        || i.options != slot.config.options
+                        || (i.ofport_request.is_some() && i.ofport_request != Some(slot.ofport))
+                }
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            self.remove_iface(&mut st, &name);
+            changed = true;
+        }
+        st.failed.retain(|n, _| wanted.contains_key(n.as_str()));
+
+        // 3. Bridges that are new, or whose settings changed.
+        for br in cfg.bridges.values() {
+            let ofp = match self.slow.bridge(&br.name) {
+                Some(b) => b,
+                None => {
+                    changed = true;
+                    self.add_bridge(br, now)
+                }
+            };
+            let mut bst = ofp.lock();
+            if bst.fail_mode != br.fail_mode || bst.controllers_configured != !br.controllers.is_empty() {
+                changed = true;
+            }
+            bst.fail_mode = br.fail_mode;
+            bst.controllers_configured = !br.controllers.is_empty();
+            let aging = br.mac_aging_secs().min(u64::from(u32::MAX)) as u32;
+            if bst.mac.aging_secs() != aging {
+                bst.mac.set_aging_secs(aging);
+            }
+            if bst.mac.max_entries() != br.mac_table_size() {
+                bst.mac.set_max_entries(br.mac_table_size());
+            }
+            if let Some(dpid) = br.datapath_id() {
+                bst.dpid = dpid;
+            }
+            // VLAN settings of ports that stay.
+            for p in br.ports.values() {
+                for i in &p.interfaces {
+                    if let Some(slot) = st.ifaces.get(&i.name)
+                        && let Some(bp) = bst.ports.get_mut(slot.ofport)
+                    {
+                        let v = xlate_vlan(p);
+                        if bp.vlan != v {
+                            bp.vlan = v;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+
+        // 4. Interfaces that are new.
+        for (name, (br, p, i)) in &wanted {
+            if st.ifaces.contains_key(*name) {
+                continue;
+            }
+            if st.failed.get(*name).is_some_and(|(_, e)| !e.is_empty())
+                && st.applied.as_ref().is_some_and(|a| {
+                    a.bridges
+                        .get(&br.name)
+                        .and_then(|b| b.ports.get(&p.name))
+                        .is_some_and(|old| old == *p)
+                })
+            {
+                // Failed before with the same configuration: don't retry on
+                // every DB change (the periodic status pass retries).
+                continue;
+            }
+            let Some(ofp) = self.slow.bridge(&br.name) else {
+                continue;
+            };
+            match self.add_iface(&mut st, &ofp, p, i) {
+                Ok(()) => {
+                    st.failed.remove(*name);
+                    changed = true;
+                }
+                Err(e) => {
+                    warn!("{e}");
+                    st.failed.insert(name.to_string(), (i.uuid.clone(), e));
+                }
+            }
+        }
+        st.applied = Some(cfg.clone());
+        drop(st);
+        if changed {
+            self.revalidate_now();
+        }
+    }
+
+    fn add_bridge(&self, br: &BridgeConfig, now: u64) -> Arc<Ofproto> {
+        let local_mac = {
+            // Locally administered MAC derived from the name, stable across restarts.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in br.name.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+            let b = h.to_be_bytes();
+            [0x02 | (b[0] & 0xfc), b[1], b[2], b[3], b[4], b[5]]
+        };
+        let dpid = br.datapath_id().unwrap_or_else(|| dpid_from_mac(local_mac));
+        let ofp = Arc::new(Ofproto::new(&br.name, br.fail_mode, !br.controllers.is_empty(), dpid, now));
+        self.slow
+            .bridges
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(br.name.clone(), ofp.clone());
+        info!(bridge = %br.name, "bridge created (dpid {dpid:016x})");
+        ofp
+    }
+
+    fn remove_bridge(&self, st: &mut SwitchState, name: &str) {
+        let names: Vec<String> = st
+            .ifaces
+            .iter()
+            .filter(|(_, s)| s.bridge == name)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in names {
+            self.remove_iface(st, &n);
+        }
+        self.slow
+            .bridges
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        info!(bridge = %name, "bridge deleted");
+    }
+
+    fn add_iface(
+        &self,
+        st: &mut SwitchState,
+        ofp: &Arc<Ofproto>,
+        pc: &PortConfig,
+        ic: &InterfaceConfig,
+    ) -> Result<(), String> {
+        // The bridge's own port is its internal port, OpenFlow port LOCAL.
+        let is_local = ic.name == ofp.name;
+        let mut cfg = ic.clone();
+        if is_local && cfg.kind.is_empty() {
+            cfg.kind = "internal".to_string();
+        }
+        let opened = self.open_iface(&ofp.name, &cfg)?;
+        let mut bst = ofp.lock();
+        let ofport = if is_local {
+            ofp_port::LOCAL
+        } else {
+            match ic.ofport_request {
+                Some(r) if bst.ports.get(r).is_none() => r,
+                Some(r) => {
+                    return Err(format!(
+                        "{}: requested OpenFlow port number {r} is already in use on bridge {}",
+                        ic.name, ofp.name
+                    ));
+                }
+                None => (1..ofp_port::MAX)
+                    .find(|n| bst.ports.get(*n).is_none())
+                    .ok_or_else(|| format!("{}: bridge {} has no free port number", ic.name, ofp.name))?,
+            }
+        };
+        let dp_port = self.next_dp_port.fetch_add(1, Ordering::Relaxed);
+        self.dp
+            .add_port(dp_port, opened.port.clone())
+            .map_err(|e| format!("{}: cannot add to the datapath: {e}", ic.name))?;
+        let mut bp = BridgePort::new(ofport, dp_port);
+        bp.vlan = xlate_vlan(pc);
+        bp.up = opened.port.link_up();
+        bst.ports.insert(bp);
+        bst.runtime.insert(
+            ofport,
+            PortRuntime {
+                name: ic.name.clone(),
+                dp_port,
+                port: opened.port.clone(),
+                kind: cfg.kind.clone(),
+                admin_down: false,
+            },
+        );
+        drop(bst);
+        self.slow
+            .dp_ports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dp_port, ofp.clone());
+        st.ifaces.insert(
+            ic.name.clone(),
+            IfaceSlot {
+                bridge: ofp.name.clone(),
+                ofport,
+                dp_port,
+                config: cfg,
+                vhost: opened.vhost,
+            },
+        );
+        ofp.notify(AsyncMsg::PortStatus {
+            reason: PortReason::Add,
+            ofport,
+        });
+        info!(bridge = %ofp.name, port = %ic.name, ofport, dp_port, "port added");
+        Ok(())
+    }
+
+    fn remove_iface(&self, st: &mut SwitchState, name: &str) {
+        let Some(slot) = st.ifaces.remove(name) else {
+            return;
+        };
+        self.dummies.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.slow
+            .dp_ports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&slot.dp_port);
+        if let Err(e) = self.dp.del_port(slot.dp_port) {
+            warn!("{name}: removing from the datapath: {e}");
+        }
+        if let Some(ofp) = self.slow.bridge(&slot.bridge) {
+            let mut bst = ofp.lock();
+            bst.ports.remove(slot.ofport);
+            bst.runtime.remove(&slot.ofport);
+            bst.mac.flush_port(slot.ofport);
+            drop(bst);
+            ofp.notify(AsyncMsg::PortStatus {
+                reason: PortReason::Delete,
+                ofport: slot.ofport,
+            });
+        }
+        info!(bridge = %slot.bridge, port = %name, "port deleted");
+    }
+
+    /// The in-memory port `name` (`type=dummy`), for tests and appctl.
+    pub fn dummy(&self, name: &str) -> Option<Arc<DummyPort>> {
+        self.dummies.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Retries interfaces that failed to open (devices that appear late).
+    pub fn retry_failed(&self) {
+        let st = self.lock();
+        let again = !st.failed.is_empty();
+        let cfg = st.applied.clone();
+        drop(st);
+        if again && let Some(cfg) = cfg {
+            let mut st = self.lock();
+            st.failed.values_mut().for_each(|(_, e)| e.clear());
+            drop(st);
+            self.apply(&cfg);
+        }
+    }
+
+    /// Runtime status of every configured interface.
+    pub fn iface_status(&self) -> Vec<IfaceStatus> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (name, slot) in &st.ifaces {
+            let Some(ofp) = self.slow.bridge(&slot.bridge) else {
+                continue;
+            };
+            let bst = ofp.lock();
+            let rt = bst.runtime.get(&slot.ofport);
+            let link_up = rt.is_some_and(|r| r.port.link_up());
+            let admin_up = rt.is_some_and(|r| !r.admin_down);
+            let mac = rt.and_then(|r| r.port.info().mac).map(mac_string);
+            let error = slot.vhost.as_ref().and_then(|v| v.last_error());
+            out.push(IfaceStatus {
+                uuid: slot.config.uuid.clone(),
+                name: name.clone(),
+                ofport: if slot.ofport == ofp_port::LOCAL { 65534 } else { i64::from(slot.ofport) },
+                error,
+                mac_in_use: mac,
+                link_up,
+                admin_up,
+            });
+        }
+        for (name, (uuid, err)) in &st.failed {
+            out.push(IfaceStatus {
+                uuid: uuid.clone(),
+                name: name.clone(),
+                ofport: -1,
+                error: Some(err.clone()).filter(|e| !e.is_empty()),
+                mac_in_use: None,
+                link_up: false,
+                admin_up: false,
+            });
+        }
+        out
+    }
+
+    /// Updates the `up` flag translation uses (fast-failover, flooding).
+    pub fn refresh_links(&self) -> bool {
+        let bridges: Vec<_> = self
+            .slow
+            .bridges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for ofp in bridges {
+            let mut bst = ofp.lock();
+            let ups: Vec<(PortNo, bool)> = bst
+                .runtime
+                .iter()
+                .map(|(no, r)| (*no, r.port.link_up() && !r.admin_down))
+                .collect();
+            let mut notify = Vec::new();
+            for (no, up) in ups {
+                if let Some(bp) = bst.ports.get_mut(no)
+                    && bp.up != up
+                {
+                    bp.up = up;
+                    changed = true;
+                    notify.push(no);
+                }
+            }
+            drop(bst);
+            for no in notify {
+                ofp.notify(AsyncMsg::PortStatus {
+                    reason: PortReason::Modify,
+                    ofport: no,
+                });
+            }
+        }
+        changed
+    }
+
+    /// Interface statistics by interface name (for the DB).
+    pub fn iface_stats(&self) -> BTreeMap<String, BTreeMap<&'static str, u64>> {
+        let st = self.lock();
+        let mut out = BTreeMap::new();
+        for (name, slot) in &st.ifaces {
+            if let Some(s) = self.dp.port_stats(slot.dp_port) {
+                let mut m = BTreeMap::new();
+                m.insert("rx_packets", s.rx_packets);
+                m.insert("rx_bytes", s.rx_bytes);
+                m.insert("rx_dropped", s.rx_dropped);
+                m.insert("rx_errors", s.rx_errors);
+                m.insert("tx_packets", s.tx_packets);
+                m.insert("tx_bytes", s.tx_bytes);
+                m.insert("tx_dropped", s.tx_dropped);
+                m.insert("tx_errors", s.tx_errors);
+                out.insert(name.clone(), m);
+            }
+        }
+        out
+    }
+
+    /// Names of bridges and their ports, for appctl.
+    pub fn bridge_names(&self) -> BTreeSet<String> {
+        self.slow
+            .bridges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The DB operations that write `status` back; only columns that differ
+/// from `current` (the rows as last read) are written.
+pub fn status_ops(status: &[IfaceStatus], current: &BTreeMap<String, serde_json::Map<String, Value>>) -> Vec<Value> {
+    let mut ops = Vec::new();
+    for s in status {
+        let Some(row) = current.get(&s.uuid) else {
+            continue;
+        };
+        let opt = |v: Option<Value>| match v {
+            Some(v) => v,
+            None => json!(["set", []]),
+        };
+        let want = [
+            ("ofport", json!(s.ofport)),
+            ("error", opt(s.error.clone().map(Value::String))),
+            ("mac_in_use", opt(s.mac_in_use.clone().map(Value::String))),
+            ("link_state", json!(if s.link_up { "up" } else { "down" })),
+            ("admin_state", json!(if s.admin_up { "up" } else { "down" })),
+        ];
+        let mut set = serde_json::Map::new();
+        for (col, v) in want {
+            let same = match row.get(col) {
+                Some(cur) => same_datum(cur, &v),
+                None => false,
+            };
+            if !same {
+                set.insert(col.to_string(), v);
+            }
+        }
+        if !set.is_empty() {
+            ops.push(json!({"op": "update", "table": "Interface",
+                "where": [["_uuid", "==", ["uuid", s.uuid]]], "row": set}));
+        }
+    }
+    ops
+}
+
+/// Compares two OVSDB data, treating a one-element set like its atom.
+fn same_datum(a: &Value, b: &Value) -> bool {
+    let norm = |v: &Value| -> Value {
+        match v {
+            Value::Array(x) if x.len() == 2 && x[0] == "set" => match x[1].as_array() {
+                Some(e) if e.len() == 1 => e[0].clone(),
+                _ => v.clone(),
+            },
+            _ => v.clone(),
+        }
+    };
+    norm(a) == norm(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_ops_write_only_what_changed() {
+        let mut rows = BTreeMap::new();
+        let mut row = serde_json::Map::new();
+        row.insert("ofport".into(), json!(["set", [3]]));
+        row.insert("error".into(), json!(["set", []]));
+        row.insert("mac_in_use".into(), json!("02:00:00:00:00:01"));
+        row.insert("link_state".into(), json!("down"));
+        row.insert("admin_state".into(), json!("up"));
+        rows.insert("u1".to_string(), row);
+        let s = IfaceStatus {
+            uuid: "u1".into(),
+            name: "p1".into(),
+            ofport: 3,
+            error: None,
+            mac_in_use: Some("02:00:00:00:00:01".into()),
+            link_up: true,
+            admin_up: true,
+        };
+        let ops = status_ops(&[s.clone()], &rows);
+        assert_eq!(ops.len(), 1);
+        let set = ops[0]["row"].as_object().unwrap();
+        assert_eq!(set.len(), 1, "{set:?}");
+        assert_eq!(set["link_state"], json!("up"));
+        let mut unchanged = s;
+        unchanged.link_up = false;
+        assert!(status_ops(&[unchanged], &rows).is_empty());
+    }
+
+    #[test]
+    fn port_vlan_settings_follow_ovs_defaults() {
+        let mut p = PortConfig {
+            uuid: String::new(),
+            name: "p".into(),
+            interfaces: vec![],
+            tag: Some(10),
+            trunks: vec![],
+            vlan_mode: None,
+        };
+        assert_eq!(xlate_vlan(&p), XVlanMode::Access { tag: 10 });
+        p.tag = None;
+        p.trunks = vec![10, 20];
+        assert_eq!(xlate_vlan(&p), XVlanMode::Trunk { trunks: vec![10, 20] });
+        p.tag = Some(5);
+        p.vlan_mode = Some(VlanMode::NativeUntagged);
+        assert_eq!(
+            xlate_vlan(&p),
+            XVlanMode::NativeUntagged { tag: 5, trunks: vec![10, 20] }
+        );
+    }
+
+    use crate::config::{BridgeConfig, FailMode, InterfaceConfig};
+    use crate::ofproto::run_revalidator;
+    use datapath::DpConfig;
+    use std::time::Duration;
+
+    fn dummy_switch(ports: &[(&str, u32, Option<u16>)]) -> (Switch, tempfile::TempDir) {
+        let (slow, rx) = SlowPath::new();
+        let dp = Arc::new(Datapath::new(DpConfig::default(), slow.clone()).unwrap());
+        {
+            let (sp, dp) = (slow.clone(), dp.clone());
+            std::thread::spawn(move || run_revalidator(sp, dp, rx));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sw = Switch::new(dp, slow, dir.path().to_path_buf());
+        let mut br = BridgeConfig {
+            uuid: "b".into(),
+            name: "br0".into(),
+            fail_mode: FailMode::Standalone,
+            protocols: vec![],
+            controllers: vec![],
+            other_config: BTreeMap::new(),
+            ports: BTreeMap::new(),
+        };
+        for (name, ofport, tag) in ports {
+            br.ports.insert(
+                name.to_string(),
+                PortConfig {
+                    uuid: format!("p-{name}"),
+                    name: name.to_string(),
+                    interfaces: vec![InterfaceConfig {
+                        uuid: format!("i-{name}"),
+                        name: name.to_string(),
+                        kind: "dummy".into(),
+                        options: BTreeMap::new(),
+                        ofport_request: Some(*ofport),
+                        mtu_request: None,
+                        mac: None,
+                    }],
+                    tag: *tag,
+                    trunks: vec![],
+                    vlan_mode: None,
+                },
+            );
+        }
+        let mut cfg = SwitchConfig::default();
+        cfg.bridges.insert("br0".into(), br);
+        sw.apply(&cfg);
+        (sw, dir)
+    }
+
+    fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+        f.extend_from_slice(&[0u8; 46]);
+        f
+    }
+
+    const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+    const T: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn normal_floods_unknown_destinations_then_forwards_learned_unicast() {
+        let (sw, _d) = dummy_switch(&[("p1", 1, None), ("p2", 2, None), ("p3", 3, None)]);
+        let (p1, p2, p3) = (sw.dummy("p1").unwrap(), sw.dummy("p2").unwrap(), sw.dummy("p3").unwrap());
+        p1.inject(&frame([0xff; 6], A));
+        assert_eq!(p2.recv_sent(T).expect("flooded to p2").data[6..12], A);
+        assert!(p3.recv_sent(T).is_some(), "flooded to p3");
+        // B answers A: A was learned on p1, so only p1 gets it.
+        p2.inject(&frame(A, B));
+        assert_eq!(p1.recv_sent(T).expect("unicast to p1").data[..6], A);
+        assert!(p3.recv_sent(Duration::from_millis(300)).is_none(), "p3 saw unicast for p1");
+        // And A to B now goes to p2 only.
+        p1.inject(&frame(B, A));
+        assert!(p2.recv_sent(T).is_some());
+        assert!(p3.recv_sent(Duration::from_millis(300)).is_none(), "p3 saw unicast for p2");
+        assert!(sw.slow.upcalls.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    }
+
+    #[test]
+    fn access_ports_on_different_vlans_do_not_see_each_other() {
+        let (sw, _d) = dummy_switch(&[("a10", 1, Some(10)), ("b10", 2, Some(10)), ("c20", 3, Some(20))]);
+        let (a, b, c) = (sw.dummy("a10").unwrap(), sw.dummy("b10").unwrap(), sw.dummy("c20").unwrap());
+        a.inject(&frame([0xff; 6], A));
+        let got = b.recv_sent(T).expect("VLAN 10 broadcast reaches the other VLAN 10 port");
+        assert_eq!(got.data.len(), 60, "access ports get untagged frames");
+        assert!(c.recv_sent(Duration::from_millis(500)).is_none(), "VLAN 20 port saw VLAN 10 traffic");
+    }
+
+    #[test]
+    fn removing_a_port_from_the_config_stops_traffic_to_it() {
+        let (sw, _d) = dummy_switch(&[("p1", 1, None), ("p2", 2, None)]);
+        let p1 = sw.dummy("p1").unwrap();
+        let p2 = sw.dummy("p2").unwrap();
+        p1.inject(&frame([0xff; 6], A));
+        assert!(p2.recv_sent(T).is_some());
+        let mut cfg = sw.lock().applied.clone().unwrap();
+        cfg.bridges.get_mut("br0").unwrap().ports.remove("p2");
+        sw.apply(&cfg);
+        assert!(sw.dummy("p2").is_none());
+        p1.inject(&frame([0xff; 6], A));
+        assert!(p2.recv_sent(Duration::from_millis(500)).is_none(), "removed port still receives");
+    }
+
+    #[test]
+    fn dpid_is_the_mac_in_the_low_48_bits() {
+        assert_eq!(dpid_from_mac([0x02, 0, 0, 0, 0x12, 0x34]), 0x0200_0000_1234);
+    }
+}
+
+/// A port of a bridge, for listings.
+pub struct PortListing {
+    pub bridge: String,
+    pub name: String,
+    pub ofport: PortNo,
+    pub dp_port: DpPortNo,
+    pub kind: String,
+}
+
+/// Totals over the PMD threads.
+#[derive(Default)]
+pub struct PmdSummary {
+    pub hits: u64,
+    pub upcalls: u64,
+    pub lost: u64,
+}
+
+impl Switch {
+    /// Every open port, by datapath port number.
+    pub fn port_list(&self) -> Vec<PortListing> {
+        let st = self.lock();
+        let mut out: Vec<PortListing> = st
+            .ifaces
+            .iter()
+            .map(|(name, s)| PortListing {
+                bridge: s.bridge.clone(),
+                name: name.clone(),
+                ofport: s.ofport,
+                dp_port: s.dp_port,
+                kind: s.config.kind.clone(),
+            })
+            .collect();
+        out.sort_by_key(|p| p.dp_port);
+        out
+    }
+
+    pub fn pmd_summary(&self) -> PmdSummary {
+        let mut s = PmdSummary::default();
+        for p in self.dp.pmd_stats() {
+            s.hits += p.emc_hits + p.megaflow_hits;
+            s.upcalls += p.upcalls;
+            s.lost += p.lost_upcalls;
+        }
+        s
+    }
+}
