@@ -14,8 +14,9 @@ from . import switches
 from .procs import CommandFailed, Skip, log
 from .results import Results
 
-# Failures of a switch or a tool under test: reported, the run goes on.
-EXTERNAL_FAILURES = (CommandFailed, RuntimeError, OSError, TimeoutError)
+# Failures of a switch or a tool under test (ValueError: output that does not parse):
+# reported, the run goes on. Anything else is a bug of the harness and stops it.
+EXTERNAL_FAILURES = (CommandFailed, RuntimeError, OSError, TimeoutError, ValueError)
 
 
 @dataclass

@@ -81,9 +81,9 @@ const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
-/// Offsets of the headers of a TCP super-frame.
+/// Offsets of the headers of a TCP or UDP super-frame.
 #[derive(Clone, Copy, Debug)]
-struct TcpLayout {
+struct L4Layout {
     l3: usize,
     l4: usize,
     /// End of the TCP header (start of the payload).
@@ -91,7 +91,7 @@ struct TcpLayout {
     v4: bool,
 }
 
-fn tcp_layout(frame: &[u8], o: &Offload, v4: bool) -> Result<TcpLayout, OffloadError> {
+fn tcp_layout(frame: &[u8], o: &Offload, v4: bool) -> Result<L4Layout, OffloadError> {
     let short = OffloadError::Unsegmentable("truncated headers");
     let mut l3 = ETH_HLEN;
     let mut ethertype = u16::from_be_bytes([
@@ -136,7 +136,7 @@ fn tcp_layout(frame: &[u8], o: &Offload, v4: bool) -> Result<TcpLayout, OffloadE
     if thl < 20 || l4 + thl > frame.len() {
         return Err(short);
     }
-    Ok(TcpLayout {
+    Ok(L4Layout {
         l3,
         l4,
         hdrs: l4 + thl,
@@ -144,20 +144,88 @@ fn tcp_layout(frame: &[u8], o: &Offload, v4: bool) -> Result<TcpLayout, OffloadE
     })
 }
 
-/// Fills the TCP checksum of the segment `seg` from scratch (pseudo-header
-/// included).
-fn tcp_checksum_from_scratch(seg: &mut [u8], lay: &TcpLayout) {
-    let tcp_len = seg.len() - lay.l4;
-    seg[lay.l4 + 16] = 0;
-    seg[lay.l4 + 17] = 0;
+/// Offsets of the headers of a UDP (GSO_UDP_L4) super-frame: the IP
+/// version comes from the ethertype.
+fn udp_layout(frame: &[u8], o: &Offload) -> Result<L4Layout, OffloadError> {
+    let short = OffloadError::Unsegmentable("truncated headers");
+    let mut l3 = ETH_HLEN;
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let mut ethertype = be16(12).ok_or(short.clone())?;
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        ethertype = be16(l3 + 2).ok_or(short.clone())?;
+        l3 += 4;
+    }
+    let (v4, l4) = match ethertype {
+        0x0800 => {
+            let vihl = *frame.get(l3).ok_or(short.clone())?;
+            if vihl >> 4 != 4 || *frame.get(l3 + 9).ok_or(short.clone())? != 17 {
+                return Err(OffloadError::Unsegmentable(
+                    "UDP GSO without an IPv4/UDP header",
+                ));
+            }
+            (true, l3 + usize::from(vihl & 0x0f) * 4)
+        }
+        0x86dd => {
+            let nh = *frame.get(l3 + 6).ok_or(short.clone())?;
+            if nh == 17 {
+                (false, l3 + 40)
+            } else if o.flags & Offload::F_NEEDS_CSUM != 0 && usize::from(o.csum_start) > l3 + 40 {
+                (false, usize::from(o.csum_start))
+            } else {
+                return Err(OffloadError::Unsegmentable("UDP GSO without a UDP header"));
+            }
+        }
+        _ => return Err(OffloadError::Unsegmentable("UDP GSO on a non-IP frame")),
+    };
+    if l4 + 8 > frame.len() {
+        return Err(short);
+    }
+    Ok(L4Layout {
+        l3,
+        l4,
+        hdrs: l4 + 8,
+        v4,
+    })
+}
+
+/// Fills the L4 checksum (at `csum_at` within the L4 header, protocol
+/// `proto`) of the segment `seg` from scratch, pseudo-header included.
+fn l4_checksum_from_scratch(seg: &mut [u8], lay: &L4Layout, proto: u8, csum_at: usize) {
+    let l4_len = seg.len() - lay.l4;
+    seg[lay.l4 + csum_at] = 0;
+    seg[lay.l4 + csum_at + 1] = 0;
     let mut sum = if lay.v4 {
         ones_sum(&seg[lay.l3 + 12..lay.l3 + 20], 0)
     } else {
         ones_sum(&seg[lay.l3 + 8..lay.l3 + 40], 0)
     };
-    sum += 6 + tcp_len as u64;
+    sum += u64::from(proto) + l4_len as u64;
     let csum = !fold(ones_sum(&seg[lay.l4..], sum));
-    seg[lay.l4 + 16..lay.l4 + 18].copy_from_slice(&csum.to_be_bytes());
+    let csum = if csum == 0 && proto == 17 {
+        0xffff
+    } else {
+        csum
+    };
+    seg[lay.l4 + csum_at..lay.l4 + csum_at + 2].copy_from_slice(&csum.to_be_bytes());
+}
+
+/// Fixes the IP header of a segment whose L3 packet is `l3_len` bytes.
+fn fix_ip_header(seg: &mut [u8], lay: &L4Layout, l3_len: usize, id: u16) {
+    if lay.v4 {
+        seg[lay.l3 + 2..lay.l3 + 4].copy_from_slice(&(l3_len as u16).to_be_bytes());
+        seg[lay.l3 + 4..lay.l3 + 6].copy_from_slice(&id.to_be_bytes());
+        seg[lay.l3 + 10] = 0;
+        seg[lay.l3 + 11] = 0;
+        let c = !fold(ones_sum(&seg[lay.l3..lay.l4], 0));
+        seg[lay.l3 + 10..lay.l3 + 12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let plen = (l3_len - 40) as u16;
+        seg[lay.l3 + 4..lay.l3 + 6].copy_from_slice(&plen.to_be_bytes());
+    }
 }
 
 /// Reusable output area for segmentation.
@@ -214,18 +282,7 @@ impl Segmenter {
             self.buf.extend_from_slice(chunk);
             let seg = &mut self.buf[start..];
             let l3_len = seg.len() - lay.l3;
-            if v4 {
-                seg[lay.l3 + 2..lay.l3 + 4].copy_from_slice(&(l3_len as u16).to_be_bytes());
-                seg[lay.l3 + 4..lay.l3 + 6]
-                    .copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-                seg[lay.l3 + 10] = 0;
-                seg[lay.l3 + 11] = 0;
-                let c = !fold(ones_sum(&seg[lay.l3..lay.l4], 0));
-                seg[lay.l3 + 10..lay.l3 + 12].copy_from_slice(&c.to_be_bytes());
-            } else {
-                let plen = (l3_len - 40) as u16;
-                seg[lay.l3 + 4..lay.l3 + 6].copy_from_slice(&plen.to_be_bytes());
-            }
+            fix_ip_header(seg, &lay, l3_len, id0.wrapping_add(i as u16));
             let seq = seq0.wrapping_add(off as u32);
             seg[lay.l4 + 4..lay.l4 + 8].copy_from_slice(&seq.to_be_bytes());
             if i + 1 < n {
@@ -234,7 +291,45 @@ impl Segmenter {
             if i > 0 {
                 seg[lay.l4 + 13] &= !TCP_CWR;
             }
-            tcp_checksum_from_scratch(seg, &lay);
+            l4_checksum_from_scratch(seg, &lay, 6, 16);
+            self.segs.push((start, seg.len()));
+        }
+        Ok(n)
+    }
+
+    /// Cuts the UDP super-frame `frame` (`GSO_UDP_L4`) into datagrams of
+    /// at most `o.gso_size` payload bytes, each with its own UDP header and
+    /// complete IP and UDP checksums.
+    pub fn segment_udp(&mut self, frame: &[u8], o: &Offload) -> Result<usize, OffloadError> {
+        self.buf.clear();
+        self.segs.clear();
+        let mss = usize::from(o.gso_size);
+        if mss == 0 {
+            return Err(OffloadError::Unsegmentable("gso_size is zero"));
+        }
+        let lay = udp_layout(frame, o)?;
+        let hdr = &frame[..lay.hdrs];
+        let payload = &frame[lay.hdrs..];
+        let id0 = if lay.v4 {
+            u16::from_be_bytes([frame[lay.l3 + 4], frame[lay.l3 + 5]])
+        } else {
+            0
+        };
+        let n = payload.len().div_ceil(mss).max(1);
+        for (i, chunk) in payload
+            .chunks(mss)
+            .chain(payload.is_empty().then_some(&payload[..0]))
+            .enumerate()
+        {
+            let start = self.buf.len();
+            self.buf.extend_from_slice(hdr);
+            self.buf.extend_from_slice(chunk);
+            let seg = &mut self.buf[start..];
+            let l3_len = seg.len() - lay.l3;
+            fix_ip_header(seg, &lay, l3_len, id0.wrapping_add(i as u16));
+            let udp_len = (8 + chunk.len()) as u16;
+            seg[lay.l4 + 4..lay.l4 + 6].copy_from_slice(&udp_len.to_be_bytes());
+            l4_checksum_from_scratch(seg, &lay, 17, 6);
             self.segs.push((start, seg.len()));
         }
         Ok(n)
@@ -284,16 +379,18 @@ impl TxOffload {
         if gso != Offload::GSO_NONE {
             let carried = match gso {
                 Offload::GSO_TCPV4 | Offload::GSO_TCPV6 => self.caps.tx_tso,
-                Offload::GSO_UDP => self.caps.tx_uso,
+                Offload::GSO_UDP_L4 => self.caps.tx_uso,
                 _ => false,
             };
             if carried {
                 return Ok(Prepared::Single);
             }
-            if gso == Offload::GSO_UDP {
-                return Err(OffloadError::UnsupportedGso(gso));
-            }
-            let n = self.seg.segment_tcp(pkt.data(), &o)?;
+            let n = match gso {
+                Offload::GSO_TCPV4 | Offload::GSO_TCPV6 => self.seg.segment_tcp(pkt.data(), &o)?,
+                Offload::GSO_UDP_L4 => self.seg.segment_udp(pkt.data(), &o)?,
+                // UFO (IP fragmentation of a large datagram) is not done.
+                other => return Err(OffloadError::UnsupportedGso(other)),
+            };
             return Ok(Prepared::Segments(n));
         }
         if o.flags & Offload::F_NEEDS_CSUM != 0 && !self.caps.tx_csum {
@@ -426,6 +523,41 @@ pub(crate) mod testframes {
         frame[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
     }
 
+    /// Ethernet + IPv4 + UDP with `payload`, complete checksums.
+    pub fn udp4(payload: &[u8], id: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&MAC_B);
+        f.extend_from_slice(&MAC_A);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let tot = (20 + 8 + payload.len()) as u16;
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip[2..4].copy_from_slice(&tot.to_be_bytes());
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        let c = naive_csum(&[&ip]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let ulen = (8 + payload.len()) as u16;
+        let mut udp = vec![0x13, 0x88, 0x17, 0x70, 0, 0, 0, 0];
+        udp[4..6].copy_from_slice(&ulen.to_be_bytes());
+        let pseudo = [&ip[12..20], &[0, 17], &ulen.to_be_bytes()[..]].concat();
+        let c = naive_csum(&[&pseudo, &udp, payload]);
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&udp);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// True when the IPv4 header checksum and the UDP checksum verify.
+    pub fn udp4_valid(f: &[u8]) -> bool {
+        let ip = &f[14..34];
+        let udp = &f[34..];
+        let ulen = (udp.len() as u16).to_be_bytes();
+        let pseudo = [&ip[12..20], &[0, 17], &ulen[..]].concat();
+        naive_csum(&[ip]) == 0 && naive_csum(&[&pseudo, udp]) == 0 && udp[4..6] == ulen
+    }
+
     /// True when the IPv4 header checksum and the TCP checksum verify.
     pub fn tcp4_valid(f: &[u8]) -> bool {
         let ip = &f[14..34];
@@ -542,6 +674,59 @@ mod tests {
                 "sequence wraps"
             );
         }
+    }
+
+    #[test]
+    fn udp_gso_super_frame_becomes_datagrams_with_their_own_udp_headers() {
+        let data = payload(3000);
+        let mut f = udp4(&data, 50);
+        make_partial_udp(&mut f);
+        let o = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: Offload::GSO_UDP_L4,
+            hdr_len: 42,
+            gso_size: 1200,
+            csum_start: 34,
+            csum_offset: 6,
+        };
+        let mut pkt = Packet::from_bytes(&f);
+        pkt.offload = o;
+        let mut tx = TxOffload::new(OffloadCaps::default());
+        assert_eq!(tx.prepare(&mut pkt).unwrap(), Prepared::Segments(3));
+        let mut joined = Vec::new();
+        for (i, seg) in tx.segments().enumerate() {
+            assert!(udp4_valid(seg), "datagram {i} is valid");
+            assert_eq!(u16::from_be_bytes([seg[18], seg[19]]), 50 + i as u16);
+            joined.extend_from_slice(&seg[42..]);
+        }
+        assert_eq!(joined, data);
+        let uso = OffloadCaps {
+            tx_uso: true,
+            ..OffloadCaps::default()
+        };
+        assert_eq!(
+            TxOffload::new(uso).prepare(&mut pkt).unwrap(),
+            Prepared::Single
+        );
+    }
+
+    #[test]
+    fn ufo_super_frame_is_refused_not_mangled() {
+        let mut pkt = Packet::from_bytes(&udp4(&payload(3000), 1));
+        pkt.offload = Offload {
+            gso_type: Offload::GSO_UDP,
+            gso_size: 1200,
+            ..Offload::default()
+        };
+        let r = TxOffload::new(OffloadCaps::default()).prepare(&mut pkt);
+        assert_eq!(r, Err(OffloadError::UnsupportedGso(Offload::GSO_UDP)));
+    }
+
+    fn make_partial_udp(f: &mut [u8]) {
+        let ulen = ((f.len() - 34) as u16).to_be_bytes();
+        let pseudo = [&f[26..34], &[0, 17], &ulen[..]].concat();
+        let partial = !naive_csum(&[&pseudo]);
+        f[40..42].copy_from_slice(&partial.to_be_bytes());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub const MAX_FRAME: usize = 65_536 + 64;
 pub struct Offload {
     /// `VIRTIO_NET_HDR_F_*` flags (NEEDS_CSUM = 1, DATA_VALID = 2).
     pub flags: u8,
-    /// `VIRTIO_NET_HDR_GSO_*` (NONE = 0, TCPV4 = 1, UDP = 3, TCPV6 = 4, ECN = 0x80).
+    /// `VIRTIO_NET_HDR_GSO_*` (NONE = 0, TCPV4 = 1, UDP = 3, TCPV6 = 4, UDP_L4 = 5, ECN = 0x80).
     pub gso_type: u8,
     pub hdr_len: u16,
     pub gso_size: u16,
@@ -31,6 +31,8 @@ impl Offload {
     pub const GSO_TCPV4: u8 = 1;
     pub const GSO_UDP: u8 = 3;
     pub const GSO_TCPV6: u8 = 4;
+    /// UDP segmentation (`VIRTIO_NET_HDR_GSO_UDP_L4`): one UDP header per segment.
+    pub const GSO_UDP_L4: u8 = 5;
     pub const GSO_ECN: u8 = 0x80;
 
     /// True when the frame needs no offload work from anyone.

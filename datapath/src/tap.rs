@@ -26,6 +26,8 @@ const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 const TUN_F_TSO_ECN: libc::c_uint = 0x08;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 fn io_err(port: &str, op: &'static str, source: io::Error) -> PortError {
     PortError::Io {
@@ -40,6 +42,8 @@ pub struct TapPort {
     name: String,
     kind: PortKind,
     fd: Arc<OwnedFd>,
+    /// Whether the kernel takes UDP segmentation offload (Linux >= 6.2).
+    uso: bool,
     stats: Arc<PortStats>,
     rx_taken: std::sync::atomic::AtomicBool,
 }
@@ -94,17 +98,26 @@ impl TapPort {
         {
             return Err(io_err(name, "TUNSETVNETHDRSZ", io::Error::last_os_error()));
         }
-        let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-        // SAFETY: TUNSETOFFLOAD takes its argument by value.
-        if unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                TUNSETOFFLOAD as _,
-                offloads as libc::c_ulong,
-            )
-        } < 0
-        {
-            return Err(io_err(name, "TUNSETOFFLOAD", io::Error::last_os_error()));
+        // USO (UDP segmentation) needs Linux 6.2; without it, TSO and csum.
+        let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        let mut uso = true;
+        for offloads in [base | TUN_F_USO4 | TUN_F_USO6, base] {
+            // SAFETY: TUNSETOFFLOAD takes its argument by value.
+            let r = unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    TUNSETOFFLOAD as _,
+                    offloads as libc::c_ulong,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if !uso {
+                return Err(io_err(name, "TUNSETOFFLOAD", e));
+            }
+            uso = false;
         }
         netdev::set_up(name).map_err(|e| io_err(name, "bring up", e))?;
         tracing::info!("{name}: TAP port open ({kind:?})");
@@ -112,6 +125,7 @@ impl TapPort {
             name: name.to_string(),
             kind,
             fd: Arc::new(fd),
+            uso,
             stats: Arc::new(PortStats::default()),
             rx_taken: std::sync::atomic::AtomicBool::new(false),
         }))
@@ -162,7 +176,7 @@ impl Port for TapPort {
             offload: TxOffload::new(OffloadCaps {
                 tx_csum: true,
                 tx_tso: true,
-                tx_uso: false,
+                tx_uso: self.uso,
             }),
             name: self.name.clone(),
             packets: 0,
@@ -280,7 +294,7 @@ impl TxQueue for TapTxq {
                 self.emit(pkt.data(), &o);
             }
             Ok(Prepared::Segments(_)) => {
-                // Not reached with tx_tso set; kept for completeness.
+                // Only UDP segmentation on kernels without USO.
                 let fd = self.fd.as_raw_fd();
                 for s in self.offload.segments() {
                     if write_frame(fd, s, &Offload::default()).is_err() {

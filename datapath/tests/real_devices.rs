@@ -485,3 +485,88 @@ fn tso_super_frames_from_a_tap_are_segmented_for_a_port_without_tx_offload() {
     assert!(af_tx.tx_bytes / af_tx.tx_packets <= 1514);
     dp.shutdown();
 }
+
+/// Sends 5 UDP GSO super-datagrams (3000 bytes cut at 1200) from
+/// `src_ns` to `dst_ip` in `dst_ns` and checks every byte arrives in
+/// datagrams of at most 1200 bytes.
+fn udp_gso_transfer(src_ns: &str, dst_ns: &str, dst_ip: &str) {
+    let recv = format!(
+        "import socket,sys\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('{dst_ip}',9999)); s.settimeout(5); n=0; big=0\n\
+         print('ready',flush=True)\n\
+         while n<15000:\n    d=s.recv(65535); n+=len(d); big+=len(d)>1200\n\
+         sys.exit(0 if n==15000 and big==0 else 1)\n"
+    );
+    let mut rx = Command::new("ip")
+        .args(["netns", "exec", dst_ns, "python3", "-c", &recv])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(rx.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let send = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.setsockopt(17,103,1200)\n\
+         [s.sendto(bytes(3000),('{dst_ip}',9999)) for _ in range(5)]\n"
+    );
+    run(&["ip", "netns", "exec", src_ns, "python3", "-c", &send]);
+    assert!(
+        rx.wait().unwrap().success(),
+        "receiver did not get 15000 bytes in small datagrams"
+    );
+}
+
+fn udp_gso_rig(tag: &str, subnet: u8, tx_offload: bool) {
+    let mut net = Net::new();
+    let ns1 = net.netns(&format!("{tag}1"));
+    let ns2 = net.netns(&format!("{tag}2"));
+    let (h1, _) = net.veth(&format!("{tag}1"), &ns1, &format!("10.231.{subnet}.1/24"));
+    let (h2, _) = net.veth(&format!("{tag}2"), &ns2, &format!("10.231.{subnet}.2/24"));
+    let opts = AfPacketOptions {
+        tx_offload,
+        ..AfPacketOptions::default()
+    };
+    let dp = Datapath::new(DpConfig::default(), Arc::new(Patch(1, 2))).unwrap();
+    dp.add_port(1, AfPacketPort::open(&h1).unwrap()).unwrap();
+    dp.add_port(2, AfPacketPort::open_with(&h2, opts).unwrap())
+        .unwrap();
+    let dst = format!("10.231.{subnet}.2");
+    ping(&ns1, &dst);
+    udp_gso_transfer(&ns1, &ns2, &dst);
+    let s1 = dp.port_stats(1).unwrap();
+    let s2 = dp.port_stats(2).unwrap();
+    // 5 super-datagrams (3 segments each) plus a few ARP/ICMP frames.
+    assert!(s1.rx_packets < 15, "super-datagrams arrived whole: {s1:?}");
+    if tx_offload {
+        assert!(s2.tx_packets < 15, "and left whole: {s2:?}");
+    } else {
+        assert!(s2.tx_packets >= 15, "and left segmented: {s2:?}");
+        assert!(s2.tx_bytes / s2.tx_packets <= 1242, "{s2:?}");
+    }
+    dp.shutdown();
+}
+
+#[test]
+fn udp_gso_super_datagrams_cross_to_a_port_with_segmentation_offload() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    udp_gso_rig("u", 10, true);
+}
+
+#[test]
+fn udp_gso_super_datagrams_are_segmented_for_a_port_without_offload() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    udp_gso_rig("w", 11, false);
+}

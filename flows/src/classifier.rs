@@ -443,7 +443,14 @@ impl<T> Classifier<T> {
                 break;
             }
             if WC {
-                wc.or_assign(&sub.mask);
+                let mw = sub.mask.words();
+                let ww = wc.words_mut();
+                for &i in &sub.words {
+                    let i = usize::from(i);
+                    if let (Some(w), Some(m)) = (ww.get_mut(i), mw.get(i)) {
+                        *w |= m;
+                    }
+                }
             }
             if let Some(e) = self.bucket_head(sub, key).and_then(|s| self.entry(s)) {
                 let better = best.is_none_or(|b| {

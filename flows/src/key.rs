@@ -174,10 +174,12 @@ mod tests {
 
     #[test]
     fn all_ones_mask_keeps_every_field_but_padding() {
-        let mut k = FlowKey::default();
-        k.nw_src = 0x0a00_0001;
-        k.dl_dst = [1, 2, 3, 4, 5, 6];
-        k.pad1 = 7;
+        let k = FlowKey {
+            nw_src: 0x0a00_0001,
+            dl_dst: [1, 2, 3, 4, 5, 6],
+            pad1: 7,
+            ..FlowKey::default()
+        };
         let m = k.masked(&FlowKey::all_ones());
         assert_eq!(m.nw_src, 0x0a00_0001);
         assert_eq!(m.dl_dst, [1, 2, 3, 4, 5, 6]);
@@ -186,12 +188,18 @@ mod tests {
 
     #[test]
     fn eq_masked_ignores_bits_outside_the_mask() {
-        let mut a = FlowKey::default();
-        let mut b = FlowKey::default();
-        a.nw_dst = 0x0a00_0001;
-        b.nw_dst = 0x0a00_00ff;
-        let mut m = FlowKey::default();
-        m.nw_dst = 0xffff_ff00;
+        let a = FlowKey {
+            nw_dst: 0x0a00_0001,
+            ..FlowKey::default()
+        };
+        let b = FlowKey {
+            nw_dst: 0x0a00_00ff,
+            ..FlowKey::default()
+        };
+        let mut m = FlowKey {
+            nw_dst: 0xffff_ff00,
+            ..FlowKey::default()
+        };
         assert!(a.eq_masked(&b, &m));
         m.nw_dst = 0xffff_ffff;
         assert!(!a.eq_masked(&b, &m));

@@ -7,6 +7,7 @@ use rustc_hash::FxHashSet;
 
 use crate::action::{Action, GroupId, PortNo, port};
 use crate::classifier::{Classifier, RuleId};
+use crate::field::{PrereqError, check_match_prereqs};
 use crate::group::GROUP_ANY;
 use crate::key::FlowKey;
 use crate::matches::Match;
@@ -164,6 +165,8 @@ pub enum FlowModError {
     Overlap,
     #[error("goto_table:{to} in table {from} must go to a later table (OFPBIC_BAD_TABLE_ID)")]
     BadGoto { from: u8, to: u8 },
+    #[error("{0} (OFPBMC_BAD_PREREQ)")]
+    BadPrereq(#[from] PrereqError),
 }
 
 /// What a flow_mod did.
@@ -400,6 +403,7 @@ impl Pipeline {
             return Err(FlowModError::BadTable(table_id));
         }
         Self::check_gotos(table_id, &fm.actions)?;
+        check_match_prereqs(&fm.m)?;
         let table = &mut self.tables[tid];
         let m = Match::new(fm.m.key, fm.m.mask);
         let mut out = FlowModOutcome::default();
@@ -823,5 +827,51 @@ mod tests {
         assert_eq!(agg.flow_count, 2);
         assert_eq!(agg.packet_count, 2);
         assert_eq!(agg.byte_count, 200);
+    }
+
+    #[test]
+    fn deleting_a_group_removes_the_rules_that_use_it() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.m = ip_dst(1);
+        fm.actions = vec![Action::WriteActions(vec![Action::Group(7)])];
+        p.flow_mod(&fm, 0).unwrap();
+        add(&mut p, 0, 10, ip_dst(2), 1);
+        let f = FlowFilter {
+            out_group: 7,
+            ..FlowFilter::default()
+        };
+        assert_eq!(p.dump(&f).len(), 1, "out_group sees into write_actions");
+        let gone = p.delete_group_users(7);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, RemovedReason::GroupDelete);
+        assert_eq!(p.n_rules(), 1);
+    }
+
+    #[test]
+    fn modify_with_reset_counts_zeroes_counters_and_keeps_the_rule() {
+        let mut p = Pipeline::new();
+        let id = add(&mut p, 0, 10, ip_dst(1), 1);
+        p.credit(0, id, 5, 500, 1);
+        let mut fm = FlowMod::new(FlowModCommand::ModifyStrict);
+        fm.table_id = 0;
+        fm.priority = 10;
+        fm.m = ip_dst(1);
+        fm.flags.reset_counts = true;
+        let o = p.flow_mod(&fm, 2).unwrap();
+        assert_eq!(o.modified, vec![(0, id)]);
+        let r = p.rule(0, id).unwrap();
+        assert_eq!((r.n_packets, r.n_bytes), (0, 0));
+        assert!(r.actions.is_empty());
+    }
+
+    #[test]
+    fn add_refuses_a_match_missing_prerequisites() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.m = m(&[(Field::TpDst, 80)]);
+        let e = p.flow_mod(&fm, 0).unwrap_err();
+        assert!(e.to_string().starts_with("tp_dst requires"), "{e}");
+        assert_eq!(p.n_rules(), 0);
     }
 }

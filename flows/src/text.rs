@@ -752,7 +752,50 @@ fn parse_actions_with(s: &str, opts: &ParseOptions<'_>) -> Result<Vec<Action>, T
     if toks.len() == 1 && toks[0] == "drop" {
         return Ok(Vec::new());
     }
-    toks.into_iter().map(|t| parse_action(t, opts)).collect()
+    let actions = toks
+        .into_iter()
+        .map(|t| parse_action(t, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_instruction_order(&actions)?;
+    Ok(actions)
+}
+
+/// OpenFlow 1.1+ instruction order: apply-actions, clear_actions,
+/// write_actions, write_metadata, goto_table, each instruction at most once
+/// (ovs-ofctl refuses anything else).
+fn check_instruction_order(actions: &[Action]) -> Result<(), TextError> {
+    let rank = |a: &Action| match a {
+        Action::ClearActions => 1,
+        Action::WriteActions(_) => 2,
+        Action::WriteMetadata { .. } => 3,
+        Action::GotoTable(_) => 4,
+        _ => 0,
+    };
+    const NAMES: [&str; 5] = [
+        "apply_actions",
+        "clear_actions",
+        "write_actions",
+        "write_metadata",
+        "goto_table",
+    ];
+    let mut prev = 0usize;
+    for a in actions {
+        let r = rank(a);
+        if r < prev {
+            return Err(TextError::NotAllowed(format!(
+                "invalid instruction ordering: {} must appear before {}, for OpenFlow 1.1+ compatibility",
+                NAMES[r], NAMES[prev]
+            )));
+        }
+        if r != 0 && r == prev {
+            return Err(TextError::NotAllowed(format!(
+                "instruction {} may be specified only once",
+                NAMES[r]
+            )));
+        }
+        prev = r;
+    }
+    Ok(())
 }
 
 /// Splits `name:arg`, `name(arg)` or `name=arg`.
@@ -1772,8 +1815,8 @@ mod tests {
                     mod_dl_dst:00:00:00:00:00:02,mod_nw_src:1.2.3.4,mod_nw_dst:5.6.7.8,\
                     mod_nw_tos:16,mod_tp_src:1,mod_tp_dst:2,dec_ttl,\
                     load:0x5->NXM_NX_REG0[0..3],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],\
-                    resubmit:5,resubmit(,2),resubmit(1,3),group:7,write_metadata:0x1/0xff,\
-                    clear_actions,write_actions(output:1,dec_ttl),goto_table:5";
+                    resubmit:5,resubmit(,2),resubmit(1,3),group:7,\
+                    clear_actions,write_actions(output:1,dec_ttl),write_metadata:0x1/0xff,goto_table:5";
         let a = parse_actions(list).unwrap();
         assert_eq!(a.len(), 34);
         assert_eq!(
@@ -1898,6 +1941,21 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "fancy: unknown group type (all, select, indirect, ff)"
+        );
+    }
+
+    #[test]
+    fn instructions_out_of_order_or_repeated_are_refused_like_ovs_ofctl() {
+        assert_eq!(
+            err("ip,actions=write_metadata:0x5,mod_vlan_pcp:3"),
+            "invalid instruction ordering: apply_actions must appear before write_metadata, for OpenFlow 1.1+ compatibility"
+        );
+        assert_eq!(
+            err("ip,actions=goto_table:1,goto_table:2"),
+            "instruction goto_table may be specified only once"
+        );
+        assert!(
+            parse_actions("output:1,clear_actions,write_actions(output:2),goto_table:3").is_ok()
         );
     }
 }

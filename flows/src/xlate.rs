@@ -1055,11 +1055,18 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
 /// datapath actions.
 pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Flow: {}",
-        format_match(&Match::exact(key), crate::table::DEFAULT_PRIORITY)
-    );
+    // Like OVS's flow_format: registers and metadata only when nonzero.
+    let mut shown = FlowKey::all_ones();
+    for (i, r) in key.regs.iter().enumerate() {
+        if *r == 0 {
+            shown.regs[i] = 0;
+        }
+    }
+    if key.metadata == 0 {
+        shown.metadata = 0;
+    }
+    let flow = format_match(&Match::new(*key, shown), crate::table::DEFAULT_PRIORITY);
+    let _ = writeln!(s, "Flow: {flow}");
     let _ = writeln!(s);
     let _ = writeln!(s, "bridge(\"{bridge}\")");
     let _ = writeln!(s, "{}", "-".repeat(bridge.len() + 10));
@@ -1493,6 +1500,7 @@ mod tests {
         let r = b.xlate(&k);
         let t = format_trace("br0", &k, &r);
         assert!(t.contains(" 0. ip, priority 10, cookie 0x0"), "{t}");
+        assert!(t.starts_with("Flow: tcp,in_port=1,vlan_tci=0x0000,"), "{t}");
         assert!(t.contains("Datapath actions: 102"), "{t}");
     }
 

@@ -6,7 +6,9 @@ use flows::classifier::{Classifier, RuleId};
 use flows::dpaction::DpAction;
 use flows::key::{FlowKey, VLAN_CFI, ethertype, ipproto};
 use flows::matches::Match;
-use flows::packet::{FrameBuf, VecFrame, apply};
+use flows::packet::{
+    FrameBuf, VecFrame, apply, complete_l4_checksum, l4_checksum_full, l4_csum_offset,
+};
 use flows::parse::{L3Kind, L4Kind, extract};
 use proptest::prelude::*;
 
@@ -427,6 +429,25 @@ proptest! {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn complete_l4_checksum_restores_a_zeroed_checksum(spec in spec_strategy()) {
+        prop_assume!(!matches!(spec.l4, L4::Udp { csum: false }));
+        let f = build(&spec, false);
+        let (_, lay) = extract(&f, 0).unwrap();
+        let at = l4_csum_offset(&lay).unwrap();
+        let width = if lay.l4 == L4Kind::Sctp { 4 } else { 2 };
+        if lay.l4 != L4Kind::Sctp {
+            prop_assert_eq!(
+                l4_checksum_full(&f, &lay),
+                Some(u16::from_be_bytes([f[at], f[at + 1]]))
+            );
+        }
+        let mut g = f.clone();
+        g[at..at + width].fill(0);
+        prop_assert!(complete_l4_checksum(&mut g, &lay));
+        prop_assert_eq!(g, f);
     }
 
     #[test]

@@ -374,14 +374,33 @@ fn plain_action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn action() -> impl Strategy<Value = Action> {
-    prop_oneof![
-        8 => plain_action(),
-        1 => (1u8..255).prop_map(Action::GotoTable),
-        1 => (any::<u64>(), any::<u64>()).prop_map(|(v, m)| Action::WriteMetadata { value: v & m, mask: m }),
-        1 => Just(Action::ClearActions),
-        1 => proptest::collection::vec(plain_action(), 0..4).prop_map(Action::WriteActions),
-    ]
+/// Apply-actions followed by instructions in OpenFlow 1.1+ order.
+fn actions() -> impl Strategy<Value = Vec<Action>> {
+    (
+        proptest::collection::vec(plain_action(), 0..5),
+        any::<bool>(),
+        proptest::option::of(proptest::collection::vec(plain_action(), 0..4)),
+        proptest::option::of((any::<u64>(), any::<u64>())),
+        proptest::option::of(1u8..255),
+    )
+        .prop_map(|(mut acts, clear, write, meta, goto)| {
+            if clear {
+                acts.push(Action::ClearActions);
+            }
+            if let Some(w) = write {
+                acts.push(Action::WriteActions(w));
+            }
+            if let Some((v, m)) = meta {
+                acts.push(Action::WriteMetadata {
+                    value: v & m,
+                    mask: m,
+                });
+            }
+            if let Some(t) = goto {
+                acts.push(Action::GotoTable(t));
+            }
+            acts
+        })
 }
 
 fn add_flow() -> impl Strategy<Value = FlowMod> {
@@ -390,7 +409,7 @@ fn add_flow() -> impl Strategy<Value = FlowMod> {
         (0u8..255, prop_oneof![Just(DEFAULT_PRIORITY), 0u32..65536]),
         (any::<u64>(), any::<u16>(), any::<u16>()),
         any::<[bool; 5]>(),
-        proptest::collection::vec(action(), 0..6),
+        actions(),
     )
         .prop_map(|(m, (table, prio), (cookie, idle, hard), fl, actions)| {
             let mut fm = FlowMod::new(FlowModCommand::Add);

@@ -1,4 +1,4 @@
 //! Shared code of the ferrovs CLIs.
 
-pub mod vsctl;
 pub mod ofctl;
+pub mod vsctl;

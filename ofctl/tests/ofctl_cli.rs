@@ -35,12 +35,25 @@ fn ok(args: &[&str]) -> String {
 fn add_flow_then_dump_flows_prints_ovs_ofctl_format_in_both_versions() {
     for v in ["OpenFlow13", "OpenFlow10"] {
         let (agent, t) = switch();
-        ok(&["-O", v, "add-flow", &t, "priority=10,ip,nw_dst=10.0.0.0/24,actions=output:2"]);
+        ok(&[
+            "-O",
+            v,
+            "add-flow",
+            &t,
+            "priority=10,ip,nw_dst=10.0.0.0/24,actions=output:2",
+        ]);
         assert_eq!(agent.lock().unwrap().flows.len(), 1);
         let out = ok(&["-O", v, "dump-flows", &t]);
+        let header = if v == "OpenFlow13" {
+            "OFPST_FLOW reply (OF1.3) (xid=0x2):\n"
+        } else {
+            "OFPST_FLOW reply (xid=0x2):\n"
+        };
         assert_eq!(
             out,
-            " cookie=0x0, duration=1.000s, table=0, n_packets=0, n_bytes=0, priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2\n"
+            format!(
+                "{header} cookie=0x0, duration=1s, table=0, n_packets=0, n_bytes=0, priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2\n"
+            )
         );
         let out = ok(&["-O", v, "--no-stats", "dump-flows", &t]);
         assert_eq!(out, " priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2\n");
@@ -55,14 +68,41 @@ fn dump_flows_output_is_identical_to_ovs_ofctl() {
         return;
     }
     let (_agent, t) = switch();
-    ok(&["add-flow", &t, "table=2,priority=7,tcp,tp_dst=80,actions=mod_nw_dst:10.0.0.9,output:3"]);
-    ok(&["add-flow", &t, "priority=9,in_port=1,actions=resubmit(,2),goto_table:3"]);
-    let ours = ok(&["-O", "OpenFlow13", "dump-flows", &t]);
-    let theirs = Command::new("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "dump-flows", &t])
-        .output()
-        .unwrap();
-    assert_eq!(ours, String::from_utf8_lossy(&theirs.stdout));
+    ok(&[
+        "add-flow",
+        &t,
+        "table=2,priority=7,tcp,tp_dst=80,actions=mod_nw_dst:10.0.0.9,output:3",
+    ]);
+    ok(&[
+        "add-flow",
+        &t,
+        "priority=9,in_port=1,actions=resubmit(,2),goto_table:3",
+    ]);
+    for cmd in [
+        "dump-flows",
+        "show",
+        "dump-tables",
+        "dump-ports",
+        "dump-aggregate",
+    ] {
+        let ours = ok(&["-O", "OpenFlow13", cmd, &t]);
+        let theirs = Command::new("ovs-ofctl")
+            .args(["-O", "OpenFlow13", cmd, &t])
+            .output()
+            .unwrap();
+        let theirs = String::from_utf8_lossy(&theirs.stdout);
+        if cmd == "show" {
+            // ovs-ofctl's extra requests shift the last xid; compare the rest.
+            let strip = |s: &str| {
+                s.lines()
+                    .map(|l| l.split(" (xid=").next().unwrap_or("").to_string())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(strip(&ours), strip(&theirs), "{cmd}");
+        } else {
+            assert_eq!(ours, theirs, "{cmd}");
+        }
+    }
 }
 
 #[test]
@@ -96,9 +136,19 @@ fn replace_flows_adds_missing_and_deletes_extra_flows() {
     ok(&["add-flow", &t, "priority=2,ip,actions=output:1"]);
     let dir = tempfile::Builder::new().prefix("of-").tempdir().unwrap();
     let path = dir.path().join("f.txt");
-    std::fs::write(&path, "priority=2,ip,actions=output:1\npriority=3,arp,actions=NORMAL\n").unwrap();
+    std::fs::write(
+        &path,
+        "priority=2,ip,actions=output:1\npriority=3,arp,actions=NORMAL\n",
+    )
+    .unwrap();
     ok(&["replace-flows", &t, path.to_str().unwrap()]);
-    let mut prios: Vec<u32> = agent.lock().unwrap().flows.iter().map(|f| f.priority).collect();
+    let mut prios: Vec<u32> = agent
+        .lock()
+        .unwrap()
+        .flows
+        .iter()
+        .map(|f| f.priority)
+        .collect();
     prios.sort();
     assert_eq!(prios, vec![2, 3]);
     // diff-flows between the file and the switch finds nothing.
@@ -110,11 +160,17 @@ fn replace_flows_adds_missing_and_deletes_extra_flows() {
 fn show_dump_ports_desc_tables_and_aggregate_print_switch_state() {
     let (_agent, t) = switch();
     let out = ok(&["show", &t]);
-    assert!(out.starts_with("OFPT_FEATURES_REPLY (OF1.3)"), "{out}");
+    assert!(
+        out.starts_with("OFPT_FEATURES_REPLY (OF1.3) (xid=0x2):"),
+        "{out}"
+    );
     assert!(out.contains("dpid:0000000000001234"), "{out}");
     assert!(out.contains(" 1(p1): addr:02:00:00:00:00:01"), "{out}");
     let out = ok(&["-O", "OpenFlow10", "show", &t]);
-    assert!(out.contains("(OF1.0)") && out.contains("1(p1)"), "{out}");
+    assert!(
+        out.starts_with("OFPT_FEATURES_REPLY (xid=0x2):") && out.contains("1(p1)"),
+        "{out}"
+    );
     assert!(ok(&["dump-ports-desc", &t]).contains("1(p1)"));
     assert!(ok(&["dump-tables", &t]).contains("table 0"));
     assert!(ok(&["dump-ports", &t]).contains("0 ports"));
@@ -130,13 +186,20 @@ fn groups_packet_out_and_mod_port_reach_the_switch() {
         &t,
         "group_id=1,type=select,bucket=weight:10,actions=output:1,bucket=weight:20,actions=output:2",
     ]);
-    ok(&["packet-out", &t, "in_port=1 packet=ffffffffffff000000000001 actions=output:2"]);
+    ok(&[
+        "packet-out",
+        &t,
+        "in_port=1 packet=ffffffffffff000000000001 actions=output:2",
+    ]);
     ok(&["mod-port", &t, "p1", "down"]);
     let a = agent.lock().unwrap();
     assert_eq!(a.group_mods[0].buckets[1].weight, 20);
     assert_eq!(
         a.packet_outs[0].actions,
-        vec![Action::Output { port: 2, max_len: 0 }]
+        vec![Action::Output {
+            port: 2,
+            max_len: 0
+        }]
     );
     assert_eq!(a.packet_outs[0].data.len(), 12);
     assert_eq!((a.port_mods[0].config, a.port_mods[0].mask), (1, 1));
@@ -144,10 +207,7 @@ fn groups_packet_out_and_mod_port_reach_the_switch() {
 
 #[test]
 fn switch_errors_are_printed_decoded_and_exit_1() {
-    let agent = Arc::new(Mutex::new(MemAgent {
-        capacity: Some(0),
-        ..MemAgent::default()
-    }));
+    let agent = Arc::new(Mutex::new(MemAgent::with_capacity(0)));
     let port = serve_tcp(agent).unwrap();
     let (code, _, err) = ofctl(&["add-flow", &format!("tcp:127.0.0.1:{port}"), "actions=drop"]);
     assert_eq!(code, 1);
@@ -166,7 +226,11 @@ fn bridge_names_use_the_mgmt_socket_and_missing_ones_fail_like_ovs_ofctl() {
         .args(["add-flow", "br0", "actions=NORMAL"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(agent.lock().unwrap().flows.len(), 1);
     let out = Command::new(env!("CARGO_BIN_EXE_ofctl"))
         .env("FERROVS_RUNDIR", dir.path())
@@ -182,7 +246,11 @@ fn bridge_names_use_the_mgmt_socket_and_missing_ones_fail_like_ovs_ofctl() {
 
 #[test]
 fn bad_flow_syntax_is_reported_without_connecting() {
-    let (code, _, err) = ofctl(&["add-flow", "tcp:127.0.0.1:1", "priority=1,nw_dst=1.2.3.4,actions=drop"]);
+    let (code, _, err) = ofctl(&[
+        "add-flow",
+        "tcp:127.0.0.1:1",
+        "priority=1,nw_dst=1.2.3.4,actions=drop",
+    ]);
     assert_eq!(code, 1);
     assert!(err.starts_with("ofctl: "), "{err}");
 }

@@ -72,7 +72,7 @@ fn unsupported(what: impl Into<String>, version: &'static str) -> EncodeError {
 fn next_tlv<'a>(r: &mut Reader<'a>, bad_len: OfError) -> Result<(u16, Reader<'a>), OfError> {
     let ty = r.peek_u16(0).ok_or(bad_len)?;
     let len = usize::from(r.peek_u16(2).ok_or(bad_len)?);
-    if len < 8 || len % 8 != 0 || len > r.remaining() {
+    if len < 8 || !len.is_multiple_of(8) || len > r.remaining() {
         return Err(bad_len);
     }
     let mut body = r.sub(len).ok_or(bad_len)?;

@@ -56,6 +56,7 @@ pub struct OfClient {
     inbuf: Vec<u8>,
     /// Messages received while waiting for something else.
     pending: VecDeque<(OfHeader, Message)>,
+    last_xid: u32,
 }
 
 impl std::fmt::Debug for OfClient {
@@ -90,12 +91,14 @@ impl OfClient {
         let mut c = OfClient {
             stream,
             version: 0,
-            next_xid: 1,
+            // The HELLO is xid 1, like ovs-ofctl.
+            next_xid: 2,
             inbuf: Vec::new(),
             pending: VecDeque::new(),
+            last_xid: 0,
         };
         let top = negotiate(versions, versions).unwrap_or(4);
-        let hello = encode(&Message::Hello { versions }, top, 0)?;
+        let hello = encode(&Message::Hello { versions }, top, 1)?;
         c.write_all(&hello)?;
         let (h, m) = c.read_message()?;
         let theirs = match m {
@@ -127,9 +130,15 @@ impl OfClient {
             .map_err(|e| ClientError::Io(strerror(&e)))
     }
 
+    /// The xid of the last request sent.
+    pub fn last_xid(&self) -> u32 {
+        self.last_xid
+    }
+
     /// Allocates a transaction id.
     pub fn alloc_xid(&mut self) -> u32 {
         let x = self.next_xid;
+        self.last_xid = x;
         self.next_xid = self.next_xid.wrapping_add(1).max(1);
         x
     }

@@ -135,7 +135,7 @@ fn buckets(mut r: Reader) -> Result<Vec<Bucket>, OfError> {
     let mut out = Vec::new();
     while !r.is_empty() {
         let len = usize::from(r.peek_u16(0).ok_or(OfError::BadBucket)?);
-        if len < 16 || len % 8 != 0 {
+        if len < 16 || !len.is_multiple_of(8) {
             return Err(OfError::BadBucket);
         }
         let mut b = r.sub(len).ok_or(OfError::BadBucket)?;

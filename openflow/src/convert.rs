@@ -100,6 +100,7 @@ pub fn flow_mod_error(e: &FlowModError) -> OfError {
         FlowModError::BadTable(_) => OfError::BadTableId,
         FlowModError::Overlap => OfError::Overlap,
         FlowModError::BadGoto { .. } => OfError::BadInstructionTableId,
+        FlowModError::BadPrereq(_) => OfError::BadPrereq,
     }
 }
 

@@ -22,6 +22,25 @@ pub struct MemAgent {
     pub port_mods: Vec<PortMod>,
     /// Refuse adds beyond this many flows with OFPFMFC_TABLE_FULL.
     pub capacity: Option<usize>,
+    keys: std::collections::HashSet<(u8, u32, flows::Match)>,
+}
+
+impl MemAgent {
+    /// An agent whose table holds at most `n` flows.
+    pub fn with_capacity(n: usize) -> MemAgent {
+        MemAgent {
+            capacity: Some(n),
+            ..MemAgent::default()
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.keys = self
+            .flows
+            .iter()
+            .map(|f| (f.table_id, f.priority, f.m))
+            .collect();
+    }
 }
 
 impl SwitchAgent for MemAgent {
@@ -49,13 +68,20 @@ impl SwitchAgent for MemAgent {
                 if self.capacity.is_some_and(|c| self.flows.len() >= c) {
                     return Err(OfError::TableFull);
                 }
-                self.flows.retain(|f| {
-                    !(f.m == fm.m && f.priority == fm.priority && f.table_id == fm.table_id)
-                });
+                let key = (fm.table_id, fm.priority, fm.m);
+                if !self.keys.insert(key) {
+                    self.flows.retain(|f| (f.table_id, f.priority, f.m) != key);
+                }
                 self.flows.push(fm);
             }
-            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+            FlowModCommand::Delete => {
                 self.flows.retain(|f| !f.m.is_subset_of(&fm.m));
+                self.reindex();
+            }
+            FlowModCommand::DeleteStrict => {
+                self.flows
+                    .retain(|f| !(f.m == fm.m && f.priority == fm.priority));
+                self.reindex();
             }
             FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
                 for f in &mut self.flows {

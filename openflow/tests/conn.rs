@@ -133,10 +133,7 @@ fn barrier_reply_comes_after_every_earlier_change_and_reply() {
 
 #[test]
 fn refused_flow_mod_gets_the_agent_error_with_64_bytes_and_the_connection_continues() {
-    let mut a = MemAgent {
-        capacity: Some(0),
-        ..MemAgent::default()
-    };
+    let mut a = MemAgent::with_capacity(0);
     let mut c = established(OFP13_VERSION, &mut a);
     let fm = encode(&add_flow(1), 4, 5).unwrap();
     assert!(fm.len() > 64);

@@ -17,7 +17,10 @@ pub enum ClientError {
     #[error("{0}: unknown or malformed database target (expected unix:PATH or tcp:IP:PORT)")]
     BadTarget(String),
     #[error("{target}: database connection failed ({source})")]
-    Connect { target: String, source: std::io::Error },
+    Connect {
+        target: String,
+        source: std::io::Error,
+    },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("connection closed by server")]
@@ -120,7 +123,11 @@ impl Client {
         self.send(&request(method, params, id.clone()))?;
         loop {
             match self.read_message()? {
-                Message::Response { result, error, id: rid } if rid == id => {
+                Message::Response {
+                    result,
+                    error,
+                    id: rid,
+                } if rid == id => {
                     return if error.is_null() {
                         Ok(result)
                     } else {
@@ -133,7 +140,9 @@ impl Client {
                         self.send(&reply(&id, params))?;
                     }
                 }
-                Message::Notification { method, params } => self.notifications.push_back((method, params)),
+                Message::Notification { method, params } => {
+                    self.notifications.push_back((method, params))
+                }
             }
         }
     }
@@ -146,7 +155,9 @@ impl Client {
             }
             match self.read_message()? {
                 Message::Notification { method, params } => return Ok((method, params)),
-                Message::Request { method, params, id } if method == "echo" => self.send(&reply(&id, params))?,
+                Message::Request { method, params, id } if method == "echo" => {
+                    self.send(&reply(&id, params))?
+                }
                 _ => {}
             }
         }
@@ -164,7 +175,9 @@ impl Client {
         params.extend(ops);
         match self.request("transact", Value::Array(params))? {
             Value::Array(a) => Ok(a),
-            other => Err(ClientError::Protocol(format!("transact result is not an array: {other}"))),
+            other => Err(ClientError::Protocol(format!(
+                "transact result is not an array: {other}"
+            ))),
         }
     }
 }

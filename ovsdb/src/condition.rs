@@ -57,7 +57,11 @@ pub fn column_type(ts: &TableSchema, column: &str) -> Result<ColumnType, OvsdbEr
 
 impl Condition {
     /// Parse a `where` array against a table.
-    pub fn parse(ts: &TableSchema, v: Option<&Value>, named: &NamedUuids) -> Result<Self, OvsdbError> {
+    pub fn parse(
+        ts: &TableSchema,
+        v: Option<&Value>,
+        named: &NamedUuids,
+    ) -> Result<Self, OvsdbError> {
         let Some(v) = v else {
             return Ok(Self::default());
         };
@@ -66,10 +70,11 @@ impl Condition {
             .ok_or_else(|| OvsdbError::syntax("\"where\" must be an array"))?;
         let mut clauses = Vec::new();
         for c in arr {
-            let parts = c
-                .as_array()
-                .filter(|p| p.len() == 3)
-                .ok_or_else(|| OvsdbError::syntax(format!("condition must be [column, function, value], got {c}")))?;
+            let parts = c.as_array().filter(|p| p.len() == 3).ok_or_else(|| {
+                OvsdbError::syntax(format!(
+                    "condition must be [column, function, value], got {c}"
+                ))
+            })?;
             let column = parts[0]
                 .as_str()
                 .ok_or_else(|| OvsdbError::syntax("condition column must be a string"))?;
@@ -85,7 +90,10 @@ impl Condition {
                 Some("excludes") => Function::Excludes,
                 _ => return Err(OvsdbError::syntax(format!("unknown function {}", parts[1]))),
             };
-            let ordered = matches!(function, Function::Lt | Function::Le | Function::Ge | Function::Gt);
+            let ordered = matches!(
+                function,
+                Function::Lt | Function::Le | Function::Ge | Function::Gt
+            );
             if ordered
                 && !(ty.is_scalar()
                     && matches!(

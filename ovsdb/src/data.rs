@@ -75,8 +75,10 @@ impl Row {
             }
             // Columns no longer in the schema are dropped (schema downgrade).
             if let Some(cs) = ts.columns.get(c) {
-                row.columns
-                    .insert(c.clone(), Datum::from_json(val, &cs.ty, &NamedUuids::new())?);
+                row.columns.insert(
+                    c.clone(),
+                    Datum::from_json(val, &cs.ty, &NamedUuids::new())?,
+                );
             }
         }
         Ok(row)

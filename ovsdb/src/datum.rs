@@ -133,14 +133,15 @@ pub fn parse_uuid_json(v: &Value, named: &NamedUuids) -> Result<Uuid, OvsdbError
         .as_str()
         .ok_or_else(|| OvsdbError::syntax(format!("expected uuid string, got {v}")))?;
     match arr[0].as_str() {
-        Some("uuid") => {
-            Uuid::parse_str(s).map_err(|_| OvsdbError::syntax(format!("\"{s}\" is not a valid UUID")))
-        }
+        Some("uuid") => Uuid::parse_str(s)
+            .map_err(|_| OvsdbError::syntax(format!("\"{s}\" is not a valid UUID"))),
         Some("named-uuid") => named
             .get(s)
             .copied()
             .ok_or_else(|| OvsdbError::syntax(format!("unknown named-uuid \"{s}\""))),
-        _ => Err(OvsdbError::syntax(format!("expected [\"uuid\", ...], got {v}"))),
+        _ => Err(OvsdbError::syntax(format!(
+            "expected [\"uuid\", ...], got {v}"
+        ))),
     }
 }
 
@@ -248,17 +249,23 @@ impl Datum {
     }
 
     /// Parse a datum without checking the element count (for mutation arguments).
-    pub fn from_json_unchecked(v: &Value, ty: &ColumnType, named: &NamedUuids) -> Result<Self, OvsdbError> {
-        let tagged = v.as_array().filter(|a| a.len() == 2).and_then(|a| a[0].as_str().map(|t| (t, &a[1])));
+    pub fn from_json_unchecked(
+        v: &Value,
+        ty: &ColumnType,
+        named: &NamedUuids,
+    ) -> Result<Self, OvsdbError> {
+        let tagged = v
+            .as_array()
+            .filter(|a| a.len() == 2)
+            .and_then(|a| a[0].as_str().map(|t| (t, &a[1])));
         if let Some(vt) = &ty.value {
             match tagged {
                 Some(("map", Value::Array(pairs))) => {
                     let mut m = BTreeMap::new();
                     for p in pairs {
-                        let pa = p
-                            .as_array()
-                            .filter(|a| a.len() == 2)
-                            .ok_or_else(|| OvsdbError::syntax(format!("map pair must be [key, value], got {p}")))?;
+                        let pa = p.as_array().filter(|a| a.len() == 2).ok_or_else(|| {
+                            OvsdbError::syntax(format!("map pair must be [key, value], got {p}"))
+                        })?;
                         let k = Atom::from_json(&pa[0], &ty.key, named)?;
                         let val = Atom::from_json(&pa[1], vt, named)?;
                         if m.insert(k, val).is_some() {
@@ -267,7 +274,9 @@ impl Datum {
                     }
                     Ok(Datum::Map(m))
                 }
-                _ => Err(OvsdbError::syntax(format!("expected [\"map\", ...], got {v}"))),
+                _ => Err(OvsdbError::syntax(format!(
+                    "expected [\"map\", ...], got {v}"
+                ))),
             }
         } else {
             match tagged {
@@ -286,7 +295,11 @@ impl Datum {
     }
 
     /// Parse a mutation argument for a map column that may be a set of keys (for "delete").
-    pub fn keys_from_json(v: &Value, ty: &ColumnType, named: &NamedUuids) -> Result<Self, OvsdbError> {
+    pub fn keys_from_json(
+        v: &Value,
+        ty: &ColumnType,
+        named: &NamedUuids,
+    ) -> Result<Self, OvsdbError> {
         let kt = ColumnType {
             key: ty.key.clone(),
             value: None,
@@ -299,11 +312,15 @@ impl Datum {
     /// The JSON form of the datum.
     pub fn to_json(&self) -> Value {
         match self {
-            Datum::Set(s) if s.len() == 1 => s.iter().next().map(Atom::to_json).unwrap_or(Value::Null),
+            Datum::Set(s) if s.len() == 1 => {
+                s.iter().next().map(Atom::to_json).unwrap_or(Value::Null)
+            }
             Datum::Set(s) => json!(["set", s.iter().map(Atom::to_json).collect::<Vec<_>>()]),
             Datum::Map(m) => json!([
                 "map",
-                m.iter().map(|(k, v)| json!([k.to_json(), v.to_json()])).collect::<Vec<_>>()
+                m.iter()
+                    .map(|(k, v)| json!([k.to_json(), v.to_json()]))
+                    .collect::<Vec<_>>()
             ]),
         }
     }
@@ -339,7 +356,12 @@ mod tests {
         let d = Datum::from_json(&json!(["set", [20, 10]]), trunks, &NamedUuids::new()).unwrap();
         assert_eq!(d.to_json(), json!(["set", [10, 20]]));
         let ext = &s.table("Port").unwrap().columns["external_ids"].ty;
-        let m = Datum::from_json(&json!(["map", [["b", "2"], ["a", "1"]]]), ext, &NamedUuids::new()).unwrap();
+        let m = Datum::from_json(
+            &json!(["map", [["b", "2"], ["a", "1"]]]),
+            ext,
+            &NamedUuids::new(),
+        )
+        .unwrap();
         assert_eq!(m.to_json(), json!(["map", [["a", "1"], ["b", "2"]]]));
     }
 
@@ -365,7 +387,9 @@ mod tests {
         let s = Schema::vswitch();
         let name = &s.table("Bridge").unwrap().columns["name"].ty;
         assert_eq!(
-            Datum::from_json(&json!(5), name, &NamedUuids::new()).unwrap_err().error,
+            Datum::from_json(&json!(5), name, &NamedUuids::new())
+                .unwrap_err()
+                .error,
             "syntax error"
         );
     }

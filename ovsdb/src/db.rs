@@ -27,9 +27,20 @@ pub struct Commit {
 type Subscriber = Box<dyn Fn(&Arc<Commit>) -> bool + Send>;
 
 struct State {
+    /// The newest data, including committed transactions whose storage write is in flight.
     data: Data,
     seq: u64,
     subscribers: Vec<Subscriber>,
+    /// Commits waiting for the next storage write (group commit).
+    pending: Vec<Arc<Commit>>,
+    /// A thread is writing a batch to storage.
+    flushing: bool,
+    /// Every commit up to this sequence number is on disk (and published).
+    durable_seq: u64,
+    /// The data as of `durable_seq`: what readers and new subscribers see.
+    durable: Data,
+    /// Set when a storage write failed: memory is ahead of disk, so nothing more is accepted.
+    broken: Option<String>,
 }
 
 struct Inner {
@@ -80,9 +91,14 @@ impl Db {
             inner: Arc::new(Inner {
                 schema: Arc::new(schema),
                 state: Mutex::new(State {
+                    durable: data.clone(),
                     data,
                     seq: 0,
                     subscribers: Vec::new(),
+                    pending: Vec::new(),
+                    flushing: false,
+                    durable_seq: 0,
+                    broken: None,
                 }),
                 changed: Condvar::new(),
                 store,
@@ -91,7 +107,9 @@ impl Db {
     }
 
     fn init_root(&self) -> Result<(), DbError> {
-        if self.inner.schema.name != "Open_vSwitch" || !self.snapshot().table("Open_vSwitch").is_empty() {
+        if self.inner.schema.name != "Open_vSwitch"
+            || !self.snapshot().table("Open_vSwitch").is_empty()
+        {
             return Ok(());
         }
         let results = self.transact(json!([
@@ -118,7 +136,7 @@ impl Db {
 
     /// A consistent snapshot of every table.
     pub fn snapshot(&self) -> Data {
-        self.lock().data.clone()
+        self.lock().durable.clone()
     }
 
     /// Receive every commit from now on, in commit order.
@@ -130,16 +148,67 @@ impl Db {
     pub fn snapshot_and_subscribe(&self) -> (Data, crossbeam_channel::Receiver<Arc<Commit>>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut st = self.lock();
-        st.subscribers.push(Box::new(move |c| tx.send(c.clone()).is_ok()));
+        st.subscribers
+            .push(Box::new(move |c| tx.send(c.clone()).is_ok()));
         (st.data.clone(), rx)
     }
 
     /// Like [`Db::snapshot_and_subscribe`], delivering into a tokio channel.
-    pub fn snapshot_and_subscribe_async(&self) -> (Data, tokio::sync::mpsc::UnboundedReceiver<Arc<Commit>>) {
+    pub fn snapshot_and_subscribe_async(
+        &self,
+    ) -> (Data, tokio::sync::mpsc::UnboundedReceiver<Arc<Commit>>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut st = self.lock();
-        st.subscribers.push(Box::new(move |c| tx.send(c.clone()).is_ok()));
+        st.subscribers
+            .push(Box::new(move |c| tx.send(c.clone()).is_ok()));
         (st.data.clone(), rx)
+    }
+
+    /// Wait until commit `seq` is on disk, writing pending commits as one batch when no other
+    /// thread is (group commit), then publish them to subscribers in order.
+    fn make_durable(&self, seq: u64) -> Result<(), String> {
+        let mut st = self.lock();
+        loop {
+            if st.durable_seq >= seq {
+                return Ok(());
+            }
+            if let Some(why) = &st.broken {
+                return Err(why.clone());
+            }
+            if st.flushing {
+                st = self
+                    .inner
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.flushing = true;
+            let batch = std::mem::take(&mut st.pending);
+            drop(st);
+            let written = match &self.inner.store {
+                Some(store) => store.commit_batch(batch.iter().map(|c| &c.changes)),
+                None => Ok(()),
+            };
+            st = self.lock();
+            st.flushing = false;
+            match written {
+                Ok(()) => {
+                    if let Some(last) = batch.last() {
+                        st.durable_seq = last.seq;
+                        st.durable = last.data.clone();
+                    }
+                    for c in &batch {
+                        st.subscribers.retain(|s| s(c));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "commit to storage failed; refusing further changes");
+                    st.broken = Some(e.to_string());
+                }
+            }
+            self.inner.changed.notify_all();
+        }
     }
 
     /// Run a transaction; `params` is `["Open_vSwitch", op, op...]` (or just the ops array).
@@ -165,7 +234,10 @@ impl Db {
         let ops = match arr.first() {
             Some(Value::String(name)) => {
                 if *name != self.inner.schema.name {
-                    return Err(OvsdbError::new("unknown database", format!("{name} is not a valid database name")));
+                    return Err(OvsdbError::new(
+                        "unknown database",
+                        format!("{name} is not a valid database name"),
+                    ));
                 }
                 &arr[1..]
             }
@@ -187,28 +259,26 @@ impl Db {
                     if changes.is_empty() {
                         return Ok(results);
                     }
-                    if let Some(store) = &self.inner.store
-                        && let Err(e) = store.commit(&changes)
-                    {
-                        tracing::error!(error = %e, "commit to storage failed");
-                        results.push(OvsdbError::new("I/O error", e.to_string()).to_json());
+                    if let Some(why) = &st.broken {
+                        results.push(OvsdbError::new("I/O error", why.clone()).to_json());
                         return Ok(results);
                     }
                     st.seq += 1;
+                    let seq = st.seq;
                     st.data = data.clone();
-                    let commit = Arc::new(Commit {
-                        seq: st.seq,
-                        changes,
-                        data,
-                    });
-                    st.subscribers.retain(|s| s(&commit));
-                    self.inner.changed.notify_all();
+                    st.pending.push(Arc::new(Commit { seq, changes, data }));
+                    drop(st);
+                    if let Err(why) = self.make_durable(seq) {
+                        results.push(OvsdbError::new("I/O error", why).to_json());
+                    }
                     return Ok(results);
                 }
                 Outcome::Blocked { timeout_ms } => {
                     let d = *deadline.get_or_insert(start + Duration::from_millis(timeout_ms));
                     if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                        return Ok(vec![OvsdbError::new("canceled", "Transaction was canceled.").to_json()]);
+                        return Ok(vec![
+                            OvsdbError::new("canceled", "Transaction was canceled.").to_json(),
+                        ]);
                     }
                     let now = Instant::now();
                     let wait = d.saturating_duration_since(now).min(WAIT_POLL);

@@ -28,7 +28,10 @@ impl OvsdbError {
         Self::new("referential integrity violation", details)
     }
     pub fn unknown_column(table: &str, column: &str) -> Self {
-        Self::new("unknown column", format!("No column {column} in table {table}."))
+        Self::new(
+            "unknown column",
+            format!("No column {column} in table {table}."),
+        )
     }
     pub fn unknown_table(table: &str) -> Self {
         Self::new("unknown table", format!("No table named {table}."))

@@ -16,9 +16,9 @@ fn ref_of(bt: &BaseType, kind: RefType) -> Option<&str> {
 }
 
 fn has_refs(ts: &TableSchema) -> bool {
-    ts.columns
-        .values()
-        .any(|c| c.ty.key.ref_table.is_some() || c.ty.value.as_ref().is_some_and(|v| v.ref_table.is_some()))
+    ts.columns.values().any(|c| {
+        c.ty.key.ref_table.is_some() || c.ty.value.as_ref().is_some_and(|v| v.ref_table.is_some())
+    })
 }
 
 fn ref_columns_differ(ts: &TableSchema, a: &Row, b: &Row) -> bool {
@@ -69,7 +69,11 @@ pub fn finalize(schema: &Schema, base: &Data, work: &mut Data) -> Result<(), Ovs
                     ts.name,
                     c.uuid,
                     cs.ty.min,
-                    if cs.ty.max == usize::MAX { "unlimited".to_string() } else { cs.ty.max.to_string() }
+                    if cs.ty.max == usize::MAX {
+                        "unlimited".to_string()
+                    } else {
+                        cs.ty.max.to_string()
+                    }
                 )));
             }
         }
@@ -115,7 +119,10 @@ fn all_uuids(work: &Data) -> HashSet<(String, Uuid)> {
 
 fn remove_dangling_weak_refs(schema: &Schema, work: &mut Data) {
     let exists = all_uuids(work);
-    let live = |t: &str, a: &Atom| a.as_uuid().is_some_and(|u| exists.contains(&(t.to_owned(), u)));
+    let live = |t: &str, a: &Atom| {
+        a.as_uuid()
+            .is_some_and(|u| exists.contains(&(t.to_owned(), u)))
+    };
     for ts in schema.tables.values() {
         let weak_cols: Vec<(&String, Option<&str>, Option<&str>)> = ts
             .columns
@@ -135,10 +142,13 @@ fn remove_dangling_weak_refs(schema: &Schema, work: &mut Data) {
             for (col, kref, vref) in &weak_cols {
                 let Some(d) = row.get(col) else { continue };
                 let keep = |k: &Atom, v: Option<&Atom>| {
-                    kref.is_none_or(|t| live(t, k)) && v.is_none_or(|v| vref.is_none_or(|t| live(t, v)))
+                    kref.is_none_or(|t| live(t, k))
+                        && v.is_none_or(|v| vref.is_none_or(|t| live(t, v)))
                 };
                 let new_d = match d {
-                    Datum::Set(s) => Datum::Set(s.iter().filter(|a| keep(a, None)).cloned().collect()),
+                    Datum::Set(s) => {
+                        Datum::Set(s.iter().filter(|a| keep(a, None)).cloned().collect())
+                    }
                     Datum::Map(m) => Datum::Map(
                         m.iter()
                             .filter(|(k, v)| keep(k, Some(v)))
@@ -171,13 +181,19 @@ fn collect_garbage(schema: &Schema, work: &mut Data) -> bool {
     for ts in schema.tables.values() {
         for (name, c) in &ts.columns {
             let k = ref_of(&c.ty.key, RefType::Strong).is_some();
-            let v = c.ty.value.as_ref().and_then(|v| ref_of(v, RefType::Strong)).is_some();
+            let v =
+                c.ty.value
+                    .as_ref()
+                    .and_then(|v| ref_of(v, RefType::Strong))
+                    .is_some();
             if !k && !v {
                 continue;
             }
             for row in work.table(&ts.name).values() {
                 match row.get(name) {
-                    Some(Datum::Set(s)) if k => referenced.extend(s.iter().filter_map(Atom::as_uuid)),
+                    Some(Datum::Set(s)) if k => {
+                        referenced.extend(s.iter().filter_map(Atom::as_uuid))
+                    }
                     Some(Datum::Map(m)) => {
                         if k {
                             referenced.extend(m.keys().filter_map(Atom::as_uuid));
@@ -221,7 +237,9 @@ fn check_strong_refs(schema: &Schema, work: &Data) -> Result<(), OvsdbError> {
             for (u, row) in work.table(&ts.name).iter() {
                 let Some(d) = row.get(name) else { continue };
                 let targets: Vec<(&str, &Atom)> = match d {
-                    Datum::Set(s) => k.map(|t| s.iter().map(|a| (t, a)).collect()).unwrap_or_default(),
+                    Datum::Set(s) => k
+                        .map(|t| s.iter().map(|a| (t, a)).collect())
+                        .unwrap_or_default(),
                     Datum::Map(m) => m
                         .iter()
                         .flat_map(|(ka, va)| [k.map(|t| (t, ka)), v.map(|t| (t, va))])

@@ -32,7 +32,11 @@ impl Decoder {
 
     /// The next complete value, `Ok(None)` if more bytes are needed.
     pub fn next_value(&mut self) -> Result<Option<Value>, DecodeError> {
-        let start = self.buf.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(self.buf.len());
+        let start = self
+            .buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(self.buf.len());
         self.buf.drain(..start);
         if self.buf.is_empty() {
             return Ok(None);
@@ -60,9 +64,20 @@ impl Decoder {
 /// A decoded JSON-RPC message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    Request { method: String, params: Value, id: Value },
-    Notification { method: String, params: Value },
-    Response { result: Value, error: Value, id: Value },
+    Request {
+        method: String,
+        params: Value,
+        id: Value,
+    },
+    Notification {
+        method: String,
+        params: Value,
+    },
+    Response {
+        result: Value,
+        error: Value,
+        id: Value,
+    },
 }
 
 impl Message {
@@ -73,7 +88,10 @@ impl Message {
         };
         let id = obj.remove("id").unwrap_or(Value::Null);
         if let Some(method) = obj.remove("method") {
-            let method = method.as_str().ok_or("\"method\" is not a string")?.to_owned();
+            let method = method
+                .as_str()
+                .ok_or("\"method\" is not a string")?
+                .to_owned();
             let params = obj.remove("params").unwrap_or(Value::Array(vec![]));
             if !params.is_array() {
                 return Err("\"params\" is not an array".into());

@@ -101,9 +101,18 @@ impl BaseType {
         bt.max_integer = obj.get("maxInteger").and_then(Value::as_i64);
         bt.min_real = obj.get("minReal").and_then(Value::as_f64);
         bt.max_real = obj.get("maxReal").and_then(Value::as_f64);
-        bt.min_length = obj.get("minLength").and_then(Value::as_u64).map(|n| n as usize);
-        bt.max_length = obj.get("maxLength").and_then(Value::as_u64).map(|n| n as usize);
-        bt.ref_table = obj.get("refTable").and_then(Value::as_str).map(str::to_owned);
+        bt.min_length = obj
+            .get("minLength")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize);
+        bt.max_length = obj
+            .get("maxLength")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize);
+        bt.ref_table = obj
+            .get("refTable")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         bt.ref_type = match obj.get("refType").and_then(Value::as_str) {
             Some("weak") => RefType::Weak,
             Some("strong") | None => RefType::Strong,
@@ -139,24 +148,28 @@ impl BaseType {
             )));
         }
         match atom {
-            Atom::Integer(i) => {
-                if self.min_integer.is_some_and(|m| *i < m) || self.max_integer.is_some_and(|m| *i > m)
-                {
-                    return Err(OvsdbError::constraint(format!(
-                        "{i} is not in the valid range {}..{}",
-                        self.min_integer.map_or("".into(), |m| m.to_string()),
-                        self.max_integer.map_or("".into(), |m| m.to_string())
-                    )));
-                }
+            Atom::Integer(i)
+                if self.min_integer.is_some_and(|m| *i < m)
+                    || self.max_integer.is_some_and(|m| *i > m) =>
+            {
+                return Err(OvsdbError::constraint(format!(
+                    "{i} is not in the valid range {}..{}",
+                    self.min_integer.map_or("".into(), |m| m.to_string()),
+                    self.max_integer.map_or("".into(), |m| m.to_string())
+                )));
             }
-            Atom::Real(r) => {
-                if self.min_real.is_some_and(|m| *r < m) || self.max_real.is_some_and(|m| *r > m) {
-                    return Err(OvsdbError::constraint(format!("{r} is not in the valid range")));
-                }
+            Atom::Real(r)
+                if self.min_real.is_some_and(|m| *r < m)
+                    || self.max_real.is_some_and(|m| *r > m) =>
+            {
+                return Err(OvsdbError::constraint(format!(
+                    "{r} is not in the valid range"
+                )));
             }
             Atom::String(s) => {
                 let n = s.chars().count();
-                if self.min_length.is_some_and(|m| n < m) || self.max_length.is_some_and(|m| n > m) {
+                if self.min_length.is_some_and(|m| n < m) || self.max_length.is_some_and(|m| n > m)
+                {
                     return Err(OvsdbError::constraint(format!(
                         "\"{s}\" length {n} is not in the valid range"
                     )));
@@ -200,15 +213,15 @@ impl ColumnType {
             None => 1,
             Some(m) => m
                 .as_u64()
-                .ok_or_else(|| OvsdbError::syntax("\"min\" must be 0 or 1"))? as usize,
+                .ok_or_else(|| OvsdbError::syntax("\"min\" must be 0 or 1"))?
+                as usize,
         };
         let max = match obj.get("max") {
             None => 1,
             Some(Value::String(s)) if s == "unlimited" => usize::MAX,
-            Some(m) => m
-                .as_u64()
-                .ok_or_else(|| OvsdbError::syntax("\"max\" must be a positive integer or \"unlimited\""))?
-                as usize,
+            Some(m) => m.as_u64().ok_or_else(|| {
+                OvsdbError::syntax("\"max\" must be a positive integer or \"unlimited\"")
+            })? as usize,
         };
         if min > 1 || max == 0 || min > max {
             return Err(OvsdbError::syntax("invalid min/max in column type"));
@@ -321,12 +334,13 @@ impl Schema {
             let mut columns = BTreeMap::new();
             for (cname, c) in cols {
                 if cname.starts_with('_') {
-                    return Err(OvsdbError::syntax(format!("{cname}: names beginning with \"_\" are reserved")));
+                    return Err(OvsdbError::syntax(format!(
+                        "{cname}: names beginning with \"_\" are reserved"
+                    )));
                 }
-                let ty = ColumnType::parse(
-                    c.get("type")
-                        .ok_or_else(|| OvsdbError::syntax(format!("column {cname} lacks \"type\"")))?,
-                )?;
+                let ty = ColumnType::parse(c.get("type").ok_or_else(|| {
+                    OvsdbError::syntax(format!("column {cname} lacks \"type\""))
+                })?)?;
                 columns.insert(
                     cname.clone(),
                     ColumnSchema {
@@ -342,7 +356,12 @@ impl Schema {
                 .map(|ixs| {
                     ixs.iter()
                         .filter_map(Value::as_array)
-                        .map(|cols| cols.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .map(|cols| {
+                            cols.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -396,7 +415,10 @@ mod tests {
         let ovs = s.table("Open_vSwitch").unwrap();
         assert!(ovs.is_root);
         assert_eq!(ovs.max_rows, Some(1));
-        assert_eq!(s.table("Bridge").unwrap().indexes, vec![vec!["name".to_string()]]);
+        assert_eq!(
+            s.table("Bridge").unwrap().indexes,
+            vec![vec!["name".to_string()]]
+        );
         let ports = &s.table("Bridge").unwrap().columns["ports"].ty;
         assert_eq!(ports.key.ref_table.as_deref(), Some("Port"));
         assert_eq!(ports.max, usize::MAX);

@@ -91,7 +91,9 @@ impl Locks {
     }
 
     fn unlock(&mut self, name: &str, conn: u64) {
-        let Some(q) = self.queues.get_mut(name) else { return };
+        let Some(q) = self.queues.get_mut(name) else {
+            return;
+        };
         let was_owner = q.front() == Some(&conn);
         q.retain(|c| *c != conn);
         let next = q.front().copied();
@@ -200,12 +202,17 @@ struct Session {
     done_tx: UnboundedSender<Value>,
 }
 
-async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(shared: Arc<Shared>, stream: S) {
+async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    shared: Arc<Shared>,
+    stream: S,
+) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (out, mut out_rx) = unbounded_channel::<Value>();
     let writer = tokio::spawn(async move {
         while let Some(v) = out_rx.recv().await {
-            let Ok(bytes) = serde_json::to_vec(&v) else { continue };
+            let Ok(bytes) = serde_json::to_vec(&v) else {
+                continue;
+            };
             if wr.write_all(&bytes).await.is_err() {
                 break;
             }
@@ -279,22 +286,25 @@ impl Session {
         let msg = match Message::from_value(v) {
             Ok(m) => m,
             Err(e) => {
-                self.send(error_reply(&Value::Null, json!({"error": "syntax error", "details": e})));
+                self.send(error_reply(
+                    &Value::Null,
+                    json!({"error": "syntax error", "details": e}),
+                ));
                 return;
             }
         };
         let (method, params, id) = match msg {
             Message::Request { method, params, id } => (method, params, id),
             // "cancel" is a notification (RFC 7047 section 4.1.4).
-            Message::Notification { method, params } if method == "cancel" => (method, params, Value::Null),
+            Message::Notification { method, params } if method == "cancel" => {
+                (method, params, Value::Null)
+            }
             Message::Notification { .. } | Message::Response { .. } => return,
         };
         tracing::debug!(conn = self.conn, %method, %params, "request");
         let db_name = self.shared.db.schema().name.clone();
         let first = params.get(0).and_then(Value::as_str).map(str::to_owned);
-        let unknown_db = |name: &Option<String>| {
-            json!({"error": "unknown database", "details": format!("{} is not a valid database name", name.as_deref().unwrap_or(""))})
-        };
+        let unknown_db = |name: &Option<String>| json!({"error": "unknown database", "details": format!("{} is not a valid database name", name.as_deref().unwrap_or(""))});
         match method.as_str() {
             "echo" => self.send(reply(&id, params)),
             "list_dbs" => self.send(reply(&id, json!([db_name]))),
@@ -314,7 +324,12 @@ impl Session {
             }
             "cancel" => {
                 let key = params.get(0).map(Value::to_string).unwrap_or_default();
-                if let Some(flag) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+                if let Some(flag) = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                {
                     flag.store(true, Ordering::Relaxed);
                 }
             }
@@ -338,7 +353,10 @@ impl Session {
             }
             "lock" | "steal" | "unlock" => {
                 let Some(name) = first else {
-                    self.send(error_reply(&id, OvsdbError::syntax("lock name required").to_json()));
+                    self.send(error_reply(
+                        &id,
+                        OvsdbError::syntax("lock name required").to_json(),
+                    ));
                     return;
                 };
                 let mut locks = self.shared.locks();
@@ -377,7 +395,10 @@ impl Session {
         tokio::task::spawn_blocking(move || {
             let has_lock = |name: &str| shared.locks().owns(name, conn);
             let r = shared.db.transact_with(&params, &has_lock, Some(&flag));
-            pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
             let msg = match r {
                 _ if flag.load(Ordering::Relaxed) => error_reply(&id, json!("canceled")),
                 Ok(results) => reply(&id, Value::Array(results)),
@@ -391,7 +412,10 @@ impl Session {
         let mon_id = params.get(1).cloned().unwrap_or(Value::Null);
         let key = mon_id.to_string();
         if self.monitors.contains_key(&key) {
-            return Err(OvsdbError::new("duplicate monitor ID", format!("monitor {key} exists")));
+            return Err(OvsdbError::new(
+                "duplicate monitor ID",
+                format!("monitor {key} exists"),
+            ));
         }
         let reqs = params
             .get(2)
@@ -400,7 +424,9 @@ impl Session {
         let schema = self.shared.db.schema();
         let mut mon = Monitor::new();
         for (table, req) in reqs {
-            let ts = schema.table(table).ok_or_else(|| OvsdbError::unknown_table(table))?;
+            let ts = schema
+                .table(table)
+                .ok_or_else(|| OvsdbError::unknown_table(table))?;
             let list: Vec<&Value> = match req {
                 Value::Array(a) => a.iter().collect(),
                 other => vec![other],
@@ -417,9 +443,9 @@ impl Session {
                     None => mt.columns = None,
                     Some(Value::Array(cols)) => {
                         for c in cols {
-                            let c = c
-                                .as_str()
-                                .ok_or_else(|| OvsdbError::syntax("column name must be a string"))?;
+                            let c = c.as_str().ok_or_else(|| {
+                                OvsdbError::syntax("column name must be a string")
+                            })?;
                             if !ts.columns.contains_key(c) {
                                 return Err(OvsdbError::unknown_column(table, c));
                             }
@@ -433,7 +459,11 @@ impl Session {
                     Some(_) => return Err(OvsdbError::syntax("\"columns\" must be an array")),
                 }
                 let sel = r.get("select");
-                let flag = |n: &str| sel.and_then(|s| s.get(n)).and_then(Value::as_bool).unwrap_or(true);
+                let flag = |n: &str| {
+                    sel.and_then(|s| s.get(n))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true)
+                };
                 mt.initial |= flag("initial");
                 mt.insert |= flag("insert");
                 mt.delete |= flag("delete");
@@ -466,14 +496,18 @@ impl Session {
         for (mon_id, mon) in self.monitors.values() {
             let mut updates: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
             for ch in &c.changes.changes {
-                let Some(mt) = mon.get(&ch.table) else { continue };
+                let Some(mt) = mon.get(&ch.table) else {
+                    continue;
+                };
                 let entry = match (&ch.old, &ch.new) {
                     (None, Some(n)) if mt.insert => json!({"new": row_columns(n, &mt.columns)}),
                     (Some(o), None) if mt.delete => json!({"old": row_columns(o, &mt.columns)}),
                     (Some(o), Some(n)) if mt.modify => {
                         let mut old = Map::new();
                         for (col, d) in &o.columns {
-                            if mt.columns.as_ref().is_none_or(|cs| cs.contains(col)) && n.get(col) != Some(d) {
+                            if mt.columns.as_ref().is_none_or(|cs| cs.contains(col))
+                                && n.get(col) != Some(d)
+                            {
                                 old.insert(col.clone(), d.to_json());
                             }
                         }

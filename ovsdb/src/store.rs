@@ -64,14 +64,16 @@ impl Store {
             let (table, uuid) = key
                 .split_once('\0')
                 .ok_or_else(|| corrupt(format!("bad row key {key:?}")))?;
-            let uuid = Uuid::parse_str(uuid).map_err(|_| corrupt(format!("bad row key {key:?}")))?;
+            let uuid =
+                Uuid::parse_str(uuid).map_err(|_| corrupt(format!("bad row key {key:?}")))?;
             let Some(ts) = schema.table(table) else {
                 tracing::warn!(table, "dropping rows of a table no longer in the schema");
                 continue;
             };
-            let json: serde_json::Value =
-                serde_json::from_slice(v.value()).map_err(|e| corrupt(format!("row {key:?}: {e}")))?;
-            let row = Row::from_stored_json(ts, &json).map_err(|e| corrupt(format!("row {key:?}: {e}")))?;
+            let json: serde_json::Value = serde_json::from_slice(v.value())
+                .map_err(|e| corrupt(format!("row {key:?}: {e}")))?;
+            let row = Row::from_stored_json(ts, &json)
+                .map_err(|e| corrupt(format!("row {key:?}: {e}")))?;
             data.table_mut(table).insert(uuid, std::sync::Arc::new(row));
         }
         Ok(data)
@@ -79,10 +81,18 @@ impl Store {
 
     /// Write one transaction's changes durably.
     pub fn commit(&self, changes: &ChangeSet) -> Result<(), DbError> {
+        self.commit_batch(std::iter::once(changes))
+    }
+
+    /// Write several transactions' changes, in order, in one durable redb transaction.
+    pub fn commit_batch<'c>(
+        &self,
+        batch: impl IntoIterator<Item = &'c ChangeSet>,
+    ) -> Result<(), DbError> {
         let txn = self.db.begin_write()?;
         {
             let mut rows = txn.open_table(ROWS)?;
-            for c in &changes.changes {
+            for c in batch.into_iter().flat_map(|cs| &cs.changes) {
                 let key = row_key(&c.table, &c.uuid);
                 match &c.new {
                     Some(r) => {
@@ -90,7 +100,8 @@ impl Store {
                         if let Some(o) = obj.as_object_mut() {
                             o.remove("_uuid");
                         }
-                        let bytes = serde_json::to_vec(&obj).map_err(|e| DbError::Storage(e.to_string()))?;
+                        let bytes = serde_json::to_vec(&obj)
+                            .map_err(|e| DbError::Storage(e.to_string()))?;
                         rows.insert(key.as_str(), bytes.as_slice())?;
                     }
                     None => {

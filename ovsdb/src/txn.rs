@@ -106,13 +106,21 @@ fn prescan_named_uuids(ops: &[Value], base: &Data) -> Result<NamedUuids, OvsdbEr
         }
         let uuid = match op.get("uuid") {
             Some(Value::String(s)) => {
-                let u = Uuid::parse_str(s).map_err(|_| OvsdbError::syntax(format!("\"{s}\" is not a valid UUID")))?;
+                let u = Uuid::parse_str(s)
+                    .map_err(|_| OvsdbError::syntax(format!("\"{s}\" is not a valid UUID")))?;
                 if !explicit.insert(u) || base.tables.values().any(|t| t.contains_key(&u)) {
-                    return Err(OvsdbError::new("duplicate uuid", format!("This UUID {u} would duplicate an existing one.")));
+                    return Err(OvsdbError::new(
+                        "duplicate uuid",
+                        format!("This UUID {u} would duplicate an existing one."),
+                    ));
                 }
                 u
             }
-            Some(other) => return Err(OvsdbError::syntax(format!("\"uuid\" must be a string, got {other}"))),
+            Some(other) => {
+                return Err(OvsdbError::syntax(format!(
+                    "\"uuid\" must be a string, got {other}"
+                )));
+            }
             None => Uuid::new_v4(),
         };
         if let Some(name) = op.get("uuid-name") {
@@ -122,7 +130,9 @@ fn prescan_named_uuids(ops: &[Value], base: &Data) -> Result<NamedUuids, OvsdbEr
             if named.insert(name.to_owned(), uuid).is_some() {
                 return Err(OvsdbError::new(
                     "duplicate uuid-name",
-                    format!("This \"uuid-name\" appeared on an earlier \"insert\" operation: {name}"),
+                    format!(
+                        "This \"uuid-name\" appeared on an earlier \"insert\" operation: {name}"
+                    ),
                 ));
             }
         }
@@ -140,12 +150,16 @@ impl Exec<'_> {
         let name = member(op, "table")?
             .as_str()
             .ok_or_else(|| OvsdbError::syntax("\"table\" must be a string"))?;
-        self.schema.table(name).ok_or_else(|| OvsdbError::unknown_table(name))
+        self.schema
+            .table(name)
+            .ok_or_else(|| OvsdbError::unknown_table(name))
     }
 
     fn op(&mut self, op: &Value) -> Result<Value, OpError> {
         if !op.is_object() {
-            return Err(OvsdbError::syntax(format!("operation must be an object, got {op}")).into());
+            return Err(
+                OvsdbError::syntax(format!("operation must be an object, got {op}")).into(),
+            );
         }
         let name = member(op, "op")?
             .as_str()
@@ -177,14 +191,22 @@ impl Exec<'_> {
                 if (self.ctx.has_lock)(lock) {
                     Ok(json!({}))
                 } else {
-                    Err(OvsdbError::new("not owner", format!("Asserted lock {lock} not held.")).into())
+                    Err(
+                        OvsdbError::new("not owner", format!("Asserted lock {lock} not held."))
+                            .into(),
+                    )
                 }
             }
             other => Err(OvsdbError::syntax(format!("No operation \"{other}\"")).into()),
         }
     }
 
-    fn parse_row(&self, ts: &TableSchema, v: &Value, updating: bool) -> Result<BTreeMap<String, Datum>, OvsdbError> {
+    fn parse_row(
+        &self,
+        ts: &TableSchema,
+        v: &Value,
+        updating: bool,
+    ) -> Result<BTreeMap<String, Datum>, OvsdbError> {
         let obj = v
             .as_object()
             .ok_or_else(|| OvsdbError::syntax("\"row\" must be an object"))?;
@@ -209,7 +231,11 @@ impl Exec<'_> {
         let cond = Condition::parse(ts, Some(member(op, "where")?), &self.named)?;
         let rows = self.data.table(&ts.name);
         if let Some(u) = cond.pinned_uuid() {
-            return Ok(rows.get(&u).filter(|r| cond.matches(r, u)).map(|_| vec![u]).unwrap_or_default());
+            return Ok(rows
+                .get(&u)
+                .filter(|r| cond.matches(r, u))
+                .map(|_| vec![u])
+                .unwrap_or_default());
         }
         Ok(rows
             .iter()
@@ -220,9 +246,14 @@ impl Exec<'_> {
 
     fn insert(&mut self, op: &Value) -> Result<Value, OvsdbError> {
         let ts = self.table(op)?.clone();
-        let uuid = match (op.get("uuid-name").and_then(Value::as_str), op.get("uuid").and_then(Value::as_str)) {
+        let uuid = match (
+            op.get("uuid-name").and_then(Value::as_str),
+            op.get("uuid").and_then(Value::as_str),
+        ) {
             (Some(n), _) => self.named.get(n).copied().unwrap_or_else(Uuid::new_v4),
-            (None, Some(s)) => Uuid::parse_str(s).map_err(|_| OvsdbError::syntax("invalid \"uuid\""))?,
+            (None, Some(s)) => {
+                Uuid::parse_str(s).map_err(|_| OvsdbError::syntax("invalid \"uuid\""))?
+            }
             (None, None) => Uuid::new_v4(),
         };
         let mut row = Row::new_default(&ts);
@@ -257,7 +288,11 @@ impl Exec<'_> {
         let rows: Vec<Value> = self
             .matching(ts, op)?
             .into_iter()
-            .filter_map(|u| self.data.row(&ts.name, &u).map(|r| r.to_json(u, cols.as_deref())))
+            .filter_map(|u| {
+                self.data
+                    .row(&ts.name, &u)
+                    .map(|r| r.to_json(u, cols.as_deref()))
+            })
             .collect();
         Ok(json!({"rows": rows}))
     }
@@ -297,10 +332,11 @@ impl Exec<'_> {
             .ok_or_else(|| OvsdbError::syntax("\"mutations\" must be an array"))?;
         let mut parsed = Vec::new();
         for m in muts {
-            let parts = m
-                .as_array()
-                .filter(|p| p.len() == 3)
-                .ok_or_else(|| OvsdbError::syntax(format!("mutation must be [column, mutator, value], got {m}")))?;
+            let parts = m.as_array().filter(|p| p.len() == 3).ok_or_else(|| {
+                OvsdbError::syntax(format!(
+                    "mutation must be [column, mutator, value], got {m}"
+                ))
+            })?;
             let col = parts[0]
                 .as_str()
                 .ok_or_else(|| OvsdbError::syntax("mutation column must be a string"))?;
@@ -325,13 +361,17 @@ impl Exec<'_> {
                         min: 1,
                         max: 1,
                     };
-                    if cs.ty.is_map() || !matches!(cs.ty.key.atomic, AtomicType::Integer | AtomicType::Real) {
+                    if cs.ty.is_map()
+                        || !matches!(cs.ty.key.atomic, AtomicType::Integer | AtomicType::Real)
+                    {
                         return Err(OvsdbError::syntax(format!(
                             "Type mismatch: \"{mutator}\" may not be applied to column {col}"
                         )));
                     }
                     if mutator == "%=" && cs.ty.key.atomic == AtomicType::Real {
-                        return Err(OvsdbError::syntax("\"%=\" may not be applied to real columns"));
+                        return Err(OvsdbError::syntax(
+                            "\"%=\" may not be applied to real columns",
+                        ));
                     }
                     // The argument is unconstrained: only the result is checked.
                     let mut loose = scalar;
@@ -360,7 +400,11 @@ impl Exec<'_> {
             let Some(r) = table.get_mut(u) else { continue };
             let mut row = Row::clone(r);
             for (col, mutator, arg, ty) in &parsed {
-                let cur = row.columns.get(col).cloned().unwrap_or_else(|| Datum::default_of(ty));
+                let cur = row
+                    .columns
+                    .get(col)
+                    .cloned()
+                    .unwrap_or_else(|| Datum::default_of(ty));
                 let new = apply_mutation(cur, mutator, arg, ty)?;
                 if new.len() > ty.max || new.len() < ty.min {
                     return Err(OvsdbError::constraint(format!(
@@ -368,7 +412,11 @@ impl Exec<'_> {
                         new.len(),
                         ts.name,
                         ty.min,
-                        if ty.max == usize::MAX { "unlimited".to_string() } else { ty.max.to_string() }
+                        if ty.max == usize::MAX {
+                            "unlimited".to_string()
+                        } else {
+                            ty.max.to_string()
+                        }
                     )));
                 }
                 row.columns.insert(col.clone(), new);
@@ -383,18 +431,21 @@ impl Exec<'_> {
 
     fn wait(&self, op: &Value) -> Result<Value, OpError> {
         let ts = self.table(op)?;
-        let timeout = match op.get("timeout") {
-            None => None,
-            Some(t) => Some(
-                t.as_u64()
-                    .ok_or_else(|| OvsdbError::syntax("\"timeout\" must be a non-negative integer"))?,
-            ),
-        };
+        let timeout =
+            match op.get("timeout") {
+                None => None,
+                Some(t) => Some(t.as_u64().ok_or_else(|| {
+                    OvsdbError::syntax("\"timeout\" must be a non-negative integer")
+                })?),
+            };
         let until = member(op, "until")?
             .as_str()
             .ok_or_else(|| OvsdbError::syntax("\"until\" must be a string"))?;
         if until != "==" && until != "!=" {
-            return Err(OvsdbError::syntax(format!("\"until\" must be \"==\" or \"!=\", got {until}")).into());
+            return Err(OvsdbError::syntax(format!(
+                "\"until\" must be \"==\" or \"!=\", got {until}"
+            ))
+            .into());
         }
         let cols: Vec<String> = self.columns_arg(ts, op)?.unwrap_or_default();
         let want_rows = member(op, "rows")?
@@ -408,9 +459,9 @@ impl Exec<'_> {
             let mut proj = Vec::new();
             for c in &cols {
                 let ty = column_type(ts, c)?;
-                let v = obj
-                    .get(c)
-                    .ok_or_else(|| OvsdbError::syntax(format!("row lacks column {c} named in \"columns\"")))?;
+                let v = obj.get(c).ok_or_else(|| {
+                    OvsdbError::syntax(format!("row lacks column {c} named in \"columns\""))
+                })?;
                 proj.push(Datum::from_json(v, &ty, &self.named)?);
             }
             expected.push(proj);
@@ -418,7 +469,11 @@ impl Exec<'_> {
         let mut actual: Vec<Vec<Datum>> = Vec::new();
         for u in self.matching(ts, op)? {
             if let Some(r) = self.data.row(&ts.name, &u) {
-                actual.push(cols.iter().map(|c| column_value(r, u, c).unwrap_or(Datum::Set(Default::default()))).collect());
+                actual.push(
+                    cols.iter()
+                        .map(|c| column_value(r, u, c).unwrap_or(Datum::Set(Default::default())))
+                        .collect(),
+                );
             }
         }
         expected.sort();
@@ -441,34 +496,47 @@ fn arith(a: &Atom, mutator: &str, b: &Atom) -> Result<Atom, OvsdbError> {
                 "+=" => x.checked_add(*y),
                 "-=" => x.checked_sub(*y),
                 "*=" => x.checked_mul(*y),
-                "/=" | "%=" if *y == 0 => return Err(OvsdbError::new("domain error", "Division by zero.")),
+                "/=" | "%=" if *y == 0 => {
+                    return Err(OvsdbError::new("domain error", "Division by zero."));
+                }
                 "/=" => x.checked_div(*y),
                 "%=" => x.checked_rem(*y),
                 _ => None,
             };
-            r.map(Atom::Integer)
-                .ok_or_else(|| OvsdbError::new("range error", "Result of integer arithmetic overflowed."))
+            r.map(Atom::Integer).ok_or_else(|| {
+                OvsdbError::new("range error", "Result of integer arithmetic overflowed.")
+            })
         }
         (Atom::Real(x), Atom::Real(y)) => {
             let r = match mutator {
                 "+=" => x + y,
                 "-=" => x - y,
                 "*=" => x * y,
-                "/=" if *y == 0.0 => return Err(OvsdbError::new("domain error", "Division by zero.")),
+                "/=" if *y == 0.0 => {
+                    return Err(OvsdbError::new("domain error", "Division by zero."));
+                }
                 "/=" => x / y,
                 _ => return Err(OvsdbError::syntax("bad real mutator")),
             };
             if r.is_finite() {
                 Ok(Atom::Real(r))
             } else {
-                Err(OvsdbError::new("range error", "Result of real arithmetic is not finite."))
+                Err(OvsdbError::new(
+                    "range error",
+                    "Result of real arithmetic is not finite.",
+                ))
             }
         }
         _ => Err(OvsdbError::syntax("type mismatch in mutation")),
     }
 }
 
-fn apply_mutation(cur: Datum, mutator: &str, arg: &Datum, ty: &ColumnType) -> Result<Datum, OvsdbError> {
+fn apply_mutation(
+    cur: Datum,
+    mutator: &str,
+    arg: &Datum,
+    ty: &ColumnType,
+) -> Result<Datum, OvsdbError> {
     match (mutator, cur, arg) {
         ("insert", Datum::Set(mut s), Datum::Set(a)) => {
             s.extend(a.iter().cloned());
@@ -501,11 +569,15 @@ fn apply_mutation(cur: Datum, mutator: &str, arg: &Datum, ty: &ColumnType) -> Re
                 out.insert(r);
             }
             if out.len() != s.len() {
-                return Err(OvsdbError::constraint("Mutation caused duplicate set elements."));
+                return Err(OvsdbError::constraint(
+                    "Mutation caused duplicate set elements.",
+                ));
             }
             Ok(Datum::Set(out))
         }
-        _ => Err(OvsdbError::syntax("mutation argument does not match the column type")),
+        _ => Err(OvsdbError::syntax(
+            "mutation argument does not match the column type",
+        )),
     }
 }
 

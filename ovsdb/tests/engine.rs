@@ -21,7 +21,12 @@ fn ok(results: &[Value]) -> &[Value] {
 }
 
 fn root_uuid(db: &Db) -> String {
-    db.snapshot().table("Open_vSwitch").keys().next().unwrap().to_string()
+    db.snapshot()
+        .table("Open_vSwitch")
+        .keys()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Insert bridge `name` with its local port and interface and attach it to the root row.
@@ -40,7 +45,10 @@ fn add_bridge(db: &Db, name: &str) -> Vec<Value> {
 }
 
 fn bridge_names(db: &Db) -> Vec<String> {
-    let r = tx(db, json!([{"op": "select", "table": "Bridge", "where": [], "columns": ["name"]}]));
+    let r = tx(
+        db,
+        json!([{"op": "select", "table": "Bridge", "where": [], "columns": ["name"]}]),
+    );
     let mut v: Vec<String> = r[0]["rows"]
         .as_array()
         .unwrap()
@@ -55,8 +63,15 @@ fn bridge_names(db: &Db) -> Vec<String> {
 fn new_database_has_exactly_one_root_row() {
     let db = Db::in_memory();
     assert_eq!(db.snapshot().table("Open_vSwitch").len(), 1);
-    let r = tx(&db, json!([{"op": "insert", "table": "Open_vSwitch", "row": {}}]));
-    assert_eq!(err_of(&r).as_deref(), Some("constraint violation"), "maxRows 1 enforced: {r:?}");
+    let r = tx(
+        &db,
+        json!([{"op": "insert", "table": "Open_vSwitch", "row": {}}]),
+    );
+    assert_eq!(
+        err_of(&r).as_deref(),
+        Some("constraint violation"),
+        "maxRows 1 enforced: {r:?}"
+    );
 }
 
 #[test]
@@ -66,7 +81,10 @@ fn insert_with_named_uuid_references_and_select_returns_rows() {
     ok(&r);
     assert!(r[2]["uuid"][1].is_string());
     assert_eq!(bridge_names(&db), vec!["br0"]);
-    let sel = tx(&db, json!([{"op": "select", "table": "Port", "where": [["name", "==", "br0"]]}]));
+    let sel = tx(
+        &db,
+        json!([{"op": "select", "table": "Port", "where": [["name", "==", "br0"]]}]),
+    );
     let row = &sel[0]["rows"][0];
     assert_eq!(row["interfaces"][0], "uuid");
     assert!(row["_uuid"].is_array() && row["_version"].is_array());
@@ -96,7 +114,10 @@ fn update_changes_only_matching_rows_and_counts_them() {
         json!([{"op": "update", "table": "Bridge", "where": [["name", "==", "br1"]], "row": {"fail_mode": "secure"}}]),
     );
     assert_eq!(r[0]["count"], 1);
-    let sel = tx(&db, json!([{"op": "select", "table": "Bridge", "where": [["fail_mode", "==", "secure"]], "columns": ["name"]}]));
+    let sel = tx(
+        &db,
+        json!([{"op": "select", "table": "Bridge", "where": [["fail_mode", "==", "secure"]], "columns": ["name"]}]),
+    );
     assert_eq!(sel[0]["rows"], json!([{"name": "br1"}]));
 }
 
@@ -104,14 +125,20 @@ fn update_changes_only_matching_rows_and_counts_them() {
 fn update_of_immutable_column_is_a_constraint_violation() {
     let db = Db::in_memory();
     ok(&add_bridge(&db, "br0"));
-    let r = tx(&db, json!([{"op": "update", "table": "Bridge", "where": [], "row": {"name": "x"}}]));
+    let r = tx(
+        &db,
+        json!([{"op": "update", "table": "Bridge", "where": [], "row": {"name": "x"}}]),
+    );
     assert_eq!(err_of(&r).as_deref(), Some("constraint violation"));
 }
 
 #[test]
 fn unknown_column_and_table_are_reported() {
     let db = Db::in_memory();
-    let r = tx(&db, json!([{"op": "insert", "table": "Bridge", "row": {"nope": 1}}]));
+    let r = tx(
+        &db,
+        json!([{"op": "insert", "table": "Bridge", "row": {"nope": 1}}]),
+    );
     assert_eq!(err_of(&r).as_deref(), Some("unknown column"));
     let r = tx(&db, json!([{"op": "select", "table": "Nope", "where": []}]));
     assert_eq!(err_of(&r).as_deref(), Some("unknown table"));
@@ -157,35 +184,70 @@ fn mutate_supports_arithmetic_and_set_and_map_mutators() {
             ["iface_types", "delete", ["set", ["y"]]]
         ]}]),
     ));
-    let sel = tx(&db, json!([{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["next_cfg", "external_ids", "iface_types"]}]));
+    let sel = tx(
+        &db,
+        json!([{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["next_cfg", "external_ids", "iface_types"]}]),
+    );
     let row = &sel[0]["rows"][0];
     assert_eq!(row["next_cfg"], ((5 * 3 - 1) / 2) % 4);
-    assert_eq!(row["external_ids"], json!(["map", [["a", "1"]]]), "insert does not overwrite existing keys");
+    assert_eq!(
+        row["external_ids"],
+        json!(["map", [["a", "1"]]]),
+        "insert does not overwrite existing keys"
+    );
     assert_eq!(row["iface_types"], json!(["set", ["x", "z"]]));
     // Map delete by key/value pair only removes exact pairs.
-    ok(&tx(&db, json!([{"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["external_ids", "delete", ["map", [["a", "2"]]]]]}])));
-    let sel = tx(&db, json!([{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["external_ids"]}]));
-    assert_eq!(sel[0]["rows"][0]["external_ids"], json!(["map", [["a", "1"]]]));
+    ok(&tx(
+        &db,
+        json!([{"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["external_ids", "delete", ["map", [["a", "2"]]]]]}]),
+    ));
+    let sel = tx(
+        &db,
+        json!([{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["external_ids"]}]),
+    );
+    assert_eq!(
+        sel[0]["rows"][0]["external_ids"],
+        json!(["map", [["a", "1"]]])
+    );
 }
 
 #[test]
 fn mutate_errors_division_by_zero_and_range() {
     let db = Db::in_memory();
     let w = json!([["_uuid", "==", ["uuid", root_uuid(&db)]]]);
-    let r = tx(&db, json!([{"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["next_cfg", "/=", 0]]}]));
+    let r = tx(
+        &db,
+        json!([{"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["next_cfg", "/=", 0]]}]),
+    );
     assert_eq!(err_of(&r).as_deref(), Some("domain error"));
     ok(&add_bridge(&db, "br0"));
-    ok(&tx(&db, json!([{"op": "update", "table": "Port", "where": [], "row": {"tag": 4000}}])));
-    let r = tx(&db, json!([{"op": "mutate", "table": "Port", "where": [], "mutations": [["tag", "+=", 1000]]}]));
-    assert_eq!(err_of(&r).as_deref(), Some("constraint violation"), "tag beyond 4095: {r:?}");
+    ok(&tx(
+        &db,
+        json!([{"op": "update", "table": "Port", "where": [], "row": {"tag": 4000}}]),
+    ));
+    let r = tx(
+        &db,
+        json!([{"op": "mutate", "table": "Port", "where": [], "mutations": [["tag", "+=", 1000]]}]),
+    );
+    assert_eq!(
+        err_of(&r).as_deref(),
+        Some("constraint violation"),
+        "tag beyond 4095: {r:?}"
+    );
 }
 
 #[test]
 fn delete_of_strongly_referenced_row_is_referential_integrity_violation() {
     let db = Db::in_memory();
     ok(&add_bridge(&db, "br0"));
-    let r = tx(&db, json!([{"op": "delete", "table": "Port", "where": [["name", "==", "br0"]]}]));
-    assert_eq!(err_of(&r).as_deref(), Some("referential integrity violation"));
+    let r = tx(
+        &db,
+        json!([{"op": "delete", "table": "Port", "where": [["name", "==", "br0"]]}]),
+    );
+    assert_eq!(
+        err_of(&r).as_deref(),
+        Some("referential integrity violation")
+    );
     assert_eq!(db.snapshot().table("Port").len(), 1);
 }
 
@@ -204,10 +266,16 @@ fn unreferenced_rows_of_non_root_tables_are_garbage_collected() {
     assert!(snap.table("Port").is_empty());
     assert!(snap.table("Interface").is_empty());
     // A non-root row inserted without a reference disappears at commit.
-    ok(&tx(&db, json!([{"op": "insert", "table": "Controller", "row": {"target": "tcp:127.0.0.1:6653"}}])));
+    ok(&tx(
+        &db,
+        json!([{"op": "insert", "table": "Controller", "row": {"target": "tcp:127.0.0.1:6653"}}]),
+    ));
     assert!(db.snapshot().table("Controller").is_empty());
     // Root tables are kept.
-    ok(&tx(&db, json!([{"op": "insert", "table": "Queue", "row": {}}])));
+    ok(&tx(
+        &db,
+        json!([{"op": "insert", "table": "Queue", "row": {}}]),
+    ));
     assert_eq!(db.snapshot().table("Queue").len(), 1);
 }
 
@@ -215,7 +283,13 @@ fn unreferenced_rows_of_non_root_tables_are_garbage_collected() {
 fn weak_references_to_deleted_rows_are_removed() {
     let db = Db::in_memory();
     ok(&add_bridge(&db, "br0"));
-    let port = db.snapshot().table("Port").keys().next().unwrap().to_string();
+    let port = db
+        .snapshot()
+        .table("Port")
+        .keys()
+        .next()
+        .unwrap()
+        .to_string();
     ok(&tx(
         &db,
         json!([
@@ -234,7 +308,10 @@ fn weak_references_to_deleted_rows_are_removed() {
             {"op": "comment", "comment": root}
         ]),
     ));
-    let sel = tx(&db, json!([{"op": "select", "table": "Mirror", "where": [], "columns": ["select_src_port", "output_port"]}]));
+    let sel = tx(
+        &db,
+        json!([{"op": "select", "table": "Mirror", "where": [], "columns": ["select_src_port", "output_port"]}]),
+    );
     assert_eq!(sel[0]["rows"][0]["select_src_port"], json!(["set", []]));
     assert_eq!(sel[0]["rows"][0]["output_port"], json!(["set", []]));
 }
@@ -247,7 +324,11 @@ fn reference_to_nonexistent_row_is_rejected() {
         json!([{"op": "insert", "table": "Port", "row": {"name": "p", "interfaces": ["uuid", "2f0d1bcf-0000-4000-8000-000000000001"]}},
                {"op": "insert", "table": "Flow_Sample_Collector_Set", "row": {"id": 1, "bridge": ["uuid", "2f0d1bcf-0000-4000-8000-000000000002"]}}]),
     );
-    assert_eq!(err_of(&r).as_deref(), Some("referential integrity violation"), "{r:?}");
+    assert_eq!(
+        err_of(&r).as_deref(),
+        Some("referential integrity violation"),
+        "{r:?}"
+    );
     assert_eq!(r.len(), 3, "commit error is an extra result element");
 }
 
@@ -255,8 +336,15 @@ fn reference_to_nonexistent_row_is_rejected() {
 fn min_cardinality_is_checked_at_commit() {
     let db = Db::in_memory();
     ok(&add_bridge(&db, "br0"));
-    let r = tx(&db, json!([{"op": "update", "table": "Port", "where": [], "row": {"interfaces": ["set", []]}}]));
-    assert_eq!(err_of(&r).as_deref(), Some("constraint violation"), "Port.interfaces needs at least one: {r:?}");
+    let r = tx(
+        &db,
+        json!([{"op": "update", "table": "Port", "where": [], "row": {"interfaces": ["set", []]}}]),
+    );
+    assert_eq!(
+        err_of(&r).as_deref(),
+        Some("constraint violation"),
+        "Port.interfaces needs at least one: {r:?}"
+    );
 }
 
 #[test]
@@ -265,7 +353,12 @@ fn duplicate_index_values_are_a_constraint_violation() {
     ok(&add_bridge(&db, "br0"));
     let r = add_bridge(&db, "br0");
     assert_eq!(err_of(&r).as_deref(), Some("constraint violation"));
-    assert!(r.last().unwrap()["details"].as_str().unwrap().contains("index"));
+    assert!(
+        r.last().unwrap()["details"]
+            .as_str()
+            .unwrap()
+            .contains("index")
+    );
     assert_eq!(bridge_names(&db), vec!["br0"]);
 }
 
@@ -311,10 +404,17 @@ fn wait_with_timeout_completes_when_another_thread_commits() {
 #[test]
 fn commit_comment_and_assert_without_lock() {
     let db = Db::in_memory();
-    ok(&tx(&db, json!([{"op": "commit", "durable": true}, {"op": "comment", "comment": "hi"}])));
+    ok(&tx(
+        &db,
+        json!([{"op": "commit", "durable": true}, {"op": "comment", "comment": "hi"}]),
+    ));
     let r = tx(&db, json!([{"op": "assert", "lock": "foo"}]));
     assert_eq!(err_of(&r).as_deref(), Some("not owner"));
-    let owner = db.transact_with(&json!(["Open_vSwitch", {"op": "assert", "lock": "foo"}]), &|n| n == "foo", None);
+    let owner = db.transact_with(
+        &json!(["Open_vSwitch", {"op": "assert", "lock": "foo"}]),
+        &|n| n == "foo",
+        None,
+    );
     assert!(err_of(&owner.unwrap()).is_none());
 }
 
@@ -322,15 +422,36 @@ fn commit_comment_and_assert_without_lock() {
 fn conditions_support_ordering_includes_and_excludes() {
     let db = Db::in_memory();
     ok(&add_bridge(&db, "br0"));
-    ok(&tx(&db, json!([{"op": "update", "table": "Port", "where": [], "row": {"trunks": ["set", [1, 2, 3]], "tag": 7}}])));
-    let q = |w: Value| tx(&db, json!([{"op": "select", "table": "Port", "where": w, "columns": ["name"]}]))[0]["rows"].as_array().unwrap().len();
+    ok(&tx(
+        &db,
+        json!([{"op": "update", "table": "Port", "where": [], "row": {"trunks": ["set", [1, 2, 3]], "tag": 7}}]),
+    ));
+    let q = |w: Value| {
+        tx(
+            &db,
+            json!([{"op": "select", "table": "Port", "where": w, "columns": ["name"]}]),
+        )[0]["rows"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     assert_eq!(q(json!([["trunks", "includes", ["set", [1, 3]]]])), 1);
     assert_eq!(q(json!([["trunks", "excludes", ["set", [9]]]])), 1);
     assert_eq!(q(json!([["trunks", "excludes", ["set", [2]]]])), 0);
-    let r = tx(&db, json!([{"op": "select", "table": "Open_vSwitch", "where": [["next_cfg", "<", 1]]}]));
+    let r = tx(
+        &db,
+        json!([{"op": "select", "table": "Open_vSwitch", "where": [["next_cfg", "<", 1]]}]),
+    );
     assert_eq!(r[0]["rows"].as_array().unwrap().len(), 1);
-    let r = tx(&db, json!([{"op": "select", "table": "Port", "where": [["name", "<", "x"]]}]));
-    assert_eq!(err_of(&r).as_deref(), Some("syntax error"), "ordering on strings is refused");
+    let r = tx(
+        &db,
+        json!([{"op": "select", "table": "Port", "where": [["name", "<", "x"]]}]),
+    );
+    assert_eq!(
+        err_of(&r).as_deref(),
+        Some("syntax error"),
+        "ordering on strings is refused"
+    );
 }
 
 #[test]
@@ -342,10 +463,18 @@ fn subscribers_see_committed_changes_in_order() {
     let a = rx.recv().unwrap();
     let b = rx.recv().unwrap();
     assert!(a.seq < b.seq);
-    assert!(a.changes.changes.iter().any(|c| c.table == "Bridge" && c.old.is_none()));
+    assert!(
+        a.changes
+            .changes
+            .iter()
+            .any(|c| c.table == "Bridge" && c.old.is_none())
+    );
     let failed = add_bridge(&db, "br0");
     assert!(err_of(&failed).is_some());
-    assert!(rx.try_recv().is_err(), "failed transactions are not published");
+    assert!(
+        rx.try_recv().is_err(),
+        "failed transactions are not published"
+    );
 }
 
 #[test]
@@ -358,16 +487,31 @@ fn database_persists_across_reopen() {
         root = root_uuid(&db);
         ok(&add_bridge(&db, "br0"));
         ok(&add_bridge(&db, "br1"));
-        ok(&tx(&db, json!([{"op": "update", "table": "Bridge", "where": [["name", "==", "br1"]], "row": {"external_ids": ["map", [["k", "v"]]]}}])));
-        ok(&tx(&db, json!([{"op": "mutate", "table": "Open_vSwitch", "where": [], "mutations": [["bridges", "delete", ["set", []]]]}])));
+        ok(&tx(
+            &db,
+            json!([{"op": "update", "table": "Bridge", "where": [["name", "==", "br1"]], "row": {"external_ids": ["map", [["k", "v"]]]}}]),
+        ));
+        ok(&tx(
+            &db,
+            json!([{"op": "mutate", "table": "Open_vSwitch", "where": [], "mutations": [["bridges", "delete", ["set", []]]]}]),
+        ));
     }
     let db = Db::open(&path).unwrap();
     assert_eq!(root_uuid(&db), root, "root row is not recreated");
     assert_eq!(bridge_names(&db), vec!["br0", "br1"]);
-    let r = tx(&db, json!([{"op": "select", "table": "Bridge", "where": [["name", "==", "br1"]], "columns": ["external_ids"]}]));
-    assert_eq!(r[0]["rows"][0]["external_ids"], json!(["map", [["k", "v"]]]));
+    let r = tx(
+        &db,
+        json!([{"op": "select", "table": "Bridge", "where": [["name", "==", "br1"]], "columns": ["external_ids"]}]),
+    );
+    assert_eq!(
+        r[0]["rows"][0]["external_ids"],
+        json!(["map", [["k", "v"]]])
+    );
     // Deletion persists too.
-    ok(&tx(&db, json!([{"op": "update", "table": "Open_vSwitch", "where": [], "row": {"bridges": ["set", []]}}])));
+    ok(&tx(
+        &db,
+        json!([{"op": "update", "table": "Open_vSwitch", "where": [], "row": {"bridges": ["set", []]}}]),
+    ));
     drop(db);
     let db = Db::open(&path).unwrap();
     assert!(bridge_names(&db).is_empty());
@@ -392,7 +536,13 @@ fn transactions_from_many_threads_all_apply() {
     for t in threads {
         t.join().unwrap();
     }
-    let r = tx(&db, json!([{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["next_cfg", "external_ids"]}]));
+    let r = tx(
+        &db,
+        json!([{"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["next_cfg", "external_ids"]}]),
+    );
     assert_eq!(r[0]["rows"][0]["next_cfg"], 200);
-    assert_eq!(r[0]["rows"][0]["external_ids"][1].as_array().unwrap().len(), 200);
+    assert_eq!(
+        r[0]["rows"][0]["external_ids"][1].as_array().unwrap().len(),
+        200
+    );
 }

@@ -22,7 +22,10 @@ impl Raw {
     fn new(server: &Server) -> Raw {
         let s = UnixStream::connect(server.sock()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw { s, d: Decoder::new() }
+        Raw {
+            s,
+            d: Decoder::new(),
+        }
     }
     fn send(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).unwrap();
@@ -53,28 +56,45 @@ fn socket_is_private_to_its_owner() {
 fn list_dbs_get_schema_and_echo() {
     let srv = Server::start();
     let mut c = srv.client();
-    assert_eq!(c.request("list_dbs", json!([])).unwrap(), json!(["Open_vSwitch"]));
+    assert_eq!(
+        c.request("list_dbs", json!([])).unwrap(),
+        json!(["Open_vSwitch"])
+    );
     let schema = c.request("get_schema", json!(["Open_vSwitch"])).unwrap();
     assert_eq!(schema["name"], "Open_vSwitch");
     assert!(schema["tables"]["Interface"]["columns"]["mtu_request"].is_object());
-    assert_eq!(c.request("echo", json!(["hello", 1])).unwrap(), json!(["hello", 1]));
+    assert_eq!(
+        c.request("echo", json!(["hello", 1])).unwrap(),
+        json!(["hello", 1])
+    );
 }
 
 #[test]
 fn server_database_and_unknown_methods_are_refused_so_clients_fall_back() {
     let srv = Server::start();
     let mut c = srv.client();
-    match c.request("get_schema", json!(["_Server", "2a0d7444-e730-11f1-a7cc-02fc00000001"])) {
+    match c.request(
+        "get_schema",
+        json!(["_Server", "2a0d7444-e730-11f1-a7cc-02fc00000001"]),
+    ) {
         Err(ClientError::Rpc(e)) => assert_eq!(e["error"], "unknown database"),
         other => panic!("expected unknown database, got {other:?}"),
     }
-    for m in ["monitor_cond", "monitor_cond_since", "get_server_id", "set_db_change_aware"] {
+    for m in [
+        "monitor_cond",
+        "monitor_cond_since",
+        "get_server_id",
+        "set_db_change_aware",
+    ] {
         match c.request(m, json!(["Open_vSwitch"])) {
             Err(ClientError::Rpc(e)) => assert_eq!(e, json!("unknown method"), "{m}"),
             other => panic!("{m}: expected unknown method, got {other:?}"),
         }
     }
-    match c.request("transact", json!(["Nope", {"op": "comment", "comment": "x"}])) {
+    match c.request(
+        "transact",
+        json!(["Nope", {"op": "comment", "comment": "x"}]),
+    ) {
         Err(ClientError::Rpc(e)) => assert_eq!(e["error"], "unknown database"),
         other => panic!("expected unknown database, got {other:?}"),
     }
@@ -91,7 +111,9 @@ fn messages_split_across_writes_and_batched_in_one_write_are_handled() {
         raw.send(&[*b]);
     }
     assert_eq!(raw.recv().unwrap()["result"], json!(["a"]));
-    raw.send(br#"{"method":"echo","params":["b"],"id":2} {"method":"list_dbs","params":[],"id":3}"#);
+    raw.send(
+        br#"{"method":"echo","params":["b"],"id":2} {"method":"list_dbs","params":[],"id":3}"#,
+    );
     let a = raw.recv().unwrap();
     let b = raw.recv().unwrap();
     assert_eq!(a["id"], 2);
@@ -113,7 +135,10 @@ fn malformed_json_closes_only_that_connection() {
     assert!(!odd.recv().unwrap()["error"].is_null());
     odd.send(br#"{"method":"echo","params":[],"id":9}"#);
     assert_eq!(odd.recv().unwrap()["id"], 9);
-    assert_eq!(good.request("echo", json!(["still"])).unwrap(), json!(["still"]));
+    assert_eq!(
+        good.request("echo", json!(["still"])).unwrap(),
+        json!(["still"])
+    );
 }
 
 #[test]
@@ -121,10 +146,16 @@ fn transact_over_the_wire_reports_rfc7047_errors() {
     let srv = Server::start();
     let mut c = srv.client();
     let r = c
-        .transact(vec![json!({"op": "insert", "table": "Bridge", "row": {"name": "b", "fail_mode": "bogus"}})])
+        .transact(vec![
+            json!({"op": "insert", "table": "Bridge", "row": {"name": "b", "fail_mode": "bogus"}}),
+        ])
         .unwrap();
     assert_eq!(r[0]["error"], "constraint violation");
-    let r = c.transact(vec![json!({"op": "delete", "table": "Interface", "where": [["nope", "==", 1]]})]).unwrap();
+    let r = c
+        .transact(vec![
+            json!({"op": "delete", "table": "Interface", "where": [["nope", "==", 1]]}),
+        ])
+        .unwrap();
     assert_eq!(r[0]["error"], "unknown column");
 }
 
@@ -133,7 +164,10 @@ fn monitor_sends_initial_contents_and_selected_updates() {
     let srv = Server::start();
     let mut m = srv.client();
     let mut w = srv.client();
-    w.transact(vec![json!({"op": "insert", "table": "Queue", "row": {"dscp": 1}})]).unwrap();
+    w.transact(vec![
+        json!({"op": "insert", "table": "Queue", "row": {"dscp": 1}}),
+    ])
+    .unwrap();
     let initial = m
         .request(
             "monitor",
@@ -150,16 +184,26 @@ fn monitor_sends_initial_contents_and_selected_updates() {
     let (method, params) = m.next_notification().unwrap();
     assert_eq!(method, "update");
     assert_eq!(params[0], "mon1");
-    assert_eq!(params[1]["Queue"][uuid], json!({"old": {"dscp": 1}, "new": {"dscp": 2}}));
+    assert_eq!(
+        params[1]["Queue"][uuid],
+        json!({"old": {"dscp": 1}, "new": {"dscp": 2}})
+    );
     // A change to an unmonitored column only: no notification; delete not selected either.
     w.transact(vec![json!({"op": "update", "table": "Queue", "where": [], "row": {"external_ids": ["map", []]}})]).unwrap();
-    w.transact(vec![json!({"op": "delete", "table": "Queue", "where": []})]).unwrap();
-    w.transact(vec![json!({"op": "insert", "table": "Queue", "row": {"dscp": 5}})]).unwrap();
+    w.transact(vec![json!({"op": "delete", "table": "Queue", "where": []})])
+        .unwrap();
+    w.transact(vec![
+        json!({"op": "insert", "table": "Queue", "row": {"dscp": 5}}),
+    ])
+    .unwrap();
     let (_, params) = m.next_notification().unwrap();
     let q = params[1]["Queue"].as_object().unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q.values().next().unwrap(), &json!({"new": {"dscp": 5}}));
-    assert_eq!(m.request("monitor_cancel", json!(["mon1"])).unwrap(), json!({}));
+    assert_eq!(
+        m.request("monitor_cancel", json!(["mon1"])).unwrap(),
+        json!({})
+    );
     assert!(m.request("monitor_cancel", json!(["mon1"])).is_err());
 }
 
@@ -168,19 +212,48 @@ fn locks_are_granted_queued_stolen_and_released() {
     let srv = Server::start();
     let mut a = srv.client();
     let mut b = srv.client();
-    assert_eq!(a.request("lock", json!(["L"])).unwrap(), json!({"locked": true}));
-    assert_eq!(b.request("lock", json!(["L"])).unwrap(), json!({"locked": false}));
+    assert_eq!(
+        a.request("lock", json!(["L"])).unwrap(),
+        json!({"locked": true})
+    );
+    assert_eq!(
+        b.request("lock", json!(["L"])).unwrap(),
+        json!({"locked": false})
+    );
     let assert_op = json!({"op": "assert", "lock": "L"});
-    assert!(a.transact(vec![assert_op.clone()]).unwrap()[0].get("error").is_none());
-    assert_eq!(b.transact(vec![assert_op.clone()]).unwrap()[0]["error"], "not owner");
+    assert!(
+        a.transact(vec![assert_op.clone()]).unwrap()[0]
+            .get("error")
+            .is_none()
+    );
+    assert_eq!(
+        b.transact(vec![assert_op.clone()]).unwrap()[0]["error"],
+        "not owner"
+    );
     // a unlocks: b is told it got the lock.
     assert_eq!(a.request("unlock", json!(["L"])).unwrap(), json!({}));
-    assert_eq!(b.next_notification().unwrap(), ("locked".to_string(), json!(["L"])));
-    assert!(b.transact(vec![assert_op.clone()]).unwrap()[0].get("error").is_none());
+    assert_eq!(
+        b.next_notification().unwrap(),
+        ("locked".to_string(), json!(["L"]))
+    );
+    assert!(
+        b.transact(vec![assert_op.clone()]).unwrap()[0]
+            .get("error")
+            .is_none()
+    );
     // a steals it back: b is told.
-    assert_eq!(a.request("steal", json!(["L"])).unwrap(), json!({"locked": true}));
-    assert_eq!(b.next_notification().unwrap(), ("stolen".to_string(), json!(["L"])));
-    assert_eq!(b.transact(vec![assert_op]).unwrap()[0]["error"], "not owner");
+    assert_eq!(
+        a.request("steal", json!(["L"])).unwrap(),
+        json!({"locked": true})
+    );
+    assert_eq!(
+        b.next_notification().unwrap(),
+        ("stolen".to_string(), json!(["L"]))
+    );
+    assert_eq!(
+        b.transact(vec![assert_op]).unwrap()[0]["error"],
+        "not owner"
+    );
 }
 
 #[test]
@@ -189,10 +262,19 @@ fn lock_is_released_when_its_owner_disconnects() {
     let mut b = srv.client();
     {
         let mut a = srv.client();
-        assert_eq!(a.request("lock", json!(["L"])).unwrap(), json!({"locked": true}));
-        assert_eq!(b.request("lock", json!(["L"])).unwrap(), json!({"locked": false}));
+        assert_eq!(
+            a.request("lock", json!(["L"])).unwrap(),
+            json!({"locked": true})
+        );
+        assert_eq!(
+            b.request("lock", json!(["L"])).unwrap(),
+            json!({"locked": false})
+        );
     }
-    assert_eq!(b.next_notification().unwrap(), ("locked".to_string(), json!(["L"])));
+    assert_eq!(
+        b.next_notification().unwrap(),
+        ("locked".to_string(), json!(["L"]))
+    );
 }
 
 #[test]
@@ -206,7 +288,11 @@ fn blocked_wait_can_be_cancelled() {
         .as_bytes(),
     );
     std::thread::sleep(Duration::from_millis(200));
-    raw.send(json!({"method": "cancel", "id": null, "params": [7]}).to_string().as_bytes());
+    raw.send(
+        json!({"method": "cancel", "id": null, "params": [7]})
+            .to_string()
+            .as_bytes(),
+    );
     let r = raw.recv().unwrap();
     assert_eq!(r["id"], 7);
     assert_eq!(r["error"], "canceled");
@@ -214,7 +300,10 @@ fn blocked_wait_can_be_cancelled() {
 
 #[test]
 fn tcp_remote_serves_the_same_database() {
-    let dir = tempfile::Builder::new().prefix("db-tcp-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("db-tcp-")
+        .tempdir()
+        .unwrap();
     let sock = dir.path().join("db.sock");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -228,7 +317,10 @@ fn tcp_remote_serves_the_same_database() {
         .unwrap();
     common::wait_for_socket(&sock);
     let mut c = ovsdb::client::Client::connect(&format!("tcp:127.0.0.1:{port}")).unwrap();
-    assert_eq!(c.request("list_dbs", json!([])).unwrap(), json!(["Open_vSwitch"]));
+    assert_eq!(
+        c.request("list_dbs", json!([])).unwrap(),
+        json!(["Open_vSwitch"])
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

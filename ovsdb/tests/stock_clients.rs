@@ -20,9 +20,37 @@ fn ovs_vsctl_builds_and_shows_a_bridge_configuration() {
     }
     let srv = Server::start();
     assert_eq!(vsctl(&srv, &["--no-wait", "add-br", "br0"]).0, 0);
-    let (st, _, err) = vsctl(&srv, &["--no-wait", "add-port", "br0", "p1", "tag=10", "--", "set", "interface", "p1", "type=internal"]);
+    let (st, _, err) = vsctl(
+        &srv,
+        &[
+            "--no-wait",
+            "add-port",
+            "br0",
+            "p1",
+            "tag=10",
+            "--",
+            "set",
+            "interface",
+            "p1",
+            "type=internal",
+        ],
+    );
     assert_eq!(st, 0, "{err}");
-    assert_eq!(vsctl(&srv, &["--no-wait", "set", "bridge", "br0", "fail_mode=secure", "other_config:k=v"]).0, 0);
+    assert_eq!(
+        vsctl(
+            &srv,
+            &[
+                "--no-wait",
+                "set",
+                "bridge",
+                "br0",
+                "fail_mode=secure",
+                "other_config:k=v"
+            ]
+        )
+        .0,
+        0
+    );
     let (_, out, _) = vsctl(&srv, &["list-ports", "br0"]);
     assert_eq!(out, "p1\n");
     let (_, out, _) = vsctl(&srv, &["get", "port", "p1", "tag"]);
@@ -43,7 +71,10 @@ fn ovs_vsctl_builds_and_shows_a_bridge_configuration() {
     assert_eq!(vsctl(&srv, &["--no-wait", "del-br", "br0"]).0, 0);
     let mut c = srv.client();
     assert!(select(&mut c, "Bridge", &["name"]).is_empty());
-    assert!(select(&mut c, "Interface", &["name"]).is_empty(), "ports and interfaces garbage collected");
+    assert!(
+        select(&mut c, "Interface", &["name"]).is_empty(),
+        "ports and interfaces garbage collected"
+    );
 }
 
 #[test]
@@ -69,14 +100,19 @@ fn ovsdb_client_dump_transact_and_monitor_work() {
     let t = srv.target();
     let (st, out, err) = run("ovsdb-client", &["list-dbs", &t]);
     assert_eq!((st, out.as_str()), (0, "Open_vSwitch\n"), "{err}");
-    let ops = json!(["Open_vSwitch", {"op": "insert", "table": "Queue", "row": {"dscp": 7}}]).to_string();
+    let ops =
+        json!(["Open_vSwitch", {"op": "insert", "table": "Queue", "row": {"dscp": 7}}]).to_string();
     let (st, out, err) = run("ovsdb-client", &["transact", &t, &ops]);
     assert_eq!(st, 0, "{err}");
     assert!(out.contains("\"uuid\""), "{out}");
     let (st, out, _) = run("ovsdb-client", &["dump", &t, "Open_vSwitch", "Queue"]);
     assert_eq!(st, 0);
     assert!(out.contains("Queue table"), "{out}");
-    assert!(out.lines().any(|l| l.contains(" 7 ") || l.trim_end().ends_with(" 7") || l.contains("7")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" 7 ") || l.trim_end().ends_with(" 7") || l.contains("7")),
+        "{out}"
+    );
     // Monitor: initial row, then an insert made while monitoring.
     let mut mon = std::process::Command::new("ovsdb-client")
         .args(["monitor", &t, "Open_vSwitch", "Queue", "dscp"])
@@ -84,7 +120,8 @@ fn ovsdb_client_dump_transact_and_monitor_work() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let ops = json!(["Open_vSwitch", {"op": "insert", "table": "Queue", "row": {"dscp": 42}}]).to_string();
+    let ops = json!(["Open_vSwitch", {"op": "insert", "table": "Queue", "row": {"dscp": 42}}])
+        .to_string();
     assert_eq!(run("ovsdb-client", &["transact", &t, &ops]).0, 0);
     std::thread::sleep(std::time::Duration::from_millis(500));
     mon.kill().unwrap();
@@ -99,7 +136,12 @@ fn python_ovs_idl_commits_a_transaction() {
     if !have("python3") {
         return;
     }
-    if std::process::Command::new("python3").args(["-c", "import ovs.db.idl"]).status().map(|s| !s.success()).unwrap_or(true) {
+    if std::process::Command::new("python3")
+        .args(["-c", "import ovs.db.idl"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
         println!("SKIPPED: python3 module ovs is not installed");
         return;
     }
@@ -133,5 +175,8 @@ idl.close()
     assert_eq!(out.trim(), "success", "{err}");
     let mut c = srv.client();
     let row = &select(&mut c, "Open_vSwitch", &["external_ids"])[0];
-    assert_eq!(row["external_ids"], json!(["map", [["from-python", "yes"]]]));
+    assert_eq!(
+        row["external_ids"],
+        json!(["map", [["from-python", "yes"]]])
+    );
 }

@@ -46,3 +46,21 @@ class LearningSwitch(app_manager.OSKenApp):
             self.add_flow(dp, 1, parser.OFPMatch(in_port=in_port, eth_dst=eth.dst, eth_src=eth.src), actions)
         dp.send_msg(parser.OFPPacketOut(datapath=dp, buffer_id=ofp.OFP_NO_BUFFER,
                                         in_port=in_port, actions=actions, data=msg.data))
+
+
+if __name__ == "__main__":
+    # os-ken 4.2.2 ships no manager command: start the app the way one does.
+    import os
+    import sys
+
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+    from os_ken.lib import hub
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp-* options)
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    cfg.CONF(sys.argv[1:], project="os_ken")
+    mgr = AppManager.get_instance()
+    mgr.load_apps(["osken_learning_switch"])
+    services = mgr.instantiate_apps(**mgr.create_contexts())
+    hub.joinall(services)

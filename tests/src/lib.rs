@@ -95,19 +95,27 @@ impl Netns {
     pub fn new(name: &str) -> Result<Netns> {
         let _ = ip(&["netns", "del", name]);
         ip(&["netns", "add", name])?;
-        let ns = Netns { name: name.to_string() };
+        let ns = Netns {
+            name: name.to_string(),
+        };
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
         Ok(ns)
     }
 
     /// Runs a command inside the namespace, failing on a non-zero exit.
     pub fn exec(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args))
     }
 
     /// Runs a command inside the namespace and returns its output.
     pub fn exec_output(&self, args: &[&str]) -> Result<Output> {
-        run_output(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
+        run_output(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name])
+                .args(args),
+        )
     }
 
     /// Spawns a long-running command inside the namespace.
@@ -262,6 +270,8 @@ impl Switch {
 
     /// Starts vswitchd on an existing run directory and DB (restarts).
     pub fn start_in(rundir: tempfile::TempDir, db: PathBuf) -> Result<Switch> {
+        // A killed daemon leaves its socket behind: wait for a fresh one.
+        let _ = std::fs::remove_file(rundir.path().join("db.sock"));
         let log = rundir.path().join("vswitchd.log");
         let logf = std::fs::OpenOptions::new()
             .create(true)
@@ -272,7 +282,10 @@ impl Switch {
             .arg(rundir.path())
             .arg("--db")
             .arg(&db)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(logf.try_clone()?)
             .stderr(logf)
@@ -286,7 +299,11 @@ impl Switch {
         };
         let sock = sw.rundir.path().join("db.sock");
         if !wait_until(Duration::from_secs(20), || sock.exists()) {
-            bail!("vswitchd did not create {}; log:\n{}", sock.display(), sw.log_text());
+            bail!(
+                "vswitchd did not create {}; log:\n{}",
+                sock.display(),
+                sw.log_text()
+            );
         }
         Ok(sw)
     }
@@ -425,13 +442,22 @@ impl QemuGuest {
         let dir = tempfile::Builder::new().prefix("ferrovs-qemu-").tempdir()?;
         let serial = dir.path().join("serial.log");
         let chardev = match sock {
-            VhostSocket::SwitchIsServer(p) => format!("socket,id=chr0,path={},reconnect=1", p.display()),
-            VhostSocket::QemuIsServer(p) => format!("socket,id=chr0,path={},server=on,wait=off", p.display()),
+            VhostSocket::SwitchIsServer(p) => {
+                format!("socket,id=chr0,path={},reconnect=1", p.display())
+            }
+            VhostSocket::QemuIsServer(p) => {
+                format!("socket,id=chr0,path={},server=on,wait=off", p.display())
+            }
         };
         let append = format!("console=ttyS0 panic=-1 edd=off quiet {args}");
         let child = Command::new("qemu-system-x86_64")
             .args(["-machine", "pc,accel=tcg", "-m", "256M", "-smp", "1"])
-            .args(["-object", "memory-backend-memfd,id=mem0,size=256M,share=on", "-numa", "node,memdev=mem0"])
+            .args([
+                "-object",
+                "memory-backend-memfd,id=mem0,size=256M,share=on",
+                "-numa",
+                "node,memdev=mem0",
+            ])
             .arg("-kernel")
             .arg(img.join("vmlinuz"))
             .arg("-initrd")
@@ -440,7 +466,12 @@ impl QemuGuest {
             .args(["-display", "none", "-no-reboot", "-monitor", "none"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
-            .args(["-chardev", &chardev, "-netdev", "vhost-user,id=net0,chardev=chr0"])
+            .args([
+                "-chardev",
+                &chardev,
+                "-netdev",
+                "vhost-user,id=net0,chardev=chr0",
+            ])
             .args([
                 "-device",
                 &format!("virtio-net-pci,netdev=net0,mac={mac},romfile=,vectors=0"),
@@ -477,7 +508,10 @@ impl QemuGuest {
         });
         match found {
             Some(l) if ok => Ok(l),
-            _ => bail!("guest did not report `{what}` in {timeout:?}; serial:\n{}", self.output()),
+            _ => bail!(
+                "guest did not report `{what}` in {timeout:?}; serial:\n{}",
+                self.output()
+            ),
         }
     }
 }

@@ -26,7 +26,10 @@ macro_rules! require {
 
 fn ovs_vsctl(sw: &Switch, args: &[&str]) -> Result<String> {
     let db = format!("--db={}", sw.db_remote());
-    run(Command::new("ovs-vsctl").arg(db).arg("--timeout=10").args(args))
+    run(Command::new("ovs-vsctl")
+        .arg(db)
+        .arg("--timeout=10")
+        .args(args))
 }
 
 #[test]
@@ -42,7 +45,11 @@ fn stock_ovs_vsctl_manages_bridges_and_ports_and_traffic_follows() -> Result<()>
     // only returns (promptly) because vswitchd applied the change.
     let t = Instant::now();
     ovs_vsctl(&sw, &["add-br", &br])?;
-    assert!(t.elapsed() < Duration::from_secs(5), "add-br took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "add-br took {:?}",
+        t.elapsed()
+    );
     ovs_vsctl(&sw, &["add-port", &br, &h1.port])?;
     ovs_vsctl(&sw, &["add-port", &br, &h2.port])?;
     ovs_vsctl(&sw, &["set", "Bridge", &br, "external_ids:owner=test"])?;
@@ -51,11 +58,17 @@ fn stock_ovs_vsctl_manages_bridges_and_ports_and_traffic_follows() -> Result<()>
         "test"
     );
     let ports = ovs_vsctl(&sw, &["list-ports", &br])?;
-    assert!(ports.contains(&h1.port) && ports.contains(&h2.port), "{ports}");
+    assert!(
+        ports.contains(&h1.port) && ports.contains(&h2.port),
+        "{ports}"
+    );
     let show = ovs_vsctl(&sw, &["show"])?;
     assert!(show.contains(&format!("Bridge {br}")), "{show}");
     let ofport = ovs_vsctl(&sw, &["get", "Interface", &h1.port, "ofport"])?;
-    assert!(ofport.trim().parse::<i64>().is_ok_and(|n| n > 0), "ofport not written back: {ofport}");
+    assert!(
+        ofport.trim().parse::<i64>().is_ok_and(|n| n > 0),
+        "ofport not written back: {ofport}"
+    );
 
     assert!(
         h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)),
@@ -63,7 +76,10 @@ fn stock_ovs_vsctl_manages_bridges_and_ports_and_traffic_follows() -> Result<()>
         sw.log_text()
     );
     ovs_vsctl(&sw, &["del-port", &br, &h2.port])?;
-    assert!(!h1.ns.ping(&h2.addr, 2), "traffic still flows after del-port");
+    assert!(
+        !h1.ns.ping(&h2.addr, 2),
+        "traffic still flows after del-port"
+    );
     ovs_vsctl(&sw, &["add-port", &br, &h2.port])?;
     assert!(h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)));
 
@@ -88,7 +104,12 @@ fn python_ovs_idl_monitors_and_commits_a_bridge_that_vswitchd_creates() -> Resul
     let sw = Switch::start()?;
     let br = format!("{tag}i");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/idl_add_bridge.py");
-    let out = run(Command::new("timeout").arg("60").arg("python3").arg(script).arg(sw.db_remote()).arg(&br))?;
+    let out = run(Command::new("timeout")
+        .arg("60")
+        .arg("python3")
+        .arg(script)
+        .arg(sw.db_remote())
+        .arg(&br))?;
     assert!(out.contains("committed"), "{out}");
     assert!(sw.vsctl(&["list-br"])?.contains(&br));
     // vswitchd applied it: the bridge's OpenFlow socket and internal device exist.
@@ -99,7 +120,10 @@ fn python_ovs_idl_monitors_and_commits_a_bridge_that_vswitchd_creates() -> Resul
         mgmt.display(),
         sw.log_text()
     );
-    assert!(wait_until(Duration::from_secs(10), || ip(&["link", "show", "dev", &br]).is_ok()));
+    assert!(wait_until(Duration::from_secs(10), || ip(&[
+        "link", "show", "dev", &br
+    ])
+    .is_ok()));
     Ok(())
 }
 
@@ -120,9 +144,15 @@ fn acknowledged_transactions_survive_kill_9_during_concurrent_load() -> Result<(
             .spawn()?,
     ));
     // Let a good number of transactions through, then kill -9.
-    assert!(wait_until(Duration::from_secs(60), || {
-        std::fs::read_to_string(&acked).map(|s| s.lines().count() >= 300).unwrap_or(false)
-    }), "the hammer made no progress; log:\n{}", sw.log_text());
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            std::fs::read_to_string(&acked)
+                .map(|s| s.lines().count() >= 300)
+                .unwrap_or(false)
+        }),
+        "the hammer made no progress; log:\n{}",
+        sw.log_text()
+    );
     sw.proc.kill();
     let _ = hammer.child().wait();
     let acked_keys: BTreeSet<String> = std::fs::read_to_string(&acked)?
@@ -149,6 +179,7 @@ fn acknowledged_transactions_survive_kill_9_during_concurrent_load() -> Result<(
     );
     // And the DB still takes writes.
     let br = format!("{}k", unique_tag());
-    sw.vsctl(&["add-br", &br]).context("DB not writable after restart")?;
+    sw.vsctl(&["add-br", &br])
+        .context("DB not writable after restart")?;
     Ok(())
 }

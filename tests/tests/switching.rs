@@ -73,7 +73,10 @@ fn explicit_port_flows_carry_traffic_and_nothing_else_does() -> Result<()> {
 
     // With no flows at all the bridge drops everything.
     sw.ofctl(&["del-flows", &br])?;
-    assert!(!h1.ns.ping(&h2.addr, 2), "traffic passed a bridge with no flows");
+    assert!(
+        !h1.ns.ping(&h2.addr, 2),
+        "traffic passed a bridge with no flows"
+    );
 
     sw.ofctl(&["add-flow", &br, "in_port=1,actions=output:2"])?;
     sw.ofctl(&["add-flow", &br, "in_port=2,actions=output:1"])?;
@@ -114,6 +117,24 @@ fn veth_host_and_tap_host_talk_through_normal() -> Result<()> {
     Ok(())
 }
 
+/// Sends one ARP request tagged with `vlan` from the namespace's eth0 (raw
+/// socket: this machine has no 8021q module for VLAN sub-interfaces).
+fn send_tagged_arp(ns: &Netns, vlan: u16, src_ip: &str, dst_ip: &str) -> Result<()> {
+    let script = format!(
+        r#"
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+ip = lambda a: socket.inet_aton(a)
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + ip("{src_ip}") + b"\0" * 6 + ip("{dst_ip}")
+s.send(b"\xff" * 6 + mac + struct.pack("!HH", 0x8100, {vlan}) + b"\x08\x06" + arp + b"\0" * 18)
+"#
+    );
+    ns.exec(&["python3", "-c", &script])?;
+    Ok(())
+}
+
 #[test]
 fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()> {
     require_root!();
@@ -126,14 +147,8 @@ fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()
     let h3 = VethHost::new(&tag, 3, "10.62.20.3/24")?;
     h3.ns
         .exec(&["ip", "addr", "add", "10.62.10.3/24", "dev", "eth0"])?;
-    // h4 is on a trunk and uses VLAN sub-interfaces, which only see tagged frames.
+    // h4 is a trunk; it watches what arrives, tags included.
     let h4 = VethHost::new(&tag, 4, "192.0.2.4/32")?;
-    h4.ns.exec(&["ip", "link", "add", "link", "eth0", "name", "v10", "type", "vlan", "id", "10"])?;
-    h4.ns.exec(&["ip", "link", "add", "link", "eth0", "name", "v20", "type", "vlan", "id", "20"])?;
-    h4.ns.exec(&["ip", "addr", "add", "10.62.10.4/24", "dev", "v10"])?;
-    h4.ns.exec(&["ip", "addr", "add", "10.62.20.4/24", "dev", "v20"])?;
-    h4.ns.exec(&["ip", "link", "set", "v10", "up"])?;
-    h4.ns.exec(&["ip", "link", "set", "v20", "up"])?;
 
     add_port(&sw, &br, &h1.port, 1, &[])?;
     add_port(&sw, &br, &h2.port, 2, &[])?;
@@ -144,33 +159,66 @@ fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()
     sw.vsctl(&["set", "Port", &h3.port, "tag=20"])?;
     sw.vsctl(&["set", "Port", &h4.port, "trunks=10,20"])?;
 
-    // h3 watches for anything from h1's MAC while h1 and h2 talk.
     let h1_mac = h1
         .ns
         .exec(&["cat", "/sys/class/net/eth0/address"])?
         .trim()
         .to_string();
-    let filter = format!("ether src {h1_mac}");
+    // h3 watches for anything from h1's MAC or for h1's address.
+    let filter = format!("ether src {h1_mac} or host 10.62.10.1");
     let spy = h3.ns.spawn(&[
-        "timeout", "8", "tcpdump", "-n", "-i", "eth0", "-c", "1", "-l", &filter,
+        "timeout", "10", "tcpdump", "-Q", "in", "-n", "-i", "eth0", "-c", "1", "-l", &filter,
     ])?;
-    std::thread::sleep(Duration::from_millis(800));
+    let trunk = h4.ns.spawn(&[
+        "timeout", "10", "tcpdump", "-e", "-n", "-l", "-i", "eth0", "vlan",
+    ])?;
+    std::thread::sleep(Duration::from_millis(1000));
 
     assert!(
         h1.ns.ping_eventually("10.62.10.2", Duration::from_secs(15)),
         "access ports on VLAN 10 cannot talk; log:\n{}",
         sw.log_text()
     );
-    assert!(h1.ns.ping_eventually("10.62.10.4", Duration::from_secs(10)), "VLAN 10 does not reach the trunk");
-    assert!(h3.ns.ping_eventually("10.62.20.4", Duration::from_secs(10)), "VLAN 20 does not reach the trunk");
-    assert!(!h3.ns.ping("10.62.10.1", 2), "VLAN 20 host reached a VLAN 10 host");
-    assert!(!h1.ns.ping("10.62.10.3", 2), "VLAN 10 host reached the VLAN 20 host");
+    assert!(
+        !h3.ns.ping("10.62.10.1", 2),
+        "VLAN 20 host reached a VLAN 10 host"
+    );
+    assert!(
+        !h1.ns.ping("10.62.10.3", 2),
+        "VLAN 10 host reached the VLAN 20 host"
+    );
+    // Into the trunk, tagged: a VLAN 10 ARP request from the trunk host gets
+    // h1's reply, which leaves on the trunk tagged 10.
+    send_tagged_arp(&h4.ns, 10, "10.62.10.4", "10.62.10.1")?;
+    std::thread::sleep(Duration::from_millis(500));
+    send_tagged_arp(&h4.ns, 10, "10.62.10.4", "10.62.10.1")?;
 
     let seen = spy.wait_output()?;
     let text = String::from_utf8_lossy(&seen.stdout);
     assert!(
-        !text.contains(&h1_mac) && !seen.status.success(),
-        "the VLAN 20 port saw a frame from the VLAN 10 host: {text}"
+        !text.contains(&h1_mac) && !text.contains("10.62.10.1"),
+        "the VLAN 20 port saw VLAN 10 traffic: {text}"
+    );
+    let trunk = String::from_utf8_lossy(&trunk.wait_output()?.stdout).into_owned();
+    assert!(
+        trunk.contains("vlan 10"),
+        "no VLAN 10 frames on the trunk:\n{trunk}"
+    );
+    assert!(
+        trunk.contains("vlan 20"),
+        "no VLAN 20 frames on the trunk:\n{trunk}"
+    );
+    assert!(
+        trunk
+            .lines()
+            .any(|l| l.contains("vlan 10") && l.contains("Reply 10.62.10.1 is-at")),
+        "h1 did not answer a tagged request arriving on the trunk:\n{trunk}"
+    );
+    assert!(
+        !trunk
+            .lines()
+            .any(|l| l.contains("vlan 20") && l.contains(&h1_mac)),
+        "VLAN 10 traffic left the trunk tagged 20:\n{trunk}"
     );
     Ok(())
 }
@@ -190,12 +238,21 @@ fn a_drop_flow_added_mid_stream_stops_it_and_removing_it_restores_it() -> Result
 
     sw.ofctl(&["add-flow", &br, "priority=100,ip,actions=drop"])?;
     // Once add-flow has returned, no packet may follow the old decision.
-    assert!(!h1.ns.ping(&h2.addr, 3), "packets passed after a drop flow was acknowledged");
+    assert!(
+        !h1.ns.ping(&h2.addr, 3),
+        "packets passed after a drop flow was acknowledged"
+    );
     let dp = sw.appctl(&["dpctl/dump-flows"])?;
-    assert!(dp.contains("actions:drop"), "no drop megaflow installed:\n{dp}");
+    assert!(
+        dp.contains("actions:drop"),
+        "no drop megaflow installed:\n{dp}"
+    );
 
     sw.ofctl(&["del-flows", &br, "--strict", "priority=100,ip"])?;
-    assert!(h1.ns.ping(&h2.addr, 3), "removing the drop flow did not restore traffic");
+    assert!(
+        h1.ns.ping(&h2.addr, 3),
+        "removing the drop flow did not restore traffic"
+    );
     Ok(())
 }
 
@@ -237,8 +294,15 @@ s.send(eth + bytes.fromhex("450000280000400040060000 0a420001 0a420002".replace(
             })
             .is_some_and(|n| n >= 3)
     });
-    assert!(ok, "rx_errors did not count the bad frames: {}", sw.appctl(&["dpctl/show"])?);
+    assert!(
+        ok,
+        "rx_errors did not count the bad frames: {}",
+        sw.appctl(&["dpctl/show"])?
+    );
     // And the switch still forwards.
-    assert!(h1.ns.ping(&h2.addr, 2), "switch stopped forwarding after bad frames");
+    assert!(
+        h1.ns.ping(&h2.addr, 2),
+        "switch stopped forwarding after bad frames"
+    );
     Ok(())
 }

@@ -17,19 +17,51 @@ macro_rules! require_qemu {
             eprintln!("skipped: needs root");
             return Ok(());
         }
-        if Command::new("sh").args(["-c", "command -v qemu-system-x86_64"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        if Command::new("sh")
+            .args(["-c", "command -v qemu-system-x86_64"])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
             panic!("qemu-system-x86_64 is not installed: run scripts/install-test-deps.sh");
         }
     };
 }
 
-fn vhost_port(sw: &Switch, br: &str, name: &str, ofport: u32, client_path: Option<&PathBuf>) -> Result<()> {
+fn vhost_port(
+    sw: &Switch,
+    br: &str,
+    name: &str,
+    ofport: u32,
+    client_path: Option<&PathBuf>,
+) -> Result<()> {
     let req = format!("ofport_request={ofport}");
     match client_path {
-        None => sw.vsctl(&["add-port", br, name, "--", "set", "Interface", name, "type=dpdkvhostuser", &req])?,
+        None => sw.vsctl(&[
+            "add-port",
+            br,
+            name,
+            "--",
+            "set",
+            "Interface",
+            name,
+            "type=dpdkvhostuser",
+            &req,
+        ])?,
         Some(p) => {
             let opt = format!("options:vhost-server-path={}", p.display());
-            sw.vsctl(&["add-port", br, name, "--", "set", "Interface", name, "type=dpdkvhostuserclient", &opt, &req])?
+            sw.vsctl(&[
+                "add-port",
+                br,
+                name,
+                "--",
+                "set",
+                "Interface",
+                name,
+                "type=dpdkvhostuserclient",
+                &opt,
+                &req,
+            ])?
         }
     };
     Ok(())
@@ -52,20 +84,37 @@ fn two_guests_ping_and_iperf(client_mode: bool) -> Result<()> {
         vhost_port(&sw, &br, &pb, 2, None)?;
         sa = sw.rundir().join(&pa);
         sb = sw.rundir().join(&pb);
-        assert!(wait_until(Duration::from_secs(10), || sa.exists() && sb.exists()), "switch did not create the vhost-user sockets");
+        assert!(
+            wait_until(Duration::from_secs(10), || sa.exists() && sb.exists()),
+            "switch did not create the vhost-user sockets"
+        );
     }
-    let sock = |p| if client_mode { VhostSocket::QemuIsServer(p) } else { VhostSocket::SwitchIsServer(p) };
-    let ga = QemuGuest::boot(sock(&sa), "52:54:00:61:00:01", "fv.ip=10.81.0.1/24 fv.mode=iperf-server")?;
+    let sock = |p| {
+        if client_mode {
+            VhostSocket::QemuIsServer(p)
+        } else {
+            VhostSocket::SwitchIsServer(p)
+        }
+    };
+    let ga = QemuGuest::boot(
+        sock(&sa),
+        "52:54:00:61:00:01",
+        "fv.ip=10.81.0.1/24 fv.mode=iperf-server",
+    )?;
     let gb = QemuGuest::boot(
         sock(&sb),
         "52:54:00:61:00:02",
         "fv.ip=10.81.0.2/24 fv.peer=10.81.0.1 fv.mode=ping,iperf-client fv.count=3 fv.secs=3",
     )?;
     ga.wait_result("iperf-server-ready", BOOT)?;
-    gb.wait_result("ping-ok", BOOT).map_err(|e| anyhow::anyhow!("{e}\nswitch log:\n{}", sw.log_text()))?;
+    gb.wait_result("ping-ok", BOOT)
+        .map_err(|e| anyhow::anyhow!("{e}\nswitch log:\n{}", sw.log_text()))?;
     let line = gb.wait_result("iperf-ok", BOOT)?;
     assert!(line.contains("bits/sec"), "{line}");
-    assert_eq!(sw.vsctl(&["get", "Interface", &pa, "link_state"])?.trim(), "up");
+    assert_eq!(
+        sw.vsctl(&["get", "Interface", &pa, "link_state"])?.trim(),
+        "up"
+    );
     Ok(())
 }
 
@@ -89,17 +138,39 @@ fn guest_and_namespace_host_ping_and_qemu_reconnects_after_vswitchd_restarts() -
     let br = format!("{tag}b");
     sw.vsctl(&["add-br", &br])?;
     let h = VethHost::new(&tag, 1, "10.82.0.1/24")?;
-    sw.vsctl(&["add-port", &br, &h.port, "--", "set", "Interface", &h.port, "ofport_request=1"])?;
+    sw.vsctl(&[
+        "add-port",
+        &br,
+        &h.port,
+        "--",
+        "set",
+        "Interface",
+        &h.port,
+        "ofport_request=1",
+    ])?;
     let vp = format!("{tag}v");
     vhost_port(&sw, &br, &vp, 2, None)?;
     let sock = sw.rundir().join(&vp);
     assert!(wait_until(Duration::from_secs(10), || sock.exists()));
-    let g = QemuGuest::boot(VhostSocket::SwitchIsServer(&sock), "52:54:00:62:00:02", "fv.ip=10.82.0.2/24 fv.mode=idle")?;
+    let g = QemuGuest::boot(
+        VhostSocket::SwitchIsServer(&sock),
+        "52:54:00:62:00:02",
+        "fv.ip=10.82.0.2/24 fv.mode=idle",
+    )?;
     g.wait_result("idle", BOOT)?;
-    assert!(h.ns.ping_eventually("10.82.0.2", Duration::from_secs(60)), "namespace cannot reach the guest; log:\n{}", sw.log_text());
+    assert!(
+        h.ns.ping_eventually("10.82.0.2", Duration::from_secs(60)),
+        "namespace cannot reach the guest; log:\n{}",
+        sw.log_text()
+    );
 
     // Restart vswitchd: QEMU (reconnect=1) comes back by itself.
-    let Switch { rundir, db, mut proc, .. } = sw;
+    let Switch {
+        rundir,
+        db,
+        mut proc,
+        ..
+    } = sw;
     proc.kill();
     let sw = Switch::start_in(rundir, db)?;
     assert!(
@@ -118,14 +189,31 @@ fn client_mode_traffic_resumes_when_the_guests_qemu_restarts() -> Result<()> {
     let br = format!("{tag}b");
     sw.vsctl(&["add-br", &br])?;
     let h = VethHost::new(&tag, 1, "10.83.0.1/24")?;
-    sw.vsctl(&["add-port", &br, &h.port, "--", "set", "Interface", &h.port, "ofport_request=1"])?;
+    sw.vsctl(&[
+        "add-port",
+        &br,
+        &h.port,
+        "--",
+        "set",
+        "Interface",
+        &h.port,
+        "ofport_request=1",
+    ])?;
     let vp = format!("{tag}v");
     let sock = sw.rundir().join("guest.sock");
     vhost_port(&sw, &br, &vp, 2, Some(&sock))?;
 
-    let g = QemuGuest::boot(VhostSocket::QemuIsServer(&sock), "52:54:00:63:00:02", "fv.ip=10.83.0.2/24 fv.mode=idle")?;
+    let g = QemuGuest::boot(
+        VhostSocket::QemuIsServer(&sock),
+        "52:54:00:63:00:02",
+        "fv.ip=10.83.0.2/24 fv.mode=idle",
+    )?;
     g.wait_result("idle", BOOT)?;
-    assert!(h.ns.ping_eventually("10.83.0.2", Duration::from_secs(60)), "log:\n{}", sw.log_text());
+    assert!(
+        h.ns.ping_eventually("10.83.0.2", Duration::from_secs(60)),
+        "log:\n{}",
+        sw.log_text()
+    );
     drop(g);
     assert!(
         wait_until(Duration::from_secs(20), || sw
@@ -137,7 +225,11 @@ fn client_mode_traffic_resumes_when_the_guests_qemu_restarts() -> Result<()> {
 
     // The VM restarts on the same socket; the switch reconnects by itself.
     let _ = std::fs::remove_file(&sock);
-    let g = QemuGuest::boot(VhostSocket::QemuIsServer(&sock), "52:54:00:63:00:02", "fv.ip=10.83.0.2/24 fv.mode=idle")?;
+    let g = QemuGuest::boot(
+        VhostSocket::QemuIsServer(&sock),
+        "52:54:00:63:00:02",
+        "fv.ip=10.83.0.2/24 fv.mode=idle",
+    )?;
     g.wait_result("idle", BOOT)?;
     assert!(
         h.ns.ping_eventually("10.83.0.2", Duration::from_secs(60)),

@@ -1,85 +1,77 @@
 //! The control thread of a port: accepts (server) or establishes (client)
-//! frontend connections, runs vhost-user-backend's request handler on each,
-//! and publishes the resulting session to the PMD threads.
+//! frontend connections, runs the request handler on each, and publishes
+//! the resulting session to the PMD threads.
 
 use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vhost::vhost_user::{Error as VuError, Listener};
-use vhost_user_backend::{Error as DaemonError, ShutdownHandle, VhostUserDaemon};
-use vm_memory::GuestMemoryAtomic;
+use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
-use crate::backend::NetBackend;
+use crate::handler::NetHandler;
 use crate::port::PortShared;
-use crate::ring::GuestMem;
-use crate::session::Session;
 
-/// Connection handling shared with the port handle (for shutdown).
+/// The live connection, for shutting it down from the port handle.
 #[derive(Default)]
 pub struct ConnCtl {
-    pub conn: Mutex<Option<ShutdownHandle>>,
+    pub conn: Mutex<Option<UnixStream>>,
 }
 
-fn new_daemon(shared: &PortShared) -> Result<(VhostUserDaemon<NetBackend>, Arc<Session>), String> {
-    let mem = GuestMemoryAtomic::new(GuestMem::default());
-    let session = Arc::new(Session::new(mem.clone(), 2 * shared.n_pairs));
-    let backend = NetBackend::new(
-        session.clone(),
+impl ConnCtl {
+    pub fn shutdown(&self) {
+        if let Some(s) = self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn is_disconnect(e: &VuError) -> bool {
+    matches!(
+        e,
+        VuError::Disconnected | VuError::PartialMessage | VuError::SocketBroken(_)
+    )
+}
+
+/// Runs the vhost-user protocol on `stream` until the frontend goes away.
+fn run_session(shared: &PortShared, stream: UnixStream) {
+    let (handler, session) = match NetHandler::new(
         shared.opts.features,
         shared.n_pairs,
         shared.opts.mac,
         shared.opts.mtu,
-    );
-    // The handler creates its vrings on this thread; collect them.
-    let _ = crate::vring::take_created();
-    let daemon = VhostUserDaemon::new(shared.name.clone(), backend, mem)
-        .map_err(|e| format!("vhost-user backend setup failed: {e}"))?;
-    session.set_vrings(crate::vring::take_created());
-    Ok((daemon, session))
-}
-
-fn is_disconnect(e: &DaemonError) -> bool {
-    matches!(
-        e,
-        DaemonError::HandleRequest(
-            VuError::Disconnected | VuError::PartialMessage | VuError::SocketBroken(_)
-        )
-    )
-}
-
-/// Runs one connected session until the frontend goes away.
-fn run_session(
-    shared: &PortShared,
-    mut daemon: VhostUserDaemon<NetBackend>,
-    session: Arc<Session>,
-) {
-    *shared.ctl.conn.lock().unwrap_or_else(|e| e.into_inner()) = daemon.shutdown_handle();
+    ) {
+        Ok(h) => h,
+        Err(msg) => {
+            shared.set_error(msg);
+            return;
+        }
+    };
+    let mut req = BackendReqHandler::from_stream(stream, Arc::new(Mutex::new(handler)));
+    *shared.ctl.conn.lock().unwrap_or_else(|e| e.into_inner()) = req.try_clone_connection().ok();
     shared.connected.store(true, Ordering::Release);
     shared.slot.publish(Some(session));
     tracing::info!(port = %shared.name, "vhost-user frontend connected");
-    let res = daemon.wait();
+    let err = loop {
+        if let Err(e) = req.handle_request() {
+            break e;
+        }
+    };
     shared.connected.store(false, Ordering::Release);
     shared.slot.publish(None);
     *shared.ctl.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    for h in daemon.get_epoll_handlers() {
-        h.send_exit_event();
-    }
-    match res {
-        Ok(()) => tracing::info!(port = %shared.name, "vhost-user frontend disconnected"),
-        Err(e) if is_disconnect(&e) => {
-            tracing::info!(port = %shared.name, "vhost-user frontend disconnected")
-        }
-        Err(e) => {
-            let msg = format!("vhost-user frontend dropped: {e}");
-            tracing::warn!(port = %shared.name, "{msg}");
-            shared.set_error(msg);
-        }
+    if is_disconnect(&err) || shared.shutdown.load(Ordering::Acquire) {
+        tracing::info!(port = %shared.name, "vhost-user frontend disconnected");
+    } else {
+        let msg = format!("vhost-user frontend dropped: {err}");
+        tracing::warn!(port = %shared.name, "{msg}");
+        shared.set_error(msg);
     }
 }
 
-/// Waits up to `ms` for the listener to have a pending connection.
+/// Waits up to `ms` for `fd` to become readable.
 fn readable(fd: i32, ms: i32) -> bool {
     let mut p = libc::pollfd {
         fd,
@@ -92,51 +84,39 @@ fn readable(fd: i32, ms: i32) -> bool {
     n > 0 && p.revents & libc::POLLIN != 0
 }
 
-/// Server mode: accept frontends on `listener` one after the other.
-pub fn serve(shared: Arc<PortShared>, mut listener: Listener) {
+/// Server mode: accept frontends on `listener` one after the other; the
+/// socket file is removed when the port goes away.
+pub fn serve(shared: Arc<PortShared>, listener: UnixListener, path: PathBuf) {
     while !shared.shutdown.load(Ordering::Acquire) {
         if !readable(listener.as_raw_fd(), 100) {
             continue;
         }
-        let (mut daemon, session) = match new_daemon(&shared) {
-            Ok(d) => d,
-            Err(msg) => {
-                shared.set_error(msg);
+        match listener.accept() {
+            Ok((stream, _)) => run_session(&shared, stream),
+            Err(e) => {
+                shared.set_error(format!("accepting vhost-user connection failed: {e}"));
                 std::thread::sleep(Duration::from_millis(100));
-                continue;
             }
-        };
-        if let Err(e) = daemon.start(&mut listener) {
-            shared.set_error(format!("accepting vhost-user connection failed: {e}"));
-            continue;
         }
-        run_session(&shared, daemon, session);
     }
+    let _ = std::fs::remove_file(path);
 }
 
 /// Client mode: connect to `path`, reconnecting with backoff for as long as
 /// the port exists.
-pub fn connect_loop(shared: Arc<PortShared>, path: String) {
+pub fn connect_loop(shared: Arc<PortShared>, path: PathBuf) {
     let mut backoff = Duration::from_millis(50);
     let mut reported = false;
     while !shared.shutdown.load(Ordering::Acquire) {
-        let (mut daemon, session) = match new_daemon(&shared) {
-            Ok(d) => d,
-            Err(msg) => {
-                shared.set_error(msg);
-                sleep_unless_shutdown(&shared, Duration::from_secs(1));
-                continue;
-            }
-        };
-        match daemon.start_client(&path) {
-            Ok(()) => {
+        match UnixStream::connect(&path) {
+            Ok(stream) => {
                 backoff = Duration::from_millis(50);
                 reported = false;
-                run_session(&shared, daemon, session);
+                run_session(&shared, stream);
             }
             Err(e) => {
                 if !reported {
-                    tracing::info!(port = %shared.name, path, "vhost-user server not reachable, retrying: {e}");
+                    tracing::info!(port = %shared.name, path = %path.display(), "vhost-user server not reachable, retrying: {e}");
                     reported = true;
                 }
                 sleep_unless_shutdown(&shared, backoff);

@@ -39,7 +39,13 @@ impl Source<'_> {
     }
 
     /// Copies `n` bytes from offset `off` to guest address `addr`.
-    fn copy_out(&self, mem: &FastMem<'_>, off: usize, n: usize, addr: u64) -> Result<(), ChainError> {
+    fn copy_out(
+        &self,
+        mem: &FastMem<'_>,
+        off: usize,
+        n: usize,
+        addr: u64,
+    ) -> Result<(), ChainError> {
         let mut addr = addr;
         let mut off = off;
         let mut n = n;

@@ -1,26 +1,26 @@
 //! vhost-user ports: the switch as the vhost-user backend of a guest's
 //! virtio-net device.
 //!
-//! The vhost-user protocol (socket, memory table, vring setup) is handled by
-//! `vhost-user-backend` on a control thread per port ([`control`]). The data
+//! The vhost-user protocol (socket, memory table, vring setup) is handled on
+//! a control thread per port ([`control`], [`handler`]) with the vhost
+//! crate's request dispatcher and vhost-user-backend's vrings. The data
 //! path does not go through that crate's worker threads: the PMD thread that
 //! owns a receive queue polls the guest's transmit virtqueue itself
 //! ([`guest_tx`]) and a transmit queue writes straight into the guest's
 //! receive virtqueue ([`guest_rx`]), taking the vring lock twice per batch
 //! ([`session`]) and never per packet.
 
-pub mod backend;
 pub mod control;
 pub mod csum;
 pub mod features;
 pub mod guest_rx;
 pub mod guest_tx;
+pub mod handler;
 pub mod memcheck;
 pub mod net_hdr;
 pub mod port;
 pub mod ring;
 pub mod session;
-pub mod vring;
 
 pub use features::FeatureOptions;
 pub use port::{VhostPortError, VhostRxQueue, VhostTxQueue, VhostUserOptions, VhostUserPort};

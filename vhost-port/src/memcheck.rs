@@ -23,6 +23,31 @@ pub enum MemTableError {
     Stat { gpa: u64, msg: String },
 }
 
+/// Checks, before mapping, that `file` holds `size` bytes at `offset`.
+pub fn check_file_covers(
+    file: &std::fs::File,
+    gpa: u64,
+    offset: u64,
+    size: u64,
+) -> Result<(), MemTableError> {
+    let file_len = file
+        .metadata()
+        .map_err(|e| MemTableError::Stat {
+            gpa,
+            msg: e.to_string(),
+        })?
+        .len();
+    if offset.checked_add(size).is_none_or(|end| end > file_len) {
+        return Err(MemTableError::BeyondFile {
+            gpa,
+            len: size,
+            offset,
+            file_len,
+        });
+    }
+    Ok(())
+}
+
 /// Checks every region of `mem` against the size of its file.
 pub fn check_table(mem: &GuestMem) -> Result<(), MemTableError> {
     for r in mem.iter() {

@@ -441,7 +441,7 @@ fn without_event_idx_no_interrupt_flag_suppresses_interrupts() {
     b.extend_from_slice(&frame(60, 0));
     d.write(0x1_0000, &b);
     let mut view = d.view(false);
-    view.suppress_kicks(&m).unwrap();
+    view.suppress_kicks(&crate::ring::FastMem::new(&m)).unwrap();
     let flags: u16 = m.read_obj(GuestAddress(USED)).unwrap();
     assert_eq!(flags, 1, "VRING_USED_F_NO_NOTIFY set while polling");
     m.write_obj(1u16, GuestAddress(AVAIL)).unwrap();

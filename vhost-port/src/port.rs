@@ -10,7 +10,7 @@ use datapath::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 use datapath::port::{
     OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue,
 };
-use vhost::vhost_user::Listener;
+use std::os::unix::net::UnixListener;
 
 use crate::control::{self, ConnCtl};
 use crate::csum;
@@ -135,12 +135,14 @@ impl VhostUserPort {
     ) -> Result<VhostUserPort, VhostPortError> {
         let path = socket_path.as_ref().to_path_buf();
         let shared = Self::shared(name, PortKind::VhostUser, opts)?;
-        let listener = Listener::new(&path, true)
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
             .map_err(|e| VhostPortError::Listen(name.to_string(), path.clone(), e.to_string()))?;
         let s = shared.clone();
+        let p = path.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vhost-{name}"))
-            .spawn(move || control::serve(s, listener))
+            .spawn(move || control::serve(s, listener, p))
             .map_err(|e| VhostPortError::Thread(name.to_string(), e))?;
         Ok(VhostUserPort {
             shared,
@@ -159,7 +161,7 @@ impl VhostUserPort {
         let path = server_path.as_ref().to_path_buf();
         let shared = Self::shared(name, PortKind::VhostUserClient, opts)?;
         let s = shared.clone();
-        let p = path.to_string_lossy().into_owned();
+        let p = path.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vhost-{name}"))
             .spawn(move || control::connect_loop(s, p))
@@ -239,16 +241,7 @@ impl VhostUserPort {
 impl Drop for VhostUserPort {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        if let Some(h) = self
-            .shared
-            .ctl
-            .conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            h.shutdown();
-        }
+        self.shared.ctl.shutdown();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -9,9 +9,14 @@
 use std::num::Wrapping;
 use std::sync::atomic::{Ordering, fence};
 
+use std::cell::Cell;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap};
+
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+    MemoryRegionAddress, VolatileSlice,
+};
 
 /// The guest memory a port works on.
 pub type GuestMem = GuestMemoryMmap<()>;
@@ -177,7 +182,13 @@ impl RingView {
     }
 
     /// Writes used element number `k` after `next_used` without publishing it.
-    pub fn write_used(&self, mem: &GuestMem, k: u16, id: u16, len: u32) -> Result<(), RingError> {
+    pub fn write_used(
+        &self,
+        mem: &FastMem<'_>,
+        k: u16,
+        id: u16,
+        len: u32,
+    ) -> Result<(), RingError> {
         let slot = u64::from((self.next_used + Wrapping(k)).0 % self.size);
         let mut elem = [0u8; 8];
         elem[..4].copy_from_slice(&u32::from(id).to_le_bytes());
@@ -198,7 +209,11 @@ impl RingView {
 
     /// Whether the driver wants an interrupt now that the used index moved
     /// from `old` to `next_used`.
-    pub fn needs_interrupt(&self, mem: &FastMem<'_>, old: Wrapping<u16>) -> Result<bool, RingError> {
+    pub fn needs_interrupt(
+        &self,
+        mem: &FastMem<'_>,
+        old: Wrapping<u16>,
+    ) -> Result<bool, RingError> {
         if old == self.next_used {
             return Ok(false);
         }
@@ -207,7 +222,10 @@ impl RingView {
         fence(Ordering::SeqCst);
         if self.event_idx {
             let used_event = mem
-                .load_u16(self.avail_at(4 + 2 * u64::from(self.size)), Ordering::Acquire)
+                .load_u16(
+                    self.avail_at(4 + 2 * u64::from(self.size)),
+                    Ordering::Acquire,
+                )
                 .ok_or(RingError::AvailUnreadable(self.avail))?;
             let new = self.next_used;
             Ok((new - Wrapping(used_event) - Wrapping(1)) < (new - old))
@@ -326,7 +344,11 @@ impl<'a> FastMem<'a> {
     }
 
     #[inline]
-    fn in_region(r: &'a GuestRegionMmap<()>, addr: u64, len: usize) -> Option<VolatileSlice<'a, ()>> {
+    fn in_region(
+        r: &'a GuestRegionMmap<()>,
+        addr: u64,
+        len: usize,
+    ) -> Option<VolatileSlice<'a, ()>> {
         let off = addr.checked_sub(r.start_addr().0)?;
         if off.checked_add(len as u64)? > r.len() {
             return None;

@@ -3,7 +3,7 @@
 //! `Arc` re-read under a mutex only when the generation moved.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use vhost_user_backend::VringT;
 use virtio_queue::QueueT;
@@ -14,11 +14,11 @@ use crate::features::Negotiated;
 use crate::ring::{GuestMem, RingError, RingView};
 
 pub type Gm = GuestMemoryAtomic<GuestMem>;
-pub use crate::vring::NetVring as Vring;
+pub type Vring = vhost_user_backend::VringMutex<Gm>;
 
 /// The state of one frontend connection.
 pub struct Session {
-    vrings: OnceLock<Vec<Vring>>,
+    vrings: Vec<Vring>,
     pub mem: Gm,
     /// Per vring: a PMD batch is in flight (also serializes PMDs sharing a
     /// transmit vring).
@@ -32,11 +32,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(mem: Gm, n_vrings: usize) -> Session {
+    pub fn new(mem: Gm, vrings: Vec<Vring>) -> Session {
         Session {
-            vrings: OnceLock::new(),
+            busy: (0..vrings.len()).map(|_| AtomicBool::new(false)).collect(),
+            vrings,
             mem,
-            busy: (0..n_vrings).map(|_| AtomicBool::new(false)).collect(),
             acked: AtomicU64::new(0),
             validated: Mutex::new(None),
             validated_ptr: AtomicUsize::new(0),
@@ -53,15 +53,8 @@ impl Session {
         *v = mem;
     }
 
-    /// Installs the vrings the request handler created (once).
-    pub fn set_vrings(&self, v: Vec<Vring>) {
-        if self.vrings.set(v).is_err() {
-            tracing::warn!("vrings installed twice");
-        }
-    }
-
     fn vring(&self, i: usize) -> Option<&Vring> {
-        self.vrings.get()?.get(i)
+        self.vrings.get(i)
     }
 
     /// Whether vring `i` is set up, started and enabled.

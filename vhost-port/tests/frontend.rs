@@ -311,3 +311,34 @@ fn a_client_port_connects_to_a_late_socket_and_reconnects_after_a_restart() {
         wait_for("link down", || !port.link_up());
     }
 }
+
+#[test]
+fn with_two_queue_pairs_each_receive_queue_polls_its_own_guest_ring() {
+    let path = sock_path("mq");
+    let opts = VhostUserOptions {
+        n_pairs: 2,
+        ..Default::default()
+    };
+    let port = VhostUserPort::server("vh-mq", &path, opts).unwrap();
+    assert_eq!(port.info().n_rxq, 2);
+    assert!(port.open_rxq(2).is_err());
+    let mut rxq0 = port.open_rxq(0).unwrap();
+    let mut rxq1 = port.open_rxq(1).unwrap();
+    let mut g = Guest::with(Frontend::connect(&path, 4).unwrap());
+    g.negotiate();
+    g.fe.set_mem_table(&[g.region(MEM)]).unwrap();
+    for q in 0..4 {
+        g.setup_ring(q, UVA + desc_gpa(q)).unwrap();
+    }
+    wait_for("link up", || port.link_up());
+    // A frame on the second pair's transmit ring (vring 3).
+    let mut buf = vec![0u8; 12];
+    buf.extend_from_slice(&[0x33; 60]);
+    g.mem.write_slice(&buf, GuestAddress(0x1_0000)).unwrap();
+    g.post(3, 0, 0x1_0000, buf.len() as u32, 0);
+    let batch = rx_until(rxq1.as_mut(), 1);
+    assert_eq!(batch.packets()[0].data(), &[0x33; 60][..]);
+    let mut empty = PacketBatch::new();
+    assert_eq!(rxq0.rx_batch(&mut empty).unwrap(), 0);
+    assert_eq!(g.used_idx(3), 1);
+}

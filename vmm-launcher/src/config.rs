@@ -17,15 +17,28 @@ pub enum NetAttach {
     VhostUser(PathBuf),
 }
 
+/// How the guest sees a NIC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transport {
+    /// virtio-mmio, declared on the kernel command line.
+    #[default]
+    Mmio,
+    /// Modern virtio-pci on bus 0 (stock distribution kernels).
+    Pci,
+}
+
 /// One `--net` argument.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetSpec {
     pub attach: NetAttach,
     pub mac: Option<String>,
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 impl NetSpec {
-    /// Parses `BRIDGE[,mac=MAC]` or `vhost-user=SOCKET[,mac=MAC]`.
+    /// Parses `BRIDGE[,mac=MAC][,transport=mmio|pci]` or
+    /// `vhost-user=SOCKET[,mac=MAC][,transport=mmio|pci]`.
     pub fn parse(s: &str) -> Result<NetSpec, String> {
         let mut parts = s.split(',');
         let first = parts.next().unwrap_or_default();
@@ -41,16 +54,30 @@ impl NetSpec {
             None => NetAttach::Bridge(first.to_string()),
         };
         let mut mac = None;
+        let mut transport = Transport::Mmio;
         for opt in parts {
             match opt.split_once('=') {
                 Some(("mac", m)) => {
                     m.parse::<MacAddr>().map_err(|e| e.to_string())?;
                     mac = Some(m.to_string());
                 }
-                _ => return Err(format!("unknown --net option '{opt}' (known: mac=)")),
+                Some(("transport", "mmio")) => transport = Transport::Mmio,
+                Some(("transport", "pci")) => transport = Transport::Pci,
+                Some(("transport", t)) => {
+                    return Err(format!("unknown transport '{t}' (known: mmio, pci)"));
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown --net option '{opt}' (known: mac=, transport=)"
+                    ));
+                }
             }
         }
-        Ok(NetSpec { attach, mac })
+        Ok(NetSpec {
+            attach,
+            mac,
+            transport,
+        })
     }
 
     /// The MAC to use for NIC `index` of VM `name`.
@@ -127,12 +154,28 @@ mod tests {
             NetSpec::parse("br0").unwrap(),
             NetSpec {
                 attach: NetAttach::Bridge("br0".into()),
-                mac: None
+                mac: None,
+                transport: Transport::Mmio,
             }
         );
         let n = NetSpec::parse("vhost-user=/tmp/vmm-s,mac=52:54:00:00:00:01").unwrap();
         assert_eq!(n.attach, NetAttach::VhostUser("/tmp/vmm-s".into()));
         assert_eq!(n.mac.as_deref(), Some("52:54:00:00:00:01"));
+    }
+
+    #[test]
+    fn net_spec_selects_the_transport() {
+        let n = NetSpec::parse("br0,transport=pci,mac=52:54:00:00:00:02").unwrap();
+        assert_eq!(n.transport, Transport::Pci);
+        assert_eq!(
+            NetSpec::parse("br0,transport=mmio").unwrap().transport,
+            Transport::Mmio
+        );
+        assert!(
+            NetSpec::parse("br0,transport=isa")
+                .unwrap_err()
+                .contains("unknown transport")
+        );
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 /// First IRQ (GSI) given to virtio-mmio devices.
 pub const VIRTIO_MMIO_FIRST_IRQ: u32 = 5;
+/// Base of the virtio-pci BAR window (one 16 KiB BAR per NIC).
+pub const PCI_BAR_BASE: u64 = 0xe000_0000;
+
 /// IOAPIC base address.
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 /// Local APIC base address.
@@ -70,6 +73,11 @@ pub fn virtio_mmio_slot(index: usize) -> (u64, u32) {
         VIRTIO_MMIO_BASE + index as u64 * VIRTIO_MMIO_SIZE,
         VIRTIO_MMIO_FIRST_IRQ + index as u32,
     )
+}
+
+/// BAR0 address of the `index`th NIC when it is on virtio-pci.
+pub fn virtio_pci_bar(index: usize) -> u64 {
+    PCI_BAR_BASE + index as u64 * crate::devices::virtio_pci::BAR_SIZE
 }
 
 #[cfg(test)]

@@ -172,6 +172,18 @@ pub fn write_boot_structures(
     initrd: Option<InitrdPlacement>,
     vcpus: u8,
 ) -> Result<()> {
+    write_boot_structures_with_pci(ram, cmdline, kernel, initrd, vcpus, &[])
+}
+
+/// [`write_boot_structures`] for a VM with virtio-pci functions.
+pub fn write_boot_structures_with_pci(
+    ram: &GuestRam,
+    cmdline: &Cmdline,
+    kernel: &LoadedKernel,
+    initrd: Option<InitrdPlacement>,
+    vcpus: u8,
+    pci: &[mptable::PciIrq],
+) -> Result<()> {
     linux_loader::loader::load_cmdline(&ram.mem, GuestAddress(CMDLINE), cmdline)
         .map_err(|e| VmmError::Cmdline(e.to_string()))?;
     let cmdline_len = cmdline
@@ -197,7 +209,7 @@ pub fn write_boot_structures(
             )
             .map_err(|e| VmmError::GuestMemoryAccess(format!("page tables: {e}")))?;
     }
-    let mp = mptable::build(vcpus, EBDA).ok_or(VmmError::TooMany {
+    let mp = mptable::build_with_pci(vcpus, EBDA, pci).ok_or(VmmError::TooMany {
         what: "vCPUs",
         max: mptable::max_cpus(),
     })?;

@@ -72,10 +72,11 @@ struct RunArgs {
     #[arg(long)]
     hugepages: bool,
     /// Host CPUs for the vCPU threads, e.g. 2-3 (vCPU i on the i-th CPU).
-    #[arg(long, value_parser = parse_cpu_list)]
-    cpu_affinity: Option<Vec<usize>>,
+    #[arg(long, value_parser = parse_cpu_affinity)]
+    cpu_affinity: Option<CpuList>,
     /// NIC: BRIDGE[,mac=MAC] (port added through the config DB) or
-    /// vhost-user=SOCKET[,mac=MAC] (existing backend socket).
+    /// vhost-user=SOCKET[,mac=MAC] (existing backend socket); add
+    /// ,transport=pci for virtio-pci (stock kernels) instead of virtio-mmio.
     #[arg(long, value_parser = NetSpec::parse)]
     net: Vec<NetSpec>,
     /// Serial console: stdio or file:PATH.
@@ -93,6 +94,15 @@ struct RunArgs {
     /// Seconds a guest gets to power off after --shutdown-console.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
+}
+
+/// A host CPU list as one argument value (clap would otherwise take a
+/// `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct CpuList(Vec<usize>);
+
+fn parse_cpu_affinity(s: &str) -> Result<CpuList, String> {
+    parse_cpu_list(s).map(CpuList)
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -155,14 +165,14 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         cpus: a.cpus,
         memory: a.memory,
         hugepages: a.hugepages,
-        cpu_affinity: a.cpu_affinity.clone(),
+        cpu_affinity: a.cpu_affinity.clone().map(|l| l.0),
         nets: a.net.clone(),
         console: a.console.clone(),
     };
     let mut nics = Vec::new();
     for (i, n) in a.net.iter().enumerate() {
         let mac = n.mac_for(&a.name, i)?;
-        nics.push((n.attach.clone(), mac));
+        nics.push((n.attach.clone(), mac, n.transport));
     }
     let console_sink = match &a.console {
         ConsoleSpec::Stdio => ConsoleSink::Stdout,
@@ -179,7 +189,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         cpus: a.cpus,
         memory: a.memory,
         hugepages: a.hugepages,
-        cpu_affinity: a.cpu_affinity.clone(),
+        cpu_affinity: a.cpu_affinity.clone().map(|l| l.0),
         nics: vec![],
         console: ConsoleSink::Buffer(Default::default()),
         console_socket: None,
@@ -207,7 +217,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     cleanup.state = Some(sd);
 
     let mut nic_specs = Vec::new();
-    for (i, (attach, mac)) in nics.into_iter().enumerate() {
+    for (i, (attach, mac, transport)) in nics.into_iter().enumerate() {
         let socket = match attach {
             NetAttach::VhostUser(p) => p,
             NetAttach::Bridge(br) => {
@@ -230,7 +240,11 @@ fn run(a: RunArgs) -> Result<ExitCode> {
                 sock
             }
         };
-        nic_specs.push(NicSpec { socket, mac });
+        nic_specs.push(NicSpec {
+            socket,
+            mac,
+            transport,
+        });
     }
 
     let vm = Vm::build(VmSpec {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::VmConfig;
 
 /// Default run directory when `$FERROVS_RUNDIR` is unset.
-pub const DEFAULT_RUNDIR: &str = "/var/run/ferrovs";
+pub const DEFAULT_RUNDIR: &str = "/run/ferrovs";
 
 /// State-directory errors.
 #[derive(Debug, thiserror::Error)]

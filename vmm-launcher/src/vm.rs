@@ -10,21 +10,24 @@ use std::time::Duration;
 use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_pit_config, kvm_userspace_memory_region,
 };
-use kvm_ioctls::{IoEventAddress, Kvm, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VmFd};
 use vm_superio::Serial;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
+use crate::config::Transport;
 use crate::devices::bus::Bus;
 use crate::devices::console::{self, ConsoleOut, ConsoleSink, IrqTrigger};
 use crate::devices::vhost_user_net::VhostUserNet;
 use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioMmioNet};
+use crate::devices::virtio_pci::{self, VirtioPciNet};
 use crate::error::{Result, VmmError};
 use crate::layout::{self, COM1_IRQ, MAX_VIRTIO_DEVICES, MIN_MEMORY};
 use crate::loader;
 use crate::mac::MacAddr;
 use crate::memory::GuestRam;
 use crate::vcpu::{self, VmExit};
+use crate::x86::mptable::PciIrq;
 use crate::x86::{cpuid, mptable, regs};
 
 /// Default KVM device; `VMM_KVM_DEVICE` overrides it (tests).
@@ -35,6 +38,7 @@ pub const KVM_DEVICE: &str = "/dev/kvm";
 pub struct NicSpec {
     pub socket: PathBuf,
     pub mac: MacAddr,
+    pub transport: Transport,
 }
 
 /// Everything [`Vm::build`] needs.
@@ -52,9 +56,11 @@ pub struct VmSpec {
     pub console_socket: Option<PathBuf>,
 }
 
-/// The `virtio_mmio.device=` kernel parameters for `n` devices.
-pub fn virtio_mmio_cmdline(n: usize) -> String {
-    (0..n)
+/// The `virtio_mmio.device=` kernel parameters for the NICs at these
+/// indexes.
+pub fn virtio_mmio_cmdline(indexes: impl IntoIterator<Item = usize>) -> String {
+    indexes
+        .into_iter()
         .map(|i| {
             let (base, irq) = layout::virtio_mmio_slot(i);
             format!("virtio_mmio.device=4K@{base:#x}:{irq}")
@@ -177,14 +183,29 @@ impl Vm {
         }
 
         let mut bus = Bus::new(serial);
+        let mut pci_irqs = Vec::new();
         for (i, nic) in spec.nics.iter().enumerate() {
+            // NIC i: IRQ 5 + i; an MMIO window or a PCI BAR of its own.
             let (base, irq) = layout::virtio_mmio_slot(i);
+            let bar = layout::virtio_pci_bar(i);
             let mut kicks = Vec::new();
             let mut calls = Vec::new();
             for q in 0..NUM_QUEUES {
                 let kick = EventFd::new(libc::EFD_NONBLOCK)?;
-                vm.register_ioevent(&kick, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), q as u32)
-                    .map_err(VmmError::kvm("KVM_IOEVENTFD"))?;
+                match nic.transport {
+                    Transport::Mmio => vm.register_ioevent(
+                        &kick,
+                        &IoEventAddress::Mmio(base + QUEUE_NOTIFY),
+                        q as u32,
+                    ),
+                    // One address per queue: any write width matches.
+                    Transport::Pci => vm.register_ioevent(
+                        &kick,
+                        &IoEventAddress::Mmio(virtio_pci::notify_address(bar, q)),
+                        NoDatamatch,
+                    ),
+                }
+                .map_err(VmmError::kvm("KVM_IOEVENTFD"))?;
                 let call = EventFd::new(libc::EFD_NONBLOCK)?;
                 vm.register_irqfd(&call, irq)
                     .map_err(VmmError::kvm("KVM_IRQFD"))?;
@@ -192,8 +213,21 @@ impl Vm {
                 calls.push(call);
             }
             let backend = VhostUserNet::connect(&nic.socket, ram.clone(), kicks, calls)?;
-            bus.add_virtio(base, VirtioMmioNet::new(backend, nic.mac));
-            tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
+            let dev = VirtioMmioNet::new(backend, nic.mac);
+            match nic.transport {
+                Transport::Mmio => {
+                    bus.add_virtio(base, dev);
+                    tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
+                }
+                Transport::Pci => {
+                    let slot = bus.add_pci(VirtioPciNet::new(dev, bar, irq as u8));
+                    pci_irqs.push(PciIrq {
+                        slot,
+                        pin: irq as u8,
+                    });
+                    tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), slot, bar = format_args!("{bar:#x}"), irq, "virtio-net (pci) attached");
+                }
+            }
         }
 
         let kernel = loader::load_kernel(&ram, &spec.kernel)?;
@@ -202,11 +236,20 @@ impl Vm {
             None => None,
         };
         let mut cmdline = spec.cmdline.clone();
-        if !spec.nics.is_empty() {
-            cmdline = format!("{} {}", cmdline, virtio_mmio_cmdline(spec.nics.len()));
+        let mmio_nics = spec
+            .nics
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.transport == Transport::Mmio)
+            .map(|(i, _)| i);
+        let mmio_params = virtio_mmio_cmdline(mmio_nics);
+        if !mmio_params.is_empty() {
+            cmdline = format!("{cmdline} {mmio_params}");
         }
         let cmdline = loader::build_cmdline(&cmdline)?;
-        loader::write_boot_structures(&ram, &cmdline, &kernel, initrd, spec.cpus)?;
+        loader::write_boot_structures_with_pci(
+            &ram, &cmdline, &kernel, initrd, spec.cpus, &pci_irqs,
+        )?;
         tracing::info!(kernel = %spec.kernel.display(), kind = ?kernel.kind, entry = format_args!("{:#x}", kernel.entry), "kernel loaded");
 
         let supported = kvm
@@ -341,7 +384,7 @@ impl RunningVm {
     }
 }
 
-/// Looks for a file in `dir` (used for sockets the switch creates).
+/// Waits up to `timeout` for `path` to exist (sockets the switch creates).
 pub fn wait_for_socket(path: &Path, timeout: Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
@@ -360,10 +403,15 @@ mod tests {
     #[test]
     fn virtio_devices_are_declared_on_the_kernel_command_line() {
         assert_eq!(
-            virtio_mmio_cmdline(2),
+            virtio_mmio_cmdline([0, 1]),
             "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"
         );
-        assert_eq!(virtio_mmio_cmdline(0), "");
+        assert_eq!(virtio_mmio_cmdline([]), "");
+        assert_eq!(
+            virtio_mmio_cmdline([1]),
+            "virtio_mmio.device=4K@0xd0001000:6",
+            "slot follows the NIC index"
+        );
     }
 
     fn spec(memory: u64, cpus: u8) -> VmSpec {

@@ -325,3 +325,56 @@ fn hugepage_shortage_is_reported_instead_of_crashing_later() {
     assert!(e.contains("nr_hugepages"), "{e}");
     no_state_left(d.path());
 }
+
+#[test]
+fn bad_cpu_affinity_and_console_are_usage_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let o = launcher(
+        d.path(),
+        &[
+            "run",
+            "--name",
+            "a",
+            "--kernel",
+            "/k",
+            "--cpu-affinity",
+            "3-1",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid CPU list '3-1'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = launcher(
+        d.path(),
+        &["run", "--name", "a", "--kernel", "/k", "--console", "pty"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected stdio or file:PATH"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn vm_names_that_are_not_safe_paths_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let k = fake_elf(d.path());
+    let o = launcher(
+        d.path(),
+        &["run", "--name", "../etc", "--kernel", k.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("invalid VM name '../etc'"),
+        "{}",
+        stderr(&o)
+    );
+    no_state_left(d.path());
+}

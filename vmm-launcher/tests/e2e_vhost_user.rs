@@ -2,7 +2,9 @@
 //! vhost-user by DPDK testpmd (net_vhost, the socket server) forwarding in
 //! macswap mode, so every frame the guest sends comes back to it. Proves the
 //! frontend's negotiation, memory table, ring addresses, kick ioeventfds and
-//! the shared guest memory, in both attachment modes.
+//! the shared guest memory, in both attachment modes and both transports;
+//! and, with testpmd wiring the guest to a veth in a network namespace, the
+//! guest's ARP + ping against a Linux host.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -47,20 +49,28 @@ struct Testpmd {
 
 impl Testpmd {
     fn start(socket: &Path, prefix: &str) -> Testpmd {
+        Self::start_with(socket, prefix, &[], "macswap")
+    }
+
+    /// testpmd with extra ports (`--vdev` values) forwarding in `fwd` mode.
+    fn start_with(socket: &Path, prefix: &str, vdevs: &[String], fwd: &str) -> Testpmd {
         let _ = std::fs::remove_file(socket);
+        let mut args = vec![
+            "--no-huge".to_string(),
+            "-m".into(),
+            "512".into(),
+            "--no-pci".into(),
+            format!("--file-prefix={prefix}"),
+            "--vdev".into(),
+            format!("net_vhost0,iface={},queues=1", socket.display()),
+        ];
+        for v in vdevs {
+            args.push("--vdev".into());
+            args.push(v.clone());
+        }
+        args.extend(["--".into(), "-i".into(), "--total-num-mbufs=16384".into()]);
         let mut child = Command::new("dpdk-testpmd")
-            .args([
-                "--no-huge",
-                "-m",
-                "512",
-                "--no-pci",
-                &format!("--file-prefix={prefix}"),
-                "--vdev",
-                &format!("net_vhost0,iface={},queues=1", socket.display()),
-                "--",
-                "-i",
-                "--total-num-mbufs=16384",
-            ])
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -95,7 +105,7 @@ impl Testpmd {
             "testpmd did not create {}",
             socket.display()
         );
-        t.cmd("set fwd macswap");
+        t.cmd(&format!("set fwd {fwd}"));
         t.cmd("start");
         t
     }
@@ -141,18 +151,19 @@ impl Drop for Testpmd {
     }
 }
 
-#[test]
-fn guest_frames_go_through_a_vhost_user_backend_and_come_back() {
-    if !prerequisites() {
-        return;
-    }
+/// Boots the loop guest on `transport` with testpmd reflecting its frames.
+fn loop_through_testpmd(transport: &str, tag: &str) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let guest = build_test_guest().expect("build test guest");
     let pid = std::process::id();
-    let socket = PathBuf::from(format!("/tmp/vmm-e2e-{pid}.sock"));
-    let pmd = Testpmd::start(&socket, &format!("vmm-e2e-{pid}"));
+    let socket = PathBuf::from(format!("/tmp/vmm-e2e-{tag}-{pid}.sock"));
+    let pmd = Testpmd::start(&socket, &format!("vmm-e2e-{tag}-{pid}"));
     let rundir = tempfile::tempdir().unwrap();
-    let net = format!("vhost-user={},mac=52:54:00:e2:e0:01", socket.display());
+    let net = format!(
+        "vhost-user={},mac=52:54:00:e2:e0:01,transport={transport}",
+        socket.display()
+    );
+    let cmdline = format!("testguest.mode=loop testguest.count=8 testguest.transport={transport}");
     let run = run_launcher(
         Path::new(BIN),
         &[
@@ -164,7 +175,7 @@ fn guest_frames_go_through_a_vhost_user_backend_and_come_back() {
             "--memory",
             "64M",
             "--cmdline",
-            "testguest.mode=loop testguest.count=8",
+            &cmdline,
             "--net",
             &net,
         ],
@@ -180,7 +191,9 @@ fn guest_frames_go_through_a_vhost_user_backend_and_come_back() {
         run.stderr
     );
     assert!(
-        run.serial.contains("TESTGUEST: mac=52:54:00:e2:e0:01"),
+        run.serial.contains(&format!(
+            "TESTGUEST: mac=52:54:00:e2:e0:01 ip=10.9.0.10 peer=10.9.0.1 transport={transport}"
+        )),
         "{}",
         run.serial
     );
@@ -192,6 +205,20 @@ fn guest_frames_go_through_a_vhost_user_backend_and_come_back() {
     assert!(run.serial.contains("TESTGUEST: PASS"), "{}", run.serial);
     let rx = pmd.stop_and_count_rx();
     assert!(rx >= 8, "testpmd received {rx} frames from the guest");
+}
+
+#[test]
+fn guest_frames_go_through_a_vhost_user_backend_and_come_back() {
+    if prerequisites() {
+        loop_through_testpmd("mmio", "mmio");
+    }
+}
+
+#[test]
+fn virtio_pci_transport_carries_frames_through_the_backend_too() {
+    if prerequisites() {
+        loop_through_testpmd("pci", "pci");
+    }
 }
 
 #[test]
@@ -259,4 +286,125 @@ fn bridge_attachment_adds_the_port_connects_to_its_socket_and_removes_it() {
         )
     );
     assert!(lines[1].ends_with("--if-exists del-port vm-vmm-br-0"));
+}
+
+/// A network namespace with one end of a veth pair (10.9.0.1/24); the other
+/// end stays in the host for testpmd's af_packet port. Removed on drop.
+struct NamespaceHost {
+    ns: String,
+    host_if: String,
+}
+
+impl NamespaceHost {
+    fn create(tag: u32) -> Option<NamespaceHost> {
+        let ns = format!("vmm-h{tag}");
+        let host_if = format!("vmm-va{tag}");
+        let peer_if = format!("vmm-vb{tag}");
+        let h = NamespaceHost {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+        };
+        let steps: [Vec<&str>; 6] = [
+            vec!["netns", "add", &ns],
+            vec![
+                "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &ns,
+            ],
+            vec!["-n", &ns, "addr", "add", "10.9.0.1/24", "dev", &peer_if],
+            vec!["-n", &ns, "link", "set", &peer_if, "up"],
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+            vec!["link", "set", &host_if, "up"],
+        ];
+        for args in steps {
+            let ok = Command::new("ip")
+                .args(&args)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("skipped: cannot run ip {}", args.join(" "));
+                return None;
+            }
+        }
+        Some(h)
+    }
+}
+
+impl Drop for NamespaceHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[test]
+fn guest_resolves_and_pings_a_namespace_host_through_the_backend() {
+    if !prerequisites() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guest = build_test_guest().expect("build test guest");
+    let pid = std::process::id();
+    let Some(host) = NamespaceHost::create(pid % 100_000) else {
+        return;
+    };
+    let socket = PathBuf::from(format!("/tmp/vmm-e2e-ping-{pid}.sock"));
+    // vhost-user port 0 <-> af_packet port 1 on the veth: a two-port wire.
+    let pmd = Testpmd::start_with(
+        &socket,
+        &format!("vmm-e2e-ping-{pid}"),
+        &[format!("net_af_packet0,iface={}", host.host_if)],
+        "io",
+    );
+    let rundir = tempfile::tempdir().unwrap();
+    let net = format!("vhost-user={},mac=52:54:00:e2:e0:02", socket.display());
+    let run = run_launcher(
+        Path::new(BIN),
+        &[
+            "run",
+            "--name",
+            "vmm-ping",
+            "--kernel",
+            guest.to_str().unwrap(),
+            "--memory",
+            "64M",
+            "--cmdline",
+            "testguest.mode=ping testguest.ip=10.9.0.10 testguest.peer=10.9.0.1",
+            "--net",
+            &net,
+        ],
+        &[("FERROVS_RUNDIR", rundir.path().to_str().unwrap())],
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    drop(pmd);
+    let neigh = Command::new("ip")
+        .args(["-n", &host.ns, "neigh", "show", "10.9.0.10"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    drop(host);
+    assert!(
+        run.status.success(),
+        "serial:\n{}\nstderr:\n{}",
+        run.serial,
+        run.stderr
+    );
+    assert!(
+        run.serial.contains("TESTGUEST: arp ok 10.9.0.1 is "),
+        "{}",
+        run.serial
+    );
+    assert!(
+        run.serial.contains("TESTGUEST: ping ok 3/3 replies"),
+        "{}",
+        run.serial
+    );
+    assert!(run.serial.contains("TESTGUEST: PASS"), "{}", run.serial);
+    // The namespace host learnt the guest's MAC from its ARP request.
+    assert!(
+        neigh.contains("52:54:00:e2:e0:02"),
+        "neighbour table: {neigh}"
+    );
 }

@@ -187,6 +187,8 @@ fn command_line_sets_addresses_mode_counts_and_the_first_mmio_device() {
     assert_eq!(c.mode, cmdline::Mode::Loop);
     assert_eq!(c.count, 9);
     assert_eq!(c.mmio_base, 0xd000_2000);
+    assert!(!c.pci);
+    assert!(cmdline::Config::parse(b"testguest.transport=pci").pci);
 }
 
 #[test]

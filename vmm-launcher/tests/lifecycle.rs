@@ -234,3 +234,41 @@ fn shutdown_asks_the_guest_on_its_console_and_the_guest_powers_off() {
     assert!(out.contains("TESTGUEST: bye"), "guest was not asked: {out}");
     assert!(!d.path().join("vms/vmm-ask").exists());
 }
+
+#[test]
+fn vcpu_threads_are_pinned_to_the_requested_host_cpus() {
+    if !kvm_available() {
+        return;
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let target = ncpu - 1;
+    let d = tempfile::tempdir().unwrap();
+    let console = d.path().join("console.log");
+    let list = target.to_string();
+    let (mut child, _) =
+        start_echo_guest_with(d.path(), "vmm-pin", &console, &["--cpu-affinity", &list]);
+    wait_for_text(&console, "echo ready", Duration::from_secs(30));
+    let mut pinned = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with("vcpu") {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap()
+                .trim()
+                .to_string();
+            pinned.push((comm.trim().to_string(), allowed));
+        }
+    }
+    cli(d.path(), &["destroy", "vmm-pin"], b"");
+    let _ = wait_with_timeout(&mut child, Duration::from_secs(10));
+    assert_eq!(pinned.len(), 2, "{pinned:?}");
+    for (name, allowed) in pinned {
+        assert_eq!(allowed, list, "{name}");
+    }
+}

@@ -53,9 +53,11 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                     "{}",
                     crate::dpformat::format_flow(&f.m, &f.actions, f.packets, f.bytes, used)
                 );
-                arr.push(json!({"pmd": f.pmd, "match": crate::dpformat::format_match(&f.m),
+                arr.push(
+                    json!({"pmd": f.pmd, "match": crate::dpformat::format_match(&f.m),
                     "actions": flows::xlate::format_dp_actions(&f.actions),
-                    "packets": f.packets, "bytes": f.bytes, "used": used}));
+                    "packets": f.packets, "bytes": f.bytes, "used": used}),
+                );
             }
             text_or_json(fmt, text, json!({"flows": arr}))
         }),
@@ -213,7 +215,13 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
             let s = c.switch.pmd_summary();
             let up = c.started.elapsed().as_secs().max(1);
             let counters = [
-                ("upcall_handled", c.switch.slow.upcalls.load(std::sync::atomic::Ordering::Relaxed)),
+                (
+                    "upcall_handled",
+                    c.switch
+                        .slow
+                        .upcalls
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ),
                 ("datapath_hits", s.hits),
                 ("datapath_misses", s.upcalls),
                 ("datapath_lost_upcalls", s.lost),
@@ -221,9 +229,16 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
             ];
             let mut text = format!("Event coverage, uptime {up} seconds:\n");
             for (n, v) in counters {
-                let _ = writeln!(text, "{n:<28} {:>10.1}/sec   total: {v}", v as f64 / up as f64);
+                let _ = writeln!(
+                    text,
+                    "{n:<28} {:>10.1}/sec   total: {v}",
+                    v as f64 / up as f64
+                );
             }
-            let obj: serde_json::Map<String, Value> = counters.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
+            let obj: serde_json::Map<String, Value> = counters
+                .iter()
+                .map(|(n, v)| (n.to_string(), json!(v)))
+                .collect();
             text_or_json(fmt, text, Value::Object(obj))
         }),
     );
@@ -304,7 +319,10 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
         0,
         Arc::new(move |_, _| {
             let _ = &c;
-            Ok(Reply::Text(format!("vswitchd (ferrovs) {}\n", env!("CARGO_PKG_VERSION"))))
+            Ok(Reply::Text(format!(
+                "vswitchd (ferrovs) {}\n",
+                env!("CARGO_PKG_VERSION")
+            )))
         }),
     );
     r
@@ -320,7 +338,10 @@ fn trace(ctx: &Ctx, bridge: &str, flow: &str, fmt: Format) -> Result<Reply, Stri
     let now = ctx.switch.slow.now_ms();
     let st = ofp.lock();
     if st.ports.get(key.in_port).is_none() {
-        return Err(format!("{bridge}: no port with OpenFlow port number {} (in_port)", key.in_port));
+        return Err(format!(
+            "{bridge}: no port with OpenFlow port number {} (in_port)",
+            key.in_port
+        ));
     }
     let x = st.translate(&key, now, ofp.fail_open(&st));
     drop(st);

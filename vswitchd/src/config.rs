@@ -129,9 +129,10 @@ impl SwitchConfig {
 /// The elements of a set-typed column (a bare atom is a one-element set).
 pub fn set_elems(v: &Value) -> Vec<&Value> {
     match v {
-        Value::Array(a) if a.len() == 2 && a[0] == "set" => {
-            a[1].as_array().map(|x| x.iter().collect()).unwrap_or_default()
-        }
+        Value::Array(a) if a.len() == 2 && a[0] == "set" => a[1]
+            .as_array()
+            .map(|x| x.iter().collect())
+            .unwrap_or_default(),
         other => vec![other],
     }
 }
@@ -181,7 +182,10 @@ pub fn opt_int(v: &Value) -> Option<i64> {
 
 /// An optional string column.
 pub fn opt_str(v: &Value) -> Option<String> {
-    set_elems(v).first().and_then(|x| x.as_str()).map(str::to_string)
+    set_elems(v)
+        .first()
+        .and_then(|x| x.as_str())
+        .map(str::to_string)
 }
 
 /// Rows of one table from a `select` result, keyed by uuid.
@@ -225,15 +229,21 @@ impl SwitchConfig {
     /// Builds the configuration from the results of [`SwitchConfig::select_ops`].
     pub fn from_select_results(results: &[Value]) -> SwitchConfig {
         let get = |i: usize| results.get(i).map(rows_from_select).unwrap_or_default();
-        let (ovs, bridges, ports, ifaces, ctrls, mgrs) = (get(0), get(1), get(2), get(3), get(4), get(5));
+        let (ovs, bridges, ports, ifaces, ctrls, mgrs) =
+            (get(0), get(1), get(2), get(3), get(4), get(5));
         let mut cfg = SwitchConfig::default();
         let Some(root) = ovs.values().next() else {
-            cfg.problems.push("the Open_vSwitch table has no row".into());
+            cfg.problems
+                .push("the Open_vSwitch table has no row".into());
             return cfg;
         };
         cfg.next_cfg = root.get("next_cfg").and_then(Value::as_i64).unwrap_or(0);
         cfg.other_config = root.get("other_config").map(map_pairs).unwrap_or_default();
-        for m in root.get("manager_options").map(set_elems).unwrap_or_default() {
+        for m in root
+            .get("manager_options")
+            .map(set_elems)
+            .unwrap_or_default()
+        {
             if let Some(row) = uuid_of(m).and_then(|u| mgrs.get(&u))
                 && let Some(t) = row.get("target").and_then(Value::as_str)
             {
@@ -245,7 +255,11 @@ impl SwitchConfig {
                 continue;
             };
             let (uuid, row) = row;
-            let name = row.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = row
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if name.is_empty() {
                 cfg.problems.push(format!("bridge {uuid} has no name"));
                 continue;
@@ -314,7 +328,11 @@ fn port_from_row(
     row: &serde_json::Map<String, Value>,
     ifaces: &Rows,
 ) -> Result<PortConfig, String> {
-    let name = row.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = row
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if name.is_empty() {
         return Err(format!("port {uuid} has no name"));
     }
@@ -344,11 +362,19 @@ fn port_from_row(
         let Some((iuuid, irow)) = uuid_of(i).and_then(|u| ifaces.get(&u).map(|r| (u, r))) else {
             continue;
         };
-        let iname = irow.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let iname = irow
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         interfaces.push(InterfaceConfig {
             uuid: iuuid,
             name: iname,
-            kind: irow.get("type").and_then(Value::as_str).unwrap_or("").to_string(),
+            kind: irow
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             options: irow.get("options").map(map_pairs).unwrap_or_default(),
             ofport_request: irow
                 .get("ofport_request")
@@ -429,7 +455,11 @@ mod tests {
     fn an_invalid_port_is_reported_and_the_rest_of_the_bridge_kept() {
         let cfg = SwitchConfig::from_select_results(&results());
         assert!(!cfg.bridges["br0"].ports.contains_key("bad"));
-        assert!(cfg.problems.iter().any(|p| p.contains("tag 5000")), "{:?}", cfg.problems);
+        assert!(
+            cfg.problems.iter().any(|p| p.contains("tag 5000")),
+            "{:?}",
+            cfg.problems
+        );
     }
 
     #[test]

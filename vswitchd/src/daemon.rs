@@ -46,7 +46,11 @@ pub fn run(args: Args, log: crate::LogHandle) -> Result<()> {
     info!(
         "datapath up: {} PMD thread(s){}",
         pmd_cpus.len().max(1),
-        if pmd_cpus.is_empty() { String::new() } else { format!(" on CPU(s) {pmd_cpus:?}") }
+        if pmd_cpus.is_empty() {
+            String::new()
+        } else {
+            format!(" on CPU(s) {pmd_cpus:?}")
+        }
     );
     let switch = Arc::new(Switch::new(dp.clone(), slow.clone(), args.rundir.clone()));
     {
@@ -64,7 +68,11 @@ pub fn run(args: Args, log: crate::LogHandle) -> Result<()> {
         .build()
         .context("cannot start the I/O runtime")?;
 
-    let of = Arc::new(OfManager::new(switch.clone(), args.rundir.clone(), rt.handle().clone()));
+    let of = Arc::new(OfManager::new(
+        switch.clone(),
+        args.rundir.clone(),
+        rt.handle().clone(),
+    ));
     let ctx = Arc::new(Ctx {
         switch: switch.clone(),
         db: db.clone(),
@@ -158,7 +166,11 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
         let cur_cfg = results
             .first()
             .map(rows_from_select)
-            .and_then(|r| r.values().next().and_then(|row| row.get("cur_cfg").and_then(Value::as_i64)))
+            .and_then(|r| {
+                r.values()
+                    .next()
+                    .and_then(|row| row.get("cur_cfg").and_then(Value::as_i64))
+            })
             .unwrap_or(0);
         if (dirty || cur_cfg != cfg.next_cfg) && cur_cfg != cfg.next_cfg {
             ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": [],

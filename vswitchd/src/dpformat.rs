@@ -51,8 +51,24 @@ pub fn format_match(mt: &Match) -> String {
             parts.push("vlan(none)".to_string());
         } else {
             let mut v = Vec::new();
-            field(&mut v, "vid", k.vlan_tci & 0xfff, m.vlan_tci & 0xfff, 0, 0xfff, |x| x.to_string());
-            field(&mut v, "pcp", k.vlan_tci >> 13, m.vlan_tci >> 13, 0, 7, |x| x.to_string());
+            field(
+                &mut v,
+                "vid",
+                k.vlan_tci & 0xfff,
+                m.vlan_tci & 0xfff,
+                0,
+                0xfff,
+                |x| x.to_string(),
+            );
+            field(
+                &mut v,
+                "pcp",
+                k.vlan_tci >> 13,
+                m.vlan_tci >> 13,
+                0,
+                7,
+                |x| x.to_string(),
+            );
             parts.push(format!("vlan({})", v.join(",")));
         }
     }
@@ -76,11 +92,21 @@ pub fn format_match(mt: &Match) -> String {
     let l3 = match k.dl_type {
         ethertype::IPV4 if m.dl_type != 0 => {
             let mut v = Vec::new();
-            field(&mut v, "src", k.nw_src, m.nw_src, 0, u32::MAX, |x| Ipv4Addr::from(x).to_string());
-            field(&mut v, "dst", k.nw_dst, m.nw_dst, 0, u32::MAX, |x| Ipv4Addr::from(x).to_string());
-            field(&mut v, "proto", k.nw_proto, m.nw_proto, 0, 0xff, |x| x.to_string());
-            field(&mut v, "tos", k.nw_tos, m.nw_tos, 0, 0xff, |x| format!("{x:#x}"));
-            field(&mut v, "ttl", k.nw_ttl, m.nw_ttl, 0, 0xff, |x| x.to_string());
+            field(&mut v, "src", k.nw_src, m.nw_src, 0, u32::MAX, |x| {
+                Ipv4Addr::from(x).to_string()
+            });
+            field(&mut v, "dst", k.nw_dst, m.nw_dst, 0, u32::MAX, |x| {
+                Ipv4Addr::from(x).to_string()
+            });
+            field(&mut v, "proto", k.nw_proto, m.nw_proto, 0, 0xff, |x| {
+                x.to_string()
+            });
+            field(&mut v, "tos", k.nw_tos, m.nw_tos, 0, 0xff, |x| {
+                format!("{x:#x}")
+            });
+            field(&mut v, "ttl", k.nw_ttl, m.nw_ttl, 0, 0xff, |x| {
+                x.to_string()
+            });
             if let Some(f) = frag(k, m) {
                 v.push(format!("frag={f}"));
             }
@@ -88,12 +114,42 @@ pub fn format_match(mt: &Match) -> String {
         }
         ethertype::IPV6 if m.dl_type != 0 => {
             let mut v = Vec::new();
-            field(&mut v, "src", k.ipv6_src, m.ipv6_src, [0; 16], [0xff; 16], |x| Ipv6Addr::from(x).to_string());
-            field(&mut v, "dst", k.ipv6_dst, m.ipv6_dst, [0; 16], [0xff; 16], |x| Ipv6Addr::from(x).to_string());
-            field(&mut v, "label", k.ipv6_label, m.ipv6_label, 0, 0xfffff, |x| format!("{x:#x}"));
-            field(&mut v, "proto", k.nw_proto, m.nw_proto, 0, 0xff, |x| x.to_string());
-            field(&mut v, "tclass", k.nw_tos, m.nw_tos, 0, 0xff, |x| format!("{x:#x}"));
-            field(&mut v, "hlimit", k.nw_ttl, m.nw_ttl, 0, 0xff, |x| x.to_string());
+            field(
+                &mut v,
+                "src",
+                k.ipv6_src,
+                m.ipv6_src,
+                [0; 16],
+                [0xff; 16],
+                |x| Ipv6Addr::from(x).to_string(),
+            );
+            field(
+                &mut v,
+                "dst",
+                k.ipv6_dst,
+                m.ipv6_dst,
+                [0; 16],
+                [0xff; 16],
+                |x| Ipv6Addr::from(x).to_string(),
+            );
+            field(
+                &mut v,
+                "label",
+                k.ipv6_label,
+                m.ipv6_label,
+                0,
+                0xfffff,
+                |x| format!("{x:#x}"),
+            );
+            field(&mut v, "proto", k.nw_proto, m.nw_proto, 0, 0xff, |x| {
+                x.to_string()
+            });
+            field(&mut v, "tclass", k.nw_tos, m.nw_tos, 0, 0xff, |x| {
+                format!("{x:#x}")
+            });
+            field(&mut v, "hlimit", k.nw_ttl, m.nw_ttl, 0, 0xff, |x| {
+                x.to_string()
+            });
             if let Some(f) = frag(k, m) {
                 v.push(format!("frag={f}"));
             }
@@ -101,9 +157,15 @@ pub fn format_match(mt: &Match) -> String {
         }
         ethertype::ARP if m.dl_type != 0 => {
             let mut v = Vec::new();
-            field(&mut v, "sip", k.nw_src, m.nw_src, 0, u32::MAX, |x| Ipv4Addr::from(x).to_string());
-            field(&mut v, "tip", k.nw_dst, m.nw_dst, 0, u32::MAX, |x| Ipv4Addr::from(x).to_string());
-            field(&mut v, "op", k.nw_proto, m.nw_proto, 0, 0xff, |x| x.to_string());
+            field(&mut v, "sip", k.nw_src, m.nw_src, 0, u32::MAX, |x| {
+                Ipv4Addr::from(x).to_string()
+            });
+            field(&mut v, "tip", k.nw_dst, m.nw_dst, 0, u32::MAX, |x| {
+                Ipv4Addr::from(x).to_string()
+            });
+            field(&mut v, "op", k.nw_proto, m.nw_proto, 0, 0xff, |x| {
+                x.to_string()
+            });
             field(&mut v, "sha", k.arp_sha, m.arp_sha, [0; 6], [0xff; 6], mac);
             field(&mut v, "tha", k.arp_tha, m.arp_tha, [0; 6], [0xff; 6], mac);
             (!v.is_empty()).then(|| format!("arp({})", v.join(",")))
@@ -125,7 +187,11 @@ pub fn format_match(mt: &Match) -> String {
         };
         if let Some(name) = name {
             let icmp = name.starts_with("icmp");
-            let (a, b) = if icmp { ("type", "code") } else { ("src", "dst") };
+            let (a, b) = if icmp {
+                ("type", "code")
+            } else {
+                ("src", "dst")
+            };
             let mut v = Vec::new();
             field(&mut v, a, k.tp_src, m.tp_src, 0, 0xffff, |x| x.to_string());
             field(&mut v, b, k.tp_dst, m.tp_dst, 0, 0xffff, |x| x.to_string());
@@ -141,7 +207,13 @@ pub fn format_match(mt: &Match) -> String {
 }
 
 /// One `dpctl/dump-flows` line.
-pub fn format_flow(m: &Match, actions: &[DpAction], packets: u64, bytes: u64, used_secs: Option<f64>) -> String {
+pub fn format_flow(
+    m: &Match,
+    actions: &[DpAction],
+    packets: u64,
+    bytes: u64,
+    used_secs: Option<f64>,
+) -> String {
     let used = match used_secs {
         Some(s) => format!("{s:.3}s"),
         None => "never".to_string(),
@@ -183,6 +255,9 @@ mod tests {
     fn a_flow_line_carries_counters_and_age() {
         let m = Match::catch_all();
         let line = format_flow(&m, &[DpAction::Output(1)], 3, 294, Some(0.52));
-        assert_eq!(line, "in_port(0), packets:3, bytes:294, used:0.520s, actions:1");
+        assert_eq!(
+            line,
+            "in_port(0), packets:3, bytes:294, used:0.520s, actions:1"
+        );
     }
 }

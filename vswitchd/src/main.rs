@@ -22,7 +22,11 @@ mod switch;
 mod unixctl;
 
 #[derive(Parser, Debug)]
-#[command(name = "vswitchd", version, about = "The ferrovs virtual switch daemon")]
+#[command(
+    name = "vswitchd",
+    version,
+    about = "The ferrovs virtual switch daemon"
+)]
 pub struct Args {
     /// Directory for the sockets (db.sock, BRIDGE.mgmt, vswitchd.ctl).
     #[arg(long, env = "FERROVS_RUNDIR", default_value = "/run/ferrovs")]
@@ -56,10 +60,8 @@ fn main() -> Result<()> {
 }
 
 /// Handle to change the log filter at run time (`appctl vlog/set`).
-pub type LogHandle = tracing_subscriber::reload::Handle<
-    tracing_subscriber::EnvFilter,
-    tracing_subscriber::Registry,
->;
+pub type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
 fn logging(filter: &str) -> Result<LogHandle> {
     use tracing_subscriber::prelude::*;
@@ -68,7 +70,12 @@ fn logging(filter: &str) -> Result<LogHandle> {
     let (layer, handle) = tracing_subscriber::reload::Layer::new(env);
     tracing_subscriber::registry()
         .with(layer)
-        .with(tracing_subscriber::fmt::layer().with_target(true))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(true)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
     Ok(handle)
 }

@@ -96,7 +96,13 @@ fn normal_flow() -> FlowMod {
 impl Ofproto {
     /// A bridge with no ports. A standalone bridge without controllers gets
     /// the `priority=0 actions=NORMAL` flow, as Open vSwitch does.
-    pub fn new(name: &str, fail_mode: FailMode, controllers: bool, dpid: u64, now_ms: u64) -> Ofproto {
+    pub fn new(
+        name: &str,
+        fail_mode: FailMode,
+        controllers: bool,
+        dpid: u64,
+        now_ms: u64,
+    ) -> Ofproto {
         let mut pipeline = Pipeline::new();
         if fail_mode == FailMode::Standalone && !controllers {
             let _ = pipeline.flow_mod(&normal_flow(), now_ms);
@@ -145,7 +151,11 @@ impl BridgeState {
     /// through NORMAL when `fail_open`.
     pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
         let ctx = XlateCtx {
-            pipeline: if fail_open { &self.failopen } else { &self.pipeline },
+            pipeline: if fail_open {
+                &self.failopen
+            } else {
+                &self.pipeline
+            },
             groups: &self.groups,
             ports: &self.ports,
             mac: &self.mac,
@@ -229,11 +239,19 @@ impl SlowPath {
     }
 
     pub fn bridge(&self, name: &str) -> Option<Arc<Ofproto>> {
-        self.bridges.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.bridges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn bridge_of_dp_port(&self, dp: DpPortNo) -> Option<Arc<Ofproto>> {
-        self.dp_ports.read().unwrap_or_else(|p| p.into_inner()).get(&dp).cloned()
+        self.dp_ports
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&dp)
+            .cloned()
     }
 
     /// Moves megaflow counters to the OpenFlow rules they came from.
@@ -245,7 +263,10 @@ impl SlowPath {
             let Some(o) = owners.get_mut(&f.m) else {
                 continue;
             };
-            let (dp_packets, dp_bytes) = (f.packets.saturating_sub(o.packets), f.bytes.saturating_sub(o.bytes));
+            let (dp_packets, dp_bytes) = (
+                f.packets.saturating_sub(o.packets),
+                f.bytes.saturating_sub(o.bytes),
+            );
             if dp_packets == 0 {
                 continue;
             }
@@ -264,7 +285,10 @@ impl SlowPath {
 
     /// Forgets megaflow ownership (after the datapath was flushed).
     pub fn forget_megaflows(&self) {
-        self.megaflows.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.megaflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -346,9 +370,17 @@ impl UpcallHandler for SlowPath {
         let Some(br) = self.bridge_of_dp_port(key.in_port) else {
             return;
         };
-        let in_port = br.lock().ports.ofport_of(key.in_port).unwrap_or(ofp_port::LOCAL);
+        let in_port = br
+            .lock()
+            .ports
+            .ofport_of(key.in_port)
+            .unwrap_or(ofp_port::LOCAL);
         let data = packet.data();
-        let keep = if max_len == 0xffff { data.len() } else { data.len().min(max_len as usize) };
+        let keep = if max_len == 0xffff {
+            data.len()
+        } else {
+            data.len().min(max_len as usize)
+        };
         br.notify(AsyncMsg::PacketIn {
             reason,
             table_id,

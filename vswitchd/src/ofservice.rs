@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use datapath::Packet;
 use flows::action::port as ofp_port;
 use flows::group::{Bucket as FBucket, Group, GroupType as FGroupType};
-use flows::table::{FlowMod as TFlowMod, FlowModCommand as TCmd, FlowFilter};
+use flows::table::{FlowFilter, FlowMod as TFlowMod, FlowModCommand as TCmd};
 use flows::{FlowKey, Match, UserspaceReason};
 use openflow::conn::{ConnConfig, OfConnection, SwitchAgent};
 use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
@@ -67,7 +67,11 @@ fn versions_of(protocols: &[String]) -> u32 {
             _ => {}
         }
     }
-    if v == 0 { (1 << OFP10_VERSION) | (1 << OFP13_VERSION) } else { v }
+    if v == 0 {
+        (1 << OFP10_VERSION) | (1 << OFP13_VERSION)
+    } else {
+        v
+    }
 }
 
 impl OfManager {
@@ -97,7 +101,11 @@ impl OfManager {
     /// Opens and closes listeners and controller connections to match `cfg`.
     pub fn configure(&self, cfg: &SwitchConfig) {
         let mut bridges = self.lock();
-        let gone: Vec<String> = bridges.keys().filter(|b| !cfg.bridges.contains_key(*b)).cloned().collect();
+        let gone: Vec<String> = bridges
+            .keys()
+            .filter(|b| !cfg.bridges.contains_key(*b))
+            .cloned()
+            .collect();
         for name in gone {
             if let Some(b) = bridges.remove(&name) {
                 b.listener.abort();
@@ -125,8 +133,11 @@ impl OfManager {
                 controllers: HashMap::new(),
             });
             // Controllers.
-            let wanted: HashMap<&str, &ControllerConfig> =
-                bc.controllers.iter().map(|c| (c.target.as_str(), c)).collect();
+            let wanted: HashMap<&str, &ControllerConfig> = bc
+                .controllers
+                .iter()
+                .map(|c| (c.target.as_str(), c))
+                .collect();
             entry.controllers.retain(|t, c| {
                 let keep = wanted.get(t.as_str()).is_some_and(|w| **w == c.cfg);
                 if !keep {
@@ -201,24 +212,53 @@ impl OfManager {
                     continue;
                 };
                 let connected = c.state.connected.load(Ordering::Relaxed);
-                let mut status = vec![json!(["state", if connected { "ACTIVE" } else { "BACKOFF" }])];
+                let mut status = vec![json!([
+                    "state",
+                    if connected { "ACTIVE" } else { "BACKOFF" }
+                ])];
                 if let Some(since) = *c.state.since.lock().unwrap_or_else(|p| p.into_inner()) {
-                    let key = if connected { "sec_since_connect" } else { "sec_since_disconnect" };
+                    let key = if connected {
+                        "sec_since_connect"
+                    } else {
+                        "sec_since_disconnect"
+                    };
                     status.push(json!([key, since.elapsed().as_secs().to_string()]));
                 }
-                if let Some(e) = c.state.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                if let Some(e) = c
+                    .state
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                {
                     status.push(json!(["last_error", e]));
                 }
-                let role = c.state.role.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let cur_conn = row.get("is_connected").and_then(Value::as_bool).unwrap_or(false);
-                let cur_role = crate::config::opt_str(row.get("role").unwrap_or(&Value::Null)).unwrap_or_default();
+                let role = c
+                    .state
+                    .role
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let cur_conn = row
+                    .get("is_connected")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let cur_role = crate::config::opt_str(row.get("role").unwrap_or(&Value::Null))
+                    .unwrap_or_default();
                 let cur_state = crate::config::map_pairs(row.get("status").unwrap_or(&Value::Null))
                     .get("state")
                     .cloned()
                     .unwrap_or_default();
                 let want_state = if connected { "ACTIVE" } else { "BACKOFF" };
-                if cur_conn != connected || (connected && cur_role != role) || cur_state != want_state {
-                    let role_v = if connected && !role.is_empty() { json!(role) } else { json!(["set", []]) };
+                if cur_conn != connected
+                    || (connected && cur_role != role)
+                    || cur_state != want_state
+                {
+                    let role_v = if connected && !role.is_empty() {
+                        json!(role)
+                    } else {
+                        json!(["set", []])
+                    };
                     ops.push(json!({"op": "update", "table": "Controller",
                         "where": [["_uuid", "==", ["uuid", c.cfg.uuid]]],
                         "row": {"is_connected": connected, "role": role_v, "status": ["map", status]}}));
@@ -263,7 +303,12 @@ async fn controller_loop(
                 Some(_) => addr,
                 None => format!("{addr}:6653"),
             };
-            match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::net::TcpStream::connect(&addr),
+            )
+            .await
+            {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     Ok(Box::new(s) as Box<dyn Stream>)
@@ -291,7 +336,14 @@ async fn controller_loop(
                 // Leaving fail-open: cached NORMAL decisions must go.
                 let sw = switch.clone();
                 let _ = tokio::task::spawn_blocking(move || sw.revalidate_now()).await;
-                let reason = drive(stream, switch.clone(), ofp.clone(), cfg, Some(state.clone())).await;
+                let reason = drive(
+                    stream,
+                    switch.clone(),
+                    ofp.clone(),
+                    cfg,
+                    Some(state.clone()),
+                )
+                .await;
                 state.connected.store(false, Ordering::Relaxed);
                 ofp.controllers_connected.fetch_sub(1, Ordering::Relaxed);
                 *state.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
@@ -403,7 +455,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         let out = conn.take_output();
-        if !out.is_empty() && let Err(e) = stream.write_all(&out).await {
+        if !out.is_empty()
+            && let Err(e) = stream.write_all(&out).await
+        {
             return format!("write error: {e}");
         }
         if let Some(r) = conn.closed() {
@@ -478,7 +532,13 @@ pub fn port_descs(ofp: &Ofproto) -> Vec<PortDesc> {
             }
         })
         .collect();
-    out.sort_by_key(|d| if d.port_no == ofp_port::LOCAL { u64::MAX } else { u64::from(d.port_no) });
+    out.sort_by_key(|d| {
+        if d.port_no == ofp_port::LOCAL {
+            u64::MAX
+        } else {
+            u64::from(d.port_no)
+        }
+    });
     out
 }
 
@@ -629,7 +689,8 @@ impl SwitchAgent for BridgeAgent {
         let now = self.switch.slow.now_ms();
         let st = self.ofp.lock();
         let dp_in = st.ports.get(po.in_port).map(|p| p.dp_port);
-        let (mut key, _) = flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
+        let (mut key, _) =
+            flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
         key.in_port = po.in_port;
         let x = st.translate_actions(&key, &po.actions, now);
         drop(st);
@@ -676,7 +737,11 @@ impl SwitchAgent for BridgeAgent {
                     (0..254u8)
                         .map(|t| TableStats {
                             table_id: t,
-                            name: if t == 0 { "classifier".into() } else { format!("table{t}") },
+                            name: if t == 0 {
+                                "classifier".into()
+                            } else {
+                                format!("table{t}")
+                            },
                             max_entries: 1_000_000,
                             active_count: st.pipeline.table(t).map(|x| x.len() as u32).unwrap_or(0),
                             lookup_count: 0,
@@ -730,7 +795,18 @@ impl SwitchAgent for BridgeAgent {
                 let st = self.ofp.lock();
                 MultipartReplyBody::GroupDesc(st.groups.iter().map(group_from_flows).collect())
             }
-            MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(Vec::new()),
+            MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(
+                (0..254u8)
+                    .map(|t| TableFeatures {
+                        table_id: t,
+                        name: format!("table{t}"),
+                        metadata_match: u64::MAX,
+                        metadata_write: u64::MAX,
+                        config: 0,
+                        max_entries: 1_000_000,
+                    })
+                    .collect(),
+            ),
         })
     }
 

@@ -90,7 +90,9 @@ fn xlate_vlan(p: &PortConfig) -> XVlanMode {
             tag,
             trunks: p.trunks.clone(),
         },
-        (Some(VlanMode::Access), tag) => XVlanMode::Access { tag: tag.unwrap_or(0) },
+        (Some(VlanMode::Access), tag) => XVlanMode::Access {
+            tag: tag.unwrap_or(0),
+        },
         // OVS's default: a port with a tag is an access port, otherwise a
         // trunk of `trunks` (all VLANs when empty).
         (_, Some(tag)) => XVlanMode::Access { tag },
@@ -125,12 +127,17 @@ impl Switch {
     }
 
     fn open_iface(&self, bridge: &str, iface: &InterfaceConfig) -> Result<OpenIface, String> {
-        let plain = |p: Arc<dyn Port>| OpenIface { port: p, vhost: None };
+        let plain = |p: Arc<dyn Port>| OpenIface {
+            port: p,
+            vhost: None,
+        };
         match iface.kind.as_str() {
             "" | "system" => AfPacketPort::open(&iface.name)
                 .map(|p| plain(p))
                 .map_err(|e| e.to_string()),
-            "tap" => TapPort::open(&iface.name).map(|p| plain(p)).map_err(|e| e.to_string()),
+            "tap" => TapPort::open(&iface.name)
+                .map(|p| plain(p))
+                .map_err(|e| e.to_string()),
             "internal" => TapPort::open_internal(&iface.name)
                 .map(|p| plain(p))
                 .map_err(|e| e.to_string()),
@@ -199,7 +206,8 @@ impl Switch {
         }
 
         // 2. Interfaces that went away or moved or changed type/options.
-        let mut wanted: BTreeMap<&str, (&BridgeConfig, &PortConfig, &InterfaceConfig)> = BTreeMap::new();
+        let mut wanted: BTreeMap<&str, (&BridgeConfig, &PortConfig, &InterfaceConfig)> =
+            BTreeMap::new();
         for br in cfg.bridges.values() {
             for p in br.ports.values() {
                 for i in &p.interfaces {
@@ -237,7 +245,9 @@ impl Switch {
                 }
             };
             let mut bst = ofp.lock();
-            if bst.fail_mode != br.fail_mode || bst.controllers_configured != !br.controllers.is_empty() {
+            if bst.fail_mode != br.fail_mode
+                || bst.controllers_configured != !br.controllers.is_empty()
+            {
                 changed = true;
             }
             bst.fail_mode = br.fail_mode;
@@ -317,7 +327,13 @@ impl Switch {
             [0x02 | (b[0] & 0xfc), b[1], b[2], b[3], b[4], b[5]]
         };
         let dpid = br.datapath_id().unwrap_or_else(|| dpid_from_mac(local_mac));
-        let ofp = Arc::new(Ofproto::new(&br.name, br.fail_mode, !br.controllers.is_empty(), dpid, now));
+        let ofp = Arc::new(Ofproto::new(
+            &br.name,
+            br.fail_mode,
+            !br.controllers.is_empty(),
+            dpid,
+            now,
+        ));
         self.slow
             .bridges
             .write()
@@ -373,7 +389,9 @@ impl Switch {
                 }
                 None => (1..ofp_port::MAX)
                     .find(|n| bst.ports.get(*n).is_none())
-                    .ok_or_else(|| format!("{}: bridge {} has no free port number", ic.name, ofp.name))?,
+                    .ok_or_else(|| {
+                        format!("{}: bridge {} has no free port number", ic.name, ofp.name)
+                    })?,
             }
         };
         let dp_port = self.next_dp_port.fetch_add(1, Ordering::Relaxed);
@@ -422,7 +440,10 @@ impl Switch {
         let Some(slot) = st.ifaces.remove(name) else {
             return;
         };
-        self.dummies.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.dummies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         self.slow
             .dp_ports
             .write()
@@ -447,7 +468,11 @@ impl Switch {
 
     /// The in-memory port `name` (`type=dummy`), for tests and appctl.
     pub fn dummy(&self, name: &str) -> Option<Arc<DummyPort>> {
-        self.dummies.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.dummies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Retries interfaces that failed to open (devices that appear late).
@@ -481,7 +506,11 @@ impl Switch {
             out.push(IfaceStatus {
                 uuid: slot.config.uuid.clone(),
                 name: name.clone(),
-                ofport: if slot.ofport == ofp_port::LOCAL { 65534 } else { i64::from(slot.ofport) },
+                ofport: if slot.ofport == ofp_port::LOCAL {
+                    65534
+                } else {
+                    i64::from(slot.ofport)
+                },
                 error,
                 mac_in_use: mac,
                 link_up,
@@ -576,7 +605,10 @@ impl Switch {
 
 /// The DB operations that write `status` back; only columns that differ
 /// from `current` (the rows as last read) are written.
-pub fn status_ops(status: &[IfaceStatus], current: &BTreeMap<String, serde_json::Map<String, Value>>) -> Vec<Value> {
+pub fn status_ops(
+    status: &[IfaceStatus],
+    current: &BTreeMap<String, serde_json::Map<String, Value>>,
+) -> Vec<Value> {
     let mut ops = Vec::new();
     for s in status {
         let Some(row) = current.get(&s.uuid) else {
@@ -671,12 +703,20 @@ mod tests {
         assert_eq!(xlate_vlan(&p), XVlanMode::Access { tag: 10 });
         p.tag = None;
         p.trunks = vec![10, 20];
-        assert_eq!(xlate_vlan(&p), XVlanMode::Trunk { trunks: vec![10, 20] });
+        assert_eq!(
+            xlate_vlan(&p),
+            XVlanMode::Trunk {
+                trunks: vec![10, 20]
+            }
+        );
         p.tag = Some(5);
         p.vlan_mode = Some(VlanMode::NativeUntagged);
         assert_eq!(
             xlate_vlan(&p),
-            XVlanMode::NativeUntagged { tag: 5, trunks: vec![10, 20] }
+            XVlanMode::NativeUntagged {
+                tag: 5,
+                trunks: vec![10, 20]
+            }
         );
     }
 
@@ -746,29 +786,52 @@ mod tests {
     #[test]
     fn normal_floods_unknown_destinations_then_forwards_learned_unicast() {
         let (sw, _d) = dummy_switch(&[("p1", 1, None), ("p2", 2, None), ("p3", 3, None)]);
-        let (p1, p2, p3) = (sw.dummy("p1").unwrap(), sw.dummy("p2").unwrap(), sw.dummy("p3").unwrap());
+        let (p1, p2, p3) = (
+            sw.dummy("p1").unwrap(),
+            sw.dummy("p2").unwrap(),
+            sw.dummy("p3").unwrap(),
+        );
         p1.inject(&frame([0xff; 6], A));
         assert_eq!(p2.recv_sent(T).expect("flooded to p2").data[6..12], A);
         assert!(p3.recv_sent(T).is_some(), "flooded to p3");
         // B answers A: A was learned on p1, so only p1 gets it.
         p2.inject(&frame(A, B));
         assert_eq!(p1.recv_sent(T).expect("unicast to p1").data[..6], A);
-        assert!(p3.recv_sent(Duration::from_millis(300)).is_none(), "p3 saw unicast for p1");
+        assert!(
+            p3.recv_sent(Duration::from_millis(300)).is_none(),
+            "p3 saw unicast for p1"
+        );
         // And A to B now goes to p2 only.
         p1.inject(&frame(B, A));
         assert!(p2.recv_sent(T).is_some());
-        assert!(p3.recv_sent(Duration::from_millis(300)).is_none(), "p3 saw unicast for p2");
+        assert!(
+            p3.recv_sent(Duration::from_millis(300)).is_none(),
+            "p3 saw unicast for p2"
+        );
         assert!(sw.slow.upcalls.load(std::sync::atomic::Ordering::Relaxed) >= 3);
     }
 
     #[test]
     fn access_ports_on_different_vlans_do_not_see_each_other() {
-        let (sw, _d) = dummy_switch(&[("a10", 1, Some(10)), ("b10", 2, Some(10)), ("c20", 3, Some(20))]);
-        let (a, b, c) = (sw.dummy("a10").unwrap(), sw.dummy("b10").unwrap(), sw.dummy("c20").unwrap());
+        let (sw, _d) = dummy_switch(&[
+            ("a10", 1, Some(10)),
+            ("b10", 2, Some(10)),
+            ("c20", 3, Some(20)),
+        ]);
+        let (a, b, c) = (
+            sw.dummy("a10").unwrap(),
+            sw.dummy("b10").unwrap(),
+            sw.dummy("c20").unwrap(),
+        );
         a.inject(&frame([0xff; 6], A));
-        let got = b.recv_sent(T).expect("VLAN 10 broadcast reaches the other VLAN 10 port");
+        let got = b
+            .recv_sent(T)
+            .expect("VLAN 10 broadcast reaches the other VLAN 10 port");
         assert_eq!(got.data.len(), 60, "access ports get untagged frames");
-        assert!(c.recv_sent(Duration::from_millis(500)).is_none(), "VLAN 20 port saw VLAN 10 traffic");
+        assert!(
+            c.recv_sent(Duration::from_millis(500)).is_none(),
+            "VLAN 20 port saw VLAN 10 traffic"
+        );
     }
 
     #[test]
@@ -783,7 +846,10 @@ mod tests {
         sw.apply(&cfg);
         assert!(sw.dummy("p2").is_none());
         p1.inject(&frame([0xff; 6], A));
-        assert!(p2.recv_sent(Duration::from_millis(500)).is_none(), "removed port still receives");
+        assert!(
+            p2.recv_sent(Duration::from_millis(500)).is_none(),
+            "removed port still receives"
+        );
     }
 
     #[test]

@@ -264,7 +264,11 @@ mod tests {
     fn unknown_command_is_an_error_naming_it() {
         let (res, e) = registry().dispatch("no/such", &[], Format::Text);
         assert!(res.is_null());
-        assert!(e.as_str().unwrap().contains("\"no/such\" is not a valid command"));
+        assert!(
+            e.as_str()
+                .unwrap()
+                .contains("\"no/such\" is not a valid command")
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..procs import PREFIX, run, spawn, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
-BRIDGE = "br0"
+BRIDGE = f"{PREFIX}-fbr0"
 BINARIES = ("vswitchd", "vsctl", "ofctl", "appctl")
 
 

@@ -14,7 +14,7 @@ from ..procs import PREFIX, run, spawn, wait_for
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 OVS_VSWITCHD = "/usr/lib/openvswitch-switch/ovs-vswitchd"
 OVS_VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
-BRIDGE = "br0"
+BRIDGE = f"{PREFIX}-obr0"  # also the name of its internal (TAP) port
 
 
 def _first_existing(*paths: str) -> str | None:
@@ -117,10 +117,15 @@ class Ovs:
         self.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev")
         # The LOCAL (internal) port would receive every flooded frame through a
         # TAP write per packet; the other switches have no such port in the path.
-        self.ofctl("mod-port", BRIDGE, BRIDGE, "no-flood")
+        self.ofctl("mod-port", self.target, BRIDGE, "no-flood")
         return self
 
     # -- tools ----------------------------------------------------------------------
+    @property
+    def target(self) -> str:
+        """The bridge's OpenFlow management socket, as ovs-ofctl's target."""
+        return f"unix:{self.rundir}/{BRIDGE}.mgmt"
+
     def vsctl(self, *args: str, timeout: float = 60) -> str:
         assert self.rundir is not None
         return run(
@@ -156,13 +161,13 @@ class Ovs:
 
     # -- flows ----------------------------------------------------------------------
     def add_flows(self, path: str) -> None:
-        self.ofctl("add-flows", BRIDGE, path)
+        self.ofctl("add-flows", self.target, path)
 
     def del_flows(self) -> None:
-        self.ofctl("del-flows", BRIDGE)
+        self.ofctl("del-flows", self.target)
 
     def flow_count(self) -> int:
-        out = self.ofctl("dump-flows", BRIDGE, "--no-names")
+        out = self.ofctl("dump-flows", self.target, "--no-names")
         return sum(1 for line in out.splitlines() if "actions=" in line)
 
     def memory_pids(self) -> dict[str, int]:

@@ -117,8 +117,8 @@ pub enum DpError {
     InvalidConfig(String),
     #[error("cannot start datapath thread: {0}")]
     Thread(#[source] std::io::Error),
-    #[error("PMD thread {0} is gone")]
-    PmdGone(usize),
+    #[error("a PMD thread is gone")]
+    PmdGone,
 }
 
 struct Shared {
@@ -238,7 +238,7 @@ impl Datapath {
         drop(ack_tx);
         for _ in 0..waiting {
             if ack_rx.recv().is_err() {
-                return Err(DpError::PmdGone(usize::MAX));
+                return Err(DpError::PmdGone);
             }
         }
         Ok(())
@@ -327,6 +327,21 @@ impl Datapath {
     /// The port added as `no`.
     pub fn port(&self, no: DpPortNo) -> Option<Arc<dyn Port>> {
         self.table().ports.get(&no).map(|e| e.port.clone())
+    }
+
+    /// Which PMD polls each receive queue: `(port, queue, pmd)`, like
+    /// `dpif-netdev/pmd-rxq-show`.
+    pub fn rxq_assignment(&self) -> Vec<(DpPortNo, usize, usize)> {
+        let t = self.table();
+        t.ports
+            .iter()
+            .flat_map(|(no, e)| {
+                e.rxq_pmds
+                    .iter()
+                    .enumerate()
+                    .map(move |(q, pmd)| (*no, q, *pmd))
+            })
+            .collect()
     }
 
     /// Numbers of all ports.

@@ -426,6 +426,7 @@ fn receive_queues_spread_over_pmds() {
     let p2 = DummyPort::new("dp-out");
     dp.add_port(1, p1.clone()).unwrap();
     dp.add_port(2, p2.clone()).unwrap();
+    assert_eq!(dp.rxq_assignment(), vec![(1, 0, 0), (1, 1, 1), (2, 0, 0)]);
     p1.inject_with(0, &frame(1), Offload::default());
     p1.inject_with(1, &frame(2), Offload::default());
     p2.recv_sent(WAIT).unwrap();
@@ -530,5 +531,45 @@ fn idle_megaflows_expire_and_the_next_packet_asks_again() {
     eventually("flow expired", || dp.dump_flows().is_empty());
     p1.inject(&frame(1));
     p2.recv_sent(WAIT).unwrap();
+    assert_eq!(h.calls(), 2);
+}
+
+#[test]
+fn misses_beyond_the_upcall_queue_are_counted_as_lost() {
+    let (entered_tx, entered_rx) = unbounded();
+    let (go_tx, go_rx) = unbounded();
+    let h = Arc::new(TestHandler {
+        calls: AtomicUsize::new(0),
+        decide: Box::new(forward_by_dl_dst(2)),
+        userspace: Mutex::new(Vec::new()),
+        gate: Some((entered_tx, go_rx)),
+    });
+    let cfg = DpConfig {
+        upcall_queue: 1,
+        ..DpConfig::default()
+    };
+    let dp = Datapath::new(cfg, h.clone()).unwrap();
+    let p1 = DummyPort::new("dp-p1");
+    let p2 = DummyPort::new("dp-p2");
+    dp.add_port(1, p1.clone()).unwrap();
+    dp.add_port(2, p2.clone()).unwrap();
+    // The handler holds the first miss; the queue holds one more; the
+    // third distinct key finds the queue full.
+    let mut f1 = frame(1);
+    f1[5] = 0x11;
+    let mut f2 = frame(1);
+    f2[5] = 0x22;
+    let mut f3 = frame(1);
+    f3[5] = 0x33;
+    p1.inject(&f1);
+    entered_rx.recv_timeout(WAIT).unwrap();
+    p1.inject(&f2);
+    p1.inject(&f3);
+    eventually("three misses", || stats(&dp).upcalls == 3);
+    assert_eq!(stats(&dp).lost_upcalls, 1);
+    go_tx.send(()).unwrap();
+    go_tx.send(()).unwrap();
+    assert_eq!(p2.recv_sent(WAIT).unwrap().data, f1);
+    assert_eq!(p2.recv_sent(WAIT).unwrap().data, f2);
     assert_eq!(h.calls(), 2);
 }

@@ -15,7 +15,11 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
-#[command(name = "appctl", version, about = "Send a command to a running ferrovs daemon")]
+#[command(
+    name = "appctl",
+    version,
+    about = "Send a command to a running ferrovs daemon"
+)]
 struct Args {
     /// Daemon to talk to: a socket path, or a name resolved in $FERROVS_RUNDIR.
     #[arg(short = 't', long = "target", default_value = "vswitchd")]
@@ -48,7 +52,13 @@ fn socket_path(target: &str) -> PathBuf {
     }
 }
 
-fn call(stream: &mut UnixStream, buf: &mut Vec<u8>, id: u64, method: &str, params: &[String]) -> Result<Value> {
+fn call(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    id: u64,
+    method: &str,
+    params: &[String],
+) -> Result<Value> {
     let req = json!({"id": id, "method": method, "params": params});
     stream.write_all(req.to_string().as_bytes())?;
     let mut chunk = [0u8; 65536];
@@ -84,7 +94,10 @@ fn main() {
 
 fn run(args: &Args) -> Result<i32> {
     if args.format != "text" && args.format != "json" {
-        bail!("unknown output format \"{}\" (use text or json)", args.format);
+        bail!(
+            "unknown output format \"{}\" (use text or json)",
+            args.format
+        );
     }
     let path = socket_path(&args.target);
     let mut stream = UnixStream::connect(&path)
@@ -94,7 +107,13 @@ fn run(args: &Args) -> Result<i32> {
     stream.set_write_timeout(t)?;
     let mut buf = Vec::new();
     if args.format == "json" {
-        let r = call(&mut stream, &mut buf, 0, "set-options", &["--format".into(), "json".into()])?;
+        let r = call(
+            &mut stream,
+            &mut buf,
+            0,
+            "set-options",
+            &["--format".into(), "json".into()],
+        )?;
         if let Some(e) = r.get("error").and_then(Value::as_str) {
             bail!("{e}");
         }

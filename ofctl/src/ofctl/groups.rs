@@ -58,7 +58,8 @@ fn parse_bucket(s: &str) -> Result<Bucket, String> {
         };
         match k {
             "weight" => {
-                b.weight = u16::try_from(num(v, "weight")?).map_err(|_| format!("{v}: invalid weight"))?
+                b.weight =
+                    u16::try_from(num(v, "weight")?).map_err(|_| format!("{v}: invalid weight"))?
             }
             "watch_port" => {
                 b.watch_port = parse_port(v).ok_or_else(|| format!("{v}: invalid watch_port"))?
@@ -66,7 +67,11 @@ fn parse_bucket(s: &str) -> Result<Bucket, String> {
             "watch_group" => b.watch_group = num(v, "watch_group")?,
             "bucket_id" => {}
             "actions" => {
-                rest = if tail.is_empty() { v } else { &rest["actions=".len()..] };
+                rest = if tail.is_empty() {
+                    v
+                } else {
+                    &rest["actions=".len()..]
+                };
                 break;
             }
             _ => break,
@@ -98,7 +103,8 @@ pub fn parse_group(s: &str, need_type: bool) -> Result<GroupSpec, String> {
                 })
             }
             "type" => {
-                group_type = Some(type_from_name(v).ok_or_else(|| format!("{v}: unknown group type"))?)
+                group_type =
+                    Some(type_from_name(v).ok_or_else(|| format!("{v}: unknown group type"))?)
             }
             _ => return Err(format!("{k}: unknown keyword in group")),
         }
@@ -158,7 +164,10 @@ mod tests {
         assert_eq!(g.buckets[1].weight, 20);
         assert_eq!(
             g.buckets[1].actions,
-            vec![Action::Output { port: 2, max_len: 0 }]
+            vec![Action::Output {
+                port: 2,
+                max_len: 0
+            }]
         );
         let d = GroupDesc {
             group_type: g.group_type,
@@ -179,7 +188,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g.buckets[0].watch_port, 3);
-        assert_eq!(g.buckets[1].actions, vec![Action::Output { port: 4, max_len: 0 }]);
+        assert_eq!(
+            g.buckets[1].actions,
+            vec![Action::Output {
+                port: 4,
+                max_len: 0
+            }]
+        );
     }
 
     #[test]

@@ -89,7 +89,9 @@ fn run(args: &[String]) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "-O" | "--protocols" => {
-                let v = it.next().ok_or_else(|| anyhow!("-O requires an argument"))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| anyhow!("-O requires an argument"))?;
                 opts.versions = parse_protocols(v)?;
             }
             "--strict" => opts.strict = true,
@@ -130,12 +132,20 @@ fn run(args: &[String]) -> Result<()> {
         }
         "mod-flows" => {
             need(2)?;
-            let c = if opts.strict { Cmd::ModifyStrict } else { Cmd::Modify };
+            let c = if opts.strict {
+                Cmd::ModifyStrict
+            } else {
+                Cmd::Modify
+            };
             let fm = parse(arg.unwrap_or(""), c)?;
             send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
         }
         "del-flows" => {
-            let c = if opts.strict { Cmd::DeleteStrict } else { Cmd::Delete };
+            let c = if opts.strict {
+                Cmd::DeleteStrict
+            } else {
+                Cmd::Delete
+            };
             let fm = parse(arg.unwrap_or(""), c)?;
             send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
         }
@@ -297,6 +307,13 @@ fn fetch_flows(c: &mut OfClient, filter: Option<&str>) -> Result<Vec<FlowStats>>
 fn dump_flows(c: &mut OfClient, filter: Option<&str>, opts: &Options) -> Result<()> {
     let flows = fetch_flows(c, filter)?;
     let mut out = std::io::stdout().lock();
+    if !opts.no_stats {
+        writeln!(
+            out,
+            "{}",
+            print::header("OFPST_FLOW reply", c.version(), c.last_xid())
+        )?;
+    }
     for f in &flows {
         writeln!(out, "{}", print::flow_line(f, opts.no_stats))?;
     }
@@ -308,8 +325,8 @@ fn dump_aggregate(c: &mut OfClient, filter: Option<&str>) -> Result<()> {
     match c.multipart(MultipartRequestBody::Aggregate(stats_request(&fm))) {
         Ok(MultipartReplyBody::Aggregate(a)) => {
             println!(
-                "OFPST_AGGREGATE reply ({}): packet_count={} byte_count={} flow_count={}",
-                print::ver(c.version()),
+                "{} packet_count={} byte_count={} flow_count={}",
+                print::header("OFPST_AGGREGATE reply", c.version(), c.last_xid()),
                 a.packet_count,
                 a.byte_count,
                 a.flow_count
@@ -343,11 +360,16 @@ fn show(c: &mut OfClient) -> Result<()> {
         Ok(_) => bail!("unexpected reply to features request"),
         Err(e) => return Err(of_err(c, e)),
     };
-    println!("{}", print::features(&f, c.version(), 0));
+    println!("{}", print::features(&f, c.version(), c.last_xid()));
     let ports = if c.version() == OFP10_VERSION {
         f.ports.clone()
     } else {
-        port_descs(c)?
+        let p = port_descs(c)?;
+        println!(
+            "{}",
+            print::header("OFPST_PORT_DESC reply", c.version(), c.last_xid())
+        );
+        p
     };
     for p in &ports {
         println!("{}", print::port_desc(p));
@@ -359,11 +381,8 @@ fn show(c: &mut OfClient) -> Result<()> {
             2 => "reassemble",
             _ => "nx-match",
         };
-        println!(
-            "OFPT_GET_CONFIG_REPLY ({}): frags={frags} miss_send_len={}",
-            print::ver(c.version()),
-            cfg.miss_send_len
-        );
+        let h = print::header("OFPT_GET_CONFIG_REPLY", c.version(), c.last_xid());
+        println!("{h} frags={frags} miss_send_len={}", cfg.miss_send_len);
     }
     Ok(())
 }
@@ -376,8 +395,8 @@ fn dump_ports(c: &mut OfClient, port: Option<&str>) -> Result<()> {
     match c.multipart(MultipartRequestBody::PortStats { port_no }) {
         Ok(MultipartReplyBody::PortStats(l)) => {
             println!(
-                "OFPST_PORT reply ({}): {} ports",
-                print::ver(c.version()),
+                "{} {} ports",
+                print::header("OFPST_PORT reply", c.version(), c.last_xid()),
                 l.len()
             );
             for p in &l {
@@ -392,7 +411,10 @@ fn dump_ports(c: &mut OfClient, port: Option<&str>) -> Result<()> {
 
 fn dump_ports_desc(c: &mut OfClient) -> Result<()> {
     let ports = port_descs(c)?;
-    println!("OFPST_PORT_DESC reply ({}):", print::ver(c.version()));
+    println!(
+        "{}",
+        print::header("OFPST_PORT_DESC reply", c.version(), c.last_xid())
+    );
     for p in &ports {
         println!("{}", print::port_desc(p));
     }
@@ -402,7 +424,10 @@ fn dump_ports_desc(c: &mut OfClient) -> Result<()> {
 fn dump_tables(c: &mut OfClient) -> Result<()> {
     match c.multipart(MultipartRequestBody::Table) {
         Ok(MultipartReplyBody::Table(l)) => {
-            println!("OFPST_TABLE reply ({}):", print::ver(c.version()));
+            println!(
+                "{}",
+                print::header("OFPST_TABLE reply", c.version(), c.last_xid())
+            );
             for t in &l {
                 println!("{}", print::table_stats(t));
             }
@@ -446,7 +471,7 @@ fn mod_port(c: &mut OfClient, port: &str, action: &str) -> Result<()> {
 
 fn parse_hex(s: &str) -> Result<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         bail!("packet: odd number of hex digits");
     }
     (0..s.len())
@@ -492,7 +517,8 @@ pub fn parse_packet_out(args: &[&str]) -> Result<PacketOut> {
 
 fn packet_out(c: &mut OfClient, args: &[&str]) -> Result<()> {
     let po = parse_packet_out(args)?;
-    c.send(&Message::PacketOut(po)).map_err(|e| anyhow!("{e}"))?;
+    c.send(&Message::PacketOut(po))
+        .map_err(|e| anyhow!("{e}"))?;
     barrier_collect(c)
 }
 
@@ -513,7 +539,10 @@ fn group_mod(c: &mut OfClient, command: GroupModCommand, g: groups::GroupSpec) -
 fn dump_groups(c: &mut OfClient) -> Result<()> {
     match c.multipart(MultipartRequestBody::GroupDesc) {
         Ok(MultipartReplyBody::GroupDesc(l)) => {
-            println!("OFPST_GROUP_DESC reply ({}):", print::ver(c.version()));
+            println!(
+                "{}",
+                print::header("OFPST_GROUP_DESC reply", c.version(), c.last_xid())
+            );
             for g in &l {
                 println!(" {}", groups::format_group(g));
             }
@@ -602,11 +631,12 @@ fn flows_of(source: &str, opts: &Options) -> Result<Vec<(u8, u32, flows::Match, 
 fn diff_flows(a: &str, b: &str, opts: &Options) -> Result<()> {
     let fa = flows_of(a, opts)?;
     let fb = flows_of(b, opts)?;
-    let index = |l: &[(u8, u32, flows::Match, String)]| -> HashMap<(u8, u32, flows::Match), String> {
-        l.iter()
-            .map(|(t, p, m, s)| ((*t, *p, *m), s.clone()))
-            .collect()
-    };
+    let index =
+        |l: &[(u8, u32, flows::Match, String)]| -> HashMap<(u8, u32, flows::Match), String> {
+            l.iter()
+                .map(|(t, p, m, s)| ((*t, *p, *m), s.clone()))
+                .collect()
+        };
     let (ia, ib) = (index(&fa), index(&fb));
     let mut differ = false;
     for (t, p, m, s) in &fa {

@@ -19,6 +19,25 @@ fn mac(m: &[u8; 6]) -> String {
         .join(":")
 }
 
+/// A stats header as ovs-ofctl prints it: `NAME (OF1.3) (xid=0x2):`
+/// (no version tag for OpenFlow 1.0).
+pub fn header(name: &str, version: u8, xid: u32) -> String {
+    if version == OFP10_VERSION {
+        format!("{name} (xid={xid:#x}):")
+    } else {
+        format!("{name} ({}) (xid={xid:#x}):", ver(version))
+    }
+}
+
+/// A duration as ovs-ofctl prints it: `1s`, `3.25s`.
+pub fn duration(sec: u32, nsec: u32) -> String {
+    if nsec == 0 {
+        return format!("{sec}s");
+    }
+    let frac = format!("{nsec:09}");
+    format!("{sec}.{}s", frac.trim_end_matches('0'))
+}
+
 /// One `dump-flows` line.
 pub fn flow_line(fs: &FlowStats, no_stats: bool) -> String {
     if no_stats {
@@ -41,7 +60,17 @@ pub fn flow_line(fs: &FlowStats, no_stats: bool) -> String {
         s
     } else {
         let (rule, dur_ms) = flow_stats_to_rule(fs);
-        format_rule(fs.table_id, &rule, dur_ms)
+        let line = format_rule(fs.table_id, &rule, dur_ms);
+        // Use the switch's exact duration, printed as ovs-ofctl does.
+        match (line.find("duration="), line.find(", table=")) {
+            (Some(a), Some(b)) if a < b => format!(
+                "{}duration={}{}",
+                &line[..a],
+                duration(fs.duration_sec, fs.duration_nsec),
+                &line[b..]
+            ),
+            _ => line,
+        }
     }
 }
 
@@ -95,8 +124,8 @@ fn capabilities(c: u32) -> String {
 /// `show` header (features).
 pub fn features(f: &Features, version: u8, xid: u32) -> String {
     format!(
-        "OFPT_FEATURES_REPLY ({}) (xid={xid:#x}): dpid:{:016x}\nn_tables:{}, n_buffers:{}\ncapabilities: {}",
-        ver(version),
+        "{} dpid:{:016x}\nn_tables:{}, n_buffers:{}\ncapabilities: {}",
+        header("OFPT_FEATURES_REPLY", version, xid),
         f.datapath_id,
         f.n_tables,
         f.n_buffers,
@@ -157,7 +186,12 @@ pub fn error(e: &ErrorMsg, version: u8, xid: u32) -> String {
     if let Ok((_, m)) = openflow::decode(&e.data) {
         let _ = write!(s, "\n{}", m.name());
     } else if let Ok(h) = openflow::codec::parse_header(&e.data) {
-        let _ = write!(s, "\n(type {} message, first {} bytes)", h.msg_type, e.data.len());
+        let _ = write!(
+            s,
+            "\n(type {} message, first {} bytes)",
+            h.msg_type,
+            e.data.len()
+        );
     }
     s
 }
@@ -225,7 +259,11 @@ fn hex_dump(d: &[u8]) -> String {
     d.chunks(16)
         .enumerate()
         .map(|(i, c)| {
-            let h = c.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+            let h = c
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             format!("{:08x}  {h}", i * 16)
         })
         .collect::<Vec<_>>()
@@ -258,16 +296,26 @@ mod tests {
             packet_count: 5,
             byte_count: 300,
             match_: flows::Match::new(k, m),
-            actions: vec![Action::Output { port: 2, max_len: 0 }],
+            actions: vec![Action::Output {
+                port: 2,
+                max_len: 0,
+            }],
         };
         assert_eq!(
             flow_line(&fs, false),
-            " cookie=0x0, duration=3.250s, table=0, n_packets=5, n_bytes=300, priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2"
+            " cookie=0x0, duration=3.25s, table=0, n_packets=5, n_bytes=300, priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2"
         );
         assert_eq!(
             flow_line(&fs, true),
             " priority=10,ip,nw_dst=10.0.0.0/24 actions=output:2"
         );
+    }
+
+    #[test]
+    fn durations_trim_trailing_zeros_like_ovs() {
+        assert_eq!(duration(1, 0), "1s");
+        assert_eq!(duration(3, 250_000_000), "3.25s");
+        assert_eq!(duration(0, 1), "0.000000001s");
     }
 
     #[test]

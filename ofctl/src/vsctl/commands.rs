@@ -27,7 +27,10 @@ fn nargs(c: &Command, min: usize, max: usize) -> Result<(), VsctlError> {
         )));
     }
     if n > max {
-        return Err(VsctlError::msg(format!("'{}' command takes at most {max} arguments", c.name)));
+        return Err(VsctlError::msg(format!(
+            "'{}' command takes at most {max} arguments",
+            c.name
+        )));
     }
     Ok(())
 }
@@ -51,7 +54,9 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
         "add-br" => {
             nargs(c, 1, 3)?;
             if a.len() > 1 {
-                return Err(VsctlError::msg("fake bridges (add-br BRIDGE PARENT VLAN) are not supported by ferrovs"));
+                return Err(VsctlError::msg(
+                    "fake bridges (add-br BRIDGE PARENT VLAN) are not supported by ferrovs",
+                ));
             }
             add_br(ctx, c, &a[0])?;
         }
@@ -61,6 +66,10 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 Some(b) => {
                     let root = ctx.root();
                     ctx.remove_ref("Open_vSwitch", &root, "bridges", b);
+                    for p in ctx.refs("Bridge", &b, "ports") {
+                        delete_port_rows(ctx, &p);
+                    }
+                    ctx.delete("Bridge", &b);
                 }
                 None if c.if_exists => {}
                 None => return Err(VsctlError::msg(format!("no bridge named {}", a[0]))),
@@ -110,10 +119,16 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             let mut names = Vec::new();
             for p in ctx.refs("Bridge", &b, "ports") {
                 if c.name == "list-ports" {
-                    names.extend(ctx.row("Port", &p).and_then(|r| r.get_str("name").map(str::to_owned)));
+                    names.extend(
+                        ctx.row("Port", &p)
+                            .and_then(|r| r.get_str("name").map(str::to_owned)),
+                    );
                 } else {
                     for i in ctx.refs("Port", &p, "interfaces") {
-                        names.extend(ctx.row("Interface", &i).and_then(|r| r.get_str("name").map(str::to_owned)));
+                        names.extend(
+                            ctx.row("Interface", &i)
+                                .and_then(|r| r.get_str("name").map(str::to_owned)),
+                        );
                     }
                 }
             }
@@ -129,7 +144,9 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             let b = ctx
                 .port_bridge(&p)
                 .ok_or_else(|| VsctlError::msg(format!("no port named {}", a[0])))?;
-            let name = ctx.row("Bridge", &b).and_then(|r| r.get_str("name").map(str::to_owned));
+            let name = ctx
+                .row("Bridge", &b)
+                .and_then(|r| r.get_str("name").map(str::to_owned));
             ctx.out.extend(name);
         }
         "iface-to-br" => {
@@ -138,7 +155,9 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             let i = ctx.iface(&a[0]).ok_or_else(not_found)?;
             let p = ctx.iface_port(&i).ok_or_else(not_found)?;
             let b = ctx.port_bridge(&p).ok_or_else(not_found)?;
-            let name = ctx.row("Bridge", &b).and_then(|r| r.get_str("name").map(str::to_owned));
+            let name = ctx
+                .row("Bridge", &b)
+                .and_then(|r| r.get_str("name").map(str::to_owned));
             ctx.out.extend(name);
         }
         "set-controller" => {
@@ -148,7 +167,7 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 .iter()
                 .map(|t| ctx.insert("Controller", vec![("target", s(t))], None))
                 .collect();
-            ctx.set("Bridge", &b, "controller", uuids(ctls));
+            replace_refs(ctx, "Bridge", &b, "controller", "Controller", ctls);
         }
         "get-controller" => {
             nargs(c, 1, 1)?;
@@ -156,7 +175,10 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             let mut t: Vec<String> = ctx
                 .refs("Bridge", &b, "controller")
                 .iter()
-                .filter_map(|u| ctx.row("Controller", u).and_then(|r| r.get_str("target").map(str::to_owned)))
+                .filter_map(|u| {
+                    ctx.row("Controller", u)
+                        .and_then(|r| r.get_str("target").map(str::to_owned))
+                })
                 .collect();
             t.sort();
             ctx.out.extend(t);
@@ -164,20 +186,24 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
         "del-controller" => {
             nargs(c, 1, 1)?;
             let b = ctx.need_bridge(&a[0])?;
-            ctx.set("Bridge", &b, "controller", uuids([]));
+            replace_refs(ctx, "Bridge", &b, "controller", "Controller", vec![]);
         }
         "set-fail-mode" => {
             nargs(c, 2, 2)?;
             let b = ctx.need_bridge(&a[0])?;
             if a[1] != "standalone" && a[1] != "secure" {
-                return Err(VsctlError::msg("fail-mode must be \"standalone\" or \"secure\""));
+                return Err(VsctlError::msg(
+                    "fail-mode must be \"standalone\" or \"secure\"",
+                ));
             }
             ctx.set("Bridge", &b, "fail_mode", s(&a[1]));
         }
         "get-fail-mode" => {
             nargs(c, 1, 1)?;
             let b = ctx.need_bridge(&a[0])?;
-            let m = ctx.row("Bridge", &b).and_then(|r| r.get_str("fail_mode").map(str::to_owned));
+            let m = ctx
+                .row("Bridge", &b)
+                .and_then(|r| r.get_str("fail_mode").map(str::to_owned));
             ctx.out.extend(m);
         }
         "del-fail-mode" => {
@@ -191,21 +217,31 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 .iter()
                 .map(|t| ctx.insert("Manager", vec![("target", s(t))], None))
                 .collect();
-            ctx.set("Open_vSwitch", &root, "manager_options", uuids(ms));
+            replace_refs(ctx, "Open_vSwitch", &root, "manager_options", "Manager", ms);
         }
         "get-manager" => {
             let root = ctx.root();
             let mut t: Vec<String> = ctx
                 .refs("Open_vSwitch", &root, "manager_options")
                 .iter()
-                .filter_map(|u| ctx.row("Manager", u).and_then(|r| r.get_str("target").map(str::to_owned)))
+                .filter_map(|u| {
+                    ctx.row("Manager", u)
+                        .and_then(|r| r.get_str("target").map(str::to_owned))
+                })
                 .collect();
             t.sort();
             ctx.out.extend(t);
         }
         "del-manager" => {
             let root = ctx.root();
-            ctx.set("Open_vSwitch", &root, "manager_options", uuids([]));
+            replace_refs(
+                ctx,
+                "Open_vSwitch",
+                &root,
+                "manager_options",
+                "Manager",
+                vec![],
+            );
         }
         "list" => {
             nargs(c, 1, usize::MAX)?;
@@ -218,7 +254,12 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                     match ctx.record(ts, r)? {
                         Some(u) => rows.push(u),
                         None if c.if_exists => {}
-                        None => return Err(VsctlError::msg(format!("no row \"{r}\" in table {}", ts.name))),
+                        None => {
+                            return Err(VsctlError::msg(format!(
+                                "no row \"{r}\" in table {}",
+                                ts.name
+                            )));
+                        }
                     }
                 }
             }
@@ -252,7 +293,10 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 if c.if_exists {
                     return Ok(true);
                 }
-                return Err(VsctlError::msg(format!("no row \"{}\" in table {}", a[1], ts.name)));
+                return Err(VsctlError::msg(format!(
+                    "no row \"{}\" in table {}",
+                    a[1], ts.name
+                )));
             };
             if let Some(id) = &c.id {
                 ctx.symbols.insert(id.clone(), (u, true));
@@ -264,12 +308,17 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                     continue;
                 }
                 let (col, cs) = ctx.column(ts, &col)?;
-                let d = ctx.row(&ts.name, &u).and_then(|r| r.get(col).cloned()).unwrap_or_else(|| Datum::default_of(&cs.ty));
+                let d = ctx
+                    .row(&ts.name, &u)
+                    .and_then(|r| r.get(col).cloned())
+                    .unwrap_or_else(|| Datum::default_of(&cs.ty));
                 match key {
                     None => ctx.out.push(datum_to_string(&d, &cs.ty)),
                     Some(k) => {
                         let kt = cs.ty.value.as_ref().ok_or_else(|| {
-                            VsctlError::msg(format!("cannot specify key to get for non-map column {col}"))
+                            VsctlError::msg(format!(
+                                "cannot specify key to get for non-map column {col}"
+                            ))
                         })?;
                         let _ = kt;
                         let katom = parse_atom(&k, &cs.ty.key, &ctx.symbols)?;
@@ -297,7 +346,10 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 if c.if_exists {
                     return Ok(true);
                 }
-                return Err(VsctlError::msg(format!("no row \"{}\" in table {}", a[1], ts.name)));
+                return Err(VsctlError::msg(format!(
+                    "no row \"{}\" in table {}",
+                    a[1], ts.name
+                )));
             };
             for spec in &a[2..] {
                 set_column(ctx, ts, &u, spec)?;
@@ -310,10 +362,16 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 if c.if_exists {
                     return Ok(true);
                 }
-                return Err(VsctlError::msg(format!("no row \"{}\" in table {}", a[1], ts.name)));
+                return Err(VsctlError::msg(format!(
+                    "no row \"{}\" in table {}",
+                    a[1], ts.name
+                )));
             };
             let (col, cs) = ctx.column(ts, &a[2])?;
-            let mut d = ctx.row(&ts.name, &u).and_then(|r| r.get(col).cloned()).unwrap_or_else(|| Datum::default_of(&cs.ty));
+            let mut d = ctx
+                .row(&ts.name, &u)
+                .and_then(|r| r.get(col).cloned())
+                .unwrap_or_else(|| Datum::default_of(&cs.ty));
             for v in &a[3..] {
                 let loose = ovsdb::schema::ColumnType {
                     min: 0,
@@ -365,7 +423,10 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 if c.if_exists {
                     return Ok(true);
                 }
-                return Err(VsctlError::msg(format!("no row \"{}\" in table {}", a[1], ts.name)));
+                return Err(VsctlError::msg(format!(
+                    "no row \"{}\" in table {}",
+                    a[1], ts.name
+                )));
             };
             for colname in &a[2..] {
                 let (col, cs) = ctx.column(ts, colname)?;
@@ -375,7 +436,11 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                         ts.name
                     )));
                 }
-                let empty = if cs.ty.is_map() { Datum::Map(BTreeMap::new()) } else { Datum::Set(BTreeSet::new()) };
+                let empty = if cs.ty.is_map() {
+                    Datum::Map(BTreeMap::new())
+                } else {
+                    Datum::Set(BTreeSet::new())
+                };
                 ctx.set(&ts.name, &u, col, empty);
             }
         }
@@ -385,11 +450,18 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             let uuid = match &c.id {
                 Some(id) => {
                     if !id.starts_with('@') {
-                        return Err(VsctlError::msg(format!("row id \"{id}\" does not begin with \"@\"")));
+                        return Err(VsctlError::msg(format!(
+                            "row id \"{id}\" does not begin with \"@\""
+                        )));
                     }
-                    let entry = ctx.symbols.entry(id.clone()).or_insert((Uuid::new_v4(), false));
+                    let entry = ctx
+                        .symbols
+                        .entry(id.clone())
+                        .or_insert((Uuid::new_v4(), false));
                     if entry.1 {
-                        return Err(VsctlError::msg(format!("row id \"{id}\" may only be specified on one --id option")));
+                        return Err(VsctlError::msg(format!(
+                            "row id \"{id}\" may only be specified on one --id option"
+                        )));
                     }
                     entry.1 = true;
                     entry.0
@@ -418,7 +490,12 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
                 match ctx.record(ts, r)? {
                     Some(u) => ctx.delete(&ts.name, &u),
                     None if c.if_exists => {}
-                    None => return Err(VsctlError::msg(format!("no row \"{r}\" in table {}", ts.name))),
+                    None => {
+                        return Err(VsctlError::msg(format!(
+                            "no row \"{r}\" in table {}",
+                            ts.name
+                        )));
+                    }
                 }
             }
         }
@@ -435,18 +512,31 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             }
         }
         "comment" => {}
-        other => return Err(VsctlError::msg(format!("unknown command '{other}'; use --help for help"))),
+        other => {
+            return Err(VsctlError::msg(format!(
+                "unknown command '{other}'; use --help for help"
+            )));
+        }
     }
     Ok(true)
 }
 
-fn check_count(ts: &TableSchema, col: &str, cs: &ColumnSchema, d: &Datum) -> Result<(), VsctlError> {
+fn check_count(
+    ts: &TableSchema,
+    col: &str,
+    cs: &ColumnSchema,
+    d: &Datum,
+) -> Result<(), VsctlError> {
     if d.len() < cs.ty.min || d.len() > cs.ty.max {
         return Err(VsctlError::msg(format!(
             "\"{col}\" column of table \"{}\" requires {} to {} values, but this would leave {}",
             ts.name,
             cs.ty.min,
-            if cs.ty.max == usize::MAX { "unlimited".to_string() } else { cs.ty.max.to_string() },
+            if cs.ty.max == usize::MAX {
+                "unlimited".to_string()
+            } else {
+                cs.ty.max.to_string()
+            },
             d.len()
         )));
     }
@@ -456,20 +546,30 @@ fn check_count(ts: &TableSchema, col: &str, cs: &ColumnSchema, d: &Datum) -> Res
 /// Apply `COL[:KEY]=VALUE` to a row.
 fn set_column(ctx: &mut Ctx<'_>, ts: &TableSchema, u: &Uuid, spec: &str) -> Result<(), VsctlError> {
     let (col, key, rest) = split_column_key(spec, &['=']);
-    let value = rest
-        .strip_prefix('=')
-        .ok_or_else(|| VsctlError::msg(format!("{spec}: argument does not end in \"=\" followed by a value.")))?;
+    let value = rest.strip_prefix('=').ok_or_else(|| {
+        VsctlError::msg(format!(
+            "{spec}: argument does not end in \"=\" followed by a value."
+        ))
+    })?;
     let (col, cs) = ctx.column(ts, &col)?;
-    if !cs.mutable && ctx.data.row(&ts.name, u).is_some_and(|r| r.get(col).is_some_and(|d| !d.is_empty() && *d != Datum::default_of(&cs.ty))) {
-        return Err(VsctlError::msg(format!("cannot modify read-only column {col} in table {}", ts.name)));
+    if !cs.mutable
+        && ctx.data.row(&ts.name, u).is_some_and(|r| {
+            r.get(col)
+                .is_some_and(|d| !d.is_empty() && *d != Datum::default_of(&cs.ty))
+        })
+    {
+        return Err(VsctlError::msg(format!(
+            "cannot modify read-only column {col} in table {}",
+            ts.name
+        )));
     }
     match key {
         Some(k) => {
-            let vt = cs
-                .ty
-                .value
-                .as_ref()
-                .ok_or_else(|| VsctlError::msg(format!("cannot specify key to set for non-map column {col}")))?;
+            let vt = cs.ty.value.as_ref().ok_or_else(|| {
+                VsctlError::msg(format!(
+                    "cannot specify key to set for non-map column {col}"
+                ))
+            })?;
             let katom = parse_atom(&k, &cs.ty.key, &ctx.symbols)?;
             let vatom = parse_atom(value, vt, &ctx.symbols)?;
             let mut d = ctx
@@ -492,20 +592,33 @@ fn set_column(ctx: &mut Ctx<'_>, ts: &TableSchema, u: &Uuid, spec: &str) -> Resu
 }
 
 /// Evaluate a `find`/`wait-until` condition `COL[:KEY]OP VALUE`.
-fn condition_holds(ctx: &Ctx<'_>, ts: &TableSchema, u: &Uuid, cond: &str) -> Result<bool, VsctlError> {
+fn condition_holds(
+    ctx: &Ctx<'_>,
+    ts: &TableSchema,
+    u: &Uuid,
+    cond: &str,
+) -> Result<bool, VsctlError> {
     let (col, key, rest) = split_column_key(cond, &['=', '!', '<', '>', '{']);
-    const OPS: [&str; 12] = ["{!=}", "{>=}", "{<=}", "{=}", "{<}", "{>}", "!=", ">=", "<=", "=", "<", ">"];
-    let op = OPS
-        .iter()
-        .find(|o| rest.starts_with(**o))
-        .ok_or_else(|| VsctlError::msg(format!("{cond}: missing operator (expected =, !=, <, >, <=, >=, {{=}}, ...)")))?;
+    const OPS: [&str; 12] = [
+        "{!=}", "{>=}", "{<=}", "{=}", "{<}", "{>}", "!=", ">=", "<=", "=", "<", ">",
+    ];
+    let op = OPS.iter().find(|o| rest.starts_with(**o)).ok_or_else(|| {
+        VsctlError::msg(format!(
+            "{cond}: missing operator (expected =, !=, <, >, <=, >=, {{=}}, ...)"
+        ))
+    })?;
     let value = &rest[op.len()..];
     let row = ctx.row(&ts.name, u);
     let (actual, ty) = if col == "_uuid" {
-        (Datum::scalar(Atom::Uuid(*u)), ovsdb::schema::ColumnType::uuid_scalar())
+        (
+            Datum::scalar(Atom::Uuid(*u)),
+            ovsdb::schema::ColumnType::uuid_scalar(),
+        )
     } else {
         let (col, cs) = ctx.column(ts, &col)?;
-        let d = row.and_then(|r| r.get(col).cloned()).unwrap_or_else(|| Datum::default_of(&cs.ty));
+        let d = row
+            .and_then(|r| r.get(col).cloned())
+            .unwrap_or_else(|| Datum::default_of(&cs.ty));
         (d, cs.ty.clone())
     };
     let loose = ovsdb::schema::ColumnType {
@@ -515,10 +628,9 @@ fn condition_holds(ctx: &Ctx<'_>, ts: &TableSchema, u: &Uuid, cond: &str) -> Res
     };
     let (actual, want) = match key {
         Some(k) => {
-            let vt = ty
-                .value
-                .clone()
-                .ok_or_else(|| VsctlError::msg(format!("{cond}: key specified for non-map column")))?;
+            let vt = ty.value.clone().ok_or_else(|| {
+                VsctlError::msg(format!("{cond}: key specified for non-map column"))
+            })?;
             let katom = parse_atom(&k, &ty.key, &ctx.symbols)?;
             let got = match &actual {
                 Datum::Map(m) => m.get(&katom).cloned(),
@@ -533,7 +645,10 @@ fn condition_holds(ctx: &Ctx<'_>, ts: &TableSchema, u: &Uuid, cond: &str) -> Res
             let Some(got) = got else {
                 return Ok(*op == "!=" || *op == "{!=}");
             };
-            (Datum::scalar(got), parse_datum(value, &scalar, &ctx.symbols)?)
+            (
+                Datum::scalar(got),
+                parse_datum(value, &scalar, &ctx.symbols)?,
+            )
         }
         None => (actual, parse_datum(value, &loose, &ctx.symbols)?),
     };
@@ -580,9 +695,21 @@ fn add_br(ctx: &mut Ctx<'_>, c: &Command, name: &str) -> Result<(), VsctlError> 
             "cannot create a bridge named {name} because a port named {name} already exists on bridge {owner}"
         )));
     }
-    let iface = ctx.insert("Interface", vec![("name", s(name)), ("type", s("internal"))], None);
-    let port = ctx.insert("Port", vec![("name", s(name)), ("interfaces", uuids([iface]))], None);
-    let br = ctx.insert("Bridge", vec![("name", s(name)), ("ports", uuids([port]))], None);
+    let iface = ctx.insert(
+        "Interface",
+        vec![("name", s(name)), ("type", s("internal"))],
+        None,
+    );
+    let port = ctx.insert(
+        "Port",
+        vec![("name", s(name)), ("interfaces", uuids([iface]))],
+        None,
+    );
+    let br = ctx.insert(
+        "Bridge",
+        vec![("name", s(name)), ("ports", uuids([port]))],
+        None,
+    );
     let root = ctx.root();
     ctx.add_ref("Open_vSwitch", &root, "bridges", br);
     Ok(())
@@ -615,8 +742,15 @@ fn add_port(ctx: &mut Ctx<'_>, c: &Command) -> Result<(), VsctlError> {
         )));
     }
     let iface = ctx.insert("Interface", vec![("name", s(pname))], None);
-    let port = ctx.insert("Port", vec![("name", s(pname)), ("interfaces", uuids([iface]))], None);
-    let pts = ctx.schema.table("Port").ok_or_else(|| VsctlError::msg("schema lacks Port"))?;
+    let port = ctx.insert(
+        "Port",
+        vec![("name", s(pname)), ("interfaces", uuids([iface]))],
+        None,
+    );
+    let pts = ctx
+        .schema
+        .table("Port")
+        .ok_or_else(|| VsctlError::msg("schema lacks Port"))?;
     for spec in &c.args[2..] {
         set_column(ctx, pts, &port, spec)?;
     }
@@ -628,9 +762,16 @@ fn del_port(ctx: &mut Ctx<'_>, c: &Command) -> Result<(), VsctlError> {
     let (br, pname) = match c.args.as_slice() {
         [p] => (None, p),
         [b, p] => (Some(b), p),
-        _ => return Err(VsctlError::msg("'del-port' command requires 1 or 2 arguments")),
+        _ => {
+            return Err(VsctlError::msg(
+                "'del-port' command requires 1 or 2 arguments",
+            ));
+        }
     };
-    let Some(p) = ctx.port(pname).or_else(|| ctx.iface(pname).and_then(|i| ctx.iface_port(&i))) else {
+    let Some(p) = ctx
+        .port(pname)
+        .or_else(|| ctx.iface(pname).and_then(|i| ctx.iface_port(&i)))
+    else {
         if c.if_exists {
             return Ok(());
         }
@@ -640,13 +781,39 @@ fn del_port(ctx: &mut Ctx<'_>, c: &Command) -> Result<(), VsctlError> {
     if let Some(brname) = br {
         let b = ctx.need_bridge(brname)?;
         if owner != Some(b) {
-            return Err(VsctlError::msg(format!("bridge {brname} does not have a port {pname}")));
+            return Err(VsctlError::msg(format!(
+                "bridge {brname} does not have a port {pname}"
+            )));
         }
     }
     if let Some(owner) = owner {
         ctx.remove_ref("Bridge", &owner, "ports", p);
     }
+    delete_port_rows(ctx, &p);
     Ok(())
+}
+
+/// Delete a port and its interfaces now, so later commands in the chain can reuse the names.
+fn delete_port_rows(ctx: &mut Ctx<'_>, port: &Uuid) {
+    for i in ctx.refs("Port", port, "interfaces") {
+        ctx.delete("Interface", &i);
+    }
+    ctx.delete("Port", port);
+}
+
+/// Replace the rows a reference column points to (controllers, managers) with `new`.
+fn replace_refs(
+    ctx: &mut Ctx<'_>,
+    table: &str,
+    row: &Uuid,
+    col: &str,
+    target: &str,
+    new: Vec<Uuid>,
+) {
+    for old in ctx.refs(table, row, col) {
+        ctx.delete(target, &old);
+    }
+    ctx.set(table, row, col, uuids(new));
 }
 
 fn emer_reset(ctx: &mut Ctx<'_>) {
@@ -654,10 +821,24 @@ fn emer_reset(ctx: &mut Ctx<'_>) {
     for col in ["manager_options", "ssl"] {
         ctx.set("Open_vSwitch", &root, col, uuids([]));
     }
-    ctx.set("Open_vSwitch", &root, "other_config", Datum::Map(BTreeMap::new()));
+    ctx.set(
+        "Open_vSwitch",
+        &root,
+        "other_config",
+        Datum::Map(BTreeMap::new()),
+    );
     let bridges: Vec<Uuid> = ctx.data.table("Bridge").keys().copied().collect();
     for b in bridges {
-        for col in ["controller", "mirrors", "netflow", "sflow", "ipfix", "flood_vlans", "fail_mode", "auto_attach"] {
+        for col in [
+            "controller",
+            "mirrors",
+            "netflow",
+            "sflow",
+            "ipfix",
+            "flood_vlans",
+            "fail_mode",
+            "auto_attach",
+        ] {
             ctx.set("Bridge", &b, col, uuids([]));
         }
         ctx.set("Bridge", &b, "other_config", Datum::Map(BTreeMap::new()));

@@ -48,7 +48,12 @@ impl<'a> Ctx<'a> {
             return Ok(t);
         }
         let lower = name.to_ascii_lowercase();
-        if let Some(t) = self.schema.tables.values().find(|t| t.name.to_ascii_lowercase() == lower) {
+        if let Some(t) = self
+            .schema
+            .tables
+            .values()
+            .find(|t| t.name.to_ascii_lowercase() == lower)
+        {
             return Ok(t);
         }
         let hits: Vec<&TableSchema> = self
@@ -60,16 +65,26 @@ impl<'a> Ctx<'a> {
         match hits.as_slice() {
             [t] => Ok(t),
             [] => Err(VsctlError::msg(format!("unknown table \"{name}\""))),
-            _ => Err(VsctlError::msg(format!("multiple table names match \"{name}\""))),
+            _ => Err(VsctlError::msg(format!(
+                "multiple table names match \"{name}\""
+            ))),
         }
     }
 
     /// A column by (unique prefix) name.
-    pub fn column(&self, ts: &'a TableSchema, name: &str) -> Result<(&'a str, &'a ColumnSchema), VsctlError> {
+    pub fn column(
+        &self,
+        ts: &'a TableSchema,
+        name: &str,
+    ) -> Result<(&'a str, &'a ColumnSchema), VsctlError> {
         if let Some((k, c)) = ts.columns.get_key_value(name) {
             return Ok((k.as_str(), c));
         }
-        let hits: Vec<(&String, &ColumnSchema)> = ts.columns.iter().filter(|(k, _)| k.starts_with(name)).collect();
+        let hits: Vec<(&String, &ColumnSchema)> = ts
+            .columns
+            .iter()
+            .filter(|(k, _)| k.starts_with(name))
+            .collect();
         match hits.as_slice() {
             [(k, c)] => Ok((k.as_str(), c)),
             [] => Err(VsctlError::msg(format!(
@@ -119,7 +134,9 @@ impl<'a> Ctx<'a> {
         }
         let ts = &self.schema.tables["Open_vSwitch"];
         let u = Uuid::new_v4();
-        self.data.table_mut("Open_vSwitch").insert(u, Arc::new(Row::new_default(ts)));
+        self.data
+            .table_mut("Open_vSwitch")
+            .insert(u, Arc::new(Row::new_default(ts)));
         u
     }
 
@@ -136,7 +153,10 @@ impl<'a> Ctx<'a> {
         self.data
             .table("Bridge")
             .iter()
-            .find(|(_, r)| r.get("ports").is_some_and(|d| d.atoms().any(|a| a.as_uuid() == Some(*port))))
+            .find(|(_, r)| {
+                r.get("ports")
+                    .is_some_and(|d| d.atoms().any(|a| a.as_uuid() == Some(*port)))
+            })
             .map(|(u, _)| *u)
     }
 
@@ -145,7 +165,10 @@ impl<'a> Ctx<'a> {
         self.data
             .table("Port")
             .iter()
-            .find(|(_, r)| r.get("interfaces").is_some_and(|d| d.atoms().any(|a| a.as_uuid() == Some(*iface))))
+            .find(|(_, r)| {
+                r.get("interfaces")
+                    .is_some_and(|d| d.atoms().any(|a| a.as_uuid() == Some(*iface)))
+            })
             .map(|(u, _)| *u)
     }
 
@@ -222,14 +245,18 @@ impl<'a> Ctx<'a> {
         };
         let found = match t {
             "Open_vSwitch" if name == "." => self.data.table(t).keys().next().copied(),
-            "Bridge" | "Port" | "Interface" | "Mirror" | "Flow_Table" => self.by_name(t, "name", name),
+            "Bridge" | "Port" | "Interface" | "Mirror" | "Flow_Table" => {
+                self.by_name(t, "name", name)
+            }
             "Controller" => via_bridge("controller"),
             "NetFlow" => via_bridge("netflow"),
             "sFlow" => via_bridge("sflow"),
             "IPFIX" => via_bridge("ipfix"),
             "AutoAttach" => via_bridge("auto_attach"),
             "Manager" => self.by_name(t, "target", name),
-            "QoS" => self.port(name).and_then(|p| self.refs("Port", &p, "qos").first().copied()),
+            "QoS" => self
+                .port(name)
+                .and_then(|p| self.refs("Port", &p, "qos").first().copied()),
             _ => None,
         };
         if found.is_some() {

@@ -155,7 +155,9 @@ pub fn parse_args(args: &[String]) -> Result<(GlobalOpts, Vec<Command>), VsctlEr
                 ("--if-exists", None) => cur.if_exists = true,
                 ("--all", None) => cur.all = true,
                 ("--id", Some(v)) => cur.id = Some(v.to_owned()),
-                ("--columns", Some(v)) => cur.columns = Some(v.split(',').map(str::to_owned).collect()),
+                ("--columns", Some(v)) => {
+                    cur.columns = Some(v.split(',').map(str::to_owned).collect())
+                }
                 ("--with-iface" | "--fake-iface" | "--real", None) => {}
                 _ => {
                     if !apply_global(&mut opts, a)? {
@@ -175,7 +177,9 @@ pub fn parse_args(args: &[String]) -> Result<(GlobalOpts, Vec<Command>), VsctlEr
         commands.push(cur);
     }
     if commands.is_empty() {
-        return Err(VsctlError::msg("missing command name (use --help for help)"));
+        return Err(VsctlError::msg(
+            "missing command name (use --help for help)",
+        ));
     }
     Ok((opts, commands))
 }
@@ -187,14 +191,21 @@ fn fetch(client: &mut Client, schema: &Schema) -> Result<Data, VsctlError> {
         .keys()
         .map(|t| json!({"op": "select", "table": t, "where": []}))
         .collect();
-    let results = client.transact(ops).map_err(|e| VsctlError::msg(e.to_string()))?;
+    let results = client
+        .transact(ops)
+        .map_err(|e| VsctlError::msg(e.to_string()))?;
     if let Some(e) = first_error(&results) {
         return Err(VsctlError::msg(format!("reading the database failed: {e}")));
     }
     let mut data = Data::empty(schema);
     for (tname, res) in schema.tables.keys().zip(&results) {
         let ts = &schema.tables[tname];
-        for r in res.get("rows").and_then(Value::as_array).into_iter().flatten() {
+        for r in res
+            .get("rows")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let uuid = r
                 .get("_uuid")
                 .and_then(|u| ovsdb::datum::parse_uuid_json(u, &Default::default()).ok())
@@ -214,11 +225,15 @@ pub fn diff_to_ops(schema: &Schema, base: &Data, work: &Data) -> Vec<Value> {
     for c in &changes.changes {
         let where_ = json!([["_uuid", "==", ["uuid", c.uuid.to_string()]]]);
         if let Some(old) = &c.old {
-            waits.push(json!({"op": "wait", "timeout": 0, "table": c.table, "where": where_,
+            waits.push(
+                json!({"op": "wait", "timeout": 0, "table": c.table, "where": where_,
                 "columns": ["_version"], "until": "==",
-                "rows": [{"_version": ["uuid", old.version.to_string()]}]}));
+                "rows": [{"_version": ["uuid", old.version.to_string()]}]}),
+            );
         }
-        let Some(ts) = schema.table(&c.table) else { continue };
+        let Some(ts) = schema.table(&c.table) else {
+            continue;
+        };
         match (&c.old, &c.new) {
             (None, Some(new)) => {
                 let mut row = serde_json::Map::new();
@@ -238,7 +253,9 @@ pub fn diff_to_ops(schema: &Schema, base: &Data, work: &Data) -> Vec<Value> {
                     }
                 }
                 if !row.is_empty() {
-                    ops.push(json!({"op": "update", "table": c.table, "where": where_, "row": row}));
+                    ops.push(
+                        json!({"op": "update", "table": c.table, "where": where_, "row": row}),
+                    );
                 }
             }
             (Some(_), None) => ops.push(json!({"op": "delete", "table": c.table, "where": where_})),
@@ -255,7 +272,9 @@ fn root_uuid(data: &Data) -> Option<uuid::Uuid> {
 
 fn cur_cfg(client: &mut Client) -> Result<i64, VsctlError> {
     let r = client
-        .transact(vec![json!({"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["cur_cfg"]})])
+        .transact(vec![
+            json!({"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["cur_cfg"]}),
+        ])
         .map_err(|e| VsctlError::msg(e.to_string()))?;
     Ok(r.first()
         .and_then(|x| x.get("rows"))
@@ -269,9 +288,16 @@ fn cur_cfg(client: &mut Client) -> Result<i64, VsctlError> {
 pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
     let (opts, commands) = parse_args(args)?;
     let deadline = opts.timeout.map(|t| Instant::now() + t);
-    let timed_out = || VsctlError::msg(format!("timeout after {} seconds", opts.timeout.map_or(0, |t| t.as_secs())));
+    let timed_out = || {
+        VsctlError::msg(format!(
+            "timeout after {} seconds",
+            opts.timeout.map_or(0, |t| t.as_secs())
+        ))
+    };
     let mut client = Client::connect(&opts.db).map_err(|e| VsctlError::msg(e.to_string()))?;
-    let schema = client.get_schema().map_err(|e| VsctlError::msg(e.to_string()))?;
+    let schema = client
+        .get_schema()
+        .map_err(|e| VsctlError::msg(e.to_string()))?;
     loop {
         let base = fetch(&mut client, &schema)?;
         let mut ctx = Ctx::new(&schema, base.clone(), &opts);
@@ -310,13 +336,18 @@ pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
         }
         let invocation = format!("vsctl: {}", args.join(" "));
         ops.push(json!({"op": "comment", "comment": invocation}));
-        let results = client.transact(ops.clone()).map_err(|e| VsctlError::msg(e.to_string()))?;
+        let results = client
+            .transact(ops.clone())
+            .map_err(|e| VsctlError::msg(e.to_string()))?;
         if let Some(e) = first_error(&results) {
             // A concurrent change made a verified row stale: start over, as ovs-vsctl does.
             let stale = e.get("error").and_then(Value::as_str) == Some("timed out")
-                && results.iter().position(|r| r.get("error").is_some()).is_some_and(|i| {
-                    ops.get(i).and_then(|o| o.get("op")).and_then(Value::as_str) == Some("wait")
-                });
+                && results
+                    .iter()
+                    .position(|r| r.get("error").is_some())
+                    .is_some_and(|i| {
+                        ops.get(i).and_then(|o| o.get("op")).and_then(Value::as_str) == Some("wait")
+                    });
             if stale {
                 continue;
             }
@@ -375,7 +406,16 @@ mod tests {
     #[test]
     fn parses_global_options_and_chained_commands() {
         let (o, cmds) = parse_args(&s(&[
-            "--db=unix:/x", "--no-wait", "--", "--may-exist", "add-br", "br0", "--", "set", "bridge", "br0",
+            "--db=unix:/x",
+            "--no-wait",
+            "--",
+            "--may-exist",
+            "add-br",
+            "br0",
+            "--",
+            "set",
+            "bridge",
+            "br0",
             "fail_mode=secure",
         ]))
         .unwrap();

@@ -20,7 +20,12 @@ fn cell(row: &Row, uuid: Uuid, col: &str, ts: &TableSchema) -> (String, Value) {
 }
 
 /// Print rows of a table in the selected format.
-pub fn print_rows(ctx: &mut Ctx<'_>, ts: &TableSchema, rows: &[Uuid], columns: Option<&[String]>) -> Result<(), VsctlError> {
+pub fn print_rows(
+    ctx: &mut Ctx<'_>,
+    ts: &TableSchema,
+    rows: &[Uuid],
+    columns: Option<&[String]>,
+) -> Result<(), VsctlError> {
     let cols: Vec<String> = match columns {
         Some(cs) => {
             let mut out = Vec::new();
@@ -33,7 +38,9 @@ pub fn print_rows(ctx: &mut Ctx<'_>, ts: &TableSchema, rows: &[Uuid], columns: O
             }
             out
         }
-        None => std::iter::once("_uuid".to_string()).chain(ts.columns.keys().cloned()).collect(),
+        None => std::iter::once("_uuid".to_string())
+            .chain(ts.columns.keys().cloned())
+            .collect(),
     };
     let data: Vec<(Vec<String>, Vec<Value>)> = rows
         .iter()
@@ -81,14 +88,25 @@ pub fn print_rows(ctx: &mut Ctx<'_>, ts: &TableSchema, rows: &[Uuid], columns: O
             };
             if !opts.no_headings {
                 out.push(line(cols.iter().map(String::as_str).collect()));
-                out.push(line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+                out.push(line(
+                    widths
+                        .iter()
+                        .map(|w| "-".repeat(*w))
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str)
+                        .collect(),
+                ));
             }
             for (strs, _) in &data {
                 out.push(line(strs.iter().map(String::as_str).collect()));
             }
         }
         Format::Json => {
-            let rows: Vec<Value> = data.into_iter().map(|(_, vals)| Value::Array(vals)).collect();
+            let rows: Vec<Value> = data
+                .into_iter()
+                .map(|(_, vals)| Value::Array(vals))
+                .collect();
             out.push(json!({"data": rows, "headings": cols}).to_string());
         }
         Format::Csv => {
@@ -135,7 +153,13 @@ fn show_nonempty(out: &mut Vec<String>, indent: &str, r: &Row, ts: &TableSchema,
 pub fn show(ctx: &mut Ctx<'_>) {
     let schema = ctx.schema;
     let mut out = Vec::new();
-    let Some((root_uuid, root)) = ctx.data.table("Open_vSwitch").iter().next().map(|(u, r)| (*u, r.clone())) else {
+    let Some((root_uuid, root)) = ctx
+        .data
+        .table("Open_vSwitch")
+        .iter()
+        .next()
+        .map(|(u, r)| (*u, r.clone()))
+    else {
         return;
     };
     out.push(root_uuid.to_string());
@@ -164,11 +188,19 @@ pub fn show(ctx: &mut Ctx<'_>) {
         out.push(format!("    Bridge {}", quoted(str_col(&b, "name"))));
         let mut ctls: Vec<_> = b
             .get("controller")
-            .map(|d| d.atoms().filter_map(Atom::as_uuid).filter_map(|u| ctx.row("Controller", &u)).collect())
+            .map(|d| {
+                d.atoms()
+                    .filter_map(Atom::as_uuid)
+                    .filter_map(|u| ctx.row("Controller", &u))
+                    .collect()
+            })
             .unwrap_or_else(Vec::new);
         ctls.sort_by(|a, b| str_col(a, "target").cmp(str_col(b, "target")));
         for c in ctls {
-            out.push(format!("        Controller {}", quoted(str_col(&c, "target"))));
+            out.push(format!(
+                "        Controller {}",
+                quoted(str_col(&c, "target"))
+            ));
             if c.get("is_connected").and_then(Datum::first) == Some(&Atom::Boolean(true)) {
                 out.push("            is_connected: true".into());
             }
@@ -177,7 +209,12 @@ pub fn show(ctx: &mut Ctx<'_>) {
         show_nonempty(&mut out, "        ", &b, bts, "datapath_type");
         let mut ports: Vec<_> = b
             .get("ports")
-            .map(|d| d.atoms().filter_map(Atom::as_uuid).filter_map(|u| ctx.row("Port", &u)).collect())
+            .map(|d| {
+                d.atoms()
+                    .filter_map(Atom::as_uuid)
+                    .filter_map(|u| ctx.row("Port", &u))
+                    .collect()
+            })
             .unwrap_or_else(Vec::new);
         ports.sort_by(|a, b| str_col(a, "name").cmp(str_col(b, "name")));
         for p in ports {
@@ -187,11 +224,19 @@ pub fn show(ctx: &mut Ctx<'_>) {
             }
             let mut ifaces: Vec<_> = p
                 .get("interfaces")
-                .map(|d| d.atoms().filter_map(Atom::as_uuid).filter_map(|u| ctx.row("Interface", &u)).collect())
+                .map(|d| {
+                    d.atoms()
+                        .filter_map(Atom::as_uuid)
+                        .filter_map(|u| ctx.row("Interface", &u))
+                        .collect()
+                })
                 .unwrap_or_else(Vec::new);
             ifaces.sort_by(|a, b| str_col(a, "name").cmp(str_col(b, "name")));
             for i in ifaces {
-                out.push(format!("            Interface {}", quoted(str_col(&i, "name"))));
+                out.push(format!(
+                    "            Interface {}",
+                    quoted(str_col(&i, "name"))
+                ));
                 for col in ["type", "options", "error"] {
                     show_nonempty(&mut out, "                ", &i, its, col);
                 }

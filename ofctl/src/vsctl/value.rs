@@ -44,8 +44,13 @@ pub fn datum_to_string(d: &Datum, ty: &ColumnType) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        Datum::Set(s) if ty.max == 1 && s.len() == 1 => s.iter().next().map(atom_to_string).unwrap_or_default(),
-        Datum::Set(s) => format!("[{}]", s.iter().map(atom_to_string).collect::<Vec<_>>().join(", ")),
+        Datum::Set(s) if ty.max == 1 && s.len() == 1 => {
+            s.iter().next().map(atom_to_string).unwrap_or_default()
+        }
+        Datum::Set(s) => format!(
+            "[{}]",
+            s.iter().map(atom_to_string).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -75,7 +80,9 @@ fn tokenize(s: &str) -> Result<Vec<String>, VsctlError> {
                 }
             }
             if !closed {
-                return Err(VsctlError::msg(format!("{s}: missing quote at end of quoted string")));
+                return Err(VsctlError::msg(format!(
+                    "{s}: missing quote at end of quoted string"
+                )));
             }
             out.push(lit);
         } else {
@@ -95,7 +102,8 @@ fn tokenize(s: &str) -> Result<Vec<String>, VsctlError> {
 
 fn unquote(s: &str) -> Result<String, VsctlError> {
     if s.starts_with('"') {
-        serde_json::from_str::<String>(s).map_err(|_| VsctlError::msg(format!("{s}: invalid quoted string")))
+        serde_json::from_str::<String>(s)
+            .map_err(|_| VsctlError::msg(format!("{s}: invalid quoted string")))
     } else {
         Ok(s.to_owned())
     }
@@ -116,7 +124,11 @@ pub fn parse_atom(s: &str, bt: &BaseType, symbols: &Symbols) -> Result<Atom, Vsc
         AtomicType::Boolean => Atom::Boolean(match text.as_str() {
             "true" => true,
             "false" => false,
-            _ => return Err(VsctlError::msg(format!("\"{text}\" is not a valid boolean (use \"true\" or \"false\")"))),
+            _ => {
+                return Err(VsctlError::msg(format!(
+                    "\"{text}\" is not a valid boolean (use \"true\" or \"false\")"
+                )));
+            }
         }),
         AtomicType::String => Atom::String(text),
         AtomicType::Uuid => {
@@ -154,7 +166,9 @@ pub fn parse_datum(s: &str, ty: &ColumnType, symbols: &Symbols) -> Result<Datum,
         let open = toks.remove(0);
         let close = if open == "[" { "]" } else { "}" };
         if toks.last().map(String::as_str) != Some(close) {
-            return Err(VsctlError::msg(format!("{s}: missing \"{close}\" at end of value")));
+            return Err(VsctlError::msg(format!(
+                "{s}: missing \"{close}\" at end of value"
+            )));
         }
         toks.pop();
     }
@@ -167,12 +181,19 @@ pub fn parse_datum(s: &str, ty: &ColumnType, symbols: &Symbols) -> Result<Datum,
         let mut m = BTreeMap::new();
         for e in elems {
             let [k, eq, v] = e.as_slice() else {
-                return Err(VsctlError::msg(format!("{s}: syntax error in map value (expected key=value)")));
+                return Err(VsctlError::msg(format!(
+                    "{s}: syntax error in map value (expected key=value)"
+                )));
             };
             if eq != "=" {
-                return Err(VsctlError::msg(format!("{s}: syntax error in map value (expected key=value)")));
+                return Err(VsctlError::msg(format!(
+                    "{s}: syntax error in map value (expected key=value)"
+                )));
             }
-            m.insert(parse_atom(k, &ty.key, symbols)?, parse_atom(v, vt, symbols)?);
+            m.insert(
+                parse_atom(k, &ty.key, symbols)?,
+                parse_atom(v, vt, symbols)?,
+            );
         }
         Datum::Map(m)
     } else {
@@ -185,7 +206,10 @@ pub fn parse_datum(s: &str, ty: &ColumnType, symbols: &Symbols) -> Result<Datum,
         Datum::Set(set)
     };
     if d.len() < ty.min.min(1) && !bracketed {
-        return Err(VsctlError::msg(format!("{s}: value requires at least {} element(s)", ty.min)));
+        return Err(VsctlError::msg(format!(
+            "{s}: value requires at least {} element(s)",
+            ty.min
+        )));
     }
     if d.len() > ty.max {
         return Err(VsctlError::msg(format!(
@@ -213,7 +237,9 @@ mod tests {
     use ovsdb::Schema;
 
     fn col(table: &str, c: &str) -> ColumnType {
-        Schema::vswitch().table(table).unwrap().columns[c].ty.clone()
+        Schema::vswitch().table(table).unwrap().columns[c]
+            .ty
+            .clone()
     }
 
     #[test]
@@ -226,7 +252,10 @@ mod tests {
         let trunks = parse_datum("[1, 2, 3]", &col("Port", "trunks"), &syms).unwrap();
         assert_eq!(trunks.len(), 3);
         let m = parse_datum("{a=b, c=\"d e\"}", &col("Port", "other_config"), &syms).unwrap();
-        assert_eq!(datum_to_string(&m, &col("Port", "other_config")), "{a=b, c=\"d e\"}");
+        assert_eq!(
+            datum_to_string(&m, &col("Port", "other_config")),
+            "{a=b, c=\"d e\"}"
+        );
         let empty = parse_datum("[]", &col("Port", "tag"), &syms).unwrap();
         assert!(empty.is_empty());
     }
@@ -251,8 +280,15 @@ mod tests {
     fn column_key_split_handles_keys_and_operators() {
         assert_eq!(
             split_column_key("options:vhost-server-path=/x", &['=']),
-            ("options".into(), Some("vhost-server-path".into()), "=/x".into())
+            (
+                "options".into(),
+                Some("vhost-server-path".into()),
+                "=/x".into()
+            )
         );
-        assert_eq!(split_column_key("tag=10", &['=']), ("tag".into(), None, "=10".into()));
+        assert_eq!(
+            split_column_key("tag=10", &['=']),
+            ("tag".into(), None, "=10".into())
+        );
     }
 }

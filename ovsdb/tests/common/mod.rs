@@ -19,7 +19,10 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        let dir = tempfile::Builder::new().prefix("db-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("db-test-")
+            .tempdir()
+            .unwrap();
         let mut s = Server { dir, child: None };
         s.spawn();
         s
@@ -120,9 +123,11 @@ impl CfgCopier {
                     .unwrap();
                 let row = &r[0]["rows"][0];
                 if row["next_cfg"] != row["cur_cfg"] {
-                    c.transact(vec![json!({"op": "update", "table": "Open_vSwitch", "where": [],
-                        "row": {"cur_cfg": row["next_cfg"].clone()}})])
-                        .unwrap();
+                    c.transact(vec![
+                        json!({"op": "update", "table": "Open_vSwitch", "where": [],
+                        "row": {"cur_cfg": row["next_cfg"].clone()}}),
+                    ])
+                    .unwrap();
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -155,7 +160,9 @@ pub fn run(cmd: &str, args: &[&str]) -> (i32, String, String) {
 
 pub fn select(c: &mut Client, table: &str, columns: &[&str]) -> Vec<Value> {
     let r = c
-        .transact(vec![json!({"op": "select", "table": table, "where": [], "columns": columns})])
+        .transact(vec![
+            json!({"op": "select", "table": table, "where": [], "columns": columns}),
+        ])
         .unwrap();
     r[0]["rows"].as_array().cloned().unwrap_or_default()
 }

@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex};
 
 use super::console::SerialDevice;
 use super::i8042::{self, I8042, I8042Action};
+use super::pci::PciBus;
 use super::virtio_mmio::{NetBackend, VirtioMmioNet};
+use super::virtio_pci::VirtioPciNet;
 use crate::layout::{COM1_PORT, VIRTIO_MMIO_SIZE};
 
 /// What the vCPU loop must do after an access.
@@ -23,6 +25,7 @@ pub struct Bus<B: NetBackend> {
     pub serial: Arc<Mutex<SerialDevice>>,
     i8042: I8042,
     virtio: Vec<(u64, Mutex<VirtioMmioNet<B>>)>,
+    pci: Mutex<PciBus<B>>,
 }
 
 impl<B: NetBackend> Bus<B> {
@@ -31,6 +34,15 @@ impl<B: NetBackend> Bus<B> {
             serial,
             i8042: I8042,
             virtio: Vec::new(),
+            pci: Mutex::new(PciBus::new()),
+        }
+    }
+
+    /// Adds a virtio-pci function; returns its PCI slot.
+    pub fn add_pci(&mut self, dev: VirtioPciNet<B>) -> u8 {
+        match self.pci.get_mut() {
+            Ok(bus) => bus.add(dev),
+            Err(p) => p.into_inner().add(dev),
         }
     }
 
@@ -56,7 +68,11 @@ impl<B: NetBackend> Bus<B> {
             i8042::DATA_PORT | i8042::COMMAND_PORT if data.len() == 1 => {
                 data[0] = self.i8042.read(port);
             }
-            // No PCI host bridge (virtio-mmio only): all ones, like an empty bus.
+            p if (PCI_CONFIG_ADDRESS..PCI_CONFIG_END).contains(&p) => match self.pci.lock() {
+                Ok(mut pci) => pci.pio_read(p, data),
+                Err(_) => data.fill(0xff),
+            },
+            // Nothing there: all ones, like an empty ISA bus.
             _ => data.fill(0xff),
         }
     }
@@ -77,7 +93,12 @@ impl<B: NetBackend> Bus<B> {
                     I8042Action::None => BusAction::Continue,
                 }
             }
-            p if (PCI_CONFIG_ADDRESS..PCI_CONFIG_END).contains(&p) => BusAction::Continue,
+            p if (PCI_CONFIG_ADDRESS..PCI_CONFIG_END).contains(&p) => {
+                if let Ok(mut pci) = self.pci.lock() {
+                    pci.pio_write(p, data);
+                }
+                BusAction::Continue
+            }
             _ => BusAction::Continue,
         }
     }
@@ -89,15 +110,26 @@ impl<B: NetBackend> Bus<B> {
                     d.read(off, data);
                 }
             }
-            None => data.fill(0xff),
+            None => {
+                data.fill(0xff);
+                if let Ok(mut pci) = self.pci.lock()
+                    && let Some((d, off)) = pci.bar_at(addr)
+                {
+                    d.bar_read(off, data);
+                }
+            }
         }
     }
 
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
-        if let Some((off, d)) = self.virtio_at(addr)
-            && let Ok(mut d) = d.lock()
+        if let Some((off, d)) = self.virtio_at(addr) {
+            if let Ok(mut d) = d.lock() {
+                d.write(off, data);
+            }
+        } else if let Ok(mut pci) = self.pci.lock()
+            && let Some((d, off)) = pci.bar_at(addr)
         {
-            d.write(off, data);
+            d.bar_write(off, data);
         }
     }
 
@@ -107,6 +139,9 @@ impl<B: NetBackend> Bus<B> {
             if let Ok(mut d) = d.lock() {
                 d.write(0x70, &0u32.to_le_bytes());
             }
+        }
+        if let Ok(mut pci) = self.pci.lock() {
+            pci.reset_all();
         }
     }
 }

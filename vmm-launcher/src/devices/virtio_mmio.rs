@@ -112,6 +112,21 @@ impl<B: NetBackend> VirtioMmioNet<B> {
         self.active
     }
 
+    /// Size of the selected queue as configured (the maximum until the
+    /// driver sets one); 0 for a queue that does not exist.
+    pub fn selected_queue_size(&self) -> u16 {
+        match self.queues.get(self.queue_sel as usize) {
+            Some(q) if q.size != 0 => q.size,
+            Some(_) => QUEUE_MAX,
+            None => 0,
+        }
+    }
+
+    /// Selected queue as configured (for transports that read it back).
+    pub fn selected_queue(&self) -> Option<QueueConfig> {
+        self.queues.get(self.queue_sel as usize).copied()
+    }
+
     fn offered(&self) -> u64 {
         self.backend.device_features() | features::NET_F_MAC | features::NET_F_STATUS
     }

@@ -22,11 +22,23 @@ const INT_TYPE_EXTINT: u8 = 3;
 const FLOATING_LEN: usize = 16;
 const HEADER_LEN: usize = 44;
 
+const ISA_BUS: u8 = 0;
+const PCI_BUS: u8 = 1;
+/// Edge triggered, active high: what a KVM irqfd pulse delivers.
+const IRQ_FLAGS_EDGE_HIGH: u8 = 0x05;
+
 /// Most vCPUs whose entries fit between the EBDA and 640 KiB.
 pub fn max_cpus() -> usize {
     let room = (LOW_MEM_END - EBDA) as usize - FLOATING_LEN - HEADER_LEN;
-    let fixed = 8 + 8 + usize::from(IOAPIC_PINS) * 8 + 2 * 8;
+    let fixed = 3 * 8 + usize::from(IOAPIC_PINS) * 8 + 2 * 8;
     (room - fixed) / 20
+}
+
+/// A PCI function's INTA# routed to an IOAPIC pin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciIrq {
+    pub slot: u8,
+    pub pin: u8,
 }
 
 /// Two's complement byte sum: the byte that makes the sum of `bytes` zero.
@@ -37,6 +49,12 @@ pub fn checksum(bytes: &[u8]) -> u8 {
 /// Builds the floating pointer followed by the configuration table, to be
 /// written at guest address `base`. Returns None for more vCPUs than fit.
 pub fn build(num_cpus: u8, base: u64) -> Option<Vec<u8>> {
+    build_with_pci(num_cpus, base, &[])
+}
+
+/// Like [`build`], plus a PCI bus whose functions' INTA# go to the given
+/// IOAPIC pins (those pins are then not ISA interrupts).
+pub fn build_with_pci(num_cpus: u8, base: u64, pci: &[PciIrq]) -> Option<Vec<u8>> {
     if num_cpus == 0 || usize::from(num_cpus) > max_cpus() {
         return None;
     }
@@ -51,17 +69,54 @@ pub fn build(num_cpus: u8, base: u64) -> Option<Vec<u8>> {
         entries.extend_from_slice(&CPU_FEATURES.to_le_bytes());
         entries.extend_from_slice(&[0u8; 8]);
     }
-    entries.extend_from_slice(&[ENTRY_BUS, 0]);
+    entries.extend_from_slice(&[ENTRY_BUS, ISA_BUS]);
     entries.extend_from_slice(b"ISA   ");
+    let mut bus_entries = 1u16;
+    if !pci.is_empty() {
+        entries.extend_from_slice(&[ENTRY_BUS, PCI_BUS]);
+        entries.extend_from_slice(b"PCI   ");
+        bus_entries += 1;
+    }
     entries.extend_from_slice(&[ENTRY_IOAPIC, ioapic_id, IOAPIC_VERSION, 1]);
     entries.extend_from_slice(&IOAPIC_ADDR.to_le_bytes());
+    let mut io_entries = 0u16;
     for pin in 0..IOAPIC_PINS {
+        if pci.iter().any(|p| p.pin == pin) {
+            continue;
+        }
         // type, irq type, flags (2 bytes: conforming), src bus, src irq, dst ioapic, dst pin
-        entries.extend_from_slice(&[ENTRY_IO_INT, INT_TYPE_INT, 0, 0, 0, pin, ioapic_id, pin]);
+        entries.extend_from_slice(&[
+            ENTRY_IO_INT,
+            INT_TYPE_INT,
+            0,
+            0,
+            ISA_BUS,
+            pin,
+            ioapic_id,
+            pin,
+        ]);
+        io_entries += 1;
+    }
+    for p in pci {
+        if p.pin >= IOAPIC_PINS {
+            return None;
+        }
+        // Source IRQ of a PCI interrupt: device number << 2 | INTx (A = 0).
+        entries.extend_from_slice(&[
+            ENTRY_IO_INT,
+            INT_TYPE_INT,
+            IRQ_FLAGS_EDGE_HIGH,
+            0,
+            PCI_BUS,
+            p.slot << 2,
+            ioapic_id,
+            p.pin,
+        ]);
+        io_entries += 1;
     }
     entries.extend_from_slice(&[ENTRY_LOCAL_INT, INT_TYPE_EXTINT, 0, 0, 0, 0, 0xff, 0]);
     entries.extend_from_slice(&[ENTRY_LOCAL_INT, INT_TYPE_NMI, 0, 0, 0, 0, 0xff, 1]);
-    let entry_count = u16::from(num_cpus) + 1 + 1 + u16::from(IOAPIC_PINS) + 2;
+    let entry_count = u16::from(num_cpus) + bus_entries + 1 + io_entries + 2;
 
     let table_addr = u32::try_from(base + FLOATING_LEN as u64).ok()?;
     let mut header = Vec::with_capacity(HEADER_LEN);
@@ -136,6 +191,32 @@ mod tests {
             assert_eq!(e[3] & CPU_BOOTSTRAP != 0, cpu == 0);
         }
         assert_eq!(entries[60], ENTRY_BUS);
+    }
+
+    #[test]
+    fn pci_functions_get_a_pci_bus_and_their_own_ioapic_pins() {
+        let pci = [PciIrq { slot: 1, pin: 5 }, PciIrq { slot: 2, pin: 6 }];
+        let t = build_with_pci(max_cpus() as u8, EBDA, &pci).unwrap();
+        assert!(EBDA + t.len() as u64 <= LOW_MEM_END);
+        let len = u16::from_le_bytes([t[20], t[21]]) as usize;
+        assert_eq!(sum(&t[16..16 + len]), 0);
+        let t = build_with_pci(1, EBDA, &pci).unwrap();
+        let entries = &t[16 + HEADER_LEN + 20..];
+        assert_eq!(&entries[..8], b"\x01\x00ISA   ");
+        assert_eq!(&entries[8..16], b"\x01\x01PCI   ");
+        let ints: Vec<&[u8]> = entries[24..]
+            .chunks(8)
+            .filter(|e| e[0] == ENTRY_IO_INT)
+            .collect();
+        assert_eq!(ints.len(), 24, "every pin routed exactly once");
+        let isa5 = ints.iter().filter(|e| e[4] == ISA_BUS && e[7] == 5).count();
+        assert_eq!(isa5, 0, "pin 5 belongs to PCI");
+        let pci5: Vec<_> = ints.iter().filter(|e| e[4] == PCI_BUS).collect();
+        assert_eq!(pci5.len(), 2);
+        assert_eq!((pci5[0][5], pci5[0][7]), (1 << 2, 5));
+        assert_eq!((pci5[1][5], pci5[1][7]), (2 << 2, 6));
+        let count = u16::from_le_bytes([t[16 + 34], t[16 + 35]]);
+        assert_eq!(count, 1 + 2 + 1 + 24 + 2);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Settings from the kernel command line the launcher passes:
 //! `testguest.ip=`, `testguest.peer=`, `testguest.mode=ping|loop|echo`,
-//! `testguest.count=`, `testguest.tries=` and `virtio_mmio.device=4K@BASE:IRQ`.
+//! `testguest.count=`, `testguest.tries=`, `testguest.transport=mmio|pci` and `virtio_mmio.device=4K@BASE:IRQ`.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -17,6 +17,8 @@ pub struct Config {
     pub count: u32,
     pub tries: u32,
     pub mmio_base: usize,
+    /// Drive the virtio-pci function instead of virtio-mmio.
+    pub pci: bool,
 }
 
 fn parse_u64(s: &[u8]) -> Option<u64> {
@@ -54,6 +56,7 @@ impl Default for Config {
             count: 3,
             tries: 5,
             mmio_base: 0xd000_0000,
+            pci: false,
         }
     }
 }
@@ -101,6 +104,7 @@ impl Config {
                 b"testguest.count" => {
                     cfg.count = parse_u64(v).map_or(cfg.count, |n| n.clamp(1, 64) as u32)
                 }
+                b"testguest.transport" => cfg.pci = v == b"pci",
                 b"testguest.tries" => {
                     cfg.tries = parse_u64(v).map_or(cfg.tries, |n| n.clamp(1, 100) as u32)
                 }

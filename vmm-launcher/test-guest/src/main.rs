@@ -1,10 +1,12 @@
 //! Freestanding x86-64 test guest for vmm-launcher.
 //!
 //! Entered in 64-bit mode with identity paging and `rsi` pointing at the
-//! Linux zero page. Drives the first virtio-mmio net device by polling (no
-//! interrupts), then either resolves and pings a peer (`testguest.mode=ping`,
+//! Linux zero page. Drives the first virtio-net device by polling (no
+//! interrupts) on virtio-mmio, or on virtio-pci with
+//! `testguest.transport=pci`, then either resolves and pings a peer (`testguest.mode=ping`,
 //! the default) or sends frames and expects them back
-//! (`testguest.mode=loop`, for a backend that reflects them). Prints the
+//! (`testguest.mode=loop`, for a backend that reflects them), or, with
+//! `testguest.mode=echo`, echoes console input until 'q'. Prints the
 //! outcome on COM1 and resets the machine through the i8042.
 
 #![no_std]
@@ -12,6 +14,7 @@
 
 mod cmdline;
 mod net;
+mod pci;
 mod serial;
 mod virtio;
 
@@ -71,7 +74,12 @@ extern "C" fn guest_main(zero_page: *const u8) -> ! {
     if let cmdline::Mode::Echo = cfg.mode {
         run_echo();
     }
-    let mut dev = match virtio::NetDevice::init(cfg.mmio_base) {
+    let probe = if cfg.pci {
+        virtio::NetDevice::init_pci()
+    } else {
+        virtio::NetDevice::init_mmio(cfg.mmio_base)
+    };
+    let mut dev = match probe {
         Ok(d) => d,
         Err(e) => fail(e),
     };
@@ -81,7 +89,11 @@ extern "C" fn guest_main(zero_page: *const u8) -> ! {
     print_ip(cfg.ip);
     print(" peer=");
     print_ip(cfg.peer);
-    print("\n");
+    print(if cfg.pci {
+        " transport=pci\n"
+    } else {
+        " transport=mmio\n"
+    });
     match cfg.mode {
         cmdline::Mode::Ping => run_ping(&mut dev, &cfg),
         cmdline::Mode::Loop => run_loop(&mut dev, cfg.count),
@@ -180,13 +192,13 @@ fn run_loop(dev: &mut virtio::NetDevice, count: u32) {
     let start = rdtsc();
     while rdtsc().wrapping_sub(start) < TIMEOUT_TSC * 2 && received < count {
         dev.poll_rx(|f| {
-            if let Some(seq) = net::parse_loop_frame(f) {
-                if let Some(s) = seen.get_mut(seq as usize) {
-                    if !*s && seq < count {
-                        *s = true;
-                        received += 1;
-                    }
-                }
+            if let Some(seq) = net::parse_loop_frame(f)
+                && let Some(s) = seen.get_mut(seq as usize)
+                && !*s
+                && seq < count
+            {
+                *s = true;
+                received += 1;
             }
         });
     }

@@ -59,8 +59,127 @@ static mut RINGS: [Ring; 2] = [EMPTY_RING, EMPTY_RING];
 static mut RX_BUFS: Buffers = Buffers([[0; BUF_SIZE]; QSIZE]);
 static mut TX_BUFS: Buffers = Buffers([[0; BUF_SIZE]; QSIZE]);
 
+/// Register access for either transport.
+pub enum Regs {
+    Mmio(usize),
+    Pci(crate::pci::VirtioPciLayout, [u16; 2]),
+}
+
+fn r8(a: usize) -> u8 {
+    // SAFETY: a is inside an identity-mapped virtio register window.
+    unsafe { read_volatile(a as *const u8) }
+}
+fn w8(a: usize, v: u8) {
+    // SAFETY: as above.
+    unsafe { write_volatile(a as *mut u8, v) }
+}
+fn r16(a: usize) -> u16 {
+    // SAFETY: as above.
+    unsafe { read_volatile(a as *const u16) }
+}
+fn w16(a: usize, v: u16) {
+    // SAFETY: as above.
+    unsafe { write_volatile(a as *mut u16, v) }
+}
+fn r32(a: usize) -> u32 {
+    // SAFETY: as above.
+    unsafe { read_volatile(a as *const u32) }
+}
+fn w32(a: usize, v: u32) {
+    // SAFETY: as above.
+    unsafe { write_volatile(a as *mut u32, v) }
+}
+
+impl Regs {
+    fn status(&self) -> u8 {
+        match self {
+            Regs::Mmio(b) => r32(b + 0x70) as u8,
+            Regs::Pci(l, _) => r8(l.common + 0x14),
+        }
+    }
+    fn set_status(&self, v: u8) {
+        match self {
+            Regs::Mmio(b) => w32(b + 0x70, u32::from(v)),
+            Regs::Pci(l, _) => w8(l.common + 0x14, v),
+        }
+    }
+    fn device_features(&self) -> u64 {
+        let (sel, val) = match self {
+            Regs::Mmio(b) => (b + 0x14, b + 0x10),
+            Regs::Pci(l, _) => (l.common, l.common + 0x04),
+        };
+        w32(sel, 0);
+        let lo = u64::from(r32(val));
+        w32(sel, 1);
+        lo | (u64::from(r32(val)) << 32)
+    }
+    fn set_driver_features(&self, f: u64) {
+        let (sel, val) = match self {
+            Regs::Mmio(b) => (b + 0x24, b + 0x20),
+            Regs::Pci(l, _) => (l.common + 0x08, l.common + 0x0c),
+        };
+        w32(sel, 0);
+        w32(val, f as u32);
+        w32(sel, 1);
+        w32(val, (f >> 32) as u32);
+    }
+    fn select(&mut self, q: u16) {
+        match self {
+            Regs::Mmio(b) => w32(*b + 0x30, u32::from(q)),
+            Regs::Pci(l, _) => w16(l.common + 0x16, q),
+        }
+    }
+    fn queue_max(&self) -> u16 {
+        match self {
+            Regs::Mmio(b) => r32(b + 0x34) as u16,
+            Regs::Pci(l, _) => r16(l.common + 0x18),
+        }
+    }
+    fn setup_queue(&mut self, q: u16, size: u16, desc: usize, avail: usize, used: usize) {
+        self.select(q);
+        match self {
+            Regs::Mmio(b) => {
+                let b = *b;
+                w32(b + 0x38, u32::from(size));
+                for (off, a) in [(0x80, desc), (0x90, avail), (0xa0, used)] {
+                    w32(b + off, a as u32);
+                    w32(b + off + 4, (a as u64 >> 32) as u32);
+                }
+                w32(b + 0x44, 1);
+            }
+            Regs::Pci(l, notify_off) => {
+                let c = l.common;
+                w16(c + 0x18, size);
+                for (off, a) in [(0x20, desc), (0x28, avail), (0x30, used)] {
+                    w32(c + off, a as u32);
+                    w32(c + off + 4, (a as u64 >> 32) as u32);
+                }
+                if let Some(n) = notify_off.get_mut(usize::from(q)) {
+                    *n = r16(c + 0x1e);
+                }
+                w16(c + 0x1c, 1);
+            }
+        }
+    }
+    fn config_byte(&self, i: usize) -> u8 {
+        match self {
+            Regs::Mmio(b) => r8(b + 0x100 + i),
+            Regs::Pci(l, _) => r8(l.device + i),
+        }
+    }
+    fn notify(&self, q: u16) {
+        match self {
+            Regs::Mmio(b) => w32(b + 0x50, u32::from(q)),
+            Regs::Pci(l, off) => {
+                let n = off.get(usize::from(q)).copied().unwrap_or(0);
+                w16(l.notify + n as usize * l.notify_mult as usize, q);
+            }
+        }
+    }
+}
+
 pub struct NetDevice {
-    base: usize,
+    regs: Regs,
     pub mac: [u8; 6],
     rx: *mut Ring,
     tx: *mut Ring,
@@ -69,52 +188,45 @@ pub struct NetDevice {
     tx_avail: u16,
 }
 
-fn rd(base: usize, off: usize) -> u32 {
-    // SAFETY: base is the identity-mapped virtio-mmio window.
-    unsafe { read_volatile((base + off) as *const u32) }
-}
-
-fn wr(base: usize, off: usize, v: u32) {
-    // SAFETY: base is the identity-mapped virtio-mmio window.
-    unsafe { write_volatile((base + off) as *mut u32, v) }
-}
-
 impl NetDevice {
-    pub fn init(base: usize) -> Result<NetDevice, &'static str> {
-        if rd(base, 0) != 0x7472_6976 {
+    /// Probes the virtio-mmio window at `base`.
+    pub fn init_mmio(base: usize) -> Result<NetDevice, &'static str> {
+        if r32(base) != 0x7472_6976 {
             return Err("virtio: no virtio-mmio device (bad magic)");
         }
-        if rd(base, 4) != 2 {
+        if r32(base + 4) != 2 {
             return Err("virtio: not a version 2 virtio-mmio device");
         }
-        if rd(base, 8) != 1 {
+        if r32(base + 8) != 1 {
             return Err("virtio: device is not a network card");
         }
-        wr(base, 0x70, 0);
-        wr(base, 0x70, 1); // ACKNOWLEDGE
-        wr(base, 0x70, 3); // DRIVER
-        wr(base, 0x14, 0);
-        let lo = u64::from(rd(base, 0x10));
-        wr(base, 0x14, 1);
-        let hi = u64::from(rd(base, 0x10));
-        let offered = lo | (hi << 32);
+        Self::init(Regs::Mmio(base))
+    }
+
+    /// Finds the virtio-net PCI function on bus 0.
+    pub fn init_pci() -> Result<NetDevice, &'static str> {
+        let layout = crate::pci::find_virtio_net()?;
+        Self::init(Regs::Pci(layout, [0; 2]))
+    }
+
+    fn init(mut regs: Regs) -> Result<NetDevice, &'static str> {
+        regs.set_status(0);
+        regs.set_status(1); // ACKNOWLEDGE
+        regs.set_status(3); // DRIVER
+        let offered = regs.device_features();
         if offered & F_VERSION_1 == 0 {
             return Err("virtio: VERSION_1 not offered");
         }
         let accept = offered & (F_VERSION_1 | NET_F_MAC);
-        wr(base, 0x24, 0);
-        wr(base, 0x20, accept as u32);
-        wr(base, 0x24, 1);
-        wr(base, 0x20, (accept >> 32) as u32);
-        wr(base, 0x70, 0xb); // FEATURES_OK
-        if rd(base, 0x70) & 8 == 0 {
+        regs.set_driver_features(accept);
+        regs.set_status(0xb); // FEATURES_OK
+        if regs.status() & 8 == 0 {
             return Err("virtio: device refused our features");
         }
         let mut mac = [0u8; 6];
         if accept & NET_F_MAC != 0 {
             for (i, m) in mac.iter_mut().enumerate() {
-                // SAFETY: config space byte reads inside the window.
-                *m = unsafe { read_volatile((base + 0x100 + i) as *const u8) };
+                *m = regs.config_byte(i);
             }
         } else {
             mac = [0x52, 0x54, 0x00, 0xfe, 0xfe, 0x01];
@@ -123,23 +235,15 @@ impl NetDevice {
         // SAFETY: single-threaded guest; the rings are only used through
         // this one device.
         let (rx, tx) = unsafe { (&raw mut (*rings)[0], &raw mut (*rings)[1]) };
-        for (q, ring) in [(0u32, rx), (1u32, tx)] {
-            wr(base, 0x30, q);
-            if (rd(base, 0x34) as usize) < QSIZE {
+        for (q, ring) in [(0u16, rx), (1u16, tx)] {
+            regs.select(q);
+            if (regs.queue_max() as usize) < QSIZE {
                 return Err("virtio: queue too small");
             }
-            wr(base, 0x38, QSIZE as u32);
             let r = ring as usize;
-            let desc = r;
             let avail = r + core::mem::offset_of!(Ring, avail_flags);
             let used = r + core::mem::offset_of!(Ring, used_flags);
-            wr(base, 0x80, desc as u32);
-            wr(base, 0x84, (desc >> 32) as u32);
-            wr(base, 0x90, avail as u32);
-            wr(base, 0x94, (avail >> 32) as u32);
-            wr(base, 0xa0, used as u32);
-            wr(base, 0xa4, (used >> 32) as u32);
-            wr(base, 0x44, 1);
+            regs.setup_queue(q, QSIZE as u16, r, avail, used);
         }
         let rxb = &raw mut RX_BUFS;
         let txb = &raw mut TX_BUFS;
@@ -163,13 +267,13 @@ impl NetDevice {
             fence(Ordering::SeqCst);
             write_volatile(&raw mut (*rx).avail_idx, QSIZE as u16);
         }
-        wr(base, 0x70, 0xf); // DRIVER_OK
-        if rd(base, 0x70) & 0x80 != 0 {
+        regs.set_status(0xf); // DRIVER_OK
+        if regs.status() & 0x80 != 0 {
             return Err("virtio: device failed to start (backend refused)");
         }
-        wr(base, 0x50, 0); // rx buffers available
+        regs.notify(0); // rx buffers available
         Ok(NetDevice {
-            base,
+            regs,
             mac,
             rx,
             tx,
@@ -207,7 +311,7 @@ impl NetDevice {
             write_volatile(&raw mut (*tx).avail_idx, self.tx_avail);
             fence(Ordering::SeqCst);
         }
-        wr(self.base, 0x50, 1);
+        self.regs.notify(1);
     }
 
     /// Hands every received frame (without the virtio header) to `f` and
@@ -246,7 +350,7 @@ impl NetDevice {
             }
         }
         if refilled {
-            wr(self.base, 0x50, 0);
+            self.regs.notify(0);
         }
     }
 }

@@ -1,0 +1,225 @@
+//! Receive side: frames copied out of the TPACKET_V2/V3 rx ring into the
+//! batch, offload metadata decoded, stripped VLAN tags restored.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::ring::Ring;
+use super::sys::*;
+use crate::packet::{Offload, PacketBatch};
+use crate::port::{PortError, PortStats, RxQueue};
+use crate::vnet::{self, VNET_HDR_LEN};
+
+pub(super) struct AfPacketRxq {
+    pub(super) ring: Ring,
+    pub(super) v3: bool,
+    /// V3: (packets left, offset of the next one) in the block being read.
+    pub(super) cursor: Option<(u32, usize)>,
+    pub(super) vnet: bool,
+    pub(super) stats: Arc<PortStats>,
+    /// When the kernel's drop counter was last read.
+    pub(super) drops_read: std::time::Instant,
+}
+
+/// How often an idle receive queue collects the kernel's drop counter.
+const DROPS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl AfPacketRxq {
+    /// Adds the frames the kernel dropped (ring full) since the last call
+    /// to `rx_dropped` (reading `PACKET_STATISTICS` resets it).
+    pub(super) fn collect_kernel_drops(&mut self) {
+        let mut st = [0u32; 2];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: `st` is a live `struct tpacket_stats` (two u32) of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.ring.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            PortStats::add(&self.stats.rx_dropped, u64::from(st[1]));
+        }
+    }
+}
+
+/// Per-batch receive counters.
+#[derive(Default)]
+pub(super) struct RxCount {
+    pub(super) n: u64,
+    pub(super) bytes: u64,
+    pub(super) dropped: u64,
+}
+
+/// Where the kernel put a received frame inside a ring slot or block.
+pub(super) struct RxFrame {
+    /// Offset of the Ethernet header.
+    pub(super) mac: usize,
+    pub(super) snaplen: usize,
+    pub(super) len: usize,
+    pub(super) status: u32,
+    pub(super) vlan_tci: u16,
+    pub(super) vlan_tpid: u16,
+}
+
+/// Copies the frame described by `f` out of `area` into the next batch
+/// slot, with its virtio_net_hdr (just before the frame) decoded and a
+/// VLAN tag the kernel moved into metadata put back in place.
+fn deliver(area: &[u8], f: &RxFrame, vnet: bool, batch: &mut PacketBatch, c: &mut RxCount) {
+    let Some(slot) = batch.next_slot() else {
+        return;
+    };
+    let hdr_len = if vnet { VNET_HDR_LEN } else { 0 };
+    let (Some(data), Some(hdr)) = (
+        area.get(f.mac..f.mac.saturating_add(f.snaplen)),
+        area.get(f.mac.saturating_sub(hdr_len)..f.mac),
+    ) else {
+        c.dropped += 1;
+        return;
+    };
+    if f.snaplen != f.len || f.mac < hdr_len {
+        // Truncated by the ring: never forward a partial frame.
+        c.dropped += 1;
+        return;
+    }
+    let mut offload = if vnet {
+        vnet::decode(hdr).unwrap_or_default()
+    } else {
+        Offload::default()
+    };
+    let tagged = f.status & TP_STATUS_VLAN_VALID != 0 && data.len() >= 12;
+    let buf = slot.rx_buffer();
+    let len = if tagged && data.len() + 4 <= buf.len() {
+        let tpid = if f.status & TP_STATUS_VLAN_TPID_VALID != 0 && f.vlan_tpid != 0 {
+            f.vlan_tpid
+        } else {
+            0x8100
+        };
+        buf[..12].copy_from_slice(&data[..12]);
+        buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+        buf[14..16].copy_from_slice(&f.vlan_tci.to_be_bytes());
+        buf[16..data.len() + 4].copy_from_slice(&data[12..]);
+        if offload.flags & Offload::F_NEEDS_CSUM != 0 {
+            offload.csum_start = offload.csum_start.saturating_add(4);
+        }
+        if offload.gso_type != Offload::GSO_NONE && offload.hdr_len != 0 {
+            offload.hdr_len = offload.hdr_len.saturating_add(4);
+        }
+        data.len() + 4
+    } else if !tagged && data.len() <= buf.len() {
+        buf[..data.len()].copy_from_slice(data);
+        data.len()
+    } else {
+        c.dropped += 1;
+        return;
+    };
+    slot.set_len(len);
+    slot.offload = offload;
+    c.bytes += len as u64;
+    c.n += 1;
+    batch.commit();
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2)
+        .map_or(0, |s| u16::from_ne_bytes([s[0], s[1]]))
+}
+
+impl AfPacketRxq {
+    pub(super) fn rx_v2(&mut self, batch: &mut PacketBatch, c: &mut RxCount) {
+        while batch.free() > 0 {
+            let i = self.ring.idx;
+            if self.ring.status(i).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                break;
+            }
+            let vnet = self.vnet;
+            let area = self.ring.bytes(i);
+            // SAFETY: the slot begins with a tpacket2_hdr written by the
+            // kernel before it set TP_STATUS_USER (acquired above).
+            let hdr: Tpacket2Hdr = unsafe { std::ptr::read_unaligned(area.as_ptr().cast()) };
+            let f = RxFrame {
+                mac: usize::from(hdr.tp_mac),
+                snaplen: hdr.tp_snaplen as usize,
+                len: hdr.tp_len as usize,
+                status: hdr.tp_status,
+                vlan_tci: hdr.tp_vlan_tci,
+                vlan_tpid: hdr.tp_vlan_tpid,
+            };
+            deliver(area, &f, vnet, batch, c);
+            self.ring
+                .status(i)
+                .store(TP_STATUS_KERNEL, Ordering::Release);
+            self.ring.idx = (i + 1) % self.ring.n_frames;
+        }
+    }
+
+    pub(super) fn rx_v3(&mut self, batch: &mut PacketBatch, c: &mut RxCount) {
+        while batch.free() > 0 {
+            let b = self.ring.idx;
+            let (left, off) = match self.cursor {
+                Some(cur) => cur,
+                None => {
+                    if self.ring.block_status(b).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                        break;
+                    }
+                    let blk = self.ring.block_bytes(b);
+                    (u32_at(blk, 12), u32_at(blk, 16) as usize)
+                }
+            };
+            if left == 0 {
+                self.ring
+                    .block_status(b)
+                    .store(TP_STATUS_KERNEL, Ordering::Release);
+                self.ring.idx = (b + 1) % self.ring.geo.blocks;
+                self.cursor = None;
+                continue;
+            }
+            let blk = self.ring.block_bytes(b);
+            // struct tpacket3_hdr at `off`.
+            let next = u32_at(blk, off) as usize;
+            let f = RxFrame {
+                snaplen: u32_at(blk, off + 12) as usize,
+                len: u32_at(blk, off + 16) as usize,
+                status: u32_at(blk, off + 20),
+                mac: off + usize::from(u16_at(blk, off + 24)),
+                vlan_tci: u32_at(blk, off + 32) as u16,
+                vlan_tpid: u16_at(blk, off + 36),
+            };
+            deliver(blk, &f, self.vnet, batch, c);
+            let left = if next == 0 { 0 } else { left - 1 };
+            self.cursor = Some((left, off + next));
+        }
+    }
+}
+
+impl RxQueue for AfPacketRxq {
+    fn rx_batch(&mut self, batch: &mut PacketBatch) -> Result<usize, PortError> {
+        let mut c = RxCount::default();
+        if self.v3 {
+            self.rx_v3(batch, &mut c);
+        } else {
+            self.rx_v2(batch, &mut c);
+        }
+        PortStats::add(&self.stats.rx_packets, c.n);
+        PortStats::add(&self.stats.rx_bytes, c.bytes);
+        PortStats::add(&self.stats.rx_dropped, c.dropped);
+        if c.n == 0 && self.drops_read.elapsed() >= DROPS_INTERVAL {
+            self.drops_read = std::time::Instant::now();
+            self.collect_kernel_drops();
+        }
+        Ok(c.n as usize)
+    }
+
+    fn wait_fd(&self) -> Option<RawFd> {
+        Some(self.ring.fd.as_raw_fd())
+    }
+}
