@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         f"switches {','.join(args.switches)}, logs in {logdir}")  # fmt: skip
     started = time.monotonic()
     interrupted = False
+    started_scenarios: list[str] = []
     try:
         for name in args.only:
+            started_scenarios.append(name)
             module = scenarios.BY_NAME[name]
             log(f"== {name}: {module.TITLE}")
             t0 = time.monotonic()
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         mode="quick" if args.quick else "full",
         reps=reps,
         switches=args.switches,
-        scenarios=args.only,
+        scenarios=started_scenarios,
         versions=versions,
         loadavg_at_end=os.getloadavg(),
         duration_s=round(time.monotonic() - started),

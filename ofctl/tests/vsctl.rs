@@ -637,3 +637,44 @@ fn init_emer_reset_and_connection_errors() {
     );
     fails(&e, &["frobnicate"], "unknown command 'frobnicate'");
 }
+
+#[test]
+fn tcp_database_target_works() {
+    let dir = tempfile::Builder::new()
+        .prefix("db-vsctl-tcp-")
+        .tempdir()
+        .unwrap();
+    let db = Db::open(dir.path().join("conf.db")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let remote: Remote = format!("ptcp:{port}:127.0.0.1").parse().unwrap();
+    rt.spawn(serve(db.clone(), vec![remote]));
+    let target = format!("--db=tcp:127.0.0.1:{port}");
+    let mut out = None;
+    for _ in 0..100 {
+        let o = Command::new(env!("CARGO_BIN_EXE_vsctl"))
+            .args([target.as_str(), "--no-wait", "add-br", "brt"])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            out = Some(o);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(out.is_some(), "vsctl over tcp never succeeded");
+    let o = Command::new(env!("CARGO_BIN_EXE_vsctl"))
+        .args([target.as_str(), "list-br"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "brt\n");
+    assert_eq!(db.snapshot().table("Bridge").len(), 1);
+}

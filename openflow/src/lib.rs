@@ -5,7 +5,10 @@
 //!   bounds-checked and panic-free on any input;
 //! - [`conn::OfConnection`]: framing, hello/version negotiation, echo,
 //!   barrier, roles, and dispatch to a [`conn::SwitchAgent`];
-//! - [`client::OfClient`]: connect, hello, request/reply by xid.
+//! - [`client::OfClient`]: connect, hello, request/reply by xid;
+//! - [`convert`]: wire FlowMod/FlowStats ↔ `flows::table` types;
+//! - [`testing`]: an in-memory switch served over TCP/unix sockets, for
+//!   tests of OpenFlow clients (ofctl, ovs-ofctl, controllers).
 
 pub mod actions;
 pub mod client;

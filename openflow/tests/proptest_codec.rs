@@ -206,6 +206,21 @@ proptest! {
     }
 
     #[test]
+    fn connection_never_panics_on_arbitrary_streams(
+        v in prop_oneof![Just(1u8), Just(4u8)],
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..12),
+    ) {
+        let mut agent = openflow::testing::MemAgent::default();
+        let mut c = OfConnection::new(ConnConfig::default(), 0);
+        c.receive(&[v, 0, 0, 8, 0, 0, 0, 1], &mut agent, 0);
+        for (i, ch) in chunks.iter().enumerate() {
+            c.receive(ch, &mut agent, i as u64);
+            c.tick(i as u64 * 1000);
+            let _ = c.take_output();
+        }
+    }
+
+    #[test]
     fn random_flow_mods_round_trip_in_1_3(fm in arb_flow_mod()) {
         let msg = Message::FlowMod(fm);
         let b = encode(&msg, OFP13_VERSION, 3).unwrap();

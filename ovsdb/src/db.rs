@@ -48,6 +48,8 @@ struct Inner {
     state: Mutex<State>,
     changed: Condvar,
     store: Option<Store>,
+    /// Transactions that would leave more rows than this fail with "resources exhausted".
+    row_limit: std::sync::atomic::AtomicUsize,
 }
 
 /// A handle on an OVSDB database.
@@ -55,6 +57,9 @@ struct Inner {
 pub struct Db {
     inner: Arc<Inner>,
 }
+
+/// The default cap on the total number of rows.
+pub const DEFAULT_ROW_LIMIT: usize = 1 << 22;
 
 /// How long a blocked "wait" sleeps at most before re-checking cancellation.
 const WAIT_POLL: Duration = Duration::from_millis(100);
@@ -102,6 +107,7 @@ impl Db {
                 }),
                 changed: Condvar::new(),
                 store,
+                row_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_ROW_LIMIT),
             }),
         }
     }
@@ -121,6 +127,12 @@ impl Db {
             Some(e) => Err(DbError::Storage(format!("initializing root row: {e}"))),
             None => Ok(()),
         }
+    }
+
+    /// Cap the total number of rows; transactions that would exceed it fail with
+    /// "resources exhausted".
+    pub fn set_row_limit(&self, limit: usize) {
+        self.inner.row_limit.store(limit, Ordering::Relaxed);
     }
 
     /// The schema.
@@ -150,7 +162,7 @@ impl Db {
         let mut st = self.lock();
         st.subscribers
             .push(Box::new(move |c| tx.send(c.clone()).is_ok()));
-        (st.data.clone(), rx)
+        (st.durable.clone(), rx)
     }
 
     /// Like [`Db::snapshot_and_subscribe`], delivering into a tokio channel.
@@ -161,7 +173,7 @@ impl Db {
         let mut st = self.lock();
         st.subscribers
             .push(Box::new(move |c| tx.send(c.clone()).is_ok()));
-        (st.data.clone(), rx)
+        (st.durable.clone(), rx)
     }
 
     /// Wait until commit `seq` is on disk, writing pending commits as one batch when no other
@@ -261,6 +273,17 @@ impl Db {
                     }
                     if let Some(why) = &st.broken {
                         results.push(OvsdbError::new("I/O error", why.clone()).to_json());
+                        return Ok(results);
+                    }
+                    let limit = self.inner.row_limit.load(Ordering::Relaxed);
+                    if data.row_count() > limit && data.row_count() > st.data.row_count() {
+                        results.push(
+                            OvsdbError::new(
+                                "resources exhausted",
+                                format!("Transaction would leave more than {limit} rows."),
+                            )
+                            .to_json(),
+                        );
                         return Ok(results);
                     }
                     st.seq += 1;

@@ -399,8 +399,10 @@ impl Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
+            let canceled =
+                |r: &[Value]| r.len() == 1 && r[0].get("error") == Some(&json!("canceled"));
             let msg = match r {
-                _ if flag.load(Ordering::Relaxed) => error_reply(&id, json!("canceled")),
+                Ok(results) if canceled(&results) => error_reply(&id, json!("canceled")),
                 Ok(results) => reply(&id, Value::Array(results)),
                 Err(e) => error_reply(&id, e.to_json()),
             };

@@ -14,7 +14,15 @@ use ovsdb::client::Client;
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 4;
-const PER_CLIENT: i64 = 2500;
+
+/// Transactions per client: 500 by default (2,000 in all, under a minute on a loaded 2-core
+/// machine); set `FERROVS_CRASH_TXNS_PER_CLIENT=2500` for the 10,000-transaction run.
+fn per_client() -> i64 {
+    std::env::var("FERROVS_CRASH_TXNS_PER_CLIENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+}
 
 fn connect(target: &str) -> Client {
     let start = Instant::now();
@@ -68,7 +76,7 @@ fn every_acknowledged_transaction_survives_kill_9() {
             );
             std::thread::spawn(move || {
                 let mut conn: Option<Client> = None;
-                for seq in 1..=PER_CLIENT {
+                for seq in 1..=per_client() {
                     let c = conn.get_or_insert_with(|| connect(&target));
                     match c.transact(ops(k, seq)) {
                         Ok(r) => {
@@ -90,7 +98,8 @@ fn every_acknowledged_transaction_survives_kill_9() {
         })
         .collect();
     // Kill the server mid-way, twice, and bring it back.
-    for threshold in [2000, 6000] {
+    let total = per_client() as usize * CLIENTS;
+    for threshold in [total / 5, total * 3 / 5] {
         let start = Instant::now();
         while n_acked.load(Ordering::Relaxed) < threshold {
             assert!(
@@ -125,7 +134,10 @@ fn every_acknowledged_transaction_survives_kill_9() {
         *e = (*e).max(s);
     }
     let acked = acked.lock().unwrap();
-    assert!(acked.len() > 6000, "the test must run past both kills");
+    assert!(
+        acked.len() > total * 3 / 5,
+        "the test must run past both kills"
+    );
     for a in acked.iter() {
         assert!(present.contains(a), "acknowledged transaction {a:?} lost");
     }

@@ -546,3 +546,22 @@ fn transactions_from_many_threads_all_apply() {
         200
     );
 }
+
+#[test]
+fn exceeding_the_row_limit_is_resources_exhausted() {
+    let db = Db::in_memory();
+    db.set_row_limit(2);
+    ok(&tx(
+        &db,
+        json!([{"op": "insert", "table": "Queue", "row": {}}]),
+    ));
+    let r = tx(&db, json!([{"op": "insert", "table": "Queue", "row": {}}]));
+    assert_eq!(err_of(&r).as_deref(), Some("resources exhausted"));
+    assert_eq!(db.snapshot().table("Queue").len(), 1);
+    // Shrinking is still allowed when over the limit.
+    db.set_row_limit(1);
+    ok(&tx(
+        &db,
+        json!([{"op": "delete", "table": "Queue", "where": []}]),
+    ));
+}

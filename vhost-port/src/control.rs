@@ -49,14 +49,28 @@ fn run_session(shared: &PortShared, stream: UnixStream) {
             return;
         }
     };
-    let mut req = BackendReqHandler::from_stream(stream, Arc::new(Mutex::new(handler)));
+    let handler = Arc::new(Mutex::new(handler));
+    let mut req = BackendReqHandler::from_stream(stream, handler.clone());
     *shared.ctl.conn.lock().unwrap_or_else(|e| e.into_inner()) = req.try_clone_connection().ok();
     shared.connected.store(true, Ordering::Release);
     shared.slot.publish(Some(session));
     tracing::info!(port = %shared.name, "vhost-user frontend connected");
     let err = loop {
-        if let Err(e) = req.handle_request() {
-            break e;
+        match req.handle_request() {
+            Ok(()) => {}
+            // QEMU's virtio-net sends SET_VRING_ENABLE at device reset,
+            // before SET_FEATURES acks PROTOCOL_FEATURES; the vhost crate's
+            // dispatcher refuses it (without a reply, the message fully
+            // read). The connection is kept and the handler applies the
+            // enable once features are set.
+            Err(VuError::InactiveFeature(f)) => {
+                tracing::debug!(port = %shared.name, "early request for unacked feature {f:?}");
+                handler
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .note_early_enable();
+            }
+            Err(e) => break e,
         }
     };
     shared.connected.store(false, Ordering::Release);

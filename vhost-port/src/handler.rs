@@ -76,6 +76,7 @@ pub struct NetHandler {
     acked_protocol: u64,
     mappings: Vec<Mapping>,
     backend_req: Option<Backend>,
+    early_enable: bool,
 }
 
 impl NetHandler {
@@ -107,9 +108,17 @@ impl NetHandler {
                 acked_protocol: 0,
                 mappings: Vec::new(),
                 backend_req: None,
+                early_enable: false,
             },
             session,
         ))
+    }
+
+    /// The dispatcher refused a SET_VRING_ENABLE sent before SET_FEATURES
+    /// (QEMU's virtio-net does that at device reset, for the first queue
+    /// pair, and does not repeat it when the device starts).
+    pub fn note_early_enable(&mut self) {
+        self.early_enable = true;
     }
 
     fn vring(&self, index: u32) -> VuResult<&Vring> {
@@ -164,6 +173,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         if features & !self.features.virtio_features() != 0 {
             return Err(VuError::InvalidParam);
         }
+        tracing::debug!("SET_FEATURES {features:#x}");
         self.acked_features = features;
         self.session.acked.store(features, Ordering::Release);
         let event_idx = features & RING_F_EVENT_IDX != 0;
@@ -171,6 +181,13 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
             v.set_queue_event_idx(event_idx);
             // Without PROTOCOL_FEATURES rings are enabled from the start.
             if features & VHOST_USER_F_PROTOCOL_FEATURES == 0 {
+                v.set_enabled(true);
+            }
+        }
+        if features & VHOST_USER_F_PROTOCOL_FEATURES != 0 && self.early_enable {
+            // Apply what QEMU's refused reset-time enable asked for: the
+            // first pair on; later changes arrive after SET_FEATURES.
+            for v in self.vrings.iter().take(2) {
                 v.set_enabled(true);
             }
         }
@@ -183,6 +200,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         files: Vec<File>,
         postcopy_listening: Option<bool>,
     ) -> VuResult<Option<Vec<VhostUserMemoryRegionBase>>> {
+        tracing::debug!("SET_MEM_TABLE {} regions", ctx.len());
         if postcopy_listening.is_some() {
             return Err(unsupported("postcopy is not supported"));
         }
@@ -225,6 +243,9 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         available: u64,
         _log: u64,
     ) -> VuResult<()> {
+        tracing::debug!(
+            "SET_VRING_ADDR {index} desc={descriptor:#x} used={used:#x} avail={available:#x}"
+        );
         let desc = self.uva_to_gpa(descriptor)?;
         let avail = self.uva_to_gpa(available)?;
         let used = self.uva_to_gpa(used)?;
@@ -245,6 +266,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     }
 
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        tracing::debug!("GET_VRING_BASE {index}");
         let v = self.vring(index)?;
         // Stop the ring, then wait for a batch in flight to write back.
         v.set_queue_ready(false);
@@ -256,6 +278,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        tracing::debug!("SET_VRING_KICK {index} fd={}", fd.is_some());
         let v = self.vring(u32::from(index))?;
         v.set_kick(fd);
         // The ring starts when its kick fd arrives.
@@ -287,6 +310,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> VuResult<()> {
+        tracing::debug!("SET_VRING_ENABLE {index} {enable}");
         // Accepted before SET_FEATURES too: QEMU's virtio-net sends it at
         // device reset, once GET_FEATURES showed PROTOCOL_FEATURES.
         self.vring(index)?.set_enabled(enable);
@@ -407,6 +431,26 @@ mod tests {
             !s.vring_running(0),
             "not running before its kick fd arrives"
         );
+    }
+
+    #[test]
+    fn a_refused_early_enable_turns_on_the_first_pair_when_features_arrive() {
+        let (mut h, _) = NetHandler::new(FeatureOptions::default(), 2, [2; 6], 1500).unwrap();
+        h.note_early_enable();
+        h.set_features(crate::features::F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES)
+            .unwrap();
+        let enabled: Vec<bool> = h.vrings.iter().map(|v| v.get_ref().is_enabled()).collect();
+        assert_eq!(enabled, vec![true, true, false, false]);
+    }
+
+    #[test]
+    fn with_protocol_features_rings_wait_for_set_vring_enable() {
+        let (mut h, _) = NetHandler::new(FeatureOptions::default(), 1, [2; 6], 1500).unwrap();
+        h.set_features(crate::features::F_VERSION_1 | VHOST_USER_F_PROTOCOL_FEATURES)
+            .unwrap();
+        assert!(h.vrings.iter().all(|v| !v.get_ref().is_enabled()));
+        h.set_vring_enable(1, true).unwrap();
+        assert!(h.vrings[1].get_ref().is_enabled());
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! The vhost-user protocol (socket, memory table, vring setup) is handled on
 //! a control thread per port ([`control`], [`handler`]) with the vhost
-//! crate's request dispatcher and vhost-user-backend's vrings. The data
-//! path does not go through that crate's worker threads: the PMD thread that
-//! owns a receive queue polls the guest's transmit virtqueue itself
+//! crate's request dispatcher and vhost-user-backend's vrings; no worker
+//! threads and no eventfd wake-ups: the PMD thread that owns a receive
+//! queue polls the guest's transmit virtqueue itself
 //! ([`guest_tx`]) and a transmit queue writes straight into the guest's
 //! receive virtqueue ([`guest_rx`]), taking the vring lock twice per batch
 //! ([`session`]) and never per packet.

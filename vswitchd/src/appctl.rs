@@ -298,7 +298,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 .dummy(&args[0])
                 .ok_or_else(|| format!("no such dummy device {}", args[0]))?;
             let hex: String = args[1].chars().filter(|c| !c.is_whitespace()).collect();
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err("packet: odd number of hex digits".into());
             }
             let bytes = (0..hex.len())

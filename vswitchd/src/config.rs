@@ -385,7 +385,7 @@ fn port_from_row(
                 .get("mtu_request")
                 .and_then(opt_int)
                 .and_then(|n| u32::try_from(n).ok()),
-            mac: irow.get("mac").and_then(|v| opt_str(v)),
+            mac: irow.get("mac").and_then(opt_str),
         });
     }
     Ok(PortConfig {

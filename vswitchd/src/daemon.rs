@@ -143,11 +143,9 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
     loop {
         let results = ctx.db.transact(SwitchConfig::select_ops());
         let cfg = SwitchConfig::from_select_results(&results);
-        let mut dirty = false;
         if last.as_ref() != Some(&cfg) {
             ctx.switch.apply(&cfg);
             ctx.of.configure(&cfg);
-            dirty = true;
         }
         if ctx.switch.refresh_links() {
             ctx.switch.revalidate_now();
@@ -172,7 +170,7 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
                     .and_then(|row| row.get("cur_cfg").and_then(Value::as_i64))
             })
             .unwrap_or(0);
-        if (dirty || cur_cfg != cfg.next_cfg) && cur_cfg != cfg.next_cfg {
+        if cur_cfg != cfg.next_cfg {
             ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": [],
                 "row": {"cur_cfg": cfg.next_cfg}}));
         }

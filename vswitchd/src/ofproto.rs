@@ -52,8 +52,6 @@ pub struct PortRuntime {
     pub name: String,
     pub dp_port: DpPortNo,
     pub port: Arc<dyn Port>,
-    /// OVSDB Interface `type`.
-    pub kind: String,
     /// OpenFlow port_mod `down`.
     pub admin_down: bool,
 }
@@ -292,13 +290,12 @@ impl SlowPath {
     }
 }
 
-fn drop_everything_from(in_port: DpPortNo) -> UpcallResult {
-    let mut mask = FlowKey::default();
-    mask.in_port = u32::MAX;
-    let _ = in_port;
+/// Drops everything arriving on a port that belongs to no bridge (the
+/// datapath matches `in_port` exactly in every megaflow).
+fn drop_everything() -> UpcallResult {
     UpcallResult {
         actions: Vec::new(),
-        mask,
+        mask: FlowKey::default(),
         install: true,
     }
 }
@@ -307,15 +304,15 @@ impl UpcallHandler for SlowPath {
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
         self.upcalls.fetch_add(1, Ordering::Relaxed);
         let Some(br) = self.bridge_of_dp_port(key.in_port) else {
-            return drop_everything_from(key.in_port);
+            return drop_everything();
         };
         let now = self.now_ms();
         let mut st = br.lock();
         let Some(ofport) = st.ports.ofport_of(key.in_port) else {
-            return drop_everything_from(key.in_port);
+            return drop_everything();
         };
         if st.runtime.get(&ofport).is_some_and(|r| r.admin_down) {
-            return drop_everything_from(key.in_port);
+            return drop_everything();
         }
         let mut k = *key;
         k.in_port = ofport;

@@ -365,8 +365,8 @@ async fn controller_loop(
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Option<Message> {
-    Some(match msg {
+fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
+    match msg {
         AsyncMsg::PacketIn {
             reason,
             table_id,
@@ -431,7 +431,7 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Option<Message> {
                 desc,
             })
         }
-    })
+    }
 }
 
 /// Runs one OpenFlow connection until it closes; returns why.
@@ -492,9 +492,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 match m {
                     Ok(msg) => {
                         if conn.version().is_some() {
-                            if let Some(m) = to_message(&msg, &ofp, switch.slow.now_ms()) {
-                                conn.send_async(&m);
-                            }
+                            conn.send_async(&to_message(&msg, &ofp, switch.slow.now_ms()));
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

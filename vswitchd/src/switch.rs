@@ -246,7 +246,7 @@ impl Switch {
             };
             let mut bst = ofp.lock();
             if bst.fail_mode != br.fail_mode
-                || bst.controllers_configured != !br.controllers.is_empty()
+                || bst.controllers_configured == br.controllers.is_empty()
             {
                 changed = true;
             }
@@ -408,7 +408,6 @@ impl Switch {
                 name: ic.name.clone(),
                 dp_port,
                 port: opened.port.clone(),
-                kind: cfg.kind.clone(),
                 admin_down: false,
             },
         );
@@ -680,7 +679,7 @@ mod tests {
             link_up: true,
             admin_up: true,
         };
-        let ops = status_ops(&[s.clone()], &rows);
+        let ops = status_ops(std::slice::from_ref(&s), &rows);
         assert_eq!(ops.len(), 1);
         let set = ops[0]["row"].as_object().unwrap();
         assert_eq!(set.len(), 1, "{set:?}");

@@ -42,6 +42,7 @@ def run(ctx: Context) -> None:
             bits = int(max_pps * load / 100 * 64 * 8)
             duration = math.ceil(probes / 1000 + 1.5)
             load_out = ctx.logdir / f"{NAME}-{sw.name}-load-{load}.json"
+            load_out.unlink(missing_ok=True)  # one JSON document per run, not appended
             with ExitStack() as loadgen:
                 loader = spawn(
                     loadgen,

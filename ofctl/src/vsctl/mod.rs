@@ -377,8 +377,36 @@ pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
     }
 }
 
+/// `vsctl --help`.
+pub const USAGE: &str = "vsctl: ferrovs configuration utility (ovs-vsctl vocabulary)
+usage: vsctl [OPTIONS] COMMAND [ARG...] [-- [OPTIONS] COMMAND [ARG...]]...
+
+Open vSwitch commands:
+  init, show, emer-reset
+Bridge commands:
+  add-br BRIDGE, del-br BRIDGE, list-br, br-exists BRIDGE, br-to-parent BRIDGE
+Port and interface commands:
+  list-ports BRIDGE, add-port BRIDGE PORT [COLUMN[:KEY]=VALUE]..., del-port [BRIDGE] PORT,
+  port-to-br PORT, list-ifaces BRIDGE, iface-to-br IFACE
+Controller, fail mode and manager commands:
+  get-controller BRIDGE, del-controller BRIDGE, set-controller BRIDGE TARGET...,
+  get-fail-mode BRIDGE, del-fail-mode BRIDGE, set-fail-mode BRIDGE standalone|secure,
+  get-manager, del-manager, set-manager TARGET...
+Database commands:
+  list TBL [REC], find TBL CONDITION..., get TBL REC COL[:KEY],
+  set TBL REC COL[:KEY]=VALUE, add TBL REC COL [KEY=]VALUE, remove TBL REC COL [KEY=]VALUE,
+  clear TBL REC COL, create TBL COL[:KEY]=VALUE, destroy TBL REC, wait-until TBL REC [COND]
+Options:
+  --db=unix:PATH|tcp:IP:PORT (default unix:$FERROVS_RUNDIR/db.sock, FERROVS_RUNDIR=/run/ferrovs)
+  --no-wait, -t/--timeout=SECS, -f/--format=list|table|json|csv, --columns=COL,...,
+  --bare, -d/--no-headings; per command: --may-exist, --if-exists, --id=@NAME, --all";
+
 /// Entry point for the binary: prints output or `vsctl: error`, returns the exit status.
 pub fn main_with_args(args: &[String]) -> i32 {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return 0;
+    }
     match run(args) {
         Ok(lines) => {
             for l in lines {
