@@ -5,12 +5,12 @@ set -euo pipefail
 
 APT_PKGS=(
   iproute2 iputils-ping iperf3 ethtool tcpdump procps psmisc
-  openvswitch-switch openvswitch-common
+  openvswitch-switch openvswitch-common openvswitch-switch-dpdk
   qemu-system-x86 busybox-static
   dpdk-dev librte-net-virtio23 librte-net-vhost23 librte-mempool-ring23
   python3-pip
 )
-PIP_PKGS=(ovs==4.0.0 os-ken==4.2.2 scapy)
+PIP_PKGS=(ovs==4.0.0 os-ken==4.2.2 scapy matplotlib)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

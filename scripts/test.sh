@@ -24,4 +24,11 @@ echo "== tests"
 # The end-to-end tests create namespaces and processes; they run one test
 # binary at a time but tests inside a binary may run in parallel (each uses
 # its own names).
-cargo test --workspace --locked -- --test-threads=4
+status=0
+cargo test --workspace --locked --no-fail-fast -- --test-threads=4 || status=$?
+
+echo "== benchmark harness: unit tests and a --quick smoke run (numbers not meaningful here)"
+(cd bench && python3 -m unittest discover -s harness/tests -t .) || status=$?
+FERROVS_BIN_DIR=${CARGO_TARGET_DIR:-$PWD/target}/debug bench/run --quick || status=$?
+
+exit $status

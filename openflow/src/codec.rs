@@ -610,10 +610,15 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
             }
             MultipartReplyBody::PortStats(out)
         }
-        mp::PORT_DESC if !v10 => {
+        mp::PORT_DESC => {
             let mut out = Vec::new();
             while !r.is_empty() {
-                out.push(port_desc13(&mut r).ok_or(e.clone())?);
+                let p = if v10 {
+                    port_desc10(&mut r)
+                } else {
+                    port_desc13(&mut r)
+                };
+                out.push(p.ok_or(e.clone())?);
             }
             MultipartReplyBody::PortDesc(out)
         }
@@ -898,6 +903,10 @@ fn stats_request10(stype: u16, mut r: Reader) -> Result<MultipartRequestBody, De
         mp::PORT_STATS => MultipartRequestBody::PortStats {
             port_no: port_from_10(r.u16().ok_or(e)?),
         },
+        // Open vSwitch's extension to OpenFlow 1.0 (what `ovs-ofctl -O
+        // OpenFlow10 dump-ports-desc` sends); the optional port filter is
+        // answered with every port, as for 1.3's PORT_DESC.
+        mp::PORT_DESC => MultipartRequestBody::PortDesc,
         mp::EXPERIMENTER => return Err(OfError::BadExperimenter.into()),
         _ => return Err(OfError::BadMultipart.into()),
     })
@@ -1275,7 +1284,7 @@ fn encode_mp_request(
         MultipartRequestBody::Aggregate(_) => mp::AGGREGATE,
         MultipartRequestBody::Table => mp::TABLE,
         MultipartRequestBody::PortStats { .. } => mp::PORT_STATS,
-        MultipartRequestBody::PortDesc if !v10 => mp::PORT_DESC,
+        MultipartRequestBody::PortDesc => mp::PORT_DESC,
         MultipartRequestBody::Group { .. } if !v10 => mp::GROUP,
         MultipartRequestBody::GroupDesc if !v10 => mp::GROUP_DESC,
         MultipartRequestBody::TableFeatures if !v10 => mp::TABLE_FEATURES,
@@ -1417,10 +1426,10 @@ fn reply_parts(body: &MultipartReplyBody, version: u8) -> Result<(u16, Vec<Vec<u
             }
             mp::PORT_STATS
         }
-        MultipartReplyBody::PortDesc(list) if !v10 => {
+        MultipartReplyBody::PortDesc(list) => {
             for p in list {
                 let mut w = Writer::new();
-                write_port_desc(&mut w, p, false)?;
+                write_port_desc(&mut w, p, v10)?;
                 parts.push(w.buf);
             }
             mp::PORT_DESC

@@ -596,3 +596,30 @@ fn unknown_type_and_short_bodies_are_refused_with_spec_errors() {
         Err(DecodeError::BadHeaderLength(4))
     ));
 }
+
+#[test]
+fn openflow10_port_desc_stats_round_trip_as_ovs_extension_type_13() {
+    use openflow::message::{
+        MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PortDesc,
+    };
+    let req = Message::MultipartRequest(MultipartRequest {
+        flags: 0,
+        body: MultipartRequestBody::PortDesc,
+    });
+    let bytes = encode(&req, 0x01, 7).unwrap();
+    assert_eq!(&bytes[8..10], &[0, 13], "stats type 13");
+    assert_eq!(decode(&bytes).unwrap().1, req);
+    let desc = PortDesc {
+        port_no: 3,
+        hw_addr: [2, 0, 0, 0, 0, 3],
+        name: "p3".into(),
+        ..PortDesc::default()
+    };
+    let rep = Message::MultipartReply(MultipartReply {
+        flags: 0,
+        body: MultipartReplyBody::PortDesc(vec![desc]),
+    });
+    let bytes = encode(&rep, 0x01, 7).unwrap();
+    assert_eq!(bytes.len(), 8 + 4 + 48, "one ofp_phy_port");
+    assert_eq!(decode(&bytes).unwrap().1, rep);
+}

@@ -96,6 +96,7 @@ class Ovs:
         self.pids["ovsdb-server"] = dbs.pid
         self.vsctl("--no-wait", "init")
         if mode == "vhost":
+            stack.callback(shutil.rmtree, f"/var/run/dpdk/{PREFIX}-ovsdpdk", ignore_errors=True)
             self.vsctl(
                 "--no-wait",
                 "set",
