@@ -340,10 +340,15 @@ fn ofproto_trace_agrees_with_what_the_datapath_does() -> Result<()> {
         let _ = h1.ns.ping(&h2.addr, 1);
         dp = sw.appctl(&["dpctl/dump-flows"]).unwrap_or_default();
         dp.lines().any(|l| {
-            l.contains("ipv4(") && l.contains("proto=1") && l.trim_end().ends_with(&format!("actions:{traced_actions}"))
+            l.contains("ipv4(")
+                && l.contains("proto=1")
+                && l.trim_end().ends_with(&format!("actions:{traced_actions}"))
         })
     });
-    assert!(found, "no ICMP datapath flow with the traced actions {traced_actions}:\n{dp}");
+    assert!(
+        found,
+        "no ICMP datapath flow with the traced actions {traced_actions}:\n{dp}"
+    );
     Ok(())
 }
 
