@@ -15,7 +15,10 @@ pub mod vnet;
 pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};
-pub use dpif::{Datapath, DpConfig, DpError, MegaflowInfo, PmdStats, UpcallHandler, UpcallResult};
+pub use dpif::{
+    Datapath, DpConfig, DpError, MegaflowInfo, MegaflowPredicate, PmdStats, UpcallHandler,
+    UpcallResult,
+};
 pub use dummy::{DummyPort, SentFrame};
 pub use packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 pub use port::{

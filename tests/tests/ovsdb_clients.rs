@@ -183,3 +183,70 @@ fn acknowledged_transactions_survive_kill_9_during_concurrent_load() -> Result<(
         .context("DB not writable after restart")?;
     Ok(())
 }
+
+#[test]
+fn a_port_that_cannot_be_opened_gets_an_error_and_the_bridge_keeps_working() -> Result<()> {
+    require!();
+    let tag = unique_tag();
+    let sw = Switch::start()?;
+    let br = format!("{tag}b");
+    sw.vsctl(&["add-br", &br])?;
+    let h1 = VethHost::new(&tag, 1, "10.68.0.1/24")?;
+    let h2 = VethHost::new(&tag, 2, "10.68.0.2/24")?;
+    let missing = format!("{tag}zz");
+    sw.vsctl(&["add-port", &br, &h1.port])?;
+    sw.vsctl(&["add-port", &br, &missing])?;
+    sw.vsctl(&["add-port", &br, &h2.port])?;
+    let error_set = wait_until(Duration::from_secs(10), || {
+        sw.vsctl(&["get", "Interface", &missing, "error"])
+            .map(|e| e.contains(&missing))
+            .unwrap_or(false)
+    });
+    assert!(
+        error_set,
+        "no Interface.error for a missing device; log:\n{}",
+        sw.log_text()
+    );
+    assert_eq!(
+        sw.vsctl(&["get", "Interface", &missing, "ofport"])?.trim(),
+        "-1"
+    );
+    assert!(
+        h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)),
+        "the bridge stopped working because of one bad port"
+    );
+    // An unknown interface type is refused the same way.
+    let odd = format!("{tag}yy");
+    sw.vsctl(&[
+        "add-port",
+        &br,
+        &odd,
+        "--",
+        "set",
+        "Interface",
+        &odd,
+        "type=geneve",
+    ])?;
+    assert!(wait_until(Duration::from_secs(10), || {
+        sw.vsctl(&["get", "Interface", &odd, "error"])
+            .map(|e| e.contains("Unsupported interface type"))
+            .unwrap_or(false)
+    }));
+    // When the device appears, the switch opens it by itself.
+    let peer = format!("{missing}p");
+    ip(&[
+        "link", "add", &missing, "type", "veth", "peer", "name", &peer,
+    ])?;
+    let opened = wait_until(Duration::from_secs(15), || {
+        sw.vsctl(&["get", "Interface", &missing, "ofport"])
+            .map(|p| p.trim().parse::<i64>().is_ok_and(|n| n > 0))
+            .unwrap_or(false)
+    });
+    let _ = ip(&["link", "del", &missing]);
+    assert!(
+        opened,
+        "the late device was not picked up; log:\n{}",
+        sw.log_text()
+    );
+    Ok(())
+}

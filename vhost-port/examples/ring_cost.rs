@@ -90,8 +90,15 @@ fn main() {
             let mut out = RxOutcome::default();
             receive_from_guest(&mem, &mut tx_ring, &neg, &mut batch, 0, &mut out).unwrap();
             for p in batch.packets() {
-                guest_rx::send_to_guest(&mem, &mut rx_ring, &neg, p, &p.offload, &mut pending)
-                    .unwrap();
+                guest_rx::send_to_guest(
+                    &mem,
+                    &mut rx_ring,
+                    &neg,
+                    p.data(),
+                    &p.offload,
+                    &mut pending,
+                )
+                .unwrap();
             }
             guest_rx::publish(&mem, &mut rx_ring, &mut pending).unwrap();
             moved += out.delivered as u64;

@@ -96,6 +96,10 @@ pub struct Negotiated {
     pub guest_csum: bool,
     /// The guest accepts TSO super-frames (GUEST_TSO4 and GUEST_TSO6).
     pub guest_tso: bool,
+    /// The guest accepts TCPv4 super-frames (GUEST_TSO4).
+    pub guest_tso4: bool,
+    /// The guest accepts TCPv6 super-frames (GUEST_TSO6).
+    pub guest_tso6: bool,
 }
 
 impl Negotiated {
@@ -115,6 +119,8 @@ impl Negotiated {
             host_tso: has(NET_F_HOST_TSO4) || has(NET_F_HOST_TSO6),
             guest_csum: has(NET_F_GUEST_CSUM),
             guest_tso: has(NET_F_GUEST_TSO4) && has(NET_F_GUEST_TSO6),
+            guest_tso4: has(NET_F_GUEST_TSO4),
+            guest_tso6: has(NET_F_GUEST_TSO6),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::num::Wrapping;
 
-use datapath::packet::{Offload, Packet};
+use datapath::packet::Offload;
 
 use crate::features::Negotiated;
 use crate::net_hdr::{self, MAX_HDR_LEN};
@@ -68,13 +68,14 @@ impl Source<'_> {
     }
 }
 
-/// Writes `pkt` into the guest's receive ring. Used elements are written
-/// but not published: call [`publish`] once per batch.
+/// Writes the frame `data` into the guest's receive ring, behind a header
+/// carrying `offload`. Used elements are written but not published: call
+/// [`publish`] once per batch.
 pub fn send_to_guest(
     mem: &GuestMem,
     ring: &mut RingView,
     neg: &Negotiated,
-    pkt: &Packet,
+    data: &[u8],
     offload: &Offload,
     pending: &mut Pending,
 ) -> Result<SendOutcome, RingError> {
@@ -82,7 +83,7 @@ pub fn send_to_guest(
     let src = Source {
         hdr: net_hdr::encode(offload, 1),
         hdr_len: neg.hdr_len,
-        data: pkt.data(),
+        data,
     };
     let total = src.len();
     let avail = ring.pending(mem)?;

@@ -461,7 +461,7 @@ fn send(
     pkt: &Packet,
     pending: &mut Pending,
 ) -> SendOutcome {
-    guest_rx::send_to_guest(d.mem, view, n, pkt, &pkt.offload, pending).unwrap()
+    guest_rx::send_to_guest(d.mem, view, n, pkt.data(), &pkt.offload, pending).unwrap()
 }
 
 #[test]
@@ -631,4 +631,203 @@ fn send_interrupts_per_batch_only_when_event_idx_says_so() {
     }
     assert!(guest_rx::publish(&m, &mut view, &mut pending).unwrap());
     assert!(!guest_rx::publish(&m, &mut view, &mut pending).unwrap());
+}
+
+// ---- switch -> guest through the transmit queue (offload completion) ----
+
+mod txq {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use datapath::packet::{Offload, Packet};
+    use datapath::port::TxQueue;
+    use flows::packet::{ipv4_header_checksum, l4_checksum_full};
+    use flows::parse::{L4Kind, extract};
+    use vhost_user_backend::VringT;
+    use vm_memory::{GuestAddressSpace, GuestMemoryAtomic};
+
+    use super::{AVAIL, Driver, F_WRITE, QSIZE, USED, mem};
+    use crate::features::{
+        F_VERSION_1, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, RING_F_EVENT_IDX,
+    };
+    use crate::net_hdr;
+    use crate::port::VhostTxQueue;
+    use crate::session::{Gm, Session, Vring};
+
+    const MSS: usize = 1448;
+    const SEQ0: u32 = 0xffff_f000;
+
+    /// A session that negotiated `features` and whose guest receive ring
+    /// (vring 0) is the mock driver's ring.
+    fn mock_session(d: &Driver, features: u64) -> Arc<Session> {
+        let gm: Gm = GuestMemoryAtomic::new(d.mem.clone());
+        let rx = Vring::new(gm.clone(), QSIZE).unwrap();
+        rx.set_queue_size(QSIZE);
+        rx.set_queue_info(d.q.desc_table_addr().0, AVAIL, USED)
+            .unwrap();
+        rx.set_queue_event_idx(features & RING_F_EVENT_IDX != 0);
+        rx.set_queue_ready(true);
+        rx.set_enabled(true);
+        let tx = Vring::new(gm.clone(), QSIZE).unwrap();
+        let s = Arc::new(Session::new(gm.clone(), vec![rx, tx]));
+        s.acked.store(features, Ordering::Release);
+        s.set_validated(Some(gm.memory().into_inner()));
+        s
+    }
+
+    fn be16(f: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([f[at], f[at + 1]])
+    }
+
+    fn be32(f: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
+    }
+
+    /// Ethernet + IPv4 + TCP carrying `payload` as a TSO sender hands it
+    /// over: one super-frame whose TCP checksum field holds only the
+    /// pseudo-header sum (NEEDS_CSUM).
+    fn tcp4_super_frame(payload: &[u8]) -> Packet {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let mut ip = [
+            0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip[2..4].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+        let c = ipv4_header_checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&SEQ0.to_be_bytes());
+        tcp[8..12].copy_from_slice(&1u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18; // PSH|ACK
+        tcp[14..16].copy_from_slice(&512u16.to_be_bytes());
+        let mut sum: u32 = 6 + (20 + payload.len()) as u32;
+        for w in ip[12..20].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        tcp[16..18].copy_from_slice(&(sum as u16).to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&tcp);
+        f.extend_from_slice(payload);
+        let mut pkt = Packet::from_bytes(&f);
+        pkt.offload = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: Offload::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: MSS as u16,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        pkt
+    }
+
+    fn payload(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 13 + 5) as u8).collect()
+    }
+
+    /// Posts `n` single-descriptor receive buffers of `len` bytes; returns
+    /// (head, address) of each.
+    fn post_buffers(d: &mut Driver, n: usize, len: u32, base: u64) -> Vec<(u16, u64)> {
+        (0..n as u64)
+            .map(|i| {
+                let addr = base + i * 0x1_0000;
+                (d.post(&[(addr, len, F_WRITE)]), addr)
+            })
+            .collect()
+    }
+
+    /// What the guest received, in used-ring order: header and frame.
+    fn received(d: &Driver, bufs: &[(u16, u64)]) -> Vec<(Offload, Vec<u8>)> {
+        (0..d.used_idx())
+            .map(|i| {
+                let (id, len) = d.used(i);
+                let addr = bufs.iter().find(|b| u32::from(b.0) == id).unwrap().1;
+                let b = d.read(addr, len as usize);
+                let h: [u8; 12] = b[..12].try_into().unwrap();
+                (net_hdr::decode(&h), b[12..].to_vec())
+            })
+            .collect()
+    }
+
+    /// Checks the IPv4 header checksum and the TCP checksum of `f` against
+    /// sums computed from scratch; returns (L3, L4) offsets.
+    fn assert_checksums_valid(f: &[u8]) -> (usize, usize) {
+        let (_, lay) = extract(f, 0).expect("parsable frame");
+        assert_eq!(lay.l4, L4Kind::Tcp);
+        let l3 = usize::from(lay.l3_ofs.unwrap());
+        let l4 = usize::from(lay.l4_ofs.unwrap());
+        assert_eq!(be16(f, l3 + 10), ipv4_header_checksum(&f[l3..l4]), "IPv4");
+        assert_eq!(Some(be16(f, l4 + 16)), l4_checksum_full(f, &lay), "TCP");
+        (l3, l4)
+    }
+
+    #[test]
+    fn tso_super_frame_to_a_guest_without_guest_tso_arrives_segmented_with_valid_checksums() {
+        for features in [
+            F_VERSION_1,
+            F_VERSION_1 | NET_F_GUEST_CSUM,
+            // TSO without GUEST_CSUM cannot be used.
+            F_VERSION_1 | NET_F_GUEST_TSO4 | NET_F_GUEST_TSO6,
+        ] {
+            let m = mem();
+            let mut d = Driver::new(&m);
+            let bufs = post_buffers(&mut d, 8, 2048, 0x1_0000);
+            let (mut q, stats) = VhostTxQueue::for_session(mock_session(&d, features));
+            let data = payload(3 * MSS);
+            // Twice: the second super-frame reuses the segmentation scratch.
+            for _ in 0..2 {
+                let mut pkt = tcp4_super_frame(&data);
+                q.send(&mut pkt).unwrap();
+            }
+            q.flush().unwrap();
+
+            let got = received(&d, &bufs);
+            assert_eq!(got.len(), 6, "features {features:#x}");
+            for (k, (hdr, f)) in got.iter().enumerate() {
+                let i = k % 3;
+                assert_eq!(*hdr, Offload::default(), "plain frames, no offload");
+                assert_eq!(f.len(), 14 + 20 + 20 + MSS);
+                let (l3, l4) = assert_checksums_valid(f);
+                assert_eq!(usize::from(be16(f, l3 + 2)), 40 + MSS, "IP total length");
+                assert_eq!(be32(f, l4 + 4), SEQ0.wrapping_add((i * MSS) as u32));
+                let psh = f[l4 + 13] & 0x08 != 0;
+                assert_eq!(psh, i == 2, "PSH only on the last segment");
+                assert_eq!(&f[54..], &data[i * MSS..(i + 1) * MSS]);
+            }
+            let s = stats.snapshot();
+            assert_eq!(s.tx_dropped, 0);
+            assert_eq!(s.tx_errors, 0);
+            assert_eq!(s.tx_packets, 6);
+            assert_eq!(s.tx_bytes, 6 * (54 + MSS) as u64);
+        }
+    }
+
+    #[test]
+    fn tso_super_frame_to_a_guest_with_guest_tso4_arrives_whole_with_gso_fields() {
+        let m = mem();
+        let mut d = Driver::new(&m);
+        let bufs = post_buffers(&mut d, 1, 8192, 0x2_0000);
+        let features = F_VERSION_1 | NET_F_GUEST_CSUM | NET_F_GUEST_TSO4;
+        let (mut q, stats) = VhostTxQueue::for_session(mock_session(&d, features));
+        let mut pkt = tcp4_super_frame(&payload(3 * MSS));
+        let sent = pkt.data().to_vec();
+        let offload = pkt.offload;
+        q.send(&mut pkt).unwrap();
+        q.flush().unwrap();
+
+        let got = received(&d, &bufs);
+        assert_eq!(got.len(), 1);
+        let (hdr, f) = &got[0];
+        assert_eq!(*hdr, offload);
+        assert_eq!(hdr.gso_type, Offload::GSO_TCPV4);
+        assert_eq!(usize::from(hdr.gso_size), MSS);
+        assert_eq!(hdr.flags & Offload::F_NEEDS_CSUM, Offload::F_NEEDS_CSUM);
+        assert_eq!(*f, sent, "the super-frame is passed on untouched");
+        let s = stats.snapshot();
+        assert_eq!((s.tx_packets, s.tx_dropped, s.tx_errors), (1, 0, 0));
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use datapath::offload::{Prepared, TxOffload};
 use datapath::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 use datapath::port::{
     OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue,
@@ -225,16 +226,7 @@ impl VhostUserPort {
 
     /// Opens the transmit queue of PMD `pmd` (same as [`Port::open_txq`], typed).
     pub fn txq(&self, pmd: usize) -> VhostTxQueue {
-        VhostTxQueue {
-            shared: self.shared.clone(),
-            cache: SessionCache::default(),
-            pair: pmd % self.shared.n_pairs,
-            active: None,
-            pending: Pending::default(),
-            checked: None,
-            in_batch: 0,
-            counts: TxCounts::default(),
-        }
+        VhostTxQueue::new(self.shared.clone(), pmd)
     }
 }
 
@@ -378,9 +370,52 @@ pub struct VhostTxQueue {
     checked: Option<CheckedKey>,
     in_batch: usize,
     counts: TxCounts,
+    /// Software segmentation for super-frames the guest cannot take: its
+    /// scratch is allocated the first time it is needed and reused for
+    /// every later super-frame (none on the plain-frame path).
+    sw_gso: Option<TxOffload>,
+}
+
+/// Whether a guest with features `neg` accepts a super-frame of `gso_type`
+/// as it is (the virtio header carries the GSO request).
+#[inline]
+fn guest_takes_gso(neg: &Negotiated, gso_type: u8) -> bool {
+    neg.guest_csum
+        && match gso_type & !Offload::GSO_ECN {
+            Offload::GSO_TCPV4 => neg.guest_tso4,
+            Offload::GSO_TCPV6 => neg.guest_tso6,
+            // GUEST_UFO and GUEST_USO are never offered.
+            _ => false,
+        }
 }
 
 impl VhostTxQueue {
+    fn new(shared: Arc<PortShared>, pmd: usize) -> VhostTxQueue {
+        VhostTxQueue {
+            pair: pmd % shared.n_pairs,
+            shared,
+            cache: SessionCache::default(),
+            active: None,
+            pending: Pending::default(),
+            checked: None,
+            in_batch: 0,
+            counts: TxCounts::default(),
+            sw_gso: None,
+        }
+    }
+
+    /// The transmit queue of PMD 0 of a port whose session is `session`, and
+    /// the port's counters (for tests driving a mock guest).
+    #[cfg(test)]
+    pub(crate) fn for_session(session: Arc<Session>) -> (VhostTxQueue, Arc<PortStats>) {
+        let shared =
+            VhostUserPort::shared("mock", PortKind::VhostUser, VhostUserOptions::default())
+                .expect("default options are valid");
+        shared.slot.publish(Some(session));
+        let stats = shared.stats.clone();
+        (VhostTxQueue::new(shared, 0), stats)
+    }
+
     /// Starts a batch on the guest receive ring of our pair (or pair 0 when
     /// the guest did not enable ours).
     fn start(&mut self) -> bool {
@@ -448,14 +483,13 @@ impl TxQueue for VhostTxQueue {
             self.counts.dropped += 1;
             return Ok(());
         }
-        let Some((_, ar)) = self.active.as_mut() else {
+        let Some((_, ar)) = self.active.as_ref() else {
             return Ok(());
         };
         let neg = ar.neg;
         let mut off = pkt.offload;
-        if off.gso_type != Offload::GSO_NONE && !(neg.guest_tso && neg.guest_csum) {
-            // Segmentation belongs to the datapath (tx_offload_caps).
-            self.counts.dropped += 1;
+        if off.gso_type != Offload::GSO_NONE && !guest_takes_gso(&neg, off.gso_type) {
+            self.send_segmented(pkt);
             return Ok(());
         }
         if off.flags & Offload::F_NEEDS_CSUM != 0 && !neg.guest_csum {
@@ -468,27 +502,7 @@ impl TxQueue for VhostTxQueue {
         if !neg.guest_csum {
             off = Offload::default();
         }
-        let r = guest_rx::send_to_guest(&ar.mem, &mut ar.view, &neg, pkt, &off, &mut self.pending);
-        match r {
-            Ok(SendOutcome::Sent { .. }) => {
-                self.counts.packets += 1;
-                self.counts.bytes += pkt.len() as u64;
-            }
-            Ok(SendOutcome::NoRoom) => self.counts.dropped += 1,
-            Ok(SendOutcome::BadChain(e)) => {
-                self.counts.errors += 1;
-                self.shared
-                    .set_error(format!("malformed receive buffer from guest: {e}"));
-            }
-            Err(e) => {
-                self.finish(Some(e));
-                return Ok(());
-            }
-        }
-        self.in_batch += 1;
-        if self.in_batch >= BATCH_SIZE {
-            self.finish(None);
-        }
+        self.put(pkt.data(), &off);
         Ok(())
     }
 
@@ -502,8 +516,104 @@ impl TxQueue for VhostTxQueue {
     }
 }
 
+impl VhostTxQueue {
+    /// Writes one frame into the batch's guest receive ring (which must be
+    /// active) and ends the batch when it is full.
+    #[inline(always)]
+    fn put(&mut self, data: &[u8], off: &Offload) {
+        let Some((_, ar)) = self.active.as_mut() else {
+            self.counts.dropped += 1;
+            return;
+        };
+        let r =
+            guest_rx::send_to_guest(&ar.mem, &mut ar.view, &ar.neg, data, off, &mut self.pending);
+        match r {
+            Ok(SendOutcome::Sent { .. }) => {
+                self.counts.packets += 1;
+                self.counts.bytes += data.len() as u64;
+            }
+            Ok(SendOutcome::NoRoom) => self.counts.dropped += 1,
+            Ok(SendOutcome::BadChain(e)) => {
+                self.counts.errors += 1;
+                self.shared
+                    .set_error(format!("malformed receive buffer from guest: {e}"));
+            }
+            Err(e) => {
+                self.finish(Some(e));
+                return;
+            }
+        }
+        self.in_batch += 1;
+        if self.in_batch >= BATCH_SIZE {
+            self.finish(None);
+        }
+    }
+
+    /// A super-frame the guest did not negotiate offload for: cut into
+    /// plain frames with complete checksums (as the kernel does for a
+    /// device without TSO), each sent as one frame of the batch.
+    #[cold]
+    #[inline(never)]
+    fn send_segmented(&mut self, pkt: &mut Packet) {
+        // Taken out for the loop (moving it allocates nothing) so that the
+        // segments can be read while the queue writes them out.
+        let mut sw = self
+            .sw_gso
+            .take()
+            .unwrap_or_else(|| TxOffload::new(OffloadCaps::default()));
+        match sw.prepare(pkt) {
+            Ok(Prepared::Segments(_)) => {
+                for seg in sw.segments() {
+                    // A full batch ends mid-frame; the next segment starts
+                    // another one.
+                    if self.active.is_none() && !self.start() {
+                        self.counts.dropped += 1;
+                        continue;
+                    }
+                    // Segments carry complete checksums and no offload.
+                    self.put(seg, &Offload::default());
+                }
+            }
+            Ok(Prepared::Single) => {
+                // Not produced for a GSO frame by a TxOffload without
+                // capabilities; never hand the guest a super-frame.
+                self.counts.errors += 1;
+            }
+            Err(e) => {
+                tracing::debug!("{}: dropping super-frame: {e}", self.shared.name);
+                self.counts.errors += 1;
+            }
+        }
+        self.sw_gso = Some(sw);
+    }
+}
+
 impl Drop for VhostTxQueue {
     fn drop(&mut self) {
         self.finish(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6};
+
+    #[test]
+    fn a_super_frame_is_passed_on_only_for_the_tso_kind_the_guest_negotiated() {
+        let v4 = Offload::GSO_TCPV4;
+        let v6 = Offload::GSO_TCPV6;
+        let n = Negotiated::from_bits(NET_F_GUEST_CSUM | NET_F_GUEST_TSO4);
+        assert!(guest_takes_gso(&n, v4));
+        assert!(guest_takes_gso(&n, v4 | Offload::GSO_ECN));
+        assert!(!guest_takes_gso(&n, v6));
+        let n = Negotiated::from_bits(NET_F_GUEST_CSUM | NET_F_GUEST_TSO4 | NET_F_GUEST_TSO6);
+        assert!(guest_takes_gso(&n, v6));
+        // UDP segmentation/fragmentation is never negotiated.
+        assert!(!guest_takes_gso(&n, Offload::GSO_UDP_L4));
+        assert!(!guest_takes_gso(&n, Offload::GSO_UDP));
+        // TSO is unusable without GUEST_CSUM.
+        let n = Negotiated::from_bits(NET_F_GUEST_TSO4 | NET_F_GUEST_TSO6);
+        assert!(!guest_takes_gso(&n, v4) && !guest_takes_gso(&n, v6));
     }
 }

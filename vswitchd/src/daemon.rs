@@ -146,6 +146,20 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
         if last.as_ref() != Some(&cfg) {
             ctx.switch.apply(&cfg);
             ctx.of.configure(&cfg);
+            let cpus = cfg.pmd_cpus();
+            if last.as_ref().is_some_and(|l| l.pmd_cpus() != cpus)
+                && let Some(cpus) = cpus.filter(|c| !c.is_empty())
+            {
+                if cpus.len() != ctx.switch.dp.n_pmds() {
+                    warn!(
+                        "pmd-cpu-mask names {} CPU(s) but {} PMD thread(s) run; the number of PMD threads changes when vswitchd restarts",
+                        cpus.len(),
+                        ctx.switch.dp.n_pmds()
+                    );
+                }
+                info!("PMD threads pinned to CPU(s) {cpus:?}");
+                ctx.switch.dp.set_pmd_cpus(&cpus);
+            }
         }
         if ctx.switch.refresh_links() {
             ctx.switch.revalidate_now();

@@ -174,14 +174,14 @@ impl BridgeState {
         flows::xlate::translate_actions(&ctx, key, actions)
     }
 
-    /// Applies NORMAL's learning requests; true when the MAC table changed
-    /// in a way that can make cached decisions stale.
-    pub fn learn(&mut self, x: &XlateResult, now_ms: u64) -> bool {
-        let mut changed = false;
+    /// Applies NORMAL's learning requests; returns the MACs whose entry is
+    /// new or moved: cached decisions that forward *to* them may be stale.
+    pub fn learn(&mut self, x: &XlateResult, now_ms: u64) -> Vec<[u8; 6]> {
+        let mut changed = Vec::new();
         for l in &x.learned {
             match self.mac.learn(l.vlan, l.mac, l.port, now_ms) {
                 LearnOutcome::Refreshed => {}
-                _ => changed = true,
+                _ => changed.push(l.mac),
             }
         }
         changed
@@ -198,8 +198,16 @@ struct MegaflowOwner {
 
 /// Requests to the revalidator thread.
 pub enum RevalRequest {
-    /// Drop every cached decision (after syncing counters).
-    Flush,
+    /// Drop the cached decisions that forward to these MACs (NORMAL
+    /// learned, moved or aged them out).
+    FlushMacs(Vec<[u8; 6]>),
+}
+
+/// Megaflows whose decision depended on the destination MAC being one of
+/// `macs` (NORMAL always matches dl_dst exactly).
+fn forwards_to(macs: Vec<[u8; 6]>) -> datapath::MegaflowPredicate {
+    let set: std::collections::HashSet<[u8; 6]> = macs.into_iter().collect();
+    Arc::new(move |m: &Match| m.mask.dl_dst != [0; 6] && set.contains(&m.key.dl_dst))
 }
 
 /// The slow path: implements the datapath's upcall handler.
@@ -231,9 +239,11 @@ impl SlowPath {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Asks the revalidator to flush the datapath caches (asynchronous).
-    pub fn request_flush(&self) {
-        let _ = self.reval_tx.send(RevalRequest::Flush);
+    /// Asks the revalidator to drop cached decisions forwarding to `macs`.
+    pub fn request_flush_macs(&self, macs: Vec<[u8; 6]>) {
+        if !macs.is_empty() {
+            let _ = self.reval_tx.send(RevalRequest::FlushMacs(macs));
+        }
     }
 
     pub fn bridge(&self, name: &str) -> Option<Arc<Ofproto>> {
@@ -288,6 +298,16 @@ impl SlowPath {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
+
+    /// Drops the megaflows `pred` selects, after syncing their counters.
+    pub fn flush_megaflows_where(&self, dp: &Datapath, pred: datapath::MegaflowPredicate) {
+        self.sync_stats(dp);
+        dp.flush_where(pred.clone());
+        self.megaflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|m, _| !pred(m));
+    }
 }
 
 /// Drops everything arriving on a port that belongs to no bridge (the
@@ -321,9 +341,7 @@ impl UpcallHandler for SlowPath {
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
-        if st.learn(&x, now) {
-            self.request_flush();
-        }
+        self.request_flush_macs(st.learn(&x, now));
         for (t, id) in &x.rules_hit {
             st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
         }
@@ -398,12 +416,13 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
     loop {
         let timeout = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(timeout) {
-            Ok(RevalRequest::Flush) => {
-                // Coalesce a burst of flush requests into one flush.
-                while let Ok(RevalRequest::Flush) = rx.try_recv() {}
-                sp.sync_stats(&dp);
-                dp.flush();
-                sp.forget_megaflows();
+            Ok(RevalRequest::FlushMacs(first)) => {
+                // Coalesce a burst of requests into one targeted flush.
+                let mut macs = first;
+                for RevalRequest::FlushMacs(m) in rx.try_iter() {
+                    macs.extend(m);
+                }
+                sp.flush_megaflows_where(&dp, forwards_to(macs));
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 next_tick = Instant::now() + tick;
@@ -417,6 +436,7 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                     .cloned()
                     .collect();
                 let mut flush = false;
+                let mut aged = Vec::new();
                 for br in bridges {
                     let mut st = br.lock();
                     let expired = st.pipeline.expire(now);
@@ -424,7 +444,7 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                     drop(st);
                     if !macs.is_empty() {
                         debug!(bridge = %br.name, "{} MAC entries aged out", macs.len());
-                        flush = true;
+                        aged.extend(macs.iter().map(|e| e.mac));
                     }
                     for r in expired {
                         flush = true;
@@ -436,6 +456,8 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                 if flush {
                     dp.flush();
                     sp.forget_megaflows();
+                } else if !aged.is_empty() {
+                    sp.flush_megaflows_where(&dp, forwards_to(aged));
                 }
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,

@@ -519,7 +519,12 @@ pub fn port_descs(ofp: &Ofproto) -> Vec<PortDesc> {
                 port_no: *no,
                 hw_addr: info.mac.unwrap_or([0; 6]),
                 name: r.name.clone(),
-                config: if r.admin_down { 1 } else { 0 },
+                config: (if r.admin_down { OFPPC_PORT_DOWN } else { 0 })
+                    | (if st.ports.get(*no).is_some_and(|bp| !bp.flood) {
+                        OFPPC_NO_FLOOD
+                    } else {
+                        0
+                    }),
                 state: if up { 4 } else { 1 },
                 curr: 0x820,
                 advertised: 0,
@@ -539,6 +544,11 @@ pub fn port_descs(ofp: &Ofproto) -> Vec<PortDesc> {
     });
     out
 }
+
+/// OFPPC_PORT_DOWN.
+const OFPPC_PORT_DOWN: u32 = 1;
+/// OFPPC_NO_FLOOD (OpenFlow 1.0).
+const OFPPC_NO_FLOOD: u32 = 1 << 4;
 
 /// Applies OpenFlow requests to one bridge.
 struct BridgeAgent {
@@ -664,12 +674,17 @@ impl SwitchAgent for BridgeAgent {
         let Some(rt) = st.runtime.get_mut(&pm.port_no) else {
             return Err(OfError::PortModBadPort);
         };
-        if pm.mask & 1 != 0 {
-            rt.admin_down = pm.config & 1 != 0;
+        if pm.mask & OFPPC_PORT_DOWN != 0 {
+            rt.admin_down = pm.config & OFPPC_PORT_DOWN != 0;
         }
         let up = rt.port.link_up() && !rt.admin_down;
         if let Some(bp) = st.ports.get_mut(pm.port_no) {
             bp.up = up;
+            // OpenFlow 1.0's no-flood bit (Open vSwitch accepts it in every
+            // version): the port gets no FLOOD or NORMAL-flooded frames.
+            if pm.mask & OFPPC_NO_FLOOD != 0 {
+                bp.flood = pm.config & OFPPC_NO_FLOOD == 0;
+            }
         }
         drop(st);
         self.ofp.notify(AsyncMsg::PortStatus {

@@ -89,6 +89,9 @@ class Ferrovs:
             if not (self.rundir / f"{BRIDGE}.mgmt").exists():
                 raise
         wait_for("ferrovs bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 30, proc)
+        # As for OVS: the bridge's own (internal, TAP) port would get every
+        # flooded frame through a TAP write per packet; keep it out.
+        self.ofctl("-O", "OpenFlow10", "mod-port", BRIDGE, "LOCAL", "no-flood")
         return self
 
     def add_vhost_port(self, name: str) -> str:

@@ -10,6 +10,9 @@ use crate::packet::Packet;
 use crate::port::{PortStats, RxQueue, TxQueue};
 use crate::wakeup::EventFd;
 
+/// Selects megaflows by their match (targeted invalidation).
+pub type MegaflowPredicate = std::sync::Arc<dyn Fn(&flows::Match) -> bool + Send + Sync>;
+
 pub(crate) enum PmdCmd {
     AddTxq {
         no: DpPortNo,
@@ -28,6 +31,17 @@ pub(crate) enum PmdCmd {
     },
     Flush {
         generation: u64,
+        ack: Sender<()>,
+    },
+    /// Drop the megaflows `pred` selects (and the EMC); keep the rest.
+    FlushWhere {
+        generation: u64,
+        pred: MegaflowPredicate,
+        ack: Sender<()>,
+    },
+    /// Re-pin the PMD thread to a CPU.
+    SetCpu {
+        cpu: usize,
         ack: Sender<()>,
     },
     /// The slow path's answer to a miss of this PMD.

@@ -25,6 +25,7 @@ use crate::packet::Packet;
 use crate::port::{Port, PortError, PortStatsSnapshot};
 use crate::wakeup::EventFd;
 
+pub use cmd::MegaflowPredicate;
 use cmd::{PmdCmd, PmdLink};
 use stats::PmdCounters;
 pub use stats::PmdStats;
@@ -354,6 +355,39 @@ impl Datapath {
     pub fn flush(&self) {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let _ = self.broadcast(|ack| PmdCmd::Flush { generation, ack });
+    }
+
+    /// Drops, on every PMD, the megaflows `pred` selects (and the exact-match
+    /// caches); like [`Datapath::flush`] it is synchronous and bumps the
+    /// generation, so no decision older than the call survives where `pred`
+    /// holds, while unrelated megaflows stay cached.
+    pub fn flush_where(&self, pred: cmd::MegaflowPredicate) {
+        let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ = self.broadcast(|ack| PmdCmd::FlushWhere {
+            generation,
+            pred: pred.clone(),
+            ack,
+        });
+    }
+
+    /// Re-pins PMD thread `i` to `cpu % cpus` for `cpus` = the given list.
+    /// The number of PMD threads is fixed when the datapath starts.
+    pub fn set_pmd_cpus(&self, cpus: &[usize]) {
+        if cpus.is_empty() {
+            return;
+        }
+        for (i, p) in self.pmds.iter().enumerate() {
+            let (tx, rx) = bounded(1);
+            let cpu = cpus[i % cpus.len()];
+            if p.link.send(PmdCmd::SetCpu { cpu, ack: tx }).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    }
+
+    /// The number of PMD threads.
+    pub fn n_pmds(&self) -> usize {
+        self.pmds.len()
     }
 
     /// The current flow-cache generation (bumped by every flush).

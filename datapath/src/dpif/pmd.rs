@@ -416,6 +416,21 @@ impl Pmd {
                 self.cache.clear();
                 let _ = ack.send(());
             }
+            PmdCmd::FlushWhere {
+                generation,
+                pred,
+                ack,
+            } => {
+                self.generation = self.generation.max(generation);
+                self.cache.retain(|f| !pred(&f.m));
+                let _ = ack.send(());
+            }
+            PmdCmd::SetCpu { cpu, ack } => {
+                self.cpu = Some(cpu);
+                self.pin();
+                self.counters.set_cpu(Some(cpu));
+                let _ = ack.send(());
+            }
             PmdCmd::UpcallReply(r) => self.upcall_reply(*r),
             PmdCmd::Execute {
                 mut packet,

@@ -167,6 +167,40 @@ fn flush_sends_the_next_packet_to_the_slow_path_again() {
 }
 
 #[test]
+fn flush_where_drops_only_the_selected_megaflows() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    // Two megaflows: one from each port.
+    r.p1.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    r.p2.inject(&frame(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    assert_eq!(r.dp.dump_flows().len(), 2);
+    let g = r.dp.generation();
+    r.dp.flush_where(Arc::new(|m: &flows::Match| m.key.in_port == 2));
+    assert!(
+        r.dp.generation() > g,
+        "a targeted flush also bumps the generation"
+    );
+    let left = r.dp.dump_flows();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].m.key.in_port, 1, "the unselected megaflow stays");
+    // The kept megaflow still serves packets without the slow path.
+    let calls = h.calls();
+    r.p1.inject(&frame(2));
+    r.p2.recv_sent(WAIT).unwrap();
+    assert_eq!(h.calls(), calls);
+}
+
+#[test]
+fn set_pmd_cpus_repins_and_reports_the_cpu() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h);
+    r.dp.set_pmd_cpus(&[0]);
+    eventually("cpu published", || stats(&r.dp).cpu == Some(0));
+}
+
+#[test]
 fn malformed_frame_counts_an_rx_error_and_is_dropped() {
     let h = TestHandler::new(forward_by_dl_dst(2));
     let r = rig(h.clone());

@@ -35,7 +35,7 @@ const PASSTHROUGH: u64 = features::F_VERSION_1
 
 /// Protocol features the frontend uses when the backend has them.
 fn wanted_protocol() -> VhostUserProtocolFeatures {
-    VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK
+    VhostUserProtocolFeatures::REPLY_ACK
 }
 
 /// A connected vhost-user net backend.
@@ -92,15 +92,10 @@ impl VhostUserNet {
             frontend
                 .set_protocol_features(offered & wanted_protocol())
                 .map_err(&err)?;
-            if offered.contains(VhostUserProtocolFeatures::MQ) {
-                let n = frontend.get_queue_num().map_err(&err)?;
-                if n < (NUM_QUEUES / 2) as u64 {
-                    return Err(VmmError::VhostUser {
-                        path: socket.to_path_buf(),
-                        reason: format!("backend supports only {n} queue pairs"),
-                    });
-                }
-            }
+            // No GET_QUEUE_NUM: one queue pair is all this device uses, and
+            // the vhost crate's frontend would take the answer (a count of
+            // queue *pairs*, as QEMU and DPDK read it) as its limit on vring
+            // indexes, refusing vring 1.
         }
         tracing::info!(
             socket = %socket.display(),
