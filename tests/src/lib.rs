@@ -30,6 +30,58 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Skips the test (returning `Ok(())`) unless running as root, and fails it
+/// when one of the named commands is missing (the install script provides
+/// them all): `require!();`, `require!("ovs-vsctl", "python3");`.
+#[macro_export]
+macro_rules! require {
+    ($($tool:expr),* $(,)?) => {
+        if !$crate::is_root() {
+            eprintln!("skipped: needs root (network namespaces)");
+            return Ok(());
+        }
+        $( $crate::require_tool($tool); )*
+    };
+}
+
+/// Panics with a clear message when `tool` is not on the PATH.
+pub fn require_tool(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run scripts/install-test-deps.sh"
+    );
+}
+
+/// A switch with one bridge (`<tag>b`) and `n` veth hosts on it: host `i`
+/// (1-based) has address `10.<net>.0.<i>/24` and OpenFlow port `i`.
+pub fn bridge_with_hosts(tag: &str, net: u8, n: u32) -> Result<(Switch, String, Vec<VethHost>)> {
+    let sw = Switch::start()?;
+    let br = format!("{tag}b");
+    sw.vsctl(&["add-br", &br])?;
+    let mut hosts = Vec::new();
+    for i in 1..=n {
+        let h = VethHost::new(tag, i, &format!("10.{net}.0.{i}/24"))?;
+        let req = format!("ofport_request={i}");
+        sw.vsctl(&[
+            "add-port",
+            &br,
+            &h.port,
+            "--",
+            "set",
+            "Interface",
+            &h.port,
+            &req,
+        ])?;
+        hosts.push(h);
+    }
+    Ok((sw, br, hosts))
+}
+
 /// True when running as root (the end-to-end tests need namespaces).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -11,20 +11,6 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ferrovs_tests::*;
 
-macro_rules! require {
-    ($($tool:expr),*) => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return Ok(());
-        }
-        $(
-            if Command::new("sh").args(["-c", &format!("command -v {}", $tool)]).output().map(|o| !o.status.success()).unwrap_or(true) {
-                panic!("{} is not installed: run scripts/install-test-deps.sh", $tool);
-            }
-        )*
-    };
-}
-
 /// os-ken is a library (PyPI os-ken==4.2.2); the test app starts itself.
 macro_rules! require_osken {
     () => {
@@ -41,24 +27,9 @@ macro_rules! require_osken {
 }
 
 fn two_hosts(tag: &str, net: u8) -> Result<(Switch, String, VethHost, VethHost)> {
-    let sw = Switch::start()?;
-    let br = format!("{tag}b");
-    sw.vsctl(&["add-br", &br])?;
-    let h1 = VethHost::new(tag, 1, &format!("10.{net}.0.1/24"))?;
-    let h2 = VethHost::new(tag, 2, &format!("10.{net}.0.2/24"))?;
-    for (h, n) in [(&h1, "1"), (&h2, "2")] {
-        let req = format!("ofport_request={n}");
-        sw.vsctl(&[
-            "add-port",
-            &br,
-            &h.port,
-            "--",
-            "set",
-            "Interface",
-            &h.port,
-            &req,
-        ])?;
-    }
+    let (sw, br, mut hosts) = bridge_with_hosts(tag, net, 2)?;
+    let h2 = hosts.pop().expect("two hosts");
+    let h1 = hosts.pop().expect("two hosts");
     Ok((sw, br, h1, h2))
 }
 

@@ -10,20 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ferrovs_tests::*;
 
-macro_rules! require {
-    ($($tool:expr),*) => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return Ok(());
-        }
-        $(
-            if Command::new("sh").args(["-c", &format!("command -v {}", $tool)]).output().map(|o| !o.status.success()).unwrap_or(true) {
-                panic!("{} is not installed: run scripts/install-test-deps.sh", $tool);
-            }
-        )*
-    };
-}
-
 fn ovs_vsctl(sw: &Switch, args: &[&str]) -> Result<String> {
     let db = format!("--db={}", sw.db_remote());
     run(Command::new("ovs-vsctl")

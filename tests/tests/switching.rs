@@ -26,24 +26,11 @@ fn add_port(sw: &Switch, br: &str, port: &str, ofport: u32, extra: &[&str]) -> R
     Ok(())
 }
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (network namespaces)");
-            return Ok(());
-        }
-    };
-}
-
 #[test]
 fn veth_hosts_ping_and_carry_tcp_through_normal() -> Result<()> {
-    require_root!();
-    let tag = unique_tag();
-    let (sw, br) = switch_with_bridge(&tag)?;
-    let h1 = VethHost::new(&tag, 1, "10.61.0.1/24")?;
-    let h2 = VethHost::new(&tag, 2, "10.61.0.2/24")?;
-    add_port(&sw, &br, &h1.port, 1, &[])?;
-    add_port(&sw, &br, &h2.port, 2, &[])?;
+    require!();
+    let (sw, _br, hosts) = bridge_with_hosts(&unique_tag(), 61, 2)?;
+    let (h1, h2) = (&hosts[0], &hosts[1]);
 
     assert!(
         h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)),
@@ -63,13 +50,9 @@ fn veth_hosts_ping_and_carry_tcp_through_normal() -> Result<()> {
 
 #[test]
 fn explicit_port_flows_carry_traffic_and_nothing_else_does() -> Result<()> {
-    require_root!();
-    let tag = unique_tag();
-    let (sw, br) = switch_with_bridge(&tag)?;
-    let h1 = VethHost::new(&tag, 1, "10.63.0.1/24")?;
-    let h2 = VethHost::new(&tag, 2, "10.63.0.2/24")?;
-    add_port(&sw, &br, &h1.port, 1, &[])?;
-    add_port(&sw, &br, &h2.port, 2, &[])?;
+    require!();
+    let (sw, br, hosts) = bridge_with_hosts(&unique_tag(), 63, 2)?;
+    let (h1, h2) = (&hosts[0], &hosts[1]);
 
     // With no flows at all the bridge drops everything.
     sw.ofctl(&["del-flows", &br])?;
@@ -95,7 +78,7 @@ fn explicit_port_flows_carry_traffic_and_nothing_else_does() -> Result<()> {
 
 #[test]
 fn veth_host_and_tap_host_talk_through_normal() -> Result<()> {
-    require_root!();
+    require!();
     let tag = unique_tag();
     let (sw, br) = switch_with_bridge(&tag)?;
     let h1 = VethHost::new(&tag, 1, "10.64.0.1/24")?;
@@ -137,7 +120,7 @@ s.send(b"\xff" * 6 + mac + struct.pack("!HH", 0x8100, {vlan}) + b"\x08\x06" + ar
 
 #[test]
 fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()> {
-    require_root!();
+    require!();
     let tag = unique_tag();
     let (sw, br) = switch_with_bridge(&tag)?;
     // VLAN 10: h1, h2. VLAN 20: h3, which also has an address in VLAN 10's
@@ -225,13 +208,9 @@ fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()
 
 #[test]
 fn a_drop_flow_added_mid_stream_stops_it_and_removing_it_restores_it() -> Result<()> {
-    require_root!();
-    let tag = unique_tag();
-    let (sw, br) = switch_with_bridge(&tag)?;
-    let h1 = VethHost::new(&tag, 1, "10.65.0.1/24")?;
-    let h2 = VethHost::new(&tag, 2, "10.65.0.2/24")?;
-    add_port(&sw, &br, &h1.port, 1, &[])?;
-    add_port(&sw, &br, &h2.port, 2, &[])?;
+    require!();
+    let (sw, br, hosts) = bridge_with_hosts(&unique_tag(), 65, 2)?;
+    let (h1, h2) = (&hosts[0], &hosts[1]);
     assert!(h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)));
     // The stream's megaflow is now cached in the datapath.
     assert!(h1.ns.ping(&h2.addr, 3));
@@ -258,13 +237,9 @@ fn a_drop_flow_added_mid_stream_stops_it_and_removing_it_restores_it() -> Result
 
 #[test]
 fn truncated_and_inconsistent_frames_are_counted_as_errors_and_dropped() -> Result<()> {
-    require_root!();
-    let tag = unique_tag();
-    let (sw, br) = switch_with_bridge(&tag)?;
-    let h1 = VethHost::new(&tag, 1, "10.66.0.1/24")?;
-    let h2 = VethHost::new(&tag, 2, "10.66.0.2/24")?;
-    add_port(&sw, &br, &h1.port, 1, &[])?;
-    add_port(&sw, &br, &h2.port, 2, &[])?;
+    require!();
+    let (sw, _br, hosts) = bridge_with_hosts(&unique_tag(), 66, 2)?;
+    let (h1, h2) = (&hosts[0], &hosts[1]);
     assert!(h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)));
 
     // Three bad frames from h1: an IPv4 header cut short, an IPv4 header

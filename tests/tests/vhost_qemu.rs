@@ -3,30 +3,12 @@
 //! vhost-user, in both socket modes, and across restarts of either side.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
 use ferrovs_tests::*;
 
 const BOOT: Duration = Duration::from_secs(180);
-
-macro_rules! require_qemu {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return Ok(());
-        }
-        if Command::new("sh")
-            .args(["-c", "command -v qemu-system-x86_64"])
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-        {
-            panic!("qemu-system-x86_64 is not installed: run scripts/install-test-deps.sh");
-        }
-    };
-}
 
 fn vhost_port(
     sw: &Switch,
@@ -120,19 +102,19 @@ fn two_guests_ping_and_iperf(client_mode: bool) -> Result<()> {
 
 #[test]
 fn two_linux_guests_ping_and_iperf_over_server_mode_vhost_user_ports() -> Result<()> {
-    require_qemu!();
+    require!("qemu-system-x86_64");
     two_guests_ping_and_iperf(false)
 }
 
 #[test]
 fn two_linux_guests_ping_and_iperf_over_client_mode_vhost_user_ports() -> Result<()> {
-    require_qemu!();
+    require!("qemu-system-x86_64");
     two_guests_ping_and_iperf(true)
 }
 
 #[test]
 fn guest_and_namespace_host_ping_and_qemu_reconnects_after_vswitchd_restarts() -> Result<()> {
-    require_qemu!();
+    require!("qemu-system-x86_64");
     let tag = unique_tag();
     let sw = Switch::start()?;
     let br = format!("{tag}b");
@@ -183,7 +165,7 @@ fn guest_and_namespace_host_ping_and_qemu_reconnects_after_vswitchd_restarts() -
 
 #[test]
 fn client_mode_traffic_resumes_when_the_guests_qemu_restarts() -> Result<()> {
-    require_qemu!();
+    require!("qemu-system-x86_64");
     let tag = unique_tag();
     let sw = Switch::start()?;
     let br = format!("{tag}b");
