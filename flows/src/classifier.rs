@@ -28,8 +28,47 @@ pub struct RuleId(pub u32);
 
 const NIL: u32 = u32::MAX;
 
+/// Masked-key words a rule stores inline; keys with more non-zero mask
+/// words go to the heap.
+const INLINE_WORDS: usize = 4;
+
+/// A rule's masked key, reduced to the words where its subtable's mask is
+/// non-zero (in the order of [`Subtable::words`]). The mask itself lives in
+/// the subtable, so a rule costs a few words instead of a full [`Match`].
+enum SparseKey {
+    /// Unused trailing words are zero.
+    Inline([u64; INLINE_WORDS]),
+    Heap(Box<[u64]>),
+}
+
+impl SparseKey {
+    fn new(key: &FlowKey, words: &[u8]) -> SparseKey {
+        let kw = key.words();
+        let word = |i: &u8| kw.get(usize::from(*i)).copied().unwrap_or(0);
+        if words.len() <= INLINE_WORDS {
+            let mut a = [0u64; INLINE_WORDS];
+            for (d, i) in a.iter_mut().zip(words) {
+                *d = word(i);
+            }
+            SparseKey::Inline(a)
+        } else {
+            SparseKey::Heap(words.iter().map(word).collect())
+        }
+    }
+
+    /// The stored words (for `Inline`, padded with zeros up to
+    /// [`INLINE_WORDS`]; callers zip with the subtable's word list).
+    #[inline]
+    fn words(&self) -> &[u64] {
+        match self {
+            SparseKey::Inline(a) => a,
+            SparseKey::Heap(b) => b,
+        }
+    }
+}
+
 /// One rule, stored in a slab slot. `repr(C)` keeps the fields a lookup
-/// reads (priority, id, value) in the first cache line, next to the key.
+/// reads (priority, id, key) together at the start.
 #[repr(C)]
 struct Entry<T> {
     priority: u32,
@@ -38,8 +77,8 @@ struct Entry<T> {
     next: u32,
     /// Subtable slot.
     subtable: u32,
+    key: SparseKey,
     value: T,
-    m: Match,
 }
 
 /// A bucket head inside a subtable's hash table.
@@ -81,17 +120,37 @@ impl Subtable {
         hash_masked_sparse(key, &self.mask, &self.words)
     }
 
-    /// True when `key & mask` equals the (already masked) `rule_key`.
+    /// True when `key & mask` equals the rule's (masked, sparse) `rule_key`.
     #[inline]
-    fn key_matches(&self, key: &FlowKey, rule_key: &FlowKey) -> bool {
-        let kw = key.words();
-        let mw = self.mask.words();
-        let rw = rule_key.words();
-        self.words.iter().all(|&i| {
-            let i = usize::from(i);
-            matches!((kw.get(i), mw.get(i), rw.get(i)), (Some(k), Some(m), Some(r)) if k & m == *r)
-        })
+    fn key_matches(&self, key: &FlowKey, rule_key: &SparseKey) -> bool {
+        sparse_key_matches(&self.words, &self.mask, key, rule_key)
     }
+
+    /// The full masked key of a rule stored as `rule_key`.
+    fn expand(&self, rule_key: &SparseKey) -> FlowKey {
+        let mut k = FlowKey::default();
+        let kw = k.words_mut();
+        for (&i, r) in self.words.iter().zip(rule_key.words()) {
+            if let Some(w) = kw.get_mut(usize::from(i)) {
+                *w = *r;
+            }
+        }
+        k
+    }
+}
+
+/// True when `key & mask` equals `rule_key`, stored for a subtable whose
+/// non-zero mask words are `words`.
+#[inline]
+fn sparse_key_matches(words: &[u8], mask: &FlowKey, key: &FlowKey, rule_key: &SparseKey) -> bool {
+    let kw = key.words();
+    let mw = mask.words();
+    let rw = rule_key.words();
+    rw.len() >= words.len()
+        && words.iter().zip(rw).all(|(&i, r)| {
+            let i = usize::from(i);
+            matches!((kw.get(i), mw.get(i)), (Some(k), Some(m)) if k & m == *r)
+        })
 }
 
 /// A set of prioritized matches, each with a value of type `T`.
@@ -183,8 +242,11 @@ impl<T> Classifier<T> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let st = self.subtable_for(&m.mask);
+        let Some(sparse) = self.subtable(st).map(|s| SparseKey::new(&m.key, &s.words)) else {
+            unreachable!("subtable_for returns a live subtable");
+        };
         let entry = Entry {
-            m,
+            key: sparse,
             priority,
             id,
             next: NIL,
@@ -213,7 +275,7 @@ impl<T> Classifier<T> {
             h.hash == hash
                 && entries[h.slot as usize]
                     .as_ref()
-                    .is_some_and(|e| e.m.key == m.key)
+                    .is_some_and(|e| sparse_key_matches(&sub.words, &sub.mask, &m.key, &e.key))
         });
         match found {
             None => {
@@ -306,7 +368,8 @@ impl<T> Classifier<T> {
         let slot = self.ids.remove(&id.0)?;
         let (st, key, priority, next) = {
             let e = self.entry(slot)?;
-            (e.subtable, e.m.key, e.priority, e.next)
+            let key = self.subtable(e.subtable)?.expand(&e.key);
+            (e.subtable, key, e.priority, e.next)
         };
         let entries = &mut self.entries;
         let sub = self
@@ -318,7 +381,7 @@ impl<T> Classifier<T> {
             h.hash == hash
                 && entries[h.slot as usize]
                     .as_ref()
-                    .is_some_and(|e| e.m.key == key)
+                    .is_some_and(|e| sparse_key_matches(&sub.words, &sub.mask, &key, &e.key))
         }) {
             let head_slot = head.get().slot;
             if head_slot == slot {
@@ -368,10 +431,21 @@ impl<T> Classifier<T> {
         Some(e.value)
     }
 
-    /// The match, priority and value of a rule.
-    pub fn get(&self, id: RuleId) -> Option<(&Match, u32, &T)> {
+    /// The match of a stored rule, rebuilt from its sparse key and its
+    /// subtable's mask.
+    fn match_of(&self, e: &Entry<T>) -> Match {
+        self.subtable(e.subtable)
+            .map_or_else(Match::default, |s| Match {
+                key: s.expand(&e.key),
+                mask: s.mask,
+            })
+    }
+
+    /// The match, priority and value of a rule. The match is rebuilt (rules
+    /// store only the masked key's non-zero-mask words).
+    pub fn get(&self, id: RuleId) -> Option<(Match, u32, &T)> {
         let e = self.entry(*self.ids.get(&id.0)?)?;
-        Some((&e.m, e.priority, &e.value))
+        Some((self.match_of(e), e.priority, &e.value))
     }
 
     /// The value of a rule, mutable.
@@ -404,7 +478,7 @@ impl<T> Classifier<T> {
                 h.hash == hash
                     && self
                         .entry(h.slot)
-                        .is_some_and(|e| sub.key_matches(key, &e.m.key))
+                        .is_some_and(|e| sub.key_matches(key, &e.key))
             })
             .map(|h| h.slot)
     }
@@ -491,12 +565,13 @@ impl<T> Classifier<T> {
         best.map(|e| (RuleId(e.id), &e.value))
     }
 
-    /// Every rule, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (RuleId, &Match, u32, &T)> {
+    /// Every rule, in no particular order. Matches are rebuilt, as in
+    /// [`Classifier::get`].
+    pub fn iter(&self) -> impl Iterator<Item = (RuleId, Match, u32, &T)> {
         self.entries
             .iter()
             .flatten()
-            .map(|e| (RuleId(e.id), &e.m, e.priority, &e.value))
+            .map(|e| (RuleId(e.id), self.match_of(e), e.priority, &e.value))
     }
 }
 
@@ -613,7 +688,7 @@ mod tests {
         assert_eq!(c.find_exact(&m, 9), None);
         *c.get_mut(dup).unwrap() += 100;
         let (gm, prio, v) = c.get(dup).unwrap();
-        assert_eq!((*gm, prio, *v), (m, 7, 111));
+        assert_eq!((gm, prio, *v), (m, 7, 111));
         let mut all: Vec<_> = c.iter().map(|(id, _, p, v)| (id, p, *v)).collect();
         all.sort();
         assert_eq!(all.len(), 3);

@@ -426,7 +426,7 @@ impl Pipeline {
             let clash = table
                 .cls
                 .iter()
-                .any(|(_, om, op, _)| op == fm.priority && overlaps(om, &m));
+                .any(|(_, om, op, _)| op == fm.priority && overlaps(&om, &m));
             if clash {
                 return Err(FlowModError::Overlap);
             }
@@ -448,7 +448,7 @@ impl Pipeline {
             if let Some(p) = filter.strict {
                 if let Some(id) = table.cls.find_exact(&filter.m, p)
                     && let Some((m, prio, r)) = table.cls.get(id)
-                    && filter.selects(m, prio, r)
+                    && filter.selects(&m, prio, r)
                 {
                     hits.push((t, id));
                 }

@@ -527,7 +527,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             Action::Output { port: p, max_len } => self.output(*p, *max_len, depth),
             Action::Controller { max_len } => self.controller(*max_len, UserspaceReason::Action),
             Action::SetVlanVid(vid) => {
-                Field::VlanTci.set_mask_bits(&mut self.wc, u128::from(VLAN_CFI));
+                self.unwildcard_vlans();
                 if self.flow.has_vlan() {
                     self.flow.vlan_tci =
                         (self.flow.vlan_tci & !VLAN_VID_MASK) | (vid & VLAN_VID_MASK);
@@ -537,7 +537,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 self.mark_dirty(Field::VlanTci);
             }
             Action::SetVlanPcp(pcp) => {
-                Field::VlanTci.set_mask_bits(&mut self.wc, u128::from(VLAN_CFI));
+                self.unwildcard_vlans();
                 let bits = (u16::from(*pcp) << 13) & VLAN_PCP_MASK;
                 if self.flow.has_vlan() {
                     self.flow.vlan_tci = (self.flow.vlan_tci & !VLAN_PCP_MASK) | bits;
@@ -547,12 +547,14 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 self.mark_dirty(Field::VlanTci);
             }
             Action::StripVlan | Action::PopVlan => {
+                self.unwildcard_vlans();
                 self.flow.vlan_tci = self.flow.vlan_tci_inner;
                 self.flow.vlan_tci_inner = 0;
                 self.mark_dirty(Field::VlanTci);
                 self.dirty.vlan_tci_inner = 0xffff;
             }
             Action::PushVlan(tpid) => {
+                self.unwildcard_vlans();
                 self.flow.vlan_tci_inner = self.flow.vlan_tci;
                 self.flow.vlan_tci |= VLAN_CFI;
                 self.outer_tpid = *tpid;
@@ -820,6 +822,15 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 commit_field!(Field::TpDst, tp_dst, DpAction::SetTpDst);
             }
         }
+    }
+
+    /// A VLAN action's datapath effect depends on the packet's original
+    /// tags (whether there is one to pop, whether the VID or PCP already
+    /// has the new value), so the megaflow must match them exactly. Only the
+    /// original tags count: `self.wc` is in terms of the packet as received.
+    fn unwildcard_vlans(&mut self) {
+        self.wc.vlan_tci = 0xffff;
+        self.wc.vlan_tci_inner = 0xffff;
     }
 
     fn commit_vlan(&mut self) {

@@ -571,7 +571,7 @@ proptest! {
         }
         for (id, m, p) in &live {
             let (gm, gp, _) = c.get(*id).unwrap();
-            prop_assert_eq!((gm, gp), (m, *p));
+            prop_assert_eq!((gm, gp), (*m, *p));
             let first = live.iter().filter(|r| r.1 == *m && r.2 == *p).map(|r| r.0).min();
             prop_assert_eq!(c.find_exact(m, *p), first);
         }
