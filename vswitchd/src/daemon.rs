@@ -39,6 +39,8 @@ pub fn run(args: Args, log: crate::LogHandle) -> Result<()> {
     let dp_cfg = DpConfig {
         n_pmd: pmd_cpus.len().max(1),
         pmd_cpus: pmd_cpus.clone(),
+        // Open vSwitch's default datapath flow limit.
+        max_megaflows: 200_000,
         ..DpConfig::default()
     };
     let (slow, reval_rx) = SlowPath::new();
