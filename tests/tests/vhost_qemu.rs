@@ -116,20 +116,8 @@ fn two_linux_guests_ping_and_iperf_over_client_mode_vhost_user_ports() -> Result
 fn guest_and_namespace_host_ping_and_qemu_reconnects_after_vswitchd_restarts() -> Result<()> {
     require!("qemu-system-x86_64");
     let tag = unique_tag();
-    let sw = Switch::start()?;
-    let br = format!("{tag}b");
-    sw.vsctl(&["add-br", &br])?;
-    let h = VethHost::new(&tag, 1, "10.82.0.1/24")?;
-    sw.vsctl(&[
-        "add-port",
-        &br,
-        &h.port,
-        "--",
-        "set",
-        "Interface",
-        &h.port,
-        "ofport_request=1",
-    ])?;
+    let (sw, br, hosts) = bridge_with_hosts(&tag, 82, 1)?;
+    let h = &hosts[0];
     let vp = format!("{tag}v");
     vhost_port(&sw, &br, &vp, 2, None)?;
     let sock = sw.rundir().join(&vp);
@@ -167,20 +155,8 @@ fn guest_and_namespace_host_ping_and_qemu_reconnects_after_vswitchd_restarts() -
 fn client_mode_traffic_resumes_when_the_guests_qemu_restarts() -> Result<()> {
     require!("qemu-system-x86_64");
     let tag = unique_tag();
-    let sw = Switch::start()?;
-    let br = format!("{tag}b");
-    sw.vsctl(&["add-br", &br])?;
-    let h = VethHost::new(&tag, 1, "10.83.0.1/24")?;
-    sw.vsctl(&[
-        "add-port",
-        &br,
-        &h.port,
-        "--",
-        "set",
-        "Interface",
-        &h.port,
-        "ofport_request=1",
-    ])?;
+    let (sw, br, hosts) = bridge_with_hosts(&tag, 83, 1)?;
+    let h = &hosts[0];
     let vp = format!("{tag}v");
     let sock = sw.rundir().join("guest.sock");
     vhost_port(&sw, &br, &vp, 2, Some(&sock))?;

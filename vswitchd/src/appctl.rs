@@ -7,6 +7,7 @@ use flows::action::port as ofp_port;
 use serde_json::{Value, json};
 
 use crate::daemon::Ctx;
+use crate::dpformat::mac;
 use crate::unixctl::{Format, Registry, Reply};
 
 fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String> {
@@ -14,13 +15,6 @@ fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String>
         Format::Text => Reply::Text(text),
         Format::Json => Reply::Json(json),
     })
-}
-
-fn mac(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
 
 /// Registers every command.

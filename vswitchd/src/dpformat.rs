@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use flows::key::{FRAG_ANY, FRAG_LATER, ethertype, ipproto};
 use flows::{DpAction, FlowKey, Match};
 
-fn mac(m: [u8; 6]) -> String {
+/// `aa:bb:cc:dd:ee:ff`.
+pub(crate) fn mac(m: [u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]

@@ -246,6 +246,16 @@ impl SlowPath {
         }
     }
 
+    /// Every bridge, as a snapshot (the map's lock is not held afterwards).
+    pub fn all_bridges(&self) -> Vec<Arc<Ofproto>> {
+        self.bridges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn bridge(&self, name: &str) -> Option<Arc<Ofproto>> {
         self.bridges
             .read()
@@ -428,13 +438,7 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                 next_tick = Instant::now() + tick;
                 sp.sync_stats(&dp);
                 let now = sp.now_ms();
-                let bridges: Vec<_> = sp
-                    .bridges
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .cloned()
-                    .collect();
+                let bridges = sp.all_bridges();
                 let mut flush = false;
                 let mut aged = Vec::new();
                 for br in bridges {

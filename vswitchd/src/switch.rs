@@ -65,13 +65,6 @@ struct SwitchState {
     applied: Option<SwitchConfig>,
 }
 
-fn mac_string(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
 /// A datapath id derived from a MAC (OVS: the bridge MAC in the low 48 bits).
 fn dpid_from_mac(mac: [u8; 6]) -> u64 {
     mac.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
@@ -190,14 +183,7 @@ impl Switch {
         let mut st = self.lock();
 
         // 1. Bridges that went away.
-        let existing: Vec<String> = self
-            .slow
-            .bridges
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let existing = self.bridge_names();
         for name in existing {
             if !cfg.bridges.contains_key(&name) {
                 self.remove_bridge(&mut st, &name);
@@ -500,7 +486,7 @@ impl Switch {
             let rt = bst.runtime.get(&slot.ofport);
             let link_up = rt.is_some_and(|r| r.port.link_up());
             let admin_up = rt.is_some_and(|r| !r.admin_down);
-            let mac = rt.and_then(|r| r.port.info().mac).map(mac_string);
+            let mac = rt.and_then(|r| r.port.info().mac).map(crate::dpformat::mac);
             let error = slot.vhost.as_ref().and_then(|v| v.last_error());
             out.push(IfaceStatus {
                 uuid: slot.config.uuid.clone(),
@@ -532,14 +518,7 @@ impl Switch {
 
     /// Updates the `up` flag translation uses (fast-failover, flooding).
     pub fn refresh_links(&self) -> bool {
-        let bridges: Vec<_> = self
-            .slow
-            .bridges
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let bridges = self.slow.all_bridges();
         let mut changed = false;
         for ofp in bridges {
             let mut bst = ofp.lock();
