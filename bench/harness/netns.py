@@ -18,6 +18,8 @@ class HostPair:
     """The switch-side port names and the namespaces behind them."""
 
     ports: tuple[str, str]
+    #: The hosts' interface names (inside their namespaces).
+    devs: tuple[str, str] = ("eth0", "eth0")
     hosts: tuple[str, str] = HOSTS
     addrs: tuple[str, str] = ADDRS
 
@@ -56,41 +58,51 @@ def _add_namespaces(stack: ExitStack) -> None:
         run(["ip", "-n", host, "link", "set", "lo", "up"])
 
 
-def _configure_host(i: int, dev: str) -> None:
+def _configure_host(i: int, dev: str, tx_offload: bool) -> None:
     host = HOSTS[i]
     run(["ip", "-n", host, "link", "set", dev, "address", MACS[i]])
     run(["ip", "-n", host, "addr", "add", f"{ADDRS[i]}/24", "dev", dev])
     run(["ip", "-n", host, "link", "set", dev, "up"])
-    # Frames with CHECKSUM_PARTIAL would leave the host unchecksummed through an
-    # AF_PACKET port; OVS needs this, and every switch gets the same host setup.
-    run(["ip", "netns", "exec", host, "ethtool", "-K", dev, "tx", "off"], check=False)
+    if not tx_offload:
+        set_tx_offload(i, dev, False)
 
 
-def veth_pair(stack: ExitStack) -> HostPair:
-    """bn-v1/bn-v2 in the root namespace, eth0 inside bn-h1/bn-h2."""
+def set_tx_offload(i: int, dev: str, on: bool) -> None:
+    """``ethtool -K DEV tx on|off`` in host ``i``. With it off the host's stack
+    checksums every frame itself and sends no TSO/GSO super-frames (turning tx
+    checksumming off turns segmentation offload off with it)."""
+    run(["ip", "netns", "exec", HOSTS[i], "ethtool", "-K", dev, "tx", "on" if on else "off"])
+
+
+def veth_pair(stack: ExitStack, tx_offload: bool = False) -> HostPair:
+    """bn-v1/bn-v2 in the root namespace, eth0 inside bn-h1/bn-h2. Without
+    ``tx_offload`` the hosts run with ``tx off`` (every switch gets the same: Open
+    vSwitch's AF_PACKET ports need it unless its userspace TSO is enabled)."""
     _add_namespaces(stack)
     ports = (f"{PREFIX}-v1", f"{PREFIX}-v2")
     for i, port in enumerate(ports):
         run(["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", HOSTS[i]])
         stack.callback(run, ["ip", "link", "del", port], check=False)
         run(["ip", "link", "set", port, "up"])
-        _configure_host(i, "eth0")
-    return HostPair(ports=ports)
+        _configure_host(i, "eth0", tx_offload)
+    return HostPair(ports=ports, devs=("eth0", "eth0"))
 
 
 def tap_names() -> tuple[str, str]:
     return (f"{PREFIX}-t1", f"{PREFIX}-t2")
 
 
-def move_taps_into_hosts(stack: ExitStack, taps: tuple[str, str]) -> HostPair:
+def move_taps_into_hosts(
+    stack: ExitStack, taps: tuple[str, str], tx_offload: bool = False
+) -> HostPair:
     """The switch created (and holds) the TAP devices; their kernel side goes into the hosts."""
     _add_namespaces(stack)
     for i, tap in enumerate(taps):
         if not _link_exists(tap):
             raise RuntimeError(f"switch did not create TAP device {tap}")
         run(["ip", "link", "set", tap, "netns", HOSTS[i]])
-        _configure_host(i, tap)
-    return HostPair(ports=taps)
+        _configure_host(i, tap, tx_offload)
+    return HostPair(ports=taps, devs=taps)
 
 
 def check_reachable(pair: HostPair) -> None:

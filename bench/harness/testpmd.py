@@ -155,7 +155,7 @@ class Testpmd:
         one direction alive, and a burst sent before the switch enabled the queues is
         lost."""
         for attempt in range(attempts):
-            self.command("start tx_first")
+            self.command("start tx_first 4")
             time.sleep(1.0)
             w = self.measure(0.5)
             if w.rx.get(0, 0) > 0 and w.rx.get(1, 0) > 0:

@@ -20,10 +20,54 @@ pub enum SendOutcome {
     BadChain(ChainError),
 }
 
-/// Used elements written since the last publish.
+/// Used elements written since the last publish, and what is known of the
+/// available ring during the batch.
 #[derive(Debug, Default)]
 pub struct Pending {
     pub used: u16,
+    /// Available chains seen at the last read of the driver's index and not
+    /// taken yet: the index is read again only when they run out, not for
+    /// every frame (it lives on a cache line the driver keeps writing).
+    pub avail: u16,
+}
+
+/// How many chains ahead of the one being filled descriptors are prefetched
+/// ([`BUF_AHEAD`] for buffers, whose address needs the descriptor read).
+const DESC_AHEAD: u16 = 4;
+const BUF_AHEAD: u16 = 2;
+
+/// After a fresh read of the available index: starts loading the
+/// descriptors of the first chains (`avail` of them are available).
+#[inline]
+fn prefetch_first(mem: &FastMem<'_>, ring: &RingView, avail: u16) {
+    for k in 0..avail.min(DESC_AHEAD) {
+        if let Some(h) = mem.peek_head(ring, k) {
+            mem.prefetch_desc(ring, h);
+        }
+    }
+    for k in 0..avail.min(BUF_AHEAD) {
+        if let Some(h) = mem.peek_head(ring, k) {
+            mem.prefetch_buffer(ring, h);
+        }
+    }
+}
+
+/// Starts loading what the next frames will touch: the buffer of a chain
+/// [`BUF_AHEAD`] ahead and the descriptor of one [`DESC_AHEAD`] ahead
+/// (`left` chains after the one just taken are known to be available), so
+/// that each miss overlaps the copies of the frames before it.
+#[inline]
+fn prefetch_ahead(mem: &FastMem<'_>, ring: &RingView, left: u16) {
+    if left > BUF_AHEAD - 1
+        && let Some(h) = mem.peek_head(ring, BUF_AHEAD - 1)
+    {
+        mem.prefetch_buffer(ring, h);
+    }
+    if left > DESC_AHEAD - 1
+        && let Some(h) = mem.peek_head(ring, DESC_AHEAD - 1)
+    {
+        mem.prefetch_desc(ring, h);
+    }
 }
 
 /// The frame as the guest sees it: header then data.
@@ -86,13 +130,19 @@ pub fn send_to_guest(
         data,
     };
     let total = src.len();
-    let avail = ring.pending(mem)?;
+    let mut avail = pending.avail;
+    if avail == 0 {
+        avail = ring.pending(mem)?;
+        pending.avail = avail;
+        prefetch_first(mem, ring, avail);
+    }
     let save = ring.next_avail;
     if !neg.mrg_rxbuf {
         if avail == 0 {
             return Ok(SendOutcome::NoRoom);
         }
         let head = ring.pop_head(mem)?;
+        prefetch_ahead(mem, ring, avail - 1);
         let mut off = 0usize;
         let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
             let n = (len as usize).min(total - off);
@@ -104,6 +154,7 @@ pub fn send_to_guest(
             Err(e) => {
                 ring.write_used(mem, pending.used, head, 0)?;
                 pending.used += 1;
+                pending.avail = avail - 1;
                 Ok(SendOutcome::BadChain(e))
             }
             Ok(_) if off < total => {
@@ -114,6 +165,7 @@ pub fn send_to_guest(
             Ok(_) => {
                 ring.write_used(mem, pending.used, head, total as u32)?;
                 pending.used += 1;
+                pending.avail = avail - 1;
                 Ok(SendOutcome::Sent { buffers: 1 })
             }
         };
@@ -126,10 +178,17 @@ pub fn send_to_guest(
     let mut nb_addr = [None::<u64>; 2];
     while off < total {
         if nbufs == avail {
-            ring.next_avail = save;
-            return Ok(SendOutcome::NoRoom);
+            // The cached count ran out: the driver may have posted more.
+            let more = ring.pending(mem)?;
+            if more == 0 {
+                ring.next_avail = save;
+                pending.avail = 0;
+                return Ok(SendOutcome::NoRoom);
+            }
+            avail = nbufs + more;
         }
         let head = ring.pop_head(mem)?;
+        prefetch_ahead(mem, ring, avail - nbufs - 1);
         let start = off;
         let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
             let n = (len as usize).min(total - off);
@@ -150,6 +209,7 @@ pub fn send_to_guest(
                 ring.write_used(mem, pending.used + k, head_of(ring, save, k, mem)?, 0)?;
             }
             pending.used += nbufs + 1;
+            pending.avail = avail - nbufs - 1;
             return Ok(SendOutcome::BadChain(e));
         }
         ring.write_used(mem, pending.used + nbufs, head, (off - start) as u32)?;
@@ -163,10 +223,12 @@ pub fn send_to_guest(
             // Checked when the header went out, so this cannot fail short
             // of a memory table change; treat as a bad chain.
             pending.used += nbufs;
+            pending.avail = avail - nbufs;
             return Ok(SendOutcome::BadChain(e));
         }
     }
     pending.used += nbufs;
+    pending.avail = avail - nbufs;
     Ok(SendOutcome::Sent { buffers: nbufs })
 }
 

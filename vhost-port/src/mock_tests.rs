@@ -543,6 +543,59 @@ fn mrg_rxbuf_header_split_over_tiny_buffers_still_gets_num_buffers() {
 }
 
 #[test]
+fn buffers_the_driver_posts_during_a_batch_are_used_by_the_same_batch() {
+    for mrg in [false, true] {
+        let m = mem();
+        let mut d = Driver::new(&m);
+        let bits = if mrg {
+            F_VERSION_1 | NET_F_MRG_RXBUF
+        } else {
+            F_VERSION_1
+        };
+        let n = neg(bits);
+        d.post(&[(0x1_0000, 1024, F_WRITE)]);
+        let mut view = d.view(false);
+        let mut pending = Pending::default();
+        let small = Packet::from_bytes(&frame(500, 1));
+        assert_eq!(
+            send(&d, &mut view, &n, &small, &mut pending),
+            SendOutcome::Sent { buffers: 1 }
+        );
+        // The only buffer seen so far is used up: the next frame must look
+        // at the driver's index again, not trust the count it read before.
+        assert_eq!(
+            send(&d, &mut view, &n, &small, &mut pending),
+            SendOutcome::NoRoom
+        );
+        d.post(&[(0x1_1000, 1024, F_WRITE)]);
+        d.post(&[(0x1_2000, 1024, F_WRITE)]);
+        d.post(&[(0x1_3000, 1024, F_WRITE)]);
+        let second = Packet::from_bytes(&frame(500, 2));
+        assert_eq!(
+            send(&d, &mut view, &n, &second, &mut pending),
+            SendOutcome::Sent { buffers: 1 }
+        );
+        assert_eq!(d.read(0x1_100c, 500), frame(500, 2));
+        if mrg {
+            // Two buffers are known to be left; a frame needing three finds
+            // the one the driver posts now.
+            d.post(&[(0x1_4000, 1024, F_WRITE)]);
+            let big = Packet::from_bytes(&frame(2500, 3));
+            assert_eq!(
+                send(&d, &mut view, &n, &big, &mut pending),
+                SendOutcome::Sent { buffers: 3 }
+            );
+            let mut got = d.read(0x1_200c, 1012);
+            got.extend(d.read(0x1_3000, 1024));
+            got.extend(d.read(0x1_4000, 2512 - 2048));
+            assert_eq!(got, frame(2500, 3));
+        }
+        guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+        assert_eq!(d.used_idx(), if mrg { 5 } else { 2 });
+    }
+}
+
+#[test]
 fn send_without_enough_buffers_drops_and_leaves_the_ring_untouched() {
     let m = mem();
     let mut d = Driver::new(&m);

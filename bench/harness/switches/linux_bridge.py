@@ -46,7 +46,7 @@ class LinuxBridge:
     def add_vhost_port(self, name: str) -> str:
         raise Skip("the Linux bridge has no vhost-user ports")
 
-    def add_flows(self, path: str) -> None:
+    def add_flows(self, path: str, bundle: bool = False) -> None:
         raise Skip(self.lacks["openflow"])
 
     def del_flows(self) -> None:

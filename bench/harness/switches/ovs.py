@@ -108,6 +108,11 @@ class Ovs:
                 "other_config:pmd-cpu-mask=0x2",
                 "other_config:dpdk-lcore-mask=0x1",
             )
+        else:
+            # Hosts send TSO super-frames and partial checksums through AF_PACKET and
+            # TAP ports only if OVS negotiates vnet headers on them (off by default).
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                       "other_config:userspace-tso-enable=true")  # fmt: skip
         vswitchd = self._vswitchd(mode)
         assert vswitchd is not None
         vsd = spawn(
@@ -170,8 +175,10 @@ class Ovs:
         return int(self.vsctl("get", "Interface", name, "ofport").strip())
 
     # -- flows ----------------------------------------------------------------------
-    def add_flows(self, path: str) -> None:
-        self.ofctl("add-flows", self.target, path)
+    def add_flows(self, path: str, bundle: bool = False) -> None:
+        # `--bundle` commits the file as one OpenFlow bundle: 2M rules go in in about
+        # 30 s instead of 5 minutes one flow_mod at a time.
+        self.ofctl(*(["--bundle"] if bundle else []), "add-flows", self.target, path)
 
     def del_flows(self) -> None:
         self.ofctl("del-flows", self.target)

@@ -37,7 +37,7 @@ use tx::{AfPacketTxq, TxRing};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxRing {
     /// One 68 KiB slot per frame, handed over frame by frame: lowest
-    /// latency, 120 slots.
+    /// latency, 60 slots.
     V2,
     /// 256 KiB blocks packed with frames, handed over when full or after
     /// 1 ms: absorbs bursts of small frames, adds up to 1 ms at low rates.
