@@ -16,6 +16,7 @@ mod appctl;
 mod config;
 mod daemon;
 mod dpformat;
+mod heap_trim;
 mod ofproto;
 mod ofservice;
 mod switch;
