@@ -335,10 +335,16 @@ fn internal_port_is_a_tap_named_after_the_bridge_and_up() {
     let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "IFF_UP is set");
     drop(port);
-    assert!(
-        !std::path::Path::new(&format!("/sys/class/net/{br}")).exists(),
-        "a non-persistent TAP goes away with the port"
-    );
+    // The kernel unregisters the device after the last fd closes, which
+    // under load can take a moment.
+    let gone = (0..200).any(|_| {
+        let exists = std::path::Path::new(&format!("/sys/class/net/{br}")).exists();
+        if exists {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        !exists
+    });
+    assert!(gone, "a non-persistent TAP goes away with the port");
 }
 
 /// Cross-connects two datapath ports.

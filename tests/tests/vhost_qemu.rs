@@ -93,9 +93,21 @@ fn two_guests_ping_and_iperf(client_mode: bool) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}\nswitch log:\n{}", sw.log_text()))?;
     let line = gb.wait_result("iperf-ok", BOOT)?;
     assert!(line.contains("bits/sec"), "{line}");
+    // The daemon writes link_state back about once a second.
+    let mut state = String::new();
+    for _ in 0..50 {
+        state = sw.vsctl(&["get", "Interface", &pa, "link_state"])?;
+        if state.trim() == "up" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
-        sw.vsctl(&["get", "Interface", &pa, "link_state"])?.trim(),
-        "up"
+        state.trim(),
+        "up",
+        "Interface error: {}\nswitch log:\n{}",
+        sw.vsctl(&["get", "Interface", &pa, "error"])?.trim(),
+        sw.log_text()
     );
     Ok(())
 }
