@@ -19,7 +19,7 @@ class HostPair:
 
     ports: tuple[str, str]
     #: The hosts' interface names (inside their namespaces).
-    devs: tuple[str, str] = ("eth0", "eth0")
+    devs: tuple[str, str]
     hosts: tuple[str, str] = HOSTS
     addrs: tuple[str, str] = ADDRS
 
@@ -27,7 +27,7 @@ class HostPair:
         return ["ip", "netns", "exec", self.hosts[i], *argv]
 
 
-def _link_exists(name: str, netns: str | None = None) -> bool:
+def link_exists(name: str, netns: str | None = None) -> bool:
     argv = ["ip", "-j", "link", "show", name]
     if netns:
         argv = ["ip", "-n", netns, "-j", "link", "show", name]
@@ -98,7 +98,7 @@ def move_taps_into_hosts(
     """The switch created (and holds) the TAP devices; their kernel side goes into the hosts."""
     _add_namespaces(stack)
     for i, tap in enumerate(taps):
-        if not _link_exists(tap):
+        if not link_exists(tap):
             raise RuntimeError(f"switch did not create TAP device {tap}")
         run(["ip", "link", "set", tap, "netns", HOSTS[i]])
         _configure_host(i, tap, tx_offload)

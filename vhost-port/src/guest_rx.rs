@@ -25,10 +25,26 @@ pub enum SendOutcome {
 #[derive(Debug, Default)]
 pub struct Pending {
     pub used: u16,
-    /// Available chains seen at the last read of the driver's index and not
-    /// taken yet: the index is read again only when they run out, not for
-    /// every frame (it lives on a cache line the driver keeps writing).
-    pub avail: u16,
+    /// The driver's available index as last read during the batch: the
+    /// chains between `next_avail` and it are known to be there, so the
+    /// index is read again only when they run out, not for every frame (it
+    /// lives on a cache line the driver keeps writing).
+    pub avail_idx: Option<Wrapping<u16>>,
+}
+
+impl Pending {
+    /// Chains known to be available without reading the driver's index.
+    fn known_avail(&self, ring: &RingView) -> u16 {
+        self.avail_idx.map_or(0, |idx| (idx - ring.next_avail).0)
+    }
+
+    /// Reads how many chains the driver has made available and remembers
+    /// its index.
+    fn read_avail(&mut self, mem: &FastMem<'_>, ring: &RingView) -> Result<u16, RingError> {
+        let n = ring.pending(mem)?;
+        self.avail_idx = Some(ring.next_avail + Wrapping(n));
+        Ok(n)
+    }
 }
 
 /// How many chains ahead of the one being filled descriptors are prefetched
@@ -130,10 +146,9 @@ pub fn send_to_guest(
         data,
     };
     let total = src.len();
-    let mut avail = pending.avail;
+    let mut avail = pending.known_avail(ring);
     if avail == 0 {
-        avail = ring.pending(mem)?;
-        pending.avail = avail;
+        avail = pending.read_avail(mem, ring)?;
         prefetch_first(mem, ring, avail);
     }
     let save = ring.next_avail;
@@ -154,7 +169,6 @@ pub fn send_to_guest(
             Err(e) => {
                 ring.write_used(mem, pending.used, head, 0)?;
                 pending.used += 1;
-                pending.avail = avail - 1;
                 Ok(SendOutcome::BadChain(e))
             }
             Ok(_) if off < total => {
@@ -165,7 +179,6 @@ pub fn send_to_guest(
             Ok(_) => {
                 ring.write_used(mem, pending.used, head, total as u32)?;
                 pending.used += 1;
-                pending.avail = avail - 1;
                 Ok(SendOutcome::Sent { buffers: 1 })
             }
         };
@@ -178,11 +191,10 @@ pub fn send_to_guest(
     let mut nb_addr = [None::<u64>; 2];
     while off < total {
         if nbufs == avail {
-            // The cached count ran out: the driver may have posted more.
-            let more = ring.pending(mem)?;
+            // The known chains ran out: the driver may have posted more.
+            let more = pending.read_avail(mem, ring)?;
             if more == 0 {
                 ring.next_avail = save;
-                pending.avail = 0;
                 return Ok(SendOutcome::NoRoom);
             }
             avail = nbufs + more;
@@ -209,7 +221,6 @@ pub fn send_to_guest(
                 ring.write_used(mem, pending.used + k, head_of(ring, save, k, mem)?, 0)?;
             }
             pending.used += nbufs + 1;
-            pending.avail = avail - nbufs - 1;
             return Ok(SendOutcome::BadChain(e));
         }
         ring.write_used(mem, pending.used + nbufs, head, (off - start) as u32)?;
@@ -223,12 +234,10 @@ pub fn send_to_guest(
             // Checked when the header went out, so this cannot fail short
             // of a memory table change; treat as a bad chain.
             pending.used += nbufs;
-            pending.avail = avail - nbufs;
             return Ok(SendOutcome::BadChain(e));
         }
     }
     pending.used += nbufs;
-    pending.avail = avail - nbufs;
     Ok(SendOutcome::Sent { buffers: nbufs })
 }
 

@@ -144,6 +144,17 @@ impl RingView {
         self.avail.wrapping_add(off)
     }
 
+    /// Address of the available-ring entry `ahead` slots after `next_avail`.
+    fn avail_entry(&self, ahead: u16) -> u64 {
+        let slot = u64::from((self.next_avail + Wrapping(ahead)).0 % self.size);
+        self.avail_at(4 + 2 * slot)
+    }
+
+    /// Address of entry `idx` of the ring's descriptor table.
+    fn desc_addr(&self, idx: u16) -> u64 {
+        self.desc.wrapping_add(u64::from(idx) * DESC_SIZE)
+    }
+
     fn used_at(&self, off: u64) -> u64 {
         self.used.wrapping_add(off)
     }
@@ -167,9 +178,8 @@ impl RingView {
     /// Takes the head of the next available chain (the caller checked
     /// [`RingView::pending`]).
     pub fn pop_head(&mut self, mem: &FastMem<'_>) -> Result<u16, RingError> {
-        let slot = u64::from(self.next_avail.0 % self.size);
         let head = mem
-            .load_u16(self.avail_at(4 + 2 * slot), Ordering::Relaxed)
+            .load_u16(self.avail_entry(0), Ordering::Relaxed)
             .ok_or(RingError::AvailUnreadable(self.avail))?;
         if head >= self.size {
             return Err(RingError::HeadOutOfRange {
@@ -399,22 +409,21 @@ impl<'a> FastMem<'a> {
     /// prefetching only (the real read is [`RingView::pop_head`]).
     #[inline]
     pub fn peek_head(&self, ring: &RingView, ahead: u16) -> Option<u16> {
-        let slot = u64::from((ring.next_avail + Wrapping(ahead)).0 % ring.size);
-        self.load_u16(ring.avail_at(4 + 2 * slot), Ordering::Relaxed)
+        self.load_u16(ring.avail_entry(ahead), Ordering::Relaxed)
             .filter(|h| *h < ring.size)
     }
 
     /// Prefetches the descriptor table entry of `head`.
     #[inline]
     pub fn prefetch_desc(&self, ring: &RingView, head: u16) {
-        self.prefetch(ring.desc.wrapping_add(u64::from(head) * DESC_SIZE));
+        self.prefetch(ring.desc_addr(head));
     }
 
     /// Reads the first descriptor of chain `head` and prefetches the buffer
     /// it points to.
     #[inline]
     pub fn prefetch_buffer(&self, ring: &RingView, head: u16) {
-        if let Some(d) = self.read_desc(ring.desc.wrapping_add(u64::from(head) * DESC_SIZE)) {
+        if let Some(d) = self.read_desc(ring.desc_addr(head)) {
             self.prefetch(d.addr().0);
         }
     }

@@ -9,6 +9,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from ..netns import link_exists
 from ..procs import PREFIX, run, spawn, wait_for
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -16,10 +17,6 @@ OVS_VSWITCHD = "/usr/lib/openvswitch-switch/ovs-vswitchd"
 OVS_VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
 BRIDGE = f"{PREFIX}-obr0"  # also the name of its internal (TAP) port
 NETDEV_TAP = "ovs-netdev"
-
-
-def _link_exists(name: str) -> bool:
-    return bool(run(["ip", "-br", "link", "show", "dev", name], check=False).strip().startswith(name))
 
 
 def _first_existing(*paths: str) -> str | None:
@@ -71,7 +68,7 @@ class Ovs:
         self.mode = mode
         # The userspace datapath leaves its kernel TAPs behind when it exits: the bridge's
         # LOCAL port, and ovs-netdev (removed only if this instance created it).
-        for dev in [BRIDGE] + ([] if _link_exists(NETDEV_TAP) else [NETDEV_TAP]):
+        for dev in [BRIDGE] + ([] if link_exists(NETDEV_TAP) else [NETDEV_TAP]):
             stack.callback(run, ["ip", "link", "del", dev], check=False)
         self.rundir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-ovs-", dir="/tmp"))
         stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
