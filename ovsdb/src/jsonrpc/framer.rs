@@ -237,25 +237,21 @@ impl Decoder {
 fn allowed_outside_strings(b: u8) -> bool {
     matches!(
         b,
-        b' ' | b'\t'
-            | b'\n'
-            | b'\r'
-            | b':'
-            | b','
-            | b'0'..=b'9'
-            | b'-'
-            | b'+'
-            | b'.'
-            | b'e'
-            | b'E'
-            | b't'
-            | b'r'
-            | b'u'
-            | b'f'
-            | b'a'
-            | b'l'
-            | b's'
-            | b'n'
+        b' ' | b'\t' | b'\n' | b'\r' | b':' | b',' | b'0'
+            ..=b'9'
+                | b'-'
+                | b'+'
+                | b'.'
+                | b'e'
+                | b'E'
+                | b't'
+                | b'r'
+                | b'u'
+                | b'f'
+                | b'a'
+                | b'l'
+                | b's'
+                | b'n'
     )
 }
 
@@ -296,7 +292,12 @@ mod tests {
         let got = decode_all(&mut d, b" \n{\"id\":1}{\"id\":2}\r\n\t[3] {\"id\":4}  ").unwrap();
         assert_eq!(
             got,
-            vec![json!({"id":1}), json!({"id":2}), json!([3]), json!({"id":4})]
+            vec![
+                json!({"id":1}),
+                json!({"id":2}),
+                json!([3]),
+                json!({"id":4})
+            ]
         );
         assert_eq!(d.next_value().unwrap(), None);
     }
@@ -320,7 +321,11 @@ mod tests {
         d.feed(br#"{"a":"x\"#);
         assert_eq!(d.next_value().unwrap(), None);
         d.feed(br#""}"#);
-        assert_eq!(d.next_value().unwrap(), None, "escaped quote closed the string");
+        assert_eq!(
+            d.next_value().unwrap(),
+            None,
+            "escaped quote closed the string"
+        );
         d.feed(br#""}"#);
         assert_eq!(d.next_value().unwrap(), Some(json!({"a":"x\"}"})));
     }
@@ -363,7 +368,10 @@ mod tests {
         let mut d = Decoder::new();
         d.feed(b"{\"id\": ]");
         let e = d.next_value().unwrap_err();
-        assert!(matches!(&e, DecodeError::Syntax(s) if s.contains("expected value")), "{e}");
+        assert!(
+            matches!(&e, DecodeError::Syntax(s) if s.contains("expected value")),
+            "{e}"
+        );
         d.feed(br#"{"id":1}"#);
         assert_eq!(d.next_value(), Err(e));
     }
@@ -412,8 +420,9 @@ mod tests {
         // decode attempt as a server does. Re-parsing the buffer on every
         // read examines ~500 MB here.
         let big = "x".repeat(1 << 20);
-        let msg = serde_json::to_vec(&json!({"method":"echo","params":[big, {"k":"}]\"{["}],"id":7}))
-            .unwrap();
+        let msg =
+            serde_json::to_vec(&json!({"method":"echo","params":[big, {"k":"}]\"{["}],"id":7}))
+                .unwrap();
         let mut d = Decoder::new();
         let mut got = None;
         for chunk in msg.chunks(1024) {
