@@ -38,7 +38,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Consumed bytes are dropped from the front of the buffer only once they
 /// are at least as many as the bytes kept, so each byte is moved at most once
-/// on average. A buffer left empty and bigger than this gives its memory back.
+/// on average. A buffer bigger than this that is mostly unused after such a
+/// compaction gives its memory back.
 const KEEP_CAPACITY: usize = 1 << 20;
 
 /// Why the stream cannot be decoded any further.
@@ -118,8 +119,9 @@ impl Decoder {
             self.scanned += kept as u64;
             self.pos -= self.start;
             self.start = 0;
-            if kept == 0 && self.buf.capacity() > KEEP_CAPACITY {
-                self.buf = Vec::new();
+            if self.buf.capacity() > KEEP_CAPACITY && kept < self.buf.capacity() / 4 {
+                // A big message has gone: give most of its memory back.
+                self.buf.shrink_to(kept.max(KEEP_CAPACITY / 16));
             }
         }
         self.buf.extend_from_slice(bytes);
@@ -393,6 +395,18 @@ mod tests {
         d.feed(&[b'x'; 100]);
         assert_eq!(d.next_value(), Err(DecodeError::TooLarge { limit: 1000 }));
         assert!(d.buf.is_empty(), "buffer released after the error");
+    }
+
+    #[test]
+    fn buffer_memory_is_given_back_after_a_big_message() {
+        // The big message arrives with the start of the next one.
+        let mut input = serde_json::to_vec(&json!(["x".repeat(8 << 20)])).unwrap();
+        input.extend_from_slice(br#"{"id":"#);
+        let mut d = Decoder::new();
+        assert_eq!(decode_all(&mut d, &input).unwrap().len(), 1);
+        d.feed(b"2}");
+        assert!(d.buf.capacity() <= KEEP_CAPACITY, "{}", d.buf.capacity());
+        assert_eq!(d.next_value().unwrap(), Some(json!({"id":2})));
     }
 
     #[test]
