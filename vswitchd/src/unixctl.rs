@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use ovsdb::jsonrpc::Decoder;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -137,98 +138,82 @@ pub(crate) fn set_mode_0600(path: &Path) {
     }
 }
 
-/// Splits complete JSON values off the front of `buf`. Returns the values
-/// and how many bytes they used; a syntax error is returned as `Err`.
-pub fn split_json(buf: &[u8]) -> Result<(Vec<Value>, usize), serde_json::Error> {
-    let mut out = Vec::new();
-    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Value>();
-    let mut used = 0;
-    loop {
-        match it.next() {
-            Some(Ok(v)) => {
-                used = it.byte_offset();
-                out.push(v);
-            }
-            Some(Err(e)) if e.is_eof() => break,
-            Some(Err(e)) => return Err(e),
-            None => break,
-        }
-    }
-    Ok((out, used))
-}
-
 async fn handle(mut stream: UnixStream, reg: Registry) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    let mut decoder = Decoder::new();
+    let mut chunk = vec![0u8; 65536];
     let mut format = Format::Text;
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return Ok(());
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > 16 << 20 {
-            return Err(std::io::Error::other("request too large"));
-        }
-        let (values, used) = match split_json(&buf) {
-            Ok(x) => x,
-            Err(e) => {
-                let reply = json!({"id": null, "result": null,
-                    "error": format!("syntax error in request: {e}")});
-                stream.write_all(reply.to_string().as_bytes()).await?;
-                return Ok(());
-            }
-        };
-        buf.drain(..used);
-        for req in values {
-            let id = req.get("id").cloned().unwrap_or(Value::Null);
-            let method = req.get("method").and_then(Value::as_str).unwrap_or("");
-            let args: Vec<String> = match req.get("params") {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let (result, error) = if method == "set-options" {
-                match args.iter().position(|a| a == "--format") {
-                    Some(i) => match args.get(i + 1).map(String::as_str) {
-                        Some("json") => {
-                            format = Format::Json;
-                            (Value::Null, Value::Null)
-                        }
-                        Some("text") => {
-                            format = Format::Text;
-                            (Value::Null, Value::Null)
-                        }
-                        other => (
-                            Value::Null,
-                            Value::String(format!("unknown output format {other:?}")),
-                        ),
-                    },
-                    None => (Value::Null, Value::Null),
+        decoder.feed(&chunk[..n]);
+        loop {
+            let req = match decoder.next_value() {
+                Ok(Some(v)) => v,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("appctl: closing connection on undecodable request: {e}");
+                    let reply = json!({"id": null, "result": null,
+                        "error": format!("request rejected: {e}")});
+                    stream.write_all(reply.to_string().as_bytes()).await?;
+                    return Ok(());
                 }
-            } else if method.is_empty() {
-                (
-                    Value::Null,
-                    Value::String("request has no method".to_string()),
-                )
-            } else {
-                // Commands may block (e.g. waiting for the datapath); keep
-                // them off the async workers.
-                let reg = reg.clone();
-                let m = method.to_string();
-                tokio::task::spawn_blocking(move || reg.dispatch(&m, &args, format))
-                    .await
-                    .unwrap_or((Value::Null, Value::String("command panicked".into())))
             };
-            let reply = json!({"id": id, "result": result, "error": error});
+            let reply = answer(req, &reg, &mut format).await;
             stream.write_all(reply.to_string().as_bytes()).await?;
         }
     }
+}
+
+/// Answers one request, tracking the connection's output format.
+async fn answer(req: Value, reg: &Registry, format: &mut Format) -> Value {
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    let method = req.get("method").and_then(Value::as_str).unwrap_or("");
+    let args: Vec<String> = match req.get("params") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let (result, error) = if method == "set-options" {
+        match args.iter().position(|a| a == "--format") {
+            Some(i) => match args.get(i + 1).map(String::as_str) {
+                Some("json") => {
+                    *format = Format::Json;
+                    (Value::Null, Value::Null)
+                }
+                Some("text") => {
+                    *format = Format::Text;
+                    (Value::Null, Value::Null)
+                }
+                other => (
+                    Value::Null,
+                    Value::String(format!("unknown output format {other:?}")),
+                ),
+            },
+            None => (Value::Null, Value::Null),
+        }
+    } else if method.is_empty() {
+        (
+            Value::Null,
+            Value::String("request has no method".to_string()),
+        )
+    } else {
+        // Commands may block (e.g. waiting for the datapath); keep
+        // them off the async workers.
+        let reg = reg.clone();
+        let format = *format;
+        let m = method.to_string();
+        tokio::task::spawn_blocking(move || reg.dispatch(&m, &args, format))
+            .await
+            .unwrap_or((Value::Null, Value::String("command panicked".into())))
+    };
+    json!({"id": id, "result": result, "error": error})
 }
 
 #[cfg(test)]
@@ -279,41 +264,81 @@ mod tests {
         assert_eq!(res, json!(["a", "b"]));
     }
 
-    #[test]
-    fn split_json_keeps_an_incomplete_tail_for_later() {
-        let (v, used) = split_json(br#"{"a":1}{"b":"#).unwrap();
-        assert_eq!(v, vec![json!({"a":1})]);
-        assert_eq!(used, 7);
-        assert!(split_json(b"{]").is_err());
-    }
-
-    #[tokio::test]
-    async fn socket_round_trip_with_set_options() {
+    /// Serves `registry()` on a socket in a fresh directory.
+    async fn start_server() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        tokio::task::JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.ctl");
         let p2 = path.clone();
         let reg = registry();
-        let server = tokio::spawn(async move { serve(&p2, reg).await });
+        let server = tokio::spawn(async move {
+            let _ = serve(&p2, reg).await;
+        });
         for _ in 0..100 {
             if path.exists() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        (dir, path, server)
+    }
+
+    /// Reads `n` replies from `s`.
+    async fn replies(s: &mut UnixStream, n: usize) -> Vec<Value> {
+        let mut d = Decoder::new();
+        let mut v = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while v.len() < n {
+            match d.next_value().unwrap() {
+                Some(x) => v.push(x),
+                None => {
+                    let got = s.read(&mut chunk).await.unwrap();
+                    assert!(got > 0, "connection closed after {} replies", v.len());
+                    d.feed(&chunk[..got]);
+                }
+            }
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn socket_round_trip_with_set_options() {
+        let (_dir, path, server) = start_server().await;
         let mut s = UnixStream::connect(&path).await.unwrap();
-        s.write_all(br#"{"id":1,"method":"set-options","params":["--format","json"]}{"id":2,"method":"echo/args","params":["x"]}"#)
+        // Split mid-message: the server must join the pieces.
+        s.write_all(
+            br#"{"id":1,"method":"set-options","params":["--format","json"]}{"id":2,"method":"ec"#,
+        )
+        .await
+        .unwrap();
+        s.write_all(br#"ho/args","params":["x"]}"#).await.unwrap();
+        let v = replies(&mut s, 2).await;
+        assert_eq!(v[1]["id"], json!(2));
+        assert_eq!(v[1]["result"], json!(["x"]));
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn malformed_request_gets_an_error_and_only_its_connection_closes() {
+        let (_dir, path, server) = start_server().await;
+        let mut other = UnixStream::connect(&path).await.unwrap();
+        let mut bad = UnixStream::connect(&path).await.unwrap();
+        bad.write_all(b"{\"id\":1,\"method\": nonsense}")
             .await
             .unwrap();
         let mut got = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while split_json(&got).unwrap().0.len() < 2 {
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0);
-            got.extend_from_slice(&chunk[..n]);
-        }
-        let (v, _) = split_json(&got).unwrap();
-        assert_eq!(v[1]["id"], json!(2));
-        assert_eq!(v[1]["result"], json!(["x"]));
+        bad.read_to_end(&mut got).await.unwrap();
+        let reply: Value = serde_json::from_slice(&got).unwrap();
+        let err = reply["error"].as_str().unwrap();
+        assert!(err.starts_with("request rejected: syntax error"), "{err}");
+        other
+            .write_all(br#"{"id":5,"method":"echo/args","params":["still"]}"#)
+            .await
+            .unwrap();
+        assert_eq!(replies(&mut other, 1).await[0]["result"], json!("still"));
         server.abort();
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use ovsdb::jsonrpc::Decoder;
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -54,30 +55,25 @@ fn socket_path(target: &str) -> PathBuf {
 
 fn call(
     stream: &mut UnixStream,
-    buf: &mut Vec<u8>,
+    decoder: &mut Decoder,
     id: u64,
     method: &str,
     params: &[String],
 ) -> Result<Value> {
     let req = json!({"id": id, "method": method, "params": params});
     stream.write_all(req.to_string().as_bytes())?;
-    let mut chunk = [0u8; 65536];
+    let mut chunk = vec![0u8; 65536];
     loop {
-        let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Value>();
-        match it.next() {
-            Some(Ok(v)) => {
-                let used = it.byte_offset();
-                buf.drain(..used);
-                return Ok(v);
-            }
-            Some(Err(e)) if !e.is_eof() => bail!("malformed reply from daemon: {e}"),
-            _ => {}
+        match decoder.next_value() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => bail!("malformed reply from daemon: {e}"),
         }
         let n = stream.read(&mut chunk).context("reading reply")?;
         if n == 0 {
             bail!("connection closed by the daemon before it replied");
         }
-        buf.extend_from_slice(&chunk[..n]);
+        decoder.feed(&chunk[..n]);
     }
 }
 
@@ -105,11 +101,11 @@ fn run(args: &Args) -> Result<i32> {
     let t = Some(Duration::from_secs(args.timeout.max(1)));
     stream.set_read_timeout(t)?;
     stream.set_write_timeout(t)?;
-    let mut buf = Vec::new();
+    let mut decoder = Decoder::new();
     if args.format == "json" {
         let r = call(
             &mut stream,
-            &mut buf,
+            &mut decoder,
             0,
             "set-options",
             &["--format".into(), "json".into()],
@@ -118,7 +114,7 @@ fn run(args: &Args) -> Result<i32> {
             bail!("{e}");
         }
     }
-    let reply = call(&mut stream, &mut buf, 1, &args.command, &args.args)?;
+    let reply = call(&mut stream, &mut decoder, 1, &args.command, &args.args)?;
     match reply.get("error") {
         Some(Value::Null) | None => {}
         Some(Value::String(e)) => {
