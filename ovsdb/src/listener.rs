@@ -54,7 +54,10 @@ struct RateLimit {
 impl RateLimit {
     /// `Some(number held back since the last message)` when a message may be logged now.
     fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self.last.is_some_and(|l| now.duration_since(l) < LOG_INTERVAL) {
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < LOG_INTERVAL)
+        {
             self.suppressed += 1;
             return None;
         }
@@ -152,7 +155,10 @@ mod tests {
         assert_eq!(rl.allow(t0), Some(0));
         assert_eq!(rl.allow(t0 + Duration::from_secs(1)), None);
         assert_eq!(rl.allow(t0 + Duration::from_secs(2)), None);
-        assert_eq!(rl.allow(t0 + LOG_INTERVAL + Duration::from_secs(1)), Some(2));
+        assert_eq!(
+            rl.allow(t0 + LOG_INTERVAL + Duration::from_secs(1)),
+            Some(2)
+        );
     }
 
     #[tokio::test]

@@ -23,6 +23,10 @@ use crate::jsonrpc::{Decoder, Message, error_reply, notification, reply};
 use crate::listener::{DEFAULT_MAX_CONNECTIONS, serve_connections};
 use crate::outbox::Outbox;
 
+/// How many transaction attempts run at once (each on a blocking thread). Blocked waits are
+/// retried after every commit: this keeps a burst of retries from spawning a thread each.
+const CONCURRENT_ATTEMPTS: usize = 8;
+
 /// How long a closing connection may take to write out the replies still queued for it.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(10);
 
@@ -131,6 +135,7 @@ struct Shared {
     db: Db,
     locks: Mutex<Locks>,
     next_conn: AtomicU64,
+    attempts: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -146,6 +151,7 @@ pub async fn serve(db: Db, remotes: Vec<Remote>) -> std::io::Result<()> {
         db,
         locks: Mutex::new(Locks::default()),
         next_conn: AtomicU64::new(1),
+        attempts: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ATTEMPTS)),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for r in remotes {
@@ -563,9 +569,16 @@ async fn run_transaction(
     let mut deadline: Option<Option<tokio::time::Instant>> = None;
     let mut expired = false;
     loop {
+        let slot = shared
+            .attempts
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| OvsdbError::new("internal error", e.to_string()))?;
         commits.borrow_and_update();
         let (sh, p) = (shared.clone(), params.clone());
         let attempt = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let has_lock = |name: &str| sh.locks().owns(name, conn);
             sh.db.transact_once(&p, &has_lock, expired)
         })
