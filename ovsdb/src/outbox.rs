@@ -32,6 +32,8 @@ pub struct Overflow {
 struct State {
     queued: AtomicUsize,
     overflowed: AtomicBool,
+    /// A write failed: the peer is gone and nothing more will be written.
+    writer_failed: AtomicBool,
     /// Wakes the session when the backlog shrank below the read pause or the outbox overflowed.
     wake: Notify,
 }
@@ -52,12 +54,16 @@ impl Outbox {
         let state = Arc::new(State {
             queued: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
+            writer_failed: AtomicBool::new(false),
             wake: Notify::new(),
         });
         let st = state.clone();
         let writer = tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if wr.write_all(&bytes).await.is_err() {
+                    // Wake a session that stopped reading: it must notice the peer left.
+                    st.writer_failed.store(true, Ordering::Release);
+                    st.wake.notify_one();
                     break;
                 }
                 let before = st.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
@@ -102,7 +108,13 @@ impl Outbox {
         self.state.overflowed.load(Ordering::Acquire)
     }
 
-    /// Resolves when the backlog may have shrunk below the read pause, or the outbox overflowed.
+    /// Whether writing to the peer failed (it closed the connection or reset it).
+    pub fn writer_failed(&self) -> bool {
+        self.state.writer_failed.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the backlog may have shrunk below the read pause, the outbox overflowed,
+    /// or the writer failed.
     pub async fn wait_for_room(&self) {
         self.state.wake.notified().await
     }
@@ -143,6 +155,20 @@ mod tests {
         .await
         .unwrap();
         assert!(!out.paused());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_wakes_the_session() {
+        let (peer, ours) = tokio::io::duplex(1024);
+        let (out, writer) = Outbox::spawn(ours);
+        out.send(&json!("z".repeat(READ_PAUSE_BYTES))).unwrap();
+        assert!(out.paused());
+        drop(peer);
+        tokio::time::timeout(std::time::Duration::from_secs(10), out.wait_for_room())
+            .await
+            .unwrap();
+        assert!(out.writer_failed());
+        writer.await.unwrap();
     }
 
     #[tokio::test]

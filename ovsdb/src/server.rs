@@ -243,7 +243,7 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     let mut peer_closed = false;
     'conn: loop {
         // Handle what has been read, as long as the client reads its replies.
-        while !s.out.paused() && !s.out.overflowed() {
+        while !s.out.paused() && !s.out.overflowed() && !s.out.writer_failed() {
             match decoder.next_value() {
                 Ok(Some(v)) => s.handle(v),
                 Ok(None) => break,
@@ -256,6 +256,10 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     break 'conn;
                 }
             }
+        }
+        if s.out.writer_failed() {
+            tracing::debug!(conn, "connection lost while writing");
+            break;
         }
         if s.out.overflowed() {
             tracing::warn!(
