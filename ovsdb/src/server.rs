@@ -27,6 +27,13 @@ use crate::outbox::Outbox;
 /// retried after every commit: this keeps a burst of retries from spawning a thread each.
 const CONCURRENT_ATTEMPTS: usize = 8;
 
+/// Transactions one connection may have in progress (blocked waits included); beyond, its
+/// further requests wait unread.
+const MAX_TRANSACTIONS_IN_PROGRESS: usize = 4096;
+
+/// How much is read from a client at once.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// How long a closing connection may take to write out the replies still queued for it.
 const FLUSH_ON_CLOSE: Duration = Duration::from_secs(10);
 
@@ -239,11 +246,18 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         transactions: JoinSet::new(),
     };
     let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; READ_CHUNK];
+    // Bytes read while the session holds off handling requests: at most one chunk, read only
+    // to notice a peer that closes meanwhile.
+    let mut held: Vec<u8> = Vec::new();
     let mut peer_closed = false;
     'conn: loop {
+        if !s.holding_off() && !held.is_empty() {
+            decoder.feed(&held);
+            held.clear();
+        }
         // Handle what has been read, as long as the client reads its replies.
-        while !s.out.paused() && !s.out.overflowed() && !s.out.writer_failed() {
+        while !s.holding_off() && !s.out.overflowed() && !s.out.writer_failed() {
             match decoder.next_value() {
                 Ok(Some(v)) => s.handle(v),
                 Ok(None) => break,
@@ -271,18 +285,24 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
             writer.abort();
             break;
         }
-        let reading = !s.out.paused();
+        let holding_off = s.holding_off();
+        let room = if holding_off {
+            READ_CHUNK - held.len()
+        } else {
+            READ_CHUNK
+        };
         tokio::select! {
-            n = rd.read(&mut buf), if reading => {
+            n = rd.read(&mut buf[..room]), if room > 0 => {
                 match n {
                     Ok(0) | Err(_) => {
                         peer_closed = true;
                         break;
                     }
+                    Ok(n) if holding_off => held.extend_from_slice(&buf[..n]),
                     Ok(n) => decoder.feed(&buf[..n]),
                 }
             }
-            () = s.out.wait_for_room(), if !reading => {}
+            () = s.out.wait_for_room(), if s.out.paused() => {}
             Some(c) = s.commits.recv() => s.apply_commit(&c),
             Some(done) = s.transactions.join_next(), if !s.transactions.is_empty() => {
                 if let Ok((key, msg)) = done {
@@ -322,6 +342,12 @@ fn row_columns(row: &Row, cols: &Option<Vec<String>>) -> Value {
 }
 
 impl Session {
+    /// Whether to leave the client's further requests unhandled for now: its replies are not
+    /// being read, or too many of its transactions are in progress.
+    fn holding_off(&self) -> bool {
+        self.out.paused() || self.transactions.len() >= MAX_TRANSACTIONS_IN_PROGRESS
+    }
+
     /// Queue a message; an overflow is noticed (and the connection closed) by the session loop.
     fn send(&self, v: Value) {
         let _ = self.out.send(&v);

@@ -292,3 +292,46 @@ fn flooding_client_that_closes_without_reading_is_released() {
     );
     assert_eq!(c.request("echo", json!([1])).unwrap(), json!([1]));
 }
+
+#[test]
+fn requests_beyond_the_transactions_in_progress_cap_wait_and_are_then_served() {
+    let srv = Server::start();
+    let s = connect(&srv);
+    let mut w = s.try_clone().unwrap();
+    // More blocked waits than one connection may have in progress, then an echo behind them.
+    let writer = std::thread::spawn(move || {
+        let mut batch = String::new();
+        for i in 0..4200 {
+            batch.push_str(
+                &json!({"method": "transact", "id": i, "params": ["Open_vSwitch", wait_op(None, "go")]})
+                    .to_string(),
+            );
+        }
+        batch.push_str(&json!({"method": "echo", "id": "last", "params": []}).to_string());
+        w.write_all(batch.as_bytes()).unwrap();
+    });
+    let mut s = s;
+    let mut d = Decoder::new();
+    // The echo stays unread behind the cap: nothing comes back while the waits block.
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(
+        recv(&mut s, &mut d),
+        None,
+        "a request beyond the cap was handled"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    set_external_id(&srv, "go");
+    writer.join().unwrap();
+    let mut answered = 0;
+    let mut echoed = false;
+    while answered < 4200 || !echoed {
+        let m = recv(&mut s, &mut d).expect("server stopped answering");
+        if m["id"] == "last" {
+            echoed = true;
+            continue;
+        }
+        assert_eq!(m["error"], Value::Null, "{m}");
+        answered += 1;
+    }
+    assert_eq!(answered, 4200);
+}
