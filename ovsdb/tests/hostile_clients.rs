@@ -203,6 +203,7 @@ fn monitor_that_is_never_read_is_dropped_and_memory_stays_bounded() {
         assert!(ovsdb::client::first_error(&r).is_none());
     }
     let grown = rss(&srv).saturating_sub(before);
+    println!("unread monitor: server RSS grew by {} MiB", grown / MIB);
     assert!(
         grown < 100 * MIB,
         "server grew by {} MiB for an unread monitor",
@@ -245,6 +246,11 @@ fn pipelined_echo_flood_without_reading_is_bounded() {
         }
     }
     let grown = rss(&srv).saturating_sub(before);
+    println!(
+        "echo flood: {} MiB written before the server stopped reading; RSS grew by {} MiB",
+        written / MIB,
+        grown / MIB
+    );
     assert!(
         grown < 100 * MIB,
         "server grew by {} MiB after {} MiB of unread echoes",
