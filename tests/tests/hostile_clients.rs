@@ -103,13 +103,14 @@ fn listeners_survive_running_out_of_file_descriptors() -> Result<()> {
         open_fds(pid)
     );
     // While it lasts, the listeners back off instead of spinning: over two seconds the
-    // daemon uses well under one second of CPU (a spinning accept loop uses all of it).
+    // daemon uses well under half a second of CPU (a spinning accept loop uses a core).
     std::thread::sleep(Duration::from_millis(500));
     let before = cpu_time(pid)?;
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_time(pid)? - before;
+    println!("CPU used in 2 s while out of descriptors: {used:?}");
     assert!(
-        used < Duration::from_millis(1000),
+        used < Duration::from_millis(500),
         "daemon used {used:?} of CPU in 2 s while out of descriptors"
     );
     assert!(sw.alive(), "daemon died:\n{}", sw.log_text());
