@@ -103,7 +103,7 @@ fn listeners_survive_running_out_of_file_descriptors() -> Result<()> {
         open_fds(pid)
     );
     // While it lasts, the listeners back off instead of spinning: over two seconds the
-    // daemon uses well under half a second of CPU (a spinning accept loop uses a core).
+    // daemon uses well under half a second of CPU (the old spinning accept loops used about 1 s).
     std::thread::sleep(Duration::from_millis(500));
     let before = cpu_time(pid)?;
     std::thread::sleep(Duration::from_secs(2));
