@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -25,6 +25,9 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("connection closed by server")]
     Closed,
+    /// The deadline set with [`Client::set_deadline`] (or given to connect) passed.
+    #[error("timed out waiting for the database server")]
+    Timeout,
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The server answered with an error.
@@ -34,16 +37,106 @@ pub enum ClientError {
 
 trait Stream: Read + Write + Send {
     fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+    fn set_send_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
 }
 impl Stream for UnixStream {
     fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
         self.set_read_timeout(t)
+    }
+    fn set_send_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.set_write_timeout(t)
     }
 }
 impl Stream for TcpStream {
     fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
         self.set_read_timeout(t)
     }
+    fn set_send_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.set_write_timeout(t)
+    }
+}
+
+/// Whether an I/O error is a socket timeout firing.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The time left until `deadline`; `Err(Timeout)` once it has passed.
+fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, ClientError> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(ClientError::Timeout)
+            } else {
+                Ok(Some(left))
+            }
+        }
+    }
+}
+
+/// Connect to a unix socket, giving up at `deadline`. A server that stopped accepting leaves
+/// its listen queue full, where a blocking connect would wait forever.
+fn connect_unix(path: &str, deadline: Option<Instant>) -> std::io::Result<UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let Some(deadline) = deadline else {
+        return UnixStream::connect(path);
+    };
+    let bytes = path.as_bytes();
+    // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut pause = Duration::from_millis(5);
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un and the length passed is its size.
+        let rc = unsafe {
+            libc::connect(
+                sock.as_raw_fd(),
+                (&raw const addr).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        // A unix socket whose listen queue is full answers EAGAIN: try again shortly.
+        if e.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(e);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+    let stream = UnixStream::from(sock);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// A connection to an OVSDB server.
@@ -53,17 +146,31 @@ pub struct Client {
     next_id: u64,
     notifications: VecDeque<(String, Value)>,
     db_name: String,
+    /// Requests fail with [`ClientError::Timeout`] after this.
+    deadline: Option<Instant>,
 }
 
 impl Client {
     /// Connect to `unix:PATH` or `tcp:IP:PORT`.
     pub fn connect(target: &str) -> Result<Client, ClientError> {
-        let conn_err = |source| ClientError::Connect {
-            target: target.to_owned(),
-            source,
+        Self::connect_until(target, None)
+    }
+
+    /// Connect to `unix:PATH` or `tcp:IP:PORT`, giving up at `deadline`, which then bounds
+    /// every request too (see [`Client::set_deadline`]).
+    pub fn connect_until(target: &str, deadline: Option<Instant>) -> Result<Client, ClientError> {
+        let conn_err = |source: std::io::Error| {
+            if is_timeout(&source) {
+                ClientError::Timeout
+            } else {
+                ClientError::Connect {
+                    target: target.to_owned(),
+                    source,
+                }
+            }
         };
         let stream: Box<dyn Stream> = if let Some(p) = target.strip_prefix("unix:") {
-            Box::new(UnixStream::connect(p).map_err(conn_err)?)
+            Box::new(connect_unix(p, deadline).map_err(conn_err)?)
         } else if let Some(a) = target.strip_prefix("tcp:") {
             let (ip, port) = a
                 .rsplit_once(':')
@@ -75,7 +182,11 @@ impl Client {
                 addr.parse()
             }
             .map_err(|_| ClientError::BadTarget(target.to_owned()))?;
-            Box::new(TcpStream::connect(addr).map_err(conn_err)?)
+            let stream = match remaining(deadline)? {
+                Some(left) => TcpStream::connect_timeout(&addr, left),
+                None => TcpStream::connect(addr),
+            };
+            Box::new(stream.map_err(conn_err)?)
         } else {
             return Err(ClientError::BadTarget(target.to_owned()));
         };
@@ -85,7 +196,14 @@ impl Client {
             next_id: 0,
             notifications: VecDeque::new(),
             db_name: "Open_vSwitch".into(),
+            deadline,
         })
+    }
+
+    /// Make every later request fail with [`ClientError::Timeout`] once `deadline` passes
+    /// (None: no deadline).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     /// Limit how long a single read may block (None: forever).
@@ -96,8 +214,13 @@ impl Client {
 
     fn send(&mut self, v: &Value) -> Result<(), ClientError> {
         let bytes = serde_json::to_vec(v).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.stream.write_all(&bytes)?;
-        Ok(())
+        if self.deadline.is_some() {
+            self.stream.set_send_timeout(remaining(self.deadline)?)?;
+        }
+        match self.stream.write_all(&bytes) {
+            Err(e) if self.deadline.is_some() && is_timeout(&e) => Err(ClientError::Timeout),
+            r => Ok(r?),
+        }
     }
 
     fn read_message(&mut self) -> Result<Message, ClientError> {
@@ -108,7 +231,15 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => return Err(ClientError::Protocol(e.to_string())),
             }
-            let n = self.stream.read(&mut buf)?;
+            if self.deadline.is_some() {
+                self.stream.set_timeout(remaining(self.deadline)?)?;
+            }
+            let n = match self.stream.read(&mut buf) {
+                Err(e) if self.deadline.is_some() && is_timeout(&e) => {
+                    return Err(ClientError::Timeout);
+                }
+                r => r?,
+            };
             if n == 0 {
                 return Err(ClientError::Closed);
             }

@@ -24,6 +24,17 @@ pub struct Commit {
     pub data: Data,
 }
 
+/// How one attempt at a transaction ended.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The transaction finished (committed, failed, or had nothing to change): its results.
+    Done(Vec<Value>),
+    /// A "wait" does not hold yet. Try again once a commit newer than `seq` exists, or with
+    /// `waits_expired` once `timeout` (counted from the first attempt) has passed; no timeout
+    /// means the wait may last forever (RFC 7047 section 5.2.6).
+    Blocked { timeout: Option<Duration>, seq: u64 },
+}
+
 type Subscriber = Box<dyn Fn(&Arc<Commit>) -> bool + Send>;
 
 struct State {
@@ -50,6 +61,8 @@ struct Inner {
     store: Option<Store>,
     /// Transactions that would leave more rows than this fail with "resources exhausted".
     row_limit: std::sync::atomic::AtomicUsize,
+    /// The sequence number of the newest commit (in memory), for async waiters.
+    seq_watch: tokio::sync::watch::Sender<u64>,
 }
 
 /// A handle on an OVSDB database.
@@ -108,6 +121,7 @@ impl Db {
                 changed: Condvar::new(),
                 store,
                 row_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_ROW_LIMIT),
+                seq_watch: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -232,7 +246,14 @@ impl Db {
         }
     }
 
-    /// Run a transaction for a session holding locks (`has_lock`), cancellable through `cancel`.
+    /// Follows the sequence number of the newest commit: a blocked transaction
+    /// ([`Attempt::Blocked`]) is worth retrying once it moves past the attempt's `seq`.
+    pub fn watch_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.seq_watch.subscribe()
+    }
+
+    /// Run a transaction for a session holding locks (`has_lock`), cancellable through `cancel`
+    /// while a "wait" blocks it; blocks the calling thread until it finishes.
     /// Errors are for params that are not a transaction of this database.
     pub fn transact_with(
         &self,
@@ -240,6 +261,46 @@ impl Db {
         has_lock: &dyn Fn(&str) -> bool,
         cancel: Option<&AtomicBool>,
     ) -> Result<Vec<Value>, OvsdbError> {
+        let mut deadline: Option<Option<Instant>> = None;
+        let mut expired = false;
+        loop {
+            let (timeout, seen) = match self.transact_once(params, has_lock, expired)? {
+                Attempt::Done(results) => return Ok(results),
+                Attempt::Blocked { timeout, seq } => (timeout, seq),
+            };
+            let deadline = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
+            let mut st = self.lock();
+            while st.seq == seen {
+                if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Ok(vec![
+                        OvsdbError::new("canceled", "Transaction was canceled.").to_json(),
+                    ]);
+                }
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    expired = true;
+                    break;
+                }
+                let wait = deadline.map_or(WAIT_POLL, |d| (d - now).min(WAIT_POLL));
+                st = self
+                    .inner
+                    .changed
+                    .wait_timeout(st, wait)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+    }
+
+    /// Try a transaction once, without waiting for a "wait" to hold: a blocked transaction
+    /// changes nothing and reports [`Attempt::Blocked`]. With `waits_expired`, unmet waits fail
+    /// with "timed out" instead. Blocks only while its commit is written to storage.
+    pub fn transact_once(
+        &self,
+        params: &Value,
+        has_lock: &dyn Fn(&str) -> bool,
+        waits_expired: bool,
+    ) -> Result<Attempt, OvsdbError> {
         let arr = params
             .as_array()
             .ok_or_else(|| OvsdbError::syntax("transact params must be an array"))?;
@@ -255,63 +316,47 @@ impl Db {
             }
             _ => &arr[..],
         };
-        let start = Instant::now();
-        let mut deadline: Option<Instant> = None;
         let mut st = self.lock();
-        loop {
-            let expired = deadline.is_some_and(|d| Instant::now() >= d);
-            let ctx = TxnContext {
-                has_lock,
-                waits_expired: expired,
-            };
-            match execute(&self.inner.schema, &st.data, ops, &ctx) {
-                Outcome::Failed { results } => return Ok(results),
-                Outcome::Commit { mut results, data } => {
-                    let changes = ChangeSet::diff(&st.data, &data);
-                    if changes.is_empty() {
-                        return Ok(results);
-                    }
-                    if let Some(why) = &st.broken {
-                        results.push(OvsdbError::new("I/O error", why.clone()).to_json());
-                        return Ok(results);
-                    }
-                    let limit = self.inner.row_limit.load(Ordering::Relaxed);
-                    if data.row_count() > limit && data.row_count() > st.data.row_count() {
-                        results.push(
-                            OvsdbError::new(
-                                "resources exhausted",
-                                format!("Transaction would leave more than {limit} rows."),
-                            )
-                            .to_json(),
-                        );
-                        return Ok(results);
-                    }
-                    st.seq += 1;
-                    let seq = st.seq;
-                    st.data = data.clone();
-                    st.pending.push(Arc::new(Commit { seq, changes, data }));
-                    drop(st);
-                    if let Err(why) = self.make_durable(seq) {
-                        results.push(OvsdbError::new("I/O error", why).to_json());
-                    }
-                    return Ok(results);
+        let ctx = TxnContext {
+            has_lock,
+            waits_expired,
+        };
+        match execute(&self.inner.schema, &st.data, ops, &ctx) {
+            Outcome::Failed { results } => Ok(Attempt::Done(results)),
+            Outcome::Blocked { timeout_ms } => Ok(Attempt::Blocked {
+                timeout: timeout_ms.map(Duration::from_millis),
+                seq: st.seq,
+            }),
+            Outcome::Commit { mut results, data } => {
+                let changes = ChangeSet::diff(&st.data, &data);
+                if changes.is_empty() {
+                    return Ok(Attempt::Done(results));
                 }
-                Outcome::Blocked { timeout_ms } => {
-                    let d = *deadline.get_or_insert(start + Duration::from_millis(timeout_ms));
-                    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                        return Ok(vec![
-                            OvsdbError::new("canceled", "Transaction was canceled.").to_json(),
-                        ]);
-                    }
-                    let now = Instant::now();
-                    let wait = d.saturating_duration_since(now).min(WAIT_POLL);
-                    st = self
-                        .inner
-                        .changed
-                        .wait_timeout(st, wait)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0);
+                if let Some(why) = &st.broken {
+                    results.push(OvsdbError::new("I/O error", why.clone()).to_json());
+                    return Ok(Attempt::Done(results));
                 }
+                let limit = self.inner.row_limit.load(Ordering::Relaxed);
+                if data.row_count() > limit && data.row_count() > st.data.row_count() {
+                    results.push(
+                        OvsdbError::new(
+                            "resources exhausted",
+                            format!("Transaction would leave more than {limit} rows."),
+                        )
+                        .to_json(),
+                    );
+                    return Ok(Attempt::Done(results));
+                }
+                st.seq += 1;
+                let seq = st.seq;
+                st.data = data.clone();
+                st.pending.push(Arc::new(Commit { seq, changes, data }));
+                self.inner.seq_watch.send_replace(seq);
+                drop(st);
+                if let Err(why) = self.make_durable(seq) {
+                    results.push(OvsdbError::new("I/O error", why).to_json());
+                }
+                Ok(Attempt::Done(results))
             }
         }
     }

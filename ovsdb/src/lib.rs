@@ -12,6 +12,8 @@ pub mod db;
 pub mod error;
 pub mod integrity;
 pub mod jsonrpc;
+pub mod listener;
+pub mod outbox;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -4,19 +4,38 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::data::{Data, Row};
-use crate::db::{Commit, Db};
+use crate::db::{Attempt, Commit, Db};
 use crate::error::OvsdbError;
 use crate::jsonrpc::{Decoder, Message, error_reply, notification, reply};
+use crate::listener::{DEFAULT_MAX_CONNECTIONS, serve_connections};
+use crate::outbox::Outbox;
+
+/// How many transaction attempts run at once (each on a blocking thread). Blocked waits are
+/// retried after every commit: this keeps a burst of retries from spawning a thread each.
+const CONCURRENT_ATTEMPTS: usize = 8;
+
+/// Transactions one connection may have in progress (blocked waits included); beyond, its
+/// further requests wait unread.
+const MAX_TRANSACTIONS_IN_PROGRESS: usize = 4096;
+
+/// How much is read from a client at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a closing connection may take to write out the replies still queued for it.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(10);
 
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +78,14 @@ impl std::str::FromStr for Remote {
 #[derive(Default)]
 struct Locks {
     queues: HashMap<String, VecDeque<u64>>,
-    sessions: HashMap<u64, UnboundedSender<Value>>,
+    sessions: HashMap<u64, Outbox>,
 }
 
 impl Locks {
     fn notify(&self, conn: u64, method: &str, name: &str) {
-        if let Some(tx) = self.sessions.get(&conn) {
-            let _ = tx.send(notification(method, json!([name])));
+        if let Some(out) = self.sessions.get(&conn) {
+            // An overflowing session is being closed; its lock is released with it.
+            let _ = out.send(&notification(method, json!([name])));
         }
     }
 
@@ -122,6 +142,7 @@ struct Shared {
     db: Db,
     locks: Mutex<Locks>,
     next_conn: AtomicU64,
+    attempts: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -130,12 +151,14 @@ impl Shared {
     }
 }
 
-/// Listen on every remote and serve clients until an accept loop fails.
+/// Listen on every remote and serve clients. Returns only when a remote cannot be set up:
+/// failing accepts are retried (see [`crate::listener`]).
 pub async fn serve(db: Db, remotes: Vec<Remote>) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
         db,
         locks: Mutex::new(Locks::default()),
         next_conn: AtomicU64::new(1),
+        attempts: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ATTEMPTS)),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for r in remotes {
@@ -148,35 +171,34 @@ pub async fn serve(db: Db, remotes: Vec<Remote>) -> std::io::Result<()> {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
                 tracing::info!(path = %path.display(), "listening");
                 let sh = shared.clone();
+                let name = path.display().to_string();
                 tasks.spawn(async move {
-                    loop {
-                        let (s, _) = l.accept().await?;
-                        tokio::spawn(handle_connection(sh.clone(), s));
-                    }
+                    serve_connections(l, &name, DEFAULT_MAX_CONNECTIONS, |s| {
+                        handle_connection(sh.clone(), s)
+                    })
+                    .await
                 });
             }
             Remote::Tcp(addr) => {
                 let l = TcpListener::bind(addr).await?;
                 tracing::info!(%addr, "listening");
                 let sh = shared.clone();
+                let name = format!("ptcp:{addr}");
                 tasks.spawn(async move {
-                    loop {
-                        let (s, peer) = l.accept().await?;
-                        tracing::debug!(%peer, "connection");
-                        tokio::spawn(handle_connection(sh.clone(), s));
-                    }
+                    serve_connections(l, &name, DEFAULT_MAX_CONNECTIONS, |s| {
+                        handle_connection(sh.clone(), s)
+                    })
+                    .await
                 });
             }
         }
     }
-    while let Some(r) = tasks.join_next().await {
-        match r {
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(())) => {}
-            Err(e) => return Err(std::io::Error::other(e.to_string())),
-        }
+    // The accept loops never return; only a panic ends one.
+    match tasks.join_next().await {
+        Some(Err(e)) => Err(std::io::Error::other(e.to_string())),
+        Some(Ok(never)) => match never {},
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What one monitored table asks for.
@@ -194,35 +216,25 @@ type Monitor = BTreeMap<String, MonitorTable>;
 struct Session {
     shared: Arc<Shared>,
     conn: u64,
-    out: UnboundedSender<Value>,
+    out: Outbox,
     view: Data,
     commits: UnboundedReceiver<Arc<Commit>>,
     monitors: HashMap<String, (Value, Monitor)>,
-    pending: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
-    done_tx: UnboundedSender<Value>,
+    /// Transactions in progress, by request id (as JSON text), each with its cancel signal.
+    pending: HashMap<String, Arc<Notify>>,
+    /// The tasks running them; dropping the session cancels them all.
+    transactions: JoinSet<(String, Value)>,
 }
 
 async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     shared: Arc<Shared>,
     stream: S,
 ) {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (out, mut out_rx) = unbounded_channel::<Value>();
-    let writer = tokio::spawn(async move {
-        while let Some(v) = out_rx.recv().await {
-            let Ok(bytes) = serde_json::to_vec(&v) else {
-                continue;
-            };
-            if wr.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (mut rd, wr) = tokio::io::split(stream);
+    let (out, mut writer) = Outbox::spawn(wr);
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     shared.locks().sessions.insert(conn, out.clone());
     let (view, commits) = shared.db.snapshot_and_subscribe_async();
-    let (done_tx, mut done_rx) = unbounded_channel::<Value>();
     let mut s = Session {
         shared: shared.clone(),
         conn,
@@ -230,41 +242,93 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         view,
         commits,
         monitors: HashMap::new(),
-        pending: Arc::new(Mutex::new(HashMap::new())),
-        done_tx,
+        pending: HashMap::new(),
+        transactions: JoinSet::new(),
     };
     let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; READ_CHUNK];
+    // Bytes read while the session holds off handling requests: at most one chunk, read only
+    // to notice a peer that closes meanwhile.
+    let mut held: Vec<u8> = Vec::new();
+    let mut peer_closed = false;
     'conn: loop {
-        tokio::select! {
-            n = rd.read(&mut buf) => {
-                let n = match n { Ok(0) | Err(_) => break, Ok(n) => n };
-                decoder.feed(&buf[..n]);
-                loop {
-                    match decoder.next_value() {
-                        Ok(Some(v)) => s.handle(v),
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(conn, error = %e, "closing connection on undecodable input");
-                            let _ = s.out.send(error_reply(&Value::Null, json!({"error": "syntax error", "details": e.to_string()})));
-                            break 'conn;
-                        }
-                    }
+        if !s.holding_off() && !held.is_empty() {
+            decoder.feed(&held);
+            held.clear();
+        }
+        // Handle what has been read, as long as the client reads its replies.
+        while !s.holding_off() && !s.out.overflowed() && !s.out.writer_failed() {
+            match decoder.next_value() {
+                Ok(Some(v)) => s.handle(v),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(conn, error = %e, "closing connection on undecodable input");
+                    s.send(error_reply(
+                        &Value::Null,
+                        json!({"error": "syntax error", "details": e.to_string()}),
+                    ));
+                    break 'conn;
                 }
             }
-            Some(c) = s.commits.recv() => s.apply_commit(&c),
-            Some(r) = done_rx.recv() => {
-                // Deliver the updates of the transaction before its reply, as ovsdb-server does.
-                while let Ok(c) = s.commits.try_recv() {
-                    s.apply_commit(&c);
+        }
+        if s.out.writer_failed() {
+            tracing::debug!(conn, "connection lost while writing");
+            break;
+        }
+        if s.out.overflowed() {
+            tracing::warn!(
+                conn,
+                backlog = s.out.queued(),
+                monitors = s.monitors.len(),
+                "excessive sending backlog: client is not reading; dropping its monitors and disconnecting"
+            );
+            writer.abort();
+            break;
+        }
+        let holding_off = s.holding_off();
+        let room = if holding_off {
+            READ_CHUNK - held.len()
+        } else {
+            READ_CHUNK
+        };
+        tokio::select! {
+            n = rd.read(&mut buf[..room]), if room > 0 => {
+                match n {
+                    Ok(0) | Err(_) => {
+                        peer_closed = true;
+                        break;
+                    }
+                    Ok(n) if holding_off => held.extend_from_slice(&buf[..n]),
+                    Ok(n) => decoder.feed(&buf[..n]),
                 }
-                let _ = s.out.send(r);
+            }
+            () = s.out.wait_for_room(), if s.out.paused() => {}
+            Some(c) = s.commits.recv() => s.apply_commit(&c),
+            Some(done) = s.transactions.join_next(), if !s.transactions.is_empty() => {
+                if let Ok((key, msg)) = done {
+                    s.pending.remove(&key);
+                    // Deliver the updates of the transaction before its reply, as ovsdb-server does.
+                    while let Ok(c) = s.commits.try_recv() {
+                        s.apply_commit(&c);
+                    }
+                    s.send(msg);
+                }
             }
         }
     }
+    if peer_closed {
+        tracing::debug!(conn, "connection closed by peer");
+    }
     shared.locks().drop_session(conn);
+    // Dropping the session aborts its transactions (a closed connection cancels its waits) and
+    // its outbox; the writer then flushes what is queued, for a bounded time.
     drop(s);
-    let _ = writer.await;
+    if tokio::time::timeout(FLUSH_ON_CLOSE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 fn row_columns(row: &Row, cols: &Option<Vec<String>>) -> Value {
@@ -278,8 +342,15 @@ fn row_columns(row: &Row, cols: &Option<Vec<String>>) -> Value {
 }
 
 impl Session {
+    /// Whether to leave the client's further requests unhandled for now: its replies are not
+    /// being read, or too many of its transactions are in progress.
+    fn holding_off(&self) -> bool {
+        self.out.paused() || self.transactions.len() >= MAX_TRANSACTIONS_IN_PROGRESS
+    }
+
+    /// Queue a message; an overflow is noticed (and the connection closed) by the session loop.
     fn send(&self, v: Value) {
-        let _ = self.out.send(v);
+        let _ = self.out.send(&v);
     }
 
     fn handle(&mut self, v: Value) {
@@ -324,13 +395,8 @@ impl Session {
             }
             "cancel" => {
                 let key = params.get(0).map(Value::to_string).unwrap_or_default();
-                if let Some(flag) = self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&key)
-                {
-                    flag.store(true, Ordering::Relaxed);
+                if let Some(cancel) = self.pending.get(&key) {
+                    cancel.notify_one();
                 }
             }
             "monitor" => {
@@ -383,30 +449,17 @@ impl Session {
 
     fn transact(&mut self, params: Value, id: Value) {
         let key = id.to_string();
-        let flag = Arc::new(AtomicBool::new(false));
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), flag.clone());
+        let cancel = Arc::new(Notify::new());
+        self.pending.insert(key.clone(), cancel.clone());
         let shared = self.shared.clone();
         let conn = self.conn;
-        let pending = self.pending.clone();
-        let done = self.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let has_lock = |name: &str| shared.locks().owns(name, conn);
-            let r = shared.db.transact_with(&params, &has_lock, Some(&flag));
-            pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-            let canceled =
-                |r: &[Value]| r.len() == 1 && r[0].get("error") == Some(&json!("canceled"));
-            let msg = match r {
-                Ok(results) if canceled(&results) => error_reply(&id, json!("canceled")),
+        self.transactions.spawn(async move {
+            let msg = match run_transaction(shared, conn, params, &cancel).await {
                 Ok(results) => reply(&id, Value::Array(results)),
+                Err(e) if e.error == "canceled" => error_reply(&id, json!("canceled")),
                 Err(e) => error_reply(&id, e.to_json()),
             };
-            let _ = done.send(msg);
+            (key, msg)
         });
     }
 
@@ -529,6 +582,66 @@ impl Session {
                 self.send(notification("update", json!([mon_id, updates])));
             }
         }
+    }
+}
+
+/// Run one transaction for session `conn`. A blocked "wait" holds no thread: the transaction
+/// is tried again after each commit, and once more (to fail with "timed out") when its timeout
+/// runs out; `cancel` ends it with "canceled" while it waits.
+async fn run_transaction(
+    shared: Arc<Shared>,
+    conn: u64,
+    params: Value,
+    cancel: &Notify,
+) -> Result<Vec<Value>, OvsdbError> {
+    let params = Arc::new(params);
+    let mut commits = shared.db.watch_commits();
+    let mut deadline: Option<Option<tokio::time::Instant>> = None;
+    let mut expired = false;
+    loop {
+        let slot = shared
+            .attempts
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| OvsdbError::new("internal error", e.to_string()))?;
+        commits.borrow_and_update();
+        let (sh, p) = (shared.clone(), params.clone());
+        let attempt = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let has_lock = |name: &str| sh.locks().owns(name, conn);
+            sh.db.transact_once(&p, &has_lock, expired)
+        })
+        .await
+        .map_err(|e| OvsdbError::new("internal error", e.to_string()))??;
+        let (timeout, seen) = match attempt {
+            Attempt::Done(results) => return Ok(results),
+            Attempt::Blocked { timeout, seq } => (timeout, seq),
+        };
+        let deadline =
+            *deadline.get_or_insert_with(|| timeout.map(|t| tokio::time::Instant::now() + t));
+        if *commits.borrow() != seen {
+            continue;
+        }
+        tokio::select! {
+            changed = commits.changed() => {
+                if changed.is_err() {
+                    return Err(OvsdbError::new("internal error", "database closed"));
+                }
+            }
+            () = sleep_until(deadline) => expired = true,
+            () = cancel.notified() => {
+                return Err(OvsdbError::new("canceled", "Transaction was canceled."));
+            }
+        }
+    }
+}
+
+/// Sleep until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

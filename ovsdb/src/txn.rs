@@ -38,8 +38,9 @@ pub enum Outcome {
     Commit { results: Vec<Value>, data: Data },
     /// An operation or a commit check failed; nothing changes.
     Failed { results: Vec<Value> },
-    /// A "wait" is not yet satisfied and its timeout (ms) has not expired: retry later.
-    Blocked { timeout_ms: u64 },
+    /// A "wait" is not yet satisfied and its timeout (ms; none: forever) has not expired:
+    /// retry later.
+    Blocked { timeout_ms: Option<u64> },
 }
 
 struct Exec<'a> {
@@ -51,7 +52,7 @@ struct Exec<'a> {
 
 enum OpError {
     Error(OvsdbError),
-    Blocked(u64),
+    Blocked(Option<u64>),
 }
 
 impl From<OvsdbError> for OpError {
@@ -482,9 +483,13 @@ impl Exec<'_> {
         if equal == (until == "==") {
             return Ok(json!({}));
         }
+        // Without a timeout the wait lasts until the condition holds (RFC 7047 section 5.2.6).
         match timeout {
-            Some(ms) if ms > 0 && !self.ctx.waits_expired => Err(OpError::Blocked(ms)),
-            _ => Err(OvsdbError::new("timed out", "\"wait\" timed out").into()),
+            Some(0) => Err(OvsdbError::new("timed out", "\"wait\" timed out").into()),
+            _ if self.ctx.waits_expired => {
+                Err(OvsdbError::new("timed out", "\"wait\" timed out").into())
+            }
+            t => Err(OpError::Blocked(t)),
         }
     }
 }

@@ -185,19 +185,19 @@ impl OfManager {
                 }
             };
             crate::unixctl::set_mode_0600(&path);
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+            let name = path.display().to_string();
+            let max = ovsdb::listener::DEFAULT_MAX_CONNECTIONS;
+            match ovsdb::listener::serve_connections(listener, &name, max, |stream| {
                 let (sw, ofp) = (switch.clone(), ofp.clone());
                 let cfg = ConnConfig {
                     versions,
                     probe_interval_ms: 0,
                 };
-                tokio::spawn(async move {
+                async move {
                     drive(stream, sw, ofp, cfg, None).await;
-                });
-            }
+                }
+            })
+            .await {}
         })
     }
 

@@ -120,15 +120,17 @@ pub async fn serve(path: &Path, registry: Registry) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     set_mode_0600(path);
-    loop {
-        let (stream, _) = listener.accept().await?;
+    let name = path.display().to_string();
+    let max = ovsdb::listener::DEFAULT_MAX_CONNECTIONS;
+    match ovsdb::listener::serve_connections(listener, &name, max, |stream| {
         let reg = registry.clone();
-        tokio::spawn(async move {
+        async move {
             if let Err(e) = handle(stream, reg).await {
                 debug!("appctl connection ended: {e}");
             }
-        });
-    }
+        }
+    })
+    .await {}
 }
 
 pub(crate) fn set_mode_0600(path: &Path) {

@@ -11,7 +11,7 @@ pub mod value;
 
 use std::time::{Duration, Instant};
 
-use ovsdb::client::{Client, first_error};
+use ovsdb::client::{Client, ClientError, first_error};
 use ovsdb::data::{ChangeSet, Data, Row};
 use ovsdb::schema::Schema;
 use serde_json::{Value, json};
@@ -184,16 +184,34 @@ pub fn parse_args(args: &[String]) -> Result<(GlobalOpts, Vec<Command>), VsctlEr
     Ok((opts, commands))
 }
 
+/// The message for `--timeout=SECS` running out, as ovs-vsctl words it.
+fn timeout_error(timeout: Option<Duration>) -> VsctlError {
+    VsctlError::msg(format!(
+        "timeout after {} seconds",
+        timeout.map_or(0, |t| t.as_secs())
+    ))
+}
+
+/// A failed exchange with the database server, reported as a timeout when `--timeout` ran out.
+fn db_error(timeout: Option<Duration>) -> impl Fn(ClientError) -> VsctlError {
+    move |e| match e {
+        ClientError::Timeout => timeout_error(timeout),
+        other => VsctlError::msg(other.to_string()),
+    }
+}
+
 /// Read every row of every table.
-fn fetch(client: &mut Client, schema: &Schema) -> Result<Data, VsctlError> {
+fn fetch(
+    client: &mut Client,
+    schema: &Schema,
+    timeout: Option<Duration>,
+) -> Result<Data, VsctlError> {
     let ops: Vec<Value> = schema
         .tables
         .keys()
         .map(|t| json!({"op": "select", "table": t, "where": []}))
         .collect();
-    let results = client
-        .transact(ops)
-        .map_err(|e| VsctlError::msg(e.to_string()))?;
+    let results = client.transact(ops).map_err(db_error(timeout))?;
     if let Some(e) = first_error(&results) {
         return Err(VsctlError::msg(format!("reading the database failed: {e}")));
     }
@@ -270,12 +288,12 @@ fn root_uuid(data: &Data) -> Option<uuid::Uuid> {
     data.table("Open_vSwitch").keys().next().copied()
 }
 
-fn cur_cfg(client: &mut Client) -> Result<i64, VsctlError> {
+fn cur_cfg(client: &mut Client, timeout: Option<Duration>) -> Result<i64, VsctlError> {
     let r = client
         .transact(vec![
             json!({"op": "select", "table": "Open_vSwitch", "where": [], "columns": ["cur_cfg"]}),
         ])
-        .map_err(|e| VsctlError::msg(e.to_string()))?;
+        .map_err(db_error(timeout))?;
     Ok(r.first()
         .and_then(|x| x.get("rows"))
         .and_then(|rows| rows.get(0))
@@ -287,19 +305,13 @@ fn cur_cfg(client: &mut Client) -> Result<i64, VsctlError> {
 /// Run vsctl with the given arguments; returns the lines to print on success.
 pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
     let (opts, commands) = parse_args(args)?;
+    // --timeout bounds the whole run: connecting, every request, and waiting for cur_cfg.
     let deadline = opts.timeout.map(|t| Instant::now() + t);
-    let timed_out = || {
-        VsctlError::msg(format!(
-            "timeout after {} seconds",
-            opts.timeout.map_or(0, |t| t.as_secs())
-        ))
-    };
-    let mut client = Client::connect(&opts.db).map_err(|e| VsctlError::msg(e.to_string()))?;
-    let schema = client
-        .get_schema()
-        .map_err(|e| VsctlError::msg(e.to_string()))?;
+    let timed_out = || timeout_error(opts.timeout);
+    let mut client = Client::connect_until(&opts.db, deadline).map_err(db_error(opts.timeout))?;
+    let schema = client.get_schema().map_err(db_error(opts.timeout))?;
     loop {
-        let base = fetch(&mut client, &schema)?;
+        let base = fetch(&mut client, &schema, opts.timeout)?;
         let mut ctx = Ctx::new(&schema, base.clone(), &opts);
         let mut retry = false;
         for c in &commands {
@@ -338,7 +350,7 @@ pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
         ops.push(json!({"op": "comment", "comment": invocation}));
         let results = client
             .transact(ops.clone())
-            .map_err(|e| VsctlError::msg(e.to_string()))?;
+            .map_err(db_error(opts.timeout))?;
         if let Some(e) = first_error(&results) {
             // A concurrent change made a verified row stale: start over, as ovs-vsctl does.
             let stale = e.get("error").and_then(Value::as_str) == Some("timed out")
@@ -363,7 +375,7 @@ pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
                 .and_then(Value::as_i64);
             if let Some(next) = next {
                 loop {
-                    if cur_cfg(&mut client)? >= next {
+                    if cur_cfg(&mut client, opts.timeout)? >= next {
                         break;
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
