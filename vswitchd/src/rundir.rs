@@ -39,7 +39,11 @@ pub fn prepare(dir: &Path) -> Result<(), RundirError> {
                 warn!(
                     "run directory {} is writable by {} (mode {:04o}): other users can replace its sockets",
                     dir.display(),
-                    if m.mode() & 0o002 != 0 { "everyone" } else { "its group" },
+                    if m.mode() & 0o002 != 0 {
+                        "everyone"
+                    } else {
+                        "its group"
+                    },
                     m.mode() & 0o7777
                 );
             }
@@ -91,7 +95,11 @@ impl RundirLock {
             let _ = file.read_to_string(&mut pid);
             let pid = pid.trim();
             return Err(RundirError::Busy {
-                pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.into()
+                },
                 dir: dir.to_path_buf(),
             });
         }
