@@ -69,6 +69,31 @@ impl Drop for Victim {
     }
 }
 
+/// Runs a vswitchd that is expected to refuse to start: its exit status
+/// and stderr. Fails (instead of hanging) if it keeps running.
+fn refused_start(cmd: &mut Command) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let errf = dir.path().join("stderr");
+    let mut child = ChildGuard(Some(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&errf).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let mut status = None;
+    let exited = wait_until(T, || {
+        status = child.child().try_wait().ok().flatten();
+        status.is_some()
+    });
+    let err = std::fs::read_to_string(&errf).unwrap_or_default();
+    if !exited {
+        child.kill();
+        panic!("vswitchd kept running instead of refusing to start; stderr:\n{err}");
+    }
+    (status.unwrap(), err)
+}
+
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -229,16 +254,15 @@ fn a_second_daemon_on_the_same_rundir_refuses_to_start() -> Result<()> {
     let mut sw = Switch::start()?;
     let first_pid = sw.proc.child().id();
     let other_db = tempfile::tempdir()?;
-    let out = Command::new(bin("vswitchd"))
-        .arg("--rundir")
-        .arg(sw.rundir())
-        .arg("--db")
-        .arg(other_db.path().join("conf.db"))
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .output()?;
-    assert!(!out.status.success(), "second daemon started");
-    let err = stderr_of(&out);
+    let (status, err) = refused_start(
+        Command::new(bin("vswitchd"))
+            .arg("--rundir")
+            .arg(sw.rundir())
+            .arg("--db")
+            .arg(other_db.path().join("conf.db"))
+            .env("RUST_BACKTRACE", "1"),
+    );
+    assert!(!status.success(), "second daemon exited with success");
     assert!(
         err.contains(&format!(
             "another vswitchd (pid {first_pid}) is running with rundir {}",
@@ -375,16 +399,15 @@ fn an_empty_db_file_is_an_error_unless_db_create_is_given() -> Result<()> {
     let db = dir.path().join("conf.db");
     std::fs::write(&db, b"")?;
     let rundir = dir.path().join("run");
-    let out = Command::new(bin("vswitchd"))
-        .arg("--rundir")
-        .arg(&rundir)
-        .arg("--db")
-        .arg(&db)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .output()?;
-    assert!(!out.status.success(), "started on an empty DB file");
-    let err = stderr_of(&out);
+    let (status, err) = refused_start(
+        Command::new(bin("vswitchd"))
+            .arg("--rundir")
+            .arg(&rundir)
+            .arg("--db")
+            .arg(&db)
+            .env("RUST_BACKTRACE", "1"),
+    );
+    assert!(!status.success(), "exited with success on an empty DB file");
     assert!(
         err.contains(&format!("database file {} is empty", db.display()))
             && err.contains("--db-create"),
