@@ -35,17 +35,8 @@ pub fn prepare(dir: &Path) -> Result<(), RundirError> {
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => return Err(RundirError::NotADirectory(dir.to_path_buf())),
         Ok(m) => {
-            if m.mode() & 0o022 != 0 {
-                warn!(
-                    "run directory {} is writable by {} (mode {:04o}): other users can replace its sockets",
-                    dir.display(),
-                    if m.mode() & 0o002 != 0 {
-                        "everyone"
-                    } else {
-                        "its group"
-                    },
-                    m.mode() & 0o7777
-                );
+            if let Some(w) = loose_mode_warning(dir, m.mode()) {
+                warn!("{w}");
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -62,11 +53,28 @@ pub fn prepare(dir: &Path) -> Result<(), RundirError> {
     Ok(())
 }
 
+/// The warning for a run directory others may write to, if `mode` allows it.
+fn loose_mode_warning(dir: &Path, mode: u32) -> Option<String> {
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "run directory {} is writable by {} (mode {:04o}): other users can replace its sockets",
+            dir.display(),
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        )
+    })
+}
+
 /// The run directory's lock, held for the daemon's lifetime; the pid
 /// file goes away with it.
 #[derive(Debug)]
 pub struct RundirLock {
-    file: File,
+    /// Holds the lock until dropped (after the file is removed).
+    _file: File,
     path: PathBuf,
 }
 
@@ -108,7 +116,7 @@ impl RundirLock {
         writeln!(file, "{}", std::process::id()).map_err(err)?;
         file.set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(err)?;
-        Ok(RundirLock { file, path })
+        Ok(RundirLock { _file: file, path })
     }
 }
 
@@ -116,7 +124,6 @@ impl Drop for RundirLock {
     fn drop(&mut self) {
         // Removed while still locked, so no other daemon holds this file.
         let _ = std::fs::remove_file(&self.path);
-        let _ = &self.file;
     }
 }
 
@@ -156,6 +163,23 @@ mod tests {
         r.unwrap();
         let m = std::fs::metadata(&run).unwrap();
         assert_eq!(m.mode() & 0o7777, RUNDIR_MODE);
+    }
+
+    #[test]
+    fn a_rundir_writable_by_group_or_others_is_warned_about() {
+        let d = Path::new("/r");
+        assert_eq!(loose_mode_warning(d, 0o40750), None);
+        assert_eq!(loose_mode_warning(d, 0o40700), None);
+        assert!(
+            loose_mode_warning(d, 0o40770)
+                .unwrap()
+                .contains("by its group")
+        );
+        assert!(
+            loose_mode_warning(d, 0o41777)
+                .unwrap()
+                .contains("by everyone")
+        );
     }
 
     #[test]
