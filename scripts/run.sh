@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 export FERROVS_RUNDIR=${FERROVS_RUNDIR:-/run/ferrovs}
 DBDIR=${FERROVS_DBDIR:-/var/lib/ferrovs}
 BRIDGE=${FERROVS_BRIDGE:-br0}
-mkdir -p "$FERROVS_RUNDIR" "$DBDIR"
+# vswitchd creates the run directory itself (mode 0750).
+mkdir -p "$DBDIR"
 
 cargo build --release --bins --locked
 bin=target/release

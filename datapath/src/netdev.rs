@@ -7,10 +7,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Maximum interface name length (without the NUL), as `IFNAMSIZ - 1`.
 pub const IFNAMSIZ_MAX: usize = libc::IFNAMSIZ - 1;
+const _: () = assert!(IFNAMSIZ_MAX == flows::names::NAME_MAX);
 
-/// Checks that `name` fits in an `ifreq`.
+/// Checks that `name` fits in an `ifreq` (the project-wide name rule).
 pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty() && name.len() <= IFNAMSIZ_MAX && !name.contains(['/', '\0', ' '])
+    flows::names::check_name(name).is_ok()
 }
 
 pub(crate) fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {

@@ -1404,6 +1404,23 @@ pub fn format_match(m: &Match, priority: u32) -> String {
     parts.join(",")
 }
 
+/// Longest flow text echoed whole in a message.
+pub const EXCERPT_MAX: usize = 120;
+
+/// `text` for an error message: whole when short, otherwise its first
+/// [`EXCERPT_MAX`] bytes (at a character boundary) and the total length,
+/// so a huge flow does not drown the reason it was refused.
+pub fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= EXCERPT_MAX {
+        return text.into();
+    }
+    let mut end = EXCERPT_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &text[..end], text.len()).into()
+}
+
 /// Prints a flow_mod in ovs-ofctl's input syntax, so that
 /// `parse_flow_mod(&format_flow_mod(fm), fm.command) == Ok(fm)`.
 pub fn format_flow_mod(fm: &FlowMod) -> String {
@@ -1634,6 +1651,27 @@ pub fn format_group(g: &Group) -> String {
         let _ = write!(s, "actions={}", format_actions(&b.actions));
     }
     s
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_with_its_length_and_short_text_kept() {
+        assert_eq!(
+            excerpt("priority=1,actions=drop"),
+            "priority=1,actions=drop"
+        );
+        let long = "output:1,".repeat(5000);
+        let e = excerpt(&long);
+        assert!(e.len() < 200, "{e}");
+        assert!(e.starts_with("output:1,output:1"));
+        assert!(e.ends_with(&format!("…({} bytes)", long.len())), "{e}");
+        // Never splits a character.
+        let wide = "é".repeat(100);
+        assert!(excerpt(&wide).ends_with("…(200 bytes)"));
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub enum DbError {
     Storage(String),
     #[error("database file {path} is corrupt: {details}")]
     Corrupt { path: String, details: String },
+    #[error("database file {path} is empty (0 bytes)")]
+    Empty { path: String },
     #[error("{0}")]
     Ovsdb(#[from] OvsdbError),
     #[error("I/O error: {0}")]

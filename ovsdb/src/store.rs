@@ -20,6 +20,19 @@ fn row_key(table: &str, uuid: &Uuid) -> String {
     format!("{table}\0{uuid}")
 }
 
+/// Creates `path` empty with mode 0600, so the DB never exists with wider
+/// permissions.
+fn create_private(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
 /// The redb file holding the database.
 pub struct Store {
     db: Database,
@@ -27,9 +40,24 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (or create) the file; returns the store and whether it was just created.
+    /// Open (or create, mode 0600 whatever the umask) the file; returns the
+    /// store and whether it was just created. An existing empty file is an
+    /// error: it is not a database, and starting from an empty
+    /// configuration must be asked for by removing it.
     pub fn open(path: &Path) -> Result<(Self, bool), DbError> {
-        let existed = path.exists() && std::fs::metadata(path)?.len() > 0;
+        let existed = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                return Err(DbError::Empty {
+                    path: path.display().to_string(),
+                });
+            }
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_private(path)?;
+                false
+            }
+            Err(e) => return Err(e.into()),
+        };
         let db = Database::create(path)?;
         let store = Self {
             db,
@@ -112,5 +140,39 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_new_db_file_is_private_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf.db");
+        // SAFETY: umask only changes this process's file creation mask.
+        let old = unsafe { libc::umask(0) };
+        let r = Store::open(&path);
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(old) };
+        let (_store, fresh) = r.unwrap();
+        assert!(fresh);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_empty_existing_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf.db");
+        std::fs::write(&path, b"").unwrap();
+        let Err(e) = Store::open(&path) else {
+            panic!("an empty file was accepted");
+        };
+        assert!(matches!(e, DbError::Empty { .. }), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 }

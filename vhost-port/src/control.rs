@@ -13,6 +13,7 @@ use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
 use crate::handler::NetHandler;
 use crate::port::PortShared;
+use crate::sockfile::{OwnedSocket, check_socket_or_absent};
 
 /// The live connection, for shutting it down from the port handle.
 #[derive(Default)]
@@ -99,8 +100,8 @@ fn readable(fd: i32, ms: i32) -> bool {
 }
 
 /// Server mode: accept frontends on `listener` one after the other; the
-/// socket file is removed when the port goes away.
-pub fn serve(shared: Arc<PortShared>, listener: UnixListener, path: PathBuf) {
+/// socket file is removed when the port goes away (if it is still ours).
+pub fn serve(shared: Arc<PortShared>, listener: UnixListener, socket: OwnedSocket) {
     while !shared.shutdown.load(Ordering::Acquire) {
         if !readable(listener.as_raw_fd(), 100) {
             continue;
@@ -113,7 +114,7 @@ pub fn serve(shared: Arc<PortShared>, listener: UnixListener, path: PathBuf) {
             }
         }
     }
-    let _ = std::fs::remove_file(path);
+    socket.remove();
 }
 
 /// Client mode: connect to `path`, reconnecting with backoff for as long as
@@ -121,14 +122,33 @@ pub fn serve(shared: Arc<PortShared>, listener: UnixListener, path: PathBuf) {
 pub fn connect_loop(shared: Arc<PortShared>, path: PathBuf) {
     let mut backoff = Duration::from_millis(50);
     let mut reported = false;
+    let mut not_a_socket = false;
     while !shared.shutdown.load(Ordering::Acquire) {
         match UnixStream::connect(&path) {
             Ok(stream) => {
                 backoff = Duration::from_millis(50);
                 reported = false;
+                if std::mem::take(&mut not_a_socket) {
+                    shared.clear_error();
+                }
                 run_session(&shared, stream);
             }
             Err(e) => {
+                // A server that is not up yet is normal; a path that holds
+                // something other than a socket never becomes one by itself.
+                match check_socket_or_absent(&path) {
+                    Err(bad) if !not_a_socket => {
+                        let msg = format!("vhost-server-path: {bad}");
+                        tracing::warn!(port = %shared.name, "{msg}");
+                        shared.set_error(msg);
+                        not_a_socket = true;
+                    }
+                    Ok(()) if not_a_socket => {
+                        shared.clear_error();
+                        not_a_socket = false;
+                    }
+                    _ => {}
+                }
                 if !reported {
                     tracing::info!(port = %shared.name, path = %path.display(), "vhost-user server not reachable, retrying: {e}");
                     reported = true;

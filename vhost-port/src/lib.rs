@@ -21,9 +21,11 @@ pub mod net_hdr;
 pub mod port;
 pub mod ring;
 pub mod session;
+pub mod sockfile;
 
 pub use features::FeatureOptions;
 pub use port::{VhostPortError, VhostRxQueue, VhostTxQueue, VhostUserOptions, VhostUserPort};
+pub use sockfile::SocketPerms;
 
 #[cfg(test)]
 mod mock_tests;

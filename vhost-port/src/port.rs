@@ -11,7 +11,6 @@ use datapath::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 use datapath::port::{
     OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue,
 };
-use std::os::unix::net::UnixListener;
 
 use crate::control::{self, ConnCtl};
 use crate::csum;
@@ -20,6 +19,7 @@ use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{self, RxOutcome};
 use crate::ring::RingError;
 use crate::session::{ActiveRing, Session, SessionCache, SessionSlot};
+use crate::sockfile::{self, SockFileError, SocketPerms};
 
 /// Settings of a vhost-user port.
 #[derive(Clone, Debug)]
@@ -32,6 +32,8 @@ pub struct VhostUserOptions {
     pub features: FeatureOptions,
     /// Datapath port number stamped on received packets.
     pub in_port: u32,
+    /// Mode and group of the socket file a server-mode port creates.
+    pub socket_perms: SocketPerms,
 }
 
 impl Default for VhostUserOptions {
@@ -42,6 +44,7 @@ impl Default for VhostUserOptions {
             mtu: 1500,
             features: FeatureOptions::default(),
             in_port: 0,
+            socket_perms: SocketPerms::default(),
         }
     }
 }
@@ -49,8 +52,8 @@ impl Default for VhostUserOptions {
 /// Errors a vhost-user port reports when it is created.
 #[derive(Debug, thiserror::Error)]
 pub enum VhostPortError {
-    #[error("{0}: could not create vhost-user socket {1}: {2}")]
-    Listen(String, PathBuf, String),
+    #[error("{0}: could not create vhost-user socket: {1}")]
+    Listen(String, SockFileError),
     #[error("{0}: n_rxq must be between 1 and 64, not {1}")]
     BadQueueCount(String, usize),
     #[error("{0}: could not start the control thread: {1}")]
@@ -90,6 +93,11 @@ impl PortShared {
     pub fn set_error(&self, msg: String) {
         self.errors_seen.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+    }
+
+    /// Forgets the last problem (it went away).
+    pub fn clear_error(&self) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -136,14 +144,12 @@ impl VhostUserPort {
     ) -> Result<VhostUserPort, VhostPortError> {
         let path = socket_path.as_ref().to_path_buf();
         let shared = Self::shared(name, PortKind::VhostUser, opts)?;
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| VhostPortError::Listen(name.to_string(), path.clone(), e.to_string()))?;
+        let (listener, owned) = sockfile::bind_listener(&path, shared.opts.socket_perms)
+            .map_err(|e| VhostPortError::Listen(name.to_string(), e))?;
         let s = shared.clone();
-        let p = path.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vhost-{name}"))
-            .spawn(move || control::serve(s, listener, p))
+            .spawn(move || control::serve(s, listener, owned))
             .map_err(|e| VhostPortError::Thread(name.to_string(), e))?;
         Ok(VhostUserPort {
             shared,

@@ -244,6 +244,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
         1,
         1,
         Arc::new(move |args, _| {
+            check_log_spec(&args[0])?;
             let f = tracing_subscriber::EnvFilter::try_new(&args[0])
                 .map_err(|e| format!("invalid log specification {:?}: {e}", args[0]))?;
             c.log
@@ -349,4 +350,73 @@ fn trace(ctx: &Ctx, bridge: &str, flow: &str, fmt: Format) -> Result<Reply, Stri
             "datapath_actions": flows::xlate::format_dp_actions(&x.actions),
             "trace": text}),
     )
+}
+
+/// Log levels `vlog/set` accepts.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `vlog/set` specification: comma-separated `LEVEL` or
+/// `MODULE=LEVEL` (MODULE a Rust module path such as `datapath::dpif`).
+/// The log filter itself would take almost anything (a bare word is a
+/// module to trace), so mistakes would pass silently.
+fn check_log_spec(spec: &str) -> Result<(), String> {
+    let level = |l: &str| LEVELS.contains(&l.to_ascii_lowercase().as_str());
+    let module = |m: &str| {
+        !m.is_empty()
+            && m.split("::").all(|part| {
+                part.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    if spec.trim().is_empty() {
+        return Err("empty log specification".into());
+    }
+    for d in spec.split(',').map(str::trim) {
+        match d.split_once('=') {
+            Some((m, l)) if module(m) && level(l) => {}
+            Some((m, _)) if !module(m) => {
+                return Err(format!("no destination, level, or module \"{m}\""));
+            }
+            Some((_, l)) => {
+                return Err(format!(
+                    "unknown level \"{l}\" (expected one of {})",
+                    LEVELS.join(", ")
+                ));
+            }
+            None if level(d) => {}
+            None => return Err(format!("no destination, level, or module \"{d}\"")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_log_spec;
+
+    #[test]
+    fn log_specs_are_levels_or_module_levels() {
+        for ok in [
+            "debug",
+            "info,datapath=debug",
+            "vhost_port::control=trace",
+            "WARN",
+        ] {
+            assert_eq!(check_log_spec(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_log_spec("bogus:::").unwrap_err(),
+            "no destination, level, or module \"bogus:::\""
+        );
+        assert!(check_log_spec("bogus").is_err());
+        assert!(
+            check_log_spec("datapath=loud")
+                .unwrap_err()
+                .contains("unknown level")
+        );
+        assert!(check_log_spec("").is_err());
+        assert!(check_log_spec("info,").is_err());
+    }
 }

@@ -7,6 +7,7 @@
 //! stopping the daemon.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
@@ -122,6 +123,62 @@ impl SwitchConfig {
         let mask = u128::from_str_radix(s, 16).ok()?;
         Some((0..128).filter(|b| mask & (1u128 << b) != 0).collect())
     }
+
+    /// Where vhost-user server sockets go and who may connect to them:
+    /// `other_config:vhost-sock-dir` (relative to the run directory),
+    /// `vhost-sock-mode` (octal, default `0600`) and `vhost-sock-group`
+    /// (a group name or number; default the daemon's group).
+    pub fn vhost_sock(&self) -> Result<VhostSockConfig, String> {
+        let dir = match self.other_config.get("vhost-sock-dir") {
+            None => PathBuf::new(),
+            Some(d) => relative_dir(d).ok_or_else(|| {
+                format!("other_config:vhost-sock-dir {d:?}: must be a path inside the run directory (relative, without \"..\")")
+            })?,
+        };
+        let mut perms = vhost_port::SocketPerms::default();
+        if let Some(m) = self.other_config.get("vhost-sock-mode") {
+            perms.mode = u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    format!("other_config:vhost-sock-mode {m:?}: not an octal mode (e.g. 0660)")
+                })?;
+        }
+        if let Some(g) = self.other_config.get("vhost-sock-group") {
+            perms.gid =
+                Some(group_id(g).ok_or_else(|| {
+                    format!("other_config:vhost-sock-group {g:?}: no such group")
+                })?);
+        }
+        Ok(VhostSockConfig { dir, perms })
+    }
+}
+
+/// Where and how vhost-user server sockets are made.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct VhostSockConfig {
+    /// Directory relative to the run directory (empty: the run directory).
+    pub dir: PathBuf,
+    pub perms: vhost_port::SocketPerms,
+}
+
+/// `d` as a relative path that stays below the directory it is joined to.
+fn relative_dir(d: &str) -> Option<PathBuf> {
+    let p = Path::new(d);
+    p.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        .then(|| p.to_path_buf())
+}
+
+/// A group by name or number.
+fn group_id(g: &str) -> Option<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Some(n);
+    }
+    nix::unistd::Group::from_name(g)
+        .ok()
+        .flatten()
+        .map(|gr| gr.gid.as_raw())
 }
 
 // ----- OVSDB datum decoding (RFC 7047 §5.1) -----
@@ -467,5 +524,56 @@ mod tests {
         let cfg = SwitchConfig::from_select_results(&[json!({"rows": []})]);
         assert!(cfg.bridges.is_empty());
         assert!(!cfg.problems.is_empty());
+    }
+
+    fn with_other_config(pairs: &[(&str, &str)]) -> SwitchConfig {
+        let mut cfg = SwitchConfig::default();
+        for (k, v) in pairs {
+            cfg.other_config.insert(k.to_string(), v.to_string());
+        }
+        cfg
+    }
+
+    #[test]
+    fn vhost_sock_defaults_to_the_run_directory_owner_only() {
+        let v = SwitchConfig::default().vhost_sock().unwrap();
+        assert_eq!(v.dir, PathBuf::new());
+        assert_eq!(v.perms.mode, 0o600);
+        assert_eq!(v.perms.gid, None);
+    }
+
+    #[test]
+    fn vhost_sock_settings_are_read_and_checked() {
+        let v = with_other_config(&[
+            ("vhost-sock-dir", "vhost/socks"),
+            ("vhost-sock-mode", "0660"),
+            ("vhost-sock-group", "0"),
+        ])
+        .vhost_sock()
+        .unwrap();
+        assert_eq!(v.dir, PathBuf::from("vhost/socks"));
+        assert_eq!(v.perms.mode, 0o660);
+        assert_eq!(v.perms.gid, Some(0));
+        for bad in ["../x", "/tmp", "a/../../b"] {
+            let e = with_other_config(&[("vhost-sock-dir", bad)])
+                .vhost_sock()
+                .unwrap_err();
+            assert!(e.contains("vhost-sock-dir"), "{e}");
+        }
+        assert!(
+            with_other_config(&[("vhost-sock-mode", "rw")])
+                .vhost_sock()
+                .is_err()
+        );
+        assert!(
+            with_other_config(&[("vhost-sock-mode", "1777")])
+                .vhost_sock()
+                .is_err()
+        );
+        assert!(
+            with_other_config(&[("vhost-sock-group", "no-such-group-here")])
+                .vhost_sock()
+                .is_err()
+        );
     }
 }

@@ -24,8 +24,14 @@ pub struct Ctx {
     pub started: Instant,
 }
 
-pub fn run(args: Args, log: crate::LogHandle) -> Result<()> {
+pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -> Result<()> {
     let db = ovsdb::Db::open(&args.db)
+        .map_err(|e| match e {
+            ovsdb::DbError::Empty { .. } => anyhow::anyhow!(
+                "{e}; refusing to start with an empty configuration (--db-create initializes it)"
+            ),
+            e => e.into(),
+        })
         .with_context(|| format!("cannot open the config DB {}", args.db.display()))?;
     info!("config DB {} opened", args.db.display());
 
@@ -132,6 +138,7 @@ pub fn run(args: Args, log: crate::LogHandle) -> Result<()> {
         let _ = std::fs::remove_file(args.rundir.join(name));
     }
     rt.shutdown_timeout(Duration::from_millis(500));
+    drop(lock);
     Ok(())
 }
 

@@ -26,6 +26,8 @@ use tracing::{debug, info, warn};
 use crate::config::{ControllerConfig, SwitchConfig, rows_from_select};
 use crate::ofproto::{AsyncMsg, Ofproto, PortReason};
 use crate::switch::Switch;
+use vhost_port::SocketPerms;
+use vhost_port::sockfile::{OwnedSocket, bind_listener};
 
 /// State of one configured controller, for its DB row.
 #[derive(Default)]
@@ -45,8 +47,24 @@ struct ControllerTask {
 
 struct BridgeOf {
     listener: JoinHandle<()>,
+    /// `RUNDIR/BRIDGE.mgmt`, removed with the bridge if still ours.
+    socket: Option<OwnedSocket>,
     versions: u32,
     controllers: HashMap<String, ControllerTask>,
+}
+
+impl BridgeOf {
+    /// Stops the listener and the controller connections; removes the
+    /// management socket.
+    fn close(self) {
+        self.listener.abort();
+        for c in self.controllers.values() {
+            c.task.abort();
+        }
+        if let Some(s) = &self.socket {
+            s.remove();
+        }
+    }
 }
 
 /// All OpenFlow endpoints of the switch.
@@ -108,11 +126,7 @@ impl OfManager {
             .collect();
         for name in gone {
             if let Some(b) = bridges.remove(&name) {
-                b.listener.abort();
-                for c in b.controllers.values() {
-                    c.task.abort();
-                }
-                let _ = std::fs::remove_file(self.rundir.join(format!("{name}.mgmt")));
+                b.close();
             }
         }
         for (name, bc) in &cfg.bridges {
@@ -122,15 +136,16 @@ impl OfManager {
             let versions = versions_of(&bc.protocols);
             let restart = bridges.get(name).is_some_and(|b| b.versions != versions);
             if restart && let Some(b) = bridges.remove(name) {
-                b.listener.abort();
-                for c in b.controllers.values() {
-                    c.task.abort();
-                }
+                b.close();
             }
-            let entry = bridges.entry(name.clone()).or_insert_with(|| BridgeOf {
-                listener: self.spawn_listener(ofp.clone(), versions),
-                versions,
-                controllers: HashMap::new(),
+            let entry = bridges.entry(name.clone()).or_insert_with(|| {
+                let (listener, socket) = self.spawn_listener(ofp.clone(), versions);
+                BridgeOf {
+                    listener,
+                    socket,
+                    versions,
+                    controllers: HashMap::new(),
+                }
             });
             // Controllers.
             let wanted: HashMap<&str, &ControllerConfig> = bc
@@ -172,22 +187,39 @@ impl OfManager {
         }
     }
 
-    fn spawn_listener(&self, ofp: Arc<Ofproto>, versions: u32) -> JoinHandle<()> {
+    /// Listens on `RUNDIR/BRIDGE.mgmt` (mode 0600; only a stale socket is
+    /// ever replaced there).
+    fn spawn_listener(
+        &self,
+        ofp: Arc<Ofproto>,
+        versions: u32,
+    ) -> (JoinHandle<()>, Option<OwnedSocket>) {
         let path = self.rundir.join(format!("{}.mgmt", ofp.name));
         let switch = self.switch.clone();
-        self.rt.spawn(async move {
-            let _ = std::fs::remove_file(&path);
-            let listener = match tokio::net::UnixListener::bind(&path) {
+        let (std_listener, socket) = match bind_listener(&path, SocketPerms::default()) {
+            Ok((l, s)) => (Some(l), Some(s)),
+            Err(e) => {
+                warn!(bridge = %ofp.name, "cannot listen for OpenFlow: {e}");
+                (None, None)
+            }
+        };
+        let task = self.rt.spawn(async move {
+            let Some(std_listener) = std_listener else {
+                return;
+            };
+            let listener = match std_listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
+            {
                 Ok(l) => l,
                 Err(e) => {
                     warn!("{}: cannot listen: {e}", path.display());
                     return;
                 }
             };
-            crate::unixctl::set_mode_0600(&path);
             let name = path.display().to_string();
             let max = ovsdb::listener::DEFAULT_MAX_CONNECTIONS;
-            match ovsdb::listener::serve_connections(listener, &name, max, |stream| {
+            ovsdb::listener::serve_connections(listener, &name, max, |stream| {
                 let (sw, ofp) = (switch.clone(), ofp.clone());
                 let cfg = ConnConfig {
                     versions,
@@ -197,8 +229,9 @@ impl OfManager {
                     drive(stream, sw, ofp, cfg, None).await;
                 }
             })
-            .await {}
-        })
+            .await;
+        });
+        (task, socket)
     }
 
     /// DB updates for the Controller rows whose state changed.
@@ -271,12 +304,8 @@ impl OfManager {
     /// Stops every connection.
     pub fn shutdown(&self) {
         let mut bridges = self.lock();
-        for (name, b) in std::mem::take(&mut *bridges) {
-            b.listener.abort();
-            for c in b.controllers.values() {
-                c.task.abort();
-            }
-            let _ = std::fs::remove_file(self.rundir.join(format!("{name}.mgmt")));
+        for b in std::mem::take(&mut *bridges).into_values() {
+            b.close();
         }
     }
 }

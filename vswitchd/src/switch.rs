@@ -2,19 +2,23 @@
 //! both with the desired configuration read from the DB.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datapath::{AfPacketPort, Datapath, DummyPort, Port, TapPort};
 use flows::action::port as ofp_port;
+use flows::names::check_name;
 use flows::xlate::{BridgePort, VlanMode as XVlanMode};
 use flows::{DpPortNo, PortNo};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 use vhost_port::{VhostUserOptions, VhostUserPort};
 
-use crate::config::{BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig, VlanMode};
+use crate::config::{
+    BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig, VhostSockConfig, VlanMode,
+};
 use crate::ofproto::{AsyncMsg, Ofproto, PortReason, PortRuntime, SlowPath};
 
 /// Runtime facts about one interface, written back to its DB row.
@@ -63,6 +67,17 @@ struct SwitchState {
     failed: BTreeMap<String, (String, String)>,
     /// The configuration last applied.
     applied: Option<SwitchConfig>,
+}
+
+/// Why interface `i` of bridge `br` cannot be opened because of a name,
+/// in Open vSwitch's words.
+fn name_error(br: &BridgeConfig, i: &InterfaceConfig) -> Option<String> {
+    if let Err(e) = check_name(&i.name) {
+        return Some(format!("could not open network device {} ({e})", i.name));
+    }
+    check_name(&br.name)
+        .err()
+        .map(|e| format!("{}: could not add to bridge {:?} ({e})", i.name, br.name))
 }
 
 /// A datapath id derived from a MAC (OVS: the bridge MAC in the low 48 bits).
@@ -119,7 +134,40 @@ impl Switch {
         self.slow.forget_megaflows();
     }
 
-    fn open_iface(&self, bridge: &str, iface: &InterfaceConfig) -> Result<OpenIface, String> {
+    /// The directory for vhost-user server sockets, created (`0750`, with
+    /// the socket group) when missing.
+    fn vhost_sock_dir(&self, sock: &VhostSockConfig) -> Result<PathBuf, String> {
+        if sock.dir.as_os_str().is_empty() {
+            return Ok(self.rundir.clone());
+        }
+        let dir = self.rundir.join(&sock.dir);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => return Ok(dir),
+            Ok(_) => return Err(format!("vhost-sock-dir {}: not a directory", dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("vhost-sock-dir {}: {e}", dir.display())),
+        }
+        let fail =
+            |e: std::io::Error| format!("cannot create vhost-sock-dir {}: {e}", dir.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&dir)
+            .map_err(fail)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).map_err(fail)?;
+        if let Some(gid) = sock.perms.gid {
+            std::os::unix::fs::lchown(&dir, None, Some(gid)).map_err(fail)?;
+        }
+        info!("created vhost-sock-dir {}", dir.display());
+        Ok(dir)
+    }
+
+    fn open_iface(
+        &self,
+        bridge: &str,
+        iface: &InterfaceConfig,
+        vhost_sock: &Result<VhostSockConfig, String>,
+    ) -> Result<OpenIface, String> {
         let plain = |p: Arc<dyn Port>| OpenIface {
             port: p,
             vhost: None,
@@ -156,7 +204,14 @@ impl Switch {
                     };
                     VhostUserPort::client(&iface.name, path, opts)
                 } else {
-                    VhostUserPort::server(&iface.name, self.rundir.join(&iface.name), opts)
+                    let sock = vhost_sock
+                        .as_ref()
+                        .map_err(|e| format!("{}: {e}", iface.name))?;
+                    opts.socket_perms = sock.perms;
+                    let dir = self
+                        .vhost_sock_dir(sock)
+                        .map_err(|e| format!("{}: {e}", iface.name))?;
+                    VhostUserPort::server(&iface.name, dir.join(&iface.name), opts)
                 }
                 .map_err(|e| e.to_string())?;
                 let port = Arc::new(port);
@@ -221,8 +276,17 @@ impl Switch {
         }
         st.failed.retain(|n, _| wanted.contains_key(n.as_str()));
 
-        // 3. Bridges that are new, or whose settings changed.
+        // 3. Bridges that are new, or whose settings changed. A bridge
+        // whose name is not a valid interface name is never created (its
+        // name would become a file name in the run directory); its
+        // interfaces get the error in step 4.
         for br in cfg.bridges.values() {
+            if let Err(e) = check_name(&br.name) {
+                if self.slow.bridge(&br.name).is_none() {
+                    warn!("bridge {:?}: {e}", br.name);
+                }
+                continue;
+            }
             let ofp = match self.slow.bridge(&br.name) {
                 Some(b) => b,
                 None => {
@@ -265,8 +329,16 @@ impl Switch {
         }
 
         // 4. Interfaces that are new.
+        let vhost_sock = cfg.vhost_sock();
         for (name, (br, p, i)) in &wanted {
             if st.ifaces.contains_key(*name) {
+                continue;
+            }
+            if let Some(e) = name_error(br, i) {
+                if !st.failed.contains_key(*name) {
+                    warn!("{e}");
+                }
+                st.failed.insert(name.to_string(), (i.uuid.clone(), e));
                 continue;
             }
             if st.failed.get(*name).is_some_and(|(_, e)| !e.is_empty())
@@ -284,7 +356,7 @@ impl Switch {
             let Some(ofp) = self.slow.bridge(&br.name) else {
                 continue;
             };
-            match self.add_iface(&mut st, &ofp, p, i) {
+            match self.add_iface(&mut st, &ofp, p, i, &vhost_sock) {
                 Ok(()) => {
                     st.failed.remove(*name);
                     changed = true;
@@ -353,6 +425,7 @@ impl Switch {
         ofp: &Arc<Ofproto>,
         pc: &PortConfig,
         ic: &InterfaceConfig,
+        vhost_sock: &Result<VhostSockConfig, String>,
     ) -> Result<(), String> {
         // The bridge's own port is its internal port, OpenFlow port LOCAL.
         let is_local = ic.name == ofp.name;
@@ -360,7 +433,7 @@ impl Switch {
         if is_local && cfg.kind.is_empty() {
             cfg.kind = "internal".to_string();
         }
-        let opened = self.open_iface(&ofp.name, &cfg)?;
+        let opened = self.open_iface(&ofp.name, &cfg, vhost_sock)?;
         let mut bst = ofp.lock();
         let ofport = if is_local {
             ofp_port::LOCAL
@@ -828,6 +901,108 @@ mod tests {
             p2.recv_sent(Duration::from_millis(500)).is_none(),
             "removed port still receives"
         );
+    }
+
+    fn one_port_config(bridge: &str, port: &str, kind: &str) -> SwitchConfig {
+        let mut br = BridgeConfig {
+            uuid: "b".into(),
+            name: bridge.into(),
+            fail_mode: FailMode::Standalone,
+            protocols: vec![],
+            controllers: vec![],
+            other_config: BTreeMap::new(),
+            ports: BTreeMap::new(),
+        };
+        br.ports.insert(
+            port.into(),
+            PortConfig {
+                uuid: "p".into(),
+                name: port.into(),
+                interfaces: vec![InterfaceConfig {
+                    uuid: "i".into(),
+                    name: port.into(),
+                    kind: kind.into(),
+                    options: BTreeMap::new(),
+                    ofport_request: None,
+                    mtu_request: None,
+                    mac: None,
+                }],
+                tag: None,
+                trunks: vec![],
+                vlan_mode: None,
+            },
+        );
+        let mut cfg = SwitchConfig::default();
+        cfg.bridges.insert(bridge.into(), br);
+        cfg
+    }
+
+    fn error_of(sw: &Switch, name: &str) -> Option<String> {
+        sw.iface_status()
+            .into_iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.error)
+    }
+
+    #[test]
+    fn a_vhost_port_named_like_a_path_is_refused_and_nothing_is_created() {
+        let (sw, dir) = dummy_switch(&[]);
+        let outside = dir
+            .path()
+            .parent()
+            .unwrap()
+            .join(format!("victim-{}", std::process::id()));
+        std::fs::write(&outside, b"keep").unwrap();
+        let name = format!("../{}", outside.file_name().unwrap().to_str().unwrap());
+        sw.apply(&one_port_config("br0", &name, "dpdkvhostuser"));
+        let e = error_of(&sw, &name).expect("an error on the interface");
+        assert!(e.contains("could not open network device"), "{e}");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        std::fs::remove_file(&outside).unwrap();
+    }
+
+    #[test]
+    fn a_bridge_with_an_invalid_name_is_not_created() {
+        let (sw, _dir) = dummy_switch(&[]);
+        sw.apply(&one_port_config("../x", "../x", "internal"));
+        assert!(!sw.bridge_names().contains("../x"));
+        let e = error_of(&sw, "../x").expect("an error on the bridge's interface");
+        assert!(e.contains("invalid interface name"), "{e}");
+        // Another valid port on that bridge gets an error too.
+        sw.apply(&one_port_config("a/b", "p1", "dummy"));
+        let e = error_of(&sw, "p1").expect("an error on p1");
+        assert!(e.contains("could not add to bridge"), "{e}");
+        assert!(sw.dummy("p1").is_none());
+    }
+
+    #[test]
+    fn a_regular_file_where_a_vhost_socket_goes_is_kept_and_reported() {
+        let (sw, dir) = dummy_switch(&[]);
+        let path = dir.path().join("vhu0");
+        std::fs::write(&path, b"not a socket").unwrap();
+        sw.apply(&one_port_config("br0", "vhu0", "dpdkvhostuser"));
+        let e = error_of(&sw, "vhu0").expect("an error on vhu0");
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+    }
+
+    #[test]
+    fn vhost_sockets_go_to_the_sock_dir_with_the_configured_mode() {
+        use std::os::unix::fs::MetadataExt;
+        let (sw, dir) = dummy_switch(&[]);
+        let mut cfg = one_port_config("br0", "vhu1", "dpdkvhostuser");
+        cfg.other_config
+            .insert("vhost-sock-dir".into(), "vhost".into());
+        cfg.other_config
+            .insert("vhost-sock-mode".into(), "0660".into());
+        sw.apply(&cfg);
+        assert_eq!(error_of(&sw, "vhu1"), None);
+        let m = std::fs::symlink_metadata(dir.path().join("vhost/vhu1")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o660);
+        // The port goes away: its socket goes too.
+        cfg.bridges.get_mut("br0").unwrap().ports.clear();
+        sw.apply(&cfg);
+        assert!(!dir.path().join("vhost/vhu1").exists());
     }
 
     #[test]

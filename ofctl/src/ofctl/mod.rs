@@ -245,7 +245,7 @@ fn send_flow_mods(c: &mut OfClient, fms: &[TableFlowMod], progress: bool) -> Res
     for (i, fm) in fms.iter().enumerate() {
         let msg = Message::FlowMod(from_table_flow_mod(fm));
         c.encode_into(&msg, &mut buf)
-            .map_err(|e| anyhow!("{}: {e}", format_flow_mod(fm)))?;
+            .map_err(|e| anyhow!("{}: {e}", flows::text::excerpt(&format_flow_mod(fm))))?;
         if (i + 1) % CHUNK == 0 {
             c.send_raw(&buf).map_err(|e| anyhow!("{e}"))?;
             buf.clear();

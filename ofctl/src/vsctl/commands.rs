@@ -7,6 +7,7 @@ use ovsdb::schema::{ColumnSchema, TableSchema};
 use uuid::Uuid;
 
 use super::output::{print_rows, show};
+use super::targets::{check_new_name, check_target};
 use super::value::{atom_to_string, datum_to_string, parse_atom, parse_datum, split_column_key};
 use super::{Command, Ctx, VsctlError};
 
@@ -163,6 +164,9 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
         "set-controller" => {
             nargs(c, 1, usize::MAX)?;
             let b = ctx.need_bridge(&a[0])?;
+            for t in &a[1..] {
+                check_target(t, "controller")?;
+            }
             let ctls: Vec<Uuid> = a[1..]
                 .iter()
                 .map(|t| ctx.insert("Controller", vec![("target", s(t))], None))
@@ -212,6 +216,9 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             ctx.set("Bridge", &b, "fail_mode", uuids([]));
         }
         "set-manager" => {
+            for t in a {
+                check_target(t, "manager")?;
+            }
             let root = ctx.root();
             let ms: Vec<Uuid> = a
                 .iter()
@@ -677,6 +684,7 @@ fn condition_holds(
 }
 
 fn add_br(ctx: &mut Ctx<'_>, c: &Command, name: &str) -> Result<(), VsctlError> {
+    check_new_name(name, "bridge")?;
     if ctx.bridge(name).is_some() {
         if c.may_exist {
             return Ok(());
@@ -717,6 +725,7 @@ fn add_br(ctx: &mut Ctx<'_>, c: &Command, name: &str) -> Result<(), VsctlError> 
 
 fn add_port(ctx: &mut Ctx<'_>, c: &Command) -> Result<(), VsctlError> {
     let (brname, pname) = (&c.args[0], &c.args[1]);
+    check_new_name(pname, "port")?;
     let b = ctx.need_bridge(brname)?;
     if let Some(p) = ctx.port(pname) {
         let owner = ctx

@@ -7,6 +7,7 @@
 mod commands;
 mod ctx;
 mod output;
+mod targets;
 pub mod value;
 
 use std::time::{Duration, Instant};

@@ -16,7 +16,15 @@ struct Args {
     remotes: Vec<Remote>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // The message and its causes; no backtrace even with RUST_BACKTRACE.
+    if let Err(e) = run() {
+        eprintln!("ferrovs-ovsdb: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
