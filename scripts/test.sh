@@ -37,6 +37,7 @@ for manifest in */fuzz/Cargo.toml; do
   if [ -f "$(dirname "$manifest")/src/lib.rs" ]; then
     "${fuzz_env[@]}" cargo test --locked --lib --manifest-path "$manifest" || status=$?
   fi
+  "${fuzz_env[@]}" cargo clippy --locked --all-targets --manifest-path "$manifest" -- -D warnings || status=$?
   (cd "$(dirname "$manifest")" && cargo fmt --check) || status=$?
 done
 
