@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use ovsdb::data::Data;
 use ovsdb::jsonrpc::Decoder;
-use ovsdb::{Db, Schema};
+use ovsdb::Db;
 use serde_json::{Value, json};
 
 /// What a decoder made of a stream: the values in order, and whether it
@@ -81,10 +81,10 @@ pub fn framer(data: &[u8]) {
 /// The database must pass every commit check as if all of it had just been
 /// inserted, with nothing collected or changed, and keep maxRows.
 pub fn assert_consistent(db: &Db) {
-    let schema = Schema::vswitch();
+    let schema = db.schema();
     let snap = db.snapshot();
     let mut copy = snap.clone();
-    ovsdb::integrity::finalize(&schema, &Data::empty(&schema), &mut copy)
+    ovsdb::integrity::finalize(schema, &Data::empty(schema), &mut copy)
         .expect("database is consistent");
     for (t, rows) in &snap.tables {
         assert_eq!(
