@@ -325,7 +325,7 @@ impl Soak {
 
         // Port churn: add one (dummy or internal), drop the oldest.
         let port = format!("{}p{}", self.tag, self.next_port);
-        let kind = if self.next_port % 2 == 0 {
+        let kind = if self.next_port.is_multiple_of(2) {
             "dummy"
         } else {
             "internal"
@@ -375,7 +375,7 @@ impl Soak {
         }
 
         // Bridge churn: a bridge with an internal port, gone within the round.
-        if r % 4 == 0 {
+        if r.is_multiple_of(4) {
             let b2 = format!("{}b{}", self.tag, r % 100);
             sw.vsctl(&["add-br", &b2])?;
             sw.vsctl(&[
