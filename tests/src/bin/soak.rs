@@ -241,7 +241,8 @@ fn hostile(sock: &Path, mgmt: &Path, round: u64, counters: &Counters) -> Result<
                     Ok(0) => break,
                     Ok(n) => {
                         reply.extend_from_slice(&buf[..n]);
-                        if serde_json::from_slice::<Value>(&reply).is_ok() {
+                        if reply.ends_with(b"}") && serde_json::from_slice::<Value>(&reply).is_ok()
+                        {
                             break;
                         }
                     }
