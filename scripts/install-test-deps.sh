@@ -33,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Prints the requirements from the arguments that $PYTHON does not satisfy,
-# one per line. Asks the interpreter itself (importlib.metadata): `pip show`
+# on one line. Asks the interpreter itself (importlib.metadata): `pip show`
 # exits 1 for a missing package, which would stop this script under
 # `set -e -o pipefail` before anything got installed.
 pip_missing() {
@@ -41,6 +41,7 @@ pip_missing() {
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+missing = []
 for req in sys.argv[1:]:
     name, _, want = req.partition("==")
     try:
@@ -48,20 +49,24 @@ for req in sys.argv[1:]:
     except PackageNotFoundError:
         have = None
     if have is None or (want and have != want):
-        print(req)
+        missing.append(req)
+print(" ".join(missing))
 EOF
 }
 
-mapfile -t need < <(pip_missing "${PIP_PKGS[@]}")
+# (A command substitution, not `< <(…)`, so that a broken interpreter stops
+# the script here.)
+need_list=$(pip_missing "${PIP_PKGS[@]}")
+read -ra need <<< "$need_list"
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Python packages for $PYTHON: ${need[*]}"
   # Debian 12 marks its Python as externally managed (PEP 668): pip refuses
   # to install into it unless told to. A virtualenv ignores the setting.
   PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
     "$PYTHON" -m pip install -q "${need[@]}"
-  mapfile -t still < <(pip_missing "${PIP_PKGS[@]}")
-  if [ ${#still[@]} -gt 0 ]; then
-    echo "install-test-deps: $PYTHON still lacks ${still[*]} after pip install" >&2
+  still=$(pip_missing "${PIP_PKGS[@]}")
+  if [ -n "$still" ]; then
+    echo "install-test-deps: $PYTHON still lacks $still after pip install" >&2
     exit 1
   fi
 fi
