@@ -24,13 +24,17 @@ const HIGH: (u64, usize) = (0x2_0000, 0x1000);
 const AVAIL: u64 = 0x100;
 const USED: u64 = 0x200;
 
-fn guest_memory(image: &[u8]) -> GuestMem {
+fn guest_memory(image: &[u8], avail_idx: Option<u16>) -> GuestMem {
     let mem =
         GuestMem::from_ranges(&[(GuestAddress(LOW.0), LOW.1), (GuestAddress(HIGH.0), HIGH.1)])
             .expect("guest memory");
     let n = image.len().min(LOW.1);
     mem.write_slice(&image[..n], GuestAddress(0))
         .expect("image fits");
+    if let Some(idx) = avail_idx {
+        mem.write_obj(idx, GuestAddress(AVAIL + 2))
+            .expect("avail ring in memory");
+    }
     mem
 }
 
@@ -39,15 +43,17 @@ fn used_idx(mem: &GuestMem) -> u16 {
         .expect("used ring in memory")
 }
 
-/// The settings taken from the first four input bytes.
+/// The settings taken from the first five input bytes.
 struct Setup {
     neg: Negotiated,
     ring: RingView,
     frame_len: usize,
+    /// The driver's available index to store over the image's, if any.
+    avail_idx: Option<u16>,
 }
 
-fn setup(head: [u8; 4]) -> Setup {
-    let [feat, size, start, len] = head;
+fn setup(head: [u8; 5]) -> Setup {
+    let [feat, size, start, avail, len] = head;
     let bits = [
         NET_F_MRG_RXBUF,
         RING_F_INDIRECT_DESC,
@@ -75,31 +81,37 @@ fn setup(head: [u8; 4]) -> Setup {
         next_avail: Wrapping(u16::from(start)),
         next_used: Wrapping(u16::from(start)),
     };
+    // Mostly a plausible index (0..=127 chains past the start), so that
+    // short inputs get chains walked; with the top bit set, whatever the
+    // image holds (often an index jump the ring must refuse).
+    let avail_idx = (avail & 0x80 == 0).then(|| u16::from(start).wrapping_add(u16::from(avail)));
     Setup {
         neg: Negotiated::from_bits(features),
         ring,
         frame_len: usize::from(len) * 8 + 14,
+        avail_idx,
     }
 }
 
-/// Descriptor walks over guest memory from the fuzzer: the first four bytes
-/// choose the negotiated features, the ring size, the starting indices and
-/// a frame length; the rest is the guest memory image from address 0
+/// Descriptor walks over guest memory from the fuzzer: the first five bytes
+/// choose the negotiated features, the ring size, the starting indices, the
+/// driver's available index and a frame length; the rest is the guest memory image from address 0
 /// (descriptor table at 0, available ring at 0x100, used ring at 0x200,
 /// buffers anywhere). On a ring that validates, draining it as the guest's
 /// transmit queue and filling it as its receive queue must not panic; a
 /// drain returns every chain it took (each one delivered or counted as an
 /// error) and publishes exactly those; frames are within size limits.
 pub fn descriptors(data: &[u8]) {
-    let Some((head, image)) = data.split_first_chunk::<4>() else {
+    let Some((head, image)) = data.split_first_chunk::<5>() else {
         return;
     };
     let Setup {
         neg,
         ring,
         frame_len,
+        avail_idx,
     } = setup(*head);
-    let mem = guest_memory(image);
+    let mem = guest_memory(image, avail_idx);
     if ring.validate(&mem).is_err() {
         return;
     }
@@ -134,7 +146,7 @@ pub fn descriptors(data: &[u8]) {
     }
 
     // Switch → guest, on a fresh copy of the same memory.
-    let mem = guest_memory(image);
+    let mem = guest_memory(image, avail_idx);
     let mut tx = ring;
     let mut pending = Pending::default();
     let frame: Vec<u8> = (0..frame_len).map(|i| i as u8).collect();
@@ -199,16 +211,39 @@ mod tests {
     #[test]
     fn a_well_formed_chain_is_delivered_and_returned() {
         // VERSION_1 (12-byte header), ring of 4: header+frame in two buffers.
-        let mut data = vec![1 << 5, 2, 0, 0];
+        let mut data = vec![1 << 5, 2, 0, 0x80, 0];
         data.extend(image(&[(0x1000, 12, 0), (0x2000, 60, 0)]));
-        let Setup { neg, ring, .. } = setup(data[..4].try_into().unwrap());
-        let mem = guest_memory(&data[4..]);
+        let Setup { neg, ring, .. } = setup(data[..5].try_into().unwrap());
+        let mem = guest_memory(&data[5..], None);
         let mut rx = ring;
         let mut batch = PacketBatch::new();
         let mut out = RxOutcome::default();
         receive_from_guest(&mem, &mut rx, &neg, &mut batch, 3, &mut out).unwrap();
         assert_eq!((out.delivered, out.errors), (1, 0));
         assert_eq!(batch.packets()[0].len(), 60);
+        descriptors(&data);
+    }
+
+    #[test]
+    fn a_short_input_reaches_a_chain_through_the_header_avail_index() {
+        // Header: VERSION_1, ring of 4, start 0, one chain available; then
+        // descriptor 0 only (the available ring's slot 0 is zero: head 0).
+        let mut data = vec![1 << 5, 2, 0, 1, 0];
+        data.extend_from_slice(&0x1000u64.to_le_bytes());
+        data.extend_from_slice(&72u32.to_le_bytes());
+        data.extend_from_slice(&[0, 0, 0, 0]);
+        let Setup {
+            neg,
+            ring,
+            avail_idx,
+            ..
+        } = setup(data[..5].try_into().unwrap());
+        let mem = guest_memory(&data[5..], avail_idx);
+        let mut rx = ring;
+        let mut batch = PacketBatch::new();
+        let mut out = RxOutcome::default();
+        receive_from_guest(&mem, &mut rx, &neg, &mut batch, 3, &mut out).unwrap();
+        assert_eq!((out.delivered, out.errors), (1, 0));
         descriptors(&data);
     }
 
@@ -221,10 +256,10 @@ mod tests {
             vec![(0x1000, 12, 4)],        // indirect, not negotiated
             vec![(0x1000, 72, 2)],        // device-writable on transmit
         ] {
-            let mut data = vec![1 << 5, 2, 0, 0];
+            let mut data = vec![1 << 5, 2, 0, 0x80, 0];
             data.extend(image(&descs));
-            let Setup { neg, ring, .. } = setup(data[..4].try_into().unwrap());
-            let mem = guest_memory(&data[4..]);
+            let Setup { neg, ring, .. } = setup(data[..5].try_into().unwrap());
+            let mem = guest_memory(&data[5..], None);
             let mut rx = ring;
             let mut batch = PacketBatch::new();
             let mut out = RxOutcome::default();
@@ -234,7 +269,7 @@ mod tests {
             descriptors(&data);
         }
         // A loop: descriptor 1 points back to 0.
-        let mut data = vec![1 << 5, 2, 0, 0];
+        let mut data = vec![1 << 5, 2, 0, 0x80, 0];
         let mut img = image(&[(0x1000, 12, 0), (0x2000, 60, 0)]);
         img[16 + 12..16 + 14].copy_from_slice(&1u16.to_le_bytes());
         img[16 + 14..16 + 16].copy_from_slice(&0u16.to_le_bytes());
@@ -249,14 +284,15 @@ mod tests {
         }
         // Mostly-valid images: random descriptors over a ring with chains available.
         for (i, mut data) in inputs(5, 1500, 0x700).into_iter().enumerate() {
-            if data.len() < 4 + AVAIL as usize + 4 {
+            if data.len() < 5 + AVAIL as usize + 4 {
                 continue;
             }
             data[1] = (i % 7) as u8;
-            let avail = 4 + AVAIL as usize;
+            let avail = 5 + AVAIL as usize;
             data[avail + 2] = (i % 9) as u8;
             data[avail + 3] = 0;
             data[2] = 0;
+            data[3] = 0x80;
             descriptors(&data);
         }
     }
