@@ -3,9 +3,9 @@
 
 use std::sync::atomic::AtomicBool;
 
+use ovsdb::Db;
 use ovsdb::data::Data;
 use ovsdb::jsonrpc::Decoder;
-use ovsdb::Db;
 use serde_json::{Value, json};
 
 /// What a decoder made of a stream: the values in order, and whether it
