@@ -72,11 +72,22 @@ impl<'a> Reader<'a> {
         Some(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    /// Reads a NUL-padded fixed-size string.
+    /// Reads a NUL-terminated string from a fixed-size field of `n` bytes.
+    /// As in OVS, at most `n - 1` bytes are taken even when the field holds
+    /// no NUL; bytes that are not UTF-8 become `?`, one per bad sequence, so
+    /// the string never needs more room than the field gave it.
     pub fn string(&mut self, n: usize) -> Option<String> {
         let b = self.bytes(n)?;
+        let b = &b[..n.saturating_sub(1)];
         let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-        Some(String::from_utf8_lossy(&b[..end]).into_owned())
+        let mut s = String::with_capacity(end);
+        for chunk in b[..end].utf8_chunks() {
+            s.push_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                s.push('?');
+            }
+        }
+        Some(s)
     }
 }
 
@@ -131,11 +142,14 @@ impl Writer {
         self.zeros(n);
     }
 
-    /// Writes a string NUL-padded (and truncated) to `n` bytes.
+    /// Writes a string NUL-padded to `n` bytes, truncated (at a character
+    /// boundary) to leave room for the NUL.
     pub fn string(&mut self, s: &str, n: usize) {
-        let b = s.as_bytes();
-        let take = b.len().min(n.saturating_sub(1));
-        self.bytes(&b[..take]);
+        let mut take = s.len().min(n.saturating_sub(1));
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.bytes(&s.as_bytes()[..take]);
         self.zeros(n - take);
     }
 
@@ -172,6 +186,65 @@ mod tests {
         assert_eq!(r.u8(), Some(3));
         assert_eq!(r.u8(), None);
         assert!(r.bytes(usize::MAX).is_none());
+    }
+
+    #[test]
+    fn a_name_filling_its_whole_field_is_read_as_ovs_does_without_the_last_byte() {
+        let mut r = Reader::new(b"0123456789abcdefXY");
+        assert_eq!(r.string(16).as_deref(), Some("0123456789abcde"));
+        assert_eq!(r.u8(), Some(b'X'), "the whole field is consumed");
+    }
+
+    #[test]
+    fn names_read_from_the_wire_write_back_to_the_same_name() {
+        for field in [
+            &b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4\xf3\xf2\xf1\xf0"[..],
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}".as_bytes(),
+            b"eth0\0garbage\xff\0\0\0",
+        ] {
+            let name = Reader::new(field).string(16).expect("16 bytes");
+            let mut w = Writer::new();
+            w.string(&name, 16);
+            assert_eq!(w.buf.len(), 16);
+            let again = Reader::new(&w.buf).string(16).expect("16 bytes");
+            assert_eq!(again, name, "from {field:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_name_is_truncated_at_a_character_boundary() {
+        let mut w = Writer::new();
+        w.string("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}x", 16);
+        assert_eq!(
+            &w.buf[14..],
+            &[0, 0],
+            "7 two-byte characters, then NUL padding"
+        );
+        assert_eq!(
+            Reader::new(&w.buf).string(16).as_deref(),
+            Some("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}")
+        );
+    }
+
+    /// Found by the `decode` fuzz target: an OpenFlow 1.0 port status whose
+    /// port name fills its 16 bytes decoded to a name that encodes differently.
+    #[test]
+    fn a_port_status_with_an_unterminated_name_survives_a_round_trip() {
+        let hex = [
+            "010c007d000f0074747474747474747474747474747474747474747474747474",
+            "747474347474747474747474747474747474747474747474747474041b00140e",
+            "000000fffffffffffffffa0000041b00140e000000ff74747474747474000000",
+            "0000ffff7474747474747474002dff7408fffffffa0000740100002d41",
+        ]
+        .concat();
+        let msg: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let (h, m) = crate::decode(&msg).expect("decodes");
+        let bytes = crate::encode(&m, h.version, h.xid).expect("encodes");
+        let (_, again) = crate::decode(&bytes).expect("decodes again");
+        assert_eq!(again, m);
     }
 
     #[test]

@@ -13,14 +13,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// Path of a workspace binary (`vswitchd`, `vsctl`, …) built next to the
-/// test executable (`target/<profile>/`).
+/// test executable (`target/<profile>/`), or next to a binary of this crate
+/// such as `soak`.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test>-<hash>
+    // target/<profile>/deps/<test>-<hash>, or target/<profile>/<bin>
     let dir = exe
         .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+        .map(|d| match d.parent() {
+            Some(up) if d.ends_with("deps") => up,
+            _ => d,
+        })
+        .expect("executable lives in target/<profile>");
     let p = dir.join(name);
     assert!(
         p.exists(),
