@@ -122,6 +122,13 @@ impl SwitchConfig {
         let mask = u128::from_str_radix(s, 16).ok()?;
         Some((0..128).filter(|b| mask & (1u128 << b) != 0).collect())
     }
+
+    /// `other_config:pmd-maxsleep` (microseconds, as in OVS); `None` when
+    /// unset or not a number.
+    pub fn pmd_max_sleep(&self) -> Option<std::time::Duration> {
+        let us: u64 = self.other_config.get("pmd-maxsleep")?.trim().parse().ok()?;
+        Some(std::time::Duration::from_micros(us))
+    }
 }
 
 // ----- OVSDB datum decoding (RFC 7047 §5.1) -----
@@ -427,6 +434,19 @@ mod tests {
                 "inactivity_probe": ["set", []], "max_backoff": 1000}]}),
             json!({"rows": []}),
         ]
+    }
+
+    #[test]
+    fn pmd_maxsleep_is_read_in_microseconds_and_garbage_is_unset() {
+        let mut cfg = SwitchConfig::default();
+        assert_eq!(cfg.pmd_max_sleep(), None);
+        cfg.other_config.insert("pmd-maxsleep".into(), "50".into());
+        assert_eq!(
+            cfg.pmd_max_sleep(),
+            Some(std::time::Duration::from_micros(50))
+        );
+        cfg.other_config.insert("pmd-maxsleep".into(), "-1".into());
+        assert_eq!(cfg.pmd_max_sleep(), None);
     }
 
     #[test]
