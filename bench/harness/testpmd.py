@@ -16,6 +16,8 @@ from pathlib import Path
 from .procs import PREFIX, Skip, log, stop_process
 
 TESTPMD = "dpdk-testpmd"
+# Extra virtio_user devargs for experiments, e.g. TESTPMD_VDEV_EXTRA=",in_order=0".
+VDEV_EXTRA = os.environ.get("TESTPMD_VDEV_EXTRA", "")
 FILE_PREFIX = f"{PREFIX}-tp"
 
 _BLOCK = re.compile(r"NIC statistics for port (\d+)\s*#+\s*\n(.*?)\n\s*#{20,}", re.S)
@@ -73,8 +75,8 @@ class Testpmd:
         argv = [
             "stdbuf", "-oL", TESTPMD, "-l", "0,1", "--main-lcore", "1", "--no-huge", "-m", "512",
             "--no-pci", f"--file-prefix={FILE_PREFIX}",
-            "--vdev", f"net_virtio_user0,path={sockets[0]},queues=1",
-            "--vdev", f"net_virtio_user1,path={sockets[1]},queues=1",
+            "--vdev", f"net_virtio_user0,path={sockets[0]},queues=1{VDEV_EXTRA}",
+            "--vdev", f"net_virtio_user1,path={sockets[1]},queues=1{VDEV_EXTRA}",
             "--", "-i", f"--forward-mode={forward_mode}", "--nb-cores=1",
             "--total-num-mbufs=32768", *extra,
         ]  # fmt: skip

@@ -17,6 +17,8 @@ pub const RING_F_INDIRECT_DESC: u64 = 1 << 28;
 pub const RING_F_EVENT_IDX: u64 = 1 << 29;
 pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 pub const F_VERSION_1: u64 = 1 << 32;
+/// The device uses buffers in the order the driver made them available.
+pub const F_IN_ORDER: u64 = 1 << 35;
 
 /// Which optional features a port offers (all on by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,10 @@ pub struct FeatureOptions {
     pub indirect_desc: bool,
     /// CSUM/GUEST_CSUM and HOST_TSO4/6, GUEST_TSO4/6.
     pub offloads: bool,
+    /// VIRTIO_F_IN_ORDER: buffers are used in the order they were made
+    /// available (always true of this backend), so a batch of the guest's
+    /// transmit buffers is returned with one used element.
+    pub in_order: bool,
 }
 
 impl Default for FeatureOptions {
@@ -35,6 +41,7 @@ impl Default for FeatureOptions {
             event_idx: true,
             indirect_desc: true,
             offloads: true,
+            in_order: true,
         }
     }
 }
@@ -56,6 +63,9 @@ impl FeatureOptions {
         }
         if self.indirect_desc {
             f |= RING_F_INDIRECT_DESC;
+        }
+        if self.in_order {
+            f |= F_IN_ORDER;
         }
         if self.offloads {
             f |= NET_F_CSUM
@@ -88,6 +98,8 @@ pub struct Negotiated {
     pub mrg_rxbuf: bool,
     pub event_idx: bool,
     pub indirect: bool,
+    /// VIRTIO_F_IN_ORDER was negotiated.
+    pub in_order: bool,
     /// The guest may send frames with partial checksums (CSUM).
     pub host_csum: bool,
     /// The guest may send TSO super-frames (HOST_TSO4/6).
@@ -115,6 +127,7 @@ impl Negotiated {
             mrg_rxbuf,
             event_idx: has(RING_F_EVENT_IDX),
             indirect: has(RING_F_INDIRECT_DESC),
+            in_order: has(F_IN_ORDER),
             host_csum: has(NET_F_CSUM),
             host_tso: has(NET_F_HOST_TSO4) || has(NET_F_HOST_TSO6),
             guest_csum: has(NET_F_GUEST_CSUM),
@@ -146,5 +159,17 @@ mod tests {
         assert!(!n.host_csum && !n.host_tso && !n.guest_csum && !n.guest_tso);
         let n = Negotiated::from_bits(FeatureOptions::default().virtio_features());
         assert!(n.host_csum && n.host_tso && n.guest_csum && n.guest_tso && n.mrg_rxbuf);
+    }
+
+    #[test]
+    fn in_order_is_offered_by_default_and_can_be_withheld() {
+        let n = Negotiated::from_bits(FeatureOptions::default().virtio_features());
+        assert!(n.in_order);
+        let o = FeatureOptions {
+            in_order: false,
+            ..Default::default()
+        };
+        assert_eq!(o.virtio_features() & F_IN_ORDER, 0);
+        assert!(!Negotiated::from_bits(F_VERSION_1).in_order);
     }
 }

@@ -53,17 +53,13 @@ const DESC_AHEAD: u16 = 4;
 const BUF_AHEAD: u16 = 2;
 
 /// After a fresh read of the available index: starts loading the
-/// descriptors of the first chains (`avail` of them are available).
+/// descriptors of the first chains (`avail` of them are available), by
+/// address only (the available ring's line was just read).
 #[inline]
 fn prefetch_first(mem: &FastMem<'_>, ring: &RingView, avail: u16) {
     for k in 0..avail.min(DESC_AHEAD) {
         if let Some(h) = mem.peek_head(ring, k) {
             mem.prefetch_desc(ring, h);
-        }
-    }
-    for k in 0..avail.min(BUF_AHEAD) {
-        if let Some(h) = mem.peek_head(ring, k) {
-            mem.prefetch_buffer(ring, h);
         }
     }
 }
@@ -74,10 +70,13 @@ fn prefetch_first(mem: &FastMem<'_>, ring: &RingView, avail: u16) {
 /// that each miss overlaps the copies of the frames before it.
 #[inline]
 fn prefetch_ahead(mem: &FastMem<'_>, ring: &RingView, left: u16) {
+    // This chain's descriptor was prefetched DESC_AHEAD - BUF_AHEAD frames
+    // ago, so reading it here does not wait on the other core.
     if left > BUF_AHEAD - 1
         && let Some(h) = mem.peek_head(ring, BUF_AHEAD - 1)
+        && let Some(d) = mem.read_head_desc(ring, h)
     {
-        mem.prefetch_buffer(ring, h);
+        mem.prefetch_buffer_of(&d);
     }
     if left > DESC_AHEAD - 1
         && let Some(h) = mem.peek_head(ring, DESC_AHEAD - 1)

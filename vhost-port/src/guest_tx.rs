@@ -38,12 +38,15 @@ pub fn receive_from_guest(
 ) -> Result<(), RingError> {
     let mem = &FastMem::new(mem);
     let old_used = ring.next_used;
+    // The driver's index: one acquire load for the batch.
     let n = usize::from(ring.pending(mem)?).min(batch.free());
     let mut used: u16 = 0;
     let mut result = Ok(());
-    // Take the heads first and start loading their descriptors, then their
-    // buffers, so the cache misses of the whole batch overlap instead of
-    // coming one after another while copying.
+    // Three passes over the batch, so that the cache misses on guest memory
+    // overlap instead of coming one after another: take the heads (one
+    // read of the available ring's line) and prefetch their descriptor
+    // table entries by address; then read each entry (the only read of
+    // it) and prefetch the buffer it names; then copy.
     let mut heads = [0u16; BATCH_SIZE];
     let mut taken = 0;
     while taken < n {
@@ -59,14 +62,18 @@ pub fn receive_from_guest(
             }
         }
     }
-    for &h in &heads[..taken] {
-        mem.prefetch_buffer(ring, h);
+    let mut firsts = [None; BATCH_SIZE];
+    for (first, &h) in firsts.iter_mut().zip(&heads[..taken]) {
+        *first = mem.read_head_desc(ring, h);
+        if let Some(d) = first {
+            mem.prefetch_buffer_of(d);
+        }
     }
-    for &head in &heads[..taken] {
+    for (k, &head) in heads[..taken].iter().enumerate() {
         let Some(slot) = batch.next_slot() else {
             break;
         };
-        match copy_chain(mem, ring, neg, head, slot) {
+        match copy_chain(mem, ring, neg, head, firsts[k], slot) {
             Ok(len) => {
                 slot.in_port = in_port;
                 batch.commit();
@@ -78,12 +85,23 @@ pub fn receive_from_guest(
                 out.last_error = Some(e);
             }
         }
-        if let Err(e) = ring.write_used(mem, used, head, 0) {
+        // In order, the driver learns of the whole batch from the last
+        // element; otherwise every chain gets its own.
+        if !neg.in_order
+            && let Err(e) = ring.write_used(mem, used, head, 0)
+        {
             result = Err(e);
             break;
         }
         used += 1;
     }
+    if neg.in_order
+        && used > 0
+        && let Err(e) = ring.write_used(mem, used - 1, heads[usize::from(used) - 1], 0)
+    {
+        return Err(e);
+    }
+    // One release store of the used index for the batch.
     ring.publish_used(mem, used)?;
     out.interrupt = ring.needs_interrupt(mem, old_used)?;
     result
@@ -95,6 +113,7 @@ fn copy_chain(
     ring: &RingView,
     neg: &Negotiated,
     head: u16,
+    first: Option<virtio_queue::desc::split::Descriptor>,
     slot: &mut Packet,
 ) -> Result<usize, ChainError> {
     let hdr_len = neg.hdr_len;
@@ -102,9 +121,10 @@ fn copy_chain(
     let mut hdr_got = 0usize;
     let mut frame_len = 0usize;
     let buf = slot.rx_buffer();
-    ring.walk_chain(
+    ring.walk_chain_from(
         mem,
         head,
+        first,
         false,
         neg.indirect,
         (hdr_len + MAX_FRAME) as u64,

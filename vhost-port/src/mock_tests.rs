@@ -10,8 +10,8 @@ use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, Bytes, GuestAddress};
 
 use crate::features::{
-    F_VERSION_1, NET_F_CSUM, NET_F_HOST_TSO4, NET_F_MRG_RXBUF, Negotiated, RING_F_EVENT_IDX,
-    RING_F_INDIRECT_DESC,
+    F_IN_ORDER, F_VERSION_1, NET_F_CSUM, NET_F_HOST_TSO4, NET_F_MRG_RXBUF, Negotiated,
+    RING_F_EVENT_IDX, RING_F_INDIRECT_DESC,
 };
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{RxOutcome, receive_from_guest};
@@ -309,6 +309,122 @@ fn malformed_chains_are_counted_returned_and_the_queue_keeps_working() {
     let (out, r) = drain(&d, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!((out.delivered, out.errors), (1, 0));
+}
+
+impl Driver<'_> {
+    /// Fills used element `i` with a marker, to see whether it is written.
+    fn mark_used(&self, i: u16) {
+        let at = GuestAddress(USED).unchecked_add(4 + 8 * u64::from(i % QSIZE));
+        self.mem.write_obj(0xdead_beef_u32, at).unwrap();
+        self.mem
+            .write_obj(0xdead_beef_u32, at.unchecked_add(4))
+            .unwrap();
+    }
+}
+
+#[test]
+fn in_order_returns_a_transmit_batch_with_one_used_element_for_its_last_chain() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | F_IN_ORDER);
+    assert!(n.in_order);
+    let mut good = hdr(&Offload::default()).to_vec();
+    good.extend_from_slice(&frame(64, 4));
+    d.write(0x1_0000, &good);
+    for i in 0..8 {
+        d.mark_used(i);
+    }
+    let mut heads = Vec::new();
+    for _ in 0..5 {
+        heads.push(d.post(&[(0x1_0000, good.len() as u32, 0)]));
+    }
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!((out.delivered, out.errors), (5, 0));
+    assert_eq!(d.used_idx(), 5, "the used index covers the whole batch");
+    assert_eq!(
+        d.used(4),
+        (u32::from(heads[4]), 0),
+        "the last chain's element"
+    );
+    for i in 0..4 {
+        assert_eq!(d.used(i), (0xdead_beef, 0xdead_beef), "element {i} skipped");
+    }
+    assert_eq!(d.used(5), (0xdead_beef, 0xdead_beef));
+}
+
+#[test]
+fn in_order_still_refuses_and_counts_hostile_chains_and_returns_them_in_the_batch() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | F_IN_ORDER);
+    let mut good = hdr(&Offload::default()).to_vec();
+    good.extend_from_slice(&frame(64, 6));
+    d.write(0x1_0000, &good);
+    d.post(&[(0x1_0000, good.len() as u32, 0)]);
+    // Outside guest memory.
+    d.post(&[(MEM_SIZE as u64 + 0x1000, 100, 0)]);
+    // A self loop.
+    let looped = d.next_desc;
+    d.store_desc(looped, 0x1_0000, 20, F_NEXT, looped);
+    d.next_desc += 1;
+    d.make_available(looped);
+    // Indirect, not negotiated.
+    d.post(&[(0x4_0000, 16, F_INDIRECT)]);
+    // Device-writable on the transmit queue.
+    d.post(&[(0x1_0000, good.len() as u32, F_WRITE)]);
+    // Next index beyond the table.
+    let bad_next = d.next_desc;
+    d.store_desc(bad_next, 0x1_0000, 20, F_NEXT, QSIZE + 5);
+    d.next_desc += 1;
+    d.make_available(bad_next);
+    // The last chain of the batch is hostile too: zero length.
+    let last = d.post(&[(0x1_0000, 0, 0)]);
+
+    let mut view = d.view(false);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    r.unwrap();
+    assert_eq!((out.delivered, out.errors), (1, 6));
+    assert_eq!(out.last_error, Some(ChainError::ZeroLength));
+    assert_eq!(batch.packets()[0].data(), &good[12..]);
+    assert_eq!(d.used_idx(), 7, "refused chains are returned too");
+    assert_eq!(d.used(6), (u32::from(last), 0));
+
+    // A head beyond the ring is still a ring error.
+    d.make_available(QSIZE + 1);
+    batch.clear();
+    let (_, r) = drain(&d, &mut view, &n, &mut batch);
+    assert!(matches!(r, Err(RingError::HeadOutOfRange { .. })), "{r:?}");
+}
+
+#[test]
+fn in_order_receive_buffers_each_get_their_length_and_one_index_update() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | F_IN_ORDER);
+    for i in 0..3u64 {
+        d.post(&[(0x1_0000 + i * 0x1000, 2048, F_WRITE)]);
+    }
+    let mut view = d.view(false);
+    let mut pending = Pending::default();
+    for (i, len) in [60usize, 100, 200].into_iter().enumerate() {
+        let pkt = Packet::from_bytes(&frame(len, i as u8));
+        assert_eq!(
+            send(&d, &mut view, &n, &pkt, &mut pending),
+            SendOutcome::Sent { buffers: 1 }
+        );
+    }
+    assert_eq!(d.used_idx(), 0, "nothing visible before the batch ends");
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(d.used_idx(), 3);
+    // The driver reads each buffer's length: every element is written, in
+    // the order the buffers were posted.
+    assert_eq!(d.used(0), (0, 72));
+    assert_eq!(d.used(1), (1, 112));
+    assert_eq!(d.used(2), (2, 212));
 }
 
 #[test]

@@ -270,11 +270,33 @@ impl RingView {
         writable: bool,
         indirect_ok: bool,
         max_bytes: u64,
+        f: F,
+    ) -> Result<u64, ChainError>
+    where
+        F: FnMut(u64, u32) -> Result<bool, ChainError>,
+    {
+        self.walk_chain_from(mem, head, None, writable, indirect_ok, max_bytes, f)
+    }
+
+    /// [`RingView::walk_chain`] where the head's descriptor table entry was
+    /// already read (`first`, from [`FastMem::read_head_desc`] on this ring):
+    /// it is used instead of reading the entry again. It goes through every
+    /// check a read entry does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn walk_chain_from<F>(
+        &self,
+        mem: &FastMem<'_>,
+        head: u16,
+        first: Option<Descriptor>,
+        writable: bool,
+        indirect_ok: bool,
+        max_bytes: u64,
         mut f: F,
     ) -> Result<u64, ChainError>
     where
         F: FnMut(u64, u32) -> Result<bool, ChainError>,
     {
+        let mut pre = first;
         let mut table = self.desc;
         let mut table_len = self.size;
         let mut ttl = self.size;
@@ -286,7 +308,10 @@ impl RingView {
                 return Err(ChainError::IndexOutOfRange(idx));
             }
             let at = table.wrapping_add(u64::from(idx) * DESC_SIZE);
-            let d = mem.read_desc(at).ok_or(ChainError::DescUnreadable(at))?;
+            let d = match pre.take() {
+                Some(d) => d,
+                None => mem.read_desc(at).ok_or(ChainError::DescUnreadable(at))?,
+            };
             let flags = d.flags();
             if flags & DESC_F_INDIRECT != 0 {
                 if in_indirect {
@@ -419,13 +444,20 @@ impl<'a> FastMem<'a> {
         self.prefetch(ring.desc_addr(head));
     }
 
-    /// Reads the first descriptor of chain `head` and prefetches the buffer
-    /// it points to.
+    /// Reads the descriptor table entry of chain `head` (`head` below the
+    /// ring size, as [`RingView::pop_head`] returns it): the one read of it,
+    /// to hand to [`RingView::walk_chain_from`]. `None` when it lies outside
+    /// guest memory (the walk then reports the error).
     #[inline]
-    pub fn prefetch_buffer(&self, ring: &RingView, head: u16) {
-        if let Some(d) = self.read_desc(ring.desc_addr(head)) {
-            self.prefetch(d.addr().0);
-        }
+    pub fn read_head_desc(&self, ring: &RingView, head: u16) -> Option<Descriptor> {
+        self.read_desc(ring.desc_addr(head))
+    }
+
+    /// Prefetches the buffer descriptor `d` points to (no memory access of
+    /// its own: the descriptor was read already).
+    #[inline]
+    pub fn prefetch_buffer_of(&self, d: &Descriptor) {
+        self.prefetch(d.addr().0);
     }
 
     #[inline]

@@ -189,6 +189,32 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
 
     let c = ctx.clone();
     r.register(
+        "dpif-netdev/pmd-perf-show",
+        "",
+        0,
+        0,
+        Arc::new(move |_, fmt| {
+            let pmds = c.switch.dp.pmd_stats();
+            let text = crate::dpformat::format_pmd_perf(&pmds);
+            let arr: Vec<Value> = pmds
+                .iter()
+                .map(|s| {
+                    let stages: serde_json::Map<String, Value> = datapath::Stage::ALL
+                        .iter()
+                        .map(|st| (st.name().to_string(), json!(s.stage(*st))))
+                        .collect();
+                    json!({"pmd": s.pmd, "cpu": s.cpu, "packets": s.rx_packets,
+                        "busy_iterations": s.busy_iterations, "idle_iterations": s.idle_iterations,
+                        "busy_cycles": s.busy_cycles, "idle_cycles": s.idle_cycles,
+                        "sleep_cycles": s.sleep_cycles, "stage_cycles": stages})
+                })
+                .collect();
+            text_or_json(fmt, text, json!({"pmds": arr}))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
         "dpif-netdev/pmd-stats-clear",
         "",
         0,

@@ -124,6 +124,13 @@ impl SwitchConfig {
         Some((0..128).filter(|b| mask & (1u128 << b) != 0).collect())
     }
 
+    /// `other_config:pmd-maxsleep` (microseconds, as in OVS); `None` when
+    /// unset or not a number.
+    pub fn pmd_max_sleep(&self) -> Option<std::time::Duration> {
+        let us: u64 = self.other_config.get("pmd-maxsleep")?.trim().parse().ok()?;
+        Some(std::time::Duration::from_micros(us))
+    }
+
     /// Where vhost-user server sockets go and who may connect to them:
     /// `other_config:vhost-sock-dir` (relative to the run directory),
     /// `vhost-sock-mode` (octal, default `0600`) and `vhost-sock-group`
@@ -484,6 +491,19 @@ mod tests {
                 "inactivity_probe": ["set", []], "max_backoff": 1000}]}),
             json!({"rows": []}),
         ]
+    }
+
+    #[test]
+    fn pmd_maxsleep_is_read_in_microseconds_and_garbage_is_unset() {
+        let mut cfg = SwitchConfig::default();
+        assert_eq!(cfg.pmd_max_sleep(), None);
+        cfg.other_config.insert("pmd-maxsleep".into(), "50".into());
+        assert_eq!(
+            cfg.pmd_max_sleep(),
+            Some(std::time::Duration::from_micros(50))
+        );
+        cfg.other_config.insert("pmd-maxsleep".into(), "-1".into());
+        assert_eq!(cfg.pmd_max_sleep(), None);
     }
 
     #[test]

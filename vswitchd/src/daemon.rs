@@ -45,6 +45,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
     let dp_cfg = DpConfig {
         n_pmd: pmd_cpus.len().max(1),
         pmd_cpus: pmd_cpus.clone(),
+        max_sleep: first.pmd_max_sleep(),
         // Open vSwitch's default datapath flow limit.
         max_megaflows: 200_000,
         ..DpConfig::default()
@@ -168,6 +169,14 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
                 }
                 info!("PMD threads pinned to CPU(s) {cpus:?}");
                 ctx.switch.dp.set_pmd_cpus(&cpus);
+            }
+            let max_sleep = cfg.pmd_max_sleep();
+            if last
+                .as_ref()
+                .is_some_and(|l| l.pmd_max_sleep() != max_sleep)
+            {
+                info!("pmd-maxsleep: {max_sleep:?}");
+                ctx.switch.dp.set_pmd_max_sleep(max_sleep);
             }
         }
         if ctx.switch.refresh_links() {

@@ -1,3 +1,5 @@
+//! Datapath state in the text forms `ovs-appctl` prints.
+//!
 //! Datapath flows in the text form `ovs-appctl dpctl/dump-flows` prints:
 //! `in_port(2),eth(src=…,dst=…),eth_type(0x0800),ipv4(src=…,proto=1,frag=no), packets:3, bytes:294, used:0.520s, actions:3`.
 //! Only the fields a megaflow matches on are shown; partially masked ones
@@ -6,8 +8,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use datapath::{PmdStats, Stage};
 use flows::key::{FRAG_ANY, FRAG_LATER, ethertype, ipproto};
 use flows::{DpAction, FlowKey, Match};
+use std::fmt::Write as _;
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub(crate) fn mac(m: [u8; 6]) -> String {
@@ -226,6 +230,129 @@ pub fn format_flow(
     )
 }
 
+/// `part` as a percentage of `whole` (0 when `whole` is 0).
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// `a / b` (0 when `b` is 0).
+fn ratio(a: f64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a / b as f64 }
+}
+
+/// `dpif-netdev/pmd-perf-show` for the given PMDs: per PMD, its iterations
+/// and where their cycles went, its packets and how the caches served
+/// them, then the cycles of each stage of the packet path. Measured since
+/// the PMD started or since `dpif-netdev/pmd-stats-clear`.
+pub fn format_pmd_perf(pmds: &[PmdStats]) -> String {
+    let mut out = String::new();
+    let duration_ns = pmds
+        .iter()
+        .map(|s| s.busy_ns + s.idle_ns)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "Measurement duration: {:.3} s\n",
+        duration_ns as f64 / 1e9
+    );
+    for s in pmds {
+        let core = s
+            .cpu
+            .map_or_else(|| "unpinned".to_string(), |c| c.to_string());
+        let iterations = s.busy_iterations + s.idle_iterations;
+        let used = s.busy_cycles + s.idle_cycles;
+        let total = used + s.sleep_cycles;
+        let secs = (s.busy_ns + s.idle_ns) as f64 / 1e9;
+        let kpps = if secs > 0.0 {
+            s.rx_packets as f64 / secs / 1e3
+        } else {
+            0.0
+        };
+        let rx = s.rx_packets;
+        let line = |out: &mut String, label: &str, v: u64, note: String| {
+            let _ = writeln!(out, "  {:<22}{v:>14}  ({note})", format!("{label}:"));
+        };
+        let _ = writeln!(out, "pmd thread numa_id 0 core_id {core}:\n");
+        line(
+            &mut out,
+            "Iterations",
+            iterations,
+            format!(
+                "{:.2} us/it",
+                ratio((s.busy_ns + s.idle_ns) as f64 / 1e3, iterations)
+            ),
+        );
+        line(
+            &mut out,
+            "- Used TSC cycles",
+            used,
+            format!("{:5.1} % of total cycles", pct(used, total)),
+        );
+        line(
+            &mut out,
+            "- idle iterations",
+            s.idle_iterations,
+            format!("{:5.1} % of used cycles", pct(s.idle_cycles, used)),
+        );
+        line(
+            &mut out,
+            "- busy iterations",
+            s.busy_iterations,
+            format!("{:5.1} % of used cycles", pct(s.busy_cycles, used)),
+        );
+        line(
+            &mut out,
+            "- sleep cycles",
+            s.sleep_cycles,
+            format!("{:5.1} % of total cycles", pct(s.sleep_cycles, total)),
+        );
+        line(
+            &mut out,
+            "Rx packets",
+            rx,
+            format!(
+                "{kpps:.0} Kpps, {:.0} cycles/pkt",
+                ratio(s.busy_cycles as f64, rx)
+            ),
+        );
+        line(
+            &mut out,
+            "Datapath passes",
+            rx,
+            format!("{:.2} passes/pkt", ratio(rx as f64, rx)),
+        );
+        for (label, v) in [
+            ("- EMC hits", s.emc_hits),
+            ("- Megaflow hits", s.megaflow_hits),
+            ("- Upcalls", s.upcalls),
+            ("- Lost upcalls", s.lost_upcalls),
+        ] {
+            line(&mut out, label, v, format!("{:5.1} %", pct(v, rx)));
+        }
+        let _ = writeln!(out, "  Cycles per stage:");
+        for stage in Stage::ALL {
+            let c = s.stage(stage);
+            line(
+                &mut out,
+                &format!("- {}", stage.name()),
+                c,
+                format!(
+                    "{:5.1} % of busy cycles, {:.0} cycles/pkt",
+                    pct(c, s.busy_cycles),
+                    ratio(c as f64, rx)
+                ),
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +387,83 @@ mod tests {
             line,
             "in_port(0), packets:3, bytes:294, used:0.520s, actions:1"
         );
+    }
+
+    fn perf_sample() -> PmdStats {
+        let mut s = PmdStats {
+            pmd: 0,
+            cpu: Some(1),
+            rx_packets: 1000,
+            emc_hits: 900,
+            megaflow_hits: 90,
+            upcalls: 10,
+            lost_upcalls: 0,
+            busy_ns: 1_000_000,
+            idle_ns: 1_000_000,
+            busy_iterations: 40,
+            idle_iterations: 60,
+            busy_cycles: 3_000_000,
+            idle_cycles: 1_000_000,
+            sleep_cycles: 2_000_000,
+            ..PmdStats::default()
+        };
+        for (i, st) in Stage::ALL.iter().enumerate() {
+            s.stage_cycles[*st as usize] = 100_000 * (i as u64 + 1);
+        }
+        s
+    }
+
+    /// The `label: value (note)` lines of one PMD's block.
+    fn parse_perf(text: &str) -> std::collections::HashMap<String, (u64, String)> {
+        let mut m = std::collections::HashMap::new();
+        for l in text.lines() {
+            let Some((label, rest)) = l.trim().split_once(':') else {
+                continue;
+            };
+            let rest = rest.trim();
+            let Some((v, note)) = rest.split_once("  (") else {
+                continue;
+            };
+            let v: u64 = v.trim().parse().expect("a counter");
+            let note = note.strip_suffix(')').expect("closing parenthesis");
+            m.insert(
+                label.trim_start_matches("- ").to_string(),
+                (v, note.to_string()),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn pmd_perf_show_parses_into_every_counter_and_stage() {
+        let s = perf_sample();
+        let text = format_pmd_perf(&[s]);
+        assert!(text.starts_with("Measurement duration: 0.002 s"));
+        assert!(text.contains("pmd thread numa_id 0 core_id 1:"));
+        let m = parse_perf(&text);
+        assert_eq!(m["Iterations"], (100, "20.00 us/it".into()));
+        assert_eq!(
+            m["Used TSC cycles"],
+            (4_000_000, " 66.7 % of total cycles".into())
+        );
+        assert_eq!(m["busy iterations"], (40, " 75.0 % of used cycles".into()));
+        assert_eq!(m["Rx packets"], (1000, "500 Kpps, 3000 cycles/pkt".into()));
+        assert_eq!(m["EMC hits"], (900, " 90.0 %".into()));
+        assert_eq!(m["Upcalls"].0, 10);
+        for (i, st) in Stage::ALL.iter().enumerate() {
+            let (v, note) = &m[st.name()];
+            assert_eq!(*v, 100_000 * (i as u64 + 1), "{}", st.name());
+            assert!(
+                note.ends_with(&format!("{} cycles/pkt", 100 * (i + 1))),
+                "{note}"
+            );
+        }
+    }
+
+    #[test]
+    fn pmd_perf_show_of_an_idle_pmd_has_no_nan() {
+        let text = format_pmd_perf(&[PmdStats::default()]);
+        assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+        assert!(text.contains("core_id unpinned"));
     }
 }

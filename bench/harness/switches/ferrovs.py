@@ -82,6 +82,9 @@ class Ferrovs:
         wait_for("ferrovs db.sock", (self.rundir / "db.sock").exists, 30, proc)
         wait_for("ferrovs vswitchd.ctl", (self.rundir / "vswitchd.ctl").exists, 30, proc)
         self.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+        # Extra other_config keys for experiments, e.g. FERROVS_OTHER_CONFIG="pmd-maxsleep=500".
+        for kv in os.environ.get("FERROVS_OTHER_CONFIG", "").split():
+            self.vsctl("set", "Open_vSwitch", ".", f"other_config:{kv}")
         try:
             self.vsctl("add-br", BRIDGE)
         except RuntimeError:

@@ -44,6 +44,11 @@ pub(crate) enum PmdCmd {
         cpu: usize,
         ack: Sender<()>,
     },
+    /// Apply `other_config:pmd-maxsleep`.
+    SetMaxSleep {
+        max_sleep: Option<std::time::Duration>,
+        ack: Sender<()>,
+    },
     /// The slow path's answer to a miss of this PMD.
     UpcallReply(Box<UpcallReply>),
     /// Packet-out.

@@ -10,6 +10,7 @@ mod cmd;
 mod exec;
 mod handler;
 mod pmd;
+mod poll_policy;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -27,8 +28,9 @@ use crate::wakeup::EventFd;
 
 pub use cmd::MegaflowPredicate;
 use cmd::{PmdCmd, PmdLink};
+pub use poll_policy::{MAX_SLEEP_LIMIT, PollPolicy};
 use stats::PmdCounters;
-pub use stats::PmdStats;
+pub use stats::{N_STAGES, PmdStats, Stage};
 
 /// Datapath configuration.
 #[derive(Clone, Debug)]
@@ -38,10 +40,14 @@ pub struct DpConfig {
     /// CPUs to pin PMD threads to (PMD `i` on `pmd_cpus[i % len]`); empty:
     /// no pinning.
     pub pmd_cpus: Vec<usize>,
-    /// Longest sleep of an idle PMD whose queues cannot wake it (queues
-    /// without a wait fd). The PMD spins for `idle_spin` first, then sleeps
-    /// with an adaptive back-off up to this value.
+    /// Longest sleep of an idle unpinned PMD whose queues cannot wake it
+    /// (queues without a wait fd), when `max_sleep` is not set. The PMD
+    /// spins for `idle_spin` first, then sleeps with an adaptive back-off up
+    /// to this value. Pinned PMDs do not sleep ([`PollPolicy`]).
     pub idle_sleep: Duration,
+    /// `other_config:pmd-maxsleep`: overrides the sleep policy (0: never
+    /// sleep; otherwise sleep up to this, pinned or not).
+    pub max_sleep: Option<Duration>,
     /// How long a PMD keeps polling an idle datapath before sleeping.
     pub idle_spin: Duration,
     /// Exact-match cache entries per PMD (0 disables the EMC).
@@ -62,6 +68,7 @@ impl Default for DpConfig {
             n_pmd: 1,
             pmd_cpus: Vec::new(),
             idle_sleep: Duration::from_micros(500),
+            max_sleep: None,
             idle_spin: Duration::from_micros(100),
             emc_entries: flows::emc::EMC_DEFAULT_ENTRIES,
             upcall_queue: 1024,
@@ -383,6 +390,11 @@ impl Datapath {
                 let _ = rx.recv();
             }
         }
+    }
+
+    /// Applies `other_config:pmd-maxsleep` (`None`: not set) to every PMD.
+    pub fn set_pmd_max_sleep(&self, max_sleep: Option<Duration>) {
+        let _ = self.broadcast(|ack| PmdCmd::SetMaxSleep { max_sleep, ack });
     }
 
     /// The number of PMD threads.

@@ -17,7 +17,8 @@ use rustc_hash::FxHashMap;
 use super::cmd::{PmdCmd, UpcallReply};
 use super::exec::{TxSet, execute};
 use super::handler::UpcallMsg;
-use super::stats::{Local, PmdCounters};
+use super::poll_policy::PollPolicy;
+use super::stats::{Local, PmdCounters, Stage, StageClock, cycles_now};
 use super::{DpConfig, MegaflowInfo, Shared};
 use crate::packet::{BATCH_SIZE, Packet, PacketBatch};
 use crate::port::{PortStats, RxQueue};
@@ -62,23 +63,21 @@ struct FlowCache {
 }
 
 impl FlowCache {
+    /// Exact-match cache lookup of a key whose hash is `hash`.
     #[inline]
-    fn lookup(&mut self, key: &FlowKey, local: &mut Local) -> u32 {
-        let hash = hash_key(key);
-        if let Some(emc) = &self.emc
-            && let Some(idx) = emc.lookup(key, hash)
-        {
-            local.emc_hits += 1;
-            return idx;
+    fn emc_lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        self.emc.as_ref()?.lookup(key, hash)
+    }
+
+    /// Megaflow classifier lookup; a hit is inserted into the exact-match
+    /// cache.
+    #[inline]
+    fn megaflow_lookup(&mut self, key: &FlowKey, hash: u64) -> Option<u32> {
+        let (_, &idx) = self.cls.lookup_no_wc(key)?;
+        if let Some(emc) = &mut self.emc {
+            emc.insert(key, hash, idx);
         }
-        if let Some((_, &idx)) = self.cls.lookup_no_wc(key) {
-            local.megaflow_hits += 1;
-            if let Some(emc) = &mut self.emc {
-                emc.insert(key, hash, idx);
-            }
-            return idx;
-        }
-        MISS
+        Some(idx)
     }
 
     /// Removes the megaflows `keep` rejects; re-indexes the rest.
@@ -115,7 +114,7 @@ pub(crate) struct Pmd {
     upcall_tx: Sender<UpcallMsg>,
     counters: Arc<PmdCounters>,
     local: Local,
-    idle_sleep: Duration,
+    policy: PollPolicy,
     idle_spin: Duration,
     max_megaflows: usize,
     flow_idle_timeout: Option<Duration>,
@@ -132,6 +131,8 @@ pub(crate) struct Pmd {
     /// arrived meanwhile.
     pending: FxHashMap<FlowKey, Vec<Packet>>,
     keys: Box<[FlowKey; BATCH_SIZE]>,
+    /// Hash of each key of the batch, computed once.
+    hashes: [u64; BATCH_SIZE],
     slots: [u32; BATCH_SIZE],
 }
 
@@ -156,7 +157,11 @@ impl Pmd {
             upcall_tx,
             counters,
             local: Local::default(),
-            idle_sleep: cfg.idle_sleep.max(MIN_SLEEP),
+            policy: PollPolicy {
+                pinned: cpu.is_some(),
+                max_sleep: cfg.max_sleep,
+                default_sleep: cfg.idle_sleep.max(MIN_SLEEP),
+            },
             idle_spin: cfg.idle_spin,
             max_megaflows: cfg.max_megaflows,
             flow_idle_timeout: cfg.flow_idle_timeout,
@@ -172,6 +177,7 @@ impl Pmd {
             generation,
             pending: FxHashMap::default(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
+            hashes: [0; BATCH_SIZE],
             slots: [MISS; BATCH_SIZE],
         };
         p.rebuild_wait_fds();
@@ -218,6 +224,7 @@ impl Pmd {
         tracing::info!("pmd {} started (cpu {:?})", self.id, self.cpu);
         let mut batch = PacketBatch::new();
         let mut last = Instant::now();
+        let mut last_cycles = cycles_now();
         let mut idle_since: Option<Instant> = None;
         let mut sleep = MIN_SLEEP;
         let mut last_sweep = last;
@@ -234,30 +241,41 @@ impl Pmd {
                 got += self.poll_rxq(i, &mut batch);
             }
             let now = Instant::now();
+            let now_cycles = cycles_now();
             let dt = now.duration_since(last).as_nanos() as u64;
+            let dc = now_cycles.wrapping_sub(last_cycles);
             last = now;
+            last_cycles = now_cycles;
             if got > 0 {
                 self.local.busy_ns += dt;
+                self.local.busy_cycles += dc;
+                self.local.busy_iterations += 1;
                 idle_since = None;
                 sleep = MIN_SLEEP;
             } else {
                 self.local.idle_ns += dt;
+                self.local.idle_cycles += dc;
+                self.local.idle_iterations += 1;
                 let since = *idle_since.get_or_insert(now);
-                if now.duration_since(since) >= self.idle_spin {
+                let max_sleep = self.policy.max_sleep();
+                if !max_sleep.is_zero() && now.duration_since(since) >= self.idle_spin {
                     self.wake.drain();
                     if self.cmd_rx.is_empty() {
                         let timeout = if self.all_fds {
                             FD_SLEEP
                         } else {
-                            let s = sleep;
-                            sleep = (sleep * 2).min(self.idle_sleep);
+                            let s = sleep.min(max_sleep);
+                            sleep = (sleep * 2).min(max_sleep);
                             s
                         };
                         wait_readable(&self.wait_fds, timeout);
                     }
                     let after = Instant::now();
+                    let after_cycles = cycles_now();
                     self.local.idle_ns += after.duration_since(last).as_nanos() as u64;
+                    self.local.sleep_cycles += after_cycles.wrapping_sub(last_cycles);
                     last = after;
+                    last_cycles = after_cycles;
                 }
             }
             if last.duration_since(last_sweep) >= SWEEP_INTERVAL {
@@ -280,12 +298,14 @@ impl Pmd {
         }
     }
 
-    /// Receives and forwards one batch from receive queue `i`.
+    /// Receives and forwards one batch from receive queue `i`. Each stage
+    /// runs over the whole batch before the next starts, and is timed once.
     fn poll_rxq(&mut self, i: usize, batch: &mut PacketBatch) -> usize {
         batch.clear();
         let Some(entry) = self.rxqs.get_mut(i) else {
             return 0;
         };
+        let mut clock = StageClock::start();
         let n = match entry.rxq.rx_batch(batch) {
             Ok(n) => n,
             Err(e) => {
@@ -296,27 +316,55 @@ impl Pmd {
         if n == 0 {
             return 0;
         }
+        clock.lap(&mut self.local, Stage::Receive);
         let no = entry.no;
         self.local.rx_packets += n as u64;
 
         let mut errors = 0u64;
-        let mut misses = 0usize;
         for (j, pkt) in batch.packets_mut().iter_mut().enumerate() {
             pkt.in_port = no;
-            let key = &mut self.keys[j];
-            if extract_into(pkt.data(), no, key).is_err() {
-                self.slots[j] = SKIP;
+            self.slots[j] = if extract_into(pkt.data(), no, &mut self.keys[j]).is_err() {
                 errors += 1;
-                continue;
-            }
-            let s = self.cache.lookup(key, &mut self.local);
-            if s == MISS {
-                misses += 1;
-            }
-            self.slots[j] = s;
+                SKIP
+            } else {
+                MISS
+            };
         }
         if errors > 0 {
             PortStats::add(&self.rxqs[i].stats.rx_errors, errors);
+        }
+        clock.lap(&mut self.local, Stage::Parse);
+
+        let mut emc_misses = 0usize;
+        for j in 0..n {
+            if self.slots[j] == SKIP {
+                continue;
+            }
+            let hash = hash_key(&self.keys[j]);
+            self.hashes[j] = hash;
+            match self.cache.emc_lookup(&self.keys[j], hash) {
+                Some(idx) => self.slots[j] = idx,
+                None => emc_misses += 1,
+            }
+        }
+        self.local.emc_hits += (n - errors as usize - emc_misses) as u64;
+        clock.lap(&mut self.local, Stage::Emc);
+
+        let mut misses = 0usize;
+        if emc_misses > 0 {
+            for j in 0..n {
+                if self.slots[j] != MISS {
+                    continue;
+                }
+                match self.cache.megaflow_lookup(&self.keys[j], self.hashes[j]) {
+                    Some(idx) => {
+                        self.slots[j] = idx;
+                        self.local.megaflow_hits += 1;
+                    }
+                    None => misses += 1,
+                }
+            }
+            clock.lap(&mut self.local, Stage::Megaflow);
         }
 
         if misses > 0 {
@@ -327,6 +375,7 @@ impl Pmd {
                     self.slots[j] = SKIP;
                 }
             }
+            clock.lap(&mut self.local, Stage::Upcall);
         }
 
         // Run each megaflow's actions over its packets of the batch.
@@ -360,7 +409,9 @@ impl Pmd {
             flow.bytes += bytes;
             flow.used = Some(now);
         }
+        clock.lap(&mut self.local, Stage::Execute);
         self.tx.flush();
+        clock.lap(&mut self.local, Stage::Send);
         n
     }
 
@@ -427,8 +478,13 @@ impl Pmd {
             }
             PmdCmd::SetCpu { cpu, ack } => {
                 self.cpu = Some(cpu);
+                self.policy.pinned = true;
                 self.pin();
                 self.counters.set_cpu(Some(cpu));
+                let _ = ack.send(());
+            }
+            PmdCmd::SetMaxSleep { max_sleep, ack } => {
+                self.policy.max_sleep = max_sleep;
                 let _ = ack.send(());
             }
             PmdCmd::UpcallReply(r) => self.upcall_reply(*r),

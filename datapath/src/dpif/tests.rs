@@ -449,6 +449,75 @@ fn clear_pmd_stats_zeroes_the_counters() {
 }
 
 #[test]
+fn every_stage_of_the_packet_path_is_charged_cycles_and_clear_resets_them() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h);
+    // A miss (receive, parse, EMC, megaflow, upcall), then a megaflow hit
+    // and an EMC hit (execute, send).
+    for seq in [1, 2, 2] {
+        r.p1.inject(&frame(seq));
+        r.p2.recv_sent(WAIT).unwrap();
+    }
+    eventually("counted", || stats(&r.dp).rx_packets == 3);
+    let s = stats(&r.dp);
+    for stage in Stage::ALL {
+        assert!(s.stage(stage) > 0, "no cycles charged to {}", stage.name());
+    }
+    assert!(s.busy_iterations >= 1 && s.busy_cycles > 0);
+    assert!(
+        s.busy_cycles >= s.stage_cycles.iter().sum::<u64>(),
+        "stages lie within busy iterations"
+    );
+    eventually("idle iterations counted", || {
+        stats(&r.dp).idle_iterations > 0
+    });
+    r.dp.clear_pmd_stats();
+    let s = stats(&r.dp);
+    assert_eq!(s.stage_cycles, [0; N_STAGES]);
+    assert_eq!((s.busy_iterations, s.busy_cycles), (0, 0));
+}
+
+#[test]
+fn a_pinned_pmd_never_sleeps_and_pmd_maxsleep_lets_it() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let cfg = DpConfig {
+        pmd_cpus: vec![0],
+        idle_spin: Duration::ZERO,
+        ..DpConfig::default()
+    };
+    let dp = Datapath::new(cfg, h).unwrap();
+    dp.add_port(1, DummyPort::new("dp-pin")).unwrap();
+    eventually("many idle iterations", || {
+        stats(&dp).idle_iterations > 10_000
+    });
+    assert_eq!(stats(&dp).sleep_cycles, 0, "a pinned PMD spins");
+    dp.set_pmd_max_sleep(Some(Duration::from_micros(50)));
+    eventually("the PMD sleeps", || stats(&dp).sleep_cycles > 0);
+    dp.set_pmd_max_sleep(Some(Duration::ZERO));
+    dp.clear_pmd_stats();
+    eventually("many idle iterations", || {
+        stats(&dp).idle_iterations > 10_000
+    });
+    assert_eq!(
+        stats(&dp).sleep_cycles,
+        0,
+        "pmd-maxsleep=0 forbids sleeping"
+    );
+}
+
+#[test]
+fn an_unpinned_idle_pmd_sleeps() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let cfg = DpConfig {
+        idle_spin: Duration::ZERO,
+        ..DpConfig::default()
+    };
+    let dp = Datapath::new(cfg, h).unwrap();
+    dp.add_port(1, DummyPort::new("dp-unpin")).unwrap();
+    eventually("the PMD sleeps", || stats(&dp).sleep_cycles > 0);
+}
+
+#[test]
 fn receive_queues_spread_over_pmds() {
     let h = TestHandler::new(forward_by_dl_dst(2));
     let cfg = DpConfig {
