@@ -20,15 +20,14 @@ pub fn version_supported(v: u8) -> bool {
 
 /// Parses the 8-byte header at the start of `buf`.
 pub fn parse_header(buf: &[u8]) -> Result<OfHeader, DecodeError> {
-    let mut r = Reader::new(buf);
-    let trunc = DecodeError::Truncated {
+    let mut r = Reader::new(buf.get(..HEADER_LEN).ok_or(DecodeError::Truncated {
         need: HEADER_LEN,
         have: buf.len(),
-    };
-    let version = r.u8().ok_or(trunc.clone())?;
-    let msg_type = r.u8().ok_or(trunc.clone())?;
-    let length = r.u16().ok_or(trunc.clone())?;
-    let xid = r.u32().ok_or(trunc)?;
+    })?);
+    let version = r.u8()?;
+    let msg_type = r.u8()?;
+    let length = r.u16()?;
+    let xid = r.u32()?;
     if usize::from(length) < HEADER_LEN {
         return Err(DecodeError::BadHeaderLength(length));
     }
@@ -68,21 +67,21 @@ pub fn decode(buf: &[u8]) -> Result<(OfHeader, Message), DecodeError> {
 fn decode_hello(mut r: Reader) -> Message {
     let mut versions = 0;
     while r.remaining() >= 4 {
-        let (Some(ty), Some(len)) = (r.u16(), r.u16()) else {
+        let (Ok(ty), Ok(len)) = (r.u16(), r.u16()) else {
             break;
         };
         let len = usize::from(len);
         if len < 4 {
             break;
         }
-        let Some(mut b) = r.sub(len - 4) else { break };
+        let Ok(mut b) = r.sub(len - 4) else { break };
         if ty == 1
-            && let Some(bm) = b.u32()
+            && let Ok(bm) = b.u32()
         {
             versions = bm;
         }
         let pad = len.next_multiple_of(8) - len;
-        if r.skip(pad.min(r.remaining())).is_none() {
+        if r.skip(pad.min(r.remaining())).is_err() {
             break;
         }
     }
@@ -91,16 +90,12 @@ fn decode_hello(mut r: Reader) -> Message {
 
 const BAD_LEN: DecodeError = DecodeError::Refused(OfError::BadLen);
 
-fn done(r: &Reader) -> Result<(), DecodeError> {
-    if r.is_empty() { Ok(()) } else { Err(BAD_LEN) }
-}
-
-fn port_desc13(r: &mut Reader) -> Option<PortDesc> {
+fn port_desc13(r: &mut Reader) -> Result<PortDesc, DecodeError> {
     let port_no = r.u32()?;
     r.skip(4)?;
     let hw_addr = r.array()?;
     r.skip(2)?;
-    Some(PortDesc {
+    Ok(PortDesc {
         port_no,
         hw_addr,
         name: r.string(16)?,
@@ -115,8 +110,8 @@ fn port_desc13(r: &mut Reader) -> Option<PortDesc> {
     })
 }
 
-fn port_desc10(r: &mut Reader) -> Option<PortDesc> {
-    Some(PortDesc {
+fn port_desc10(r: &mut Reader) -> Result<PortDesc, DecodeError> {
+    Ok(PortDesc {
         port_no: port_from_10(r.u16()?),
         hw_addr: r.array()?,
         name: r.string(16)?,
@@ -131,19 +126,20 @@ fn port_desc10(r: &mut Reader) -> Option<PortDesc> {
     })
 }
 
-fn buckets(mut r: Reader) -> Result<Vec<Bucket>, OfError> {
+fn buckets(r: Reader) -> Result<Vec<Bucket>, DecodeError> {
+    let mut r = r.reporting(OfError::BadBucket);
     let mut out = Vec::new();
     while !r.is_empty() {
-        let len = usize::from(r.peek_u16(0).ok_or(OfError::BadBucket)?);
+        let len = usize::from(r.peek_u16(0)?);
         if len < 16 || !len.is_multiple_of(8) {
-            return Err(OfError::BadBucket);
+            return Err(OfError::BadBucket.into());
         }
-        let mut b = r.sub(len).ok_or(OfError::BadBucket)?;
-        b.skip(2).ok_or(OfError::BadBucket)?;
-        let weight = b.u16().ok_or(OfError::BadBucket)?;
-        let watch_port = b.u32().ok_or(OfError::BadBucket)?;
-        let watch_group = b.u32().ok_or(OfError::BadBucket)?;
-        b.skip(4).ok_or(OfError::BadBucket)?;
+        let mut b = r.sub(len)?;
+        b.skip(2)?;
+        let weight = b.u16()?;
+        let watch_port = b.u32()?;
+        let watch_group = b.u32()?;
+        b.skip(4)?;
         out.push(Bucket {
             weight,
             watch_port,
@@ -155,26 +151,25 @@ fn buckets(mut r: Reader) -> Result<Vec<Bucket>, OfError> {
 }
 
 fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
-    let e = BAD_LEN;
     let m = match ty {
         t13::ERROR => Message::Error(ErrorMsg {
-            err_type: r.u16().ok_or(e.clone())?,
-            code: r.u16().ok_or(e.clone())?,
+            err_type: r.u16()?,
+            code: r.u16()?,
             data: r.rest().to_vec(),
         }),
         t13::ECHO_REQUEST => Message::EchoRequest(r.rest().to_vec()),
         t13::ECHO_REPLY => Message::EchoReply(r.rest().to_vec()),
         t13::EXPERIMENTER => Message::Experimenter {
-            experimenter: r.u32().ok_or(e.clone())?,
-            exp_type: r.u32().ok_or(e.clone())?,
+            experimenter: r.u32()?,
+            exp_type: r.u32()?,
             data: r.rest().to_vec(),
         },
         t13::FEATURES_REQUEST => {
-            done(&r)?;
+            r.done()?;
             Message::FeaturesRequest
         }
         t13::FEATURES_REPLY => {
-            let f = (|| {
+            let f = (|| -> Result<_, DecodeError> {
                 let datapath_id = r.u64()?;
                 let n_buffers = r.u32()?;
                 let n_tables = r.u8()?;
@@ -182,7 +177,7 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
                 r.skip(2)?;
                 let capabilities = r.u32()?;
                 r.skip(4)?;
-                Some(Features {
+                Ok(Features {
                     datapath_id,
                     n_buffers,
                     n_tables,
@@ -191,20 +186,19 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
                     actions: 0,
                     ports: Vec::new(),
                 })
-            })()
-            .ok_or(e.clone())?;
+            })()?;
             Message::FeaturesReply(f)
         }
         t13::GET_CONFIG_REQUEST => {
-            done(&r)?;
+            r.done()?;
             Message::GetConfigRequest
         }
         t13::GET_CONFIG_REPLY | t13::SET_CONFIG => {
             let c = SwitchConfig {
-                flags: r.u16().ok_or(e.clone())?,
-                miss_send_len: r.u16().ok_or(e.clone())?,
+                flags: r.u16()?,
+                miss_send_len: r.u16()?,
             };
-            done(&r)?;
+            r.done()?;
             if ty == t13::SET_CONFIG {
                 Message::SetConfig(c)
             } else {
@@ -212,13 +206,13 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             }
         }
         t13::PACKET_IN => {
-            let buffer_id = r.u32().ok_or(e.clone())?;
-            let total_len = r.u16().ok_or(e.clone())?;
-            let reason = r.u8().ok_or(e.clone())?;
-            let table_id = r.u8().ok_or(e.clone())?;
-            let cookie = r.u64().ok_or(e.clone())?;
+            let buffer_id = r.u32()?;
+            let total_len = r.u16()?;
+            let reason = r.u8()?;
+            let table_id = r.u8()?;
+            let cookie = r.u64()?;
             let match_ = decode_ofp_match(&mut r)?;
-            r.skip(2).ok_or(e.clone())?;
+            r.skip(2)?;
             Message::PacketIn(PacketIn {
                 buffer_id,
                 total_len,
@@ -230,16 +224,16 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             })
         }
         t13::FLOW_REMOVED => {
-            let cookie = r.u64().ok_or(e.clone())?;
-            let priority = r.u16().ok_or(e.clone())?;
-            let reason = r.u8().ok_or(e.clone())?;
-            let table_id = r.u8().ok_or(e.clone())?;
-            let duration_sec = r.u32().ok_or(e.clone())?;
-            let duration_nsec = r.u32().ok_or(e.clone())?;
-            let idle_timeout = r.u16().ok_or(e.clone())?;
-            let hard_timeout = r.u16().ok_or(e.clone())?;
-            let packet_count = r.u64().ok_or(e.clone())?;
-            let byte_count = r.u64().ok_or(e.clone())?;
+            let cookie = r.u64()?;
+            let priority = r.u16()?;
+            let reason = r.u8()?;
+            let table_id = r.u8()?;
+            let duration_sec = r.u32()?;
+            let duration_nsec = r.u32()?;
+            let idle_timeout = r.u16()?;
+            let hard_timeout = r.u16()?;
+            let packet_count = r.u64()?;
+            let byte_count = r.u64()?;
             let match_ = decode_ofp_match(&mut r)?;
             Message::FlowRemoved(FlowRemoved {
                 cookie,
@@ -256,17 +250,17 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             })
         }
         t13::PORT_STATUS => {
-            let reason = r.u8().ok_or(e.clone())?;
-            r.skip(7).ok_or(e.clone())?;
-            let desc = port_desc13(&mut r).ok_or(e.clone())?;
+            let reason = r.u8()?;
+            r.skip(7)?;
+            let desc = port_desc13(&mut r)?;
             Message::PortStatus(PortStatus { reason, desc })
         }
         t13::PACKET_OUT => {
-            let buffer_id = r.u32().ok_or(e.clone())?;
-            let in_port = r.u32().ok_or(e.clone())?;
-            let alen = usize::from(r.u16().ok_or(e.clone())?);
-            r.skip(6).ok_or(e.clone())?;
-            let acts = r.sub(alen).ok_or(e.clone())?;
+            let buffer_id = r.u32()?;
+            let in_port = r.u32()?;
+            let alen = usize::from(r.u16()?);
+            r.skip(6)?;
+            let acts = r.sub(alen)?;
             Message::PacketOut(PacketOut {
                 buffer_id,
                 in_port,
@@ -275,19 +269,19 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             })
         }
         t13::FLOW_MOD => {
-            let cookie = r.u64().ok_or(e.clone())?;
-            let cookie_mask = r.u64().ok_or(e.clone())?;
-            let table_id = r.u8().ok_or(e.clone())?;
-            let command = FlowModCommand::from_wire(u16::from(r.u8().ok_or(e.clone())?))
-                .ok_or(OfError::BadCommand)?;
-            let idle_timeout = r.u16().ok_or(e.clone())?;
-            let hard_timeout = r.u16().ok_or(e.clone())?;
-            let priority = r.u16().ok_or(e.clone())?;
-            let buffer_id = r.u32().ok_or(e.clone())?;
-            let out_port = r.u32().ok_or(e.clone())?;
-            let out_group = r.u32().ok_or(e.clone())?;
-            let flags = r.u16().ok_or(e.clone())?;
-            r.skip(2).ok_or(e.clone())?;
+            let cookie = r.u64()?;
+            let cookie_mask = r.u64()?;
+            let table_id = r.u8()?;
+            let command =
+                FlowModCommand::from_wire(u16::from(r.u8()?)).ok_or(OfError::BadCommand)?;
+            let idle_timeout = r.u16()?;
+            let hard_timeout = r.u16()?;
+            let priority = r.u16()?;
+            let buffer_id = r.u32()?;
+            let out_port = r.u32()?;
+            let out_group = r.u32()?;
+            let flags = r.u16()?;
+            r.skip(2)?;
             let match_ = decode_ofp_match(&mut r)?;
             if table_id == OFPTT_ALL && !command.is_delete() {
                 return Err(OfError::BadTableId.into());
@@ -310,16 +304,15 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             })
         }
         t13::GROUP_MOD => {
-            let command = match r.u16().ok_or(e.clone())? {
+            let command = match r.u16()? {
                 0 => GroupModCommand::Add,
                 1 => GroupModCommand::Modify,
                 2 => GroupModCommand::Delete,
                 _ => return Err(OfError::BadGroupCommand.into()),
             };
-            let group_type =
-                GroupType::from_wire(r.u8().ok_or(e.clone())?).ok_or(OfError::BadGroupType)?;
-            r.skip(1).ok_or(e.clone())?;
-            let group_id = r.u32().ok_or(e.clone())?;
+            let group_type = GroupType::from_wire(r.u8()?).ok_or(OfError::BadGroupType)?;
+            r.skip(1)?;
+            let group_id = r.u32()?;
             Message::GroupMod(GroupMod {
                 command,
                 group_type,
@@ -328,34 +321,34 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             })
         }
         t13::PORT_MOD => {
-            let port_no = r.u32().ok_or(e.clone())?;
-            r.skip(4).ok_or(e.clone())?;
-            let hw_addr = r.array().ok_or(e.clone())?;
-            r.skip(2).ok_or(e.clone())?;
+            let port_no = r.u32()?;
+            r.skip(4)?;
+            let hw_addr = r.array()?;
+            r.skip(2)?;
             let pm = PortMod {
                 port_no,
                 hw_addr,
-                config: r.u32().ok_or(e.clone())?,
-                mask: r.u32().ok_or(e.clone())?,
-                advertise: r.u32().ok_or(e.clone())?,
+                config: r.u32()?,
+                mask: r.u32()?,
+                advertise: r.u32()?,
             };
-            r.skip(4).ok_or(e.clone())?;
-            done(&r)?;
+            r.skip(4)?;
+            r.done()?;
             Message::PortMod(pm)
         }
         t13::MULTIPART_REQUEST => {
-            let mtype = r.u16().ok_or(e.clone())?;
-            let flags = r.u16().ok_or(e.clone())?;
-            r.skip(4).ok_or(e.clone())?;
+            let mtype = r.u16()?;
+            let flags = r.u16()?;
+            r.skip(4)?;
             Message::MultipartRequest(MultipartRequest {
                 flags,
                 body: mp_request13(mtype, r)?,
             })
         }
         t13::MULTIPART_REPLY => {
-            let mtype = r.u16().ok_or(e.clone())?;
-            let flags = r.u16().ok_or(e.clone())?;
-            r.skip(4).ok_or(e.clone())?;
+            let mtype = r.u16()?;
+            let flags = r.u16()?;
+            r.skip(4)?;
             Message::MultipartReply(MultipartReply {
                 flags,
                 body: mp_reply(mtype, r, false)?,
@@ -363,20 +356,16 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
         }
         t13::BARRIER_REQUEST => Message::BarrierRequest,
         t13::BARRIER_REPLY => Message::BarrierReply,
-        t13::QUEUE_GET_CONFIG_REQUEST => Message::QueueGetConfigRequest {
-            port: r.u32().ok_or(e.clone())?,
-        },
-        t13::QUEUE_GET_CONFIG_REPLY => Message::QueueGetConfigReply {
-            port: r.u32().ok_or(e.clone())?,
-        },
+        t13::QUEUE_GET_CONFIG_REQUEST => Message::QueueGetConfigRequest { port: r.u32()? },
+        t13::QUEUE_GET_CONFIG_REPLY => Message::QueueGetConfigReply { port: r.u32()? },
         t13::ROLE_REQUEST | t13::ROLE_REPLY => {
-            let role = r.u32().ok_or(e.clone())?;
-            r.skip(4).ok_or(e.clone())?;
+            let role = r.u32()?;
+            r.skip(4)?;
             let rm = RoleMsg {
                 role,
-                generation_id: r.u64().ok_or(e.clone())?,
+                generation_id: r.u64()?,
             };
-            done(&r)?;
+            r.done()?;
             if ty == t13::ROLE_REQUEST {
                 Message::RoleRequest(rm)
             } else {
@@ -384,15 +373,15 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             }
         }
         t13::GET_ASYNC_REQUEST => {
-            done(&r)?;
+            r.done()?;
             Message::GetAsyncRequest
         }
         t13::GET_ASYNC_REPLY | t13::SET_ASYNC => {
             let mut v = [0u32; 6];
             for x in &mut v {
-                *x = r.u32().ok_or(e.clone())?;
+                *x = r.u32()?;
             }
-            done(&r)?;
+            r.done()?;
             let a = AsyncConfig {
                 packet_in_mask: [v[0], v[1]],
                 port_status_mask: [v[2], v[3]],
@@ -410,16 +399,15 @@ fn decode13(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
 }
 
 fn flow_stats_request13(mut r: Reader) -> Result<FlowStatsRequest, DecodeError> {
-    let e = BAD_LEN;
-    let table_id = r.u8().ok_or(e.clone())?;
-    r.skip(3).ok_or(e.clone())?;
-    let out_port = r.u32().ok_or(e.clone())?;
-    let out_group = r.u32().ok_or(e.clone())?;
-    r.skip(4).ok_or(e.clone())?;
-    let cookie = r.u64().ok_or(e.clone())?;
-    let cookie_mask = r.u64().ok_or(e.clone())?;
+    let table_id = r.u8()?;
+    r.skip(3)?;
+    let out_port = r.u32()?;
+    let out_group = r.u32()?;
+    r.skip(4)?;
+    let cookie = r.u64()?;
+    let cookie_mask = r.u64()?;
     let match_ = decode_ofp_match(&mut r)?;
-    done(&r)?;
+    r.done()?;
     Ok(FlowStatsRequest {
         table_id,
         out_port,
@@ -431,19 +419,14 @@ fn flow_stats_request13(mut r: Reader) -> Result<FlowStatsRequest, DecodeError> 
 }
 
 fn mp_request13(mtype: u16, mut r: Reader) -> Result<MultipartRequestBody, DecodeError> {
-    let e = BAD_LEN;
     Ok(match mtype {
         mp::DESC => MultipartRequestBody::Desc,
         mp::FLOW => MultipartRequestBody::Flow(flow_stats_request13(r)?),
         mp::AGGREGATE => MultipartRequestBody::Aggregate(flow_stats_request13(r)?),
         mp::TABLE => MultipartRequestBody::Table,
-        mp::PORT_STATS => MultipartRequestBody::PortStats {
-            port_no: r.u32().ok_or(e)?,
-        },
+        mp::PORT_STATS => MultipartRequestBody::PortStats { port_no: r.u32()? },
         mp::PORT_DESC => MultipartRequestBody::PortDesc,
-        mp::GROUP => MultipartRequestBody::Group {
-            group_id: r.u32().ok_or(e)?,
-        },
+        mp::GROUP => MultipartRequestBody::Group { group_id: r.u32()? },
         mp::GROUP_DESC => MultipartRequestBody::GroupDesc,
         mp::TABLE_FEATURES => {
             if !r.is_empty() {
@@ -457,8 +440,8 @@ fn mp_request13(mtype: u16, mut r: Reader) -> Result<MultipartRequestBody, Decod
     })
 }
 
-fn desc(r: &mut Reader) -> Option<SwitchDesc> {
-    Some(SwitchDesc {
+fn desc(r: &mut Reader) -> Result<SwitchDesc, DecodeError> {
+    Ok(SwitchDesc {
         mfr_desc: r.string(256)?,
         hw_desc: r.string(256)?,
         sw_desc: r.string(256)?,
@@ -471,46 +454,45 @@ fn desc(r: &mut Reader) -> Option<SwitchDesc> {
 fn entries<'a>(mut r: Reader<'a>, min: usize) -> Result<Vec<Reader<'a>>, DecodeError> {
     let mut out = Vec::new();
     while !r.is_empty() {
-        let len = usize::from(r.peek_u16(0).ok_or(BAD_LEN)?);
+        let len = usize::from(r.peek_u16(0)?);
         if len < min {
             return Err(BAD_LEN);
         }
-        out.push(r.sub(len).ok_or(BAD_LEN)?);
+        out.push(r.sub(len)?);
     }
     Ok(out)
 }
 
 fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, DecodeError> {
-    let e = BAD_LEN;
     Ok(match mtype {
-        mp::DESC => MultipartReplyBody::Desc(desc(&mut r).ok_or(e)?),
+        mp::DESC => MultipartReplyBody::Desc(desc(&mut r)?),
         mp::FLOW => {
             let mut out = Vec::new();
             for mut b in entries(r, if v10 { 88 } else { 56 })? {
-                b.skip(2).ok_or(e.clone())?;
-                let table_id = b.u8().ok_or(e.clone())?;
-                b.skip(1).ok_or(e.clone())?;
+                b.skip(2)?;
+                let table_id = b.u8()?;
+                b.skip(1)?;
                 let m10 = if v10 {
                     Some(decode_match10(&mut b)?)
                 } else {
                     None
                 };
-                let duration_sec = b.u32().ok_or(e.clone())?;
-                let duration_nsec = b.u32().ok_or(e.clone())?;
-                let priority = b.u16().ok_or(e.clone())?;
-                let idle_timeout = b.u16().ok_or(e.clone())?;
-                let hard_timeout = b.u16().ok_or(e.clone())?;
+                let duration_sec = b.u32()?;
+                let duration_nsec = b.u32()?;
+                let priority = b.u16()?;
+                let idle_timeout = b.u16()?;
+                let hard_timeout = b.u16()?;
                 let flags = if v10 {
-                    b.skip(6).ok_or(e.clone())?;
+                    b.skip(6)?;
                     0
                 } else {
-                    let f = b.u16().ok_or(e.clone())?;
-                    b.skip(4).ok_or(e.clone())?;
+                    let f = b.u16()?;
+                    b.skip(4)?;
                     f
                 };
-                let cookie = b.u64().ok_or(e.clone())?;
-                let packet_count = b.u64().ok_or(e.clone())?;
-                let byte_count = b.u64().ok_or(e.clone())?;
+                let cookie = b.u64()?;
+                let packet_count = b.u64()?;
+                let byte_count = b.u64()?;
                 let (match_, acts) = match m10 {
                     Some(m) => (m, actions::decode_actions10(b)?),
                     None => {
@@ -536,15 +518,15 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
             MultipartReplyBody::Flow(out)
         }
         mp::AGGREGATE => MultipartReplyBody::Aggregate(AggregateStats {
-            packet_count: r.u64().ok_or(e.clone())?,
-            byte_count: r.u64().ok_or(e.clone())?,
-            flow_count: r.u32().ok_or(e)?,
+            packet_count: r.u64()?,
+            byte_count: r.u64()?,
+            flow_count: r.u32()?,
         }),
         mp::TABLE => {
             let mut out = Vec::new();
             while !r.is_empty() {
-                let mut b = r.sub(if v10 { 64 } else { 24 }).ok_or(e.clone())?;
-                let t = (|| {
+                let mut b = r.sub(if v10 { 64 } else { 24 })?;
+                let t = (|| -> Result<_, DecodeError> {
                     let table_id = b.u8()?;
                     b.skip(3)?;
                     let (name, max_entries) = if v10 {
@@ -554,7 +536,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                     } else {
                         (String::new(), 0)
                     };
-                    Some(TableStats {
+                    Ok(TableStats {
                         table_id,
                         name,
                         max_entries,
@@ -562,8 +544,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                         lookup_count: b.u64()?,
                         matched_count: b.u64()?,
                     })
-                })()
-                .ok_or(e.clone())?;
+                })()?;
                 out.push(t);
             }
             MultipartReplyBody::Table(out)
@@ -571,8 +552,8 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
         mp::PORT_STATS => {
             let mut out = Vec::new();
             while !r.is_empty() {
-                let mut b = r.sub(if v10 { 104 } else { 112 }).ok_or(e.clone())?;
-                let p = (|| {
+                let mut b = r.sub(if v10 { 104 } else { 112 })?;
+                let p = (|| -> Result<_, DecodeError> {
                     let port_no = if v10 {
                         let p = port_from_10(b.u16()?);
                         b.skip(6)?;
@@ -587,7 +568,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                         *x = b.u64()?;
                     }
                     let (ds, dn) = if v10 { (0, 0) } else { (b.u32()?, b.u32()?) };
-                    Some(PortStats {
+                    Ok(PortStats {
                         port_no,
                         rx_packets: c[0],
                         tx_packets: c[1],
@@ -604,8 +585,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                         duration_sec: ds,
                         duration_nsec: dn,
                     })
-                })()
-                .ok_or(e.clone())?;
+                })()?;
                 out.push(p);
             }
             MultipartReplyBody::PortStats(out)
@@ -618,14 +598,14 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                 } else {
                     port_desc13(&mut r)
                 };
-                out.push(p.ok_or(e.clone())?);
+                out.push(p?);
             }
             MultipartReplyBody::PortDesc(out)
         }
         mp::GROUP if !v10 => {
             let mut out = Vec::new();
             for mut b in entries(r, 40)? {
-                let g = (|| {
+                let g = (|| -> Result<_, DecodeError> {
                     b.skip(4)?;
                     let group_id = b.u32()?;
                     let ref_count = b.u32()?;
@@ -638,7 +618,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                     while !b.is_empty() {
                         bucket_stats.push((b.u64()?, b.u64()?));
                     }
-                    Some(GroupStats {
+                    Ok(GroupStats {
                         group_id,
                         ref_count,
                         packet_count,
@@ -647,8 +627,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                         duration_nsec,
                         bucket_stats,
                     })
-                })()
-                .ok_or(e.clone())?;
+                })()?;
                 out.push(g);
             }
             MultipartReplyBody::Group(out)
@@ -656,11 +635,10 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
         mp::GROUP_DESC if !v10 => {
             let mut out = Vec::new();
             for mut b in entries(r, 8)? {
-                b.skip(2).ok_or(e.clone())?;
-                let group_type =
-                    GroupType::from_wire(b.u8().ok_or(e.clone())?).ok_or(OfError::BadGroupType)?;
-                b.skip(1).ok_or(e.clone())?;
-                let group_id = b.u32().ok_or(e.clone())?;
+                b.skip(2)?;
+                let group_type = GroupType::from_wire(b.u8()?).ok_or(OfError::BadGroupType)?;
+                b.skip(1)?;
+                let group_id = b.u32()?;
                 out.push(GroupDesc {
                     group_type,
                     group_id,
@@ -672,11 +650,11 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
         mp::TABLE_FEATURES if !v10 => {
             let mut out = Vec::new();
             for mut b in entries(r, 64)? {
-                let t = (|| {
+                let t = (|| -> Result<_, DecodeError> {
                     b.skip(2)?;
                     let table_id = b.u8()?;
                     b.skip(5)?;
-                    Some(TableFeatures {
+                    Ok(TableFeatures {
                         table_id,
                         name: b.string(32)?,
                         metadata_match: b.u64()?,
@@ -684,8 +662,7 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
                         config: b.u32()?,
                         max_entries: b.u32()?,
                     })
-                })()
-                .ok_or(e.clone())?;
+                })()?;
                 out.push(t);
             }
             MultipartReplyBody::TableFeatures(out)
@@ -695,31 +672,30 @@ fn mp_reply(mtype: u16, mut r: Reader, v10: bool) -> Result<MultipartReplyBody, 
 }
 
 fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
-    let e = BAD_LEN;
     let m = match ty {
         t10::ERROR => Message::Error(ErrorMsg {
-            err_type: r.u16().ok_or(e.clone())?,
-            code: r.u16().ok_or(e.clone())?,
+            err_type: r.u16()?,
+            code: r.u16()?,
             data: r.rest().to_vec(),
         }),
         t10::ECHO_REQUEST => Message::EchoRequest(r.rest().to_vec()),
         t10::ECHO_REPLY => Message::EchoReply(r.rest().to_vec()),
         t10::VENDOR => Message::Experimenter {
-            experimenter: r.u32().ok_or(e.clone())?,
+            experimenter: r.u32()?,
             exp_type: 0,
             data: r.rest().to_vec(),
         },
         t10::FEATURES_REQUEST => Message::FeaturesRequest,
         t10::FEATURES_REPLY => {
-            let datapath_id = r.u64().ok_or(e.clone())?;
-            let n_buffers = r.u32().ok_or(e.clone())?;
-            let n_tables = r.u8().ok_or(e.clone())?;
-            r.skip(3).ok_or(e.clone())?;
-            let capabilities = r.u32().ok_or(e.clone())?;
-            let acts = r.u32().ok_or(e.clone())?;
+            let datapath_id = r.u64()?;
+            let n_buffers = r.u32()?;
+            let n_tables = r.u8()?;
+            r.skip(3)?;
+            let capabilities = r.u32()?;
+            let acts = r.u32()?;
             let mut ports = Vec::new();
             while !r.is_empty() {
-                ports.push(port_desc10(&mut r).ok_or(e.clone())?);
+                ports.push(port_desc10(&mut r)?);
             }
             Message::FeaturesReply(Features {
                 datapath_id,
@@ -734,8 +710,8 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
         t10::GET_CONFIG_REQUEST => Message::GetConfigRequest,
         t10::GET_CONFIG_REPLY | t10::SET_CONFIG => {
             let c = SwitchConfig {
-                flags: r.u16().ok_or(e.clone())?,
-                miss_send_len: r.u16().ok_or(e.clone())?,
+                flags: r.u16()?,
+                miss_send_len: r.u16()?,
             };
             if ty == t10::SET_CONFIG {
                 Message::SetConfig(c)
@@ -744,11 +720,11 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             }
         }
         t10::PACKET_IN => {
-            let buffer_id = r.u32().ok_or(e.clone())?;
-            let total_len = r.u16().ok_or(e.clone())?;
-            let in_port = r.u16().ok_or(e.clone())?;
-            let reason = r.u8().ok_or(e.clone())?;
-            r.skip(1).ok_or(e.clone())?;
+            let buffer_id = r.u32()?;
+            let total_len = r.u16()?;
+            let in_port = r.u16()?;
+            let reason = r.u8()?;
+            r.skip(1)?;
             let mut key = flows::FlowKey::default();
             let mut mask = flows::FlowKey::default();
             key.in_port = port_from_10(in_port);
@@ -765,14 +741,14 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
         }
         t10::FLOW_REMOVED => {
             let match_ = decode_match10(&mut r)?;
-            let cookie = r.u64().ok_or(e.clone())?;
-            let priority = r.u16().ok_or(e.clone())?;
-            let reason = r.u8().ok_or(e.clone())?;
-            r.skip(1).ok_or(e.clone())?;
-            let duration_sec = r.u32().ok_or(e.clone())?;
-            let duration_nsec = r.u32().ok_or(e.clone())?;
-            let idle_timeout = r.u16().ok_or(e.clone())?;
-            r.skip(2).ok_or(e.clone())?;
+            let cookie = r.u64()?;
+            let priority = r.u16()?;
+            let reason = r.u8()?;
+            r.skip(1)?;
+            let duration_sec = r.u32()?;
+            let duration_nsec = r.u32()?;
+            let idle_timeout = r.u16()?;
+            r.skip(2)?;
             Message::FlowRemoved(FlowRemoved {
                 cookie,
                 priority,
@@ -782,22 +758,22 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
                 duration_nsec,
                 idle_timeout,
                 hard_timeout: 0,
-                packet_count: r.u64().ok_or(e.clone())?,
-                byte_count: r.u64().ok_or(e.clone())?,
+                packet_count: r.u64()?,
+                byte_count: r.u64()?,
                 match_,
             })
         }
         t10::PORT_STATUS => {
-            let reason = r.u8().ok_or(e.clone())?;
-            r.skip(7).ok_or(e.clone())?;
-            let desc = port_desc10(&mut r).ok_or(e.clone())?;
+            let reason = r.u8()?;
+            r.skip(7)?;
+            let desc = port_desc10(&mut r)?;
             Message::PortStatus(PortStatus { reason, desc })
         }
         t10::PACKET_OUT => {
-            let buffer_id = r.u32().ok_or(e.clone())?;
-            let in_port = port_from_10(r.u16().ok_or(e.clone())?);
-            let alen = usize::from(r.u16().ok_or(e.clone())?);
-            let acts = r.sub(alen).ok_or(e.clone())?;
+            let buffer_id = r.u32()?;
+            let in_port = port_from_10(r.u16()?);
+            let alen = usize::from(r.u16()?);
+            let acts = r.sub(alen)?;
             Message::PacketOut(PacketOut {
                 buffer_id,
                 in_port,
@@ -807,15 +783,14 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
         }
         t10::FLOW_MOD => {
             let match_ = decode_match10(&mut r)?;
-            let cookie = r.u64().ok_or(e.clone())?;
-            let command =
-                FlowModCommand::from_wire(r.u16().ok_or(e.clone())?).ok_or(OfError::BadCommand)?;
-            let idle_timeout = r.u16().ok_or(e.clone())?;
-            let hard_timeout = r.u16().ok_or(e.clone())?;
-            let priority = r.u16().ok_or(e.clone())?;
-            let buffer_id = r.u32().ok_or(e.clone())?;
-            let out_port = port_from_10(r.u16().ok_or(e.clone())?);
-            let flags = r.u16().ok_or(e.clone())?;
+            let cookie = r.u64()?;
+            let command = FlowModCommand::from_wire(r.u16()?).ok_or(OfError::BadCommand)?;
+            let idle_timeout = r.u16()?;
+            let hard_timeout = r.u16()?;
+            let priority = r.u16()?;
+            let buffer_id = r.u32()?;
+            let out_port = port_from_10(r.u16()?);
+            let flags = r.u16()?;
             if flags & 4 != 0 {
                 // OFPFF_EMERG: emergency flows are not supported.
                 return Err(OfError::BadTimeout.into());
@@ -837,27 +812,27 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
             })
         }
         t10::PORT_MOD => {
-            let port_no = port_from_10(r.u16().ok_or(e.clone())?);
-            let hw_addr = r.array().ok_or(e.clone())?;
+            let port_no = port_from_10(r.u16()?);
+            let hw_addr = r.array()?;
             Message::PortMod(PortMod {
                 port_no,
                 hw_addr,
-                config: r.u32().ok_or(e.clone())?,
-                mask: r.u32().ok_or(e.clone())?,
-                advertise: r.u32().ok_or(e.clone())?,
+                config: r.u32()?,
+                mask: r.u32()?,
+                advertise: r.u32()?,
             })
         }
         t10::STATS_REQUEST => {
-            let stype = r.u16().ok_or(e.clone())?;
-            let flags = r.u16().ok_or(e.clone())?;
+            let stype = r.u16()?;
+            let flags = r.u16()?;
             Message::MultipartRequest(MultipartRequest {
                 flags,
                 body: stats_request10(stype, r)?,
             })
         }
         t10::STATS_REPLY => {
-            let stype = r.u16().ok_or(e.clone())?;
-            let flags = r.u16().ok_or(e.clone())?;
+            let stype = r.u16()?;
+            let flags = r.u16()?;
             Message::MultipartReply(MultipartReply {
                 flags,
                 body: mp_reply(stype, r, true)?,
@@ -866,10 +841,10 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
         t10::BARRIER_REQUEST => Message::BarrierRequest,
         t10::BARRIER_REPLY => Message::BarrierReply,
         t10::QUEUE_GET_CONFIG_REQUEST => Message::QueueGetConfigRequest {
-            port: port_from_10(r.u16().ok_or(e.clone())?),
+            port: port_from_10(r.u16()?),
         },
         t10::QUEUE_GET_CONFIG_REPLY => Message::QueueGetConfigReply {
-            port: port_from_10(r.u16().ok_or(e.clone())?),
+            port: port_from_10(r.u16()?),
         },
         _ => return Err(OfError::BadType.into()),
     };
@@ -877,14 +852,13 @@ fn decode10(ty: u8, mut r: Reader) -> Result<Message, DecodeError> {
 }
 
 fn stats_request10(stype: u16, mut r: Reader) -> Result<MultipartRequestBody, DecodeError> {
-    let e = BAD_LEN;
     Ok(match stype {
         mp::DESC => MultipartRequestBody::Desc,
         mp::FLOW | mp::AGGREGATE => {
             let match_ = decode_match10(&mut r)?;
-            let table_id = r.u8().ok_or(e.clone())?;
-            r.skip(1).ok_or(e.clone())?;
-            let out_port = port_from_10(r.u16().ok_or(e.clone())?);
+            let table_id = r.u8()?;
+            r.skip(1)?;
+            let out_port = port_from_10(r.u16()?);
             let req = FlowStatsRequest {
                 table_id,
                 out_port,
@@ -901,7 +875,7 @@ fn stats_request10(stype: u16, mut r: Reader) -> Result<MultipartRequestBody, De
         }
         mp::TABLE => MultipartRequestBody::Table,
         mp::PORT_STATS => MultipartRequestBody::PortStats {
-            port_no: port_from_10(r.u16().ok_or(e)?),
+            port_no: port_from_10(r.u16()?),
         },
         // Open vSwitch's extension to OpenFlow 1.0 (what `ovs-ofctl -O
         // OpenFlow10 dump-ports-desc` sends); the optional port filter is

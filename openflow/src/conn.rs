@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use crate::codec::{self, encode, encode_multipart_reply, parse_header, version_supported};
 use crate::consts::{HEADER_LEN, NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
 use crate::convert::to_table_flow_mod;
-use crate::error::{DecodeError, OfError};
+use crate::error::OfError;
 use crate::message::*;
 
 /// What the daemon does for a connection.
@@ -251,11 +251,7 @@ impl OfConnection {
         let msg = match codec::decode(raw) {
             Ok((_, m)) => m,
             Err(e) => {
-                let err = match e {
-                    DecodeError::Refused(x) => x,
-                    other => other.of_error(),
-                };
-                self.queue_error(err, raw, h.xid);
+                self.queue_error(e.of_error(), raw, h.xid);
                 return;
             }
         };

@@ -10,7 +10,7 @@ use flows::Match;
 use flows::key::{FlowKey, VLAN_CFI, ethertype, ipproto};
 
 use crate::consts::{OFPVID_PRESENT, ONF_VENDOR_ID, port_from_10};
-use crate::error::OfError;
+use crate::error::{DecodeError, OfError};
 use crate::wire::{Reader, Writer};
 
 const OXM_CLASS: u16 = 0x8000;
@@ -520,26 +520,30 @@ pub fn prereq_ok(f: OxmField, m: &Match) -> bool {
 }
 
 /// Reads one OXM/NXM TLV: (field, value, mask, header).
-pub fn read_tlv(r: &mut Reader) -> Result<(OxmField, u128, u128), OfError> {
-    let word = r.u32().ok_or(OfError::BadMatchLen)?;
+pub fn read_tlv(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> {
+    r.within(OfError::BadMatchLen, read_tlv_body)
+}
+
+fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> {
+    let word = r.u32()?;
     let class = (word >> 16) as u16;
     let field = ((word >> 9) & 0x7f) as u8;
     let has_mask = word & 0x100 != 0;
     let len = usize::from((word & 0xff) as u8);
-    let mut body = r.sub(len).ok_or(OfError::BadMatchLen)?;
+    let mut body = r.sub(len)?;
     let exp = if class == EXP_CLASS {
-        Some(body.u32().ok_or(OfError::BadMatchLen)?)
+        Some(body.u32()?)
     } else {
         None
     };
     let (f, width) = lookup(class, field, exp).ok_or(OfError::BadField)?;
     let want = usize::from(width) * if has_mask { 2 } else { 1 };
     if body.remaining() != want {
-        return Err(OfError::BadMatchLen);
+        return Err(OfError::BadMatchLen.into());
     }
-    let v = be_to_u128(body.bytes(usize::from(width)).ok_or(OfError::BadMatchLen)?);
+    let v = be_to_u128(body.bytes(usize::from(width))?);
     let m = if has_mask {
-        be_to_u128(body.bytes(usize::from(width)).ok_or(OfError::BadMatchLen)?)
+        be_to_u128(body.bytes(usize::from(width))?)
     } else {
         full_mask(f, width)
     };
@@ -562,14 +566,14 @@ pub fn write_tlv(w: &mut Writer, f: OxmField, h: OxmHeader, v: u128, m: u128) {
 
 /// Decodes OXM TLVs (no ofp_match header) into a match, checking
 /// duplicates and prerequisites.
-pub fn decode_fields(mut r: Reader) -> Result<Match, OfError> {
+pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     let mut key = FlowKey::default();
     let mut mask = FlowKey::default();
     let mut seen: Vec<OxmField> = Vec::new();
     while !r.is_empty() {
         let (f, v, m) = read_tlv(&mut r)?;
         if seen.contains(&f) {
-            return Err(OfError::DupField);
+            return Err(OfError::DupField.into());
         }
         seen.push(f);
         apply(f, v, m, &mut key, &mut mask);
@@ -577,7 +581,7 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, OfError> {
     let m = Match::new(key, mask);
     for f in &seen {
         if !prereq_ok(*f, &m) {
-            return Err(OfError::BadPrereq);
+            return Err(OfError::BadPrereq.into());
         }
     }
     Ok(m)
@@ -705,18 +709,22 @@ pub fn encode_ofp_match(w: &mut Writer, m: &Match) {
 }
 
 /// Reads an OpenFlow 1.3 `ofp_match` including its padding.
-pub fn decode_ofp_match(r: &mut Reader) -> Result<Match, OfError> {
-    let ty = r.u16().ok_or(OfError::BadMatchLen)?;
-    let len = usize::from(r.u16().ok_or(OfError::BadMatchLen)?);
+pub fn decode_ofp_match(r: &mut Reader) -> Result<Match, DecodeError> {
+    r.within(OfError::BadMatchLen, decode_ofp_match_body)
+}
+
+fn decode_ofp_match_body(r: &mut Reader) -> Result<Match, DecodeError> {
+    let ty = r.u16()?;
+    let len = usize::from(r.u16()?);
     if ty != 1 {
-        return Err(OfError::BadMatchType);
+        return Err(OfError::BadMatchType.into());
     }
     if len < 4 {
-        return Err(OfError::BadMatchLen);
+        return Err(OfError::BadMatchLen.into());
     }
-    let body = r.sub(len - 4).ok_or(OfError::BadMatchLen)?;
+    let body = r.sub(len - 4)?;
     let pad = len.next_multiple_of(8) - len;
-    r.skip(pad).ok_or(OfError::BadMatchLen)?;
+    r.skip(pad)?;
     decode_fields(body)
 }
 
@@ -758,7 +766,10 @@ mod tests {
             1,
             u128::from(u32::MAX),
         );
-        assert_eq!(decode_fields(Reader::new(&w.buf)), Err(OfError::BadPrereq));
+        assert_eq!(
+            decode_fields(Reader::new(&w.buf)).map_err(|e| e.of_error()),
+            Err(OfError::BadPrereq)
+        );
     }
 
     #[test]
@@ -766,7 +777,10 @@ mod tests {
         let mut w = Writer::new();
         write_tlv(&mut w, F::EthType, oxm_header(F::EthType), 0x800, 0xffff);
         write_tlv(&mut w, F::EthType, oxm_header(F::EthType), 0x800, 0xffff);
-        assert_eq!(decode_fields(Reader::new(&w.buf)), Err(OfError::DupField));
+        assert_eq!(
+            decode_fields(Reader::new(&w.buf)).map_err(|e| e.of_error()),
+            Err(OfError::DupField)
+        );
     }
 
     #[test]
@@ -798,6 +812,9 @@ mod tests {
     #[test]
     fn truncated_tlv_is_bad_len_not_a_panic() {
         let buf = [0x80, 0x00, 0x0a, 0x02, 0x08];
-        assert_eq!(decode_fields(Reader::new(&buf)), Err(OfError::BadMatchLen));
+        assert_eq!(
+            decode_fields(Reader::new(&buf)).map_err(|e| e.of_error()),
+            Err(OfError::BadMatchLen)
+        );
     }
 }
