@@ -19,6 +19,7 @@ pub mod convert;
 pub mod error;
 pub mod match10;
 pub mod message;
+pub mod msg;
 pub mod oxm;
 pub mod testing;
 pub mod wire;
