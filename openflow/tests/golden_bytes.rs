@@ -201,22 +201,24 @@ fn packet_in_out_and_flow_removed_bytes_are_unchanged() {
     );
 }
 
-fn flow_mod(command: FlowModCommand, table_id: u8, mat: &str, actions: &str) -> FlowMod {
-    FlowMod {
+fn flow_mod(command: FlowModCommand, table_id: u8, mat: &str, actions: &str) -> FlowModMsg {
+    FlowModMsg::new(FlowMod {
         command,
-        match_: m(mat),
+        table_id,
         priority: 10,
+        m: m(mat),
         cookie: 0x42,
         cookie_mask: if command == FlowModCommand::Add {
             0
         } else {
             0xff
         },
-        table_id,
         idle_timeout: 5,
         hard_timeout: 7,
-        flags: 1,
-        buffer_id: NO_BUFFER,
+        flags: FlowFlags {
+            send_flow_rem: true,
+            ..FlowFlags::default()
+        },
         out_port: if command.is_delete() {
             2
         } else {
@@ -228,7 +230,7 @@ fn flow_mod(command: FlowModCommand, table_id: u8, mat: &str, actions: &str) -> 
         } else {
             acts(actions)
         },
-    }
+    })
 }
 
 #[test]
@@ -337,9 +339,11 @@ fn group_mod_bytes_are_unchanged() {
             name,
             Message::GroupMod(GroupMod {
                 command,
-                group_type,
-                group_id: 5,
-                buckets: vec![bucket(1), bucket(2)],
+                group: Group {
+                    id: 5,
+                    kind: group_type,
+                    buckets: vec![bucket(1), bucket(2)],
+                },
             }),
         ));
     }
@@ -550,9 +554,9 @@ fn multipart_bytes_are_unchanged() {
         (
             "rep_group_desc",
             0,
-            MultipartReplyBody::GroupDesc(vec![GroupDesc {
-                group_type: GroupType::Select,
-                group_id: 9,
+            MultipartReplyBody::GroupDesc(vec![Group {
+                id: 9,
+                kind: GroupType::Select,
                 buckets: vec![bucket(3), bucket(2)],
             }]),
         ),

@@ -139,7 +139,7 @@ fn arb_action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn arb_flow_mod() -> impl Strategy<Value = FlowMod> {
+fn arb_flow_mod() -> impl Strategy<Value = FlowModMsg> {
     (
         arb_match(),
         proptest::collection::vec(arb_action(), 0..6),
@@ -151,20 +151,25 @@ fn arb_flow_mod() -> impl Strategy<Value = FlowMod> {
             if let Some(t) = goto {
                 actions.push(Action::GotoTable(t));
             }
-            FlowMod {
-                command: FlowModCommand::Add,
-                match_: m,
-                priority: prio,
-                cookie,
-                cookie_mask: 0,
-                table_id: table % 254,
-                idle_timeout: idle,
-                hard_timeout: hard,
-                flags: 1,
+            FlowModMsg {
+                flow_mod: FlowMod {
+                    command: FlowModCommand::Add,
+                    m,
+                    priority: u32::from(prio),
+                    cookie,
+                    cookie_mask: 0,
+                    table_id: table % 254,
+                    idle_timeout: idle,
+                    hard_timeout: hard,
+                    flags: FlowFlags {
+                        send_flow_rem: true,
+                        ..FlowFlags::default()
+                    },
+                    out_port: flows::action::port::ANY,
+                    out_group: OFPG_ANY,
+                    actions,
+                },
                 buffer_id: NO_BUFFER,
-                out_port: flows::action::port::ANY,
-                out_group: OFPG_ANY,
-                actions,
             }
         })
 }
@@ -230,8 +235,8 @@ proptest! {
     #[test]
     fn random_flow_mods_expressible_in_1_0_round_trip(fm in arb_flow_mod()) {
         let mut fm = fm;
-        fm.table_id = 0;
-        fm.actions.retain(|a| !matches!(a, Action::Group(_) | Action::GotoTable(_) | Action::PopVlan | Action::SetField { .. }));
+        fm.flow_mod.table_id = 0;
+        fm.flow_mod.actions.retain(|a| !matches!(a, Action::Group(_) | Action::GotoTable(_) | Action::PopVlan | Action::SetField { .. }));
         let msg = Message::FlowMod(fm);
         // Matches outside 1.0 (registers, IPv6...) are refused, not mangled.
         if let Ok(b) = encode(&msg, OFP10_VERSION, 3) {

@@ -5,9 +5,7 @@
 use super::{MsgType, Version, entries};
 use crate::actions;
 use crate::error::{DecodeError, EncodeError, OfError};
-use crate::message::{
-    Bucket, GroupDesc, GroupMod, GroupModCommand, GroupStats, GroupType, Message,
-};
+use crate::message::{Bucket, Group, GroupMod, GroupModCommand, GroupStats, GroupType, Message};
 use crate::wire::{Reader, Writer};
 
 impl GroupModCommand {
@@ -29,6 +27,26 @@ impl GroupModCommand {
     }
 }
 
+/// `OFPGT_*`.
+pub fn type_to_wire(t: GroupType) -> u8 {
+    match t {
+        GroupType::All => 0,
+        GroupType::Select => 1,
+        GroupType::Indirect => 2,
+        GroupType::FastFailover => 3,
+    }
+}
+
+pub fn type_from_wire(v: u8) -> Option<GroupType> {
+    Some(match v {
+        0 => GroupType::All,
+        1 => GroupType::Select,
+        2 => GroupType::Indirect,
+        3 => GroupType::FastFailover,
+        _ => return None,
+    })
+}
+
 /// Size of an ofp_bucket before its actions.
 const BUCKET_HEADER_LEN: usize = 16;
 
@@ -37,14 +55,16 @@ pub fn decode(ty: MsgType, _v: Version, mut r: Reader) -> Result<Message, Decode
         return Err(OfError::BadType.into());
     }
     let command = GroupModCommand::from_wire(r.u16()?).ok_or(OfError::BadGroupCommand)?;
-    let group_type = GroupType::from_wire(r.u8()?).ok_or(OfError::BadGroupType)?;
+    let kind = type_from_wire(r.u8()?).ok_or(OfError::BadGroupType)?;
     r.skip(1)?;
-    let group_id = r.u32()?;
+    let id = r.u32()?;
     Ok(Message::GroupMod(GroupMod {
         command,
-        group_type,
-        group_id,
-        buckets: decode_buckets(r)?,
+        group: Group {
+            id,
+            kind,
+            buckets: decode_buckets(r)?,
+        },
     }))
 }
 
@@ -53,10 +73,10 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
         return Err(v.unsupported(msg.name()));
     };
     w.u16(g.command.wire());
-    w.u8(g.group_type.wire());
+    w.u8(type_to_wire(g.group.kind));
     w.u8(0);
-    w.u32(g.group_id);
-    encode_buckets(w, &g.buckets)
+    w.u32(g.group.id);
+    encode_buckets(w, &g.group.buckets)
 }
 
 /// Buckets up to the end of `r`; any malformed one is OFPGMFC_BAD_BUCKET.
@@ -99,28 +119,28 @@ fn encode_buckets(w: &mut Writer, buckets: &[Bucket]) -> Result<(), EncodeError>
 }
 
 /// The entries of an OFPMP_GROUP_DESC reply.
-pub fn decode_group_descs(r: Reader) -> Result<Vec<GroupDesc>, DecodeError> {
+pub fn decode_group_descs(r: Reader) -> Result<Vec<Group>, DecodeError> {
     let mut out = Vec::new();
     for mut b in entries(r, 8)? {
         b.skip(2)?;
-        let group_type = GroupType::from_wire(b.u8()?).ok_or(OfError::BadGroupType)?;
+        let kind = type_from_wire(b.u8()?).ok_or(OfError::BadGroupType)?;
         b.skip(1)?;
-        let group_id = b.u32()?;
-        out.push(GroupDesc {
-            group_type,
-            group_id,
+        let id = b.u32()?;
+        out.push(Group {
+            id,
+            kind,
             buckets: decode_buckets(b)?,
         });
     }
     Ok(out)
 }
 
-pub fn encode_group_desc(w: &mut Writer, g: &GroupDesc) -> Result<(), EncodeError> {
+pub fn encode_group_desc(w: &mut Writer, g: &Group) -> Result<(), EncodeError> {
     let start = w.len();
     let at = w.len_placeholder();
-    w.u8(g.group_type.wire());
+    w.u8(type_to_wire(g.kind));
     w.u8(0);
-    w.u32(g.group_id);
+    w.u32(g.id);
     encode_buckets(w, &g.buckets)?;
     w.patch_len_since(at, start);
     Ok(())
