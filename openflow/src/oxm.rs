@@ -237,17 +237,6 @@ fn width_mask(width: u8) -> u128 {
     }
 }
 
-fn mac_u128(m: [u8; 6]) -> u128 {
-    m.iter().fold(0u128, |a, b| (a << 8) | u128::from(*b))
-}
-
-fn u128_mac(v: u128) -> [u8; 6] {
-    let b = v.to_be_bytes();
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[10..16]);
-    m
-}
-
 /// Right-aligned big-endian value of `bytes`.
 pub fn be_to_u128(bytes: &[u8]) -> u128 {
     bytes
@@ -353,128 +342,24 @@ pub fn from_flows_field(f: Field) -> Option<(OxmField, ValueConv)> {
     })
 }
 
-/// ORs `(value, mask)` of wire field `f` into a key/mask pair.
+/// Writes `(value, mask)` of wire field `f` into a key/mask pair, through
+/// flows's own field accessors. Only two wire encodings need more than
+/// the field they name: NXM's 16-bit in_port and OXM's "no VLAN tag".
 fn apply(f: OxmField, v: u128, m: u128, key: &mut FlowKey, mask: &mut FlowKey) {
-    let v = v & m;
     match f {
-        F::InPort => {
-            key.in_port = v as u32;
-            mask.in_port = m as u32;
-        }
         F::InPort16 => {
-            key.in_port = port_from_10(v as u16);
-            mask.in_port = if m == 0 { 0 } else { u32::MAX };
+            Field::InPort.set(key, u128::from(port_from_10((v & m) as u16)));
+            Field::InPort.set(mask, if m == 0 { 0 } else { u128::from(u32::MAX) });
         }
-        F::Metadata => {
-            key.metadata = v as u64;
-            mask.metadata = m as u64;
+        F::VlanVid if v & m == 0 && m & u128::from(OFPVID_PRESENT) != 0 && m & 0xfff == 0xfff => {
+            // OFPVID_NONE: no tag at all.
+            Field::VlanTci.set(key, 0);
+            Field::VlanTci.set(mask, 0xffff);
         }
-        F::Reg(n) => {
-            if let (Some(k), Some(mm)) = (
-                key.regs.get_mut(usize::from(n)),
-                mask.regs.get_mut(usize::from(n)),
-            ) {
-                *k = v as u32;
-                *mm = m as u32;
-            }
-        }
-        F::EthDst => {
-            key.dl_dst = u128_mac(v);
-            mask.dl_dst = u128_mac(m);
-        }
-        F::EthSrc => {
-            key.dl_src = u128_mac(v);
-            mask.dl_src = u128_mac(m);
-        }
-        F::EthType => {
-            key.dl_type = v as u16;
-            mask.dl_type = m as u16;
-        }
-        F::VlanVid => {
-            if v == 0 && m & u128::from(OFPVID_PRESENT) != 0 && m & 0xfff == 0xfff {
-                // OFPVID_NONE: no tag at all.
-                key.vlan_tci = 0;
-                mask.vlan_tci = 0xffff;
-            } else {
-                key.vlan_tci = (key.vlan_tci & !0x1fff) | (v as u16 & 0x1fff);
-                mask.vlan_tci = (mask.vlan_tci & !0x1fff) | (m as u16 & 0x1fff);
-            }
-        }
-        F::VlanPcp => {
-            key.vlan_tci = (key.vlan_tci & 0x1fff) | ((v as u16 & 7) << 13);
-            mask.vlan_tci = (mask.vlan_tci & 0x1fff) | ((m as u16 & 7) << 13);
-        }
-        F::VlanTci => {
-            key.vlan_tci = v as u16;
-            mask.vlan_tci = m as u16;
-        }
-        F::IpDscp => {
-            key.nw_tos = (key.nw_tos & 3) | ((v as u8) << 2);
-            mask.nw_tos = (mask.nw_tos & 3) | ((m as u8) << 2);
-        }
-        F::NwTos => {
-            key.nw_tos = (key.nw_tos & 3) | (v as u8 & 0xfc);
-            mask.nw_tos = (mask.nw_tos & 3) | (m as u8 & 0xfc);
-        }
-        F::IpEcn => {
-            key.nw_tos = (key.nw_tos & 0xfc) | (v as u8 & 3);
-            mask.nw_tos = (mask.nw_tos & 0xfc) | (m as u8 & 3);
-        }
-        F::IpProto | F::ArpOp => {
-            key.nw_proto = v as u8;
-            mask.nw_proto = m as u8;
-        }
-        F::Ipv4Src | F::ArpSpa => {
-            key.nw_src = v as u32;
-            mask.nw_src = m as u32;
-        }
-        F::Ipv4Dst | F::ArpTpa => {
-            key.nw_dst = v as u32;
-            mask.nw_dst = m as u32;
-        }
-        F::TcpSrc | F::UdpSrc | F::SctpSrc | F::Icmpv4Type | F::Icmpv6Type => {
-            key.tp_src = v as u16;
-            mask.tp_src = m as u16;
-        }
-        F::TcpDst | F::UdpDst | F::SctpDst | F::Icmpv4Code | F::Icmpv6Code => {
-            key.tp_dst = v as u16;
-            mask.tp_dst = m as u16;
-        }
-        F::ArpSha | F::NdSll => {
-            key.arp_sha = u128_mac(v);
-            mask.arp_sha = u128_mac(m);
-        }
-        F::ArpTha | F::NdTll => {
-            key.arp_tha = u128_mac(v);
-            mask.arp_tha = u128_mac(m);
-        }
-        F::Ipv6Src => {
-            key.ipv6_src = v.to_be_bytes();
-            mask.ipv6_src = m.to_be_bytes();
-        }
-        F::Ipv6Dst => {
-            key.ipv6_dst = v.to_be_bytes();
-            mask.ipv6_dst = m.to_be_bytes();
-        }
-        F::NdTarget => {
-            key.nd_target = v.to_be_bytes();
-            mask.nd_target = m.to_be_bytes();
-        }
-        F::Ipv6Flabel => {
-            key.ipv6_label = v as u32;
-            mask.ipv6_label = m as u32;
-        }
-        F::TcpFlags => {
-            key.tcp_flags = v as u16;
-            mask.tcp_flags = m as u16;
-        }
-        F::IpTtl => {
-            key.nw_ttl = v as u8;
-            mask.nw_ttl = m as u8;
-        }
-        F::IpFrag => {
-            key.nw_frag = v as u8;
-            mask.nw_frag = m as u8;
+        _ => {
+            let field = to_flows_field(f);
+            field.set_masked(key, v, m);
+            field.set(mask, m);
         }
     }
 }
@@ -587,107 +472,77 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     Ok(m)
 }
 
-/// The wire fields (with values and masks) that express `m`.
+/// The wire fields (with values and masks) that express `m`, read through
+/// flows's field accessors. Where one key field has several wire names
+/// (ports, ICMP type/code, ARP/IPv4 addresses, ARP/ND hardware addresses)
+/// the match's own dl_type/nw_proto choose the name ovs-ofctl would use.
 pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
     let (k, mk) = (&m.key, &m.mask);
-    let mut out = Vec::new();
-    let mut push = |f: OxmField, v: u128, mm: u128| {
-        if mm != 0 {
-            out.push((f, v & mm, mm));
-        }
-    };
-    push(F::InPort, u128::from(k.in_port), u128::from(mk.in_port));
-    push(F::Metadata, u128::from(k.metadata), u128::from(mk.metadata));
-    for i in 0..8u8 {
-        let idx = usize::from(i);
-        push(F::Reg(i), u128::from(k.regs[idx]), u128::from(mk.regs[idx]));
-    }
-    push(F::EthDst, mac_u128(k.dl_dst), mac_u128(mk.dl_dst));
-    push(F::EthSrc, mac_u128(k.dl_src), mac_u128(mk.dl_src));
-    push(F::EthType, u128::from(k.dl_type), u128::from(mk.dl_type));
-    if mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0 {
-        push(F::VlanVid, 0, 0x1fff);
-    } else {
-        push(
-            F::VlanVid,
-            u128::from(k.vlan_tci & 0x1fff),
-            u128::from(mk.vlan_tci & 0x1fff),
-        );
-        push(
-            F::VlanPcp,
-            u128::from(k.vlan_tci >> 13),
-            u128::from(mk.vlan_tci >> 13),
-        );
-    }
     let arp = dl_is(m, ethertype::ARP);
     let ipv6 = dl_is(m, ethertype::IPV6);
-    push(
-        F::IpDscp,
-        u128::from(k.nw_tos >> 2),
-        u128::from(mk.nw_tos >> 2),
-    );
-    push(
-        F::IpEcn,
-        u128::from(k.nw_tos & 3),
-        u128::from(mk.nw_tos & 3),
-    );
-    let proto_f = if arp { F::ArpOp } else { F::IpProto };
-    push(proto_f, u128::from(k.nw_proto), u128::from(mk.nw_proto));
-    push(F::IpTtl, u128::from(k.nw_ttl), u128::from(mk.nw_ttl));
-    push(F::IpFrag, u128::from(k.nw_frag), u128::from(mk.nw_frag));
-    let (src_f, dst_f) = if arp {
-        (F::ArpSpa, F::ArpTpa)
-    } else {
-        (F::Ipv4Src, F::Ipv4Dst)
-    };
-    push(src_f, u128::from(k.nw_src), u128::from(mk.nw_src));
-    push(dst_f, u128::from(k.nw_dst), u128::from(mk.nw_dst));
-    push(
-        F::Ipv6Src,
-        u128::from_be_bytes(k.ipv6_src),
-        u128::from_be_bytes(mk.ipv6_src),
-    );
-    push(
-        F::Ipv6Dst,
-        u128::from_be_bytes(k.ipv6_dst),
-        u128::from_be_bytes(mk.ipv6_dst),
-    );
-    push(
-        F::Ipv6Flabel,
-        u128::from(k.ipv6_label),
-        u128::from(mk.ipv6_label),
-    );
-    let proto = if mk.nw_proto == 0xff && !arp {
-        Some(k.nw_proto)
-    } else {
-        None
-    };
-    let (tps, tpd) = match proto {
+    let proto = (mk.nw_proto == 0xff && !arp).then_some(k.nw_proto);
+    let (tp_src, tp_dst) = match proto {
         Some(ipproto::UDP) => (F::UdpSrc, F::UdpDst),
         Some(ipproto::SCTP) => (F::SctpSrc, F::SctpDst),
         Some(ipproto::ICMP) => (F::Icmpv4Type, F::Icmpv4Code),
         Some(ipproto::ICMPV6) => (F::Icmpv6Type, F::Icmpv6Code),
         _ => (F::TcpSrc, F::TcpDst),
     };
-    push(tps, u128::from(k.tp_src), u128::from(mk.tp_src));
-    push(tpd, u128::from(k.tp_dst), u128::from(mk.tp_dst));
-    push(
-        F::TcpFlags,
-        u128::from(k.tcp_flags),
-        u128::from(mk.tcp_flags),
-    );
-    push(
-        F::NdTarget,
-        u128::from_be_bytes(k.nd_target),
-        u128::from_be_bytes(mk.nd_target),
-    );
-    let (sha, tha) = if ipv6 {
-        (F::NdSll, F::NdTll)
-    } else {
-        (F::ArpSha, F::ArpTha)
+    let mut out = Vec::new();
+    let mut push = |f: OxmField| {
+        let field = to_flows_field(f);
+        let mm = field.get(mk);
+        if mm != 0 {
+            out.push((f, field.get(k) & mm, mm));
+        }
     };
-    push(sha, mac_u128(k.arp_sha), mac_u128(mk.arp_sha));
-    push(tha, mac_u128(k.arp_tha), mac_u128(mk.arp_tha));
+    for f in [F::InPort, F::Metadata] {
+        push(f);
+    }
+    for i in 0..8u8 {
+        push(F::Reg(i));
+    }
+    for f in [F::EthDst, F::EthSrc, F::EthType] {
+        push(f);
+    }
+    let untagged = mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0;
+    if !untagged {
+        push(F::VlanVid);
+        push(F::VlanPcp);
+    }
+    for f in [
+        F::IpDscp,
+        F::IpEcn,
+        if arp { F::ArpOp } else { F::IpProto },
+        F::IpTtl,
+        F::IpFrag,
+        if arp { F::ArpSpa } else { F::Ipv4Src },
+        if arp { F::ArpTpa } else { F::Ipv4Dst },
+        F::Ipv6Src,
+        F::Ipv6Dst,
+        F::Ipv6Flabel,
+        tp_src,
+        tp_dst,
+        F::TcpFlags,
+        F::NdTarget,
+        if ipv6 { F::NdSll } else { F::ArpSha },
+        if ipv6 { F::NdTll } else { F::ArpTha },
+    ] {
+        push(f);
+    }
+    if untagged {
+        // OFPVID_NONE, in the place VLAN_VID has above.
+        let at = out
+            .iter()
+            .take_while(|(f, _, _)| {
+                matches!(
+                    f,
+                    F::InPort | F::Metadata | F::Reg(_) | F::EthDst | F::EthSrc | F::EthType
+                )
+            })
+            .count();
+        out.insert(at, (F::VlanVid, 0, 0x1fff));
+    }
     out
 }
 
