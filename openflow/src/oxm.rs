@@ -68,86 +68,95 @@ pub enum OxmField {
 
 use OxmField as F;
 
-/// (field, class, field number, payload width in bytes, experimenter id).
-type Entry = (OxmField, u16, u8, u8, Option<u32>);
+/// One wire id: (wire field, the flows field it carries, class, field
+/// number, payload width in bytes, experimenter id). Where a flows field
+/// has several wire ids, the first row is the one this crate writes.
+type Entry = (OxmField, Field, u16, u8, u8, Option<u32>);
 
 const TABLE: &[Entry] = &[
-    (F::InPort, OXM_CLASS, 0, 4, None),
-    (F::Metadata, OXM_CLASS, 2, 8, None),
-    (F::EthDst, OXM_CLASS, 3, 6, None),
-    (F::EthSrc, OXM_CLASS, 4, 6, None),
-    (F::EthType, OXM_CLASS, 5, 2, None),
-    (F::VlanVid, OXM_CLASS, 6, 2, None),
-    (F::VlanPcp, OXM_CLASS, 7, 1, None),
-    (F::IpDscp, OXM_CLASS, 8, 1, None),
-    (F::IpEcn, OXM_CLASS, 9, 1, None),
-    (F::IpProto, OXM_CLASS, 10, 1, None),
-    (F::Ipv4Src, OXM_CLASS, 11, 4, None),
-    (F::Ipv4Dst, OXM_CLASS, 12, 4, None),
-    (F::TcpSrc, OXM_CLASS, 13, 2, None),
-    (F::TcpDst, OXM_CLASS, 14, 2, None),
-    (F::UdpSrc, OXM_CLASS, 15, 2, None),
-    (F::UdpDst, OXM_CLASS, 16, 2, None),
-    (F::SctpSrc, OXM_CLASS, 17, 2, None),
-    (F::SctpDst, OXM_CLASS, 18, 2, None),
-    (F::Icmpv4Type, OXM_CLASS, 19, 1, None),
-    (F::Icmpv4Code, OXM_CLASS, 20, 1, None),
-    (F::ArpOp, OXM_CLASS, 21, 2, None),
-    (F::ArpSpa, OXM_CLASS, 22, 4, None),
-    (F::ArpTpa, OXM_CLASS, 23, 4, None),
-    (F::ArpSha, OXM_CLASS, 24, 6, None),
-    (F::ArpTha, OXM_CLASS, 25, 6, None),
-    (F::Ipv6Src, OXM_CLASS, 26, 16, None),
-    (F::Ipv6Dst, OXM_CLASS, 27, 16, None),
-    (F::Ipv6Flabel, OXM_CLASS, 28, 4, None),
-    (F::Icmpv6Type, OXM_CLASS, 29, 1, None),
-    (F::Icmpv6Code, OXM_CLASS, 30, 1, None),
-    (F::NdTarget, OXM_CLASS, 31, 16, None),
-    (F::NdSll, OXM_CLASS, 32, 6, None),
-    (F::NdTll, OXM_CLASS, 33, 6, None),
-    (F::TcpFlags, EXP_CLASS, 42, 2, Some(ONF_VENDOR_ID)),
+    (F::InPort, Field::InPort, OXM_CLASS, 0, 4, None),
+    (F::Metadata, Field::Metadata, OXM_CLASS, 2, 8, None),
+    (F::EthDst, Field::DlDst, OXM_CLASS, 3, 6, None),
+    (F::EthSrc, Field::DlSrc, OXM_CLASS, 4, 6, None),
+    (F::EthType, Field::DlType, OXM_CLASS, 5, 2, None),
+    (F::VlanVid, Field::VlanVid, OXM_CLASS, 6, 2, None),
+    (F::VlanPcp, Field::DlVlanPcp, OXM_CLASS, 7, 1, None),
+    (F::IpDscp, Field::IpDscp, OXM_CLASS, 8, 1, None),
+    (F::IpEcn, Field::NwEcn, OXM_CLASS, 9, 1, None),
+    (F::IpProto, Field::NwProto, OXM_CLASS, 10, 1, None),
+    (F::Ipv4Src, Field::NwSrc, OXM_CLASS, 11, 4, None),
+    (F::Ipv4Dst, Field::NwDst, OXM_CLASS, 12, 4, None),
+    (F::TcpSrc, Field::TpSrc, OXM_CLASS, 13, 2, None),
+    (F::TcpDst, Field::TpDst, OXM_CLASS, 14, 2, None),
+    (F::UdpSrc, Field::TpSrc, OXM_CLASS, 15, 2, None),
+    (F::UdpDst, Field::TpDst, OXM_CLASS, 16, 2, None),
+    (F::SctpSrc, Field::TpSrc, OXM_CLASS, 17, 2, None),
+    (F::SctpDst, Field::TpDst, OXM_CLASS, 18, 2, None),
+    (F::Icmpv4Type, Field::IcmpType, OXM_CLASS, 19, 1, None),
+    (F::Icmpv4Code, Field::IcmpCode, OXM_CLASS, 20, 1, None),
+    (F::ArpOp, Field::ArpOp, OXM_CLASS, 21, 2, None),
+    (F::ArpSpa, Field::ArpSpa, OXM_CLASS, 22, 4, None),
+    (F::ArpTpa, Field::ArpTpa, OXM_CLASS, 23, 4, None),
+    (F::ArpSha, Field::ArpSha, OXM_CLASS, 24, 6, None),
+    (F::ArpTha, Field::ArpTha, OXM_CLASS, 25, 6, None),
+    (F::Ipv6Src, Field::Ipv6Src, OXM_CLASS, 26, 16, None),
+    (F::Ipv6Dst, Field::Ipv6Dst, OXM_CLASS, 27, 16, None),
+    (F::Ipv6Flabel, Field::Ipv6Label, OXM_CLASS, 28, 4, None),
+    (F::Icmpv6Type, Field::IcmpType, OXM_CLASS, 29, 1, None),
+    (F::Icmpv6Code, Field::IcmpCode, OXM_CLASS, 30, 1, None),
+    (F::NdTarget, Field::NdTarget, OXM_CLASS, 31, 16, None),
+    (F::NdSll, Field::NdSll, OXM_CLASS, 32, 6, None),
+    (F::NdTll, Field::NdTll, OXM_CLASS, 33, 6, None),
+    (
+        F::TcpFlags,
+        Field::TcpFlags,
+        EXP_CLASS,
+        42,
+        2,
+        Some(ONF_VENDOR_ID),
+    ),
     // NXM_OF_*
-    (F::InPort16, NXM0, 0, 2, None),
-    (F::EthDst, NXM0, 1, 6, None),
-    (F::EthSrc, NXM0, 2, 6, None),
-    (F::EthType, NXM0, 3, 2, None),
-    (F::VlanTci, NXM0, 4, 2, None),
-    (F::NwTos, NXM0, 5, 1, None),
-    (F::IpProto, NXM0, 6, 1, None),
-    (F::Ipv4Src, NXM0, 7, 4, None),
-    (F::Ipv4Dst, NXM0, 8, 4, None),
-    (F::TcpSrc, NXM0, 9, 2, None),
-    (F::TcpDst, NXM0, 10, 2, None),
-    (F::UdpSrc, NXM0, 11, 2, None),
-    (F::UdpDst, NXM0, 12, 2, None),
-    (F::Icmpv4Type, NXM0, 13, 1, None),
-    (F::Icmpv4Code, NXM0, 14, 1, None),
-    (F::ArpOp, NXM0, 15, 2, None),
-    (F::ArpSpa, NXM0, 16, 4, None),
-    (F::ArpTpa, NXM0, 17, 4, None),
+    (F::InPort16, Field::InPort, NXM0, 0, 2, None),
+    (F::EthDst, Field::DlDst, NXM0, 1, 6, None),
+    (F::EthSrc, Field::DlSrc, NXM0, 2, 6, None),
+    (F::EthType, Field::DlType, NXM0, 3, 2, None),
+    (F::VlanTci, Field::VlanTci, NXM0, 4, 2, None),
+    (F::NwTos, Field::NwTos, NXM0, 5, 1, None),
+    (F::IpProto, Field::NwProto, NXM0, 6, 1, None),
+    (F::Ipv4Src, Field::NwSrc, NXM0, 7, 4, None),
+    (F::Ipv4Dst, Field::NwDst, NXM0, 8, 4, None),
+    (F::TcpSrc, Field::TpSrc, NXM0, 9, 2, None),
+    (F::TcpDst, Field::TpDst, NXM0, 10, 2, None),
+    (F::UdpSrc, Field::TpSrc, NXM0, 11, 2, None),
+    (F::UdpDst, Field::TpDst, NXM0, 12, 2, None),
+    (F::Icmpv4Type, Field::IcmpType, NXM0, 13, 1, None),
+    (F::Icmpv4Code, Field::IcmpCode, NXM0, 14, 1, None),
+    (F::ArpOp, Field::ArpOp, NXM0, 15, 2, None),
+    (F::ArpSpa, Field::ArpSpa, NXM0, 16, 4, None),
+    (F::ArpTpa, Field::ArpTpa, NXM0, 17, 4, None),
     // NXM_NX_*
-    (F::Reg(0), NXM1, 0, 4, None),
-    (F::Reg(1), NXM1, 1, 4, None),
-    (F::Reg(2), NXM1, 2, 4, None),
-    (F::Reg(3), NXM1, 3, 4, None),
-    (F::Reg(4), NXM1, 4, 4, None),
-    (F::Reg(5), NXM1, 5, 4, None),
-    (F::Reg(6), NXM1, 6, 4, None),
-    (F::Reg(7), NXM1, 7, 4, None),
-    (F::ArpSha, NXM1, 17, 6, None),
-    (F::ArpTha, NXM1, 18, 6, None),
-    (F::Ipv6Src, NXM1, 19, 16, None),
-    (F::Ipv6Dst, NXM1, 20, 16, None),
-    (F::Icmpv6Type, NXM1, 21, 1, None),
-    (F::Icmpv6Code, NXM1, 22, 1, None),
-    (F::NdTarget, NXM1, 23, 16, None),
-    (F::NdSll, NXM1, 24, 6, None),
-    (F::NdTll, NXM1, 25, 6, None),
-    (F::IpFrag, NXM1, 26, 1, None),
-    (F::Ipv6Flabel, NXM1, 27, 4, None),
-    (F::IpEcn, NXM1, 28, 1, None),
-    (F::IpTtl, NXM1, 29, 1, None),
-    (F::TcpFlags, NXM1, 34, 2, None),
+    (F::Reg(0), Field::Reg(0), NXM1, 0, 4, None),
+    (F::Reg(1), Field::Reg(1), NXM1, 1, 4, None),
+    (F::Reg(2), Field::Reg(2), NXM1, 2, 4, None),
+    (F::Reg(3), Field::Reg(3), NXM1, 3, 4, None),
+    (F::Reg(4), Field::Reg(4), NXM1, 4, 4, None),
+    (F::Reg(5), Field::Reg(5), NXM1, 5, 4, None),
+    (F::Reg(6), Field::Reg(6), NXM1, 6, 4, None),
+    (F::Reg(7), Field::Reg(7), NXM1, 7, 4, None),
+    (F::ArpSha, Field::ArpSha, NXM1, 17, 6, None),
+    (F::ArpTha, Field::ArpTha, NXM1, 18, 6, None),
+    (F::Ipv6Src, Field::Ipv6Src, NXM1, 19, 16, None),
+    (F::Ipv6Dst, Field::Ipv6Dst, NXM1, 20, 16, None),
+    (F::Icmpv6Type, Field::IcmpType, NXM1, 21, 1, None),
+    (F::Icmpv6Code, Field::IcmpCode, NXM1, 22, 1, None),
+    (F::NdTarget, Field::NdTarget, NXM1, 23, 16, None),
+    (F::NdSll, Field::NdSll, NXM1, 24, 6, None),
+    (F::NdTll, Field::NdTll, NXM1, 25, 6, None),
+    (F::IpFrag, Field::NwFrag, NXM1, 26, 1, None),
+    (F::Ipv6Flabel, Field::Ipv6Label, NXM1, 27, 4, None),
+    (F::IpEcn, Field::NwEcn, NXM1, 28, 1, None),
+    (F::IpTtl, Field::NwTtl, NXM1, 29, 1, None),
+    (F::TcpFlags, Field::TcpFlags, NXM1, 34, 2, None),
 ];
 
 /// A field's wire header: class, field number, payload width, experimenter.
@@ -175,10 +184,10 @@ impl OxmHeader {
 
 fn entry_header(e: &Entry) -> OxmHeader {
     OxmHeader {
-        class: e.1,
-        field: e.2,
-        width: e.3,
-        experimenter: e.4,
+        class: e.2,
+        field: e.3,
+        width: e.4,
+        experimenter: e.5,
     }
 }
 
@@ -201,8 +210,8 @@ pub fn oxm_header(f: OxmField) -> OxmHeader {
 pub fn nxm_header(f: OxmField) -> OxmHeader {
     TABLE
         .iter()
-        .find(|e| e.0 == f && e.1 != OXM_CLASS && e.4.is_none())
-        .or_else(|| TABLE.iter().find(|e| e.0 == f && e.4.is_none()))
+        .find(|e| e.0 == f && e.2 != OXM_CLASS && e.5.is_none())
+        .or_else(|| TABLE.iter().find(|e| e.0 == f && e.5.is_none()))
         .map(entry_header)
         .unwrap_or_else(|| oxm_header(f))
 }
@@ -211,8 +220,8 @@ pub fn nxm_header(f: OxmField) -> OxmHeader {
 pub fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<(OxmField, u8)> {
     TABLE
         .iter()
-        .find(|e| e.1 == class && e.2 == field && e.4 == exp)
-        .map(|e| (e.0, e.3))
+        .find(|e| e.2 == class && e.3 == field && e.5 == exp)
+        .map(|e| (e.0, e.4))
 }
 
 /// Meaningful bits of a field's value.
@@ -252,50 +261,20 @@ pub fn write_be(w: &mut Writer, v: u128, width: u8) {
     w.bytes(&b[16 - n..]);
 }
 
-/// The flows-level field of a wire field (for set_field/load/move).
+/// The flows field a wire field carries.
 pub fn to_flows_field(f: OxmField) -> Field {
-    match f {
-        F::InPort | F::InPort16 => Field::InPort,
-        F::Metadata => Field::Metadata,
-        F::Reg(n) => Field::Reg(n),
-        F::EthDst => Field::DlDst,
-        F::EthSrc => Field::DlSrc,
-        F::EthType => Field::DlType,
-        F::VlanVid => Field::VlanVid,
-        F::VlanPcp => Field::DlVlanPcp,
-        F::VlanTci => Field::VlanTci,
-        F::IpDscp => Field::IpDscp,
-        F::NwTos => Field::NwTos,
-        F::IpEcn => Field::NwEcn,
-        F::IpProto => Field::NwProto,
-        F::Ipv4Src => Field::NwSrc,
-        F::Ipv4Dst => Field::NwDst,
-        F::TcpSrc | F::UdpSrc | F::SctpSrc => Field::TpSrc,
-        F::TcpDst | F::UdpDst | F::SctpDst => Field::TpDst,
-        F::Icmpv4Type | F::Icmpv6Type => Field::IcmpType,
-        F::Icmpv4Code | F::Icmpv6Code => Field::IcmpCode,
-        F::ArpOp => Field::ArpOp,
-        F::ArpSpa => Field::ArpSpa,
-        F::ArpTpa => Field::ArpTpa,
-        F::ArpSha => Field::ArpSha,
-        F::ArpTha => Field::ArpTha,
-        F::Ipv6Src => Field::Ipv6Src,
-        F::Ipv6Dst => Field::Ipv6Dst,
-        F::Ipv6Flabel => Field::Ipv6Label,
-        F::NdTarget => Field::NdTarget,
-        F::NdSll => Field::NdSll,
-        F::NdTll => Field::NdTll,
-        F::TcpFlags => Field::TcpFlags,
-        F::IpTtl => Field::NwTtl,
-        F::IpFrag => Field::NwFrag,
-    }
+    TABLE
+        .iter()
+        .find(|e| e.0 == f)
+        .map_or(Field::InPort, |e| e.1)
 }
 
 /// Converts a flows-level value to the wire field's value.
 pub type ValueConv = fn(u128) -> u128;
 
-/// The wire field for a flows field, plus a value conversion for fields
-/// whose flows representation differs (`dl_vlan` gains the present bit).
+/// The wire field written for a flows field, plus a value conversion for
+/// fields whose flows representation differs (`dl_vlan` travels as
+/// `vlan_vid` with the present bit).
 pub fn from_flows_field(f: Field) -> Option<(OxmField, ValueConv)> {
     fn id(v: u128) -> u128 {
         v
@@ -303,43 +282,13 @@ pub fn from_flows_field(f: Field) -> Option<(OxmField, ValueConv)> {
     fn vid_present(v: u128) -> u128 {
         v | u128::from(OFPVID_PRESENT)
     }
-    Some(match f {
-        Field::InPort => (F::InPort, id),
-        Field::Metadata => (F::Metadata, id),
-        Field::Reg(n) if n < 8 => (F::Reg(n), id),
-        Field::Reg(_) => return None,
-        Field::DlSrc => (F::EthSrc, id),
-        Field::DlDst => (F::EthDst, id),
-        Field::DlType => (F::EthType, id),
-        Field::DlVlan => (F::VlanVid, vid_present),
-        Field::DlVlanPcp => (F::VlanPcp, id),
-        Field::VlanTci => (F::VlanTci, id),
-        Field::VlanVid => (F::VlanVid, id),
-        Field::NwSrc => (F::Ipv4Src, id),
-        Field::NwDst => (F::Ipv4Dst, id),
-        Field::NwProto => (F::IpProto, id),
-        Field::NwTos => (F::NwTos, id),
-        Field::IpDscp => (F::IpDscp, id),
-        Field::NwEcn => (F::IpEcn, id),
-        Field::NwTtl => (F::IpTtl, id),
-        Field::NwFrag => (F::IpFrag, id),
-        Field::TpSrc => (F::TcpSrc, id),
-        Field::TpDst => (F::TcpDst, id),
-        Field::TcpFlags => (F::TcpFlags, id),
-        Field::ArpOp => (F::ArpOp, id),
-        Field::ArpSpa => (F::ArpSpa, id),
-        Field::ArpTpa => (F::ArpTpa, id),
-        Field::ArpSha => (F::ArpSha, id),
-        Field::ArpTha => (F::ArpTha, id),
-        Field::Ipv6Src => (F::Ipv6Src, id),
-        Field::Ipv6Dst => (F::Ipv6Dst, id),
-        Field::Ipv6Label => (F::Ipv6Flabel, id),
-        Field::IcmpType => (F::Icmpv4Type, id),
-        Field::IcmpCode => (F::Icmpv4Code, id),
-        Field::NdTarget => (F::NdTarget, id),
-        Field::NdSll => (F::NdSll, id),
-        Field::NdTll => (F::NdTll, id),
-    })
+    if f == Field::DlVlan {
+        return Some((F::VlanVid, vid_present));
+    }
+    TABLE
+        .iter()
+        .find(|e| e.1 == f)
+        .map(|e| (e.0, id as ValueConv))
 }
 
 /// Writes `(value, mask)` of wire field `f` into a key/mask pair, through
@@ -662,6 +611,29 @@ mod tests {
         encode_fields(&mut w, &m);
         assert_eq!(&w.buf[..4], &[0x00, 0x01, 0x06, 0x04]);
         assert_eq!(decode_fields(Reader::new(&w.buf)).unwrap(), m);
+    }
+
+    #[test]
+    fn every_flows_field_has_a_wire_id_that_maps_back_to_it() {
+        for f in Field::ALL {
+            let (wire, conv) = from_flows_field(f).unwrap_or_else(|| panic!("{f:?}"));
+            let back = to_flows_field(wire);
+            if f == Field::DlVlan {
+                assert_eq!((back, conv(5)), (Field::VlanVid, 0x1005));
+            } else {
+                assert_eq!(back, f, "{f:?} via {wire:?}");
+                assert_eq!(conv(5), 5);
+            }
+        }
+        assert!(from_flows_field(Field::Reg(8)).is_none());
+    }
+
+    #[test]
+    fn every_wire_id_reads_back_as_its_row() {
+        for e in TABLE {
+            assert_eq!(lookup(e.2, e.3, e.5), Some((e.0, e.4)), "{e:?}");
+            assert_eq!(to_flows_field(e.0), e.1, "{e:?}");
+        }
     }
 
     #[test]
