@@ -93,6 +93,13 @@ pub enum FlowModCommand {
     DeleteStrict,
 }
 
+impl FlowModCommand {
+    /// `delete` or `delete_strict`.
+    pub fn is_delete(self) -> bool {
+        matches!(self, FlowModCommand::Delete | FlowModCommand::DeleteStrict)
+    }
+}
+
 /// A flow_mod, as ovs-ofctl or a controller expresses it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct FlowMod {

@@ -193,7 +193,7 @@ fn groups_packet_out_and_mod_port_reach_the_switch() {
     ]);
     ok(&["mod-port", &t, "p1", "down"]);
     let a = agent.lock().unwrap();
-    assert_eq!(a.group_mods[0].buckets[1].weight, 20);
+    assert_eq!(a.group_mods[0].group.buckets[1].weight, 20);
     assert_eq!(
         a.packet_outs[0].actions,
         vec![Action::Output {

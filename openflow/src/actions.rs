@@ -5,7 +5,7 @@ use flows::action::port as ofpp;
 use flows::{Action, Field, SubField};
 
 use crate::consts::{NX_VENDOR_ID, OFPVID_PRESENT, port_from_10, port_to_10};
-use crate::error::{EncodeError, OfError};
+use crate::error::{DecodeError, EncodeError, OfError};
 use crate::oxm::{self, OxmField};
 use crate::wire::{Reader, Writer};
 
@@ -69,15 +69,18 @@ fn unsupported(what: impl Into<String>, version: &'static str) -> EncodeError {
 
 /// Splits the next action TLV off `r`: (type, whole action bytes reader
 /// positioned after type and length).
-fn next_tlv<'a>(r: &mut Reader<'a>, bad_len: OfError) -> Result<(u16, Reader<'a>), OfError> {
-    let ty = r.peek_u16(0).ok_or(bad_len)?;
-    let len = usize::from(r.peek_u16(2).ok_or(bad_len)?);
-    if len < 8 || !len.is_multiple_of(8) || len > r.remaining() {
-        return Err(bad_len);
-    }
-    let mut body = r.sub(len).ok_or(bad_len)?;
-    body.skip(4).ok_or(bad_len)?;
-    Ok((ty, body))
+/// Short reads inside the TLV are reported as `bad_len`.
+fn next_tlv<'a>(r: &mut Reader<'a>, bad_len: OfError) -> Result<(u16, Reader<'a>), DecodeError> {
+    r.within(bad_len, |r| {
+        let ty = r.peek_u16(0)?;
+        let len = usize::from(r.peek_u16(2)?);
+        if len < 8 || !len.is_multiple_of(8) || len > r.remaining() {
+            return Err(bad_len.into());
+        }
+        let mut body = r.sub(len)?;
+        body.skip(4)?;
+        Ok((ty, body))
+    })
 }
 
 fn check_port(p: u32) -> Result<u32, OfError> {
@@ -109,19 +112,19 @@ fn read_subfield(header: u32, ofs: u16, n_bits: u16) -> Result<SubField, OfError
 }
 
 /// Decodes a Nicira vendor action body (after type/len).
-fn decode_nx(mut b: Reader, len: usize) -> Result<Action, OfError> {
+fn decode_nx(mut b: Reader, len: usize) -> Result<Action, DecodeError> {
     let e = OfError::BadActionLen;
-    let vendor = b.u32().ok_or(e)?;
+    let vendor = b.u32()?;
     if vendor != NX_VENDOR_ID {
-        return Err(OfError::BadActionExperimenter);
+        return Err(OfError::BadActionExperimenter.into());
     }
-    let subtype = b.u16().ok_or(e)?;
+    let subtype = b.u16()?;
     let fixed = |n: usize| if len == n { Ok(()) } else { Err(e) };
     match subtype {
         nxast::RESUBMIT | nxast::RESUBMIT_TABLE => {
             fixed(16)?;
-            let port = b.u16().ok_or(e)?;
-            let table = b.u8().ok_or(e)?;
+            let port = b.u16()?;
+            let table = b.u8()?;
             Ok(Action::Resubmit {
                 port: (port != NX_IN_PORT).then(|| port_from_10(port)),
                 table: (subtype == nxast::RESUBMIT_TABLE && table != 0xff).then_some(table),
@@ -129,12 +132,12 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, OfError> {
         }
         nxast::REG_LOAD => {
             fixed(24)?;
-            let ofs_nbits = b.u16().ok_or(e)?;
-            let dst = b.u32().ok_or(e)?;
-            let value = b.u64().ok_or(e)?;
+            let ofs_nbits = b.u16()?;
+            let dst = b.u32()?;
+            let value = b.u64()?;
             let sf = read_subfield(dst, ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
             if sf.n_bits < 64 && value >> sf.n_bits != 0 {
-                return Err(OfError::BadActionArgument);
+                return Err(OfError::BadActionArgument.into());
             }
             Ok(Action::Load {
                 dst: sf,
@@ -152,11 +155,11 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, OfError> {
         }
         nxast::REG_MOVE => {
             fixed(24)?;
-            let n_bits = b.u16().ok_or(e)?;
-            let src_ofs = b.u16().ok_or(e)?;
-            let dst_ofs = b.u16().ok_or(e)?;
-            let src = b.u32().ok_or(e)?;
-            let dst = b.u32().ok_or(e)?;
+            let n_bits = b.u16()?;
+            let src_ofs = b.u16()?;
+            let dst_ofs = b.u16()?;
+            let src = b.u32()?;
+            let dst = b.u32()?;
             Ok(Action::Move {
                 src: read_subfield(src, src_ofs, n_bits)?,
                 dst: read_subfield(dst, dst_ofs, n_bits)?,
@@ -168,10 +171,10 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, OfError> {
         }
         nxast::CONTROLLER => {
             fixed(16)?;
-            let max_len = b.u16().ok_or(e)?;
+            let max_len = b.u16()?;
             Ok(Action::Controller { max_len })
         }
-        _ => Err(OfError::BadActionExpType),
+        _ => Err(OfError::BadActionExpType.into()),
     }
 }
 
@@ -247,7 +250,7 @@ fn encode_load2(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m: u128
 }
 
 /// Decodes an OpenFlow 1.3 action list.
-pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
+pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
     let mut out = Vec::new();
     while !r.is_empty() {
         let len = usize::from(r.peek_u16(2).unwrap_or(0));
@@ -257,8 +260,8 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
         let a = match ty {
             at13::OUTPUT => {
                 fixed(16)?;
-                let port = b.u32().ok_or(e)?;
-                let max_len = b.u16().ok_or(e)?;
+                let port = b.u32()?;
+                let max_len = b.u16()?;
                 if port == ofpp::CONTROLLER {
                     Action::Controller { max_len }
                 } else {
@@ -270,9 +273,9 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             at13::PUSH_VLAN => {
                 fixed(8)?;
-                let t = b.u16().ok_or(e)?;
+                let t = b.u16()?;
                 if t != 0x8100 && t != 0x88a8 {
-                    return Err(OfError::BadActionArgument);
+                    return Err(OfError::BadActionArgument.into());
                 }
                 Action::PushVlan(t)
             }
@@ -282,13 +285,13 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             at13::GROUP => {
                 fixed(8)?;
-                Action::Group(b.u32().ok_or(e)?)
+                Action::Group(b.u32()?)
             }
             at13::SET_NW_TTL => {
                 fixed(8)?;
                 Action::SetField {
                     field: Field::NwTtl,
-                    value: u128::from(b.u8().ok_or(e)?),
+                    value: u128::from(b.u8()?),
                     mask: None,
                 }
             }
@@ -297,16 +300,16 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
                 Action::DecTtl
             }
             at13::SET_FIELD => {
-                let (f, v, m) = oxm::read_tlv(&mut b).map_err(|err| match err {
+                let (f, v, m) = oxm::read_tlv(&mut b).map_err(|err| match err.of_error() {
                     OfError::BadField => OfError::BadSetType,
                     _ => OfError::BadSetLen,
                 })?;
                 let full = oxm::full_mask(f, oxm::oxm_header(f).width);
                 if m & full != full {
-                    return Err(OfError::BadSetArgument);
+                    return Err(OfError::BadSetArgument.into());
                 }
                 if b.rest().iter().any(|x| *x != 0) {
-                    return Err(OfError::BadSetLen);
+                    return Err(OfError::BadSetLen.into());
                 }
                 Action::SetField {
                     field: oxm::to_flows_field(f),
@@ -315,8 +318,8 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, OfError> {
                 }
             }
             at13::EXPERIMENTER => decode_nx(b, len)?,
-            at13::COPY_TTL_OUT | at13::COPY_TTL_IN => return Err(OfError::BadActionType),
-            _ => return Err(OfError::BadActionType),
+            at13::COPY_TTL_OUT | at13::COPY_TTL_IN => return Err(OfError::BadActionType.into()),
+            _ => return Err(OfError::BadActionType.into()),
         };
         out.push(a);
     }
@@ -469,7 +472,7 @@ pub fn encode_instructions(w: &mut Writer, actions: &[Action]) -> Result<(), Enc
 
 /// Decodes OpenFlow 1.3 instructions into a flows action list (apply
 /// actions first, then clear, write, write_metadata, goto_table).
-pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, OfError> {
+pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
     let mut apply = Vec::new();
     let mut tail = Vec::new();
     let mut seen = Vec::new();
@@ -481,28 +484,28 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, OfError> {
         let len = usize::from(r.peek_u16(2).unwrap_or(0));
         let (ty, mut b) = next_tlv(&mut r, OfError::BadInstructionLen)?;
         if seen.contains(&ty) {
-            return Err(OfError::UnsupportedInstruction);
+            return Err(OfError::UnsupportedInstruction.into());
         }
         seen.push(ty);
         let e = OfError::BadInstructionLen;
         match ty {
             it::GOTO_TABLE => {
                 if len != 8 {
-                    return Err(e);
+                    return Err(e.into());
                 }
-                goto = Some(b.u8().ok_or(e)?);
+                goto = Some(b.u8()?);
             }
             it::WRITE_METADATA => {
                 if len != 24 {
-                    return Err(e);
+                    return Err(e.into());
                 }
-                b.skip(4).ok_or(e)?;
-                let value = b.u64().ok_or(e)?;
-                let mask = b.u64().ok_or(e)?;
+                b.skip(4)?;
+                let value = b.u64()?;
+                let mask = b.u64()?;
                 meta = Some((value, mask));
             }
             it::WRITE_ACTIONS | it::APPLY_ACTIONS => {
-                b.skip(4).ok_or(e)?;
+                b.skip(4)?;
                 let list = decode_actions13(b)?;
                 if ty == it::APPLY_ACTIONS {
                     apply = list;
@@ -512,12 +515,12 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             it::CLEAR_ACTIONS => {
                 if len != 8 {
-                    return Err(e);
+                    return Err(e.into());
                 }
                 clear = true;
             }
-            it::METER | 0xffff => return Err(OfError::UnsupportedInstruction),
-            _ => return Err(OfError::UnknownInstruction),
+            it::METER | 0xffff => return Err(OfError::UnsupportedInstruction.into()),
+            _ => return Err(OfError::UnknownInstruction.into()),
         }
     }
     if clear {
@@ -537,7 +540,7 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, OfError> {
 }
 
 /// Decodes an OpenFlow 1.0 action list.
-pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
+pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
     let mut out = Vec::new();
     while !r.is_empty() {
         let len = usize::from(r.peek_u16(2).unwrap_or(0));
@@ -547,8 +550,8 @@ pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
         let a = match ty {
             at10::OUTPUT => {
                 fixed(8)?;
-                let port = b.u16().ok_or(e)?;
-                let max_len = b.u16().ok_or(e)?;
+                let port = b.u16()?;
+                let max_len = b.u16()?;
                 let p = port_from_10(port);
                 if p == ofpp::CONTROLLER {
                     Action::Controller { max_len }
@@ -561,17 +564,17 @@ pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             at10::SET_VLAN_VID => {
                 fixed(8)?;
-                let v = b.u16().ok_or(e)?;
+                let v = b.u16()?;
                 if v > 0xfff {
-                    return Err(OfError::BadActionArgument);
+                    return Err(OfError::BadActionArgument.into());
                 }
                 Action::SetVlanVid(v)
             }
             at10::SET_VLAN_PCP => {
                 fixed(8)?;
-                let p = b.u8().ok_or(e)?;
+                let p = b.u8()?;
                 if p > 7 {
-                    return Err(OfError::BadActionArgument);
+                    return Err(OfError::BadActionArgument.into());
                 }
                 Action::SetVlanPcp(p)
             }
@@ -581,7 +584,7 @@ pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             at10::SET_DL_SRC | at10::SET_DL_DST => {
                 fixed(16)?;
-                let m = b.array::<6>().ok_or(e)?;
+                let m = b.array::<6>()?;
                 if ty == at10::SET_DL_SRC {
                     Action::SetDlSrc(m)
                 } else {
@@ -590,7 +593,7 @@ pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             at10::SET_NW_SRC | at10::SET_NW_DST => {
                 fixed(8)?;
-                let a = b.u32().ok_or(e)?;
+                let a = b.u32()?;
                 if ty == at10::SET_NW_SRC {
                     Action::SetNwSrc(a)
                 } else {
@@ -599,24 +602,24 @@ pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, OfError> {
             }
             at10::SET_NW_TOS => {
                 fixed(8)?;
-                let t = b.u8().ok_or(e)?;
+                let t = b.u8()?;
                 if t & 3 != 0 {
-                    return Err(OfError::BadActionArgument);
+                    return Err(OfError::BadActionArgument.into());
                 }
                 Action::SetNwTos(t)
             }
             at10::SET_TP_SRC | at10::SET_TP_DST => {
                 fixed(8)?;
-                let p = b.u16().ok_or(e)?;
+                let p = b.u16()?;
                 if ty == at10::SET_TP_SRC {
                     Action::SetTpSrc(p)
                 } else {
                     Action::SetTpDst(p)
                 }
             }
-            at10::ENQUEUE => return Err(OfError::BadQueue),
+            at10::ENQUEUE => return Err(OfError::BadQueue.into()),
             at10::VENDOR => decode_nx(b, len)?,
-            _ => return Err(OfError::BadActionType),
+            _ => return Err(OfError::BadActionType.into()),
         };
         out.push(a);
     }
@@ -815,7 +818,7 @@ mod tests {
     fn action_length_not_multiple_of_8_is_bad_len() {
         let b = hex("0000000c00000001000000000000");
         assert_eq!(
-            decode_actions13(Reader::new(&b)),
+            decode_actions13(Reader::new(&b)).map_err(|e| e.of_error()),
             Err(OfError::BadActionLen)
         );
     }
@@ -824,11 +827,14 @@ mod tests {
     fn copy_ttl_and_enqueue_are_refused_with_spec_errors() {
         let b = hex("000b000800000000");
         assert_eq!(
-            decode_actions13(Reader::new(&b)),
+            decode_actions13(Reader::new(&b)).map_err(|e| e.of_error()),
             Err(OfError::BadActionType)
         );
         let b = hex("000b001000010000000000000000000a");
-        assert_eq!(decode_actions10(Reader::new(&b)), Err(OfError::BadQueue));
+        assert_eq!(
+            decode_actions10(Reader::new(&b)).map_err(|e| e.of_error()),
+            Err(OfError::BadQueue)
+        );
     }
 
     #[test]

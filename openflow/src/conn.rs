@@ -11,8 +11,7 @@ use tracing::{debug, warn};
 
 use crate::codec::{self, encode, encode_multipart_reply, parse_header, version_supported};
 use crate::consts::{HEADER_LEN, NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
-use crate::convert::to_table_flow_mod;
-use crate::error::{DecodeError, OfError};
+use crate::error::OfError;
 use crate::message::*;
 
 /// What the daemon does for a connection.
@@ -21,7 +20,7 @@ pub trait SwitchAgent {
     fn features(&self) -> Features;
     /// Applies a flow_mod to the tables (and, before returning, to
     /// whatever the datapath caches).
-    fn flow_mod(&mut self, fm: flows::table::FlowMod) -> Result<(), OfError>;
+    fn flow_mod(&mut self, fm: FlowMod) -> Result<(), OfError>;
     fn group_mod(&mut self, gm: GroupMod) -> Result<(), OfError>;
     fn port_mod(&mut self, pm: PortMod) -> Result<(), OfError>;
     fn packet_out(&mut self, po: PacketOut) -> Result<(), OfError>;
@@ -251,11 +250,7 @@ impl OfConnection {
         let msg = match codec::decode(raw) {
             Ok((_, m)) => m,
             Err(e) => {
-                let err = match e {
-                    DecodeError::Refused(x) => x,
-                    other => other.of_error(),
-                };
-                self.queue_error(err, raw, h.xid);
+                self.queue_error(e.of_error(), raw, h.xid);
                 return;
             }
         };
@@ -297,11 +292,14 @@ impl OfConnection {
                 self.switch_config = c;
                 agent.set_config(c);
             }
-            Message::FlowMod(fm) => {
-                let r = agent.flow_mod(to_table_flow_mod(&fm));
-                match r {
+            Message::FlowMod(FlowModMsg {
+                flow_mod,
+                buffer_id,
+            }) => {
+                let is_delete = flow_mod.command.is_delete();
+                match agent.flow_mod(flow_mod) {
                     Err(e) => self.queue_error(e, raw, xid),
-                    Ok(()) if fm.buffer_id != NO_BUFFER && !fm.command.is_delete() => {
+                    Ok(()) if buffer_id != NO_BUFFER && !is_delete => {
                         self.queue_error(OfError::BufferUnknown, raw, xid);
                     }
                     Ok(()) => {}

@@ -1,98 +1,11 @@
-//! Conversions between wire messages and the flows crate's table types.
+//! Conversions between wire statistics and the flows crate's table types.
+//! Flow mods and groups need none: the messages carry flows's own types.
 
-use flows::table::{
-    FlowFlags, FlowMod as TableFlowMod, FlowModCommand as TableCmd, FlowModError, Rule,
-};
+use flows::table::{FlowModError, Rule};
 
 use crate::error::OfError;
-use crate::message::{FlowMod, FlowModCommand, FlowStats, flow_mod_flags as ff};
-
-/// Flow flags bits → flows' flag struct.
-pub fn flags_from_wire(f: u16) -> FlowFlags {
-    FlowFlags {
-        send_flow_rem: f & ff::SEND_FLOW_REM != 0,
-        check_overlap: f & ff::CHECK_OVERLAP != 0,
-        reset_counts: f & ff::RESET_COUNTS != 0,
-        no_packet_counts: f & ff::NO_PKT_COUNTS != 0,
-        no_byte_counts: f & ff::NO_BYT_COUNTS != 0,
-    }
-}
-
-/// flows' flag struct → flow flags bits.
-pub fn flags_to_wire(f: &FlowFlags) -> u16 {
-    let mut v = 0;
-    for (on, bit) in [
-        (f.send_flow_rem, ff::SEND_FLOW_REM),
-        (f.check_overlap, ff::CHECK_OVERLAP),
-        (f.reset_counts, ff::RESET_COUNTS),
-        (f.no_packet_counts, ff::NO_PKT_COUNTS),
-        (f.no_byte_counts, ff::NO_BYT_COUNTS),
-    ] {
-        if on {
-            v |= bit;
-        }
-    }
-    v
-}
-
-fn cmd_to_table(c: FlowModCommand) -> TableCmd {
-    match c {
-        FlowModCommand::Add => TableCmd::Add,
-        FlowModCommand::Modify => TableCmd::Modify,
-        FlowModCommand::ModifyStrict => TableCmd::ModifyStrict,
-        FlowModCommand::Delete => TableCmd::Delete,
-        FlowModCommand::DeleteStrict => TableCmd::DeleteStrict,
-    }
-}
-
-fn cmd_from_table(c: TableCmd) -> FlowModCommand {
-    match c {
-        TableCmd::Add => FlowModCommand::Add,
-        TableCmd::Modify => FlowModCommand::Modify,
-        TableCmd::ModifyStrict => FlowModCommand::ModifyStrict,
-        TableCmd::Delete => FlowModCommand::Delete,
-        TableCmd::DeleteStrict => FlowModCommand::DeleteStrict,
-    }
-}
-
-/// A decoded FLOW_MOD as the flows crate's flow_mod (buffer_id is
-/// handled by the connection).
-pub fn to_table_flow_mod(fm: &FlowMod) -> TableFlowMod {
-    TableFlowMod {
-        command: cmd_to_table(fm.command),
-        table_id: fm.table_id,
-        priority: u32::from(fm.priority),
-        m: fm.match_,
-        cookie: fm.cookie,
-        cookie_mask: fm.cookie_mask,
-        idle_timeout: fm.idle_timeout,
-        hard_timeout: fm.hard_timeout,
-        flags: flags_from_wire(fm.flags),
-        out_port: fm.out_port,
-        out_group: fm.out_group,
-        actions: fm.actions.clone(),
-    }
-}
-
-/// The flows crate's flow_mod (e.g. parsed from ovs-ofctl text) as a
-/// FLOW_MOD message body.
-pub fn from_table_flow_mod(fm: &TableFlowMod) -> FlowMod {
-    FlowMod {
-        command: cmd_from_table(fm.command),
-        match_: fm.m,
-        priority: u16::try_from(fm.priority).unwrap_or(u16::MAX),
-        cookie: fm.cookie,
-        cookie_mask: fm.cookie_mask,
-        table_id: fm.table_id,
-        idle_timeout: fm.idle_timeout,
-        hard_timeout: fm.hard_timeout,
-        flags: flags_to_wire(&fm.flags),
-        buffer_id: crate::consts::NO_BUFFER,
-        out_port: fm.out_port,
-        out_group: fm.out_group,
-        actions: fm.actions.clone(),
-    }
-}
+use crate::message::FlowStats;
+pub use crate::msg::flow_mod::{flags_from_wire, flags_to_wire};
 
 /// The OpenFlow error for a refused flow_mod.
 pub fn flow_mod_error(e: &FlowModError) -> OfError {

@@ -349,6 +349,16 @@ pub enum DecodeError {
     /// A version this crate does not speak.
     #[error("unsupported OpenFlow version 0x{0:02x}")]
     UnsupportedVersion(u8),
+    /// The body ends `need` bytes into a field at `offset` with only `have`
+    /// left; the switch answers with `error`, which depends on where (a
+    /// message body, an action, a match, a bucket…).
+    #[error("{error}: {need}-byte field at offset {offset} runs past the end ({have} left)")]
+    Short {
+        error: OfError,
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
     /// A well-framed message whose content is refused; the switch answers
     /// with this error.
     #[error("{0}")]
@@ -361,7 +371,7 @@ impl DecodeError {
         match self {
             DecodeError::Truncated { .. } | DecodeError::BadHeaderLength(_) => OfError::BadLen,
             DecodeError::UnsupportedVersion(_) => OfError::BadVersion,
-            DecodeError::Refused(e) => *e,
+            DecodeError::Short { error, .. } | DecodeError::Refused(error) => *error,
         }
     }
 }

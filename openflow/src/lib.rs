@@ -2,11 +2,14 @@
 //! small client for the CLI tools.
 //!
 //! - [`decode`] / [`encode`]: bytes ↔ [`Message`] for either version,
-//!   bounds-checked and panic-free on any input;
+//!   bounds-checked and panic-free on any input; [`codec`] frames and
+//!   dispatches, [`msg`] holds each message family's layout in every
+//!   version;
 //! - [`conn::OfConnection`]: framing, hello/version negotiation, echo,
 //!   barrier, roles, and dispatch to a [`conn::SwitchAgent`];
 //! - [`client::OfClient`]: connect, hello, request/reply by xid;
-//! - [`convert`]: wire FlowMod/FlowStats ↔ `flows::table` types;
+//! - [`convert`]: flow statistics ↔ `flows::table` rules (flow mods and
+//!   groups are `flows`'s own types, wrapped with their wire-only fields);
 //! - [`testing`]: an in-memory switch served over TCP/unix sockets, for
 //!   tests of OpenFlow clients (ofctl, ovs-ofctl, controllers).
 
@@ -19,6 +22,7 @@ pub mod convert;
 pub mod error;
 pub mod match10;
 pub mod message;
+pub mod msg;
 pub mod oxm;
 pub mod testing;
 pub mod wire;

@@ -4,7 +4,7 @@ use flows::Match;
 use flows::key::{FlowKey, VLAN_CFI, VLAN_VID_MASK, ethertype};
 
 use crate::consts::{port_from_10, port_to_10};
-use crate::error::{EncodeError, OfError};
+use crate::error::{DecodeError, EncodeError, OfError};
 use crate::wire::{Reader, Writer};
 
 pub const MATCH10_LEN: usize = 40;
@@ -39,24 +39,23 @@ fn wild_bits(mask: u32) -> Option<u32> {
 }
 
 /// Reads a 40-byte OpenFlow 1.0 match.
-pub fn decode_match10(r: &mut Reader) -> Result<Match, OfError> {
-    let mut b = r.sub(MATCH10_LEN).ok_or(OfError::BadLen)?;
-    let e = OfError::BadLen;
-    let wc = b.u32().ok_or(e)?;
-    let in_port = b.u16().ok_or(e)?;
-    let dl_src = b.array::<6>().ok_or(e)?;
-    let dl_dst = b.array::<6>().ok_or(e)?;
-    let dl_vlan = b.u16().ok_or(e)?;
-    let pcp = b.u8().ok_or(e)?;
-    b.skip(1).ok_or(e)?;
-    let dl_type = b.u16().ok_or(e)?;
-    let nw_tos = b.u8().ok_or(e)?;
-    let nw_proto = b.u8().ok_or(e)?;
-    b.skip(2).ok_or(e)?;
-    let nw_src = b.u32().ok_or(e)?;
-    let nw_dst = b.u32().ok_or(e)?;
-    let tp_src = b.u16().ok_or(e)?;
-    let tp_dst = b.u16().ok_or(e)?;
+pub fn decode_match10(r: &mut Reader) -> Result<Match, DecodeError> {
+    let mut b = r.within(OfError::BadLen, |r| r.sub(MATCH10_LEN))?;
+    let wc = b.u32()?;
+    let in_port = b.u16()?;
+    let dl_src = b.array::<6>()?;
+    let dl_dst = b.array::<6>()?;
+    let dl_vlan = b.u16()?;
+    let pcp = b.u8()?;
+    b.skip(1)?;
+    let dl_type = b.u16()?;
+    let nw_tos = b.u8()?;
+    let nw_proto = b.u8()?;
+    b.skip(2)?;
+    let nw_src = b.u32()?;
+    let nw_dst = b.u32()?;
+    let tp_src = b.u16()?;
+    let tp_dst = b.u16()?;
 
     let mut k = FlowKey::default();
     let mut m = FlowKey::default();

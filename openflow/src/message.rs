@@ -1,6 +1,8 @@
 //! Typed OpenFlow messages, independent of the wire version. The codec
 //! ([`crate::codec`]) maps them to and from OpenFlow 1.0 and 1.3.
 
+pub use flows::group::{Bucket, Group, GroupType};
+pub use flows::table::{FlowFlags, FlowMod, FlowModCommand};
 use flows::{Action, Match, PortNo};
 
 use crate::error::OfError;
@@ -130,87 +132,22 @@ pub struct PacketOut {
     pub data: Vec<u8>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum FlowModCommand {
-    Add,
-    Modify,
-    ModifyStrict,
-    Delete,
-    DeleteStrict,
-}
-
-impl FlowModCommand {
-    pub fn wire(self) -> u8 {
-        match self {
-            FlowModCommand::Add => 0,
-            FlowModCommand::Modify => 1,
-            FlowModCommand::ModifyStrict => 2,
-            FlowModCommand::Delete => 3,
-            FlowModCommand::DeleteStrict => 4,
-        }
-    }
-
-    pub fn from_wire(v: u16) -> Option<FlowModCommand> {
-        Some(match v {
-            0 => FlowModCommand::Add,
-            1 => FlowModCommand::Modify,
-            2 => FlowModCommand::ModifyStrict,
-            3 => FlowModCommand::Delete,
-            4 => FlowModCommand::DeleteStrict,
-            _ => return None,
-        })
-    }
-
-    pub fn is_delete(self) -> bool {
-        matches!(self, FlowModCommand::Delete | FlowModCommand::DeleteStrict)
-    }
-}
-
-/// Flow-mod flags (OpenFlow 1.3 numbering).
-pub mod flow_mod_flags {
-    pub const SEND_FLOW_REM: u16 = 1;
-    pub const CHECK_OVERLAP: u16 = 2;
-    pub const RESET_COUNTS: u16 = 4;
-    pub const NO_PKT_COUNTS: u16 = 8;
-    pub const NO_BYT_COUNTS: u16 = 16;
-}
-
-/// A flow table modification, in flows-level terms.
+/// A FLOW_MOD: flows's flow_mod, plus the buffered packet that only the
+/// wire carries.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct FlowMod {
-    pub command: FlowModCommand,
-    pub match_: Match,
-    pub priority: u16,
-    pub cookie: u64,
-    pub cookie_mask: u64,
-    /// `OFPTT_ALL` (0xff) for "all tables" in deletes.
-    pub table_id: u8,
-    pub idle_timeout: u16,
-    pub hard_timeout: u16,
-    pub flags: u16,
+pub struct FlowModMsg {
+    pub flow_mod: FlowMod,
+    /// A packet buffered by the switch to run through the new flow;
+    /// [`crate::consts::NO_BUFFER`] when none.
     pub buffer_id: u32,
-    pub out_port: PortNo,
-    pub out_group: u32,
-    /// Actions and instructions, as flows writes them.
-    pub actions: Vec<Action>,
 }
 
-impl Default for FlowMod {
-    fn default() -> FlowMod {
-        FlowMod {
-            command: FlowModCommand::Add,
-            match_: Match::catch_all(),
-            priority: 0x8000,
-            cookie: 0,
-            cookie_mask: 0,
-            table_id: 0,
-            idle_timeout: 0,
-            hard_timeout: 0,
-            flags: 0,
+impl FlowModMsg {
+    /// `flow_mod` with no buffered packet.
+    pub fn new(flow_mod: FlowMod) -> FlowModMsg {
+        FlowModMsg {
+            flow_mod,
             buffer_id: crate::consts::NO_BUFFER,
-            out_port: flows::action::port::ANY,
-            out_group: crate::consts::OFPG_ANY,
-            actions: Vec::new(),
         }
     }
 }
@@ -222,49 +159,12 @@ pub enum GroupModCommand {
     Delete,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum GroupType {
-    All,
-    Select,
-    Indirect,
-    FastFailover,
-}
-
-impl GroupType {
-    pub fn wire(self) -> u8 {
-        match self {
-            GroupType::All => 0,
-            GroupType::Select => 1,
-            GroupType::Indirect => 2,
-            GroupType::FastFailover => 3,
-        }
-    }
-
-    pub fn from_wire(v: u8) -> Option<GroupType> {
-        Some(match v {
-            0 => GroupType::All,
-            1 => GroupType::Select,
-            2 => GroupType::Indirect,
-            3 => GroupType::FastFailover,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Bucket {
-    pub weight: u16,
-    pub watch_port: PortNo,
-    pub watch_group: u32,
-    pub actions: Vec<Action>,
-}
-
+/// A GROUP_MOD: flows's group, plus the command that only the wire
+/// carries. A delete uses only `group.id`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct GroupMod {
     pub command: GroupModCommand,
-    pub group_type: GroupType,
-    pub group_id: u32,
-    pub buckets: Vec<Bucket>,
+    pub group: Group,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -428,13 +328,6 @@ pub struct GroupStats {
     pub bucket_stats: Vec<(u64, u64)>,
 }
 
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct GroupDesc {
-    pub group_type: GroupType,
-    pub group_id: u32,
-    pub buckets: Vec<Bucket>,
-}
-
 /// A table-features entry; the reply carries the properties OpenFlow
 /// requires, empty.
 #[derive(Clone, Default, PartialEq, Eq, Debug)]
@@ -456,7 +349,7 @@ pub enum MultipartReplyBody {
     PortStats(Vec<PortStats>),
     PortDesc(Vec<PortDesc>),
     Group(Vec<GroupStats>),
-    GroupDesc(Vec<GroupDesc>),
+    GroupDesc(Vec<Group>),
     TableFeatures(Vec<TableFeatures>),
 }
 
@@ -491,7 +384,7 @@ pub enum Message {
     FlowRemoved(FlowRemoved),
     PortStatus(PortStatus),
     PacketOut(PacketOut),
-    FlowMod(FlowMod),
+    FlowMod(FlowModMsg),
     GroupMod(GroupMod),
     PortMod(PortMod),
     MultipartRequest(MultipartRequest),

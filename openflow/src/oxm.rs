@@ -10,7 +10,7 @@ use flows::Match;
 use flows::key::{FlowKey, VLAN_CFI, ethertype, ipproto};
 
 use crate::consts::{OFPVID_PRESENT, ONF_VENDOR_ID, port_from_10};
-use crate::error::OfError;
+use crate::error::{DecodeError, OfError};
 use crate::wire::{Reader, Writer};
 
 const OXM_CLASS: u16 = 0x8000;
@@ -68,86 +68,95 @@ pub enum OxmField {
 
 use OxmField as F;
 
-/// (field, class, field number, payload width in bytes, experimenter id).
-type Entry = (OxmField, u16, u8, u8, Option<u32>);
+/// One wire id: (wire field, the flows field it carries, class, field
+/// number, payload width in bytes, experimenter id). Where a flows field
+/// has several wire ids, the first row is the one this crate writes.
+type Entry = (OxmField, Field, u16, u8, u8, Option<u32>);
 
 const TABLE: &[Entry] = &[
-    (F::InPort, OXM_CLASS, 0, 4, None),
-    (F::Metadata, OXM_CLASS, 2, 8, None),
-    (F::EthDst, OXM_CLASS, 3, 6, None),
-    (F::EthSrc, OXM_CLASS, 4, 6, None),
-    (F::EthType, OXM_CLASS, 5, 2, None),
-    (F::VlanVid, OXM_CLASS, 6, 2, None),
-    (F::VlanPcp, OXM_CLASS, 7, 1, None),
-    (F::IpDscp, OXM_CLASS, 8, 1, None),
-    (F::IpEcn, OXM_CLASS, 9, 1, None),
-    (F::IpProto, OXM_CLASS, 10, 1, None),
-    (F::Ipv4Src, OXM_CLASS, 11, 4, None),
-    (F::Ipv4Dst, OXM_CLASS, 12, 4, None),
-    (F::TcpSrc, OXM_CLASS, 13, 2, None),
-    (F::TcpDst, OXM_CLASS, 14, 2, None),
-    (F::UdpSrc, OXM_CLASS, 15, 2, None),
-    (F::UdpDst, OXM_CLASS, 16, 2, None),
-    (F::SctpSrc, OXM_CLASS, 17, 2, None),
-    (F::SctpDst, OXM_CLASS, 18, 2, None),
-    (F::Icmpv4Type, OXM_CLASS, 19, 1, None),
-    (F::Icmpv4Code, OXM_CLASS, 20, 1, None),
-    (F::ArpOp, OXM_CLASS, 21, 2, None),
-    (F::ArpSpa, OXM_CLASS, 22, 4, None),
-    (F::ArpTpa, OXM_CLASS, 23, 4, None),
-    (F::ArpSha, OXM_CLASS, 24, 6, None),
-    (F::ArpTha, OXM_CLASS, 25, 6, None),
-    (F::Ipv6Src, OXM_CLASS, 26, 16, None),
-    (F::Ipv6Dst, OXM_CLASS, 27, 16, None),
-    (F::Ipv6Flabel, OXM_CLASS, 28, 4, None),
-    (F::Icmpv6Type, OXM_CLASS, 29, 1, None),
-    (F::Icmpv6Code, OXM_CLASS, 30, 1, None),
-    (F::NdTarget, OXM_CLASS, 31, 16, None),
-    (F::NdSll, OXM_CLASS, 32, 6, None),
-    (F::NdTll, OXM_CLASS, 33, 6, None),
-    (F::TcpFlags, EXP_CLASS, 42, 2, Some(ONF_VENDOR_ID)),
+    (F::InPort, Field::InPort, OXM_CLASS, 0, 4, None),
+    (F::Metadata, Field::Metadata, OXM_CLASS, 2, 8, None),
+    (F::EthDst, Field::DlDst, OXM_CLASS, 3, 6, None),
+    (F::EthSrc, Field::DlSrc, OXM_CLASS, 4, 6, None),
+    (F::EthType, Field::DlType, OXM_CLASS, 5, 2, None),
+    (F::VlanVid, Field::VlanVid, OXM_CLASS, 6, 2, None),
+    (F::VlanPcp, Field::DlVlanPcp, OXM_CLASS, 7, 1, None),
+    (F::IpDscp, Field::IpDscp, OXM_CLASS, 8, 1, None),
+    (F::IpEcn, Field::NwEcn, OXM_CLASS, 9, 1, None),
+    (F::IpProto, Field::NwProto, OXM_CLASS, 10, 1, None),
+    (F::Ipv4Src, Field::NwSrc, OXM_CLASS, 11, 4, None),
+    (F::Ipv4Dst, Field::NwDst, OXM_CLASS, 12, 4, None),
+    (F::TcpSrc, Field::TpSrc, OXM_CLASS, 13, 2, None),
+    (F::TcpDst, Field::TpDst, OXM_CLASS, 14, 2, None),
+    (F::UdpSrc, Field::TpSrc, OXM_CLASS, 15, 2, None),
+    (F::UdpDst, Field::TpDst, OXM_CLASS, 16, 2, None),
+    (F::SctpSrc, Field::TpSrc, OXM_CLASS, 17, 2, None),
+    (F::SctpDst, Field::TpDst, OXM_CLASS, 18, 2, None),
+    (F::Icmpv4Type, Field::IcmpType, OXM_CLASS, 19, 1, None),
+    (F::Icmpv4Code, Field::IcmpCode, OXM_CLASS, 20, 1, None),
+    (F::ArpOp, Field::ArpOp, OXM_CLASS, 21, 2, None),
+    (F::ArpSpa, Field::ArpSpa, OXM_CLASS, 22, 4, None),
+    (F::ArpTpa, Field::ArpTpa, OXM_CLASS, 23, 4, None),
+    (F::ArpSha, Field::ArpSha, OXM_CLASS, 24, 6, None),
+    (F::ArpTha, Field::ArpTha, OXM_CLASS, 25, 6, None),
+    (F::Ipv6Src, Field::Ipv6Src, OXM_CLASS, 26, 16, None),
+    (F::Ipv6Dst, Field::Ipv6Dst, OXM_CLASS, 27, 16, None),
+    (F::Ipv6Flabel, Field::Ipv6Label, OXM_CLASS, 28, 4, None),
+    (F::Icmpv6Type, Field::IcmpType, OXM_CLASS, 29, 1, None),
+    (F::Icmpv6Code, Field::IcmpCode, OXM_CLASS, 30, 1, None),
+    (F::NdTarget, Field::NdTarget, OXM_CLASS, 31, 16, None),
+    (F::NdSll, Field::NdSll, OXM_CLASS, 32, 6, None),
+    (F::NdTll, Field::NdTll, OXM_CLASS, 33, 6, None),
+    (
+        F::TcpFlags,
+        Field::TcpFlags,
+        EXP_CLASS,
+        42,
+        2,
+        Some(ONF_VENDOR_ID),
+    ),
     // NXM_OF_*
-    (F::InPort16, NXM0, 0, 2, None),
-    (F::EthDst, NXM0, 1, 6, None),
-    (F::EthSrc, NXM0, 2, 6, None),
-    (F::EthType, NXM0, 3, 2, None),
-    (F::VlanTci, NXM0, 4, 2, None),
-    (F::NwTos, NXM0, 5, 1, None),
-    (F::IpProto, NXM0, 6, 1, None),
-    (F::Ipv4Src, NXM0, 7, 4, None),
-    (F::Ipv4Dst, NXM0, 8, 4, None),
-    (F::TcpSrc, NXM0, 9, 2, None),
-    (F::TcpDst, NXM0, 10, 2, None),
-    (F::UdpSrc, NXM0, 11, 2, None),
-    (F::UdpDst, NXM0, 12, 2, None),
-    (F::Icmpv4Type, NXM0, 13, 1, None),
-    (F::Icmpv4Code, NXM0, 14, 1, None),
-    (F::ArpOp, NXM0, 15, 2, None),
-    (F::ArpSpa, NXM0, 16, 4, None),
-    (F::ArpTpa, NXM0, 17, 4, None),
+    (F::InPort16, Field::InPort, NXM0, 0, 2, None),
+    (F::EthDst, Field::DlDst, NXM0, 1, 6, None),
+    (F::EthSrc, Field::DlSrc, NXM0, 2, 6, None),
+    (F::EthType, Field::DlType, NXM0, 3, 2, None),
+    (F::VlanTci, Field::VlanTci, NXM0, 4, 2, None),
+    (F::NwTos, Field::NwTos, NXM0, 5, 1, None),
+    (F::IpProto, Field::NwProto, NXM0, 6, 1, None),
+    (F::Ipv4Src, Field::NwSrc, NXM0, 7, 4, None),
+    (F::Ipv4Dst, Field::NwDst, NXM0, 8, 4, None),
+    (F::TcpSrc, Field::TpSrc, NXM0, 9, 2, None),
+    (F::TcpDst, Field::TpDst, NXM0, 10, 2, None),
+    (F::UdpSrc, Field::TpSrc, NXM0, 11, 2, None),
+    (F::UdpDst, Field::TpDst, NXM0, 12, 2, None),
+    (F::Icmpv4Type, Field::IcmpType, NXM0, 13, 1, None),
+    (F::Icmpv4Code, Field::IcmpCode, NXM0, 14, 1, None),
+    (F::ArpOp, Field::ArpOp, NXM0, 15, 2, None),
+    (F::ArpSpa, Field::ArpSpa, NXM0, 16, 4, None),
+    (F::ArpTpa, Field::ArpTpa, NXM0, 17, 4, None),
     // NXM_NX_*
-    (F::Reg(0), NXM1, 0, 4, None),
-    (F::Reg(1), NXM1, 1, 4, None),
-    (F::Reg(2), NXM1, 2, 4, None),
-    (F::Reg(3), NXM1, 3, 4, None),
-    (F::Reg(4), NXM1, 4, 4, None),
-    (F::Reg(5), NXM1, 5, 4, None),
-    (F::Reg(6), NXM1, 6, 4, None),
-    (F::Reg(7), NXM1, 7, 4, None),
-    (F::ArpSha, NXM1, 17, 6, None),
-    (F::ArpTha, NXM1, 18, 6, None),
-    (F::Ipv6Src, NXM1, 19, 16, None),
-    (F::Ipv6Dst, NXM1, 20, 16, None),
-    (F::Icmpv6Type, NXM1, 21, 1, None),
-    (F::Icmpv6Code, NXM1, 22, 1, None),
-    (F::NdTarget, NXM1, 23, 16, None),
-    (F::NdSll, NXM1, 24, 6, None),
-    (F::NdTll, NXM1, 25, 6, None),
-    (F::IpFrag, NXM1, 26, 1, None),
-    (F::Ipv6Flabel, NXM1, 27, 4, None),
-    (F::IpEcn, NXM1, 28, 1, None),
-    (F::IpTtl, NXM1, 29, 1, None),
-    (F::TcpFlags, NXM1, 34, 2, None),
+    (F::Reg(0), Field::Reg(0), NXM1, 0, 4, None),
+    (F::Reg(1), Field::Reg(1), NXM1, 1, 4, None),
+    (F::Reg(2), Field::Reg(2), NXM1, 2, 4, None),
+    (F::Reg(3), Field::Reg(3), NXM1, 3, 4, None),
+    (F::Reg(4), Field::Reg(4), NXM1, 4, 4, None),
+    (F::Reg(5), Field::Reg(5), NXM1, 5, 4, None),
+    (F::Reg(6), Field::Reg(6), NXM1, 6, 4, None),
+    (F::Reg(7), Field::Reg(7), NXM1, 7, 4, None),
+    (F::ArpSha, Field::ArpSha, NXM1, 17, 6, None),
+    (F::ArpTha, Field::ArpTha, NXM1, 18, 6, None),
+    (F::Ipv6Src, Field::Ipv6Src, NXM1, 19, 16, None),
+    (F::Ipv6Dst, Field::Ipv6Dst, NXM1, 20, 16, None),
+    (F::Icmpv6Type, Field::IcmpType, NXM1, 21, 1, None),
+    (F::Icmpv6Code, Field::IcmpCode, NXM1, 22, 1, None),
+    (F::NdTarget, Field::NdTarget, NXM1, 23, 16, None),
+    (F::NdSll, Field::NdSll, NXM1, 24, 6, None),
+    (F::NdTll, Field::NdTll, NXM1, 25, 6, None),
+    (F::IpFrag, Field::NwFrag, NXM1, 26, 1, None),
+    (F::Ipv6Flabel, Field::Ipv6Label, NXM1, 27, 4, None),
+    (F::IpEcn, Field::NwEcn, NXM1, 28, 1, None),
+    (F::IpTtl, Field::NwTtl, NXM1, 29, 1, None),
+    (F::TcpFlags, Field::TcpFlags, NXM1, 34, 2, None),
 ];
 
 /// A field's wire header: class, field number, payload width, experimenter.
@@ -175,10 +184,10 @@ impl OxmHeader {
 
 fn entry_header(e: &Entry) -> OxmHeader {
     OxmHeader {
-        class: e.1,
-        field: e.2,
-        width: e.3,
-        experimenter: e.4,
+        class: e.2,
+        field: e.3,
+        width: e.4,
+        experimenter: e.5,
     }
 }
 
@@ -201,8 +210,8 @@ pub fn oxm_header(f: OxmField) -> OxmHeader {
 pub fn nxm_header(f: OxmField) -> OxmHeader {
     TABLE
         .iter()
-        .find(|e| e.0 == f && e.1 != OXM_CLASS && e.4.is_none())
-        .or_else(|| TABLE.iter().find(|e| e.0 == f && e.4.is_none()))
+        .find(|e| e.0 == f && e.2 != OXM_CLASS && e.5.is_none())
+        .or_else(|| TABLE.iter().find(|e| e.0 == f && e.5.is_none()))
         .map(entry_header)
         .unwrap_or_else(|| oxm_header(f))
 }
@@ -211,8 +220,8 @@ pub fn nxm_header(f: OxmField) -> OxmHeader {
 pub fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<(OxmField, u8)> {
     TABLE
         .iter()
-        .find(|e| e.1 == class && e.2 == field && e.4 == exp)
-        .map(|e| (e.0, e.3))
+        .find(|e| e.2 == class && e.3 == field && e.5 == exp)
+        .map(|e| (e.0, e.4))
 }
 
 /// Meaningful bits of a field's value.
@@ -237,17 +246,6 @@ fn width_mask(width: u8) -> u128 {
     }
 }
 
-fn mac_u128(m: [u8; 6]) -> u128 {
-    m.iter().fold(0u128, |a, b| (a << 8) | u128::from(*b))
-}
-
-fn u128_mac(v: u128) -> [u8; 6] {
-    let b = v.to_be_bytes();
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[10..16]);
-    m
-}
-
 /// Right-aligned big-endian value of `bytes`.
 pub fn be_to_u128(bytes: &[u8]) -> u128 {
     bytes
@@ -263,50 +261,20 @@ pub fn write_be(w: &mut Writer, v: u128, width: u8) {
     w.bytes(&b[16 - n..]);
 }
 
-/// The flows-level field of a wire field (for set_field/load/move).
+/// The flows field a wire field carries.
 pub fn to_flows_field(f: OxmField) -> Field {
-    match f {
-        F::InPort | F::InPort16 => Field::InPort,
-        F::Metadata => Field::Metadata,
-        F::Reg(n) => Field::Reg(n),
-        F::EthDst => Field::DlDst,
-        F::EthSrc => Field::DlSrc,
-        F::EthType => Field::DlType,
-        F::VlanVid => Field::VlanVid,
-        F::VlanPcp => Field::DlVlanPcp,
-        F::VlanTci => Field::VlanTci,
-        F::IpDscp => Field::IpDscp,
-        F::NwTos => Field::NwTos,
-        F::IpEcn => Field::NwEcn,
-        F::IpProto => Field::NwProto,
-        F::Ipv4Src => Field::NwSrc,
-        F::Ipv4Dst => Field::NwDst,
-        F::TcpSrc | F::UdpSrc | F::SctpSrc => Field::TpSrc,
-        F::TcpDst | F::UdpDst | F::SctpDst => Field::TpDst,
-        F::Icmpv4Type | F::Icmpv6Type => Field::IcmpType,
-        F::Icmpv4Code | F::Icmpv6Code => Field::IcmpCode,
-        F::ArpOp => Field::ArpOp,
-        F::ArpSpa => Field::ArpSpa,
-        F::ArpTpa => Field::ArpTpa,
-        F::ArpSha => Field::ArpSha,
-        F::ArpTha => Field::ArpTha,
-        F::Ipv6Src => Field::Ipv6Src,
-        F::Ipv6Dst => Field::Ipv6Dst,
-        F::Ipv6Flabel => Field::Ipv6Label,
-        F::NdTarget => Field::NdTarget,
-        F::NdSll => Field::NdSll,
-        F::NdTll => Field::NdTll,
-        F::TcpFlags => Field::TcpFlags,
-        F::IpTtl => Field::NwTtl,
-        F::IpFrag => Field::NwFrag,
-    }
+    TABLE
+        .iter()
+        .find(|e| e.0 == f)
+        .map_or(Field::InPort, |e| e.1)
 }
 
 /// Converts a flows-level value to the wire field's value.
 pub type ValueConv = fn(u128) -> u128;
 
-/// The wire field for a flows field, plus a value conversion for fields
-/// whose flows representation differs (`dl_vlan` gains the present bit).
+/// The wire field written for a flows field, plus a value conversion for
+/// fields whose flows representation differs (`dl_vlan` travels as
+/// `vlan_vid` with the present bit).
 pub fn from_flows_field(f: Field) -> Option<(OxmField, ValueConv)> {
     fn id(v: u128) -> u128 {
         v
@@ -314,167 +282,33 @@ pub fn from_flows_field(f: Field) -> Option<(OxmField, ValueConv)> {
     fn vid_present(v: u128) -> u128 {
         v | u128::from(OFPVID_PRESENT)
     }
-    Some(match f {
-        Field::InPort => (F::InPort, id),
-        Field::Metadata => (F::Metadata, id),
-        Field::Reg(n) if n < 8 => (F::Reg(n), id),
-        Field::Reg(_) => return None,
-        Field::DlSrc => (F::EthSrc, id),
-        Field::DlDst => (F::EthDst, id),
-        Field::DlType => (F::EthType, id),
-        Field::DlVlan => (F::VlanVid, vid_present),
-        Field::DlVlanPcp => (F::VlanPcp, id),
-        Field::VlanTci => (F::VlanTci, id),
-        Field::VlanVid => (F::VlanVid, id),
-        Field::NwSrc => (F::Ipv4Src, id),
-        Field::NwDst => (F::Ipv4Dst, id),
-        Field::NwProto => (F::IpProto, id),
-        Field::NwTos => (F::NwTos, id),
-        Field::IpDscp => (F::IpDscp, id),
-        Field::NwEcn => (F::IpEcn, id),
-        Field::NwTtl => (F::IpTtl, id),
-        Field::NwFrag => (F::IpFrag, id),
-        Field::TpSrc => (F::TcpSrc, id),
-        Field::TpDst => (F::TcpDst, id),
-        Field::TcpFlags => (F::TcpFlags, id),
-        Field::ArpOp => (F::ArpOp, id),
-        Field::ArpSpa => (F::ArpSpa, id),
-        Field::ArpTpa => (F::ArpTpa, id),
-        Field::ArpSha => (F::ArpSha, id),
-        Field::ArpTha => (F::ArpTha, id),
-        Field::Ipv6Src => (F::Ipv6Src, id),
-        Field::Ipv6Dst => (F::Ipv6Dst, id),
-        Field::Ipv6Label => (F::Ipv6Flabel, id),
-        Field::IcmpType => (F::Icmpv4Type, id),
-        Field::IcmpCode => (F::Icmpv4Code, id),
-        Field::NdTarget => (F::NdTarget, id),
-        Field::NdSll => (F::NdSll, id),
-        Field::NdTll => (F::NdTll, id),
-    })
+    if f == Field::DlVlan {
+        return Some((F::VlanVid, vid_present));
+    }
+    TABLE
+        .iter()
+        .find(|e| e.1 == f)
+        .map(|e| (e.0, id as ValueConv))
 }
 
-/// ORs `(value, mask)` of wire field `f` into a key/mask pair.
+/// Writes `(value, mask)` of wire field `f` into a key/mask pair, through
+/// flows's own field accessors. Only two wire encodings need more than
+/// the field they name: NXM's 16-bit in_port and OXM's "no VLAN tag".
 fn apply(f: OxmField, v: u128, m: u128, key: &mut FlowKey, mask: &mut FlowKey) {
-    let v = v & m;
     match f {
-        F::InPort => {
-            key.in_port = v as u32;
-            mask.in_port = m as u32;
-        }
         F::InPort16 => {
-            key.in_port = port_from_10(v as u16);
-            mask.in_port = if m == 0 { 0 } else { u32::MAX };
+            Field::InPort.set(key, u128::from(port_from_10((v & m) as u16)));
+            Field::InPort.set(mask, if m == 0 { 0 } else { u128::from(u32::MAX) });
         }
-        F::Metadata => {
-            key.metadata = v as u64;
-            mask.metadata = m as u64;
+        F::VlanVid if v & m == 0 && m & u128::from(OFPVID_PRESENT) != 0 && m & 0xfff == 0xfff => {
+            // OFPVID_NONE: no tag at all.
+            Field::VlanTci.set(key, 0);
+            Field::VlanTci.set(mask, 0xffff);
         }
-        F::Reg(n) => {
-            if let (Some(k), Some(mm)) = (
-                key.regs.get_mut(usize::from(n)),
-                mask.regs.get_mut(usize::from(n)),
-            ) {
-                *k = v as u32;
-                *mm = m as u32;
-            }
-        }
-        F::EthDst => {
-            key.dl_dst = u128_mac(v);
-            mask.dl_dst = u128_mac(m);
-        }
-        F::EthSrc => {
-            key.dl_src = u128_mac(v);
-            mask.dl_src = u128_mac(m);
-        }
-        F::EthType => {
-            key.dl_type = v as u16;
-            mask.dl_type = m as u16;
-        }
-        F::VlanVid => {
-            if v == 0 && m & u128::from(OFPVID_PRESENT) != 0 && m & 0xfff == 0xfff {
-                // OFPVID_NONE: no tag at all.
-                key.vlan_tci = 0;
-                mask.vlan_tci = 0xffff;
-            } else {
-                key.vlan_tci = (key.vlan_tci & !0x1fff) | (v as u16 & 0x1fff);
-                mask.vlan_tci = (mask.vlan_tci & !0x1fff) | (m as u16 & 0x1fff);
-            }
-        }
-        F::VlanPcp => {
-            key.vlan_tci = (key.vlan_tci & 0x1fff) | ((v as u16 & 7) << 13);
-            mask.vlan_tci = (mask.vlan_tci & 0x1fff) | ((m as u16 & 7) << 13);
-        }
-        F::VlanTci => {
-            key.vlan_tci = v as u16;
-            mask.vlan_tci = m as u16;
-        }
-        F::IpDscp => {
-            key.nw_tos = (key.nw_tos & 3) | ((v as u8) << 2);
-            mask.nw_tos = (mask.nw_tos & 3) | ((m as u8) << 2);
-        }
-        F::NwTos => {
-            key.nw_tos = (key.nw_tos & 3) | (v as u8 & 0xfc);
-            mask.nw_tos = (mask.nw_tos & 3) | (m as u8 & 0xfc);
-        }
-        F::IpEcn => {
-            key.nw_tos = (key.nw_tos & 0xfc) | (v as u8 & 3);
-            mask.nw_tos = (mask.nw_tos & 0xfc) | (m as u8 & 3);
-        }
-        F::IpProto | F::ArpOp => {
-            key.nw_proto = v as u8;
-            mask.nw_proto = m as u8;
-        }
-        F::Ipv4Src | F::ArpSpa => {
-            key.nw_src = v as u32;
-            mask.nw_src = m as u32;
-        }
-        F::Ipv4Dst | F::ArpTpa => {
-            key.nw_dst = v as u32;
-            mask.nw_dst = m as u32;
-        }
-        F::TcpSrc | F::UdpSrc | F::SctpSrc | F::Icmpv4Type | F::Icmpv6Type => {
-            key.tp_src = v as u16;
-            mask.tp_src = m as u16;
-        }
-        F::TcpDst | F::UdpDst | F::SctpDst | F::Icmpv4Code | F::Icmpv6Code => {
-            key.tp_dst = v as u16;
-            mask.tp_dst = m as u16;
-        }
-        F::ArpSha | F::NdSll => {
-            key.arp_sha = u128_mac(v);
-            mask.arp_sha = u128_mac(m);
-        }
-        F::ArpTha | F::NdTll => {
-            key.arp_tha = u128_mac(v);
-            mask.arp_tha = u128_mac(m);
-        }
-        F::Ipv6Src => {
-            key.ipv6_src = v.to_be_bytes();
-            mask.ipv6_src = m.to_be_bytes();
-        }
-        F::Ipv6Dst => {
-            key.ipv6_dst = v.to_be_bytes();
-            mask.ipv6_dst = m.to_be_bytes();
-        }
-        F::NdTarget => {
-            key.nd_target = v.to_be_bytes();
-            mask.nd_target = m.to_be_bytes();
-        }
-        F::Ipv6Flabel => {
-            key.ipv6_label = v as u32;
-            mask.ipv6_label = m as u32;
-        }
-        F::TcpFlags => {
-            key.tcp_flags = v as u16;
-            mask.tcp_flags = m as u16;
-        }
-        F::IpTtl => {
-            key.nw_ttl = v as u8;
-            mask.nw_ttl = m as u8;
-        }
-        F::IpFrag => {
-            key.nw_frag = v as u8;
-            mask.nw_frag = m as u8;
+        _ => {
+            let field = to_flows_field(f);
+            field.set_masked(key, v, m);
+            field.set(mask, m);
         }
     }
 }
@@ -520,26 +354,30 @@ pub fn prereq_ok(f: OxmField, m: &Match) -> bool {
 }
 
 /// Reads one OXM/NXM TLV: (field, value, mask, header).
-pub fn read_tlv(r: &mut Reader) -> Result<(OxmField, u128, u128), OfError> {
-    let word = r.u32().ok_or(OfError::BadMatchLen)?;
+pub fn read_tlv(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> {
+    r.within(OfError::BadMatchLen, read_tlv_body)
+}
+
+fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> {
+    let word = r.u32()?;
     let class = (word >> 16) as u16;
     let field = ((word >> 9) & 0x7f) as u8;
     let has_mask = word & 0x100 != 0;
     let len = usize::from((word & 0xff) as u8);
-    let mut body = r.sub(len).ok_or(OfError::BadMatchLen)?;
+    let mut body = r.sub(len)?;
     let exp = if class == EXP_CLASS {
-        Some(body.u32().ok_or(OfError::BadMatchLen)?)
+        Some(body.u32()?)
     } else {
         None
     };
     let (f, width) = lookup(class, field, exp).ok_or(OfError::BadField)?;
     let want = usize::from(width) * if has_mask { 2 } else { 1 };
     if body.remaining() != want {
-        return Err(OfError::BadMatchLen);
+        return Err(OfError::BadMatchLen.into());
     }
-    let v = be_to_u128(body.bytes(usize::from(width)).ok_or(OfError::BadMatchLen)?);
+    let v = be_to_u128(body.bytes(usize::from(width))?);
     let m = if has_mask {
-        be_to_u128(body.bytes(usize::from(width)).ok_or(OfError::BadMatchLen)?)
+        be_to_u128(body.bytes(usize::from(width))?)
     } else {
         full_mask(f, width)
     };
@@ -562,14 +400,14 @@ pub fn write_tlv(w: &mut Writer, f: OxmField, h: OxmHeader, v: u128, m: u128) {
 
 /// Decodes OXM TLVs (no ofp_match header) into a match, checking
 /// duplicates and prerequisites.
-pub fn decode_fields(mut r: Reader) -> Result<Match, OfError> {
+pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     let mut key = FlowKey::default();
     let mut mask = FlowKey::default();
     let mut seen: Vec<OxmField> = Vec::new();
     while !r.is_empty() {
         let (f, v, m) = read_tlv(&mut r)?;
         if seen.contains(&f) {
-            return Err(OfError::DupField);
+            return Err(OfError::DupField.into());
         }
         seen.push(f);
         apply(f, v, m, &mut key, &mut mask);
@@ -577,113 +415,83 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, OfError> {
     let m = Match::new(key, mask);
     for f in &seen {
         if !prereq_ok(*f, &m) {
-            return Err(OfError::BadPrereq);
+            return Err(OfError::BadPrereq.into());
         }
     }
     Ok(m)
 }
 
-/// The wire fields (with values and masks) that express `m`.
+/// The wire fields (with values and masks) that express `m`, read through
+/// flows's field accessors. Where one key field has several wire names
+/// (ports, ICMP type/code, ARP/IPv4 addresses, ARP/ND hardware addresses)
+/// the match's own dl_type/nw_proto choose the name ovs-ofctl would use.
 pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
     let (k, mk) = (&m.key, &m.mask);
-    let mut out = Vec::new();
-    let mut push = |f: OxmField, v: u128, mm: u128| {
-        if mm != 0 {
-            out.push((f, v & mm, mm));
-        }
-    };
-    push(F::InPort, u128::from(k.in_port), u128::from(mk.in_port));
-    push(F::Metadata, u128::from(k.metadata), u128::from(mk.metadata));
-    for i in 0..8u8 {
-        let idx = usize::from(i);
-        push(F::Reg(i), u128::from(k.regs[idx]), u128::from(mk.regs[idx]));
-    }
-    push(F::EthDst, mac_u128(k.dl_dst), mac_u128(mk.dl_dst));
-    push(F::EthSrc, mac_u128(k.dl_src), mac_u128(mk.dl_src));
-    push(F::EthType, u128::from(k.dl_type), u128::from(mk.dl_type));
-    if mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0 {
-        push(F::VlanVid, 0, 0x1fff);
-    } else {
-        push(
-            F::VlanVid,
-            u128::from(k.vlan_tci & 0x1fff),
-            u128::from(mk.vlan_tci & 0x1fff),
-        );
-        push(
-            F::VlanPcp,
-            u128::from(k.vlan_tci >> 13),
-            u128::from(mk.vlan_tci >> 13),
-        );
-    }
     let arp = dl_is(m, ethertype::ARP);
     let ipv6 = dl_is(m, ethertype::IPV6);
-    push(
-        F::IpDscp,
-        u128::from(k.nw_tos >> 2),
-        u128::from(mk.nw_tos >> 2),
-    );
-    push(
-        F::IpEcn,
-        u128::from(k.nw_tos & 3),
-        u128::from(mk.nw_tos & 3),
-    );
-    let proto_f = if arp { F::ArpOp } else { F::IpProto };
-    push(proto_f, u128::from(k.nw_proto), u128::from(mk.nw_proto));
-    push(F::IpTtl, u128::from(k.nw_ttl), u128::from(mk.nw_ttl));
-    push(F::IpFrag, u128::from(k.nw_frag), u128::from(mk.nw_frag));
-    let (src_f, dst_f) = if arp {
-        (F::ArpSpa, F::ArpTpa)
-    } else {
-        (F::Ipv4Src, F::Ipv4Dst)
-    };
-    push(src_f, u128::from(k.nw_src), u128::from(mk.nw_src));
-    push(dst_f, u128::from(k.nw_dst), u128::from(mk.nw_dst));
-    push(
-        F::Ipv6Src,
-        u128::from_be_bytes(k.ipv6_src),
-        u128::from_be_bytes(mk.ipv6_src),
-    );
-    push(
-        F::Ipv6Dst,
-        u128::from_be_bytes(k.ipv6_dst),
-        u128::from_be_bytes(mk.ipv6_dst),
-    );
-    push(
-        F::Ipv6Flabel,
-        u128::from(k.ipv6_label),
-        u128::from(mk.ipv6_label),
-    );
-    let proto = if mk.nw_proto == 0xff && !arp {
-        Some(k.nw_proto)
-    } else {
-        None
-    };
-    let (tps, tpd) = match proto {
+    let proto = (mk.nw_proto == 0xff && !arp).then_some(k.nw_proto);
+    let (tp_src, tp_dst) = match proto {
         Some(ipproto::UDP) => (F::UdpSrc, F::UdpDst),
         Some(ipproto::SCTP) => (F::SctpSrc, F::SctpDst),
         Some(ipproto::ICMP) => (F::Icmpv4Type, F::Icmpv4Code),
         Some(ipproto::ICMPV6) => (F::Icmpv6Type, F::Icmpv6Code),
         _ => (F::TcpSrc, F::TcpDst),
     };
-    push(tps, u128::from(k.tp_src), u128::from(mk.tp_src));
-    push(tpd, u128::from(k.tp_dst), u128::from(mk.tp_dst));
-    push(
-        F::TcpFlags,
-        u128::from(k.tcp_flags),
-        u128::from(mk.tcp_flags),
-    );
-    push(
-        F::NdTarget,
-        u128::from_be_bytes(k.nd_target),
-        u128::from_be_bytes(mk.nd_target),
-    );
-    let (sha, tha) = if ipv6 {
-        (F::NdSll, F::NdTll)
-    } else {
-        (F::ArpSha, F::ArpTha)
+    let mut out = Vec::new();
+    let mut push = |f: OxmField| {
+        let field = to_flows_field(f);
+        let mm = field.get(mk);
+        if mm != 0 {
+            out.push((f, field.get(k) & mm, mm));
+        }
     };
-    push(sha, mac_u128(k.arp_sha), mac_u128(mk.arp_sha));
-    push(tha, mac_u128(k.arp_tha), mac_u128(mk.arp_tha));
+    for f in [F::InPort, F::Metadata] {
+        push(f);
+    }
+    for i in 0..8u8 {
+        push(F::Reg(i));
+    }
+    for f in [F::EthDst, F::EthSrc, F::EthType] {
+        push(f);
+    }
+    let untagged = mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0;
+    if !untagged {
+        push(F::VlanVid);
+        push(F::VlanPcp);
+    }
+    for f in [
+        F::IpDscp,
+        F::IpEcn,
+        if arp { F::ArpOp } else { F::IpProto },
+        F::IpTtl,
+        F::IpFrag,
+        if arp { F::ArpSpa } else { F::Ipv4Src },
+        if arp { F::ArpTpa } else { F::Ipv4Dst },
+        F::Ipv6Src,
+        F::Ipv6Dst,
+        F::Ipv6Flabel,
+        tp_src,
+        tp_dst,
+        F::TcpFlags,
+        F::NdTarget,
+        if ipv6 { F::NdSll } else { F::ArpSha },
+        if ipv6 { F::NdTll } else { F::ArpTha },
+    ] {
+        push(f);
+    }
+    if untagged {
+        // OFPVID_NONE, in the place VLAN_VID has above.
+        let at = out
+            .iter()
+            .take_while(|(f, _, _)| {
+                matches!(
+                    f,
+                    F::InPort | F::Metadata | F::Reg(_) | F::EthDst | F::EthSrc | F::EthType
+                )
+            })
+            .count();
+        out.insert(at, (F::VlanVid, 0, 0x1fff));
+    }
     out
 }
 
@@ -705,18 +513,22 @@ pub fn encode_ofp_match(w: &mut Writer, m: &Match) {
 }
 
 /// Reads an OpenFlow 1.3 `ofp_match` including its padding.
-pub fn decode_ofp_match(r: &mut Reader) -> Result<Match, OfError> {
-    let ty = r.u16().ok_or(OfError::BadMatchLen)?;
-    let len = usize::from(r.u16().ok_or(OfError::BadMatchLen)?);
+pub fn decode_ofp_match(r: &mut Reader) -> Result<Match, DecodeError> {
+    r.within(OfError::BadMatchLen, decode_ofp_match_body)
+}
+
+fn decode_ofp_match_body(r: &mut Reader) -> Result<Match, DecodeError> {
+    let ty = r.u16()?;
+    let len = usize::from(r.u16()?);
     if ty != 1 {
-        return Err(OfError::BadMatchType);
+        return Err(OfError::BadMatchType.into());
     }
     if len < 4 {
-        return Err(OfError::BadMatchLen);
+        return Err(OfError::BadMatchLen.into());
     }
-    let body = r.sub(len - 4).ok_or(OfError::BadMatchLen)?;
+    let body = r.sub(len - 4)?;
     let pad = len.next_multiple_of(8) - len;
-    r.skip(pad).ok_or(OfError::BadMatchLen)?;
+    r.skip(pad)?;
     decode_fields(body)
 }
 
@@ -758,7 +570,10 @@ mod tests {
             1,
             u128::from(u32::MAX),
         );
-        assert_eq!(decode_fields(Reader::new(&w.buf)), Err(OfError::BadPrereq));
+        assert_eq!(
+            decode_fields(Reader::new(&w.buf)).map_err(|e| e.of_error()),
+            Err(OfError::BadPrereq)
+        );
     }
 
     #[test]
@@ -766,7 +581,10 @@ mod tests {
         let mut w = Writer::new();
         write_tlv(&mut w, F::EthType, oxm_header(F::EthType), 0x800, 0xffff);
         write_tlv(&mut w, F::EthType, oxm_header(F::EthType), 0x800, 0xffff);
-        assert_eq!(decode_fields(Reader::new(&w.buf)), Err(OfError::DupField));
+        assert_eq!(
+            decode_fields(Reader::new(&w.buf)).map_err(|e| e.of_error()),
+            Err(OfError::DupField)
+        );
     }
 
     #[test]
@@ -796,8 +614,34 @@ mod tests {
     }
 
     #[test]
+    fn every_flows_field_has_a_wire_id_that_maps_back_to_it() {
+        for f in Field::ALL {
+            let (wire, conv) = from_flows_field(f).unwrap_or_else(|| panic!("{f:?}"));
+            let back = to_flows_field(wire);
+            if f == Field::DlVlan {
+                assert_eq!((back, conv(5)), (Field::VlanVid, 0x1005));
+            } else {
+                assert_eq!(back, f, "{f:?} via {wire:?}");
+                assert_eq!(conv(5), 5);
+            }
+        }
+        assert!(from_flows_field(Field::Reg(8)).is_none());
+    }
+
+    #[test]
+    fn every_wire_id_reads_back_as_its_row() {
+        for e in TABLE {
+            assert_eq!(lookup(e.2, e.3, e.5), Some((e.0, e.4)), "{e:?}");
+            assert_eq!(to_flows_field(e.0), e.1, "{e:?}");
+        }
+    }
+
+    #[test]
     fn truncated_tlv_is_bad_len_not_a_panic() {
         let buf = [0x80, 0x00, 0x0a, 0x02, 0x08];
-        assert_eq!(decode_fields(Reader::new(&buf)), Err(OfError::BadMatchLen));
+        assert_eq!(
+            decode_fields(Reader::new(&buf)).map_err(|e| e.of_error()),
+            Err(OfError::BadMatchLen)
+        );
     }
 }

@@ -5,8 +5,6 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-use flows::table::{FlowMod as TableFlowMod, FlowModCommand};
-
 use crate::conn::{ConnConfig, OfConnection, SwitchAgent};
 use crate::error::OfError;
 use crate::message::*;
@@ -14,7 +12,7 @@ use crate::message::*;
 /// A "switch" whose flow table is a Vec of the flow_mods it accepted.
 #[derive(Default, Debug)]
 pub struct MemAgent {
-    pub flows: Vec<TableFlowMod>,
+    pub flows: Vec<FlowMod>,
     /// Every call, in order: "flow_mod", "barrier", ...
     pub calls: Vec<&'static str>,
     pub packet_outs: Vec<PacketOut>,
@@ -61,7 +59,7 @@ impl SwitchAgent for MemAgent {
         }
     }
 
-    fn flow_mod(&mut self, fm: TableFlowMod) -> Result<(), OfError> {
+    fn flow_mod(&mut self, fm: FlowMod) -> Result<(), OfError> {
         self.calls.push("flow_mod");
         match fm.command {
             FlowModCommand::Add => {

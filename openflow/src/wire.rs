@@ -1,18 +1,63 @@
 //! Bounds-checked big-endian reader and a growable writer.
 //!
-//! Every read returns `None` instead of panicking when the input is short,
-//! so decoders written with `?` can never index out of bounds.
+//! Every read returns a [`DecodeError`] instead of panicking when the input
+//! is short, so decoders written with `?` can never index out of bounds.
+//! A reader carries the OpenFlow error that a short read means where it is
+//! used (`OFPBRC_BAD_LEN` for a message body, `OFPBAC_BAD_LEN` inside an
+//! action, …); sub-readers inherit it.
+
+use crate::error::{DecodeError, OfError};
 
 /// A cursor over untrusted bytes.
 #[derive(Clone, Debug)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// What a read past the end is answered with.
+    short: OfError,
 }
 
 impl<'a> Reader<'a> {
+    /// A reader whose short reads are `OFPBRC_BAD_LEN`.
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            short: OfError::BadLen,
+        }
+    }
+
+    /// This reader, reporting short reads as `error` from now on.
+    pub fn reporting(mut self, error: OfError) -> Reader<'a> {
+        self.short = error;
+        self
+    }
+
+    /// Runs `f` with short reads reported as `error`, then goes back to
+    /// this reader's own error.
+    pub fn within<T>(
+        &mut self,
+        error: OfError,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let own = std::mem::replace(&mut self.short, error);
+        let out = f(self);
+        self.short = own;
+        out
+    }
+
+    /// The error this reader reports for a short read.
+    pub fn short_error(&self) -> OfError {
+        self.short
+    }
+
+    fn short(&self, need: usize) -> DecodeError {
+        DecodeError::Short {
+            error: self.short,
+            offset: self.pos,
+            need,
+            have: self.remaining(),
+        }
     }
 
     /// Bytes not yet consumed.
@@ -29,54 +74,70 @@ impl<'a> Reader<'a> {
         self.buf.get(self.pos..).unwrap_or(&[])
     }
 
-    pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
+    /// Fails with this reader's error unless every byte has been read.
+    pub fn done(&self) -> Result<(), DecodeError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Refused(self.short))
+        }
     }
 
-    /// A sub-reader over the next `n` bytes.
-    pub fn sub(&mut self, n: usize) -> Option<Reader<'a>> {
-        self.bytes(n).map(Reader::new)
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let s = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or_else(|| self.short(n))?;
+        self.pos += n;
+        Ok(s)
     }
 
-    pub fn skip(&mut self, n: usize) -> Option<()> {
+    /// A sub-reader over the next `n` bytes, reporting the same error.
+    pub fn sub(&mut self, n: usize) -> Result<Reader<'a>, DecodeError> {
+        let short = self.short;
+        self.bytes(n).map(|b| Reader::new(b).reporting(short))
+    }
+
+    pub fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
         self.bytes(n).map(|_| ())
     }
 
-    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.bytes(N)?.try_into().ok()
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let b = self.bytes(N)?;
+        let mut a = [0; N];
+        a.copy_from_slice(b);
+        Ok(a)
     }
 
-    pub fn u8(&mut self) -> Option<u8> {
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
         self.array::<1>().map(|a| a[0])
     }
 
-    pub fn u16(&mut self) -> Option<u16> {
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
         self.array().map(u16::from_be_bytes)
     }
 
-    pub fn u32(&mut self) -> Option<u32> {
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
         self.array().map(u32::from_be_bytes)
     }
 
-    pub fn u64(&mut self) -> Option<u64> {
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
         self.array().map(u64::from_be_bytes)
     }
 
     /// Peeks a big-endian u16 at `off` bytes from the current position.
-    pub fn peek_u16(&self, off: usize) -> Option<u16> {
-        let s = self.pos.checked_add(off)?;
-        let b = self.buf.get(s..s.checked_add(2)?)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
+    pub fn peek_u16(&self, off: usize) -> Result<u16, DecodeError> {
+        let mut ahead = self.clone();
+        ahead.skip(off)?;
+        ahead.u16()
     }
 
     /// Reads a NUL-terminated string from a fixed-size field of `n` bytes.
     /// As in OVS, at most `n - 1` bytes are taken even when the field holds
     /// no NUL; bytes that are not UTF-8 become `?`, one per bad sequence, so
     /// the string never needs more room than the field gave it.
-    pub fn string(&mut self, n: usize) -> Option<String> {
+    pub fn string(&mut self, n: usize) -> Result<String, DecodeError> {
         let b = self.bytes(n)?;
         let b = &b[..n.saturating_sub(1)];
         let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
@@ -87,7 +148,7 @@ impl<'a> Reader<'a> {
                 s.push('?');
             }
         }
-        Some(s)
+        Ok(s)
     }
 }
 
@@ -179,20 +240,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reader_returns_none_instead_of_reading_past_the_end() {
+    fn reader_reports_its_error_instead_of_reading_past_the_end() {
         let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(r.u16(), Some(0x0102));
-        assert_eq!(r.u16(), None);
-        assert_eq!(r.u8(), Some(3));
-        assert_eq!(r.u8(), None);
-        assert!(r.bytes(usize::MAX).is_none());
+        assert_eq!(r.u16(), Ok(0x0102));
+        assert_eq!(
+            r.u16(),
+            Err(DecodeError::Short {
+                error: OfError::BadLen,
+                offset: 2,
+                need: 2,
+                have: 1
+            })
+        );
+        assert_eq!(r.u8(), Ok(3));
+        assert!(r.u8().is_err());
+        assert!(r.bytes(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn sub_readers_report_the_error_of_their_context() {
+        let mut r = Reader::new(&[0, 8, 1]).reporting(OfError::BadBucket);
+        let mut b = r.sub(2).unwrap();
+        b.u16().unwrap();
+        assert_eq!(b.u8().unwrap_err().of_error(), OfError::BadBucket);
+        assert_eq!(r.peek_u16(0).unwrap_err().of_error(), OfError::BadBucket);
+        assert_eq!(
+            r.done(),
+            Err(DecodeError::Refused(OfError::BadBucket)),
+            "one byte left over"
+        );
     }
 
     #[test]
     fn a_name_filling_its_whole_field_is_read_as_ovs_does_without_the_last_byte() {
         let mut r = Reader::new(b"0123456789abcdefXY");
-        assert_eq!(r.string(16).as_deref(), Some("0123456789abcde"));
-        assert_eq!(r.u8(), Some(b'X'), "the whole field is consumed");
+        assert_eq!(r.string(16).as_deref().ok(), Some("0123456789abcde"));
+        assert_eq!(r.u8(), Ok(b'X'), "the whole field is consumed");
     }
 
     #[test]
@@ -221,7 +304,7 @@ mod tests {
             "7 two-byte characters, then NUL padding"
         );
         assert_eq!(
-            Reader::new(&w.buf).string(16).as_deref(),
+            Reader::new(&w.buf).string(16).as_deref().ok(),
             Some("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}")
         );
     }

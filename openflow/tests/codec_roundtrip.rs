@@ -54,18 +54,20 @@ fn port(n: u32) -> PortDesc {
     }
 }
 
-fn flow_mod(cmd: FlowModCommand) -> FlowMod {
-    FlowMod {
+fn flow_mod(cmd: FlowModCommand) -> FlowModMsg {
+    FlowModMsg::new(FlowMod {
         command: cmd,
-        match_: ip_match(),
+        m: ip_match(),
         priority: 10,
         cookie: 0x42,
         cookie_mask: 0,
         table_id: if cmd.is_delete() { OFPTT_ALL } else { 0 },
         idle_timeout: 5,
         hard_timeout: 7,
-        flags: 1,
-        buffer_id: NO_BUFFER,
+        flags: FlowFlags {
+            send_flow_rem: true,
+            ..FlowFlags::default()
+        },
         out_port: if cmd.is_delete() {
             2
         } else {
@@ -84,7 +86,7 @@ fn flow_mod(cmd: FlowModCommand) -> FlowMod {
                 Action::Controller { max_len: 128 },
             ]
         },
-    }
+    })
 }
 
 /// Messages that mean the same in 1.0 and 1.3.
@@ -198,9 +200,10 @@ fn flow_mods_of_every_command_round_trip_in_both_versions() {
         FlowModCommand::Delete,
         FlowModCommand::DeleteStrict,
     ] {
-        let mut fm = flow_mod(cmd);
-        roundtrip(&Message::FlowMod(fm.clone()), OFP10_VERSION);
+        let mut msg = flow_mod(cmd);
+        roundtrip(&Message::FlowMod(msg.clone()), OFP10_VERSION);
         // 1.3-only features: cookie mask, table, out_group, instructions.
+        let fm = &mut msg.flow_mod;
         fm.cookie_mask = if cmd == FlowModCommand::Add { 0 } else { 0xff };
         fm.table_id = if cmd.is_delete() { OFPTT_ALL } else { 3 };
         fm.out_group = if cmd.is_delete() { 7 } else { OFPG_ANY };
@@ -220,7 +223,7 @@ fn flow_mods_of_every_command_round_trip_in_both_versions() {
                 Action::GotoTable(4),
             ];
         }
-        roundtrip(&Message::FlowMod(fm), OFP13_VERSION);
+        roundtrip(&Message::FlowMod(msg), OFP13_VERSION);
     }
 }
 
@@ -296,9 +299,11 @@ fn one_three_only_messages_round_trip() {
     ] {
         msgs.push(Message::GroupMod(GroupMod {
             command: cmd,
-            group_type: ty,
-            group_id: 5,
-            buckets: vec![bucket(1), bucket(2)],
+            group: Group {
+                id: 5,
+                kind: ty,
+                buckets: vec![bucket(1), bucket(2)],
+            },
         }));
     }
     for body in [
@@ -323,9 +328,9 @@ fn one_three_only_messages_round_trip() {
             duration_nsec: 6,
             bucket_stats: vec![(1, 2), (3, 4)],
         }]),
-        MultipartReplyBody::GroupDesc(vec![GroupDesc {
-            group_type: GroupType::Select,
-            group_id: 9,
+        MultipartReplyBody::GroupDesc(vec![Group {
+            id: 9,
+            kind: GroupType::Select,
             buckets: vec![bucket(3)],
         }]),
         MultipartReplyBody::TableFeatures(vec![TableFeatures {
@@ -451,9 +456,11 @@ fn one_three_only_messages_are_refused_for_1_0() {
         }),
         Message::GroupMod(GroupMod {
             command: GroupModCommand::Add,
-            group_type: GroupType::All,
-            group_id: 1,
-            buckets: vec![],
+            group: Group {
+                id: 1,
+                kind: GroupType::All,
+                buckets: vec![],
+            },
         }),
     ] {
         assert!(encode(&m, OFP10_VERSION, 1).is_err(), "{m:?}");
@@ -479,13 +486,13 @@ fn golden_flow_mod_from_ovs_ofctl_1_3() {
         "0004 0018 00000000 0000 0010 00000002 0000 000000000000"
     ));
     let (h, m) = decode(&wire).unwrap();
-    let Message::FlowMod(fm) = &m else {
+    let Message::FlowMod(FlowModMsg { flow_mod: fm, .. }) = &m else {
         panic!("{m:?}")
     };
     assert_eq!(fm.priority, 10);
     assert_eq!(fm.command, FlowModCommand::Add);
-    assert_eq!(fm.match_.key.nw_dst, 0x0a00_0000);
-    assert_eq!(fm.match_.mask.nw_dst, 0xffff_ff00);
+    assert_eq!(fm.m.key.nw_dst, 0x0a00_0000);
+    assert_eq!(fm.m.mask.nw_dst, 0xffff_ff00);
     assert_eq!(
         fm.actions,
         vec![Action::Output {

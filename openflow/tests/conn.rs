@@ -41,12 +41,12 @@ fn established(version: u8, agent: &mut MemAgent) -> OfConnection {
 }
 
 fn add_flow(port: u32) -> Message {
-    let mut fm = FlowMod::default();
-    fm.match_.key.dl_type = ethertype::IPV4;
-    fm.match_.mask.dl_type = 0xffff;
-    fm.priority = port as u16;
+    let mut fm = FlowMod::new(FlowModCommand::Add);
+    fm.m.key.dl_type = ethertype::IPV4;
+    fm.m.mask.dl_type = 0xffff;
+    fm.priority = port;
     fm.actions = vec![Action::Output { port, max_len: 0 }];
-    Message::FlowMod(fm)
+    Message::FlowMod(FlowModMsg::new(fm))
 }
 
 #[test]
@@ -172,10 +172,14 @@ fn unknown_message_type_gets_bad_request_bad_type_and_continues() {
 fn bad_oxm_prerequisite_gets_bad_match_bad_prereq() {
     let mut a = MemAgent::default();
     let mut c = established(OFP13_VERSION, &mut a);
-    let mut fm = FlowMod::default();
-    fm.match_.key.nw_dst = 1;
-    fm.match_.mask.nw_dst = u32::MAX; // no eth_type=0x0800
-    c.receive(&encode(&Message::FlowMod(fm), 4, 3).unwrap(), &mut a, 0);
+    let mut fm = FlowMod::new(FlowModCommand::Add);
+    fm.m.key.nw_dst = 1;
+    fm.m.mask.nw_dst = u32::MAX; // no eth_type=0x0800
+    c.receive(
+        &encode(&Message::FlowMod(FlowModMsg::new(fm)), 4, 3).unwrap(),
+        &mut a,
+        0,
+    );
     let Message::Error(e) = &msgs(&c.take_output())[0].1 else {
         panic!()
     };

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use datapath::Packet;
 use flows::action::port as ofp_port;
-use flows::group::{Bucket as FBucket, Group, GroupType as FGroupType};
-use flows::table::{FlowFilter, FlowMod as TFlowMod, FlowModCommand as TCmd};
+use flows::table::FlowFilter;
 use flows::{FlowKey, Match, UserspaceReason};
 use openflow::conn::{ConnConfig, OfConnection, SwitchAgent};
 use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
@@ -587,52 +586,8 @@ struct BridgeAgent {
     dirty: bool,
 }
 
-fn group_to_flows(gm: &GroupMod) -> Group {
-    Group {
-        id: gm.group_id,
-        kind: match gm.group_type {
-            GroupType::All => FGroupType::All,
-            GroupType::Select => FGroupType::Select,
-            GroupType::Indirect => FGroupType::Indirect,
-            GroupType::FastFailover => FGroupType::FastFailover,
-        },
-        buckets: gm
-            .buckets
-            .iter()
-            .map(|b| FBucket {
-                weight: b.weight,
-                watch_port: b.watch_port,
-                watch_group: b.watch_group,
-                actions: b.actions.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn group_from_flows(g: &Group) -> GroupDesc {
-    GroupDesc {
-        group_type: match g.kind {
-            FGroupType::All => GroupType::All,
-            FGroupType::Select => GroupType::Select,
-            FGroupType::Indirect => GroupType::Indirect,
-            FGroupType::FastFailover => GroupType::FastFailover,
-        },
-        group_id: g.id,
-        buckets: g
-            .buckets
-            .iter()
-            .map(|b| Bucket {
-                weight: b.weight,
-                watch_port: b.watch_port,
-                watch_group: b.watch_group,
-                actions: b.actions.clone(),
-            })
-            .collect(),
-    }
-}
-
 fn stats_filter(r: &FlowStatsRequest) -> FlowFilter {
-    let mut fm = TFlowMod::new(TCmd::Delete);
+    let mut fm = FlowMod::new(FlowModCommand::Delete);
     fm.table_id = r.table_id;
     fm.m = r.match_;
     fm.out_port = r.out_port;
@@ -657,7 +612,7 @@ impl SwitchAgent for BridgeAgent {
         }
     }
 
-    fn flow_mod(&mut self, fm: TFlowMod) -> Result<(), OfError> {
+    fn flow_mod(&mut self, fm: FlowMod) -> Result<(), OfError> {
         let now = self.switch.slow.now_ms();
         let mut st = self.ofp.lock();
         let out = st
@@ -665,7 +620,7 @@ impl SwitchAgent for BridgeAgent {
             .flow_mod(&fm, now)
             .map_err(|e| openflow::convert::flow_mod_error(&e))?;
         drop(st);
-        if matches!(fm.command, TCmd::Delete | TCmd::DeleteStrict) {
+        if fm.command.is_delete() {
             for r in out.removed {
                 if r.rule.flags.send_flow_rem {
                     self.ofp.notify(AsyncMsg::FlowRemoved(Arc::new(r)));
@@ -679,10 +634,10 @@ impl SwitchAgent for BridgeAgent {
     fn group_mod(&mut self, gm: GroupMod) -> Result<(), OfError> {
         let mut st = self.ofp.lock();
         let res = match gm.command {
-            GroupModCommand::Add => st.groups.add(group_to_flows(&gm)),
-            GroupModCommand::Modify => st.groups.modify(group_to_flows(&gm)),
+            GroupModCommand::Add => st.groups.add(gm.group),
+            GroupModCommand::Modify => st.groups.modify(gm.group),
             GroupModCommand::Delete => {
-                for id in st.groups.delete(gm.group_id) {
+                for id in st.groups.delete(gm.group.id) {
                     st.pipeline.delete_group_users(id);
                 }
                 Ok(())
@@ -835,7 +790,7 @@ impl SwitchAgent for BridgeAgent {
             }
             MultipartRequestBody::GroupDesc => {
                 let st = self.ofp.lock();
-                MultipartReplyBody::GroupDesc(st.groups.iter().map(group_from_flows).collect())
+                MultipartReplyBody::GroupDesc(st.groups.iter().cloned().collect())
             }
             MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(
                 (0..254u8)

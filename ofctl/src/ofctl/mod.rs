@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::io::Write as _;
 
 use anyhow::{Context, Result, anyhow, bail};
-use flows::table::{FlowMod as TableFlowMod, FlowModCommand as Cmd};
+use flows::table::{FlowMod, FlowModCommand};
 use flows::text::{format_flow_mod, parse_actions, parse_flow_file, parse_flow_mod, parse_port};
-use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFPG_ALL};
-use openflow::convert::{flow_stats_to_rule, from_table_flow_mod};
+use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
+use openflow::convert::flow_stats_to_rule;
 use openflow::*;
 
 /// Command-line options shared by every command.
@@ -127,24 +127,24 @@ fn run(args: &[String]) -> Result<()> {
         "dump-aggregate" => dump_aggregate(&mut connect(target, &opts)?, arg),
         "add-flow" => {
             need(2)?;
-            let fm = parse(arg.unwrap_or(""), Cmd::Add)?;
+            let fm = parse(arg.unwrap_or(""), FlowModCommand::Add)?;
             send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
         }
         "mod-flows" => {
             need(2)?;
             let c = if opts.strict {
-                Cmd::ModifyStrict
+                FlowModCommand::ModifyStrict
             } else {
-                Cmd::Modify
+                FlowModCommand::Modify
             };
             let fm = parse(arg.unwrap_or(""), c)?;
             send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
         }
         "del-flows" => {
             let c = if opts.strict {
-                Cmd::DeleteStrict
+                FlowModCommand::DeleteStrict
             } else {
-                Cmd::Delete
+                FlowModCommand::Delete
             };
             let fm = parse(arg.unwrap_or(""), c)?;
             send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
@@ -176,7 +176,7 @@ fn run(args: &[String]) -> Result<()> {
         }
         "add-group" | "mod-group" => {
             need(2)?;
-            let g = groups::parse_group(arg.unwrap_or(""), true).map_err(|e| anyhow!(e))?;
+            let g = groups::parse_group_mod(arg.unwrap_or("")).map_err(|e| anyhow!(e))?;
             let command = if cmd == "add-group" {
                 GroupModCommand::Add
             } else {
@@ -185,14 +185,7 @@ fn run(args: &[String]) -> Result<()> {
             group_mod(&mut connect(target, &opts)?, command, g)
         }
         "del-groups" => {
-            let g = match arg {
-                Some(a) => groups::parse_group(a, false).map_err(|e| anyhow!(e))?,
-                None => groups::GroupSpec {
-                    group_id: OFPG_ALL,
-                    group_type: GroupType::All,
-                    buckets: vec![],
-                },
-            };
+            let g = groups::parse_group_delete(arg).map_err(|e| anyhow!(e))?;
             group_mod(&mut connect(target, &opts)?, GroupModCommand::Delete, g)
         }
         "dump-groups" => dump_groups(&mut connect(target, &opts)?),
@@ -211,11 +204,11 @@ fn connect(target: &str, opts: &Options) -> Result<OfClient> {
     })
 }
 
-fn parse(s: &str, c: Cmd) -> Result<TableFlowMod> {
+fn parse(s: &str, c: FlowModCommand) -> Result<FlowMod> {
     parse_flow_mod(s, c).map_err(|e| anyhow!("{e}"))
 }
 
-fn read_flow_file(path: &str) -> Result<Vec<TableFlowMod>> {
+fn read_flow_file(path: &str) -> Result<Vec<FlowMod>> {
     let text = if path == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
@@ -223,7 +216,7 @@ fn read_flow_file(path: &str) -> Result<Vec<TableFlowMod>> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("{path}: open failed"))?
     };
-    parse_flow_file(&text, Cmd::Add).map_err(|errs| {
+    parse_flow_file(&text, FlowModCommand::Add).map_err(|errs| {
         let lines: Vec<String> = errs.iter().map(|e| format!("{path}:{e}")).collect();
         anyhow!("{}", lines.join("\n"))
     })
@@ -238,12 +231,12 @@ fn of_err(c: &OfClient, e: ClientError) -> anyhow::Error {
 }
 
 /// Sends flow_mods pipelined, then one barrier; reports every error.
-fn send_flow_mods(c: &mut OfClient, fms: &[TableFlowMod], progress: bool) -> Result<()> {
+fn send_flow_mods(c: &mut OfClient, fms: &[FlowMod], progress: bool) -> Result<()> {
     const CHUNK: usize = 4096;
     let big = progress && fms.len() >= 20_000;
     let mut buf = Vec::with_capacity(CHUNK * 128);
     for (i, fm) in fms.iter().enumerate() {
-        let msg = Message::FlowMod(from_table_flow_mod(fm));
+        let msg = Message::FlowMod(FlowModMsg::new(fm.clone()));
         c.encode_into(&msg, &mut buf)
             .map_err(|e| anyhow!("{}: {e}", flows::text::excerpt(&format_flow_mod(fm))))?;
         if (i + 1) % CHUNK == 0 {
@@ -284,7 +277,7 @@ fn barrier_collect(c: &mut OfClient) -> Result<()> {
     }
 }
 
-fn stats_request(fm: &TableFlowMod) -> FlowStatsRequest {
+fn stats_request(fm: &FlowMod) -> FlowStatsRequest {
     FlowStatsRequest {
         table_id: fm.table_id,
         out_port: fm.out_port,
@@ -296,7 +289,7 @@ fn stats_request(fm: &TableFlowMod) -> FlowStatsRequest {
 }
 
 fn fetch_flows(c: &mut OfClient, filter: Option<&str>) -> Result<Vec<FlowStats>> {
-    let fm = parse(filter.unwrap_or(""), Cmd::Delete)?;
+    let fm = parse(filter.unwrap_or(""), FlowModCommand::Delete)?;
     match c.multipart(MultipartRequestBody::Flow(stats_request(&fm))) {
         Ok(MultipartReplyBody::Flow(l)) => Ok(l),
         Ok(_) => bail!("unexpected reply to flow stats request"),
@@ -321,7 +314,7 @@ fn dump_flows(c: &mut OfClient, filter: Option<&str>, opts: &Options) -> Result<
 }
 
 fn dump_aggregate(c: &mut OfClient, filter: Option<&str>) -> Result<()> {
-    let fm = parse(filter.unwrap_or(""), Cmd::Delete)?;
+    let fm = parse(filter.unwrap_or(""), FlowModCommand::Delete)?;
     match c.multipart(MultipartRequestBody::Aggregate(stats_request(&fm))) {
         Ok(MultipartReplyBody::Aggregate(a)) => {
             println!(
@@ -522,16 +515,11 @@ fn packet_out(c: &mut OfClient, args: &[&str]) -> Result<()> {
     barrier_collect(c)
 }
 
-fn group_mod(c: &mut OfClient, command: GroupModCommand, g: groups::GroupSpec) -> Result<()> {
+fn group_mod(c: &mut OfClient, command: GroupModCommand, group: Group) -> Result<()> {
     if c.version() == OFP10_VERSION {
         bail!("groups require OpenFlow 1.1 or later (use -O OpenFlow13)");
     }
-    let gm = GroupMod {
-        command,
-        group_type: g.group_type,
-        group_id: g.group_id,
-        buckets: g.buckets,
-    };
+    let gm = GroupMod { command, group };
     c.send(&Message::GroupMod(gm)).map_err(|e| anyhow!("{e}"))?;
     barrier_collect(c)
 }
@@ -544,7 +532,7 @@ fn dump_groups(c: &mut OfClient) -> Result<()> {
                 print::header("OFPST_GROUP_DESC reply", c.version(), c.last_xid())
             );
             for g in &l {
-                println!(" {}", groups::format_group(g));
+                println!(" {}", flows::text::format_group(g));
             }
             Ok(())
         }
@@ -566,7 +554,7 @@ fn flow_key(table: u8, priority: u32, m: &flows::Match) -> (u8, u32, flows::Matc
     (table, priority, *m)
 }
 
-fn replace_flows(c: &mut OfClient, wanted: Vec<TableFlowMod>) -> Result<()> {
+fn replace_flows(c: &mut OfClient, wanted: Vec<FlowMod>) -> Result<()> {
     let current = fetch_flows(c, None)?;
     let mut have: HashMap<_, Vec<flows::Action>> = HashMap::new();
     for f in &current {
@@ -587,7 +575,7 @@ fn replace_flows(c: &mut OfClient, wanted: Vec<TableFlowMod>) -> Result<()> {
     for f in &current {
         let k = flow_key(f.table_id, u32::from(f.priority), &f.match_);
         if !want_keys.contains_key(&k) {
-            let mut d = TableFlowMod::new(Cmd::DeleteStrict);
+            let mut d = FlowMod::new(FlowModCommand::DeleteStrict);
             d.table_id = f.table_id;
             d.priority = u32::from(f.priority);
             d.m = f.match_;
@@ -604,7 +592,7 @@ fn flows_of(source: &str, opts: &Options) -> Result<Vec<(u8, u32, flows::Match, 
             .into_iter()
             .map(|fm| {
                 let mut shown = fm.clone();
-                shown.command = Cmd::Add;
+                shown.command = FlowModCommand::Add;
                 (fm.table_id, fm.priority, fm.m, format_flow_mod(&shown))
             })
             .collect())
@@ -614,7 +602,7 @@ fn flows_of(source: &str, opts: &Options) -> Result<Vec<(u8, u32, flows::Match, 
             .into_iter()
             .map(|fs| {
                 let (rule, _) = flow_stats_to_rule(&fs);
-                let mut fm = TableFlowMod::new(Cmd::Add);
+                let mut fm = FlowMod::new(FlowModCommand::Add);
                 fm.table_id = fs.table_id;
                 fm.priority = rule.priority;
                 fm.m = rule.m;

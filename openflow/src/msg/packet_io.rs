@@ -1,0 +1,101 @@
+//! Packets to and from the controller: PACKET_IN and PACKET_OUT.
+
+use flows::{FlowKey, Match};
+
+use super::{MsgType, Version, decode_actions, encode_actions};
+use crate::error::{DecodeError, EncodeError, OfError};
+use crate::message::{Message, PacketIn, PacketOut};
+use crate::oxm::{decode_ofp_match, encode_ofp_match};
+use crate::wire::{Reader, Writer};
+
+pub fn decode(ty: MsgType, v: Version, r: Reader) -> Result<Message, DecodeError> {
+    match ty {
+        MsgType::PacketIn => decode_packet_in(v, r).map(Message::PacketIn),
+        MsgType::PacketOut => decode_packet_out(v, r).map(Message::PacketOut),
+        _ => Err(OfError::BadType.into()),
+    }
+}
+
+/// 1.0 carries only the in_port; 1.3 the table, cookie and an OXM match
+/// with the pipeline fields.
+fn decode_packet_in(v: Version, mut r: Reader) -> Result<PacketIn, DecodeError> {
+    let buffer_id = r.u32()?;
+    let total_len = r.u16()?;
+    let (reason, table_id, cookie, match_) = if v.is_of10() {
+        let in_port = v.read_port(&mut r)?;
+        let reason = r.u8()?;
+        r.skip(1)?;
+        let mut key = FlowKey::default();
+        let mut mask = FlowKey::default();
+        key.in_port = in_port;
+        mask.in_port = u32::MAX;
+        (reason, 0, 0, Match::new(key, mask))
+    } else {
+        let reason = r.u8()?;
+        let table_id = r.u8()?;
+        let cookie = r.u64()?;
+        let m = decode_ofp_match(&mut r)?;
+        r.skip(2)?;
+        (reason, table_id, cookie, m)
+    };
+    Ok(PacketIn {
+        buffer_id,
+        total_len,
+        reason,
+        table_id,
+        cookie,
+        match_,
+        data: r.rest().to_vec(),
+    })
+}
+
+fn decode_packet_out(v: Version, mut r: Reader) -> Result<PacketOut, DecodeError> {
+    let buffer_id = r.u32()?;
+    let in_port = v.read_port(&mut r)?;
+    let alen = usize::from(r.u16()?);
+    if !v.is_of10() {
+        r.skip(6)?;
+    }
+    let acts = r.sub(alen)?;
+    Ok(PacketOut {
+        buffer_id,
+        in_port,
+        actions: decode_actions(v, acts)?,
+        data: r.rest().to_vec(),
+    })
+}
+
+pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeError> {
+    match msg {
+        Message::PacketIn(p) => {
+            w.u32(p.buffer_id);
+            w.u16(p.total_len);
+            if v.is_of10() {
+                v.write_port(w, p.match_.key.in_port)?;
+                w.u8(p.reason);
+                w.u8(0);
+            } else {
+                w.u8(p.reason);
+                w.u8(p.table_id);
+                w.u64(p.cookie);
+                encode_ofp_match(w, &p.match_);
+                w.u16(0);
+            }
+            w.bytes(&p.data);
+        }
+        Message::PacketOut(p) => {
+            w.u32(p.buffer_id);
+            v.write_port(w, p.in_port)?;
+            let alen_at = w.len_placeholder();
+            if !v.is_of10() {
+                w.zeros(6);
+            }
+            let start = w.len();
+            encode_actions(w, v, &p.actions)?;
+            w.patch_len_since(alen_at, start);
+            w.bytes(&p.data);
+        }
+        _ => return Err(v.unsupported(msg.name())),
+    }
+    Ok(())
+}
