@@ -29,8 +29,8 @@ use flows::parse::Layout;
 
 use conn::{Conn, ConnState, ProtoState};
 use extract::Parsed;
-use tcp::{TcpSeg, Update};
 use table::Table;
+use tcp::{TcpSeg, Update};
 
 pub use dump::{CtEntry, CtStats, proto_name};
 pub use nat::{NatAction, NatError, NatRange, PortSelect};
@@ -191,7 +191,13 @@ impl Conntrack {
 
     /// Tracks a batch of packets with the same `ct` arguments, writing one
     /// result per packet into `out` (which must be at least as long).
-    pub fn execute_batch(&self, pkts: &mut [CtPacket<'_>], args: &CtArgs, now_ms: u64, out: &mut [CtResult]) {
+    pub fn execute_batch(
+        &self,
+        pkts: &mut [CtPacket<'_>],
+        args: &CtArgs,
+        now_ms: u64,
+        out: &mut [CtResult],
+    ) {
         for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
             *o = self.execute(p, args, now_ms);
         }
@@ -256,14 +262,18 @@ impl Conntrack {
                 Update::Valid if reply => CtState::EST | CtState::RPL,
                 Update::Valid => CtState::EST,
             };
-            st.expiration = now + self.policies.ms(c.tp, st.proto.timeout_attr());
+            st.expiration = now.saturating_add(self.policies.ms(c.tp, st.proto.timeout_attr()));
             if args.commit {
                 apply_marks(&mut st, args);
             }
             let mut rewrite = None;
             if args.nat.is_some() && c.nat != 0 {
                 state |= nat_bits(c.nat);
-                let to = if reply { c.orig.reverse() } else { c.reply.reverse() };
+                let to = if reply {
+                    c.orig.reverse()
+                } else {
+                    c.reply.reverse()
+                };
                 rewrite = Some((*tuple, to));
             }
             Seen::Hit {
@@ -338,7 +348,7 @@ impl Conntrack {
         let proto = ProtoState::new(tuple, seg);
         let tp = self.policies.zone_policy(args.zone);
         let mut st = ConnState {
-            expiration: now + self.policies.ms(tp, proto.timeout_attr()),
+            expiration: now.saturating_add(self.policies.ms(tp, proto.timeout_attr())),
             label: [0; 2],
             mark: 0,
             proto,
@@ -559,7 +569,8 @@ impl Conntrack {
         let conns = u64::from(self.nconns());
         CtMemory {
             conns,
-            entry_bytes: conns as usize * (std::mem::size_of::<Conn>() + 2 * std::mem::size_of::<usize>()),
+            entry_bytes: conns as usize
+                * (std::mem::size_of::<Conn>() + 2 * std::mem::size_of::<usize>()),
             index_bytes: self.table.index_bytes(),
         }
     }

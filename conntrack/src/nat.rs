@@ -126,17 +126,13 @@ pub(crate) fn choose(
         return Err(NatError::EmptyRange);
     }
     let random = range.select == PortSelect::Random;
-    let n_addrs = hi - lo + 1;
+    let n_addrs = (hi - lo).saturating_add(1);
     let addr_hash = if random && !range.persistent {
         mix((orig.src, orig.dst, salt))
     } else {
         mix((orig.src, orig.dst, orig.zone, orig.proto))
     };
-    let port_hash = if random {
-        mix((orig, salt))
-    } else {
-        mix(orig)
-    };
+    let port_hash = if random { mix((orig, salt)) } else { mix(orig) };
     let base = orig.reverse();
     let orig_port = if src { orig.sport } else { orig.dport };
     let candidate = |addr: u128, port: u16| {
@@ -157,7 +153,11 @@ pub(crate) fn choose(
     };
     let start = u128::from(addr_hash) % n_addrs;
     for i in 0..n_addrs.min(MAX_ADDR_TRIES) {
-        let addr = lo + (start + i) % n_addrs;
+        // (start + i) mod n without overflowing on a whole-space range.
+        let off = start
+            .checked_add(i)
+            .map_or(start.wrapping_sub(n_addrs - i), |x| x % n_addrs);
+        let addr = lo + off;
         if !orig.has_ports() {
             let t = candidate(addr, 0);
             if !in_use(&t) {
@@ -313,4 +313,72 @@ pub fn range_contains(range: &NatRange, a: &[u8; 16], ipv6: bool) -> bool {
         u128::from(u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
     };
     (as_u128(range.addr_min)..=as_u128(range.addr_max)).contains(&x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple::{addr_bytes, proto};
+
+    fn orig(v6: bool) -> Tuple {
+        let (s, d) = if v6 {
+            ("fd00::1", "fd00::2")
+        } else {
+            ("10.0.0.1", "10.0.0.2")
+        };
+        Tuple {
+            src: addr_bytes(s.parse().unwrap()),
+            dst: addr_bytes(d.parse().unwrap()),
+            sport: 1000,
+            dport: 80,
+            zone: 0,
+            proto: proto::TCP,
+            ipv6: v6,
+        }
+    }
+
+    #[test]
+    fn a_range_over_the_whole_ipv6_space_does_not_overflow() {
+        let r = NatRange {
+            addr_min: "::".parse().unwrap(),
+            addr_max: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            ..NatRange::addr("::".parse().unwrap())
+        };
+        let mut calls = 0;
+        let got = choose(&orig(true), &r, true, 0, |_| {
+            calls += 1;
+            calls < 300
+        });
+        assert!(got.is_ok());
+    }
+
+    #[test]
+    fn taken_candidates_are_skipped_and_the_result_stays_in_range() {
+        let r = NatRange {
+            addr_min: "192.0.2.1".parse().unwrap(),
+            addr_max: "192.0.2.4".parse().unwrap(),
+            port_min: 100,
+            port_max: 103,
+            select: PortSelect::Random,
+            persistent: false,
+        };
+        let o = orig(false);
+        let mut taken = Vec::new();
+        for _ in 0..16 {
+            let t = choose(&o, &r, true, 7, |t| taken.contains(t)).unwrap();
+            assert!(range_contains(&r, &t.dst, false));
+            assert!((100..=103).contains(&t.dport));
+            assert_eq!((t.src, t.sport), (o.dst, o.dport));
+            taken.push(t);
+        }
+        assert_eq!(
+            choose(&o, &r, true, 7, |t| taken.contains(t)),
+            Err(NatError::Exhausted)
+        );
+        let wrong = NatRange::addr("fd00::9".parse().unwrap());
+        assert_eq!(
+            choose(&o, &wrong, true, 0, |_| false),
+            Err(NatError::Family)
+        );
+    }
 }

@@ -83,10 +83,11 @@ pub fn parse_wscale(opts: &[u8]) -> u8 {
             1 => i += 1,
             kind => {
                 let Some(&len) = opts.get(i + 1) else { break };
-                if kind == 3 && len == 3 {
-                    if let Some(&shift) = opts.get(i + 2) {
-                        ws = WS_SEEN | shift.min(MAX_WSCALE);
-                    }
+                if kind == 3
+                    && len == 3
+                    && let Some(&shift) = opts.get(i + 2)
+                {
+                    ws = WS_SEEN | shift.min(MAX_WSCALE);
                 }
                 i += usize::from(len.max(2));
             }
@@ -109,7 +110,8 @@ pub fn invalid_flags(f: u16) -> bool {
 
 /// Whether a segment may create a connection (not a SYN+ACK, sane flags).
 pub fn valid_new(seg: &TcpSeg) -> bool {
-    !invalid_flags(seg.flags) && !(seg.flags & SYN != 0 && seg.flags & ACK != 0)
+    let syn_ack = seg.flags & (SYN | ACK) == SYN | ACK;
+    !invalid_flags(seg.flags) && !syn_ack
 }
 
 /// One side of a tracked TCP connection (12 bytes).
@@ -200,7 +202,8 @@ pub fn update(peers: &mut [Peer; 2], seg: &TcpSeg, reply: bool, seq_check: bool)
     let [p0, p1] = peers;
     let (src, dst) = if reply { (p1, p0) } else { (p0, p1) };
 
-    if f & (SYN | ACK) == SYN && dst.state >= TcpState::FinWait2 && src.state >= TcpState::FinWait2 {
+    if f & (SYN | ACK) == SYN && dst.state >= TcpState::FinWait2 && src.state >= TcpState::FinWait2
+    {
         src.state = TcpState::Closed;
         dst.state = TcpState::Closed;
         return Update::Reopen;
@@ -355,17 +358,38 @@ mod tests {
     #[test]
     fn handshake_data_and_close_walk_the_states() {
         let mut p = new_conn(&seg(SYN, 1000, 0, 0));
-        assert_eq!(update(&mut p, &seg(SYN | ACK, 5000, 1001, 0), true, true), Update::Valid);
+        assert_eq!(
+            update(&mut p, &seg(SYN | ACK, 5000, 1001, 0), true, true),
+            Update::Valid
+        );
         assert_eq!(p[0].state, TcpState::Established);
-        assert_eq!(update(&mut p, &seg(ACK, 1001, 5001, 0), false, true), Update::Valid);
+        assert_eq!(
+            update(&mut p, &seg(ACK, 1001, 5001, 0), false, true),
+            Update::Valid
+        );
         assert_eq!(p[1].state, TcpState::Established);
         assert_eq!(timeout_attr(&p), TimeoutAttr::TcpEstablished);
-        assert_eq!(update(&mut p, &seg(ACK | PSH, 1001, 5001, 100), false, true), Update::Valid);
-        assert_eq!(update(&mut p, &seg(ACK | FIN, 1101, 5001, 0), false, true), Update::Valid);
-        assert_eq!(update(&mut p, &seg(ACK | FIN, 5001, 1102, 0), true, true), Update::Valid);
-        assert_eq!(update(&mut p, &seg(ACK, 1102, 5002, 0), false, true), Update::Valid);
+        assert_eq!(
+            update(&mut p, &seg(ACK | PSH, 1001, 5001, 100), false, true),
+            Update::Valid
+        );
+        assert_eq!(
+            update(&mut p, &seg(ACK | FIN, 1101, 5001, 0), false, true),
+            Update::Valid
+        );
+        assert_eq!(
+            update(&mut p, &seg(ACK | FIN, 5001, 1102, 0), true, true),
+            Update::Valid
+        );
+        assert_eq!(
+            update(&mut p, &seg(ACK, 1102, 5002, 0), false, true),
+            Update::Valid
+        );
         assert_eq!(timeout_attr(&p), TimeoutAttr::TcpClose);
-        assert_eq!(update(&mut p, &seg(SYN, 9000, 0, 0), false, true), Update::Reopen);
+        assert_eq!(
+            update(&mut p, &seg(SYN, 9000, 0, 0), false, true),
+            Update::Reopen
+        );
     }
 
     #[test]
@@ -382,7 +406,10 @@ mod tests {
     #[test]
     fn retransmitted_syn_before_an_answer_is_new() {
         let mut p = new_conn(&seg(SYN, 1000, 0, 0));
-        assert_eq!(update(&mut p, &seg(SYN, 1000, 0, 0), false, true), Update::ValidNew);
+        assert_eq!(
+            update(&mut p, &seg(SYN, 1000, 0, 0), false, true),
+            Update::ValidNew
+        );
     }
 
     #[test]

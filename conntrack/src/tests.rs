@@ -139,7 +139,11 @@ fn assert_checksums_valid(f: &[u8]) {
     let l3 = usize::from(lay.l3_ofs.unwrap());
     if f[12..14] == [8, 0] {
         let got = u16::from_be_bytes([f[l3 + 10], f[l3 + 11]]);
-        assert_eq!(got, ipv4_header_checksum(&f[l3..l3 + 20]), "IPv4 header checksum");
+        assert_eq!(
+            got,
+            ipv4_header_checksum(&f[l3..l3 + 20]),
+            "IPv4 header checksum"
+        );
     }
     let at = l4_csum_offset(&lay).unwrap();
     let got = u16::from_be_bytes([f[at], f[at + 1]]);
@@ -152,7 +156,10 @@ fn ipv4_addrs(f: &[u8]) -> (IpAddr, IpAddr) {
 }
 
 fn ports(f: &[u8]) -> (u16, u16) {
-    (u16::from_be_bytes([f[34], f[35]]), u16::from_be_bytes([f[36], f[37]]))
+    (
+        u16::from_be_bytes([f[34], f[35]]),
+        u16::from_be_bytes([f[36], f[37]]),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -177,10 +184,20 @@ fn firewall_tcp_handshake_is_new_then_established_both_ways() {
     assert_eq!(r.orig.unwrap().ct_tp_dst(), 80);
 
     // Far outside the window: invalid.
-    let mut far = frame("10.0.0.1", "10.0.0.2", 6, &tcp_seg(1234, 80, 1001 + 0x4000_0000, 5001, ACK, 10));
+    let mut far = frame(
+        "10.0.0.1",
+        "10.0.0.2",
+        6,
+        &tcp_seg(1234, 80, 1001 + 0x4000_0000, 5001, ACK, 10),
+    );
     assert_eq!(run(&ct, &mut far, &zone(0), 3).state, TRK | INV);
     // In window again: fine.
-    let mut data = frame("10.0.0.1", "10.0.0.2", 6, &tcp_seg(1234, 80, 1001, 5001, ACK, 100));
+    let mut data = frame(
+        "10.0.0.1",
+        "10.0.0.2",
+        6,
+        &tcp_seg(1234, 80, 1001, 5001, ACK, 100),
+    );
     assert_eq!(run(&ct, &mut data, &zone(0), 4).state, TRK | EST);
 }
 
@@ -203,29 +220,83 @@ fn tcp_liberal_mode_accepts_a_segment_outside_the_window() {
         tcp_seq_check: false,
         ..CtConfig::default()
     });
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 10, 0, SYN), &commit(0), 0);
-    run(&ct, &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 50, 11, SYN | ACK), &zone(0), 0);
-    let mut far = frame("10.0.0.1", "10.0.0.2", 6, &tcp_seg(1, 2, 11 + 0x4000_0000, 51, ACK, 10));
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 10, 0, SYN),
+        &commit(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 50, 11, SYN | ACK),
+        &zone(0),
+        0,
+    );
+    let mut far = frame(
+        "10.0.0.1",
+        "10.0.0.2",
+        6,
+        &tcp_seg(1, 2, 11 + 0x4000_0000, 51, ACK, 10),
+    );
     assert_eq!(run(&ct, &mut far, &zone(0), 1).state, TRK | EST);
     ct.set_tcp_seq_check(true);
-    let mut far2 = frame("10.0.0.1", "10.0.0.2", 6, &tcp_seg(1, 2, 11 + 0x7000_0000, 51, ACK, 10));
+    let mut far2 = frame(
+        "10.0.0.1",
+        "10.0.0.2",
+        6,
+        &tcp_seg(1, 2, 11 + 0x7000_0000, 51, ACK, 10),
+    );
     assert_eq!(run(&ct, &mut far2, &zone(0), 1).state, TRK | INV);
 }
 
 #[test]
 fn tcp_close_then_new_syn_starts_a_new_connection() {
     let ct = Conntrack::new(CtConfig::default());
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 10, 0, SYN), &commit(0), 0);
-    run(&ct, &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 50, 11, SYN | ACK), &zone(0), 0);
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 11, 51, ACK | FIN), &zone(0), 0);
-    run(&ct, &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 51, 12, ACK | FIN), &zone(0), 0);
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 12, 52, ACK), &zone(0), 0);
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 10, 0, SYN),
+        &commit(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 50, 11, SYN | ACK),
+        &zone(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 11, 51, ACK | FIN),
+        &zone(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 51, 12, ACK | FIN),
+        &zone(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 12, 52, ACK),
+        &zone(0),
+        0,
+    );
     let dumped = ct.dump(None)[0].to_string();
     assert!(dumped.ends_with("protoinfo=(state=TIME_WAIT)"), "{dumped}");
-    let r = run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 9999, 0, SYN), &commit(0), 1);
+    let r = run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 9999, 0, SYN),
+        &commit(0),
+        1,
+    );
     assert_eq!(r.state, TRK | NEW);
     assert_eq!(ct.nconns(), 1);
-    assert!(ct.dump(None)[0].to_string().ends_with("protoinfo=(state=SYN_SENT)"));
+    assert!(
+        ct.dump(None)[0]
+            .to_string()
+            .ends_with("protoinfo=(state=SYN_SENT)")
+    );
 }
 
 #[test]
@@ -302,10 +373,13 @@ fn zones_keep_identical_tuples_apart() {
     assert_eq!((r.state, r.zone), (TRK | EST | RPL, 2));
     assert_eq!(run(&ct, &mut back, &zone(3), 1).state, TRK | NEW);
     assert_eq!(ct.zone_count(1), 1);
-    assert_eq!(ct.flush(&FlushFilter {
-        zone: Some(1),
-        tuple: None
-    }), 1);
+    assert_eq!(
+        ct.flush(&FlushFilter {
+            zone: Some(1),
+            tuple: None
+        }),
+        1
+    );
     assert_eq!(ct.nconns(), 1);
     assert_eq!(ct.dump(None)[0].zone, 2);
 }
@@ -357,14 +431,24 @@ fn force_commit_in_the_reply_direction_replaces_the_connection() {
 #[test]
 fn connections_expire_after_their_timeout() {
     let ct = Conntrack::new(CtConfig::default());
-    run(&ct, &mut udp("10.0.0.1", "10.0.0.2", 1, 2), &commit(0), 1_000);
+    run(
+        &ct,
+        &mut udp("10.0.0.1", "10.0.0.2", 1, 2),
+        &commit(0),
+        1_000,
+    );
     assert_eq!(ct.sweep(60_999), 0);
     assert_eq!(ct.nconns(), 1);
     assert_eq!(ct.sweep(61_000), 1);
     assert_eq!(ct.nconns(), 0);
     // An expired but unswept connection is not matched either.
     run(&ct, &mut udp("10.0.0.1", "10.0.0.2", 1, 2), &commit(0), 0);
-    let r = run(&ct, &mut udp("10.0.0.2", "10.0.0.1", 2, 1), &zone(0), 60_000);
+    let r = run(
+        &ct,
+        &mut udp("10.0.0.2", "10.0.0.1", 2, 1),
+        &zone(0),
+        60_000,
+    );
     assert_eq!(r.state, TRK | NEW);
     assert_eq!(ct.nconns(), 0);
 }
@@ -386,9 +470,24 @@ fn established_tcp_uses_the_long_timeout_and_zone_policies_override() {
     assert_eq!(ct.sweep(5_000), 1);
     assert_eq!(ct.dump(None)[0].zone, 8);
 
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 10, 0, SYN), &commit(0), 0);
-    run(&ct, &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 50, 11, SYN | ACK), &zone(0), 0);
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 11, 51, ACK), &zone(0), 0);
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 10, 0, SYN),
+        &commit(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.2", "10.0.0.1", 2, 1, 50, 11, SYN | ACK),
+        &zone(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1, 2, 11, 51, ACK),
+        &zone(0),
+        0,
+    );
     ct.sweep(3_600_000);
     let left: Vec<u8> = ct.dump(None).iter().map(|e| e.orig.proto).collect();
     assert_eq!(left, [6]);
@@ -483,7 +582,11 @@ fn snat_with_a_port_range_translates_both_ways_with_valid_checksums() {
     }
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 3, "each connection has its own translated tuple");
+    assert_eq!(
+        seen.len(),
+        3,
+        "each connection has its own translated tuple"
+    );
     let mut lines: Vec<String> = ct.dump(None).iter().map(|e| e.to_string()).collect();
     lines.sort();
     assert!(lines[0].starts_with("tcp,orig=(src=10.0.0.1,dst=198.51.100.1,sport=1000,dport=80),reply=(src=198.51.100.1,dst=192.0.2.1"));
@@ -511,7 +614,12 @@ fn snat_range_exhaustion_is_counted_and_leaves_the_packet_alone() {
         port_max: 7000,
         ..NatRange::addr(ip("192.0.2.1"))
     };
-    run(&ct, &mut udp("10.0.0.1", "198.51.100.1", 1, 53), &snat(range), 0);
+    run(
+        &ct,
+        &mut udp("10.0.0.1", "198.51.100.1", 1, 53),
+        &snat(range),
+        0,
+    );
     let mut b = udp("10.0.0.2", "198.51.100.1", 1, 53);
     let before = b.clone();
     let r = run(&ct, &mut b, &snat(range), 0);
@@ -557,7 +665,15 @@ fn dnat_keeps_a_client_on_one_backend_across_connections() {
     assert_eq!(backends.len(), 1, "{backends:?}");
     // Other clients spread over both backends.
     for c in 1..40u8 {
-        let mut syn = tcp(&format!("172.16.1.{c}"), "203.0.113.1", 40000, 80, 1, 0, SYN);
+        let mut syn = tcp(
+            &format!("172.16.1.{c}"),
+            "203.0.113.1",
+            40000,
+            80,
+            1,
+            0,
+            SYN,
+        );
         run(&ct, &mut syn, &lb, 0);
         backends.insert(ipv4_addrs(&syn).1);
     }
@@ -582,7 +698,13 @@ fn packets_of_a_nat_connection_are_translated_only_when_ct_has_nat() {
 fn icmp_error_for_a_snat_flow_is_translated_back_to_the_inside_host() {
     let ct = Conntrack::new(CtConfig::default());
     let mut out = udp("10.0.0.1", "198.51.100.1", 5000, 53);
-    run(&ct, &mut out, &snat(NatRange::addr(ip("192.0.2.1"))), 0);
+    let range = NatRange {
+        port_min: 30000,
+        port_max: 30000,
+        ..NatRange::addr(ip("192.0.2.1"))
+    };
+    run(&ct, &mut out, &snat(range), 0);
+    assert_eq!(ports(&out).0, 30000);
     // `out` is now the translated packet as it left; a router answers it.
     let mut err = icmp_error("203.0.113.254", "192.0.2.1", 11, 0, &out);
     let r = run(&ct, &mut err, &nat_existing(), 1);
@@ -603,12 +725,29 @@ fn icmp_error_for_a_snat_flow_is_translated_back_to_the_inside_host() {
 fn ipv6_snat_translates_and_keeps_the_checksum_valid() {
     let ct = Conntrack::new(CtConfig::default());
     let mut syn = tcp("fd00::1", "2001:db8::1", 1000, 80, 1, 0, SYN);
-    let r = run(&ct, &mut syn, &snat(NatRange::addr(ip("2001:db8:ff::1"))), 0);
+    let r = run(
+        &ct,
+        &mut syn,
+        &snat(NatRange::addr(ip("2001:db8:ff::1"))),
+        0,
+    );
     assert!(r.state.contains(CtState::SNAT));
-    assert_eq!(&syn[22..38], &ip("2001:db8:ff::1").to_string().parse::<std::net::Ipv6Addr>().unwrap().octets());
+    assert_eq!(
+        &syn[22..38],
+        &ip("2001:db8:ff::1")
+            .to_string()
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
     assert_checksums_valid(&syn);
     // Wrong family range: not committed.
-    let r = run(&ct, &mut tcp("fd00::1", "2001:db8::1", 1001, 80, 1, 0, SYN), &snat(NatRange::addr(ip("192.0.2.1"))), 0);
+    let r = run(
+        &ct,
+        &mut tcp("fd00::1", "2001:db8::1", 1001, 80, 1, 0, SYN),
+        &snat(NatRange::addr(ip("192.0.2.1"))),
+        0,
+    );
     assert_eq!(r.state, TRK | NEW);
 }
 
@@ -622,16 +761,41 @@ fn dump_lines_match_ovs_format() {
         set_mark: Some((1, u32::MAX)),
         ..commit(5)
     };
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1234, 80, 1, 0, SYN), &args, 0);
-    run(&ct, &mut tcp("10.0.0.2", "10.0.0.1", 80, 1234, 9, 2, SYN | ACK), &zone(5), 0);
-    run(&ct, &mut tcp("10.0.0.1", "10.0.0.2", 1234, 80, 2, 10, ACK), &zone(5), 0);
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1234, 80, 1, 0, SYN),
+        &args,
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.2", "10.0.0.1", 80, 1234, 9, 2, SYN | ACK),
+        &zone(5),
+        0,
+    );
+    run(
+        &ct,
+        &mut tcp("10.0.0.1", "10.0.0.2", 1234, 80, 2, 10, ACK),
+        &zone(5),
+        0,
+    );
     let lab = CtArgs {
         set_label: Some((0xabcd, u128::MAX)),
         ..commit(0)
     };
     run(&ct, &mut udp("10.0.0.1", "10.0.0.2", 5, 6), &lab, 0);
-    run(&ct, &mut icmp_echo("10.0.0.1", "10.0.0.2", 8, 44), &commit(0), 0);
-    run(&ct, &mut frame("10.0.0.1", "10.0.0.2", 47, &[0; 4]), &commit(0), 0);
+    run(
+        &ct,
+        &mut icmp_echo("10.0.0.1", "10.0.0.2", 8, 44),
+        &commit(0),
+        0,
+    );
+    run(
+        &ct,
+        &mut frame("10.0.0.1", "10.0.0.2", 47, &[0; 4]),
+        &commit(0),
+        0,
+    );
     let mut lines: Vec<String> = ct.dump(None).iter().map(|e| e.to_string()).collect();
     lines.sort();
     assert_eq!(
@@ -657,7 +821,12 @@ fn flush_by_tuple_removes_only_that_connection_in_either_direction() {
     let ct = Conntrack::new(CtConfig::default());
     run(&ct, &mut udp("10.0.0.1", "10.0.0.2", 1, 2), &commit(3), 0);
     run(&ct, &mut udp("10.0.0.1", "10.0.0.2", 1, 3), &commit(3), 0);
-    let reply = ct.dump(None).iter().find(|e| e.orig.dport == 2).unwrap().reply;
+    let reply = ct
+        .dump(None)
+        .iter()
+        .find(|e| e.orig.dport == 2)
+        .unwrap()
+        .reply;
     let n = ct.flush(&FlushFilter {
         zone: None,
         tuple: Some(reply),
@@ -680,8 +849,55 @@ fn memory_per_connection_stays_within_256_bytes() {
     let m = ct.memory();
     assert_eq!(m.conns, u64::from(n));
     eprintln!("{m:?}: {} B per connection", m.per_conn());
-    assert!(m.per_conn() <= 256, "{m:?}: {} B per connection", m.per_conn());
+    assert!(
+        m.per_conn() <= 256,
+        "{m:?}: {} B per connection",
+        m.per_conn()
+    );
     assert!(m.per_conn() >= std::mem::size_of::<conn::Conn>(), "{m:?}");
+}
+
+#[test]
+fn threads_sharing_the_tracker_see_each_others_connections() {
+    let ct = Conntrack::new(CtConfig {
+        n_shards: 4,
+        ..CtConfig::default()
+    });
+    let host = |t: u16, i: u16| format!("10.{t}.{}.{}", i >> 8, i & 0xff);
+    std::thread::scope(|s| {
+        for t in 0..4u16 {
+            let ct = &ct;
+            s.spawn(move || {
+                for i in 0..300u16 {
+                    let r = run(
+                        ct,
+                        &mut udp(&host(t, i), "10.200.0.1", 1000 + i, 53),
+                        &commit(0),
+                        0,
+                    );
+                    assert_eq!(r.state, TRK | NEW);
+                }
+            });
+        }
+    });
+    assert_eq!(ct.nconns(), 1200);
+    std::thread::scope(|s| {
+        for t in 0..4u16 {
+            let ct = &ct;
+            s.spawn(move || {
+                let other = (t + 1) % 4;
+                for i in 0..300u16 {
+                    let r = run(
+                        ct,
+                        &mut udp("10.200.0.1", &host(other, i), 53, 1000 + i),
+                        &zone(0),
+                        1,
+                    );
+                    assert_eq!(r.state, TRK | EST | RPL);
+                }
+            });
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -689,19 +905,46 @@ fn memory_per_connection_stays_within_256_bytes() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Tcp { c: u8, s: u8, flags: u16, seq: u32, ack: u32 },
-    Udp { c: u8, s: u8, rev: bool },
-    Icmp { c: u8, ty: u8 },
-    IcmpErr { c: u8, s: u8 },
+    Tcp {
+        c: u8,
+        s: u8,
+        flags: u16,
+        seq: u32,
+        ack: u32,
+    },
+    Udp {
+        c: u8,
+        s: u8,
+        rev: bool,
+    },
+    Icmp {
+        c: u8,
+        ty: u8,
+    },
+    IcmpErr {
+        c: u8,
+        s: u8,
+    },
     Sweep,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..4u8, 0..3u8, 0..64u16, any::<u32>(), any::<u32>())
-            .prop_map(|(c, s, flags, seq, ack)| Op::Tcp { c, s, flags, seq, ack }),
+        (0..4u8, 0..3u8, 0..64u16, any::<u32>(), any::<u32>()).prop_map(
+            |(c, s, flags, seq, ack)| Op::Tcp {
+                c,
+                s,
+                flags,
+                seq,
+                ack
+            }
+        ),
         (0..4u8, 0..3u8, any::<bool>()).prop_map(|(c, s, rev)| Op::Udp { c, s, rev }),
-        (0..4u8, prop::sample::select(vec![0u8, 3, 8, 11, 13, 14, 42])).prop_map(|(c, ty)| Op::Icmp { c, ty }),
+        (
+            0..4u8,
+            prop::sample::select(vec![0u8, 3, 8, 11, 13, 14, 42])
+        )
+            .prop_map(|(c, ty)| Op::Icmp { c, ty }),
         (0..4u8, 0..3u8).prop_map(|(c, s)| Op::IcmpErr { c, s }),
         Just(Op::Sweep),
     ]

@@ -28,7 +28,8 @@ pub enum TimeoutAttr {
 pub const N_ATTRS: usize = 11;
 
 /// OVS's userspace default timeouts in seconds, indexed by [`TimeoutAttr`].
-pub const DEFAULT_TIMEOUTS: [u32; N_ATTRS] = [30, 30, 24 * 60 * 60, 15 * 60, 45, 30, 60, 60, 30, 60, 30];
+pub const DEFAULT_TIMEOUTS: [u32; N_ATTRS] =
+    [30, 30, 24 * 60 * 60, 15 * 60, 45, 30, 60, 60, 30, 60, 30];
 
 /// The most timeout policies (ids `0..MAX_POLICIES`; 0 is the default).
 pub const MAX_POLICIES: usize = 64;
@@ -145,15 +146,21 @@ mod tests {
     #[test]
     fn zone_maps_to_policy_and_bad_ids_are_refused() {
         let ps = Policies::new();
-        ps.set(3, &TimeoutPolicy {
-            icmp_first: Some(7),
-            ..Default::default()
-        })
+        ps.set(
+            3,
+            &TimeoutPolicy {
+                icmp_first: Some(7),
+                ..Default::default()
+            },
+        )
         .unwrap();
         ps.set_zone(9, 3).unwrap();
         assert_eq!(ps.ms(ps.zone_policy(9), TimeoutAttr::IcmpFirst), 7000);
         assert_eq!(ps.ms(ps.zone_policy(1), TimeoutAttr::IcmpFirst), 60000);
-        assert_eq!(ps.set(MAX_POLICIES, &TimeoutPolicy::default()), Err(PolicyError::BadId(MAX_POLICIES)));
+        assert_eq!(
+            ps.set(MAX_POLICIES, &TimeoutPolicy::default()),
+            Err(PolicyError::BadId(MAX_POLICIES))
+        );
         assert!(ps.set_zone(1, 300).is_err());
     }
 }
