@@ -136,6 +136,10 @@ pub(crate) fn parse(frame: &[u8], key: &FlowKey, lay: &Layout, zone: u16) -> Opt
             } else if is_icmp_error(ipv6, ty) {
                 let inner_l3 = l4 + 8;
                 let (inner, inner_l4) = parse_inner(frame, inner_l3, ipv6, zone)?;
+                // An error goes back to the sender of the packet it quotes.
+                if inner.src != dst {
+                    return None;
+                }
                 Some(Parsed::IcmpError {
                     inner,
                     inner_l3,

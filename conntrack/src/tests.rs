@@ -359,6 +359,10 @@ fn icmp_error_about_a_tcp_connection_is_related_and_unknown_ones_invalid() {
     let other = tcp("10.0.0.1", "10.0.0.3", 1234, 80, 1000, 0, SYN);
     let mut err2 = icmp_error("192.0.2.254", "10.0.0.1", 3, 1, &other);
     assert_eq!(run(&ct, &mut err2, &zone(0), 1).state, TRK | INV);
+    // An error quoting the connection's packet but sent to someone else
+    // than that packet's sender is invalid.
+    let mut misdirected = icmp_error("192.0.2.254", "10.0.0.9", 3, 1, &syn);
+    assert_eq!(run(&ct, &mut misdirected, &zone(0), 1).state, TRK | INV);
 }
 
 #[test]
@@ -997,5 +1001,46 @@ proptest! {
         let _ = cut;
         ct.sweep(u64::MAX);
         prop_assert_eq!(ct.nconns(), 0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nat_rewrites_always_leave_valid_checksums(
+        c in 1..250u8, s in 1..250u8, sport in 1..u16::MAX, dport in 1..u16::MAX,
+        is_tcp in any::<bool>(), src_nat in any::<bool>(), pmin in 1..60000u16, span in 0..100u16,
+    ) {
+        let ct = Conntrack::new(CtConfig::default());
+        let range = NatRange {
+            port_min: pmin,
+            port_max: pmin + span,
+            ..NatRange::addr(ip("192.0.2.77"))
+        };
+        let nat = if src_nat { NatAction::Src(range) } else { NatAction::Dst(range) };
+        let (a, b) = (format!("10.0.0.{c}"), format!("198.51.100.{s}"));
+        let mut f = if is_tcp {
+            tcp(&a, &b, sport, dport, 1, 0, SYN)
+        } else {
+            udp(&a, &b, sport, dport)
+        };
+        let r = run(&ct, &mut f, &CtArgs { nat: Some(nat), ..commit(0) }, 0);
+        let bit = if src_nat { CtState::SNAT } else { CtState::DNAT };
+        prop_assert!(r.state.contains(bit));
+        assert_checksums_valid(&f);
+        let (ns, nd) = ipv4_addrs(&f);
+        let (nsp, ndp) = ports(&f);
+        // The answer is translated back to the original tuple.
+        let mut back = if is_tcp {
+            tcp(&nd.to_string(), &ns.to_string(), ndp, nsp, 9, 2, SYN | ACK)
+        } else {
+            udp(&nd.to_string(), &ns.to_string(), ndp, nsp)
+        };
+        let r = run(&ct, &mut back, &nat_existing(), 1);
+        prop_assert!(r.state.contains(CtState::EST | CtState::RPL));
+        prop_assert_eq!(ipv4_addrs(&back), (ip(&b), ip(&a)));
+        prop_assert_eq!(ports(&back), (dport, sport));
+        assert_checksums_valid(&back);
     }
 }
