@@ -52,6 +52,9 @@ pub struct CtConfig {
     /// TCP sequence/window checking (OVS's `dpctl/ct-enable-tcp-seq-chk`);
     /// off is liberal mode.
     pub tcp_seq_check: bool,
+    /// Key of the table's hash; give a random value (the crate reads no
+    /// entropy itself) so remote hosts cannot aim tuples at one bucket.
+    pub hash_seed: u64,
 }
 
 impl Default for CtConfig {
@@ -60,6 +63,7 @@ impl Default for CtConfig {
             n_shards: 64,
             max_conns: DEFAULT_MAX_CONNS,
             tcp_seq_check: true,
+            hash_seed: 0,
         }
     }
 }
@@ -173,7 +177,7 @@ impl Conntrack {
     /// An empty tracker.
     pub fn new(cfg: CtConfig) -> Conntrack {
         Conntrack {
-            table: Table::new(cfg.n_shards),
+            table: Table::new(cfg.n_shards, cfg.hash_seed),
             policies: timeouts::Policies::new(),
             nconns: AtomicU32::new(0),
             max_conns: AtomicU32::new(cfg.max_conns),
@@ -457,8 +461,23 @@ impl Conntrack {
 
     /// Removes connections expired at `now_ms`; returns how many.
     pub fn sweep(&self, now_ms: u64) -> usize {
-        let expired = self.table.select(|c| c.lock().expiration <= now_ms);
+        (0..self.table.n_shards())
+            .map(|i| self.sweep_shard(i, now_ms))
+            .sum()
+    }
+
+    /// Removes the expired connections of shard `shard` only, so a sweeper
+    /// can spread the work and hold each lock briefly.
+    pub fn sweep_shard(&self, shard: usize, now_ms: u64) -> usize {
+        let mut expired = Vec::new();
+        self.table
+            .select_in(shard, &mut |c| c.lock().expiration <= now_ms, &mut expired);
         expired.iter().filter(|c| self.remove(c)).count()
+    }
+
+    /// Number of lock shards (for [`Conntrack::sweep_shard`]).
+    pub fn n_shards(&self) -> usize {
+        self.table.n_shards()
     }
 
     /// `dpctl/flush-conntrack`: removes the connections `filter` selects;

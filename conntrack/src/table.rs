@@ -32,6 +32,7 @@ impl Shard {
 pub(crate) struct Table {
     shards: Box<[Mutex<Shard>]>,
     mask: usize,
+    seed: u64,
 }
 
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -39,13 +40,20 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Table {
-    /// A table of `n_shards` (rounded up to a power of two) shards.
-    pub(crate) fn new(n_shards: usize) -> Table {
+    /// A table of `n_shards` (rounded up to a power of two) shards whose
+    /// hashes are keyed by `seed`.
+    pub(crate) fn new(n_shards: usize, seed: u64) -> Table {
         let n = n_shards.max(1).next_power_of_two();
         Table {
             shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
             mask: n - 1,
+            seed,
         }
+    }
+
+    /// Number of shards.
+    pub(crate) fn n_shards(&self) -> usize {
+        self.shards.len()
     }
 
     #[inline]
@@ -57,7 +65,7 @@ impl Table {
     /// reply tuple) while its shard is locked.
     #[inline]
     pub(crate) fn visit<R>(&self, t: &Tuple, f: impl FnOnce(&Arc<Conn>, bool) -> R) -> Option<R> {
-        let h = t.hash64();
+        let h = t.hash64(self.seed);
         let s = lock(&self.shards[self.idx(h)]);
         s.find(h, t).map(|(c, reply)| f(c, reply))
     }
@@ -86,21 +94,24 @@ impl Table {
     /// Inserts `c` under both tuples; false (nothing inserted) when either
     /// tuple already belongs to a connection.
     pub(crate) fn insert(&self, c: &Arc<Conn>) -> bool {
-        let (ho, hr) = (c.orig.hash64(), c.reply.hash64());
+        let (ho, hr) = (c.orig.hash64(self.seed), c.reply.hash64(self.seed));
         let (mut go, mut gr) = self.lock_pair(ho, hr);
         let taken_o = go.find(ho, &c.orig).is_some();
         let sr: &mut Shard = gr.as_deref_mut().unwrap_or(&mut go);
         if taken_o || (c.reply != c.orig && sr.find(hr, &c.reply).is_some()) {
             return false;
         }
-        sr.reply.insert_unique(hr, c.clone(), |x| x.reply.hash64());
-        go.orig.insert_unique(ho, c.clone(), |x| x.orig.hash64());
+        let seed = self.seed;
+        sr.reply
+            .insert_unique(hr, c.clone(), |x| x.reply.hash64(seed));
+        go.orig
+            .insert_unique(ho, c.clone(), |x| x.orig.hash64(seed));
         true
     }
 
     /// Removes `c`; false when it was not (or no longer) in the table.
     pub(crate) fn remove(&self, c: &Arc<Conn>) -> bool {
-        let (ho, hr) = (c.orig.hash64(), c.reply.hash64());
+        let (ho, hr) = (c.orig.hash64(self.seed), c.reply.hash64(self.seed));
         let (mut go, mut gr) = self.lock_pair(ho, hr);
         let removed = match go.orig.find_entry(ho, |x| Arc::ptr_eq(x, c)) {
             Ok(e) => {
@@ -123,11 +134,23 @@ impl Table {
     /// locked in turn; management path, allocates).
     pub(crate) fn select(&self, mut pred: impl FnMut(&Conn) -> bool) -> Vec<Arc<Conn>> {
         let mut out = Vec::new();
-        for s in self.shards.iter() {
+        for i in 0..self.shards.len() {
+            self.select_in(i, &mut pred, &mut out);
+        }
+        out
+    }
+
+    /// Like `select` for shard `i` only, appending to `out`.
+    pub(crate) fn select_in(
+        &self,
+        i: usize,
+        pred: &mut impl FnMut(&Conn) -> bool,
+        out: &mut Vec<Arc<Conn>>,
+    ) {
+        if let Some(s) = self.shards.get(i) {
             let g = lock(s);
             out.extend(g.orig.iter().filter(|c| pred(c)).cloned());
         }
-        out
     }
 
     /// Bytes of the hash indexes (buckets of one pointer and one control

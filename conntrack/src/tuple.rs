@@ -138,9 +138,11 @@ impl Tuple {
         }
     }
 
-    /// The hash that places the tuple in the table.
-    pub fn hash64(&self) -> u64 {
+    /// The hash that places the tuple in the table, keyed by `seed` (a
+    /// secret seed keeps crafted tuples from piling into one bucket).
+    pub fn hash64(&self, seed: u64) -> u64 {
         let mut h = rustc_hash::FxHasher::default();
+        seed.hash(&mut h);
         self.hash(&mut h);
         // Fx leaves the high bits weak for small inputs: mix them.
         let x = h.finish();
@@ -196,6 +198,7 @@ mod tests {
         let a = t(proto::UDP, 1, 2);
         let b = Tuple { zone: 4, ..a };
         assert_ne!(a, b);
-        assert_ne!(a.hash64(), b.hash64());
+        assert_ne!(a.hash64(0), b.hash64(0));
+        assert_ne!(a.hash64(0), a.hash64(1));
     }
 }
