@@ -69,9 +69,9 @@ impl ProtoState {
                     *st = OtherState::Bidir;
                     Update::Valid
                 } else if *st == OtherState::First {
+                    // As OVS: only the second packet of an unanswered
+                    // connection is `+new`; later ones are `+est`.
                     *st = OtherState::Multiple;
-                    Update::ValidNew
-                } else if *st == OtherState::Multiple {
                     Update::ValidNew
                 } else {
                     Update::Valid
@@ -130,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn udp_is_new_until_a_reply_then_established() {
+    fn udp_second_packet_is_new_then_established_as_in_ovs() {
         let t = Tuple {
             proto: 17,
             ..Tuple::default()
@@ -139,6 +139,8 @@ mod tests {
         assert_eq!(s.timeout_attr(), TimeoutAttr::UdpFirst);
         assert_eq!(s.update(None, false, true), Update::ValidNew);
         assert_eq!(s.timeout_attr(), TimeoutAttr::UdpSingle);
+        let mut unanswered = s;
+        assert_eq!(unanswered.update(None, false, true), Update::Valid);
         assert_eq!(s.update(None, true, true), Update::Valid);
         assert_eq!(s.update(None, false, true), Update::Valid);
         assert_eq!(s.timeout_attr(), TimeoutAttr::UdpMultiple);

@@ -202,11 +202,17 @@ pub fn update(peers: &mut [Peer; 2], seg: &TcpSeg, reply: bool, seq_check: bool)
     let [p0, p1] = peers;
     let (src, dst) = if reply { (p1, p0) } else { (p0, p1) };
 
-    if f & (SYN | ACK) == SYN && dst.state >= TcpState::FinWait2 && src.state >= TcpState::FinWait2
-    {
-        src.state = TcpState::Closed;
-        dst.state = TcpState::Closed;
-        return Update::Reopen;
+    if f & (SYN | ACK) == SYN {
+        if dst.state >= TcpState::FinWait2 && src.state >= TcpState::FinWait2 {
+            src.state = TcpState::Closed;
+            dst.state = TcpState::Closed;
+            return Update::Reopen;
+        }
+        if src.state <= TcpState::SynSent {
+            // A (re)transmitted SYN of a connection not yet answered.
+            src.state = TcpState::SynSent;
+            return Update::ValidNew;
+        }
     }
 
     let (mut sws, mut dws) = (0u8, 0u8);
@@ -318,13 +324,7 @@ pub fn update(peers: &mut [Peer; 2], seg: &TcpSeg, reply: bool, seq_check: bool)
     } else {
         return Update::Invalid;
     }
-    // Until the other side has answered, the original side's segments
-    // (retransmitted SYNs) are still `+new`.
-    if !reply && dst.state < TcpState::SynSent {
-        Update::ValidNew
-    } else {
-        Update::Valid
-    }
+    Update::Valid
 }
 
 fn slide(src: &mut Peer, dst: &mut Peer, win: u32, sws: u8, end: u32, ack: u32) {

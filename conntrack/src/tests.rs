@@ -300,11 +300,12 @@ fn tcp_close_then_new_syn_starts_a_new_connection() {
 }
 
 #[test]
-fn udp_is_new_until_answered_then_established() {
+fn udp_second_packet_is_new_and_answered_ones_established_as_in_ovs() {
     let ct = Conntrack::new(CtConfig::default());
     let mut out = udp("10.0.0.1", "8.8.8.8", 5353, 53);
     assert_eq!(run(&ct, &mut out.clone(), &commit(0), 0).state, TRK | NEW);
-    assert_eq!(run(&ct, &mut out, &zone(0), 1).state, TRK | NEW);
+    assert_eq!(run(&ct, &mut out.clone(), &zone(0), 1).state, TRK | NEW);
+    assert_eq!(run(&ct, &mut out, &zone(0), 1).state, TRK | EST);
     let mut back = udp("8.8.8.8", "10.0.0.1", 53, 5353);
     assert_eq!(run(&ct, &mut back, &zone(0), 2).state, TRK | EST | RPL);
     let mut out = udp("10.0.0.1", "8.8.8.8", 5353, 53);
