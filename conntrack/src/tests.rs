@@ -727,6 +727,73 @@ fn icmp_error_for_a_snat_flow_is_translated_back_to_the_inside_host() {
     assert_checksums_valid(&err);
 }
 
+/// An ICMPv6 error from `src` to `dst` quoting the IPv6 header and first
+/// 8 L4 bytes of `orig`.
+fn icmpv6_error(src: &str, dst: &str, ty: u8, orig: &[u8]) -> Vec<u8> {
+    let mut h = vec![ty, 0, 0, 0, 0, 0, 0, 0];
+    h.extend_from_slice(&orig[14..14 + 48]);
+    frame(src, dst, 58, &h)
+}
+
+#[test]
+fn icmp_error_from_a_dnat_backend_shows_the_virtual_ip_to_the_client() {
+    let ct = Conntrack::new(CtConfig::default());
+    let lb = CtArgs {
+        nat: Some(NatAction::Dst(NatRange {
+            port_min: 8080,
+            port_max: 8080,
+            ..NatRange::addr(ip("10.1.0.1"))
+        })),
+        ..commit(0)
+    };
+    let mut req = udp("172.16.0.5", "203.0.113.1", 4444, 80);
+    run(&ct, &mut req, &lb, 0);
+    assert_eq!(ipv4_addrs(&req).1, ip("10.1.0.1"));
+    // The backend itself answers the translated datagram with an error:
+    // the client must see it from the virtual IP, quoting what it sent.
+    let mut err = icmp_error("10.1.0.1", "172.16.0.5", 3, 3, &req);
+    let r = run(&ct, &mut err, &nat_existing(), 1);
+    assert_eq!(r.state, TRK | REL | RPL | CtState::DNAT);
+    assert_eq!(ipv4_addrs(&err), (ip("203.0.113.1"), ip("172.16.0.5")));
+    let inner = 14 + 20 + 8;
+    assert_eq!(&err[inner + 16..inner + 20], &[203, 0, 113, 1]);
+    assert_eq!(u16::from_be_bytes([err[inner + 22], err[inner + 23]]), 80);
+    assert_checksums_valid(&err);
+}
+
+#[test]
+fn icmpv6_error_is_related_to_its_connection_and_translated() {
+    let ct = Conntrack::new(CtConfig::default());
+    let mut out = udp("fd00::1", "2001:db8::1", 5000, 53);
+    let range = NatRange {
+        port_min: 30000,
+        port_max: 30000,
+        ..NatRange::addr(ip("2001:db8:ff::1"))
+    };
+    run(&ct, &mut out, &snat(range), 0);
+    let mut err = icmpv6_error("2001:db8::fe", "2001:db8:ff::1", 1, &out);
+    let r = run(&ct, &mut err, &nat_existing(), 1);
+    assert_eq!(r.state, TRK | REL | RPL | CtState::SNAT);
+    assert_eq!(
+        &err[38..54],
+        &"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+    let inner = 14 + 40 + 8;
+    assert_eq!(
+        &err[inner + 8..inner + 24],
+        &"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+    assert_eq!(u16::from_be_bytes([err[inner + 40], err[inner + 41]]), 5000);
+    assert_checksums_valid(&err);
+    let mut unknown = icmpv6_error(
+        "2001:db8::fe",
+        "fd00::9",
+        1,
+        &udp("fd00::9", "2001:db8::1", 1, 2),
+    );
+    assert_eq!(run(&ct, &mut unknown, &zone(0), 1).state, TRK | INV);
+}
+
 #[test]
 fn ipv6_snat_translates_and_keeps_the_checksum_valid() {
     let ct = Conntrack::new(CtConfig::default());
