@@ -10,6 +10,25 @@
 //!
 //! Per packet the tracker takes one shard lock and one connection lock;
 //! established traffic allocates nothing. A commit allocates the entry.
+//!
+//! ```
+//! use conntrack::{Conntrack, CtArgs, CtConfig, CtPacket, CtState};
+//! use flows::parse::extract;
+//!
+//! let ct = Conntrack::new(CtConfig::default());
+//! // A UDP datagram 10.0.0.1:1000 -> 10.0.0.2:53.
+//! let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+//! frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+//! frame.extend_from_slice(&[0x03, 0xe8, 0, 53, 0, 8, 0, 0]);
+//! let (key, layout) = extract(&frame, 1).unwrap();
+//! let mut pkt = CtPacket { frame: &mut frame, key: &key, layout: &layout, partial_l4_csum: false };
+//! // ct(commit,zone=1)
+//! let args = CtArgs { zone: 1, commit: true, ..CtArgs::default() };
+//! let res = ct.execute(&mut pkt, &args, 0);
+//! assert_eq!(res.state, CtState::TRK | CtState::NEW);
+//! assert_eq!(res.orig.unwrap().ct_tp_dst(), 53);
+//! assert_eq!(ct.nconns(), 1);
+//! ```
 
 mod conn;
 mod dump;
