@@ -58,6 +58,9 @@ pub fn proto_name(p: u8) -> Option<&'static str> {
         proto::TCP => Some("tcp"),
         proto::UDP => Some("udp"),
         proto::SCTP => Some("sctp"),
+        proto::UDPLITE => Some("udplite"),
+        proto::DCCP => Some("dccp"),
+        proto::IGMP => Some("igmp"),
         _ => None,
     }
 }
@@ -69,7 +72,13 @@ impl fmt::Display for TupleText<'_> {
         let t = self.0;
         write!(f, "src={},dst={}", t.src_ip(), t.dst_ip())?;
         if t.is_icmp() {
-            write!(f, ",id={}", t.sport)
+            write!(
+                f,
+                ",id={},type={},code={}",
+                t.sport,
+                t.dport >> 8,
+                t.dport & 0xff
+            )
         } else {
             write!(f, ",sport={},dport={}", t.sport, t.dport)
         }
@@ -111,33 +120,42 @@ pub struct CtStats {
     pub total: u64,
     pub tcp: u64,
     pub udp: u64,
+    pub udplite: u64,
     pub sctp: u64,
     pub icmp: u64,
+    /// Counted but, as in OVS, not printed.
     pub icmpv6: u64,
+    pub dccp: u64,
+    pub igmp: u64,
     pub other: u64,
-    /// TCP connections by summary state (index: `TcpState as usize`).
+    /// TCP connections by summary state (index: `TcpState as usize`), for
+    /// the verbose form.
     pub tcp_states: [u64; 11],
 }
 
 impl CtStats {
     pub(crate) fn add(&mut self, e: &CtEntry) {
         self.total += 1;
-        match e.orig.proto {
-            proto::TCP => self.tcp += 1,
-            proto::UDP => self.udp += 1,
-            proto::SCTP => self.sctp += 1,
-            proto::ICMP => self.icmp += 1,
-            proto::ICMPV6 => self.icmpv6 += 1,
-            _ => self.other += 1,
-        }
+        let n = match e.orig.proto {
+            proto::TCP => &mut self.tcp,
+            proto::UDP => &mut self.udp,
+            proto::UDPLITE => &mut self.udplite,
+            proto::SCTP => &mut self.sctp,
+            proto::ICMP => &mut self.icmp,
+            proto::ICMPV6 => &mut self.icmpv6,
+            proto::DCCP => &mut self.dccp,
+            proto::IGMP => &mut self.igmp,
+            _ => &mut self.other,
+        };
+        *n += 1;
         if let Some(s) = e.tcp_summary_state() {
             self.tcp_states[s as usize] += 1;
         }
     }
 }
 
-/// The `ct-stats-show` text: total, then each protocol with connections,
-/// TCP broken down by state.
+/// The `ct-stats-show` text (without `verbose`): the total, then each
+/// protocol that has connections.
 impl fmt::Display for CtStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Connections Stats:")?;
@@ -145,39 +163,18 @@ impl fmt::Display for CtStats {
         let rows = [
             ("TCP", self.tcp),
             ("UDP", self.udp),
+            ("UDPLITE", self.udplite),
             ("SCTP", self.sctp),
             ("ICMP", self.icmp),
-            ("ICMPV6", self.icmpv6),
-            ("OTHER", self.other),
+            ("DCCP", self.dccp),
+            ("IGMP", self.igmp),
+            ("Other", self.other),
         ];
         for (name, n) in rows {
-            if n == 0 {
-                continue;
-            }
-            writeln!(f, "    {name}: {n}")?;
-            if name == "TCP" {
-                for (i, &k) in self.tcp_states.iter().enumerate() {
-                    if k > 0 {
-                        let s = ALL_TCP_STATES[i];
-                        writeln!(f, "      {}: {k}", s.name())?;
-                    }
-                }
+            if n != 0 {
+                writeln!(f, "  {name}: {n}")?;
             }
         }
         Ok(())
     }
 }
-
-const ALL_TCP_STATES: [TcpState; 11] = [
-    TcpState::Closed,
-    TcpState::Listen,
-    TcpState::SynSent,
-    TcpState::SynRecv,
-    TcpState::Established,
-    TcpState::CloseWait,
-    TcpState::FinWait1,
-    TcpState::Closing,
-    TcpState::LastAck,
-    TcpState::FinWait2,
-    TcpState::TimeWait,
-];

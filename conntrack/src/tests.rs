@@ -341,7 +341,7 @@ fn ipv6_tcp_and_icmpv6_echo_are_tracked() {
     assert_eq!(
         lines,
         [
-            "icmpv6,orig=(src=fd00::1,dst=fd00::2,id=3),reply=(src=fd00::2,dst=fd00::1,id=3)",
+            "icmpv6,orig=(src=fd00::1,dst=fd00::2,id=3,type=128,code=0),reply=(src=fd00::2,dst=fd00::1,id=3,type=129,code=0)",
             "tcp,orig=(src=fd00::1,dst=fd00::2,sport=4321,dport=443),reply=(src=fd00::2,dst=fd00::1,sport=443,dport=4321),protoinfo=(state=ESTABLISHED)",
         ]
     );
@@ -875,7 +875,7 @@ fn dump_lines_match_ovs_format() {
         lines,
         [
             "47,orig=(src=10.0.0.1,dst=10.0.0.2,sport=0,dport=0),reply=(src=10.0.0.2,dst=10.0.0.1,sport=0,dport=0)",
-            "icmp,orig=(src=10.0.0.1,dst=10.0.0.2,id=44),reply=(src=10.0.0.2,dst=10.0.0.1,id=44)",
+            "icmp,orig=(src=10.0.0.1,dst=10.0.0.2,id=44,type=8,code=0),reply=(src=10.0.0.2,dst=10.0.0.1,id=44,type=0,code=0)",
             "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=1234,dport=80),reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=1234),zone=5,mark=1,protoinfo=(state=ESTABLISHED)",
             "udp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=5,dport=6),reply=(src=10.0.0.2,dst=10.0.0.1,sport=6,dport=5),labels=0xabcd",
         ]
@@ -883,9 +883,10 @@ fn dump_lines_match_ovs_format() {
     assert_eq!(ct.dump(Some(5)).len(), 1);
     let s = ct.stats(None);
     assert_eq!((s.total, s.tcp, s.udp, s.icmp, s.other), (4, 1, 1, 1, 1));
+    assert_eq!(s.tcp_states[TcpState::Established as usize], 1);
     assert_eq!(
         s.to_string(),
-        "Connections Stats:\n    Total: 4\n    TCP: 1\n      ESTABLISHED: 1\n    UDP: 1\n    ICMP: 1\n    OTHER: 1\n"
+        "Connections Stats:\n    Total: 4\n  TCP: 1\n  UDP: 1\n  ICMP: 1\n  Other: 1\n"
     );
 }
 

@@ -10,6 +10,9 @@ pub mod proto {
     pub const UDP: u8 = 17;
     pub const ICMPV6: u8 = 58;
     pub const SCTP: u8 = 132;
+    pub const IGMP: u8 = 2;
+    pub const DCCP: u8 = 33;
+    pub const UDPLITE: u8 = 136;
 }
 
 /// One direction of a connection.
