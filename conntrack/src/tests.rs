@@ -1114,3 +1114,43 @@ proptest! {
         assert_checksums_valid(&back);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_frames_never_panic_the_tracker(
+        ty in prop::sample::select(vec![0x0800u16, 0x86dd]),
+        proto in prop::sample::select(vec![1u8, 6, 17, 58, 132, 47]),
+        body in prop::collection::vec(any::<u8>(), 0..120),
+        do_commit in any::<bool>(),
+        src_nat in any::<bool>(),
+    ) {
+        // A plausible IP header so parsing gets past L3, then random bytes.
+        let mut f = eth(ty);
+        if ty == 0x0800 {
+            let len = (20 + body.len()) as u16;
+            f.extend_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, 64, proto, 0, 0]);
+            f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        } else {
+            let len = body.len() as u16;
+            f.extend_from_slice(&[0x60, 0, 0, 0, (len >> 8) as u8, len as u8, proto, 64]);
+            f.extend_from_slice(&ip("fd00::1").to_string().parse::<std::net::Ipv6Addr>().unwrap().octets());
+            f.extend_from_slice(&ip("fd00::2").to_string().parse::<std::net::Ipv6Addr>().unwrap().octets());
+        }
+        f.extend_from_slice(&body);
+        let Ok((key, lay)) = extract(&f, 0) else { return Ok(()); };
+        let ct = Conntrack::new(CtConfig::default());
+        let addr = if ty == 0x0800 { ip("192.0.2.1") } else { ip("fd00::99") };
+        let range = NatRange { port_min: 10, port_max: 20, ..NatRange::addr(addr) };
+        let nat = if src_nat { NatAction::Src(range) } else { NatAction::Dst(range) };
+        let args = CtArgs { commit: do_commit, nat: Some(nat), ..CtArgs::default() };
+        let len = f.len();
+        for now in 0..3 {
+            let mut p = CtPacket { frame: &mut f, key: &key, layout: &lay, partial_l4_csum: false };
+            let r = ct.execute(&mut p, &args, now);
+            prop_assert!(r.state.contains(CtState::TRK));
+        }
+        prop_assert_eq!(f.len(), len);
+    }
+}
