@@ -554,6 +554,11 @@ impl Conntrack {
         self.default_zone_limit.store(limit, Ordering::Relaxed);
     }
 
+    /// The default zone limit (0 is unlimited), for `dpctl/ct-get-limits`.
+    pub fn default_zone_limit(&self) -> u32 {
+        self.default_zone_limit.load(Ordering::Relaxed)
+    }
+
     /// The limit applying to `zone` (0 unlimited); `None` for none set.
     pub fn zone_limit(&self, zone: u16) -> Option<u32> {
         match self.zone_limits[usize::from(zone)].load(Ordering::Relaxed) {

@@ -531,6 +531,7 @@ fn zone_limit_refuses_commits_in_that_zone_only() {
     assert_eq!((ct.zone_count(4), ct.zone_count(5)), (1, 1));
     assert_eq!(ct.counters().refused_zone_limit, 1);
     ct.set_default_zone_limit(1);
+    assert_eq!(ct.default_zone_limit(), 1);
     run(&ct, &mut udp("10.0.0.1", "10.0.0.2", 3, 9), &commit(5), 0);
     assert_eq!(ct.zone_count(5), 1);
     assert_eq!(ct.zone_limit(6), Some(1));
