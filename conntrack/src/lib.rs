@@ -1,0 +1,649 @@
+//! Connection tracking and NAT for the userspace datapath.
+//!
+//! Pure and I/O-free: no clock reads (every call takes `now` in
+//! milliseconds), no threads. One [`Conntrack`] is shared (`Arc`) by all PMD
+//! threads; each calls [`Conntrack::execute`] (or
+//! [`Conntrack::execute_batch`]) for the packets of a `ct` action and stores
+//! the returned [`CtResult`] in the packet's metadata before recirculating.
+//! Semantics follow Open vSwitch's userspace conntrack (`lib/conntrack*.c`,
+//! ovs-actions(7) `ct`, ovs-fields(7) `ct_state`).
+//!
+//! Per packet the tracker takes one shard lock and one connection lock;
+//! established traffic allocates nothing. A commit allocates the entry.
+//!
+//! ```
+//! use conntrack::{Conntrack, CtArgs, CtConfig, CtPacket, CtState};
+//! use flows::parse::extract;
+//!
+//! let ct = Conntrack::new(CtConfig::default());
+//! // A UDP datagram 10.0.0.1:1000 -> 10.0.0.2:53.
+//! let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+//! frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+//! frame.extend_from_slice(&[0x03, 0xe8, 0, 53, 0, 8, 0, 0]);
+//! let (key, layout) = extract(&frame, 1).unwrap();
+//! let mut pkt = CtPacket { frame: &mut frame, key: &key, layout: &layout, partial_l4_csum: false };
+//! // ct(commit,zone=1)
+//! let args = CtArgs { zone: 1, commit: true, ..CtArgs::default() };
+//! let res = ct.execute(&mut pkt, &args, 0);
+//! assert_eq!(res.state, CtState::TRK | CtState::NEW);
+//! assert_eq!(res.orig.unwrap().ct_tp_dst(), 53);
+//! assert_eq!(ct.nconns(), 1);
+//! ```
+
+mod conn;
+mod dump;
+mod extract;
+pub mod nat;
+mod state;
+mod table;
+pub mod tcp;
+mod timeouts;
+pub mod tuple;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use flows::key::FlowKey;
+use flows::parse::Layout;
+
+use conn::{Conn, ConnState, ProtoState};
+use extract::Parsed;
+use table::Table;
+use tcp::{TcpSeg, Update};
+
+pub use dump::{CtEntry, CtStats, proto_name};
+pub use nat::{NatAction, NatError, NatRange, PortSelect};
+pub use state::{CtResult, CtState};
+pub use tcp::TcpState;
+pub use timeouts::{DEFAULT_TIMEOUTS, MAX_POLICIES, PolicyError, TimeoutAttr, TimeoutPolicy};
+pub use tuple::Tuple;
+
+/// OVS's default global connection limit (`dpctl/ct-set-maxconns`).
+pub const DEFAULT_MAX_CONNS: u32 = 3_000_000;
+
+/// Tracker configuration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CtConfig {
+    /// Lock shards (rounded up to a power of two); a few per PMD thread.
+    pub n_shards: usize,
+    /// Global connection limit.
+    pub max_conns: u32,
+    /// TCP sequence/window checking (OVS's `dpctl/ct-enable-tcp-seq-chk`);
+    /// off is liberal mode.
+    pub tcp_seq_check: bool,
+    /// Key of the table's hash; give a random value (the crate reads no
+    /// entropy itself) so remote hosts cannot aim tuples at one bucket.
+    pub hash_seed: u64,
+}
+
+impl Default for CtConfig {
+    fn default() -> CtConfig {
+        CtConfig {
+            n_shards: 64,
+            max_conns: DEFAULT_MAX_CONNS,
+            tcp_seq_check: true,
+            hash_seed: 0,
+        }
+    }
+}
+
+/// The arguments of one `ct` action.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct CtArgs {
+    /// `zone=`.
+    pub zone: u16,
+    /// `commit`.
+    pub commit: bool,
+    /// `force`: a packet of a connection in the reply direction ends it and
+    /// (with `commit`) starts a new one in its direction.
+    pub force: bool,
+    /// `nat` / `nat(src=...)` / `nat(dst=...)`.
+    pub nat: Option<NatAction>,
+    /// `exec(set_field:V/M->ct_mark)` on commit: (value, mask).
+    pub set_mark: Option<(u32, u32)>,
+    /// `exec(set_field:V/M->ct_label)` on commit: (value, mask).
+    pub set_label: Option<(u128, u128)>,
+}
+
+/// One packet handed to the tracker.
+pub struct CtPacket<'a> {
+    /// The frame; NAT rewrites it in place (its length never changes).
+    pub frame: &'a mut [u8],
+    /// The flow key `flows::parse::extract` gave for the frame.
+    pub key: &'a FlowKey,
+    /// The layout `flows::parse::extract` gave for the frame.
+    pub layout: &'a Layout,
+    /// The frame carries a virtio `NEEDS_CSUM` partial L4 checksum.
+    pub partial_l4_csum: bool,
+}
+
+/// Event counters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct CtCounters {
+    /// Commits refused because the table held `max_conns` connections.
+    pub refused_full: u64,
+    /// Commits refused by a zone limit.
+    pub refused_zone_limit: u64,
+    /// Commits that found no free NAT address/port.
+    pub nat_exhausted: u64,
+    /// Packets tracked as `+inv`.
+    pub invalid: u64,
+}
+
+/// Bytes used by the tracker for its connections.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CtMemory {
+    pub conns: u64,
+    /// Connection entries (each in its own allocation with its reference
+    /// counts; allocator rounding not included).
+    pub entry_bytes: usize,
+    /// Hash index buckets (both directions).
+    pub index_bytes: usize,
+}
+
+impl CtMemory {
+    /// Average bytes per connection.
+    pub fn per_conn(&self) -> usize {
+        (self.entry_bytes + self.index_bytes)
+            .checked_div(self.conns as usize)
+            .unwrap_or(0)
+    }
+}
+
+/// Which connections `flush` removes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FlushFilter {
+    /// Only this zone.
+    pub zone: Option<u16>,
+    /// Only the connection with this original or reply tuple (its zone
+    /// field is the zone).
+    pub tuple: Option<Tuple>,
+}
+
+/// The connection tracker shared by all PMD threads.
+pub struct Conntrack {
+    table: Table,
+    policies: timeouts::Policies,
+    nconns: AtomicU32,
+    max_conns: AtomicU32,
+    zone_counts: Box<[AtomicU32]>,
+    /// Per-zone limit; `u32::MAX` means "the default limit".
+    zone_limits: Box<[AtomicU32]>,
+    /// Limit for zones without their own; 0 is unlimited.
+    default_zone_limit: AtomicU32,
+    tcp_seq_check: AtomicBool,
+    salt: AtomicU64,
+    refused_full: AtomicU64,
+    refused_zone_limit: AtomicU64,
+    nat_exhausted: AtomicU64,
+    invalid: AtomicU64,
+}
+
+/// What a lookup of an existing connection concluded.
+enum Seen {
+    Hit {
+        res: CtResult,
+        rewrite: Option<(Tuple, Tuple)>,
+    },
+    /// Expired, restarted (TCP SYN after close) or ended by `force`:
+    /// remove it and treat the packet as new.
+    Replace(Arc<Conn>),
+}
+
+const ZONES: usize = u16::MAX as usize + 1;
+
+impl Conntrack {
+    /// An empty tracker.
+    pub fn new(cfg: CtConfig) -> Conntrack {
+        Conntrack {
+            table: Table::new(cfg.n_shards, cfg.hash_seed),
+            policies: timeouts::Policies::new(),
+            nconns: AtomicU32::new(0),
+            max_conns: AtomicU32::new(cfg.max_conns),
+            zone_counts: (0..ZONES).map(|_| AtomicU32::new(0)).collect(),
+            zone_limits: (0..ZONES).map(|_| AtomicU32::new(u32::MAX)).collect(),
+            default_zone_limit: AtomicU32::new(0),
+            tcp_seq_check: AtomicBool::new(cfg.tcp_seq_check),
+            salt: AtomicU64::new(0x5eed),
+            refused_full: AtomicU64::new(0),
+            refused_zone_limit: AtomicU64::new(0),
+            nat_exhausted: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+        }
+    }
+
+    /// Tracks a batch of packets with the same `ct` arguments, writing one
+    /// result per packet into `out` (which must be at least as long).
+    pub fn execute_batch(
+        &self,
+        pkts: &mut [CtPacket<'_>],
+        args: &CtArgs,
+        now_ms: u64,
+        out: &mut [CtResult],
+    ) {
+        for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
+            *o = self.execute(p, args, now_ms);
+        }
+    }
+
+    /// Tracks one packet: looks up (and on `commit` creates) its
+    /// connection, applies NAT, and returns its `ct_*` metadata.
+    pub fn execute(&self, pkt: &mut CtPacket<'_>, args: &CtArgs, now_ms: u64) -> CtResult {
+        match extract::parse(pkt.frame, pkt.key, pkt.layout, args.zone) {
+            None => self.invalid(args.zone),
+            Some(Parsed::Conn {
+                tuple,
+                tcp,
+                icmp_request,
+            }) => self.track(pkt, args, &tuple, tcp.as_ref(), icmp_request, now_ms),
+            Some(Parsed::IcmpError {
+                inner,
+                inner_l3,
+                inner_l4,
+            }) => self.related(pkt, args, &inner, inner_l3, inner_l4, now_ms),
+        }
+    }
+
+    fn invalid(&self, zone: u16) -> CtResult {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
+        CtResult {
+            state: CtState::TRK | CtState::INV,
+            zone,
+            ..CtResult::default()
+        }
+    }
+
+    fn track(
+        &self,
+        pkt: &mut CtPacket<'_>,
+        args: &CtArgs,
+        tuple: &Tuple,
+        seg: Option<&TcpSeg>,
+        icmp_request: bool,
+        now: u64,
+    ) -> CtResult {
+        let seq_check = self.tcp_seq_check.load(Ordering::Relaxed);
+        let seen = self.table.visit(tuple, |c, reply| {
+            let mut st = c.lock();
+            if st.dead || st.expiration <= now || (reply && args.force && args.commit) {
+                return Seen::Replace(c.clone());
+            }
+            let upd = st.proto.update(seg, reply, seq_check);
+            let mut state = match upd {
+                Update::Reopen => return Seen::Replace(c.clone()),
+                Update::Invalid => {
+                    return Seen::Hit {
+                        res: CtResult {
+                            state: CtState::TRK | CtState::INV,
+                            zone: args.zone,
+                            ..CtResult::default()
+                        },
+                        rewrite: None,
+                    };
+                }
+                Update::ValidNew => CtState::NEW,
+                Update::Valid if reply => CtState::EST | CtState::RPL,
+                Update::Valid => CtState::EST,
+            };
+            st.expiration = now.saturating_add(self.policies.ms(c.tp, st.proto.timeout_attr()));
+            if args.commit {
+                apply_marks(&mut st, args);
+            }
+            let mut rewrite = None;
+            if args.nat.is_some() && c.nat != 0 {
+                state |= nat_bits(c.nat);
+                let to = if reply {
+                    c.orig.reverse()
+                } else {
+                    c.reply.reverse()
+                };
+                rewrite = Some((*tuple, to));
+            }
+            Seen::Hit {
+                res: CtResult {
+                    state: state | CtState::TRK,
+                    zone: args.zone,
+                    mark: st.mark,
+                    label: st.label(),
+                    orig: Some(c.orig),
+                },
+                rewrite,
+            }
+        });
+        match seen {
+            Some(Seen::Hit { res, rewrite }) => {
+                if res.state.contains(CtState::INV) {
+                    self.invalid.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some((from, to)) = rewrite {
+                    nat::rewrite(pkt.frame, &from, &to, pkt.partial_l4_csum);
+                }
+                res
+            }
+            Some(Seen::Replace(old)) => {
+                self.remove(&old);
+                self.track_new(pkt, args, tuple, seg, icmp_request, now)
+            }
+            None => self.track_new(pkt, args, tuple, seg, icmp_request, now),
+        }
+    }
+
+    fn track_new(
+        &self,
+        pkt: &mut CtPacket<'_>,
+        args: &CtArgs,
+        tuple: &Tuple,
+        seg: Option<&TcpSeg>,
+        icmp_request: bool,
+        now: u64,
+    ) -> CtResult {
+        let valid = match seg {
+            Some(s) => tcp::valid_new(s),
+            None => !tuple.is_icmp() || icmp_request,
+        };
+        if !valid {
+            return self.invalid(args.zone);
+        }
+        let mut res = CtResult {
+            state: CtState::TRK | CtState::NEW,
+            zone: args.zone,
+            orig: Some(*tuple),
+            ..CtResult::default()
+        };
+        if !args.commit || !self.reserve(args.zone) {
+            return res;
+        }
+        let (reply, nat_flag) = match args.nat {
+            Some(NatAction::Src(r)) | Some(NatAction::Dst(r)) => {
+                let src = matches!(args.nat, Some(NatAction::Src(_)));
+                let salt = self.salt.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+                match nat::choose(tuple, &r, src, salt, |t| self.table.contains(t)) {
+                    Ok(t) => (t, if src { nat::NAT_SRC } else { nat::NAT_DST }),
+                    Err(_) => {
+                        self.nat_exhausted.fetch_add(1, Ordering::Relaxed);
+                        self.release(args.zone);
+                        return res;
+                    }
+                }
+            }
+            _ => (tuple.reverse(), 0),
+        };
+        let proto = ProtoState::new(tuple, seg);
+        let tp = self.policies.zone_policy(args.zone);
+        let mut st = ConnState {
+            expiration: now.saturating_add(self.policies.ms(tp, proto.timeout_attr())),
+            label: [0; 2],
+            mark: 0,
+            proto,
+            dead: false,
+        };
+        apply_marks(&mut st, args);
+        let (mark, label) = (st.mark, st.label());
+        let c = Arc::new(Conn {
+            orig: *tuple,
+            reply,
+            nat: nat_flag,
+            tp,
+            st: std::sync::Mutex::new(st),
+        });
+        if !self.table.insert(&c) {
+            // Another thread committed the same tuple meanwhile.
+            self.release(args.zone);
+            return res;
+        }
+        res.mark = mark;
+        res.label = label;
+        if nat_flag != 0 {
+            res.state |= nat_bits(nat_flag);
+            nat::rewrite(pkt.frame, tuple, &reply.reverse(), pkt.partial_l4_csum);
+        }
+        res
+    }
+
+    fn related(
+        &self,
+        pkt: &mut CtPacket<'_>,
+        args: &CtArgs,
+        inner: &Tuple,
+        inner_l3: usize,
+        inner_l4: usize,
+        now: u64,
+    ) -> CtResult {
+        let key = inner.reverse();
+        let hit = self.table.visit(&key, |c, reply| {
+            let st = c.lock();
+            if st.dead || st.expiration <= now {
+                return None;
+            }
+            let mut state = CtState::TRK | CtState::REL;
+            if reply {
+                state |= CtState::RPL;
+            }
+            let mut rewrite = None;
+            if args.nat.is_some() && c.nat != 0 {
+                state |= nat_bits(c.nat);
+                rewrite = Some(if reply { c.orig } else { c.reply });
+            }
+            Some((
+                CtResult {
+                    state,
+                    zone: args.zone,
+                    mark: st.mark,
+                    label: st.label(),
+                    orig: Some(c.orig),
+                },
+                rewrite,
+            ))
+        });
+        match hit.flatten() {
+            Some((res, rewrite)) => {
+                if let Some(to) = rewrite {
+                    nat::rewrite_icmp_error(pkt.frame, pkt.layout, inner_l3, inner_l4, inner, &to);
+                }
+                res
+            }
+            None => self.invalid(args.zone),
+        }
+    }
+
+    /// Counts a new connection against the global and zone limits.
+    fn reserve(&self, zone: u16) -> bool {
+        let max = self.max_conns.load(Ordering::Relaxed);
+        if self.nconns.fetch_add(1, Ordering::Relaxed) >= max {
+            self.nconns.fetch_sub(1, Ordering::Relaxed);
+            self.refused_full.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let limit = self.zone_limit(zone).unwrap_or(0);
+        let zc = &self.zone_counts[usize::from(zone)];
+        if zc.fetch_add(1, Ordering::Relaxed) >= limit && limit != 0 {
+            zc.fetch_sub(1, Ordering::Relaxed);
+            self.nconns.fetch_sub(1, Ordering::Relaxed);
+            self.refused_zone_limit.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, zone: u16) {
+        self.nconns.fetch_sub(1, Ordering::Relaxed);
+        self.zone_counts[usize::from(zone)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn remove(&self, c: &Arc<Conn>) -> bool {
+        let removed = self.table.remove(c);
+        if removed {
+            self.release(c.orig.zone);
+        }
+        removed
+    }
+
+    /// Removes connections expired at `now_ms`; returns how many.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        (0..self.table.n_shards())
+            .map(|i| self.sweep_shard(i, now_ms))
+            .sum()
+    }
+
+    /// Removes the expired connections of shard `shard` only, so a sweeper
+    /// can spread the work and hold each lock briefly.
+    pub fn sweep_shard(&self, shard: usize, now_ms: u64) -> usize {
+        let mut expired = Vec::new();
+        self.table
+            .select_in(shard, &mut |c| c.lock().expiration <= now_ms, &mut expired);
+        expired.iter().filter(|c| self.remove(c)).count()
+    }
+
+    /// Number of lock shards (for [`Conntrack::sweep_shard`]).
+    pub fn n_shards(&self) -> usize {
+        self.table.n_shards()
+    }
+
+    /// `dpctl/flush-conntrack`: removes the connections `filter` selects;
+    /// returns how many.
+    pub fn flush(&self, filter: &FlushFilter) -> usize {
+        let victims = self.table.select(|c| {
+            filter.zone.is_none_or(|z| c.orig.zone == z)
+                && filter.tuple.is_none_or(|t| c.orig == t || c.reply == t)
+        });
+        victims.iter().filter(|c| self.remove(c)).count()
+    }
+
+    /// `dpctl/dump-conntrack [zone=N]`: a snapshot of the connections.
+    pub fn dump(&self, zone: Option<u16>) -> Vec<CtEntry> {
+        self.table
+            .select(|c| zone.is_none_or(|z| c.orig.zone == z))
+            .iter()
+            .map(|c| CtEntry::of(c))
+            .collect()
+    }
+
+    /// `dpctl/ct-stats-show [zone=N]`: connection counts by protocol.
+    pub fn stats(&self, zone: Option<u16>) -> CtStats {
+        let mut s = CtStats::default();
+        for e in self.dump(zone) {
+            s.add(&e);
+        }
+        s
+    }
+
+    /// `dpctl/ct-get-nconns`.
+    pub fn nconns(&self) -> u32 {
+        self.nconns.load(Ordering::Relaxed)
+    }
+
+    /// `dpctl/ct-get-maxconns`.
+    pub fn max_conns(&self) -> u32 {
+        self.max_conns.load(Ordering::Relaxed)
+    }
+
+    /// `dpctl/ct-set-maxconns`. Existing connections stay; new commits are
+    /// refused while the table holds at least `n`.
+    pub fn set_max_conns(&self, n: u32) {
+        self.max_conns.store(n, Ordering::Relaxed);
+    }
+
+    /// `dpctl/ct-set-limits zone=N,limit=M`: `None` returns the zone to
+    /// the default limit; `Some(0)` is unlimited.
+    pub fn set_zone_limit(&self, zone: u16, limit: Option<u32>) {
+        self.zone_limits[usize::from(zone)].store(limit.unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+
+    /// `dpctl/ct-set-limits default=M` (0 is unlimited).
+    pub fn set_default_zone_limit(&self, limit: u32) {
+        self.default_zone_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The default zone limit (0 is unlimited), for `dpctl/ct-get-limits`.
+    pub fn default_zone_limit(&self) -> u32 {
+        self.default_zone_limit.load(Ordering::Relaxed)
+    }
+
+    /// The limit applying to `zone` (0 unlimited); `None` for none set.
+    pub fn zone_limit(&self, zone: u16) -> Option<u32> {
+        match self.zone_limits[usize::from(zone)].load(Ordering::Relaxed) {
+            u32::MAX => match self.default_zone_limit.load(Ordering::Relaxed) {
+                0 => None,
+                d => Some(d),
+            },
+            l => Some(l),
+        }
+    }
+
+    /// Connections in `zone` (`dpctl/ct-get-limits` "count").
+    pub fn zone_count(&self, zone: u16) -> u32 {
+        self.zone_counts[usize::from(zone)].load(Ordering::Relaxed)
+    }
+
+    /// `dpctl/ct-enable-tcp-seq-chk` / `ct-disable-tcp-seq-chk`.
+    pub fn set_tcp_seq_check(&self, on: bool) {
+        self.tcp_seq_check.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether TCP sequence checking is on.
+    pub fn tcp_seq_check(&self) -> bool {
+        self.tcp_seq_check.load(Ordering::Relaxed)
+    }
+
+    /// Defines timeout policy `id` (from `CT_Timeout_Policy`); new and
+    /// refreshed connections of zones using it take its timeouts.
+    pub fn set_timeout_policy(&self, id: usize, p: &TimeoutPolicy) -> Result<(), PolicyError> {
+        self.policies.set(id, p)
+    }
+
+    /// Makes `zone` use timeout policy `id` for new connections (0 is the
+    /// default policy).
+    pub fn set_zone_timeout_policy(&self, zone: u16, id: usize) -> Result<(), PolicyError> {
+        self.policies.set_zone(zone, id)
+    }
+
+    /// Event counters.
+    pub fn counters(&self) -> CtCounters {
+        CtCounters {
+            refused_full: self.refused_full.load(Ordering::Relaxed),
+            refused_zone_limit: self.refused_zone_limit.load(Ordering::Relaxed),
+            nat_exhausted: self.nat_exhausted.load(Ordering::Relaxed),
+            invalid: self.invalid.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Memory held for connections.
+    pub fn memory(&self) -> CtMemory {
+        let conns = u64::from(self.nconns());
+        CtMemory {
+            conns,
+            entry_bytes: conns as usize
+                * (std::mem::size_of::<Conn>() + 2 * std::mem::size_of::<usize>()),
+            index_bytes: self.table.index_bytes(),
+        }
+    }
+
+    /// Forgets every connection.
+    pub fn clear(&self) -> usize {
+        self.flush(&FlushFilter::default())
+    }
+}
+
+fn nat_bits(flags: u8) -> CtState {
+    let mut s = CtState::default();
+    if flags & nat::NAT_SRC != 0 {
+        s |= CtState::SNAT;
+    }
+    if flags & nat::NAT_DST != 0 {
+        s |= CtState::DNAT;
+    }
+    s
+}
+
+fn apply_marks(st: &mut ConnState, args: &CtArgs) {
+    if let Some((v, m)) = args.set_mark {
+        st.mark = (st.mark & !m) | (v & m);
+    }
+    if let Some((v, m)) = args.set_label {
+        let l = (st.label() & !m) | (v & m);
+        st.set_label(l);
+    }
+}
+
+#[cfg(test)]
+mod tests;
