@@ -2,7 +2,8 @@
 //! and manage them in virsh's habits (list, shutdown, destroy, console).
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,9 +15,10 @@ use nix::unistd::Pid;
 
 use vmm_launcher::config::{ConsoleSpec, NetAttach, NetSpec, VmConfig, parse_cpu_list};
 use vmm_launcher::devices::console::{self, ConsoleSink};
+use vmm_launcher::devices::vhost_user_net::Endpoint;
 use vmm_launcher::state::{self, StateDir, VmRecord};
 use vmm_launcher::vcpu::VmExit;
-use vmm_launcher::vm::{NicSpec, Vm, VmSpec, wait_for_socket};
+use vmm_launcher::vm::{NicSpec, Vm, VmSpec};
 use vmm_launcher::{size, vsctl};
 
 #[derive(Parser)]
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
 struct Cleanup {
     rundir: PathBuf,
     ports: Vec<String>,
+    sockets: Vec<PathBuf>,
     state: Option<StateDir>,
 }
 
@@ -148,10 +151,38 @@ impl Drop for Cleanup {
                 eprintln!("vmm-launcher: cannot remove port {port}: {e}");
             }
         }
+        for sock in self.sockets.drain(..) {
+            let _ = std::fs::remove_file(sock);
+        }
         if let Some(s) = self.state.take() {
             s.remove();
         }
     }
+}
+
+/// Creates the listening vhost-user socket for switch port `port`, in the
+/// switch's `other_config:vhost-sock-dir` when it has one.
+fn listen_for_switch(rundir: &Path, port: &str) -> Result<(UnixListener, PathBuf)> {
+    let dir =
+        vsctl::output(&vsctl::get_other_config_args(rundir, "vhost-sock-dir")).map_err(|e| {
+            anyhow!("cannot read the switch configuration (is ferrovs-vswitchd running?): {e}")
+        })?;
+    let sock = vsctl::socket_path(rundir, Some(&dir), port).map_err(|e| anyhow!(e))?;
+    if let Some(parent) = sock.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    // A socket left by a launcher that was killed.
+    if std::fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(&sock)
+            .with_context(|| format!("removing stale {}", sock.display()))?;
+    }
+    let l = UnixListener::bind(&sock)
+        .with_context(|| format!("cannot listen on vhost-user socket {}", sock.display()))?;
+    Ok((l, sock))
 }
 
 fn run(a: RunArgs) -> Result<ExitCode> {
@@ -206,10 +237,12 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         config,
         pid: std::process::id() as i32,
         ports: vec![],
+        sockets: vec![],
     };
     let mut cleanup = Cleanup {
         rundir: rundir.clone(),
         ports: vec![],
+        sockets: vec![],
         state: None,
     };
     let sd = StateDir::create(&rundir, &record)?;
@@ -218,30 +251,26 @@ fn run(a: RunArgs) -> Result<ExitCode> {
 
     let mut nic_specs = Vec::new();
     for (i, (attach, mac, transport)) in nics.into_iter().enumerate() {
-        let socket = match attach {
-            NetAttach::VhostUser(p) => p,
+        let endpoint = match attach {
+            NetAttach::VhostUser(p) => Endpoint::Connect(p),
             NetAttach::Bridge(br) => {
                 let port = vsctl::port_name(&a.name, i);
-                vsctl::run(&vsctl::add_port_args(&rundir, &br, &port))
+                let (listener, sock) = listen_for_switch(&rundir, &port)?;
+                cleanup.sockets.push(sock.clone());
+                record.sockets.push(sock.clone());
+                vsctl::run(&vsctl::add_port_args(&rundir, &br, &port, &sock))
                     .map_err(|e| anyhow!("cannot add port {port} to bridge {br}: {e}"))?;
                 cleanup.ports.push(port.clone());
                 record.ports.push(port.clone());
                 if let Some(s) = &cleanup.state {
                     s.write(&record)?;
                 }
-                let sock = rundir.join(&port);
-                if !wait_for_socket(&sock, Duration::from_secs(a.port_timeout)) {
-                    bail!(
-                        "the switch did not create vhost-user socket {} for port {port} within {} s (is ferrovs-vswitchd running?)",
-                        sock.display(),
-                        a.port_timeout
-                    );
-                }
-                sock
+                Endpoint::Listen(listener, sock)
             }
         };
         nic_specs.push(NicSpec {
-            socket,
+            endpoint,
+            wait: Duration::from_secs(a.port_timeout),
             mac,
             transport,
         });
@@ -367,6 +396,7 @@ fn destroy(name: &str) -> Result<ExitCode> {
     let mut cleanup = Cleanup {
         rundir: rundir.clone(),
         ports: rec.ports.clone(),
+        sockets: rec.sockets.clone(),
         state: Some(StateDir {
             path: StateDir::path_for(&rundir, name),
         }),

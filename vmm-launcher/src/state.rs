@@ -39,6 +39,9 @@ pub struct VmRecord {
     pub pid: i32,
     /// Switch ports the launcher added (to delete on destroy).
     pub ports: Vec<String>,
+    /// vhost-user sockets the launcher listens on (removed on destroy).
+    #[serde(default)]
+    pub sockets: Vec<PathBuf>,
 }
 
 /// Running or left behind by a launcher that died.
@@ -215,6 +218,7 @@ mod tests {
             },
             pid,
             ports: vec!["vm-a-0".into()],
+            sockets: vec![],
         }
     }
 

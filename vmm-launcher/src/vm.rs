@@ -18,7 +18,7 @@ use vmm_sys_util::signal::Killable;
 use crate::config::Transport;
 use crate::devices::bus::Bus;
 use crate::devices::console::{self, ConsoleOut, ConsoleSink, IrqTrigger};
-use crate::devices::vhost_user_net::VhostUserNet;
+use crate::devices::vhost_user_net::{Endpoint, VhostUserNet};
 use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioMmioNet};
 use crate::devices::virtio_pci::{self, VirtioPciNet};
 use crate::error::{Result, VmmError};
@@ -34,9 +34,12 @@ use crate::x86::{cpuid, mptable, regs};
 pub const KVM_DEVICE: &str = "/dev/kvm";
 
 /// One NIC as the VM sees it.
-#[derive(Clone, Debug)]
 pub struct NicSpec {
-    pub socket: PathBuf,
+    /// Where the vhost-user connection comes from.
+    pub endpoint: Endpoint,
+    /// How long a listening endpoint waits for the backend's first
+    /// connection.
+    pub wait: Duration,
     pub mac: MacAddr,
     pub transport: Transport,
 }
@@ -184,7 +187,8 @@ impl Vm {
 
         let mut bus = Bus::new(serial);
         let mut pci_irqs = Vec::new();
-        for (i, nic) in spec.nics.iter().enumerate() {
+        let nic_transports: Vec<Transport> = spec.nics.iter().map(|n| n.transport).collect();
+        for (i, nic) in spec.nics.into_iter().enumerate() {
             // NIC i: IRQ 5 + i; an MMIO window or a PCI BAR of its own.
             let (base, irq) = layout::virtio_mmio_slot(i);
             let bar = layout::virtio_pci_bar(i);
@@ -212,12 +216,23 @@ impl Vm {
                 kicks.push(kick);
                 calls.push(call);
             }
-            let backend = VhostUserNet::connect(&nic.socket, ram.clone(), kicks, calls)?;
+            let config_irq = EventFd::new(libc::EFD_NONBLOCK)?;
+            vm.register_irqfd(&config_irq, irq)
+                .map_err(VmmError::kvm("KVM_IRQFD"))?;
+            let backend = VhostUserNet::new(
+                nic.endpoint,
+                nic.wait,
+                ram.clone(),
+                kicks,
+                calls,
+                config_irq,
+            )?;
+            let socket = backend.socket().to_path_buf();
             let dev = VirtioMmioNet::new(backend, nic.mac);
             match nic.transport {
                 Transport::Mmio => {
                     bus.add_virtio(base, dev);
-                    tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
+                    tracing::info!(mac = %nic.mac, socket = %socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
                 }
                 Transport::Pci => {
                     let slot = bus.add_pci(VirtioPciNet::new(dev, bar, irq as u8));
@@ -225,7 +240,7 @@ impl Vm {
                         slot,
                         pin: irq as u8,
                     });
-                    tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), slot, bar = format_args!("{bar:#x}"), irq, "virtio-net (pci) attached");
+                    tracing::info!(mac = %nic.mac, socket = %socket.display(), slot, bar = format_args!("{bar:#x}"), irq, "virtio-net (pci) attached");
                 }
             }
         }
@@ -236,11 +251,10 @@ impl Vm {
             None => None,
         };
         let mut cmdline = spec.cmdline.clone();
-        let mmio_nics = spec
-            .nics
+        let mmio_nics = nic_transports
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.transport == Transport::Mmio)
+            .filter(|(_, t)| **t == Transport::Mmio)
             .map(|(i, _)| i);
         let mmio_params = virtio_mmio_cmdline(mmio_nics);
         if !mmio_params.is_empty() {

@@ -64,6 +64,15 @@ pub trait NetBackend: Send {
     fn reset(&mut self);
     /// A notification reached the VMM instead of the ioeventfd.
     fn notify(&self, queue: u16);
+    /// Link state for the config space (VIRTIO_NET_S_LINK_UP).
+    fn link_up(&self) -> bool {
+        true
+    }
+    /// A counter bumped on every configuration change (link up or down);
+    /// the transport raises the config-change interrupt bit when it moves.
+    fn config_events(&self) -> u32 {
+        0
+    }
 }
 
 /// Register state of one virtio-mmio net device.
@@ -78,6 +87,9 @@ pub struct VirtioMmioNet<B: NetBackend> {
     status: u32,
     active: bool,
     config_generation: u32,
+    /// Config-change interrupt pending (InterruptStatus bit 1).
+    config_irq: bool,
+    seen_config_events: u32,
 }
 
 fn set_half(word: &mut u64, high: bool, value: u32) {
@@ -101,6 +113,8 @@ impl<B: NetBackend> VirtioMmioNet<B> {
             status: 0,
             active: false,
             config_generation: 0,
+            config_irq: false,
+            seen_config_events: 0,
         }
     }
 
@@ -131,10 +145,38 @@ impl<B: NetBackend> VirtioMmioNet<B> {
         self.backend.device_features() | features::NET_F_MAC | features::NET_F_STATUS
     }
 
+    /// Picks up configuration changes the backend made since the last look.
+    fn sync_config_events(&mut self) {
+        let ev = self.backend.config_events();
+        if ev != self.seen_config_events {
+            self.seen_config_events = ev;
+            self.config_irq = true;
+            self.config_generation = self.config_generation.wrapping_add(1);
+        }
+    }
+
+    /// InterruptStatus: bit 0 used buffers, bit 1 configuration change.
+    pub fn interrupt_status(&mut self) -> u32 {
+        self.sync_config_events();
+        u32::from(self.active) | (u32::from(self.config_irq) << 1)
+    }
+
+    /// Acknowledges interrupt bits (InterruptACK, or a PCI ISR read).
+    pub fn ack_interrupt(&mut self, bits: u32) {
+        if bits & 2 != 0 {
+            self.config_irq = false;
+        }
+    }
+
     fn config_space(&self) -> [u8; 12] {
         let mut c = [0u8; 12];
         c[..6].copy_from_slice(&self.mac.0);
-        c[6..8].copy_from_slice(&NET_S_LINK_UP.to_le_bytes());
+        let status = if self.backend.link_up() {
+            NET_S_LINK_UP
+        } else {
+            0
+        };
+        c[6..8].copy_from_slice(&status.to_le_bytes());
         c[8..10].copy_from_slice(&1u16.to_le_bytes()); // max_virtqueue_pairs
         c[10..12].copy_from_slice(&1500u16.to_le_bytes()); // mtu
         c
@@ -160,8 +202,8 @@ impl<B: NetBackend> VirtioMmioNet<B> {
             0x044 => q.map_or(0, |q| u32::from(q.ready)),
             // Used-buffer notification: the backend signals the irqfd
             // directly, so report it whenever the device runs; drivers
-            // re-check the used rings anyway.
-            0x060 => u32::from(self.active),
+            // re-check the used rings anyway. Bit 1: config change.
+            0x060 => u32::from(self.active) | (u32::from(self.config_irq) << 1),
             0x070 => self.status,
             0x0fc => self.config_generation,
             _ => 0,
@@ -170,6 +212,7 @@ impl<B: NetBackend> VirtioMmioNet<B> {
 
     /// A guest read of `data.len()` bytes at `offset` in the window.
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.sync_config_events();
         if offset >= CONFIG_SPACE {
             let cfg = self.config_space();
             for (i, b) in data.iter_mut().enumerate() {
@@ -221,7 +264,7 @@ impl<B: NetBackend> VirtioMmioNet<B> {
                 }
             }
             QUEUE_NOTIFY => self.backend.notify(v as u16),
-            0x064 => {} // interrupt ack
+            0x064 => self.ack_interrupt(v),
             0x070 => self.write_status(v),
             0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 => {
                 let high = offset & 4 != 0;
@@ -448,5 +491,72 @@ mod tests {
         assert_eq!(rd(&mut d, 0x70), 0);
         wr(&mut d, QUEUE_NOTIFY, 1);
         assert_eq!(log.lock().unwrap().last().unwrap(), "notify 1");
+    }
+
+    /// A backend whose link the test flips.
+    struct Flappy {
+        link: Arc<std::sync::atomic::AtomicBool>,
+        events: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl NetBackend for Flappy {
+        fn device_features(&self) -> u64 {
+            features::F_VERSION_1
+        }
+        fn activate(&mut self, _: u64, _: &[QueueConfig]) -> Result<(), String> {
+            Ok(())
+        }
+        fn reset(&mut self) {}
+        fn notify(&self, _: u16) {}
+        fn link_up(&self) -> bool {
+            self.link.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn config_events(&self) -> u32 {
+            self.events.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn link_changes_show_in_config_space_with_a_config_interrupt_until_acked() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let link = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let events = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut d = VirtioMmioNet::new(
+            Flappy {
+                link: link.clone(),
+                events: events.clone(),
+            },
+            "52:54:00:12:34:56".parse().unwrap(),
+        );
+        let status = |d: &mut VirtioMmioNet<Flappy>| {
+            let mut st = [0u8; 2];
+            d.read(0x106, &mut st);
+            u16::from_le_bytes(st)
+        };
+        let isr = |d: &mut VirtioMmioNet<Flappy>| {
+            let mut b = [0u8; 4];
+            d.read(0x60, &mut b);
+            u32::from_le_bytes(b)
+        };
+        assert_eq!(status(&mut d), 1);
+        assert_eq!(isr(&mut d) & 2, 0);
+        let generation = {
+            let mut b = [0u8; 4];
+            d.read(0xfc, &mut b);
+            u32::from_le_bytes(b)
+        };
+        link.store(false, SeqCst);
+        events.fetch_add(1, SeqCst);
+        assert_eq!(status(&mut d), 0, "link down in config space");
+        assert_eq!(isr(&mut d) & 2, 2, "config change pending");
+        let mut b = [0u8; 4];
+        d.read(0xfc, &mut b);
+        assert_ne!(u32::from_le_bytes(b), generation, "config generation moved");
+        d.write(0x64, &2u32.to_le_bytes());
+        assert_eq!(isr(&mut d) & 2, 0, "acknowledged");
+        link.store(true, SeqCst);
+        events.fetch_add(1, SeqCst);
+        assert_eq!(status(&mut d), 1);
+        assert_eq!(isr(&mut d) & 2, 2);
     }
 }

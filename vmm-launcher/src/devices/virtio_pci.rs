@@ -197,7 +197,12 @@ impl<B: NetBackend> VirtioPciNet<B> {
     pub fn bar_read(&mut self, offset: u64, data: &mut [u8]) {
         let v: u64 = match offset {
             o if o < COMMON_CFG + 0x38 => self.common_read(o),
-            o if (ISR_CFG..ISR_CFG + 4).contains(&o) => u64::from(self.dev_read32(0x060) & 1),
+            o if (ISR_CFG..ISR_CFG + 4).contains(&o) => {
+                // Reading the ISR acknowledges it.
+                let isr = self.dev.interrupt_status() & 3;
+                self.dev.ack_interrupt(isr);
+                u64::from(isr)
+            }
             o if (DEVICE_CFG..DEVICE_CFG + 0x100).contains(&o) => {
                 self.dev.read(0x100 + (o - DEVICE_CFG), data);
                 return;

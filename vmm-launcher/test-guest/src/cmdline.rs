@@ -1,6 +1,6 @@
 //! Settings from the kernel command line the launcher passes:
 //! `testguest.ip=`, `testguest.peer=`, `testguest.mode=ping|loop|echo`,
-//! `testguest.count=`, `testguest.tries=`, `testguest.transport=mmio|pci` and `virtio_mmio.device=4K@BASE:IRQ`.
+//! `testguest.count=`, `testguest.tries=`, `testguest.interval=` (TSC ticks), `testguest.transport=mmio|pci` and `virtio_mmio.device=4K@BASE:IRQ`.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -8,6 +8,9 @@ pub enum Mode {
     Loop,
     /// No network: echo console input until 'q' (lifecycle tests).
     Echo,
+    /// Ping `count` times, one every `interval` TSC ticks, printing every
+    /// reply and every link change (reconnect tests).
+    PingLoop,
 }
 
 pub struct Config {
@@ -16,6 +19,8 @@ pub struct Config {
     pub mode: Mode,
     pub count: u32,
     pub tries: u32,
+    /// TSC ticks between two pings in pingloop mode.
+    pub interval: u64,
     pub mmio_base: usize,
     /// Drive the virtio-pci function instead of virtio-mmio.
     pub pci: bool,
@@ -55,6 +60,7 @@ impl Default for Config {
             mode: Mode::Ping,
             count: 3,
             tries: 5,
+            interval: 500_000_000,
             mmio_base: 0xd000_0000,
             pci: false,
         }
@@ -98,11 +104,15 @@ impl Config {
                     cfg.mode = match v {
                         b"loop" => Mode::Loop,
                         b"echo" => Mode::Echo,
+                        b"pingloop" => Mode::PingLoop,
                         _ => Mode::Ping,
                     }
                 }
                 b"testguest.count" => {
-                    cfg.count = parse_u64(v).map_or(cfg.count, |n| n.clamp(1, 64) as u32)
+                    cfg.count = parse_u64(v).map_or(cfg.count, |n| n.clamp(1, 1_000_000) as u32)
+                }
+                b"testguest.interval" => {
+                    cfg.interval = parse_u64(v).map_or(cfg.interval, |n| n.max(1_000_000))
                 }
                 b"testguest.transport" => cfg.pci = v == b"pci",
                 b"testguest.tries" => {

@@ -9,6 +9,7 @@ const HDR_LEN: usize = 12; // virtio_net_hdr with num_buffers (VERSION_1)
 const DESC_F_WRITE: u16 = 2;
 const F_VERSION_1: u64 = 1 << 32;
 const NET_F_MAC: u64 = 1 << 5;
+const NET_F_STATUS: u64 = 1 << 16;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -167,6 +168,18 @@ impl Regs {
             Regs::Pci(l, _) => r8(l.device + i),
         }
     }
+    /// Reads and acknowledges the interrupt status (bit 1: config change).
+    fn take_isr(&self) -> u32 {
+        match self {
+            Regs::Mmio(b) => {
+                let v = r32(b + 0x60);
+                w32(b + 0x64, v);
+                v
+            }
+            // Reading the ISR acknowledges it.
+            Regs::Pci(l, _) => u32::from(r8(l.isr)),
+        }
+    }
     fn notify(&self, q: u16) {
         match self {
             Regs::Mmio(b) => w32(b + 0x50, u32::from(q)),
@@ -180,6 +193,8 @@ impl Regs {
 
 pub struct NetDevice {
     regs: Regs,
+    /// VIRTIO_NET_F_STATUS negotiated: the config space has a link bit.
+    status: bool,
     pub mac: [u8; 6],
     rx: *mut Ring,
     tx: *mut Ring,
@@ -217,7 +232,7 @@ impl NetDevice {
         if offered & F_VERSION_1 == 0 {
             return Err("virtio: VERSION_1 not offered");
         }
-        let accept = offered & (F_VERSION_1 | NET_F_MAC);
+        let accept = offered & (F_VERSION_1 | NET_F_MAC | NET_F_STATUS);
         regs.set_driver_features(accept);
         regs.set_status(0xb); // FEATURES_OK
         if regs.status() & 8 == 0 {
@@ -273,6 +288,7 @@ impl NetDevice {
         }
         regs.notify(0); // rx buffers available
         Ok(NetDevice {
+            status: accept & NET_F_STATUS != 0,
             regs,
             mac,
             rx,
@@ -281,6 +297,18 @@ impl NetDevice {
             rx_avail: QSIZE as u16,
             tx_avail: 0,
         })
+    }
+
+    /// VIRTIO_NET_S_LINK_UP from the config space (always up without
+    /// VIRTIO_NET_F_STATUS).
+    pub fn link_up(&self) -> bool {
+        !self.status || self.regs.config_byte(6) & 1 != 0
+    }
+
+    /// True when a configuration-change interrupt was pending (and
+    /// acknowledges it).
+    pub fn take_config_interrupt(&self) -> bool {
+        self.regs.take_isr() & 2 != 0
     }
 
     /// Queues one frame; waits for a free slot if all are in flight.
