@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
-use vmm_launcher::config::{ConsoleSpec, NetAttach, NetSpec, VmConfig, parse_cpu_list};
+use vmm_launcher::config::{ConsoleSpec, DiskSpec, NetAttach, NetSpec, VmConfig, parse_cpu_list};
 use vmm_launcher::devices::console::{self, ConsoleSink};
 use vmm_launcher::devices::vhost_user_net::Endpoint;
 use vmm_launcher::state::{self, StateDir, VmRecord};
@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Boot a VM and run it in the foreground until it powers off.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List VMs: name, state, pid, vCPUs, memory, ports.
     List,
     /// Ask a VM to stop (SIGTERM to its launcher) and wait for it.
@@ -81,6 +81,10 @@ struct RunArgs {
     /// ,transport=pci for virtio-pci (stock kernels) instead of virtio-mmio.
     #[arg(long, value_parser = NetSpec::parse)]
     net: Vec<NetSpec>,
+    /// Disk: PATH[,readonly][,format=raw|qcow2][,serial=S][,transport=mmio|pci]
+    /// (virtio-blk; a qcow2 image may have a backing file).
+    #[arg(long, value_parser = DiskSpec::parse)]
+    disk: Vec<DiskSpec>,
     /// Serial console: stdio or file:PATH.
     #[arg(long, default_value = "stdio", value_parser = ConsoleSpec::parse)]
     console: ConsoleSpec,
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run(a) => run(a),
+        Cmd::Run(a) => run(*a),
         Cmd::List => list(),
         Cmd::Shutdown { name, timeout } => shutdown(&name, timeout),
         Cmd::Destroy { name } => destroy(&name),
@@ -198,6 +202,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         hugepages: a.hugepages,
         cpu_affinity: a.cpu_affinity.clone().map(|l| l.0),
         nets: a.net.clone(),
+        disks: a.disk.clone(),
         console: a.console.clone(),
     };
     let mut nics = Vec::new();
@@ -222,6 +227,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         hugepages: a.hugepages,
         cpu_affinity: a.cpu_affinity.clone().map(|l| l.0),
         nics: vec![],
+        disks: a.disk.clone(),
         console: ConsoleSink::Buffer(Default::default()),
         console_socket: None,
     };

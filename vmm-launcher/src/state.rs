@@ -214,6 +214,7 @@ mod tests {
                 hugepages: false,
                 cpu_affinity: None,
                 nets: vec![],
+                disks: vec![],
                 console: ConsoleSpec::Stdio,
             },
             pid,

@@ -7,7 +7,7 @@ use std::sync::mpsc::Sender;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::devices::bus::{Bus, BusAction};
-use crate::devices::virtio_mmio::NetBackend;
+use crate::devices::virtio_mmio::VirtioBackend;
 
 /// Why a VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ fn pin(cpu: usize) {
 }
 
 /// Runs vCPU `id` until the VM stops; reports why through `exits`.
-pub fn run<B: NetBackend + 'static>(
+pub fn run<B: VirtioBackend + 'static>(
     id: u8,
     mut vcpu: VcpuFd,
     bus: Arc<Bus<B>>,

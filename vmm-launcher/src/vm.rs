@@ -15,11 +15,12 @@ use vm_superio::Serial;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
-use crate::config::Transport;
+use crate::config::{DiskSpec, Transport};
 use crate::devices::bus::Bus;
 use crate::devices::console::{self, ConsoleOut, ConsoleSink, IrqTrigger};
 use crate::devices::vhost_user_net::{Endpoint, VhostUserNet};
-use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioMmioNet};
+use crate::devices::virtio_blk::{BlkDevice, BlkStats, Image};
+use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioBackend, VirtioMmioNet};
 use crate::devices::virtio_pci::{self, VirtioPciNet};
 use crate::error::{Result, VmmError};
 use crate::layout::{self, COM1_IRQ, MAX_VIRTIO_DEVICES, MIN_MEMORY};
@@ -55,6 +56,7 @@ pub struct VmSpec {
     pub hugepages: bool,
     pub cpu_affinity: Option<Vec<usize>>,
     pub nics: Vec<NicSpec>,
+    pub disks: Vec<DiskSpec>,
     pub console: ConsoleSink,
     pub console_socket: Option<PathBuf>,
 }
@@ -86,11 +88,16 @@ pub fn validate(spec: &VmSpec) -> Result<()> {
             max: mptable::max_cpus(),
         });
     }
-    if spec.nics.len() > MAX_VIRTIO_DEVICES {
+    if spec.nics.len() + spec.disks.len() > MAX_VIRTIO_DEVICES {
         return Err(VmmError::TooMany {
-            what: "network devices",
+            what: "virtio devices (NICs and disks)",
             max: MAX_VIRTIO_DEVICES,
         });
+    }
+    for d in &spec.disks {
+        // Open now, so a missing file or a malformed image header is
+        // reported before anything starts.
+        Image::open(&d.path, d.format, d.readonly)?;
     }
     loader::sniff_kernel(&spec.kernel)?;
     if let Some(initrd) = &spec.initrd {
@@ -107,7 +114,8 @@ pub struct Vm {
     _kvm: Kvm,
     _vm: VmFd,
     ram: Arc<GuestRam>,
-    bus: Arc<Bus<VhostUserNet>>,
+    bus: Arc<Bus<Box<dyn VirtioBackend>>>,
+    disk_stats: Vec<Arc<BlkStats>>,
     vcpus: Vec<kvm_ioctls::VcpuFd>,
     cpu_affinity: Option<Vec<usize>>,
     _eventfds: Vec<EventFd>,
@@ -228,7 +236,7 @@ impl Vm {
                 config_irq,
             )?;
             let socket = backend.socket().to_path_buf();
-            let dev = VirtioMmioNet::new(backend, nic.mac);
+            let dev = VirtioMmioNet::new(Box::new(backend) as Box<dyn VirtioBackend>, nic.mac);
             match nic.transport {
                 Transport::Mmio => {
                     bus.add_virtio(base, dev);
@@ -245,13 +253,60 @@ impl Vm {
             }
         }
 
+        let mut disk_stats = Vec::new();
+        let mut transports = nic_transports;
+        for (j, disk) in spec.disks.iter().enumerate() {
+            // Disks take the device slots after the NICs.
+            let i = transports.len();
+            let (base, irq) = layout::virtio_mmio_slot(i);
+            let bar = layout::virtio_pci_bar(i);
+            let kick = EventFd::new(libc::EFD_NONBLOCK)?;
+            match disk.transport {
+                Transport::Mmio => {
+                    vm.register_ioevent(&kick, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), 0u32)
+                }
+                Transport::Pci => vm.register_ioevent(
+                    &kick,
+                    &IoEventAddress::Mmio(virtio_pci::notify_address(bar, 0)),
+                    NoDatamatch,
+                ),
+            }
+            .map_err(VmmError::kvm("KVM_IOEVENTFD"))?;
+            let call = EventFd::new(libc::EFD_NONBLOCK)?;
+            vm.register_irqfd(&call, irq)
+                .map_err(VmmError::kvm("KVM_IRQFD"))?;
+            let image = Image::open(&disk.path, disk.format, disk.readonly)?;
+            let format = image.format;
+            let blk = BlkDevice::new(
+                image,
+                &disk.serial_for(&spec.name, j),
+                ram.clone(),
+                kick,
+                call,
+            );
+            disk_stats.push(blk.stats());
+            let dev = VirtioMmioNet::new(Box::new(blk) as Box<dyn VirtioBackend>, MacAddr([0; 6]));
+            match disk.transport {
+                Transport::Mmio => bus.add_virtio(base, dev),
+                Transport::Pci => {
+                    let slot = bus.add_pci(VirtioPciNet::new(dev, bar, irq as u8));
+                    pci_irqs.push(PciIrq {
+                        slot,
+                        pin: irq as u8,
+                    });
+                }
+            }
+            tracing::info!(path = %disk.path.display(), %format, readonly = disk.readonly, transport = ?disk.transport, irq, "virtio-blk attached");
+            transports.push(disk.transport);
+        }
+
         let kernel = loader::load_kernel(&ram, &spec.kernel)?;
         let initrd = match &spec.initrd {
             Some(p) => Some(loader::load_initrd(&ram, p, &kernel)?),
             None => None,
         };
         let mut cmdline = spec.cmdline.clone();
-        let mmio_nics = nic_transports
+        let mmio_nics = transports
             .iter()
             .enumerate()
             .filter(|(_, t)| **t == Transport::Mmio)
@@ -314,6 +369,7 @@ impl Vm {
             _vm: vm,
             ram,
             bus: Arc::new(bus),
+            disk_stats,
             vcpus,
             cpu_affinity: spec.cpu_affinity,
             _eventfds: eventfds,
@@ -323,6 +379,11 @@ impl Vm {
     /// The serial device (to feed console input).
     pub fn serial(&self) -> Arc<Mutex<crate::devices::console::SerialDevice>> {
         self.bus.serial.clone()
+    }
+
+    /// I/O counters of the disks, in `--disk` order.
+    pub fn disk_stats(&self) -> Vec<Arc<BlkStats>> {
+        self.disk_stats.clone()
     }
 
     /// Guest memory (for inspection).
@@ -439,6 +500,7 @@ mod tests {
             hugepages: false,
             cpu_affinity: None,
             nics: vec![],
+            disks: vec![],
             console: ConsoleSink::Buffer(Arc::default()),
             console_socket: None,
         }

@@ -27,7 +27,7 @@ use vhost::{VhostBackend, VringConfigData};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::virtio_mmio::{NUM_QUEUES, NetBackend, QUEUE_MAX, QueueConfig, features};
+use super::virtio_mmio::{NUM_QUEUES, QUEUE_MAX, QueueConfig, VirtioBackend, features};
 use crate::error::VmmError;
 use crate::memory::GuestRam;
 
@@ -460,7 +460,7 @@ fn reconnect(shared: &Shared, stream: UnixStream) -> Result<(), VmmError> {
     Ok(())
 }
 
-impl NetBackend for VhostUserNet {
+impl VirtioBackend for VhostUserNet {
     fn device_features(&self) -> u64 {
         self.shared.backend_features & PASSTHROUGH
     }

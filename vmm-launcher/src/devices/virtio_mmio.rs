@@ -44,6 +44,36 @@ pub mod features {
     pub const F_VERSION_1: u64 = 1 << 32;
 }
 
+impl VirtioBackend for Box<dyn VirtioBackend> {
+    fn device_id(&self) -> u32 {
+        (**self).device_id()
+    }
+    fn num_queues(&self) -> usize {
+        (**self).num_queues()
+    }
+    fn config_space(&self) -> Option<Vec<u8>> {
+        (**self).config_space()
+    }
+    fn device_features(&self) -> u64 {
+        (**self).device_features()
+    }
+    fn activate(&mut self, acked: u64, queues: &[QueueConfig]) -> Result<(), String> {
+        (**self).activate(acked, queues)
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+    fn notify(&self, queue: u16) {
+        (**self).notify(queue)
+    }
+    fn link_up(&self) -> bool {
+        (**self).link_up()
+    }
+    fn config_events(&self) -> u32 {
+        (**self).config_events()
+    }
+}
+
 /// One virtqueue as the driver configured it (guest physical addresses).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -54,8 +84,22 @@ pub struct QueueConfig {
     pub used: u64,
 }
 
-/// Whatever actually moves the packets.
-pub trait NetBackend: Send {
+/// The device model behind a virtio transport (net by default; a block
+/// device overrides the id, queue count and config space).
+pub trait VirtioBackend: Send {
+    /// Virtio device id (1 net, 2 block).
+    fn device_id(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+    /// Number of virtqueues (at most [`NUM_QUEUES`]).
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+    /// The device-specific config space; `None` for the net layout (MAC,
+    /// status, one queue pair, MTU) built by the transport.
+    fn config_space(&self) -> Option<Vec<u8>> {
+        None
+    }
     /// Feature bits offered to the driver (transport/device bits included).
     fn device_features(&self) -> u64;
     /// The driver set DRIVER_OK: start the queues.
@@ -76,7 +120,7 @@ pub trait NetBackend: Send {
 }
 
 /// Register state of one virtio-mmio net device.
-pub struct VirtioMmioNet<B: NetBackend> {
+pub struct VirtioMmioNet<B: VirtioBackend> {
     backend: B,
     mac: MacAddr,
     device_features_sel: u32,
@@ -100,7 +144,7 @@ fn set_half(word: &mut u64, high: bool, value: u32) {
     }
 }
 
-impl<B: NetBackend> VirtioMmioNet<B> {
+impl<B: VirtioBackend> VirtioMmioNet<B> {
     pub fn new(backend: B, mac: MacAddr) -> Self {
         VirtioMmioNet {
             backend,
@@ -129,6 +173,9 @@ impl<B: NetBackend> VirtioMmioNet<B> {
     /// Size of the selected queue as configured (the maximum until the
     /// driver sets one); 0 for a queue that does not exist.
     pub fn selected_queue_size(&self) -> u16 {
+        if self.queue_sel as usize >= self.backend.num_queues() {
+            return 0;
+        }
         match self.queues.get(self.queue_sel as usize) {
             Some(q) if q.size != 0 => q.size,
             Some(_) => QUEUE_MAX,
@@ -142,7 +189,11 @@ impl<B: NetBackend> VirtioMmioNet<B> {
     }
 
     fn offered(&self) -> u64 {
-        self.backend.device_features() | features::NET_F_MAC | features::NET_F_STATUS
+        if self.backend.device_id() == VIRTIO_ID_NET {
+            self.backend.device_features() | features::NET_F_MAC | features::NET_F_STATUS
+        } else {
+            self.backend.device_features()
+        }
     }
 
     /// Picks up configuration changes the backend made since the last look.
@@ -183,15 +234,26 @@ impl<B: NetBackend> VirtioMmioNet<B> {
     }
 
     fn queue(&mut self) -> Option<&mut QueueConfig> {
-        self.queues.get_mut(self.queue_sel as usize)
+        let n = self.backend.num_queues().min(NUM_QUEUES);
+        self.queues[..n].get_mut(self.queue_sel as usize)
+    }
+
+    /// Number of virtqueues of the device.
+    pub fn num_queues(&self) -> usize {
+        self.backend.num_queues().min(NUM_QUEUES)
+    }
+
+    /// Virtio device id.
+    pub fn device_id(&self) -> u32 {
+        self.backend.device_id()
     }
 
     fn read_reg(&self, offset: u64) -> u32 {
-        let q = self.queues.get(self.queue_sel as usize);
+        let q = self.queues[..self.num_queues()].get(self.queue_sel as usize);
         match offset {
             0x000 => MAGIC,
             0x004 => VERSION,
-            0x008 => VIRTIO_ID_NET,
+            0x008 => self.backend.device_id(),
             0x00c => VENDOR_ID,
             0x010 => match self.device_features_sel {
                 0 => self.offered() as u32,
@@ -214,7 +276,10 @@ impl<B: NetBackend> VirtioMmioNet<B> {
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
         self.sync_config_events();
         if offset >= CONFIG_SPACE {
-            let cfg = self.config_space();
+            let cfg = match self.backend.config_space() {
+                Some(c) => c,
+                None => self.config_space().to_vec(),
+            };
             for (i, b) in data.iter_mut().enumerate() {
                 *b = cfg
                     .get((offset - CONFIG_SPACE) as usize + i)
@@ -299,16 +364,24 @@ impl<B: NetBackend> VirtioMmioNet<B> {
             if unknown != 0 || self.driver_features & features::F_VERSION_1 == 0 {
                 tracing::warn!(
                     driver = format_args!("{:#x}", self.driver_features),
-                    "virtio-net: driver accepted features we did not offer (or not VERSION_1)"
+                    device = self.backend.device_id(),
+                    "virtio: driver accepted features we did not offer (or not VERSION_1)"
                 );
                 v &= !STATUS_FEATURES_OK;
             }
         }
         if v & STATUS_DRIVER_OK != 0 && !self.active {
-            match self.backend.activate(self.driver_features, &self.queues) {
+            let n = self.num_queues();
+            match self
+                .backend
+                .activate(self.driver_features, &self.queues[..n])
+            {
                 Ok(()) => self.active = true,
                 Err(e) => {
-                    tracing::error!("virtio-net: cannot start the queues: {e}");
+                    tracing::error!(
+                        device = self.backend.device_id(),
+                        "virtio: cannot start the queues: {e}"
+                    );
                     v |= STATUS_FAILED;
                 }
             }
@@ -328,7 +401,7 @@ mod tests {
         fail: bool,
     }
 
-    impl NetBackend for Recorder {
+    impl VirtioBackend for Recorder {
         fn device_features(&self) -> u64 {
             features::F_VERSION_1 | features::NET_F_MRG_RXBUF
         }
@@ -499,7 +572,7 @@ mod tests {
         events: Arc<std::sync::atomic::AtomicU32>,
     }
 
-    impl NetBackend for Flappy {
+    impl VirtioBackend for Flappy {
         fn device_features(&self) -> u64 {
             features::F_VERSION_1
         }

@@ -4,7 +4,7 @@
 //! INTx pin A. The register semantics are those of [`VirtioMmioNet`]; this
 //! module maps PCI layout onto them, so both transports behave alike.
 
-use super::virtio_mmio::{NUM_QUEUES, NetBackend, QUEUE_NOTIFY, VirtioMmioNet};
+use super::virtio_mmio::{QUEUE_NOTIFY, VIRTIO_ID_NET, VirtioBackend, VirtioMmioNet};
 
 pub const VENDOR_VIRTIO: u16 = 0x1af4;
 /// 0x1040 + virtio device id 1 (net).
@@ -34,24 +34,30 @@ pub fn notify_address(bar: u64, q: usize) -> u64 {
 }
 
 /// One virtio-net PCI function.
-pub struct VirtioPciNet<B: NetBackend> {
+pub struct VirtioPciNet<B: VirtioBackend> {
     dev: VirtioMmioNet<B>,
     config: [u8; 256],
     bar: u64,
     selected_index: u16,
 }
 
-impl<B: NetBackend> VirtioPciNet<B> {
+impl<B: VirtioBackend> VirtioPciNet<B> {
     /// A device whose BAR0 is placed at `bar` and whose INTx pin A is `irq`.
     pub fn new(dev: VirtioMmioNet<B>, bar: u64, irq: u8) -> Self {
         let mut c = [0u8; 256];
+        let id = dev.device_id();
         put16(&mut c, 0x00, VENDOR_VIRTIO);
-        put16(&mut c, 0x02, DEVICE_VIRTIO_NET);
+        put16(&mut c, 0x02, 0x1040 + id as u16);
         put16(&mut c, 0x04, CMD_MEMORY);
         put16(&mut c, 0x06, 0x10); // capabilities list
         c[0x08] = 1; // revision: modern-only device
-        c[0x0a] = 0x00; // subclass: Ethernet
-        c[0x0b] = 0x02; // class: network
+        let (class, subclass) = if id == VIRTIO_ID_NET {
+            (0x02, 0x00) // network, Ethernet
+        } else {
+            (0x01, 0x00) // mass storage (as QEMU's virtio-blk)
+        };
+        c[0x0a] = subclass;
+        c[0x0b] = class;
         c[0x0e] = 0x00; // header type 0
         put16(&mut c, 0x2c, VENDOR_VIRTIO);
         put16(&mut c, 0x2e, 0x0001);
@@ -151,7 +157,7 @@ impl<B: NetBackend> VirtioPciNet<B> {
             0x00 => 0, // device_feature_select is write-mostly; reads rarely used
             0x04 => u64::from(self.dev_read32(0x010)),
             0x10 | 0x1a => u64::from(NO_VECTOR),
-            0x12 => NUM_QUEUES as u64,
+            0x12 => self.dev.num_queues() as u64,
             0x14 => u64::from(self.dev_read32(0x070) as u8),
             0x15 => u64::from(self.dev_read32(0x0fc) as u8),
             0x18 => u64::from(self.dev.selected_queue_size()),
@@ -256,7 +262,7 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
     }
 
-    impl NetBackend for Recorder {
+    impl VirtioBackend for Recorder {
         fn device_features(&self) -> u64 {
             features::F_VERSION_1
         }

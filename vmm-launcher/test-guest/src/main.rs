@@ -12,6 +12,7 @@
 #![no_std]
 #![no_main]
 
+mod blk;
 mod cmdline;
 mod net;
 mod pci;
@@ -74,6 +75,13 @@ extern "C" fn guest_main(zero_page: *const u8) -> ! {
     if let cmdline::Mode::Echo = cfg.mode {
         run_echo();
     }
+    if let cmdline::Mode::Disk = cfg.mode {
+        match blk::run_disk(&cfg) {
+            Ok(()) => print("TESTGUEST: PASS\n"),
+            Err(e) => fail(e),
+        }
+        poweroff();
+    }
     let probe = if cfg.pci {
         virtio::NetDevice::init_pci()
     } else {
@@ -98,7 +106,7 @@ extern "C" fn guest_main(zero_page: *const u8) -> ! {
         cmdline::Mode::Ping => run_ping(&mut dev, &cfg),
         cmdline::Mode::Loop => run_loop(&mut dev, cfg.count),
         cmdline::Mode::PingLoop => run_ping_loop(&mut dev, &cfg),
-        cmdline::Mode::Echo => {}
+        cmdline::Mode::Echo | cmdline::Mode::Disk => {}
     }
     poweroff()
 }

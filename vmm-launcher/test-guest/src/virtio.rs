@@ -66,7 +66,7 @@ pub enum Regs {
     Pci(crate::pci::VirtioPciLayout, [u16; 2]),
 }
 
-fn r8(a: usize) -> u8 {
+pub(crate) fn r8(a: usize) -> u8 {
     // SAFETY: a is inside an identity-mapped virtio register window.
     unsafe { read_volatile(a as *const u8) }
 }
@@ -82,7 +82,7 @@ fn w16(a: usize, v: u16) {
     // SAFETY: as above.
     unsafe { write_volatile(a as *mut u16, v) }
 }
-fn r32(a: usize) -> u32 {
+pub(crate) fn r32(a: usize) -> u32 {
     // SAFETY: as above.
     unsafe { read_volatile(a as *const u32) }
 }
@@ -92,19 +92,19 @@ fn w32(a: usize, v: u32) {
 }
 
 impl Regs {
-    fn status(&self) -> u8 {
+    pub(crate) fn status(&self) -> u8 {
         match self {
             Regs::Mmio(b) => r32(b + 0x70) as u8,
             Regs::Pci(l, _) => r8(l.common + 0x14),
         }
     }
-    fn set_status(&self, v: u8) {
+    pub(crate) fn set_status(&self, v: u8) {
         match self {
             Regs::Mmio(b) => w32(b + 0x70, u32::from(v)),
             Regs::Pci(l, _) => w8(l.common + 0x14, v),
         }
     }
-    fn device_features(&self) -> u64 {
+    pub(crate) fn device_features(&self) -> u64 {
         let (sel, val) = match self {
             Regs::Mmio(b) => (b + 0x14, b + 0x10),
             Regs::Pci(l, _) => (l.common, l.common + 0x04),
@@ -114,7 +114,7 @@ impl Regs {
         w32(sel, 1);
         lo | (u64::from(r32(val)) << 32)
     }
-    fn set_driver_features(&self, f: u64) {
+    pub(crate) fn set_driver_features(&self, f: u64) {
         let (sel, val) = match self {
             Regs::Mmio(b) => (b + 0x24, b + 0x20),
             Regs::Pci(l, _) => (l.common + 0x08, l.common + 0x0c),
@@ -124,19 +124,26 @@ impl Regs {
         w32(sel, 1);
         w32(val, (f >> 32) as u32);
     }
-    fn select(&mut self, q: u16) {
+    pub(crate) fn select(&mut self, q: u16) {
         match self {
             Regs::Mmio(b) => w32(*b + 0x30, u32::from(q)),
             Regs::Pci(l, _) => w16(l.common + 0x16, q),
         }
     }
-    fn queue_max(&self) -> u16 {
+    pub(crate) fn queue_max(&self) -> u16 {
         match self {
             Regs::Mmio(b) => r32(b + 0x34) as u16,
             Regs::Pci(l, _) => r16(l.common + 0x18),
         }
     }
-    fn setup_queue(&mut self, q: u16, size: u16, desc: usize, avail: usize, used: usize) {
+    pub(crate) fn setup_queue(
+        &mut self,
+        q: u16,
+        size: u16,
+        desc: usize,
+        avail: usize,
+        used: usize,
+    ) {
         self.select(q);
         match self {
             Regs::Mmio(b) => {
@@ -162,7 +169,7 @@ impl Regs {
             }
         }
     }
-    fn config_byte(&self, i: usize) -> u8 {
+    pub(crate) fn config_byte(&self, i: usize) -> u8 {
         match self {
             Regs::Mmio(b) => r8(b + 0x100 + i),
             Regs::Pci(l, _) => r8(l.device + i),
@@ -180,7 +187,7 @@ impl Regs {
             Regs::Pci(l, _) => u32::from(r8(l.isr)),
         }
     }
-    fn notify(&self, q: u16) {
+    pub(crate) fn notify(&self, q: u16) {
         match self {
             Regs::Mmio(b) => w32(b + 0x50, u32::from(q)),
             Regs::Pci(l, off) => {
