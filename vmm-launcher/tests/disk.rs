@@ -291,7 +291,12 @@ fn malformed_or_mislabelled_images_are_refused_before_the_vm_starts() {
     );
     // Nothing was left behind.
     let left: Vec<_> = std::fs::read_dir(d.path().join("vms"))
-        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().starts_with('.'))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }

@@ -287,9 +287,30 @@ impl VhostUserNet {
         self.shared.link_up.load(Ordering::Acquire)
     }
 
+    /// A handle on the link state for `info`.
+    pub fn status(&self) -> NicStatus {
+        NicStatus(self.shared.clone())
+    }
+
     /// How many times a lost backend was replaced.
     pub fn reconnects(&self) -> u32 {
         self.shared.reconnects.load(Ordering::Acquire)
+    }
+}
+
+/// A NIC's link state and reconnect count, readable while the VM runs.
+#[derive(Clone)]
+pub struct NicStatus(Arc<Shared>);
+
+impl NicStatus {
+    pub fn link_up(&self) -> bool {
+        self.0.link_up.load(Ordering::Acquire)
+    }
+    pub fn reconnects(&self) -> u32 {
+        self.0.reconnects.load(Ordering::Acquire)
+    }
+    pub fn socket(&self) -> &Path {
+        &self.0.socket
     }
 }
 
