@@ -841,9 +841,11 @@ fn undefine(name: &str, fmt: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn wait_gone(pid: i32, timeout: Duration) -> bool {
+/// Waits until launcher `pid` of VM `name` is gone and has let go of the
+/// name lock (its last thread may exit after the leader is a zombie).
+fn wait_gone(rundir: &Path, name: &str, pid: i32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while state::pid_alive(pid) {
+    while state::pid_alive(pid) || state::locked(rundir, name) {
         if Instant::now() > deadline {
             return false;
         }
@@ -865,7 +867,7 @@ fn shutdown(name: &str, timeout: u64, fmt: Format) -> Result<ExitCode> {
     let rec = running_record(&rundir, name)?;
     nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGTERM)
         .with_context(|| format!("signalling pid {}", rec.pid))?;
-    if !wait_gone(rec.pid, Duration::from_secs(timeout)) {
+    if !wait_gone(&rundir, name, rec.pid, Duration::from_secs(timeout)) {
         bail!("domain '{name}' did not stop within {timeout} s; use destroy");
     }
     print_outcome(
@@ -886,7 +888,7 @@ fn destroy(name: &str, fmt: Format) -> Result<ExitCode> {
     if state::pid_alive(rec.pid) {
         nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL)
             .with_context(|| format!("killing pid {}", rec.pid))?;
-        wait_gone(rec.pid, Duration::from_secs(10));
+        wait_gone(&rundir, name, rec.pid, Duration::from_secs(10));
     }
     // The launcher could not clean up after SIGKILL: do it here.
     let mut cleanup = Cleanup {

@@ -319,7 +319,7 @@ impl Vm {
                 ram.clone(),
                 kick,
                 call,
-            );
+            )?;
             disk_stats.push(blk.stats());
             let dev = VirtioMmioNet::new(Box::new(blk) as Box<dyn VirtioBackend>, MacAddr([0; 6]));
             match disk.transport {

@@ -11,8 +11,9 @@
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use imago::file::File as ImagoFile;
@@ -218,17 +219,28 @@ pub struct BlkStats {
     pub errors: AtomicU64,
 }
 
-/// The virtio-blk device model.
+/// What the device model asks of its I/O thread.
+enum Cmd {
+    /// The driver set DRIVER_OK: serve this queue.
+    Start(Box<Queue>),
+    /// The driver reset the device: forget the queue, flush the image.
+    Stop,
+    /// The VM is going away.
+    Exit,
+}
+
+/// The virtio-blk device model. Its I/O thread owns the image and the
+/// queue; the vCPU thread (register writes) only sends it commands.
 pub struct BlkDevice {
-    image: Arc<Mutex<Image>>,
     serial: String,
     ram: Arc<GuestRam>,
     kick: Arc<EventFd>,
-    call: Arc<EventFd>,
     capacity_sectors: u64,
     readonly: bool,
     stats: Arc<BlkStats>,
-    worker: Option<(Arc<AtomicBool>, EventFd, JoinHandle<()>)>,
+    cmds: Sender<Cmd>,
+    wake: EventFd,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl BlkDevice {
@@ -238,38 +250,63 @@ impl BlkDevice {
         ram: Arc<GuestRam>,
         kick: EventFd,
         call: EventFd,
-    ) -> BlkDevice {
+    ) -> std::io::Result<BlkDevice> {
         let capacity_sectors = image.size() / SECTOR;
         let readonly = image.readonly;
-        BlkDevice {
-            image: Arc::new(Mutex::new(image)),
-            serial: serial.chars().take(ID_BYTES).collect(),
+        let serial: String = serial.chars().take(ID_BYTES).collect();
+        let stats: Arc<BlkStats> = Arc::default();
+        let kick = Arc::new(kick);
+        let wake = EventFd::new(libc::EFD_NONBLOCK)?;
+        let (cmds, rx) = channel();
+        let mut w = Worker {
+            queue: None,
+            image,
+            serial: serial.clone(),
+            ram: ram.clone(),
+            kick: kick.clone(),
+            call,
+            wake: wake.try_clone()?,
+            cmds: rx,
+            capacity: capacity_sectors,
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("virtio-blk".into())
+            .spawn(move || w.run())?;
+        Ok(BlkDevice {
+            serial,
             ram,
-            kick: Arc::new(kick),
-            call: Arc::new(call),
+            kick,
             capacity_sectors,
             readonly,
-            stats: Arc::default(),
-            worker: None,
-        }
+            stats,
+            cmds,
+            wake,
+            thread: Some(thread),
+        })
     }
 
     pub fn stats(&self) -> Arc<BlkStats> {
         self.stats.clone()
     }
 
-    fn stop_worker(&mut self) {
-        if let Some((stop, wake, t)) = self.worker.take() {
-            stop.store(true, Ordering::Release);
-            let _ = wake.write(1);
-            let _ = t.join();
-        }
+    /// The serial number GET_ID answers.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    fn send(&self, c: Cmd) {
+        let _ = self.cmds.send(c);
+        let _ = self.wake.write(1);
     }
 }
 
 impl Drop for BlkDevice {
     fn drop(&mut self) {
-        self.stop_worker();
+        self.send(Cmd::Exit);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -309,7 +346,6 @@ impl VirtioBackend for BlkDevice {
     }
 
     fn activate(&mut self, acked: u64, queues: &[QueueConfig]) -> Result<(), String> {
-        self.stop_worker();
         let q = queues.first().copied().unwrap_or_default();
         if !q.ready || q.size == 0 {
             return Err("virtio-blk: request queue not configured".into());
@@ -324,36 +360,12 @@ impl VirtioBackend for BlkDevice {
         if !queue.is_valid(&self.ram.mem) {
             return Err("virtio-blk: queue addresses are outside guest RAM".into());
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let wake = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| e.to_string())?;
-        let mut w = Worker {
-            queue,
-            image: self.image.clone(),
-            serial: self.serial.clone(),
-            ram: self.ram.clone(),
-            kick: self.kick.clone(),
-            call: self.call.clone(),
-            wake: wake.try_clone().map_err(|e| e.to_string())?,
-            stop: stop.clone(),
-            capacity: self.capacity_sectors,
-            stats: self.stats.clone(),
-        };
-        let t = std::thread::Builder::new()
-            .name("virtio-blk".into())
-            .spawn(move || w.run())
-            .map_err(|e| e.to_string())?;
-        self.worker = Some((stop, wake, t));
+        self.send(Cmd::Start(Box::new(queue)));
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
-        if let Ok(img) = self.image.lock()
-            && !img.readonly
-            && let Err(e) = img.flush()
-        {
-            tracing::warn!("virtio-blk: flushing {}: {e}", img.path.display());
-        }
+        self.send(Cmd::Stop);
     }
 
     fn notify(&self, _queue: u16) {
@@ -363,14 +375,14 @@ impl VirtioBackend for BlkDevice {
 
 /// The I/O thread of one disk.
 struct Worker {
-    queue: Queue,
-    image: Arc<Mutex<Image>>,
+    queue: Option<Queue>,
+    image: Image,
     serial: String,
     ram: Arc<GuestRam>,
     kick: Arc<EventFd>,
-    call: Arc<EventFd>,
+    call: EventFd,
     wake: EventFd,
-    stop: Arc<AtomicBool>,
+    cmds: Receiver<Cmd>,
     capacity: u64,
     stats: Arc<BlkStats>,
 }
@@ -384,9 +396,7 @@ struct Seg {
 
 impl Worker {
     fn run(&mut self) {
-        // Requests queued before DRIVER_OK (or kicks that reached the VMM).
-        self.process();
-        while !self.stop.load(Ordering::Acquire) {
+        loop {
             let mut fds = [
                 libc::pollfd {
                     fd: self.kick.as_raw_fd(),
@@ -407,20 +417,46 @@ impl Worker {
             if fds[0].revents & libc::POLLIN != 0 {
                 let _ = self.kick.read();
             }
-            if self.stop.load(Ordering::Acquire) {
-                break;
+            if fds[1].revents & libc::POLLIN != 0 {
+                let _ = self.wake.read();
+            }
+            while let Ok(c) = self.cmds.try_recv() {
+                match c {
+                    // Requests queued before DRIVER_OK are served below.
+                    Cmd::Start(q) => self.queue = Some(*q),
+                    Cmd::Stop => {
+                        self.queue = None;
+                        self.flush_on_reset();
+                    }
+                    Cmd::Exit => {
+                        self.flush_on_reset();
+                        return;
+                    }
+                }
             }
             self.process();
         }
     }
 
+    fn flush_on_reset(&self) {
+        if !self.image.readonly
+            && let Err(e) = self.image.flush()
+        {
+            tracing::warn!("virtio-blk: flushing {}: {e}", self.image.path.display());
+        }
+    }
+
     /// Serves every available request; interrupts the driver if it wants.
     fn process(&mut self) {
-        let mem = &self.ram.mem;
+        let ram = self.ram.clone();
+        let mem = &ram.mem;
+        let Some(mut queue) = self.queue.take() else {
+            return;
+        };
         loop {
-            let _ = self.queue.disable_notification(mem);
+            let _ = queue.disable_notification(mem);
             let mut done = false;
-            while let Some(chain) = self.queue.pop_descriptor_chain(mem) {
+            while let Some(chain) = queue.pop_descriptor_chain(mem) {
                 let head = chain.head_index();
                 let segs: Vec<Seg> = chain
                     .map(|d| Seg {
@@ -430,25 +466,27 @@ impl Worker {
                     })
                     .collect();
                 let written = self.serve(&segs);
-                if self.queue.add_used(mem, head, written).is_err() {
+                if queue.add_used(mem, head, written).is_err() {
                     tracing::warn!("virtio-blk: cannot write the used ring");
                 }
                 done = true;
             }
-            if done && self.queue.needs_notification(mem).unwrap_or(true) {
+            if done && queue.needs_notification(mem).unwrap_or(true) {
                 let _ = self.call.write(1);
             }
             // Re-check after enabling notifications (no lost wake-up).
-            match self.queue.enable_notification(mem) {
+            match queue.enable_notification(mem) {
                 Ok(true) => continue,
                 _ => break,
             }
         }
+        self.queue = Some(queue);
     }
 
     /// Executes one request; returns how many bytes went to the driver.
-    fn serve(&self, segs: &[Seg]) -> u32 {
-        let mem = &self.ram.mem;
+    fn serve(&mut self, segs: &[Seg]) -> u32 {
+        let ram = self.ram.clone();
+        let mem = &ram.mem;
         let Some((status_seg, rest)) = segs.split_last() else {
             return 0;
         };
@@ -474,18 +512,17 @@ impl Worker {
     }
 
     /// Returns (status, bytes written into driver buffers).
-    fn execute(&self, ty: u32, sector: u64, data: &[Seg]) -> (u8, u32) {
-        let mem = &self.ram.mem;
-        let mut image = match self.image.lock() {
-            Ok(i) => i,
-            Err(p) => p.into_inner(),
-        };
+    fn execute(&mut self, ty: u32, sector: u64, data: &[Seg]) -> (u8, u32) {
+        let ram = self.ram.clone();
+        let mem = &ram.mem;
+        let capacity = self.capacity;
+        let image = &mut self.image;
         let total: u64 = data.iter().map(|s| u64::from(s.len)).sum();
         let in_range = |bytes: u64| {
             bytes.is_multiple_of(SECTOR)
                 && sector
                     .checked_add(bytes / SECTOR)
-                    .is_some_and(|end| end <= self.capacity)
+                    .is_some_and(|end| end <= capacity)
         };
         match ty {
             req::IN => {
@@ -571,7 +608,7 @@ impl Worker {
                         if n > MAX_DISCARD_SECTORS
                             || start
                                 .checked_add(u64::from(n))
-                                .is_none_or(|end| end > self.capacity)
+                                .is_none_or(|end| end > capacity)
                         {
                             return (status::IOERR, 0);
                         }
