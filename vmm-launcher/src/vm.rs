@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_pit_config, kvm_userspace_memory_region,
+    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_irqchip, kvm_pit_config,
+    kvm_pit_state2, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VmFd};
 use vm_superio::Serial;
@@ -110,6 +111,40 @@ pub fn validate(spec: &VmSpec) -> Result<()> {
     Ok(())
 }
 
+/// The in-kernel interrupt controllers and timer as the launcher set them
+/// up.
+struct ChipSnapshot {
+    chips: Vec<kvm_irqchip>,
+    pit: kvm_pit_state2,
+}
+
+impl ChipSnapshot {
+    fn take(vm: &VmFd) -> Result<ChipSnapshot> {
+        let mut chips = Vec::new();
+        // 0: PIC master, 1: PIC slave, 2: IOAPIC.
+        for id in 0..3 {
+            let mut c = kvm_irqchip {
+                chip_id: id,
+                ..Default::default()
+            };
+            vm.get_irqchip(&mut c)
+                .map_err(VmmError::kvm("KVM_GET_IRQCHIP"))?;
+            chips.push(c);
+        }
+        let pit = vm.get_pit2().map_err(VmmError::kvm("KVM_GET_PIT2"))?;
+        Ok(ChipSnapshot { chips, pit })
+    }
+
+    fn restore(&self, vm: &VmFd) -> std::result::Result<(), String> {
+        for c in &self.chips {
+            vm.set_irqchip(c)
+                .map_err(|e| format!("KVM_SET_IRQCHIP: {e}"))?;
+        }
+        vm.set_pit2(&self.pit)
+            .map_err(|e| format!("KVM_SET_PIT2: {e}"))
+    }
+}
+
 /// What a reboot loads again.
 struct BootInfo {
     kernel: PathBuf,
@@ -143,7 +178,9 @@ impl BootInfo {
 /// A VM ready to run.
 pub struct Vm {
     _kvm: Kvm,
-    _vm: VmFd,
+    vm: Arc<VmFd>,
+    /// PICs, IOAPIC and PIT as set up: what a reboot restores.
+    chips: Arc<ChipSnapshot>,
     ram: Arc<GuestRam>,
     bus: Arc<Bus<Box<dyn VirtioBackend>>>,
     disk_stats: Vec<Arc<BlkStats>>,
@@ -406,7 +443,8 @@ impl Vm {
 
         Ok(Vm {
             _kvm: kvm,
-            _vm: vm,
+            chips: Arc::new(ChipSnapshot::take(&vm)?),
+            vm: Arc::new(vm),
             ram,
             bus: Arc::new(bus),
             disk_stats,
@@ -468,6 +506,8 @@ impl Vm {
             ram: self.ram.clone(),
             bus: self.bus.clone(),
             boot: self.boot.clone(),
+            vm: self.vm.clone(),
+            chips: self.chips.clone(),
             booted_at: Mutex::new(Instant::now()),
             op: Mutex::new(()),
         });
@@ -510,6 +550,8 @@ pub struct VmControl {
     ram: Arc<GuestRam>,
     bus: Arc<Bus<Box<dyn VirtioBackend>>>,
     boot: Arc<BootInfo>,
+    vm: Arc<VmFd>,
+    chips: Arc<ChipSnapshot>,
     booted_at: Mutex<Instant>,
     /// One operation at a time.
     op: Mutex<()>,
@@ -573,7 +615,8 @@ impl VmControl {
     }
 
     /// A hard reset keeping the VM's identity: vCPUs stop, devices reset
-    /// (NIC rings stop; ports, MACs and sockets stay), RAM is cleared, the
+    /// (NIC rings stop; ports, MACs and sockets stay), the interrupt
+    /// controllers and PIT go back to their boot state, RAM is cleared, the
     /// kernel is loaded again and every vCPU gets its boot state back; then
     /// the VM runs (also when it was paused).
     pub fn reboot(&self) -> std::result::Result<(), ControlError> {
@@ -582,6 +625,7 @@ impl VmControl {
             self.park_all()?;
         }
         self.bus.reset_devices();
+        self.chips.restore(&self.vm).map_err(ControlError::Reset)?;
         self.ram
             .zero()
             .and_then(|()| self.boot.load(&self.ram))
