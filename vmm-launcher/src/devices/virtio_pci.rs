@@ -288,17 +288,17 @@ mod tests {
         (VirtioPciNet::new(mmio, 0xe000_0000, 5), log)
     }
 
-    fn cfg32(d: &VirtioPciNet<Recorder>, off: usize) -> u32 {
+    fn cfg32<B: VirtioBackend>(d: &VirtioPciNet<B>, off: usize) -> u32 {
         let mut b = [0u8; 4];
         d.config_read(off, &mut b);
         u32::from_le_bytes(b)
     }
 
-    fn w(d: &mut VirtioPciNet<Recorder>, off: u64, v: u32, len: usize) {
+    fn w<B: VirtioBackend>(d: &mut VirtioPciNet<B>, off: u64, v: u32, len: usize) {
         d.bar_write(off, &v.to_le_bytes()[..len]);
     }
 
-    fn r(d: &mut VirtioPciNet<Recorder>, off: u64, len: usize) -> u64 {
+    fn r<B: VirtioBackend>(d: &mut VirtioPciNet<B>, off: u64, len: usize) -> u64 {
         let mut b = [0u8; 8];
         d.bar_read(off, &mut b[..len]);
         u64::from_le_bytes(b)
@@ -399,5 +399,86 @@ mod tests {
         w(&mut d, NOTIFY_CFG + 4, 1, 2);
         assert_eq!(log.lock().unwrap().last().unwrap(), "notify 1");
         assert_eq!(notify_address(0xe000_0000, 1), 0xe000_3004);
+    }
+
+    /// A backend whose link flips once.
+    struct Flap(std::sync::atomic::AtomicU32);
+
+    impl VirtioBackend for Flap {
+        fn device_features(&self) -> u64 {
+            features::F_VERSION_1
+        }
+        fn activate(&mut self, _: u64, _: &[QueueConfig]) -> Result<(), String> {
+            Ok(())
+        }
+        fn reset(&mut self) {}
+        fn notify(&self, _: u16) {}
+        fn link_up(&self) -> bool {
+            false
+        }
+        fn config_events(&self) -> u32 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn isr_reports_a_config_change_once_and_reading_it_acknowledges() {
+        let mmio = VirtioMmioNet::new(
+            Flap(std::sync::atomic::AtomicU32::new(0)),
+            "52:54:00:aa:bb:cc".parse().unwrap(),
+        );
+        let mut d = VirtioPciNet::new(mmio, 0xe000_0000, 5);
+        let mut isr = [0u8; 1];
+        d.bar_read(ISR_CFG, &mut isr);
+        assert_eq!(isr[0] & 2, 0);
+        d.dev
+            .backend()
+            .0
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        d.bar_read(ISR_CFG, &mut isr);
+        assert_eq!(isr[0] & 2, 2, "config change");
+        d.bar_read(ISR_CFG, &mut isr);
+        assert_eq!(isr[0] & 2, 0, "read acknowledged it");
+        let mut st = [0u8; 2];
+        d.bar_read(DEVICE_CFG + 6, &mut st);
+        assert_eq!(u16::from_le_bytes(st), 0, "link down in device config");
+    }
+
+    #[test]
+    fn a_block_device_is_a_mass_storage_function_with_one_queue() {
+        struct Blk;
+        impl VirtioBackend for Blk {
+            fn device_id(&self) -> u32 {
+                2
+            }
+            fn num_queues(&self) -> usize {
+                1
+            }
+            fn config_space(&self) -> Option<Vec<u8>> {
+                Some(vec![0x00, 0x08, 0, 0, 0, 0, 0, 0])
+            }
+            fn device_features(&self) -> u64 {
+                features::F_VERSION_1
+            }
+            fn activate(&mut self, _: u64, q: &[QueueConfig]) -> Result<(), String> {
+                assert_eq!(q.len(), 1);
+                Ok(())
+            }
+            fn reset(&mut self) {}
+            fn notify(&self, _: u16) {}
+        }
+        let mut d = VirtioPciNet::new(
+            VirtioMmioNet::new(Blk, "52:54:00:00:00:01".parse().unwrap()),
+            0xe000_0000,
+            6,
+        );
+        assert_eq!(cfg32(&d, 0), 0x1042_1af4);
+        assert_eq!(cfg32(&d, 8) >> 8, 0x01_00_00, "class mass storage");
+        assert_eq!(r(&mut d, 0x12, 2), 1, "num_queues");
+        let mut cap = [0u8; 8];
+        d.bar_read(DEVICE_CFG, &mut cap);
+        assert_eq!(u64::from_le_bytes(cap), 0x800, "capacity from the device");
+        w(&mut d, 0x16, 1, 2);
+        assert_eq!(r(&mut d, 0x18, 2), 0, "no second queue");
     }
 }
