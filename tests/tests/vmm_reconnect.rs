@@ -72,18 +72,23 @@ impl Serial {
 }
 
 fn spawn_launcher(sw: &Switch, name: &str, net: &str) -> Result<(ChildGuard, Serial)> {
+    let transport = if net.contains("transport=pci") {
+        "pci"
+    } else {
+        "mmio"
+    };
     let guest = test_guest()?;
     let mut child = Command::new(bin("vmm-launcher"))
         .env("FERROVS_RUNDIR", sw.rundir())
         .env("FERROVS_VSCTL", bin("vsctl"))
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "warn")
         .args(["run", "--name", name, "--memory", "64M"])
         .arg("--kernel")
         .arg(&guest)
-        .args([
-            "--cmdline",
-            "testguest.mode=pingloop testguest.ip=10.9.0.10 testguest.peer=10.9.0.1 testguest.count=100000 testguest.interval=300000000",
-        ])
+        .arg("--cmdline")
+        .arg(format!(
+            "testguest.mode=pingloop testguest.ip=10.9.0.10 testguest.peer=10.9.0.1 testguest.count=100000 testguest.interval=300000000 testguest.transport={transport}"
+        ))
         .args(["--net", net])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -305,6 +310,32 @@ fn vhost_user_nic_reconnects_with_backoff_to_a_restarted_server_port() -> Result
     eprintln!(
         "reconnect (dpdkvhostuser, launcher as client): switch restarted {:.2} s after the kill; first answered ping {:.2} s after the kill",
         restart.as_secs_f64(),
+        gap.as_secs_f64()
+    );
+    stop(vm);
+    Ok(())
+}
+
+#[test]
+fn a_virtio_pci_nic_sees_the_link_flap_through_its_isr_and_resumes() -> Result<()> {
+    if !is_root() || !Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: needs root and /dev/kvm");
+        return Ok(());
+    }
+    let tag = unique_tag();
+    let (sw, br, _h) = setup(&tag)?;
+    let name = format!("{tag}p");
+    let (mut vm, mut serial) = spawn_launcher(&sw, &name, &format!("{br},transport=pci"))?;
+    let first = serial.wait_for(0, Duration::from_secs(180), is_reply);
+    assert!(
+        first.is_some(),
+        "no ping answered before the restart; serial:\n{}",
+        serial.text()
+    );
+    assert!(serial.text().contains("transport=pci"), "{}", serial.text());
+    let (_sw, _, gap) = kill_restart_and_resume(sw, &mut vm, &mut serial)?;
+    eprintln!(
+        "reconnect (virtio-pci, dpdkvhostuserclient): first answered ping {:.2} s after the kill",
         gap.as_secs_f64()
     );
     stop(vm);
