@@ -387,6 +387,20 @@ struct Worker {
     stats: Arc<BlkStats>,
 }
 
+/// Largest piece of a data buffer copied at once (bounds the bounce
+/// buffer whatever length a descriptor claims).
+const CHUNK: usize = 256 << 10;
+
+/// The data descriptors cut into pieces of at most [`CHUNK`] bytes.
+fn chunks(data: &[Seg]) -> impl Iterator<Item = (GuestAddress, usize)> + '_ {
+    data.iter().flat_map(|s| {
+        let len = s.len as usize;
+        (0..len)
+            .step_by(CHUNK)
+            .map(move |at| (GuestAddress(s.addr.0 + at as u64), CHUNK.min(len - at)))
+    })
+}
+
 /// One descriptor of a request.
 struct Seg {
     addr: GuestAddress,
@@ -531,13 +545,12 @@ impl Worker {
                 }
                 let mut off = sector * SECTOR;
                 let mut buf = Vec::new();
-                for s in data {
-                    buf.resize(s.len as usize, 0);
-                    if image.read(&mut buf, off).is_err() || mem.write_slice(&buf, s.addr).is_err()
-                    {
+                for (addr, len) in chunks(data) {
+                    buf.resize(len, 0);
+                    if image.read(&mut buf, off).is_err() || mem.write_slice(&buf, addr).is_err() {
                         return (status::IOERR, 0);
                     }
-                    off += u64::from(s.len);
+                    off += len as u64;
                 }
                 self.stats.reads.fetch_add(1, Ordering::Relaxed);
                 (status::OK, total as u32)
@@ -551,13 +564,12 @@ impl Worker {
                 }
                 let mut off = sector * SECTOR;
                 let mut buf = Vec::new();
-                for s in data {
-                    buf.resize(s.len as usize, 0);
-                    if mem.read_slice(&mut buf, s.addr).is_err() || image.write(&buf, off).is_err()
-                    {
+                for (addr, len) in chunks(data) {
+                    buf.resize(len, 0);
+                    if mem.read_slice(&mut buf, addr).is_err() || image.write(&buf, off).is_err() {
                         return (status::IOERR, 0);
                     }
-                    off += u64::from(s.len);
+                    off += len as u64;
                 }
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
                 (status::OK, 0)
@@ -625,5 +637,36 @@ impl Worker {
             }
             _ => (status::UNSUPP, 0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_copied_in_bounded_pieces_covering_every_byte() {
+        let segs = [
+            Seg {
+                addr: GuestAddress(0x1000),
+                len: (CHUNK * 2 + 100) as u32,
+                write_only: true,
+            },
+            Seg {
+                addr: GuestAddress(0x10_0000),
+                len: 512,
+                write_only: true,
+            },
+        ];
+        let c: Vec<_> = chunks(&segs).collect();
+        assert_eq!(
+            c,
+            vec![
+                (GuestAddress(0x1000), CHUNK),
+                (GuestAddress(0x1000 + CHUNK as u64), CHUNK),
+                (GuestAddress(0x1000 + 2 * CHUNK as u64), 100),
+                (GuestAddress(0x10_0000), 512),
+            ]
+        );
     }
 }
