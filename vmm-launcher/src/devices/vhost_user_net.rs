@@ -448,14 +448,18 @@ fn supervise(shared: &Shared, endpoint: Endpoint) {
                 }
             },
         };
-        backoff = BACKOFF_MIN;
         match reconnect(shared, stream) {
             Ok(()) => {
+                backoff = BACKOFF_MIN;
                 shared.reconnects.fetch_add(1, Ordering::AcqRel);
                 shared.set_link(true);
             }
             Err(e) => {
-                tracing::warn!(socket = %shared.socket.display(), "vhost-user reconnect failed: {e}")
+                tracing::warn!(socket = %shared.socket.display(), "vhost-user reconnect failed: {e}");
+                // A backend that keeps failing the handshake is not retried
+                // in a tight loop.
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
