@@ -413,6 +413,9 @@ fn lose(shared: &Shared, why: &str) {
 /// Watches the connection; replaces it whenever the backend goes away.
 fn supervise(shared: &Shared, endpoint: Endpoint) {
     let mut backoff = BACKOFF_MIN;
+    // Separate from the connect backoff: the first failed handshake (a
+    // backend still starting) costs little.
+    let mut handshake_backoff = BACKOFF_MIN;
     while !shared.stop.load(Ordering::Acquire) {
         let watch = shared
             .lock()
@@ -451,6 +454,7 @@ fn supervise(shared: &Shared, endpoint: Endpoint) {
         match reconnect(shared, stream) {
             Ok(()) => {
                 backoff = BACKOFF_MIN;
+                handshake_backoff = BACKOFF_MIN;
                 shared.reconnects.fetch_add(1, Ordering::AcqRel);
                 shared.set_link(true);
             }
@@ -458,8 +462,8 @@ fn supervise(shared: &Shared, endpoint: Endpoint) {
                 tracing::warn!(socket = %shared.socket.display(), "vhost-user reconnect failed: {e}");
                 // A backend that keeps failing the handshake is not retried
                 // in a tight loop.
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                std::thread::sleep(handshake_backoff);
+                handshake_backoff = (handshake_backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
