@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::devices::virtio_blk::ImageFormat;
 use crate::error::VmmError;
 use crate::mac::MacAddr;
 
@@ -89,6 +90,78 @@ impl NetSpec {
     }
 }
 
+/// One `--disk` argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub readonly: bool,
+    /// `None`: raw (refused when the file is a qcow2 image).
+    #[serde(default)]
+    pub format: Option<ImageFormat>,
+    /// GET_ID answer; default `NAME-dI`.
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+impl DiskSpec {
+    /// Parses `PATH[,readonly][,format=raw|qcow2][,serial=S][,transport=mmio|pci]`.
+    pub fn parse(s: &str) -> Result<DiskSpec, String> {
+        let mut parts = s.split(',');
+        let path = parts.next().unwrap_or_default();
+        if path.is_empty() {
+            return Err("empty --disk value: expected PATH[,readonly][,format=raw|qcow2]".into());
+        }
+        let mut d = DiskSpec {
+            path: path.into(),
+            readonly: false,
+            format: None,
+            serial: None,
+            transport: Transport::Mmio,
+        };
+        for opt in parts {
+            match opt.split_once('=') {
+                None if opt == "readonly" || opt == "ro" => d.readonly = true,
+                Some(("readonly", "on" | "true" | "yes")) => d.readonly = true,
+                Some(("readonly", "off" | "false" | "no")) => d.readonly = false,
+                Some(("format", "raw")) => d.format = Some(ImageFormat::Raw),
+                Some(("format", "qcow2")) => d.format = Some(ImageFormat::Qcow2),
+                Some(("format", f)) => {
+                    return Err(format!("unknown disk format '{f}' (known: raw, qcow2)"));
+                }
+                Some(("serial", v)) => {
+                    if v.is_empty() || v.len() > 20 || !v.is_ascii() {
+                        return Err(format!(
+                            "invalid disk serial '{v}': 1 to 20 ASCII characters"
+                        ));
+                    }
+                    d.serial = Some(v.to_string());
+                }
+                Some(("transport", "mmio")) => d.transport = Transport::Mmio,
+                Some(("transport", "pci")) => d.transport = Transport::Pci,
+                Some(("transport", t)) => {
+                    return Err(format!("unknown transport '{t}' (known: mmio, pci)"));
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown --disk option '{opt}' (known: readonly, format=, serial=, transport=)"
+                    ));
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// The serial number of disk `index` of VM `name`.
+    pub fn serial_for(&self, name: &str, index: usize) -> String {
+        self.serial
+            .clone()
+            .unwrap_or_else(|| format!("{name}-d{index}").chars().take(20).collect())
+    }
+}
+
 /// Host CPUs for vCPU pinning, parsed from "0-3,6".
 pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
@@ -141,6 +214,8 @@ pub struct VmConfig {
     pub hugepages: bool,
     pub cpu_affinity: Option<Vec<usize>>,
     pub nets: Vec<NetSpec>,
+    #[serde(default)]
+    pub disks: Vec<DiskSpec>,
     pub console: ConsoleSpec,
 }
 
@@ -192,6 +267,33 @@ mod tests {
         );
         assert!(NetSpec::parse("tap=x").is_err());
         assert!(NetSpec::parse("").is_err());
+    }
+
+    #[test]
+    fn disk_spec_parses_readonly_format_serial_and_transport() {
+        let d =
+            DiskSpec::parse("/img/a.qcow2,readonly,format=qcow2,serial=SN1,transport=pci").unwrap();
+        assert_eq!(d.path, PathBuf::from("/img/a.qcow2"));
+        assert!(d.readonly);
+        assert_eq!(d.format, Some(ImageFormat::Qcow2));
+        assert_eq!(d.serial.as_deref(), Some("SN1"));
+        assert_eq!(d.transport, Transport::Pci);
+        let d = DiskSpec::parse("/img/b.raw").unwrap();
+        assert!(!d.readonly);
+        assert_eq!(d.format, None);
+        assert_eq!(d.serial_for("web", 1), "web-d1");
+        assert!(
+            DiskSpec::parse("x,format=vmdk")
+                .unwrap_err()
+                .contains("unknown disk format")
+        );
+        assert!(
+            DiskSpec::parse("x,cache=none")
+                .unwrap_err()
+                .contains("unknown --disk option")
+        );
+        assert!(DiskSpec::parse("x,serial=012345678901234567890").is_err());
+        assert!(DiskSpec::parse("").is_err());
     }
 
     #[test]

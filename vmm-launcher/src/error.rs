@@ -57,6 +57,8 @@ pub enum VmmError {
     VhostUser { path: PathBuf, reason: String },
     #[error("too many {what}: at most {max}")]
     TooMany { what: &'static str, max: usize },
+    #[error(transparent)]
+    Disk(#[from] crate::devices::virtio_blk::DiskError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -8,6 +8,7 @@
 //! vhost-user frontend), the VM run loop and the per-VM state directory.
 
 pub mod config;
+pub mod control;
 pub mod devices;
 pub mod error;
 pub mod layout;

@@ -20,6 +20,8 @@ pub enum StateError {
     BadName(String),
     #[error("domain '{0}' is already running (pid {1})")]
     AlreadyRunning(String, i32),
+    #[error("domain '{0}' is being started by another launcher")]
+    Starting(String),
     #[error("domain '{0}' not found")]
     NotFound(String),
     #[error("state directory {path}: {source}")]
@@ -39,6 +41,32 @@ pub struct VmRecord {
     pub pid: i32,
     /// Switch ports the launcher added (to delete on destroy).
     pub ports: Vec<String>,
+    /// vhost-user sockets the launcher listens on (removed on destroy).
+    #[serde(default)]
+    pub sockets: Vec<PathBuf>,
+    /// Kept (shut off) when the VM stops, for `list --all` and `start`.
+    #[serde(default)]
+    pub persistent: bool,
+    #[serde(default)]
+    pub opts: RunOpts,
+}
+
+/// Launcher options that are not part of the machine but of how it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOpts {
+    pub port_timeout: u64,
+    pub shutdown_console: Option<String>,
+    pub shutdown_timeout: u64,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        RunOpts {
+            port_timeout: 10,
+            shutdown_console: None,
+            shutdown_timeout: 10,
+        }
+    }
 }
 
 /// Running or left behind by a launcher that died.
@@ -103,9 +131,46 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
     }
 }
 
-/// One VM's state directory.
+/// One VM's state directory, and (for the launcher that owns it) the lock
+/// that makes it the only launcher of that name.
 pub struct StateDir {
     pub path: PathBuf,
+    pub lock: Option<fs::File>,
+}
+
+/// Takes `vms/.NAME.lock` (held until the process ends, SIGKILL included).
+fn take_lock(rundir: &Path, name: &str) -> Result<fs::File, StateError> {
+    use std::os::fd::AsRawFd;
+    let vms = rundir.join("vms");
+    fs::create_dir_all(&vms).map_err(io_err(&vms))?;
+    let p = vms.join(format!(".{name}.lock"));
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(io_err(&p))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(match read(rundir, name) {
+            Ok(rec) if pid_alive(rec.pid) => StateError::AlreadyRunning(name.to_string(), rec.pid),
+            _ => StateError::Starting(name.to_string()),
+        });
+    }
+    Ok(f)
+}
+
+/// Whether a launcher holds the lock of `name` (running or starting).
+pub fn locked(rundir: &Path, name: &str) -> bool {
+    use std::os::fd::AsRawFd;
+    let p = rundir.join("vms").join(format!(".{name}.lock"));
+    let Ok(f) = fs::OpenOptions::new().write(true).open(&p) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0
 }
 
 impl StateDir {
@@ -119,6 +184,7 @@ impl StateDir {
         let name = &record.config.name;
         validate_name(name)?;
         let path = Self::path_for(rundir, name);
+        let lock = take_lock(rundir, name)?;
         if let Ok(old) = read(rundir, name)
             && pid_alive(old.pid)
             && old.pid != record.pid
@@ -126,7 +192,10 @@ impl StateDir {
             return Err(StateError::AlreadyRunning(name.clone(), old.pid));
         }
         fs::create_dir_all(&path).map_err(io_err(&path))?;
-        let dir = StateDir { path };
+        let dir = StateDir {
+            path,
+            lock: Some(lock),
+        };
         dir.write(record)?;
         Ok(dir)
     }
@@ -148,6 +217,23 @@ impl StateDir {
 
     pub fn console_socket(&self) -> PathBuf {
         self.path.join("console.sock")
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.path.join("control.sock")
+    }
+
+    /// The VM stopped but its definition stays (`--persistent`): the
+    /// record remains with no pid; sockets and pid file go.
+    pub fn keep_definition(&self, record: &VmRecord) {
+        let mut r = record.clone();
+        r.pid = 0;
+        r.ports.clear();
+        r.sockets.clear();
+        let _ = self.write(&r);
+        for f in ["pid", "console.sock", "control.sock"] {
+            let _ = fs::remove_file(self.path.join(f));
+        }
     }
 
     /// Removes the directory (VM ended).
@@ -211,10 +297,14 @@ mod tests {
                 hugepages: false,
                 cpu_affinity: None,
                 nets: vec![],
+                disks: vec![],
                 console: ConsoleSpec::Stdio,
             },
             pid,
             ports: vec!["vm-a-0".into()],
+            sockets: vec![],
+            persistent: false,
+            opts: RunOpts::default(),
         }
     }
 
@@ -259,10 +349,26 @@ mod tests {
     }
 
     #[test]
+    fn the_name_lock_refuses_a_second_launcher_until_the_first_lets_go() {
+        let d = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let first = StateDir::create(d.path(), &record("r", me)).unwrap();
+        assert!(locked(d.path(), "r"));
+        // Same process, another open file description: flock conflicts.
+        assert!(matches!(
+            StateDir::create(d.path(), &record("r", me)),
+            Err(StateError::AlreadyRunning(_, p)) if p == me
+        ));
+        drop(first);
+        assert!(!locked(d.path(), "r"));
+        assert!(StateDir::create(d.path(), &record("r", me)).is_ok());
+    }
+
+    #[test]
     fn a_second_vm_with_a_running_name_is_refused_but_stale_dirs_are_reused() {
         let d = tempfile::tempdir().unwrap();
         let me = std::process::id() as i32;
-        StateDir::create(d.path(), &record("a", me)).unwrap();
+        let _held = StateDir::create(d.path(), &record("a", me)).unwrap();
         assert!(matches!(
             StateDir::create(d.path(), &record("a", me + 1_000_000)),
             Err(StateError::AlreadyRunning(_, p)) if p == me

@@ -1,13 +1,16 @@
 //! The vCPU threads: run the guest, route exits to the devices.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use kvm_bindings::{
+    Msrs, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_regs, kvm_sregs,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::devices::bus::{Bus, BusAction};
-use crate::devices::virtio_mmio::NetBackend;
+use crate::devices::virtio_mmio::VirtioBackend;
 
 /// Why a VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +47,155 @@ fn pin(cpu: usize) {
     }
 }
 
-/// Runs vCPU `id` until the VM stops; reports why through `exits`.
-pub fn run<B: NetBackend + 'static>(
+/// A vCPU's state right after the launcher set it up: what a reboot
+/// restores.
+#[derive(Clone)]
+pub struct VcpuSnapshot {
+    regs: kvm_regs,
+    sregs: kvm_sregs,
+    fpu: kvm_fpu,
+    lapic: kvm_lapic_state,
+    mp_state: kvm_mp_state,
+    msrs: Vec<kvm_msr_entry>,
+}
+
+impl VcpuSnapshot {
+    /// Reads the state of a freshly set-up vCPU; `msrs` are its boot MSRs.
+    pub fn take(fd: &VcpuFd, msrs: Vec<kvm_msr_entry>) -> Result<VcpuSnapshot, kvm_ioctls::Error> {
+        Ok(VcpuSnapshot {
+            regs: fd.get_regs()?,
+            sregs: fd.get_sregs()?,
+            fpu: fd.get_fpu()?,
+            lapic: fd.get_lapic()?,
+            mp_state: fd.get_mp_state()?,
+            msrs,
+        })
+    }
+
+    fn restore(&self, fd: &VcpuFd) -> Result<(), String> {
+        let e = |op: &'static str| move |err: kvm_ioctls::Error| format!("{op}: {err}");
+        fd.set_mp_state(self.mp_state)
+            .map_err(e("KVM_SET_MP_STATE"))?;
+        fd.set_sregs(&self.sregs).map_err(e("KVM_SET_SREGS"))?;
+        fd.set_regs(&self.regs).map_err(e("KVM_SET_REGS"))?;
+        fd.set_fpu(&self.fpu).map_err(e("KVM_SET_FPU"))?;
+        fd.set_lapic(&self.lapic).map_err(e("KVM_SET_LAPIC"))?;
+        let msrs = Msrs::from_entries(&self.msrs).map_err(|err| format!("MSR list: {err:?}"))?;
+        fd.set_msrs(&msrs).map_err(e("KVM_SET_MSRS"))?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct CtlState {
+    paused: bool,
+    /// vCPU threads waiting in [`VcpuCtl::park`].
+    parked: usize,
+    /// Bumped to make every parked vCPU restore its snapshot.
+    reset_gen: u64,
+    restored: usize,
+    released: bool,
+}
+
+/// Pausing, resetting and releasing the vCPU threads.
+#[derive(Default)]
+pub struct VcpuCtl {
+    pause_requested: AtomicBool,
+    state: Mutex<CtlState>,
+    cv: Condvar,
+}
+
+impl VcpuCtl {
+    fn lock(&self) -> MutexGuard<'_, CtlState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the vCPUs to park (the caller kicks them out of KVM_RUN).
+    pub fn request_pause(&self) {
+        self.lock().paused = true;
+        self.pause_requested.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    pub fn parked(&self) -> usize {
+        self.lock().parked
+    }
+
+    /// Lets parked vCPUs run again.
+    pub fn resume(&self) {
+        let mut st = self.lock();
+        st.paused = false;
+        self.pause_requested.store(false, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    /// Makes every parked vCPU restore its boot snapshot; waits until
+    /// `n` did.
+    pub fn reset_parked(&self, n: usize, timeout: std::time::Duration) -> bool {
+        let mut st = self.lock();
+        st.reset_gen += 1;
+        st.restored = 0;
+        self.cv.notify_all();
+        let deadline = std::time::Instant::now() + timeout;
+        while st.restored < n {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                return false;
+            };
+            st = self
+                .cv
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Wakes everything for good (VM teardown).
+    pub fn release(&self) {
+        let mut st = self.lock();
+        st.released = true;
+        st.paused = false;
+        self.pause_requested.store(false, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    fn park(&self, id: u8, fd: &VcpuFd, snap: &VcpuSnapshot, my_gen: &mut u64) {
+        let mut st = self.lock();
+        st.parked += 1;
+        self.cv.notify_all();
+        loop {
+            if st.reset_gen != *my_gen {
+                *my_gen = st.reset_gen;
+                if let Err(e) = snap.restore(fd) {
+                    tracing::error!(vcpu = id, "cannot reset the vCPU: {e}");
+                }
+                st.restored += 1;
+                self.cv.notify_all();
+            }
+            if !st.paused || st.released {
+                break;
+            }
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.parked -= 1;
+    }
+}
+
+/// Runs vCPU `id` until the VM stops; reports why through `exits`. Parks
+/// while the VM is paused, restoring `snapshot` when a reboot asks.
+#[allow(clippy::too_many_arguments)]
+pub fn run<B: VirtioBackend + 'static>(
     id: u8,
     mut vcpu: VcpuFd,
     bus: Arc<Bus<B>>,
     stop: Arc<AtomicBool>,
     exits: Sender<VmExit>,
     host_cpu: Option<usize>,
+    ctl: Arc<VcpuCtl>,
+    snapshot: VcpuSnapshot,
 ) {
     if let Some(cpu) = host_cpu {
         pin(cpu);
@@ -60,7 +204,12 @@ pub fn run<B: NetBackend + 'static>(
         stop.store(true, Ordering::SeqCst);
         let _ = exits.send(e);
     };
+    let mut my_gen = 0;
     while !stop.load(Ordering::SeqCst) {
+        if ctl.pause_requested.load(Ordering::SeqCst) {
+            ctl.park(id, &vcpu, &snapshot, &mut my_gen);
+            continue;
+        }
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => bus.pio_read(port, data),
             Ok(VcpuExit::IoOut(port, data)) => {

@@ -1,32 +1,35 @@
 //! Building and running one VM: KVM objects, memory, devices, vCPUs.
 
+use std::os::unix::thread::JoinHandleExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::{
-    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_pit_config, kvm_userspace_memory_region,
+    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_irqchip, kvm_pit_config,
+    kvm_pit_state2, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VmFd};
 use vm_superio::Serial;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
-use crate::config::Transport;
+use crate::config::{DiskSpec, Transport};
 use crate::devices::bus::Bus;
 use crate::devices::console::{self, ConsoleOut, ConsoleSink, IrqTrigger};
-use crate::devices::vhost_user_net::VhostUserNet;
-use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioMmioNet};
+use crate::devices::vhost_user_net::{Endpoint, NicStatus, VhostUserNet};
+use crate::devices::virtio_blk::{BlkDevice, BlkStats, Image};
+use crate::devices::virtio_mmio::{NUM_QUEUES, QUEUE_NOTIFY, VirtioBackend, VirtioMmioNet};
 use crate::devices::virtio_pci::{self, VirtioPciNet};
 use crate::error::{Result, VmmError};
 use crate::layout::{self, COM1_IRQ, MAX_VIRTIO_DEVICES, MIN_MEMORY};
 use crate::loader;
 use crate::mac::MacAddr;
 use crate::memory::GuestRam;
-use crate::vcpu::{self, VmExit};
+use crate::vcpu::{self, VcpuCtl, VcpuSnapshot, VmExit};
 use crate::x86::mptable::PciIrq;
 use crate::x86::{cpuid, mptable, regs};
 
@@ -34,9 +37,12 @@ use crate::x86::{cpuid, mptable, regs};
 pub const KVM_DEVICE: &str = "/dev/kvm";
 
 /// One NIC as the VM sees it.
-#[derive(Clone, Debug)]
 pub struct NicSpec {
-    pub socket: PathBuf,
+    /// Where the vhost-user connection comes from.
+    pub endpoint: Endpoint,
+    /// How long a listening endpoint waits for the backend's first
+    /// connection.
+    pub wait: Duration,
     pub mac: MacAddr,
     pub transport: Transport,
 }
@@ -52,6 +58,7 @@ pub struct VmSpec {
     pub hugepages: bool,
     pub cpu_affinity: Option<Vec<usize>>,
     pub nics: Vec<NicSpec>,
+    pub disks: Vec<DiskSpec>,
     pub console: ConsoleSink,
     pub console_socket: Option<PathBuf>,
 }
@@ -83,11 +90,16 @@ pub fn validate(spec: &VmSpec) -> Result<()> {
             max: mptable::max_cpus(),
         });
     }
-    if spec.nics.len() > MAX_VIRTIO_DEVICES {
+    if spec.nics.len() + spec.disks.len() > MAX_VIRTIO_DEVICES {
         return Err(VmmError::TooMany {
-            what: "network devices",
+            what: "virtio devices (NICs and disks)",
             max: MAX_VIRTIO_DEVICES,
         });
+    }
+    for d in &spec.disks {
+        // Open now, so a missing file or a malformed image header is
+        // reported before anything starts.
+        Image::open(&d.path, d.format, d.readonly)?;
     }
     loader::sniff_kernel(&spec.kernel)?;
     if let Some(initrd) = &spec.initrd {
@@ -99,12 +111,82 @@ pub fn validate(spec: &VmSpec) -> Result<()> {
     Ok(())
 }
 
+/// The in-kernel interrupt controllers and timer as the launcher set them
+/// up.
+struct ChipSnapshot {
+    chips: Vec<kvm_irqchip>,
+    pit: kvm_pit_state2,
+}
+
+impl ChipSnapshot {
+    fn take(vm: &VmFd) -> Result<ChipSnapshot> {
+        let mut chips = Vec::new();
+        // 0: PIC master, 1: PIC slave, 2: IOAPIC.
+        for id in 0..3 {
+            let mut c = kvm_irqchip {
+                chip_id: id,
+                ..Default::default()
+            };
+            vm.get_irqchip(&mut c)
+                .map_err(VmmError::kvm("KVM_GET_IRQCHIP"))?;
+            chips.push(c);
+        }
+        let pit = vm.get_pit2().map_err(VmmError::kvm("KVM_GET_PIT2"))?;
+        Ok(ChipSnapshot { chips, pit })
+    }
+
+    fn restore(&self, vm: &VmFd) -> std::result::Result<(), String> {
+        for c in &self.chips {
+            vm.set_irqchip(c)
+                .map_err(|e| format!("KVM_SET_IRQCHIP: {e}"))?;
+        }
+        vm.set_pit2(&self.pit)
+            .map_err(|e| format!("KVM_SET_PIT2: {e}"))
+    }
+}
+
+/// What a reboot loads again.
+struct BootInfo {
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    /// The command line as the guest gets it (virtio-mmio devices included).
+    cmdline: String,
+    cpus: u8,
+    pci_irqs: Vec<PciIrq>,
+}
+
+impl BootInfo {
+    fn load(&self, ram: &GuestRam) -> Result<()> {
+        let kernel = loader::load_kernel(ram, &self.kernel)?;
+        let initrd = match &self.initrd {
+            Some(p) => Some(loader::load_initrd(ram, p, &kernel)?),
+            None => None,
+        };
+        let cmdline = loader::build_cmdline(&self.cmdline)?;
+        loader::write_boot_structures_with_pci(
+            ram,
+            &cmdline,
+            &kernel,
+            initrd,
+            self.cpus,
+            &self.pci_irqs,
+        )?;
+        Ok(())
+    }
+}
+
 /// A VM ready to run.
 pub struct Vm {
     _kvm: Kvm,
-    _vm: VmFd,
+    vm: Arc<VmFd>,
+    /// PICs, IOAPIC and PIT as set up: what a reboot restores.
+    chips: Arc<ChipSnapshot>,
     ram: Arc<GuestRam>,
-    bus: Arc<Bus<VhostUserNet>>,
+    bus: Arc<Bus<Box<dyn VirtioBackend>>>,
+    disk_stats: Vec<Arc<BlkStats>>,
+    nics: Vec<NicStatus>,
+    boot: Arc<BootInfo>,
+    snapshots: Vec<VcpuSnapshot>,
     vcpus: Vec<kvm_ioctls::VcpuFd>,
     cpu_affinity: Option<Vec<usize>>,
     _eventfds: Vec<EventFd>,
@@ -184,7 +266,9 @@ impl Vm {
 
         let mut bus = Bus::new(serial);
         let mut pci_irqs = Vec::new();
-        for (i, nic) in spec.nics.iter().enumerate() {
+        let mut nic_status = Vec::new();
+        let nic_transports: Vec<Transport> = spec.nics.iter().map(|n| n.transport).collect();
+        for (i, nic) in spec.nics.into_iter().enumerate() {
             // NIC i: IRQ 5 + i; an MMIO window or a PCI BAR of its own.
             let (base, irq) = layout::virtio_mmio_slot(i);
             let bar = layout::virtio_pci_bar(i);
@@ -212,12 +296,24 @@ impl Vm {
                 kicks.push(kick);
                 calls.push(call);
             }
-            let backend = VhostUserNet::connect(&nic.socket, ram.clone(), kicks, calls)?;
-            let dev = VirtioMmioNet::new(backend, nic.mac);
+            let config_irq = EventFd::new(libc::EFD_NONBLOCK)?;
+            vm.register_irqfd(&config_irq, irq)
+                .map_err(VmmError::kvm("KVM_IRQFD"))?;
+            let backend = VhostUserNet::new(
+                nic.endpoint,
+                nic.wait,
+                ram.clone(),
+                kicks,
+                calls,
+                config_irq,
+            )?;
+            let socket = backend.socket().to_path_buf();
+            nic_status.push(backend.status());
+            let dev = VirtioMmioNet::new(Box::new(backend) as Box<dyn VirtioBackend>, nic.mac);
             match nic.transport {
                 Transport::Mmio => {
                     bus.add_virtio(base, dev);
-                    tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
+                    tracing::info!(mac = %nic.mac, socket = %socket.display(), base = format_args!("{base:#x}"), irq, "virtio-net (mmio) attached");
                 }
                 Transport::Pci => {
                     let slot = bus.add_pci(VirtioPciNet::new(dev, bar, irq as u8));
@@ -225,37 +321,84 @@ impl Vm {
                         slot,
                         pin: irq as u8,
                     });
-                    tracing::info!(mac = %nic.mac, socket = %nic.socket.display(), slot, bar = format_args!("{bar:#x}"), irq, "virtio-net (pci) attached");
+                    tracing::info!(mac = %nic.mac, socket = %socket.display(), slot, bar = format_args!("{bar:#x}"), irq, "virtio-net (pci) attached");
                 }
             }
         }
 
-        let kernel = loader::load_kernel(&ram, &spec.kernel)?;
-        let initrd = match &spec.initrd {
-            Some(p) => Some(loader::load_initrd(&ram, p, &kernel)?),
-            None => None,
-        };
+        let mut disk_stats = Vec::new();
+        let mut transports = nic_transports;
+        for (j, disk) in spec.disks.iter().enumerate() {
+            // Disks take the device slots after the NICs.
+            let i = transports.len();
+            let (base, irq) = layout::virtio_mmio_slot(i);
+            let bar = layout::virtio_pci_bar(i);
+            let kick = EventFd::new(libc::EFD_NONBLOCK)?;
+            match disk.transport {
+                Transport::Mmio => {
+                    vm.register_ioevent(&kick, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), 0u32)
+                }
+                Transport::Pci => vm.register_ioevent(
+                    &kick,
+                    &IoEventAddress::Mmio(virtio_pci::notify_address(bar, 0)),
+                    NoDatamatch,
+                ),
+            }
+            .map_err(VmmError::kvm("KVM_IOEVENTFD"))?;
+            let call = EventFd::new(libc::EFD_NONBLOCK)?;
+            vm.register_irqfd(&call, irq)
+                .map_err(VmmError::kvm("KVM_IRQFD"))?;
+            let image = Image::open(&disk.path, disk.format, disk.readonly)?;
+            let format = image.format;
+            let blk = BlkDevice::new(
+                image,
+                &disk.serial_for(&spec.name, j),
+                ram.clone(),
+                kick,
+                call,
+            )?;
+            disk_stats.push(blk.stats());
+            let dev = VirtioMmioNet::new(Box::new(blk) as Box<dyn VirtioBackend>, MacAddr([0; 6]));
+            match disk.transport {
+                Transport::Mmio => bus.add_virtio(base, dev),
+                Transport::Pci => {
+                    let slot = bus.add_pci(VirtioPciNet::new(dev, bar, irq as u8));
+                    pci_irqs.push(PciIrq {
+                        slot,
+                        pin: irq as u8,
+                    });
+                }
+            }
+            tracing::info!(path = %disk.path.display(), %format, readonly = disk.readonly, transport = ?disk.transport, irq, "virtio-blk attached");
+            transports.push(disk.transport);
+        }
+
         let mut cmdline = spec.cmdline.clone();
-        let mmio_nics = spec
-            .nics
+        let mmio_nics = transports
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.transport == Transport::Mmio)
+            .filter(|(_, t)| **t == Transport::Mmio)
             .map(|(i, _)| i);
         let mmio_params = virtio_mmio_cmdline(mmio_nics);
         if !mmio_params.is_empty() {
             cmdline = format!("{cmdline} {mmio_params}");
         }
-        let cmdline = loader::build_cmdline(&cmdline)?;
-        loader::write_boot_structures_with_pci(
-            &ram, &cmdline, &kernel, initrd, spec.cpus, &pci_irqs,
-        )?;
+        let boot = BootInfo {
+            kernel: spec.kernel.clone(),
+            initrd: spec.initrd.clone(),
+            cmdline,
+            cpus: spec.cpus,
+            pci_irqs,
+        };
+        boot.load(&ram)?;
+        let kernel = loader::load_kernel(&ram, &spec.kernel)?;
         tracing::info!(kernel = %spec.kernel.display(), kind = ?kernel.kind, entry = format_args!("{:#x}", kernel.entry), "kernel loaded");
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
         let mut vcpus = Vec::new();
+        let mut snapshots = Vec::new();
         for id in 0..spec.cpus {
             let vcpu = vm
                 .create_vcpu(u64::from(id))
@@ -292,14 +435,22 @@ impl Vm {
                 vcpu.set_sregs(&sregs)
                     .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
             }
+            snapshots.push(
+                VcpuSnapshot::take(&vcpu, entries).map_err(VmmError::kvm("KVM_GET_VCPU_STATE"))?,
+            );
             vcpus.push(vcpu);
         }
 
         Ok(Vm {
             _kvm: kvm,
-            _vm: vm,
+            chips: Arc::new(ChipSnapshot::take(&vm)?),
+            vm: Arc::new(vm),
             ram,
             bus: Arc::new(bus),
+            disk_stats,
+            nics: nic_status,
+            boot: Arc::new(boot),
+            snapshots,
             vcpus,
             cpu_affinity: spec.cpu_affinity,
             _eventfds: eventfds,
@@ -309,6 +460,16 @@ impl Vm {
     /// The serial device (to feed console input).
     pub fn serial(&self) -> Arc<Mutex<crate::devices::console::SerialDevice>> {
         self.bus.serial.clone()
+    }
+
+    /// I/O counters of the disks, in `--disk` order.
+    pub fn disk_stats(&self) -> Vec<Arc<BlkStats>> {
+        self.disk_stats.clone()
+    }
+
+    /// Link state and reconnect counts of the NICs, in `--net` order.
+    pub fn nic_status(&self) -> Vec<NicStatus> {
+        self.nics.clone()
     }
 
     /// Guest memory (for inspection).
@@ -322,7 +483,10 @@ impl Vm {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
         let mut threads = Vec::new();
-        for (i, fd) in self.vcpus.drain(..).enumerate() {
+        let ctl = Arc::new(VcpuCtl::default());
+        let snapshots = std::mem::take(&mut self.snapshots);
+        for ((i, fd), snap) in self.vcpus.drain(..).enumerate().zip(snapshots) {
+            let ctl = ctl.clone();
             let host_cpu = self
                 .cpu_affinity
                 .as_ref()
@@ -333,16 +497,146 @@ impl Vm {
             let tx = tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
-                .spawn(move || vcpu::run(i as u8, fd, bus, stop, tx, host_cpu))?;
+                .spawn(move || vcpu::run(i as u8, fd, bus, stop, tx, host_cpu, ctl, snap))?;
             threads.push(h);
         }
+        let control = Arc::new(VmControl {
+            ctl: ctl.clone(),
+            tids: threads.iter().map(|t| t.as_pthread_t()).collect(),
+            ram: self.ram.clone(),
+            bus: self.bus.clone(),
+            boot: self.boot.clone(),
+            vm: self.vm.clone(),
+            chips: self.chips.clone(),
+            booted_at: Mutex::new(Instant::now()),
+            op: Mutex::new(()),
+        });
         Ok(RunningVm {
             vm: self,
             stop,
             exits_tx: tx,
             exits_rx: rx,
             threads,
+            control,
         })
+    }
+}
+
+/// Why a pause, resume or reboot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("is already paused")]
+    AlreadyPaused,
+    #[error("is not paused")]
+    NotPaused,
+    #[error("did not stop its vCPUs within {0} s")]
+    Timeout(u64),
+    #[error("could not be reset: {0}")]
+    Reset(String),
+}
+
+/// Whether the vCPUs run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Paused,
+}
+
+/// Pause, resume and reboot of a running VM (used by the control socket).
+pub struct VmControl {
+    ctl: Arc<VcpuCtl>,
+    tids: Vec<libc::pthread_t>,
+    ram: Arc<GuestRam>,
+    bus: Arc<Bus<Box<dyn VirtioBackend>>>,
+    boot: Arc<BootInfo>,
+    vm: Arc<VmFd>,
+    chips: Arc<ChipSnapshot>,
+    booted_at: Mutex<Instant>,
+    /// One operation at a time.
+    op: Mutex<()>,
+}
+
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl VmControl {
+    pub fn state(&self) -> RunState {
+        if self.ctl.is_paused() {
+            RunState::Paused
+        } else {
+            RunState::Running
+        }
+    }
+
+    /// Time since the guest was (re)booted.
+    pub fn uptime(&self) -> Duration {
+        self.booted_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Stops every vCPU; returns once all are parked.
+    fn park_all(&self) -> std::result::Result<(), ControlError> {
+        self.ctl.request_pause();
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        while self.ctl.parked() < self.tids.len() {
+            if Instant::now() > deadline {
+                self.ctl.resume();
+                return Err(ControlError::Timeout(PAUSE_TIMEOUT.as_secs()));
+            }
+            for &t in &self.tids {
+                // SAFETY: t is a vCPU thread of this process, alive until
+                // the VM is torn down (which holds `op`-free callers out by
+                // joining only after the control socket is gone); the
+                // signal has a no-op handler.
+                unsafe { libc::pthread_kill(t, vcpu::kick_signal()) };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    pub fn pause(&self) -> std::result::Result<(), ControlError> {
+        let _op = self.op.lock().unwrap_or_else(|p| p.into_inner());
+        if self.ctl.is_paused() {
+            return Err(ControlError::AlreadyPaused);
+        }
+        self.park_all()
+    }
+
+    pub fn resume(&self) -> std::result::Result<(), ControlError> {
+        let _op = self.op.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.ctl.is_paused() {
+            return Err(ControlError::NotPaused);
+        }
+        self.ctl.resume();
+        Ok(())
+    }
+
+    /// A hard reset keeping the VM's identity: vCPUs stop, devices reset
+    /// (NIC rings stop; ports, MACs and sockets stay), the interrupt
+    /// controllers and PIT go back to their boot state, RAM is cleared, the
+    /// kernel is loaded again and every vCPU gets its boot state back; then
+    /// the VM runs (also when it was paused).
+    pub fn reboot(&self) -> std::result::Result<(), ControlError> {
+        let _op = self.op.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.ctl.is_paused() {
+            self.park_all()?;
+        }
+        self.bus.reset_devices();
+        self.chips.restore(&self.vm).map_err(ControlError::Reset)?;
+        self.ram
+            .zero()
+            .and_then(|()| self.boot.load(&self.ram))
+            .map_err(|e| ControlError::Reset(e.to_string()))?;
+        if !self.ctl.reset_parked(self.tids.len(), PAUSE_TIMEOUT) {
+            return Err(ControlError::Reset("vCPUs did not reset".into()));
+        }
+        *self.booted_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.ctl.resume();
+        tracing::info!("VM rebooted");
+        Ok(())
     }
 }
 
@@ -353,9 +647,15 @@ pub struct RunningVm {
     exits_tx: Sender<VmExit>,
     exits_rx: Receiver<VmExit>,
     threads: Vec<JoinHandle<()>>,
+    control: Arc<VmControl>,
 }
 
 impl RunningVm {
+    /// Pause, resume, reboot.
+    pub fn control(&self) -> Arc<VmControl> {
+        self.control.clone()
+    }
+
     /// A sender other threads (signal handling) use to stop the VM.
     pub fn exit_sender(&self) -> Sender<VmExit> {
         self.exits_tx.clone()
@@ -369,6 +669,8 @@ impl RunningVm {
             .recv()
             .unwrap_or_else(|_| VmExit::Error("exit channel closed".into()));
         self.stop.store(true, Ordering::SeqCst);
+        let _op = self.control.op.lock().unwrap_or_else(|p| p.into_inner());
+        self.control.ctl.release();
         let sig = vcpu::kick_signal();
         while self.threads.iter().any(|t| !t.is_finished()) {
             for t in self.threads.iter().filter(|t| !t.is_finished()) {
@@ -425,6 +727,7 @@ mod tests {
             hugepages: false,
             cpu_affinity: None,
             nics: vec![],
+            disks: vec![],
             console: ConsoleSink::Buffer(Arc::default()),
             console_socket: None,
         }

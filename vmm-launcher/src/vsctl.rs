@@ -27,9 +27,10 @@ pub fn vsctl_binary() -> PathBuf {
     "vsctl".into()
 }
 
-/// Arguments of the add-port transaction: a dpdkvhostuser interface, the
-/// switch being the vhost-user server at `$FERROVS_RUNDIR/PORT`.
-pub fn add_port_args(rundir: &Path, bridge: &str, port: &str) -> Vec<String> {
+/// Arguments of the add-port transaction: a dpdkvhostuserclient interface,
+/// the launcher being the vhost-user server at `socket` and the switch
+/// connecting (and reconnecting after a restart) to it.
+pub fn add_port_args(rundir: &Path, bridge: &str, port: &str, socket: &Path) -> Vec<String> {
     vec![
         format!("--db=unix:{}", rundir.join("db.sock").display()),
         "add-port".into(),
@@ -39,8 +40,67 @@ pub fn add_port_args(rundir: &Path, bridge: &str, port: &str) -> Vec<String> {
         "set".into(),
         "Interface".into(),
         port.into(),
-        "type=dpdkvhostuser".into(),
+        "type=dpdkvhostuserclient".into(),
+        format!("options:vhost-server-path={}", socket.display()),
     ]
+}
+
+/// Arguments to read `Open_vSwitch . other_config:KEY` (empty when unset).
+pub fn get_other_config_args(rundir: &Path, key: &str) -> Vec<String> {
+    vec![
+        format!("--db=unix:{}", rundir.join("db.sock").display()),
+        "--if-exists".into(),
+        "get".into(),
+        "Open_vSwitch".into(),
+        ".".into(),
+        format!("other_config:{key}"),
+    ]
+}
+
+/// Where the launcher puts the vhost-user socket of `port`: the switch's
+/// `other_config:vhost-sock-dir` (relative to the run directory, as for the
+/// switch's own sockets) when set, else the run directory.
+pub fn socket_path(rundir: &Path, sock_dir: Option<&str>, port: &str) -> Result<PathBuf, String> {
+    let dir = match sock_dir.map(str::trim).filter(|d| !d.is_empty()) {
+        None => rundir.to_path_buf(),
+        Some(d) => {
+            let rel = Path::new(d);
+            let ok = rel.is_relative()
+                && rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !ok {
+                return Err(format!(
+                    "other_config:vhost-sock-dir {d:?}: must be a path inside the run directory (relative, without \"..\")"
+                ));
+            }
+            rundir.join(rel)
+        }
+    };
+    Ok(dir.join(port))
+}
+
+/// Runs vsctl and returns its standard output with quotes and blanks
+/// trimmed (`get` prints strings quoted).
+pub fn output(args: &[String]) -> Result<String, String> {
+    let bin = vsctl_binary();
+    let out = Command::new(&bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err
+            .lines()
+            .next()
+            .unwrap_or("vsctl failed")
+            .trim()
+            .to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_matches('"')
+        .to_string())
 }
 
 /// Arguments to remove the port again.
@@ -77,12 +137,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn add_port_creates_a_dpdkvhostuser_interface_named_after_the_vm() {
-        let a = add_port_args(Path::new("/run/ferrovs"), "br0", &port_name("web", 0));
+    fn add_port_creates_a_client_mode_interface_pointing_at_the_launchers_socket() {
+        let a = add_port_args(
+            Path::new("/run/ferrovs"),
+            "br0",
+            &port_name("web", 0),
+            Path::new("/run/ferrovs/vm-web-0"),
+        );
         assert_eq!(
             a.join(" "),
-            "--db=unix:/run/ferrovs/db.sock add-port br0 vm-web-0 -- set Interface vm-web-0 type=dpdkvhostuser"
+            "--db=unix:/run/ferrovs/db.sock add-port br0 vm-web-0 -- set Interface vm-web-0 type=dpdkvhostuserclient options:vhost-server-path=/run/ferrovs/vm-web-0"
         );
+    }
+
+    #[test]
+    fn sockets_follow_vhost_sock_dir_inside_the_run_directory() {
+        let r = Path::new("/r");
+        assert_eq!(socket_path(r, None, "p").unwrap(), Path::new("/r/p"));
+        assert_eq!(socket_path(r, Some(""), "p").unwrap(), Path::new("/r/p"));
+        assert_eq!(
+            socket_path(r, Some("vhost/socks"), "p").unwrap(),
+            Path::new("/r/vhost/socks/p")
+        );
+        for bad in ["../out", "/abs", "a/../b"] {
+            assert!(
+                socket_path(r, Some(bad), "p")
+                    .unwrap_err()
+                    .contains("vhost-sock-dir"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,13 @@ fn fake_elf(dir: &Path) -> std::path::PathBuf {
 fn no_state_left(rundir: &Path) {
     let vms = rundir.join("vms");
     let left: Vec<_> = std::fs::read_dir(&vms)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name())
+                // `.NAME.lock`: the name lock, harmlessly left behind.
+                .filter(|n| !n.to_string_lossy().starts_with('.'))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
@@ -193,21 +199,28 @@ fn no_such_bridge_reports_vsctls_message_and_cleans_up() {
     );
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(
-        calls.contains("add-port br9 vm-web-0 -- set Interface vm-web-0 type=dpdkvhostuser"),
+        calls.contains(&format!(
+            "add-port br9 vm-web-0 -- set Interface vm-web-0 type=dpdkvhostuserclient options:vhost-server-path={}",
+            d.path().join("vm-web-0").display()
+        )),
         "{calls}"
+    );
+    assert!(
+        !d.path().join("vm-web-0").exists(),
+        "the launcher's listening socket was left behind"
     );
     no_state_left(d.path());
 }
 
 #[test]
-fn refused_vhost_user_socket_is_reported_and_the_port_removed() {
+fn switch_that_never_connects_is_reported_and_the_port_removed() {
     if !Path::new("/dev/kvm").exists() {
         eprintln!("skipped: no /dev/kvm");
         return;
     }
     let d = tempfile::tempdir().unwrap();
     let k = fake_elf(d.path());
-    // The switch "created" the port socket but nobody listens on it.
+    // The port is "added" but no switch ever connects to the launcher.
     let vsctl = d.path().join("vsctl");
     let log = d.path().join("vsctl.log");
     std::fs::write(
@@ -217,7 +230,6 @@ fn refused_vhost_user_socket_is_reported_and_the_port_removed() {
     .unwrap();
     std::fs::set_permissions(&vsctl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let sock = d.path().join("vm-db-0");
-    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     let o = launcher(
         d.path(),
         &[
@@ -230,6 +242,8 @@ fn refused_vhost_user_socket_is_reported_and_the_port_removed() {
             "32M",
             "--net",
             "br0",
+            "--port-timeout",
+            "1",
         ],
         &[("FERROVS_VSCTL", vsctl.to_str().unwrap())],
     );
@@ -239,11 +253,50 @@ fn refused_vhost_user_socket_is_reported_and_the_port_removed() {
         e.contains(&format!("vhost-user socket {}", sock.display())),
         "{e}"
     );
-    assert!(e.contains("connection refused"), "{e}");
+    assert!(
+        e.contains("no vhost-user backend connected within 1 s"),
+        "{e}"
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
     assert!(
         calls.contains("--if-exists del-port vm-db-0"),
         "port not removed: {calls}"
+    );
+    assert!(!sock.exists(), "listening socket left behind");
+    no_state_left(d.path());
+}
+
+#[test]
+fn a_vhost_sock_dir_outside_the_run_directory_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let k = fake_elf(d.path());
+    let vsctl = d.path().join("vsctl");
+    std::fs::write(
+        &vsctl,
+        "#!/bin/sh\ncase \"$*\" in *vhost-sock-dir*) echo '\"../elsewhere\"';; esac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&vsctl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = launcher(
+        d.path(),
+        &[
+            "run",
+            "--name",
+            "x",
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32M",
+            "--net",
+            "br0",
+        ],
+        &[("FERROVS_VSCTL", vsctl.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("other_config:vhost-sock-dir \"../elsewhere\""),
+        "{}",
+        stderr(&o)
     );
     no_state_left(d.path());
 }

@@ -54,7 +54,25 @@ impl Testpmd {
 
     /// testpmd with extra ports (`--vdev` values) forwarding in `fwd` mode.
     fn start_with(socket: &Path, prefix: &str, vdevs: &[String], fwd: &str) -> Testpmd {
-        let _ = std::fs::remove_file(socket);
+        Self::start_mode(socket, prefix, vdevs, fwd, false)
+    }
+
+    /// testpmd as the vhost-user *client* of `socket` (connecting, and
+    /// reconnecting, to a frontend that listens there).
+    fn start_client(socket: &Path, prefix: &str) -> Testpmd {
+        Self::start_mode(socket, prefix, &[], "macswap", true)
+    }
+
+    fn start_mode(
+        socket: &Path,
+        prefix: &str,
+        vdevs: &[String],
+        fwd: &str,
+        client: bool,
+    ) -> Testpmd {
+        if !client {
+            let _ = std::fs::remove_file(socket);
+        }
         let mut args = vec![
             "--no-huge".to_string(),
             "-m".into(),
@@ -62,7 +80,11 @@ impl Testpmd {
             "--no-pci".into(),
             format!("--file-prefix={prefix}"),
             "--vdev".into(),
-            format!("net_vhost0,iface={},queues=1", socket.display()),
+            format!(
+                "net_vhost0,iface={},queues=1{}",
+                socket.display(),
+                if client { ",client=1" } else { "" }
+            ),
         ];
         for v in vdevs {
             args.push("--vdev".into());
@@ -94,14 +116,14 @@ impl Testpmd {
             socket: socket.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() && Instant::now() < deadline {
+        while !client && !socket.exists() && Instant::now() < deadline {
             if let Ok(Some(st)) = t.child.try_wait() {
                 panic!("dpdk-testpmd exited early: {st}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(
-            socket.exists(),
+            client || socket.exists(),
             "testpmd did not create {}",
             socket.display()
         );
@@ -229,10 +251,12 @@ fn bridge_attachment_adds_the_port_connects_to_its_socket_and_removes_it() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let guest = build_test_guest().expect("build test guest");
     let pid = std::process::id();
-    // The switch side of a dpdkvhostuser port: server at $FERROVS_RUNDIR/PORT.
+    // The switch side of a dpdkvhostuserclient port: it connects to the
+    // launcher's socket at $FERROVS_RUNDIR/PORT.
     let rundir = PathBuf::from(format!("/tmp/vmm-e2e-run-{pid}"));
     std::fs::create_dir_all(&rundir).unwrap();
-    let pmd = Testpmd::start(&rundir.join("vm-vmm-br-0"), &format!("vmm-e2e-br-{pid}"));
+    let sock = rundir.join("vm-vmm-br-0");
+    let pmd = Testpmd::start_client(&sock, &format!("vmm-e2e-br-{pid}"));
     // Config DB client stand-in: records the transactions.
     let vsctl = rundir.join("vsctl");
     let log = rundir.join("vsctl.log");
@@ -279,13 +303,16 @@ fn bridge_attachment_adds_the_port_connects_to_its_socket_and_removes_it() {
         run.serial
     );
     let lines: Vec<&str> = calls.lines().collect();
-    assert_eq!(lines.len(), 2, "{calls}");
+    assert_eq!(lines.len(), 3, "{calls}");
+    assert!(lines[0].ends_with("--if-exists get Open_vSwitch . other_config:vhost-sock-dir"));
     assert!(
-        lines[0].ends_with(
-            "add-port br-int vm-vmm-br-0 -- set Interface vm-vmm-br-0 type=dpdkvhostuser"
-        )
+        lines[1].ends_with(&format!(
+            "add-port br-int vm-vmm-br-0 -- set Interface vm-vmm-br-0 type=dpdkvhostuserclient options:vhost-server-path={}",
+            sock.display()
+        )),
+        "{calls}"
     );
-    assert!(lines[1].ends_with("--if-exists del-port vm-vmm-br-0"));
+    assert!(lines[2].ends_with("--if-exists del-port vm-vmm-br-0"));
 }
 
 /// A network namespace with one end of a veth pair (10.9.0.1/24); the other

@@ -202,5 +202,25 @@ fn command_line_defaults_and_garbage_fall_back_to_defaults() {
         (g.ip, g.peer, g.count, g.mmio_base),
         (IP, PEER, 3, 0xd000_0000)
     );
-    assert_eq!(cmdline::Config::parse(b"testguest.count=100000").count, 64);
+    // Large counts are for pingloop (loop mode takes at most 64 itself).
+    assert_eq!(
+        cmdline::Config::parse(b"testguest.count=5000000").count,
+        1_000_000
+    );
+}
+
+#[test]
+fn every_virtio_mmio_window_is_kept_and_the_first_is_the_nic() {
+    let c = cmdline::Config::parse(
+        b"virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6 testguest.mode=disk testguest.write=12 testguest.interval=99999999",
+    );
+    assert_eq!(c.mmio_base, 0xd000_0000);
+    assert_eq!(&c.mmio_bases[..c.mmio_count], &[0xd000_0000, 0xd000_1000]);
+    assert_eq!(c.mode, cmdline::Mode::Disk);
+    assert_eq!(c.write_sector, 12);
+    assert_eq!(c.interval, 99_999_999);
+    assert_eq!(
+        cmdline::Config::parse(b"testguest.mode=pingloop").mode,
+        cmdline::Mode::PingLoop
+    );
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use super::console::SerialDevice;
 use super::i8042::{self, I8042, I8042Action};
 use super::pci::PciBus;
-use super::virtio_mmio::{NetBackend, VirtioMmioNet};
+use super::virtio_mmio::{VirtioBackend, VirtioMmioNet};
 use super::virtio_pci::VirtioPciNet;
 use crate::layout::{COM1_PORT, VIRTIO_MMIO_SIZE};
 
@@ -21,14 +21,14 @@ const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
 const PCI_CONFIG_END: u16 = 0xd00;
 
 /// All devices of one VM.
-pub struct Bus<B: NetBackend> {
+pub struct Bus<B: VirtioBackend> {
     pub serial: Arc<Mutex<SerialDevice>>,
     i8042: I8042,
     virtio: Vec<(u64, Mutex<VirtioMmioNet<B>>)>,
     pci: Mutex<PciBus<B>>,
 }
 
-impl<B: NetBackend> Bus<B> {
+impl<B: VirtioBackend> Bus<B> {
     pub fn new(serial: Arc<Mutex<SerialDevice>>) -> Self {
         Bus {
             serial,

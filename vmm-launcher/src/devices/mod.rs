@@ -5,5 +5,6 @@ pub mod console;
 pub mod i8042;
 pub mod pci;
 pub mod vhost_user_net;
+pub mod virtio_blk;
 pub mod virtio_mmio;
 pub mod virtio_pci;

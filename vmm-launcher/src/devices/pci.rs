@@ -1,26 +1,26 @@
 //! PCI configuration mechanism #1 (ports 0xcf8/0xcfc) for bus 0: a host
 //! bridge at 00.0 and the virtio-pci functions behind it.
 
-use super::virtio_mmio::NetBackend;
+use super::virtio_mmio::VirtioBackend;
 use super::virtio_pci::VirtioPciNet;
 
 pub const CONFIG_ADDRESS: u16 = 0xcf8;
 pub const CONFIG_DATA: u16 = 0xcfc;
 
 /// Bus 0 with its devices (slot number = index + 1).
-pub struct PciBus<B: NetBackend> {
+pub struct PciBus<B: VirtioBackend> {
     address: u32,
     host_bridge: [u8; 64],
     devices: Vec<VirtioPciNet<B>>,
 }
 
-impl<B: NetBackend> Default for PciBus<B> {
+impl<B: VirtioBackend> Default for PciBus<B> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<B: NetBackend> PciBus<B> {
+impl<B: VirtioBackend> PciBus<B> {
     pub fn new() -> Self {
         let mut hb = [0u8; 64];
         hb[0..2].copy_from_slice(&0x8086u16.to_le_bytes()); // Intel
@@ -115,7 +115,7 @@ mod tests {
     use crate::devices::virtio_mmio::{QueueConfig, VirtioMmioNet};
 
     struct Nop;
-    impl NetBackend for Nop {
+    impl VirtioBackend for Nop {
         fn device_features(&self) -> u64 {
             1 << 32
         }

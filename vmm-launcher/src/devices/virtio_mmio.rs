@@ -44,6 +44,36 @@ pub mod features {
     pub const F_VERSION_1: u64 = 1 << 32;
 }
 
+impl VirtioBackend for Box<dyn VirtioBackend> {
+    fn device_id(&self) -> u32 {
+        (**self).device_id()
+    }
+    fn num_queues(&self) -> usize {
+        (**self).num_queues()
+    }
+    fn config_space(&self) -> Option<Vec<u8>> {
+        (**self).config_space()
+    }
+    fn device_features(&self) -> u64 {
+        (**self).device_features()
+    }
+    fn activate(&mut self, acked: u64, queues: &[QueueConfig]) -> Result<(), String> {
+        (**self).activate(acked, queues)
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+    fn notify(&self, queue: u16) {
+        (**self).notify(queue)
+    }
+    fn link_up(&self) -> bool {
+        (**self).link_up()
+    }
+    fn config_events(&self) -> u32 {
+        (**self).config_events()
+    }
+}
+
 /// One virtqueue as the driver configured it (guest physical addresses).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -54,8 +84,22 @@ pub struct QueueConfig {
     pub used: u64,
 }
 
-/// Whatever actually moves the packets.
-pub trait NetBackend: Send {
+/// The device model behind a virtio transport (net by default; a block
+/// device overrides the id, queue count and config space).
+pub trait VirtioBackend: Send {
+    /// Virtio device id (1 net, 2 block).
+    fn device_id(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+    /// Number of virtqueues (at most [`NUM_QUEUES`]).
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+    /// The device-specific config space; `None` for the net layout (MAC,
+    /// status, one queue pair, MTU) built by the transport.
+    fn config_space(&self) -> Option<Vec<u8>> {
+        None
+    }
     /// Feature bits offered to the driver (transport/device bits included).
     fn device_features(&self) -> u64;
     /// The driver set DRIVER_OK: start the queues.
@@ -64,10 +108,19 @@ pub trait NetBackend: Send {
     fn reset(&mut self);
     /// A notification reached the VMM instead of the ioeventfd.
     fn notify(&self, queue: u16);
+    /// Link state for the config space (VIRTIO_NET_S_LINK_UP).
+    fn link_up(&self) -> bool {
+        true
+    }
+    /// A counter bumped on every configuration change (link up or down);
+    /// the transport raises the config-change interrupt bit when it moves.
+    fn config_events(&self) -> u32 {
+        0
+    }
 }
 
 /// Register state of one virtio-mmio net device.
-pub struct VirtioMmioNet<B: NetBackend> {
+pub struct VirtioMmioNet<B: VirtioBackend> {
     backend: B,
     mac: MacAddr,
     device_features_sel: u32,
@@ -78,6 +131,9 @@ pub struct VirtioMmioNet<B: NetBackend> {
     status: u32,
     active: bool,
     config_generation: u32,
+    /// Config-change interrupt pending (InterruptStatus bit 1).
+    config_irq: bool,
+    seen_config_events: u32,
 }
 
 fn set_half(word: &mut u64, high: bool, value: u32) {
@@ -88,7 +144,7 @@ fn set_half(word: &mut u64, high: bool, value: u32) {
     }
 }
 
-impl<B: NetBackend> VirtioMmioNet<B> {
+impl<B: VirtioBackend> VirtioMmioNet<B> {
     pub fn new(backend: B, mac: MacAddr) -> Self {
         VirtioMmioNet {
             backend,
@@ -101,6 +157,8 @@ impl<B: NetBackend> VirtioMmioNet<B> {
             status: 0,
             active: false,
             config_generation: 0,
+            config_irq: false,
+            seen_config_events: 0,
         }
     }
 
@@ -115,6 +173,9 @@ impl<B: NetBackend> VirtioMmioNet<B> {
     /// Size of the selected queue as configured (the maximum until the
     /// driver sets one); 0 for a queue that does not exist.
     pub fn selected_queue_size(&self) -> u16 {
+        if self.queue_sel as usize >= self.backend.num_queues() {
+            return 0;
+        }
         match self.queues.get(self.queue_sel as usize) {
             Some(q) if q.size != 0 => q.size,
             Some(_) => QUEUE_MAX,
@@ -128,28 +189,71 @@ impl<B: NetBackend> VirtioMmioNet<B> {
     }
 
     fn offered(&self) -> u64 {
-        self.backend.device_features() | features::NET_F_MAC | features::NET_F_STATUS
+        if self.backend.device_id() == VIRTIO_ID_NET {
+            self.backend.device_features() | features::NET_F_MAC | features::NET_F_STATUS
+        } else {
+            self.backend.device_features()
+        }
+    }
+
+    /// Picks up configuration changes the backend made since the last look.
+    fn sync_config_events(&mut self) {
+        let ev = self.backend.config_events();
+        if ev != self.seen_config_events {
+            self.seen_config_events = ev;
+            self.config_irq = true;
+            self.config_generation = self.config_generation.wrapping_add(1);
+        }
+    }
+
+    /// InterruptStatus: bit 0 used buffers, bit 1 configuration change.
+    pub fn interrupt_status(&mut self) -> u32 {
+        self.sync_config_events();
+        u32::from(self.active) | (u32::from(self.config_irq) << 1)
+    }
+
+    /// Acknowledges interrupt bits (InterruptACK, or a PCI ISR read).
+    pub fn ack_interrupt(&mut self, bits: u32) {
+        if bits & 2 != 0 {
+            self.config_irq = false;
+        }
     }
 
     fn config_space(&self) -> [u8; 12] {
         let mut c = [0u8; 12];
         c[..6].copy_from_slice(&self.mac.0);
-        c[6..8].copy_from_slice(&NET_S_LINK_UP.to_le_bytes());
+        let status = if self.backend.link_up() {
+            NET_S_LINK_UP
+        } else {
+            0
+        };
+        c[6..8].copy_from_slice(&status.to_le_bytes());
         c[8..10].copy_from_slice(&1u16.to_le_bytes()); // max_virtqueue_pairs
         c[10..12].copy_from_slice(&1500u16.to_le_bytes()); // mtu
         c
     }
 
     fn queue(&mut self) -> Option<&mut QueueConfig> {
-        self.queues.get_mut(self.queue_sel as usize)
+        let n = self.backend.num_queues().min(NUM_QUEUES);
+        self.queues[..n].get_mut(self.queue_sel as usize)
+    }
+
+    /// Number of virtqueues of the device.
+    pub fn num_queues(&self) -> usize {
+        self.backend.num_queues().min(NUM_QUEUES)
+    }
+
+    /// Virtio device id.
+    pub fn device_id(&self) -> u32 {
+        self.backend.device_id()
     }
 
     fn read_reg(&self, offset: u64) -> u32 {
-        let q = self.queues.get(self.queue_sel as usize);
+        let q = self.queues[..self.num_queues()].get(self.queue_sel as usize);
         match offset {
             0x000 => MAGIC,
             0x004 => VERSION,
-            0x008 => VIRTIO_ID_NET,
+            0x008 => self.backend.device_id(),
             0x00c => VENDOR_ID,
             0x010 => match self.device_features_sel {
                 0 => self.offered() as u32,
@@ -160,8 +264,8 @@ impl<B: NetBackend> VirtioMmioNet<B> {
             0x044 => q.map_or(0, |q| u32::from(q.ready)),
             // Used-buffer notification: the backend signals the irqfd
             // directly, so report it whenever the device runs; drivers
-            // re-check the used rings anyway.
-            0x060 => u32::from(self.active),
+            // re-check the used rings anyway. Bit 1: config change.
+            0x060 => u32::from(self.active) | (u32::from(self.config_irq) << 1),
             0x070 => self.status,
             0x0fc => self.config_generation,
             _ => 0,
@@ -170,8 +274,12 @@ impl<B: NetBackend> VirtioMmioNet<B> {
 
     /// A guest read of `data.len()` bytes at `offset` in the window.
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.sync_config_events();
         if offset >= CONFIG_SPACE {
-            let cfg = self.config_space();
+            let cfg = match self.backend.config_space() {
+                Some(c) => c,
+                None => self.config_space().to_vec(),
+            };
             for (i, b) in data.iter_mut().enumerate() {
                 *b = cfg
                     .get((offset - CONFIG_SPACE) as usize + i)
@@ -221,7 +329,7 @@ impl<B: NetBackend> VirtioMmioNet<B> {
                 }
             }
             QUEUE_NOTIFY => self.backend.notify(v as u16),
-            0x064 => {} // interrupt ack
+            0x064 => self.ack_interrupt(v),
             0x070 => self.write_status(v),
             0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 => {
                 let high = offset & 4 != 0;
@@ -256,16 +364,24 @@ impl<B: NetBackend> VirtioMmioNet<B> {
             if unknown != 0 || self.driver_features & features::F_VERSION_1 == 0 {
                 tracing::warn!(
                     driver = format_args!("{:#x}", self.driver_features),
-                    "virtio-net: driver accepted features we did not offer (or not VERSION_1)"
+                    device = self.backend.device_id(),
+                    "virtio: driver accepted features we did not offer (or not VERSION_1)"
                 );
                 v &= !STATUS_FEATURES_OK;
             }
         }
         if v & STATUS_DRIVER_OK != 0 && !self.active {
-            match self.backend.activate(self.driver_features, &self.queues) {
+            let n = self.num_queues();
+            match self
+                .backend
+                .activate(self.driver_features, &self.queues[..n])
+            {
                 Ok(()) => self.active = true,
                 Err(e) => {
-                    tracing::error!("virtio-net: cannot start the queues: {e}");
+                    tracing::error!(
+                        device = self.backend.device_id(),
+                        "virtio: cannot start the queues: {e}"
+                    );
                     v |= STATUS_FAILED;
                 }
             }
@@ -285,7 +401,7 @@ mod tests {
         fail: bool,
     }
 
-    impl NetBackend for Recorder {
+    impl VirtioBackend for Recorder {
         fn device_features(&self) -> u64 {
             features::F_VERSION_1 | features::NET_F_MRG_RXBUF
         }
@@ -448,5 +564,72 @@ mod tests {
         assert_eq!(rd(&mut d, 0x70), 0);
         wr(&mut d, QUEUE_NOTIFY, 1);
         assert_eq!(log.lock().unwrap().last().unwrap(), "notify 1");
+    }
+
+    /// A backend whose link the test flips.
+    struct Flappy {
+        link: Arc<std::sync::atomic::AtomicBool>,
+        events: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl VirtioBackend for Flappy {
+        fn device_features(&self) -> u64 {
+            features::F_VERSION_1
+        }
+        fn activate(&mut self, _: u64, _: &[QueueConfig]) -> Result<(), String> {
+            Ok(())
+        }
+        fn reset(&mut self) {}
+        fn notify(&self, _: u16) {}
+        fn link_up(&self) -> bool {
+            self.link.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn config_events(&self) -> u32 {
+            self.events.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn link_changes_show_in_config_space_with_a_config_interrupt_until_acked() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let link = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let events = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut d = VirtioMmioNet::new(
+            Flappy {
+                link: link.clone(),
+                events: events.clone(),
+            },
+            "52:54:00:12:34:56".parse().unwrap(),
+        );
+        let status = |d: &mut VirtioMmioNet<Flappy>| {
+            let mut st = [0u8; 2];
+            d.read(0x106, &mut st);
+            u16::from_le_bytes(st)
+        };
+        let isr = |d: &mut VirtioMmioNet<Flappy>| {
+            let mut b = [0u8; 4];
+            d.read(0x60, &mut b);
+            u32::from_le_bytes(b)
+        };
+        assert_eq!(status(&mut d), 1);
+        assert_eq!(isr(&mut d) & 2, 0);
+        let generation = {
+            let mut b = [0u8; 4];
+            d.read(0xfc, &mut b);
+            u32::from_le_bytes(b)
+        };
+        link.store(false, SeqCst);
+        events.fetch_add(1, SeqCst);
+        assert_eq!(status(&mut d), 0, "link down in config space");
+        assert_eq!(isr(&mut d) & 2, 2, "config change pending");
+        let mut b = [0u8; 4];
+        d.read(0xfc, &mut b);
+        assert_ne!(u32::from_le_bytes(b), generation, "config generation moved");
+        d.write(0x64, &2u32.to_le_bytes());
+        assert_eq!(isr(&mut d) & 2, 0, "acknowledged");
+        link.store(true, SeqCst);
+        events.fetch_add(1, SeqCst);
+        assert_eq!(status(&mut d), 1);
+        assert_eq!(isr(&mut d) & 2, 2);
     }
 }

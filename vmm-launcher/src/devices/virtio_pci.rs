@@ -4,7 +4,7 @@
 //! INTx pin A. The register semantics are those of [`VirtioMmioNet`]; this
 //! module maps PCI layout onto them, so both transports behave alike.
 
-use super::virtio_mmio::{NUM_QUEUES, NetBackend, QUEUE_NOTIFY, VirtioMmioNet};
+use super::virtio_mmio::{QUEUE_NOTIFY, VIRTIO_ID_NET, VirtioBackend, VirtioMmioNet};
 
 pub const VENDOR_VIRTIO: u16 = 0x1af4;
 /// 0x1040 + virtio device id 1 (net).
@@ -34,24 +34,30 @@ pub fn notify_address(bar: u64, q: usize) -> u64 {
 }
 
 /// One virtio-net PCI function.
-pub struct VirtioPciNet<B: NetBackend> {
+pub struct VirtioPciNet<B: VirtioBackend> {
     dev: VirtioMmioNet<B>,
     config: [u8; 256],
     bar: u64,
     selected_index: u16,
 }
 
-impl<B: NetBackend> VirtioPciNet<B> {
+impl<B: VirtioBackend> VirtioPciNet<B> {
     /// A device whose BAR0 is placed at `bar` and whose INTx pin A is `irq`.
     pub fn new(dev: VirtioMmioNet<B>, bar: u64, irq: u8) -> Self {
         let mut c = [0u8; 256];
+        let id = dev.device_id();
         put16(&mut c, 0x00, VENDOR_VIRTIO);
-        put16(&mut c, 0x02, DEVICE_VIRTIO_NET);
+        put16(&mut c, 0x02, 0x1040 + id as u16);
         put16(&mut c, 0x04, CMD_MEMORY);
         put16(&mut c, 0x06, 0x10); // capabilities list
         c[0x08] = 1; // revision: modern-only device
-        c[0x0a] = 0x00; // subclass: Ethernet
-        c[0x0b] = 0x02; // class: network
+        let (class, subclass) = if id == VIRTIO_ID_NET {
+            (0x02, 0x00) // network, Ethernet
+        } else {
+            (0x01, 0x00) // mass storage (as QEMU's virtio-blk)
+        };
+        c[0x0a] = subclass;
+        c[0x0b] = class;
         c[0x0e] = 0x00; // header type 0
         put16(&mut c, 0x2c, VENDOR_VIRTIO);
         put16(&mut c, 0x2e, 0x0001);
@@ -151,7 +157,7 @@ impl<B: NetBackend> VirtioPciNet<B> {
             0x00 => 0, // device_feature_select is write-mostly; reads rarely used
             0x04 => u64::from(self.dev_read32(0x010)),
             0x10 | 0x1a => u64::from(NO_VECTOR),
-            0x12 => NUM_QUEUES as u64,
+            0x12 => self.dev.num_queues() as u64,
             0x14 => u64::from(self.dev_read32(0x070) as u8),
             0x15 => u64::from(self.dev_read32(0x0fc) as u8),
             0x18 => u64::from(self.dev.selected_queue_size()),
@@ -197,7 +203,12 @@ impl<B: NetBackend> VirtioPciNet<B> {
     pub fn bar_read(&mut self, offset: u64, data: &mut [u8]) {
         let v: u64 = match offset {
             o if o < COMMON_CFG + 0x38 => self.common_read(o),
-            o if (ISR_CFG..ISR_CFG + 4).contains(&o) => u64::from(self.dev_read32(0x060) & 1),
+            o if (ISR_CFG..ISR_CFG + 4).contains(&o) => {
+                // Reading the ISR acknowledges it.
+                let isr = self.dev.interrupt_status() & 3;
+                self.dev.ack_interrupt(isr);
+                u64::from(isr)
+            }
             o if (DEVICE_CFG..DEVICE_CFG + 0x100).contains(&o) => {
                 self.dev.read(0x100 + (o - DEVICE_CFG), data);
                 return;
@@ -251,7 +262,7 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
     }
 
-    impl NetBackend for Recorder {
+    impl VirtioBackend for Recorder {
         fn device_features(&self) -> u64 {
             features::F_VERSION_1
         }
@@ -277,17 +288,17 @@ mod tests {
         (VirtioPciNet::new(mmio, 0xe000_0000, 5), log)
     }
 
-    fn cfg32(d: &VirtioPciNet<Recorder>, off: usize) -> u32 {
+    fn cfg32<B: VirtioBackend>(d: &VirtioPciNet<B>, off: usize) -> u32 {
         let mut b = [0u8; 4];
         d.config_read(off, &mut b);
         u32::from_le_bytes(b)
     }
 
-    fn w(d: &mut VirtioPciNet<Recorder>, off: u64, v: u32, len: usize) {
+    fn w<B: VirtioBackend>(d: &mut VirtioPciNet<B>, off: u64, v: u32, len: usize) {
         d.bar_write(off, &v.to_le_bytes()[..len]);
     }
 
-    fn r(d: &mut VirtioPciNet<Recorder>, off: u64, len: usize) -> u64 {
+    fn r<B: VirtioBackend>(d: &mut VirtioPciNet<B>, off: u64, len: usize) -> u64 {
         let mut b = [0u8; 8];
         d.bar_read(off, &mut b[..len]);
         u64::from_le_bytes(b)
@@ -388,5 +399,86 @@ mod tests {
         w(&mut d, NOTIFY_CFG + 4, 1, 2);
         assert_eq!(log.lock().unwrap().last().unwrap(), "notify 1");
         assert_eq!(notify_address(0xe000_0000, 1), 0xe000_3004);
+    }
+
+    /// A backend whose link flips once.
+    struct Flap(std::sync::atomic::AtomicU32);
+
+    impl VirtioBackend for Flap {
+        fn device_features(&self) -> u64 {
+            features::F_VERSION_1
+        }
+        fn activate(&mut self, _: u64, _: &[QueueConfig]) -> Result<(), String> {
+            Ok(())
+        }
+        fn reset(&mut self) {}
+        fn notify(&self, _: u16) {}
+        fn link_up(&self) -> bool {
+            false
+        }
+        fn config_events(&self) -> u32 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn isr_reports_a_config_change_once_and_reading_it_acknowledges() {
+        let mmio = VirtioMmioNet::new(
+            Flap(std::sync::atomic::AtomicU32::new(0)),
+            "52:54:00:aa:bb:cc".parse().unwrap(),
+        );
+        let mut d = VirtioPciNet::new(mmio, 0xe000_0000, 5);
+        let mut isr = [0u8; 1];
+        d.bar_read(ISR_CFG, &mut isr);
+        assert_eq!(isr[0] & 2, 0);
+        d.dev
+            .backend()
+            .0
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        d.bar_read(ISR_CFG, &mut isr);
+        assert_eq!(isr[0] & 2, 2, "config change");
+        d.bar_read(ISR_CFG, &mut isr);
+        assert_eq!(isr[0] & 2, 0, "read acknowledged it");
+        let mut st = [0u8; 2];
+        d.bar_read(DEVICE_CFG + 6, &mut st);
+        assert_eq!(u16::from_le_bytes(st), 0, "link down in device config");
+    }
+
+    #[test]
+    fn a_block_device_is_a_mass_storage_function_with_one_queue() {
+        struct Blk;
+        impl VirtioBackend for Blk {
+            fn device_id(&self) -> u32 {
+                2
+            }
+            fn num_queues(&self) -> usize {
+                1
+            }
+            fn config_space(&self) -> Option<Vec<u8>> {
+                Some(vec![0x00, 0x08, 0, 0, 0, 0, 0, 0])
+            }
+            fn device_features(&self) -> u64 {
+                features::F_VERSION_1
+            }
+            fn activate(&mut self, _: u64, q: &[QueueConfig]) -> Result<(), String> {
+                assert_eq!(q.len(), 1);
+                Ok(())
+            }
+            fn reset(&mut self) {}
+            fn notify(&self, _: u16) {}
+        }
+        let mut d = VirtioPciNet::new(
+            VirtioMmioNet::new(Blk, "52:54:00:00:00:01".parse().unwrap()),
+            0xe000_0000,
+            6,
+        );
+        assert_eq!(cfg32(&d, 0), 0x1042_1af4);
+        assert_eq!(cfg32(&d, 8) >> 8, 0x01_00_00, "class mass storage");
+        assert_eq!(r(&mut d, 0x12, 2), 1, "num_queues");
+        let mut cap = [0u8; 8];
+        d.bar_read(DEVICE_CFG, &mut cap);
+        assert_eq!(u64::from_le_bytes(cap), 0x800, "capacity from the device");
+        w(&mut d, 0x16, 1, 2);
+        assert_eq!(r(&mut d, 0x18, 2), 0, "no second queue");
     }
 }

@@ -1,6 +1,6 @@
 //! Settings from the kernel command line the launcher passes:
 //! `testguest.ip=`, `testguest.peer=`, `testguest.mode=ping|loop|echo`,
-//! `testguest.count=`, `testguest.tries=`, `testguest.transport=mmio|pci` and `virtio_mmio.device=4K@BASE:IRQ`.
+//! `testguest.count=`, `testguest.tries=`, `testguest.interval=` (TSC ticks), `testguest.transport=mmio|pci` and `virtio_mmio.device=4K@BASE:IRQ`.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -8,6 +8,11 @@ pub enum Mode {
     Loop,
     /// No network: echo console input until 'q' (lifecycle tests).
     Echo,
+    /// Exercise the first virtio-blk device (disk tests).
+    Disk,
+    /// Ping `count` times, one every `interval` TSC ticks, printing every
+    /// reply and every link change (reconnect tests).
+    PingLoop,
 }
 
 pub struct Config {
@@ -16,7 +21,14 @@ pub struct Config {
     pub mode: Mode,
     pub count: u32,
     pub tries: u32,
+    /// TSC ticks between two pings in pingloop mode.
+    pub interval: u64,
     pub mmio_base: usize,
+    /// Every declared virtio-mmio window (the disk may be any of them).
+    pub mmio_bases: [usize; 16],
+    pub mmio_count: usize,
+    /// Sector the disk test writes.
+    pub write_sector: u64,
     /// Drive the virtio-pci function instead of virtio-mmio.
     pub pci: bool,
 }
@@ -55,7 +67,11 @@ impl Default for Config {
             mode: Mode::Ping,
             count: 3,
             tries: 5,
+            interval: 500_000_000,
             mmio_base: 0xd000_0000,
+            mmio_bases: [0; 16],
+            mmio_count: 0,
+            write_sector: 8,
             pci: false,
         }
     }
@@ -98,26 +114,38 @@ impl Config {
                     cfg.mode = match v {
                         b"loop" => Mode::Loop,
                         b"echo" => Mode::Echo,
+                        b"pingloop" => Mode::PingLoop,
+                        b"disk" => Mode::Disk,
                         _ => Mode::Ping,
                     }
                 }
                 b"testguest.count" => {
-                    cfg.count = parse_u64(v).map_or(cfg.count, |n| n.clamp(1, 64) as u32)
+                    cfg.count = parse_u64(v).map_or(cfg.count, |n| n.clamp(1, 1_000_000) as u32)
+                }
+                b"testguest.interval" => {
+                    cfg.interval = parse_u64(v).map_or(cfg.interval, |n| n.max(1_000_000))
                 }
                 b"testguest.transport" => cfg.pci = v == b"pci",
                 b"testguest.tries" => {
                     cfg.tries = parse_u64(v).map_or(cfg.tries, |n| n.clamp(1, 100) as u32)
                 }
-                b"virtio_mmio.device" if !seen_mmio => {
-                    seen_mmio = true;
-                    // 4K@0xd0000000:5 — take the first device's base.
+                b"testguest.write" => cfg.write_sector = parse_u64(v).unwrap_or(cfg.write_sector),
+                b"virtio_mmio.device" => {
+                    // 4K@0xd0000000:5 — the first device is the NIC.
                     if let Some(at) = v.iter().position(|&c| c == b'@') {
                         let rest = &v[at + 1..];
                         let end = rest.iter().position(|&c| c == b':').unwrap_or(rest.len());
                         if let Some(b) = parse_u64(&rest[..end]) {
-                            cfg.mmio_base = b as usize;
+                            if !seen_mmio {
+                                cfg.mmio_base = b as usize;
+                            }
+                            if cfg.mmio_count < cfg.mmio_bases.len() {
+                                cfg.mmio_bases[cfg.mmio_count] = b as usize;
+                                cfg.mmio_count += 1;
+                            }
                         }
                     }
+                    seen_mmio = true;
                 }
                 _ => {}
             }

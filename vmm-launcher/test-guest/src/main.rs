@@ -12,6 +12,7 @@
 #![no_std]
 #![no_main]
 
+mod blk;
 mod cmdline;
 mod net;
 mod pci;
@@ -74,6 +75,13 @@ extern "C" fn guest_main(zero_page: *const u8) -> ! {
     if let cmdline::Mode::Echo = cfg.mode {
         run_echo();
     }
+    if let cmdline::Mode::Disk = cfg.mode {
+        match blk::run_disk(&cfg) {
+            Ok(()) => print("TESTGUEST: PASS\n"),
+            Err(e) => fail(e),
+        }
+        poweroff();
+    }
     let probe = if cfg.pci {
         virtio::NetDevice::init_pci()
     } else {
@@ -97,7 +105,8 @@ extern "C" fn guest_main(zero_page: *const u8) -> ! {
     match cfg.mode {
         cmdline::Mode::Ping => run_ping(&mut dev, &cfg),
         cmdline::Mode::Loop => run_loop(&mut dev, cfg.count),
-        cmdline::Mode::Echo => {}
+        cmdline::Mode::PingLoop => run_ping_loop(&mut dev, &cfg),
+        cmdline::Mode::Echo | cmdline::Mode::Disk => {}
     }
     poweroff()
 }
@@ -174,6 +183,69 @@ fn run_ping(dev: &mut virtio::NetDevice, cfg: &cmdline::Config) {
     }
     print("TESTGUEST: ping ok ");
     print_dec(u64::from(replies));
+    print("/");
+    print_dec(u64::from(cfg.count));
+    print(" replies\n");
+    print("TESTGUEST: PASS\n");
+}
+
+/// Resolves the peer, then pings it `count` times at a fixed pace,
+/// printing `TESTGUEST: reply SEQ` for each answer and `TESTGUEST: link
+/// down|up (config interrupt)` whenever the device's link changes. Sends
+/// nothing while the link is down (as a driver with carrier off).
+fn run_ping_loop(dev: &mut virtio::NetDevice, cfg: &cmdline::Config) {
+    let mut frame = [0u8; 128];
+    let mut peer_mac = None;
+    let mut link = dev.link_up();
+    let mut replies = 0u64;
+    let mut seq: u32 = 0;
+    while seq < cfg.count {
+        let up = dev.link_up();
+        let irq = dev.take_config_interrupt();
+        if up != link || irq {
+            print(if up {
+                "TESTGUEST: link up"
+            } else {
+                "TESTGUEST: link down"
+            });
+            print(if irq { " (config interrupt)\n" } else { "\n" });
+            link = up;
+        }
+        let start = rdtsc();
+        if up {
+            match peer_mac {
+                None => {
+                    let n = net::arp_request(&mut frame, &dev.mac, cfg.ip, cfg.peer);
+                    dev.send(&frame[..n]);
+                }
+                Some(m) => {
+                    seq += 1;
+                    let n = net::icmp_echo_request(
+                        &mut frame, &dev.mac, &m, cfg.ip, cfg.peer, 0x4653, seq as u16,
+                    );
+                    dev.send(&frame[..n]);
+                }
+            }
+        }
+        while rdtsc().wrapping_sub(start) < cfg.interval {
+            dev.poll_rx(|f| {
+                if peer_mac.is_none()
+                    && let Some(m) = net::parse_arp_reply(f, cfg.ip, cfg.peer)
+                {
+                    peer_mac = Some(m);
+                    print("TESTGUEST: arp ok\n");
+                }
+                if seq > 0 && net::is_echo_reply(f, cfg.peer, cfg.ip, 0x4653, seq as u16) {
+                    replies += 1;
+                    print("TESTGUEST: reply ");
+                    print_dec(u64::from(seq));
+                    print("\n");
+                }
+            });
+        }
+    }
+    print("TESTGUEST: pingloop ");
+    print_dec(replies);
     print("/");
     print_dec(u64::from(cfg.count));
     print(" replies\n");

@@ -36,9 +36,16 @@ pub struct VirtioPciLayout {
 
 /// Scans bus 0 for a modern virtio-net function (1af4:1041).
 pub fn find_virtio_net() -> Result<VirtioPciLayout, &'static str> {
+    find_virtio(1).map_err(|_| "pci: no virtio-net function (1af4:1041) on bus 0")
+}
+
+/// Scans bus 0 for a modern virtio function of device type `id`
+/// (1af4:1040+id).
+pub fn find_virtio(id: u32) -> Result<VirtioPciLayout, &'static str> {
+    let want = ((0x1040 + id) << 16) | 0x1af4;
     let slot = (0..32u32)
-        .find(|&s| cfg_read(s, 0) == 0x1041_1af4)
-        .ok_or("pci: no virtio-net function (1af4:1041) on bus 0")?;
+        .find(|&s| cfg_read(s, 0) == want)
+        .ok_or("pci: no such virtio function on bus 0")?;
     // Memory decoding on.
     let cmd = cfg_read(slot, 4);
     cfg_write(slot, 4, (cmd & 0xffff) | 0x2);

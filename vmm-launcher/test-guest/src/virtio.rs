@@ -9,6 +9,7 @@ const HDR_LEN: usize = 12; // virtio_net_hdr with num_buffers (VERSION_1)
 const DESC_F_WRITE: u16 = 2;
 const F_VERSION_1: u64 = 1 << 32;
 const NET_F_MAC: u64 = 1 << 5;
+const NET_F_STATUS: u64 = 1 << 16;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -65,7 +66,7 @@ pub enum Regs {
     Pci(crate::pci::VirtioPciLayout, [u16; 2]),
 }
 
-fn r8(a: usize) -> u8 {
+pub(crate) fn r8(a: usize) -> u8 {
     // SAFETY: a is inside an identity-mapped virtio register window.
     unsafe { read_volatile(a as *const u8) }
 }
@@ -81,7 +82,7 @@ fn w16(a: usize, v: u16) {
     // SAFETY: as above.
     unsafe { write_volatile(a as *mut u16, v) }
 }
-fn r32(a: usize) -> u32 {
+pub(crate) fn r32(a: usize) -> u32 {
     // SAFETY: as above.
     unsafe { read_volatile(a as *const u32) }
 }
@@ -91,19 +92,19 @@ fn w32(a: usize, v: u32) {
 }
 
 impl Regs {
-    fn status(&self) -> u8 {
+    pub(crate) fn status(&self) -> u8 {
         match self {
             Regs::Mmio(b) => r32(b + 0x70) as u8,
             Regs::Pci(l, _) => r8(l.common + 0x14),
         }
     }
-    fn set_status(&self, v: u8) {
+    pub(crate) fn set_status(&self, v: u8) {
         match self {
             Regs::Mmio(b) => w32(b + 0x70, u32::from(v)),
             Regs::Pci(l, _) => w8(l.common + 0x14, v),
         }
     }
-    fn device_features(&self) -> u64 {
+    pub(crate) fn device_features(&self) -> u64 {
         let (sel, val) = match self {
             Regs::Mmio(b) => (b + 0x14, b + 0x10),
             Regs::Pci(l, _) => (l.common, l.common + 0x04),
@@ -113,7 +114,7 @@ impl Regs {
         w32(sel, 1);
         lo | (u64::from(r32(val)) << 32)
     }
-    fn set_driver_features(&self, f: u64) {
+    pub(crate) fn set_driver_features(&self, f: u64) {
         let (sel, val) = match self {
             Regs::Mmio(b) => (b + 0x24, b + 0x20),
             Regs::Pci(l, _) => (l.common + 0x08, l.common + 0x0c),
@@ -123,19 +124,26 @@ impl Regs {
         w32(sel, 1);
         w32(val, (f >> 32) as u32);
     }
-    fn select(&mut self, q: u16) {
+    pub(crate) fn select(&mut self, q: u16) {
         match self {
             Regs::Mmio(b) => w32(*b + 0x30, u32::from(q)),
             Regs::Pci(l, _) => w16(l.common + 0x16, q),
         }
     }
-    fn queue_max(&self) -> u16 {
+    pub(crate) fn queue_max(&self) -> u16 {
         match self {
             Regs::Mmio(b) => r32(b + 0x34) as u16,
             Regs::Pci(l, _) => r16(l.common + 0x18),
         }
     }
-    fn setup_queue(&mut self, q: u16, size: u16, desc: usize, avail: usize, used: usize) {
+    pub(crate) fn setup_queue(
+        &mut self,
+        q: u16,
+        size: u16,
+        desc: usize,
+        avail: usize,
+        used: usize,
+    ) {
         self.select(q);
         match self {
             Regs::Mmio(b) => {
@@ -161,13 +169,25 @@ impl Regs {
             }
         }
     }
-    fn config_byte(&self, i: usize) -> u8 {
+    pub(crate) fn config_byte(&self, i: usize) -> u8 {
         match self {
             Regs::Mmio(b) => r8(b + 0x100 + i),
             Regs::Pci(l, _) => r8(l.device + i),
         }
     }
-    fn notify(&self, q: u16) {
+    /// Reads and acknowledges the interrupt status (bit 1: config change).
+    fn take_isr(&self) -> u32 {
+        match self {
+            Regs::Mmio(b) => {
+                let v = r32(b + 0x60);
+                w32(b + 0x64, v);
+                v
+            }
+            // Reading the ISR acknowledges it.
+            Regs::Pci(l, _) => u32::from(r8(l.isr)),
+        }
+    }
+    pub(crate) fn notify(&self, q: u16) {
         match self {
             Regs::Mmio(b) => w32(b + 0x50, u32::from(q)),
             Regs::Pci(l, off) => {
@@ -180,6 +200,8 @@ impl Regs {
 
 pub struct NetDevice {
     regs: Regs,
+    /// VIRTIO_NET_F_STATUS negotiated: the config space has a link bit.
+    status: bool,
     pub mac: [u8; 6],
     rx: *mut Ring,
     tx: *mut Ring,
@@ -217,7 +239,7 @@ impl NetDevice {
         if offered & F_VERSION_1 == 0 {
             return Err("virtio: VERSION_1 not offered");
         }
-        let accept = offered & (F_VERSION_1 | NET_F_MAC);
+        let accept = offered & (F_VERSION_1 | NET_F_MAC | NET_F_STATUS);
         regs.set_driver_features(accept);
         regs.set_status(0xb); // FEATURES_OK
         if regs.status() & 8 == 0 {
@@ -273,6 +295,7 @@ impl NetDevice {
         }
         regs.notify(0); // rx buffers available
         Ok(NetDevice {
+            status: accept & NET_F_STATUS != 0,
             regs,
             mac,
             rx,
@@ -281,6 +304,18 @@ impl NetDevice {
             rx_avail: QSIZE as u16,
             tx_avail: 0,
         })
+    }
+
+    /// VIRTIO_NET_S_LINK_UP from the config space (always up without
+    /// VIRTIO_NET_F_STATUS).
+    pub fn link_up(&self) -> bool {
+        !self.status || self.regs.config_byte(6) & 1 != 0
+    }
+
+    /// True when a configuration-change interrupt was pending (and
+    /// acknowledges it).
+    pub fn take_config_interrupt(&self) -> bool {
+        self.regs.take_isr() & 2 != 0
     }
 
     /// Queues one frame; waits for a free slot if all are in flight.
