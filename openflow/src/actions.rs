@@ -398,7 +398,8 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
         Action::GotoTable(_)
         | Action::WriteMetadata { .. }
         | Action::ClearActions
-        | Action::WriteActions(_) => {
+        | Action::WriteActions(_)
+        | Action::Meter(_) => {
             return Err(unsupported("an instruction inside an action list", "1.3"));
         }
     }
@@ -413,7 +414,8 @@ pub fn encode_actions13(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
 fn is_instruction(a: &Action) -> bool {
     matches!(
         a,
-        Action::GotoTable(_)
+        Action::Meter(_)
+            | Action::GotoTable(_)
             | Action::WriteMetadata { .. }
             | Action::ClearActions
             | Action::WriteActions(_)
@@ -421,9 +423,14 @@ fn is_instruction(a: &Action) -> bool {
 }
 
 /// Encodes a flows action list as OpenFlow 1.3 instructions, in the order
-/// OVS uses: apply_actions, clear_actions, write_actions, write_metadata,
-/// goto_table.
+/// OVS uses: meter, apply_actions, clear_actions, write_actions,
+/// write_metadata, goto_table.
 pub fn encode_instructions(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
+    for a in actions {
+        if let Action::Meter(m) = a {
+            crate::msg::meter::encode_meter_instruction(w, *m);
+        }
+    }
     let apply: Vec<&Action> = actions.iter().filter(|a| !is_instruction(a)).collect();
     if !apply.is_empty() {
         let start = w.len();
@@ -480,6 +487,7 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
     let mut meta = None;
     let mut goto = None;
     let mut clear = false;
+    let mut meter = None;
     while !r.is_empty() {
         let len = usize::from(r.peek_u16(2).unwrap_or(0));
         let (ty, mut b) = next_tlv(&mut r, OfError::BadInstructionLen)?;
@@ -519,7 +527,8 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                 }
                 clear = true;
             }
-            it::METER | 0xffff => return Err(OfError::UnsupportedInstruction.into()),
+            it::METER => meter = Some(crate::msg::meter::decode_meter_instruction(len, b)?),
+            0xffff => return Err(OfError::UnsupportedInstruction.into()),
             _ => return Err(OfError::UnknownInstruction.into()),
         }
     }
@@ -536,6 +545,9 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
         tail.push(Action::GotoTable(t));
     }
     apply.extend(tail);
+    if let Some(m) = meter {
+        apply.insert(0, Action::Meter(m));
+    }
     Ok(apply)
 }
 
@@ -735,7 +747,8 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
             | Action::GotoTable(_)
             | Action::WriteMetadata { .. }
             | Action::ClearActions
-            | Action::WriteActions(_) => {
+            | Action::WriteActions(_)
+            | Action::Meter(_) => {
                 return Err(unsupported(format!("{a:?}"), "1.0"));
             }
         }
