@@ -426,7 +426,10 @@ mod tests {
         // Long term: 1 Mbit/s of 1000-byte frames offered at 10 Mbit/s.
         let passed = offer(&m, id, 1250, 1, 1000, 4);
         let bits = passed * 8000;
-        assert!((4_000_000..=4_000_000 + 12_000 + 8000).contains(&bits), "{bits}");
+        assert!(
+            (4_000_000..=4_000_000 + 12_000 + 8000).contains(&bits),
+            "{bits}"
+        );
     }
 
     #[test]
@@ -449,7 +452,10 @@ mod tests {
                 pktps: true,
                 bands: vec![
                     LimiterBand { rate: 10, burst: 2 },
-                    LimiterBand { rate: 100, burst: 4 },
+                    LimiterBand {
+                        rate: 100,
+                        burst: 4,
+                    },
                 ],
             },
             true,

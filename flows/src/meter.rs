@@ -430,7 +430,9 @@ pub fn parse_meter(s: &str, syntax: MeterSyntax) -> Result<Meter, MeterParseErro
                 return Err(perr("band must have 'burst_size' when 'burst' flag is set"));
             }
             (false, Some(_)) => {
-                return Err(perr("band may have 'burst_size' only when 'burst' flag is set"));
+                return Err(perr(
+                    "band may have 'burst_size' only when 'burst' flag is set",
+                ));
             }
             (false, None) => 0,
         };

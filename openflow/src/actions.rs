@@ -57,6 +57,8 @@ mod it {
     pub const METER: u16 = 6;
 }
 
+pub use crate::msg::meter::MeterPlacement;
+
 /// OpenFlow 1.0 port number of "in_port" used by Nicira resubmit.
 const NX_IN_PORT: u16 = 0xfff8;
 
@@ -426,17 +428,39 @@ fn is_instruction(a: &Action) -> bool {
 /// OVS uses: meter, apply_actions, clear_actions, write_actions,
 /// write_metadata, goto_table.
 pub fn encode_instructions(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
-    for a in actions {
-        if let Action::Meter(m) = a {
-            crate::msg::meter::encode_meter_instruction(w, *m);
+    encode_instructions_with(w, actions, MeterPlacement::Instruction)
+}
+
+/// [`encode_instructions`] for a version that puts the meter where
+/// `meter` says: OpenFlow 1.5 passes [`MeterPlacement::Action`]
+/// (`MeterPlacement::for_version`), and its meter becomes the first action
+/// of apply-actions.
+pub fn encode_instructions_with(
+    w: &mut Writer,
+    actions: &[Action],
+    meter: MeterPlacement,
+) -> Result<(), EncodeError> {
+    let meters = actions.iter().filter_map(|a| match a {
+        Action::Meter(m) => Some(*m),
+        _ => None,
+    });
+    if meter == MeterPlacement::Instruction {
+        for m in meters.clone() {
+            crate::msg::meter::encode_meter_instruction(w, m);
         }
     }
     let apply: Vec<&Action> = actions.iter().filter(|a| !is_instruction(a)).collect();
-    if !apply.is_empty() {
+    let meter_actions = meter == MeterPlacement::Action && meters.clone().next().is_some();
+    if !apply.is_empty() || meter_actions {
         let start = w.len();
         w.u16(it::APPLY_ACTIONS);
         let at = w.len_placeholder();
         w.u32(0);
+        if meter == MeterPlacement::Action {
+            for m in meters {
+                crate::msg::meter::encode_meter_action(w, m);
+            }
+        }
         for a in apply {
             encode_action13(w, a)?;
         }

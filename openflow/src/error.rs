@@ -355,7 +355,9 @@ impl OfError {
             PortModBadConfig => (et10::PORT_MOD_FAILED, 1),
             QueueBadPort => (et10::QUEUE_OP_FAILED, 0),
             RoleStale | BadRole => (et10::BAD_REQUEST, 5),
-            MeterModUnknown | MeterExists | InvalidMeter | UnknownMeter | BadMeterCommand | BadMeterFlags | BadMeterRate | BadMeterBurst | BadMeterBand | BadMeterBandValue | OutOfMeters | OutOfBands => (et10::BAD_REQUEST, 1),
+            MeterModUnknown | MeterExists | InvalidMeter | UnknownMeter | BadMeterCommand
+            | BadMeterFlags | BadMeterRate | BadMeterBurst | BadMeterBand | BadMeterBandValue
+            | OutOfMeters | OutOfBands => (et10::BAD_REQUEST, 1),
             Other { err_type, code } => (err_type, code),
         }
     }

@@ -281,15 +281,23 @@ pub enum MultipartRequestBody {
     Flow(FlowStatsRequest),
     Aggregate(FlowStatsRequest),
     Table,
-    PortStats { port_no: PortNo },
+    PortStats {
+        port_no: PortNo,
+    },
     PortDesc,
-    Group { group_id: u32 },
+    Group {
+        group_id: u32,
+    },
     GroupDesc,
     TableFeatures,
     /// OFPMP_METER for one meter or `METER_ALL`.
-    Meter { meter_id: u32 },
+    Meter {
+        meter_id: u32,
+    },
     /// OFPMP_METER_CONFIG for one meter or `METER_ALL`.
-    MeterConfig { meter_id: u32 },
+    MeterConfig {
+        meter_id: u32,
+    },
     MeterFeatures,
 }
 

@@ -17,7 +17,11 @@ use ferrovs_tests::*;
 
 fn tag() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("mtr{}{}", std::process::id() % 100, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "mtr{}{}",
+        std::process::id() % 100,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn ovs_ofctl(target: &str, args: &[&str]) -> Result<String> {
@@ -47,10 +51,19 @@ fn stock_ovs_ofctl_add_meter_and_dump_meters_match_ofctl_and_ovs() -> Result<()>
             "meter=1,pktps,burst,stats,bands=type=drop,rate=1000,burst_size=100",
         ],
     )?;
-    sw.ofctl(&["-O", "OpenFlow13", "add-meter", &br, "meter=2,kbps,bands=type=drop,rate=5000"])?;
+    sw.ofctl(&[
+        "-O",
+        "OpenFlow13",
+        "add-meter",
+        &br,
+        "meter=2,kbps,bands=type=drop,rate=5000",
+    ])?;
     ovs_ofctl(
         &target,
-        &["add-meter", "meter=3 kbps stats bands=type=drop rate=200 type=drop rate=400"],
+        &[
+            "add-meter",
+            "meter=3 kbps stats bands=type=drop rate=200 type=drop rate=400",
+        ],
     )?;
     // What stock ovs-vswitchd 3.1 answers to the same three add-meters.
     let expected = "OFPST_METER_CONFIG reply (OF1.3) (xid=0x2):\n\
@@ -63,8 +76,14 @@ fn stock_ovs_ofctl_add_meter_and_dump_meters_match_ofctl_and_ovs() -> Result<()>
     assert_eq!(ours, stock);
 
     let stock = ovs_ofctl(&target, &["meter-features"])?;
-    assert_eq!(stock, sw.ofctl(&["-O", "OpenFlow13", "meter-features", &br])?);
-    assert!(stock.contains("band_types: drop\ncapabilities: kbps pktps burst stats"), "{stock}");
+    assert_eq!(
+        stock,
+        sw.ofctl(&["-O", "OpenFlow13", "meter-features", &br])?
+    );
+    assert!(
+        stock.contains("band_types: drop\ncapabilities: kbps pktps burst stats"),
+        "{stock}"
+    );
 
     // A flow naming a missing meter is refused as OVS refuses it.
     let out = run_output(
@@ -80,7 +99,10 @@ fn stock_ovs_ofctl_add_meter_and_dump_meters_match_ofctl_and_ovs() -> Result<()>
     );
     ovs_ofctl(&target, &["add-flow", "in_port=1,actions=meter:1,output:2"])?;
     let flows = ovs_ofctl(&target, &["dump-flows"])?;
-    assert!(flows.contains("in_port=1 actions=meter:1,output:2"), "{flows}");
+    assert!(
+        flows.contains("in_port=1 actions=meter:1,output:2"),
+        "{flows}"
+    );
 
     let stock = ovs_ofctl(&target, &["meter-stats", "meter=1"])?;
     let ours = sw.ofctl(&["-O", "OpenFlow13", "meter-stats", &br, "meter=1"])?;
@@ -109,7 +131,10 @@ fn stock_ovs_ofctl_add_meter_and_dump_meters_match_ofctl_and_ovs() -> Result<()>
     let flows = ovs_ofctl(&target, &["dump-flows"])?;
     assert!(!flows.contains("meter:1"), "{flows}");
     let left = sw.ofctl(&["-O", "OpenFlow13", "dump-meters", &br])?;
-    assert!(!left.contains("meter=1 ") && left.contains("meter=2 "), "{left}");
+    assert!(
+        !left.contains("meter=1 ") && left.contains("meter=2 "),
+        "{left}"
+    );
     sw.ofctl(&["-O", "OpenFlow13", "del-meters", &br])?;
     assert_eq!(
         ovs_ofctl(&target, &["dump-meters"])?,
@@ -211,7 +236,10 @@ fn meter_of_1000_pktps_holds_10000_pktps_to_1000() -> Result<()> {
             .unwrap_or(0)
     };
     let (inn, dropped) = (num("packet_in_count:"), num("packet_count:"));
-    assert!(inn >= sent * 95 / 100, "packet_in_count {inn} of {sent} sent: {stats}");
+    assert!(
+        inn >= sent * 95 / 100,
+        "packet_in_count {inn} of {sent} sent: {stats}"
+    );
     assert!(
         dropped + got >= inn * 98 / 100 && dropped <= inn,
         "band drops {dropped} + received {got} should be the {inn} offered: {stats}"
@@ -271,7 +299,10 @@ fn ingress_policing_holds_iperf3_udp_at_ten_times_the_rate_to_the_rate() -> Resu
         .args(["ingress_policing_rate=4000", "ingress_policing_burst=400"]))?;
     std::thread::sleep(Duration::from_millis(500));
     let bps = iperf3_udp_received(h1, h2, "40M")?;
-    eprintln!("ingress policing at 4 Mbit/s: received {:.2} Mbit/s", bps / 1e6);
+    eprintln!(
+        "ingress policing at 4 Mbit/s: received {:.2} Mbit/s",
+        bps / 1e6
+    );
     assert!(
         (3.6e6..=4.4e6).contains(&bps),
         "received {:.2} Mbit/s through a 4 Mbit/s ingress policer; log:\n{}",
@@ -284,7 +315,11 @@ fn ingress_policing_holds_iperf3_udp_at_ten_times_the_rate_to_the_rate() -> Resu
         .args(["set", "interface", &h1.port, "ingress_policing_rate=0"]))?;
     std::thread::sleep(Duration::from_millis(500));
     let bps = iperf3_udp_received(h1, h2, "20M")?;
-    assert!(bps > 15e6, "policing removed, yet only {:.2} Mbit/s", bps / 1e6);
+    assert!(
+        bps > 15e6,
+        "policing removed, yet only {:.2} Mbit/s",
+        bps / 1e6
+    );
     Ok(())
 }
 
@@ -296,7 +331,9 @@ fn egress_policer_qos_holds_iperf3_udp_at_ten_times_the_rate_to_the_rate() -> Re
     // cir 500,000 bytes/s = 4 Mbit/s, cbs 50,000 bytes, on h2's port.
     run(Command::new("ovs-vsctl")
         .arg(format!("--db={}", sw.db_remote()))
-        .args(["set", "port", &h2.port, "qos=@q", "--", "--id=@q", "create", "qos"])
+        .args([
+            "set", "port", &h2.port, "qos=@q", "--", "--id=@q", "create", "qos",
+        ])
         .args([
             "type=egress-policer",
             "other_config:cir=500000",
@@ -304,7 +341,10 @@ fn egress_policer_qos_holds_iperf3_udp_at_ten_times_the_rate_to_the_rate() -> Re
         ]))?;
     std::thread::sleep(Duration::from_millis(500));
     let bps = iperf3_udp_received(h1, h2, "40M")?;
-    eprintln!("egress policer at 4 Mbit/s: received {:.2} Mbit/s", bps / 1e6);
+    eprintln!(
+        "egress policer at 4 Mbit/s: received {:.2} Mbit/s",
+        bps / 1e6
+    );
     assert!(
         (3.6e6..=4.4e6).contains(&bps),
         "received {:.2} Mbit/s through a 4 Mbit/s egress policer; log:\n{}",

@@ -29,7 +29,12 @@ type Row = serde_json::Map<String, Value>;
 /// Rows of a `select` result by uuid.
 fn rows_from_select(result: &Value) -> BTreeMap<String, Row> {
     let mut out = BTreeMap::new();
-    for r in result.get("rows").and_then(Value::as_array).into_iter().flatten() {
+    for r in result
+        .get("rows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(obj) = r.as_object()
             && let Some(u) = obj.get("_uuid").and_then(uuid_of)
         {
@@ -42,7 +47,10 @@ fn rows_from_select(result: &Value) -> BTreeMap<String, Row> {
 /// The elements of a set-typed value (a bare atom is a set of one).
 fn set_elems(v: &Value) -> Vec<&Value> {
     match v.as_array().map(Vec::as_slice) {
-        Some([tag, elems]) if tag == "set" => elems.as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+        Some([tag, elems]) if tag == "set" => elems
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default(),
         _ => vec![v],
     }
 }
@@ -59,7 +67,10 @@ fn opt_int(v: &Value) -> Option<i64> {
 }
 
 fn opt_str(v: &Value) -> Option<String> {
-    set_elems(v).first().and_then(|x| x.as_str()).map(str::to_string)
+    set_elems(v)
+        .first()
+        .and_then(|x| x.as_str())
+        .map(str::to_string)
 }
 
 /// A string→string map column.
@@ -180,7 +191,11 @@ pub fn from_select_results(results: &[Value]) -> PolicingConfig {
         if cir == 0 {
             continue;
         }
-        let cbs = if cbs == 0 { DEFAULT_EGRESS_CBS_BYTES } else { cbs };
+        let cbs = if cbs == 0 {
+            DEFAULT_EGRESS_CBS_BYTES
+        } else {
+            cbs
+        };
         let rate = Rate {
             bps: cir.saturating_mul(8),
             burst_bits: cbs.saturating_mul(8),
@@ -236,7 +251,11 @@ impl Policing {
         // Drop what is no longer wanted or whose port changed.
         let names: Vec<String> = self.applied.keys().cloned().collect();
         for name in names {
-            let keep = match (self.applied.get(&name), ports.get(&name), cfg.ifaces.get(&name)) {
+            let keep = match (
+                self.applied.get(&name),
+                ports.get(&name),
+                cfg.ifaces.get(&name),
+            ) {
                 (Some(a), Some(dp), Some(w)) => a.dp_port == *dp && a.wanted == *w,
                 _ => false,
             };
@@ -290,7 +309,11 @@ impl Policing {
 mod tests {
     use super::*;
 
-    fn results(iface_rate: i64, iface_burst: i64, qos: Option<(&str, &[(&str, &str)])>) -> Vec<Value> {
+    fn results(
+        iface_rate: i64,
+        iface_burst: i64,
+        qos: Option<(&str, &[(&str, &str)])>,
+    ) -> Vec<Value> {
         let qos_rows: Vec<Value> = qos
             .map(|(t, oc)| {
                 let pairs: Vec<Value> = oc.iter().map(|(k, v)| json!([k, v])).collect();
@@ -346,11 +369,7 @@ mod tests {
 
     #[test]
     fn bad_or_unsupported_qos_is_reported_not_applied() {
-        let c = from_select_results(&results(
-            0,
-            0,
-            Some(("egress-policer", &[("cir", "lots")])),
-        ));
+        let c = from_select_results(&results(0, 0, Some(("egress-policer", &[("cir", "lots")]))));
         assert!(c.ifaces.is_empty());
         assert_eq!(c.problems.len(), 1);
         let c = from_select_results(&results(0, 0, Some(("linux-htb", &[]))));

@@ -7,8 +7,8 @@ use rustc_hash::FxHashMap;
 
 use super::handler::UpcallMsg;
 use super::metering::PASS;
-use crate::meter::Meters;
 use crate::framebuf::apply;
+use crate::meter::Meters;
 use crate::packet::{Offload, Packet};
 use crate::port::TxQueue;
 

@@ -470,7 +470,10 @@ impl Pmd {
                     self.slots[j] = SKIP;
                 }
             }
-            PortStats::add(&self.rxqs[i].stats.rx_dropped, u64::from(dropped.count_ones()));
+            PortStats::add(
+                &self.rxqs[i].stats.rx_dropped,
+                u64::from(dropped.count_ones()),
+            );
         }
         dropped.count_ones() as usize
     }

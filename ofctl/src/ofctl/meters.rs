@@ -99,8 +99,9 @@ mod tests {
 
     #[test]
     fn dump_meters_prints_like_ovs_ofctl() {
-        let m1 = parse_meter_mod("meter=1,pktps,burst,stats,bands=type=drop,rate=1000,burst_size=100")
-            .unwrap();
+        let m1 =
+            parse_meter_mod("meter=1,pktps,burst,stats,bands=type=drop,rate=1000,burst_size=100")
+                .unwrap();
         let m2 = Meter {
             id: 2,
             flags: MeterFlags(MeterFlags::KBPS),

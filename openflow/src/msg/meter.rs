@@ -134,6 +134,26 @@ fn encode_bands(w: &mut Writer, bands: &[MeterBand]) {
 
 // ------------------------------------------------- instruction and action
 
+/// Where a version writes a flow's meter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MeterPlacement {
+    /// OFPIT_METER, before apply-actions (OpenFlow 1.3, 1.4).
+    Instruction,
+    /// OFPAT_METER, first in apply-actions (OpenFlow 1.5).
+    Action,
+}
+
+impl MeterPlacement {
+    /// The placement of wire version `wire` (0x06 = OpenFlow 1.5).
+    pub fn for_version(wire: u8) -> MeterPlacement {
+        if wire >= 0x06 {
+            MeterPlacement::Action
+        } else {
+            MeterPlacement::Instruction
+        }
+    }
+}
+
 /// The meter instruction (OpenFlow 1.3, 1.4).
 pub fn encode_meter_instruction(w: &mut Writer, id: u32) {
     w.u16(OFPIT_METER);
@@ -173,12 +193,8 @@ pub fn decode_meter_action(len: usize, mut b: Reader) -> Result<u32, DecodeError
 pub fn decode_request(mtype: u16, mut r: Reader) -> Result<MultipartRequestBody, DecodeError> {
     use crate::consts::mp;
     Ok(match mtype {
-        mp::METER => MultipartRequestBody::Meter {
-            meter_id: r.u32()?,
-        },
-        mp::METER_CONFIG => MultipartRequestBody::MeterConfig {
-            meter_id: r.u32()?,
-        },
+        mp::METER => MultipartRequestBody::Meter { meter_id: r.u32()? },
+        mp::METER_CONFIG => MultipartRequestBody::MeterConfig { meter_id: r.u32()? },
         mp::METER_FEATURES => MultipartRequestBody::MeterFeatures,
         _ => return Err(OfError::BadMultipart.into()),
     })
@@ -364,10 +380,7 @@ mod tests {
     fn bad_meter_flags_and_bands_are_refused_with_meter_mod_errors() {
         // ADD with an undefined flag bit.
         let b = hex("041d001000000002 0000001000000001");
-        assert_eq!(
-            decode(&b).unwrap_err().of_error(),
-            OfError::BadMeterFlags
-        );
+        assert_eq!(decode(&b).unwrap_err().of_error(), OfError::BadMeterFlags);
         // A band of unknown type 5.
         let b = hex("041d002000000002 0000000100000001 0005001000000001 0000000000000000");
         assert_eq!(decode(&b).unwrap_err().of_error(), OfError::BadMeterBand);
@@ -376,10 +389,7 @@ mod tests {
         assert_eq!(decode(&b).unwrap_err().of_error(), OfError::BadMeterBand);
         // Unknown command.
         let b = hex("041d001000000002 0007000100000001");
-        assert_eq!(
-            decode(&b).unwrap_err().of_error(),
-            OfError::BadMeterCommand
-        );
+        assert_eq!(decode(&b).unwrap_err().of_error(), OfError::BadMeterCommand);
     }
 
     #[test]
@@ -391,7 +401,10 @@ mod tests {
             },
             MultipartRequestBody::MeterFeatures,
         ] {
-            round_trip(&Message::MultipartRequest(MultipartRequest { flags: 0, body }));
+            round_trip(&Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body,
+            }));
         }
         for body in [
             MultipartReplyBody::Meter(vec![MeterStats {
@@ -493,5 +506,12 @@ mod tests {
         assert_eq!(w.buf, hex("001d000800000007"));
         assert_eq!(decode_meter_action(8, Reader::new(&w.buf[4..])).unwrap(), 7);
         assert!(decode_meter_action(16, Reader::new(&w.buf[4..])).is_err());
+        // In 1.5 the same flow carries the meter as the first action of
+        // apply-actions: 8-byte instruction header, meter, output.
+        let mut w = Writer::new();
+        crate::actions::encode_instructions_with(&mut w, &acts, MeterPlacement::for_version(6))
+            .unwrap();
+        assert_eq!(&w.buf[..16], &hex("0004002000000000 001d000800000007")[..]);
+        assert_eq!(MeterPlacement::for_version(4), MeterPlacement::Instruction);
     }
 }

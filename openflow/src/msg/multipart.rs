@@ -179,7 +179,8 @@ fn encode_request(w: &mut Writer, v: Version, req: &MultipartRequest) -> Result<
             w.u32(*group_id);
             w.u32(0);
         }
-        MultipartRequestBody::Meter { meter_id } | MultipartRequestBody::MeterConfig { meter_id } => {
+        MultipartRequestBody::Meter { meter_id }
+        | MultipartRequestBody::MeterConfig { meter_id } => {
             w.u32(*meter_id);
             w.u32(0);
         }
