@@ -86,11 +86,7 @@ fn actions_use_meter(actions: &[Action], m: crate::meter::MeterId) -> bool {
 fn collect_meters(actions: &[Action], out: &mut Vec<crate::meter::MeterId>) {
     for a in actions {
         match a {
-            Action::Meter(x) => {
-                if !out.contains(x) {
-                    out.push(*x);
-                }
-            }
+            Action::Meter(x) if !out.contains(x) => out.push(*x),
             Action::WriteActions(inner) => collect_meters(inner, out),
             _ => {}
         }

@@ -5,7 +5,7 @@
 use flows::DpAction;
 
 use crate::meter::{BatchMask, Meters};
-use crate::packet::BATCH_SIZE;
+use crate::packet::{BATCH_SIZE, Packet};
 
 /// A packet's fate: the index of the meter action (among the list's meter
 /// actions) that drops it, or [`PASS`].
@@ -38,6 +38,33 @@ pub(crate) fn meter_batch(
         }
         alive &= !dropped;
         idx = idx.saturating_add(1);
+    }
+}
+
+/// Meters the packets of one megaflow in a batch (`of_flow` says which of
+/// `pkts` belong to it) and writes their fates into `fate`, by batch slot.
+pub(crate) fn meter_flow(
+    meters: &Meters,
+    actions: &[DpAction],
+    now_ns: u64,
+    of_flow: impl Iterator<Item = bool>,
+    pkts: &[Packet],
+    fate: &mut [u8; BATCH_SIZE],
+) {
+    let mut lens = [0u32; BATCH_SIZE];
+    let mut at = [0usize; BATCH_SIZE];
+    let mut m = 0;
+    for ((k, mine), pkt) in of_flow.enumerate().zip(pkts) {
+        if mine && m < BATCH_SIZE {
+            lens[m] = pkt.len() as u32;
+            at[m] = k;
+            m += 1;
+        }
+    }
+    let mut f = [PASS; BATCH_SIZE];
+    meter_batch(meters, actions, now_ns, &lens[..m], &mut f[..m]);
+    for (k, v) in at[..m].iter().zip(f) {
+        fate[*k] = v;
     }
 }
 

@@ -505,4 +505,6 @@ const _: () = {
 };
 
 #[cfg(test)]
+mod meter_tests;
+#[cfg(test)]
 mod tests;

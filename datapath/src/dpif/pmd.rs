@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use super::cmd::{PmdCmd, UpcallReply};
 use super::exec::{TxSet, execute};
 use super::handler::UpcallMsg;
-use super::metering::{PASS, count_meters, meter_batch, meter_one};
+use super::metering::{PASS, count_meters, meter_flow, meter_one};
 use super::poll_policy::PollPolicy;
 use super::stats::{Local, PmdCounters, Stage, StageClock, cycles_now};
 use super::{DpConfig, MegaflowInfo, Shared};
@@ -408,21 +408,15 @@ impl Pmd {
             };
             if flow.n_meters > 0 {
                 // Meter this flow's packets of the batch all at once.
-                let mut lens = [0u32; BATCH_SIZE];
-                let mut at = [0usize; BATCH_SIZE];
-                let mut m = 0;
-                for k in j..n {
-                    if self.slots[k] == s {
-                        lens[m] = pkts[k].len() as u32;
-                        at[m] = k;
-                        m += 1;
-                    }
-                }
-                let mut f = [PASS; BATCH_SIZE];
-                meter_batch(&self.meters, &flow.actions, now_ns, &lens[..m], &mut f[..m]);
-                for q in 0..m {
-                    fate[at[q]] = f[q];
-                }
+                let of_flow = self.slots[..n].iter().map(|&x| x == s);
+                meter_flow(
+                    &self.meters,
+                    &flow.actions,
+                    now_ns,
+                    of_flow,
+                    pkts,
+                    &mut fate,
+                );
             }
             let (mut cnt, mut bytes) = (0u64, 0u64);
             for (k, pkt) in pkts.iter_mut().enumerate().skip(j) {
