@@ -566,4 +566,40 @@ mod tests {
         assert_eq!(t.delete(METER_ALL).len(), 1);
         assert!(t.is_empty());
     }
+
+    #[test]
+    fn meter_action_text_must_come_first_as_in_ovs_ofctl() {
+        use crate::action::Action;
+        use crate::text::{format_actions, parse_actions};
+        let a = parse_actions("meter:1,output:2").unwrap();
+        assert_eq!(a[0], Action::Meter(1));
+        assert_eq!(format_actions(&a), "meter:1,output:2");
+        assert_eq!(
+            parse_actions("output:2,meter:1").unwrap_err().to_string(),
+            "invalid instruction ordering: meter must appear before apply_actions, for OpenFlow 1.1+ compatibility"
+        );
+    }
+
+    #[test]
+    fn pipeline_counts_and_deletes_the_flows_of_a_meter() {
+        use crate::table::{FlowMod, FlowModCommand, Pipeline, meters_used};
+        use crate::text::parse_flow_mod;
+        let mut p = Pipeline::new();
+        for f in [
+            "in_port=1,actions=meter:1,output:2",
+            "in_port=2,actions=meter:1,output:1",
+            "in_port=3,actions=meter:2,output:1",
+            "in_port=4,actions=output:1",
+        ] {
+            let fm: FlowMod = parse_flow_mod(f, FlowModCommand::Add).unwrap();
+            assert!(meters_used(&fm.actions).len() <= 1);
+            p.flow_mod(&fm, 0).unwrap();
+        }
+        let counts = p.meter_flow_counts();
+        assert_eq!(counts.get(&1), Some(&2));
+        assert_eq!(counts.get(&2), Some(&1));
+        assert_eq!(p.delete_meter_users(1).len(), 2);
+        assert_eq!(p.n_rules(), 2);
+        assert_eq!(p.meter_flow_counts().get(&1), None);
+    }
 }
