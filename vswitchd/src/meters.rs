@@ -70,6 +70,13 @@ pub fn meter_mod(
     Ok(())
 }
 
+/// Gives a removed bridge's datapath meters back.
+pub fn release_all(dp: &Datapath, st: &mut BridgeState) {
+    for e in st.meters.delete(METER_ALL) {
+        dp.meters().free(e.dp_id);
+    }
+}
+
 /// A flow may only name meters that exist (OFPMMFC_INVALID_METER).
 pub fn check_flow_meters(st: &BridgeState, actions: &[Action]) -> Result<(), OfError> {
     for m in flows::table::meters_used(actions) {
@@ -153,5 +160,93 @@ pub fn meter_features() -> MeterFeatures {
         capabilities: u32::from(MeterFlags::ALL),
         max_bands: MAX_BANDS as u8,
         max_color: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datapath::{DpConfig, Packet, UpcallHandler, UpcallResult};
+    use flows::FlowKey;
+    use flows::meter::{Meter, MeterBand};
+    use flows::table::{FlowFilter, FlowModCommand};
+
+    use super::*;
+    use crate::config::FailMode;
+
+    struct Nothing;
+    impl UpcallHandler for Nothing {
+        fn upcall(&self, _: &FlowKey, _: &Packet) -> UpcallResult {
+            UpcallResult::default()
+        }
+        fn userspace(&self, _: &DpAction, _: &FlowKey, _: &Packet) {}
+    }
+
+    fn add(id: u32, rate: u32) -> MeterMod {
+        MeterMod {
+            command: MeterModCommand::Add,
+            meter: Meter {
+                id,
+                flags: MeterFlags(MeterFlags::PKTPS | MeterFlags::STATS),
+                bands: vec![MeterBand::drop(rate, 0)],
+            },
+        }
+    }
+
+    #[test]
+    fn meter_mods_drive_the_table_the_flows_and_the_datapath_meters() {
+        let dp = Datapath::new(DpConfig::default(), Arc::new(Nothing)).unwrap();
+        let ofp = Ofproto::new("mtrbr", FailMode::Secure, false, 1, 0);
+        let mut st = ofp.lock();
+        meter_mod(&dp, &ofp, &mut st, add(1, 10), 0).unwrap();
+        meter_mod(&dp, &ofp, &mut st, add(2, 20), 0).unwrap();
+        assert_eq!(
+            meter_mod(&dp, &ofp, &mut st, add(1, 10), 0),
+            Err(OfError::MeterExists)
+        );
+        let mut bad = add(3, 0);
+        bad.meter.bands[0].rate = 0;
+        assert_eq!(
+            meter_mod(&dp, &ofp, &mut st, bad, 0),
+            Err(OfError::BadMeterRate)
+        );
+        let (d1, d2) = (st.meters.dp_id(1).unwrap(), st.meters.dp_id(2).unwrap());
+        assert_ne!(d1, d2);
+
+        // Flows: a missing meter is refused, a present one accepted, and
+        // translation names the datapath meter.
+        let fm = |s: &str| flows::text::parse_flow_mod(s, FlowModCommand::Add).unwrap();
+        assert_eq!(
+            check_flow_meters(&st, &fm("actions=meter:9,output:2").actions),
+            Err(OfError::InvalidMeter)
+        );
+        let f = fm("actions=meter:2");
+        check_flow_meters(&st, &f.actions).unwrap();
+        st.pipeline.flow_mod(&f, 0).unwrap();
+        let x = st.translate(&FlowKey::default(), 0, false);
+        assert_eq!(x.actions, vec![DpAction::Meter(d2)]);
+
+        let stats = meter_stats(&dp, &st, METER_ALL, 2500).unwrap();
+        assert_eq!(stats.len(), 2);
+        assert_eq!((stats[1].flow_count, stats[1].duration_sec), (1, 2));
+        assert_eq!(stats[1].duration_nsec, 500_000_000);
+        assert_eq!(meter_stats(&dp, &st, 7, 0), Err(OfError::UnknownMeter));
+        assert_eq!(meter_configs(&st, 2).unwrap()[0].bands[0].rate, 20);
+
+        // Delete: the meter's flow goes, its datapath meter is reused.
+        let del = MeterMod {
+            command: MeterModCommand::Delete,
+            ..add(2, 1)
+        };
+        meter_mod(&dp, &ofp, &mut st, del, 0).unwrap();
+        assert!(st.pipeline.dump(&FlowFilter::default()).is_empty());
+        meter_mod(&dp, &ofp, &mut st, add(5, 1), 0).unwrap();
+        assert_eq!(st.meters.dp_id(5), Some(d2));
+
+        release_all(&dp, &mut st);
+        assert!(st.meters.is_empty());
+        let again = dp.meters().alloc().unwrap();
+        assert!(again == d1 || again == d2, "a released meter is reused");
     }
 }
