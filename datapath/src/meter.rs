@@ -214,12 +214,15 @@ impl Meters {
             return;
         };
         let n = cfg.bands.len().min(MAX_BANDS);
+        let had = s.n_bands.load(Ordering::Acquire) as usize;
         s.pktps.store(u32::from(cfg.pktps), Ordering::Relaxed);
         for (i, b) in cfg.bands.iter().take(n).enumerate() {
             let band = &s.bands[i];
             band.rate.store(b.rate.max(1), Ordering::Relaxed);
             band.cap.store(cost(b.burst, b.rate), Ordering::Relaxed);
-            if reset {
+            // A new meter, or a band the modified meter did not have,
+            // starts full and uncounted.
+            if reset || i >= had {
                 band.tat.store(0, Ordering::Relaxed);
                 band.packets.store(0, Ordering::Relaxed);
                 band.bytes.store(0, Ordering::Relaxed);
