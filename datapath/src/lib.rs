@@ -6,6 +6,7 @@ pub mod afpacket;
 pub mod dpif;
 pub mod dummy;
 mod framebuf;
+pub mod meter;
 pub mod netdev;
 pub mod offload;
 pub mod packet;

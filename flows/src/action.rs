@@ -96,4 +96,7 @@ pub enum Action {
     ClearActions,
     /// Instruction `write_actions(ACTIONS)`.
     WriteActions(Vec<Action>),
+    /// `meter:ID`: the OpenFlow 1.3 meter instruction (first in the list),
+    /// the meter action from 1.5 on. Packets over the meter's rate stop here.
+    Meter(crate::meter::MeterId),
 }

@@ -51,4 +51,7 @@ pub enum DpAction {
     /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
     SetTpSrc(u16),
     SetTpDst(u16),
+    /// Run the packet through datapath meter N (`datapath::meter`); a packet
+    /// over its rate is dropped and the rest of the list is skipped.
+    Meter(u32),
 }

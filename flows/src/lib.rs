@@ -12,6 +12,7 @@ pub mod hash;
 pub mod key;
 pub mod mac_learning;
 pub mod matches;
+pub mod meter;
 pub mod names;
 pub mod packet;
 pub mod parse;

@@ -75,6 +75,31 @@ fn actions_output_to(actions: &[Action], p: PortNo) -> bool {
     })
 }
 
+fn actions_use_meter(actions: &[Action], m: crate::meter::MeterId) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Meter(x) => *x == m,
+        Action::WriteActions(inner) => actions_use_meter(inner, m),
+        _ => false,
+    })
+}
+
+fn collect_meters(actions: &[Action], out: &mut Vec<crate::meter::MeterId>) {
+    for a in actions {
+        match a {
+            Action::Meter(x) if !out.contains(x) => out.push(*x),
+            Action::WriteActions(inner) => collect_meters(inner, out),
+            _ => {}
+        }
+    }
+}
+
+/// The meters an action list uses (to refuse a flow whose meter is missing).
+pub fn meters_used(actions: &[Action]) -> Vec<crate::meter::MeterId> {
+    let mut out = Vec::new();
+    collect_meters(actions, &mut out);
+    out
+}
+
 fn actions_use_group(actions: &[Action], g: GroupId) -> bool {
     actions.iter().any(|a| match a {
         Action::Group(x) => *x == g,
@@ -524,6 +549,42 @@ impl Pipeline {
         };
         let hits = self.select(&filter).unwrap_or_default();
         self.remove_rules(&hits, RemovedReason::GroupDelete)
+    }
+
+    /// Rules whose instructions or actions use meter `m`.
+    fn meter_users(&self, m: crate::meter::MeterId) -> Vec<(u8, RuleId)> {
+        let mut out = Vec::new();
+        for (t, table) in self.tables.iter().enumerate() {
+            for (id, rule) in table.iter() {
+                if actions_use_meter(&rule.actions, m) {
+                    out.push((t as u8, id));
+                }
+            }
+        }
+        out
+    }
+
+    /// How many rules use each meter (the `flow_count` of meter stats).
+    pub fn meter_flow_counts(&self) -> std::collections::BTreeMap<crate::meter::MeterId, u32> {
+        let mut out = std::collections::BTreeMap::new();
+        for table in &self.tables {
+            for (_, rule) in table.iter() {
+                let mut seen = Vec::new();
+                collect_meters(&rule.actions, &mut seen);
+                seen.dedup();
+                for m in seen {
+                    *out.entry(m).or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Deletes every rule that uses meter `m` (a meter delete takes its
+    /// flows with it, as in Open vSwitch); reported as plain deletes.
+    pub fn delete_meter_users(&mut self, m: crate::meter::MeterId) -> Vec<RemovedRule> {
+        let hits = self.meter_users(m);
+        self.remove_rules(&hits, RemovedReason::Delete)
     }
 
     fn remove_rules(&mut self, ids: &[(u8, RuleId)], reason: RemovedReason) -> Vec<RemovedRule> {

@@ -765,13 +765,15 @@ fn parse_actions_with(s: &str, opts: &ParseOptions<'_>) -> Result<Vec<Action>, T
 /// (ovs-ofctl refuses anything else).
 fn check_instruction_order(actions: &[Action]) -> Result<(), TextError> {
     let rank = |a: &Action| match a {
-        Action::ClearActions => 1,
-        Action::WriteActions(_) => 2,
-        Action::WriteMetadata { .. } => 3,
-        Action::GotoTable(_) => 4,
-        _ => 0,
+        Action::Meter(_) => 0,
+        Action::ClearActions => 2,
+        Action::WriteActions(_) => 3,
+        Action::WriteMetadata { .. } => 4,
+        Action::GotoTable(_) => 5,
+        _ => 1,
     };
-    const NAMES: [&str; 5] = [
+    const NAMES: [&str; 6] = [
+        "meter",
         "apply_actions",
         "clear_actions",
         "write_actions",
@@ -779,6 +781,7 @@ fn check_instruction_order(actions: &[Action]) -> Result<(), TextError> {
         "goto_table",
     ];
     let mut prev = 0usize;
+    let mut first = true;
     for a in actions {
         let r = rank(a);
         if r < prev {
@@ -787,13 +790,14 @@ fn check_instruction_order(actions: &[Action]) -> Result<(), TextError> {
                 NAMES[r], NAMES[prev]
             )));
         }
-        if r != 0 && r == prev {
+        if r != 1 && r == prev && !first {
             return Err(TextError::NotAllowed(format!(
                 "instruction {} may be specified only once",
                 NAMES[r]
             )));
         }
         prev = r;
+        first = false;
     }
     Ok(())
 }
@@ -1085,6 +1089,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
             }
         }
         "group" => Action::Group(num(0xffff_ff00)? as u32),
+        "meter" => Action::Meter(num(u128::from(u32::MAX))? as u32),
         "goto_table" => Action::GotoTable(num(254)? as u8),
         "write_metadata" => {
             let a = need()?;
@@ -1202,6 +1207,7 @@ pub fn format_action(a: &Action) -> String {
             ),
         },
         Action::Group(g) => format!("group:{g}"),
+        Action::Meter(m) => format!("meter:{m}"),
         Action::GotoTable(t) => format!("goto_table:{t}"),
         Action::WriteMetadata { value, mask } => {
             if *mask == u64::MAX {

@@ -612,6 +612,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
             }
             Action::Resubmit { port: p, table } => return self.resubmit(*p, *table, depth),
             Action::Group(g) => return self.group(*g, depth),
+            Action::Meter(m) => {
+                // The OpenFlow id: the bridge maps it to its datapath meter
+                // (`MeterTable::dp_id`) before the actions reach the datapath.
+                self.out.actions.push(DpAction::Meter(*m));
+            }
             Action::GotoTable(_)
             | Action::WriteMetadata { .. }
             | Action::ClearActions
@@ -1056,6 +1061,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
+            DpAction::Meter(m) => format!("meter({m})"),
         })
         .collect::<Vec<_>>()
         .join(",")

@@ -57,6 +57,8 @@ mod it {
     pub const METER: u16 = 6;
 }
 
+pub use crate::msg::meter::MeterPlacement;
+
 /// OpenFlow 1.0 port number of "in_port" used by Nicira resubmit.
 const NX_IN_PORT: u16 = 0xfff8;
 
@@ -398,7 +400,8 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
         Action::GotoTable(_)
         | Action::WriteMetadata { .. }
         | Action::ClearActions
-        | Action::WriteActions(_) => {
+        | Action::WriteActions(_)
+        | Action::Meter(_) => {
             return Err(unsupported("an instruction inside an action list", "1.3"));
         }
     }
@@ -413,7 +416,8 @@ pub fn encode_actions13(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
 fn is_instruction(a: &Action) -> bool {
     matches!(
         a,
-        Action::GotoTable(_)
+        Action::Meter(_)
+            | Action::GotoTable(_)
             | Action::WriteMetadata { .. }
             | Action::ClearActions
             | Action::WriteActions(_)
@@ -421,15 +425,42 @@ fn is_instruction(a: &Action) -> bool {
 }
 
 /// Encodes a flows action list as OpenFlow 1.3 instructions, in the order
-/// OVS uses: apply_actions, clear_actions, write_actions, write_metadata,
-/// goto_table.
+/// OVS uses: meter, apply_actions, clear_actions, write_actions,
+/// write_metadata, goto_table.
 pub fn encode_instructions(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
+    encode_instructions_with(w, actions, MeterPlacement::Instruction)
+}
+
+/// [`encode_instructions`] for a version that puts the meter where
+/// `meter` says: OpenFlow 1.5 passes [`MeterPlacement::Action`]
+/// (`MeterPlacement::for_version`), and its meter becomes the first action
+/// of apply-actions.
+pub fn encode_instructions_with(
+    w: &mut Writer,
+    actions: &[Action],
+    meter: MeterPlacement,
+) -> Result<(), EncodeError> {
+    let meters = actions.iter().filter_map(|a| match a {
+        Action::Meter(m) => Some(*m),
+        _ => None,
+    });
+    if meter == MeterPlacement::Instruction {
+        for m in meters.clone() {
+            crate::msg::meter::encode_meter_instruction(w, m);
+        }
+    }
     let apply: Vec<&Action> = actions.iter().filter(|a| !is_instruction(a)).collect();
-    if !apply.is_empty() {
+    let meter_actions = meter == MeterPlacement::Action && meters.clone().next().is_some();
+    if !apply.is_empty() || meter_actions {
         let start = w.len();
         w.u16(it::APPLY_ACTIONS);
         let at = w.len_placeholder();
         w.u32(0);
+        if meter == MeterPlacement::Action {
+            for m in meters {
+                crate::msg::meter::encode_meter_action(w, m);
+            }
+        }
         for a in apply {
             encode_action13(w, a)?;
         }
@@ -480,6 +511,7 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
     let mut meta = None;
     let mut goto = None;
     let mut clear = false;
+    let mut meter = None;
     while !r.is_empty() {
         let len = usize::from(r.peek_u16(2).unwrap_or(0));
         let (ty, mut b) = next_tlv(&mut r, OfError::BadInstructionLen)?;
@@ -519,7 +551,8 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                 }
                 clear = true;
             }
-            it::METER | 0xffff => return Err(OfError::UnsupportedInstruction.into()),
+            it::METER => meter = Some(crate::msg::meter::decode_meter_instruction(len, b)?),
+            0xffff => return Err(OfError::UnsupportedInstruction.into()),
             _ => return Err(OfError::UnknownInstruction.into()),
         }
     }
@@ -536,6 +569,9 @@ pub fn decode_instructions(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
         tail.push(Action::GotoTable(t));
     }
     apply.extend(tail);
+    if let Some(m) = meter {
+        apply.insert(0, Action::Meter(m));
+    }
     Ok(apply)
 }
 
@@ -735,7 +771,8 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
             | Action::GotoTable(_)
             | Action::WriteMetadata { .. }
             | Action::ClearActions
-            | Action::WriteActions(_) => {
+            | Action::WriteActions(_)
+            | Action::Meter(_) => {
                 return Err(unsupported(format!("{a:?}"), "1.0"));
             }
         }

@@ -73,6 +73,7 @@ fn decode_body(ty: MsgType, v: Version, r: Reader) -> Result<Message, DecodeErro
         T::PacketIn | T::PacketOut => msg::packet_io::decode(ty, v, r),
         T::FlowMod | T::FlowRemoved => msg::flow_mod::decode(ty, v, r),
         T::GroupMod => msg::group::decode(ty, v, r),
+        T::MeterMod => msg::meter::decode(ty, v, r),
         T::PortStatus | T::PortMod | T::QueueGetConfigRequest | T::QueueGetConfigReply => {
             msg::port::decode(ty, v, r)
         }
@@ -103,6 +104,7 @@ fn msg_type(msg: &Message) -> MsgType {
         Message::PacketOut(_) => T::PacketOut,
         Message::FlowMod(_) => T::FlowMod,
         Message::GroupMod(_) => T::GroupMod,
+        Message::MeterMod(_) => T::MeterMod,
         Message::PortMod(_) => T::PortMod,
         Message::MultipartRequest(_) => T::MultipartRequest,
         Message::MultipartReply(_) => T::MultipartReply,
@@ -149,6 +151,7 @@ pub fn encode(msg: &Message, version: u8, xid: u32) -> Result<Vec<u8>, EncodeErr
         Message::PacketIn(_) | Message::PacketOut(_) => msg::packet_io::encode(&mut w, v, msg)?,
         Message::FlowMod(_) | Message::FlowRemoved(_) => msg::flow_mod::encode(&mut w, v, msg)?,
         Message::GroupMod(_) => msg::group::encode(&mut w, v, msg)?,
+        Message::MeterMod(_) => msg::meter::encode(&mut w, v, msg)?,
         Message::PortStatus(_)
         | Message::PortMod(_)
         | Message::QueueGetConfigRequest { .. }

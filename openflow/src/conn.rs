@@ -22,6 +22,10 @@ pub trait SwitchAgent {
     /// whatever the datapath caches).
     fn flow_mod(&mut self, fm: FlowMod) -> Result<(), OfError>;
     fn group_mod(&mut self, gm: GroupMod) -> Result<(), OfError>;
+    /// METER_MOD; a switch without meters refuses it.
+    fn meter_mod(&mut self, _mm: MeterMod) -> Result<(), OfError> {
+        Err(OfError::BadType)
+    }
     fn port_mod(&mut self, pm: PortMod) -> Result<(), OfError>;
     fn packet_out(&mut self, po: PacketOut) -> Result<(), OfError>;
     /// Answers a statistics request; large bodies are split by the
@@ -259,6 +263,7 @@ impl OfConnection {
             msg,
             Message::FlowMod(_)
                 | Message::GroupMod(_)
+                | Message::MeterMod(_)
                 | Message::PortMod(_)
                 | Message::PacketOut(_)
         );
@@ -307,6 +312,11 @@ impl OfConnection {
             }
             Message::GroupMod(gm) => {
                 if let Err(e) = agent.group_mod(gm) {
+                    self.queue_error(e, raw, xid);
+                }
+            }
+            Message::MeterMod(mm) => {
+                if let Err(e) = agent.meter_mod(mm) {
                     self.queue_error(e, raw, xid);
                 }
             }

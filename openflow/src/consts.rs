@@ -53,6 +53,7 @@ pub mod t13 {
     pub const GET_ASYNC_REQUEST: u8 = 26;
     pub const GET_ASYNC_REPLY: u8 = 27;
     pub const SET_ASYNC: u8 = 28;
+    pub const METER_MOD: u8 = 29;
 }
 
 /// Message types of OpenFlow 1.0.
@@ -95,6 +96,7 @@ pub mod et13 {
     pub const QUEUE_OP_FAILED: u16 = 9;
     pub const SWITCH_CONFIG_FAILED: u16 = 10;
     pub const ROLE_REQUEST_FAILED: u16 = 11;
+    pub const METER_MOD_FAILED: u16 = 12;
 }
 
 /// Error types of OpenFlow 1.0.
@@ -119,6 +121,8 @@ pub mod mp {
     pub const GROUP_DESC: u16 = 7;
     pub const GROUP_FEATURES: u16 = 8;
     pub const METER: u16 = 9;
+    pub const METER_CONFIG: u16 = 10;
+    pub const METER_FEATURES: u16 = 11;
     pub const TABLE_FEATURES: u16 = 12;
     pub const PORT_DESC: u16 = 13;
     pub const EXPERIMENTER: u16 = 0xffff;

@@ -127,6 +127,30 @@ pub enum OfError {
     RoleStale,
     #[error("OFPRRFC_BAD_ROLE")]
     BadRole,
+    #[error("OFPMMFC_UNKNOWN")]
+    MeterModUnknown,
+    #[error("OFPMMFC_METER_EXISTS")]
+    MeterExists,
+    #[error("OFPMMFC_INVALID_METER")]
+    InvalidMeter,
+    #[error("OFPMMFC_UNKNOWN_METER")]
+    UnknownMeter,
+    #[error("OFPMMFC_BAD_COMMAND")]
+    BadMeterCommand,
+    #[error("OFPMMFC_BAD_FLAGS")]
+    BadMeterFlags,
+    #[error("OFPMMFC_BAD_RATE")]
+    BadMeterRate,
+    #[error("OFPMMFC_BAD_BURST")]
+    BadMeterBurst,
+    #[error("OFPMMFC_BAD_BAND")]
+    BadMeterBand,
+    #[error("OFPMMFC_BAD_BAND_VALUE")]
+    BadMeterBandValue,
+    #[error("OFPMMFC_OUT_OF_METERS")]
+    OutOfMeters,
+    #[error("OFPMMFC_OUT_OF_BANDS")]
+    OutOfBands,
     /// An error this crate has no name for (as received from a peer).
     #[error("error type {err_type} code {code}")]
     Other { err_type: u16, code: u16 },
@@ -193,6 +217,18 @@ const ALL: &[OfError] = &[
     OfError::QueueBadPort,
     OfError::RoleStale,
     OfError::BadRole,
+    OfError::MeterModUnknown,
+    OfError::MeterExists,
+    OfError::InvalidMeter,
+    OfError::UnknownMeter,
+    OfError::BadMeterCommand,
+    OfError::BadMeterFlags,
+    OfError::BadMeterRate,
+    OfError::BadMeterBurst,
+    OfError::BadMeterBand,
+    OfError::BadMeterBandValue,
+    OfError::OutOfMeters,
+    OfError::OutOfBands,
 ];
 
 impl OfError {
@@ -260,6 +296,18 @@ impl OfError {
             QueueBadPort => (et13::QUEUE_OP_FAILED, 0),
             RoleStale => (et13::ROLE_REQUEST_FAILED, 0),
             BadRole => (et13::ROLE_REQUEST_FAILED, 2),
+            MeterModUnknown => (et13::METER_MOD_FAILED, 0),
+            MeterExists => (et13::METER_MOD_FAILED, 1),
+            InvalidMeter => (et13::METER_MOD_FAILED, 2),
+            UnknownMeter => (et13::METER_MOD_FAILED, 3),
+            BadMeterCommand => (et13::METER_MOD_FAILED, 4),
+            BadMeterFlags => (et13::METER_MOD_FAILED, 5),
+            BadMeterRate => (et13::METER_MOD_FAILED, 6),
+            BadMeterBurst => (et13::METER_MOD_FAILED, 7),
+            BadMeterBand => (et13::METER_MOD_FAILED, 8),
+            BadMeterBandValue => (et13::METER_MOD_FAILED, 9),
+            OutOfMeters => (et13::METER_MOD_FAILED, 10),
+            OutOfBands => (et13::METER_MOD_FAILED, 11),
             Other { err_type, code } => (err_type, code),
         }
     }
@@ -307,6 +355,9 @@ impl OfError {
             PortModBadConfig => (et10::PORT_MOD_FAILED, 1),
             QueueBadPort => (et10::QUEUE_OP_FAILED, 0),
             RoleStale | BadRole => (et10::BAD_REQUEST, 5),
+            MeterModUnknown | MeterExists | InvalidMeter | UnknownMeter | BadMeterCommand
+            | BadMeterFlags | BadMeterRate | BadMeterBurst | BadMeterBand | BadMeterBandValue
+            | OutOfMeters | OutOfBands => (et10::BAD_REQUEST, 1),
             Other { err_type, code } => (err_type, code),
         }
     }

@@ -2,6 +2,7 @@
 //! ([`crate::codec`]) maps them to and from OpenFlow 1.0 and 1.3.
 
 pub use flows::group::{Bucket, Group, GroupType};
+pub use flows::meter::{BandType, Meter, MeterBand, MeterFlags};
 pub use flows::table::{FlowFlags, FlowMod, FlowModCommand};
 use flows::{Action, Match, PortNo};
 
@@ -167,6 +168,46 @@ pub struct GroupMod {
     pub group: Group,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum MeterModCommand {
+    Add,
+    Modify,
+    Delete,
+}
+
+/// A METER_MOD: flows's meter, plus the command that only the wire
+/// carries. A delete uses only `meter.id`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MeterMod {
+    pub command: MeterModCommand,
+    pub meter: Meter,
+}
+
+/// One entry of an OFPMP_METER reply.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct MeterStats {
+    pub meter_id: u32,
+    pub flow_count: u32,
+    pub packet_in_count: u64,
+    pub byte_in_count: u64,
+    pub duration_sec: u32,
+    pub duration_nsec: u32,
+    /// (packet_band_count, byte_band_count) per band.
+    pub band_stats: Vec<(u64, u64)>,
+}
+
+/// The OFPMP_METER_FEATURES reply.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct MeterFeatures {
+    pub max_meter: u32,
+    /// Bit n set: band type n supported (`1 << 1`: drop).
+    pub band_types: u32,
+    /// `OFPMF_*` flags supported.
+    pub capabilities: u32,
+    pub max_bands: u8,
+    pub max_color: u8,
+}
+
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PortMod {
     pub port_no: PortNo,
@@ -240,11 +281,24 @@ pub enum MultipartRequestBody {
     Flow(FlowStatsRequest),
     Aggregate(FlowStatsRequest),
     Table,
-    PortStats { port_no: PortNo },
+    PortStats {
+        port_no: PortNo,
+    },
     PortDesc,
-    Group { group_id: u32 },
+    Group {
+        group_id: u32,
+    },
     GroupDesc,
     TableFeatures,
+    /// OFPMP_METER for one meter or `METER_ALL`.
+    Meter {
+        meter_id: u32,
+    },
+    /// OFPMP_METER_CONFIG for one meter or `METER_ALL`.
+    MeterConfig {
+        meter_id: u32,
+    },
+    MeterFeatures,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -351,6 +405,9 @@ pub enum MultipartReplyBody {
     Group(Vec<GroupStats>),
     GroupDesc(Vec<Group>),
     TableFeatures(Vec<TableFeatures>),
+    Meter(Vec<MeterStats>),
+    MeterConfig(Vec<Meter>),
+    MeterFeatures(MeterFeatures),
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -386,6 +443,7 @@ pub enum Message {
     PacketOut(PacketOut),
     FlowMod(FlowModMsg),
     GroupMod(GroupMod),
+    MeterMod(MeterMod),
     PortMod(PortMod),
     MultipartRequest(MultipartRequest),
     MultipartReply(MultipartReply),
@@ -424,6 +482,7 @@ impl Message {
             Message::PacketOut(_) => "OFPT_PACKET_OUT",
             Message::FlowMod(_) => "OFPT_FLOW_MOD",
             Message::GroupMod(_) => "OFPT_GROUP_MOD",
+            Message::MeterMod(_) => "OFPT_METER_MOD",
             Message::PortMod(_) => "OFPT_PORT_MOD",
             Message::MultipartRequest(_) => "OFPT_MULTIPART_REQUEST",
             Message::MultipartReply(_) => "OFPT_MULTIPART_REPLY",

@@ -160,6 +160,9 @@ impl SwitchAgent for MemAgent {
             MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(self.features().ports),
             MultipartRequestBody::Group { .. } => MultipartReplyBody::Group(vec![]),
             MultipartRequestBody::GroupDesc => MultipartReplyBody::GroupDesc(vec![]),
+            MultipartRequestBody::Meter { .. }
+            | MultipartRequestBody::MeterConfig { .. }
+            | MultipartRequestBody::MeterFeatures => return Err(OfError::BadMultipart),
             MultipartRequestBody::TableFeatures => {
                 MultipartReplyBody::TableFeatures(vec![TableFeatures {
                     table_id: 0,

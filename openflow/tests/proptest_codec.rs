@@ -1,5 +1,5 @@
-//! Property tests: the decoder never panics, and flow mods, group mods
-//! and packet-outs round-trip.
+//! Property tests: the decoder never panics, and flow mods, group mods,
+//! meter mods and packet-outs round-trip.
 
 use flows::key::{FlowKey, ethertype};
 use flows::{Action, Field, Match, SubField};
@@ -146,32 +146,72 @@ fn arb_flow_mod() -> impl Strategy<Value = FlowModMsg> {
         proptest::collection::vec(arb_action(), 0..6),
         any::<(u16, u64, u8, u16, u16)>(),
         proptest::option::of(1u8..254),
+        proptest::option::of(1u32..0xffff_0000),
     )
-        .prop_map(|(m, actions, (prio, cookie, table, idle, hard), goto)| {
-            let mut actions = actions;
-            if let Some(t) = goto {
-                actions.push(Action::GotoTable(t));
-            }
-            FlowModMsg {
-                flow_mod: FlowMod {
-                    command: FlowModCommand::Add,
-                    m,
-                    priority: u32::from(prio),
-                    cookie,
-                    cookie_mask: 0,
-                    table_id: table % 254,
-                    idle_timeout: idle,
-                    hard_timeout: hard,
-                    flags: FlowFlags {
-                        send_flow_rem: true,
-                        ..FlowFlags::default()
+        .prop_map(
+            |(m, actions, (prio, cookie, table, idle, hard), goto, meter)| {
+                let mut actions = actions;
+                if let Some(t) = goto {
+                    actions.push(Action::GotoTable(t));
+                }
+                if let Some(id) = meter {
+                    actions.insert(0, Action::Meter(id));
+                }
+                FlowModMsg {
+                    flow_mod: FlowMod {
+                        command: FlowModCommand::Add,
+                        m,
+                        priority: u32::from(prio),
+                        cookie,
+                        cookie_mask: 0,
+                        table_id: table % 254,
+                        idle_timeout: idle,
+                        hard_timeout: hard,
+                        flags: FlowFlags {
+                            send_flow_rem: true,
+                            ..FlowFlags::default()
+                        },
+                        out_port: flows::action::port::ANY,
+                        out_group: OFPG_ANY,
+                        actions,
                     },
-                    out_port: flows::action::port::ANY,
-                    out_group: OFPG_ANY,
-                    actions,
-                },
-                buffer_id: NO_BUFFER,
-            }
+                    buffer_id: NO_BUFFER,
+                }
+            },
+        )
+}
+
+fn arb_meter_mod() -> impl Strategy<Value = MeterMod> {
+    let band = (
+        any::<u32>(),
+        any::<u32>(),
+        proptest::option::of(any::<u8>()),
+    )
+        .prop_map(|(rate, burst_size, prec)| MeterBand {
+            kind: match prec {
+                Some(prec_level) => BandType::DscpRemark { prec_level },
+                None => BandType::Drop,
+            },
+            rate,
+            burst_size,
+        });
+    (
+        prop_oneof![
+            Just(MeterModCommand::Add),
+            Just(MeterModCommand::Modify),
+            Just(MeterModCommand::Delete)
+        ],
+        0u16..16,
+        any::<u32>(),
+        proptest::collection::vec(band, 0..9),
+    )
+        .prop_map(|(command, flags, id, bands)| MeterMod {
+            command,
+            meter: Meter {
+                id,
+                flags: MeterFlags(flags),
+                bands,
+            },
         })
 }
 
@@ -287,6 +327,14 @@ proptest! {
     }
 
     #[test]
+    fn random_meter_mods_round_trip_in_1_3(mm in arb_meter_mod()) {
+        let msg = Message::MeterMod(mm);
+        let b = encode(&msg, OFP13_VERSION, 5).unwrap();
+        prop_assert!(encode(&msg, OFP10_VERSION, 5).is_err());
+        prop_assert_eq!(decode(&b).unwrap().1, msg);
+    }
+
+    #[test]
     fn random_flow_mods_round_trip_in_1_3(fm in arb_flow_mod()) {
         let msg = Message::FlowMod(fm);
         let b = encode(&msg, OFP13_VERSION, 3).unwrap();
@@ -297,7 +345,7 @@ proptest! {
     fn random_flow_mods_expressible_in_1_0_round_trip(fm in arb_flow_mod()) {
         let mut fm = fm;
         fm.flow_mod.table_id = 0;
-        fm.flow_mod.actions.retain(|a| !matches!(a, Action::Group(_) | Action::GotoTable(_) | Action::PopVlan | Action::SetField { .. }));
+        fm.flow_mod.actions.retain(|a| !matches!(a, Action::Group(_) | Action::GotoTable(_) | Action::PopVlan | Action::SetField { .. } | Action::Meter(_)));
         let msg = Message::FlowMod(fm);
         // Matches outside 1.0 (registers, IPv6...) are refused, not mangled.
         if let Ok(b) = encode(&msg, OFP10_VERSION, 3) {

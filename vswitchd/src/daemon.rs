@@ -150,6 +150,7 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
     let mut last: Option<SwitchConfig> = None;
     let mut last_stats = Instant::now() - Duration::from_secs(60);
     let mut last_retry = Instant::now();
+    let mut policing = crate::policing::Policing::default();
     loop {
         let results = ctx.db.transact(SwitchConfig::select_ops());
         let cfg = SwitchConfig::from_select_results(&results);
@@ -179,6 +180,7 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
                 ctx.switch.dp.set_pmd_max_sleep(max_sleep);
             }
         }
+        policing.reconcile(&ctx.switch, &ctx.db);
         if ctx.switch.refresh_links() {
             ctx.switch.revalidate_now();
         }

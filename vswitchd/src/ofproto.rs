@@ -61,6 +61,8 @@ pub struct PortRuntime {
 pub struct BridgeState {
     pub pipeline: Pipeline,
     pub groups: GroupTable,
+    /// OpenFlow meters (`crate::meters`).
+    pub meters: flows::meter::MeterTable,
     pub mac: MacLearning,
     pub ports: BridgePorts,
     pub runtime: BTreeMap<PortNo, PortRuntime>,
@@ -113,6 +115,7 @@ impl Ofproto {
             st: Mutex::new(BridgeState {
                 pipeline,
                 groups: GroupTable::new(),
+                meters: flows::meter::MeterTable::new(),
                 mac: MacLearning::new(8192, 300),
                 ports: BridgePorts::new(),
                 runtime: BTreeMap::new(),
@@ -159,7 +162,9 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
         };
-        flows::xlate::translate(&ctx, key)
+        let mut x = flows::xlate::translate(&ctx, key);
+        crate::meters::map_to_datapath(&self.meters, &mut x);
+        x
     }
 
     /// Translates a packet-out's action list.
@@ -171,7 +176,9 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
         };
-        flows::xlate::translate_actions(&ctx, key, actions)
+        let mut x = flows::xlate::translate_actions(&ctx, key, actions);
+        crate::meters::map_to_datapath(&self.meters, &mut x);
+        x
     }
 
     /// Applies NORMAL's learning requests; returns the MACs whose entry is

@@ -615,6 +615,9 @@ impl SwitchAgent for BridgeAgent {
     fn flow_mod(&mut self, fm: FlowMod) -> Result<(), OfError> {
         let now = self.switch.slow.now_ms();
         let mut st = self.ofp.lock();
+        if !fm.command.is_delete() {
+            crate::meters::check_flow_meters(&st, &fm.actions)?;
+        }
         let out = st
             .pipeline
             .flow_mod(&fm, now)
@@ -649,6 +652,14 @@ impl SwitchAgent for BridgeAgent {
             flows::group::GroupError::SelfReference(_) => OfError::ChainingUnsupported,
             _ => OfError::InvalidGroup,
         })?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn meter_mod(&mut self, mm: MeterMod) -> Result<(), OfError> {
+        let now = self.switch.slow.now_ms();
+        let mut st = self.ofp.lock();
+        crate::meters::meter_mod(&self.switch.dp, &self.ofp, &mut st, mm, now)?;
         self.dirty = true;
         Ok(())
     }
@@ -791,6 +802,22 @@ impl SwitchAgent for BridgeAgent {
             MultipartRequestBody::GroupDesc => {
                 let st = self.ofp.lock();
                 MultipartReplyBody::GroupDesc(st.groups.iter().cloned().collect())
+            }
+            MultipartRequestBody::Meter { meter_id } => {
+                let st = self.ofp.lock();
+                MultipartReplyBody::Meter(crate::meters::meter_stats(
+                    &self.switch.dp,
+                    &st,
+                    *meter_id,
+                    now,
+                )?)
+            }
+            MultipartRequestBody::MeterConfig { meter_id } => {
+                let st = self.ofp.lock();
+                MultipartReplyBody::MeterConfig(crate::meters::meter_configs(&st, *meter_id)?)
+            }
+            MultipartRequestBody::MeterFeatures => {
+                MultipartReplyBody::MeterFeatures(crate::meters::meter_features())
             }
             MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(
                 (0..254u8)

@@ -411,11 +411,15 @@ impl Switch {
         for n in names {
             self.remove_iface(st, &n);
         }
-        self.slow
+        let gone = self
+            .slow
             .bridges
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        if let Some(ofp) = gone {
+            crate::meters::release_all(&self.dp, &mut ofp.lock());
+        }
         info!(bridge = %name, "bridge deleted");
     }
 

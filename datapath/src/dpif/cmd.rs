@@ -56,6 +56,13 @@ pub(crate) enum PmdCmd {
         packet: Packet,
         actions: Vec<DpAction>,
     },
+    /// Port policing: datapath meters for received and sent packets.
+    SetPolicing {
+        no: DpPortNo,
+        ingress: Option<u32>,
+        egress: Option<u32>,
+        ack: Sender<()>,
+    },
     DumpFlows {
         reply: Sender<Vec<MegaflowInfo>>,
     },

@@ -6,7 +6,9 @@ use flows::{DpAction, DpPortNo, FlowKey};
 use rustc_hash::FxHashMap;
 
 use super::handler::UpcallMsg;
+use super::metering::PASS;
 use crate::framebuf::apply;
+use crate::meter::Meters;
 use crate::packet::{Offload, Packet};
 use crate::port::TxQueue;
 
@@ -16,9 +18,22 @@ pub(crate) struct TxSet {
     txqs: FxHashMap<DpPortNo, Box<dyn TxQueue>>,
     touched: Vec<DpPortNo>,
     pub errors: u64,
+    /// Egress policers (QoS `egress-policer`): datapath meter per port.
+    pub egress: FxHashMap<DpPortNo, u32>,
+    /// The meters the policers live in, and the batch's clock for them.
+    pub meters: Option<std::sync::Arc<Meters>>,
+    pub now_ns: u64,
 }
 
 impl TxSet {
+    /// An empty set whose egress policers use `meters`.
+    pub fn with_meters(meters: std::sync::Arc<Meters>) -> TxSet {
+        TxSet {
+            meters: Some(meters),
+            ..TxSet::default()
+        }
+    }
+
     pub fn insert(&mut self, no: DpPortNo, txq: Box<dyn TxQueue>) {
         self.txqs.insert(no, txq);
     }
@@ -36,6 +51,12 @@ impl TxSet {
         let Some(q) = self.txqs.get_mut(&no) else {
             return;
         };
+        if !self.egress.is_empty()
+            && let (Some(id), Some(m)) = (self.egress.get(&no), &self.meters)
+            && !m.admit_one(*id, self.now_ns, pkt.len() as u32)
+        {
+            return;
+        }
         if let Err(e) = q.send(pkt) {
             self.errors += 1;
             tracing::debug!("output to dp port {no}: {e}");
@@ -58,8 +79,9 @@ impl TxSet {
     }
 }
 
-/// Runs `actions` in order on `pkt`. Returns the number of userspace copies
-/// that could not be queued.
+/// Runs `actions` in order on `pkt`, stopping at the meter action numbered
+/// `fate` (the packet's verdict from `metering::meter_batch`; `PASS`: none).
+/// Returns the number of userspace copies that could not be queued.
 #[inline]
 pub(crate) fn execute(
     actions: &[DpAction],
@@ -67,10 +89,18 @@ pub(crate) fn execute(
     key: &FlowKey,
     tx: &mut TxSet,
     upcalls: &Sender<UpcallMsg>,
+    fate: u8,
 ) -> u64 {
     let mut lost = 0;
+    let mut meter_no = 0u8;
     for a in actions {
         match a {
+            DpAction::Meter(_) => {
+                if fate != PASS && meter_no == fate {
+                    return lost;
+                }
+                meter_no = meter_no.saturating_add(1);
+            }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());

@@ -9,6 +9,7 @@
 mod cmd;
 mod exec;
 mod handler;
+mod metering;
 mod pmd;
 mod poll_policy;
 mod stats;
@@ -133,6 +134,8 @@ struct Shared {
     /// Bumped by every flush; installs decided under an older generation
     /// are ignored.
     generation: AtomicU64,
+    /// The meters and policers, shared by every PMD.
+    meters: Arc<crate::meter::Meters>,
 }
 
 struct PmdHandle {
@@ -170,6 +173,7 @@ impl Datapath {
         }
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(1),
+            meters: Arc::new(crate::meter::Meters::new()),
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
         let mut pmds = Vec::new();
@@ -429,6 +433,23 @@ impl Datapath {
         out
     }
 
+    /// The datapath meters (`DpAction::Meter` ids and port policers).
+    pub fn meters(&self) -> &crate::meter::Meters {
+        &self.shared.meters
+    }
+
+    /// Polices port `no`: received batches through datapath meter
+    /// `ingress`, transmitted packets through `egress` (`None`: not
+    /// policed). Synchronous.
+    pub fn set_port_policing(&self, no: DpPortNo, ingress: Option<u32>, egress: Option<u32>) {
+        let _ = self.broadcast(|ack| PmdCmd::SetPolicing {
+            no,
+            ingress,
+            egress,
+            ack,
+        });
+    }
+
     /// Counters of every PMD thread.
     pub fn pmd_stats(&self) -> Vec<PmdStats> {
         self.pmds
@@ -483,5 +504,7 @@ const _: () = {
     shareable::<Datapath>();
 };
 
+#[cfg(test)]
+mod meter_tests;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use super::cmd::{PmdCmd, UpcallReply};
 use super::exec::{TxSet, execute};
 use super::handler::UpcallMsg;
+use super::metering::{PASS, count_meters, meter_flow, meter_one};
 use super::poll_policy::PollPolicy;
 use super::stats::{Local, PmdCounters, Stage, StageClock, cycles_now};
 use super::{DpConfig, MegaflowInfo, Shared};
@@ -43,11 +44,15 @@ struct RxEntry {
     no: DpPortNo,
     rxq: Box<dyn RxQueue>,
     stats: Arc<PortStats>,
+    /// Ingress policer (datapath meter).
+    policer: Option<u32>,
 }
 
 struct Megaflow {
     m: Match,
     actions: Arc<[DpAction]>,
+    /// Meter actions in `actions` (0: no metering pass).
+    n_meters: u8,
     packets: u64,
     bytes: u64,
     used: Option<Instant>,
@@ -127,6 +132,9 @@ pub(crate) struct Pmd {
     cache: FlowCache,
     /// Flow-cache generation this PMD has flushed up to.
     generation: u64,
+    meters: Arc<crate::meter::Meters>,
+    /// Ingress policers by port (kept for queues added later).
+    ingress: FxHashMap<DpPortNo, u32>,
     /// Keys with an upcall in flight, and packets of the same key that
     /// arrived meanwhile.
     pending: FxHashMap<FlowKey, Vec<Packet>>,
@@ -168,13 +176,15 @@ impl Pmd {
             rxqs: Vec::new(),
             wait_fds: Vec::new(),
             all_fds: true,
-            tx: TxSet::default(),
+            tx: TxSet::with_meters(shared.meters.clone()),
             cache: FlowCache {
                 flows: Vec::new(),
                 cls: Classifier::new(),
                 emc: (cfg.emc_entries > 0).then(|| ExactMatchCache::new(cfg.emc_entries)),
             },
             generation,
+            meters: shared.meters.clone(),
+            ingress: FxHashMap::default(),
             pending: FxHashMap::default(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
             hashes: [0; BATCH_SIZE],
@@ -333,6 +343,10 @@ impl Pmd {
         if errors > 0 {
             PortStats::add(&self.rxqs[i].stats.rx_errors, errors);
         }
+        let policed = match self.rxqs[i].policer {
+            Some(id) => self.police_ingress(i, id, batch, n),
+            None => 0,
+        };
         clock.lap(&mut self.local, Stage::Parse);
 
         let mut emc_misses = 0usize;
@@ -347,7 +361,7 @@ impl Pmd {
                 None => emc_misses += 1,
             }
         }
-        self.local.emc_hits += (n - errors as usize - emc_misses) as u64;
+        self.local.emc_hits += (n - errors as usize - policed - emc_misses) as u64;
         clock.lap(&mut self.local, Stage::Emc);
 
         let mut misses = 0usize;
@@ -381,6 +395,9 @@ impl Pmd {
         // Run each megaflow's actions over its packets of the batch.
         let pkts = batch.packets_mut();
         let now = Instant::now();
+        let now_ns = self.meters.now_ns(now);
+        self.tx.now_ns = now_ns;
+        let mut fate = [PASS; BATCH_SIZE];
         for j in 0..n {
             let s = self.slots[j];
             if s >= SKIP {
@@ -389,6 +406,18 @@ impl Pmd {
             let Some(flow) = self.cache.flows.get_mut(s as usize) else {
                 continue;
             };
+            if flow.n_meters > 0 {
+                // Meter this flow's packets of the batch all at once.
+                let of_flow = self.slots[..n].iter().map(|&x| x == s);
+                meter_flow(
+                    &self.meters,
+                    &flow.actions,
+                    now_ns,
+                    of_flow,
+                    pkts,
+                    &mut fate,
+                );
+            }
             let (mut cnt, mut bytes) = (0u64, 0u64);
             for (k, pkt) in pkts.iter_mut().enumerate().skip(j) {
                 if self.slots[k] != s {
@@ -403,6 +432,7 @@ impl Pmd {
                     &self.keys[k],
                     &mut self.tx,
                     &self.upcall_tx,
+                    std::mem::replace(&mut fate[k], PASS),
                 );
             }
             flow.packets += cnt;
@@ -413,6 +443,33 @@ impl Pmd {
         self.tx.flush();
         clock.lap(&mut self.local, Stage::Send);
         n
+    }
+
+    /// Ingress policing of the first `n` packets of a batch received on
+    /// queue `i`: those over the rate are skipped and counted as rx drops.
+    fn police_ingress(&mut self, i: usize, id: u32, batch: &PacketBatch, n: usize) -> usize {
+        let mut lens = [0u32; BATCH_SIZE];
+        let mut offered = 0u64;
+        for (j, pkt) in batch.packets().iter().enumerate().take(n) {
+            lens[j] = pkt.len() as u32;
+            if self.slots[j] != SKIP {
+                offered |= 1 << j;
+            }
+        }
+        let now_ns = self.meters.now_ns(Instant::now());
+        let dropped = self.meters.run(id, now_ns, &lens[..n], offered);
+        if dropped != 0 {
+            for j in 0..n {
+                if dropped & (1 << j) != 0 {
+                    self.slots[j] = SKIP;
+                }
+            }
+            PortStats::add(
+                &self.rxqs[i].stats.rx_dropped,
+                u64::from(dropped.count_ones()),
+            );
+        }
+        dropped.count_ones() as usize
     }
 
     /// Sends a missed packet to the handler, or queues it behind a pending
@@ -452,7 +509,13 @@ impl Pmd {
                 stats,
                 ack,
             } => {
-                self.rxqs.push(RxEntry { no, rxq, stats });
+                let policer = self.ingress.get(&no).copied();
+                self.rxqs.push(RxEntry {
+                    no,
+                    rxq,
+                    stats,
+                    policer,
+                });
                 self.rebuild_wait_fds();
                 let _ = ack.send(());
             }
@@ -494,9 +557,37 @@ impl Pmd {
             } => {
                 let mut key = FlowKey::default();
                 let _ = extract_into(packet.data(), packet.in_port, &mut key);
-                self.local.lost_upcalls +=
-                    execute(&actions, &mut packet, &key, &mut self.tx, &self.upcall_tx);
+                let now_ns = self.meters.now_ns(Instant::now());
+                self.tx.now_ns = now_ns;
+                let fate = meter_one(&self.meters, &actions, now_ns, packet.len() as u32);
+                self.local.lost_upcalls += execute(
+                    &actions,
+                    &mut packet,
+                    &key,
+                    &mut self.tx,
+                    &self.upcall_tx,
+                    fate,
+                );
                 self.tx.flush();
+            }
+            PmdCmd::SetPolicing {
+                no,
+                ingress,
+                egress,
+                ack,
+            } => {
+                match ingress {
+                    Some(id) => self.ingress.insert(no, id),
+                    None => self.ingress.remove(&no),
+                };
+                for r in self.rxqs.iter_mut().filter(|r| r.no == no) {
+                    r.policer = ingress;
+                }
+                match egress {
+                    Some(id) => self.tx.egress.insert(no, id),
+                    None => self.tx.egress.remove(&no),
+                };
+                let _ = ack.send(());
             }
             PmdCmd::DumpFlows { reply } => {
                 let v = self
@@ -559,6 +650,7 @@ impl Pmd {
                 let idx = self.cache.flows.len() as u32;
                 self.cache.flows.push(Megaflow {
                     m,
+                    n_meters: count_meters(&actions),
                     actions: actions.clone(),
                     packets: 0,
                     bytes: 0,
@@ -570,11 +662,14 @@ impl Pmd {
             }
         }
         let (mut cnt, mut bytes) = (0u64, 0u64);
+        let now_ns = self.meters.now_ns(Instant::now());
+        self.tx.now_ns = now_ns;
         for mut p in std::iter::once(packet).chain(queued) {
             cnt += 1;
             bytes += p.len() as u64;
+            let fate = meter_one(&self.meters, &actions, now_ns, p.len() as u32);
             self.local.lost_upcalls +=
-                execute(&actions, &mut p, &key, &mut self.tx, &self.upcall_tx);
+                execute(&actions, &mut p, &key, &mut self.tx, &self.upcall_tx, fate);
         }
         self.tx.flush();
         if let Some(f) = flow_idx.and_then(|i| self.cache.flows.get_mut(i as usize)) {

@@ -2,6 +2,7 @@
 //! bridge (or any OpenFlow 1.0/1.3 switch).
 
 pub mod groups;
+pub mod meters;
 pub mod print;
 pub mod target;
 
@@ -66,6 +67,10 @@ usage: ofctl [OPTIONS] COMMAND [ARG...]
   packet-out SWITCH \"in_port=P packet=HEX actions=A\"
   add-group SWITCH GROUP / mod-group SWITCH GROUP / del-groups SWITCH [GROUP]
   dump-groups SWITCH          print group descriptions
+  add-meter SWITCH METER / mod-meter SWITCH METER / del-meters SWITCH [METER]
+  dump-meters SWITCH [METER]  print meter configuration
+  meter-stats SWITCH [METER]  print meter statistics
+  meter-features SWITCH       print meter features
   monitor SWITCH              print packet-ins, flow-removed and port-status
 SWITCH is a bridge name (socket $FERROVS_RUNDIR/BRIDGE.mgmt), unix:PATH or tcp:IP:PORT.
 Options: -O OpenFlow10|OpenFlow13, --strict, --no-stats, -h";
@@ -189,6 +194,29 @@ fn run(args: &[String]) -> Result<()> {
             group_mod(&mut connect(target, &opts)?, GroupModCommand::Delete, g)
         }
         "dump-groups" => dump_groups(&mut connect(target, &opts)?),
+        "add-meter" | "mod-meter" => {
+            need(2)?;
+            let m = meters::parse_meter_mod(arg.unwrap_or("")).map_err(|e| anyhow!(e))?;
+            let command = if cmd == "add-meter" {
+                MeterModCommand::Add
+            } else {
+                MeterModCommand::Modify
+            };
+            meter_mod(&mut connect(target, &opts)?, command, m)
+        }
+        "del-meters" | "del-meter" => {
+            let id = meters::parse_meter_select(arg).map_err(|e| anyhow!(e))?;
+            let m = flows::meter::Meter {
+                id,
+                flags: flows::meter::MeterFlags(0),
+                bands: Vec::new(),
+            };
+            meter_mod(&mut connect(target, &opts)?, MeterModCommand::Delete, m)
+        }
+        "dump-meters" | "dump-meter" | "meter-stats" | "meter-features" => {
+            let id = meters::parse_meter_select(arg).map_err(|e| anyhow!(e))?;
+            meter_request(&mut connect(target, &opts)?, cmd, id)
+        }
         "monitor" => monitor(&mut connect(target, &opts)?),
         _ => bail!("unknown command '{cmd}'; use --help for help"),
     }
@@ -539,6 +567,39 @@ fn dump_groups(c: &mut OfClient) -> Result<()> {
         Ok(_) => bail!("unexpected reply to group desc request"),
         Err(e) => Err(of_err(c, e)),
     }
+}
+
+fn meter_mod(c: &mut OfClient, command: MeterModCommand, meter: flows::meter::Meter) -> Result<()> {
+    if c.version() == OFP10_VERSION {
+        bail!("meters require OpenFlow 1.3 or later (use -O OpenFlow13)");
+    }
+    c.send(&Message::MeterMod(MeterMod { command, meter }))
+        .map_err(|e| anyhow!("{e}"))?;
+    barrier_collect(c)
+}
+
+fn meter_request(c: &mut OfClient, cmd: &str, meter_id: u32) -> Result<()> {
+    if c.version() == OFP10_VERSION {
+        bail!("meters require OpenFlow 1.3 or later (use -O OpenFlow13)");
+    }
+    let body = match cmd {
+        "meter-stats" => MultipartRequestBody::Meter { meter_id },
+        "meter-features" => MultipartRequestBody::MeterFeatures,
+        _ => MultipartRequestBody::MeterConfig { meter_id },
+    };
+    let text = match c.multipart(body) {
+        Ok(MultipartReplyBody::MeterConfig(l)) => {
+            meters::config_reply(&l, c.version(), c.last_xid())
+        }
+        Ok(MultipartReplyBody::Meter(l)) => meters::stats_reply(&l, c.version(), c.last_xid()),
+        Ok(MultipartReplyBody::MeterFeatures(f)) => {
+            meters::features_reply(&f, c.version(), c.last_xid())
+        }
+        Ok(_) => bail!("unexpected reply to meter request"),
+        Err(e) => return Err(of_err(c, e)),
+    };
+    println!("{text}");
+    Ok(())
 }
 
 fn monitor(c: &mut OfClient) -> Result<()> {

@@ -12,6 +12,7 @@ pub mod features;
 pub mod flow_mod;
 pub mod group;
 pub mod hello;
+pub mod meter;
 pub mod multipart;
 pub mod packet_io;
 pub mod port;
@@ -113,6 +114,7 @@ pub enum MsgType {
     PacketOut,
     FlowMod,
     GroupMod,
+    MeterMod,
     PortMod,
     MultipartRequest,
     MultipartReply,
@@ -175,6 +177,7 @@ const TYPES: &[(MsgType, Option<u8>, Option<u8>)] = {
         (M::PacketOut, Some(t10::PACKET_OUT), Some(t13::PACKET_OUT)),
         (M::FlowMod, Some(t10::FLOW_MOD), Some(t13::FLOW_MOD)),
         (M::GroupMod, None, Some(t13::GROUP_MOD)),
+        (M::MeterMod, None, Some(t13::METER_MOD)),
         (M::PortMod, Some(t10::PORT_MOD), Some(t13::PORT_MOD)),
         (
             M::MultipartRequest,

@@ -3,7 +3,7 @@
 //! (switch description, flow, aggregate and table stats, table features).
 //! Port and group entries live with their families.
 
-use super::{MsgType, Version, entries, group, port};
+use super::{MsgType, Version, entries, group, meter, port};
 use crate::actions;
 use crate::consts::{MP_MORE, MP_SPLIT_BYTES, OFPG_ANY, mp};
 use crate::error::{DecodeError, EncodeError, OfError};
@@ -79,6 +79,9 @@ fn decode_request(
                 return Err(OfError::BadRequestEperm.into());
             }
             MultipartRequestBody::TableFeatures
+        }
+        mp::METER | mp::METER_CONFIG | mp::METER_FEATURES if !v.is_of10() => {
+            meter::decode_request(mtype, r)?
         }
         mp::EXPERIMENTER => return Err(OfError::BadExperimenter.into()),
         _ => return Err(OfError::BadMultipart.into()),
@@ -156,6 +159,9 @@ fn encode_request(w: &mut Writer, v: Version, req: &MultipartRequest) -> Result<
         MultipartRequestBody::Group { .. } if of13 => mp::GROUP,
         MultipartRequestBody::GroupDesc if of13 => mp::GROUP_DESC,
         MultipartRequestBody::TableFeatures if of13 => mp::TABLE_FEATURES,
+        MultipartRequestBody::Meter { .. } if of13 => mp::METER,
+        MultipartRequestBody::MeterConfig { .. } if of13 => mp::METER_CONFIG,
+        MultipartRequestBody::MeterFeatures if of13 => mp::METER_FEATURES,
         _ => return Err(v.unsupported("this multipart request")),
     };
     w.u16(mtype);
@@ -171,6 +177,11 @@ fn encode_request(w: &mut Writer, v: Version, req: &MultipartRequest) -> Result<
         }
         MultipartRequestBody::Group { group_id } => {
             w.u32(*group_id);
+            w.u32(0);
+        }
+        MultipartRequestBody::Meter { meter_id }
+        | MultipartRequestBody::MeterConfig { meter_id } => {
+            w.u32(*meter_id);
             w.u32(0);
         }
         _ => {}
@@ -202,6 +213,7 @@ fn decode_reply(v: Version, mtype: u16, mut r: Reader) -> Result<MultipartReplyB
         mp::GROUP if of13 => MultipartReplyBody::Group(group::decode_group_stats(r)?),
         mp::GROUP_DESC if of13 => MultipartReplyBody::GroupDesc(group::decode_group_descs(r)?),
         mp::TABLE_FEATURES if of13 => MultipartReplyBody::TableFeatures(decode_table_features(r)?),
+        mp::METER | mp::METER_CONFIG | mp::METER_FEATURES if of13 => meter::decode_reply(mtype, r)?,
         _ => return Err(OfError::BadMultipart.into()),
     })
 }
@@ -462,6 +474,27 @@ fn reply_parts(v: Version, body: &MultipartReplyBody) -> Result<(u16, Vec<Vec<u8
                 Ok(())
             })?,
         ),
+        MultipartReplyBody::Meter(list) if of13 => (
+            mp::METER,
+            each(list, |w, m| {
+                meter::encode_meter_stats(w, m);
+                Ok(())
+            })?,
+        ),
+        MultipartReplyBody::MeterConfig(list) if of13 => (
+            mp::METER_CONFIG,
+            each(list, |w, m| {
+                meter::encode_meter_config(w, m);
+                Ok(())
+            })?,
+        ),
+        MultipartReplyBody::MeterFeatures(f) if of13 => (
+            mp::METER_FEATURES,
+            each(std::slice::from_ref(f), |w, f| {
+                meter::encode_meter_features(w, f);
+                Ok(())
+            })?,
+        ),
         _ => return Err(v.unsupported("this multipart reply")),
     })
 }
@@ -519,6 +552,8 @@ pub fn merge_reply(acc: &mut MultipartReplyBody, more: MultipartReplyBody) -> bo
         (B::Group(a), B::Group(b)) => a.extend(b),
         (B::GroupDesc(a), B::GroupDesc(b)) => a.extend(b),
         (B::TableFeatures(a), B::TableFeatures(b)) => a.extend(b),
+        (B::Meter(a), B::Meter(b)) => a.extend(b),
+        (B::MeterConfig(a), B::MeterConfig(b)) => a.extend(b),
         _ => return false,
     }
     true
