@@ -25,7 +25,13 @@ fn msgs(bytes: &[u8]) -> Vec<(OfHeader, Message)> {
 fn established(version: u8, agent: &mut MemAgent) -> OfConnection {
     let mut c = OfConnection::new(ConnConfig::default(), 0);
     let hello = msgs(&c.take_output());
-    assert_eq!(hello[0].1, Message::Hello { versions: 0x12 });
+    assert_eq!(
+        hello[0].1,
+        Message::Hello {
+            versions: openflow::conn::DEFAULT_VERSIONS
+        }
+    );
+    assert_eq!(openflow::conn::DEFAULT_VERSIONS, 0x72, "1.0, 1.3, 1.4, 1.5");
     let theirs = encode(
         &Message::Hello {
             versions: 1 << version,
@@ -68,9 +74,9 @@ fn no_common_version_sends_hello_failed_and_closes() {
     let mut a = MemAgent::default();
     let mut c = OfConnection::new(ConnConfig::default(), 0);
     c.take_output();
-    let hello = encode(&Message::Hello { versions: 1 << 6 }, 4, 1).unwrap();
+    let hello = encode(&Message::Hello { versions: 1 << 7 }, 4, 1).unwrap();
     let mut hello = hello;
-    hello[0] = 6;
+    hello[0] = 7;
     c.receive(&hello, &mut a, 0);
     assert_eq!(c.closed(), Some(&CloseReason::Incompatible));
     let out = msgs(&c.take_output());
@@ -78,7 +84,11 @@ fn no_common_version_sends_hello_failed_and_closes() {
         panic!("{out:?}")
     };
     assert_eq!((e.err_type, e.code), (0, 0)); // OFPET_HELLO_FAILED / INCOMPATIBLE
-    assert_eq!(out[0].0.version, OFP13_VERSION);
+    assert_eq!(out[0].0.version, openflow::consts::OFP15_VERSION);
+    assert_eq!(
+        String::from_utf8_lossy(&e.data),
+        "We support versions 0x01, 0x04, 0x05, 0x06, you support versions 0x07."
+    );
 }
 
 #[test]
@@ -188,19 +198,21 @@ fn bad_oxm_prerequisite_gets_bad_match_bad_prereq() {
 }
 
 #[test]
-fn experimenter_messages_get_bad_experimenter() {
+fn unknown_experimenters_get_bad_experimenter_and_unknown_nicira_subtypes_bad_exp_type() {
     let mut a = MemAgent::default();
     let mut c = established(OFP13_VERSION, &mut a);
-    let m = Message::Experimenter {
-        experimenter: 0x2320,
-        exp_type: 12,
-        data: vec![],
-    };
-    c.receive(&encode(&m, 4, 3).unwrap(), &mut a, 0);
-    let Message::Error(e) = &msgs(&c.take_output())[0].1 else {
-        panic!()
-    };
-    assert_eq!((e.err_type, e.code), (1, 3));
+    for (experimenter, want) in [(0x00ab_cdef, (1, 3)), (0x2320, (1, 4))] {
+        let m = Message::Experimenter {
+            experimenter,
+            exp_type: 12,
+            data: vec![],
+        };
+        c.receive(&encode(&m, 4, 3).unwrap(), &mut a, 0);
+        let Message::Error(e) = &msgs(&c.take_output())[0].1 else {
+            panic!()
+        };
+        assert_eq!((e.err_type, e.code), want, "experimenter {experimenter:#x}");
+    }
 }
 
 #[test]

@@ -171,6 +171,7 @@ fn arb_flow_mod() -> impl Strategy<Value = FlowModMsg> {
                     actions,
                 },
                 buffer_id: NO_BUFFER,
+                importance: 0,
             }
         })
 }
@@ -223,7 +224,7 @@ proptest! {
         actions in proptest::collection::vec(arb_action(), 0..5),
         data in proptest::collection::vec(any::<u8>(), 0..100),
     ) {
-        let msg = Message::PacketOut(PacketOut { buffer_id: NO_BUFFER, in_port, actions, data });
+        let msg = Message::PacketOut(PacketOut { buffer_id: NO_BUFFER, in_port, metadata: Match::catch_all(), actions, data });
         let b = encode(&msg, OFP13_VERSION, 6).unwrap();
         prop_assert_eq!(decode(&b).unwrap().1, msg.clone());
         // 1.0 writes set_field as a Nicira load and pop_vlan as strip_vlan,

@@ -503,6 +503,7 @@ pub fn parse_packet_out(args: &[&str]) -> Result<PacketOut> {
     Ok(PacketOut {
         buffer_id: NO_BUFFER,
         in_port,
+        metadata: flows::Match::catch_all(),
         actions: parse_actions(&actions).map_err(|e| anyhow!("{e}"))?,
         data: parse_hex(&packet)?,
     })
