@@ -136,8 +136,8 @@ pub fn decode(_v: Version, subtype: u32, mut r: Reader) -> Result<Option<NxMsg>,
             })
         }
         nxt::CT_FLUSH_ZONE => {
-            let zone = r.u16()?;
             r.skip(6)?;
+            let zone = r.u16()?;
             r.done()?;
             NxMsg::CtFlushZone(zone)
         }
@@ -170,8 +170,8 @@ pub fn encode(w: &mut Writer, _v: Version, m: &NxMsg) -> Result<(), EncodeError>
             }
         }
         NxMsg::CtFlushZone(zone) => {
-            w.u16(*zone);
             w.zeros(6);
+            w.u16(*zone);
         }
         NxMsg::PacketIn2(p) | NxMsg::Resume(p) => encode_packet_in2(w, p)?,
     }
