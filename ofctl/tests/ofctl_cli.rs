@@ -173,7 +173,7 @@ fn show_dump_ports_desc_tables_and_aggregate_print_switch_state() {
     );
     assert!(ok(&["dump-ports-desc", &t]).contains("1(p1)"));
     assert!(ok(&["dump-tables", &t]).contains("table 0"));
-    assert!(ok(&["dump-ports", &t]).contains("0 ports"));
+    assert!(ok(&["dump-ports", &t]).contains("1 ports"));
     ok(&["add-flow", &t, "actions=drop"]);
     assert!(ok(&["dump-aggregate", &t]).contains("flow_count=1"));
 }
