@@ -78,16 +78,23 @@ fn dump_flows_output_is_identical_to_ovs_ofctl() {
         &t,
         "priority=9,in_port=1,actions=resubmit(,2),goto_table:3",
     ]);
-    for cmd in [
-        "dump-flows",
-        "show",
-        "dump-tables",
-        "dump-ports",
-        "dump-aggregate",
-    ] {
-        let ours = ok(&["-O", "OpenFlow13", cmd, &t]);
+    for (v, cmd) in ["OpenFlow13", "OpenFlow14", "OpenFlow15"]
+        .into_iter()
+        .flat_map(|v| {
+            [
+                "dump-flows",
+                "show",
+                "dump-tables",
+                "dump-ports",
+                "dump-ports-desc",
+                "dump-aggregate",
+            ]
+            .map(|c| (v, c))
+        })
+    {
+        let ours = ok(&["-O", v, cmd, &t]);
         let theirs = Command::new("ovs-ofctl")
-            .args(["-O", "OpenFlow13", cmd, &t])
+            .args(["-O", v, cmd, &t])
             .output()
             .unwrap();
         let theirs = String::from_utf8_lossy(&theirs.stdout);
@@ -98,9 +105,9 @@ fn dump_flows_output_is_identical_to_ovs_ofctl() {
                     .map(|l| l.split(" (xid=").next().unwrap_or("").to_string())
                     .collect::<Vec<_>>()
             };
-            assert_eq!(strip(&ours), strip(&theirs), "{cmd}");
+            assert_eq!(strip(&ours), strip(&theirs), "{v} {cmd}");
         } else {
-            assert_eq!(ours, theirs, "{cmd}");
+            assert_eq!(ours, theirs, "{v} {cmd}");
         }
     }
 }
@@ -253,4 +260,50 @@ fn bad_flow_syntax_is_reported_without_connecting() {
     ]);
     assert_eq!(code, 1);
     assert!(err.starts_with("ofctl: "), "{err}");
+}
+
+/// `ofctl --bundle add-flows` sends one atomic bundle: when the switch
+/// refuses one flow, none is installed and the error is printed; with room,
+/// every flow arrives through a single commit and no barrier.
+#[test]
+fn bundle_add_flows_is_all_or_nothing() {
+    let agent = Arc::new(Mutex::new(MemAgent::with_capacity(2)));
+    let port = serve_tcp(agent.clone()).unwrap();
+    let t = format!("tcp:127.0.0.1:{port}");
+    let dir = tempfile::Builder::new().prefix("of-").tempdir().unwrap();
+    let path = dir.path().join("flows.txt");
+    std::fs::write(
+        &path,
+        "priority=1,ip,actions=output:1\npriority=2,arp,actions=output:2\npriority=3,tcp,actions=output:3\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    for v in ["OpenFlow13", "OpenFlow14", "OpenFlow15"] {
+        agent.lock().unwrap().capacity = Some(2);
+        let (code, _, err) = ofctl(&["-O", v, "--bundle", "add-flows", &t, file]);
+        assert_eq!(code, 1, "{v}");
+        assert!(err.contains("OFPFMFC_TABLE_FULL"), "{v}: {err}");
+        assert!(err.contains("OFPBFC_MSG_FAILED"), "{v}: {err}");
+        assert!(agent.lock().unwrap().flows.is_empty(), "{v}");
+        {
+            let mut a = agent.lock().unwrap();
+            a.capacity = None;
+            a.calls.clear();
+        }
+        let (code, _, err) = ofctl(&["-O", v, "--bundle", "add-flows", &t, file]);
+        assert_eq!(code, 0, "{v}: {err}");
+        let mut a = agent.lock().unwrap();
+        assert_eq!(a.flows.len(), 3, "{v}");
+        assert_eq!(
+            a.calls.iter().filter(|c| **c == "bundle_commit").count(),
+            1,
+            "{v}"
+        );
+        assert!(!a.calls.contains(&"barrier"), "{v}: {:?}", a.calls);
+        a.flows.clear();
+        a.calls.clear();
+    }
+    // Without -O, --bundle enables 1.4 as ovs-ofctl does.
+    let (code, _, err) = ofctl(&["--bundle", "add-flows", &t, file]);
+    assert_eq!(code, 0, "{err}");
 }
