@@ -235,3 +235,27 @@ fn ovs_ofctl_bundle_add_flows_is_atomic_in_1_3_1_4_and_1_5() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// From 1.5 on ovs-ofctl sends 32-bit register matches as OpenFlow 1.5
+/// packet registers (two registers per 64-bit OXM); they decode to the
+/// same registers, with their masks.
+#[test]
+fn ovs_ofctl_openflow15_register_matches_arrive_as_packet_registers() {
+    if !have_ovs_ofctl() {
+        return;
+    }
+    let agent = Arc::new(Mutex::new(MemAgent::default()));
+    let port = serve(agent.clone());
+    let target = format!("tcp:127.0.0.1:{port}");
+    let (ok, _, err) = ofctl(
+        "OpenFlow15",
+        &["add-flow", &target, "reg1=0x5,reg2=0x10/0xf0,reg3=7,actions=drop"],
+    );
+    assert!(ok, "add-flow: {err}");
+    let a = agent.lock().unwrap();
+    let m = &a.flows[0].m;
+    assert_eq!((m.key.regs[1], m.mask.regs[1]), (5, u32::MAX));
+    assert_eq!((m.key.regs[2], m.mask.regs[2]), (0x10, 0xf0));
+    assert_eq!((m.key.regs[3], m.mask.regs[3]), (7, u32::MAX));
+    assert_eq!(m.mask.regs[0], 0);
+}
