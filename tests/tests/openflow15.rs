@@ -69,7 +69,8 @@ fn stock_ovs_ofctl_openflow15_flow_and_group_commands_print_what_ofctl_prints() 
         &["--no-stats", "dump-flows", &br],
         &["--no-stats", "dump-flows", &target],
     )?;
-    assert_eq!(dump.lines().count(), 5, "{dump}");
+    // The five flows and the bridge's own `priority=0 actions=NORMAL`.
+    assert_eq!(dump.lines().count(), 6, "{dump}");
     assert!(
         dump.contains("priority=10,tcp,reg1=0x5,tp_dst=80 actions=set_field:0x7->reg2,resubmit(,2)"),
         "{dump}"
@@ -98,7 +99,7 @@ fn stock_ovs_ofctl_openflow15_flow_and_group_commands_print_what_ofctl_prints() 
         &["--no-stats", "dump-flows", &br],
         &["--no-stats", "dump-flows", &target],
     )?;
-    assert_eq!(dump.lines().count(), 4, "{dump}");
+    assert_eq!(dump.lines().count(), 5, "{dump}");
     assert!(!dump.contains("table=1"), "{dump}");
 
     ovs_ofctl(&[
@@ -171,7 +172,8 @@ fn bundle_with_one_bad_flow_leaves_the_table_exactly_as_it_was() -> Result<()> {
     );
     ovs_ofctl(&["-O", "OpenFlow15", "--bundle", "add-flows", &target, good])?;
     let before = sw.ofctl(&["--no-stats", "-O", "OpenFlow15", "dump-flows", &br])?;
-    assert_eq!(before.lines().count(), 5, "{before}");
+    // The five flows and the bridge's own `priority=0 actions=NORMAL`.
+    assert_eq!(before.lines().count(), 6, "{before}");
     for v in ["OpenFlow13", "OpenFlow14", "OpenFlow15"] {
         let out = run_output(Command::new("ovs-ofctl").args([
             "-O", v, "--bundle", "add-flows", &target, bad,

@@ -107,7 +107,7 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
         w.u16(0);
         w.u32(OFPG15_BUCKET_ALL);
         let start = w.len();
-        encode_buckets15(w, &g.group.buckets)?;
+        encode_buckets15(w, g.group.kind, &g.group.buckets)?;
         w.patch_len_since(at, start);
         Ok(())
     } else {
@@ -156,7 +156,8 @@ fn decode_buckets15(r: Reader) -> Result<Vec<Bucket>, DecodeError> {
     Ok(out)
 }
 
-fn encode_buckets15(w: &mut Writer, buckets: &[Bucket]) -> Result<(), EncodeError> {
+/// Weights are written for select groups only, as Open vSwitch does.
+fn encode_buckets15(w: &mut Writer, kind: GroupType, buckets: &[Bucket]) -> Result<(), EncodeError> {
     for (i, b) in buckets.iter().enumerate() {
         let start = w.len();
         let at = w.len_placeholder();
@@ -165,10 +166,12 @@ fn encode_buckets15(w: &mut Writer, buckets: &[Bucket]) -> Result<(), EncodeErro
         let astart = w.len();
         actions::encode_actions13(w, &b.actions)?;
         w.patch_len_since(alen_at, astart);
-        super::put_prop(w, gbpt::WEIGHT, |w| {
-            w.u16(b.weight);
-            w.u16(0);
-        });
+        if kind == GroupType::Select || b.weight != Bucket::new(Vec::new()).weight {
+            super::put_prop(w, gbpt::WEIGHT, |w| {
+                w.u16(b.weight);
+                w.u16(0);
+            });
+        }
         if b.watch_port != Bucket::new(Vec::new()).watch_port {
             super::put_prop(w, gbpt::WATCH_PORT, |w| w.u32(b.watch_port));
         }
@@ -253,7 +256,7 @@ pub fn encode_group_desc(w: &mut Writer, v: Version, g: &Group) -> Result<(), En
         let blen_at = w.len_placeholder();
         w.zeros(6);
         let bstart = w.len();
-        encode_buckets15(w, &g.buckets)?;
+        encode_buckets15(w, g.kind, &g.buckets)?;
         w.patch_len_since(blen_at, bstart);
     } else {
         encode_buckets(w, &g.buckets)?;
