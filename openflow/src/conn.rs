@@ -16,9 +16,9 @@ use crate::consts::{
     HEADER_LEN, NO_BUFFER, NX_VENDOR_ID, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION,
     OFP15_VERSION, ONF_VENDOR_ID,
 };
-use crate::msg::nicira::{NxMsg, PacketIn2, packet_in_format};
 use crate::error::OfError;
 use crate::message::*;
+use crate::msg::nicira::{NxMsg, PacketIn2, packet_in_format};
 
 /// What the daemon does for a connection.
 pub trait SwitchAgent {
@@ -101,10 +101,8 @@ impl Default for ConnConfig {
 }
 
 /// Every version this crate speaks, as a HELLO bitmap.
-pub const DEFAULT_VERSIONS: u32 = (1 << OFP10_VERSION)
-    | (1 << OFP13_VERSION)
-    | (1 << OFP14_VERSION)
-    | (1 << OFP15_VERSION);
+pub const DEFAULT_VERSIONS: u32 =
+    (1 << OFP10_VERSION) | (1 << OFP13_VERSION) | (1 << OFP14_VERSION) | (1 << OFP15_VERSION);
 
 /// Why the connection ended.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -699,7 +697,9 @@ impl OfConnection {
         if allowed {
             let xid = 0;
             match msg {
-                Message::PacketIn(p) if self.packet_in_format == packet_in_format::NXT_PACKET_IN2 => {
+                Message::PacketIn(p)
+                    if self.packet_in_format == packet_in_format::NXT_PACKET_IN2 =>
+                {
                     let m = Message::Nicira(NxMsg::PacketIn2(PacketIn2::from_packet_in(p.clone())));
                     self.queue(&m, xid);
                 }

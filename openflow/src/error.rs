@@ -405,13 +405,9 @@ impl OfError {
 
     /// Names a received experimenter error.
     pub fn from_experimenter(version: u8, code: u16, experimenter: u32) -> Option<OfError> {
-        ALL.iter().copied().find(|e| {
-            e.wire_full(version)
-                == WireError::Experimenter {
-                    code,
-                    experimenter,
-                }
-        })
+        ALL.iter()
+            .copied()
+            .find(|e| e.wire_full(version) == WireError::Experimenter { code, experimenter })
     }
 
     /// The OFPT_ERROR (type, code) for this error in OpenFlow 1.0. Errors

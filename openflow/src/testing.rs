@@ -183,13 +183,15 @@ impl SwitchAgent for MemAgent {
                 lookup_count: 0,
                 matched_count: 0,
             }]),
-            MultipartRequestBody::PortStats { .. } => MultipartReplyBody::PortStats(vec![PortStats {
-                port_no: 1,
-                rx_packets: 10,
-                tx_packets: 20,
-                rx_crc_err: 3,
-                ..PortStats::default()
-            }]),
+            MultipartRequestBody::PortStats { .. } => {
+                MultipartReplyBody::PortStats(vec![PortStats {
+                    port_no: 1,
+                    rx_packets: 10,
+                    tx_packets: 20,
+                    rx_crc_err: 3,
+                    ..PortStats::default()
+                }])
+            }
             MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(self.features().ports),
             MultipartRequestBody::Group { .. } => MultipartReplyBody::Group(vec![]),
             MultipartRequestBody::GroupDesc => MultipartReplyBody::GroupDesc(vec![]),

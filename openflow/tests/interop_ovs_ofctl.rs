@@ -249,7 +249,11 @@ fn ovs_ofctl_openflow15_register_matches_arrive_as_packet_registers() {
     let target = format!("tcp:127.0.0.1:{port}");
     let (ok, _, err) = ofctl(
         "OpenFlow15",
-        &["add-flow", &target, "reg1=0x5,reg2=0x10/0xf0,reg3=7,actions=drop"],
+        &[
+            "add-flow",
+            &target,
+            "reg1=0x5,reg2=0x10/0xf0,reg3=7,actions=drop",
+        ],
     );
     assert!(ok, "add-flow: {err}");
     let a = agent.lock().unwrap();

@@ -34,8 +34,8 @@ fn ofp_print(msg: &Message, version: u8) -> String {
         .args(["ofp-print", &hex(&b)])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     // Whatever OVS decodes must also decode here to the same message.
     assert_eq!(decode(&b).unwrap().1, *msg, "{}", msg.name());
     text
@@ -48,7 +48,11 @@ fn check(msg: &Message, version: u8, want: &[&str]) {
         assert!(!text.contains(bad), "{} v{version}: {text}", msg.name());
     }
     for w in want {
-        assert!(text.contains(w), "{} v{version}: want {w:?} in\n{text}", msg.name());
+        assert!(
+            text.contains(w),
+            "{} v{version}: want {w:?} in\n{text}",
+            msg.name()
+        );
     }
 }
 
@@ -126,9 +130,7 @@ fn group() -> Group {
 fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
     let v1345 = vec![OFP13_VERSION, OFP14_VERSION, OFP15_VERSION];
     let v45 = vec![OFP14_VERSION, OFP15_VERSION];
-    let reply = |body| {
-        Message::MultipartReply(MultipartReply { flags: 0, body })
-    };
+    let reply = |body| Message::MultipartReply(MultipartReply { flags: 0, body });
     vec![
         (
             Message::FeaturesReply(Features {
@@ -146,7 +148,9 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
         (
             Message::FlowMod(flow_mod_msg()),
             v45.clone(),
-            vec!["ADD table:3 priority=100,ip,reg3=0x7,nw_dst=10.0.0.0/8 cookie:0xabc importance:9 actions=set_field:0x5->reg5,output:2"],
+            vec![
+                "ADD table:3 priority=100,ip,reg3=0x7,nw_dst=10.0.0.0/8 cookie:0xabc importance:9 actions=set_field:0x5->reg5,output:2",
+            ],
         ),
         (
             Message::PacketOut(PacketOut {
@@ -165,9 +169,18 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
             vec!["cookie=0x77 total_len=60 reg2=0x10,in_port=3 (via action) data_len=60"],
         ),
         (
-            Message::PortStatus(PortStatus { reason: 2, desc: port(5) }),
+            Message::PortStatus(PortStatus {
+                reason: 2,
+                desc: port(5),
+            }),
             v45.clone(),
-            vec!["MOD: 5(p5): addr:02:00:00:00:00:05", "config:     PORT_DOWN", "state:      LIVE", "current:    1GB-FD COPPER", "speed: 10000 Mbps now"],
+            vec![
+                "MOD: 5(p5): addr:02:00:00:00:00:05",
+                "config:     PORT_DOWN",
+                "state:      LIVE",
+                "current:    1GB-FD COPPER",
+                "speed: 10000 Mbps now",
+            ],
         ),
         (
             Message::FlowRemoved(FlowRemoved {
@@ -184,85 +197,171 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
                 match_: m("udp"),
             }),
             v1345.clone(),
-            vec!["priority=3,udp reason=idle table_id=6 cookie:0x9 duration4s idle10 pkts2 bytes128"],
+            vec![
+                "priority=3,udp reason=idle table_id=6 cookie:0x9 duration4s idle10 pkts2 bytes128",
+            ],
         ),
         (
-            Message::PortMod(PortMod { port_no: 5, hw_addr: [2, 0, 0, 0, 0, 5], config: 1, mask: 1, advertise: 0x20 }),
+            Message::PortMod(PortMod {
+                port_no: 5,
+                hw_addr: [2, 0, 0, 0, 0, 5],
+                config: 1,
+                mask: 1,
+                advertise: 0x20,
+            }),
             v45.clone(),
-            vec!["port: 5: addr:02:00:00:00:00:05", "config: PORT_DOWN", "mask:   PORT_DOWN", "advertise: 1GB-FD"],
+            vec![
+                "port: 5: addr:02:00:00:00:00:05",
+                "config: PORT_DOWN",
+                "mask:   PORT_DOWN",
+                "advertise: 1GB-FD",
+            ],
         ),
         (
-            Message::MultipartRequest(MultipartRequest { flags: 0, body: MultipartRequestBody::Flow(FlowStatsRequest { table_id: 2, match_: m("tcp"), ..FlowStatsRequest::default() }) }),
+            Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::Flow(FlowStatsRequest {
+                    table_id: 2,
+                    match_: m("tcp"),
+                    ..FlowStatsRequest::default()
+                }),
+            }),
             v45.clone(),
             vec!["table=2 tcp"],
         ),
         (
             reply(MultipartReplyBody::Flow(vec![flow_stats()])),
             v1345.clone(),
-            vec!["cookie=0x5, duration=5.500s, table=2, n_packets=7, n_bytes=700, hard_timeout=30, priority=10,tcp,tp_dst=80 actions=output:3"],
+            vec![
+                "cookie=0x5, duration=5.500s, table=2, n_packets=7, n_bytes=700, hard_timeout=30, priority=10,tcp,tp_dst=80 actions=output:3",
+            ],
         ),
         (
-            reply(MultipartReplyBody::Aggregate(AggregateStats { packet_count: 4, byte_count: 400, flow_count: 2 })),
+            reply(MultipartReplyBody::Aggregate(AggregateStats {
+                packet_count: 4,
+                byte_count: 400,
+                flow_count: 2,
+            })),
             v1345.clone(),
             vec!["packet_count=4 byte_count=400 flow_count=2"],
         ),
         (
-            reply(MultipartReplyBody::PortStats(vec![PortStats { port_no: 5, rx_packets: 10, tx_packets: 20, rx_crc_err: 3, duration_sec: 2, ..PortStats::default() }])),
+            reply(MultipartReplyBody::PortStats(vec![PortStats {
+                port_no: 5,
+                rx_packets: 10,
+                tx_packets: 20,
+                rx_crc_err: 3,
+                duration_sec: 2,
+                ..PortStats::default()
+            }])),
             v45.clone(),
             vec!["port  5: rx pkts=10", "crc=3", "tx pkts=20", "duration=2s"],
         ),
         (
             reply(MultipartReplyBody::PortDesc(vec![port(1), port(2)])),
             v45.clone(),
-            vec![" 1(p1): addr:02:00:00:00:00:01", " 2(p2): addr:02:00:00:00:00:02", "speed: 10000 Mbps now"],
+            vec![
+                " 1(p1): addr:02:00:00:00:00:01",
+                " 2(p2): addr:02:00:00:00:00:02",
+                "speed: 10000 Mbps now",
+            ],
         ),
         (
-            Message::GroupMod(GroupMod { command: GroupModCommand::Add, group: group() }),
+            Message::GroupMod(GroupMod {
+                command: GroupModCommand::Add,
+                group: group(),
+            }),
             v1345.clone(),
-            vec!["group_id=7,type=select", "weight:5,actions=output:1", "weight:3,watch_port:2,actions=output:2"],
+            vec![
+                "group_id=7,type=select",
+                "weight:5,actions=output:1",
+                "weight:3,watch_port:2,actions=output:2",
+            ],
         ),
         (
             reply(MultipartReplyBody::GroupDesc(vec![group()])),
             v1345.clone(),
-            vec!["group_id=7,type=select", "weight:5,actions=output:1", "weight:3,watch_port:2,actions=output:2"],
+            vec![
+                "group_id=7,type=select",
+                "weight:5,actions=output:1",
+                "weight:3,watch_port:2,actions=output:2",
+            ],
         ),
         (
             Message::GetAsyncReply(AsyncConfig::default()),
             v1345.clone(),
-            vec!["primary:", "PACKET_IN: no_match action invalid_ttl", "FLOW_REMOVED: idle hard delete group_delete"],
+            vec![
+                "primary:",
+                "PACKET_IN: no_match action invalid_ttl",
+                "FLOW_REMOVED: idle hard delete group_delete",
+            ],
         ),
         (
-            Message::RoleReply(RoleMsg { role: role::MASTER, generation_id: 3 }),
+            Message::RoleReply(RoleMsg {
+                role: role::MASTER,
+                generation_id: 3,
+            }),
             v1345.clone(),
             vec!["role=primary generation_id=3"],
         ),
         (
-            Message::BundleControl(BundleCtrl { bundle_id: 9, ctrl_type: bundle_ctrl::COMMIT_REPLY, flags: bundle_ctrl::ATOMIC | bundle_ctrl::ORDERED }),
+            Message::BundleControl(BundleCtrl {
+                bundle_id: 9,
+                ctrl_type: bundle_ctrl::COMMIT_REPLY,
+                flags: bundle_ctrl::ATOMIC | bundle_ctrl::ORDERED,
+            }),
             v1345.clone(),
             vec!["bundle_id=0x9 type=COMMIT_REPLY flags=atomic ordered"],
         ),
         (
-            Message::BundleAddMessage(BundleAdd { bundle_id: 9, flags: bundle_ctrl::ATOMIC, message: encode(&Message::FlowMod(flow_mod_msg()), OFP14_VERSION, 0x11).unwrap() }),
+            Message::BundleAddMessage(BundleAdd {
+                bundle_id: 9,
+                flags: bundle_ctrl::ATOMIC,
+                message: encode(&Message::FlowMod(flow_mod_msg()), OFP14_VERSION, 0x11).unwrap(),
+            }),
             vec![OFP14_VERSION],
-            vec!["bundle_id=0x9 flags=atomic", "OFPT_FLOW_MOD (OF1.4) (xid=0x11): ADD table:3 priority=100"],
+            vec![
+                "bundle_id=0x9 flags=atomic",
+                "OFPT_FLOW_MOD (OF1.4) (xid=0x11): ADD table:3 priority=100",
+            ],
         ),
         (
-            Message::BundleAddMessage(BundleAdd { bundle_id: 9, flags: bundle_ctrl::ATOMIC, message: encode(&Message::FlowMod(flow_mod_msg()), OFP13_VERSION, 0x11).unwrap() }),
+            Message::BundleAddMessage(BundleAdd {
+                bundle_id: 9,
+                flags: bundle_ctrl::ATOMIC,
+                message: encode(&Message::FlowMod(flow_mod_msg()), OFP13_VERSION, 0x11).unwrap(),
+            }),
             vec![OFP13_VERSION],
-            vec!["ONFT_BUNDLE_ADD_MESSAGE", "bundle_id=0x9 flags=atomic", "OFPT_FLOW_MOD (OF1.3) (xid=0x11): ADD table:3 priority=100"],
+            vec![
+                "ONFT_BUNDLE_ADD_MESSAGE",
+                "bundle_id=0x9 flags=atomic",
+                "OFPT_FLOW_MOD (OF1.3) (xid=0x11): ADD table:3 priority=100",
+            ],
         ),
         (
-            Message::Error(ErrorMsg::for_request(OfError::BundleMsgFailed, OFP13_VERSION, &[4, 20, 0, 8, 0, 0, 0, 1])),
+            Message::Error(ErrorMsg::for_request(
+                OfError::BundleMsgFailed,
+                OFP13_VERSION,
+                &[4, 20, 0, 8, 0, 0, 0, 1],
+            )),
             vec![OFP13_VERSION],
             vec!["OFPBFC_MSG_FAILED"],
         ),
         (
-            Message::Error(ErrorMsg::for_request(OfError::BundleMsgFailed, OFP15_VERSION, &[6, 2, 0, 8, 0, 0, 0, 1])),
+            Message::Error(ErrorMsg::for_request(
+                OfError::BundleMsgFailed,
+                OFP15_VERSION,
+                &[6, 2, 0, 8, 0, 0, 0, 1],
+            )),
             vec![OFP15_VERSION],
             vec!["OFPBFC_MSG_FAILED"],
         ),
         (
-            Message::Error(ErrorMsg::for_request(OfError::ResumeNotSupported, OFP15_VERSION, &[6, 2, 0, 8, 0, 0, 0, 1])),
+            Message::Error(ErrorMsg::for_request(
+                OfError::ResumeNotSupported,
+                OFP15_VERSION,
+                &[6, 2, 0, 8, 0, 0, 0, 1],
+            )),
             vec![OFP15_VERSION],
             vec!["NXR_NOT_SUPPORTED"],
         ),
@@ -284,7 +383,10 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
         (
             Message::Nicira(NxMsg::SetAsyncConfig(AsyncConfig::default())),
             v1345.clone(),
-            vec!["NXT_SET_ASYNC_CONFIG", "PACKET_IN: no_match action invalid_ttl"],
+            vec![
+                "NXT_SET_ASYNC_CONFIG",
+                "PACKET_IN: no_match action invalid_ttl",
+            ],
         ),
         (
             Message::Nicira(NxMsg::PacketIn2(PacketIn2 {
@@ -293,7 +395,11 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
                 continuation: None,
             })),
             v1345.clone(),
-            vec!["NXT_PACKET_IN2", "cookie=0x77 total_len=60 reg2=0x10,in_port=3 (via action) data_len=60", "userdata=01.02.03.04.05"],
+            vec![
+                "NXT_PACKET_IN2",
+                "cookie=0x77 total_len=60 reg2=0x10,in_port=3 (via action) data_len=60",
+                "userdata=01.02.03.04.05",
+            ],
         ),
     ]
 }

@@ -72,7 +72,9 @@ fn stock_ovs_ofctl_openflow15_flow_and_group_commands_print_what_ofctl_prints() 
     // The five flows and the bridge's own `priority=0 actions=NORMAL`.
     assert_eq!(dump.lines().count(), 6, "{dump}");
     assert!(
-        dump.contains("priority=10,tcp,reg1=0x5,tp_dst=80 actions=set_field:0x7->reg2,resubmit(,2)"),
+        dump.contains(
+            "priority=10,tcp,reg1=0x5,tp_dst=80 actions=set_field:0x7->reg2,resubmit(,2)"
+        ),
         "{dump}"
     );
 
@@ -176,7 +178,12 @@ fn bundle_with_one_bad_flow_leaves_the_table_exactly_as_it_was() -> Result<()> {
     assert_eq!(before.lines().count(), 6, "{before}");
     for v in ["OpenFlow13", "OpenFlow14", "OpenFlow15"] {
         let out = run_output(Command::new("ovs-ofctl").args([
-            "-O", v, "--bundle", "add-flows", &target, bad,
+            "-O",
+            v,
+            "--bundle",
+            "add-flows",
+            &target,
+            bad,
         ]))?;
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{v}: the bundle must fail");
@@ -190,7 +197,10 @@ fn bundle_with_one_bad_flow_leaves_the_table_exactly_as_it_was() -> Result<()> {
         assert!(err.contains("OFPFMFC_OVERLAP"), "{v}: {err}");
         assert!(err.contains("OFPBFC_MSG_FAILED"), "{v}: {err}");
         let after = sw.ofctl(&["--no-stats", "-O", "OpenFlow15", "dump-flows", &br])?;
-        assert_eq!(after, before, "{v}: ofctl's failed bundle changed the table");
+        assert_eq!(
+            after, before,
+            "{v}: ofctl's failed bundle changed the table"
+        );
     }
     // replace-flows and del-flows as bundles.
     let fixed = write_file(
@@ -206,7 +216,10 @@ fn bundle_with_one_bad_flow_leaves_the_table_exactly_as_it_was() -> Result<()> {
     ])?;
     let after = sw.ofctl(&["--no-stats", "-O", "OpenFlow15", "dump-flows", &br])?;
     assert_eq!(after.lines().count(), 4, "{after}");
-    assert!(after.contains("priority=8,icmp actions=output:2"), "{after}");
+    assert!(
+        after.contains("priority=8,icmp actions=output:2"),
+        "{after}"
+    );
     sw.ofctl(&["--bundle", "del-flows", &br])?;
     let after = sw.ofctl(&["--no-stats", "dump-flows", &br])?;
     assert!(after.trim().is_empty(), "{after}");
@@ -238,8 +251,14 @@ fn ovn_controller_negotiates_openflow15_on_the_integration_bridge() -> Result<()
             .arg(schema))?;
         let child = Command::new("ovsdb-server")
             .arg(&file)
-            .arg(format!("--remote=punix:{}", ovn.join(format!("{db}.sock")).display()))
-            .arg(format!("--unixctl={}", ovn.join(format!("{db}.ctl")).display()))
+            .arg(format!(
+                "--remote=punix:{}",
+                ovn.join(format!("{db}.sock")).display()
+            ))
+            .arg(format!(
+                "--unixctl={}",
+                ovn.join(format!("{db}.ctl")).display()
+            ))
             .arg("--no-chdir")
             .arg("-vconsole:off")
             .env("OVS_RUNDIR", &ovn)
@@ -248,7 +267,9 @@ fn ovn_controller_negotiates_openflow15_on_the_integration_bridge() -> Result<()
         guards.push(ChildGuard(Some(child)));
     }
     let sb = ovn.join("sb.sock");
-    if !wait_until(Duration::from_secs(10), || sb.exists() && ovn.join("nb.sock").exists()) {
+    if !wait_until(Duration::from_secs(10), || {
+        sb.exists() && ovn.join("nb.sock").exists()
+    }) {
         bail!("OVN databases did not start");
     }
     let northd = Command::new("ovn-northd")

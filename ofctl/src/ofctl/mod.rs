@@ -200,7 +200,12 @@ fn run(args: &[String]) -> Result<()> {
         }
         "del-groups" => {
             let g = groups::parse_group_delete(arg).map_err(|e| anyhow!(e))?;
-            group_mod(&mut connect(target, &opts)?, GroupModCommand::Delete, g, &opts)
+            group_mod(
+                &mut connect(target, &opts)?,
+                GroupModCommand::Delete,
+                g,
+                &opts,
+            )
         }
         "dump-groups" => dump_groups(&mut connect(target, &opts)?),
         "monitor" => monitor(&mut connect(target, &opts)?),

@@ -157,7 +157,11 @@ fn decode_buckets15(r: Reader) -> Result<Vec<Bucket>, DecodeError> {
 }
 
 /// Weights are written for select groups only, as Open vSwitch does.
-fn encode_buckets15(w: &mut Writer, kind: GroupType, buckets: &[Bucket]) -> Result<(), EncodeError> {
+fn encode_buckets15(
+    w: &mut Writer,
+    kind: GroupType,
+    buckets: &[Bucket],
+) -> Result<(), EncodeError> {
     for (i, b) in buckets.iter().enumerate() {
         let start = w.len();
         let at = w.len_placeholder();

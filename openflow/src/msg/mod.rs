@@ -167,8 +167,18 @@ pub enum MsgType {
 const TYPES: &[(MsgType, Option<u8>, Option<u8>, Option<u8>)] = {
     use MsgType as M;
     &[
-        (M::Hello, Some(t10::HELLO), Some(t13::HELLO), Some(t13::HELLO)),
-        (M::Error, Some(t10::ERROR), Some(t13::ERROR), Some(t13::ERROR)),
+        (
+            M::Hello,
+            Some(t10::HELLO),
+            Some(t13::HELLO),
+            Some(t13::HELLO),
+        ),
+        (
+            M::Error,
+            Some(t10::ERROR),
+            Some(t13::ERROR),
+            Some(t13::ERROR),
+        ),
         (
             M::EchoRequest,
             Some(t10::ECHO_REQUEST),
@@ -247,7 +257,12 @@ const TYPES: &[(MsgType, Option<u8>, Option<u8>, Option<u8>)] = {
             Some(t13::FLOW_MOD),
             Some(t13::FLOW_MOD),
         ),
-        (M::GroupMod, None, Some(t13::GROUP_MOD), Some(t13::GROUP_MOD)),
+        (
+            M::GroupMod,
+            None,
+            Some(t13::GROUP_MOD),
+            Some(t13::GROUP_MOD),
+        ),
         (
             M::PortMod,
             Some(t10::PORT_MOD),
@@ -297,7 +312,12 @@ const TYPES: &[(MsgType, Option<u8>, Option<u8>, Option<u8>)] = {
             Some(t13::ROLE_REQUEST),
             Some(t13::ROLE_REQUEST),
         ),
-        (M::RoleReply, None, Some(t13::ROLE_REPLY), Some(t13::ROLE_REPLY)),
+        (
+            M::RoleReply,
+            None,
+            Some(t13::ROLE_REPLY),
+            Some(t13::ROLE_REPLY),
+        ),
         (
             M::GetAsyncRequest,
             None,
@@ -310,9 +330,19 @@ const TYPES: &[(MsgType, Option<u8>, Option<u8>, Option<u8>)] = {
             Some(t13::GET_ASYNC_REPLY),
             Some(t13::GET_ASYNC_REPLY),
         ),
-        (M::SetAsync, None, Some(t13::SET_ASYNC), Some(t13::SET_ASYNC)),
+        (
+            M::SetAsync,
+            None,
+            Some(t13::SET_ASYNC),
+            Some(t13::SET_ASYNC),
+        ),
         (M::BundleControl, None, None, Some(t14::BUNDLE_CONTROL)),
-        (M::BundleAddMessage, None, None, Some(t14::BUNDLE_ADD_MESSAGE)),
+        (
+            M::BundleAddMessage,
+            None,
+            None,
+            Some(t14::BUNDLE_ADD_MESSAGE),
+        ),
     ]
 };
 

@@ -541,12 +541,10 @@ fn reply_parts(v: Version, body: &MultipartReplyBody) -> Result<(u16, Vec<Vec<u8
                 Ok(())
             })?,
         ),
-        MultipartReplyBody::GroupDesc(list) if of13 => {
-            (
+        MultipartReplyBody::GroupDesc(list) if of13 => (
             mp::GROUP_DESC,
             each(list, |w, g| group::encode_group_desc(w, v, g))?,
-        )
-        }
+        ),
         MultipartReplyBody::TableFeatures(list) if of13 => (
             mp::TABLE_FEATURES,
             each(list, |w, t| {
