@@ -46,7 +46,7 @@ pub trait SwitchAgent {
         let _ = atomic;
         for (i, m) in msgs.iter().enumerate() {
             match m {
-                BundledMod::Flow(fm) => self.flow_mod(fm.clone()),
+                BundledMod::Flow(fm) => self.flow_mod(fm.as_ref().clone()),
                 BundledMod::Group(gm) => self.group_mod(gm.clone()),
                 BundledMod::Port(pm) => self.port_mod(pm.clone()),
             }
@@ -64,7 +64,7 @@ pub trait SwitchAgent {
 /// A message a bundle may carry, decoded when it was added.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum BundledMod {
-    Flow(FlowMod),
+    Flow(Box<FlowMod>),
     Group(GroupMod),
     Port(PortMod),
 }
@@ -570,7 +570,7 @@ impl OfConnection {
             Ok(h) if h.xid != xid => Err(OfError::BundleMsgBadXid),
             Ok(_) => match codec::decode(&a.message) {
                 Err(e) => Err(e.of_error()),
-                Ok((_, Message::FlowMod(f))) => Ok(BundledMod::Flow(f.flow_mod)),
+                Ok((_, Message::FlowMod(f))) => Ok(BundledMod::Flow(Box::new(f.flow_mod))),
                 Ok((_, Message::GroupMod(g))) => Ok(BundledMod::Group(g)),
                 Ok((_, Message::PortMod(p))) => Ok(BundledMod::Port(p)),
                 Ok(_) => Err(OfError::BundleMsgUnsup),

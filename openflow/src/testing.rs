@@ -119,7 +119,7 @@ impl SwitchAgent for MemAgent {
         let saved = (self.flows.clone(), self.keys.clone(), self.group_mods.len());
         for (i, m) in msgs.iter().enumerate() {
             let r = match m {
-                BundledMod::Flow(fm) => self.flow_mod(fm.clone()),
+                BundledMod::Flow(fm) => self.flow_mod(fm.as_ref().clone()),
                 BundledMod::Group(gm) => self.group_mod(gm.clone()),
                 BundledMod::Port(pm) => self.port_mod(pm.clone()),
             };

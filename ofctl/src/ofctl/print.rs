@@ -204,14 +204,20 @@ pub fn table_stats(t: &TableStats) -> String {
 pub fn error(e: &ErrorMsg, version: u8, xid: u32) -> String {
     let name = e.error(version);
     let mut s = format!("OFPT_ERROR ({}) (xid={xid:#x}): {name}", ver(version));
-    if let Ok((_, m)) = openflow::decode(&e.data) {
+    // An experimenter error's data starts with the experimenter id.
+    let data = if e.err_type == openflow::consts::et13::EXPERIMENTER && version != OFP10_VERSION {
+        e.data.get(4..).unwrap_or(&[])
+    } else {
+        &e.data[..]
+    };
+    if let Ok((_, m)) = openflow::decode(data) {
         let _ = write!(s, "\n{}", m.name());
-    } else if let Ok(h) = openflow::codec::parse_header(&e.data) {
+    } else if let Ok(h) = openflow::codec::parse_header(data) {
         let _ = write!(
             s,
             "\n(type {} message, first {} bytes)",
             h.msg_type,
-            e.data.len()
+            data.len()
         );
     }
     s

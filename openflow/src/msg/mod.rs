@@ -164,7 +164,9 @@ pub enum MsgType {
 /// where the version lacks it. 1.3's Open Networking Foundation bundle
 /// extension and the Nicira messages travel inside EXPERIMENTER messages
 /// (see [`bundle`] and [`nicira`]).
-const TYPES: &[(MsgType, Option<u8>, Option<u8>, Option<u8>)] = {
+type TypeRow = (MsgType, Option<u8>, Option<u8>, Option<u8>);
+
+const TYPES: &[TypeRow] = {
     use MsgType as M;
     &[
         (
@@ -347,7 +349,7 @@ const TYPES: &[(MsgType, Option<u8>, Option<u8>, Option<u8>)] = {
 };
 
 impl MsgType {
-    fn column(v: Version, row: &(MsgType, Option<u8>, Option<u8>, Option<u8>)) -> Option<u8> {
+    fn column(v: Version, row: &TypeRow) -> Option<u8> {
         match v {
             Version::Of10 => row.1,
             Version::Of13 => row.2,
