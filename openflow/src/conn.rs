@@ -80,6 +80,8 @@ struct OpenBundle {
 
 /// Most bundles one connection may hold open at once.
 const MAX_BUNDLES: usize = 64;
+/// Most messages one bundle may hold (OFPBFC_MSG_TOO_MANY beyond).
+const MAX_BUNDLE_MSGS: usize = 1 << 20;
 
 /// Connection settings.
 #[derive(Clone, Copy, Debug)]
@@ -590,6 +592,8 @@ impl OfConnection {
         });
         if b.closed {
             self.queue_error(OfError::BundleClosed, raw, xid);
+        } else if b.msgs.len() >= MAX_BUNDLE_MSGS {
+            self.queue_error(OfError::BundleMsgTooMany, raw, xid);
         } else if b.flags != a.flags {
             self.queue_error(OfError::BundleBadFlags, raw, xid);
         } else if matches!(m, BundledMod::Port(_)) && b.flags & bundle_ctrl::ATOMIC != 0 {
