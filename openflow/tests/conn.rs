@@ -488,7 +488,7 @@ fn bundle_misuse_gets_the_bundle_errors_open_vswitch_sends() {
     let flags = bundle_ctrl::ATOMIC;
     let mut a = MemAgent::default();
     let mut c = established(v, &mut a);
-    let mut expect = |c: &mut OfConnection, a: &mut MemAgent, bytes: Vec<u8>, want: OfError| {
+    let expect = |c: &mut OfConnection, a: &mut MemAgent, bytes: Vec<u8>, want: OfError| {
         c.receive(&bytes, a, 0);
         let out = msgs(&c.take_output());
         let Message::Error(e) = &out[0].1 else {
