@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use flows::Action;
+use openflow::GroupModCommand;
 use openflow::testing::{MemAgent, serve_tcp, serve_unix};
 
 fn switch() -> (Arc<Mutex<MemAgent>>, String) {
@@ -210,6 +211,75 @@ fn groups_packet_out_and_mod_port_reach_the_switch() {
     );
     assert_eq!(a.packet_outs[0].data.len(), 12);
     assert_eq!((a.port_mods[0].config, a.port_mods[0].mask), (1, 1));
+}
+
+/// The same commands, and every read command, in OpenFlow 1.4 and 1.5:
+/// packet-outs carry their input port in 1.5's match, port mods their
+/// advertised features in a property, groups 1.5's bucket ids.
+#[test]
+fn every_command_works_in_openflow14_and_openflow15() {
+    for v in ["OpenFlow14", "OpenFlow15"] {
+        let (agent, t) = switch();
+        ok(&["-O", v, "add-flow", &t, "priority=5,ip,actions=output:1"]);
+        ok(&["-O", v, "mod-flows", &t, "ip,actions=output:2"]);
+        ok(&[
+            "-O",
+            v,
+            "add-group",
+            &t,
+            "group_id=1,type=select,bucket=weight:10,actions=output:1,bucket=weight:20,actions=output:2",
+        ]);
+        ok(&[
+            "-O",
+            v,
+            "mod-group",
+            &t,
+            "group_id=1,type=all,bucket=actions=output:3",
+        ]);
+        ok(&["-O", v, "del-groups", &t, "group_id=1"]);
+        ok(&[
+            "-O",
+            v,
+            "packet-out",
+            &t,
+            "in_port=1 packet=ffffffffffff000000000001 actions=output:2",
+        ]);
+        ok(&["-O", v, "mod-port", &t, "p1", "down"]);
+        for cmd in [
+            "show",
+            "dump-flows",
+            "dump-aggregate",
+            "dump-ports",
+            "dump-ports-desc",
+            "dump-tables",
+            "dump-groups",
+        ] {
+            let out = ok(&["-O", v, cmd, &t]);
+            let tag = if v == "OpenFlow14" {
+                "(OF1.4)"
+            } else {
+                "(OF1.5)"
+            };
+            assert!(out.contains(tag), "{v} {cmd}: {out}");
+        }
+        ok(&["-O", v, "del-flows", &t]);
+        let a = agent.lock().unwrap();
+        assert!(a.flows.is_empty(), "{v}");
+        let cmds: Vec<_> = a.group_mods.iter().map(|g| g.command).collect();
+        assert_eq!(
+            cmds,
+            [
+                GroupModCommand::Add,
+                GroupModCommand::Modify,
+                GroupModCommand::Delete
+            ],
+            "{v}"
+        );
+        assert_eq!(a.group_mods[0].group.buckets[1].weight, 20, "{v}");
+        assert_eq!(a.packet_outs[0].in_port, 1, "{v}");
+        assert_eq!(a.packet_outs[0].data.len(), 12, "{v}");
+        assert_eq!((a.port_mods[0].config, a.port_mods[0].mask), (1, 1), "{v}");
+    }
 }
 
 #[test]

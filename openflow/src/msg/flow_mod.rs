@@ -138,7 +138,10 @@ fn decode_flow_mod13(v: Version, mut r: Reader) -> Result<FlowModMsg, DecodeErro
         0
     };
     let m = decode_ofp_match(&mut r)?;
-    if table_id == OFPTT_ALL && !command.is_delete() {
+    // OFPTT_ALL names every table for modify and delete (as in Open
+    // vSwitch, and what `ovs-ofctl mod-flows` sends without `table=`); an
+    // add needs one table.
+    if table_id == OFPTT_ALL && command == FlowModCommand::Add {
         return Err(OfError::BadTableId.into());
     }
     Ok(FlowModMsg {
