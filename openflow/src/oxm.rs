@@ -115,6 +115,9 @@ const TABLE: &[Entry] = &[
         2,
         Some(ONF_VENDOR_ID),
     ),
+    // OpenFlow 1.5 made tcp_flags a standard OXM (ovs-ofctl -O OpenFlow15
+    // sends this form); read only, the ONF form above is what is written.
+    (F::TcpFlags, Field::TcpFlags, OXM_CLASS, 42, 2, None),
     // NXM_OF_*
     (F::InPort16, Field::InPort, NXM0, 0, 2, None),
     (F::EthDst, Field::DlDst, NXM0, 1, 6, None),

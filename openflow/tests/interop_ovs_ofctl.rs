@@ -262,4 +262,14 @@ fn ovs_ofctl_openflow15_register_matches_arrive_as_packet_registers() {
     assert_eq!((m.key.regs[2], m.mask.regs[2]), (0x10, 0xf0));
     assert_eq!((m.key.regs[3], m.mask.regs[3]), (7, u32::MAX));
     assert_eq!(m.mask.regs[0], 0);
+    drop(a);
+    // 1.5 also sends tcp_flags as a standard OXM field.
+    let (ok, _, err) = ofctl(
+        "OpenFlow15",
+        &["add-flow", &target, "tcp,tcp_flags=+syn-ack,actions=drop"],
+    );
+    assert!(ok, "add-flow tcp_flags: {err}");
+    let a = agent.lock().unwrap();
+    let m = &a.flows[1].m;
+    assert_eq!((m.key.tcp_flags, m.mask.tcp_flags), (0x002, 0x012));
 }
