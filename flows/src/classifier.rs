@@ -35,6 +35,7 @@ const INLINE_WORDS: usize = 4;
 /// A rule's masked key, reduced to the words where its subtable's mask is
 /// non-zero (in the order of [`Subtable::words`]). The mask itself lives in
 /// the subtable, so a rule costs a few words instead of a full [`Match`].
+#[derive(Clone)]
 enum SparseKey {
     /// Unused trailing words are zero.
     Inline([u64; INLINE_WORDS]),
@@ -70,6 +71,7 @@ impl SparseKey {
 /// One rule, stored in a slab slot. `repr(C)` keeps the fields a lookup
 /// reads (priority, id, key) together at the start.
 #[repr(C)]
+#[derive(Clone)]
 struct Entry<T> {
     priority: u32,
     id: u32,
@@ -88,6 +90,7 @@ struct Head {
     slot: u32,
 }
 
+#[derive(Clone)]
 struct Subtable {
     mask: FlowKey,
     /// Indices of the non-zero words of `mask`.
@@ -153,7 +156,9 @@ fn sparse_key_matches(words: &[u8], mask: &FlowKey, key: &FlowKey, rule_key: &Sp
         })
 }
 
-/// A set of prioritized matches, each with a value of type `T`.
+/// A set of prioritized matches, each with a value of type `T`. Cloning
+/// copies every rule (a bundle commit snapshots tables with it).
+#[derive(Clone)]
 pub struct Classifier<T> {
     entries: Vec<Option<Entry<T>>>,
     free_slots: Vec<u32>,

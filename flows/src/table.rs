@@ -280,7 +280,7 @@ pub struct AggregateStats {
 }
 
 /// One OpenFlow table.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct FlowTable {
     cls: Classifier<Rule>,
 }
@@ -308,7 +308,9 @@ impl FlowTable {
     }
 }
 
-/// The OpenFlow tables of one bridge.
+/// The OpenFlow tables of one bridge. Cloning copies every rule: an
+/// atomic bundle commit keeps the clone to restore if a message fails.
+#[derive(Clone)]
 pub struct Pipeline {
     tables: Vec<FlowTable>,
     version: u64,

@@ -186,7 +186,6 @@ fn syntax(f: Field) -> Syntax {
         | Field::Reg(_)
         | Field::DlType
         | Field::VlanTci
-        | Field::VlanVid
         | Field::Ipv6Label
         | Field::TcpFlags => Syntax::Hex,
         _ => Syntax::Decimal,

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use flows::Action;
+use openflow::GroupModCommand;
 use openflow::testing::{MemAgent, serve_tcp, serve_unix};
 
 fn switch() -> (Arc<Mutex<MemAgent>>, String) {
@@ -78,16 +79,23 @@ fn dump_flows_output_is_identical_to_ovs_ofctl() {
         &t,
         "priority=9,in_port=1,actions=resubmit(,2),goto_table:3",
     ]);
-    for cmd in [
-        "dump-flows",
-        "show",
-        "dump-tables",
-        "dump-ports",
-        "dump-aggregate",
-    ] {
-        let ours = ok(&["-O", "OpenFlow13", cmd, &t]);
+    for (v, cmd) in ["OpenFlow13", "OpenFlow14", "OpenFlow15"]
+        .into_iter()
+        .flat_map(|v| {
+            [
+                "dump-flows",
+                "show",
+                "dump-tables",
+                "dump-ports",
+                "dump-ports-desc",
+                "dump-aggregate",
+            ]
+            .map(|c| (v, c))
+        })
+    {
+        let ours = ok(&["-O", v, cmd, &t]);
         let theirs = Command::new("ovs-ofctl")
-            .args(["-O", "OpenFlow13", cmd, &t])
+            .args(["-O", v, cmd, &t])
             .output()
             .unwrap();
         let theirs = String::from_utf8_lossy(&theirs.stdout);
@@ -98,9 +106,9 @@ fn dump_flows_output_is_identical_to_ovs_ofctl() {
                     .map(|l| l.split(" (xid=").next().unwrap_or("").to_string())
                     .collect::<Vec<_>>()
             };
-            assert_eq!(strip(&ours), strip(&theirs), "{cmd}");
+            assert_eq!(strip(&ours), strip(&theirs), "{v} {cmd}");
         } else {
-            assert_eq!(ours, theirs, "{cmd}");
+            assert_eq!(ours, theirs, "{v} {cmd}");
         }
     }
 }
@@ -173,7 +181,7 @@ fn show_dump_ports_desc_tables_and_aggregate_print_switch_state() {
     );
     assert!(ok(&["dump-ports-desc", &t]).contains("1(p1)"));
     assert!(ok(&["dump-tables", &t]).contains("table 0"));
-    assert!(ok(&["dump-ports", &t]).contains("0 ports"));
+    assert!(ok(&["dump-ports", &t]).contains("1 ports"));
     ok(&["add-flow", &t, "actions=drop"]);
     assert!(ok(&["dump-aggregate", &t]).contains("flow_count=1"));
 }
@@ -203,6 +211,75 @@ fn groups_packet_out_and_mod_port_reach_the_switch() {
     );
     assert_eq!(a.packet_outs[0].data.len(), 12);
     assert_eq!((a.port_mods[0].config, a.port_mods[0].mask), (1, 1));
+}
+
+/// The same commands, and every read command, in OpenFlow 1.4 and 1.5:
+/// packet-outs carry their input port in 1.5's match, port mods their
+/// advertised features in a property, groups 1.5's bucket ids.
+#[test]
+fn every_command_works_in_openflow14_and_openflow15() {
+    for v in ["OpenFlow14", "OpenFlow15"] {
+        let (agent, t) = switch();
+        ok(&["-O", v, "add-flow", &t, "priority=5,ip,actions=output:1"]);
+        ok(&["-O", v, "mod-flows", &t, "ip,actions=output:2"]);
+        ok(&[
+            "-O",
+            v,
+            "add-group",
+            &t,
+            "group_id=1,type=select,bucket=weight:10,actions=output:1,bucket=weight:20,actions=output:2",
+        ]);
+        ok(&[
+            "-O",
+            v,
+            "mod-group",
+            &t,
+            "group_id=1,type=all,bucket=actions=output:3",
+        ]);
+        ok(&["-O", v, "del-groups", &t, "group_id=1"]);
+        ok(&[
+            "-O",
+            v,
+            "packet-out",
+            &t,
+            "in_port=1 packet=ffffffffffff000000000001 actions=output:2",
+        ]);
+        ok(&["-O", v, "mod-port", &t, "p1", "down"]);
+        for cmd in [
+            "show",
+            "dump-flows",
+            "dump-aggregate",
+            "dump-ports",
+            "dump-ports-desc",
+            "dump-tables",
+            "dump-groups",
+        ] {
+            let out = ok(&["-O", v, cmd, &t]);
+            let tag = if v == "OpenFlow14" {
+                "(OF1.4)"
+            } else {
+                "(OF1.5)"
+            };
+            assert!(out.contains(tag), "{v} {cmd}: {out}");
+        }
+        ok(&["-O", v, "del-flows", &t]);
+        let a = agent.lock().unwrap();
+        assert!(a.flows.is_empty(), "{v}");
+        let cmds: Vec<_> = a.group_mods.iter().map(|g| g.command).collect();
+        assert_eq!(
+            cmds,
+            [
+                GroupModCommand::Add,
+                GroupModCommand::Modify,
+                GroupModCommand::Delete
+            ],
+            "{v}"
+        );
+        assert_eq!(a.group_mods[0].group.buckets[1].weight, 20, "{v}");
+        assert_eq!(a.packet_outs[0].in_port, 1, "{v}");
+        assert_eq!(a.packet_outs[0].data.len(), 12, "{v}");
+        assert_eq!((a.port_mods[0].config, a.port_mods[0].mask), (1, 1), "{v}");
+    }
 }
 
 #[test]
@@ -253,4 +330,50 @@ fn bad_flow_syntax_is_reported_without_connecting() {
     ]);
     assert_eq!(code, 1);
     assert!(err.starts_with("ofctl: "), "{err}");
+}
+
+/// `ofctl --bundle add-flows` sends one atomic bundle: when the switch
+/// refuses one flow, none is installed and the error is printed; with room,
+/// every flow arrives through a single commit and no barrier.
+#[test]
+fn bundle_add_flows_is_all_or_nothing() {
+    let agent = Arc::new(Mutex::new(MemAgent::with_capacity(2)));
+    let port = serve_tcp(agent.clone()).unwrap();
+    let t = format!("tcp:127.0.0.1:{port}");
+    let dir = tempfile::Builder::new().prefix("of-").tempdir().unwrap();
+    let path = dir.path().join("flows.txt");
+    std::fs::write(
+        &path,
+        "priority=1,ip,actions=output:1\npriority=2,arp,actions=output:2\npriority=3,tcp,actions=output:3\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    for v in ["OpenFlow13", "OpenFlow14", "OpenFlow15"] {
+        agent.lock().unwrap().capacity = Some(2);
+        let (code, _, err) = ofctl(&["-O", v, "--bundle", "add-flows", &t, file]);
+        assert_eq!(code, 1, "{v}");
+        assert!(err.contains("OFPFMFC_TABLE_FULL"), "{v}: {err}");
+        assert!(err.contains("OFPBFC_MSG_FAILED"), "{v}: {err}");
+        assert!(agent.lock().unwrap().flows.is_empty(), "{v}");
+        {
+            let mut a = agent.lock().unwrap();
+            a.capacity = None;
+            a.calls.clear();
+        }
+        let (code, _, err) = ofctl(&["-O", v, "--bundle", "add-flows", &t, file]);
+        assert_eq!(code, 0, "{v}: {err}");
+        let mut a = agent.lock().unwrap();
+        assert_eq!(a.flows.len(), 3, "{v}");
+        assert_eq!(
+            a.calls.iter().filter(|c| **c == "bundle_commit").count(),
+            1,
+            "{v}"
+        );
+        assert!(!a.calls.contains(&"barrier"), "{v}: {:?}", a.calls);
+        a.flows.clear();
+        a.calls.clear();
+    }
+    // Without -O, --bundle enables 1.4 as ovs-ofctl does.
+    let (code, _, err) = ofctl(&["--bundle", "add-flows", &t, file]);
+    assert_eq!(code, 0, "{err}");
 }

@@ -297,6 +297,9 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                     mask: None,
                 }
             }
+            crate::msg::meter::OFPAT_METER => {
+                Action::Meter(crate::msg::meter::decode_meter_action(len, b)?)
+            }
             at13::DEC_NW_TTL => {
                 fixed(8)?;
                 Action::DecTtl

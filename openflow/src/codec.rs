@@ -81,13 +81,21 @@ fn decode_body(ty: MsgType, v: Version, r: Reader) -> Result<Message, DecodeErro
         T::RoleRequest | T::RoleReply | T::GetAsyncRequest | T::GetAsyncReply | T::SetAsync => {
             msg::controller::decode(ty, v, r)
         }
+        T::BundleControl | T::BundleAddMessage => msg::bundle::decode(ty, v, r),
     }
 }
 
-/// The kind of `msg`.
-fn msg_type(msg: &Message) -> MsgType {
+/// The kind of `msg` in `v`: extension messages travel as experimenter
+/// messages.
+fn msg_type(msg: &Message, v: Version) -> MsgType {
     use MsgType as T;
     match msg {
+        Message::Nicira(_) => T::Experimenter,
+        Message::BundleControl(_) | Message::BundleAddMessage(_) if msg::bundle::via_onf(v) => {
+            T::Experimenter
+        }
+        Message::BundleControl(_) => T::BundleControl,
+        Message::BundleAddMessage(_) => T::BundleAddMessage,
         Message::Hello { .. } => T::Hello,
         Message::Error(_) => T::Error,
         Message::EchoRequest(_) => T::EchoRequest,
@@ -131,7 +139,7 @@ pub fn encode(msg: &Message, version: u8, xid: u32) -> Result<Vec<u8>, EncodeErr
         return finish(w);
     }
     let v = Version::from_wire(version).ok_or_else(|| unsupported_version(version))?;
-    let ty = msg_type(msg)
+    let ty = msg_type(msg, v)
         .wire(v)
         .ok_or_else(|| v.unsupported(msg.name()))?;
     begin(&mut w, version, ty, xid);
@@ -164,18 +172,18 @@ pub fn encode(msg: &Message, version: u8, xid: u32) -> Result<Vec<u8>, EncodeErr
         | Message::GetAsyncRequest
         | Message::GetAsyncReply(_)
         | Message::SetAsync(_) => msg::controller::encode(&mut w, v, msg)?,
+        Message::BundleControl(_) | Message::BundleAddMessage(_) => {
+            msg::bundle::encode(&mut w, v, msg)?
+        }
+        Message::Nicira(m) => msg::nicira::encode(&mut w, v, m)?,
     }
     finish(w)
 }
 
 fn unsupported_version(version: u8) -> EncodeError {
     EncodeError::Unsupported {
-        what: "this version".to_string(),
-        version: if version == crate::consts::OFP10_VERSION {
-            "1.0"
-        } else {
-            "1.3"
-        },
+        what: format!("wire version 0x{version:02x}"),
+        version: "1.0, 1.3, 1.4 or 1.5",
     }
 }
 

@@ -10,9 +10,15 @@
 use tracing::{debug, warn};
 
 use crate::codec::{self, encode, encode_multipart_reply, parse_header, version_supported};
-use crate::consts::{HEADER_LEN, NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
+use std::collections::BTreeMap;
+
+use crate::consts::{
+    HEADER_LEN, NO_BUFFER, NX_VENDOR_ID, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION,
+    OFP15_VERSION, ONF_VENDOR_ID,
+};
 use crate::error::OfError;
 use crate::message::*;
+use crate::msg::nicira::{NxMsg, PacketIn2, packet_in_format};
 
 /// What the daemon does for a connection.
 pub trait SwitchAgent {
@@ -35,7 +41,51 @@ pub trait SwitchAgent {
     fn barrier(&mut self);
     /// SET_CONFIG received (miss_send_len, fragment handling).
     fn set_config(&mut self, _cfg: SwitchConfig) {}
+    /// Applies the messages of a committed bundle, in order. With
+    /// `atomic`, either every message applies or none does (the tables are
+    /// left exactly as they were); the error names the index of the
+    /// message that failed. This default applies them one by one and is
+    /// not atomic: a switch that offers atomic bundles overrides it.
+    fn bundle_commit(&mut self, msgs: &[BundledMod], atomic: bool) -> Result<(), (usize, OfError)> {
+        let _ = atomic;
+        for (i, m) in msgs.iter().enumerate() {
+            match m {
+                BundledMod::Flow(fm) => self.flow_mod(fm.as_ref().clone()),
+                BundledMod::Group(gm) => self.group_mod(gm.clone()),
+                BundledMod::Port(pm) => self.port_mod(pm.clone()),
+            }
+            .map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+    /// NXT_CT_FLUSH_ZONE: forget the connection-tracking entries of `zone`.
+    fn ct_flush_zone(&mut self, zone: u16) -> Result<(), OfError> {
+        debug!("ct_flush_zone {zone}: no connection tracker to flush");
+        Ok(())
+    }
 }
+
+/// A message a bundle may carry, decoded when it was added.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum BundledMod {
+    Flow(Box<FlowMod>),
+    Group(GroupMod),
+    Port(PortMod),
+}
+
+/// A bundle being filled on one connection.
+#[derive(Debug)]
+struct OpenBundle {
+    flags: u16,
+    closed: bool,
+    /// Each message as received (for errors) and decoded.
+    msgs: Vec<(Vec<u8>, BundledMod)>,
+}
+
+/// Most bundles one connection may hold open at once.
+const MAX_BUNDLES: usize = 64;
+/// Most messages one bundle may hold (OFPBFC_MSG_TOO_MANY beyond).
+const MAX_BUNDLE_MSGS: usize = 1 << 20;
 
 /// Connection settings.
 #[derive(Clone, Copy, Debug)]
@@ -50,11 +100,15 @@ pub struct ConnConfig {
 impl Default for ConnConfig {
     fn default() -> ConnConfig {
         ConnConfig {
-            versions: (1 << OFP10_VERSION) | (1 << OFP13_VERSION),
+            versions: DEFAULT_VERSIONS,
             probe_interval_ms: 5_000,
         }
     }
 }
+
+/// Every version this crate speaks, as a HELLO bitmap.
+pub const DEFAULT_VERSIONS: u32 =
+    (1 << OFP10_VERSION) | (1 << OFP13_VERSION) | (1 << OFP14_VERSION) | (1 << OFP15_VERSION);
 
 /// Why the connection ended.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -67,6 +121,15 @@ pub enum CloseReason {
     NoHello,
     /// The peer did not answer the inactivity probe.
     Timeout,
+}
+
+/// "0x01, 0x04" for a version bitmap.
+fn hex_versions(bitmap: u32) -> String {
+    (0..32u8)
+        .filter(|v| bitmap & (1 << v) != 0)
+        .map(|v| format!("0x{v:02x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Highest version present in both bitmaps.
@@ -94,6 +157,11 @@ pub struct OfConnection {
     probe_sent_ms: Option<u64>,
     closed: Option<CloseReason>,
     next_xid: u32,
+    bundles: BTreeMap<u32, OpenBundle>,
+    /// NXT_SET_PACKET_IN_FORMAT's choice.
+    packet_in_format: u32,
+    /// NXT_SET_CONTROLLER_ID's id.
+    controller_id: u16,
 }
 
 impl OfConnection {
@@ -115,6 +183,9 @@ impl OfConnection {
             probe_sent_ms: None,
             closed: None,
             next_xid: 1,
+            bundles: BTreeMap::new(),
+            packet_in_format: packet_in_format::STANDARD,
+            controller_id: 0,
         };
         let hello = Message::Hello {
             versions: cfg.versions,
@@ -148,6 +219,11 @@ impl OfConnection {
 
     pub fn switch_config(&self) -> SwitchConfig {
         self.switch_config
+    }
+
+    /// The controller id set by NXT_SET_CONTROLLER_ID (0 by default).
+    pub fn controller_id(&self) -> u16 {
+        self.controller_id
     }
 
     /// Bytes to send to the peer (drained).
@@ -266,6 +342,8 @@ impl OfConnection {
                 | Message::MeterMod(_)
                 | Message::PortMod(_)
                 | Message::PacketOut(_)
+                | Message::BundleAddMessage(_)
+                | Message::Nicira(NxMsg::CtFlushZone(_) | NxMsg::Resume(_))
         );
         if modifies && self.role == role::SLAVE {
             self.queue_error(OfError::IsSlave, raw, xid);
@@ -280,9 +358,20 @@ impl OfConnection {
                     OfError::from_wire(version, e.err_type, e.code)
                 )
             }
-            Message::Experimenter { .. } => {
-                self.queue_error(OfError::BadExperimenter, raw, xid);
+            Message::Experimenter { experimenter, .. } => {
+                // A known experimenter with a message type this switch
+                // lacks is OFPBRC_BAD_EXP_TYPE (Open vSwitch's
+                // OFPBRC_BAD_SUBTYPE); anyone else is OFPBRC_BAD_EXPERIMENTER.
+                let e = if experimenter == NX_VENDOR_ID || experimenter == ONF_VENDOR_ID {
+                    OfError::BadExpType
+                } else {
+                    OfError::BadExperimenter
+                };
+                self.queue_error(e, raw, xid);
             }
+            Message::BundleControl(c) => self.handle_bundle_control(c, raw, xid, agent),
+            Message::BundleAddMessage(a) => self.handle_bundle_add(a, raw, xid),
+            Message::Nicira(m) => self.handle_nicira(m, raw, xid, agent),
             Message::FeaturesRequest => {
                 let mut f = agent.features();
                 if version != OFP10_VERSION {
@@ -300,6 +389,7 @@ impl OfConnection {
             Message::FlowMod(FlowModMsg {
                 flow_mod,
                 buffer_id,
+                ..
             }) => {
                 let is_delete = flow_mod.command.is_delete();
                 match agent.flow_mod(flow_mod) {
@@ -378,25 +468,178 @@ impl OfConnection {
                 self.version = Some(v);
             }
             None => {
-                let v = h.version;
                 let e = ErrorMsg {
                     err_type: 0,
                     code: 0,
                     data: format!(
-                        "We support versions 0x01 and 0x04, you support version 0x{v:02x}."
+                        "We support versions {}, you support versions {}.",
+                        hex_versions(self.cfg.versions),
+                        hex_versions(theirs)
                     )
                     .into_bytes(),
                 };
-                let ev = if h.version >= OFP13_VERSION {
-                    OFP13_VERSION
-                } else {
-                    OFP10_VERSION
-                };
+                // The error goes out in the highest version both headers
+                // allow, so that the peer can read it.
+                let ev = [OFP15_VERSION, OFP14_VERSION, OFP13_VERSION]
+                    .into_iter()
+                    .find(|v| h.version >= *v)
+                    .unwrap_or(OFP10_VERSION);
                 if let Ok(b) = encode(&Message::Error(e), ev, h.xid) {
                     self.out.extend_from_slice(&b);
                 }
                 self.closed = Some(CloseReason::Incompatible);
             }
+        }
+    }
+
+    fn handle_bundle_control<A: SwitchAgent + ?Sized>(
+        &mut self,
+        c: BundleCtrl,
+        raw: &[u8],
+        xid: u32,
+        agent: &mut A,
+    ) {
+        let reply_type = match c.ctrl_type {
+            bundle_ctrl::OPEN_REQUEST => {
+                if self.bundles.contains_key(&c.bundle_id) {
+                    return self.queue_error(OfError::BundleExists, raw, xid);
+                }
+                if self.bundles.len() >= MAX_BUNDLES {
+                    return self.queue_error(OfError::OutOfBundles, raw, xid);
+                }
+                self.bundles.insert(
+                    c.bundle_id,
+                    OpenBundle {
+                        flags: c.flags,
+                        closed: false,
+                        msgs: Vec::new(),
+                    },
+                );
+                bundle_ctrl::OPEN_REPLY
+            }
+            bundle_ctrl::CLOSE_REQUEST => {
+                let Some(b) = self.bundles.get_mut(&c.bundle_id) else {
+                    return self.queue_error(OfError::BundleBadId, raw, xid);
+                };
+                if b.closed {
+                    return self.queue_error(OfError::BundleClosed, raw, xid);
+                }
+                if b.flags != c.flags {
+                    return self.queue_error(OfError::BundleBadFlags, raw, xid);
+                }
+                b.closed = true;
+                bundle_ctrl::CLOSE_REPLY
+            }
+            bundle_ctrl::COMMIT_REQUEST => {
+                if self.role == role::SLAVE {
+                    return self.queue_error(OfError::IsSlave, raw, xid);
+                }
+                // The bundle is gone whatever the outcome.
+                let Some(b) = self.bundles.remove(&c.bundle_id) else {
+                    return self.queue_error(OfError::BundleBadId, raw, xid);
+                };
+                if b.flags != c.flags {
+                    return self.queue_error(OfError::BundleBadFlags, raw, xid);
+                }
+                let mods: Vec<BundledMod> = b.msgs.iter().map(|(_, m)| m.clone()).collect();
+                let atomic = b.flags & bundle_ctrl::ATOMIC != 0;
+                if let Err((i, e)) = agent.bundle_commit(&mods, atomic) {
+                    // As Open vSwitch does: the error for the message that
+                    // failed (its own xid and bytes), then MSG_FAILED for
+                    // the commit.
+                    if let Some((inner, _)) = b.msgs.get(i) {
+                        let inner_xid = parse_header(inner).map(|h| h.xid).unwrap_or(xid);
+                        self.queue_error(e, inner, inner_xid);
+                    }
+                    return self.queue_error(OfError::BundleMsgFailed, raw, xid);
+                }
+                bundle_ctrl::COMMIT_REPLY
+            }
+            bundle_ctrl::DISCARD_REQUEST => {
+                if self.bundles.remove(&c.bundle_id).is_none() {
+                    return self.queue_error(OfError::BundleBadId, raw, xid);
+                }
+                bundle_ctrl::DISCARD_REPLY
+            }
+            _ => return self.queue_error(OfError::BundleBadType, raw, xid),
+        };
+        let reply = BundleCtrl {
+            bundle_id: c.bundle_id,
+            ctrl_type: reply_type,
+            flags: c.flags,
+        };
+        self.queue(&Message::BundleControl(reply), xid);
+    }
+
+    /// Checks and decodes a message added to a bundle; errors name the
+    /// add message. A bundle that does not exist yet is opened with the
+    /// message's flags.
+    fn handle_bundle_add(&mut self, a: BundleAdd, raw: &[u8], xid: u32) {
+        let version = self.version.unwrap_or(OFP13_VERSION);
+        let decoded = match parse_header(&a.message) {
+            Err(_) => Err(OfError::BundleMsgBadLen),
+            Ok(h) if h.version != version => Err(OfError::BadVersion),
+            Ok(h) if h.xid != xid => Err(OfError::BundleMsgBadXid),
+            Ok(_) => match codec::decode(&a.message) {
+                Err(e) => Err(e.of_error()),
+                Ok((_, Message::FlowMod(f))) => Ok(BundledMod::Flow(Box::new(f.flow_mod))),
+                Ok((_, Message::GroupMod(g))) => Ok(BundledMod::Group(g)),
+                Ok((_, Message::PortMod(p))) => Ok(BundledMod::Port(p)),
+                Ok(_) => Err(OfError::BundleMsgUnsup),
+            },
+        };
+        let m = match decoded {
+            Ok(m) => m,
+            Err(e) => return self.queue_error(e, raw, xid),
+        };
+        if !self.bundles.contains_key(&a.bundle_id) && self.bundles.len() >= MAX_BUNDLES {
+            return self.queue_error(OfError::OutOfBundles, raw, xid);
+        }
+        let b = self.bundles.entry(a.bundle_id).or_insert(OpenBundle {
+            flags: a.flags,
+            closed: false,
+            msgs: Vec::new(),
+        });
+        if b.closed {
+            self.queue_error(OfError::BundleClosed, raw, xid);
+        } else if b.msgs.len() >= MAX_BUNDLE_MSGS {
+            self.queue_error(OfError::BundleMsgTooMany, raw, xid);
+        } else if b.flags != a.flags {
+            self.queue_error(OfError::BundleBadFlags, raw, xid);
+        } else if matches!(m, BundledMod::Port(_)) && b.flags & bundle_ctrl::ATOMIC != 0 {
+            // Port changes cannot be undone, so they cannot be atomic.
+            self.queue_error(OfError::BundleMsgUnsup, raw, xid);
+        } else {
+            b.msgs.push((a.message, m));
+        }
+    }
+
+    fn handle_nicira<A: SwitchAgent + ?Sized>(
+        &mut self,
+        m: NxMsg,
+        raw: &[u8],
+        xid: u32,
+        agent: &mut A,
+    ) {
+        match m {
+            NxMsg::SetPacketInFormat(f) => match f {
+                packet_in_format::STANDARD | packet_in_format::NXT_PACKET_IN2 => {
+                    self.packet_in_format = f;
+                }
+                _ => self.queue_error(OfError::BadRequestEperm, raw, xid),
+            },
+            NxMsg::SetControllerId(id) => self.controller_id = id,
+            NxMsg::SetAsyncConfig(a) => self.async_cfg = a,
+            NxMsg::CtFlushZone(zone) => {
+                debug!("NXT_CT_FLUSH_ZONE zone {zone}");
+                if let Err(e) = agent.ct_flush_zone(zone) {
+                    self.queue_error(e, raw, xid);
+                }
+            }
+            // Resuming needs a pipeline that can continue a paused packet;
+            // until then the controller learns so at once.
+            NxMsg::Resume(_) => self.queue_error(OfError::ResumeNotSupported, raw, xid),
+            NxMsg::PacketIn2(_) => self.queue_error(OfError::BadType, raw, xid),
         }
     }
 
@@ -467,7 +710,15 @@ impl OfConnection {
         };
         if allowed {
             let xid = 0;
-            self.queue(msg, xid);
+            match msg {
+                Message::PacketIn(p)
+                    if self.packet_in_format == packet_in_format::NXT_PACKET_IN2 =>
+                {
+                    let m = Message::Nicira(NxMsg::PacketIn2(PacketIn2::from_packet_in(p.clone())));
+                    self.queue(&m, xid);
+                }
+                _ => self.queue(msg, xid),
+            }
         }
         allowed
     }

@@ -1,7 +1,9 @@
-//! Wire constants of OpenFlow 1.0 and 1.3.
+//! Wire constants of OpenFlow 1.0, 1.3, 1.4 and 1.5.
 
 pub const OFP10_VERSION: u8 = 0x01;
 pub const OFP13_VERSION: u8 = 0x04;
+pub const OFP14_VERSION: u8 = 0x05;
+pub const OFP15_VERSION: u8 = 0x06;
 /// Length of the common header.
 pub const HEADER_LEN: usize = 8;
 /// `buffer_id` meaning "no buffered packet".
@@ -56,6 +58,15 @@ pub mod t13 {
     pub const METER_MOD: u8 = 29;
 }
 
+/// Message types OpenFlow 1.4 added (1.5 keeps every 1.4 code).
+pub mod t14 {
+    pub const ROLE_STATUS: u8 = 30;
+    pub const TABLE_STATUS: u8 = 31;
+    pub const REQUESTFORWARD: u8 = 32;
+    pub const BUNDLE_CONTROL: u8 = 33;
+    pub const BUNDLE_ADD_MESSAGE: u8 = 34;
+}
+
 /// Message types of OpenFlow 1.0.
 pub mod t10 {
     pub const HELLO: u8 = 0;
@@ -97,6 +108,15 @@ pub mod et13 {
     pub const SWITCH_CONFIG_FAILED: u16 = 10;
     pub const ROLE_REQUEST_FAILED: u16 = 11;
     pub const METER_MOD_FAILED: u16 = 12;
+    pub const TABLE_FEATURES_FAILED: u16 = 13;
+    /// From 1.4 on.
+    pub const BAD_PROPERTY: u16 = 14;
+    pub const ASYNC_CONFIG_FAILED: u16 = 15;
+    pub const FLOW_MONITOR_FAILED: u16 = 16;
+    pub const BUNDLE_FAILED: u16 = 17;
+    /// An experimenter error (`ofp_error_experimenter_msg`): a 16-bit
+    /// experimenter code, then the experimenter id.
+    pub const EXPERIMENTER: u16 = 0xffff;
 }
 
 /// Error types of OpenFlow 1.0.

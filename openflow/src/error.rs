@@ -151,6 +151,49 @@ pub enum OfError {
     OutOfMeters,
     #[error("OFPMMFC_OUT_OF_BANDS")]
     OutOfBands,
+    #[error("OFPBPC_BAD_TYPE")]
+    BadPropertyType,
+    #[error("OFPBPC_BAD_LEN")]
+    BadPropertyLen,
+    #[error("OFPBPC_BAD_VALUE")]
+    BadPropertyValue,
+    #[error("OFPACFC_INVALID")]
+    AsyncConfigInvalid,
+    #[error("OFPBFC_UNKNOWN")]
+    BundleUnknown,
+    #[error("OFPBFC_EPERM")]
+    BundleEperm,
+    #[error("OFPBFC_BAD_ID")]
+    BundleBadId,
+    #[error("OFPBFC_BUNDLE_EXIST")]
+    BundleExists,
+    #[error("OFPBFC_BUNDLE_CLOSED")]
+    BundleClosed,
+    #[error("OFPBFC_OUT_OF_BUNDLES")]
+    OutOfBundles,
+    #[error("OFPBFC_BAD_TYPE")]
+    BundleBadType,
+    #[error("OFPBFC_BAD_FLAGS")]
+    BundleBadFlags,
+    #[error("OFPBFC_MSG_BAD_LEN")]
+    BundleMsgBadLen,
+    #[error("OFPBFC_MSG_BAD_XID")]
+    BundleMsgBadXid,
+    #[error("OFPBFC_MSG_UNSUP")]
+    BundleMsgUnsup,
+    #[error("OFPBFC_MSG_CONFLICT")]
+    BundleMsgConflict,
+    #[error("OFPBFC_MSG_TOO_MANY")]
+    BundleMsgTooMany,
+    #[error("OFPBFC_MSG_FAILED")]
+    BundleMsgFailed,
+    #[error("OFPBFC_TIMEOUT")]
+    BundleTimeout,
+    #[error("OFPBFC_BUNDLE_IN_PROGRESS")]
+    BundleInProgress,
+    /// Open vSwitch's "the switch cannot resume paused packets".
+    #[error("NXR_NOT_SUPPORTED")]
+    ResumeNotSupported,
     /// An error this crate has no name for (as received from a peer).
     #[error("error type {err_type} code {code}")]
     Other { err_type: u16, code: u16 },
@@ -229,7 +272,64 @@ const ALL: &[OfError] = &[
     OfError::BadMeterBandValue,
     OfError::OutOfMeters,
     OfError::OutOfBands,
+    OfError::BadPropertyType,
+    OfError::BadPropertyLen,
+    OfError::BadPropertyValue,
+    OfError::AsyncConfigInvalid,
+    OfError::BundleUnknown,
+    OfError::BundleEperm,
+    OfError::BundleBadId,
+    OfError::BundleExists,
+    OfError::BundleClosed,
+    OfError::OutOfBundles,
+    OfError::BundleBadType,
+    OfError::BundleBadFlags,
+    OfError::BundleMsgBadLen,
+    OfError::BundleMsgBadXid,
+    OfError::BundleMsgUnsup,
+    OfError::BundleMsgConflict,
+    OfError::BundleMsgTooMany,
+    OfError::BundleMsgFailed,
+    OfError::BundleTimeout,
+    OfError::BundleInProgress,
+    OfError::ResumeNotSupported,
 ];
+
+/// Where an error lives on the wire: a standard (type, code), or an
+/// experimenter error (`OFPET_EXPERIMENTER`, a 16-bit code, then the
+/// experimenter id at the start of the error's data).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WireError {
+    Std(u16, u16),
+    Experimenter { code: u16, experimenter: u32 },
+}
+
+/// The bundle failures (`OFPBFC_*`) in code order: OpenFlow 1.4 numbers
+/// them from 0 under `OFPET_BUNDLE_FAILED`, the 1.3 ONF extension from
+/// 2300 as ONF experimenter errors.
+const BUNDLE_ERRORS: [OfError; 16] = [
+    OfError::BundleUnknown,
+    OfError::BundleEperm,
+    OfError::BundleBadId,
+    OfError::BundleExists,
+    OfError::BundleClosed,
+    OfError::OutOfBundles,
+    OfError::BundleBadType,
+    OfError::BundleBadFlags,
+    OfError::BundleMsgBadLen,
+    OfError::BundleMsgBadXid,
+    OfError::BundleMsgUnsup,
+    OfError::BundleMsgConflict,
+    OfError::BundleMsgTooMany,
+    OfError::BundleMsgFailed,
+    OfError::BundleTimeout,
+    OfError::BundleInProgress,
+];
+
+/// First ONF experimenter code of the 1.3 bundle errors.
+const ONF_BUNDLE_ERROR_BASE: u16 = 2300;
+/// NXR_NOT_SUPPORTED's Nicira experimenter code (1.2 and later).
+const NXR_NOT_SUPPORTED: u16 = 34;
 
 impl OfError {
     /// The OFPT_ERROR (type, code) for this error in OpenFlow 1.3.
@@ -308,8 +408,54 @@ impl OfError {
             BadMeterBandValue => (et13::METER_MOD_FAILED, 9),
             OutOfMeters => (et13::METER_MOD_FAILED, 10),
             OutOfBands => (et13::METER_MOD_FAILED, 11),
+            BadPropertyType => (et13::BAD_PROPERTY, 0),
+            BadPropertyLen => (et13::BAD_PROPERTY, 1),
+            BadPropertyValue => (et13::BAD_PROPERTY, 2),
+            AsyncConfigInvalid => (et13::ASYNC_CONFIG_FAILED, 0),
             Other { err_type, code } => (err_type, code),
+            _ => match self.bundle_index() {
+                Some(i) => (et13::BUNDLE_FAILED, i),
+                None => (et13::BAD_REQUEST, 5),
+            },
         }
+    }
+
+    /// The position of a bundle failure in `OFPBFC_*` order.
+    fn bundle_index(self) -> Option<u16> {
+        BUNDLE_ERRORS
+            .iter()
+            .position(|e| *e == self)
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// Where this error lives in `version`: errors that version has no
+    /// standard code for are experimenter errors (1.3's bundle errors are
+    /// ONF's, resume's are Nicira's).
+    pub fn wire_full(self, version: u8) -> WireError {
+        use crate::consts::{NX_VENDOR_ID, OFP13_VERSION, ONF_VENDOR_ID};
+        if self == OfError::ResumeNotSupported && version != OFP10_VERSION {
+            return WireError::Experimenter {
+                code: NXR_NOT_SUPPORTED,
+                experimenter: NX_VENDOR_ID,
+            };
+        }
+        if version == OFP13_VERSION
+            && let Some(i) = self.bundle_index()
+        {
+            return WireError::Experimenter {
+                code: ONF_BUNDLE_ERROR_BASE + i,
+                experimenter: ONF_VENDOR_ID,
+            };
+        }
+        let (t, c) = self.wire(version);
+        WireError::Std(t, c)
+    }
+
+    /// Names a received experimenter error.
+    pub fn from_experimenter(version: u8, code: u16, experimenter: u32) -> Option<OfError> {
+        ALL.iter()
+            .copied()
+            .find(|e| e.wire_full(version) == WireError::Experimenter { code, experimenter })
     }
 
     /// The OFPT_ERROR (type, code) for this error in OpenFlow 1.0. Errors
@@ -359,6 +505,7 @@ impl OfError {
             | BadMeterFlags | BadMeterRate | BadMeterBurst | BadMeterBand | BadMeterBandValue
             | OutOfMeters | OutOfBands => (et10::BAD_REQUEST, 1),
             Other { err_type, code } => (err_type, code),
+            _ => (et10::BAD_REQUEST, 5),
         }
     }
 
@@ -448,11 +595,33 @@ mod tests {
     use crate::consts::OFP13_VERSION;
 
     #[test]
-    fn every_named_error_round_trips_through_its_1_3_wire_code() {
-        for e in ALL {
-            let (t, c) = e.wire(OFP13_VERSION);
-            assert_eq!(OfError::from_wire(OFP13_VERSION, t, c), *e, "{e:?}");
+    fn every_named_error_round_trips_through_its_wire_form_from_1_3_on() {
+        use crate::consts::{OFP14_VERSION, OFP15_VERSION};
+        use crate::message::ErrorMsg;
+        for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
+            for e in ALL {
+                let msg = ErrorMsg::for_request(*e, v, b"offending");
+                assert_eq!(msg.error(v), *e, "{e:?} in version {v}");
+                assert!(msg.data.ends_with(b"offending"));
+            }
         }
+    }
+
+    #[test]
+    fn bundle_errors_are_onf_experimenter_errors_in_1_3_and_standard_from_1_4() {
+        use crate::consts::{OFP14_VERSION, ONF_VENDOR_ID};
+        assert_eq!(
+            OfError::BundleMsgFailed.wire_full(OFP13_VERSION),
+            WireError::Experimenter {
+                code: 2313,
+                experimenter: ONF_VENDOR_ID
+            }
+        );
+        assert_eq!(
+            OfError::BundleMsgFailed.wire_full(OFP14_VERSION),
+            WireError::Std(17, 13)
+        );
+        assert_eq!(OfError::BadPropertyType.wire(OFP14_VERSION), (14, 0));
     }
 
     #[test]

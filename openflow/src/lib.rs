@@ -1,4 +1,5 @@
-//! OpenFlow 1.0 / 1.3 codec, the switch-side connection state machine and a
+//! OpenFlow 1.0 / 1.3 / 1.4 / 1.5 codec (with bundles and the Nicira
+//! extension messages), the switch-side connection state machine and a
 //! small client for the CLI tools.
 //!
 //! - [`decode`] / [`encode`]: bytes ↔ [`Message`] for either version,

@@ -1,12 +1,12 @@
 //! Typed OpenFlow messages, independent of the wire version. The codec
-//! ([`crate::codec`]) maps them to and from OpenFlow 1.0 and 1.3.
+//! ([`crate::codec`]) maps them to and from OpenFlow 1.0, 1.3, 1.4 and 1.5.
 
 pub use flows::group::{Bucket, Group, GroupType};
 pub use flows::meter::{BandType, Meter, MeterBand, MeterFlags};
 pub use flows::table::{FlowFlags, FlowMod, FlowModCommand};
 use flows::{Action, Match, PortNo};
 
-use crate::error::OfError;
+use crate::error::{OfError, WireError};
 
 /// The common OpenFlow header.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -27,18 +27,39 @@ pub struct ErrorMsg {
 }
 
 impl ErrorMsg {
-    /// The error answering `offending` (its first 64 bytes become data).
+    /// The error answering `offending` (its first 64 bytes become data,
+    /// after the experimenter id of an experimenter error).
     pub fn for_request(e: OfError, version: u8, offending: &[u8]) -> ErrorMsg {
-        let (err_type, code) = e.wire(version);
-        ErrorMsg {
-            err_type,
-            code,
-            data: offending.get(..64).unwrap_or(offending).to_vec(),
+        let offending = offending.get(..64).unwrap_or(offending);
+        match e.wire_full(version) {
+            WireError::Std(err_type, code) => ErrorMsg {
+                err_type,
+                code,
+                data: offending.to_vec(),
+            },
+            WireError::Experimenter { code, experimenter } => {
+                let mut data = experimenter.to_be_bytes().to_vec();
+                data.extend_from_slice(offending);
+                ErrorMsg {
+                    err_type: crate::consts::et13::EXPERIMENTER,
+                    code,
+                    data,
+                }
+            }
         }
     }
 
     /// Names this error.
     pub fn error(&self, version: u8) -> OfError {
+        if self.err_type == crate::consts::et13::EXPERIMENTER
+            && version != crate::consts::OFP10_VERSION
+            && let Some(exp) = self.data.get(..4)
+        {
+            let exp = u32::from_be_bytes([exp[0], exp[1], exp[2], exp[3]]);
+            if let Some(e) = OfError::from_experimenter(version, self.code, exp) {
+                return e;
+            }
+        }
         OfError::from_wire(version, self.err_type, self.code)
     }
 }
@@ -129,6 +150,10 @@ pub struct PortStatus {
 pub struct PacketOut {
     pub buffer_id: u32,
     pub in_port: PortNo,
+    /// Pipeline fields besides `in_port` (metadata, registers, tunnel
+    /// fields) the packet starts with: only OpenFlow 1.5's packet-out,
+    /// which carries a match, can express them; empty otherwise.
+    pub metadata: Match,
     pub actions: Vec<Action>,
     pub data: Vec<u8>,
 }
@@ -141,6 +166,9 @@ pub struct FlowModMsg {
     /// A packet buffered by the switch to run through the new flow;
     /// [`crate::consts::NO_BUFFER`] when none.
     pub buffer_id: u32,
+    /// Eviction importance (OpenFlow 1.4 on); the switch evicts nothing,
+    /// so it is carried on the wire only.
+    pub importance: u16,
 }
 
 impl FlowModMsg {
@@ -149,6 +177,7 @@ impl FlowModMsg {
         FlowModMsg {
             flow_mod,
             buffer_id: crate::consts::NO_BUFFER,
+            importance: 0,
         }
     }
 }
@@ -215,6 +244,44 @@ pub struct PortMod {
     pub config: u32,
     pub mask: u32,
     pub advertise: u32,
+}
+
+/// Bundle control types (`OFPBCT_*`) and flags (`OFPBF_*`).
+pub mod bundle_ctrl {
+    pub const OPEN_REQUEST: u16 = 0;
+    pub const OPEN_REPLY: u16 = 1;
+    pub const CLOSE_REQUEST: u16 = 2;
+    pub const CLOSE_REPLY: u16 = 3;
+    pub const COMMIT_REQUEST: u16 = 4;
+    pub const COMMIT_REPLY: u16 = 5;
+    pub const DISCARD_REQUEST: u16 = 6;
+    pub const DISCARD_REPLY: u16 = 7;
+    /// Apply every message or none.
+    pub const ATOMIC: u16 = 1;
+    /// Apply the messages in the order they were added.
+    pub const ORDERED: u16 = 2;
+}
+
+/// OFPT_BUNDLE_CONTROL (1.4, 1.5) or ONFT_BUNDLE_CONTROL (the 1.3
+/// extension). Properties are not kept.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BundleCtrl {
+    pub bundle_id: u32,
+    /// `bundle_ctrl::*_REQUEST` / `*_REPLY`.
+    pub ctrl_type: u16,
+    /// `bundle_ctrl::ATOMIC | ORDERED`.
+    pub flags: u16,
+}
+
+/// OFPT_BUNDLE_ADD_MESSAGE: one message (whole, with its header, in the
+/// bundle's version) to apply when the bundle commits. It stays in wire
+/// form: the switch decodes it when it is added and answers a failed
+/// commit with an error quoting it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BundleAdd {
+    pub bundle_id: u32,
+    pub flags: u16,
+    pub message: Vec<u8>,
 }
 
 /// Controller roles (OpenFlow 1.3 numbering).
@@ -460,6 +527,10 @@ pub enum Message {
     GetAsyncRequest,
     GetAsyncReply(AsyncConfig),
     SetAsync(AsyncConfig),
+    BundleControl(BundleCtrl),
+    BundleAddMessage(BundleAdd),
+    /// A Nicira extension message (experimenter 0x00002320).
+    Nicira(crate::msg::nicira::NxMsg),
 }
 
 impl Message {
@@ -495,6 +566,9 @@ impl Message {
             Message::GetAsyncRequest => "OFPT_GET_ASYNC_REQUEST",
             Message::GetAsyncReply(_) => "OFPT_GET_ASYNC_REPLY",
             Message::SetAsync(_) => "OFPT_SET_ASYNC",
+            Message::BundleControl(_) => "OFPT_BUNDLE_CONTROL",
+            Message::BundleAddMessage(_) => "OFPT_BUNDLE_ADD_MESSAGE",
+            Message::Nicira(m) => m.name(),
         }
     }
 }

@@ -115,6 +115,9 @@ const TABLE: &[Entry] = &[
         2,
         Some(ONF_VENDOR_ID),
     ),
+    // OpenFlow 1.5 made tcp_flags a standard OXM (ovs-ofctl -O OpenFlow15
+    // sends this form); read only, the ONF form above is what is written.
+    (F::TcpFlags, Field::TcpFlags, OXM_CLASS, 42, 2, None),
     // NXM_OF_*
     (F::InPort16, Field::InPort, NXM0, 0, 2, None),
     (F::EthDst, Field::DlDst, NXM0, 1, 6, None),
@@ -384,6 +387,44 @@ fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> 
     Ok((f, v, m))
 }
 
+/// OXM class OFPXMC_PACKET_REGS (OpenFlow 1.5): 64-bit registers, of
+/// which register N is Open vSwitch's `xregN`, i.e. `reg(2N)` in the high
+/// half and `reg(2N+1)` in the low half.
+const PACKET_REGS_CLASS: u16 = 0x8001;
+
+/// Reads one packet-register TLV as the (up to two) 32-bit registers it
+/// sets; a half whose mask is zero is left out.
+fn read_packet_reg(r: &mut Reader) -> Result<Vec<(OxmField, u128, u128)>, DecodeError> {
+    r.within(OfError::BadMatchLen, |r| {
+        let word = r.u32()?;
+        let n = ((word >> 9) & 0x7f) as u8;
+        let has_mask = word & 0x100 != 0;
+        let len = usize::from((word & 0xff) as u8);
+        if len != if has_mask { 16 } else { 8 } {
+            return Err(OfError::BadMatchLen.into());
+        }
+        let v = r.u64()?;
+        let m = if has_mask { r.u64()? } else { u64::MAX };
+        let mut out = Vec::new();
+        for (i, shift) in [(0u8, 32u32), (1, 0)] {
+            let half_m = u128::from((m >> shift) as u32);
+            if half_m == 0 {
+                continue;
+            }
+            let reg = n
+                .checked_mul(2)
+                .and_then(|b| b.checked_add(i))
+                .ok_or(OfError::BadField)?;
+            let f = F::Reg(reg);
+            if !TABLE.iter().any(|e| e.0 == f) {
+                return Err(OfError::BadField.into());
+            }
+            out.push((f, u128::from((v >> shift) as u32), half_m));
+        }
+        Ok(out)
+    })
+}
+
 /// Writes one TLV with header `h`; the mask is omitted when it is full.
 pub fn write_tlv(w: &mut Writer, f: OxmField, h: OxmHeader, v: u128, m: u128) {
     let full = full_mask(f, h.width);
@@ -405,6 +446,18 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     let mut mask = FlowKey::default();
     let mut seen: Vec<OxmField> = Vec::new();
     while !r.is_empty() {
+        if r.peek_u16(0)? == PACKET_REGS_CLASS {
+            // OpenFlow 1.5's packet registers, as ovs-ofctl sends 32-bit
+            // register matches from 1.5 on: two registers per TLV.
+            for (f, v, m) in read_packet_reg(&mut r)? {
+                if seen.contains(&f) {
+                    return Err(OfError::DupField.into());
+                }
+                seen.push(f);
+                apply(f, v, m, &mut key, &mut mask);
+            }
+            continue;
+        }
         let (f, v, m) = read_tlv(&mut r)?;
         if seen.contains(&f) {
             return Err(OfError::DupField.into());

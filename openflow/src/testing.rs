@@ -107,6 +107,33 @@ impl SwitchAgent for MemAgent {
         Ok(())
     }
 
+    /// Atomic when asked: the flows and groups are restored if any
+    /// message fails.
+    fn bundle_commit(
+        &mut self,
+        msgs: &[crate::conn::BundledMod],
+        atomic: bool,
+    ) -> Result<(), (usize, OfError)> {
+        use crate::conn::BundledMod;
+        self.calls.push("bundle_commit");
+        let saved = (self.flows.clone(), self.keys.clone(), self.group_mods.len());
+        for (i, m) in msgs.iter().enumerate() {
+            let r = match m {
+                BundledMod::Flow(fm) => self.flow_mod(fm.as_ref().clone()),
+                BundledMod::Group(gm) => self.group_mod(gm.clone()),
+                BundledMod::Port(pm) => self.port_mod(pm.clone()),
+            };
+            if let Err(e) = r {
+                if atomic {
+                    (self.flows, self.keys) = (saved.0, saved.1);
+                    self.group_mods.truncate(saved.2);
+                }
+                return Err((i, e));
+            }
+        }
+        Ok(())
+    }
+
     fn packet_out(&mut self, po: PacketOut) -> Result<(), OfError> {
         self.calls.push("packet_out");
         self.packet_outs.push(po);
@@ -156,7 +183,15 @@ impl SwitchAgent for MemAgent {
                 lookup_count: 0,
                 matched_count: 0,
             }]),
-            MultipartRequestBody::PortStats { .. } => MultipartReplyBody::PortStats(vec![]),
+            MultipartRequestBody::PortStats { .. } => {
+                MultipartReplyBody::PortStats(vec![PortStats {
+                    port_no: 1,
+                    rx_packets: 10,
+                    tx_packets: 20,
+                    rx_crc_err: 3,
+                    ..PortStats::default()
+                }])
+            }
             MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(self.features().ports),
             MultipartRequestBody::Group { .. } => MultipartReplyBody::Group(vec![]),
             MultipartRequestBody::GroupDesc => MultipartReplyBody::GroupDesc(vec![]),

@@ -117,6 +117,7 @@ fn common_messages() -> Vec<Message> {
         Message::PacketOut(PacketOut {
             buffer_id: NO_BUFFER,
             in_port: flows::action::port::CONTROLLER,
+            metadata: Match::catch_all(),
             actions: vec![Action::Output {
                 port: flows::action::port::TABLE,
                 max_len: 0,

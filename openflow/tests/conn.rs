@@ -25,7 +25,13 @@ fn msgs(bytes: &[u8]) -> Vec<(OfHeader, Message)> {
 fn established(version: u8, agent: &mut MemAgent) -> OfConnection {
     let mut c = OfConnection::new(ConnConfig::default(), 0);
     let hello = msgs(&c.take_output());
-    assert_eq!(hello[0].1, Message::Hello { versions: 0x12 });
+    assert_eq!(
+        hello[0].1,
+        Message::Hello {
+            versions: openflow::conn::DEFAULT_VERSIONS
+        }
+    );
+    assert_eq!(openflow::conn::DEFAULT_VERSIONS, 0x72, "1.0, 1.3, 1.4, 1.5");
     let theirs = encode(
         &Message::Hello {
             versions: 1 << version,
@@ -68,9 +74,9 @@ fn no_common_version_sends_hello_failed_and_closes() {
     let mut a = MemAgent::default();
     let mut c = OfConnection::new(ConnConfig::default(), 0);
     c.take_output();
-    let hello = encode(&Message::Hello { versions: 1 << 6 }, 4, 1).unwrap();
+    let hello = encode(&Message::Hello { versions: 1 << 7 }, 4, 1).unwrap();
     let mut hello = hello;
-    hello[0] = 6;
+    hello[0] = 7;
     c.receive(&hello, &mut a, 0);
     assert_eq!(c.closed(), Some(&CloseReason::Incompatible));
     let out = msgs(&c.take_output());
@@ -78,7 +84,11 @@ fn no_common_version_sends_hello_failed_and_closes() {
         panic!("{out:?}")
     };
     assert_eq!((e.err_type, e.code), (0, 0)); // OFPET_HELLO_FAILED / INCOMPATIBLE
-    assert_eq!(out[0].0.version, OFP13_VERSION);
+    assert_eq!(out[0].0.version, openflow::consts::OFP15_VERSION);
+    assert_eq!(
+        String::from_utf8_lossy(&e.data),
+        "We support versions 0x01, 0x04, 0x05, 0x06, you support versions 0x07."
+    );
 }
 
 #[test]
@@ -188,19 +198,21 @@ fn bad_oxm_prerequisite_gets_bad_match_bad_prereq() {
 }
 
 #[test]
-fn experimenter_messages_get_bad_experimenter() {
+fn unknown_experimenters_get_bad_experimenter_and_unknown_nicira_subtypes_bad_exp_type() {
     let mut a = MemAgent::default();
     let mut c = established(OFP13_VERSION, &mut a);
-    let m = Message::Experimenter {
-        experimenter: 0x2320,
-        exp_type: 12,
-        data: vec![],
-    };
-    c.receive(&encode(&m, 4, 3).unwrap(), &mut a, 0);
-    let Message::Error(e) = &msgs(&c.take_output())[0].1 else {
-        panic!()
-    };
-    assert_eq!((e.err_type, e.code), (1, 3));
+    for (experimenter, want) in [(0x00ab_cdef, (1, 3)), (0x2320, (1, 4))] {
+        let m = Message::Experimenter {
+            experimenter,
+            exp_type: 12,
+            data: vec![],
+        };
+        c.receive(&encode(&m, 4, 3).unwrap(), &mut a, 0);
+        let Message::Error(e) = &msgs(&c.take_output())[0].1 else {
+            panic!()
+        };
+        assert_eq!((e.err_type, e.code), want, "experimenter {experimenter:#x}");
+    }
 }
 
 #[test]
@@ -361,4 +373,242 @@ fn messages_with_the_wrong_version_get_bad_version() {
         panic!()
     };
     assert_eq!((e.err_type, e.code), (1, 0));
+}
+
+fn bundle_ctrl(id: u32, ctrl_type: u16, flags: u16) -> Message {
+    Message::BundleControl(BundleCtrl {
+        bundle_id: id,
+        ctrl_type,
+        flags,
+    })
+}
+
+/// Adds `msg` (encoded with `xid`) to bundle `id`, as ovs-ofctl does: the
+/// add message and the message it carries share the xid.
+fn bundle_add(version: u8, id: u32, flags: u16, msg: &Message, xid: u32) -> Vec<u8> {
+    let inner = encode(msg, version, xid).unwrap();
+    encode(
+        &Message::BundleAddMessage(BundleAdd {
+            bundle_id: id,
+            flags,
+            message: inner,
+        }),
+        version,
+        xid,
+    )
+    .unwrap()
+}
+
+#[test]
+fn atomic_bundle_commit_applies_every_flow_or_none_and_names_the_failing_one() {
+    use openflow::consts::OFP15_VERSION;
+    let flags = bundle_ctrl::ATOMIC | bundle_ctrl::ORDERED;
+    for v in [OFP13_VERSION, OFP15_VERSION] {
+        // Room for two flows: the third add fails.
+        let mut a = MemAgent::with_capacity(2);
+        let mut c = established(v, &mut a);
+        c.receive(
+            &encode(&bundle_ctrl(7, bundle_ctrl::OPEN_REQUEST, flags), v, 10).unwrap(),
+            &mut a,
+            0,
+        );
+        let out = msgs(&c.take_output());
+        assert_eq!(
+            out[0].1,
+            bundle_ctrl(7, bundle_ctrl::OPEN_REPLY, flags),
+            "version {v}"
+        );
+        for (i, port) in [1u32, 2, 3].into_iter().enumerate() {
+            c.receive(
+                &bundle_add(v, 7, flags, &add_flow(port), 20 + i as u32),
+                &mut a,
+                0,
+            );
+        }
+        assert!(c.take_output().is_empty(), "adds are not answered");
+        assert!(a.flows.is_empty(), "nothing applies before the commit");
+        c.receive(
+            &encode(&bundle_ctrl(7, bundle_ctrl::COMMIT_REQUEST, flags), v, 30).unwrap(),
+            &mut a,
+            0,
+        );
+        let out = msgs(&c.take_output());
+        assert_eq!(out.len(), 2, "{out:?}");
+        // First the failing flow's own error, quoting it, with its xid...
+        let Message::Error(e) = &out[0].1 else {
+            panic!("{out:?}")
+        };
+        assert_eq!(out[0].0.xid, 22);
+        assert_eq!(e.error(v), OfError::TableFull);
+        let quoted = encode(&add_flow(3), v, 22).unwrap();
+        assert_eq!(e.data, quoted[..64.min(quoted.len())]);
+        // ...then MSG_FAILED for the commit.
+        let Message::Error(e) = &out[1].1 else {
+            panic!("{out:?}")
+        };
+        assert_eq!(out[1].0.xid, 30);
+        assert_eq!(e.error(v), OfError::BundleMsgFailed);
+        assert!(a.flows.is_empty(), "version {v}: the table was changed");
+        // The bundle is gone: committing it again names a bad id.
+        c.receive(
+            &encode(&bundle_ctrl(7, bundle_ctrl::COMMIT_REQUEST, flags), v, 31).unwrap(),
+            &mut a,
+            0,
+        );
+        let out = msgs(&c.take_output());
+        let Message::Error(e) = &out[0].1 else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.error(v), OfError::BundleBadId);
+        // With room, a bundle opened implicitly by its first add commits whole.
+        a.capacity = None;
+        for (i, port) in [1u32, 2, 3].into_iter().enumerate() {
+            c.receive(
+                &bundle_add(v, 8, flags, &add_flow(port), 40 + i as u32),
+                &mut a,
+                0,
+            );
+        }
+        c.receive(
+            &encode(&bundle_ctrl(8, bundle_ctrl::COMMIT_REQUEST, flags), v, 50).unwrap(),
+            &mut a,
+            0,
+        );
+        let out = msgs(&c.take_output());
+        assert_eq!(out[0].1, bundle_ctrl(8, bundle_ctrl::COMMIT_REPLY, flags));
+        assert_eq!(out[0].0.xid, 50);
+        assert_eq!(a.flows.len(), 3);
+    }
+}
+
+#[test]
+fn bundle_misuse_gets_the_bundle_errors_open_vswitch_sends() {
+    use openflow::consts::OFP14_VERSION;
+    let v = OFP14_VERSION;
+    let flags = bundle_ctrl::ATOMIC;
+    let mut a = MemAgent::default();
+    let mut c = established(v, &mut a);
+    let expect = |c: &mut OfConnection, a: &mut MemAgent, bytes: Vec<u8>, want: OfError| {
+        c.receive(&bytes, a, 0);
+        let out = msgs(&c.take_output());
+        let Message::Error(e) = &out[0].1 else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.error(v), want);
+        // 1.4 has standard bundle error codes (OFPET_BUNDLE_FAILED = 17).
+        assert_eq!(e.err_type, 17);
+    };
+    let open = encode(&bundle_ctrl(1, bundle_ctrl::OPEN_REQUEST, flags), v, 1).unwrap();
+    c.receive(&open, &mut a, 0);
+    c.take_output();
+    expect(&mut c, &mut a, open.clone(), OfError::BundleExists);
+    // The carried message's xid must be the add message's.
+    let mut add = bundle_add(v, 1, flags, &add_flow(1), 5);
+    add[4..8].copy_from_slice(&6u32.to_be_bytes());
+    expect(&mut c, &mut a, add, OfError::BundleMsgBadXid);
+    // Only flow, group and port mods may be bundled.
+    expect(
+        &mut c,
+        &mut a,
+        bundle_add(v, 1, flags, &Message::BarrierRequest, 7),
+        OfError::BundleMsgUnsup,
+    );
+    // Flags must match the bundle's.
+    expect(
+        &mut c,
+        &mut a,
+        bundle_add(v, 1, 0, &add_flow(1), 8),
+        OfError::BundleBadFlags,
+    );
+    // After CLOSE nothing more may be added.
+    c.receive(
+        &encode(&bundle_ctrl(1, bundle_ctrl::CLOSE_REQUEST, flags), v, 9).unwrap(),
+        &mut a,
+        0,
+    );
+    assert_eq!(
+        msgs(&c.take_output())[0].1,
+        bundle_ctrl(1, bundle_ctrl::CLOSE_REPLY, flags)
+    );
+    expect(
+        &mut c,
+        &mut a,
+        bundle_add(v, 1, flags, &add_flow(1), 10),
+        OfError::BundleClosed,
+    );
+    // Discard forgets it.
+    c.receive(
+        &encode(&bundle_ctrl(1, bundle_ctrl::DISCARD_REQUEST, flags), v, 11).unwrap(),
+        &mut a,
+        0,
+    );
+    assert_eq!(
+        msgs(&c.take_output())[0].1,
+        bundle_ctrl(1, bundle_ctrl::DISCARD_REPLY, flags)
+    );
+    expect(
+        &mut c,
+        &mut a,
+        encode(&bundle_ctrl(1, bundle_ctrl::COMMIT_REQUEST, flags), v, 12).unwrap(),
+        OfError::BundleBadId,
+    );
+    assert!(a.flows.is_empty());
+}
+
+#[test]
+fn nicira_controller_messages_are_accepted_and_resume_is_refused_with_nxr_not_supported() {
+    use openflow::consts::OFP15_VERSION;
+    use openflow::msg::nicira::NxMsg;
+    let v = OFP15_VERSION;
+    let mut a = MemAgent::default();
+    let mut c = established(v, &mut a);
+    for m in [
+        NxMsg::SetPacketInFormat(2),
+        NxMsg::SetControllerId(9),
+        NxMsg::CtFlushZone(3),
+        NxMsg::SetAsyncConfig(AsyncConfig::default()),
+    ] {
+        c.receive(
+            &encode(&Message::Nicira(m.clone()), v, 4).unwrap(),
+            &mut a,
+            0,
+        );
+        assert!(
+            c.take_output().is_empty(),
+            "{m:?} must be accepted silently"
+        );
+    }
+    assert_eq!(c.controller_id(), 9);
+    // Packet-ins now go out as NXT_PACKET_IN2.
+    let pi = PacketIn {
+        buffer_id: NO_BUFFER,
+        total_len: 3,
+        reason: 0,
+        table_id: 0,
+        cookie: 0,
+        match_: flows::Match::catch_all(),
+        data: vec![1, 2, 3],
+    };
+    assert!(c.send_async(&Message::PacketIn(pi.clone())));
+    let out = msgs(&c.take_output());
+    let Message::Nicira(NxMsg::PacketIn2(p)) = &out[0].1 else {
+        panic!("{out:?}")
+    };
+    assert_eq!(p.packet_in, pi);
+    // NXT_RESUME cannot continue a pipeline yet: a clear error, not silence.
+    let resume = NxMsg::Resume(openflow::msg::nicira::PacketIn2::from_packet_in(pi));
+    c.receive(&encode(&Message::Nicira(resume), v, 5).unwrap(), &mut a, 0);
+    let out = msgs(&c.take_output());
+    let Message::Error(e) = &out[0].1 else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out[0].0.xid, 5);
+    assert_eq!(e.error(v), OfError::ResumeNotSupported);
+    // A packet-in format this switch does not produce is refused.
+    c.receive(
+        &encode(&Message::Nicira(NxMsg::SetPacketInFormat(1)), v, 6).unwrap(),
+        &mut a,
+        0,
+    );
+    assert!(matches!(msgs(&c.take_output())[0].1, Message::Error(_)));
 }

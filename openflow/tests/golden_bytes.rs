@@ -177,6 +177,7 @@ fn packet_in_out_and_flow_removed_bytes_are_unchanged() {
                 Message::PacketOut(PacketOut {
                     buffer_id: NO_BUFFER,
                     in_port: flows::action::port::CONTROLLER,
+                    metadata: Match::catch_all(),
                     actions: acts("mod_vlan_vid:5,output:TABLE"),
                     data: vec![0xff; 60],
                 }),

@@ -3,7 +3,9 @@
 
 use flows::key::{FlowKey, ethertype};
 use flows::{Action, Field, Match, SubField};
-use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFPG_ANY};
+use openflow::consts::{
+    NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION, OFPG_ANY,
+};
 use openflow::*;
 use proptest::prelude::*;
 
@@ -176,6 +178,7 @@ fn arb_flow_mod() -> impl Strategy<Value = FlowModMsg> {
                         actions,
                     },
                     buffer_id: NO_BUFFER,
+                    importance: 0,
                 }
             },
         )
@@ -251,10 +254,174 @@ fn arb_group_mod() -> impl Strategy<Value = GroupMod> {
 
 proptest! {
     #[test]
-    fn random_group_mods_round_trip_in_1_3(gm in arb_group_mod()) {
+    fn random_group_mods_round_trip_from_1_3_to_1_5(gm in arb_group_mod()) {
         let msg = Message::GroupMod(gm);
-        let b = encode(&msg, OFP13_VERSION, 5).unwrap();
+        for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
+            let b = encode(&msg, v, 5).unwrap();
+            prop_assert_eq!(decode(&b).unwrap().1, msg.clone(), "version {}", v);
+        }
+    }
+
+    #[test]
+    fn random_1_5_packet_outs_with_metadata_round_trip(
+        in_port in 1u32..0xff00,
+        m in arb_match(),
+        actions in proptest::collection::vec(arb_action(), 0..5),
+        data in proptest::collection::vec(any::<u8>(), 0..100),
+    ) {
+        let (mut key, mut mask) = (m.key, m.mask);
+        key.in_port = 0;
+        mask.in_port = 0;
+        let msg = Message::PacketOut(PacketOut {
+            buffer_id: NO_BUFFER,
+            in_port,
+            metadata: Match::new(key, mask),
+            actions,
+            data,
+        });
+        let b = encode(&msg, OFP15_VERSION, 6).unwrap();
         prop_assert_eq!(decode(&b).unwrap().1, msg);
+    }
+
+    #[test]
+    fn random_bundle_messages_round_trip_in_1_3_1_4_and_1_5(
+        id in any::<u32>(),
+        ctrl_type in 0u16..8,
+        flags in 0u16..4,
+        fm in arb_flow_mod(),
+    ) {
+        for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
+            let ctrl = Message::BundleControl(BundleCtrl { bundle_id: id, ctrl_type, flags });
+            let b = encode(&ctrl, v, 9).unwrap();
+            prop_assert_eq!(decode(&b).unwrap().1, ctrl);
+            let inner = encode(&Message::FlowMod(fm.clone()), v, 9).unwrap();
+            let add = Message::BundleAddMessage(BundleAdd { bundle_id: id, flags, message: inner });
+            let b = encode(&add, v, 9).unwrap();
+            prop_assert_eq!(decode(&b).unwrap().1, add);
+        }
+    }
+
+    #[test]
+    fn random_nicira_messages_round_trip_in_every_version(
+        zone in any::<u16>(),
+        id in any::<u16>(),
+        format in prop_oneof![Just(0u32), Just(2u32)],
+        m in arb_match(),
+        reason in 0u8..6,
+        table_id in any::<u8>(),
+        cookie in any::<u64>(),
+        data in proptest::collection::vec(any::<u8>(), 1..100),
+        userdata in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+        continuation in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+        masks in proptest::array::uniform6(any::<u32>()),
+    ) {
+        use openflow::msg::nicira::{NxMsg, PacketIn2};
+        let pi = PacketIn2 {
+            packet_in: PacketIn {
+                buffer_id: NO_BUFFER,
+                total_len: data.len() as u16 + u16::from(reason),
+                reason,
+                table_id,
+                cookie,
+                match_: m,
+                data,
+            },
+            userdata,
+            continuation,
+        };
+        let async_cfg = AsyncConfig {
+            packet_in_mask: [masks[0], masks[1]],
+            port_status_mask: [masks[2], masks[3]],
+            flow_removed_mask: [masks[4], masks[5]],
+        };
+        for v in [OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
+            for nx in [
+                NxMsg::CtFlushZone(zone),
+                NxMsg::SetControllerId(id),
+                NxMsg::SetPacketInFormat(format),
+                NxMsg::SetAsyncConfig(async_cfg),
+                NxMsg::PacketIn2(pi.clone()),
+                NxMsg::Resume(pi.clone()),
+            ] {
+                let msg = Message::Nicira(nx);
+                let b = encode(&msg, v, 7).unwrap();
+                prop_assert_eq!(decode(&b).unwrap().1, msg);
+            }
+        }
+        // 1.4's async configuration travels as properties.
+        for v in [OFP14_VERSION, OFP15_VERSION] {
+            for msg in [Message::SetAsync(async_cfg), Message::GetAsyncReply(async_cfg)] {
+                let b = encode(&msg, v, 7).unwrap();
+                prop_assert_eq!(decode(&b).unwrap().1, msg);
+            }
+        }
+    }
+
+    #[test]
+    fn random_stats_replies_round_trip_in_1_4_and_1_5(
+        m in arb_match(),
+        actions in proptest::collection::vec(arb_action(), 0..4),
+        counters in proptest::array::uniform12(any::<u64>()),
+        small in proptest::array::uniform6(any::<u32>()),
+        name in "[a-z0-9]{0,15}",
+    ) {
+        let fs = FlowStats {
+            table_id: (small[0] % 254) as u8,
+            duration_sec: small[1],
+            duration_nsec: small[2] % 1_000_000_000,
+            priority: small[3] as u16,
+            idle_timeout: (small[4] >> 16) as u16,
+            hard_timeout: small[4] as u16,
+            flags: (small[5] & 0x1f) as u16,
+            cookie: counters[0],
+            packet_count: counters[1],
+            byte_count: counters[2],
+            match_: m,
+            actions,
+        };
+        let ps = PortStats {
+            port_no: small[0] % 0xff00,
+            rx_packets: counters[0], tx_packets: counters[1], rx_bytes: counters[2],
+            tx_bytes: counters[3], rx_dropped: counters[4], tx_dropped: counters[5],
+            rx_errors: counters[6], tx_errors: counters[7], rx_frame_err: counters[8],
+            rx_over_err: counters[9], rx_crc_err: counters[10], collisions: counters[11],
+            duration_sec: small[1], duration_nsec: small[2],
+        };
+        let pd = PortDesc {
+            port_no: small[0] % 0xff00,
+            hw_addr: [1, 2, 3, 4, 5, 6],
+            name,
+            config: small[1], state: small[2], curr: small[3], advertised: small[4],
+            supported: small[5], peer: small[0], curr_speed: small[1], max_speed: small[2],
+        };
+        let fr = FlowRemoved {
+            cookie: counters[0], priority: small[3] as u16, reason: (small[5] % 4) as u8,
+            table_id: (small[0] % 254) as u8, duration_sec: small[1],
+            duration_nsec: small[2], idle_timeout: small[4] as u16,
+            hard_timeout: (small[4] >> 16) as u16, packet_count: counters[1],
+            byte_count: counters[2], match_: m,
+        };
+        let pm = PortMod {
+            port_no: small[0] % 0xff00, hw_addr: [1, 2, 3, 4, 5, 6],
+            config: small[1], mask: small[2], advertise: small[3],
+        };
+        let reply = |body| Message::MultipartReply(MultipartReply { flags: 0, body });
+        for v in [OFP14_VERSION, OFP15_VERSION] {
+            for msg in [
+                reply(MultipartReplyBody::Flow(vec![fs.clone(), fs.clone()])),
+                reply(MultipartReplyBody::PortStats(vec![ps.clone()])),
+                reply(MultipartReplyBody::PortDesc(vec![pd.clone()])),
+                reply(MultipartReplyBody::Aggregate(AggregateStats {
+                    packet_count: counters[3], byte_count: counters[4], flow_count: small[1],
+                })),
+                Message::PortStatus(PortStatus { reason: 2, desc: pd.clone() }),
+                Message::FlowRemoved(fr.clone()),
+                Message::PortMod(pm.clone()),
+            ] {
+                let b = encode(&msg, v, 8).unwrap();
+                prop_assert_eq!(decode(&b).unwrap().1, msg.clone(), "version {}", v);
+            }
+        }
     }
 
     #[test]
@@ -263,7 +430,7 @@ proptest! {
         actions in proptest::collection::vec(arb_action(), 0..5),
         data in proptest::collection::vec(any::<u8>(), 0..100),
     ) {
-        let msg = Message::PacketOut(PacketOut { buffer_id: NO_BUFFER, in_port, actions, data });
+        let msg = Message::PacketOut(PacketOut { buffer_id: NO_BUFFER, in_port, metadata: Match::catch_all(), actions, data });
         let b = encode(&msg, OFP13_VERSION, 6).unwrap();
         prop_assert_eq!(decode(&b).unwrap().1, msg.clone());
         // 1.0 writes set_field as a Nicira load and pop_vlan as strip_vlan,
@@ -283,7 +450,7 @@ proptest! {
 
     #[test]
     fn decode_never_panics_on_arbitrary_bodies_with_valid_headers(
-        ty in 0u8..32, version in prop_oneof![Just(1u8), Just(4u8)],
+        ty in 0u8..40, version in prop_oneof![Just(1u8), Just(4u8), Just(5u8), Just(6u8)],
         body in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
         let mut b = vec![version, ty, 0, 0, 0, 0, 0, 1];
@@ -313,7 +480,7 @@ proptest! {
 
     #[test]
     fn connection_never_panics_on_arbitrary_streams(
-        v in prop_oneof![Just(1u8), Just(4u8)],
+        v in prop_oneof![Just(1u8), Just(4u8), Just(5u8), Just(6u8)],
         chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..12),
     ) {
         let mut agent = openflow::testing::MemAgent::default();
@@ -327,18 +494,27 @@ proptest! {
     }
 
     #[test]
-    fn random_meter_mods_round_trip_in_1_3(mm in arb_meter_mod()) {
+    fn random_meter_mods_round_trip_from_1_3_to_1_5(mm in arb_meter_mod()) {
         let msg = Message::MeterMod(mm);
-        let b = encode(&msg, OFP13_VERSION, 5).unwrap();
         prop_assert!(encode(&msg, OFP10_VERSION, 5).is_err());
-        prop_assert_eq!(decode(&b).unwrap().1, msg);
+        for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
+            let b = encode(&msg, v, 5).unwrap();
+            prop_assert_eq!(decode(&b).unwrap().1, msg.clone(), "version {}", v);
+        }
     }
 
     #[test]
-    fn random_flow_mods_round_trip_in_1_3(fm in arb_flow_mod()) {
-        let msg = Message::FlowMod(fm);
+    fn random_flow_mods_round_trip_from_1_3_to_1_5(fm in arb_flow_mod(), importance in any::<u16>()) {
+        let msg = Message::FlowMod(fm.clone());
         let b = encode(&msg, OFP13_VERSION, 3).unwrap();
         prop_assert_eq!(decode(&b).unwrap().1, msg);
+        let mut fm = fm;
+        fm.importance = importance;
+        let msg = Message::FlowMod(fm);
+        for v in [OFP14_VERSION, OFP15_VERSION] {
+            let b = encode(&msg, v, 3).unwrap();
+            prop_assert_eq!(decode(&b).unwrap().1, msg.clone());
+        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ use datapath::Packet;
 use flows::action::port as ofp_port;
 use flows::table::FlowFilter;
 use flows::{FlowKey, Match, UserspaceReason};
-use openflow::conn::{ConnConfig, OfConnection, SwitchAgent};
-use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
+use openflow::conn::{BundledMod, ConnConfig, OfConnection, SwitchAgent};
+use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use openflow::error::OfError;
 use openflow::message::*;
 use serde_json::{Value, json};
@@ -75,17 +75,22 @@ pub struct OfManager {
     exit: tokio::sync::Notify,
 }
 
+/// The HELLO bitmap of a bridge's `protocols` column. As in Open
+/// vSwitch, an empty column enables every version (here 1.0, 1.3, 1.4 and
+/// 1.5); 1.1 and 1.2, which this switch does not speak, are ignored.
 fn versions_of(protocols: &[String]) -> u32 {
     let mut v = 0;
     for p in protocols {
         match p.as_str() {
             "OpenFlow10" => v |= 1 << OFP10_VERSION,
             "OpenFlow13" => v |= 1 << OFP13_VERSION,
+            "OpenFlow14" => v |= 1 << OFP14_VERSION,
+            "OpenFlow15" => v |= 1 << OFP15_VERSION,
             _ => {}
         }
     }
     if v == 0 {
-        (1 << OFP10_VERSION) | (1 << OFP13_VERSION)
+        openflow::conn::DEFAULT_VERSIONS
     } else {
         v
     }
@@ -578,6 +583,26 @@ const OFPPC_PORT_DOWN: u32 = 1;
 /// OFPPC_NO_FLOOD (OpenFlow 1.0).
 const OFPPC_NO_FLOOD: u32 = 1 << 4;
 
+/// Applies a group mod to a bridge's state (its lock held).
+fn apply_group_mod(st: &mut crate::ofproto::BridgeState, gm: GroupMod) -> Result<(), OfError> {
+    let res = match gm.command {
+        GroupModCommand::Add => st.groups.add(gm.group),
+        GroupModCommand::Modify => st.groups.modify(gm.group),
+        GroupModCommand::Delete => {
+            for id in st.groups.delete(gm.group.id) {
+                st.pipeline.delete_group_users(id);
+            }
+            Ok(())
+        }
+    };
+    res.map_err(|e| match e {
+        flows::group::GroupError::Exists(_) => OfError::GroupExists,
+        flows::group::GroupError::Unknown(_) => OfError::UnknownGroup,
+        flows::group::GroupError::SelfReference(_) => OfError::ChainingUnsupported,
+        _ => OfError::InvalidGroup,
+    })
+}
+
 /// Applies OpenFlow requests to one bridge.
 struct BridgeAgent {
     switch: Arc<Switch>,
@@ -636,22 +661,8 @@ impl SwitchAgent for BridgeAgent {
 
     fn group_mod(&mut self, gm: GroupMod) -> Result<(), OfError> {
         let mut st = self.ofp.lock();
-        let res = match gm.command {
-            GroupModCommand::Add => st.groups.add(gm.group),
-            GroupModCommand::Modify => st.groups.modify(gm.group),
-            GroupModCommand::Delete => {
-                for id in st.groups.delete(gm.group.id) {
-                    st.pipeline.delete_group_users(id);
-                }
-                Ok(())
-            }
-        };
-        res.map_err(|e| match e {
-            flows::group::GroupError::Exists(_) => OfError::GroupExists,
-            flows::group::GroupError::Unknown(_) => OfError::UnknownGroup,
-            flows::group::GroupError::SelfReference(_) => OfError::ChainingUnsupported,
-            _ => OfError::InvalidGroup,
-        })?;
+        apply_group_mod(&mut st, gm)?;
+        drop(st);
         self.dirty = true;
         Ok(())
     }
@@ -661,6 +672,65 @@ impl SwitchAgent for BridgeAgent {
         let mut st = self.ofp.lock();
         crate::meters::meter_mod(&self.switch.dp, &self.ofp, &mut st, mm, now)?;
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Atomic bundles: the tables and groups are copied before the first
+    /// message and put back if any message fails, all under the bridge's
+    /// lock, so no packet is translated against a half-applied bundle.
+    fn bundle_commit(&mut self, msgs: &[BundledMod], atomic: bool) -> Result<(), (usize, OfError)> {
+        let now = self.switch.slow.now_ms();
+        let mut st = self.ofp.lock();
+        let saved = atomic.then(|| (st.pipeline.clone(), st.groups.clone()));
+        let mut removed = Vec::new();
+        let mut failed = None;
+        for (i, m) in msgs.iter().enumerate() {
+            let r = match m {
+                BundledMod::Flow(fm) => (if fm.command.is_delete() {
+                    Ok(())
+                } else {
+                    crate::meters::check_flow_meters(&st, &fm.actions)
+                })
+                .and_then(|()| {
+                    st.pipeline
+                        .flow_mod(fm, now)
+                        .map_err(|e| openflow::convert::flow_mod_error(&e))
+                })
+                    .map(|out| {
+                        if fm.command.is_delete() {
+                            removed.extend(out.removed);
+                        }
+                    }),
+                BundledMod::Group(gm) => apply_group_mod(&mut st, gm.clone()),
+                BundledMod::Port(_) => Err(OfError::BundleMsgUnsup),
+            };
+            if let Err(e) = r {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        if let Some(err) = failed {
+            if let Some((pipeline, groups)) = saved {
+                st.pipeline = pipeline;
+                st.groups = groups;
+                return Err(err);
+            }
+            self.dirty = true;
+            return Err(err);
+        }
+        drop(st);
+        for r in removed {
+            if r.rule.flags.send_flow_rem {
+                self.ofp.notify(AsyncMsg::FlowRemoved(Arc::new(r)));
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn ct_flush_zone(&mut self, zone: u16) -> Result<(), OfError> {
+        // Connection tracking executes this once it runs in the datapath.
+        debug!(bridge = %self.ofp.name, zone, "NXT_CT_FLUSH_ZONE accepted");
         Ok(())
     }
 
@@ -700,6 +770,12 @@ impl SwitchAgent for BridgeAgent {
         let (mut key, _) =
             flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
         key.in_port = po.in_port;
+        // 1.5's packet-out match sets pipeline fields (registers,
+        // metadata, tunnel fields) the packet starts with.
+        let (mk, mm) = (po.metadata.key.words(), po.metadata.mask.words());
+        for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
+            *k = (*k & !m) | (v & m);
+        }
         let x = st.translate_actions(&key, &po.actions, now);
         drop(st);
         let mut pkt = Packet::from_bytes(&po.data);

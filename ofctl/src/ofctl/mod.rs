@@ -12,7 +12,7 @@ use std::io::Write as _;
 use anyhow::{Context, Result, anyhow, bail};
 use flows::table::{FlowMod, FlowModCommand};
 use flows::text::{format_flow_mod, parse_actions, parse_flow_file, parse_flow_mod, parse_port};
-use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION};
+use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use openflow::convert::flow_stats_to_rule;
 use openflow::*;
 
@@ -23,6 +23,8 @@ pub struct Options {
     pub versions: u32,
     pub strict: bool,
     pub no_stats: bool,
+    /// `--bundle`: flow and group changes go in one atomic, ordered bundle.
+    pub bundle: bool,
 }
 
 impl Default for Options {
@@ -31,6 +33,7 @@ impl Default for Options {
             versions: (1 << OFP10_VERSION) | (1 << OFP13_VERSION),
             strict: false,
             no_stats: false,
+            bundle: false,
         }
     }
 }
@@ -42,7 +45,11 @@ pub fn parse_protocols(s: &str) -> Result<u32> {
         v |= match p {
             "OpenFlow10" => 1 << OFP10_VERSION,
             "OpenFlow13" => 1 << OFP13_VERSION,
-            _ => bail!("{p}: unsupported OpenFlow version (use OpenFlow10 or OpenFlow13)"),
+            "OpenFlow14" => 1 << OFP14_VERSION,
+            "OpenFlow15" => 1 << OFP15_VERSION,
+            _ => bail!(
+                "{p}: unsupported OpenFlow version (use OpenFlow10, OpenFlow13, OpenFlow14 or OpenFlow15)"
+            ),
         };
     }
     Ok(v)
@@ -73,7 +80,8 @@ usage: ofctl [OPTIONS] COMMAND [ARG...]
   meter-features SWITCH       print meter features
   monitor SWITCH              print packet-ins, flow-removed and port-status
 SWITCH is a bridge name (socket $FERROVS_RUNDIR/BRIDGE.mgmt), unix:PATH or tcp:IP:PORT.
-Options: -O OpenFlow10|OpenFlow13, --strict, --no-stats, -h";
+Options: -O OpenFlow10|OpenFlow13|OpenFlow14|OpenFlow15, --strict, --no-stats,
+  --bundle (flow and group changes as one atomic bundle), -h";
 
 /// Runs ofctl with `args` (without the program name); returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
@@ -100,6 +108,7 @@ fn run(args: &[String]) -> Result<()> {
                 opts.versions = parse_protocols(v)?;
             }
             "--strict" => opts.strict = true,
+            "--bundle" => opts.bundle = true,
             "--no-stats" => opts.no_stats = true,
             "--names" | "--no-names" | "--sort" | "--readd" => {}
             "-h" | "--help" => {
@@ -113,6 +122,11 @@ fn run(args: &[String]) -> Result<()> {
             s if s.starts_with('-') && s.len() > 1 => bail!("unknown option {s}"),
             _ => pos.push(a.as_str()),
         }
+    }
+    if opts.bundle && opts.versions & !(1 << OFP10_VERSION) == 0 {
+        // As ovs-ofctl: bundles need 1.4 (or 1.3's extension), enabled
+        // without an explicit -O.
+        opts.versions |= 1 << OFP14_VERSION;
     }
     let Some((&cmd, rest)) = pos.split_first() else {
         bail!("missing command name; use --help for help");
@@ -133,7 +147,7 @@ fn run(args: &[String]) -> Result<()> {
         "add-flow" => {
             need(2)?;
             let fm = parse(arg.unwrap_or(""), FlowModCommand::Add)?;
-            send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
+            send_flow_mods(&mut connect(target, &opts)?, &[fm], false, &opts)
         }
         "mod-flows" => {
             need(2)?;
@@ -143,7 +157,7 @@ fn run(args: &[String]) -> Result<()> {
                 FlowModCommand::Modify
             };
             let fm = parse(arg.unwrap_or(""), c)?;
-            send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
+            send_flow_mods(&mut connect(target, &opts)?, &[fm], false, &opts)
         }
         "del-flows" => {
             let c = if opts.strict {
@@ -152,17 +166,17 @@ fn run(args: &[String]) -> Result<()> {
                 FlowModCommand::Delete
             };
             let fm = parse(arg.unwrap_or(""), c)?;
-            send_flow_mods(&mut connect(target, &opts)?, &[fm], false)
+            send_flow_mods(&mut connect(target, &opts)?, &[fm], false, &opts)
         }
         "add-flows" => {
             need(2)?;
             let fms = read_flow_file(arg.unwrap_or(""))?;
-            send_flow_mods(&mut connect(target, &opts)?, &fms, true)
+            send_flow_mods(&mut connect(target, &opts)?, &fms, true, &opts)
         }
         "replace-flows" => {
             need(2)?;
             let fms = read_flow_file(arg.unwrap_or(""))?;
-            replace_flows(&mut connect(target, &opts)?, fms)
+            replace_flows(&mut connect(target, &opts)?, fms, &opts)
         }
         "diff-flows" => {
             need(2)?;
@@ -187,11 +201,16 @@ fn run(args: &[String]) -> Result<()> {
             } else {
                 GroupModCommand::Modify
             };
-            group_mod(&mut connect(target, &opts)?, command, g)
+            group_mod(&mut connect(target, &opts)?, command, g, &opts)
         }
         "del-groups" => {
             let g = groups::parse_group_delete(arg).map_err(|e| anyhow!(e))?;
-            group_mod(&mut connect(target, &opts)?, GroupModCommand::Delete, g)
+            group_mod(
+                &mut connect(target, &opts)?,
+                GroupModCommand::Delete,
+                g,
+                &opts,
+            )
         }
         "dump-groups" => dump_groups(&mut connect(target, &opts)?),
         "add-meter" | "mod-meter" => {
@@ -259,7 +278,15 @@ fn of_err(c: &OfClient, e: ClientError) -> anyhow::Error {
 }
 
 /// Sends flow_mods pipelined, then one barrier; reports every error.
-fn send_flow_mods(c: &mut OfClient, fms: &[FlowMod], progress: bool) -> Result<()> {
+/// With `--bundle`, they go in one atomic bundle instead.
+fn send_flow_mods(c: &mut OfClient, fms: &[FlowMod], progress: bool, opts: &Options) -> Result<()> {
+    if opts.bundle {
+        let msgs: Vec<Message> = fms
+            .iter()
+            .map(|fm| Message::FlowMod(FlowModMsg::new(fm.clone())))
+            .collect();
+        return send_bundle(c, &msgs);
+    }
     const CHUNK: usize = 4096;
     let big = progress && fms.len() >= 20_000;
     let mut buf = Vec::with_capacity(CHUNK * 128);
@@ -281,6 +308,71 @@ fn send_flow_mods(c: &mut OfClient, fms: &[FlowMod], progress: bool) -> Result<(
         eprintln!("ofctl: {} flows added", fms.len());
     }
     Ok(())
+}
+
+/// Sends `msgs` as one bundle (ATOMIC | ORDERED): open, add each (the
+/// added message and its wrapper share an xid), commit. Prints every error
+/// and fails if the commit did not succeed.
+fn send_bundle(c: &mut OfClient, msgs: &[Message]) -> Result<()> {
+    if c.version() == OFP10_VERSION {
+        bail!("bundles require OpenFlow 1.3 or later (use -O OpenFlow14)");
+    }
+    const BUNDLE_ID: u32 = 0;
+    let flags = bundle_ctrl::ATOMIC | bundle_ctrl::ORDERED;
+    let ctrl = |ctrl_type| {
+        Message::BundleControl(BundleCtrl {
+            bundle_id: BUNDLE_ID,
+            ctrl_type,
+            flags,
+        })
+    };
+    let open = c
+        .send(&ctrl(bundle_ctrl::OPEN_REQUEST))
+        .map_err(|e| anyhow!("{e}"))?;
+    let version = c.version();
+    let mut buf = Vec::new();
+    for m in msgs {
+        let xid = c.alloc_xid();
+        let inner = openflow::encode(m, version, xid).map_err(|e| anyhow!("{e}"))?;
+        let add = Message::BundleAddMessage(BundleAdd {
+            bundle_id: BUNDLE_ID,
+            flags,
+            message: inner,
+        });
+        buf.extend_from_slice(&openflow::encode(&add, version, xid).map_err(|e| anyhow!("{e}"))?);
+        if buf.len() >= 1 << 20 {
+            c.send_raw(&buf).map_err(|e| anyhow!("{e}"))?;
+            buf.clear();
+        }
+    }
+    c.send_raw(&buf).map_err(|e| anyhow!("{e}"))?;
+    let commit = c
+        .send(&ctrl(bundle_ctrl::COMMIT_REQUEST))
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut errors = Vec::new();
+    loop {
+        let (h, m) = c.recv().map_err(|e| anyhow!("{e}"))?;
+        match m {
+            Message::BundleControl(r) if h.xid == commit => {
+                if r.ctrl_type != bundle_ctrl::COMMIT_REPLY {
+                    errors.push(format!("unexpected bundle reply type {}", r.ctrl_type));
+                }
+                break;
+            }
+            Message::Error(e) => {
+                errors.push(print::error(&e, c.version(), h.xid));
+                if h.xid == commit || h.xid == open {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", errors.join("\n"))
+    }
 }
 
 /// Sends a barrier and waits for it, printing every error that arrives
@@ -421,7 +513,7 @@ fn dump_ports(c: &mut OfClient, port: Option<&str>) -> Result<()> {
                 l.len()
             );
             for p in &l {
-                println!("{}", print::port_stats(p));
+                println!("{}", print::port_stats(p, c.version()));
             }
             Ok(())
         }
@@ -531,6 +623,7 @@ pub fn parse_packet_out(args: &[&str]) -> Result<PacketOut> {
     Ok(PacketOut {
         buffer_id: NO_BUFFER,
         in_port,
+        metadata: flows::Match::catch_all(),
         actions: parse_actions(&actions).map_err(|e| anyhow!("{e}"))?,
         data: parse_hex(&packet)?,
     })
@@ -543,12 +636,20 @@ fn packet_out(c: &mut OfClient, args: &[&str]) -> Result<()> {
     barrier_collect(c)
 }
 
-fn group_mod(c: &mut OfClient, command: GroupModCommand, group: Group) -> Result<()> {
+fn group_mod(
+    c: &mut OfClient,
+    command: GroupModCommand,
+    group: Group,
+    opts: &Options,
+) -> Result<()> {
     if c.version() == OFP10_VERSION {
         bail!("groups require OpenFlow 1.1 or later (use -O OpenFlow13)");
     }
-    let gm = GroupMod { command, group };
-    c.send(&Message::GroupMod(gm)).map_err(|e| anyhow!("{e}"))?;
+    let gm = Message::GroupMod(GroupMod { command, group });
+    if opts.bundle {
+        return send_bundle(c, &[gm]);
+    }
+    c.send(&gm).map_err(|e| anyhow!("{e}"))?;
     barrier_collect(c)
 }
 
@@ -560,7 +661,7 @@ fn dump_groups(c: &mut OfClient) -> Result<()> {
                 print::header("OFPST_GROUP_DESC reply", c.version(), c.last_xid())
             );
             for g in &l {
-                println!(" {}", flows::text::format_group(g));
+                println!(" {}", print::group(g, c.version()));
             }
             Ok(())
         }
@@ -615,7 +716,7 @@ fn flow_key(table: u8, priority: u32, m: &flows::Match) -> (u8, u32, flows::Matc
     (table, priority, *m)
 }
 
-fn replace_flows(c: &mut OfClient, wanted: Vec<FlowMod>) -> Result<()> {
+fn replace_flows(c: &mut OfClient, wanted: Vec<FlowMod>, opts: &Options) -> Result<()> {
     let current = fetch_flows(c, None)?;
     let mut have: HashMap<_, Vec<flows::Action>> = HashMap::new();
     for f in &current {
@@ -643,7 +744,7 @@ fn replace_flows(c: &mut OfClient, wanted: Vec<FlowMod>) -> Result<()> {
             mods.push(d);
         }
     }
-    send_flow_mods(c, &mods, true)
+    send_flow_mods(c, &mods, true, opts)
 }
 
 /// Flows of a source for diff-flows: a file if one exists, else a switch.
@@ -714,7 +815,8 @@ mod tests {
     fn protocols_option_builds_the_hello_bitmap() {
         assert_eq!(parse_protocols("OpenFlow13").unwrap(), 0x10);
         assert_eq!(parse_protocols("OpenFlow10,OpenFlow13").unwrap(), 0x12);
-        assert!(parse_protocols("OpenFlow15").is_err());
+        assert_eq!(parse_protocols("OpenFlow14,OpenFlow15").unwrap(), 0x60);
+        assert!(parse_protocols("OpenFlow12").is_err());
     }
 
     #[test]

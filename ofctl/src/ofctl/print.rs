@@ -7,9 +7,31 @@ use openflow::consts::OFP10_VERSION;
 use openflow::convert::flow_stats_to_rule;
 use openflow::*;
 
-/// `OF1.3` / `OF1.0`.
+/// `OF1.0`, `OF1.3`, `OF1.4`, `OF1.5`.
 pub fn ver(v: u8) -> &'static str {
-    if v == OFP10_VERSION { "OF1.0" } else { "OF1.3" }
+    match v {
+        OFP10_VERSION => "OF1.0",
+        openflow::consts::OFP14_VERSION => "OF1.4",
+        openflow::consts::OFP15_VERSION => "OF1.5",
+        _ => "OF1.3",
+    }
+}
+
+/// A group as `dump-groups` prints it: from OpenFlow 1.5 on, every bucket
+/// shows its id (buckets are numbered by position).
+pub fn group(g: &Group, version: u8) -> String {
+    let text = flows::text::format_group(g);
+    if version < openflow::consts::OFP15_VERSION {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16 * g.buckets.len());
+    for (i, part) in text.split("bucket=").enumerate() {
+        if i > 0 {
+            let _ = write!(out, "bucket=bucket_id:{},", i - 1);
+        }
+        out.push_str(part);
+    }
+    out
 }
 
 fn mac(m: &[u8; 6]) -> String {
@@ -133,8 +155,8 @@ pub fn features(f: &Features, version: u8, xid: u32) -> String {
     )
 }
 
-/// `dump-ports` entry.
-pub fn port_stats(p: &PortStats) -> String {
+/// `dump-ports` entry; from 1.3 on, with the port's duration.
+pub fn port_stats(p: &PortStats, version: u8) -> String {
     let port = if p.port_no == flows::action::port::LOCAL {
         "LOCAL".to_string()
     } else {
@@ -155,12 +177,11 @@ pub fn port_stats(p: &PortStats) -> String {
         p.tx_errors,
         p.collisions
     );
-    if p.duration_sec != 0 || p.duration_nsec != 0 {
+    if version != OFP10_VERSION {
         let _ = write!(
             s,
-            "\n           duration={}.{:03}s",
-            p.duration_sec,
-            p.duration_nsec / 1_000_000
+            "\n           duration={}",
+            duration(p.duration_sec, p.duration_nsec)
         );
     }
     s
@@ -183,14 +204,20 @@ pub fn table_stats(t: &TableStats) -> String {
 pub fn error(e: &ErrorMsg, version: u8, xid: u32) -> String {
     let name = e.error(version);
     let mut s = format!("OFPT_ERROR ({}) (xid={xid:#x}): {name}", ver(version));
-    if let Ok((_, m)) = openflow::decode(&e.data) {
+    // An experimenter error's data starts with the experimenter id.
+    let data = if e.err_type == openflow::consts::et13::EXPERIMENTER && version != OFP10_VERSION {
+        e.data.get(4..).unwrap_or(&[])
+    } else {
+        &e.data[..]
+    };
+    if let Ok((_, m)) = openflow::decode(data) {
         let _ = write!(s, "\n{}", m.name());
-    } else if let Ok(h) = openflow::codec::parse_header(&e.data) {
+    } else if let Ok(h) = openflow::codec::parse_header(data) {
         let _ = write!(
             s,
             "\n(type {} message, first {} bytes)",
             h.msg_type,
-            e.data.len()
+            data.len()
         );
     }
     s

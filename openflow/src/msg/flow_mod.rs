@@ -1,6 +1,6 @@
 //! Flow table changes: FLOW_MOD and FLOW_REMOVED.
 
-use super::{MsgType, Version};
+use super::{MsgType, Version, oxs};
 use crate::actions;
 use crate::consts::{OFPG_ANY, OFPTT_ALL};
 use crate::error::{DecodeError, EncodeError, OfError};
@@ -77,7 +77,7 @@ fn priority_to_wire(p: u32) -> u16 {
 pub fn decode(ty: MsgType, v: Version, r: Reader) -> Result<Message, DecodeError> {
     match ty {
         MsgType::FlowMod if v.is_of10() => decode_flow_mod10(r).map(Message::FlowMod),
-        MsgType::FlowMod => decode_flow_mod13(r).map(Message::FlowMod),
+        MsgType::FlowMod => decode_flow_mod13(v, r).map(Message::FlowMod),
         MsgType::FlowRemoved => decode_flow_removed(v, r).map(Message::FlowRemoved),
         _ => Err(OfError::BadType.into()),
     }
@@ -114,10 +114,12 @@ fn decode_flow_mod10(mut r: Reader) -> Result<FlowModMsg, DecodeError> {
             actions: actions::decode_actions10(r)?,
         },
         buffer_id,
+        importance: 0,
     })
 }
 
-fn decode_flow_mod13(mut r: Reader) -> Result<FlowModMsg, DecodeError> {
+/// 1.3 on; 1.4 turned the last two bytes of padding into `importance`.
+fn decode_flow_mod13(v: Version, mut r: Reader) -> Result<FlowModMsg, DecodeError> {
     let cookie = r.u64()?;
     let cookie_mask = r.u64()?;
     let table_id = r.u8()?;
@@ -129,9 +131,17 @@ fn decode_flow_mod13(mut r: Reader) -> Result<FlowModMsg, DecodeError> {
     let out_port = r.u32()?;
     let out_group = r.u32()?;
     let wire_flags = r.u16()?;
-    r.skip(2)?;
+    let importance = if v.has_properties() {
+        r.u16()?
+    } else {
+        r.skip(2)?;
+        0
+    };
     let m = decode_ofp_match(&mut r)?;
-    if table_id == OFPTT_ALL && !command.is_delete() {
+    // OFPTT_ALL names every table for modify and delete (as in Open
+    // vSwitch, and what `ovs-ofctl mod-flows` sends without `table=`); an
+    // add needs one table.
+    if table_id == OFPTT_ALL && command == FlowModCommand::Add {
         return Err(OfError::BadTableId.into());
     }
     Ok(FlowModMsg {
@@ -150,11 +160,36 @@ fn decode_flow_mod13(mut r: Reader) -> Result<FlowModMsg, DecodeError> {
             actions: actions::decode_instructions(r)?,
         },
         buffer_id,
+        importance,
     })
 }
 
-/// 1.0 puts the match first and has no table or hard timeout.
+/// 1.0 puts the match first and has no table or hard timeout; 1.5 moves
+/// the table first and the counters into OXS statistics after the match.
 fn decode_flow_removed(v: Version, mut r: Reader) -> Result<FlowRemoved, DecodeError> {
+    if v.is_of15() {
+        let table_id = r.u8()?;
+        let reason = r.u8()?;
+        let priority = r.u16()?;
+        let idle_timeout = r.u16()?;
+        let hard_timeout = r.u16()?;
+        let cookie = r.u64()?;
+        let match_ = decode_ofp_match(&mut r)?;
+        let st = oxs::decode(&mut r)?;
+        return Ok(FlowRemoved {
+            cookie,
+            priority,
+            reason,
+            table_id,
+            duration_sec: st.duration_sec,
+            duration_nsec: st.duration_nsec,
+            idle_timeout,
+            hard_timeout,
+            packet_count: st.packet_count,
+            byte_count: st.byte_count,
+            match_,
+        });
+    }
     let m10 = if v.is_of10() {
         Some(decode_match10(&mut r)?)
     } else {
@@ -194,6 +229,7 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
         Message::FlowMod(FlowModMsg {
             flow_mod: f,
             buffer_id,
+            ..
         }) if v.is_of10() => {
             encode_match10(w, &f.m)?;
             w.u64(f.cookie);
@@ -209,6 +245,7 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
         Message::FlowMod(FlowModMsg {
             flow_mod: f,
             buffer_id,
+            importance,
         }) => {
             w.u64(f.cookie);
             w.u64(f.cookie_mask);
@@ -221,9 +258,32 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
             w.u32(f.out_port);
             w.u32(f.out_group);
             w.u16(flags_to_wire(&f.flags));
-            w.u16(0);
+            w.u16(if v.has_properties() { *importance } else { 0 });
             encode_ofp_match(w, &f.m);
-            actions::encode_instructions(w, &f.actions)?;
+            actions::encode_instructions_with(
+                w,
+                &f.actions,
+                actions::MeterPlacement::for_version(v.wire()),
+            )?;
+        }
+        Message::FlowRemoved(f) if v.is_of15() => {
+            w.u8(f.table_id);
+            w.u8(f.reason);
+            w.u16(f.priority);
+            w.u16(f.idle_timeout);
+            w.u16(f.hard_timeout);
+            w.u64(f.cookie);
+            encode_ofp_match(w, &f.match_);
+            oxs::encode(
+                w,
+                &oxs::Stats {
+                    duration_sec: f.duration_sec,
+                    duration_nsec: f.duration_nsec,
+                    packet_count: f.packet_count,
+                    byte_count: f.byte_count,
+                    flow_count: None,
+                },
+            );
         }
         Message::FlowRemoved(f) => {
             if v.is_of10() {

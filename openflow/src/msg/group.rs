@@ -49,8 +49,24 @@ pub fn type_from_wire(v: u8) -> Option<GroupType> {
 
 /// Size of an ofp_bucket before its actions.
 const BUCKET_HEADER_LEN: usize = 16;
+/// Size of a 1.5 ofp_bucket before its actions.
+const BUCKET15_HEADER_LEN: usize = 8;
+/// 1.5 `command_bucket_id` meaning "every bucket" (what add, modify and
+/// delete carry).
+pub const OFPG15_BUCKET_ALL: u32 = 0xffff_ffff;
 
-pub fn decode(ty: MsgType, _v: Version, mut r: Reader) -> Result<Message, DecodeError> {
+/// 1.5 bucket properties (`OFPGBPT15_*`).
+mod gbpt {
+    pub const WEIGHT: u16 = 0;
+    pub const WATCH_PORT: u16 = 1;
+    pub const WATCH_GROUP: u16 = 2;
+}
+
+/// Group properties: only experimenter ones exist (Open vSwitch's
+/// selection method, vendor NTR 0x0000154d, type 1).
+const OFPGPT15_EXPERIMENTER: u16 = 0xffff;
+
+pub fn decode(ty: MsgType, v: Version, mut r: Reader) -> Result<Message, DecodeError> {
     if ty != MsgType::GroupMod {
         return Err(OfError::BadType.into());
     }
@@ -58,13 +74,23 @@ pub fn decode(ty: MsgType, _v: Version, mut r: Reader) -> Result<Message, Decode
     let kind = type_from_wire(r.u8()?).ok_or(OfError::BadGroupType)?;
     r.skip(1)?;
     let id = r.u32()?;
+    let buckets = if v.is_of15() {
+        let blen = usize::from(r.u16()?);
+        r.skip(2)?;
+        // Inserting and removing single buckets are 1.5 commands this
+        // switch refuses (see `GroupModCommand::from_wire`); add, modify
+        // and delete address every bucket, whatever this says.
+        let _command_bucket_id = r.u32()?;
+        let b = r.sub(blen)?;
+        let buckets = decode_buckets15(b)?;
+        decode_group_props(r)?;
+        buckets
+    } else {
+        decode_buckets(r)?
+    };
     Ok(Message::GroupMod(GroupMod {
         command,
-        group: Group {
-            id,
-            kind,
-            buckets: decode_buckets(r)?,
-        },
+        group: Group { id, kind, buckets },
     }))
 }
 
@@ -76,7 +102,89 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
     w.u8(type_to_wire(g.group.kind));
     w.u8(0);
     w.u32(g.group.id);
-    encode_buckets(w, &g.group.buckets)
+    if v.is_of15() {
+        let at = w.len_placeholder();
+        w.u16(0);
+        w.u32(OFPG15_BUCKET_ALL);
+        let start = w.len();
+        encode_buckets15(w, g.group.kind, &g.group.buckets)?;
+        w.patch_len_since(at, start);
+        Ok(())
+    } else {
+        encode_buckets(w, &g.group.buckets)
+    }
+}
+
+/// 1.5 group properties: framing is checked, the selection method is not
+/// kept (select groups hash the flow whatever it names).
+fn decode_group_props(r: Reader) -> Result<(), DecodeError> {
+    for (ty, _) in super::read_props(r)? {
+        if ty != OFPGPT15_EXPERIMENTER {
+            return Err(OfError::BadPropertyType.into());
+        }
+    }
+    Ok(())
+}
+
+/// 1.5 buckets: length, action length, bucket id, actions, then weight
+/// and watch properties. Bucket ids are not kept: buckets are numbered by
+/// position when written back.
+fn decode_buckets15(r: Reader) -> Result<Vec<Bucket>, DecodeError> {
+    let mut r = r.reporting(OfError::BadBucket);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(0)?);
+        if len < BUCKET15_HEADER_LEN {
+            return Err(OfError::BadBucket.into());
+        }
+        let mut b = r.sub(len)?;
+        b.skip(2)?;
+        let alen = usize::from(b.u16()?);
+        let _bucket_id = b.u32()?;
+        let acts = b.sub(alen)?;
+        let mut bucket = Bucket::new(actions::decode_actions13(acts)?);
+        for (ty, mut p) in super::read_props(b)? {
+            match ty {
+                gbpt::WEIGHT => bucket.weight = p.u16()?,
+                gbpt::WATCH_PORT => bucket.watch_port = p.u32()?,
+                gbpt::WATCH_GROUP => bucket.watch_group = p.u32()?,
+                _ => return Err(OfError::BadPropertyType.into()),
+            }
+        }
+        out.push(bucket);
+    }
+    Ok(out)
+}
+
+/// Weights are written for select groups only, as Open vSwitch does.
+fn encode_buckets15(
+    w: &mut Writer,
+    kind: GroupType,
+    buckets: &[Bucket],
+) -> Result<(), EncodeError> {
+    for (i, b) in buckets.iter().enumerate() {
+        let start = w.len();
+        let at = w.len_placeholder();
+        let alen_at = w.len_placeholder();
+        w.u32(u32::try_from(i).unwrap_or(u32::MAX));
+        let astart = w.len();
+        actions::encode_actions13(w, &b.actions)?;
+        w.patch_len_since(alen_at, astart);
+        if kind == GroupType::Select || b.weight != Bucket::new(Vec::new()).weight {
+            super::put_prop(w, gbpt::WEIGHT, |w| {
+                w.u16(b.weight);
+                w.u16(0);
+            });
+        }
+        if b.watch_port != Bucket::new(Vec::new()).watch_port {
+            super::put_prop(w, gbpt::WATCH_PORT, |w| w.u32(b.watch_port));
+        }
+        if b.watch_group != Bucket::new(Vec::new()).watch_group {
+            super::put_prop(w, gbpt::WATCH_GROUP, |w| w.u32(b.watch_group));
+        }
+        w.patch_len_since(at, start);
+    }
+    Ok(())
 }
 
 /// Buckets up to the end of `r`; any malformed one is OFPGMFC_BAD_BUCKET.
@@ -118,30 +226,45 @@ fn encode_buckets(w: &mut Writer, buckets: &[Bucket]) -> Result<(), EncodeError>
     Ok(())
 }
 
-/// The entries of an OFPMP_GROUP_DESC reply.
-pub fn decode_group_descs(r: Reader) -> Result<Vec<Group>, DecodeError> {
+/// The entries of an OFPMP_GROUP_DESC reply; 1.5's have a bucket-list
+/// length and properties after the buckets.
+pub fn decode_group_descs(v: Version, r: Reader) -> Result<Vec<Group>, DecodeError> {
     let mut out = Vec::new();
-    for mut b in entries(r, 8)? {
+    for mut b in entries(r, if v.is_of15() { 16 } else { 8 })? {
         b.skip(2)?;
         let kind = type_from_wire(b.u8()?).ok_or(OfError::BadGroupType)?;
         b.skip(1)?;
         let id = b.u32()?;
-        out.push(Group {
-            id,
-            kind,
-            buckets: decode_buckets(b)?,
-        });
+        let buckets = if v.is_of15() {
+            let blen = usize::from(b.u16()?);
+            b.skip(6)?;
+            let list = b.sub(blen)?;
+            let buckets = decode_buckets15(list)?;
+            decode_group_props(b)?;
+            buckets
+        } else {
+            decode_buckets(b)?
+        };
+        out.push(Group { id, kind, buckets });
     }
     Ok(out)
 }
 
-pub fn encode_group_desc(w: &mut Writer, g: &Group) -> Result<(), EncodeError> {
+pub fn encode_group_desc(w: &mut Writer, v: Version, g: &Group) -> Result<(), EncodeError> {
     let start = w.len();
     let at = w.len_placeholder();
     w.u8(type_to_wire(g.kind));
     w.u8(0);
     w.u32(g.id);
-    encode_buckets(w, &g.buckets)?;
+    if v.is_of15() {
+        let blen_at = w.len_placeholder();
+        w.zeros(6);
+        let bstart = w.len();
+        encode_buckets15(w, g.kind, &g.buckets)?;
+        w.patch_len_since(blen_at, bstart);
+    } else {
+        encode_buckets(w, &g.buckets)?;
+    }
     w.patch_len_since(at, start);
     Ok(())
 }

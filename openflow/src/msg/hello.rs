@@ -2,6 +2,7 @@
 //! experimenter and barrier.
 
 use super::{MsgType, Version};
+use crate::consts::{NX_VENDOR_ID, ONF_VENDOR_ID};
 use crate::error::{DecodeError, EncodeError, OfError};
 use crate::message::{ErrorMsg, Message};
 use crate::wire::{Reader, Writer};
@@ -44,6 +45,12 @@ pub fn encode_hello(w: &mut Writer, versions: u32) {
     }
 }
 
+/// Whether an experimenter/vendor message carries a 32-bit subtype after
+/// its id: always from 1.1 on, and Nicira's in 1.0 too.
+fn has_exp_type(v: Version, experimenter: u32) -> bool {
+    !v.is_of10() || experimenter == NX_VENDOR_ID
+}
+
 pub fn decode(ty: MsgType, v: Version, mut r: Reader) -> Result<Message, DecodeError> {
     Ok(match ty {
         MsgType::Hello => decode_hello(r),
@@ -54,12 +61,30 @@ pub fn decode(ty: MsgType, v: Version, mut r: Reader) -> Result<Message, DecodeE
         }),
         MsgType::EchoRequest => Message::EchoRequest(r.rest().to_vec()),
         MsgType::EchoReply => Message::EchoReply(r.rest().to_vec()),
-        MsgType::Experimenter => Message::Experimenter {
-            experimenter: r.u32()?,
-            // 1.0's vendor message has no subtype.
-            exp_type: if v.is_of10() { 0 } else { r.u32()? },
-            data: r.rest().to_vec(),
-        },
+        MsgType::Experimenter => {
+            let experimenter = r.u32()?;
+            // 1.0's vendor message has no subtype, except Nicira's.
+            let exp_type = if has_exp_type(v, experimenter) {
+                r.u32()?
+            } else {
+                0
+            };
+            if experimenter == NX_VENDOR_ID
+                && let Some(m) = super::nicira::decode(v, exp_type, r.clone())?
+            {
+                return Ok(Message::Nicira(m));
+            }
+            if experimenter == ONF_VENDOR_ID
+                && let Some(kind) = super::bundle::onf_kind(v, exp_type)
+            {
+                return super::bundle::decode(kind, v, r);
+            }
+            Message::Experimenter {
+                experimenter,
+                exp_type,
+                data: r.rest().to_vec(),
+            }
+        }
         MsgType::BarrierRequest => Message::BarrierRequest,
         MsgType::BarrierReply => Message::BarrierReply,
         _ => return Err(OfError::BadType.into()),
@@ -81,7 +106,7 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
             data,
         } => {
             w.u32(*experimenter);
-            if !v.is_of10() {
+            if has_exp_type(v, *experimenter) {
                 w.u32(*exp_type);
             }
             w.bytes(data);

@@ -1,4 +1,4 @@
-//! Multipart (1.3) / stats (1.0) requests and replies: the framing, the
+//! Multipart (1.3 on) / stats (1.0) requests and replies: the framing, the
 //! request filters, and the reply bodies that belong to no other family
 //! (switch description, flow, aggregate and table stats, table features).
 //! Port and group entries live with their families.
@@ -196,6 +196,14 @@ fn decode_reply(v: Version, mtype: u16, mut r: Reader) -> Result<MultipartReplyB
     Ok(match mtype {
         mp::DESC => MultipartReplyBody::Desc(decode_desc(&mut r)?),
         mp::FLOW => MultipartReplyBody::Flow(decode_flow_stats(v, r)?),
+        mp::AGGREGATE if v.is_of15() => {
+            let st = super::oxs::decode(&mut r)?;
+            MultipartReplyBody::Aggregate(AggregateStats {
+                packet_count: st.packet_count,
+                byte_count: st.byte_count,
+                flow_count: st.flow_count.unwrap_or(0),
+            })
+        }
         mp::AGGREGATE => MultipartReplyBody::Aggregate(AggregateStats {
             packet_count: r.u64()?,
             byte_count: r.u64()?,
@@ -211,7 +219,7 @@ fn decode_reply(v: Version, mtype: u16, mut r: Reader) -> Result<MultipartReplyB
             MultipartReplyBody::PortDesc(out)
         }
         mp::GROUP if of13 => MultipartReplyBody::Group(group::decode_group_stats(r)?),
-        mp::GROUP_DESC if of13 => MultipartReplyBody::GroupDesc(group::decode_group_descs(r)?),
+        mp::GROUP_DESC if of13 => MultipartReplyBody::GroupDesc(group::decode_group_descs(v, r)?),
         mp::TABLE_FEATURES if of13 => MultipartReplyBody::TableFeatures(decode_table_features(r)?),
         mp::METER | mp::METER_CONFIG | mp::METER_FEATURES if of13 => meter::decode_reply(mtype, r)?,
         _ => return Err(OfError::BadMultipart.into()),
@@ -239,10 +247,76 @@ fn encode_desc(w: &mut Writer, d: &SwitchDesc) {
     w.string(&d.dp_desc, DESC_STR_LEN);
 }
 
+/// 1.5's flow description: table, priority, timeouts, flags, importance
+/// and cookie, then the match, OXS statistics and instructions.
+fn decode_flow_desc15(r: Reader) -> Result<Vec<FlowStats>, DecodeError> {
+    let mut out = Vec::new();
+    for mut b in entries(r, 32)? {
+        b.skip(4)?;
+        let table_id = b.u8()?;
+        b.skip(1)?;
+        let priority = b.u16()?;
+        let idle_timeout = b.u16()?;
+        let hard_timeout = b.u16()?;
+        let flags = b.u16()?;
+        let _importance = b.u16()?;
+        let cookie = b.u64()?;
+        let match_ = decode_ofp_match(&mut b)?;
+        let st = super::oxs::decode(&mut b)?;
+        out.push(FlowStats {
+            table_id,
+            duration_sec: st.duration_sec,
+            duration_nsec: st.duration_nsec,
+            priority,
+            idle_timeout,
+            hard_timeout,
+            flags,
+            cookie,
+            packet_count: st.packet_count,
+            byte_count: st.byte_count,
+            match_,
+            actions: actions::decode_instructions(b)?,
+        });
+    }
+    Ok(out)
+}
+
+fn encode_flow_desc15(w: &mut Writer, f: &FlowStats) -> Result<(), EncodeError> {
+    let start = w.len();
+    let at = w.len_placeholder();
+    w.u16(0);
+    w.u8(f.table_id);
+    w.u8(0);
+    w.u16(f.priority);
+    w.u16(f.idle_timeout);
+    w.u16(f.hard_timeout);
+    w.u16(f.flags);
+    w.u16(0);
+    w.u64(f.cookie);
+    encode_ofp_match(w, &f.match_);
+    super::oxs::encode(
+        w,
+        &super::oxs::Stats {
+            duration_sec: f.duration_sec,
+            duration_nsec: f.duration_nsec,
+            packet_count: f.packet_count,
+            byte_count: f.byte_count,
+            flow_count: None,
+        },
+    );
+    actions::encode_instructions_with(w, &f.actions, actions::MeterPlacement::Action)?;
+    w.patch_len_since(at, start);
+    Ok(())
+}
+
 /// Flow-stats entries. 1.0 puts its match after the table id, has no
 /// flags and carries plain actions; 1.3 ends with an OXM match and
-/// instructions.
+/// instructions (1.4 turns padding into the importance, not kept); 1.5
+/// has its own layout ([`decode_flow_desc15`]).
 fn decode_flow_stats(v: Version, r: Reader) -> Result<Vec<FlowStats>, DecodeError> {
+    if v.is_of15() {
+        return decode_flow_desc15(r);
+    }
     let mut out = Vec::new();
     for mut b in entries(r, if v.is_of10() { 88 } else { 56 })? {
         b.skip(2)?;
@@ -295,6 +369,9 @@ fn decode_flow_stats(v: Version, r: Reader) -> Result<Vec<FlowStats>, DecodeErro
 }
 
 fn encode_flow_stats(w: &mut Writer, v: Version, f: &FlowStats) -> Result<(), EncodeError> {
+    if v.is_of15() {
+        return encode_flow_desc15(w, f);
+    }
     let start = w.len();
     let at = w.len_placeholder();
     w.u8(f.table_id);
@@ -320,7 +397,11 @@ fn encode_flow_stats(w: &mut Writer, v: Version, f: &FlowStats) -> Result<(), En
         actions::encode_actions10(w, &f.actions)?;
     } else {
         encode_ofp_match(w, &f.match_);
-        actions::encode_instructions(w, &f.actions)?;
+        actions::encode_instructions_with(
+            w,
+            &f.actions,
+            actions::MeterPlacement::for_version(v.wire()),
+        )?;
     }
     w.patch_len_since(at, start);
     Ok(())
@@ -435,10 +516,22 @@ fn reply_parts(v: Version, body: &MultipartReplyBody) -> Result<(u16, Vec<Vec<u8
         MultipartReplyBody::Aggregate(a) => (
             mp::AGGREGATE,
             each(std::slice::from_ref(a), |w, a| {
-                w.u64(a.packet_count);
-                w.u64(a.byte_count);
-                w.u32(a.flow_count);
-                w.u32(0);
+                if v.is_of15() {
+                    super::oxs::encode(
+                        w,
+                        &super::oxs::Stats {
+                            packet_count: a.packet_count,
+                            byte_count: a.byte_count,
+                            flow_count: Some(a.flow_count),
+                            ..Default::default()
+                        },
+                    );
+                } else {
+                    w.u64(a.packet_count);
+                    w.u64(a.byte_count);
+                    w.u32(a.flow_count);
+                    w.u32(0);
+                }
                 Ok(())
             })?,
         ),
@@ -464,9 +557,10 @@ fn reply_parts(v: Version, body: &MultipartReplyBody) -> Result<(u16, Vec<Vec<u8
                 Ok(())
             })?,
         ),
-        MultipartReplyBody::GroupDesc(list) if of13 => {
-            (mp::GROUP_DESC, each(list, group::encode_group_desc)?)
-        }
+        MultipartReplyBody::GroupDesc(list) if of13 => (
+            mp::GROUP_DESC,
+            each(list, |w, g| group::encode_group_desc(w, v, g))?,
+        ),
         MultipartReplyBody::TableFeatures(list) if of13 => (
             mp::TABLE_FEATURES,
             each(list, |w, t| {

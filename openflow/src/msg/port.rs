@@ -1,15 +1,84 @@
 //! Ports: the port description (ofp_port / ofp_phy_port) that features,
 //! port-status and port-desc replies carry, PORT_STATUS, PORT_MOD and
-//! QUEUE_GET_CONFIG.
+//! QUEUE_GET_CONFIG. From 1.4 on, descriptions, port mods and port stats
+//! end in properties, of which the Ethernet one is used.
 
 use super::{MsgType, Version};
 use crate::error::{DecodeError, EncodeError, OfError};
 use crate::message::{Message, PortDesc, PortMod, PortStats, PortStatus};
 use crate::wire::{Reader, Writer};
 
+/// OFPPDPT_ETHERNET / OFPPMPT_ETHERNET / OFPPSPT_ETHERNET: the one
+/// property of 1.4's port description, port mod and port stats.
+const PROP_ETHERNET: u16 = 0;
+
+/// 1.4's port description: a length, the common fields, then an Ethernet
+/// property with the feature bits and speeds.
+fn decode_port_desc14(r: &mut Reader) -> Result<PortDesc, DecodeError> {
+    let port_no = r.u32()?;
+    let len = usize::from(r.u16()?);
+    if len < 40 {
+        return Err(super::BAD_LEN);
+    }
+    let mut b = r.sub(len - 6)?;
+    b.skip(2)?;
+    let hw_addr = b.array()?;
+    b.skip(2)?;
+    let mut p = PortDesc {
+        port_no,
+        hw_addr,
+        name: b.string(16)?,
+        config: b.u32()?,
+        state: b.u32()?,
+        ..PortDesc::default()
+    };
+    for (ty, mut e) in super::read_props(b)? {
+        if ty == PROP_ETHERNET {
+            e.skip(4)?;
+            p.curr = e.u32()?;
+            p.advertised = e.u32()?;
+            p.supported = e.u32()?;
+            p.peer = e.u32()?;
+            p.curr_speed = e.u32()?;
+            p.max_speed = e.u32()?;
+        }
+    }
+    Ok(p)
+}
+
+fn encode_port_desc14(w: &mut Writer, p: &PortDesc) {
+    let start = w.len();
+    w.u32(p.port_no);
+    let at = w.len_placeholder();
+    w.u16(0);
+    w.bytes(&p.hw_addr);
+    w.u16(0);
+    w.string(&p.name, 16);
+    w.u32(p.config);
+    w.u32(p.state);
+    super::put_prop(w, PROP_ETHERNET, |w| {
+        w.u32(0);
+        for x in [
+            p.curr,
+            p.advertised,
+            p.supported,
+            p.peer,
+            p.curr_speed,
+            p.max_speed,
+        ] {
+            w.u32(x);
+        }
+    });
+    w.patch_len_since(at, start);
+}
+
 /// Reads one port description. 1.0 has a 16-bit port number and no
-/// speeds; 1.3 a padded 32-bit one and current/maximum speed.
+/// speeds; 1.3 a padded 32-bit one and current/maximum speed; 1.4 moves
+/// features and speeds into a property.
 pub fn decode_port_desc(v: Version, r: &mut Reader) -> Result<PortDesc, DecodeError> {
+    if v.has_properties() {
+        return decode_port_desc14(r);
+    }
     let port_no = v.read_port(r)?;
     if !v.is_of10() {
         r.skip(4)?;
@@ -39,6 +108,10 @@ pub fn decode_port_desc(v: Version, r: &mut Reader) -> Result<PortDesc, DecodeEr
 }
 
 pub fn encode_port_desc(w: &mut Writer, v: Version, p: &PortDesc) -> Result<(), EncodeError> {
+    if v.has_properties() {
+        encode_port_desc14(w, p);
+        return Ok(());
+    }
     v.write_port(w, p.port_no)?;
     if !v.is_of10() {
         w.u32(0);
@@ -88,6 +161,24 @@ fn decode_port_mod(v: Version, mut r: Reader) -> Result<PortMod, DecodeError> {
     if !v.is_of10() {
         r.skip(2)?;
     }
+    if v.has_properties() {
+        let config = r.u32()?;
+        let mask = r.u32()?;
+        let mut advertise = 0;
+        for (ty, mut p) in super::read_props(r)? {
+            match ty {
+                PROP_ETHERNET => advertise = p.u32()?,
+                _ => return Err(OfError::BadPropertyType.into()),
+            }
+        }
+        return Ok(PortMod {
+            port_no,
+            hw_addr,
+            config,
+            mask,
+            advertise,
+        });
+    }
     let pm = PortMod {
         port_no,
         hw_addr,
@@ -120,8 +211,12 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
             }
             w.u32(p.config);
             w.u32(p.mask);
-            w.u32(p.advertise);
-            w.u32(0);
+            if v.has_properties() {
+                super::put_prop(w, PROP_ETHERNET, |w| w.u32(p.advertise));
+            } else {
+                w.u32(p.advertise);
+                w.u32(0);
+            }
         }
         Message::QueueGetConfigRequest { port } | Message::QueueGetConfigReply { port } => {
             v.write_port(w, *port)?;
@@ -142,9 +237,79 @@ fn port_stats_len(v: Version) -> usize {
     if v.is_of10() { 104 } else { 112 }
 }
 
+/// 1.4's port-stats entry: a length, the port, the duration, eight
+/// counters, then an Ethernet property with the four Ethernet error
+/// counters.
+fn decode_port_stats14(r: Reader) -> Result<Vec<PortStats>, DecodeError> {
+    let mut out = Vec::new();
+    for mut b in super::entries(r, 80)? {
+        b.skip(4)?;
+        let mut p = PortStats {
+            port_no: b.u32()?,
+            duration_sec: b.u32()?,
+            duration_nsec: b.u32()?,
+            ..PortStats::default()
+        };
+        for x in [
+            &mut p.rx_packets,
+            &mut p.tx_packets,
+            &mut p.rx_bytes,
+            &mut p.tx_bytes,
+            &mut p.rx_dropped,
+            &mut p.tx_dropped,
+            &mut p.rx_errors,
+            &mut p.tx_errors,
+        ] {
+            *x = b.u64()?;
+        }
+        for (ty, mut e) in super::read_props(b)? {
+            if ty == PROP_ETHERNET {
+                e.skip(4)?;
+                p.rx_frame_err = e.u64()?;
+                p.rx_over_err = e.u64()?;
+                p.rx_crc_err = e.u64()?;
+                p.collisions = e.u64()?;
+            }
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn encode_port_stats14(w: &mut Writer, p: &PortStats) {
+    let start = w.len();
+    let at = w.len_placeholder();
+    w.u16(0);
+    w.u32(p.port_no);
+    w.u32(p.duration_sec);
+    w.u32(p.duration_nsec);
+    for x in [
+        p.rx_packets,
+        p.tx_packets,
+        p.rx_bytes,
+        p.tx_bytes,
+        p.rx_dropped,
+        p.tx_dropped,
+        p.rx_errors,
+        p.tx_errors,
+    ] {
+        w.u64(x);
+    }
+    super::put_prop(w, PROP_ETHERNET, |w| {
+        w.u32(0);
+        for x in [p.rx_frame_err, p.rx_over_err, p.rx_crc_err, p.collisions] {
+            w.u64(x);
+        }
+    });
+    w.patch_len_since(at, start);
+}
+
 /// The entries of an OFPMP_PORT_STATS reply. 1.0 has a 16-bit port and no
-/// duration.
+/// duration; 1.4 moves the Ethernet error counters into a property.
 pub fn decode_port_stats(v: Version, mut r: Reader) -> Result<Vec<PortStats>, DecodeError> {
+    if v.has_properties() {
+        return decode_port_stats14(r);
+    }
     let mut out = Vec::new();
     while !r.is_empty() {
         let mut b = r.sub(port_stats_len(v))?;
@@ -181,6 +346,10 @@ pub fn decode_port_stats(v: Version, mut r: Reader) -> Result<Vec<PortStats>, De
 }
 
 pub fn encode_port_stats(w: &mut Writer, v: Version, p: &PortStats) -> Result<(), EncodeError> {
+    if v.has_properties() {
+        encode_port_stats14(w, p);
+        return Ok(());
+    }
     v.write_port(w, p.port_no)?;
     w.zeros(if v.is_of10() { 6 } else { 4 });
     for x in [
