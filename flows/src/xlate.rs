@@ -1067,15 +1067,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
 pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
     let mut s = String::new();
     // Like OVS's flow_format: registers and metadata only when nonzero.
-    let mut shown = FlowKey::all_ones();
-    for (i, r) in key.regs.iter().enumerate() {
-        if *r == 0 {
-            shown.regs[i] = 0;
-        }
-    }
-    if key.metadata == 0 {
-        shown.metadata = 0;
-    }
+    let shown = crate::text::flow_display_mask(key);
     let flow = format_match(&Match::new(*key, shown), crate::table::DEFAULT_PRIORITY);
     let _ = writeln!(s, "Flow: {flow}");
     let _ = writeln!(s);
