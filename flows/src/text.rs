@@ -850,6 +850,7 @@ fn parse_actions_with(s: &str, opts: &ParseOptions<'_>) -> Result<Vec<Action>, T
         .map(|t| parse_action(t, opts))
         .collect::<Result<Vec<_>, _>>()?;
     check_instruction_order(&actions)?;
+    check_conjunctions(&actions)?;
     Ok(actions)
 }
 
@@ -1209,6 +1210,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
             }
         }
         "clear_actions" => Action::ClearActions,
+        "conjunction" => parse_conjunction(need()?)?,
         "write_actions" => {
             let inner = parse_actions_with(need()?, opts)?;
             if inner.iter().any(is_instruction) {
@@ -1230,6 +1232,65 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
         }
     };
     Ok(a)
+}
+
+/// `conjunction(ID,K/N)` with ovs-ofctl's checks and messages.
+fn parse_conjunction(arg: &str) -> Result<Action, TextError> {
+    let name = "conjunction";
+    let syntax = || bad_action(name, format!("{arg}: expected conjunction(id,k/n)"));
+    let (id, kn) = arg.split_once(',').ok_or_else(syntax)?;
+    let (k, n) = kn.split_once('/').ok_or_else(syntax)?;
+    let num = |s: &str, max: u128| parse_uint(s.trim()).filter(|v| *v <= max);
+    let id = num(id, u128::from(u32::MAX)).ok_or_else(syntax)? as u32;
+    let k = num(k, 255).ok_or_else(syntax)?;
+    let n = num(n, 255).ok_or_else(syntax)?;
+    if n < 2 {
+        return Err(bad_action(name, "conjunction must have at least 2 clauses"));
+    }
+    if n > 64 {
+        return Err(bad_action(name, "conjunction must have at most 64 clauses"));
+    }
+    if k == 0 {
+        return Err(bad_action(name, "clause index must be positive"));
+    }
+    if k > n {
+        return Err(bad_action(
+            name,
+            "clause index must be less than or equal to number of clauses",
+        ));
+    }
+    Ok(Action::Conjunction {
+        id,
+        clause: k as u8,
+        n_clauses: n as u8,
+    })
+}
+
+/// ovs-ofctl allows `conjunction` only beside other conjunctions (and
+/// `note`, which ferrovs does not parse).
+fn check_conjunctions(actions: &[Action]) -> Result<(), TextError> {
+    let conj = actions
+        .iter()
+        .any(|a| matches!(a, Action::Conjunction { .. }));
+    if let Some(other) = actions
+        .iter()
+        .find(|a| !matches!(a, Action::Conjunction { .. }))
+        && conj
+    {
+        let kind = format_action(other);
+        let kind = kind
+            .split([':', '('])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return Err(bad_action(
+            "conjunction",
+            format!(
+                "\"conjunction\" actions may be used along with \"note\" but not any other kind of action (such as the \"{kind}\" action used here)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn is_instruction(a: &Action) -> bool {
@@ -1320,6 +1381,11 @@ pub fn format_action(a: &Action) -> String {
         }
         Action::ClearActions => "clear_actions".into(),
         Action::WriteActions(inner) => format!("write_actions({})", format_actions(inner)),
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{clause}/{n_clauses})"),
     }
 }
 
@@ -2289,5 +2355,36 @@ mod tests {
             format_actions(&sf),
             "set_field:0x5->reg12,set_field:0x7->tun_id,set_field:1.2.3.4->tun_dst,set_field:0x6->xreg2"
         );
+    }
+
+    #[test]
+    fn conjunction_parses_prints_and_refuses_like_ovs_ofctl() {
+        let fm = add("ip,actions=conjunction( 7 , 1 / 2 ),conjunction(4294967295,2/64)");
+        assert_eq!(
+            format_actions(&fm.actions),
+            "conjunction(7,1/2),conjunction(4294967295,2/64)"
+        );
+        for (a, want) in [
+            (
+                "conjunction(1,1/1)",
+                "conjunction must have at least 2 clauses",
+            ),
+            (
+                "conjunction(1,1/65)",
+                "conjunction must have at most 64 clauses",
+            ),
+            ("conjunction(1,0/2)", "clause index must be positive"),
+            (
+                "conjunction(1,3/2)",
+                "clause index must be less than or equal to number of clauses",
+            ),
+            (
+                "conjunction(1,1/2),output:1",
+                "\"conjunction\" actions may be used along with \"note\" but not any other kind of action (such as the \"output\" action used here)",
+            ),
+        ] {
+            let e = err(&format!("ip,actions={a}"));
+            assert!(e.contains(want), "{a}: {e}");
+        }
     }
 }

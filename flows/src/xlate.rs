@@ -618,6 +618,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
             | Action::WriteActions(_) => {
                 // Instructions only mean something at rule level.
             }
+            Action::Conjunction { .. } => {
+                // Only the table lookup reads conjunctions; as an action it
+                // does nothing (a conjunctive flow never runs on its own).
+            }
         }
         if self.out.error.is_some() {
             Flow::Abort
