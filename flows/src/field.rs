@@ -885,6 +885,18 @@ impl Field {
         }
     }
 
+    /// What a flow's match must establish before an action (set_field,
+    /// load, move) may read or write this field: the field's own
+    /// prerequisite, except that `ip_src`/`ip_dst` mean IPv4 only (ARP
+    /// addresses are `arp_spa`/`arp_tpa`) and `vlan_pcp` needs a VLAN.
+    pub fn action_prereq(self) -> Prereq {
+        match self {
+            Field::NwSrc | Field::NwDst => Prereq::Ipv4,
+            Field::DlVlanPcp => Prereq::VlanPresent,
+            other => other.prereq(),
+        }
+    }
+
     /// Checks that a match establishes this field's prerequisites, as
     /// ovs-ofctl does before accepting a flow.
     pub fn check_prereqs(self, m: &Match) -> Result<(), PrereqError> {

@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet;
 
 use crate::action::{Action, GroupId, PortNo, port};
 use crate::classifier::{Classifier, RuleId};
-use crate::field::{PrereqError, check_match_prereqs};
+use crate::field::{Field, PrereqError, check_match_prereqs};
 use crate::group::GROUP_ANY;
 use crate::key::FlowKey;
 use crate::matches::Match;
@@ -185,6 +185,40 @@ pub enum FlowModError {
     BadGoto { from: u8, to: u8 },
     #[error("{0} (OFPBMC_BAD_PREREQ)")]
     BadPrereq(#[from] PrereqError),
+    /// An action reads or writes a field whose prerequisites the flow's
+    /// match does not establish.
+    #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
+    MatchInconsistent(PrereqError),
+}
+
+/// Checks that every set_field, load and move in `actions` (including
+/// inside write_actions) uses fields whose prerequisites `m` establishes,
+/// as OVS does before accepting a flow (OFPBAC_MATCH_INCONSISTENT).
+pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqError> {
+    let check = |f: Field| {
+        let pr = f.action_prereq();
+        if pr.holds_in(m) {
+            Ok(())
+        } else {
+            Err(PrereqError {
+                field: f.name(),
+                needs: pr.describe(),
+            })
+        }
+    };
+    for a in actions {
+        match a {
+            Action::SetField { field, .. } => check(*field)?,
+            Action::Load { dst, .. } => check(dst.field)?,
+            Action::Move { src, dst } => {
+                check(src.field)?;
+                check(dst.field)?;
+            }
+            Action::WriteActions(inner) => check_action_prereqs(m, inner)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What a flow_mod did.
@@ -478,6 +512,7 @@ impl Pipeline {
         }
         Self::check_gotos(table_id, &fm.actions)?;
         check_match_prereqs(&fm.m)?;
+        check_action_prereqs(&fm.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
         let table = &mut self.tables[tid];
         let m = Match::new(fm.m.key, fm.m.mask);
         let mut out = FlowModOutcome::default();
@@ -550,8 +585,11 @@ impl Pipeline {
             ..FlowFilter::from_flow_mod(fm)
         };
         let hits = self.select(&filter)?;
-        for (t, _) in &hits {
+        for (t, id) in &hits {
             Self::check_gotos(*t, &fm.actions)?;
+            if let Some(r) = self.tables[usize::from(*t)].get(*id) {
+                check_action_prereqs(&r.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
+            }
         }
         if hits.is_empty() {
             if fm.cookie_mask == 0 {
@@ -1054,5 +1092,30 @@ mod tests {
         let mut wc = FlowKey::default();
         assert_eq!(out_port(&p, &pkt(1, 6, 1), &mut wc), Some(3));
         assert!(conj_pipeline().tables[0].has_conj);
+    }
+
+    #[test]
+    fn set_field_without_its_prerequisite_is_refused_on_add_and_modify() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.actions = vec![Action::SetField {
+            field: Field::NwDst,
+            value: 1,
+            mask: None,
+        }];
+        assert!(matches!(
+            p.add(&fm, 0),
+            Err(FlowModError::MatchInconsistent(_))
+        ));
+        assert_eq!(p.n_rules(), 0);
+        // A catch-all rule may not be modified into one either.
+        let plain = FlowMod::new(FlowModCommand::Add);
+        p.add(&plain, 0).unwrap();
+        let mut m = fm.clone();
+        m.command = FlowModCommand::Modify;
+        assert!(matches!(
+            p.modify(&m, 0),
+            Err(FlowModError::MatchInconsistent(_))
+        ));
     }
 }

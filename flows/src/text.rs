@@ -44,6 +44,8 @@ pub enum TextError {
     NotAllowed(String),
     #[error("unbalanced parentheses in `{0}`")]
     Unbalanced(String),
+    #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
+    MatchInconsistent(PrereqError),
 }
 
 /// An error in a flow file, with its 1-based line number.
@@ -785,7 +787,11 @@ pub fn parse_flow_mod_with(
         fm.table_id = TABLE_ALL;
     }
     match (is_add_or_mod, actions_part) {
-        (true, Some(a)) => fm.actions = parse_actions_with(a, opts)?,
+        (true, Some(a)) => {
+            fm.actions = parse_actions_with(a, opts)?;
+            crate::table::check_action_prereqs(&fm.m, &fm.actions)
+                .map_err(TextError::MatchInconsistent)?;
+        }
         (true, None) => return Err(TextError::MissingActions),
         (false, Some(a)) => return Err(TextError::ActionsNotAllowed(a.to_string())),
         (false, None) => {}
@@ -2385,6 +2391,35 @@ mod tests {
         ] {
             let e = err(&format!("ip,actions={a}"));
             assert!(e.contains(want), "{a}: {e}");
+        }
+    }
+
+    #[test]
+    fn actions_on_fields_the_match_does_not_establish_are_match_inconsistent() {
+        // Each refused by ovs-ofctl 3.1 with OFPBAC_MATCH_INCONSISTENT.
+        for f in [
+            "actions=set_field:10.0.0.1->ip_dst",
+            "arp,actions=set_field:1.2.3.4->ip_src",
+            "ip,actions=set_field:80->tcp_dst",
+            "actions=load:1->NXM_OF_IP_SRC[]",
+            "actions=move:NXM_OF_IP_SRC[]->reg0[]",
+            "actions=write_actions(set_field:10.0.0.1->ip_dst)",
+            "actions=set_field:2->vlan_pcp",
+            "ip,actions=move:ct_nw_src[]->reg1[]",
+        ] {
+            let e = err(f);
+            assert!(e.contains("OFPBAC_MATCH_INCONSISTENT"), "{f}: {e}");
+        }
+        // ...and each accepted by it.
+        for f in [
+            "actions=mod_nw_src:1.2.3.4",
+            "actions=set_field:5->reg9",
+            "ipv6,actions=set_field:::1->ipv6_src",
+            "udp,actions=set_field:53->udp_dst",
+            "dl_vlan=5,actions=set_field:2->vlan_pcp",
+            "ct_state=+trk-inv,ip,actions=move:ct_nw_src[]->reg1[]",
+        ] {
+            add(f);
         }
     }
 }

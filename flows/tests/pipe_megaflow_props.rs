@@ -230,7 +230,22 @@ fn build(w: &World) -> Built {
         fm.table_id = r.table;
         fm.priority = r.priority;
         fm.m = r.m;
-        fm.actions = r.actions.clone();
+        // OVS refuses set_field/load/move on fields whose prerequisites the
+        // match lacks (OFPBAC_MATCH_INCONSISTENT); keep only the actions
+        // such a flow may carry.
+        let ok =
+            |a: &Action| flows::table::check_action_prereqs(&r.m, std::slice::from_ref(a)).is_ok();
+        fm.actions = r
+            .actions
+            .iter()
+            .filter(|a| ok(a))
+            .map(|a| match a {
+                Action::WriteActions(w) => {
+                    Action::WriteActions(w.iter().filter(|a| ok(a)).cloned().collect())
+                }
+                other => other.clone(),
+            })
+            .collect();
         pipeline
             .flow_mod(&fm, 0)
             .expect("generated rules are valid");
