@@ -1088,14 +1088,11 @@ pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
                 match rule {
                     Some(tr) => {
                         let m = format_match(&tr.m, crate::table::DEFAULT_PRIORITY);
-                        let m = if m.is_empty() {
-                            "priority 0".to_string()
-                        } else {
-                            m
-                        };
+                        // OVS prints a catch-all rule as just its priority.
+                        let m = if m.is_empty() { m } else { m + ", " };
                         let _ = writeln!(
                             s,
-                            "{ind}{table_id:2}. {m}, priority {}, cookie {:#x}",
+                            "{ind}{table_id:2}. {m}priority {}, cookie {:#x}",
                             tr.priority, tr.cookie
                         );
                         let _ = writeln!(s, "{ind}    {}", format_actions(&tr.actions));

@@ -220,7 +220,7 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     }
     let m = Match::new(key, mask);
     for f in &seen {
-        if !prereq_ok(*f, &m) {
+        if !prereq_ok(f, &m) {
             return Err(OfError::BadPrereq.into());
         }
     }
