@@ -215,8 +215,8 @@ fn conjunctive_matches_pick_the_rules_stock_ovs_picks() -> Result<()> {
         "tcp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tp_dst=80",
         "tcp,nw_src=10.0.0.2,nw_dst=10.0.0.9,tp_dst=443",
         "tcp,nw_src=10.0.0.3,nw_dst=10.0.0.9,tp_dst=80",
-        "udp,nw_src=10.0.0.2,nw_dst=10.0.0.9,tp_dst=53",
-        "udp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tp_dst=53",
+        "udp,nw_src=10.0.0.2,nw_dst=10.0.0.9,udp_dst=53",
+        "udp,nw_src=10.0.0.1,nw_dst=10.0.0.9,udp_dst=53",
         "tcp,nw_src=10.0.0.5,nw_dst=10.9.9.9,tp_dst=80",
     ] {
         let flow = format!("in_port=1,{pkt}");
