@@ -92,6 +92,11 @@ pub enum Action {
     GotoTable(u8),
     /// Instruction `write_metadata:VALUE[/MASK]`.
     WriteMetadata { value: u64, mask: u64 },
+    /// `conjunction(ID,K/N)`: this flow is clause `clause` (1-based) of
+    /// the `n_clauses`-dimension conjunctive match `id`. A flow whose
+    /// actions are all conjunctions never matches on its own; the table
+    /// lookup combines them (see [`crate::table::FlowTable::lookup`]).
+    Conjunction { id: u32, clause: u8, n_clauses: u8 },
     /// Instruction `clear_actions`.
     ClearActions,
     /// Instruction `write_actions(ACTIONS)`.

@@ -156,6 +156,19 @@ fn sparse_key_matches(words: &[u8], mask: &FlowKey, key: &FlowKey, rule_key: &Sp
         })
 }
 
+/// ORs a subtable's mask into a megaflow mask.
+#[inline]
+fn or_subtable_mask(wc: &mut FlowKey, sub: &Subtable) {
+    let mw = sub.mask.words();
+    let ww = wc.words_mut();
+    for &i in &sub.words {
+        let i = usize::from(i);
+        if let (Some(w), Some(m)) = (ww.get_mut(i), mw.get(i)) {
+            *w |= m;
+        }
+    }
+}
+
 /// A set of prioritized matches, each with a value of type `T`. Cloning
 /// copies every rule (a bundle commit snapshots tables with it).
 #[derive(Clone)]
@@ -541,6 +554,74 @@ impl<T> Classifier<T> {
             }
         }
         best.map(|e| (RuleId(e.id), &e.value))
+    }
+
+    /// Like [`Classifier::lookup`], but only rules whose value satisfies
+    /// `keep` are candidates: a bucket's chain is walked past the others.
+    /// (Used for tables holding conjunctive flows, which never match on
+    /// their own.)
+    pub fn lookup_where(
+        &self,
+        key: &FlowKey,
+        wc: &mut FlowKey,
+        keep: impl Fn(&T) -> bool,
+    ) -> Option<(RuleId, &T)> {
+        let mut best: Option<&Entry<T>> = None;
+        for &st in &self.order {
+            let Some(sub) = self.subtable(st) else {
+                continue;
+            };
+            if let Some(b) = best
+                && b.priority > sub.max_priority
+            {
+                break;
+            }
+            or_subtable_mask(wc, sub);
+            let mut slot = self.bucket_head(sub, key);
+            while let Some(e) = slot.and_then(|s| self.entry(s)) {
+                if keep(&e.value) {
+                    let better = best.is_none_or(|b| {
+                        (e.priority, std::cmp::Reverse(e.id))
+                            > (b.priority, std::cmp::Reverse(b.id))
+                    });
+                    if better {
+                        best = Some(e);
+                    }
+                    break;
+                }
+                slot = (e.next != NIL).then_some(e.next);
+            }
+        }
+        best.map(|e| (RuleId(e.id), &e.value))
+    }
+
+    /// Calls `f` with every rule matching `key` whose priority is above
+    /// `min` (every matching rule when `min` is `None`), highest-priority
+    /// subtables first; ORs the mask of every subtable consulted into `wc`.
+    pub fn for_each_match_above(
+        &self,
+        key: &FlowKey,
+        wc: &mut FlowKey,
+        min: Option<u32>,
+        mut f: impl FnMut(RuleId, u32, &T),
+    ) {
+        for &st in &self.order {
+            let Some(sub) = self.subtable(st) else {
+                continue;
+            };
+            if min.is_some_and(|m| sub.max_priority <= m) {
+                break;
+            }
+            or_subtable_mask(wc, sub);
+            let mut slot = self.bucket_head(sub, key);
+            while let Some(e) = slot.and_then(|s| self.entry(s)) {
+                if min.is_some_and(|m| e.priority <= m) {
+                    break;
+                }
+                f(RuleId(e.id), e.priority, &e.value);
+                slot = (e.next != NIL).then_some(e.next);
+            }
+        }
     }
 
     /// Like [`Classifier::lookup_no_wc`] but returns the first match found

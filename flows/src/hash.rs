@@ -4,7 +4,7 @@
 //! and finished with a full avalanche so that both the low bits (bucket index)
 //! and the high bits (hashbrown's control tag) are well distributed.
 
-use crate::key::{FlowKey, KEY_WORDS};
+use crate::key::{FlowKey, HOT_WORDS, KEY_WORDS};
 
 const SEED: u64 = 0x243f_6a88_85a3_08d3;
 const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -25,20 +25,40 @@ pub fn finish(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// Hashes 19 words in two independent lanes (even and odd words) so that the
-/// multiply chains overlap in the CPU, then joins the lanes.
+/// Hashes the key's words: the [`HOT_WORDS`] packet words in two
+/// independent lanes (even and odd words) so that the multiply chains
+/// overlap in the CPU, then the extension words (metadata, registers,
+/// tunnel, conntrack) only when one of them is non-zero. A plain packet's
+/// extension is all zero, so its hash costs a cheap OR over those words
+/// instead of a multiply chain; keys that differ only in the extension
+/// still hash apart because a non-zero extension is always folded in.
 #[inline(always)]
 fn hash_words(w: impl Fn(usize) -> u64) -> u64 {
     let mut a = SEED;
     let mut b = SEED.rotate_left(32) ^ MUL;
     let mut i = 0;
-    while i + 1 < KEY_WORDS {
+    while i + 1 < HOT_WORDS {
         a = mix_word(a, w(i));
         b = mix_word(b, w(i + 1));
         i += 2;
     }
-    if i < KEY_WORDS {
+    if i < HOT_WORDS {
         a = mix_word(a, w(i));
+    }
+    let mut ext = 0u64;
+    for j in HOT_WORDS..KEY_WORDS {
+        ext |= w(j);
+    }
+    if ext != 0 {
+        let mut j = HOT_WORDS;
+        while j + 1 < KEY_WORDS {
+            a = mix_word(a, w(j));
+            b = mix_word(b, w(j + 1));
+            j += 2;
+        }
+        if j < KEY_WORDS {
+            a = mix_word(a, w(j));
+        }
     }
     finish(mix_word(a, b))
 }

@@ -28,21 +28,62 @@ pub const FRAG_ANY: u8 = 1;
 pub const FRAG_LATER: u8 = 2;
 
 /// Number of 64-bit words in a [`FlowKey`].
-pub const KEY_WORDS: usize = 19;
+pub const KEY_WORDS: usize = 44;
+
+/// Words `0..HOT_WORDS` hold what [`crate::parse::extract_into`] fills from
+/// every packet; the words after them (metadata, registers, tunnel,
+/// conntrack) are zero for a plain packet that entered from a port, so the
+/// per-packet hash ([`crate::hash::hash_key`]) skips them when they are all
+/// zero.
+pub const HOT_WORDS: usize = 14;
+
+/// Bytes of Geneve option data the key carries for `tun_metadata0..63`
+/// (the TLV map places each mapped option at an offset in this area).
+pub const TUN_METADATA_BYTES: usize = 32;
+
+/// `ct_state` bits (OVS's `CS_*`).
+pub mod ct_state {
+    pub const NEW: u32 = 0x01;
+    pub const EST: u32 = 0x02;
+    pub const REL: u32 = 0x04;
+    pub const RPL: u32 = 0x08;
+    pub const INV: u32 = 0x10;
+    pub const TRK: u32 = 0x20;
+    pub const SNAT: u32 = 0x40;
+    pub const DNAT: u32 = 0x80;
+    /// Every defined bit.
+    pub const ALL: u32 = 0xff;
+}
+
+/// `tun_flags` bit: the tunnel header had its OAM bit set.
+pub const TUN_FLAG_OAM: u16 = 0x1;
 
 /// All matchable fields of a packet plus its pipeline metadata.
+///
+/// The first [`HOT_WORDS`] words are the packet's own headers plus the two
+/// datapath metadata values the datapath sets on a packet (`pkt_mark`,
+/// `recirc_id`). The rest is written by:
+/// - the OpenFlow pipeline (`metadata`, `regs`, `conj_id`), only inside
+///   translation; a datapath key has them zero;
+/// - tunnel decapsulation (`tun_*`): a tunnel port's receive path fills
+///   `tun_id`, `tun_src`/`tun_dst` (or `tun_ipv6_*`), `tun_flags`, `tun_ttl`,
+///   `tun_tos`, `tun_gbp_*` from the outer headers, and copies each Geneve
+///   option that the bridge's TLV map (`flows::tlv`) maps to
+///   `tun_metadataN` into `tun_metadata` at the map's offset;
+/// - connection tracking (`ct_*`): after a `ct` action, the recirculated
+///   key gets `ct_state`, `ct_zone`, `ct_mark`, `ct_label` and the original
+///   direction tuple (`ct_nw_*`/`ct_ipv6_*`, `ct_nw_proto`, `ct_tp_*`) from
+///   the tracker's `conntrack::CtResult`;
+/// - `dp_hash` by the datapath's hash action, before recirculation.
 #[repr(C)]
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug, Pod, Zeroable)]
+#[derive(Clone, Copy, Default, Debug, Pod, Zeroable)]
 pub struct FlowKey {
-    /// OpenFlow metadata (write_metadata).
-    pub metadata: u64,
-    /// Registers reg0..reg7.
-    pub regs: [u32; 8],
+    // ---- hot words (0..HOT_WORDS) ----
     /// Ingress port: the datapath port number in the datapath's key; translation
     /// rewrites it to the OpenFlow port number within the bridge.
     pub in_port: u32,
-    /// Padding; always zero.
-    pub pad0: u32,
+    /// Packet mark (skb mark), `pkt_mark`.
+    pub pkt_mark: u32,
     pub dl_dst: [u8; 6],
     pub dl_src: [u8; 6],
     /// Ethertype after any VLAN tags.
@@ -78,12 +119,86 @@ pub struct FlowKey {
     pub arp_sha: [u8; 6],
     /// ARP target hardware address, or ND target link-layer address.
     pub arp_tha: [u8; 6],
+    /// Recirculation id (0 for a packet fresh from a port).
+    pub recirc_id: u32,
+    // ---- extension words (zero for a plain packet from a port) ----
+    /// Datapath hash (set by the hash action before recirculation).
+    pub dp_hash: u32,
+    /// Conjunctive match id (only during translation).
+    pub conj_id: u32,
+    /// OpenFlow metadata (write_metadata).
+    pub metadata: u64,
+    /// Registers reg0..reg15 (xreg N is reg 2N:2N+1, xxreg N is reg 4N..4N+3,
+    /// the lower-numbered register holding the more significant bits).
+    pub regs: [u32; 16],
+    /// Tunnel id (VNI / key).
+    pub tun_id: u64,
+    /// Outer IPv4 source of a received tunnel packet.
+    pub tun_src: u32,
+    /// Outer IPv4 destination.
+    pub tun_dst: u32,
+    /// Outer IPv6 source (big-endian bytes).
+    pub tun_ipv6_src: [u8; 16],
+    /// Outer IPv6 destination.
+    pub tun_ipv6_dst: [u8; 16],
+    /// Tunnel flags ([`TUN_FLAG_OAM`]).
+    pub tun_flags: u16,
+    /// VXLAN group-based policy id.
+    pub tun_gbp_id: u16,
+    /// VXLAN group-based policy flags.
+    pub tun_gbp_flags: u8,
+    /// Outer TTL (datapath only; not an OpenFlow field).
+    pub tun_ttl: u8,
+    /// Outer TOS (datapath only; not an OpenFlow field).
+    pub tun_tos: u8,
     /// Padding; always zero.
-    pub pad1: u32,
+    pub pad0: u8,
+    /// Connection state ([`ct_state`] bits).
+    pub ct_state: u32,
+    /// Connection mark.
+    pub ct_mark: u32,
+    /// Conntrack zone.
+    pub ct_zone: u16,
+    /// Original-direction transport source port.
+    pub ct_tp_src: u16,
+    /// Original-direction transport destination port.
+    pub ct_tp_dst: u16,
+    /// Original-direction IP protocol.
+    pub ct_nw_proto: u8,
+    /// Padding; always zero.
+    pub pad1: u8,
+    /// Original-direction IPv4 source.
+    pub ct_nw_src: u32,
+    /// Original-direction IPv4 destination.
+    pub ct_nw_dst: u32,
+    /// Connection label (128 bits, big-endian bytes).
+    pub ct_label: [u8; 16],
+    /// Original-direction IPv6 source.
+    pub ct_ipv6_src: [u8; 16],
+    /// Original-direction IPv6 destination.
+    pub ct_ipv6_dst: [u8; 16],
+    /// Geneve option data for `tun_metadata0..63`, laid out by the TLV map.
+    pub tun_metadata: [u8; TUN_METADATA_BYTES],
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == KEY_WORDS * 8);
 const _: () = assert!(std::mem::align_of::<FlowKey>() == 8);
+const _: () = assert!(std::mem::offset_of!(FlowKey, dp_hash) == HOT_WORDS * 8);
+
+impl PartialEq for FlowKey {
+    #[inline]
+    fn eq(&self, other: &FlowKey) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for FlowKey {}
+
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.words().hash(state);
+    }
+}
 
 impl FlowKey {
     /// A mask with every bit set (an exact match).
@@ -92,6 +207,13 @@ impl FlowKey {
         k.pad0 = 0;
         k.pad1 = 0;
         k
+    }
+
+    /// True when every word past [`HOT_WORDS`] is zero (no metadata,
+    /// registers, tunnel or conntrack state).
+    #[inline]
+    pub fn ext_is_zero(&self) -> bool {
+        self.words()[HOT_WORDS..].iter().fold(0, |a, w| a | w) == 0
     }
 
     /// The key as words.

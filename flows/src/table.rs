@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet;
 
 use crate::action::{Action, GroupId, PortNo, port};
 use crate::classifier::{Classifier, RuleId};
-use crate::field::{PrereqError, check_match_prereqs};
+use crate::field::{Field, PrereqError, check_match_prereqs};
 use crate::group::GROUP_ANY;
 use crate::key::FlowKey;
 use crate::matches::Match;
@@ -63,6 +63,17 @@ impl Rule {
 
     fn has_timeout(&self) -> bool {
         self.idle_timeout != 0 || self.hard_timeout != 0
+    }
+
+    /// True for a conjunctive flow: its actions are all `conjunction`s, so
+    /// it never matches on its own but contributes a clause to a
+    /// conjunctive match.
+    pub fn is_conjunctive(&self) -> bool {
+        !self.actions.is_empty()
+            && self
+                .actions
+                .iter()
+                .all(|a| matches!(a, Action::Conjunction { .. }))
     }
 }
 
@@ -199,6 +210,40 @@ pub enum FlowModError {
     BadGoto { from: u8, to: u8 },
     #[error("{0} (OFPBMC_BAD_PREREQ)")]
     BadPrereq(#[from] PrereqError),
+    /// An action reads or writes a field whose prerequisites the flow's
+    /// match does not establish.
+    #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
+    MatchInconsistent(PrereqError),
+}
+
+/// Checks that every set_field, load and move in `actions` (including
+/// inside write_actions) uses fields whose prerequisites `m` establishes,
+/// as OVS does before accepting a flow (OFPBAC_MATCH_INCONSISTENT).
+pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqError> {
+    let check = |f: Field| {
+        let pr = f.action_prereq();
+        if pr.holds_in(m) {
+            Ok(())
+        } else {
+            Err(PrereqError {
+                field: f.name(),
+                needs: pr.describe(),
+            })
+        }
+    };
+    for a in actions {
+        match a {
+            Action::SetField { field, .. } => check(*field)?,
+            Action::Load { dst, .. } => check(dst.field)?,
+            Action::Move { src, dst } => {
+                check(src.field)?;
+                check(dst.field)?;
+            }
+            Action::WriteActions(inner) => check_action_prereqs(m, inner)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What a flow_mod did.
@@ -283,6 +328,9 @@ pub struct AggregateStats {
 #[derive(Clone, Default)]
 pub struct FlowTable {
     cls: Classifier<Rule>,
+    /// Set once a conjunctive flow enters the table (never cleared until the
+    /// table is emptied): until then lookups take the plain path.
+    has_conj: bool,
 }
 
 impl FlowTable {
@@ -299,8 +347,61 @@ impl FlowTable {
     }
 
     /// Highest-priority rule matching `key`; consulted mask bits go to `wc`.
+    ///
+    /// With conjunctive flows in the table this is OVS's conjunctive match:
+    /// the best ordinary ("hard") rule is found first; then every
+    /// conjunctive flow of higher priority that matches contributes its
+    /// clause to the conjunction `(priority, id)`; the highest-priority
+    /// conjunction whose every clause matched sets `conj_id` to its id and
+    /// the table is searched again (ordinary rules only, typically finding
+    /// a `conj_id=ID` flow). If that finds a rule it is the answer,
+    /// otherwise the next complete conjunction is tried, and finally the
+    /// hard rule. `conj_id` is only set for that second search; `key` is
+    /// not changed. Every subtable consulted goes into `wc`.
     pub fn lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, &Rule)> {
-        self.cls.lookup(key, wc)
+        if !self.has_conj {
+            return self.cls.lookup(key, wc);
+        }
+        let hard = self.cls.lookup_where(key, wc, |r| !r.is_conjunctive());
+        let hard_pri = hard.map(|(_, r)| r.priority);
+        // (priority, id, n_clauses, clauses seen as bits).
+        let mut soft: Vec<(u32, u32, u8, u64)> = Vec::new();
+        self.cls
+            .for_each_match_above(key, wc, hard_pri, |_, priority, r| {
+                if !r.is_conjunctive() {
+                    return;
+                }
+                for a in &r.actions {
+                    if let Action::Conjunction {
+                        id,
+                        clause,
+                        n_clauses,
+                    } = *a
+                    {
+                        let bit = 1u64 << (clause.saturating_sub(1) % 64);
+                        match soft
+                            .iter_mut()
+                            .find(|s| (s.0, s.1, s.2) == (priority, id, n_clauses))
+                        {
+                            Some(s) => s.3 |= bit,
+                            None => soft.push((priority, id, n_clauses, bit)),
+                        }
+                    }
+                }
+            });
+        soft.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, id, n, bits) in soft {
+            let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+            if bits & all != all {
+                continue;
+            }
+            let mut k = *key;
+            k.conj_id = id;
+            if let Some(hit) = self.cls.lookup_where(&k, wc, |r| !r.is_conjunctive()) {
+                return Some(hit);
+            }
+        }
+        hard
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (RuleId, &Rule)> {
@@ -438,6 +539,7 @@ impl Pipeline {
         }
         Self::check_gotos(table_id, &fm.actions)?;
         check_match_prereqs(&fm.m)?;
+        check_action_prereqs(&fm.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
         let table = &mut self.tables[tid];
         let m = Match::new(fm.m.key, fm.m.mask);
         let mut out = FlowModOutcome::default();
@@ -466,6 +568,7 @@ impl Pipeline {
             }
         }
         let timed = rule.has_timeout();
+        table.has_conj |= rule.is_conjunctive();
         let id = table.cls.insert(m, fm.priority, rule);
         if timed {
             self.timed.insert((table_id, id));
@@ -509,8 +612,11 @@ impl Pipeline {
             ..FlowFilter::from_flow_mod(fm)
         };
         let hits = self.select(&filter)?;
-        for (t, _) in &hits {
+        for (t, id) in &hits {
             Self::check_gotos(*t, &fm.actions)?;
+            if let Some(r) = self.tables[usize::from(*t)].get(*id) {
+                check_action_prereqs(&r.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
+            }
         }
         if hits.is_empty() {
             if fm.cookie_mask == 0 {
@@ -520,8 +626,10 @@ impl Pipeline {
         }
         let mut out = FlowModOutcome::default();
         for (t, id) in hits {
-            if let Some(r) = self.tables[usize::from(t)].cls.get_mut(id) {
+            let table = &mut self.tables[usize::from(t)];
+            if let Some(r) = table.cls.get_mut(id) {
                 r.actions = fm.actions.clone();
+                table.has_conj |= r.is_conjunctive();
                 if fm.flags.reset_counts {
                     r.n_packets = 0;
                     r.n_bytes = 0;
@@ -682,6 +790,7 @@ impl Pipeline {
     pub fn clear(&mut self) {
         for t in &mut self.tables {
             t.cls.clear();
+            t.has_conj = false;
         }
         self.timed.clear();
         self.version += 1;
@@ -943,5 +1052,133 @@ mod tests {
         let e = p.flow_mod(&fm, 0).unwrap_err();
         assert!(e.to_string().starts_with("tp_dst requires"), "{e}");
         assert_eq!(p.n_rules(), 0);
+    }
+
+    fn conj_pipeline() -> Pipeline {
+        let mut p = Pipeline::new();
+        for f in [
+            "priority=100,ip,nw_src=10.0.0.1,actions=conjunction(1,1/2)",
+            "priority=100,ip,nw_src=10.0.0.2,actions=conjunction(1,1/2),conjunction(2,1/2)",
+            "priority=100,tcp,tp_dst=80,actions=conjunction(1,2/2)",
+            "priority=100,tcp,tp_dst=443,actions=conjunction(1,2/2)",
+            "priority=100,udp,tp_dst=53,actions=conjunction(2,2/2)",
+            "priority=100,conj_id=1,ip,actions=output:1",
+            "priority=100,conj_id=2,ip,actions=output:2",
+            "priority=1,actions=output:9",
+        ] {
+            p.add(
+                &crate::text::parse_flow_mod(f, FlowModCommand::Add).unwrap(),
+                0,
+            )
+            .unwrap();
+        }
+        p
+    }
+
+    fn pkt(src: u32, proto: u8, dport: u16) -> FlowKey {
+        FlowKey {
+            dl_type: 0x0800,
+            nw_src: src,
+            nw_proto: proto,
+            tp_dst: dport,
+            ..FlowKey::default()
+        }
+    }
+
+    fn out_port(p: &Pipeline, k: &FlowKey, wc: &mut FlowKey) -> Option<u32> {
+        let (_, r) = p.lookup(0, k, wc)?;
+        match r.actions.first() {
+            Some(Action::Output { port, .. }) => Some(*port),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn conjunctive_match_needs_one_flow_from_every_dimension() {
+        let p = conj_pipeline();
+        let cases = [
+            (pkt(0x0a00_0001, 6, 80), 1),
+            (pkt(0x0a00_0002, 6, 443), 1),
+            (pkt(0x0a00_0003, 6, 80), 9),
+            (pkt(0x0a00_0001, 6, 22), 9),
+            // 10.0.0.2 is in both conjunctions; udp/53 completes only id 2.
+            (pkt(0x0a00_0002, 17, 53), 2),
+            (pkt(0x0a00_0001, 17, 53), 9),
+        ];
+        for (k, want) in cases {
+            let mut wc = FlowKey::default();
+            assert_eq!(out_port(&p, &k, &mut wc), Some(want), "{k:?}");
+            // The key itself is untouched: conj_id is only set for the
+            // second search.
+            assert_eq!(k.conj_id, 0);
+        }
+    }
+
+    #[test]
+    fn conjunctive_lookup_wildcards_are_sound() {
+        let p = conj_pipeline();
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (src, proto, dport) in [(1, 6, 80), (2, 17, 53), (3, 6, 443), (2, 6, 22)] {
+            let k = pkt(0x0a00_0000 | src, proto, dport);
+            let mut wc = FlowKey::default();
+            let want = out_port(&p, &k, &mut wc);
+            for _ in 0..200 {
+                // Any packet that agrees with `k` on the consulted bits gets
+                // the same answer.
+                let mut q = k;
+                for (w, m) in q.words_mut().iter_mut().zip(wc.words()) {
+                    *w = (*w & m) | (rnd() & !m);
+                }
+                q.conj_id = 0;
+                let mut wc2 = FlowKey::default();
+                assert_eq!(out_port(&p, &q, &mut wc2), want, "{q:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_without_conjunctions_keeps_the_plain_lookup() {
+        let mut p = Pipeline::new();
+        p.add(
+            &crate::text::parse_flow_mod("priority=5,ip,actions=output:3", FlowModCommand::Add)
+                .unwrap(),
+            0,
+        )
+        .unwrap();
+        assert!(!p.tables[0].has_conj);
+        let mut wc = FlowKey::default();
+        assert_eq!(out_port(&p, &pkt(1, 6, 1), &mut wc), Some(3));
+        assert!(conj_pipeline().tables[0].has_conj);
+    }
+
+    #[test]
+    fn set_field_without_its_prerequisite_is_refused_on_add_and_modify() {
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.actions = vec![Action::SetField {
+            field: Field::NwDst,
+            value: 1,
+            mask: None,
+        }];
+        assert!(matches!(
+            p.add(&fm, 0),
+            Err(FlowModError::MatchInconsistent(_))
+        ));
+        assert_eq!(p.n_rules(), 0);
+        // A catch-all rule may not be modified into one either.
+        let plain = FlowMod::new(FlowModCommand::Add);
+        p.add(&plain, 0).unwrap();
+        let mut m = fm.clone();
+        m.command = FlowModCommand::Modify;
+        assert!(matches!(
+            p.modify(&m, 0),
+            Err(FlowModError::MatchInconsistent(_))
+        ));
     }
 }

@@ -623,6 +623,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
             | Action::WriteActions(_) => {
                 // Instructions only mean something at rule level.
             }
+            Action::Conjunction { .. } => {
+                // Only the table lookup reads conjunctions; as an action it
+                // does nothing (a conjunctive flow never runs on its own).
+            }
         }
         if self.out.error.is_some() {
             Flow::Abort
@@ -1073,15 +1077,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
 pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
     let mut s = String::new();
     // Like OVS's flow_format: registers and metadata only when nonzero.
-    let mut shown = FlowKey::all_ones();
-    for (i, r) in key.regs.iter().enumerate() {
-        if *r == 0 {
-            shown.regs[i] = 0;
-        }
-    }
-    if key.metadata == 0 {
-        shown.metadata = 0;
-    }
+    let shown = crate::text::flow_display_mask(key);
     let flow = format_match(&Match::new(*key, shown), crate::table::DEFAULT_PRIORITY);
     let _ = writeln!(s, "Flow: {flow}");
     let _ = writeln!(s);
@@ -1098,14 +1094,11 @@ pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
                 match rule {
                     Some(tr) => {
                         let m = format_match(&tr.m, crate::table::DEFAULT_PRIORITY);
-                        let m = if m.is_empty() {
-                            "priority 0".to_string()
-                        } else {
-                            m
-                        };
+                        // OVS prints a catch-all rule as just its priority.
+                        let m = if m.is_empty() { m } else { m + ", " };
                         let _ = writeln!(
                             s,
-                            "{ind}{table_id:2}. {m}, priority {}, cookie {:#x}",
+                            "{ind}{table_id:2}. {m}priority {}, cookie {:#x}",
                             tr.priority, tr.cookie
                         );
                         let _ = writeln!(s, "{ind}    {}", format_actions(&tr.actions));

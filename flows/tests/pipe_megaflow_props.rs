@@ -144,14 +144,53 @@ struct RuleSpec {
 }
 
 fn rule_strategy() -> impl Strategy<Value = RuleSpec> {
-    (0u8..3, 0u32..5).prop_flat_map(|(table, priority)| {
+    let plain = (0u8..3, 0u32..5).prop_flat_map(|(table, priority)| {
         (match_strategy(), rule_actions(table)).prop_map(move |(m, actions)| RuleSpec {
             table,
             priority,
             m,
             actions,
         })
-    })
+    });
+    // One clause of a two-dimension conjunctive match; in table 0 at high
+    // priority so that complete conjunctions are common.
+    let clause = (Just(0u8), 4u32..6, match_strategy(), 1u32..=1, 1u8..=2).prop_map(
+        |(table, priority, m, id, clause)| RuleSpec {
+            table,
+            priority,
+            m,
+            actions: vec![Action::Conjunction {
+                id,
+                clause,
+                n_clauses: 2,
+            }],
+        },
+    );
+    // The flow a completed conjunction leads to (conj_id and little else,
+    // so that completed conjunctions usually find one).
+    let conj_flow = (Just(0u8), 0u32..5).prop_flat_map(|(table, priority)| {
+        (
+            proptest::option::of(1u32..=N_PORTS),
+            1u32..=1,
+            rule_actions(table),
+        )
+            .prop_map(move |(in_port, id, actions)| {
+                let mut m = Match::default();
+                if let Some(p) = in_port {
+                    Field::InPort.set(&mut m.key, p.into());
+                    Field::InPort.unwildcard(&mut m.mask);
+                }
+                Field::ConjId.set(&mut m.key, id.into());
+                Field::ConjId.unwildcard(&mut m.mask);
+                RuleSpec {
+                    table,
+                    priority,
+                    m,
+                    actions,
+                }
+            })
+    });
+    prop_oneof![5 => plain, 4 => clause, 3 => conj_flow]
 }
 
 fn vlan_mode() -> impl Strategy<Value = VlanMode> {
@@ -230,7 +269,22 @@ fn build(w: &World) -> Built {
         fm.table_id = r.table;
         fm.priority = r.priority;
         fm.m = r.m;
-        fm.actions = r.actions.clone();
+        // OVS refuses set_field/load/move on fields whose prerequisites the
+        // match lacks (OFPBAC_MATCH_INCONSISTENT); keep only the actions
+        // such a flow may carry.
+        let ok =
+            |a: &Action| flows::table::check_action_prereqs(&r.m, std::slice::from_ref(a)).is_ok();
+        fm.actions = r
+            .actions
+            .iter()
+            .filter(|a| ok(a))
+            .map(|a| match a {
+                Action::WriteActions(w) => {
+                    Action::WriteActions(w.iter().filter(|a| ok(a)).cloned().collect())
+                }
+                other => other.clone(),
+            })
+            .collect();
         pipeline
             .flow_mod(&fm, 0)
             .expect("generated rules are valid");

@@ -434,6 +434,9 @@ proptest! {
 
     #[test]
     fn add_flow_text_round_trips(fm in add_flow()) {
+        // Flows whose set_field/load/move the match does not allow are
+        // refused (OFPBAC_MATCH_INCONSISTENT); they have no text to round-trip.
+        prop_assume!(flows::table::check_action_prereqs(&fm.m, &fm.actions).is_ok());
         let text = format_flow_mod(&fm);
         let back = parse_flow_mod(&text, FlowModCommand::Add);
         prop_assert_eq!(back.as_ref(), Ok(&fm), "text: {}", text);

@@ -46,6 +46,7 @@ mod nxast {
     pub const DEC_TTL: u16 = 18;
     pub const CONTROLLER: u16 = 20;
     pub const REG_LOAD2: u16 = 33;
+    pub const CONJUNCTION: u16 = 34;
 }
 
 mod it {
@@ -176,6 +177,21 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, DecodeError> {
             let max_len = b.u16()?;
             Ok(Action::Controller { max_len })
         }
+        nxast::CONJUNCTION => {
+            fixed(16)?;
+            // The clause travels 0-based.
+            let clause = b.u8()?;
+            let n_clauses = b.u8()?;
+            let id = b.u32()?;
+            if !(2..=64).contains(&n_clauses) || clause >= n_clauses {
+                return Err(OfError::BadActionArgument.into());
+            }
+            Ok(Action::Conjunction {
+                id,
+                clause: clause + 1,
+                n_clauses,
+            })
+        }
         _ => Err(OfError::BadActionExpType.into()),
     }
 }
@@ -217,6 +233,16 @@ fn encode_nx(w: &mut Writer, a: &Action, version: &'static str) -> Result<bool, 
             };
             let mask = ones << dst.ofs;
             encode_load2(w, f, h, value << dst.ofs, mask);
+        }
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => {
+            nx_header(w, 16, nxast::CONJUNCTION);
+            w.u8(clause.saturating_sub(1));
+            w.u8(*n_clauses);
+            w.u32(*id);
         }
         Action::Move { src, dst } => {
             let (_, sh) = subfield_header(src)?;
@@ -397,7 +423,10 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
             w.u16(8);
             w.u32(*g);
         }
-        Action::Load { .. } | Action::Move { .. } | Action::Resubmit { .. } => {
+        Action::Load { .. }
+        | Action::Move { .. }
+        | Action::Resubmit { .. }
+        | Action::Conjunction { .. } => {
             encode_nx(w, a, "1.3")?;
         }
         Action::GotoTable(_)
@@ -766,7 +795,10 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
                     "1.0",
                 )?;
             }
-            Action::Load { .. } | Action::Move { .. } | Action::Resubmit { .. } => {
+            Action::Load { .. }
+            | Action::Move { .. }
+            | Action::Resubmit { .. }
+            | Action::Conjunction { .. } => {
                 encode_nx(w, a, "1.0")?;
             }
             Action::PushVlan(_)
@@ -831,6 +863,63 @@ mod tests {
         let mut w = Writer::new();
         encode_actions13(&mut w, &acts).unwrap();
         assert_eq!(w.buf, b);
+    }
+
+    #[test]
+    fn conjunction_encodes_like_ovs_with_a_zero_based_clause() {
+        // `conjunction(1,2/3),conjunction(5,1/2)` as ovs-ofctl 3.1 sends it.
+        let b = hex(concat!(
+            "ffff0010000023200022010300000001",
+            "ffff0010000023200022000200000005"
+        ));
+        let acts = vec![
+            Action::Conjunction {
+                id: 1,
+                clause: 2,
+                n_clauses: 3,
+            },
+            Action::Conjunction {
+                id: 5,
+                clause: 1,
+                n_clauses: 2,
+            },
+        ];
+        assert_eq!(decode_actions13(Reader::new(&b)).unwrap(), acts);
+        let mut w = Writer::new();
+        encode_actions13(&mut w, &acts).unwrap();
+        assert_eq!(w.buf, b);
+        let mut w = Writer::new();
+        encode_actions10(&mut w, &acts).unwrap();
+        assert_eq!(w.buf, b);
+        // A clause index past the number of clauses is refused.
+        let bad = hex("ffff0010000023200022020200000001");
+        assert_eq!(
+            decode_actions13(Reader::new(&bad)).map_err(|e| e.of_error()),
+            Err(OfError::BadActionArgument)
+        );
+    }
+
+    #[test]
+    fn load_and_move_on_nicira_fields_encode_like_ovs() {
+        // move:NXM_NX_TUN_ID[0..31]->NXM_NX_REG8[],load:0x5->NXM_NX_PKT_MARK[],
+        // move:NXM_NX_XXREG0[0..63]->OXM_OF_PKT_REG3[],
+        // load:0x6->NXM_NX_REG15[3..10],
+        // move:NXM_NX_CT_LABEL[0..31]->NXM_NX_TUN_IPV4_DST[]
+        // as ovs-ofctl 3.1 writes them.
+        let b = hex(concat!(
+            "ffff0018000023200006002000000000000120080001100",
+            "4",
+            "ffff0018000023200007001f000142040000000000000005",
+            "ffff00180000232000060040000000000001de1080010608",
+            "ffff001800002320000700c700011e040000000000000006",
+            "ffff00180000232000060020000000000001d81000014004"
+        ));
+        let text = "move:NXM_NX_TUN_ID[0..31]->NXM_NX_REG8[],load:0x5->NXM_NX_PKT_MARK[],move:NXM_NX_XXREG0[0..63]->OXM_OF_PKT_REG3[],load:0x6->NXM_NX_REG15[3..10],move:NXM_NX_CT_LABEL[0..31]->NXM_NX_TUN_IPV4_DST[]";
+        let acts = flows::text::parse_actions(text).unwrap();
+        let mut w = Writer::new();
+        encode_actions10(&mut w, &acts).unwrap();
+        assert_eq!(w.buf, b);
+        assert_eq!(decode_actions10(Reader::new(&b)).unwrap(), acts);
     }
 
     #[test]

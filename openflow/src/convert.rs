@@ -14,6 +14,7 @@ pub fn flow_mod_error(e: &FlowModError) -> OfError {
         FlowModError::Overlap => OfError::Overlap,
         FlowModError::BadGoto { .. } => OfError::BadInstructionTableId,
         FlowModError::BadPrereq(_) => OfError::BadPrereq,
+        FlowModError::MatchInconsistent(_) => OfError::MatchInconsistent,
     }
 }
 

@@ -49,6 +49,8 @@ pub enum OfError {
     BadQueue,
     #[error("OFPBAC_BAD_OUT_GROUP")]
     BadOutGroup,
+    #[error("OFPBAC_MATCH_INCONSISTENT")]
+    MatchInconsistent,
     #[error("OFPBAC_BAD_SET_TYPE")]
     BadSetType,
     #[error("OFPBAC_BAD_SET_LEN")]
@@ -221,6 +223,7 @@ const ALL: &[OfError] = &[
     OfError::BadActionArgument,
     OfError::BadQueue,
     OfError::BadOutGroup,
+    OfError::MatchInconsistent,
     OfError::BadSetType,
     OfError::BadSetLen,
     OfError::BadSetArgument,
@@ -357,6 +360,7 @@ impl OfError {
             BadActionArgument => (et13::BAD_ACTION, 5),
             BadQueue => (et13::BAD_ACTION, 8),
             BadOutGroup => (et13::BAD_ACTION, 9),
+            MatchInconsistent => (et13::BAD_ACTION, 10),
             BadSetType => (et13::BAD_ACTION, 13),
             BadSetLen => (et13::BAD_ACTION, 14),
             BadSetArgument => (et13::BAD_ACTION, 15),
@@ -478,7 +482,9 @@ impl OfError {
             BadActionExperimenter => (et10::BAD_ACTION, 2),
             BadActionExpType => (et10::BAD_ACTION, 3),
             BadOutPort => (et10::BAD_ACTION, 4),
-            BadActionArgument | BadOutGroup | BadSetType | BadSetArgument => (et10::BAD_ACTION, 5),
+            BadActionArgument | BadOutGroup | BadSetType | BadSetArgument | MatchInconsistent => {
+                (et10::BAD_ACTION, 5)
+            }
             BadQueue => (et10::BAD_ACTION, 8),
             UnknownInstruction
             | UnsupportedInstruction

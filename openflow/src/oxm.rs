@@ -1,166 +1,26 @@
-//! OXM (OpenFlow 1.3) and NXM (Nicira) match fields, and the OpenFlow 1.3
-//! `ofp_match` they live in.
+//! OXM (OpenFlow 1.3+) and NXM (Nicira) match fields on the wire, and the
+//! OpenFlow 1.3 `ofp_match` they live in.
 //!
-//! ovs-ofctl sends Nicira fields (registers, `nw_ttl`, `ip_frag`) as NXM
-//! class 0x0001 entries inside OXM matches and `tcp_flags` as an ONF
-//! experimenter OXM; all of those are accepted here.
+//! This module only frames bytes: which header carries which field, its
+//! width and its prerequisites all come from the one field table,
+//! [`flows::field::WIRE_IDS`], and values land in the key through
+//! [`flows::Field`]'s accessors. ovs-ofctl sends Nicira fields (registers,
+//! `nw_ttl`, `ip_frag`, tunnel and conntrack fields) as NXM class 0x0001
+//! entries inside OXM matches and `tcp_flags` as an ONF experimenter OXM;
+//! all of those are accepted here.
 
 use flows::Field;
 use flows::Match;
+use flows::field::{OXM_CLASS_BASIC, OXM_CLASS_EXPERIMENTER, WIRE_IDS, WireId, wire_lookup};
 use flows::key::{FlowKey, VLAN_CFI, ethertype, ipproto};
 
-use crate::consts::{OFPVID_PRESENT, ONF_VENDOR_ID, port_from_10};
+use crate::consts::{OFPVID_PRESENT, port_from_10};
 use crate::error::{DecodeError, OfError};
 use crate::wire::{Reader, Writer};
 
-const OXM_CLASS: u16 = 0x8000;
-const NXM0: u16 = 0x0000;
-const NXM1: u16 = 0x0001;
-const EXP_CLASS: u16 = 0xffff;
-
-/// A match field as the wire names it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum OxmField {
-    InPort,
-    /// NXM_OF_IN_PORT: 16-bit OpenFlow 1.0 port number.
-    InPort16,
-    Metadata,
-    Reg(u8),
-    EthDst,
-    EthSrc,
-    EthType,
-    VlanVid,
-    VlanPcp,
-    /// NXM_OF_VLAN_TCI (OVS CFI convention).
-    VlanTci,
-    IpDscp,
-    /// NXM_OF_IP_TOS: the TOS byte's DSCP bits in place.
-    NwTos,
-    IpEcn,
-    IpProto,
-    Ipv4Src,
-    Ipv4Dst,
-    TcpSrc,
-    TcpDst,
-    UdpSrc,
-    UdpDst,
-    SctpSrc,
-    SctpDst,
-    Icmpv4Type,
-    Icmpv4Code,
-    ArpOp,
-    ArpSpa,
-    ArpTpa,
-    ArpSha,
-    ArpTha,
-    Ipv6Src,
-    Ipv6Dst,
-    Ipv6Flabel,
-    Icmpv6Type,
-    Icmpv6Code,
-    NdTarget,
-    NdSll,
-    NdTll,
-    TcpFlags,
-    IpTtl,
-    IpFrag,
-}
-
-use OxmField as F;
-
-/// One wire id: (wire field, the flows field it carries, class, field
-/// number, payload width in bytes, experimenter id). Where a flows field
-/// has several wire ids, the first row is the one this crate writes.
-type Entry = (OxmField, Field, u16, u8, u8, Option<u32>);
-
-const TABLE: &[Entry] = &[
-    (F::InPort, Field::InPort, OXM_CLASS, 0, 4, None),
-    (F::Metadata, Field::Metadata, OXM_CLASS, 2, 8, None),
-    (F::EthDst, Field::DlDst, OXM_CLASS, 3, 6, None),
-    (F::EthSrc, Field::DlSrc, OXM_CLASS, 4, 6, None),
-    (F::EthType, Field::DlType, OXM_CLASS, 5, 2, None),
-    (F::VlanVid, Field::VlanVid, OXM_CLASS, 6, 2, None),
-    (F::VlanPcp, Field::DlVlanPcp, OXM_CLASS, 7, 1, None),
-    (F::IpDscp, Field::IpDscp, OXM_CLASS, 8, 1, None),
-    (F::IpEcn, Field::NwEcn, OXM_CLASS, 9, 1, None),
-    (F::IpProto, Field::NwProto, OXM_CLASS, 10, 1, None),
-    (F::Ipv4Src, Field::NwSrc, OXM_CLASS, 11, 4, None),
-    (F::Ipv4Dst, Field::NwDst, OXM_CLASS, 12, 4, None),
-    (F::TcpSrc, Field::TpSrc, OXM_CLASS, 13, 2, None),
-    (F::TcpDst, Field::TpDst, OXM_CLASS, 14, 2, None),
-    (F::UdpSrc, Field::TpSrc, OXM_CLASS, 15, 2, None),
-    (F::UdpDst, Field::TpDst, OXM_CLASS, 16, 2, None),
-    (F::SctpSrc, Field::TpSrc, OXM_CLASS, 17, 2, None),
-    (F::SctpDst, Field::TpDst, OXM_CLASS, 18, 2, None),
-    (F::Icmpv4Type, Field::IcmpType, OXM_CLASS, 19, 1, None),
-    (F::Icmpv4Code, Field::IcmpCode, OXM_CLASS, 20, 1, None),
-    (F::ArpOp, Field::ArpOp, OXM_CLASS, 21, 2, None),
-    (F::ArpSpa, Field::ArpSpa, OXM_CLASS, 22, 4, None),
-    (F::ArpTpa, Field::ArpTpa, OXM_CLASS, 23, 4, None),
-    (F::ArpSha, Field::ArpSha, OXM_CLASS, 24, 6, None),
-    (F::ArpTha, Field::ArpTha, OXM_CLASS, 25, 6, None),
-    (F::Ipv6Src, Field::Ipv6Src, OXM_CLASS, 26, 16, None),
-    (F::Ipv6Dst, Field::Ipv6Dst, OXM_CLASS, 27, 16, None),
-    (F::Ipv6Flabel, Field::Ipv6Label, OXM_CLASS, 28, 4, None),
-    (F::Icmpv6Type, Field::IcmpType, OXM_CLASS, 29, 1, None),
-    (F::Icmpv6Code, Field::IcmpCode, OXM_CLASS, 30, 1, None),
-    (F::NdTarget, Field::NdTarget, OXM_CLASS, 31, 16, None),
-    (F::NdSll, Field::NdSll, OXM_CLASS, 32, 6, None),
-    (F::NdTll, Field::NdTll, OXM_CLASS, 33, 6, None),
-    (
-        F::TcpFlags,
-        Field::TcpFlags,
-        EXP_CLASS,
-        42,
-        2,
-        Some(ONF_VENDOR_ID),
-    ),
-    // OpenFlow 1.5 made tcp_flags a standard OXM (ovs-ofctl -O OpenFlow15
-    // sends this form); read only, the ONF form above is what is written.
-    (F::TcpFlags, Field::TcpFlags, OXM_CLASS, 42, 2, None),
-    // NXM_OF_*
-    (F::InPort16, Field::InPort, NXM0, 0, 2, None),
-    (F::EthDst, Field::DlDst, NXM0, 1, 6, None),
-    (F::EthSrc, Field::DlSrc, NXM0, 2, 6, None),
-    (F::EthType, Field::DlType, NXM0, 3, 2, None),
-    (F::VlanTci, Field::VlanTci, NXM0, 4, 2, None),
-    (F::NwTos, Field::NwTos, NXM0, 5, 1, None),
-    (F::IpProto, Field::NwProto, NXM0, 6, 1, None),
-    (F::Ipv4Src, Field::NwSrc, NXM0, 7, 4, None),
-    (F::Ipv4Dst, Field::NwDst, NXM0, 8, 4, None),
-    (F::TcpSrc, Field::TpSrc, NXM0, 9, 2, None),
-    (F::TcpDst, Field::TpDst, NXM0, 10, 2, None),
-    (F::UdpSrc, Field::TpSrc, NXM0, 11, 2, None),
-    (F::UdpDst, Field::TpDst, NXM0, 12, 2, None),
-    (F::Icmpv4Type, Field::IcmpType, NXM0, 13, 1, None),
-    (F::Icmpv4Code, Field::IcmpCode, NXM0, 14, 1, None),
-    (F::ArpOp, Field::ArpOp, NXM0, 15, 2, None),
-    (F::ArpSpa, Field::ArpSpa, NXM0, 16, 4, None),
-    (F::ArpTpa, Field::ArpTpa, NXM0, 17, 4, None),
-    // NXM_NX_*
-    (F::Reg(0), Field::Reg(0), NXM1, 0, 4, None),
-    (F::Reg(1), Field::Reg(1), NXM1, 1, 4, None),
-    (F::Reg(2), Field::Reg(2), NXM1, 2, 4, None),
-    (F::Reg(3), Field::Reg(3), NXM1, 3, 4, None),
-    (F::Reg(4), Field::Reg(4), NXM1, 4, 4, None),
-    (F::Reg(5), Field::Reg(5), NXM1, 5, 4, None),
-    (F::Reg(6), Field::Reg(6), NXM1, 6, 4, None),
-    (F::Reg(7), Field::Reg(7), NXM1, 7, 4, None),
-    (F::ArpSha, Field::ArpSha, NXM1, 17, 6, None),
-    (F::ArpTha, Field::ArpTha, NXM1, 18, 6, None),
-    (F::Ipv6Src, Field::Ipv6Src, NXM1, 19, 16, None),
-    (F::Ipv6Dst, Field::Ipv6Dst, NXM1, 20, 16, None),
-    (F::Icmpv6Type, Field::IcmpType, NXM1, 21, 1, None),
-    (F::Icmpv6Code, Field::IcmpCode, NXM1, 22, 1, None),
-    (F::NdTarget, Field::NdTarget, NXM1, 23, 16, None),
-    (F::NdSll, Field::NdSll, NXM1, 24, 6, None),
-    (F::NdTll, Field::NdTll, NXM1, 25, 6, None),
-    (F::IpFrag, Field::NwFrag, NXM1, 26, 1, None),
-    (F::Ipv6Flabel, Field::Ipv6Label, NXM1, 27, 4, None),
-    (F::IpEcn, Field::NwEcn, NXM1, 28, 1, None),
-    (F::IpTtl, Field::NwTtl, NXM1, 29, 1, None),
-    (F::TcpFlags, Field::TcpFlags, NXM1, 34, 2, None),
-];
+/// A match field as the wire names it: a row of the field table (the
+/// preferred header of its wire field).
+pub type OxmField = &'static WireId;
 
 /// A field's wire header: class, field number, payload width, experimenter.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -185,68 +45,47 @@ impl OxmHeader {
     }
 }
 
-fn entry_header(e: &Entry) -> OxmHeader {
+fn header_of(w: &WireId) -> OxmHeader {
     OxmHeader {
-        class: e.2,
-        field: e.3,
-        width: e.4,
-        experimenter: e.5,
+        class: w.class,
+        field: w.num,
+        width: w.len,
+        experimenter: w.experimenter,
     }
+}
+
+/// The preferred row of the wire field `f`.
+fn preferred(f: OxmField) -> OxmField {
+    WIRE_IDS.iter().find(|w| w.name == f.name).unwrap_or(f)
 }
 
 /// The header ovs-ofctl uses for `f` in OXM matches and set_field
 /// (OXM when one exists, else NXM/ONF).
 pub fn oxm_header(f: OxmField) -> OxmHeader {
-    TABLE
-        .iter()
-        .find(|e| e.0 == f)
-        .map(entry_header)
-        .unwrap_or(OxmHeader {
-            class: OXM_CLASS,
-            field: 0,
-            width: 4,
-            experimenter: None,
-        })
+    header_of(preferred(f))
 }
 
 /// The header used in Nicira load/move actions (NXM first, then OXM).
 pub fn nxm_header(f: OxmField) -> OxmHeader {
-    TABLE
+    WIRE_IDS
         .iter()
-        .find(|e| e.0 == f && e.2 != OXM_CLASS && e.5.is_none())
-        .or_else(|| TABLE.iter().find(|e| e.0 == f && e.5.is_none()))
-        .map(entry_header)
-        .unwrap_or_else(|| oxm_header(f))
+        .find(|w| w.name == f.name && w.is_nxm())
+        .or_else(|| {
+            WIRE_IDS
+                .iter()
+                .find(|w| w.name == f.name && w.experimenter.is_none())
+        })
+        .map_or_else(|| oxm_header(f), header_of)
 }
 
 /// Looks a wire header word up; for experimenter classes `exp` is the id.
 pub fn lookup(class: u16, field: u8, exp: Option<u32>) -> Option<(OxmField, u8)> {
-    TABLE
-        .iter()
-        .find(|e| e.2 == class && e.3 == field && e.5 == exp)
-        .map(|e| (e.0, e.4))
+    wire_lookup(class, field, exp).map(|w| (w, w.len))
 }
 
 /// Meaningful bits of a field's value.
-pub fn full_mask(f: OxmField, width: u8) -> u128 {
-    match f {
-        F::VlanVid => 0x1fff,
-        F::VlanPcp => 0x7,
-        F::IpDscp => 0x3f,
-        F::IpEcn | F::IpFrag => 0x3,
-        F::NwTos => 0xfc,
-        F::Ipv6Flabel => 0xf_ffff,
-        F::TcpFlags => 0xfff,
-        _ => width_mask(width),
-    }
-}
-
-fn width_mask(width: u8) -> u128 {
-    if width >= 16 {
-        u128::MAX
-    } else {
-        (1u128 << (u32::from(width) * 8)) - 1
-    }
+pub fn full_mask(f: OxmField, _width: u8) -> u128 {
+    f.full_mask()
 }
 
 /// Right-aligned big-endian value of `bytes`.
@@ -266,10 +105,7 @@ pub fn write_be(w: &mut Writer, v: u128, width: u8) {
 
 /// The flows field a wire field carries.
 pub fn to_flows_field(f: OxmField) -> Field {
-    TABLE
-        .iter()
-        .find(|e| e.0 == f)
-        .map_or(Field::InPort, |e| e.1)
+    f.field
 }
 
 /// Converts a flows-level value to the wire field's value.
@@ -286,74 +122,41 @@ pub fn from_flows_field(f: Field) -> Option<(OxmField, ValueConv)> {
         v | u128::from(OFPVID_PRESENT)
     }
     if f == Field::DlVlan {
-        return Some((F::VlanVid, vid_present));
+        return flows::field::wire_of(Field::VlanVid).map(|w| (w, vid_present as ValueConv));
     }
-    TABLE
-        .iter()
-        .find(|e| e.1 == f)
-        .map(|e| (e.0, id as ValueConv))
+    flows::field::wire_of(f).map(|w| (w, id as ValueConv))
 }
 
 /// Writes `(value, mask)` of wire field `f` into a key/mask pair, through
 /// flows's own field accessors. Only two wire encodings need more than
 /// the field they name: NXM's 16-bit in_port and OXM's "no VLAN tag".
 fn apply(f: OxmField, v: u128, m: u128, key: &mut FlowKey, mask: &mut FlowKey) {
-    match f {
-        F::InPort16 => {
-            Field::InPort.set(key, u128::from(port_from_10((v & m) as u16)));
-            Field::InPort.set(mask, if m == 0 { 0 } else { u128::from(u32::MAX) });
-        }
-        F::VlanVid if v & m == 0 && m & u128::from(OFPVID_PRESENT) != 0 && m & 0xfff == 0xfff => {
-            // OFPVID_NONE: no tag at all.
-            Field::VlanTci.set(key, 0);
-            Field::VlanTci.set(mask, 0xffff);
-        }
-        _ => {
-            let field = to_flows_field(f);
-            field.set_masked(key, v, m);
-            field.set(mask, m);
-        }
+    if f.field == Field::InPort && f.len == 2 {
+        Field::InPort.set(key, u128::from(port_from_10((v & m) as u16)));
+        Field::InPort.set(mask, if m == 0 { 0 } else { u128::from(u32::MAX) });
+    } else if f.field == Field::VlanVid
+        && f.class == OXM_CLASS_BASIC
+        && v & m == 0
+        && m & u128::from(OFPVID_PRESENT) != 0
+        && m & 0xfff == 0xfff
+    {
+        // OFPVID_NONE: no tag at all.
+        Field::VlanTci.set(key, 0);
+        Field::VlanTci.set(mask, 0xffff);
+    } else {
+        f.field.set_masked(key, v, m);
+        f.field.set(mask, m);
     }
-}
-
-fn is_ip(m: &Match) -> bool {
-    m.mask.dl_type == 0xffff
-        && (m.key.dl_type == ethertype::IPV4 || m.key.dl_type == ethertype::IPV6)
 }
 
 fn dl_is(m: &Match, t: u16) -> bool {
     m.mask.dl_type == 0xffff && m.key.dl_type == t
 }
 
-fn proto_is(m: &Match, p: u8) -> bool {
-    is_ip(m) && m.mask.nw_proto == 0xff && m.key.nw_proto == p
-}
-
-fn icmp6_type_is(m: &Match, types: &[u16]) -> bool {
-    proto_is(m, ipproto::ICMPV6)
-        && dl_is(m, ethertype::IPV6)
-        && m.mask.tp_src & 0xff == 0xff
-        && types.contains(&m.key.tp_src)
-}
-
-/// True when the prerequisites of `f` hold in `m` (OpenFlow 1.3 table 12).
+/// True when the prerequisites of `f` hold in `m` (OpenFlow 1.3 table 12,
+/// plus OVS's for Nicira fields).
 pub fn prereq_ok(f: OxmField, m: &Match) -> bool {
-    match f {
-        F::VlanPcp => m.mask.vlan_tci & VLAN_CFI != 0 && m.key.vlan_tci & VLAN_CFI != 0,
-        F::IpDscp | F::NwTos | F::IpEcn | F::IpProto | F::IpTtl | F::IpFrag => is_ip(m),
-        F::Ipv4Src | F::Ipv4Dst => dl_is(m, ethertype::IPV4),
-        F::TcpSrc | F::TcpDst | F::TcpFlags => proto_is(m, ipproto::TCP),
-        F::UdpSrc | F::UdpDst => proto_is(m, ipproto::UDP),
-        F::SctpSrc | F::SctpDst => proto_is(m, ipproto::SCTP),
-        F::Icmpv4Type | F::Icmpv4Code => dl_is(m, ethertype::IPV4) && proto_is(m, ipproto::ICMP),
-        F::ArpOp | F::ArpSpa | F::ArpTpa | F::ArpSha | F::ArpTha => dl_is(m, ethertype::ARP),
-        F::Ipv6Src | F::Ipv6Dst | F::Ipv6Flabel => dl_is(m, ethertype::IPV6),
-        F::Icmpv6Type | F::Icmpv6Code => dl_is(m, ethertype::IPV6) && proto_is(m, ipproto::ICMPV6),
-        F::NdTarget => icmp6_type_is(m, &[135, 136]),
-        F::NdSll => icmp6_type_is(m, &[135]),
-        F::NdTll => icmp6_type_is(m, &[136]),
-        _ => true,
-    }
+    f.prereq.holds_in(m)
 }
 
 /// Reads one OXM/NXM TLV: (field, value, mask, header).
@@ -368,7 +171,7 @@ fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> 
     let has_mask = word & 0x100 != 0;
     let len = usize::from((word & 0xff) as u8);
     let mut body = r.sub(len)?;
-    let exp = if class == EXP_CLASS {
+    let exp = if class == OXM_CLASS_EXPERIMENTER {
         Some(body.u32()?)
     } else {
         None
@@ -385,44 +188,6 @@ fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> 
         full_mask(f, width)
     };
     Ok((f, v, m))
-}
-
-/// OXM class OFPXMC_PACKET_REGS (OpenFlow 1.5): 64-bit registers, of
-/// which register N is Open vSwitch's `xregN`, i.e. `reg(2N)` in the high
-/// half and `reg(2N+1)` in the low half.
-const PACKET_REGS_CLASS: u16 = 0x8001;
-
-/// Reads one packet-register TLV as the (up to two) 32-bit registers it
-/// sets; a half whose mask is zero is left out.
-fn read_packet_reg(r: &mut Reader) -> Result<Vec<(OxmField, u128, u128)>, DecodeError> {
-    r.within(OfError::BadMatchLen, |r| {
-        let word = r.u32()?;
-        let n = ((word >> 9) & 0x7f) as u8;
-        let has_mask = word & 0x100 != 0;
-        let len = usize::from((word & 0xff) as u8);
-        if len != if has_mask { 16 } else { 8 } {
-            return Err(OfError::BadMatchLen.into());
-        }
-        let v = r.u64()?;
-        let m = if has_mask { r.u64()? } else { u64::MAX };
-        let mut out = Vec::new();
-        for (i, shift) in [(0u8, 32u32), (1, 0)] {
-            let half_m = u128::from((m >> shift) as u32);
-            if half_m == 0 {
-                continue;
-            }
-            let reg = n
-                .checked_mul(2)
-                .and_then(|b| b.checked_add(i))
-                .ok_or(OfError::BadField)?;
-            let f = F::Reg(reg);
-            if !TABLE.iter().any(|e| e.0 == f) {
-                return Err(OfError::BadField.into());
-            }
-            out.push((f, u128::from((v >> shift) as u32), half_m));
-        }
-        Ok(out)
-    })
 }
 
 /// Writes one TLV with header `h`; the mask is omitted when it is full.
@@ -446,20 +211,8 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     let mut mask = FlowKey::default();
     let mut seen: Vec<OxmField> = Vec::new();
     while !r.is_empty() {
-        if r.peek_u16(0)? == PACKET_REGS_CLASS {
-            // OpenFlow 1.5's packet registers, as ovs-ofctl sends 32-bit
-            // register matches from 1.5 on: two registers per TLV.
-            for (f, v, m) in read_packet_reg(&mut r)? {
-                if seen.contains(&f) {
-                    return Err(OfError::DupField.into());
-                }
-                seen.push(f);
-                apply(f, v, m, &mut key, &mut mask);
-            }
-            continue;
-        }
         let (f, v, m) = read_tlv(&mut r)?;
-        if seen.contains(&f) {
+        if seen.iter().any(|s| s.name == f.name) {
             return Err(OfError::DupField.into());
         }
         seen.push(f);
@@ -467,83 +220,130 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
     }
     let m = Match::new(key, mask);
     for f in &seen {
-        if !prereq_ok(*f, &m) {
+        if !prereq_ok(f, &m) {
             return Err(OfError::BadPrereq.into());
         }
     }
     Ok(m)
 }
 
-/// The wire fields (with values and masks) that express `m`, read through
-/// flows's field accessors. Where one key field has several wire names
-/// (ports, ICMP type/code, ARP/IPv4 addresses, ARP/ND hardware addresses)
-/// the match's own dl_type/nw_proto choose the name ovs-ofctl would use.
+/// The wire fields (with values and masks) that express `m`, in the order
+/// OVS writes them, read through flows's field accessors. Where one key
+/// field has several wire names (ports, ICMP type/code, ARP/IPv4
+/// addresses, ARP/ND hardware addresses) the match's own dl_type/nw_proto
+/// choose the name ovs-ofctl would use.
 pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
     let (k, mk) = (&m.key, &m.mask);
     let arp = dl_is(m, ethertype::ARP);
     let ipv6 = dl_is(m, ethertype::IPV6);
     let proto = (mk.nw_proto == 0xff && !arp).then_some(k.nw_proto);
     let (tp_src, tp_dst) = match proto {
-        Some(ipproto::UDP) => (F::UdpSrc, F::UdpDst),
-        Some(ipproto::SCTP) => (F::SctpSrc, F::SctpDst),
-        Some(ipproto::ICMP) => (F::Icmpv4Type, F::Icmpv4Code),
-        Some(ipproto::ICMPV6) => (F::Icmpv6Type, F::Icmpv6Code),
-        _ => (F::TcpSrc, F::TcpDst),
+        Some(ipproto::UDP) => ("udp_src", "udp_dst"),
+        Some(ipproto::SCTP) => ("sctp_src", "sctp_dst"),
+        Some(ipproto::ICMP) => ("icmpv4_type", "icmpv4_code"),
+        Some(ipproto::ICMPV6) => ("icmpv6_type", "icmpv6_code"),
+        _ => ("tcp_src", "tcp_dst"),
     };
     let mut out = Vec::new();
-    let mut push = |f: OxmField| {
-        let field = to_flows_field(f);
-        let mm = field.get(mk);
+    let mut push = |name: &str| {
+        let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
+            return;
+        };
+        let mm = f.field.get(mk);
         if mm != 0 {
-            out.push((f, field.get(k) & mm, mm));
+            out.push((f, f.field.get(k) & mm, mm));
         }
     };
-    for f in [F::InPort, F::Metadata] {
-        push(f);
-    }
-    for i in 0..8u8 {
-        push(F::Reg(i));
-    }
-    for f in [F::EthDst, F::EthSrc, F::EthType] {
-        push(f);
+    for name in [
+        "dp_hash",
+        "recirc_id",
+        "conj_id",
+        "in_port",
+        "eth_src",
+        "eth_dst",
+        "eth_type",
+    ] {
+        push(name);
     }
     let untagged = mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0;
-    if !untagged {
-        push(F::VlanVid);
-        push(F::VlanPcp);
-    }
-    for f in [
-        F::IpDscp,
-        F::IpEcn,
-        if arp { F::ArpOp } else { F::IpProto },
-        F::IpTtl,
-        F::IpFrag,
-        if arp { F::ArpSpa } else { F::Ipv4Src },
-        if arp { F::ArpTpa } else { F::Ipv4Dst },
-        F::Ipv6Src,
-        F::Ipv6Dst,
-        F::Ipv6Flabel,
-        tp_src,
-        tp_dst,
-        F::TcpFlags,
-        F::NdTarget,
-        if ipv6 { F::NdSll } else { F::ArpSha },
-        if ipv6 { F::NdTll } else { F::ArpTha },
-    ] {
-        push(f);
-    }
     if untagged {
-        // OFPVID_NONE, in the place VLAN_VID has above.
-        let at = out
-            .iter()
-            .take_while(|(f, _, _)| {
-                matches!(
-                    f,
-                    F::InPort | F::Metadata | F::Reg(_) | F::EthDst | F::EthSrc | F::EthType
-                )
-            })
-            .count();
-        out.insert(at, (F::VlanVid, 0, 0x1fff));
+        if let Some(f) = WIRE_IDS.iter().find(|w| w.name == "vlan_vid") {
+            // OFPVID_NONE.
+            out.push((f, 0, 0x1fff));
+        }
+    } else {
+        push("vlan_vid");
+        push("vlan_pcp");
+    }
+    let mut push = |name: &str| {
+        let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
+            return;
+        };
+        let mm = f.field.get(mk);
+        if mm != 0 {
+            out.push((f, f.field.get(k) & mm, mm));
+        }
+    };
+    if arp {
+        for name in ["arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"] {
+            push(name);
+        }
+    } else {
+        for name in [
+            "ipv4_src",
+            "ipv4_dst",
+            "ipv6_src",
+            "ipv6_dst",
+            "ipv6_flabel",
+            "ip_frag",
+            "ip_dscp",
+            "ip_ecn",
+            "ip_ttl",
+            "ip_proto",
+            tp_src,
+            tp_dst,
+            "tcp_flags",
+            "nd_target",
+            if ipv6 { "nd_sll" } else { "arp_sha" },
+            if ipv6 { "nd_tll" } else { "arp_tha" },
+        ] {
+            push(name);
+        }
+    }
+    for name in [
+        "tun_id",
+        "tun_flags",
+        "tun_src",
+        "tun_dst",
+        "tun_ipv6_src",
+        "tun_ipv6_dst",
+        "tun_gbp_id",
+        "tun_gbp_flags",
+    ] {
+        push(name);
+    }
+    for name in [
+        "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10",
+        "reg11", "reg12", "reg13", "reg14", "reg15",
+    ] {
+        push(name);
+    }
+    for name in [
+        "pkt_mark",
+        "ct_state",
+        "ct_zone",
+        "ct_mark",
+        "ct_label",
+        "ct_nw_src",
+        "ct_nw_dst",
+        "ct_ipv6_src",
+        "ct_ipv6_dst",
+        "ct_nw_proto",
+        "ct_tp_src",
+        "ct_tp_dst",
+        "metadata",
+    ] {
+        push(name);
     }
     out
 }
@@ -589,6 +389,10 @@ fn decode_ofp_match_body(r: &mut Reader) -> Result<Match, DecodeError> {
 mod tests {
     use super::*;
 
+    fn wf(name: &str) -> OxmField {
+        WIRE_IDS.iter().find(|r| r.name == name).unwrap()
+    }
+
     fn ip_dst_match() -> Match {
         let mut k = FlowKey::default();
         let mut m = FlowKey::default();
@@ -618,8 +422,8 @@ mod tests {
         let mut w = Writer::new();
         write_tlv(
             &mut w,
-            F::Ipv4Dst,
-            oxm_header(F::Ipv4Dst),
+            wf("ipv4_dst"),
+            oxm_header(wf("ipv4_dst")),
             1,
             u128::from(u32::MAX),
         );
@@ -632,8 +436,20 @@ mod tests {
     #[test]
     fn repeated_field_is_dup_field() {
         let mut w = Writer::new();
-        write_tlv(&mut w, F::EthType, oxm_header(F::EthType), 0x800, 0xffff);
-        write_tlv(&mut w, F::EthType, oxm_header(F::EthType), 0x800, 0xffff);
+        write_tlv(
+            &mut w,
+            wf("eth_type"),
+            oxm_header(wf("eth_type")),
+            0x800,
+            0xffff,
+        );
+        write_tlv(
+            &mut w,
+            wf("eth_type"),
+            oxm_header(wf("eth_type")),
+            0x800,
+            0xffff,
+        );
         assert_eq!(
             decode_fields(Reader::new(&w.buf)).map_err(|e| e.of_error()),
             Err(OfError::DupField)
@@ -643,11 +459,23 @@ mod tests {
     #[test]
     fn vlan_vid_none_means_untagged_and_present_bit_maps_to_cfi() {
         let mut w = Writer::new();
-        write_tlv(&mut w, F::VlanVid, oxm_header(F::VlanVid), 0, 0x1fff);
+        write_tlv(
+            &mut w,
+            wf("vlan_vid"),
+            oxm_header(wf("vlan_vid")),
+            0,
+            0x1fff,
+        );
         let m = decode_fields(Reader::new(&w.buf)).unwrap();
         assert_eq!((m.key.vlan_tci, m.mask.vlan_tci), (0, 0xffff));
         let mut w = Writer::new();
-        write_tlv(&mut w, F::VlanVid, oxm_header(F::VlanVid), 0x1005, 0x1fff);
+        write_tlv(
+            &mut w,
+            wf("vlan_vid"),
+            oxm_header(wf("vlan_vid")),
+            0x1005,
+            0x1fff,
+        );
         let m = decode_fields(Reader::new(&w.buf)).unwrap();
         assert_eq!(m.key.vlan_tci, VLAN_CFI | 5);
         assert_eq!(m.mask.vlan_tci, 0x1fff);
@@ -678,15 +506,115 @@ mod tests {
                 assert_eq!(conv(5), 5);
             }
         }
-        assert!(from_flows_field(Field::Reg(8)).is_none());
     }
 
     #[test]
     fn every_wire_id_reads_back_as_its_row() {
-        for e in TABLE {
-            assert_eq!(lookup(e.2, e.3, e.5), Some((e.0, e.4)), "{e:?}");
-            assert_eq!(to_flows_field(e.0), e.1, "{e:?}");
+        for e in WIRE_IDS {
+            let (f, len) = lookup(e.class, e.num, e.experimenter).unwrap();
+            assert_eq!((f, len), (e, e.len), "{e:?}");
         }
+    }
+
+    /// Parses OVS's hex of a match's TLVs.
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn nicira_fields_encode_in_ovs_order_with_ovs_headers() {
+        // TLVs ovs-ofctl 3.1 writes (NXM flavour, `ovs-ofctl -O OpenFlow10
+        // parse-flow` of `dp_hash=4/0xf,recirc_id=2,conj_id=9,tcp,tp_dst=80,
+        // tun_flags=+oam,tun_src=1.2.3.4,tun_dst=5.6.7.0/24,tun_gbp_id=5,
+        // tun_gbp_flags=1,reg0=1,reg8=5,reg15=0x10/0xf0,pkt_mark=3,
+        // ct_zone=5,ct_mark=0x4/0xf,ct_label=0x10/0xff`); an OXM match
+        // carries the same NXM class-1 TLVs in the same order.
+        let want = hex("
+            00 01 47 08 00000004 0000000f
+            00 01 48 04 00000002
+            00 01 4a 04 00000009
+            80 00 0a 02 0800
+            80 00 14 01 06
+            80 00 1c 02 0050
+            00 01 d1 04 0001 0001
+            00 01 3e 04 01020304
+            00 01 41 08 05060700 ffffff00
+            00 01 4c 02 0005
+            00 01 4e 01 01
+            00 01 00 04 00000001
+            00 01 10 04 00000005
+            00 01 1f 08 00000010 000000f0
+            00 01 42 04 00000003
+            00 01 d4 02 0005
+            00 01 d7 08 00000004 0000000f
+            00 01 d9 20 00000000000000000000000000000010 000000000000000000000000000000ff
+        ");
+        let m = flows::text::parse_match(
+            "dp_hash=4/0xf,recirc_id=2,conj_id=9,tcp,tp_dst=80,tun_flags=+oam,\
+             tun_src=1.2.3.4,tun_dst=5.6.7.0/24,tun_gbp_id=5,tun_gbp_flags=1,reg0=1,\
+             reg8=5,reg15=0x10/0xf0,pkt_mark=3,ct_zone=5,ct_mark=0x4/0xf,ct_label=0x10/0xff",
+        )
+        .unwrap();
+        let mut w = Writer::new();
+        encode_fields(&mut w, &m);
+        assert_eq!(w.buf, want);
+        assert_eq!(decode_fields(Reader::new(&w.buf)).unwrap(), m);
+    }
+
+    #[test]
+    fn conntrack_tuple_encodes_like_ovs_and_needs_tracked_state() {
+        // `ct_state=+trk-inv,ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=6,
+        // ct_tp_src=1,ct_tp_dst=2,ip` as OVS writes it.
+        let want = hex("
+            80 00 0a 02 0800
+            00 01 d3 08 00000020 00000030
+            00 01 f0 04 01010101
+            00 01 f2 04 02020202
+            00 01 ee 01 06
+            00 01 f8 02 0001
+            00 01 fa 02 0002
+        ");
+        let m = flows::text::parse_match(
+            "ct_state=+trk-inv,ct_nw_src=1.1.1.1,ct_nw_dst=2.2.2.2,ct_nw_proto=6,\
+             ct_tp_src=1,ct_tp_dst=2,ip",
+        )
+        .unwrap();
+        let mut w = Writer::new();
+        encode_fields(&mut w, &m);
+        assert_eq!(w.buf, want);
+        assert_eq!(decode_fields(Reader::new(&w.buf)).unwrap(), m);
+        // Without ct_state=+trk-inv the tuple fields are refused.
+        let bare = hex("80 00 0a 02 0800 00 01 f0 04 01010101");
+        assert_eq!(
+            decode_fields(Reader::new(&bare)).map_err(|e| e.of_error()),
+            Err(OfError::BadPrereq)
+        );
+    }
+
+    #[test]
+    fn tun_id_travels_as_oxm_tunnel_id_and_xregs_as_registers() {
+        let m = flows::text::parse_match("tun_id=0x5,xreg4=7").unwrap();
+        let mut w = Writer::new();
+        encode_fields(&mut w, &m);
+        // OXM_OF_TUNNEL_ID, then reg8=0 and reg9=7 (an xreg is two registers).
+        let want = hex("
+            80 00 4c 08 0000000000000005
+            00 01 10 04 00000000
+            00 01 12 04 00000007
+        ");
+        assert_eq!(w.buf, want);
+        // An OpenFlow 1.5 OXM_OF_PKT_REG4 decodes into the same registers.
+        let pkt_reg = hex("80 01 08 08 0000000000000007");
+        let back = decode_fields(Reader::new(&pkt_reg)).unwrap();
+        assert_eq!((back.key.regs[8], back.key.regs[9]), (0, 7));
+        assert_eq!((back.mask.regs[8], back.mask.regs[9]), (u32::MAX, u32::MAX));
+        // NXM_NX_TUN_ID decodes to the same field.
+        let nx = hex("00 01 20 08 0000000000000005");
+        assert_eq!(decode_fields(Reader::new(&nx)).unwrap().key.tun_id, 5);
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn arb_match() -> impl Strategy<Value = Match> {
         any::<(u16, u16, u64, u64)>(),
         0u8..4,
         any::<[u8; 6]>(),
+        (any::<u16>(), any::<u64>(), any::<u64>()),
     )
         .prop_map(
             |(
@@ -38,9 +39,38 @@ fn arb_match() -> impl Strategy<Value = Match> {
                 (tps, tpd, md, mm),
                 l4,
                 mac,
+                (nx, nv, nm),
             )| {
                 let mut k = FlowKey::default();
                 let mut m = FlowKey::default();
+                // Nicira fields (registers 0..15, tunnel, conntrack, marks),
+                // each present or not by one bit of `nx`.
+                let nicira = [
+                    Field::Reg(8 + (nx >> 12) as u8 % 8),
+                    Field::TunId,
+                    Field::TunSrc,
+                    Field::TunIpv6Dst,
+                    Field::TunFlags,
+                    Field::TunGbpId,
+                    Field::PktMark,
+                    Field::DpHash,
+                    Field::CtState,
+                    Field::CtZone,
+                    Field::CtMark,
+                    Field::CtLabel,
+                ];
+                for (i, f) in nicira.iter().enumerate() {
+                    if nx & (1 << i) != 0 {
+                        let v = u128::from(nv) << 64 | u128::from(nv.rotate_left(i as u32));
+                        let mask = if f.maskable() {
+                            u128::from(nm) << 64 | u128::from(nm.rotate_left(i as u32))
+                        } else {
+                            u128::MAX
+                        } & f.max_value();
+                        f.set(&mut m, mask);
+                        f.set(&mut k, v & mask);
+                    }
+                }
                 if has_port {
                     k.in_port = u32::from(port) + 1;
                     m.in_port = u32::MAX;
@@ -139,6 +169,39 @@ fn arb_action() -> impl Strategy<Value = Action> {
             proptest::option::of(0u8..255)
         )
             .prop_map(|(port, table)| Action::Resubmit { port, table }),
+        (any::<u32>(), 2u8..=64, any::<u8>()).prop_map(|(id, n, k)| Action::Conjunction {
+            id,
+            clause: k % n + 1,
+            n_clauses: n
+        }),
+        (
+            prop_oneof![
+                Just(Field::TunId),
+                Just(Field::TunDst),
+                Just(Field::PktMark),
+                Just(Field::Reg(13)),
+                Just(Field::XReg(5)),
+                Just(Field::TunGbpFlags),
+            ],
+            any::<u64>()
+        )
+            .prop_map(|(field, v)| Action::SetField {
+                field,
+                value: u128::from(v) & field.max_value(),
+                mask: None
+            }),
+        (0u8..16, 0u8..32).prop_map(|(r, ofs)| Action::Move {
+            src: SubField {
+                field: Field::CtLabel,
+                ofs,
+                n_bits: 32
+            },
+            dst: SubField {
+                field: Field::Reg(r),
+                ofs: 0,
+                n_bits: 32
+            }
+        }),
     ]
 }
 
