@@ -246,6 +246,26 @@ impl Db {
         }
     }
 
+    /// Run typed write operations as one transaction; the first error, if any.
+    pub fn write(&self, ops: &[crate::ops::Op]) -> Result<(), OvsdbError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let params = crate::ops::transaction(&self.inner.schema.name, ops);
+        let results = self.transact(params);
+        match results.iter().find_map(|r| r.get("error")) {
+            None => Ok(()),
+            Some(e) => {
+                let details = results
+                    .iter()
+                    .find_map(|r| r.get("details"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Err(OvsdbError::new(e.as_str().unwrap_or("error"), details))
+            }
+        }
+    }
+
     /// Follows the sequence number of the newest commit: a blocked transaction
     /// ([`Attempt::Blocked`]) is worth retrying once it moves past the attempt's `seq`.
     pub fn watch_commits(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -1,4 +1,5 @@
 //! JSON-RPC server behaviour (RFC 7047 section 4) against the `ferrovs-ovsdb` binary.
+#![cfg(feature = "server")]
 
 mod common;
 

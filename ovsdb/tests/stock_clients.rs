@@ -1,5 +1,6 @@
 //! Stock Open vSwitch clients (ovs-vsctl, ovsdb-client, the Python IDL) against ferrovs-ovsdb.
 //! Each test is skipped, with a printed reason, only when the client is not installed.
+#![cfg(feature = "server")]
 
 mod common;
 
