@@ -19,6 +19,7 @@ pub mod integrity;
 pub mod jsonrpc;
 #[cfg(feature = "server")]
 pub mod listener;
+pub mod monitor;
 pub mod ops;
 #[cfg(feature = "server")]
 pub mod outbox;

@@ -36,6 +36,19 @@ struct IfaceSlot {
     dp_port: DpPortNo,
     config: InterfaceConfig,
     vhost: Option<Arc<VhostUserPort>>,
+    /// Why `mtu_request` could not be applied.
+    mtu_error: Option<String>,
+}
+
+/// Interface types backed by a kernel network device, whose MTU
+/// `mtu_request` sets.
+fn kernel_device(kind: &str) -> bool {
+    matches!(kind, "" | "system" | "internal" | "tap")
+}
+
+/// vhost-user types, whose MTU is offered to the guest when the port opens.
+fn vhost_kind(kind: &str) -> bool {
+    kind.contains("vhostuser")
 }
 
 pub struct Switch {
@@ -78,6 +91,16 @@ fn default_local_mac(name: &str) -> [u8; 6] {
     }
     let b = h.to_be_bytes();
     [0x02 | (b[0] & 0xfc), b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Sets a kernel device's MTU when it differs from `mtu`.
+fn apply_mtu(name: &str, mtu: u32) -> Result<(), String> {
+    if datapath::netdev::mtu(name).is_ok_and(|m| m == mtu) {
+        return Ok(());
+    }
+    datapath::netdev::set_mtu(name, mtu)
+        .map(|()| info!(port = %name, mtu, "MTU set"))
+        .map_err(|e| format!("{name}: cannot set MTU {mtu}: {e}"))
 }
 
 fn xlate_vlan(p: &PortConfig) -> XVlanMode {
@@ -190,6 +213,10 @@ impl Switch {
                 if let Some(n) = iface.options.get("n_rxq").and_then(|s| s.parse().ok()) {
                     opts.n_pairs = n;
                 }
+                if let Some(m) = iface.mtu_request {
+                    opts.mtu = u16::try_from(m)
+                        .map_err(|_| format!("{}: mtu_request {m} is out of range", iface.name))?;
+                }
                 let port = if iface.kind.ends_with("client") {
                     let Some(path) = iface.options.get("vhost-server-path") else {
                         return Err(format!(
@@ -261,6 +288,7 @@ impl Switch {
                         || i.kind != slot.config.kind
                         || i.options != slot.config.options
                         || (i.ofport_request.is_some() && i.ofport_request != Some(slot.ofport))
+                        || (vhost_kind(&i.kind) && i.mtu_request != slot.config.mtu_request)
                 }
             })
             .map(|(n, _)| n.clone())
@@ -362,6 +390,14 @@ impl Switch {
                     warn!("{e}");
                     st.failed.insert(name.to_string(), (i.uuid, e));
                 }
+            }
+        }
+        // 5. MTUs of kernel devices (kept in step with mtu_request).
+        for (name, (_, _, i)) in &wanted {
+            if let Some(slot) = st.ifaces.get_mut(*name)
+                && kernel_device(&slot.config.kind)
+            {
+                slot.mtu_error = i.mtu_request.and_then(|m| apply_mtu(name, m).err());
             }
         }
         st.applied = Some(cfg.clone());
@@ -472,6 +508,7 @@ impl Switch {
                 dp_port,
                 config: cfg,
                 vhost: opened.vhost,
+                mtu_error: None,
             },
         );
         ofp.notify(AsyncMsg::PortStatus {
@@ -548,7 +585,12 @@ impl Switch {
             let link_up = rt.is_some_and(|r| r.port.link_up());
             let admin_up = rt.is_some_and(|r| !r.admin_down);
             let mac = rt.and_then(|r| r.port.info().mac).map(crate::dpformat::mac);
-            let error = slot.vhost.as_ref().and_then(|v| v.last_error());
+            let error = slot
+                .vhost
+                .as_ref()
+                .and_then(|v| v.last_error())
+                .or_else(|| slot.mtu_error.clone());
+            let mtu = rt.map(|r| i64::from(r.port.info().mtu));
             out.push(IfaceStatus {
                 uuid: slot.config.uuid,
                 name: name.clone(),
@@ -561,7 +603,7 @@ impl Switch {
                 mac_in_use: mac,
                 link_up,
                 admin_up,
-                mtu: None,
+                mtu,
             });
         }
         for (name, (uuid, err)) in &st.failed {
@@ -921,6 +963,40 @@ mod tests {
         cfg.bridges.get_mut("br0").unwrap().ports.clear();
         sw.apply(&cfg);
         assert!(!dir.path().join("vhost/vhu1").exists());
+    }
+
+    fn ofport_of(sw: &Switch, name: &str) -> i64 {
+        sw.iface_status()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(-2, |s| s.ofport)
+    }
+
+    #[test]
+    fn ofport_request_is_honoured_moved_and_refused_when_taken() {
+        let (sw, _d) = dummy_switch(&[("p1", 5, None), ("p2", 6, None)]);
+        assert_eq!(ofport_of(&sw, "p1"), 5);
+        let mut cfg = sw.lock().applied.clone().unwrap();
+        let set = |cfg: &mut SwitchConfig, port: &str, n: u32| {
+            cfg.bridges
+                .get_mut("br0")
+                .unwrap()
+                .ports
+                .get_mut(port)
+                .unwrap()
+                .interfaces[0]
+                .ofport_request = Some(n);
+        };
+        set(&mut cfg, "p1", 9);
+        sw.apply(&cfg);
+        assert_eq!(ofport_of(&sw, "p1"), 9);
+        // p2 asks for p1's number: it is refused with an error, p1 keeps it.
+        set(&mut cfg, "p2", 9);
+        sw.apply(&cfg);
+        assert_eq!(ofport_of(&sw, "p1"), 9);
+        assert_eq!(ofport_of(&sw, "p2"), -1);
+        let e = error_of(&sw, "p2").expect("an error on p2");
+        assert!(e.contains("already in use"), "{e}");
     }
 
     #[test]
