@@ -73,6 +73,14 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// Set the MTU of `name` (`Interface.mtu_request`).
+pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let mut ifr = ifreq_for(name)?;
+    ifr.ifr_ifru.ifru_mtu = i32::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
+    ioctl(libc::SIOCSIFMTU, &mut ifr)
+}
+
 /// Ethernet address of `name`.
 pub fn mac(name: &str) -> io::Result<[u8; 6]> {
     let mut ifr = ifreq_for(name)?;

@@ -22,6 +22,8 @@ pub struct Commit {
     pub changes: ChangeSet,
     /// The data right after this commit.
     pub data: Data,
+    /// The transaction id clients of `monitor_cond_since` track.
+    pub txn_id: uuid::Uuid,
 }
 
 /// How one attempt at a transaction ended.
@@ -50,6 +52,8 @@ struct State {
     durable_seq: u64,
     /// The data as of `durable_seq`: what readers and new subscribers see.
     durable: Data,
+    /// The transaction id of `durable` (random at start: no history is kept across restarts).
+    durable_txn: uuid::Uuid,
     /// Set when a storage write failed: memory is ahead of disk, so nothing more is accepted.
     broken: Option<String>,
 }
@@ -116,6 +120,7 @@ impl Db {
                     pending: Vec::new(),
                     flushing: false,
                     durable_seq: 0,
+                    durable_txn: uuid::Uuid::new_v4(),
                     broken: None,
                 }),
                 changed: Condvar::new(),
@@ -179,15 +184,20 @@ impl Db {
         (st.durable.clone(), rx)
     }
 
-    /// Like [`Db::snapshot_and_subscribe`], delivering into a tokio channel.
+    /// Like [`Db::snapshot_and_subscribe`], delivering into a tokio channel; also the
+    /// transaction id of the snapshot.
     pub fn snapshot_and_subscribe_async(
         &self,
-    ) -> (Data, tokio::sync::mpsc::UnboundedReceiver<Arc<Commit>>) {
+    ) -> (
+        Data,
+        uuid::Uuid,
+        tokio::sync::mpsc::UnboundedReceiver<Arc<Commit>>,
+    ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut st = self.lock();
         st.subscribers
             .push(Box::new(move |c| tx.send(c.clone()).is_ok()));
-        (st.durable.clone(), rx)
+        (st.durable.clone(), st.durable_txn, rx)
     }
 
     /// Wait until commit `seq` is on disk, writing pending commits as one batch when no other
@@ -223,6 +233,7 @@ impl Db {
                     if let Some(last) = batch.last() {
                         st.durable_seq = last.seq;
                         st.durable = last.data.clone();
+                        st.durable_txn = last.txn_id;
                     }
                     for c in &batch {
                         st.subscribers.retain(|s| s(c));
@@ -243,6 +254,26 @@ impl Db {
         match self.transact_with(&params, &|_| false, None) {
             Ok(r) => r,
             Err(e) => vec![e.to_json()],
+        }
+    }
+
+    /// Run typed write operations as one transaction; the first error, if any.
+    pub fn write(&self, ops: &[crate::ops::Op]) -> Result<(), OvsdbError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let params = crate::ops::transaction(&self.inner.schema.name, ops);
+        let results = self.transact(params);
+        match results.iter().find_map(|r| r.get("error")) {
+            None => Ok(()),
+            Some(e) => {
+                let details = results
+                    .iter()
+                    .find_map(|r| r.get("details"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Err(OvsdbError::new(e.as_str().unwrap_or("error"), details))
+            }
         }
     }
 
@@ -350,7 +381,12 @@ impl Db {
                 st.seq += 1;
                 let seq = st.seq;
                 st.data = data.clone();
-                st.pending.push(Arc::new(Commit { seq, changes, data }));
+                st.pending.push(Arc::new(Commit {
+                    seq,
+                    changes,
+                    data,
+                    txn_id: uuid::Uuid::new_v4(),
+                }));
                 self.inner.seq_watch.send_replace(seq);
                 drop(st);
                 if let Err(why) = self.make_durable(seq) {

@@ -61,6 +61,7 @@ pub enum DbError {
     Io(#[from] std::io::Error),
 }
 
+#[cfg(feature = "server")]
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for DbError {
@@ -70,6 +71,7 @@ macro_rules! storage_from {
         }
     )*};
 }
+#[cfg(feature = "server")]
 storage_from!(
     redb::DatabaseError,
     redb::TransactionError,

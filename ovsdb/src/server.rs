@@ -1,6 +1,6 @@
 //! The OVSDB JSON-RPC server (RFC 7047 section 4) on unix sockets and TCP.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Notify;
@@ -16,11 +16,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::data::{Data, Row};
+use crate::data::Data;
 use crate::db::{Attempt, Commit, Db};
 use crate::error::OvsdbError;
 use crate::jsonrpc::{Decoder, Message, error_reply, notification, reply};
 use crate::listener::{DEFAULT_MAX_CONNECTIONS, serve_connections};
+use crate::monitor::{Kind, Monitor, ServerDb};
 use crate::outbox::Outbox;
 
 /// How many transaction attempts run at once (each on a blocking thread). Blocked waits are
@@ -138,8 +139,17 @@ impl Locks {
     }
 }
 
+/// Which database of the server a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Main,
+    /// `_Server` (ovsdb-server(5)).
+    Server,
+}
+
 struct Shared {
     db: Db,
+    server_db: ServerDb,
     locks: Mutex<Locks>,
     next_conn: AtomicU64,
     attempts: Arc<tokio::sync::Semaphore>,
@@ -154,8 +164,11 @@ impl Shared {
 /// Listen on every remote and serve clients. Returns only when a remote cannot be set up:
 /// failing accepts are retried (see [`crate::listener`]).
 pub async fn serve(db: Db, remotes: Vec<Remote>) -> std::io::Result<()> {
+    let server_db = ServerDb::new(&[db.schema()])
+        .map_err(|e| std::io::Error::other(format!("_Server database: {e}")))?;
     let shared = Arc::new(Shared {
         db,
+        server_db,
         locks: Mutex::new(Locks::default()),
         next_conn: AtomicU64::new(1),
         attempts: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ATTEMPTS)),
@@ -201,25 +214,16 @@ pub async fn serve(db: Db, remotes: Vec<Remote>) -> std::io::Result<()> {
     }
 }
 
-/// What one monitored table asks for.
-#[derive(Debug, Clone)]
-struct MonitorTable {
-    columns: Option<Vec<String>>,
-    initial: bool,
-    insert: bool,
-    delete: bool,
-    modify: bool,
-}
-
-type Monitor = BTreeMap<String, MonitorTable>;
-
 struct Session {
     shared: Arc<Shared>,
     conn: u64,
     out: Outbox,
     view: Data,
+    /// The transaction id of `view`.
+    view_txn: Uuid,
     commits: UnboundedReceiver<Arc<Commit>>,
-    monitors: HashMap<String, (Value, Monitor)>,
+    /// Monitors by id (as JSON text), with the database each watches.
+    monitors: HashMap<String, (Which, Monitor)>,
     /// Transactions in progress, by request id (as JSON text), each with its cancel signal.
     pending: HashMap<String, Arc<Notify>>,
     /// The tasks running them; dropping the session cancels them all.
@@ -234,12 +238,13 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     let (out, mut writer) = Outbox::spawn(wr);
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     shared.locks().sessions.insert(conn, out.clone());
-    let (view, commits) = shared.db.snapshot_and_subscribe_async();
+    let (view, view_txn, commits) = shared.db.snapshot_and_subscribe_async();
     let mut s = Session {
         shared: shared.clone(),
         conn,
         out,
         view,
+        view_txn,
         commits,
         monitors: HashMap::new(),
         pending: HashMap::new(),
@@ -331,16 +336,6 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     }
 }
 
-fn row_columns(row: &Row, cols: &Option<Vec<String>>) -> Value {
-    let mut obj = Map::new();
-    for (c, d) in &row.columns {
-        if cols.as_ref().is_none_or(|cs| cs.contains(c)) {
-            obj.insert(c.clone(), d.to_json());
-        }
-    }
-    Value::Object(obj)
-}
-
 impl Session {
     /// Whether to leave the client's further requests unhandled for now: its replies are not
     /// being read, or too many of its transactions are in progress.
@@ -375,40 +370,51 @@ impl Session {
         tracing::debug!(conn = self.conn, %method, %params, "request");
         let db_name = self.shared.db.schema().name.clone();
         let first = params.get(0).and_then(Value::as_str).map(str::to_owned);
+        let which = match first.as_deref() {
+            Some(n) if n == db_name => Some(Which::Main),
+            Some("_Server") => Some(Which::Server),
+            _ => None,
+        };
         let unknown_db = |name: &Option<String>| json!({"error": "unknown database", "details": format!("{} is not a valid database name", name.as_deref().unwrap_or(""))});
         match method.as_str() {
             "echo" => self.send(reply(&id, params)),
-            "list_dbs" => self.send(reply(&id, json!([db_name]))),
-            "get_schema" => {
-                if first.as_deref() == Some(db_name.as_str()) {
-                    self.send(reply(&id, self.shared.db.schema().json.clone()));
-                } else {
-                    self.send(error_reply(&id, unknown_db(&first)));
+            "list_dbs" => self.send(reply(&id, json!([db_name, "_Server"]))),
+            "get_schema" => match which {
+                Some(w) => self.send(reply(&id, self.schema(w).json.clone())),
+                None => self.send(error_reply(&id, unknown_db(&first))),
+            },
+            "transact" => match which {
+                Some(Which::Main) => self.transact(params, id),
+                Some(Which::Server) => {
+                    self.send(self.transact_server(&params, &id));
                 }
-            }
-            "transact" => {
-                if first.as_deref() != Some(db_name.as_str()) {
-                    self.send(error_reply(&id, unknown_db(&first)));
-                    return;
-                }
-                self.transact(params, id);
-            }
+                None => self.send(error_reply(&id, unknown_db(&first))),
+            },
             "cancel" => {
                 let key = params.get(0).map(Value::to_string).unwrap_or_default();
                 if let Some(cancel) = self.pending.get(&key) {
                     cancel.notify_one();
                 }
             }
-            "monitor" => {
-                if first.as_deref() != Some(db_name.as_str()) {
+            "monitor" | "monitor_cond" | "monitor_cond_since" => {
+                let Some(w) = which else {
                     self.send(error_reply(&id, unknown_db(&first)));
                     return;
-                }
-                match self.monitor(&params) {
-                    Ok(initial) => self.send(reply(&id, initial)),
+                };
+                let kind = match method.as_str() {
+                    "monitor" => Kind::Plain,
+                    "monitor_cond" => Kind::Cond,
+                    _ => Kind::CondSince,
+                };
+                match self.monitor(w, kind, &params) {
+                    Ok(result) => self.send(reply(&id, result)),
                     Err(e) => self.send(error_reply(&id, e.to_json())),
                 }
             }
+            "monitor_cond_change" => match self.monitor_cond_change(&params) {
+                Ok(()) => self.send(reply(&id, json!({}))),
+                Err(e) => self.send(error_reply(&id, e.to_json())),
+            },
             "monitor_cancel" => {
                 let key = params.get(0).map(Value::to_string).unwrap_or_default();
                 if self.monitors.remove(&key).is_some() {
@@ -417,6 +423,8 @@ impl Session {
                     self.send(error_reply(&id, json!({"error": "unknown monitor"})));
                 }
             }
+            // This server never removes a database, so a client's awareness changes nothing.
+            "set_db_change_aware" => self.send(reply(&id, json!({}))),
             "lock" | "steal" | "unlock" => {
                 let Some(name) = first else {
                     self.send(error_reply(
@@ -463,7 +471,39 @@ impl Session {
         });
     }
 
-    fn monitor(&mut self, params: &Value) -> Result<Value, OvsdbError> {
+    fn schema(&self, w: Which) -> &crate::schema::Schema {
+        match w {
+            Which::Main => self.shared.db.schema(),
+            Which::Server => &self.shared.server_db.schema,
+        }
+    }
+
+    /// A read-only transaction on `_Server`: anything that would change it is refused.
+    fn transact_server(&self, params: &Value, id: &Value) -> Value {
+        let ops = params
+            .as_array()
+            .map(|a| a.get(1..).unwrap_or_default())
+            .unwrap_or_default();
+        let sdb = &self.shared.server_db;
+        let ctx = crate::txn::TxnContext {
+            has_lock: &|_| false,
+            waits_expired: true,
+        };
+        match crate::txn::execute(&sdb.schema, &sdb.data, ops, &ctx) {
+            crate::txn::Outcome::Commit { results, data }
+                if crate::data::ChangeSet::diff(&sdb.data, &data).is_empty() =>
+            {
+                reply(id, Value::Array(results))
+            }
+            crate::txn::Outcome::Failed { results } => reply(id, Value::Array(results)),
+            _ => error_reply(
+                id,
+                OvsdbError::new("not allowed", "the _Server database is read-only").to_json(),
+            ),
+        }
+    }
+
+    fn monitor(&mut self, w: Which, kind: Kind, params: &Value) -> Result<Value, OvsdbError> {
         let mon_id = params.get(1).cloned().unwrap_or(Value::Null);
         let key = mon_id.to_string();
         if self.monitors.contains_key(&key) {
@@ -472,114 +512,97 @@ impl Session {
                 format!("monitor {key} exists"),
             ));
         }
-        let reqs = params
-            .get(2)
-            .and_then(Value::as_object)
-            .ok_or_else(|| OvsdbError::syntax("monitor requests must be an object"))?;
-        let schema = self.shared.db.schema();
-        let mut mon = Monitor::new();
-        for (table, req) in reqs {
-            let ts = schema
-                .table(table)
-                .ok_or_else(|| OvsdbError::unknown_table(table))?;
-            let list: Vec<&Value> = match req {
-                Value::Array(a) => a.iter().collect(),
-                other => vec![other],
-            };
-            let mut mt = MonitorTable {
-                columns: Some(Vec::new()),
-                initial: false,
-                insert: false,
-                delete: false,
-                modify: false,
-            };
-            for r in list {
-                match r.get("columns") {
-                    None => mt.columns = None,
-                    Some(Value::Array(cols)) => {
-                        for c in cols {
-                            let c = c.as_str().ok_or_else(|| {
-                                OvsdbError::syntax("column name must be a string")
-                            })?;
-                            if !ts.columns.contains_key(c) {
-                                return Err(OvsdbError::unknown_column(table, c));
-                            }
-                            if let Some(cs) = mt.columns.as_mut()
-                                && !cs.iter().any(|x| x == c)
-                            {
-                                cs.push(c.to_owned());
-                            }
-                        }
-                    }
-                    Some(_) => return Err(OvsdbError::syntax("\"columns\" must be an array")),
-                }
-                let sel = r.get("select");
-                let flag = |n: &str| {
-                    sel.and_then(|s| s.get(n))
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true)
+        let reqs = params.get(2).unwrap_or(&Value::Null);
+        let schema = self.schema(w);
+        let mon = Monitor::parse(schema, kind, mon_id, reqs)?;
+        let data = match w {
+            Which::Main => &self.view,
+            Which::Server => &self.shared.server_db.data,
+        };
+        let result = match kind {
+            Kind::CondSince => {
+                // No history is kept: a client already at the newest transaction gets
+                // nothing, any other one everything.
+                let last = params
+                    .get(3)
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok());
+                let (txn, found) = match w {
+                    Which::Main => (self.view_txn, last == Some(self.view_txn)),
+                    Which::Server => (Uuid::nil(), false),
                 };
-                mt.initial |= flag("initial");
-                mt.insert |= flag("insert");
-                mt.delete |= flag("delete");
-                mt.modify |= flag("modify");
+                let updates = if found {
+                    json!({})
+                } else {
+                    mon.initial(schema, data)
+                };
+                json!([found, txn.to_string(), updates])
             }
-            if mt.columns.as_ref().is_some_and(|c| c.is_empty()) {
-                mt.columns = None;
-            }
-            mon.insert(table.clone(), mt);
+            _ => mon.initial(schema, data),
+        };
+        self.monitors.insert(key, (w, mon));
+        Ok(result)
+    }
+
+    fn monitor_cond_change(&mut self, params: &Value) -> Result<(), OvsdbError> {
+        let old_key = params.get(0).map(Value::to_string).unwrap_or_default();
+        let new_id = params.get(1).cloned().unwrap_or(Value::Null);
+        let new_key = new_id.to_string();
+        let reqs = params.get(2).unwrap_or(&Value::Null);
+        if new_key != old_key && self.monitors.contains_key(&new_key) {
+            return Err(OvsdbError::new(
+                "duplicate monitor ID",
+                format!("monitor {new_key} exists"),
+            ));
         }
-        let mut initial = Map::new();
-        for (table, mt) in &mon {
-            if !mt.initial {
-                continue;
+        let Some((w, mut mon)) = self.monitors.remove(&old_key) else {
+            return Err(OvsdbError::new(
+                "unknown monitor session",
+                format!("no monitor {old_key}"),
+            ));
+        };
+        let (schema, data) = match w {
+            Which::Main => (self.shared.db.schema(), &self.view),
+            Which::Server => (&self.shared.server_db.schema, &self.shared.server_db.data),
+        };
+        let changed = mon.change_conditions(schema, data, reqs);
+        let updates = match changed {
+            Ok(u) => u,
+            Err(e) => {
+                self.monitors.insert(old_key, (w, mon));
+                return Err(e);
             }
-            let mut rows = Map::new();
-            for (u, r) in self.view.table(table).iter() {
-                rows.insert(u.to_string(), json!({"new": row_columns(r, &mt.columns)}));
-            }
-            if !rows.is_empty() {
-                initial.insert(table.clone(), Value::Object(rows));
-            }
+        };
+        mon.id = new_id;
+        if let Some(u) = updates {
+            self.send(self.notification_for(&mon, u, None));
         }
-        self.monitors.insert(key, (mon_id, mon));
-        Ok(Value::Object(initial))
+        self.monitors.insert(new_key, (w, mon));
+        Ok(())
+    }
+
+    /// The notification carrying `updates` for a monitor of its kind.
+    fn notification_for(&self, mon: &Monitor, updates: Value, txn: Option<Uuid>) -> Value {
+        match mon.kind {
+            Kind::Plain => notification("update", json!([mon.id, updates])),
+            Kind::Cond => notification("update2", json!([mon.id, updates])),
+            Kind::CondSince => notification(
+                "update3",
+                json!([mon.id, txn.unwrap_or(self.view_txn).to_string(), updates]),
+            ),
+        }
     }
 
     fn apply_commit(&mut self, c: &Arc<Commit>) {
         self.view = c.data.clone();
-        for (mon_id, mon) in self.monitors.values() {
-            let mut updates: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-            for ch in &c.changes.changes {
-                let Some(mt) = mon.get(&ch.table) else {
-                    continue;
-                };
-                let entry = match (&ch.old, &ch.new) {
-                    (None, Some(n)) if mt.insert => json!({"new": row_columns(n, &mt.columns)}),
-                    (Some(o), None) if mt.delete => json!({"old": row_columns(o, &mt.columns)}),
-                    (Some(o), Some(n)) if mt.modify => {
-                        let mut old = Map::new();
-                        for (col, d) in &o.columns {
-                            if mt.columns.as_ref().is_none_or(|cs| cs.contains(col))
-                                && n.get(col) != Some(d)
-                            {
-                                old.insert(col.clone(), d.to_json());
-                            }
-                        }
-                        if old.is_empty() {
-                            continue;
-                        }
-                        json!({"old": old, "new": row_columns(n, &mt.columns)})
-                    }
-                    _ => continue,
-                };
-                updates
-                    .entry(ch.table.clone())
-                    .or_default()
-                    .insert(uuid_key(ch.uuid), entry);
+        self.view_txn = c.txn_id;
+        let schema = self.shared.db.schema();
+        for (w, mon) in self.monitors.values() {
+            if *w != Which::Main {
+                continue;
             }
-            if !updates.is_empty() {
-                self.send(notification("update", json!([mon_id, updates])));
+            if let Some(updates) = mon.updates(schema, &c.changes) {
+                self.send(self.notification_for(mon, updates, Some(c.txn_id)));
             }
         }
     }
@@ -643,8 +666,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-fn uuid_key(u: Uuid) -> String {
-    u.to_string()
 }

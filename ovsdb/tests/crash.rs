@@ -1,6 +1,7 @@
 //! Crash consistency: concurrent clients commit transactions while the server is killed with
 //! SIGKILL; after a restart every acknowledged transaction is present and each transaction is
 //! all-or-nothing.
+#![cfg(feature = "server")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Transaction engine: every RFC 7047 operation, constraints, integrity, GC, persistence.
+#![cfg(feature = "server")]
 
 use ovsdb::Db;
 use serde_json::{Value, json};

@@ -1,5 +1,6 @@
 //! Fuzz-style property tests: arbitrary JSON and random operation sequences never panic the
 //! engine, and the database stays consistent (references, constraints, indexes, maxRows).
+#![cfg(feature = "server")]
 
 use ovsdb::data::Data;
 use ovsdb::{Db, Schema};

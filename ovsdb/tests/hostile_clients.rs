@@ -1,6 +1,7 @@
 //! The DB server against clients that misbehave: waits that never hold, monitors and echo
 //! floods whose replies are never read. Bounds here are on resources (memory, threads), with
 //! generous margins; timeouts only detect hangs.
+#![cfg(feature = "server")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! JSON-RPC server behaviour (RFC 7047 section 4) against the `ferrovs-ovsdb` binary.
+#![cfg(feature = "server")]
 
 mod common;
 
@@ -58,7 +59,7 @@ fn list_dbs_get_schema_and_echo() {
     let mut c = srv.client();
     assert_eq!(
         c.request("list_dbs", json!([])).unwrap(),
-        json!(["Open_vSwitch"])
+        json!(["Open_vSwitch", "_Server"])
     );
     let schema = c.request("get_schema", json!(["Open_vSwitch"])).unwrap();
     assert_eq!(schema["name"], "Open_vSwitch");
@@ -70,26 +71,47 @@ fn list_dbs_get_schema_and_echo() {
 }
 
 #[test]
-fn server_database_and_unknown_methods_are_refused_so_clients_fall_back() {
+fn server_database_describes_open_vswitch_and_unknown_methods_are_refused() {
     let srv = Server::start();
     let mut c = srv.client();
+    // The Python IDL asks with two params.
+    let schema = c
+        .request(
+            "get_schema",
+            json!(["_Server", "2a0d7444-e730-11f1-a7cc-02fc00000001"]),
+        )
+        .unwrap();
+    assert_eq!(schema["name"], "_Server");
+    let init = c
+        .request(
+            "monitor_cond",
+            json!(["_Server", ["srv"], {"Database": [{
+                "columns": ["name", "model", "connected", "leader", "schema"],
+                "where": [["name", "==", "Open_vSwitch"]]}]}]),
+        )
+        .unwrap();
+    let rows = init["Database"].as_object().unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows.values().next().unwrap()["initial"];
+    assert_eq!(row["model"], "standalone");
+    assert_eq!(row["connected"], true);
+    let embedded: Value = serde_json::from_str(row["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(embedded["name"], "Open_vSwitch");
+    // _Server is read-only.
     match c.request(
-        "get_schema",
-        json!(["_Server", "2a0d7444-e730-11f1-a7cc-02fc00000001"]),
+        "transact",
+        json!(["_Server", {"op": "delete", "table": "Database", "where": []}]),
     ) {
-        Err(ClientError::Rpc(e)) => assert_eq!(e["error"], "unknown database"),
-        other => panic!("expected unknown database, got {other:?}"),
+        Err(ClientError::Rpc(e)) => assert_eq!(e["error"], "not allowed"),
+        other => panic!("expected not allowed, got {other:?}"),
     }
-    for m in [
-        "monitor_cond",
-        "monitor_cond_since",
-        "get_server_id",
-        "set_db_change_aware",
-    ] {
-        match c.request(m, json!(["Open_vSwitch"])) {
-            Err(ClientError::Rpc(e)) => assert_eq!(e, json!("unknown method"), "{m}"),
-            other => panic!("{m}: expected unknown method, got {other:?}"),
-        }
+    assert_eq!(
+        c.request("set_db_change_aware", json!([true])).unwrap(),
+        json!({})
+    );
+    match c.request("get_server_id", json!([])) {
+        Err(ClientError::Rpc(e)) => assert_eq!(e, json!("unknown method")),
+        other => panic!("expected unknown method, got {other:?}"),
     }
     match c.request(
         "transact",
@@ -100,6 +122,47 @@ fn server_database_and_unknown_methods_are_refused_so_clients_fall_back() {
     }
     // The session still works afterwards.
     assert_eq!(c.request("echo", json!([])).unwrap(), json!([]));
+}
+
+#[test]
+fn monitor_cond_since_skips_the_initial_rows_when_the_client_is_current() {
+    let srv = Server::start();
+    let mut c = srv.client();
+    let req = json!({"Open_vSwitch": [{"columns": ["next_cfg"]}]});
+    let first = c
+        .request(
+            "monitor_cond_since",
+            json!([
+                "Open_vSwitch",
+                "a",
+                req,
+                "00000000-0000-0000-0000-000000000000"
+            ]),
+        )
+        .unwrap();
+    assert_eq!(first[0], false);
+    assert_eq!(first[2]["Open_vSwitch"].as_object().unwrap().len(), 1);
+    let txn = first[1].as_str().unwrap().to_owned();
+    // A second client that already has that transaction gets nothing again.
+    let mut c2 = srv.client();
+    let again = c2
+        .request("monitor_cond_since", json!(["Open_vSwitch", "b", req, txn]))
+        .unwrap();
+    assert_eq!(again, json!([true, txn, {}]));
+    // A change arrives as update3 with a new transaction id.
+    c.request(
+        "transact",
+        json!(["Open_vSwitch", {"op": "mutate", "table": "Open_vSwitch", "where": [],
+            "mutations": [["next_cfg", "+=", 1]]}]),
+    )
+    .unwrap();
+    c2.set_deadline(Some(std::time::Instant::now() + Duration::from_secs(10)));
+    let (method, params) = c2.next_notification().expect("update3");
+    assert_eq!(method, "update3");
+    assert_eq!(params[0], "b");
+    assert_ne!(params[1], json!(txn));
+    let rows = params[2]["Open_vSwitch"].as_object().unwrap();
+    assert!(rows.values().next().unwrap()["modify"]["next_cfg"].is_i64());
 }
 
 #[test]
@@ -117,7 +180,7 @@ fn messages_split_across_writes_and_batched_in_one_write_are_handled() {
     let a = raw.recv().unwrap();
     let b = raw.recv().unwrap();
     assert_eq!(a["id"], 2);
-    assert_eq!(b["result"], json!(["Open_vSwitch"]));
+    assert_eq!(b["result"], json!(["Open_vSwitch", "_Server"]));
 }
 
 #[test]
@@ -319,7 +382,7 @@ fn tcp_remote_serves_the_same_database() {
     let mut c = ovsdb::client::Client::connect(&format!("tcp:127.0.0.1:{port}")).unwrap();
     assert_eq!(
         c.request("list_dbs", json!([])).unwrap(),
-        json!(["Open_vSwitch"])
+        json!(["Open_vSwitch", "_Server"])
     );
     child.kill().unwrap();
     child.wait().unwrap();

@@ -1,15 +1,16 @@
 //! The switch's desired configuration, read from the OVSDB tables.
 //!
-//! vswitchd reads the DB with plain RFC 7047 `select` operations and turns
-//! the rows into this model; [`crate::reconcile`] then makes the running
-//! switch match it. Parsing is total: a malformed value in a row is reported
+//! vswitchd reads a snapshot of its embedded DB ([`ovsdb::Data`], typed
+//! rows) and turns it into this model; [`crate::switch::Switch::apply`] then
+//! makes the running switch match it. Parsing is total: a malformed value in a row is reported
 //! in `problems` (and written to the row's `error`/status) rather than
 //! stopping the daemon.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::Value;
+use ovsdb::{Data, Datum, Row};
+use uuid::Uuid;
 
 /// `Bridge.fail_mode`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -32,7 +33,7 @@ pub enum VlanMode {
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct InterfaceConfig {
-    pub uuid: String,
+    pub uuid: Uuid,
     pub name: String,
     /// `type` ("" is `system`).
     pub kind: String,
@@ -44,7 +45,7 @@ pub struct InterfaceConfig {
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PortConfig {
-    pub uuid: String,
+    pub uuid: Uuid,
     pub name: String,
     pub interfaces: Vec<InterfaceConfig>,
     pub tag: Option<u16>,
@@ -54,7 +55,7 @@ pub struct PortConfig {
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ControllerConfig {
-    pub uuid: String,
+    pub uuid: Uuid,
     pub target: String,
     /// Milliseconds; `None` means the default (5 s).
     pub inactivity_probe: Option<u64>,
@@ -64,25 +65,54 @@ pub struct ControllerConfig {
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct BridgeConfig {
-    pub uuid: String,
+    pub uuid: Uuid,
     pub name: String,
     pub fail_mode: FailMode,
     /// Allowed OpenFlow versions (`OpenFlow10`, `OpenFlow13`); empty = both.
     pub protocols: Vec<String>,
     pub controllers: Vec<ControllerConfig>,
     pub other_config: BTreeMap<String, String>,
+    /// `datapath_type` ("" is the default, `netdev`).
+    pub datapath_type: String,
     pub ports: BTreeMap<String, PortConfig>,
 }
 
 impl BridgeConfig {
-    /// `other_config:datapath-id` (16 hex digits), if set and valid.
+    /// `other_config:datapath-id` (16 hex digits, `0x` allowed), if set and valid.
     pub fn datapath_id(&self) -> Option<u64> {
         let s = self.other_config.get("datapath-id")?;
         let s = s.strip_prefix("0x").unwrap_or(s);
-        if s.len() != 16 {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u64::from_str_radix(s, 16).ok()
+    }
+
+    /// `other_config:hwaddr`, if set to a unicast, non-zero MAC.
+    pub fn hwaddr(&self) -> Option<[u8; 6]> {
+        let s = self.other_config.get("hwaddr")?;
+        let mut mac = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut mac {
+            let p = parts.next()?;
+            if p.is_empty() || p.len() > 2 {
+                return None;
+            }
+            *b = u8::from_str_radix(p, 16).ok()?;
+        }
+        if parts.next().is_some() || mac[0] & 1 != 0 || mac == [0; 6] {
+            return None;
+        }
+        Some(mac)
+    }
+
+    /// The bridge's datapath id as OVS chooses it: `other_config:datapath-id`,
+    /// else `other_config:hwaddr`, else `local_mac` (the MAC of the bridge's
+    /// own port), a MAC filling the low 48 bits.
+    pub fn dpid(&self, local_mac: [u8; 6]) -> u64 {
+        let from_mac = |m: [u8; 6]| m.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        self.datapath_id()
+            .unwrap_or_else(|| from_mac(self.hwaddr().unwrap_or(local_mac)))
     }
 
     /// `other_config:mac-aging-time` in seconds (default 300).
@@ -106,6 +136,8 @@ impl BridgeConfig {
 /// The whole desired configuration.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct SwitchConfig {
+    /// The root (`Open_vSwitch`) row.
+    pub root: Option<Uuid>,
     pub next_cfg: i64,
     pub other_config: BTreeMap<String, String>,
     pub bridges: BTreeMap<String, BridgeConfig>,
@@ -188,193 +220,100 @@ fn group_id(g: &str) -> Option<u32> {
         .map(|gr| gr.gid.as_raw())
 }
 
-// ----- OVSDB datum decoding (RFC 7047 §5.1) -----
+// ----- Reading the configuration from the DB's typed rows -----
 
-/// The elements of a set-typed column (a bare atom is a one-element set).
-pub fn set_elems(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(a) if a.len() == 2 && a[0] == "set" => a[1]
-            .as_array()
-            .map(|x| x.iter().collect())
-            .unwrap_or_default(),
-        other => vec![other],
-    }
+/// A row's column as a datum (an empty set when the column is absent).
+fn col<'a>(row: &'a Row, name: &str) -> &'a Datum {
+    static EMPTY: std::sync::OnceLock<Datum> = std::sync::OnceLock::new();
+    row.get(name)
+        .unwrap_or_else(|| EMPTY.get_or_init(Datum::empty_set))
 }
 
-/// The pairs of a map-typed column.
-pub fn map_pairs(v: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Value::Array(a) = v
-        && a.len() == 2
-        && a[0] == "map"
-        && let Some(pairs) = a[1].as_array()
-    {
-        for p in pairs {
-            if let Some([k, v]) = p.as_array().map(Vec::as_slice) {
-                out.insert(atom_string(k), atom_string(v));
-            }
-        }
-    }
-    out
-}
-
-/// An atom rendered as a string (uuids as their text).
-pub fn atom_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(a) if a.len() == 2 && (a[0] == "uuid" || a[0] == "named-uuid") => {
-            a[1].as_str().unwrap_or_default().to_string()
-        }
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// The uuid of a uuid atom.
-pub fn uuid_of(v: &Value) -> Option<String> {
-    match v {
-        Value::Array(a) if a.len() == 2 && a[0] == "uuid" => a[1].as_str().map(str::to_string),
-        _ => None,
-    }
-}
-
-/// An optional (set of 0 or 1) integer column.
-pub fn opt_int(v: &Value) -> Option<i64> {
-    set_elems(v).first().and_then(|x| x.as_i64())
+/// A scalar string column ("" when unset).
+fn string(row: &Row, name: &str) -> String {
+    row.get_str(name).unwrap_or_default().to_owned()
 }
 
 /// An optional string column.
-pub fn opt_str(v: &Value) -> Option<String> {
-    set_elems(v)
-        .first()
-        .and_then(|x| x.as_str())
-        .map(str::to_string)
+fn opt_string(row: &Row, name: &str) -> Option<String> {
+    col(row, name).strings().first().map(|s| (*s).to_owned())
 }
 
-/// Rows of one table from a `select` result, keyed by uuid.
-pub type Rows = BTreeMap<String, serde_json::Map<String, Value>>;
-
-/// Turns `select` results into rows by uuid.
-pub fn rows_from_select(result: &Value) -> Rows {
-    let mut out = Rows::new();
-    if let Some(rows) = result.get("rows").and_then(Value::as_array) {
-        for r in rows {
-            if let Some(obj) = r.as_object()
-                && let Some(u) = obj.get("_uuid").and_then(uuid_of)
-            {
-                out.insert(u, obj.clone());
-            }
-        }
-    }
-    out
+/// An optional integer column.
+fn opt_int(row: &Row, name: &str) -> Option<i64> {
+    col(row, name).integers().first().copied()
 }
 
-/// The tables vswitchd reads, in the order of [`SwitchConfig::select_ops`].
-pub const TABLES: [&str; 6] = [
-    "Open_vSwitch",
-    "Bridge",
-    "Port",
-    "Interface",
-    "Controller",
-    "Manager",
-];
+/// A string-to-string map column.
+fn string_map(row: &Row, name: &str) -> BTreeMap<String, String> {
+    col(row, name).to_string_map()
+}
 
 impl SwitchConfig {
-    /// The `transact` operations that read everything vswitchd needs.
-    pub fn select_ops() -> Value {
-        let mut ops = vec![Value::String("Open_vSwitch".into())];
-        for t in TABLES {
-            ops.push(serde_json::json!({"op": "select", "table": t, "where": []}));
-        }
-        Value::Array(ops)
-    }
-
-    /// Builds the configuration from the results of [`SwitchConfig::select_ops`].
-    pub fn from_select_results(results: &[Value]) -> SwitchConfig {
-        let get = |i: usize| results.get(i).map(rows_from_select).unwrap_or_default();
-        let (ovs, bridges, ports, ifaces, ctrls, mgrs) =
-            (get(0), get(1), get(2), get(3), get(4), get(5));
+    /// Builds the configuration from a snapshot of the DB, following the
+    /// references from the root row as OVS does (rows nothing refers to are
+    /// ignored).
+    pub fn from_data(data: &Data) -> SwitchConfig {
         let mut cfg = SwitchConfig::default();
-        let Some(root) = ovs.values().next() else {
+        let Some((root_uuid, root)) = data.table("Open_vSwitch").iter().next() else {
             cfg.problems
                 .push("the Open_vSwitch table has no row".into());
             return cfg;
         };
-        cfg.next_cfg = root.get("next_cfg").and_then(Value::as_i64).unwrap_or(0);
-        cfg.other_config = root.get("other_config").map(map_pairs).unwrap_or_default();
-        for m in root
-            .get("manager_options")
-            .map(set_elems)
-            .unwrap_or_default()
-        {
-            if let Some(row) = uuid_of(m).and_then(|u| mgrs.get(&u))
-                && let Some(t) = row.get("target").and_then(Value::as_str)
-            {
-                cfg.managers.push(t.to_string());
+        cfg.root = Some(*root_uuid);
+        cfg.next_cfg = opt_int(root, "next_cfg").unwrap_or(0);
+        cfg.other_config = string_map(root, "other_config");
+        for m in col(root, "manager_options").uuids() {
+            if let Some(row) = data.row("Manager", &m) {
+                cfg.managers.push(string(row, "target"));
             }
         }
-        for b in root.get("bridges").map(set_elems).unwrap_or_default() {
-            let Some(row) = uuid_of(b).and_then(|u| bridges.get(&u).map(|r| (u, r))) else {
+        for b in col(root, "bridges").uuids() {
+            let Some(row) = data.row("Bridge", &b) else {
                 continue;
             };
-            let (uuid, row) = row;
-            let name = row
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let name = string(row, "name");
             if name.is_empty() {
-                cfg.problems.push(format!("bridge {uuid} has no name"));
+                cfg.problems.push(format!("bridge {b} has no name"));
                 continue;
             }
-            let fail_mode = match opt_str(row.get("fail_mode").unwrap_or(&Value::Null)).as_deref() {
+            let fail_mode = match opt_string(row, "fail_mode").as_deref() {
                 Some("secure") => FailMode::Secure,
                 _ => FailMode::Standalone,
             };
-            let protocols = row
-                .get("protocols")
-                .map(set_elems)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            let controllers = row
-                .get("controller")
-                .map(set_elems)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|c| uuid_of(c).and_then(|u| ctrls.get(&u).map(|r| (u, r))))
-                .filter_map(|(u, r)| {
+            let controllers = col(row, "controller")
+                .uuids()
+                .into_iter()
+                .filter_map(|u| {
+                    let r = data.row("Controller", &u)?;
+                    let ms = |c: &str| opt_int(r, c).and_then(|n| u64::try_from(n).ok());
                     Some(ControllerConfig {
                         uuid: u,
-                        target: r.get("target")?.as_str()?.to_string(),
-                        inactivity_probe: r
-                            .get("inactivity_probe")
-                            .and_then(opt_int)
-                            .and_then(|n| u64::try_from(n).ok()),
-                        max_backoff: r
-                            .get("max_backoff")
-                            .and_then(opt_int)
-                            .and_then(|n| u64::try_from(n).ok()),
+                        target: string(r, "target"),
+                        inactivity_probe: ms("inactivity_probe"),
+                        max_backoff: ms("max_backoff"),
                     })
                 })
                 .collect();
             let mut bc = BridgeConfig {
-                uuid: uuid.clone(),
+                uuid: b,
                 name: name.clone(),
                 fail_mode,
-                protocols,
+                protocols: col(row, "protocols")
+                    .strings()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 controllers,
-                other_config: row.get("other_config").map(map_pairs).unwrap_or_default(),
+                other_config: string_map(row, "other_config"),
+                datapath_type: string(row, "datapath_type"),
                 ports: BTreeMap::new(),
             };
-            for p in row.get("ports").map(set_elems).unwrap_or_default() {
-                let Some((puuid, prow)) = uuid_of(p).and_then(|u| ports.get(&u).map(|r| (u, r)))
-                else {
+            for p in col(row, "ports").uuids() {
+                let Some(prow) = data.row("Port", &p) else {
                     continue;
                 };
-                match port_from_row(&puuid, prow, &ifaces) {
+                match port_from_row(data, p, prow) {
                     Ok(pc) => {
                         bc.ports.insert(pc.name.clone(), pc);
                     }
@@ -387,33 +326,28 @@ impl SwitchConfig {
     }
 }
 
-fn port_from_row(
-    uuid: &str,
-    row: &serde_json::Map<String, Value>,
-    ifaces: &Rows,
-) -> Result<PortConfig, String> {
-    let name = row
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+fn vlan_id(name: &str, what: &str, v: i64) -> Result<u16, String> {
+    u16::try_from(v)
+        .ok()
+        .filter(|v| *v < 4096)
+        .ok_or_else(|| format!("port {name}: {what} {v} is not a VLAN id (0-4095)"))
+}
+
+fn port_from_row(data: &Data, uuid: Uuid, row: &Row) -> Result<PortConfig, String> {
+    let name = string(row, "name");
     if name.is_empty() {
         return Err(format!("port {uuid} has no name"));
     }
-    let tag = match row.get("tag").and_then(opt_int) {
-        None => None,
-        Some(t) if (0..4096).contains(&t) => Some(t as u16),
-        Some(t) => return Err(format!("port {name}: tag {t} is not a VLAN id (0-4095)")),
-    };
-    let mut trunks = Vec::new();
-    for t in row.get("trunks").map(set_elems).unwrap_or_default() {
-        match t.as_i64() {
-            Some(v) if (0..4096).contains(&v) => trunks.push(v as u16),
-            _ => return Err(format!("port {name}: trunk {t} is not a VLAN id (0-4095)")),
-        }
-    }
+    let tag = opt_int(row, "tag")
+        .map(|t| vlan_id(&name, "tag", t))
+        .transpose()?;
+    let mut trunks = col(row, "trunks")
+        .integers()
+        .into_iter()
+        .map(|t| vlan_id(&name, "trunk", t))
+        .collect::<Result<Vec<_>, _>>()?;
     trunks.sort_unstable();
-    let vlan_mode = match opt_str(row.get("vlan_mode").unwrap_or(&Value::Null)).as_deref() {
+    let vlan_mode = match opt_string(row, "vlan_mode").as_deref() {
         None => None,
         Some("access") => Some(VlanMode::Access),
         Some("trunk") => Some(VlanMode::Trunk),
@@ -422,38 +356,24 @@ fn port_from_row(
         Some(other) => return Err(format!("port {name}: unknown vlan_mode {other}")),
     };
     let mut interfaces = Vec::new();
-    for i in row.get("interfaces").map(set_elems).unwrap_or_default() {
-        let Some((iuuid, irow)) = uuid_of(i).and_then(|u| ifaces.get(&u).map(|r| (u, r))) else {
+    for i in col(row, "interfaces").uuids() {
+        let Some(irow) = data.row("Interface", &i) else {
             continue;
         };
-        let iname = irow
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
         interfaces.push(InterfaceConfig {
-            uuid: iuuid,
-            name: iname,
-            kind: irow
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            options: irow.get("options").map(map_pairs).unwrap_or_default(),
-            ofport_request: irow
-                .get("ofport_request")
-                .and_then(opt_int)
+            uuid: i,
+            name: string(irow, "name"),
+            kind: string(irow, "type"),
+            options: string_map(irow, "options"),
+            ofport_request: opt_int(irow, "ofport_request")
                 .and_then(|n| u32::try_from(n).ok())
                 .filter(|n| (1..0xff00).contains(n)),
-            mtu_request: irow
-                .get("mtu_request")
-                .and_then(opt_int)
-                .and_then(|n| u32::try_from(n).ok()),
-            mac: irow.get("mac").and_then(opt_str),
+            mtu_request: opt_int(irow, "mtu_request").and_then(|n| u32::try_from(n).ok()),
+            mac: opt_string(irow, "mac"),
         });
     }
     Ok(PortConfig {
-        uuid: uuid.to_string(),
+        uuid,
         name,
         interfaces,
         tag,
@@ -467,30 +387,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn results() -> Vec<Value> {
-        vec![
-            json!({"rows": [{"_uuid": ["uuid", "o1"], "next_cfg": 7,
-                "bridges": ["uuid", "b1"], "manager_options": ["set", []],
-                "other_config": ["map", [["pmd-cpu-mask", "0x6"]]]}]}),
-            json!({"rows": [{"_uuid": ["uuid", "b1"], "name": "br0", "fail_mode": ["set", ["secure"]],
-                "protocols": ["set", ["OpenFlow13"]], "controller": ["uuid", "c1"],
-                "other_config": ["map", [["datapath-id", "00000000000000aa"]]],
-                "ports": ["set", [["uuid", "p1"], ["uuid", "p2"], ["uuid", "p3"]]]}]}),
-            json!({"rows": [
-                {"_uuid": ["uuid", "p1"], "name": "eth1", "tag": 10, "trunks": ["set", []],
-                 "vlan_mode": ["set", []], "interfaces": ["uuid", "i1"]},
-                {"_uuid": ["uuid", "p2"], "name": "eth2", "tag": ["set", []], "trunks": ["set", [20, 10]],
-                 "vlan_mode": "trunk", "interfaces": ["uuid", "i2"]},
-                {"_uuid": ["uuid", "p3"], "name": "bad", "tag": 5000, "interfaces": ["set", []]}]}),
-            json!({"rows": [
-                {"_uuid": ["uuid", "i1"], "name": "eth1", "type": "", "options": ["map", []],
-                 "ofport_request": 3},
-                {"_uuid": ["uuid", "i2"], "name": "eth2", "type": "tap",
-                 "options": ["map", [["k", "v"]]], "ofport_request": ["set", []]}]}),
-            json!({"rows": [{"_uuid": ["uuid", "c1"], "target": "tcp:127.0.0.1:6653",
-                "inactivity_probe": ["set", []], "max_backoff": 1000}]}),
-            json!({"rows": []}),
-        ]
+    /// A DB holding one bridge with three ports (one of them invalid) and a controller.
+    fn sample() -> Data {
+        let db = ovsdb::Db::in_memory();
+        let r = db.transact(json!(["Open_vSwitch",
+            {"op": "insert", "table": "Interface", "uuid-name": "i1",
+             "row": {"name": "eth1", "ofport_request": 3}},
+            {"op": "insert", "table": "Interface", "uuid-name": "i2",
+             "row": {"name": "eth2", "type": "tap", "options": ["map", [["k", "v"]]]}},
+            {"op": "insert", "table": "Interface", "uuid-name": "i3", "row": {"name": "bad"}},
+            {"op": "insert", "table": "Port", "uuid-name": "p1",
+             "row": {"name": "eth1", "tag": 10, "interfaces": ["named-uuid", "i1"]}},
+            {"op": "insert", "table": "Port", "uuid-name": "p2",
+             "row": {"name": "eth2", "trunks": ["set", [20, 10]], "vlan_mode": "trunk",
+                     "interfaces": ["named-uuid", "i2"]}},
+            {"op": "insert", "table": "Port", "uuid-name": "p3",
+             "row": {"name": "", "interfaces": ["named-uuid", "i3"]}},
+            {"op": "insert", "table": "Controller", "uuid-name": "c1",
+             "row": {"target": "tcp:127.0.0.1:6653", "max_backoff": 1000}},
+            {"op": "insert", "table": "Bridge", "uuid-name": "b1",
+             "row": {"name": "br0", "fail_mode": "secure", "protocols": "OpenFlow13",
+                     "controller": ["named-uuid", "c1"], "datapath_type": "netdev",
+                     "other_config": ["map", [["datapath-id", "00000000000000aa"]]],
+                     "ports": ["set", [["named-uuid", "p1"], ["named-uuid", "p2"], ["named-uuid", "p3"]]]}},
+            {"op": "update", "table": "Open_vSwitch", "where": [],
+             "row": {"next_cfg": 7, "bridges": ["named-uuid", "b1"],
+                     "other_config": ["map", [["pmd-cpu-mask", "0x6"]]]}}
+        ]));
+        assert!(r.iter().all(|r| r.get("error").is_none()), "{r:?}");
+        db.snapshot()
     }
 
     #[test]
@@ -507,14 +432,15 @@ mod tests {
     }
 
     #[test]
-    fn select_results_become_bridges_ports_and_interfaces() {
-        let cfg = SwitchConfig::from_select_results(&results());
+    fn db_rows_become_bridges_ports_and_interfaces() {
+        let cfg = SwitchConfig::from_data(&sample());
         assert_eq!(cfg.next_cfg, 7);
         assert_eq!(cfg.pmd_cpus(), Some(vec![1, 2]));
         let br = &cfg.bridges["br0"];
         assert_eq!(br.fail_mode, FailMode::Secure);
         assert_eq!(br.protocols, vec!["OpenFlow13"]);
         assert_eq!(br.datapath_id(), Some(0xaa));
+        assert_eq!(br.datapath_type, "netdev");
         assert_eq!(br.controllers[0].target, "tcp:127.0.0.1:6653");
         assert_eq!(br.controllers[0].max_backoff, Some(1000));
         assert_eq!(br.controllers[0].inactivity_probe, None);
@@ -529,19 +455,61 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_port_is_reported_and_the_rest_of_the_bridge_kept() {
-        let cfg = SwitchConfig::from_select_results(&results());
-        assert!(!cfg.bridges["br0"].ports.contains_key("bad"));
+    fn a_port_without_a_name_is_reported_and_the_rest_of_the_bridge_kept() {
+        let cfg = SwitchConfig::from_data(&sample());
+        assert_eq!(cfg.bridges["br0"].ports.len(), 2);
         assert!(
-            cfg.problems.iter().any(|p| p.contains("tag 5000")),
+            cfg.problems.iter().any(|p| p.contains("has no name")),
             "{:?}",
             cfg.problems
         );
     }
 
+    fn bridge_with(pairs: &[(&str, &str)]) -> BridgeConfig {
+        let mut b = SwitchConfig::from_data(&sample()).bridges["br0"].clone();
+        b.other_config = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        b
+    }
+
+    /// Expected values from stock OVS 3.1 on this machine (`ovs-vsctl get
+    /// bridge B datapath_id` after setting the same other_config).
+    #[test]
+    fn datapath_id_follows_datapath_id_then_hwaddr_then_the_local_mac() {
+        let local = [0x1e, 0x26, 0x34, 0x05, 0xec, 0x43];
+        let dpid = |p: &[(&str, &str)]| format!("{:016x}", bridge_with(p).dpid(local));
+        assert_eq!(dpid(&[]), "00001e263405ec43");
+        assert_eq!(dpid(&[("hwaddr", "02:11:22:33:44:55")]), "0000021122334455");
+        assert_eq!(
+            dpid(&[("datapath-id", "00000000000000ab")]),
+            "00000000000000ab"
+        );
+        assert_eq!(
+            dpid(&[("datapath-id", "0x00000000000000ab")]),
+            "00000000000000ab"
+        );
+        // A short datapath-id is invalid: hwaddr decides.
+        assert_eq!(
+            dpid(&[("datapath-id", "ab"), ("hwaddr", "02:00:00:00:00:01")]),
+            "0000020000000001"
+        );
+        assert_eq!(
+            dpid(&[
+                ("datapath-id", "00000000000000cd"),
+                ("hwaddr", "02:00:00:00:00:01")
+            ]),
+            "00000000000000cd"
+        );
+        // Multicast or malformed hwaddr: the local MAC.
+        assert_eq!(dpid(&[("hwaddr", "03:00:00:00:00:01")]), "00001e263405ec43");
+        assert_eq!(dpid(&[("hwaddr", "bad")]), "00001e263405ec43");
+    }
+
     #[test]
     fn a_missing_root_row_is_a_problem_not_a_panic() {
-        let cfg = SwitchConfig::from_select_results(&[json!({"rows": []})]);
+        let cfg = SwitchConfig::from_data(&Data::default());
         assert!(cfg.bridges.is_empty());
         assert!(!cfg.problems.is_empty());
     }

@@ -1,19 +1,18 @@
 //! Start-up, the reconciler loop that follows the DB, and shutdown.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use datapath::{Datapath, DpConfig};
-use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::Args;
-use crate::config::{SwitchConfig, rows_from_select};
+use crate::config::SwitchConfig;
+use crate::dbstatus::{Runtime, status_ops};
 use crate::ofproto::{SlowPath, run_revalidator};
 use crate::ofservice::OfManager;
-use crate::switch::{Switch, status_ops};
+use crate::switch::Switch;
 
 /// Everything the appctl commands and the OpenFlow agents reach.
 pub struct Ctx {
@@ -36,7 +35,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
     info!("config DB {} opened", args.db.display());
 
     // PMD placement: the command line wins over the DB.
-    let first = SwitchConfig::from_select_results(&db.transact(SwitchConfig::select_ops()));
+    let first = SwitchConfig::from_data(&db.snapshot());
     let pmd_cpus = if !args.pmd_cpus.is_empty() {
         args.pmd_cpus.clone()
     } else {
@@ -152,8 +151,8 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
     let mut last_retry = Instant::now();
     let mut policing = crate::policing::Policing::default();
     loop {
-        let results = ctx.db.transact(SwitchConfig::select_ops());
-        let cfg = SwitchConfig::from_select_results(&results);
+        let data = ctx.db.snapshot();
+        let cfg = SwitchConfig::from_data(&data);
         if last.as_ref() != Some(&cfg) {
             ctx.switch.apply(&cfg);
             ctx.of.configure(&cfg);
@@ -188,33 +187,24 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
             ctx.switch.retry_failed();
             last_retry = Instant::now();
         }
-        let ifaces = results.get(3).map(rows_from_select).unwrap_or_default();
-        let mut ops = status_ops(&ctx.switch.iface_status(), &ifaces);
-        ops.extend(ctx.of.controller_status_ops(results.get(4)));
-        if last_stats.elapsed() >= Duration::from_secs(5) {
-            ops.extend(stats_ops(&ctx, &ifaces));
+        let stats = (last_stats.elapsed() >= Duration::from_secs(5)).then(|| {
             last_stats = Instant::now();
-        }
-        let cur_cfg = results
-            .first()
-            .map(rows_from_select)
-            .and_then(|r| {
-                r.values()
-                    .next()
-                    .and_then(|row| row.get("cur_cfg").and_then(Value::as_i64))
-            })
-            .unwrap_or(0);
-        if cur_cfg != cfg.next_cfg {
-            ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": [],
-                "row": {"cur_cfg": cfg.next_cfg}}));
-        }
-        if !ops.is_empty() {
-            let mut txn = vec![json!("Open_vSwitch")];
-            txn.extend(ops);
-            let res = ctx.db.transact(Value::Array(txn));
-            if let Some(e) = res.iter().find(|r| r.get("error").is_some()) {
-                warn!("writing runtime state to the DB failed: {e}");
-            }
+            ctx.switch.iface_stats()
+        });
+        let (ifaces, controllers, dpids) = (
+            ctx.switch.iface_status(),
+            ctx.of.controller_status(),
+            ctx.switch.dpids(),
+        );
+        let rt = Runtime {
+            cfg: &cfg,
+            ifaces: &ifaces,
+            controllers: &controllers,
+            dpids: &dpids,
+            stats: stats.as_ref(),
+        };
+        if let Err(e) = ctx.db.write(&status_ops(&data, &rt)) {
+            warn!("writing runtime state to the DB failed: {e}");
         }
         last = Some(cfg);
         match commits.recv_timeout(Duration::from_secs(1)) {
@@ -223,23 +213,4 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
-}
-
-/// Interface `statistics` updates.
-fn stats_ops(ctx: &Ctx, ifaces: &BTreeMap<String, serde_json::Map<String, Value>>) -> Vec<Value> {
-    let stats = ctx.switch.iface_stats();
-    let mut ops = Vec::new();
-    for (uuid, row) in ifaces {
-        let Some(name) = row.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        let Some(s) = stats.get(name) else {
-            continue;
-        };
-        let pairs: Vec<Value> = s.iter().map(|(k, v)| json!([k, v])).collect();
-        ops.push(json!({"op": "update", "table": "Interface",
-            "where": [["_uuid", "==", ["uuid", uuid]]],
-            "row": {"statistics": ["map", pairs]}}));
-    }
-    ops
 }

@@ -15,8 +15,10 @@ use clap::Parser;
 use tracing::{info, warn};
 
 mod appctl;
+mod capabilities;
 mod config;
 mod daemon;
+mod dbstatus;
 mod dpformat;
 mod heap_trim;
 mod limits;

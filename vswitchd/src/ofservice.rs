@@ -17,12 +17,12 @@ use openflow::conn::{BundledMod, ConnConfig, OfConnection, SwitchAgent};
 use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use openflow::error::OfError;
 use openflow::message::*;
-use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::config::{ControllerConfig, SwitchConfig, rows_from_select};
+use crate::config::{ControllerConfig, SwitchConfig};
+use crate::dbstatus::ControllerStatus;
 use crate::ofproto::{AsyncMsg, Ofproto, PortReason};
 use crate::switch::Switch;
 use vhost_port::SocketPerms;
@@ -238,28 +238,25 @@ impl OfManager {
         (task, socket)
     }
 
-    /// DB updates for the Controller rows whose state changed.
-    pub fn controller_status_ops(&self, select: Option<&Value>) -> Vec<Value> {
-        let rows = select.map(rows_from_select).unwrap_or_default();
+    /// The connection state of every controller, for the DB.
+    pub fn controller_status(&self) -> Vec<ControllerStatus> {
         let bridges = self.lock();
-        let mut ops = Vec::new();
+        let mut out = Vec::new();
         for b in bridges.values() {
             for c in b.controllers.values() {
-                let Some(row) = rows.get(&c.cfg.uuid) else {
-                    continue;
-                };
                 let connected = c.state.connected.load(Ordering::Relaxed);
-                let mut status = vec![json!([
-                    "state",
-                    if connected { "ACTIVE" } else { "BACKOFF" }
-                ])];
+                let mut status = BTreeMap::new();
+                status.insert(
+                    "state".to_owned(),
+                    if connected { "ACTIVE" } else { "BACKOFF" }.to_owned(),
+                );
                 if let Some(since) = *c.state.since.lock().unwrap_or_else(|p| p.into_inner()) {
                     let key = if connected {
                         "sec_since_connect"
                     } else {
                         "sec_since_disconnect"
                     };
-                    status.push(json!([key, since.elapsed().as_secs().to_string()]));
+                    status.insert(key.to_owned(), since.elapsed().as_secs().to_string());
                 }
                 if let Some(e) = c
                     .state
@@ -268,7 +265,7 @@ impl OfManager {
                     .unwrap_or_else(|p| p.into_inner())
                     .clone()
                 {
-                    status.push(json!(["last_error", e]));
+                    status.insert("last_error".to_owned(), e);
                 }
                 let role = c
                     .state
@@ -276,33 +273,15 @@ impl OfManager {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                let cur_conn = row
-                    .get("is_connected")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let cur_role = crate::config::opt_str(row.get("role").unwrap_or(&Value::Null))
-                    .unwrap_or_default();
-                let cur_state = crate::config::map_pairs(row.get("status").unwrap_or(&Value::Null))
-                    .get("state")
-                    .cloned()
-                    .unwrap_or_default();
-                let want_state = if connected { "ACTIVE" } else { "BACKOFF" };
-                if cur_conn != connected
-                    || (connected && cur_role != role)
-                    || cur_state != want_state
-                {
-                    let role_v = if connected && !role.is_empty() {
-                        json!(role)
-                    } else {
-                        json!(["set", []])
-                    };
-                    ops.push(json!({"op": "update", "table": "Controller",
-                        "where": [["_uuid", "==", ["uuid", c.cfg.uuid]]],
-                        "row": {"is_connected": connected, "role": role_v, "status": ["map", status]}}));
-                }
+                out.push(ControllerStatus {
+                    uuid: c.cfg.uuid,
+                    connected,
+                    role,
+                    status,
+                });
             }
         }
-        ops
+        out
     }
 
     /// Stops every connection.

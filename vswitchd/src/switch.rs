@@ -12,26 +12,15 @@ use flows::action::port as ofp_port;
 use flows::names::check_name;
 use flows::xlate::{BridgePort, VlanMode as XVlanMode};
 use flows::{DpPortNo, PortNo};
-use serde_json::{Value, json};
 use tracing::{info, warn};
+use uuid::Uuid;
 use vhost_port::{VhostUserOptions, VhostUserPort};
 
 use crate::config::{
     BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig, VhostSockConfig, VlanMode,
 };
+use crate::dbstatus::IfaceStatus;
 use crate::ofproto::{AsyncMsg, Ofproto, PortReason, PortRuntime, SlowPath};
-
-/// Runtime facts about one interface, written back to its DB row.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct IfaceStatus {
-    pub uuid: String,
-    pub name: String,
-    pub ofport: i64,
-    pub error: Option<String>,
-    pub mac_in_use: Option<String>,
-    pub link_up: bool,
-    pub admin_up: bool,
-}
 
 /// An interface the switch opened, with its typed handle when the daemon
 /// needs more than the `Port` trait offers.
@@ -47,6 +36,19 @@ struct IfaceSlot {
     dp_port: DpPortNo,
     config: InterfaceConfig,
     vhost: Option<Arc<VhostUserPort>>,
+    /// Why `mtu_request` could not be applied.
+    mtu_error: Option<String>,
+}
+
+/// Interface types backed by a kernel network device, whose MTU
+/// `mtu_request` sets.
+fn kernel_device(kind: &str) -> bool {
+    matches!(kind, "" | "system" | "internal" | "tap")
+}
+
+/// vhost-user types, whose MTU is offered to the guest when the port opens.
+fn vhost_kind(kind: &str) -> bool {
+    kind.contains("vhostuser")
 }
 
 pub struct Switch {
@@ -64,7 +66,7 @@ struct SwitchState {
     /// Interfaces by name.
     ifaces: BTreeMap<String, IfaceSlot>,
     /// Interfaces that failed to open: name → (uuid, error).
-    failed: BTreeMap<String, (String, String)>,
+    failed: BTreeMap<String, (Uuid, String)>,
     /// The configuration last applied.
     applied: Option<SwitchConfig>,
 }
@@ -80,9 +82,25 @@ fn name_error(br: &BridgeConfig, i: &InterfaceConfig) -> Option<String> {
         .map(|e| format!("{}: could not add to bridge {:?} ({e})", i.name, br.name))
 }
 
-/// A datapath id derived from a MAC (OVS: the bridge MAC in the low 48 bits).
-fn dpid_from_mac(mac: [u8; 6]) -> u64 {
-    mac.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+/// The MAC of a bridge's own port when `other_config:hwaddr` does not set
+/// it: locally administered, derived from the name, stable across restarts.
+fn default_local_mac(name: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02 | (b[0] & 0xfc), b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Sets a kernel device's MTU when it differs from `mtu`.
+fn apply_mtu(name: &str, mtu: u32) -> Result<(), String> {
+    if datapath::netdev::mtu(name).is_ok_and(|m| m == mtu) {
+        return Ok(());
+    }
+    datapath::netdev::set_mtu(name, mtu)
+        .map(|()| info!(port = %name, mtu, "MTU set"))
+        .map_err(|e| format!("{name}: cannot set MTU {mtu}: {e}"))
 }
 
 fn xlate_vlan(p: &PortConfig) -> XVlanMode {
@@ -195,6 +213,10 @@ impl Switch {
                 if let Some(n) = iface.options.get("n_rxq").and_then(|s| s.parse().ok()) {
                     opts.n_pairs = n;
                 }
+                if let Some(m) = iface.mtu_request {
+                    opts.mtu = u16::try_from(m)
+                        .map_err(|_| format!("{}: mtu_request {m} is out of range", iface.name))?;
+                }
                 let port = if iface.kind.ends_with("client") {
                     let Some(path) = iface.options.get("vhost-server-path") else {
                         return Err(format!(
@@ -266,6 +288,7 @@ impl Switch {
                         || i.kind != slot.config.kind
                         || i.options != slot.config.options
                         || (i.ofport_request.is_some() && i.ofport_request != Some(slot.ofport))
+                        || (vhost_kind(&i.kind) && i.mtu_request != slot.config.mtu_request)
                 }
             })
             .map(|(n, _)| n.clone())
@@ -309,7 +332,9 @@ impl Switch {
             if bst.mac.max_entries() != br.mac_table_size() {
                 bst.mac.set_max_entries(br.mac_table_size());
             }
-            if let Some(dpid) = br.datapath_id() {
+            let dpid = br.dpid(default_local_mac(&br.name));
+            if bst.dpid != dpid {
+                info!(bridge = %br.name, "datapath id now {dpid:016x}");
                 bst.dpid = dpid;
             }
             // VLAN settings of ports that stay.
@@ -338,7 +363,7 @@ impl Switch {
                 if !st.failed.contains_key(*name) {
                     warn!("{e}");
                 }
-                st.failed.insert(name.to_string(), (i.uuid.clone(), e));
+                st.failed.insert(name.to_string(), (i.uuid, e));
                 continue;
             }
             if st.failed.get(*name).is_some_and(|(_, e)| !e.is_empty())
@@ -363,8 +388,16 @@ impl Switch {
                 }
                 Err(e) => {
                     warn!("{e}");
-                    st.failed.insert(name.to_string(), (i.uuid.clone(), e));
+                    st.failed.insert(name.to_string(), (i.uuid, e));
                 }
+            }
+        }
+        // 5. MTUs of kernel devices (kept in step with mtu_request).
+        for (name, (_, _, i)) in &wanted {
+            if let Some(slot) = st.ifaces.get_mut(*name)
+                && kernel_device(&slot.config.kind)
+            {
+                slot.mtu_error = i.mtu_request.and_then(|m| apply_mtu(name, m).err());
             }
         }
         st.applied = Some(cfg.clone());
@@ -375,16 +408,7 @@ impl Switch {
     }
 
     fn add_bridge(&self, br: &BridgeConfig, now: u64) -> Arc<Ofproto> {
-        let local_mac = {
-            // Locally administered MAC derived from the name, stable across restarts.
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in br.name.bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-            }
-            let b = h.to_be_bytes();
-            [0x02 | (b[0] & 0xfc), b[1], b[2], b[3], b[4], b[5]]
-        };
-        let dpid = br.datapath_id().unwrap_or_else(|| dpid_from_mac(local_mac));
+        let dpid = br.dpid(default_local_mac(&br.name));
         let ofp = Arc::new(Ofproto::new(
             &br.name,
             br.fail_mode,
@@ -488,6 +512,7 @@ impl Switch {
                 dp_port,
                 config: cfg,
                 vhost: opened.vhost,
+                mtu_error: None,
             },
         );
         ofp.notify(AsyncMsg::PortStatus {
@@ -564,9 +589,14 @@ impl Switch {
             let link_up = rt.is_some_and(|r| r.port.link_up());
             let admin_up = rt.is_some_and(|r| !r.admin_down);
             let mac = rt.and_then(|r| r.port.info().mac).map(crate::dpformat::mac);
-            let error = slot.vhost.as_ref().and_then(|v| v.last_error());
+            let error = slot
+                .vhost
+                .as_ref()
+                .and_then(|v| v.last_error())
+                .or_else(|| slot.mtu_error.clone());
+            let mtu = rt.map(|r| i64::from(r.port.info().mtu));
             out.push(IfaceStatus {
-                uuid: slot.config.uuid.clone(),
+                uuid: slot.config.uuid,
                 name: name.clone(),
                 ofport: if slot.ofport == ofp_port::LOCAL {
                     65534
@@ -577,17 +607,19 @@ impl Switch {
                 mac_in_use: mac,
                 link_up,
                 admin_up,
+                mtu,
             });
         }
         for (name, (uuid, err)) in &st.failed {
             out.push(IfaceStatus {
-                uuid: uuid.clone(),
+                uuid: *uuid,
                 name: name.clone(),
                 ofport: -1,
                 error: Some(err.clone()).filter(|e| !e.is_empty()),
                 mac_in_use: None,
                 link_up: false,
                 admin_up: false,
+                mtu: None,
             });
         }
         out
@@ -646,6 +678,15 @@ impl Switch {
         out
     }
 
+    /// The datapath id of every bridge, by name.
+    pub fn dpids(&self) -> BTreeMap<String, u64> {
+        self.slow
+            .all_bridges()
+            .into_iter()
+            .map(|b| (b.name.clone(), b.lock().dpid))
+            .collect()
+    }
+
     /// Names of bridges and their ports, for appctl.
     pub fn bridge_names(&self) -> BTreeSet<String> {
         self.slow
@@ -658,97 +699,14 @@ impl Switch {
     }
 }
 
-/// The DB operations that write `status` back; only columns that differ
-/// from `current` (the rows as last read) are written.
-pub fn status_ops(
-    status: &[IfaceStatus],
-    current: &BTreeMap<String, serde_json::Map<String, Value>>,
-) -> Vec<Value> {
-    let mut ops = Vec::new();
-    for s in status {
-        let Some(row) = current.get(&s.uuid) else {
-            continue;
-        };
-        let opt = |v: Option<Value>| match v {
-            Some(v) => v,
-            None => json!(["set", []]),
-        };
-        let want = [
-            ("ofport", json!(s.ofport)),
-            ("error", opt(s.error.clone().map(Value::String))),
-            ("mac_in_use", opt(s.mac_in_use.clone().map(Value::String))),
-            ("link_state", json!(if s.link_up { "up" } else { "down" })),
-            ("admin_state", json!(if s.admin_up { "up" } else { "down" })),
-        ];
-        let mut set = serde_json::Map::new();
-        for (col, v) in want {
-            let same = match row.get(col) {
-                Some(cur) => same_datum(cur, &v),
-                None => false,
-            };
-            if !same {
-                set.insert(col.to_string(), v);
-            }
-        }
-        if !set.is_empty() {
-            ops.push(json!({"op": "update", "table": "Interface",
-                "where": [["_uuid", "==", ["uuid", s.uuid]]], "row": set}));
-        }
-    }
-    ops
-}
-
-/// Compares two OVSDB data, treating a one-element set like its atom.
-fn same_datum(a: &Value, b: &Value) -> bool {
-    let norm = |v: &Value| -> Value {
-        match v {
-            Value::Array(x) if x.len() == 2 && x[0] == "set" => match x[1].as_array() {
-                Some(e) if e.len() == 1 => e[0].clone(),
-                _ => v.clone(),
-            },
-            _ => v.clone(),
-        }
-    };
-    norm(a) == norm(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn status_ops_write_only_what_changed() {
-        let mut rows = BTreeMap::new();
-        let mut row = serde_json::Map::new();
-        row.insert("ofport".into(), json!(["set", [3]]));
-        row.insert("error".into(), json!(["set", []]));
-        row.insert("mac_in_use".into(), json!("02:00:00:00:00:01"));
-        row.insert("link_state".into(), json!("down"));
-        row.insert("admin_state".into(), json!("up"));
-        rows.insert("u1".to_string(), row);
-        let s = IfaceStatus {
-            uuid: "u1".into(),
-            name: "p1".into(),
-            ofport: 3,
-            error: None,
-            mac_in_use: Some("02:00:00:00:00:01".into()),
-            link_up: true,
-            admin_up: true,
-        };
-        let ops = status_ops(std::slice::from_ref(&s), &rows);
-        assert_eq!(ops.len(), 1);
-        let set = ops[0]["row"].as_object().unwrap();
-        assert_eq!(set.len(), 1, "{set:?}");
-        assert_eq!(set["link_state"], json!("up"));
-        let mut unchanged = s;
-        unchanged.link_up = false;
-        assert!(status_ops(&[unchanged], &rows).is_empty());
-    }
-
-    #[test]
     fn port_vlan_settings_follow_ovs_defaults() {
         let mut p = PortConfig {
-            uuid: String::new(),
+            uuid: Uuid::nil(),
             name: "p".into(),
             interfaces: vec![],
             tag: Some(10),
@@ -790,22 +748,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sw = Switch::new(dp, slow, dir.path().to_path_buf());
         let mut br = BridgeConfig {
-            uuid: "b".into(),
+            uuid: Uuid::from_u128(1),
             name: "br0".into(),
             fail_mode: FailMode::Standalone,
             protocols: vec![],
             controllers: vec![],
             other_config: BTreeMap::new(),
+            datapath_type: String::new(),
             ports: BTreeMap::new(),
         };
         for (name, ofport, tag) in ports {
             br.ports.insert(
                 name.to_string(),
                 PortConfig {
-                    uuid: format!("p-{name}"),
+                    uuid: Uuid::new_v4(),
                     name: name.to_string(),
                     interfaces: vec![InterfaceConfig {
-                        uuid: format!("i-{name}"),
+                        uuid: Uuid::new_v4(),
                         name: name.to_string(),
                         kind: "dummy".into(),
                         options: BTreeMap::new(),
@@ -909,21 +868,22 @@ mod tests {
 
     fn one_port_config(bridge: &str, port: &str, kind: &str) -> SwitchConfig {
         let mut br = BridgeConfig {
-            uuid: "b".into(),
+            uuid: Uuid::from_u128(1),
             name: bridge.into(),
             fail_mode: FailMode::Standalone,
             protocols: vec![],
             controllers: vec![],
             other_config: BTreeMap::new(),
+            datapath_type: String::new(),
             ports: BTreeMap::new(),
         };
         br.ports.insert(
             port.into(),
             PortConfig {
-                uuid: "p".into(),
+                uuid: Uuid::from_u128(2),
                 name: port.into(),
                 interfaces: vec![InterfaceConfig {
-                    uuid: "i".into(),
+                    uuid: Uuid::from_u128(3),
                     name: port.into(),
                     kind: kind.into(),
                     options: BTreeMap::new(),
@@ -1009,9 +969,46 @@ mod tests {
         assert!(!dir.path().join("vhost/vhu1").exists());
     }
 
+    fn ofport_of(sw: &Switch, name: &str) -> i64 {
+        sw.iface_status()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(-2, |s| s.ofport)
+    }
+
     #[test]
-    fn dpid_is_the_mac_in_the_low_48_bits() {
-        assert_eq!(dpid_from_mac([0x02, 0, 0, 0, 0x12, 0x34]), 0x0200_0000_1234);
+    fn ofport_request_is_honoured_moved_and_refused_when_taken() {
+        let (sw, _d) = dummy_switch(&[("p1", 5, None), ("p2", 6, None)]);
+        assert_eq!(ofport_of(&sw, "p1"), 5);
+        let mut cfg = sw.lock().applied.clone().unwrap();
+        let set = |cfg: &mut SwitchConfig, port: &str, n: u32| {
+            cfg.bridges
+                .get_mut("br0")
+                .unwrap()
+                .ports
+                .get_mut(port)
+                .unwrap()
+                .interfaces[0]
+                .ofport_request = Some(n);
+        };
+        set(&mut cfg, "p1", 9);
+        sw.apply(&cfg);
+        assert_eq!(ofport_of(&sw, "p1"), 9);
+        // p2 asks for p1's number: it is refused with an error, p1 keeps it.
+        set(&mut cfg, "p2", 9);
+        sw.apply(&cfg);
+        assert_eq!(ofport_of(&sw, "p1"), 9);
+        assert_eq!(ofport_of(&sw, "p2"), -1);
+        let e = error_of(&sw, "p2").expect("an error on p2");
+        assert!(e.contains("already in use"), "{e}");
+    }
+
+    #[test]
+    fn the_default_local_mac_is_unicast_and_locally_administered() {
+        let m = default_local_mac("br-int");
+        assert_eq!(m[0] & 0x03, 0x02);
+        assert_eq!(m, default_local_mac("br-int"));
+        assert_ne!(m, default_local_mac("br-ex"));
     }
 }
 

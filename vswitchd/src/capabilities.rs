@@ -1,0 +1,124 @@
+//! What this switch really has, as the DB reports it to controllers (OVN reads
+//! these): `Open_vSwitch.iface_types`, `datapath_types`, and the
+//! `Datapath.capabilities` map. One place, so a feature that lands (a tunnel
+//! type, conntrack) changes its answer here.
+
+/// Interface types `Switch::open_iface` opens (OVS's names; `""` is `system`).
+pub const IFACE_TYPES: &[&str] = &[
+    "dpdkvhostuser",
+    "dpdkvhostuserclient",
+    "dummy",
+    "internal",
+    "system",
+    "tap",
+    "vhostuser",
+    "vhostuserclient",
+];
+
+/// Datapath types: ferrovs has one datapath, the userspace one OVS calls `netdev`.
+pub const DATAPATH_TYPES: &[&str] = &["netdev"];
+
+/// Whether a bridge's `datapath_type` is one this switch runs (`""` is the default).
+pub fn is_our_datapath_type(t: &str) -> bool {
+    t.is_empty() || DATAPATH_TYPES.contains(&t)
+}
+
+/// The `capabilities` of the `Datapath` row of type `netdev`, with the keys
+/// stock OVS writes there, each with what ferrovs's datapath does today:
+/// its actions are output, userspace, VLAN push/pop and whole-field sets, so
+/// there is no recirculation, clone, truncation, MPLS, packet-length check,
+/// tunnel push/pop, masked set or connection tracking yet.
+pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
+    let no = |k: &'static str| (k, "false".to_owned());
+    vec![
+        no("add_mpls"),
+        no("check_pkt_len"),
+        no("clone"),
+        no("ct_clear"),
+        no("ct_eventmask"),
+        no("ct_flush"),
+        no("ct_label"),
+        no("ct_mark"),
+        no("ct_orig_tuple"),
+        no("ct_orig_tuple6"),
+        no("ct_state"),
+        no("ct_state_nat"),
+        no("ct_timeout"),
+        no("ct_zero_snat"),
+        no("ct_zone"),
+        no("explicit_drop_action"),
+        no("lb_output_action"),
+        no("masked_set_action"),
+        // Select groups hash the L4 5-tuple during translation (OVS_HASH_ALG_L4);
+        // the datapath itself has no dp_hash action.
+        ("max_hash_alg", "0".to_owned()),
+        ("max_mpls_depth", "0".to_owned()),
+        (
+            "max_vlan_headers",
+            flows::parse::MAX_VLAN_HEADERS.to_string(),
+        ),
+        no("nd_ext"),
+        no("recirc"),
+        no("sample_nesting"),
+        no("tnl_push_pop"),
+        no("trunc"),
+        no("ufid"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys stock OVS 3.1 writes for a `netdev` datapath on this machine.
+    const OVS_KEYS: &[&str] = &[
+        "add_mpls",
+        "check_pkt_len",
+        "clone",
+        "ct_clear",
+        "ct_eventmask",
+        "ct_flush",
+        "ct_label",
+        "ct_mark",
+        "ct_orig_tuple",
+        "ct_orig_tuple6",
+        "ct_state",
+        "ct_state_nat",
+        "ct_timeout",
+        "ct_zero_snat",
+        "ct_zone",
+        "explicit_drop_action",
+        "lb_output_action",
+        "masked_set_action",
+        "max_hash_alg",
+        "max_mpls_depth",
+        "max_vlan_headers",
+        "nd_ext",
+        "recirc",
+        "sample_nesting",
+        "tnl_push_pop",
+        "trunc",
+        "ufid",
+    ];
+
+    #[test]
+    fn capabilities_have_the_keys_ovs_writes_and_claim_no_conntrack() {
+        let caps = datapath_capabilities();
+        let keys: Vec<&str> = caps.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, OVS_KEYS);
+        for (k, v) in &caps {
+            if k.starts_with("ct_") {
+                assert_eq!(v, "false", "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn geneve_and_patch_are_not_claimed_before_they_exist() {
+        assert!(!IFACE_TYPES.contains(&"geneve"));
+        assert!(IFACE_TYPES.contains(&"dpdkvhostuser"));
+        assert!(is_our_datapath_type(""));
+        assert!(is_our_datapath_type("netdev"));
+        assert!(!is_our_datapath_type("system"));
+    }
+}
