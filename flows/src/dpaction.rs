@@ -51,4 +51,23 @@ pub enum DpAction {
     /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
     SetTpSrc(u16),
     SetTpDst(u16),
+    /// `check_pkt_len(size=N,gt(...),le(...))`, kept flat so that actions
+    /// stay `Copy`: the `gt` actions that follow run when the frame is
+    /// longer than `size` bytes, else the `le` actions after them. Nothing
+    /// follows the two branches at this level (check_pkt_larger ends the
+    /// pipeline). `gt` and `le` count every action of their branch,
+    /// including those of nested checks.
+    CheckPktLen { size: u16, gt: u16, le: u16 },
+}
+
+/// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:
+/// its greater branch and its less-or-equal branch.
+pub fn check_pkt_len_branches(actions: &[DpAction], i: usize) -> (&[DpAction], &[DpAction]) {
+    let DpAction::CheckPktLen { gt, le, .. } = actions[i] else {
+        return (&[], &[]);
+    };
+    let start = (i + 1).min(actions.len());
+    let mid = (start + usize::from(gt)).min(actions.len());
+    let end = (mid + usize::from(le)).min(actions.len());
+    (&actions[start..mid], &actions[mid..end])
 }

@@ -13,6 +13,8 @@ pub mod key;
 pub mod mac_learning;
 pub mod matches;
 pub mod names;
+pub mod nxaction;
+pub mod nxhash;
 pub mod packet;
 pub mod parse;
 pub mod table;
