@@ -112,7 +112,8 @@ pub enum Action {
     /// `pop:DST` from the pipeline's field stack.
     StackPop(SubField),
     /// `output:SRC[]` / `output(port=SRC[],max_len=N)`: output to the port
-    /// number held in a subfield.
+    /// number held in a subfield (`max_len` 65535 unless given; OVS 3.1
+    /// itself only knows the first form).
     OutputReg { src: SubField, max_len: u16 },
     /// `note:HEX.HEX...` (does nothing).
     Note(Vec<u8>),

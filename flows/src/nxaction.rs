@@ -473,7 +473,7 @@ pub(crate) fn parse_output_reg(arg: &str, paren: bool) -> Result<Option<Action>,
         }
         return Ok(Some(Action::OutputReg {
             src: parse_subfield(name, arg.trim())?,
-            max_len: 0,
+            max_len: u16::MAX,
         }));
     }
     let (mut port, mut max_len) = (None, None);
@@ -491,7 +491,7 @@ pub(crate) fn parse_output_reg(arg: &str, paren: bool) -> Result<Option<Action>,
     let src = parse_subfield(name, port)?;
     Ok(Some(Action::OutputReg {
         src,
-        max_len: max_len.unwrap_or(0),
+        max_len: max_len.unwrap_or(u16::MAX),
     }))
 }
 
@@ -793,19 +793,18 @@ fn parse_ct(a: &str, opts: &ParseOptions<'_>) -> Result<Ct, TextError> {
                         inner.extend(parse_actions_nested(t, opts)?);
                     }
                 }
-                if let Some(bad) = inner.iter().find(|a| {
-                    !matches!(
-                        a,
-                        Action::SetField { .. }
-                            | Action::Load { .. }
-                            | Action::Move { .. }
-                            | Action::Nat(_)
-                    )
+                // OVS: exec may only set the connection's ct_mark/ct_label.
+                let ct_field = |f: Field| f.name().starts_with("ct_");
+                if let Some(bad) = inner.iter().find(|a| match a {
+                    Action::SetField { field, .. } => !ct_field(*field),
+                    Action::Load { dst, .. } | Action::Move { dst, .. } => !ct_field(dst.field),
+                    Action::Nat(_) => false,
+                    _ => true,
                 }) {
                     return Err(bad_action(
                         name,
                         format!(
-                            "{}: only set_field, load and move may appear in exec",
+                            "{}: ct action doesn't support nested action or modification of that field",
                             crate::text::format_action(bad)
                         ),
                     ));
@@ -967,7 +966,7 @@ pub(crate) fn format_nx_action(a: &Action) -> Option<String> {
         Action::StackPush(sf) => format!("push:{}", format_subfield(sf)),
         Action::StackPop(sf) => format!("pop:{}", format_subfield(sf)),
         Action::OutputReg { src, max_len } => {
-            if *max_len == 0 {
+            if *max_len == u16::MAX {
                 format!("output:{}", format_subfield(src))
             } else {
                 format!("output(port={},max_len={max_len})", format_subfield(src))
@@ -1286,8 +1285,12 @@ mod tests {
         ("controller:100", "CONTROLLER:100"),
         ("controller(max_len=100)", "CONTROLLER:100"),
         (
-            "ct(commit,zone=5,table=3,exec(load:0x1->reg1[]),alg=ftp,nat(src=10.0.0.1-10.0.0.5:100-200,random,persistent))",
-            "ct(commit,table=3,zone=5,exec(load:0x1->NXM_NX_REG1[],nat(src=10.0.0.1-10.0.0.5:100-200,persistent,random)),alg=ftp)",
+            "ct(commit,zone=5,table=3,alg=ftp,nat(src=10.0.0.1-10.0.0.5:100-200,random,persistent))",
+            "ct(commit,table=3,zone=5,nat(src=10.0.0.1-10.0.0.5:100-200,persistent,random),alg=ftp)",
+        ),
+        (
+            "ct(commit,exec(nat(src=10.0.0.1)))",
+            "ct(commit,nat(src=10.0.0.1))",
         ),
         ("ct(zone=NXM_NX_REG0[0..15],nat)", "ct(zone=NXM_NX_REG0[0..15],nat)"),
         (
@@ -1327,7 +1330,8 @@ mod tests {
             ("multipath(eth_src,50,hrw,12,0,reg0[0..2])", "not enough"),
             ("check_pkt_larger(200)->reg0[0..1]", "single bit"),
             ("bundle(eth_src,0,foo,ofport,members:1)", "foo"),
-            ("ct(exec(output:1),commit)", "exec"),
+            ("ct(exec(output:1),commit)", "nested"),
+            ("ct(commit,exec(load:1->reg1[]))", "nested"),
             ("clone(goto_table:1)", "instructions"),
             ("nat(src=10.0.0.1)", "nat"),
             ("controller(bogus=1)", "bogus"),
