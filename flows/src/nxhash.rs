@@ -60,8 +60,9 @@ pub fn flow_hash_fields(k: &FlowKey, fields: HashFields, basis: u16) -> u32 {
     let ip6 = k.dl_type == ethertype::IPV6;
     match fields {
         HashFields::EthSrc => hash_bytes(&k.dl_src, basis),
-        HashFields::NwSrc => hash_bytes(&k.nw_src.to_be_bytes(), basis),
-        HashFields::NwDst => hash_bytes(&k.nw_dst.to_be_bytes(), basis),
+        HashFields::NwSrc if ip => hash_bytes(&k.nw_src.to_be_bytes(), basis),
+        HashFields::NwDst if ip => hash_bytes(&k.nw_dst.to_be_bytes(), basis),
+        HashFields::NwSrc | HashFields::NwDst => hash_bytes(&[], basis),
         HashFields::SymmetricL4
         | HashFields::SymmetricL3L4
         | HashFields::SymmetricL3L4Udp

@@ -136,7 +136,7 @@ fn arb_action() -> impl Strategy<Value = Action> {
             proptest::option::of(1u32..0xff00),
             proptest::option::of(0u8..255)
         )
-            .prop_map(|(port, table)| Action::Resubmit { port, table }),
+            .prop_map(|(port, table)| Action::Resubmit { port, table, ct: false }),
     ]
 }
 

@@ -19,6 +19,7 @@ mod config;
 mod daemon;
 mod dpformat;
 mod heap_trim;
+mod learn;
 mod limits;
 mod ofproto;
 mod ofservice;

@@ -69,8 +69,21 @@ pub(crate) fn execute(
     upcalls: &Sender<UpcallMsg>,
 ) -> u64 {
     let mut lost = 0;
-    for a in actions {
+    let mut i = 0;
+    while i < actions.len() {
+        let a = &actions[i];
+        i += 1;
         match a {
+            DpAction::CheckPktLen { size, .. } => {
+                // The two branches follow; nothing comes after them.
+                let (gt, le) = flows::dpaction::check_pkt_len_branches(actions, i - 1);
+                let branch = if pkt.data().len() > usize::from(*size) {
+                    gt
+                } else {
+                    le
+                };
+                return lost + execute(branch, pkt, key, tx, upcalls);
+            }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
