@@ -53,11 +53,14 @@ pub enum DpAction {
     SetTpDst(u16),
     /// `check_pkt_len(size=N,gt(...),le(...))`, kept flat so that actions
     /// stay `Copy`: the `gt` actions that follow run when the frame is
-    /// longer than `size` bytes, else the `le` actions after them. Nothing
-    /// follows the two branches at this level (check_pkt_larger ends the
-    /// pipeline). `gt` and `le` count every action of their branch,
-    /// including those of nested checks.
-    CheckPktLen { size: u16, gt: u16, le: u16 },
+    /// longer than `size` bytes, else the `le` actions after them; then
+    /// execution goes on after both branches. `gt` and `le` count every
+    /// action of their branch, including those of nested checks.
+    CheckPktLen {
+        size: u16,
+        gt: u16,
+        le: u16,
+    },
 }
 
 /// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:

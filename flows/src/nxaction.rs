@@ -529,8 +529,7 @@ fn parse_hex_dots(name: &str, v: &str) -> Result<Vec<u8>, TextError> {
 }
 
 fn parse_hash_fields(name: &str, s: &str) -> Result<HashFields, TextError> {
-    HashFields::from_name(s.trim())
-        .ok_or_else(|| bad_action(name, format!("{s}: unknown fields")))
+    HashFields::from_name(s.trim()).ok_or_else(|| bad_action(name, format!("{s}: unknown fields")))
 }
 
 fn parse_multipath(a: &str) -> Result<Action, TextError> {
@@ -663,7 +662,10 @@ fn parse_learn(a: &str) -> Result<Learn, TextError> {
             ("table", Some(v)) => {
                 l.table = num(name, v)?;
                 if l.table == 255 {
-                    return Err(bad_action(name, "table id 255 not valid for `learn' action"));
+                    return Err(bad_action(
+                        name,
+                        "table id 255 not valid for `learn' action",
+                    ));
                 }
             }
             ("priority", Some(v)) => l.priority = num(name, v)?,
@@ -958,10 +960,7 @@ pub(crate) fn format_nx_action(a: &Action) -> Option<String> {
         }
         Action::DecTtlIds(ids) => format!(
             "dec_ttl({})",
-            ids.iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
+            ids.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
         ),
         Action::StackPush(sf) => format!("push:{}", format_subfield(sf)),
         Action::StackPop(sf) => format!("pop:{}", format_subfield(sf)),
@@ -1109,12 +1108,7 @@ fn format_learn(l: &Learn) -> String {
                 src: LearnSrc::Field(src),
                 dst,
             } => {
-                let _ = write!(
-                    s,
-                    "load:{}->{}",
-                    format_subfield(src),
-                    format_subfield(dst)
-                );
+                let _ = write!(s, "load:{}->{}", format_subfield(src), format_subfield(dst));
             }
             LearnSpec::Output { src } => {
                 let _ = write!(s, "output:{}", format_subfield(src));
@@ -1281,7 +1275,10 @@ mod tests {
             "controller(userdata=00.00.00.0c.00.00.00.00,pause)",
             "controller(userdata=00.00.00.0c.00.00.00.00,pause)",
         ),
-        ("controller(reason=invalid_ttl)", "controller(reason=invalid_ttl)"),
+        (
+            "controller(reason=invalid_ttl)",
+            "controller(reason=invalid_ttl)",
+        ),
         ("controller:100", "CONTROLLER:100"),
         ("controller(max_len=100)", "CONTROLLER:100"),
         (
@@ -1292,13 +1289,19 @@ mod tests {
             "ct(commit,exec(nat(src=10.0.0.1)))",
             "ct(commit,nat(src=10.0.0.1))",
         ),
-        ("ct(zone=NXM_NX_REG0[0..15],nat)", "ct(zone=NXM_NX_REG0[0..15],nat)"),
+        (
+            "ct(zone=NXM_NX_REG0[0..15],nat)",
+            "ct(zone=NXM_NX_REG0[0..15],nat)",
+        ),
         (
             "ct(commit,force,nat(dst=[fe80::1]:80,hash))",
             "ct(commit,force,nat(dst=[fe80::1]:80,hash))",
         ),
         ("ct(table=3,zone=1,alg=tftp)", "ct(table=3,zone=1,alg=tftp)"),
-        ("ct(commit,nat(src=10.0.0.1:5))", "ct(commit,nat(src=10.0.0.1:5))"),
+        (
+            "ct(commit,nat(src=10.0.0.1:5))",
+            "ct(commit,nat(src=10.0.0.1:5))",
+        ),
         (
             "ct(commit,nat(src=10.0.0.1-10.0.0.1))",
             "ct(commit,nat(src=10.0.0.1))",

@@ -45,24 +45,96 @@ pub fn hash_bytes(p: &[u8], basis: u32) -> u32 {
     hash_finish(h, p.len() as u32)
 }
 
+fn jhash_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *a = a.wrapping_sub(*c);
+    *a ^= c.rotate_left(4);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a);
+    *b ^= a.rotate_left(6);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b);
+    *c ^= b.rotate_left(8);
+    *b = b.wrapping_add(*a);
+    *a = a.wrapping_sub(*c);
+    *a ^= c.rotate_left(16);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a);
+    *b ^= a.rotate_left(19);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b);
+    *c ^= b.rotate_left(4);
+    *b = b.wrapping_add(*a);
+}
+
+fn jhash_final(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *c ^= *b;
+    *c = c.wrapping_sub(b.rotate_left(14));
+    *a ^= *c;
+    *a = a.wrapping_sub(c.rotate_left(11));
+    *b ^= *a;
+    *b = b.wrapping_sub(a.rotate_left(25));
+    *c ^= *b;
+    *c = c.wrapping_sub(b.rotate_left(16));
+    *a ^= *c;
+    *a = a.wrapping_sub(c.rotate_left(4));
+    *b ^= *a;
+    *b = b.wrapping_sub(a.rotate_left(14));
+    *c ^= *b;
+    *c = c.wrapping_sub(b.rotate_left(24));
+}
+
+/// OVS `jhash_bytes` (Bob Jenkins' lookup3 on little-endian words), which
+/// multipath and bundle hash packet fields with.
+pub fn jhash_bytes(p: &[u8], basis: u32) -> u32 {
+    let init = 0xdead_beefu32
+        .wrapping_add(p.len() as u32)
+        .wrapping_add(basis);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let word = |s: &[u8]| {
+        let mut t = [0u8; 4];
+        t[..s.len()].copy_from_slice(s);
+        u32::from_le_bytes(t)
+    };
+    let mut rest = p;
+    while rest.len() >= 12 {
+        a = a.wrapping_add(word(&rest[0..4]));
+        b = b.wrapping_add(word(&rest[4..8]));
+        c = c.wrapping_add(word(&rest[8..12]));
+        jhash_mix(&mut a, &mut b, &mut c);
+        rest = &rest[12..];
+    }
+    if !rest.is_empty() {
+        let mut t = [0u8; 12];
+        t[..rest.len()].copy_from_slice(rest);
+        a = a.wrapping_add(word(&t[0..4]));
+        b = b.wrapping_add(word(&t[4..8]));
+        c = c.wrapping_add(word(&t[8..12]));
+        jhash_final(&mut a, &mut b, &mut c);
+    }
+    c
+}
+
 /// OVS `hash_2words`.
 pub fn hash_2words(x: u32, y: u32) -> u32 {
     hash_finish(mhash_add(mhash_add(x, 0), y), 8)
 }
 
-/// Hash of the packet fields `fields` with `basis`. Only `eth_src` is
-/// checked against OVS (`tests/trace_vs_ovs.rs`); the others hash the same
-/// fields (so they are symmetric where the name says so) but their values
-/// may differ from OVS's.
+/// Hash of the packet fields `fields` with `basis`. `eth_src` (and
+/// `nw_src`/`nw_dst`, the same function) is checked against OVS
+/// (`tests/trace_vs_ovs.rs`); the symmetric ones hash the same fields (so
+/// they are symmetric where the name says so) but their values may differ
+/// from OVS's.
 pub fn flow_hash_fields(k: &FlowKey, fields: HashFields, basis: u16) -> u32 {
     let basis = u32::from(basis);
     let ip = k.dl_type == ethertype::IPV4;
     let ip6 = k.dl_type == ethertype::IPV6;
     match fields {
-        HashFields::EthSrc => hash_bytes(&k.dl_src, basis),
-        HashFields::NwSrc if ip => hash_bytes(&k.nw_src.to_be_bytes(), basis),
-        HashFields::NwDst if ip => hash_bytes(&k.nw_dst.to_be_bytes(), basis),
-        HashFields::NwSrc | HashFields::NwDst => hash_bytes(&[], basis),
+        HashFields::EthSrc => jhash_bytes(&k.dl_src, basis),
+        HashFields::NwSrc if ip => jhash_bytes(&k.nw_src.to_be_bytes(), basis),
+        HashFields::NwDst if ip => jhash_bytes(&k.nw_dst.to_be_bytes(), basis),
+        HashFields::NwSrc if ip6 => jhash_bytes(&k.ipv6_src, basis),
+        HashFields::NwDst if ip6 => jhash_bytes(&k.ipv6_dst, basis),
+        HashFields::NwSrc | HashFields::NwDst => basis,
         HashFields::SymmetricL4
         | HashFields::SymmetricL3L4
         | HashFields::SymmetricL3L4Udp
@@ -88,7 +160,7 @@ pub fn flow_hash_fields(k: &FlowKey, fields: HashFields, basis: u16) -> u32 {
                     buf.extend_from_slice(&(k.tp_src ^ k.tp_dst).to_be_bytes());
                 }
             }
-            hash_bytes(&buf, basis)
+            jhash_bytes(&buf, basis)
         }
     }
 }
@@ -103,11 +175,15 @@ pub fn mask_hash_fields(k: &FlowKey, fields: HashFields, wc: &mut FlowKey) {
         HashFields::NwSrc => {
             if ip {
                 Field::NwSrc.unwildcard(wc);
+            } else if ip6 {
+                Field::Ipv6Src.unwildcard(wc);
             }
         }
         HashFields::NwDst => {
             if ip {
                 Field::NwDst.unwildcard(wc);
+            } else if ip6 {
+                Field::Ipv6Dst.unwildcard(wc);
             }
         }
         _ => {
@@ -157,19 +233,20 @@ pub fn multipath_link(hash: u32, alg: MultipathAlgorithm, n_links: u32, arg: u32
             best
         }
         MultipathAlgorithm::IterHash => {
-            let bits = arg.min(31);
-            let m = (1u32 << bits).wrapping_sub(1).max(1);
-            let mut h = hash;
+            // Hash again with a growing index until the link, masked to
+            // `arg` bits (at least enough for n_links), is in range.
+            let mut bits = arg.min(31);
+            while bits < 31 && (1u32 << bits) < n_links {
+                bits += 1;
+            }
+            let m = (1u32 << bits) - 1;
             let mut i = 0u32;
             loop {
-                if h & m < n_links {
-                    return h & m;
+                let link = hash_2words(hash, i) & m;
+                if link < n_links {
+                    return link;
                 }
                 i += 1;
-                h = hash_2words(h, i);
-                if i > 64 {
-                    return h % n_links;
-                }
             }
         }
     }

@@ -1080,10 +1080,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
                     [p, tb] => (p, tb, false),
                     [p, tb, "ct"] => (p, tb, true),
                     _ => {
-                        return Err(bad_action(
-                            name,
-                            format!("{a}: expected (port,table[,ct])"),
-                        ));
+                        return Err(bad_action(name, format!("{a}: expected (port,table[,ct])")));
                     }
                 };
                 let port = if p.is_empty() {
@@ -1228,11 +1225,7 @@ pub fn format_action(a: &Action) -> String {
         Action::Move { src, dst } => {
             format!("move:{}->{}", format_subfield(src), format_subfield(dst))
         }
-        Action::Resubmit {
-            port: p,
-            table,
-            ct,
-        } => match (p, table, ct) {
+        Action::Resubmit { port: p, table, ct } => match (p, table, ct) {
             (Some(p), None, false) => format!("resubmit:{}", format_port(*p)),
             (p, t, ct) => format!(
                 "resubmit({},{}{})",

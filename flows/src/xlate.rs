@@ -542,7 +542,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 self.check_pkt_larger(*pkt_len, *dst, depth, &mut |x: &mut Self| {
                     x.run_list(rest, depth);
                 });
-                return Flow::Abort;
+                return Flow::StopList;
             }
             match self.do_action(a, depth) {
                 Flow::Continue => {}
@@ -1068,7 +1068,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
         .iter()
         .position(|a| matches!(a, DpAction::CheckPktLen { .. }))
     {
-        // check_pkt_len(size=N,gt(...),le(...)) ends the list.
+        // check_pkt_len(size=N,gt(...),le(...)), then what follows both.
         let DpAction::CheckPktLen { size, .. } = actions[i] else {
             unreachable!()
         };
@@ -1085,8 +1085,14 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
         } else {
             format!("{},", format_dp_actions(&actions[..i]))
         };
+        let after = i + 1 + gt.len() + le.len();
+        let tail = if after < actions.len() {
+            format!(",{}", format_dp_actions(&actions[after..]))
+        } else {
+            String::new()
+        };
         return format!(
-            "{head}check_pkt_len(size={size},gt({}),le({}))",
+            "{head}check_pkt_len(size={size},gt({}),le({})){tail}",
             branch(gt),
             branch(le)
         );

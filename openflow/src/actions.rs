@@ -204,8 +204,9 @@ fn decode_nx(mut b: Reader, len: usize, lc: &ListCodec) -> Result<Action, Decode
                 .into_action())
             }
         }
-        _ => nxactions::decode(subtype, b, len, lc)?
-            .ok_or_else(|| OfError::BadActionExpType.into()),
+        _ => {
+            nxactions::decode(subtype, b, len, lc)?.ok_or_else(|| OfError::BadActionExpType.into())
+        }
     }
 }
 

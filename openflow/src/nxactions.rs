@@ -764,7 +764,10 @@ mod tests {
 
     fn round_trip(text: &str) {
         let acts = flows::text::parse_actions(text).unwrap();
-        for lc in [&crate::actions::LC13_FOR_TESTS, &crate::actions::LC10_FOR_TESTS] {
+        for lc in [
+            &crate::actions::LC13_FOR_TESTS,
+            &crate::actions::LC10_FOR_TESTS,
+        ] {
             let mut w = Writer::new();
             (lc.encode)(&mut w, &acts).unwrap();
             assert_eq!(w.buf.len() % 8, 0, "{text}");
@@ -818,7 +821,10 @@ mod tests {
             },
             value: 7,
         });
-        for lc in [&crate::actions::LC13_FOR_TESTS, &crate::actions::LC10_FOR_TESTS] {
+        for lc in [
+            &crate::actions::LC13_FOR_TESTS,
+            &crate::actions::LC10_FOR_TESTS,
+        ] {
             let mut w = Writer::new();
             (lc.encode)(&mut w, &acts).unwrap();
             assert_eq!((lc.decode)(Reader::new(&w.buf)).unwrap(), acts);

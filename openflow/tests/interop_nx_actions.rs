@@ -104,7 +104,9 @@ fn round_trip(version: &str, flows: &[(&str, &str)]) {
         let want = format!("actions={acts}");
         assert!(
             out.lines().any(|l| l.ends_with(&want)
-                && (m.is_empty() || l.contains(&format!(",{m} ")) || l.contains(&format!(",{m},")))),
+                && (m.is_empty()
+                    || l.contains(&format!(",{m} "))
+                    || l.contains(&format!(",{m},")))),
             "{version}: ovs-ofctl does not read back `{m} {want}` from our encoding:\n{out}"
         );
     }
@@ -121,7 +123,8 @@ fn ovs_ofctl_openflow10_encodes_and_reads_back_nicira_actions_like_ours() {
         .iter()
         .copied()
         .filter(|(_, a)| !a.starts_with("clone") && !a.contains("exec("))
-        .chain([("", "enqueue:1:2"),
+        .chain([
+            ("", "enqueue:1:2"),
             ("", "dec_ttl(1,2)"),
             ("", "fin_timeout(idle_timeout=5,hard_timeout=6)"),
         ])

@@ -136,7 +136,11 @@ fn arb_action() -> impl Strategy<Value = Action> {
             proptest::option::of(1u32..0xff00),
             proptest::option::of(0u8..255)
         )
-            .prop_map(|(port, table)| Action::Resubmit { port, table, ct: false }),
+            .prop_map(|(port, table)| Action::Resubmit {
+                port,
+                table,
+                ct: false
+            }),
     ]
 }
 

@@ -75,14 +75,15 @@ pub(crate) fn execute(
         i += 1;
         match a {
             DpAction::CheckPktLen { size, .. } => {
-                // The two branches follow; nothing comes after them.
+                // The two branches follow; execution resumes after both.
                 let (gt, le) = flows::dpaction::check_pkt_len_branches(actions, i - 1);
                 let branch = if pkt.data().len() > usize::from(*size) {
                     gt
                 } else {
                     le
                 };
-                return lost + execute(branch, pkt, key, tx, upcalls);
+                lost += execute(branch, pkt, key, tx, upcalls);
+                i += gt.len() + le.len();
             }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Userspace { .. } => {

@@ -7,10 +7,10 @@ use super::{Flow, Xlate, bits_mask};
 use crate::action::{
     Action, Bundle, Ct, Learn, LearnSpec, LearnSrc, Multipath, PortNo, SubField, port,
 };
-use crate::nxaction::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
 use crate::classifier::RuleId;
 use crate::dpaction::{DpAction, UserspaceReason};
 use crate::matches::Match;
+use crate::nxaction::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
 use crate::nxhash;
 use crate::table::{FlowMod, FlowModCommand};
 
@@ -154,7 +154,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             Action::CheckPktLarger { pkt_len, dst } => {
                 // Reached only through the action set; nothing follows it there.
                 self.check_pkt_larger(*pkt_len, *dst, depth, &mut |_| {});
-                return Flow::Abort;
+                return Flow::StopList;
             }
             _ => {}
         }
@@ -181,11 +181,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
         self.flow_result()
     }
 
-    /// `check_pkt_larger(LEN)->DST`: the rest of the pipeline (`rest`, then
-    /// the action set) is translated twice, with DST = 1 for frames longer
-    /// than LEN and DST = 0 for the others, into one datapath
+    /// `check_pkt_larger(LEN)->DST`: the rest of the action list (`rest`,
+    /// then the action set) is translated twice, with DST = 1 for frames
+    /// longer than LEN and DST = 0 for the others, into one datapath
     /// `check_pkt_len` whose branches the datapath picks per packet. The
-    /// pipeline ends there.
+    /// current action list ends there; the caller (of a resubmit) goes on.
     pub(super) fn check_pkt_larger(
         &mut self,
         pkt_len: u16,
@@ -230,11 +230,16 @@ impl<'a, 'c> Xlate<'a, 'c> {
             gt: lens[0],
             le: lens[1],
         };
+        // As in OVS, what follows the action list that held the check (the
+        // caller of a resubmit) continues after the check, for every
+        // packet; the action set ran in both branches.
         self.flow = saved_flow;
         self.base = saved_base;
         self.dirty = saved_dirty;
         self.stack = saved_stack;
-        self.exit = true;
+        self.outer_tpid = saved_tpid;
+        self.action_set = Default::default();
+        self.exit = false;
     }
 
     fn multipath(&mut self, m: &Multipath) {
