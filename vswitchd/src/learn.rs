@@ -14,10 +14,13 @@ use flows::table::{FlowFilter, Pipeline};
 use flows::xlate::XlateResult;
 use tracing::warn;
 
+/// A learned flow: table, match, priority.
+type LearnedKey = (u8, Match, u32);
+
 /// Flows each learning rule added, for `limit`.
 #[derive(Default)]
 pub struct LearnedBy {
-    by: HashMap<(u8, RuleId), Vec<(u8, Match, u32)>>,
+    by: HashMap<(u8, RuleId), Vec<LearnedKey>>,
 }
 
 fn exists(p: &Pipeline, table: u8, m: &Match, priority: u32) -> bool {
@@ -48,13 +51,14 @@ impl LearnedBy {
                 .dump(&filter)
                 .first()
                 .map(|(_, _, r)| r.actions == fm.actions && r.cookie == fm.cookie);
-            if same.is_none() && lf.limit != 0 {
-                if let Some(learner) = lf.learner {
-                    let list = self.by.entry(learner).or_default();
-                    list.retain(|(t, m, prio)| exists(p, *t, m, *prio));
-                    if list.len() >= lf.limit as usize {
-                        continue;
-                    }
+            if same.is_none()
+                && lf.limit != 0
+                && let Some(learner) = lf.learner
+            {
+                let list = self.by.entry(learner).or_default();
+                list.retain(|(t, m, prio)| exists(p, *t, m, *prio));
+                if list.len() >= lf.limit as usize {
+                    continue;
                 }
             }
             match p.flow_mod(fm, now_ms) {
@@ -112,5 +116,56 @@ impl Unsupported {
                 x.unsupported.join(", ")
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flows::group::GroupTable;
+    use flows::key::FlowKey;
+    use flows::mac_learning::MacLearning;
+    use flows::table::FlowModCommand;
+    use flows::text::parse_flow_mod;
+    use flows::xlate::{BridgePort, BridgePorts, XlateCtx, translate};
+
+    fn xlate(p: &Pipeline, src: u8) -> XlateResult {
+        let mut ports = BridgePorts::new();
+        ports.insert(BridgePort::new(1, 101));
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let ctx = XlateCtx {
+            pipeline: p,
+            groups: &groups,
+            ports: &ports,
+            mac: &mac,
+            now_ms: 0,
+        };
+        let key = FlowKey {
+            in_port: 1,
+            dl_src: [0, 0, 0, 0, 0, src],
+            ..FlowKey::default()
+        };
+        translate(&ctx, &key)
+    }
+
+    #[test]
+    fn learned_flows_are_added_refreshed_without_change_and_capped_by_limit() {
+        let mut p = Pipeline::new();
+        let fm = parse_flow_mod(
+            "table=0,actions=learn(table=5,limit=2,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[])",
+            FlowModCommand::Add,
+        )
+        .unwrap();
+        p.flow_mod(&fm, 0).unwrap();
+        let mut by = LearnedBy::default();
+        let x = xlate(&p, 1);
+        assert!(by.apply(&mut p, &x, 0), "a new flow changes the table");
+        let x = xlate(&p, 1);
+        assert!(!by.apply(&mut p, &x, 0), "re-learning the same flow");
+        let x = xlate(&p, 2);
+        assert!(by.apply(&mut p, &x, 0));
+        let x = xlate(&p, 3);
+        assert!(!by.apply(&mut p, &x, 0), "over the limit of 2");
+        assert_eq!(p.table(5).map(|t| t.len()), Some(2));
     }
 }

@@ -325,7 +325,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.write_subfield(r, 1);
         }
         let text = crate::text::format_flow_mod(&fm);
-        self.note(0, format!("learned: table={},{text}", fm.table_id));
+        self.note(0, format!("learned: {text}"));
         // Re-learning must refresh timeouts, which a cached megaflow would
         // skip: only timeout-free learning is cached.
         if l.idle_timeout != 0 || l.hard_timeout != 0 {
@@ -364,5 +364,180 @@ impl<'a, 'c> Xlate<'a, 'c> {
             ),
         }
         self.flow_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dpaction::DpAction;
+    use crate::group::GroupTable;
+    use crate::key::FlowKey;
+    use crate::mac_learning::MacLearning;
+    use crate::table::{FlowModCommand, Pipeline};
+    use crate::text::{format_flow_mod, parse_flow_mod};
+    use crate::xlate::{
+        BridgePort, BridgePorts, XlateCtx, XlateResult, format_dp_actions, translate,
+    };
+
+    fn run(flows: &[&str], key: &FlowKey) -> XlateResult {
+        let mut p = Pipeline::new();
+        for f in flows {
+            p.flow_mod(&parse_flow_mod(f, FlowModCommand::Add).unwrap(), 0)
+                .unwrap();
+        }
+        let mut ports = BridgePorts::new();
+        for n in 1..=4 {
+            ports.insert(BridgePort::new(n, 100 + n));
+        }
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let ctx = XlateCtx {
+            pipeline: &p,
+            groups: &groups,
+            ports: &ports,
+            mac: &mac,
+            now_ms: 0,
+        };
+        translate(&ctx, key)
+    }
+
+    fn pkt() -> FlowKey {
+        FlowKey {
+            in_port: 1,
+            dl_src: [0, 0, 0, 0, 0, 0xa],
+            dl_dst: [0, 0, 0, 0, 0, 0xb],
+            dl_type: 0x0800,
+            nw_proto: 6,
+            tp_dst: 80,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn learn_builds_the_flow_from_the_packet_and_its_sources_are_in_the_megaflow() {
+        let r = run(
+            &[
+                "actions=learn(table=10,idle_timeout=30,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],output:NXM_OF_IN_PORT[]),output:2",
+            ],
+            &pkt(),
+        );
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        assert_eq!(r.learned_flows.len(), 1);
+        let fm = &r.learned_flows[0].fm;
+        assert_eq!(fm.table_id, 10);
+        assert_eq!(fm.idle_timeout, 30);
+        assert_eq!(
+            format_flow_mod(fm),
+            "table=10,idle_timeout=30,dl_dst=00:00:00:00:00:0a actions=load:0x1->NXM_NX_REG0[0..15],output:1"
+        );
+        assert_eq!(r.wc.dl_src, [0xff; 6], "learned from dl_src");
+        assert!(
+            !r.cacheable,
+            "a learn with a timeout must run for every packet"
+        );
+    }
+
+    #[test]
+    fn ct_is_counted_not_cached_and_its_forked_copy_is_not_invented() {
+        let r = run(
+            &["ip,actions=ct(commit,zone=5),ct(table=3),output:2"],
+            &pkt(),
+        );
+        assert_eq!(r.unsupported, vec!["ct", "ct"]);
+        assert!(!r.cacheable);
+        // The original packet continues (untracked), as OVS's fork does.
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn controller_pause_sends_the_packet_in_and_stops_the_pipeline() {
+        let r = run(
+            &["actions=controller(userdata=01.02,pause),output:2"],
+            &pkt(),
+        );
+        assert_eq!(r.packet_ins.len(), 1);
+        assert!(!r.actions.contains(&DpAction::Output(102)));
+    }
+
+    #[test]
+    fn check_pkt_larger_translates_the_rest_for_both_sizes_then_continues() {
+        let r = run(
+            &[
+                "table=0,actions=resubmit(,1),output:4",
+                "table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],resubmit(,2)",
+                "table=2,reg0=1,actions=output:2",
+                "table=2,reg0=0,actions=mod_dl_src:00:00:00:00:00:01,output:3",
+            ],
+            &pkt(),
+        );
+        assert_eq!(
+            format_dp_actions(&r.actions),
+            "check_pkt_len(size=100,gt(102),le(set(eth(src=00:00:00:00:00:01)),103)),104"
+        );
+    }
+
+    #[test]
+    fn clone_undoes_its_rewrites_for_what_follows() {
+        let r = run(
+            &["actions=clone(mod_dl_dst:00:00:00:00:00:0c,output:2),output:3"],
+            &pkt(),
+        );
+        assert_eq!(
+            format_dp_actions(&r.actions),
+            "set(eth(dst=00:00:00:00:00:0c)),102,set(eth(dst=00:00:00:00:00:0b)),103"
+        );
+    }
+
+    #[test]
+    fn stack_pop_on_empty_stack_changes_nothing_and_push_pop_moves_bits() {
+        let r = run(
+            &[
+                "table=0,actions=pop:NXM_NX_REG1[],push:NXM_OF_TCP_DST[],pop:NXM_NX_REG0[0..15],output:NXM_NX_REG0[0..1],resubmit(,1)",
+                "table=1,reg0=80,actions=output:2",
+            ],
+            &pkt(),
+        );
+        // 80 = 0b1010000: reg0[0..1] = 0 (no port 0), then table 1 matches.
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn exit_stops_the_callers_too_but_the_action_set_runs() {
+        let r = run(
+            &[
+                "table=0,actions=resubmit(,1),output:4,write_actions(output:3)",
+                "table=1,actions=output:2,exit,output:4",
+            ],
+            &pkt(),
+        );
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn bundle_active_backup_skips_down_members() {
+        let mut p = Pipeline::new();
+        p.flow_mod(
+            &parse_flow_mod(
+                "actions=bundle(eth_src,0,active_backup,ofport,members:2,3)",
+                FlowModCommand::Add,
+            )
+            .unwrap(),
+            0,
+        )
+        .unwrap();
+        let mut ports = BridgePorts::new();
+        for n in 1..=3 {
+            let mut bp = BridgePort::new(n, 100 + n);
+            bp.up = n != 2;
+            ports.insert(bp);
+        }
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let ctx = XlateCtx {
+            pipeline: &p,
+            groups: &groups,
+            ports: &ports,
+            mac: &mac,
+            now_ms: 0,
+        };
+        assert_eq!(translate(&ctx, &pkt()).actions, vec![DpAction::Output(103)]);
     }
 }
