@@ -1,7 +1,8 @@
 //! The flow hashes of multipath and bundle, and their link choices,
-//! computed the way Open vSwitch computes them (its murmur-style
-//! `hash_bytes`/`hash_2words` on a little-endian host), so that a flow table
-//! picks the same link in ferrovs as in OVS.
+//! computed the way Open vSwitch computes them (`jhash_bytes` of the
+//! fields, its murmur-style `hash_2words` for the link weights, on a
+//! little-endian host), so that a flow table picks the same link in ferrovs
+//! as in OVS.
 
 use crate::action::{BundleAlgorithm, HashFields, MultipathAlgorithm, PortNo};
 use crate::key::{FlowKey, ethertype, ipproto};
@@ -27,22 +28,6 @@ fn mhash_finish(mut h: u32) -> u32 {
 
 fn hash_finish(h: u32, fin: u32) -> u32 {
     mhash_finish(h ^ fin)
-}
-
-/// OVS `hash_bytes`.
-pub fn hash_bytes(p: &[u8], basis: u32) -> u32 {
-    let mut h = basis;
-    let mut chunks = p.chunks_exact(4);
-    for c in &mut chunks {
-        h = mhash_add(h, u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut t = [0u8; 4];
-        t[..rest.len()].copy_from_slice(rest);
-        h = mhash_add(h, u32::from_le_bytes(t));
-    }
-    hash_finish(h, p.len() as u32)
 }
 
 fn jhash_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
