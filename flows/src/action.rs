@@ -5,6 +5,10 @@
 //! does; the OpenFlow 1.3 codec splits them into instructions on the wire.
 
 use crate::field::Field;
+pub use crate::nxaction::{
+    Bundle, BundleAlgorithm, ControllerSpec, Ct, HashFields, Learn, LearnSpec, LearnSrc, Multipath,
+    MultipathAlgorithm, Nat, NatRange, PacketInReason,
+};
 
 /// OpenFlow port number (OpenFlow 1.3 numbering; the 1.0 codec translates).
 pub type PortNo = u32;
@@ -81,10 +85,12 @@ pub enum Action {
     Load { dst: SubField, value: u128 },
     /// `move:SRC->DST`.
     Move { src: SubField, dst: SubField },
-    /// `resubmit([port],[table])`; `None` means in_port / current table.
+    /// `resubmit([port],[table][,ct])`; `None` means in_port / current table.
+    /// `ct` looks the table up with the connection's original tuple.
     Resubmit {
         port: Option<PortNo>,
         table: Option<u8>,
+        ct: bool,
     },
     /// `group:ID`.
     Group(GroupId),
@@ -104,4 +110,43 @@ pub enum Action {
     /// `meter:ID`: the OpenFlow 1.3 meter instruction (first in the list),
     /// the meter action from 1.5 on. Packets over the meter's rate stop here.
     Meter(crate::meter::MeterId),
+    /// `controller(reason=..,max_len=..,id=..,userdata=..,pause,meter_id=..)`:
+    /// the Nicira controller action with anything beyond `max_len`.
+    ControllerEx(Box<ControllerSpec>),
+    /// `dec_ttl(id,...)`: on expiry, packet-ins go to these controller ids.
+    DecTtlIds(Vec<u16>),
+    /// `push:SRC` onto the pipeline's field stack.
+    StackPush(SubField),
+    /// `pop:DST` from the pipeline's field stack.
+    StackPop(SubField),
+    /// `output:SRC[]` / `output(port=SRC[],max_len=N)`: output to the port
+    /// number held in a subfield (`max_len` 65535 unless given; OVS 3.1
+    /// itself only knows the first form).
+    OutputReg { src: SubField, max_len: u16 },
+    /// `note:HEX.HEX...` (does nothing).
+    Note(Vec<u8>),
+    /// `exit`: stop the whole pipeline (the action set still runs).
+    Exit,
+    /// `multipath(fields,basis,algorithm,n_links,arg,dst)`.
+    Multipath(Box<Multipath>),
+    /// `bundle(...)` / `bundle_load(...)` (with `dst`).
+    Bundle(Box<Bundle>),
+    /// `learn(...)`: adds or refreshes a flow built from the packet.
+    Learn(Box<Learn>),
+    /// `fin_timeout(idle_timeout=N,hard_timeout=N)`.
+    FinTimeout { idle: u16, hard: u16 },
+    /// `set_queue:N`.
+    SetQueue(u32),
+    /// `enqueue:PORT:QUEUE` (OpenFlow 1.0).
+    Enqueue { port: PortNo, queue: u32 },
+    /// `clone(ACTIONS)`: runs ACTIONS on a copy of the packet.
+    Clone(Vec<Action>),
+    /// `ct_clear`.
+    CtClear,
+    /// `check_pkt_larger(LEN)->DST`: DST (one bit) = packet length > LEN.
+    CheckPktLarger { pkt_len: u16, dst: SubField },
+    /// `ct(...)`.
+    Ct(Box<Ct>),
+    /// `nat(...)` (only inside `ct`).
+    Nat(Box<Nat>),
 }

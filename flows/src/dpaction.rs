@@ -54,4 +54,26 @@ pub enum DpAction {
     /// Run the packet through datapath meter N (`datapath::meter`); a packet
     /// over its rate is dropped and the rest of the list is skipped.
     Meter(u32),
+    /// `check_pkt_len(size=N,gt(...),le(...))`, kept flat so that actions
+    /// stay `Copy`: the `gt` actions that follow run when the frame is
+    /// longer than `size` bytes, else the `le` actions after them; then
+    /// execution goes on after both branches. `gt` and `le` count every
+    /// action of their branch, including those of nested checks.
+    CheckPktLen {
+        size: u16,
+        gt: u16,
+        le: u16,
+    },
+}
+
+/// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:
+/// its greater branch and its less-or-equal branch.
+pub fn check_pkt_len_branches(actions: &[DpAction], i: usize) -> (&[DpAction], &[DpAction]) {
+    let DpAction::CheckPktLen { gt, le, .. } = actions[i] else {
+        return (&[], &[]);
+    };
+    let start = (i + 1).min(actions.len());
+    let mid = (start + usize::from(gt)).min(actions.len());
+    let end = (mid + usize::from(le)).min(actions.len());
+    (&actions[start..mid], &actions[mid..end])
 }

@@ -14,6 +14,8 @@ pub mod mac_learning;
 pub mod matches;
 pub mod meter;
 pub mod names;
+pub mod nxaction;
+pub mod nxhash;
 pub mod packet;
 pub mod parse;
 pub mod table;

@@ -64,7 +64,7 @@ fn bad(field: &str, value: &str, why: impl Into<String>) -> TextError {
     }
 }
 
-fn bad_action(action: &str, why: impl Into<String>) -> TextError {
+pub(crate) fn bad_action(action: &str, why: impl Into<String>) -> TextError {
     TextError::BadAction {
         action: action.to_string(),
         why: why.into(),
@@ -342,7 +342,7 @@ pub fn format_field_value(f: Field, value: u128, mask: u128) -> String {
 // Tokenizing
 
 /// Splits at top-level `,` (outside parentheses) and trims.
-fn split_top(s: &str) -> Result<Vec<&str>, TextError> {
+pub(crate) fn split_top(s: &str) -> Result<Vec<&str>, TextError> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut start = 0;
@@ -695,7 +695,7 @@ pub struct ParseOptions<'a> {
 pub type PortResolver = dyn Fn(&str) -> Option<PortNo>;
 
 impl ParseOptions<'_> {
-    fn port(&self, s: &str) -> Option<PortNo> {
+    pub(crate) fn port(&self, s: &str) -> Option<PortNo> {
         parse_port(s).or_else(|| self.port_by_name.and_then(|f| f(s)))
     }
 }
@@ -859,6 +859,25 @@ fn parse_actions_with(s: &str, opts: &ParseOptions<'_>) -> Result<Vec<Action>, T
     Ok(actions)
 }
 
+/// Parses the action list nested in `clone(...)` or `ct(exec(...))`:
+/// plain actions only, no instructions.
+pub(crate) fn parse_actions_nested(
+    s: &str,
+    opts: &ParseOptions<'_>,
+) -> Result<Vec<Action>, TextError> {
+    let inner = split_top(s)?
+        .into_iter()
+        .map(|t| parse_action(t, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(a) = inner.iter().find(|a| is_instruction(a)) {
+        return Err(TextError::NotAllowed(format!(
+            "{}: instructions are not allowed in a nested action list",
+            format_action(a)
+        )));
+    }
+    Ok(inner)
+}
+
 /// OpenFlow 1.1+ instruction order: apply-actions, clear_actions,
 /// write_actions, write_metadata, goto_table, each instruction at most once
 /// (ovs-ofctl refuses anything else).
@@ -921,7 +940,7 @@ fn split_action(t: &str) -> Result<(&str, Option<&str>), TextError> {
     }
 }
 
-fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextError> {
+pub(crate) fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextError> {
     let (name, range) = match s.find('[') {
         Some(i) => {
             let r = s[i + 1..]
@@ -933,7 +952,13 @@ fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextError> {
     };
     let field = Field::from_name(name)
         .ok_or_else(|| bad_action(action, format!("{name}: unknown field")))?;
-    let width = field.n_bits();
+    // NXM_OF_IN_PORT is OpenFlow 1.0's 16-bit port number (OXM_OF_IN_PORT
+    // the 32-bit one): `load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]`.
+    let width = if name == "NXM_OF_IN_PORT" {
+        16
+    } else {
+        field.n_bits()
+    };
     let (ofs, end) = match range {
         None | Some("") => (0, width - 1),
         Some(r) => {
@@ -972,9 +997,13 @@ fn check_writable(action: &str, f: Field) -> Result<(), TextError> {
     }
 }
 
-fn format_subfield(sf: &SubField) -> String {
+pub(crate) fn format_subfield(sf: &SubField) -> String {
     let name = sf.field.nxm_name();
-    let width = sf.field.n_bits();
+    let width = if sf.field == Field::InPort && sf.ofs == 0 && sf.n_bits == 16 {
+        16
+    } else {
+        sf.field.n_bits()
+    };
     if sf.ofs == 0 && u32::from(sf.n_bits) == width {
         format!("{name}[]")
     } else if sf.n_bits == 1 {
@@ -989,6 +1018,9 @@ fn format_subfield(sf: &SubField) -> String {
 }
 
 fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
+    if t.starts_with("check_pkt_larger") {
+        return crate::nxaction::parse_check_pkt_larger(t);
+    }
     let (name, arg) = split_action(t)?;
     let need = || arg.ok_or_else(|| bad_action(name, "requires an argument"));
     let num = |max: u128| -> Result<u128, TextError> {
@@ -1009,6 +1041,10 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
     let a = match name {
         "output" => {
             let a = need()?;
+            let paren = t[name.len()..].trim_start().starts_with('(');
+            if let Some(reg) = crate::nxaction::parse_output_reg(a, paren)? {
+                return Ok(reg);
+            }
             let p = opts
                 .port(a)
                 .ok_or_else(|| bad_action(name, format!("{a}: invalid port")))?;
@@ -1030,21 +1066,9 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
             None => Action::Controller {
                 max_len: CONTROLLER_MAX_LEN,
             },
-            Some(a) if name == "controller" || a.contains('=') => {
-                let mut max_len = CONTROLLER_MAX_LEN;
-                for kv in a.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-                    let (k, v) = split_kv(kv);
-                    match (k, v) {
-                        ("max_len", Some(v)) => {
-                            max_len = parse_uint(v)
-                                .and_then(|x| u16::try_from(x).ok())
-                                .ok_or_else(|| bad_action(name, format!("{v}: invalid max_len")))?;
-                        }
-                        ("reason" | "id" | "userdata" | "pause" | "meter_id", _) => {}
-                        _ => return Err(bad_action(name, format!("{kv}: unknown argument"))),
-                    }
-                }
-                Action::Controller { max_len }
+            Some(a) if t[name.len()..].trim_start().starts_with('(') || a.contains('=') => {
+                crate::nxaction::parse_nx_action("controller", arg, opts)?
+                    .ok_or_else(|| TextError::UnknownAction(name.to_string()))?
             }
             Some(_) => Action::Controller {
                 max_len: num(0xffff)? as u16,
@@ -1092,7 +1116,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
         }
         "mod_tp_src" => Action::SetTpSrc(num(0xffff)? as u16),
         "mod_tp_dst" => Action::SetTpDst(num(0xffff)? as u16),
-        "dec_ttl" => Action::DecTtl,
+        "dec_ttl" if arg.is_none() => Action::DecTtl,
         "set_field" => {
             let a = need()?;
             let (v, f) = a
@@ -1165,10 +1189,14 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
                     .ok_or_else(|| bad_action(name, format!("{p}: invalid port")))
             };
             if t.contains('(') {
-                let (p, tb) = a
-                    .split_once(',')
-                    .ok_or_else(|| bad_action(name, format!("{a}: expected (port,table)")))?;
-                let (p, tb) = (p.trim(), tb.trim());
+                let parts: Vec<&str> = a.split(',').map(str::trim).collect();
+                let (p, tb, ct) = match parts[..] {
+                    [p, tb] => (p, tb, false),
+                    [p, tb, "ct"] => (p, tb, true),
+                    _ => {
+                        return Err(bad_action(name, format!("{a}: expected (port,table[,ct])")));
+                    }
+                };
                 let port = if p.is_empty() {
                     None
                 } else {
@@ -1190,11 +1218,12 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
                         "at least one of port and table is required",
                     ));
                 }
-                Action::Resubmit { port, table }
+                Action::Resubmit { port, table, ct }
             } else {
                 Action::Resubmit {
                     port: Some(parse_p(a)?),
                     table: None,
+                    ct: false,
                 }
             }
         }
@@ -1232,6 +1261,9 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
             Action::WriteActions(inner)
         }
         _ => {
+            if let Some(a) = crate::nxaction::parse_nx_action(name, arg, opts)? {
+                return Ok(a);
+            }
             // A bare port number (or name) means output to it.
             match (arg, opts.port(name)) {
                 (None, Some(p)) if parse_uint(name).is_some() || opts.port_by_name.is_some() => {
@@ -1368,12 +1400,13 @@ pub fn format_action(a: &Action) -> String {
         Action::Move { src, dst } => {
             format!("move:{}->{}", format_subfield(src), format_subfield(dst))
         }
-        Action::Resubmit { port: p, table } => match (p, table) {
-            (Some(p), None) => format!("resubmit:{}", format_port(*p)),
-            (p, t) => format!(
-                "resubmit({},{})",
+        Action::Resubmit { port: p, table, ct } => match (p, table, ct) {
+            (Some(p), None, false) => format!("resubmit:{}", format_port(*p)),
+            (p, t, ct) => format!(
+                "resubmit({},{}{})",
                 p.map(format_port).unwrap_or_default(),
-                t.map(|t| t.to_string()).unwrap_or_default()
+                t.map(|t| t.to_string()).unwrap_or_default(),
+                if *ct { ",ct" } else { "" }
             ),
         },
         Action::Group(g) => format!("group:{g}"),
@@ -1397,6 +1430,7 @@ pub fn format_action(a: &Action) -> String {
             clause,
             n_clauses,
         } => format!("conjunction({id},{clause}/{n_clauses})"),
+        other => crate::nxaction::format_nx_action(other).unwrap_or_default(),
     }
 }
 

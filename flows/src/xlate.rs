@@ -25,6 +25,9 @@ use crate::matches::Match;
 use crate::table::Pipeline;
 use crate::text::{format_actions, format_match, format_port};
 
+mod nx;
+pub use nx::LearnedFlow;
+
 /// Deepest resubmit/goto/group nesting (OVS's MAX_DEPTH).
 pub const MAX_DEPTH: usize = 64;
 /// Most resubmits per translation (OVS's MAX_RESUBMITS).
@@ -258,6 +261,14 @@ pub struct XlateResult {
     pub learned: Vec<MacLearnRequest>,
     /// Set when translation was aborted (then `actions` is empty: drop).
     pub error: Option<XlateError>,
+    /// Flows `learn` actions built; the caller adds them to the tables
+    /// (not applied by `ofproto/trace` unless it generates a packet).
+    pub learned_flows: Vec<LearnedFlow>,
+    /// Actions this switch parses and installs but does not execute
+    /// (`ct`, `resubmit(...,ct)`): their names, once per occurrence. The
+    /// caller counts and logs them; translations that contain them are not
+    /// cached, so every such packet is counted.
+    pub unsupported: Vec<&'static str>,
 }
 
 /// Runs the packet `key` (in_port already the OpenFlow port) through the
@@ -278,7 +289,7 @@ pub fn translate_actions(ctx: &XlateCtx<'_>, key: &FlowKey, actions: &[Action]) 
 }
 
 /// OpenFlow 1.3 action set (write_actions), executed at the end.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct ActionSet {
     pop_vlan: Option<Action>,
     push_vlan: Option<Action>,
@@ -367,6 +378,12 @@ struct Xlate<'a, 'c> {
     /// TPID for the outermost tag if a push_vlan asked for one.
     outer_tpid: u16,
     packet_out: bool,
+    /// The field stack of push/pop.
+    stack: Vec<u128>,
+    /// `exit` ran: stop every action list (the action set still runs).
+    exit: bool,
+    /// The rule whose actions run now (table, id), for learn.
+    rule: Option<(u8, RuleId)>,
 }
 
 impl<'a, 'c> Xlate<'a, 'c> {
@@ -390,6 +407,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
             action_set: ActionSet::default(),
             outer_tpid: ethertype::VLAN,
             packet_out: false,
+            stack: Vec::new(),
+            exit: false,
+            rule: None,
         }
     }
 
@@ -401,6 +421,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
     }
 
     fn finish(mut self) -> XlateResult {
+        self.exit = false;
         if self.out.error.is_none() {
             let set = std::mem::take(&mut self.action_set).into_list();
             if !set.is_empty() {
@@ -443,12 +464,14 @@ impl<'a, 'c> Xlate<'a, 'c> {
             })),
         });
         self.out.rules_hit.push((table_id, id));
-        let (saved_table, saved_cookie) = (self.table_id, self.cookie);
+        let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
         self.table_id = table_id;
         self.cookie = rule.cookie;
+        self.rule = Some((table_id, id));
         self.run_rule(&rule.actions, table_id, depth);
         self.table_id = saved_table;
         self.cookie = saved_cookie;
+        self.rule = saved_rule;
         true
     }
 
@@ -464,10 +487,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
     fn run_rule(&mut self, actions: &[Action], table_id: u8, depth: usize) {
         let mut goto = None;
         let mut apply_stopped = false;
-        for a in actions {
+        for (i, a) in actions.iter().enumerate() {
             match a {
                 Action::GotoTable(t) => goto = Some(*t),
                 Action::ClearActions | Action::WriteActions(_) | Action::WriteMetadata { .. } => {}
+                Action::CheckPktLarger { pkt_len, dst } if !apply_stopped => {
+                    let rest = &actions[i + 1..];
+                    self.check_pkt_larger(*pkt_len, *dst, depth, &mut |x: &mut Self| {
+                        x.run_rule(rest, table_id, depth)
+                    });
+                    return;
+                }
                 other if !apply_stopped => match self.do_action(other, depth) {
                     Flow::Continue => {}
                     Flow::StopList => apply_stopped = true,
@@ -506,7 +536,14 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Runs a plain action list (bucket, action set, packet-out).
     fn run_list(&mut self, actions: &[Action], depth: usize) -> Flow {
-        for a in actions {
+        for (i, a) in actions.iter().enumerate() {
+            if let Action::CheckPktLarger { pkt_len, dst } = a {
+                let rest = &actions[i + 1..];
+                self.check_pkt_larger(*pkt_len, *dst, depth, &mut |x: &mut Self| {
+                    x.run_list(rest, depth);
+                });
+                return Flow::StopList;
+            }
             match self.do_action(a, depth) {
                 Flow::Continue => {}
                 other => return other,
@@ -520,7 +557,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
     }
 
     fn do_action(&mut self, a: &Action, depth: usize) -> Flow {
-        if self.out.error.is_some() {
+        if self.out.error.is_some() || self.exit {
             return Flow::Abort;
         }
         match a {
@@ -610,7 +647,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     self.write_field(dst.field, v << dst.ofs, dm);
                 }
             }
-            Action::Resubmit { port: p, table } => return self.resubmit(*p, *table, depth),
+            Action::Resubmit {
+                port: p,
+                table,
+                ct: false,
+            } => return self.resubmit(*p, *table, depth),
             Action::Group(g) => return self.group(*g, depth),
             Action::Meter(m) => {
                 // The OpenFlow id: the bridge maps it to its datapath meter
@@ -627,6 +668,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 // Only the table lookup reads conjunctions; as an action it
                 // does nothing (a conjunctive flow never runs on its own).
             }
+            other => return self.do_nx_action(other, depth),
         }
         if self.out.error.is_some() {
             Flow::Abort
@@ -675,7 +717,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let t = table.unwrap_or(self.table_id);
         self.run_table(t, depth + 1);
         self.flow.in_port = saved_in_port;
-        if self.out.error.is_some() {
+        if self.out.error.is_some() || self.exit {
             Flow::Abort
         } else {
             Flow::Continue
@@ -1031,6 +1073,39 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
     if actions.is_empty() {
         return "drop".into();
     }
+    if let Some(i) = actions
+        .iter()
+        .position(|a| matches!(a, DpAction::CheckPktLen { .. }))
+    {
+        // check_pkt_len(size=N,gt(...),le(...)), then what follows both.
+        let DpAction::CheckPktLen { size, .. } = actions[i] else {
+            unreachable!()
+        };
+        let (gt, le) = crate::dpaction::check_pkt_len_branches(actions, i);
+        let branch = |b: &[DpAction]| {
+            if b.is_empty() {
+                "drop".to_string()
+            } else {
+                format_dp_actions(b)
+            }
+        };
+        let head = if i == 0 {
+            String::new()
+        } else {
+            format!("{},", format_dp_actions(&actions[..i]))
+        };
+        let after = i + 1 + gt.len() + le.len();
+        let tail = if after < actions.len() {
+            format!(",{}", format_dp_actions(&actions[after..]))
+        } else {
+            String::new()
+        };
+        return format!(
+            "{head}check_pkt_len(size={size},gt({}),le({})){tail}",
+            branch(gt),
+            branch(le)
+        );
+    }
     let mac = |m: &[u8; 6]| {
         m.iter()
             .map(|b| format!("{b:02x}"))
@@ -1066,6 +1141,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
             DpAction::Meter(m) => format!("meter({m})"),
+            DpAction::CheckPktLen { .. } => unreachable!("handled above"),
         })
         .collect::<Vec<_>>()
         .join(",")

@@ -367,6 +367,7 @@ fn plain_action() -> impl Strategy<Value = Action> {
             proptest::option::of(0u8..255)
         )
             .prop_map(|(p, t)| Action::Resubmit {
+                ct: false,
                 port: p.or(if t.is_none() { Some(1) } else { None }),
                 table: t,
             }),

@@ -6,7 +6,27 @@ use flows::{Action, Field, SubField};
 
 use crate::consts::{NX_VENDOR_ID, OFPVID_PRESENT, port_from_10, port_to_10};
 use crate::error::{DecodeError, EncodeError, OfError};
+use crate::nxactions::{self, ListCodec};
 use crate::oxm::{self, OxmField};
+
+/// OpenFlow 1.3 (and later) action lists, for nested lists.
+const LC13: ListCodec = ListCodec {
+    encode: encode_actions13,
+    decode: decode_actions13,
+    version: "1.3",
+};
+
+#[cfg(test)]
+pub(crate) const LC13_FOR_TESTS: ListCodec = LC13;
+#[cfg(test)]
+pub(crate) const LC10_FOR_TESTS: ListCodec = LC10;
+
+/// OpenFlow 1.0 action lists, for nested lists.
+const LC10: ListCodec = ListCodec {
+    encode: encode_actions10,
+    decode: decode_actions10,
+    version: "1.0",
+};
 use crate::wire::{Reader, Writer};
 
 mod at13 {
@@ -15,6 +35,7 @@ mod at13 {
     pub const COPY_TTL_IN: u16 = 12;
     pub const PUSH_VLAN: u16 = 17;
     pub const POP_VLAN: u16 = 18;
+    pub const SET_QUEUE: u16 = 21;
     pub const GROUP: u16 = 22;
     pub const SET_NW_TTL: u16 = 23;
     pub const DEC_NW_TTL: u16 = 24;
@@ -97,25 +118,22 @@ fn check_port(p: u32) -> Result<u32, OfError> {
 fn subfield_header(sf: &SubField) -> Result<(OxmField, oxm::OxmHeader), EncodeError> {
     let (f, _) = oxm::from_flows_field(sf.field)
         .ok_or_else(|| unsupported(format!("field {:?}", sf.field), "1.x"))?;
+    if sf.field == Field::InPort && sf.ofs == 0 && sf.n_bits == 16 {
+        // `NXM_OF_IN_PORT[]`: the 16-bit port number.
+        // (the field table's `nxm_in_port` row).
+        if let Some((w, _)) = oxm::lookup(flows::field::NXM_CLASS_0, 0, None) {
+            return Ok((w, oxm::nxm_header(w)));
+        }
+    }
     Ok((f, oxm::nxm_header(f)))
 }
 
 fn read_subfield(header: u32, ofs: u16, n_bits: u16) -> Result<SubField, OfError> {
-    let class = (header >> 16) as u16;
-    let field_no = ((header >> 9) & 0x7f) as u8;
-    let (f, width) = oxm::lookup(class, field_no, None).ok_or(OfError::BadActionArgument)?;
-    if n_bits == 0 || u32::from(ofs) + u32::from(n_bits) > u32::from(width) * 8 {
-        return Err(OfError::BadActionArgument);
-    }
-    Ok(SubField {
-        field: oxm::to_flows_field(f),
-        ofs: u8::try_from(ofs).map_err(|_| OfError::BadActionArgument)?,
-        n_bits: u8::try_from(n_bits).map_err(|_| OfError::BadActionArgument)?,
-    })
+    nxactions::sf_from_header(header, ofs, n_bits)
 }
 
 /// Decodes a Nicira vendor action body (after type/len).
-fn decode_nx(mut b: Reader, len: usize) -> Result<Action, DecodeError> {
+fn decode_nx(mut b: Reader, len: usize, lc: &ListCodec) -> Result<Action, DecodeError> {
     let e = OfError::BadActionLen;
     let vendor = b.u32()?;
     if vendor != NX_VENDOR_ID {
@@ -131,6 +149,7 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, DecodeError> {
             Ok(Action::Resubmit {
                 port: (port != NX_IN_PORT).then(|| port_from_10(port)),
                 table: (subtype == nxast::RESUBMIT_TABLE && table != 0xff).then_some(table),
+                ct: false,
             })
         }
         nxast::REG_LOAD => {
@@ -175,7 +194,21 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, DecodeError> {
         nxast::CONTROLLER => {
             fixed(16)?;
             let max_len = b.u16()?;
-            Ok(Action::Controller { max_len })
+            let id = b.u16()?;
+            let reason = b.u8()?;
+            if id == 0 && reason == 1 {
+                Ok(Action::Controller { max_len })
+            } else {
+                let r = flows::action::PacketInReason::from_wire(reason)
+                    .ok_or(OfError::BadActionArgument)?;
+                Ok(flows::action::ControllerSpec {
+                    max_len,
+                    controller_id: id,
+                    reason: r,
+                    ..Default::default()
+                }
+                .into_action())
+            }
         }
         nxast::CONJUNCTION => {
             fixed(16)?;
@@ -192,7 +225,9 @@ fn decode_nx(mut b: Reader, len: usize) -> Result<Action, DecodeError> {
                 n_clauses,
             })
         }
-        _ => Err(OfError::BadActionExpType.into()),
+        _ => {
+            nxactions::decode(subtype, b, len, lc)?.ok_or_else(|| OfError::BadActionExpType.into())
+        }
     }
 }
 
@@ -207,7 +242,11 @@ fn nx_header(w: &mut Writer, len: u16, subtype: u16) {
 /// is not one of them.
 fn encode_nx(w: &mut Writer, a: &Action, version: &'static str) -> Result<bool, EncodeError> {
     match a {
-        Action::Resubmit { port, table } => {
+        Action::Resubmit {
+            port,
+            table,
+            ct: false,
+        } => {
             let p = match port {
                 None => NX_IN_PORT,
                 Some(p) => port_to_10(*p).ok_or_else(|| unsupported("resubmit port", version))?,
@@ -348,7 +387,11 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                     mask: None,
                 }
             }
-            at13::EXPERIMENTER => decode_nx(b, len)?,
+            at13::EXPERIMENTER => decode_nx(b, len, &LC13)?,
+            at13::SET_QUEUE => {
+                fixed(8)?;
+                Action::SetQueue(b.u32()?)
+            }
             at13::COPY_TTL_OUT | at13::COPY_TTL_IN => return Err(OfError::BadActionType.into()),
             _ => return Err(OfError::BadActionType.into()),
         };
@@ -425,10 +468,22 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
         }
         Action::Load { .. }
         | Action::Move { .. }
-        | Action::Resubmit { .. }
+        | Action::Resubmit { ct: false, .. }
         | Action::Conjunction { .. } => {
             encode_nx(w, a, "1.3")?;
         }
+        Action::SetQueue(q) => {
+            w.u16(at13::SET_QUEUE);
+            w.u16(8);
+            w.u32(*q);
+        }
+        Action::Enqueue { port, queue } => {
+            w.u16(at13::SET_QUEUE);
+            w.u16(8);
+            w.u32(*queue);
+            output13(w, *port, 0);
+        }
+        other if nxactions::encode(w, other, &LC13)? => {}
         Action::GotoTable(_)
         | Action::WriteMetadata { .. }
         | Action::ClearActions
@@ -436,6 +491,7 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
         | Action::Meter(_) => {
             return Err(unsupported("an instruction inside an action list", "1.3"));
         }
+        other => return Err(unsupported(format!("{other:?}"), "1.3")),
     }
     Ok(())
 }
@@ -685,8 +741,20 @@ pub fn decode_actions10(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                     Action::SetTpDst(p)
                 }
             }
-            at10::ENQUEUE => return Err(OfError::BadQueue.into()),
-            at10::VENDOR => decode_nx(b, len)?,
+            at10::ENQUEUE => {
+                fixed(16)?;
+                let p = port_from_10(b.u16()?);
+                b.skip(6)?;
+                let queue = b.u32()?;
+                if p == ofpp::ANY || p == ofpp::CONTROLLER {
+                    return Err(OfError::BadOutPort.into());
+                }
+                Action::Enqueue {
+                    port: check_port(p)?,
+                    queue,
+                }
+            }
+            at10::VENDOR => decode_nx(b, len, &LC10)?,
             _ => return Err(OfError::BadActionType.into()),
         };
         out.push(a);
@@ -797,10 +865,18 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
             }
             Action::Load { .. }
             | Action::Move { .. }
-            | Action::Resubmit { .. }
+            | Action::Resubmit { ct: false, .. }
             | Action::Conjunction { .. } => {
                 encode_nx(w, a, "1.0")?;
             }
+            Action::Enqueue { port, queue } => {
+                let p = port_to_10(*port).ok_or_else(|| unsupported("enqueue port", "1.0"))?;
+                act10(w, at10::ENQUEUE, 16);
+                w.u16(p);
+                w.zeros(6);
+                w.u32(*queue);
+            }
+            other if nxactions::encode(w, other, &LC10)? => {}
             Action::PushVlan(_)
             | Action::Group(_)
             | Action::GotoTable(_)
@@ -810,6 +886,7 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
             | Action::Meter(_) => {
                 return Err(unsupported(format!("{a:?}"), "1.0"));
             }
+            other => return Err(unsupported(format!("{other:?}"), "1.0")),
         }
     }
     Ok(())
@@ -848,7 +925,8 @@ mod tests {
             vec![
                 Action::Resubmit {
                     port: None,
-                    table: Some(3)
+                    table: Some(3),
+                    ct: false,
                 },
                 Action::Load {
                     dst: reg(1, 0, 8),
@@ -953,7 +1031,7 @@ mod tests {
     }
 
     #[test]
-    fn copy_ttl_and_enqueue_are_refused_with_spec_errors() {
+    fn copy_ttl_is_refused_and_enqueue_decodes_as_ovs_does() {
         let b = hex("000b000800000000");
         assert_eq!(
             decode_actions13(Reader::new(&b)).map_err(|e| e.of_error()),
@@ -962,7 +1040,7 @@ mod tests {
         let b = hex("000b001000010000000000000000000a");
         assert_eq!(
             decode_actions10(Reader::new(&b)).map_err(|e| e.of_error()),
-            Err(OfError::BadQueue)
+            Ok(vec![Action::Enqueue { port: 1, queue: 10 }])
         );
     }
 
@@ -990,6 +1068,7 @@ mod tests {
             Action::Resubmit {
                 port: Some(4),
                 table: None,
+                ct: false,
             },
             Action::DecTtl,
         ];

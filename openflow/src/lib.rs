@@ -24,6 +24,7 @@ pub mod error;
 pub mod match10;
 pub mod message;
 pub mod msg;
+mod nxactions;
 pub mod oxm;
 pub mod testing;
 pub mod wire;

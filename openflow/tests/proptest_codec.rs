@@ -129,7 +129,231 @@ fn arb_match() -> impl Strategy<Value = Match> {
         )
 }
 
+/// `Vec::retain`, also inside `clone(...)`.
+fn retain_deep(actions: &mut Vec<Action>, keep: &dyn Fn(&Action) -> bool) {
+    actions.retain(keep);
+    for a in actions {
+        if let Action::Clone(inner) = a {
+            retain_deep(inner, keep);
+        }
+    }
+}
+
+fn reg_sf(r: u8, ofs: u8, n_bits: u8) -> SubField {
+    SubField {
+        field: Field::Reg(r),
+        ofs,
+        n_bits,
+    }
+}
+
+/// Nicira extension actions (flat ones).
+fn arb_nx_simple() -> impl Strategy<Value = Action> {
+    use flows::action::{ControllerSpec, PacketInReason};
+    prop_oneof![
+        (
+            proptest::option::of(1u32..0xff00),
+            proptest::option::of(0u8..255)
+        )
+            .prop_map(|(port, table)| Action::Resubmit {
+                port,
+                table,
+                ct: true
+            }),
+        (
+            any::<u16>(),
+            any::<u16>(),
+            0u8..6,
+            proptest::collection::vec(any::<u8>(), 0..9),
+            any::<bool>(),
+            any::<u32>()
+        )
+            .prop_map(|(max_len, controller_id, r, userdata, pause, meter_id)| {
+                ControllerSpec {
+                    max_len,
+                    controller_id,
+                    reason: PacketInReason::from_wire(r).unwrap(),
+                    userdata,
+                    pause,
+                    meter_id,
+                }
+                .into_action()
+            }),
+        proptest::collection::vec(any::<u16>(), 0..5).prop_map(Action::DecTtlIds),
+        (0u8..8, 0u8..16, 1u8..17).prop_map(|(r, o, n)| Action::StackPush(reg_sf(r, o, n))),
+        (0u8..8, 0u8..16, 1u8..17).prop_map(|(r, o, n)| Action::StackPop(reg_sf(r, o, n))),
+        (0u8..8, 0u8..16, 1u8..17, any::<u16>()).prop_map(|(r, o, n, m)| Action::OutputReg {
+            src: reg_sf(r, o, n),
+            max_len: m
+        }),
+        any::<[u8; 6]>().prop_map(|b| Action::Note(b.to_vec())),
+        Just(Action::Exit),
+        Just(Action::CtClear),
+        (any::<u32>(), any::<u16>(), any::<u16>()).prop_map(|(q, i, h)| if q % 2 == 0 {
+            Action::SetQueue(q)
+        } else {
+            Action::FinTimeout { idle: i, hard: h }
+        }),
+    ]
+}
+
+/// Nicira extension actions with structured arguments.
+fn arb_nx_struct() -> impl Strategy<Value = Action> {
+    use flows::action::{
+        Bundle, BundleAlgorithm, Ct, HashFields, Learn, LearnSpec, LearnSrc, Multipath,
+        MultipathAlgorithm, Nat, NatRange,
+    };
+    prop_oneof![
+        (
+            0u16..7,
+            any::<u16>(),
+            0u16..4,
+            1u32..=16,
+            any::<u32>(),
+            0u8..8
+        )
+            .prop_map(
+                |(f, basis, alg, n_links, arg, r)| Action::Multipath(Box::new(Multipath {
+                    fields: HashFields::from_wire(f).unwrap(),
+                    basis,
+                    algorithm: MultipathAlgorithm::from_wire(alg).unwrap(),
+                    n_links,
+                    arg,
+                    dst: reg_sf(r, 0, 4),
+                }))
+            ),
+        (
+            0u16..7,
+            any::<u16>(),
+            any::<bool>(),
+            proptest::collection::vec(1u32..0xff00, 0..5),
+            proptest::option::of(0u8..8)
+        )
+            .prop_map(
+                |(f, basis, hrw, members, dst)| Action::Bundle(Box::new(Bundle {
+                    fields: HashFields::from_wire(f).unwrap(),
+                    basis,
+                    algorithm: if hrw {
+                        BundleAlgorithm::Hrw
+                    } else {
+                        BundleAlgorithm::ActiveBackup
+                    },
+                    members,
+                    dst: dst.map(|r| reg_sf(r, 0, 16)),
+                }))
+            ),
+        (
+            0u8..255,
+            any::<(u16, u16, u16, u16, u16)>(),
+            any::<u64>(),
+            0u16..4,
+            0u32..4,
+            any::<u32>(),
+            0u8..8
+        )
+            .prop_map(
+                |(table, (idle, hard, fi, fh, prio), cookie, flags, limit, imm, r)| {
+                    let result_dst = (limit % 2 == 1).then(|| reg_sf(r, 3, 1));
+                    Action::Learn(Box::new(Learn {
+                        table,
+                        idle_timeout: idle,
+                        hard_timeout: hard,
+                        fin_idle_timeout: fi,
+                        fin_hard_timeout: fh,
+                        priority: prio,
+                        cookie,
+                        flags: flags | if result_dst.is_some() { 4 } else { 0 },
+                        limit,
+                        result_dst,
+                        specs: vec![
+                            LearnSpec::Match {
+                                src: LearnSrc::Field(reg_sf(r, 0, 8)),
+                                dst: reg_sf(1, 8, 8),
+                            },
+                            LearnSpec::Match {
+                                src: LearnSrc::Imm(u128::from(imm)),
+                                dst: reg_sf(2, 0, 32),
+                            },
+                            LearnSpec::Load {
+                                src: LearnSrc::Imm(u128::from(imm & 0x1f)),
+                                dst: reg_sf(3, 2, 5),
+                            },
+                            LearnSpec::Load {
+                                src: LearnSrc::Field(reg_sf(4, 0, 16)),
+                                dst: reg_sf(5, 16, 16),
+                            },
+                            LearnSpec::Output {
+                                src: reg_sf(6, 0, 16),
+                            },
+                        ],
+                    }))
+                }
+            ),
+        (1u16..2000, 0u8..8, 0u8..32).prop_map(|(l, r, b)| Action::CheckPktLarger {
+            pkt_len: l,
+            dst: reg_sf(r, b, 1),
+        }),
+        (
+            0u16..4,
+            proptest::option::of(0u8..8),
+            any::<u16>(),
+            proptest::option::of(0u8..255),
+            prop_oneof![Just(0u16), Just(21), Just(69)],
+            any::<bool>(),
+            (
+                1u32..,
+                proptest::option::of(1u32..),
+                proptest::option::of(1u16..),
+                proptest::option::of(1u16..)
+            ),
+            0u16..32
+        )
+            .prop_map(
+                |(flags, zreg, zimm, table, alg, v6, (min, max, pmin, pmax), nflags)| {
+                    let range = if v6 {
+                        NatRange::V6 {
+                            min: u128::from(min) << 64,
+                            max: max.map(|m| u128::from(m) << 64),
+                        }
+                    } else {
+                        NatRange::V4 { min, max }
+                    };
+                    let nat = Nat {
+                        flags: (nflags & !3) | 1,
+                        range: Some(range),
+                        proto_min: pmin,
+                        proto_max: pmin.and(pmax),
+                    };
+                    Action::Ct(Box::new(Ct {
+                        flags,
+                        zone_src: zreg.map(|r| reg_sf(r, 0, 16)),
+                        zone_imm: if zreg.is_some() { 0 } else { zimm },
+                        table,
+                        alg,
+                        actions: vec![
+                            Action::Nat(Box::new(nat)),
+                            Action::Load {
+                                dst: reg_sf(1, 0, 32),
+                                value: 7,
+                            },
+                        ],
+                    }))
+                }
+            ),
+    ]
+}
+
 fn arb_action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        8 => arb_plain_action(),
+        3 => arb_nx_simple(),
+        2 => arb_nx_struct(),
+        1 => proptest::collection::vec(prop_oneof![arb_plain_action(), arb_nx_simple()], 0..3)
+            .prop_map(Action::Clone),
+    ]
+}
+
+fn arb_plain_action() -> impl Strategy<Value = Action> {
     prop_oneof![
         (1u32..0xff00, any::<u16>()).prop_map(|(p, _)| Action::Output {
             port: p,
@@ -168,7 +392,11 @@ fn arb_action() -> impl Strategy<Value = Action> {
             proptest::option::of(1u32..0xff00),
             proptest::option::of(0u8..255)
         )
-            .prop_map(|(port, table)| Action::Resubmit { port, table }),
+            .prop_map(|(port, table)| Action::Resubmit {
+                port,
+                table,
+                ct: false
+            }),
         (any::<u32>(), 2u8..=64, any::<u8>()).prop_map(|(id, n, k)| Action::Conjunction {
             id,
             clause: k % n + 1,
@@ -499,7 +727,7 @@ proptest! {
         // 1.0 writes set_field as a Nicira load and pop_vlan as strip_vlan,
         // which read back as those; groups have no 1.0 form and are refused.
         let Message::PacketOut(mut po) = msg else { unreachable!() };
-        po.actions.retain(|a| !matches!(a, Action::SetField { .. } | Action::PopVlan));
+        retain_deep(&mut po.actions, &|a| !matches!(a, Action::SetField { .. } | Action::PopVlan));
         let msg = Message::PacketOut(po);
         if let Ok(b) = encode(&msg, OFP10_VERSION, 6) {
             prop_assert_eq!(decode(&b).unwrap().1, msg);
@@ -584,7 +812,7 @@ proptest! {
     fn random_flow_mods_expressible_in_1_0_round_trip(fm in arb_flow_mod()) {
         let mut fm = fm;
         fm.flow_mod.table_id = 0;
-        fm.flow_mod.actions.retain(|a| !matches!(a, Action::Group(_) | Action::GotoTable(_) | Action::PopVlan | Action::SetField { .. } | Action::Meter(_)));
+        retain_deep(&mut fm.flow_mod.actions, &|a| !matches!(a, Action::Group(_) | Action::GotoTable(_) | Action::PopVlan | Action::SetField { .. } | Action::Meter(_)));
         let msg = Message::FlowMod(fm);
         // Matches outside 1.0 (registers, IPv6...) are refused, not mangled.
         if let Ok(b) = encode(&msg, OFP10_VERSION, 3) {

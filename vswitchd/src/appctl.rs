@@ -24,10 +24,17 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
     let c = ctx.clone();
     r.register(
         "ofproto/trace",
-        "BRIDGE FLOW",
+        "BRIDGE FLOW [-generate]",
         2,
-        2,
-        Arc::new(move |args, fmt| trace(&c, &args[0], &args[1], fmt)),
+        3,
+        Arc::new(move |args, fmt| {
+            let generate = match args.get(2).map(String::as_str) {
+                None => false,
+                Some("-generate") => true,
+                Some(other) => return Err(format!("{other}: unknown option (try -generate)")),
+            };
+            trace(&c, &args[0], &args[1], generate, fmt)
+        }),
     );
 
     let c = ctx.clone();
@@ -349,7 +356,16 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
     r
 }
 
-fn trace(ctx: &Ctx, bridge: &str, flow: &str, fmt: Format) -> Result<Reply, String> {
+/// `ofproto/trace`. As in OVS, a trace has no side effects unless
+/// `-generate` (a packet is generated from the flow): then NORMAL's MAC
+/// learning and `learn` actions apply, as for a real packet.
+fn trace(
+    ctx: &Ctx,
+    bridge: &str,
+    flow: &str,
+    generate: bool,
+    fmt: Format,
+) -> Result<Reply, String> {
     let ofp = ctx
         .switch
         .slow
@@ -364,8 +380,19 @@ fn trace(ctx: &Ctx, bridge: &str, flow: &str, fmt: Format) -> Result<Reply, Stri
             key.in_port
         ));
     }
+    let mut st = st;
     let x = st.translate(&key, now, ofp.fail_open(&st));
-    drop(st);
+    if generate {
+        let macs = st.learn(&x, now);
+        let changed = st.apply_learned(&x, now);
+        drop(st);
+        ctx.switch.slow.request_flush_macs(macs);
+        if changed {
+            ctx.switch.slow.request_flush_all();
+        }
+    } else {
+        drop(st);
+    }
     let text = flows::xlate::format_trace(bridge, &key, &x);
     let mega = flows::Match::new(key, x.wc);
     text_or_json(

@@ -72,6 +72,8 @@ pub struct BridgeState {
     /// The pipeline used in fail-open (standalone, controllers configured,
     /// none connected): one rule, NORMAL.
     failopen: Pipeline,
+    /// Flows `learn` actions added, per learning rule (for `limit`).
+    pub learned_by: crate::learn::LearnedBy,
 }
 
 /// One bridge.
@@ -123,6 +125,7 @@ impl Ofproto {
                 controllers_configured: controllers,
                 dpid,
                 failopen,
+                learned_by: Default::default(),
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,
@@ -193,6 +196,18 @@ impl BridgeState {
         }
         changed
     }
+
+    /// Adds the flows `learn` actions built (not in fail-open, whose
+    /// pipeline is NORMAL only). True when a table changed.
+    pub fn apply_learned(&mut self, x: &XlateResult, now_ms: u64) -> bool {
+        if x.learned_flows.is_empty() {
+            return false;
+        }
+        let mut by = std::mem::take(&mut self.learned_by);
+        let changed = by.apply(&mut self.pipeline, x, now_ms);
+        self.learned_by = by;
+        changed
+    }
 }
 
 /// Rules a megaflow's traffic belongs to, and the counters already credited.
@@ -208,6 +223,8 @@ pub enum RevalRequest {
     /// Drop the cached decisions that forward to these MACs (NORMAL
     /// learned, moved or aged them out).
     FlushMacs(Vec<[u8; 6]>),
+    /// Drop every cached decision (a `learn` action changed a table).
+    FlushAll,
 }
 
 /// Megaflows whose decision depended on the destination MAC being one of
@@ -225,6 +242,8 @@ pub struct SlowPath {
     reval_tx: Sender<RevalRequest>,
     epoch: Instant,
     pub upcalls: AtomicU64,
+    /// Actions installed but not executed (`ct`), counted per occurrence.
+    pub unsupported: crate::learn::Unsupported,
 }
 
 impl SlowPath {
@@ -237,6 +256,7 @@ impl SlowPath {
             reval_tx: tx,
             epoch: Instant::now(),
             upcalls: AtomicU64::new(0),
+            unsupported: Default::default(),
         };
         (Arc::new(sp), rx)
     }
@@ -251,6 +271,11 @@ impl SlowPath {
         if !macs.is_empty() {
             let _ = self.reval_tx.send(RevalRequest::FlushMacs(macs));
         }
+    }
+
+    /// Asks the revalidator to drop every cached decision.
+    pub fn request_flush_all(&self) {
+        let _ = self.reval_tx.send(RevalRequest::FlushAll);
     }
 
     /// Every bridge, as a snapshot (the map's lock is not held afterwards).
@@ -359,6 +384,10 @@ impl UpcallHandler for SlowPath {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
         self.request_flush_macs(st.learn(&x, now));
+        if st.apply_learned(&x, now) {
+            let _ = self.reval_tx.send(RevalRequest::FlushAll);
+        }
+        self.unsupported.record(&br.name, &x);
         for (t, id) in &x.rules_hit {
             st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
         }
@@ -436,13 +465,22 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
     loop {
         let timeout = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(timeout) {
-            Ok(RevalRequest::FlushMacs(first)) => {
-                // Coalesce a burst of requests into one targeted flush.
-                let mut macs = first;
-                for RevalRequest::FlushMacs(m) in rx.try_iter() {
-                    macs.extend(m);
+            Ok(first) => {
+                // Coalesce a burst of requests into one flush.
+                let mut macs = Vec::new();
+                let mut all = false;
+                for r in std::iter::once(first).chain(rx.try_iter()) {
+                    match r {
+                        RevalRequest::FlushMacs(m) => macs.extend(m),
+                        RevalRequest::FlushAll => all = true,
+                    }
                 }
-                sp.flush_megaflows_where(&dp, forwards_to(macs));
+                if all {
+                    dp.flush();
+                    sp.forget_megaflows();
+                } else {
+                    sp.flush_megaflows_where(&dp, forwards_to(macs));
+                }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 next_tick = Instant::now() + tick;

@@ -93,13 +93,42 @@ pub(crate) fn execute(
 ) -> u64 {
     let mut lost = 0;
     let mut meter_no = 0u8;
-    for a in actions {
+    let mut i = 0;
+    while i < actions.len() {
+        let a = &actions[i];
+        i += 1;
         match a {
             DpAction::Meter(_) => {
                 if fate != PASS && meter_no == fate {
                     return lost;
                 }
                 meter_no = meter_no.saturating_add(1);
+            }
+            DpAction::CheckPktLen { size, .. } => {
+                // The two branches follow; execution resumes after both.
+                // Meters are numbered in the flat list, branches included.
+                let (gt, le) = flows::dpaction::check_pkt_len_branches(actions, i - 1);
+                let (branch, before) = if pkt.data().len() > usize::from(*size) {
+                    (gt, 0)
+                } else {
+                    (le, count_meters(gt))
+                };
+                let first = meter_no.saturating_add(before);
+                let branch_fate = match fate {
+                    PASS => PASS,
+                    f if f >= first => f - first,
+                    // The packet's meter lies in the branch not taken.
+                    _ => PASS,
+                };
+                lost += execute(branch, pkt, key, tx, upcalls, branch_fate);
+                if branch_fate != PASS && branch_fate < count_meters(branch) {
+                    return lost;
+                }
+                meter_no = first.saturating_add(count_meters(branch));
+                if before == 0 {
+                    meter_no = meter_no.saturating_add(count_meters(le));
+                }
+                i += gt.len() + le.len();
             }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Userspace { .. } => {
@@ -124,4 +153,13 @@ pub(crate) fn execute(
         }
     }
     lost
+}
+
+/// Meter actions in `actions` (nested branches included).
+fn count_meters(actions: &[DpAction]) -> u8 {
+    let n = actions
+        .iter()
+        .filter(|a| matches!(a, DpAction::Meter(_)))
+        .count();
+    u8::try_from(n).unwrap_or(u8::MAX)
 }

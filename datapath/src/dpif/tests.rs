@@ -676,3 +676,25 @@ fn misses_beyond_the_upcall_queue_are_counted_as_lost() {
     assert_eq!(p2.recv_sent(WAIT).unwrap().data, f2);
     assert_eq!(h.calls(), 2);
 }
+
+#[test]
+fn check_pkt_len_runs_the_branch_for_the_frame_length_then_what_follows() {
+    let len = frame(1).len() as u16;
+    for (size, want) in [
+        (len - 1, [0x02, 0xa, 0, 0, 0, 1]),
+        (len, [0x02, 0xb, 0, 0, 0, 1]),
+    ] {
+        let h = TestHandler::new(actions_then_output(
+            vec![
+                DpAction::CheckPktLen { size, gt: 1, le: 1 },
+                DpAction::SetEthDst([0x02, 0xa, 0, 0, 0, 1]),
+                DpAction::SetEthDst([0x02, 0xb, 0, 0, 0, 1]),
+            ],
+            2,
+        ));
+        let r = rig(h);
+        r.p1.inject(&frame(1));
+        let out = r.p2.recv_sent(WAIT).unwrap().data;
+        assert_eq!(&out[0..6], &want, "size {size}, frame {len}");
+    }
+}

@@ -33,7 +33,9 @@ struct Args {
     timeout: u64,
     /// The command, e.g. `ofproto/trace`, `fdb/show`, `list-commands`.
     command: String,
-    /// Its arguments.
+    /// Its arguments (options such as `-generate` pass through, as with
+    /// ovs-appctl).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
 

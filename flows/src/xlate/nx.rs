@@ -1,0 +1,543 @@
+//! Translation of the Nicira extension actions: clone, check_pkt_larger,
+//! the field stack, output:reg, multipath, bundle, learn, exit, note, the
+//! extended controller action, queues, and the conntrack actions that this
+//! switch installs but does not execute.
+
+use super::{Flow, Xlate, bits_mask};
+use crate::action::{
+    Action, Bundle, Ct, Learn, LearnSpec, LearnSrc, Multipath, PortNo, SubField, port,
+};
+use crate::classifier::RuleId;
+use crate::dpaction::{DpAction, UserspaceReason};
+use crate::matches::Match;
+use crate::nxaction::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
+use crate::nxhash;
+use crate::table::{FlowMod, FlowModCommand};
+
+/// A flow a `learn` action built, for the caller to add.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LearnedFlow {
+    pub fm: FlowMod,
+    /// The rule whose learn action built it (table, id).
+    pub learner: Option<(u8, RuleId)>,
+    /// The learn action's `limit` (0 = none).
+    pub limit: u32,
+    /// The learn action had `delete_learned`.
+    pub delete_learned: bool,
+}
+
+impl<'a, 'c> Xlate<'a, 'c> {
+    fn flow_result(&self) -> Flow {
+        if self.out.error.is_some() || self.exit {
+            Flow::Abort
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Reads a subfield of the packet and marks its bits in the megaflow.
+    fn read_subfield(&mut self, sf: &SubField) -> u128 {
+        let m = bits_mask(sf.n_bits);
+        sf.field.set_mask_bits(&mut self.wc, m << sf.ofs);
+        (sf.field.get(&self.flow) >> sf.ofs) & m
+    }
+
+    fn write_subfield(&mut self, sf: &SubField, v: u128) {
+        let m = bits_mask(sf.n_bits);
+        self.write_field(sf.field, (v & m) << sf.ofs, m << sf.ofs);
+    }
+
+    pub(super) fn do_nx_action(&mut self, a: &Action, depth: usize) -> Flow {
+        match a {
+            Action::Resubmit {
+                port: _,
+                table,
+                ct: true,
+            } => {
+                // The lookup would use the connection's original tuple; no
+                // packet is ever tracked here, so there is none to use.
+                self.out.unsupported.push("resubmit(ct)");
+                self.out.cacheable = false;
+                self.note(
+                    depth,
+                    format!(
+                        "resubmit(,{},ct): the packet is not tracked (connection tracking is not executed by this switch), skipped",
+                        table.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                );
+            }
+            Action::ControllerEx(c) => {
+                self.controller(c.max_len, UserspaceReason::Action);
+                let mut missing = Vec::new();
+                if !c.userdata.is_empty() {
+                    missing.push("userdata");
+                }
+                if c.controller_id != 0 {
+                    missing.push("id");
+                }
+                if c.meter_id != 0 {
+                    missing.push("meter_id");
+                }
+                if !missing.is_empty() {
+                    self.note(
+                        depth,
+                        format!(
+                            "controller: {} not carried in the packet-in",
+                            missing.join(", ")
+                        ),
+                    );
+                }
+                if c.pause {
+                    self.note(
+                        depth,
+                        "controller(pause): continuations are not implemented; the pipeline stops here",
+                    );
+                    self.exit = true;
+                    return Flow::Abort;
+                }
+            }
+            Action::DecTtlIds(_) => return self.do_action(&Action::DecTtl, depth),
+            Action::StackPush(sf) => {
+                let v = self.read_subfield(sf);
+                self.stack.push(v);
+            }
+            Action::StackPop(sf) => match self.stack.pop() {
+                Some(v) => self.write_subfield(sf, v),
+                None => self.note(depth, "stack underflow, pop ignored"),
+            },
+            Action::OutputReg { src, max_len } => {
+                let v = self.read_subfield(src);
+                match u16::try_from(v) {
+                    Ok(p) => {
+                        let p: PortNo = if p >= 0xff00 {
+                            0xffff_0000 | u32::from(p)
+                        } else {
+                            u32::from(p)
+                        };
+                        self.output(p, *max_len, depth);
+                    }
+                    Err(_) => self.note(depth, format!("output:{v:#x} is not a port, ignored")),
+                }
+            }
+            Action::Note(_) => {}
+            Action::Exit => {
+                self.exit = true;
+                return Flow::Abort;
+            }
+            Action::Multipath(m) => self.multipath(m),
+            Action::Bundle(b) => self.bundle(b, depth),
+            Action::Learn(l) => self.learn(l),
+            Action::FinTimeout { .. } => {
+                self.note(
+                    depth,
+                    "fin_timeout: not applied (TCP FIN/RST do not shorten timeouts here)",
+                );
+            }
+            Action::SetQueue(q) => {
+                self.note(depth, format!("set_queue:{q}: no QoS queues, ignored"));
+            }
+            Action::Enqueue { port: p, queue } => {
+                self.note(
+                    depth,
+                    format!("enqueue: no QoS queues, queue {queue} ignored"),
+                );
+                self.output(*p, 0, depth);
+            }
+            Action::Clone(inner) => return self.clone_actions(inner, depth),
+            Action::CtClear => {
+                // No packet is tracked, so there is no state to clear.
+            }
+            Action::Ct(ct) => return self.ct(ct, depth),
+            Action::Nat(_) => {
+                self.note(depth, "nat outside ct, ignored");
+            }
+            Action::CheckPktLarger { pkt_len, dst } => {
+                // Reached only through the action set; nothing follows it there.
+                self.check_pkt_larger(*pkt_len, *dst, depth, &mut |_| {});
+                return Flow::StopList;
+            }
+            _ => {}
+        }
+        self.flow_result()
+    }
+
+    /// `clone(...)`: the nested actions see a copy of the packet and of the
+    /// pipeline state; afterwards everything is as before (header changes
+    /// the clone emitted are undone by the next commit).
+    fn clone_actions(&mut self, inner: &[Action], depth: usize) -> Flow {
+        let saved_flow = self.flow;
+        let saved_tpid = self.outer_tpid;
+        let saved_stack = self.stack.clone();
+        let saved_set = std::mem::take(&mut self.action_set);
+        let r = self.run_list(inner, depth);
+        self.flow = saved_flow;
+        self.outer_tpid = saved_tpid;
+        self.stack = saved_stack;
+        self.action_set = saved_set;
+        self.exit = false;
+        if r == Flow::Abort && self.out.error.is_some() {
+            return Flow::Abort;
+        }
+        self.flow_result()
+    }
+
+    /// `check_pkt_larger(LEN)->DST`: the rest of the action list (`rest`,
+    /// then the action set) is translated twice, with DST = 1 for frames
+    /// longer than LEN and DST = 0 for the others, into one datapath
+    /// `check_pkt_len` whose branches the datapath picks per packet. The
+    /// current action list ends there; the caller (of a resubmit) goes on.
+    pub(super) fn check_pkt_larger(
+        &mut self,
+        pkt_len: u16,
+        dst: SubField,
+        depth: usize,
+        rest: &mut dyn FnMut(&mut Self),
+    ) {
+        self.commit();
+        let at = self.out.actions.len();
+        self.out.actions.push(DpAction::CheckPktLen {
+            size: pkt_len,
+            gt: 0,
+            le: 0,
+        });
+        let saved_flow = self.flow;
+        let saved_base = self.base;
+        let saved_dirty = self.dirty;
+        let saved_tpid = self.outer_tpid;
+        let saved_stack = self.stack.clone();
+        let saved_set = self.action_set.clone();
+        let mut lens = [0u16; 2];
+        for (branch, bit) in [1u128, 0].into_iter().enumerate() {
+            self.flow = saved_flow;
+            self.base = saved_base;
+            self.dirty = saved_dirty;
+            self.outer_tpid = saved_tpid;
+            self.stack = saved_stack.clone();
+            self.action_set = saved_set.clone();
+            self.exit = false;
+            self.write_subfield(&dst, bit);
+            let before = self.out.actions.len();
+            rest(self);
+            let set = std::mem::take(&mut self.action_set).into_list();
+            if !set.is_empty() && self.out.error.is_none() {
+                self.exit = false;
+                self.run_list(&set, depth);
+            }
+            lens[branch] = (self.out.actions.len() - before) as u16;
+        }
+        self.out.actions[at] = DpAction::CheckPktLen {
+            size: pkt_len,
+            gt: lens[0],
+            le: lens[1],
+        };
+        // As in OVS, what follows the action list that held the check (the
+        // caller of a resubmit) continues after the check, for every
+        // packet; the action set ran in both branches.
+        self.flow = saved_flow;
+        self.base = saved_base;
+        self.dirty = saved_dirty;
+        self.stack = saved_stack;
+        self.outer_tpid = saved_tpid;
+        self.action_set = Default::default();
+        self.exit = false;
+    }
+
+    fn multipath(&mut self, m: &Multipath) {
+        let hash = nxhash::flow_hash_fields(&self.flow, m.fields, m.basis);
+        nxhash::mask_hash_fields(&self.flow, m.fields, &mut self.wc);
+        let link = nxhash::multipath_link(hash, m.algorithm, m.n_links, m.arg);
+        self.write_subfield(&m.dst, u128::from(link));
+    }
+
+    fn bundle(&mut self, b: &Bundle, depth: usize) {
+        if b.algorithm == crate::action::BundleAlgorithm::Hrw && b.members.len() > 1 {
+            nxhash::mask_hash_fields(&self.flow, b.fields, &mut self.wc);
+        }
+        let hash = nxhash::flow_hash_fields(&self.flow, b.fields, b.basis);
+        let ports = self.ctx.ports;
+        let live = |p: PortNo| ports.get(p).is_some_and(|bp| bp.up);
+        let chosen = nxhash::bundle_member(&b.members, b.algorithm, hash, &live);
+        match (&b.dst, chosen) {
+            (Some(dst), c) => {
+                let v = c.map_or(0xffff, |p| u128::from(p & 0xffff));
+                self.write_subfield(dst, v);
+            }
+            (None, Some(p)) => self.output(p, 0, depth),
+            (None, None) => self.note(depth, "bundle: no live member, dropping"),
+        }
+    }
+
+    fn learn(&mut self, l: &Learn) {
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.table_id = l.table;
+        fm.priority = u32::from(l.priority);
+        fm.cookie = l.cookie;
+        fm.idle_timeout = l.idle_timeout;
+        fm.hard_timeout = l.hard_timeout;
+        fm.flags.send_flow_rem = l.flags & LEARN_SEND_FLOW_REM != 0;
+        let mut m = Match::catch_all();
+        for spec in &l.specs {
+            let src_value = |x: &mut Self, src: &LearnSrc| match src {
+                LearnSrc::Field(sf) => x.read_subfield(sf),
+                LearnSrc::Imm(v) => *v,
+            };
+            match spec {
+                LearnSpec::Match { src, dst } => {
+                    let v = src_value(self, src);
+                    let bits = bits_mask(dst.n_bits) << dst.ofs;
+                    let cur_k = dst.field.get(&m.key);
+                    let cur_m = dst.field.get(&m.mask);
+                    dst.field
+                        .set(&mut m.key, (cur_k & !bits) | ((v << dst.ofs) & bits));
+                    dst.field.set(&mut m.mask, cur_m | bits);
+                }
+                LearnSpec::Load { src, dst } => {
+                    let v = src_value(self, src);
+                    fm.actions.push(Action::Load {
+                        dst: *dst,
+                        value: v & bits_mask(dst.n_bits),
+                    });
+                }
+                LearnSpec::Output { src } => {
+                    let v = self.read_subfield(src);
+                    if let Ok(p) = u16::try_from(v) {
+                        let p: PortNo = if p >= 0xff00 {
+                            0xffff_0000 | u32::from(p)
+                        } else {
+                            u32::from(p)
+                        };
+                        if p < 0xff00
+                            || matches!(p, port::IN_PORT | port::FLOOD | port::LOCAL | port::ALL)
+                        {
+                            fm.actions.push(Action::Output {
+                                port: p,
+                                max_len: 0,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        fm.m = Match::new(m.key, m.mask);
+        if let Some(r) = &l.result_dst {
+            // Whether the limit lets the flow in is only known when the
+            // caller applies it; this reports success.
+            self.write_subfield(r, 1);
+        }
+        let text = crate::text::format_flow_mod(&fm);
+        self.note(0, format!("learned: {text}"));
+        // Re-learning must refresh timeouts, which a cached megaflow would
+        // skip: only timeout-free learning is cached.
+        if l.idle_timeout != 0 || l.hard_timeout != 0 {
+            self.out.cacheable = false;
+        }
+        self.out.learned_flows.push(LearnedFlow {
+            fm,
+            learner: self.rule,
+            limit: l.limit,
+            delete_learned: l.flags & LEARN_DELETE_LEARNED != 0,
+        });
+    }
+
+    /// `ct(...)`: installed, printed and encoded, but connection tracking
+    /// is not wired into the datapath. The packet continues without it when
+    /// `ct` has no `table` (commit, zone changes and NAT are skipped); with
+    /// `table=N` there is no tracked packet to continue with, so it stops.
+    /// Either way the occurrence is reported (counted, logged) and the
+    /// translation is not cached.
+    fn ct(&mut self, ct: &Ct, depth: usize) -> Flow {
+        if let Some(z) = &ct.zone_src {
+            self.read_subfield(z);
+        }
+        self.out.unsupported.push("ct");
+        self.out.cacheable = false;
+        match ct.table {
+            None => self.note(
+                depth,
+                "ct: connection tracking is not executed by this switch, skipped",
+            ),
+            Some(t) => self.note(
+                depth,
+                format!(
+                    "ct(table={t}): connection tracking is not executed by this switch, this copy of the packet is dropped"
+                ),
+            ),
+        }
+        self.flow_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dpaction::DpAction;
+    use crate::group::GroupTable;
+    use crate::key::FlowKey;
+    use crate::mac_learning::MacLearning;
+    use crate::table::{FlowModCommand, Pipeline};
+    use crate::text::{format_flow_mod, parse_flow_mod};
+    use crate::xlate::{
+        BridgePort, BridgePorts, XlateCtx, XlateResult, format_dp_actions, translate,
+    };
+
+    fn run(flows: &[&str], key: &FlowKey) -> XlateResult {
+        let mut p = Pipeline::new();
+        for f in flows {
+            p.flow_mod(&parse_flow_mod(f, FlowModCommand::Add).unwrap(), 0)
+                .unwrap();
+        }
+        let mut ports = BridgePorts::new();
+        for n in 1..=4 {
+            ports.insert(BridgePort::new(n, 100 + n));
+        }
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let ctx = XlateCtx {
+            pipeline: &p,
+            groups: &groups,
+            ports: &ports,
+            mac: &mac,
+            now_ms: 0,
+        };
+        translate(&ctx, key)
+    }
+
+    fn pkt() -> FlowKey {
+        FlowKey {
+            in_port: 1,
+            dl_src: [0, 0, 0, 0, 0, 0xa],
+            dl_dst: [0, 0, 0, 0, 0, 0xb],
+            dl_type: 0x0800,
+            nw_proto: 6,
+            tp_dst: 80,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn learn_builds_the_flow_from_the_packet_and_its_sources_are_in_the_megaflow() {
+        let r = run(
+            &[
+                "actions=learn(table=10,idle_timeout=30,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],output:NXM_OF_IN_PORT[]),output:2",
+            ],
+            &pkt(),
+        );
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        assert_eq!(r.learned_flows.len(), 1);
+        let fm = &r.learned_flows[0].fm;
+        assert_eq!(fm.table_id, 10);
+        assert_eq!(fm.idle_timeout, 30);
+        assert_eq!(
+            format_flow_mod(fm),
+            "table=10,idle_timeout=30,dl_dst=00:00:00:00:00:0a actions=load:0x1->NXM_NX_REG0[0..15],output:1"
+        );
+        assert_eq!(r.wc.dl_src, [0xff; 6], "learned from dl_src");
+        assert!(
+            !r.cacheable,
+            "a learn with a timeout must run for every packet"
+        );
+    }
+
+    #[test]
+    fn ct_is_counted_not_cached_and_its_forked_copy_is_not_invented() {
+        let r = run(
+            &["ip,actions=ct(commit,zone=5),ct(table=3),output:2"],
+            &pkt(),
+        );
+        assert_eq!(r.unsupported, vec!["ct", "ct"]);
+        assert!(!r.cacheable);
+        // The original packet continues (untracked), as OVS's fork does.
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn controller_pause_sends_the_packet_in_and_stops_the_pipeline() {
+        let r = run(
+            &["actions=controller(userdata=01.02,pause),output:2"],
+            &pkt(),
+        );
+        assert_eq!(r.packet_ins.len(), 1);
+        assert!(!r.actions.contains(&DpAction::Output(102)));
+    }
+
+    #[test]
+    fn check_pkt_larger_translates_the_rest_for_both_sizes_then_continues() {
+        let r = run(
+            &[
+                "table=0,actions=resubmit(,1),output:4",
+                "table=1,actions=check_pkt_larger(100)->NXM_NX_REG0[0],resubmit(,2)",
+                "table=2,reg0=1,actions=output:2",
+                "table=2,reg0=0,actions=mod_dl_src:00:00:00:00:00:01,output:3",
+            ],
+            &pkt(),
+        );
+        assert_eq!(
+            format_dp_actions(&r.actions),
+            "check_pkt_len(size=100,gt(102),le(set(eth(src=00:00:00:00:00:01)),103)),104"
+        );
+    }
+
+    #[test]
+    fn clone_undoes_its_rewrites_for_what_follows() {
+        let r = run(
+            &["actions=clone(mod_dl_dst:00:00:00:00:00:0c,output:2),output:3"],
+            &pkt(),
+        );
+        assert_eq!(
+            format_dp_actions(&r.actions),
+            "set(eth(dst=00:00:00:00:00:0c)),102,set(eth(dst=00:00:00:00:00:0b)),103"
+        );
+    }
+
+    #[test]
+    fn stack_pop_on_empty_stack_changes_nothing_and_push_pop_moves_bits() {
+        let r = run(
+            &[
+                "table=0,actions=pop:NXM_NX_REG1[],push:NXM_OF_TCP_DST[],pop:NXM_NX_REG0[0..15],output:NXM_NX_REG0[0..1],resubmit(,1)",
+                "table=1,reg0=80,actions=output:2",
+            ],
+            &pkt(),
+        );
+        // 80 = 0b1010000: reg0[0..1] = 0 (no port 0), then table 1 matches.
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn exit_stops_the_callers_too_but_the_action_set_runs() {
+        let r = run(
+            &[
+                "table=0,actions=resubmit(,1),output:4,write_actions(output:3)",
+                "table=1,actions=output:2,exit,output:4",
+            ],
+            &pkt(),
+        );
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    #[test]
+    fn bundle_active_backup_skips_down_members() {
+        let mut p = Pipeline::new();
+        p.flow_mod(
+            &parse_flow_mod(
+                "actions=bundle(eth_src,0,active_backup,ofport,members:2,3)",
+                FlowModCommand::Add,
+            )
+            .unwrap(),
+            0,
+        )
+        .unwrap();
+        let mut ports = BridgePorts::new();
+        for n in 1..=3 {
+            let mut bp = BridgePort::new(n, 100 + n);
+            bp.up = n != 2;
+            ports.insert(bp);
+        }
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let ctx = XlateCtx {
+            pipeline: &p,
+            groups: &groups,
+            ports: &ports,
+            mac: &mac,
+            now_ms: 0,
+        };
+        assert_eq!(translate(&ctx, &pkt()).actions, vec![DpAction::Output(103)]);
+    }
+}
