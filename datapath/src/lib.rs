@@ -11,7 +11,6 @@ pub mod offload;
 pub mod packet;
 pub mod port;
 pub mod tap;
-pub mod vnet;
 pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};

@@ -7,8 +7,8 @@ use flows::action::port as ofp_port;
 use serde_json::{Value, json};
 
 use crate::daemon::Ctx;
-use crate::dpformat::mac;
 use crate::unixctl::{Format, Registry, Reply};
+use wire::MacAddr;
 
 fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String> {
     Ok(match fmt {
@@ -118,8 +118,8 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
             let mut arr = Vec::new();
             for e in &entries {
                 let port = if e.port == ofp_port::LOCAL { "LOCAL".to_string() } else { e.port.to_string() };
-                let _ = writeln!(text, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, mac(e.mac), e.age_secs(now));
-                arr.push(json!({"port": e.port, "vlan": e.vlan, "mac": mac(e.mac), "age": e.age_secs(now)}));
+                let _ = writeln!(text, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, MacAddr(e.mac), e.age_secs(now));
+                arr.push(json!({"port": e.port, "vlan": e.vlan, "mac": MacAddr(e.mac).to_string(), "age": e.age_secs(now)}));
             }
             text_or_json(fmt, text, json!({"entries": arr}))
         }),
