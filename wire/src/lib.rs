@@ -8,3 +8,14 @@ pub mod vnet_hdr;
 
 pub use mac::{MacAddr, MacParseError};
 pub use vnet_hdr::Offload;
+
+pub mod error;
+pub mod geneve;
+pub mod gre;
+pub mod ipv4;
+pub mod ipv6;
+pub mod tunnel;
+pub mod udp;
+pub mod vxlan;
+
+pub use error::{Error, Layer};
