@@ -45,6 +45,7 @@ fn spec(proto: TunnelProto, v6: bool, csum: bool, opts: &[u8]) -> EncapSpec<'_> 
         dst_port: proto.default_port().unwrap_or(0),
         gbp: None,
         geneve_options: opts,
+        oam: false,
         inner_protocol: 0x6558,
     }
 }

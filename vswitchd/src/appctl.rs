@@ -20,6 +20,7 @@ fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String>
 /// Registers every command.
 pub fn registry(ctx: Arc<Ctx>) -> Registry {
     let r = Registry::default();
+    crate::tnl::appctl::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(
@@ -73,6 +74,12 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 c.switch.dp.dump_flows().len()
             );
             let mut ports = Vec::new();
+            let tunnels: std::collections::BTreeMap<String, String> = c
+                .switch
+                .tunnel_ports()
+                .into_iter()
+                .map(|(n, _, cfg)| (n, format!("{}: {}", cfg.proto, cfg.describe())))
+                .collect();
             for p in c.switch.port_list() {
                 let s = c.switch.dp.port_stats(p.dp_port).unwrap_or_default();
                 let _ = writeln!(
@@ -80,7 +87,10 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                     "  port {}: {} ({})\n    RX packets:{} errors:{} dropped:{}\n    TX packets:{} errors:{} dropped:{}",
                     p.dp_port,
                     p.name,
-                    if p.kind.is_empty() { "system" } else { &p.kind },
+                    tunnels.get(&p.name).map_or(
+                        if p.kind.is_empty() { "system" } else { &p.kind },
+                        String::as_str
+                    ),
                     s.rx_packets,
                     s.rx_errors,
                     s.rx_dropped,

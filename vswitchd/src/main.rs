@@ -24,6 +24,8 @@ mod ofproto;
 mod ofservice;
 mod rundir;
 mod switch;
+mod tnl;
+mod tunnel_config;
 mod unixctl;
 
 #[derive(Parser, Debug)]

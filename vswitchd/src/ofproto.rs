@@ -218,6 +218,8 @@ pub struct SlowPath {
     reval_tx: Sender<RevalRequest>,
     epoch: Instant,
     pub upcalls: AtomicU64,
+    /// Routes and neighbours for native tunnelling.
+    pub tnl: Arc<crate::tnl::Tnl>,
 }
 
 impl SlowPath {
@@ -230,6 +232,7 @@ impl SlowPath {
             reval_tx: tx,
             epoch: Instant::now(),
             upcalls: AtomicU64::new(0),
+            tnl: Arc::new(crate::tnl::Tnl::default()),
         };
         (Arc::new(sp), rx)
     }
@@ -358,6 +361,7 @@ impl UpcallHandler for SlowPath {
         drop(st);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
+        self.tnl.snoop(&br.name, key, &mut mask);
         let install = x.cacheable && x.error.is_none();
         if install {
             let m = Match::new(*key, mask);

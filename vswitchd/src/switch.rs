@@ -31,6 +31,9 @@ pub struct IfaceStatus {
     pub mac_in_use: Option<String>,
     pub link_up: bool,
     pub admin_up: bool,
+    /// The `status` column, for interfaces whose status the switch owns
+    /// (tunnels); `None` leaves the column alone.
+    pub status: Option<BTreeMap<String, String>>,
 }
 
 /// An interface the switch opened, with its typed handle when the daemon
@@ -189,6 +192,14 @@ impl Switch {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(iface.name.clone(), p.clone());
                 Ok(plain(p))
+            }
+            kind if crate::tunnel_config::is_tunnel(kind) => {
+                let (_, warnings) =
+                    crate::tunnel_config::TunnelConfig::parse(&iface.name, kind, &iface.options)?;
+                for w in warnings {
+                    warn!("{w}");
+                }
+                Ok(plain(datapath::tunnel_port::TunnelPort::new(&iface.name)))
             }
             "dpdkvhostuser" | "vhostuser" | "dpdkvhostuserclient" | "vhostuserclient" => {
                 let mut opts = VhostUserOptions::default();
@@ -575,6 +586,7 @@ impl Switch {
                 mac_in_use: mac,
                 link_up,
                 admin_up,
+                status: self.tunnel_status(&slot.config),
             });
         }
         for (name, (uuid, err)) in &st.failed {
@@ -586,6 +598,7 @@ impl Switch {
                 mac_in_use: None,
                 link_up: false,
                 admin_up: false,
+                status: None,
             });
         }
         out
@@ -679,6 +692,11 @@ pub fn status_ops(
             ("admin_state", json!(if s.admin_up { "up" } else { "down" })),
         ];
         let mut set = serde_json::Map::new();
+        let status = s.status.as_ref().map(|m| {
+            let pairs: Vec<Value> = m.iter().map(|(k, v)| json!([k, v])).collect();
+            json!(["map", pairs])
+        });
+        let want = want.into_iter().chain(status.map(|v| ("status", v)));
         for (col, v) in want {
             let same = match row.get(col) {
                 Some(cur) => same_datum(cur, &v),
@@ -732,6 +750,7 @@ mod tests {
             mac_in_use: Some("02:00:00:00:00:01".into()),
             link_up: true,
             admin_up: true,
+            status: None,
         };
         let ops = status_ops(std::slice::from_ref(&s), &rows);
         assert_eq!(ops.len(), 1);
@@ -1047,6 +1066,69 @@ impl Switch {
             .collect();
         out.sort_by_key(|p| p.dp_port);
         out
+    }
+
+    /// Tunnel interfaces: (name, datapath port, configuration).
+    pub fn tunnel_ports(&self) -> Vec<(String, DpPortNo, crate::tunnel_config::TunnelConfig)> {
+        let st = self.lock();
+        st.ifaces
+            .iter()
+            .filter_map(|(name, s)| {
+                let (cfg, _) = crate::tunnel_config::TunnelConfig::parse(
+                    name,
+                    &s.config.kind,
+                    &s.config.options,
+                )
+                .ok()?;
+                Some((name.clone(), s.dp_port, cfg))
+            })
+            .collect()
+    }
+
+    /// MAC addresses of the switch's own devices (internal ports), by name.
+    pub fn device_macs(&self) -> BTreeMap<String, wire::MacAddr> {
+        let st = self.lock();
+        let mut out = BTreeMap::new();
+        for (name, slot) in &st.ifaces {
+            let Some(ofp) = self.slow.bridge(&slot.bridge) else {
+                continue;
+            };
+            let bst = ofp.lock();
+            if let Some(mac) = bst
+                .runtime
+                .get(&slot.ofport)
+                .and_then(|r| r.port.info().mac)
+            {
+                out.insert(name.clone(), wire::MacAddr(mac));
+            }
+        }
+        out
+    }
+
+    /// `status` of a tunnel interface: the underlay device its remote is
+    /// routed through, and whether that device's carrier is up (as OVS
+    /// reports `tunnel_egress_iface` and `tunnel_egress_iface_carrier`).
+    fn tunnel_status(&self, iface: &InterfaceConfig) -> Option<BTreeMap<String, String>> {
+        if !crate::tunnel_config::is_tunnel(&iface.kind) {
+            return None;
+        }
+        let mut m = BTreeMap::new();
+        let cfg =
+            crate::tunnel_config::TunnelConfig::parse(&iface.name, &iface.kind, &iface.options)
+                .ok()?
+                .0;
+        if let crate::tunnel_config::Endpoint::Ip(remote) = cfg.remote
+            && let Some((dev, _, _)) = self.slow.tnl.next_hop(remote)
+        {
+            let carrier = std::fs::read_to_string(format!("/sys/class/net/{dev}/carrier"))
+                .is_ok_and(|c| c.trim() == "1");
+            m.insert(
+                "tunnel_egress_iface_carrier".to_string(),
+                if carrier { "up" } else { "down" }.to_string(),
+            );
+            m.insert("tunnel_egress_iface".to_string(), dev);
+        }
+        Some(m)
     }
 
     pub fn pmd_summary(&self) -> PmdSummary {

@@ -159,6 +159,8 @@ pub struct EncapSpec<'a> {
     pub gbp: Option<Gbp>,
     /// Encoded Geneve options (TLVs).
     pub geneve_options: &'a [u8],
+    /// Geneve OAM flag (`tun_flags=+oam`).
+    pub oam: bool,
     /// Payload protocol for Geneve and GRE (0x6558 for Ethernet).
     pub inner_protocol: u16,
 }
@@ -254,7 +256,7 @@ impl EncapHeader {
                 } else {
                     t + GeneveRepr {
                         vni: key24,
-                        oam: false,
+                        oam: spec.oam,
                         critical: false,
                         protocol: spec.inner_protocol,
                         options: spec.geneve_options,

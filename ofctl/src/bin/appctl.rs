@@ -33,7 +33,9 @@ struct Args {
     timeout: u64,
     /// The command, e.g. `ofproto/trace`, `fdb/show`, `list-commands`.
     command: String,
-    /// Its arguments.
+    /// Its arguments (passed on as they are, `-v` included, as ovs-appctl
+    /// does).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
 

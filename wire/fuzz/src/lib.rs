@@ -58,6 +58,7 @@ pub fn decap(data: &[u8]) {
             id: d.meta.gbp_id,
         }),
         geneve_options: opts,
+        oam: d.meta.flags & wire::tunnel::flags::OAM != 0,
         inner_protocol: d.inner_protocol,
     };
     let h = EncapHeader::build(&spec).expect("decoded metadata re-encodes");
@@ -109,6 +110,7 @@ mod tests {
             } else {
                 &[]
             },
+            oam: false,
             inner_protocol: 0x6558,
         };
         let h = EncapHeader::build(&spec).unwrap();
@@ -138,6 +140,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the fuzzer: a Geneve packet with the OAM flag must keep it
+    /// through re-encapsulation.
+    #[test]
+    fn geneve_oam_flag_survives_re_encapsulation() {
+        let hex = "0102000000000402000000000308004500004e000040004011269d0a0000010a0000029c4017c1003a000002ff655800000500010281010000000902000000000202000000000108004500001400010000400100000000000000000000";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        decap(&bytes);
     }
 
     #[test]

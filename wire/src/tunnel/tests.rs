@@ -28,6 +28,7 @@ fn spec(proto: TunnelProto, v6: bool, csum: bool) -> EncapSpec<'static> {
         dst_port: proto.default_port().unwrap_or(0),
         gbp: None,
         geneve_options: &[],
+        oam: false,
         inner_protocol: geneve::PROTO_ETHERNET,
     }
 }

@@ -1,0 +1,101 @@
+//! Native tunnelling's control plane: the route table and neighbour cache
+//! (kept in step with the kernel and the slow path) and their appctl
+//! commands in OVS's vocabulary.
+
+pub mod appctl;
+pub mod neigh;
+pub mod netlink;
+pub mod route;
+
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use flows::FlowKey;
+use tracing::debug;
+
+use neigh::NeighCache;
+use route::{DevAddr, Route, RouteTable};
+
+/// Routes, device addresses and neighbours.
+pub struct Tnl {
+    routes: RwLock<RouteTable>,
+    addrs: RwLock<Vec<DevAddr>>,
+    neigh: Mutex<NeighCache>,
+    epoch: Instant,
+}
+
+impl Default for Tnl {
+    fn default() -> Self {
+        Tnl {
+            routes: RwLock::new(RouteTable::default()),
+            addrs: RwLock::new(Vec::new()),
+            neigh: Mutex::new(NeighCache::default()),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Tnl {
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn routes(&self) -> RwLockReadGuard<'_, RouteTable> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn routes_mut(&self) -> RwLockWriteGuard<'_, RouteTable> {
+        self.routes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn addrs(&self) -> Vec<DevAddr> {
+        self.addrs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn neigh(&self) -> MutexGuard<'_, NeighCache> {
+        self.neigh.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs what the kernel reported.
+    pub fn set_kernel_state(&self, addrs: Vec<DevAddr>, routes: Vec<Route>) {
+        *self.addrs.write().unwrap_or_else(|p| p.into_inner()) = addrs;
+        self.routes_mut().set_kernel(routes);
+    }
+
+    /// The output device and next hop for `dst`.
+    pub fn next_hop(&self, dst: IpAddr) -> Option<(String, IpAddr, IpAddr)> {
+        let t = self.routes();
+        let r = t.lookup(dst, 0)?;
+        Some((r.dev.clone(), r.gw.unwrap_or(dst), r.src))
+    }
+
+    /// The slow-path hook: learns the neighbour an ARP reply or neighbour
+    /// advertisement seen on `bridge` announces, and un-wildcards the
+    /// fields it read in `mask` so that each neighbour reaches it.
+    pub fn snoop(&self, bridge: &str, key: &FlowKey, mask: &mut FlowKey) {
+        let mut used = FlowKey::default();
+        let found = neigh::announced(key, &mut used);
+        mask.dl_type |= used.dl_type;
+        mask.nw_proto |= used.nw_proto;
+        mask.nw_src |= used.nw_src;
+        mask.tp_src |= used.tp_src;
+        for (m, u) in mask.arp_sha.iter_mut().zip(used.arp_sha) {
+            *m |= u;
+        }
+        for (m, u) in mask.arp_tha.iter_mut().zip(used.arp_tha) {
+            *m |= u;
+        }
+        for (m, u) in mask.nd_target.iter_mut().zip(used.nd_target) {
+            *m |= u;
+        }
+        if let Some((ip, mac)) = found {
+            let now = self.now_ms();
+            let mut n = self.neigh();
+            if n.learn(bridge, ip, mac, now) {
+                n.expire(now);
+                debug!(bridge, %ip, %mac, "neighbour learned");
+            }
+        }
+    }
+}
