@@ -11,6 +11,7 @@ pub mod offload;
 pub mod packet;
 pub mod port;
 pub mod tap;
+pub mod tunnel;
 pub mod tunnel_port;
 pub mod wakeup;
 

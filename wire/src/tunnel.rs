@@ -294,6 +294,12 @@ impl EncapHeader {
         self.proto
     }
 
+    /// Whether the outer header carries a checksum (UDP or GRE) computed
+    /// over the inner frame.
+    pub fn has_checksum(&self) -> bool {
+        self.csum
+    }
+
     /// The rendered header (zero lengths, checksums and source port).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len()]
