@@ -376,7 +376,8 @@ fn trace(ctx: &Ctx, bridge: &str, flow: &str, fmt: Format) -> Result<Reply, Stri
     }
     let x = st.translate(&key, now, ofp.fail_open(&st));
     drop(st);
-    let text = flows::xlate::format_trace(bridge, &key, &x);
+    let mut text = flows::xlate::format_trace(bridge, &key, &x);
+    crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x.actions, &mut text);
     let mega = flows::Match::new(key, x.wc);
     text_or_json(
         fmt,

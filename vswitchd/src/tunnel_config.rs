@@ -283,6 +283,54 @@ impl TunnelConfig {
         s
     }
 
+    /// The outer header's spec for a packet sent from `local` (a MAC and
+    /// an IP) to `remote` via `next_hop_mac`: the port's key, or `flow_key`
+    /// for `key=flow`; TOS/TTL of the inner packet where they are
+    /// inherited; `inner_ethertype` for an L3 payload.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encap_spec<'a>(
+        &self,
+        eth_src: wire::MacAddr,
+        next_hop_mac: wire::MacAddr,
+        local: IpAddr,
+        remote: IpAddr,
+        flow_key: Option<u64>,
+        inner_tos: u8,
+        inner_ttl: u8,
+        inner_ethertype: u16,
+        geneve_options: &'a [u8],
+    ) -> wire::tunnel::EncapSpec<'a> {
+        let key = match self.out_key {
+            Some(Key::Fixed(k)) => Some(k),
+            Some(Key::Flow) => flow_key,
+            None => None,
+        };
+        let pick = |i: Inherit, inner: u8| match i {
+            Inherit::Fixed(v) => v,
+            Inherit::Inherit => inner,
+        };
+        wire::tunnel::EncapSpec {
+            proto: self.proto,
+            eth_src,
+            eth_dst: next_hop_mac,
+            ip_src: local,
+            ip_dst: remote,
+            ttl: pick(self.ttl, inner_ttl),
+            tos: pick(self.tos, inner_tos),
+            df: self.df_default,
+            csum: self.csum,
+            key,
+            dst_port: self.dst_port,
+            gbp: None,
+            geneve_options,
+            oam: false,
+            inner_protocol: match self.packet_type {
+                PacketType::LegacyL2 => wire::geneve::PROTO_ETHERNET,
+                PacketType::LegacyL3 | PacketType::Ptap => inner_ethertype,
+            },
+        }
+    }
+
     /// The datapath's name of the shared receive port (`tnl/ports/show`).
     pub fn listener_name(&self) -> String {
         match self.proto {
@@ -368,6 +416,52 @@ mod tests {
             parse("gre", &[("remote_ip", "10.0.0.2")]).unwrap().in_key,
             None
         );
+    }
+
+    #[test]
+    fn encap_spec_takes_the_port_key_or_the_flow_key_and_inherits_tos_ttl() {
+        let mac = wire::MacAddr([2, 0, 0, 0, 0, 1]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = parse(
+            "geneve",
+            &[
+                ("remote_ip", "flow"),
+                ("key", "flow"),
+                ("tos", "inherit"),
+                ("ttl", "inherit"),
+            ],
+        )
+        .unwrap();
+        let s = c.encap_spec(
+            mac,
+            mac,
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            Some(9),
+            0x28,
+            17,
+            0x0800,
+            &[],
+        );
+        assert_eq!((s.key, s.tos, s.ttl, s.df), (Some(9), 0x28, 17, true));
+        assert_eq!(s.inner_protocol, 0x6558);
+        let g = parse(
+            "gre",
+            &[("remote_ip", "10.0.0.2"), ("packet_type", "legacy_l3")],
+        )
+        .unwrap();
+        let s = g.encap_spec(
+            mac,
+            mac,
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            Some(9),
+            0,
+            0,
+            0x0800,
+            &[],
+        );
+        assert_eq!((s.key, s.ttl, s.inner_protocol), (None, 64, 0x0800));
     }
 
     #[test]

@@ -149,7 +149,8 @@ pub struct EncapSpec<'a> {
     pub tos: u8,
     /// IPv4 don't-fragment bit.
     pub df: bool,
-    /// Outer UDP checksum (VXLAN, Geneve) or GRE checksum.
+    /// Outer UDP checksum (VXLAN, Geneve; always on over IPv6) or GRE
+    /// checksum.
     pub csum: bool,
     /// VNI or GRE key; `None` sends VNI 0 or a GRE header without key.
     pub key: Option<u64>,
@@ -274,13 +275,16 @@ impl EncapHeader {
                 .emit(&mut b[l4..])?
             }
         };
+        // Over IPv6 a UDP tunnel always carries a checksum (a zero one is
+        // refused by receivers without udp6zerocsumrx; OVS sends one too).
+        let udp = spec.proto != TunnelProto::Gre;
         Ok(EncapHeader {
             bytes: b,
             len: end as u16,
             l4: l4 as u8,
             v6,
             proto: spec.proto,
-            csum: spec.csum,
+            csum: spec.csum || (v6 && udp),
         })
     }
 
@@ -348,6 +352,125 @@ impl EncapHeader {
             }
         }
         Ok(())
+    }
+
+    /// The header as OVS prints it inside `tnl_push(...)` in datapath
+    /// actions: `header(size=50,type=4,eth(...),ipv4(...),udp(...),vxlan(...))`.
+    /// A checksum to be computed per packet shows as `csum=0xffff` (UDP).
+    pub fn ovs_text(&self) -> String {
+        use std::fmt::Write as _;
+        let b = self.as_bytes();
+        let be16 = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        let be32 = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let vport_type = match (self.proto, self.v6) {
+            (TunnelProto::Gre, false) => 3,
+            (TunnelProto::Gre, true) => 109,
+            (TunnelProto::Vxlan, _) => 4,
+            (TunnelProto::Geneve, _) => 5,
+        };
+        let mut s = format!("header(size={},type={vport_type},", self.len());
+        let mac =
+            |at: usize| MacAddr([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]);
+        let _ = write!(
+            s,
+            "eth(dst={},src={},dl_type={:#06x}),",
+            mac(0),
+            mac(6),
+            be16(12)
+        );
+        let l3 = ETH_HLEN;
+        let l4 = usize::from(self.l4);
+        if self.v6 {
+            let p = Ipv6Packet::new_unchecked(&b[l3..]);
+            let _ = write!(
+                s,
+                "ipv6(src={},dst={},label={},proto={},tclass={:#x},hlimit={}),",
+                p.src_addr(),
+                p.dst_addr(),
+                p.flow_label(),
+                p.next_header(),
+                p.traffic_class(),
+                p.hop_limit()
+            );
+        } else {
+            let p = Ipv4Packet::new_unchecked(&b[l3..]);
+            // OVS prints the TOS C-style ("%#x": 0 without a prefix).
+            let tos = match p.tos() {
+                0 => "0".to_string(),
+                t => format!("{t:#x}"),
+            };
+            let _ = write!(
+                s,
+                "ipv4(src={},dst={},proto={},tos={tos},ttl={},frag={:#x}),",
+                p.src_addr(),
+                p.dst_addr(),
+                p.protocol(),
+                p.ttl(),
+                be16(l3 + 6)
+            );
+        }
+        match self.proto {
+            TunnelProto::Vxlan | TunnelProto::Geneve => {
+                let csum = if self.csum { 0xffff } else { 0 };
+                let _ = write!(
+                    s,
+                    "udp(src={},dst={},csum={csum:#x}),",
+                    be16(l4),
+                    be16(l4 + 2)
+                );
+                let t = l4 + udp::HEADER_LEN;
+                if self.proto == TunnelProto::Vxlan {
+                    let _ = write!(s, "vxlan(flags={:#x},vni={:#x})", be32(t), be32(t + 4) >> 8);
+                } else {
+                    let g = GenevePacket::new_unchecked(&b[t..]);
+                    s.push_str("geneve(");
+                    if g.oam() {
+                        s.push_str("oam,");
+                    }
+                    if g.critical() {
+                        s.push_str("crit,");
+                    }
+                    let _ = write!(s, "vni={:#x}", g.vni());
+                    if g.options_len() > 0 {
+                        s.push_str(",options(");
+                        for (i, o) in geneve::options(g.options()).flatten().enumerate() {
+                            if i > 0 {
+                                s.push(',');
+                            }
+                            let _ = write!(
+                                s,
+                                "{{class={:#x},type={:#x},len={},0x",
+                                o.class,
+                                o.typ,
+                                o.data.len()
+                            );
+                            for d in o.data {
+                                let _ = write!(s, "{d:02x}");
+                            }
+                            s.push('}');
+                        }
+                        s.push(')');
+                    }
+                    s.push(')');
+                }
+            }
+            TunnelProto::Gre => {
+                let g = GrePacket::new_unchecked(&b[l4..]);
+                let _ = write!(s, "gre((flags={:#x},proto={:#x})", g.flags(), g.protocol());
+                if g.flags() & 0x8000 != 0 {
+                    s.push_str(",csum=0x0");
+                }
+                if let Some(k) = g.key() {
+                    let _ = write!(s, ",key={k:#x}");
+                }
+                if let Some(q) = g.seq() {
+                    let _ = write!(s, ",seq={q:#x}");
+                }
+                s.push(')');
+            }
+        }
+        s.push(')');
+        s
     }
 
     fn pseudo_header(&self, buf: &[u8], l4_len: usize) -> u64 {

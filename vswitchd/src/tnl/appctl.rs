@@ -250,3 +250,35 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
         }),
     );
 }
+
+/// Adds to an `ofproto/trace` text, for each output to a tunnel port, the
+/// `tnl_push(...)` OVS would run there (the datapath does not execute it
+/// yet: such frames are counted as drops on the tunnel port).
+pub fn trace_tunnel_pushes(
+    ctx: &Ctx,
+    key: &flows::FlowKey,
+    actions: &[flows::DpAction],
+    text: &mut String,
+) {
+    let tunnels = ctx.switch.tunnel_ports();
+    if tunnels.is_empty() {
+        return;
+    }
+    let macs = ctx.switch.device_macs();
+    for a in actions {
+        let flows::DpAction::Output(dp) = a else {
+            continue;
+        };
+        let Some((name, _, cfg)) = tunnels.iter().find(|(_, p, _)| p == dp) else {
+            continue;
+        };
+        let _ = match ctx.switch.slow.tnl.header_for(cfg, key, &macs) {
+            Ok((h, dev)) => writeln!(
+                text,
+                "Tunnel push on {name} (not yet executed by the datapath): tnl_push(tnl_port({dp}),{},out_port({dev}))",
+                h.ovs_text()
+            ),
+            Err(e) => writeln!(text, "Tunnel push on {name} impossible: {e}"),
+        };
+    }
+}

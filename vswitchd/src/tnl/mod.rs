@@ -11,7 +11,13 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use flows::FlowKey;
+use wire::MacAddr;
+use wire::tunnel::EncapHeader;
+
+use crate::tunnel_config::{Endpoint, TunnelConfig};
 use tracing::debug;
 
 use neigh::NeighCache;
@@ -68,6 +74,50 @@ impl Tnl {
         let t = self.routes();
         let r = t.lookup(dst, 0)?;
         Some((r.dev.clone(), r.gw.unwrap_or(dst), r.src))
+    }
+
+    /// The outer header a packet described by `key` gets on tunnel port
+    /// `cfg` now, and the underlay device it leaves through: the route to
+    /// the remote, the next hop's MAC from the neighbour cache and the
+    /// device's own MAC from `macs`.
+    pub fn header_for(
+        &self,
+        cfg: &TunnelConfig,
+        key: &FlowKey,
+        macs: &BTreeMap<String, MacAddr>,
+    ) -> Result<(EncapHeader, String), String> {
+        let Endpoint::Ip(remote) = cfg.remote else {
+            return Err("remote_ip=flow needs tun_dst from the flow".into());
+        };
+        let (dev, hop, src) = self
+            .next_hop(remote)
+            .ok_or_else(|| format!("no route to {remote}"))?;
+        let local = match cfg.local {
+            Some(Endpoint::Ip(l)) => l,
+            _ => src,
+        };
+        let now = self.now_ms();
+        let hop_mac = self
+            .neigh()
+            .lookup(hop, now)
+            .map(|e| e.mac)
+            .ok_or_else(|| format!("no neighbour entry for {hop}"))?;
+        let dev_mac = *macs
+            .get(&dev)
+            .ok_or_else(|| format!("{dev} is not a device of this switch"))?;
+        let spec = cfg.encap_spec(
+            dev_mac,
+            hop_mac,
+            local,
+            remote,
+            None,
+            key.nw_tos,
+            key.nw_ttl,
+            key.dl_type,
+            &[],
+        );
+        let h = EncapHeader::build(&spec).map_err(|e| e.to_string())?;
+        Ok((h, dev))
     }
 
     /// The slow-path hook: learns the neighbour an ARP reply or neighbour

@@ -301,3 +301,39 @@ fn source_port_stays_in_range_and_follows_the_hash() {
     }
     assert!(seen.len() > 900, "hashes spread over the range");
 }
+
+#[test]
+fn header_text_has_ovs_tnl_push_layout() {
+    let h = EncapHeader::build(&spec(TunnelProto::Vxlan, false, false)).unwrap();
+    assert_eq!(
+        h.ovs_text(),
+        "header(size=50,type=4,eth(dst=02:00:00:00:01:02,src=02:00:00:00:01:01,dl_type=0x0800),\
+         ipv4(src=10.99.0.1,dst=10.99.0.2,proto=17,tos=0,ttl=64,frag=0x4000),\
+         udp(src=0,dst=4789,csum=0x0),vxlan(flags=0x8000000,vni=0x7b))"
+    );
+    let h = EncapHeader::build(&spec(TunnelProto::Gre, true, true)).unwrap();
+    assert_eq!(
+        h.ovs_text(),
+        "header(size=66,type=109,eth(dst=02:00:00:00:01:02,src=02:00:00:00:01:01,dl_type=0x86dd),\
+         ipv6(src=fd00:99::1,dst=fd00:99::2,label=0,proto=47,tclass=0x0,hlimit=64),\
+         gre((flags=0xa000,proto=0x6558),csum=0x0,key=0x7b))"
+    );
+}
+
+#[test]
+fn udp_tunnels_over_ipv6_always_carry_a_checksum_and_gre_only_when_asked() {
+    let h = EncapHeader::build(&spec(TunnelProto::Geneve, true, false)).unwrap();
+    assert!(h.has_checksum());
+    let pkt = encap(&h, &inner_frame(), 40000);
+    assert_ne!(&pkt[60..62], &[0, 0]);
+    assert!(
+        !EncapHeader::build(&spec(TunnelProto::Geneve, false, false))
+            .unwrap()
+            .has_checksum()
+    );
+    assert!(
+        !EncapHeader::build(&spec(TunnelProto::Gre, true, false))
+            .unwrap()
+            .has_checksum()
+    );
+}
