@@ -273,12 +273,12 @@ pub fn trace_tunnel_pushes(
             continue;
         };
         let _ = match ctx.switch.slow.tnl.header_for(cfg, key, &macs) {
-            Ok((h, dev)) => writeln!(
+            Ok((h, dev)) => write!(
                 text,
-                "Tunnel push on {name} (not yet executed by the datapath): tnl_push(tnl_port({dp}),{},out_port({dev}))",
+                "\nTunnel push on {name} (not yet executed by the datapath): tnl_push(tnl_port({dp}),{},out_port({dev}))",
                 h.ovs_text()
             ),
-            Err(e) => writeln!(text, "Tunnel push on {name} impossible: {e}"),
+            Err(e) => write!(text, "\nTunnel push on {name} impossible: {e}"),
         };
     }
 }
