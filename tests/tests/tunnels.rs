@@ -533,3 +533,156 @@ fn neighbours_are_learned_from_arp_replies_through_the_switch() -> Result<()> {
     );
     Ok(())
 }
+
+/// The `header(...)` inside a `tnl_push(...)` of a line.
+fn push_header(line: &str) -> Option<String> {
+    let start = line.find("header(")?;
+    let mut depth = 0;
+    for (i, c) in line[start..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(line[start..=start + i].to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[test]
+fn outer_headers_for_tunnel_ports_match_stock_ovs_tnl_push() -> Result<()> {
+    require!("ovs-vswitchd", "ovs-appctl", "ovs-ofctl");
+    let t = tag();
+    let ns = Netns::new(&format!("{t}f"))?;
+    let ons = Netns::new(&format!("{t}o"))?;
+    let sw = switch_in(&ns)?;
+    let ovs = StockOvs::start(&ons)?;
+    let (brp, bri) = (format!("{t}p"), format!("{t}i"));
+    sw.vsctl(&["add-br", &brp])?;
+    sw.vsctl(&["add-br", &bri])?;
+    underlay(&ns, &brp)?;
+    // Stock OVS gets the same underlay MAC, and a second port on its
+    // underlay bridge (with only LOCAL it would have nowhere to flood).
+    let mac = ns
+        .exec(&["cat", &format!("/sys/class/net/{brp}/address")])?
+        .trim()
+        .to_string();
+    let hw = format!("other_config:hwaddr={mac}");
+    ovs.vsctl(&[
+        "add-br",
+        &brp,
+        "--",
+        "set",
+        "bridge",
+        &brp,
+        "datapath_type=netdev",
+        &hw,
+    ])?;
+    ovs.vsctl(&[
+        "add-br",
+        &bri,
+        "--",
+        "set",
+        "bridge",
+        &bri,
+        "datapath_type=netdev",
+    ])?;
+    underlay(&ons, &brp)?;
+    let (va, vb) = (format!("{t}a"), format!("{t}b"));
+    ons.exec(&[
+        "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+    ])?;
+    ons.exec(&["ip", "link", "set", &va, "up"])?;
+    ovs.vsctl(&["add-port", &brp, &va])?;
+    let ports: &[(&str, &[&str])] = &[
+        ("vxlan", &["options:remote_ip=10.99.0.2", "options:key=123"]),
+        (
+            "geneve",
+            &[
+                "options:remote_ip=10.99.0.2",
+                "options:key=5",
+                "options:csum=true",
+            ],
+        ),
+        ("gre", &["options:remote_ip=10.99.0.2", "options:key=7"]),
+        ("vxlan", &["options:remote_ip=fd00:99::2"]),
+        (
+            "gre",
+            &["options:remote_ip=fd00:99::2", "options:csum=true"],
+        ),
+        (
+            "geneve",
+            &[
+                "options:remote_ip=10.99.0.2",
+                "options:ttl=9",
+                "options:tos=0x10",
+                "options:df_default=false",
+            ],
+        ),
+    ];
+    for (i, (kind, opts)) in ports.iter().enumerate() {
+        let n = i + 1;
+        let name = format!("t{n}");
+        let ty = format!("type={kind}");
+        let req = format!("ofport_request={n}");
+        let mut args = vec![
+            "add-port",
+            &bri,
+            &name,
+            "--",
+            "set",
+            "Interface",
+            &name,
+            &ty,
+            &req,
+        ];
+        args.extend_from_slice(opts);
+        sw.vsctl(&args)?;
+        ovs.vsctl(&args)?;
+    }
+    for a in [
+        ["tnl/neigh/set", &brp, "10.99.0.2", "02:00:00:00:bb:02"],
+        ["tnl/neigh/set", &brp, "fd00:99::2", "02:00:00:00:bb:03"],
+    ] {
+        sw.appctl(&a)?;
+        ovs.appctl(&a)?;
+    }
+    let ovs_mgmt = format!("unix:{}/{bri}.mgmt", ovs.d().display());
+    for n in 1..=ports.len() {
+        let flow = format!("in_port=LOCAL,ip,nw_src=192.168.0.{n},actions=output:{n}");
+        sw.ofctl(&["add-flow", &bri, &flow])?;
+        run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "add-flow", &ovs_mgmt, &flow]))?;
+    }
+    for n in 1..=ports.len() {
+        let pkt = format!(
+            "in_port=LOCAL,ip,nw_src=192.168.0.{n},dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02"
+        );
+        let theirs = wait_until(Duration::from_secs(10), || {
+            ovs.appctl(&["ofproto/trace", &bri, &pkt])
+                .is_ok_and(|s| s.contains("tnl_push("))
+        });
+        let ovs_trace = ovs.appctl(&["ofproto/trace", &bri, &pkt])?;
+        assert!(theirs, "stock OVS did not push for port {n}:\n{ovs_trace}");
+        let our_trace = sw.appctl(&["ofproto/trace", &bri, &pkt])?;
+        let ours = our_trace
+            .lines()
+            .find(|l| l.starts_with(&format!("Tunnel push on t{n} ")))
+            .and_then(push_header);
+        let want = ovs_trace
+            .lines()
+            .find(|l| l.starts_with("Datapath actions:"))
+            .and_then(push_header);
+        assert!(want.is_some(), "{ovs_trace}");
+        assert_eq!(
+            ours,
+            want,
+            "port t{n} {:?}; ours:\n{our_trace}",
+            ports[n - 1]
+        );
+    }
+    Ok(())
+}

@@ -192,9 +192,8 @@ impl TunnelConfig {
             match options.get(opt).map(String::as_str) {
                 None => Ok(Inherit::Fixed(default)),
                 Some("inherit") => Ok(Inherit::Inherit),
-                Some(v) => v
-                    .parse::<u8>()
-                    .ok()
+                Some(v) => parse_num(v)
+                    .and_then(|n| u8::try_from(n).ok())
                     .filter(|&n| n >= min)
                     .map(Inherit::Fixed)
                     .ok_or_else(|| {
@@ -401,7 +400,7 @@ mod tests {
                 ("out_key", "flow"),
                 ("packet_type", "legacy_l3"),
                 ("tos", "inherit"),
-                ("ttl", "9"),
+                ("ttl", "0x9"),
                 ("df_default", "false"),
             ],
         )
