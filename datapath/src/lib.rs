@@ -12,7 +12,8 @@ pub mod offload;
 pub mod packet;
 pub mod port;
 pub mod tap;
-pub mod vnet;
+pub mod tunnel;
+pub mod tunnel_port;
 pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};

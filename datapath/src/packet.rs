@@ -11,35 +11,9 @@ pub const HEADROOM: usize = 128;
 /// Largest frame a packet can hold (a TSO/GSO super-frame plus L2 header).
 pub const MAX_FRAME: usize = 65_536 + 64;
 
-/// Offload metadata, with the meaning of `struct virtio_net_hdr`.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-pub struct Offload {
-    /// `VIRTIO_NET_HDR_F_*` flags (NEEDS_CSUM = 1, DATA_VALID = 2).
-    pub flags: u8,
-    /// `VIRTIO_NET_HDR_GSO_*` (NONE = 0, TCPV4 = 1, UDP = 3, TCPV6 = 4, UDP_L4 = 5, ECN = 0x80).
-    pub gso_type: u8,
-    pub hdr_len: u16,
-    pub gso_size: u16,
-    pub csum_start: u16,
-    pub csum_offset: u16,
-}
-
-impl Offload {
-    pub const F_NEEDS_CSUM: u8 = 1;
-    pub const F_DATA_VALID: u8 = 2;
-    pub const GSO_NONE: u8 = 0;
-    pub const GSO_TCPV4: u8 = 1;
-    pub const GSO_UDP: u8 = 3;
-    pub const GSO_TCPV6: u8 = 4;
-    /// UDP segmentation (`VIRTIO_NET_HDR_GSO_UDP_L4`): one UDP header per segment.
-    pub const GSO_UDP_L4: u8 = 5;
-    pub const GSO_ECN: u8 = 0x80;
-
-    /// True when the frame needs no offload work from anyone.
-    pub fn is_plain(&self) -> bool {
-        self.flags & Self::F_NEEDS_CSUM == 0 && self.gso_type == Self::GSO_NONE
-    }
-}
+/// Offload metadata, with the meaning of `struct virtio_net_hdr` (its home
+/// and codec are in [`wire::vnet_hdr`]).
+pub use wire::Offload;
 
 /// One frame in a reusable buffer.
 pub struct Packet {

@@ -28,6 +28,8 @@ pub enum PortKind {
     VhostUserClient,
     /// In-memory port for tests.
     Dummy,
+    /// A tunnel (`vxlan`, `geneve`, `gre`): no device of its own.
+    Tunnel,
 }
 
 /// Offloads a transmit queue accepts as they are: anything else is completed

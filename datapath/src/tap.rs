@@ -14,7 +14,7 @@ use crate::netdev;
 use crate::offload::{Prepared, TxOffload};
 use crate::packet::{Offload, Packet, PacketBatch};
 use crate::port::{OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue};
-use crate::vnet::{self, VNET_HDR_LEN};
+use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;

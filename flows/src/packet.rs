@@ -83,47 +83,10 @@ pub enum RewriteError {
 // ---------------------------------------------------------------------------
 // One's-complement arithmetic.
 
-/// Adds `data` to a running one's-complement sum `acc` as big-endian 16-bit
-/// words (a trailing odd byte is padded with zero). Only the last piece of a
-/// multi-piece sum may have an odd length.
-#[inline]
-pub fn checksum_accumulate(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-    }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
-    }
-    if let [b] = pairs.remainder() {
-        acc += u64::from(*b) << 8;
-    }
-    acc
-}
-
-/// Folds a running sum to 16 bits with end-around carry (not complemented).
-#[inline]
-pub fn checksum_fold(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// One's-complement sum of `data` (folded, not complemented).
-pub fn ones_complement_sum(data: &[u8]) -> u16 {
-    checksum_fold(checksum_accumulate(0, data))
-}
-
-/// The IPv4 header checksum of `hdr` (the whole header, options included),
-/// computed with its checksum field taken as zero.
-pub fn ipv4_header_checksum(hdr: &[u8]) -> u16 {
-    let before = hdr.get(..10).unwrap_or(hdr);
-    let after = hdr.get(12..).unwrap_or(&[]);
-    !checksum_fold(checksum_accumulate(checksum_accumulate(0, before), after))
-}
+pub use wire::checksum::{
+    accumulate as checksum_accumulate, fold as checksum_fold, ipv4_header_checksum,
+    ones_complement_sum,
+};
 
 /// A checksum field patched for a change of `old` bytes into `new` bytes
 /// (both of even length and equal alignment). `partial` selects a plain sum
@@ -185,12 +148,7 @@ pub fn l4_checksum_full(frame: &[u8], layout: &Layout) -> Option<u16> {
     };
     let acc = checksum_accumulate(start, seg.get(..csum_at)?);
     let acc = checksum_accumulate(acc, seg.get(csum_at + 2..)?);
-    let c = !checksum_fold(acc);
-    Some(if c == 0 && layout.l4 == L4Kind::Udp {
-        0xffff
-    } else {
-        c
-    })
+    Some(wire::checksum::finish(acc, layout.l4 == L4Kind::Udp))
 }
 
 /// Computes and stores the full L4 checksum (TCP/UDP/ICMP/ICMPv6/SCTP),
@@ -212,36 +170,6 @@ pub fn complete_l4_checksum(frame: &mut [u8], layout: &Layout) -> bool {
     }
 }
 
-const CRC32C_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82f6_3b78
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-fn crc32c(parts: &[&[u8]]) -> u32 {
-    let mut crc = !0u32;
-    for p in parts {
-        for &b in *p {
-            crc = CRC32C_TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8);
-        }
-    }
-    !crc
-}
-
 /// The SCTP CRC32c of the frame's SCTP packet (checksum field taken as zero),
 /// as the value whose little-endian bytes go into the header.
 pub fn sctp_checksum(frame: &[u8], layout: &Layout) -> Option<u32> {
@@ -250,7 +178,11 @@ pub fn sctp_checksum(frame: &[u8], layout: &Layout) -> Option<u32> {
     }
     let l4 = usize::from(layout.l4_ofs?);
     let seg = frame.get(l4..layout.l3_end as usize)?;
-    Some(crc32c(&[seg.get(..8)?, &[0; 4], seg.get(12..)?]))
+    Some(wire::checksum::crc32c(&[
+        seg.get(..8)?,
+        &[0; 4],
+        seg.get(12..)?,
+    ]))
 }
 
 // ---------------------------------------------------------------------------
@@ -527,26 +459,6 @@ mod tests {
 
     fn field16(f: &[u8], at: usize) -> u16 {
         u16::from_be_bytes([f[at], f[at + 1]])
-    }
-
-    #[test]
-    fn ipv4_header_checksum_matches_a_known_header() {
-        let hdr = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
-        ];
-        assert_eq!(ipv4_header_checksum(&hdr), 0xb861);
-    }
-
-    #[test]
-    fn ones_complement_sum_folds_carries_and_pads_odd_bytes() {
-        assert_eq!(ones_complement_sum(&[0xff, 0xff, 0x00, 0x01]), 0x0001);
-        assert_eq!(ones_complement_sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
-    }
-
-    #[test]
-    fn crc32c_matches_the_standard_check_value() {
-        assert_eq!(crc32c(&[b"123456789"]), 0xe306_9283);
     }
 
     #[test]

@@ -97,33 +97,13 @@ fn parse_bounded(field: &str, s: &str, max: u128) -> Result<u128, TextError> {
 }
 
 fn parse_mac(field: &str, s: &str) -> Result<u128, TextError> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let err = || bad(field, s, "invalid Ethernet address");
-    if parts.len() != 6 {
-        return Err(err());
-    }
-    let mut v = 0u128;
-    for p in parts {
-        if p.is_empty() || p.len() > 2 {
-            return Err(err());
-        }
-        let b = u8::from_str_radix(p, 16).map_err(|_| err())?;
-        v = (v << 8) | u128::from(b);
-    }
-    Ok(v)
+    s.parse::<wire::MacAddr>()
+        .map(|m| u128::from(m.to_u64()))
+        .map_err(|_| bad(field, s, "invalid Ethernet address"))
 }
 
 fn format_mac(v: u128) -> String {
-    let b = |i: u32| (v >> (8 * (5 - i))) as u8;
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b(0),
-        b(1),
-        b(2),
-        b(3),
-        b(4),
-        b(5)
-    )
+    wire::MacAddr::from_u64(v as u64).to_string()
 }
 
 fn parse_ipv4(field: &str, s: &str) -> Result<u128, TextError> {

@@ -1106,12 +1106,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             branch(le)
         );
     }
-    let mac = |m: &[u8; 6]| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
+    let mac = |m: &[u8; 6]| wire::MacAddr(*m);
     actions
         .iter()
         .map(|a| match a {

@@ -6,8 +6,8 @@ use std::num::Wrapping;
 use datapath::packet::Offload;
 
 use crate::features::Negotiated;
-use crate::net_hdr::{self, MAX_HDR_LEN};
 use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
+use wire::vnet_hdr::{self as net_hdr, MAX_HDR_LEN};
 
 /// What happened to one frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub fn send_to_guest(
 ) -> Result<SendOutcome, RingError> {
     let mem = &FastMem::new(mem);
     let src = Source {
-        hdr: net_hdr::encode(offload, 1),
+        hdr: net_hdr::encode_mrg(offload, 1),
         hdr_len: neg.hdr_len,
         data,
     };

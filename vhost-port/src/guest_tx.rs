@@ -4,8 +4,8 @@
 use datapath::packet::{BATCH_SIZE, MAX_FRAME, Packet, PacketBatch};
 
 use crate::features::Negotiated;
-use crate::net_hdr::{self, MAX_HDR_LEN};
 use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
+use wire::vnet_hdr::{self as net_hdr, MAX_HDR_LEN};
 
 /// Smallest frame accepted from a guest (an Ethernet header).
 const MIN_FRAME: usize = 14;
@@ -153,7 +153,7 @@ fn copy_chain(
     }
     slot.set_len(frame_len);
     let off = net_hdr::validate(
-        net_hdr::decode(&hdr),
+        net_hdr::decode_mrg(&hdr),
         frame_len,
         neg.host_csum,
         neg.host_tso,

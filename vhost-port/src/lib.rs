@@ -11,13 +11,11 @@
 //! ([`session`]) and never per packet.
 
 pub mod control;
-pub mod csum;
 pub mod features;
 pub mod guest_rx;
 pub mod guest_tx;
 pub mod handler;
 pub mod memcheck;
-pub mod net_hdr;
 pub mod port;
 pub mod ring;
 pub mod session;

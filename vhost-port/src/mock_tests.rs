@@ -15,8 +15,8 @@ use crate::features::{
 };
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{RxOutcome, receive_from_guest};
-use crate::net_hdr;
 use crate::ring::{ChainError, GuestMem, RingError, RingView};
+use wire::vnet_hdr as net_hdr;
 
 const QSIZE: u16 = 256;
 const MEM_SIZE: usize = 0x10_0000;
@@ -144,7 +144,7 @@ fn frame(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn hdr(off: &Offload) -> [u8; 12] {
-    net_hdr::encode(off, 0)
+    net_hdr::encode_mrg(off, 0)
 }
 
 fn drain(
@@ -605,7 +605,7 @@ fn send_fills_one_guest_buffer_with_header_and_frame() {
     assert_eq!(d.used_idx(), 1);
     assert_eq!(d.used(0), (0, 112));
     let h: [u8; 12] = d.read(0x1_0000, 12).try_into().unwrap();
-    assert_eq!(net_hdr::decode(&h), pkt.offload);
+    assert_eq!(net_hdr::decode_mrg(&h), pkt.offload);
     assert_eq!(u16::from_le_bytes([h[10], h[11]]), 1);
     assert_eq!(d.read(0x1_000c, 100), f);
 }
@@ -819,9 +819,9 @@ mod txq {
     use crate::features::{
         F_VERSION_1, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, RING_F_EVENT_IDX,
     };
-    use crate::net_hdr;
     use crate::port::VhostTxQueue;
     use crate::session::{Gm, Session, Vring};
+    use wire::vnet_hdr as net_hdr;
 
     const MSS: usize = 1448;
     const SEQ0: u32 = 0xffff_f000;
@@ -917,7 +917,7 @@ mod txq {
                 let addr = bufs.iter().find(|b| u32::from(b.0) == id).unwrap().1;
                 let b = d.read(addr, len as usize);
                 let h: [u8; 12] = b[..12].try_into().unwrap();
-                (net_hdr::decode(&h), b[12..].to_vec())
+                (net_hdr::decode_mrg(&h), b[12..].to_vec())
             })
             .collect()
     }

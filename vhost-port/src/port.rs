@@ -13,7 +13,6 @@ use datapath::port::{
 };
 
 use crate::control::{self, ConnCtl};
-use crate::csum;
 use crate::features::{FeatureOptions, Negotiated};
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{self, RxOutcome};
@@ -499,7 +498,7 @@ impl TxQueue for VhostTxQueue {
             return Ok(());
         }
         if off.flags & Offload::F_NEEDS_CSUM != 0 && !neg.guest_csum {
-            if !csum::complete_partial(pkt) {
+            if datapath::offload::complete_packet_csum(pkt).is_err() {
                 self.counts.errors += 1;
                 return Ok(());
             }

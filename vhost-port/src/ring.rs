@@ -73,7 +73,7 @@ pub enum ChainError {
     #[error("frame shorter than the virtio-net header ({0} bytes)")]
     Truncated(usize),
     #[error("bad virtio-net header: {0}")]
-    Header(#[from] crate::net_hdr::HdrError),
+    Header(#[from] wire::vnet_hdr::HdrError),
 }
 
 /// A copy of a queue's configuration and indices, taken under the vring

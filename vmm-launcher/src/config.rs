@@ -59,7 +59,7 @@ impl NetSpec {
         for opt in parts {
             match opt.split_once('=') {
                 Some(("mac", m)) => {
-                    m.parse::<MacAddr>().map_err(|e| e.to_string())?;
+                    crate::mac::parse_nic_mac(m).map_err(|e| e.to_string())?;
                     mac = Some(m.to_string());
                 }
                 Some(("transport", "mmio")) => transport = Transport::Mmio,
@@ -84,8 +84,8 @@ impl NetSpec {
     /// The MAC to use for NIC `index` of VM `name`.
     pub fn mac_for(&self, name: &str, index: usize) -> Result<MacAddr, VmmError> {
         match &self.mac {
-            Some(m) => m.parse(),
-            None => Ok(MacAddr::derived(name, index)),
+            Some(m) => crate::mac::parse_nic_mac(m),
+            None => Ok(crate::mac::derived(name, index)),
         }
     }
 }
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn default_mac_is_derived_from_name_and_index() {
         let n = NetSpec::parse("br0").unwrap();
-        assert_eq!(n.mac_for("a", 0).unwrap(), MacAddr::derived("a", 0));
+        assert_eq!(n.mac_for("a", 0).unwrap(), crate::mac::derived("a", 0));
     }
 
     #[test]

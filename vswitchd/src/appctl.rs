@@ -7,8 +7,8 @@ use flows::action::port as ofp_port;
 use serde_json::{Value, json};
 
 use crate::daemon::Ctx;
-use crate::dpformat::mac;
 use crate::unixctl::{Format, Registry, Reply};
+use wire::MacAddr;
 
 fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String> {
     Ok(match fmt {
@@ -20,6 +20,7 @@ fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String>
 /// Registers every command.
 pub fn registry(ctx: Arc<Ctx>) -> Registry {
     let r = Registry::default();
+    crate::tnl::appctl::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(
@@ -80,6 +81,12 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 c.switch.dp.dump_flows().len()
             );
             let mut ports = Vec::new();
+            let tunnels: std::collections::BTreeMap<String, String> = c
+                .switch
+                .tunnel_ports()
+                .into_iter()
+                .map(|(n, _, cfg)| (n, format!("{}: {}", cfg.proto, cfg.describe())))
+                .collect();
             for p in c.switch.port_list() {
                 let s = c.switch.dp.port_stats(p.dp_port).unwrap_or_default();
                 let _ = writeln!(
@@ -87,7 +94,10 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                     "  port {}: {} ({})\n    RX packets:{} errors:{} dropped:{}\n    TX packets:{} errors:{} dropped:{}",
                     p.dp_port,
                     p.name,
-                    if p.kind.is_empty() { "system" } else { &p.kind },
+                    tunnels.get(&p.name).map_or(
+                        if p.kind.is_empty() { "system" } else { &p.kind },
+                        String::as_str
+                    ),
                     s.rx_packets,
                     s.rx_errors,
                     s.rx_dropped,
@@ -125,8 +135,8 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
             let mut arr = Vec::new();
             for e in &entries {
                 let port = if e.port == ofp_port::LOCAL { "LOCAL".to_string() } else { e.port.to_string() };
-                let _ = writeln!(text, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, mac(e.mac), e.age_secs(now));
-                arr.push(json!({"port": e.port, "vlan": e.vlan, "mac": mac(e.mac), "age": e.age_secs(now)}));
+                let _ = writeln!(text, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, MacAddr(e.mac), e.age_secs(now));
+                arr.push(json!({"port": e.port, "vlan": e.vlan, "mac": MacAddr(e.mac).to_string(), "age": e.age_secs(now)}));
             }
             text_or_json(fmt, text, json!({"entries": arr}))
         }),
@@ -393,7 +403,8 @@ fn trace(
     } else {
         drop(st);
     }
-    let text = flows::xlate::format_trace(bridge, &key, &x);
+    let mut text = flows::xlate::format_trace(bridge, &key, &x);
+    crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x.actions, &mut text);
     let mega = flows::Match::new(key, x.wc);
     text_or_json(
         fmt,

@@ -88,6 +88,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         log,
         started: Instant::now(),
     });
+    crate::tnl::netlink::spawn_monitor(switch.slow.tnl.clone());
 
     // The DB server: RUNDIR/db.sock plus any --remote.
     let mut remotes = vec![ovsdb::server::Remote::Unix(args.rundir.join("db.sock"))];

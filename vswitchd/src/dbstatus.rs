@@ -28,6 +28,9 @@ pub struct IfaceStatus {
     pub admin_up: bool,
     /// The MTU in use, for ports that have one.
     pub mtu: Option<i64>,
+    /// The `status` column, for interfaces whose status the switch owns
+    /// (tunnels); `None` leaves the column alone.
+    pub status: Option<BTreeMap<String, String>>,
 }
 
 /// Connection state of one controller, for its `Controller` row.
@@ -87,6 +90,9 @@ pub fn status_ops(data: &Data, rt: &Runtime) -> Vec<Op> {
             ("admin_state", up_down(s.admin_up)),
             ("mtu", s.mtu.map_or_else(Datum::empty_set, Datum::integer)),
         ];
+        if let Some(status) = &s.status {
+            want.push(("status", Datum::string_map(status.iter())));
+        }
         if let Some(stats) = rt.stats.and_then(|st| st.get(&s.name)) {
             want.push((
                 "statistics",
@@ -236,6 +242,7 @@ mod tests {
             link_up,
             admin_up: true,
             mtu: Some(1500),
+            status: None,
             ..Default::default()
         }];
         let dpids = BTreeMap::from([("br-int".to_owned(), 0xab)]);

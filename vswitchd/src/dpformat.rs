@@ -13,12 +13,8 @@ use flows::key::{FRAG_ANY, FRAG_LATER, ethertype, ipproto};
 use flows::{DpAction, FlowKey, Match};
 use std::fmt::Write as _;
 
-/// `aa:bb:cc:dd:ee:ff`.
-pub(crate) fn mac(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+fn mac_text(m: [u8; 6]) -> String {
+    wire::MacAddr(m).to_string()
 }
 
 /// Appends `name=value[/mask]` for one field when its mask is not zero.
@@ -46,8 +42,12 @@ pub fn format_match(mt: &Match) -> String {
     let (k, m) = (&mt.key, &mt.mask);
     let mut parts = vec![format!("in_port({})", k.in_port)];
     let mut eth = Vec::new();
-    field(&mut eth, "src", k.dl_src, m.dl_src, [0; 6], [0xff; 6], mac);
-    field(&mut eth, "dst", k.dl_dst, m.dl_dst, [0; 6], [0xff; 6], mac);
+    field(
+        &mut eth, "src", k.dl_src, m.dl_src, [0; 6], [0xff; 6], mac_text,
+    );
+    field(
+        &mut eth, "dst", k.dl_dst, m.dl_dst, [0; 6], [0xff; 6], mac_text,
+    );
     if !eth.is_empty() {
         parts.push(format!("eth({})", eth.join(",")));
     }
@@ -171,8 +171,12 @@ pub fn format_match(mt: &Match) -> String {
             field(&mut v, "op", k.nw_proto, m.nw_proto, 0, 0xff, |x| {
                 x.to_string()
             });
-            field(&mut v, "sha", k.arp_sha, m.arp_sha, [0; 6], [0xff; 6], mac);
-            field(&mut v, "tha", k.arp_tha, m.arp_tha, [0; 6], [0xff; 6], mac);
+            field(
+                &mut v, "sha", k.arp_sha, m.arp_sha, [0; 6], [0xff; 6], mac_text,
+            );
+            field(
+                &mut v, "tha", k.arp_tha, m.arp_tha, [0; 6], [0xff; 6], mac_text,
+            );
             (!v.is_empty()).then(|| format!("arp({})", v.join(",")))
         }
         _ => None,

@@ -29,6 +29,8 @@ mod ofservice;
 mod policing;
 mod rundir;
 mod switch;
+mod tnl;
+mod tunnel_config;
 mod unixctl;
 
 #[derive(Parser, Debug)]

@@ -244,6 +244,8 @@ pub struct SlowPath {
     pub upcalls: AtomicU64,
     /// Actions installed but not executed (`ct`), counted per occurrence.
     pub unsupported: crate::learn::Unsupported,
+    /// Routes and neighbours for native tunnelling.
+    pub tnl: Arc<crate::tnl::Tnl>,
 }
 
 impl SlowPath {
@@ -257,6 +259,7 @@ impl SlowPath {
             epoch: Instant::now(),
             upcalls: AtomicU64::new(0),
             unsupported: Default::default(),
+            tnl: Arc::new(crate::tnl::Tnl::default()),
         };
         (Arc::new(sp), rx)
     }
@@ -394,6 +397,7 @@ impl UpcallHandler for SlowPath {
         drop(st);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
+        self.tnl.snoop(&br.name, key, &mut mask);
         let install = x.cacheable && x.error.is_none();
         if install {
             let m = Match::new(*key, mask);

@@ -208,6 +208,14 @@ impl Switch {
                     .insert(iface.name.clone(), p.clone());
                 Ok(plain(p))
             }
+            kind if crate::tunnel_config::is_tunnel(kind) => {
+                let (_, warnings) =
+                    crate::tunnel_config::TunnelConfig::parse(&iface.name, kind, &iface.options)?;
+                for w in warnings {
+                    warn!("{w}");
+                }
+                Ok(plain(datapath::tunnel_port::TunnelPort::new(&iface.name)))
+            }
             "dpdkvhostuser" | "vhostuser" | "dpdkvhostuserclient" | "vhostuserclient" => {
                 let mut opts = VhostUserOptions::default();
                 if let Some(n) = iface.options.get("n_rxq").and_then(|s| s.parse().ok()) {
@@ -588,7 +596,7 @@ impl Switch {
             let rt = bst.runtime.get(&slot.ofport);
             let link_up = rt.is_some_and(|r| r.port.link_up());
             let admin_up = rt.is_some_and(|r| !r.admin_down);
-            let mac = rt.and_then(|r| r.port.info().mac).map(crate::dpformat::mac);
+            let mac = rt.and_then(|r| r.port.info().mac).map(|m| wire::MacAddr(m).to_string());
             let error = slot
                 .vhost
                 .as_ref()
@@ -608,6 +616,7 @@ impl Switch {
                 link_up,
                 admin_up,
                 mtu,
+                status: self.tunnel_status(&slot.config),
             });
         }
         for (name, (uuid, err)) in &st.failed {
@@ -620,6 +629,7 @@ impl Switch {
                 link_up: false,
                 admin_up: false,
                 mtu: None,
+                status: None,
             });
         }
         out
@@ -1046,6 +1056,69 @@ impl Switch {
             .collect();
         out.sort_by_key(|p| p.dp_port);
         out
+    }
+
+    /// Tunnel interfaces: (name, datapath port, configuration).
+    pub fn tunnel_ports(&self) -> Vec<(String, DpPortNo, crate::tunnel_config::TunnelConfig)> {
+        let st = self.lock();
+        st.ifaces
+            .iter()
+            .filter_map(|(name, s)| {
+                let (cfg, _) = crate::tunnel_config::TunnelConfig::parse(
+                    name,
+                    &s.config.kind,
+                    &s.config.options,
+                )
+                .ok()?;
+                Some((name.clone(), s.dp_port, cfg))
+            })
+            .collect()
+    }
+
+    /// MAC addresses of the switch's own devices (internal ports), by name.
+    pub fn device_macs(&self) -> BTreeMap<String, wire::MacAddr> {
+        let st = self.lock();
+        let mut out = BTreeMap::new();
+        for (name, slot) in &st.ifaces {
+            let Some(ofp) = self.slow.bridge(&slot.bridge) else {
+                continue;
+            };
+            let bst = ofp.lock();
+            if let Some(mac) = bst
+                .runtime
+                .get(&slot.ofport)
+                .and_then(|r| r.port.info().mac)
+            {
+                out.insert(name.clone(), wire::MacAddr(mac));
+            }
+        }
+        out
+    }
+
+    /// `status` of a tunnel interface: the underlay device its remote is
+    /// routed through, and whether that device's carrier is up (as OVS
+    /// reports `tunnel_egress_iface` and `tunnel_egress_iface_carrier`).
+    fn tunnel_status(&self, iface: &InterfaceConfig) -> Option<BTreeMap<String, String>> {
+        if !crate::tunnel_config::is_tunnel(&iface.kind) {
+            return None;
+        }
+        let mut m = BTreeMap::new();
+        let cfg =
+            crate::tunnel_config::TunnelConfig::parse(&iface.name, &iface.kind, &iface.options)
+                .ok()?
+                .0;
+        if let crate::tunnel_config::Endpoint::Ip(remote) = cfg.remote
+            && let Some((dev, _, _)) = self.slow.tnl.next_hop(remote)
+        {
+            let carrier = std::fs::read_to_string(format!("/sys/class/net/{dev}/carrier"))
+                .is_ok_and(|c| c.trim() == "1");
+            m.insert(
+                "tunnel_egress_iface_carrier".to_string(),
+                if carrier { "up" } else { "down" }.to_string(),
+            );
+            m.insert("tunnel_egress_iface".to_string(), dev);
+        }
+        Some(m)
     }
 
     pub fn pmd_summary(&self) -> PmdSummary {

@@ -9,7 +9,7 @@ use super::ring::Ring;
 use super::sys::*;
 use crate::packet::{Offload, PacketBatch};
 use crate::port::{PortError, PortStats, RxQueue};
-use crate::vnet::{self, VNET_HDR_LEN};
+use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 pub(super) struct AfPacketRxq {
     pub(super) ring: Ring,

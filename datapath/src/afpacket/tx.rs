@@ -11,7 +11,7 @@ use super::sys::*;
 use crate::offload::{Prepared, TxOffload};
 use crate::packet::{Offload, Packet};
 use crate::port::{PortError, PortStats, TxQueue};
-use crate::vnet::{self, VNET_HDR_LEN};
+use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 pub(super) struct AfPacketTxq {
     pub(super) tx: TxRing,

@@ -33,8 +33,8 @@ struct Args {
     timeout: u64,
     /// The command, e.g. `ofproto/trace`, `fdb/show`, `list-commands`.
     command: String,
-    /// Its arguments (options such as `-generate` pass through, as with
-    /// ovs-appctl).
+    /// Its arguments (passed on as they are, `-v` and `-generate` included,
+    /// as ovs-appctl does).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }

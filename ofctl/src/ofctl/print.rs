@@ -34,13 +34,6 @@ pub fn group(g: &Group, version: u8) -> String {
     out
 }
 
-fn mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// A stats header as ovs-ofctl prints it: `NAME (OF1.3) (xid=0x2):`
 /// (no version tag for OpenFlow 1.0).
 pub fn header(name: &str, version: u8, xid: u32) -> String {
@@ -104,7 +97,7 @@ pub fn port_desc(p: &PortDesc) -> String {
         " {}({}): addr:{}",
         format_port(p.port_no),
         p.name,
-        mac(&p.hw_addr)
+        ::wire::MacAddr(p.hw_addr)
     );
     let cfg = if p.config & 1 != 0 { "PORT_DOWN" } else { "0" };
     let state = if p.state & 1 != 0 {

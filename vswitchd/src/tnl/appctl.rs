@@ -1,0 +1,284 @@
+//! `ovs/route/*`, `tnl/neigh/*` (and their `tnl/arp/*` aliases) and
+//! `tnl/ports/show`, with OVS's arguments and output.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::json;
+use wire::MacAddr;
+
+use super::route::parse_prefix;
+use crate::daemon::Ctx;
+use crate::unixctl::{Format, Registry, Reply};
+
+fn text(s: impl Into<String>) -> Result<Reply, String> {
+    Ok(Reply::Text(s.into()))
+}
+
+/// Splits a trailing `pkt_mark=N` off `args`.
+fn mark_of(args: &[String]) -> Result<(Vec<&str>, u32), String> {
+    let mut rest = Vec::new();
+    let mut mark = 0;
+    for a in args {
+        match a.strip_prefix("pkt_mark=") {
+            Some(m) => mark = m.parse().map_err(|_| "Invalid pkt_mark".to_string())?,
+            None => rest.push(a.as_str()),
+        }
+    }
+    Ok((rest, mark))
+}
+
+pub fn register(r: &Registry, ctx: Arc<Ctx>) {
+    let c = ctx.clone();
+    r.register(
+        "ovs/route/add",
+        "ip_addr/prefix_len out_br_name [gw] [pkt_mark=mark]",
+        2,
+        4,
+        Arc::new(move |args, _| {
+            let (a, mark) = mark_of(args)?;
+            let (prefix, plen) = a
+                .first()
+                .and_then(|p| parse_prefix(p))
+                .ok_or("Invalid parameters")?;
+            let dev = a.get(1).ok_or("Invalid parameters")?;
+            let gw = match a.get(2) {
+                Some(g) => Some(
+                    g.parse::<IpAddr>()
+                        .map_err(|_| "Invalid pkt_mark or gateway".to_string())?,
+                ),
+                None => None,
+            };
+            let tnl = &c.switch.slow.tnl;
+            let addrs = tnl.addrs();
+            tnl.routes_mut()
+                .add_user(prefix, plen, dev, gw, mark, &addrs)
+                .map_err(|e| e.to_string())?;
+            c.switch.revalidate_now();
+            text("OK\n")
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "ovs/route/del",
+        "ip_addr/prefix_len [pkt_mark=mark]",
+        1,
+        2,
+        Arc::new(move |args, _| {
+            let (a, mark) = mark_of(args)?;
+            let (prefix, plen) = a
+                .first()
+                .and_then(|p| parse_prefix(p))
+                .ok_or("Invalid parameters")?;
+            c.switch
+                .slow
+                .tnl
+                .routes_mut()
+                .del_user(prefix, plen, mark)
+                .map_err(|e| e.to_string())?;
+            c.switch.revalidate_now();
+            text("OK\n")
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "ovs/route/show",
+        "",
+        0,
+        0,
+        Arc::new(move |_, fmt| {
+            let t = c.switch.slow.tnl.routes();
+            match fmt {
+                Format::Text => text(t.show()),
+                Format::Json => Ok(Reply::Json(json!(
+                    t.routes()
+                        .iter()
+                        .map(|r| json!({
+                            "dst": r.prefix.to_string(), "prefix": r.plen,
+                            "output": r.dev, "gateway": r.gw.map(|g| g.to_string()),
+                            "prefsrc": r.src.to_string(), "mark": r.mark, "local": r.local,
+                            "user": r.origin == super::route::Origin::User,
+                        }))
+                        .collect::<Vec<_>>()
+                ))),
+            }
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
+        "ovs/route/lookup",
+        "ip_addr [pkt_mark=mark]",
+        1,
+        2,
+        Arc::new(move |args, _| {
+            let (a, mark) = mark_of(args)?;
+            let ip: IpAddr = a
+                .first()
+                .and_then(|s| s.parse().ok())
+                .ok_or("Invalid parameters")?;
+            let t = c.switch.slow.tnl.routes();
+            let r = t.lookup(ip, mark).ok_or("Not found")?;
+            let gw = r.gw.map_or("::".to_string(), |g| g.to_string());
+            text(format!("src {}\ngateway {gw}\ndev {}\n", r.src, r.dev))
+        }),
+    );
+
+    for fam in ["neigh", "arp"] {
+        let c = ctx.clone();
+        r.register(
+            &format!("tnl/{fam}/set"),
+            "BRIDGE IP MAC",
+            3,
+            3,
+            Arc::new(move |args, _| {
+                let ip: IpAddr = args[1].parse().map_err(|_| "bad IP address".to_string())?;
+                let mac: MacAddr = args[2].parse().map_err(|_| "bad MAC address".to_string())?;
+                let tnl = &c.switch.slow.tnl;
+                let now = tnl.now_ms();
+                tnl.neigh().set(&args[0], ip, mac, now);
+                text("OK\n")
+            }),
+        );
+        let c = ctx.clone();
+        r.register(
+            &format!("tnl/{fam}/show"),
+            "",
+            0,
+            0,
+            Arc::new(move |_, _| {
+                let tnl = &c.switch.slow.tnl;
+                let now = tnl.now_ms();
+                text(tnl.neigh().show(now))
+            }),
+        );
+        let c = ctx.clone();
+        r.register(
+            &format!("tnl/{fam}/flush"),
+            "",
+            0,
+            0,
+            Arc::new(move |_, _| {
+                c.switch.slow.tnl.neigh().flush();
+                text("OK\n")
+            }),
+        );
+        let c = ctx.clone();
+        r.register(
+            &format!("tnl/{fam}/aging"),
+            "[SECS]",
+            0,
+            1,
+            Arc::new(move |args, _| {
+                let tnl = &c.switch.slow.tnl;
+                match args.first() {
+                    None => text(format!("{}\n", tnl.neigh().aging_ms / 1000)),
+                    Some(s) => {
+                        let secs: u64 = s
+                            .parse()
+                            .ok()
+                            .filter(|&n| (1..=3600).contains(&n))
+                            .ok_or("bad aging value")?;
+                        tnl.neigh().aging_ms = secs * 1000;
+                        text("OK\n")
+                    }
+                }
+            }),
+        );
+    }
+
+    let c = ctx;
+    r.register(
+        "tnl/ports/show",
+        "-v",
+        0,
+        1,
+        Arc::new(move |args, _| {
+            let verbose = args.first().is_some_and(|a| a == "-v");
+            // One receive port per (type, UDP port), as OVS shares them.
+            let mut listeners: BTreeMap<String, (u32, usize, u16, u8)> = BTreeMap::new();
+            for (_, dp_port, cfg) in c.switch.tunnel_ports() {
+                let proto_num = if cfg.proto == wire::tunnel::TunnelProto::Gre {
+                    47
+                } else {
+                    17
+                };
+                let e = listeners.entry(cfg.listener_name()).or_insert((
+                    dp_port,
+                    0,
+                    cfg.dst_port,
+                    proto_num,
+                ));
+                e.0 = e.0.min(dp_port);
+                e.1 += 1;
+            }
+            let mut s = String::from("Listening ports:\n");
+            if !verbose {
+                for (name, (dp, refs, _, _)) in &listeners {
+                    let _ = writeln!(s, "{name} ({dp}) ref_cnt={refs}");
+                }
+                return text(s);
+            }
+            let macs = c.switch.device_macs();
+            let addrs = c.switch.slow.tnl.addrs();
+            for (name, (dp, _, port, proto)) in &listeners {
+                for a in &addrs {
+                    let Some(mac) = macs.get(&a.dev) else {
+                        continue;
+                    };
+                    let (et, l3) = match a.addr {
+                        IpAddr::V4(ip) => {
+                            ("0x0800", format!("ipv4(dst={ip},proto={proto},frag=no)"))
+                        }
+                        IpAddr::V6(ip) => {
+                            ("0x86dd", format!("ipv6(dst={ip},proto={proto},frag=no)"))
+                        }
+                    };
+                    let l4 = if *proto == 17 {
+                        format!(",udp(dst={port})")
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(s, "{name} ({dp}) : eth(dst={mac}),eth_type({et}),{l3}{l4}");
+                }
+            }
+            text(s)
+        }),
+    );
+}
+
+/// Adds to an `ofproto/trace` text, for each output to a tunnel port, the
+/// `tnl_push(...)` OVS would run there (the datapath does not execute it
+/// yet: such frames are counted as drops on the tunnel port).
+pub fn trace_tunnel_pushes(
+    ctx: &Ctx,
+    key: &flows::FlowKey,
+    actions: &[flows::DpAction],
+    text: &mut String,
+) {
+    let tunnels = ctx.switch.tunnel_ports();
+    if tunnels.is_empty() {
+        return;
+    }
+    let macs = ctx.switch.device_macs();
+    for a in actions {
+        let flows::DpAction::Output(dp) = a else {
+            continue;
+        };
+        let Some((name, _, cfg)) = tunnels.iter().find(|(_, p, _)| p == dp) else {
+            continue;
+        };
+        let _ = match ctx.switch.slow.tnl.header_for(cfg, key, &macs) {
+            Ok((h, dev)) => write!(
+                text,
+                "\nTunnel push on {name} (not yet executed by the datapath): tnl_push(tnl_port({dp}),{},out_port({dev}))",
+                h.ovs_text()
+            ),
+            Err(e) => write!(text, "\nTunnel push on {name} impossible: {e}"),
+        };
+    }
+}
