@@ -128,9 +128,7 @@ impl Watcher {
             u64: token,
         };
         // SAFETY: epoll_ctl on our epoll fd with a live event struct.
-        let r = unsafe {
-            libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)
-        };
+        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
         if r < 0 {
             let e = io::Error::last_os_error();
             self.lock().remove(&token);
@@ -140,9 +138,10 @@ impl Watcher {
     }
 
     fn unregister(&self, token: u64, fd: RawFd) {
-        // SAFETY: epoll_ctl DEL ignores the event argument (non-null for
-        // old kernels); a closed or unknown fd only yields an error.
+        // The event argument is ignored by DEL (non-null for old kernels).
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: epoll_ctl on our epoll fd with a live event struct; a
+        // closed or unknown fd only yields an error.
         unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
         self.lock().remove(&token);
     }
@@ -259,7 +258,8 @@ mod tests {
         // Read one of two, as a full batch would, and say so.
         let mut b = [0u8; 8];
         // SAFETY: reads into a live buffer of the stated length.
-        assert_eq!(unsafe { libc::read(rx.as_raw_fd(), b.as_mut_ptr().cast(), 8) }, 1);
+        let got = unsafe { libc::read(rx.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
+        assert_eq!(got, 1);
         f.raise();
         assert!(f.take());
         assert_eq!(drain(&rx), 1);

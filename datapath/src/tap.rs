@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crate::netdev;
 use crate::offload::{Prepared, TxOffload};
 use crate::packet::{Offload, Packet, PacketBatch};
-use crate::readiness::ReadyFlag;
 use crate::port::{OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue};
+use crate::readiness::ReadyFlag;
 use crate::vnet::{self, VNET_HDR_LEN};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;

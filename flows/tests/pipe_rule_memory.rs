@@ -81,4 +81,3 @@ fn a_rule_costs_less_than_one_full_match_so_no_rule_keeps_a_duplicate_of_its_mat
         "{per_rule} bytes per rule (a full match alone is {full_match})"
     );
 }
-

@@ -1034,7 +1034,11 @@ mod txq {
         q.flush().unwrap();
         assert_eq!(d.used_idx(), 3);
         let (id, len) = d.used(2);
-        assert_eq!(id, u32::from(bufs[3].0), "buffer 2 was skipped by the new base");
+        assert_eq!(
+            id,
+            u32::from(bufs[3].0),
+            "buffer 2 was skipped by the new base"
+        );
         assert_eq!(len, 12 + 74);
         let _p = s.pause();
         assert_eq!(s.queue_indices(0), (4, 3));

@@ -249,9 +249,8 @@ impl Session {
         else {
             return;
         };
-        let w = IDX_VALID
-            | u64::from(ar.view.next_avail.0)
-            | (u64::from(ar.view.next_used.0) << 16);
+        let w =
+            IDX_VALID | u64::from(ar.view.next_avail.0) | (u64::from(ar.view.next_used.0) << 16);
         idx.store(w, Ordering::Release);
         if broken.is_some() || interrupt {
             self.end_slow(vring, i, ar, interrupt, broken.is_some());

@@ -252,7 +252,7 @@ impl Pmd {
         let mut got_prev = 0;
         loop {
             iteration = iteration.wrapping_add(1);
-            if got_prev == 0 || iteration % CMD_EVERY == 0 {
+            if got_prev == 0 || iteration.is_multiple_of(CMD_EVERY) {
                 while let Ok(cmd) = self.cmd_rx.try_recv() {
                     if !self.handle(cmd) {
                         self.counters.publish(&self.local);
@@ -272,7 +272,7 @@ impl Pmd {
             let dt = rate.ns(dc);
             let max_sleep = self.policy.max_sleep();
             let may_sleep = got == 0 && !max_sleep.is_zero();
-            if may_sleep || iteration % CLOCK_EVERY == 0 {
+            if may_sleep || iteration.is_multiple_of(CLOCK_EVERY) {
                 last = Instant::now();
                 rate.update(last, now_cycles);
                 self.now = last;
@@ -316,7 +316,7 @@ impl Pmd {
                 last_sweep = last;
                 self.expire_idle_flows(last);
             }
-            if got == 0 || iteration % CMD_EVERY == 0 {
+            if got == 0 || iteration.is_multiple_of(CMD_EVERY) {
                 self.counters.publish(&self.local);
             }
         }
