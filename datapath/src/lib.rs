@@ -10,7 +10,6 @@ pub mod netdev;
 pub mod offload;
 pub mod packet;
 pub mod port;
-pub mod readiness;
 pub mod tap;
 pub mod vnet;
 pub mod wakeup;

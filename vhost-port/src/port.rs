@@ -18,7 +18,7 @@ use crate::features::{FeatureOptions, Negotiated};
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{self, RxOutcome};
 use crate::ring::RingError;
-use crate::session::{ActiveRing, RingCache, Session, SessionCache, SessionSlot};
+use crate::session::{ActiveRing, Session, SessionCache, SessionSlot};
 use crate::sockfile::{self, SockFileError, SocketPerms};
 
 /// Settings of a vhost-user port.
@@ -225,7 +225,6 @@ impl VhostUserPort {
         Ok(VhostRxQueue {
             shared: self.shared.clone(),
             cache: SessionCache::default(),
-            ring: RingCache::default(),
             vring: 2 * q + 1,
             checked: None,
         })
@@ -308,7 +307,6 @@ fn check_ring(ar: &ActiveRing, checked: &mut Option<CheckedKey>) -> Result<(), R
 pub struct VhostRxQueue {
     shared: Arc<PortShared>,
     cache: SessionCache,
-    ring: RingCache,
     vring: usize,
     checked: Option<CheckedKey>,
 }
@@ -318,14 +316,11 @@ impl RxQueue for VhostRxQueue {
         let Some(s) = self.cache.get(&self.shared.slot) else {
             return Ok(0);
         };
-        if !s.begin(self.vring, &mut self.ring) {
-            return Ok(0);
-        }
-        let Some(ar) = self.ring.ring_mut() else {
+        let Some(mut ar) = s.begin(self.vring) else {
             return Ok(0);
         };
-        if let Err(e) = check_ring(ar, &mut self.checked) {
-            s.end(&mut self.ring, false, Some(&e));
+        if let Err(e) = check_ring(&ar, &mut self.checked) {
+            s.end(&ar, false, Some(&e));
             PortStats::add(&self.shared.stats.rx_errors, 1);
             self.shared.set_error(format!(
                 "guest transmit queue {} stopped: {e}",
@@ -343,7 +338,7 @@ impl RxQueue for VhostRxQueue {
             self.shared.opts.in_port,
             &mut out,
         );
-        s.end(&mut self.ring, out.interrupt, r.as_ref().err());
+        s.end(&ar, out.interrupt, r.as_ref().err());
         let stats = &self.shared.stats;
         PortStats::add(&stats.rx_packets, out.delivered as u64);
         PortStats::add(&stats.rx_bytes, out.bytes);
@@ -376,9 +371,7 @@ pub struct VhostTxQueue {
     shared: Arc<PortShared>,
     cache: SessionCache,
     pair: usize,
-    /// The session of the batch in progress (its ring is `ring`'s).
-    active: Option<Arc<Session>>,
-    ring: RingCache,
+    active: Option<(Arc<Session>, ActiveRing)>,
     pending: Pending,
     checked: Option<CheckedKey>,
     in_batch: usize,
@@ -409,7 +402,6 @@ impl VhostTxQueue {
             shared,
             cache: SessionCache::default(),
             active: None,
-            ring: RingCache::default(),
             pending: Pending::default(),
             checked: None,
             in_batch: 0,
@@ -437,18 +429,15 @@ impl VhostTxQueue {
             return false;
         };
         for pair in [self.pair, 0] {
-            if s.begin(2 * pair, &mut self.ring) {
-                let Some(ar) = self.ring.ring() else {
-                    return false;
-                };
-                if let Err(e) = check_ring(ar, &mut self.checked) {
-                    s.end(&mut self.ring, false, Some(&e));
+            if let Some(ar) = s.begin(2 * pair) {
+                if let Err(e) = check_ring(&ar, &mut self.checked) {
+                    s.end(&ar, false, Some(&e));
                     self.counts.errors += 1;
                     self.shared
                         .set_error(format!("guest receive queue {pair} stopped: {e}"));
                     return false;
                 }
-                self.active = Some(s.clone());
+                self.active = Some((s.clone(), ar));
                 return true;
             }
             if self.pair == 0 {
@@ -459,13 +448,9 @@ impl VhostTxQueue {
     }
 
     fn finish(&mut self, broken: Option<RingError>) {
-        let Some(s) = self.active.take() else {
+        let Some((s, mut ar)) = self.active.take() else {
             return;
         };
-        let Some(ar) = self.ring.ring_mut() else {
-            return;
-        };
-        let index = ar.index;
         let (interrupt, broken) = match broken {
             Some(e) => (false, Some(e)),
             None => match guest_rx::publish(&ar.mem, &mut ar.view, &mut self.pending) {
@@ -474,12 +459,12 @@ impl VhostTxQueue {
             },
         };
         self.pending = Pending::default();
-        s.end(&mut self.ring, interrupt, broken.as_ref());
+        s.end(&ar, interrupt, broken.as_ref());
         if let Some(e) = broken {
             self.counts.errors += 1;
             self.checked = None;
             self.shared
-                .set_error(format!("guest receive queue {} stopped: {e}", index / 2));
+                .set_error(format!("guest receive queue {} stopped: {e}", ar.index / 2));
         }
         self.in_batch = 0;
         let st = &self.shared.stats;
@@ -504,7 +489,7 @@ impl TxQueue for VhostTxQueue {
             self.counts.dropped += 1;
             return Ok(());
         }
-        let Some(ar) = self.ring.ring() else {
+        let Some((_, ar)) = self.active.as_ref() else {
             return Ok(());
         };
         let neg = ar.neg;
@@ -542,7 +527,7 @@ impl VhostTxQueue {
     /// active) and ends the batch when it is full.
     #[inline(always)]
     fn put(&mut self, data: &[u8], off: &Offload) {
-        let Some(ar) = self.ring.ring_mut().filter(|_| self.active.is_some()) else {
+        let Some((_, ar)) = self.active.as_mut() else {
             self.counts.dropped += 1;
             return;
         };
