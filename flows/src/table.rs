@@ -684,18 +684,24 @@ impl Pipeline {
 
     /// Rules selected by `filter`, in table order then by descending
     /// priority (as ovs-ofctl dump-flows --sort would list them per table).
-    pub fn dump(&self, filter: &FlowFilter) -> Vec<(u8, RuleId, RuleRef<'_>)> {
+    /// Each rule's match is rebuilt as the iterator reaches it, so a dump
+    /// of many rules does not hold a rebuilt match per rule at once.
+    pub fn dump(
+        &self,
+        filter: &FlowFilter,
+    ) -> impl Iterator<Item = (u8, RuleId, RuleRef<'_>)> + '_ {
         let hits = self.select(filter).unwrap_or_default();
-        let mut out: Vec<(u8, RuleId, RuleRef<'_>)> = hits
+        let mut keyed: Vec<(u8, u32, RuleId)> = hits
             .into_iter()
-            .filter_map(|(t, id)| self.rule(t, id).map(|r| (t, id, r)))
+            .filter_map(|(t, id)| {
+                let body = self.tables.get(usize::from(t))?.body(id)?;
+                Some((t, body.priority, id))
+            })
             .collect();
-        out.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.2.priority.cmp(&a.2.priority))
-                .then(a.1.cmp(&b.1))
-        });
-        out
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        keyed
+            .into_iter()
+            .filter_map(move |(t, _, id)| self.rule(t, id).map(|r| (t, id, r)))
     }
 
     /// Totals over the rules selected by `filter`.
@@ -921,7 +927,7 @@ mod tests {
             m: m(&[(Field::DlType, 0x0800)]),
             ..FlowFilter::default()
         };
-        let d = p.dump(&f);
+        let d: Vec<_> = p.dump(&f).collect();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].2.priority, 20, "higher priority first");
         let agg = p.aggregate(&FlowFilter {
@@ -945,7 +951,7 @@ mod tests {
             out_group: 7,
             ..FlowFilter::default()
         };
-        assert_eq!(p.dump(&f).len(), 1, "out_group sees into write_actions");
+        assert_eq!(p.dump(&f).count(), 1, "out_group sees into write_actions");
         let gone = p.delete_group_users(7);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].reason, RemovedReason::GroupDelete);
