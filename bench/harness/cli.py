@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="a few seconds per scenario, 1 repetition (CI: keeps the harness working)")
     p.add_argument("--only", type=_csv(names), default=names, metavar="SCENARIO,...",
                    help=f"scenarios to run (default all: {','.join(names)})")
-    p.add_argument("--switches", type=_csv(list(switches.ALL)), default=list(switches.ALL),
+    p.add_argument("--switches", type=_csv(list(switches.ALL)), default=list(switches.DEFAULT),
                    metavar="NAME,...", help="switches to compare (default ferrovs,ovs,linux-bridge)")
     p.add_argument("--reps", type=int, default=None,
                    help=f"repetitions per figure (default {FULL_REPS}, or 1 with --quick)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .stats import summarize
 
-SWITCH_ORDER = ["ferrovs", "ovs", "linux-bridge"]
+SWITCH_ORDER = ["ferrovs", "ferrovs-base", "ovs", "linux-bridge"]
 DISPLAY = {"ferrovs": "ferrovs", "ovs": "OVS", "linux-bridge": "Linux bridge"}
 
 

@@ -466,6 +466,12 @@ impl<T> Classifier<T> {
         Some((self.match_of(e), e.priority, &e.value))
     }
 
+    /// The value of a rule (without rebuilding its match).
+    pub fn get_value(&self, id: RuleId) -> Option<&T> {
+        let e = self.entry(*self.ids.get(&id.0)?)?;
+        Some(&e.value)
+    }
+
     /// The value of a rule, mutable.
     pub fn get_mut(&mut self, id: RuleId) -> Option<&mut T> {
         let slot = *self.ids.get(&id.0)?;

@@ -61,6 +61,64 @@ impl Rule {
         g == GROUP_ANY || actions_use_group(&self.actions, g)
     }
 
+    /// The rule with match `m` and everything else from `body`.
+    pub fn from_body(m: Match, body: RuleBody) -> Rule {
+        let RuleBody {
+            cookie,
+            priority,
+            actions,
+            idle_timeout,
+            hard_timeout,
+            flags,
+            created_ms,
+            last_used_ms,
+            n_packets,
+            n_bytes,
+        } = body;
+        Rule {
+            cookie,
+            priority,
+            m,
+            actions,
+            idle_timeout,
+            hard_timeout,
+            flags,
+            created_ms,
+            last_used_ms,
+            n_packets,
+            n_bytes,
+        }
+    }
+}
+
+/// A rule as a table stores it: everything but its match, which only the
+/// classifier keeps (as the masked key's non-zero words, its mask shared by
+/// the subtable), so a rule does not carry a second, full 304-byte copy.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RuleBody {
+    pub cookie: u64,
+    pub priority: u32,
+    pub actions: Vec<Action>,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub flags: FlowFlags,
+    pub created_ms: u64,
+    pub last_used_ms: u64,
+    pub n_packets: u64,
+    pub n_bytes: u64,
+}
+
+impl RuleBody {
+    /// True when the rule's actions (incl. write_actions) output to `p`.
+    pub fn outputs_to(&self, p: PortNo) -> bool {
+        p == port::ANY || actions_output_to(&self.actions, p)
+    }
+
+    /// True when the rule's actions (incl. write_actions) use group `g`.
+    pub fn uses_group(&self, g: GroupId) -> bool {
+        g == GROUP_ANY || actions_use_group(&self.actions, g)
+    }
+
     fn has_timeout(&self) -> bool {
         self.idle_timeout != 0 || self.hard_timeout != 0
     }
@@ -74,6 +132,29 @@ impl Rule {
                 .actions
                 .iter()
                 .all(|a| matches!(a, Action::Conjunction { .. }))
+    }
+}
+
+/// A rule of a table, borrowed: its match rebuilt from the classifier,
+/// the rest ([`RuleBody`]'s fields, through `Deref`) where the table keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct RuleRef<'a> {
+    pub m: Match,
+    body: &'a RuleBody,
+}
+
+impl std::ops::Deref for RuleRef<'_> {
+    type Target = RuleBody;
+
+    fn deref(&self) -> &RuleBody {
+        self.body
+    }
+}
+
+impl RuleRef<'_> {
+    /// An owned copy of the rule.
+    pub fn to_rule(&self) -> Rule {
+        Rule::from_body(self.m, self.body.clone())
     }
 }
 
@@ -304,7 +385,7 @@ impl FlowFilter {
         }
     }
 
-    fn selects(&self, m: &Match, priority: u32, r: &Rule) -> bool {
+    fn selects(&self, m: &Match, priority: u32, r: &RuleBody) -> bool {
         let by_match = match self.strict {
             Some(p) => p == priority && *m == self.m,
             None => m.is_subset_of(&self.m),
@@ -327,7 +408,7 @@ pub struct AggregateStats {
 /// One OpenFlow table.
 #[derive(Clone, Default)]
 pub struct FlowTable {
-    cls: Classifier<Rule>,
+    cls: Classifier<RuleBody>,
     /// Set once a conjunctive flow enters the table (never cleared until the
     /// table is emptied): until then lookups take the plain path.
     has_conj: bool,
@@ -342,8 +423,13 @@ impl FlowTable {
         self.cls.is_empty()
     }
 
-    pub fn get(&self, id: RuleId) -> Option<&Rule> {
-        self.cls.get(id).map(|(_, _, r)| r)
+    pub fn get(&self, id: RuleId) -> Option<RuleRef<'_>> {
+        self.cls.get(id).map(|(m, _, body)| RuleRef { m, body })
+    }
+
+    /// Where the table keeps rule `id` (without rebuilding its match).
+    fn body(&self, id: RuleId) -> Option<&RuleBody> {
+        self.cls.get_value(id)
     }
 
     /// Highest-priority rule matching `key`; consulted mask bits go to `wc`.
@@ -358,10 +444,17 @@ impl FlowTable {
     /// otherwise the next complete conjunction is tried, and finally the
     /// hard rule. `conj_id` is only set for that second search; `key` is
     /// not changed. Every subtable consulted goes into `wc`.
-    pub fn lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, &Rule)> {
-        if !self.has_conj {
-            return self.cls.lookup(key, wc);
-        }
+    pub fn lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, RuleRef<'_>)> {
+        let (id, _) = if self.has_conj {
+            self.conjunctive_lookup(key, wc)?
+        } else {
+            self.cls.lookup(key, wc)?
+        };
+        Some((id, self.get(id)?))
+    }
+
+    /// [`FlowTable::lookup`] with conjunctive flows in the table.
+    fn conjunctive_lookup(&self, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, &RuleBody)> {
         let hard = self.cls.lookup_where(key, wc, |r| !r.is_conjunctive());
         let hard_pri = hard.map(|(_, r)| r.priority);
         // (priority, id, n_clauses, clauses seen as bits).
@@ -404,8 +497,10 @@ impl FlowTable {
         hard
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (RuleId, &Rule)> {
-        self.cls.iter().map(|(id, _, _, r)| (id, r))
+    pub fn iter(&self) -> impl Iterator<Item = (RuleId, RuleRef<'_>)> {
+        self.cls
+            .iter()
+            .map(|(id, m, _, body)| (id, RuleRef { m, body }))
     }
 }
 
@@ -461,12 +556,17 @@ impl Pipeline {
     }
 
     /// The rule `id` of table `table`.
-    pub fn rule(&self, table: u8, id: RuleId) -> Option<&Rule> {
+    pub fn rule(&self, table: u8, id: RuleId) -> Option<RuleRef<'_>> {
         self.table(table)?.get(id)
     }
 
     /// Looks a packet up in one table.
-    pub fn lookup(&self, table: u8, key: &FlowKey, wc: &mut FlowKey) -> Option<(RuleId, &Rule)> {
+    pub fn lookup(
+        &self,
+        table: u8,
+        key: &FlowKey,
+        wc: &mut FlowKey,
+    ) -> Option<(RuleId, RuleRef<'_>)> {
         self.table(table)?.lookup(key, wc)
     }
 
@@ -509,11 +609,10 @@ impl Pipeline {
         }
     }
 
-    fn new_rule(fm: &FlowMod, now_ms: u64) -> Rule {
-        Rule {
+    fn new_rule(fm: &FlowMod, now_ms: u64) -> RuleBody {
+        RuleBody {
             cookie: fm.cookie,
             priority: fm.priority,
-            m: fm.m,
             actions: fm.actions.clone(),
             idle_timeout: fm.idle_timeout,
             hard_timeout: fm.hard_timeout,
@@ -544,7 +643,6 @@ impl Pipeline {
         let m = Match::new(fm.m.key, fm.m.mask);
         let mut out = FlowModOutcome::default();
         let mut rule = Self::new_rule(fm, now_ms);
-        rule.m = m;
         if let Some(old_id) = table.cls.find_exact(&m, fm.priority) {
             if let Some(old) = table.cls.remove(old_id) {
                 if !fm.flags.reset_counts {
@@ -554,7 +652,7 @@ impl Pipeline {
                 self.timed.remove(&(table_id, old_id));
                 out.removed.push(RemovedRule {
                     table_id,
-                    rule: old,
+                    rule: Rule::from_body(m, old),
                     reason: RemovedReason::Delete,
                 });
             }
@@ -700,11 +798,15 @@ impl Pipeline {
     fn remove_rules(&mut self, ids: &[(u8, RuleId)], reason: RemovedReason) -> Vec<RemovedRule> {
         let mut out = Vec::with_capacity(ids.len());
         for &(t, id) in ids {
-            if let Some(rule) = self.tables[usize::from(t)].cls.remove(id) {
+            let cls = &mut self.tables[usize::from(t)].cls;
+            let Some((m, ..)) = cls.get(id) else {
+                continue;
+            };
+            if let Some(body) = cls.remove(id) {
                 self.timed.remove(&(t, id));
                 out.push(RemovedRule {
                     table_id: t,
-                    rule,
+                    rule: Rule::from_body(m, body),
                     reason,
                 });
             }
@@ -720,7 +822,7 @@ impl Pipeline {
         let mut idle = Vec::new();
         let mut hard = Vec::new();
         for &(t, id) in &self.timed {
-            let Some(r) = self.tables[usize::from(t)].get(id) else {
+            let Some(r) = self.tables[usize::from(t)].body(id) else {
                 continue;
             };
             let hard_at = r.created_ms + u64::from(r.hard_timeout) * 1000;
@@ -759,25 +861,32 @@ impl Pipeline {
 
     /// Rules selected by `filter`, in table order then by descending
     /// priority (as ovs-ofctl dump-flows --sort would list them per table).
-    pub fn dump(&self, filter: &FlowFilter) -> Vec<(u8, RuleId, &Rule)> {
+    /// Each rule's match is rebuilt as the iterator reaches it, so a dump
+    /// of many rules does not hold a rebuilt match per rule at once.
+    pub fn dump(
+        &self,
+        filter: &FlowFilter,
+    ) -> impl Iterator<Item = (u8, RuleId, RuleRef<'_>)> + '_ {
         let hits = self.select(filter).unwrap_or_default();
-        let mut out: Vec<(u8, RuleId, &Rule)> = hits
+        let mut keyed: Vec<(u8, u32, RuleId)> = hits
             .into_iter()
-            .filter_map(|(t, id)| self.rule(t, id).map(|r| (t, id, r)))
+            .filter_map(|(t, id)| {
+                let body = self.tables.get(usize::from(t))?.body(id)?;
+                Some((t, body.priority, id))
+            })
             .collect();
-        out.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.2.priority.cmp(&a.2.priority))
-                .then(a.1.cmp(&b.1))
-        });
-        out
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        keyed
+            .into_iter()
+            .filter_map(move |(t, _, id)| self.rule(t, id).map(|r| (t, id, r)))
     }
 
     /// Totals over the rules selected by `filter`.
     pub fn aggregate(&self, filter: &FlowFilter) -> AggregateStats {
-        self.dump(filter)
-            .into_iter()
-            .fold(AggregateStats::default(), |mut a, (_, _, r)| {
+        let hits = self.select(filter).unwrap_or_default();
+        hits.into_iter()
+            .filter_map(|(t, id)| self.tables[usize::from(t)].body(id))
+            .fold(AggregateStats::default(), |mut a, r| {
                 a.packet_count += r.n_packets;
                 a.byte_count += r.n_bytes;
                 a.flow_count += 1;
@@ -996,7 +1105,7 @@ mod tests {
             m: m(&[(Field::DlType, 0x0800)]),
             ..FlowFilter::default()
         };
-        let d = p.dump(&f);
+        let d: Vec<_> = p.dump(&f).collect();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].2.priority, 20, "higher priority first");
         let agg = p.aggregate(&FlowFilter {
@@ -1020,7 +1129,7 @@ mod tests {
             out_group: 7,
             ..FlowFilter::default()
         };
-        assert_eq!(p.dump(&f).len(), 1, "out_group sees into write_actions");
+        assert_eq!(p.dump(&f).count(), 1, "out_group sees into write_actions");
         let gone = p.delete_group_users(7);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].reason, RemovedReason::GroupDelete);

@@ -30,7 +30,7 @@ fn exists(p: &Pipeline, table: u8, m: &Match, priority: u32) -> bool {
         strict: Some(priority),
         ..FlowFilter::default()
     };
-    !p.dump(&filter).is_empty()
+    p.dump(&filter).next().is_some()
 }
 
 impl LearnedBy {
@@ -49,7 +49,7 @@ impl LearnedBy {
             };
             let same = p
                 .dump(&filter)
-                .first()
+                .next()
                 .map(|(_, _, r)| r.actions == fm.actions && r.cookie == fm.cookie);
             if same.is_none()
                 && lf.limit != 0

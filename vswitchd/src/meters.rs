@@ -240,7 +240,7 @@ mod tests {
             ..add(2, 1)
         };
         meter_mod(&dp, &ofp, &mut st, del, 0).unwrap();
-        assert!(st.pipeline.dump(&FlowFilter::default()).is_empty());
+        assert!(st.pipeline.dump(&FlowFilter::default()).next().is_none());
         meter_mod(&dp, &ofp, &mut st, add(5, 1), 0).unwrap();
         assert_eq!(st.meters.dp_id(5), Some(d2));
 

@@ -780,7 +780,9 @@ impl SwitchAgent for BridgeAgent {
                 MultipartReplyBody::Flow(
                     rules
                         .into_iter()
-                        .map(|(t, _, rule)| openflow::convert::rule_to_flow_stats(t, rule, now))
+                        .map(|(t, _, rule)| {
+                            openflow::convert::rule_to_flow_stats(t, &rule.to_rule(), now)
+                        })
                         .collect(),
                 )
             }

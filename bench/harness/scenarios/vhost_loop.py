@@ -1,22 +1,63 @@
 """vhost-user loop: testpmd's two virtio_user ports in an io loop through two
-vhost-user ports of the switch (64 B frames, one forwarding core each)."""
+vhost-user ports of the switch (64 B and 1518 B frames, one forwarding core each)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from ..context import Context
+from ..procs import log
 from ..testpmd import Testpmd
 
 NAME = "vhost-loop"
 TITLE = "testpmd io loop through two vhost-user ports"
 DESCRIPTION = (
-    "testpmd (2 virtio_user ports, io forwarding, `start tx_first`, forwarding on core 0) "
-    "loops 64 B frames through two dpdkvhostuser ports of the switch (forwarding thread "
-    "on core 1, default NORMAL flow). Mpps each direction = what the receiving testpmd "
-    "port counted; loss = 1 − received/sent over the window."
+    "testpmd (2 virtio_user ports, io forwarding, `start tx_first 4`, forwarding on core 0) "
+    "loops 64 B and then 1518 B frames (`set txpkts`) through two dpdkvhostuser ports of "
+    "the switch (forwarding thread on core 1, default NORMAL flow). Mpps each direction = "
+    "what the receiving testpmd port counted; loss = 1 − received/sent over the window."
 )
+
+# Frame sizes of the loop (testpmd's `set txpkts`, without the 4-byte FCS).
+SIZES = (64, 1518)
+# $BENCH_PERF_DIR: `perf record -g` the forwarding thread of every switch that
+# has one during each window, into DIR/<switch>-<size>B-rep<N>.data (slows the
+# switch a little: use it for profiles, not for figures).
+PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
+
+
+def pmd_tid(pid: int, names: tuple[str, ...] = ("pmd-0", "pmd-c01/id:3", "pmd-c01")) -> int | None:
+    """The thread of ``pid`` whose name is one of ``names`` (ferrovs's pmd-0, OVS's pmd)."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            if comm in names or comm.startswith("pmd"):
+                return int(tid)
+    except OSError:
+        return None
+    return None
+
+
+def start_perf(sw, size: int, rep: int, seconds: float) -> subprocess.Popen | None:
+    if not PERF_DIR:
+        return None
+    pids = sw.memory_pids()
+    pid = pids.get("vswitchd") or pids.get("ovs-vswitchd")
+    tid = pmd_tid(pid) if pid else None
+    if tid is None:
+        log(f"    perf: no forwarding thread found for {sw.name}")
+        return None
+    Path(PERF_DIR).mkdir(parents=True, exist_ok=True)
+    out = Path(PERF_DIR) / f"{sw.name}-{size}B-rep{rep}.data"
+    log(f"    perf: recording thread {tid} into {out}")
+    return subprocess.Popen(
+        ["perf", "record", "-g", "-t", str(tid), "-o", str(out), "--", "sleep", str(seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def run(ctx: Context) -> None:
@@ -25,18 +66,32 @@ def run(ctx: Context) -> None:
 
     def body(stack: ExitStack, sw, rep: int) -> None:
         socks = (sw.add_vhost_port("vhu0"), sw.add_vhost_port("vhu1"))
-        tp = Testpmd(stack, socks, "io", ctx.logdir / f"{NAME}-{sw.name}-testpmd.log")
-        time.sleep(ctx.seconds(2, 3))
-        tp.start_loop()
-        time.sleep(warmup)
-        w = tp.measure(window)
         label = sw.label["vhost"]
         add = ctx.results.add
-        add(NAME, "64 B, port0→port1", "throughput", "Mpps", sw.name, label, w.rx_pps(1) / 1e6)
-        add(NAME, "64 B, port1→port0", "throughput", "Mpps", sw.name, label, w.rx_pps(0) / 1e6)
-        add(NAME, "64 B, both directions", "throughput", "Mpps", sw.name, label,
-            w.total_rx_pps() / 1e6)  # fmt: skip
-        add(NAME, "64 B, port0→port1", "loss", "%", sw.name, label, 100 * w.loss(0, 1), "lower")
-        add(NAME, "64 B, port1→port0", "loss", "%", sw.name, label, 100 * w.loss(1, 0), "lower")
+        for size in SIZES:
+            # A fresh testpmd per frame size, so no frame of the previous size is
+            # left circulating (the switch sees a reconnect, as after a VM restart).
+            with ExitStack() as per_size:
+                tp = Testpmd(per_size, socks, "io",
+                             ctx.logdir / f"{NAME}-{sw.name}-{size}B-testpmd.log")  # fmt: skip
+                tp.command(f"set txpkts {size - 4}")
+                time.sleep(ctx.seconds(2, 3))
+                tp.start_loop()
+                time.sleep(warmup)
+                perf = start_perf(sw, size, rep, window)
+                w = tp.measure(window)
+                if perf is not None:
+                    perf.wait(timeout=60)
+            case = f"{size} B"
+            add(NAME, f"{case}, port0→port1", "throughput", "Mpps", sw.name, label,
+                w.rx_pps(1) / 1e6)  # fmt: skip
+            add(NAME, f"{case}, port1→port0", "throughput", "Mpps", sw.name, label,
+                w.rx_pps(0) / 1e6)  # fmt: skip
+            add(NAME, f"{case}, both directions", "throughput", "Mpps", sw.name, label,
+                w.total_rx_pps() / 1e6)  # fmt: skip
+            add(NAME, f"{case}, port0→port1", "loss", "%", sw.name, label, 100 * w.loss(0, 1),
+                "lower")  # fmt: skip
+            add(NAME, f"{case}, port1→port0", "loss", "%", sw.name, label, 100 * w.loss(1, 0),
+                "lower")  # fmt: skip
 
     ctx.alternate(NAME, "vhost", body)

@@ -7,11 +7,19 @@ veth/TAP ports) and returns the switch, which tears itself down through ``stack`
 
 from __future__ import annotations
 
-from .ferrovs import Ferrovs
+from .ferrovs import Ferrovs, FerrovsBase
 from .linux_bridge import LinuxBridge
 from .ovs import Ovs
 
-ALL = {"ferrovs": Ferrovs, "ovs": Ovs, "linux-bridge": LinuxBridge}
+ALL = {
+    "ferrovs": Ferrovs,
+    "ovs": Ovs,
+    "linux-bridge": LinuxBridge,
+    "ferrovs-base": FerrovsBase,
+}
+
+# ferrovs-base only on request (A/B runs).
+DEFAULT = ("ferrovs", "ovs", "linux-bridge")
 
 
 def make(name: str):

@@ -26,6 +26,9 @@ class Ferrovs:
     name = "ferrovs"
     label = {"vhost": "ferrovs", "kernel": "ferrovs"}
 
+    def bin_dir(self) -> Path:
+        return bin_dir()
+
     def __init__(self) -> None:
         self.rundir: Path | None = None
         self.env: dict[str, str] = {}
@@ -33,10 +36,10 @@ class Ferrovs:
         self.added: list[str] = []
 
     def available(self, mode: str) -> str | None:
-        missing = [b for b in BINARIES if not (bin_dir() / b).is_file()]
+        missing = [b for b in BINARIES if not (self.bin_dir() / b).is_file()]
         if missing:
             return (
-                f"ferrovs not built: {', '.join(missing)} missing in {bin_dir()} "
+                f"ferrovs not built: {', '.join(missing)} missing in {self.bin_dir()} "
                 "(cargo build --release -p vswitchd -p ofctl, or set FERROVS_BIN_DIR)"
             )
         return None
@@ -46,12 +49,12 @@ class Ferrovs:
             return "not built"
         rev = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=False).strip()
         dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], check=False)
-        ver = run([str(bin_dir() / "vswitchd"), "--version"], check=False).strip().splitlines()
+        ver = run([str(self.bin_dir() / "vswitchd"), "--version"], check=False).strip().splitlines()
         head = ver[0] if ver and "error" not in ver[0].lower() else "ferrovs"
         return f"{head} (git {rev or 'unknown'}{'+dirty' if dirty.strip() else ''})"
 
     def _tool(self, tool: str, *args: str, timeout: float = 600) -> str:
-        return run([str(bin_dir() / tool), *args], env=self.env, timeout=timeout)
+        return run([str(self.bin_dir() / tool), *args], env=self.env, timeout=timeout)
 
     def vsctl(self, *args: str) -> str:
         return self._tool("vsctl", *args, timeout=60)
@@ -69,7 +72,7 @@ class Ferrovs:
         proc = spawn(
             stack,
             [
-                str(bin_dir() / "vswitchd"),
+                str(self.bin_dir() / "vswitchd"),
                 "--rundir",
                 str(self.rundir),
                 "--db",
@@ -141,3 +144,23 @@ class Ferrovs:
             return ""
         text = (self.rundir / "vswitchd.log").read_text(errors="replace")
         return "".join(text.splitlines(True)[-20:])
+
+
+class FerrovsBase(Ferrovs):
+    """A second ferrovs build, from ``$FERROVS_BASE_BIN_DIR``, run beside the first in
+    the same repetitions: an A/B comparison of two commits under the same machine drift
+    (``--switches ferrovs,ferrovs-base,ovs``)."""
+
+    name = "ferrovs-base"
+    label = {"vhost": "ferrovs (base)", "kernel": "ferrovs (base)"}
+
+    def bin_dir(self) -> Path:
+        return Path(os.environ.get("FERROVS_BASE_BIN_DIR", "/nonexistent"))
+
+    def available(self, mode: str) -> str | None:
+        if "FERROVS_BASE_BIN_DIR" not in os.environ:
+            return "FERROVS_BASE_BIN_DIR is not set"
+        return super().available(mode)
+
+    def version(self) -> str:
+        return f"{super().version()} from {self.bin_dir()}"

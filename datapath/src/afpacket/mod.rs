@@ -217,9 +217,9 @@ impl Port for AfPacketPort {
         // Skip frames the kernel rejects instead of stalling the ring.
         setopt(fd.as_raw_fd(), PACKET_LOSS, &1i32).map_err(|e| io_err(name, "PACKET_LOSS", e))?;
         let geo = Geometry {
-            block_size: BLOCK_SIZE,
+            block_size: TX_BLOCK_SIZE,
             blocks: TX_BLOCKS,
-            frame_size: FRAME_SIZE,
+            frame_size: TX_FRAME_SIZE,
         };
         let ring = Ring::new(fd, PACKET_TX_RING, geo, None)
             .map_err(|e| io_err(name, "PACKET_TX_RING", e))?;
@@ -232,6 +232,8 @@ impl Port for AfPacketPort {
                 stats: self.stats.clone(),
                 name: self.name.clone(),
                 queued: 0,
+                big: None,
+                ifindex: self.ifindex,
                 packets: 0,
                 bytes: 0,
                 dropped: 0,

@@ -1,8 +1,9 @@
 //! Transmit side: frames (or their software-completed segments) copied
-//! into the tx ring, one `sendto` per batch.
+//! into the tx ring, one `sendto` per batch; a frame too big for a ring
+//! slot goes out through a second, ring-less socket (one `sendmsg`).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -25,6 +26,10 @@ pub(super) struct TxRing {
     pub(super) name: String,
     /// Slots filled since the last `sendto`.
     pub(super) queued: usize,
+    /// Socket without a ring for frames bigger than a slot (opened on
+    /// first use: a socket with a tx ring only ever sends from its ring).
+    pub(super) big: Option<OwnedFd>,
+    pub(super) ifindex: i32,
     pub(super) packets: u64,
     pub(super) bytes: u64,
     pub(super) dropped: u64,
@@ -35,7 +40,7 @@ impl TxRing {
     pub(super) fn put(&mut self, frame: &[u8], offload: &Offload) -> bool {
         let hdr_len = if self.vnet { VNET_HDR_LEN } else { 0 };
         if TX_DATA_OFFSET + hdr_len + frame.len() > self.ring.geo.frame_size {
-            self.dropped += 1;
+            self.send_big(frame, offload, hdr_len);
             return true;
         }
         let i = self.ring.idx;
@@ -58,6 +63,69 @@ impl TxRing {
         self.packets += 1;
         self.bytes += frame.len() as u64;
         true
+    }
+
+    /// Sends a frame too big for a ring slot with one `sendmsg`, after
+    /// the slots already queued (so frames leave in order).
+    #[cold]
+    fn send_big(&mut self, frame: &[u8], offload: &Offload, hdr_len: usize) {
+        self.kick();
+        if self.big.is_none() {
+            match self.open_big() {
+                Ok(fd) => self.big = Some(fd),
+                Err(e) => {
+                    tracing::debug!("{}: socket for large frames: {e}", self.name);
+                    self.dropped += 1;
+                    return;
+                }
+            }
+        }
+        let Some(fd) = self.big.as_ref() else {
+            return;
+        };
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        vnet::encode(offload, &mut hdr);
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr_len,
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: msghdr is plain data; all-zero is valid (no address, no
+        // control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = 2;
+        // SAFETY: both iovecs point into live buffers of the stated
+        // lengths, which sendmsg only reads; the socket is ours.
+        let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::ENOBUFS) => self.dropped += 1,
+                _ => {
+                    PortStats::add(&self.stats.tx_errors, 1);
+                    tracing::debug!("{}: sendmsg: {e}", self.name);
+                }
+            }
+            return;
+        }
+        self.packets += 1;
+        self.bytes += frame.len() as u64;
+    }
+
+    fn open_big(&self) -> io::Result<OwnedFd> {
+        let fd = packet_socket()?;
+        if self.vnet {
+            setopt(fd.as_raw_fd(), PACKET_VNET_HDR, &1i32)?;
+        }
+        let _ = setopt(fd.as_raw_fd(), PACKET_QDISC_BYPASS, &1i32);
+        bind(fd.as_raw_fd(), self.ifindex)?;
+        Ok(fd)
     }
 
     pub(super) fn put_or_kick(&mut self, frame: &[u8], offload: &Offload) {
