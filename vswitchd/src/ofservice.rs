@@ -675,11 +675,11 @@ impl SwitchAgent for BridgeAgent {
                         .flow_mod(fm, now)
                         .map_err(|e| openflow::convert::flow_mod_error(&e))
                 })
-                    .map(|out| {
-                        if fm.command.is_delete() {
-                            removed.extend(out.removed);
-                        }
-                    }),
+                .map(|out| {
+                    if fm.command.is_delete() {
+                        removed.extend(out.removed);
+                    }
+                }),
                 BundledMod::Group(gm) => apply_group_mod(&mut st, gm.clone()),
                 BundledMod::Port(_) => Err(OfError::BundleMsgUnsup),
             };

@@ -596,7 +596,9 @@ impl Switch {
             let rt = bst.runtime.get(&slot.ofport);
             let link_up = rt.is_some_and(|r| r.port.link_up());
             let admin_up = rt.is_some_and(|r| !r.admin_down);
-            let mac = rt.and_then(|r| r.port.info().mac).map(|m| wire::MacAddr(m).to_string());
+            let mac = rt
+                .and_then(|r| r.port.info().mac)
+                .map(|m| wire::MacAddr(m).to_string());
             let error = slot
                 .vhost
                 .as_ref()
