@@ -249,9 +249,8 @@ pub fn parse_tlv_maps(s: &str) -> Result<Vec<TlvMapping>, String> {
 /// The mapping table as `ovs-ofctl` prints it (after a title line):
 /// a header and one right-aligned row per mapping.
 pub fn format_tlv_table(maps: &[TlvMapping]) -> String {
-    let mut s = String::from(
-        "  class  type  length  match field\n ------  ----  ------  --------------",
-    );
+    let mut s =
+        String::from("  class  type  length  match field\n ------  ----  ------  --------------");
     for m in maps {
         s.push_str(&format!(
             "\n {:>6}  {:>4}  {:>6}  tun_metadata{}",
@@ -284,8 +283,12 @@ mod tests {
     #[test]
     fn add_maps_ovn_geneve_option_and_lists_by_index() {
         let mut t = TlvMap::new();
-        t.apply(TlvCommand::Add, &[m(1, 1, 8, 63), m(0x102, 0x80, 4, 0)], none)
-            .unwrap();
+        t.apply(
+            TlvCommand::Add,
+            &[m(1, 1, 8, 63), m(0x102, 0x80, 4, 0)],
+            none,
+        )
+        .unwrap();
         let got: Vec<_> = t.mappings().copied().collect();
         assert_eq!(got, vec![m(0x102, 0x80, 4, 0), m(1, 1, 8, 63)]);
         assert_eq!(t.allocated(), 12);
@@ -298,7 +301,10 @@ mod tests {
             .unwrap();
         let before = t.clone();
         let e = |t: &mut TlvMap, maps: &[TlvMapping]| t.apply(TlvCommand::Add, maps, none);
-        assert_eq!(e(&mut t, &[m(0x102, 0x80, 4, 0)]), Err(TlvError::AlreadyMapped));
+        assert_eq!(
+            e(&mut t, &[m(0x102, 0x80, 4, 0)]),
+            Err(TlvError::AlreadyMapped)
+        );
         assert_eq!(e(&mut t, &[m(0x102, 0x80, 4, 1)]), Err(TlvError::DupEntry));
         assert_eq!(e(&mut t, &[m(9, 9, 5, 1)]), Err(TlvError::BadOptLen));
         assert_eq!(e(&mut t, &[m(9, 9, 128, 1)]), Err(TlvError::BadOptLen));
@@ -307,7 +313,11 @@ mod tests {
         assert_eq!(
             e(
                 &mut t,
-                &[m(0xffff, 0x81, 124, 1), m(0xffff, 0x82, 124, 2), m(0xffff, 0x83, 8, 3)]
+                &[
+                    m(0xffff, 0x81, 124, 1),
+                    m(0xffff, 0x82, 124, 2),
+                    m(0xffff, 0x83, 8, 3)
+                ]
             ),
             Err(TlvError::TableFull)
         );
@@ -318,8 +328,15 @@ mod tests {
         );
         assert_eq!(t, before);
         // Exactly 256 fits; a zero-length option is allowed.
-        e(&mut t, &[m(0xffff, 0x81, 124, 1), m(0xffff, 0x82, 124, 2), m(7, 7, 4, 3)])
-            .unwrap();
+        e(
+            &mut t,
+            &[
+                m(0xffff, 0x81, 124, 1),
+                m(0xffff, 0x82, 124, 2),
+                m(7, 7, 4, 3),
+            ],
+        )
+        .unwrap();
         e(&mut t, &[m(8, 8, 0, 4)]).unwrap();
         assert_eq!(t.allocated(), 256);
     }
@@ -347,11 +364,15 @@ mod tests {
 
     #[test]
     fn parses_and_prints_ovs_ofctl_mapping_syntax() {
-        let maps =
-            parse_tlv_maps("{class=0x0102,type=0x80,len=4}->tun_metadata0, {class=1,type=2,len=8}->tun_metadata63")
-                .unwrap();
+        let maps = parse_tlv_maps(
+            "{class=0x0102,type=0x80,len=4}->tun_metadata0, {class=1,type=2,len=8}->tun_metadata63",
+        )
+        .unwrap();
         assert_eq!(maps, vec![m(0x102, 0x80, 4, 0), m(1, 2, 8, 63)]);
-        assert_eq!(maps[0].to_string(), "{class=0x102,type=0x80,len=4}->tun_metadata0");
+        assert_eq!(
+            maps[0].to_string(),
+            "{class=0x102,type=0x80,len=4}->tun_metadata0"
+        );
         assert!(parse_tlv_maps("{class=0x0102,type=0x80}->tun_metadata0").is_err());
         assert!(parse_tlv_maps("{class=0x10000,type=0x80,len=4}->tun_metadata0").is_err());
         assert!(parse_tlv_maps("{class=1,type=1,len=4}->reg0").is_err());
