@@ -68,7 +68,7 @@ pub enum TlvError {
 impl TlvMapping {
     /// Checks what a single mapping can be checked for on its own.
     pub fn validate(&self) -> Result<(), TlvError> {
-        if self.len % 4 != 0 || self.len > MAX_OPTION_LEN {
+        if !self.len.is_multiple_of(4) || self.len > MAX_OPTION_LEN {
             return Err(TlvError::BadOptLen);
         }
         if self.index >= MAX_FIELDS {

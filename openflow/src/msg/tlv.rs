@@ -50,7 +50,7 @@ fn command_code(c: TlvCommand) -> u16 {
 }
 
 fn decode_mappings(mut r: Reader) -> Result<Vec<TlvMapping>, DecodeError> {
-    if r.remaining() % MAP_LEN != 0 {
+    if !r.remaining().is_multiple_of(MAP_LEN) {
         return Err(OfError::BadLen.into());
     }
     let mut out = Vec::with_capacity(r.remaining() / MAP_LEN);
