@@ -20,6 +20,7 @@ pub mod packet;
 pub mod parse;
 pub mod table;
 pub mod text;
+pub mod tlv;
 pub mod xlate;
 
 pub use action::{Action, PortNo, SubField};

@@ -19,6 +19,7 @@ use crate::consts::{
 use crate::error::OfError;
 use crate::message::*;
 use crate::msg::nicira::{NxMsg, PacketIn2, packet_in_format};
+use crate::msg::tlv::{TlvTableMod, TlvTableReply};
 
 /// What the daemon does for a connection.
 pub trait SwitchAgent {
@@ -62,6 +63,15 @@ pub trait SwitchAgent {
     fn ct_flush_zone(&mut self, zone: u16) -> Result<(), OfError> {
         debug!("ct_flush_zone {zone}: no connection tracker to flush");
         Ok(())
+    }
+    /// NXT_TLV_TABLE_MOD: changes the bridge's Geneve TLV map, all of the
+    /// request or none of it. A switch without tunnel metadata refuses it.
+    fn tlv_table_mod(&mut self, _m: TlvTableMod) -> Result<(), OfError> {
+        Err(OfError::BadExpType)
+    }
+    /// NXT_TLV_TABLE_REQUEST: the bridge's Geneve TLV map.
+    fn tlv_table(&mut self) -> Result<TlvTableReply, OfError> {
+        Err(OfError::BadExpType)
     }
 }
 
@@ -343,7 +353,7 @@ impl OfConnection {
                 | Message::PortMod(_)
                 | Message::PacketOut(_)
                 | Message::BundleAddMessage(_)
-                | Message::Nicira(NxMsg::CtFlushZone(_) | NxMsg::Resume(_))
+                | Message::Nicira(NxMsg::CtFlushZone(_) | NxMsg::Resume(_) | NxMsg::TlvTableMod(_))
         );
         if modifies && self.role == role::SLAVE {
             self.queue_error(OfError::IsSlave, raw, xid);
@@ -639,7 +649,18 @@ impl OfConnection {
             // Resuming needs a pipeline that can continue a paused packet;
             // until then the controller learns so at once.
             NxMsg::Resume(_) => self.queue_error(OfError::ResumeNotSupported, raw, xid),
-            NxMsg::PacketIn2(_) => self.queue_error(OfError::BadType, raw, xid),
+            NxMsg::TlvTableMod(m) => {
+                if let Err(e) = agent.tlv_table_mod(m) {
+                    self.queue_error(e, raw, xid);
+                }
+            }
+            NxMsg::TlvTableRequest => match agent.tlv_table() {
+                Ok(t) => self.queue(&Message::Nicira(NxMsg::TlvTableReply(t)), xid),
+                Err(e) => self.queue_error(e, raw, xid),
+            },
+            NxMsg::PacketIn2(_) | NxMsg::TlvTableReply(_) => {
+                self.queue_error(OfError::BadType, raw, xid)
+            }
         }
     }
 

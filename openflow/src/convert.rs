@@ -58,3 +58,17 @@ pub fn flow_stats_to_rule(fs: &FlowStats) -> (Rule, u64) {
         dur_ms,
     )
 }
+
+/// The OpenFlow error for a refused TLV table mod.
+pub fn tlv_error(e: flows::tlv::TlvError) -> OfError {
+    use flows::tlv::TlvError as T;
+    match e {
+        T::BadCommand => OfError::TlvBadCommand,
+        T::BadOptLen => OfError::TlvBadOptLen,
+        T::BadFieldIdx => OfError::TlvBadFieldIdx,
+        T::TableFull => OfError::TlvTableFull,
+        T::AlreadyMapped => OfError::TlvAlreadyMapped,
+        T::DupEntry => OfError::TlvDupEntry,
+        T::InvalidTlvDel => OfError::TlvInvalidDel,
+    }
+}

@@ -196,6 +196,21 @@ pub enum OfError {
     /// Open vSwitch's "the switch cannot resume paused packets".
     #[error("NXR_NOT_SUPPORTED")]
     ResumeNotSupported,
+    /// Geneve TLV table mod failures (Open vSwitch's `NXTTMFC_*`).
+    #[error("NXTTMFC_BAD_COMMAND")]
+    TlvBadCommand,
+    #[error("NXTTMFC_BAD_OPT_LEN")]
+    TlvBadOptLen,
+    #[error("NXTTMFC_BAD_FIELD_IDX")]
+    TlvBadFieldIdx,
+    #[error("NXTTMFC_TABLE_FULL")]
+    TlvTableFull,
+    #[error("NXTTMFC_ALREADY_MAPPED")]
+    TlvAlreadyMapped,
+    #[error("NXTTMFC_DUP_ENTRY")]
+    TlvDupEntry,
+    #[error("NXTTMFC_INVALID_TLV_DEL")]
+    TlvInvalidDel,
     /// An error this crate has no name for (as received from a peer).
     #[error("error type {err_type} code {code}")]
     Other { err_type: u16, code: u16 },
@@ -296,6 +311,13 @@ const ALL: &[OfError] = &[
     OfError::BundleTimeout,
     OfError::BundleInProgress,
     OfError::ResumeNotSupported,
+    OfError::TlvBadCommand,
+    OfError::TlvBadOptLen,
+    OfError::TlvBadFieldIdx,
+    OfError::TlvTableFull,
+    OfError::TlvAlreadyMapped,
+    OfError::TlvDupEntry,
+    OfError::TlvInvalidDel,
 ];
 
 /// Where an error lives on the wire: a standard (type, code), or an
@@ -333,6 +355,25 @@ const BUNDLE_ERRORS: [OfError; 16] = [
 const ONF_BUNDLE_ERROR_BASE: u16 = 2300;
 /// NXR_NOT_SUPPORTED's Nicira experimenter code (1.2 and later).
 const NXR_NOT_SUPPORTED: u16 = 34;
+
+impl OfError {
+    /// A Nicira error's codes: (OpenFlow 1.0 BAD_REQUEST code, Nicira
+    /// experimenter code from 1.2 on).
+    fn nicira_codes(self) -> Option<(u16, u16)> {
+        use OfError::*;
+        Some(match self {
+            ResumeNotSupported => (533, NXR_NOT_SUPPORTED),
+            TlvBadCommand => (527, 16),
+            TlvBadOptLen => (528, 17),
+            TlvBadFieldIdx => (529, 18),
+            TlvTableFull => (530, 19),
+            TlvAlreadyMapped => (531, 20),
+            TlvDupEntry => (532, 21),
+            TlvInvalidDel => (537, 38),
+            _ => return None,
+        })
+    }
+}
 
 impl OfError {
     /// The OFPT_ERROR (type, code) for this error in OpenFlow 1.3.
@@ -437,9 +478,11 @@ impl OfError {
     /// ONF's, resume's are Nicira's).
     pub fn wire_full(self, version: u8) -> WireError {
         use crate::consts::{NX_VENDOR_ID, OFP13_VERSION, ONF_VENDOR_ID};
-        if self == OfError::ResumeNotSupported && version != OFP10_VERSION {
+        if let Some((_, code)) = self.nicira_codes()
+            && version != OFP10_VERSION
+        {
             return WireError::Experimenter {
-                code: NXR_NOT_SUPPORTED,
+                code,
                 experimenter: NX_VENDOR_ID,
             };
         }
@@ -511,7 +554,10 @@ impl OfError {
             | BadMeterFlags | BadMeterRate | BadMeterBurst | BadMeterBand | BadMeterBandValue
             | OutOfMeters | OutOfBands => (et10::BAD_REQUEST, 1),
             Other { err_type, code } => (err_type, code),
-            _ => (et10::BAD_REQUEST, 5),
+            _ => match self.nicira_codes() {
+                Some((code, _)) => (et10::BAD_REQUEST, code),
+                None => (et10::BAD_REQUEST, 5),
+            },
         }
     }
 

@@ -20,6 +20,8 @@ pub struct MemAgent {
     pub port_mods: Vec<PortMod>,
     /// Refuse adds beyond this many flows with OFPFMFC_TABLE_FULL.
     pub capacity: Option<usize>,
+    /// The Geneve TLV map.
+    pub tlv: flows::tlv::TlvMap,
     keys: std::collections::HashSet<(u8, u32, flows::Match)>,
 }
 
@@ -213,6 +215,21 @@ impl SwitchAgent for MemAgent {
 
     fn barrier(&mut self) {
         self.calls.push("barrier");
+    }
+
+    fn tlv_table_mod(&mut self, m: crate::msg::tlv::TlvTableMod) -> Result<(), OfError> {
+        self.calls.push("tlv_table_mod");
+        self.tlv
+            .apply(m.command, &m.mappings, |_| false)
+            .map_err(crate::convert::tlv_error)
+    }
+
+    fn tlv_table(&mut self) -> Result<crate::msg::tlv::TlvTableReply, OfError> {
+        Ok(crate::msg::tlv::TlvTableReply {
+            max_option_space: flows::tlv::MAX_OPTION_SPACE,
+            max_fields: flows::tlv::MAX_FIELDS,
+            mappings: self.tlv.mappings().copied().collect(),
+        })
     }
 }
 

@@ -271,6 +271,63 @@ fn slave_is_refused_modifications_with_is_slave() {
 }
 
 #[test]
+fn tlv_table_mod_and_request_reach_the_agent_and_errors_are_nicira_codes() {
+    use flows::tlv::{TlvCommand, TlvMapping};
+    use openflow::msg::nicira::NxMsg;
+    use openflow::msg::tlv::TlvTableMod;
+    let mut a = MemAgent::default();
+    let mut c = established(6, &mut a);
+    let ovn = TlvMapping {
+        class: 0x102,
+        type_: 0x80,
+        len: 4,
+        index: 0,
+    };
+    let add = Message::Nicira(NxMsg::TlvTableMod(TlvTableMod {
+        command: TlvCommand::Add,
+        mappings: vec![ovn],
+    }));
+    c.receive(&encode(&add, 6, 2).unwrap(), &mut a, 0);
+    assert!(c.take_output().is_empty());
+    let req = Message::Nicira(NxMsg::TlvTableRequest);
+    c.receive(&encode(&req, 6, 3).unwrap(), &mut a, 0);
+    let out = msgs(&c.take_output());
+    let Message::Nicira(NxMsg::TlvTableReply(r)) = &out[0].1 else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (out[0].0.xid, r.max_option_space, r.max_fields),
+        (3, 256, 64)
+    );
+    assert_eq!(r.mappings, vec![ovn]);
+    // Again: NXTTMFC_ALREADY_MAPPED, an experimenter error (Nicira, 20).
+    c.receive(&encode(&add, 6, 4).unwrap(), &mut a, 0);
+    let out = msgs(&c.take_output());
+    let Message::Error(e) = &out[0].1 else {
+        panic!("{out:?}")
+    };
+    assert_eq!((out[0].0.xid, e.err_type, e.code), (4, 0xffff, 20));
+    assert_eq!(&e.data[..4], &[0, 0, 0x23, 0x20]);
+    // A slave may not change the map.
+    let rr = Message::RoleRequest(RoleMsg {
+        role: role::SLAVE,
+        generation_id: 1,
+    });
+    c.receive(&encode(&rr, 6, 5).unwrap(), &mut a, 0);
+    c.take_output();
+    let clear = Message::Nicira(NxMsg::TlvTableMod(TlvTableMod {
+        command: TlvCommand::Clear,
+        mappings: vec![],
+    }));
+    c.receive(&encode(&clear, 6, 6).unwrap(), &mut a, 0);
+    let Message::Error(e) = &msgs(&c.take_output())[0].1 else {
+        panic!()
+    };
+    assert_eq!((e.err_type, e.code), (1, 10));
+    assert_eq!(a.tlv.mappings().count(), 1);
+}
+
+#[test]
 fn async_config_filters_packet_ins_for_slaves() {
     let mut a = MemAgent::default();
     let mut c = established(OFP13_VERSION, &mut a);

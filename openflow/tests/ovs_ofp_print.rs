@@ -6,9 +6,11 @@
 use std::process::Command;
 
 use flows::text::{parse_actions, parse_match};
+use flows::tlv::{TlvCommand, TlvMapping};
 use flows::{Action, Match};
 use openflow::consts::{NO_BUFFER, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use openflow::msg::nicira::{NxMsg, PacketIn2};
+use openflow::msg::tlv::{TlvTableMod, TlvTableReply};
 use openflow::*;
 
 fn have_ovs_ofctl() -> bool {
@@ -401,7 +403,85 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
                 "userdata=01.02.03.04.05",
             ],
         ),
+        (
+            Message::Nicira(NxMsg::TlvTableMod(TlvTableMod {
+                command: TlvCommand::Add,
+                mappings: vec![tlv(0x102, 0x80, 4, 0), tlv(0xffff, 0x1, 124, 63)],
+            })),
+            v1345.clone(),
+            vec![
+                "NXT_TLV_TABLE_MOD",
+                " ADD mapping table:",
+                "  0x102  0x80       4  tun_metadata0",
+                " 0xffff   0x1     124  tun_metadata63",
+            ],
+        ),
+        (
+            Message::Nicira(NxMsg::TlvTableMod(TlvTableMod {
+                command: TlvCommand::Delete,
+                mappings: vec![tlv(0x102, 0x80, 4, 7)],
+            })),
+            v1345.clone(),
+            vec![
+                " DEL mapping table:",
+                "  0x102  0x80       4  tun_metadata7",
+            ],
+        ),
+        (
+            Message::Nicira(NxMsg::TlvTableMod(TlvTableMod {
+                command: TlvCommand::Clear,
+                mappings: vec![],
+            })),
+            v1345.clone(),
+            vec!["NXT_TLV_TABLE_MOD", " CLEAR"],
+        ),
+        (
+            Message::Nicira(NxMsg::TlvTableRequest),
+            v1345.clone(),
+            vec!["NXT_TLV_TABLE_REQUEST"],
+        ),
+        (
+            Message::Nicira(NxMsg::TlvTableReply(TlvTableReply {
+                max_option_space: 256,
+                max_fields: 64,
+                mappings: vec![tlv(0x102, 0x80, 4, 0), tlv(1, 1, 8, 63)],
+            })),
+            v1345.clone(),
+            vec![
+                "NXT_TLV_TABLE_REPLY",
+                " max option space=256 max fields=64",
+                " allocated option space=12",
+                "    0x1   0x1       8  tun_metadata63",
+            ],
+        ),
+        (
+            Message::Error(ErrorMsg::for_request(
+                OfError::TlvDupEntry,
+                OFP15_VERSION,
+                &[6, 4, 0, 16, 0, 0, 0, 1, 0, 0, 0x23, 0x20, 0, 0, 0, 25],
+            )),
+            vec![OFP15_VERSION],
+            vec!["NXTTMFC_DUP_ENTRY"],
+        ),
+        (
+            Message::Error(ErrorMsg::for_request(
+                OfError::TlvTableFull,
+                OFP13_VERSION,
+                &[4, 4, 0, 16, 0, 0, 0, 1, 0, 0, 0x23, 0x20, 0, 0, 0, 25],
+            )),
+            vec![OFP13_VERSION],
+            vec!["NXTTMFC_TABLE_FULL"],
+        ),
     ]
+}
+
+fn tlv(class: u16, type_: u8, len: u8, index: u16) -> TlvMapping {
+    TlvMapping {
+        class,
+        type_,
+        len,
+        index,
+    }
 }
 
 #[test]

@@ -649,6 +649,43 @@ proptest! {
     }
 
     #[test]
+    fn random_tlv_table_messages_round_trip_in_every_version(
+        command in prop_oneof![
+            Just(flows::tlv::TlvCommand::Add),
+            Just(flows::tlv::TlvCommand::Delete),
+            Just(flows::tlv::TlvCommand::Clear),
+        ],
+        raw in proptest::collection::vec(
+            (any::<u16>(), any::<u8>(), any::<u8>(), any::<u16>()),
+            0..10,
+        ),
+        space in any::<u32>(),
+        fields in any::<u16>(),
+    ) {
+        use openflow::msg::nicira::NxMsg;
+        use openflow::msg::tlv::{TlvTableMod, TlvTableReply};
+        let mappings: Vec<flows::tlv::TlvMapping> = raw
+            .into_iter()
+            .map(|(class, type_, len, index)| flows::tlv::TlvMapping { class, type_, len, index })
+            .collect();
+        for v in [OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
+            for nx in [
+                NxMsg::TlvTableMod(TlvTableMod { command, mappings: mappings.clone() }),
+                NxMsg::TlvTableRequest,
+                NxMsg::TlvTableReply(TlvTableReply {
+                    max_option_space: space,
+                    max_fields: fields,
+                    mappings: mappings.clone(),
+                }),
+            ] {
+                let msg = Message::Nicira(nx);
+                let b = encode(&msg, v, 7).unwrap();
+                prop_assert_eq!(decode(&b).unwrap().1, msg);
+            }
+        }
+    }
+
+    #[test]
     fn random_stats_replies_round_trip_in_1_4_and_1_5(
         m in arb_match(),
         actions in proptest::collection::vec(arb_action(), 0..4),

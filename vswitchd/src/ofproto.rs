@@ -74,6 +74,9 @@ pub struct BridgeState {
     failopen: Pipeline,
     /// Flows `learn` actions added, per learning rule (for `limit`).
     pub learned_by: crate::learn::LearnedBy,
+    /// The Geneve TLV map (NXT_TLV_TABLE_MOD), one per bridge as in
+    /// Open vSwitch.
+    pub tlv: flows::tlv::TlvMap,
 }
 
 /// One bridge.
@@ -126,6 +129,7 @@ impl Ofproto {
                 dpid,
                 failopen,
                 learned_by: Default::default(),
+                tlv: Default::default(),
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,

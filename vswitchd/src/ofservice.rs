@@ -713,6 +713,25 @@ impl SwitchAgent for BridgeAgent {
         Ok(())
     }
 
+    fn tlv_table_mod(&mut self, m: openflow::msg::tlv::TlvTableMod) -> Result<(), OfError> {
+        let mut st = self.ofp.lock();
+        // No match field reads tun_metadata yet, so no mapping is in use.
+        st.tlv
+            .apply(m.command, &m.mappings, |_| false)
+            .map_err(openflow::convert::tlv_error)?;
+        debug!(bridge = %self.ofp.name, command = ?m.command, "TLV map changed");
+        Ok(())
+    }
+
+    fn tlv_table(&mut self) -> Result<openflow::msg::tlv::TlvTableReply, OfError> {
+        let st = self.ofp.lock();
+        Ok(openflow::msg::tlv::TlvTableReply {
+            max_option_space: flows::tlv::MAX_OPTION_SPACE,
+            max_fields: flows::tlv::MAX_FIELDS,
+            mappings: st.tlv.mappings().copied().collect(),
+        })
+    }
+
     fn port_mod(&mut self, pm: PortMod) -> Result<(), OfError> {
         let mut st = self.ofp.lock();
         let Some(rt) = st.runtime.get_mut(&pm.port_no) else {

@@ -5,6 +5,7 @@ pub mod groups;
 pub mod meters;
 pub mod print;
 pub mod target;
+pub mod tlv;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -78,6 +79,9 @@ usage: ofctl [OPTIONS] COMMAND [ARG...]
   dump-meters SWITCH [METER]  print meter configuration
   meter-stats SWITCH [METER]  print meter statistics
   meter-features SWITCH       print meter features
+  add-tlv-map SWITCH MAP      add TLV option mappings ({class=C,type=T,len=L}->tun_metadataN,...)
+  del-tlv-map SWITCH [MAP]    delete those TLV mappings (all without MAP)
+  dump-tlv-map SWITCH         print the TLV option mappings
   monitor SWITCH              print packet-ins, flow-removed and port-status
 SWITCH is a bridge name (socket $FERROVS_RUNDIR/BRIDGE.mgmt), unix:PATH or tcp:IP:PORT.
 Options: -O OpenFlow10|OpenFlow13|OpenFlow14|OpenFlow15, --strict, --no-stats,
@@ -235,6 +239,34 @@ fn run(args: &[String]) -> Result<()> {
         "dump-meters" | "dump-meter" | "meter-stats" | "meter-features" => {
             let id = meters::parse_meter_select(arg).map_err(|e| anyhow!(e))?;
             meter_request(&mut connect(target, &opts)?, cmd, id)
+        }
+        "add-tlv-map" | "del-tlv-map" => {
+            let (command, maps) = match (cmd, arg) {
+                ("add-tlv-map", None) => bail!("'{cmd}' command requires at least 2 arguments"),
+                ("add-tlv-map", Some(a)) => (flows::tlv::TlvCommand::Add, a),
+                (_, Some(a)) => (flows::tlv::TlvCommand::Delete, a),
+                (_, None) => (flows::tlv::TlvCommand::Clear, ""),
+            };
+            let mappings = flows::tlv::parse_tlv_maps(maps).map_err(|e| anyhow!(e))?;
+            let m = openflow::msg::tlv::TlvTableMod { command, mappings };
+            let mut c = connect(target, &opts)?;
+            c.send(&Message::Nicira(openflow::msg::nicira::NxMsg::TlvTableMod(
+                m,
+            )))
+            .map_err(|e| anyhow!("{e}"))?;
+            barrier_collect(&mut c)
+        }
+        "dump-tlv-map" => {
+            let mut c = connect(target, &opts)?;
+            let req = Message::Nicira(openflow::msg::nicira::NxMsg::TlvTableRequest);
+            match c.transact(&req) {
+                Ok(Message::Nicira(openflow::msg::nicira::NxMsg::TlvTableReply(r))) => {
+                    println!("{}", tlv::reply_text(&r, c.version(), c.last_xid()));
+                    Ok(())
+                }
+                Ok(_) => bail!("unexpected reply to NXT_TLV_TABLE_REQUEST"),
+                Err(e) => Err(of_err(&c, e)),
+            }
         }
         "monitor" => monitor(&mut connect(target, &opts)?),
         _ => bail!("unknown command '{cmd}'; use --help for help"),

@@ -203,8 +203,16 @@ pub fn error(e: &ErrorMsg, version: u8, xid: u32) -> String {
     } else {
         &e.data[..]
     };
-    if let Ok((_, m)) = openflow::decode(data) {
-        let _ = write!(s, "\n{}", m.name());
+    if let Ok((h, m)) = openflow::decode(data) {
+        match &m {
+            // ovs-ofctl prints a refused TLV table mod in full.
+            Message::Nicira(openflow::msg::nicira::NxMsg::TlvTableMod(t)) => {
+                let _ = write!(s, "\n{}", super::tlv::mod_text(t, h.version, h.xid));
+            }
+            _ => {
+                let _ = write!(s, "\n{}", m.name());
+            }
+        }
     } else if let Ok(h) = openflow::codec::parse_header(data) {
         let _ = write!(
             s,

@@ -19,6 +19,7 @@ pub mod nicira;
 pub mod oxs;
 pub mod packet_io;
 pub mod port;
+pub mod tlv;
 
 use flows::Action;
 

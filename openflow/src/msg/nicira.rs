@@ -2,11 +2,13 @@
 //! that frames them (`experimenter`, `subtype`, body) in every version, and
 //! the bodies of the ones the switch speaks: NXT_SET_PACKET_IN_FORMAT,
 //! NXT_PACKET_IN2, NXT_SET_CONTROLLER_ID, NXT_SET_ASYNC_CONFIG,
-//! NXT_CT_FLUSH_ZONE and NXT_RESUME. A subtype not listed here decodes as
+//! NXT_CT_FLUSH_ZONE and NXT_RESUME (and, laid out in [`super::tlv`], the
+//! TLV table messages). A subtype not listed here decodes as
 //! a plain [`Message::Experimenter`].
 
 use flows::Match;
 
+use super::tlv::{self, TlvTableMod, TlvTableReply};
 use super::{Version, put_prop, read_props};
 use crate::consts::{NO_BUFFER, NX_VENDOR_ID};
 use crate::error::{DecodeError, EncodeError, OfError};
@@ -22,6 +24,7 @@ pub mod nxt {
     pub const RESUME: u32 = 28;
     pub const CT_FLUSH_ZONE: u32 = 29;
     pub const PACKET_IN2: u32 = 30;
+    pub use super::tlv::nxt::*;
 }
 
 /// Packet-in formats of NXT_SET_PACKET_IN_FORMAT (`NXPIF_*`).
@@ -82,6 +85,11 @@ pub enum NxMsg {
     /// Continue a paused pipeline: the packet (possibly changed by the
     /// controller), its metadata and the continuation of the packet-in.
     Resume(PacketIn2),
+    /// Change the Geneve TLV map.
+    TlvTableMod(TlvTableMod),
+    /// Ask for the Geneve TLV map.
+    TlvTableRequest,
+    TlvTableReply(TlvTableReply),
 }
 
 impl NxMsg {
@@ -93,6 +101,9 @@ impl NxMsg {
             NxMsg::SetAsyncConfig(_) => "NXT_SET_ASYNC_CONFIG",
             NxMsg::CtFlushZone(_) => "NXT_CT_FLUSH_ZONE",
             NxMsg::Resume(_) => "NXT_RESUME",
+            NxMsg::TlvTableMod(_) => "NXT_TLV_TABLE_MOD",
+            NxMsg::TlvTableRequest => "NXT_TLV_TABLE_REQUEST",
+            NxMsg::TlvTableReply(_) => "NXT_TLV_TABLE_REPLY",
         }
     }
 
@@ -104,6 +115,9 @@ impl NxMsg {
             NxMsg::SetAsyncConfig(_) => nxt::SET_ASYNC_CONFIG,
             NxMsg::CtFlushZone(_) => nxt::CT_FLUSH_ZONE,
             NxMsg::Resume(_) => nxt::RESUME,
+            NxMsg::TlvTableMod(_) => nxt::TLV_TABLE_MOD,
+            NxMsg::TlvTableRequest => nxt::TLV_TABLE_REQUEST,
+            NxMsg::TlvTableReply(_) => nxt::TLV_TABLE_REPLY,
         }
     }
 }
@@ -143,6 +157,12 @@ pub fn decode(_v: Version, subtype: u32, mut r: Reader) -> Result<Option<NxMsg>,
         }
         nxt::PACKET_IN2 => NxMsg::PacketIn2(decode_packet_in2(r)?),
         nxt::RESUME => NxMsg::Resume(decode_packet_in2(r)?),
+        nxt::TLV_TABLE_MOD => NxMsg::TlvTableMod(tlv::decode_mod(r)?),
+        nxt::TLV_TABLE_REQUEST => {
+            r.done()?;
+            NxMsg::TlvTableRequest
+        }
+        nxt::TLV_TABLE_REPLY => NxMsg::TlvTableReply(tlv::decode_reply(r)?),
         _ => return Ok(None),
     };
     Ok(Some(m))
@@ -174,6 +194,9 @@ pub fn encode(w: &mut Writer, _v: Version, m: &NxMsg) -> Result<(), EncodeError>
             w.u16(*zone);
         }
         NxMsg::PacketIn2(p) | NxMsg::Resume(p) => encode_packet_in2(w, p)?,
+        NxMsg::TlvTableMod(m) => tlv::encode_mod(w, m),
+        NxMsg::TlvTableRequest => {}
+        NxMsg::TlvTableReply(m) => tlv::encode_reply(w, m),
     }
     Ok(())
 }
