@@ -4,60 +4,22 @@
 //! both give back (flow dumps, traces, errors) must agree.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ferrovs_tests::*;
 
 /// A stock ovs-vswitchd (userspace, dummy datapath) with one bridge whose
 /// ports 1 and 2 are dummy ports, on a private run directory.
-struct StockOvs {
-    dir: tempfile::TempDir,
-    _db: ChildGuard,
-    _vs: ChildGuard,
+struct OvsBridge {
+    ovs: StockOvs,
     br: String,
 }
 
-impl StockOvs {
-    fn start(br: &str) -> Result<StockOvs> {
-        let dir = tempfile::Builder::new().prefix("nxfields-ovs-").tempdir()?;
-        let d = dir.path().to_path_buf();
-        let env = |c: &mut Command| {
-            c.env("OVS_RUNDIR", &d)
-                .env("OVS_LOGDIR", &d)
-                .env("OVS_DBDIR", &d)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-        };
-        run(Command::new("ovsdb-tool").args([
-            "create",
-            &d.join("conf.db").display().to_string(),
-            "/usr/share/openvswitch/vswitch.ovsschema",
-        ]))?;
-        let mut c = Command::new("ovsdb-server");
-        c.arg(d.join("conf.db"))
-            .arg(format!("--remote=punix:{}", d.join("db.sock").display()))
-            .arg(format!("--unixctl={}", d.join("db.ctl").display()));
-        env(&mut c);
-        let db = ChildGuard(Some(c.spawn().context("ovsdb-server")?));
-        if !wait_until(Duration::from_secs(10), || d.join("db.sock").exists()) {
-            bail!("ovsdb-server did not start");
-        }
-        let mut c = Command::new("ovs-vswitchd");
-        c.arg(format!("unix:{}", d.join("db.sock").display()))
-            .arg("--enable-dummy=override")
-            .arg(format!("--unixctl={}", d.join("vs.ctl").display()))
-            .arg(format!("--log-file={}", d.join("vswitchd.log").display()));
-        env(&mut c);
-        let vs = ChildGuard(Some(c.spawn().context("ovs-vswitchd")?));
-        let ovs = StockOvs {
-            dir,
-            _db: db,
-            _vs: vs,
-            br: br.to_string(),
-        };
+impl OvsBridge {
+    fn start(br: &str) -> Result<OvsBridge> {
+        let ovs = StockOvs::start("nxfields-ovs-")?;
         ovs.vsctl(&[
             "add-br",
             br,
@@ -82,28 +44,22 @@ impl StockOvs {
                 &req,
             ])?;
         }
-        Ok(ovs)
+        Ok(OvsBridge {
+            ovs,
+            br: br.to_string(),
+        })
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn vsctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovs-vsctl")
-            .arg(format!("--db=unix:{}", self.path("db.sock").display()))
-            .arg("--timeout=20")
-            .args(args))
+        self.ovs.dir().join(name)
     }
 
     fn target(&self) -> String {
-        format!("unix:{}", self.path(&format!("{}.mgmt", self.br)).display())
+        self.ovs.mgmt(&self.br)
     }
 
     fn appctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovs-appctl")
-            .arg(format!("--target={}", self.path("vs.ctl").display()))
-            .args(args))
+        self.ovs.appctl(args)
     }
 }
 
@@ -168,7 +124,7 @@ fn nicira_fields_and_conjunctions_dump_like_stock_ovs() -> Result<()> {
     let sw = Switch::start()?;
     sw.vsctl(&["add-br", &br])?;
     let ours = format!("unix:{}", sw.rundir().join(format!("{br}.mgmt")).display());
-    let ovs = StockOvs::start(&br)?;
+    let ovs = OvsBridge::start(&br)?;
     for target in [&ours, &ovs.target()] {
         ovs_ofctl(target, "del-flows", &[])?;
         for f in FLOWS {
@@ -195,7 +151,7 @@ fn conjunctive_matches_pick_the_rules_stock_ovs_picks() -> Result<()> {
     // ferrovs traces need real ports 1 and 2: two veth hosts.
     let (sw, br, _hosts) = bridge_with_hosts(&tag, 76, 2)?;
     let ours = format!("unix:{}", sw.rundir().join(format!("{br}.mgmt")).display());
-    let ovs = StockOvs::start(&br)?;
+    let ovs = OvsBridge::start(&br)?;
     for target in [&ours, &ovs.target()] {
         ovs_ofctl(target, "del-flows", &[])?;
         for f in FLOWS {
@@ -275,7 +231,7 @@ fn set_field_without_its_prerequisite_is_refused_like_stock_ovs() -> Result<()> 
     let sw = Switch::start()?;
     sw.vsctl(&["add-br", &br])?;
     let ours = sw.rundir().join(format!("{br}.mgmt"));
-    let ovs = StockOvs::start(&br)?;
+    let ovs = OvsBridge::start(&br)?;
     let theirs = ovs.path(&format!("{br}.mgmt"));
     // An OpenFlow 1.3 flow_mod (ovs-ofctl refuses to send it) with an empty
     // match and apply_actions(set_field:10.0.0.1->ip_dst), then the same

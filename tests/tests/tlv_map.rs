@@ -10,81 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ferrovs_tests::*;
-
-/// Stock ovsdb-server and ovs-vswitchd (`--enable-dummy=override`) in a
-/// private directory; both are stopped (by the pids this test started)
-/// on drop.
-struct StockOvs {
-    dir: tempfile::TempDir,
-    pids: Vec<u32>,
-}
-
-impl StockOvs {
-    fn start() -> Result<StockOvs> {
-        let dir = tempfile::Builder::new().prefix("tlv-ovs-").tempdir()?;
-        let mut ovs = StockOvs {
-            dir,
-            pids: Vec::new(),
-        };
-        let d = ovs.dir.path().to_path_buf();
-        let db = d.join("conf.db");
-        run(ovs
-            .cmd("ovsdb-tool")
-            .arg("create")
-            .arg(&db)
-            .arg("/usr/share/openvswitch/vswitch.ovsschema"))?;
-        run(ovs
-            .cmd("ovsdb-server")
-            .arg(&db)
-            .arg(format!("--remote=punix:{}", d.join("db.sock").display()))
-            .arg(format!("--pidfile={}", d.join("ovsdb.pid").display()))
-            .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
-            .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("ovsdb.pid"))?);
-        run(ovs
-            .cmd("ovs-vswitchd")
-            .arg(format!("unix:{}", d.join("db.sock").display()))
-            .arg("--enable-dummy=override")
-            .arg(format!("--pidfile={}", d.join("vswitchd.pid").display()))
-            .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
-            .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("vswitchd.pid"))?);
-        Ok(ovs)
-    }
-
-    fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
-        let d = self.dir.path();
-        c.env("OVS_RUNDIR", d)
-            .env("OVS_LOGDIR", d)
-            .env("OVS_DBDIR", d);
-        c
-    }
-
-    fn vsctl(&self, args: &[&str]) -> Result<String> {
-        let db = format!("--db=unix:{}", self.dir.path().join("db.sock").display());
-        run(self.cmd("ovs-vsctl").arg(db).arg("--timeout=20").args(args))
-    }
-}
-
-impl Drop for StockOvs {
-    fn drop(&mut self) {
-        for pid in self.pids.iter().rev() {
-            // SAFETY: kill has no memory-safety preconditions; the pids are
-            // the daemons this test started (read from their pidfiles).
-            unsafe {
-                libc::kill(*pid as i32, libc::SIGTERM);
-            }
-        }
-    }
-}
-
-fn read_pid(p: &Path) -> Result<u32> {
-    let s = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-    Ok(s.trim().parse()?)
-}
 
 fn mgmt(dir: &Path, br: &str) -> String {
     format!("unix:{}", dir.join(format!("{br}.mgmt")).display())
@@ -200,7 +127,7 @@ const SCRIPT: &[(&str, &str, &str, Option<&str>)] = &[
 fn stock_ovs_ofctl_tlv_map_commands_print_the_same_on_ferrovs_as_on_ovs() -> Result<()> {
     require!("ovs-ofctl");
     require!("ovs-vswitchd");
-    let ovs = StockOvs::start()?;
+    let ovs = StockOvs::start("tlv-ovs-")?;
     let sw = Switch::start()?;
     for br in ["tlv1", "tlv2"] {
         ovs.vsctl(&[
@@ -215,7 +142,7 @@ fn stock_ovs_ofctl_tlv_map_commands_print_the_same_on_ferrovs_as_on_ovs() -> Res
         sw.vsctl(&["add-br", br])?;
     }
     for br in ["tlv1", "tlv2"] {
-        for dir in [ovs.dir.path(), sw.rundir()] {
+        for dir in [ovs.dir(), sw.rundir()] {
             let p = dir.join(format!("{br}.mgmt"));
             assert!(
                 wait_until(Duration::from_secs(20), || p.exists()),
@@ -227,7 +154,7 @@ fn stock_ovs_ofctl_tlv_map_commands_print_the_same_on_ferrovs_as_on_ovs() -> Res
     let mut errors = 0;
     for (version, cmd, br, map) in SCRIPT {
         let mut results = Vec::new();
-        for dir in [ovs.dir.path(), sw.rundir()] {
+        for dir in [ovs.dir(), sw.rundir()] {
             let target = mgmt(dir, br);
             let mut args = vec!["-O", version, cmd, target.as_str()];
             args.extend(map.iter());

@@ -19,7 +19,6 @@
 //! order.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,98 +27,6 @@ use ferrovs_tests::*;
 
 const BR: &str = "nxa0";
 const PORTS: [&str; 4] = ["nxap1", "nxap2", "nxap3", "nxap4"];
-
-/// Stock ovsdb-server + ovs-vswitchd with dummy devices, in a private
-/// directory; stopped (by their pids) on drop.
-struct StockOvs {
-    dir: tempfile::TempDir,
-    pids: Vec<u32>,
-}
-
-impl StockOvs {
-    fn start() -> Result<StockOvs> {
-        let dir = tempfile::Builder::new()
-            .prefix("nxactions-ovs-")
-            .tempdir()?;
-        let mut ovs = StockOvs {
-            dir,
-            pids: Vec::new(),
-        };
-        let d = ovs.dir.path().to_path_buf();
-        let db = d.join("conf.db");
-        ovs.cmd("ovsdb-tool")
-            .args(["create"])
-            .arg(&db)
-            .arg("/usr/share/openvswitch/vswitch.ovsschema")
-            .status()
-            .context("ovsdb-tool")?;
-        run(ovs
-            .cmd("ovsdb-server")
-            .arg(&db)
-            .arg(format!("--remote=punix:{}", d.join("db.sock").display()))
-            .arg(format!("--pidfile={}", d.join("ovsdb.pid").display()))
-            .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
-            .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("ovsdb.pid"))?);
-        run(ovs
-            .cmd("ovs-vswitchd")
-            .arg(format!("unix:{}", d.join("db.sock").display()))
-            .arg("--enable-dummy=override")
-            .arg(format!("--pidfile={}", d.join("vswitchd.pid").display()))
-            .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
-            .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("vswitchd.pid"))?);
-        Ok(ovs)
-    }
-
-    fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
-        let d = self.dir.path();
-        c.env("OVS_RUNDIR", d)
-            .env("OVS_LOGDIR", d)
-            .env("OVS_DBDIR", d);
-        c
-    }
-
-    fn vsctl(&self, args: &[&str]) -> Result<String> {
-        let db = format!("--db=unix:{}", self.dir.path().join("db.sock").display());
-        run(self
-            .cmd("ovs-vsctl")
-            .arg(db)
-            .args(["--timeout=20"])
-            .args(args))
-    }
-
-    fn appctl(&self, args: &[&str]) -> Result<String> {
-        let pid = self.pids[1];
-        let ctl = self.dir.path().join(format!("ovs-vswitchd.{pid}.ctl"));
-        run(self.cmd("ovs-appctl").arg("-t").arg(ctl).args(args))
-    }
-
-    fn mgmt(&self) -> String {
-        format!(
-            "unix:{}",
-            self.dir.path().join(format!("{BR}.mgmt")).display()
-        )
-    }
-}
-
-impl Drop for StockOvs {
-    fn drop(&mut self) {
-        for pid in self.pids.iter().rev() {
-            // SAFETY: kill has no memory-safety preconditions; the pids are
-            // the daemons this test started (read from their pidfiles).
-            unsafe {
-                libc::kill(*pid as i32, libc::SIGTERM);
-            }
-        }
-    }
-}
-
-fn read_pid(p: &Path) -> Result<u32> {
-    let s = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-    Ok(s.trim().parse()?)
-}
 
 /// Both switches with the same bridge and the same four dummy ports
 /// (OpenFlow ports 1..4), fail-mode secure (no flows: drop).
@@ -163,7 +70,7 @@ fn add_ports_args() -> Vec<String> {
 
 impl Pair {
     fn start() -> Result<Pair> {
-        let ovs = StockOvs::start()?;
+        let ovs = StockOvs::start("nxactions-ovs-")?;
         let args = add_ports_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut ovs_args = args.clone();
@@ -230,7 +137,7 @@ impl Pair {
             "unix:{}",
             self.fv.rundir().join(format!("{BR}.mgmt")).display()
         );
-        for target in [self.ovs.mgmt(), fv_mgmt] {
+        for target in [self.ovs.mgmt(BR), fv_mgmt] {
             run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "del-flows", &target]))?;
             run(Command::new("ovs-ofctl")
                 .args(["-O", "OpenFlow13", "add-flows", &target])
@@ -260,7 +167,7 @@ impl Pair {
             self.fv.rundir().join(format!("{BR}.mgmt")).display()
         );
         let mut out = Vec::new();
-        for target in [self.ovs.mgmt(), fv_mgmt] {
+        for target in [self.ovs.mgmt(BR), fv_mgmt] {
             let text = run(Command::new("ovs-ofctl").args([
                 "-O",
                 "OpenFlow13",
