@@ -211,7 +211,7 @@ fn a_port_that_cannot_be_opened_gets_an_error_and_the_bridge_keeps_working() -> 
         "set",
         "Interface",
         &odd,
-        "type=geneve",
+        "type=stt",
     ])?;
     assert!(wait_until(Duration::from_secs(10), || {
         sw.vsctl(&["get", "Interface", &odd, "error"])
