@@ -147,8 +147,16 @@ enum Which {
     Server,
 }
 
+/// What a running server reports about itself (for metrics).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Client sessions open now, on every remote.
+    pub clients: std::sync::atomic::AtomicUsize,
+}
+
 struct Shared {
     db: Db,
+    stats: Arc<ServerStats>,
     server_db: ServerDb,
     locks: Mutex<Locks>,
     next_conn: AtomicU64,
@@ -161,13 +169,14 @@ impl Shared {
     }
 }
 
-/// Listen on every remote and serve clients. Returns only when a remote cannot be set up:
-/// failing accepts are retried (see [`crate::listener`]).
-pub async fn serve(db: Db, remotes: Vec<Remote>) -> std::io::Result<()> {
+/// Listen on every remote and serve clients, counting them in `stats`. Returns only when a
+/// remote cannot be set up: failing accepts are retried (see [`crate::listener`]).
+pub async fn serve(db: Db, remotes: Vec<Remote>, stats: Arc<ServerStats>) -> std::io::Result<()> {
     let server_db = ServerDb::new(&[db.schema()])
         .map_err(|e| std::io::Error::other(format!("_Server database: {e}")))?;
     let shared = Arc::new(Shared {
         db,
+        stats,
         server_db,
         locks: Mutex::new(Locks::default()),
         next_conn: AtomicU64::new(1),
@@ -238,6 +247,7 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     let (out, mut writer) = Outbox::spawn(wr);
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     shared.locks().sessions.insert(conn, out.clone());
+    shared.stats.clients.fetch_add(1, Ordering::Relaxed);
     let (view, view_txn, commits) = shared.db.snapshot_and_subscribe_async();
     let mut s = Session {
         shared: shared.clone(),
@@ -325,6 +335,7 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         tracing::debug!(conn, "connection closed by peer");
     }
     shared.locks().drop_session(conn);
+    shared.stats.clients.fetch_sub(1, Ordering::Relaxed);
     // Dropping the session aborts its transactions (a closed connection cancels its waits) and
     // its outbox; the writer then flushes what is queued, for a bounded time.
     drop(s);

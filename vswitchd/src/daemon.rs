@@ -21,6 +21,8 @@ pub struct Ctx {
     pub of: Arc<OfManager>,
     pub log: crate::LogHandle,
     pub started: Instant,
+    /// What the config DB server counts (clients connected).
+    pub db_stats: Arc<ovsdb::server::ServerStats>,
 }
 
 pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -> Result<()> {
@@ -87,6 +89,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         of: of.clone(),
         log,
         started: Instant::now(),
+        db_stats: Default::default(),
     });
     crate::tnl::netlink::spawn_monitor(switch.slow.tnl.clone());
 
@@ -96,9 +99,9 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         remotes.push(r.parse().map_err(|e| anyhow::anyhow!("{e}"))?);
     }
     {
-        let db = db.clone();
+        let (db, stats) = (db.clone(), ctx.db_stats.clone());
         rt.spawn(async move {
-            if let Err(e) = ovsdb::server::serve(db, remotes).await {
+            if let Err(e) = ovsdb::server::serve(db, remotes, stats).await {
                 error!("config DB server stopped: {e}");
             }
         });
@@ -117,9 +120,10 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
     // The reconciler follows the DB on its own thread.
     {
         let ctx = ctx.clone();
+        let metrics = crate::metrics::Exporter::new(rt.handle().clone());
         std::thread::Builder::new()
             .name("reconciler".into())
-            .spawn(move || reconcile_loop(ctx))
+            .spawn(move || reconcile_loop(ctx, metrics))
             .context("cannot start the reconciler thread")?;
     }
 
@@ -145,7 +149,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
 
 /// Reads the DB, applies it, writes runtime state back; then waits for the
 /// next commit (or a second, for link state and statistics).
-fn reconcile_loop(ctx: Arc<Ctx>) {
+fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
     let (_, commits) = ctx.db.snapshot_and_subscribe();
     let mut last: Option<SwitchConfig> = None;
     let mut last_stats = Instant::now() - Duration::from_secs(60);
@@ -157,6 +161,12 @@ fn reconcile_loop(ctx: Arc<Ctx>) {
         if last.as_ref() != Some(&cfg) {
             ctx.switch.apply(&cfg);
             ctx.of.configure(&cfg);
+            metrics.configure(
+                cfg.other_config
+                    .get(crate::metrics::ADDRESS_KEY)
+                    .map(String::as_str),
+                &ctx,
+            );
             let cpus = cfg.pmd_cpus();
             if last.as_ref().is_some_and(|l| l.pmd_cpus() != cpus)
                 && let Some(cpus) = cpus.filter(|c| !c.is_empty())

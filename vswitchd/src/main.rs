@@ -24,6 +24,7 @@ mod heap_trim;
 mod learn;
 mod limits;
 mod meters;
+mod metrics;
 mod ofproto;
 mod ofservice;
 mod policing;

@@ -30,6 +30,14 @@ struct OpenIface {
 }
 
 /// Where an interface lives in the running switch.
+/// One interface's datapath counters.
+pub struct PortCounters {
+    pub bridge: String,
+    pub iface: String,
+    pub ofport: PortNo,
+    pub stats: datapath::PortStatsSnapshot,
+}
+
 struct IfaceSlot {
     bridge: String,
     ofport: PortNo,
@@ -688,6 +696,23 @@ impl Switch {
             }
         }
         out
+    }
+
+    /// The datapath counters of every open interface, with its bridge and
+    /// OpenFlow port (for the metrics endpoint).
+    pub fn port_counters(&self) -> Vec<PortCounters> {
+        let st = self.lock();
+        st.ifaces
+            .iter()
+            .filter_map(|(name, slot)| {
+                Some(PortCounters {
+                    bridge: slot.bridge.clone(),
+                    iface: name.clone(),
+                    ofport: slot.ofport,
+                    stats: self.dp.port_stats(slot.dp_port)?,
+                })
+            })
+            .collect()
     }
 
     /// The datapath id of every bridge, by name.

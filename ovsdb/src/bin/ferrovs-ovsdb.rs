@@ -37,6 +37,7 @@ fn run() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(db, args.remotes)).context("serving")?;
+    rt.block_on(serve(db, args.remotes, Default::default()))
+        .context("serving")?;
     Ok(())
 }
