@@ -3,6 +3,7 @@
 //! thread; everything is a function of its inputs (time is passed in).
 
 pub mod action;
+pub mod bond;
 pub mod classifier;
 pub mod dpaction;
 pub mod emc;

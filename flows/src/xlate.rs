@@ -137,6 +137,8 @@ impl BridgePort {
 pub struct BridgePorts {
     ports: BTreeMap<PortNo, BridgePort>,
     by_dp: BTreeMap<DpPortNo, PortNo>,
+    /// The bond each bond member belongs to (`crate::bond`).
+    bonds: BTreeMap<PortNo, std::sync::Arc<crate::bond::BondView>>,
 }
 
 impl BridgePorts {
@@ -175,6 +177,27 @@ impl BridgePorts {
 
     pub fn iter(&self) -> impl Iterator<Item = &BridgePort> {
         self.ports.values()
+    }
+
+    /// Replaces the bridge's bonds (NORMAL treats each as one port).
+    pub fn set_bonds(&mut self, views: Vec<crate::bond::BondView>) {
+        self.bonds.clear();
+        for v in views {
+            let v = std::sync::Arc::new(v);
+            for m in &v.members {
+                self.bonds.insert(*m, v.clone());
+            }
+        }
+    }
+
+    /// The bond `ofport` is a member of.
+    pub fn bond_of(&self, ofport: PortNo) -> Option<&crate::bond::BondView> {
+        self.bonds.get(&ofport).map(|b| &**b)
+    }
+
+    /// The port NORMAL sees for `ofport`: its bond's id, or itself.
+    fn bundle(&self, ofport: PortNo) -> PortNo {
+        self.bond_of(ofport).map_or(ofport, |b| b.id())
     }
 
     pub fn len(&self) -> usize {
@@ -974,6 +997,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
             );
             return;
         }
+        if !self.bond_admits(in_port, vlan, depth) {
+            return;
+        }
+        let in_port = self.ctx.ports.bundle(in_port);
         let src = self.flow.dl_src;
         if !is_multicast(src) {
             self.out.learned.push(MacLearnRequest {
@@ -1004,11 +1031,15 @@ impl<'a, 'c> Xlate<'a, 'c> {
             },
             None => {
                 self.note(depth, format!("NORMAL: flooding in VLAN {vlan}"));
-                let targets: Vec<PortNo> = self
-                    .ctx
-                    .ports
+                let ports = self.ctx.ports;
+                let targets: Vec<PortNo> = ports
                     .iter()
-                    .filter(|bp| bp.ofport != in_port && bp.flood && bp.vlan.includes(vlan))
+                    .filter(|bp| {
+                        ports.bundle(bp.ofport) == bp.ofport
+                            && bp.ofport != in_port
+                            && bp.flood
+                            && bp.vlan.includes(vlan)
+                    })
                     .map(|bp| bp.ofport)
                     .collect();
                 for t in targets {
@@ -1020,6 +1051,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Outputs to `ofport` with the tagging its VLAN configuration wants.
     fn output_normal(&mut self, ofport: PortNo, vlan: u16, depth: usize) {
+        let ports = self.ctx.ports;
+        let ofport = match ports.bond_of(ofport) {
+            None => ofport,
+            Some(b) => match b.select(&self.flow, vlan, &mut self.wc) {
+                Some(m) => m,
+                None => {
+                    self.note(depth, format!("NORMAL: bond {} has no usable member", b.name));
+                    return;
+                }
+            },
+        };
         let Some(bp) = self.ctx.ports.get(ofport) else {
             return;
         };
@@ -1038,6 +1080,40 @@ impl<'a, 'c> Xlate<'a, 'c> {
         self.mark_dirty(Field::VlanTci);
         self.emit_output(ofport, depth);
         self.flow.vlan_tci = saved;
+    }
+}
+
+impl Xlate<'_, '_> {
+    /// NORMAL's admission check for a packet received on a bond member.
+    fn bond_admits(&mut self, in_port: PortNo, vlan: u16, depth: usize) -> bool {
+        use crate::bond::Admit;
+        let ctx = self.ctx;
+        let Some(b) = ctx.ports.bond_of(in_port) else {
+            return true;
+        };
+        let verdict = match b.admit(in_port, &self.flow) {
+            Admit::DropIfMoved => {
+                let moved = ctx
+                    .mac
+                    .lookup(vlan, self.flow.dl_src, ctx.now_ms)
+                    .is_some_and(|p| p != b.id());
+                Field::DlType.unwildcard(&mut self.wc);
+                if moved && !crate::bond::is_gratuitous_arp(&self.flow) {
+                    Admit::Drop
+                } else {
+                    Admit::Accept
+                }
+            }
+            v => v,
+        };
+        if verdict == Admit::Drop {
+            self.note(
+                depth,
+                format!("NORMAL: bond {} does not admit this packet on member {}, dropping", b.name, format_port(in_port)),
+            );
+            return false;
+        }
+        true
     }
 }
 

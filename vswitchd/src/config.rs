@@ -51,6 +51,8 @@ pub struct PortConfig {
     pub tag: Option<u16>,
     pub trunks: Vec<u16>,
     pub vlan_mode: Option<VlanMode>,
+    /// Bond settings (used when the port has several interfaces).
+    pub bond: crate::bond::BondSettings,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -372,6 +374,14 @@ fn port_from_row(data: &Data, uuid: Uuid, row: &Row) -> Result<PortConfig, Strin
             mac: opt_string(irow, "mac"),
         });
     }
+    let bond = crate::bond::BondSettings::parse(
+        &name,
+        opt_string(row, "bond_mode").as_deref(),
+        opt_string(row, "lacp").as_deref(),
+        opt_int(row, "bond_updelay"),
+        opt_int(row, "bond_downdelay"),
+        &string_map(row, "other_config"),
+    )?;
     Ok(PortConfig {
         uuid,
         name,
@@ -379,6 +389,7 @@ fn port_from_row(data: &Data, uuid: Uuid, row: &Row) -> Result<PortConfig, Strin
         tag,
         trunks,
         vlan_mode,
+        bond,
     })
 }
 

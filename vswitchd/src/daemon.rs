@@ -70,6 +70,13 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
             .spawn(move || run_revalidator(sp, dp, reval_rx))
             .context("cannot start the revalidator thread")?;
     }
+    {
+        let (sp, dp) = (slow.clone(), dp.clone());
+        std::thread::Builder::new()
+            .name("bond".into())
+            .spawn(move || crate::bond::run_thread(sp, dp))
+            .context("cannot start the bond thread")?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

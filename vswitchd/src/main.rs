@@ -15,6 +15,7 @@ use clap::Parser;
 use tracing::{info, warn};
 
 mod appctl;
+mod bond;
 mod capabilities;
 mod config;
 mod daemon;

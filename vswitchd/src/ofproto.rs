@@ -250,6 +250,8 @@ pub struct SlowPath {
     pub unsupported: crate::learn::Unsupported,
     /// Routes and neighbours for native tunnelling.
     pub tnl: Arc<crate::tnl::Tnl>,
+    /// Bonds and their LACP (`crate::bond`).
+    pub bonds: crate::bond::Bonds,
 }
 
 impl SlowPath {
@@ -264,6 +266,7 @@ impl SlowPath {
             upcalls: AtomicU64::new(0),
             unsupported: Default::default(),
             tnl: Arc::new(crate::tnl::Tnl::default()),
+            bonds: Default::default(),
         };
         (Arc::new(sp), rx)
     }
@@ -376,6 +379,16 @@ impl UpcallHandler for SlowPath {
             return drop_everything();
         };
         let now = self.now_ms();
+        // LACPDUs on a bond member belong to its LACP, never to the
+        // pipeline; each one comes up (not cached).
+        if key.dl_type == crate::bond::lacp::ETH_TYPE_SLOW
+            && self.bonds.receive(key.in_port, packet.data(), now)
+        {
+            return UpcallResult {
+                install: false,
+                ..drop_everything()
+            };
+        }
         let mut st = br.lock();
         let Some(ofport) = st.ports.ofport_of(key.in_port) else {
             return drop_everything();

@@ -416,6 +416,8 @@ impl Switch {
                 slot.mtu_error = i.mtu_request.and_then(|m| apply_mtu(name, m).err());
             }
         }
+        let bonds = self.bond_specs(&st, cfg);
+        self.slow.bonds.configure(bonds, now);
         st.applied = Some(cfg.clone());
         drop(st);
         if changed {
@@ -715,6 +717,48 @@ impl Switch {
             .collect()
     }
 
+    /// The bonds of `cfg` (ports with several interfaces) with their
+    /// members that are open now.
+    fn bond_specs(&self, st: &SwitchState, cfg: &SwitchConfig) -> Vec<crate::bond::BondSpec> {
+        let mut out = Vec::new();
+        for br in cfg.bridges.values() {
+            let Some(ofp) = self.slow.bridge(&br.name) else {
+                continue;
+            };
+            let bst = ofp.lock();
+            let bridge_mac = bst
+                .runtime
+                .get(&ofp_port::LOCAL)
+                .and_then(|r| r.port.info().mac)
+                .unwrap_or_else(|| default_local_mac(&br.name));
+            for p in br.ports.values().filter(|p| p.interfaces.len() > 1) {
+                let members = p
+                    .interfaces
+                    .iter()
+                    .filter_map(|i| {
+                        let slot = st.ifaces.get(&i.name)?;
+                        let rt = bst.runtime.get(&slot.ofport)?;
+                        Some(crate::bond::MemberSpec {
+                            ofport: slot.ofport,
+                            name: i.name.clone(),
+                            dp_port: slot.dp_port,
+                            port: rt.port.clone(),
+                            mac: rt.port.info().mac.unwrap_or(bridge_mac),
+                        })
+                    })
+                    .collect();
+                out.push(crate::bond::BondSpec {
+                    bridge: br.name.clone(),
+                    name: p.name.clone(),
+                    settings: p.bond.clone(),
+                    bridge_mac,
+                    members,
+                });
+            }
+        }
+        out
+    }
+
     /// The datapath id of every bridge, by name.
     pub fn dpids(&self) -> BTreeMap<String, u64> {
         self.slow
@@ -749,6 +793,7 @@ mod tests {
             tag: Some(10),
             trunks: vec![],
             vlan_mode: None,
+            bond: Default::default(),
         };
         assert_eq!(xlate_vlan(&p), XVlanMode::Access { tag: 10 });
         p.tag = None;
@@ -812,6 +857,7 @@ mod tests {
                     tag: *tag,
                     trunks: vec![],
                     vlan_mode: None,
+                    bond: Default::default(),
                 },
             );
         }
@@ -931,6 +977,7 @@ mod tests {
                 tag: None,
                 trunks: vec![],
                 vlan_mode: None,
+                bond: Default::default(),
             },
         );
         let mut cfg = SwitchConfig::default();

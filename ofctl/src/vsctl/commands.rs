@@ -110,6 +110,10 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             nargs(c, 2, usize::MAX)?;
             add_port(ctx, c)?;
         }
+        "add-bond" => {
+            nargs(c, 2, usize::MAX)?;
+            add_port(ctx, c)?;
+        }
         "del-port" => {
             nargs(c, 1, 2)?;
             del_port(ctx, c)?;
@@ -750,17 +754,46 @@ fn add_port(ctx: &mut Ctx<'_>, c: &Command) -> Result<(), VsctlError> {
             "cannot create a port named {pname} because a bridge named {pname} already exists"
         )));
     }
-    let iface = ctx.insert("Interface", vec![("name", s(pname))], None);
+    // add-bond BRIDGE PORT IFACE... [COLUMN[:KEY]=VALUE]...: the interface
+    // names come first, the first argument with a `=` starts the settings.
+    let (iface_names, settings) = if c.name == "add-bond" {
+        let n = c.args[2..]
+            .iter()
+            .position(|a| a.contains('='))
+            .unwrap_or(c.args.len() - 2);
+        let names = &c.args[2..2 + n];
+        if names.len() < 2 {
+            return Err(VsctlError::msg(format!(
+                "add-bond requires at least 2 interfaces, but only {} were specified",
+                names.len()
+            )));
+        }
+        for n in names {
+            check_new_name(n, "interface")?;
+            if ctx.iface(n).is_some() {
+                return Err(VsctlError::msg(format!(
+                    "cannot create an interface named {n} because an interface named {n} already exists"
+                )));
+            }
+        }
+        (names.to_vec(), &c.args[2 + n..])
+    } else {
+        (vec![pname.clone()], &c.args[2..])
+    };
+    let ifaces: Vec<Uuid> = iface_names
+        .iter()
+        .map(|n| ctx.insert("Interface", vec![("name", s(n))], None))
+        .collect();
     let port = ctx.insert(
         "Port",
-        vec![("name", s(pname)), ("interfaces", uuids([iface]))],
+        vec![("name", s(pname)), ("interfaces", uuids(ifaces))],
         None,
     );
     let pts = ctx
         .schema
         .table("Port")
         .ok_or_else(|| VsctlError::msg("schema lacks Port"))?;
-    for spec in &c.args[2..] {
+    for spec in settings {
         set_column(ctx, pts, &port, spec)?;
     }
     ctx.add_ref("Bridge", &b, "ports", port);

@@ -400,6 +400,7 @@ Bridge commands:
   add-br BRIDGE, del-br BRIDGE, list-br, br-exists BRIDGE, br-to-parent BRIDGE
 Port and interface commands:
   list-ports BRIDGE, add-port BRIDGE PORT [COLUMN[:KEY]=VALUE]..., del-port [BRIDGE] PORT,
+  add-bond BRIDGE PORT IFACE... [COLUMN[:KEY]=VALUE]...,
   port-to-br PORT, list-ifaces BRIDGE, iface-to-br IFACE
 Controller, fail mode and manager commands:
   get-controller BRIDGE, del-controller BRIDGE, set-controller BRIDGE TARGET...,

@@ -1,0 +1,749 @@
+//! Bonds: a `Port` with several `Interface`s, as Open vSwitch configures
+//! them (`bond_mode`, `lacp`, `bond_updelay`, `bond_downdelay`,
+//! `other_config:lacp-time`, `other_config:bond-rebalance-interval`, ...).
+//!
+//! Every member keeps its own OpenFlow and datapath port; NORMAL treats the
+//! members as one port through the [`flows::bond::BondView`] this module
+//! publishes into the bridge. This module owns what changes with time: the
+//! members' carrier, their up/down delays, LACP ([`lacp`]), the active
+//! member. The `bond` thread runs [`Bonds::run`] every 100 ms; LACPDUs
+//! reach it from the slow path ([`Bonds::receive`]) and leave through the
+//! datapath's packet-out path.
+
+pub mod appctl;
+pub mod lacp;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datapath::{Datapath, Packet, Port};
+use flows::bond::{BondMode, BondView, LacpStatus};
+use flows::{DpAction, DpPortNo, PortNo};
+use tracing::{info, warn};
+use wire::MacAddr;
+
+use crate::ofproto::SlowPath;
+use lacp::Lacp;
+
+/// `Port.lacp`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum LacpMode {
+    #[default]
+    Off,
+    Active,
+    Passive,
+}
+
+/// A bond's settings from its `Port` row.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BondSettings {
+    pub mode: BondMode,
+    pub lacp: LacpMode,
+    /// `other_config:lacp-time=fast`.
+    pub fast: bool,
+    pub updelay_ms: u64,
+    pub downdelay_ms: u64,
+    /// `other_config:bond-rebalance-interval` (ms, default 10 000; 0 = never).
+    pub rebalance_ms: u64,
+    /// `other_config:lacp-system-priority` (default 65534 as in OVS).
+    pub sys_priority: u16,
+    /// `other_config:lacp-system-id`.
+    pub sys_id: Option<[u8; 6]>,
+    /// `other_config:lacp-aggregation-key`.
+    pub key: Option<u16>,
+}
+
+impl Default for BondSettings {
+    fn default() -> Self {
+        BondSettings {
+            mode: BondMode::ActiveBackup,
+            lacp: LacpMode::Off,
+            fast: false,
+            updelay_ms: 0,
+            downdelay_ms: 0,
+            rebalance_ms: 10_000,
+            sys_priority: 65534,
+            sys_id: None,
+            key: None,
+        }
+    }
+}
+
+impl BondSettings {
+    /// Reads the bond columns of port `port`; a value that makes no sense
+    /// is an error naming it.
+    pub fn parse(
+        port: &str,
+        bond_mode: Option<&str>,
+        lacp: Option<&str>,
+        updelay: Option<i64>,
+        downdelay: Option<i64>,
+        other: &BTreeMap<String, String>,
+    ) -> Result<BondSettings, String> {
+        let mut s = BondSettings::default();
+        if let Some(m) = bond_mode {
+            s.mode = BondMode::parse(m)
+                .ok_or_else(|| format!("port {port}: unknown bond_mode {m}"))?;
+        }
+        s.lacp = match lacp {
+            None | Some("off") => LacpMode::Off,
+            Some("active") => LacpMode::Active,
+            Some("passive") => LacpMode::Passive,
+            Some(other) => return Err(format!("port {port}: unknown LACP mode {other}")),
+        };
+        let ms = |v: Option<i64>, what: &str| -> Result<u64, String> {
+            v.map_or(Ok(0), |v| {
+                u64::try_from(v).map_err(|_| format!("port {port}: {what} {v} is negative"))
+            })
+        };
+        s.updelay_ms = ms(updelay, "bond_updelay")?;
+        s.downdelay_ms = ms(downdelay, "bond_downdelay")?;
+        if let Some(t) = other.get("lacp-time") {
+            s.fast = match t.as_str() {
+                "fast" => true,
+                "slow" => false,
+                _ => return Err(format!("port {port}: lacp-time {t} is not fast or slow")),
+            };
+        }
+        if let Some(v) = other.get("bond-rebalance-interval") {
+            s.rebalance_ms = v
+                .parse()
+                .map_err(|_| format!("port {port}: bond-rebalance-interval {v} is not a number"))?;
+        }
+        if let Some(v) = other.get("lacp-system-priority") {
+            s.sys_priority = v
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port {port}: lacp-system-priority {v} out of range"))?;
+        }
+        if let Some(v) = other.get("lacp-system-id") {
+            let mac: MacAddr = v
+                .parse()
+                .map_err(|_| format!("port {port}: lacp-system-id {v} is not a MAC address"))?;
+            s.sys_id = Some(mac.0);
+        }
+        if let Some(v) = other.get("lacp-aggregation-key") {
+            s.key = Some(v.parse().map_err(|_| {
+                format!("port {port}: lacp-aggregation-key {v} out of range")
+            })?);
+        }
+        Ok(s)
+    }
+}
+
+/// One member, as the switch opened it.
+pub struct MemberSpec {
+    pub ofport: PortNo,
+    pub name: String,
+    pub dp_port: DpPortNo,
+    pub port: Arc<dyn Port>,
+    /// `other_config:lacp-port-id` / `lacp-port-priority` of the interface
+    /// are not read: the OpenFlow port and 65535, as OVS defaults them.
+    pub mac: [u8; 6],
+}
+
+/// One bond to run: its bridge, settings and open members.
+pub struct BondSpec {
+    pub bridge: String,
+    pub name: String,
+    pub settings: BondSettings,
+    /// The LACP system id when not configured: the bridge's MAC.
+    pub bridge_mac: [u8; 6],
+    pub members: Vec<MemberSpec>,
+}
+
+struct MemberRt {
+    name: String,
+    dp_port: DpPortNo,
+    port: Arc<dyn Port>,
+    mac: [u8; 6],
+    carrier: bool,
+    may_enable: bool,
+    enabled: bool,
+    /// When a pending up/down change takes effect.
+    delay_expires: Option<u64>,
+}
+
+struct BondRt {
+    bridge: String,
+    name: String,
+    settings: BondSettings,
+    members: BTreeMap<PortNo, MemberRt>,
+    lacp: Option<Lacp>,
+    active: Option<PortNo>,
+    next_rebalance: u64,
+    published: Option<BondView>,
+}
+
+impl BondRt {
+    fn lacp_status(&self) -> LacpStatus {
+        match &self.lacp {
+            None => LacpStatus::Off,
+            Some(l) if l.negotiated() => LacpStatus::Negotiated,
+            Some(_) => LacpStatus::Configured,
+        }
+    }
+
+    fn view(&self) -> BondView {
+        BondView {
+            name: self.name.clone(),
+            mode: self.settings.mode,
+            members: self.members.keys().copied().collect(),
+            enabled: self
+                .members
+                .iter()
+                .filter(|(_, m)| m.enabled)
+                .map(|(id, _)| *id)
+                .collect(),
+            active: self.active,
+            lacp: self.lacp_status(),
+        }
+    }
+
+    /// One step of the timers at `now`; returns the LACPDUs to send as
+    /// (datapath port, frame).
+    fn run(&mut self, now: u64) -> Vec<(DpPortNo, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (id, m) in &mut self.members {
+            let carrier = m.port.link_up();
+            if carrier != m.carrier {
+                m.carrier = carrier;
+                info!(bond = %self.name, "member {}: carrier {}", m.name, if carrier { "up" } else { "down" });
+                if let Some(l) = &mut self.lacp {
+                    l.carrier_changed(*id, now);
+                }
+            }
+        }
+        if let Some(l) = &mut self.lacp {
+            for (id, pdu) in l.run(now) {
+                if let Some(m) = self.members.get(&id)
+                    && m.carrier
+                {
+                    out.push((m.dp_port, pdu.encode(m.mac)));
+                }
+            }
+        }
+        for (id, m) in &mut self.members {
+            m.may_enable = self.lacp.as_ref().is_none_or(|l| l.may_enable(*id));
+            let up = m.carrier && m.may_enable;
+            if (up == m.enabled) != m.delay_expires.is_none() {
+                if up == m.enabled {
+                    m.delay_expires = None;
+                } else {
+                    let delay = if up {
+                        self.settings.updelay_ms
+                    } else {
+                        self.settings.downdelay_ms
+                    };
+                    info!(bond = %self.name, "member {}: link state {}, {} in {delay} ms",
+                        m.name, if up { "up" } else { "down" }, if up { "enabling" } else { "disabling" });
+                    m.delay_expires = Some(now + delay);
+                }
+            }
+            if m.delay_expires.is_some_and(|d| now >= d) {
+                m.delay_expires = None;
+                if m.enabled != up {
+                    m.enabled = up;
+                    info!(bond = %self.name, "member {}: {}", m.name, if up { "enabled" } else { "disabled" });
+                }
+            }
+        }
+        self.choose_active(now);
+        if now >= self.next_rebalance && self.settings.rebalance_ms > 0 {
+            self.next_rebalance = now + self.settings.rebalance_ms;
+        }
+        out
+    }
+
+    /// Keeps the active member while it is enabled; otherwise takes the
+    /// first enabled one, or, when none is, the one whose updelay ends
+    /// first (enabled at once, as OVS does).
+    fn choose_active(&mut self, _now: u64) {
+        if self
+            .active
+            .is_some_and(|a| self.members.get(&a).is_some_and(|m| m.enabled))
+        {
+            return;
+        }
+        let mut next = self
+            .members
+            .iter()
+            .find(|(_, m)| m.enabled)
+            .map(|(id, _)| *id);
+        if next.is_none() {
+            next = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.delay_expires.is_some() && m.may_enable && m.carrier)
+                .min_by_key(|(_, m)| m.delay_expires)
+                .map(|(id, _)| *id);
+            if let Some(id) = next
+                && let Some(m) = self.members.get_mut(&id)
+            {
+                info!(bond = %self.name, "member {}: enabled, skipping the rest of its updelay (no member was enabled)", m.name);
+                m.enabled = true;
+                m.delay_expires = None;
+            }
+        }
+        if next != self.active {
+            match next.and_then(|id| self.members.get(&id)) {
+                Some(m) => info!(bond = %self.name, "active member is now {}", m.name),
+                None => warn!(bond = %self.name, "all members disabled"),
+            }
+            self.active = next;
+        }
+    }
+
+    /// `bond/show` for this bond, in Open vSwitch's layout.
+    fn show(&self, now: u64) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "---- {} ----", self.name);
+        let _ = writeln!(s, "bond_mode: {}", self.settings.mode.as_str());
+        let _ = writeln!(s, "bond may use recirculation: no, Recirc-ID : -1");
+        let _ = writeln!(s, "bond-hash-basis: 0");
+        let _ = writeln!(s, "lb_output action: disabled, bond-id: -1");
+        let _ = writeln!(s, "updelay: {} ms", self.settings.updelay_ms);
+        let _ = writeln!(s, "downdelay: {} ms", self.settings.downdelay_ms);
+        if self.settings.mode != BondMode::ActiveBackup {
+            let _ = writeln!(
+                s,
+                "next rebalance: {} ms",
+                self.next_rebalance.saturating_sub(now)
+            );
+        }
+        let lacp = match self.lacp_status() {
+            LacpStatus::Negotiated => "negotiated",
+            LacpStatus::Configured => "configured",
+            LacpStatus::Off => "off",
+        };
+        let _ = writeln!(s, "lacp_status: {lacp}");
+        let _ = writeln!(s, "lacp_fallback_ab: false");
+        let _ = writeln!(s, "active-backup primary: <none>");
+        let active = self.active.and_then(|a| self.members.get(&a));
+        let _ = writeln!(
+            s,
+            "active member mac: {}({})",
+            MacAddr(active.map_or([0; 6], |m| m.mac)),
+            active.map_or("none", |m| m.name.as_str())
+        );
+        let mut by_name: Vec<(&str, PortNo)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (m.name.as_str(), *id))
+            .collect();
+        by_name.sort();
+        for (name, id) in by_name {
+            let m = &self.members[&id];
+            let _ = writeln!(
+                s,
+                "\nmember {name}: {}",
+                if m.enabled { "enabled" } else { "disabled" }
+            );
+            if self.active == Some(id) {
+                let _ = writeln!(s, "  active member");
+            }
+            if let Some(d) = m.delay_expires {
+                let _ = writeln!(
+                    s,
+                    "  {} expires in {} ms",
+                    if m.enabled { "downdelay" } else { "updelay" },
+                    d.saturating_sub(now)
+                );
+            }
+            let _ = writeln!(s, "  may_enable: {}", m.may_enable && m.carrier);
+        }
+        s.push('\n');
+        s
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By bond (port) name.
+    bonds: BTreeMap<String, BondRt>,
+    /// Member datapath port → bond name, member OpenFlow port.
+    by_dp: HashMap<DpPortNo, (String, PortNo)>,
+    /// Bridges whose bonds must be published again.
+    dirty: BTreeSet<String>,
+}
+
+/// Every bond of the switch.
+#[derive(Default)]
+pub struct Bonds {
+    inner: Mutex<Inner>,
+}
+
+impl Bonds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the running bonds those of `specs` (after the reconciler
+    /// applied a configuration). Bonds and members that stay keep their
+    /// LACP and delay state.
+    pub fn configure(&self, specs: Vec<BondSpec>, now: u64) {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let gone: Vec<String> = inner
+            .bonds
+            .keys()
+            .filter(|n| !wanted.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for n in gone {
+            if let Some(b) = inner.bonds.remove(&n) {
+                info!(bond = %n, "bond removed");
+                inner.dirty.insert(b.bridge);
+            }
+        }
+        inner.by_dp.clear();
+        for spec in specs {
+            let fresh = inner.bonds.get(&spec.name).is_none_or(|b| {
+                b.bridge != spec.bridge
+                    || (b.lacp.is_some() != (spec.settings.lacp != LacpMode::Off))
+            });
+            if fresh {
+                info!(bond = %spec.name, bridge = %spec.bridge, "bond created ({})", spec.settings.mode.as_str());
+                inner.bonds.insert(
+                    spec.name.clone(),
+                    BondRt {
+                        bridge: spec.bridge.clone(),
+                        name: spec.name.clone(),
+                        settings: spec.settings.clone(),
+                        members: BTreeMap::new(),
+                        lacp: None,
+                        active: None,
+                        next_rebalance: now + spec.settings.rebalance_ms,
+                        published: None,
+                    },
+                );
+            }
+            let b = inner.bonds.get_mut(&spec.name).expect("inserted");
+            b.settings = spec.settings.clone();
+            let s = &spec.settings;
+            if s.lacp == LacpMode::Off {
+                b.lacp = None;
+            } else {
+                let sys_id = s.sys_id.unwrap_or(spec.bridge_mac);
+                let l = b.lacp.get_or_insert_with(|| {
+                    Lacp::new(&spec.name, s.lacp == LacpMode::Active, s.fast, sys_id, s.sys_priority)
+                });
+                l.active = s.lacp == LacpMode::Active;
+                l.fast = s.fast;
+                l.sys_id = sys_id;
+                l.sys_priority = s.sys_priority;
+                l.key = s.key;
+            }
+            let ids: BTreeSet<PortNo> = spec.members.iter().map(|m| m.ofport).collect();
+            let old: Vec<PortNo> = b.members.keys().copied().collect();
+            for id in old {
+                if !ids.contains(&id) {
+                    b.members.remove(&id);
+                    if let Some(l) = &mut b.lacp {
+                        l.remove_member(id);
+                    }
+                }
+            }
+            for m in spec.members {
+                inner
+                    .by_dp
+                    .insert(m.dp_port, (spec.name.clone(), m.ofport));
+                if let Some(l) = &mut b.lacp {
+                    l.add_member(m.ofport, &m.name, m.ofport.min(0xffff) as u16, 65535);
+                }
+                let same = b
+                    .members
+                    .get(&m.ofport)
+                    .is_some_and(|r| r.dp_port == m.dp_port && r.name == m.name);
+                if !same {
+                    b.members.insert(
+                        m.ofport,
+                        MemberRt {
+                            name: m.name,
+                            dp_port: m.dp_port,
+                            port: m.port,
+                            mac: m.mac,
+                            carrier: false,
+                            may_enable: false,
+                            enabled: false,
+                            delay_expires: None,
+                        },
+                    );
+                }
+            }
+            inner.dirty.insert(spec.bridge);
+        }
+    }
+
+    /// Hands a slow-protocols frame received on datapath port `dp` to its
+    /// bond's LACP. False when `dp` is not a member of a bond running LACP
+    /// (the caller then treats the frame as any other).
+    pub fn receive(&self, dp: DpPortNo, frame: &[u8], now: u64) -> bool {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let Some((bond, id)) = inner.by_dp.get(&dp).cloned() else {
+            return false;
+        };
+        let Some(l) = inner.bonds.get_mut(&bond).and_then(|b| b.lacp.as_mut()) else {
+            return false;
+        };
+        if let Err(e) = l.receive(id, frame, now) {
+            warn!(bond = %bond, "unparsable LACPDU on member port {id}: {e}");
+        }
+        true
+    }
+
+    /// One pass of every bond's timers: sends due LACPDUs and publishes
+    /// changed member states to the bridges (then drops the cached
+    /// decisions that depended on them).
+    pub fn run(&self, sp: &SlowPath, dp: &Datapath) {
+        let now = sp.now_ms();
+        let mut send = Vec::new();
+        let mut publish: BTreeMap<String, Vec<BondView>> = BTreeMap::new();
+        {
+            let mut g = self.lock();
+            let inner = &mut *g;
+            let mut dirty = std::mem::take(&mut inner.dirty);
+            for b in inner.bonds.values_mut() {
+                send.extend(b.run(now));
+                let v = b.view();
+                if b.published.as_ref() != Some(&v) {
+                    b.published = Some(v);
+                    dirty.insert(b.bridge.clone());
+                }
+            }
+            for br in dirty {
+                let views = inner
+                    .bonds
+                    .values()
+                    .filter(|b| b.bridge == br)
+                    .map(|b| b.view())
+                    .collect();
+                publish.insert(br, views);
+            }
+        }
+        for (dp_port, frame) in send {
+            dp.execute(Packet::from_bytes(&frame), vec![DpAction::Output(dp_port)]);
+        }
+        if !publish.is_empty() {
+            for (br, views) in publish {
+                if let Some(ofp) = sp.bridge(&br) {
+                    ofp.lock().ports.set_bonds(views);
+                }
+            }
+            sp.request_flush_all();
+        }
+    }
+
+    /// `bond/show [PORT]`.
+    pub fn show_bonds(&self, name: Option<&str>, now: u64) -> Result<String, String> {
+        let g = self.lock();
+        match name {
+            Some(n) => g
+                .bonds
+                .get(n)
+                .map(|b| b.show(now))
+                .ok_or_else(|| "no such bond".to_string()),
+            None => Ok(g.bonds.values().map(|b| b.show(now)).collect()),
+        }
+    }
+
+    /// `lacp/show [PORT]`.
+    pub fn show_lacp(&self, name: Option<&str>) -> Result<String, String> {
+        let g = self.lock();
+        match name {
+            Some(n) => g
+                .bonds
+                .get(n)
+                .and_then(|b| b.lacp.as_ref())
+                .map(|l| l.show())
+                .ok_or_else(|| "no such lacp object".to_string()),
+            None => Ok(g
+                .bonds
+                .values()
+                .filter_map(|b| b.lacp.as_ref().map(|l| l.show()))
+                .collect()),
+        }
+    }
+
+    /// `bond/list`.
+    pub fn list(&self) -> String {
+        let g = self.lock();
+        let mut s = String::from("bond\ttype\trecircID\tmembers\n");
+        for b in g.bonds.values() {
+            let names: Vec<&str> = b.members.values().map(|m| m.name.as_str()).collect();
+            let _ = writeln!(s, "{}\t{}\t-1\t{}", b.name, b.settings.mode.as_str(), names.join(", "));
+        }
+        s
+    }
+}
+
+/// The `bond` thread: runs the bonds' timers every 100 ms.
+pub fn run_thread(sp: Arc<SlowPath>, dp: Arc<Datapath>) {
+    loop {
+        sp.bonds.run(&sp, &dp);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_columns_parse_into_settings_and_bad_values_are_named() {
+        let mut other = BTreeMap::new();
+        other.insert("lacp-time".to_string(), "fast".to_string());
+        other.insert("bond-rebalance-interval".to_string(), "0".to_string());
+        let s = BondSettings::parse(
+            "b",
+            Some("balance-tcp"),
+            Some("active"),
+            Some(200),
+            None,
+            &other,
+        )
+        .unwrap();
+        assert_eq!(s.mode, BondMode::BalanceTcp);
+        assert_eq!(s.lacp, LacpMode::Active);
+        assert!(s.fast);
+        assert_eq!((s.updelay_ms, s.downdelay_ms, s.rebalance_ms), (200, 0, 0));
+        let d = BondSettings::parse("b", None, None, None, None, &BTreeMap::new()).unwrap();
+        assert_eq!(d, BondSettings::default());
+        let e = BondSettings::parse("b", Some("balance-x"), None, None, None, &BTreeMap::new());
+        assert_eq!(e.unwrap_err(), "port b: unknown bond_mode balance-x");
+        let e = BondSettings::parse("b", None, Some("on"), None, None, &BTreeMap::new());
+        assert!(e.unwrap_err().contains("unknown LACP mode on"));
+        let e = BondSettings::parse("b", None, None, Some(-1), None, &BTreeMap::new());
+        assert!(e.unwrap_err().contains("bond_updelay -1"));
+    }
+
+    fn member(ofport: PortNo, name: &str, port: Arc<datapath::DummyPort>) -> MemberSpec {
+        MemberSpec {
+            ofport,
+            name: name.into(),
+            dp_port: 100 + ofport,
+            port,
+            mac: [0, 0, 0, 0, 0, ofport as u8],
+        }
+    }
+
+    fn ab_bond(updelay: u64) -> (Bonds, Arc<datapath::DummyPort>, Arc<datapath::DummyPort>) {
+        let p1 = datapath::DummyPort::new("m1");
+        let p2 = datapath::DummyPort::new("m2");
+        let bonds = Bonds::default();
+        bonds.configure(
+            vec![BondSpec {
+                bridge: "br0".into(),
+                name: "bond0".into(),
+                settings: BondSettings {
+                    updelay_ms: updelay,
+                    ..BondSettings::default()
+                },
+                bridge_mac: [2, 0, 0, 0, 0, 1],
+                members: vec![member(1, "m1", p1.clone()), member(2, "m2", p2.clone())],
+            }],
+            0,
+        );
+        (bonds, p1, p2)
+    }
+
+    fn step(bonds: &Bonds, now: u64) -> BondView {
+        let mut g = bonds.lock();
+        let b = g.bonds.get_mut("bond0").unwrap();
+        b.run(now);
+        b.view()
+    }
+
+    #[test]
+    fn active_backup_fails_over_when_the_active_link_drops_and_honours_updelay() {
+        let (bonds, p1, p2) = ab_bond(500);
+        // Both links come up together: no member is enabled, so the first
+        // skips its updelay and becomes active; the other waits.
+        let v = step(&bonds, 0);
+        assert_eq!(v.active, Some(1));
+        assert_eq!(v.enabled, vec![1]);
+        let v = step(&bonds, 499);
+        assert_eq!(v.enabled, vec![1]);
+        let v = step(&bonds, 500);
+        assert_eq!(v.enabled, vec![1, 2]);
+        p1.set_link_up(false);
+        let v = step(&bonds, 600);
+        assert_eq!(v.active, Some(2), "moved to the other member");
+        assert_eq!(v.enabled, vec![2]);
+        // The first comes back: it waits out its updelay, and the active
+        // member stays where it is.
+        p1.set_link_up(true);
+        let v = step(&bonds, 700);
+        assert_eq!(v.enabled, vec![2]);
+        let v = step(&bonds, 1_200);
+        assert_eq!((v.active, v.enabled.clone()), (Some(2), vec![1, 2]));
+        p2.set_link_up(false);
+        p1.set_link_up(false);
+        let v = step(&bonds, 1_300);
+        assert_eq!((v.active, v.enabled.len()), (None, 0));
+        let text = bonds.show_bonds(Some("bond0"), 1_300).unwrap();
+        assert!(text.contains("bond_mode: active-backup\n"), "{text}");
+        assert!(text.contains("\nmember m1: disabled\n  may_enable: false\n"), "{text}");
+        assert_eq!(bonds.show_bonds(Some("nope"), 0).unwrap_err(), "no such bond");
+    }
+
+    #[test]
+    fn lacp_members_are_disabled_until_the_partner_is_in_sync() {
+        let p1 = datapath::DummyPort::new("m1");
+        let p2 = datapath::DummyPort::new("m2");
+        let bonds = Bonds::default();
+        bonds.configure(
+            vec![BondSpec {
+                bridge: "br0".into(),
+                name: "bond0".into(),
+                settings: BondSettings {
+                    mode: BondMode::BalanceTcp,
+                    lacp: LacpMode::Active,
+                    fast: true,
+                    ..BondSettings::default()
+                },
+                bridge_mac: [2, 0, 0, 0, 0, 1],
+                members: vec![member(1, "m1", p1), member(2, "m2", p2)],
+            }],
+            0,
+        );
+        // No partner yet: nothing may carry traffic.
+        let v = step(&bonds, 0);
+        assert!(v.enabled.is_empty());
+        // A partner that is in sync on both links.
+        let mut partner = Lacp::new("peer", true, true, [2, 0, 0, 0, 0, 9], 65534);
+        partner.add_member(1, "p1", 1, 65535);
+        partner.add_member(2, "p2", 2, 65535);
+        for t in 1..5 {
+            let now = t * 100;
+            for (id, pdu) in partner.run(now) {
+                assert!(bonds.receive(100 + id, &pdu.encode([2, 0, 0, 0, 0, 9]), now));
+            }
+            let mut g = bonds.lock();
+            let b = g.bonds.get_mut("bond0").unwrap();
+            let l = b.lacp.as_ref().unwrap().clone();
+            drop(g);
+            for id in [1, 2] {
+                let frame = lacp::Pdu {
+                    actor: l.actor(id),
+                    partner: partner.actor(id),
+                }
+                .encode([2, 0, 0, 0, 0, 1]);
+                partner.receive(id, &frame, now).unwrap();
+            }
+            step(&bonds, now);
+        }
+        let v = step(&bonds, 600);
+        assert_eq!(v.lacp, LacpStatus::Negotiated);
+        assert_eq!(v.enabled, vec![1, 2]);
+        let text = bonds.show_lacp(Some("bond0")).unwrap();
+        assert!(text.contains("status: active negotiated"), "{text}");
+        assert!(text.contains("member: m1: current attached"), "{text}");
+        assert!(!bonds.receive(999, &[], 0), "not a member");
+    }
+}
