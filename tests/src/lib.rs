@@ -586,6 +586,17 @@ impl StockOvs {
     /// Starts both daemons in a new directory whose name begins with
     /// `prefix`.
     pub fn start(prefix: &str) -> Result<StockOvs> {
+        Self::launch(prefix, None)
+    }
+
+    /// Starts both daemons with real (system) devices instead of dummy
+    /// ones, ovs-vswitchd inside namespace `netns` (one stock userspace
+    /// instance per namespace: it creates the TAP `ovs-netdev`).
+    pub fn start_system(prefix: &str, netns: &str) -> Result<StockOvs> {
+        Self::launch(prefix, Some(netns))
+    }
+
+    fn launch(prefix: &str, netns: Option<&str>) -> Result<StockOvs> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
         let mut ovs = StockOvs {
             dir,
@@ -606,10 +617,19 @@ impl StockOvs {
             .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
             .arg("--detach"))?;
         ovs.pids.push(read_pid(&d.join("ovsdb.pid"))?);
-        run(ovs
-            .cmd("ovs-vswitchd")
+        let mut vswitchd = match netns {
+            None => ovs.cmd("ovs-vswitchd"),
+            Some(ns) => {
+                let mut c = ovs.cmd("ip");
+                c.args(["netns", "exec", ns, "ovs-vswitchd"]);
+                c
+            }
+        };
+        if netns.is_none() {
+            vswitchd.arg("--enable-dummy=override");
+        }
+        run(vswitchd
             .arg(format!("unix:{}", d.join("db.sock").display()))
-            .arg("--enable-dummy=override")
             .arg(format!("--pidfile={}", d.join("vswitchd.pid").display()))
             .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
             .arg("--detach"))?;
