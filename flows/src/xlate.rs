@@ -1057,7 +1057,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
             Some(b) => match b.select(&self.flow, vlan, &mut self.wc) {
                 Some(m) => m,
                 None => {
-                    self.note(depth, format!("NORMAL: bond {} has no usable member", b.name));
+                    self.note(
+                        depth,
+                        format!("NORMAL: bond {} has no usable member", b.name),
+                    );
                     return;
                 }
             },
@@ -1109,7 +1112,11 @@ impl Xlate<'_, '_> {
         if verdict == Admit::Drop {
             self.note(
                 depth,
-                format!("NORMAL: bond {} does not admit this packet on member {}, dropping", b.name, format_port(in_port)),
+                format!(
+                    "NORMAL: bond {} does not admit this packet on member {}, dropping",
+                    b.name,
+                    format_port(in_port)
+                ),
             );
             return false;
         }

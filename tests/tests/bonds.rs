@@ -41,8 +41,10 @@ const MEMBERS: [&str; 2] = ["bondf1", "bondf2"];
 const PEERS: [&str; 2] = ["bondo1", "bondo2"];
 
 /// Builds the rig with the bond settings `opts` (`COLUMN=VALUE`, the same
-/// on both sides) and waits until the two switches' LACP agree.
-fn rig(opts: &[&str]) -> Result<Rig> {
+/// on both sides) and waits until the two switches' LACP agree. With
+/// `stock_vsctl`, ferrovs is configured by stock `ovs-vsctl` instead of
+/// its own `vsctl`.
+fn rig(opts: &[&str], stock_vsctl: bool) -> Result<Rig> {
     for dev in ["bondf1", "bondf2", "bondfh"] {
         let _ = ip(&["link", "del", dev]);
     }
@@ -51,7 +53,16 @@ fn rig(opts: &[&str]) -> Result<Rig> {
     let h2 = Netns::new("bondh2")?;
     for (f, o) in MEMBERS.iter().zip(PEERS) {
         ip(&[
-            "link", "add", f, "type", "veth", "peer", "name", o, "netns", &ovs_ns.name,
+            "link",
+            "add",
+            f,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            o,
+            "netns",
+            &ovs_ns.name,
         ])?;
         ip(&["link", "set", f, "up"])?;
         ovs_ns.exec(&["ip", "link", "set", o, "up"])?;
@@ -74,16 +85,35 @@ fn rig(opts: &[&str]) -> Result<Rig> {
     let ovs = StockOvs::start_system("bond-ovs-", &ovs_ns.name)?;
     let mut add = vec!["add-bond", "bondob", "bond0", "bondo1", "bondo2"];
     add.extend_from_slice(opts);
-    ovs.vsctl(&["add-br", "bondob", "--", "set", "bridge", "bondob", "datapath_type=netdev"])?;
+    ovs.vsctl(&[
+        "add-br",
+        "bondob",
+        "--",
+        "set",
+        "bridge",
+        "bondob",
+        "datapath_type=netdev",
+    ])?;
     ovs.vsctl(&add)?;
     ovs.vsctl(&["add-port", "bondob", "bondoh"])?;
 
     let sw = Switch::start()?;
-    sw.vsctl(&["add-br", "bondfb"])?;
+    let db = format!("--db={}", sw.db_remote());
+    let vsctl = |args: &[&str]| -> Result<String> {
+        if stock_vsctl {
+            run(std::process::Command::new("ovs-vsctl")
+                .arg(&db)
+                .arg("--timeout=20")
+                .args(args))
+        } else {
+            sw.vsctl(args)
+        }
+    };
+    vsctl(&["add-br", "bondfb"])?;
     let mut add = vec!["add-bond", "bondfb", "bond0", "bondf1", "bondf2"];
     add.extend_from_slice(opts);
-    sw.vsctl(&add)?;
-    sw.vsctl(&["add-port", "bondfb", "bondfh"])?;
+    vsctl(&add)?;
+    vsctl(&["add-port", "bondfb", "bondfh"])?;
     let rig = Rig {
         sw,
         ovs,
@@ -127,13 +157,20 @@ impl Rig {
 
     /// Sets the stock side's end of member `i` (0 or 1) down or up.
     fn peer_link(&self, i: usize, up: bool) -> Result<()> {
-        self.ovs_ns
-            .exec(&["ip", "link", "set", PEERS[i], if up { "up" } else { "down" }])?;
+        self.ovs_ns.exec(&[
+            "ip",
+            "link",
+            "set",
+            PEERS[i],
+            if up { "up" } else { "down" },
+        ])?;
         Ok(())
     }
 
     fn pings(&self) -> bool {
-        self.h1.ping_eventually("10.77.0.2", Duration::from_secs(10)) && self.h1.ping("10.77.0.2", 5)
+        self.h1
+            .ping_eventually("10.77.0.2", Duration::from_secs(10))
+            && self.h1.ping("10.77.0.2", 5)
     }
 
     fn bond_show(&self) -> String {
@@ -157,7 +194,12 @@ fn labels(text: &str) -> Vec<String> {
         .filter(|l| !l.starts_with("  hash ") && *l != "  active member")
         .map(|l| {
             let label = l.split(':').next().unwrap_or("");
-            if label.starts_with("member ") { "member" } else { label }.to_string()
+            if label.starts_with("member ") {
+                "member"
+            } else {
+                label
+            }
+            .to_string()
         })
         .collect()
 }
@@ -187,7 +229,14 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_eith
 -> Result<()> {
     require!("ovs-vswitchd", "ovsdb-server", "iperf3", "ethtool");
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let r = rig(&["bond_mode=balance-tcp", "lacp=active", "other_config:lacp-time=fast"])?;
+    let r = rig(
+        &[
+            "bond_mode=balance-tcp",
+            "lacp=active",
+            "other_config:lacp-time=fast",
+        ],
+        false,
+    )?;
 
     // lacp/show and bond/show have stock OVS's layout.
     assert_eq!(
@@ -199,7 +248,11 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_eith
     );
     let ours = r.bond_show();
     let theirs = r.ovs.appctl(&["bond/show", "bond0"])?;
-    assert_eq!(labels(&ours), labels(&theirs), "ours:\n{ours}\ntheirs:\n{theirs}");
+    assert_eq!(
+        labels(&ours),
+        labels(&theirs),
+        "ours:\n{ours}\ntheirs:\n{theirs}"
+    );
     assert!(ours.contains("lacp_status: negotiated"), "{ours}");
     assert!(r.lacp_ours().contains("status: active negotiated"));
 
@@ -211,7 +264,16 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_eith
     std::thread::sleep(Duration::from_millis(500));
     let before: Vec<u64> = MEMBERS.iter().map(|m| tx_packets(m)).collect();
     let out = r.h1.exec(&[
-        "iperf3", "-c", "10.77.0.2", "-t", "3", "-P", "16", "-l", "16K", "-J",
+        "iperf3",
+        "-c",
+        "10.77.0.2",
+        "-t",
+        "3",
+        "-P",
+        "16",
+        "-l",
+        "16K",
+        "-J",
     ])?;
     let bps = iperf3_bps(&out)?;
     assert!(bps > 0.0);
@@ -230,8 +292,10 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_eith
         r.peer_link(i, false)?;
         assert!(
             wait_until(Duration::from_secs(10), || {
-                r.lacp_ours().contains(&format!("member: {}: expired", MEMBERS[i]))
-                    || r.lacp_ours().contains(&format!("member: {}: defaulted", MEMBERS[i]))
+                r.lacp_ours()
+                    .contains(&format!("member: {}: expired", MEMBERS[i]))
+                    || r.lacp_ours()
+                        .contains(&format!("member: {}: defaulted", MEMBERS[i]))
                     || !member_in_sync(&r.lacp_ours(), MEMBERS[i])
             }),
             "member {} still in use after its link went down:\n{}",
@@ -251,16 +315,19 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_eith
 }
 
 #[test]
-fn lacp_active_backup_bond_moves_to_the_other_member_when_the_active_link_goes_down() -> Result<()>
-{
-    require!("ovs-vswitchd", "ovsdb-server", "ethtool");
+fn lacp_active_backup_bond_set_up_by_stock_ovs_vsctl_moves_to_the_other_member_on_link_loss()
+-> Result<()> {
+    require!("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ethtool");
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let r = rig(&[
-        "bond_mode=active-backup",
-        "lacp=active",
-        "other_config:lacp-time=fast",
-        "bond_updelay=500",
-    ])?;
+    let r = rig(
+        &[
+            "bond_mode=active-backup",
+            "lacp=active",
+            "other_config:lacp-time=fast",
+            "bond_updelay=500",
+        ],
+        true,
+    )?;
     assert!(r.pings(), "no ping across the bond\n{}", r.sw.log_text());
     // Both members enabled (their updelay passed), one of them active.
     assert!(wait_until(Duration::from_secs(5), || {
@@ -280,7 +347,10 @@ fn lacp_active_backup_bond_moves_to_the_other_member_when_the_active_link_goes_d
     );
     // Still the same after a while: the move below is caused by the link.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(active_member(&r.bond_show()).as_deref(), Some(first.as_str()));
+    assert_eq!(
+        active_member(&r.bond_show()).as_deref(),
+        Some(first.as_str())
+    );
 
     r.peer_link(i, false)?;
     assert!(
@@ -297,6 +367,9 @@ fn lacp_active_backup_bond_moves_to_the_other_member_when_the_active_link_goes_d
     );
     let before = tx_packets(other);
     assert!(r.h1.ping("10.77.0.2", 5));
-    assert!(tx_packets(other) - before >= 5, "pings did not leave by {other}");
+    assert!(
+        tx_packets(other) - before >= 5,
+        "pings did not leave by {other}"
+    );
     Ok(())
 }

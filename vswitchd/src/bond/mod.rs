@@ -84,8 +84,8 @@ impl BondSettings {
     ) -> Result<BondSettings, String> {
         let mut s = BondSettings::default();
         if let Some(m) = bond_mode {
-            s.mode = BondMode::parse(m)
-                .ok_or_else(|| format!("port {port}: unknown bond_mode {m}"))?;
+            s.mode =
+                BondMode::parse(m).ok_or_else(|| format!("port {port}: unknown bond_mode {m}"))?;
         }
         s.lacp = match lacp {
             None | Some("off") => LacpMode::Off,
@@ -126,9 +126,10 @@ impl BondSettings {
             s.sys_id = Some(mac.0);
         }
         if let Some(v) = other.get("lacp-aggregation-key") {
-            s.key = Some(v.parse().map_err(|_| {
-                format!("port {port}: lacp-aggregation-key {v} out of range")
-            })?);
+            s.key = Some(
+                v.parse()
+                    .map_err(|_| format!("port {port}: lacp-aggregation-key {v} out of range"))?,
+            );
         }
         Ok(s)
     }
@@ -430,7 +431,13 @@ impl Bonds {
             } else {
                 let sys_id = s.sys_id.unwrap_or(spec.bridge_mac);
                 let l = b.lacp.get_or_insert_with(|| {
-                    Lacp::new(&spec.name, s.lacp == LacpMode::Active, s.fast, sys_id, s.sys_priority)
+                    Lacp::new(
+                        &spec.name,
+                        s.lacp == LacpMode::Active,
+                        s.fast,
+                        sys_id,
+                        s.sys_priority,
+                    )
                 });
                 l.active = s.lacp == LacpMode::Active;
                 l.fast = s.fast;
@@ -449,9 +456,7 @@ impl Bonds {
                 }
             }
             for m in spec.members {
-                inner
-                    .by_dp
-                    .insert(m.dp_port, (spec.name.clone(), m.ofport));
+                inner.by_dp.insert(m.dp_port, (spec.name.clone(), m.ofport));
                 if let Some(l) = &mut b.lacp {
                     l.add_member(m.ofport, &m.name, m.ofport.min(0xffff) as u16, 65535);
                 }
@@ -576,7 +581,13 @@ impl Bonds {
         let mut s = String::from("bond\ttype\trecircID\tmembers\n");
         for b in g.bonds.values() {
             let names: Vec<&str> = b.members.values().map(|m| m.name.as_str()).collect();
-            let _ = writeln!(s, "{}\t{}\t-1\t{}", b.name, b.settings.mode.as_str(), names.join(", "));
+            let _ = writeln!(
+                s,
+                "{}\t{}\t-1\t{}",
+                b.name,
+                b.settings.mode.as_str(),
+                names.join(", ")
+            );
         }
         s
     }
@@ -688,8 +699,14 @@ mod tests {
         assert_eq!((v.active, v.enabled.len()), (None, 0));
         let text = bonds.show_bonds(Some("bond0"), 1_300).unwrap();
         assert!(text.contains("bond_mode: active-backup\n"), "{text}");
-        assert!(text.contains("\nmember m1: disabled\n  may_enable: false\n"), "{text}");
-        assert_eq!(bonds.show_bonds(Some("nope"), 0).unwrap_err(), "no such bond");
+        assert!(
+            text.contains("\nmember m1: disabled\n  may_enable: false\n"),
+            "{text}"
+        );
+        assert_eq!(
+            bonds.show_bonds(Some("nope"), 0).unwrap_err(),
+            "no such bond"
+        );
     }
 
     #[test]
