@@ -313,4 +313,122 @@ mod tests {
         let down = view(BondMode::ActiveBackup, LacpStatus::Configured, &[]);
         assert_eq!(down.admit(1, &tcp(1)), Admit::Drop);
     }
+
+    /// NORMAL over a bridge whose ports 1 and 2 are the members of `bond`
+    /// and port 3 a plain port (datapath ports 101..103).
+    mod normal {
+        use super::*;
+        use crate::dpaction::DpAction;
+        use crate::group::GroupTable;
+        use crate::mac_learning::MacLearning;
+        use crate::table::{FlowModCommand, Pipeline};
+        use crate::text::parse_flow_mod;
+        use crate::xlate::{BridgePort, BridgePorts, XlateCtx, XlateResult, translate};
+
+        struct Rig {
+            pipeline: Pipeline,
+            groups: GroupTable,
+            ports: BridgePorts,
+            mac: MacLearning,
+        }
+
+        impl Rig {
+            fn new(bond: BondView) -> Rig {
+                let mut pipeline = Pipeline::new();
+                let fm = parse_flow_mod("actions=NORMAL", FlowModCommand::Add).unwrap();
+                pipeline.flow_mod(&fm, 0).unwrap();
+                let mut ports = BridgePorts::new();
+                for p in 1..=3 {
+                    ports.insert(BridgePort::new(p, 100 + p));
+                }
+                ports.set_bonds(vec![bond]);
+                Rig {
+                    pipeline,
+                    groups: GroupTable::new(),
+                    ports,
+                    mac: MacLearning::default(),
+                }
+            }
+
+            fn xlate(&mut self, key: &FlowKey) -> XlateResult {
+                let ctx = XlateCtx {
+                    pipeline: &self.pipeline,
+                    groups: &self.groups,
+                    ports: &self.ports,
+                    mac: &self.mac,
+                    now_ms: 1000,
+                };
+                let r = translate(&ctx, key);
+                for l in &r.learned {
+                    self.mac.learn(l.vlan, l.mac, l.port, 1000);
+                }
+                r
+            }
+        }
+
+        fn from(in_port: PortNo, src: u8, dst: [u8; 6]) -> FlowKey {
+            let mut k = tcp(1000);
+            k.in_port = in_port;
+            k.dl_src = [0, 0, 0, 0, 0, src];
+            k.dl_dst = dst;
+            k
+        }
+
+        const BCAST: [u8; 6] = [0xff; 6];
+
+        #[test]
+        fn active_backup_floods_once_to_the_active_member_and_learns_the_bond() {
+            let mut bond = view(BondMode::ActiveBackup, LacpStatus::Off, &[1, 2]);
+            bond.active = Some(2);
+            let mut r = Rig::new(bond);
+            // Flooding reaches the bond once, by its active member.
+            let x = r.xlate(&from(3, 0x33, BCAST));
+            assert_eq!(x.actions, vec![DpAction::Output(102)]);
+            // The backup member admits nothing.
+            let x = r.xlate(&from(1, 0x11, BCAST));
+            assert!(x.actions.is_empty() && x.learned.is_empty(), "{x:?}");
+            // The active member's packets are the bond's: learned on it,
+            // and never sent back into it.
+            let x = r.xlate(&from(2, 0x22, BCAST));
+            assert_eq!(x.actions, vec![DpAction::Output(103)]);
+            assert_eq!(x.learned[0].port, 1, "learned on the bond (its id)");
+            let x = r.xlate(&from(3, 0x33, [0, 0, 0, 0, 0, 0x22]));
+            assert_eq!(x.actions, vec![DpAction::Output(102)]);
+        }
+
+        #[test]
+        fn balance_tcp_spreads_learned_unicast_over_members_by_5_tuple() {
+            let mut r = Rig::new(view(BondMode::BalanceTcp, LacpStatus::Negotiated, &[1, 2]));
+            r.xlate(&from(2, 0x22, BCAST));
+            let mut outs = std::collections::BTreeSet::new();
+            for sport in 0..32 {
+                let mut k = from(3, 0x33, [0, 0, 0, 0, 0, 0x22]);
+                k.tp_src = 40000 + sport;
+                let x = r.xlate(&k);
+                assert_eq!(x.wc.tp_src, 0xffff, "the hash read the ports");
+                for a in x.actions {
+                    if let DpAction::Output(p) = a {
+                        outs.insert(p);
+                    }
+                }
+            }
+            assert_eq!(outs, [101, 102].into_iter().collect());
+            // A member LACP did not enable drops what it receives.
+            let mut r = Rig::new(view(BondMode::BalanceTcp, LacpStatus::Negotiated, &[2]));
+            assert!(r.xlate(&from(1, 0x11, BCAST)).actions.is_empty());
+        }
+
+        #[test]
+        fn balance_slb_drops_a_source_that_came_back_through_the_bond() {
+            let mut r = Rig::new(view(BondMode::BalanceSlb, LacpStatus::Off, &[1, 2]));
+            // Host 0x33 is learned on port 3 ...
+            r.xlate(&from(3, 0x33, BCAST));
+            // ... so its own frame reflected back by the partner is dropped.
+            let x = r.xlate(&from(1, 0x33, [0, 0, 0, 0, 0, 0x44]));
+            assert!(x.actions.is_empty(), "{x:?}");
+            // A host behind the bond is admitted.
+            let x = r.xlate(&from(1, 0x55, [0, 0, 0, 0, 0, 0x33]));
+            assert_eq!(x.actions, vec![DpAction::Output(103)]);
+        }
+    }
 }
