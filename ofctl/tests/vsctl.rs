@@ -29,7 +29,11 @@ fn env() -> Env {
         .enable_all()
         .build()
         .unwrap();
-    rt.spawn(serve(db.clone(), vec![Remote::Unix(sock.clone())]));
+    rt.spawn(serve(
+        db.clone(),
+        vec![Remote::Unix(sock.clone())],
+        Default::default(),
+    ));
     for _ in 0..500 {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             break;
@@ -656,7 +660,7 @@ fn tcp_database_target_works() {
         .build()
         .unwrap();
     let remote: Remote = format!("ptcp:{port}:127.0.0.1").parse().unwrap();
-    rt.spawn(serve(db.clone(), vec![remote]));
+    rt.spawn(serve(db.clone(), vec![remote], Default::default()));
     let target = format!("--db=tcp:127.0.0.1:{port}");
     let mut out = None;
     for _ in 0..100 {
@@ -677,4 +681,57 @@ fn tcp_database_target_works() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "brt\n");
     assert_eq!(db.snapshot().table("Bridge").len(), 1);
+}
+
+#[test]
+fn add_bond_makes_one_port_with_every_interface_and_its_settings() {
+    let e = env();
+    ok(&e, &["add-br", "br0"]);
+    ok(
+        &e,
+        &[
+            "add-bond",
+            "br0",
+            "bond0",
+            "m1",
+            "m2",
+            "bond_mode=balance-tcp",
+            "lacp=active",
+            "other_config:lacp-time=fast",
+        ],
+    );
+    assert_eq!(ok(&e, &["list-ports", "br0"]), "bond0\n");
+    assert_eq!(ok(&e, &["list-ifaces", "br0"]), "m1\nm2\n");
+    assert_eq!(ok(&e, &["iface-to-br", "m2"]), "br0\n");
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "get",
+                "port",
+                "bond0",
+                "bond_mode",
+                "lacp",
+                "other_config:lacp-time"
+            ]
+        ),
+        "balance-tcp\nactive\nfast\n"
+    );
+    fails(
+        &e,
+        &["add-bond", "br0", "bond1", "m3"],
+        "'add-bond' command requires at least 4 arguments",
+    );
+    fails(
+        &e,
+        &["add-bond", "br0", "bond1", "m3", "lacp=active"],
+        "add-bond requires at least 2 interfaces, but only 1 were specified",
+    );
+    fails(
+        &e,
+        &["add-bond", "br0", "bond1", "m1", "m4"],
+        "an interface named m1 already exists",
+    );
+    ok(&e, &["del-port", "bond0"]);
+    assert_eq!(ok(&e, &["list-ifaces", "br0"]), "");
 }

@@ -111,7 +111,7 @@ pub fn execute(ctx: &mut Ctx<'_>, c: &Command) -> Result<bool, VsctlError> {
             add_port(ctx, c)?;
         }
         "add-bond" => {
-            nargs(c, 2, usize::MAX)?;
+            nargs(c, 4, usize::MAX)?;
             add_port(ctx, c)?;
         }
         "del-port" => {
