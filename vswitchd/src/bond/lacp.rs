@@ -361,7 +361,8 @@ impl Lacp {
     fn update_attached(&mut self) {
         self.update = false;
         let sys = (self.sys_priority, self.sys_id);
-        let mut lead: Option<(bool, (u16, [u8; 6], u16, u16), PortNo)> = None;
+        // (not in sync, priority): the smallest leads.
+        let mut lead: Option<((bool, LinkPriority), PortNo)> = None;
         let ids: Vec<PortNo> = self.members.keys().copied().collect();
         for id in &ids {
             let m = self.members.get_mut(id).expect("listed");
@@ -386,16 +387,13 @@ impl Lacp {
                     m.partner.port_id,
                 )
             };
-            let better = match &lead {
-                None => true,
-                Some((le, lp, _)) => enable > *le || (enable == *le && pri < *lp),
-            };
-            if better {
-                lead = Some((enable, pri, *id));
+            let rank = (!enable, pri);
+            if lead.as_ref().is_none_or(|(r, _)| rank < *r) {
+                lead = Some((rank, *id));
             }
         }
         self.negotiated = lead.is_some();
-        if let Some((_, _, lead_id)) = lead {
+        if let Some((_, lead_id)) = lead {
             let lp = self.members[&lead_id].partner;
             for m in self.members.values_mut() {
                 if m.partner.key != lp.key || m.partner.sys_id != lp.sys_id {
@@ -504,6 +502,10 @@ impl Lacp {
         s
     }
 }
+
+/// A link's priority: system priority, system id, port priority, port id
+/// of the higher-priority end of the link (smaller is better).
+type LinkPriority = (u16, [u8; 6], u16, u16);
 
 fn set_expired(m: &mut Member, now: u64) {
     m.status = MemberStatus::Expired;
