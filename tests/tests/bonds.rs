@@ -225,7 +225,7 @@ fn active_member(show: &str) -> Option<String> {
 }
 
 #[test]
-fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_either_link_down()
+fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_link_or_lacp_loss()
 -> Result<()> {
     require!("ovs-vswitchd", "ovsdb-server", "iperf3", "ethtool");
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -307,6 +307,28 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_eith
         r.peer_link(i, true)?;
         r.wait_negotiated(&MEMBERS, Duration::from_secs(40))?;
     }
+
+    // LACP stops on a link that stays up: stock OVS takes bondo1 out of
+    // its bond (and closes it), so no more LACPDUs arrive on bondf1.
+    let uuid = r.ovs.vsctl(&["get", "interface", "bondo1", "_uuid"])?;
+    r.ovs
+        .vsctl(&["remove", "port", "bond0", "interfaces", uuid.trim()])?;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            !member_in_sync(&r.lacp_ours(), "bondf1")
+                && r.bond_show().contains("member bondf1: disabled")
+        }),
+        "bondf1 still in use after its partner stopped LACP:\n{}\n{}",
+        r.lacp_ours(),
+        r.bond_show()
+    );
+    let carrier = std::fs::read_to_string("/sys/class/net/bondf1/carrier")?;
+    assert_eq!(carrier.trim(), "1", "the link itself stayed up");
+    assert!(
+        r.pings(),
+        "traffic did not survive LACP stopping on bondf1\n{}",
+        r.bond_show()
+    );
     Ok(())
 }
 
