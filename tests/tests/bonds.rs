@@ -256,6 +256,28 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_link
     assert!(ours.contains("lacp_status: negotiated"), "{ours}");
     assert!(r.lacp_ours().contains("status: active negotiated"));
 
+    // Interface.lacp_current, as stock OVS writes it.
+    assert_eq!(
+        r.ovs
+            .vsctl(&["get", "interface", "bondo1", "lacp_current"])?
+            .trim(),
+        "true"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            MEMBERS.iter().all(|m| {
+                r.sw.vsctl(&["get", "interface", m, "lacp_current"])
+                    .is_ok_and(|v| v.trim() == "true")
+            })
+        }),
+        "lacp_current is not true on ferrovs's members"
+    );
+    assert_eq!(
+        r.sw.vsctl(&["get", "interface", "bondfh", "lacp_current"])?
+            .trim(),
+        "[]"
+    );
+
     assert!(r.pings(), "no ping across the bond\n{}", r.sw.log_text());
 
     // Several TCP flows from the host behind ferrovs: balance-tcp hashes

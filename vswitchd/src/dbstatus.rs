@@ -31,6 +31,8 @@ pub struct IfaceStatus {
     /// The `status` column, for interfaces whose status the switch owns
     /// (tunnels); `None` leaves the column alone.
     pub status: Option<BTreeMap<String, String>>,
+    /// `lacp_current`, for members of a bond running LACP (`None`: empty).
+    pub lacp_current: Option<bool>,
 }
 
 /// Connection state of one controller, for its `Controller` row.
@@ -89,6 +91,12 @@ pub fn status_ops(data: &Data, rt: &Runtime) -> Vec<Op> {
             ("link_state", up_down(s.link_up)),
             ("admin_state", up_down(s.admin_up)),
             ("mtu", s.mtu.map_or_else(Datum::empty_set, Datum::integer)),
+            (
+                "lacp_current",
+                s.lacp_current.map_or_else(Datum::empty_set, |b| {
+                    Datum::scalar(ovsdb::datum::Atom::Boolean(b))
+                }),
+            ),
         ];
         if let Some(status) = &s.status {
             want.push(("status", Datum::string_map(status.iter())));

@@ -629,6 +629,7 @@ impl Switch {
                 admin_up,
                 mtu,
                 status: self.tunnel_status(&slot.config),
+                lacp_current: self.slow.bonds.lacp_current(name),
             });
         }
         for (name, (uuid, err)) in &st.failed {
@@ -642,6 +643,7 @@ impl Switch {
                 admin_up: false,
                 mtu: None,
                 status: None,
+                lacp_current: None,
             });
         }
         out

@@ -257,6 +257,11 @@ impl Lacp {
         self.members.iter()
     }
 
+    /// Member `id`'s receive status.
+    pub fn status_of(&self, id: PortNo) -> Option<MemberStatus> {
+        self.members.get(&id).map(|m| m.status)
+    }
+
     /// True when some member is attached to a partner.
     pub fn negotiated(&self) -> bool {
         self.negotiated

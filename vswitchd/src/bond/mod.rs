@@ -575,6 +575,18 @@ impl Bonds {
         }
     }
 
+    /// `Interface.lacp_current` of interface `iface`: whether its LACP
+    /// partner is known (not defaulted); `None` when it is not a member of
+    /// a bond running LACP.
+    pub fn lacp_current(&self, iface: &str) -> Option<bool> {
+        let g = self.lock();
+        g.bonds.values().find_map(|b| {
+            let (id, _) = b.members.iter().find(|(_, m)| m.name == iface)?;
+            let l = b.lacp.as_ref()?;
+            l.status_of(*id).map(|s| s != lacp::MemberStatus::Defaulted)
+        })
+    }
+
     /// `bond/list`.
     pub fn list(&self) -> String {
         let g = self.lock();
