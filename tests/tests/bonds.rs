@@ -45,6 +45,12 @@ const PEERS: [&str; 2] = ["bondo1", "bondo2"];
 /// `stock_vsctl`, ferrovs is configured by stock `ovs-vsctl` instead of
 /// its own `vsctl`.
 fn rig(opts: &[&str], stock_vsctl: bool) -> Result<Rig> {
+    rig2(opts, opts, stock_vsctl)
+}
+
+/// [`rig`] with different bond settings on ferrovs (`ours`) and on stock
+/// OVS (`theirs`).
+fn rig2(ours: &[&str], theirs: &[&str], stock_vsctl: bool) -> Result<Rig> {
     for dev in ["bondf1", "bondf2", "bondfh"] {
         let _ = ip(&["link", "del", dev]);
     }
@@ -84,7 +90,7 @@ fn rig(opts: &[&str], stock_vsctl: bool) -> Result<Rig> {
 
     let ovs = StockOvs::start_system("bond-ovs-", &ovs_ns.name)?;
     let mut add = vec!["add-bond", "bondob", "bond0", "bondo1", "bondo2"];
-    add.extend_from_slice(opts);
+    add.extend_from_slice(theirs);
     ovs.vsctl(&[
         "add-br",
         "bondob",
@@ -111,7 +117,7 @@ fn rig(opts: &[&str], stock_vsctl: bool) -> Result<Rig> {
     };
     vsctl(&["add-br", "bondfb"])?;
     let mut add = vec!["add-bond", "bondfb", "bond0", "bondf1", "bondf2"];
-    add.extend_from_slice(opts);
+    add.extend_from_slice(ours);
     vsctl(&add)?;
     vsctl(&["add-port", "bondfb", "bondfh"])?;
     let rig = Rig {
@@ -411,5 +417,38 @@ fn lacp_active_backup_bond_set_up_by_stock_ovs_vsctl_moves_to_the_other_member_o
         tx_packets(other) - before >= 5,
         "pings did not leave by {other}"
     );
+    Ok(())
+}
+
+#[test]
+fn passive_lacp_balance_slb_bond_negotiates_with_an_active_stock_partner() -> Result<()> {
+    require!("ovs-vswitchd", "ovsdb-server", "ethtool");
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let r = rig2(
+        &["bond_mode=balance-slb", "lacp=passive"],
+        &["bond_mode=balance-slb", "lacp=active"],
+        false,
+    )?;
+    let ours = r.lacp_ours();
+    assert!(ours.contains("status: passive negotiated"), "{ours}");
+    assert!(ours.contains("lacp_time: slow"), "{ours}");
+    // A passive actor does not advertise activity; the active partner does.
+    assert!(
+        ours.contains("actor state: aggregation synchronized collecting distributing\n"),
+        "{ours}"
+    );
+    assert!(
+        ours.contains("partner state: activity aggregation synchronized"),
+        "{ours}"
+    );
+    let show = r.bond_show();
+    let theirs = r.ovs.appctl(&["bond/show", "bond0"])?;
+    assert_eq!(
+        labels(&show),
+        labels(&theirs),
+        "ours:\n{show}\ntheirs:\n{theirs}"
+    );
+    assert!(show.contains("bond_mode: balance-slb"), "{show}");
+    assert!(r.pings(), "no ping across the bond\n{show}");
     Ok(())
 }

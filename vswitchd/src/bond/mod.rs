@@ -306,6 +306,10 @@ impl BondRt {
         let _ = writeln!(s, "bond may use recirculation: no, Recirc-ID : -1");
         let _ = writeln!(s, "bond-hash-basis: 0");
         let _ = writeln!(s, "lb_output action: disabled, bond-id: -1");
+        if self.settings.mode == BondMode::BalanceSlb {
+            // `other_config:all-members-active` is not supported.
+            let _ = writeln!(s, "all members active: false");
+        }
         let _ = writeln!(s, "updelay: {} ms", self.settings.updelay_ms);
         let _ = writeln!(s, "downdelay: {} ms", self.settings.downdelay_ms);
         if self.settings.mode != BondMode::ActiveBackup {
