@@ -382,6 +382,19 @@ fn lacp_active_backup_bond_set_up_by_stock_ovs_vsctl_moves_to_the_other_member_o
     let show = r.bond_show();
     let first = active_member(&show).expect("an active member");
     assert!(show.contains("bond_mode: active-backup"), "{show}");
+    let theirs = r.ovs.appctl(&["bond/show", "bond0"])?;
+    assert_eq!(
+        labels(&show),
+        labels(&theirs),
+        "ours:\n{show}\ntheirs:\n{theirs}"
+    );
+    let (list, stock_list) = (r.sw.appctl(&["bond/list"])?, r.ovs.appctl(&["bond/list"])?);
+    assert_eq!(list.lines().next(), stock_list.lines().next());
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("bond0\tactive-backup\t") && l.ends_with("\tbondf1, bondf2")),
+        "{list}"
+    );
     // Traffic leaves by the active member only.
     let i = MEMBERS.iter().position(|m| *m == first).expect("a member");
     let other = MEMBERS[1 - i];
