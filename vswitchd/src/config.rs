@@ -156,6 +156,16 @@ impl SwitchConfig {
         Some((0..128).filter(|b| mask & (1u128 << b) != 0).collect())
     }
 
+    /// `other_config:flow-restore-wait=true`: the datapath receives
+    /// nothing and no controller is contacted until it goes back to false
+    /// (or away), so that a restarted switch forwards only with the flows
+    /// restored into it.
+    pub fn flow_restore_wait(&self) -> bool {
+        self.other_config
+            .get("flow-restore-wait")
+            .is_some_and(|v| v.trim() == "true")
+    }
+
     /// `other_config:pmd-maxsleep` (microseconds, as in OVS); `None` when
     /// unset or not a number.
     pub fn pmd_max_sleep(&self) -> Option<std::time::Duration> {
