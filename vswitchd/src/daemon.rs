@@ -223,12 +223,14 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
             ctx.of.controller_status(),
             ctx.switch.dpids(),
         );
+        let mirror_stats = ctx.switch.mirror_stats();
         let rt = Runtime {
             cfg: &cfg,
             ifaces: &ifaces,
             controllers: &controllers,
             dpids: &dpids,
             stats: stats.as_ref(),
+            mirror_stats: &mirror_stats,
         };
         if let Err(e) = ctx.db.write(&status_ops(&data, &rt)) {
             warn!("writing runtime state to the DB failed: {e}");
