@@ -29,7 +29,7 @@ fn env() -> Env {
         .enable_all()
         .build()
         .unwrap();
-    rt.spawn(serve(db.clone(), vec![Remote::Unix(sock.clone())]));
+    rt.spawn(serve(db.clone(), vec![Remote::Unix(sock.clone())], Default::default()));
     for _ in 0..500 {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             break;
@@ -369,6 +369,58 @@ fn create_with_id_reference_and_destroy() {
     assert_eq!(rows(&e, "Queue"), 0);
 }
 
+/// OVS's mirror recipe spells columns with dashes (`select-src-port`):
+/// ovs-vsctl takes `-` for `_` and ignores case in column names.
+#[test]
+fn column_names_match_with_dashes_for_underscores_as_in_ovs_vsctl() {
+    let e = env();
+    ok(&e, &["add-br", "br0"]);
+    ok(&e, &["add-port", "br0", "p1"]);
+    ok(&e, &["add-port", "br0", "p2"]);
+    ok(
+        &e,
+        &[
+            "--",
+            "--id=@p",
+            "get",
+            "port",
+            "p1",
+            "--",
+            "--id=@out",
+            "get",
+            "port",
+            "p2",
+            "--",
+            "--id=@m",
+            "create",
+            "mirror",
+            "name=m0",
+            "select-src-port=@p",
+            "select-dst-port=@p",
+            "output-port=@out",
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "mirrors=@m",
+        ],
+    );
+    let p1 = ok(&e, &["get", "port", "p1", "_uuid"]);
+    assert_eq!(
+        ok(&e, &["get", "mirror", "m0", "select_src_port"]),
+        format!("[{}]\n", p1.trim())
+    );
+    assert_eq!(
+        ok(&e, &["get", "Mirror", "m0", "SELECT-DST-PORT"]),
+        format!("[{}]\n", p1.trim())
+    );
+    fails(
+        &e,
+        &["get", "mirror", "m0", "select"],
+        "Mirror contains more than one column whose name matches \"select\"",
+    );
+}
+
 #[test]
 fn controller_fail_mode_and_manager_verbs() {
     let e = env();
@@ -656,7 +708,7 @@ fn tcp_database_target_works() {
         .build()
         .unwrap();
     let remote: Remote = format!("ptcp:{port}:127.0.0.1").parse().unwrap();
-    rt.spawn(serve(db.clone(), vec![remote]));
+    rt.spawn(serve(db.clone(), vec![remote], Default::default()));
     let target = format!("--db=tcp:127.0.0.1:{port}");
     let mut out = None;
     for _ in 0..100 {
