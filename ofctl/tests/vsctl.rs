@@ -29,7 +29,11 @@ fn env() -> Env {
         .enable_all()
         .build()
         .unwrap();
-    rt.spawn(serve(db.clone(), vec![Remote::Unix(sock.clone())], Default::default()));
+    rt.spawn(serve(
+        db.clone(),
+        vec![Remote::Unix(sock.clone())],
+        Default::default(),
+    ));
     for _ in 0..500 {
         if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
             break;

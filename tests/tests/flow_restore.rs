@@ -47,14 +47,7 @@ fn a_restart_with_flow_restore_wait_forwards_only_after_the_flows_are_restored()
             .ping(&hosts[1].addr, 1)),
         "a running switch still forwards with flow-restore-wait=true"
     );
-    let Switch {
-        rundir,
-        db,
-        mut proc,
-        ..
-    } = sw;
-    proc.kill();
-    let sw = Switch::start_in(rundir, db)?;
+    let sw = sw.kill_and_restart()?;
     // A controller is configured; nothing may connect to it yet.
     let ctl = TcpListener::bind("127.0.0.1:0")?;
     ctl.set_nonblocking(true)?;
