@@ -47,3 +47,12 @@ def write_many_rules(path: Path, rules: int, out_port: int, extra: list[str]) ->
         for line in extra:
             f.write(line + "\n")
     return rules + len(extra)
+
+
+def save_flows(dump: str) -> str:
+    """A dump-flows listing as an add-flows file (what ovs-save keeps)."""
+    return "".join(
+        line.strip() + "\n"
+        for line in dump.splitlines()
+        if "actions=" in line and "_FLOW reply" not in line
+    )

@@ -40,9 +40,10 @@ def parse_udp(doc: dict) -> tuple[float, float]:
     return received / seconds, float(s.get("lost_percent", 0.0))
 
 
-def start_server(stack: ExitStack, pair: HostPair, log_path: Path) -> None:
-    """One iperf3 server in the second host; torn down by ``stack``."""
-    proc = spawn(stack, pair.ns(1, "iperf3", "-s", "-p", str(PORT)), log_path=log_path)
+def start_server(stack: ExitStack, pair: HostPair, log_path: Path, *extra: str) -> None:
+    """One iperf3 server in the second host (``extra``: more server options); torn down
+    by ``stack``."""
+    proc = spawn(stack, pair.ns(1, "iperf3", "-s", "-p", str(PORT), *extra), log_path=log_path)
 
     def listening() -> bool:
         out = run(pair.ns(1, "ss", "-ltnH", f"sport = :{PORT}"), check=False)

@@ -373,6 +373,58 @@ fn create_with_id_reference_and_destroy() {
     assert_eq!(rows(&e, "Queue"), 0);
 }
 
+/// OVS's mirror recipe spells columns with dashes (`select-src-port`):
+/// ovs-vsctl takes `-` for `_` and ignores case in column names.
+#[test]
+fn column_names_match_with_dashes_for_underscores_as_in_ovs_vsctl() {
+    let e = env();
+    ok(&e, &["add-br", "br0"]);
+    ok(&e, &["add-port", "br0", "p1"]);
+    ok(&e, &["add-port", "br0", "p2"]);
+    ok(
+        &e,
+        &[
+            "--",
+            "--id=@p",
+            "get",
+            "port",
+            "p1",
+            "--",
+            "--id=@out",
+            "get",
+            "port",
+            "p2",
+            "--",
+            "--id=@m",
+            "create",
+            "mirror",
+            "name=m0",
+            "select-src-port=@p",
+            "select-dst-port=@p",
+            "output-port=@out",
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "mirrors=@m",
+        ],
+    );
+    let p1 = ok(&e, &["get", "port", "p1", "_uuid"]);
+    assert_eq!(
+        ok(&e, &["get", "mirror", "m0", "select_src_port"]),
+        format!("[{}]\n", p1.trim())
+    );
+    assert_eq!(
+        ok(&e, &["get", "Mirror", "m0", "SELECT-DST-PORT"]),
+        format!("[{}]\n", p1.trim())
+    );
+    fails(
+        &e,
+        &["get", "mirror", "m0", "select"],
+        "Mirror contains more than one column whose name matches \"select\"",
+    );
+}
+
 #[test]
 fn controller_fail_mode_and_manager_verbs() {
     let e = env();

@@ -364,6 +364,20 @@ impl Switch {
         Ok(sw)
     }
 
+    /// Kills vswitchd (SIGKILL) and starts it again on the same run
+    /// directory and DB.
+    pub fn kill_and_restart(self) -> Result<Switch> {
+        let Switch {
+            rundir,
+            db,
+            mut proc,
+            ..
+        } = self;
+        proc.kill();
+        drop(proc);
+        Switch::start_in(rundir, db)
+    }
+
     pub fn rundir(&self) -> &Path {
         self.rundir.path()
     }

@@ -147,14 +147,7 @@ fn guest_and_namespace_host_ping_and_qemu_reconnects_after_vswitchd_restarts() -
     );
 
     // Restart vswitchd: QEMU (reconnect=1) comes back by itself.
-    let Switch {
-        rundir,
-        db,
-        mut proc,
-        ..
-    } = sw;
-    proc.kill();
-    let sw = Switch::start_in(rundir, db)?;
+    let sw = sw.kill_and_restart()?;
     assert!(
         h.ns.ping_eventually("10.82.0.2", Duration::from_secs(60)),
         "guest unreachable after vswitchd restart; log:\n{}",

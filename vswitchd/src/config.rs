@@ -55,6 +55,27 @@ pub struct PortConfig {
     pub bond: crate::bond::BondSettings,
 }
 
+/// Where a mirror sends what it selects (`Mirror.output_port` or
+/// `output_vlan`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum MirrorOutput {
+    /// The name of a Port of the bridge.
+    Port(String),
+    Vlan(u16),
+}
+
+/// A `Mirror` row, with Port references as port names.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct MirrorConfig {
+    pub uuid: Uuid,
+    pub name: String,
+    pub select_all: bool,
+    pub select_src_port: Vec<String>,
+    pub select_dst_port: Vec<String>,
+    pub select_vlan: Vec<u16>,
+    pub output: Option<MirrorOutput>,
+}
+
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ControllerConfig {
     pub uuid: Uuid,
@@ -77,6 +98,7 @@ pub struct BridgeConfig {
     /// `datapath_type` ("" is the default, `netdev`).
     pub datapath_type: String,
     pub ports: BTreeMap<String, PortConfig>,
+    pub mirrors: Vec<MirrorConfig>,
 }
 
 impl BridgeConfig {
@@ -156,6 +178,16 @@ impl SwitchConfig {
         let s = s.strip_prefix("0x").unwrap_or(s);
         let mask = u128::from_str_radix(s, 16).ok()?;
         Some((0..128).filter(|b| mask & (1u128 << b) != 0).collect())
+    }
+
+    /// `other_config:flow-restore-wait=true`: the datapath receives
+    /// nothing and no controller is contacted until it goes back to false
+    /// (or away), so that a restarted switch forwards only with the flows
+    /// restored into it.
+    pub fn flow_restore_wait(&self) -> bool {
+        self.other_config
+            .get("flow-restore-wait")
+            .is_some_and(|v| v.trim() == "true")
     }
 
     /// `other_config:pmd-maxsleep` (microseconds, as in OVS); `None` when
@@ -310,6 +342,11 @@ impl SwitchConfig {
                 other_config: string_map(row, "other_config"),
                 datapath_type: string(row, "datapath_type"),
                 ports: BTreeMap::new(),
+                mirrors: col(row, "mirrors")
+                    .uuids()
+                    .into_iter()
+                    .filter_map(|m| Some(mirror_from_row(data, m, data.row("Mirror", &m)?)))
+                    .collect(),
             };
             for p in col(row, "ports").uuids() {
                 let Some(prow) = data.row("Port", &p) else {
@@ -333,6 +370,39 @@ fn vlan_id(name: &str, what: &str, v: i64) -> Result<u16, String> {
         .ok()
         .filter(|v| *v < 4096)
         .ok_or_else(|| format!("port {name}: {what} {v} is not a VLAN id (0-4095)"))
+}
+
+fn mirror_from_row(data: &Data, uuid: Uuid, row: &Row) -> MirrorConfig {
+    let port_names = |c: &str| -> Vec<String> {
+        col(row, c)
+            .uuids()
+            .into_iter()
+            .filter_map(|p| data.row("Port", &p).map(|r| string(r, "name")))
+            .collect()
+    };
+    let output = match port_names("output_port").into_iter().next() {
+        Some(p) => Some(MirrorOutput::Port(p)),
+        None => opt_int(row, "output_vlan")
+            .and_then(|v| u16::try_from(v).ok())
+            .filter(|v| (1..4096).contains(v))
+            .map(MirrorOutput::Vlan),
+    };
+    MirrorConfig {
+        uuid,
+        name: string(row, "name"),
+        select_all: matches!(
+            col(row, "select_all"),
+            ovsdb::Datum::Set(s) if s.iter().any(|a| matches!(a, ovsdb::Atom::Boolean(true)))
+        ),
+        select_src_port: port_names("select_src_port"),
+        select_dst_port: port_names("select_dst_port"),
+        select_vlan: col(row, "select_vlan")
+            .integers()
+            .into_iter()
+            .filter_map(|v| u16::try_from(v).ok().filter(|v| *v < 4096))
+            .collect(),
+        output,
+    }
 }
 
 fn port_from_row(data: &Data, uuid: Uuid, row: &Row) -> Result<PortConfig, String> {

@@ -62,6 +62,12 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
             format!(" on CPU(s) {pmd_cpus:?}")
         }
     );
+    if first.flow_restore_wait() {
+        // Before any port is added: nothing is received until the flows
+        // are restored and the key goes back to false.
+        dp.set_hold(true);
+        info!("flow-restore-wait: the datapath receives nothing until it is set to false");
+    }
     let switch = Arc::new(Switch::new(dp.clone(), slow.clone(), args.rundir.clone()));
     {
         let (sp, dp) = (slow.clone(), dp.clone());
@@ -162,12 +168,22 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
     let mut last_stats = Instant::now() - Duration::from_secs(60);
     let mut last_retry = Instant::now();
     let mut policing = crate::policing::Policing::default();
+    let mut held = SwitchConfig::from_data(&ctx.db.snapshot()).flow_restore_wait();
     loop {
         let data = ctx.db.snapshot();
         let cfg = SwitchConfig::from_data(&data);
         if last.as_ref() != Some(&cfg) {
             ctx.switch.apply(&cfg);
             ctx.of.configure(&cfg);
+            if cfg.flow_restore_wait() != held {
+                held = cfg.flow_restore_wait();
+                ctx.switch.dp.set_hold(held);
+                if held {
+                    info!("flow-restore-wait: the datapath stops receiving");
+                } else {
+                    info!("flow-restore-wait ended: the datapath receives again");
+                }
+            }
             metrics.configure(
                 cfg.other_config
                     .get(crate::metrics::ADDRESS_KEY)
@@ -214,12 +230,14 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
             ctx.of.controller_status(),
             ctx.switch.dpids(),
         );
+        let mirror_stats = ctx.switch.mirror_stats();
         let rt = Runtime {
             cfg: &cfg,
             ifaces: &ifaces,
             controllers: &controllers,
             dpids: &dpids,
             stats: stats.as_ref(),
+            mirror_stats: &mirror_stats,
         };
         if let Err(e) = ctx.db.write(&status_ops(&data, &rt)) {
             warn!("writing runtime state to the DB failed: {e}");

@@ -55,6 +55,8 @@ pub struct Runtime<'a> {
     pub dpids: &'a BTreeMap<String, u64>,
     /// Interface statistics by interface name, when it is time to write them.
     pub stats: Option<&'a BTreeMap<String, BTreeMap<&'static str, u64>>>,
+    /// Packets and bytes per Mirror row, written with the statistics.
+    pub mirror_stats: &'a BTreeMap<uuid::Uuid, (u64, u64)>,
 }
 
 /// The columns of `want` whose value differs from `row`'s.
@@ -145,6 +147,25 @@ pub fn status_ops(data: &Data, rt: &Runtime) -> Vec<Op> {
             Target::Row(c.uuid),
             differing(row, want),
         );
+    }
+    if rt.stats.is_some() {
+        for m in rt.cfg.bridges.values().flat_map(|b| &b.mirrors) {
+            let Some(row) = data.row("Mirror", &m.uuid) else {
+                continue;
+            };
+            let (p, b) = rt.mirror_stats.get(&m.uuid).copied().unwrap_or_default();
+            let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let want = vec![(
+                "statistics",
+                Datum::string_int_map([("tx_packets", clamp(p)), ("tx_bytes", clamp(b))]),
+            )];
+            push_update(
+                &mut ops,
+                "Mirror",
+                Target::Row(m.uuid),
+                differing(row, want),
+            );
+        }
     }
     for br in rt.cfg.bridges.values() {
         let (Some(row), Some(dpid)) = (data.row("Bridge", &br.uuid), rt.dpids.get(&br.name)) else {
@@ -260,6 +281,7 @@ mod tests {
             controllers: &[],
             dpids: &dpids,
             stats: None,
+            mirror_stats: &BTreeMap::new(),
         };
         status_ops(&data, &rt)
     }
@@ -323,6 +345,7 @@ mod tests {
             controllers: &[],
             dpids: &BTreeMap::new(),
             stats: None,
+            mirror_stats: &BTreeMap::new(),
         };
         let ops = status_ops(&data, &rt);
         assert!(

@@ -26,6 +26,7 @@ mod learn;
 mod limits;
 mod meters;
 mod metrics;
+mod mirror;
 mod ofproto;
 mod ofservice;
 mod policing;

@@ -77,6 +77,10 @@ pub struct BridgeState {
     /// The Geneve TLV map (NXT_TLV_TABLE_MOD), one per bridge as in
     /// Open vSwitch.
     pub tlv: flows::tlv::TlvMap,
+    /// Port mirrors (`crate::mirror`), applied after translation.
+    pub mirrors: crate::mirror::Mirrors,
+    /// Packets and bytes each mirror sent, by Mirror row.
+    pub mirror_stats: BTreeMap<uuid::Uuid, (u64, u64)>,
 }
 
 /// One bridge.
@@ -130,6 +134,8 @@ impl Ofproto {
                 failopen,
                 learned_by: Default::default(),
                 tlv: Default::default(),
+                mirrors: Default::default(),
+                mirror_stats: Default::default(),
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,
@@ -158,6 +164,24 @@ impl BridgeState {
     /// Translates `key` (in_port = OpenFlow port) through the tables, or
     /// through NORMAL when `fail_open`.
     pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
+        self.translate_mirrored(key, now_ms, fail_open).0
+    }
+
+    /// [`Self::translate`], plus the mirrors that got a copy (bit `i` for
+    /// mirror `i`).
+    pub fn translate_mirrored(
+        &self,
+        key: &FlowKey,
+        now_ms: u64,
+        fail_open: bool,
+    ) -> (XlateResult, u32) {
+        if self.mirrors.drops_input(key.in_port) {
+            // A mirror's output port: what it receives is dropped.
+            let mut x = XlateResult::default();
+            x.wc.in_port = u32::MAX;
+            x.cacheable = true;
+            return (x, 0);
+        }
         let ctx = XlateCtx {
             pipeline: if fail_open {
                 &self.failopen
@@ -171,7 +195,22 @@ impl BridgeState {
         };
         let mut x = flows::xlate::translate(&ctx, key);
         crate::meters::map_to_datapath(&self.meters, &mut x);
-        x
+        let mirrored = self.mirrors.apply(&self.ports, key, &mut x);
+        (x, mirrored)
+    }
+
+    /// Counts `packets`/`bytes` for each mirror in `mirrored`.
+    pub fn credit_mirrors(&mut self, mirrored: u32, packets: u64, bytes: u64) {
+        if mirrored == 0 {
+            return;
+        }
+        for (i, m) in self.mirrors.mirrors.iter().enumerate() {
+            if mirrored & (1 << i) != 0 {
+                let e = self.mirror_stats.entry(m.uuid).or_default();
+                e.0 += packets;
+                e.1 += bytes;
+            }
+        }
     }
 
     /// Translates a packet-out's action list.
@@ -218,6 +257,8 @@ impl BridgeState {
 struct MegaflowOwner {
     bridge: Arc<Ofproto>,
     rules: Vec<(u8, RuleId)>,
+    /// Mirrors the cached actions copy to (bit per mirror).
+    mirrored: u32,
     packets: u64,
     bytes: u64,
 }
@@ -340,6 +381,7 @@ impl SlowPath {
             for (t, id) in &o.rules {
                 st.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
             }
+            st.credit_mirrors(o.mirrored, dp_packets, dp_bytes);
         }
     }
 
@@ -399,7 +441,8 @@ impl UpcallHandler for SlowPath {
         let mut k = *key;
         k.in_port = ofport;
         let fail_open = br.fail_open(&st);
-        let x = st.translate(&k, now, fail_open);
+        let (x, mirrored) = st.translate_mirrored(&k, now, fail_open);
+        st.credit_mirrors(mirrored, 1, packet.len() as u64);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
@@ -427,6 +470,7 @@ impl UpcallHandler for SlowPath {
                 MegaflowOwner {
                     bridge: br.clone(),
                     rules: x.rules_hit.clone(),
+                    mirrored,
                     packets: 0,
                     bytes: 0,
                 },

@@ -151,12 +151,15 @@ impl OfManager {
                     controllers: HashMap::new(),
                 }
             });
-            // Controllers.
-            let wanted: HashMap<&str, &ControllerConfig> = bc
-                .controllers
-                .iter()
-                .map(|c| (c.target.as_str(), c))
-                .collect();
+            // Controllers; none while flow-restore-wait is on, so that no
+            // controller changes the table in the middle of a restore.
+            let controllers: &[ControllerConfig] = if cfg.flow_restore_wait() {
+                &[]
+            } else {
+                &bc.controllers
+            };
+            let wanted: HashMap<&str, &ControllerConfig> =
+                controllers.iter().map(|c| (c.target.as_str(), c)).collect();
             entry.controllers.retain(|t, c| {
                 let keep = wanted.get(t.as_str()).is_some_and(|w| **w == c.cfg);
                 if !keep {
@@ -167,7 +170,7 @@ impl OfManager {
                 }
                 keep
             });
-            for c in &bc.controllers {
+            for c in controllers {
                 if entry.controllers.contains_key(&c.target) {
                     continue;
                 }

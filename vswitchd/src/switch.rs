@@ -416,6 +416,34 @@ impl Switch {
                 slot.mtu_error = i.mtu_request.and_then(|m| apply_mtu(name, m).err());
             }
         }
+        // 6. Mirrors, resolved against the ports open now.
+        for br in cfg.bridges.values() {
+            let Some(ofp) = self.slow.bridge(&br.name) else {
+                continue;
+            };
+            let ofports = |port: &str| -> Vec<PortNo> {
+                br.ports
+                    .get(port)
+                    .map(|p| {
+                        p.interfaces
+                            .iter()
+                            .filter_map(|i| st.ifaces.get(&i.name).map(|s| s.ofport))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let mut warnings = Vec::new();
+            let mirrors = crate::mirror::Mirrors::resolve(&br.mirrors, ofports, &mut warnings);
+            let mut bst = ofp.lock();
+            if bst.mirrors != mirrors {
+                for w in warnings {
+                    warn!(bridge = %br.name, "{w}");
+                }
+                bst.mirrors = mirrors;
+                changed = true;
+            }
+        }
+        // 7. Bonds (ports with several interfaces) and their members.
         let bonds = self.bond_specs(&st, cfg);
         self.slow.bonds.configure(bonds, now);
         st.applied = Some(cfg.clone());
@@ -761,6 +789,16 @@ impl Switch {
         out
     }
 
+    /// What every mirror sent so far, by Mirror row (megaflow counters
+    /// are moved in by the revalidator).
+    pub fn mirror_stats(&self) -> BTreeMap<Uuid, (u64, u64)> {
+        self.slow
+            .all_bridges()
+            .into_iter()
+            .flat_map(|b| b.lock().mirror_stats.clone())
+            .collect()
+    }
+
     /// The datapath id of every bridge, by name.
     pub fn dpids(&self) -> BTreeMap<String, u64> {
         self.slow
@@ -840,6 +878,7 @@ mod tests {
             other_config: BTreeMap::new(),
             datapath_type: String::new(),
             ports: BTreeMap::new(),
+            mirrors: Vec::new(),
         };
         for (name, ofport, tag) in ports {
             br.ports.insert(
@@ -961,6 +1000,7 @@ mod tests {
             other_config: BTreeMap::new(),
             datapath_type: String::new(),
             ports: BTreeMap::new(),
+            mirrors: Vec::new(),
         };
         br.ports.insert(
             port.into(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import flow_programming, flow_scaling, kernel_ports, latency, memory, vhost_loop
+from . import flow_programming, flow_scaling, kernel_ports, latency, memory, restart, vhost_loop
 
-ALL = [vhost_loop, flow_scaling, kernel_ports, flow_programming, latency, memory]
+ALL = [vhost_loop, flow_scaling, kernel_ports, flow_programming, latency, memory, restart]
 BY_NAME = {m.NAME: m for m in ALL}

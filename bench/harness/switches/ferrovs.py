@@ -11,7 +11,8 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from ..procs import PREFIX, run, spawn, wait_for
+from ..flowfiles import save_flows
+from ..procs import PREFIX, run, spawn, stop_process, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 BRIDGE = f"{PREFIX}-fbr0"
@@ -69,6 +70,25 @@ class Ferrovs:
         self.rundir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-ferrovs-", dir="/tmp"))
         stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
         self.env = {"FERROVS_RUNDIR": str(self.rundir)}
+        self._spawn_vswitchd(stack)
+        self.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+        # Extra other_config keys for experiments, e.g. FERROVS_OTHER_CONFIG="pmd-maxsleep=500".
+        for kv in os.environ.get("FERROVS_OTHER_CONFIG", "").split():
+            self.vsctl("set", "Open_vSwitch", ".", f"other_config:{kv}")
+        try:
+            self.vsctl("add-br", BRIDGE)
+        except RuntimeError:
+            # A daemon that creates br0 on its own refuses a second one; that is fine.
+            if not (self.rundir / f"{BRIDGE}.mgmt").exists():
+                raise
+        wait_for("ferrovs bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 30, self.proc)
+        # As for OVS: the bridge's own (internal, TAP) port would get every
+        # flooded frame through a TAP write per packet; keep it out.
+        self.ofctl("-O", "OpenFlow10", "mod-port", BRIDGE, "LOCAL", "no-flood")
+        return self
+
+    def _spawn_vswitchd(self, stack: ExitStack) -> None:
+        assert self.rundir is not None
         proc = spawn(
             stack,
             [
@@ -81,24 +101,26 @@ class Ferrovs:
             log_path=self.rundir / "vswitchd.log",
             env={**self.env, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
+        self.proc = proc
         self.pids["vswitchd"] = proc.pid
         wait_for("ferrovs db.sock", (self.rundir / "db.sock").exists, 30, proc)
         wait_for("ferrovs vswitchd.ctl", (self.rundir / "vswitchd.ctl").exists, 30, proc)
-        self.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
-        # Extra other_config keys for experiments, e.g. FERROVS_OTHER_CONFIG="pmd-maxsleep=500".
-        for kv in os.environ.get("FERROVS_OTHER_CONFIG", "").split():
-            self.vsctl("set", "Open_vSwitch", ".", f"other_config:{kv}")
-        try:
-            self.vsctl("add-br", BRIDGE)
-        except RuntimeError:
-            # A daemon that creates br0 on its own refuses a second one; that is fine.
-            if not (self.rundir / f"{BRIDGE}.mgmt").exists():
-                raise
-        wait_for("ferrovs bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 30, proc)
-        # As for OVS: the bridge's own (internal, TAP) port would get every
-        # flooded frame through a TAP write per packet; keep it out.
-        self.ofctl("-O", "OpenFlow10", "mod-port", BRIDGE, "LOCAL", "no-flood")
-        return self
+
+    def restart_with_flow_restore(self, stack: ExitStack) -> None:
+        """The hot-upgrade procedure of ovs-vswitchd.conf.db(5): save the flows, set
+        other_config:flow-restore-wait, restart vswitchd on the same DB, restore the
+        flows, clear the key."""
+        assert self.rundir is not None
+        saved = self.rundir / "saved-flows.txt"
+        saved.write_text(save_flows(self.ofctl("dump-flows", BRIDGE, "--no-stats")))
+        self.vsctl("set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true")
+        stop_process(self.proc)
+        (self.rundir / "db.sock").unlink(missing_ok=True)
+        (self.rundir / "vswitchd.ctl").unlink(missing_ok=True)
+        self._spawn_vswitchd(stack)
+        wait_for("ferrovs bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 30)
+        self.ofctl("add-flows", BRIDGE, str(saved))
+        self.vsctl("remove", "Open_vSwitch", ".", "other_config", "flow-restore-wait")
 
     def add_vhost_port(self, name: str) -> str:
         assert self.rundir is not None

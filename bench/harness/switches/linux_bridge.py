@@ -17,6 +17,7 @@ class LinuxBridge:
     lacks = {
         "openflow": "the Linux bridge has no OpenFlow table",
         "process": "the Linux bridge lives in the kernel: no process RSS to compare",
+        "restart": "the Linux bridge lives in the kernel: there is no daemon to restart",
         "tap": "a TAP port on the Linux bridge has a userspace fd, not a host, on its far "
         "end: no equivalent topology",
     }

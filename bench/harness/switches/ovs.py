@@ -9,10 +9,12 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from ..flowfiles import save_flows
 from ..netns import link_exists
-from ..procs import PREFIX, run, spawn, wait_for
+from ..procs import PREFIX, run, spawn, stop_process, wait_for
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
 OVS_VSWITCHD = "/usr/lib/openvswitch-switch/ovs-vswitchd"
 OVS_VSWITCHD_DPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
 BRIDGE = f"{PREFIX}-obr0"  # also the name of its internal (TAP) port
@@ -110,13 +112,22 @@ class Ovs:
             # TAP ports only if OVS negotiates vnet headers on them (off by default).
             self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
                        "other_config:userspace-tso-enable=true")  # fmt: skip
-        vswitchd = self._vswitchd(mode)
+        self._spawn_vswitchd(stack)
+        self.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev")
+        # The LOCAL (internal) port would receive every flooded frame through a
+        # TAP write per packet; the other switches have no such port in the path.
+        self.ofctl("mod-port", self.target, BRIDGE, "no-flood")
+        return self
+
+    def _spawn_vswitchd(self, stack: ExitStack) -> None:
+        assert self.rundir is not None
+        vswitchd = self._vswitchd(self.mode)
         assert vswitchd is not None
         vsd = spawn(
             stack,
             [
                 vswitchd,
-                f"unix:{sock}",
+                f"unix:{self.rundir}/db.sock",
                 f"--pidfile={self.rundir}/ovs-vswitchd.pid",
                 f"--unixctl={self.rundir}/ovs-vswitchd.ctl",
                 f"--log-file={self.rundir}/ovs-vswitchd.log",
@@ -124,13 +135,25 @@ class Ovs:
             log_path=self.rundir / "ovs-vswitchd.out",
             env=self.env,
         )
+        self.proc = vsd
         self.pids["ovs-vswitchd"] = vsd.pid
         wait_for("ovs-vswitchd control socket", (self.rundir / "ovs-vswitchd.ctl").exists, 60, vsd)
-        self.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev")
-        # The LOCAL (internal) port would receive every flooded frame through a
-        # TAP write per packet; the other switches have no such port in the path.
-        self.ofctl("mod-port", self.target, BRIDGE, "no-flood")
-        return self
+
+    def restart_with_flow_restore(self, stack: ExitStack) -> None:
+        """The hot-upgrade procedure of ovs-vswitchd.conf.db(5), as ovs-ctl restart
+        does it: save the flows, set flow-restore-wait, restart ovs-vswitchd (the DB
+        server keeps running), restore the flows, clear the key."""
+        assert self.rundir is not None
+        saved = self.rundir / "saved-flows.txt"
+        dump = self.ofctl("dump-flows", "--no-names", "--no-stats", self.target)
+        saved.write_text(save_flows(dump))
+        self.vsctl("set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true")
+        stop_process(self.proc)
+        (self.rundir / "ovs-vswitchd.ctl").unlink(missing_ok=True)
+        self._spawn_vswitchd(stack)
+        wait_for("OVS bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 60)
+        self.ofctl("add-flows", self.target, str(saved))
+        self.vsctl("remove", "Open_vSwitch", ".", "other_config", "flow-restore-wait")
 
     # -- tools ----------------------------------------------------------------------
     @property

@@ -49,6 +49,12 @@ pub(crate) enum PmdCmd {
         max_sleep: Option<std::time::Duration>,
         ack: Sender<()>,
     },
+    /// Stop (`true`) or resume (`false`) receiving from every port
+    /// (`other_config:flow-restore-wait`).
+    SetHold {
+        hold: bool,
+        ack: Sender<()>,
+    },
     /// The slow path's answer to a miss of this PMD.
     UpcallReply(Box<UpcallReply>),
     /// Packet-out.

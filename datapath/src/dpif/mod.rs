@@ -401,6 +401,15 @@ impl Datapath {
         let _ = self.broadcast(|ack| PmdCmd::SetMaxSleep { max_sleep, ack });
     }
 
+    /// Holds (`true`) or releases every PMD thread's receive queues. A
+    /// held datapath takes nothing from its ports (frames wait in the
+    /// rings and sockets, or are dropped there when they fill), keeps its
+    /// flows and still carries out packet-outs: OVS's
+    /// `other_config:flow-restore-wait`. Returns once every PMD obeys.
+    pub fn set_hold(&self, hold: bool) {
+        let _ = self.broadcast(|ack| PmdCmd::SetHold { hold, ack });
+    }
+
     /// The number of PMD threads.
     pub fn n_pmds(&self) -> usize {
         self.pmds.len()

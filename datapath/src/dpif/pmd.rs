@@ -38,6 +38,8 @@ const FD_SLEEP: Duration = Duration::from_millis(100);
 /// `ppoll` capacity of [`wait_readable`], minus the wake fd.
 const MAX_WAIT_FDS: usize = 15;
 /// How often idle megaflows are looked for.
+/// How often a held PMD (flow-restore-wait) looks for commands.
+const HOLD_POLL: Duration = Duration::from_millis(20);
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 struct RxEntry {
@@ -132,6 +134,8 @@ pub(crate) struct Pmd {
     cache: FlowCache,
     /// Flow-cache generation this PMD has flushed up to.
     generation: u64,
+    /// Receiving is held (`PmdCmd::SetHold`).
+    held: bool,
     meters: Arc<crate::meter::Meters>,
     /// Ingress policers by port (kept for queues added later).
     ingress: FxHashMap<DpPortNo, u32>,
@@ -183,6 +187,7 @@ impl Pmd {
                 emc: (cfg.emc_entries > 0).then(|| ExactMatchCache::new(cfg.emc_entries)),
             },
             generation,
+            held: false,
             meters: shared.meters.clone(),
             ingress: FxHashMap::default(),
             pending: FxHashMap::default(),
@@ -245,6 +250,19 @@ impl Pmd {
                     tracing::info!("pmd {} stopped", self.id);
                     return;
                 }
+            }
+            if self.held {
+                // Receive nothing; wake for commands only.
+                if let Ok(cmd) = self.cmd_rx.recv_timeout(HOLD_POLL)
+                    && !self.handle(cmd)
+                {
+                    self.counters.publish(&self.local);
+                    tracing::info!("pmd {} stopped", self.id);
+                    return;
+                }
+                last = Instant::now();
+                last_cycles = cycles_now();
+                continue;
             }
             let mut got = 0;
             for i in 0..self.rxqs.len() {
@@ -548,6 +566,10 @@ impl Pmd {
             }
             PmdCmd::SetMaxSleep { max_sleep, ack } => {
                 self.policy.max_sleep = max_sleep;
+                let _ = ack.send(());
+            }
+            PmdCmd::SetHold { hold, ack } => {
+                self.held = hold;
                 let _ = ack.send(());
             }
             PmdCmd::UpcallReply(r) => self.upcall_reply(*r),

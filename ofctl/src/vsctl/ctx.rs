@@ -80,10 +80,17 @@ impl<'a> Ctx<'a> {
         if let Some((k, c)) = ts.columns.get_key_value(name) {
             return Ok((k.as_str(), c));
         }
+        // As ovs-vsctl: case does not matter and `-` stands for `_`
+        // (`select-src-port` is `select_src_port`).
+        let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+        let want = norm(name);
+        if let Some((k, c)) = ts.columns.iter().find(|(k, _)| norm(k) == want) {
+            return Ok((k.as_str(), c));
+        }
         let hits: Vec<(&String, &ColumnSchema)> = ts
             .columns
             .iter()
-            .filter(|(k, _)| k.starts_with(name))
+            .filter(|(k, _)| norm(k).starts_with(&want))
             .collect();
         match hits.as_slice() {
             [(k, c)] => Ok((k.as_str(), c)),

@@ -551,15 +551,7 @@ fn main() -> Result<()> {
             kills_done += 1;
             // kill -9 between acknowledged operations; the DB must hold all of them.
             clients.take().map(Clients::finish).transpose()?;
-            let Switch {
-                rundir,
-                db,
-                mut proc,
-                ..
-            } = sw;
-            proc.kill();
-            drop(proc);
-            sw = Switch::start_in(rundir, db)?;
+            sw = sw.kill_and_restart()?;
             restarts += 1;
             let listed: BTreeSet<String> = sw
                 .vsctl(&["list-ports", &bridge])?
