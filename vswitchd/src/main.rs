@@ -26,6 +26,7 @@ mod limits;
 mod meters;
 mod metrics;
 mod mirror;
+mod netflow;
 mod ofproto;
 mod ofservice;
 mod policing;
