@@ -460,12 +460,13 @@ impl UpcallHandler for SlowPath {
             })
         });
         let netflow = netflow.flatten();
-        if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
+        let install = x.cacheable && x.error.is_none();
+        // An installed megaflow counts this packet itself.
+        if !install && let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
         drop(st);
         self.tnl.snoop(&br.name, key, &mut mask);
-        let install = x.cacheable && x.error.is_none();
         if install {
             let m = Match::new(*key, mask);
             let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
