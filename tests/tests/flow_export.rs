@@ -32,7 +32,9 @@ struct Collector {
 
 impl Collector {
     fn start() -> Result<Collector> {
-        let dir = tempfile::Builder::new().prefix("flowexp-nfcapd-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("flowexp-nfcapd-")
+            .tempdir()?;
         let port = free_udp_port()?;
         let flows = dir.path().join("flows");
         std::fs::create_dir(&flows)?;
@@ -90,6 +92,9 @@ struct Record {
     output: u32,
     packets: u64,
     bytes: u64,
+    tos: String,
+    /// Engine type/id, as nfdump prints them.
+    engine: String,
 }
 
 fn nfdump_records(dir: &Path) -> Vec<Record> {
@@ -103,17 +108,19 @@ fn nfdump_records(dir: &Path) -> Vec<Record> {
     if !closed {
         return Vec::new();
     }
-    let out = run(Command::new("nfdump")
-        .arg("-R")
-        .arg(dir)
-        .args(["-q", "-N", "-o", "fmt:%sa|%da|%pr|%sp|%dp|%in|%out|%pkt|%byt"]));
+    let out = run(Command::new("nfdump").arg("-R").arg(dir).args([
+        "-q",
+        "-N",
+        "-o",
+        "fmt:%sa|%da|%pr|%sp|%dp|%in|%out|%pkt|%byt|%tos|%eng",
+    ]));
     let Ok(out) = out else {
         return Vec::new();
     };
     out.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('|').map(str::trim).collect();
-            (f.len() == 9).then(|| Record {
+            (f.len() == 11).then(|| Record {
                 src: f[0].to_string(),
                 dst: f[1].to_string(),
                 proto: f[2].to_string(),
@@ -123,6 +130,8 @@ fn nfdump_records(dir: &Path) -> Vec<Record> {
                 output: f[6].parse().unwrap_or(u32::MAX),
                 packets: f[7].parse().unwrap_or(u64::MAX),
                 bytes: f[8].parse().unwrap_or(u64::MAX),
+                tos: f[9].to_string(),
+                engine: f[10].to_string(),
             })
         })
         .collect()
@@ -200,7 +209,10 @@ fn netflow_v5_records_at_nfcapd_count_exactly_the_packets_and_bytes_sent() -> Re
     );
 
     let (count, size) = (7u32, 200u32);
-    assert!(ping_sized(&h1.ns, &h2.addr, count, size), "h1 -> h2 broken with NetFlow on");
+    assert!(
+        ping_sized(&h1.ns, &h2.addr, count, size),
+        "h1 -> h2 broken with NetFlow on"
+    );
     let want = (u64::from(count), u64::from(count) * icmp_frame_len(size));
     let (a1, a2) = (h1.addr.as_str(), h2.addr.as_str());
     // The flows go idle, are reported (passive timeout) and nfcapd closes
@@ -218,11 +230,17 @@ fn netflow_v5_records_at_nfcapd_count_exactly_the_packets_and_bytes_sent() -> Re
     );
     // One record per direction (the flows were short and then idle), with
     // OpenFlow port numbers as interfaces.
-    let req: Vec<_> = records.iter().filter(|r| r.src == a1 && r.dst == a2).collect();
+    let req: Vec<_> = records
+        .iter()
+        .filter(|r| r.src == a1 && r.dst == a2)
+        .collect();
     assert_eq!(req.len(), 1, "{records:#?}");
     assert_eq!((req[0].input, req[0].output), (1, 2), "{records:#?}");
     assert_eq!(req[0].sport, "0", "ICMP source port is 0 in NetFlow");
-    let rep: Vec<_> = records.iter().filter(|r| r.src == a2 && r.dst == a1).collect();
+    let rep: Vec<_> = records
+        .iter()
+        .filter(|r| r.src == a2 && r.dst == a1)
+        .collect();
     assert_eq!(rep.len(), 1, "{records:#?}");
     assert_eq!((rep[0].input, rep[0].output), (2, 1), "{records:#?}");
     assert!(
@@ -240,8 +258,8 @@ fn netflow_v5_records_at_nfcapd_count_exactly_the_packets_and_bytes_sent() -> Re
 }
 
 #[test]
-fn a_bad_netflow_target_is_logged_and_an_unreachable_collector_never_stops_switching(
-) -> Result<()> {
+fn a_bad_netflow_target_is_logged_and_an_unreachable_collector_never_stops_switching() -> Result<()>
+{
     require!("ovs-vsctl");
     let tag = unique_tag();
     let (sw, br, hosts) = bridge_with_hosts(&tag, 92, 2)?;
@@ -305,5 +323,163 @@ fn a_bad_netflow_target_is_logged_and_an_unreachable_collector_never_stops_switc
             "switching stalled with an unreachable collector"
         );
     }
+    Ok(())
+}
+
+// ----- Stock OVS as the oracle -----
+
+const CMP_BR: &str = "nfxb0";
+const CMP_PORTS: [&str; 2] = ["nfxp1", "nfxp2"];
+
+fn csum(data: &[u8]) -> u16 {
+    let mut s: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// An Ethernet/IPv4 frame from 10.93.0.1 to 10.93.0.2 carrying `l4`.
+fn ipv4_frame(proto: u8, tos: u8, l4: &[u8]) -> String {
+    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let tot = (20 + l4.len()) as u16;
+    let mut ip = vec![0x45, tos];
+    ip.extend_from_slice(&tot.to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0, 0, 64, proto, 0, 0, 10, 93, 0, 1, 10, 93, 0, 2]);
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn icmp_echo(payload: usize) -> String {
+    let mut l4 = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    l4.extend(std::iter::repeat_n(0xa5, payload));
+    let c = csum(&l4);
+    l4[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv4_frame(1, 0, &l4)
+}
+
+fn udp(sport: u16, dport: u16, payload: usize) -> String {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&sport.to_be_bytes());
+    l4.extend_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend(std::iter::repeat_n(0x5a, payload));
+    ipv4_frame(17, 0x28, &l4)
+}
+
+/// The traffic both switches get on port 1: (frame, count).
+fn oracle_traffic() -> Vec<(String, u32)> {
+    vec![(icmp_echo(100), 5), (udp(1234, 5678, 300), 3)]
+}
+
+fn cmp_setup_args(port: u16) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "add-br",
+        CMP_BR,
+        "--",
+        "set",
+        "bridge",
+        CMP_BR,
+        "fail_mode=secure",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (i, p) in CMP_PORTS.iter().enumerate() {
+        a.extend(
+            [
+                "--",
+                "add-port",
+                CMP_BR,
+                p,
+                "--",
+                "set",
+                "Interface",
+                p,
+                "type=dummy",
+            ]
+            .map(String::from),
+        );
+        a.push(format!("ofport_request={}", i + 1));
+    }
+    a.extend(
+        [
+            "--",
+            "set",
+            "Bridge",
+            CMP_BR,
+            "netflow=@nf",
+            "--",
+            "--id=@nf",
+            "create",
+            "NetFlow",
+        ]
+        .map(String::from),
+    );
+    a.push(format!("targets=\"127.0.0.1:{port}\""));
+    a.push("active_timeout=60".into());
+    a
+}
+
+#[test]
+fn netflow_records_agree_with_stock_ovs_for_the_same_traffic() -> Result<()> {
+    require!("ovs-vsctl", "ovs-vswitchd", "ovs-ofctl", "nfcapd", "nfdump");
+    let (ovs_nf, fv_nf) = (Collector::start()?, Collector::start()?);
+
+    let ovs = StockOvs::start("flowexp-ovs-")?;
+    let args = cmp_setup_args(ovs_nf.port);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--", "set", "bridge", CMP_BR, "datapath_type=dummy"]);
+    ovs.vsctl(&args)?;
+    let fv = Switch::start()?;
+    let args = cmp_setup_args(fv_nf.port);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--", "set", "bridge", CMP_BR, "datapath_type=dummy"]);
+    ovs_vsctl(&fv, &args)?;
+    let flows = ["in_port=1,actions=output:2", "in_port=2,actions=output:1"];
+    for f in flows {
+        run(Command::new("ovs-ofctl").args(["add-flow", &ovs.mgmt(CMP_BR), f]))?;
+        fv.ofctl(&["add-flow", CMP_BR, f])?;
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            fv.log_text().contains("NetFlow on")
+                && fv
+                    .appctl(&["dpctl/show"])
+                    .is_ok_and(|s| CMP_PORTS.iter().all(|p| s.contains(p)))
+        }),
+        "ferrovs not ready:\n{}",
+        fv.log_text()
+    );
+    for (frame, n) in oracle_traffic() {
+        for _ in 0..n {
+            ovs.appctl(&["netdev-dummy/receive", CMP_PORTS[0], &frame])?;
+            fv.appctl(&["netdev-dummy/receive", CMP_PORTS[0], &frame])?;
+        }
+    }
+    // Both report the flows once they are idle.
+    let want_flows = oracle_traffic().len();
+    let done =
+        |c: &Collector| wait_until(Duration::from_secs(60), || c.records().len() >= want_flows);
+    assert!(done(&ovs_nf), "stock OVS sent nothing: {}", ovs_nf.log());
+    assert!(
+        done(&fv_nf),
+        "ferrovs sent nothing: {}\n{}",
+        fv_nf.log(),
+        fv.log_text()
+    );
+    let sorted = |c: &Collector| {
+        let mut r = c.records();
+        r.sort_by(|a, b| (&a.proto, &a.dport).cmp(&(&b.proto, &b.dport)));
+        r
+    };
+    let (o, f) = (sorted(&ovs_nf), sorted(&fv_nf));
+    assert_eq!(f, o, "ferrovs (left) and stock OVS (right) disagree");
     Ok(())
 }

@@ -111,10 +111,56 @@ fn boolean(row: &Row, col: &str) -> bool {
         .is_some_and(|a| matches!(a, ovsdb::Atom::Boolean(true)))
 }
 
+/// Open vSwitch's `hash_string(s, 0)` (its 32-bit Murmur3-based
+/// `hash_bytes`, words read little-endian as on x86).
+fn ovs_hash_string(s: &str) -> u32 {
+    fn add(h: u32, d: u32) -> u32 {
+        let d = d
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
+        (h ^ d)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64)
+    }
+    let b = s.as_bytes();
+    let mut h = 0u32;
+    for c in b.chunks(4) {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        h = add(h, u32::from_le_bytes(w));
+    }
+    h ^= b.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The engine type and id OVS uses when the row sets none: from the hash
+/// of its datapath's name, `ovs-<datapath_type>` (`ovs-netdev` for
+/// ferrovs's default type).
+pub fn default_engine(datapath_type: &str) -> (u8, u8) {
+    let t = match datapath_type {
+        "" | "system" => "netdev",
+        t => t,
+    };
+    let h = ovs_hash_string(&format!("ovs-{t}"));
+    ((h >> 8) as u8, h as u8)
+}
+
 impl NetFlowConfig {
-    /// Reads a `NetFlow` row. Targets that do not parse are reported in
-    /// `problems` and skipped; with none left, NetFlow is off (`None`).
-    pub fn from_row(uuid: Uuid, row: &Row, problems: &mut Vec<String>) -> Option<NetFlowConfig> {
+    /// Reads a `NetFlow` row of a bridge of `datapath_type`. Targets that
+    /// do not parse are reported in `problems` and skipped; with none left,
+    /// NetFlow is off (`None`).
+    pub fn from_row(
+        uuid: Uuid,
+        row: &Row,
+        datapath_type: &str,
+        problems: &mut Vec<String>,
+    ) -> Option<NetFlowConfig> {
         let mut targets = Vec::new();
         for t in row.get("targets").map(|d| d.strings()).unwrap_or_default() {
             match parse_target(t) {
@@ -123,12 +169,15 @@ impl NetFlowConfig {
             }
         }
         if targets.is_empty() {
-            problems.push(format!("NetFlow {uuid}: no usable target, NetFlow stays off"));
+            problems.push(format!(
+                "NetFlow {uuid}: no usable target, NetFlow stays off"
+            ));
             return None;
         }
         targets.sort();
         targets.dedup();
-        let byte = |c: &str| int(row, c).and_then(|v| u8::try_from(v).ok()).unwrap_or(0);
+        let byte = |c: &str| int(row, c).and_then(|v| u8::try_from(v).ok());
+        let (def_type, def_id) = default_engine(datapath_type);
         let active_timeout_ms = match int(row, "active_timeout").unwrap_or(0) {
             t if t < 0 => None,
             0 => Some(DEFAULT_ACTIVE_TIMEOUT_S * 1000),
@@ -137,8 +186,8 @@ impl NetFlowConfig {
         Some(NetFlowConfig {
             uuid,
             targets,
-            engine_type: byte("engine_type"),
-            engine_id: byte("engine_id"),
+            engine_type: byte("engine_type").unwrap_or(def_type),
+            engine_id: byte("engine_id").unwrap_or(def_id),
             active_timeout_ms,
             add_id_to_interface: boolean(row, "add_id_to_interface"),
         })
@@ -146,7 +195,10 @@ impl NetFlowConfig {
 }
 
 /// The NetFlow configuration of every bridge that has one, by bridge name.
-pub fn configs_from_data(data: &Data, problems: &mut Vec<String>) -> BTreeMap<String, NetFlowConfig> {
+pub fn configs_from_data(
+    data: &Data,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, NetFlowConfig> {
     let mut out = BTreeMap::new();
     for (_, br) in data.table("Bridge").iter() {
         let Some(name) = br.get_str("name") else {
@@ -159,7 +211,8 @@ pub fn configs_from_data(data: &Data, problems: &mut Vec<String>) -> BTreeMap<St
             continue;
         };
         let mut p = Vec::new();
-        if let Some(c) = NetFlowConfig::from_row(nf, row, &mut p) {
+        let dp_type = br.get_str("datapath_type").unwrap_or_default();
+        if let Some(c) = NetFlowConfig::from_row(nf, row, dp_type, &mut p) {
             out.insert(name.to_string(), c);
         }
         problems.extend(p.into_iter().map(|e| format!("bridge {name}: {e}")));
@@ -213,12 +266,19 @@ pub fn unwildcard(key: &FlowKey, mask: &mut FlowKey) {
 }
 
 /// The NetFlow output interface of a translation's datapath actions.
-pub fn output_iface(actions: &[DpAction], ofport_of: impl Fn(flows::DpPortNo) -> Option<PortNo>) -> u16 {
+pub fn output_iface(
+    actions: &[DpAction],
+    ofport_of: impl Fn(flows::DpPortNo) -> Option<PortNo>,
+) -> u16 {
     let mut out = OUT_DROP;
     for a in actions {
         if let DpAction::Output(dp) = a {
             let p = ofport_of(*dp).map(|p| p as u16).unwrap_or(OUT_MULTI);
-            out = if out == OUT_DROP || out == p { p } else { OUT_MULTI };
+            out = if out == OUT_DROP || out == p {
+                p
+            } else {
+                OUT_MULTI
+            };
         }
     }
     out
@@ -483,7 +543,10 @@ impl NetFlow {
                 if let Err(e) = sock.send_to(d, t) {
                     self.send_errors += 1;
                     if self.send_errors % 1000 == 1 {
-                        warn!("NetFlow: sending to {t} failed: {e} ({} failures)", self.send_errors);
+                        warn!(
+                            "NetFlow: sending to {t} failed: {e} ({} failures)",
+                            self.send_errors
+                        );
                     }
                 }
             }
@@ -679,7 +742,10 @@ mod tests {
         let mut nf = NetFlow::new(cfg(None), 1000);
         nf.credit(&icmp_tag(), 1, 98, 1500, 1500);
         nf.credit(&icmp_tag(), 4, 392, 2500, 3000);
-        assert!(nf.run(3000, false).is_empty(), "active flow, no active timeout");
+        assert!(
+            nf.run(3000, false).is_empty(),
+            "active flow, no active timeout"
+        );
         let out = nf.run(2500 + PASSIVE_TIMEOUT_MS, false);
         assert_eq!(out.len(), 1);
         // ICMP echo request: src port 0, dst port type<<8|code.
@@ -700,7 +766,10 @@ mod tests {
                 total += parse_records(&d).iter().map(|r| r.0).sum::<u32>();
             }
         }
-        assert!(total > 0 && total < 30, "some records sent while active: {total}");
+        assert!(
+            total > 0 && total < 30,
+            "some records sent while active: {total}"
+        );
         for d in nf.run(now + PASSIVE_TIMEOUT_MS, false) {
             total += parse_records(&d).iter().map(|r| r.0).sum::<u32>();
         }
@@ -754,6 +823,16 @@ mod tests {
     }
 
     #[test]
+    fn default_engine_type_and_id_come_from_the_datapath_name_as_in_ovs() {
+        // Values stock ovs-vswitchd sends (nfdump's "engine type/id") for a
+        // bridge of datapath_type=dummy, and computed for netdev.
+        assert_eq!(default_engine("dummy"), (204, 62));
+        assert_eq!(ovs_hash_string("ovs-dummy"), 0x51aa_cc3e);
+        assert_eq!(default_engine("netdev"), (47, 209));
+        assert_eq!(default_engine(""), default_engine("netdev"));
+    }
+
+    #[test]
     fn a_config_with_one_bad_target_keeps_the_good_one_and_says_why() {
         let mut problems = Vec::new();
         let mut row = Row {
@@ -769,7 +848,7 @@ mod tests {
                     .collect(),
             ),
         );
-        let c = NetFlowConfig::from_row(Uuid::nil(), &row, &mut problems).unwrap();
+        let c = NetFlowConfig::from_row(Uuid::nil(), &row, "", &mut problems).unwrap();
         assert_eq!(c.targets, vec!["127.0.0.1:2055".parse().unwrap()]);
         assert_eq!(c.active_timeout_ms, Some(600_000));
         assert_eq!(problems.len(), 1);
