@@ -64,6 +64,14 @@ pub enum DpAction {
         gt: u16,
         le: u16,
     },
+    /// Samples the packet with probability `probability / u32::MAX` for
+    /// flow export: a sampled packet's key and length go to the datapath's
+    /// sample queue (`Datapath::samples`), tagged with `exporter`. The
+    /// packet itself is not changed.
+    Sample {
+        probability: u32,
+        exporter: u32,
+    },
 }
 
 /// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:

@@ -1114,6 +1114,13 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::Userspace {
                 reason, max_len, ..
             } => format!("userspace(controller,reason={reason:?},max_len={max_len})"),
+            DpAction::Sample {
+                probability,
+                exporter,
+            } => format!(
+                "sample(sample={:.1}%,actions(userspace(ipfix(exporter={exporter}))))",
+                f64::from(*probability) * 100.0 / f64::from(u32::MAX)
+            ),
             DpAction::PushVlan { tpid, tci } => {
                 let mut s = String::from("push_vlan(");
                 if *tpid != ethertype::VLAN {

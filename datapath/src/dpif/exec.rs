@@ -23,6 +23,12 @@ pub(crate) struct TxSet {
     /// The meters the policers live in, and the batch's clock for them.
     pub meters: Option<std::sync::Arc<Meters>>,
     pub now_ns: u64,
+    /// Where sampled packets go (`DpAction::Sample`), and the PMD's
+    /// generator deciding which are sampled.
+    pub samples: Option<crossbeam_channel::Sender<super::Sampled>>,
+    pub rng: u64,
+    /// Samples dropped because the queue was full.
+    pub samples_lost: u64,
 }
 
 impl TxSet {
@@ -31,6 +37,16 @@ impl TxSet {
         TxSet {
             meters: Some(meters),
             ..TxSet::default()
+        }
+    }
+
+    /// Sends sampled packets to `q`, deciding with a generator seeded
+    /// with `seed`.
+    pub fn with_samples(self, q: crossbeam_channel::Sender<super::Sampled>, seed: u64) -> TxSet {
+        TxSet {
+            samples: Some(q),
+            rng: seed,
+            ..self
         }
     }
 
@@ -63,6 +79,32 @@ impl TxSet {
         }
         if !self.touched.contains(&no) {
             self.touched.push(no);
+        }
+    }
+
+    /// Samples one packet with probability `probability / u32::MAX`
+    /// (xorshift64*, no allocation, no lock: a full queue drops the sample).
+    #[inline]
+    pub fn sample(&mut self, probability: u32, exporter: u32, key: &FlowKey, len: usize) {
+        if probability != u32::MAX {
+            let mut x = self.rng | 1;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.rng = x;
+            if (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 >= probability {
+                return;
+            }
+        }
+        if let Some(q) = &self.samples
+            && q.try_send(super::Sampled {
+                exporter,
+                key: *key,
+                len: len as u32,
+            })
+            .is_err()
+        {
+            self.samples_lost += 1;
         }
     }
 
@@ -131,6 +173,10 @@ pub(crate) fn execute(
                 i += gt.len() + le.len();
             }
             DpAction::Output(no) => tx.output(*no, pkt),
+            DpAction::Sample {
+                probability,
+                exporter,
+            } => tx.sample(*probability, *exporter, key, pkt.len()),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;
