@@ -483,3 +483,75 @@ fn netflow_records_agree_with_stock_ovs_for_the_same_traffic() -> Result<()> {
     assert_eq!(f, o, "ferrovs (left) and stock OVS (right) disagree");
     Ok(())
 }
+
+#[test]
+fn ipfix_sampling_every_packet_reaches_nfcapd_with_exact_counts() -> Result<()> {
+    require!("ovs-vsctl", "nfcapd", "nfdump");
+    let tag = unique_tag();
+    let (sw, br, hosts) = bridge_with_hosts(&tag, 94, 2)?;
+    let (h1, h2) = (&hosts[0], &hosts[1]);
+    assert!(h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)));
+
+    let nfcapd = Collector::start()?;
+    // The recipe of OVS's documentation, with sampling=1: every packet.
+    ovs_vsctl(
+        &sw,
+        &[
+            "--",
+            "set",
+            "Bridge",
+            &br,
+            "ipfix=@i",
+            "--",
+            "--id=@i",
+            "create",
+            "IPFIX",
+            &format!("targets=\"127.0.0.1:{}\"", nfcapd.port),
+            "sampling=1",
+            "obs_domain_id=123",
+            "obs_point_id=456",
+            "cache_active_timeout=2",
+            "cache_max_flows=13",
+        ],
+    )?;
+    assert!(
+        wait_until(Duration::from_secs(10), || sw
+            .log_text()
+            .contains("IPFIX on")),
+        "IPFIX was not enabled:\n{}",
+        sw.log_text()
+    );
+    let (count, size) = (7u32, 200u32);
+    assert!(
+        ping_sized(&h1.ns, &h2.addr, count, size),
+        "h1 -> h2 broken with IPFIX on"
+    );
+    // IPFIX octets are IP packets (OVS's octetDeltaCount).
+    let ip_len = u64::from(20 + 8 + size);
+    let want = (u64::from(count), u64::from(count) * ip_len);
+    let (a1, a2) = (h1.addr.as_str(), h2.addr.as_str());
+    let complete = wait_until(Duration::from_secs(30), || {
+        let r = nfcapd.records();
+        total(&r, a1, a2, "1", "8.0") == want && total(&r, a2, a1, "1", "0.0") == want
+    });
+    let records = nfcapd.records();
+    assert!(
+        complete,
+        "want {want:?} each way, nfcapd has:\n{records:#?}\nnfcapd log:\n{}\nswitch log:\n{}",
+        nfcapd.log(),
+        sw.log_text()
+    );
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.src == a1 && r.dst == a2)
+            .all(|r| r.input == 1),
+        "ingressInterface is the OpenFlow port: {records:#?}"
+    );
+    ovs_vsctl(&sw, &["clear", "Bridge", &br, "ipfix"])?;
+    assert!(wait_until(Duration::from_secs(10), || sw
+        .log_text()
+        .contains("IPFIX off")));
+    assert!(h1.ns.ping(&h2.addr, 2));
+    Ok(())
+}

@@ -21,6 +21,7 @@ mod daemon;
 mod dbstatus;
 mod dpformat;
 mod heap_trim;
+mod ipfix;
 mod learn;
 mod limits;
 mod meters;

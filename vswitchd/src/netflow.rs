@@ -84,12 +84,12 @@ pub fn parse_target(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => (h, p),
-        _ => return Err(format!("NetFlow target \"{s}\" is not IP:PORT")),
+        _ => return Err(format!("target \"{s}\" is not IP:PORT")),
     };
     let port: u16 = match port.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => p as u16,
-        Ok(p) => return Err(format!("NetFlow target \"{s}\": port {p} is out of range")),
-        Err(_) => return Err(format!("NetFlow target \"{s}\": \"{port}\" is not a port")),
+        Ok(p) => return Err(format!("target \"{s}\": port {p} is out of range")),
+        Err(_) => return Err(format!("target \"{s}\": \"{port}\" is not a port")),
     };
     let host = host
         .strip_prefix('[')
@@ -97,11 +97,11 @@ pub fn parse_target(s: &str) -> Result<SocketAddr, String> {
         .unwrap_or(host);
     let ip: std::net::IpAddr = host
         .parse()
-        .map_err(|_| format!("NetFlow target \"{s}\": \"{host}\" is not a numeric IP address"))?;
+        .map_err(|_| format!("target \"{s}\": \"{host}\" is not a numeric IP address"))?;
     Ok(SocketAddr::new(ip, port))
 }
 
-fn int(row: &Row, col: &str) -> Option<i64> {
+pub(crate) fn int(row: &Row, col: &str) -> Option<i64> {
     row.get(col)?.integers().first().copied()
 }
 

@@ -83,6 +83,9 @@ pub struct BridgeState {
     pub mirror_stats: BTreeMap<uuid::Uuid, (u64, u64)>,
     /// NetFlow export (`crate::netflow`), when `Bridge.netflow` is set.
     pub netflow: Option<crate::netflow::NetFlow>,
+    /// Bridge-wide IPFIX sampling (`crate::ipfix`): the action put first in
+    /// every datapath flow of the bridge.
+    pub ipfix_sample: Option<DpAction>,
 }
 
 /// One bridge.
@@ -139,6 +142,7 @@ impl Ofproto {
                 mirrors: Default::default(),
                 mirror_stats: Default::default(),
                 netflow: None,
+                ipfix_sample: None,
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,
@@ -461,6 +465,7 @@ impl UpcallHandler for SlowPath {
         });
         let netflow = netflow.flatten();
         let install = x.cacheable && x.error.is_none();
+        let sample = st.ipfix_sample;
         // An installed megaflow counts this packet itself.
         if !install && let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
@@ -485,8 +490,12 @@ impl UpcallHandler for SlowPath {
                 },
             );
         }
+        let mut actions = x.actions;
+        if let Some(s) = sample {
+            actions.insert(0, s);
+        }
         UpcallResult {
-            actions: x.actions,
+            actions,
             mask,
             install,
         }
