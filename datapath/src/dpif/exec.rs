@@ -209,3 +209,53 @@ fn count_meters(actions: &[DpAction]) -> u8 {
         .count();
     u8::try_from(n).unwrap_or(u8::MAX)
 }
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    fn set(cap: usize) -> (TxSet, crossbeam_channel::Receiver<super::super::Sampled>) {
+        let (tx, rx) = crossbeam_channel::bounded(cap);
+        (TxSet::default().with_samples(tx, 0x1234_5678_9abc_def0), rx)
+    }
+
+    #[test]
+    fn probability_max_samples_every_packet_with_its_key_and_length() {
+        let (mut t, rx) = set(100);
+        let key = FlowKey {
+            in_port: 7,
+            ..FlowKey::default()
+        };
+        for _ in 0..50 {
+            t.sample(u32::MAX, 3, &key, 98);
+        }
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got.len(), 50);
+        assert!(got.iter().all(|s| s.exporter == 3 && s.len == 98 && s.key.in_port == 7));
+    }
+
+    #[test]
+    fn probability_zero_samples_nothing_and_a_quarter_samples_about_a_quarter() {
+        let (mut t, rx) = set(100_000);
+        let key = FlowKey::default();
+        for _ in 0..40_000 {
+            t.sample(0, 1, &key, 60);
+        }
+        assert_eq!(rx.try_iter().count(), 0);
+        for _ in 0..40_000 {
+            t.sample(u32::MAX / 4, 1, &key, 60);
+        }
+        let n = rx.try_iter().count();
+        assert!((9_000..11_000).contains(&n), "{n} of 40000 sampled at 25%");
+    }
+
+    #[test]
+    fn a_full_sample_queue_drops_and_counts_instead_of_blocking() {
+        let (mut t, rx) = set(4);
+        for _ in 0..10 {
+            t.sample(u32::MAX, 1, &FlowKey::default(), 60);
+        }
+        assert_eq!(rx.try_iter().count(), 4);
+        assert_eq!(t.samples_lost, 6);
+    }
+}
