@@ -1117,10 +1117,19 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::Sample {
                 probability,
                 exporter,
-            } => format!(
-                "sample(sample={:.1}%,actions(userspace(ipfix(exporter={exporter}))))",
-                f64::from(*probability) * 100.0 / f64::from(u32::MAX)
-            ),
+                obs_domain,
+                obs_point,
+                flow_sample,
+            } => {
+                let pct = f64::from(*probability) * 100.0 / f64::from(u32::MAX);
+                if *flow_sample {
+                    format!(
+                        "sample(sample={pct:.1}%,actions(userspace(flow_sample(collector_set_id={exporter},obs_domain_id={obs_domain},obs_point_id={obs_point}))))"
+                    )
+                } else {
+                    format!("sample(sample={pct:.1}%,actions(userspace(ipfix(exporter={exporter}))))")
+                }
+            }
             DpAction::PushVlan { tpid, tci } => {
                 let mut s = String::from("push_vlan(");
                 if *tpid != ethertype::VLAN {

@@ -32,6 +32,7 @@ pub(crate) mod sub {
     pub const DEC_TTL_CNT_IDS: u16 = 21;
     pub const STACK_PUSH: u16 = 27;
     pub const STACK_POP: u16 = 28;
+    pub const SAMPLE: u16 = 29;
     pub const CT: u16 = 35;
     pub const NAT: u16 = 36;
     pub const CONTROLLER2: u16 = 37;
@@ -226,6 +227,19 @@ pub(crate) fn encode(w: &mut Writer, a: &Action, lc: &ListCodec) -> Result<bool,
             finish(w, h);
         }
         Action::Learn(l) => encode_learn(w, l, v)?,
+        Action::Sample {
+            probability,
+            collector_set_id,
+            obs_domain_id,
+            obs_point_id,
+        } => {
+            let h = begin(w, sub::SAMPLE);
+            w.u16(*probability);
+            w.u32(*collector_set_id);
+            w.u32(*obs_domain_id);
+            w.u32(*obs_point_id);
+            finish(w, h);
+        }
         Action::FinTimeout { idle, hard } => {
             let h = begin(w, sub::FIN_TIMEOUT);
             w.u16(*idle);
@@ -588,6 +602,15 @@ pub(crate) fn decode(
             }))
         }
         sub::LEARN | sub::LEARN2 => Action::Learn(Box::new(decode_learn(subtype, b)?)),
+        sub::SAMPLE => {
+            fixed(24)?;
+            Action::Sample {
+                probability: b.u16()?,
+                collector_set_id: b.u32()?,
+                obs_domain_id: b.u32()?,
+                obs_point_id: b.u32()?,
+            }
+        }
         sub::FIN_TIMEOUT => {
             fixed(16)?;
             Action::FinTimeout {

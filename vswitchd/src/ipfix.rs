@@ -27,8 +27,12 @@
 //! sequence number (data records sent before this message). For ICMP the
 //! destination port is `type << 8 | code`.
 //!
-//! Not done: `Flow_Sample_Collector_Set` and the OpenFlow `sample` action
-//! (per-flow sampling).
+//! Per-flow sampling, as in OVS: a `Flow_Sample_Collector_Set` row (`id`,
+//! `bridge`, `ipfix`) names an exporter, and the OpenFlow action
+//! `sample(probability=N,collector_set_id=ID,obs_domain_id=D,obs_point_id=P)`
+//! translates to a `DpAction::Sample` with N/65535 of the packets, whose
+//! samples go to the bridge's collector set `ID` with observation domain
+//! `D` and point `P` (the IPFIX row gives targets and cache settings only).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
@@ -165,6 +169,54 @@ pub fn configs_from_data(data: &Data, problems: &mut Vec<String>) -> BTreeMap<St
     out
 }
 
+/// Which samples an exporter takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// `Bridge.ipfix`.
+    Bridge,
+    /// `Flow_Sample_Collector_Set` with this `id`.
+    FlowSet(u32),
+}
+
+/// Every exporter the DB asks for: (bridge name, kind) → configuration.
+pub fn all_configs(
+    data: &Data,
+    problems: &mut Vec<String>,
+) -> BTreeMap<(String, Kind), IpfixConfig> {
+    let mut out: BTreeMap<(String, Kind), IpfixConfig> = configs_from_data(data, problems)
+        .into_iter()
+        .map(|(b, c)| ((b, Kind::Bridge), c))
+        .collect();
+    for (u, row) in data.table("Flow_Sample_Collector_Set").iter() {
+        let Some(id) = int(row, "id").and_then(|v| u32::try_from(v).ok()) else {
+            continue;
+        };
+        let Some(br) = row
+            .get("bridge")
+            .and_then(|d| d.uuids().first().copied())
+            .and_then(|b| data.row("Bridge", &b))
+            .and_then(|b| b.get_str("name").map(str::to_string))
+        else {
+            continue;
+        };
+        let Some(ipfix) = row.get("ipfix").and_then(|d| d.uuids().first().copied()) else {
+            continue;
+        };
+        let Some(irow) = data.row("IPFIX", &ipfix) else {
+            continue;
+        };
+        let mut p = Vec::new();
+        if let Some(c) = IpfixConfig::from_row(ipfix, irow, &mut p) {
+            out.insert((br.clone(), Kind::FlowSet(id)), c);
+        }
+        problems.extend(
+            p.into_iter()
+                .map(|e| format!("Flow_Sample_Collector_Set {u} (id {id}): {e}")),
+        );
+    }
+    out
+}
+
 // ----- Records and their encoding -----
 
 /// What a record aggregates.
@@ -248,7 +300,7 @@ fn put_template_set(b: &mut Vec<u8>) {
     b[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn put_record(b: &mut Vec<u8>, id: &FlowId, c: &Counts, obs_point: u32) {
+fn put_record(b: &mut Vec<u8>, obs_point: u32, id: &FlowId, c: &Counts) {
     match id {
         FlowId::Ipv4 {
             in_port,
@@ -289,13 +341,13 @@ fn put_record(b: &mut Vec<u8>, id: &FlowId, c: &Counts, obs_point: u32) {
     }
 }
 
-/// Encodes `records` as IPFIX messages of at most [`MAX_MESSAGE`] bytes,
+/// Encodes `records` (observation point, flow, counters) of one
+/// observation domain as IPFIX messages of at most [`MAX_MESSAGE`] bytes,
 /// each with the template set first. `seq` counts the data records sent
-/// before (it is advanced).
+/// before in the domain (it is advanced).
 pub fn encode(
-    records: &[(FlowId, Counts)],
+    records: &[(u32, FlowId, Counts)],
     obs_domain: u32,
-    obs_point: u32,
     export_secs: u32,
     seq: &mut u32,
 ) -> Vec<Vec<u8>> {
@@ -311,7 +363,7 @@ pub fn encode(
         put_template_set(&mut b);
         let mut n = 0;
         // One data set per run of records of the same template.
-        while let Some((id, c)) = rest.first() {
+        while let Some((pt, id, c)) = rest.first() {
             let (tid, rlen) = match id {
                 FlowId::Ipv4 { .. } => (TEMPLATE_IPV4, record_len(&IPV4_FIELDS)),
                 FlowId::L2 { .. } => (TEMPLATE_L2, record_len(&L2_FIELDS)),
@@ -322,10 +374,10 @@ pub fn encode(
             let set_start = b.len();
             b.extend_from_slice(&tid.to_be_bytes());
             b.extend_from_slice(&[0, 0]);
-            put_record(&mut b, id, c, obs_point);
+            put_record(&mut b, *pt, id, c);
             n += 1;
             rest = &rest[1..];
-            while let Some((id2, c2)) = rest.first() {
+            while let Some((pt2, id2, c2)) = rest.first() {
                 let same = matches!(
                     (id, id2),
                     (FlowId::Ipv4 { .. }, FlowId::Ipv4 { .. })
@@ -334,7 +386,7 @@ pub fn encode(
                 if !same || b.len() + rlen > MAX_MESSAGE {
                     break;
                 }
-                put_record(&mut b, id2, c2, obs_point);
+                put_record(&mut b, *pt2, id2, c2);
                 n += 1;
                 rest = &rest[1..];
             }
@@ -361,17 +413,20 @@ fn wall_ms() -> u64 {
 /// The exporter of one bridge.
 pub struct Exporter {
     pub cfg: IpfixConfig,
+    kind: Kind,
     bridge: Arc<Ofproto>,
     /// Datapath port to OpenFlow port, refreshed every export pass.
     ports: HashMap<DpPortNo, PortNo>,
-    cache: HashMap<FlowId, Counts>,
-    seq: u32,
+    /// By observation domain, point and flow.
+    cache: HashMap<(u32, u32, FlowId), Counts>,
+    /// Data records sent, per observation domain.
+    seq: HashMap<u32, u32>,
     socket: Option<UdpSocket>,
     send_errors: u64,
 }
 
 impl Exporter {
-    fn new(cfg: IpfixConfig, bridge: Arc<Ofproto>) -> Exporter {
+    fn new(cfg: IpfixConfig, kind: Kind, bridge: Arc<Ofproto>) -> Exporter {
         let socket = UdpSocket::bind(if cfg.targets.iter().all(SocketAddr::is_ipv6) {
             "[::]:0"
         } else {
@@ -382,10 +437,11 @@ impl Exporter {
         .ok();
         let mut e = Exporter {
             cfg,
+            kind,
             bridge,
             ports: HashMap::new(),
             cache: HashMap::new(),
-            seq: 0,
+            seq: HashMap::new(),
             socket,
             send_errors: 0,
         };
@@ -404,10 +460,20 @@ impl Exporter {
             return;
         };
         let id = FlowId::of(&s.key, of);
+        let (dom, pt) = match self.kind {
+            Kind::Bridge => (self.cfg.obs_domain_id, self.cfg.obs_point_id),
+            Kind::FlowSet(_) => (s.obs_domain, s.obs_point),
+        };
+        if self.cfg.cache_max_flows > 0
+            && self.cache.len() >= self.cfg.cache_max_flows
+            && !self.cache.contains_key(&(dom, pt, id))
+        {
+            self.run(now_ms, true);
+        }
         let l2 = u64::from(s.len);
         let l2_hdr =
             14 + 4 * u64::from(s.key.vlan_tci != 0) + 4 * u64::from(s.key.vlan_tci_inner != 0);
-        let c = self.cache.entry(id).or_insert(Counts {
+        let c = self.cache.entry((dom, pt, id)).or_insert(Counts {
             start_ms: now_ms,
             ..Counts::default()
         });
@@ -421,28 +487,22 @@ impl Exporter {
 
     /// Sends the records due at `now_ms` (all of them when `flush`).
     fn run(&mut self, now_ms: u64, flush: bool) {
-        let full = self.cfg.cache_max_flows > 0 && self.cache.len() >= self.cfg.cache_max_flows;
         let timeout = self.cfg.cache_active_timeout_ms;
-        let mut due: Vec<(FlowId, Counts)> = Vec::new();
-        self.cache.retain(|id, c| {
-            if flush || full || now_ms >= c.start_ms.saturating_add(timeout) {
-                due.push((*id, *c));
+        let mut due: BTreeMap<u32, Vec<(u32, FlowId, Counts)>> = BTreeMap::new();
+        self.cache.retain(|(dom, pt, id), c| {
+            if flush || now_ms >= c.start_ms.saturating_add(timeout) {
+                due.entry(*dom).or_default().push((*pt, *id, *c));
                 false
             } else {
                 true
             }
         });
-        if due.is_empty() {
-            return;
+        let mut msgs = Vec::new();
+        for (dom, mut recs) in due {
+            recs.sort_by_key(|(pt, id, c)| (c.start_ms, *pt, *id));
+            let seq = self.seq.entry(dom).or_insert(0);
+            msgs.extend(encode(&recs, dom, (now_ms / 1000) as u32, seq));
         }
-        due.sort_by_key(|(id, c)| (c.start_ms, *id));
-        let msgs = encode(
-            &due,
-            self.cfg.obs_domain_id,
-            self.cfg.obs_point_id,
-            (now_ms / 1000) as u32,
-            &mut self.seq,
-        );
         let Some(sock) = &self.socket else {
             return;
         };
@@ -480,7 +540,14 @@ fn run_thread(rx: crossbeam_channel::Receiver<Sampled>, exporters: Exporters) {
                 let now = wall_ms();
                 let mut ex = lock(&exporters);
                 for s in std::iter::once(first).chain(rx.try_iter().take(4095)) {
-                    if let Some(e) = ex.get_mut(&s.exporter) {
+                    let e = if s.flow_sample {
+                        ex.values_mut().find(|e| {
+                            e.kind == Kind::FlowSet(s.exporter) && e.ports.contains_key(&s.key.in_port)
+                        })
+                    } else {
+                        ex.get_mut(&s.exporter)
+                    };
+                    if let Some(e) = e {
                         e.add(&s, now);
                     }
                 }
@@ -508,10 +575,11 @@ pub struct IpfixExport {
 }
 
 impl IpfixExport {
-    /// Applies the `IPFIX` rows referenced by bridges in `data`.
+    /// Applies the `IPFIX` rows referenced by bridges (bridge-wide
+    /// sampling) and by `Flow_Sample_Collector_Set` rows (per-flow).
     pub fn reconcile(&mut self, sw: &Switch, data: &Data) {
         let mut problems = Vec::new();
-        let wanted = configs_from_data(data, &mut problems);
+        let wanted = all_configs(data, &mut problems);
         if problems != self.last_problems {
             for p in &problems {
                 warn!("IPFIX configuration: {p}");
@@ -531,46 +599,64 @@ impl IpfixExport {
                 }
             }
         }
+        let bridges = sw.slow.all_bridges();
         let mut changed = false;
         let mut ex = lock(&self.exporters);
-        for br in sw.slow.all_bridges() {
-            let want = wanted.get(&br.name);
-            let id = ex
-                .iter()
-                .find(|(_, e)| Arc::ptr_eq(&e.bridge, &br))
-                .map(|(id, _)| *id);
-            let have = id.and_then(|i| ex.get(&i)).map(|e| &e.cfg);
-            if have == want {
+        // Exporters no longer wanted (or of bridges that are gone).
+        let stale: Vec<u32> = ex
+            .iter()
+            .filter(|(_, e)| {
+                !bridges.iter().any(|b| Arc::ptr_eq(b, &e.bridge))
+                    || wanted.get(&(e.bridge.name.clone(), e.kind)) != Some(&e.cfg)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(mut old) = ex.remove(&id) {
+                old.run(wall_ms(), true);
+                info!(bridge = %old.bridge.name, "IPFIX off ({:?})", old.kind);
+                if old.kind == Kind::Bridge {
+                    old.bridge.lock().ipfix_sample = None;
+                    changed = true;
+                }
+            }
+        }
+        for ((name, kind), cfg) in &wanted {
+            let Some(br) = bridges.iter().find(|b| &b.name == name) else {
+                continue;
+            };
+            if ex
+                .values()
+                .any(|e| Arc::ptr_eq(&e.bridge, br) && e.kind == *kind)
+            {
                 continue;
             }
-            if let Some(i) = id
-                && let Some(mut old) = ex.remove(&i)
-            {
-                old.run(wall_ms(), true);
-            }
-            let sample = want.map(|c| {
-                let id = (1..).find(|i| !ex.contains_key(i)).unwrap_or(u32::MAX);
-                ex.insert(id, Exporter::new(c.clone(), br.clone()));
-                info!(
-                    bridge = %br.name,
-                    "IPFIX on: 1 packet in {} to {:?}",
-                    c.sampling,
-                    c.targets
-                );
-                DpAction::Sample {
-                    probability: c.probability(),
-                    exporter: id,
+            let id = (1..).find(|i| !ex.contains_key(i)).unwrap_or(u32::MAX);
+            ex.insert(id, Exporter::new(cfg.clone(), *kind, br.clone()));
+            match kind {
+                Kind::Bridge => {
+                    info!(
+                        bridge = %br.name,
+                        "IPFIX on: 1 packet in {} to {:?}",
+                        cfg.sampling,
+                        cfg.targets
+                    );
+                    br.lock().ipfix_sample = Some(DpAction::Sample {
+                        probability: cfg.probability(),
+                        exporter: id,
+                        obs_domain: cfg.obs_domain_id,
+                        obs_point: cfg.obs_point_id,
+                        flow_sample: false,
+                    });
+                    changed = true;
                 }
-            });
-            if sample.is_none() {
-                info!(bridge = %br.name, "IPFIX off");
+                Kind::FlowSet(set) => info!(
+                    bridge = %br.name,
+                    "IPFIX on: collector set {set} to {:?}",
+                    cfg.targets
+                ),
             }
-            br.lock().ipfix_sample = sample;
-            changed = true;
         }
-        // Exporters of bridges that are gone.
-        let live = sw.slow.all_bridges();
-        ex.retain(|_, e| live.iter().any(|b| Arc::ptr_eq(b, &e.bridge)));
         drop(ex);
         if changed {
             // Every datapath flow of the bridge must (or must no longer)
@@ -609,7 +695,7 @@ mod tests {
             end_ms: 0x0000_0100_0000_0002,
         };
         let mut seq = 41;
-        let msgs = encode(&[(id, c)], 0xdead_beef, 0x0102_0304, 0x6000_0000, &mut seq);
+        let msgs = encode(&[(0x0102_0304, id, c)], 0xdead_beef, 0x6000_0000, &mut seq);
         assert_eq!(msgs.len(), 1);
         assert_eq!(seq, 42, "the sequence counts data records");
         let m = &msgs[0];
@@ -658,11 +744,11 @@ mod tests {
             .map(|i| {
                 let mut k = icmp_key();
                 k.tp_src = i;
-                (FlowId::of(&k, 1), Counts::default())
+                (1, FlowId::of(&k, 1), Counts::default())
             })
             .collect();
         let mut seq = 0;
-        let msgs = encode(&recs, 1, 1, 0, &mut seq);
+        let msgs = encode(&recs, 1, 0, &mut seq);
         assert!(msgs.len() > 1);
         assert!(msgs.iter().all(|m| m.len() <= MAX_MESSAGE));
         assert_eq!(seq, 100);

@@ -85,7 +85,17 @@ impl TxSet {
     /// Samples one packet with probability `probability / u32::MAX`
     /// (xorshift64*, no allocation, no lock: a full queue drops the sample).
     #[inline]
-    pub fn sample(&mut self, probability: u32, exporter: u32, key: &FlowKey, len: usize) {
+    pub fn sample(&mut self, action: &DpAction, key: &FlowKey, len: usize) {
+        let DpAction::Sample {
+            probability,
+            exporter,
+            obs_domain,
+            obs_point,
+            flow_sample,
+        } = *action
+        else {
+            return;
+        };
         if probability != u32::MAX {
             let mut x = self.rng | 1;
             x ^= x >> 12;
@@ -99,6 +109,9 @@ impl TxSet {
         if let Some(q) = &self.samples
             && q.try_send(super::Sampled {
                 exporter,
+                obs_domain,
+                obs_point,
+                flow_sample,
                 key: *key,
                 len: len as u32,
             })
@@ -173,10 +186,7 @@ pub(crate) fn execute(
                 i += gt.len() + le.len();
             }
             DpAction::Output(no) => tx.output(*no, pkt),
-            DpAction::Sample {
-                probability,
-                exporter,
-            } => tx.sample(*probability, *exporter, key, pkt.len()),
+            DpAction::Sample { .. } => tx.sample(a, key, pkt.len()),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;
@@ -219,6 +229,16 @@ mod sample_tests {
         (TxSet::default().with_samples(tx, 0x1234_5678_9abc_def0), rx)
     }
 
+    fn act(probability: u32, exporter: u32) -> DpAction {
+        DpAction::Sample {
+            probability,
+            exporter,
+            obs_domain: 0,
+            obs_point: 0,
+            flow_sample: false,
+        }
+    }
+
     #[test]
     fn probability_max_samples_every_packet_with_its_key_and_length() {
         let (mut t, rx) = set(100);
@@ -227,7 +247,7 @@ mod sample_tests {
             ..FlowKey::default()
         };
         for _ in 0..50 {
-            t.sample(u32::MAX, 3, &key, 98);
+            t.sample(&act(u32::MAX, 3), &key, 98);
         }
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(got.len(), 50);
@@ -239,11 +259,11 @@ mod sample_tests {
         let (mut t, rx) = set(100_000);
         let key = FlowKey::default();
         for _ in 0..40_000 {
-            t.sample(0, 1, &key, 60);
+            t.sample(&act(0, 1), &key, 60);
         }
         assert_eq!(rx.try_iter().count(), 0);
         for _ in 0..40_000 {
-            t.sample(u32::MAX / 4, 1, &key, 60);
+            t.sample(&act(u32::MAX / 4, 1), &key, 60);
         }
         let n = rx.try_iter().count();
         assert!((9_000..11_000).contains(&n), "{n} of 40000 sampled at 25%");
@@ -253,7 +273,7 @@ mod sample_tests {
     fn a_full_sample_queue_drops_and_counts_instead_of_blocking() {
         let (mut t, rx) = set(4);
         for _ in 0..10 {
-            t.sample(u32::MAX, 1, &FlowKey::default(), 60);
+            t.sample(&act(u32::MAX, 1), &FlowKey::default(), 60);
         }
         assert_eq!(rx.try_iter().count(), 4);
         assert_eq!(t.samples_lost, 6);

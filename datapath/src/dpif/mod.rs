@@ -148,6 +148,10 @@ struct Shared {
 #[derive(Clone, Copy, Debug)]
 pub struct Sampled {
     pub exporter: u32,
+    pub obs_domain: u32,
+    pub obs_point: u32,
+    /// From an OpenFlow `sample` action (`exporter` is its collector set).
+    pub flow_sample: bool,
     pub key: FlowKey,
     pub len: u32,
 }
