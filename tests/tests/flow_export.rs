@@ -555,3 +555,73 @@ fn ipfix_sampling_every_packet_reaches_nfcapd_with_exact_counts() -> Result<()> 
     assert!(h1.ns.ping(&h2.addr, 2));
     Ok(())
 }
+
+#[test]
+fn the_openflow_sample_action_exports_to_its_flow_sample_collector_set() -> Result<()> {
+    require!("ovs-vsctl", "ovs-ofctl", "nfcapd", "nfdump");
+    let tag = unique_tag();
+    let (sw, br, hosts) = bridge_with_hosts(&tag, 95, 2)?;
+    let (h1, h2) = (&hosts[0], &hosts[1]);
+    assert!(h1.ns.ping_eventually(&h2.addr, Duration::from_secs(15)));
+
+    let nfcapd = Collector::start()?;
+    // The recipe of OVS's documentation: a collector set on the bridge.
+    ovs_vsctl(
+        &sw,
+        &[
+            "--",
+            "--id=@br",
+            "get",
+            "Bridge",
+            &br,
+            "--",
+            "--id=@i",
+            "create",
+            "IPFIX",
+            &format!("targets=\"127.0.0.1:{}\"", nfcapd.port),
+            "--",
+            "create",
+            "Flow_Sample_Collector_Set",
+            "id=7",
+            "bridge=@br",
+            "ipfix=@i",
+        ],
+    )?;
+    assert!(
+        wait_until(Duration::from_secs(10), || sw
+            .log_text()
+            .contains("IPFIX on: collector set 7")),
+        "collector set not configured:\n{}",
+        sw.log_text()
+    );
+    // Stock ovs-ofctl puts the action on the wire (NXAST_SAMPLE) and reads
+    // it back as it wrote it.
+    let mgmt = format!("unix:{}", sw.rundir().join(format!("{br}.mgmt")).display());
+    let sample = "sample(probability=65535,collector_set_id=7,obs_domain_id=123,obs_point_id=456)";
+    run(Command::new("ovs-ofctl").args([
+        "add-flow",
+        &mgmt,
+        &format!("priority=10,icmp,actions={sample},NORMAL"),
+    ]))?;
+    let dump = run(Command::new("ovs-ofctl").args(["dump-flows", &mgmt]))?;
+    assert!(dump.contains(&format!("actions={sample},NORMAL")), "{dump}");
+
+    let (count, size) = (6u32, 300u32);
+    assert!(ping_sized(&h1.ns, &h2.addr, count, size), "h1 -> h2 broken by sample");
+    let want = (u64::from(count), u64::from(count) * u64::from(20 + 8 + size));
+    let (a1, a2) = (h1.addr.as_str(), h2.addr.as_str());
+    let complete = wait_until(Duration::from_secs(30), || {
+        let r = nfcapd.records();
+        total(&r, a1, a2, "1", "8.0") == want && total(&r, a2, a1, "1", "0.0") == want
+    });
+    let records = nfcapd.records();
+    assert!(
+        complete,
+        "want {want:?} each way, nfcapd has:\n{records:#?}\nnfcapd log:\n{}\nswitch log:\n{}",
+        nfcapd.log(),
+        sw.log_text()
+    );
+    // Only the flows with the action are sampled: no ARP or other records.
+    assert!(records.iter().all(|r| r.proto == "1"), "{records:#?}");
+    Ok(())
+}
