@@ -417,7 +417,12 @@ pub(crate) fn parse_nx_action(
                     Some(("collector_set_id", v)) => cs = num(name, v)?,
                     Some(("obs_domain_id", v)) => dom = num(name, v)?,
                     Some(("obs_point_id", v)) => pt = num(name, v)?,
-                    _ => return Err(bad_action(name, format!("{kv}: unknown or unsupported argument"))),
+                    _ => {
+                        return Err(bad_action(
+                            name,
+                            format!("{kv}: unknown or unsupported argument"),
+                        ));
+                    }
                 }
             }
             let probability = probability
@@ -1309,6 +1314,14 @@ mod tests {
             "controller(reason=invalid_ttl)",
         ),
         ("controller:100", "CONTROLLER:100"),
+        (
+            "sample(probability=100,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+            "sample(probability=100,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+        ),
+        (
+            "sample(probability=65535)",
+            "sample(probability=65535,collector_set_id=0,obs_domain_id=0,obs_point_id=0)",
+        ),
         ("controller(max_len=100)", "CONTROLLER:100"),
         (
             "ct(commit,zone=5,table=3,alg=ftp,nat(src=10.0.0.1-10.0.0.5:100-200,random,persistent))",

@@ -806,8 +806,31 @@ mod tests {
     }
 
     #[test]
+    fn sample_is_nxast_sample_with_the_hand_checked_layout() {
+        let acts = flows::text::parse_actions(
+            "sample(probability=65535,collector_set_id=7,obs_domain_id=123,obs_point_id=456)",
+        )
+        .unwrap();
+        let mut w = Writer::new();
+        (crate::actions::LC13_FOR_TESTS.encode)(&mut w, &acts).unwrap();
+        #[rustfmt::skip]
+        let want = [
+            0xff, 0xff, 0x00, 0x18, // OFPAT_VENDOR, length 24
+            0x00, 0x00, 0x23, 0x20, // NX_VENDOR_ID
+            0x00, 0x1d, 0xff, 0xff, // NXAST_SAMPLE (29), probability 65535
+            0x00, 0x00, 0x00, 0x07, // collector_set_id
+            0x00, 0x00, 0x00, 0x7b, // obs_domain_id
+            0x00, 0x00, 0x01, 0xc8, // obs_point_id
+        ];
+        assert_eq!(w.buf, want);
+        assert!(flows::text::parse_actions("sample(probability=0)").is_err());
+        assert!(flows::text::parse_actions("sample(probability=5,sampling_port=1)").is_err());
+    }
+
+    #[test]
     fn every_nicira_action_round_trips_through_both_versions() {
         for t in [
+            "sample(probability=5,collector_set_id=6,obs_domain_id=7,obs_point_id=8)",
             "controller(reason=no_match,max_len=100,id=3,userdata=01.02,pause,meter_id=5)",
             "controller(userdata=00.00.00.0c.00.00.00.00,pause)",
             "controller(reason=invalid_ttl)",

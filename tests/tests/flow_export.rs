@@ -607,8 +607,14 @@ fn the_openflow_sample_action_exports_to_its_flow_sample_collector_set() -> Resu
     assert!(dump.contains(&format!("actions={sample},NORMAL")), "{dump}");
 
     let (count, size) = (6u32, 300u32);
-    assert!(ping_sized(&h1.ns, &h2.addr, count, size), "h1 -> h2 broken by sample");
-    let want = (u64::from(count), u64::from(count) * u64::from(20 + 8 + size));
+    assert!(
+        ping_sized(&h1.ns, &h2.addr, count, size),
+        "h1 -> h2 broken by sample"
+    );
+    let want = (
+        u64::from(count),
+        u64::from(count) * u64::from(20 + 8 + size),
+    );
     let (a1, a2) = (h1.addr.as_str(), h2.addr.as_str());
     let complete = wait_until(Duration::from_secs(30), || {
         let r = nfcapd.records();

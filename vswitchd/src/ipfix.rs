@@ -542,7 +542,8 @@ fn run_thread(rx: crossbeam_channel::Receiver<Sampled>, exporters: Exporters) {
                 for s in std::iter::once(first).chain(rx.try_iter().take(4095)) {
                     let e = if s.flow_sample {
                         ex.values_mut().find(|e| {
-                            e.kind == Kind::FlowSet(s.exporter) && e.ports.contains_key(&s.key.in_port)
+                            e.kind == Kind::FlowSet(s.exporter)
+                                && e.ports.contains_key(&s.key.in_port)
                         })
                     } else {
                         ex.get_mut(&s.exporter)

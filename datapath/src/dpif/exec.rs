@@ -251,7 +251,10 @@ mod sample_tests {
         }
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(got.len(), 50);
-        assert!(got.iter().all(|s| s.exporter == 3 && s.len == 98 && s.key.in_port == 7));
+        assert!(
+            got.iter()
+                .all(|s| s.exporter == 3 && s.len == 98 && s.key.in_port == 7)
+        );
     }
 
     #[test]
