@@ -300,16 +300,13 @@ fn a_bad_netflow_target_is_logged_and_an_unreachable_collector_never_stops_switc
     // A collector nobody listens on, with a one-second active timeout so
     // that the switch sends all the time.
     let port = free_udp_port()?;
+    let nf_row = ovs_vsctl(&sw, &["get", "Bridge", &br, "netflow"])?;
     ovs_vsctl(
         &sw,
         &[
             "set",
             "NetFlow",
-            &run(Command::new("ovs-vsctl")
-                .arg(format!("--db={}", sw.db_remote()))
-                .args(["get", "Bridge", &br, "netflow"]))?
-            .trim()
-            .to_string(),
+            nf_row.trim(),
             &format!("targets=\"127.0.0.1:{port}\""),
             "active_timeout=1",
         ],

@@ -239,7 +239,7 @@ impl NfKey {
     /// The key of an IPv4 flow (`key.in_port` the OpenFlow port); `None`
     /// for anything else, which NetFlow v5 does not report.
     pub fn of(key: &FlowKey) -> Option<NfKey> {
-        (key.dl_type == ETH_TYPE_IP).then(|| NfKey {
+        (key.dl_type == ETH_TYPE_IP).then_some(NfKey {
             in_port: key.in_port as u16,
             src: key.nw_src,
             dst: key.nw_dst,
