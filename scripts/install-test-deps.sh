@@ -13,7 +13,7 @@ PYTHON=${FERROVS_PYTHON:-python3}
 APT_PKGS=(
   iproute2 iputils-ping iperf3 ethtool tcpdump procps psmisc
   openvswitch-switch openvswitch-common openvswitch-switch-dpdk
-  ovn-host ovn-central prometheus
+  ovn-host ovn-central prometheus nfdump
   qemu-system-x86 qemu-utils busybox-static
   dpdk-dev librte-net-virtio23 librte-net-vhost23 librte-mempool-ring23
   python3-pip python3-venv

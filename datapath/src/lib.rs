@@ -18,8 +18,8 @@ pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};
 pub use dpif::{
-    Datapath, DpConfig, DpError, MegaflowInfo, MegaflowPredicate, PmdStats, PollPolicy, Stage,
-    UpcallHandler, UpcallResult,
+    Datapath, DpConfig, DpError, MegaflowInfo, MegaflowPredicate, PmdStats, PollPolicy, Sampled,
+    Stage, UpcallHandler, UpcallResult,
 };
 pub use dummy::{DummyPort, SentFrame};
 pub use packet::{BATCH_SIZE, Offload, Packet, PacketBatch};

@@ -133,6 +133,15 @@ pub enum Action {
     Bundle(Box<Bundle>),
     /// `learn(...)`: adds or refreshes a flow built from the packet.
     Learn(Box<Learn>),
+    /// `sample(probability=N,collector_set_id=N,obs_domain_id=N,obs_point_id=N)`:
+    /// samples the packet (N/65535) to the IPFIX exporter of
+    /// `Flow_Sample_Collector_Set` `collector_set_id`.
+    Sample {
+        probability: u16,
+        collector_set_id: u32,
+        obs_domain_id: u32,
+        obs_point_id: u32,
+    },
     /// `fin_timeout(idle_timeout=N,hard_timeout=N)`.
     FinTimeout { idle: u16, hard: u16 },
     /// `set_queue:N`.

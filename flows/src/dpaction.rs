@@ -64,6 +64,20 @@ pub enum DpAction {
         gt: u16,
         le: u16,
     },
+    /// Samples the packet with probability `probability / u32::MAX` for
+    /// flow export: a sampled packet's key and length go to the datapath's
+    /// sample queue (`Datapath::samples`) with the other fields. The packet
+    /// itself is not changed.
+    Sample {
+        probability: u32,
+        /// The OpenFlow `collector_set_id` (`flow_sample`), or the
+        /// bridge-wide exporter's id.
+        exporter: u32,
+        obs_domain: u32,
+        obs_point: u32,
+        /// From an OpenFlow `sample` action (else bridge-wide sampling).
+        flow_sample: bool,
+    },
 }
 
 /// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:

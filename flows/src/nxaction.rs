@@ -409,6 +409,32 @@ pub(crate) fn parse_nx_action(
         "multipath" => Some(parse_multipath(need()?)?),
         "bundle" | "bundle_load" => Some(parse_bundle(name, need()?, opts)?),
         "learn" => Some(Action::Learn(Box::new(parse_learn(need()?)?))),
+        "sample" => {
+            let (mut probability, mut cs, mut dom, mut pt) = (None, 0, 0, 0);
+            for kv in split_top(need()?)? {
+                match kv.split_once('=') {
+                    Some(("probability", v)) => probability = Some(num::<u16>(name, v)?),
+                    Some(("collector_set_id", v)) => cs = num(name, v)?,
+                    Some(("obs_domain_id", v)) => dom = num(name, v)?,
+                    Some(("obs_point_id", v)) => pt = num(name, v)?,
+                    _ => {
+                        return Err(bad_action(
+                            name,
+                            format!("{kv}: unknown or unsupported argument"),
+                        ));
+                    }
+                }
+            }
+            let probability = probability
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad_action(name, "probability must be 1 to 65535"))?;
+            Some(Action::Sample {
+                probability,
+                collector_set_id: cs,
+                obs_domain_id: dom,
+                obs_point_id: pt,
+            })
+        }
         "fin_timeout" => {
             let (mut idle, mut hard) = (0, 0);
             for kv in split_top(need()?)? {
@@ -1006,6 +1032,14 @@ pub(crate) fn format_nx_action(a: &Action) -> Option<String> {
             }
         }
         Action::Learn(l) => format_learn(l),
+        Action::Sample {
+            probability,
+            collector_set_id,
+            obs_domain_id,
+            obs_point_id,
+        } => format!(
+            "sample(probability={probability},collector_set_id={collector_set_id},obs_domain_id={obs_domain_id},obs_point_id={obs_point_id})"
+        ),
         Action::FinTimeout { idle, hard } => {
             let mut p = Vec::new();
             if *idle != 0 {
@@ -1280,6 +1314,14 @@ mod tests {
             "controller(reason=invalid_ttl)",
         ),
         ("controller:100", "CONTROLLER:100"),
+        (
+            "sample(probability=100,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+            "sample(probability=100,collector_set_id=1,obs_domain_id=2,obs_point_id=3)",
+        ),
+        (
+            "sample(probability=65535)",
+            "sample(probability=65535,collector_set_id=0,obs_domain_id=0,obs_point_id=0)",
+        ),
         ("controller(max_len=100)", "CONTROLLER:100"),
         (
             "ct(commit,zone=5,table=3,alg=ftp,nat(src=10.0.0.1-10.0.0.5:100-200,random,persistent))",

@@ -1197,6 +1197,22 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::Userspace {
                 reason, max_len, ..
             } => format!("userspace(controller,reason={reason:?},max_len={max_len})"),
+            DpAction::Sample {
+                probability,
+                exporter,
+                obs_domain,
+                obs_point,
+                flow_sample,
+            } => {
+                let pct = f64::from(*probability) * 100.0 / f64::from(u32::MAX);
+                if *flow_sample {
+                    format!(
+                        "sample(sample={pct:.1}%,actions(userspace(flow_sample(collector_set_id={exporter},obs_domain_id={obs_domain},obs_point_id={obs_point}))))"
+                    )
+                } else {
+                    format!("sample(sample={pct:.1}%,actions(userspace(ipfix(exporter={exporter}))))")
+                }
+            }
             DpAction::PushVlan { tpid, tci } => {
                 let mut s = String::from("push_vlan(");
                 if *tpid != ethertype::VLAN {

@@ -32,6 +32,7 @@ pub(crate) mod sub {
     pub const DEC_TTL_CNT_IDS: u16 = 21;
     pub const STACK_PUSH: u16 = 27;
     pub const STACK_POP: u16 = 28;
+    pub const SAMPLE: u16 = 29;
     pub const CT: u16 = 35;
     pub const NAT: u16 = 36;
     pub const CONTROLLER2: u16 = 37;
@@ -226,6 +227,19 @@ pub(crate) fn encode(w: &mut Writer, a: &Action, lc: &ListCodec) -> Result<bool,
             finish(w, h);
         }
         Action::Learn(l) => encode_learn(w, l, v)?,
+        Action::Sample {
+            probability,
+            collector_set_id,
+            obs_domain_id,
+            obs_point_id,
+        } => {
+            let h = begin(w, sub::SAMPLE);
+            w.u16(*probability);
+            w.u32(*collector_set_id);
+            w.u32(*obs_domain_id);
+            w.u32(*obs_point_id);
+            finish(w, h);
+        }
         Action::FinTimeout { idle, hard } => {
             let h = begin(w, sub::FIN_TIMEOUT);
             w.u16(*idle);
@@ -588,6 +602,15 @@ pub(crate) fn decode(
             }))
         }
         sub::LEARN | sub::LEARN2 => Action::Learn(Box::new(decode_learn(subtype, b)?)),
+        sub::SAMPLE => {
+            fixed(24)?;
+            Action::Sample {
+                probability: b.u16()?,
+                collector_set_id: b.u32()?,
+                obs_domain_id: b.u32()?,
+                obs_point_id: b.u32()?,
+            }
+        }
         sub::FIN_TIMEOUT => {
             fixed(16)?;
             Action::FinTimeout {
@@ -783,8 +806,31 @@ mod tests {
     }
 
     #[test]
+    fn sample_is_nxast_sample_with_the_hand_checked_layout() {
+        let acts = flows::text::parse_actions(
+            "sample(probability=65535,collector_set_id=7,obs_domain_id=123,obs_point_id=456)",
+        )
+        .unwrap();
+        let mut w = Writer::new();
+        (crate::actions::LC13_FOR_TESTS.encode)(&mut w, &acts).unwrap();
+        #[rustfmt::skip]
+        let want = [
+            0xff, 0xff, 0x00, 0x18, // OFPAT_VENDOR, length 24
+            0x00, 0x00, 0x23, 0x20, // NX_VENDOR_ID
+            0x00, 0x1d, 0xff, 0xff, // NXAST_SAMPLE (29), probability 65535
+            0x00, 0x00, 0x00, 0x07, // collector_set_id
+            0x00, 0x00, 0x00, 0x7b, // obs_domain_id
+            0x00, 0x00, 0x01, 0xc8, // obs_point_id
+        ];
+        assert_eq!(w.buf, want);
+        assert!(flows::text::parse_actions("sample(probability=0)").is_err());
+        assert!(flows::text::parse_actions("sample(probability=5,sampling_port=1)").is_err());
+    }
+
+    #[test]
     fn every_nicira_action_round_trips_through_both_versions() {
         for t in [
+            "sample(probability=5,collector_set_id=6,obs_domain_id=7,obs_point_id=8)",
             "controller(reason=no_match,max_len=100,id=3,userdata=01.02,pause,meter_id=5)",
             "controller(userdata=00.00.00.0c.00.00.00.00,pause)",
             "controller(reason=invalid_ttl)",

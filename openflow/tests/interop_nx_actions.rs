@@ -42,6 +42,10 @@ const FLOWS: &[(&str, &str)] = &[
     ),
     ("", "clone(load:0x1->NXM_NX_REG0[],output:1)"),
     ("", "ct_clear"),
+    (
+        "",
+        "sample(probability=1000,collector_set_id=7,obs_domain_id=123,obs_point_id=456)",
+    ),
     ("", "check_pkt_larger(200)->NXM_NX_REG0[0]"),
     ("", "push:NXM_NX_REG0[0..15],pop:NXM_NX_REG1[]"),
     ("", "output:NXM_NX_REG0[]"),

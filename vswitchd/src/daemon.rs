@@ -168,6 +168,8 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
     let mut last_stats = Instant::now() - Duration::from_secs(60);
     let mut last_retry = Instant::now();
     let mut policing = crate::policing::Policing::default();
+    let mut flow_export = crate::netflow::FlowExport::default();
+    let mut ipfix = crate::ipfix::IpfixExport::default();
     let mut held = SwitchConfig::from_data(&ctx.db.snapshot()).flow_restore_wait();
     loop {
         let data = ctx.db.snapshot();
@@ -214,6 +216,8 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
             }
         }
         policing.reconcile(&ctx.switch, &ctx.db);
+        flow_export.reconcile(&ctx.switch, &data);
+        ipfix.reconcile(&ctx.switch, &data);
         if ctx.switch.refresh_links() {
             ctx.switch.revalidate_now();
         }

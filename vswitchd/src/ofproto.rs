@@ -81,6 +81,11 @@ pub struct BridgeState {
     pub mirrors: crate::mirror::Mirrors,
     /// Packets and bytes each mirror sent, by Mirror row.
     pub mirror_stats: BTreeMap<uuid::Uuid, (u64, u64)>,
+    /// NetFlow export (`crate::netflow`), when `Bridge.netflow` is set.
+    pub netflow: Option<crate::netflow::NetFlow>,
+    /// Bridge-wide IPFIX sampling (`crate::ipfix`): the action put first in
+    /// every datapath flow of the bridge.
+    pub ipfix_sample: Option<DpAction>,
 }
 
 /// One bridge.
@@ -136,6 +141,8 @@ impl Ofproto {
                 tlv: Default::default(),
                 mirrors: Default::default(),
                 mirror_stats: Default::default(),
+                netflow: None,
+                ipfix_sample: None,
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,
@@ -259,6 +266,8 @@ struct MegaflowOwner {
     rules: Vec<(u8, RuleId)>,
     /// Mirrors the cached actions copy to (bit per mirror).
     mirrored: u32,
+    /// The NetFlow flow its traffic belongs to.
+    netflow: Option<crate::netflow::NfTag>,
     packets: u64,
     bytes: u64,
 }
@@ -382,6 +391,9 @@ impl SlowPath {
                 st.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
             }
             st.credit_mirrors(o.mirrored, dp_packets, dp_bytes);
+            if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), o.netflow.as_ref()) {
+                nf.credit(tag, dp_packets, dp_bytes, used_ms, now);
+            }
         }
     }
 
@@ -454,11 +466,25 @@ impl UpcallHandler for SlowPath {
         for (t, id) in &x.rules_hit {
             st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
         }
-        drop(st);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
-        self.tnl.snoop(&br.name, key, &mut mask);
+        let netflow = st.netflow.is_some().then(|| {
+            crate::netflow::unwildcard(key, &mut mask);
+            crate::netflow::NfKey::of(&k).map(|nk| crate::netflow::NfTag {
+                key: nk,
+                output: crate::netflow::output_iface(&x.actions, |dp| st.ports.ofport_of(dp)),
+                tcp_flags: k.tcp_flags as u8,
+            })
+        });
+        let netflow = netflow.flatten();
         let install = x.cacheable && x.error.is_none();
+        let sample = st.ipfix_sample;
+        // An installed megaflow counts this packet itself.
+        if !install && let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
+            nf.credit(tag, 1, packet.len() as u64, now, now);
+        }
+        drop(st);
+        self.tnl.snoop(&br.name, key, &mut mask);
         if install {
             let m = Match::new(*key, mask);
             let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
@@ -471,13 +497,18 @@ impl UpcallHandler for SlowPath {
                     bridge: br.clone(),
                     rules: x.rules_hit.clone(),
                     mirrored,
+                    netflow,
                     packets: 0,
                     bytes: 0,
                 },
             );
         }
+        let mut actions = x.actions;
+        if let Some(s) = sample {
+            actions.insert(0, s);
+        }
         UpcallResult {
-            actions: x.actions,
+            actions,
             mask,
             install,
         }
@@ -541,6 +572,7 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                     }
                 }
                 if all {
+                    sp.sync_stats(&dp);
                     dp.flush();
                     sp.forget_megaflows();
                 } else {
@@ -558,6 +590,10 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                     let mut st = br.lock();
                     let expired = st.pipeline.expire(now);
                     let macs = st.mac.expire(now);
+                    if let Some(nf) = st.netflow.as_mut() {
+                        let datagrams = nf.run(now, false);
+                        nf.send(&datagrams);
+                    }
                     drop(st);
                     if !macs.is_empty() {
                         debug!(bridge = %br.name, "{} MAC entries aged out", macs.len());

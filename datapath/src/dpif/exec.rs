@@ -23,6 +23,12 @@ pub(crate) struct TxSet {
     /// The meters the policers live in, and the batch's clock for them.
     pub meters: Option<std::sync::Arc<Meters>>,
     pub now_ns: u64,
+    /// Where sampled packets go (`DpAction::Sample`), and the PMD's
+    /// generator deciding which are sampled.
+    pub samples: Option<crossbeam_channel::Sender<super::Sampled>>,
+    pub rng: u64,
+    /// Samples dropped because the queue was full.
+    pub samples_lost: u64,
 }
 
 impl TxSet {
@@ -31,6 +37,16 @@ impl TxSet {
         TxSet {
             meters: Some(meters),
             ..TxSet::default()
+        }
+    }
+
+    /// Sends sampled packets to `q`, deciding with a generator seeded
+    /// with `seed`.
+    pub fn with_samples(self, q: crossbeam_channel::Sender<super::Sampled>, seed: u64) -> TxSet {
+        TxSet {
+            samples: Some(q),
+            rng: seed,
+            ..self
         }
     }
 
@@ -63,6 +79,45 @@ impl TxSet {
         }
         if !self.touched.contains(&no) {
             self.touched.push(no);
+        }
+    }
+
+    /// Samples one packet with probability `probability / u32::MAX`
+    /// (xorshift64*, no allocation, no lock: a full queue drops the sample).
+    #[inline]
+    pub fn sample(&mut self, action: &DpAction, key: &FlowKey, len: usize) {
+        let DpAction::Sample {
+            probability,
+            exporter,
+            obs_domain,
+            obs_point,
+            flow_sample,
+        } = *action
+        else {
+            return;
+        };
+        if probability != u32::MAX {
+            let mut x = self.rng | 1;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.rng = x;
+            if (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 >= probability {
+                return;
+            }
+        }
+        if let Some(q) = &self.samples
+            && q.try_send(super::Sampled {
+                exporter,
+                obs_domain,
+                obs_point,
+                flow_sample,
+                key: *key,
+                len: len as u32,
+            })
+            .is_err()
+        {
+            self.samples_lost += 1;
         }
     }
 
@@ -131,6 +186,7 @@ pub(crate) fn execute(
                 i += gt.len() + le.len();
             }
             DpAction::Output(no) => tx.output(*no, pkt),
+            DpAction::Sample { .. } => tx.sample(a, key, pkt.len()),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;
@@ -162,4 +218,67 @@ fn count_meters(actions: &[DpAction]) -> u8 {
         .filter(|a| matches!(a, DpAction::Meter(_)))
         .count();
     u8::try_from(n).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    fn set(cap: usize) -> (TxSet, crossbeam_channel::Receiver<super::super::Sampled>) {
+        let (tx, rx) = crossbeam_channel::bounded(cap);
+        (TxSet::default().with_samples(tx, 0x1234_5678_9abc_def0), rx)
+    }
+
+    fn act(probability: u32, exporter: u32) -> DpAction {
+        DpAction::Sample {
+            probability,
+            exporter,
+            obs_domain: 0,
+            obs_point: 0,
+            flow_sample: false,
+        }
+    }
+
+    #[test]
+    fn probability_max_samples_every_packet_with_its_key_and_length() {
+        let (mut t, rx) = set(100);
+        let key = FlowKey {
+            in_port: 7,
+            ..FlowKey::default()
+        };
+        for _ in 0..50 {
+            t.sample(&act(u32::MAX, 3), &key, 98);
+        }
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got.len(), 50);
+        assert!(
+            got.iter()
+                .all(|s| s.exporter == 3 && s.len == 98 && s.key.in_port == 7)
+        );
+    }
+
+    #[test]
+    fn probability_zero_samples_nothing_and_a_quarter_samples_about_a_quarter() {
+        let (mut t, rx) = set(100_000);
+        let key = FlowKey::default();
+        for _ in 0..40_000 {
+            t.sample(&act(0, 1), &key, 60);
+        }
+        assert_eq!(rx.try_iter().count(), 0);
+        for _ in 0..40_000 {
+            t.sample(&act(u32::MAX / 4, 1), &key, 60);
+        }
+        let n = rx.try_iter().count();
+        assert!((9_000..11_000).contains(&n), "{n} of 40000 sampled at 25%");
+    }
+
+    #[test]
+    fn a_full_sample_queue_drops_and_counts_instead_of_blocking() {
+        let (mut t, rx) = set(4);
+        for _ in 0..10 {
+            t.sample(&act(u32::MAX, 1), &FlowKey::default(), 60);
+        }
+        assert_eq!(rx.try_iter().count(), 4);
+        assert_eq!(t.samples_lost, 6);
+    }
 }

@@ -136,7 +136,28 @@ struct Shared {
     generation: AtomicU64,
     /// The meters and policers, shared by every PMD.
     meters: Arc<crate::meter::Meters>,
+    /// Packets `DpAction::Sample` picked, for the flow exporters.
+    samples: (
+        crossbeam_channel::Sender<Sampled>,
+        crossbeam_channel::Receiver<Sampled>,
+    ),
 }
+
+/// A packet a `DpAction::Sample` picked: its key (datapath `in_port`) and
+/// its length, for the exporter the action names.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampled {
+    pub exporter: u32,
+    pub obs_domain: u32,
+    pub obs_point: u32,
+    /// From an OpenFlow `sample` action (`exporter` is its collector set).
+    pub flow_sample: bool,
+    pub key: FlowKey,
+    pub len: u32,
+}
+
+/// Samples waiting for the exporters at most (more are dropped).
+pub const SAMPLE_QUEUE: usize = 8192;
 
 struct PmdHandle {
     link: PmdLink,
@@ -174,6 +195,7 @@ impl Datapath {
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(1),
             meters: Arc::new(crate::meter::Meters::new()),
+            samples: bounded(SAMPLE_QUEUE),
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
         let mut pmds = Vec::new();
@@ -440,6 +462,12 @@ impl Datapath {
             }
         }
         out
+    }
+
+    /// The queue of sampled packets (`DpAction::Sample`), for the flow
+    /// exporters.
+    pub fn samples(&self) -> crossbeam_channel::Receiver<Sampled> {
+        self.shared.samples.1.clone()
     }
 
     /// The datapath meters (`DpAction::Meter` ids and port policers).

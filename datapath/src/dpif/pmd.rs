@@ -180,7 +180,10 @@ impl Pmd {
             rxqs: Vec::new(),
             wait_fds: Vec::new(),
             all_fds: true,
-            tx: TxSet::with_meters(shared.meters.clone()),
+            tx: TxSet::with_meters(shared.meters.clone()).with_samples(
+                shared.samples.0.clone(),
+                0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 32),
+            ),
             cache: FlowCache {
                 flows: Vec::new(),
                 cls: Classifier::new(),

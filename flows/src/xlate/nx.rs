@@ -127,6 +127,19 @@ impl<'a, 'c> Xlate<'a, 'c> {
             Action::Multipath(m) => self.multipath(m),
             Action::Bundle(b) => self.bundle(b, depth),
             Action::Learn(l) => self.learn(l),
+            Action::Sample {
+                probability,
+                collector_set_id,
+                obs_domain_id,
+                obs_point_id,
+            } => self.out.actions.push(DpAction::Sample {
+                // N/65535 of the packets, as a fraction of u32::MAX.
+                probability: u32::from(*probability) * 0x1_0001,
+                exporter: *collector_set_id,
+                obs_domain: *obs_domain_id,
+                obs_point: *obs_point_id,
+                flow_sample: true,
+            }),
             Action::FinTimeout { .. } => {
                 self.note(
                     depth,
