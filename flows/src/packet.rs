@@ -225,6 +225,8 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::Meter(_) => return Err(RewriteError::NotARewrite("meter")),
         DpAction::CheckPktLen { .. } => return Err(RewriteError::NotARewrite("check_pkt_len")),
         DpAction::Recirc(_) => return Err(RewriteError::NotARewrite("recirc")),
+        DpAction::Ct(_) => return Err(RewriteError::NotARewrite("ct")),
+        DpAction::CtClear => return Err(RewriteError::NotARewrite("ct_clear")),
         DpAction::PushVlan { tpid, tci } => push_vlan(buf, tpid, tci)?,
         DpAction::PopVlan => pop_vlan(buf),
         DpAction::SetVlanVid(vid) => edit_tci(buf.data_mut(), 0xf000, vid & 0x0fff),

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::action::{Action, GroupId, PortNo, port};
+use crate::action::{Action, Ct, GroupId, PortNo, port};
 use crate::classifier::RuleId;
 use crate::dpaction::{DpAction, DpPortNo, UserspaceReason};
 use crate::field::Field;
@@ -193,6 +193,45 @@ pub struct XlateCtx<'a> {
     pub ports: &'a BridgePorts,
     pub mac: &'a MacLearning,
     pub now_ms: u64,
+    /// Datapath resources for `ct` and recirculation; `None` where there is
+    /// no datapath behind the translation (then `ct` is reported as
+    /// unsupported and not executed).
+    pub dp: Option<&'a dyn DpResources>,
+}
+
+/// Pipeline state frozen at a recirculation (`ct(table=N)`): where and
+/// with which metadata translation resumes when the packet comes back with
+/// the recirculation id the state was given.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Frozen {
+    /// Table the second pass starts in.
+    pub table_id: u8,
+    /// OpenFlow ingress port.
+    pub in_port: u32,
+    pub metadata: u64,
+    pub regs: [u32; 16],
+}
+
+impl Frozen {
+    /// Lays the frozen pipeline metadata over `key` (a second-pass key whose
+    /// `in_port` is still the datapath port).
+    pub fn thaw(&self, key: &mut FlowKey) {
+        key.in_port = self.in_port;
+        key.metadata = self.metadata;
+        key.regs = self.regs;
+    }
+}
+
+/// What translation allocates in the datapath: connection-tracking action
+/// ids and recirculation ids. Both are interned: equal arguments or equal
+/// frozen states get the same id, so megaflows stay valid across packets.
+pub trait DpResources {
+    /// The datapath id of `ct` with its zone resolved to `zone`; `None`
+    /// when the action cannot be executed (the error names why).
+    fn ct_action(&self, ct: &Ct, zone: u16) -> Result<u32, String>;
+    /// The recirculation id under which `frozen` is resumed; `None` when
+    /// ids are exhausted.
+    fn recirc_id(&self, frozen: &Frozen) -> Option<u32>;
 }
 
 /// A MAC address NORMAL saw; the caller feeds it to [`MacLearning::learn`].
@@ -276,6 +315,14 @@ pub struct XlateResult {
 pub fn translate(ctx: &XlateCtx<'_>, key: &FlowKey) -> XlateResult {
     let mut x = Xlate::new(ctx, key);
     x.run_table(0, 0);
+    x.finish()
+}
+
+/// Runs a recirculated packet `key` (in_port already the OpenFlow port,
+/// frozen metadata restored) through the pipeline from `table_id`.
+pub fn translate_from(ctx: &XlateCtx<'_>, key: &FlowKey, table_id: u8) -> XlateResult {
+    let mut x = Xlate::new(ctx, key);
+    x.run_table(table_id, 0);
     x.finish()
 }
 
@@ -1137,6 +1184,8 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
             DpAction::Meter(m) => format!("meter({m})"),
             DpAction::Recirc(id) => format!("recirc({id:#x})"),
+            DpAction::Ct(id) => format!("ct(id={id})"),
+            DpAction::CtClear => "ct_clear".into(),
             DpAction::CheckPktLen { .. } => unreachable!("handled above"),
         })
         .collect::<Vec<_>>()
@@ -1233,6 +1282,7 @@ mod tests {
                 ports: &self.ports,
                 mac: &self.mac,
                 now_ms: 1000,
+                dp: None,
             };
             translate(&ctx, key)
         }
@@ -1562,6 +1612,7 @@ mod tests {
             ports: &b.ports,
             mac: &b.mac,
             now_ms: 0,
+            dp: None,
         };
         let r = translate_actions(
             &ctx,
@@ -1612,6 +1663,7 @@ mod tests {
             ports: &b.ports,
             mac: &b.mac,
             now_ms: 0,
+            dp: None,
         };
         let (key, r) = trace_frame(&ctx, &frame, 1).unwrap();
         assert_eq!(key.dl_type, 0x0806);

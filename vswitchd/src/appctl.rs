@@ -21,6 +21,7 @@ fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String>
 pub fn registry(ctx: Arc<Ctx>) -> Registry {
     let r = Registry::default();
     crate::tnl::appctl::register(&r, ctx.clone());
+    crate::ct_appctl::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(

@@ -104,6 +104,10 @@ pub(crate) struct TxSet {
     pub now_ns: u64,
     /// Packets recirculated or re-injected by the actions run so far.
     pub reentry: Reentry,
+    /// The connection tracker `DpAction::Ct` runs packets through, and its
+    /// clock for the current batch.
+    pub ct: Option<std::sync::Arc<crate::ct::DpConntrack>>,
+    pub ct_now_ms: u64,
 }
 
 impl TxSet {
@@ -174,6 +178,9 @@ pub(crate) fn execute(
 ) -> u64 {
     let mut lost = 0;
     let mut meter_no = 0u8;
+    // The packet's metadata once an action changed it (conntrack); a
+    // recirculation carries it into the next pass.
+    let mut own: Option<FlowKey> = None;
     let mut i = 0;
     while i < actions.len() {
         let a = &actions[i];
@@ -201,7 +208,8 @@ pub(crate) fn execute(
                     // The packet's meter lies in the branch not taken.
                     _ => PASS,
                 };
-                lost += execute(branch, pkt, key, tx, upcalls, branch_fate);
+                let cur = own.as_ref().unwrap_or(key);
+                lost += execute(branch, pkt, cur, tx, upcalls, branch_fate);
                 if branch_fate != PASS && branch_fate < count_meters(branch) {
                     return lost;
                 }
@@ -213,17 +221,26 @@ pub(crate) fn execute(
             }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Recirc(id) => {
-                let mut meta = *key;
+                let mut meta = own.unwrap_or(*key);
                 meta.recirc_id = *id;
                 tx.reentry.push(pkt, &meta);
             }
+            DpAction::Ct(id) => {
+                let meta = own.get_or_insert(*key);
+                if let Some(ct) = &tx.ct {
+                    ct.execute(*id, pkt, meta, tx.ct_now_ms);
+                } else {
+                    crate::ct::clear_ct(meta);
+                }
+            }
+            DpAction::CtClear => crate::ct::clear_ct(own.get_or_insert(*key)),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;
                 copy.in_port = pkt.in_port;
                 let msg = UpcallMsg::Userspace {
                     action: *a,
-                    key: *key,
+                    key: *own.as_ref().unwrap_or(key),
                     packet: copy,
                 };
                 if upcalls.try_send(msg).is_err() {

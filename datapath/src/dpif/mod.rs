@@ -136,6 +136,8 @@ struct Shared {
     generation: AtomicU64,
     /// The meters and policers, shared by every PMD.
     meters: Arc<crate::meter::Meters>,
+    /// The connection tracker, shared by every PMD.
+    ct: Arc<crate::ct::DpConntrack>,
 }
 
 struct PmdHandle {
@@ -168,12 +170,24 @@ pub struct Datapath {
 impl Datapath {
     /// Starts `cfg.n_pmd` PMD threads and one upcall handler thread.
     pub fn new(cfg: DpConfig, handler: Arc<dyn UpcallHandler>) -> Result<Datapath, DpError> {
+        Datapath::with_conntrack(cfg, handler, Arc::new(crate::ct::DpConntrack::default()))
+    }
+
+    /// Like [`Datapath::new`], with the connection tracker `ct` (owned by
+    /// the caller, which also interns the `ct` actions the slow path
+    /// translates).
+    pub fn with_conntrack(
+        cfg: DpConfig,
+        handler: Arc<dyn UpcallHandler>,
+        ct: Arc<crate::ct::DpConntrack>,
+    ) -> Result<Datapath, DpError> {
         if cfg.n_pmd == 0 {
             return Err(DpError::InvalidConfig("n_pmd must be at least 1".into()));
         }
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(1),
             meters: Arc::new(crate::meter::Meters::new()),
+            ct,
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
         let mut pmds = Vec::new();
@@ -431,6 +445,11 @@ impl Datapath {
             }
         }
         out
+    }
+
+    /// The connection tracker and its `ct` action table (`DpAction::Ct`).
+    pub fn conntrack(&self) -> &Arc<crate::ct::DpConntrack> {
+        &self.shared.ct
     }
 
     /// The datapath meters (`DpAction::Meter` ids and port policers).
