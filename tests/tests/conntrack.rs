@@ -144,6 +144,69 @@ fn stateful_firewall_lets_the_inside_connect_and_ping_and_keeps_the_outside_out(
     Ok(())
 }
 
+/// Source NAT of the inside host (port 1) to `NAT_IP` on its way out;
+/// every packet first goes through `ct(nat)` so replies are translated back.
+const SNAT: &str = "\
+table=0,priority=100,arp,actions=NORMAL
+table=0,priority=100,ip,ct_state=-trk,actions=ct(nat,table=1)
+table=0,priority=0,actions=drop
+table=1,priority=10,ip,ct_state=+trk+new,in_port=1,actions=ct(commit,nat(src=10.64.0.100)),output:2
+table=1,priority=10,ip,ct_state=+trk+est,in_port=1,actions=output:2
+table=1,priority=10,ip,ct_state=+trk+est,in_port=2,actions=output:1
+table=1,priority=0,actions=drop
+";
+
+#[test]
+fn snat_hides_the_inside_address_and_replies_are_translated_back() -> Result<()> {
+    require!("python3", "ethtool", "ping");
+    let tag = format!("cn{}", std::process::id() % 10000);
+    let (sw, br, hosts) = bridge_with_hosts(&tag, 64, 2)?;
+    let (a, b) = (&hosts[0], &hosts[1]);
+    for h in &hosts {
+        h.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    }
+    // The outside host reaches the NAT address through the inside host's MAC.
+    let mac_a = a.ns.exec(&["cat", "/sys/class/net/eth0/address"])?;
+    b.ns.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.64.0.100",
+        "lladdr",
+        mac_a.trim(),
+        "dev",
+        "eth0",
+    ])?;
+    load_flows(&sw, &br, SNAT)?;
+
+    assert!(
+        a.ns.ping_eventually(&b.addr, Duration::from_secs(10)),
+        "ping through SNAT failed; log:\n{}",
+        sw.log_text()
+    );
+    // The outside host sees the NAT address as the client.
+    let code = "import socket\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0',7003)); s.listen(4); s.settimeout(20)\n\
+         c,peer=s.accept(); c.recv(100); c.sendall(peer[0].encode()); c.close()\n";
+    let srv = b.ns.spawn(&["python3", "-c", code])?;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tcp_echo(&a.ns, &b.addr, 7003)?, "10.64.0.100");
+    drop(srv);
+
+    let dump = sw.appctl(&["dpctl/dump-conntrack"])?;
+    let want = format!("tcp,orig=(src={},dst={},sport=", a.addr, b.addr);
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with(&want))
+        .with_context(|| format!("no TCP entry in:\n{dump}"))?;
+    assert!(
+        line.contains(&format!("reply=(src={},dst=10.64.0.100,", b.addr)),
+        "the reply direction is not translated: {line}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Differential test against stock OVS.
 

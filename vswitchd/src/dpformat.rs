@@ -41,7 +41,13 @@ fn field<T: PartialEq + Copy>(
 pub fn format_match(mt: &Match) -> String {
     let (k, m) = (&mt.key, &mt.mask);
     // `%#x` as C prints it: 0 without a prefix.
-    let cx = |v: u32| if v == 0 { "0".to_string() } else { format!("{v:#x}") };
+    let cx = |v: u32| {
+        if v == 0 {
+            "0".to_string()
+        } else {
+            format!("{v:#x}")
+        }
+    };
     let mut parts = vec![
         format!("recirc_id({})", cx(k.recirc_id)),
         format!("in_port({})", k.in_port),
