@@ -83,6 +83,15 @@ impl DpConntrack {
         self.args.get(id as usize)?.get()
     }
 
+    /// Action `id` as OVS prints the datapath `ct` action
+    /// (`ct(commit,zone=5,mark=0x3/0xffffffff,nat(src=10.0.0.100))`, or `ct`).
+    pub fn format_action(&self, id: u32) -> String {
+        match self.args(id) {
+            Some(a) => format_ct_args(a),
+            None => format!("ct(id={id})"),
+        }
+    }
+
     /// Tracks `pkt` with the arguments of action `id` and stores the result
     /// in `meta`'s `ct_*` fields (NAT rewrites the frame).
     #[inline]
@@ -153,6 +162,68 @@ pub fn store_result(meta: &mut FlowKey, r: &CtResult) {
         }
         meta.ct_tp_src = t.ct_tp_src();
         meta.ct_tp_dst = t.ct_tp_dst();
+    }
+}
+
+fn format_nat_addr(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(v) => v.to_string(),
+        IpAddr::V6(v) => format!("[{v}]"),
+    }
+}
+
+/// OVS's text of a datapath `ct` action with these arguments.
+pub fn format_ct_args(a: &CtArgs) -> String {
+    let mut parts = Vec::new();
+    if a.commit {
+        parts.push("commit".to_string());
+    }
+    if a.force {
+        parts.push("force_commit".to_string());
+    }
+    if a.zone != 0 {
+        parts.push(format!("zone={}", a.zone));
+    }
+    if let Some((v, m)) = a.set_mark {
+        parts.push(format!("mark={v:#x}/{m:#x}"));
+    }
+    if let Some((v, m)) = a.set_label {
+        parts.push(format!("label={v:#x}/{m:#x}"));
+    }
+    match &a.nat {
+        None => {}
+        Some(NatAction::Existing) => parts.push("nat".to_string()),
+        Some(NatAction::Src(r) | NatAction::Dst(r)) => {
+            let dir = if matches!(a.nat, Some(NatAction::Src(_))) {
+                "src"
+            } else {
+                "dst"
+            };
+            let mut t = format!("nat({dir}={}", format_nat_addr(r.addr_min));
+            if r.addr_max != r.addr_min {
+                t.push('-');
+                t.push_str(&format_nat_addr(r.addr_max));
+            }
+            if r.port_min != 0 {
+                t.push_str(&format!(":{}", r.port_min));
+                if r.port_max != r.port_min {
+                    t.push_str(&format!("-{}", r.port_max));
+                }
+            }
+            if r.persistent {
+                t.push_str(",persistent");
+            }
+            if r.select == PortSelect::Random {
+                t.push_str(",random");
+            }
+            t.push(')');
+            parts.push(t);
+        }
+    }
+    if parts.is_empty() {
+        "ct".to_string()
+    } else {
+        format!("ct({})", parts.join(","))
     }
 }
 
@@ -275,6 +346,25 @@ mod tests {
         );
         let loaded = ct_args(&ct_of("ct(commit,exec(load:0x3->NXM_NX_CT_MARK[4..7]))"), 0).unwrap();
         assert_eq!(loaded.set_mark, Some((0x30, 0xf0)));
+    }
+
+    #[test]
+    fn datapath_ct_actions_print_as_ovs_prints_them() {
+        let f = |t: &str, zone: u16| format_ct_args(&ct_args(&ct_of(t), zone).unwrap());
+        assert_eq!(f("ct(table=1)", 0), "ct");
+        assert_eq!(f("ct(table=1,zone=5)", 5), "ct(zone=5)");
+        assert_eq!(
+            f(
+                "ct(commit,zone=5,exec(set_field:0x3->ct_mark),nat(src=10.0.0.100))",
+                5
+            ),
+            "ct(commit,zone=5,mark=0x3/0xffffffff,nat(src=10.0.0.100))"
+        );
+        assert_eq!(
+            f("ct(commit,nat(dst=10.0.0.1-10.0.0.2:80-81,random))", 0),
+            "ct(commit,nat(dst=10.0.0.1-10.0.0.2:80-81,random))"
+        );
+        assert_eq!(f("ct(nat)", 0), "ct(nat)");
     }
 
     #[test]

@@ -1117,6 +1117,12 @@ fn bits_mask(n: u8) -> u128 {
 /// Prints datapath actions the way `ofproto/trace` prints them
 /// (`push_vlan(vid=10,pcp=0),2,pop_vlan,3`; `drop` when empty).
 pub fn format_dp_actions(actions: &[DpAction]) -> String {
+    format_dp_actions_with(actions, &|id| format!("ct(id={id})"))
+}
+
+/// [`format_dp_actions`], with `ct_text` printing a `DpAction::Ct` (whose
+/// arguments only the datapath knows).
+pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String {
     if actions.is_empty() {
         return "drop".into();
     }
@@ -1133,17 +1139,17 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             if b.is_empty() {
                 "drop".to_string()
             } else {
-                format_dp_actions(b)
+                format_dp_actions_with(b, ct_text)
             }
         };
         let head = if i == 0 {
             String::new()
         } else {
-            format!("{},", format_dp_actions(&actions[..i]))
+            format!("{},", format_dp_actions_with(&actions[..i], ct_text))
         };
         let after = i + 1 + gt.len() + le.len();
         let tail = if after < actions.len() {
-            format!(",{}", format_dp_actions(&actions[after..]))
+            format!(",{}", format_dp_actions_with(&actions[after..], ct_text))
         } else {
             String::new()
         };
@@ -1184,7 +1190,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
             DpAction::Meter(m) => format!("meter({m})"),
             DpAction::Recirc(id) => format!("recirc({id:#x})"),
-            DpAction::Ct(id) => format!("ct(id={id})"),
+            DpAction::Ct(id) => ct_text(*id),
             DpAction::CtClear => "ct_clear".into(),
             DpAction::CheckPktLen { .. } => unreachable!("handled above"),
         })
@@ -1196,6 +1202,16 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
 /// hit per table with their actions, notes, then the megaflow and the
 /// datapath actions.
 pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
+    format_trace_with(bridge, key, r, &|id| format!("ct(id={id})"))
+}
+
+/// [`format_trace`], with `ct_text` printing `DpAction::Ct`.
+pub fn format_trace_with(
+    bridge: &str,
+    key: &FlowKey,
+    r: &XlateResult,
+    ct_text: &dyn Fn(u32) -> String,
+) -> String {
     let mut s = String::new();
     // Like OVS's flow_format: registers and metadata only when nonzero.
     let shown = crate::text::flow_display_mask(key);
@@ -1238,7 +1254,11 @@ pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
     let _ = writeln!(s);
     let mega = format_match(&Match::new(*key, r.wc), crate::table::DEFAULT_PRIORITY);
     let _ = writeln!(s, "Megaflow: {mega}");
-    let _ = write!(s, "Datapath actions: {}", format_dp_actions(&r.actions));
+    let _ = write!(
+        s,
+        "Datapath actions: {}",
+        format_dp_actions_with(&r.actions, ct_text)
+    );
     s
 }
 

@@ -474,3 +474,142 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
     assert_eq!(strip(&fv_dump), strip(&ovs_dump), "dump-conntrack differs");
     Ok(())
 }
+
+/// Datapath port number → name, from `ovs-appctl dpif/show` (stock) or
+/// `appctl dpctl/show` (ferrovs).
+fn port_names(
+    ovs: &StockOvs,
+    fv: &Switch,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    let mut o = BTreeMap::new();
+    for line in ovs.appctl(&["dpif/show"])?.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(name), Some(nums)) = (it.next(), it.next())
+            && PORTS.contains(&name)
+            && let Some((_, dp)) = nums.trim_end_matches(':').split_once('/')
+        {
+            o.insert(dp.to_string(), name.to_string());
+        }
+    }
+    let mut f = BTreeMap::new();
+    for line in fv.appctl(&["dpctl/show"])?.lines() {
+        if let Some(rest) = line.trim().strip_prefix("port ")
+            && let Some((no, rest)) = rest.split_once(": ")
+            && let Some(name) = rest.split_whitespace().next()
+            && PORTS.contains(&name)
+        {
+            f.insert(no.to_string(), name.to_string());
+        }
+    }
+    Ok((o, f))
+}
+
+/// Every "Datapath actions:" line of a trace (one per pass), with output
+/// ports renamed and recirculation ids (allocated differently) blanked.
+fn trace_actions(trace: &str, ports: &BTreeMap<String, String>) -> Vec<String> {
+    trace
+        .lines()
+        .filter_map(|l| l.strip_prefix("Datapath actions: "))
+        .map(|a| {
+            a.trim()
+                .split(',')
+                .map(|t| {
+                    if let Some(name) = ports.get(t) {
+                        name.clone()
+                    } else if t.starts_with("recirc(") {
+                        "recirc(X)".to_string()
+                    } else {
+                        t.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn ofproto_trace_of_ct_pipelines_gives_stock_ovs_datapath_actions_in_every_pass() -> Result<()> {
+    require!("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ovs-appctl");
+    let mut args: Vec<String> = ["add-br", BR, "--", "set", "bridge", BR, "fail_mode=secure"]
+        .map(String::from)
+        .to_vec();
+    for (i, p) in PORTS.iter().enumerate() {
+        args.extend(
+            [
+                "--",
+                "add-port",
+                BR,
+                p,
+                "--",
+                "set",
+                "Interface",
+                p,
+                "type=dummy",
+            ]
+            .map(String::from),
+        );
+        args.push(format!("ofport_request={}", i + 1));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ovs = StockOvs::start("ct-trace-ovs-")?;
+    let mut ovs_args = args.clone();
+    ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
+    ovs.vsctl(&ovs_args)?;
+    let fv = Switch::start()?;
+    fv.vsctl(&args)?;
+    let flows = "\
+table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=5)
+table=1,priority=10,ip,ct_state=+trk+new,in_port=1,actions=ct(commit,zone=5,exec(set_field:0x3->ct_mark),nat(src=10.0.0.100)),output:2
+table=1,priority=10,ip,ct_state=+trk+est,actions=output:2
+table=1,priority=10,ip,ct_state=+trk+new,in_port=2,actions=drop
+table=1,priority=20,ip,ct_state=+trk+inv,actions=ct_clear,output:1
+table=1,priority=30,udp,ct_state=+trk+new,actions=ct(commit,nat(dst=10.0.0.7-10.0.0.8:53)),output:2
+";
+    let file = fv.rundir().join("ct-trace.txt");
+    std::fs::write(&file, flows)?;
+    let fv_mgmt = format!("unix:{}", fv.rundir().join(format!("{BR}.mgmt")).display());
+    for target in [ovs.mgmt(BR), fv_mgmt] {
+        let loaded = wait_until(Duration::from_secs(20), || {
+            run(Command::new("ovs-ofctl")
+                .args(["-O", "OpenFlow13", "add-flows", &target])
+                .arg(&file))
+            .is_ok()
+        });
+        assert!(loaded, "cannot load flows into {target}");
+    }
+    let mut names = (BTreeMap::new(), BTreeMap::new());
+    wait_until(Duration::from_secs(20), || {
+        port_names(&ovs, &fv).is_ok_and(|n| {
+            names = n;
+            names.0.len() == 2 && names.1.len() == 2
+        })
+    });
+    let tcp1 = "in_port=1,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1000,tp_dst=80";
+    let tcp2 = "in_port=2,tcp,nw_src=10.0.0.2,nw_dst=10.0.0.1,tp_src=80,tp_dst=1000";
+    let udp1 = "udp,in_port=1,nw_src=10.0.0.1,nw_dst=10.0.0.9,udp_src=1000,udp_dst=53";
+    let cases: [(&str, &[&str]); 6] = [
+        (tcp1, &[]),
+        (tcp1, &["--ct-next", "trk,est"]),
+        (tcp2, &[]),
+        (tcp2, &["--ct-next", "trk,inv"]),
+        (udp1, &[]),
+        ("in_port=1,arp", &[]),
+    ];
+    let mut compared = 0;
+    for (flow, extra) in cases {
+        let mut a = vec!["ofproto/trace", BR, flow];
+        a.extend_from_slice(extra);
+        let o = ovs.appctl(&a)?;
+        let f = fv.appctl(&a)?;
+        let (oa, fa) = (trace_actions(&o, &names.0), trace_actions(&f, &names.1));
+        assert!(!oa.is_empty(), "{o}");
+        assert_eq!(
+            fa, oa,
+            "trace {flow} {extra:?}: ferrovs (left) vs stock OVS (right)\n--- ferrovs:\n{f}\n--- OVS:\n{o}"
+        );
+        compared += oa.len();
+    }
+    assert!(compared >= 10, "{compared} passes compared");
+    Ok(())
+}

@@ -40,6 +40,39 @@ fn parse_args(args: &[String]) -> Result<CtArgs, String> {
     Ok(out)
 }
 
+const CT_FLAGS: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
+
+/// Parses `ofproto/trace --ct-next` flags: names such as `trk,est` or
+/// `trk|new` (a leading `+` on each is accepted).
+pub fn parse_ct_flags(spec: &str) -> Result<u32, String> {
+    let mut v = 0;
+    for f in spec
+        .split([',', '|'])
+        .map(|f| f.trim().trim_start_matches('+'))
+    {
+        if f.is_empty() {
+            continue;
+        }
+        let bit = CT_FLAGS
+            .iter()
+            .position(|n| *n == f)
+            .ok_or_else(|| format!("{f}: unknown ct_state flag"))?;
+        v |= 1 << bit;
+    }
+    Ok(v)
+}
+
+/// `trk|new` style, the bits in the order OVS prints them.
+pub fn format_ct_flags(state: u32) -> String {
+    const ORDER: [u32; 8] = [0x20, 0x01, 0x02, 0x04, 0x08, 0x10, 0x40, 0x80];
+    ORDER
+        .iter()
+        .filter(|b| state & **b != 0)
+        .map(|b| CT_FLAGS[b.trailing_zeros() as usize])
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 fn reply(fmt: Format, text: String, json: serde_json::Value) -> Result<Reply, String> {
     Ok(match fmt {
         Format::Text => Reply::Text(text),
@@ -162,6 +195,15 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn ct_next_flags_parse_and_print_in_ovs_order() {
+        assert_eq!(parse_ct_flags("trk,est").unwrap(), 0x22);
+        assert_eq!(parse_ct_flags("+trk|+new").unwrap(), 0x21);
+        assert!(parse_ct_flags("trk,bogus").is_err());
+        assert_eq!(format_ct_flags(0x21), "trk|new");
+        assert_eq!(format_ct_flags(0x2a), "trk|est|rpl");
     }
 
     #[test]

@@ -264,6 +264,7 @@ pub fn format_flow(
     packets: u64,
     bytes: u64,
     used_secs: Option<f64>,
+    ct_text: &dyn Fn(u32) -> String,
 ) -> String {
     let used = match used_secs {
         Some(s) => format!("{s:.3}s"),
@@ -272,7 +273,7 @@ pub fn format_flow(
     format!(
         "{}, packets:{packets}, bytes:{bytes}, used:{used}, actions:{}",
         format_match(m),
-        flows::xlate::format_dp_actions(actions)
+        flows::xlate::format_dp_actions_with(actions, ct_text)
     )
 }
 
@@ -452,7 +453,14 @@ mod tests {
     #[test]
     fn a_flow_line_carries_counters_and_age() {
         let m = Match::catch_all();
-        let line = format_flow(&m, &[DpAction::Output(1)], 3, 294, Some(0.52));
+        let line = format_flow(
+            &m,
+            &[DpAction::Output(1)],
+            3,
+            294,
+            Some(0.52),
+            &|_| unreachable!(),
+        );
         assert_eq!(
             line,
             "recirc_id(0),in_port(0), packets:3, bytes:294, used:0.520s, actions:1"

@@ -157,6 +157,7 @@ impl Ofproto {
 impl BridgeState {
     /// Translates `key` (in_port = OpenFlow port) through the tables, or
     /// through NORMAL when `fail_open`.
+    #[cfg(test)]
     pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
         self.translate_dp(key, now_ms, fail_open, None, 0)
     }
