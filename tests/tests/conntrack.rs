@@ -73,9 +73,42 @@ fn tcp_echo(ns: &Netns, dst: &str, port: u16) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// A one-shot UDP echo server on `port` in `ns`.
+fn udp_server(ns: &Netns, port: u16) -> Result<ChildGuard> {
+    let code = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0',{port})); s.settimeout(20)\n\
+         d,peer=s.recvfrom(100); s.sendto(d, peer)\n"
+    );
+    let g = ns.spawn(&["python3", "-c", &code])?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(g)
+}
+
+/// Sends a datagram from `ns` to `dst:port` and returns the echo.
+fn udp_echo(ns: &Netns, dst: &str, port: u16) -> Result<String> {
+    let code = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n\
+         s.sendto(b'datagram', ('{dst}',{port})); print(s.recv(100).decode())\n"
+    );
+    let out = ns.exec_output(&["python3", "-c", &code])?;
+    if !out.status.success() {
+        bail!(
+            "UDP to {dst}:{port} got no answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn nconns(sw: &Switch) -> Result<u32> {
+    Ok(sw.appctl(&["dpctl/ct-get-nconns"])?.trim().parse()?)
+}
+
 #[test]
 fn stateful_firewall_lets_the_inside_connect_and_ping_and_keeps_the_outside_out() -> Result<()> {
-    require!("python3", "ethtool", "ping");
+    require!("python3", "ethtool", "ping", "ovs-ofctl");
     let tag = format!("ct{}", std::process::id() % 10000);
     let (sw, br, hosts) = bridge_with_hosts(&tag, 61, 2)?;
     let (a, b) = (&hosts[0], &hosts[1]);
@@ -94,6 +127,9 @@ fn stateful_firewall_lets_the_inside_connect_and_ping_and_keeps_the_outside_out(
     let srv = tcp_server(&b.ns, 7001)?;
     assert_eq!(tcp_echo(&a.ns, &b.addr, 7001)?, "conntrack");
     drop(srv);
+    let srv = udp_server(&b.ns, 7004)?;
+    assert_eq!(udp_echo(&a.ns, &b.addr, 7004)?, "datagram");
+    drop(srv);
 
     // The connection is tracked, in OVS's dump format.
     let dump = sw.appctl(&["dpctl/dump-conntrack"])?;
@@ -110,8 +146,9 @@ fn stateful_firewall_lets_the_inside_connect_and_ping_and_keeps_the_outside_out(
     );
     let stats = sw.appctl(&["dpctl/ct-stats-show"])?;
     assert!(stats.contains("TCP: 1"), "{stats}");
-    let n: u32 = sw.appctl(&["dpctl/ct-get-nconns"])?.trim().parse()?;
-    assert!(n >= 2, "{n} connections");
+    assert!(stats.contains("UDP: 1"), "{stats}");
+    let n = nconns(&sw)?;
+    assert!(n >= 3, "{n} connections");
 
     // Outside to inside: neither ping nor TCP gets through.
     assert!(!b.ns.ping(&a.addr, 2), "outside host pinged the inside");
@@ -137,7 +174,19 @@ fn stateful_firewall_lets_the_inside_connect_and_ping_and_keeps_the_outside_out(
         .parse()?;
     assert!(recirc > 0, "{pmd}");
 
-    // Flushing forgets every connection.
+    // NXT_CT_FLUSH_ZONE (stock ovs-ofctl ct-flush-zone) flushes its zone
+    // only: the firewall tracks in zone 0.
+    let mgmt = format!("unix:{}", sw.rundir().join(format!("{br}.mgmt")).display());
+    run(Command::new("ovs-ofctl").args(["ct-flush-zone", &mgmt, "7"]))?;
+    assert_eq!(nconns(&sw)?, n, "flushing zone 7 removed zone 0 entries");
+    run(Command::new("ovs-ofctl").args(["ct-flush-zone", &mgmt, "0"]))?;
+    assert_eq!(nconns(&sw)?, 0);
+
+    // dpctl/flush-conntrack forgets every connection.
+    assert!(a.ns.ping(&b.addr, 1), "ping after the flush");
+    assert!(nconns(&sw)? > 0);
+    sw.appctl(&["dpctl/flush-conntrack", "zone=3"])?;
+    assert!(nconns(&sw)? > 0, "zone=3 flushed zone 0");
     sw.appctl(&["dpctl/flush-conntrack"])?;
     assert_eq!(sw.appctl(&["dpctl/dump-conntrack"])?, "");
     assert_eq!(sw.appctl(&["dpctl/ct-get-nconns"])?.trim(), "0");
