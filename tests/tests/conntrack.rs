@@ -32,6 +32,8 @@ table=1,cookie=0x3,priority=10,ip,ct_state=+trk+est+rpl,in_port=2,actions=output
 table=1,cookie=0x4,priority=20,ip,ct_state=+trk+inv,actions=drop
 table=1,cookie=0x5,priority=10,ip,ct_state=+trk+new,in_port=2,actions=drop
 table=1,cookie=0x6,priority=0,actions=drop
+table=1,cookie=0x7,priority=15,ip,ct_state=+trk+rel+rpl,actions=output:1
+table=1,cookie=0x8,priority=15,ip,ct_state=+trk+rel-rpl,actions=output:2
 ";
 
 fn load_flows(sw: &Switch, br: &str, flows: &str) -> Result<()> {
@@ -335,6 +337,29 @@ fn tcp_frame(
     f
 }
 
+/// An ICMP destination-unreachable (port unreachable) from B to A quoting
+/// the first 28 bytes of the IP packet of `about` (an Ethernet frame).
+fn icmp_unreachable_from_b(about: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&about[14..14 + 28]);
+    let c = csum(&[&icmp]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&(20 + icmp.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 2, 0, 0, 64, 1, 0, 0]);
+    ip.extend_from_slice(&IP_B);
+    ip.extend_from_slice(&IP_A);
+    let c = csum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_A);
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -488,6 +513,20 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
             1,
             tcp_frame(false, 40001, 22, 9000, 0, SYN, &[]),
         ),
+        (
+            "ICMP error about the connection",
+            "+trk+rel",
+            1,
+            icmp_unreachable_from_b(&tcp_frame(
+                true,
+                csp,
+                ssp,
+                isn_a + 6,
+                isn_b + 6,
+                ACK | PSH,
+                b"more",
+            )),
+        ),
     ];
 
     let ovs_counters = || counters(&ovs.mgmt(BR));
@@ -510,7 +549,11 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
     );
     // And the oracle saw what the firewall is about.
     let cookies: Vec<u64> = seq_ovs.iter().map(|s| s.2).collect();
-    assert_eq!(cookies, [1, 3, 2, 2, 3, 4, 5]);
+    assert_eq!(&cookies[..7], [1, 3, 2, 2, 3, 4, 5]);
+    assert!(
+        [7, 8].contains(&cookies[7]),
+        "the ICMP error was not +rel: {cookies:?}"
+    );
 
     // Both keep the one committed connection.
     let fv_dump = fv.appctl(&["dpctl/dump-conntrack"])?;
