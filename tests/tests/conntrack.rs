@@ -267,6 +267,8 @@ const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 const IP_A: [u8; 4] = [10, 62, 0, 1];
 const IP_B: [u8; 4] = [10, 62, 0, 2];
+const IP6_A: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
+const IP6_B: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b];
 
 fn csum(parts: &[&[u8]]) -> u16 {
     let mut sum = 0u32;
@@ -337,6 +339,41 @@ fn tcp_frame(
     f
 }
 
+/// An Ethernet/IPv6/TCP frame with a valid checksum.
+fn tcp6_frame(from_a: bool, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let (smac, dmac, sip, dip) = if from_a {
+        (MAC_A, MAC_B, IP6_A, IP6_B)
+    } else {
+        (MAC_B, MAC_A, IP6_B, IP6_A)
+    };
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, flags]);
+    tcp.extend_from_slice(&64240u16.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 0]);
+    let len = tcp.len() as u32;
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&sip);
+    pseudo.extend_from_slice(&dip);
+    pseudo.extend_from_slice(&len.to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 6]);
+    let c = csum(&[&pseudo, &tcp]);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(len as u16).to_be_bytes());
+    f.extend_from_slice(&[6, 64]);
+    f.extend_from_slice(&sip);
+    f.extend_from_slice(&dip);
+    f.extend_from_slice(&tcp);
+    f
+}
+
 /// An ICMP destination-unreachable (port unreachable) from B to A quoting
 /// the first 28 bytes of the IP packet of `about` (an Ethernet frame).
 fn icmp_unreachable_from_b(about: &[u8]) -> Vec<u8> {
@@ -364,7 +401,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `n_packets` of each table-1 rule by cookie, as stock ovs-ofctl dumps them.
+/// `n_packets` of the table-1 rules by cookie (summed over the rules that
+/// share one), as stock ovs-ofctl dumps them.
 fn counters(target: &str) -> Result<BTreeMap<u64, u64>> {
     let text =
         run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", target, "table=1"]))?;
@@ -380,10 +418,8 @@ fn counters(target: &str) -> Result<BTreeMap<u64, u64>> {
         let (Some(c), Some(n)) = (field("cookie="), field("n_packets=")) else {
             continue;
         };
-        out.insert(
-            u64::from_str_radix(c.trim_start_matches("0x"), 16)?,
-            n.parse()?,
-        );
+        *out.entry(u64::from_str_radix(c.trim_start_matches("0x"), 16)?)
+            .or_insert(0) += n.parse::<u64>()?;
     }
     Ok(out)
 }
@@ -449,7 +485,15 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
     fv.vsctl(&args)?;
     let fv_mgmt = format!("unix:{}", fv.rundir().join(format!("{BR}.mgmt")).display());
     let file = fv.rundir().join("ct-fw.txt");
-    std::fs::write(&file, FIREWALL)?;
+    // The same firewall, IPv6 included.
+    // (Each IPv4 rule of table 1 gets an IPv6 twin with its cookie.)
+    let v6: String = FIREWALL
+        .lines()
+        .filter(|l| l.contains(",ip,"))
+        .map(|l| format!("{}\n", l.replace(",ip,", ",ipv6,")))
+        .collect();
+    let flows = format!("{FIREWALL}{v6}");
+    std::fs::write(&file, flows)?;
     for target in [ovs.mgmt(BR), fv_mgmt.clone()] {
         let loaded = wait_until(Duration::from_secs(20), || {
             run(Command::new("ovs-ofctl")
@@ -527,6 +571,24 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
                 b"more",
             )),
         ),
+        (
+            "IPv6 SYN from inside",
+            "+trk+new",
+            0,
+            tcp6_frame(true, 41000, 443, 7000, 0, SYN),
+        ),
+        (
+            "IPv6 SYN-ACK reply",
+            "+trk+est+rpl",
+            1,
+            tcp6_frame(false, 443, 41000, 8000, 7001, SYN | ACK),
+        ),
+        (
+            "IPv6 SYN from outside",
+            "+trk+new (outside)",
+            1,
+            tcp6_frame(false, 41001, 22, 9000, 0, SYN),
+        ),
     ];
 
     let ovs_counters = || counters(&ovs.mgmt(BR));
@@ -554,8 +616,9 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
         [7, 8].contains(&cookies[7]),
         "the ICMP error was not +rel: {cookies:?}"
     );
+    assert_eq!(&cookies[8..], [1, 3, 5], "IPv6");
 
-    // Both keep the one committed connection.
+    // Both keep the same committed connections.
     let fv_dump = fv.appctl(&["dpctl/dump-conntrack"])?;
     let ovs_dump = ovs.appctl(&["dpctl/dump-conntrack"])?;
     let strip = |d: &str| -> Vec<String> {
