@@ -368,6 +368,24 @@ mod tests {
     }
 
     #[test]
+    fn the_same_tuple_in_two_zones_is_two_connections() {
+        let d = DpConntrack::default();
+        let z1 = d.intern(&ct_of("ct(commit,zone=1)"), 1).unwrap();
+        let z2 = d.intern(&ct_of("ct(commit,zone=2)"), 2).unwrap();
+        let frame = crate::offload::testframes::tcp4(&[], 1, 0x02, 1);
+        let (k, _) = extract(&frame, 1).unwrap();
+        for (id, zone) in [(z1, 1), (z2, 2)] {
+            let mut pkt = Packet::from_bytes(&frame);
+            let mut meta = k;
+            d.execute(id, &mut pkt, &mut meta, 0);
+            assert_eq!((meta.ct_state, meta.ct_zone), (0x21, zone), "+trk+new");
+        }
+        assert_eq!(d.tracker().nconns(), 2);
+        assert_eq!(d.tracker().dump(Some(1)).len(), 1);
+        assert_eq!(d.tracker().dump(Some(2)).len(), 1);
+    }
+
+    #[test]
     fn interning_gives_equal_actions_one_id_and_zones_apart_two() {
         let d = DpConntrack::default();
         let a = ct_of("ct(commit)");

@@ -258,6 +258,70 @@ fn snat_hides_the_inside_address_and_replies_are_translated_back() -> Result<()>
     Ok(())
 }
 
+/// Destination NAT of a virtual IP to the outside host (a one-backend load
+/// balancer); the commit marks the connection, and replies pass only with
+/// that mark.
+const DNAT: &str = "\
+table=0,priority=100,arp,actions=NORMAL
+table=0,priority=100,ip,ct_state=-trk,actions=ct(nat,table=1)
+table=0,priority=0,actions=drop
+table=1,priority=10,ip,ct_state=+trk+new,in_port=1,nw_dst=10.65.0.100,actions=ct(commit,nat(dst=10.65.0.2),exec(set_field:0x5->ct_mark)),output:2
+table=1,priority=10,ip,ct_state=+trk+est,ct_mark=0x5,in_port=1,actions=output:2
+table=1,priority=10,ip,ct_state=+trk+est,ct_mark=0x5,in_port=2,actions=output:1
+table=1,priority=0,actions=drop
+";
+
+#[test]
+fn dnat_sends_a_virtual_ip_to_its_backend_which_sees_the_real_client() -> Result<()> {
+    require!("python3", "ethtool", "ping");
+    let tag = format!("cd{}", std::process::id() % 10000);
+    let (sw, br, hosts) = bridge_with_hosts(&tag, 65, 2)?;
+    let (a, b) = (&hosts[0], &hosts[1]);
+    for h in &hosts {
+        h.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    }
+    // The client reaches the virtual IP through the backend's MAC.
+    let mac_b = b.ns.exec(&["cat", "/sys/class/net/eth0/address"])?;
+    a.ns.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        "10.65.0.100",
+        "lladdr",
+        mac_b.trim(),
+        "dev",
+        "eth0",
+    ])?;
+    load_flows(&sw, &br, DNAT)?;
+
+    assert!(
+        a.ns.ping_eventually("10.65.0.100", Duration::from_secs(10)),
+        "ping of the virtual IP failed; log:\n{}",
+        sw.log_text()
+    );
+    // The backend sees the real client address.
+    let code = "import socket\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0',7005)); s.listen(4); s.settimeout(20)\n\
+         c,peer=s.accept(); c.recv(100); c.sendall(peer[0].encode()); c.close()\n";
+    let srv = b.ns.spawn(&["python3", "-c", code])?;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tcp_echo(&a.ns, "10.65.0.100", 7005)?, a.addr);
+    drop(srv);
+
+    let dump = sw.appctl(&["dpctl/dump-conntrack"])?;
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with(&format!("tcp,orig=(src={},dst=10.65.0.100,", a.addr)))
+        .with_context(|| format!("no TCP entry in:\n{dump}"))?;
+    assert!(
+        line.contains(&format!("reply=(src={},dst={},", b.addr, a.addr))
+            && line.contains(",mark=5"),
+        "{line}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Differential test against stock OVS.
 
