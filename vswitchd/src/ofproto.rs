@@ -445,13 +445,16 @@ impl UpcallHandler for SlowPath {
             if owners.len() > 1_000_000 {
                 owners.clear();
             }
+            // The datapath counts this packet in the new megaflow too, and
+            // it was credited above: start the owner past it, or the next
+            // sync would credit it a second time.
             owners.insert(
                 m,
                 MegaflowOwner {
                     bridge: br.clone(),
                     rules: x.rules_hit.clone(),
-                    packets: 0,
-                    bytes: 0,
+                    packets: 1,
+                    bytes: packet.len() as u64,
                 },
             );
         }
