@@ -357,6 +357,7 @@ mod tests {
                     ports: &self.ports,
                     mac: &self.mac,
                     now_ms: 1000,
+                    dp: None,
                 };
                 let r = translate(&ctx, key);
                 for l in &r.learned {

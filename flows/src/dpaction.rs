@@ -78,7 +78,24 @@ pub enum DpAction {
         /// From an OpenFlow `sample` action (else bridge-wide sampling).
         flow_sample: bool,
     },
+    /// Recirculate: the packet, as it is at this point, goes through the
+    /// datapath's caches again with `recirc_id` set to this id and its
+    /// metadata (ingress port, `pkt_mark`, tunnel, conntrack and `dp_hash`
+    /// fields) carried over. The slow path keys the second pass on the id.
+    Recirc(u32),
+    /// Send the packet through the connection tracker with the `ct`
+    /// arguments the datapath registered under this id (the slow path
+    /// interns them through `xlate::DpResources::ct_action`). The packet's
+    /// `ct_*` metadata is set from the result (and NAT may rewrite it); a
+    /// following `Recirc` carries that metadata into the next pass.
+    Ct(u32),
+    /// `ct_clear`: the packet's `ct_*` metadata becomes zero (untracked).
+    CtClear,
 }
+
+/// How many times a packet may re-enter the datapath (recirculation or
+/// re-injection) before it is dropped; OVS's limit.
+pub const MAX_RECIRC_DEPTH: u8 = 6;
 
 /// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:
 /// its greater branch and its less-or-equal branch.

@@ -133,9 +133,18 @@ impl Mirrors {
     }
 
     /// Rewrites the datapath actions of `x` (the translation of `key`,
-    /// whose `in_port` is the OpenFlow port) to mirror the packet. Returns
-    /// the mirrors that got a copy (bit `i` for `mirrors[i]`).
-    pub fn apply(&self, ports: &BridgePorts, key: &FlowKey, x: &mut XlateResult) -> u32 {
+    /// whose `in_port` is the OpenFlow port) to mirror the packet. Source
+    /// selection applies only on the packet's `first_pass` through the
+    /// datapath (not after a recirculation, which continues the same
+    /// packet). Returns the mirrors that got a copy (bit `i` for
+    /// `mirrors[i]`).
+    pub fn apply(
+        &self,
+        ports: &BridgePorts,
+        key: &FlowKey,
+        first_pass: bool,
+        x: &mut XlateResult,
+    ) -> u32 {
         if self.is_empty() {
             return 0;
         }
@@ -161,7 +170,7 @@ impl Mirrors {
         let mut out = Vec::with_capacity(x.actions.len() + 4);
         for i in 0..self.mirrors.len() {
             let m = &self.mirrors[i];
-            if (m.all || m.src.contains(&key.in_port)) && m.wants_vlan(vlan) {
+            if first_pass && (m.all || m.src.contains(&key.in_port)) && m.wants_vlan(vlan) {
                 run.copy(i, &mut out);
             }
         }
@@ -395,7 +404,7 @@ mod tests {
         c.output = Some(MirrorOutput::Port("p4".into()));
         let m = resolve(&[c]);
         let mut x = xlate(vec![DpAction::SetEthDst([2; 6]), DpAction::Output(12)]);
-        assert_eq!(m.apply(&ports(), &key(1, 0), &mut x), 1);
+        assert_eq!(m.apply(&ports(), &key(1, 0), true, &mut x), 1);
         assert_eq!(
             x.actions,
             [
@@ -406,7 +415,7 @@ mod tests {
         );
         // From another port: untouched.
         let mut x = xlate(vec![DpAction::Output(11)]);
-        assert_eq!(m.apply(&ports(), &key(2, 0), &mut x), 0);
+        assert_eq!(m.apply(&ports(), &key(2, 0), true, &mut x), 0);
         assert_eq!(x.actions, [DpAction::Output(11)]);
     }
 
@@ -422,7 +431,7 @@ mod tests {
             DpAction::Output(12),
             DpAction::Output(13),
         ]);
-        m.apply(&ports(), &key(2, 0), &mut x);
+        m.apply(&ports(), &key(2, 0), true, &mut x);
         assert_eq!(
             x.actions,
             [
@@ -434,7 +443,7 @@ mod tests {
         );
         // Selected both as source and destination: still one copy.
         let mut x = xlate(vec![DpAction::Output(12)]);
-        m.apply(&ports(), &key(1, 0), &mut x);
+        m.apply(&ports(), &key(1, 0), true, &mut x);
         assert_eq!(x.actions, [DpAction::Output(14), DpAction::Output(12)]);
     }
 
@@ -450,7 +459,7 @@ mod tests {
             DpAction::Output(13),
             DpAction::Output(14),
         ]);
-        m.apply(&ports(), &key(1, 0), &mut x);
+        m.apply(&ports(), &key(1, 0), true, &mut x);
         assert_eq!(
             x.actions,
             [
@@ -475,12 +484,12 @@ mod tests {
         c.output = Some(MirrorOutput::Port("p4".into()));
         let m = resolve(&[c]);
         let mut x = xlate(vec![DpAction::Output(12)]);
-        m.apply(&ps, &key(1, 0), &mut x);
+        m.apply(&ps, &key(1, 0), true, &mut x);
         assert_eq!(x.actions, [DpAction::Output(14), DpAction::Output(12)]);
         assert_eq!(x.wc.vlan_tci & VLAN_VID_MASK, VLAN_VID_MASK);
         // VLAN 20 on a trunk: not selected.
         let mut x = xlate(vec![DpAction::Output(13)]);
-        m.apply(&ps, &key(2, VLAN_CFI | 20), &mut x);
+        m.apply(&ps, &key(2, VLAN_CFI | 20), true, &mut x);
         assert_eq!(x.actions, [DpAction::Output(13)]);
     }
 
@@ -498,7 +507,7 @@ mod tests {
         c.output = Some(MirrorOutput::Vlan(99));
         let m = resolve(&[c]);
         let mut x = xlate(vec![DpAction::Output(12)]);
-        m.apply(&ps, &key(1, 0), &mut x);
+        m.apply(&ps, &key(1, 0), true, &mut x);
         assert_eq!(
             x.actions,
             [
@@ -514,7 +523,7 @@ mod tests {
         );
         // A tagged packet has its VID replaced for the copy and put back.
         let mut x = xlate(vec![DpAction::Output(12)]);
-        m.apply(&ps, &key(1, VLAN_CFI | 7), &mut x);
+        m.apply(&ps, &key(1, VLAN_CFI | 7), true, &mut x);
         assert_eq!(
             x.actions,
             [
@@ -548,7 +557,7 @@ mod tests {
             DpAction::Output(13),
             DpAction::Output(12),
         ]);
-        m.apply(&ports(), &key(1, 0), &mut x);
+        m.apply(&ports(), &key(1, 0), true, &mut x);
         assert_eq!(
             x.actions,
             [

@@ -170,19 +170,26 @@ impl Ofproto {
 impl BridgeState {
     /// Translates `key` (in_port = OpenFlow port) through the tables, or
     /// through NORMAL when `fail_open`.
+    #[cfg(test)]
     pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
-        self.translate_mirrored(key, now_ms, fail_open).0
+        self.translate_dp(key, now_ms, fail_open, None, 0).0
     }
 
-    /// [`Self::translate`], plus the mirrors that got a copy (bit `i` for
+    /// Translates `key` from `table_id` with the datapath resources `dp`
+    /// (`ct`, recirculation; `None` reports `ct` as unsupported), then
+    /// mirrors it; also returns the mirrors that got a copy (bit `i` for
     /// mirror `i`).
-    pub fn translate_mirrored(
+    pub fn translate_dp(
         &self,
         key: &FlowKey,
         now_ms: u64,
         fail_open: bool,
+        dp: Option<&dyn flows::xlate::DpResources>,
+        table_id: u8,
     ) -> (XlateResult, u32) {
-        if self.mirrors.drops_input(key.in_port) {
+        // A later pass (recirculation) continues a packet already admitted.
+        let first_pass = key.recirc_id == 0;
+        if first_pass && self.mirrors.drops_input(key.in_port) {
             // A mirror's output port: what it receives is dropped.
             let mut x = XlateResult::default();
             x.wc.in_port = u32::MAX;
@@ -199,10 +206,11 @@ impl BridgeState {
             ports: &self.ports,
             mac: &self.mac,
             now_ms,
+            dp,
         };
-        let mut x = flows::xlate::translate(&ctx, key);
+        let mut x = flows::xlate::translate_from(&ctx, key, table_id);
         crate::meters::map_to_datapath(&self.meters, &mut x);
-        let mirrored = self.mirrors.apply(&self.ports, key, &mut x);
+        let mirrored = self.mirrors.apply(&self.ports, key, first_pass, &mut x);
         (x, mirrored)
     }
 
@@ -228,6 +236,7 @@ impl BridgeState {
             ports: &self.ports,
             mac: &self.mac,
             now_ms,
+            dp: None,
         };
         let mut x = flows::xlate::translate_actions(&ctx, key, actions);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -302,6 +311,10 @@ pub struct SlowPath {
     pub tnl: Arc<crate::tnl::Tnl>,
     /// Bonds and their LACP (`crate::bond`).
     pub bonds: crate::bond::Bonds,
+    /// The connection tracker the datapath runs `ct` actions through.
+    pub ct: Arc<datapath::DpConntrack>,
+    /// Frozen pipeline states by recirculation id.
+    pub recirc: crate::recirc::RecircTable,
 }
 
 impl SlowPath {
@@ -317,6 +330,8 @@ impl SlowPath {
             unsupported: Default::default(),
             tnl: Arc::new(crate::tnl::Tnl::default()),
             bonds: Default::default(),
+            ct: Arc::new(datapath::DpConntrack::default()),
+            recirc: Default::default(),
         };
         (Arc::new(sp), rx)
     }
@@ -452,8 +467,21 @@ impl UpcallHandler for SlowPath {
         }
         let mut k = *key;
         k.in_port = ofport;
+        let mut table_id = 0;
+        if key.recirc_id != 0 {
+            // A second pass: resume the frozen pipeline.
+            let Some(frozen) = self.recirc.get(key.recirc_id) else {
+                return drop_everything();
+            };
+            frozen.thaw(&mut k);
+            table_id = frozen.table_id;
+        }
         let fail_open = br.fail_open(&st);
-        let (x, mirrored) = st.translate_mirrored(&k, now, fail_open);
+        let res = crate::recirc::Resources {
+            ct: &self.ct,
+            recirc: &self.recirc,
+        };
+        let (x, mirrored) = st.translate_dp(&k, now, fail_open, Some(&res), table_id);
         st.credit_mirrors(mirrored, 1, packet.len() as u64);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
@@ -477,10 +505,12 @@ impl UpcallHandler for SlowPath {
             })
         });
         let netflow = netflow.flatten();
+        mask.recirc_id = u32::MAX;
         let install = x.cacheable && x.error.is_none();
         let sample = st.ipfix_sample;
-        // An installed megaflow counts this packet itself.
-        if !install && let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
+        // Credited here like the rules and mirrors; an installed megaflow's
+        // owner starts past this packet.
+        if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
         drop(st);
@@ -491,6 +521,9 @@ impl UpcallHandler for SlowPath {
             if owners.len() > 1_000_000 {
                 owners.clear();
             }
+            // The datapath counts this packet in the new megaflow too, and
+            // it was credited above: start the owner past it, or the next
+            // sync would credit it a second time.
             owners.insert(
                 m,
                 MegaflowOwner {
@@ -498,8 +531,8 @@ impl UpcallHandler for SlowPath {
                     rules: x.rules_hit.clone(),
                     mirrored,
                     netflow,
-                    packets: 0,
-                    bytes: 0,
+                    packets: 1,
+                    bytes: packet.len() as u64,
                 },
             );
         }

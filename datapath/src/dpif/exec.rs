@@ -1,5 +1,6 @@
-//! Executing datapath actions on one packet, and the per-PMD set of
-//! transmit queues those actions output to.
+//! Executing datapath actions on one packet, the per-PMD set of transmit
+//! queues those actions output to, and the re-entry queue that
+//! recirculated and re-injected packets wait in for their next pass.
 
 use crossbeam_channel::Sender;
 use flows::{DpAction, DpPortNo, FlowKey};
@@ -9,8 +10,86 @@ use super::handler::UpcallMsg;
 use super::metering::PASS;
 use crate::framebuf::apply;
 use crate::meter::Meters;
-use crate::packet::{Offload, Packet};
+use crate::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 use crate::port::TxQueue;
+
+/// Packets waiting for another pass through the datapath, with the
+/// metadata each re-enters with. Slots are allocated once; queueing copies
+/// the frame into one.
+pub(crate) struct ReentryBuf {
+    pub batch: PacketBatch,
+    /// Metadata of packet `i`: `in_port`, `pkt_mark`, `recirc_id` and the
+    /// extension words ([`FlowKey::carry_metadata`]); header fields unused.
+    pub metas: Box<[FlowKey; BATCH_SIZE]>,
+}
+
+impl ReentryBuf {
+    pub fn new() -> Box<ReentryBuf> {
+        Box::new(ReentryBuf {
+            batch: PacketBatch::new(),
+            metas: Box::new([FlowKey::default(); BATCH_SIZE]),
+        })
+    }
+}
+
+/// The one mechanism behind recirculation ([`DpAction::Recirc`]) and
+/// re-injection ("continue as if received on port P", e.g. after tunnel
+/// decapsulation): a packet and the metadata of its next pass are queued
+/// here, and the PMD runs the queue as a follow-up batch through the EMC,
+/// the megaflows and the slow path once the current batch is done.
+pub(crate) struct Reentry {
+    pub buf: Box<ReentryBuf>,
+    /// Packets dropped for exceeding [`flows::dpaction::MAX_RECIRC_DEPTH`]
+    /// or finding the queue full.
+    pub drops: u64,
+}
+
+impl Default for Reentry {
+    fn default() -> Self {
+        Reentry {
+            buf: ReentryBuf::new(),
+            drops: 0,
+        }
+    }
+}
+
+impl Reentry {
+    /// Queues a copy of `pkt` to re-enter the datapath with `meta`'s
+    /// metadata (`meta.in_port` is the port it re-enters on, `meta.recirc_id`
+    /// its recirculation id). Returns false (and counts a drop) when the
+    /// packet has re-entered too often or the queue is full.
+    #[inline]
+    pub fn push(&mut self, pkt: &Packet, meta: &FlowKey) -> bool {
+        if pkt.recirc_depth >= flows::dpaction::MAX_RECIRC_DEPTH {
+            self.drops += 1;
+            return false;
+        }
+        let i = self.buf.batch.len();
+        let Some(slot) = self.buf.batch.next_slot() else {
+            self.drops += 1;
+            return false;
+        };
+        slot.copy_from(pkt.data());
+        slot.offload = pkt.offload;
+        slot.in_port = meta.in_port;
+        slot.recirc_depth = pkt.recirc_depth + 1;
+        self.buf.metas[i] = *meta;
+        self.buf.batch.commit();
+        true
+    }
+
+    /// True when no packet waits.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.buf.batch.is_empty()
+    }
+
+    /// True when no more packets fit.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.buf.batch.free() == 0
+    }
+}
 
 /// The transmit queues of one PMD, and which of them hold unflushed frames.
 #[derive(Default)]
@@ -29,6 +108,12 @@ pub(crate) struct TxSet {
     pub rng: u64,
     /// Samples dropped because the queue was full.
     pub samples_lost: u64,
+    /// Packets recirculated or re-injected by the actions run so far.
+    pub reentry: Reentry,
+    /// The connection tracker `DpAction::Ct` runs packets through, and its
+    /// clock for the current batch.
+    pub ct: Option<std::sync::Arc<crate::ct::DpConntrack>>,
+    pub ct_now_ms: u64,
 }
 
 impl TxSet {
@@ -148,6 +233,9 @@ pub(crate) fn execute(
 ) -> u64 {
     let mut lost = 0;
     let mut meter_no = 0u8;
+    // The packet's metadata once an action changed it (conntrack); a
+    // recirculation carries it into the next pass.
+    let mut own: Option<FlowKey> = None;
     let mut i = 0;
     while i < actions.len() {
         let a = &actions[i];
@@ -175,7 +263,8 @@ pub(crate) fn execute(
                     // The packet's meter lies in the branch not taken.
                     _ => PASS,
                 };
-                lost += execute(branch, pkt, key, tx, upcalls, branch_fate);
+                let cur = own.as_ref().unwrap_or(key);
+                lost += execute(branch, pkt, cur, tx, upcalls, branch_fate);
                 if branch_fate != PASS && branch_fate < count_meters(branch) {
                     return lost;
                 }
@@ -187,13 +276,27 @@ pub(crate) fn execute(
             }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Sample { .. } => tx.sample(a, key, pkt.len()),
+            DpAction::Recirc(id) => {
+                let mut meta = own.unwrap_or(*key);
+                meta.recirc_id = *id;
+                tx.reentry.push(pkt, &meta);
+            }
+            DpAction::Ct(id) => {
+                let meta = own.get_or_insert(*key);
+                if let Some(ct) = &tx.ct {
+                    ct.execute(*id, pkt, meta, tx.ct_now_ms);
+                } else {
+                    crate::ct::clear_ct(meta);
+                }
+            }
+            DpAction::CtClear => crate::ct::clear_ct(own.get_or_insert(*key)),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;
                 copy.in_port = pkt.in_port;
                 let msg = UpcallMsg::Userspace {
                     action: *a,
-                    key: *key,
+                    key: *own.as_ref().unwrap_or(key),
                     packet: copy,
                 };
                 if upcalls.try_send(msg).is_err() {

@@ -141,6 +141,8 @@ struct Shared {
         crossbeam_channel::Sender<Sampled>,
         crossbeam_channel::Receiver<Sampled>,
     ),
+    /// The connection tracker, shared by every PMD.
+    ct: Arc<crate::ct::DpConntrack>,
 }
 
 /// A packet a `DpAction::Sample` picked: its key (datapath `in_port`) and
@@ -189,6 +191,17 @@ pub struct Datapath {
 impl Datapath {
     /// Starts `cfg.n_pmd` PMD threads and one upcall handler thread.
     pub fn new(cfg: DpConfig, handler: Arc<dyn UpcallHandler>) -> Result<Datapath, DpError> {
+        Datapath::with_conntrack(cfg, handler, Arc::new(crate::ct::DpConntrack::default()))
+    }
+
+    /// Like [`Datapath::new`], with the connection tracker `ct` (owned by
+    /// the caller, which also interns the `ct` actions the slow path
+    /// translates).
+    pub fn with_conntrack(
+        cfg: DpConfig,
+        handler: Arc<dyn UpcallHandler>,
+        ct: Arc<crate::ct::DpConntrack>,
+    ) -> Result<Datapath, DpError> {
         if cfg.n_pmd == 0 {
             return Err(DpError::InvalidConfig("n_pmd must be at least 1".into()));
         }
@@ -196,6 +209,7 @@ impl Datapath {
             generation: AtomicU64::new(1),
             meters: Arc::new(crate::meter::Meters::new()),
             samples: bounded(SAMPLE_QUEUE),
+            ct,
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
         let mut pmds = Vec::new();
@@ -470,6 +484,11 @@ impl Datapath {
         self.shared.samples.1.clone()
     }
 
+    /// The connection tracker and its `ct` action table (`DpAction::Ct`).
+    pub fn conntrack(&self) -> &Arc<crate::ct::DpConntrack> {
+        &self.shared.ct
+    }
+
     /// The datapath meters (`DpAction::Meter` ids and port policers).
     pub fn meters(&self) -> &crate::meter::Meters {
         &self.shared.meters
@@ -543,5 +562,7 @@ const _: () = {
 
 #[cfg(test)]
 mod meter_tests;
+#[cfg(test)]
+mod recirc_tests;
 #[cfg(test)]
 mod tests;
