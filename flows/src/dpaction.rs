@@ -64,7 +64,33 @@ pub enum DpAction {
         gt: u16,
         le: u16,
     },
+    /// Native tunnelling, send side: a copy of the packet gets the outer
+    /// header number `header` of the datapath's tunnel header table
+    /// (`datapath::tunnel::HeaderTable`, filled by the slow path) and
+    /// leaves on underlay port `out`; the packet itself is unchanged for
+    /// the actions that follow. `tnl_port` is the tunnel port it was output
+    /// to (for display).
+    TnlPush {
+        tnl_port: DpPortNo,
+        header: u32,
+        out: DpPortNo,
+    },
+    /// Native tunnelling, receive side: validate and strip the outer
+    /// headers of a `proto` tunnel packet (`TUNNEL_PROTO_*`) sent to UDP
+    /// port `dst_port`, put the tunnel metadata into the key and continue
+    /// as if the inner frame had arrived on tunnel port `port`
+    /// (recirculation). Invalid packets are counted and dropped.
+    TnlPop {
+        port: DpPortNo,
+        proto: u8,
+        dst_port: u16,
+    },
 }
+
+/// [`DpAction::TnlPop`] protocol numbers.
+pub const TUNNEL_PROTO_VXLAN: u8 = 0;
+pub const TUNNEL_PROTO_GENEVE: u8 = 1;
+pub const TUNNEL_PROTO_GRE: u8 = 2;
 
 /// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:
 /// its greater branch and its less-or-equal branch.

@@ -404,7 +404,7 @@ fn trace(
         drop(st);
     }
     let mut text = flows::xlate::format_trace(bridge, &key, &x);
-    crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x.actions, &mut text);
+    crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x, &mut text);
     let mega = flows::Match::new(key, x.wc);
     text_or_json(
         fmt,

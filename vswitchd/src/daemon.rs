@@ -60,6 +60,8 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
             format!(" on CPU(s) {pmd_cpus:?}")
         }
     );
+    slow.tnl
+        .attach(dp.tnl_headers().clone(), Some(Arc::downgrade(&dp)));
     let switch = Arc::new(Switch::new(dp.clone(), slow.clone(), args.rundir.clone()));
     {
         let (sp, dp) = (slow.clone(), dp.clone());

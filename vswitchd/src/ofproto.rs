@@ -372,12 +372,29 @@ fn drop_everything() -> UpcallResult {
 impl UpcallHandler for SlowPath {
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
         self.upcalls.fetch_add(1, Ordering::Relaxed);
-        let Some(br) = self.bridge_of_dp_port(key.in_port) else {
+        // A packet that re-entered after tnl_pop: the tunnel port it
+        // belongs to depends on its outer addresses and key.
+        let mut tnl_mask = FlowKey::default();
+        let in_dp = if self.tnl.is_tunnel_port(key.in_port) {
+            match self.tnl.receive_port(key, &mut tnl_mask) {
+                Some(p) => p,
+                None => {
+                    return UpcallResult {
+                        actions: Vec::new(),
+                        mask: tnl_mask,
+                        install: true,
+                    };
+                }
+            }
+        } else {
+            key.in_port
+        };
+        let Some(br) = self.bridge_of_dp_port(in_dp) else {
             return drop_everything();
         };
         let now = self.now_ms();
         let mut st = br.lock();
-        let Some(ofport) = st.ports.ofport_of(key.in_port) else {
+        let Some(ofport) = st.ports.ofport_of(in_dp) else {
             return drop_everything();
         };
         if st.runtime.get(&ofport).is_some_and(|r| r.admin_down) {
@@ -401,8 +418,18 @@ impl UpcallHandler for SlowPath {
         drop(st);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
-        self.tnl.snoop(&br.name, key, &mut mask);
-        let install = x.cacheable && x.error.is_none();
+        for (m, t) in mask.words_mut().iter_mut().zip(tnl_mask.words()) {
+            *m |= t;
+        }
+        if self.tnl.snoop(&br.name, key, &mut mask) {
+            // Tunnel headers built with the old neighbour are stale.
+            self.request_flush_all();
+        }
+        let mut actions = x.actions;
+        let tunnels_ok = self
+            .tnl
+            .rewrite_actions(key, &mut actions, &x.tunnel_keys, &mut mask);
+        let install = x.cacheable && x.error.is_none() && tunnels_ok;
         if install {
             let m = Match::new(*key, mask);
             let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
@@ -420,7 +447,7 @@ impl UpcallHandler for SlowPath {
             );
         }
         UpcallResult {
-            actions: x.actions,
+            actions,
             mask,
             install,
         }

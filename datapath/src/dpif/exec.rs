@@ -9,8 +9,10 @@ use super::handler::UpcallMsg;
 use super::metering::PASS;
 use crate::framebuf::apply;
 use crate::meter::Meters;
+use crate::offload::Segmenter;
 use crate::packet::{Offload, Packet};
 use crate::port::TxQueue;
+use crate::tunnel::{self, HeaderTable, TnlCounters};
 
 /// The transmit queues of one PMD, and which of them hold unflushed frames.
 #[derive(Default)]
@@ -23,13 +25,43 @@ pub(crate) struct TxSet {
     /// The meters the policers live in, and the batch's clock for them.
     pub meters: Option<std::sync::Arc<Meters>>,
     pub now_ns: u64,
+    /// Native tunnelling: the outer headers `tnl_push` names, the receive
+    /// drop counters of `tnl_pop`, and the scratch space to segment a
+    /// super-frame before encapsulation (allocated once).
+    pub tnl: Option<TnlExec>,
+    /// Packets `tnl_push` could not encapsulate.
+    pub tnl_push_errors: u64,
+}
+
+/// What the tunnel actions need on a PMD.
+pub(crate) struct TnlExec {
+    pub headers: std::sync::Arc<HeaderTable>,
+    pub counters: std::sync::Arc<TnlCounters>,
+    seg: Segmenter,
+    scratch: Box<Packet>,
+}
+
+impl TnlExec {
+    pub fn new(
+        headers: std::sync::Arc<HeaderTable>,
+        counters: std::sync::Arc<TnlCounters>,
+    ) -> TnlExec {
+        TnlExec {
+            headers,
+            counters,
+            seg: Segmenter::new(),
+            scratch: Box::new(Packet::new()),
+        }
+    }
 }
 
 impl TxSet {
-    /// An empty set whose egress policers use `meters`.
-    pub fn with_meters(meters: std::sync::Arc<Meters>) -> TxSet {
+    /// An empty set whose egress policers use `meters` and whose tunnel
+    /// actions use `tnl`.
+    pub fn with_tunnels(meters: std::sync::Arc<Meters>, tnl: TnlExec) -> TxSet {
         TxSet {
             meters: Some(meters),
+            tnl: Some(tnl),
             ..TxSet::default()
         }
     }
@@ -66,8 +98,67 @@ impl TxSet {
         }
     }
 
+    /// `tnl_push`: sends a copy of `pkt` with outer header `header` on
+    /// `out`, leaving `pkt` as it was. A segmentation offload super-frame
+    /// is cut into segments first, each encapsulated on its own.
+    #[inline]
+    pub fn tnl_push(&mut self, header: u32, out: DpPortNo, pkt: &mut Packet, hash: u32) {
+        let Some(mut t) = self.tnl.take() else {
+            self.tnl_push_errors += 1;
+            return;
+        };
+        let headers = t.headers.clone();
+        match headers.get(header) {
+            None => self.tnl_push_errors += 1,
+            Some(hdr) if pkt.offload.gso_type & !Offload::GSO_ECN != Offload::GSO_NONE => {
+                let o = pkt.offload;
+                let n = match o.gso_type & !Offload::GSO_ECN {
+                    Offload::GSO_UDP_L4 => t.seg.segment_udp(pkt.data(), &o),
+                    _ => t.seg.segment_tcp(pkt.data(), &o),
+                };
+                match n {
+                    Ok(_) => {
+                        for seg in t.seg.segments() {
+                            let s = &mut *t.scratch;
+                            s.rx_buffer()[..seg.len()].copy_from_slice(seg);
+                            s.set_len(seg.len());
+                            s.in_port = pkt.in_port;
+                            match tunnel::push(s, hdr, hash) {
+                                Ok(()) => self.output(out, s),
+                                Err(_) => self.tnl_push_errors += 1,
+                            }
+                        }
+                    }
+                    Err(_) => self.tnl_push_errors += 1,
+                }
+            }
+            Some(hdr) => {
+                let o = pkt.offload;
+                match tunnel::push(pkt, hdr, hash) {
+                    Ok(()) => {
+                        let completed = o.flags & Offload::F_NEEDS_CSUM != 0
+                            && pkt.offload.flags & Offload::F_NEEDS_CSUM == 0;
+                        self.output(out, pkt);
+                        pkt.pull_front(hdr.len());
+                        pkt.offload = if completed { Offload::default() } else { o };
+                    }
+                    Err(_) => self.tnl_push_errors += 1,
+                }
+            }
+        }
+        self.tnl = Some(t);
+    }
+
     /// Flushes every queue written since the last flush.
     pub fn flush(&mut self) {
+        if self.tnl_push_errors > 0
+            && let Some(t) = &self.tnl
+        {
+            t.counters.push_errors.fetch_add(
+                std::mem::take(&mut self.tnl_push_errors),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         for no in self.touched.drain(..) {
             if let Some(q) = self.txqs.get_mut(&no)
                 && let Err(e) = q.flush()
@@ -131,6 +222,20 @@ pub(crate) fn execute(
                 i += gt.len() + le.len();
             }
             DpAction::Output(no) => tx.output(*no, pkt),
+            DpAction::TnlPush { header, out, .. } => {
+                let h = flows::hash::hash_key(key);
+                tx.tnl_push(*header, *out, pkt, (h ^ (h >> 32)) as u32);
+            }
+            DpAction::TnlPop {
+                port,
+                proto,
+                dst_port,
+            } => {
+                if let Some(t) = &tx.tnl {
+                    // Until re-entry lands, a popped packet goes nowhere.
+                    tunnel::pop_then(pkt, *port, *proto, *dst_port, &t.counters.decap, |_, _| {});
+                }
+            }
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;

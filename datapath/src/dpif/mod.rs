@@ -136,6 +136,9 @@ struct Shared {
     generation: AtomicU64,
     /// The meters and policers, shared by every PMD.
     meters: Arc<crate::meter::Meters>,
+    /// Outer headers of `tnl_push` actions, filled by the slow path.
+    tnl_headers: Arc<crate::tunnel::HeaderTable>,
+    tnl_counters: Arc<crate::tunnel::TnlCounters>,
 }
 
 struct PmdHandle {
@@ -174,6 +177,8 @@ impl Datapath {
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(1),
             meters: Arc::new(crate::meter::Meters::new()),
+            tnl_headers: Arc::new(crate::tunnel::HeaderTable::default()),
+            tnl_counters: Arc::new(crate::tunnel::TnlCounters::default()),
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
         let mut pmds = Vec::new();
@@ -431,6 +436,16 @@ impl Datapath {
             }
         }
         out
+    }
+
+    /// The outer headers `DpAction::TnlPush` names by index.
+    pub fn tnl_headers(&self) -> &Arc<crate::tunnel::HeaderTable> {
+        &self.shared.tnl_headers
+    }
+
+    /// Tunnel receive drops and push errors.
+    pub fn tnl_counters(&self) -> &crate::tunnel::TnlCounters {
+        &self.shared.tnl_counters
     }
 
     /// The datapath meters (`DpAction::Meter` ids and port policers).

@@ -15,7 +15,7 @@ use flows::{DpAction, DpPortNo, FlowKey, Match};
 use rustc_hash::FxHashMap;
 
 use super::cmd::{PmdCmd, UpcallReply};
-use super::exec::{TxSet, execute};
+use super::exec::{TnlExec, TxSet, execute};
 use super::handler::UpcallMsg;
 use super::metering::{PASS, count_meters, meter_flow, meter_one};
 use super::poll_policy::PollPolicy;
@@ -176,7 +176,10 @@ impl Pmd {
             rxqs: Vec::new(),
             wait_fds: Vec::new(),
             all_fds: true,
-            tx: TxSet::with_meters(shared.meters.clone()),
+            tx: TxSet::with_tunnels(
+                shared.meters.clone(),
+                TnlExec::new(shared.tnl_headers.clone(), shared.tnl_counters.clone()),
+            ),
             cache: FlowCache {
                 flows: Vec::new(),
                 cls: Classifier::new(),

@@ -257,28 +257,33 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
 pub fn trace_tunnel_pushes(
     ctx: &Ctx,
     key: &flows::FlowKey,
-    actions: &[flows::DpAction],
+    x: &flows::xlate::XlateResult,
     text: &mut String,
 ) {
-    let tunnels = ctx.switch.tunnel_ports();
-    if tunnels.is_empty() {
-        return;
-    }
-    let macs = ctx.switch.device_macs();
-    for a in actions {
+    let tnl = &ctx.switch.slow.tnl;
+    let view = tnl.view();
+    for (i, a) in x.actions.iter().enumerate() {
         let flows::DpAction::Output(dp) = a else {
             continue;
         };
-        let Some((name, _, cfg)) = tunnels.iter().find(|(_, p, _)| p == dp) else {
+        let Some(t) = view.tunnels.iter().find(|t| t.dp_port == *dp) else {
             continue;
         };
-        let _ = match ctx.switch.slow.tnl.header_for(cfg, key, &macs) {
-            Ok((h, dev)) => write!(
+        let tk = x
+            .tunnel_keys
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map_or(*key, |(_, k)| *k);
+        let _ = match tnl.resolve_push(&view, &t.cfg, &tk) {
+            Ok(p) => write!(
                 text,
-                "\nTunnel push on {name} (not yet executed by the datapath): tnl_push(tnl_port({dp}),{},out_port({dev}))",
-                h.ovs_text()
+                "\nTunnel push on {} via {}: tnl_push(tnl_port({dp}),{},out_port({}))",
+                t.name,
+                p.dev,
+                p.header.ovs_text(),
+                p.dev
             ),
-            Err(e) => write!(text, "\nTunnel push on {name} impossible: {e}"),
+            Err(e) => write!(text, "\nTunnel push on {} impossible: {e}", t.name),
         };
     }
 }
