@@ -24,6 +24,9 @@ pub struct Packet {
     pub offload: Offload,
     /// Datapath port the frame arrived on.
     pub in_port: u32,
+    /// How many times the packet re-entered the datapath (recirculation or
+    /// re-injection); 0 for a packet fresh from a port.
+    pub recirc_depth: u8,
 }
 
 impl Default for Packet {
@@ -41,6 +44,7 @@ impl Packet {
             len: 0,
             offload: Offload::default(),
             in_port: 0,
+            recirc_depth: 0,
         }
     }
 

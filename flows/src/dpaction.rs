@@ -85,12 +85,21 @@ pub enum DpAction {
         proto: u8,
         dst_port: u16,
     },
+    /// Recirculate: the packet, as it is at this point, goes through the
+    /// datapath's caches again with `recirc_id` set to this id and its
+    /// metadata (ingress port, `pkt_mark`, tunnel, conntrack and `dp_hash`
+    /// fields) carried over. The slow path keys the second pass on the id.
+    Recirc(u32),
 }
 
 /// [`DpAction::TnlPop`] protocol numbers.
 pub const TUNNEL_PROTO_VXLAN: u8 = 0;
 pub const TUNNEL_PROTO_GENEVE: u8 = 1;
 pub const TUNNEL_PROTO_GRE: u8 = 2;
+
+/// How many times a packet may re-enter the datapath (recirculation or
+/// re-injection) before it is dropped; OVS's limit.
+pub const MAX_RECIRC_DEPTH: u8 = 6;
 
 /// Splits `actions` at a [`DpAction::CheckPktLen`] found at index `i`:
 /// its greater branch and its less-or-equal branch.

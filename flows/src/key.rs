@@ -216,6 +216,19 @@ impl FlowKey {
         self.words()[HOT_WORDS..].iter().fold(0, |a, w| a | w) == 0
     }
 
+    /// Carries a packet's datapath metadata over to a key freshly extracted
+    /// from its (possibly rewritten) frame: `in_port`, `pkt_mark`,
+    /// `recirc_id` and every extension word (tunnel, conntrack, `dp_hash`).
+    /// This is what recirculation and re-injection keep of a packet besides
+    /// its bytes.
+    #[inline]
+    pub fn carry_metadata(&mut self, meta: &FlowKey) {
+        self.in_port = meta.in_port;
+        self.pkt_mark = meta.pkt_mark;
+        self.recirc_id = meta.recirc_id;
+        self.words_mut()[HOT_WORDS..].copy_from_slice(&meta.words()[HOT_WORDS..]);
+    }
+
     /// The key as words.
     #[inline]
     pub fn words(&self) -> &[u64; KEY_WORDS] {
@@ -306,6 +319,32 @@ mod tests {
         assert_eq!(m.nw_src, 0x0a00_0001);
         assert_eq!(m.dl_dst, [1, 2, 3, 4, 5, 6]);
         assert_eq!(m.pad1, 0);
+    }
+
+    #[test]
+    fn carry_metadata_keeps_headers_and_takes_port_mark_recirc_and_extension_words() {
+        let mut k = FlowKey {
+            in_port: 1,
+            nw_src: 0x0a00_0001,
+            tp_dst: 80,
+            ..FlowKey::default()
+        };
+        let meta = FlowKey {
+            in_port: 7,
+            pkt_mark: 3,
+            recirc_id: 9,
+            nw_src: 0x0b00_0001,
+            ct_state: ct_state::TRK | ct_state::NEW,
+            ct_zone: 5,
+            tun_id: 42,
+            tun_metadata: [1; TUN_METADATA_BYTES],
+            ..FlowKey::default()
+        };
+        k.carry_metadata(&meta);
+        assert_eq!((k.in_port, k.pkt_mark, k.recirc_id), (7, 3, 9));
+        assert_eq!((k.nw_src, k.tp_dst), (0x0a00_0001, 80));
+        assert_eq!((k.ct_state, k.ct_zone, k.tun_id), (0x21, 5, 42));
+        assert_eq!(k.tun_metadata, [1; TUN_METADATA_BYTES]);
     }
 
     #[test]

@@ -1152,6 +1152,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
             DpAction::Meter(m) => format!("meter({m})"),
+            DpAction::Recirc(id) => format!("recirc({id:#x})"),
             DpAction::CheckPktLen { .. } => unreachable!("handled above"),
             DpAction::TnlPush {
                 tnl_port,

@@ -183,8 +183,10 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 let cpu = s.cpu.map(|c| c.to_string()).unwrap_or_else(|| "unpinned".into());
                 let _ = writeln!(
                     text,
-                    "pmd thread numa_id 0 core_id {cpu}:\n  packets received: {}\n  packet recirculations: 0\n  avg. datapath passes per packet: 1.00\n  emc hits: {}\n  megaflow hits: {}\n  miss with success upcall: {}\n  miss with failed upcall: {}\n  idle time: {} ns ({:.2}%)\n  processing time: {} ns ({:.2}%)\n  avg processing time per packet: {:.1} ns",
+                    "pmd thread numa_id 0 core_id {cpu}:\n  packets received: {}\n  packet recirculations: {}\n  avg. datapath passes per packet: {:.2}\n  emc hits: {}\n  megaflow hits: {}\n  miss with success upcall: {}\n  miss with failed upcall: {}\n  idle time: {} ns ({:.2}%)\n  processing time: {} ns ({:.2}%)\n  avg processing time per packet: {:.1} ns",
                     s.rx_packets,
+                    s.recirculations,
+                    s.passes_per_packet(),
                     s.emc_hits,
                     s.megaflow_hits,
                     s.upcalls,
@@ -198,6 +200,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 arr.push(json!({"pmd": s.pmd, "cpu": s.cpu, "packets": s.rx_packets,
                     "emc_hits": s.emc_hits, "megaflow_hits": s.megaflow_hits,
                     "upcalls": s.upcalls, "lost_upcalls": s.lost_upcalls,
+                    "recirculations": s.recirculations, "recirc_drops": s.recirc_drops,
                     "idle_ns": s.idle_ns, "busy_ns": s.busy_ns, "ns_per_packet": s.ns_per_packet()}));
             }
             text_or_json(fmt, text, json!({"pmds": arr}))

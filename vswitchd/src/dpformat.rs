@@ -402,6 +402,8 @@ mod tests {
             megaflow_hits: 90,
             upcalls: 10,
             lost_upcalls: 0,
+            recirculations: 0,
+            recirc_drops: 0,
             busy_ns: 1_000_000,
             idle_ns: 1_000_000,
             busy_iterations: 40,

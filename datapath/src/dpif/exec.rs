@@ -1,5 +1,6 @@
-//! Executing datapath actions on one packet, and the per-PMD set of
-//! transmit queues those actions output to.
+//! Executing datapath actions on one packet, the per-PMD set of transmit
+//! queues those actions output to, and the re-entry queue that
+//! recirculated and re-injected packets wait in for their next pass.
 
 use crossbeam_channel::Sender;
 use flows::{DpAction, DpPortNo, FlowKey};
@@ -10,9 +11,87 @@ use super::metering::PASS;
 use crate::framebuf::apply;
 use crate::meter::Meters;
 use crate::offload::Segmenter;
-use crate::packet::{Offload, Packet};
+use crate::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 use crate::port::TxQueue;
 use crate::tunnel::{self, HeaderTable, TnlCounters};
+
+/// Packets waiting for another pass through the datapath, with the
+/// metadata each re-enters with. Slots are allocated once; queueing copies
+/// the frame into one.
+pub(crate) struct ReentryBuf {
+    pub batch: PacketBatch,
+    /// Metadata of packet `i`: `in_port`, `pkt_mark`, `recirc_id` and the
+    /// extension words ([`FlowKey::carry_metadata`]); header fields unused.
+    pub metas: Box<[FlowKey; BATCH_SIZE]>,
+}
+
+impl ReentryBuf {
+    pub fn new() -> Box<ReentryBuf> {
+        Box::new(ReentryBuf {
+            batch: PacketBatch::new(),
+            metas: Box::new([FlowKey::default(); BATCH_SIZE]),
+        })
+    }
+}
+
+/// The one mechanism behind recirculation ([`DpAction::Recirc`]) and
+/// re-injection ("continue as if received on port P", e.g. after tunnel
+/// decapsulation): a packet and the metadata of its next pass are queued
+/// here, and the PMD runs the queue as a follow-up batch through the EMC,
+/// the megaflows and the slow path once the current batch is done.
+pub(crate) struct Reentry {
+    pub buf: Box<ReentryBuf>,
+    /// Packets dropped for exceeding [`flows::dpaction::MAX_RECIRC_DEPTH`]
+    /// or finding the queue full.
+    pub drops: u64,
+}
+
+impl Default for Reentry {
+    fn default() -> Self {
+        Reentry {
+            buf: ReentryBuf::new(),
+            drops: 0,
+        }
+    }
+}
+
+impl Reentry {
+    /// Queues a copy of `pkt` to re-enter the datapath with `meta`'s
+    /// metadata (`meta.in_port` is the port it re-enters on, `meta.recirc_id`
+    /// its recirculation id). Returns false (and counts a drop) when the
+    /// packet has re-entered too often or the queue is full.
+    #[inline]
+    pub fn push(&mut self, pkt: &Packet, meta: &FlowKey) -> bool {
+        if pkt.recirc_depth >= flows::dpaction::MAX_RECIRC_DEPTH {
+            self.drops += 1;
+            return false;
+        }
+        let i = self.buf.batch.len();
+        let Some(slot) = self.buf.batch.next_slot() else {
+            self.drops += 1;
+            return false;
+        };
+        slot.copy_from(pkt.data());
+        slot.offload = pkt.offload;
+        slot.in_port = meta.in_port;
+        slot.recirc_depth = pkt.recirc_depth + 1;
+        self.buf.metas[i] = *meta;
+        self.buf.batch.commit();
+        true
+    }
+
+    /// True when no packet waits.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.buf.batch.is_empty()
+    }
+
+    /// True when no more packets fit.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.buf.batch.free() == 0
+    }
+}
 
 /// The transmit queues of one PMD, and which of them hold unflushed frames.
 #[derive(Default)]
@@ -25,6 +104,8 @@ pub(crate) struct TxSet {
     /// The meters the policers live in, and the batch's clock for them.
     pub meters: Option<std::sync::Arc<Meters>>,
     pub now_ns: u64,
+    /// Packets recirculated or re-injected by the actions run so far.
+    pub reentry: Reentry,
     /// Native tunnelling: the outer headers `tnl_push` names, the receive
     /// drop counters of `tnl_pop`, and the scratch space to segment a
     /// super-frame before encapsulation (allocated once).
@@ -232,9 +313,16 @@ pub(crate) fn execute(
                 dst_port,
             } => {
                 if let Some(t) = &tx.tnl {
-                    // Until re-entry lands, a popped packet goes nowhere.
-                    tunnel::pop_then(pkt, *port, *proto, *dst_port, &t.counters.decap, |_, _| {});
+                    let reentry = &mut tx.reentry;
+                    tunnel::pop_then(pkt, *port, *proto, *dst_port, &t.counters.decap, |p, m| {
+                        reentry.push(p, m);
+                    });
                 }
+            }
+            DpAction::Recirc(id) => {
+                let mut meta = *key;
+                meta.recirc_id = *id;
+                tx.reentry.push(pkt, &meta);
             }
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());

@@ -522,4 +522,6 @@ const _: () = {
 #[cfg(test)]
 mod meter_tests;
 #[cfg(test)]
+mod recirc_tests;
+#[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use flows::{DpAction, DpPortNo, FlowKey, Match};
 use rustc_hash::FxHashMap;
 
 use super::cmd::{PmdCmd, UpcallReply};
-use super::exec::{TnlExec, TxSet, execute};
+use super::exec::{ReentryBuf, TnlExec, TxSet, execute};
 use super::handler::UpcallMsg;
 use super::metering::{PASS, count_meters, meter_flow, meter_one};
 use super::poll_policy::PollPolicy;
@@ -133,6 +133,9 @@ pub(crate) struct Pmd {
     /// Flow-cache generation this PMD has flushed up to.
     generation: u64,
     meters: Arc<crate::meter::Meters>,
+    /// The empty half of the re-entry double buffer (the other half is
+    /// `tx.reentry.buf`, being filled by actions).
+    reentry_spare: Option<Box<ReentryBuf>>,
     /// Ingress policers by port (kept for queues added later).
     ingress: FxHashMap<DpPortNo, u32>,
     /// Keys with an upcall in flight, and packets of the same key that
@@ -187,6 +190,7 @@ impl Pmd {
             },
             generation,
             meters: shared.meters.clone(),
+            reentry_spare: Some(ReentryBuf::new()),
             ingress: FxHashMap::default(),
             pending: FxHashMap::default(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
@@ -336,6 +340,7 @@ impl Pmd {
         let mut errors = 0u64;
         for (j, pkt) in batch.packets_mut().iter_mut().enumerate() {
             pkt.in_port = no;
+            pkt.recirc_depth = 0;
             self.slots[j] = if extract_into(pkt.data(), no, &mut self.keys[j]).is_err() {
                 errors += 1;
                 SKIP
@@ -346,17 +351,59 @@ impl Pmd {
         if errors > 0 {
             PortStats::add(&self.rxqs[i].stats.rx_errors, errors);
         }
-        let policed = match self.rxqs[i].policer {
-            Some(id) => self.police_ingress(i, id, batch, n),
-            None => 0,
-        };
+        if let Some(id) = self.rxqs[i].policer {
+            self.police_ingress(i, id, batch, n);
+        }
         clock.lap(&mut self.local, Stage::Parse);
+        self.process(batch, n, &mut clock);
+        self.drain_reentry(&mut clock);
+        self.tx.flush();
+        clock.lap(&mut self.local, Stage::Send);
+        n
+    }
 
+    /// Runs the packets that actions recirculated or re-injected, as
+    /// follow-up batches, until none is left (each packet's depth is bounded
+    /// by `MAX_RECIRC_DEPTH`, so this ends).
+    fn drain_reentry(&mut self, clock: &mut StageClock) {
+        let Some(mut work) = self.reentry_spare.take() else {
+            return;
+        };
+        while !self.tx.reentry.is_empty() {
+            work.batch.clear();
+            std::mem::swap(&mut work, &mut self.tx.reentry.buf);
+            let n = work.batch.len();
+            self.local.recirculations += n as u64;
+            for j in 0..n {
+                let meta = &work.metas[j];
+                let pkt = &work.batch.packets()[j];
+                self.slots[j] = match extract_into(pkt.data(), meta.in_port, &mut self.keys[j]) {
+                    Ok(_) => {
+                        self.keys[j].carry_metadata(meta);
+                        MISS
+                    }
+                    Err(_) => SKIP,
+                };
+            }
+            clock.lap(&mut self.local, Stage::Parse);
+            self.process(&mut work.batch, n, clock);
+        }
+        work.batch.clear();
+        self.reentry_spare = Some(work);
+        self.local.recirc_drops += std::mem::take(&mut self.tx.reentry.drops);
+    }
+
+    /// Classifies and forwards the first `n` packets of `batch`, whose keys
+    /// are in `self.keys` and whose slots are `MISS` (or `SKIP` for packets
+    /// already handled). Transmit queues are left for the caller to flush.
+    fn process(&mut self, batch: &mut PacketBatch, n: usize, clock: &mut StageClock) {
         let mut emc_misses = 0usize;
+        let mut looked_up = 0usize;
         for j in 0..n {
             if self.slots[j] == SKIP {
                 continue;
             }
+            looked_up += 1;
             let hash = hash_key(&self.keys[j]);
             self.hashes[j] = hash;
             match self.cache.emc_lookup(&self.keys[j], hash) {
@@ -364,7 +411,7 @@ impl Pmd {
                 None => emc_misses += 1,
             }
         }
-        self.local.emc_hits += (n - errors as usize - policed - emc_misses) as u64;
+        self.local.emc_hits += (looked_up - emc_misses) as u64;
         clock.lap(&mut self.local, Stage::Emc);
 
         let mut misses = 0usize;
@@ -396,7 +443,7 @@ impl Pmd {
         }
 
         // Run each megaflow's actions over its packets of the batch.
-        let pkts = batch.packets_mut();
+        let pkts = &mut batch.packets_mut()[..n];
         let now = Instant::now();
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
@@ -443,9 +490,6 @@ impl Pmd {
             flow.used = Some(now);
         }
         clock.lap(&mut self.local, Stage::Execute);
-        self.tx.flush();
-        clock.lap(&mut self.local, Stage::Send);
-        n
     }
 
     /// Ingress policing of the first `n` packets of a batch received on
@@ -571,6 +615,7 @@ impl Pmd {
                     &self.upcall_tx,
                     fate,
                 );
+                self.drain_reentry(&mut StageClock::start());
                 self.tx.flush();
             }
             PmdCmd::SetPolicing {
@@ -642,8 +687,10 @@ impl Pmd {
             }
             return;
         }
-        // A megaflow always matches the ingress port exactly.
+        // A megaflow always matches the ingress port and the recirculation
+        // id exactly: each pass of a packet has its own megaflows.
         mask.in_port = u32::MAX;
+        mask.recirc_id = u32::MAX;
         let mut flow_idx = None;
         if install {
             if let Some((_, &idx)) = self.cache.cls.lookup_no_wc(&key) {
@@ -673,7 +720,11 @@ impl Pmd {
             let fate = meter_one(&self.meters, &actions, now_ns, p.len() as u32);
             self.local.lost_upcalls +=
                 execute(&actions, &mut p, &key, &mut self.tx, &self.upcall_tx, fate);
+            if self.tx.reentry.is_full() {
+                self.drain_reentry(&mut StageClock::start());
+            }
         }
+        self.drain_reentry(&mut StageClock::start());
         self.tx.flush();
         if let Some(f) = flow_idx.and_then(|i| self.cache.flows.get_mut(i as usize)) {
             f.packets += cnt;
@@ -688,5 +739,6 @@ fn copy_packet(pkt: &Packet) -> Packet {
     let mut c = Packet::from_bytes(pkt.data());
     c.offload = pkt.offload;
     c.in_port = pkt.in_port;
+    c.recirc_depth = pkt.recirc_depth;
     c
 }

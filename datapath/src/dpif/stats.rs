@@ -89,6 +89,12 @@ pub struct PmdStats {
     pub upcalls: u64,
     /// Misses dropped because the upcall queue was full.
     pub lost_upcalls: u64,
+    /// Extra passes through the datapath (recirculated or re-injected
+    /// packets).
+    pub recirculations: u64,
+    /// Re-entries dropped: past the depth limit
+    /// ([`flows::dpaction::MAX_RECIRC_DEPTH`]) or with the re-entry queue full.
+    pub recirc_drops: u64,
     /// Nanoseconds spent in iterations that processed packets.
     pub busy_ns: u64,
     /// Nanoseconds spent polling empty queues or sleeping.
@@ -117,6 +123,16 @@ impl PmdStats {
         }
     }
 
+    /// Average passes through the datapath per received packet
+    /// (`1 + recirculations / rx_packets`; 0 when none).
+    pub fn passes_per_packet(&self) -> f64 {
+        if self.rx_packets == 0 {
+            0.0
+        } else {
+            1.0 + self.recirculations as f64 / self.rx_packets as f64
+        }
+    }
+
     /// Cycles of `stage` so far.
     pub fn stage(&self, stage: Stage) -> u64 {
         self.stage_cycles[stage as usize]
@@ -142,6 +158,8 @@ pub(crate) struct Local {
     pub megaflow_hits: u64,
     pub upcalls: u64,
     pub lost_upcalls: u64,
+    pub recirculations: u64,
+    pub recirc_drops: u64,
     pub busy_ns: u64,
     pub idle_ns: u64,
     pub busy_iterations: u64,
@@ -180,6 +198,8 @@ pub(crate) struct PmdCounters {
     megaflow_hits: AtomicU64,
     upcalls: AtomicU64,
     lost_upcalls: AtomicU64,
+    recirculations: AtomicU64,
+    recirc_drops: AtomicU64,
     busy_ns: AtomicU64,
     idle_ns: AtomicU64,
     busy_iterations: AtomicU64,
@@ -203,6 +223,8 @@ impl PmdCounters {
         s(&self.megaflow_hits, l.megaflow_hits);
         s(&self.upcalls, l.upcalls);
         s(&self.lost_upcalls, l.lost_upcalls);
+        s(&self.recirculations, l.recirculations);
+        s(&self.recirc_drops, l.recirc_drops);
         s(&self.busy_ns, l.busy_ns);
         s(&self.idle_ns, l.idle_ns);
         s(&self.busy_iterations, l.busy_iterations);
@@ -226,6 +248,8 @@ impl PmdCounters {
             megaflow_hits: g(&self.megaflow_hits),
             upcalls: g(&self.upcalls),
             lost_upcalls: g(&self.lost_upcalls),
+            recirculations: g(&self.recirculations),
+            recirc_drops: g(&self.recirc_drops),
             busy_ns: g(&self.busy_ns),
             idle_ns: g(&self.idle_ns),
             busy_iterations: g(&self.busy_iterations),

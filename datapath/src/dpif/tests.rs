@@ -12,10 +12,10 @@ use crate::dummy::DummyPort;
 use crate::offload::testframes::{make_partial, tcp4, tcp4_valid};
 use crate::packet::{Offload, Packet};
 
-const WAIT: Duration = Duration::from_secs(5);
+pub(super) const WAIT: Duration = Duration::from_secs(5);
 
 /// Polls `cond` until it holds or [`WAIT`] passes.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
         assert!(t.elapsed() < WAIT, "timed out waiting for: {what}");
@@ -25,7 +25,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 type Decide = dyn Fn(&FlowKey) -> UpcallResult + Send + Sync;
 
-struct TestHandler {
+pub(super) struct TestHandler {
     calls: AtomicUsize,
     decide: Box<Decide>,
     userspace: Mutex<Vec<(DpAction, Vec<u8>)>>,
@@ -34,7 +34,9 @@ struct TestHandler {
 }
 
 impl TestHandler {
-    fn new(decide: impl Fn(&FlowKey) -> UpcallResult + Send + Sync + 'static) -> Arc<TestHandler> {
+    pub(super) fn new(
+        decide: impl Fn(&FlowKey) -> UpcallResult + Send + Sync + 'static,
+    ) -> Arc<TestHandler> {
         Arc::new(TestHandler {
             calls: AtomicUsize::new(0),
             decide: Box::new(decide),
@@ -43,7 +45,7 @@ impl TestHandler {
         })
     }
 
-    fn calls(&self) -> usize {
+    pub(super) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -96,17 +98,17 @@ fn actions_then_output(
     }
 }
 
-fn frame(seq: u32) -> Vec<u8> {
+pub(super) fn frame(seq: u32) -> Vec<u8> {
     tcp4(&[1, 2, 3, 4], seq, 0x10, 7)
 }
 
-struct Rig {
-    dp: Datapath,
-    p1: Arc<DummyPort>,
-    p2: Arc<DummyPort>,
+pub(super) struct Rig {
+    pub dp: Datapath,
+    pub p1: Arc<DummyPort>,
+    pub p2: Arc<DummyPort>,
 }
 
-fn rig(handler: Arc<TestHandler>) -> Rig {
+pub(super) fn rig(handler: Arc<TestHandler>) -> Rig {
     let dp = Datapath::new(DpConfig::default(), handler).unwrap();
     let p1 = DummyPort::new("dp-p1");
     let p2 = DummyPort::new("dp-p2");
@@ -115,7 +117,7 @@ fn rig(handler: Arc<TestHandler>) -> Rig {
     Rig { dp, p1, p2 }
 }
 
-fn stats(dp: &Datapath) -> PmdStats {
+pub(super) fn stats(dp: &Datapath) -> PmdStats {
     dp.pmd_stats()[0]
 }
 
