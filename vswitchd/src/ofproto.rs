@@ -348,6 +348,36 @@ impl SlowPath {
             .clear();
     }
 
+    /// Where underlay bridge `bridge` sends an encapsulated packet that
+    /// comes from its internal device `from` (datapath port): its tables
+    /// (NORMAL, usually) decide, as for a packet the host sent. MAC learning
+    /// is not applied for it.
+    fn underlay_outputs(
+        &self,
+        bridge: &str,
+        from: DpPortNo,
+        h: &wire::tunnel::EncapHeader,
+        now: u64,
+    ) -> Vec<DpPortNo> {
+        let Some(br) = self.bridge(bridge) else {
+            return Vec::new();
+        };
+        let st = br.lock();
+        let Some(ofport) = st.ports.ofport_of(from) else {
+            return Vec::new();
+        };
+        let k = crate::tnl::native::outer_key(h, ofport);
+        let fail_open = br.fail_open(&st);
+        st.translate(&k, now, fail_open)
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                DpAction::Output(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Drops the megaflows `pred` selects, after syncing their counters.
     pub fn flush_megaflows_where(&self, dp: &Datapath, pred: datapath::MegaflowPredicate) {
         self.sync_stats(dp);
@@ -426,9 +456,12 @@ impl UpcallHandler for SlowPath {
             self.request_flush_all();
         }
         let mut actions = x.actions;
-        let tunnels_ok = self
-            .tnl
-            .rewrite_actions(key, &mut actions, &x.tunnel_keys, &mut mask);
+        let underlay = |bridge: &str, from: DpPortNo, h: &wire::tunnel::EncapHeader| {
+            self.underlay_outputs(bridge, from, h, now)
+        };
+        let tunnels_ok =
+            self.tnl
+                .rewrite_actions(key, &mut actions, &x.tunnel_keys, &mut mask, &underlay);
         let install = x.cacheable && x.error.is_none() && tunnels_ok;
         if install {
             let m = Match::new(*key, mask);

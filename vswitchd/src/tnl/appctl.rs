@@ -33,6 +33,37 @@ fn mark_of(args: &[String]) -> Result<(Vec<&str>, u32), String> {
 pub fn register(r: &Registry, ctx: Arc<Ctx>) {
     let c = ctx.clone();
     r.register(
+        "tnl/drops/show",
+        "",
+        0,
+        0,
+        Arc::new(move |_, _| {
+            let n = c.switch.dp.tnl_counters();
+            let d = n.decap.snapshot();
+            let push = n.push_errors.load(std::sync::atomic::Ordering::Relaxed);
+            let arp = c
+                .switch
+                .slow
+                .tnl
+                .arp_requests
+                .load(std::sync::atomic::Ordering::Relaxed);
+            text(format!(
+                "decap drops: truncated={} bad_option_length={} unknown_critical_option={} \
+                 wrong_vni={} bad_checksum={} malformed={}\n\
+                 push drops: {push}\n\
+                 next hop ARP requests: {arp}\n",
+                d.truncated,
+                d.bad_option_length,
+                d.unknown_critical_option,
+                d.wrong_vni,
+                d.bad_checksum,
+                d.malformed
+            ))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
         "ovs/route/add",
         "ip_addr/prefix_len out_br_name [gw] [pkt_mark=mark]",
         2,
@@ -252,8 +283,8 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
 }
 
 /// Adds to an `ofproto/trace` text, for each output to a tunnel port, the
-/// `tnl_push(...)` OVS would run there (the datapath does not execute it
-/// yet: such frames are counted as drops on the tunnel port).
+/// `tnl_push(...)` the datapath runs there (route, neighbour cache, port
+/// options and the packet's `tun_*` now), in OVS's text.
 pub fn trace_tunnel_pushes(
     ctx: &Ctx,
     key: &flows::FlowKey,

@@ -86,6 +86,46 @@ impl std::fmt::Display for PushFailure {
     }
 }
 
+/// Where the underlay bridge sends an encapsulated packet: called with the
+/// bridge, the datapath port of its internal device the packet comes from,
+/// and the outer header; returns the datapath ports (the bridge's
+/// forwarding decision for the outer packet, as OVS translates it through
+/// the underlay bridge).
+pub type Underlay<'a> = dyn Fn(&str, DpPortNo, &EncapHeader) -> Vec<DpPortNo> + 'a;
+
+/// The flow key of an outer header, as received on `in_port`.
+pub fn outer_key(h: &EncapHeader, in_port: u32) -> FlowKey {
+    let b = h.as_bytes();
+    let mut k = FlowKey {
+        in_port,
+        ..FlowKey::default()
+    };
+    k.dl_dst.copy_from_slice(&b[0..6]);
+    k.dl_src.copy_from_slice(&b[6..12]);
+    k.dl_type = u16::from_be_bytes([b[12], b[13]]);
+    let l4 = match k.dl_type {
+        flows::key::ethertype::IPV4 => {
+            k.nw_tos = b[15];
+            k.nw_ttl = b[22];
+            k.nw_proto = b[23];
+            k.nw_src = u32::from_be_bytes([b[26], b[27], b[28], b[29]]);
+            k.nw_dst = u32::from_be_bytes([b[30], b[31], b[32], b[33]]);
+            34
+        }
+        _ => {
+            k.nw_proto = b[20];
+            k.nw_ttl = b[21];
+            k.ipv6_src.copy_from_slice(&b[22..38]);
+            k.ipv6_dst.copy_from_slice(&b[38..54]);
+            54
+        }
+    };
+    if k.nw_proto == ipproto::UDP {
+        k.tp_dst = u16::from_be_bytes([b[l4 + 2], b[l4 + 3]]);
+    }
+    k
+}
+
 /// A resolved tunnel output: the header and the underlay device.
 pub struct Push {
     pub header: EncapHeader,
@@ -188,17 +228,25 @@ impl Tnl {
     pub fn rewrite_actions(
         &self,
         key: &FlowKey,
-        actions: &mut [DpAction],
+        actions: &mut Vec<DpAction>,
         tunnel_keys: &[(usize, FlowKey)],
         mask: &mut FlowKey,
+        underlay: &Underlay<'_>,
     ) -> bool {
         let view = self.view();
         if view.tunnels.is_empty() {
             return true;
         }
+        // Inside check_pkt_len branches the action count is fixed: one
+        // action replaces one output there.
+        let flat = !actions
+            .iter()
+            .any(|a| matches!(a, DpAction::CheckPktLen { .. }));
         let mut install = true;
+        let mut out = Vec::with_capacity(actions.len() + 1);
         for i in 0..actions.len() {
             let DpAction::Output(dp) = actions[i] else {
+                out.push(actions[i]);
                 continue;
             };
             if let Some(t) = view.tunnel(dp) {
@@ -228,34 +276,44 @@ impl Tnl {
                 if t.cfg.ttl == crate::tunnel_config::Inherit::Inherit {
                     mask.nw_ttl = u8::MAX;
                 }
-                actions[i] = match self.resolve_push(&view, &t.cfg, &tk) {
+                let before = out.len();
+                match self.resolve_push(&view, &t.cfg, &tk) {
                     Ok(p) => match self.header_slot(&p.header) {
-                        Some(h) => DpAction::TnlPush {
-                            tnl_port: dp,
-                            header: h,
-                            out: p.dev_dp,
-                        },
+                        Some(h) => {
+                            let bridge = view.devs.get(&p.dev).map_or("", |d| d.bridge.as_str());
+                            for o in underlay(bridge, p.dev_dp, &p.header) {
+                                if flat || out.len() == before {
+                                    out.push(DpAction::TnlPush {
+                                        tnl_port: dp,
+                                        header: h,
+                                        out: o,
+                                    });
+                                }
+                            }
+                        }
                         None => {
                             tracing::warn!("tunnel header table full; {} drops", t.name);
-                            no_push(dp)
                         }
                     },
                     Err(PushFailure::NoNeighbour(hop)) => {
                         install = false;
                         self.request_neighbour(&view, &t.cfg, &tk, hop);
-                        no_push(dp)
                     }
                     Err(e) => {
                         tracing::debug!(port = %t.name, "tunnel output dropped: {e}");
-                        no_push(dp)
                     }
-                };
+                }
+                if out.len() == before && !flat {
+                    out.push(no_push(dp));
+                }
                 continue;
             }
-            if let Some(pop) = self.pop_for(&view, key, dp, mask) {
-                actions[i] = pop;
+            match self.pop_for(&view, key, dp, mask) {
+                Some(pop) => out.push(pop),
+                None => out.push(actions[i]),
             }
         }
+        *actions = out;
         install
     }
 
@@ -515,6 +573,11 @@ mod tests {
         t
     }
 
+    /// The underlay bridge's decision: out of the physical port (dp 2).
+    fn phys(_: &str, _: DpPortNo, _: &EncapHeader) -> Vec<DpPortNo> {
+        vec![2]
+    }
+
     fn vm_packet() -> FlowKey {
         FlowKey {
             in_port: 3,
@@ -535,8 +598,8 @@ mod tests {
         let mut mask = FlowKey::default();
         let mut acts = vec![DpAction::Output(10)];
         // Unknown neighbour: not cached, no header.
-        assert!(!t.rewrite_actions(&key, &mut acts, &[], &mut mask));
-        assert_eq!(acts, vec![no_push(10)]);
+        assert!(!t.rewrite_actions(&key, &mut acts, &[], &mut mask, &phys));
+        assert_eq!(acts, vec![]);
         assert_eq!(
             t.arp_requests.load(Ordering::Relaxed),
             0,
@@ -545,7 +608,7 @@ mod tests {
         t.neigh()
             .set("br-phy", "10.9.0.2".parse().unwrap(), PEER_MAC, t.now_ms());
         let mut acts = vec![DpAction::Output(10)];
-        assert!(t.rewrite_actions(&key, &mut acts, &[], &mut mask));
+        assert!(t.rewrite_actions(&key, &mut acts, &[], &mut mask, &phys));
         let DpAction::TnlPush {
             tnl_port,
             header,
@@ -554,7 +617,7 @@ mod tests {
         else {
             panic!("{acts:?}");
         };
-        assert_eq!((tnl_port, out), (10, 1));
+        assert_eq!((tnl_port, out), (10, 2));
         let h = t.dp.get().unwrap().0.get(header).unwrap().ovs_text();
         assert!(
             h.contains("eth(dst=02:00:00:00:00:02,src=02:00:00:00:00:01"),
@@ -578,7 +641,7 @@ mod tests {
         set.tun_id = 0x1234;
         let mut acts = vec![DpAction::Output(10)];
         let mut mask = FlowKey::default();
-        assert!(t.rewrite_actions(&key, &mut acts, &[(0, set)], &mut mask));
+        assert!(t.rewrite_actions(&key, &mut acts, &[(0, set)], &mut mask, &phys));
         let DpAction::TnlPush { header, .. } = acts[0] else {
             panic!("{acts:?}");
         };
@@ -587,8 +650,8 @@ mod tests {
         assert!(h.contains("geneve(vni=0x1234)"), "{h}");
         // Without tun_dst there is nowhere to send it.
         let mut acts = vec![DpAction::Output(10)];
-        assert!(t.rewrite_actions(&key, &mut acts, &[], &mut mask));
-        assert_eq!(acts, vec![no_push(10)]);
+        assert!(t.rewrite_actions(&key, &mut acts, &[], &mut mask, &phys));
+        assert_eq!(acts, vec![]);
         assert_eq!(mask.tun_dst, u32::MAX, "the received tun_dst was read");
     }
 
@@ -608,7 +671,7 @@ mod tests {
         };
         let mut mask = FlowKey::default();
         let mut acts = vec![DpAction::Output(1)];
-        assert!(t.rewrite_actions(&key, &mut acts, &[], &mut mask));
+        assert!(t.rewrite_actions(&key, &mut acts, &[], &mut mask, &phys));
         assert_eq!(
             acts,
             vec![DpAction::TnlPop {
@@ -623,12 +686,12 @@ mod tests {
         );
         key.tp_dst = 53;
         let mut acts = vec![DpAction::Output(1)];
-        t.rewrite_actions(&key, &mut acts, &[], &mut mask);
+        t.rewrite_actions(&key, &mut acts, &[], &mut mask, &phys);
         assert_eq!(acts, vec![DpAction::Output(1)]);
         key.tp_dst = 4789;
         key.nw_dst = u32::from(Ipv4Addr::new(10, 9, 0, 77));
         let mut acts = vec![DpAction::Output(1)];
-        t.rewrite_actions(&key, &mut acts, &[], &mut mask);
+        t.rewrite_actions(&key, &mut acts, &[], &mut mask, &phys);
         assert_eq!(acts, vec![DpAction::Output(1)]);
     }
 
