@@ -454,6 +454,10 @@ fn ferrovs_and_stock_ovs_talk_vxlan_with_the_same_outer_headers() -> Result<()> 
     let t = "tuno";
     let a = hypervisor(t, 'a', 1, false)?;
     let b = hypervisor(t, 'b', 2, true)?;
+    // Partial checksums cross a veth as they are, and OVS's AF_PACKET
+    // ports (no virtio-net header) pass them on unfinished: the VMs finish
+    // their own, as OVS's setup needs.
+    a.vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
     underlay_link(t, &a, &b)?;
     let opts_a = ["options:remote_ip=10.99.0.2", "options:key=99"];
     let opts_b = ["options:remote_ip=10.99.0.1", "options:key=99"];
