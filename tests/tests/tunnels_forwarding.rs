@@ -372,6 +372,15 @@ fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_geneve() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_gre() -> Result<()> {
+    require!("iperf3");
+    let (a, b) = two_ferrovs("tunr", "gre", "9")?;
+    ping_through(&a, &b)?;
+    tcp_through(&a, &b)?;
+    Ok(())
+}
+
 /// A flow-based Geneve port (`remote_ip=flow key=flow`) driven by
 /// OpenFlow rules that set tun_dst and tun_id, and accept only that VNI.
 #[test]
@@ -451,7 +460,16 @@ for p in rdpcap(sys.argv[1]):
 #[test]
 fn ferrovs_and_stock_ovs_talk_vxlan_with_the_same_outer_headers() -> Result<()> {
     require!("ovs-vswitchd", "iperf3", "tcpdump", "python3");
-    let t = "tuno";
+    interop("tuno", "vxlan", 4789)
+}
+
+#[test]
+fn ferrovs_and_stock_ovs_talk_geneve_with_the_same_outer_headers() -> Result<()> {
+    require!("ovs-vswitchd", "iperf3", "tcpdump", "python3");
+    interop("tunq", "geneve", 6081)
+}
+
+fn interop(t: &str, kind: &str, port: u16) -> Result<()> {
     let a = hypervisor(t, 'a', 1, false)?;
     let b = hypervisor(t, 'b', 2, true)?;
     // Partial checksums cross a veth as they are, and OVS's AF_PACKET
@@ -461,8 +479,8 @@ fn ferrovs_and_stock_ovs_talk_vxlan_with_the_same_outer_headers() -> Result<()> 
     underlay_link(t, &a, &b)?;
     let opts_a = ["options:remote_ip=10.99.0.2", "options:key=99"];
     let opts_b = ["options:remote_ip=10.99.0.1", "options:key=99"];
-    a.configure(&format!("{t}ua"), "vxlan", &opts_a)?;
-    b.configure(&format!("{t}ub"), "vxlan", &opts_b)?;
+    a.configure(&format!("{t}ua"), kind, &opts_a)?;
+    b.configure(&format!("{t}ub"), kind, &opts_b)?;
     // The guide's route for the underlay on the OVS side.
     if let Sw::Ovs(o) = &b.sw {
         o.appctl(&["ovs/route/add", "10.99.0.0/24", &b.phy])?;
@@ -484,14 +502,14 @@ fn ferrovs_and_stock_ovs_talk_vxlan_with_the_same_outer_headers() -> Result<()> 
     let ours = outer_headers(&capture(
         &b,
         &format!("{t}ub"),
-        "udp dst port 4789 and src host 10.99.0.1",
+        &format!("udp dst port {port} and src host 10.99.0.1"),
         6,
         || ping_some(&a, &b),
     )?)?;
     let theirs = outer_headers(&capture(
         &a,
         &format!("{t}ua"),
-        "udp dst port 4789 and src host 10.99.0.2",
+        &format!("udp dst port {port} and src host 10.99.0.2"),
         6,
         || ping_some(&b, &a),
     )?)?;
@@ -500,8 +518,10 @@ fn ferrovs_and_stock_ovs_talk_vxlan_with_the_same_outer_headers() -> Result<()> 
     for l in &ours {
         let f = fields(l);
         assert_eq!(&f[0..2], ["10.99.0.1", "10.99.0.2"], "{l}");
-        assert_eq!(f[3], "4789", "{l}");
-        assert_eq!(f[6], "99", "VNI: {l}");
+        assert_eq!(f[3], port.to_string(), "{l}");
+        if kind == "vxlan" {
+            assert_eq!(f[6], "99", "VNI: {l}");
+        }
     }
     // TTL, DF and the UDP checksum policy (none over IPv4 unless csum=true)
     // as OVS sends them.
