@@ -188,8 +188,7 @@ impl TxSet {
             self.tnl_push_errors += 1;
             return;
         };
-        let headers = t.headers.clone();
-        match headers.get(header) {
+        match t.headers.get(header) {
             None => self.tnl_push_errors += 1,
             Some(hdr) if pkt.offload.gso_type & !Offload::GSO_ECN != Offload::GSO_NONE => {
                 let o = pkt.offload;

@@ -525,3 +525,5 @@ mod meter_tests;
 mod recirc_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;
