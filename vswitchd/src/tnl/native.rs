@@ -244,9 +244,9 @@ impl Tnl {
             .any(|a| matches!(a, DpAction::CheckPktLen { .. }));
         let mut install = true;
         let mut out = Vec::with_capacity(actions.len() + 1);
-        for i in 0..actions.len() {
-            let DpAction::Output(dp) = actions[i] else {
-                out.push(actions[i]);
+        for (i, &a) in actions.iter().enumerate() {
+            let DpAction::Output(dp) = a else {
+                out.push(a);
                 continue;
             };
             if let Some(t) = view.tunnel(dp) {
@@ -310,7 +310,7 @@ impl Tnl {
             }
             match self.pop_for(&view, key, dp, mask) {
                 Some(pop) => out.push(pop),
-                None => out.push(actions[i]),
+                None => out.push(a),
             }
         }
         *actions = out;
