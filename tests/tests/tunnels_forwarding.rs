@@ -247,6 +247,9 @@ impl Hv {
         let addr = format!("10.99.0.{}/24", self.n);
         self.ns
             .exec(&["ip", "addr", "add", &addr, "dev", &self.phy])?;
+        let addr6 = format!("fd00:99::{}/64", self.n);
+        self.ns
+            .exec(&["ip", "addr", "add", &addr6, "dev", &self.phy, "nodad"])?;
         let vport = self.vport();
         self.sw.vsctl(&[
             "add-port",
@@ -378,6 +381,43 @@ fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_gre() -> Result<()> {
     let (a, b) = two_ferrovs("tunr", "gre", "9")?;
     ping_through(&a, &b)?;
     tcp_through(&a, &b)?;
+    Ok(())
+}
+
+/// An IPv6 underlay: VXLAN over IPv6 (outer UDP checksum mandatory),
+/// with the next hops set by hand (`tnl/neigh/set`), as OVS allows.
+#[test]
+fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_vxlan_on_an_ipv6_underlay() -> Result<()> {
+    require!("iperf3");
+    let t = "tun6";
+    let a = hypervisor(t, 'a', 1, false)?;
+    let b = hypervisor(t, 'b', 2, false)?;
+    underlay_link(t, &a, &b)?;
+    a.configure(
+        &format!("{t}ua"),
+        "vxlan",
+        &["options:remote_ip=fd00:99::2", "options:key=66"],
+    )?;
+    b.configure(
+        &format!("{t}ub"),
+        "vxlan",
+        &["options:remote_ip=fd00:99::1", "options:key=66"],
+    )?;
+    let mac_of = |h: &Hv| -> Result<String> {
+        let out =
+            h.ns.exec(&["cat", &format!("/sys/class/net/{}/address", h.phy)])?;
+        Ok(out.trim().to_string())
+    };
+    let (ma, mb) = (mac_of(&a)?, mac_of(&b)?);
+    for (h, peer, mac) in [(&a, "fd00:99::2", &mb), (&b, "fd00:99::1", &ma)] {
+        let Sw::Ferrovs(s) = &h.sw else {
+            unreachable!()
+        };
+        s.appctl(&["tnl/neigh/set", &h.phy, peer, mac])?;
+    }
+    ping_through(&a, &b)?;
+    tcp_through(&a, &b)?;
+    tcp_through(&b, &a)?;
     Ok(())
 }
 
