@@ -3,6 +3,7 @@
 //! ask the slow path on a miss.
 
 pub mod afpacket;
+pub mod ct;
 pub mod dpif;
 pub mod dummy;
 mod framebuf;
@@ -17,6 +18,7 @@ pub mod tunnel_port;
 pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};
+pub use ct::DpConntrack;
 pub use dpif::{
     Datapath, DpConfig, DpError, MegaflowInfo, MegaflowPredicate, PmdStats, PollPolicy, Stage,
     UpcallHandler, UpcallResult,

@@ -90,6 +90,14 @@ pub enum DpAction {
     /// metadata (ingress port, `pkt_mark`, tunnel, conntrack and `dp_hash`
     /// fields) carried over. The slow path keys the second pass on the id.
     Recirc(u32),
+    /// Send the packet through the connection tracker with the `ct`
+    /// arguments the datapath registered under this id (the slow path
+    /// interns them through `xlate::DpResources::ct_action`). The packet's
+    /// `ct_*` metadata is set from the result (and NAT may rewrite it); a
+    /// following `Recirc` carries that metadata into the next pass.
+    Ct(u32),
+    /// `ct_clear`: the packet's `ct_*` metadata becomes zero (untracked).
+    CtClear,
 }
 
 /// [`DpAction::TnlPop`] protocol numbers.

@@ -786,6 +786,10 @@ fn parse_ct(a: &str, opts: &ParseOptions<'_>) -> Result<Ct, TextError> {
             }
             ("nat", v) => ct.actions.push(Action::Nat(Box::new(parse_nat(v)?))),
             ("exec", Some(v)) => {
+                let opts = &ParseOptions {
+                    in_ct_exec: true,
+                    ..*opts
+                };
                 let mut inner = Vec::new();
                 for t in split_top(v)? {
                     if t == "nat" || t.starts_with("nat(") {

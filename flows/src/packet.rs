@@ -227,6 +227,8 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::TnlPush { .. } => return Err(RewriteError::NotARewrite("tnl_push")),
         DpAction::TnlPop { .. } => return Err(RewriteError::NotARewrite("tnl_pop")),
         DpAction::Recirc(_) => return Err(RewriteError::NotARewrite("recirc")),
+        DpAction::Ct(_) => return Err(RewriteError::NotARewrite("ct")),
+        DpAction::CtClear => return Err(RewriteError::NotARewrite("ct_clear")),
         DpAction::PushVlan { tpid, tci } => push_vlan(buf, tpid, tci)?,
         DpAction::PopVlan => pop_vlan(buf),
         DpAction::SetVlanVid(vid) => edit_tci(buf.data_mut(), 0xf000, vid & 0x0fff),

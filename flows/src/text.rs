@@ -669,6 +669,9 @@ pub struct ParseOptions<'a> {
     /// Resolves port names (`in_port=vm1`, `output:vm1`); numbers and
     /// reserved names always work.
     pub port_by_name: Option<&'a PortResolver>,
+    /// Parsing the `exec(...)` of a `ct` action, where `ct_mark` and
+    /// `ct_label` are writable.
+    pub(crate) in_ct_exec: bool,
 }
 
 /// Maps a port name to its OpenFlow port number.
@@ -970,7 +973,10 @@ pub(crate) fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextErro
 }
 
 /// Refuses an action that writes a read-only field, as ovs-ofctl does.
-fn check_writable(action: &str, f: Field) -> Result<(), TextError> {
+fn check_writable(action: &str, f: Field, opts: &ParseOptions<'_>) -> Result<(), TextError> {
+    if opts.in_ct_exec && matches!(f, Field::CtMark | Field::CtLabel) {
+        return Ok(());
+    }
     match f.read_only_reason() {
         Some(why) => Err(bad_action(action, format!("{} {why}", f.name()))),
         None => Ok(()),
@@ -1104,7 +1110,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
                 .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
             let field = Field::from_name(f.trim())
                 .ok_or_else(|| bad_action(name, format!("{}: unknown field", f.trim())))?;
-            check_writable(name, field)?;
+            check_writable(name, field, opts)?;
             let v = v.trim();
             let (value, mask) = if field == Field::TcpFlags {
                 parse_tcp_flags(f, v)?
@@ -1132,7 +1138,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
                 .split_once("->")
                 .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
             let dst = parse_subfield(name, dst.trim())?;
-            check_writable(name, dst.field)?;
+            check_writable(name, dst.field, opts)?;
             let value = parse_uint(v.trim())
                 .ok_or_else(|| bad_action(name, format!("{}: invalid value", v.trim())))?;
             if dst.n_bits < 128 && value >> dst.n_bits != 0 {
@@ -1150,7 +1156,7 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
                 .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
             let src = parse_subfield(name, src.trim())?;
             let dst = parse_subfield(name, dst.trim())?;
-            check_writable(name, dst.field)?;
+            check_writable(name, dst.field, opts)?;
             if src.n_bits != dst.n_bits {
                 return Err(bad_action(
                     name,
@@ -2211,6 +2217,7 @@ mod tests {
         let names = |s: &str| (s == "vm1").then_some(7);
         let opts = ParseOptions {
             port_by_name: Some(&names),
+            ..ParseOptions::default()
         };
         let fm =
             parse_flow_mod_with("in_port=vm1,actions=vm1", FlowModCommand::Add, &opts).unwrap();

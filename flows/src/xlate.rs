@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::action::{Action, GroupId, PortNo, port};
+use crate::action::{Action, Ct, GroupId, PortNo, port};
 use crate::classifier::RuleId;
 use crate::dpaction::{DpAction, DpPortNo, UserspaceReason};
 use crate::field::Field;
@@ -193,6 +193,45 @@ pub struct XlateCtx<'a> {
     pub ports: &'a BridgePorts,
     pub mac: &'a MacLearning,
     pub now_ms: u64,
+    /// Datapath resources for `ct` and recirculation; `None` where there is
+    /// no datapath behind the translation (then `ct` is reported as
+    /// unsupported and not executed).
+    pub dp: Option<&'a dyn DpResources>,
+}
+
+/// Pipeline state frozen at a recirculation (`ct(table=N)`): where and
+/// with which metadata translation resumes when the packet comes back with
+/// the recirculation id the state was given.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Frozen {
+    /// Table the second pass starts in.
+    pub table_id: u8,
+    /// OpenFlow ingress port.
+    pub in_port: u32,
+    pub metadata: u64,
+    pub regs: [u32; 16],
+}
+
+impl Frozen {
+    /// Lays the frozen pipeline metadata over `key` (a second-pass key whose
+    /// `in_port` is still the datapath port).
+    pub fn thaw(&self, key: &mut FlowKey) {
+        key.in_port = self.in_port;
+        key.metadata = self.metadata;
+        key.regs = self.regs;
+    }
+}
+
+/// What translation allocates in the datapath: connection-tracking action
+/// ids and recirculation ids. Both are interned: equal arguments or equal
+/// frozen states get the same id, so megaflows stay valid across packets.
+pub trait DpResources {
+    /// The datapath id of `ct` with its zone resolved to `zone`; `None`
+    /// when the action cannot be executed (the error names why).
+    fn ct_action(&self, ct: &Ct, zone: u16) -> Result<u32, String>;
+    /// The recirculation id under which `frozen` is resumed; `None` when
+    /// ids are exhausted.
+    fn recirc_id(&self, frozen: &Frozen) -> Option<u32>;
 }
 
 /// A MAC address NORMAL saw; the caller feeds it to [`MacLearning::learn`].
@@ -281,6 +320,14 @@ pub struct XlateResult {
 pub fn translate(ctx: &XlateCtx<'_>, key: &FlowKey) -> XlateResult {
     let mut x = Xlate::new(ctx, key);
     x.run_table(0, 0);
+    x.finish()
+}
+
+/// Runs a recirculated packet `key` (in_port already the OpenFlow port,
+/// frozen metadata restored) through the pipeline from `table_id`.
+pub fn translate_from(ctx: &XlateCtx<'_>, key: &FlowKey, table_id: u8) -> XlateResult {
+    let mut x = Xlate::new(ctx, key);
+    x.run_table(table_id, 0);
     x.finish()
 }
 
@@ -1086,6 +1133,12 @@ fn bits_mask(n: u8) -> u128 {
 /// Prints datapath actions the way `ofproto/trace` prints them
 /// (`push_vlan(vid=10,pcp=0),2,pop_vlan,3`; `drop` when empty).
 pub fn format_dp_actions(actions: &[DpAction]) -> String {
+    format_dp_actions_with(actions, &|id| format!("ct(id={id})"))
+}
+
+/// [`format_dp_actions`], with `ct_text` printing a `DpAction::Ct` (whose
+/// arguments only the datapath knows).
+pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String {
     if actions.is_empty() {
         return "drop".into();
     }
@@ -1102,17 +1155,17 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             if b.is_empty() {
                 "drop".to_string()
             } else {
-                format_dp_actions(b)
+                format_dp_actions_with(b, ct_text)
             }
         };
         let head = if i == 0 {
             String::new()
         } else {
-            format!("{},", format_dp_actions(&actions[..i]))
+            format!("{},", format_dp_actions_with(&actions[..i], ct_text))
         };
         let after = i + 1 + gt.len() + le.len();
         let tail = if after < actions.len() {
-            format!(",{}", format_dp_actions(&actions[after..]))
+            format!(",{}", format_dp_actions_with(&actions[after..], ct_text))
         } else {
             String::new()
         };
@@ -1153,6 +1206,8 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
             DpAction::Meter(m) => format!("meter({m})"),
             DpAction::Recirc(id) => format!("recirc({id:#x})"),
+            DpAction::Ct(id) => ct_text(*id),
+            DpAction::CtClear => "ct_clear".into(),
             DpAction::CheckPktLen { .. } => unreachable!("handled above"),
             DpAction::TnlPush {
                 tnl_port,
@@ -1169,6 +1224,16 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
 /// hit per table with their actions, notes, then the megaflow and the
 /// datapath actions.
 pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
+    format_trace_with(bridge, key, r, &|id| format!("ct(id={id})"))
+}
+
+/// [`format_trace`], with `ct_text` printing `DpAction::Ct`.
+pub fn format_trace_with(
+    bridge: &str,
+    key: &FlowKey,
+    r: &XlateResult,
+    ct_text: &dyn Fn(u32) -> String,
+) -> String {
     let mut s = String::new();
     // Like OVS's flow_format: registers and metadata only when nonzero.
     let shown = crate::text::flow_display_mask(key);
@@ -1211,7 +1276,11 @@ pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
     let _ = writeln!(s);
     let mega = format_match(&Match::new(*key, r.wc), crate::table::DEFAULT_PRIORITY);
     let _ = writeln!(s, "Megaflow: {mega}");
-    let _ = write!(s, "Datapath actions: {}", format_dp_actions(&r.actions));
+    let _ = write!(
+        s,
+        "Datapath actions: {}",
+        format_dp_actions_with(&r.actions, ct_text)
+    );
     s
 }
 
@@ -1255,6 +1324,7 @@ mod tests {
                 ports: &self.ports,
                 mac: &self.mac,
                 now_ms: 1000,
+                dp: None,
             };
             translate(&ctx, key)
         }
@@ -1584,6 +1654,7 @@ mod tests {
             ports: &b.ports,
             mac: &b.mac,
             now_ms: 0,
+            dp: None,
         };
         let r = translate_actions(
             &ctx,
@@ -1634,6 +1705,7 @@ mod tests {
             ports: &b.ports,
             mac: &b.mac,
             now_ms: 0,
+            dp: None,
         };
         let (key, r) = trace_frame(&ctx, &frame, 1).unwrap();
         assert_eq!(key.dl_type, 0x0806);

@@ -514,6 +514,7 @@ proptest! {
             ports: &b.ports,
             mac: &b.mac,
             now_ms: 1000,
+            dp: None,
         };
         let r = translate(&ctx, &p);
         prop_assert!(p.eq_masked(&p.masked(&r.wc), &r.wc));

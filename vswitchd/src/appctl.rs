@@ -21,20 +21,35 @@ fn text_or_json(fmt: Format, text: String, json: Value) -> Result<Reply, String>
 pub fn registry(ctx: Arc<Ctx>) -> Registry {
     let r = Registry::default();
     crate::tnl::appctl::register(&r, ctx.clone());
+    crate::ct_appctl::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(
         "ofproto/trace",
-        "BRIDGE FLOW [-generate]",
+        "BRIDGE FLOW [-generate] [--ct-next FLAGS]...",
         2,
-        3,
+        12,
         Arc::new(move |args, fmt| {
-            let generate = match args.get(2).map(String::as_str) {
-                None => false,
-                Some("-generate") => true,
-                Some(other) => return Err(format!("{other}: unknown option (try -generate)")),
-            };
-            trace(&c, &args[0], &args[1], generate, fmt)
+            let mut generate = false;
+            let mut ct_next = Vec::new();
+            let mut rest = args[2..].iter();
+            while let Some(a) = rest.next() {
+                match a.as_str() {
+                    "-generate" => generate = true,
+                    "--ct-next" => {
+                        let spec = rest
+                            .next()
+                            .ok_or_else(|| "--ct-next: missing ct_state flags".to_string())?;
+                        ct_next.push(crate::ct_appctl::parse_ct_flags(spec)?);
+                    }
+                    other => {
+                        return Err(format!(
+                            "{other}: unknown option (try -generate or --ct-next)"
+                        ));
+                    }
+                }
+            }
+            trace(&c, &args[0], &args[1], generate, &ct_next, fmt)
         }),
     );
 
@@ -46,6 +61,8 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
         1,
         Arc::new(move |_, fmt| {
             let flows = c.switch.dp.dump_flows();
+            let ct = &c.switch.slow.ct;
+            let ct_text = |id| ct.format_action(id);
             let mut text = String::new();
             let mut arr = Vec::new();
             for f in &flows {
@@ -53,11 +70,13 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 let _ = writeln!(
                     text,
                     "{}",
-                    crate::dpformat::format_flow(&f.m, &f.actions, f.packets, f.bytes, used)
+                    crate::dpformat::format_flow(
+                        &f.m, &f.actions, f.packets, f.bytes, used, &ct_text
+                    )
                 );
                 arr.push(
                     json!({"pmd": f.pmd, "match": crate::dpformat::format_match(&f.m),
-                    "actions": flows::xlate::format_dp_actions(&f.actions),
+                    "actions": flows::xlate::format_dp_actions_with(&f.actions, &ct_text),
                     "packets": f.packets, "bytes": f.bytes, "used": used}),
                 );
             }
@@ -377,6 +396,7 @@ fn trace(
     bridge: &str,
     flow: &str,
     generate: bool,
+    ct_next: &[u32],
     fmt: Format,
 ) -> Result<Reply, String> {
     let ofp = ctx
@@ -394,7 +414,48 @@ fn trace(
         ));
     }
     let mut st = st;
-    let x = st.translate(&key, now, ofp.fail_open(&st));
+    let slow = &ctx.switch.slow;
+    let res = crate::recirc::Resources {
+        ct: &slow.ct,
+        recirc: &slow.recirc,
+    };
+    let fail_open = ofp.fail_open(&st);
+    let x = st.translate_dp(&key, now, fail_open, Some(&res), 0);
+    let ct_text = |id| slow.ct.format_action(id);
+    // Later passes (ct(table=N) recirculations), with the ct_state
+    // --ct-next gives each (default trk|new), as OVS's trace does.
+    let mut passes = Vec::new();
+    let mut queue: std::collections::VecDeque<(flows::FlowKey, Vec<flows::DpAction>)> =
+        std::collections::VecDeque::from([(key, x.actions.clone())]);
+    let mut next_state = ct_next.iter();
+    while let Some((k, actions)) = queue.pop_front() {
+        let mut zone = 0;
+        for a in actions {
+            match a {
+                flows::DpAction::Ct(id) => {
+                    zone = slow.ct.args(id).map_or(0, |a| a.zone);
+                }
+                flows::DpAction::Recirc(rid) if passes.len() < 6 => {
+                    let Some(frozen) = slow.recirc.get(rid) else {
+                        continue;
+                    };
+                    let (state, default) = match next_state.next() {
+                        Some(s) => (*s, false),
+                        None => (flows::key::ct_state::TRK | flows::key::ct_state::NEW, true),
+                    };
+                    let mut k2 = k;
+                    k2.recirc_id = rid;
+                    k2.ct_state = state;
+                    k2.ct_zone = zone;
+                    frozen.thaw(&mut k2);
+                    let x2 = st.translate_dp(&k2, now, fail_open, Some(&res), frozen.table_id);
+                    queue.push_back((k2, x2.actions.clone()));
+                    passes.push((rid, state, default, frozen.table_id, k2, x2));
+                }
+                _ => {}
+            }
+        }
+    }
     if generate {
         let macs = st.learn(&x, now);
         let changed = st.apply_learned(&x, now);
@@ -406,15 +467,36 @@ fn trace(
     } else {
         drop(st);
     }
-    let mut text = flows::xlate::format_trace(bridge, &key, &x);
+    let mut text = flows::xlate::format_trace_with(bridge, &key, &x, &ct_text);
     crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x, &mut text);
+    for (rid, state, default, table, k2, x2) in &passes {
+        let bar = "=".repeat(79);
+        let flags = crate::ct_appctl::format_ct_flags(*state);
+        let how = if *default {
+            format!("default ct_state={flags} (use --ct-next to customize)")
+        } else {
+            format!("ct_state={flags}")
+        };
+        let _ = write!(
+            text,
+            "\n\n{bar}\nrecirc({rid:#x}) - resume conntrack with {how}\n{bar}\n\n"
+        );
+        let pass = flows::xlate::format_trace_with(bridge, k2, x2, &ct_text);
+        // The thaw comes first in the bridge's section, as in OVS.
+        let dashes = format!("{}\n", "-".repeat(bridge.len() + 10));
+        let thaw = format!("{dashes}    thaw\n        Resuming from table {table}\n");
+        text.push_str(&pass.replacen(&dashes, &thaw, 1));
+    }
     let mega = flows::Match::new(key, x.wc);
     text_or_json(
         fmt,
         format!("{text}\n"),
         json!({"bridge": bridge,
             "megaflow": flows::text::format_match(&mega, flows::table::DEFAULT_PRIORITY),
-            "datapath_actions": flows::xlate::format_dp_actions(&x.actions),
+            "datapath_actions": flows::xlate::format_dp_actions_with(&x.actions, &ct_text),
+            "recirculations": passes.iter().map(|p| json!({"recirc_id": p.0,
+                "datapath_actions": flows::xlate::format_dp_actions_with(&p.5.actions, &ct_text)}))
+                .collect::<Vec<_>>(),
             "trace": text}),
     )
 }

@@ -28,27 +28,30 @@ pub fn is_our_datapath_type(t: &str) -> bool {
 
 /// The `capabilities` of the `Datapath` row of type `netdev`, with the keys
 /// stock OVS writes there, each with what ferrovs's datapath does today:
-/// its actions are output, userspace, VLAN push/pop and whole-field sets, so
-/// there is no recirculation, clone, truncation, MPLS, packet-length check,
-/// tunnel push/pop, masked set or connection tracking yet.
+/// its actions are output, userspace, VLAN push/pop, whole-field sets,
+/// recirculation, and connection tracking (`ct` with zones, mark, label,
+/// NAT and the original-tuple fields; `ct_clear`); there is no clone,
+/// truncation, MPLS, packet-length check action, tunnel push/pop, masked
+/// set, conntrack timeout policy, event mask or flush by tuple yet.
 pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
     let no = |k: &'static str| (k, "false".to_owned());
+    let yes = |k: &'static str| (k, "true".to_owned());
     vec![
         no("add_mpls"),
         no("check_pkt_len"),
         no("clone"),
-        no("ct_clear"),
+        yes("ct_clear"),
         no("ct_eventmask"),
         no("ct_flush"),
-        no("ct_label"),
-        no("ct_mark"),
-        no("ct_orig_tuple"),
-        no("ct_orig_tuple6"),
-        no("ct_state"),
-        no("ct_state_nat"),
+        yes("ct_label"),
+        yes("ct_mark"),
+        yes("ct_orig_tuple"),
+        yes("ct_orig_tuple6"),
+        yes("ct_state"),
+        yes("ct_state_nat"),
         no("ct_timeout"),
         no("ct_zero_snat"),
-        no("ct_zone"),
+        yes("ct_zone"),
         no("explicit_drop_action"),
         no("lb_output_action"),
         no("masked_set_action"),
@@ -61,7 +64,7 @@ pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
             flows::parse::MAX_VLAN_HEADERS.to_string(),
         ),
         no("nd_ext"),
-        no("recirc"),
+        yes("recirc"),
         no("sample_nesting"),
         // Native tunnelling (`DpAction::TnlPush`/`TnlPop`).
         ("tnl_push_pop", "true".to_owned()),
@@ -106,15 +109,30 @@ mod tests {
     ];
 
     #[test]
-    fn capabilities_have_the_keys_ovs_writes_and_claim_no_conntrack() {
+    fn capabilities_have_the_keys_ovs_writes_and_claim_exactly_the_conntrack_that_runs() {
         let caps = datapath_capabilities();
         let keys: Vec<&str> = caps.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, OVS_KEYS);
-        for (k, v) in &caps {
-            if k.starts_with("ct_") {
-                assert_eq!(v, "false", "{k}");
-            }
-        }
+        let claimed: Vec<&str> = caps
+            .iter()
+            .filter(|(_, v)| v == "true")
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(
+            claimed,
+            [
+                "ct_clear",
+                "ct_label",
+                "ct_mark",
+                "ct_orig_tuple",
+                "ct_orig_tuple6",
+                "ct_state",
+                "ct_state_nat",
+                "ct_zone",
+                "recirc",
+                "tnl_push_pop"
+            ]
+        );
     }
 
     #[test]

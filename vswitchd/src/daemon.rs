@@ -50,7 +50,10 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         ..DpConfig::default()
     };
     let (slow, reval_rx) = SlowPath::new();
-    let dp = Arc::new(Datapath::new(dp_cfg, slow.clone()).context("cannot start the datapath")?);
+    let dp = Arc::new(
+        Datapath::with_conntrack(dp_cfg, slow.clone(), slow.ct.clone())
+            .context("cannot start the datapath")?,
+    );
     info!(
         "datapath up: {} PMD thread(s){}",
         pmd_cpus.len().max(1),

@@ -286,7 +286,8 @@ mod tests {
         assert_eq!(br.get_str("datapath_id"), Some("00000000000000ab"));
         let dp = data.table("Datapath").values().next().unwrap();
         let caps = dp.get("capabilities").unwrap().to_string_map();
-        assert_eq!(caps["ct_state"], "false");
+        assert_eq!(caps["ct_state"], "true");
+        assert_eq!(caps["ct_timeout"], "false");
         assert_eq!(caps["max_hash_alg"], "0");
         // A change of link state writes that one column.
         let ops = pass(&db, iface, false);

@@ -1,7 +1,7 @@
 //! Datapath state in the text forms `ovs-appctl` prints.
 //!
 //! Datapath flows in the text form `ovs-appctl dpctl/dump-flows` prints:
-//! `in_port(2),eth(src=…,dst=…),eth_type(0x0800),ipv4(src=…,proto=1,frag=no), packets:3, bytes:294, used:0.520s, actions:3`.
+//! `recirc_id(0),in_port(2),eth(src=…,dst=…),eth_type(0x0800),ipv4(src=…,proto=1,frag=no), packets:3, bytes:294, used:0.520s, actions:3`.
 //! Only the fields a megaflow matches on are shown; partially masked ones
 //! as `value/mask`. Actions use [`flows::xlate::format_dp_actions`], the
 //! same text `ofproto/trace` prints.
@@ -40,7 +40,49 @@ fn field<T: PartialEq + Copy>(
 /// The match part of a megaflow, ODP style.
 pub fn format_match(mt: &Match) -> String {
     let (k, m) = (&mt.key, &mt.mask);
-    let mut parts = vec![format!("in_port({})", k.in_port)];
+    // `%#x` as C prints it: 0 without a prefix.
+    let cx = |v: u32| {
+        if v == 0 {
+            "0".to_string()
+        } else {
+            format!("{v:#x}")
+        }
+    };
+    let mut parts = vec![
+        format!("recirc_id({})", cx(k.recirc_id)),
+        format!("in_port({})", k.in_port),
+    ];
+    if m.ct_state != 0 {
+        const NAMES: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
+        let mut t = String::new();
+        for (i, n) in NAMES.iter().enumerate() {
+            let bit = 1u32 << i;
+            if m.ct_state & bit != 0 {
+                t.push(if k.ct_state & bit != 0 { '+' } else { '-' });
+                t.push_str(n);
+            }
+        }
+        parts.push(format!("ct_state({t})"));
+    }
+    if m.ct_zone != 0 {
+        parts.push(format!("ct_zone({:#x})", k.ct_zone));
+    }
+    if m.ct_mark != 0 {
+        parts.push(if m.ct_mark == u32::MAX {
+            format!("ct_mark({})", cx(k.ct_mark))
+        } else {
+            format!("ct_mark({}/{:#x})", cx(k.ct_mark), m.ct_mark)
+        });
+    }
+    if m.ct_label != [0; 16] {
+        let v = u128::from_be_bytes(k.ct_label);
+        let mm = u128::from_be_bytes(m.ct_label);
+        parts.push(if mm == u128::MAX {
+            format!("ct_label({v:#x})")
+        } else {
+            format!("ct_label({v:#x}/{mm:#x})")
+        });
+    }
     let mut eth = Vec::new();
     field(
         &mut eth, "src", k.dl_src, m.dl_src, [0; 6], [0xff; 6], mac_text,
@@ -222,6 +264,7 @@ pub fn format_flow(
     packets: u64,
     bytes: u64,
     used_secs: Option<f64>,
+    ct_text: &dyn Fn(u32) -> String,
 ) -> String {
     let used = match used_secs {
         Some(s) => format!("{s:.3}s"),
@@ -230,7 +273,7 @@ pub fn format_flow(
     format!(
         "{}, packets:{packets}, bytes:{bytes}, used:{used}, actions:{}",
         format_match(m),
-        flows::xlate::format_dp_actions(actions)
+        flows::xlate::format_dp_actions_with(actions, ct_text)
     )
 }
 
@@ -379,17 +422,48 @@ mod tests {
         let s = format_match(&Match::new(k, m));
         assert_eq!(
             s,
-            "in_port(2),eth(dst=00:01:02:03:04:05),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,proto=1,frag=no)"
+            "recirc_id(0),in_port(2),eth(dst=00:01:02:03:04:05),eth_type(0x0800),ipv4(dst=10.0.0.0/255.255.255.0,proto=1,frag=no)"
+        );
+    }
+
+    #[test]
+    fn a_second_pass_megaflow_shows_its_recirc_id_and_conntrack_fields() {
+        let k = FlowKey {
+            recirc_id: 1,
+            in_port: 2,
+            ct_state: 0x21,
+            ct_zone: 5,
+            ct_mark: 3,
+            ..FlowKey::default()
+        };
+        let m = FlowKey {
+            recirc_id: u32::MAX,
+            in_port: u32::MAX,
+            ct_state: 0x23,
+            ct_zone: 0xffff,
+            ct_mark: 0xff,
+            ..FlowKey::default()
+        };
+        assert_eq!(
+            format_match(&Match::new(k, m)),
+            "recirc_id(0x1),in_port(2),ct_state(+new-est+trk),ct_zone(0x5),ct_mark(0x3/0xff)"
         );
     }
 
     #[test]
     fn a_flow_line_carries_counters_and_age() {
         let m = Match::catch_all();
-        let line = format_flow(&m, &[DpAction::Output(1)], 3, 294, Some(0.52));
+        let line = format_flow(
+            &m,
+            &[DpAction::Output(1)],
+            3,
+            294,
+            Some(0.52),
+            &|_| unreachable!(),
+        );
         assert_eq!(
             line,
-            "in_port(0), packets:3, bytes:294, used:0.520s, actions:1"
+            "recirc_id(0),in_port(0), packets:3, bytes:294, used:0.520s, actions:1"
         );
     }
 

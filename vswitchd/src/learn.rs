@@ -139,6 +139,7 @@ mod tests {
             ports: &ports,
             mac: &mac,
             now_ms: 0,
+            dp: None,
         };
         let key = FlowKey {
             in_port: 1,

@@ -157,7 +157,21 @@ impl Ofproto {
 impl BridgeState {
     /// Translates `key` (in_port = OpenFlow port) through the tables, or
     /// through NORMAL when `fail_open`.
+    #[cfg(test)]
     pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
+        self.translate_dp(key, now_ms, fail_open, None, 0)
+    }
+
+    /// Translates `key` from `table_id` with the datapath resources `dp`
+    /// (`ct`, recirculation); `None` reports `ct` as unsupported.
+    pub fn translate_dp(
+        &self,
+        key: &FlowKey,
+        now_ms: u64,
+        fail_open: bool,
+        dp: Option<&dyn flows::xlate::DpResources>,
+        table_id: u8,
+    ) -> XlateResult {
         let ctx = XlateCtx {
             pipeline: if fail_open {
                 &self.failopen
@@ -168,8 +182,9 @@ impl BridgeState {
             ports: &self.ports,
             mac: &self.mac,
             now_ms,
+            dp,
         };
-        let mut x = flows::xlate::translate(&ctx, key);
+        let mut x = flows::xlate::translate_from(&ctx, key, table_id);
         crate::meters::map_to_datapath(&self.meters, &mut x);
         x
     }
@@ -182,6 +197,7 @@ impl BridgeState {
             ports: &self.ports,
             mac: &self.mac,
             now_ms,
+            dp: None,
         };
         let mut x = flows::xlate::translate_actions(&ctx, key, actions);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -250,6 +266,10 @@ pub struct SlowPath {
     pub unsupported: crate::learn::Unsupported,
     /// Routes and neighbours for native tunnelling.
     pub tnl: Arc<crate::tnl::Tnl>,
+    /// The connection tracker the datapath runs `ct` actions through.
+    pub ct: Arc<datapath::DpConntrack>,
+    /// Frozen pipeline states by recirculation id.
+    pub recirc: crate::recirc::RecircTable,
 }
 
 impl SlowPath {
@@ -264,6 +284,8 @@ impl SlowPath {
             upcalls: AtomicU64::new(0),
             unsupported: Default::default(),
             tnl: Arc::new(crate::tnl::Tnl::default()),
+            ct: Arc::new(datapath::DpConntrack::default()),
+            recirc: Default::default(),
         };
         (Arc::new(sp), rx)
     }
@@ -368,11 +390,11 @@ impl SlowPath {
         };
         let k = crate::tnl::native::outer_key(h, ofport);
         let fail_open = br.fail_open(&st);
-        st.translate(&k, now, fail_open)
+        st.translate_dp(&k, now, fail_open, None, 0)
             .actions
             .iter()
-            .filter_map(|a| match a {
-                DpAction::Output(p) => Some(*p),
+            .filter_map(|a| match *a {
+                DpAction::Output(p) => Some(p),
                 _ => None,
             })
             .collect()
@@ -432,8 +454,21 @@ impl UpcallHandler for SlowPath {
         }
         let mut k = *key;
         k.in_port = ofport;
+        let mut table_id = 0;
+        if key.recirc_id != 0 {
+            // A second pass: resume the frozen pipeline.
+            let Some(frozen) = self.recirc.get(key.recirc_id) else {
+                return drop_everything();
+            };
+            frozen.thaw(&mut k);
+            table_id = frozen.table_id;
+        }
         let fail_open = br.fail_open(&st);
-        let x = st.translate(&k, now, fail_open);
+        let res = crate::recirc::Resources {
+            ct: &self.ct,
+            recirc: &self.recirc,
+        };
+        let x = st.translate_dp(&k, now, fail_open, Some(&res), table_id);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
@@ -448,6 +483,7 @@ impl UpcallHandler for SlowPath {
         drop(st);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
+        mask.recirc_id = u32::MAX;
         for (m, t) in mask.words_mut().iter_mut().zip(tnl_mask.words()) {
             *m |= t;
         }

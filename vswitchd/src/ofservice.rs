@@ -708,8 +708,16 @@ impl SwitchAgent for BridgeAgent {
     }
 
     fn ct_flush_zone(&mut self, zone: u16) -> Result<(), OfError> {
-        // Connection tracking executes this once it runs in the datapath.
-        debug!(bridge = %self.ofp.name, zone, "NXT_CT_FLUSH_ZONE accepted");
+        let n = self
+            .switch
+            .slow
+            .ct
+            .tracker()
+            .flush(&conntrack::FlushFilter {
+                zone: Some(zone),
+                tuple: None,
+            });
+        debug!(bridge = %self.ofp.name, zone, "NXT_CT_FLUSH_ZONE: {n} connections flushed");
         Ok(())
     }
 

@@ -755,7 +755,9 @@ mod tests {
 
     fn dummy_switch(ports: &[(&str, u32, Option<u16>)]) -> (Switch, tempfile::TempDir) {
         let (slow, rx) = SlowPath::new();
-        let dp = Arc::new(Datapath::new(DpConfig::default(), slow.clone()).unwrap());
+        let dp = Arc::new(
+            Datapath::with_conntrack(DpConfig::default(), slow.clone(), slow.ct.clone()).unwrap(),
+        );
         {
             let (sp, dp) = (slow.clone(), dp.clone());
             std::thread::spawn(move || run_revalidator(sp, dp, rx));

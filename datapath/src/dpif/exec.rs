@@ -112,6 +112,10 @@ pub(crate) struct TxSet {
     pub tnl: Option<TnlExec>,
     /// Packets `tnl_push` could not encapsulate.
     pub tnl_push_errors: u64,
+    /// The connection tracker `DpAction::Ct` runs packets through, and its
+    /// clock for the current batch.
+    pub ct: Option<std::sync::Arc<crate::ct::DpConntrack>>,
+    pub ct_now_ms: u64,
 }
 
 /// What the tunnel actions need on a PMD.
@@ -264,6 +268,9 @@ pub(crate) fn execute(
 ) -> u64 {
     let mut lost = 0;
     let mut meter_no = 0u8;
+    // The packet's metadata once an action changed it (conntrack); a
+    // recirculation carries it into the next pass.
+    let mut own: Option<FlowKey> = None;
     let mut i = 0;
     while i < actions.len() {
         let a = &actions[i];
@@ -291,7 +298,8 @@ pub(crate) fn execute(
                     // The packet's meter lies in the branch not taken.
                     _ => PASS,
                 };
-                lost += execute(branch, pkt, key, tx, upcalls, branch_fate);
+                let cur = own.as_ref().unwrap_or(key);
+                lost += execute(branch, pkt, cur, tx, upcalls, branch_fate);
                 if branch_fate != PASS && branch_fate < count_meters(branch) {
                     return lost;
                 }
@@ -319,17 +327,26 @@ pub(crate) fn execute(
                 }
             }
             DpAction::Recirc(id) => {
-                let mut meta = *key;
+                let mut meta = own.unwrap_or(*key);
                 meta.recirc_id = *id;
                 tx.reentry.push(pkt, &meta);
             }
+            DpAction::Ct(id) => {
+                let meta = own.get_or_insert(*key);
+                if let Some(ct) = &tx.ct {
+                    ct.execute(*id, pkt, meta, tx.ct_now_ms);
+                } else {
+                    crate::ct::clear_ct(meta);
+                }
+            }
+            DpAction::CtClear => crate::ct::clear_ct(own.get_or_insert(*key)),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;
                 copy.in_port = pkt.in_port;
                 let msg = UpcallMsg::Userspace {
                     action: *a,
-                    key: *key,
+                    key: *own.as_ref().unwrap_or(key),
                     packet: copy,
                 };
                 if upcalls.try_send(msg).is_err() {

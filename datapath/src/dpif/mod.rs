@@ -139,6 +139,8 @@ struct Shared {
     /// Outer headers of `tnl_push` actions, filled by the slow path.
     tnl_headers: Arc<crate::tunnel::HeaderTable>,
     tnl_counters: Arc<crate::tunnel::TnlCounters>,
+    /// The connection tracker, shared by every PMD.
+    ct: Arc<crate::ct::DpConntrack>,
 }
 
 struct PmdHandle {
@@ -171,6 +173,17 @@ pub struct Datapath {
 impl Datapath {
     /// Starts `cfg.n_pmd` PMD threads and one upcall handler thread.
     pub fn new(cfg: DpConfig, handler: Arc<dyn UpcallHandler>) -> Result<Datapath, DpError> {
+        Datapath::with_conntrack(cfg, handler, Arc::new(crate::ct::DpConntrack::default()))
+    }
+
+    /// Like [`Datapath::new`], with the connection tracker `ct` (owned by
+    /// the caller, which also interns the `ct` actions the slow path
+    /// translates).
+    pub fn with_conntrack(
+        cfg: DpConfig,
+        handler: Arc<dyn UpcallHandler>,
+        ct: Arc<crate::ct::DpConntrack>,
+    ) -> Result<Datapath, DpError> {
         if cfg.n_pmd == 0 {
             return Err(DpError::InvalidConfig("n_pmd must be at least 1".into()));
         }
@@ -179,6 +192,7 @@ impl Datapath {
             meters: Arc::new(crate::meter::Meters::new()),
             tnl_headers: Arc::new(crate::tunnel::HeaderTable::default()),
             tnl_counters: Arc::new(crate::tunnel::TnlCounters::default()),
+            ct,
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
         let mut pmds = Vec::new();
@@ -446,6 +460,11 @@ impl Datapath {
     /// Tunnel receive drops and push errors.
     pub fn tnl_counters(&self) -> &crate::tunnel::TnlCounters {
         &self.shared.tnl_counters
+    }
+
+    /// The connection tracker and its `ct` action table (`DpAction::Ct`).
+    pub fn conntrack(&self) -> &Arc<crate::ct::DpConntrack> {
+        &self.shared.ct
     }
 
     /// The datapath meters (`DpAction::Meter` ids and port policers).

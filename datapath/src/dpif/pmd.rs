@@ -133,6 +133,9 @@ pub(crate) struct Pmd {
     /// Flow-cache generation this PMD has flushed up to.
     generation: u64,
     meters: Arc<crate::meter::Meters>,
+    /// PMD threads of the datapath (this one sweeps its share of the
+    /// connection tracker's shards).
+    n_pmd: usize,
     /// The empty half of the re-entry double buffer (the other half is
     /// `tx.reentry.buf`, being filled by actions).
     reentry_spare: Option<Box<ReentryBuf>>,
@@ -183,6 +186,7 @@ impl Pmd {
                 shared.meters.clone(),
                 TnlExec::new(shared.tnl_headers.clone(), shared.tnl_counters.clone()),
             ),
+            n_pmd: cfg.n_pmd.max(1),
             cache: FlowCache {
                 flows: Vec::new(),
                 cls: Classifier::new(),
@@ -197,6 +201,7 @@ impl Pmd {
             hashes: [0; BATCH_SIZE],
             slots: [MISS; BATCH_SIZE],
         };
+        p.tx.ct = Some(shared.ct.clone());
         p.rebuild_wait_fds();
         p
     }
@@ -304,6 +309,9 @@ impl Pmd {
     }
 
     fn expire_idle_flows(&mut self, now: Instant) {
+        if let Some(ct) = &self.tx.ct {
+            ct.sweep_part(self.id, self.n_pmd, ct.now_ms(now));
+        }
         let Some(timeout) = self.flow_idle_timeout else {
             return;
         };
@@ -447,6 +455,7 @@ impl Pmd {
         let now = Instant::now();
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
+        self.set_ct_clock(now);
         let mut fate = [PASS; BATCH_SIZE];
         for j in 0..n {
             let s = self.slots[j];
@@ -490,6 +499,14 @@ impl Pmd {
             flow.used = Some(now);
         }
         clock.lap(&mut self.local, Stage::Execute);
+    }
+
+    /// Sets the connection tracker's clock for the actions about to run.
+    #[inline]
+    fn set_ct_clock(&mut self, now: Instant) {
+        if let Some(ct) = &self.tx.ct {
+            self.tx.ct_now_ms = ct.now_ms(now);
+        }
     }
 
     /// Ingress policing of the first `n` packets of a batch received on
@@ -604,8 +621,10 @@ impl Pmd {
             } => {
                 let mut key = FlowKey::default();
                 let _ = extract_into(packet.data(), packet.in_port, &mut key);
-                let now_ns = self.meters.now_ns(Instant::now());
+                let now = Instant::now();
+                let now_ns = self.meters.now_ns(now);
                 self.tx.now_ns = now_ns;
+                self.set_ct_clock(now);
                 let fate = meter_one(&self.meters, &actions, now_ns, packet.len() as u32);
                 self.local.lost_upcalls += execute(
                     &actions,
@@ -712,8 +731,10 @@ impl Pmd {
             }
         }
         let (mut cnt, mut bytes) = (0u64, 0u64);
-        let now_ns = self.meters.now_ns(Instant::now());
+        let now = Instant::now();
+        let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
+        self.set_ct_clock(now);
         for mut p in std::iter::once(packet).chain(queued) {
             cnt += 1;
             bytes += p.len() as u64;

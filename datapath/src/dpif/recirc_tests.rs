@@ -128,3 +128,65 @@ fn reentry_takes_the_metadata_port_and_refuses_past_the_depth_limit_or_when_full
     assert!(!q.push(&pkt, &meta));
     assert_eq!(q.drops, 2);
 }
+
+#[test]
+fn ct_then_recirc_gives_the_second_pass_the_connection_state_and_caches_both_passes() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let h = TestHandler::new(move |k: &FlowKey| {
+        s2.lock().unwrap().push(*k);
+        let actions = if k.recirc_id == 0 {
+            // ct(commit,zone=4,table=...) as translation emits it; id 0 is
+            // the first action the test interns.
+            vec![DpAction::Ct(0), DpAction::Recirc(3)]
+        } else {
+            vec![DpAction::Output(2)]
+        };
+        UpcallResult {
+            actions,
+            // The second pass depends on ct_state, as a firewall table does.
+            mask: FlowKey {
+                ct_state: 0xff,
+                ..FlowKey::default()
+            },
+            install: true,
+        }
+    });
+    let r = rig(h.clone());
+    let ct = flows::text::parse_actions("ct(commit,zone=4)").unwrap();
+    let flows::Action::Ct(ct) = &ct[0] else {
+        unreachable!()
+    };
+    assert_eq!(r.dp.conntrack().intern(ct, 4).unwrap(), 0);
+
+    let syn = crate::offload::testframes::tcp4(&[], 1, 0x02, 1);
+    r.p1.inject(&syn);
+    r.p2.recv_sent(WAIT).unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].ct_state, 0, "untracked before ct");
+        assert_eq!(seen[1].recirc_id, 3);
+        assert_eq!(seen[1].ct_state, 0x21, "+trk+new after ct");
+        assert_eq!(seen[1].ct_zone, 4);
+        assert_eq!(seen[1].ct_nw_proto, 6);
+    }
+    assert_eq!(r.dp.conntrack().tracker().nconns(), 1);
+    let dump = r.dp.conntrack().tracker().dump(Some(4));
+    assert_eq!(dump.len(), 1);
+    assert_eq!(dump[0].zone, 4);
+
+    // A second SYN: both passes are served from the caches.
+    r.p1.inject(&syn);
+    r.p2.recv_sent(WAIT).unwrap();
+    let first_passes = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|k| k.recirc_id == 0)
+        .count();
+    assert_eq!(
+        first_passes, 1,
+        "the first pass of the second SYN was cached"
+    );
+}

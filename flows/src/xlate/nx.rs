@@ -1,7 +1,7 @@
 //! Translation of the Nicira extension actions: clone, check_pkt_larger,
 //! the field stack, output:reg, multipath, bundle, learn, exit, note, the
-//! extended controller action, queues, and the conntrack actions that this
-//! switch installs but does not execute.
+//! extended controller action, queues, and the conntrack actions (`ct`,
+//! `ct_clear`).
 
 use super::{Flow, Xlate, bits_mask};
 use crate::action::{
@@ -145,7 +145,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
             }
             Action::Clone(inner) => return self.clone_actions(inner, depth),
             Action::CtClear => {
-                // No packet is tracked, so there is no state to clear.
+                if self.ctx.dp.is_some() && self.flow.ct_state != 0 {
+                    self.out.actions.push(DpAction::CtClear);
+                }
+                self.wc.ct_state = crate::key::ct_state::ALL;
+                self.clear_ct_fields();
             }
             Action::Ct(ct) => return self.ct(ct, depth),
             Action::Nat(_) => {
@@ -339,31 +343,99 @@ impl<'a, 'c> Xlate<'a, 'c> {
         });
     }
 
-    /// `ct(...)`: installed, printed and encoded, but connection tracking
-    /// is not wired into the datapath. The packet continues without it when
-    /// `ct` has no `table` (commit, zone changes and NAT are skipped); with
-    /// `table=N` there is no tracked packet to continue with, so it stops.
-    /// Either way the occurrence is reported (counted, logged) and the
-    /// translation is not cached.
+    /// `ct(...)`: the packet goes through the connection tracker in the
+    /// datapath (`DpAction::Ct`, its arguments interned by the datapath).
+    /// With `table=N` it is then recirculated (`DpAction::Recirc`) with the
+    /// pipeline state frozen under a recirculation id; the second pass is a
+    /// new translation from table N keyed by that id. As in OVS the action
+    /// list goes on with the packet as it was (untracked), so the `ct_*`
+    /// fields read as zero afterwards. Without datapath resources (a
+    /// translation with no datapath behind it) `ct` is reported as
+    /// unsupported, not cached, and a `table=N` copy is dropped.
     fn ct(&mut self, ct: &Ct, depth: usize) -> Flow {
-        if let Some(z) = &ct.zone_src {
-            self.read_subfield(z);
-        }
-        self.out.unsupported.push("ct");
-        self.out.cacheable = false;
-        match ct.table {
-            None => self.note(
-                depth,
-                "ct: connection tracking is not executed by this switch, skipped",
-            ),
-            Some(t) => self.note(
-                depth,
-                format!(
-                    "ct(table={t}): connection tracking is not executed by this switch, this copy of the packet is dropped"
+        let zone = match &ct.zone_src {
+            Some(z) => self.read_subfield(z) as u16,
+            None => ct.zone_imm,
+        };
+        let Some(dp) = self.ctx.dp else {
+            self.out.unsupported.push("ct");
+            self.out.cacheable = false;
+            match ct.table {
+                None => self.note(
+                    depth,
+                    "ct: connection tracking is not executed by this switch, skipped",
                 ),
-            ),
+                Some(t) => self.note(
+                    depth,
+                    format!(
+                        "ct(table={t}): connection tracking is not executed by this switch, this copy of the packet is dropped"
+                    ),
+                ),
+            }
+            return self.flow_result();
+        };
+        if ct.alg != 0 {
+            self.out.unsupported.push("ct(alg)");
+            self.note(
+                depth,
+                format!("ct: alg={} is not supported, ignored", ct.alg),
+            );
         }
+        // The tracker sees the packet with every rewrite so far.
+        self.commit();
+        match dp.ct_action(ct, zone) {
+            Ok(id) => {
+                self.out.actions.push(DpAction::Ct(id));
+                if let Some(t) = ct.table {
+                    let frozen = super::Frozen {
+                        table_id: t,
+                        in_port: self.flow.in_port,
+                        metadata: self.flow.metadata,
+                        regs: self.flow.regs,
+                    };
+                    match dp.recirc_id(&frozen) {
+                        Some(id) => {
+                            self.out.actions.push(DpAction::Recirc(id));
+                            self.note(
+                                depth,
+                                format!("ct(table={t}): recirculating with recirc_id={id:#x}"),
+                            );
+                        }
+                        None => self.note(
+                            depth,
+                            format!("ct(table={t}): no recirculation id left, this copy of the packet is dropped"),
+                        ),
+                    }
+                }
+            }
+            Err(e) => {
+                self.note(depth, format!("ct: {e}, skipped"));
+                self.out.unsupported.push("ct");
+            }
+        }
+        self.clear_ct_fields();
         self.flow_result()
+    }
+
+    /// The packet is untracked from here on (after `ct` or `ct_clear`).
+    pub(super) fn clear_ct_fields(&mut self) {
+        let f = &mut self.flow;
+        f.ct_state = 0;
+        f.ct_zone = 0;
+        f.ct_mark = 0;
+        f.ct_label = [0; 16];
+        f.ct_nw_proto = 0;
+        f.ct_nw_src = 0;
+        f.ct_nw_dst = 0;
+        f.ct_ipv6_src = [0; 16];
+        f.ct_ipv6_dst = [0; 16];
+        f.ct_tp_src = 0;
+        f.ct_tp_dst = 0;
+        let b = &mut self.base;
+        b.ct_state = 0;
+        b.ct_zone = 0;
+        b.ct_mark = 0;
+        b.ct_label = [0; 16];
     }
 }
 
@@ -396,6 +468,7 @@ mod tests {
             ports: &ports,
             mac: &mac,
             now_ms: 0,
+            dp: None,
         };
         translate(&ctx, key)
     }
@@ -470,6 +543,96 @@ mod tests {
         assert!(!r.cacheable);
         // The original packet continues (untracked), as OVS's fork does.
         assert_eq!(r.actions, vec![DpAction::Output(102)]);
+    }
+
+    /// Records what translation interned.
+    #[derive(Default)]
+    struct FakeDp {
+        cts: std::cell::RefCell<Vec<(crate::action::Ct, u16)>>,
+        frozen: std::cell::RefCell<Vec<crate::xlate::Frozen>>,
+    }
+
+    impl crate::xlate::DpResources for FakeDp {
+        fn ct_action(&self, ct: &crate::action::Ct, zone: u16) -> Result<u32, String> {
+            let mut v = self.cts.borrow_mut();
+            v.push((ct.clone(), zone));
+            Ok(v.len() as u32 + 10)
+        }
+        fn recirc_id(&self, f: &crate::xlate::Frozen) -> Option<u32> {
+            let mut v = self.frozen.borrow_mut();
+            v.push(*f);
+            Some(v.len() as u32)
+        }
+    }
+
+    fn run_dp(flows: &[&str], key: &FlowKey, dp: &FakeDp, table: u8) -> XlateResult {
+        let mut p = Pipeline::new();
+        for f in flows {
+            p.flow_mod(&parse_flow_mod(f, FlowModCommand::Add).unwrap(), 0)
+                .unwrap();
+        }
+        let mut ports = BridgePorts::new();
+        for n in 1..=4 {
+            ports.insert(BridgePort::new(n, 100 + n));
+        }
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let ctx = XlateCtx {
+            pipeline: &p,
+            groups: &groups,
+            ports: &ports,
+            mac: &mac,
+            now_ms: 0,
+            dp: Some(dp),
+        };
+        crate::xlate::translate_from(&ctx, key, table)
+    }
+
+    #[test]
+    fn ct_with_table_tracks_then_recirculates_with_the_pipeline_state_frozen() {
+        let dp = FakeDp::default();
+        let r = run_dp(
+            &[
+                "ip,ct_state=-trk,actions=load:0x7->NXM_NX_REG0[0..15],ct(zone=NXM_NX_REG0[0..15],table=3),output:2",
+                "table=3,ct_state=+trk,actions=output:3",
+            ],
+            &pkt(),
+            &dp,
+            0,
+        );
+        assert!(r.unsupported.is_empty());
+        assert!(r.cacheable);
+        assert_eq!(
+            r.actions,
+            vec![DpAction::Ct(11), DpAction::Recirc(1), DpAction::Output(102)]
+        );
+        assert_eq!(dp.cts.borrow()[0].1, 7, "zone read from reg0");
+        let f = dp.frozen.borrow()[0];
+        assert_eq!((f.table_id, f.in_port, f.regs[0]), (3, 1, 7));
+        assert_eq!(r.wc.ct_state & 0x20, 0x20, "the first pass matched -trk");
+
+        // The second pass starts in table 3 and sees the tracked state.
+        let mut k = pkt();
+        k.ct_state = 0x21;
+        f.thaw(&mut k);
+        let r2 = run_dp(&["table=3,ct_state=+trk,actions=output:3"], &k, &dp, 3);
+        assert_eq!(r2.actions, vec![DpAction::Output(103)]);
+    }
+
+    #[test]
+    fn ct_clear_untracks_a_tracked_packet_in_the_datapath() {
+        let dp = FakeDp::default();
+        let mut k = pkt();
+        k.ct_state = 0x22;
+        let r = run_dp(
+            &[
+                "ct_state=+trk,actions=ct_clear,resubmit(,1)",
+                "table=1,ct_state=-trk,actions=output:2",
+            ],
+            &k,
+            &dp,
+            0,
+        );
+        assert_eq!(r.actions, vec![DpAction::CtClear, DpAction::Output(102)]);
     }
 
     #[test]
@@ -561,6 +724,7 @@ mod tests {
             ports: &ports,
             mac: &mac,
             now_ms: 0,
+            dp: None,
         };
         assert_eq!(translate(&ctx, &pkt()).actions, vec![DpAction::Output(103)]);
     }

@@ -1,0 +1,403 @@
+//! Connection tracking in the datapath: the one tracker every PMD shares,
+//! and the table of `ct` action arguments that `DpAction::Ct(id)` refers
+//! to (datapath actions are `Copy`, so the arguments live here, interned by
+//! the slow path through `flows::xlate::DpResources::ct_action`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use conntrack::{Conntrack, CtArgs, CtConfig, CtPacket, CtResult, NatAction, NatRange, PortSelect};
+use flows::FlowKey;
+use flows::action::{Action, Ct};
+use flows::field::Field;
+use flows::nxaction::{
+    CT_COMMIT, CT_FORCE, NAT_DST, NAT_PERSISTENT, NAT_PROTO_RANDOM, NAT_SRC, Nat,
+    NatRange as NxNatRange,
+};
+use flows::parse::extract;
+use rustc_hash::FxHashMap;
+
+use crate::packet::{Offload, Packet};
+
+/// How many distinct `ct` actions the datapath can hold.
+pub const MAX_CT_ACTIONS: usize = 4096;
+
+/// The datapath's connection tracker and its `ct` action table.
+pub struct DpConntrack {
+    ct: Conntrack,
+    /// The clock the tracker runs on (milliseconds since this instant).
+    epoch: Instant,
+    /// Arguments by `DpAction::Ct` id; written once, read lock-free.
+    args: Box<[OnceLock<CtArgs>]>,
+    /// Interning of the slow path's `ct` actions (slow path only).
+    index: Mutex<FxHashMap<(Ct, u16), u32>>,
+}
+
+impl Default for DpConntrack {
+    fn default() -> Self {
+        DpConntrack::new(CtConfig::default())
+    }
+}
+
+impl DpConntrack {
+    pub fn new(cfg: CtConfig) -> DpConntrack {
+        DpConntrack {
+            ct: Conntrack::new(cfg),
+            epoch: Instant::now(),
+            args: (0..MAX_CT_ACTIONS).map(|_| OnceLock::new()).collect(),
+            index: Mutex::new(FxHashMap::default()),
+        }
+    }
+
+    /// The tracker (dump, flush, limits, statistics).
+    pub fn tracker(&self) -> &Conntrack {
+        &self.ct
+    }
+
+    /// The tracker's clock at `t`, in milliseconds.
+    #[inline]
+    pub fn now_ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The id of `ct` (its zone resolved to `zone`), registering it on
+    /// first use.
+    pub fn intern(&self, ct: &Ct, zone: u16) -> Result<u32, String> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = index.get(&(ct.clone(), zone)) {
+            return Ok(*id);
+        }
+        let args = ct_args(ct, zone)?;
+        let id = index.len();
+        if id >= MAX_CT_ACTIONS {
+            return Err(format!("more than {MAX_CT_ACTIONS} distinct ct actions"));
+        }
+        let _ = self.args[id].set(args);
+        index.insert((ct.clone(), zone), id as u32);
+        Ok(id as u32)
+    }
+
+    /// The arguments registered as `id`.
+    pub fn args(&self, id: u32) -> Option<&CtArgs> {
+        self.args.get(id as usize)?.get()
+    }
+
+    /// Action `id` as OVS prints the datapath `ct` action
+    /// (`ct(commit,zone=5,mark=0x3/0xffffffff,nat(src=10.0.0.100))`, or `ct`).
+    pub fn format_action(&self, id: u32) -> String {
+        match self.args(id) {
+            Some(a) => format_ct_args(a),
+            None => format!("ct(id={id})"),
+        }
+    }
+
+    /// Tracks `pkt` with the arguments of action `id` and stores the result
+    /// in `meta`'s `ct_*` fields (NAT rewrites the frame).
+    #[inline]
+    pub fn execute(&self, id: u32, pkt: &mut Packet, meta: &mut FlowKey, now_ms: u64) {
+        let Some(args) = self.args(id) else {
+            clear_ct(meta);
+            return;
+        };
+        let Ok((key, layout)) = extract(pkt.data(), meta.in_port) else {
+            clear_ct(meta);
+            return;
+        };
+        let partial = pkt.offload.flags & Offload::F_NEEDS_CSUM != 0;
+        let mut cp = CtPacket {
+            frame: pkt.data_mut(),
+            key: &key,
+            layout: &layout,
+            partial_l4_csum: partial,
+        };
+        let r = self.ct.execute(&mut cp, args, now_ms);
+        store_result(meta, &r);
+    }
+
+    /// Expires the idle connections of the shards `part` of `parts` owns.
+    pub fn sweep_part(&self, part: usize, parts: usize, now_ms: u64) -> usize {
+        let parts = parts.max(1);
+        (0..self.ct.n_shards())
+            .filter(|s| s % parts == part)
+            .map(|s| self.ct.sweep_shard(s, now_ms))
+            .sum()
+    }
+}
+
+/// Zeroes the `ct_*` metadata (untracked).
+pub fn clear_ct(meta: &mut FlowKey) {
+    meta.ct_state = 0;
+    meta.ct_zone = 0;
+    meta.ct_mark = 0;
+    meta.ct_label = [0; 16];
+    clear_orig(meta);
+}
+
+fn clear_orig(meta: &mut FlowKey) {
+    meta.ct_nw_proto = 0;
+    meta.ct_nw_src = 0;
+    meta.ct_nw_dst = 0;
+    meta.ct_ipv6_src = [0; 16];
+    meta.ct_ipv6_dst = [0; 16];
+    meta.ct_tp_src = 0;
+    meta.ct_tp_dst = 0;
+}
+
+/// Stores a tracking result in a packet's metadata.
+pub fn store_result(meta: &mut FlowKey, r: &CtResult) {
+    meta.ct_state = u32::from(r.state.0);
+    meta.ct_zone = r.zone;
+    meta.ct_mark = r.mark;
+    meta.ct_label = r.label.to_be_bytes();
+    clear_orig(meta);
+    if let Some(t) = &r.orig {
+        meta.ct_nw_proto = t.proto;
+        if t.ipv6 {
+            meta.ct_ipv6_src = t.src;
+            meta.ct_ipv6_dst = t.dst;
+        } else {
+            meta.ct_nw_src = t.nw_src();
+            meta.ct_nw_dst = t.nw_dst();
+        }
+        meta.ct_tp_src = t.ct_tp_src();
+        meta.ct_tp_dst = t.ct_tp_dst();
+    }
+}
+
+fn format_nat_addr(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(v) => v.to_string(),
+        IpAddr::V6(v) => format!("[{v}]"),
+    }
+}
+
+/// OVS's text of a datapath `ct` action with these arguments.
+pub fn format_ct_args(a: &CtArgs) -> String {
+    let mut parts = Vec::new();
+    if a.commit {
+        parts.push("commit".to_string());
+    }
+    if a.force {
+        parts.push("force_commit".to_string());
+    }
+    if a.zone != 0 {
+        parts.push(format!("zone={}", a.zone));
+    }
+    if let Some((v, m)) = a.set_mark {
+        parts.push(format!("mark={v:#x}/{m:#x}"));
+    }
+    if let Some((v, m)) = a.set_label {
+        parts.push(format!("label={v:#x}/{m:#x}"));
+    }
+    match &a.nat {
+        None => {}
+        Some(NatAction::Existing) => parts.push("nat".to_string()),
+        Some(NatAction::Src(r) | NatAction::Dst(r)) => {
+            let dir = if matches!(a.nat, Some(NatAction::Src(_))) {
+                "src"
+            } else {
+                "dst"
+            };
+            let mut t = format!("nat({dir}={}", format_nat_addr(r.addr_min));
+            if r.addr_max != r.addr_min {
+                t.push('-');
+                t.push_str(&format_nat_addr(r.addr_max));
+            }
+            if r.port_min != 0 {
+                t.push_str(&format!(":{}", r.port_min));
+                if r.port_max != r.port_min {
+                    t.push_str(&format!("-{}", r.port_max));
+                }
+            }
+            if r.persistent {
+                t.push_str(",persistent");
+            }
+            if r.select == PortSelect::Random {
+                t.push_str(",random");
+            }
+            t.push(')');
+            parts.push(t);
+        }
+    }
+    if parts.is_empty() {
+        "ct".to_string()
+    } else {
+        format!("ct({})", parts.join(","))
+    }
+}
+
+/// The tracker's arguments for an OpenFlow `ct` action.
+pub fn ct_args(ct: &Ct, zone: u16) -> Result<CtArgs, String> {
+    let mut args = CtArgs {
+        zone,
+        commit: ct.flags & CT_COMMIT != 0,
+        force: ct.flags & CT_FORCE != 0,
+        ..CtArgs::default()
+    };
+    for a in &ct.actions {
+        match a {
+            Action::Nat(n) => args.nat = Some(nat_action(n)?),
+            Action::SetField {
+                field: Field::CtMark,
+                value,
+                mask,
+            } => args.set_mark = Some((*value as u32, mask.map_or(u32::MAX, |m| m as u32))),
+            Action::SetField {
+                field: Field::CtLabel,
+                value,
+                mask,
+            } => args.set_label = Some((*value, mask.unwrap_or(u128::MAX))),
+            Action::Load { dst, value } if matches!(dst.field, Field::CtMark | Field::CtLabel) => {
+                let bits = if dst.n_bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << dst.n_bits) - 1
+                };
+                let (v, m) = ((value & bits) << dst.ofs, bits << dst.ofs);
+                if dst.field == Field::CtMark {
+                    let (ov, om) = args.set_mark.unwrap_or((0, 0));
+                    args.set_mark = Some(((ov & !(m as u32)) | v as u32, om | m as u32));
+                } else {
+                    let (ov, om) = args.set_label.unwrap_or((0, 0));
+                    args.set_label = Some(((ov & !m) | v, om | m));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "ct exec action {} is not supported",
+                    flows::text::format_actions(std::slice::from_ref(other))
+                ));
+            }
+        }
+    }
+    Ok(args)
+}
+
+fn nat_action(n: &Nat) -> Result<NatAction, String> {
+    if n.flags & (NAT_SRC | NAT_DST) == 0 {
+        return Ok(NatAction::Existing);
+    }
+    let Some(range) = n.range else {
+        return Err("nat(src|dst) without an address range".into());
+    };
+    let (addr_min, addr_max) = match range {
+        NxNatRange::V4 { min, max } => (
+            IpAddr::V4(Ipv4Addr::from(min)),
+            IpAddr::V4(Ipv4Addr::from(max.unwrap_or(min))),
+        ),
+        NxNatRange::V6 { min, max } => (
+            IpAddr::V6(Ipv6Addr::from(min)),
+            IpAddr::V6(Ipv6Addr::from(max.unwrap_or(min))),
+        ),
+    };
+    let port_min = n.proto_min.unwrap_or(0);
+    let r = NatRange {
+        addr_min,
+        addr_max,
+        port_min,
+        port_max: n.proto_max.unwrap_or(port_min),
+        select: if n.flags & NAT_PROTO_RANDOM != 0 {
+            PortSelect::Random
+        } else {
+            PortSelect::Hash
+        },
+        persistent: n.flags & NAT_PERSISTENT != 0,
+    };
+    Ok(if n.flags & NAT_SRC != 0 {
+        NatAction::Src(r)
+    } else {
+        NatAction::Dst(r)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flows::text::parse_actions;
+
+    fn ct_of(text: &str) -> Ct {
+        match parse_actions(text).unwrap().into_iter().next() {
+            Some(Action::Ct(ct)) => *ct,
+            other => panic!("not a ct action: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ct_arguments_carry_commit_zone_nat_mark_and_label() {
+        let ct = ct_of(
+            "ct(commit,zone=3,nat(src=10.0.0.1-10.0.0.2:1000-2000,random),exec(set_field:0x5/0xff->ct_mark,set_field:0x1->ct_label))",
+        );
+        let a = ct_args(&ct, 3).unwrap();
+        assert!(a.commit && !a.force);
+        assert_eq!(a.zone, 3);
+        assert_eq!(a.set_mark, Some((5, 0xff)));
+        assert_eq!(a.set_label, Some((1, u128::MAX)));
+        let Some(NatAction::Src(r)) = a.nat else {
+            panic!("{:?}", a.nat)
+        };
+        assert_eq!(r.addr_min, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(r.addr_max, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((r.port_min, r.port_max), (1000, 2000));
+        assert_eq!(r.select, PortSelect::Random);
+        assert_eq!(
+            ct_args(&ct_of("ct(nat)"), 0).unwrap().nat,
+            Some(NatAction::Existing)
+        );
+        let loaded = ct_args(&ct_of("ct(commit,exec(load:0x3->NXM_NX_CT_MARK[4..7]))"), 0).unwrap();
+        assert_eq!(loaded.set_mark, Some((0x30, 0xf0)));
+    }
+
+    #[test]
+    fn datapath_ct_actions_print_as_ovs_prints_them() {
+        let f = |t: &str, zone: u16| format_ct_args(&ct_args(&ct_of(t), zone).unwrap());
+        assert_eq!(f("ct(table=1)", 0), "ct");
+        assert_eq!(f("ct(table=1,zone=5)", 5), "ct(zone=5)");
+        assert_eq!(
+            f(
+                "ct(commit,zone=5,exec(set_field:0x3->ct_mark),nat(src=10.0.0.100))",
+                5
+            ),
+            "ct(commit,zone=5,mark=0x3/0xffffffff,nat(src=10.0.0.100))"
+        );
+        assert_eq!(
+            f("ct(commit,nat(dst=10.0.0.1-10.0.0.2:80-81,random))", 0),
+            "ct(commit,nat(dst=10.0.0.1-10.0.0.2:80-81,random))"
+        );
+        assert_eq!(f("ct(nat)", 0), "ct(nat)");
+    }
+
+    #[test]
+    fn interning_gives_equal_actions_one_id_and_zones_apart_two() {
+        let d = DpConntrack::default();
+        let a = ct_of("ct(commit)");
+        let id0 = d.intern(&a, 0).unwrap();
+        assert_eq!(d.intern(&a, 0).unwrap(), id0);
+        let id1 = d.intern(&a, 1).unwrap();
+        assert_ne!(id0, id1);
+        assert_eq!(d.args(id1).unwrap().zone, 1);
+        assert!(d.args(id1 + 1).is_none());
+    }
+
+    #[test]
+    fn tracking_a_tcp_syn_fills_the_ct_metadata_with_the_original_tuple() {
+        let d = DpConntrack::default();
+        let id = d.intern(&ct_of("ct(commit,zone=9)"), 9).unwrap();
+        let frame = crate::offload::testframes::tcp4(&[], 1, 0x02, 1);
+        let mut pkt = Packet::from_bytes(&frame);
+        let (k, _) = extract(&frame, 1).unwrap();
+        let mut meta = k;
+        d.execute(id, &mut pkt, &mut meta, 0);
+        assert_eq!(meta.ct_state, 0x21, "+trk+new");
+        assert_eq!(meta.ct_zone, 9);
+        assert_eq!(meta.ct_nw_proto, 6);
+        assert_eq!((meta.ct_nw_src, meta.ct_nw_dst), (k.nw_src, k.nw_dst));
+        assert_eq!((meta.ct_tp_src, meta.ct_tp_dst), (k.tp_src, k.tp_dst));
+        assert_eq!(d.tracker().nconns(), 1);
+        clear_ct(&mut meta);
+        assert_eq!(
+            meta.ct_state | meta.ct_nw_src | u32::from(meta.ct_tp_dst),
+            0
+        );
+    }
+}
