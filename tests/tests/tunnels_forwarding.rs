@@ -362,6 +362,16 @@ fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_vxlan() -> Result<()> {
     let flows = s.appctl(&["dpctl/dump-flows"])?;
     assert!(flows.contains("tnl_push("), "{flows}");
     assert!(flows.contains("tnl_pop("), "{flows}");
+    // In OVS's words: the header pushed, and the metadata a popped packet
+    // is matched on (VNI 4242).
+    assert!(
+        flows.contains("vxlan(flags=0x8000000,vni=0x1092)"),
+        "{flows}"
+    );
+    assert!(
+        flows.contains("tunnel(tun_id=0x1092,src=10.99.0.2,dst=10.99.0.1)"),
+        "{flows}"
+    );
     Ok(())
 }
 

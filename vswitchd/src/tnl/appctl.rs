@@ -318,3 +318,68 @@ pub fn trace_tunnel_pushes(
         };
     }
 }
+
+/// Replaces each `header#N` in datapath actions text (`DpAction::TnlPush`
+/// names its header by index) with the header as OVS prints it.
+pub fn expand_headers(text: &str, table: &datapath::tunnel::HeaderTable) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("header#") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + "header#".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        match tail[..digits]
+            .parse::<u32>()
+            .ok()
+            .and_then(|i| table.get(i))
+        {
+            Some(h) => out.push_str(&h.ovs_text()),
+            None => out.push_str(&rest[at..at + "header#".len() + digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_indices_in_action_text_become_ovs_header_text() {
+        let t = datapath::tunnel::HeaderTable::default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let h = wire::tunnel::EncapHeader::build(&wire::tunnel::EncapSpec {
+            proto: wire::tunnel::TunnelProto::Vxlan,
+            eth_src: MacAddr([2, 0, 0, 0, 0, 1]),
+            eth_dst: MacAddr([2, 0, 0, 0, 0, 2]),
+            ip_src: ip("10.99.0.1"),
+            ip_dst: ip("10.99.0.2"),
+            ttl: 64,
+            tos: 0,
+            df: true,
+            csum: false,
+            key: Some(9),
+            dst_port: 4789,
+            gbp: None,
+            geneve_options: &[],
+            oam: false,
+            inner_protocol: 0x6558,
+        })
+        .unwrap();
+        let i = t.intern(&h).unwrap();
+        let s = expand_headers(
+            &format!("tnl_push(tnl_port(5),header#{i},out_port(3)),header#77"),
+            &t,
+        );
+        assert_eq!(
+            s,
+            format!(
+                "tnl_push(tnl_port(5),{},out_port(3)),header#77",
+                h.ovs_text()
+            )
+        );
+        assert!(s.contains("vxlan(flags=0x8000000,vni=0x9)"));
+    }
+}
