@@ -93,6 +93,15 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         log,
         started: Instant::now(),
     });
+    {
+        // A weak reference: the hook lives in the switch it flushes.
+        let sw = Arc::downgrade(&switch);
+        switch.slow.tnl.set_change_hook(Box::new(move || {
+            if let Some(sw) = sw.upgrade() {
+                sw.revalidate_now();
+            }
+        }));
+    }
     crate::tnl::netlink::spawn_monitor(switch.slow.tnl.clone());
 
     // The DB server: RUNDIR/db.sock plus any --remote.

@@ -38,6 +38,9 @@ pub struct Tnl {
     )>,
     /// ARP requests sent for unknown tunnel next hops.
     pub arp_requests: AtomicU64,
+    /// The kernel's routes as last read, to tell a change.
+    kernel_routes: Mutex<Vec<Route>>,
+    on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Default for Tnl {
@@ -50,6 +53,8 @@ impl Default for Tnl {
             view: RwLock::new(Arc::default()),
             dp: OnceLock::new(),
             arp_requests: AtomicU64::new(0),
+            kernel_routes: Mutex::new(Vec::new()),
+            on_change: OnceLock::new(),
         }
     }
 }
@@ -86,8 +91,26 @@ impl Tnl {
 
     /// Installs what the kernel reported.
     pub fn set_kernel_state(&self, addrs: Vec<DevAddr>, routes: Vec<Route>) {
-        *self.addrs.write().unwrap_or_else(|p| p.into_inner()) = addrs;
+        let changed = {
+            let mut last = self.kernel_routes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut a = self.addrs.write().unwrap_or_else(|p| p.into_inner());
+            let changed = *a != addrs || *last != routes;
+            *a = addrs;
+            *last = routes.clone();
+            changed
+        };
         self.routes_mut().set_kernel(routes);
+        // Cached tunnel decisions (headers, which packets are popped) were
+        // made with the old addresses and routes.
+        if changed && let Some(hook) = self.on_change.get() {
+            hook();
+        }
+    }
+
+    /// What to call when the kernel's addresses or routes change (the
+    /// daemon flushes the datapath's megaflows).
+    pub fn set_change_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_change.set(hook);
     }
 
     /// The output device and next hop for `dst`.

@@ -723,6 +723,26 @@ mod tests {
     }
 
     #[test]
+    fn a_change_of_kernel_addresses_or_routes_calls_the_hook_and_a_repeat_does_not() {
+        let t = Tnl::default();
+        let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = n.clone();
+        t.set_change_hook(Box::new(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        }));
+        let addr = |a: &str| DevAddr {
+            dev: "br-phy".into(),
+            addr: a.parse().unwrap(),
+            plen: 24,
+        };
+        t.set_kernel_state(vec![addr("10.9.0.1")], vec![]);
+        t.set_kernel_state(vec![addr("10.9.0.1")], vec![]);
+        assert_eq!(n.load(Ordering::Relaxed), 1);
+        t.set_kernel_state(vec![addr("10.9.0.7")], vec![]);
+        assert_eq!(n.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
     fn arp_request_is_a_well_formed_broadcast() {
         let f = arp_request(
             PHY_MAC,
