@@ -46,8 +46,9 @@ topology() { # $1: tx offload of the VMs (on|off)
 }
 
 ferrovs_side() { # $1: side (a|b), $2: n, $3: peer n
-    local s=$1 d=$WORK/f$1
-    mkdir -p "$d"
+    local s=$1 d
+    d=$(mktemp -d "$WORK/f$1-XXXX")
+    [ "$s" = a ] && RUNDIR_A=$d
     nsx $P-$s "$BIN/vswitchd" --rundir "$d" --db "$d/conf.db" >"$d/log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do [ -S "$d/db.sock" ] && break; sleep 0.1; done
@@ -63,8 +64,8 @@ ferrovs_side() { # $1: side (a|b), $2: n, $3: peer n
 }
 
 ovs_side() {
-    local s=$1 d=$WORK/o$1
-    mkdir -p "$d"
+    local s=$1 d
+    d=$(mktemp -d "$WORK/o$1-XXXX")
     export OVS_RUNDIR=$d OVS_LOGDIR=$d OVS_DBDIR=$d
     ovsdb-tool create "$d/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     ovsdb-server "$d/conf.db" --remote=punix:"$d/db.sock" --pidfile="$d/ovsdb-server.pid" --log-file="$d/ovsdb.log" --detach
@@ -99,6 +100,7 @@ for tx in on off; do
     topology $tx
     ferrovs_side a 1 2; ferrovs_side b 2 1
     measure "ferrovs VXLAN, VM tx $tx"
+    FERROVS_RUNDIR=$RUNDIR_A "$BIN/appctl" dpif-netdev/pmd-stats-show | grep -E "hits|upcalls|lost|recirc" | tr -s ' ' | paste -sd';' | sed 's/^/  side a: /'
     cleanup_pids=("${PIDS[@]}"); for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null || true; done; PIDS=(); sleep 1
 done
 topology off
