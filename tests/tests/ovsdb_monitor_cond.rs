@@ -175,7 +175,9 @@ fn vswitchd_reports_its_types_capabilities_and_ovs_datapath_ids() -> Result<()> 
         caps()
     );
     let caps = caps();
-    assert!(caps.contains("ct_state=false"), "{caps}");
+    // Conntrack (h-ct) and native tunnelling (h-tun) run in the datapath.
+    assert!(caps.contains("ct_state=true"), "{caps}");
+    assert!(caps.contains("tnl_push_pop=true"), "{caps}");
     assert!(caps.contains("max_vlan_headers=2"), "{caps}");
     assert_eq!(list("external_ids").trim(), "owner=test");
     // The controller's Interface external_ids stay as written.

@@ -101,8 +101,12 @@ impl Tnl {
         };
         self.routes_mut().set_kernel(routes);
         // Cached tunnel decisions (headers, which packets are popped) were
-        // made with the old addresses and routes.
-        if changed && let Some(hook) = self.on_change.get() {
+        // made with the old addresses and routes. Without tunnel ports no
+        // cached decision depends on them.
+        if changed
+            && !self.view().tunnels.is_empty()
+            && let Some(hook) = self.on_change.get()
+        {
             hook();
         }
     }

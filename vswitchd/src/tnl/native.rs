@@ -724,7 +724,7 @@ mod tests {
 
     #[test]
     fn a_change_of_kernel_addresses_or_routes_calls_the_hook_and_a_repeat_does_not() {
-        let t = Tnl::default();
+        let t = setup(vec![cfg("vxlan", &[("remote_ip", "10.9.0.2")])]);
         let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let c = n.clone();
         t.set_change_hook(Box::new(move || {
@@ -739,6 +739,10 @@ mod tests {
         t.set_kernel_state(vec![addr("10.9.0.1")], vec![]);
         assert_eq!(n.load(Ordering::Relaxed), 1);
         t.set_kernel_state(vec![addr("10.9.0.7")], vec![]);
+        assert_eq!(n.load(Ordering::Relaxed), 2);
+        // No tunnel port: nothing cached depends on the kernel's state.
+        t.set_view(TnlView::default());
+        t.set_kernel_state(vec![addr("10.9.0.1")], vec![]);
         assert_eq!(n.load(Ordering::Relaxed), 2);
     }
 
