@@ -394,8 +394,9 @@ fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_gre() -> Result<()> {
     Ok(())
 }
 
-/// An IPv6 underlay: VXLAN over IPv6 (outer UDP checksum mandatory),
-/// with the next hops set by hand (`tnl/neigh/set`), as OVS allows.
+/// An IPv6 underlay: VXLAN over IPv6 (outer UDP checksum mandatory); the
+/// next hops are found by neighbour solicitation and the snooped
+/// advertisements.
 #[test]
 fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_vxlan_on_an_ipv6_underlay() -> Result<()> {
     require!("iperf3");
@@ -413,21 +414,16 @@ fn vms_on_two_ferrovs_hosts_ping_and_carry_tcp_over_vxlan_on_an_ipv6_underlay() 
         "vxlan",
         &["options:remote_ip=fd00:99::1", "options:key=66"],
     )?;
-    let mac_of = |h: &Hv| -> Result<String> {
-        let out =
-            h.ns.exec(&["cat", &format!("/sys/class/net/{}/address", h.phy)])?;
-        Ok(out.trim().to_string())
-    };
-    let (ma, mb) = (mac_of(&a)?, mac_of(&b)?);
-    for (h, peer, mac) in [(&a, "fd00:99::2", &mb), (&b, "fd00:99::1", &ma)] {
-        let Sw::Ferrovs(s) = &h.sw else {
-            unreachable!()
-        };
-        s.appctl(&["tnl/neigh/set", &h.phy, peer, mac])?;
-    }
     ping_through(&a, &b)?;
     tcp_through(&a, &b)?;
     tcp_through(&b, &a)?;
+    let Sw::Ferrovs(s) = &a.sw else {
+        unreachable!()
+    };
+    let neigh = s.appctl(&["tnl/neigh/show"])?;
+    assert!(neigh.contains("fd00:99::2"), "{neigh}");
+    let drops = s.appctl(&["tnl/drops/show"])?;
+    assert!(!drops.contains("neighbour solicitations: 0"), "{drops}");
     Ok(())
 }
 

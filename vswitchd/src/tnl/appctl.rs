@@ -51,7 +51,7 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
                 "decap drops: truncated={} bad_option_length={} unknown_critical_option={} \
                  wrong_vni={} bad_checksum={} malformed={}\n\
                  push drops: {push}\n\
-                 next hop ARP requests: {arp}\n",
+                 next hop ARP requests and neighbour solicitations: {arp}\n",
                 d.truncated,
                 d.bad_option_length,
                 d.unknown_critical_option,

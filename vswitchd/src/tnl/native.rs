@@ -441,10 +441,9 @@ impl Tnl {
         None
     }
 
-    /// Sends an ARP request (IPv4) for `hop` out of the bridge that owns
-    /// the underlay device, as OVS does when a tunnel's next hop is
-    /// unknown. IPv6 next hops are not solicited (set them by hand with
-    /// `tnl/neigh/set`).
+    /// Sends an ARP request (IPv4) or a neighbour solicitation (IPv6) for
+    /// `hop` out of the bridge that owns the underlay device, as OVS does
+    /// when a tunnel's next hop is unknown.
     fn request_neighbour(&self, view: &TnlView, cfg: &TunnelConfig, tk: &FlowKey, hop: IpAddr) {
         let Ok(remote) = remote_of(cfg, tk) else {
             return;
@@ -452,13 +451,15 @@ impl Tnl {
         let Some((dev, _, src)) = self.next_hop(remote) else {
             return;
         };
-        let (IpAddr::V4(hop4), IpAddr::V4(src4)) = (hop, src) else {
-            return;
-        };
         let Some(d) = view.devs.get(&dev) else {
             return;
         };
         let Some(mac) = d.mac else { return };
+        let frame = match (hop, src) {
+            (IpAddr::V4(hop4), IpAddr::V4(src4)) => arp_request(mac, src4, hop4),
+            (IpAddr::V6(hop6), IpAddr::V6(src6)) => neighbour_solicitation(mac, src6, hop6),
+            _ => return,
+        };
         let Some((_, dp)) = self.dp.get() else { return };
         let Some(dp) = dp.as_ref().and_then(|w| w.upgrade()) else {
             return;
@@ -469,11 +470,10 @@ impl Tnl {
             .filter(|o| o.bridge == d.bridge && o.dp_port != d.dp_port)
             .map(|o| DpAction::Output(o.dp_port))
             .collect();
-        let frame = arp_request(mac, src4, hop4);
         let mut pkt = datapath::packet::Packet::from_bytes(&frame);
         pkt.in_port = d.dp_port;
         self.arp_requests.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%hop, bridge = %d.bridge, "tunnel next hop unknown: ARP request sent");
+        tracing::debug!(%hop, bridge = %d.bridge, "tunnel next hop unknown: ARP/NS sent");
         dp.execute(pkt, outs);
     }
 }
@@ -507,6 +507,42 @@ pub fn arp_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     f.extend_from_slice(&[0; 6]);
     f.extend_from_slice(&target.octets());
     f.resize(60, 0);
+    f
+}
+
+/// A neighbour solicitation from `mac`/`ip` for `target`, to the
+/// target's solicited-node multicast group, with a source link-layer
+/// address option.
+pub fn neighbour_solicitation(mac: MacAddr, ip: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let mut icmp = Vec::with_capacity(32);
+    icmp.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    icmp.extend_from_slice(&t);
+    icmp.extend_from_slice(&[1, 1]);
+    icmp.extend_from_slice(&mac.0);
+    let pseudo = wire::checksum::pseudo_header_v6(ip.octets(), group.octets(), 58, icmp.len());
+    let c = wire::checksum::finish(wire::checksum::accumulate(pseudo, &icmp), false);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::with_capacity(14 + 40 + icmp.len());
+    f.extend_from_slice(&[0x33, 0x33, 0xff, t[13], t[14], t[15]]);
+    f.extend_from_slice(&mac.0);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&group.octets());
+    f.extend_from_slice(&icmp);
     f
 }
 
@@ -744,6 +780,29 @@ mod tests {
         t.set_view(TnlView::default());
         t.set_kernel_state(vec![addr("10.9.0.1")], vec![]);
         assert_eq!(n.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn neighbour_solicitation_goes_to_the_solicited_node_group_with_a_valid_checksum() {
+        let src: Ipv6Addr = "fd00:99::1".parse().unwrap();
+        let target: Ipv6Addr = "fd00:99::2:abcd".parse().unwrap();
+        let f = neighbour_solicitation(PHY_MAC, src, target);
+        let mut k = FlowKey::default();
+        flows::parse::extract_into(&f, 1, &mut k).unwrap();
+        assert_eq!(k.dl_dst, [0x33, 0x33, 0xff, 0x02, 0xab, 0xcd]);
+        assert_eq!((k.dl_type, k.nw_proto, k.tp_src), (0x86dd, 58, 135));
+        assert_eq!(k.nd_target, target.octets());
+        assert_eq!(k.arp_sha, PHY_MAC.0);
+        let dst: Ipv6Addr = "ff02::1:ff02:abcd".parse().unwrap();
+        assert_eq!(k.ipv6_dst, dst.octets());
+        // The ICMPv6 checksum verifies: the sum over pseudo-header and
+        // message is all ones.
+        let icmp = &f[54..];
+        let pseudo = wire::checksum::pseudo_header_v6(src.octets(), dst.octets(), 58, icmp.len());
+        assert_eq!(
+            wire::checksum::fold(wire::checksum::accumulate(pseudo, icmp)),
+            0xffff
+        );
     }
 
     #[test]
