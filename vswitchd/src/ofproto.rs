@@ -297,9 +297,17 @@ impl SlowPath {
 
     /// Asks the revalidator to drop cached decisions forwarding to `macs`.
     pub fn request_flush_macs(&self, macs: Vec<[u8; 6]>) {
-        if !macs.is_empty() {
-            let _ = self.reval_tx.send(RevalRequest::FlushMacs(macs));
+        if macs.is_empty() {
+            return;
         }
+        // A tunnel next hop moved: the tnl_push megaflows that send to it
+        // match only inner fields, so they all go.
+        let req = if self.tnl.next_hop_moved(&macs) {
+            RevalRequest::FlushAll
+        } else {
+            RevalRequest::FlushMacs(macs)
+        };
+        let _ = self.reval_tx.send(req);
     }
 
     /// Asks the revalidator to drop every cached decision.

@@ -172,6 +172,8 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
                 let tnl = &c.switch.slow.tnl;
                 let now = tnl.now_ms();
                 tnl.neigh().set(&args[0], ip, mac, now);
+                // Cached tunnel headers may name the old MAC.
+                c.switch.revalidate_now();
                 text("OK\n")
             }),
         );
@@ -195,6 +197,7 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
             0,
             Arc::new(move |_, _| {
                 c.switch.slow.tnl.neigh().flush();
+                c.switch.revalidate_now();
                 text("OK\n")
             }),
         );

@@ -168,6 +168,17 @@ impl Tnl {
         self.view().tunnel(dp).is_some()
     }
 
+    /// Whether a cached `tnl_push` may depend on where one of `macs` is
+    /// learned: one of them is a tunnel next hop's (the underlay bridge
+    /// chose the output port by it).
+    pub fn next_hop_moved(&self, macs: &[[u8; 6]]) -> bool {
+        if self.view().tunnels.is_empty() {
+            return false;
+        }
+        let n = self.neigh();
+        macs.iter().any(|m| n.has_mac(MacAddr(*m)))
+    }
+
     /// Publishes the switch's ports (after a reconfiguration).
     pub fn set_view(&self, v: TnlView) {
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(v);
@@ -803,6 +814,17 @@ mod tests {
             wire::checksum::fold(wire::checksum::accumulate(pseudo, icmp)),
             0xffff
         );
+    }
+
+    #[test]
+    fn a_relearned_next_hop_mac_invalidates_pushes_and_other_macs_do_not() {
+        let t = setup(vec![cfg("vxlan", &[("remote_ip", "10.9.0.2")])]);
+        t.neigh()
+            .set("br-phy", "10.9.0.2".parse().unwrap(), PEER_MAC, t.now_ms());
+        assert!(t.next_hop_moved(&[[9; 6], PEER_MAC.0]));
+        assert!(!t.next_hop_moved(&[[9; 6]]));
+        t.set_view(TnlView::default());
+        assert!(!t.next_hop_moved(&[PEER_MAC.0]), "no tunnel ports");
     }
 
     #[test]
