@@ -3,14 +3,77 @@
 //! (pop), with drop counters by reason. The headers themselves come from
 //! `wire::tunnel`; no allocation, lock or syscall per packet.
 //!
-//! Not yet wired to datapath actions (see docs/ARCHITECTURE.md, Tunnels).
+//! The datapath actions `tnl_push` and `tnl_pop` (`flows::DpAction`) run
+//! these; outer headers live in a [`HeaderTable`] that the slow path fills
+//! and the actions name by index.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use wire::tunnel::{self, DecapPolicy, EncapHeader, TunnelMeta};
+use wire::tunnel::{self, DecapPolicy, EncapHeader, TunnelMeta, TunnelProto};
 
 use crate::offload::complete_packet_csum;
 use crate::packet::{Offload, Packet};
+
+/// Slots of a [`HeaderTable`].
+pub const HEADER_SLOTS: usize = 4096;
+
+/// The outer headers `tnl_push` actions refer to by index. The slow path
+/// interns a header once ([`HeaderTable::intern`]: a lock on the slow path
+/// only); the fast path reads a slot with one atomic load and no lock.
+/// Slots are written once and never reused, so an index in a cached
+/// megaflow always names the header it was built with; the table holds
+/// one slot per distinct header (remote, next hop MAC, key, options).
+pub struct HeaderTable {
+    slots: Box<[OnceLock<EncapHeader>]>,
+    index: Mutex<HashMap<Vec<u8>, u32>>,
+}
+
+impl Default for HeaderTable {
+    fn default() -> Self {
+        HeaderTable {
+            slots: (0..HEADER_SLOTS).map(|_| OnceLock::new()).collect(),
+            index: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl HeaderTable {
+    /// The slot holding `hdr`, filling a new one the first time; `None`
+    /// when every slot is taken.
+    pub fn intern(&self, hdr: &EncapHeader) -> Option<u32> {
+        let mut idx = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut k = Vec::with_capacity(hdr.len() + 2);
+        k.extend_from_slice(hdr.as_bytes());
+        k.extend_from_slice(&[hdr.proto() as u8, u8::from(hdr.has_checksum())]);
+        if let Some(&i) = idx.get(&k) {
+            return Some(i);
+        }
+        let i = idx.len();
+        if i >= self.slots.len() {
+            return None;
+        }
+        let _ = self.slots[i].set(hdr.clone());
+        idx.insert(k, i as u32);
+        Some(i as u32)
+    }
+
+    /// The header in slot `i` (fast path).
+    #[inline]
+    pub fn get(&self, i: u32) -> Option<&EncapHeader> {
+        self.slots.get(i as usize)?.get()
+    }
+
+    /// Headers in use.
+    pub fn len(&self) -> usize {
+        self.index.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Why a packet could not be encapsulated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +116,15 @@ pub fn push(pkt: &mut Packet, hdr: &EncapHeader, flow_hash: u32) -> Result<(), P
         pkt.offload = Offload::default();
     }
     Ok(())
+}
+
+/// The datapath's tunnel counters: receive drops by reason, and packets
+/// `tnl_push` could not encapsulate (no headroom, header slot empty,
+/// unsegmentable super-frame).
+#[derive(Debug, Default)]
+pub struct TnlCounters {
+    pub decap: DecapStats,
+    pub push_errors: AtomicU64,
 }
 
 /// Tunnel packets dropped on receive, by reason.
@@ -115,11 +187,137 @@ pub fn pop(pkt: &mut Packet, policy: &DecapPolicy<'_>, stats: &DecapStats) -> Op
             return None;
         }
     };
+    let meta = strip(pkt, &d);
+    if meta.is_none() {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+    meta
+}
+
+/// Strips the outer header `d` describes from `pkt`.
+fn strip(pkt: &mut Packet, d: &tunnel::Decapsulated) -> Option<TunnelMeta> {
+    if d.inner_protocol != wire::geneve::PROTO_ETHERNET {
+        // An L3 payload (GRE, Geneve legacy_l3) needs packet_type support.
+        return None;
+    }
+    let o = pkt.offload;
     pkt.pull_front(d.inner.start);
     pkt.set_len(d.inner.end - d.inner.start);
-    // The outer packet's offload state says nothing about the inner one.
-    pkt.offload = Offload::default();
+    // A checksum left pending inside the inner frame (a sender on this
+    // host that kept it partial) stays pending at its new offset; any
+    // other outer offload state says nothing about the inner frame.
+    pkt.offload = match usize::from(o.csum_start).checked_sub(d.inner.start) {
+        Some(start) if o.flags & Offload::F_NEEDS_CSUM != 0 && o.gso_type == 0 => Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            csum_start: start as u16,
+            csum_offset: o.csum_offset,
+            ..Offload::default()
+        },
+        _ => Offload::default(),
+    };
     Some(d.meta)
+}
+
+/// The tunnel protocol a `tnl_pop` action names
+/// (`flows::dpaction::TUNNEL_PROTO_*`).
+pub fn proto_of(n: u8) -> Option<TunnelProto> {
+    match n {
+        flows::dpaction::TUNNEL_PROTO_VXLAN => Some(TunnelProto::Vxlan),
+        flows::dpaction::TUNNEL_PROTO_GENEVE => Some(TunnelProto::Geneve),
+        flows::dpaction::TUNNEL_PROTO_GRE => Some(TunnelProto::Gre),
+        _ => None,
+    }
+}
+
+/// The `tnl_pop` number of a tunnel protocol.
+pub fn proto_number(p: TunnelProto) -> u8 {
+    match p {
+        TunnelProto::Vxlan => flows::dpaction::TUNNEL_PROTO_VXLAN,
+        TunnelProto::Geneve => flows::dpaction::TUNNEL_PROTO_GENEVE,
+        TunnelProto::Gre => flows::dpaction::TUNNEL_PROTO_GRE,
+    }
+}
+
+fn no_option_known(_: u16, _: u8) -> bool {
+    false
+}
+
+/// `tnl_pop`: validates and strips the outer header of `pkt` (a `proto`
+/// packet to UDP port `dst_port`), hands the inner frame and the tunnel
+/// metadata (as the extension words of a key whose `in_port` is tunnel
+/// port `port`) to `then`, and puts the packet back as it was for the
+/// actions that follow. False (counted in `stats`) when the packet is not
+/// a valid tunnel packet. Geneve packets with critical options are
+/// refused: no option is understood yet.
+pub fn pop_then(
+    pkt: &mut Packet,
+    port: u32,
+    proto: u8,
+    dst_port: u16,
+    stats: &DecapStats,
+    then: impl FnOnce(&Packet, &flows::FlowKey),
+) -> bool {
+    let Some(proto) = proto_of(proto) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    let policy = DecapPolicy {
+        proto,
+        dst_port,
+        key: None,
+        known_option: &no_option_known,
+    };
+    let (o, len) = (pkt.offload, pkt.len());
+    let d = match tunnel::decap(pkt.data(), &policy) {
+        Ok(d) => d,
+        Err(e) => {
+            stats.count(&e);
+            return false;
+        }
+    };
+    let start = d.inner.start;
+    let Some(meta) = strip(pkt, &d) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    let mut m = flows::FlowKey {
+        in_port: port,
+        ..flows::FlowKey::default()
+    };
+    set_key_meta(&mut m, &meta);
+    let in_port = pkt.in_port;
+    pkt.in_port = port;
+    then(pkt, &m);
+    pkt.in_port = in_port;
+    pkt.push_front(start);
+    pkt.set_len(len);
+    pkt.offload = o;
+    true
+}
+
+/// Writes received tunnel metadata into the `tun_*` fields of `key`.
+pub fn set_key_meta(key: &mut flows::FlowKey, meta: &TunnelMeta) {
+    use std::net::IpAddr;
+    key.tun_id = meta.tun_id;
+    match (meta.ip_src, meta.ip_dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            key.tun_src = u32::from(s);
+            key.tun_dst = u32::from(d);
+        }
+        (s, d) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V6(a) => a.octets(),
+                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            };
+            key.tun_ipv6_src = v6(s);
+            key.tun_ipv6_dst = v6(d);
+        }
+    }
+    key.tun_flags = meta.flags & tunnel::flags::OAM;
+    key.tun_gbp_id = meta.gbp_id;
+    key.tun_gbp_flags = meta.gbp_flags;
+    key.tun_ttl = meta.ttl;
+    key.tun_tos = meta.tos;
 }
 
 #[cfg(test)]
@@ -127,7 +325,7 @@ mod tests {
     use super::*;
     use crate::offload::testframes::{make_partial, tcp4, tcp4_valid};
     use std::net::IpAddr;
-    use wire::tunnel::{EncapSpec, TunnelProto};
+    use wire::tunnel::EncapSpec;
 
     fn header(proto: TunnelProto, csum: bool, key: u64) -> EncapHeader {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();

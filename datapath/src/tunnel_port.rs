@@ -1,10 +1,11 @@
 //! The datapath side of a tunnel Interface (`vxlan`, `geneve`, `gre`).
 //!
 //! A tunnel port has no device: with native tunnelling, received tunnel
-//! packets arrive on the underlay bridge's ports and are popped there, and
-//! output to a tunnel port becomes a header push plus output to the
-//! underlay. Until that datapath action exists, frames a flow sends
-//! straight to the port are counted as transmit drops.
+//! packets arrive on the underlay bridge's ports and are popped there
+//! (`DpAction::TnlPop`, re-entering on this port's number), and translation
+//! turns output to a tunnel port into `DpAction::TnlPush` out of the
+//! underlay. A frame given to the port itself (an action list the slow
+//! path did not rewrite) is counted as a transmit drop.
 
 use std::sync::Arc;
 

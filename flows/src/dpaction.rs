@@ -78,6 +78,27 @@ pub enum DpAction {
         /// From an OpenFlow `sample` action (else bridge-wide sampling).
         flow_sample: bool,
     },
+    /// Native tunnelling, send side: a copy of the packet gets the outer
+    /// header number `header` of the datapath's tunnel header table
+    /// (`datapath::tunnel::HeaderTable`, filled by the slow path) and
+    /// leaves on underlay port `out`; the packet itself is unchanged for
+    /// the actions that follow. `tnl_port` is the tunnel port it was output
+    /// to (for display).
+    TnlPush {
+        tnl_port: DpPortNo,
+        header: u32,
+        out: DpPortNo,
+    },
+    /// Native tunnelling, receive side: validate and strip the outer
+    /// headers of a `proto` tunnel packet (`TUNNEL_PROTO_*`) sent to UDP
+    /// port `dst_port`, put the tunnel metadata into the key and continue
+    /// as if the inner frame had arrived on tunnel port `port`
+    /// (recirculation). Invalid packets are counted and dropped.
+    TnlPop {
+        port: DpPortNo,
+        proto: u8,
+        dst_port: u16,
+    },
     /// Recirculate: the packet, as it is at this point, goes through the
     /// datapath's caches again with `recirc_id` set to this id and its
     /// metadata (ingress port, `pkt_mark`, tunnel, conntrack and `dp_hash`
@@ -92,6 +113,11 @@ pub enum DpAction {
     /// `ct_clear`: the packet's `ct_*` metadata becomes zero (untracked).
     CtClear,
 }
+
+/// [`DpAction::TnlPop`] protocol numbers.
+pub const TUNNEL_PROTO_VXLAN: u8 = 0;
+pub const TUNNEL_PROTO_GENEVE: u8 = 1;
+pub const TUNNEL_PROTO_GRE: u8 = 2;
 
 /// How many times a packet may re-enter the datapath (recirculation or
 /// re-injection) before it is dropped; OVS's limit.

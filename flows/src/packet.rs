@@ -225,6 +225,8 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::Meter(_) => return Err(RewriteError::NotARewrite("meter")),
         DpAction::CheckPktLen { .. } => return Err(RewriteError::NotARewrite("check_pkt_len")),
         DpAction::Sample { .. } => return Err(RewriteError::NotARewrite("sample")),
+        DpAction::TnlPush { .. } => return Err(RewriteError::NotARewrite("tnl_push")),
+        DpAction::TnlPop { .. } => return Err(RewriteError::NotARewrite("tnl_pop")),
         DpAction::Recirc(_) => return Err(RewriteError::NotARewrite("recirc")),
         DpAction::Ct(_) => return Err(RewriteError::NotARewrite("ct")),
         DpAction::CtClear => return Err(RewriteError::NotARewrite("ct_clear")),

@@ -331,6 +331,11 @@ pub struct XlateResult {
     /// caller counts and logs them; translations that contain them are not
     /// cached, so every such packet is counted.
     pub unsupported: Vec<&'static str>,
+    /// For each `Output` at index `i` of `actions` emitted after an action
+    /// wrote a tunnel field (`set_field:...->tun_id`, `tun_dst`, ...): the
+    /// packet's fields at that point, whose `tun_*` say where a tunnel
+    /// port sends it. Outputs not listed carry the received `tun_*`.
+    pub tunnel_keys: Vec<(usize, FlowKey)>,
 }
 
 /// Runs the packet `key` (in_port already the OpenFlow port) through the
@@ -885,6 +890,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
         };
         let dp = bp.dp_port;
         self.commit();
+        let d = &self.dirty;
+        if d.tun_id != 0
+            || d.tun_src != 0
+            || d.tun_dst != 0
+            || d.tun_ipv6_src != [0; 16]
+            || d.tun_ipv6_dst != [0; 16]
+        {
+            self.out
+                .tunnel_keys
+                .push((self.out.actions.len(), self.flow));
+        }
         self.out.actions.push(DpAction::Output(dp));
     }
 
@@ -1292,6 +1308,12 @@ pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> Str
             DpAction::Ct(id) => ct_text(*id),
             DpAction::CtClear => "ct_clear".into(),
             DpAction::CheckPktLen { .. } => unreachable!("handled above"),
+            DpAction::TnlPush {
+                tnl_port,
+                header,
+                out,
+            } => format!("tnl_push(tnl_port({tnl_port}),header#{header},out_port({out}))"),
+            DpAction::TnlPop { port, .. } => format!("tnl_pop({port})"),
         })
         .collect::<Vec<_>>()
         .join(",")

@@ -108,10 +108,18 @@ fn vswitchd_reports_its_types_capabilities_and_ovs_datapath_ids() -> Result<()> 
         "[netdev]"
     );
     let types = get(&["Open_vSwitch", ".", "iface_types"])?;
-    for t in ["internal", "system", "tap", "dpdkvhostuser"] {
+    // Tunnel types are listed since they forward (native tunnelling).
+    for t in [
+        "internal",
+        "system",
+        "tap",
+        "dpdkvhostuser",
+        "vxlan",
+        "geneve",
+    ] {
         assert!(types.contains(t), "{t} missing from {types}");
     }
-    assert!(!types.contains("geneve"), "{types}");
+    assert!(!types.contains("patch"), "{types}");
     assert!(
         wait_until(Duration::from_secs(10), || get(&[
             "Bridge",
@@ -167,7 +175,9 @@ fn vswitchd_reports_its_types_capabilities_and_ovs_datapath_ids() -> Result<()> 
         caps()
     );
     let caps = caps();
-    assert!(caps.contains("ct_state=false"), "{caps}");
+    // Conntrack (h-ct) and native tunnelling (h-tun) run in the datapath.
+    assert!(caps.contains("ct_state=true"), "{caps}");
+    assert!(caps.contains("tnl_push_pop=true"), "{caps}");
     assert!(caps.contains("max_vlan_headers=2"), "{caps}");
     assert_eq!(list("external_ids").trim(), "owner=test");
     // The controller's Interface external_ids stay as written.

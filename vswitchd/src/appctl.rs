@@ -66,18 +66,20 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
             let ct_text = |id| ct.format_action(id);
             let mut text = String::new();
             let mut arr = Vec::new();
+            let headers = c.switch.dp.tnl_headers();
+            let tnl = |s: String| crate::tnl::appctl::expand_headers(&s, headers);
             for f in &flows {
                 let used = f.used.map(|u| u.elapsed().as_secs_f64());
                 let _ = writeln!(
                     text,
                     "{}",
-                    crate::dpformat::format_flow(
+                    tnl(crate::dpformat::format_flow(
                         &f.m, &f.actions, f.packets, f.bytes, used, &ct_text
-                    )
+                    ))
                 );
                 arr.push(
                     json!({"pmd": f.pmd, "match": crate::dpformat::format_match(&f.m),
-                    "actions": flows::xlate::format_dp_actions_with(&f.actions, &ct_text),
+                    "actions": tnl(flows::xlate::format_dp_actions_with(&f.actions, &ct_text)),
                     "packets": f.packets, "bytes": f.bytes, "used": used}),
                 );
             }
@@ -471,7 +473,7 @@ fn trace(
         drop(st);
     }
     let mut text = flows::xlate::format_trace_with(bridge, &key, &x, &ct_text);
-    crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x.actions, &mut text);
+    crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x, &mut text);
     for (rid, state, default, table, k2, x2) in &passes {
         let bar = "=".repeat(79);
         let flags = crate::ct_appctl::format_ct_flags(*state);

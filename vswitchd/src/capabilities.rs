@@ -8,11 +8,14 @@ pub const IFACE_TYPES: &[&str] = &[
     "dpdkvhostuser",
     "dpdkvhostuserclient",
     "dummy",
+    "geneve",
+    "gre",
     "internal",
     "system",
     "tap",
     "vhostuser",
     "vhostuserclient",
+    "vxlan",
 ];
 
 /// Datapath types: ferrovs has one datapath, the userspace one OVS calls `netdev`.
@@ -63,7 +66,8 @@ pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
         no("nd_ext"),
         yes("recirc"),
         no("sample_nesting"),
-        no("tnl_push_pop"),
+        // Native tunnelling (`DpAction::TnlPush`/`TnlPop`).
+        ("tnl_push_pop", "true".to_owned()),
         no("trunc"),
         no("ufid"),
     ]
@@ -125,14 +129,23 @@ mod tests {
                 "ct_state",
                 "ct_state_nat",
                 "ct_zone",
-                "recirc"
+                "recirc",
+                "tnl_push_pop"
             ]
         );
     }
 
     #[test]
-    fn geneve_and_patch_are_not_claimed_before_they_exist() {
-        assert!(!IFACE_TYPES.contains(&"geneve"));
+    fn tunnels_are_claimed_now_that_they_forward_and_patch_is_not() {
+        for t in ["vxlan", "geneve", "gre"] {
+            assert!(IFACE_TYPES.contains(&t), "{t}");
+        }
+        assert!(!IFACE_TYPES.contains(&"patch"));
+        assert!(
+            datapath_capabilities()
+                .iter()
+                .any(|(k, v)| *k == "tnl_push_pop" && v == "true")
+        );
         assert!(IFACE_TYPES.contains(&"dpdkvhostuser"));
         assert!(is_our_datapath_type(""));
         assert!(is_our_datapath_type("netdev"));

@@ -71,6 +71,8 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         dp.set_hold(true);
         info!("flow-restore-wait: the datapath receives nothing until it is set to false");
     }
+    slow.tnl
+        .attach(dp.tnl_headers().clone(), Some(Arc::downgrade(&dp)));
     let switch = Arc::new(Switch::new(dp.clone(), slow.clone(), args.rundir.clone()));
     {
         let (sp, dp) = (slow.clone(), dp.clone());
@@ -107,6 +109,15 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         started: Instant::now(),
         db_stats: Default::default(),
     });
+    {
+        // A weak reference: the hook lives in the switch it flushes.
+        let sw = Arc::downgrade(&switch);
+        switch.slow.tnl.set_change_hook(Box::new(move || {
+            if let Some(sw) = sw.upgrade() {
+                sw.revalidate_now();
+            }
+        }));
+    }
     crate::tnl::netlink::spawn_monitor(switch.slow.tnl.clone());
 
     // The DB server: RUNDIR/db.sock plus any --remote.

@@ -48,10 +48,34 @@ pub fn format_match(mt: &Match) -> String {
             format!("{v:#x}")
         }
     };
-    let mut parts = vec![
-        format!("recirc_id({})", cx(k.recirc_id)),
-        format!("in_port({})", k.in_port),
-    ];
+    let mut parts = vec![format!("recirc_id({})", cx(k.recirc_id))];
+    // Tunnel metadata of a popped packet, as OVS prints `tunnel(...)`.
+    let mut tun = Vec::new();
+    if m.tun_id != 0 {
+        tun.push(format!("tun_id={:#x}", k.tun_id));
+    }
+    if m.tun_src != 0 {
+        tun.push(format!("src={}", std::net::Ipv4Addr::from(k.tun_src)));
+    }
+    if m.tun_dst != 0 {
+        tun.push(format!("dst={}", std::net::Ipv4Addr::from(k.tun_dst)));
+    }
+    if m.tun_ipv6_src != [0; 16] {
+        tun.push(format!(
+            "ipv6_src={}",
+            std::net::Ipv6Addr::from(k.tun_ipv6_src)
+        ));
+    }
+    if m.tun_ipv6_dst != [0; 16] {
+        tun.push(format!(
+            "ipv6_dst={}",
+            std::net::Ipv6Addr::from(k.tun_ipv6_dst)
+        ));
+    }
+    if !tun.is_empty() {
+        parts.push(format!("tunnel({})", tun.join(",")));
+    }
+    parts.push(format!("in_port({})", k.in_port));
     if m.ct_state != 0 {
         const NAMES: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
         let mut t = String::new();
@@ -403,6 +427,31 @@ pub fn format_pmd_perf(pmds: &[PmdStats]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_popped_packets_megaflow_shows_its_tunnel_metadata_before_in_port() {
+        let k = FlowKey {
+            in_port: 5,
+            tun_id: 0x5a5,
+            tun_src: 0x0a63_0002,
+            tun_dst: 0x0a63_0001,
+            ..FlowKey::default()
+        };
+        let m = FlowKey {
+            in_port: u32::MAX,
+            tun_id: u64::MAX,
+            tun_src: u32::MAX,
+            tun_dst: u32::MAX,
+            ..FlowKey::default()
+        };
+        let s = format_match(&Match::new(k, m));
+        assert!(
+            s.starts_with(
+                "recirc_id(0),tunnel(tun_id=0x5a5,src=10.99.0.2,dst=10.99.0.1),in_port(5)"
+            ),
+            "{s}"
+        );
+    }
 
     #[test]
     fn megaflow_shows_only_matched_fields_with_partial_masks() {

@@ -343,9 +343,17 @@ impl SlowPath {
 
     /// Asks the revalidator to drop cached decisions forwarding to `macs`.
     pub fn request_flush_macs(&self, macs: Vec<[u8; 6]>) {
-        if !macs.is_empty() {
-            let _ = self.reval_tx.send(RevalRequest::FlushMacs(macs));
+        if macs.is_empty() {
+            return;
         }
+        // A tunnel next hop moved: the tnl_push megaflows that send to it
+        // match only inner fields, so they all go.
+        let req = if self.tnl.next_hop_moved(&macs) {
+            RevalRequest::FlushAll
+        } else {
+            RevalRequest::FlushMacs(macs)
+        };
+        let _ = self.reval_tx.send(req);
     }
 
     /// Asks the revalidator to drop every cached decision.
@@ -420,6 +428,37 @@ impl SlowPath {
             .clear();
     }
 
+    /// Where underlay bridge `bridge` sends an encapsulated packet that
+    /// comes from its internal device `from` (datapath port): its tables
+    /// (NORMAL, usually) decide, as for a packet the host sent. MAC learning
+    /// is not applied for it.
+    fn underlay_outputs(
+        &self,
+        bridge: &str,
+        from: DpPortNo,
+        h: &wire::tunnel::EncapHeader,
+        now: u64,
+    ) -> Vec<DpPortNo> {
+        let Some(br) = self.bridge(bridge) else {
+            return Vec::new();
+        };
+        let st = br.lock();
+        let Some(ofport) = st.ports.ofport_of(from) else {
+            return Vec::new();
+        };
+        let k = crate::tnl::native::outer_key(h, ofport);
+        let fail_open = br.fail_open(&st);
+        st.translate_dp(&k, now, fail_open, None, 0)
+            .0
+            .actions
+            .iter()
+            .filter_map(|a| match *a {
+                DpAction::Output(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Drops the megaflows `pred` selects, after syncing their counters.
     pub fn flush_megaflows_where(&self, dp: &Datapath, pred: datapath::MegaflowPredicate) {
         self.sync_stats(dp);
@@ -444,7 +483,24 @@ fn drop_everything() -> UpcallResult {
 impl UpcallHandler for SlowPath {
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
         self.upcalls.fetch_add(1, Ordering::Relaxed);
-        let Some(br) = self.bridge_of_dp_port(key.in_port) else {
+        // A packet that re-entered after tnl_pop: the tunnel port it
+        // belongs to depends on its outer addresses and key.
+        let mut tnl_mask = FlowKey::default();
+        let in_dp = if self.tnl.is_tunnel_port(key.in_port) {
+            match self.tnl.receive_port(key, &mut tnl_mask) {
+                Some(p) => p,
+                None => {
+                    return UpcallResult {
+                        actions: Vec::new(),
+                        mask: tnl_mask,
+                        install: true,
+                    };
+                }
+            }
+        } else {
+            key.in_port
+        };
+        let Some(br) = self.bridge_of_dp_port(in_dp) else {
             return drop_everything();
         };
         let now = self.now_ms();
@@ -459,7 +515,7 @@ impl UpcallHandler for SlowPath {
             };
         }
         let mut st = br.lock();
-        let Some(ofport) = st.ports.ofport_of(key.in_port) else {
+        let Some(ofport) = st.ports.ofport_of(in_dp) else {
             return drop_everything();
         };
         if st.runtime.get(&ofport).is_some_and(|r| r.admin_down) {
@@ -506,15 +562,29 @@ impl UpcallHandler for SlowPath {
         });
         let netflow = netflow.flatten();
         mask.recirc_id = u32::MAX;
-        let install = x.cacheable && x.error.is_none();
         let sample = st.ipfix_sample;
         // Credited here like the rules and mirrors; an installed megaflow's
         // owner starts past this packet.
         if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
+        // Tunnel rewrites consult other bridges: never with this one locked.
         drop(st);
-        self.tnl.snoop(&br.name, key, &mut mask);
+        for (m, t) in mask.words_mut().iter_mut().zip(tnl_mask.words()) {
+            *m |= t;
+        }
+        if self.tnl.snoop(&br.name, key, &mut mask) {
+            // Tunnel headers built with the old neighbour are stale.
+            self.request_flush_all();
+        }
+        let mut actions = x.actions;
+        let underlay = |bridge: &str, from: DpPortNo, h: &wire::tunnel::EncapHeader| {
+            self.underlay_outputs(bridge, from, h, now)
+        };
+        let tunnels_ok =
+            self.tnl
+                .rewrite_actions(key, &mut actions, &x.tunnel_keys, &mut mask, &underlay);
+        let install = x.cacheable && x.error.is_none() && tunnels_ok;
         if install {
             let m = Match::new(*key, mask);
             let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
@@ -536,7 +606,6 @@ impl UpcallHandler for SlowPath {
                 },
             );
         }
-        let mut actions = x.actions;
         if let Some(s) = sample {
             actions.insert(0, s);
         }

@@ -447,6 +447,9 @@ impl Switch {
         let bonds = self.bond_specs(&st, cfg);
         self.slow.bonds.configure(bonds, now);
         st.applied = Some(cfg.clone());
+        if changed {
+            self.publish_tnl_view(&st);
+        }
         drop(st);
         if changed {
             self.revalidate_now();
@@ -1191,6 +1194,45 @@ impl Switch {
                 Some((name.clone(), s.dp_port, cfg))
             })
             .collect()
+    }
+
+    /// Tells native tunnelling (`crate::tnl::native`) the tunnel ports and
+    /// devices as configured now.
+    fn publish_tnl_view(&self, st: &SwitchState) {
+        use crate::tnl::native::{DevInfo, TnlPortInfo, TnlView};
+        let mut v = TnlView::default();
+        for (name, slot) in &st.ifaces {
+            if crate::tunnel_config::is_tunnel(&slot.config.kind) {
+                if let Ok((cfg, _)) = crate::tunnel_config::TunnelConfig::parse(
+                    name,
+                    &slot.config.kind,
+                    &slot.config.options,
+                ) {
+                    v.tunnels.push(TnlPortInfo {
+                        name: name.clone(),
+                        dp_port: slot.dp_port,
+                        cfg,
+                    });
+                }
+                continue;
+            }
+            let mac = self.slow.bridge(&slot.bridge).and_then(|ofp| {
+                ofp.lock()
+                    .runtime
+                    .get(&slot.ofport)
+                    .and_then(|r| r.port.info().mac)
+            });
+            v.devs.insert(
+                name.clone(),
+                DevInfo {
+                    bridge: slot.bridge.clone(),
+                    dp_port: slot.dp_port,
+                    mac: mac.map(wire::MacAddr),
+                },
+            );
+        }
+        v.tunnels.sort_by_key(|t| t.dp_port);
+        self.slow.tnl.set_view(v);
     }
 
     /// MAC addresses of the switch's own devices (internal ports), by name.

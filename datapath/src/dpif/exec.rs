@@ -10,8 +10,10 @@ use super::handler::UpcallMsg;
 use super::metering::PASS;
 use crate::framebuf::apply;
 use crate::meter::Meters;
+use crate::offload::Segmenter;
 use crate::packet::{BATCH_SIZE, Offload, Packet, PacketBatch};
 use crate::port::TxQueue;
+use crate::tunnel::{self, HeaderTable, TnlCounters};
 
 /// Packets waiting for another pass through the datapath, with the
 /// metadata each re-enters with. Slots are allocated once; queueing copies
@@ -110,17 +112,47 @@ pub(crate) struct TxSet {
     pub samples_lost: u64,
     /// Packets recirculated or re-injected by the actions run so far.
     pub reentry: Reentry,
+    /// Native tunnelling: the outer headers `tnl_push` names, the receive
+    /// drop counters of `tnl_pop`, and the scratch space to segment a
+    /// super-frame before encapsulation (allocated once).
+    pub tnl: Option<TnlExec>,
+    /// Packets `tnl_push` could not encapsulate.
+    pub tnl_push_errors: u64,
     /// The connection tracker `DpAction::Ct` runs packets through, and its
     /// clock for the current batch.
     pub ct: Option<std::sync::Arc<crate::ct::DpConntrack>>,
     pub ct_now_ms: u64,
 }
 
+/// What the tunnel actions need on a PMD.
+pub(crate) struct TnlExec {
+    pub headers: std::sync::Arc<HeaderTable>,
+    pub counters: std::sync::Arc<TnlCounters>,
+    seg: Segmenter,
+    scratch: Box<Packet>,
+}
+
+impl TnlExec {
+    pub fn new(
+        headers: std::sync::Arc<HeaderTable>,
+        counters: std::sync::Arc<TnlCounters>,
+    ) -> TnlExec {
+        TnlExec {
+            headers,
+            counters,
+            seg: Segmenter::new(),
+            scratch: Box::new(Packet::new()),
+        }
+    }
+}
+
 impl TxSet {
-    /// An empty set whose egress policers use `meters`.
-    pub fn with_meters(meters: std::sync::Arc<Meters>) -> TxSet {
+    /// An empty set whose egress policers use `meters` and whose tunnel
+    /// actions use `tnl`.
+    pub fn with_tunnels(meters: std::sync::Arc<Meters>, tnl: TnlExec) -> TxSet {
         TxSet {
             meters: Some(meters),
+            tnl: Some(tnl),
             ..TxSet::default()
         }
     }
@@ -206,8 +238,66 @@ impl TxSet {
         }
     }
 
+    /// `tnl_push`: sends a copy of `pkt` with outer header `header` on
+    /// `out`, leaving `pkt` as it was. A segmentation offload super-frame
+    /// is cut into segments first, each encapsulated on its own.
+    #[inline]
+    pub fn tnl_push(&mut self, header: u32, out: DpPortNo, pkt: &mut Packet, hash: u32) {
+        let Some(mut t) = self.tnl.take() else {
+            self.tnl_push_errors += 1;
+            return;
+        };
+        match t.headers.get(header) {
+            None => self.tnl_push_errors += 1,
+            Some(hdr) if pkt.offload.gso_type & !Offload::GSO_ECN != Offload::GSO_NONE => {
+                let o = pkt.offload;
+                let n = match o.gso_type & !Offload::GSO_ECN {
+                    Offload::GSO_UDP_L4 => t.seg.segment_udp(pkt.data(), &o),
+                    _ => t.seg.segment_tcp(pkt.data(), &o),
+                };
+                match n {
+                    Ok(_) => {
+                        for seg in t.seg.segments() {
+                            let s = &mut *t.scratch;
+                            s.rx_buffer()[..seg.len()].copy_from_slice(seg);
+                            s.set_len(seg.len());
+                            s.in_port = pkt.in_port;
+                            match tunnel::push(s, hdr, hash) {
+                                Ok(()) => self.output(out, s),
+                                Err(_) => self.tnl_push_errors += 1,
+                            }
+                        }
+                    }
+                    Err(_) => self.tnl_push_errors += 1,
+                }
+            }
+            Some(hdr) => {
+                let o = pkt.offload;
+                match tunnel::push(pkt, hdr, hash) {
+                    Ok(()) => {
+                        let completed = o.flags & Offload::F_NEEDS_CSUM != 0
+                            && pkt.offload.flags & Offload::F_NEEDS_CSUM == 0;
+                        self.output(out, pkt);
+                        pkt.pull_front(hdr.len());
+                        pkt.offload = if completed { Offload::default() } else { o };
+                    }
+                    Err(_) => self.tnl_push_errors += 1,
+                }
+            }
+        }
+        self.tnl = Some(t);
+    }
+
     /// Flushes every queue written since the last flush.
     pub fn flush(&mut self) {
+        if self.tnl_push_errors > 0
+            && let Some(t) = &self.tnl
+        {
+            t.counters.push_errors.fetch_add(
+                std::mem::take(&mut self.tnl_push_errors),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         for no in self.touched.drain(..) {
             if let Some(q) = self.txqs.get_mut(&no)
                 && let Err(e) = q.flush()
@@ -276,6 +366,22 @@ pub(crate) fn execute(
             }
             DpAction::Output(no) => tx.output(*no, pkt),
             DpAction::Sample { .. } => tx.sample(a, key, pkt.len()),
+            DpAction::TnlPush { header, out, .. } => {
+                let h = flows::hash::hash_key(key);
+                tx.tnl_push(*header, *out, pkt, (h ^ (h >> 32)) as u32);
+            }
+            DpAction::TnlPop {
+                port,
+                proto,
+                dst_port,
+            } => {
+                if let Some(t) = &tx.tnl {
+                    let reentry = &mut tx.reentry;
+                    tunnel::pop_then(pkt, *port, *proto, *dst_port, &t.counters.decap, |p, m| {
+                        reentry.push(p, m);
+                    });
+                }
+            }
             DpAction::Recirc(id) => {
                 let mut meta = own.unwrap_or(*key);
                 meta.recirc_id = *id;

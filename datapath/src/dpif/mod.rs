@@ -141,6 +141,9 @@ struct Shared {
         crossbeam_channel::Sender<Sampled>,
         crossbeam_channel::Receiver<Sampled>,
     ),
+    /// Outer headers of `tnl_push` actions, filled by the slow path.
+    tnl_headers: Arc<crate::tunnel::HeaderTable>,
+    tnl_counters: Arc<crate::tunnel::TnlCounters>,
     /// The connection tracker, shared by every PMD.
     ct: Arc<crate::ct::DpConntrack>,
 }
@@ -209,6 +212,8 @@ impl Datapath {
             generation: AtomicU64::new(1),
             meters: Arc::new(crate::meter::Meters::new()),
             samples: bounded(SAMPLE_QUEUE),
+            tnl_headers: Arc::new(crate::tunnel::HeaderTable::default()),
+            tnl_counters: Arc::new(crate::tunnel::TnlCounters::default()),
             ct,
         });
         let (upcall_tx, upcall_rx) = bounded(cfg.upcall_queue.max(1));
@@ -484,6 +489,16 @@ impl Datapath {
         self.shared.samples.1.clone()
     }
 
+    /// The outer headers `DpAction::TnlPush` names by index.
+    pub fn tnl_headers(&self) -> &Arc<crate::tunnel::HeaderTable> {
+        &self.shared.tnl_headers
+    }
+
+    /// Tunnel receive drops and push errors.
+    pub fn tnl_counters(&self) -> &crate::tunnel::TnlCounters {
+        &self.shared.tnl_counters
+    }
+
     /// The connection tracker and its `ct` action table (`DpAction::Ct`).
     pub fn conntrack(&self) -> &Arc<crate::ct::DpConntrack> {
         &self.shared.ct
@@ -566,3 +581,5 @@ mod meter_tests;
 mod recirc_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;

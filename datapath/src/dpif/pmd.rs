@@ -15,7 +15,7 @@ use flows::{DpAction, DpPortNo, FlowKey, Match};
 use rustc_hash::FxHashMap;
 
 use super::cmd::{PmdCmd, UpcallReply};
-use super::exec::{ReentryBuf, TxSet, execute};
+use super::exec::{ReentryBuf, TnlExec, TxSet, execute};
 use super::handler::UpcallMsg;
 use super::metering::{PASS, count_meters, meter_flow, meter_one};
 use super::poll_policy::PollPolicy;
@@ -186,7 +186,11 @@ impl Pmd {
             rxqs: Vec::new(),
             wait_fds: Vec::new(),
             all_fds: true,
-            tx: TxSet::with_meters(shared.meters.clone()).with_samples(
+            tx: TxSet::with_tunnels(
+                shared.meters.clone(),
+                TnlExec::new(shared.tnl_headers.clone(), shared.tnl_counters.clone()),
+            )
+            .with_samples(
                 shared.samples.0.clone(),
                 0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 32),
             ),

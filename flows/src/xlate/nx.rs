@@ -499,6 +499,30 @@ mod tests {
     }
 
     #[test]
+    fn outputs_after_a_tunnel_field_was_set_carry_the_tunnel_fields_for_the_tunnel_port() {
+        let r = run(
+            &[
+                "actions=output:3,set_field:10.99.0.2->tun_dst,set_field:0x5a5->tun_id,output:2,output:4",
+            ],
+            &pkt(),
+        );
+        assert_eq!(
+            r.actions,
+            vec![
+                DpAction::Output(103),
+                DpAction::Output(102),
+                DpAction::Output(104)
+            ]
+        );
+        let at: Vec<usize> = r.tunnel_keys.iter().map(|(i, _)| *i).collect();
+        assert_eq!(at, vec![1, 2], "the first output was before the sets");
+        let k = r.tunnel_keys[0].1;
+        assert_eq!((k.tun_dst, k.tun_id), (0x0a63_0002, 0x5a5));
+        // A pipeline that sets no tunnel field lists nothing.
+        assert!(run(&["actions=output:2"], &pkt()).tunnel_keys.is_empty());
+    }
+
+    #[test]
     fn learn_builds_the_flow_from_the_packet_and_its_sources_are_in_the_megaflow() {
         let r = run(
             &[

@@ -33,6 +33,37 @@ fn mark_of(args: &[String]) -> Result<(Vec<&str>, u32), String> {
 pub fn register(r: &Registry, ctx: Arc<Ctx>) {
     let c = ctx.clone();
     r.register(
+        "tnl/drops/show",
+        "",
+        0,
+        0,
+        Arc::new(move |_, _| {
+            let n = c.switch.dp.tnl_counters();
+            let d = n.decap.snapshot();
+            let push = n.push_errors.load(std::sync::atomic::Ordering::Relaxed);
+            let arp = c
+                .switch
+                .slow
+                .tnl
+                .arp_requests
+                .load(std::sync::atomic::Ordering::Relaxed);
+            text(format!(
+                "decap drops: truncated={} bad_option_length={} unknown_critical_option={} \
+                 wrong_vni={} bad_checksum={} malformed={}\n\
+                 push drops: {push}\n\
+                 next hop ARP requests and neighbour solicitations: {arp}\n",
+                d.truncated,
+                d.bad_option_length,
+                d.unknown_critical_option,
+                d.wrong_vni,
+                d.bad_checksum,
+                d.malformed
+            ))
+        }),
+    );
+
+    let c = ctx.clone();
+    r.register(
         "ovs/route/add",
         "ip_addr/prefix_len out_br_name [gw] [pkt_mark=mark]",
         2,
@@ -141,6 +172,8 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
                 let tnl = &c.switch.slow.tnl;
                 let now = tnl.now_ms();
                 tnl.neigh().set(&args[0], ip, mac, now);
+                // Cached tunnel headers may name the old MAC.
+                c.switch.revalidate_now();
                 text("OK\n")
             }),
         );
@@ -164,6 +197,7 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
             0,
             Arc::new(move |_, _| {
                 c.switch.slow.tnl.neigh().flush();
+                c.switch.revalidate_now();
                 text("OK\n")
             }),
         );
@@ -252,33 +286,103 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
 }
 
 /// Adds to an `ofproto/trace` text, for each output to a tunnel port, the
-/// `tnl_push(...)` OVS would run there (the datapath does not execute it
-/// yet: such frames are counted as drops on the tunnel port).
+/// `tnl_push(...)` the datapath runs there (route, neighbour cache, port
+/// options and the packet's `tun_*` now), in OVS's text.
 pub fn trace_tunnel_pushes(
     ctx: &Ctx,
     key: &flows::FlowKey,
-    actions: &[flows::DpAction],
+    x: &flows::xlate::XlateResult,
     text: &mut String,
 ) {
-    let tunnels = ctx.switch.tunnel_ports();
-    if tunnels.is_empty() {
-        return;
-    }
-    let macs = ctx.switch.device_macs();
-    for a in actions {
+    let tnl = &ctx.switch.slow.tnl;
+    let view = tnl.view();
+    for (i, a) in x.actions.iter().enumerate() {
         let flows::DpAction::Output(dp) = a else {
             continue;
         };
-        let Some((name, _, cfg)) = tunnels.iter().find(|(_, p, _)| p == dp) else {
+        let Some(t) = view.tunnels.iter().find(|t| t.dp_port == *dp) else {
             continue;
         };
-        let _ = match ctx.switch.slow.tnl.header_for(cfg, key, &macs) {
-            Ok((h, dev)) => write!(
+        let tk = x
+            .tunnel_keys
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map_or(*key, |(_, k)| *k);
+        let _ = match tnl.resolve_push(&view, &t.cfg, &tk) {
+            Ok(p) => write!(
                 text,
-                "\nTunnel push on {name} (not yet executed by the datapath): tnl_push(tnl_port({dp}),{},out_port({dev}))",
-                h.ovs_text()
+                "\nTunnel push on {} via {}: tnl_push(tnl_port({dp}),{},out_port({}))",
+                t.name,
+                p.dev,
+                p.header.ovs_text(),
+                p.dev
             ),
-            Err(e) => write!(text, "\nTunnel push on {name} impossible: {e}"),
+            Err(e) => write!(text, "\nTunnel push on {} impossible: {e}", t.name),
         };
+    }
+}
+
+/// Replaces each `header#N` in datapath actions text (`DpAction::TnlPush`
+/// names its header by index) with the header as OVS prints it.
+pub fn expand_headers(text: &str, table: &datapath::tunnel::HeaderTable) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("header#") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + "header#".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        match tail[..digits]
+            .parse::<u32>()
+            .ok()
+            .and_then(|i| table.get(i))
+        {
+            Some(h) => out.push_str(&h.ovs_text()),
+            None => out.push_str(&rest[at..at + "header#".len() + digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_indices_in_action_text_become_ovs_header_text() {
+        let t = datapath::tunnel::HeaderTable::default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let h = wire::tunnel::EncapHeader::build(&wire::tunnel::EncapSpec {
+            proto: wire::tunnel::TunnelProto::Vxlan,
+            eth_src: MacAddr([2, 0, 0, 0, 0, 1]),
+            eth_dst: MacAddr([2, 0, 0, 0, 0, 2]),
+            ip_src: ip("10.99.0.1"),
+            ip_dst: ip("10.99.0.2"),
+            ttl: 64,
+            tos: 0,
+            df: true,
+            csum: false,
+            key: Some(9),
+            dst_port: 4789,
+            gbp: None,
+            geneve_options: &[],
+            oam: false,
+            inner_protocol: 0x6558,
+        })
+        .unwrap();
+        let i = t.intern(&h).unwrap();
+        let s = expand_headers(
+            &format!("tnl_push(tnl_port(5),header#{i},out_port(3)),header#77"),
+            &t,
+        );
+        assert_eq!(
+            s,
+            format!(
+                "tnl_push(tnl_port(5),{},out_port(3)),header#77",
+                h.ovs_text()
+            )
+        );
+        assert!(s.contains("vxlan(flags=0x8000000,vni=0x9)"));
     }
 }

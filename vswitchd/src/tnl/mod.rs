@@ -3,21 +3,20 @@
 //! commands in OVS's vocabulary.
 
 pub mod appctl;
+pub mod native;
 pub mod neigh;
 pub mod netlink;
 pub mod route;
 
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::time::Instant;
 
-use std::collections::BTreeMap;
-
 use flows::FlowKey;
-use wire::MacAddr;
-use wire::tunnel::EncapHeader;
 
-use crate::tunnel_config::{Endpoint, TunnelConfig};
 use tracing::debug;
 
 use neigh::NeighCache;
@@ -29,6 +28,19 @@ pub struct Tnl {
     addrs: RwLock<Vec<DevAddr>>,
     neigh: Mutex<NeighCache>,
     epoch: Instant,
+    /// The switch's tunnel ports and devices (`native::TnlView`).
+    view: RwLock<Arc<native::TnlView>>,
+    /// The datapath's tunnel header table, and the datapath to send ARP
+    /// requests through.
+    dp: OnceLock<(
+        Arc<datapath::tunnel::HeaderTable>,
+        Option<Weak<datapath::Datapath>>,
+    )>,
+    /// ARP requests sent for unknown tunnel next hops.
+    pub arp_requests: AtomicU64,
+    /// The kernel's routes as last read, to tell a change.
+    kernel_routes: Mutex<Vec<Route>>,
+    on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Default for Tnl {
@@ -38,11 +50,25 @@ impl Default for Tnl {
             addrs: RwLock::new(Vec::new()),
             neigh: Mutex::new(NeighCache::default()),
             epoch: Instant::now(),
+            view: RwLock::new(Arc::default()),
+            dp: OnceLock::new(),
+            arp_requests: AtomicU64::new(0),
+            kernel_routes: Mutex::new(Vec::new()),
+            on_change: OnceLock::new(),
         }
     }
 }
 
 impl Tnl {
+    /// Connects native tunnelling to the datapath (once, at start).
+    pub fn attach(
+        &self,
+        headers: Arc<datapath::tunnel::HeaderTable>,
+        dp: Option<Weak<datapath::Datapath>>,
+    ) {
+        let _ = self.dp.set((headers, dp));
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -65,8 +91,30 @@ impl Tnl {
 
     /// Installs what the kernel reported.
     pub fn set_kernel_state(&self, addrs: Vec<DevAddr>, routes: Vec<Route>) {
-        *self.addrs.write().unwrap_or_else(|p| p.into_inner()) = addrs;
+        let changed = {
+            let mut last = self.kernel_routes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut a = self.addrs.write().unwrap_or_else(|p| p.into_inner());
+            let changed = *a != addrs || *last != routes;
+            *a = addrs;
+            *last = routes.clone();
+            changed
+        };
         self.routes_mut().set_kernel(routes);
+        // Cached tunnel decisions (headers, which packets are popped) were
+        // made with the old addresses and routes. Without tunnel ports no
+        // cached decision depends on them.
+        if changed
+            && !self.view().tunnels.is_empty()
+            && let Some(hook) = self.on_change.get()
+        {
+            hook();
+        }
+    }
+
+    /// What to call when the kernel's addresses or routes change (the
+    /// daemon flushes the datapath's megaflows).
+    pub fn set_change_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_change.set(hook);
     }
 
     /// The output device and next hop for `dst`.
@@ -76,54 +124,10 @@ impl Tnl {
         Some((r.dev.clone(), r.gw.unwrap_or(dst), r.src))
     }
 
-    /// The outer header a packet described by `key` gets on tunnel port
-    /// `cfg` now, and the underlay device it leaves through: the route to
-    /// the remote, the next hop's MAC from the neighbour cache and the
-    /// device's own MAC from `macs`.
-    pub fn header_for(
-        &self,
-        cfg: &TunnelConfig,
-        key: &FlowKey,
-        macs: &BTreeMap<String, MacAddr>,
-    ) -> Result<(EncapHeader, String), String> {
-        let Endpoint::Ip(remote) = cfg.remote else {
-            return Err("remote_ip=flow needs tun_dst from the flow".into());
-        };
-        let (dev, hop, src) = self
-            .next_hop(remote)
-            .ok_or_else(|| format!("no route to {remote}"))?;
-        let local = match cfg.local {
-            Some(Endpoint::Ip(l)) => l,
-            _ => src,
-        };
-        let now = self.now_ms();
-        let hop_mac = self
-            .neigh()
-            .lookup(hop, now)
-            .map(|e| e.mac)
-            .ok_or_else(|| format!("no neighbour entry for {hop}"))?;
-        let dev_mac = *macs
-            .get(&dev)
-            .ok_or_else(|| format!("{dev} is not a device of this switch"))?;
-        let spec = cfg.encap_spec(
-            dev_mac,
-            hop_mac,
-            local,
-            remote,
-            None,
-            key.nw_tos,
-            key.nw_ttl,
-            key.dl_type,
-            &[],
-        );
-        let h = EncapHeader::build(&spec).map_err(|e| e.to_string())?;
-        Ok((h, dev))
-    }
-
     /// The slow-path hook: learns the neighbour an ARP reply or neighbour
     /// advertisement seen on `bridge` announces, and un-wildcards the
     /// fields it read in `mask` so that each neighbour reaches it.
-    pub fn snoop(&self, bridge: &str, key: &FlowKey, mask: &mut FlowKey) {
+    pub fn snoop(&self, bridge: &str, key: &FlowKey, mask: &mut FlowKey) -> bool {
         let mut used = FlowKey::default();
         let found = neigh::announced(key, &mut used);
         mask.dl_type |= used.dl_type;
@@ -145,7 +149,9 @@ impl Tnl {
             if n.learn(bridge, ip, mac, now) {
                 n.expire(now);
                 debug!(bridge, %ip, %mac, "neighbour learned");
+                return true;
             }
         }
+        false
     }
 }

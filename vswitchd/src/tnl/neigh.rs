@@ -80,6 +80,11 @@ impl NeighCache {
     }
 
     /// The MAC for `ip`, if known and not expired.
+    /// Whether some entry has MAC `mac`.
+    pub fn has_mac(&self, mac: MacAddr) -> bool {
+        self.entries.values().any(|e| e.mac == mac)
+    }
+
     pub fn lookup(&self, ip: IpAddr, now_ms: u64) -> Option<&NeighEntry> {
         self.entries
             .get(&ip)
