@@ -249,7 +249,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
             return;
         };
-        let mm = f.field.get(mk);
+        let mut mm = f.field.get(mk);
+        if f.field == Field::ArpOp && mm == 0xff {
+            // arp_op lives in the key's 8-bit nw_proto; on the wire it is
+            // 16 bits and not maskable (OVS refuses a mask on it).
+            mm = 0xffff;
+        }
         if mm != 0 {
             out.push((f, f.field.get(k) & mm, mm));
         }
@@ -279,7 +284,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
             return;
         };
-        let mm = f.field.get(mk);
+        let mut mm = f.field.get(mk);
+        if f.field == Field::ArpOp && mm == 0xff {
+            // arp_op lives in the key's 8-bit nw_proto; on the wire it is
+            // 16 bits and not maskable (OVS refuses a mask on it).
+            mm = 0xffff;
+        }
         if mm != 0 {
             out.push((f, f.field.get(k) & mm, mm));
         }
@@ -401,6 +411,27 @@ mod tests {
         k.nw_dst = 0x0a00_0000;
         m.nw_dst = 0xffff_ff00;
         Match::new(k, m)
+    }
+
+    #[test]
+    fn exact_arp_op_encodes_unmasked_as_ovs_requires() {
+        // `arp,arp_op=1`: OVS refuses a masked arp_op in a flow-stats reply.
+        let mut k = FlowKey::default();
+        let mut m = FlowKey::default();
+        k.dl_type = ethertype::ARP;
+        m.dl_type = 0xffff;
+        Field::ArpOp.set(&mut k, 1);
+        Field::ArpOp.set(&mut m, 0xffff);
+        let want = Match::new(k, m);
+        let mut w = Writer::new();
+        encode_ofp_match(&mut w, &want);
+        let expect = [
+            0x00, 0x01, 0x00, 0x10, 0x80, 0x00, 0x0a, 0x02, 0x08, 0x06, 0x80, 0x00, 0x2a, 0x02,
+            0x00, 0x01,
+        ];
+        assert_eq!(w.buf, expect);
+        let back = decode_ofp_match(&mut Reader::new(&w.buf)).unwrap();
+        assert_eq!(back, want);
     }
 
     #[test]
