@@ -51,6 +51,16 @@ pub enum DpAction {
     /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
     SetTpSrc(u16),
     SetTpDst(u16),
+    /// Rewrite the ARP opcode (IPv4-over-Ethernet ARP only).
+    SetArpOp(u16),
+    /// Rewrite the ARP sender protocol address.
+    SetArpSpa(u32),
+    /// Rewrite the ARP target protocol address.
+    SetArpTpa(u32),
+    /// Rewrite the ARP sender hardware address.
+    SetArpSha([u8; 6]),
+    /// Rewrite the ARP target hardware address.
+    SetArpTha([u8; 6]),
     /// Run the packet through datapath meter N (`datapath::meter`); a packet
     /// over its rate is dropped and the rest of the list is skipped.
     Meter(u32),

@@ -242,8 +242,24 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::SetIpTtl(ttl) => set_ttl(buf.data_mut(), ttl),
         DpAction::SetTpSrc(p) => set_port(buf.data_mut(), 0, p, partial_l4_csum),
         DpAction::SetTpDst(p) => set_port(buf.data_mut(), 2, p, partial_l4_csum),
+        DpAction::SetArpOp(op) => set_arp(buf.data_mut(), 6, &op.to_be_bytes()),
+        DpAction::SetArpSha(mac) => set_arp(buf.data_mut(), 8, &mac),
+        DpAction::SetArpSpa(a) => set_arp(buf.data_mut(), 14, &a.to_be_bytes()),
+        DpAction::SetArpTha(mac) => set_arp(buf.data_mut(), 18, &mac),
+        DpAction::SetArpTpa(a) => set_arp(buf.data_mut(), 24, &a.to_be_bytes()),
     }
     Ok(())
+}
+
+/// Writes `v` at `field` bytes into the ARP header, if the frame is an
+/// (IPv4 over Ethernet) ARP packet; ARP has no checksum.
+fn set_arp(d: &mut [u8], field: usize, v: &[u8]) {
+    let Ok((_, lay)) = extract(d, 0) else {
+        return;
+    };
+    if let (L3Kind::Arp, Some(l3)) = (lay.l3, lay.l3_ofs) {
+        put(d, usize::from(l3) + field, v);
+    }
 }
 
 fn push_vlan<B: FrameBuf + ?Sized>(buf: &mut B, tpid: u16, tci: u16) -> Result<(), RewriteError> {
@@ -532,6 +548,40 @@ mod tests {
         ] {
             apply(&mut b, &a, false).unwrap();
         }
+        assert_eq!(b.data(), &orig[..]);
+    }
+
+    #[test]
+    fn arp_rewrites_turn_a_request_into_a_reply() {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        let mut b = VecFrame::new(&f, 0);
+        for a in [
+            DpAction::SetArpOp(2),
+            DpAction::SetArpSha([0, 0, 0, 0, 1, 2]),
+            DpAction::SetArpSpa(0x0a00_0002),
+            DpAction::SetArpTha([0, 0, 0, 0, 0, 1]),
+            DpAction::SetArpTpa(0x0a00_0001),
+        ] {
+            apply(&mut b, &a, false).unwrap();
+        }
+        let (k, _) = extract(b.data(), 0).unwrap();
+        assert_eq!(
+            (k.nw_proto, k.arp_sha, k.nw_src, k.arp_tha, k.nw_dst),
+            (
+                2,
+                [0, 0, 0, 0, 1, 2],
+                0x0a00_0002,
+                [0, 0, 0, 0, 0, 1],
+                0x0a00_0001
+            )
+        );
+        // Not ARP: untouched.
+        let orig = ipv4_udp(true);
+        let mut b = VecFrame::new(&orig, 0);
+        apply(&mut b, &DpAction::SetArpOp(2), false).unwrap();
         assert_eq!(b.data(), &orig[..]);
     }
 

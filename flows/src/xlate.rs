@@ -854,6 +854,16 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 commit_field!(Field::Ipv6Src, ipv6_src, DpAction::SetIpv6Src);
                 commit_field!(Field::Ipv6Dst, ipv6_dst, DpAction::SetIpv6Dst);
             }
+            ethertype::ARP => {
+                // OVN's ARP responder turns a request into a reply in place.
+                commit_field!(Field::ArpOp, nw_proto, |op: u8| DpAction::SetArpOp(
+                    u16::from(op)
+                ));
+                commit_field!(Field::ArpSpa, nw_src, DpAction::SetArpSpa);
+                commit_field!(Field::ArpTpa, nw_dst, DpAction::SetArpTpa);
+                commit_field!(Field::ArpSha, arp_sha, DpAction::SetArpSha);
+                commit_field!(Field::ArpTha, arp_tha, DpAction::SetArpTha);
+            }
             _ => {}
         }
         if matches!(self.flow.dl_type, ethertype::IPV4 | ethertype::IPV6) {
@@ -1135,6 +1145,11 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
+            DpAction::SetArpOp(op) => format!("set(arp(op={op}))"),
+            DpAction::SetArpSpa(ip) => format!("set(arp(sip={}))", std::net::Ipv4Addr::from(*ip)),
+            DpAction::SetArpTpa(ip) => format!("set(arp(tip={}))", std::net::Ipv4Addr::from(*ip)),
+            DpAction::SetArpSha(m) => format!("set(arp(sha={}))", mac(m)),
+            DpAction::SetArpTha(m) => format!("set(arp(tha={}))", mac(m)),
             DpAction::Meter(m) => format!("meter({m})"),
             DpAction::CheckPktLen { .. } => unreachable!("handled above"),
         })
@@ -1374,6 +1389,36 @@ mod tests {
         );
         b.flow("actions=ALL");
         assert_eq!(b.xlate(&pkt(1, 1, 2)).actions.len(), 3);
+    }
+
+    #[test]
+    fn ovn_arp_responder_rewrites_the_arp_fields_it_moved_and_set() {
+        // OVN's ARP responder (ls_in_arp_rsp) turns a request into a reply.
+        let mut b = Bridge::new(3);
+        b.flow(
+            "arp,arp_op=1,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],\
+             set_field:00:00:00:00:01:02->eth_src,set_field:2->arp_op,\
+             move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:00:00:00:00:01:02->arp_sha,\
+             move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:10.0.0.2->arp_spa,IN_PORT",
+        );
+        let mut k = pkt(1, 1, 0xff);
+        k.dl_type = ethertype::ARP;
+        k.nw_proto = 1;
+        k.arp_sha = [0, 0, 0, 0, 0, 1];
+        let x = b.xlate(&k);
+        assert_eq!(
+            x.actions,
+            vec![
+                DpAction::SetEthSrc([0, 0, 0, 0, 1, 2]),
+                DpAction::SetEthDst([0, 0, 0, 0, 0, 1]),
+                DpAction::SetArpOp(2),
+                DpAction::SetArpSpa(0x0a00_0002),
+                DpAction::SetArpTpa(0x0a00_0001),
+                DpAction::SetArpSha([0, 0, 0, 0, 1, 2]),
+                DpAction::SetArpTha([0, 0, 0, 0, 0, 1]),
+                DpAction::Output(101),
+            ]
+        );
     }
 
     #[test]
