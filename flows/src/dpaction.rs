@@ -51,6 +51,10 @@ pub enum DpAction {
     /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
     SetTpSrc(u16),
     SetTpDst(u16),
+    /// Rewrite the ICMP (v4 or v6) type; the checksum is updated.
+    SetIcmpType(u8),
+    /// Rewrite the ICMP (v4 or v6) code; the checksum is updated.
+    SetIcmpCode(u8),
     /// Rewrite the ARP opcode (IPv4-over-Ethernet ARP only).
     SetArpOp(u16),
     /// Rewrite the ARP sender protocol address.

@@ -28,8 +28,16 @@ use crate::text::{format_actions, format_match, format_port};
 mod nx;
 pub use nx::LearnedFlow;
 
-/// Deepest resubmit/goto/group nesting (OVS's MAX_DEPTH).
+/// Deepest recursion (OVS's MAX_DEPTH): as in OVS, only a resubmit to
+/// the same or an earlier table, and a group, go one level deeper. A
+/// resubmit to a later table cannot loop, so OVN's pipelines, which chain
+/// `resubmit(,N+1)` through more than a hundred tables on a routed path,
+/// stay shallow.
 pub const MAX_DEPTH: usize = 64;
+
+/// Hard bound on nested lookups of any kind, which keeps the translator's
+/// own stack bounded (each nested lookup is a few Rust frames).
+pub const MAX_NESTING: usize = 512;
 /// Most resubmits per translation (OVS's MAX_RESUBMITS).
 pub const MAX_RESUBMITS: usize = 4096;
 
@@ -384,6 +392,10 @@ struct Xlate<'a, 'c> {
     exit: bool,
     /// The rule whose actions run now (table, id), for learn.
     rule: Option<(u8, RuleId)>,
+    /// Recursion depth in OVS's sense (see [`MAX_DEPTH`]).
+    deep: usize,
+    /// A rule's final `resubmit(port, table)`, for `run_table` to follow.
+    tail: Option<(Option<PortNo>, Option<u8>)>,
 }
 
 impl<'a, 'c> Xlate<'a, 'c> {
@@ -410,6 +422,8 @@ impl<'a, 'c> Xlate<'a, 'c> {
             stack: Vec::new(),
             exit: false,
             rule: None,
+            deep: 0,
+            tail: None,
         }
     }
 
@@ -438,41 +452,82 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Looks the packet up in `table_id` and runs the rule found. Returns
     /// false on a miss.
+    ///
+    /// A `resubmit` that is the last action of a rule (OVN's `next;`) is a
+    /// tail call: the rule leaves it in `self.tail` and this loop makes the
+    /// next lookup itself instead of nesting, so a chain through a hundred
+    /// tables does not use a hundred levels of the translator's own stack.
+    /// The effects are those of the nested form: the in_port a resubmit
+    /// sets is restored once the chain ends, and the trace is indented the
+    /// same way.
     fn run_table(&mut self, table_id: u8, depth: usize) -> bool {
-        if depth >= MAX_DEPTH {
-            self.abort(depth, XlateError::TooDeep);
-            return true;
-        }
-        let pipeline = self.ctx.pipeline;
-        let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+        let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
+        let saved_deep = self.deep;
+        let mut tail_in_port = None;
+        let (mut table_id, mut depth) = (table_id, depth);
+        let mut first = true;
+        let hit = loop {
+            if depth >= MAX_NESTING || self.deep >= MAX_DEPTH {
+                self.abort(depth, XlateError::TooDeep);
+                break true;
+            }
+            let pipeline = self.ctx.pipeline;
+            let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+                self.out.trace.push(TraceStep::Lookup {
+                    depth,
+                    table_id,
+                    rule: None,
+                });
+                break !first;
+            };
             self.out.trace.push(TraceStep::Lookup {
                 depth,
                 table_id,
-                rule: None,
+                rule: Some(Box::new(TraceRule {
+                    id,
+                    m: rule.m,
+                    priority: rule.priority,
+                    cookie: rule.cookie,
+                    actions: rule.actions.clone(),
+                })),
             });
-            return false;
+            self.out.rules_hit.push((table_id, id));
+            self.table_id = table_id;
+            self.cookie = rule.cookie;
+            self.rule = Some((table_id, id));
+            self.run_rule(&rule.actions, table_id, depth, true);
+            let Some((p, t)) = self.tail.take() else {
+                break true;
+            };
+            if self.out.error.is_some() || self.exit {
+                break true;
+            }
+            // The bookkeeping `resubmit` does for a nested lookup.
+            self.resubmits += 1;
+            if self.resubmits > MAX_RESUBMITS {
+                self.abort(depth, XlateError::TooManyResubmits);
+                break true;
+            }
+            tail_in_port.get_or_insert(self.flow.in_port);
+            if let Some(p) = p
+                && p != port::IN_PORT
+            {
+                self.flow.in_port = p;
+            }
+            let t = t.unwrap_or(self.table_id);
+            self.deep += usize::from(t <= self.table_id);
+            table_id = t;
+            depth += 1;
+            first = false;
         };
-        self.out.trace.push(TraceStep::Lookup {
-            depth,
-            table_id,
-            rule: Some(Box::new(TraceRule {
-                id,
-                m: rule.m,
-                priority: rule.priority,
-                cookie: rule.cookie,
-                actions: rule.actions.clone(),
-            })),
-        });
-        self.out.rules_hit.push((table_id, id));
-        let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
-        self.table_id = table_id;
-        self.cookie = rule.cookie;
-        self.rule = Some((table_id, id));
-        self.run_rule(&rule.actions, table_id, depth);
+        if let Some(p) = tail_in_port {
+            self.flow.in_port = p;
+        }
+        self.deep = saved_deep;
         self.table_id = saved_table;
         self.cookie = saved_cookie;
         self.rule = saved_rule;
-        true
+        hit
     }
 
     fn abort(&mut self, depth: usize, e: XlateError) {
@@ -484,17 +539,38 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Runs a rule's actions and instructions in OpenFlow 1.3 order:
     /// apply-actions, clear-actions, write-actions, write-metadata, goto-table.
-    fn run_rule(&mut self, actions: &[Action], table_id: u8, depth: usize) {
+    /// With `may_tail`, a final `resubmit` is left in `self.tail` for
+    /// [`Self::run_table`] (only when the rule has no instructions that
+    /// would run after it).
+    fn run_rule(&mut self, actions: &[Action], table_id: u8, depth: usize, may_tail: bool) {
         let mut goto = None;
         let mut apply_stopped = false;
+        let may_tail = may_tail
+            && !actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::GotoTable(_)
+                        | Action::ClearActions
+                        | Action::WriteActions(_)
+                        | Action::WriteMetadata { .. }
+                )
+            });
         for (i, a) in actions.iter().enumerate() {
             match a {
+                Action::Resubmit {
+                    port: p,
+                    table,
+                    ct: false,
+                } if may_tail && !apply_stopped && i + 1 == actions.len() => {
+                    self.tail = Some((*p, *table));
+                    return;
+                }
                 Action::GotoTable(t) => goto = Some(*t),
                 Action::ClearActions | Action::WriteActions(_) | Action::WriteMetadata { .. } => {}
                 Action::CheckPktLarger { pkt_len, dst } if !apply_stopped => {
                     let rest = &actions[i + 1..];
                     self.check_pkt_larger(*pkt_len, *dst, depth, &mut |x: &mut Self| {
-                        x.run_rule(rest, table_id, depth)
+                        x.run_rule(rest, table_id, depth, false)
                     });
                     return;
                 }
@@ -715,7 +791,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.flow.in_port = p;
         }
         let t = table.unwrap_or(self.table_id);
+        let deepens = usize::from(t <= self.table_id);
+        self.deep += deepens;
         self.run_table(t, depth + 1);
+        self.deep -= deepens;
         self.flow.in_port = saved_in_port;
         if self.out.error.is_some() || self.exit {
             Flow::Abort
@@ -725,7 +804,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
     }
 
     fn group(&mut self, g: GroupId, depth: usize) -> Flow {
-        if depth + 1 >= MAX_DEPTH {
+        if depth + 1 >= MAX_NESTING || self.deep + 1 >= MAX_DEPTH {
             self.abort(depth, XlateError::TooDeep);
             return Flow::Abort;
         }
@@ -739,6 +818,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         if buckets.is_empty() {
             self.note(depth, format!("group {g}: no live bucket, dropping"));
         }
+        self.deep += 1;
         for b in buckets {
             // Each bucket acts on its own copy of the packet.
             let saved = self.flow;
@@ -747,9 +827,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.flow = saved;
             self.outer_tpid = saved_tpid;
             if r == Flow::Abort {
+                self.deep -= 1;
                 return Flow::Abort;
             }
         }
+        self.deep -= 1;
         Flow::Continue
     }
 
@@ -881,6 +963,15 @@ impl<'a, 'c> Xlate<'a, 'c> {
             ) {
                 commit_field!(Field::TpSrc, tp_src, DpAction::SetTpSrc);
                 commit_field!(Field::TpDst, tp_dst, DpAction::SetTpDst);
+            } else if matches!(self.flow.nw_proto, ipproto::ICMP | ipproto::ICMPV6) {
+                // ICMP type and code live in tp_src/tp_dst (OVN's router
+                // answers pings by rewriting the type).
+                commit_field!(Field::TpSrc, tp_src, |t: u16| DpAction::SetIcmpType(
+                    t as u8
+                ));
+                commit_field!(Field::TpDst, tp_dst, |c: u16| DpAction::SetIcmpCode(
+                    c as u8
+                ));
             }
         }
     }
@@ -1145,6 +1236,8 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
+            DpAction::SetIcmpType(t) => format!("set(icmp(type={t}))"),
+            DpAction::SetIcmpCode(c) => format!("set(icmp(code={c}))"),
             DpAction::SetArpOp(op) => format!("set(arp(op={op}))"),
             DpAction::SetArpSpa(ip) => format!("set(arp(sip={}))", std::net::Ipv4Addr::from(*ip)),
             DpAction::SetArpTpa(ip) => format!("set(arp(tip={}))", std::net::Ipv4Addr::from(*ip)),
@@ -1352,6 +1445,36 @@ mod tests {
         assert_eq!(
             r.actions,
             vec![DpAction::Output(101), DpAction::Output(102)]
+        );
+    }
+
+    #[test]
+    fn forward_resubmit_chains_longer_than_max_depth_translate_as_in_ovs() {
+        // OVN's routed path chains `resubmit(,N+1)` through ~120 tables:
+        // only backward resubmits count towards MAX_DEPTH, as in OVS.
+        let mut b = Bridge::new(3);
+        for t in 0..250u32 {
+            b.flow(&format!("table={t},actions=resubmit(,{})", t + 1));
+        }
+        b.flow("table=250,actions=output:2");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(r.error, None);
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        // A backward loop is still cut at MAX_DEPTH.
+        b.flow("table=250,actions=resubmit(,0)");
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).error, Some(XlateError::TooDeep));
+    }
+
+    #[test]
+    fn tail_resubmit_with_in_port_restores_it_for_the_caller() {
+        let mut b = Bridge::new(3);
+        b.flow("table=0,actions=resubmit(,1),output:IN_PORT");
+        b.flow("table=1,actions=resubmit(2,2)");
+        b.flow("table=2,in_port=2,actions=output:3");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(
+            r.actions,
+            vec![DpAction::Output(103), DpAction::Output(101)]
         );
     }
 
