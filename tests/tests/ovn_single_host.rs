@@ -520,3 +520,158 @@ fn ovn_controller_installs_the_same_flow_table_on_ferrovs_as_on_stock_ovs() -> R
     assert_eq!(ours, theirs);
     Ok(())
 }
+
+/// A namespace host `i` with `addr` (CIDR) and `mac`, default route via
+/// `gw`, bound to logical port `lp` on bridge `br`.
+fn bind_host(
+    sw: &Switch,
+    br: &str,
+    tag: &str,
+    i: u32,
+    (addr, mac, gw, lp): (&str, &str, &str, &str),
+) -> Result<VethHost> {
+    let h = VethHost::new(tag, i, addr)?;
+    h.ns.exec(&["ip", "link", "set", "eth0", "address", mac])?;
+    h.ns.exec(&["ip", "route", "add", "default", "via", gw])?;
+    h.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    sw.vsctl(&[
+        "add-port",
+        br,
+        &h.port,
+        "--",
+        "set",
+        "Interface",
+        &h.port,
+        &format!("external_ids:iface-id={lp}"),
+        &format!("ofport_request={i}"),
+    ])?;
+    Ok(h)
+}
+
+#[test]
+fn stock_ovn_controller_routes_between_two_logical_switches_through_a_logical_router() -> Result<()>
+{
+    require!(
+        "ovn-controller",
+        "ovn-northd",
+        "ovn-nbctl",
+        "ovn-sbctl",
+        "ovsdb-server",
+        "ovsdb-tool",
+        "iperf3"
+    );
+    let tag = unique_tag();
+    let mut sw = Switch::start()?;
+    let ovn_dir = sw.rundir().join("ovn");
+    let ovn = OvnCentral::start(&ovn_dir)?;
+    let br = format!("{tag}i");
+    let settings = chassis_settings(&format!("{tag}hv"), &ovn.sb_remote(), &br);
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    sw.vsctl(&settings)?;
+    let (_controller, log) = start_controller(&sw.db_remote(), sw.rundir(), &ovn_dir)?;
+    // ls-a 10.93.1.0/24 and ls-b 10.93.2.0/24, joined by router lr.
+    for (ls, net, lp, host_mac, rp_mac) in [
+        ("ls-a", 1, "lpa", "00:00:00:00:93:01", "00:00:00:00:93:fa"),
+        ("ls-b", 2, "lpb", "00:00:00:00:93:02", "00:00:00:00:93:fb"),
+    ] {
+        ovn.nbctl(&["ls-add", ls])?;
+        ovn.nbctl(&[
+            "lsp-add",
+            ls,
+            lp,
+            "--",
+            "lsp-set-addresses",
+            lp,
+            &format!("{host_mac} 10.93.{net}.1"),
+        ])?;
+        if net == 1 {
+            ovn.nbctl(&["lr-add", "lr"])?;
+        }
+        let rp = format!("lr-{ls}");
+        ovn.nbctl(&["lrp-add", "lr", &rp, rp_mac, &format!("10.93.{net}.254/24")])?;
+        let sp = format!("{ls}-lr");
+        ovn.nbctl(&[
+            "lsp-add",
+            ls,
+            &sp,
+            "--",
+            "lsp-set-type",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-addresses",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-options",
+            &sp,
+            &format!("router-port={rp}"),
+        ])?;
+    }
+    if !wait_until(Duration::from_secs(30), || {
+        sw.vsctl(&["br-exists", &br]).is_ok()
+    }) {
+        bail!("ovn-controller did not create {br}");
+    }
+    let ha = bind_host(
+        &sw,
+        &br,
+        &tag,
+        1,
+        ("10.93.1.1/24", "00:00:00:00:93:01", "10.93.1.254", "lpa"),
+    )?;
+    let hb = bind_host(
+        &sw,
+        &br,
+        &tag,
+        2,
+        ("10.93.2.1/24", "00:00:00:00:93:02", "10.93.2.254", "lpb"),
+    )?;
+    for h in [&ha, &hb] {
+        if !wait_until(Duration::from_secs(30), || {
+            sw.vsctl(&["get", "Interface", &h.port, "external_ids"])
+                .map(|s| s.contains("ovn-installed=\"true\""))
+                .unwrap_or(false)
+        }) {
+            bail!(
+                "{} never got ovn-installed; OpenFlow errors: {:?}",
+                h.port,
+                openflow_errors(&log)
+            );
+        }
+    }
+    // The router answers pings on its own addresses (it rewrites the ICMP
+    // type), and routes between the subnets (ttl decremented).
+    assert!(
+        ha.ns
+            .ping_eventually("10.93.1.254", Duration::from_secs(10)),
+        "router port unreachable; vswitchd log:\n{}",
+        sw.log_text()
+    );
+    assert!(
+        ha.ns.ping_eventually(&hb.addr, Duration::from_secs(10)),
+        "a cannot reach b through the router; vswitchd log:\n{}",
+        sw.log_text()
+    );
+    assert!(hb.ns.ping(&ha.addr, 3), "b -> a");
+    assert!(hb.ns.ping("10.93.1.254", 2), "b -> the router's far port");
+    let out = ha
+        .ns
+        .exec(&["ping", "-n", "-c", "1", "-W", "1", &hb.addr])?;
+    assert!(out.contains("ttl=63"), "one routed hop: {out}");
+    let bps = iperf3_tcp(&hb.ns, &ha.ns, &hb.addr, 1)?;
+    assert!(bps > 0.0, "no TCP data crossed the router");
+    assert!(sw.alive(), "vswitchd died:\n{}", sw.log_text());
+    assert!(
+        !sw.log_text().contains("over max translation depth"),
+        "{}",
+        sw.log_text()
+    );
+    let errors = openflow_errors(&log);
+    assert!(
+        errors.is_empty(),
+        "ovn-controller received OpenFlow errors:\n{}",
+        errors.join("\n")
+    );
+    Ok(())
+}
