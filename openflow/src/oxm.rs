@@ -271,7 +271,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         push(name);
     }
     let untagged = mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0;
-    if untagged {
+    if untagged && (k.vlan_tci != 0 || mk.vlan_tci != 0xffff) {
+        // A TCI without the present bit that is not plain "no tag" (an
+        // NXM match or NXT_RESUME metadata can say so): NXM_OF_VLAN_TCI
+        // as it is, so that it reads back unchanged.
+        push("vlan_tci");
+    } else if untagged {
         if let Some(f) = WIRE_IDS.iter().find(|w| w.name == "vlan_vid") {
             // OFPVID_NONE.
             out.push((f, 0, 0x1fff));
@@ -411,6 +416,21 @@ mod tests {
         k.nw_dst = 0x0a00_0000;
         m.nw_dst = 0xffff_ff00;
         Match::new(k, m)
+    }
+
+    #[test]
+    fn nxt_resume_metadata_with_a_tci_lacking_the_present_bit_round_trips() {
+        // Found by the decode fuzz target: NXT_RESUME whose metadata holds
+        // NXM_OF_VLAN_TCI=0x0028 (no CFI) and NXM_OF_IN_PORT=7.
+        let hex =
+            "0604002800000005000023200000001c000600100000080200280000000200070000000400000028";
+        let b: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let (h, msg) = crate::decode(&b).unwrap();
+        let again = crate::encode(&msg, h.version, h.xid).unwrap();
+        assert_eq!(crate::decode(&again).unwrap().1, msg);
     }
 
     #[test]
