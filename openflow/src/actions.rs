@@ -589,6 +589,24 @@ pub fn encode_actions15(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
 fn encode_action15_only(w: &mut Writer, a: &Action) -> Result<bool, EncodeError> {
     match a {
         Action::SetField {
+            field: Field::NwTtl,
+            value,
+            mask: None,
+        } => {
+            // `set_field:255->nw_ttl` (OVN's router) as OVS writes it in
+            // 1.5: an OXM set_field, not OFPAT_SET_NW_TTL.
+            let (f, _) = oxm::from_flows_field(Field::NwTtl)
+                .ok_or_else(|| unsupported("set_field nw_ttl", "1.5"))?;
+            let h = oxm::oxm_header(f);
+            let start = w.len();
+            w.u16(at13::SET_FIELD);
+            let at = w.len_placeholder();
+            oxm::write_tlv(w, f, h, *value, oxm::full_mask(f, h.width));
+            w.pad_to(8);
+            w.patch_len_since(at, start);
+            Ok(true)
+        }
+        Action::SetField {
             field,
             value,
             mask: Some(m),

@@ -234,7 +234,8 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
 /// choose the name ovs-ofctl would use.
 pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
     let (k, mk) = (&m.key, &m.mask);
-    let arp = dl_is(m, ethertype::ARP);
+    // RARP (0x8035) carries the same fields as ARP (`rarp,arp_op=3`).
+    let arp = dl_is(m, ethertype::ARP) || dl_is(m, 0x8035);
     let ipv6 = dl_is(m, ethertype::IPV6);
     let proto = (mk.nw_proto == 0xff && !arp).then_some(k.nw_proto);
     let (tp_src, tp_dst) = match proto {
@@ -431,6 +432,23 @@ mod tests {
         let (h, msg) = crate::decode(&b).unwrap();
         let again = crate::encode(&msg, h.version, h.xid).unwrap();
         assert_eq!(crate::decode(&again).unwrap().1, msg);
+    }
+
+    #[test]
+    fn rarp_opcode_travels_as_arp_op_not_ip_proto() {
+        // OVN's `rarp,arp_op=3` (router port, table 33) read back by
+        // ovs-ofctl and by ferrovs's own decoder (prerequisites).
+        let mut k = FlowKey::default();
+        let mut m = FlowKey::default();
+        k.dl_type = 0x8035;
+        m.dl_type = 0xffff;
+        Field::ArpOp.set(&mut k, 3);
+        Field::ArpOp.set(&mut m, 0xffff);
+        let want = Match::new(k, m);
+        let mut w = Writer::new();
+        encode_ofp_match(&mut w, &want);
+        assert_eq!(&w.buf[10..16], &[0x80, 0x00, 0x2a, 0x02, 0x00, 0x03]);
+        assert_eq!(decode_ofp_match(&mut Reader::new(&w.buf)).unwrap(), want);
     }
 
     #[test]
