@@ -26,6 +26,10 @@ pub enum DpAction {
         cookie: u64,
         table_id: u8,
         max_len: u16,
+        /// Which of the translation's packet-ins this is (an index into
+        /// `XlateResult::packet_ins`, which the slow path may renumber to
+        /// find the pipeline metadata and userdata again).
+        slot: u32,
     },
     /// Push an 802.1Q tag with this TPID and TCI (TCI without the CFI bit).
     PushVlan {

@@ -212,14 +212,17 @@ pub struct MacLearnRequest {
 }
 
 /// A packet the pipeline sent to the controller.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PacketIn {
     pub reason: UserspaceReason,
     pub table_id: u8,
     pub cookie: u64,
     pub max_len: u16,
-    /// The packet's key at that point (after earlier rewrites).
+    /// The packet's key at that point (after earlier rewrites): its
+    /// registers and metadata travel in NXT_PACKET_IN2's metadata.
     pub key: FlowKey,
+    /// The `controller(userdata=…)` bytes (empty for none).
+    pub userdata: Vec<u8>,
 }
 
 /// The rule a table lookup found (for ofproto/trace).
@@ -836,12 +839,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
     }
 
     fn controller(&mut self, max_len: u16, reason: UserspaceReason) {
+        self.controller_with(max_len, reason, Vec::new());
+    }
+
+    fn controller_with(&mut self, max_len: u16, reason: UserspaceReason, userdata: Vec<u8>) {
         self.commit();
         self.out.actions.push(DpAction::Userspace {
             reason,
             cookie: self.cookie,
             table_id: self.table_id,
             max_len,
+            slot: u32::try_from(self.out.packet_ins.len()).unwrap_or(u32::MAX),
         });
         self.out.packet_ins.push(PacketIn {
             reason,
@@ -849,6 +857,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             cookie: self.cookie,
             max_len,
             key: self.flow,
+            userdata,
         });
         self.out.cacheable = false;
     }

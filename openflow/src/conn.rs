@@ -725,6 +725,9 @@ impl OfConnection {
         let a = &self.async_cfg;
         let allowed = match msg {
             Message::PacketIn(p) => a.packet_in_mask[idx] & (1u32 << (p.reason & 31)) != 0,
+            Message::Nicira(NxMsg::PacketIn2(p)) => {
+                a.packet_in_mask[idx] & (1u32 << (p.packet_in.reason & 31)) != 0
+            }
             Message::FlowRemoved(f) => a.flow_removed_mask[idx] & (1u32 << (f.reason & 31)) != 0,
             Message::PortStatus(p) => a.port_status_mask[idx] & (1u32 << (p.reason & 31)) != 0,
             _ => true,
@@ -737,6 +740,13 @@ impl OfConnection {
                 {
                     let m = Message::Nicira(NxMsg::PacketIn2(PacketIn2::from_packet_in(p.clone())));
                     self.queue(&m, xid);
+                }
+                // Userdata only travels in packet-in2; other connections
+                // get the plain packet-in.
+                Message::Nicira(NxMsg::PacketIn2(p))
+                    if self.packet_in_format != packet_in_format::NXT_PACKET_IN2 =>
+                {
+                    self.queue(&Message::PacketIn(p.packet_in.clone()), xid);
                 }
                 _ => self.queue(msg, xid),
             }

@@ -734,6 +734,23 @@ fn stock_ovn_controller_routes_between_two_logical_switches_through_a_logical_ro
     assert!(out.contains("ttl=63"), "one routed hop: {out}");
     let bps = iperf3_tcp(&hb.ns, &ha.ns, &hb.addr, 1)?;
     assert!(bps > 0.0, "no TCP data crossed the router");
+    // An address no logical port lists: the router resolves it itself.
+    // Its `arp` action is a packet-in with userdata and the pipeline's
+    // registers (NXT_PACKET_IN2) to ovn-controller's pinctrl, which sends
+    // the ARP request back as a packet-out; the reply's `put_arp` (another
+    // packet-in) becomes a MAC_Binding row, and the pings get through.
+    hb.ns
+        .exec(&["ip", "addr", "add", "10.93.2.77/24", "dev", "eth0"])?;
+    assert!(
+        ha.ns.ping_eventually("10.93.2.77", Duration::from_secs(15)),
+        "the router did not resolve 10.93.2.77; ovn-controller log:\n{}",
+        read(&log)
+    );
+    let bindings = ovn.sbctl(&["--bare", "--columns=ip,mac", "list", "MAC_Binding"])?;
+    assert!(
+        bindings.contains("10.93.2.77") && bindings.contains("00:00:00:00:93:02"),
+        "{bindings}"
+    );
     assert!(sw.alive(), "vswitchd died:\n{}", sw.log_text());
     assert!(
         !sw.log_text().contains("over max translation depth"),

@@ -31,6 +31,11 @@ pub enum AsyncMsg {
         in_port: PortNo,
         total_len: u16,
         data: Arc<Vec<u8>>,
+        /// The pipeline's key when the controller action ran (registers,
+        /// metadata, …), when the slow path still knew it.
+        metadata: Option<Box<FlowKey>>,
+        /// `controller(userdata=…)`.
+        userdata: Option<Arc<Vec<u8>>>,
     },
     FlowRemoved(Arc<RemovedRule>),
     PortStatus {
@@ -79,10 +84,24 @@ pub struct BridgeState {
     pub tlv: flows::tlv::TlvMap,
 }
 
+/// Packet-ins a translation produced, until the datapath hands their packet
+/// up (`DpAction::Userspace::slot` names one): the pipeline metadata and
+/// userdata the packet-in carries. Bounded: a packet the datapath dropped
+/// instead leaves its entry behind until newer ones push it out.
+#[derive(Default)]
+pub struct PendingPacketIns {
+    next: u32,
+    q: std::collections::VecDeque<(u32, flows::xlate::PacketIn)>,
+}
+
+const PENDING_PACKET_INS: usize = 4096;
+
 /// One bridge.
 pub struct Ofproto {
     pub name: String,
     pub st: Mutex<BridgeState>,
+    /// See [`PendingPacketIns`].
+    pub pins: Mutex<PendingPacketIns>,
     /// Connected controllers (remote, not the local management socket).
     pub controllers_connected: AtomicUsize,
     pub async_tx: tokio::sync::broadcast::Sender<AsyncMsg>,
@@ -133,7 +152,37 @@ impl Ofproto {
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,
+            pins: Mutex::new(PendingPacketIns::default()),
         }
+    }
+
+    /// Keeps the packet-ins of `x` for [`Self::take_packet_in`] and
+    /// renumbers its userspace actions to find them again.
+    pub fn stash_packet_ins(&self, x: &mut XlateResult) {
+        if x.packet_ins.is_empty() {
+            return;
+        }
+        let mut p = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for a in &mut x.actions {
+            if let DpAction::Userspace { slot, .. } = a
+                && let Some(pin) = x.packet_ins.get(*slot as usize)
+            {
+                p.next = p.next.wrapping_add(1).max(1);
+                let id = p.next;
+                p.q.push_back((id, pin.clone()));
+                if p.q.len() > PENDING_PACKET_INS {
+                    p.q.pop_front();
+                }
+                *slot = id;
+            }
+        }
+    }
+
+    /// The packet-in a stashed translation recorded under `slot`.
+    pub fn take_packet_in(&self, slot: u32) -> Option<flows::xlate::PacketIn> {
+        let mut p = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        let i = p.q.iter().position(|(id, _)| *id == slot)?;
+        p.q.remove(i).map(|(_, pin)| pin)
     }
 
     /// Locks the bridge state.
@@ -386,7 +435,8 @@ impl UpcallHandler for SlowPath {
         let mut k = *key;
         k.in_port = ofport;
         let fail_open = br.fail_open(&st);
-        let x = st.translate(&k, now, fail_open);
+        let mut x = st.translate(&k, now, fail_open);
+        br.stash_packet_ins(&mut x);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
@@ -432,6 +482,7 @@ impl UpcallHandler for SlowPath {
             cookie,
             table_id,
             max_len,
+            slot,
         } = *action
         else {
             return;
@@ -450,6 +501,7 @@ impl UpcallHandler for SlowPath {
         } else {
             data.len().min(max_len as usize)
         };
+        let pin = br.take_packet_in(slot);
         br.notify(AsyncMsg::PacketIn {
             reason,
             table_id,
@@ -457,6 +509,10 @@ impl UpcallHandler for SlowPath {
             in_port,
             total_len: data.len().min(u16::MAX as usize) as u16,
             data: Arc::new(data[..keep].to_vec()),
+            metadata: pin.as_ref().map(|p| Box::new(p.key)),
+            userdata: pin
+                .filter(|p| !p.userdata.is_empty())
+                .map(|p| Arc::new(p.userdata)),
         });
     }
 }

@@ -386,12 +386,33 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
             in_port,
             total_len,
             data,
+            metadata,
+            userdata,
         } => {
             let mut k = FlowKey::default();
             let mut m = FlowKey::default();
             k.in_port = *in_port;
             m.in_port = u32::MAX;
-            Message::PacketIn(PacketIn {
+            // The pipeline metadata the packet had at the controller action
+            // (what OVN's pinctrl reads: the logical datapath in `metadata`,
+            // logical ports in registers), as OVS puts it in the match.
+            if let Some(md) = metadata {
+                let fields = [
+                    flows::Field::Metadata,
+                    flows::Field::PktMark,
+                    flows::Field::TunId,
+                ]
+                .into_iter()
+                .chain((0..16).map(flows::Field::Reg));
+                for f in fields {
+                    let v = f.get(md);
+                    if v != 0 {
+                        f.set(&mut k, v);
+                        f.set(&mut m, f.max_value());
+                    }
+                }
+            }
+            let pi = PacketIn {
                 buffer_id: NO_BUFFER,
                 total_len: *total_len,
                 reason: match reason {
@@ -402,7 +423,19 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
                 cookie: *cookie,
                 match_: Match::new(k, m),
                 data: data.as_ref().clone(),
-            })
+            };
+            match userdata {
+                // The connection sends it as a plain packet-in (without the
+                // userdata) unless the controller asked for packet-in2.
+                Some(u) => Message::Nicira(openflow::msg::nicira::NxMsg::PacketIn2(
+                    openflow::msg::nicira::PacketIn2 {
+                        packet_in: pi,
+                        userdata: Some(u.as_ref().clone()),
+                        continuation: None,
+                    },
+                )),
+                None => Message::PacketIn(pi),
+            }
         }
         AsyncMsg::FlowRemoved(r) => {
             let age = now.saturating_sub(r.rule.created_ms);
@@ -774,8 +807,9 @@ impl SwitchAgent for BridgeAgent {
         for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
             *k = (*k & !m) | (v & m);
         }
-        let x = st.translate_actions(&key, &po.actions, now);
+        let mut x = st.translate_actions(&key, &po.actions, now);
         drop(st);
+        self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&po.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);
         self.switch.dp.execute(pkt, x.actions);

@@ -67,11 +67,8 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 );
             }
             Action::ControllerEx(c) => {
-                self.controller(c.max_len, UserspaceReason::Action);
+                self.controller_with(c.max_len, UserspaceReason::Action, c.userdata.clone());
                 let mut missing = Vec::new();
-                if !c.userdata.is_empty() {
-                    missing.push("userdata");
-                }
                 if c.controller_id != 0 {
                     missing.push("id");
                 }
