@@ -223,6 +223,21 @@ pub struct PacketIn {
     pub key: FlowKey,
     /// The `controller(userdata=…)` bytes (empty for none).
     pub userdata: Vec<u8>,
+    /// Set by `controller(pause)`: where NXT_RESUME continues.
+    pub continuation: Option<Continuation>,
+}
+
+/// A pipeline paused by `controller(pause)`: the rule's actions after the
+/// pause, in the table and under the cookie it ran with. The registers
+/// and metadata travel in the packet-in's metadata; a pause is resumable
+/// only where nothing else is pending (no enclosing action list, no
+/// field stack, no action set), which is where OVN pauses: in a rule
+/// reached through its chain of final resubmits.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Continuation {
+    pub table_id: u8,
+    pub cookie: u64,
+    pub actions: Vec<Action>,
 }
 
 /// The rule a table lookup found (for ofproto/trace).
@@ -296,6 +311,23 @@ pub fn translate_actions(ctx: &XlateCtx<'_>, key: &FlowKey, actions: &[Action]) 
     let mut x = Xlate::new(ctx, key);
     x.packet_out = true;
     x.run_list(actions, 0);
+    x.finish()
+}
+
+/// Continues a paused pipeline (NXT_RESUME): `key` is the packet with the
+/// registers and metadata the controller handed back, and the
+/// continuation's actions run as the rest of the paused rule would have.
+pub fn translate_resume(ctx: &XlateCtx<'_>, key: &FlowKey, c: &Continuation) -> XlateResult {
+    let mut x = Xlate::new(ctx, key);
+    x.table_id = c.table_id;
+    x.cookie = c.cookie;
+    x.run_rule(&c.actions, c.table_id, 0, true);
+    if let Some((p, t)) = x.tail.take()
+        && x.out.error.is_none()
+        && !x.exit
+    {
+        x.resubmit(p, t, 0);
+    }
     x.finish()
 }
 
@@ -399,6 +431,10 @@ struct Xlate<'a, 'c> {
     deep: usize,
     /// A rule's final `resubmit(port, table)`, for `run_table` to follow.
     tail: Option<(Option<PortNo>, Option<u8>)>,
+    /// Enclosing action lists that still have work after the current one
+    /// (nested resubmits, buckets, clone, …): a pause inside one cannot be
+    /// resumed.
+    frames: usize,
 }
 
 impl<'a, 'c> Xlate<'a, 'c> {
@@ -427,6 +463,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             rule: None,
             deep: 0,
             tail: None,
+            frames: 0,
         }
     }
 
@@ -568,6 +605,29 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     self.tail = Some((*p, *table));
                     return;
                 }
+                Action::ControllerEx(c)
+                    if c.pause
+                        && may_tail
+                        && !apply_stopped
+                        && self.frames == 0
+                        && self.stack.is_empty()
+                        && self.action_set.clone().into_list().is_empty() =>
+                {
+                    self.controller_with(c.max_len, UserspaceReason::Action, c.userdata.clone());
+                    if let Some(p) = self.out.packet_ins.last_mut() {
+                        p.continuation = Some(Continuation {
+                            table_id,
+                            cookie: self.cookie,
+                            actions: actions[i + 1..].to_vec(),
+                        });
+                    }
+                    self.note(
+                        depth,
+                        "controller(pause): paused, NXT_RESUME continues after this action",
+                    );
+                    self.exit = true;
+                    return;
+                }
                 Action::GotoTable(t) => goto = Some(*t),
                 Action::ClearActions | Action::WriteActions(_) | Action::WriteMetadata { .. } => {}
                 Action::CheckPktLarger { pkt_len, dst } if !apply_stopped => {
@@ -615,6 +675,13 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Runs a plain action list (bucket, action set, packet-out).
     fn run_list(&mut self, actions: &[Action], depth: usize) -> Flow {
+        self.frames += 1;
+        let r = self.run_list_inner(actions, depth);
+        self.frames -= 1;
+        r
+    }
+
+    fn run_list_inner(&mut self, actions: &[Action], depth: usize) -> Flow {
         for (i, a) in actions.iter().enumerate() {
             if let Action::CheckPktLarger { pkt_len, dst } = a {
                 let rest = &actions[i + 1..];
@@ -796,7 +863,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let t = table.unwrap_or(self.table_id);
         let deepens = usize::from(t <= self.table_id);
         self.deep += deepens;
+        self.frames += 1;
         self.run_table(t, depth + 1);
+        self.frames -= 1;
         self.deep -= deepens;
         self.flow.in_port = saved_in_port;
         if self.out.error.is_some() || self.exit {
@@ -858,6 +927,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             max_len,
             key: self.flow,
             userdata,
+            continuation: None,
         });
         self.out.cacheable = false;
     }
@@ -1485,6 +1555,43 @@ mod tests {
             r.actions,
             vec![DpAction::Output(103), DpAction::Output(101)]
         );
+    }
+
+    #[test]
+    fn controller_pause_records_a_continuation_that_resume_runs_to_the_end() {
+        // OVN's put_dhcp_opts: `controller(userdata=…,pause),resubmit(,N)`
+        // reached through a chain of final resubmits.
+        let mut b = Bridge::new(3);
+        b.flow("table=0,actions=set_field:0x5->reg14,resubmit(,1)");
+        b.flow("table=1,actions=controller(userdata=00.00.00.05,pause),resubmit(,2)");
+        b.flow("table=2,reg0=0x8/0x8,actions=output:2");
+        b.flow("table=2,priority=0,actions=drop");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(r.packet_ins.len(), 1);
+        let pin = &r.packet_ins[0];
+        assert_eq!(pin.userdata, vec![0, 0, 0, 5]);
+        assert_eq!(pin.key.regs[14], 5);
+        let c = pin.continuation.clone().expect("resumable");
+        assert_eq!(c.table_id, 1);
+        assert_eq!(c.actions.len(), 1);
+        // Nothing after the pause ran.
+        assert!(!r.actions.iter().any(|a| matches!(a, DpAction::Output(_))));
+        // The controller sets reg0[3] (the result bit) and resumes.
+        let mut k = pin.key;
+        k.regs[0] |= 8;
+        let ctx = XlateCtx {
+            pipeline: &b.pipeline,
+            groups: &b.groups,
+            ports: &b.ports,
+            mac: &b.mac,
+            now_ms: 0,
+        };
+        let r = translate_resume(&ctx, &k, &c);
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        // Inside a clone (an enclosing list), the pause is not resumable.
+        b.flow("table=1,actions=clone(controller(userdata=00.00.00.05,pause)),resubmit(,2)");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert!(r.packet_ins.iter().all(|p| p.continuation.is_none()));
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub trait SwitchAgent {
         }
         Ok(())
     }
+    /// NXT_RESUME: continue the paused pipeline `p` carries (its packet,
+    /// metadata and continuation). A switch that never pauses refuses it.
+    fn resume(&mut self, _p: PacketIn2) -> Result<(), OfError> {
+        Err(OfError::ResumeNotSupported)
+    }
     /// NXT_CT_FLUSH_ZONE: forget the connection-tracking entries of `zone`.
     fn ct_flush_zone(&mut self, zone: u16) -> Result<(), OfError> {
         debug!("ct_flush_zone {zone}: no connection tracker to flush");
@@ -646,9 +651,11 @@ impl OfConnection {
                     self.queue_error(e, raw, xid);
                 }
             }
-            // Resuming needs a pipeline that can continue a paused packet;
-            // until then the controller learns so at once.
-            NxMsg::Resume(_) => self.queue_error(OfError::ResumeNotSupported, raw, xid),
+            NxMsg::Resume(p) => {
+                if let Err(e) = agent.resume(p) {
+                    self.queue_error(e, raw, xid);
+                }
+            }
             NxMsg::TlvTableMod(m) => {
                 if let Err(e) = agent.tlv_table_mod(m) {
                     self.queue_error(e, raw, xid);

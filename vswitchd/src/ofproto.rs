@@ -36,6 +36,8 @@ pub enum AsyncMsg {
         metadata: Option<Box<FlowKey>>,
         /// `controller(userdata=…)`.
         userdata: Option<Arc<Vec<u8>>>,
+        /// `controller(pause)`: the continuation NXT_RESUME hands back.
+        continuation: Option<Arc<Vec<u8>>>,
     },
     FlowRemoved(Arc<RemovedRule>),
     PortStatus {
@@ -219,6 +221,25 @@ impl BridgeState {
             now_ms,
         };
         let mut x = flows::xlate::translate(&ctx, key);
+        crate::meters::map_to_datapath(&self.meters, &mut x);
+        x
+    }
+
+    /// Continues a paused pipeline (NXT_RESUME).
+    pub fn translate_resume(
+        &self,
+        key: &FlowKey,
+        c: &flows::xlate::Continuation,
+        now_ms: u64,
+    ) -> XlateResult {
+        let ctx = XlateCtx {
+            pipeline: &self.pipeline,
+            groups: &self.groups,
+            ports: &self.ports,
+            mac: &self.mac,
+            now_ms,
+        };
+        let mut x = flows::xlate::translate_resume(&ctx, key, c);
         crate::meters::map_to_datapath(&self.meters, &mut x);
         x
     }
@@ -510,6 +531,11 @@ impl UpcallHandler for SlowPath {
             total_len: data.len().min(u16::MAX as usize) as u16,
             data: Arc::new(data[..keep].to_vec()),
             metadata: pin.as_ref().map(|p| Box::new(p.key)),
+            continuation: pin
+                .as_ref()
+                .and_then(|p| p.continuation.as_ref())
+                .and_then(|c| openflow::msg::nicira::continuation::encode(c).ok())
+                .map(Arc::new),
             userdata: pin
                 .filter(|p| !p.userdata.is_empty())
                 .map(|p| Arc::new(p.userdata)),

@@ -388,6 +388,7 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
             data,
             metadata,
             userdata,
+            continuation,
         } => {
             let mut k = FlowKey::default();
             let mut m = FlowKey::default();
@@ -424,17 +425,18 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
                 match_: Match::new(k, m),
                 data: data.as_ref().clone(),
             };
-            match userdata {
+            if userdata.is_none() && continuation.is_none() {
+                Message::PacketIn(pi)
+            } else {
                 // The connection sends it as a plain packet-in (without the
                 // userdata) unless the controller asked for packet-in2.
-                Some(u) => Message::Nicira(openflow::msg::nicira::NxMsg::PacketIn2(
+                Message::Nicira(openflow::msg::nicira::NxMsg::PacketIn2(
                     openflow::msg::nicira::PacketIn2 {
                         packet_in: pi,
-                        userdata: Some(u.as_ref().clone()),
-                        continuation: None,
+                        userdata: userdata.as_ref().map(|u| u.as_ref().clone()),
+                        continuation: continuation.as_ref().map(|c| c.as_ref().clone()),
                     },
-                )),
-                None => Message::PacketIn(pi),
+                ))
             }
         }
         AsyncMsg::FlowRemoved(r) => {
@@ -811,6 +813,43 @@ impl SwitchAgent for BridgeAgent {
         drop(st);
         self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&po.data);
+        pkt.in_port = dp_in.unwrap_or(u32::MAX);
+        self.switch.dp.execute(pkt, x.actions);
+        Ok(())
+    }
+
+    fn resume(&mut self, p: openflow::msg::nicira::PacketIn2) -> Result<(), OfError> {
+        let c = p
+            .continuation
+            .as_deref()
+            .ok_or(OfError::ResumeNotSupported)?;
+        let c = openflow::msg::nicira::continuation::decode(c).map_err(|e| {
+            let hex: String = c.iter().map(|b| format!("{b:02x}")).collect();
+            warn!(bridge = %self.ofp.name, "NXT_RESUME: bad continuation ({e}): {hex}");
+            OfError::BadPropertyValue
+        })?;
+        let pi = &p.packet_in;
+        let md = &pi.match_;
+        let in_port = if md.mask.in_port != 0 {
+            md.key.in_port
+        } else {
+            ofp_port::LOCAL
+        };
+        let now = self.switch.slow.now_ms();
+        let st = self.ofp.lock();
+        let dp_in = st.ports.get(in_port).map(|p| p.dp_port);
+        let (mut key, _) =
+            flows::parse::extract(&pi.data, in_port).map_err(|_| OfError::BadPacket)?;
+        key.in_port = in_port;
+        // The registers and metadata the controller handed back.
+        let (mk, mm) = (md.key.words(), md.mask.words());
+        for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
+            *k = (*k & !m) | (v & m);
+        }
+        let mut x = st.translate_resume(&key, &c, now);
+        drop(st);
+        self.ofp.stash_packet_ins(&mut x);
+        let mut pkt = Packet::from_bytes(&pi.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);
         self.switch.dp.execute(pkt, x.actions);
         Ok(())

@@ -87,7 +87,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 if c.pause {
                     self.note(
                         depth,
-                        "controller(pause): continuations are not implemented; the pipeline stops here",
+                        "controller(pause) inside an enclosing action list: not resumable, the pipeline stops here",
                     );
                     self.exit = true;
                     return Flow::Abort;
