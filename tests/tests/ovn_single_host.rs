@@ -765,3 +765,101 @@ fn stock_ovn_controller_routes_between_two_logical_switches_through_a_logical_ro
     );
     Ok(())
 }
+
+#[test]
+fn ovn_native_dhcp_leases_an_address_through_controller_pause_and_nxt_resume() -> Result<()> {
+    require!(
+        "ovn-controller",
+        "ovn-northd",
+        "ovn-nbctl",
+        "ovsdb-server",
+        "ovsdb-tool",
+        "busybox"
+    );
+    let tag = unique_tag();
+    let mut sw = Switch::start()?;
+    let ovn_dir = sw.rundir().join("ovn");
+    let ovn = OvnCentral::start(&ovn_dir)?;
+    let br = format!("{tag}i");
+    let settings = chassis_settings(&format!("{tag}hv"), &ovn.sb_remote(), &br);
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    sw.vsctl(&settings)?;
+    let (_controller, log) = start_controller(&sw.db_remote(), sw.rundir(), &ovn_dir)?;
+    ovn.two_port_switch(95)?;
+    // OVN's DHCP server for lp1: put_dhcp_opts is controller(pause); the
+    // reply is built by ovn-controller and the pipeline resumed.
+    let uuid = ovn.nbctl(&[
+        "create",
+        "DHCP_Options",
+        "cidr=10.95.0.0/24",
+        "options={server_id=10.95.0.254, server_mac=\"00:00:00:00:95:fe\", lease_time=3600, router=10.95.0.254}",
+    ])?;
+    ovn.nbctl(&["lsp-set-dhcpv4-options", "lp1", uuid.trim()])?;
+    if !wait_until(Duration::from_secs(30), || {
+        sw.vsctl(&["br-exists", &br]).is_ok()
+    }) {
+        bail!("ovn-controller did not create {br}");
+    }
+    let h = VethHost::new(&tag, 1, "10.95.0.99/24")?;
+    h.ns.exec(&["ip", "link", "set", "eth0", "address", &lsp_mac(1)])?;
+    h.ns.exec(&["ip", "addr", "flush", "dev", "eth0"])?;
+    sw.vsctl(&[
+        "add-port",
+        &br,
+        &h.port,
+        "--",
+        "set",
+        "Interface",
+        &h.port,
+        "external_ids:iface-id=lp1",
+    ])?;
+    if !wait_until(Duration::from_secs(30), || {
+        sw.vsctl(&["get", "Interface", &h.port, "external_ids"])
+            .map(|s| s.contains("ovn-installed=\"true\""))
+            .unwrap_or(false)
+    }) {
+        bail!("{} never got ovn-installed", h.port);
+    }
+    // The flows of the DHCP options may land after ovn-installed: retry.
+    let mut out = String::new();
+    let leased = wait_until(Duration::from_secs(30), || {
+        out =
+            h.ns.exec_output(&[
+                "timeout",
+                "10",
+                "busybox",
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-n",
+                "-q",
+                "-f",
+                "-t",
+                "2",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+            ])
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            })
+            .unwrap_or_default();
+        out.contains("lease of 10.95.0.1 obtained from 10.95.0.254")
+    });
+    assert!(
+        leased,
+        "no DHCP lease: {out}\nvswitchd log:\n{}\nOpenFlow errors: {:?}",
+        sw.log_text(),
+        openflow_errors(&log)
+    );
+    assert!(sw.alive(), "vswitchd died:\n{}", sw.log_text());
+    let errors = openflow_errors(&log);
+    assert!(
+        errors.is_empty(),
+        "ovn-controller received OpenFlow errors:\n{}",
+        errors.join("\n")
+    );
+    Ok(())
+}
