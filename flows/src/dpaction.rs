@@ -26,6 +26,10 @@ pub enum DpAction {
         cookie: u64,
         table_id: u8,
         max_len: u16,
+        /// Which of the translation's packet-ins this is (an index into
+        /// `XlateResult::packet_ins`, which the slow path may renumber to
+        /// find the pipeline metadata and userdata again).
+        slot: u32,
     },
     /// Push an 802.1Q tag with this TPID and TCI (TCI without the CFI bit).
     PushVlan {
@@ -51,6 +55,20 @@ pub enum DpAction {
     /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
     SetTpSrc(u16),
     SetTpDst(u16),
+    /// Rewrite the ICMP (v4 or v6) type; the checksum is updated.
+    SetIcmpType(u8),
+    /// Rewrite the ICMP (v4 or v6) code; the checksum is updated.
+    SetIcmpCode(u8),
+    /// Rewrite the ARP opcode (IPv4-over-Ethernet ARP only).
+    SetArpOp(u16),
+    /// Rewrite the ARP sender protocol address.
+    SetArpSpa(u32),
+    /// Rewrite the ARP target protocol address.
+    SetArpTpa(u32),
+    /// Rewrite the ARP sender hardware address.
+    SetArpSha([u8; 6]),
+    /// Rewrite the ARP target hardware address.
+    SetArpTha([u8; 6]),
     /// Run the packet through datapath meter N (`datapath::meter`); a packet
     /// over its rate is dropped and the rest of the list is skipped.
     Meter(u32),

@@ -875,6 +875,13 @@ fn parse_nat(arg: Option<&str>) -> Result<Nat, TextError> {
                 nat.flags |= if dir == "src" { NAT_SRC } else { NAT_DST };
                 parse_nat_range(v.trim(), &mut nat)?;
             }
+            None if tok == "src" || tok == "dst" => {
+                // `nat(src)`: a direction with no range (OVN's ct_commit).
+                if nat.flags & (NAT_SRC | NAT_DST) != 0 {
+                    return Err(bad_action(name, "only one of src or dst may be given"));
+                }
+                nat.flags |= if tok == "src" { NAT_SRC } else { NAT_DST };
+            }
             None if tok == "persistent" => nat.flags |= NAT_PERSISTENT,
             None if tok == "hash" => nat.flags |= NAT_PROTO_HASH,
             None if tok == "random" => nat.flags |= NAT_PROTO_RANDOM,
@@ -1194,11 +1201,17 @@ fn format_nat(n: &Nat) -> String {
     if n.flags & (NAT_SRC | NAT_DST) == 0 {
         return "nat".into();
     }
-    let mut s = format!(
-        "nat({}=",
-        if n.flags & NAT_SRC != 0 { "src" } else { "dst" }
-    );
     let port = n.proto_min.unwrap_or(0);
+    let mut s = format!(
+        "nat({}{}",
+        if n.flags & NAT_SRC != 0 { "src" } else { "dst" },
+        // `nat(src)`: the direction alone, as OVS prints it.
+        if n.range.is_none() && port == 0 {
+            ""
+        } else {
+            "="
+        }
+    );
     match n.range {
         Some(NatRange::V4 { min, max }) => {
             let _ = write!(s, "{}", Ipv4Addr::from(min));
@@ -1347,6 +1360,10 @@ mod tests {
         (
             "ct(commit,nat(src=10.0.0.1:5))",
             "ct(commit,nat(src=10.0.0.1:5))",
+        ),
+        (
+            "ct(commit,zone=NXM_NX_REG13[0..15],nat(src))",
+            "ct(commit,zone=NXM_NX_REG13[0..15],nat(src))",
         ),
         (
             "ct(commit,nat(src=10.0.0.1-10.0.0.1))",

@@ -248,8 +248,45 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::SetIpTtl(ttl) => set_ttl(buf.data_mut(), ttl),
         DpAction::SetTpSrc(p) => set_port(buf.data_mut(), 0, p, partial_l4_csum),
         DpAction::SetTpDst(p) => set_port(buf.data_mut(), 2, p, partial_l4_csum),
+        DpAction::SetIcmpType(t) => set_icmp(buf.data_mut(), 0, t),
+        DpAction::SetIcmpCode(c) => set_icmp(buf.data_mut(), 1, c),
+        DpAction::SetArpOp(op) => set_arp(buf.data_mut(), 6, &op.to_be_bytes()),
+        DpAction::SetArpSha(mac) => set_arp(buf.data_mut(), 8, &mac),
+        DpAction::SetArpSpa(a) => set_arp(buf.data_mut(), 14, &a.to_be_bytes()),
+        DpAction::SetArpTha(mac) => set_arp(buf.data_mut(), 18, &mac),
+        DpAction::SetArpTpa(a) => set_arp(buf.data_mut(), 24, &a.to_be_bytes()),
     }
     Ok(())
+}
+
+/// Writes the ICMP type (`field` 0) or code (1) and patches the ICMP
+/// checksum (the pseudo-header of ICMPv6 does not change).
+fn set_icmp(d: &mut [u8], field: usize, v: u8) {
+    let Ok((_, lay)) = extract(d, 0) else {
+        return;
+    };
+    let (L4Kind::Icmp | L4Kind::Icmpv6, Some(l4)) = (lay.l4, lay.l4_ofs.map(usize::from)) else {
+        return;
+    };
+    let (Some(old), Some(c)) = (get16(d, l4), get16(d, l4 + 2)) else {
+        return;
+    };
+    let mut new = old.to_be_bytes();
+    new[field] = v;
+    let n = adjust(c, &old.to_be_bytes(), &new, false);
+    put(d, l4, &new);
+    put(d, l4 + 2, &n.to_be_bytes());
+}
+
+/// Writes `v` at `field` bytes into the ARP header, if the frame is an
+/// (IPv4 over Ethernet) ARP packet; ARP has no checksum.
+fn set_arp(d: &mut [u8], field: usize, v: &[u8]) {
+    let Ok((_, lay)) = extract(d, 0) else {
+        return;
+    };
+    if let (L3Kind::Arp, Some(l3)) = (lay.l3, lay.l3_ofs) {
+        put(d, usize::from(l3) + field, v);
+    }
 }
 
 fn push_vlan<B: FrameBuf + ?Sized>(buf: &mut B, tpid: u16, tci: u16) -> Result<(), RewriteError> {
@@ -539,6 +576,71 @@ mod tests {
             apply(&mut b, &a, false).unwrap();
         }
         assert_eq!(b.data(), &orig[..]);
+    }
+
+    #[test]
+    fn arp_rewrites_turn_a_request_into_a_reply() {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        let mut b = VecFrame::new(&f, 0);
+        for a in [
+            DpAction::SetArpOp(2),
+            DpAction::SetArpSha([0, 0, 0, 0, 1, 2]),
+            DpAction::SetArpSpa(0x0a00_0002),
+            DpAction::SetArpTha([0, 0, 0, 0, 0, 1]),
+            DpAction::SetArpTpa(0x0a00_0001),
+        ] {
+            apply(&mut b, &a, false).unwrap();
+        }
+        let (k, _) = extract(b.data(), 0).unwrap();
+        assert_eq!(
+            (k.nw_proto, k.arp_sha, k.nw_src, k.arp_tha, k.nw_dst),
+            (
+                2,
+                [0, 0, 0, 0, 1, 2],
+                0x0a00_0002,
+                [0, 0, 0, 0, 0, 1],
+                0x0a00_0001
+            )
+        );
+        // Not ARP: untouched.
+        let orig = ipv4_udp(true);
+        let mut b = VecFrame::new(&orig, 0);
+        apply(&mut b, &DpAction::SetArpOp(2), false).unwrap();
+        assert_eq!(b.data(), &orig[..]);
+    }
+
+    #[test]
+    fn icmp_type_rewrite_turns_an_echo_request_into_a_reply_with_a_valid_checksum() {
+        // Ethernet + IPv4 (no options) + ICMP echo request, checksummed.
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        let sum = |b: &[u8]| -> u16 {
+            let mut s: u32 = b
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+                .sum();
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            !(s as u16)
+        };
+        let c = sum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&icmp);
+        let mut b = VecFrame::new(&f, 0);
+        apply(&mut b, &DpAction::SetIcmpType(0), false).unwrap();
+        let d = b.data();
+        let (k, _) = extract(d, 0).unwrap();
+        assert_eq!((k.tp_src, k.tp_dst), (0, 0));
+        // A valid checksum sums (with itself) to zero.
+        assert_eq!(sum(&d[34..42]), 0);
     }
 
     #[test]

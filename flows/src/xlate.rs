@@ -28,8 +28,16 @@ use crate::text::{format_actions, format_match, format_port};
 mod nx;
 pub use nx::LearnedFlow;
 
-/// Deepest resubmit/goto/group nesting (OVS's MAX_DEPTH).
+/// Deepest recursion (OVS's MAX_DEPTH): as in OVS, only a resubmit to
+/// the same or an earlier table, and a group, go one level deeper. A
+/// resubmit to a later table cannot loop, so OVN's pipelines, which chain
+/// `resubmit(,N+1)` through more than a hundred tables on a routed path,
+/// stay shallow.
 pub const MAX_DEPTH: usize = 64;
+
+/// Hard bound on nested lookups of any kind, which keeps the translator's
+/// own stack bounded (each nested lookup is a few Rust frames).
+pub const MAX_NESTING: usize = 512;
 /// Most resubmits per translation (OVS's MAX_RESUBMITS).
 pub const MAX_RESUBMITS: usize = 4096;
 
@@ -266,14 +274,32 @@ pub struct MacLearnRequest {
 }
 
 /// A packet the pipeline sent to the controller.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct PacketIn {
     pub reason: UserspaceReason,
     pub table_id: u8,
     pub cookie: u64,
     pub max_len: u16,
-    /// The packet's key at that point (after earlier rewrites).
+    /// The packet's key at that point (after earlier rewrites): its
+    /// registers and metadata travel in NXT_PACKET_IN2's metadata.
     pub key: FlowKey,
+    /// The `controller(userdata=…)` bytes (empty for none).
+    pub userdata: Vec<u8>,
+    /// Set by `controller(pause)`: where NXT_RESUME continues.
+    pub continuation: Option<Continuation>,
+}
+
+/// A pipeline paused by `controller(pause)`: the rule's actions after the
+/// pause, in the table and under the cookie it ran with. The registers
+/// and metadata travel in the packet-in's metadata; a pause is resumable
+/// only where nothing else is pending (no enclosing action list, no
+/// field stack, no action set), which is where OVN pauses: in a rule
+/// reached through its chain of final resubmits.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Continuation {
+    pub table_id: u8,
+    pub cookie: u64,
+    pub actions: Vec<Action>,
 }
 
 /// The rule a table lookup found (for ofproto/trace).
@@ -360,6 +386,23 @@ pub fn translate_actions(ctx: &XlateCtx<'_>, key: &FlowKey, actions: &[Action]) 
     let mut x = Xlate::new(ctx, key);
     x.packet_out = true;
     x.run_list(actions, 0);
+    x.finish()
+}
+
+/// Continues a paused pipeline (NXT_RESUME): `key` is the packet with the
+/// registers and metadata the controller handed back, and the
+/// continuation's actions run as the rest of the paused rule would have.
+pub fn translate_resume(ctx: &XlateCtx<'_>, key: &FlowKey, c: &Continuation) -> XlateResult {
+    let mut x = Xlate::new(ctx, key);
+    x.table_id = c.table_id;
+    x.cookie = c.cookie;
+    x.run_rule(&c.actions, c.table_id, 0, true);
+    if let Some((p, t)) = x.tail.take()
+        && x.out.error.is_none()
+        && !x.exit
+    {
+        x.resubmit(p, t, 0);
+    }
     x.finish()
 }
 
@@ -459,6 +502,14 @@ struct Xlate<'a, 'c> {
     exit: bool,
     /// The rule whose actions run now (table, id), for learn.
     rule: Option<(u8, RuleId)>,
+    /// Recursion depth in OVS's sense (see [`MAX_DEPTH`]).
+    deep: usize,
+    /// A rule's final `resubmit(port, table)`, for `run_table` to follow.
+    tail: Option<(Option<PortNo>, Option<u8>)>,
+    /// Enclosing action lists that still have work after the current one
+    /// (nested resubmits, buckets, clone, …): a pause inside one cannot be
+    /// resumed.
+    frames: usize,
 }
 
 impl<'a, 'c> Xlate<'a, 'c> {
@@ -485,6 +536,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
             stack: Vec::new(),
             exit: false,
             rule: None,
+            deep: 0,
+            tail: None,
+            frames: 0,
         }
     }
 
@@ -513,41 +567,82 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Looks the packet up in `table_id` and runs the rule found. Returns
     /// false on a miss.
+    ///
+    /// A `resubmit` that is the last action of a rule (OVN's `next;`) is a
+    /// tail call: the rule leaves it in `self.tail` and this loop makes the
+    /// next lookup itself instead of nesting, so a chain through a hundred
+    /// tables does not use a hundred levels of the translator's own stack.
+    /// The effects are those of the nested form: the in_port a resubmit
+    /// sets is restored once the chain ends, and the trace is indented the
+    /// same way.
     fn run_table(&mut self, table_id: u8, depth: usize) -> bool {
-        if depth >= MAX_DEPTH {
-            self.abort(depth, XlateError::TooDeep);
-            return true;
-        }
-        let pipeline = self.ctx.pipeline;
-        let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+        let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
+        let saved_deep = self.deep;
+        let mut tail_in_port = None;
+        let (mut table_id, mut depth) = (table_id, depth);
+        let mut first = true;
+        let hit = loop {
+            if depth >= MAX_NESTING || self.deep >= MAX_DEPTH {
+                self.abort(depth, XlateError::TooDeep);
+                break true;
+            }
+            let pipeline = self.ctx.pipeline;
+            let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+                self.out.trace.push(TraceStep::Lookup {
+                    depth,
+                    table_id,
+                    rule: None,
+                });
+                break !first;
+            };
             self.out.trace.push(TraceStep::Lookup {
                 depth,
                 table_id,
-                rule: None,
+                rule: Some(Box::new(TraceRule {
+                    id,
+                    m: rule.m,
+                    priority: rule.priority,
+                    cookie: rule.cookie,
+                    actions: rule.actions.clone(),
+                })),
             });
-            return false;
+            self.out.rules_hit.push((table_id, id));
+            self.table_id = table_id;
+            self.cookie = rule.cookie;
+            self.rule = Some((table_id, id));
+            self.run_rule(&rule.actions, table_id, depth, true);
+            let Some((p, t)) = self.tail.take() else {
+                break true;
+            };
+            if self.out.error.is_some() || self.exit {
+                break true;
+            }
+            // The bookkeeping `resubmit` does for a nested lookup.
+            self.resubmits += 1;
+            if self.resubmits > MAX_RESUBMITS {
+                self.abort(depth, XlateError::TooManyResubmits);
+                break true;
+            }
+            tail_in_port.get_or_insert(self.flow.in_port);
+            if let Some(p) = p
+                && p != port::IN_PORT
+            {
+                self.flow.in_port = p;
+            }
+            let t = t.unwrap_or(self.table_id);
+            self.deep += usize::from(t <= self.table_id);
+            table_id = t;
+            depth += 1;
+            first = false;
         };
-        self.out.trace.push(TraceStep::Lookup {
-            depth,
-            table_id,
-            rule: Some(Box::new(TraceRule {
-                id,
-                m: rule.m,
-                priority: rule.priority,
-                cookie: rule.cookie,
-                actions: rule.actions.clone(),
-            })),
-        });
-        self.out.rules_hit.push((table_id, id));
-        let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
-        self.table_id = table_id;
-        self.cookie = rule.cookie;
-        self.rule = Some((table_id, id));
-        self.run_rule(&rule.actions, table_id, depth);
+        if let Some(p) = tail_in_port {
+            self.flow.in_port = p;
+        }
+        self.deep = saved_deep;
         self.table_id = saved_table;
         self.cookie = saved_cookie;
         self.rule = saved_rule;
-        true
+        hit
     }
 
     fn abort(&mut self, depth: usize, e: XlateError) {
@@ -559,17 +654,61 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Runs a rule's actions and instructions in OpenFlow 1.3 order:
     /// apply-actions, clear-actions, write-actions, write-metadata, goto-table.
-    fn run_rule(&mut self, actions: &[Action], table_id: u8, depth: usize) {
+    /// With `may_tail`, a final `resubmit` is left in `self.tail` for
+    /// [`Self::run_table`] (only when the rule has no instructions that
+    /// would run after it).
+    fn run_rule(&mut self, actions: &[Action], table_id: u8, depth: usize, may_tail: bool) {
         let mut goto = None;
         let mut apply_stopped = false;
+        let may_tail = may_tail
+            && !actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::GotoTable(_)
+                        | Action::ClearActions
+                        | Action::WriteActions(_)
+                        | Action::WriteMetadata { .. }
+                )
+            });
         for (i, a) in actions.iter().enumerate() {
             match a {
+                Action::Resubmit {
+                    port: p,
+                    table,
+                    ct: false,
+                } if may_tail && !apply_stopped && i + 1 == actions.len() => {
+                    self.tail = Some((*p, *table));
+                    return;
+                }
+                Action::ControllerEx(c)
+                    if c.pause
+                        && may_tail
+                        && !apply_stopped
+                        && self.frames == 0
+                        && self.stack.is_empty()
+                        && self.action_set.clone().into_list().is_empty() =>
+                {
+                    self.controller_with(c.max_len, UserspaceReason::Action, c.userdata.clone());
+                    if let Some(p) = self.out.packet_ins.last_mut() {
+                        p.continuation = Some(Continuation {
+                            table_id,
+                            cookie: self.cookie,
+                            actions: actions[i + 1..].to_vec(),
+                        });
+                    }
+                    self.note(
+                        depth,
+                        "controller(pause): paused, NXT_RESUME continues after this action",
+                    );
+                    self.exit = true;
+                    return;
+                }
                 Action::GotoTable(t) => goto = Some(*t),
                 Action::ClearActions | Action::WriteActions(_) | Action::WriteMetadata { .. } => {}
                 Action::CheckPktLarger { pkt_len, dst } if !apply_stopped => {
                     let rest = &actions[i + 1..];
                     self.check_pkt_larger(*pkt_len, *dst, depth, &mut |x: &mut Self| {
-                        x.run_rule(rest, table_id, depth)
+                        x.run_rule(rest, table_id, depth, false)
                     });
                     return;
                 }
@@ -611,6 +750,13 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Runs a plain action list (bucket, action set, packet-out).
     fn run_list(&mut self, actions: &[Action], depth: usize) -> Flow {
+        self.frames += 1;
+        let r = self.run_list_inner(actions, depth);
+        self.frames -= 1;
+        r
+    }
+
+    fn run_list_inner(&mut self, actions: &[Action], depth: usize) -> Flow {
         for (i, a) in actions.iter().enumerate() {
             if let Action::CheckPktLarger { pkt_len, dst } = a {
                 let rest = &actions[i + 1..];
@@ -790,7 +936,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.flow.in_port = p;
         }
         let t = table.unwrap_or(self.table_id);
+        let deepens = usize::from(t <= self.table_id);
+        self.deep += deepens;
+        self.frames += 1;
         self.run_table(t, depth + 1);
+        self.frames -= 1;
+        self.deep -= deepens;
         self.flow.in_port = saved_in_port;
         if self.out.error.is_some() || self.exit {
             Flow::Abort
@@ -800,7 +951,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
     }
 
     fn group(&mut self, g: GroupId, depth: usize) -> Flow {
-        if depth + 1 >= MAX_DEPTH {
+        if depth + 1 >= MAX_NESTING || self.deep + 1 >= MAX_DEPTH {
             self.abort(depth, XlateError::TooDeep);
             return Flow::Abort;
         }
@@ -814,6 +965,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         if buckets.is_empty() {
             self.note(depth, format!("group {g}: no live bucket, dropping"));
         }
+        self.deep += 1;
         for b in buckets {
             // Each bucket acts on its own copy of the packet.
             let saved = self.flow;
@@ -822,19 +974,26 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.flow = saved;
             self.outer_tpid = saved_tpid;
             if r == Flow::Abort {
+                self.deep -= 1;
                 return Flow::Abort;
             }
         }
+        self.deep -= 1;
         Flow::Continue
     }
 
     fn controller(&mut self, max_len: u16, reason: UserspaceReason) {
+        self.controller_with(max_len, reason, Vec::new());
+    }
+
+    fn controller_with(&mut self, max_len: u16, reason: UserspaceReason, userdata: Vec<u8>) {
         self.commit();
         self.out.actions.push(DpAction::Userspace {
             reason,
             cookie: self.cookie,
             table_id: self.table_id,
             max_len,
+            slot: u32::try_from(self.out.packet_ins.len()).unwrap_or(u32::MAX),
         });
         self.out.packet_ins.push(PacketIn {
             reason,
@@ -842,6 +1001,8 @@ impl<'a, 'c> Xlate<'a, 'c> {
             cookie: self.cookie,
             max_len,
             key: self.flow,
+            userdata,
+            continuation: None,
         });
         self.out.cacheable = false;
     }
@@ -940,6 +1101,16 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 commit_field!(Field::Ipv6Src, ipv6_src, DpAction::SetIpv6Src);
                 commit_field!(Field::Ipv6Dst, ipv6_dst, DpAction::SetIpv6Dst);
             }
+            ethertype::ARP => {
+                // OVN's ARP responder turns a request into a reply in place.
+                commit_field!(Field::ArpOp, nw_proto, |op: u8| DpAction::SetArpOp(
+                    u16::from(op)
+                ));
+                commit_field!(Field::ArpSpa, nw_src, DpAction::SetArpSpa);
+                commit_field!(Field::ArpTpa, nw_dst, DpAction::SetArpTpa);
+                commit_field!(Field::ArpSha, arp_sha, DpAction::SetArpSha);
+                commit_field!(Field::ArpTha, arp_tha, DpAction::SetArpTha);
+            }
             _ => {}
         }
         if matches!(self.flow.dl_type, ethertype::IPV4 | ethertype::IPV6) {
@@ -957,6 +1128,15 @@ impl<'a, 'c> Xlate<'a, 'c> {
             ) {
                 commit_field!(Field::TpSrc, tp_src, DpAction::SetTpSrc);
                 commit_field!(Field::TpDst, tp_dst, DpAction::SetTpDst);
+            } else if matches!(self.flow.nw_proto, ipproto::ICMP | ipproto::ICMPV6) {
+                // ICMP type and code live in tp_src/tp_dst (OVN's router
+                // answers pings by rewriting the type).
+                commit_field!(Field::TpSrc, tp_src, |t: u16| DpAction::SetIcmpType(
+                    t as u8
+                ));
+                commit_field!(Field::TpDst, tp_dst, |c: u16| DpAction::SetIcmpCode(
+                    c as u8
+                ));
             }
         }
     }
@@ -1303,6 +1483,13 @@ pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> Str
             DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),
+            DpAction::SetIcmpType(t) => format!("set(icmp(type={t}))"),
+            DpAction::SetIcmpCode(c) => format!("set(icmp(code={c}))"),
+            DpAction::SetArpOp(op) => format!("set(arp(op={op}))"),
+            DpAction::SetArpSpa(ip) => format!("set(arp(sip={}))", std::net::Ipv4Addr::from(*ip)),
+            DpAction::SetArpTpa(ip) => format!("set(arp(tip={}))", std::net::Ipv4Addr::from(*ip)),
+            DpAction::SetArpSha(m) => format!("set(arp(sha={}))", mac(m)),
+            DpAction::SetArpTha(m) => format!("set(arp(tha={}))", mac(m)),
             DpAction::Meter(m) => format!("meter({m})"),
             DpAction::Recirc(id) => format!("recirc({id:#x})"),
             DpAction::Ct(id) => ct_text(*id),
@@ -1533,6 +1720,74 @@ mod tests {
     }
 
     #[test]
+    fn forward_resubmit_chains_longer_than_max_depth_translate_as_in_ovs() {
+        // OVN's routed path chains `resubmit(,N+1)` through ~120 tables:
+        // only backward resubmits count towards MAX_DEPTH, as in OVS.
+        let mut b = Bridge::new(3);
+        for t in 0..250u32 {
+            b.flow(&format!("table={t},actions=resubmit(,{})", t + 1));
+        }
+        b.flow("table=250,actions=output:2");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(r.error, None);
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        // A backward loop is still cut at MAX_DEPTH.
+        b.flow("table=250,actions=resubmit(,0)");
+        assert_eq!(b.xlate(&pkt(1, 1, 2)).error, Some(XlateError::TooDeep));
+    }
+
+    #[test]
+    fn tail_resubmit_with_in_port_restores_it_for_the_caller() {
+        let mut b = Bridge::new(3);
+        b.flow("table=0,actions=resubmit(,1),output:IN_PORT");
+        b.flow("table=1,actions=resubmit(2,2)");
+        b.flow("table=2,in_port=2,actions=output:3");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(
+            r.actions,
+            vec![DpAction::Output(103), DpAction::Output(101)]
+        );
+    }
+
+    #[test]
+    fn controller_pause_records_a_continuation_that_resume_runs_to_the_end() {
+        // OVN's put_dhcp_opts: `controller(userdata=…,pause),resubmit(,N)`
+        // reached through a chain of final resubmits.
+        let mut b = Bridge::new(3);
+        b.flow("table=0,actions=set_field:0x5->reg14,resubmit(,1)");
+        b.flow("table=1,actions=controller(userdata=00.00.00.05,pause),resubmit(,2)");
+        b.flow("table=2,reg0=0x8/0x8,actions=output:2");
+        b.flow("table=2,priority=0,actions=drop");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(r.packet_ins.len(), 1);
+        let pin = &r.packet_ins[0];
+        assert_eq!(pin.userdata, vec![0, 0, 0, 5]);
+        assert_eq!(pin.key.regs[14], 5);
+        let c = pin.continuation.clone().expect("resumable");
+        assert_eq!(c.table_id, 1);
+        assert_eq!(c.actions.len(), 1);
+        // Nothing after the pause ran.
+        assert!(!r.actions.iter().any(|a| matches!(a, DpAction::Output(_))));
+        // The controller sets reg0[3] (the result bit) and resumes.
+        let mut k = pin.key;
+        k.regs[0] |= 8;
+        let ctx = XlateCtx {
+            pipeline: &b.pipeline,
+            groups: &b.groups,
+            ports: &b.ports,
+            mac: &b.mac,
+            now_ms: 0,
+            dp: None,
+        };
+        let r = translate_resume(&ctx, &k, &c);
+        assert_eq!(r.actions, vec![DpAction::Output(102)]);
+        // Inside a clone (an enclosing list), the pause is not resumable.
+        b.flow("table=1,actions=clone(controller(userdata=00.00.00.05,pause)),resubmit(,2)");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert!(r.packet_ins.iter().all(|p| p.continuation.is_none()));
+    }
+
+    #[test]
     fn resubmit_loop_hits_the_depth_limit_and_drops() {
         let mut b = Bridge::new(2);
         b.flow("actions=output:2,resubmit(,0)");
@@ -1566,6 +1821,36 @@ mod tests {
         );
         b.flow("actions=ALL");
         assert_eq!(b.xlate(&pkt(1, 1, 2)).actions.len(), 3);
+    }
+
+    #[test]
+    fn ovn_arp_responder_rewrites_the_arp_fields_it_moved_and_set() {
+        // OVN's ARP responder (ls_in_arp_rsp) turns a request into a reply.
+        let mut b = Bridge::new(3);
+        b.flow(
+            "arp,arp_op=1,actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],\
+             set_field:00:00:00:00:01:02->eth_src,set_field:2->arp_op,\
+             move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:00:00:00:00:01:02->arp_sha,\
+             move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:10.0.0.2->arp_spa,IN_PORT",
+        );
+        let mut k = pkt(1, 1, 0xff);
+        k.dl_type = ethertype::ARP;
+        k.nw_proto = 1;
+        k.arp_sha = [0, 0, 0, 0, 0, 1];
+        let x = b.xlate(&k);
+        assert_eq!(
+            x.actions,
+            vec![
+                DpAction::SetEthSrc([0, 0, 0, 0, 1, 2]),
+                DpAction::SetEthDst([0, 0, 0, 0, 0, 1]),
+                DpAction::SetArpOp(2),
+                DpAction::SetArpSpa(0x0a00_0002),
+                DpAction::SetArpTpa(0x0a00_0001),
+                DpAction::SetArpSha([0, 0, 0, 0, 1, 2]),
+                DpAction::SetArpTha([0, 0, 0, 0, 0, 1]),
+                DpAction::Output(101),
+            ]
+        );
     }
 
     #[test]

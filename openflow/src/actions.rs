@@ -16,6 +16,15 @@ const LC13: ListCodec = ListCodec {
     version: "1.3",
 };
 
+/// OpenFlow 1.5 action lists: as 1.3, except that masked writes travel
+/// as masked set_field and moves as OFPAT_COPY_FIELD (OVS accepts
+/// NXAST_REG_LOAD/LOAD2 only up to 1.4).
+const LC15: ListCodec = ListCodec {
+    encode: encode_actions15,
+    decode: decode_actions13,
+    version: "1.5",
+};
+
 #[cfg(test)]
 pub(crate) const LC13_FOR_TESTS: ListCodec = LC13;
 #[cfg(test)]
@@ -40,6 +49,8 @@ mod at13 {
     pub const SET_NW_TTL: u16 = 23;
     pub const DEC_NW_TTL: u16 = 24;
     pub const SET_FIELD: u16 = 25;
+    /// OpenFlow 1.5 only.
+    pub const COPY_FIELD: u16 = 28;
     pub const EXPERIMENTER: u16 = 0xffff;
 }
 
@@ -375,17 +386,41 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                     _ => OfError::BadSetLen,
                 })?;
                 let full = oxm::full_mask(f, oxm::oxm_header(f).width);
-                if m & full != full {
-                    return Err(OfError::BadSetArgument.into());
-                }
                 if b.rest().iter().any(|x| *x != 0) {
                     return Err(OfError::BadSetLen.into());
                 }
-                Action::SetField {
-                    field: oxm::to_flows_field(f),
-                    value: v & full,
-                    mask: None,
+                // OpenFlow 1.5 lets set_field carry a mask (OVS sends
+                // `set_field:V/M->F` this way from 1.5 on, and as
+                // NXAST_REG_LOAD2 before): a partial mask writes only the
+                // masked bits.
+                let m = m & full;
+                if f.field == Field::InPort && f.len == 2 && m == full {
+                    // NXM_OF_IN_PORT, which OVS writes for `set_field:…->in_port`:
+                    // a 16-bit port number (0xffff is ANY).
+                    Action::SetField {
+                        field: Field::InPort,
+                        value: u128::from(port_from_10(v as u16)),
+                        mask: None,
+                    }
+                } else {
+                    Action::SetField {
+                        field: oxm::to_flows_field(f),
+                        value: v & m,
+                        mask: (m != full).then_some(m),
+                    }
                 }
+            }
+            at13::COPY_FIELD => {
+                let n_bits = b.u16()?;
+                let src_ofs = b.u16()?;
+                let dst_ofs = b.u16()?;
+                b.skip(2)?;
+                let src = copy_field_subfield(&mut b, src_ofs, n_bits)?;
+                let dst = copy_field_subfield(&mut b, dst_ofs, n_bits)?;
+                if b.rest().iter().any(|x| *x != 0) {
+                    return Err(OfError::BadActionLen.into());
+                }
+                Action::Move { src, dst }
             }
             at13::EXPERIMENTER => decode_nx(b, len, &LC13)?,
             at13::SET_QUEUE => {
@@ -400,12 +435,49 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
     Ok(out)
 }
 
+/// One field header of a copy_field (4 bytes, or 8 for an experimenter
+/// class) and its bit range.
+fn copy_field_subfield(b: &mut Reader, ofs: u16, n_bits: u16) -> Result<SubField, DecodeError> {
+    let word = b.u32()?;
+    let class = (word >> 16) as u16;
+    let exp = if class == 0xffff {
+        Some(b.u32()?)
+    } else {
+        None
+    };
+    let (f, width) =
+        oxm::lookup(class, ((word >> 9) & 0x7f) as u8, exp).ok_or(OfError::BadSetType)?;
+    if n_bits == 0 || u32::from(ofs) + u32::from(n_bits) > u32::from(width) * 8 {
+        return Err(OfError::BadActionArgument.into());
+    }
+    Ok(SubField {
+        field: oxm::to_flows_field(f),
+        ofs: u8::try_from(ofs).map_err(|_| OfError::BadActionArgument)?,
+        n_bits: u8::try_from(n_bits).map_err(|_| OfError::BadActionArgument)?,
+    })
+}
+
 fn set_field13(w: &mut Writer, field: Field, value: u128) -> Result<(), EncodeError> {
     if field == Field::NwTtl {
         w.u16(at13::SET_NW_TTL);
         w.u16(8);
         w.u8(value as u8);
         w.zeros(3);
+        return Ok(());
+    }
+    if field == Field::InPort
+        && let Some(p) = port_to_10(value as u32)
+        && let Some((f, _)) = oxm::lookup(flows::field::NXM_CLASS_0, 0, None)
+    {
+        // OVS writes (and reads back) `set_field:…->in_port` as
+        // NXM_OF_IN_PORT, a 16-bit port; it refuses OXM in_port ANY.
+        let start = w.len();
+        w.u16(at13::SET_FIELD);
+        let at = w.len_placeholder();
+        let h = oxm::nxm_header(f);
+        oxm::write_tlv(w, f, h, u128::from(p), oxm::full_mask(f, h.width));
+        w.pad_to(8);
+        w.patch_len_since(at, start);
         return Ok(());
     }
     let (f, conv) = oxm::from_flows_field(field)
@@ -428,8 +500,12 @@ fn output13(w: &mut Writer, port: u32, max_len: u16) {
     w.zeros(6);
 }
 
-/// Encodes one plain (non-instruction) action for OpenFlow 1.3.
-fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
+/// Encodes one plain (non-instruction) action for OpenFlow 1.3 and 1.4,
+/// or for 1.5 when `v15`.
+fn encode_action13(w: &mut Writer, a: &Action, v15: bool) -> Result<(), EncodeError> {
+    if v15 && encode_action15_only(w, a)? {
+        return Ok(());
+    }
     let simple = |w: &mut Writer, ty: u16, arg: Option<u16>| {
         w.u16(ty);
         w.u16(8);
@@ -483,7 +559,7 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
             w.u32(*queue);
             output13(w, *port, 0);
         }
-        other if nxactions::encode(w, other, &LC13)? => {}
+        other if nxactions::encode(w, other, if v15 { &LC15 } else { &LC13 })? => {}
         Action::GotoTable(_)
         | Action::WriteMetadata { .. }
         | Action::ClearActions
@@ -498,7 +574,122 @@ fn encode_action13(w: &mut Writer, a: &Action) -> Result<(), EncodeError> {
 
 /// Encodes an OpenFlow 1.3 action list (no instructions allowed).
 pub fn encode_actions13(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
-    actions.iter().try_for_each(|a| encode_action13(w, a))
+    actions
+        .iter()
+        .try_for_each(|a| encode_action13(w, a, false))
+}
+
+/// Encodes an OpenFlow 1.5 action list (no instructions allowed).
+pub fn encode_actions15(w: &mut Writer, actions: &[Action]) -> Result<(), EncodeError> {
+    actions.iter().try_for_each(|a| encode_action13(w, a, true))
+}
+
+/// The 1.5 encodings that differ from 1.3: a masked write is a set_field
+/// with a mask, a move is OFPAT_COPY_FIELD. False for every other action.
+fn encode_action15_only(w: &mut Writer, a: &Action) -> Result<bool, EncodeError> {
+    match a {
+        Action::SetField {
+            field: Field::NwTtl,
+            value,
+            mask: None,
+        } => {
+            // `set_field:255->nw_ttl` (OVN's router) as OVS writes it in
+            // 1.5: an OXM set_field, not OFPAT_SET_NW_TTL.
+            let (f, _) = oxm::from_flows_field(Field::NwTtl)
+                .ok_or_else(|| unsupported("set_field nw_ttl", "1.5"))?;
+            let h = oxm::oxm_header(f);
+            let start = w.len();
+            w.u16(at13::SET_FIELD);
+            let at = w.len_placeholder();
+            oxm::write_tlv(w, f, h, *value, oxm::full_mask(f, h.width));
+            w.pad_to(8);
+            w.patch_len_since(at, start);
+            Ok(true)
+        }
+        Action::SetField {
+            field,
+            value,
+            mask: Some(m),
+        } => {
+            let (f, conv) = oxm::from_flows_field(*field)
+                .ok_or_else(|| unsupported(format!("set_field {field:?}"), "1.5"))?;
+            let h = oxm::oxm_header(f);
+            let full = oxm::full_mask(f, h.width);
+            if m & full == full {
+                return Ok(false);
+            }
+            set_field_masked15(w, f, h, conv(*value), *m);
+            Ok(true)
+        }
+        Action::Load { dst, value } => {
+            let (f, _) = oxm::from_flows_field(dst.field)
+                .ok_or_else(|| unsupported(format!("load {:?}", dst.field), "1.5"))?;
+            let h = oxm::oxm_header(f);
+            let ones = if dst.n_bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << dst.n_bits) - 1
+            };
+            let mask = ones << dst.ofs;
+            let full = oxm::full_mask(f, h.width);
+            if mask & full == full {
+                set_field13(w, dst.field, *value)?;
+            } else {
+                set_field_masked15(w, f, h, value << dst.ofs, mask);
+            }
+            Ok(true)
+        }
+        Action::Move { src, dst } => {
+            let sh = copy_field_header(src)?;
+            let dh = copy_field_header(dst)?;
+            let start = w.len();
+            w.u16(at13::COPY_FIELD);
+            let at = w.len_placeholder();
+            w.u16(u16::from(src.n_bits));
+            w.u16(u16::from(src.ofs));
+            w.u16(u16::from(dst.ofs));
+            w.zeros(2);
+            for h in [sh, dh] {
+                w.u32(h.word(false));
+                if let Some(e) = h.experimenter {
+                    w.u32(e);
+                }
+            }
+            w.pad_to(8);
+            w.patch_len_since(at, start);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The header a 1.5 copy_field names a subfield's field with.
+fn copy_field_header(sf: &SubField) -> Result<oxm::OxmHeader, EncodeError> {
+    let (_, h) = subfield_header(sf)?;
+    if h.class == flows::field::NXM_CLASS_0 {
+        // NXM_OF_* fields have OXM twins, which 1.5 prefers.
+        let (f, _) = oxm::from_flows_field(sf.field)
+            .ok_or_else(|| unsupported(format!("field {:?}", sf.field), "1.5"))?;
+        if !(sf.field == Field::InPort && sf.n_bits == 16) {
+            return Ok(oxm::oxm_header(f));
+        }
+    }
+    Ok(h)
+}
+
+fn set_field_masked15(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m: u128) {
+    let start = w.len();
+    w.u16(at13::SET_FIELD);
+    let at = w.len_placeholder();
+    w.u32(h.word(true));
+    if let Some(e) = h.experimenter {
+        w.u32(e);
+    }
+    oxm::write_be(w, v & m, h.width);
+    oxm::write_be(w, m, h.width);
+    let _ = f;
+    w.pad_to(8);
+    w.patch_len_since(at, start);
 }
 
 fn is_instruction(a: &Action) -> bool {
@@ -549,8 +740,9 @@ pub fn encode_instructions_with(
                 crate::msg::meter::encode_meter_action(w, m);
             }
         }
+        let v15 = meter == MeterPlacement::Action;
         for a in apply {
-            encode_action13(w, a)?;
+            encode_action13(w, a, v15)?;
         }
         w.patch_len_since(at, start);
     }
@@ -565,7 +757,11 @@ pub fn encode_instructions_with(
             w.u16(it::WRITE_ACTIONS);
             let at = w.len_placeholder();
             w.u32(0);
-            encode_actions13(w, list)?;
+            if meter == MeterPlacement::Action {
+                encode_actions15(w, list)?;
+            } else {
+                encode_actions13(w, list)?;
+            }
             w.patch_len_since(at, start);
         }
     }
@@ -1075,5 +1271,49 @@ mod tests {
         let mut w = Writer::new();
         encode_actions10(&mut w, &acts).unwrap();
         assert_eq!(decode_actions10(Reader::new(&w.buf)).unwrap(), acts);
+    }
+
+    /// OpenFlow 1.5 as ovn-controller sends it: masked set_field
+    /// (`set_field:0/0x1000->reg10`), copy_field for move, and
+    /// `set_field:ANY->in_port`, each decoded and re-encoded byte for byte.
+    #[test]
+    fn openflow15_masked_set_field_copy_field_and_in_port_any_round_trip() {
+        // set_field:0/0x1000->reg10 (NXM1 reg10, masked)
+        let masked = hex("00190010000115080000000000001000");
+        // move:NXM_NX_REG10[12]->NXM_NX_XXREG0[111]
+        let copy = hex("001c00180001000c006f0000000114040001de1000000000");
+        // set_field:ANY->in_port
+        let any = hex("0019001080000004ffffffff00000000");
+        // The same as OVS writes it: NXM_OF_IN_PORT, 16 bits.
+        let nxm_any = hex("0019001000000002ffff000000000000");
+        assert_eq!(
+            decode_actions13(Reader::new(&nxm_any)).unwrap(),
+            decode_actions13(Reader::new(&any)).unwrap()
+        );
+        for b in [masked, copy, nxm_any.clone()] {
+            let acts = decode_actions13(Reader::new(&b)).unwrap();
+            let mut w = Writer::new();
+            encode_actions15(&mut w, &acts).unwrap();
+            assert_eq!(w.buf, b, "{acts:?}");
+        }
+        let acts = decode_actions13(Reader::new(&hex(
+            "001c00180001000c006f0000000114040001de1000000000",
+        )))
+        .unwrap();
+        assert_eq!(
+            acts,
+            vec![Action::Move {
+                src: SubField {
+                    field: Field::Reg(10),
+                    ofs: 12,
+                    n_bits: 1
+                },
+                dst: SubField {
+                    field: Field::XXReg(0),
+                    ofs: 111,
+                    n_bits: 1
+                },
+            }]
+        );
     }
 }

@@ -59,6 +59,11 @@ pub trait SwitchAgent {
         }
         Ok(())
     }
+    /// NXT_RESUME: continue the paused pipeline `p` carries (its packet,
+    /// metadata and continuation). A switch that never pauses refuses it.
+    fn resume(&mut self, _p: PacketIn2) -> Result<(), OfError> {
+        Err(OfError::ResumeNotSupported)
+    }
     /// NXT_CT_FLUSH_ZONE: forget the connection-tracking entries of `zone`.
     fn ct_flush_zone(&mut self, zone: u16) -> Result<(), OfError> {
         debug!("ct_flush_zone {zone}: no connection tracker to flush");
@@ -646,9 +651,11 @@ impl OfConnection {
                     self.queue_error(e, raw, xid);
                 }
             }
-            // Resuming needs a pipeline that can continue a paused packet;
-            // until then the controller learns so at once.
-            NxMsg::Resume(_) => self.queue_error(OfError::ResumeNotSupported, raw, xid),
+            NxMsg::Resume(p) => {
+                if let Err(e) = agent.resume(p) {
+                    self.queue_error(e, raw, xid);
+                }
+            }
             NxMsg::TlvTableMod(m) => {
                 if let Err(e) = agent.tlv_table_mod(m) {
                     self.queue_error(e, raw, xid);
@@ -725,6 +732,9 @@ impl OfConnection {
         let a = &self.async_cfg;
         let allowed = match msg {
             Message::PacketIn(p) => a.packet_in_mask[idx] & (1u32 << (p.reason & 31)) != 0,
+            Message::Nicira(NxMsg::PacketIn2(p)) => {
+                a.packet_in_mask[idx] & (1u32 << (p.packet_in.reason & 31)) != 0
+            }
             Message::FlowRemoved(f) => a.flow_removed_mask[idx] & (1u32 << (f.reason & 31)) != 0,
             Message::PortStatus(p) => a.port_status_mask[idx] & (1u32 << (p.reason & 31)) != 0,
             _ => true,
@@ -737,6 +747,13 @@ impl OfConnection {
                 {
                     let m = Message::Nicira(NxMsg::PacketIn2(PacketIn2::from_packet_in(p.clone())));
                     self.queue(&m, xid);
+                }
+                // Userdata only travels in packet-in2; other connections
+                // get the plain packet-in.
+                Message::Nicira(NxMsg::PacketIn2(p))
+                    if self.packet_in_format != packet_in_format::NXT_PACKET_IN2 =>
+                {
+                    self.queue(&Message::PacketIn(p.packet_in.clone()), xid);
                 }
                 _ => self.queue(msg, xid),
             }

@@ -234,7 +234,8 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
 /// choose the name ovs-ofctl would use.
 pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
     let (k, mk) = (&m.key, &m.mask);
-    let arp = dl_is(m, ethertype::ARP);
+    // RARP (0x8035) carries the same fields as ARP (`rarp,arp_op=3`).
+    let arp = dl_is(m, ethertype::ARP) || dl_is(m, 0x8035);
     let ipv6 = dl_is(m, ethertype::IPV6);
     let proto = (mk.nw_proto == 0xff && !arp).then_some(k.nw_proto);
     let (tp_src, tp_dst) = match proto {
@@ -249,7 +250,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
             return;
         };
-        let mm = f.field.get(mk);
+        let mut mm = f.field.get(mk);
+        if f.field == Field::ArpOp && mm == 0xff {
+            // arp_op lives in the key's 8-bit nw_proto; on the wire it is
+            // 16 bits and not maskable (OVS refuses a mask on it).
+            mm = 0xffff;
+        }
         if mm != 0 {
             out.push((f, f.field.get(k) & mm, mm));
         }
@@ -266,7 +272,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         push(name);
     }
     let untagged = mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0;
-    if untagged {
+    if untagged && (k.vlan_tci != 0 || mk.vlan_tci != 0xffff) {
+        // A TCI without the present bit that is not plain "no tag" (an
+        // NXM match or NXT_RESUME metadata can say so): NXM_OF_VLAN_TCI
+        // as it is, so that it reads back unchanged.
+        push("vlan_tci");
+    } else if untagged {
         if let Some(f) = WIRE_IDS.iter().find(|w| w.name == "vlan_vid") {
             // OFPVID_NONE.
             out.push((f, 0, 0x1fff));
@@ -279,7 +290,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
             return;
         };
-        let mm = f.field.get(mk);
+        let mut mm = f.field.get(mk);
+        if f.field == Field::ArpOp && mm == 0xff {
+            // arp_op lives in the key's 8-bit nw_proto; on the wire it is
+            // 16 bits and not maskable (OVS refuses a mask on it).
+            mm = 0xffff;
+        }
         if mm != 0 {
             out.push((f, f.field.get(k) & mm, mm));
         }
@@ -401,6 +417,59 @@ mod tests {
         k.nw_dst = 0x0a00_0000;
         m.nw_dst = 0xffff_ff00;
         Match::new(k, m)
+    }
+
+    #[test]
+    fn nxt_resume_metadata_with_a_tci_lacking_the_present_bit_round_trips() {
+        // Found by the decode fuzz target: NXT_RESUME whose metadata holds
+        // NXM_OF_VLAN_TCI=0x0028 (no CFI) and NXM_OF_IN_PORT=7.
+        let hex =
+            "0604002800000005000023200000001c000600100000080200280000000200070000000400000028";
+        let b: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let (h, msg) = crate::decode(&b).unwrap();
+        let again = crate::encode(&msg, h.version, h.xid).unwrap();
+        assert_eq!(crate::decode(&again).unwrap().1, msg);
+    }
+
+    #[test]
+    fn rarp_opcode_travels_as_arp_op_not_ip_proto() {
+        // OVN's `rarp,arp_op=3` (router port, table 33) read back by
+        // ovs-ofctl and by ferrovs's own decoder (prerequisites).
+        let mut k = FlowKey::default();
+        let mut m = FlowKey::default();
+        k.dl_type = 0x8035;
+        m.dl_type = 0xffff;
+        Field::ArpOp.set(&mut k, 3);
+        Field::ArpOp.set(&mut m, 0xffff);
+        let want = Match::new(k, m);
+        let mut w = Writer::new();
+        encode_ofp_match(&mut w, &want);
+        assert_eq!(&w.buf[10..16], &[0x80, 0x00, 0x2a, 0x02, 0x00, 0x03]);
+        assert_eq!(decode_ofp_match(&mut Reader::new(&w.buf)).unwrap(), want);
+    }
+
+    #[test]
+    fn exact_arp_op_encodes_unmasked_as_ovs_requires() {
+        // `arp,arp_op=1`: OVS refuses a masked arp_op in a flow-stats reply.
+        let mut k = FlowKey::default();
+        let mut m = FlowKey::default();
+        k.dl_type = ethertype::ARP;
+        m.dl_type = 0xffff;
+        Field::ArpOp.set(&mut k, 1);
+        Field::ArpOp.set(&mut m, 0xffff);
+        let want = Match::new(k, m);
+        let mut w = Writer::new();
+        encode_ofp_match(&mut w, &want);
+        let expect = [
+            0x00, 0x01, 0x00, 0x10, 0x80, 0x00, 0x0a, 0x02, 0x08, 0x06, 0x80, 0x00, 0x2a, 0x02,
+            0x00, 0x01,
+        ];
+        assert_eq!(w.buf, expect);
+        let back = decode_ofp_match(&mut Reader::new(&w.buf)).unwrap();
+        assert_eq!(back, want);
     }
 
     #[test]

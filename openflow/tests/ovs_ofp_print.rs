@@ -404,6 +404,28 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
             ],
         ),
         (
+            // A paused pipeline (controller(pause)): the continuation's
+            // properties as OVS reads them.
+            Message::Nicira(NxMsg::PacketIn2(PacketIn2 {
+                packet_in: packet_in(),
+                userdata: Some(vec![0, 0, 0, 5]),
+                continuation: Some(
+                    openflow::msg::nicira::continuation::encode(&flows::xlate::Continuation {
+                        table_id: 21,
+                        cookie: 0x1234,
+                        actions: acts("set_field:0x1->reg10,resubmit(,22)"),
+                    })
+                    .unwrap(),
+                ),
+            })),
+            vec![OFP15_VERSION],
+            vec![
+                "NXT_PACKET_IN2",
+                "userdata=00.00.00.05",
+                "continuation.actions=unroll_xlate(table=21, cookie=4660),set_field:0x1->reg10,resubmit(,22)",
+            ],
+        ),
+        (
             Message::Nicira(NxMsg::TlvTableMod(TlvTableMod {
                 command: TlvCommand::Add,
                 mappings: vec![tlv(0x102, 0x80, 4, 0), tlv(0xffff, 0x1, 124, 63)],

@@ -129,6 +129,21 @@ fn arb_match() -> impl Strategy<Value = Match> {
         )
 }
 
+/// Round trip of `msg` in `v`. In 1.3 and 1.4 the decoded message equals
+/// `msg`. OpenFlow 1.5 has no NXAST_REG_LOAD (OVS accepts it only up to
+/// 1.4), so a `load` travels as a set_field and comes back as one: there
+/// the decoded message must encode to the very same bytes.
+fn round_trips(msg: &Message, v: u8, xid: u32) -> Result<(), TestCaseError> {
+    let b = encode(msg, v, xid).unwrap();
+    let back = decode(&b).unwrap().1;
+    if v == OFP15_VERSION {
+        prop_assert_eq!(encode(&back, v, xid).unwrap(), b, "version {}", v);
+    } else {
+        prop_assert_eq!(&back, msg, "version {}", v);
+    }
+    Ok(())
+}
+
 /// `Vec::retain`, also inside `clone(...)`.
 fn retain_deep(actions: &mut Vec<Action>, keep: &dyn Fn(&Action) -> bool) {
     actions.retain(keep);
@@ -548,8 +563,7 @@ proptest! {
     fn random_group_mods_round_trip_from_1_3_to_1_5(gm in arb_group_mod()) {
         let msg = Message::GroupMod(gm);
         for v in [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION] {
-            let b = encode(&msg, v, 5).unwrap();
-            prop_assert_eq!(decode(&b).unwrap().1, msg.clone(), "version {}", v);
+            round_trips(&msg, v, 5)?;
         }
     }
 
@@ -570,8 +584,7 @@ proptest! {
             actions,
             data,
         });
-        let b = encode(&msg, OFP15_VERSION, 6).unwrap();
-        prop_assert_eq!(decode(&b).unwrap().1, msg);
+        round_trips(&msg, OFP15_VERSION, 6)?;
     }
 
     #[test]
@@ -746,8 +759,7 @@ proptest! {
                 Message::FlowRemoved(fr.clone()),
                 Message::PortMod(pm.clone()),
             ] {
-                let b = encode(&msg, v, 8).unwrap();
-                prop_assert_eq!(decode(&b).unwrap().1, msg.clone(), "version {}", v);
+                round_trips(&msg, v, 8)?;
             }
         }
     }
@@ -840,8 +852,7 @@ proptest! {
         fm.importance = importance;
         let msg = Message::FlowMod(fm);
         for v in [OFP14_VERSION, OFP15_VERSION] {
-            let b = encode(&msg, v, 3).unwrap();
-            prop_assert_eq!(decode(&b).unwrap().1, msg.clone());
+            round_trips(&msg, v, 3)?;
         }
     }
 

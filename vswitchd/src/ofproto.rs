@@ -31,6 +31,13 @@ pub enum AsyncMsg {
         in_port: PortNo,
         total_len: u16,
         data: Arc<Vec<u8>>,
+        /// The pipeline's key when the controller action ran (registers,
+        /// metadata, …), when the slow path still knew it.
+        metadata: Option<Box<FlowKey>>,
+        /// `controller(userdata=…)`.
+        userdata: Option<Arc<Vec<u8>>>,
+        /// `controller(pause)`: the continuation NXT_RESUME hands back.
+        continuation: Option<Arc<Vec<u8>>>,
     },
     FlowRemoved(Arc<RemovedRule>),
     PortStatus {
@@ -88,10 +95,24 @@ pub struct BridgeState {
     pub ipfix_sample: Option<DpAction>,
 }
 
+/// Packet-ins a translation produced, until the datapath hands their packet
+/// up (`DpAction::Userspace::slot` names one): the pipeline metadata and
+/// userdata the packet-in carries. Bounded: a packet the datapath dropped
+/// instead leaves its entry behind until newer ones push it out.
+#[derive(Default)]
+pub struct PendingPacketIns {
+    next: u32,
+    q: std::collections::VecDeque<(u32, flows::xlate::PacketIn)>,
+}
+
+const PENDING_PACKET_INS: usize = 4096;
+
 /// One bridge.
 pub struct Ofproto {
     pub name: String,
     pub st: Mutex<BridgeState>,
+    /// See [`PendingPacketIns`].
+    pub pins: Mutex<PendingPacketIns>,
     /// Connected controllers (remote, not the local management socket).
     pub controllers_connected: AtomicUsize,
     pub async_tx: tokio::sync::broadcast::Sender<AsyncMsg>,
@@ -146,7 +167,37 @@ impl Ofproto {
             }),
             controllers_connected: AtomicUsize::new(0),
             async_tx,
+            pins: Mutex::new(PendingPacketIns::default()),
         }
+    }
+
+    /// Keeps the packet-ins of `x` for [`Self::take_packet_in`] and
+    /// renumbers its userspace actions to find them again.
+    pub fn stash_packet_ins(&self, x: &mut XlateResult) {
+        if x.packet_ins.is_empty() {
+            return;
+        }
+        let mut p = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for a in &mut x.actions {
+            if let DpAction::Userspace { slot, .. } = a
+                && let Some(pin) = x.packet_ins.get(*slot as usize)
+            {
+                p.next = p.next.wrapping_add(1).max(1);
+                let id = p.next;
+                p.q.push_back((id, pin.clone()));
+                if p.q.len() > PENDING_PACKET_INS {
+                    p.q.pop_front();
+                }
+                *slot = id;
+            }
+        }
+    }
+
+    /// The packet-in a stashed translation recorded under `slot`.
+    pub fn take_packet_in(&self, slot: u32) -> Option<flows::xlate::PacketIn> {
+        let mut p = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        let i = p.q.iter().position(|(id, _)| *id == slot)?;
+        p.q.remove(i).map(|(_, pin)| pin)
     }
 
     /// Locks the bridge state.
@@ -226,6 +277,28 @@ impl BridgeState {
                 e.1 += bytes;
             }
         }
+    }
+
+    /// Continues a paused pipeline (NXT_RESUME).
+    pub fn translate_resume(
+        &self,
+        key: &FlowKey,
+        c: &flows::xlate::Continuation,
+        now_ms: u64,
+    ) -> XlateResult {
+        let ctx = XlateCtx {
+            pipeline: &self.pipeline,
+            groups: &self.groups,
+            ports: &self.ports,
+            mac: &self.mac,
+            now_ms,
+            // A resumed pipeline runs once, from the slow path: a `ct` in
+            // it is reported as unsupported.
+            dp: None,
+        };
+        let mut x = flows::xlate::translate_resume(&ctx, key, c);
+        crate::meters::map_to_datapath(&self.meters, &mut x);
+        x
     }
 
     /// Translates a packet-out's action list.
@@ -537,8 +610,9 @@ impl UpcallHandler for SlowPath {
             ct: &self.ct,
             recirc: &self.recirc,
         };
-        let (x, mirrored) = st.translate_dp(&k, now, fail_open, Some(&res), table_id);
+        let (mut x, mirrored) = st.translate_dp(&k, now, fail_open, Some(&res), table_id);
         st.credit_mirrors(mirrored, 1, packet.len() as u64);
+        br.stash_packet_ins(&mut x);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
@@ -622,6 +696,7 @@ impl UpcallHandler for SlowPath {
             cookie,
             table_id,
             max_len,
+            slot,
         } = *action
         else {
             return;
@@ -640,6 +715,7 @@ impl UpcallHandler for SlowPath {
         } else {
             data.len().min(max_len as usize)
         };
+        let pin = br.take_packet_in(slot);
         br.notify(AsyncMsg::PacketIn {
             reason,
             table_id,
@@ -647,6 +723,15 @@ impl UpcallHandler for SlowPath {
             in_port,
             total_len: data.len().min(u16::MAX as usize) as u16,
             data: Arc::new(data[..keep].to_vec()),
+            metadata: pin.as_ref().map(|p| Box::new(p.key)),
+            continuation: pin
+                .as_ref()
+                .and_then(|p| p.continuation.as_ref())
+                .and_then(|c| openflow::msg::nicira::continuation::encode(c).ok())
+                .map(Arc::new),
+            userdata: pin
+                .filter(|p| !p.userdata.is_empty())
+                .map(|p| Arc::new(p.userdata)),
         });
     }
 }

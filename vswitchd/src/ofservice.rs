@@ -389,12 +389,34 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
             in_port,
             total_len,
             data,
+            metadata,
+            userdata,
+            continuation,
         } => {
             let mut k = FlowKey::default();
             let mut m = FlowKey::default();
             k.in_port = *in_port;
             m.in_port = u32::MAX;
-            Message::PacketIn(PacketIn {
+            // The pipeline metadata the packet had at the controller action
+            // (what OVN's pinctrl reads: the logical datapath in `metadata`,
+            // logical ports in registers), as OVS puts it in the match.
+            if let Some(md) = metadata {
+                let fields = [
+                    flows::Field::Metadata,
+                    flows::Field::PktMark,
+                    flows::Field::TunId,
+                ]
+                .into_iter()
+                .chain((0..16).map(flows::Field::Reg));
+                for f in fields {
+                    let v = f.get(md);
+                    if v != 0 {
+                        f.set(&mut k, v);
+                        f.set(&mut m, f.max_value());
+                    }
+                }
+            }
+            let pi = PacketIn {
                 buffer_id: NO_BUFFER,
                 total_len: *total_len,
                 reason: match reason {
@@ -405,7 +427,20 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
                 cookie: *cookie,
                 match_: Match::new(k, m),
                 data: data.as_ref().clone(),
-            })
+            };
+            if userdata.is_none() && continuation.is_none() {
+                Message::PacketIn(pi)
+            } else {
+                // The connection sends it as a plain packet-in (without the
+                // userdata) unless the controller asked for packet-in2.
+                Message::Nicira(openflow::msg::nicira::NxMsg::PacketIn2(
+                    openflow::msg::nicira::PacketIn2 {
+                        packet_in: pi,
+                        userdata: userdata.as_ref().map(|u| u.as_ref().clone()),
+                        continuation: continuation.as_ref().map(|c| c.as_ref().clone()),
+                    },
+                ))
+            }
         }
         AsyncMsg::FlowRemoved(r) => {
             let age = now.saturating_sub(r.rule.created_ms);
@@ -785,9 +820,47 @@ impl SwitchAgent for BridgeAgent {
         for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
             *k = (*k & !m) | (v & m);
         }
-        let x = st.translate_actions(&key, &po.actions, now);
+        let mut x = st.translate_actions(&key, &po.actions, now);
         drop(st);
+        self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&po.data);
+        pkt.in_port = dp_in.unwrap_or(u32::MAX);
+        self.switch.dp.execute(pkt, x.actions);
+        Ok(())
+    }
+
+    fn resume(&mut self, p: openflow::msg::nicira::PacketIn2) -> Result<(), OfError> {
+        let c = p
+            .continuation
+            .as_deref()
+            .ok_or(OfError::ResumeNotSupported)?;
+        let c = openflow::msg::nicira::continuation::decode(c).map_err(|e| {
+            let hex: String = c.iter().map(|b| format!("{b:02x}")).collect();
+            warn!(bridge = %self.ofp.name, "NXT_RESUME: bad continuation ({e}): {hex}");
+            OfError::BadPropertyValue
+        })?;
+        let pi = &p.packet_in;
+        let md = &pi.match_;
+        let in_port = if md.mask.in_port != 0 {
+            md.key.in_port
+        } else {
+            ofp_port::LOCAL
+        };
+        let now = self.switch.slow.now_ms();
+        let st = self.ofp.lock();
+        let dp_in = st.ports.get(in_port).map(|p| p.dp_port);
+        let (mut key, _) =
+            flows::parse::extract(&pi.data, in_port).map_err(|_| OfError::BadPacket)?;
+        key.in_port = in_port;
+        // The registers and metadata the controller handed back.
+        let (mk, mm) = (md.key.words(), md.mask.words());
+        for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
+            *k = (*k & !m) | (v & m);
+        }
+        let mut x = st.translate_resume(&key, &c, now);
+        drop(st);
+        self.ofp.stash_packet_ins(&mut x);
+        let mut pkt = Packet::from_bytes(&pi.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);
         self.switch.dp.execute(pkt, x.actions);
         Ok(())

@@ -296,6 +296,7 @@ fn userspace_action_hands_a_copy_to_the_slow_path() {
         cookie: 5,
         table_id: 0,
         max_len: 128,
+        slot: 0,
     };
     let h = TestHandler::new(actions_then_output(vec![ua], 2));
     let r = rig(h.clone());

@@ -67,11 +67,8 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 );
             }
             Action::ControllerEx(c) => {
-                self.controller(c.max_len, UserspaceReason::Action);
+                self.controller_with(c.max_len, UserspaceReason::Action, c.userdata.clone());
                 let mut missing = Vec::new();
-                if !c.userdata.is_empty() {
-                    missing.push("userdata");
-                }
                 if c.controller_id != 0 {
                     missing.push("id");
                 }
@@ -90,7 +87,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 if c.pause {
                     self.note(
                         depth,
-                        "controller(pause): continuations are not implemented; the pipeline stops here",
+                        "controller(pause) inside an enclosing action list: not resumable, the pipeline stops here",
                     );
                     self.exit = true;
                     return Flow::Abort;

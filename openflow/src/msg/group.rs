@@ -168,7 +168,7 @@ fn encode_buckets15(
         let alen_at = w.len_placeholder();
         w.u32(u32::try_from(i).unwrap_or(u32::MAX));
         let astart = w.len();
-        actions::encode_actions13(w, &b.actions)?;
+        actions::encode_actions15(w, &b.actions)?;
         w.patch_len_since(alen_at, astart);
         if kind == GroupType::Select || b.weight != Bucket::new(Vec::new()).weight {
             super::put_prop(w, gbpt::WEIGHT, |w| {

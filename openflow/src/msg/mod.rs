@@ -399,6 +399,8 @@ pub(crate) fn encode_actions(
 ) -> Result<(), EncodeError> {
     if v.is_of10() {
         actions::encode_actions10(w, acts)
+    } else if v == Version::Of15 {
+        actions::encode_actions15(w, acts)
     } else {
         actions::encode_actions13(w, acts)
     }
