@@ -173,6 +173,12 @@ fn prometheus_scrapes_the_endpoint_and_its_counters_match_dump_ports() -> Result
         "NORMAL's rule is not counted:\n{text}"
     );
     assert!(sample(&text, "ferrovs_datapath_megaflows", &[]).is_some());
+    let nconns: f64 = sw.appctl(&["dpctl/ct-get-nconns"])?.trim().parse()?;
+    assert_eq!(
+        sample(&text, "ferrovs_conntrack_connections", &[]),
+        Some(nconns),
+        "connections differ from dpctl/ct-get-nconns"
+    );
     assert!(sample(&text, "ferrovs_ovsdb_clients", &[]).is_some());
 
     // Other paths and methods get HTTP errors, and a garbage request does

@@ -4,8 +4,8 @@
 //! Off by default; `other_config:metrics-address=IP:PORT` on the
 //! `Open_vSwitch` row turns it on (`GET /metrics`), and changing or removing
 //! the key moves or stops the listener. Every scrape reads the live counters
-//! (the same ones `ofctl dump-ports`, `dpif-netdev/pmd-stats-show` and
-//! `dpctl/dump-flows` show) into a fresh registry, so nothing is kept
+//! (the same ones `ofctl dump-ports`, `dpif-netdev/pmd-stats-show`,
+//! `dpctl/dump-flows` and `dpctl/ct-get-nconns` show) into a fresh registry, so nothing is kept
 //! between scrapes and the fast path does no extra work.
 //!
 //! The listener goes through [`ovsdb::listener::serve_connections`] like
@@ -416,6 +416,16 @@ pub fn scrape(ctx: &Ctx) -> String {
     megaflows
         .get_or_create(&Vec::new())
         .set(ctx.switch.dp.dump_flows().len() as i64);
+
+    // Connection tracking.
+    let conns = gauges(
+        &mut reg,
+        "conntrack_connections",
+        "Connections in the connection tracker",
+    );
+    conns
+        .get_or_create(&Vec::new())
+        .set(i64::from(ctx.switch.slow.ct.tracker().nconns()));
 
     // Controller connections as the DB shows them (Controller.is_connected).
     let controller_up = gauges(
