@@ -363,6 +363,29 @@ fn create_with_id_reference_and_destroy() {
         &["set", "bridge", "br0", "controller=@nope"],
         "row id \"@nope\" is referenced but never created",
     );
+    // A reference may come before the create that makes the row (OVS's
+    // NetFlow recipe).
+    ok(
+        &e,
+        &[
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "netflow=@nf",
+            "--",
+            "--id=@nf",
+            "create",
+            "NetFlow",
+            "targets=\"127.0.0.1:2055\"",
+        ],
+    );
+    assert_eq!(rows(&e, "NetFlow"), 1);
+    let nf = ok(&e, &["get", "bridge", "br0", "netflow"]);
+    assert_eq!(
+        ok(&e, &["get", "netflow", nf.trim(), "targets"]),
+        "[\"127.0.0.1:2055\"]\n"
+    );
     ok(&e, &["destroy", "qos", uuid]);
     assert_eq!(rows(&e, "QoS"), 0);
     fails(&e, &["destroy", "qos", uuid], "no row");

@@ -314,6 +314,16 @@ pub fn run(args: &[String]) -> Result<Vec<String>, VsctlError> {
     loop {
         let base = fetch(&mut client, &schema, opts.timeout)?;
         let mut ctx = Ctx::new(&schema, base.clone(), &opts);
+        // As in ovs-vsctl, a row a later `create --id=@name` makes may be
+        // referenced before it (`set Bridge br netflow=@nf -- --id=@nf
+        // create NetFlow ...`): its uuid is chosen now.
+        for c in commands.iter().filter(|c| c.name == "create") {
+            if let Some(id) = c.id.as_ref().filter(|id| id.starts_with('@')) {
+                ctx.symbols
+                    .entry(id.clone())
+                    .or_insert((uuid::Uuid::new_v4(), false));
+            }
+        }
         let mut retry = false;
         for c in &commands {
             match commands::execute(&mut ctx, c) {
