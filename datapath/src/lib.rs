@@ -12,6 +12,7 @@ pub mod netdev;
 pub mod offload;
 pub mod packet;
 pub mod port;
+pub mod readiness;
 pub mod tap;
 pub mod tunnel;
 pub mod tunnel_port;

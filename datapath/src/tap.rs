@@ -4,7 +4,8 @@
 //! both directions with a `virtio_net_hdr`.
 //!
 //! Receive is one nonblocking `readv` per frame (header + frame straight
-//! into the batch's buffer); transmit is one `writev` per frame.
+//! into the batch's buffer), only while the device's readiness flag
+//! ([`crate::readiness`]) is up; transmit is one `writev` per frame.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -14,6 +15,7 @@ use crate::netdev;
 use crate::offload::{Prepared, TxOffload};
 use crate::packet::{Offload, Packet, PacketBatch};
 use crate::port::{OffloadCaps, Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue};
+use crate::readiness::ReadyFlag;
 use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -163,6 +165,7 @@ impl Port for TapPort {
             });
         }
         Ok(Box::new(TapRxq {
+            ready: ReadyFlag::watch(self.fd.as_raw_fd()),
             fd: self.fd.clone(),
             stats: self.stats.clone(),
             name: self.name.clone(),
@@ -187,6 +190,10 @@ impl Port for TapPort {
 }
 
 struct TapRxq {
+    /// Raised by the readiness watcher when the device may hold frames:
+    /// an idle poll costs one load instead of a `readv` (declared before
+    /// `fd` so that it unregisters while the fd is open).
+    ready: ReadyFlag,
     fd: Arc<OwnedFd>,
     stats: Arc<PortStats>,
     name: String,
@@ -194,8 +201,12 @@ struct TapRxq {
 
 impl RxQueue for TapRxq {
     fn rx_batch(&mut self, batch: &mut PacketBatch) -> Result<usize, PortError> {
+        if !self.ready.take() {
+            return Ok(0);
+        }
         let (mut n, mut bytes, mut dropped) = (0u64, 0u64, 0u64);
         let mut hdr = [0u8; VNET_HDR_LEN];
+        let mut drained = false;
         while let Some(slot) = batch.next_slot() {
             let buf = slot.rx_buffer();
             let iov = [
@@ -215,6 +226,7 @@ impl RxQueue for TapRxq {
                 if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
                     tracing::debug!("{}: read: {e}", self.name);
                 }
+                drained = e.kind() == io::ErrorKind::WouldBlock;
                 break;
             }
             let r = r as usize;
@@ -227,6 +239,11 @@ impl RxQueue for TapRxq {
             bytes += (r - VNET_HDR_LEN) as u64;
             n += 1;
             batch.commit();
+        }
+        if !drained {
+            // Stopped before the device said it was empty (full batch, or
+            // an error): look again next poll.
+            self.ready.raise();
         }
         PortStats::add(&self.stats.rx_packets, n);
         PortStats::add(&self.stats.rx_bytes, bytes);

@@ -134,6 +134,7 @@ impl NetHandler {
     }
 
     fn install_memory(&mut self, mem: GuestMem, mappings: Vec<Mapping>) -> VuResult<()> {
+        let _p = self.session.pause();
         self.mem
             .lock()
             .map_err(|_| handler_err("memory lock poisoned".into()))?
@@ -158,6 +159,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     }
 
     fn reset_device(&mut self) -> VuResult<()> {
+        let _p = self.session.pause();
         for v in &self.vrings {
             v.set_enabled(false);
         }
@@ -174,6 +176,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
             return Err(VuError::InvalidParam);
         }
         tracing::debug!("SET_FEATURES {features:#x}");
+        let _p = self.session.pause();
         self.acked_features = features;
         self.session.acked.store(features, Ordering::Release);
         let event_idx = features & RING_F_EVENT_IDX != 0;
@@ -230,6 +233,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         if num == 0 || num > MAX_QUEUE_SIZE || !num.is_power_of_two() {
             return Err(VuError::InvalidParam);
         }
+        let _p = self.session.pause();
         v.set_queue_size(num as u16);
         Ok(())
     }
@@ -250,6 +254,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         let avail = self.uva_to_gpa(available)?;
         let used = self.uva_to_gpa(used)?;
         let v = self.vring(index)?;
+        let _p = self.session.pause();
         v.set_queue_info(desc, avail, used)
             .map_err(|e| handler_err(format!("bad ring addresses: {e}")))?;
         // After a driver restart the used index starts where the ring says.
@@ -261,16 +266,19 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     }
 
     fn set_vring_base(&mut self, index: u32, base: u32) -> VuResult<()> {
-        self.vring(index)?.set_queue_next_avail(base as u16);
+        let v = self.vring(index)?;
+        let _p = self.session.pause();
+        v.set_queue_next_avail(base as u16);
         Ok(())
     }
 
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
         tracing::debug!("GET_VRING_BASE {index}");
         let v = self.vring(index)?;
-        // Stop the ring, then wait for a batch in flight to write back.
+        // Stop batches (those in flight finish and their indices are
+        // folded into the queue), then stop the ring.
+        let _p = self.session.pause();
         v.set_queue_ready(false);
-        self.session.wait_idle(index as usize);
         let next = v.queue_next_avail();
         v.set_kick(None);
         v.set_call(None);
@@ -280,6 +288,7 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
         tracing::debug!("SET_VRING_KICK {index} fd={}", fd.is_some());
         let v = self.vring(u32::from(index))?;
+        let _p = self.session.pause();
         v.set_kick(fd);
         // The ring starts when its kick fd arrives.
         v.set_queue_ready(true);
@@ -287,7 +296,9 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
     }
 
     fn set_vring_call(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
-        self.vring(u32::from(index))?.set_call(fd);
+        let v = self.vring(u32::from(index))?;
+        let _p = self.session.pause();
+        v.set_call(fd);
         Ok(())
     }
 
@@ -313,7 +324,9 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         tracing::debug!("SET_VRING_ENABLE {index} {enable}");
         // Accepted before SET_FEATURES too: QEMU's virtio-net sends it at
         // device reset, once GET_FEATURES showed PROTOCOL_FEATURES.
-        self.vring(index)?.set_enabled(enable);
+        let v = self.vring(index)?;
+        let _p = self.session.pause();
+        v.set_enabled(enable);
         Ok(())
     }
 

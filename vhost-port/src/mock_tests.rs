@@ -999,4 +999,76 @@ mod txq {
         let s = stats.snapshot();
         assert_eq!((s.tx_packets, s.tx_dropped, s.tx_errors), (1, 0, 0));
     }
+
+    fn plain_frame(n: usize) -> Packet {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5];
+        f.extend(payload(n));
+        Packet::from_bytes(&f)
+    }
+
+    #[test]
+    fn batches_run_without_the_vring_lock_and_a_pause_folds_their_indices_into_the_queue() {
+        let m = mem();
+        let mut d = Driver::new(&m);
+        let bufs = post_buffers(&mut d, 6, 2048, 0x1_0000);
+        let s = mock_session(&d, F_VERSION_1);
+        let (mut q, stats) = VhostTxQueue::for_session(s.clone());
+        for _ in 0..2 {
+            q.send(&mut plain_frame(100)).unwrap();
+        }
+        q.flush().unwrap();
+        // The PMD left its indices beside the queue, not in it.
+        assert_eq!(s.queue_indices(0), (0, 0));
+        {
+            let _p = s.pause();
+            assert_eq!(s.queue_indices(0), (2, 2), "folded by the pause");
+            // No batch runs while the control thread holds the pause.
+            q.send(&mut plain_frame(100)).unwrap();
+            q.flush().unwrap();
+            assert_eq!(stats.snapshot().tx_dropped, 1);
+            assert_eq!(d.used_idx(), 2);
+            // A control change made under the pause is what the next batch sees.
+            s.set_queue_next_avail(0, 3);
+        }
+        q.send(&mut plain_frame(60)).unwrap();
+        q.flush().unwrap();
+        assert_eq!(d.used_idx(), 3);
+        let (id, len) = d.used(2);
+        assert_eq!(
+            id,
+            u32::from(bufs[3].0),
+            "buffer 2 was skipped by the new base"
+        );
+        assert_eq!(len, 12 + 74);
+        let _p = s.pause();
+        assert_eq!(s.queue_indices(0), (4, 3));
+        assert_eq!(stats.snapshot().tx_packets, 3);
+    }
+
+    #[test]
+    fn a_ring_stopped_under_a_pause_is_not_used_by_a_pmd_with_a_cached_copy() {
+        let m = mem();
+        let mut d = Driver::new(&m);
+        post_buffers(&mut d, 4, 2048, 0x1_0000);
+        let s = mock_session(&d, F_VERSION_1);
+        let (mut q, stats) = VhostTxQueue::for_session(s.clone());
+        q.send(&mut plain_frame(100)).unwrap();
+        q.flush().unwrap();
+        assert_eq!(d.used_idx(), 1);
+        {
+            let _p = s.pause();
+            s.set_queue_ready(0, false);
+        }
+        q.send(&mut plain_frame(100)).unwrap();
+        q.flush().unwrap();
+        assert_eq!(d.used_idx(), 1, "the stopped ring is left alone");
+        assert_eq!(stats.snapshot().tx_dropped, 1);
+        {
+            let _p = s.pause();
+            s.set_queue_ready(0, true);
+        }
+        q.send(&mut plain_frame(100)).unwrap();
+        q.flush().unwrap();
+        assert_eq!(d.used_idx(), 2, "restarted where it stopped");
+    }
 }

@@ -17,7 +17,7 @@ use crate::features::{FeatureOptions, Negotiated};
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{self, RxOutcome};
 use crate::ring::RingError;
-use crate::session::{ActiveRing, Session, SessionCache, SessionSlot};
+use crate::session::{ActiveRing, RingCache, Session, SessionCache, SessionSlot};
 use crate::sockfile::{self, SockFileError, SocketPerms};
 
 /// Settings of a vhost-user port.
@@ -224,6 +224,7 @@ impl VhostUserPort {
         Ok(VhostRxQueue {
             shared: self.shared.clone(),
             cache: SessionCache::default(),
+            ring: RingCache::default(),
             vring: 2 * q + 1,
             checked: None,
         })
@@ -306,6 +307,7 @@ fn check_ring(ar: &ActiveRing, checked: &mut Option<CheckedKey>) -> Result<(), R
 pub struct VhostRxQueue {
     shared: Arc<PortShared>,
     cache: SessionCache,
+    ring: RingCache,
     vring: usize,
     checked: Option<CheckedKey>,
 }
@@ -315,11 +317,14 @@ impl RxQueue for VhostRxQueue {
         let Some(s) = self.cache.get(&self.shared.slot) else {
             return Ok(0);
         };
-        let Some(mut ar) = s.begin(self.vring) else {
+        if !s.begin(self.vring, &mut self.ring) {
+            return Ok(0);
+        }
+        let Some(ar) = self.ring.ring_mut() else {
             return Ok(0);
         };
-        if let Err(e) = check_ring(&ar, &mut self.checked) {
-            s.end(&ar, false, Some(&e));
+        if let Err(e) = check_ring(ar, &mut self.checked) {
+            s.end(&mut self.ring, false, Some(&e));
             PortStats::add(&self.shared.stats.rx_errors, 1);
             self.shared.set_error(format!(
                 "guest transmit queue {} stopped: {e}",
@@ -337,7 +342,7 @@ impl RxQueue for VhostRxQueue {
             self.shared.opts.in_port,
             &mut out,
         );
-        s.end(&ar, out.interrupt, r.as_ref().err());
+        s.end(&mut self.ring, out.interrupt, r.as_ref().err());
         let stats = &self.shared.stats;
         PortStats::add(&stats.rx_packets, out.delivered as u64);
         PortStats::add(&stats.rx_bytes, out.bytes);
@@ -370,7 +375,9 @@ pub struct VhostTxQueue {
     shared: Arc<PortShared>,
     cache: SessionCache,
     pair: usize,
-    active: Option<(Arc<Session>, ActiveRing)>,
+    /// The session of the batch in progress (its ring is `ring`'s).
+    active: Option<Arc<Session>>,
+    ring: RingCache,
     pending: Pending,
     checked: Option<CheckedKey>,
     in_batch: usize,
@@ -401,6 +408,7 @@ impl VhostTxQueue {
             shared,
             cache: SessionCache::default(),
             active: None,
+            ring: RingCache::default(),
             pending: Pending::default(),
             checked: None,
             in_batch: 0,
@@ -428,15 +436,18 @@ impl VhostTxQueue {
             return false;
         };
         for pair in [self.pair, 0] {
-            if let Some(ar) = s.begin(2 * pair) {
-                if let Err(e) = check_ring(&ar, &mut self.checked) {
-                    s.end(&ar, false, Some(&e));
+            if s.begin(2 * pair, &mut self.ring) {
+                let Some(ar) = self.ring.ring() else {
+                    return false;
+                };
+                if let Err(e) = check_ring(ar, &mut self.checked) {
+                    s.end(&mut self.ring, false, Some(&e));
                     self.counts.errors += 1;
                     self.shared
                         .set_error(format!("guest receive queue {pair} stopped: {e}"));
                     return false;
                 }
-                self.active = Some((s.clone(), ar));
+                self.active = Some(s.clone());
                 return true;
             }
             if self.pair == 0 {
@@ -447,9 +458,13 @@ impl VhostTxQueue {
     }
 
     fn finish(&mut self, broken: Option<RingError>) {
-        let Some((s, mut ar)) = self.active.take() else {
+        let Some(s) = self.active.take() else {
             return;
         };
+        let Some(ar) = self.ring.ring_mut() else {
+            return;
+        };
+        let index = ar.index;
         let (interrupt, broken) = match broken {
             Some(e) => (false, Some(e)),
             None => match guest_rx::publish(&ar.mem, &mut ar.view, &mut self.pending) {
@@ -458,12 +473,12 @@ impl VhostTxQueue {
             },
         };
         self.pending = Pending::default();
-        s.end(&ar, interrupt, broken.as_ref());
+        s.end(&mut self.ring, interrupt, broken.as_ref());
         if let Some(e) = broken {
             self.counts.errors += 1;
             self.checked = None;
             self.shared
-                .set_error(format!("guest receive queue {} stopped: {e}", ar.index / 2));
+                .set_error(format!("guest receive queue {} stopped: {e}", index / 2));
         }
         self.in_batch = 0;
         let st = &self.shared.stats;
@@ -488,7 +503,7 @@ impl TxQueue for VhostTxQueue {
             self.counts.dropped += 1;
             return Ok(());
         }
-        let Some((_, ar)) = self.active.as_ref() else {
+        let Some(ar) = self.ring.ring() else {
             return Ok(());
         };
         let neg = ar.neg;
@@ -526,7 +541,7 @@ impl VhostTxQueue {
     /// active) and ends the batch when it is full.
     #[inline(always)]
     fn put(&mut self, data: &[u8], off: &Offload) {
-        let Some((_, ar)) = self.active.as_mut() else {
+        let Some(ar) = self.ring.ring_mut().filter(|_| self.active.is_some()) else {
             self.counts.dropped += 1;
             return;
         };

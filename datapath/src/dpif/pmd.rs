@@ -37,6 +37,12 @@ const MIN_SLEEP: Duration = Duration::from_micros(10);
 const FD_SLEEP: Duration = Duration::from_millis(100);
 /// `ppoll` capacity of [`wait_readable`], minus the wake fd.
 const MAX_WAIT_FDS: usize = 15;
+/// Busy iterations between two clock reads (the time-stamp counter is
+/// read every iteration).
+const CLOCK_EVERY: u32 = 64;
+/// Busy iterations between two looks at the command channel (and two
+/// publications of the counters).
+const CMD_EVERY: u32 = 16;
 /// How often idle megaflows are looked for.
 /// How often a held PMD (flow-restore-wait) looks for commands.
 const HOLD_POLL: Duration = Duration::from_millis(20);
@@ -148,6 +154,8 @@ pub(crate) struct Pmd {
     /// Keys with an upcall in flight, and packets of the same key that
     /// arrived meanwhile.
     pending: FxHashMap<FlowKey, Vec<Packet>>,
+    /// The loop's clock, read every [`CLOCK_EVERY`] iterations.
+    now: Instant,
     keys: Box<[FlowKey; BATCH_SIZE]>,
     /// Hash of each key of the batch, computed once.
     hashes: [u64; BATCH_SIZE],
@@ -206,6 +214,7 @@ impl Pmd {
             reentry_spare: Some(ReentryBuf::new()),
             ingress: FxHashMap::default(),
             pending: FxHashMap::default(),
+            now: Instant::now(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
             hashes: [0; BATCH_SIZE],
             slots: [MISS; BATCH_SIZE],
@@ -250,21 +259,37 @@ impl Pmd {
     }
 
     /// The poll loop; returns on [`PmdCmd::Quit`].
+    ///
+    /// Per iteration it reads only the time-stamp counter: the clock
+    /// (`Instant::now`, a vDSO call) is read every [`CLOCK_EVERY`]
+    /// iterations and whenever the thread is idle and may sleep, and
+    /// nanoseconds are derived from cycles with the rate measured between
+    /// clock reads. Commands are looked for every [`CMD_EVERY`] iterations
+    /// while busy, every iteration when idle.
     pub fn run(mut self) {
         self.pin();
         tracing::info!("pmd {} started (cpu {:?})", self.id, self.cpu);
         let mut batch = PacketBatch::new();
-        let mut last = Instant::now();
-        let mut last_cycles = cycles_now();
+        let start = Instant::now();
+        let start_cycles = cycles_now();
+        let mut last = start;
+        let mut last_cycles = start_cycles;
+        // Nanoseconds per cycle, refined at every clock read.
+        let mut rate = TscRate::new(start, start_cycles);
         let mut idle_since: Option<Instant> = None;
         let mut sleep = MIN_SLEEP;
         let mut last_sweep = last;
+        let mut iteration: u32 = 0;
+        let mut got_prev = 0;
         loop {
-            while let Ok(cmd) = self.cmd_rx.try_recv() {
-                if !self.handle(cmd) {
-                    self.counters.publish(&self.local);
-                    tracing::info!("pmd {} stopped", self.id);
-                    return;
+            iteration = iteration.wrapping_add(1);
+            if got_prev == 0 || iteration.is_multiple_of(CMD_EVERY) {
+                while let Ok(cmd) = self.cmd_rx.try_recv() {
+                    if !self.handle(cmd) {
+                        self.counters.publish(&self.local);
+                        tracing::info!("pmd {} stopped", self.id);
+                        return;
+                    }
                 }
             }
             if self.held {
@@ -278,18 +303,25 @@ impl Pmd {
                 }
                 last = Instant::now();
                 last_cycles = cycles_now();
+                self.now = last;
                 continue;
             }
             let mut got = 0;
             for i in 0..self.rxqs.len() {
                 got += self.poll_rxq(i, &mut batch);
             }
-            let now = Instant::now();
+            got_prev = got;
             let now_cycles = cycles_now();
-            let dt = now.duration_since(last).as_nanos() as u64;
             let dc = now_cycles.wrapping_sub(last_cycles);
-            last = now;
             last_cycles = now_cycles;
+            let dt = rate.ns(dc);
+            let max_sleep = self.policy.max_sleep();
+            let may_sleep = got == 0 && !max_sleep.is_zero();
+            if may_sleep || iteration.is_multiple_of(CLOCK_EVERY) {
+                last = Instant::now();
+                rate.update(last, now_cycles);
+                self.now = last;
+            }
             if got > 0 {
                 self.local.busy_ns += dt;
                 self.local.busy_cycles += dc;
@@ -300,33 +332,38 @@ impl Pmd {
                 self.local.idle_ns += dt;
                 self.local.idle_cycles += dc;
                 self.local.idle_iterations += 1;
-                let since = *idle_since.get_or_insert(now);
-                let max_sleep = self.policy.max_sleep();
-                if !max_sleep.is_zero() && now.duration_since(since) >= self.idle_spin {
-                    self.wake.drain();
-                    if self.cmd_rx.is_empty() {
-                        let timeout = if self.all_fds {
-                            FD_SLEEP
-                        } else {
-                            let s = sleep.min(max_sleep);
-                            sleep = (sleep * 2).min(max_sleep);
-                            s
-                        };
-                        wait_readable(&self.wait_fds, timeout);
+                if may_sleep {
+                    let since = *idle_since.get_or_insert(last);
+                    if last.duration_since(since) >= self.idle_spin {
+                        self.wake.drain();
+                        if self.cmd_rx.is_empty() {
+                            let timeout = if self.all_fds {
+                                FD_SLEEP
+                            } else {
+                                let s = sleep.min(max_sleep);
+                                sleep = (sleep * 2).min(max_sleep);
+                                s
+                            };
+                            wait_readable(&self.wait_fds, timeout);
+                        }
+                        let after = Instant::now();
+                        let after_cycles = cycles_now();
+                        self.local.idle_ns += after.duration_since(last).as_nanos() as u64;
+                        self.local.sleep_cycles += after_cycles.wrapping_sub(last_cycles);
+                        last = after;
+                        last_cycles = after_cycles;
+                        rate.update(after, after_cycles);
+                        self.now = after;
                     }
-                    let after = Instant::now();
-                    let after_cycles = cycles_now();
-                    self.local.idle_ns += after.duration_since(last).as_nanos() as u64;
-                    self.local.sleep_cycles += after_cycles.wrapping_sub(last_cycles);
-                    last = after;
-                    last_cycles = after_cycles;
                 }
             }
             if last.duration_since(last_sweep) >= SWEEP_INTERVAL {
                 last_sweep = last;
                 self.expire_idle_flows(last);
             }
-            self.counters.publish(&self.local);
+            if got == 0 || iteration.is_multiple_of(CMD_EVERY) {
+                self.counters.publish(&self.local);
+            }
         }
     }
 
@@ -472,9 +509,10 @@ impl Pmd {
             clock.lap(&mut self.local, Stage::Upcall);
         }
 
-        // Run each megaflow's actions over its packets of the batch.
+        // Run each megaflow's actions over its packets of the batch (their
+        // `used` time is the loop's clock, read every CLOCK_EVERY iterations).
         let pkts = &mut batch.packets_mut()[..n];
-        let now = Instant::now();
+        let now = self.now;
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
         self.set_ct_clock(now);
@@ -778,6 +816,40 @@ impl Pmd {
             f.bytes += bytes;
             f.used = Some(Instant::now());
         }
+    }
+}
+
+/// Nanoseconds per time-stamp-counter cycle, measured between clock reads
+/// since the thread started.
+struct TscRate {
+    start: Instant,
+    start_cycles: u64,
+    ns_per_cycle: f64,
+}
+
+impl TscRate {
+    fn new(start: Instant, start_cycles: u64) -> TscRate {
+        TscRate {
+            start,
+            start_cycles,
+            // Until the first measurement: a 1 GHz guess.
+            ns_per_cycle: 1.0,
+        }
+    }
+
+    fn update(&mut self, now: Instant, cycles: u64) {
+        let dc = cycles.wrapping_sub(self.start_cycles);
+        let dt = now.duration_since(self.start).as_nanos() as f64;
+        // Measured over at least a millisecond, so the clock's granularity
+        // does not matter (and a counter that does not tick leaves 1.0).
+        if dc > 0 && dt >= 1e6 {
+            self.ns_per_cycle = dt / dc as f64;
+        }
+    }
+
+    #[inline]
+    fn ns(&self, cycles: u64) -> u64 {
+        (cycles as f64 * self.ns_per_cycle) as u64
     }
 }
 
