@@ -97,6 +97,10 @@ impl Pair {
                 pair.fv.log_text()
             );
         }
+        // ferrovs's LOCAL port is a kernel TAP (OVS's here is a dummy): the
+        // kernel's own IPv6 chatter on it would reach the tables (and be
+        // learned) at random moments. Take the device down.
+        ip(&["link", "set", BR, "down"])?;
         Ok(pair)
     }
 
