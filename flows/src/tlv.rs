@@ -533,6 +533,42 @@ mod tests {
         assert_eq!(t.mappings().count(), 0);
     }
 
+    proptest::proptest! {
+        /// Any sequence of adds and deletes keeps every mapping's bytes
+        /// inside the key's area and apart from every other mapping's, so
+        /// options stored into a key read back unchanged.
+        #[test]
+        fn mappings_never_overlap_in_the_key_and_values_round_trip(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0u16..8, 0u8..4), 1..40)
+        ) {
+            let mut t = TlvMap::new();
+            for (add, index, words) in ops {
+                let map = m(0x100 + index, index as u8, words * 4, index);
+                let cmd = if add { TlvCommand::Add } else { TlvCommand::Delete };
+                let before = t.clone();
+                if t.apply(cmd, &[map], none).is_err() {
+                    proptest::prop_assert_eq!(&t, &before);
+                }
+                let locs: Vec<_> = t.locations().collect();
+                for (i, &(_, o, l)) in locs.iter().enumerate() {
+                    proptest::prop_assert!(o + l <= TUN_METADATA_BYTES);
+                    for &(_, o2, l2) in &locs[i + 1..] {
+                        proptest::prop_assert!(o + l <= o2 || o2 + l2 <= o);
+                    }
+                }
+                let mut k = FlowKey::default();
+                for mp in t.mappings() {
+                    let data: Vec<u8> = (0..mp.len).map(|b| b ^ mp.index as u8).collect();
+                    proptest::prop_assert!(t.store(&mut k, mp.class, mp.type_, &data));
+                }
+                for mp in t.mappings() {
+                    let data: Vec<u8> = (0..mp.len).map(|b| b ^ mp.index as u8).collect();
+                    proptest::prop_assert_eq!(t.value(&k, mp.index), Some(&data[..]));
+                }
+            }
+        }
+    }
+
     #[test]
     fn parses_and_prints_ovs_ofctl_mapping_syntax() {
         let maps = parse_tlv_maps(

@@ -405,16 +405,23 @@ impl Tnl {
                 .find(|t| t.cfg.proto == TunnelProto::Gre && local_fits(&t.cfg, dst))?,
             _ => return None,
         };
-        let tlv = if t.cfg.proto == TunnelProto::Geneve {
-            match self.dp.get() {
-                Some((headers, _)) => headers
-                    .intern_tlv(&self.tlv_map(&t.bridge))
-                    .unwrap_or(flows::dpaction::NO_TLV_MAP),
-                None => flows::dpaction::NO_TLV_MAP,
-            }
-        } else {
-            flows::dpaction::NO_TLV_MAP
-        };
+        let tlv =
+            if t.cfg.proto == TunnelProto::Geneve {
+                match self.dp.get() {
+                    Some((headers, _)) => headers
+                        .intern_tlv(&self.tlv_map(&t.bridge))
+                        .unwrap_or_else(|| {
+                            tracing::warn!(
+                                port = %t.name,
+                                "TLV map table full; Geneve options on this port are not decoded"
+                            );
+                            flows::dpaction::NO_TLV_MAP
+                        }),
+                    None => flows::dpaction::NO_TLV_MAP,
+                }
+            } else {
+                flows::dpaction::NO_TLV_MAP
+            };
         Some(DpAction::TnlPop {
             port: t.dp_port,
             proto: datapath::tunnel::proto_number(t.cfg.proto),
