@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use flows::tlv::TlvMap;
 use wire::tunnel::{self, DecapPolicy, EncapHeader, TunnelMeta, TunnelProto};
 
 use crate::offload::complete_packet_csum;
@@ -25,16 +26,28 @@ pub const HEADER_SLOTS: usize = 4096;
 /// Slots are written once and never reused, so an index in a cached
 /// megaflow always names the header it was built with; the table holds
 /// one slot per distinct header (remote, next hop MAC, key, options).
+///
+/// The same table holds the Geneve TLV maps that `tnl_pop` actions name
+/// (`DpAction::TnlPop::tlv`), interned the same way: a megaflow keeps
+/// decoding options with the map it was translated under, and a changed
+/// map is a new slot.
 pub struct HeaderTable {
     slots: Box<[OnceLock<EncapHeader>]>,
     index: Mutex<HashMap<Vec<u8>, u32>>,
+    tlv_slots: Box<[OnceLock<TlvMap>]>,
+    tlv_index: Mutex<Vec<TlvMap>>,
 }
+
+/// Slots for interned TLV maps in a [`HeaderTable`].
+pub const TLV_SLOTS: usize = 256;
 
 impl Default for HeaderTable {
     fn default() -> Self {
         HeaderTable {
             slots: (0..HEADER_SLOTS).map(|_| OnceLock::new()).collect(),
             index: Mutex::new(HashMap::new()),
+            tlv_slots: (0..TLV_SLOTS).map(|_| OnceLock::new()).collect(),
+            tlv_index: Mutex::new(Vec::new()),
         }
     }
 }
@@ -72,6 +85,32 @@ impl HeaderTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The slot holding TLV map `map` (slow path), filling a new one the
+    /// first time. An empty map needs no slot: `NO_TLV_MAP`. `None` when
+    /// every slot is taken.
+    pub fn intern_tlv(&self, map: &TlvMap) -> Option<u32> {
+        if map.mappings().next().is_none() {
+            return Some(flows::dpaction::NO_TLV_MAP);
+        }
+        let mut idx = self.tlv_index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = idx.iter().position(|m| m == map) {
+            return Some(i as u32);
+        }
+        let i = idx.len();
+        if i >= self.tlv_slots.len() {
+            return None;
+        }
+        let _ = self.tlv_slots[i].set(map.clone());
+        idx.push(map.clone());
+        Some(i as u32)
+    }
+
+    /// The TLV map in slot `i` (fast path); `None` for `NO_TLV_MAP`.
+    #[inline]
+    pub fn tlv(&self, i: u32) -> Option<&TlvMap> {
+        self.tlv_slots.get(i as usize)?.get()
     }
 }
 
@@ -238,22 +277,22 @@ pub fn proto_number(p: TunnelProto) -> u8 {
     }
 }
 
-fn no_option_known(_: u16, _: u8) -> bool {
-    false
-}
-
 /// `tnl_pop`: validates and strips the outer header of `pkt` (a `proto`
 /// packet to UDP port `dst_port`), hands the inner frame and the tunnel
 /// metadata (as the extension words of a key whose `in_port` is tunnel
 /// port `port`) to `then`, and puts the packet back as it was for the
 /// actions that follow. False (counted in `stats`) when the packet is not
-/// a valid tunnel packet. Geneve packets with critical options are
-/// refused: no option is understood yet.
+/// a valid tunnel packet. Geneve options that `tlv` maps (with their
+/// mapped length) go into the key's `tun_metadata` and set their bit in
+/// `tun_metadata_present`; a packet with a critical option that `tlv`
+/// does not map is refused, other unknown options are ignored.
+#[allow(clippy::too_many_arguments)]
 pub fn pop_then(
     pkt: &mut Packet,
     port: u32,
     proto: u8,
     dst_port: u16,
+    tlv: Option<&TlvMap>,
     stats: &DecapStats,
     then: impl FnOnce(&Packet, &flows::FlowKey),
 ) -> bool {
@@ -261,11 +300,12 @@ pub fn pop_then(
         stats.malformed.fetch_add(1, Ordering::Relaxed);
         return false;
     };
+    let known = |class: u16, typ: u8| tlv.is_some_and(|t| t.find(class, typ).is_some());
     let policy = DecapPolicy {
         proto,
         dst_port,
         key: None,
-        known_option: &no_option_known,
+        known_option: &known,
     };
     let (o, len) = (pkt.offload, pkt.len());
     let d = match tunnel::decap(pkt.data(), &policy) {
@@ -276,13 +316,20 @@ pub fn pop_then(
         }
     };
     let start = d.inner.start;
-    let Some(meta) = strip(pkt, &d) else {
-        stats.malformed.fetch_add(1, Ordering::Relaxed);
-        return false;
-    };
     let mut m = flows::FlowKey {
         in_port: port,
         ..flows::FlowKey::default()
+    };
+    if let Some(t) = tlv {
+        // The area was validated by `decap`; options are read before the
+        // outer header is stripped.
+        for o in wire::geneve::options(&pkt.data()[d.geneve_options.clone()]).flatten() {
+            t.store(&mut m, o.class, o.typ, o.data);
+        }
+    }
+    let Some(meta) = strip(pkt, &d) else {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return false;
     };
     set_key_meta(&mut m, &meta);
     let in_port = pkt.in_port;
@@ -293,6 +340,22 @@ pub fn pop_then(
     pkt.set_len(len);
     pkt.offload = o;
     true
+}
+
+/// The Geneve options an encapsulating port sends for a packet whose key
+/// is `key`: each `tun_metadataN` present in the key, as the option `tlv`
+/// maps it to, in index order (slow path: the result goes into the
+/// interned outer header).
+pub fn geneve_options(tlv: &TlvMap, key: &flows::FlowKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (class, typ, data) in tlv.options(key) {
+        let o = wire::geneve::GeneveOption { class, typ, data };
+        let at = out.len();
+        out.resize(at + o.wire_len(), 0);
+        // Mapped lengths are multiples of 4 up to 124: emit cannot fail.
+        let _ = o.emit(&mut out[at..]);
+    }
+    out
 }
 
 /// Writes received tunnel metadata into the `tun_*` fields of `key`.
@@ -376,6 +439,111 @@ mod tests {
             assert_eq!(meta.ip_src, "10.99.0.1".parse::<IpAddr>().unwrap());
             assert_eq!(stats.snapshot(), DecapStatsSnapshot::default());
         }
+    }
+
+    fn ovn_map() -> TlvMap {
+        let mut t = TlvMap::new();
+        t.apply(
+            flows::tlv::TlvCommand::Add,
+            &[flows::tlv::TlvMapping {
+                class: 0x0102,
+                type_: 0x80,
+                len: 4,
+                index: 0,
+            }],
+            |_| false,
+        )
+        .unwrap();
+        t
+    }
+
+    fn geneve_with(options: &[u8]) -> EncapHeader {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        EncapHeader::build(&EncapSpec {
+            proto: TunnelProto::Geneve,
+            eth_src: wire::MacAddr([2, 0, 0, 0, 9, 1]),
+            eth_dst: wire::MacAddr([2, 0, 0, 0, 9, 2]),
+            ip_src: ip("10.99.0.1"),
+            ip_dst: ip("10.99.0.2"),
+            ttl: 64,
+            tos: 0,
+            df: true,
+            csum: false,
+            key: Some(5),
+            dst_port: 6081,
+            gbp: None,
+            geneve_options: options,
+            oam: false,
+            inner_protocol: 0x6558,
+        })
+        .unwrap()
+    }
+
+    /// Pops `pkt` as Geneve on port 9 with `tlv`; the key it re-entered
+    /// with, or `None` when dropped.
+    fn pop_key(
+        pkt: &mut Packet,
+        tlv: Option<&TlvMap>,
+        stats: &DecapStats,
+    ) -> Option<flows::FlowKey> {
+        let mut got = None;
+        let proto = flows::dpaction::TUNNEL_PROTO_GENEVE;
+        pop_then(pkt, 9, proto, 6081, tlv, stats, |_, k| got = Some(*k));
+        got
+    }
+
+    #[test]
+    fn geneve_options_mapped_by_the_tlv_map_round_trip_through_push_and_pop() {
+        let map = ovn_map();
+        let mut sent = flows::FlowKey::default();
+        assert!(map.set_value(&mut sent, 0, &[0x00, 0x01, 0x00, 0x02]));
+        let opts = geneve_options(&map, &sent);
+        // class 0x0102, type 0x80 (critical), 1 word, then the data.
+        assert_eq!(opts, [0x01, 0x02, 0x80, 0x01, 0x00, 0x01, 0x00, 0x02]);
+        let inner = tcp4(&[7u8; 60], 1, 0x18, 3);
+        let mut pkt = Packet::from_bytes(&inner);
+        push(&mut pkt, &geneve_with(&opts), 1).unwrap();
+        let stats = DecapStats::default();
+        let k = pop_key(&mut pkt, Some(&map), &stats).unwrap();
+        assert_eq!(map.value(&k, 0), Some(&[0x00, 0x01, 0x00, 0x02][..]));
+        assert_eq!(k.tun_metadata_present, 1);
+        assert_eq!((k.in_port, k.tun_id), (9, 5));
+        // Put back as it was for the actions after tnl_pop.
+        assert_eq!(pkt.len(), inner.len() + geneve_with(&opts).len());
+        // No option present in the key: none sent.
+        assert!(geneve_options(&map, &flows::FlowKey::default()).is_empty());
+    }
+
+    #[test]
+    fn critical_geneve_option_is_dropped_unless_mapped_and_absent_option_is_not_present() {
+        let map = ovn_map();
+        let crit = [0x01, 0x02, 0x80, 0x01, 0, 0, 0, 7];
+        let inner = tcp4(&[7u8; 60], 1, 0x18, 3);
+        let stats = DecapStats::default();
+        let mut pkt = Packet::from_bytes(&inner);
+        push(&mut pkt, &geneve_with(&crit), 1).unwrap();
+        assert!(pop_key(&mut pkt, None, &stats).is_none());
+        assert_eq!(stats.snapshot().unknown_critical_option, 1);
+        // A non-critical unknown option is ignored; the mapped one absent.
+        let plain = [0xff, 0xff, 0x01, 0x01, 1, 2, 3, 4];
+        let mut pkt = Packet::from_bytes(&inner);
+        push(&mut pkt, &geneve_with(&plain), 1).unwrap();
+        let k = pop_key(&mut pkt, Some(&map), &stats).unwrap();
+        assert_eq!(k.tun_metadata_present, 0);
+        assert_eq!(map.value(&k, 0), None);
+    }
+
+    #[test]
+    fn tlv_maps_are_interned_once_and_empty_map_needs_no_slot() {
+        let t = HeaderTable::default();
+        assert_eq!(
+            t.intern_tlv(&TlvMap::new()),
+            Some(flows::dpaction::NO_TLV_MAP)
+        );
+        assert!(t.tlv(flows::dpaction::NO_TLV_MAP).is_none());
+        let a = t.intern_tlv(&ovn_map()).unwrap();
+        assert_eq!(t.intern_tlv(&ovn_map()), Some(a));
+        assert_eq!(t.tlv(a), Some(&ovn_map()));
     }
 
     #[test]

@@ -111,11 +111,17 @@ pub enum DpAction {
     /// headers of a `proto` tunnel packet (`TUNNEL_PROTO_*`) sent to UDP
     /// port `dst_port`, put the tunnel metadata into the key and continue
     /// as if the inner frame had arrived on tunnel port `port`
-    /// (recirculation). Invalid packets are counted and dropped.
+    /// (recirculation). Invalid packets are counted and dropped. For
+    /// Geneve, `tlv` names the tunnel port's bridge's TLV map in the
+    /// datapath's tunnel table (`datapath::tunnel::HeaderTable::tlv`,
+    /// [`NO_TLV_MAP`] for none): the options it maps go into the key's
+    /// `tun_metadata`, and a packet with a critical option it does not map
+    /// is dropped.
     TnlPop {
         port: DpPortNo,
         proto: u8,
         dst_port: u16,
+        tlv: u32,
     },
     /// Recirculate: the packet, as it is at this point, goes through the
     /// datapath's caches again with `recirc_id` set to this id and its
@@ -131,6 +137,9 @@ pub enum DpAction {
     /// `ct_clear`: the packet's `ct_*` metadata becomes zero (untracked).
     CtClear,
 }
+
+/// [`DpAction::TnlPop`]'s `tlv` when the port's bridge maps no option.
+pub const NO_TLV_MAP: u32 = u32::MAX;
 
 /// [`DpAction::TnlPop`] protocol numbers.
 pub const TUNNEL_PROTO_VXLAN: u8 = 0;

@@ -38,8 +38,12 @@ pub const KEY_WORDS: usize = 44;
 pub const HOT_WORDS: usize = 14;
 
 /// Bytes of Geneve option data the key carries for `tun_metadata0..63`
-/// (the TLV map places each mapped option at an offset in this area).
-pub const TUN_METADATA_BYTES: usize = 32;
+/// (the TLV map places each mapped option at an offset in this area, see
+/// [`crate::tlv::TlvMap::location`]). Open vSwitch allows 256 bytes of
+/// mapped options; ferrovs keeps its key at 44 words and allows 24 bytes
+/// (six 4-byte options such as OVN's), refusing larger maps with
+/// NXTTMFC_TABLE_FULL.
+pub const TUN_METADATA_BYTES: usize = 24;
 
 /// `ct_state` bits (OVS's `CS_*`).
 pub mod ct_state {
@@ -179,6 +183,10 @@ pub struct FlowKey {
     pub ct_ipv6_dst: [u8; 16],
     /// Geneve option data for `tun_metadata0..63`, laid out by the TLV map.
     pub tun_metadata: [u8; TUN_METADATA_BYTES],
+    /// Bit N set: the received packet carried the option mapped to
+    /// `tun_metadataN` (a match on an absent option fails even when its
+    /// value would be zero).
+    pub tun_metadata_present: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == KEY_WORDS * 8);
@@ -338,6 +346,7 @@ mod tests {
             ct_zone: 5,
             tun_id: 42,
             tun_metadata: [1; TUN_METADATA_BYTES],
+            tun_metadata_present: 1,
             ..FlowKey::default()
         };
         k.carry_metadata(&meta);
@@ -345,6 +354,7 @@ mod tests {
         assert_eq!((k.nw_src, k.tp_dst), (0x0a00_0001, 80));
         assert_eq!((k.ct_state, k.ct_zone, k.tun_id), (0x21, 5, 42));
         assert_eq!(k.tun_metadata, [1; TUN_METADATA_BYTES]);
+        assert_eq!(k.tun_metadata_present, 1);
     }
 
     #[test]

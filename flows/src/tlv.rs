@@ -9,8 +9,18 @@
 //! most one index. A change is all or nothing: when one mapping of a
 //! request fails, none of the request applies. Deleting an index that is
 //! not mapped is not an error.
+//!
+//! Each mapping also gets a place in the flow key: [`TlvMap::location`]
+//! gives the offset and length of `tun_metadataN` in
+//! [`FlowKey::tun_metadata`], allocated first-fit when the mapping is
+//! added. That area is [`TUN_METADATA_BYTES`] long (24 bytes, where Open
+//! vSwitch has 256), so a map whose options do not fit in it is refused
+//! with NXTTMFC_TABLE_FULL. [`FlowKey::tun_metadata_present`] has bit N
+//! set when a received packet carried `tun_metadataN`'s option.
 
 use std::fmt;
+
+use crate::key::{FlowKey, TUN_METADATA_BYTES};
 
 /// How many `tun_metadataN` fields exist.
 pub const MAX_FIELDS: u16 = 64;
@@ -82,12 +92,15 @@ impl TlvMapping {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TlvMap {
     slots: [Option<TlvMapping>; MAX_FIELDS as usize],
+    /// Offset in [`FlowKey::tun_metadata`] of each mapped index.
+    offsets: [u8; MAX_FIELDS as usize],
 }
 
 impl Default for TlvMap {
     fn default() -> TlvMap {
         TlvMap {
             slots: [None; MAX_FIELDS as usize],
+            offsets: [0; MAX_FIELDS as usize],
         }
     }
 }
@@ -164,8 +177,112 @@ impl TlvMap {
         if self.allocated() + u32::from(m.len) > MAX_OPTION_SPACE {
             return Err(TlvError::TableFull);
         }
+        let offset = self
+            .free_offset(usize::from(m.len))
+            .ok_or(TlvError::TableFull)?;
         self.slots[usize::from(m.index)] = Some(m);
+        self.offsets[usize::from(m.index)] = offset as u8;
         Ok(())
+    }
+
+    /// The lowest offset in the key's option area where `len` bytes touch
+    /// no other mapping's bytes.
+    fn free_offset(&self, len: usize) -> Option<usize> {
+        let mut off = 0;
+        loop {
+            if off + len > TUN_METADATA_BYTES {
+                return None;
+            }
+            let clash = self
+                .locations()
+                .filter(|&(_, o, l)| o < off + len && off < o + l)
+                .map(|(_, o, l)| o + l)
+                .max();
+            match clash {
+                None => return Some(off),
+                Some(end) => off = end,
+            }
+        }
+    }
+
+    /// `(index, offset, len)` of every mapping.
+    fn locations(&self) -> impl Iterator<Item = (u16, usize, usize)> + '_ {
+        self.mappings().map(|m| {
+            (
+                m.index,
+                usize::from(self.offsets[usize::from(m.index)]),
+                usize::from(m.len),
+            )
+        })
+    }
+
+    /// Where `tun_metadata{index}` lives in [`FlowKey::tun_metadata`]:
+    /// `(offset, len)`, or `None` when the index is not mapped.
+    pub fn location(&self, index: u16) -> Option<(usize, usize)> {
+        self.get(index).map(|m| {
+            (
+                usize::from(self.offsets[usize::from(index)]),
+                usize::from(m.len),
+            )
+        })
+    }
+
+    /// The mapping of Geneve option `class`/`type_` (the critical bit is
+    /// part of the type, as on the wire).
+    pub fn find(&self, class: u16, type_: u8) -> Option<&TlvMapping> {
+        self.mappings()
+            .find(|m| m.class == class && m.type_ == type_)
+    }
+
+    /// Copies a received Geneve option into `key` when the map knows it
+    /// with this length; says whether it did. An option of a mapped class
+    /// and type but another length is not stored (OVS treats it as
+    /// unknown).
+    pub fn store(&self, key: &mut FlowKey, class: u16, type_: u8, data: &[u8]) -> bool {
+        let Some(m) = self.find(class, type_) else {
+            return false;
+        };
+        if usize::from(m.len) != data.len() {
+            return false;
+        }
+        let off = usize::from(self.offsets[usize::from(m.index)]);
+        key.tun_metadata[off..off + data.len()].copy_from_slice(data);
+        key.tun_metadata_present |= 1 << m.index;
+        true
+    }
+
+    /// The value of `tun_metadata{index}` in `key`, when the key has it.
+    pub fn value<'k>(&self, key: &'k FlowKey, index: u16) -> Option<&'k [u8]> {
+        let (off, len) = self.location(index)?;
+        (key.tun_metadata_present & (1 << index) != 0).then(|| &key.tun_metadata[off..off + len])
+    }
+
+    /// Sets `tun_metadata{index}` in `key` to `data` (right-aligned in the
+    /// option's length, as `set_field` writes a number) and marks it
+    /// present. Returns false when the index is not mapped or `data` is
+    /// longer than the option.
+    pub fn set_value(&self, key: &mut FlowKey, index: u16, data: &[u8]) -> bool {
+        let Some((off, len)) = self.location(index) else {
+            return false;
+        };
+        if data.len() > len {
+            return false;
+        }
+        let area = &mut key.tun_metadata[off..off + len];
+        area.fill(0);
+        area[len - data.len()..].copy_from_slice(data);
+        key.tun_metadata_present |= 1 << index;
+        true
+    }
+
+    /// The options present in `key`, in index order, as `(class, type,
+    /// data)`: what an encapsulating Geneve port emits.
+    pub fn options<'a>(
+        &'a self,
+        key: &'a FlowKey,
+    ) -> impl Iterator<Item = (u16, u8, &'a [u8])> + 'a {
+        self.mappings()
+            .filter_map(move |m| self.value(key, m.index).map(|d| (m.class, m.type_, d)))
     }
 }
 
@@ -321,24 +438,78 @@ mod tests {
             ),
             Err(TlvError::TableFull)
         );
+        // 4 + 8 + 16 > the key's 24 bytes: refused as well, nothing kept.
+        assert_eq!(
+            e(&mut t, &[m(0xffff, 0x81, 8, 1), m(0xffff, 0x82, 16, 2)]),
+            Err(TlvError::TableFull)
+        );
         // Two mappings of one request that collide with each other.
         assert_eq!(
             e(&mut t, &[m(5, 5, 4, 5), m(5, 5, 4, 6)]),
             Err(TlvError::DupEntry)
         );
         assert_eq!(t, before);
-        // Exactly 256 fits; a zero-length option is allowed.
-        e(
-            &mut t,
-            &[
-                m(0xffff, 0x81, 124, 1),
-                m(0xffff, 0x82, 124, 2),
-                m(7, 7, 4, 3),
-            ],
+        // Exactly the key's 24 bytes fit; a zero-length option is allowed.
+        e(&mut t, &[m(0xffff, 0x81, 16, 1), m(7, 7, 4, 3)]).unwrap();
+        e(&mut t, &[m(8, 8, 0, 4)]).unwrap();
+        assert_eq!(t.allocated(), TUN_METADATA_BYTES as u32);
+        assert_eq!(e(&mut t, &[m(9, 9, 4, 5)]), Err(TlvError::TableFull));
+    }
+
+    #[test]
+    fn deleted_mapping_space_is_reused_first_fit() {
+        let mut t = TlvMap::new();
+        t.apply(
+            TlvCommand::Add,
+            &[m(1, 1, 8, 0), m(2, 2, 8, 1), m(3, 3, 8, 2)],
+            none,
         )
         .unwrap();
-        e(&mut t, &[m(8, 8, 0, 4)]).unwrap();
-        assert_eq!(t.allocated(), 256);
+        assert_eq!(
+            (t.location(0), t.location(1), t.location(2)),
+            (Some((0, 8)), Some((8, 8)), Some((16, 8)))
+        );
+        t.apply(TlvCommand::Delete, &[m(0, 0, 0, 1)], none).unwrap();
+        assert_eq!(t.location(1), None);
+        t.apply(TlvCommand::Add, &[m(4, 4, 4, 9), m(5, 5, 4, 10)], none)
+            .unwrap();
+        assert_eq!(
+            (t.location(9), t.location(10)),
+            (Some((8, 4)), Some((12, 4)))
+        );
+    }
+
+    #[test]
+    fn received_options_are_stored_at_their_offset_and_marked_present() {
+        let mut t = TlvMap::new();
+        t.apply(
+            TlvCommand::Add,
+            &[m(9, 1, 8, 5), m(0x102, 0x80, 4, 0)],
+            none,
+        )
+        .unwrap();
+        let mut k = FlowKey::default();
+        assert_eq!(t.value(&k, 0), None);
+        // Unknown option, and a known one of the wrong length: not stored.
+        assert!(!t.store(&mut k, 0x102, 0x81, &[1, 2, 3, 4]));
+        assert!(!t.store(&mut k, 0x102, 0x80, &[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(k.tun_metadata_present, 0);
+        assert!(t.store(&mut k, 0x102, 0x80, &[0, 0, 0, 0]));
+        // Present with value zero differs from absent.
+        assert_eq!(t.value(&k, 0), Some(&[0u8, 0, 0, 0][..]));
+        assert_eq!(t.value(&k, 5), None);
+        assert!(t.set_value(&mut k, 5, &[0x12, 0x34]));
+        assert_eq!(t.value(&k, 5), Some(&[0u8, 0, 0, 0, 0, 0, 0x12, 0x34][..]));
+        assert!(!t.set_value(&mut k, 6, &[1]));
+        assert_eq!(k.tun_metadata_present, 1 | 1 << 5);
+        let opts: Vec<_> = t.options(&k).collect();
+        assert_eq!(
+            opts,
+            vec![
+                (0x102, 0x80, &[0u8, 0, 0, 0][..]),
+                (9, 1, &[0u8, 0, 0, 0, 0, 0, 0x12, 0x34][..])
+            ]
+        );
     }
 
     #[test]
@@ -360,6 +531,42 @@ mod tests {
         );
         t.apply(TlvCommand::Clear, &[], none).unwrap();
         assert_eq!(t.mappings().count(), 0);
+    }
+
+    proptest::proptest! {
+        /// Any sequence of adds and deletes keeps every mapping's bytes
+        /// inside the key's area and apart from every other mapping's, so
+        /// options stored into a key read back unchanged.
+        #[test]
+        fn mappings_never_overlap_in_the_key_and_values_round_trip(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0u16..8, 0u8..4), 1..40)
+        ) {
+            let mut t = TlvMap::new();
+            for (add, index, words) in ops {
+                let map = m(0x100 + index, index as u8, words * 4, index);
+                let cmd = if add { TlvCommand::Add } else { TlvCommand::Delete };
+                let before = t.clone();
+                if t.apply(cmd, &[map], none).is_err() {
+                    proptest::prop_assert_eq!(&t, &before);
+                }
+                let locs: Vec<_> = t.locations().collect();
+                for (i, &(_, o, l)) in locs.iter().enumerate() {
+                    proptest::prop_assert!(o + l <= TUN_METADATA_BYTES);
+                    for &(_, o2, l2) in &locs[i + 1..] {
+                        proptest::prop_assert!(o + l <= o2 || o2 + l2 <= o);
+                    }
+                }
+                let mut k = FlowKey::default();
+                for mp in t.mappings() {
+                    let data: Vec<u8> = (0..mp.len).map(|b| b ^ mp.index as u8).collect();
+                    proptest::prop_assert!(t.store(&mut k, mp.class, mp.type_, &data));
+                }
+                for mp in t.mappings() {
+                    let data: Vec<u8> = (0..mp.len).map(|b| b ^ mp.index as u8).collect();
+                    proptest::prop_assert_eq!(t.value(&k, mp.index), Some(&data[..]));
+                }
+            }
+        }
     }
 
     #[test]

@@ -760,11 +760,18 @@ impl SwitchAgent for BridgeAgent {
     }
 
     fn tlv_table_mod(&mut self, m: openflow::msg::tlv::TlvTableMod) -> Result<(), OfError> {
-        let mut st = self.ofp.lock();
-        // No match field reads tun_metadata yet, so no mapping is in use.
-        st.tlv
-            .apply(m.command, &m.mappings, |_| false)
-            .map_err(openflow::convert::tlv_error)?;
+        let map = {
+            let mut st = self.ofp.lock();
+            // No match field reads tun_metadata yet, so no mapping is in use.
+            st.tlv
+                .apply(m.command, &m.mappings, |_| false)
+                .map_err(openflow::convert::tlv_error)?;
+            st.tlv.clone()
+        };
+        // Native tunnelling decodes and encodes Geneve options with it;
+        // cached tnl_pop actions name the old map until revalidated.
+        self.switch.slow.tnl.set_tlv_map(&self.ofp.name, &map);
+        self.switch.revalidate_now();
         debug!(bridge = %self.ofp.name, command = ?m.command, "TLV map changed");
         Ok(())
     }

@@ -1212,6 +1212,7 @@ impl Switch {
                         name: name.clone(),
                         dp_port: slot.dp_port,
                         cfg,
+                        bridge: slot.bridge.clone(),
                     });
                 }
                 continue;

@@ -374,12 +374,22 @@ pub(crate) fn execute(
                 port,
                 proto,
                 dst_port,
+                tlv,
             } => {
                 if let Some(t) = &tx.tnl {
                     let reentry = &mut tx.reentry;
-                    tunnel::pop_then(pkt, *port, *proto, *dst_port, &t.counters.decap, |p, m| {
-                        reentry.push(p, m);
-                    });
+                    let map = t.headers.tlv(*tlv);
+                    tunnel::pop_then(
+                        pkt,
+                        *port,
+                        *proto,
+                        *dst_port,
+                        map,
+                        &t.counters.decap,
+                        |p, m| {
+                            reentry.push(p, m);
+                        },
+                    );
                 }
             }
             DpAction::Recirc(id) => {

@@ -52,6 +52,7 @@ fn tunnel_handler(seen: Arc<Mutex<Vec<FlowKey>>>) -> Arc<TestHandler> {
                 port: TNL_PORT,
                 proto: TUNNEL_PROTO_VXLAN,
                 dst_port: 4789,
+                tlv: flows::dpaction::NO_TLV_MAP,
             }],
             _ => {
                 seen.lock().unwrap().push(*k);

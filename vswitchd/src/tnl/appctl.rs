@@ -308,7 +308,7 @@ pub fn trace_tunnel_pushes(
             .iter()
             .find(|(j, _)| *j == i)
             .map_or(*key, |(_, k)| *k);
-        let _ = match tnl.resolve_push(&view, &t.cfg, &tk) {
+        let _ = match tnl.resolve_push(&view, &t.cfg, &t.bridge, &tk) {
             Ok(p) => write!(
                 text,
                 "\nTunnel push on {} via {}: tnl_push(tnl_port({dp}),{},out_port({}))",

@@ -8,6 +8,7 @@ pub mod neigh;
 pub mod netlink;
 pub mod route;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{
@@ -41,6 +42,11 @@ pub struct Tnl {
     /// The kernel's routes as last read, to tell a change.
     kernel_routes: Mutex<Vec<Route>>,
     on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Each bridge's Geneve TLV map as last changed (a copy of the
+    /// bridge's `BridgeState::tlv`, published by the OpenFlow service), so
+    /// that translation on the underlay bridge can decode and encode
+    /// Geneve options without taking another bridge's lock.
+    tlv_maps: RwLock<BTreeMap<String, Arc<flows::tlv::TlvMap>>>,
 }
 
 impl Default for Tnl {
@@ -55,6 +61,7 @@ impl Default for Tnl {
             arp_requests: AtomicU64::new(0),
             kernel_routes: Mutex::new(Vec::new()),
             on_change: OnceLock::new(),
+            tlv_maps: RwLock::new(BTreeMap::new()),
         }
     }
 }
@@ -67,6 +74,24 @@ impl Tnl {
         dp: Option<Weak<datapath::Datapath>>,
     ) {
         let _ = self.dp.set((headers, dp));
+    }
+
+    /// Publishes bridge `bridge`'s TLV map (after a TLV table mod).
+    pub fn set_tlv_map(&self, bridge: &str, map: &flows::tlv::TlvMap) {
+        self.tlv_maps
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bridge.to_string(), Arc::new(map.clone()));
+    }
+
+    /// Bridge `bridge`'s TLV map (empty when none was published).
+    pub fn tlv_map(&self, bridge: &str) -> Arc<flows::tlv::TlvMap> {
+        self.tlv_maps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(bridge)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn now_ms(&self) -> u64 {

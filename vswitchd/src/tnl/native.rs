@@ -37,6 +37,9 @@ pub struct TnlPortInfo {
     pub name: String,
     pub dp_port: DpPortNo,
     pub cfg: TunnelConfig,
+    /// The bridge the tunnel port is on (whose TLV map its Geneve options
+    /// follow).
+    pub bridge: String,
 }
 
 /// One device of the switch (internal or system port).
@@ -185,11 +188,14 @@ impl Tnl {
     }
 
     /// The outer header a packet whose fields are `tk` (its `tun_*` as the
-    /// pipeline left them, its inner TOS/TTL) gets on tunnel port `cfg`.
+    /// pipeline left them, its inner TOS/TTL) gets on tunnel port `cfg` of
+    /// bridge `bridge`. A Geneve header carries, as options, the
+    /// `tun_metadataN` present in `tk` as `bridge`'s TLV map maps them.
     pub fn resolve_push(
         &self,
         view: &TnlView,
         cfg: &TunnelConfig,
+        bridge: &str,
         tk: &FlowKey,
     ) -> Result<Push, PushFailure> {
         let remote = remote_of(cfg, tk)?;
@@ -212,6 +218,11 @@ impl Tnl {
         let Some(hop_mac) = self.neigh().lookup(hop, now).map(|e| e.mac) else {
             return Err(PushFailure::NoNeighbour(hop));
         };
+        let options = if cfg.proto == TunnelProto::Geneve && tk.tun_metadata_present != 0 {
+            datapath::tunnel::geneve_options(&self.tlv_map(bridge), tk)
+        } else {
+            Vec::new()
+        };
         let spec = cfg.encap_spec(
             dev_mac,
             hop_mac,
@@ -221,7 +232,7 @@ impl Tnl {
             tk.nw_tos,
             tk.nw_ttl,
             tk.dl_type,
-            &[],
+            &options,
         );
         let header = EncapHeader::build(&spec).map_err(|e| PushFailure::Other(e.to_string()))?;
         Ok(Push {
@@ -278,6 +289,11 @@ impl Tnl {
                         if t.cfg.out_key == Some(Key::Flow) {
                             mask.tun_id = u64::MAX;
                         }
+                        if t.cfg.proto == TunnelProto::Geneve {
+                            // Received options go out again as options.
+                            mask.tun_metadata = [0xff; flows::key::TUN_METADATA_BYTES];
+                            mask.tun_metadata_present = u64::MAX;
+                        }
                         *key
                     }
                 };
@@ -288,7 +304,7 @@ impl Tnl {
                     mask.nw_ttl = u8::MAX;
                 }
                 let before = out.len();
-                match self.resolve_push(&view, &t.cfg, &tk) {
+                match self.resolve_push(&view, &t.cfg, &t.bridge, &tk) {
                     Ok(p) => match self.header_slot(&p.header) {
                         Some(h) => {
                             let bridge = view.devs.get(&p.dev).map_or("", |d| d.bridge.as_str());
@@ -389,10 +405,28 @@ impl Tnl {
                 .find(|t| t.cfg.proto == TunnelProto::Gre && local_fits(&t.cfg, dst))?,
             _ => return None,
         };
+        let tlv =
+            if t.cfg.proto == TunnelProto::Geneve {
+                match self.dp.get() {
+                    Some((headers, _)) => headers
+                        .intern_tlv(&self.tlv_map(&t.bridge))
+                        .unwrap_or_else(|| {
+                            tracing::warn!(
+                                port = %t.name,
+                                "TLV map table full; Geneve options on this port are not decoded"
+                            );
+                            flows::dpaction::NO_TLV_MAP
+                        }),
+                    None => flows::dpaction::NO_TLV_MAP,
+                }
+            } else {
+                flows::dpaction::NO_TLV_MAP
+            };
         Some(DpAction::TnlPop {
             port: t.dp_port,
             proto: datapath::tunnel::proto_number(t.cfg.proto),
             dst_port: t.cfg.dst_port,
+            tlv,
         })
     }
 
@@ -594,6 +628,7 @@ mod tests {
                     name: format!("t{i}"),
                     dp_port: 10 + i as u32,
                     cfg,
+                    bridge: "br-int".into(),
                 })
                 .collect(),
             devs,
@@ -633,6 +668,83 @@ mod tests {
             nw_ttl: 64,
             ..FlowKey::default()
         }
+    }
+
+    fn ovn_tlv_map() -> flows::tlv::TlvMap {
+        let mut m = flows::tlv::TlvMap::new();
+        m.apply(
+            flows::tlv::TlvCommand::Add,
+            &[flows::tlv::TlvMapping {
+                class: 0x0102,
+                type_: 0x80,
+                len: 4,
+                index: 0,
+            }],
+            |_| false,
+        )
+        .unwrap();
+        m
+    }
+
+    #[test]
+    fn geneve_push_carries_the_packets_tun_metadata_as_options_of_the_bridges_tlv_map() {
+        let t = setup(vec![cfg(
+            "geneve",
+            &[("remote_ip", "10.9.0.2"), ("key", "7")],
+        )]);
+        t.neigh()
+            .set("br-phy", "10.9.0.2".parse().unwrap(), PEER_MAC, t.now_ms());
+        let map = ovn_tlv_map();
+        t.set_tlv_map("br-int", &map);
+        let mut key = vm_packet();
+        assert!(map.set_value(&mut key, 0, &[0, 0, 0x12, 0x34]));
+        let header_of = |key: &FlowKey| {
+            let mut mask = FlowKey::default();
+            let mut acts = vec![DpAction::Output(10)];
+            assert!(t.rewrite_actions(key, &mut acts, &[], &mut mask, &phys));
+            assert_eq!(mask.tun_metadata_present, u64::MAX);
+            let DpAction::TnlPush { header, .. } = acts[0] else {
+                panic!("{acts:?}");
+            };
+            t.dp.get().unwrap().0.get(header).unwrap().ovs_text()
+        };
+        let h = header_of(&key);
+        assert!(
+            h.contains("geneve(crit,vni=0x7,options({class=0x102,type=0x80,len=4,0x00001234}))"),
+            "{h}"
+        );
+        // Without the option in the packet, no options are sent.
+        let plain = header_of(&vm_packet());
+        assert!(!plain.contains("options("), "{plain}");
+    }
+
+    #[test]
+    fn geneve_pop_names_the_tunnel_bridges_tlv_map_and_vxlan_pop_none() {
+        let t = setup(vec![
+            cfg("geneve", &[("remote_ip", "flow"), ("key", "flow")]),
+            cfg("vxlan", &[("remote_ip", "flow"), ("key", "flow")]),
+        ]);
+        let pop = |tp_dst: u16| {
+            let key = FlowKey {
+                in_port: 2,
+                dl_type: 0x0800,
+                nw_proto: 17,
+                nw_dst: u32::from(Ipv4Addr::new(10, 9, 0, 1)),
+                tp_dst,
+                ..FlowKey::default()
+            };
+            let mut acts = vec![DpAction::Output(1)];
+            assert!(t.rewrite_actions(&key, &mut acts, &[], &mut FlowKey::default(), &phys));
+            match acts[0] {
+                DpAction::TnlPop { tlv, .. } => tlv,
+                a => panic!("{a:?}"),
+            }
+        };
+        assert_eq!(pop(6081), flows::dpaction::NO_TLV_MAP);
+        t.set_tlv_map("br-int", &ovn_tlv_map());
+        let slot = pop(6081);
+        assert_eq!(t.dp.get().unwrap().0.tlv(slot), Some(&ovn_tlv_map()));
+        assert_eq!(pop(4789), flows::dpaction::NO_TLV_MAP);
     }
 
     #[test]
@@ -724,7 +836,8 @@ mod tests {
             vec![DpAction::TnlPop {
                 port: 11,
                 proto: flows::dpaction::TUNNEL_PROTO_GENEVE,
-                dst_port: 6081
+                dst_port: 6081,
+                tlv: flows::dpaction::NO_TLV_MAP,
             }]
         );
         assert_eq!(
