@@ -1,0 +1,487 @@
+//! Issue 16, two hypervisors: Debian's stock OVN 23.03 (NB and SB
+//! `ovsdb-server`s and `ovn-northd` in the root namespace, on unix sockets)
+//! drives two ferrovs switches. Each chassis is a network namespace with its
+//! own vswitchd (own run directory and DB) and its own stock
+//! `ovn-controller` running inside that namespace; an underlay veth joins the
+//! two, and each side's underlay address sits on its underlay bridge's
+//! internal port. OVN encapsulates in VXLAN (ferrovs has no Geneve options /
+//! tun_metadata yet): the logical datapath and output port travel in the VNI,
+//! on the `ovn-<chassis>-0` tunnel ports ovn-controller creates itself.
+//!
+//! Checks: both chassis and their encaps register in the SB, each logical
+//! port is bound on its own chassis and reports `ovn-installed`, the VMs
+//! ping both ways and carry TCP through the tunnel, `lsp-del` cuts the
+//! traffic, neither ovn-controller receives an OpenFlow error and both
+//! vswitchds stay up.
+//!
+//! Run under the e2e lock: `flock /tmp/ferrovs-e2e.lock cargo test -p
+//! ferrovs-tests --test ovn_two_chassis`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferrovs_tests::*;
+
+/// NB and SB `ovsdb-server`s and `ovn-northd` in `dir`, stopped on drop.
+struct OvnCentral {
+    dir: PathBuf,
+    _procs: Vec<ChildGuard>,
+}
+
+impl OvnCentral {
+    fn start(dir: &Path) -> Result<OvnCentral> {
+        std::fs::create_dir_all(dir)?;
+        let mut procs = Vec::new();
+        for (db, schema) in [
+            ("nb", "/usr/share/ovn/ovn-nb.ovsschema"),
+            ("sb", "/usr/share/ovn/ovn-sb.ovsschema"),
+        ] {
+            let file = dir.join(format!("{db}.db"));
+            run(Command::new("ovsdb-tool")
+                .arg("create")
+                .arg(&file)
+                .arg(schema))?;
+            let child = Command::new("ovsdb-server")
+                .arg(&file)
+                .arg(format!(
+                    "--remote=punix:{}",
+                    dir.join(format!("{db}.sock")).display()
+                ))
+                .arg(format!(
+                    "--unixctl={}",
+                    dir.join(format!("{db}.ctl")).display()
+                ))
+                .arg("--no-chdir")
+                .arg("-vconsole:off")
+                .env("OVS_RUNDIR", dir)
+                .env("OVS_LOGDIR", dir)
+                .env("OVS_DBDIR", dir)
+                .spawn()?;
+            procs.push(ChildGuard(Some(child)));
+        }
+        if !wait_until(Duration::from_secs(10), || {
+            dir.join("nb.sock").exists() && dir.join("sb.sock").exists()
+        }) {
+            bail!("OVN databases did not start");
+        }
+        let northd = Command::new("ovn-northd")
+            .arg(format!("--ovnnb-db=unix:{}", dir.join("nb.sock").display()))
+            .arg(format!("--ovnsb-db=unix:{}", dir.join("sb.sock").display()))
+            .arg(format!("--unixctl={}", dir.join("northd.ctl").display()))
+            .arg(format!("--log-file={}", dir.join("northd.log").display()))
+            .arg("-vconsole:off")
+            .env("OVN_RUNDIR", dir)
+            .env("OVN_LOGDIR", dir)
+            .spawn()?;
+        procs.push(ChildGuard(Some(northd)));
+        Ok(OvnCentral {
+            dir: dir.to_path_buf(),
+            _procs: procs,
+        })
+    }
+
+    fn sb_remote(&self) -> String {
+        format!("unix:{}", self.dir.join("sb.sock").display())
+    }
+
+    fn nbctl(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ovn-nbctl")
+            .arg(format!("--db=unix:{}", self.dir.join("nb.sock").display()))
+            .arg("--timeout=20")
+            .args(args))
+    }
+
+    fn sbctl(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ovn-sbctl")
+            .arg(format!("--db=unix:{}", self.dir.join("sb.sock").display()))
+            .arg("--timeout=20")
+            .args(args))
+    }
+
+    /// The name of the chassis logical port `lp` is bound to (empty while
+    /// unbound).
+    fn bound_chassis(&self, lp: &str) -> String {
+        let uuid = self
+            .sbctl(&[
+                "--bare",
+                "--columns=chassis",
+                "find",
+                "Port_Binding",
+                &format!("logical_port={lp}"),
+            ])
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        if uuid.is_empty() {
+            return uuid;
+        }
+        self.sbctl(&["--bare", "--columns=name", "list", "Chassis", &uuid])
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// ferrovs's vswitchd running inside `ns`, on a private run directory.
+fn switch_in(ns: &Netns) -> Result<Switch> {
+    let rundir = tempfile::Builder::new().prefix("ferrovs-ovn2-").tempdir()?;
+    let db = rundir.path().join("conf.db");
+    let log = rundir.path().join("vswitchd.log");
+    let logf = std::fs::File::create(&log)?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(bin("vswitchd"))
+        .arg("--rundir")
+        .arg(rundir.path())
+        .arg("--db")
+        .arg(&db)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone()?)
+        .stderr(logf)
+        .spawn()
+        .context("spawning vswitchd")?;
+    let sw = Switch {
+        rundir,
+        db,
+        proc: ChildGuard(Some(child)),
+        log,
+    };
+    let sock = sw.rundir().join("db.sock");
+    if !wait_until(Duration::from_secs(20), || sock.exists()) {
+        bail!("vswitchd did not start; log:\n{}", sw.log_text());
+    }
+    Ok(sw)
+}
+
+/// One hypervisor: its namespace, its switch, its ovn-controller, the VM
+/// namespace behind its integration bridge.
+struct Chassis {
+    name: String,
+    /// Integration bridge (created by ovn-controller) and underlay bridge.
+    int: String,
+    phy: String,
+    /// The VM's veth end on the chassis side.
+    vport: String,
+    /// Underlay address.
+    ip: String,
+    log: PathBuf,
+    // Drop order: the controller before the switch, the namespaces last.
+    controller: ChildGuard,
+    sw: Switch,
+    vm: Netns,
+    ns: Netns,
+}
+
+/// `<t><side>` is the chassis namespace, `<t><side>v` its VM's; the
+/// underlay veth `<t>u<side>` must already be in the chassis namespace.
+fn chassis(t: &str, side: char, n: u8, ovn: &OvnCentral) -> Result<Chassis> {
+    let ns = Netns::new(&format!("{t}{side}"))?;
+    let vm = Netns::new(&format!("{t}{side}v"))?;
+    let vport = format!("{t}v{side}");
+    ns.exec(&[
+        "ip", "link", "add", &vport, "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
+    ])?;
+    ns.exec(&["ip", "link", "set", &vport, "up"])?;
+    vm.exec(&["ip", "link", "set", "eth0", "address", &lsp_mac(n)])?;
+    vm.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{}/24", vm_ip(n)),
+        "dev",
+        "eth0",
+    ])?;
+    // Room for the VXLAN headers on the 1500-byte underlay.
+    vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
+    vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    let sw = switch_in(&ns)?;
+    let name = format!("{t}hv{n}");
+    let int = format!("{t}i{side}");
+    let phy = format!("{t}p{side}");
+    let ip = format!("172.31.{n}.1");
+    sw.vsctl(&[
+        "set",
+        "Open_vSwitch",
+        ".",
+        &format!("external_ids:system-id={name}"),
+        &format!("external_ids:ovn-remote={}", ovn.sb_remote()),
+        "external_ids:ovn-encap-type=vxlan",
+        &format!("external_ids:ovn-encap-ip={ip}"),
+        "external_ids:ovn-bridge-datapath-type=netdev",
+        &format!("external_ids:ovn-bridge={int}"),
+    ])?;
+    let dir = sw.rundir().join("ovn");
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("ovn-controller.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ovn-controller"])
+        .arg(sw.db_remote())
+        .arg(format!("--log-file={}", log.display()))
+        .arg("-vconsole:off")
+        // Every message on its OpenFlow connections, errors included.
+        .arg("-vfile:vconn:dbg")
+        .env("OVS_RUNDIR", sw.rundir())
+        .env("OVN_RUNDIR", &dir)
+        .env("OVN_LOGDIR", &dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawning ovn-controller")?;
+    Ok(Chassis {
+        name,
+        int,
+        phy,
+        vport,
+        ip,
+        log,
+        controller: ChildGuard(Some(child)),
+        sw,
+        vm,
+        ns,
+    })
+}
+
+impl Chassis {
+    /// Underlay bridge with `uplink`, this chassis' underlay address on its
+    /// internal port (a /16 covering both sides' 172.31.N.1).
+    fn underlay(&self, uplink: &str) -> Result<()> {
+        self.ns.exec(&["ip", "link", "set", uplink, "up"])?;
+        self.sw.vsctl(&["add-br", &self.phy])?;
+        self.sw.vsctl(&["add-port", &self.phy, uplink])?;
+        if !wait_until(Duration::from_secs(10), || {
+            self.ns.exec(&["ip", "link", "show", &self.phy]).is_ok()
+        }) {
+            bail!("{} never appeared", self.phy);
+        }
+        self.ns.exec(&["ip", "link", "set", &self.phy, "up"])?;
+        self.ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/16", self.ip),
+            "dev",
+            &self.phy,
+        ])?;
+        Ok(())
+    }
+
+    /// The VM's port on the integration bridge, bound to logical port `lp`.
+    fn bind(&self, lp: &str) -> Result<()> {
+        if !wait_until(Duration::from_secs(30), || {
+            self.sw.vsctl(&["br-exists", &self.int]).is_ok()
+        }) {
+            bail!(
+                "ovn-controller did not create {}; its log:\n{}",
+                self.int,
+                read(&self.log)
+            );
+        }
+        self.sw.vsctl(&[
+            "add-port",
+            &self.int,
+            &self.vport,
+            "--",
+            "set",
+            "Interface",
+            &self.vport,
+            &format!("external_ids:iface-id={lp}"),
+        ])?;
+        Ok(())
+    }
+
+    fn installed(&self) -> bool {
+        self.sw
+            .vsctl(&["get", "Interface", &self.vport, "external_ids"])
+            .map(|s| s.contains("ovn-installed=\"true\""))
+            .unwrap_or(false)
+    }
+
+    fn diag(&self) -> String {
+        let ports = self.sw.vsctl(&["show"]).unwrap_or_default();
+        let flows = self.sw.appctl(&["dpctl/dump-flows"]).unwrap_or_default();
+        let neigh = self.sw.appctl(&["tnl/neigh/show"]).unwrap_or_default();
+        let log = self.sw.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        format!(
+            "== {} ==\n{ports}\n{flows}\n{neigh}\n{}\nOpenFlow errors: {:?}",
+            self.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            openflow_errors(&self.log)
+        )
+    }
+}
+
+fn lsp_mac(n: u8) -> String {
+    format!("00:00:00:00:96:0{n}")
+}
+
+fn vm_ip(n: u8) -> String {
+    format!("10.96.0.{n}")
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The lines of ovn-controller's log that report an OpenFlow error it
+/// received (on any of its connections).
+fn openflow_errors(log: &Path) -> Vec<String> {
+    read(log)
+        .lines()
+        .filter(|l| {
+            l.contains("received: OFPT_ERROR")
+                || l.contains("OpenFlow error")
+                || l.contains("|ofctrl|WARN")
+                || l.contains("|pinctrl|WARN")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
+    require!(
+        "ovn-controller",
+        "ovn-northd",
+        "ovn-nbctl",
+        "ovn-sbctl",
+        "ovsdb-server",
+        "ovsdb-tool",
+        "iperf3",
+        "ethtool"
+    );
+    let t = "ovn2";
+    let central = tempfile::Builder::new()
+        .prefix("ferrovs-ovn2-central-")
+        .tempdir()?;
+    let ovn = OvnCentral::start(central.path())?;
+    // One logical switch, one port per chassis.
+    ovn.nbctl(&["ls-add", "ls"])?;
+    for n in 1..=2u8 {
+        let lp = format!("lp{n}");
+        ovn.nbctl(&[
+            "lsp-add",
+            "ls",
+            &lp,
+            "--",
+            "lsp-set-addresses",
+            &lp,
+            &format!("{} {}", lsp_mac(n), vm_ip(n)),
+        ])?;
+    }
+    let a = chassis(t, 'a', 1, &ovn)?;
+    let b = chassis(t, 'b', 2, &ovn)?;
+    let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
+    ip(&[
+        "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
+        &b.ns.name,
+    ])?;
+    a.underlay(&ua)?;
+    b.underlay(&ub)?;
+    a.bind("lp1")?;
+    b.bind("lp2")?;
+
+    // Both chassis register with a VXLAN encap on their underlay address.
+    if !wait_until(Duration::from_secs(30), || {
+        let names = ovn
+            .sbctl(&["--bare", "--columns=name", "list", "Chassis"])
+            .unwrap_or_default();
+        names.contains(&a.name) && names.contains(&b.name)
+    }) {
+        bail!("chassis did not register\n{}\n{}", a.diag(), b.diag());
+    }
+    for c in [&a, &b] {
+        let encap = ovn.sbctl(&[
+            "--bare",
+            "--columns=type,ip",
+            "find",
+            "Encap",
+            &format!("chassis_name={}", c.name),
+        ])?;
+        let words: Vec<&str> = encap.split_whitespace().collect();
+        assert_eq!(words, ["vxlan", c.ip.as_str()], "{} encap", c.name);
+    }
+    // Each port bound on its own chassis, its flows installed.
+    for (lp, c) in [("lp1", &a), ("lp2", &b)] {
+        if !wait_until(Duration::from_secs(30), || ovn.bound_chassis(lp) == c.name) {
+            bail!(
+                "{lp} not bound to {} (bound: {:?})\n{}",
+                c.name,
+                ovn.bound_chassis(lp),
+                c.diag()
+            );
+        }
+        if !wait_until(Duration::from_secs(30), || c.installed()) {
+            bail!("{} never got ovn-installed\n{}", c.vport, c.diag());
+        }
+    }
+    let up = ovn.sbctl(&["--bare", "--columns=up", "list", "Port_Binding"])?;
+    assert_eq!(up.split_whitespace().collect::<Vec<_>>(), ["true", "true"]);
+    // ovn-controller made a VXLAN tunnel port towards the other chassis.
+    for (c, peer) in [(&a, &b), (&b, &a)] {
+        if !wait_until(Duration::from_secs(20), || {
+            c.sw.vsctl(&[
+                "--bare",
+                "--columns=name",
+                "find",
+                "Interface",
+                "type=vxlan",
+                &format!("options:remote_ip={}", peer.ip),
+            ])
+            .map(|s| !s.trim().is_empty())
+            .unwrap_or(false)
+        }) {
+            bail!("no tunnel port on {} to {}\n{}", c.name, peer.ip, c.diag());
+        }
+    }
+
+    // Traffic crosses the tunnel both ways: ARP (answered by OVN's
+    // responder), ICMP, TCP.
+    if !a.vm.ping_eventually(&vm_ip(2), Duration::from_secs(30)) {
+        bail!("a cannot reach b\n{}\n{}", a.diag(), b.diag());
+    }
+    assert!(a.vm.ping(&vm_ip(2), 5), "a -> b\n{}", a.diag());
+    assert!(b.vm.ping(&vm_ip(1), 5), "b -> a\n{}", b.diag());
+    let bps = iperf3_tcp(&b.vm, &a.vm, &vm_ip(2), 2)?;
+    assert!(bps > 0.0, "no TCP data a -> b");
+    let bps = iperf3_tcp(&a.vm, &b.vm, &vm_ip(1), 2)?;
+    assert!(bps > 0.0, "no TCP data b -> a");
+    // The datapath shows VXLAN on both directions.
+    let flows = a.sw.appctl(&["dpctl/dump-flows"])?;
+    assert!(flows.contains("tnl_push("), "{flows}");
+    assert!(flows.contains("tnl_pop("), "{flows}");
+
+    // Deleting lp2 removes its flows: b's VM is cut off.
+    ovn.nbctl(&["lsp-del", "lp2"])?;
+    if !wait_until(Duration::from_secs(20), || !a.vm.ping(&vm_ip(2), 1)) {
+        bail!("b still reachable after lsp-del lp2");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!a.vm.ping(&vm_ip(2), 3), "b reachable again after lsp-del");
+
+    let (mut a, mut b) = (a, b);
+    for c in [&mut a, &mut b] {
+        assert!(
+            c.sw.alive(),
+            "vswitchd of {} died:\n{}",
+            c.name,
+            c.sw.log_text()
+        );
+        let errors = openflow_errors(&c.log);
+        assert!(
+            errors.is_empty(),
+            "ovn-controller of {} received OpenFlow errors:\n{}",
+            c.name,
+            errors.join("\n")
+        );
+        assert!(
+            c.controller.child().try_wait()?.is_none(),
+            "ovn-controller of {} exited",
+            c.name
+        );
+    }
+    Ok(())
+}
