@@ -178,7 +178,7 @@ struct Chassis {
 
 /// `<t><side>` is the chassis namespace, `<t><side>v` its VM's; the
 /// underlay veth `<t>u<side>` must already be in the chassis namespace.
-fn chassis(t: &str, side: char, n: u8, ovn: &OvnCentral) -> Result<Chassis> {
+fn chassis(t: &str, side: char, n: u8, vm_addr: &str, ovn: &OvnCentral) -> Result<Chassis> {
     let ns = Netns::new(&format!("{t}{side}"))?;
     let vm = Netns::new(&format!("{t}{side}v"))?;
     let vport = format!("{t}v{side}");
@@ -187,14 +187,7 @@ fn chassis(t: &str, side: char, n: u8, ovn: &OvnCentral) -> Result<Chassis> {
     ])?;
     ns.exec(&["ip", "link", "set", &vport, "up"])?;
     vm.exec(&["ip", "link", "set", "eth0", "address", &lsp_mac(n)])?;
-    vm.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{}/24", vm_ip(n)),
-        "dev",
-        "eth0",
-    ])?;
+    vm.exec(&["ip", "addr", "add", vm_addr, "dev", "eth0"])?;
     // Room for the VXLAN headers on the 1500-byte underlay.
     vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
     vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
@@ -341,6 +334,92 @@ fn openflow_errors(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Chassis `a` and `b` (namespaces `<t>a`, `<t>b`) with their VMs on
+/// `vm_addrs` (CIDR), joined by the underlay veth `<t>ua` / `<t>ub`.
+fn two_chassis(t: &str, ovn: &OvnCentral, vm_addrs: [&str; 2]) -> Result<(Chassis, Chassis)> {
+    let a = chassis(t, 'a', 1, vm_addrs[0], ovn)?;
+    let b = chassis(t, 'b', 2, vm_addrs[1], ovn)?;
+    let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
+    ip(&[
+        "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
+        &b.ns.name,
+    ])?;
+    a.underlay(&ua)?;
+    b.underlay(&ub)?;
+    Ok((a, b))
+}
+
+/// Binds `lp1` on `a` and `lp2` on `b`, then checks: both chassis and
+/// their VXLAN encaps in the SB, each port bound on its own chassis with
+/// `ovn-installed`, and a VXLAN tunnel port from each chassis to the other.
+fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
+    a.bind("lp1")?;
+    b.bind("lp2")?;
+
+    // Both chassis register with a VXLAN encap on their underlay address.
+    if !wait_until(Duration::from_secs(30), || {
+        let names = ovn
+            .sbctl(&["--bare", "--columns=name", "list", "Chassis"])
+            .unwrap_or_default();
+        names.contains(&a.name) && names.contains(&b.name)
+    }) {
+        bail!("chassis did not register\n{}\n{}", a.diag(), b.diag());
+    }
+    for c in [a, b] {
+        let encap = ovn.sbctl(&[
+            "--bare",
+            "--columns=type,ip",
+            "find",
+            "Encap",
+            &format!("chassis_name={}", c.name),
+        ])?;
+        let words: Vec<&str> = encap.split_whitespace().collect();
+        assert_eq!(words, ["vxlan", c.ip.as_str()], "{} encap", c.name);
+    }
+    // Each port bound on its own chassis, its flows installed.
+    for (lp, c) in [("lp1", a), ("lp2", b)] {
+        if !wait_until(Duration::from_secs(30), || ovn.bound_chassis(lp) == c.name) {
+            bail!(
+                "{lp} not bound to {} (bound: {:?})\n{}",
+                c.name,
+                ovn.bound_chassis(lp),
+                c.diag()
+            );
+        }
+        if !wait_until(Duration::from_secs(30), || c.installed()) {
+            bail!("{} never got ovn-installed\n{}", c.vport, c.diag());
+        }
+    }
+    for lp in ["lp1", "lp2"] {
+        let up = ovn.sbctl(&[
+            "--bare",
+            "--columns=up",
+            "find",
+            "Port_Binding",
+            &format!("logical_port={lp}"),
+        ])?;
+        assert_eq!(up.trim(), "true", "{lp} up");
+    }
+    // ovn-controller made a VXLAN tunnel port towards the other chassis.
+    for (c, peer) in [(a, b), (b, a)] {
+        if !wait_until(Duration::from_secs(20), || {
+            c.sw.vsctl(&[
+                "--bare",
+                "--columns=name",
+                "find",
+                "Interface",
+                "type=vxlan",
+                &format!("options:remote_ip={}", peer.ip),
+            ])
+            .map(|s| !s.trim().is_empty())
+            .unwrap_or(false)
+        }) {
+            bail!("no tunnel port on {} to {}\n{}", c.name, peer.ip, c.diag());
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
     require!(
@@ -372,71 +451,12 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
             &format!("{} {}", lsp_mac(n), vm_ip(n)),
         ])?;
     }
-    let a = chassis(t, 'a', 1, &ovn)?;
-    let b = chassis(t, 'b', 2, &ovn)?;
-    let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
-    ip(&[
-        "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
-        &b.ns.name,
-    ])?;
-    a.underlay(&ua)?;
-    b.underlay(&ub)?;
-    a.bind("lp1")?;
-    b.bind("lp2")?;
-
-    // Both chassis register with a VXLAN encap on their underlay address.
-    if !wait_until(Duration::from_secs(30), || {
-        let names = ovn
-            .sbctl(&["--bare", "--columns=name", "list", "Chassis"])
-            .unwrap_or_default();
-        names.contains(&a.name) && names.contains(&b.name)
-    }) {
-        bail!("chassis did not register\n{}\n{}", a.diag(), b.diag());
-    }
-    for c in [&a, &b] {
-        let encap = ovn.sbctl(&[
-            "--bare",
-            "--columns=type,ip",
-            "find",
-            "Encap",
-            &format!("chassis_name={}", c.name),
-        ])?;
-        let words: Vec<&str> = encap.split_whitespace().collect();
-        assert_eq!(words, ["vxlan", c.ip.as_str()], "{} encap", c.name);
-    }
-    // Each port bound on its own chassis, its flows installed.
-    for (lp, c) in [("lp1", &a), ("lp2", &b)] {
-        if !wait_until(Duration::from_secs(30), || ovn.bound_chassis(lp) == c.name) {
-            bail!(
-                "{lp} not bound to {} (bound: {:?})\n{}",
-                c.name,
-                ovn.bound_chassis(lp),
-                c.diag()
-            );
-        }
-        if !wait_until(Duration::from_secs(30), || c.installed()) {
-            bail!("{} never got ovn-installed\n{}", c.vport, c.diag());
-        }
-    }
-    let up = ovn.sbctl(&["--bare", "--columns=up", "list", "Port_Binding"])?;
-    assert_eq!(up.split_whitespace().collect::<Vec<_>>(), ["true", "true"]);
-    // ovn-controller made a VXLAN tunnel port towards the other chassis.
-    for (c, peer) in [(&a, &b), (&b, &a)] {
-        if !wait_until(Duration::from_secs(20), || {
-            c.sw.vsctl(&[
-                "--bare",
-                "--columns=name",
-                "find",
-                "Interface",
-                "type=vxlan",
-                &format!("options:remote_ip={}", peer.ip),
-            ])
-            .map(|s| !s.trim().is_empty())
-            .unwrap_or(false)
-        }) {
-            bail!("no tunnel port on {} to {}\n{}", c.name, peer.ip, c.diag());
-        }
-    }
+    let (mut a, mut b) = two_chassis(
+        t,
+        &ovn,
+        [&format!("{}/24", vm_ip(1)), &format!("{}/24", vm_ip(2))],
+    )?;
+    bind_and_check(&ovn, &a, &b)?;
 
     // Traffic crosses the tunnel both ways: ARP (answered by OVN's
     // responder), ICMP, TCP.
@@ -462,8 +482,13 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     assert!(!a.vm.ping(&vm_ip(2), 3), "b reachable again after lsp-del");
 
-    let (mut a, mut b) = (a, b);
-    for c in [&mut a, &mut b] {
+    assert_healthy([&mut a, &mut b])
+}
+
+/// Both chassis stay healthy: vswitchd alive, ovn-controller running and
+/// never sent an OpenFlow error.
+fn assert_healthy(cs: [&mut Chassis; 2]) -> Result<()> {
+    for c in cs {
         assert!(
             c.sw.alive(),
             "vswitchd of {} died:\n{}",
@@ -484,4 +509,138 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether a TCP connection from `client` to `ip:port` gets through (an
+/// `iperf3` server is started on `server` for it).
+fn tcp_connects(server: &Netns, client: &Netns, ip: &str, port: u16) -> Result<bool> {
+    let p = port.to_string();
+    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
+    std::thread::sleep(Duration::from_millis(500));
+    let out = client.exec_output(&[
+        "timeout",
+        "8",
+        "iperf3",
+        "-c",
+        ip,
+        "-p",
+        &p,
+        "-t",
+        "1",
+        "--connect-timeout",
+        "3000",
+    ])?;
+    Ok(out.status.success())
+}
+
+/// Routed across chassis, with stateful ACLs: `ls-a` (lp1, on chassis a)
+/// and `ls-b` (lp2, on chassis b) joined by logical router `lr`; `ls-b`
+/// drops TCP 8080 towards lp2 and lets the rest in `allow-related`, so the
+/// pipeline commits connections to conntrack on both chassis (the logical
+/// switch ingress on a, the egress on b after the tunnel) and replies pass
+/// as related.
+#[test]
+fn stock_ovn_routes_across_two_ferrovs_chassis_with_stateful_acls() -> Result<()> {
+    require!(
+        "ovn-controller",
+        "ovn-northd",
+        "ovn-nbctl",
+        "ovn-sbctl",
+        "ovsdb-server",
+        "ovsdb-tool",
+        "iperf3",
+        "ethtool"
+    );
+    let t = "ovn2r";
+    let central = tempfile::Builder::new()
+        .prefix("ferrovs-ovn2-central-")
+        .tempdir()?;
+    let ovn = OvnCentral::start(central.path())?;
+    ovn.nbctl(&["lr-add", "lr"])?;
+    for (n, ls) in [(1u8, "ls-a"), (2, "ls-b")] {
+        let lp = format!("lp{n}");
+        ovn.nbctl(&["ls-add", ls])?;
+        ovn.nbctl(&[
+            "lsp-add",
+            ls,
+            &lp,
+            "--",
+            "lsp-set-addresses",
+            &lp,
+            &format!("{} 10.97.{n}.1", lsp_mac(n)),
+        ])?;
+        let rp = format!("lr-{ls}");
+        ovn.nbctl(&[
+            "lrp-add",
+            "lr",
+            &rp,
+            &format!("00:00:00:00:97:f{n}"),
+            &format!("10.97.{n}.254/24"),
+        ])?;
+        let sp = format!("{ls}-lr");
+        ovn.nbctl(&[
+            "lsp-add",
+            ls,
+            &sp,
+            "--",
+            "lsp-set-type",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-addresses",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-options",
+            &sp,
+            &format!("router-port={rp}"),
+        ])?;
+    }
+    ovn.nbctl(&[
+        "acl-add",
+        "ls-b",
+        "to-lport",
+        "1002",
+        "outport == \"lp2\" && tcp && tcp.dst == 8080",
+        "drop",
+    ])?;
+    ovn.nbctl(&[
+        "acl-add",
+        "ls-b",
+        "to-lport",
+        "1001",
+        "outport == \"lp2\" && ip4",
+        "allow-related",
+    ])?;
+    let (mut a, mut b) = two_chassis(t, &ovn, ["10.97.1.1/24", "10.97.2.1/24"])?;
+    a.vm.exec(&["ip", "route", "add", "default", "via", "10.97.1.254"])?;
+    b.vm.exec(&["ip", "route", "add", "default", "via", "10.97.2.254"])?;
+    bind_and_check(&ovn, &a, &b)?;
+
+    if !a.vm.ping_eventually("10.97.2.1", Duration::from_secs(30)) {
+        bail!("a cannot reach b through lr\n{}\n{}", a.diag(), b.diag());
+    }
+    assert!(b.vm.ping("10.97.1.1", 3), "b -> a\n{}", b.diag());
+    let out =
+        a.vm.exec(&["ping", "-n", "-c", "1", "-W", "1", "10.97.2.1"])?;
+    assert!(out.contains("ttl=63"), "one routed hop: {out}");
+    let bps = iperf3_tcp(&b.vm, &a.vm, "10.97.2.1", 2)?;
+    assert!(bps > 0.0, "no TCP data routed a -> b");
+    // The ACLs: 8080 is dropped, 80 passes.
+    assert!(
+        !tcp_connects(&b.vm, &a.vm, "10.97.2.1", 8080)?,
+        "TCP 8080 got through the drop ACL"
+    );
+    assert!(
+        tcp_connects(&b.vm, &a.vm, "10.97.2.1", 80)?,
+        "TCP 80 blocked\n{}",
+        b.diag()
+    );
+    // The stateful ACL committed the connection on b's conntrack.
+    let ct = b.sw.appctl(&["dpctl/dump-conntrack"])?;
+    assert!(
+        ct.contains("src=10.97.1.1,dst=10.97.2.1") && ct.contains("dport=80"),
+        "{ct}"
+    );
+    assert_healthy([&mut a, &mut b])
 }
