@@ -469,6 +469,32 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
     assert!(bps > 0.0, "no TCP data a -> b");
     let bps = iperf3_tcp(&a.vm, &b.vm, &vm_ip(1), 2)?;
     assert!(bps > 0.0, "no TCP data b -> a");
+    // OVN's VXLAN mode: the logical datapath and output port go out in
+    // the VNI (a masked set_field on tun_id, then the tunnel port) and come
+    // back from it on the tunnel port's in_port.
+    let tport =
+        a.sw.vsctl(&[
+            "--bare",
+            "--columns=ofport",
+            "find",
+            "Interface",
+            "type=vxlan",
+        ])?
+        .trim()
+        .to_string();
+    let table = a.sw.ofctl(&["dump-flows", &a.int])?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("->tun_id,output:") && l.contains(&format!("output:{tport}"))),
+        "no rule encapsulates to port {tport}:\n{table}"
+    );
+    assert!(
+        table.lines().any(|l| l.contains("table=0,")
+            && l.contains(&format!("in_port={tport} "))
+            && l.contains("move:NXM_NX_TUN_ID[0..11]->OXM_OF_METADATA[0..11]")),
+        "no rule decapsulates from port {tport}:\n{table}"
+    );
     // The datapath shows VXLAN on both directions.
     let flows = a.sw.appctl(&["dpctl/dump-flows"])?;
     assert!(flows.contains("tnl_push("), "{flows}");
