@@ -10,9 +10,11 @@
 //!
 //! Checks: both chassis and their encaps register in the SB, each logical
 //! port is bound on its own chassis and reports `ovn-installed`, the VMs
-//! ping both ways and carry TCP through the tunnel, `lsp-del` cuts the
-//! traffic, neither ovn-controller receives an OpenFlow error and both
-//! vswitchds stay up.
+//! ping both ways and carry TCP through the tunnel, traffic resumes after a
+//! `kill -9` and restart of one vswitchd, `lsp-del` cuts the traffic,
+//! neither ovn-controller receives an OpenFlow error and both vswitchds stay
+//! up. A second test routes across the chassis through a logical router,
+//! with a drop ACL and an `allow-related` ACL (conntrack on the far chassis).
 //!
 //! Run under the e2e lock: `flock /tmp/ferrovs-e2e.lock cargo test -p
 //! ferrovs-tests --test ovn_two_chassis`.
