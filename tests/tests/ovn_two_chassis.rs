@@ -729,3 +729,159 @@ fn stock_ovn_routes_across_two_ferrovs_chassis_with_stateful_acls() -> Result<()
     );
     assert_healthy([&mut a, &mut b])
 }
+
+/// A second VM namespace `<name>` behind chassis `c`'s integration bridge
+/// (veth `<name>p`), bound to logical port `lp`.
+fn extra_vm(c: &Chassis, name: &str, addr: &str, mac: &str, gw: &str, lp: &str) -> Result<Netns> {
+    let vm = Netns::new(name)?;
+    let port = format!("{name}p");
+    c.ns.exec(&[
+        "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
+    ])?;
+    c.ns.exec(&["ip", "link", "set", &port, "up"])?;
+    vm.exec(&["ip", "link", "set", "eth0", "address", mac])?;
+    vm.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
+    vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
+    vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    vm.exec(&["ip", "route", "add", "default", "via", gw])?;
+    c.sw.vsctl(&[
+        "add-port",
+        &c.int,
+        &port,
+        "--",
+        "set",
+        "Interface",
+        &port,
+        &format!("external_ids:iface-id={lp}"),
+    ])?;
+    if !wait_until(Duration::from_secs(30), || {
+        c.sw.vsctl(&["get", "Interface", &port, "external_ids"])
+            .map(|s| s.contains("ovn-installed=\"true\""))
+            .unwrap_or(false)
+    }) {
+        bail!("{port} never got ovn-installed\n{}", c.diag());
+    }
+    Ok(vm)
+}
+
+/// A load balancer VIP on the router with one backend on each chassis:
+/// connections from a VM on chassis a reach both backends (one local, one
+/// through the tunnel), which answer with their names.
+#[test]
+fn stock_ovn_load_balancer_spreads_connections_over_backends_on_both_chassis() -> Result<()> {
+    require!(
+        "ovn-controller",
+        "ovn-northd",
+        "ovn-nbctl",
+        "ovn-sbctl",
+        "ovsdb-server",
+        "ovsdb-tool",
+        "busybox",
+        "ethtool"
+    );
+    let t = "ovn2l";
+    let central = tempfile::Builder::new()
+        .prefix("ferrovs-ovn2-central-")
+        .tempdir()?;
+    let ovn = OvnCentral::start(central.path())?;
+    ovn.nbctl(&["lr-add", "lr"])?;
+    for (n, ls) in [(1u8, "ls-a"), (2, "ls-b")] {
+        ovn.nbctl(&["ls-add", ls])?;
+        let rp = format!("lr-{ls}");
+        ovn.nbctl(&[
+            "lrp-add",
+            "lr",
+            &rp,
+            &format!("00:00:00:00:98:f{n}"),
+            &format!("10.98.{n}.254/24"),
+        ])?;
+        let sp = format!("{ls}-lr");
+        ovn.nbctl(&[
+            "lsp-add",
+            ls,
+            &sp,
+            "--",
+            "lsp-set-type",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-addresses",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-options",
+            &sp,
+            &format!("router-port={rp}"),
+        ])?;
+    }
+    // lp1: the client on ls-a (chassis a); lp2 (chassis b) and lp3
+    // (chassis a): the backends, on ls-b.
+    for (lp, ls, mac, ip) in [
+        ("lp1", "ls-a", lsp_mac(1), "10.98.1.1"),
+        ("lp2", "ls-b", lsp_mac(2), "10.98.2.2"),
+        ("lp3", "ls-b", lsp_mac(3), "10.98.2.3"),
+    ] {
+        ovn.nbctl(&[
+            "lsp-add",
+            ls,
+            lp,
+            "--",
+            "lsp-set-addresses",
+            lp,
+            &format!("{mac} {ip}"),
+        ])?;
+    }
+    ovn.nbctl(&[
+        "lb-add",
+        "lb",
+        "10.98.9.9:80",
+        "10.98.2.2:80,10.98.2.3:80",
+        "tcp",
+    ])?;
+    ovn.nbctl(&["ls-lb-add", "ls-a", "lb"])?;
+    ovn.nbctl(&["lr-lb-add", "lr", "lb"])?;
+    let (mut a, mut b) = two_chassis(t, &ovn, ["10.98.1.1/24", "10.98.2.2/24"])?;
+    a.vm.exec(&["ip", "route", "add", "default", "via", "10.98.1.254"])?;
+    b.vm.exec(&["ip", "route", "add", "default", "via", "10.98.2.254"])?;
+    bind_and_check(&ovn, &a, &b)?;
+    let c = extra_vm(
+        &a,
+        &format!("{t}w"),
+        "10.98.2.3/24",
+        &lsp_mac(3),
+        "10.98.2.254",
+        "lp3",
+    )?;
+    // Each backend answers every connection on port 80 with its name.
+    let dir = tempfile::Builder::new()
+        .prefix("ferrovs-ovn2-lb-")
+        .tempdir()?;
+    let mut servers = Vec::new();
+    for (vm, name) in [(&b.vm, "on-b"), (&c, "on-a")] {
+        let script = dir.path().join(name);
+        std::fs::write(&script, format!("#!/bin/sh\necho {name}\n"))?;
+        run(Command::new("chmod").arg("+x").arg(&script))?;
+        let s = script.to_str().context("path")?.to_string();
+        servers.push(vm.spawn(&["busybox", "nc", "-ll", "-p", "80", "-e", &s])?);
+    }
+    if !a.vm.ping_eventually("10.98.2.2", Duration::from_secs(30)) {
+        bail!("a cannot reach b through lr\n{}\n{}", a.diag(), b.diag());
+    }
+    assert!(a.vm.ping("10.98.2.3", 3), "a -> its local backend");
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..20 {
+        let out =
+            a.vm.exec_output(&["busybox", "nc", "-w", "3", "10.98.9.9", "80"])?;
+        let who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        *seen.entry(who).or_default() += 1;
+    }
+    assert!(
+        seen.get("on-a").copied().unwrap_or(0) > 0 && seen.get("on-b").copied().unwrap_or(0) > 0,
+        "the VIP did not reach both backends: {seen:?}\n{}\n{}",
+        a.diag(),
+        b.diag()
+    );
+    eprintln!("backends seen: {seen:?}");
+    drop(servers);
+    assert_healthy([&mut a, &mut b])
+}
