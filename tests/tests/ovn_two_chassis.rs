@@ -14,7 +14,8 @@
 //! `kill -9` and restart of one vswitchd, `lsp-del` cuts the traffic,
 //! neither ovn-controller receives an OpenFlow error and both vswitchds stay
 //! up. A second test routes across the chassis through a logical router,
-//! with a drop ACL and an `allow-related` ACL (conntrack on the far chassis).
+//! with a drop ACL and an `allow-related` ACL (conntrack on the far chassis);
+//! a third puts a load balancer VIP in front of one backend per chassis.
 //!
 //! Run under the e2e lock: `flock /tmp/ferrovs-e2e.lock cargo test -p
 //! ferrovs-tests --test ovn_two_chassis`.
