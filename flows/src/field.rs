@@ -64,6 +64,19 @@ pub enum Field {
     TunFlags,
     TunGbpId,
     TunGbpFlags,
+    /// `tun_metadataN`, resolved against a bridge's TLV map
+    /// ([`crate::tlv::TlvMap::field`]): `idx` is N (0..63), `off`/`len` are
+    /// the option's bytes in [`FlowKey::tun_metadata`]. A value or mask
+    /// written through this field also sets (in a mask: makes exact) the
+    /// option's bit in [`FlowKey::tun_metadata_present`], so a match on it
+    /// fails when the packet lacks the option and `set_field` makes the
+    /// option present. Values are at most 16 bytes (the `u128` a field
+    /// value is).
+    TunMetadata {
+        idx: u8,
+        off: u8,
+        len: u8,
+    },
     CtState,
     CtZone,
     CtMark,
@@ -191,6 +204,140 @@ const OXM_PKT_REG_NAMES: [&str; 8] = [
     "OXM_OF_PKT_REG6",
     "OXM_OF_PKT_REG7",
 ];
+const TUN_METADATA_NAMES: [&str; 64] = [
+    "tun_metadata0",
+    "tun_metadata1",
+    "tun_metadata2",
+    "tun_metadata3",
+    "tun_metadata4",
+    "tun_metadata5",
+    "tun_metadata6",
+    "tun_metadata7",
+    "tun_metadata8",
+    "tun_metadata9",
+    "tun_metadata10",
+    "tun_metadata11",
+    "tun_metadata12",
+    "tun_metadata13",
+    "tun_metadata14",
+    "tun_metadata15",
+    "tun_metadata16",
+    "tun_metadata17",
+    "tun_metadata18",
+    "tun_metadata19",
+    "tun_metadata20",
+    "tun_metadata21",
+    "tun_metadata22",
+    "tun_metadata23",
+    "tun_metadata24",
+    "tun_metadata25",
+    "tun_metadata26",
+    "tun_metadata27",
+    "tun_metadata28",
+    "tun_metadata29",
+    "tun_metadata30",
+    "tun_metadata31",
+    "tun_metadata32",
+    "tun_metadata33",
+    "tun_metadata34",
+    "tun_metadata35",
+    "tun_metadata36",
+    "tun_metadata37",
+    "tun_metadata38",
+    "tun_metadata39",
+    "tun_metadata40",
+    "tun_metadata41",
+    "tun_metadata42",
+    "tun_metadata43",
+    "tun_metadata44",
+    "tun_metadata45",
+    "tun_metadata46",
+    "tun_metadata47",
+    "tun_metadata48",
+    "tun_metadata49",
+    "tun_metadata50",
+    "tun_metadata51",
+    "tun_metadata52",
+    "tun_metadata53",
+    "tun_metadata54",
+    "tun_metadata55",
+    "tun_metadata56",
+    "tun_metadata57",
+    "tun_metadata58",
+    "tun_metadata59",
+    "tun_metadata60",
+    "tun_metadata61",
+    "tun_metadata62",
+    "tun_metadata63",
+];
+const NXM_TUN_METADATA_NAMES: [&str; 64] = [
+    "NXM_NX_TUN_METADATA0",
+    "NXM_NX_TUN_METADATA1",
+    "NXM_NX_TUN_METADATA2",
+    "NXM_NX_TUN_METADATA3",
+    "NXM_NX_TUN_METADATA4",
+    "NXM_NX_TUN_METADATA5",
+    "NXM_NX_TUN_METADATA6",
+    "NXM_NX_TUN_METADATA7",
+    "NXM_NX_TUN_METADATA8",
+    "NXM_NX_TUN_METADATA9",
+    "NXM_NX_TUN_METADATA10",
+    "NXM_NX_TUN_METADATA11",
+    "NXM_NX_TUN_METADATA12",
+    "NXM_NX_TUN_METADATA13",
+    "NXM_NX_TUN_METADATA14",
+    "NXM_NX_TUN_METADATA15",
+    "NXM_NX_TUN_METADATA16",
+    "NXM_NX_TUN_METADATA17",
+    "NXM_NX_TUN_METADATA18",
+    "NXM_NX_TUN_METADATA19",
+    "NXM_NX_TUN_METADATA20",
+    "NXM_NX_TUN_METADATA21",
+    "NXM_NX_TUN_METADATA22",
+    "NXM_NX_TUN_METADATA23",
+    "NXM_NX_TUN_METADATA24",
+    "NXM_NX_TUN_METADATA25",
+    "NXM_NX_TUN_METADATA26",
+    "NXM_NX_TUN_METADATA27",
+    "NXM_NX_TUN_METADATA28",
+    "NXM_NX_TUN_METADATA29",
+    "NXM_NX_TUN_METADATA30",
+    "NXM_NX_TUN_METADATA31",
+    "NXM_NX_TUN_METADATA32",
+    "NXM_NX_TUN_METADATA33",
+    "NXM_NX_TUN_METADATA34",
+    "NXM_NX_TUN_METADATA35",
+    "NXM_NX_TUN_METADATA36",
+    "NXM_NX_TUN_METADATA37",
+    "NXM_NX_TUN_METADATA38",
+    "NXM_NX_TUN_METADATA39",
+    "NXM_NX_TUN_METADATA40",
+    "NXM_NX_TUN_METADATA41",
+    "NXM_NX_TUN_METADATA42",
+    "NXM_NX_TUN_METADATA43",
+    "NXM_NX_TUN_METADATA44",
+    "NXM_NX_TUN_METADATA45",
+    "NXM_NX_TUN_METADATA46",
+    "NXM_NX_TUN_METADATA47",
+    "NXM_NX_TUN_METADATA48",
+    "NXM_NX_TUN_METADATA49",
+    "NXM_NX_TUN_METADATA50",
+    "NXM_NX_TUN_METADATA51",
+    "NXM_NX_TUN_METADATA52",
+    "NXM_NX_TUN_METADATA53",
+    "NXM_NX_TUN_METADATA54",
+    "NXM_NX_TUN_METADATA55",
+    "NXM_NX_TUN_METADATA56",
+    "NXM_NX_TUN_METADATA57",
+    "NXM_NX_TUN_METADATA58",
+    "NXM_NX_TUN_METADATA59",
+    "NXM_NX_TUN_METADATA60",
+    "NXM_NX_TUN_METADATA61",
+    "NXM_NX_TUN_METADATA62",
+    "NXM_NX_TUN_METADATA63",
+];
+/// Longest `tun_metadataN` a [`Field`] value can hold (a `u128`).
+pub const TUN_METADATA_MAX_FIELD_BYTES: usize = 16;
 const XXREG_NAMES: [&str; 4] = ["xxreg0", "xxreg1", "xxreg2", "xxreg3"];
 const NXM_XXREG_NAMES: [&str; 4] = [
     "NXM_NX_XXREG0",
@@ -358,6 +505,7 @@ impl Field {
             Field::TunFlags => "tun_flags",
             Field::TunGbpId => "tun_gbp_id",
             Field::TunGbpFlags => "tun_gbp_flags",
+            Field::TunMetadata { idx, .. } => TUN_METADATA_NAMES[usize::from(idx) % 64],
             Field::CtState => "ct_state",
             Field::CtZone => "ct_zone",
             Field::CtMark => "ct_mark",
@@ -440,6 +588,7 @@ impl Field {
             Field::TunFlags => "NXM_NX_TUN_FLAGS",
             Field::TunGbpId => "NXM_NX_TUN_GBP_ID",
             Field::TunGbpFlags => "NXM_NX_TUN_GBP_FLAGS",
+            Field::TunMetadata { idx, .. } => NXM_TUN_METADATA_NAMES[usize::from(idx) % 64],
             Field::CtState => "NXM_NX_CT_STATE",
             Field::CtZone => "NXM_NX_CT_ZONE",
             Field::CtMark => "NXM_NX_CT_MARK",
@@ -452,6 +601,23 @@ impl Field {
             Field::CtTpSrc => "NXM_NX_CT_TP_SRC",
             Field::CtTpDst => "NXM_NX_CT_TP_DST",
         }
+    }
+
+    /// N of `tun_metadataN` / `NXM_NX_TUN_METADATAN` (N in 0..63). These
+    /// names are not in [`Field::from_name`]: where the field lives depends
+    /// on the bridge's TLV map, so it is resolved with
+    /// [`crate::tlv::TlvMap::field`].
+    pub fn tun_metadata_index(name: &str) -> Option<u16> {
+        let d = name
+            .strip_prefix("tun_metadata")
+            .or_else(|| name.strip_prefix("NXM_NX_TUN_METADATA"))?;
+        if d.is_empty()
+            || (d.len() > 1 && d.starts_with('0'))
+            || !d.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        d.parse::<u16>().ok().filter(|n| *n < 64)
     }
 
     /// Looks a field up by any name ovs-ofctl accepts for it: the match
@@ -569,6 +735,7 @@ impl Field {
             Field::TunFlags => 16,
             Field::TunGbpId => 16,
             Field::TunGbpFlags => 8,
+            Field::TunMetadata { len, .. } => u32::from(len) * 8,
             Field::CtState | Field::CtMark => 32,
             Field::CtZone => 16,
             Field::CtLabel => 128,
@@ -678,6 +845,12 @@ impl Field {
             Field::TunFlags => k.tun_flags.into(),
             Field::TunGbpId => k.tun_gbp_id.into(),
             Field::TunGbpFlags => k.tun_gbp_flags.into(),
+            Field::TunMetadata { off, len, .. } => {
+                let (off, len) = (usize::from(off), usize::from(len));
+                k.tun_metadata[off..off + len]
+                    .iter()
+                    .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+            }
             Field::CtState => k.ct_state.into(),
             Field::CtZone => k.ct_zone.into(),
             Field::CtMark => k.ct_mark.into(),
@@ -752,6 +925,17 @@ impl Field {
             Field::TunGbpId => k.tun_gbp_id = merge(k.tun_gbp_id, v as u16, mask as u16),
             Field::TunGbpFlags => {
                 k.tun_gbp_flags = merge(k.tun_gbp_flags, v as u8, mask as u8);
+            }
+            Field::TunMetadata { idx, off, len } => {
+                let (off, len) = (usize::from(off), usize::from(len));
+                let area = &mut k.tun_metadata[off..off + len];
+                for (i, b) in area.iter_mut().enumerate() {
+                    let shift = 8 * (len - 1 - i);
+                    *b = merge(*b, (v >> shift) as u8, (mask >> shift) as u8);
+                }
+                if mask != 0 {
+                    k.tun_metadata_present |= 1u64 << (idx % 64);
+                }
             }
             Field::CtState => k.ct_state = merge(k.ct_state, v as u32, mask as u32),
             Field::CtZone => k.ct_zone = merge(k.ct_zone, v as u16, mask as u16),
@@ -854,6 +1038,7 @@ impl Field {
             | Field::TunFlags
             | Field::TunGbpId
             | Field::TunGbpFlags
+            | Field::TunMetadata { .. }
             | Field::CtState
             | Field::CtZone
             | Field::CtMark

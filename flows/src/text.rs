@@ -187,6 +187,7 @@ fn syntax(f: Field) -> Syntax {
         | Field::TunId
         | Field::TunFlags
         | Field::TunGbpFlags
+        | Field::TunMetadata { .. }
         | Field::CtState
         | Field::CtMark
         | Field::CtLabel

@@ -20,6 +20,7 @@
 
 use std::fmt;
 
+use crate::field::{Field, TUN_METADATA_MAX_FIELD_BYTES};
 use crate::key::{FlowKey, TUN_METADATA_BYTES};
 
 /// How many `tun_metadataN` fields exist.
@@ -73,6 +74,27 @@ pub enum TlvError {
     /// DELETE of a mapping that a flow uses.
     #[error("NXTTMFC_INVALID_TLV_DEL")]
     InvalidTlvDel,
+}
+
+/// Why `tun_metadataN` cannot be resolved to a [`Field`] against a
+/// bridge's map.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum TunMetadataFieldError {
+    /// The index has no mapping (OpenFlow error NXFMFC_INVALID_TLV_FIELD).
+    #[error("tun_metadata{0} is not mapped in the bridge's TLV map (NXFMFC_INVALID_TLV_FIELD)")]
+    Unmapped(u16),
+    /// A flow names the field with another length than the mapping's.
+    #[error("tun_metadata{index} is {mapped} bytes long in the TLV map, not {given}")]
+    LengthMismatch {
+        index: u16,
+        mapped: usize,
+        given: usize,
+    },
+    /// The mapped option is longer than a field value can hold.
+    #[error(
+        "tun_metadata{index} is {len} bytes long; at most {max} bytes are supported as a match or set_field target"
+    )]
+    TooLong { index: u16, len: usize, max: usize },
 }
 
 impl TlvMapping {
@@ -225,6 +247,41 @@ impl TlvMap {
                 usize::from(m.len),
             )
         })
+    }
+
+    /// `tun_metadata{index}` as a [`Field`] located in this map, what a
+    /// flow's match and `set_field` use.
+    pub fn field(&self, index: u16) -> Result<Field, TunMetadataFieldError> {
+        let (off, len) = self
+            .location(index)
+            .ok_or(TunMetadataFieldError::Unmapped(index))?;
+        if len > TUN_METADATA_MAX_FIELD_BYTES {
+            return Err(TunMetadataFieldError::TooLong {
+                index,
+                len,
+                max: TUN_METADATA_MAX_FIELD_BYTES,
+            });
+        }
+        Ok(Field::TunMetadata {
+            idx: index as u8,
+            off: off as u8,
+            len: len as u8,
+        })
+    }
+
+    /// Like [`TlvMap::field`] for a field header that states a length in
+    /// bytes (an NXM header): it must be the mapped length.
+    pub fn field_with_len(&self, index: u16, given: usize) -> Result<Field, TunMetadataFieldError> {
+        let f = self.field(index)?;
+        let mapped = f.n_bits() as usize / 8;
+        if mapped != given {
+            return Err(TunMetadataFieldError::LengthMismatch {
+                index,
+                mapped,
+                given,
+            });
+        }
+        Ok(f)
     }
 
     /// The mapping of Geneve option `class`/`type_` (the critical bit is
@@ -383,6 +440,7 @@ pub fn format_tlv_table(maps: &[TlvMapping]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matches::Match;
 
     fn m(class: u16, type_: u8, len: u8, index: u16) -> TlvMapping {
         TlvMapping {
@@ -395,6 +453,133 @@ mod tests {
 
     fn none(_: u16) -> bool {
         false
+    }
+
+    fn ovn_map() -> TlvMap {
+        let mut t = TlvMap::new();
+        t.apply(
+            TlvCommand::Add,
+            &[m(0x102, 0x80, 4, 0), m(0x103, 0x01, 8, 5)],
+            none,
+        )
+        .unwrap();
+        t
+    }
+
+    #[test]
+    fn tun_metadata_resolves_to_the_mapped_place_and_length() {
+        let t = ovn_map();
+        let f = t.field(0).unwrap();
+        let (off, len) = t.location(0).unwrap();
+        assert_eq!(
+            f,
+            Field::TunMetadata {
+                idx: 0,
+                off: off as u8,
+                len: 4
+            }
+        );
+        assert_eq!(len, 4);
+        assert_eq!(f.n_bits(), 32);
+        assert_eq!(f.name(), "tun_metadata0");
+        assert_eq!(f.nxm_name(), "NXM_NX_TUN_METADATA0");
+        assert_eq!(t.field(5).unwrap().n_bits(), 64);
+        assert_eq!(t.field(5).unwrap().name(), "tun_metadata5");
+        assert_eq!(Field::tun_metadata_index("tun_metadata63"), Some(63));
+        assert_eq!(Field::tun_metadata_index("NXM_NX_TUN_METADATA5"), Some(5));
+        assert_eq!(Field::tun_metadata_index("tun_metadata64"), None);
+        assert_eq!(Field::tun_metadata_index("tun_metadata01"), None);
+        assert_eq!(Field::tun_metadata_index("tun_metadata"), None);
+    }
+
+    #[test]
+    fn unmapped_tun_metadata_is_refused_with_invalid_tlv_field() {
+        let t = ovn_map();
+        let e = t.field(1).unwrap_err();
+        assert_eq!(e, TunMetadataFieldError::Unmapped(1));
+        assert!(e.to_string().contains("NXFMFC_INVALID_TLV_FIELD"), "{e}");
+        assert_eq!(
+            t.field_with_len(0, 2).unwrap_err(),
+            TunMetadataFieldError::LengthMismatch {
+                index: 0,
+                mapped: 4,
+                given: 2
+            }
+        );
+        assert!(t.field_with_len(0, 4).is_ok());
+        let mut long = TlvMap::new();
+        long.apply(TlvCommand::Add, &[m(0x104, 1, 20, 6)], none)
+            .unwrap();
+        assert!(matches!(
+            long.field(6).unwrap_err(),
+            TunMetadataFieldError::TooLong {
+                index: 6,
+                len: 20,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn set_field_on_tun_metadata_writes_value_and_marks_option_present() {
+        let t = ovn_map();
+        let f = t.field(0).unwrap();
+        let mut k = FlowKey::default();
+        f.set(&mut k, 0x1234);
+        assert_eq!(t.value(&k, 0), Some(&[0, 0, 0x12, 0x34][..]));
+        assert_eq!(k.tun_metadata_present, 1);
+        assert_eq!(f.get(&k), 0x1234);
+        // The encapsulating port emits it as the mapped option.
+        let opts: Vec<_> = t.options(&k).collect();
+        assert_eq!(opts, vec![(0x102, 0x80, &[0, 0, 0x12, 0x34][..])]);
+        // A neighbour is left alone.
+        let g = t.field(5).unwrap();
+        g.set(&mut k, 0x0102_0304_0506_0708);
+        assert_eq!(f.get(&k), 0x1234);
+        assert_eq!(g.get(&k), 0x0102_0304_0506_0708);
+        assert_eq!(k.tun_metadata_present, 1 | 1 << 5);
+        // A masked write (load/move into a slice) changes only its bits.
+        f.set_masked(&mut k, 0xab00, 0xff00);
+        assert_eq!(f.get(&k), 0xab34);
+    }
+
+    #[test]
+    fn match_on_tun_metadata_needs_the_option_present_with_the_value() {
+        let t = ovn_map();
+        let f = t.field(0).unwrap();
+        let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
+        f.set(&mut key, 0);
+        f.unwildcard(&mut mask);
+        assert_eq!(
+            mask.tun_metadata_present, 1,
+            "presence is exact in the mask"
+        );
+        let zero = Match::new(key, mask);
+        // A packet without the option does not match tun_metadata0=0.
+        assert!(!zero.matches(&FlowKey::default()));
+        let mut pkt = FlowKey::default();
+        assert!(t.store(&mut pkt, 0x102, 0x80, &[0, 0, 0, 0]));
+        assert!(zero.matches(&pkt));
+
+        let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
+        f.set(&mut key, 0x1234);
+        f.unwildcard(&mut mask);
+        let exact = Match::new(key, mask);
+        let mut pkt = FlowKey::default();
+        t.store(&mut pkt, 0x102, 0x80, &[0, 0, 0x12, 0x34]);
+        assert!(exact.matches(&pkt));
+        let mut wrong = FlowKey::default();
+        t.store(&mut wrong, 0x102, 0x80, &[0, 0, 0x12, 0x35]);
+        assert!(!exact.matches(&wrong));
+
+        // A masked match looks at its bits only.
+        let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
+        f.set(&mut key, 0x1200);
+        f.set_mask_bits(&mut mask, 0xff00);
+        let masked = Match::new(key, mask);
+        assert!(masked.matches(&pkt));
+        assert!(masked.matches(&wrong));
+        assert!(!masked.matches(&FlowKey::default()));
     }
 
     #[test]
