@@ -83,9 +83,11 @@ pub enum TunMetadataFieldError {
     /// The index has no mapping (OpenFlow error NXFMFC_INVALID_TLV_FIELD).
     #[error("tun_metadata{0} is not mapped in the bridge's TLV map (NXFMFC_INVALID_TLV_FIELD)")]
     Unmapped(u16),
-    /// A flow names the field with another length than the mapping's.
-    #[error("tun_metadata{index} is {mapped} bytes long in the TLV map, not {given}")]
-    LengthMismatch {
+    /// A flow gives the field a value longer than the mapped option.
+    #[error(
+        "tun_metadata{index} is {mapped} bytes long in the TLV map; a {given}-byte value does not fit"
+    )]
+    LongerThanMapped {
         index: u16,
         mapped: usize,
         given: usize,
@@ -270,12 +272,15 @@ impl TlvMap {
     }
 
     /// Like [`TlvMap::field`] for a field header that states a length in
-    /// bytes (an NXM header): it must be the mapped length.
+    /// bytes (an NXM header). `ovs-ofctl` knows no map and sends the
+    /// value's own length (`tun_metadata0=0x1234` travels as 2 bytes), so
+    /// a shorter value is accepted and right-aligned in the option, as
+    /// Open vSwitch does; a longer one is refused.
     pub fn field_with_len(&self, index: u16, given: usize) -> Result<Field, TunMetadataFieldError> {
         let f = self.field(index)?;
         let mapped = f.n_bits() as usize / 8;
-        if mapped != given {
-            return Err(TunMetadataFieldError::LengthMismatch {
+        if given > mapped {
+            return Err(TunMetadataFieldError::LongerThanMapped {
                 index,
                 mapped,
                 given,
@@ -499,13 +504,16 @@ mod tests {
         assert_eq!(e, TunMetadataFieldError::Unmapped(1));
         assert!(e.to_string().contains("NXFMFC_INVALID_TLV_FIELD"), "{e}");
         assert_eq!(
-            t.field_with_len(0, 2).unwrap_err(),
-            TunMetadataFieldError::LengthMismatch {
+            t.field_with_len(0, 8).unwrap_err(),
+            TunMetadataFieldError::LongerThanMapped {
                 index: 0,
                 mapped: 4,
-                given: 2
+                given: 8
             }
         );
+        // ovs-ofctl sends tun_metadata0=0x1234 in 2 bytes: it lands
+        // right-aligned in the 4-byte option.
+        assert_eq!(t.field_with_len(0, 2).unwrap(), t.field(0).unwrap());
         assert!(t.field_with_len(0, 4).is_ok());
         let mut long = TlvMap::new();
         long.apply(TlvCommand::Add, &[m(0x104, 1, 20, 6)], none)
