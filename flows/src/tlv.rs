@@ -272,10 +272,14 @@ impl TlvMap {
     }
 
     /// Like [`TlvMap::field`] for a field header that states a length in
-    /// bytes (an NXM header). `ovs-ofctl` knows no map and sends the
-    /// value's own length (`tun_metadata0=0x1234` travels as 2 bytes), so
-    /// a shorter value is accepted and right-aligned in the option, as
-    /// Open vSwitch does; a longer one is refused.
+    /// bytes (an NXM header of a match entry or a `set_field`).
+    /// `ovs-ofctl` knows no map and sends the value's own length
+    /// (`tun_metadata0=0x1234` travels as 2 bytes, `tun_metadata0=0` as 0),
+    /// so a shorter value is accepted and right-aligned in the option, as
+    /// Open vSwitch does; a longer one is refused. Not for the field
+    /// headers of `move`/`load` (NXAST_REG_MOVE/LOAD): those always say
+    /// 124 bytes, OVS's maximum; resolve them with [`TlvMap::field`] and
+    /// check the bit range against its width.
     pub fn field_with_len(&self, index: u16, given: usize) -> Result<Field, TunMetadataFieldError> {
         let f = self.field(index)?;
         let mapped = f.n_bits() as usize / 8;
@@ -514,6 +518,7 @@ mod tests {
         // ovs-ofctl sends tun_metadata0=0x1234 in 2 bytes: it lands
         // right-aligned in the 4-byte option.
         assert_eq!(t.field_with_len(0, 2).unwrap(), t.field(0).unwrap());
+        assert_eq!(t.field_with_len(0, 0).unwrap(), t.field(0).unwrap());
         assert!(t.field_with_len(0, 4).is_ok());
         let mut long = TlvMap::new();
         long.apply(TlvCommand::Add, &[m(0x104, 1, 20, 6)], none)
