@@ -46,11 +46,13 @@ print(repr(time.time()), flush=True)
 sent = 0
 for s in socks:
     for port in range(first, first + min(per, n - sent)):
-        while True:
+        for attempt in range(1000):  # ENOBUFS/EAGAIN: the device queue is full
             try:
                 s.sendto(b"x", (dst, port))
                 break
-            except (BlockingIOError, OSError):
+            except OSError:
+                if attempt == 999:
+                    raise
                 time.sleep(0.0001)
         sent += 1
 print(sent, flush=True)
