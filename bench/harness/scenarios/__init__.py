@@ -13,5 +13,14 @@ from . import (
     vhost_loop,
 )
 
-ALL = [vhost_loop, flow_scaling, kernel_ports, flow_programming, latency, memory, restart, conntrack]
+ALL = [
+    vhost_loop,
+    flow_scaling,
+    kernel_ports,
+    flow_programming,
+    latency,
+    memory,
+    restart,
+    conntrack,
+]
 BY_NAME = {m.NAME: m for m in ALL}
