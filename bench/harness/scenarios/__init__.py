@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from . import flow_programming, flow_scaling, kernel_ports, latency, memory, restart, vhost_loop
+from . import (
+    conntrack,
+    flow_programming,
+    flow_scaling,
+    kernel_ports,
+    latency,
+    memory,
+    restart,
+    vhost_loop,
+)
 
-ALL = [vhost_loop, flow_scaling, kernel_ports, flow_programming, latency, memory, restart]
+ALL = [
+    vhost_loop,
+    flow_scaling,
+    kernel_ports,
+    flow_programming,
+    latency,
+    memory,
+    restart,
+    conntrack,
+]
 BY_NAME = {m.NAME: m for m in ALL}
