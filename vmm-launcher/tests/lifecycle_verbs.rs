@@ -41,18 +41,55 @@ fn run_args(guest: &Path, name: &str, console: &Path) -> Vec<String> {
     ]
 }
 
-fn spawn(rundir: &Path, args: &[String]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .env("FERROVS_RUNDIR", rundir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A launcher process, killed when the test ends, even by a panic (else
+/// it would outlive the test).
+struct Launcher(Option<Child>);
+
+impl Launcher {
+    /// The process, no longer killed on drop.
+    fn into_child(mut self) -> Child {
+        self.0.take().expect("a launcher")
+    }
 }
 
-fn start_echo(rundir: &Path, name: &str, extra: &[&str]) -> (Child, PathBuf, PathBuf) {
+impl std::ops::Deref for Launcher {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a launcher")
+    }
+}
+
+impl std::ops::DerefMut for Launcher {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a launcher")
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut()
+            && matches!(c.try_wait(), Ok(None))
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(rundir: &Path, args: &[String]) -> Launcher {
+    Launcher(Some(
+        Command::new(BIN)
+            .args(args)
+            .env("FERROVS_RUNDIR", rundir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+fn start_echo(rundir: &Path, name: &str, extra: &[&str]) -> (Launcher, PathBuf, PathBuf) {
     let guest = build_test_guest().expect("build test guest");
     let console = rundir.join(format!("{name}.console"));
     let mut args = run_args(&guest, name, &console);
@@ -365,7 +402,7 @@ fn of_two_launchers_racing_for_one_name_exactly_one_runs() {
         assert!(Instant::now() < deadline, "both launchers kept running");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let out = loser.wait_with_output().unwrap();
+    let out = loser.into_child().wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
