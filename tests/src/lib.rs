@@ -5,6 +5,8 @@
 //! tag so that tests can run in parallel and leftovers are recognisable
 //! (`fv…`). Everything is removed by `Drop` guards, also when a test fails.
 
+pub mod tunnel_hosts;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
