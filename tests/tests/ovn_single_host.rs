@@ -15,126 +15,42 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use ferrovs_tests::ovn::{OvnCentral, openflow_errors};
 use ferrovs_tests::*;
 
 /// A fixed service-monitor MAC: northd otherwise picks a random one, and it
 /// shows up in the flow table.
 const SVC_MONITOR_MAC: &str = "0a:00:00:00:00:fe";
 
-/// NB and SB `ovsdb-server`s and `ovn-northd` in `dir`, stopped on drop.
-struct OvnCentral {
-    dir: PathBuf,
-    _procs: Vec<ChildGuard>,
+/// The OVN central part, with a fixed service-monitor MAC.
+fn central(dir: &Path) -> Result<OvnCentral> {
+    let ovn = OvnCentral::start(dir)?;
+    ovn.nbctl(&[
+        "set",
+        "NB_Global",
+        ".",
+        &format!("options:svc_monitor_mac=\"{SVC_MONITOR_MAC}\""),
+    ])?;
+    Ok(ovn)
 }
 
-impl OvnCentral {
-    fn start(dir: &Path) -> Result<OvnCentral> {
-        std::fs::create_dir_all(dir)?;
-        let mut procs = Vec::new();
-        for (db, schema) in [
-            ("nb", "/usr/share/ovn/ovn-nb.ovsschema"),
-            ("sb", "/usr/share/ovn/ovn-sb.ovsschema"),
-        ] {
-            let file = dir.join(format!("{db}.db"));
-            run(Command::new("ovsdb-tool")
-                .arg("create")
-                .arg(&file)
-                .arg(schema))?;
-            let child = Command::new("ovsdb-server")
-                .arg(&file)
-                .arg(format!(
-                    "--remote=punix:{}",
-                    dir.join(format!("{db}.sock")).display()
-                ))
-                .arg(format!(
-                    "--unixctl={}",
-                    dir.join(format!("{db}.ctl")).display()
-                ))
-                .arg("--no-chdir")
-                .arg("-vconsole:off")
-                .env("OVS_RUNDIR", dir)
-                .env("OVS_LOGDIR", dir)
-                .env("OVS_DBDIR", dir)
-                .spawn()?;
-            procs.push(ChildGuard(Some(child)));
-        }
-        if !wait_until(Duration::from_secs(10), || {
-            dir.join("nb.sock").exists() && dir.join("sb.sock").exists()
-        }) {
-            bail!("OVN databases did not start");
-        }
-        let northd = Command::new("ovn-northd")
-            .arg(format!("--ovnnb-db=unix:{}", dir.join("nb.sock").display()))
-            .arg(format!("--ovnsb-db=unix:{}", dir.join("sb.sock").display()))
-            .arg(format!("--unixctl={}", dir.join("northd.ctl").display()))
-            .arg(format!("--log-file={}", dir.join("northd.log").display()))
-            .arg("-vconsole:off")
-            .env("OVN_RUNDIR", dir)
-            .env("OVN_LOGDIR", dir)
-            .spawn()?;
-        procs.push(ChildGuard(Some(northd)));
-        let ovn = OvnCentral {
-            dir: dir.to_path_buf(),
-            _procs: procs,
-        };
+/// One logical switch `ls` with ports `lp1`, `lp2` (MAC
+/// `00:00:00:00:99:0N`, IP `10.<net>.0.N`).
+fn two_port_switch(ovn: &OvnCentral, net: u8) -> Result<()> {
+    ovn.nbctl(&["ls-add", "ls"])?;
+    for i in 1..=2 {
+        let lp = format!("lp{i}");
         ovn.nbctl(&[
-            "set",
-            "NB_Global",
-            ".",
-            &format!("options:svc_monitor_mac=\"{SVC_MONITOR_MAC}\""),
+            "lsp-add",
+            "ls",
+            &lp,
+            "--",
+            "lsp-set-addresses",
+            &lp,
+            &format!("{} 10.{net}.0.{i}", lsp_mac(i)),
         ])?;
-        Ok(ovn)
     }
-
-    fn sb_remote(&self) -> String {
-        format!("unix:{}", self.dir.join("sb.sock").display())
-    }
-
-    fn nbctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovn-nbctl")
-            .arg(format!("--db=unix:{}", self.dir.join("nb.sock").display()))
-            .arg("--timeout=20")
-            .args(args))
-    }
-
-    fn sbctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovn-sbctl")
-            .arg(format!("--db=unix:{}", self.dir.join("sb.sock").display()))
-            .arg("--timeout=20")
-            .args(args))
-    }
-
-    /// One logical switch `ls` with ports `lp1`, `lp2` (MAC
-    /// `00:00:00:00:99:0N`, IP `10.<net>.0.N`).
-    fn two_port_switch(&self, net: u8) -> Result<()> {
-        self.nbctl(&["ls-add", "ls"])?;
-        for i in 1..=2 {
-            let lp = format!("lp{i}");
-            self.nbctl(&[
-                "lsp-add",
-                "ls",
-                &lp,
-                "--",
-                "lsp-set-addresses",
-                &lp,
-                &format!("{} 10.{net}.0.{i}", lsp_mac(i)),
-            ])?;
-        }
-        Ok(())
-    }
-
-    /// The chassis a logical port is bound to (empty while unbound).
-    fn bound_chassis(&self, lp: &str) -> String {
-        self.sbctl(&[
-            "--bare",
-            "--columns=chassis",
-            "find",
-            "Port_Binding",
-            &format!("logical_port={lp}"),
-        ])
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-    }
+    Ok(())
 }
 
 fn lsp_mac(i: u32) -> String {
@@ -171,22 +87,6 @@ fn chassis_settings(system_id: &str, sb: &str, br: &str) -> Vec<String> {
         "external_ids:ovn-bridge-datapath-type=netdev".into(),
         format!("external_ids:ovn-bridge={br}"),
     ]
-}
-
-/// The lines of ovn-controller's log that report an OpenFlow error it
-/// received (on any of its connections).
-fn openflow_errors(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.contains("received: OFPT_ERROR")
-                || l.contains("OpenFlow error")
-                || l.contains("|ofctrl|WARN")
-                || l.contains("|pinctrl|WARN")
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 /// `ovs-ofctl dump-flows` output without what differs from run to run
@@ -298,7 +198,7 @@ fn stock_ovn_controller_drives_one_logical_switch_between_two_namespace_hosts() 
     let tag = unique_tag();
     let mut sw = Switch::start()?;
     let ovn_dir = sw.rundir().join("ovn");
-    let ovn = OvnCentral::start(&ovn_dir)?;
+    let ovn = central(&ovn_dir)?;
     // The integration bridge's internal port is a host interface: give it
     // this test's own name.
     let br = format!("{tag}i");
@@ -306,7 +206,7 @@ fn stock_ovn_controller_drives_one_logical_switch_between_two_namespace_hosts() 
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     sw.vsctl(&settings)?;
     let (_controller, log) = start_controller(&sw.db_remote(), sw.rundir(), &ovn_dir)?;
-    ovn.two_port_switch(91)?;
+    two_port_switch(&ovn, 91)?;
     if !wait_until(Duration::from_secs(30), || {
         sw.vsctl(&["br-exists", &br]).is_ok()
     }) {
@@ -335,7 +235,7 @@ fn stock_ovn_controller_drives_one_logical_switch_between_two_namespace_hosts() 
     for i in 1..=2u32 {
         let lp = format!("lp{i}");
         if !wait_until(Duration::from_secs(30), || {
-            !ovn.bound_chassis(&lp).is_empty()
+            !ovn.bound_chassis_uuid(&lp).is_empty()
         }) {
             bail!("{lp} was not bound; ovn-controller log:\n{}", read(&log));
         }
@@ -451,7 +351,7 @@ fn ovn_flow_table(
     ports: &[String; 2],
     topo: fn(&OvnCentral) -> Result<()>,
 ) -> Result<(String, Vec<String>)> {
-    let ovn = OvnCentral::start(ovn_dir)?;
+    let ovn = central(ovn_dir)?;
     let settings = chassis_settings("hv1", &ovn.sb_remote(), br);
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     vsctl(&settings)?;
@@ -505,7 +405,7 @@ fn ovn_controller_installs_the_same_flow_table_on_ferrovs_as_on_stock_ovs() -> R
         "ovs-vswitchd",
         "ovs-ofctl"
     );
-    same_flow_table_as_stock_ovs(|ovn| ovn.two_port_switch(92))
+    same_flow_table_as_stock_ovs(|ovn| two_port_switch(ovn, 92))
 }
 
 #[test]
@@ -636,7 +536,7 @@ fn stock_ovn_controller_routes_between_two_logical_switches_through_a_logical_ro
     let tag = unique_tag();
     let mut sw = Switch::start()?;
     let ovn_dir = sw.rundir().join("ovn");
-    let ovn = OvnCentral::start(&ovn_dir)?;
+    let ovn = central(&ovn_dir)?;
     let br = format!("{tag}i");
     let settings = chassis_settings(&format!("{tag}hv"), &ovn.sb_remote(), &br);
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
@@ -779,13 +679,13 @@ fn ovn_native_dhcp_leases_an_address_through_controller_pause_and_nxt_resume() -
     let tag = unique_tag();
     let mut sw = Switch::start()?;
     let ovn_dir = sw.rundir().join("ovn");
-    let ovn = OvnCentral::start(&ovn_dir)?;
+    let ovn = central(&ovn_dir)?;
     let br = format!("{tag}i");
     let settings = chassis_settings(&format!("{tag}hv"), &ovn.sb_remote(), &br);
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     sw.vsctl(&settings)?;
     let (_controller, log) = start_controller(&sw.db_remote(), sw.rundir(), &ovn_dir)?;
-    ovn.two_port_switch(95)?;
+    two_port_switch(&ovn, 95)?;
     // OVN's DHCP server for lp1: put_dhcp_opts is controller(pause); the
     // reply is built by ovn-controller and the pipeline resumed.
     let uuid = ovn.nbctl(&[

@@ -25,104 +25,19 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferrovs_tests::ovn::{OvnCentral, openflow_errors};
 use ferrovs_tests::*;
 
-/// NB and SB `ovsdb-server`s and `ovn-northd` in `dir`, stopped on drop.
-struct OvnCentral {
-    dir: PathBuf,
-    _procs: Vec<ChildGuard>,
-}
-
-impl OvnCentral {
-    fn start(dir: &Path) -> Result<OvnCentral> {
-        std::fs::create_dir_all(dir)?;
-        let mut procs = Vec::new();
-        for (db, schema) in [
-            ("nb", "/usr/share/ovn/ovn-nb.ovsschema"),
-            ("sb", "/usr/share/ovn/ovn-sb.ovsschema"),
-        ] {
-            let file = dir.join(format!("{db}.db"));
-            run(Command::new("ovsdb-tool")
-                .arg("create")
-                .arg(&file)
-                .arg(schema))?;
-            let child = Command::new("ovsdb-server")
-                .arg(&file)
-                .arg(format!(
-                    "--remote=punix:{}",
-                    dir.join(format!("{db}.sock")).display()
-                ))
-                .arg(format!(
-                    "--unixctl={}",
-                    dir.join(format!("{db}.ctl")).display()
-                ))
-                .arg("--no-chdir")
-                .arg("-vconsole:off")
-                .env("OVS_RUNDIR", dir)
-                .env("OVS_LOGDIR", dir)
-                .env("OVS_DBDIR", dir)
-                .spawn()?;
-            procs.push(ChildGuard(Some(child)));
-        }
-        if !wait_until(Duration::from_secs(10), || {
-            dir.join("nb.sock").exists() && dir.join("sb.sock").exists()
-        }) {
-            bail!("OVN databases did not start");
-        }
-        let northd = Command::new("ovn-northd")
-            .arg(format!("--ovnnb-db=unix:{}", dir.join("nb.sock").display()))
-            .arg(format!("--ovnsb-db=unix:{}", dir.join("sb.sock").display()))
-            .arg(format!("--unixctl={}", dir.join("northd.ctl").display()))
-            .arg(format!("--log-file={}", dir.join("northd.log").display()))
-            .arg("-vconsole:off")
-            .env("OVN_RUNDIR", dir)
-            .env("OVN_LOGDIR", dir)
-            .spawn()?;
-        procs.push(ChildGuard(Some(northd)));
-        Ok(OvnCentral {
-            dir: dir.to_path_buf(),
-            _procs: procs,
-        })
+/// The name of the chassis logical port `lp` is bound to (empty while
+/// unbound).
+fn bound_chassis(ovn: &OvnCentral, lp: &str) -> String {
+    let uuid = ovn.bound_chassis_uuid(lp);
+    if uuid.is_empty() {
+        return uuid;
     }
-
-    fn sb_remote(&self) -> String {
-        format!("unix:{}", self.dir.join("sb.sock").display())
-    }
-
-    fn nbctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovn-nbctl")
-            .arg(format!("--db=unix:{}", self.dir.join("nb.sock").display()))
-            .arg("--timeout=20")
-            .args(args))
-    }
-
-    fn sbctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovn-sbctl")
-            .arg(format!("--db=unix:{}", self.dir.join("sb.sock").display()))
-            .arg("--timeout=20")
-            .args(args))
-    }
-
-    /// The name of the chassis logical port `lp` is bound to (empty while
-    /// unbound).
-    fn bound_chassis(&self, lp: &str) -> String {
-        let uuid = self
-            .sbctl(&[
-                "--bare",
-                "--columns=chassis",
-                "find",
-                "Port_Binding",
-                &format!("logical_port={lp}"),
-            ])
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        if uuid.is_empty() {
-            return uuid;
-        }
-        self.sbctl(&["--bare", "--columns=name", "list", "Chassis", &uuid])
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    }
+    ovn.sbctl(&["--bare", "--columns=name", "list", "Chassis", &uuid])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// ferrovs's vswitchd running inside `ns`, on a private run directory.
@@ -361,21 +276,6 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-/// The lines of ovn-controller's log that report an OpenFlow error it
-/// received (on any of its connections).
-fn openflow_errors(log: &Path) -> Vec<String> {
-    read(log)
-        .lines()
-        .filter(|l| {
-            l.contains("received: OFPT_ERROR")
-                || l.contains("OpenFlow error")
-                || l.contains("|ofctrl|WARN")
-                || l.contains("|pinctrl|WARN")
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 /// Chassis `a` and `b` (namespaces `<t>a`, `<t>b`) with their VMs on
 /// `vm_addrs` (CIDR), joined by the underlay veth `<t>ua` / `<t>ub`.
 fn two_chassis(t: &str, ovn: &OvnCentral, vm_addrs: [&str; 2]) -> Result<(Chassis, Chassis)> {
@@ -420,11 +320,11 @@ fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
     }
     // Each port bound on its own chassis, its flows installed.
     for (lp, c) in [("lp1", a), ("lp2", b)] {
-        if !wait_until(Duration::from_secs(30), || ovn.bound_chassis(lp) == c.name) {
+        if !wait_until(Duration::from_secs(30), || bound_chassis(ovn, lp) == c.name) {
             bail!(
                 "{lp} not bound to {} (bound: {:?})\n{}",
                 c.name,
-                ovn.bound_chassis(lp),
+                bound_chassis(ovn, lp),
                 c.diag()
             );
         }

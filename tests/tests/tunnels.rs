@@ -7,11 +7,12 @@
 //! ferrovs-tests --test tunnels`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferrovs_tests::tunnel_hosts::switch_in;
 use ferrovs_tests::*;
 
 fn tag() -> String {
@@ -21,41 +22,6 @@ fn tag() -> String {
         std::process::id() % 1000,
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// ferrovs's vswitchd running inside `ns`.
-fn switch_in(ns: &Netns) -> Result<Switch> {
-    let rundir = tempfile::Builder::new().prefix("ferrovs-tnl-").tempdir()?;
-    let db = rundir.path().join("conf.db");
-    let log = rundir.path().join("vswitchd.log");
-    let logf = std::fs::File::create(&log)?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(bin("vswitchd"))
-        .arg("--rundir")
-        .arg(rundir.path())
-        .arg("--db")
-        .arg(&db)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .spawn()
-        .context("spawning vswitchd")?;
-    let sw = Switch {
-        rundir,
-        db,
-        proc: ChildGuard(Some(child)),
-        log,
-    };
-    let sock = sw.rundir().join("db.sock");
-    if !wait_until(Duration::from_secs(20), || sock.exists()) {
-        bail!("vswitchd did not start; log:\n{}", sw.log_text());
-    }
-    Ok(sw)
 }
 
 /// Stock Open vSwitch (userspace datapath) with its vswitchd in `ns`.
