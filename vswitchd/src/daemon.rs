@@ -229,7 +229,7 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
                 ctx.switch.dp.set_pmd_max_sleep(max_sleep);
             }
         }
-        policing.reconcile(&ctx.switch, &ctx.db);
+        policing.reconcile(&ctx.switch, &data);
         flow_export.reconcile(&ctx.switch, &data);
         ipfix.reconcile(&ctx.switch, &data);
         if ctx.switch.refresh_links() {

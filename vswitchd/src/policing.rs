@@ -10,84 +10,24 @@
 //! Both are enforced by the datapath's meters (`datapath::meter`), the same
 //! token buckets the OpenFlow meters use, one datapath meter per policed
 //! direction of an interface. The reconciler calls [`Policing::reconcile`]
-//! after each configuration pass; it reads the columns it needs itself.
+//! after each configuration pass with the same DB snapshot the rest of the
+//! configuration was built from.
 
 use std::collections::BTreeMap;
 
 use datapath::meter::LimiterConfig;
 use flows::DpPortNo;
-use serde_json::{Value, json};
+use ovsdb::{Data, Row};
 use tracing::{info, warn};
 
 use crate::switch::Switch;
 
-// Small readers of OVSDB JSON, kept here so that this module depends only
-// on the wire format, not on the daemon's config types.
-
-type Row = serde_json::Map<String, Value>;
-
-/// Rows of a `select` result by uuid.
-fn rows_from_select(result: &Value) -> BTreeMap<String, Row> {
-    let mut out = BTreeMap::new();
-    for r in result
-        .get("rows")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(obj) = r.as_object()
-            && let Some(u) = obj.get("_uuid").and_then(uuid_of)
-        {
-            out.insert(u, obj.clone());
-        }
-    }
-    out
-}
-
-/// The elements of a set-typed value (a bare atom is a set of one).
-fn set_elems(v: &Value) -> Vec<&Value> {
-    match v.as_array().map(Vec::as_slice) {
-        Some([tag, elems]) if tag == "set" => elems
-            .as_array()
-            .map(|a| a.iter().collect())
-            .unwrap_or_default(),
-        _ => vec![v],
-    }
-}
-
-fn uuid_of(v: &Value) -> Option<String> {
-    match v.as_array().map(Vec::as_slice) {
-        Some([tag, u]) if tag == "uuid" => u.as_str().map(str::to_string),
-        _ => None,
-    }
-}
-
-fn opt_int(v: &Value) -> Option<i64> {
-    set_elems(v).first().and_then(|x| x.as_i64())
-}
-
-fn opt_str(v: &Value) -> Option<String> {
-    set_elems(v)
-        .first()
-        .and_then(|x| x.as_str())
-        .map(str::to_string)
-}
-
-/// A string→string map column.
-fn map_pairs(v: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some([tag, pairs]) = v.as_array().map(Vec::as_slice)
-        && tag == "map"
-    {
-        for p in pairs.as_array().into_iter().flatten() {
-            if let Some([k, v]) = p.as_array().map(Vec::as_slice)
-                && let (Some(k), Some(v)) = (k.as_str(), v.as_str())
-            {
-                out.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
-    out
+/// A non-negative integer column (0 when unset or negative).
+fn nonneg(row: &Row, col: &str) -> u64 {
+    row.get(col)
+        .and_then(|d| d.integers().first().copied())
+        .unwrap_or(0)
+        .max(0) as u64
 }
 
 /// Default ingress burst (kbit), as Open vSwitch documents it.
@@ -116,33 +56,15 @@ pub struct PolicingConfig {
     pub problems: Vec<String>,
 }
 
-/// The `transact` that reads the policing columns.
-pub fn select_ops() -> Value {
-    json!([
-        "Open_vSwitch",
-        {"op": "select", "table": "Port", "where": [], "columns": ["_uuid", "name", "interfaces", "qos"]},
-        {"op": "select", "table": "Interface", "where": [],
-         "columns": ["_uuid", "name", "ingress_policing_rate", "ingress_policing_burst"]},
-        {"op": "select", "table": "QoS", "where": [], "columns": ["_uuid", "type", "other_config"]},
-    ])
-}
-
-fn nonneg(v: Option<&Value>) -> u64 {
-    v.and_then(opt_int).unwrap_or(0).max(0) as u64
-}
-
-/// Builds the policing configuration from the results of [`select_ops`].
-pub fn from_select_results(results: &[Value]) -> PolicingConfig {
-    let get = |i: usize| results.get(i).map(rows_from_select).unwrap_or_default();
-    let (ports, ifaces, qoses) = (get(0), get(1), get(2));
+/// Builds the policing configuration from a snapshot of the DB: every
+/// Interface's ingress columns, and the egress-policer QoS of every Port.
+pub fn from_data(data: &Data) -> PolicingConfig {
     let mut cfg = PolicingConfig::default();
-    let mut name_of = BTreeMap::new();
-    for (uuid, row) in &ifaces {
-        let name = row.get("name").and_then(opt_str).unwrap_or_default();
-        name_of.insert(uuid.clone(), name.clone());
-        let rate = nonneg(row.get("ingress_policing_rate"));
+    for (_, row) in data.table("Interface").iter() {
+        let name = row.get_str("name").unwrap_or_default().to_owned();
+        let rate = nonneg(row, "ingress_policing_rate");
         if rate > 0 {
-            let burst = match nonneg(row.get("ingress_policing_burst")) {
+            let burst = match nonneg(row, "ingress_policing_burst") {
                 0 => DEFAULT_INGRESS_BURST_KBITS,
                 b => b,
             };
@@ -152,18 +74,14 @@ pub fn from_select_results(results: &[Value]) -> PolicingConfig {
             });
         }
     }
-    for port in ports.values() {
-        let Some(qos_uuid) = port
-            .get("qos")
-            .and_then(|q| set_elems(q).into_iter().next())
-            .and_then(uuid_of)
-        else {
+    for (_, port) in data.table("Port").iter() {
+        let Some(qos_uuid) = port.get("qos").and_then(|q| q.uuids().first().copied()) else {
             continue;
         };
-        let Some(qos) = qoses.get(&qos_uuid) else {
+        let Some(qos) = data.row("QoS", &qos_uuid) else {
             continue;
         };
-        let kind = qos.get("type").and_then(opt_str).unwrap_or_default();
+        let kind = qos.get_str("type").unwrap_or_default();
         if kind != "egress-policer" {
             if !kind.is_empty() {
                 cfg.problems.push(format!(
@@ -172,7 +90,10 @@ pub fn from_select_results(results: &[Value]) -> PolicingConfig {
             }
             continue;
         }
-        let oc = qos.get("other_config").map(map_pairs).unwrap_or_default();
+        let oc = qos
+            .get("other_config")
+            .map(|d| d.to_string_map())
+            .unwrap_or_default();
         let num = |k: &str| -> Result<u64, String> {
             match oc.get(k) {
                 None => Ok(0),
@@ -200,10 +121,16 @@ pub fn from_select_results(results: &[Value]) -> PolicingConfig {
             bps: cir.saturating_mul(8),
             burst_bits: cbs.saturating_mul(8),
         };
-        for i in port.get("interfaces").map(set_elems).unwrap_or_default() {
-            if let Some(name) = uuid_of(i).and_then(|u| name_of.get(&u)) {
-                cfg.ifaces.entry(name.clone()).or_default().egress = Some(rate);
-            }
+        let ifaces = port
+            .get("interfaces")
+            .map(|d| d.uuids())
+            .unwrap_or_default();
+        for name in ifaces
+            .iter()
+            .filter_map(|u| data.row("Interface", u))
+            .filter_map(|i| i.get_str("name"))
+        {
+            cfg.ifaces.entry(name.to_owned()).or_default().egress = Some(rate);
         }
     }
     cfg
@@ -226,12 +153,11 @@ pub struct Policing {
 }
 
 impl Policing {
-    /// Reads the policing columns and brings the datapath in line: new
-    /// policers get a datapath meter, changed ones are reconfigured, removed
-    /// ones (or ports that went away) give theirs back.
-    pub fn reconcile(&mut self, switch: &Switch, db: &ovsdb::Db) {
-        let results = db.transact(select_ops());
-        let cfg = from_select_results(&results);
+    /// Reads the policing columns of `data` and brings the datapath in
+    /// line: new policers get a datapath meter, changed ones are
+    /// reconfigured, removed ones (or ports that went away) give theirs back.
+    pub fn reconcile(&mut self, switch: &Switch, data: &Data) {
+        let cfg = from_data(data);
         if cfg.problems != self.last_problems {
             for p in &cfg.problems {
                 warn!("configuration: {p}");
@@ -309,35 +235,39 @@ impl Policing {
 mod tests {
     use super::*;
 
-    fn results(
-        iface_rate: i64,
-        iface_burst: i64,
-        qos: Option<(&str, &[(&str, &str)])>,
-    ) -> Vec<Value> {
-        let qos_rows: Vec<Value> = qos
-            .map(|(t, oc)| {
-                let pairs: Vec<Value> = oc.iter().map(|(k, v)| json!([k, v])).collect();
-                vec![json!({"_uuid": ["uuid", "q1"], "type": t, "other_config": ["map", pairs]})]
-            })
-            .unwrap_or_default();
-        let port_qos = if qos.is_some() {
-            json!(["uuid", "q1"])
-        } else {
-            json!(["set", []])
-        };
-        vec![
-            json!({"rows": [{"_uuid": ["uuid", "p1"], "name": "eth1",
-                             "interfaces": ["uuid", "i1"], "qos": port_qos}]}),
-            json!({"rows": [{"_uuid": ["uuid", "i1"], "name": "eth1",
-                             "ingress_policing_rate": iface_rate,
-                             "ingress_policing_burst": iface_burst}]}),
-            json!({"rows": qos_rows}),
-        ]
+    use serde_json::{Value, json};
+
+    /// A DB with interface `eth1` on port `eth1`, its ingress columns set,
+    /// and optionally a QoS row on the port.
+    fn data(iface_rate: i64, iface_burst: i64, qos: Option<(&str, &[(&str, &str)])>) -> Data {
+        let db = ovsdb::Db::in_memory();
+        let mut ops = vec![
+            json!("Open_vSwitch"),
+            json!({"op": "insert", "table": "Interface", "uuid-name": "i1",
+                   "row": {"name": "eth1", "ingress_policing_rate": iface_rate,
+                           "ingress_policing_burst": iface_burst}}),
+        ];
+        let mut port = json!({"name": "eth1", "interfaces": ["named-uuid", "i1"]});
+        if let Some((t, oc)) = qos {
+            let pairs: Vec<Value> = oc.iter().map(|(k, v)| json!([k, v])).collect();
+            ops.push(json!({"op": "insert", "table": "QoS", "uuid-name": "q1",
+                            "row": {"type": t, "other_config": ["map", pairs]}}));
+            port["qos"] = json!(["named-uuid", "q1"]);
+        }
+        ops.push(json!({"op": "insert", "table": "Port", "uuid-name": "p1", "row": port}));
+        // Rows nothing refers to are collected: hang the port off a bridge.
+        ops.push(json!({"op": "insert", "table": "Bridge", "uuid-name": "b1",
+                        "row": {"name": "br0", "ports": ["named-uuid", "p1"]}}));
+        ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": [],
+                        "row": {"bridges": ["named-uuid", "b1"]}}));
+        let r = db.transact(Value::Array(ops));
+        assert!(r.iter().all(|r| r.get("error").is_none()), "{r:?}");
+        db.snapshot()
     }
 
     #[test]
     fn ingress_policing_is_read_in_kbps_with_ovs_default_burst() {
-        let c = from_select_results(&results(10_000, 0, None));
+        let c = from_data(&data(10_000, 0, None));
         let p = c.ifaces["eth1"];
         assert_eq!(
             p.ingress,
@@ -347,13 +277,13 @@ mod tests {
             })
         );
         assert_eq!(p.egress, None);
-        let c = from_select_results(&results(0, 500, None));
+        let c = from_data(&data(0, 500, None));
         assert!(c.ifaces.is_empty());
     }
 
     #[test]
     fn egress_policer_reads_cir_and_cbs_in_bytes() {
-        let c = from_select_results(&results(
+        let c = from_data(&data(
             0,
             0,
             Some(("egress-policer", &[("cir", "125000"), ("cbs", "2000")])),
@@ -369,10 +299,10 @@ mod tests {
 
     #[test]
     fn bad_or_unsupported_qos_is_reported_not_applied() {
-        let c = from_select_results(&results(0, 0, Some(("egress-policer", &[("cir", "lots")]))));
+        let c = from_data(&data(0, 0, Some(("egress-policer", &[("cir", "lots")]))));
         assert!(c.ifaces.is_empty());
         assert_eq!(c.problems.len(), 1);
-        let c = from_select_results(&results(0, 0, Some(("linux-htb", &[]))));
+        let c = from_data(&data(0, 0, Some(("linux-htb", &[]))));
         assert!(c.ifaces.is_empty());
         assert!(c.problems[0].contains("linux-htb"));
     }
