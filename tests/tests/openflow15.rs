@@ -240,47 +240,8 @@ fn ovn_controller_negotiates_openflow15_on_the_integration_bridge() -> Result<()
     let d = sw.rundir().to_path_buf();
     let ovn = d.join("ovn");
     std::fs::create_dir_all(&ovn)?;
+    let central = ferrovs_tests::ovn::OvnCentral::start(&ovn)?;
     let mut guards = Vec::new();
-    for (db, schema) in [
-        ("nb", "/usr/share/ovn/ovn-nb.ovsschema"),
-        ("sb", "/usr/share/ovn/ovn-sb.ovsschema"),
-    ] {
-        let file = ovn.join(format!("{db}.db"));
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(&file)
-            .arg(schema))?;
-        let child = Command::new("ovsdb-server")
-            .arg(&file)
-            .arg(format!(
-                "--remote=punix:{}",
-                ovn.join(format!("{db}.sock")).display()
-            ))
-            .arg(format!(
-                "--unixctl={}",
-                ovn.join(format!("{db}.ctl")).display()
-            ))
-            .arg("--no-chdir")
-            .arg("-vconsole:off")
-            .env("OVS_RUNDIR", &ovn)
-            .env("OVS_LOGDIR", &ovn)
-            .spawn()?;
-        guards.push(ChildGuard(Some(child)));
-    }
-    let sb = ovn.join("sb.sock");
-    if !wait_until(Duration::from_secs(10), || {
-        sb.exists() && ovn.join("nb.sock").exists()
-    }) {
-        bail!("OVN databases did not start");
-    }
-    let northd = Command::new("ovn-northd")
-        .arg(format!("--ovnnb-db=unix:{}", ovn.join("nb.sock").display()))
-        .arg(format!("--ovnsb-db=unix:{}", sb.display()))
-        .arg(format!("--unixctl={}", ovn.join("northd.ctl").display()))
-        .arg("-vconsole:off")
-        .env("OVN_RUNDIR", &ovn)
-        .spawn()?;
-    guards.push(ChildGuard(Some(northd)));
     // The integration bridge's internal port is a host interface: give it
     // this test's own name.
     let br = format!("{tag}i");
@@ -289,7 +250,7 @@ fn ovn_controller_negotiates_openflow15_on_the_integration_bridge() -> Result<()
         "Open_vSwitch",
         ".",
         &format!("external_ids:system-id={tag}"),
-        &format!("external_ids:ovn-remote=unix:{}", sb.display()),
+        &format!("external_ids:ovn-remote={}", central.sb_remote()),
         "external_ids:ovn-encap-type=geneve",
         "external_ids:ovn-encap-ip=127.0.0.1",
         "external_ids:ovn-bridge-datapath-type=netdev",
