@@ -600,6 +600,11 @@ impl UpcallHandler for SlowPath {
         if key.recirc_id != 0 {
             // A second pass: resume the frozen pipeline.
             let Some(frozen) = self.recirc.get(key.recirc_id) else {
+                // An id of a generation forgotten since: the caches that
+                // still carry it are flushed (if that is not under way).
+                if self.recirc.take_flush_wanted() {
+                    let _ = self.reval_tx.send(RevalRequest::FlushAll);
+                }
                 return drop_everything();
             };
             frozen.thaw(&mut k);
@@ -617,7 +622,7 @@ impl UpcallHandler for SlowPath {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
         self.request_flush_macs(st.learn(&x, now));
-        if st.apply_learned(&x, now) {
+        if st.apply_learned(&x, now) || self.recirc.take_flush_wanted() {
             let _ = self.reval_tx.send(RevalRequest::FlushAll);
         }
         self.unsupported.record(&br.name, &x);

@@ -9,20 +9,32 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datapath::DpConntrack;
 use flows::action::Ct;
 use flows::xlate::{DpResources, Frozen};
 
-/// Recirculation ids handed out at most (ids are never reused; a daemon
-/// restart starts over, as the datapath's caches do).
-pub const MAX_RECIRC_IDS: usize = 1 << 20;
+/// Frozen states held at most. When a new state finds the table full, the
+/// table starts a new generation: every state is forgotten and the caller
+/// must flush the datapath's caches ([`RecircTable::take_flush_wanted`]).
+/// This bounds the memory a flood of distinct states (registers loaded from
+/// packet fields before a `ct(table=N)`, say) can take: about 170 bytes a
+/// state.
+pub const MAX_RECIRC_STATES: usize = 1 << 18;
+
+/// An id is `generation << INDEX_BITS | (index + 1)`: ids of an earlier
+/// generation, still carried by a packet in flight or a megaflow not yet
+/// flushed, name no state rather than somebody else's.
+const INDEX_BITS: u32 = 20;
+const GENERATIONS: u32 = 1 << (32 - INDEX_BITS);
 
 #[derive(Default)]
 struct Inner {
     ids: HashMap<Frozen, u32>,
-    /// State of id `i + 1`.
+    /// State of index `i` of this generation.
     states: Vec<Frozen>,
+    generation: u32,
 }
 
 /// Interned frozen pipeline states by recirculation id (0 is "not
@@ -30,6 +42,7 @@ struct Inner {
 #[derive(Default)]
 pub struct RecircTable {
     inner: Mutex<Inner>,
+    flush_wanted: AtomicBool,
 }
 
 impl RecircTable {
@@ -37,25 +50,48 @@ impl RecircTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The id of `f`, allocating one on first use; `None` when ids ran out.
+    /// The id of `f`, allocating one on first use. A full table starts a new
+    /// generation first (see [`MAX_RECIRC_STATES`]).
     pub fn id_of(&self, f: &Frozen) -> Option<u32> {
         let mut g = self.lock();
         if let Some(id) = g.ids.get(f) {
             return Some(*id);
         }
-        if g.states.len() >= MAX_RECIRC_IDS {
-            return None;
+        if g.states.len() >= MAX_RECIRC_STATES {
+            g.ids.clear();
+            g.states.clear();
+            g.generation = (g.generation + 1) % GENERATIONS;
+            self.flush_wanted.store(true, Ordering::Release);
+            tracing::warn!(
+                "{MAX_RECIRC_STATES} recirculation states in use: all are forgotten and the datapath caches flushed"
+            );
         }
         g.states.push(*f);
-        let id = g.states.len() as u32;
+        let id = (g.generation << INDEX_BITS) | g.states.len() as u32;
         g.ids.insert(*f, id);
         Some(id)
     }
 
-    /// The state frozen under `id`.
+    /// The state frozen under `id`; `None` for 0, unknown ids and ids of an
+    /// earlier generation.
     pub fn get(&self, id: u32) -> Option<Frozen> {
-        let i = (id as usize).checked_sub(1)?;
-        self.lock().states.get(i).copied()
+        let g = self.lock();
+        if id >> INDEX_BITS != g.generation {
+            return None;
+        }
+        let i = ((id & ((1 << INDEX_BITS) - 1)) as usize).checked_sub(1)?;
+        g.states.get(i).copied()
+    }
+
+    /// Whether a new generation started since the last call: the datapath
+    /// caches may still hold ids of the old one and must be flushed.
+    pub fn take_flush_wanted(&self) -> bool {
+        self.flush_wanted.swap(false, Ordering::AcqRel)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().states.len()
     }
 }
 
@@ -98,5 +134,38 @@ mod tests {
         assert_eq!(t.get(ib), Some(b));
         assert_eq!(t.get(0), None);
         assert_eq!(t.get(99), None);
+    }
+
+    fn state(n: u32) -> Frozen {
+        let mut regs = [0; 16];
+        regs[0] = n;
+        Frozen {
+            table_id: 1,
+            in_port: 2,
+            metadata: 0,
+            regs,
+        }
+    }
+
+    #[test]
+    fn a_full_table_starts_a_new_generation_and_old_ids_name_nothing() {
+        let t = RecircTable::default();
+        let first = t.id_of(&state(0)).unwrap();
+        for n in 1..MAX_RECIRC_STATES as u32 {
+            t.id_of(&state(n)).unwrap();
+        }
+        assert_eq!(t.len(), MAX_RECIRC_STATES);
+        assert!(!t.take_flush_wanted());
+        let fresh = t.id_of(&state(u32::MAX)).unwrap();
+        assert!(t.take_flush_wanted(), "the caches must be flushed");
+        assert!(!t.take_flush_wanted());
+        assert_eq!(t.len(), 1, "memory stays bounded");
+        assert_eq!(t.get(first), None, "an old id names no state");
+        assert_eq!(t.get(fresh), Some(state(u32::MAX)));
+        assert_ne!(fresh, first);
+        // An old state comes back under a new id.
+        let again = t.id_of(&state(0)).unwrap();
+        assert_ne!(again, first);
+        assert_eq!(t.get(again), Some(state(0)));
     }
 }
