@@ -9,6 +9,7 @@ from . import (
     kernel_ports,
     latency,
     memory,
+    ovn,
     restart,
     vhost_loop,
 )
@@ -22,5 +23,6 @@ ALL = [
     memory,
     restart,
     conntrack,
+    ovn,
 ]
 BY_NAME = {m.NAME: m for m in ALL}

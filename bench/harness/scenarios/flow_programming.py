@@ -12,12 +12,13 @@ from ..flowfiles import write_many_rules
 from ..procs import log
 
 NAME = "flow-programming"
-TITLE = "100k rules through add-flows until installed and forwarding"
+TITLE = "100k rules through add-flows (plain and --bundle) until installed and forwarding"
 DESCRIPTION = (
     "Two namespaces on veth ports, flow table emptied with `del-flows`. One file of "
     "100,000 rules `ip,nw_dst=10.253.x.y,actions=output:2` followed by two rules that "
     "let ARP and 10.77.0.0/24 through (NORMAL) goes in with `ofctl add-flows br0 FILE` "
-    "(`ovs-ofctl add-flows` for OVS). Times from the start of add-flows to: its exit, "
+    "(`ovs-ofctl add-flows` for OVS), then again, after `del-flows`, with `--bundle` (one "
+    "atomic OpenFlow bundle). Times from the start of add-flows to: its exit, "
     "`dump-flows` listing every rule, and the first ping answered between the hosts."
 )
 FULL_RULES = 100_000
@@ -37,12 +38,16 @@ def run(ctx: Context) -> None:
             "priority=200,arp,actions=NORMAL",
             "priority=200,ip,nw_dst=10.77.0.0/24,actions=NORMAL",
         ])  # fmt: skip
+        for bundle in (False, True):
+            program(sw, pair, path, total, bundle)
+
+    def program(sw, pair, path, total: int, bundle: bool) -> None:
         sw.del_flows()
         ping = pair.ns(0, "ping", "-c", "1", "-W", "1", pair.addrs[1])
         if procs.run(ping, check=False).count(" 0% packet loss"):
             raise RuntimeError("hosts still reach each other with an empty flow table")
         t0 = time.monotonic()
-        sw.add_flows(str(path))
+        sw.add_flows(str(path), bundle=bundle)
         t_cmd = time.monotonic() - t0
         while (count := sw.flow_count()) < total:
             if time.monotonic() - t0 > 300:
@@ -55,10 +60,11 @@ def run(ctx: Context) -> None:
             if time.monotonic() - t0 > 300:
                 raise RuntimeError("no forwarding 300 s after add-flows")
         t_fwd = time.monotonic() - t0
-        log(f"    {total} rules: add-flows {t_cmd:.2f}s, listed {t_listed:.2f}s, "
+        how = " (--bundle)" if bundle else ""
+        log(f"    {total} rules{how}: add-flows {t_cmd:.2f}s, listed {t_listed:.2f}s, "
             f"forwarding {t_fwd:.2f}s")  # fmt: skip
         label = sw.label["kernel"]
-        case = f"{total:,} rules"
+        case = f"{total:,} rules" + (", --bundle" if bundle else "")
         add = ctx.results.add
         add(NAME, case, "add-flows exits", "s", sw.name, label, t_cmd, "lower")
         add(NAME, case, "all listed by dump-flows", "s", sw.name, label, t_listed, "lower")

@@ -57,8 +57,8 @@ class Ferrovs:
     def _tool(self, tool: str, *args: str, timeout: float = 600) -> str:
         return run([str(self.bin_dir() / tool), *args], env=self.env, timeout=timeout)
 
-    def vsctl(self, *args: str) -> str:
-        return self._tool("vsctl", *args, timeout=60)
+    def vsctl(self, *args: str, timeout: float = 60) -> str:
+        return self._tool("vsctl", *args, timeout=timeout)
 
     def ofctl(self, *args: str, timeout: float = 600) -> str:
         return self._tool("ofctl", *args, timeout=timeout)
@@ -147,9 +147,7 @@ class Ferrovs:
         self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=tap")
 
     def add_flows(self, path: str, bundle: bool = False) -> None:
-        # ferrovs applies a file of flow mods at the same speed either way.
-        del bundle
-        self.ofctl("add-flows", BRIDGE, path)
+        self.ofctl(*(["--bundle"] if bundle else []), "add-flows", BRIDGE, path)
 
     def del_flows(self) -> None:
         self.ofctl("del-flows", BRIDGE)

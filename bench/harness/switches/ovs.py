@@ -164,9 +164,9 @@ class Ovs:
     def vsctl(self, *args: str, timeout: float = 60) -> str:
         assert self.rundir is not None
         return run(
-            ["ovs-vsctl", f"--db=unix:{self.rundir}/db.sock", "--timeout=60", *args],
+            ["ovs-vsctl", f"--db=unix:{self.rundir}/db.sock", f"--timeout={int(timeout)}", *args],
             env=self.env,
-            timeout=timeout,
+            timeout=timeout + 10,
         )
 
     def ofctl(self, *args: str, timeout: float = 600) -> str:
