@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::action::{Action, GroupId, PortNo, port};
-use crate::field::Field;
+use crate::field::{Field, WireId};
 use crate::key::FlowKey;
 
 /// `OFPG_ANY` / `OFPG_ALL`: "every group" in a delete.
@@ -80,6 +80,210 @@ pub struct Group {
     pub id: GroupId,
     pub kind: GroupType,
     pub buckets: Vec<Bucket>,
+    /// How a select group picks its bucket (Open vSwitch's group property;
+    /// only OpenFlow 1.5 carries it).
+    pub selection: Selection,
+}
+
+/// A select group's selection method (`selection_method=`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum SelectionMethod {
+    /// None named: the switch's own hash of the flow.
+    #[default]
+    Default,
+    /// A hash of the listed fields (`fields(...)`), with
+    /// `selection_method_param` as its basis.
+    Hash,
+    /// The datapath's hash of the flow's addresses and ports;
+    /// `selection_method_param`'s low 32 bits are its basis.
+    DpHash,
+}
+
+impl SelectionMethod {
+    /// The name ovs-ofctl reads and prints (empty for the default).
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectionMethod::Default => "",
+            SelectionMethod::Hash => "hash",
+            SelectionMethod::DpHash => "dp_hash",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SelectionMethod> {
+        match name {
+            "" => Some(SelectionMethod::Default),
+            "hash" => Some(SelectionMethod::Hash),
+            "dp_hash" => Some(SelectionMethod::DpHash),
+            _ => None,
+        }
+    }
+}
+
+/// One field a `selection_method=hash` group hashes, with the bits of it
+/// that count.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SelectField {
+    /// The wire field (`tcp_src` and `udp_src` are one [`Field`] but two
+    /// wire fields).
+    pub wire: &'static WireId,
+    pub mask: u128,
+}
+
+/// How a select group picks its bucket.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Selection {
+    pub method: SelectionMethod,
+    pub param: u64,
+    /// In [`SelectField::rank`] order, each wire field once.
+    pub fields: Vec<SelectField>,
+}
+
+/// The order Open vSwitch lists a group's hash fields in (its field ids'
+/// order), by wire field name.
+const FIELD_ORDER: &[&str] = &[
+    "tun_id",
+    "tun_src",
+    "tun_dst",
+    "tun_ipv6_src",
+    "tun_ipv6_dst",
+    "tun_flags",
+    "metadata",
+    "in_port",
+    "nxm_in_port",
+    "reg0",
+    "reg1",
+    "reg2",
+    "reg3",
+    "reg4",
+    "reg5",
+    "reg6",
+    "reg7",
+    "reg8",
+    "reg9",
+    "reg10",
+    "reg11",
+    "reg12",
+    "reg13",
+    "reg14",
+    "reg15",
+    "xreg0",
+    "xreg1",
+    "xreg2",
+    "xreg3",
+    "xreg4",
+    "xreg5",
+    "xreg6",
+    "xreg7",
+    "xxreg0",
+    "xxreg1",
+    "xxreg2",
+    "xxreg3",
+    "eth_src",
+    "eth_dst",
+    "eth_type",
+    "vlan_tci",
+    "vlan_vid",
+    "vlan_pcp",
+    "ipv4_src",
+    "ipv4_dst",
+    "ipv6_src",
+    "ipv6_dst",
+    "ipv6_flabel",
+    "ip_proto",
+    "nw_tos",
+    "ip_dscp",
+    "ip_ecn",
+    "ip_ttl",
+    "ip_frag",
+    "arp_op",
+    "arp_spa",
+    "arp_tpa",
+    "arp_sha",
+    "arp_tha",
+    "tcp_src",
+    "tcp_dst",
+    "tcp_flags",
+    "udp_src",
+    "udp_dst",
+    "sctp_src",
+    "sctp_dst",
+    "icmpv4_type",
+    "icmpv4_code",
+    "icmpv6_type",
+    "icmpv6_code",
+    "nd_target",
+    "nd_sll",
+    "nd_tll",
+];
+
+impl SelectField {
+    /// Position in Open vSwitch's listing order (unknown names last).
+    pub fn rank(&self) -> usize {
+        FIELD_ORDER
+            .iter()
+            .position(|n| *n == self.wire.name)
+            .unwrap_or(FIELD_ORDER.len())
+    }
+}
+
+impl Selection {
+    /// Puts `fields` in listing order, each wire field once (the last
+    /// mask given wins).
+    pub fn normalize(&mut self) {
+        let mut seen: Vec<SelectField> = Vec::with_capacity(self.fields.len());
+        for f in self.fields.drain(..) {
+            match seen.iter_mut().find(|s| s.wire.name == f.wire.name) {
+                Some(s) => s.mask = f.mask,
+                None => seen.push(f),
+            }
+        }
+        seen.sort_by_key(SelectField::rank);
+        self.fields = seen;
+    }
+
+    /// The hash that picks the bucket; marks in `wc` the bits it read.
+    fn hash(&self, key: &FlowKey, wc: &mut FlowKey) -> u64 {
+        match self.method {
+            SelectionMethod::Hash => {
+                let mut h = Fnv::new(self.param);
+                for f in &self.fields {
+                    let field = f.wire.field;
+                    if !field.prereqs_hold(key, wc) {
+                        continue;
+                    }
+                    field.set_mask_bits(wc, f.mask);
+                    h.feed(field.get(key) & f.mask);
+                }
+                h.finish()
+            }
+            SelectionMethod::DpHash => select_hash_with(key, wc, self.param & 0xffff_ffff),
+            SelectionMethod::Default => select_hash(key, wc),
+        }
+    }
+}
+
+/// FNV-1a over 128-bit little-endian words, then an avalanche.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new(basis: u64) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325 ^ basis)
+    }
+
+    fn feed(&mut self, v: u128) {
+        for b in v.to_le_bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Final avalanche so that nearby inputs spread over buckets.
+    fn finish(self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
 }
 
 /// A group operation was refused.
@@ -207,19 +411,17 @@ const SELECT_HASH_FIELDS: [Field; 11] = [
 
 /// Hash of the fields a select group balances on; marks them in `wc`.
 pub fn select_hash(key: &FlowKey, wc: &mut FlowKey) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    select_hash_with(key, wc, 0)
+}
+
+/// [`select_hash`] from basis `basis`.
+fn select_hash_with(key: &FlowKey, wc: &mut FlowKey, basis: u64) -> u64 {
+    let mut h = Fnv::new(basis);
     for f in SELECT_HASH_FIELDS {
         f.unwildcard(wc);
-        let v = f.get(key);
-        for b in v.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.feed(f.get(key));
     }
-    // Final avalanche so that nearby inputs spread over buckets.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
+    h.finish()
 }
 
 impl Group {
@@ -240,7 +442,7 @@ impl Group {
                 if total == 0 {
                     return Vec::new();
                 }
-                let mut pick = select_hash(key, wc) % total;
+                let mut pick = self.selection.hash(key, wc) % total;
                 for b in &self.buckets {
                     let w = u64::from(b.weight);
                     if pick < w {
@@ -271,8 +473,113 @@ mod tests {
         }]
     }
 
+    #[test]
+    fn a_hash_selection_reads_only_its_fields_and_their_masked_bits() {
+        let wire = |n: &str| crate::field::wire_rows(n).next().unwrap();
+        let mut g = group(
+            1,
+            GroupType::Select,
+            (1..=8).map(|p| Bucket::new(out(p))).collect(),
+        );
+        g.selection = Selection {
+            method: SelectionMethod::Hash,
+            param: 0,
+            fields: vec![SelectField {
+                wire: wire("ipv4_src"),
+                mask: 0xffff_ff00,
+            }],
+        };
+        let live = |_| true;
+        let k = FlowKey {
+            dl_type: 0x0800,
+            nw_src: 0x0a00_0001,
+            nw_proto: 6,
+            tp_src: 1000,
+            ..Default::default()
+        };
+        let mut wc = FlowKey::default();
+        let first = g.choose_buckets(&k, &mut wc, &live)[0].actions.clone();
+        // Only the masked source bits (and the IPv4 prerequisite) are read.
+        assert_eq!(wc.nw_src, 0xffff_ff00);
+        assert_eq!(wc.tp_src, 0);
+        assert_eq!(wc.nw_dst, 0);
+        assert_eq!(wc.dl_type, u16::MAX);
+        // Packets that differ elsewhere, or in the low byte, share a bucket.
+        for (src, port) in [(0x0a00_00fe, 1), (0x0a00_0001, 2000), (0x0a00_0010, 7)] {
+            let mut k2 = k;
+            k2.nw_src = src;
+            k2.tp_src = port;
+            let mut wc2 = FlowKey::default();
+            assert_eq!(g.choose_buckets(&k2, &mut wc2, &live)[0].actions, first);
+        }
+        // Other /24s spread over the buckets.
+        let picked: std::collections::BTreeSet<_> = (0..64u32)
+            .map(|i| {
+                let mut k2 = k;
+                k2.nw_src = 0x0a00_0001 + (i << 8);
+                let mut wc2 = FlowKey::default();
+                format!("{:?}", g.choose_buckets(&k2, &mut wc2, &live)[0].actions)
+            })
+            .collect();
+        assert!(picked.len() >= 4, "{} buckets used", picked.len());
+        // The parameter is the basis: it moves packets between buckets.
+        let moved = (0..64u32).any(|i| {
+            let mut k2 = k;
+            k2.nw_src = 0x0a00_0001 + (i << 8);
+            let mut h = g.clone();
+            h.selection.param = 99;
+            let mut w1 = FlowKey::default();
+            let mut w2 = FlowKey::default();
+            g.choose_buckets(&k2, &mut w1, &live)[0].actions
+                != h.choose_buckets(&k2, &mut w2, &live)[0].actions
+        });
+        assert!(moved);
+    }
+
+    #[test]
+    fn selection_fields_are_kept_in_ovs_order_each_once() {
+        let wire = |n: &str| crate::field::wire_rows(n).next().unwrap();
+        let mut s = Selection {
+            method: SelectionMethod::Hash,
+            param: 0,
+            fields: vec![
+                SelectField {
+                    wire: wire("ip_proto"),
+                    mask: 0xff,
+                },
+                SelectField {
+                    wire: wire("eth_dst"),
+                    mask: 1,
+                },
+                SelectField {
+                    wire: wire("ipv4_src"),
+                    mask: 0xffff_ffff,
+                },
+                SelectField {
+                    wire: wire("eth_dst"),
+                    mask: 0xff,
+                },
+            ],
+        };
+        s.normalize();
+        let names: Vec<_> = s.fields.iter().map(|f| (f.wire.name, f.mask)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("eth_dst", 0xff),
+                ("ipv4_src", 0xffff_ffff),
+                ("ip_proto", 0xff)
+            ]
+        );
+    }
+
     fn group(id: GroupId, kind: GroupType, buckets: Vec<Bucket>) -> Group {
-        Group { id, kind, buckets }
+        Group {
+            id,
+            kind,
+            buckets,
+            selection: Selection::default(),
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::action::{Action, PortNo, SubField, port};
 use crate::field::{Field, PrereqError, check_match_prereqs};
-use crate::group::{Bucket, GROUP_ALL, GROUP_ANY, Group, GroupType};
+use crate::group::{
+    Bucket, GROUP_ALL, GROUP_ANY, Group, GroupType, SelectField, Selection, SelectionMethod,
+};
 use crate::key::{FRAG_ANY, FRAG_LATER, FlowKey, VLAN_CFI, ethertype, ipproto};
 use crate::matches::Match;
 use crate::table::{DEFAULT_PRIORITY, FlowMod, FlowModCommand, Rule, TABLE_ALL};
@@ -1845,6 +1847,8 @@ pub fn parse_group_with(s: &str, opts: &ParseOptions<'_>) -> Result<Group, TextE
     let mut id = None;
     let mut kind = None;
     let mut buckets: Vec<Vec<&str>> = Vec::new();
+    let mut selection = Selection::default();
+    let mut fields_given = None;
     for tok in toks {
         if let Some(rest) = tok.strip_prefix("bucket=") {
             buckets.push(vec![rest]);
@@ -1852,6 +1856,16 @@ pub fn parse_group_with(s: &str, opts: &ParseOptions<'_>) -> Result<Group, TextE
         }
         if let Some(b) = buckets.last_mut() {
             b.push(tok);
+            continue;
+        }
+        if let Some(list) = tok
+            .strip_prefix("fields(")
+            .and_then(|t| t.strip_suffix(')'))
+        {
+            for spec in list.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                selection.fields.push(parse_select_field(spec)?);
+            }
+            fields_given = Some(tok);
             continue;
         }
         let (name, value) = split_kv(tok);
@@ -1869,6 +1883,17 @@ pub fn parse_group_with(s: &str, opts: &ParseOptions<'_>) -> Result<Group, TextE
                     bad(name, v, "unknown group type (all, select, indirect, ff)")
                 })?);
             }
+            "selection_method" => {
+                selection.method = SelectionMethod::from_name(v)
+                    .ok_or_else(|| bad(name, v, "unknown selection method (hash, dp_hash)"))?;
+            }
+            "selection_method_param" => {
+                selection.param = parse_bounded(name, v, u64::MAX.into())? as u64;
+            }
+            "fields" => {
+                selection.fields.push(parse_select_field(v)?);
+                fields_given = Some(tok);
+            }
             // dump-groups statistics fed back in.
             "duration" | "ref_count" | "packet_count" | "byte_count" => {}
             _ => return Err(TextError::UnknownField(name.to_string())),
@@ -1876,6 +1901,23 @@ pub fn parse_group_with(s: &str, opts: &ParseOptions<'_>) -> Result<Group, TextE
     }
     let id = id.ok_or_else(|| TextError::MissingValue("group_id".into()))?;
     let kind = kind.unwrap_or(GroupType::All);
+    if let Some(tok) = fields_given
+        && selection.method != SelectionMethod::Hash
+    {
+        return Err(bad(
+            "fields",
+            tok,
+            "fields may only be specified with \"selection_method=hash\"",
+        ));
+    }
+    if kind != GroupType::Select && selection != Selection::default() {
+        return Err(bad(
+            "selection_method",
+            selection.method.name(),
+            "only select groups have a selection method",
+        ));
+    }
+    selection.normalize();
     let mut out = Vec::with_capacity(buckets.len());
     for parts in buckets {
         let mut b = Bucket::new(Vec::new());
@@ -1929,12 +1971,82 @@ pub fn parse_group_with(s: &str, opts: &ParseOptions<'_>) -> Result<Group, TextE
         id,
         kind,
         buckets: out,
+        selection,
     })
+}
+
+/// One entry of a group's `fields(...)`: a field name, optionally
+/// `=MASK` (the bits that count; all of them when absent).
+fn parse_select_field(spec: &str) -> Result<SelectField, TextError> {
+    let (name, mask) = split_kv(spec);
+    let field = Field::from_name(name).ok_or_else(|| TextError::UnknownField(name.to_string()))?;
+    let wire = crate::field::wire_rows(name)
+        .next()
+        .or_else(|| crate::field::wire_of(field))
+        .ok_or_else(|| bad("fields", name, "this field cannot be hashed by a group"))?;
+    let mask = match mask {
+        None => wire.full_mask(),
+        Some(m) => parse_field_value(field, name, m)?.0,
+    };
+    Ok(SelectField { wire, mask })
+}
+
+/// The name Open vSwitch prints for a group's hash field.
+fn select_field_name(w: &crate::field::WireId) -> &'static str {
+    match w.name {
+        "ipv4_src" => "ip_src",
+        "ipv4_dst" => "ip_dst",
+        "ip_proto" => "nw_proto",
+        "ip_ecn" => "nw_ecn",
+        "ip_ttl" => "nw_ttl",
+        "icmpv4_type" => "icmp_type",
+        "icmpv4_code" => "icmp_code",
+        "ipv6_flabel" => "ipv6_label",
+        "nxm_in_port" => "in_port",
+        other => other,
+    }
+}
+
+/// `selection_method=...,selection_method_param=N,fields(...)` as
+/// ovs-ofctl prints them (nothing for the default method).
+fn format_selection(sel: &Selection, out: &mut String) {
+    if sel.method == SelectionMethod::Default {
+        return;
+    }
+    let _ = write!(out, ",selection_method={}", sel.method.name());
+    if sel.param != 0 {
+        let _ = write!(out, ",selection_method_param={}", sel.param);
+    }
+    let names: Vec<String> = sel
+        .fields
+        .iter()
+        .map(|f| {
+            let name = select_field_name(f.wire);
+            if f.mask == f.wire.full_mask() {
+                name.to_string()
+            } else {
+                format!(
+                    "{name}={}",
+                    format_field_value(f.wire.field, f.mask, u128::MAX)
+                )
+            }
+        })
+        .collect();
+    match names.as_slice() {
+        [] => {}
+        [one] => {
+            let _ = write!(out, ",fields={one}");
+        }
+        many => {
+            let _ = write!(out, ",fields({})", many.join(","));
+        }
+    }
 }
 
 /// Prints a group as `ovs-ofctl dump-groups` does (and [`parse_group`] reads).
 pub fn format_group(g: &Group) -> String {
     let mut s = format!("group_id={},type={}", g.id, g.kind.name());
+    format_selection(&g.selection, &mut s);
     for b in &g.buckets {
         s.push_str(",bucket=");
         if g.kind == GroupType::Select && b.weight != 1 {
@@ -2278,6 +2390,71 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "fancy: unknown group type (all, select, indirect, ff)"
+        );
+    }
+
+    /// The texts are what stock ovs-ofctl 3.1 `dump-groups` prints (bucket
+    /// ids aside) for the groups it was given.
+    #[test]
+    fn selection_methods_print_as_ovs_ofctl_prints_them() {
+        let g = parse_group(
+            "group_id=9,type=select,selection_method=hash,fields(ip_src,nw_proto,eth_dst=ff:ff:ff:00:00:00),selection_method_param=5,bucket=actions=output:2",
+        )
+        .unwrap();
+        assert_eq!(g.selection.method, SelectionMethod::Hash);
+        assert_eq!(g.selection.param, 5);
+        let text = format_group(&g);
+        assert_eq!(
+            text,
+            "group_id=9,type=select,selection_method=hash,selection_method_param=5,fields(eth_dst=ff:ff:ff:00:00:00,ip_src,nw_proto),bucket=actions=output:2"
+        );
+        assert_eq!(parse_group(&text).unwrap(), g);
+        let one = parse_group(
+            "group_id=15,type=select,selection_method=hash,fields(tcp_src),bucket=actions=output:2",
+        )
+        .unwrap();
+        assert_eq!(
+            format_group(&one),
+            "group_id=15,type=select,selection_method=hash,fields=tcp_src,bucket=actions=output:2"
+        );
+        assert_eq!(parse_group(&format_group(&one)).unwrap(), one);
+        let dp = parse_group(
+            "group_id=12,type=select,selection_method=dp_hash,selection_method_param=7,bucket=actions=output:2",
+        )
+        .unwrap();
+        assert_eq!(
+            format_group(&dp),
+            "group_id=12,type=select,selection_method=dp_hash,selection_method_param=7,bucket=actions=output:2"
+        );
+        let masked = parse_group(
+            "group_id=21,type=select,selection_method=hash,fields(nw_src=255.0.0.0,udp_dst),bucket=actions=output:2",
+        )
+        .unwrap();
+        assert_eq!(
+            format_group(&masked),
+            "group_id=21,type=select,selection_method=hash,fields(ip_src=255.0.0.0,udp_dst),bucket=actions=output:2"
+        );
+    }
+
+    #[test]
+    fn selection_methods_are_refused_where_ovs_refuses_them() {
+        let e = |t: &str| parse_group(t).unwrap_err().to_string();
+        assert!(
+            e("group_id=13,type=select,fields(ip_src),bucket=actions=output:2")
+                .contains("fields may only be specified with \"selection_method=hash\""),
+        );
+        assert!(
+            e("group_id=2,type=select,selection_method=dp_hash,fields(ip_dst),bucket=output:2")
+                .contains("fields may only be specified with"),
+        );
+        assert!(e("group_id=10,type=select,selection_method=foo,bucket=output:2").contains("foo"));
+        assert!(
+            e("group_id=11,type=all,selection_method=hash,bucket=output:2")
+                .contains("only select groups")
+        );
+        assert!(
+            e("group_id=1,type=select,selection_method=hash,fields(no_such),bucket=output:2")
+                .contains("no_such")
         );
     }
 

@@ -1881,6 +1881,7 @@ mod tests {
                 id: 1,
                 kind: GroupType::All,
                 buckets: vec![Bucket::new(out(2)), Bucket::new(out(3))],
+                selection: Default::default(),
             })
             .unwrap();
         let mut w2 = Bucket::new(out(2));
@@ -1892,6 +1893,7 @@ mod tests {
                 id: 2,
                 kind: GroupType::FastFailover,
                 buckets: vec![w2, w3],
+                selection: Default::default(),
             })
             .unwrap();
         b.flow("in_port=1,actions=group:1");

@@ -12,7 +12,7 @@ use flows::action::{
     Multipath, MultipathAlgorithm, PacketInReason, PortNo, SubField, port,
 };
 use flows::field::Field;
-use flows::group::{Bucket, Group, GroupTable, GroupType};
+use flows::group::{Bucket, Group, GroupTable, GroupType, SelectField, Selection, SelectionMethod};
 use flows::key::{FlowKey, KEY_WORDS, VLAN_CFI};
 use flows::mac_learning::MacLearning;
 use flows::table::{FlowMod, FlowModCommand, Pipeline};
@@ -431,11 +431,29 @@ fn build(w: &World) -> Built {
             b.watch_port = p + 1;
             buckets.push(b);
         }
+        // Every other select group hashes a masked source address and the
+        // TCP destination port only (`selection_method=hash`).
+        let selection = if *kind == GroupType::Select && id.is_multiple_of(2) {
+            let field = |name: &str, mask: u128| SelectField {
+                wire: flows::field::wire_rows(name).next().expect("a wire field"),
+                mask,
+            };
+            let mut s = Selection {
+                method: SelectionMethod::Hash,
+                param: u64::from(id),
+                fields: vec![field("tcp_dst", 0xffff), field("ipv4_src", 0xffff_ff00)],
+            };
+            s.normalize();
+            s
+        } else {
+            Selection::default()
+        };
         groups
             .add(Group {
                 id,
                 kind: *kind,
                 buckets,
+                selection,
             })
             .expect("valid group");
     }

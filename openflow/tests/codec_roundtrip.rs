@@ -304,6 +304,7 @@ fn one_three_only_messages_round_trip() {
                 id: 5,
                 kind: ty,
                 buckets: vec![bucket(1), bucket(2)],
+                selection: Default::default(),
             },
         }));
     }
@@ -333,6 +334,7 @@ fn one_three_only_messages_round_trip() {
             id: 9,
             kind: GroupType::Select,
             buckets: vec![bucket(3)],
+            selection: Default::default(),
         }]),
         MultipartReplyBody::TableFeatures(vec![TableFeatures {
             table_id: 0,
@@ -461,6 +463,7 @@ fn one_three_only_messages_are_refused_for_1_0() {
                 id: 1,
                 kind: GroupType::All,
                 buckets: vec![],
+                selection: Default::default(),
             },
         }),
     ] {

@@ -344,6 +344,7 @@ fn group_mod_bytes_are_unchanged() {
                     id: 5,
                     kind: group_type,
                     buckets: vec![bucket(1), bucket(2)],
+                    selection: Default::default(),
                 },
             }),
         ));
@@ -559,6 +560,7 @@ fn multipart_bytes_are_unchanged() {
                 id: 9,
                 kind: GroupType::Select,
                 buckets: vec![bucket(3), bucket(2)],
+                selection: Default::default(),
             }]),
         ),
         (

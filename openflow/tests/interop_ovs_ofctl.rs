@@ -189,6 +189,18 @@ fn ovs_ofctl_openflow15_groups_round_trip_with_bucket_ids() {
     assert_eq!(g.group.buckets[1].weight, 3);
     assert_eq!(g.group.buckets[1].watch_port, 2);
     assert_eq!(
+        g.group.selection.method,
+        flows::group::SelectionMethod::Hash
+    );
+    let fields: Vec<_> = g
+        .group
+        .selection
+        .fields
+        .iter()
+        .map(|f| f.wire.name)
+        .collect();
+    assert_eq!(fields, ["ipv4_src"]);
+    assert_eq!(
         g.group.buckets[1].actions,
         vec![Action::Output {
             port: 2,

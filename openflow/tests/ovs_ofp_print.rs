@@ -125,7 +125,18 @@ fn group() -> Group {
         id: 7,
         kind: GroupType::Select,
         buckets: vec![b1, b2],
+        selection: Default::default(),
     }
+}
+
+/// A select group with Open vSwitch's selection-method property, as
+/// stock `ovs-ofctl add-group` writes it for
+/// `selection_method=hash,fields(ip_src,nw_proto,eth_dst=ff:ff:ff:00:00:00),selection_method_param=5`.
+fn hashed_group() -> Group {
+    flows::text::parse_group(
+        "group_id=9,type=select,selection_method=hash,fields(ip_src,nw_proto,eth_dst=ff:ff:ff:00:00:00),selection_method_param=5,bucket=actions=output:2",
+    )
+    .unwrap()
 }
 
 /// (message, versions, what OVS prints for it).
@@ -278,6 +289,23 @@ fn cases() -> Vec<(Message, Vec<u8>, Vec<&'static str>)> {
                 "group_id=7,type=select",
                 "weight:5,actions=output:1",
                 "weight:3,watch_port:2,actions=output:2",
+            ],
+        ),
+        (
+            Message::GroupMod(GroupMod {
+                command: GroupModCommand::Add,
+                group: hashed_group(),
+            }),
+            vec![OFP15_VERSION],
+            vec![
+                "group_id=9,type=select,selection_method=hash,selection_method_param=5,fields(eth_dst=ff:ff:ff:00:00:00,ip_src,nw_proto)",
+            ],
+        ),
+        (
+            reply(MultipartReplyBody::GroupDesc(vec![hashed_group()])),
+            vec![OFP15_VERSION],
+            vec![
+                "selection_method=hash,selection_method_param=5,fields(eth_dst=ff:ff:ff:00:00:00,ip_src,nw_proto)",
             ],
         ),
         (

@@ -30,6 +30,7 @@ pub fn parse_group_delete(s: Option<&str>) -> Result<Group, String> {
             id: GROUP_ALL,
             kind: GroupType::All,
             buckets: Vec::new(),
+            selection: Default::default(),
         }),
     }
 }

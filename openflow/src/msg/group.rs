@@ -6,7 +6,9 @@ use super::{MsgType, Version, entries};
 use crate::actions;
 use crate::error::{DecodeError, EncodeError, OfError};
 use crate::message::{Bucket, Group, GroupMod, GroupModCommand, GroupStats, GroupType, Message};
+use crate::oxm;
 use crate::wire::{Reader, Writer};
+use flows::group::{SelectField, Selection, SelectionMethod};
 
 impl GroupModCommand {
     pub fn wire(self) -> u16 {
@@ -65,6 +67,12 @@ mod gbpt {
 /// Group properties: only experimenter ones exist (Open vSwitch's
 /// selection method, vendor NTR 0x0000154d, type 1).
 const OFPGPT15_EXPERIMENTER: u16 = 0xffff;
+/// The Netronome experimenter id of the selection-method property.
+const NTR_VENDOR_ID: u32 = 0x0000_154d;
+/// `NTRT_SELECTION_METHOD`.
+const NTRT_SELECTION_METHOD: u32 = 1;
+/// Bytes of the method name, NUL-padded.
+const SELECTION_METHOD_LEN: usize = 16;
 
 pub fn decode(ty: MsgType, v: Version, mut r: Reader) -> Result<Message, DecodeError> {
     if ty != MsgType::GroupMod {
@@ -74,7 +82,7 @@ pub fn decode(ty: MsgType, v: Version, mut r: Reader) -> Result<Message, DecodeE
     let kind = type_from_wire(r.u8()?).ok_or(OfError::BadGroupType)?;
     r.skip(1)?;
     let id = r.u32()?;
-    let buckets = if v.is_of15() {
+    let (buckets, selection) = if v.is_of15() {
         let blen = usize::from(r.u16()?);
         r.skip(2)?;
         // Inserting and removing single buckets are 1.5 commands this
@@ -83,14 +91,18 @@ pub fn decode(ty: MsgType, v: Version, mut r: Reader) -> Result<Message, DecodeE
         let _command_bucket_id = r.u32()?;
         let b = r.sub(blen)?;
         let buckets = decode_buckets15(b)?;
-        decode_group_props(r)?;
-        buckets
+        (buckets, decode_group_props(r, kind)?)
     } else {
-        decode_buckets(r)?
+        (decode_buckets(r)?, Selection::default())
     };
     Ok(Message::GroupMod(GroupMod {
         command,
-        group: Group { id, kind, buckets },
+        group: Group {
+            id,
+            kind,
+            buckets,
+            selection,
+        },
     }))
 }
 
@@ -109,21 +121,71 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
         let start = w.len();
         encode_buckets15(w, g.group.kind, &g.group.buckets)?;
         w.patch_len_since(at, start);
+        encode_group_props(w, &g.group.selection);
         Ok(())
     } else {
         encode_buckets(w, &g.group.buckets)
     }
 }
 
-/// 1.5 group properties: framing is checked, the selection method is not
-/// kept (select groups hash the flow whatever it names).
-fn decode_group_props(r: Reader) -> Result<(), DecodeError> {
-    for (ty, _) in super::read_props(r)? {
+/// 1.5 group properties: Open vSwitch's selection method is the only one.
+/// An unknown method, or one on a group that is not `select`, is
+/// OFPBPC_BAD_VALUE, as Open vSwitch answers.
+fn decode_group_props(r: Reader, kind: GroupType) -> Result<Selection, DecodeError> {
+    let mut sel = Selection::default();
+    for (ty, mut p) in super::read_props(r)? {
         if ty != OFPGPT15_EXPERIMENTER {
             return Err(OfError::BadPropertyType.into());
         }
+        if p.u32()? != NTR_VENDOR_ID || p.u32()? != NTRT_SELECTION_METHOD {
+            return Err(OfError::BadPropertyType.into());
+        }
+        if kind != GroupType::Select {
+            return Err(OfError::BadPropertyValue.into());
+        }
+        p.skip(4)?;
+        let name = p.bytes(SELECTION_METHOD_LEN)?;
+        let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        let name = std::str::from_utf8(&name[..end]).map_err(|_| OfError::BadPropertyValue)?;
+        sel.method = SelectionMethod::from_name(name).ok_or(OfError::BadPropertyValue)?;
+        sel.param = p.u64()?;
+        // Each field is an OXM header whose value is the mask of the bits
+        // that count (all ones: the whole field).
+        while !p.is_empty() {
+            let (wire, mask, _) = oxm::read_tlv(&mut p)?;
+            sel.fields.push(SelectField { wire, mask });
+        }
+        if !sel.fields.is_empty() && sel.method != SelectionMethod::Hash {
+            return Err(OfError::BadPropertyValue.into());
+        }
     }
-    Ok(())
+    sel.normalize();
+    Ok(sel)
+}
+
+/// Writes the selection-method property unless the method is the default.
+fn encode_group_props(w: &mut Writer, sel: &Selection) {
+    if sel.method == SelectionMethod::Default {
+        return;
+    }
+    super::put_prop(w, OFPGPT15_EXPERIMENTER, |w| {
+        w.u32(NTR_VENDOR_ID);
+        w.u32(NTRT_SELECTION_METHOD);
+        w.zeros(4);
+        let name = sel.method.name().as_bytes();
+        w.bytes(name);
+        w.zeros(SELECTION_METHOD_LEN - name.len());
+        w.u64(sel.param);
+        for f in &sel.fields {
+            oxm::write_tlv(
+                w,
+                f.wire,
+                oxm::oxm_header(f.wire),
+                f.mask,
+                oxm::full_mask(f.wire, 0),
+            );
+        }
+    });
 }
 
 /// 1.5 buckets: length, action length, bucket id, actions, then weight
@@ -235,17 +297,21 @@ pub fn decode_group_descs(v: Version, r: Reader) -> Result<Vec<Group>, DecodeErr
         let kind = type_from_wire(b.u8()?).ok_or(OfError::BadGroupType)?;
         b.skip(1)?;
         let id = b.u32()?;
-        let buckets = if v.is_of15() {
+        let (buckets, selection) = if v.is_of15() {
             let blen = usize::from(b.u16()?);
             b.skip(6)?;
             let list = b.sub(blen)?;
             let buckets = decode_buckets15(list)?;
-            decode_group_props(b)?;
-            buckets
+            (buckets, decode_group_props(b, kind)?)
         } else {
-            decode_buckets(b)?
+            (decode_buckets(b)?, Selection::default())
         };
-        out.push(Group { id, kind, buckets });
+        out.push(Group {
+            id,
+            kind,
+            buckets,
+            selection,
+        });
     }
     Ok(out)
 }
@@ -262,6 +328,7 @@ pub fn encode_group_desc(w: &mut Writer, v: Version, g: &Group) -> Result<(), En
         let bstart = w.len();
         encode_buckets15(w, g.kind, &g.buckets)?;
         w.patch_len_since(blen_at, bstart);
+        encode_group_props(w, &g.selection);
     } else {
         encode_buckets(w, &g.buckets)?;
     }
