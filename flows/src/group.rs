@@ -438,12 +438,20 @@ impl Group {
             GroupType::All => self.buckets.iter().collect(),
             GroupType::Indirect => self.buckets.first().into_iter().collect(),
             GroupType::Select => {
-                let total: u64 = self.buckets.iter().map(|b| u64::from(b.weight)).sum();
+                // Only live buckets are chosen (a watched port that is down
+                // takes its bucket out), as Open vSwitch does.
+                let live = |b: &&Bucket| b.watch_port == port::ANY || port_live(b.watch_port);
+                let total: u64 = self
+                    .buckets
+                    .iter()
+                    .filter(live)
+                    .map(|b| u64::from(b.weight))
+                    .sum();
                 if total == 0 {
                     return Vec::new();
                 }
                 let mut pick = self.selection.hash(key, wc) % total;
-                for b in &self.buckets {
+                for b in self.buckets.iter().filter(live) {
                     let w = u64::from(b.weight);
                     if pick < w {
                         return vec![b];
@@ -534,6 +542,43 @@ mod tests {
                 != h.choose_buckets(&k2, &mut w2, &live)[0].actions
         });
         assert!(moved);
+    }
+
+    #[test]
+    fn a_select_group_chooses_only_among_live_buckets() {
+        let mut watched = Bucket::new(out(3));
+        watched.watch_port = 3;
+        let g = group(1, GroupType::Select, vec![Bucket::new(out(2)), watched]);
+        let mut used = std::collections::BTreeSet::new();
+        for src in 0..32u32 {
+            let k = FlowKey {
+                dl_type: 0x0800,
+                nw_src: src,
+                ..Default::default()
+            };
+            let mut wc = FlowKey::default();
+            let down = g.choose_buckets(&k, &mut wc, &|p| p != 3);
+            assert_eq!(down.len(), 1);
+            assert_eq!(down[0].actions, out(2), "a bucket watching a down port");
+            let mut wc = FlowKey::default();
+            used.insert(format!(
+                "{:?}",
+                g.choose_buckets(&k, &mut wc, &|_| true)[0].actions
+            ));
+        }
+        assert_eq!(used.len(), 2, "both buckets serve while both are live");
+        let k = FlowKey::default();
+        let mut wc = FlowKey::default();
+        let all_down = group(
+            1,
+            GroupType::Select,
+            vec![{
+                let mut b = Bucket::new(out(3));
+                b.watch_port = 3;
+                b
+            }],
+        );
+        assert!(all_down.choose_buckets(&k, &mut wc, &|_| false).is_empty());
     }
 
     #[test]
