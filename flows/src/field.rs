@@ -2474,6 +2474,24 @@ pub fn wire_rows(name: &str) -> impl Iterator<Item = &'static WireId> + '_ {
     WIRE_IDS.iter().filter(move |w| w.name == name)
 }
 
+/// The preferred wire id of the wire field `name` (the first of
+/// [`wire_rows`]), from an index built once: encoding a flow-stats reply
+/// names dozens of fields per flow.
+pub fn wire_by_name(name: &str) -> Option<&'static WireId> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static WireId>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| {
+            let mut m = std::collections::HashMap::with_capacity(WIRE_IDS.len());
+            for w in WIRE_IDS {
+                m.entry(w.name).or_insert(w);
+            }
+            m
+        })
+        .get(name)
+        .copied()
+}
+
 /// Looks a header up by class, number and (for experimenter classes) id.
 pub fn wire_lookup(class: u16, num: u8, experimenter: Option<u32>) -> Option<&'static WireId> {
     WIRE_IDS

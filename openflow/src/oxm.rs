@@ -56,7 +56,7 @@ fn header_of(w: &WireId) -> OxmHeader {
 
 /// The preferred row of the wire field `f`.
 fn preferred(f: OxmField) -> OxmField {
-    WIRE_IDS.iter().find(|w| w.name == f.name).unwrap_or(f)
+    flows::field::wire_by_name(f.name).unwrap_or(f)
 }
 
 /// The header ovs-ofctl uses for `f` in OXM matches and set_field
@@ -234,134 +234,165 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
 /// choose the name ovs-ofctl would use.
 pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
     let (k, mk) = (&m.key, &m.mask);
+    let ids = order();
     // RARP (0x8035) carries the same fields as ARP (`rarp,arp_op=3`).
     let arp = dl_is(m, ethertype::ARP) || dl_is(m, 0x8035);
     let ipv6 = dl_is(m, ethertype::IPV6);
     let proto = (mk.nw_proto == 0xff && !arp).then_some(k.nw_proto);
-    let (tp_src, tp_dst) = match proto {
-        Some(ipproto::UDP) => ("udp_src", "udp_dst"),
-        Some(ipproto::SCTP) => ("sctp_src", "sctp_dst"),
-        Some(ipproto::ICMP) => ("icmpv4_type", "icmpv4_code"),
-        Some(ipproto::ICMPV6) => ("icmpv6_type", "icmpv6_code"),
-        _ => ("tcp_src", "tcp_dst"),
+    let tp = match proto {
+        Some(ipproto::UDP) => &ids.udp,
+        Some(ipproto::SCTP) => &ids.sctp,
+        Some(ipproto::ICMP) => &ids.icmp,
+        Some(ipproto::ICMPV6) => &ids.icmp6,
+        _ => &ids.tcp,
     };
     let mut out = Vec::new();
-    let mut push = |name: &str| {
-        let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
-            return;
-        };
-        let mut mm = f.field.get(mk);
-        if f.field == Field::ArpOp && mm == 0xff {
-            // arp_op lives in the key's 8-bit nw_proto; on the wire it is
-            // 16 bits and not maskable (OVS refuses a mask on it).
-            mm = 0xffff;
-        }
-        if mm != 0 {
-            out.push((f, f.field.get(k) & mm, mm));
+    let push = |out: &mut Vec<(OxmField, u128, u128)>, fields: &[OxmField]| {
+        for &f in fields {
+            let mut mm = f.field.get(mk);
+            if f.field == Field::ArpOp && mm == 0xff {
+                // arp_op lives in the key's 8-bit nw_proto; on the wire it
+                // is 16 bits and not maskable (OVS refuses a mask on it).
+                mm = 0xffff;
+            }
+            if mm != 0 {
+                out.push((f, f.field.get(k) & mm, mm));
+            }
         }
     };
-    for name in [
-        "dp_hash",
-        "recirc_id",
-        "conj_id",
-        "in_port",
-        "eth_src",
-        "eth_dst",
-        "eth_type",
-    ] {
-        push(name);
-    }
+    push(&mut out, &ids.head);
     let untagged = mk.vlan_tci & VLAN_CFI != 0 && k.vlan_tci & VLAN_CFI == 0;
     if untagged && (k.vlan_tci != 0 || mk.vlan_tci != 0xffff) {
         // A TCI without the present bit that is not plain "no tag" (an
         // NXM match or NXT_RESUME metadata can say so): NXM_OF_VLAN_TCI
         // as it is, so that it reads back unchanged.
-        push("vlan_tci");
+        push(&mut out, &ids.vlan_tci);
     } else if untagged {
-        if let Some(f) = WIRE_IDS.iter().find(|w| w.name == "vlan_vid") {
+        if let Some(f) = ids.vlan_vid.first() {
             // OFPVID_NONE.
             out.push((f, 0, 0x1fff));
         }
     } else {
-        push("vlan_vid");
-        push("vlan_pcp");
+        push(&mut out, &ids.vlan_vid);
+        push(&mut out, &ids.vlan_pcp);
     }
-    let mut push = |name: &str| {
-        let Some(f) = WIRE_IDS.iter().find(|w| w.name == name) else {
-            return;
-        };
-        let mut mm = f.field.get(mk);
-        if f.field == Field::ArpOp && mm == 0xff {
-            // arp_op lives in the key's 8-bit nw_proto; on the wire it is
-            // 16 bits and not maskable (OVS refuses a mask on it).
-            mm = 0xffff;
-        }
-        if mm != 0 {
-            out.push((f, f.field.get(k) & mm, mm));
-        }
-    };
     if arp {
-        for name in ["arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"] {
-            push(name);
-        }
+        push(&mut out, &ids.arp);
     } else {
-        for name in [
-            "ipv4_src",
-            "ipv4_dst",
-            "ipv6_src",
-            "ipv6_dst",
-            "ipv6_flabel",
-            "ip_frag",
-            "ip_dscp",
-            "ip_ecn",
-            "ip_ttl",
-            "ip_proto",
-            tp_src,
-            tp_dst,
-            "tcp_flags",
-            "nd_target",
-            if ipv6 { "nd_sll" } else { "arp_sha" },
-            if ipv6 { "nd_tll" } else { "arp_tha" },
-        ] {
-            push(name);
-        }
+        push(&mut out, &ids.ip);
+        push(&mut out, tp);
+        push(&mut out, &ids.ip_after_ports);
+        let hw = if ipv6 { &ids.nd_hw } else { &ids.arp_hw };
+        push(&mut out, hw);
     }
-    for name in [
-        "tun_id",
-        "tun_flags",
-        "tun_src",
-        "tun_dst",
-        "tun_ipv6_src",
-        "tun_ipv6_dst",
-        "tun_gbp_id",
-        "tun_gbp_flags",
-    ] {
-        push(name);
-    }
-    for name in [
-        "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10",
-        "reg11", "reg12", "reg13", "reg14", "reg15",
-    ] {
-        push(name);
-    }
-    for name in [
-        "pkt_mark",
-        "ct_state",
-        "ct_zone",
-        "ct_mark",
-        "ct_label",
-        "ct_nw_src",
-        "ct_nw_dst",
-        "ct_ipv6_src",
-        "ct_ipv6_dst",
-        "ct_nw_proto",
-        "ct_tp_src",
-        "ct_tp_dst",
-        "metadata",
-    ] {
-        push(name);
-    }
+    push(&mut out, &ids.tail);
     out
+}
+
+/// The wire fields [`match_fields`] writes, in OVS's order, resolved once
+/// from their names (a flow-stats reply encodes every flow's match).
+struct FieldOrder {
+    head: Vec<OxmField>,
+    vlan_tci: Vec<OxmField>,
+    vlan_vid: Vec<OxmField>,
+    vlan_pcp: Vec<OxmField>,
+    arp: Vec<OxmField>,
+    ip: Vec<OxmField>,
+    tcp: Vec<OxmField>,
+    udp: Vec<OxmField>,
+    sctp: Vec<OxmField>,
+    icmp: Vec<OxmField>,
+    icmp6: Vec<OxmField>,
+    ip_after_ports: Vec<OxmField>,
+    nd_hw: Vec<OxmField>,
+    arp_hw: Vec<OxmField>,
+    tail: Vec<OxmField>,
+}
+
+fn order() -> &'static FieldOrder {
+    static ORDER: std::sync::OnceLock<FieldOrder> = std::sync::OnceLock::new();
+    ORDER.get_or_init(|| {
+        let ids = |names: &[&str]| -> Vec<OxmField> {
+            names
+                .iter()
+                .filter_map(|n| flows::field::wire_by_name(n))
+                .collect()
+        };
+        FieldOrder {
+            head: ids(&[
+                "dp_hash",
+                "recirc_id",
+                "conj_id",
+                "in_port",
+                "eth_src",
+                "eth_dst",
+                "eth_type",
+            ]),
+            vlan_tci: ids(&["vlan_tci"]),
+            vlan_vid: ids(&["vlan_vid"]),
+            vlan_pcp: ids(&["vlan_pcp"]),
+            arp: ids(&["arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"]),
+            ip: ids(&[
+                "ipv4_src",
+                "ipv4_dst",
+                "ipv6_src",
+                "ipv6_dst",
+                "ipv6_flabel",
+                "ip_frag",
+                "ip_dscp",
+                "ip_ecn",
+                "ip_ttl",
+                "ip_proto",
+            ]),
+            tcp: ids(&["tcp_src", "tcp_dst"]),
+            udp: ids(&["udp_src", "udp_dst"]),
+            sctp: ids(&["sctp_src", "sctp_dst"]),
+            icmp: ids(&["icmpv4_type", "icmpv4_code"]),
+            icmp6: ids(&["icmpv6_type", "icmpv6_code"]),
+            ip_after_ports: ids(&["tcp_flags", "nd_target"]),
+            nd_hw: ids(&["nd_sll", "nd_tll"]),
+            arp_hw: ids(&["arp_sha", "arp_tha"]),
+            tail: ids(&[
+                "tun_id",
+                "tun_flags",
+                "tun_src",
+                "tun_dst",
+                "tun_ipv6_src",
+                "tun_ipv6_dst",
+                "tun_gbp_id",
+                "tun_gbp_flags",
+                "reg0",
+                "reg1",
+                "reg2",
+                "reg3",
+                "reg4",
+                "reg5",
+                "reg6",
+                "reg7",
+                "reg8",
+                "reg9",
+                "reg10",
+                "reg11",
+                "reg12",
+                "reg13",
+                "reg14",
+                "reg15",
+                "pkt_mark",
+                "ct_state",
+                "ct_zone",
+                "ct_mark",
+                "ct_label",
+                "ct_nw_src",
+                "ct_nw_dst",
+                "ct_ipv6_src",
+                "ct_ipv6_dst",
+                "ct_nw_proto",
+                "ct_tp_src",
+                "ct_tp_dst",
+                "metadata",
+            ]),
+        }
+    })
 }
 
 /// Writes `m` as OXM TLVs (no ofp_match header).
