@@ -20,8 +20,10 @@
 
 use std::fmt;
 
+use crate::action::{Action, SubField};
 use crate::field::{Field, TUN_METADATA_MAX_FIELD_BYTES};
 use crate::key::{FlowKey, TUN_METADATA_BYTES};
+use crate::matches::Match;
 
 /// How many `tun_metadataN` fields exist.
 pub const MAX_FIELDS: u16 = 64;
@@ -97,6 +99,49 @@ pub enum TunMetadataFieldError {
         "tun_metadata{index} is {len} bytes long; at most {max} bytes are supported as a match or set_field target"
     )]
     TooLong { index: u16, len: usize, max: usize },
+    /// A `move`/`load` bit range reaches past the mapped option (OpenFlow
+    /// error OFPBAC_BAD_SET_LEN, as Open vSwitch answers).
+    #[error("tun_metadata{index} is {bits} bits long in the TLV map; bits {ofs}..{end} do not fit")]
+    RangeTooWide {
+        index: u16,
+        bits: u32,
+        ofs: u32,
+        end: u32,
+    },
+}
+
+/// A match on `tun_metadata{idx}` as a flow_mod or `ovs-ofctl` text gives
+/// it, independent of any TLV map: the value (and mask) right-aligned in
+/// `len` bytes, the length the wire entry states. A bridge's map places it
+/// in a [`Match`] ([`TlvMap::bind_match`]) and reads it back
+/// ([`TlvMap::match_entries`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TunMetadataMatch {
+    pub idx: u8,
+    /// Bytes of the value (and of the mask) on the wire.
+    pub len: u8,
+    pub value: u128,
+    /// `None`: exact on the whole mapped option.
+    pub mask: Option<u128>,
+}
+
+impl TunMetadataMatch {
+    /// Smallest length in bytes that holds `v` (0 for 0), what
+    /// `ovs-ofctl` sends for a value it parsed without a map.
+    pub fn min_len(v: u128) -> u8 {
+        (16 - (v.leading_zeros() / 8)) as u8
+    }
+
+    /// A match parsed from text: the value's (and mask's) own length.
+    pub fn from_text(idx: u8, value: u128, mask: Option<u128>) -> TunMetadataMatch {
+        let len = Self::min_len(value).max(mask.map_or(0, Self::min_len));
+        TunMetadataMatch {
+            idx,
+            len,
+            value,
+            mask,
+        }
+    }
 }
 
 impl TlvMapping {
@@ -291,6 +336,115 @@ impl TlvMap {
             });
         }
         Ok(f)
+    }
+
+    /// Places a field that names `tun_metadataN` without a location
+    /// ([`Field::tun_metadata_unbound`]) in this map; `value_len` says the
+    /// unbound length is a value's (a match or `set_field`: it must fit in
+    /// the option) rather than a `move`/`load` header's (any length; the
+    /// bit range is checked by [`TlvMap::bind_subfield`]). Other fields
+    /// come back as they are.
+    pub fn bind_field(&self, f: Field, value_len: bool) -> Result<Field, TunMetadataFieldError> {
+        match f {
+            Field::TunMetadata { idx, len, .. } if f.is_unbound_tun_metadata() => {
+                if value_len {
+                    self.field_with_len(u16::from(idx), usize::from(len))
+                } else {
+                    self.field(u16::from(idx))
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// [`TlvMap::bind_field`] for a `move`/`load` bit range, which must lie
+    /// within the mapped option.
+    pub fn bind_subfield(&self, sf: SubField) -> Result<SubField, TunMetadataFieldError> {
+        let field = self.bind_field(sf.field, false)?;
+        if let Field::TunMetadata { idx, .. } = field {
+            let end = u32::from(sf.ofs) + u32::from(sf.n_bits);
+            if end > field.n_bits() {
+                return Err(TunMetadataFieldError::RangeTooWide {
+                    index: u16::from(idx),
+                    bits: field.n_bits(),
+                    ofs: u32::from(sf.ofs),
+                    end,
+                });
+            }
+        }
+        Ok(SubField { field, ..sf })
+    }
+
+    /// Puts map-independent `tun_metadata` match entries into `m`. A match
+    /// on an option also requires it present (its bit of
+    /// `tun_metadata_present` becomes exact).
+    pub fn bind_match(
+        &self,
+        m: &mut Match,
+        entries: &[TunMetadataMatch],
+    ) -> Result<(), TunMetadataFieldError> {
+        for e in entries {
+            let f = self.field_with_len(u16::from(e.idx), usize::from(e.len))?;
+            let mask = e.mask.unwrap_or(u128::MAX) & f.max_value();
+            f.set_masked(&mut m.key, e.value, mask);
+            f.set(&mut m.mask, mask);
+            // Presence is exact even under an all-zero mask.
+            m.key.tun_metadata_present |= 1 << e.idx;
+            m.mask.tun_metadata_present |= 1 << e.idx;
+        }
+        Ok(())
+    }
+
+    /// The `tun_metadata` entries of a match placed by this map, in index
+    /// order, each in the mapped option's length (as Open vSwitch writes
+    /// them in flow statistics).
+    pub fn match_entries(&self, m: &Match) -> Vec<TunMetadataMatch> {
+        (0..MAX_FIELDS)
+            .filter(|i| m.mask.tun_metadata_present & (1 << i) != 0)
+            .filter_map(|i| {
+                let f = self.field(i).ok()?;
+                let mask = f.get(&m.mask);
+                Some(TunMetadataMatch {
+                    idx: i as u8,
+                    len: (f.n_bits() / 8) as u8,
+                    value: f.get(&m.key) & mask,
+                    mask: (mask != f.max_value()).then_some(mask),
+                })
+            })
+            .collect()
+    }
+
+    /// Places every unbound `tun_metadataN` in `actions` (and in the
+    /// actions nested in them) in this map.
+    pub fn bind_actions(&self, actions: &mut [Action]) -> Result<(), TunMetadataFieldError> {
+        for a in actions {
+            match a {
+                Action::SetField { field, .. } => *field = self.bind_field(*field, true)?,
+                Action::Load { dst, .. } => *dst = self.bind_subfield(*dst)?,
+                Action::Move { src, dst } => {
+                    *src = self.bind_subfield(*src)?;
+                    *dst = self.bind_subfield(*dst)?;
+                }
+                Action::StackPush(sf) | Action::StackPop(sf) => *sf = self.bind_subfield(*sf)?,
+                Action::OutputReg { src, .. } => *src = self.bind_subfield(*src)?,
+                Action::CheckPktLarger { dst, .. } => *dst = self.bind_subfield(*dst)?,
+                Action::WriteActions(inner) | Action::Clone(inner) => self.bind_actions(inner)?,
+                Action::Ct(ct) => self.bind_actions(&mut ct.actions)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds a flow_mod's `tun_metadata` matches and the `tun_metadataN`
+    /// its actions name to this map; on success nothing in it is unbound.
+    pub fn bind_flow_mod(
+        &self,
+        fm: &mut crate::table::FlowMod,
+    ) -> Result<(), TunMetadataFieldError> {
+        let entries = std::mem::take(&mut fm.tun_metadata);
+        self.bind_match(&mut fm.m, &entries)?;
+        self.bind_actions(&mut fm.actions)
     }
 
     /// The mapping of Geneve option `class`/`type_` (the critical bit is
