@@ -1440,6 +1440,10 @@ pub fn format_action(a: &Action) -> String {
                     hex_alt(*value),
                     hex_alt(mask.unwrap_or(field.max_value()))
                 )
+            } else if let (true, Some(m)) = (field.is_unbound_tun_metadata(), mask) {
+                // Without a map the option's width is unknown: a given mask
+                // always means something.
+                format!("{}/{}", hex_alt(*value & m), hex_alt(*m))
             } else {
                 match mask {
                     Some(m) if !field.maskable() => {
@@ -2081,6 +2085,41 @@ mod excerpt_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tun_metadata_flows_parse_and_print_as_ovs_ofctl_writes_them() {
+        let text = "priority=5,tun_metadata0=0x1200/0xff00,tun_metadata1=0 \
+                    actions=set_field:0x1->tun_metadata0,\
+                    move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14],\
+                    move:NXM_NX_REG15[0..15]->NXM_NX_TUN_METADATA0[0..15],\
+                    set_field:0xab/0xff->tun_metadata1,output:1";
+        let fm = parse_flow_mod(text, FlowModCommand::Add).unwrap();
+        assert_eq!(fm.tun_metadata.len(), 2);
+        assert_eq!(
+            (fm.tun_metadata[0].len, fm.tun_metadata[1].len),
+            (2, 0),
+            "a value travels in its own length"
+        );
+        assert_eq!(
+            format_flow_mod(&fm),
+            "priority=5,tun_metadata0=0x1200/0xff00,tun_metadata1=0 \
+             actions=set_field:0x1->tun_metadata0,\
+             move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14],\
+             move:NXM_NX_REG15[0..15]->NXM_NX_TUN_METADATA0[0..15],\
+             set_field:0xab/0xff->tun_metadata1,output:1"
+        );
+        assert!(parse_flow_mod("tun_metadata64=1,actions=drop", FlowModCommand::Add).is_err());
+        assert!(
+            parse_flow_mod(
+                "actions=move:NXM_NX_TUN_METADATA0[]->NXM_NX_REG0[]",
+                FlowModCommand::Add
+            )
+            .is_err(),
+            "a whole tun_metadata has no width without a map"
+        );
+        let (k, tm) = parse_flow_key_tm("in_port=1,tun_metadata0=0x10002").unwrap();
+        assert_eq!((k.in_port, tm[0].value, tm[0].len), (1, 0x10002, 3));
+    }
 
     fn add(s: &str) -> FlowMod {
         parse_flow_mod(s, FlowModCommand::Add).unwrap_or_else(|e| panic!("{s}: {e}"))

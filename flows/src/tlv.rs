@@ -605,6 +605,133 @@ mod tests {
     use super::*;
     use crate::matches::Match;
 
+    /// tun_metadata0: OVN's 4-byte option; tun_metadata1: 8 bytes.
+    fn two_maps() -> TlvMap {
+        let mut t = TlvMap::new();
+        t.apply(
+            TlvCommand::Add,
+            &[m(0x102, 0x80, 4, 0), m(0xffff, 1, 8, 1)],
+            |_| false,
+        )
+        .unwrap();
+        t
+    }
+
+    #[test]
+    fn unbound_match_binds_right_aligned_and_requires_the_option_present() {
+        let t = two_maps();
+        let mut mt = Match::default();
+        let e = TunMetadataMatch::from_text(0, 0x1234, None);
+        assert_eq!(e.len, 2);
+        t.bind_match(&mut mt, &[e]).unwrap();
+        let f = t.field(0).unwrap();
+        assert_eq!(f.get(&mt.key), 0x1234);
+        assert_eq!(f.get(&mt.mask), 0xffff_ffff);
+        let mut pkt = FlowKey::default();
+        assert!(!mt.matches(&pkt), "absent option matched");
+        assert!(t.set_value(&mut pkt, 0, &[0, 0, 0x12, 0x34]));
+        assert!(mt.matches(&pkt));
+        // `=0` matches a present zero option, not an absent one.
+        let mut zero = Match::default();
+        t.bind_match(&mut zero, &[TunMetadataMatch::from_text(1, 0, None)])
+            .unwrap();
+        assert!(!zero.matches(&FlowKey::default()));
+        let mut p2 = FlowKey::default();
+        assert!(t.set_value(&mut p2, 1, &[0; 8]));
+        assert!(zero.matches(&p2));
+        // Reading back gives the mapped length, masks only when partial.
+        let mut masked = Match::default();
+        t.bind_match(
+            &mut masked,
+            &[TunMetadataMatch::from_text(0, 0x1200, Some(0xff00))],
+        )
+        .unwrap();
+        assert_eq!(
+            t.match_entries(&masked),
+            [TunMetadataMatch {
+                idx: 0,
+                len: 4,
+                value: 0x1200,
+                mask: Some(0xff00)
+            }]
+        );
+        assert_eq!(
+            t.match_entries(&mt),
+            [TunMetadataMatch {
+                idx: 0,
+                len: 4,
+                value: 0x1234,
+                mask: None
+            }]
+        );
+        // Unmapped, and longer than the option.
+        assert_eq!(
+            t.bind_match(&mut mt, &[TunMetadataMatch::from_text(2, 1, None)]),
+            Err(TunMetadataFieldError::Unmapped(2))
+        );
+        assert!(matches!(
+            t.bind_match(&mut mt, &[TunMetadataMatch::from_text(0, 1 << 40, None)]),
+            Err(TunMetadataFieldError::LongerThanMapped { .. })
+        ));
+    }
+
+    #[test]
+    fn actions_bind_set_field_load_and_move_and_refuse_ranges_past_the_option() {
+        let t = two_maps();
+        let unbound = |len| Field::tun_metadata_unbound(0, len);
+        let sf = |field, ofs, n_bits| SubField { field, ofs, n_bits };
+        let mut acts = vec![
+            Action::SetField {
+                field: unbound(1),
+                value: 1,
+                mask: None,
+            },
+            Action::Move {
+                src: sf(unbound(124), 16, 15),
+                dst: sf(Field::Reg(14), 0, 15),
+            },
+            Action::Clone(vec![Action::Load {
+                dst: sf(Field::tun_metadata_unbound(1, 124), 0, 16),
+                value: 5,
+            }]),
+        ];
+        t.bind_actions(&mut acts).unwrap();
+        let f0 = t.field(0).unwrap();
+        let f1 = t.field(1).unwrap();
+        assert!(matches!(&acts[0], Action::SetField { field, .. } if *field == f0));
+        assert!(matches!(&acts[1], Action::Move { src, .. } if src.field == f0));
+        assert!(
+            matches!(&acts[2], Action::Clone(v) if matches!(&v[0], Action::Load { dst, .. } if dst.field == f1))
+        );
+        // Bits 0..40 of a 32-bit option.
+        let mut wide = vec![Action::Move {
+            src: sf(unbound(124), 0, 41),
+            dst: sf(Field::XXReg(0), 0, 41),
+        }];
+        assert!(matches!(
+            t.bind_actions(&mut wide),
+            Err(TunMetadataFieldError::RangeTooWide { .. })
+        ));
+        let mut unmapped = vec![Action::SetField {
+            field: Field::tun_metadata_unbound(5, 1),
+            value: 1,
+            mask: None,
+        }];
+        assert_eq!(
+            t.bind_actions(&mut unmapped),
+            Err(TunMetadataFieldError::Unmapped(5))
+        );
+        // A bound write makes the option present.
+        let mut k = FlowKey::default();
+        f1.set_masked(&mut k, 5, 0xffff);
+        assert_eq!(t.value(&k, 1), Some(&[0, 0, 0, 0, 0, 0, 0, 5][..]));
+        // An unbound field reads 0 and writes nothing.
+        let mut k2 = FlowKey::default();
+        unbound(4).set(&mut k2, 0xffff_ffff);
+        assert_eq!(k2, FlowKey::default());
+        assert_eq!(unbound(4).get(&k), 0);
+    }
+
     fn m(class: u16, type_: u8, len: u8, index: u16) -> TlvMapping {
         TlvMapping {
             class,

@@ -743,10 +743,11 @@ fn encode_tun_metadata_write(w: &mut Writer, a: &Action, v15: bool) -> bool {
                 idx: *idx,
                 len,
                 value: *value,
-                mask: mask.filter(|m| m & full != full),
+                // Unbound, the option's width is unknown: keep any mask.
+                mask: mask.filter(|m| field.is_unbound_tun_metadata() || m & full != full),
             }
         }
-        Action::Load { dst, value } if v15 => {
+        Action::Load { dst, value } if v15 || dst.n_bits > 64 => {
             let Field::TunMetadata { idx, .. } = dst.field else {
                 return false;
             };
