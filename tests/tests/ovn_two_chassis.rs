@@ -486,27 +486,23 @@ fn check_encapsulation(c: &Chassis, uplink: &str) -> Result<()> {
     let table = c.sw.ofctl(&["dump-flows", &c.int])?;
     let out = format!("output:{tport}");
     let from = format!("in_port={tport} ");
-    let (encap_rule, decap_rule): (&dyn Fn(&str) -> bool, &dyn Fn(&str) -> bool) = match c.encap {
+    let encap_rule = |l: &str| match c.encap {
         // Datapath in the VNI, logical in/out ports in tun_metadata0.
-        Encap::Geneve => (
-            &|l: &str| l.contains("->tun_id") && l.contains("TUN_METADATA0") && l.contains(&out),
-            &|l: &str| {
-                l.contains("table=0,")
-                    && l.contains(&from)
-                    && l.contains("move:NXM_NX_TUN_ID[0..23]->OXM_OF_METADATA[0..23]")
-                    && l.contains("move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14]")
-                    && l.contains("move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG15[0..15]")
-            },
-        ),
+        Encap::Geneve => l.contains("->tun_id") && l.contains("TUN_METADATA0") && l.contains(&out),
         // Datapath and output port in the VNI (a masked set_field).
-        Encap::Vxlan => (
-            &|l: &str| l.contains("->tun_id,output:") && l.contains(&out),
-            &|l: &str| {
-                l.contains("table=0,")
-                    && l.contains(&from)
-                    && l.contains("move:NXM_NX_TUN_ID[0..11]->OXM_OF_METADATA[0..11]")
-            },
-        ),
+        Encap::Vxlan => l.contains("->tun_id,output:") && l.contains(&out),
+    };
+    let decap_rule = |l: &str| {
+        l.contains("table=0,")
+            && l.contains(&from)
+            && match c.encap {
+                Encap::Geneve => {
+                    l.contains("move:NXM_NX_TUN_ID[0..23]->OXM_OF_METADATA[0..23]")
+                        && l.contains("move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14]")
+                        && l.contains("move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG15[0..15]")
+                }
+                Encap::Vxlan => l.contains("move:NXM_NX_TUN_ID[0..11]->OXM_OF_METADATA[0..11]"),
+            }
     };
     assert!(
         table.lines().any(encap_rule),
