@@ -110,6 +110,56 @@ pub enum TunMetadataFieldError {
     },
 }
 
+/// Where an action names a field: as a whole value (`set_field`) or a bit
+/// range (`load`, `move`, stack, `output:reg`, ...).
+enum FieldPlace<'a> {
+    Value(&'a mut Field),
+    Bits(&'a mut SubField),
+}
+
+/// Calls `f` on every field `actions` (and the actions nested in them)
+/// name, stopping at the first error.
+fn for_each_field<E>(
+    actions: &mut [Action],
+    f: &mut impl FnMut(FieldPlace<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    for a in actions {
+        match a {
+            Action::SetField { field, .. } => f(FieldPlace::Value(field))?,
+            Action::Load { dst, .. } => f(FieldPlace::Bits(dst))?,
+            Action::Move { src, dst } => {
+                f(FieldPlace::Bits(src))?;
+                f(FieldPlace::Bits(dst))?;
+            }
+            Action::StackPush(sf) | Action::StackPop(sf) => f(FieldPlace::Bits(sf))?,
+            Action::OutputReg { src, .. } => f(FieldPlace::Bits(src))?,
+            Action::CheckPktLarger { dst, .. } => f(FieldPlace::Bits(dst))?,
+            Action::WriteActions(inner) | Action::Clone(inner) => for_each_field(inner, f)?,
+            Action::Ct(ct) => for_each_field(&mut ct.actions, f)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Bit N set for every `tun_metadataN` a rule's match or actions use (what
+/// a TLV table mod may then not delete: NXTTMFC_INVALID_TLV_DEL).
+pub fn tun_metadata_used(m: &Match, actions: &[Action]) -> u64 {
+    let mut used = m.mask.tun_metadata_present;
+    let mut acts = actions.to_vec();
+    let _ = for_each_field(&mut acts, &mut |place| {
+        let f = match place {
+            FieldPlace::Value(f) => *f,
+            FieldPlace::Bits(sf) => sf.field,
+        };
+        if let Field::TunMetadata { idx, .. } = f {
+            used |= 1 << (idx % 64);
+        }
+        Ok::<(), ()>(())
+    });
+    used
+}
+
 /// A match on `tun_metadata{idx}` as a flow_mod or `ovs-ofctl` text gives
 /// it, independent of any TLV map: the value (and mask) right-aligned in
 /// `len` bytes, the length the wire entry states. A bridge's map places it
@@ -417,23 +467,16 @@ impl TlvMap {
     /// Places every unbound `tun_metadataN` in `actions` (and in the
     /// actions nested in them) in this map.
     pub fn bind_actions(&self, actions: &mut [Action]) -> Result<(), TunMetadataFieldError> {
-        for a in actions {
-            match a {
-                Action::SetField { field, .. } => *field = self.bind_field(*field, true)?,
-                Action::Load { dst, .. } => *dst = self.bind_subfield(*dst)?,
-                Action::Move { src, dst } => {
-                    *src = self.bind_subfield(*src)?;
-                    *dst = self.bind_subfield(*dst)?;
-                }
-                Action::StackPush(sf) | Action::StackPop(sf) => *sf = self.bind_subfield(*sf)?,
-                Action::OutputReg { src, .. } => *src = self.bind_subfield(*src)?,
-                Action::CheckPktLarger { dst, .. } => *dst = self.bind_subfield(*dst)?,
-                Action::WriteActions(inner) | Action::Clone(inner) => self.bind_actions(inner)?,
-                Action::Ct(ct) => self.bind_actions(&mut ct.actions)?,
-                _ => {}
+        for_each_field(actions, &mut |place| match place {
+            FieldPlace::Value(f) => {
+                *f = self.bind_field(*f, true)?;
+                Ok(())
             }
-        }
-        Ok(())
+            FieldPlace::Bits(sf) => {
+                *sf = self.bind_subfield(*sf)?;
+                Ok(())
+            }
+        })
     }
 
     /// Binds a flow_mod's `tun_metadata` matches and the `tun_metadataN`
@@ -721,6 +764,12 @@ mod tests {
             t.bind_actions(&mut unmapped),
             Err(TunMetadataFieldError::Unmapped(5))
         );
+        // What a rule uses: its match's options and its actions' fields.
+        let mut mt = Match::default();
+        t.bind_match(&mut mt, &[TunMetadataMatch::from_text(1, 7, None)])
+            .unwrap();
+        assert_eq!(tun_metadata_used(&mt, &acts), 0b11);
+        assert_eq!(tun_metadata_used(&Match::default(), &acts[..2]), 0b01);
         // A bound write makes the option present.
         let mut k = FlowKey::default();
         f1.set_masked(&mut k, 5, 0xffff);

@@ -304,6 +304,20 @@ table=3,priority=5,tun_metadata1=0xab/0xff,actions=output:4
     }
     // The packets really take different paths (not all one answer).
     assert!(seen.len() >= 3, "{seen:?}");
+
+    // Flows use the mappings: neither switch lets them be deleted, until
+    // the flows are gone.
+    let [o, f] = pair.ofctl("del-tlv-map", &[])?;
+    assert!(!o.0 && !f.0, "del-tlv-map with flows using it succeeded");
+    assert_eq!(error_line(&o.2), error_line(&f.2));
+    assert!(
+        error_line(&f.2).ends_with("NXTTMFC_INVALID_TLV_DEL"),
+        "{}",
+        f.2
+    );
+    pair.ofctl("del-flows", &[])?;
+    let [o, f] = pair.ofctl("del-tlv-map", &[])?;
+    assert!(o.0 && f.0, "del-tlv-map: {} / {}", o.2, f.2);
     Ok(())
 }
 

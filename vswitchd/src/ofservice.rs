@@ -778,9 +778,20 @@ impl SwitchAgent for BridgeAgent {
     fn tlv_table_mod(&mut self, m: openflow::msg::tlv::TlvTableMod) -> Result<(), OfError> {
         let map = {
             let mut st = self.ofp.lock();
-            // No match field reads tun_metadata yet, so no mapping is in use.
+            // A mapping a flow uses cannot be deleted.
+            let used = if m.command == flows::tlv::TlvCommand::Add {
+                0
+            } else {
+                st.pipeline
+                    .dump(&stats_filter(&FlowStatsRequest::default()))
+                    .into_iter()
+                    .fold(0u64, |u, (_, _, rule)| {
+                        let r = rule.to_rule();
+                        u | flows::tlv::tun_metadata_used(&r.m, &r.actions)
+                    })
+            };
             st.tlv
-                .apply(m.command, &m.mappings, |_| false)
+                .apply(m.command, &m.mappings, |idx| used & (1 << (idx % 64)) != 0)
                 .map_err(openflow::convert::tlv_error)?;
             st.tlv.clone()
         };
