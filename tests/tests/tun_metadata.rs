@@ -216,9 +216,10 @@ fn unmapped_tun_metadata_is_refused_with_stock_ovs_error() -> Result<()> {
     assert_eq!(error_line(&o.2), error_line(&f.2), "{flow}");
     assert!(error_line(&f.2).ends_with("OFPBAC_BAD_SET_LEN"), "{}", f.2);
     // Nothing was installed on either side.
-    let [o, f] = pair.ofctl("dump-flows", &["--no-stats"])?;
-    assert_eq!(o.1.lines().count(), 1, "{}", o.1);
-    assert_eq!(f.1.lines().count(), 1, "{}", f.1);
+    let [o, f] = pair.ofctl("dump-flows", &[])?;
+    assert!(o.0 && f.0, "dump-flows: {} / {}", o.2, f.2);
+    assert!(!o.1.contains("actions="), "{}", o.1);
+    assert!(!f.1.contains("actions="), "{}", f.1);
     Ok(())
 }
 
@@ -278,7 +279,7 @@ table=3,priority=5,tun_metadata1=0xab/0xff,actions=output:4
     }
     let own = pair.fv.ofctl(&["-O", "OpenFlow15", "dump-flows", BR])?;
     assert!(
-        own.contains("tun_metadata0=0x10002/0xffff")
+        own.contains("tun_metadata0=0x2/0xffff")
             && own.contains("tun_metadata1=0x1122334455667788")
             && own.contains("set_field:0xab/0xff->tun_metadata1"),
         "{own}"
