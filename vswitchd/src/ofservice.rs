@@ -784,7 +784,6 @@ impl SwitchAgent for BridgeAgent {
             } else {
                 st.pipeline
                     .dump(&stats_filter(&FlowStatsRequest::default()))
-                    .into_iter()
                     .fold(0u64, |u, (_, _, rule)| {
                         let r = rule.to_rule();
                         u | flows::tlv::tun_metadata_used(&r.m, &r.actions)
