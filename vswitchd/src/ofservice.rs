@@ -837,12 +837,15 @@ impl SwitchAgent for BridgeAgent {
         Ok(())
     }
 
-    fn packet_out(&mut self, po: PacketOut) -> Result<(), OfError> {
+    fn packet_out(&mut self, mut po: PacketOut) -> Result<(), OfError> {
         if po.buffer_id != NO_BUFFER {
             return Err(OfError::BufferUnknown);
         }
         let now = self.switch.slow.now_ms();
         let st = self.ofp.lock();
+        st.tlv
+            .bind_actions(&mut po.actions)
+            .map_err(openflow::convert::tun_metadata_error)?;
         let dp_in = st.ports.get(po.in_port).map(|p| p.dp_port);
         let (mut key, _) =
             flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
