@@ -843,9 +843,13 @@ impl SwitchAgent for BridgeAgent {
         }
         let now = self.switch.slow.now_ms();
         let st = self.ofp.lock();
-        st.tlv
-            .bind_actions(&mut po.actions)
-            .map_err(openflow::convert::tun_metadata_error)?;
+        // Stock OVS decodes a packet-out's actions without the TLV map and
+        // accepts fields it lacks; here they are bound when the map has
+        // them, and otherwise stay unbound (writes do nothing, reads give 0).
+        let mut bound = po.actions.clone();
+        if st.tlv.bind_actions(&mut bound).is_ok() {
+            po.actions = bound;
+        }
         let dp_in = st.ports.get(po.in_port).map(|p| p.dp_port);
         let (mut key, _) =
             flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
