@@ -338,6 +338,11 @@ const NXM_TUN_METADATA_NAMES: [&str; 64] = [
 ];
 /// Longest `tun_metadataN` a [`Field`] value can hold (a `u128`).
 pub const TUN_METADATA_MAX_FIELD_BYTES: usize = 16;
+/// The `off` of a [`Field::TunMetadata`] not yet placed by a TLV map (see
+/// [`Field::tun_metadata_unbound`]).
+pub const TUN_METADATA_UNBOUND: u8 = u8::MAX;
+/// NXM class-1 field number of `NXM_NX_TUN_METADATA0` (N adds to it).
+pub const NXM_TUN_METADATA0_NUM: u8 = 40;
 const XXREG_NAMES: [&str; 4] = ["xxreg0", "xxreg1", "xxreg2", "xxreg3"];
 const NXM_XXREG_NAMES: [&str; 4] = [
     "NXM_NX_XXREG0",
@@ -620,6 +625,24 @@ impl Field {
         d.parse::<u16>().ok().filter(|n| *n < 64)
     }
 
+    /// `tun_metadata{idx}` as the wire or text names it, before a bridge's
+    /// TLV map places it: `len` is the length in bytes the header or value
+    /// states (a value's own length for a match or `set_field`, the header's
+    /// for `move`/`load`). Reading it gives 0 and writing it does nothing;
+    /// [`crate::tlv::TlvMap::bind_field`] resolves it.
+    pub fn tun_metadata_unbound(idx: u8, len: u8) -> Field {
+        Field::TunMetadata {
+            idx: idx % 64,
+            off: TUN_METADATA_UNBOUND,
+            len,
+        }
+    }
+
+    /// True for a `tun_metadataN` no TLV map has placed yet.
+    pub fn is_unbound_tun_metadata(self) -> bool {
+        matches!(self, Field::TunMetadata { off, .. } if off == TUN_METADATA_UNBOUND)
+    }
+
     /// Looks a field up by any name ovs-ofctl accepts for it: the match
     /// names and their aliases (`eth_src`, `ip_dst`, `udp_src`, ...) and the
     /// NXM/OXM names used by `load`/`move` (`NXM_OF_ETH_SRC`, `OXM_OF_METADATA`).
@@ -847,7 +870,10 @@ impl Field {
             Field::TunGbpFlags => k.tun_gbp_flags.into(),
             Field::TunMetadata { off, len, .. } => {
                 let (off, len) = (usize::from(off), usize::from(len));
-                k.tun_metadata[off..off + len]
+                // An unbound field (no place in the key yet) reads as 0.
+                k.tun_metadata
+                    .get(off..off + len)
+                    .unwrap_or(&[])
                     .iter()
                     .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
             }
@@ -928,7 +954,10 @@ impl Field {
             }
             Field::TunMetadata { idx, off, len } => {
                 let (off, len) = (usize::from(off), usize::from(len));
-                let area = &mut k.tun_metadata[off..off + len];
+                // An unbound field (no place in the key yet) writes nothing.
+                let Some(area) = k.tun_metadata.get_mut(off..off + len) else {
+                    return;
+                };
                 for (i, b) in area.iter_mut().enumerate() {
                     let shift = 8 * (len - 1 - i);
                     *b = merge(*b, (v >> shift) as u8, (mask >> shift) as u8);

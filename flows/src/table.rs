@@ -236,6 +236,10 @@ pub struct FlowMod {
     /// Filter for delete: rules that use this group ([`GROUP_ANY`] = no filter).
     pub out_group: GroupId,
     pub actions: Vec<Action>,
+    /// Matches on `tun_metadataN` not yet placed in `m` by a bridge's TLV
+    /// map (as decoded from the wire or parsed from text);
+    /// [`crate::tlv::TlvMap::bind_flow_mod`] moves them into `m`.
+    pub tun_metadata: Vec<crate::tlv::TunMetadataMatch>,
 }
 
 impl FlowMod {
@@ -259,6 +263,7 @@ impl FlowMod {
             out_port: port::ANY,
             out_group: GROUP_ANY,
             actions: Vec::new(),
+            tun_metadata: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::group::{
 use crate::key::{FRAG_ANY, FRAG_LATER, FlowKey, VLAN_CFI, ethertype, ipproto};
 use crate::matches::Match;
 use crate::table::{DEFAULT_PRIORITY, FlowMod, FlowModCommand, Rule, TABLE_ALL};
+use crate::tlv::TunMetadataMatch;
 
 const RARP: u16 = 0x8035;
 const IGMP: u8 = 2;
@@ -236,6 +237,40 @@ pub fn format_port(p: PortNo) -> String {
         port::ANY => "ANY".into(),
         n => n.to_string(),
     }
+}
+
+/// `tun_metadataN=VALUE[/MASK]` as ovs-ofctl prints it.
+pub fn format_tun_metadata_match(e: &TunMetadataMatch) -> String {
+    match e.mask {
+        Some(m) => format!(
+            "tun_metadata{}={}/{}",
+            e.idx,
+            hex_alt(e.value & m),
+            hex_alt(m)
+        ),
+        None => format!("tun_metadata{}={}", e.idx, hex_alt(e.value)),
+    }
+}
+
+/// Parses the value of `tun_metadataN=VALUE[/MASK]` (numbers, at most 16
+/// bytes: what a field value holds).
+fn parse_tun_metadata_match(idx: u16, name: &str, v: &str) -> Result<TunMetadataMatch, TextError> {
+    let (val, mask) = match v.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (v, None),
+    };
+    let num = |x: &str| {
+        parse_uint(x.trim()).ok_or_else(|| {
+            bad(
+                name,
+                x,
+                "expected a number of at most 16 bytes (longer options are not supported)",
+            )
+        })
+    };
+    let value = num(val)?;
+    let mask = mask.map(num).transpose()?;
+    Ok(TunMetadataMatch::from_text(idx as u8, value, mask))
 }
 
 /// Parses a value (and optional `/mask`) for field `f` as written after
@@ -643,17 +678,34 @@ pub fn parse_match(s: &str) -> Result<Match, TextError> {
 /// into a packet key. Fields not given are zero; masks are not allowed to
 /// matter (a mask just zeroes bits).
 pub fn parse_flow_key(s: &str) -> Result<FlowKey, TextError> {
+    let (key, tm) = parse_flow_key_tm(s)?;
+    if let Some(e) = tm.first() {
+        return Err(TextError::UnknownField(format!("tun_metadata{}", e.idx)));
+    }
+    Ok(key)
+}
+
+/// [`parse_flow_key`] that also accepts `tun_metadataN=VALUE`, returned
+/// map-independent for a bridge's TLV map to place
+/// ([`crate::tlv::TlvMap::bind_match`]).
+pub fn parse_flow_key_tm(s: &str) -> Result<(FlowKey, Vec<TunMetadataMatch>), TextError> {
     let mut m = Match::default();
+    let mut tm = Vec::new();
     for tok in s
         .split([',', ' ', '\t', '\r', '\n'])
         .filter(|t| !t.is_empty())
     {
         let (name, value) = split_kv(tok);
+        if let Some(idx) = Field::tun_metadata_index(name) {
+            let v = value.ok_or_else(|| TextError::MissingValue(name.to_string()))?;
+            tm.push(parse_tun_metadata_match(idx, name, v)?);
+            continue;
+        }
         if !apply_match_token(&mut m, name, value)? {
             return Err(TextError::UnknownField(name.to_string()));
         }
     }
-    Ok(m.key)
+    Ok((m.key, tm))
 }
 
 fn split_kv(tok: &str) -> (&str, Option<&str>) {
@@ -758,6 +810,14 @@ pub fn parse_flow_mod_with(
                 let p = value.and_then(|v| opts.port(v)).unwrap_or_default();
                 Field::InPort.set(&mut m.key, p.into());
                 Field::InPort.unwildcard(&mut m.mask);
+            }
+            _ if Field::tun_metadata_index(name).is_some() => {
+                let idx = Field::tun_metadata_index(name).unwrap_or_default();
+                if fm.tun_metadata.iter().any(|e| u16::from(e.idx) == idx) {
+                    return Err(bad(name, need(name)?, "field given twice"));
+                }
+                let e = parse_tun_metadata_match(idx, name, need(name)?)?;
+                fm.tun_metadata.push(e);
             }
             _ => {
                 if !apply_match_token(&mut m, name, value)? {
@@ -937,7 +997,18 @@ pub(crate) fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextErro
         None => (s, None),
     };
     let field = Field::from_name(name)
+        .or_else(|| {
+            // The header ovs-ofctl writes for a move/load names OVS's
+            // maximum option length; a TLV map places it later.
+            Field::tun_metadata_index(name).map(|i| Field::tun_metadata_unbound(i as u8, 124))
+        })
         .ok_or_else(|| bad_action(action, format!("{name}: unknown field")))?;
+    if field.is_unbound_tun_metadata() && matches!(range, None | Some("")) {
+        return Err(bad_action(
+            action,
+            format!("{s}: give tun_metadata a bit range (its width depends on the TLV map)"),
+        ));
+    }
     // NXM_OF_IN_PORT is OpenFlow 1.0's 16-bit port number (OXM_OF_IN_PORT
     // the 32-bit one): `load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]`.
     let width = if name == "NXM_OF_IN_PORT" {
@@ -966,6 +1037,12 @@ pub(crate) fn parse_subfield(action: &str, s: &str) -> Result<SubField, TextErro
         return Err(bad_action(
             action,
             format!("{s}: bits {ofs}..{end} outside the {width}-bit field {name}"),
+        ));
+    }
+    if field.is_unbound_tun_metadata() && end >= 128 {
+        return Err(bad_action(
+            action,
+            format!("{s}: at most 128 bits of a tun_metadata field are supported"),
         ));
     }
     Ok(SubField {
@@ -1111,6 +1188,14 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
             let (v, f) = a
                 .split_once("->")
                 .ok_or_else(|| bad_action(name, format!("{a}: missing `->`")))?;
+            if let Some(idx) = Field::tun_metadata_index(f.trim()) {
+                let e = parse_tun_metadata_match(idx, f.trim(), v.trim())?;
+                return Ok(Action::SetField {
+                    field: Field::tun_metadata_unbound(e.idx, e.len),
+                    value: e.value,
+                    mask: e.mask,
+                });
+            }
             let field = Field::from_name(f.trim())
                 .ok_or_else(|| bad_action(name, format!("{}: unknown field", f.trim())))?;
             check_writable(name, field, opts)?;
@@ -1357,6 +1442,10 @@ pub fn format_action(a: &Action) -> String {
                     hex_alt(*value),
                     hex_alt(mask.unwrap_or(field.max_value()))
                 )
+            } else if let (true, Some(m)) = (field.is_unbound_tun_metadata(), mask) {
+                // Without a map the option's width is unknown: a given mask
+                // always means something.
+                format!("{}/{}", hex_alt(*value & m), hex_alt(*m))
             } else {
                 match mask {
                     Some(m) if !field.maskable() => {
@@ -1448,6 +1537,13 @@ pub fn format_actions(actions: &[Action]) -> String {
 /// Prints a match (and the priority unless it is the default 32768) in
 /// ovs-ofctl's order and spelling, e.g. `priority=10,tcp,nw_dst=10.0.0.0/24,tp_dst=80`.
 pub fn format_match(m: &Match, priority: u32) -> String {
+    format_match_with(m, priority, &[])
+}
+
+/// [`format_match`] plus map-independent `tun_metadataN` matches (a
+/// flow_mod's or a flow-stats entry's), printed after the other tunnel
+/// fields as ovs-ofctl does.
+pub fn format_match_with(m: &Match, priority: u32, tun_metadata: &[TunMetadataMatch]) -> String {
     let mut parts: Vec<String> = Vec::new();
     let k = &m.key;
     let w = &m.mask;
@@ -1553,6 +1649,9 @@ pub fn format_match(m: &Match, priority: u32) -> String {
                 true
             )
         ));
+    }
+    for e in tun_metadata {
+        parts.push(format_tun_metadata_match(e));
     }
     field(&mut parts, "metadata", Field::Metadata);
     field(&mut parts, "in_port", Field::InPort);
@@ -1773,7 +1872,7 @@ pub fn format_flow_mod(fm: &FlowMod) -> String {
     } else {
         DEFAULT_PRIORITY
     };
-    let m = format_match(&fm.m, prio);
+    let m = format_match_with(&fm.m, prio, &fm.tun_metadata);
     if !m.is_empty() {
         parts.push(m);
     }
@@ -1792,6 +1891,17 @@ pub fn format_flow_mod(fm: &FlowMod) -> String {
 
 /// Prints a rule as one line of `ovs-ofctl dump-flows` output.
 pub fn format_rule(table_id: u8, rule: &Rule, now_ms: u64) -> String {
+    format_rule_with(table_id, rule, now_ms, &[])
+}
+
+/// [`format_rule`] with the rule's map-independent `tun_metadataN` matches
+/// (a flow-stats entry's).
+pub fn format_rule_with(
+    table_id: u8,
+    rule: &Rule,
+    now_ms: u64,
+    tun_metadata: &[TunMetadataMatch],
+) -> String {
     let mut s = String::new();
     let dur = now_ms.saturating_sub(rule.created_ms);
     let _ = write!(
@@ -1821,7 +1931,7 @@ pub fn format_rule(table_id: u8, rule: &Rule, now_ms: u64) -> String {
             let _ = write!(s, "{name} ");
         }
     }
-    s.push_str(&format_match(&rule.m, rule.priority));
+    s.push_str(&format_match_with(&rule.m, rule.priority, tun_metadata));
     if !s.ends_with(' ') {
         s.push(' ');
     }
@@ -2087,6 +2197,41 @@ mod excerpt_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tun_metadata_flows_parse_and_print_as_ovs_ofctl_writes_them() {
+        let text = "priority=5,tun_metadata0=0x1200/0xff00,tun_metadata1=0 \
+                    actions=set_field:0x1->tun_metadata0,\
+                    move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14],\
+                    move:NXM_NX_REG15[0..15]->NXM_NX_TUN_METADATA0[0..15],\
+                    set_field:0xab/0xff->tun_metadata1,output:1";
+        let fm = parse_flow_mod(text, FlowModCommand::Add).unwrap();
+        assert_eq!(fm.tun_metadata.len(), 2);
+        assert_eq!(
+            (fm.tun_metadata[0].len, fm.tun_metadata[1].len),
+            (2, 0),
+            "a value travels in its own length"
+        );
+        assert_eq!(
+            format_flow_mod(&fm),
+            "priority=5,tun_metadata0=0x1200/0xff00,tun_metadata1=0 \
+             actions=set_field:0x1->tun_metadata0,\
+             move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14],\
+             move:NXM_NX_REG15[0..15]->NXM_NX_TUN_METADATA0[0..15],\
+             set_field:0xab/0xff->tun_metadata1,output:1"
+        );
+        assert!(parse_flow_mod("tun_metadata64=1,actions=drop", FlowModCommand::Add).is_err());
+        assert!(
+            parse_flow_mod(
+                "actions=move:NXM_NX_TUN_METADATA0[]->NXM_NX_REG0[]",
+                FlowModCommand::Add
+            )
+            .is_err(),
+            "a whole tun_metadata has no width without a map"
+        );
+        let (k, tm) = parse_flow_key_tm("in_port=1,tun_metadata0=0x10002").unwrap();
+        assert_eq!((k.in_port, tm[0].value, tm[0].len), (1, 0x10002, 3));
+    }
 
     fn add(s: &str) -> FlowMod {
         parse_flow_mod(s, FlowModCommand::Add).unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -20,8 +20,10 @@
 
 use std::fmt;
 
+use crate::action::{Action, SubField};
 use crate::field::{Field, TUN_METADATA_MAX_FIELD_BYTES};
 use crate::key::{FlowKey, TUN_METADATA_BYTES};
+use crate::matches::Match;
 
 /// How many `tun_metadataN` fields exist.
 pub const MAX_FIELDS: u16 = 64;
@@ -97,6 +99,99 @@ pub enum TunMetadataFieldError {
         "tun_metadata{index} is {len} bytes long; at most {max} bytes are supported as a match or set_field target"
     )]
     TooLong { index: u16, len: usize, max: usize },
+    /// A `move`/`load` bit range reaches past the mapped option (OpenFlow
+    /// error OFPBAC_BAD_SET_LEN, as Open vSwitch answers).
+    #[error("tun_metadata{index} is {bits} bits long in the TLV map; bits {ofs}..{end} do not fit")]
+    RangeTooWide {
+        index: u16,
+        bits: u32,
+        ofs: u32,
+        end: u32,
+    },
+}
+
+/// Where an action names a field: as a whole value (`set_field`) or a bit
+/// range (`load`, `move`, stack, `output:reg`, ...).
+enum FieldPlace<'a> {
+    Value(&'a mut Field),
+    Bits(&'a mut SubField),
+}
+
+/// Calls `f` on every field `actions` (and the actions nested in them)
+/// name, stopping at the first error.
+fn for_each_field<E>(
+    actions: &mut [Action],
+    f: &mut impl FnMut(FieldPlace<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    for a in actions {
+        match a {
+            Action::SetField { field, .. } => f(FieldPlace::Value(field))?,
+            Action::Load { dst, .. } => f(FieldPlace::Bits(dst))?,
+            Action::Move { src, dst } => {
+                f(FieldPlace::Bits(src))?;
+                f(FieldPlace::Bits(dst))?;
+            }
+            Action::StackPush(sf) | Action::StackPop(sf) => f(FieldPlace::Bits(sf))?,
+            Action::OutputReg { src, .. } => f(FieldPlace::Bits(src))?,
+            Action::CheckPktLarger { dst, .. } => f(FieldPlace::Bits(dst))?,
+            Action::WriteActions(inner) | Action::Clone(inner) => for_each_field(inner, f)?,
+            Action::Ct(ct) => for_each_field(&mut ct.actions, f)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Bit N set for every `tun_metadataN` a rule's match or actions use (what
+/// a TLV table mod may then not delete: NXTTMFC_INVALID_TLV_DEL).
+pub fn tun_metadata_used(m: &Match, actions: &[Action]) -> u64 {
+    let mut used = m.mask.tun_metadata_present;
+    let mut acts = actions.to_vec();
+    let _ = for_each_field(&mut acts, &mut |place| {
+        let f = match place {
+            FieldPlace::Value(f) => *f,
+            FieldPlace::Bits(sf) => sf.field,
+        };
+        if let Field::TunMetadata { idx, .. } = f {
+            used |= 1 << (idx % 64);
+        }
+        Ok::<(), ()>(())
+    });
+    used
+}
+
+/// A match on `tun_metadata{idx}` as a flow_mod or `ovs-ofctl` text gives
+/// it, independent of any TLV map: the value (and mask) right-aligned in
+/// `len` bytes, the length the wire entry states. A bridge's map places it
+/// in a [`Match`] ([`TlvMap::bind_match`]) and reads it back
+/// ([`TlvMap::match_entries`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TunMetadataMatch {
+    pub idx: u8,
+    /// Bytes of the value (and of the mask) on the wire.
+    pub len: u8,
+    pub value: u128,
+    /// `None`: exact on the whole mapped option.
+    pub mask: Option<u128>,
+}
+
+impl TunMetadataMatch {
+    /// Smallest length in bytes that holds `v` (0 for 0), what
+    /// `ovs-ofctl` sends for a value it parsed without a map.
+    pub fn min_len(v: u128) -> u8 {
+        (16 - (v.leading_zeros() / 8)) as u8
+    }
+
+    /// A match parsed from text: the value's (and mask's) own length.
+    pub fn from_text(idx: u8, value: u128, mask: Option<u128>) -> TunMetadataMatch {
+        let len = Self::min_len(value).max(mask.map_or(0, Self::min_len));
+        TunMetadataMatch {
+            idx,
+            len,
+            value,
+            mask,
+        }
+    }
 }
 
 impl TlvMapping {
@@ -293,6 +388,108 @@ impl TlvMap {
         Ok(f)
     }
 
+    /// Places a field that names `tun_metadataN` without a location
+    /// ([`Field::tun_metadata_unbound`]) in this map; `value_len` says the
+    /// unbound length is a value's (a match or `set_field`: it must fit in
+    /// the option) rather than a `move`/`load` header's (any length; the
+    /// bit range is checked by [`TlvMap::bind_subfield`]). Other fields
+    /// come back as they are.
+    pub fn bind_field(&self, f: Field, value_len: bool) -> Result<Field, TunMetadataFieldError> {
+        match f {
+            Field::TunMetadata { idx, len, .. } if f.is_unbound_tun_metadata() => {
+                if value_len {
+                    self.field_with_len(u16::from(idx), usize::from(len))
+                } else {
+                    self.field(u16::from(idx))
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// [`TlvMap::bind_field`] for a `move`/`load` bit range, which must lie
+    /// within the mapped option.
+    pub fn bind_subfield(&self, sf: SubField) -> Result<SubField, TunMetadataFieldError> {
+        let field = self.bind_field(sf.field, false)?;
+        if let Field::TunMetadata { idx, .. } = field {
+            let end = u32::from(sf.ofs) + u32::from(sf.n_bits);
+            if end > field.n_bits() {
+                return Err(TunMetadataFieldError::RangeTooWide {
+                    index: u16::from(idx),
+                    bits: field.n_bits(),
+                    ofs: u32::from(sf.ofs),
+                    end,
+                });
+            }
+        }
+        Ok(SubField { field, ..sf })
+    }
+
+    /// Puts map-independent `tun_metadata` match entries into `m`. A match
+    /// on an option also requires it present (its bit of
+    /// `tun_metadata_present` becomes exact).
+    pub fn bind_match(
+        &self,
+        m: &mut Match,
+        entries: &[TunMetadataMatch],
+    ) -> Result<(), TunMetadataFieldError> {
+        for e in entries {
+            let f = self.field_with_len(u16::from(e.idx), usize::from(e.len))?;
+            let mask = e.mask.unwrap_or(u128::MAX) & f.max_value();
+            f.set_masked(&mut m.key, e.value, mask);
+            f.set(&mut m.mask, mask);
+            // Presence is exact even under an all-zero mask.
+            m.key.tun_metadata_present |= 1 << e.idx;
+            m.mask.tun_metadata_present |= 1 << e.idx;
+        }
+        Ok(())
+    }
+
+    /// The `tun_metadata` entries of a match placed by this map, in index
+    /// order, each in the mapped option's length (as Open vSwitch writes
+    /// them in flow statistics).
+    pub fn match_entries(&self, m: &Match) -> Vec<TunMetadataMatch> {
+        (0..MAX_FIELDS)
+            .filter(|i| m.mask.tun_metadata_present & (1 << i) != 0)
+            .filter_map(|i| {
+                let f = self.field(i).ok()?;
+                let mask = f.get(&m.mask);
+                Some(TunMetadataMatch {
+                    idx: i as u8,
+                    len: (f.n_bits() / 8) as u8,
+                    value: f.get(&m.key) & mask,
+                    mask: (mask != f.max_value()).then_some(mask),
+                })
+            })
+            .collect()
+    }
+
+    /// Places every unbound `tun_metadataN` in `actions` (and in the
+    /// actions nested in them) in this map.
+    pub fn bind_actions(&self, actions: &mut [Action]) -> Result<(), TunMetadataFieldError> {
+        for_each_field(actions, &mut |place| match place {
+            FieldPlace::Value(f) => {
+                *f = self.bind_field(*f, true)?;
+                Ok(())
+            }
+            FieldPlace::Bits(sf) => {
+                *sf = self.bind_subfield(*sf)?;
+                Ok(())
+            }
+        })
+    }
+
+    /// Binds a flow_mod's `tun_metadata` matches and the `tun_metadataN`
+    /// its actions name to this map; on success nothing in it is unbound.
+    pub fn bind_flow_mod(
+        &self,
+        fm: &mut crate::table::FlowMod,
+    ) -> Result<(), TunMetadataFieldError> {
+        let entries = std::mem::take(&mut fm.tun_metadata);
+        self.bind_match(&mut fm.m, &entries)?;
+        self.bind_actions(&mut fm.actions)
+    }
+
     /// The mapping of Geneve option `class`/`type_` (the critical bit is
     /// part of the type, as on the wire).
     pub fn find(&self, class: u16, type_: u8) -> Option<&TlvMapping> {
@@ -450,6 +647,139 @@ pub fn format_tlv_table(maps: &[TlvMapping]) -> String {
 mod tests {
     use super::*;
     use crate::matches::Match;
+
+    /// tun_metadata0: OVN's 4-byte option; tun_metadata1: 8 bytes.
+    fn two_maps() -> TlvMap {
+        let mut t = TlvMap::new();
+        t.apply(
+            TlvCommand::Add,
+            &[m(0x102, 0x80, 4, 0), m(0xffff, 1, 8, 1)],
+            |_| false,
+        )
+        .unwrap();
+        t
+    }
+
+    #[test]
+    fn unbound_match_binds_right_aligned_and_requires_the_option_present() {
+        let t = two_maps();
+        let mut mt = Match::default();
+        let e = TunMetadataMatch::from_text(0, 0x1234, None);
+        assert_eq!(e.len, 2);
+        t.bind_match(&mut mt, &[e]).unwrap();
+        let f = t.field(0).unwrap();
+        assert_eq!(f.get(&mt.key), 0x1234);
+        assert_eq!(f.get(&mt.mask), 0xffff_ffff);
+        let mut pkt = FlowKey::default();
+        assert!(!mt.matches(&pkt), "absent option matched");
+        assert!(t.set_value(&mut pkt, 0, &[0, 0, 0x12, 0x34]));
+        assert!(mt.matches(&pkt));
+        // `=0` matches a present zero option, not an absent one.
+        let mut zero = Match::default();
+        t.bind_match(&mut zero, &[TunMetadataMatch::from_text(1, 0, None)])
+            .unwrap();
+        assert!(!zero.matches(&FlowKey::default()));
+        let mut p2 = FlowKey::default();
+        assert!(t.set_value(&mut p2, 1, &[0; 8]));
+        assert!(zero.matches(&p2));
+        // Reading back gives the mapped length, masks only when partial.
+        let mut masked = Match::default();
+        t.bind_match(
+            &mut masked,
+            &[TunMetadataMatch::from_text(0, 0x1200, Some(0xff00))],
+        )
+        .unwrap();
+        assert_eq!(
+            t.match_entries(&masked),
+            [TunMetadataMatch {
+                idx: 0,
+                len: 4,
+                value: 0x1200,
+                mask: Some(0xff00)
+            }]
+        );
+        assert_eq!(
+            t.match_entries(&mt),
+            [TunMetadataMatch {
+                idx: 0,
+                len: 4,
+                value: 0x1234,
+                mask: None
+            }]
+        );
+        // Unmapped, and longer than the option.
+        assert_eq!(
+            t.bind_match(&mut mt, &[TunMetadataMatch::from_text(2, 1, None)]),
+            Err(TunMetadataFieldError::Unmapped(2))
+        );
+        assert!(matches!(
+            t.bind_match(&mut mt, &[TunMetadataMatch::from_text(0, 1 << 40, None)]),
+            Err(TunMetadataFieldError::LongerThanMapped { .. })
+        ));
+    }
+
+    #[test]
+    fn actions_bind_set_field_load_and_move_and_refuse_ranges_past_the_option() {
+        let t = two_maps();
+        let unbound = |len| Field::tun_metadata_unbound(0, len);
+        let sf = |field, ofs, n_bits| SubField { field, ofs, n_bits };
+        let mut acts = vec![
+            Action::SetField {
+                field: unbound(1),
+                value: 1,
+                mask: None,
+            },
+            Action::Move {
+                src: sf(unbound(124), 16, 15),
+                dst: sf(Field::Reg(14), 0, 15),
+            },
+            Action::Clone(vec![Action::Load {
+                dst: sf(Field::tun_metadata_unbound(1, 124), 0, 16),
+                value: 5,
+            }]),
+        ];
+        t.bind_actions(&mut acts).unwrap();
+        let f0 = t.field(0).unwrap();
+        let f1 = t.field(1).unwrap();
+        assert!(matches!(&acts[0], Action::SetField { field, .. } if *field == f0));
+        assert!(matches!(&acts[1], Action::Move { src, .. } if src.field == f0));
+        assert!(
+            matches!(&acts[2], Action::Clone(v) if matches!(&v[0], Action::Load { dst, .. } if dst.field == f1))
+        );
+        // Bits 0..40 of a 32-bit option.
+        let mut wide = vec![Action::Move {
+            src: sf(unbound(124), 0, 41),
+            dst: sf(Field::XXReg(0), 0, 41),
+        }];
+        assert!(matches!(
+            t.bind_actions(&mut wide),
+            Err(TunMetadataFieldError::RangeTooWide { .. })
+        ));
+        let mut unmapped = vec![Action::SetField {
+            field: Field::tun_metadata_unbound(5, 1),
+            value: 1,
+            mask: None,
+        }];
+        assert_eq!(
+            t.bind_actions(&mut unmapped),
+            Err(TunMetadataFieldError::Unmapped(5))
+        );
+        // What a rule uses: its match's options and its actions' fields.
+        let mut mt = Match::default();
+        t.bind_match(&mut mt, &[TunMetadataMatch::from_text(1, 7, None)])
+            .unwrap();
+        assert_eq!(tun_metadata_used(&mt, &acts), 0b11);
+        assert_eq!(tun_metadata_used(&Match::default(), &acts[..2]), 0b01);
+        // A bound write makes the option present.
+        let mut k = FlowKey::default();
+        f1.set_masked(&mut k, 5, 0xffff);
+        assert_eq!(t.value(&k, 1), Some(&[0, 0, 0, 0, 0, 0, 0, 5][..]));
+        // An unbound field reads 0 and writes nothing.
+        let mut k2 = FlowKey::default();
+        unbound(4).set(&mut k2, 0xffff_ffff);
+        assert_eq!(k2, FlowKey::default());
+        assert_eq!(unbound(4).get(&k), 0);
+    }
 
     fn m(class: u16, type_: u8, len: u8, index: u16) -> TlvMapping {
         TlvMapping {

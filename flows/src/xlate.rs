@@ -358,7 +358,8 @@ pub struct XlateResult {
     /// cached, so every such packet is counted.
     pub unsupported: Vec<&'static str>,
     /// For each `Output` at index `i` of `actions` emitted after an action
-    /// wrote a tunnel field (`set_field:...->tun_id`, `tun_dst`, ...): the
+    /// wrote a tunnel field (`set_field:...->tun_id`, `tun_dst`,
+    /// `tun_metadataN`, ...): the
     /// packet's fields at that point, whose `tun_*` say where a tunnel
     /// port sends it. Outputs not listed carry the received `tun_*`.
     pub tunnel_keys: Vec<(usize, FlowKey)>,
@@ -1057,6 +1058,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             || d.tun_dst != 0
             || d.tun_ipv6_src != [0; 16]
             || d.tun_ipv6_dst != [0; 16]
+            || d.tun_metadata_present != 0
         {
             self.out
                 .tunnel_keys

@@ -126,17 +126,22 @@ fn check_port(p: u32) -> Result<u32, OfError> {
     }
 }
 
-fn subfield_header(sf: &SubField) -> Result<(OxmField, oxm::OxmHeader), EncodeError> {
+fn subfield_header(sf: &SubField) -> Result<oxm::OxmHeader, EncodeError> {
+    if let Field::TunMetadata { idx, .. } = sf.field {
+        // ovs-ofctl names tun_metadata in move/load with OVS's maximum
+        // option length.
+        return Ok(oxm::tun_metadata_oxm_header(idx));
+    }
     let (f, _) = oxm::from_flows_field(sf.field)
         .ok_or_else(|| unsupported(format!("field {:?}", sf.field), "1.x"))?;
     if sf.field == Field::InPort && sf.ofs == 0 && sf.n_bits == 16 {
         // `NXM_OF_IN_PORT[]`: the 16-bit port number.
         // (the field table's `nxm_in_port` row).
         if let Some((w, _)) = oxm::lookup(flows::field::NXM_CLASS_0, 0, None) {
-            return Ok((w, oxm::nxm_header(w)));
+            return Ok(oxm::nxm_header(w));
         }
     }
-    Ok((f, oxm::nxm_header(f)))
+    Ok(oxm::nxm_header(f))
 }
 
 fn read_subfield(header: u32, ofs: u16, n_bits: u16) -> Result<SubField, OfError> {
@@ -178,7 +183,10 @@ fn decode_nx(mut b: Reader, len: usize, lc: &ListCodec) -> Result<Action, Decode
             })
         }
         nxast::REG_LOAD2 => {
-            let (f, v, m) = oxm::read_tlv(&mut b).map_err(|_| OfError::BadSetArgument)?;
+            let (f, v, m) = match oxm::read_entry(&mut b).map_err(|_| OfError::BadSetArgument)? {
+                oxm::Entry::Field(f, v, m) => (f, v, m),
+                oxm::Entry::TunMetadata(e) => return Ok(tun_metadata_set_field(e)),
+            };
             let full = oxm::full_mask(f, oxm::oxm_header(f).width);
             Ok(Action::SetField {
                 field: oxm::to_flows_field(f),
@@ -268,21 +276,21 @@ fn encode_nx(w: &mut Writer, a: &Action, version: &'static str) -> Result<bool, 
             w.zeros(3);
         }
         Action::Load { dst, value } if dst.n_bits <= 64 && dst.n_bits > 0 => {
-            let (_, h) = subfield_header(dst)?;
+            let h = subfield_header(dst)?;
             nx_header(w, 24, nxast::REG_LOAD);
             w.u16((u16::from(dst.ofs) << 6) | u16::from(dst.n_bits - 1));
             w.u32(h.word(false));
             w.u64(*value as u64);
         }
         Action::Load { dst, value } => {
-            let (f, h) = subfield_header(dst)?;
+            let h = subfield_header(dst)?;
             let ones = if dst.n_bits >= 128 {
                 u128::MAX
             } else {
                 (1u128 << dst.n_bits) - 1
             };
             let mask = ones << dst.ofs;
-            encode_load2(w, f, h, value << dst.ofs, mask);
+            encode_load2(w, h, value << dst.ofs, mask);
         }
         Action::Conjunction {
             id,
@@ -295,8 +303,8 @@ fn encode_nx(w: &mut Writer, a: &Action, version: &'static str) -> Result<bool, 
             w.u32(*id);
         }
         Action::Move { src, dst } => {
-            let (_, sh) = subfield_header(src)?;
-            let (_, dh) = subfield_header(dst)?;
+            let sh = subfield_header(src)?;
+            let dh = subfield_header(dst)?;
             nx_header(w, 24, nxast::REG_MOVE);
             w.u16(u16::from(src.n_bits));
             w.u16(u16::from(src.ofs));
@@ -309,7 +317,7 @@ fn encode_nx(w: &mut Writer, a: &Action, version: &'static str) -> Result<bool, 
     Ok(true)
 }
 
-fn encode_load2(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m: u128) {
+fn encode_load2(w: &mut Writer, h: oxm::OxmHeader, v: u128, m: u128) {
     let start = w.len();
     w.u16(0xffff);
     let at = w.len_placeholder();
@@ -322,7 +330,6 @@ fn encode_load2(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m: u128
     }
     oxm::write_be(w, v & m, h.width);
     oxm::write_be(w, m, h.width);
-    let _ = f;
     w.pad_to(8);
     w.patch_len_since(at, start);
 }
@@ -381,10 +388,20 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                 Action::DecTtl
             }
             at13::SET_FIELD => {
-                let (f, v, m) = oxm::read_tlv(&mut b).map_err(|err| match err.of_error() {
+                let entry = oxm::read_entry(&mut b).map_err(|err| match err.of_error() {
                     OfError::BadField => OfError::BadSetType,
                     _ => OfError::BadSetLen,
                 })?;
+                let (f, v, m) = match entry {
+                    oxm::Entry::Field(f, v, m) => (f, v, m),
+                    oxm::Entry::TunMetadata(e) => {
+                        if b.rest().iter().any(|x| *x != 0) {
+                            return Err(OfError::BadSetLen.into());
+                        }
+                        out.push(tun_metadata_set_field(e));
+                        continue;
+                    }
+                };
                 let full = oxm::full_mask(f, oxm::oxm_header(f).width);
                 if b.rest().iter().any(|x| *x != 0) {
                     return Err(OfError::BadSetLen.into());
@@ -445,8 +462,12 @@ fn copy_field_subfield(b: &mut Reader, ofs: u16, n_bits: u16) -> Result<SubField
     } else {
         None
     };
-    let (f, width) =
-        oxm::lookup(class, ((word >> 9) & 0x7f) as u8, exp).ok_or(OfError::BadSetType)?;
+    let field_no = ((word >> 9) & 0x7f) as u8;
+    if let Some(idx) = oxm::tun_metadata_index(class, field_no) {
+        return nxactions::tun_metadata_subfield(idx, (word & 0xff) as u8, ofs, n_bits)
+            .map_err(Into::into);
+    }
+    let (f, width) = oxm::lookup(class, field_no, exp).ok_or(OfError::BadSetType)?;
     if n_bits == 0 || u32::from(ofs) + u32::from(n_bits) > u32::from(width) * 8 {
         return Err(OfError::BadActionArgument.into());
     }
@@ -503,6 +524,9 @@ fn output13(w: &mut Writer, port: u32, max_len: u16) {
 /// Encodes one plain (non-instruction) action for OpenFlow 1.3 and 1.4,
 /// or for 1.5 when `v15`.
 fn encode_action13(w: &mut Writer, a: &Action, v15: bool) -> Result<(), EncodeError> {
+    if encode_tun_metadata_write(w, a, v15) {
+        return Ok(());
+    }
     if v15 && encode_action15_only(w, a)? {
         return Ok(());
     }
@@ -525,7 +549,7 @@ fn encode_action13(w: &mut Writer, a: &Action, v15: bool) -> Result<(), EncodeEr
             let h = oxm::oxm_header(f);
             let full = oxm::full_mask(f, h.width);
             match mask {
-                Some(m) if m & full != full => encode_load2(w, f, h, conv(*value), *m),
+                Some(m) if m & full != full => encode_load2(w, h, conv(*value), *m),
                 _ => set_field13(w, *field, *value)?,
             }
         }
@@ -665,7 +689,7 @@ fn encode_action15_only(w: &mut Writer, a: &Action) -> Result<bool, EncodeError>
 
 /// The header a 1.5 copy_field names a subfield's field with.
 fn copy_field_header(sf: &SubField) -> Result<oxm::OxmHeader, EncodeError> {
-    let (_, h) = subfield_header(sf)?;
+    let h = subfield_header(sf)?;
     if h.class == flows::field::NXM_CLASS_0 {
         // NXM_OF_* fields have OXM twins, which 1.5 prefers.
         let (f, _) = oxm::from_flows_field(sf.field)
@@ -690,6 +714,80 @@ fn set_field_masked15(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m
     let _ = f;
     w.pad_to(8);
     w.patch_len_since(at, start);
+}
+
+/// A decoded set_field (or NXAST_REG_LOAD2) on `tun_metadataN`: unbound
+/// until a bridge's TLV map places it.
+fn tun_metadata_set_field(e: flows::tlv::TunMetadataMatch) -> Action {
+    Action::SetField {
+        field: Field::tun_metadata_unbound(e.idx, e.len),
+        value: e.value,
+        mask: e.mask,
+    }
+}
+
+/// Writes a set_field on `tun_metadataN`, and in 1.5 a load into it (1.5
+/// has masked set_field and OVS writes loads that way), as OFPAT_SET_FIELD
+/// carrying a `tun_metadataN` entry; a masked set_field before 1.5 is
+/// NXAST_REG_LOAD2. False for every other action.
+fn encode_tun_metadata_write(w: &mut Writer, a: &Action, v15: bool) -> bool {
+    let entry = match a {
+        Action::SetField {
+            field: field @ Field::TunMetadata { idx, .. },
+            value,
+            mask,
+        } => {
+            let len = (field.n_bits() / 8).min(16) as u8;
+            let full = field.max_value();
+            flows::tlv::TunMetadataMatch {
+                idx: *idx,
+                len,
+                value: *value,
+                // Unbound, the option's width is unknown: keep any mask.
+                mask: mask.filter(|m| field.is_unbound_tun_metadata() || m & full != full),
+            }
+        }
+        Action::Load { dst, value } if v15 || dst.n_bits > 64 => {
+            let Field::TunMetadata { idx, .. } = dst.field else {
+                return false;
+            };
+            let end = u32::from(dst.ofs) + u32::from(dst.n_bits);
+            let len = if dst.field.is_unbound_tun_metadata() {
+                end.div_ceil(8).min(16) as u8
+            } else {
+                (dst.field.n_bits() / 8).min(16) as u8
+            };
+            let ones = if dst.n_bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << dst.n_bits) - 1
+            };
+            flows::tlv::TunMetadataMatch {
+                idx,
+                len,
+                value: *value << dst.ofs,
+                mask: Some(ones << dst.ofs),
+            }
+        }
+        _ => return false,
+    };
+    let start = w.len();
+    if entry.mask.is_some() && !v15 {
+        w.u16(0xffff);
+        let at = w.len_placeholder();
+        w.u32(NX_VENDOR_ID);
+        w.u16(nxast::REG_LOAD2);
+        oxm::write_tun_metadata(w, &entry);
+        w.pad_to(8);
+        w.patch_len_since(at, start);
+    } else {
+        w.u16(at13::SET_FIELD);
+        let at = w.len_placeholder();
+        oxm::write_tun_metadata(w, &entry);
+        w.pad_to(8);
+        w.patch_len_since(at, start);
+    }
+    true
 }
 
 fn is_instruction(a: &Action) -> bool {

@@ -18,9 +18,33 @@ pub fn flow_mod_error(e: &FlowModError) -> OfError {
     }
 }
 
-/// A flow stats entry for a rule, `now_ms` being the caller's clock.
-pub fn rule_to_flow_stats(table_id: u8, r: &Rule, now_ms: u64) -> FlowStats {
+/// Why a flow's `tun_metadataN` does not bind to the bridge's TLV map, as
+/// an OpenFlow error (what Open vSwitch 3.1 answers).
+pub fn tun_metadata_error(e: flows::tlv::TunMetadataFieldError) -> OfError {
+    use flows::tlv::TunMetadataFieldError as T;
+    match e {
+        T::Unmapped(_) => OfError::InvalidTlvField,
+        T::LongerThanMapped { .. } | T::TooLong { .. } | T::RangeTooWide { .. } => {
+            OfError::BadSetLen
+        }
+    }
+}
+
+/// A flow stats entry for a rule, `now_ms` being the caller's clock; its
+/// `tun_metadataN` matches are read back through the bridge's TLV map.
+pub fn rule_to_flow_stats(
+    table_id: u8,
+    r: &Rule,
+    now_ms: u64,
+    tlv: &flows::tlv::TlvMap,
+) -> FlowStats {
     let age = now_ms.saturating_sub(r.created_ms);
+    let tun_metadata = tlv.match_entries(&r.m);
+    let mut match_ = r.m;
+    for k in [&mut match_.key, &mut match_.mask] {
+        k.tun_metadata = Default::default();
+        k.tun_metadata_present = 0;
+    }
     FlowStats {
         table_id,
         duration_sec: u32::try_from(age / 1000).unwrap_or(u32::MAX),
@@ -32,7 +56,8 @@ pub fn rule_to_flow_stats(table_id: u8, r: &Rule, now_ms: u64) -> FlowStats {
         cookie: r.cookie,
         packet_count: r.n_packets,
         byte_count: r.n_bytes,
-        match_: r.m,
+        match_,
+        tun_metadata,
         actions: r.actions.clone(),
     }
 }

@@ -211,6 +211,10 @@ pub enum OfError {
     TlvDupEntry,
     #[error("NXTTMFC_INVALID_TLV_DEL")]
     TlvInvalidDel,
+    /// A flow names `tun_metadataN` that the bridge's TLV map does not map
+    /// (Open vSwitch's NXFMFC_INVALID_TLV_FIELD).
+    #[error("NXFMFC_INVALID_TLV_FIELD")]
+    InvalidTlvField,
     /// An error this crate has no name for (as received from a peer).
     #[error("error type {err_type} code {code}")]
     Other { err_type: u16, code: u16 },
@@ -318,6 +322,7 @@ const ALL: &[OfError] = &[
     OfError::TlvAlreadyMapped,
     OfError::TlvDupEntry,
     OfError::TlvInvalidDel,
+    OfError::InvalidTlvField,
 ];
 
 /// Where an error lives on the wire: a standard (type, code), or an
@@ -370,6 +375,7 @@ impl OfError {
             TlvAlreadyMapped => (531, 20),
             TlvDupEntry => (532, 21),
             TlvInvalidDel => (537, 38),
+            InvalidTlvField => (536, 37),
             _ => return None,
         })
     }

@@ -396,6 +396,9 @@ pub struct FlowStats {
     pub packet_count: u64,
     pub byte_count: u64,
     pub match_: Match,
+    /// `tun_metadataN` entries of the match, map-independent (the bridge's
+    /// TLV map turns its rule's match into them).
+    pub tun_metadata: Vec<flows::tlv::TunMetadataMatch>,
     pub actions: Vec<Action>,
 }
 

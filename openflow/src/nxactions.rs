@@ -67,6 +67,9 @@ pub(crate) fn sf_header_word(sf: &SubField, version: &'static str) -> Result<u32
     if sf.field == flows::Field::InPort && sf.ofs == 0 && sf.n_bits == 16 {
         return Ok(NXM_OF_IN_PORT);
     }
+    if let flows::Field::TunMetadata { idx, .. } = sf.field {
+        return Ok(oxm::tun_metadata_oxm_header(idx).word(false));
+    }
     let (f, _) = oxm::from_flows_field(sf.field)
         .ok_or_else(|| unsupported(format!("field {:?}", sf.field), version))?;
     let h = oxm::nxm_header(f);
@@ -79,10 +82,33 @@ pub(crate) fn sf_header_word(sf: &SubField, version: &'static str) -> Result<u32
     Ok(h.word(false))
 }
 
+/// A bit range of `tun_metadata{idx}` named by a header of `len` bytes,
+/// unbound until a bridge's TLV map places it (at most 128 bits, what a
+/// field value holds).
+pub(crate) fn tun_metadata_subfield(
+    idx: u8,
+    len: u8,
+    ofs: u16,
+    n_bits: u16,
+) -> Result<SubField, OfError> {
+    let end = u32::from(ofs) + u32::from(n_bits);
+    if n_bits == 0 || end > u32::from(len) * 8 || end > 128 {
+        return Err(OfError::BadActionArgument);
+    }
+    Ok(SubField {
+        field: flows::Field::tun_metadata_unbound(idx, len),
+        ofs: ofs as u8,
+        n_bits: n_bits as u8,
+    })
+}
+
 /// The subfield a header word with `ofs`/`n_bits` names.
 pub(crate) fn sf_from_header(header: u32, ofs: u16, n_bits: u16) -> Result<SubField, OfError> {
     let class = (header >> 16) as u16;
     let field_no = ((header >> 9) & 0x7f) as u8;
+    if let Some(idx) = oxm::tun_metadata_index(class, field_no) {
+        return tun_metadata_subfield(idx, (header & 0xff) as u8, ofs, n_bits);
+    }
     let (f, width) = oxm::lookup(class, field_no, None).ok_or(OfError::BadActionArgument)?;
     if n_bits == 0 || u32::from(ofs) + u32::from(n_bits) > u32::from(width) * 8 {
         return Err(OfError::BadActionArgument);

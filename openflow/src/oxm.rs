@@ -11,8 +11,12 @@
 
 use flows::Field;
 use flows::Match;
-use flows::field::{OXM_CLASS_BASIC, OXM_CLASS_EXPERIMENTER, WIRE_IDS, WireId, wire_lookup};
+use flows::field::{
+    NXM_CLASS_1, NXM_TUN_METADATA0_NUM, OXM_CLASS_BASIC, OXM_CLASS_EXPERIMENTER, WIRE_IDS, WireId,
+    wire_lookup,
+};
 use flows::key::{FlowKey, VLAN_CFI, ethertype, ipproto};
+use flows::tlv::TunMetadataMatch;
 
 use crate::consts::{OFPVID_PRESENT, port_from_10};
 use crate::error::{DecodeError, OfError};
@@ -159,18 +163,87 @@ pub fn prereq_ok(f: OxmField, m: &Match) -> bool {
     f.prereq.holds_in(m)
 }
 
-/// Reads one OXM/NXM TLV: (field, value, mask, header).
+/// N of an `NXM_NX_TUN_METADATA{N}` header's class and field number.
+pub fn tun_metadata_index(class: u16, field: u8) -> Option<u8> {
+    (class == NXM_CLASS_1 && (NXM_TUN_METADATA0_NUM..NXM_TUN_METADATA0_NUM + 64).contains(&field))
+        .then(|| field - NXM_TUN_METADATA0_NUM)
+}
+
+/// The NXM header word of `tun_metadata{idx}` with `len` bytes of value.
+pub fn tun_metadata_header(idx: u8, len: u8, has_mask: bool) -> u32 {
+    OxmHeader {
+        class: NXM_CLASS_1,
+        field: NXM_TUN_METADATA0_NUM + (idx % 64),
+        width: len,
+        experimenter: None,
+    }
+    .word(has_mask)
+}
+
+/// The header a `move`/`load` names `tun_metadata{idx}` with: OVS's
+/// maximum option length, 124 bytes, as ovs-ofctl writes it.
+pub fn tun_metadata_oxm_header(idx: u8) -> OxmHeader {
+    OxmHeader {
+        class: NXM_CLASS_1,
+        field: NXM_TUN_METADATA0_NUM + (idx % 64),
+        width: flows::tlv::MAX_OPTION_LEN,
+        experimenter: None,
+    }
+}
+
+/// One match entry on the wire: a field of the field table, or
+/// `tun_metadataN`, whose length the TLV map decides (kept map-independent
+/// until a bridge binds it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Entry {
+    Field(OxmField, u128, u128),
+    TunMetadata(TunMetadataMatch),
+}
+
+/// Reads one OXM/NXM TLV: (field, value, mask, header). `tun_metadataN`
+/// is refused with OFPBMC_BAD_FIELD here; [`read_entry`] accepts it.
 pub fn read_tlv(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> {
+    match read_entry(r)? {
+        Entry::Field(f, v, m) => Ok((f, v, m)),
+        Entry::TunMetadata(_) => Err(OfError::BadField.into()),
+    }
+}
+
+/// Reads one OXM/NXM TLV, `tun_metadataN` included.
+pub fn read_entry(r: &mut Reader) -> Result<Entry, DecodeError> {
     r.within(OfError::BadMatchLen, read_tlv_body)
 }
 
-fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> {
+fn read_tlv_body(r: &mut Reader) -> Result<Entry, DecodeError> {
     let word = r.u32()?;
     let class = (word >> 16) as u16;
     let field = ((word >> 9) & 0x7f) as u8;
     let has_mask = word & 0x100 != 0;
     let len = usize::from((word & 0xff) as u8);
     let mut body = r.sub(len)?;
+    if let Some(idx) = tun_metadata_index(class, field) {
+        let n = if has_mask { len / 2 } else { len };
+        if has_mask && len % 2 != 0 {
+            return Err(OfError::BadMatchLen.into());
+        }
+        if n > flows::field::TUN_METADATA_MAX_FIELD_BYTES {
+            // A value wider than a field value holds (OVS allows 124
+            // bytes; ferrovs's key carries 24 in all).
+            return Err(OfError::BadField.into());
+        }
+        let value = be_to_u128(body.bytes(n)?);
+        let mask = if has_mask {
+            Some(be_to_u128(body.bytes(n)?))
+        } else {
+            None
+        };
+        return Ok(Entry::TunMetadata(TunMetadataMatch {
+            idx,
+            len: n as u8,
+            value: mask.map_or(value, |m| value & m),
+            mask,
+        }));
+    }
     let exp = if class == OXM_CLASS_EXPERIMENTER {
         Some(body.u32()?)
     } else {
@@ -187,7 +260,17 @@ fn read_tlv_body(r: &mut Reader) -> Result<(OxmField, u128, u128), DecodeError> 
     } else {
         full_mask(f, width)
     };
-    Ok((f, v, m))
+    Ok(Entry::Field(f, v, m))
+}
+
+/// Writes a `tun_metadataN` match entry (or set_field payload) in its own
+/// length.
+pub fn write_tun_metadata(w: &mut Writer, e: &TunMetadataMatch) {
+    w.u32(tun_metadata_header(e.idx, e.len, e.mask.is_some()));
+    write_be(w, e.value & e.mask.unwrap_or(u128::MAX), e.len);
+    if let Some(m) = e.mask {
+        write_be(w, m, e.len);
+    }
 }
 
 /// Writes one TLV with header `h`; the mask is omitted when it is full.
@@ -205,18 +288,39 @@ pub fn write_tlv(w: &mut Writer, f: OxmField, h: OxmHeader, v: u128, m: u128) {
 }
 
 /// Decodes OXM TLVs (no ofp_match header) into a match, checking
-/// duplicates and prerequisites.
-pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
+/// duplicates and prerequisites; `tun_metadataN` is refused (BAD_FIELD)
+/// where no bridge can bind it.
+pub fn decode_fields(r: Reader) -> Result<Match, DecodeError> {
+    let (m, tm) = decode_fields_tm(r)?;
+    if !tm.is_empty() {
+        return Err(OfError::BadField.into());
+    }
+    Ok(m)
+}
+
+/// [`decode_fields`] that also returns the `tun_metadataN` entries,
+/// map-independent (a bridge's TLV map binds them).
+pub fn decode_fields_tm(mut r: Reader) -> Result<(Match, Vec<TunMetadataMatch>), DecodeError> {
     let mut key = FlowKey::default();
     let mut mask = FlowKey::default();
     let mut seen: Vec<OxmField> = Vec::new();
+    let mut tm: Vec<TunMetadataMatch> = Vec::new();
     while !r.is_empty() {
-        let (f, v, m) = read_tlv(&mut r)?;
-        if seen.iter().any(|s| s.name == f.name) {
-            return Err(OfError::DupField.into());
+        match read_entry(&mut r)? {
+            Entry::Field(f, v, m) => {
+                if seen.iter().any(|s| s.name == f.name) {
+                    return Err(OfError::DupField.into());
+                }
+                seen.push(f);
+                apply(f, v, m, &mut key, &mut mask);
+            }
+            Entry::TunMetadata(e) => {
+                if tm.iter().any(|s| s.idx == e.idx) {
+                    return Err(OfError::DupField.into());
+                }
+                tm.push(e);
+            }
         }
-        seen.push(f);
-        apply(f, v, m, &mut key, &mut mask);
     }
     let m = Match::new(key, mask);
     for f in &seen {
@@ -224,7 +328,7 @@ pub fn decode_fields(mut r: Reader) -> Result<Match, DecodeError> {
             return Err(OfError::BadPrereq.into());
         }
     }
-    Ok(m)
+    Ok((m, tm))
 }
 
 /// The wire fields (with values and masks) that express `m`, in the order
@@ -397,27 +501,75 @@ fn order() -> &'static FieldOrder {
 
 /// Writes `m` as OXM TLVs (no ofp_match header).
 pub fn encode_fields(w: &mut Writer, m: &Match) {
+    encode_fields_tm(w, m, &[]);
+}
+
+/// [`encode_fields`] plus map-independent `tun_metadataN` entries, which
+/// go after the other tunnel fields (before the registers), as in OVS.
+pub fn encode_fields_tm(w: &mut Writer, m: &Match, tm: &[TunMetadataMatch]) {
+    let after_tunnel = |f: &Field| {
+        matches!(
+            f,
+            Field::Reg(_)
+                | Field::PktMark
+                | Field::Metadata
+                | Field::CtState
+                | Field::CtZone
+                | Field::CtMark
+                | Field::CtLabel
+                | Field::CtNwSrc
+                | Field::CtNwDst
+                | Field::CtIpv6Src
+                | Field::CtIpv6Dst
+                | Field::CtNwProto
+                | Field::CtTpSrc
+                | Field::CtTpDst
+        )
+    };
+    let mut pending = Some(tm);
     for (f, v, mm) in match_fields(m) {
+        if after_tunnel(&f.field)
+            && let Some(tm) = pending.take()
+        {
+            tm.iter().for_each(|e| write_tun_metadata(w, e));
+        }
         write_tlv(w, f, oxm_header(f), v, mm);
+    }
+    if let Some(tm) = pending {
+        tm.iter().for_each(|e| write_tun_metadata(w, e));
     }
 }
 
 /// Writes an OpenFlow 1.3 `ofp_match` (type OXM), padded to 8 bytes.
 pub fn encode_ofp_match(w: &mut Writer, m: &Match) {
+    encode_ofp_match_tm(w, m, &[]);
+}
+
+/// [`encode_ofp_match`] with `tun_metadataN` entries.
+pub fn encode_ofp_match_tm(w: &mut Writer, m: &Match, tm: &[TunMetadataMatch]) {
     let start = w.len();
     w.u16(1);
     let at = w.len_placeholder();
-    encode_fields(w, m);
+    encode_fields_tm(w, m, tm);
     w.patch_len_since(at, start);
     w.pad_to(8);
 }
 
 /// Reads an OpenFlow 1.3 `ofp_match` including its padding.
 pub fn decode_ofp_match(r: &mut Reader) -> Result<Match, DecodeError> {
+    let (m, tm) = decode_ofp_match_tm(r)?;
+    if !tm.is_empty() {
+        return Err(OfError::BadField.into());
+    }
+    Ok(m)
+}
+
+/// [`decode_ofp_match`] that also returns the `tun_metadataN` entries.
+pub fn decode_ofp_match_tm(r: &mut Reader) -> Result<(Match, Vec<TunMetadataMatch>), DecodeError> {
     r.within(OfError::BadMatchLen, decode_ofp_match_body)
 }
 
-fn decode_ofp_match_body(r: &mut Reader) -> Result<Match, DecodeError> {
+fn decode_ofp_match_body(r: &mut Reader) -> Result<(Match, Vec<TunMetadataMatch>), DecodeError> {
     let ty = r.u16()?;
     let len = usize::from(r.u16()?);
     if ty != 1 {
@@ -429,7 +581,7 @@ fn decode_ofp_match_body(r: &mut Reader) -> Result<Match, DecodeError> {
     let body = r.sub(len - 4)?;
     let pad = len.next_multiple_of(8) - len;
     r.skip(pad)?;
-    decode_fields(body)
+    decode_fields_tm(body)
 }
 
 #[cfg(test)]
@@ -715,6 +867,83 @@ mod tests {
         // NXM_NX_TUN_ID decodes to the same field.
         let nx = hex("00 01 20 08 0000000000000005");
         assert_eq!(decode_fields(Reader::new(&nx)).unwrap().key.tun_id, 5);
+    }
+
+    #[test]
+    fn tun_metadata_entries_have_ovs_ofctl_bytes_and_round_trip_map_independent() {
+        // Bytes stock ovs-ofctl 3.1 sends (no map at hand: a value in its
+        // own length): `tun_metadata0=0x1234`, `tun_metadata0=0`,
+        // `tun_metadata1=0x1200/0xff00`, after an eth_type and before reg0.
+        let want = hex("
+            80 00 0a 02 0800
+            00 01 50 02 1234
+            00 01 52 00
+            00 01 00 04 00000001
+        ");
+        let (m, tm) = decode_fields_tm(Reader::new(&want)).unwrap();
+        assert_eq!(m.key.regs[0], 1);
+        assert_eq!(
+            tm,
+            [
+                TunMetadataMatch {
+                    idx: 0,
+                    len: 2,
+                    value: 0x1234,
+                    mask: None
+                },
+                TunMetadataMatch {
+                    idx: 1,
+                    len: 0,
+                    value: 0,
+                    mask: None
+                },
+            ]
+        );
+        let mut w = Writer::new();
+        encode_fields_tm(&mut w, &m, &tm);
+        assert_eq!(w.buf, want);
+        let masked = hex("00 01 51 04 1200 ff00");
+        let (_, tm) = decode_fields_tm(Reader::new(&masked)).unwrap();
+        assert_eq!(tm[0].mask, Some(0xff00));
+        let mut w = Writer::new();
+        encode_fields_tm(&mut w, &Match::default(), &tm);
+        assert_eq!(w.buf, masked);
+        // Where no bridge can bind it, the field is refused, as is a
+        // repeated index.
+        assert_eq!(
+            decode_fields(Reader::new(&masked)).map_err(|e| e.of_error()),
+            Err(OfError::BadField)
+        );
+        let twice = hex("00 01 50 01 01 00 01 50 01 02");
+        assert_eq!(
+            decode_fields_tm(Reader::new(&twice)).map_err(|e| e.of_error()),
+            Err(OfError::DupField)
+        );
+    }
+
+    #[test]
+    fn tun_metadata_actions_have_ovs_ofctl_headers_and_round_trip() {
+        let acts = flows::text::parse_actions(
+            "set_field:0x5->tun_metadata1,move:NXM_NX_REG0[0..15]->NXM_NX_TUN_METADATA0[0..15],\
+             set_field:0xab/0xff->tun_metadata1",
+        )
+        .unwrap();
+        let mut w = Writer::new();
+        crate::actions::encode_actions13(&mut w, &acts).unwrap();
+        // OFPAT_SET_FIELD with NXM_NX_TUN_METADATA1, 1 byte, as ovs-ofctl.
+        assert_eq!(&w.buf[..9], &hex("0019 0010 0001 5201 05")[..]);
+        // NXAST_REG_MOVE naming the destination with OVS's 124 bytes.
+        assert!(
+            w.buf.windows(4).any(|x| x == hex("0001507c")),
+            "{:02x?}",
+            w.buf
+        );
+        let back = crate::actions::decode_actions13(Reader::new(&w.buf)).unwrap();
+        assert_eq!(back, acts);
+        let mut w15 = Writer::new();
+        crate::actions::encode_actions15(&mut w15, &acts).unwrap();
+        let back = crate::actions::decode_actions13(Reader::new(&w15.buf)).unwrap();
+        assert_eq!(back, acts);
     }
 
     #[test]

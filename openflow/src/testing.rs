@@ -168,6 +168,7 @@ impl SwitchAgent for MemAgent {
                         packet_count: 0,
                         byte_count: 0,
                         match_: f.m,
+                        tun_metadata: f.tun_metadata.clone(),
                         actions: f.actions.clone(),
                     })
                     .collect(),

@@ -56,6 +56,7 @@ fn port(n: u32) -> PortDesc {
 
 fn flow_mod(cmd: FlowModCommand) -> FlowModMsg {
     FlowModMsg::new(FlowMod {
+        tun_metadata: Vec::new(),
         command: cmd,
         m: ip_match(),
         priority: 10,
@@ -409,6 +410,7 @@ fn one_zero_only_shapes_round_trip() {
         Message::MultipartReply(MultipartReply {
             flags: 0,
             body: MultipartReplyBody::Flow(vec![FlowStats {
+                tun_metadata: Vec::new(),
                 table_id: 0,
                 duration_sec: 1,
                 duration_nsec: 2,
@@ -547,6 +549,7 @@ fn golden_packet_in_1_3_layout() {
 #[test]
 fn large_flow_replies_split_with_reply_more() {
     let fs = FlowStats {
+        tun_metadata: Vec::new(),
         table_id: 0,
         duration_sec: 0,
         duration_nsec: 0,

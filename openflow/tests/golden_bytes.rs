@@ -204,6 +204,7 @@ fn packet_in_out_and_flow_removed_bytes_are_unchanged() {
 
 fn flow_mod(command: FlowModCommand, table_id: u8, mat: &str, actions: &str) -> FlowModMsg {
     FlowModMsg::new(FlowMod {
+        tun_metadata: Vec::new(),
         command,
         table_id,
         priority: 10,
@@ -431,6 +432,7 @@ fn role_and_async_bytes_are_unchanged() {
 
 fn flow_stats(i: u8) -> FlowStats {
     FlowStats {
+        tun_metadata: Vec::new(),
         table_id: i,
         duration_sec: 1,
         duration_nsec: 2,

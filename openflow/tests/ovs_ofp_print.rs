@@ -100,6 +100,7 @@ fn packet_in() -> PacketIn {
 
 fn flow_stats() -> FlowStats {
     FlowStats {
+        tun_metadata: Vec::new(),
         table_id: 2,
         duration_sec: 5,
         duration_nsec: 500_000_000,

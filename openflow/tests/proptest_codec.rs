@@ -467,6 +467,7 @@ fn arb_flow_mod() -> impl Strategy<Value = FlowModMsg> {
                 }
                 FlowModMsg {
                     flow_mod: FlowMod {
+                        tun_metadata: Vec::new(),
                         command: FlowModCommand::Add,
                         m,
                         priority: u32::from(prio),
@@ -761,6 +762,7 @@ proptest! {
         name in "[a-z0-9]{0,15}",
     ) {
         let fs = FlowStats {
+            tun_metadata: Vec::new(),
             table_id: (small[0] % 254) as u8,
             duration_sec: small[1],
             duration_nsec: small[2] % 1_000_000_000,

@@ -115,3 +115,39 @@ pub fn openflow_errors(log: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The tunnel encapsulation a chassis announces (`ovn-encap-type`): the
+/// port type ovn-controller creates and what the underlay carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Encap {
+    /// OVN's default: the logical datapath in the VNI, the logical input
+    /// and output ports in the Geneve option class 0x0102 type 0x80
+    /// (`tun_metadata0`, mapped by NXT_TLV_TABLE_MOD).
+    Geneve,
+    /// The logical datapath and output port in the 24-bit VNI.
+    Vxlan,
+}
+
+impl Encap {
+    /// `ovn-encap-type` value and Interface `type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encap::Geneve => "geneve",
+            Encap::Vxlan => "vxlan",
+        }
+    }
+
+    /// The outer UDP destination port.
+    pub fn udp_port(self) -> u16 {
+        match self {
+            Encap::Geneve => 6081,
+            Encap::Vxlan => 4789,
+        }
+    }
+}
+
+impl std::fmt::Display for Encap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -4,9 +4,12 @@
 //! own vswitchd (own run directory and DB) and its own stock
 //! `ovn-controller` running inside that namespace; an underlay veth joins the
 //! two, and each side's underlay address sits on its underlay bridge's
-//! internal port. OVN encapsulates in VXLAN (ferrovs has no Geneve options /
-//! tun_metadata yet): the logical datapath and output port travel in the VNI,
-//! on the `ovn-<chassis>-0` tunnel ports ovn-controller creates itself.
+//! internal port. OVN encapsulates in Geneve, its default (the logical
+//! datapath in the VNI, the logical input and output ports in OVN's option
+//! 0x0102/0x80, `tun_metadata0` through the TLV map ovn-controller
+//! installs), on the `ovn-<chassis>-0` tunnel ports ovn-controller creates
+//! itself; the routed test runs over VXLAN (datapath and output port in the
+//! VNI), so both encapsulations stay covered.
 //!
 //! Checks: both chassis and their encaps register in the SB, each logical
 //! port is bound on its own chassis and reports `ovn-installed`, the VMs
@@ -25,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ferrovs_tests::ovn::{OvnCentral, openflow_errors};
+use ferrovs_tests::ovn::{Encap, OvnCentral, openflow_errors};
 use ferrovs_tests::*;
 
 /// The name of the chassis logical port `lp` is bound to (empty while
@@ -99,6 +102,8 @@ struct Chassis {
     vport: String,
     /// Underlay address.
     ip: String,
+    /// The encapsulation this chassis announces.
+    encap: Encap,
     log: PathBuf,
     // Drop order: the controller before the switch, the namespaces last.
     controller: ChildGuard,
@@ -109,7 +114,14 @@ struct Chassis {
 
 /// `<t><side>` is the chassis namespace, `<t><side>v` its VM's; the
 /// underlay veth `<t>u<side>` must already be in the chassis namespace.
-fn chassis(t: &str, side: char, n: u8, vm_addr: &str, ovn: &OvnCentral) -> Result<Chassis> {
+fn chassis(
+    t: &str,
+    side: char,
+    n: u8,
+    vm_addr: &str,
+    ovn: &OvnCentral,
+    encap: Encap,
+) -> Result<Chassis> {
     let ns = Netns::new(&format!("{t}{side}"))?;
     let vm = Netns::new(&format!("{t}{side}v"))?;
     let vport = format!("{t}v{side}");
@@ -119,7 +131,7 @@ fn chassis(t: &str, side: char, n: u8, vm_addr: &str, ovn: &OvnCentral) -> Resul
     ns.exec(&["ip", "link", "set", &vport, "up"])?;
     vm.exec(&["ip", "link", "set", "eth0", "address", &lsp_mac(n)])?;
     vm.exec(&["ip", "addr", "add", vm_addr, "dev", "eth0"])?;
-    // Room for the VXLAN headers on the 1500-byte underlay.
+    // Room for the tunnel headers on the 1500-byte underlay.
     vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
     vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
     let sw = switch_in(&ns)?;
@@ -133,7 +145,7 @@ fn chassis(t: &str, side: char, n: u8, vm_addr: &str, ovn: &OvnCentral) -> Resul
         ".",
         &format!("external_ids:system-id={name}"),
         &format!("external_ids:ovn-remote={}", ovn.sb_remote()),
-        "external_ids:ovn-encap-type=vxlan",
+        &format!("external_ids:ovn-encap-type={encap}"),
         &format!("external_ids:ovn-encap-ip={ip}"),
         "external_ids:ovn-bridge-datapath-type=netdev",
         &format!("external_ids:ovn-bridge={int}"),
@@ -160,6 +172,7 @@ fn chassis(t: &str, side: char, n: u8, vm_addr: &str, ovn: &OvnCentral) -> Resul
         phy,
         vport,
         ip,
+        encap,
         log,
         controller: ChildGuard(Some(child)),
         sw,
@@ -278,9 +291,14 @@ fn read(p: &Path) -> String {
 
 /// Chassis `a` and `b` (namespaces `<t>a`, `<t>b`) with their VMs on
 /// `vm_addrs` (CIDR), joined by the underlay veth `<t>ua` / `<t>ub`.
-fn two_chassis(t: &str, ovn: &OvnCentral, vm_addrs: [&str; 2]) -> Result<(Chassis, Chassis)> {
-    let a = chassis(t, 'a', 1, vm_addrs[0], ovn)?;
-    let b = chassis(t, 'b', 2, vm_addrs[1], ovn)?;
+fn two_chassis(
+    t: &str,
+    ovn: &OvnCentral,
+    vm_addrs: [&str; 2],
+    encap: Encap,
+) -> Result<(Chassis, Chassis)> {
+    let a = chassis(t, 'a', 1, vm_addrs[0], ovn, encap)?;
+    let b = chassis(t, 'b', 2, vm_addrs[1], ovn, encap)?;
     let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
     ip(&[
         "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
@@ -292,13 +310,14 @@ fn two_chassis(t: &str, ovn: &OvnCentral, vm_addrs: [&str; 2]) -> Result<(Chassi
 }
 
 /// Binds `lp1` on `a` and `lp2` on `b`, then checks: both chassis and
-/// their VXLAN encaps in the SB, each port bound on its own chassis with
-/// `ovn-installed`, and a VXLAN tunnel port from each chassis to the other.
+/// their encaps in the SB, each port bound on its own chassis with
+/// `ovn-installed`, and a tunnel port of that type from each chassis to the
+/// other.
 fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
     a.bind("lp1")?;
     b.bind("lp2")?;
 
-    // Both chassis register with a VXLAN encap on their underlay address.
+    // Both chassis register with their encap on their underlay address.
     if !wait_until(Duration::from_secs(30), || {
         let names = ovn
             .sbctl(&["--bare", "--columns=name", "list", "Chassis"])
@@ -316,7 +335,7 @@ fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
             &format!("chassis_name={}", c.name),
         ])?;
         let words: Vec<&str> = encap.split_whitespace().collect();
-        assert_eq!(words, ["vxlan", c.ip.as_str()], "{} encap", c.name);
+        assert_eq!(words, [c.encap.name(), c.ip.as_str()], "{} encap", c.name);
     }
     // Each port bound on its own chassis, its flows installed.
     for (lp, c) in [("lp1", a), ("lp2", b)] {
@@ -342,7 +361,7 @@ fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
         ])?;
         assert_eq!(up.trim(), "true", "{lp} up");
     }
-    // ovn-controller made a VXLAN tunnel port towards the other chassis.
+    // ovn-controller made a tunnel port towards the other chassis.
     for (c, peer) in [(a, b), (b, a)] {
         if !wait_until(Duration::from_secs(20), || {
             c.sw.vsctl(&[
@@ -350,7 +369,7 @@ fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
                 "--columns=name",
                 "find",
                 "Interface",
-                "type=vxlan",
+                &format!("type={}", c.encap),
                 &format!("options:remote_ip={}", peer.ip),
             ])
             .map(|s| !s.trim().is_empty())
@@ -363,7 +382,7 @@ fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
 }
 
 #[test]
-fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
+fn stock_ovn_spans_two_ferrovs_chassis_over_geneve() -> Result<()> {
     require!(
         "ovn-controller",
         "ovn-northd",
@@ -372,7 +391,8 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
         "ovsdb-server",
         "ovsdb-tool",
         "iperf3",
-        "ethtool"
+        "ethtool",
+        "tcpdump"
     );
     let t = "ovn2";
     let central = tempfile::Builder::new()
@@ -397,6 +417,7 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
         t,
         &ovn,
         [&format!("{}/24", vm_ip(1)), &format!("{}/24", vm_ip(2))],
+        Encap::Geneve,
     )?;
     bind_and_check(&ovn, &a, &b)?;
 
@@ -411,33 +432,8 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
     assert!(bps > 0.0, "no TCP data a -> b");
     let bps = iperf3_tcp(&a.vm, &b.vm, &vm_ip(1), 2)?;
     assert!(bps > 0.0, "no TCP data b -> a");
-    // OVN's VXLAN mode: the logical datapath and output port go out in
-    // the VNI (a masked set_field on tun_id, then the tunnel port) and come
-    // back from it on the tunnel port's in_port.
-    let tport =
-        a.sw.vsctl(&[
-            "--bare",
-            "--columns=ofport",
-            "find",
-            "Interface",
-            "type=vxlan",
-        ])?
-        .trim()
-        .to_string();
-    let table = a.sw.ofctl(&["dump-flows", &a.int])?;
-    assert!(
-        table
-            .lines()
-            .any(|l| l.contains("->tun_id,output:") && l.contains(&format!("output:{tport}"))),
-        "no rule encapsulates to port {tport}:\n{table}"
-    );
-    assert!(
-        table.lines().any(|l| l.contains("table=0,")
-            && l.contains(&format!("in_port={tport} "))
-            && l.contains("move:NXM_NX_TUN_ID[0..11]->OXM_OF_METADATA[0..11]")),
-        "no rule decapsulates from port {tport}:\n{table}"
-    );
-    // The datapath shows VXLAN on both directions.
+    check_encapsulation(&a, &format!("{t}ua"))?;
+    // The datapath encapsulates and decapsulates natively.
     let flows = a.sw.appctl(&["dpctl/dump-flows"])?;
     assert!(flows.contains("tnl_push("), "{flows}");
     assert!(flows.contains("tnl_pop("), "{flows}");
@@ -469,6 +465,75 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_vxlan() -> Result<()> {
     assert!(!a.vm.ping(&vm_ip(2), 3), "b reachable again after lsp-del");
 
     assert_healthy([&mut a, &mut b])
+}
+
+/// OVN's encapsulation on chassis `c` (underlay veth `uplink`): the rules
+/// that send to and receive from its tunnel port carry the logical
+/// datapath and ports the way the encapsulation does, and the underlay
+/// shows it (tcpdump: UDP to the encapsulation's port, and for Geneve
+/// OVN's option class 0x0102).
+fn check_encapsulation(c: &Chassis, uplink: &str) -> Result<()> {
+    let tport =
+        c.sw.vsctl(&[
+            "--bare",
+            "--columns=ofport",
+            "find",
+            "Interface",
+            &format!("type={}", c.encap),
+        ])?
+        .trim()
+        .to_string();
+    let table = c.sw.ofctl(&["dump-flows", &c.int])?;
+    let out = format!("output:{tport}");
+    let from = format!("in_port={tport} ");
+    let encap_rule = |l: &str| match c.encap {
+        // Datapath in the VNI, logical in/out ports in tun_metadata0.
+        Encap::Geneve => l.contains("->tun_id") && l.contains("TUN_METADATA0") && l.contains(&out),
+        // Datapath and output port in the VNI (a masked set_field).
+        Encap::Vxlan => l.contains("->tun_id,output:") && l.contains(&out),
+    };
+    let decap_rule = |l: &str| {
+        l.contains("table=0,")
+            && l.contains(&from)
+            && match c.encap {
+                Encap::Geneve => {
+                    l.contains("move:NXM_NX_TUN_ID[0..23]->OXM_OF_METADATA[0..23]")
+                        && l.contains("move:NXM_NX_TUN_METADATA0[16..30]->NXM_NX_REG14[0..14]")
+                        && l.contains("move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG15[0..15]")
+                }
+                Encap::Vxlan => l.contains("move:NXM_NX_TUN_ID[0..11]->OXM_OF_METADATA[0..11]"),
+            }
+    };
+    assert!(
+        table.lines().any(encap_rule),
+        "no rule encapsulates to port {tport}:\n{table}"
+    );
+    assert!(
+        table.lines().any(decap_rule),
+        "no rule decapsulates from port {tport}:\n{table}"
+    );
+    // The wire: tcpdump decodes the encapsulation on its UDP port.
+    let port = c.encap.udp_port().to_string();
+    let dump = c.ns.spawn(&[
+        "timeout", "15", "tcpdump", "-i", uplink, "-nn", "-vv", "-l", "-c", "4", "udp", "dst",
+        "port", &port,
+    ])?;
+    std::thread::sleep(Duration::from_millis(800));
+    c.vm.ping(&vm_ip(2), 3);
+    let shown = dump.wait_output()?;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains(&format!(".{port}: ")),
+        "no UDP {port}:\n{text}"
+    );
+    match c.encap {
+        Encap::Geneve => assert!(
+            text.contains("Geneve") && text.contains("(0x102)"),
+            "no Geneve with OVN's option class 0x0102:\n{text}"
+        ),
+        Encap::Vxlan => assert!(text.contains("VXLAN"), "no VXLAN:\n{text}"),
+    }
+    Ok(())
 }
 
 /// Both chassis stay healthy: vswitchd alive, ovn-controller running and
@@ -598,7 +663,7 @@ fn stock_ovn_routes_across_two_ferrovs_chassis_with_stateful_acls() -> Result<()
         "outport == \"lp2\" && ip4",
         "allow-related",
     ])?;
-    let (mut a, mut b) = two_chassis(t, &ovn, ["10.97.1.1/24", "10.97.2.1/24"])?;
+    let (mut a, mut b) = two_chassis(t, &ovn, ["10.97.1.1/24", "10.97.2.1/24"], Encap::Vxlan)?;
     a.vm.exec(&["ip", "route", "add", "default", "via", "10.97.1.254"])?;
     b.vm.exec(&["ip", "route", "add", "default", "via", "10.97.2.254"])?;
     bind_and_check(&ovn, &a, &b)?;
@@ -741,7 +806,7 @@ fn stock_ovn_load_balancer_spreads_connections_over_backends_on_both_chassis() -
     ])?;
     ovn.nbctl(&["ls-lb-add", "ls-a", "lb"])?;
     ovn.nbctl(&["lr-lb-add", "lr", "lb"])?;
-    let (mut a, mut b) = two_chassis(t, &ovn, ["10.98.1.1/24", "10.98.2.2/24"])?;
+    let (mut a, mut b) = two_chassis(t, &ovn, ["10.98.1.1/24", "10.98.2.2/24"], Encap::Geneve)?;
     a.vm.exec(&["ip", "route", "add", "default", "via", "10.98.1.254"])?;
     b.vm.exec(&["ip", "route", "add", "default", "via", "10.98.2.254"])?;
     bind_and_check(&ovn, &a, &b)?;

@@ -407,9 +407,20 @@ fn trace(
         .slow
         .bridge(bridge)
         .ok_or_else(|| format!("{bridge}: unknown bridge"))?;
-    let key = flows::text::parse_flow_key(flow).map_err(|e| format!("{flow}: {e}"))?;
+    let (key, tun_metadata) =
+        flows::text::parse_flow_key_tm(flow).map_err(|e| format!("{flow}: {e}"))?;
     let now = ctx.switch.slow.now_ms();
     let st = ofp.lock();
+    // tun_metadataN of the flow land where the bridge's TLV map puts them
+    // (and mark the options present).
+    let mut m = flows::Match {
+        key,
+        mask: flows::FlowKey::default(),
+    };
+    st.tlv
+        .bind_match(&mut m, &tun_metadata)
+        .map_err(|e| format!("{flow}: {e}"))?;
+    let key = m.key;
     if st.ports.get(key.in_port).is_none() {
         return Err(format!(
             "{bridge}: no port with OpenFlow port number {} (in_port)",

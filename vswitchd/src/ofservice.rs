@@ -620,6 +620,27 @@ fn apply_group_mod(st: &mut crate::ofproto::BridgeState, gm: GroupMod) -> Result
     })
 }
 
+/// One flow-mod of a bundle (its `tun_metadataN` already bound): meters
+/// checked, then applied; removed rules are collected for FLOW_REMOVED.
+fn bundle_flow_mod(
+    st: &mut crate::ofproto::BridgeState,
+    fm: &FlowMod,
+    now: u64,
+    removed: &mut Vec<flows::table::RemovedRule>,
+) -> Result<(), OfError> {
+    if !fm.command.is_delete() {
+        crate::meters::check_flow_meters(st, &fm.actions)?;
+    }
+    let out = st
+        .pipeline
+        .flow_mod(fm, now)
+        .map_err(|e| openflow::convert::flow_mod_error(&e))?;
+    if fm.command.is_delete() {
+        removed.extend(out.removed);
+    }
+    Ok(())
+}
+
 /// Applies OpenFlow requests to one bridge.
 struct BridgeAgent {
     switch: Arc<Switch>,
@@ -654,9 +675,12 @@ impl SwitchAgent for BridgeAgent {
         }
     }
 
-    fn flow_mod(&mut self, fm: FlowMod) -> Result<(), OfError> {
+    fn flow_mod(&mut self, mut fm: FlowMod) -> Result<(), OfError> {
         let now = self.switch.slow.now_ms();
         let mut st = self.ofp.lock();
+        st.tlv
+            .bind_flow_mod(&mut fm)
+            .map_err(openflow::convert::tun_metadata_error)?;
         if !fm.command.is_delete() {
             crate::meters::check_flow_meters(&st, &fm.actions)?;
         }
@@ -703,21 +727,13 @@ impl SwitchAgent for BridgeAgent {
         let mut failed = None;
         for (i, m) in msgs.iter().enumerate() {
             let r = match m {
-                BundledMod::Flow(fm) => (if fm.command.is_delete() {
-                    Ok(())
-                } else {
-                    crate::meters::check_flow_meters(&st, &fm.actions)
-                })
-                .and_then(|()| {
-                    st.pipeline
-                        .flow_mod(fm, now)
-                        .map_err(|e| openflow::convert::flow_mod_error(&e))
-                })
-                .map(|out| {
-                    if fm.command.is_delete() {
-                        removed.extend(out.removed);
-                    }
-                }),
+                BundledMod::Flow(fm) => {
+                    let mut fm = fm.clone();
+                    st.tlv
+                        .bind_flow_mod(&mut fm)
+                        .map_err(openflow::convert::tun_metadata_error)
+                        .and_then(|()| bundle_flow_mod(&mut st, &fm, now, &mut removed))
+                }
                 BundledMod::Group(gm) => apply_group_mod(&mut st, gm.clone()),
                 BundledMod::Port(_) => Err(OfError::BundleMsgUnsup),
             };
@@ -762,9 +778,19 @@ impl SwitchAgent for BridgeAgent {
     fn tlv_table_mod(&mut self, m: openflow::msg::tlv::TlvTableMod) -> Result<(), OfError> {
         let map = {
             let mut st = self.ofp.lock();
-            // No match field reads tun_metadata yet, so no mapping is in use.
+            // A mapping a flow uses cannot be deleted.
+            let used = if m.command == flows::tlv::TlvCommand::Add {
+                0
+            } else {
+                st.pipeline
+                    .dump(&stats_filter(&FlowStatsRequest::default()))
+                    .fold(0u64, |u, (_, _, rule)| {
+                        let r = rule.to_rule();
+                        u | flows::tlv::tun_metadata_used(&r.m, &r.actions)
+                    })
+            };
             st.tlv
-                .apply(m.command, &m.mappings, |_| false)
+                .apply(m.command, &m.mappings, |idx| used & (1 << (idx % 64)) != 0)
                 .map_err(openflow::convert::tlv_error)?;
             st.tlv.clone()
         };
@@ -811,12 +837,19 @@ impl SwitchAgent for BridgeAgent {
         Ok(())
     }
 
-    fn packet_out(&mut self, po: PacketOut) -> Result<(), OfError> {
+    fn packet_out(&mut self, mut po: PacketOut) -> Result<(), OfError> {
         if po.buffer_id != NO_BUFFER {
             return Err(OfError::BufferUnknown);
         }
         let now = self.switch.slow.now_ms();
         let st = self.ofp.lock();
+        // Stock OVS decodes a packet-out's actions without the TLV map and
+        // accepts fields it lacks; here they are bound when the map has
+        // them, and otherwise stay unbound (writes do nothing, reads give 0).
+        let mut bound = po.actions.clone();
+        if st.tlv.bind_actions(&mut bound).is_ok() {
+            po.actions = bound;
+        }
         let dp_in = st.ports.get(po.in_port).map(|p| p.dp_port);
         let (mut key, _) =
             flows::parse::extract(&po.data, po.in_port).map_err(|_| OfError::BadPacket)?;
@@ -891,7 +924,7 @@ impl SwitchAgent for BridgeAgent {
                     rules
                         .into_iter()
                         .map(|(t, _, rule)| {
-                            openflow::convert::rule_to_flow_stats(t, &rule.to_rule(), now)
+                            openflow::convert::rule_to_flow_stats(t, &rule.to_rule(), now, &st.tlv)
                         })
                         .collect(),
                 )

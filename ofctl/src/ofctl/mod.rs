@@ -804,6 +804,7 @@ fn flows_of(source: &str, opts: &Options) -> Result<Vec<(u8, u32, flows::Match, 
                 fm.idle_timeout = rule.idle_timeout;
                 fm.hard_timeout = rule.hard_timeout;
                 fm.actions = rule.actions;
+                fm.tun_metadata = fs.tun_metadata.clone();
                 (fs.table_id, rule.priority, rule.m, format_flow_mod(&fm))
             })
             .collect())

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use flows::text::{format_actions, format_match, format_port, format_rule};
+use flows::text::{format_actions, format_match, format_match_with, format_port, format_rule_with};
 use openflow::consts::OFP10_VERSION;
 use openflow::convert::flow_stats_to_rule;
 use openflow::*;
@@ -63,7 +63,7 @@ pub fn flow_line(fs: &FlowStats, no_stats: bool) -> String {
         if fs.table_id != 0 {
             parts.push(format!("table={}", fs.table_id));
         }
-        let m = format_match(&fs.match_, u32::from(fs.priority));
+        let m = format_match_with(&fs.match_, u32::from(fs.priority), &fs.tun_metadata);
         if !m.is_empty() {
             parts.push(m);
         }
@@ -75,7 +75,7 @@ pub fn flow_line(fs: &FlowStats, no_stats: bool) -> String {
         s
     } else {
         let (rule, dur_ms) = flow_stats_to_rule(fs);
-        let line = format_rule(fs.table_id, &rule, dur_ms);
+        let line = format_rule_with(fs.table_id, &rule, dur_ms, &fs.tun_metadata);
         // Use the switch's exact duration, printed as ovs-ofctl does.
         match (line.find("duration="), line.find(", table=")) {
             (Some(a), Some(b)) if a < b => format!(
@@ -313,6 +313,7 @@ mod tests {
         k.nw_dst = 0x0a00_0000;
         m.nw_dst = 0xffff_ff00;
         let fs = FlowStats {
+            tun_metadata: Vec::new(),
             table_id: 0,
             duration_sec: 3,
             duration_nsec: 250_000_000,

@@ -6,7 +6,7 @@ use crate::consts::{OFPG_ANY, OFPTT_ALL};
 use crate::error::{DecodeError, EncodeError, OfError};
 use crate::match10::{decode_match10, encode_match10};
 use crate::message::{FlowFlags, FlowMod, FlowModCommand, FlowModMsg, FlowRemoved, Message};
-use crate::oxm::{decode_ofp_match, encode_ofp_match};
+use crate::oxm::{decode_ofp_match, decode_ofp_match_tm, encode_ofp_match, encode_ofp_match_tm};
 use crate::wire::{Reader, Writer};
 
 /// Flow-mod flags (`OFPFF_*`, OpenFlow 1.3 numbering).
@@ -112,6 +112,7 @@ fn decode_flow_mod10(mut r: Reader) -> Result<FlowModMsg, DecodeError> {
             out_port,
             out_group: OFPG_ANY,
             actions: actions::decode_actions10(r)?,
+            tun_metadata: Vec::new(),
         },
         buffer_id,
         importance: 0,
@@ -137,7 +138,7 @@ fn decode_flow_mod13(v: Version, mut r: Reader) -> Result<FlowModMsg, DecodeErro
         r.skip(2)?;
         0
     };
-    let m = decode_ofp_match(&mut r)?;
+    let (m, tun_metadata) = decode_ofp_match_tm(&mut r)?;
     // OFPTT_ALL names every table for modify and delete (as in Open
     // vSwitch, and what `ovs-ofctl mod-flows` sends without `table=`); an
     // add needs one table.
@@ -158,6 +159,7 @@ fn decode_flow_mod13(v: Version, mut r: Reader) -> Result<FlowModMsg, DecodeErro
             out_port,
             out_group,
             actions: actions::decode_instructions(r)?,
+            tun_metadata,
         },
         buffer_id,
         importance,
@@ -259,7 +261,7 @@ pub fn encode(w: &mut Writer, v: Version, msg: &Message) -> Result<(), EncodeErr
             w.u32(f.out_group);
             w.u16(flags_to_wire(&f.flags));
             w.u16(if v.has_properties() { *importance } else { 0 });
-            encode_ofp_match(w, &f.m);
+            encode_ofp_match_tm(w, &f.m, &f.tun_metadata);
             actions::encode_instructions_with(
                 w,
                 &f.actions,

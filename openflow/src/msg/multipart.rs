@@ -9,7 +9,7 @@ use crate::consts::{MP_MORE, MP_SPLIT_BYTES, OFPG_ANY, mp};
 use crate::error::{DecodeError, EncodeError, OfError};
 use crate::match10::{decode_match10, encode_match10};
 use crate::message::*;
-use crate::oxm::{decode_ofp_match, encode_ofp_match};
+use crate::oxm::{decode_ofp_match, decode_ofp_match_tm, encode_ofp_match, encode_ofp_match_tm};
 use crate::wire::{Reader, Writer};
 
 /// Length of the multipart header after the common header: type and flags,
@@ -261,7 +261,7 @@ fn decode_flow_desc15(r: Reader) -> Result<Vec<FlowStats>, DecodeError> {
         let flags = b.u16()?;
         let _importance = b.u16()?;
         let cookie = b.u64()?;
-        let match_ = decode_ofp_match(&mut b)?;
+        let (match_, tun_metadata) = decode_ofp_match_tm(&mut b)?;
         let st = super::oxs::decode(&mut b)?;
         out.push(FlowStats {
             table_id,
@@ -275,6 +275,7 @@ fn decode_flow_desc15(r: Reader) -> Result<Vec<FlowStats>, DecodeError> {
             packet_count: st.packet_count,
             byte_count: st.byte_count,
             match_,
+            tun_metadata,
             actions: actions::decode_instructions(b)?,
         });
     }
@@ -293,7 +294,7 @@ fn encode_flow_desc15(w: &mut Writer, f: &FlowStats) -> Result<(), EncodeError> 
     w.u16(f.flags);
     w.u16(0);
     w.u64(f.cookie);
-    encode_ofp_match(w, &f.match_);
+    encode_ofp_match_tm(w, &f.match_, &f.tun_metadata);
     super::oxs::encode(
         w,
         &super::oxs::Stats {
@@ -343,11 +344,11 @@ fn decode_flow_stats(v: Version, r: Reader) -> Result<Vec<FlowStats>, DecodeErro
         let cookie = b.u64()?;
         let packet_count = b.u64()?;
         let byte_count = b.u64()?;
-        let (match_, acts) = match m10 {
-            Some(m) => (m, actions::decode_actions10(b)?),
+        let (match_, tun_metadata, acts) = match m10 {
+            Some(m) => (m, Vec::new(), actions::decode_actions10(b)?),
             None => {
-                let m = decode_ofp_match(&mut b)?;
-                (m, actions::decode_instructions(b)?)
+                let (m, tm) = decode_ofp_match_tm(&mut b)?;
+                (m, tm, actions::decode_instructions(b)?)
             }
         };
         out.push(FlowStats {
@@ -362,6 +363,7 @@ fn decode_flow_stats(v: Version, r: Reader) -> Result<Vec<FlowStats>, DecodeErro
             packet_count,
             byte_count,
             match_,
+            tun_metadata,
             actions: acts,
         });
     }
@@ -396,7 +398,7 @@ fn encode_flow_stats(w: &mut Writer, v: Version, f: &FlowStats) -> Result<(), En
     if v.is_of10() {
         actions::encode_actions10(w, &f.actions)?;
     } else {
-        encode_ofp_match(w, &f.match_);
+        encode_ofp_match_tm(w, &f.match_, &f.tun_metadata);
         actions::encode_instructions_with(
             w,
             &f.actions,
