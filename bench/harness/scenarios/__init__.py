@@ -1,4 +1,5 @@
-"""One module per scenario family; each has NAME, TITLE, DESCRIPTION and run(ctx)."""
+"""One module per scenario family; each has NAME, TITLE, DESCRIPTION and run(ctx), and
+optionally QUICK = False to leave it out of --quick unless named with --only."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from . import (
     latency,
     memory,
     restart,
+    tunnel,
     vhost_loop,
 )
 
@@ -22,5 +24,6 @@ ALL = [
     memory,
     restart,
     conntrack,
+    tunnel,
 ]
 BY_NAME = {m.NAME: m for m in ALL}
