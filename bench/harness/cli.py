@@ -37,14 +37,16 @@ def _csv(choices: list[str]):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     names = [m.NAME for m in scenarios.ALL]
+    slow = [m.NAME for m in scenarios.ALL if not getattr(m, "QUICK", True)]
     p = argparse.ArgumentParser(
         prog="bench/run",
         description="Side-by-side benchmarks: ferrovs vs Open vSwitch vs the Linux bridge.",
     )
     p.add_argument("--quick", action="store_true",
                    help="a few seconds per scenario, 1 repetition (CI: keeps the harness working)")
-    p.add_argument("--only", type=_csv(names), default=names, metavar="SCENARIO,...",
-                   help=f"scenarios to run (default all: {','.join(names)})")
+    p.add_argument("--only", type=_csv(names), default=None, metavar="SCENARIO,...",
+                   help=f"scenarios to run (default all: {','.join(names)}; with --quick "
+                   f"all but {','.join(slow) or 'none'})")
     p.add_argument("--switches", type=_csv(list(switches.ALL)), default=list(switches.DEFAULT),
                    metavar="NAME,...", help="switches to compare (default ferrovs,ovs,linux-bridge)")
     p.add_argument("--reps", type=int, default=None,
@@ -59,7 +61,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results-dir", type=Path, default=None,
                    help="where the markdown/JSON/PNG go (default bench/results, "
                    "bench/results/quick with --quick)")
-    return p.parse_args(argv)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.only is None:
+        args.only = [n for n in names if not (args.quick and n in slow)]
+    return args  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,11 +42,14 @@ class Context:
         body: Callable[[ExitStack, object, int], None],
         case: str = "",
         needs: tuple[str, ...] = (),
+        start: bool = True,
     ) -> None:
         """For each repetition, for each switch in turn: start it in ``mode`` and run
         ``body(stack, switch, rep)``; everything is torn down after each call. ``case``
         (a prefix of the case names ``body`` records) scopes skips and failures; a switch
-        that lacks one of the features in ``needs`` is skipped without being started."""
+        that lacks one of the features in ``needs`` is skipped without being started.
+        With ``start=False`` the body gets the switch unstarted and starts it (or several
+        instances of it) itself, through ``stack``."""
         runnable = []
         for name in self.switch_names:
             sw = switches.make(name)
@@ -69,7 +72,8 @@ class Context:
                 sw = switches.make(name)
                 try:
                     with ExitStack() as stack:
-                        sw.start(stack, mode)
+                        if start:
+                            sw.start(stack, mode)
                         body(stack, sw, rep)
                 except Skip as e:
                     log(f"{scenario}: {name} skipped: {e}")

@@ -89,7 +89,7 @@ def render_markdown(doc: dict, titles: dict[str, str]) -> str:
             lines.append("")
             for n in notes:
                 where = f" ({n['case']})" if n.get("case") else ""
-            lines.append(f"- {n['switch']}{where}: {n['reason']}")
+                lines.append(f"- {n['switch']}{where}: {n['reason']}")
         lines.append("")
     return "\n".join(lines)
 

@@ -202,13 +202,17 @@ pub fn hypervisor(t: &str, side: char, n: u8, ovs: bool) -> Result<Hv> {
 }
 
 pub fn underlay_link(t: &str, a: &Hv, b: &Hv) -> Result<()> {
-    let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
+    veth_between(&format!("{t}ua"), a, &format!("{t}ub"), b)
+}
+
+/// A veth `ua` in `a`'s namespace, `ub` in `b`'s, both up.
+pub fn veth_between(ua: &str, a: &Hv, ub: &str, b: &Hv) -> Result<()> {
     ip(&[
-        "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
+        "link", "add", ua, "netns", &a.ns.name, "type", "veth", "peer", "name", ub, "netns",
         &b.ns.name,
     ])?;
-    a.ns.exec(&["ip", "link", "set", &ua, "up"])?;
-    b.ns.exec(&["ip", "link", "set", &ub, "up"])?;
+    a.ns.exec(&["ip", "link", "set", ua, "up"])?;
+    b.ns.exec(&["ip", "link", "set", ub, "up"])?;
     Ok(())
 }
 
@@ -217,32 +221,10 @@ impl Hv {
     /// on its internal port; integration bridge with the VM (OpenFlow port
     /// 1) and a tunnel port (OpenFlow port 2) of `kind` with `opts`.
     pub fn configure(&self, uplink: &str, kind: &str, opts: &[&str]) -> Result<()> {
-        let netdev = matches!(self.sw, Sw::Ovs(_));
-        for br in [&self.phy, &self.int] {
-            if netdev {
-                self.sw.vsctl(&[
-                    "add-br",
-                    br,
-                    "--",
-                    "set",
-                    "bridge",
-                    br,
-                    "datapath_type=netdev",
-                ])?;
-            } else {
-                self.sw.vsctl(&["add-br", br])?;
-            }
-        }
-        self.sw.vsctl(&["add-port", &self.phy, uplink])?;
-        if !wait_until(Duration::from_secs(10), || {
-            self.ns.exec(&["ip", "link", "show", &self.phy]).is_ok()
-        }) {
-            bail!("{} never appeared", self.phy);
-        }
-        self.ns.exec(&["ip", "link", "set", &self.phy, "up"])?;
+        self.add_bridge(&self.phy)?;
+        self.add_bridge(&self.int)?;
         let addr = format!("10.99.0.{}/24", self.n);
-        self.ns
-            .exec(&["ip", "addr", "add", &addr, "dev", &self.phy])?;
+        self.underlay_bridge_up(&self.phy, uplink, &addr)?;
         let addr6 = format!("fd00:99::{}/64", self.n);
         self.ns
             .exec(&["ip", "addr", "add", &addr6, "dev", &self.phy, "nodad"])?;
@@ -272,6 +254,47 @@ impl Hv {
         args.extend_from_slice(opts);
         self.sw.vsctl(&args)?;
         Ok(())
+    }
+
+    /// A bridge of this hypervisor's switch (`datapath_type=netdev` on OVS).
+    pub fn add_bridge(&self, br: &str) -> Result<()> {
+        if matches!(self.sw, Sw::Ovs(_)) {
+            self.sw.vsctl(&[
+                "add-br",
+                br,
+                "--",
+                "set",
+                "bridge",
+                br,
+                "datapath_type=netdev",
+            ])?;
+        } else {
+            self.sw.vsctl(&["add-br", br])?;
+        }
+        Ok(())
+    }
+
+    /// Makes `br` an underlay bridge: `uplink` its port, its internal port
+    /// up with `addr` (ADDR/LEN).
+    pub fn underlay_bridge_up(&self, br: &str, uplink: &str, addr: &str) -> Result<()> {
+        self.sw.vsctl(&["add-port", br, uplink])?;
+        if !wait_until(Duration::from_secs(10), || {
+            self.ns.exec(&["ip", "link", "show", br]).is_ok()
+        }) {
+            bail!("{br} never appeared");
+        }
+        self.ns.exec(&["ip", "link", "set", br, "up"])?;
+        self.ns.exec(&["ip", "addr", "add", addr, "dev", br])?;
+        Ok(())
+    }
+
+    /// Transmitted packets of `dev` in this hypervisor's namespace.
+    pub fn tx_packets(&self, dev: &str) -> Result<u64> {
+        let path = format!("/sys/class/net/{dev}/statistics/tx_packets");
+        let out = self.ns.exec(&["cat", &path])?;
+        out.trim()
+            .parse()
+            .with_context(|| format!("tx_packets of {dev}: {out:?}"))
     }
 
     pub fn vport(&self) -> String {

@@ -1,4 +1,5 @@
-"""One module per scenario family; each has NAME, TITLE, DESCRIPTION and run(ctx)."""
+"""One module per scenario family; each has NAME, TITLE, DESCRIPTION and run(ctx), and
+optionally QUICK = False to leave it out of --quick unless named with --only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from . import (
     memory,
     ovn,
     restart,
+    tunnel,
     vhost_loop,
 )
 
@@ -24,5 +26,6 @@ ALL = [
     restart,
     conntrack,
     ovn,
+    tunnel,
 ]
 BY_NAME = {m.NAME: m for m in ALL}

@@ -13,6 +13,7 @@ from ..procs import run as run_command
 
 NAME = "ovn"
 TITLE = "OVN: logical ports bound on one host until all are up"
+QUICK = False  # OVN central, ovn-controller and 100 ports: beyond --quick's budget
 PORTS_FULL = 1000
 PORTS_QUICK = 100
 INT_BRIDGE = f"{PREFIX}-int"

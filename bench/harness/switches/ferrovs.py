@@ -35,6 +35,7 @@ class Ferrovs:
         self.env: dict[str, str] = {}
         self.pids: dict[str, int] = {}
         self.added: list[str] = []
+        self.netns: str | None = None
 
     def available(self, mode: str) -> str | None:
         missing = [b for b in BINARIES if not (self.bin_dir() / b).is_file()]
@@ -66,15 +67,21 @@ class Ferrovs:
     def appctl(self, *args: str) -> str:
         return self._tool("appctl", *args, timeout=60)
 
-    def start(self, stack: ExitStack, mode: str) -> "Ferrovs":
+    def start(self, stack: ExitStack, mode: str, netns: str | None = None) -> "Ferrovs":
+        """``mode`` "tunnel": vswitchd in namespace ``netns``, no forwarding core pinned
+        (two of them share the machine) and no bridge: the scenario adds its own."""
+        self.netns = netns
         self.rundir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-ferrovs-", dir="/tmp"))
         stack.callback(shutil.rmtree, self.rundir, ignore_errors=True)
         self.env = {"FERROVS_RUNDIR": str(self.rundir)}
         self._spawn_vswitchd(stack)
-        self.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+        if mode != "tunnel":
+            self.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
         # Extra other_config keys for experiments, e.g. FERROVS_OTHER_CONFIG="pmd-maxsleep=500".
         for kv in os.environ.get("FERROVS_OTHER_CONFIG", "").split():
             self.vsctl("set", "Open_vSwitch", ".", f"other_config:{kv}")
+        if mode == "tunnel":
+            return self
         try:
             self.vsctl("add-br", BRIDGE)
         except RuntimeError:
@@ -89,9 +96,11 @@ class Ferrovs:
 
     def _spawn_vswitchd(self, stack: ExitStack) -> None:
         assert self.rundir is not None
+        in_ns = ["ip", "netns", "exec", self.netns] if self.netns else []
         proc = spawn(
             stack,
             [
+                *in_ns,
                 str(self.bin_dir() / "vswitchd"),
                 "--rundir",
                 str(self.rundir),
@@ -141,6 +150,20 @@ class Ferrovs:
     def add_system_port(self, name: str) -> None:
         self.added.append(name)
         self.vsctl("add-port", BRIDGE, name)
+
+    def add_bridge(self, name: str) -> None:
+        assert self.rundir is not None
+        self.vsctl("add-br", name)
+        wait_for(f"{name} mgmt socket", (self.rundir / f"{name}.mgmt").exists, 30, self.proc)
+
+    def add_port(self, bridge: str, name: str, *more: str) -> None:
+        """``vsctl add-port BRIDGE NAME [-- set Interface ...]``."""
+        self.vsctl("add-port", bridge, name, *more)
+
+    def tunnel_route(self, net: str, bridge: str) -> None:
+        """Nothing to do: ferrovs takes its tunnel routes from the kernel's table (the
+        underlay bridge's internal port has the address) and follows it."""
+        del net, bridge
 
     def add_tap_port(self, name: str) -> None:
         self.added.append(name)

@@ -20,6 +20,8 @@ class LinuxBridge:
         "restart": "the Linux bridge lives in the kernel: there is no daemon to restart",
         "tap": "a TAP port on the Linux bridge has a userspace fd, not a host, on its far "
         "end: no equivalent topology",
+        "tunnel": "the Linux bridge has no userspace tunnel ports (kernel VXLAN devices are "
+        "another datapath)",
     }
 
     def available(self, mode: str) -> str | None:
