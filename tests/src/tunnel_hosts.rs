@@ -5,7 +5,7 @@
 //! them, configured as Open vSwitch's userspace-tunnelling guide says.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,39 +14,7 @@ use crate::*;
 
 /// ferrovs's vswitchd running inside `ns`.
 pub fn switch_in(ns: &Netns) -> Result<Switch> {
-    let rundir = tempfile::Builder::new()
-        .prefix("ferrovs-tunhost-")
-        .tempdir()?;
-    let db = rundir.path().join("conf.db");
-    let log = rundir.path().join("vswitchd.log");
-    let logf = std::fs::File::create(&log)?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(bin("vswitchd"))
-        .arg("--rundir")
-        .arg(rundir.path())
-        .arg("--db")
-        .arg(&db)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .spawn()
-        .context("spawning vswitchd")?;
-    let sw = Switch {
-        rundir,
-        db,
-        proc: ChildGuard(Some(child)),
-        log,
-    };
-    let sock = sw.rundir().join("db.sock");
-    if !wait_until(Duration::from_secs(20), || sock.exists()) {
-        bail!("vswitchd did not start; log:\n{}", sw.log_text());
-    }
-    Ok(sw)
+    Switch::start_in_netns(ns, "ferrovs-tunhost-")
 }
 
 /// Stock Open vSwitch (userspace datapath) with its vswitchd in `ns`.
