@@ -703,7 +703,9 @@ impl QemuGuest {
 /// on drop.
 pub struct StockOvs {
     dir: tempfile::TempDir,
+    /// ovsdb-server's, then ovs-vswitchd's.
     pids: Vec<u32>,
+    netns: Option<String>,
 }
 
 impl StockOvs {
@@ -725,6 +727,7 @@ impl StockOvs {
         let mut ovs = StockOvs {
             dir,
             pids: Vec::new(),
+            netns: netns.map(str::to_string),
         };
         let d = ovs.dir.path().to_path_buf();
         let db = d.join("conf.db");
@@ -741,24 +744,70 @@ impl StockOvs {
             .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
             .arg("--detach"))?;
         ovs.pids.push(read_pid(&d.join("ovsdb.pid"))?);
-        let mut vswitchd = match netns {
-            None => ovs.cmd("ovs-vswitchd"),
+        let pid = ovs.spawn_vswitchd()?;
+        ovs.pids.push(pid);
+        Ok(ovs)
+    }
+
+    /// Starts ovs-vswitchd (detached) and returns its pid.
+    fn spawn_vswitchd(&self) -> Result<u32> {
+        let d = self.dir.path();
+        let mut vswitchd = match &self.netns {
+            None => {
+                let mut c = self.cmd("ovs-vswitchd");
+                c.arg("--enable-dummy=override");
+                c
+            }
             Some(ns) => {
-                let mut c = ovs.cmd("ip");
+                let mut c = self.cmd("ip");
                 c.args(["netns", "exec", ns, "ovs-vswitchd"]);
                 c
             }
         };
-        if netns.is_none() {
-            vswitchd.arg("--enable-dummy=override");
-        }
         run(vswitchd
             .arg(format!("unix:{}", d.join("db.sock").display()))
             .arg(format!("--pidfile={}", d.join("vswitchd.pid").display()))
             .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
             .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("vswitchd.pid"))?);
-        Ok(ovs)
+        read_pid(&d.join("vswitchd.pid"))
+    }
+
+    /// `kill -9` of ovs-vswitchd; waits until it is gone.
+    pub fn kill_vswitchd(&self) -> Result<()> {
+        let pid = self.pids[1];
+        // SAFETY: kill has no memory-safety preconditions; the pid is the
+        // daemon this harness started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+        if !wait_until(Duration::from_secs(5), || !self.alive()) {
+            bail!("ovs-vswitchd {pid} survived SIGKILL");
+        }
+        Ok(())
+    }
+
+    /// `kill -9` of ovs-vswitchd (if it still runs), then a new one on the
+    /// same DB and in the same namespace; ovsdb-server keeps running.
+    pub fn kill_and_restart_vswitchd(&mut self) -> Result<()> {
+        self.kill_vswitchd()?;
+        self.pids[1] = self.spawn_vswitchd()?;
+        Ok(())
+    }
+
+    /// ovs-vswitchd's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vswitchd.log")).unwrap_or_default()
+    }
+
+    /// `unix:DIR/db.sock`, the DB remote for clients such as ovn-controller.
+    pub fn db_remote(&self) -> String {
+        format!("unix:{}", self.dir.path().join("db.sock").display())
+    }
+
+    /// True while ovs-vswitchd is alive.
+    pub fn alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(self.pids[1] as i32, 0) == 0 }
     }
 
     /// The private directory (OVS_RUNDIR, OVS_LOGDIR and OVS_DBDIR).
