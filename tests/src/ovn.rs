@@ -297,9 +297,16 @@ impl Chassis {
     }
 
     /// A second VM namespace `<name>` behind this chassis' integration
-    /// bridge (veth `<name>p`), with `mac`, `addr` (CIDR) and default
-    /// gateway `gw`, bound to logical port `lp` and installed.
-    pub fn extra_vm(&self, name: &str, addr: &str, mac: &str, gw: &str, lp: &str) -> Result<Netns> {
+    /// bridge (veth `<name>p`), with `mac`, bound to logical port `lp` and
+    /// installed; `net` is its address (CIDR) and default gateway, or None
+    /// for a VM that is to get them by DHCP.
+    pub fn extra_vm(
+        &self,
+        name: &str,
+        mac: &str,
+        lp: &str,
+        net: Option<(&str, &str)>,
+    ) -> Result<Netns> {
         let vm = Netns::new(name)?;
         let port = format!("{name}p");
         self.ns.exec(&[
@@ -307,10 +314,12 @@ impl Chassis {
         ])?;
         self.ns.exec(&["ip", "link", "set", &port, "up"])?;
         vm.exec(&["ip", "link", "set", "eth0", "address", mac])?;
-        vm.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
         vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
         vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
-        vm.exec(&["ip", "route", "add", "default", "via", gw])?;
+        if let Some((addr, gw)) = net {
+            vm.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
+            vm.exec(&["ip", "route", "add", "default", "via", gw])?;
+        }
         self.bind_port(&port, lp)?;
         if !wait_until(Duration::from_secs(30), || self.installed(&port)) {
             bail!("{port} never got ovn-installed\n{}", self.diag());
@@ -501,4 +510,40 @@ pub fn tcp_connects(server: &Netns, client: &Netns, ip: &str, port: u16) -> Resu
         "3000",
     ])?;
     Ok(out.status.success())
+}
+
+/// Runs busybox `udhcpc` on `vm`'s eth0 until it reports the lease of
+/// `ip` from `server`, for up to `within` (the flows of the DHCP options
+/// may land after `ovn-installed`). Returns whether it did, and the
+/// client's last output.
+pub fn dhcp_lease(vm: &Netns, ip: &str, server: &str, within: Duration) -> (bool, String) {
+    let mut out = String::new();
+    let want = format!("lease of {ip} obtained from {server}");
+    let ok = wait_until(within, || {
+        out = vm
+            .exec_output(&[
+                "timeout",
+                "10",
+                "busybox",
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-n",
+                "-q",
+                "-f",
+                "-t",
+                "2",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+            ])
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            })
+            .unwrap_or_default();
+        out.contains(&want)
+    });
+    (ok, out)
 }

@@ -14,8 +14,10 @@
 //! its chassis, up and `ovn-installed`; ping and TCP both ways across the
 //! chassis on the same logical switch and routed; TCP 8080 is dropped and
 //! 80 passes, both towards OVS and towards ferrovs; the VIP reaches both
-//! backends. Then `kill -9` of ferrovs and a restart: traffic is back
-//! within 10 s with no other step, and the ACL and the VIP work again.
+//! backends; a DHCP client on each chassis gets its lease from OVN's native
+//! DHCP (lp4 on ferrovs, lp5 on OVS, on `ls-b`). Then `kill -9` of ferrovs
+//! and a restart: traffic is back within 10 s with no other step, and the
+//! ACL, the VIP and DHCP work again.
 //! Neither ovn-controller receives an OpenFlow error.
 //!
 //! Run under the e2e lock: `flock /tmp/ferrovs-e2e.lock cargo test -p
@@ -26,7 +28,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferrovs_tests::ovn::{Chassis, OvnCentral, SwitchKind, two_chassis};
+use ferrovs_tests::ovn::{Chassis, OvnCentral, SwitchKind, dhcp_lease, two_chassis};
 use ferrovs_tests::*;
 
 fn mac(n: u8) -> String {
@@ -78,6 +80,8 @@ fn topology(ovn: &OvnCentral) -> Result<()> {
         ("lp1", "ls-a", 1u8, "10.95.1.1"),
         ("lp2", "ls-b", 2, "10.95.2.2"),
         ("lp3", "ls-b", 3, "10.95.2.3"),
+        ("lp4", "ls-b", 4, "10.95.2.4"),
+        ("lp5", "ls-b", 5, "10.95.2.5"),
     ] {
         ovn.nbctl(&[
             "lsp-add",
@@ -105,6 +109,16 @@ fn topology(ovn: &OvnCentral) -> Result<()> {
         "(outport == \"lp2\" || outport == \"lp3\") && ip4",
         "allow-related",
     ])?;
+    // OVN's DHCP server for lp4 and lp5.
+    let uuid = ovn.nbctl(&[
+        "create",
+        "DHCP_Options",
+        "cidr=10.95.2.0/24",
+        "options={server_id=10.95.2.254, server_mac=\"00:00:00:00:95:f2\", lease_time=3600, router=10.95.2.254}",
+    ])?;
+    for lp in ["lp4", "lp5"] {
+        ovn.nbctl(&["lsp-set-dhcpv4-options", lp, uuid.trim()])?;
+    }
     ovn.nbctl(&[
         "lb-add",
         "lb",
@@ -229,6 +243,40 @@ fn backends(vms: &[(&Netns, &str)]) -> Result<(tempfile::TempDir, Vec<ChildGuard
     Ok((dir, servers))
 }
 
+/// Every DHCP client gets the lease of its address within `within`.
+fn leases(dhcp: &[(Netns, &str)], a: &Chassis, b: &Chassis, within: Duration) -> Result<()> {
+    let mut failed = Vec::new();
+    for (vm, ip) in dhcp {
+        let (ok, out) = dhcp_lease(vm, ip, "10.95.2.254", within);
+        if !ok {
+            failed.push(format!("no DHCP lease of {ip}: {out}"));
+        }
+    }
+    if !failed.is_empty() {
+        let pinctrl = |c: &Chassis| {
+            std::fs::read_to_string(&c.log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("pinctrl") || l.contains("dhcp") || l.contains("resume")
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        bail!(
+            "{}\n{}\n{}\npinctrl a:\n{}\npinctrl b:\n{}",
+            failed.join("\n"),
+            a.diag(),
+            b.diag(),
+            pinctrl(a),
+            pinctrl(b)
+        );
+    }
+    Ok(())
+}
+
 fn mixed_cluster(t: &str, kinds: [SwitchKind; 2], encap: &str) -> Result<()> {
     assert_eq!(kinds[0], SwitchKind::Ferrovs, "chassis a runs ferrovs");
     let central = tempfile::Builder::new()
@@ -249,11 +297,22 @@ fn mixed_cluster(t: &str, kinds: [SwitchKind; 2], encap: &str) -> Result<()> {
     ovn.bind_and_check(&[("lp1", &a), ("lp2", &b)])?;
     let lp3 = a.extra_vm(
         &format!("{t}w"),
-        "10.95.2.3/24",
         &mac(3),
-        "10.95.2.254",
         "lp3",
+        Some(("10.95.2.3/24", "10.95.2.254")),
     )?;
+    // DHCP clients, one per chassis: each chassis' ovn-controller answers
+    // its own (controller(pause) and NXT_RESUME through its switch).
+    let dhcp = [
+        (
+            a.extra_vm(&format!("{t}d"), &mac(4), "lp4", None)?,
+            "10.95.2.4",
+        ),
+        (
+            b.extra_vm(&format!("{t}e"), &mac(5), "lp5", None)?,
+            "10.95.2.5",
+        ),
+    ];
     let (_dir, servers) = backends(&[(&b.vm, "on-b"), (&lp3, "on-a")])?;
 
     let vms = Vms {
@@ -264,6 +323,7 @@ fn mixed_cluster(t: &str, kinds: [SwitchKind; 2], encap: &str) -> Result<()> {
     vms.ping_across(Duration::from_secs(30))?;
     vms.traffic_across()?;
     vms.acl_and_vip()?;
+    leases(&dhcp, &a, &b, Duration::from_secs(30))?;
 
     // kill -9 of ferrovs and a restart: its DB brings back the bridges
     // and ports, the underlay address is still on its persistent internal
@@ -280,6 +340,7 @@ fn mixed_cluster(t: &str, kinds: [SwitchKind; 2], encap: &str) -> Result<()> {
     eprintln!("traffic back {:?} after the kill", killed.elapsed());
     vms.traffic_across()?;
     vms.acl_and_vip()?;
+    leases(&dhcp, &a, &b, Duration::from_secs(10))?;
     drop(servers);
     a.assert_healthy()?;
     b.assert_healthy()
