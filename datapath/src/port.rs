@@ -139,6 +139,13 @@ pub trait Port: Send + Sync {
     fn open_rxq(&self, q: usize) -> Result<Box<dyn RxQueue>, PortError>;
     /// Opens a transmit queue for PMD thread `pmd`.
     fn open_txq(&self, pmd: usize) -> Result<Box<dyn TxQueue>, PortError>;
+    /// The port leaves the configuration: remove what the switch made for
+    /// it that outlives the process (a persistent TAP device), once the
+    /// port is closed. Closing a port without this (a restart, a crash)
+    /// keeps such devices for the next run. Nothing to do for most ports.
+    fn delete_device(&self) -> Result<(), PortError> {
+        Ok(())
+    }
 }
 
 /// A receive queue, polled by exactly one PMD thread.

@@ -6,6 +6,14 @@
 //! Receive is one nonblocking `readv` per frame (header + frame straight
 //! into the batch's buffer), only while the device's readiness flag
 //! ([`crate::readiness`]) is up; transmit is one `writev` per frame.
+//!
+//! Lifetime, as Open vSwitch's userspace datapath has it: the device is
+//! made persistent when the port opens it, so it outlives the process that
+//! opened it. After a crash or `kill -9` the device stays with its
+//! addresses and routes (without carrier); the restarted switch attaches to
+//! it again by name. Only [`Port::delete_device`] (the port leaving the
+//! configuration) removes it. Closing the port (dropping it, or the daemon
+//! exiting) leaves it in place.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -19,6 +27,7 @@ use crate::readiness::ReadyFlag;
 use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
@@ -51,7 +60,9 @@ pub struct TapPort {
 }
 
 impl TapPort {
-    /// Opens (creating it if missing) TAP device `name` as a `tap` port.
+    /// Opens TAP device `name` as a `tap` port: attaches to it if it exists
+    /// (left by an earlier run, or created by `ip tuntap`), creates it
+    /// persistent otherwise.
     pub fn open(name: &str) -> Result<Arc<TapPort>, PortError> {
         TapPort::open_kind(name, PortKind::Tap)
     }
@@ -66,6 +77,7 @@ impl TapPort {
             port: name.to_string(),
             msg: e.to_string(),
         })?;
+        let existed = netdev::ifindex(name).is_ok();
         // SAFETY: opens a character device with a NUL-terminated path.
         let fd = unsafe {
             libc::open(
@@ -87,6 +99,12 @@ impl TapPort {
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr as *mut libc::ifreq) } < 0
         {
             return Err(io_err(name, "TUNSETIFF", io::Error::last_os_error()));
+        }
+        // Persistent: the device, its addresses and routes survive this
+        // process; a restart attaches to it again.
+        // SAFETY: TUNSETPERSIST takes its argument by value.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_ulong) } < 0 {
+            return Err(io_err(name, "TUNSETPERSIST", io::Error::last_os_error()));
         }
         let hdr_sz: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one int from the live pointer.
@@ -122,7 +140,11 @@ impl TapPort {
             uso = false;
         }
         netdev::set_up(name).map_err(|e| io_err(name, "bring up", e))?;
-        tracing::info!("{name}: TAP port open ({kind:?})");
+        if existed {
+            tracing::info!("{name}: TAP port open ({kind:?}), attached to the existing device");
+        } else {
+            tracing::info!("{name}: TAP port open ({kind:?}), device created");
+        }
         Ok(Arc::new(TapPort {
             name: name.to_string(),
             kind,
@@ -151,6 +173,21 @@ impl Port for TapPort {
 
     fn link_up(&self) -> bool {
         netdev::link_up(&self.name)
+    }
+
+    /// Clears the persistent flag: the kernel removes the device when the
+    /// last descriptor on it closes (this port's, once its queues are gone).
+    fn delete_device(&self) -> Result<(), PortError> {
+        // SAFETY: TUNSETPERSIST takes its argument by value.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETPERSIST as _, 0 as libc::c_ulong) } < 0 {
+            return Err(io_err(
+                &self.name,
+                "TUNSETPERSIST",
+                io::Error::last_os_error(),
+            ));
+        }
+        tracing::info!("{}: TAP device will be removed", self.name);
+        Ok(())
     }
 
     fn open_rxq(&self, q: usize) -> Result<Box<dyn RxQueue>, PortError> {

@@ -334,17 +334,68 @@ fn internal_port_is_a_tap_named_after_the_bridge_and_up() {
     let flags = std::fs::read_to_string(format!("/sys/class/net/{br}/flags")).unwrap();
     let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "IFF_UP is set");
+    port.delete_device().unwrap();
     drop(port);
-    // The kernel unregisters the device after the last fd closes, which
-    // under load can take a moment.
-    let gone = (0..200).any(|_| {
-        let exists = std::path::Path::new(&format!("/sys/class/net/{br}")).exists();
+    assert!(gone(&br), "a deleted port's TAP goes away when it closes");
+}
+
+/// Whether device `name` disappears from this namespace within 2 s (the
+/// kernel unregisters a TAP after its last fd closes, which under load can
+/// take a moment).
+fn gone(name: &str) -> bool {
+    (0..200).any(|_| {
+        let exists = std::path::Path::new(&format!("/sys/class/net/{name}")).exists();
         if exists {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         !exists
-    });
-    assert!(gone, "a non-persistent TAP goes away with the port");
+    })
+}
+
+fn ip_out(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("spawn ip");
+    assert!(out.status.success(), "ip {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn internal_port_device_outlives_the_port_with_its_address_until_deleted() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut net = Net::new();
+    let br = net.name("pb");
+    // Removed by the guard if an assertion fails before delete_device.
+    net.links.push(br.clone());
+    let port = TapPort::open_internal(&br).unwrap();
+    let mac = port.info().mac;
+    run(&["ip", "addr", "add", "10.231.9.1/24", "dev", &br]);
+    run(&["ip", "route", "add", "10.231.10.0/24", "via", "10.231.9.2"]);
+    // Closing the port without deleting it (a restart, a crash) keeps the
+    // device, its address and its route.
+    drop(port);
+    std::thread::sleep(Duration::from_millis(100));
+    let addr = ip_out(&["-4", "addr", "show", "dev", &br]);
+    assert!(addr.contains("10.231.9.1/24"), "{addr}");
+    // Opened again, the port attaches to the same device.
+    let port = TapPort::open_internal(&br).unwrap();
+    assert_eq!(port.info().mac, mac, "the same device");
+    let addr = ip_out(&["-4", "addr", "show", "dev", &br]);
+    assert!(addr.contains("10.231.9.1/24"), "{addr}");
+    let routes = ip_out(&["route", "show", "10.231.10.0/24"]);
+    assert!(
+        routes.contains(&format!("via 10.231.9.2 dev {br}")),
+        "{routes}"
+    );
+    // The reattached device carries frames: the kernel answers ARP for
+    // the address it kept.
+    arp_round_trip(port.as_ref(), [10, 231, 9, 2], [10, 231, 9, 1]);
+    // Deleting the port removes the device.
+    port.delete_device().unwrap();
+    drop(port);
+    assert!(gone(&br), "a deleted port's TAP goes away");
+    net.links.pop();
 }
 
 /// Cross-connects two datapath ports.

@@ -311,12 +311,125 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Deletes, when dropped while the vswitchd it was made for still runs,
+/// the devices of that switch's bridges and `internal`/`tap` interfaces.
+/// ferrovs makes them persistent as Open vSwitch does (they outlive the
+/// daemon), so a test that stops its switch would leave them behind.
+pub struct TapCleanup {
+    rundir: PathBuf,
+    pid: Option<u32>,
+}
+
+impl TapCleanup {
+    /// For the vswitchd `child` serving `rundir`.
+    pub fn new(rundir: &Path, child: &Child) -> TapCleanup {
+        TapCleanup {
+            rundir: rundir.to_path_buf(),
+            pid: Some(child.id()),
+        }
+    }
+
+    /// The names of the switch's persistent devices, asked of the daemon.
+    fn devices(&self) -> Vec<String> {
+        let vsctl = |args: &[&str]| {
+            run(Command::new("timeout")
+                .arg("5")
+                .arg(bin("vsctl"))
+                .env("FERROVS_RUNDIR", &self.rundir)
+                .args(args))
+            .unwrap_or_default()
+        };
+        let mut names: Vec<String> = vsctl(&["list-br"])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        for ty in ["type=internal", "type=tap"] {
+            names.extend(
+                vsctl(&["--bare", "--columns=name", "find", "Interface", ty])
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
+        }
+        names.retain(|n| !n.is_empty());
+        names
+    }
+}
+
+impl Drop for TapCleanup {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid else { return };
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid as i32, 0) } != 0 {
+            return;
+        }
+        for name in self.devices() {
+            // Only devices of this (the test's) namespace: a switch in
+            // another namespace leaves its devices to that namespace.
+            if Path::new("/sys/class/net")
+                .join(&name)
+                .join("tun_flags")
+                .exists()
+            {
+                let _ = ip(&["link", "del", &name]);
+            }
+        }
+    }
+}
+
 /// A vswitchd process on a private run directory and DB file.
 pub struct Switch {
+    /// First, so that it runs while the daemon is still up.
+    pub devices: TapCleanup,
     pub rundir: tempfile::TempDir,
     pub db: PathBuf,
     pub proc: ChildGuard,
     pub log: PathBuf,
+    /// The network namespace it runs in (None: the test's own).
+    pub netns: Option<String>,
+}
+
+/// Starts vswitchd on `rundir` and `db` (appending to `log`), inside
+/// namespace `netns` if given, and waits until it serves its DB socket.
+fn spawn_vswitchd(rundir: &Path, db: &Path, log: &Path, netns: Option<&str>) -> Result<Child> {
+    // A killed daemon leaves its socket behind: wait for a fresh one.
+    let sock = rundir.join("db.sock");
+    let _ = std::fs::remove_file(&sock);
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin("vswitchd"));
+            c
+        }
+        None => Command::new(bin("vswitchd")),
+    };
+    let mut child = cmd
+        .arg("--rundir")
+        .arg(rundir)
+        .arg("--db")
+        .arg(db)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone()?)
+        .stderr(logf)
+        .spawn()
+        .context("spawning vswitchd")?;
+    if !wait_until(Duration::from_secs(20), || sock.exists()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "vswitchd did not create {}; log:\n{}",
+            sock.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    Ok(child)
 }
 
 impl Switch {
@@ -329,56 +442,50 @@ impl Switch {
 
     /// Starts vswitchd on an existing run directory and DB (restarts).
     pub fn start_in(rundir: tempfile::TempDir, db: PathBuf) -> Result<Switch> {
-        // A killed daemon leaves its socket behind: wait for a fresh one.
-        let _ = std::fs::remove_file(rundir.path().join("db.sock"));
+        Self::launch(rundir, db, None)
+    }
+
+    /// Starts vswitchd inside network namespace `ns`, on a new private run
+    /// directory whose name begins with `prefix`.
+    pub fn start_in_netns(ns: &Netns, prefix: &str) -> Result<Switch> {
+        let rundir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        let db = rundir.path().join("conf.db");
+        Self::launch(rundir, db, Some(&ns.name))
+    }
+
+    fn launch(rundir: tempfile::TempDir, db: PathBuf, netns: Option<&str>) -> Result<Switch> {
         let log = rundir.path().join("vswitchd.log");
-        let logf = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let child = Command::new(bin("vswitchd"))
-            .arg("--rundir")
-            .arg(rundir.path())
-            .arg("--db")
-            .arg(&db)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf)
-            .spawn()
-            .context("spawning vswitchd")?;
-        let sw = Switch {
+        let child = spawn_vswitchd(rundir.path(), &db, &log, netns)?;
+        Ok(Switch {
+            devices: TapCleanup::new(rundir.path(), &child),
             rundir,
             db,
             proc: ChildGuard(Some(child)),
             log,
-        };
-        let sock = sw.rundir.path().join("db.sock");
-        if !wait_until(Duration::from_secs(20), || sock.exists()) {
-            bail!(
-                "vswitchd did not create {}; log:\n{}",
-                sock.display(),
-                sw.log_text()
-            );
-        }
-        Ok(sw)
+            netns: netns.map(str::to_string),
+        })
     }
 
     /// Kills vswitchd (SIGKILL) and starts it again on the same run
     /// directory and DB.
-    pub fn kill_and_restart(self) -> Result<Switch> {
-        let Switch {
-            rundir,
-            db,
-            mut proc,
-            ..
-        } = self;
-        proc.kill();
-        drop(proc);
-        Switch::start_in(rundir, db)
+    pub fn kill_and_restart(mut self) -> Result<Switch> {
+        self.kill_and_restart_in_place()?;
+        Ok(self)
+    }
+
+    /// `kill -9` of vswitchd, then a new one on the same run directory, DB
+    /// and namespace, in place (for switches that others refer to).
+    pub fn kill_and_restart_in_place(&mut self) -> Result<()> {
+        self.proc.kill();
+        let child = spawn_vswitchd(
+            self.rundir.path(),
+            &self.db,
+            &self.log,
+            self.netns.as_deref(),
+        )?;
+        self.devices = TapCleanup::new(self.rundir.path(), &child);
+        self.proc = ChildGuard(Some(child));
+        Ok(())
     }
 
     pub fn rundir(&self) -> &Path {
@@ -596,7 +703,9 @@ impl QemuGuest {
 /// on drop.
 pub struct StockOvs {
     dir: tempfile::TempDir,
+    /// ovsdb-server's, then ovs-vswitchd's.
     pids: Vec<u32>,
+    netns: Option<String>,
 }
 
 impl StockOvs {
@@ -618,6 +727,7 @@ impl StockOvs {
         let mut ovs = StockOvs {
             dir,
             pids: Vec::new(),
+            netns: netns.map(str::to_string),
         };
         let d = ovs.dir.path().to_path_buf();
         let db = d.join("conf.db");
@@ -634,24 +744,70 @@ impl StockOvs {
             .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
             .arg("--detach"))?;
         ovs.pids.push(read_pid(&d.join("ovsdb.pid"))?);
-        let mut vswitchd = match netns {
-            None => ovs.cmd("ovs-vswitchd"),
+        let pid = ovs.spawn_vswitchd()?;
+        ovs.pids.push(pid);
+        Ok(ovs)
+    }
+
+    /// Starts ovs-vswitchd (detached) and returns its pid.
+    fn spawn_vswitchd(&self) -> Result<u32> {
+        let d = self.dir.path();
+        let mut vswitchd = match &self.netns {
+            None => {
+                let mut c = self.cmd("ovs-vswitchd");
+                c.arg("--enable-dummy=override");
+                c
+            }
             Some(ns) => {
-                let mut c = ovs.cmd("ip");
+                let mut c = self.cmd("ip");
                 c.args(["netns", "exec", ns, "ovs-vswitchd"]);
                 c
             }
         };
-        if netns.is_none() {
-            vswitchd.arg("--enable-dummy=override");
-        }
         run(vswitchd
             .arg(format!("unix:{}", d.join("db.sock").display()))
             .arg(format!("--pidfile={}", d.join("vswitchd.pid").display()))
             .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
             .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("vswitchd.pid"))?);
-        Ok(ovs)
+        read_pid(&d.join("vswitchd.pid"))
+    }
+
+    /// `kill -9` of ovs-vswitchd; waits until it is gone.
+    pub fn kill_vswitchd(&self) -> Result<()> {
+        let pid = self.pids[1];
+        // SAFETY: kill has no memory-safety preconditions; the pid is the
+        // daemon this harness started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+        if !wait_until(Duration::from_secs(5), || !self.alive()) {
+            bail!("ovs-vswitchd {pid} survived SIGKILL");
+        }
+        Ok(())
+    }
+
+    /// `kill -9` of ovs-vswitchd (if it still runs), then a new one on the
+    /// same DB and in the same namespace; ovsdb-server keeps running.
+    pub fn kill_and_restart_vswitchd(&mut self) -> Result<()> {
+        self.kill_vswitchd()?;
+        self.pids[1] = self.spawn_vswitchd()?;
+        Ok(())
+    }
+
+    /// ovs-vswitchd's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vswitchd.log")).unwrap_or_default()
+    }
+
+    /// `unix:DIR/db.sock`, the DB remote for clients such as ovn-controller.
+    pub fn db_remote(&self) -> String {
+        format!("unix:{}", self.dir.path().join("db.sock").display())
+    }
+
+    /// True while ovs-vswitchd is alive.
+    pub fn alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(self.pids[1] as i32, 0) == 0 }
     }
 
     /// The private directory (OVS_RUNDIR, OVS_LOGDIR and OVS_DBDIR).

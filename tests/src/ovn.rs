@@ -2,12 +2,13 @@
 //! `ovsdb-server`s and `ovn-northd`, from Debian's `ovn-central` package.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use crate::{ChildGuard, run, wait_until};
+use crate::tunnel_hosts::Sw;
+use crate::{ChildGuard, Netns, ip, run, wait_until};
 
 /// NB and SB `ovsdb-server`s and `ovn-northd` in `dir`, stopped on drop.
 pub struct OvnCentral {
@@ -150,4 +151,434 @@ impl std::fmt::Display for Encap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+/// One OVN hypervisor for the multi-chassis tests: a network namespace with
+/// its own switch (ferrovs, or stock Open vSwitch with the userspace
+/// datapath: [`Sw`]) and its own stock `ovn-controller` inside it, an
+/// underlay bridge whose internal port holds the chassis' tunnel address,
+/// and a "VM" namespace behind the integration bridge that ovn-controller
+/// creates.
+pub struct Chassis {
+    /// The chassis name (`system-id`).
+    pub name: String,
+    /// Integration bridge (created by ovn-controller) and underlay bridge.
+    pub int: String,
+    pub phy: String,
+    /// The VM's veth end on the chassis side.
+    pub vport: String,
+    /// Underlay address.
+    pub ip: String,
+    /// `vxlan` or `geneve`.
+    pub encap: String,
+    /// ovn-controller's log.
+    pub log: PathBuf,
+    // Drop order: the controller before the switch, the namespaces last.
+    pub controller: ChildGuard,
+    pub sw: Sw,
+    pub vm: Netns,
+    pub ns: Netns,
+}
+
+/// Which switch a chassis runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SwitchKind {
+    Ferrovs,
+    StockOvs,
+}
+
+impl Chassis {
+    /// Chassis `n` in namespace `<t><side>`, its VM in `<t><side>v` with
+    /// MAC `mac` and address `vm_addr` (CIDR), its underlay address
+    /// 172.31.`n`.1, encapsulating in `encap`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        t: &str,
+        side: char,
+        n: u8,
+        kind: SwitchKind,
+        encap: &str,
+        mac: &str,
+        vm_addr: &str,
+        ovn: &OvnCentral,
+    ) -> Result<Chassis> {
+        let ns = Netns::new(&format!("{t}{side}"))?;
+        let vm = Netns::new(&format!("{t}{side}v"))?;
+        let vport = format!("{t}v{side}");
+        ns.exec(&[
+            "ip", "link", "add", &vport, "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
+        ])?;
+        ns.exec(&["ip", "link", "set", &vport, "up"])?;
+        vm.exec(&["ip", "link", "set", "eth0", "address", mac])?;
+        vm.exec(&["ip", "addr", "add", vm_addr, "dev", "eth0"])?;
+        // Room for the outer headers on the 1500-byte underlay.
+        vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
+        // Stock OVS forwards partial checksums as they are: the VMs finish
+        // their own (shared/README.md).
+        vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+        let sw = Sw::start_in(&ns, kind == SwitchKind::StockOvs)?;
+        let name = format!("{t}hv{n}");
+        let int = format!("{t}i{side}");
+        let phy = format!("{t}p{side}");
+        let ip = format!("172.31.{n}.1");
+        sw.vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            &format!("external_ids:system-id={name}"),
+            &format!("external_ids:ovn-remote={}", ovn.sb_remote()),
+            &format!("external_ids:ovn-encap-type={encap}"),
+            &format!("external_ids:ovn-encap-ip={ip}"),
+            "external_ids:ovn-bridge-datapath-type=netdev",
+            &format!("external_ids:ovn-bridge={int}"),
+        ])?;
+        let dir = sw.rundir().join("ovn");
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("ovn-controller.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "ovn-controller"])
+            .arg(sw.db_remote())
+            .arg(format!("--log-file={}", log.display()))
+            .arg("-vconsole:off")
+            // Every message on its OpenFlow connections, errors included.
+            .arg("-vfile:vconn:dbg")
+            .env("OVS_RUNDIR", sw.rundir())
+            .env("OVN_RUNDIR", &dir)
+            .env("OVN_LOGDIR", &dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawning ovn-controller")?;
+        Ok(Chassis {
+            name,
+            int,
+            phy,
+            vport,
+            ip,
+            encap: encap.to_string(),
+            log,
+            controller: ChildGuard(Some(child)),
+            sw,
+            vm,
+            ns,
+        })
+    }
+
+    /// Underlay bridge with `uplink`, this chassis' underlay address on its
+    /// internal port (a /16 covering every side's 172.31.N.1).
+    pub fn underlay(&self, uplink: &str) -> Result<()> {
+        self.ns.exec(&["ip", "link", "set", uplink, "up"])?;
+        self.sw.vsctl(&[
+            "add-br",
+            &self.phy,
+            "--",
+            "set",
+            "bridge",
+            &self.phy,
+            "datapath_type=netdev",
+        ])?;
+        self.sw.vsctl(&["add-port", &self.phy, uplink])?;
+        if !wait_until(Duration::from_secs(10), || {
+            self.ns.exec(&["ip", "link", "show", &self.phy]).is_ok()
+        }) {
+            bail!("{} never appeared", self.phy);
+        }
+        self.ns.exec(&["ip", "link", "set", &self.phy, "up"])?;
+        let addr = format!("{}/16", self.ip);
+        self.ns
+            .exec(&["ip", "addr", "add", &addr, "dev", &self.phy])?;
+        if let Sw::Ovs(o) = &self.sw {
+            // Userspace tunnelling as OVS documents it: the underlay route
+            // through the bridge that owns the address.
+            o.appctl(&["ovs/route/add", "172.31.0.0/16", &self.phy])?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the integration bridge, then adds port `port` to it bound
+    /// to logical port `lp`.
+    pub fn bind_port(&self, port: &str, lp: &str) -> Result<()> {
+        if !wait_until(Duration::from_secs(30), || {
+            self.sw.vsctl(&["br-exists", &self.int]).is_ok()
+        }) {
+            bail!(
+                "ovn-controller did not create {}; its log:\n{}",
+                self.int,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.sw.vsctl(&[
+            "add-port",
+            &self.int,
+            port,
+            "--",
+            "set",
+            "Interface",
+            port,
+            &format!("external_ids:iface-id={lp}"),
+        ])?;
+        Ok(())
+    }
+
+    /// The VM's port, bound to logical port `lp`.
+    pub fn bind(&self, lp: &str) -> Result<()> {
+        self.bind_port(&self.vport, lp)
+    }
+
+    /// Whether ovn-controller marked `port` `ovn-installed`.
+    pub fn installed(&self, port: &str) -> bool {
+        self.sw
+            .vsctl(&["get", "Interface", port, "external_ids"])
+            .map(|s| s.contains("ovn-installed=\"true\""))
+            .unwrap_or(false)
+    }
+
+    /// A second VM namespace `<name>` behind this chassis' integration
+    /// bridge (veth `<name>p`), with `mac`, bound to logical port `lp` and
+    /// installed; `net` is its address (CIDR) and default gateway, or None
+    /// for a VM that is to get them by DHCP.
+    pub fn extra_vm(
+        &self,
+        name: &str,
+        mac: &str,
+        lp: &str,
+        net: Option<(&str, &str)>,
+    ) -> Result<Netns> {
+        let vm = Netns::new(name)?;
+        let port = format!("{name}p");
+        self.ns.exec(&[
+            "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
+        ])?;
+        self.ns.exec(&["ip", "link", "set", &port, "up"])?;
+        vm.exec(&["ip", "link", "set", "eth0", "address", mac])?;
+        vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
+        vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
+        if let Some((addr, gw)) = net {
+            vm.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
+            vm.exec(&["ip", "route", "add", "default", "via", gw])?;
+        }
+        self.bind_port(&port, lp)?;
+        if !wait_until(Duration::from_secs(30), || self.installed(&port)) {
+            bail!("{port} never got ovn-installed\n{}", self.diag());
+        }
+        Ok(vm)
+    }
+
+    /// `kill -9` of this chassis' switch daemon and a restart on the same
+    /// DB; ovn-controller and the host are left alone.
+    pub fn kill_and_restart_switch(&mut self) -> Result<()> {
+        self.sw.kill_and_restart()
+    }
+
+    /// The switch's state, for failure messages.
+    pub fn diag(&self) -> String {
+        let ports = self.sw.vsctl(&["show"]).unwrap_or_default()
+            + &self.ns.exec(&["ip", "-br", "addr"]).unwrap_or_default();
+        let flows = self.sw.appctl(&["dpctl/dump-flows"]).unwrap_or_default();
+        let neigh = self.sw.appctl(&["tnl/neigh/show"]).unwrap_or_default();
+        let log = self.sw.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        format!(
+            "== {} ==\n{ports}\n{flows}\n{neigh}\n{}\nOpenFlow errors: {:?}",
+            self.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            openflow_errors(&self.log)
+        )
+    }
+
+    /// The switch is alive, ovn-controller runs and never received an
+    /// OpenFlow error.
+    pub fn assert_healthy(&mut self) -> Result<()> {
+        assert!(
+            self.sw.alive(),
+            "the switch of {} died:\n{}",
+            self.name,
+            self.sw.log_text()
+        );
+        let errors = openflow_errors(&self.log);
+        assert!(
+            errors.is_empty(),
+            "ovn-controller of {} received OpenFlow errors:\n{}",
+            self.name,
+            errors.join("\n")
+        );
+        assert!(
+            self.controller.child().try_wait()?.is_none(),
+            "ovn-controller of {} exited",
+            self.name
+        );
+        Ok(())
+    }
+}
+
+/// Chassis `a` (`kinds[0]`) and `b` (`kinds[1]`) in namespaces `<t>a`,
+/// `<t>b`, joined by the underlay veth `<t>ua` / `<t>ub`; VM `i` has
+/// `macs[i]` and `vm_addrs[i]` (CIDR).
+pub fn two_chassis(
+    t: &str,
+    ovn: &OvnCentral,
+    kinds: [SwitchKind; 2],
+    encap: &str,
+    macs: [&str; 2],
+    vm_addrs: [&str; 2],
+) -> Result<(Chassis, Chassis)> {
+    let a = Chassis::start(t, 'a', 1, kinds[0], encap, macs[0], vm_addrs[0], ovn)?;
+    let b = Chassis::start(t, 'b', 2, kinds[1], encap, macs[1], vm_addrs[1], ovn)?;
+    let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
+    ip(&[
+        "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
+        &b.ns.name,
+    ])?;
+    a.underlay(&ua)?;
+    b.underlay(&ub)?;
+    Ok((a, b))
+}
+
+impl OvnCentral {
+    /// The name of the chassis logical port `lp` is bound to (empty while
+    /// unbound).
+    pub fn bound_chassis(&self, lp: &str) -> String {
+        let uuid = self.bound_chassis_uuid(lp);
+        if uuid.is_empty() {
+            return uuid;
+        }
+        self.sbctl(&["--bare", "--columns=name", "list", "Chassis", &uuid])
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Binds each `(lp, chassis)` on its chassis' VM port, then checks:
+    /// every chassis registered with its encap on its underlay address,
+    /// each port bound on its own chassis, `ovn-installed` and `up`, and a
+    /// tunnel port of the encap type from each chassis to each other.
+    pub fn bind_and_check(&self, ports: &[(&str, &Chassis)]) -> Result<()> {
+        for (lp, c) in ports {
+            c.bind(lp)?;
+        }
+        let diag = || {
+            ports
+                .iter()
+                .map(|(_, c)| c.diag())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if !wait_until(Duration::from_secs(30), || {
+            let names = self
+                .sbctl(&["--bare", "--columns=name", "list", "Chassis"])
+                .unwrap_or_default();
+            ports.iter().all(|(_, c)| names.contains(&c.name))
+        }) {
+            bail!("chassis did not register\n{}", diag());
+        }
+        for (_, c) in ports {
+            let encap = self.sbctl(&[
+                "--bare",
+                "--columns=type,ip",
+                "find",
+                "Encap",
+                &format!("chassis_name={}", c.name),
+            ])?;
+            let words: Vec<&str> = encap.split_whitespace().collect();
+            assert_eq!(words, [c.encap.as_str(), c.ip.as_str()], "{} encap", c.name);
+        }
+        for (lp, c) in ports {
+            if !wait_until(Duration::from_secs(30), || self.bound_chassis(lp) == c.name) {
+                bail!(
+                    "{lp} not bound to {} (bound: {:?})\n{}",
+                    c.name,
+                    self.bound_chassis(lp),
+                    c.diag()
+                );
+            }
+            if !wait_until(Duration::from_secs(30), || c.installed(&c.vport)) {
+                bail!("{} never got ovn-installed\n{}", c.vport, c.diag());
+            }
+            let up = self.sbctl(&[
+                "--bare",
+                "--columns=up",
+                "find",
+                "Port_Binding",
+                &format!("logical_port={lp}"),
+            ])?;
+            assert_eq!(up.trim(), "true", "{lp} up");
+        }
+        for (_, c) in ports {
+            for (_, peer) in ports {
+                if peer.name == c.name {
+                    continue;
+                }
+                if !wait_until(Duration::from_secs(20), || {
+                    c.sw.vsctl(&[
+                        "--bare",
+                        "--columns=name",
+                        "find",
+                        "Interface",
+                        &format!("type={}", c.encap),
+                        &format!("options:remote_ip={}", peer.ip),
+                    ])
+                    .map(|s| !s.trim().is_empty())
+                    .unwrap_or(false)
+                }) {
+                    bail!("no tunnel port on {} to {}\n{}", c.name, peer.ip, c.diag());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a TCP connection from `client` to `ip:port` gets through (an
+/// `iperf3` server is started on `server` for it).
+pub fn tcp_connects(server: &Netns, client: &Netns, ip: &str, port: u16) -> Result<bool> {
+    let p = port.to_string();
+    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
+    std::thread::sleep(Duration::from_millis(500));
+    let out = client.exec_output(&[
+        "timeout",
+        "8",
+        "iperf3",
+        "-c",
+        ip,
+        "-p",
+        &p,
+        "-t",
+        "1",
+        "--connect-timeout",
+        "3000",
+    ])?;
+    Ok(out.status.success())
+}
+
+/// Runs busybox `udhcpc` on `vm`'s eth0 until it reports the lease of
+/// `ip` from `server`, for up to `within` (the flows of the DHCP options
+/// may land after `ovn-installed`). Returns whether it did, and the
+/// client's last output.
+pub fn dhcp_lease(vm: &Netns, ip: &str, server: &str, within: Duration) -> (bool, String) {
+    let mut out = String::new();
+    let want = format!("lease of {ip} obtained from {server}");
+    let ok = wait_until(within, || {
+        out = vm
+            .exec_output(&[
+                "timeout",
+                "10",
+                "busybox",
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-n",
+                "-q",
+                "-f",
+                "-t",
+                "2",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+            ])
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            })
+            .unwrap_or_default();
+        out.contains(&want)
+    });
+    (ok, out)
 }

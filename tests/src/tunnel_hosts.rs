@@ -5,134 +5,34 @@
 //! them, configured as Open vSwitch's userspace-tunnelling guide says.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::*;
 
 /// ferrovs's vswitchd running inside `ns`.
 pub fn switch_in(ns: &Netns) -> Result<Switch> {
-    let rundir = tempfile::Builder::new()
-        .prefix("ferrovs-tunhost-")
-        .tempdir()?;
-    let db = rundir.path().join("conf.db");
-    let log = rundir.path().join("vswitchd.log");
-    let logf = std::fs::File::create(&log)?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(bin("vswitchd"))
-        .arg("--rundir")
-        .arg(rundir.path())
-        .arg("--db")
-        .arg(&db)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .spawn()
-        .context("spawning vswitchd")?;
-    let sw = Switch {
-        rundir,
-        db,
-        proc: ChildGuard(Some(child)),
-        log,
-    };
-    let sock = sw.rundir().join("db.sock");
-    if !wait_until(Duration::from_secs(20), || sock.exists()) {
-        bail!("vswitchd did not start; log:\n{}", sw.log_text());
-    }
-    Ok(sw)
+    Switch::start_in_netns(ns, "ferrovs-tunhost-")
 }
 
-/// Stock Open vSwitch (userspace datapath) with its vswitchd in `ns`.
-pub struct OvsIn {
-    pub dir: tempfile::TempDir,
-}
-
-impl OvsIn {
-    pub fn start(ns: &Netns) -> Result<OvsIn> {
-        let dir = tempfile::Builder::new()
-            .prefix("ferrovs-tunhost-ovs-")
-            .tempdir()?;
-        let d = dir.path().to_str().context("path")?.to_string();
-        let env = |c: &mut Command| {
-            c.env("OVS_RUNDIR", &d)
-                .env("OVS_LOGDIR", &d)
-                .env("OVS_DBDIR", &d);
-        };
-        run(Command::new("ovsdb-tool").args([
-            "create",
-            &format!("{d}/conf.db"),
-            "/usr/share/openvswitch/vswitch.ovsschema",
-        ]))?;
-        let mut c = Command::new("ovsdb-server");
-        env(&mut c);
-        c.args([
-            &format!("{d}/conf.db"),
-            &format!("--remote=punix:{d}/db.sock"),
-            &format!("--pidfile={d}/ovsdb-server.pid"),
-            &format!("--log-file={d}/ovsdb-server.log"),
-            "--detach",
-        ]);
-        run(&mut c)?;
-        let ovs = OvsIn { dir };
-        ovs.vsctl(&["--no-wait", "init"])?;
-        let mut c = Command::new("ip");
-        env(&mut c);
-        c.args(["netns", "exec", &ns.name, "ovs-vswitchd"]).args([
-            &format!("unix:{d}/db.sock"),
-            &format!("--pidfile={d}/ovs-vswitchd.pid"),
-            &format!("--log-file={d}/ovs-vswitchd.log"),
-            "--detach",
-        ]);
-        run(&mut c)?;
-        Ok(ovs)
-    }
-
-    pub fn d(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn vsctl(&self, args: &[&str]) -> Result<String> {
-        run(Command::new("ovs-vsctl")
-            .arg(format!("--db=unix:{}/db.sock", self.d().display()))
-            .args(args))
-    }
-
-    pub fn appctl(&self, args: &[&str]) -> Result<String> {
-        let pid = std::fs::read_to_string(self.d().join("ovs-vswitchd.pid"))?;
-        let ctl = self.d().join(format!("ovs-vswitchd.{}.ctl", pid.trim()));
-        run(Command::new("ovs-appctl").arg("-t").arg(ctl).args(args))
-    }
-}
-
-impl Drop for OvsIn {
-    fn drop(&mut self) {
-        for p in ["ovs-vswitchd.pid", "ovsdb-server.pid"] {
-            if let Ok(pid) = std::fs::read_to_string(self.d().join(p))
-                && let Ok(pid) = pid.trim().parse::<i32>()
-            {
-                // SAFETY: kill(2) on a process this test started.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
-        }
-    }
-}
-
-/// The switch of one hypervisor: ferrovs or stock OVS.
+/// The switch of one hypervisor: ferrovs or stock OVS (userspace datapath).
 pub enum Sw {
     Ferrovs(Switch),
-    Ovs(OvsIn),
+    Ovs(StockOvs),
 }
 
 impl Sw {
+    /// ferrovs's vswitchd, or stock Open vSwitch (`ovs`), inside `ns`.
+    pub fn start_in(ns: &Netns, ovs: bool) -> Result<Sw> {
+        Ok(if ovs {
+            Sw::Ovs(StockOvs::start_system("ferrovs-tunhost-ovs-", &ns.name)?)
+        } else {
+            Sw::Ferrovs(switch_in(ns)?)
+        })
+    }
+
     pub fn vsctl(&self, args: &[&str]) -> Result<String> {
         match self {
             Sw::Ferrovs(s) => s.vsctl(args),
@@ -140,14 +40,93 @@ impl Sw {
         }
     }
 
+    pub fn appctl(&self, args: &[&str]) -> Result<String> {
+        match self {
+            Sw::Ferrovs(s) => s.appctl(args),
+            Sw::Ovs(o) => o.appctl(args),
+        }
+    }
+
+    /// `ofctl CMD BR REST…` (ovs-ofctl, in OpenFlow 1.5, reaches stock OVS
+    /// through `DIR/BR.mgmt`).
+    pub fn ofctl(&self, cmd: &str, br: &str, rest: &[&str]) -> Result<String> {
+        match self {
+            Sw::Ferrovs(s) => {
+                let mut args = vec![cmd, br];
+                args.extend_from_slice(rest);
+                s.ofctl(&args)
+            }
+            Sw::Ovs(o) => {
+                let mgmt = o.mgmt(br);
+                run(Command::new("ovs-ofctl")
+                    .args(["-O", "OpenFlow15", cmd, &mgmt])
+                    .args(rest))
+            }
+        }
+    }
+
     pub fn add_flow(&self, br: &str, flow: &str) -> Result<()> {
         match self {
             Sw::Ferrovs(s) => s.ofctl(&["add-flow", br, flow]).map(|_| ()),
             Sw::Ovs(o) => {
-                let mgmt = format!("unix:{}/{br}.mgmt", o.d().display());
-                run(Command::new("ovs-ofctl").args(["add-flow", &mgmt, flow])).map(|_| ())
+                run(Command::new("ovs-ofctl").args(["add-flow", &o.mgmt(br), flow])).map(|_| ())
             }
         }
+    }
+
+    /// The run directory: where the bridges' `BR.mgmt` sockets are (what
+    /// ovn-controller needs as `OVS_RUNDIR`).
+    pub fn rundir(&self) -> &Path {
+        match self {
+            Sw::Ferrovs(s) => s.rundir(),
+            Sw::Ovs(o) => o.dir(),
+        }
+    }
+
+    /// `unix:…/db.sock` for OVSDB clients.
+    pub fn db_remote(&self) -> String {
+        match self {
+            Sw::Ferrovs(s) => s.db_remote(),
+            Sw::Ovs(o) => o.db_remote(),
+        }
+    }
+
+    /// `kill -9` of the switch daemon (the DB server keeps running).
+    pub fn kill(&mut self) -> Result<()> {
+        match self {
+            Sw::Ferrovs(s) => {
+                s.proc.kill();
+                Ok(())
+            }
+            Sw::Ovs(o) => o.kill_vswitchd(),
+        }
+    }
+
+    /// `kill -9` of the switch daemon (if it still runs) and a restart on
+    /// the same DB.
+    pub fn kill_and_restart(&mut self) -> Result<()> {
+        match self {
+            Sw::Ferrovs(s) => s.kill_and_restart_in_place(),
+            Sw::Ovs(o) => o.kill_and_restart_vswitchd(),
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        match self {
+            Sw::Ferrovs(s) => s.alive(),
+            Sw::Ovs(o) => o.alive(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        match self {
+            Sw::Ferrovs(s) => s.log_text(),
+            Sw::Ovs(o) => o.log_text(),
+        }
+    }
+
+    pub fn is_ovs(&self) -> bool {
+        matches!(self, Sw::Ovs(_))
     }
 }
 
@@ -184,11 +163,7 @@ pub fn hypervisor(t: &str, side: char, n: u8, ovs: bool) -> Result<Hv> {
         // they are: the VMs must finish them (shared/README.md).
         vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
     }
-    let sw = if ovs {
-        Sw::Ovs(OvsIn::start(&ns)?)
-    } else {
-        Sw::Ferrovs(switch_in(&ns)?)
-    };
+    let sw = Sw::start_in(&ns, ovs)?;
     Ok(Hv {
         ns,
         vm,

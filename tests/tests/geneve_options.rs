@@ -98,7 +98,7 @@ fn stock_ovs_geneve_option_is_accepted_only_while_ferrovs_maps_it() -> Result<()
         bail!("A is ferrovs")
     };
     o.appctl(&["ovs/route/add", "10.99.0.0/24", &b.phy])?;
-    let mgmt = format!("unix:{}/{}.mgmt", o.d().display(), b.int);
+    let mgmt = o.mgmt(&b.int);
     run(Command::new("ovs-ofctl").args(["add-tlv-map", &mgmt, OVN_OPTION]))?;
     run(Command::new("ovs-ofctl").args(["del-flows", &mgmt]))?;
     b.sw.add_flow(

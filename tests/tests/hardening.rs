@@ -303,10 +303,12 @@ fn start_with_umask_0(root: &Path) -> Result<Switch> {
         .stderr(logf)
         .spawn()?;
     let sw = Switch {
+        devices: TapCleanup::new(rundir.path(), &child),
         rundir,
         db,
         proc: ChildGuard(Some(child)),
         log,
+        netns: None,
     };
     let sock = sw.rundir().join("db.sock");
     assert!(

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ferrovs_tests::ovn::{OvnCentral, openflow_errors};
+use ferrovs_tests::ovn::{OvnCentral, dhcp_lease, openflow_errors};
 use ferrovs_tests::*;
 
 /// A fixed service-monitor MAC: northd otherwise picks a random one, and it
@@ -721,33 +721,7 @@ fn ovn_native_dhcp_leases_an_address_through_controller_pause_and_nxt_resume() -
         bail!("{} never got ovn-installed", h.port);
     }
     // The flows of the DHCP options may land after ovn-installed: retry.
-    let mut out = String::new();
-    let leased = wait_until(Duration::from_secs(30), || {
-        out =
-            h.ns.exec_output(&[
-                "timeout",
-                "10",
-                "busybox",
-                "udhcpc",
-                "-i",
-                "eth0",
-                "-n",
-                "-q",
-                "-f",
-                "-t",
-                "2",
-                "-T",
-                "1",
-                "-s",
-                "/bin/true",
-            ])
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout).into_owned()
-                    + &String::from_utf8_lossy(&o.stderr)
-            })
-            .unwrap_or_default();
-        out.contains("lease of 10.95.0.1 obtained from 10.95.0.254")
-    });
+    let (leased, out) = dhcp_lease(&h.ns, "10.95.0.1", "10.95.0.254", Duration::from_secs(30));
     assert!(
         leased,
         "no DHCP lease: {out}\nvswitchd log:\n{}\nOpenFlow errors: {:?}",

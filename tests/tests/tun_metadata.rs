@@ -398,7 +398,7 @@ fn geneve_option_steers_packets_by_tun_metadata_between_ferrovs_and_stock_ovs() 
         "type=dummy",
         "ofport_request=3",
     ])?;
-    let omgmt = format!("unix:{}/{}.mgmt", o.d().display(), b.int);
+    let omgmt = o.mgmt(&b.int);
     let amgmt = format!(
         "unix:{}",
         fa.rundir().join(format!("{}.mgmt", a.int)).display()

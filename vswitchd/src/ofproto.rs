@@ -279,12 +279,16 @@ impl BridgeState {
         }
     }
 
-    /// Continues a paused pipeline (NXT_RESUME).
+    /// Continues a paused pipeline (NXT_RESUME) with the datapath
+    /// resources `dp`: a `ct` after the pause (OVN's egress ACL stages,
+    /// which a DHCP reply built by ovn-controller crosses on a switch with
+    /// stateful ACLs) runs in the datapath and recirculates like any other.
     pub fn translate_resume(
         &self,
         key: &FlowKey,
         c: &flows::xlate::Continuation,
         now_ms: u64,
+        dp: Option<&dyn flows::xlate::DpResources>,
     ) -> XlateResult {
         let ctx = XlateCtx {
             pipeline: &self.pipeline,
@@ -292,9 +296,7 @@ impl BridgeState {
             ports: &self.ports,
             mac: &self.mac,
             now_ms,
-            // A resumed pipeline runs once, from the slow path: a `ct` in
-            // it is reported as unsupported.
-            dp: None,
+            dp,
         };
         let mut x = flows::xlate::translate_resume(&ctx, key, c);
         crate::meters::map_to_datapath(&self.meters, &mut x);

@@ -897,7 +897,11 @@ impl SwitchAgent for BridgeAgent {
         for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
             *k = (*k & !m) | (v & m);
         }
-        let mut x = st.translate_resume(&key, &c, now);
+        let res = crate::recirc::Resources {
+            ct: &self.switch.slow.ct,
+            recirc: &self.switch.slow.recirc,
+        };
+        let mut x = st.translate_resume(&key, &c, now, Some(&res));
         drop(st);
         self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&pi.data);

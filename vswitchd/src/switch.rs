@@ -294,23 +294,23 @@ impl Switch {
                 }
             }
         }
-        let stale: Vec<String> = st
+        // An interface that is gone, or whose type changed, loses its
+        // device too; one that is only reopened keeps it (its addresses).
+        let stale: Vec<(String, bool)> = st
             .ifaces
             .iter()
-            .filter(|(name, slot)| match wanted.get(name.as_str()) {
-                None => true,
-                Some((br, _, i)) => {
-                    br.name != slot.bridge
-                        || i.kind != slot.config.kind
-                        || i.options != slot.config.options
-                        || (i.ofport_request.is_some() && i.ofport_request != Some(slot.ofport))
-                        || (vhost_kind(&i.kind) && i.mtu_request != slot.config.mtu_request)
-                }
+            .filter_map(|(name, slot)| match wanted.get(name.as_str()) {
+                None => Some((name.clone(), true)),
+                Some((br, _, i)) => (br.name != slot.bridge
+                    || i.kind != slot.config.kind
+                    || i.options != slot.config.options
+                    || (i.ofport_request.is_some() && i.ofport_request != Some(slot.ofport))
+                    || (vhost_kind(&i.kind) && i.mtu_request != slot.config.mtu_request))
+                    .then(|| (name.clone(), i.kind != slot.config.kind)),
             })
-            .map(|(n, _)| n.clone())
             .collect();
-        for name in stale {
-            self.remove_iface(&mut st, &name);
+        for (name, delete_device) in stale {
+            self.remove_iface(&mut st, &name, delete_device);
             changed = true;
         }
         st.failed.retain(|n, _| wanted.contains_key(n.as_str()));
@@ -482,7 +482,7 @@ impl Switch {
             .map(|(n, _)| n.clone())
             .collect();
         for n in names {
-            self.remove_iface(st, &n);
+            self.remove_iface(st, &n, true);
         }
         let gone = self
             .slow
@@ -572,10 +572,20 @@ impl Switch {
         Ok(())
     }
 
-    fn remove_iface(&self, st: &mut SwitchState, name: &str) {
+    /// Takes interface `name` out of the datapath and its bridge; with
+    /// `delete_device`, also removes the device the switch made for it
+    /// (an internal port's persistent TAP), as deleting the port does in
+    /// Open vSwitch.
+    fn remove_iface(&self, st: &mut SwitchState, name: &str, delete_device: bool) {
         let Some(slot) = st.ifaces.remove(name) else {
             return;
         };
+        if delete_device
+            && let Some(port) = self.dp.port(slot.dp_port)
+            && let Err(e) = port.delete_device()
+        {
+            warn!("{name}: removing its device: {e}");
+        }
         self.dummies
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -89,6 +90,9 @@ class Ferrovs:
             if not (self.rundir / f"{BRIDGE}.mgmt").exists():
                 raise
         wait_for("ferrovs bridge mgmt socket", (self.rundir / f"{BRIDGE}.mgmt").exists, 30, self.proc)
+        # The bridge's internal port is a persistent TAP (as in OVS): it would
+        # outlive the run; delete it at teardown.
+        stack.callback(subprocess.run, ["ip", "link", "del", BRIDGE], capture_output=True)
         # As for OVS: the bridge's own (internal, TAP) port would get every
         # flooded frame through a TAP write per packet; keep it out.
         self.ofctl("-O", "OpenFlow10", "mod-port", BRIDGE, "LOCAL", "no-flood")

@@ -629,6 +629,49 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_continuation_runs_its_ct_and_recirculates_with_datapath_resources() {
+        // OVN's DHCP reply on a switch with stateful ACLs: after the pause
+        // the pipeline reaches a `ct` (the egress pre-ACL stage).
+        let flows = [
+            "actions=controller(userdata=00.00.00.05,pause),resubmit(,1)",
+            "table=1,ip,actions=ct(zone=9,table=2)",
+            "table=2,actions=output:2",
+        ];
+        let dp = FakeDp::default();
+        let r = run_dp(&flows, &pkt(), &dp, 0);
+        let c = r.packet_ins[0].continuation.clone().expect("resumable");
+        let mut p = Pipeline::new();
+        for f in flows {
+            p.flow_mod(&parse_flow_mod(f, FlowModCommand::Add).unwrap(), 0)
+                .unwrap();
+        }
+        let mut ports = BridgePorts::new();
+        for n in 1..=4 {
+            ports.insert(BridgePort::new(n, 100 + n));
+        }
+        let (groups, mac) = (GroupTable::new(), MacLearning::default());
+        let resume = |dp: Option<&dyn crate::xlate::DpResources>| {
+            let ctx = XlateCtx {
+                pipeline: &p,
+                groups: &groups,
+                ports: &ports,
+                mac: &mac,
+                now_ms: 0,
+                dp,
+            };
+            crate::xlate::translate_resume(&ctx, &pkt(), &c)
+        };
+        let r = resume(Some(&dp));
+        assert!(r.unsupported.is_empty(), "{:?}", r.unsupported);
+        assert_eq!(r.actions, vec![DpAction::Ct(11), DpAction::Recirc(1)]);
+        assert_eq!(dp.cts.borrow()[0].1, 9);
+        assert_eq!(dp.frozen.borrow()[0].table_id, 2);
+        // Without a datapath behind it, the ct cannot run: nothing leaves.
+        let r = resume(None);
+        assert!(!r.actions.iter().any(|a| matches!(a, DpAction::Recirc(_))));
+    }
+
+    #[test]
     fn ct_clear_untracks_a_tracked_packet_in_the_datapath() {
         let dp = FakeDp::default();
         let mut k = pkt();
