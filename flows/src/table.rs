@@ -405,6 +405,13 @@ pub struct AggregateStats {
     pub flow_count: u64,
 }
 
+/// One table lookup a translation made (for OFPMP_TABLE statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLookup {
+    pub table: u8,
+    pub matched: bool,
+}
+
 /// One OpenFlow table.
 #[derive(Clone, Default)]
 pub struct FlowTable {
@@ -412,9 +419,24 @@ pub struct FlowTable {
     /// Set once a conjunctive flow enters the table (never cleared until the
     /// table is emptied): until then lookups take the plain path.
     has_conj: bool,
+    /// Packets whose lookup in this table found a rule, and found none
+    /// (OFPMP_TABLE: `lookup_count` is their sum, `matched_count` the
+    /// first), credited by [`Pipeline::credit_lookups`].
+    n_matched: u64,
+    n_missed: u64,
 }
 
 impl FlowTable {
+    /// Packets looked up in this table (OFPMP_TABLE `lookup_count`).
+    pub fn lookup_count(&self) -> u64 {
+        self.n_matched.saturating_add(self.n_missed)
+    }
+
+    /// Packets whose lookup in this table found a rule (`matched_count`).
+    pub fn matched_count(&self) -> u64 {
+        self.n_matched
+    }
+
     pub fn len(&self) -> usize {
         self.cls.len()
     }
@@ -838,6 +860,22 @@ impl Pipeline {
         let mut out = self.remove_rules(&hard, RemovedReason::HardTimeout);
         out.extend(self.remove_rules(&idle, RemovedReason::IdleTimeout));
         out
+    }
+
+    /// Credits `packets` to the tables of `lookups` (one entry per lookup a
+    /// translation made: the table, and whether a rule matched), as OVS
+    /// credits its tables from each megaflow's statistics.
+    pub fn credit_lookups(&mut self, lookups: &[TableLookup], packets: u64) {
+        for l in lookups {
+            if let Some(t) = self.tables.get_mut(usize::from(l.table)) {
+                let n = if l.matched {
+                    &mut t.n_matched
+                } else {
+                    &mut t.n_missed
+                };
+                *n = n.saturating_add(packets);
+            }
+        }
     }
 
     /// Adds traffic to a rule's counters and marks it used at `now_ms`.

@@ -22,7 +22,7 @@ use crate::group::GroupTable;
 use crate::key::{FlowKey, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK, ethertype, ipproto};
 use crate::mac_learning::{MacLearning, is_multicast};
 use crate::matches::Match;
-use crate::table::Pipeline;
+use crate::table::{Pipeline, TableLookup};
 use crate::text::{format_actions, format_match, format_port};
 
 mod nx;
@@ -344,6 +344,9 @@ pub struct XlateResult {
     pub packet_ins: Vec<PacketIn>,
     /// Rules whose counters this packet should credit.
     pub rules_hit: Vec<(u8, RuleId)>,
+    /// Every table lookup made, in order, with whether it matched: the
+    /// tables whose OFPMP_TABLE counters this packet credits.
+    pub table_lookups: Vec<TableLookup>,
     /// False when the packet must not be cached (it goes to the controller).
     pub cacheable: bool,
     pub learned: Vec<MacLearnRequest>,
@@ -587,7 +590,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 break true;
             }
             let pipeline = self.ctx.pipeline;
-            let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+            let found = pipeline.lookup(table_id, &self.flow, &mut self.wc);
+            self.out.table_lookups.push(TableLookup {
+                table: table_id,
+                matched: found.is_some(),
+            });
+            let Some((id, rule)) = found else {
                 self.out.trace.push(TraceStep::Lookup {
                     depth,
                     table_id,

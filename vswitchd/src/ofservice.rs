@@ -907,6 +907,9 @@ impl SwitchAgent for BridgeAgent {
                 })
             }
             MultipartRequestBody::Table => {
+                // Traffic the datapath caches handled reaches the tables'
+                // counters through the megaflows' statistics.
+                self.switch.slow.sync_stats(&self.switch.dp);
                 let st = self.ofp.lock();
                 MultipartReplyBody::Table(
                     (0..254u8)
@@ -919,8 +922,8 @@ impl SwitchAgent for BridgeAgent {
                             },
                             max_entries: 1_000_000,
                             active_count: st.pipeline.table(t).map(|x| x.len() as u32).unwrap_or(0),
-                            lookup_count: 0,
-                            matched_count: 0,
+                            lookup_count: st.pipeline.table(t).map_or(0, |x| x.lookup_count()),
+                            matched_count: st.pipeline.table(t).map_or(0, |x| x.matched_count()),
                         })
                         .collect(),
                 )
