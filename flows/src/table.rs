@@ -192,6 +192,23 @@ pub fn meters_used(actions: &[Action]) -> Vec<crate::meter::MeterId> {
     out
 }
 
+/// The groups an action list names, nested lists (write_actions, clone)
+/// included: a flow naming a missing group is refused.
+pub fn groups_used(actions: &[Action]) -> Vec<GroupId> {
+    fn collect(actions: &[Action], out: &mut Vec<GroupId>) {
+        for a in actions {
+            match a {
+                Action::Group(g) if !out.contains(g) => out.push(*g),
+                Action::WriteActions(inner) | Action::Clone(inner) => collect(inner, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    collect(actions, &mut out);
+    out
+}
+
 fn actions_use_group(actions: &[Action], g: GroupId) -> bool {
     actions.iter().any(|a| match a {
         Action::Group(x) => *x == g,
@@ -285,6 +302,10 @@ pub struct RemovedRule {
 pub enum FlowModError {
     #[error("table {0} does not exist (OFPFMFC_BAD_TABLE_ID)")]
     BadTable(u8),
+    /// Table 254 is OVS's hidden internal table: controllers may not add
+    /// flows to it.
+    #[error("table {0} is read-only (OFPBRC_EPERM)")]
+    ReadOnlyTable(u8),
     #[error("flow overlaps an existing flow of the same priority (OFPFMFC_OVERLAP)")]
     Overlap,
     #[error("goto_table:{to} in table {from} must go to a later table (OFPBIC_BAD_TABLE_ID)")]
@@ -657,6 +678,9 @@ impl Pipeline {
         let tid = usize::from(table_id);
         if tid >= N_TABLES {
             return Err(FlowModError::BadTable(table_id));
+        }
+        if tid == N_TABLES - 1 {
+            return Err(FlowModError::ReadOnlyTable(table_id));
         }
         Self::check_gotos(table_id, &fm.actions)?;
         check_match_prereqs(&fm.m)?;

@@ -46,6 +46,10 @@ pub enum TextError {
     Unbalanced(String),
     #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
     MatchInconsistent(PrereqError),
+    /// goto_table to the flow's own table or an earlier one (OVS refuses
+    /// it before sending, as ovs-ofctl does).
+    #[error("actions are invalid with specified match (OFPBIC_BAD_TABLE_ID)")]
+    BadGoto,
 }
 
 /// An error in a flow file, with its 1-based line number.
@@ -774,6 +778,16 @@ pub fn parse_flow_mod_with(
             fm.actions = parse_actions_with(a, opts)?;
             crate::table::check_action_prereqs(&fm.m, &fm.actions)
                 .map_err(TextError::MatchInconsistent)?;
+            // A modify without `table=` names every table: nothing to check.
+            let table = fm.table_id;
+            if table != TABLE_ALL
+                && fm
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::GotoTable(t) if *t <= table))
+            {
+                return Err(TextError::BadGoto);
+            }
         }
         (true, None) => return Err(TextError::MissingActions),
         (false, Some(a)) => return Err(TextError::ActionsNotAllowed(a.to_string())),
@@ -1216,7 +1230,9 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
         }
         "group" => Action::Group(num(0xffff_ff00)? as u32),
         "meter" => Action::Meter(num(u128::from(u32::MAX))? as u32),
-        "goto_table" => Action::GotoTable(num(254)? as u8),
+        // Stock ovs-ofctl and OVS accept every table id here (255 names
+        // no table: a packet sent there finds no rule).
+        "goto_table" => Action::GotoTable(num(255)? as u8),
         "write_metadata" => {
             let a = need()?;
             let (v, m) = match a.split_once('/') {

@@ -426,6 +426,12 @@ fn add_flow() -> impl Strategy<Value = FlowMod> {
             fm.flags.no_packet_counts = fl[3];
             fm.flags.no_byte_counts = fl[4];
             fm.actions = actions;
+            // goto_table must go forward (ovs-ofctl refuses it otherwise).
+            for a in &mut fm.actions {
+                if let Action::GotoTable(t) = a {
+                    *t = (*t).max(table + 1);
+                }
+            }
             fm
         })
 }

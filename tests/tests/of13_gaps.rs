@@ -97,6 +97,7 @@ impl Pair {
                     format!("of13d{i}"),
                     "type=dummy".into(),
                     format!("ofport_request={i}"),
+                    format!("options:tx_pcap={}/tx{i}.pcap", ovs.dir().display()),
                 ]
                 .into_iter(),
             );
@@ -165,6 +166,47 @@ impl Pair {
         Ok(())
     }
 
+    /// Sends `frames` into port 1 of both switches and returns what each
+    /// switch sent out of port 2 (hex, in order): OVS's from its dummy
+    /// port's transmit capture, ferrovs's as received in host 2.
+    fn exchange(&self, frames: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+        let cap = self.ovs.dir().join("tx2.pcap");
+        let seen = read_pcap(&cap)?.len();
+        let ready = self.fv.rundir().join("of13-rx-ready");
+        let _ = std::fs::remove_file(&ready);
+        let script = "import socket,sys,select,time\n\
+                      s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(3))\n\
+                      s.bind(('eth0',0))\n\
+                      open(sys.argv[1],'w').close()\n\
+                      end=time.time()+float(sys.argv[2])\n\
+                      while time.time()<end:\n    \
+                      r,_,_=select.select([s],[],[],0.1)\n    \
+                      if r:\n        \
+                      d,a=s.recvfrom(65535)\n        \
+                      if a[2]!=4: print(d.hex(),flush=True)\n";
+        let ready_s = ready.display().to_string();
+        let rx = self.hosts[1]
+            .ns
+            .spawn(&["python3", "-c", script, &ready_s, "3"])?;
+        if !wait_until(Duration::from_secs(10), || ready.exists()) {
+            bail!("receiver in host 2 did not start");
+        }
+        self.send(frames)?;
+        let out = rx.wait_output()?;
+        let fv: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        let mut ovs = Vec::new();
+        wait_until(Duration::from_secs(5), || {
+            read_pcap(&cap).is_ok_and(|v| {
+                ovs = v.into_iter().skip(seen).collect();
+                ovs.len() >= fv.len()
+            })
+        });
+        Ok((ovs, fv))
+    }
+
     /// Sends `frames` into port 1 of both switches.
     fn send(&self, frames: &[String]) -> Result<()> {
         for f in frames {
@@ -172,6 +214,24 @@ impl Pair {
         }
         self.hosts[0].send(frames)
     }
+}
+
+/// The frames (hex) of a little-endian pcap file; none if it is absent.
+fn read_pcap(path: &std::path::Path) -> Result<Vec<String>> {
+    let Ok(b) = std::fs::read(path) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut i = 24;
+    while i + 16 <= b.len() {
+        let len = u32::from_le_bytes([b[i + 8], b[i + 9], b[i + 10], b[i + 11]]) as usize;
+        let Some(f) = b.get(i + 16..i + 16 + len) else {
+            break;
+        };
+        out.push(hexs(f));
+        i += 16 + len;
+    }
+    Ok(out)
 }
 
 fn ofctl13(args: &[&str]) -> Result<String> {
@@ -356,5 +416,108 @@ fn table_statistics_count_lookups_and_matches_like_stock_ovs() -> Result<()> {
         "stock OVS"
     );
     assert_eq!(fv, ovs, "ferrovs (left) vs stock OVS (right), tables 0..4");
+    Ok(())
+}
+
+/// `ovs-ofctl add-flow` of `flow`: None if accepted, else the error it
+/// printed (the OFPT_ERROR's name, or ovs-ofctl's own complaint).
+fn add_flow_error(target: &str, flow: &str) -> Result<Option<String>> {
+    let out = run_output(
+        Command::new("ovs-ofctl")
+            .args(["-O", "OpenFlow13", "add-flow", target])
+            .arg(flow),
+    )?;
+    if out.status.success() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.split_once("OFPT_ERROR")
+                .and_then(|(_, r)| r.split_once("): "))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("ovs-ofctl: ").map(String::from))
+        });
+    Ok(Some(line.unwrap_or(text)))
+}
+
+/// dump-flows lines without the counters and ages, sorted.
+fn flows_as_installed(target: &str) -> Result<Vec<String>> {
+    let text = ofctl13(&["dump-flows", target])?;
+    let mut v: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(", ")
+                .filter(|kv| {
+                    !kv.trim_start().starts_with("duration=")
+                        && !kv.starts_with("n_packets=")
+                        && !kv.starts_with("n_bytes=")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[test]
+fn flows_naming_missing_groups_or_the_hidden_table_are_refused_like_stock_ovs() -> Result<()> {
+    require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "python3");
+    let pair = Pair::start("of13r")?;
+    pair.load("")?;
+    let [ovs_t, fv_t] = pair.targets();
+    // (flow, what stock OVS 3.1 answers: None = accepted).
+    let cases: [(&str, Option<&str>); 7] = [
+        ("actions=group:5", Some("OFPBAC_BAD_OUT_GROUP")),
+        (
+            "ip,actions=write_actions(group:7)",
+            Some("OFPBAC_BAD_OUT_GROUP"),
+        ),
+        ("table=254,actions=drop", Some("OFPBRC_EPERM")),
+        (
+            "table=5,actions=goto_table:3",
+            Some("actions are invalid with specified match (OFPBIC_BAD_TABLE_ID)"),
+        ),
+        // Stock OVS skips empty actions: accepted as `actions=output:2`.
+        ("priority=5,arp,actions=output:2,,,", None),
+        // Table 255 does not exist, but OVS only refuses going backwards.
+        ("table=1,actions=goto_table:255", None),
+        // The prerequisite stays in the match and comes back in dumps.
+        (
+            "priority=9,ip,actions=set_field:10.13.0.7->ip_dst,output:2",
+            None,
+        ),
+    ];
+    for (flow, want) in cases {
+        let ovs = add_flow_error(&ovs_t, flow)?;
+        assert_eq!(ovs.as_deref(), want, "stock OVS on {flow}");
+        let fv = add_flow_error(&fv_t, flow)?;
+        assert_eq!(fv, ovs, "ferrovs (left) vs stock OVS (right) on {flow}");
+    }
+    let ovs_flows = flows_as_installed(&ovs_t)?;
+    assert_eq!(ovs_flows.len(), 3, "{ovs_flows:?}");
+    assert_eq!(flows_as_installed(&fv_t)?, ovs_flows);
+    // Packets through the flows that were accepted: the same frames leave
+    // port 2 of both switches.
+    let frames = vec![hexs(&udp4([10, 13, 0, 2], 53)), hexs(&arp([10, 13, 0, 2]))];
+    let (ovs, fv) = pair.exchange(&frames)?;
+    assert_eq!(ovs.len(), 2, "stock OVS sent {ovs:?}");
+    assert!(
+        ovs[0].contains("0a0d0007"),
+        "rewritten to 10.13.0.7: {}",
+        ovs[0]
+    );
+    assert_eq!(
+        fv, ovs,
+        "frames out of port 2: ferrovs (left), stock OVS (right)"
+    );
     Ok(())
 }

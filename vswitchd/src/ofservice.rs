@@ -658,7 +658,7 @@ impl SwitchAgent for BridgeAgent {
         let now = self.switch.slow.now_ms();
         let mut st = self.ofp.lock();
         if !fm.command.is_delete() {
-            crate::meters::check_flow_meters(&st, &fm.actions)?;
+            check_flow_refs(&st, &fm.actions)?;
         }
         let out = st
             .pipeline
@@ -706,7 +706,7 @@ impl SwitchAgent for BridgeAgent {
                 BundledMod::Flow(fm) => (if fm.command.is_delete() {
                     Ok(())
                 } else {
-                    crate::meters::check_flow_meters(&st, &fm.actions)
+                    check_flow_refs(&st, &fm.actions)
                 })
                 .and_then(|()| {
                     st.pipeline
@@ -1010,4 +1010,20 @@ impl SwitchAgent for BridgeAgent {
             self.switch.revalidate_now();
         }
     }
+}
+
+/// What a flow's actions name must exist, as OVS checks before adding or
+/// modifying a flow: its groups (OFPBAC_BAD_OUT_GROUP), then its meters
+/// (OFPMMFC_INVALID_METER).
+fn check_flow_refs(
+    st: &crate::ofproto::BridgeState,
+    actions: &[flows::action::Action],
+) -> Result<(), OfError> {
+    if flows::table::groups_used(actions)
+        .into_iter()
+        .any(|g| st.groups.get(g).is_none())
+    {
+        return Err(OfError::BadOutGroup);
+    }
+    crate::meters::check_flow_meters(st, actions)
 }
