@@ -321,8 +321,17 @@ pub enum FlowModError {
 /// Checks that every set_field, load and move in `actions` (including
 /// inside write_actions) uses fields whose prerequisites `m` establishes,
 /// as OVS does before accepting a flow (OFPBAC_MATCH_INCONSISTENT).
+///
+/// Actions that change the packet's ethertype (push_mpls, pop_mpls)
+/// change what later actions may use, as in OVS: after `push_mpls` the
+/// IP fields are out of reach, and `pop_mpls` needs an MPLS packet.
 pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqError> {
-    let check = |f: Field| {
+    let mut cur = *m;
+    check_action_prereqs_in(&mut cur, actions)
+}
+
+fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), PrereqError> {
+    let check = |m: &Match, f: Field| {
         let pr = f.action_prereq();
         if pr.holds_in(m) {
             Ok(())
@@ -335,13 +344,35 @@ pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqE
     };
     for a in actions {
         match a {
-            Action::SetField { field, .. } => check(*field)?,
-            Action::Load { dst, .. } => check(dst.field)?,
+            Action::SetField { field, .. } => check(m, *field)?,
+            Action::Load { dst, .. } => check(m, dst.field)?,
             Action::Move { src, dst } => {
-                check(src.field)?;
-                check(dst.field)?;
+                check(m, src.field)?;
+                check(m, dst.field)?;
             }
-            Action::WriteActions(inner) => check_action_prereqs(m, inner)?,
+            Action::WriteActions(inner) => check_action_prereqs_in(&mut m.clone(), inner)?,
+            Action::PushMpls(t) => {
+                m.key.dl_type = *t;
+                m.mask.dl_type = 0xffff;
+            }
+            Action::PopMpls(t) => {
+                if !crate::field::Prereq::Mpls.holds_in(m) {
+                    return Err(PrereqError {
+                        field: "pop_mpls",
+                        needs: crate::field::Prereq::Mpls.describe(),
+                    });
+                }
+                m.key.dl_type = *t;
+                m.mask.dl_type = 0xffff;
+            }
+            Action::SetMplsTtl(_) | Action::DecMplsTtl => {
+                if !crate::field::Prereq::Mpls.holds_in(m) {
+                    return Err(PrereqError {
+                        field: "mpls_ttl",
+                        needs: crate::field::Prereq::Mpls.describe(),
+                    });
+                }
+            }
             _ => {}
         }
     }

@@ -388,6 +388,8 @@ fn apply_match_token(m: &mut Match, name: &str, value: Option<&str>) -> Result<b
         "ipv6" => Some(shorthand(ethertype::IPV6, None)),
         "arp" => Some(shorthand(ethertype::ARP, None)),
         "rarp" => Some(shorthand(RARP, None)),
+        "mpls" => Some(shorthand(ethertype::MPLS, None)),
+        "mplsm" => Some(shorthand(ethertype::MPLS_MCAST, None)),
         "icmp" => Some(shorthand(ethertype::IPV4, Some(ipproto::ICMP))),
         "igmp" => Some(shorthand(ethertype::IPV4, Some(IGMP))),
         "tcp" => Some(shorthand(ethertype::IPV4, Some(ipproto::TCP))),
@@ -1118,6 +1120,16 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
         "mod_tp_src" => Action::SetTpSrc(num(0xffff)? as u16),
         "mod_tp_dst" => Action::SetTpDst(num(0xffff)? as u16),
         "dec_ttl" if arg.is_none() => Action::DecTtl,
+        "push_mpls" => {
+            let t = num(0xffff)? as u16;
+            if !ethertype::is_mpls(t) {
+                return Err(bad_action(name, format!("{t:#06x}: not an MPLS ethertype")));
+            }
+            Action::PushMpls(t)
+        }
+        "pop_mpls" => Action::PopMpls(num(0xffff)? as u16),
+        "set_mpls_ttl" => Action::SetMplsTtl(num(0xff)? as u8),
+        "dec_mpls_ttl" => Action::DecMplsTtl,
         "set_field" => {
             let a = need()?;
             let (v, f) = a
@@ -1399,6 +1411,10 @@ pub fn format_action(a: &Action) -> String {
         Action::SetTpSrc(v) => format!("mod_tp_src:{v}"),
         Action::SetTpDst(v) => format!("mod_tp_dst:{v}"),
         Action::DecTtl => "dec_ttl".into(),
+        Action::PushMpls(t) => format!("push_mpls:{t:#06x}"),
+        Action::PopMpls(t) => format!("pop_mpls:{t:#06x}"),
+        Action::SetMplsTtl(t) => format!("set_mpls_ttl({t})"),
+        Action::DecMplsTtl => "dec_mpls_ttl".into(),
         Action::Load { dst, value } => format!("load:{value:#x}->{}", format_subfield(dst)),
         Action::Move { src, dst } => {
             format!("move:{}->{}", format_subfield(src), format_subfield(dst))
@@ -1540,6 +1556,8 @@ pub fn format_match(m: &Match, priority: u32) -> String {
             }
             ethertype::ARP => parts.push("arp".into()),
             RARP => parts.push("rarp".into()),
+            ethertype::MPLS => parts.push("mpls".into()),
+            ethertype::MPLS_MCAST => parts.push("mplsm".into()),
             _ => skip_type = false,
         }
     }
@@ -1598,7 +1616,17 @@ pub fn format_match(m: &Match, priority: u32) -> String {
         parts.push(format!("dl_type={:#06x}", k.dl_type));
     }
     let is_arp = matches!(k.dl_type, ethertype::ARP | RARP);
-    if k.dl_type == ethertype::IPV6 {
+    if ethertype::is_mpls(k.dl_type) {
+        // The label stack entry shares ipv6_label's word.
+        for f in [
+            Field::MplsLabel,
+            Field::MplsTc,
+            Field::MplsTtl,
+            Field::MplsBos,
+        ] {
+            field(&mut parts, f.name(), f);
+        }
+    } else if k.dl_type == ethertype::IPV6 {
         field(&mut parts, "ipv6_src", Field::Ipv6Src);
         field(&mut parts, "ipv6_dst", Field::Ipv6Dst);
         if w.ipv6_label != 0 {

@@ -300,7 +300,14 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
             out.push((f, f.field.get(k) & mm, mm));
         }
     };
-    if arp {
+    let mpls = dl_is(m, ethertype::MPLS) || dl_is(m, ethertype::MPLS_MCAST);
+    if mpls {
+        // An MPLS packet has no L3 fields; its label stack entry shares
+        // the key word of ipv6_label.
+        for name in ["mpls_tc", "mpls_bos", "mpls_ttl", "mpls_label"] {
+            push(name);
+        }
+    } else if arp {
         for name in ["arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"] {
             push(name);
         }

@@ -521,3 +521,197 @@ fn flows_naming_missing_groups_or_the_hidden_table_are_refused_like_stock_ovs() 
     );
     Ok(())
 }
+
+/// Push on IPv4 then match the label in table 1; pop to IPv4 then
+/// goto_table (the packet recirculates and is parsed again: table 2
+/// matches its IP destination); TTL actions on a received MPLS packet.
+const MPLS_FLOWS: &str = "\
+table=0,priority=10,ip,actions=push_mpls:0x8847,set_field:100->mpls_label,set_field:5->mpls_tc,goto_table:1
+table=0,priority=10,mpls,mpls_label=200,actions=pop_mpls:0x0800,goto_table:2
+table=0,priority=10,mpls,mpls_label=300,actions=dec_mpls_ttl,set_mpls_ttl(9),output:2
+table=0,priority=10,mpls,mpls_label=400,actions=dec_mpls_ttl,output:2
+table=1,priority=10,mpls,mpls_label=100,mpls_tc=5,mpls_bos=1,actions=dec_mpls_ttl,output:2
+table=2,priority=10,ip,nw_dst=10.13.0.2,actions=mod_nw_dst:10.13.0.9,output:2
+";
+
+/// An MPLS frame: one label stack entry over `inner` (an Ethernet
+/// payload, e.g. an IPv4 packet).
+fn mpls_frame(label: u32, ttl: u8, inner: &[u8]) -> Vec<u8> {
+    let lse = (label << 12) | 0x100 | u32::from(ttl);
+    let mut p = lse.to_be_bytes().to_vec();
+    p.extend(inner);
+    eth(0x8847, &p)
+}
+
+/// The IPv4 packet inside `udp4`'s frame (Ethernet header and padding
+/// removed).
+fn ipv4_packet(dst: [u8; 4]) -> Vec<u8> {
+    let f = udp4(dst, 53);
+    let len = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    f[14..14 + len].to_vec()
+}
+
+#[test]
+fn mpls_push_pop_through_goto_table_and_ttl_actions_match_stock_ovs() -> Result<()> {
+    require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "python3");
+    let pair = Pair::start("of13m")?;
+    pair.load(MPLS_FLOWS)?;
+    let [ovs_t, fv_t] = pair.targets();
+    // The flows come back as installed.
+    let ovs_flows = flows_as_installed(&ovs_t)?;
+    assert_eq!(ovs_flows.len(), 6, "{ovs_flows:?}");
+    assert_eq!(flows_as_installed(&fv_t)?, ovs_flows);
+    let before_ovs = table_counts(&ovs_t)?;
+    let before_fv = table_counts(&fv_t)?;
+    let mut ip = udp4([10, 13, 0, 2], 53);
+    // TOS 0xa0: precedence 5 becomes the pushed entry's TC.
+    ip[15] = 0xa0;
+    let c = {
+        ip[24] = 0;
+        ip[25] = 0;
+        csum(&ip[14..34])
+    };
+    ip[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        // push_mpls, goto_table:1, dec_mpls_ttl: leaves as MPLS, TTL 63.
+        frames.push(hexs(&ip));
+        // pop_mpls, goto_table:2 on the inner packet: rewritten IPv4.
+        frames.push(hexs(&mpls_frame(200, 7, &ipv4_packet([10, 13, 0, 2]))));
+        // pop_mpls, then no match in table 2: dropped.
+        frames.push(hexs(&mpls_frame(200, 7, &ipv4_packet([10, 13, 0, 5]))));
+        // dec_mpls_ttl then set_mpls_ttl(9).
+        frames.push(hexs(&mpls_frame(300, 5, &ipv4_packet([10, 13, 0, 2]))));
+        // dec_mpls_ttl on TTL 1: dropped.
+        frames.push(hexs(&mpls_frame(400, 1, &ipv4_packet([10, 13, 0, 2]))));
+    }
+    let (ovs, fv) = pair.exchange(&frames)?;
+    assert_eq!(ovs.len(), 6, "stock OVS sent {ovs:?}");
+    // The pushed entry: label 100, TC 5, bottom of stack, TTL 64-1.
+    assert!(ovs[0].contains(&format!("8847{:08x}", (100 << 12) | (5 << 9) | 0x100 | 63)));
+    assert_eq!(
+        fv, ovs,
+        "frames out of port 2: ferrovs (left), stock OVS (right)"
+    );
+    // Every pass credited its tables, recirculated ones included.
+    let delta = |now: &BTreeMap<u8, (u64, u64)>, before: &BTreeMap<u8, (u64, u64)>| {
+        (0..=3u8)
+            .map(|t| {
+                let (l, m) = now.get(&t).copied().unwrap_or_default();
+                let (bl, bm) = before.get(&t).copied().unwrap_or_default();
+                (l - bl, m - bm)
+            })
+            .collect::<Vec<_>>()
+    };
+    let n = frames.len() as u64;
+    for (t, before) in [(&ovs_t, &before_ovs), (&fv_t, &before_fv)] {
+        let ok = wait_until(Duration::from_secs(15), || {
+            table_counts(t).is_ok_and(|now| {
+                let d = delta(&now, before);
+                // Recirculated passes resume in table 2.
+                d[0].0 >= n && d[2].0 >= 4
+            })
+        });
+        assert!(ok, "{t}: table 0 never counted every pass");
+    }
+    let ovs_d = delta(&table_counts(&ovs_t)?, &before_ovs);
+    let fv_d = delta(&table_counts(&fv_t)?, &before_fv);
+    assert_eq!(
+        fv_d, ovs_d,
+        "table statistics: ferrovs (left), stock OVS (right)"
+    );
+    Ok(())
+}
+
+#[test]
+fn mpls_and_pbb_flows_stock_ovs_refuses_get_its_errors() -> Result<()> {
+    require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "python3");
+    let pair = Pair::start("of13e")?;
+    pair.load("")?;
+    let socks = [
+        pair.ovs.dir().join(format!("{}.mgmt", pair.br)),
+        pair.fv.rundir().join(format!("{}.mgmt", pair.br)),
+    ];
+    // An OpenFlow 1.3 flow_mod (table 0, priority 0x8000) with `matches`
+    // (OXM TLVs) and apply_actions(`actions`).
+    let flow_mod = |matches: &str, actions: &str| -> Vec<u8> {
+        let m = unhex(matches);
+        let a = unhex(actions);
+        let mut msg = unhex(
+            "04 0e 0000 00000002 0000000000000000 0000000000000000
+             00 00 0000 0000 8000 ffffffff ffffffff ffffffff 0000 0000",
+        );
+        msg.extend(1u16.to_be_bytes());
+        msg.extend(((4 + m.len()) as u16).to_be_bytes());
+        msg.extend(&m);
+        msg.extend(std::iter::repeat_n(0, (8 - (4 + m.len()) % 8) % 8));
+        msg.extend(4u16.to_be_bytes());
+        msg.extend(((8 + a.len()) as u16).to_be_bytes());
+        msg.extend([0; 4]);
+        msg.extend(a);
+        let len = msg.len() as u16;
+        msg[2..4].copy_from_slice(&len.to_be_bytes());
+        msg
+    };
+    const MPLS: &str = "80000a02 8847";
+    const IP: &str = "80000a02 0800";
+    // (what, match, actions, stock OVS 3.1's (type, code) or None).
+    let cases: [(&str, &str, &str, Option<(u16, u16)>); 13] = [
+        ("push_pbb", "", "001a 0008 88e7 0000", Some((2, 0))),
+        ("pop_pbb", "", "001b 0008 00000000", Some((2, 0))),
+        (
+            "match pbb_isid",
+            "80000a02 88e7 80004a03 000005",
+            "",
+            Some((4, 6)),
+        ),
+        (
+            "set_field pbb_isid",
+            "",
+            "0019 0010 80004a03 000005 0000000000",
+            Some((2, 14)),
+        ),
+        ("copy_ttl_out", "", "000b 0008 00000000", Some((2, 0))),
+        ("copy_ttl_in", MPLS, "000c 0008 00000000", Some((2, 0))),
+        ("push_mpls:0x0800", IP, "0013 0008 0800 0000", Some((2, 5))),
+        ("pop_mpls on ip", IP, "0014 0008 0800 0000", Some((2, 10))),
+        (
+            "push_mpls then set ip_dst",
+            IP,
+            "0013 0008 8847 0000 0019 0010 80001804 0a000001 00000000",
+            Some((2, 10)),
+        ),
+        (
+            "set_field mpls_bos",
+            MPLS,
+            "0019 0010 80004801 01 00000000000000",
+            Some((2, 15)),
+        ),
+        (
+            "set_field mpls_label on ip",
+            IP,
+            "0019 0010 80004404 00000005 00000000",
+            Some((2, 10)),
+        ),
+        (
+            "dec_mpls_ttl on ip",
+            IP,
+            "0010 0008 00000000",
+            Some((2, 10)),
+        ),
+        (
+            "match mpls_bos, set_mpls_ttl",
+            "80000a02 8847 80004801 01",
+            "000f 0008 05 000000",
+            None,
+        ),
+    ];
+    for (what, m, a, want) in cases {
+        let msg = flow_mod(m, a);
+        let ovs = openflow13_error(&socks[0], &msg)?;
+        assert_eq!(ovs, want, "stock OVS on {what}");
+        let fv = openflow13_error(&socks[1], &msg)?;
+        assert_eq!(fv, ovs, "ferrovs (left) vs stock OVS (right) on {what}");
+    }
+    Ok(())
+}
