@@ -365,13 +365,13 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                 m.key.dl_type = *t;
                 m.mask.dl_type = 0xffff;
             }
-            Action::SetMplsTtl(_) | Action::DecMplsTtl => {
-                if !crate::field::Prereq::Mpls.holds_in(m) {
-                    return Err(PrereqError {
-                        field: "mpls_ttl",
-                        needs: crate::field::Prereq::Mpls.describe(),
-                    });
-                }
+            Action::SetMplsTtl(_) | Action::DecMplsTtl
+                if !crate::field::Prereq::Mpls.holds_in(m) =>
+            {
+                return Err(PrereqError {
+                    field: "mpls_ttl",
+                    needs: crate::field::Prereq::Mpls.describe(),
+                });
             }
             _ => {}
         }

@@ -3,9 +3,8 @@
 //! into `ovs-vswitchd --enable-dummy`, through stock `ovs-ofctl`, and what
 //! both give back (flow dumps, traces, errors) must agree.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ferrovs_tests::*;

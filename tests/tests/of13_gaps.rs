@@ -85,22 +85,19 @@ impl Pair {
             "datapath_type=dummy".into(),
         ];
         for i in 1..=2 {
-            args.extend(
-                [
-                    "--".into(),
-                    "add-port".into(),
-                    br.clone(),
-                    format!("of13d{i}"),
-                    "--".into(),
-                    "set".into(),
-                    "Interface".into(),
-                    format!("of13d{i}"),
-                    "type=dummy".into(),
-                    format!("ofport_request={i}"),
-                    format!("options:tx_pcap={}/tx{i}.pcap", ovs.dir().display()),
-                ]
-                .into_iter(),
-            );
+            args.extend([
+                "--".into(),
+                "add-port".into(),
+                br.clone(),
+                format!("of13d{i}"),
+                "--".into(),
+                "set".into(),
+                "Interface".into(),
+                format!("of13d{i}"),
+                "type=dummy".into(),
+                format!("ofport_request={i}"),
+                format!("options:tx_pcap={}/tx{i}.pcap", ovs.dir().display()),
+            ]);
         }
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         ovs.vsctl(&a)?;
@@ -655,8 +652,9 @@ fn mpls_and_pbb_flows_stock_ovs_refuses_get_its_errors() -> Result<()> {
     };
     const MPLS: &str = "80000a02 8847";
     const IP: &str = "80000a02 0800";
-    // (what, match, actions, stock OVS 3.1's (type, code) or None).
-    let cases: [(&str, &str, &str, Option<(u16, u16)>); 13] = [
+    /// (what, match, actions, stock OVS 3.1's (type, code) or None).
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<(u16, u16)>);
+    let cases: [Case; 13] = [
         ("push_pbb", "", "001a 0008 88e7 0000", Some((2, 0))),
         ("pop_pbb", "", "001b 0008 00000000", Some((2, 0))),
         (
