@@ -81,6 +81,16 @@ pub enum Action {
     SetTpDst(u16),
     /// `dec_ttl`.
     DecTtl,
+    /// `push_mpls:ETHERTYPE` (0x8847 or 0x8848): a new top label stack
+    /// entry (label 0; TC, TTL from the IP header or the entry below).
+    PushMpls(u16),
+    /// `pop_mpls:ETHERTYPE`: removes the top entry; ETHERTYPE is what
+    /// lies beneath it.
+    PopMpls(u16),
+    /// `set_mpls_ttl(TTL)`.
+    SetMplsTtl(u8),
+    /// `dec_mpls_ttl`.
+    DecMplsTtl,
     /// `load:VALUE->DST`.
     Load { dst: SubField, value: u128 },
     /// `move:SRC->DST`.

@@ -38,6 +38,17 @@ pub enum DpAction {
     },
     /// Remove the outer 802.1Q tag.
     PopVlan,
+    /// Push an MPLS label stack entry (`lse`, host order) after the L2
+    /// header and set the ethertype to `ethertype` (0x8847 or 0x8848).
+    PushMpls {
+        ethertype: u16,
+        lse: u32,
+    },
+    /// Remove the top MPLS label stack entry; `ethertype` becomes the
+    /// packet's ethertype.
+    PopMpls(u16),
+    /// Rewrite the top MPLS label stack entry.
+    SetMpls(u32),
     /// Rewrite the VID of the outer tag.
     SetVlanVid(u16),
     /// Rewrite the PCP of the outer tag.

@@ -4,7 +4,7 @@
 //! carried as `u128` (wide enough for IPv6 addresses), right-aligned, in host
 //! byte order; MAC addresses are the 48-bit big-endian number of their bytes.
 
-use crate::key::{FlowKey, VLAN_CFI, ct_state, ethertype, ipproto};
+use crate::key::{FlowKey, VLAN_CFI, ct_state, ethertype, ipproto, mpls};
 use crate::matches::Match;
 
 /// A field that flows can match on, set, load into or move from.
@@ -43,6 +43,11 @@ pub enum Field {
     Ipv6Src,
     Ipv6Dst,
     Ipv6Label,
+    /// MPLS fields of the top label stack entry (`FlowKey::mpls_lse`).
+    MplsLabel,
+    MplsTc,
+    MplsBos,
+    MplsTtl,
     IcmpType,
     IcmpCode,
     NdTarget,
@@ -134,6 +139,8 @@ pub enum Prereq {
     Icmpv4,
     /// ipv6 and nw_proto icmp6.
     Icmpv6,
+    /// dl_type=0x8847 or 0x8848.
+    Mpls,
     /// An 802.1Q tag is present (OXM `vlan_pcp`).
     VlanPresent,
     /// A tracked, valid connection: `ct_state=+trk-inv` (OVS's "CT").
@@ -372,7 +379,7 @@ fn set_regs(k: &mut FlowKey, first: usize, count: usize, v: u128, mask: u128) {
 
 impl Field {
     /// Every field, in the order ovs-ofctl prints them.
-    pub const ALL: [Field; 84] = [
+    pub const ALL: [Field; 88] = [
         Field::InPort,
         Field::Metadata,
         Field::Reg(0),
@@ -409,6 +416,10 @@ impl Field {
         Field::Ipv6Src,
         Field::Ipv6Dst,
         Field::Ipv6Label,
+        Field::MplsLabel,
+        Field::MplsTc,
+        Field::MplsBos,
+        Field::MplsTtl,
         Field::IcmpType,
         Field::IcmpCode,
         Field::NdTarget,
@@ -493,6 +504,10 @@ impl Field {
             Field::Ipv6Src => "ipv6_src",
             Field::Ipv6Dst => "ipv6_dst",
             Field::Ipv6Label => "ipv6_label",
+            Field::MplsLabel => "mpls_label",
+            Field::MplsTc => "mpls_tc",
+            Field::MplsBos => "mpls_bos",
+            Field::MplsTtl => "mpls_ttl",
             Field::IcmpType => "icmp_type",
             Field::IcmpCode => "icmp_code",
             Field::NdTarget => "nd_target",
@@ -576,6 +591,10 @@ impl Field {
             Field::Ipv6Src => "NXM_NX_IPV6_SRC",
             Field::Ipv6Dst => "NXM_NX_IPV6_DST",
             Field::Ipv6Label => "NXM_NX_IPV6_LABEL",
+            Field::MplsLabel => "OXM_OF_MPLS_LABEL",
+            Field::MplsTc => "OXM_OF_MPLS_TC",
+            Field::MplsBos => "OXM_OF_MPLS_BOS",
+            Field::MplsTtl => "NXM_NX_MPLS_TTL",
             Field::IcmpType => "NXM_OF_ICMP_TYPE",
             Field::IcmpCode => "NXM_OF_ICMP_CODE",
             Field::NdTarget => "NXM_NX_ND_TARGET",
@@ -678,6 +697,10 @@ impl Field {
             "ipv6_src" | "NXM_NX_IPV6_SRC" | "OXM_OF_IPV6_SRC" => Field::Ipv6Src,
             "ipv6_dst" | "NXM_NX_IPV6_DST" | "OXM_OF_IPV6_DST" => Field::Ipv6Dst,
             "ipv6_label" | "NXM_NX_IPV6_LABEL" | "OXM_OF_IPV6_FLABEL" => Field::Ipv6Label,
+            "mpls_label" | "OXM_OF_MPLS_LABEL" => Field::MplsLabel,
+            "mpls_tc" | "OXM_OF_MPLS_TC" => Field::MplsTc,
+            "mpls_bos" | "OXM_OF_MPLS_BOS" => Field::MplsBos,
+            "mpls_ttl" | "NXM_NX_MPLS_TTL" => Field::MplsTtl,
             "icmp_type" | "icmpv6_type" | "NXM_OF_ICMP_TYPE" | "NXM_NX_ICMPV6_TYPE"
             | "OXM_OF_ICMPV4_TYPE" | "OXM_OF_ICMPV6_TYPE" => Field::IcmpType,
             "icmp_code" | "icmpv6_code" | "NXM_OF_ICMP_CODE" | "NXM_NX_ICMPV6_CODE"
@@ -786,6 +809,10 @@ impl Field {
             Field::ArpSha | Field::ArpTha => 48,
             Field::Ipv6Src | Field::Ipv6Dst => 128,
             Field::Ipv6Label => 20,
+            Field::MplsLabel => 20,
+            Field::MplsTc => 3,
+            Field::MplsBos => 1,
+            Field::MplsTtl => 8,
             Field::IcmpType | Field::IcmpCode => 8,
             Field::NdTarget => 128,
             Field::NdSll | Field::NdTll => 48,
@@ -814,6 +841,10 @@ impl Field {
                 | Field::RecircId
                 | Field::CtZone
                 | Field::CtNwProto
+                | Field::MplsLabel
+                | Field::MplsTc
+                | Field::MplsBos
+                | Field::MplsTtl
         )
     }
 
@@ -832,7 +863,8 @@ impl Field {
             | Field::CtIpv6Dst
             | Field::CtNwProto
             | Field::CtTpSrc
-            | Field::CtTpDst => Some("is read-only"),
+            | Field::CtTpDst
+            | Field::MplsBos => Some("is read-only"),
             Field::CtMark | Field::CtLabel => Some("can only be set inside a ct action"),
             _ => None,
         }
@@ -911,6 +943,10 @@ impl Field {
             Field::Ipv6Src => u128::from_be_bytes(k.ipv6_src),
             Field::Ipv6Dst => u128::from_be_bytes(k.ipv6_dst),
             Field::Ipv6Label => (k.ipv6_label & 0x000f_ffff).into(),
+            Field::MplsLabel => ((k.mpls_lse() & mpls::LABEL_MASK) >> mpls::LABEL_SHIFT).into(),
+            Field::MplsTc => ((k.mpls_lse() & mpls::TC_MASK) >> mpls::TC_SHIFT).into(),
+            Field::MplsBos => ((k.mpls_lse() & mpls::BOS_MASK) >> mpls::BOS_SHIFT).into(),
+            Field::MplsTtl => (k.mpls_lse() & mpls::TTL_MASK).into(),
             Field::IcmpType => (k.tp_src & 0xff).into(),
             Field::IcmpCode => (k.tp_dst & 0xff).into(),
             Field::NdTarget => u128::from_be_bytes(k.nd_target),
@@ -1024,6 +1060,17 @@ impl Field {
             Field::Ipv6Label => {
                 k.ipv6_label = merge(k.ipv6_label, v as u32, mask as u32);
             }
+            Field::MplsLabel | Field::MplsTc | Field::MplsBos | Field::MplsTtl => {
+                let shift = match self {
+                    Field::MplsLabel => mpls::LABEL_SHIFT,
+                    Field::MplsTc => mpls::TC_SHIFT,
+                    Field::MplsBos => mpls::BOS_SHIFT,
+                    _ => 0,
+                };
+                let bits = (self.max_value() as u32) << shift;
+                let (v, m) = ((v as u32) << shift, ((mask as u32) << shift) & bits);
+                k.set_mpls_lse(merge(k.mpls_lse(), v, m));
+            }
             Field::IcmpType => k.tp_src = merge(k.tp_src, v as u16, mask as u16),
             Field::IcmpCode => k.tp_dst = merge(k.tp_dst, v as u16, mask as u16),
             Field::NdTarget => {
@@ -1092,6 +1139,7 @@ impl Field {
                 Prereq::Arp
             }
             Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => Prereq::Ipv6,
+            Field::MplsLabel | Field::MplsTc | Field::MplsBos | Field::MplsTtl => Prereq::Mpls,
             Field::IcmpType | Field::IcmpCode => Prereq::Icmp,
             Field::NdTarget => Prereq::Nd,
             Field::NdSll => Prereq::NdSolicit,
@@ -1149,6 +1197,7 @@ impl Prereq {
             Prereq::Icmp => "icmp or icmp6",
             Prereq::Icmpv4 => "icmp",
             Prereq::Icmpv6 => "icmp6",
+            Prereq::Mpls => "mpls or mplsm",
             Prereq::Nd => "icmp6 with icmp_type=135 or icmp_type=136",
             Prereq::NdSolicit => "icmp6 with icmp_type=135",
             Prereq::NdAdvert => "icmp6 with icmp_type=136",
@@ -1192,6 +1241,7 @@ impl Prereq {
             Prereq::Icmp => Prereq::Icmpv4.holds_in(m) || Prereq::Icmpv6.holds_in(m),
             Prereq::Icmpv4 => dl_type == Some(ethertype::IPV4) && proto == Some(ipproto::ICMP),
             Prereq::Icmpv6 => dl_type == Some(ethertype::IPV6) && proto == Some(ipproto::ICMPV6),
+            Prereq::Mpls => dl_type.is_some_and(ethertype::is_mpls),
             Prereq::Nd => nd(&[135, 136]),
             Prereq::NdSolicit => nd(&[135]),
             Prereq::NdAdvert => nd(&[136]),
@@ -1267,6 +1317,7 @@ impl Prereq {
             }
             Prereq::Icmpv4 => k.dl_type == ethertype::IPV4 && k.nw_proto == ipproto::ICMP,
             Prereq::Icmpv6 => k.dl_type == ethertype::IPV6 && k.nw_proto == ipproto::ICMPV6,
+            Prereq::Mpls => ethertype::is_mpls(k.dl_type),
             Prereq::Nd => nd(wc, &[135, 136]),
             Prereq::NdSolicit => nd(wc, &[135]),
             Prereq::NdAdvert => nd(wc, &[136]),
@@ -1319,7 +1370,23 @@ pub fn check_match_prereqs(m: &Match) -> Result<(), PrereqError> {
         ),
         (Field::Ipv6Src, &[Field::Ipv6Src], "ipv6"),
         (Field::Ipv6Dst, &[Field::Ipv6Dst], "ipv6"),
-        (Field::Ipv6Label, &[Field::Ipv6Label], "ipv6"),
+        // ipv6_label's word holds an MPLS packet's label stack entry.
+        (
+            Field::Ipv6Label,
+            &[
+                Field::Ipv6Label,
+                Field::MplsLabel,
+                Field::MplsTc,
+                Field::MplsBos,
+                Field::MplsTtl,
+            ],
+            "ipv6 or mpls",
+        ),
+        (
+            Field::MplsLabel,
+            &[Field::MplsLabel, Field::Ipv6Label],
+            "mpls or mplsm",
+        ),
         (
             Field::NdTarget,
             &[Field::NdTarget],
@@ -1674,6 +1741,42 @@ pub const WIRE_IDS: &[WireId] = &[
         len: 4,
         experimenter: None,
         prereq: Prereq::Ipv6,
+    },
+    WireId {
+        name: "mpls_label",
+        field: Field::MplsLabel,
+        class: OXM_CLASS_BASIC,
+        num: 34,
+        len: 4,
+        experimenter: None,
+        prereq: Prereq::Mpls,
+    },
+    WireId {
+        name: "mpls_tc",
+        field: Field::MplsTc,
+        class: OXM_CLASS_BASIC,
+        num: 35,
+        len: 1,
+        experimenter: None,
+        prereq: Prereq::Mpls,
+    },
+    WireId {
+        name: "mpls_bos",
+        field: Field::MplsBos,
+        class: OXM_CLASS_BASIC,
+        num: 36,
+        len: 1,
+        experimenter: None,
+        prereq: Prereq::Mpls,
+    },
+    WireId {
+        name: "mpls_ttl",
+        field: Field::MplsTtl,
+        class: NXM_CLASS_1,
+        num: 30,
+        len: 1,
+        experimenter: None,
+        prereq: Prereq::Mpls,
     },
     WireId {
         name: "icmpv6_type",

@@ -113,7 +113,10 @@ pub struct FlowKey {
     pub nw_src: u32,
     /// IPv4 destination or ARP target protocol address.
     pub nw_dst: u32,
-    /// IPv6 flow label (20 bits).
+    /// IPv6 flow label (20 bits); for an MPLS packet (dl_type 0x8847 or
+    /// 0x8848, which has no L3 fields) the top label stack entry instead,
+    /// read through [`FlowKey::mpls_lse`] (as `nw_src` doubles as ARP's
+    /// sender address).
     pub ipv6_label: u32,
     pub ipv6_src: [u8; 16],
     pub ipv6_dst: [u8; 16],
@@ -287,6 +290,16 @@ impl FlowKey {
         self.vlan_tci & VLAN_VID_MASK
     }
 
+    /// The top MPLS label stack entry (meaningful when `dl_type` is MPLS).
+    pub fn mpls_lse(&self) -> u32 {
+        self.ipv6_label
+    }
+
+    /// Sets the top MPLS label stack entry.
+    pub fn set_mpls_lse(&mut self, lse: u32) {
+        self.ipv6_label = lse;
+    }
+
     /// True when the packet carries an outer VLAN tag.
     pub fn has_vlan(&self) -> bool {
         self.vlan_tci & VLAN_CFI != 0
@@ -300,6 +313,25 @@ pub mod ethertype {
     pub const VLAN: u16 = 0x8100;
     pub const QINQ: u16 = 0x88a8;
     pub const IPV6: u16 = 0x86dd;
+    pub const MPLS: u16 = 0x8847;
+    pub const MPLS_MCAST: u16 = 0x8848;
+
+    /// True for the two MPLS ethertypes.
+    pub fn is_mpls(t: u16) -> bool {
+        t == MPLS || t == MPLS_MCAST
+    }
+}
+
+/// MPLS label stack entry bits, as [`FlowKey::mpls_lse`] holds them
+/// (the 32-bit entry in host order: label, TC, bottom of stack, TTL).
+pub mod mpls {
+    pub const LABEL_SHIFT: u32 = 12;
+    pub const LABEL_MASK: u32 = 0xffff_f000;
+    pub const TC_SHIFT: u32 = 9;
+    pub const TC_MASK: u32 = 0x0000_0e00;
+    pub const BOS_SHIFT: u32 = 8;
+    pub const BOS_MASK: u32 = 0x0000_0100;
+    pub const TTL_MASK: u32 = 0x0000_00ff;
 }
 
 /// IP protocol numbers used throughout.

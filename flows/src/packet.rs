@@ -232,6 +232,15 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::CtClear => return Err(RewriteError::NotARewrite("ct_clear")),
         DpAction::PushVlan { tpid, tci } => push_vlan(buf, tpid, tci)?,
         DpAction::PopVlan => pop_vlan(buf),
+        DpAction::PushMpls { ethertype, lse } => push_mpls(buf, ethertype, lse)?,
+        DpAction::PopMpls(ethertype) => pop_mpls(buf, ethertype),
+        DpAction::SetMpls(lse) => {
+            let d = buf.data_mut();
+            let o = ethertype_offset(d);
+            if get16(d, o).is_some_and(ethertype::is_mpls) {
+                put(d, o + 2, &lse.to_be_bytes());
+            }
+        }
         DpAction::SetVlanVid(vid) => edit_tci(buf.data_mut(), 0xf000, vid & 0x0fff),
         DpAction::SetVlanPcp(pcp) => edit_tci(buf.data_mut(), 0x1fff, u16::from(pcp & 7) << 13),
         DpAction::SetEthDst(mac) => {
@@ -310,6 +319,48 @@ fn pop_vlan<B: FrameBuf + ?Sized>(buf: &mut B) {
     }
     d.copy_within(0..12, VLAN_HEADER_LEN);
     buf.pull_front(VLAN_HEADER_LEN);
+}
+
+/// Offset of the ethertype that follows the MAC addresses and any VLAN tags.
+fn ethertype_offset(d: &[u8]) -> usize {
+    let mut o = 12;
+    while o < 12 + 2 * VLAN_HEADER_LEN && is_vlan_tpid(get16(d, o)) {
+        o += VLAN_HEADER_LEN;
+    }
+    o
+}
+
+/// MPLS label stack entry length.
+const MPLS_HLEN: usize = 4;
+
+fn push_mpls<B: FrameBuf + ?Sized>(
+    buf: &mut B,
+    ethertype: u16,
+    lse: u32,
+) -> Result<(), RewriteError> {
+    let o = ethertype_offset(buf.data());
+    if buf.data().len() < o + 2 {
+        return Ok(());
+    }
+    if !buf.push_front(MPLS_HLEN) {
+        return Err(RewriteError::NoHeadroom(MPLS_HLEN));
+    }
+    let d = buf.data_mut();
+    d.copy_within(MPLS_HLEN..MPLS_HLEN + o, 0);
+    put(d, o, &ethertype.to_be_bytes());
+    put(d, o + 2, &lse.to_be_bytes());
+    Ok(())
+}
+
+fn pop_mpls<B: FrameBuf + ?Sized>(buf: &mut B, ethertype: u16) {
+    let d = buf.data_mut();
+    let o = ethertype_offset(d);
+    if d.len() < o + 2 + MPLS_HLEN || !get16(d, o).is_some_and(ethertype::is_mpls) {
+        return;
+    }
+    put(d, o + MPLS_HLEN, &ethertype.to_be_bytes());
+    d.copy_within(0..o, MPLS_HLEN);
+    buf.pull_front(MPLS_HLEN);
 }
 
 /// Keeps the TCI bits in `keep` and ORs in `set`, on the outer tag.

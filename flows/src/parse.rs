@@ -194,6 +194,13 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Lay
         ethertype::IPV4 => parse_ipv4(frame, ofs, key, &mut lay)?,
         ethertype::IPV6 => parse_ipv6(frame, ofs, key, &mut lay)?,
         ethertype::ARP | ETH_TYPE_RARP => parse_arp(frame, ofs, key, &mut lay)?,
+        // MPLS: the top label stack entry; nothing beneath it is parsed
+        // (as in OVS, the payload's type is unknown until a pop).
+        ethertype::MPLS | ethertype::MPLS_MCAST => {
+            if let (Some(hi), Some(lo)) = (be16(frame, ofs), be16(frame, ofs + 2)) {
+                key.set_mpls_lse(u32::from(hi) << 16 | u32::from(lo));
+            }
+        }
         _ => {}
     }
     Ok(lay)

@@ -192,6 +192,23 @@ pub fn meters_used(actions: &[Action]) -> Vec<crate::meter::MeterId> {
     out
 }
 
+/// The groups an action list names, nested lists (write_actions, clone)
+/// included: a flow naming a missing group is refused.
+pub fn groups_used(actions: &[Action]) -> Vec<GroupId> {
+    fn collect(actions: &[Action], out: &mut Vec<GroupId>) {
+        for a in actions {
+            match a {
+                Action::Group(g) if !out.contains(g) => out.push(*g),
+                Action::WriteActions(inner) | Action::Clone(inner) => collect(inner, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    collect(actions, &mut out);
+    out
+}
+
 fn actions_use_group(actions: &[Action], g: GroupId) -> bool {
     actions.iter().any(|a| match a {
         Action::Group(x) => *x == g,
@@ -290,6 +307,10 @@ pub struct RemovedRule {
 pub enum FlowModError {
     #[error("table {0} does not exist (OFPFMFC_BAD_TABLE_ID)")]
     BadTable(u8),
+    /// Table 254 is OVS's hidden internal table: controllers may not add
+    /// flows to it.
+    #[error("table {0} is read-only (OFPBRC_EPERM)")]
+    ReadOnlyTable(u8),
     #[error("flow overlaps an existing flow of the same priority (OFPFMFC_OVERLAP)")]
     Overlap,
     #[error("goto_table:{to} in table {from} must go to a later table (OFPBIC_BAD_TABLE_ID)")]
@@ -305,8 +326,17 @@ pub enum FlowModError {
 /// Checks that every set_field, load and move in `actions` (including
 /// inside write_actions) uses fields whose prerequisites `m` establishes,
 /// as OVS does before accepting a flow (OFPBAC_MATCH_INCONSISTENT).
+///
+/// Actions that change the packet's ethertype (push_mpls, pop_mpls)
+/// change what later actions may use, as in OVS: after `push_mpls` the
+/// IP fields are out of reach, and `pop_mpls` needs an MPLS packet.
 pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqError> {
-    let check = |f: Field| {
+    let mut cur = *m;
+    check_action_prereqs_in(&mut cur, actions)
+}
+
+fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), PrereqError> {
+    let check = |m: &Match, f: Field| {
         let pr = f.action_prereq();
         if pr.holds_in(m) {
             Ok(())
@@ -319,13 +349,35 @@ pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqE
     };
     for a in actions {
         match a {
-            Action::SetField { field, .. } => check(*field)?,
-            Action::Load { dst, .. } => check(dst.field)?,
+            Action::SetField { field, .. } => check(m, *field)?,
+            Action::Load { dst, .. } => check(m, dst.field)?,
             Action::Move { src, dst } => {
-                check(src.field)?;
-                check(dst.field)?;
+                check(m, src.field)?;
+                check(m, dst.field)?;
             }
-            Action::WriteActions(inner) => check_action_prereqs(m, inner)?,
+            Action::WriteActions(inner) => check_action_prereqs_in(&mut m.clone(), inner)?,
+            Action::PushMpls(t) => {
+                m.key.dl_type = *t;
+                m.mask.dl_type = 0xffff;
+            }
+            Action::PopMpls(t) => {
+                if !crate::field::Prereq::Mpls.holds_in(m) {
+                    return Err(PrereqError {
+                        field: "pop_mpls",
+                        needs: crate::field::Prereq::Mpls.describe(),
+                    });
+                }
+                m.key.dl_type = *t;
+                m.mask.dl_type = 0xffff;
+            }
+            Action::SetMplsTtl(_) | Action::DecMplsTtl
+                if !crate::field::Prereq::Mpls.holds_in(m) =>
+            {
+                return Err(PrereqError {
+                    field: "mpls_ttl",
+                    needs: crate::field::Prereq::Mpls.describe(),
+                });
+            }
             _ => {}
         }
     }
@@ -410,6 +462,13 @@ pub struct AggregateStats {
     pub flow_count: u64,
 }
 
+/// One table lookup a translation made (for OFPMP_TABLE statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLookup {
+    pub table: u8,
+    pub matched: bool,
+}
+
 /// One OpenFlow table.
 #[derive(Clone, Default)]
 pub struct FlowTable {
@@ -417,9 +476,24 @@ pub struct FlowTable {
     /// Set once a conjunctive flow enters the table (never cleared until the
     /// table is emptied): until then lookups take the plain path.
     has_conj: bool,
+    /// Packets whose lookup in this table found a rule, and found none
+    /// (OFPMP_TABLE: `lookup_count` is their sum, `matched_count` the
+    /// first), credited by [`Pipeline::credit_lookups`].
+    n_matched: u64,
+    n_missed: u64,
 }
 
 impl FlowTable {
+    /// Packets looked up in this table (OFPMP_TABLE `lookup_count`).
+    pub fn lookup_count(&self) -> u64 {
+        self.n_matched.saturating_add(self.n_missed)
+    }
+
+    /// Packets whose lookup in this table found a rule (`matched_count`).
+    pub fn matched_count(&self) -> u64 {
+        self.n_matched
+    }
+
     pub fn len(&self) -> usize {
         self.cls.len()
     }
@@ -641,6 +715,9 @@ impl Pipeline {
         if tid >= N_TABLES {
             return Err(FlowModError::BadTable(table_id));
         }
+        if tid == N_TABLES - 1 {
+            return Err(FlowModError::ReadOnlyTable(table_id));
+        }
         Self::check_gotos(table_id, &fm.actions)?;
         check_match_prereqs(&fm.m)?;
         check_action_prereqs(&fm.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
@@ -843,6 +920,22 @@ impl Pipeline {
         let mut out = self.remove_rules(&hard, RemovedReason::HardTimeout);
         out.extend(self.remove_rules(&idle, RemovedReason::IdleTimeout));
         out
+    }
+
+    /// Credits `packets` to the tables of `lookups` (one entry per lookup a
+    /// translation made: the table, and whether a rule matched), as OVS
+    /// credits its tables from each megaflow's statistics.
+    pub fn credit_lookups(&mut self, lookups: &[TableLookup], packets: u64) {
+        for l in lookups {
+            if let Some(t) = self.tables.get_mut(usize::from(l.table)) {
+                let n = if l.matched {
+                    &mut t.n_matched
+                } else {
+                    &mut t.n_missed
+                };
+                *n = n.saturating_add(packets);
+            }
+        }
     }
 
     /// Adds traffic to a rule's counters and marks it used at `now_ms`.

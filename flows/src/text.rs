@@ -49,6 +49,10 @@ pub enum TextError {
     Unbalanced(String),
     #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
     MatchInconsistent(PrereqError),
+    /// goto_table to the flow's own table or an earlier one (OVS refuses
+    /// it before sending, as ovs-ofctl does).
+    #[error("actions are invalid with specified match (OFPBIC_BAD_TABLE_ID)")]
+    BadGoto,
 }
 
 /// An error in a flow file, with its 1-based line number.
@@ -421,6 +425,8 @@ fn apply_match_token(m: &mut Match, name: &str, value: Option<&str>) -> Result<b
         "ipv6" => Some(shorthand(ethertype::IPV6, None)),
         "arp" => Some(shorthand(ethertype::ARP, None)),
         "rarp" => Some(shorthand(RARP, None)),
+        "mpls" => Some(shorthand(ethertype::MPLS, None)),
+        "mplsm" => Some(shorthand(ethertype::MPLS_MCAST, None)),
         "icmp" => Some(shorthand(ethertype::IPV4, Some(ipproto::ICMP))),
         "igmp" => Some(shorthand(ethertype::IPV4, Some(IGMP))),
         "tcp" => Some(shorthand(ethertype::IPV4, Some(ipproto::TCP))),
@@ -836,6 +842,16 @@ pub fn parse_flow_mod_with(
             fm.actions = parse_actions_with(a, opts)?;
             crate::table::check_action_prereqs(&fm.m, &fm.actions)
                 .map_err(TextError::MatchInconsistent)?;
+            // A modify without `table=` names every table: nothing to check.
+            let table = fm.table_id;
+            if table != TABLE_ALL
+                && fm
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::GotoTable(t) if *t <= table))
+            {
+                return Err(TextError::BadGoto);
+            }
         }
         (true, None) => return Err(TextError::MissingActions),
         (false, Some(a)) => return Err(TextError::ActionsNotAllowed(a.to_string())),
@@ -1183,6 +1199,16 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
         "mod_tp_src" => Action::SetTpSrc(num(0xffff)? as u16),
         "mod_tp_dst" => Action::SetTpDst(num(0xffff)? as u16),
         "dec_ttl" if arg.is_none() => Action::DecTtl,
+        "push_mpls" => {
+            let t = num(0xffff)? as u16;
+            if !ethertype::is_mpls(t) {
+                return Err(bad_action(name, format!("{t:#06x}: not an MPLS ethertype")));
+            }
+            Action::PushMpls(t)
+        }
+        "pop_mpls" => Action::PopMpls(num(0xffff)? as u16),
+        "set_mpls_ttl" => Action::SetMplsTtl(num(0xff)? as u8),
+        "dec_mpls_ttl" => Action::DecMplsTtl,
         "set_field" => {
             let a = need()?;
             let (v, f) = a
@@ -1303,7 +1329,9 @@ fn parse_action(t: &str, opts: &ParseOptions<'_>) -> Result<Action, TextError> {
         }
         "group" => Action::Group(num(0xffff_ff00)? as u32),
         "meter" => Action::Meter(num(u128::from(u32::MAX))? as u32),
-        "goto_table" => Action::GotoTable(num(254)? as u8),
+        // Stock ovs-ofctl and OVS accept every table id here (255 names
+        // no table: a packet sent there finds no rule).
+        "goto_table" => Action::GotoTable(num(255)? as u8),
         "write_metadata" => {
             let a = need()?;
             let (v, m) = match a.split_once('/') {
@@ -1474,6 +1502,10 @@ pub fn format_action(a: &Action) -> String {
         Action::SetTpSrc(v) => format!("mod_tp_src:{v}"),
         Action::SetTpDst(v) => format!("mod_tp_dst:{v}"),
         Action::DecTtl => "dec_ttl".into(),
+        Action::PushMpls(t) => format!("push_mpls:{t:#06x}"),
+        Action::PopMpls(t) => format!("pop_mpls:{t:#06x}"),
+        Action::SetMplsTtl(t) => format!("set_mpls_ttl({t})"),
+        Action::DecMplsTtl => "dec_mpls_ttl".into(),
         Action::Load { dst, value } => format!("load:{value:#x}->{}", format_subfield(dst)),
         Action::Move { src, dst } => {
             format!("move:{}->{}", format_subfield(src), format_subfield(dst))
@@ -1622,6 +1654,8 @@ pub fn format_match_with(m: &Match, priority: u32, tun_metadata: &[TunMetadataMa
             }
             ethertype::ARP => parts.push("arp".into()),
             RARP => parts.push("rarp".into()),
+            ethertype::MPLS => parts.push("mpls".into()),
+            ethertype::MPLS_MCAST => parts.push("mplsm".into()),
             _ => skip_type = false,
         }
     }
@@ -1683,7 +1717,17 @@ pub fn format_match_with(m: &Match, priority: u32, tun_metadata: &[TunMetadataMa
         parts.push(format!("dl_type={:#06x}", k.dl_type));
     }
     let is_arp = matches!(k.dl_type, ethertype::ARP | RARP);
-    if k.dl_type == ethertype::IPV6 {
+    if ethertype::is_mpls(k.dl_type) {
+        // The label stack entry shares ipv6_label's word.
+        for f in [
+            Field::MplsLabel,
+            Field::MplsTc,
+            Field::MplsTtl,
+            Field::MplsBos,
+        ] {
+            field(&mut parts, f.name(), f);
+        }
+    } else if k.dl_type == ethertype::IPV6 {
         field(&mut parts, "ipv6_src", Field::Ipv6Src);
         field(&mut parts, "ipv6_dst", Field::Ipv6Dst);
         if w.ipv6_label != 0 {

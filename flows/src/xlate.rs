@@ -22,7 +22,7 @@ use crate::group::GroupTable;
 use crate::key::{FlowKey, VLAN_CFI, VLAN_PCP_MASK, VLAN_VID_MASK, ethertype, ipproto};
 use crate::mac_learning::{MacLearning, is_multicast};
 use crate::matches::Match;
-use crate::table::Pipeline;
+use crate::table::{Pipeline, TableLookup};
 use crate::text::{format_actions, format_match, format_port};
 
 mod nx;
@@ -344,6 +344,9 @@ pub struct XlateResult {
     pub packet_ins: Vec<PacketIn>,
     /// Rules whose counters this packet should credit.
     pub rules_hit: Vec<(u8, RuleId)>,
+    /// Every table lookup made, in order, with whether it matched: the
+    /// tables whose OFPMP_TABLE counters this packet credits.
+    pub table_lookups: Vec<TableLookup>,
     /// False when the packet must not be cached (it goes to the controller).
     pub cacheable: bool,
     pub learned: Vec<MacLearnRequest>,
@@ -511,6 +514,9 @@ struct Xlate<'a, 'c> {
     /// (nested resubmits, buckets, clone, …): a pause inside one cannot be
     /// resumed.
     frames: usize,
+    /// A `pop_mpls` left a packet whose headers are unknown until it is
+    /// parsed again: the next table lookup recirculates (as OVS does).
+    was_mpls: bool,
 }
 
 impl<'a, 'c> Xlate<'a, 'c> {
@@ -540,6 +546,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             deep: 0,
             tail: None,
             frames: 0,
+            was_mpls: false,
         }
     }
 
@@ -588,7 +595,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 break true;
             }
             let pipeline = self.ctx.pipeline;
-            let Some((id, rule)) = pipeline.lookup(table_id, &self.flow, &mut self.wc) else {
+            let found = pipeline.lookup(table_id, &self.flow, &mut self.wc);
+            self.out.table_lookups.push(TableLookup {
+                table: table_id,
+                matched: found.is_some(),
+            });
+            let Some((id, rule)) = found else {
                 self.out.trace.push(TraceStep::Lookup {
                     depth,
                     table_id,
@@ -677,7 +689,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     port: p,
                     table,
                     ct: false,
-                } if may_tail && !apply_stopped && i + 1 == actions.len() => {
+                } if may_tail && !apply_stopped && !self.was_mpls && i + 1 == actions.len() => {
                     self.tail = Some((*p, *table));
                     return;
                 }
@@ -737,6 +749,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
             }
         }
         if let Some(t) = goto {
+            if self.was_mpls && t > table_id {
+                let in_port = self.flow.in_port;
+                self.freeze_after_pop_mpls(t, in_port, depth);
+                return;
+            }
             if t <= table_id {
                 self.note(
                     depth,
@@ -837,6 +854,28 @@ impl<'a, 'c> Xlate<'a, 'c> {
             Action::SetNwTos(tos) => self.set_field(Field::NwTos, u128::from(*tos), 0xfc),
             Action::SetTpSrc(p) => self.set_field(Field::TpSrc, u128::from(*p), u128::MAX),
             Action::SetTpDst(p) => self.set_field(Field::TpDst, u128::from(*p), u128::MAX),
+            Action::PushMpls(t) => self.push_mpls(*t),
+            Action::PopMpls(t) => self.pop_mpls(*t),
+            Action::SetMplsTtl(ttl) => {
+                if Field::MplsTtl.prereqs_hold(&self.flow, &mut self.wc) {
+                    self.write_field(Field::MplsTtl, u128::from(*ttl), 0xff);
+                }
+            }
+            Action::DecMplsTtl => {
+                if !Field::MplsTtl.prereqs_hold(&self.flow, &mut self.wc) {
+                    return Flow::Continue;
+                }
+                Field::MplsTtl.unwildcard(&mut self.wc);
+                let ttl = Field::MplsTtl.get(&self.flow);
+                if ttl <= 1 {
+                    self.note(
+                        depth,
+                        "MPLS decrement TTL exception, stopping this action list",
+                    );
+                    return Flow::StopList;
+                }
+                self.write_field(Field::MplsTtl, ttl - 1, 0xff);
+            }
             Action::DecTtl => {
                 if !Field::NwTtl.prereqs_hold(&self.flow, &mut self.wc) {
                     return Flow::Continue;
@@ -868,6 +907,18 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     let dm = bits_mask(dst.n_bits) << dst.ofs;
                     self.write_field(dst.field, v << dst.ofs, dm);
                 }
+            }
+            Action::Resubmit {
+                port: p,
+                table,
+                ct: false,
+            } if self.was_mpls => {
+                let in_port = p
+                    .filter(|p| *p != port::IN_PORT)
+                    .unwrap_or(self.flow.in_port);
+                let t = table.unwrap_or(self.table_id);
+                self.freeze_after_pop_mpls(t, in_port, depth);
+                return Flow::Abort;
             }
             Action::Resubmit {
                 port: p,
@@ -917,6 +968,84 @@ impl<'a, 'c> Xlate<'a, 'c> {
             mask
         };
         self.write_field(f, value, mask);
+    }
+
+    /// `push_mpls`: earlier rewrites go out first (they need the IP
+    /// header where it is), then the new entry: under an existing stack a
+    /// copy of its top with bottom-of-stack cleared; otherwise label 0,
+    /// bottom of stack, TC from the IP precedence and TTL from the IP TTL
+    /// (64 for a non-IP packet). The L3 and L4 fields are gone from then on.
+    fn push_mpls(&mut self, ethertype_: u16) {
+        use crate::key::mpls;
+        self.commit();
+        let lse = if ethertype::is_mpls(self.flow.dl_type) {
+            self.wc.ipv6_label = u32::MAX;
+            self.flow.mpls_lse() & !mpls::BOS_MASK
+        } else if matches!(self.flow.dl_type, ethertype::IPV4 | ethertype::IPV6) {
+            Field::NwTtl.unwildcard(&mut self.wc);
+            self.wc.nw_tos |= 0xe0;
+            let tc = u32::from(self.flow.nw_tos >> 5);
+            (tc << mpls::TC_SHIFT) | mpls::BOS_MASK | u32::from(self.flow.nw_ttl)
+        } else {
+            mpls::BOS_MASK | 64
+        };
+        self.out.actions.push(DpAction::PushMpls {
+            ethertype: ethertype_,
+            lse,
+        });
+        for k in [&mut self.flow, &mut self.base] {
+            clear_l3(k);
+            k.dl_type = ethertype_;
+            k.set_mpls_lse(lse);
+        }
+    }
+
+    /// `pop_mpls`: removes the top entry (earlier rewrites go out first).
+    /// What lies beneath is not known until the packet is parsed again, so
+    /// the next table lookup recirculates it ([`Self::was_mpls`]).
+    fn pop_mpls(&mut self, ethertype_: u16) {
+        if !ethertype::is_mpls(self.flow.dl_type) {
+            return;
+        }
+        self.commit();
+        self.out.actions.push(DpAction::PopMpls(ethertype_));
+        for k in [&mut self.flow, &mut self.base] {
+            clear_l3(k);
+            k.dl_type = ethertype_;
+        }
+        self.was_mpls = true;
+    }
+
+    /// Ends this pass after a `pop_mpls`: the packet recirculates and the
+    /// pipeline continues in `table` (with `in_port` and the registers and
+    /// metadata it has now) on the packet parsed again.
+    fn freeze_after_pop_mpls(&mut self, table: u8, in_port: PortNo, depth: usize) {
+        self.commit();
+        self.exit = true;
+        self.action_set = ActionSet::default();
+        let Some(dp) = self.ctx.dp else {
+            self.note(
+                depth,
+                format!("pop_mpls: table {table} needs the packet parsed again (recirculation), which this translation cannot do: stopping"),
+            );
+            return;
+        };
+        let frozen = Frozen {
+            table_id: table,
+            in_port,
+            metadata: self.flow.metadata,
+            regs: self.flow.regs,
+        };
+        match dp.recirc_id(&frozen) {
+            Some(id) => {
+                self.out.actions.push(DpAction::Recirc(id));
+                self.note(
+                    depth,
+                    format!("pop_mpls: recirculating with recirc_id={id:#x} to continue in table {table}"),
+                );
+            }
+            None => self.note(depth, "pop_mpls: no recirculation id left, dropping packet"),
+        }
     }
 
     fn write_field(&mut self, f: Field, value: u128, mask: u128) {
@@ -1094,6 +1223,20 @@ impl<'a, 'c> Xlate<'a, 'c> {
         }
         commit_field!(Field::DlSrc, dl_src, DpAction::SetEthSrc);
         commit_field!(Field::DlDst, dl_dst, DpAction::SetEthDst);
+        if ethertype::is_mpls(self.flow.dl_type) && self.dirty.ipv6_label != 0 {
+            // The whole entry is written: the megaflow matches all of it.
+            self.wc.ipv6_label = u32::MAX;
+            if self.flow.mpls_lse() != self.base.mpls_lse() {
+                let lse = self.flow.mpls_lse();
+                self.base.set_mpls_lse(lse);
+                // Right after a push, the pushed entry carries it (as OVS
+                // prints it: one push_mpls with the final entry).
+                match self.out.actions.last_mut() {
+                    Some(DpAction::PushMpls { lse: pushed, .. }) => *pushed = lse,
+                    _ => self.out.actions.push(DpAction::SetMpls(lse)),
+                }
+            }
+        }
         match self.flow.dl_type {
             ethertype::IPV4 => {
                 commit_field!(Field::NwSrc, nw_src, DpAction::SetIpv4Src);
@@ -1473,6 +1616,11 @@ pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> Str
                 s
             }
             DpAction::PopVlan => "pop_vlan".into(),
+            DpAction::PushMpls { ethertype, lse } => {
+                format!("push_mpls({},eth_type={ethertype:#x})", mpls_text(*lse))
+            }
+            DpAction::PopMpls(t) => format!("pop_mpls(eth_type={t:#x})"),
+            DpAction::SetMpls(lse) => format!("set(mpls({}))", mpls_text(*lse)),
             DpAction::SetVlanVid(v) => format!("set(vlan(vid={v}))"),
             DpAction::SetVlanPcp(p) => format!("set(vlan(pcp={p}))"),
             DpAction::SetEthSrc(m) => format!("set(eth(src={}))", mac(m)),
@@ -1511,6 +1659,38 @@ pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> Str
 /// Prints a translation the way `ovs-appctl ofproto/trace` does: the rules
 /// hit per table with their actions, notes, then the megaflow and the
 /// datapath actions.
+/// Forgets a key's L3 and L4 fields (a packet that became, or stopped
+/// being, MPLS).
+fn clear_l3(k: &mut FlowKey) {
+    k.nw_src = 0;
+    k.nw_dst = 0;
+    k.nw_proto = 0;
+    k.nw_tos = 0;
+    k.nw_ttl = 0;
+    k.nw_frag = 0;
+    k.tp_src = 0;
+    k.tp_dst = 0;
+    k.tcp_flags = 0;
+    k.ipv6_label = 0;
+    k.ipv6_src = [0; 16];
+    k.ipv6_dst = [0; 16];
+    k.nd_target = [0; 16];
+    k.arp_sha = [0; 6];
+    k.arp_tha = [0; 6];
+}
+
+/// A label stack entry as the datapath prints it.
+fn mpls_text(lse: u32) -> String {
+    use crate::key::mpls;
+    format!(
+        "label={},tc={},ttl={},bos={}",
+        (lse & mpls::LABEL_MASK) >> mpls::LABEL_SHIFT,
+        (lse & mpls::TC_MASK) >> mpls::TC_SHIFT,
+        lse & mpls::TTL_MASK,
+        (lse & mpls::BOS_MASK) >> mpls::BOS_SHIFT
+    )
+}
+
 pub fn format_trace(bridge: &str, key: &FlowKey, r: &XlateResult) -> String {
     format_trace_with(bridge, key, r, &|id| format!("ct(id={id})"))
 }

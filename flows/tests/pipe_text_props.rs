@@ -350,6 +350,10 @@ fn plain_action() -> impl Strategy<Value = Action> {
         any::<u16>().prop_map(Action::SetTpSrc),
         any::<u16>().prop_map(Action::SetTpDst),
         Just(Action::DecTtl),
+        prop_oneof![Just(0x8847u16), Just(0x8848u16)].prop_map(Action::PushMpls),
+        any::<u16>().prop_map(Action::PopMpls),
+        any::<u8>().prop_map(Action::SetMplsTtl),
+        Just(Action::DecMplsTtl),
         (reg_subfield(), any::<u32>()).prop_map(|(dst, v)| Action::Load {
             dst,
             value: u128::from(v) & ((1u128 << dst.n_bits) - 1),
@@ -426,6 +430,12 @@ fn add_flow() -> impl Strategy<Value = FlowMod> {
             fm.flags.no_packet_counts = fl[3];
             fm.flags.no_byte_counts = fl[4];
             fm.actions = actions;
+            // goto_table must go forward (ovs-ofctl refuses it otherwise).
+            for a in &mut fm.actions {
+                if let Action::GotoTable(t) = a {
+                    *t = (*t).max(table + 1);
+                }
+            }
             fm
         })
 }

@@ -42,8 +42,12 @@ mod at13 {
     pub const OUTPUT: u16 = 0;
     pub const COPY_TTL_OUT: u16 = 11;
     pub const COPY_TTL_IN: u16 = 12;
+    pub const SET_MPLS_TTL: u16 = 15;
+    pub const DEC_MPLS_TTL: u16 = 16;
     pub const PUSH_VLAN: u16 = 17;
     pub const POP_VLAN: u16 = 18;
+    pub const PUSH_MPLS: u16 = 19;
+    pub const POP_MPLS: u16 = 20;
     pub const SET_QUEUE: u16 = 21;
     pub const GROUP: u16 = 22;
     pub const SET_NW_TTL: u16 = 23;
@@ -368,6 +372,26 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                 fixed(8)?;
                 Action::PopVlan
             }
+            at13::PUSH_MPLS => {
+                fixed(8)?;
+                let t = b.u16()?;
+                if !flows::key::ethertype::is_mpls(t) {
+                    return Err(OfError::BadActionArgument.into());
+                }
+                Action::PushMpls(t)
+            }
+            at13::POP_MPLS => {
+                fixed(8)?;
+                Action::PopMpls(b.u16()?)
+            }
+            at13::SET_MPLS_TTL => {
+                fixed(8)?;
+                Action::SetMplsTtl(b.u8()?)
+            }
+            at13::DEC_MPLS_TTL => {
+                fixed(8)?;
+                Action::DecMplsTtl
+            }
             at13::GROUP => {
                 fixed(8)?;
                 Action::Group(b.u32()?)
@@ -388,10 +412,9 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                 Action::DecTtl
             }
             at13::SET_FIELD => {
-                let entry = oxm::read_entry(&mut b).map_err(|err| match err.of_error() {
-                    OfError::BadField => OfError::BadSetType,
-                    _ => OfError::BadSetLen,
-                })?;
+                // OVS 3.1 answers OFPBAC_BAD_SET_LEN for a field it does
+                // not know (pbb_isid, ipv6_exthdr, ...) as for a bad length.
+                let entry = oxm::read_entry(&mut b).map_err(|_| OfError::BadSetLen)?;
                 let (f, v, m) = match entry {
                     oxm::Entry::Field(f, v, m) => (f, v, m),
                     oxm::Entry::TunMetadata(e) => {
@@ -402,6 +425,11 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                         continue;
                     }
                 };
+                // A field OVS never writes (mpls_bos, conj_id, ct_state, ...):
+                // OFPBAC_BAD_SET_ARGUMENT, as OVS answers.
+                if f.field.read_only_reason() == Some("is read-only") {
+                    return Err(OfError::BadSetArgument.into());
+                }
                 let full = oxm::full_mask(f, oxm::oxm_header(f).width);
                 if b.rest().iter().any(|x| *x != 0) {
                     return Err(OfError::BadSetLen.into());
@@ -561,6 +589,10 @@ fn encode_action13(w: &mut Writer, a: &Action, v15: bool) -> Result<(), EncodeEr
         Action::SetTpSrc(p) => set_field13(w, Field::TpSrc, u128::from(*p))?,
         Action::SetTpDst(p) => set_field13(w, Field::TpDst, u128::from(*p))?,
         Action::DecTtl => simple(w, at13::DEC_NW_TTL, None),
+        Action::PushMpls(t) => simple(w, at13::PUSH_MPLS, Some(*t)),
+        Action::PopMpls(t) => simple(w, at13::POP_MPLS, Some(*t)),
+        Action::SetMplsTtl(t) => simple(w, at13::SET_MPLS_TTL, Some(u16::from(*t) << 8)),
+        Action::DecMplsTtl => simple(w, at13::DEC_MPLS_TTL, None),
         Action::Group(g) => {
             w.u16(at13::GROUP);
             w.u16(8);

@@ -11,6 +11,7 @@ pub use crate::msg::flow_mod::{flags_from_wire, flags_to_wire};
 pub fn flow_mod_error(e: &FlowModError) -> OfError {
     match e {
         FlowModError::BadTable(_) => OfError::BadTableId,
+        FlowModError::ReadOnlyTable(_) => OfError::BadRequestEperm,
         FlowModError::Overlap => OfError::Overlap,
         FlowModError::BadGoto { .. } => OfError::BadInstructionTableId,
         FlowModError::BadPrereq(_) => OfError::BadPrereq,

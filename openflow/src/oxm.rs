@@ -380,7 +380,12 @@ pub fn match_fields(m: &Match) -> Vec<(OxmField, u128, u128)> {
         push(&mut out, &ids.vlan_vid);
         push(&mut out, &ids.vlan_pcp);
     }
-    if arp {
+    let mpls = dl_is(m, ethertype::MPLS) || dl_is(m, ethertype::MPLS_MCAST);
+    if mpls {
+        // An MPLS packet has no L3 fields; its label stack entry shares
+        // the key word of ipv6_label.
+        push(&mut out, &ids.mpls);
+    } else if arp {
         push(&mut out, &ids.arp);
     } else {
         push(&mut out, &ids.ip);
@@ -400,6 +405,7 @@ struct FieldOrder {
     vlan_tci: Vec<OxmField>,
     vlan_vid: Vec<OxmField>,
     vlan_pcp: Vec<OxmField>,
+    mpls: Vec<OxmField>,
     arp: Vec<OxmField>,
     ip: Vec<OxmField>,
     tcp: Vec<OxmField>,
@@ -435,6 +441,7 @@ fn order() -> &'static FieldOrder {
             vlan_tci: ids(&["vlan_tci"]),
             vlan_vid: ids(&["vlan_vid"]),
             vlan_pcp: ids(&["vlan_pcp"]),
+            mpls: ids(&["mpls_tc", "mpls_bos", "mpls_ttl", "mpls_label"]),
             arp: ids(&["arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"]),
             ip: ids(&[
                 "ipv4_src",

@@ -377,6 +377,10 @@ fn arb_plain_action() -> impl Strategy<Value = Action> {
         any::<u16>().prop_map(|l| Action::Controller { max_len: l }),
         Just(Action::PopVlan),
         Just(Action::DecTtl),
+        prop_oneof![Just(0x8847u16), Just(0x8848u16)].prop_map(Action::PushMpls),
+        any::<u16>().prop_map(Action::PopMpls),
+        any::<u8>().prop_map(Action::SetMplsTtl),
+        Just(Action::DecMplsTtl),
         any::<u32>().prop_map(Action::Group),
         (0u8..8, any::<u32>()).prop_map(|(r, v)| Action::SetField {
             field: Field::Reg(r),

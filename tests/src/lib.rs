@@ -872,3 +872,42 @@ fn read_pid(p: &Path) -> Result<u32> {
     let s = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
     Ok(s.trim().parse()?)
 }
+
+/// Sends OpenFlow 1.3 `msg` after a hello on the switch socket `sock`,
+/// then a barrier; returns the (type, code) of the first error received
+/// before the barrier reply, if any.
+pub fn openflow13_error(sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1])?;
+    s.write_all(msg)?;
+    s.write_all(&[4, 20, 0, 8, 0, 0, 0, 9])?;
+    let mut err = None;
+    loop {
+        let mut h = [0u8; 8];
+        s.read_exact(&mut h)?;
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        let mut body = vec![0u8; len.saturating_sub(8)];
+        s.read_exact(&mut body)?;
+        match h[1] {
+            1 if err.is_none() && body.len() >= 4 => {
+                err = Some((
+                    u16::from_be_bytes([body[0], body[1]]),
+                    u16::from_be_bytes([body[2], body[3]]),
+                ));
+            }
+            21 => return Ok(err),
+            _ => {}
+        }
+    }
+}
+
+/// Bytes of a hex string (whitespace ignored).
+pub fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}

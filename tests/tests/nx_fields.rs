@@ -3,9 +3,8 @@
 //! into `ovs-vswitchd --enable-dummy`, through stock `ovs-ofctl`, and what
 //! both give back (flow dumps, traces, errors) must agree.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ferrovs_tests::*;
@@ -185,44 +184,6 @@ fn conjunctive_matches_pick_the_rules_stock_ovs_picks() -> Result<()> {
     Ok(())
 }
 
-/// Sends OpenFlow 1.3 `msg` after a hello on the switch socket `sock`,
-/// then a barrier; returns the (type, code) of the first error received
-/// before the barrier reply, if any.
-fn send_raw(sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1])?;
-    s.write_all(msg)?;
-    s.write_all(&[4, 20, 0, 8, 0, 0, 0, 9])?;
-    let mut err = None;
-    loop {
-        let mut h = [0u8; 8];
-        s.read_exact(&mut h)?;
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-        let mut body = vec![0u8; len.saturating_sub(8)];
-        s.read_exact(&mut body)?;
-        match h[1] {
-            1 if err.is_none() && body.len() >= 4 => {
-                err = Some((
-                    u16::from_be_bytes([body[0], body[1]]),
-                    u16::from_be_bytes([body[2], body[3]]),
-                ));
-            }
-            21 => return Ok(err),
-            _ => {}
-        }
-    }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
 #[test]
 fn set_field_without_its_prerequisite_is_refused_like_stock_ovs() -> Result<()> {
     require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "ovsdb-tool");
@@ -236,22 +197,26 @@ fn set_field_without_its_prerequisite_is_refused_like_stock_ovs() -> Result<()> 
     // An OpenFlow 1.3 flow_mod (ovs-ofctl refuses to send it) with an empty
     // match and apply_actions(set_field:10.0.0.1->ip_dst), then the same
     // with `ip` in the match.
-    let bad = hex("04 0e 00 50 00 00 00 02 0000000000000000 0000000000000000
+    let bad = unhex(
+        "04 0e 00 50 00 00 00 02 0000000000000000 0000000000000000
                    00 00 0000 0000 8000 ffffffff ffffffff ffffffff 0000 0000
                    0001 0004 00000000
-                   0004 0018 00000000 0019 0010 80001804 0a000001 00000000");
-    let good = hex("04 0e 00 58 00 00 00 03 0000000000000000 0000000000000000
+                   0004 0018 00000000 0019 0010 80001804 0a000001 00000000",
+    );
+    let good = unhex(
+        "04 0e 00 58 00 00 00 03 0000000000000000 0000000000000000
                     00 00 0000 0000 8000 ffffffff ffffffff ffffffff 0000 0000
                     0001 000a 80000a02 0800 000000000000
-                    0004 0018 00000000 0019 0010 80001804 0a000001 00000000");
+                    0004 0018 00000000 0019 0010 80001804 0a000001 00000000",
+    );
     for t in [&ours, &theirs] {
         ovs_ofctl(&format!("unix:{}", t.display()), "del-flows", &[])?;
     }
-    let stock_bad = send_raw(&theirs, &bad)?;
+    let stock_bad = openflow13_error(&theirs, &bad)?;
     assert_eq!(stock_bad, Some((2, 10)), "OVS: OFPBAC_MATCH_INCONSISTENT");
-    assert_eq!(send_raw(&ours, &bad)?, stock_bad);
-    assert_eq!(send_raw(&theirs, &good)?, None);
-    assert_eq!(send_raw(&ours, &good)?, None);
+    assert_eq!(openflow13_error(&ours, &bad)?, stock_bad);
+    assert_eq!(openflow13_error(&theirs, &good)?, None);
+    assert_eq!(openflow13_error(&ours, &good)?, None);
     // Flow stats give the match back as installed, prerequisite included.
     let target = format!("unix:{}", ours.display());
     let stock = flow_lines(&ovs_ofctl(&ovs.target(), "dump-flows", &[])?);

@@ -348,6 +348,8 @@ impl BridgeState {
 struct MegaflowOwner {
     bridge: Arc<Ofproto>,
     rules: Vec<(u8, RuleId)>,
+    /// The table lookups its translation made (OFPMP_TABLE counters).
+    lookups: Vec<flows::table::TableLookup>,
     /// Mirrors the cached actions copy to (bit per mirror).
     mirrored: u32,
     /// The NetFlow flow its traffic belongs to.
@@ -488,6 +490,7 @@ impl SlowPath {
             for (t, id) in &o.rules {
                 st.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
             }
+            st.pipeline.credit_lookups(&o.lookups, dp_packets);
             st.credit_mirrors(o.mirrored, dp_packets, dp_bytes);
             if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), o.netflow.as_ref()) {
                 nf.credit(tag, dp_packets, dp_bytes, used_ms, now);
@@ -631,6 +634,7 @@ impl UpcallHandler for SlowPath {
         for (t, id) in &x.rules_hit {
             st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
         }
+        st.pipeline.credit_lookups(&x.table_lookups, 1);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
         let netflow = st.netflow.is_some().then(|| {
@@ -680,6 +684,7 @@ impl UpcallHandler for SlowPath {
                 MegaflowOwner {
                     bridge: br.clone(),
                     rules: x.rules_hit.clone(),
+                    lookups: x.table_lookups.clone(),
                     mirrored,
                     netflow,
                     packets: 1,

@@ -629,7 +629,7 @@ fn bundle_flow_mod(
     removed: &mut Vec<flows::table::RemovedRule>,
 ) -> Result<(), OfError> {
     if !fm.command.is_delete() {
-        crate::meters::check_flow_meters(st, &fm.actions)?;
+        check_flow_refs(st, &fm.actions)?;
     }
     let out = st
         .pipeline
@@ -682,7 +682,7 @@ impl SwitchAgent for BridgeAgent {
             .bind_flow_mod(&mut fm)
             .map_err(openflow::convert::tun_metadata_error)?;
         if !fm.command.is_delete() {
-            crate::meters::check_flow_meters(&st, &fm.actions)?;
+            check_flow_refs(&st, &fm.actions)?;
         }
         let out = st
             .pipeline
@@ -944,6 +944,9 @@ impl SwitchAgent for BridgeAgent {
                 })
             }
             MultipartRequestBody::Table => {
+                // Traffic the datapath caches handled reaches the tables'
+                // counters through the megaflows' statistics.
+                self.switch.slow.sync_stats(&self.switch.dp);
                 let st = self.ofp.lock();
                 MultipartReplyBody::Table(
                     (0..254u8)
@@ -956,8 +959,8 @@ impl SwitchAgent for BridgeAgent {
                             },
                             max_entries: 1_000_000,
                             active_count: st.pipeline.table(t).map(|x| x.len() as u32).unwrap_or(0),
-                            lookup_count: 0,
-                            matched_count: 0,
+                            lookup_count: st.pipeline.table(t).map_or(0, |x| x.lookup_count()),
+                            matched_count: st.pipeline.table(t).map_or(0, |x| x.matched_count()),
                         })
                         .collect(),
                 )
@@ -1044,4 +1047,20 @@ impl SwitchAgent for BridgeAgent {
             self.switch.revalidate_now();
         }
     }
+}
+
+/// What a flow's actions name must exist, as OVS checks before adding or
+/// modifying a flow: its groups (OFPBAC_BAD_OUT_GROUP), then its meters
+/// (OFPMMFC_INVALID_METER).
+fn check_flow_refs(
+    st: &crate::ofproto::BridgeState,
+    actions: &[flows::action::Action],
+) -> Result<(), OfError> {
+    if flows::table::groups_used(actions)
+        .into_iter()
+        .any(|g| st.groups.get(g).is_none())
+    {
+        return Err(OfError::BadOutGroup);
+    }
+    crate::meters::check_flow_meters(st, actions)
 }

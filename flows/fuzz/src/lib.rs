@@ -32,7 +32,7 @@ impl Bytes<'_> {
 }
 
 fn action(b: &mut Bytes) -> DpAction {
-    match b.u8() % 14 {
+    match b.u8() % 17 {
         0 => DpAction::PushVlan {
             tpid: if b.u8() & 1 == 0 { 0x8100 } else { 0x88a8 },
             tci: b.u16(),
@@ -49,6 +49,12 @@ fn action(b: &mut Bytes) -> DpAction {
         10 => DpAction::SetIpTos(b.u8()),
         11 => DpAction::SetIpTtl(b.u8()),
         12 => DpAction::SetTpSrc(b.u16()),
+        13 => DpAction::PushMpls {
+            ethertype: if b.u8() & 1 == 0 { 0x8847 } else { 0x8848 },
+            lse: u32::from_be_bytes(b.take()),
+        },
+        14 => DpAction::PopMpls(b.u16()),
+        15 => DpAction::SetMpls(u32::from_be_bytes(b.take())),
         _ => DpAction::SetTpDst(b.u16()),
     }
 }
@@ -129,8 +135,28 @@ pub fn packet(data: &[u8]) {
         let l4_ok = before
             .as_ref()
             .and_then(|(_, l)| l4_csum_ok(frame.data(), l));
-        let _ = apply(&mut frame, act, false);
-        let keeps_l2 = !matches!(act, DpAction::PushVlan { .. } | DpAction::PopVlan);
+        let orig = frame.data().to_vec();
+        let pushed = apply(&mut frame, act, false).is_ok();
+        if let (DpAction::PushMpls { .. }, true) = (act, pushed) {
+            // pop_mpls back to the ethertype the push covered (after the
+            // MACs and up to two VLAN tags) restores the frame exactly.
+            let mut o = 12;
+            while o < 20 && matches!(be16(&orig, o), Some(0x8100 | 0x88a8)) {
+                o += 4;
+            }
+            if let Some(t) = be16(&orig, o) {
+                let mut copy = VecFrame::new(frame.data(), 0);
+                let _ = apply(&mut copy, &DpAction::PopMpls(t), false);
+                assert_eq!(copy.data(), &orig[..], "push_mpls then pop_mpls");
+            }
+        }
+        let keeps_l2 = !matches!(
+            act,
+            DpAction::PushVlan { .. }
+                | DpAction::PopVlan
+                | DpAction::PushMpls { .. }
+                | DpAction::PopMpls(_)
+        );
         if !keeps_l2 || before.is_none() {
             continue;
         }
@@ -199,7 +225,7 @@ mod tests {
         assert_eq!(l4_csum_ok(&frame, &lay), Some(true));
         // Every action kind, in turn, with as many parameter bytes as it
         // reads, so the frame that follows is the valid one.
-        let params = [3, 0, 2, 1, 6, 6, 4, 4, 16, 16, 1, 1, 2, 2];
+        let params = [3, 0, 2, 1, 6, 6, 4, 4, 16, 16, 1, 1, 2, 5, 2, 4, 2];
         for (kind, &n) in params.iter().enumerate() {
             let mut data = vec![1, kind as u8];
             data.extend((0..n).map(|i| 0xa5u8.wrapping_mul(i + 3)));
