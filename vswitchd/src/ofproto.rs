@@ -258,6 +258,7 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
             dp,
+            patch: None,
         };
         let mut x = flows::xlate::translate_from(&ctx, key, table_id);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -295,6 +296,7 @@ impl BridgeState {
             // A resumed pipeline runs once, from the slow path: a `ct` in
             // it is reported as unsupported.
             dp: None,
+            patch: None,
         };
         let mut x = flows::xlate::translate_resume(&ctx, key, c);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -310,6 +312,7 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
             dp: None,
+            patch: None,
         };
         let mut x = flows::xlate::translate_actions(&ctx, key, actions);
         crate::meters::map_to_datapath(&self.meters, &mut x);
