@@ -932,7 +932,7 @@ impl SwitchAgent for BridgeAgent {
                     if *port_no != ofp_port::ANY && *port_no != *no {
                         continue;
                     }
-                    let s = self.switch.dp.port_stats(rt.dp_port).unwrap_or_default();
+                    let s = rt.port.stats().snapshot();
                     out.push(PortStats {
                         port_no: *no,
                         rx_packets: s.rx_packets,

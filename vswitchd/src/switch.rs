@@ -46,6 +46,10 @@ struct IfaceSlot {
     vhost: Option<Arc<VhostUserPort>>,
     /// Why `mtu_request` could not be applied.
     mtu_error: Option<String>,
+    /// A patch port's handle (counters); it has no datapath port.
+    patch: Option<Arc<crate::patch::PatchPort>>,
+    /// Why a patch port's peer is not usable (OVS's text).
+    patch_error: Option<String>,
 }
 
 /// Interface types backed by a kernel network device, whose MTU
@@ -416,6 +420,10 @@ impl Switch {
                 slot.mtu_error = i.mtu_request.and_then(|m| apply_mtu(name, m).err());
             }
         }
+        // 5b. Patch ports: each pair that names each other is joined.
+        if self.resolve_patches(&mut st, cfg) {
+            changed = true;
+        }
         // 6. Mirrors, resolved against the ports open now.
         for br in cfg.bridges.values() {
             let Some(ofp) = self.slow.bridge(&br.name) else {
@@ -510,7 +518,21 @@ impl Switch {
         if is_local && cfg.kind.is_empty() {
             cfg.kind = "internal".to_string();
         }
-        let opened = self.open_iface(&ofp.name, &cfg, vhost_sock)?;
+        let patch = if cfg.kind == crate::patch::KIND {
+            if let Some(e) = crate::patch::option_error(&ic.name, &cfg.options) {
+                return Err(e);
+            }
+            Some(crate::patch::PatchPort::new(&ic.name))
+        } else {
+            None
+        };
+        let opened = match &patch {
+            Some(p) => OpenIface {
+                port: p.clone(),
+                vhost: None,
+            },
+            None => self.open_iface(&ofp.name, &cfg, vhost_sock)?,
+        };
         let mut bst = ofp.lock();
         let ofport = if is_local {
             ofp_port::LOCAL
@@ -530,10 +552,14 @@ impl Switch {
                     })?,
             }
         };
+        // A patch port's number is never given to the datapath: it only
+        // keeps the bridge's port maps unambiguous.
         let dp_port = self.next_dp_port.fetch_add(1, Ordering::Relaxed);
-        self.dp
-            .add_port(dp_port, opened.port.clone())
-            .map_err(|e| format!("{}: cannot add to the datapath: {e}", ic.name))?;
+        if patch.is_none() {
+            self.dp
+                .add_port(dp_port, opened.port.clone())
+                .map_err(|e| format!("{}: cannot add to the datapath: {e}", ic.name))?;
+        }
         let mut bp = BridgePort::new(ofport, dp_port);
         bp.vlan = xlate_vlan(pc);
         bp.up = opened.port.link_up();
@@ -548,11 +574,13 @@ impl Switch {
             },
         );
         drop(bst);
-        self.slow
-            .dp_ports
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(dp_port, ofp.clone());
+        if patch.is_none() {
+            self.slow
+                .dp_ports
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dp_port, ofp.clone());
+        }
         st.ifaces.insert(
             ic.name.clone(),
             IfaceSlot {
@@ -562,6 +590,8 @@ impl Switch {
                 config: cfg,
                 vhost: opened.vhost,
                 mtu_error: None,
+                patch,
+                patch_error: None,
             },
         );
         ofp.notify(AsyncMsg::PortStatus {
@@ -585,7 +615,9 @@ impl Switch {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&slot.dp_port);
-        if let Err(e) = self.dp.del_port(slot.dp_port) {
+        if slot.patch.is_none()
+            && let Err(e) = self.dp.del_port(slot.dp_port)
+        {
             warn!("{name}: removing from the datapath: {e}");
         }
         if let Some(ofp) = self.slow.bridge(&slot.bridge) {
@@ -600,6 +632,83 @@ impl Switch {
             });
         }
         info!(bridge = %slot.bridge, port = %name, "port deleted");
+    }
+
+    /// A port's counters: the datapath's, or a patch port's own.
+    fn slot_stats(&self, slot: &IfaceSlot) -> Option<datapath::PortStatsSnapshot> {
+        match &slot.patch {
+            Some(p) => Some(p.counters().snapshot()),
+            None => self.dp.port_stats(slot.dp_port),
+        }
+    }
+
+    /// Joins the patch ports whose peers name each other (OVS: the peer
+    /// must exist, be a patch port and name this one as its peer), sets
+    /// the error of the others, and publishes the pairs to the slow path.
+    /// True when a bridge's patch wiring changed.
+    fn resolve_patches(&self, st: &mut SwitchState, cfg: &SwitchConfig) -> bool {
+        let bridges = self.slow.all_bridges();
+        let id_of = |name: &str| bridges.iter().find(|b| b.name == name).map(|b| b.id);
+        let dp_type = |bridge: &str| {
+            cfg.bridges
+                .get(bridge)
+                .map(|b| b.datapath_type.clone())
+                .unwrap_or_default()
+        };
+        let mut wiring: Vec<(String, PortNo, Option<flows::xlate::PatchPeer>, Option<String>)> =
+            Vec::new();
+        let mut pairs = Vec::new();
+        let mut counters = std::collections::HashMap::new();
+        for (name, slot) in &st.ifaces {
+            let Some(p) = &slot.patch else {
+                continue;
+            };
+            let me = id_of(&slot.bridge).unwrap_or(0);
+            counters.insert((me, slot.ofport), p.counters());
+            let peer_name = slot.config.options.get("peer").cloned().unwrap_or_default();
+            let peer = st.ifaces.get(&peer_name).filter(|ps| {
+                ps.patch.is_some() && ps.config.options.get("peer") == Some(name)
+            });
+            match peer.and_then(|ps| Some((id_of(&ps.bridge)?, ps.ofport))) {
+                Some((pb, pport)) => {
+                    pairs.push(((me, slot.ofport), (pb, pport)));
+                    let peer = flows::xlate::PatchPeer {
+                        bridge: pb,
+                        port: pport,
+                    };
+                    wiring.push((slot.bridge.clone(), slot.ofport, Some(peer), None));
+                }
+                None => {
+                    let e = crate::patch::peer_error(&peer_name, &dp_type(&slot.bridge));
+                    wiring.push((slot.bridge.clone(), slot.ofport, None, Some(e)));
+                }
+            }
+        }
+        // The groups first: a port never leads to a bridge translation
+        // would not lock.
+        *self.slow.patch.write().unwrap_or_else(|p| p.into_inner()) =
+            crate::patch::PatchLinks::new(&bridges, &pairs, counters);
+        let mut changed = false;
+        for (bridge, ofport, peer, err) in wiring {
+            if let Some(ofp) = self.slow.bridge(&bridge) {
+                let mut bst = ofp.lock();
+                if let Some(bp) = bst.ports.get_mut(ofport)
+                    && bp.patch != peer
+                {
+                    bp.patch = peer;
+                    changed = true;
+                }
+            }
+            if let Some(slot) = st.ifaces.values_mut().find(|s| s.bridge == bridge && s.ofport == ofport) {
+                if slot.patch_error != err
+                    && let Some(e) = &err
+                {
+                    warn!("{}: {e}", slot.config.name);
+                }
+                slot.patch_error = err;
+            }
+        }
+        changed
     }
 
     /// The in-memory port `name` (`type=dummy`), for tests and appctl.
@@ -644,7 +753,8 @@ impl Switch {
                 .vhost
                 .as_ref()
                 .and_then(|v| v.last_error())
-                .or_else(|| slot.mtu_error.clone());
+                .or_else(|| slot.mtu_error.clone())
+                .or_else(|| slot.patch_error.clone());
             let mtu = rt.map(|r| i64::from(r.port.info().mtu));
             out.push(IfaceStatus {
                 uuid: slot.config.uuid,
@@ -717,7 +827,7 @@ impl Switch {
         let st = self.lock();
         let mut out = BTreeMap::new();
         for (name, slot) in &st.ifaces {
-            if let Some(s) = self.dp.port_stats(slot.dp_port) {
+            if let Some(s) = self.slot_stats(slot) {
                 let mut m = BTreeMap::new();
                 m.insert("rx_packets", s.rx_packets);
                 m.insert("rx_bytes", s.rx_bytes);
@@ -744,7 +854,7 @@ impl Switch {
                     bridge: slot.bridge.clone(),
                     iface: name.clone(),
                     ofport: slot.ofport,
-                    stats: self.dp.port_stats(slot.dp_port)?,
+                    stats: self.slot_stats(slot)?,
                 })
             })
             .collect()
@@ -1161,12 +1271,14 @@ pub struct PmdSummary {
 }
 
 impl Switch {
-    /// Every open port, by datapath port number.
+    /// Every datapath port, by number (patch ports have none).
     pub fn port_list(&self) -> Vec<PortListing> {
         let st = self.lock();
         let mut out: Vec<PortListing> = st
             .ifaces
             .iter()
+            // Patch ports have no datapath port.
+            .filter(|(_, s)| s.patch.is_none())
             .map(|(name, s)| PortListing {
                 bridge: s.bridge.clone(),
                 name: name.clone(),
