@@ -292,12 +292,14 @@ impl BridgeState {
         }
     }
 
-    /// Continues a paused pipeline (NXT_RESUME).
+    /// Continues a paused pipeline (NXT_RESUME); `patch` lets it continue
+    /// through patch ports.
     pub fn translate_resume(
         &self,
         key: &FlowKey,
         c: &flows::xlate::Continuation,
         now_ms: u64,
+        patch: Option<&flows::xlate::PatchSet<'_>>,
     ) -> XlateResult {
         let ctx = XlateCtx {
             pipeline: &self.pipeline,
@@ -308,15 +310,22 @@ impl BridgeState {
             // A resumed pipeline runs once, from the slow path: a `ct` in
             // it is reported as unsupported.
             dp: None,
-            patch: None,
+            patch,
         };
         let mut x = flows::xlate::translate_resume(&ctx, key, c);
         crate::meters::map_to_datapath(&self.meters, &mut x);
         x
     }
 
-    /// Translates a packet-out's action list.
-    pub fn translate_actions(&self, key: &FlowKey, actions: &[Action], now_ms: u64) -> XlateResult {
+    /// Translates a packet-out's action list (through patch ports with
+    /// `patch`).
+    pub fn translate_actions(
+        &self,
+        key: &FlowKey,
+        actions: &[Action],
+        now_ms: u64,
+        patch: Option<&flows::xlate::PatchSet<'_>>,
+    ) -> XlateResult {
         let ctx = XlateCtx {
             pipeline: &self.pipeline,
             groups: &self.groups,
@@ -324,7 +333,7 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
             dp: None,
-            patch: None,
+            patch,
         };
         let mut x = flows::xlate::translate_actions(&ctx, key, actions);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -494,6 +503,21 @@ impl SlowPath {
             .cloned()
     }
 
+    /// Counts packets that crossed patch pairs on the patch ports.
+    pub fn credit_patch(
+        &self,
+        crossings: &[flows::xlate::PatchCrossing],
+        packets: u64,
+        bytes: u64,
+    ) {
+        if !crossings.is_empty() {
+            self.patch
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .credit(crossings, packets, bytes);
+        }
+    }
+
     /// The bridges a translation rooted at `br` may reach through patch
     /// ports (`br` included), in the order they must be locked.
     pub fn patch_group(&self, br: &Arc<Ofproto>) -> Vec<Arc<Ofproto>> {
@@ -548,12 +572,7 @@ impl SlowPath {
                     pst.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
                 }
             }
-            if !o.crossings.is_empty() {
-                self.patch
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .credit(&o.crossings, dp_packets, dp_bytes);
-            }
+            self.credit_patch(&o.crossings, dp_packets, dp_bytes);
         }
     }
 
@@ -717,12 +736,7 @@ impl UpcallHandler for SlowPath {
             }
             peers.push((group[i].clone(), eff.rules_hit.clone()));
         }
-        if !x.patch_crossings.is_empty() {
-            self.patch
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .credit(&x.patch_crossings, 1, packet.len() as u64);
-        }
+        self.credit_patch(&x.patch_crossings, 1, packet.len() as u64);
         let st = &mut guards[root];
         st.credit_mirrors(mirrored, 1, packet.len() as u64);
         // Kept where `userspace` looks: the input port's bridge.
