@@ -1258,7 +1258,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.exit = false;
             let set = std::mem::take(&mut self.action_set).into_list();
             if !set.is_empty() {
-                self.note(depth, format!("executing action set: {}", format_actions(&set)));
+                self.note(
+                    depth,
+                    format!("executing action set: {}", format_actions(&set)),
+                );
                 self.run_list(&set, depth);
             }
         }
@@ -2441,7 +2444,10 @@ mod patch_tests {
         // (it is the input port).
         assert_eq!(
             r.actions,
-            vec![DpAction::SetEthSrc([0, 0, 0, 0, 0, 0x99]), DpAction::Output(21)]
+            vec![
+                DpAction::SetEthSrc([0, 0, 0, 0, 0, 0x99]),
+                DpAction::Output(21)
+            ]
         );
         assert_eq!(
             r.patch_crossings,
@@ -2459,7 +2465,10 @@ mod patch_tests {
         // on it is a match on the field a rewrite set: exact).
         assert_eq!(r.wc.in_port, u32::MAX);
         let t = format_trace("pa", &pkt(), &r);
-        assert!(t.contains("\nbridge(\"pb\")\n------------\n 0. reg0=0,in_port=2"), "{t}");
+        assert!(
+            t.contains("\nbridge(\"pb\")\n------------\n 0. reg0=0,in_port=2"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -2470,7 +2479,12 @@ mod patch_tests {
         a.flow("priority=40000,in_port=2,actions=in_port");
         b.flow("actions=in_port");
         let r = xlate(&a, &b, &pkt());
-        assert_eq!(r.error, Some(XlateError::TooDeep), "{}", format_trace("pa", &pkt(), &r));
+        assert_eq!(
+            r.error,
+            Some(XlateError::TooDeep),
+            "{}",
+            format_trace("pa", &pkt(), &r)
+        );
         assert!(r.actions.is_empty());
     }
 

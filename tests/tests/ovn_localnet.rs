@@ -143,7 +143,8 @@ fn a_vm_on_the_integration_bridge_reaches_the_provider_network_through_a_localne
     let _ = ip(&["link", "set", &br_int, "down"]);
 
     let vm = VethHost::new(&tag, 1, "10.95.0.1/24")?;
-    vm.ns.exec(&["ip", "link", "set", "eth0", "address", VM_MAC])?;
+    vm.ns
+        .exec(&["ip", "link", "set", "eth0", "address", VM_MAC])?;
     vm.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
     sw.vsctl(&[
         "add-port",

@@ -35,11 +35,51 @@ fn pair(net: u8) -> Result<Pair> {
     let peer_a = format!("options:peer={pb}");
     let peer_b = format!("options:peer={pa}");
     sw.vsctl(&[
-        "add-br", &a, "--", "add-br", &b, "--", "add-port", &a, &h1.port, "--", "set",
-        "Interface", &h1.port, "ofport_request=1", "--", "add-port", &b, &h2.port, "--", "set",
-        "Interface", &h2.port, "ofport_request=1", "--", "add-port", &a, &pa, "--", "set",
-        "Interface", &pa, "type=patch", &peer_a, "ofport_request=2", "--", "add-port", &b, &pb,
-        "--", "set", "Interface", &pb, "type=patch", &peer_b, "ofport_request=2",
+        "add-br",
+        &a,
+        "--",
+        "add-br",
+        &b,
+        "--",
+        "add-port",
+        &a,
+        &h1.port,
+        "--",
+        "set",
+        "Interface",
+        &h1.port,
+        "ofport_request=1",
+        "--",
+        "add-port",
+        &b,
+        &h2.port,
+        "--",
+        "set",
+        "Interface",
+        &h2.port,
+        "ofport_request=1",
+        "--",
+        "add-port",
+        &a,
+        &pa,
+        "--",
+        "set",
+        "Interface",
+        &pa,
+        "type=patch",
+        &peer_a,
+        "ofport_request=2",
+        "--",
+        "add-port",
+        &b,
+        &pb,
+        "--",
+        "set",
+        "Interface",
+        &pb,
+        "type=patch",
+        &peer_b,
+        "ofport_request=2",
     ])?;
     // The bridges' own TAP ports would bring the kernel's IPv6 chatter.
     for br in [&a, &b] {
@@ -70,10 +110,20 @@ impl Pair {
         let text = self.sw.ofctl(&["dump-ports", br, &port.to_string()])?;
         let num = |s: &str, key: &str| -> Option<u64> {
             let i = s.find(key)? + key.len();
-            s[i..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            s[i..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
         };
-        let rx_line = text.lines().find(|l| l.contains("rx pkts")).context("no rx line")?;
-        let tx_line = text.lines().find(|l| l.contains("tx pkts")).context("no tx line")?;
+        let rx_line = text
+            .lines()
+            .find(|l| l.contains("rx pkts"))
+            .context("no rx line")?;
+        let tx_line = text
+            .lines()
+            .find(|l| l.contains("tx pkts"))
+            .context("no tx line")?;
         Ok((
             num(rx_line, "rx pkts=").context("rx")?,
             num(tx_line, "tx pkts=").context("tx")?,
@@ -150,7 +200,15 @@ fn deleting_a_patch_port_cuts_the_traffic_and_its_peer_reports_the_missing_peer(
     // Putting it back restores the path.
     let peer = format!("options:peer={}", p.pb);
     p.sw.vsctl(&[
-        "add-port", &p.a, &p.pa, "--", "set", "Interface", &p.pa, "type=patch", &peer,
+        "add-port",
+        &p.a,
+        &p.pa,
+        "--",
+        "set",
+        "Interface",
+        &p.pa,
+        "type=patch",
+        &peer,
         "ofport_request=2",
     ])?;
     assert!(
@@ -171,7 +229,10 @@ fn a_flow_change_in_the_peer_bridge_applies_to_traffic_already_cached() -> Resul
     // The ping's megaflow is cached: it enters on bridge a and its
     // decision was made partly by bridge b's tables.
     let flows = p.sw.appctl(&["dpctl/dump-flows"])?;
-    assert!(flows.contains("0x0800") || flows.contains("ipv4"), "{flows}");
+    assert!(
+        flows.contains("0x0800") || flows.contains("ipv4"),
+        "{flows}"
+    );
 
     p.sw.ofctl(&["add-flow", &p.b, "priority=100,icmp,actions=drop"])?;
     assert!(
@@ -199,13 +260,54 @@ fn a_patch_port_without_a_usable_peer_gets_ovs_error_and_carries_nothing() -> Re
     let peer_a = format!("options:peer={pb}");
     let peer_b = format!("options:peer={px}");
     sw.vsctl(&[
-        "add-br", &a, "--", "add-br", &b, "--", "add-port", &a, &h1.port, "--", "add-port", &b,
-        &h2.port, "--", "add-port", &a, &pa, "--", "set", "Interface", &pa, "type=patch",
-        &peer_a, "--", "add-port", &b, &pb, "--", "set", "Interface", &pb, "type=patch", &peer_b,
-        "--", "add-port", &b, &px, "--", "set", "Interface", &px, "type=patch",
+        "add-br",
+        &a,
+        "--",
+        "add-br",
+        &b,
+        "--",
+        "add-port",
+        &a,
+        &h1.port,
+        "--",
+        "add-port",
+        &b,
+        &h2.port,
+        "--",
+        "add-port",
+        &a,
+        &pa,
+        "--",
+        "set",
+        "Interface",
+        &pa,
+        "type=patch",
+        &peer_a,
+        "--",
+        "add-port",
+        &b,
+        &pb,
+        "--",
+        "set",
+        "Interface",
+        &pb,
+        "type=patch",
+        &peer_b,
+        "--",
+        "add-port",
+        &b,
+        &px,
+        "--",
+        "set",
+        "Interface",
+        &px,
+        "type=patch",
     ])?;
     let get = |name: &str, col: &str| -> Result<String> {
-        Ok(sw.vsctl(&["get", "Interface", name, col])?.trim().to_string())
+        Ok(sw
+            .vsctl(&["get", "Interface", name, col])?
+            .trim()
+            .to_string())
     };
     assert_eq!(
         get(&pa, "error")?,
@@ -289,20 +391,87 @@ fn ofproto_trace_crosses_the_patch_pair_as_stock_ovs_does() -> Result<()> {
     const A: &str = "pcha0";
     const B: &str = "pchb0";
     let vsctl_args: Vec<&str> = vec![
-        "add-br", A, "--", "set", "bridge", A, "fail_mode=secure", "--", "add-br", B, "--",
-        "set", "bridge", B, "fail_mode=secure", "--", "add-port", A, "pchp1", "--", "set",
-        "Interface", "pchp1", "type=dummy", "ofport_request=1", "--", "add-port", B, "pchp2",
-        "--", "set", "Interface", "pchp2", "type=dummy", "ofport_request=1", "--", "add-port",
-        A, "pchpa", "--", "set", "Interface", "pchpa", "type=patch", "options:peer=pchpb",
-        "ofport_request=2", "--", "add-port", B, "pchpb", "--", "set", "Interface", "pchpb",
-        "type=patch", "options:peer=pchpa", "ofport_request=2", "--", "add-port", A, "pchpx",
-        "--", "set", "Interface", "pchpx", "type=patch", "options:peer=pchnone",
+        "add-br",
+        A,
+        "--",
+        "set",
+        "bridge",
+        A,
+        "fail_mode=secure",
+        "--",
+        "add-br",
+        B,
+        "--",
+        "set",
+        "bridge",
+        B,
+        "fail_mode=secure",
+        "--",
+        "add-port",
+        A,
+        "pchp1",
+        "--",
+        "set",
+        "Interface",
+        "pchp1",
+        "type=dummy",
+        "ofport_request=1",
+        "--",
+        "add-port",
+        B,
+        "pchp2",
+        "--",
+        "set",
+        "Interface",
+        "pchp2",
+        "type=dummy",
+        "ofport_request=1",
+        "--",
+        "add-port",
+        A,
+        "pchpa",
+        "--",
+        "set",
+        "Interface",
+        "pchpa",
+        "type=patch",
+        "options:peer=pchpb",
+        "ofport_request=2",
+        "--",
+        "add-port",
+        B,
+        "pchpb",
+        "--",
+        "set",
+        "Interface",
+        "pchpb",
+        "type=patch",
+        "options:peer=pchpa",
+        "ofport_request=2",
+        "--",
+        "add-port",
+        A,
+        "pchpx",
+        "--",
+        "set",
+        "Interface",
+        "pchpx",
+        "type=patch",
+        "options:peer=pchnone",
         "ofport_request=3",
     ];
     let ovs = StockOvs::start("pch-ovs-")?;
     let mut ovs_args = vsctl_args.clone();
     ovs_args.extend([
-        "--", "set", "bridge", A, "datapath_type=netdev", "--", "set", "bridge", B,
+        "--",
+        "set",
+        "bridge",
+        A,
+        "datapath_type=netdev",
+        "--",
+        "set",
+        "bridge",
+        B,
         "datapath_type=netdev",
     ]);
     ovs.vsctl(&ovs_args)?;
@@ -390,7 +559,10 @@ fn ofproto_trace_crosses_the_patch_pair_as_stock_ovs_does() -> Result<()> {
             by_name(&dp_actions(&o)?, &ovs_ports),
             by_name(&dp_actions(&f)?, &fv_ports),
         );
-        assert_eq!(fa, oa, "datapath actions of {flow}\n--- ovs:\n{o}\n--- ferrovs:\n{f}");
+        assert_eq!(
+            fa, oa,
+            "datapath actions of {flow}\n--- ovs:\n{o}\n--- ferrovs:\n{f}"
+        );
         let other = if i == 3 { A } else { B };
         let crossing = format!("bridge(\"{other}\")");
         if !trace_skeleton(&o).contains(&crossing) {

@@ -376,6 +376,9 @@ impl BridgeState {
     }
 }
 
+/// A peer bridge (behind a patch port) and the rules a megaflow hit there.
+type PeerRules = (Arc<Ofproto>, Vec<(u8, RuleId)>);
+
 /// Rules a megaflow's traffic belongs to, and the counters already credited.
 struct MegaflowOwner {
     bridge: Arc<Ofproto>,
@@ -385,7 +388,7 @@ struct MegaflowOwner {
     /// The NetFlow flow its traffic belongs to.
     netflow: Option<crate::netflow::NfTag>,
     /// Rules of peer bridges the packet ran through (patch ports).
-    peers: Vec<(Arc<Ofproto>, Vec<(u8, RuleId)>)>,
+    peers: Vec<PeerRules>,
     /// Patch pairs crossed, for the patch ports' counters.
     crossings: Vec<flows::xlate::PatchCrossing>,
     packets: u64,

@@ -818,7 +818,10 @@ impl SwitchAgent for BridgeAgent {
         let now = self.switch.slow.now_ms();
         let slow = &self.switch.slow;
         let group = slow.patch_group(&self.ofp);
-        let root = group.iter().position(|b| Arc::ptr_eq(b, &self.ofp)).unwrap_or(0);
+        let root = group
+            .iter()
+            .position(|b| Arc::ptr_eq(b, &self.ofp))
+            .unwrap_or(0);
         let guards = crate::patch::lock_all(&group);
         let st = &guards[root];
         let dp_in = st.ports.get(po.in_port).map(|p| p.dp_port);
@@ -864,7 +867,10 @@ impl SwitchAgent for BridgeAgent {
         let now = self.switch.slow.now_ms();
         let slow = &self.switch.slow;
         let group = slow.patch_group(&self.ofp);
-        let root = group.iter().position(|b| Arc::ptr_eq(b, &self.ofp)).unwrap_or(0);
+        let root = group
+            .iter()
+            .position(|b| Arc::ptr_eq(b, &self.ofp))
+            .unwrap_or(0);
         let guards = crate::patch::lock_all(&group);
         let st = &guards[root];
         let dp_in = st.ports.get(in_port).map(|p| p.dp_port);

@@ -31,7 +31,11 @@ pub fn option_error(name: &str, options: &BTreeMap<String, String>) -> Option<St
 /// The error of a patch port whose peer does not exist or does not name
 /// it back, in OVS's words (`dp_type` is the bridge's datapath type).
 pub fn peer_error(peer: &str, dp_type: &str) -> String {
-    let t = if dp_type.is_empty() { "netdev" } else { dp_type };
+    let t = if dp_type.is_empty() {
+        "netdev"
+    } else {
+        dp_type
+    };
     format!("No usable peer '{peer}' exists in '{t}' datapath.")
 }
 
@@ -90,6 +94,9 @@ impl Port for PatchPort {
     }
 }
 
+/// A port by (bridge id, OpenFlow port).
+pub type PortRef = (u32, PortNo);
+
 /// The patch pairs in force: which bridges are joined (directly or not),
 /// and the counters of each patch port, by (bridge id, OpenFlow port).
 #[derive(Default)]
@@ -97,7 +104,7 @@ pub struct PatchLinks {
     /// For each bridge joined to another: every bridge of its group
     /// (itself included), sorted by id, the order they are locked in.
     groups: HashMap<u32, Arc<Vec<Arc<Ofproto>>>>,
-    counters: HashMap<(u32, PortNo), Arc<PortStats>>,
+    counters: HashMap<PortRef, Arc<PortStats>>,
 }
 
 impl PatchLinks {
@@ -105,8 +112,8 @@ impl PatchLinks {
     /// ↔ (bridge, port)) and the ports' counters.
     pub fn new(
         bridges: &[Arc<Ofproto>],
-        pairs: &[((u32, PortNo), (u32, PortNo))],
-        counters: HashMap<(u32, PortNo), Arc<PortStats>>,
+        pairs: &[(PortRef, PortRef)],
+        counters: HashMap<PortRef, Arc<PortStats>>,
     ) -> PatchLinks {
         // Union-find over bridge ids.
         let mut parent: BTreeMap<u32, u32> = BTreeMap::new();

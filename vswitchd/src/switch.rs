@@ -655,8 +655,12 @@ impl Switch {
                 .map(|b| b.datapath_type.clone())
                 .unwrap_or_default()
         };
-        let mut wiring: Vec<(String, PortNo, Option<flows::xlate::PatchPeer>, Option<String>)> =
-            Vec::new();
+        let mut wiring: Vec<(
+            String,
+            PortNo,
+            Option<flows::xlate::PatchPeer>,
+            Option<String>,
+        )> = Vec::new();
         let mut pairs = Vec::new();
         let mut counters = std::collections::HashMap::new();
         for (name, slot) in &st.ifaces {
@@ -666,9 +670,10 @@ impl Switch {
             let me = id_of(&slot.bridge).unwrap_or(0);
             counters.insert((me, slot.ofport), p.counters());
             let peer_name = slot.config.options.get("peer").cloned().unwrap_or_default();
-            let peer = st.ifaces.get(&peer_name).filter(|ps| {
-                ps.patch.is_some() && ps.config.options.get("peer") == Some(name)
-            });
+            let peer = st
+                .ifaces
+                .get(&peer_name)
+                .filter(|ps| ps.patch.is_some() && ps.config.options.get("peer") == Some(name));
             match peer.and_then(|ps| Some((id_of(&ps.bridge)?, ps.ofport))) {
                 Some((pb, pport)) => {
                     pairs.push(((me, slot.ofport), (pb, pport)));
@@ -699,7 +704,11 @@ impl Switch {
                     changed = true;
                 }
             }
-            if let Some(slot) = st.ifaces.values_mut().find(|s| s.bridge == bridge && s.ofport == ofport) {
+            if let Some(slot) = st
+                .ifaces
+                .values_mut()
+                .find(|s| s.bridge == bridge && s.ofport == ofport)
+            {
                 if slot.patch_error != err
                     && let Some(e) = &err
                 {
