@@ -501,7 +501,7 @@ fn ofproto_trace_crosses_the_patch_pair_as_stock_ovs_does() -> Result<()> {
     let flows_b = "table=0,in_port=2,ip,actions=resubmit(,1)\n\
                    table=0,in_port=2,arp,actions=NORMAL\n\
                    table=0,in_port=1,actions=output:2\n\
-                   table=1,ip,nw_dst=10.9.0.2,actions=mod_dl_dst:00:00:00:00:00:77,output:1\n\
+                   table=1,ip,nw_dst=10.9.0.2,actions=mod_nw_dst:10.9.9.9,output:1\n\
                    table=1,priority=0,actions=IN_PORT\n";
     let fv_mgmt = |br: &str| format!("unix:{}", fv.rundir().join(format!("{br}.mgmt")).display());
     for (br, flows) in [(A, flows_a), (B, flows_b)] {

@@ -1045,6 +1045,101 @@ mod tests {
     const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
     const T: Duration = Duration::from_secs(3);
 
+    /// Bridges `xa` and `xb` (standalone: NORMAL), dummy port `da` on xa
+    /// and `db` on xb, patch port `pa` on xa and `pb` on xb with the
+    /// given peers.
+    fn patch_config(peer_a: &str, peer_b: &str) -> SwitchConfig {
+        let iface = |name: &str, kind: &str, peer: &str| InterfaceConfig {
+            uuid: Uuid::new_v4(),
+            name: name.to_string(),
+            kind: kind.into(),
+            options: if peer.is_empty() {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([("peer".to_string(), peer.to_string())])
+            },
+            ofport_request: None,
+            mtu_request: None,
+            mac: None,
+        };
+        let port = |i: InterfaceConfig| PortConfig {
+            uuid: Uuid::new_v4(),
+            name: i.name.clone(),
+            interfaces: vec![i],
+            tag: None,
+            trunks: vec![],
+            vlan_mode: None,
+            bond: Default::default(),
+        };
+        let mut cfg = SwitchConfig::default();
+        for (br, dev, patch, peer) in [("xa", "da", "pa", peer_a), ("xb", "db", "pb", peer_b)] {
+            let mut b = BridgeConfig {
+                uuid: Uuid::new_v4(),
+                name: br.into(),
+                fail_mode: FailMode::Standalone,
+                protocols: vec![],
+                controllers: vec![],
+                other_config: BTreeMap::new(),
+                datapath_type: String::new(),
+                ports: BTreeMap::new(),
+                mirrors: Vec::new(),
+            };
+            b.ports.insert(dev.into(), port(iface(dev, "dummy", "")));
+            b.ports.insert(patch.into(), port(iface(patch, "patch", peer)));
+            cfg.bridges.insert(br.into(), b);
+        }
+        cfg
+    }
+
+    #[test]
+    fn a_patch_pair_joins_two_bridges_and_counts_what_crosses() {
+        let (sw, _d) = dummy_switch(&[]);
+        sw.apply(&patch_config("pb", "pa"));
+        let (da, db) = (sw.dummy("da").unwrap(), sw.dummy("db").unwrap());
+        da.inject(&frame([0xff; 6], A));
+        assert_eq!(db.recv_sent(T).expect("crossed to db").data[6..12], A);
+        // B answers A through the pair; A was learned on xb's patch port.
+        db.inject(&frame(A, B));
+        assert_eq!(da.recv_sent(T).expect("crossed to da").data[6..12], B);
+        let st = sw.iface_stats();
+        assert_eq!(st["pa"]["tx_packets"], 1);
+        assert_eq!(st["pb"]["rx_packets"], 1);
+        assert_eq!(st["pb"]["tx_packets"], 1);
+        assert_eq!(st["pa"]["rx_packets"], 1);
+        assert!(error_of(&sw, "pa").is_none());
+        // Patch ports are not datapath ports.
+        assert!(sw.port_list().iter().all(|p| p.name != "pa" && p.name != "pb"));
+    }
+
+    #[test]
+    fn a_one_sided_patch_pair_reports_the_peer_and_carries_nothing() {
+        let (sw, _d) = dummy_switch(&[]);
+        sw.apply(&patch_config("pb", "nobody"));
+        assert_eq!(
+            error_of(&sw, "pa").as_deref(),
+            Some("No usable peer 'pb' exists in 'netdev' datapath.")
+        );
+        assert_eq!(
+            error_of(&sw, "pb").as_deref(),
+            Some("No usable peer 'nobody' exists in 'netdev' datapath.")
+        );
+        let (da, db) = (sw.dummy("da").unwrap(), sw.dummy("db").unwrap());
+        da.inject(&frame([0xff; 6], A));
+        assert!(db.recv_sent(Duration::from_millis(300)).is_none());
+        // Fixing the peer joins them.
+        sw.apply(&patch_config("pb", "pa"));
+        assert!(error_of(&sw, "pb").is_none());
+        da.inject(&frame([0xff; 6], A));
+        assert!(db.recv_sent(T).is_some(), "the fixed pair carries nothing");
+        // A patch port without a peer option is not created at all.
+        sw.apply(&patch_config("", "pa"));
+        assert_eq!(
+            error_of(&sw, "pa").as_deref(),
+            Some("pa: patch type requires valid 'peer' argument")
+        );
+        assert_eq!(ofport_of(&sw, "pa"), -1);
+    }
+
     #[test]
     fn normal_floods_unknown_destinations_then_forwards_learned_unicast() {
         let (sw, _d) = dummy_switch(&[("p1", 1, None), ("p2", 2, None), ("p3", 3, None)]);
