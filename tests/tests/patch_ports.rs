@@ -364,25 +364,25 @@ fn dp_actions(trace: &str) -> Result<String> {
         .context("no datapath actions in trace")
 }
 
-/// Datapath port numbers in `actions` replaced by port names; a list of
-/// outputs only (a flood) is sorted, since the two switches flood their
-/// ports in different orders.
+/// Datapath port numbers in `actions` replaced by port names; each run of
+/// consecutive outputs (a flood) is sorted, since the two switches flood
+/// their ports in different orders.
 fn by_name(actions: &str, ports: &BTreeMap<u32, String>) -> String {
-    let mut all_outputs = true;
-    let mut v: Vec<String> = actions
-        .split(',')
-        .map(|a| match a.parse::<u32>() {
-            Ok(n) => ports.get(&n).cloned().unwrap_or_else(|| format!("?{n}")),
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    for a in actions.split(',') {
+        match a.parse::<u32>() {
+            Ok(n) => run.push(ports.get(&n).cloned().unwrap_or_else(|| format!("?{n}"))),
             Err(_) => {
-                all_outputs = false;
-                a.to_string()
+                run.sort();
+                out.append(&mut run);
+                out.push(a.to_string());
             }
-        })
-        .collect();
-    if all_outputs {
-        v.sort();
+        }
     }
-    v.join(",")
+    run.sort();
+    out.append(&mut run);
+    out.join(",")
 }
 
 #[test]
@@ -482,8 +482,11 @@ fn ofproto_trace_crosses_the_patch_pair_as_stock_ovs_does() -> Result<()> {
     }
 
     // The same Interface error for the patch port whose peer is missing.
-    // (Each daemon writes it back after the change; stock OVS may take
-    // until its next statistics pass, every 5 s.)
+    // (Each daemon writes it back after the change; stock OVS refreshes
+    // Interface status when connectivity changes: a link flap of a dummy
+    // port makes it write the error now.)
+    ovs.appctl(&["netdev-dummy/set-admin-state", "pchp1", "down"])?;
+    ovs.appctl(&["netdev-dummy/set-admin-state", "pchp1", "up"])?;
     let error_of = |get: &dyn Fn() -> Result<String>| -> String {
         let mut last = String::new();
         wait_until(Duration::from_secs(12), || {
