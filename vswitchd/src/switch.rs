@@ -1116,6 +1116,19 @@ mod tests {
     }
 
     #[test]
+    fn patch_ports_may_have_names_longer_than_a_device_name_but_not_paths() {
+        let br = &patch_config("pb", "pa").bridges["xa"];
+        let mut i = br.ports["pa"].interfaces[0].clone();
+        i.name = "patch-br-int-to-provnet1".into();
+        assert_eq!(name_error(br, &i), None);
+        i.name = "patch/../x".into();
+        assert!(name_error(br, &i).is_some());
+        i.kind = "system".into();
+        i.name = "patch-br-int-to-provnet1".into();
+        assert!(name_error(br, &i).is_some());
+    }
+
+    #[test]
     fn a_one_sided_patch_pair_reports_the_peer_and_carries_nothing() {
         let (sw, _d) = dummy_switch(&[]);
         sw.apply(&patch_config("pb", "nobody"));
