@@ -1089,7 +1089,8 @@ mod tests {
                 mirrors: Vec::new(),
             };
             b.ports.insert(dev.into(), port(iface(dev, "dummy", "")));
-            b.ports.insert(patch.into(), port(iface(patch, "patch", peer)));
+            b.ports
+                .insert(patch.into(), port(iface(patch, "patch", peer)));
             cfg.bridges.insert(br.into(), b);
         }
         cfg
@@ -1112,7 +1113,11 @@ mod tests {
         assert_eq!(st["pa"]["rx_packets"], 1);
         assert!(error_of(&sw, "pa").is_none());
         // Patch ports are not datapath ports.
-        assert!(sw.port_list().iter().all(|p| p.name != "pa" && p.name != "pb"));
+        assert!(
+            sw.port_list()
+                .iter()
+                .all(|p| p.name != "pa" && p.name != "pb")
+        );
     }
 
     #[test]
