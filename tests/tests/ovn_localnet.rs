@@ -58,6 +58,18 @@ fn patch_ifaces(sw: &Switch, br: &str) -> Vec<(String, String, String)> {
 #[test]
 fn a_vm_on_the_integration_bridge_reaches_the_provider_network_through_a_localnet_port()
 -> Result<()> {
+    localnet(false)
+}
+
+/// With a stateful ACL, traffic from the provider network is tracked in
+/// the integration bridge after it crossed the patch pair from the
+/// provider bridge: the second pass (`ct(table=N)`) resumes in the peer.
+#[test]
+fn provider_traffic_is_tracked_in_the_integration_bridge_behind_the_patch_pair() -> Result<()> {
+    localnet(true)
+}
+
+fn localnet(stateful: bool) -> Result<()> {
     require!(
         "ovn-controller",
         "ovn-northd",
@@ -135,6 +147,13 @@ fn a_vm_on_the_integration_bridge_reaches_the_provider_network_through_a_localne
         "ln",
         "network_name=physnet1",
     ])?;
+    if stateful {
+        // Allow ICMP and TCP both ways, statefully: every packet of the
+        // switch goes through conntrack (OVN's allow-related).
+        for dir in ["to-lport", "from-lport"] {
+            ovn.nbctl(&["acl-add", "ls", dir, "1001", "ip4", "allow-related"])?;
+        }
+    }
     if !wait_until(Duration::from_secs(30), || {
         sw.vsctl(&["br-exists", &br_int]).is_ok()
     }) {
@@ -202,6 +221,14 @@ fn a_vm_on_the_integration_bridge_reaches_the_provider_network_through_a_localne
     assert!(bps > 1e6, "provider -> VM TCP carried only {bps} bit/s");
 
     assert!(sw.alive(), "vswitchd died:\n{}", sw.log_text());
+    if stateful {
+        // The connections were tracked (OVN's zone for the VM port).
+        let ct = sw.appctl(&["dpctl/dump-conntrack"])?;
+        assert!(
+            ct.contains(&format!("src={}", provider.addr)) && ct.contains("tcp"),
+            "no tracked connection from the provider network:\n{ct}"
+        );
+    }
     let errors = openflow_errors(&log);
     assert!(
         errors.is_empty(),
