@@ -358,6 +358,7 @@ mod tests {
                     mac: &self.mac,
                     now_ms: 1000,
                     dp: None,
+                    patch: None,
                 };
                 let r = translate(&ctx, key);
                 for l in &r.learned {

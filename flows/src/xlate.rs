@@ -125,6 +125,60 @@ pub struct BridgePort {
     pub flood: bool,
     /// Link is up (fast-failover liveness).
     pub up: bool,
+    /// A patch port's peer (`type=patch`, `options:peer`): output to this
+    /// port continues in the peer bridge's pipeline. A patch port has no
+    /// datapath port of its own (`dp_port` is a number never given to the
+    /// datapath).
+    pub patch: Option<PatchPeer>,
+}
+
+/// Where a patch port leads: the peer bridge (its [`PatchBridge::id`]) and
+/// the peer port, which is the packet's `in_port` there.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PatchPeer {
+    pub bridge: u32,
+    pub port: PortNo,
+}
+
+/// A bridge translation may continue in through a patch port.
+#[derive(Clone, Copy)]
+pub struct PatchBridge<'a> {
+    /// Stable, non-zero id of the bridge (named by [`PatchPeer::bridge`]).
+    pub id: u32,
+    pub name: &'a str,
+    pub pipeline: &'a Pipeline,
+    pub groups: &'a GroupTable,
+    pub ports: &'a BridgePorts,
+    pub mac: &'a MacLearning,
+}
+
+/// The bridges joined to the translating one by patch ports.
+pub struct PatchSet<'a> {
+    /// Id of the bridge whose tables [`XlateCtx`] names.
+    pub root: u32,
+    /// Every bridge of the set (the root may be among them: a patch pair
+    /// can lead back into it).
+    pub bridges: Vec<PatchBridge<'a>>,
+}
+
+/// One crossing of a patch pair, for the ports' counters (OVS counts the
+/// packet as sent by the patch port and received by its peer).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PatchCrossing {
+    /// (bridge id, OpenFlow port) of the patch port output to.
+    pub from: (u32, PortNo),
+    /// (bridge id, OpenFlow port) of its peer.
+    pub to: (u32, PortNo),
+}
+
+/// What translation in a peer bridge asks of that bridge (the root's own
+/// effects stay in [`XlateResult::rules_hit`], `learned`, `learned_flows`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatchEffects {
+    pub bridge: u32,
+    pub rules_hit: Vec<(u8, RuleId)>,
+    pub learned: Vec<MacLearnRequest>,
+    pub learned_flows: Vec<LearnedFlow>,
 }
 
 impl BridgePort {
@@ -136,6 +190,7 @@ impl BridgePort {
             vlan: VlanMode::default(),
             flood: true,
             up: true,
+            patch: None,
         }
     }
 }
@@ -228,6 +283,9 @@ pub struct XlateCtx<'a> {
     /// no datapath behind the translation (then `ct` is reported as
     /// unsupported and not executed).
     pub dp: Option<&'a dyn DpResources>,
+    /// Bridges reachable through patch ports; `None` where there are none
+    /// (an output to a patch port is then dropped).
+    pub patch: Option<&'a PatchSet<'a>>,
 }
 
 /// Pipeline state frozen at a recirculation (`ct(table=N)`): where and
@@ -241,6 +299,9 @@ pub struct Frozen {
     pub in_port: u32,
     pub metadata: u64,
     pub regs: [u32; 16],
+    /// The bridge whose pipeline resumes ([`PatchBridge::id`]); 0 for the
+    /// bridge of the packet's input port.
+    pub bridge: u32,
 }
 
 impl Frozen {
@@ -287,6 +348,9 @@ pub struct PacketIn {
     pub userdata: Vec<u8>,
     /// Set by `controller(pause)`: where NXT_RESUME continues.
     pub continuation: Option<Continuation>,
+    /// The bridge whose pipeline sent it ([`PatchBridge::id`]); 0 for the
+    /// bridge translation started in.
+    pub bridge: u32,
 }
 
 /// A pipeline paused by `controller(pause)`: the rule's actions after the
@@ -323,6 +387,8 @@ pub enum TraceStep {
     },
     /// Something translation decided (NORMAL, drops, errors).
     Note { depth: usize, text: String },
+    /// Translation continues in bridge `name` through a patch port.
+    Bridge { depth: usize, name: String },
 }
 
 /// Translation stopped early.
@@ -366,6 +432,10 @@ pub struct XlateResult {
     /// packet's fields at that point, whose `tun_*` say where a tunnel
     /// port sends it. Outputs not listed carry the received `tun_*`.
     pub tunnel_keys: Vec<(usize, FlowKey)>,
+    /// Patch pairs the packet crossed, in order.
+    pub patch_crossings: Vec<PatchCrossing>,
+    /// Effects on peer bridges (one entry per crossing into a bridge).
+    pub patch_effects: Vec<PatchEffects>,
 }
 
 /// Runs the packet `key` (in_port already the OpenFlow port) through the
@@ -483,8 +553,20 @@ enum Flow {
     Abort,
 }
 
+/// The bridge whose tables translation runs through now.
+#[derive(Clone, Copy)]
+struct Br<'a> {
+    id: u32,
+    pipeline: &'a Pipeline,
+    groups: &'a GroupTable,
+    ports: &'a BridgePorts,
+    mac: &'a MacLearning,
+}
+
 struct Xlate<'a, 'c> {
     ctx: &'a XlateCtx<'c>,
+    /// The current bridge: the context's, or a peer's after a patch port.
+    br: Br<'a>,
     /// The packet as the pipeline currently sees it.
     flow: FlowKey,
     /// The packet as the emitted datapath actions have left it.
@@ -526,6 +608,13 @@ impl<'a, 'c> Xlate<'a, 'c> {
         Field::DlType.unwildcard(&mut wc);
         Xlate {
             ctx,
+            br: Br {
+                id: ctx.patch.map_or(0, |p| p.root),
+                pipeline: ctx.pipeline,
+                groups: ctx.groups,
+                ports: ctx.ports,
+                mac: ctx.mac,
+            },
             flow: *key,
             base: *key,
             dirty: FlowKey::default(),
@@ -594,7 +683,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 self.abort(depth, XlateError::TooDeep);
                 break true;
             }
-            let pipeline = self.ctx.pipeline;
+            let pipeline = self.br.pipeline;
             let found = pipeline.lookup(table_id, &self.flow, &mut self.wc);
             self.out.table_lookups.push(TableLookup {
                 table: table_id,
@@ -1035,6 +1124,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             in_port,
             metadata: self.flow.metadata,
             regs: self.flow.regs,
+            bridge: self.bridge_tag(),
         };
         match dp.recirc_id(&frozen) {
             Some(id) => {
@@ -1085,11 +1175,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.abort(depth, XlateError::TooDeep);
             return Flow::Abort;
         }
-        let Some(group) = self.ctx.groups.get(g) else {
+        let Some(group) = self.br.groups.get(g) else {
             self.note(depth, format!("group {g} does not exist, dropping"));
             return Flow::Continue;
         };
-        let ports = self.ctx.ports;
+        let ports = self.br.ports;
         let live = |p: PortNo| ports.get(p).is_some_and(|bp| bp.up);
         let buckets = group.choose_buckets(&self.flow, &mut self.wc, &live);
         if buckets.is_empty() {
@@ -1133,6 +1223,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             key: self.flow,
             userdata,
             continuation: None,
+            bridge: self.bridge_tag(),
         });
         self.out.cacheable = false;
     }
@@ -1172,13 +1263,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
     }
 
     fn emit_output(&mut self, ofport: PortNo, depth: usize) {
-        let Some(bp) = self.ctx.ports.get(ofport) else {
+        let Some(bp) = self.br.ports.get(ofport) else {
             self.note(
                 depth,
                 format!("output to nonexistent port {}", format_port(ofport)),
             );
             return;
         };
+        if let Some(peer) = bp.patch {
+            self.patch_output(ofport, peer, depth);
+            return;
+        }
         let dp = bp.dp_port;
         self.commit();
         let d = &self.dirty;
@@ -1194,6 +1289,154 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 .push((self.out.actions.len(), self.flow));
         }
         self.out.actions.push(DpAction::Output(dp));
+    }
+
+    /// The id frozen states and packet-ins carry: the current bridge's
+    /// ([`PatchBridge::id`]), 0 when translation has no patch set.
+    fn bridge_tag(&self) -> u32 {
+        self.br.id
+    }
+
+    /// Output to a patch port: translation continues in the peer bridge
+    /// from table 0 with `in_port` the peer port, inside the same
+    /// megaflow, as Open vSwitch's patch ports do. The peer sees the packet
+    /// with the header changes made so far but with fresh pipeline
+    /// metadata (registers, metadata, tunnel and conntrack fields cleared,
+    /// its own action set and field stack); afterwards this bridge goes on
+    /// with the packet as it had it. The crossing costs a level of depth
+    /// and a resubmit, so a loop of patch pairs ends at [`MAX_DEPTH`].
+    fn patch_output(&mut self, ofport: PortNo, peer: PatchPeer, depth: usize) {
+        let Some(pb) = self
+            .ctx
+            .patch
+            .and_then(|set| set.bridges.iter().find(|b| b.id == peer.bridge))
+        else {
+            self.note(
+                depth,
+                format!(
+                    "output to patch port {} whose peer bridge is unknown, dropping",
+                    format_port(ofport)
+                ),
+            );
+            return;
+        };
+        self.resubmits += 1;
+        if self.resubmits > MAX_RESUBMITS {
+            self.abort(depth, XlateError::TooManyResubmits);
+            return;
+        }
+        if depth + 1 >= MAX_NESTING || self.deep + 1 >= MAX_DEPTH {
+            self.abort(depth, XlateError::TooDeep);
+            return;
+        }
+        self.out.patch_crossings.push(PatchCrossing {
+            from: (self.br.id, ofport),
+            to: (peer.bridge, peer.port),
+        });
+        self.out.trace.push(TraceStep::Bridge {
+            depth,
+            name: pb.name.to_string(),
+        });
+        let saved_flow = self.flow;
+        let saved_wc = self.wc;
+        let saved_br = self.br;
+        let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
+        let saved_set = std::mem::take(&mut self.action_set);
+        let saved_stack = std::mem::take(&mut self.stack);
+        let saved_rules = std::mem::take(&mut self.out.rules_hit);
+        let saved_learned = std::mem::take(&mut self.out.learned);
+        let saved_flows = std::mem::take(&mut self.out.learned_flows);
+
+        // The peer bridge's view: a packet received on the peer port.
+        let fresh = FlowKey::default();
+        let f = &mut self.flow;
+        f.in_port = peer.port;
+        f.metadata = 0;
+        f.regs = [0; 16];
+        f.tun_id = 0;
+        f.tun_src = 0;
+        f.tun_dst = 0;
+        f.tun_ipv6_src = [0; 16];
+        f.tun_ipv6_dst = [0; 16];
+        f.tun_flags = 0;
+        f.tun_gbp_id = 0;
+        f.tun_gbp_flags = 0;
+        f.tun_ttl = 0;
+        f.tun_tos = 0;
+        f.tun_metadata = fresh.tun_metadata;
+        f.tun_metadata_present = 0;
+        f.ct_state = 0;
+        f.ct_mark = 0;
+        f.ct_zone = 0;
+        f.ct_label = [0; 16];
+        f.ct_nw_proto = 0;
+        f.ct_nw_src = 0;
+        f.ct_nw_dst = 0;
+        f.ct_ipv6_src = [0; 16];
+        f.ct_ipv6_dst = [0; 16];
+        f.ct_tp_src = 0;
+        f.ct_tp_dst = 0;
+        self.br = Br {
+            id: pb.id,
+            pipeline: pb.pipeline,
+            groups: pb.groups,
+            ports: pb.ports,
+            mac: pb.mac,
+        };
+        self.deep += 1;
+        self.frames += 1;
+        self.run_table(0, depth);
+        if self.out.error.is_none() {
+            self.exit = false;
+            let set = std::mem::take(&mut self.action_set).into_list();
+            if !set.is_empty() {
+                self.note(
+                    depth,
+                    format!("executing action set: {}", format_actions(&set)),
+                );
+                self.run_list(&set, depth);
+            }
+        }
+        self.frames -= 1;
+        self.deep -= 1;
+
+        let effects = PatchEffects {
+            bridge: pb.id,
+            rules_hit: std::mem::replace(&mut self.out.rules_hit, saved_rules),
+            learned: std::mem::replace(&mut self.out.learned, saved_learned),
+            learned_flows: std::mem::replace(&mut self.out.learned_flows, saved_flows),
+        };
+        if !effects.rules_hit.is_empty()
+            || !effects.learned.is_empty()
+            || !effects.learned_flows.is_empty()
+        {
+            self.out.patch_effects.push(effects);
+        }
+        self.br = saved_br;
+        self.flow = saved_flow;
+        // The peer's tunnel fields were cleared: what its lookups consulted
+        // there says nothing about the packet's own tunnel metadata.
+        let w = &mut self.wc;
+        w.tun_id = saved_wc.tun_id;
+        w.tun_src = saved_wc.tun_src;
+        w.tun_dst = saved_wc.tun_dst;
+        w.tun_ipv6_src = saved_wc.tun_ipv6_src;
+        w.tun_ipv6_dst = saved_wc.tun_ipv6_dst;
+        w.tun_flags = saved_wc.tun_flags;
+        w.tun_gbp_id = saved_wc.tun_gbp_id;
+        w.tun_gbp_flags = saved_wc.tun_gbp_flags;
+        w.tun_ttl = saved_wc.tun_ttl;
+        w.tun_tos = saved_wc.tun_tos;
+        w.tun_metadata = saved_wc.tun_metadata;
+        w.tun_metadata_present = saved_wc.tun_metadata_present;
+        self.table_id = saved_table;
+        self.cookie = saved_cookie;
+        self.rule = saved_rule;
+        self.action_set = saved_set;
+        self.stack = saved_stack;
+        // Whatever ended the peer's pipeline (exit, a pause, a freeze) does
+        // not end this bridge's.
+        self.exit = false;
     }
 
     /// Emits the datapath actions that turn the packet as last emitted
@@ -1356,7 +1599,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         Field::DlSrc.unwildcard(&mut self.wc);
         Field::DlDst.unwildcard(&mut self.wc);
         let in_port = self.flow.in_port;
-        let Some(in_bp) = self.ctx.ports.get(in_port) else {
+        let Some(in_bp) = self.br.ports.get(in_port) else {
             self.note(
                 depth,
                 format!("NORMAL: no input port {}, dropping", format_port(in_port)),
@@ -1388,7 +1631,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         if !self.bond_admits(in_port, vlan, depth) {
             return;
         }
-        let in_port = self.ctx.ports.bundle(in_port);
+        let in_port = self.br.ports.bundle(in_port);
         let src = self.flow.dl_src;
         if !is_multicast(src) {
             self.out.learned.push(MacLearnRequest {
@@ -1401,13 +1644,13 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let known = if is_multicast(dst) {
             None
         } else {
-            self.ctx.mac.lookup(vlan, dst, self.ctx.now_ms)
+            self.br.mac.lookup(vlan, dst, self.ctx.now_ms)
         };
         match known {
             Some(p) if p == in_port => {
                 self.note(depth, "NORMAL: learned port is input port, dropping");
             }
-            Some(p) => match self.ctx.ports.get(p) {
+            Some(p) => match self.br.ports.get(p) {
                 Some(bp) if bp.vlan.includes(vlan) => {
                     self.note(
                         depth,
@@ -1419,7 +1662,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             },
             None => {
                 self.note(depth, format!("NORMAL: flooding in VLAN {vlan}"));
-                let ports = self.ctx.ports;
+                let ports = self.br.ports;
                 let targets: Vec<PortNo> = ports
                     .iter()
                     .filter(|bp| {
@@ -1439,7 +1682,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// Outputs to `ofport` with the tagging its VLAN configuration wants.
     fn output_normal(&mut self, ofport: PortNo, vlan: u16, depth: usize) {
-        let ports = self.ctx.ports;
+        let ports = self.br.ports;
         let ofport = match ports.bond_of(ofport) {
             None => ofport,
             Some(b) => match b.select(&self.flow, vlan, &mut self.wc) {
@@ -1453,7 +1696,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 }
             },
         };
-        let Some(bp) = self.ctx.ports.get(ofport) else {
+        let Some(bp) = self.br.ports.get(ofport) else {
             return;
         };
         let saved = self.flow.vlan_tci;
@@ -1478,13 +1721,13 @@ impl Xlate<'_, '_> {
     /// NORMAL's admission check for a packet received on a bond member.
     fn bond_admits(&mut self, in_port: PortNo, vlan: u16, depth: usize) -> bool {
         use crate::bond::Admit;
-        let ctx = self.ctx;
-        let Some(b) = ctx.ports.bond_of(in_port) else {
+        let (ctx, br) = (self.ctx, self.br);
+        let Some(b) = br.ports.bond_of(in_port) else {
             return true;
         };
         let verdict = match b.admit(in_port, &self.flow) {
             Admit::DropIfMoved => {
-                let moved = ctx
+                let moved = br
                     .mac
                     .lookup(vlan, self.flow.dl_src, ctx.now_ms)
                     .is_some_and(|p| p != b.id());
@@ -1739,6 +1982,14 @@ pub fn format_trace_with(
             TraceStep::Note { depth, text } => {
                 let _ = writeln!(s, "{}     -> {text}", "    ".repeat(*depth));
             }
+            TraceStep::Bridge { depth, name } => {
+                // As OVS prints a patch port's crossing: a blank line, then
+                // the peer's heading at the level of the rule that output.
+                let ind = "    ".repeat(*depth);
+                let _ = writeln!(s);
+                let _ = writeln!(s, "{ind}bridge(\"{name}\")");
+                let _ = writeln!(s, "{ind}{}", "-".repeat(name.len() + 10));
+            }
         }
     }
     let _ = writeln!(s);
@@ -1793,6 +2044,7 @@ mod tests {
                 mac: &self.mac,
                 now_ms: 1000,
                 dp: None,
+                patch: None,
             };
             translate(&ctx, key)
         }
@@ -1960,6 +2212,7 @@ mod tests {
             mac: &b.mac,
             now_ms: 0,
             dp: None,
+            patch: None,
         };
         let r = translate_resume(&ctx, &k, &c);
         assert_eq!(r.actions, vec![DpAction::Output(102)]);
@@ -2223,6 +2476,7 @@ mod tests {
             mac: &b.mac,
             now_ms: 0,
             dp: None,
+            patch: None,
         };
         let r = translate_actions(
             &ctx,
@@ -2274,10 +2528,183 @@ mod tests {
             mac: &b.mac,
             now_ms: 0,
             dp: None,
+            patch: None,
         };
         let (key, r) = trace_frame(&ctx, &frame, 1).unwrap();
         assert_eq!(key.dl_type, 0x0806);
         assert_eq!(r.actions, vec![DpAction::Output(102)]);
         assert!(trace_frame(&ctx, &frame[..10], 1).is_err());
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+    use crate::table::{FlowMod, FlowModCommand};
+    use crate::text::parse_flow_mod;
+
+    struct Br {
+        pipeline: Pipeline,
+        groups: GroupTable,
+        ports: BridgePorts,
+        mac: MacLearning,
+    }
+
+    impl Br {
+        /// Port 1 is a device (datapath port `dp1`), port 2 a patch port
+        /// to port `peer_port` of bridge `peer`.
+        fn new(dp1: DpPortNo, peer: u32, peer_port: PortNo) -> Br {
+            let mut ports = BridgePorts::new();
+            ports.insert(BridgePort::new(1, dp1));
+            let mut p = BridgePort::new(2, 9000 + dp1);
+            p.patch = Some(PatchPeer {
+                bridge: peer,
+                port: peer_port,
+            });
+            ports.insert(p);
+            Br {
+                pipeline: Pipeline::new(),
+                groups: GroupTable::new(),
+                ports,
+                mac: MacLearning::default(),
+            }
+        }
+
+        fn flow(&mut self, s: &str) {
+            let fm: FlowMod = parse_flow_mod(s, FlowModCommand::Add).unwrap();
+            self.pipeline.flow_mod(&fm, 0).unwrap();
+        }
+
+        fn as_patch<'a>(&'a self, id: u32, name: &'a str) -> PatchBridge<'a> {
+            PatchBridge {
+                id,
+                name,
+                pipeline: &self.pipeline,
+                groups: &self.groups,
+                ports: &self.ports,
+                mac: &self.mac,
+            }
+        }
+    }
+
+    fn xlate(a: &Br, b: &Br, key: &FlowKey) -> XlateResult {
+        let set = PatchSet {
+            root: 1,
+            bridges: vec![a.as_patch(1, "pa"), b.as_patch(2, "pb")],
+        };
+        let ctx = XlateCtx {
+            pipeline: &a.pipeline,
+            groups: &a.groups,
+            ports: &a.ports,
+            mac: &a.mac,
+            now_ms: 1000,
+            dp: None,
+            patch: Some(&set),
+        };
+        translate(&ctx, key)
+    }
+
+    fn pkt() -> FlowKey {
+        FlowKey {
+            in_port: 1,
+            dl_src: [0, 0, 0, 0, 0, 1],
+            dl_dst: [0, 0, 0, 0, 0, 2],
+            dl_type: 0x1234,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn output_to_a_patch_port_continues_in_the_peer_bridge_in_one_megaflow() {
+        let mut a = Br::new(11, 2, 2);
+        let mut b = Br::new(21, 1, 2);
+        a.flow("in_port=1,actions=load:7->NXM_NX_REG0[],mod_dl_src:00:00:00:00:00:99,output:2,output:1");
+        a.flow("in_port=2,actions=output:1");
+        b.flow("in_port=2,reg0=0,actions=resubmit(,1)");
+        b.flow("table=1,dl_src=00:00:00:00:00:99,actions=output:1");
+        let r = xlate(&a, &b, &pkt());
+        assert_eq!(r.error, None);
+        // The peer saw the rewritten source and cleared registers; the
+        // rewrite is committed once, and output:1 in bridge a is skipped
+        // (it is the input port).
+        assert_eq!(
+            r.actions,
+            vec![
+                DpAction::SetEthSrc([0, 0, 0, 0, 0, 0x99]),
+                DpAction::Output(21)
+            ]
+        );
+        assert_eq!(
+            r.patch_crossings,
+            vec![PatchCrossing {
+                from: (1, 2),
+                to: (2, 2)
+            }]
+        );
+        // The root's rules and the peer's are credited to their bridges.
+        assert_eq!(r.rules_hit.len(), 1);
+        assert_eq!(r.patch_effects.len(), 1);
+        assert_eq!(r.patch_effects[0].bridge, 2);
+        assert_eq!(r.patch_effects[0].rules_hit.len(), 2);
+        // The megaflow depends on the original source MAC (the peer's match
+        // on it is a match on the field a rewrite set: exact).
+        assert_eq!(r.wc.in_port, u32::MAX);
+        let t = format_trace("pa", &pkt(), &r);
+        assert!(
+            t.contains("\nbridge(\"pb\")\n------------\n 0. reg0=0,in_port=2"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_patch_loop_ends_at_the_depth_limit_and_drops() {
+        let mut a = Br::new(11, 2, 2);
+        let mut b = Br::new(21, 1, 2);
+        a.flow("actions=output:2");
+        a.flow("priority=40000,in_port=2,actions=in_port");
+        b.flow("actions=in_port");
+        let r = xlate(&a, &b, &pkt());
+        assert_eq!(
+            r.error,
+            Some(XlateError::TooDeep),
+            "{}",
+            format_trace("pa", &pkt(), &r)
+        );
+        assert!(r.actions.is_empty());
+    }
+
+    #[test]
+    fn a_peer_without_a_patch_set_drops_and_the_bridge_goes_on() {
+        let mut a = Br::new(11, 2, 2);
+        a.flow("actions=output:2,output:1,in_port");
+        let ctx = XlateCtx {
+            pipeline: &a.pipeline,
+            groups: &a.groups,
+            ports: &a.ports,
+            mac: &a.mac,
+            now_ms: 1000,
+            dp: None,
+            patch: None,
+        };
+        let r = translate(&ctx, &pkt());
+        assert_eq!(r.actions, vec![DpAction::Output(11)]);
+        assert!(r.patch_crossings.is_empty());
+    }
+
+    #[test]
+    fn normal_in_the_peer_learns_on_the_peer_bridge() {
+        let mut a = Br::new(11, 2, 2);
+        let b = {
+            let mut b = Br::new(21, 1, 2);
+            b.flow("actions=NORMAL");
+            b
+        };
+        a.flow("in_port=1,actions=output:2");
+        let r = xlate(&a, &b, &pkt());
+        assert!(r.learned.is_empty());
+        assert_eq!(r.patch_effects[0].learned.len(), 1);
+        assert_eq!(r.patch_effects[0].learned[0].port, 2);
+        // Flooded in b: out of its device port, not back through the patch.
+        assert_eq!(r.actions, vec![DpAction::Output(21)]);
     }
 }

@@ -536,6 +536,7 @@ proptest! {
             mac: &b.mac,
             now_ms: 1000,
             dp: None,
+            patch: None,
         };
         let r = translate(&ctx, &p);
         prop_assert!(p.eq_masked(&p.masked(&r.wc), &r.wc));

@@ -410,31 +410,39 @@ fn trace(
     let (key, tun_metadata) =
         flows::text::parse_flow_key_tm(flow).map_err(|e| format!("{flow}: {e}"))?;
     let now = ctx.switch.slow.now_ms();
-    let st = ofp.lock();
+    let slow = &ctx.switch.slow;
+    // The bridges patch ports lead to are locked with it, in id order.
+    let group = slow.patch_group(&ofp);
+    let root = group.iter().position(|b| Arc::ptr_eq(b, &ofp)).unwrap_or(0);
+    let mut guards = crate::patch::lock_all(&group);
     // tun_metadataN of the flow land where the bridge's TLV map puts them
     // (and mark the options present).
     let mut m = flows::Match {
         key,
         mask: flows::FlowKey::default(),
     };
-    st.tlv
+    guards[root]
+        .tlv
         .bind_match(&mut m, &tun_metadata)
         .map_err(|e| format!("{flow}: {e}"))?;
     let key = m.key;
-    if st.ports.get(key.in_port).is_none() {
+    if guards[root].ports.get(key.in_port).is_none() {
         return Err(format!(
             "{bridge}: no port with OpenFlow port number {} (in_port)",
             key.in_port
         ));
     }
-    let mut st = st;
-    let slow = &ctx.switch.slow;
     let res = crate::recirc::Resources {
         ct: &slow.ct,
         recirc: &slow.recirc,
     };
-    let fail_open = ofp.fail_open(&st);
-    let x = st.translate_dp(&key, now, fail_open, Some(&res), 0).0;
+    let fail_open = ofp.fail_open(&guards[root]);
+    let x = {
+        let set = crate::patch::patch_set(&group, &guards, root);
+        guards[root]
+            .translate_dp(&key, now, fail_open, Some(&res), 0, set.as_ref())
+            .0
+    };
     let ct_text = |id| slow.ct.format_action(id);
     // Later passes (ct(table=N) recirculations), with the ct_state
     // --ct-next gives each (default trk|new), as OVS's trace does.
@@ -462,9 +470,19 @@ fn trace(
                     k2.ct_state = state;
                     k2.ct_zone = zone;
                     frozen.thaw(&mut k2);
-                    let x2 = st
-                        .translate_dp(&k2, now, fail_open, Some(&res), frozen.table_id)
-                        .0;
+                    // The pass runs in the bridge that froze (a peer
+                    // behind a patch port, or this one).
+                    let at = group
+                        .iter()
+                        .position(|b| frozen.bridge != 0 && b.id == frozen.bridge)
+                        .unwrap_or(root);
+                    let x2 = {
+                        let set = crate::patch::patch_set(&group, &guards, at);
+                        let fo = group[at].fail_open(&guards[at]);
+                        guards[at]
+                            .translate_dp(&k2, now, fo, Some(&res), frozen.table_id, set.as_ref())
+                            .0
+                    };
                     queue.push_back((k2, x2.actions.clone()));
                     passes.push((rid, state, default, frozen.table_id, k2, x2));
                 }
@@ -473,15 +491,25 @@ fn trace(
         }
     }
     if generate {
-        let macs = st.learn(&x, now);
-        let changed = st.apply_learned(&x, now);
-        drop(st);
+        let mut macs = guards[root].learn(&x, now);
+        let mut changed = guards[root].apply_learned(&x, now);
+        for eff in &x.patch_effects {
+            if let Some(i) = group.iter().position(|b| b.id == eff.bridge) {
+                macs.extend(guards[i].learn_requests(&eff.learned, now));
+                let lx = flows::xlate::XlateResult {
+                    learned_flows: eff.learned_flows.clone(),
+                    ..Default::default()
+                };
+                changed |= guards[i].apply_learned(&lx, now);
+            }
+        }
+        drop(guards);
         ctx.switch.slow.request_flush_macs(macs);
         if changed {
             ctx.switch.slow.request_flush_all();
         }
     } else {
-        drop(st);
+        drop(guards);
     }
     let mut text = flows::xlate::format_trace_with(bridge, &key, &x, &ct_text);
     crate::tnl::appctl::trace_tunnel_pushes(ctx, &key, &x, &mut text);

@@ -11,6 +11,7 @@ pub const IFACE_TYPES: &[&str] = &[
     "geneve",
     "gre",
     "internal",
+    "patch",
     "system",
     "tap",
     "vhostuser",
@@ -136,11 +137,11 @@ mod tests {
     }
 
     #[test]
-    fn tunnels_are_claimed_now_that_they_forward_and_patch_is_not() {
+    fn tunnels_and_patch_ports_are_claimed_now_that_they_forward() {
         for t in ["vxlan", "geneve", "gre"] {
             assert!(IFACE_TYPES.contains(&t), "{t}");
         }
-        assert!(!IFACE_TYPES.contains(&"patch"));
+        assert!(IFACE_TYPES.contains(&"patch"));
         assert!(
             datapath_capabilities()
                 .iter()

@@ -140,6 +140,7 @@ mod tests {
             mac: &mac,
             now_ms: 0,
             dp: None,
+            patch: None,
         };
         let key = FlowKey {
             in_port: 1,

@@ -32,6 +32,7 @@ mod mirror;
 mod netflow;
 mod ofproto;
 mod ofservice;
+mod patch;
 mod policing;
 mod recirc;
 mod rundir;

@@ -110,6 +110,9 @@ const PENDING_PACKET_INS: usize = 4096;
 /// One bridge.
 pub struct Ofproto {
     pub name: String,
+    /// Stable non-zero id, unique among the daemon's bridges (patch ports
+    /// and frozen states name their bridge by it).
+    pub id: u32,
     pub st: Mutex<BridgeState>,
     /// See [`PendingPacketIns`].
     pub pins: Mutex<PendingPacketIns>,
@@ -145,8 +148,10 @@ impl Ofproto {
         let mut failopen = Pipeline::new();
         let _ = failopen.flow_mod(&normal_flow(), now_ms);
         let (async_tx, _) = tokio::sync::broadcast::channel(4096);
+        static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
         Ofproto {
             name: name.to_string(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             st: Mutex::new(BridgeState {
                 pipeline,
                 groups: GroupTable::new(),
@@ -223,7 +228,17 @@ impl BridgeState {
     /// through NORMAL when `fail_open`.
     #[cfg(test)]
     pub fn translate(&self, key: &FlowKey, now_ms: u64, fail_open: bool) -> XlateResult {
-        self.translate_dp(key, now_ms, fail_open, None, 0).0
+        self.translate_dp(key, now_ms, fail_open, None, 0, None).0
+    }
+
+    /// The pipeline packets run through: the tables, or NORMAL alone in
+    /// fail-open.
+    pub fn active_pipeline(&self, fail_open: bool) -> &Pipeline {
+        if fail_open {
+            &self.failopen
+        } else {
+            &self.pipeline
+        }
     }
 
     /// Translates `key` from `table_id` with the datapath resources `dp`
@@ -237,6 +252,7 @@ impl BridgeState {
         fail_open: bool,
         dp: Option<&dyn flows::xlate::DpResources>,
         table_id: u8,
+        patch: Option<&flows::xlate::PatchSet<'_>>,
     ) -> (XlateResult, u32) {
         // A later pass (recirculation) continues a packet already admitted.
         let first_pass = key.recirc_id == 0;
@@ -248,16 +264,13 @@ impl BridgeState {
             return (x, 0);
         }
         let ctx = XlateCtx {
-            pipeline: if fail_open {
-                &self.failopen
-            } else {
-                &self.pipeline
-            },
+            pipeline: self.active_pipeline(fail_open),
             groups: &self.groups,
             ports: &self.ports,
             mac: &self.mac,
             now_ms,
             dp,
+            patch,
         };
         let mut x = flows::xlate::translate_from(&ctx, key, table_id);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -283,12 +296,14 @@ impl BridgeState {
     /// resources `dp`: a `ct` after the pause (OVN's egress ACL stages,
     /// which a DHCP reply built by ovn-controller crosses on a switch with
     /// stateful ACLs) runs in the datapath and recirculates like any other.
+    /// `patch` lets it continue through patch ports.
     pub fn translate_resume(
         &self,
         key: &FlowKey,
         c: &flows::xlate::Continuation,
         now_ms: u64,
         dp: Option<&dyn flows::xlate::DpResources>,
+        patch: Option<&flows::xlate::PatchSet<'_>>,
     ) -> XlateResult {
         let ctx = XlateCtx {
             pipeline: &self.pipeline,
@@ -297,14 +312,22 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
             dp,
+            patch,
         };
         let mut x = flows::xlate::translate_resume(&ctx, key, c);
         crate::meters::map_to_datapath(&self.meters, &mut x);
         x
     }
 
-    /// Translates a packet-out's action list.
-    pub fn translate_actions(&self, key: &FlowKey, actions: &[Action], now_ms: u64) -> XlateResult {
+    /// Translates a packet-out's action list (through patch ports with
+    /// `patch`).
+    pub fn translate_actions(
+        &self,
+        key: &FlowKey,
+        actions: &[Action],
+        now_ms: u64,
+        patch: Option<&flows::xlate::PatchSet<'_>>,
+    ) -> XlateResult {
         let ctx = XlateCtx {
             pipeline: &self.pipeline,
             groups: &self.groups,
@@ -312,6 +335,7 @@ impl BridgeState {
             mac: &self.mac,
             now_ms,
             dp: None,
+            patch,
         };
         let mut x = flows::xlate::translate_actions(&ctx, key, actions);
         crate::meters::map_to_datapath(&self.meters, &mut x);
@@ -321,8 +345,18 @@ impl BridgeState {
     /// Applies NORMAL's learning requests; returns the MACs whose entry is
     /// new or moved: cached decisions that forward *to* them may be stale.
     pub fn learn(&mut self, x: &XlateResult, now_ms: u64) -> Vec<[u8; 6]> {
+        self.learn_requests(&x.learned, now_ms)
+    }
+
+    /// [`Self::learn`] for a list of requests (a peer bridge's, after a
+    /// patch port).
+    pub fn learn_requests(
+        &mut self,
+        reqs: &[flows::xlate::MacLearnRequest],
+        now_ms: u64,
+    ) -> Vec<[u8; 6]> {
         let mut changed = Vec::new();
-        for l in &x.learned {
+        for l in reqs {
             match self.mac.learn(l.vlan, l.mac, l.port, now_ms) {
                 LearnOutcome::Refreshed => {}
                 _ => changed.push(l.mac),
@@ -344,6 +378,9 @@ impl BridgeState {
     }
 }
 
+/// A peer bridge (behind a patch port) and the rules a megaflow hit there.
+type PeerRules = (Arc<Ofproto>, Vec<(u8, RuleId)>);
+
 /// Rules a megaflow's traffic belongs to, and the counters already credited.
 struct MegaflowOwner {
     bridge: Arc<Ofproto>,
@@ -354,6 +391,10 @@ struct MegaflowOwner {
     mirrored: u32,
     /// The NetFlow flow its traffic belongs to.
     netflow: Option<crate::netflow::NfTag>,
+    /// Rules of peer bridges the packet ran through (patch ports).
+    peers: Vec<PeerRules>,
+    /// Patch pairs crossed, for the patch ports' counters.
+    crossings: Vec<flows::xlate::PatchCrossing>,
     packets: u64,
     bytes: u64,
 }
@@ -392,6 +433,8 @@ pub struct SlowPath {
     pub ct: Arc<datapath::DpConntrack>,
     /// Frozen pipeline states by recirculation id.
     pub recirc: crate::recirc::RecircTable,
+    /// Patch pairs in force (`crate::patch`), set by the reconciler.
+    pub patch: RwLock<crate::patch::PatchLinks>,
 }
 
 impl SlowPath {
@@ -409,6 +452,7 @@ impl SlowPath {
             bonds: Default::default(),
             ct: Arc::new(datapath::DpConntrack::default()),
             recirc: Default::default(),
+            patch: Default::default(),
         };
         (Arc::new(sp), rx)
     }
@@ -456,6 +500,40 @@ impl SlowPath {
             .cloned()
     }
 
+    /// The bridge whose [`Ofproto::id`] is `id`.
+    pub fn bridge_by_id(&self, id: u32) -> Option<Arc<Ofproto>> {
+        self.bridges
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|b| b.id == id)
+            .cloned()
+    }
+
+    /// Counts packets that crossed patch pairs on the patch ports.
+    pub fn credit_patch(
+        &self,
+        crossings: &[flows::xlate::PatchCrossing],
+        packets: u64,
+        bytes: u64,
+    ) {
+        if !crossings.is_empty() {
+            self.patch
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .credit(crossings, packets, bytes);
+        }
+    }
+
+    /// The bridges a translation rooted at `br` may reach through patch
+    /// ports (`br` included), in the order they must be locked.
+    pub fn patch_group(&self, br: &Arc<Ofproto>) -> Vec<Arc<Ofproto>> {
+        self.patch
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .group(br)
+    }
+
     pub fn bridge_of_dp_port(&self, dp: DpPortNo) -> Option<Arc<Ofproto>> {
         self.dp_ports
             .read()
@@ -495,6 +573,14 @@ impl SlowPath {
             if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), o.netflow.as_ref()) {
                 nf.credit(tag, dp_packets, dp_bytes, used_ms, now);
             }
+            drop(st);
+            for (peer, rules) in &o.peers {
+                let mut pst = peer.lock();
+                for (t, id) in rules {
+                    pst.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
+                }
+            }
+            self.credit_patch(&o.crossings, dp_packets, dp_bytes);
         }
     }
 
@@ -526,7 +612,7 @@ impl SlowPath {
         };
         let k = crate::tnl::native::outer_key(h, ofport);
         let fail_open = br.fail_open(&st);
-        st.translate_dp(&k, now, fail_open, None, 0)
+        st.translate_dp(&k, now, fail_open, None, 0, None)
             .0
             .actions
             .iter()
@@ -578,7 +664,7 @@ impl UpcallHandler for SlowPath {
         } else {
             key.in_port
         };
-        let Some(br) = self.bridge_of_dp_port(in_dp) else {
+        let Some(in_br) = self.bridge_of_dp_port(in_dp) else {
             return drop_everything();
         };
         let now = self.now_ms();
@@ -592,16 +678,22 @@ impl UpcallHandler for SlowPath {
                 ..drop_everything()
             };
         }
-        let mut st = br.lock();
-        let Some(ofport) = st.ports.ofport_of(in_dp) else {
-            return drop_everything();
+        let ofport = {
+            let st = in_br.lock();
+            let Some(ofport) = st.ports.ofport_of(in_dp) else {
+                return drop_everything();
+            };
+            if st.runtime.get(&ofport).is_some_and(|r| r.admin_down) {
+                return drop_everything();
+            }
+            ofport
         };
-        if st.runtime.get(&ofport).is_some_and(|r| r.admin_down) {
-            return drop_everything();
-        }
         let mut k = *key;
         k.in_port = ofport;
         let mut table_id = 0;
+        // The bridge whose pipeline runs: the input port's, or for a
+        // second pass the one that froze (a peer behind a patch port).
+        let mut br = in_br.clone();
         if key.recirc_id != 0 {
             // A second pass: resume the frozen pipeline.
             let Some(frozen) = self.recirc.get(key.recirc_id) else {
@@ -614,15 +706,54 @@ impl UpcallHandler for SlowPath {
             };
             frozen.thaw(&mut k);
             table_id = frozen.table_id;
+            if frozen.bridge != 0 && frozen.bridge != br.id {
+                let Some(b) = self.bridge_by_id(frozen.bridge) else {
+                    return drop_everything();
+                };
+                br = b;
+            }
         }
-        let fail_open = br.fail_open(&st);
+        // Every bridge the translation may reach through patch ports is
+        // locked for it, in id order.
+        let group = self.patch_group(&br);
+        let root = group.iter().position(|b| Arc::ptr_eq(b, &br)).unwrap_or(0);
+        let mut guards = crate::patch::lock_all(&group);
+        let fail_open = br.fail_open(&guards[root]);
         let res = crate::recirc::Resources {
             ct: &self.ct,
             recirc: &self.recirc,
         };
-        let (mut x, mirrored) = st.translate_dp(&k, now, fail_open, Some(&res), table_id);
+        let (mut x, mirrored) = {
+            let set = crate::patch::patch_set(&group, &guards, root);
+            guards[root].translate_dp(&k, now, fail_open, Some(&res), table_id, set.as_ref())
+        };
+        // Effects on peer bridges, each on its own state.
+        let mut peers = Vec::new();
+        for eff in &x.patch_effects {
+            let Some(i) = group.iter().position(|b| b.id == eff.bridge) else {
+                continue;
+            };
+            let pst = &mut guards[i];
+            for (t, id) in &eff.rules_hit {
+                pst.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
+            }
+            self.request_flush_macs(pst.learn_requests(&eff.learned, now));
+            if !eff.learned_flows.is_empty() {
+                let lx = XlateResult {
+                    learned_flows: eff.learned_flows.clone(),
+                    ..XlateResult::default()
+                };
+                if pst.apply_learned(&lx, now) {
+                    let _ = self.reval_tx.send(RevalRequest::FlushAll);
+                }
+            }
+            peers.push((group[i].clone(), eff.rules_hit.clone()));
+        }
+        self.credit_patch(&x.patch_crossings, 1, packet.len() as u64);
+        let st = &mut guards[root];
         st.credit_mirrors(mirrored, 1, packet.len() as u64);
-        br.stash_packet_ins(&mut x);
+        // Kept where `userspace` looks: the input port's bridge.
+        in_br.stash_packet_ins(&mut x);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
         }
@@ -653,8 +784,8 @@ impl UpcallHandler for SlowPath {
         if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
-        // Tunnel rewrites consult other bridges: never with this one locked.
-        drop(st);
+        // Tunnel rewrites consult other bridges: never with these locked.
+        drop(guards);
         for (m, t) in mask.words_mut().iter_mut().zip(tnl_mask.words()) {
             *m |= t;
         }
@@ -687,6 +818,8 @@ impl UpcallHandler for SlowPath {
                     lookups: x.table_lookups.clone(),
                     mirrored,
                     netflow,
+                    peers,
+                    crossings: x.patch_crossings.clone(),
                     packets: 1,
                     bytes: packet.len() as u64,
                 },
@@ -728,6 +861,15 @@ impl UpcallHandler for SlowPath {
             data.len().min(max_len as usize)
         };
         let pin = br.take_packet_in(slot);
+        // A packet-in raised behind a patch port goes to that bridge's
+        // controllers, with its input port there.
+        let (br, in_port) = match pin.as_ref().filter(|p| p.bridge != 0 && p.bridge != br.id) {
+            Some(p) => match self.bridge_by_id(p.bridge) {
+                Some(b) => (b, p.key.in_port),
+                None => return,
+            },
+            None => (br, in_port),
+        };
         br.notify(AsyncMsg::PacketIn {
             reason,
             table_id,

@@ -842,7 +842,14 @@ impl SwitchAgent for BridgeAgent {
             return Err(OfError::BufferUnknown);
         }
         let now = self.switch.slow.now_ms();
-        let st = self.ofp.lock();
+        let slow = &self.switch.slow;
+        let group = slow.patch_group(&self.ofp);
+        let root = group
+            .iter()
+            .position(|b| Arc::ptr_eq(b, &self.ofp))
+            .unwrap_or(0);
+        let guards = crate::patch::lock_all(&group);
+        let st = &guards[root];
         // Stock OVS decodes a packet-out's actions without the TLV map and
         // accepts fields it lacks; here they are bound when the map has
         // them, and otherwise stay unbound (writes do nothing, reads give 0).
@@ -860,8 +867,12 @@ impl SwitchAgent for BridgeAgent {
         for ((k, v), m) in key.words_mut().iter_mut().zip(mk).zip(mm) {
             *k = (*k & !m) | (v & m);
         }
-        let mut x = st.translate_actions(&key, &po.actions, now);
-        drop(st);
+        let mut x = {
+            let set = crate::patch::patch_set(&group, &guards, root);
+            st.translate_actions(&key, &po.actions, now, set.as_ref())
+        };
+        drop(guards);
+        slow.credit_patch(&x.patch_crossings, 1, po.data.len() as u64);
         self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&po.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);
@@ -887,7 +898,14 @@ impl SwitchAgent for BridgeAgent {
             ofp_port::LOCAL
         };
         let now = self.switch.slow.now_ms();
-        let st = self.ofp.lock();
+        let slow = &self.switch.slow;
+        let group = slow.patch_group(&self.ofp);
+        let root = group
+            .iter()
+            .position(|b| Arc::ptr_eq(b, &self.ofp))
+            .unwrap_or(0);
+        let guards = crate::patch::lock_all(&group);
+        let st = &guards[root];
         let dp_in = st.ports.get(in_port).map(|p| p.dp_port);
         let (mut key, _) =
             flows::parse::extract(&pi.data, in_port).map_err(|_| OfError::BadPacket)?;
@@ -898,11 +916,15 @@ impl SwitchAgent for BridgeAgent {
             *k = (*k & !m) | (v & m);
         }
         let res = crate::recirc::Resources {
-            ct: &self.switch.slow.ct,
-            recirc: &self.switch.slow.recirc,
+            ct: &slow.ct,
+            recirc: &slow.recirc,
         };
-        let mut x = st.translate_resume(&key, &c, now, Some(&res));
-        drop(st);
+        let mut x = {
+            let set = crate::patch::patch_set(&group, &guards, root);
+            st.translate_resume(&key, &c, now, Some(&res), set.as_ref())
+        };
+        drop(guards);
+        slow.credit_patch(&x.patch_crossings, 1, pi.data.len() as u64);
         self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&pi.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);
@@ -972,7 +994,7 @@ impl SwitchAgent for BridgeAgent {
                     if *port_no != ofp_port::ANY && *port_no != *no {
                         continue;
                     }
-                    let s = self.switch.dp.port_stats(rt.dp_port).unwrap_or_default();
+                    let s = rt.port.stats().snapshot();
                     out.push(PortStats {
                         port_no: *no,
                         rx_packets: s.rx_packets,

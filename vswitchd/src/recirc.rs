@@ -123,6 +123,7 @@ mod tests {
             in_port: 2,
             metadata: 0,
             regs: [0; 16],
+            bridge: 0,
         };
         let mut b = a;
         b.regs[3] = 9;
@@ -144,6 +145,7 @@ mod tests {
             in_port: 2,
             metadata: 0,
             regs,
+            bridge: 0,
         }
     }
 

@@ -46,6 +46,10 @@ struct IfaceSlot {
     vhost: Option<Arc<VhostUserPort>>,
     /// Why `mtu_request` could not be applied.
     mtu_error: Option<String>,
+    /// A patch port's handle (counters); it has no datapath port.
+    patch: Option<Arc<crate::patch::PatchPort>>,
+    /// Why a patch port's peer is not usable (OVS's text).
+    patch_error: Option<String>,
 }
 
 /// Interface types backed by a kernel network device, whose MTU
@@ -82,8 +86,12 @@ struct SwitchState {
 /// Why interface `i` of bridge `br` cannot be opened because of a name,
 /// in Open vSwitch's words.
 fn name_error(br: &BridgeConfig, i: &InterfaceConfig) -> Option<String> {
-    if let Err(e) = check_name(&i.name) {
-        return Some(format!("could not open network device {} ({e})", i.name));
+    match check_name(&i.name) {
+        // A patch port has no device: its name is not limited to a device
+        // name's length (ovn-controller's are longer), only kept clean.
+        Err(flows::names::NameError::TooLong(_)) if i.kind == crate::patch::KIND => {}
+        Err(e) => return Some(format!("could not open network device {} ({e})", i.name)),
+        Ok(()) => {}
     }
     check_name(&br.name)
         .err()
@@ -416,6 +424,10 @@ impl Switch {
                 slot.mtu_error = i.mtu_request.and_then(|m| apply_mtu(name, m).err());
             }
         }
+        // 5b. Patch ports: each pair that names each other is joined.
+        if self.resolve_patches(&mut st, cfg) {
+            changed = true;
+        }
         // 6. Mirrors, resolved against the ports open now.
         for br in cfg.bridges.values() {
             let Some(ofp) = self.slow.bridge(&br.name) else {
@@ -510,7 +522,21 @@ impl Switch {
         if is_local && cfg.kind.is_empty() {
             cfg.kind = "internal".to_string();
         }
-        let opened = self.open_iface(&ofp.name, &cfg, vhost_sock)?;
+        let patch = if cfg.kind == crate::patch::KIND {
+            if let Some(e) = crate::patch::option_error(&ic.name, &cfg.options) {
+                return Err(e);
+            }
+            Some(crate::patch::PatchPort::new(&ic.name))
+        } else {
+            None
+        };
+        let opened = match &patch {
+            Some(p) => OpenIface {
+                port: p.clone(),
+                vhost: None,
+            },
+            None => self.open_iface(&ofp.name, &cfg, vhost_sock)?,
+        };
         let mut bst = ofp.lock();
         let ofport = if is_local {
             ofp_port::LOCAL
@@ -530,10 +556,14 @@ impl Switch {
                     })?,
             }
         };
+        // A patch port's number is never given to the datapath: it only
+        // keeps the bridge's port maps unambiguous.
         let dp_port = self.next_dp_port.fetch_add(1, Ordering::Relaxed);
-        self.dp
-            .add_port(dp_port, opened.port.clone())
-            .map_err(|e| format!("{}: cannot add to the datapath: {e}", ic.name))?;
+        if patch.is_none() {
+            self.dp
+                .add_port(dp_port, opened.port.clone())
+                .map_err(|e| format!("{}: cannot add to the datapath: {e}", ic.name))?;
+        }
         let mut bp = BridgePort::new(ofport, dp_port);
         bp.vlan = xlate_vlan(pc);
         bp.up = opened.port.link_up();
@@ -548,11 +578,13 @@ impl Switch {
             },
         );
         drop(bst);
-        self.slow
-            .dp_ports
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(dp_port, ofp.clone());
+        if patch.is_none() {
+            self.slow
+                .dp_ports
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dp_port, ofp.clone());
+        }
         st.ifaces.insert(
             ic.name.clone(),
             IfaceSlot {
@@ -562,6 +594,8 @@ impl Switch {
                 config: cfg,
                 vhost: opened.vhost,
                 mtu_error: None,
+                patch,
+                patch_error: None,
             },
         );
         ofp.notify(AsyncMsg::PortStatus {
@@ -595,7 +629,9 @@ impl Switch {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&slot.dp_port);
-        if let Err(e) = self.dp.del_port(slot.dp_port) {
+        if slot.patch.is_none()
+            && let Err(e) = self.dp.del_port(slot.dp_port)
+        {
             warn!("{name}: removing from the datapath: {e}");
         }
         if let Some(ofp) = self.slow.bridge(&slot.bridge) {
@@ -610,6 +646,92 @@ impl Switch {
             });
         }
         info!(bridge = %slot.bridge, port = %name, "port deleted");
+    }
+
+    /// A port's counters: the datapath's, or a patch port's own.
+    fn slot_stats(&self, slot: &IfaceSlot) -> Option<datapath::PortStatsSnapshot> {
+        match &slot.patch {
+            Some(p) => Some(p.counters().snapshot()),
+            None => self.dp.port_stats(slot.dp_port),
+        }
+    }
+
+    /// Joins the patch ports whose peers name each other (OVS: the peer
+    /// must exist, be a patch port and name this one as its peer), sets
+    /// the error of the others, and publishes the pairs to the slow path.
+    /// True when a bridge's patch wiring changed.
+    fn resolve_patches(&self, st: &mut SwitchState, cfg: &SwitchConfig) -> bool {
+        let bridges = self.slow.all_bridges();
+        let id_of = |name: &str| bridges.iter().find(|b| b.name == name).map(|b| b.id);
+        let dp_type = |bridge: &str| {
+            cfg.bridges
+                .get(bridge)
+                .map(|b| b.datapath_type.clone())
+                .unwrap_or_default()
+        };
+        let mut wiring: Vec<(
+            String,
+            PortNo,
+            Option<flows::xlate::PatchPeer>,
+            Option<String>,
+        )> = Vec::new();
+        let mut pairs = Vec::new();
+        let mut counters = std::collections::HashMap::new();
+        for (name, slot) in &st.ifaces {
+            let Some(p) = &slot.patch else {
+                continue;
+            };
+            let me = id_of(&slot.bridge).unwrap_or(0);
+            counters.insert((me, slot.ofport), p.counters());
+            let peer_name = slot.config.options.get("peer").cloned().unwrap_or_default();
+            let peer = st
+                .ifaces
+                .get(&peer_name)
+                .filter(|ps| ps.patch.is_some() && ps.config.options.get("peer") == Some(name));
+            match peer.and_then(|ps| Some((id_of(&ps.bridge)?, ps.ofport))) {
+                Some((pb, pport)) => {
+                    pairs.push(((me, slot.ofport), (pb, pport)));
+                    let peer = flows::xlate::PatchPeer {
+                        bridge: pb,
+                        port: pport,
+                    };
+                    wiring.push((slot.bridge.clone(), slot.ofport, Some(peer), None));
+                }
+                None => {
+                    let e = crate::patch::peer_error(&peer_name, &dp_type(&slot.bridge));
+                    wiring.push((slot.bridge.clone(), slot.ofport, None, Some(e)));
+                }
+            }
+        }
+        // The groups first: a port never leads to a bridge translation
+        // would not lock.
+        *self.slow.patch.write().unwrap_or_else(|p| p.into_inner()) =
+            crate::patch::PatchLinks::new(&bridges, &pairs, counters);
+        let mut changed = false;
+        for (bridge, ofport, peer, err) in wiring {
+            if let Some(ofp) = self.slow.bridge(&bridge) {
+                let mut bst = ofp.lock();
+                if let Some(bp) = bst.ports.get_mut(ofport)
+                    && bp.patch != peer
+                {
+                    bp.patch = peer;
+                    changed = true;
+                }
+            }
+            if let Some(slot) = st
+                .ifaces
+                .values_mut()
+                .find(|s| s.bridge == bridge && s.ofport == ofport)
+            {
+                if slot.patch_error != err
+                    && let Some(e) = &err
+                {
+                    warn!("{}: {e}", slot.config.name);
+                }
+                slot.patch_error = err;
+            }
+        }
+        changed
     }
 
     /// The in-memory port `name` (`type=dummy`), for tests and appctl.
@@ -654,7 +776,8 @@ impl Switch {
                 .vhost
                 .as_ref()
                 .and_then(|v| v.last_error())
-                .or_else(|| slot.mtu_error.clone());
+                .or_else(|| slot.mtu_error.clone())
+                .or_else(|| slot.patch_error.clone());
             let mtu = rt.map(|r| i64::from(r.port.info().mtu));
             out.push(IfaceStatus {
                 uuid: slot.config.uuid,
@@ -727,7 +850,7 @@ impl Switch {
         let st = self.lock();
         let mut out = BTreeMap::new();
         for (name, slot) in &st.ifaces {
-            if let Some(s) = self.dp.port_stats(slot.dp_port) {
+            if let Some(s) = self.slot_stats(slot) {
                 let mut m = BTreeMap::new();
                 m.insert("rx_packets", s.rx_packets);
                 m.insert("rx_bytes", s.rx_bytes);
@@ -754,7 +877,7 @@ impl Switch {
                     bridge: slot.bridge.clone(),
                     iface: name.clone(),
                     ofport: slot.ofport,
-                    stats: self.dp.port_stats(slot.dp_port)?,
+                    stats: self.slot_stats(slot)?,
                 })
             })
             .collect()
@@ -935,6 +1058,119 @@ mod tests {
     const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
     const T: Duration = Duration::from_secs(3);
+
+    /// Bridges `xa` and `xb` (standalone: NORMAL), dummy port `da` on xa
+    /// and `db` on xb, patch port `pa` on xa and `pb` on xb with the
+    /// given peers.
+    fn patch_config(peer_a: &str, peer_b: &str) -> SwitchConfig {
+        let iface = |name: &str, kind: &str, peer: &str| InterfaceConfig {
+            uuid: Uuid::new_v4(),
+            name: name.to_string(),
+            kind: kind.into(),
+            options: if peer.is_empty() {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([("peer".to_string(), peer.to_string())])
+            },
+            ofport_request: None,
+            mtu_request: None,
+            mac: None,
+        };
+        let port = |i: InterfaceConfig| PortConfig {
+            uuid: Uuid::new_v4(),
+            name: i.name.clone(),
+            interfaces: vec![i],
+            tag: None,
+            trunks: vec![],
+            vlan_mode: None,
+            bond: Default::default(),
+        };
+        let mut cfg = SwitchConfig::default();
+        for (br, dev, patch, peer) in [("xa", "da", "pa", peer_a), ("xb", "db", "pb", peer_b)] {
+            let mut b = BridgeConfig {
+                uuid: Uuid::new_v4(),
+                name: br.into(),
+                fail_mode: FailMode::Standalone,
+                protocols: vec![],
+                controllers: vec![],
+                other_config: BTreeMap::new(),
+                datapath_type: String::new(),
+                ports: BTreeMap::new(),
+                mirrors: Vec::new(),
+            };
+            b.ports.insert(dev.into(), port(iface(dev, "dummy", "")));
+            b.ports
+                .insert(patch.into(), port(iface(patch, "patch", peer)));
+            cfg.bridges.insert(br.into(), b);
+        }
+        cfg
+    }
+
+    #[test]
+    fn a_patch_pair_joins_two_bridges_and_counts_what_crosses() {
+        let (sw, _d) = dummy_switch(&[]);
+        sw.apply(&patch_config("pb", "pa"));
+        let (da, db) = (sw.dummy("da").unwrap(), sw.dummy("db").unwrap());
+        da.inject(&frame([0xff; 6], A));
+        assert_eq!(db.recv_sent(T).expect("crossed to db").data[6..12], A);
+        // B answers A through the pair; A was learned on xb's patch port.
+        db.inject(&frame(A, B));
+        assert_eq!(da.recv_sent(T).expect("crossed to da").data[6..12], B);
+        let st = sw.iface_stats();
+        assert_eq!(st["pa"]["tx_packets"], 1);
+        assert_eq!(st["pb"]["rx_packets"], 1);
+        assert_eq!(st["pb"]["tx_packets"], 1);
+        assert_eq!(st["pa"]["rx_packets"], 1);
+        assert!(error_of(&sw, "pa").is_none());
+        // Patch ports are not datapath ports.
+        assert!(
+            sw.port_list()
+                .iter()
+                .all(|p| p.name != "pa" && p.name != "pb")
+        );
+    }
+
+    #[test]
+    fn patch_ports_may_have_names_longer_than_a_device_name_but_not_paths() {
+        let br = &patch_config("pb", "pa").bridges["xa"];
+        let mut i = br.ports["pa"].interfaces[0].clone();
+        i.name = "patch-br-int-to-provnet1".into();
+        assert_eq!(name_error(br, &i), None);
+        i.name = "patch/../x".into();
+        assert!(name_error(br, &i).is_some());
+        i.kind = "system".into();
+        i.name = "patch-br-int-to-provnet1".into();
+        assert!(name_error(br, &i).is_some());
+    }
+
+    #[test]
+    fn a_one_sided_patch_pair_reports_the_peer_and_carries_nothing() {
+        let (sw, _d) = dummy_switch(&[]);
+        sw.apply(&patch_config("pb", "nobody"));
+        assert_eq!(
+            error_of(&sw, "pa").as_deref(),
+            Some("No usable peer 'pb' exists in 'netdev' datapath.")
+        );
+        assert_eq!(
+            error_of(&sw, "pb").as_deref(),
+            Some("No usable peer 'nobody' exists in 'netdev' datapath.")
+        );
+        let (da, db) = (sw.dummy("da").unwrap(), sw.dummy("db").unwrap());
+        da.inject(&frame([0xff; 6], A));
+        assert!(db.recv_sent(Duration::from_millis(300)).is_none());
+        // Fixing the peer joins them.
+        sw.apply(&patch_config("pb", "pa"));
+        assert!(error_of(&sw, "pb").is_none());
+        da.inject(&frame([0xff; 6], A));
+        assert!(db.recv_sent(T).is_some(), "the fixed pair carries nothing");
+        // A patch port without a peer option is not created at all.
+        sw.apply(&patch_config("", "pa"));
+        assert_eq!(
+            error_of(&sw, "pa").as_deref(),
+            Some("pa: patch type requires valid 'peer' argument")
+        );
+        assert_eq!(ofport_of(&sw, "pa"), -1);
+    }
 
     #[test]
     fn normal_floods_unknown_destinations_then_forwards_learned_unicast() {
@@ -1171,12 +1407,14 @@ pub struct PmdSummary {
 }
 
 impl Switch {
-    /// Every open port, by datapath port number.
+    /// Every datapath port, by number (patch ports have none).
     pub fn port_list(&self) -> Vec<PortListing> {
         let st = self.lock();
         let mut out: Vec<PortListing> = st
             .ifaces
             .iter()
+            // Patch ports have no datapath port.
+            .filter(|(_, s)| s.patch.is_none())
             .map(|(name, s)| PortListing {
                 bridge: s.bridge.clone(),
                 name: name.clone(),

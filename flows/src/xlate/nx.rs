@@ -268,7 +268,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             nxhash::mask_hash_fields(&self.flow, b.fields, &mut self.wc);
         }
         let hash = nxhash::flow_hash_fields(&self.flow, b.fields, b.basis);
-        let ports = self.ctx.ports;
+        let ports = self.br.ports;
         let live = |p: PortNo| ports.get(p).is_some_and(|bp| bp.up);
         let chosen = nxhash::bundle_member(&b.members, b.algorithm, hash, &live);
         match (&b.dst, chosen) {
@@ -402,6 +402,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                         in_port: self.flow.in_port,
                         metadata: self.flow.metadata,
                         regs: self.flow.regs,
+                        bridge: self.bridge_tag(),
                     };
                     match dp.recirc_id(&frozen) {
                         Some(id) => {
@@ -479,6 +480,7 @@ mod tests {
             mac: &mac,
             now_ms: 0,
             dp: None,
+            patch: None,
         };
         translate(&ctx, key)
     }
@@ -593,6 +595,7 @@ mod tests {
             mac: &mac,
             now_ms: 0,
             dp: Some(dp),
+            patch: None,
         };
         crate::xlate::translate_from(&ctx, key, table)
     }
@@ -658,6 +661,7 @@ mod tests {
                 mac: &mac,
                 now_ms: 0,
                 dp,
+                patch: None,
             };
             crate::xlate::translate_resume(&ctx, &pkt(), &c)
         };
@@ -778,6 +782,7 @@ mod tests {
             mac: &mac,
             now_ms: 0,
             dp: None,
+            patch: None,
         };
         assert_eq!(translate(&ctx, &pkt()).actions, vec![DpAction::Output(103)]);
     }
