@@ -17,9 +17,10 @@ APT_PKGS=(
   qemu-system-x86 qemu-utils busybox-static
   dpdk-dev librte-net-virtio23 librte-net-vhost23 librte-mempool-ring23
   python3-pip python3-venv
+  curl tftpd-hpa
 )
 # NAME==VERSION pins a version; a bare NAME accepts any installed version.
-PIP_PKGS=(ovs==4.0.0 os-ken==4.2.2 scapy matplotlib)
+PIP_PKGS=(ovs==4.0.0 os-ken==4.2.2 scapy matplotlib pyftpdlib)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

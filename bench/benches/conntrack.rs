@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the connection tracker: new connections committed per
 //! second (plain and with SNAT) and established-connection lookups per
-//! second with 100k connections tracked.
+//! second with 1k, 100k and 1M connections tracked (all held at once).
 //!
 //! Run: `cargo bench -p ferrovs-bench --bench conntrack -- --warm-up-time 1 --measurement-time 3`
 
@@ -78,7 +78,11 @@ fn bench_established(c: &mut Criterion) {
     const BATCH: usize = 32;
     let mut g = c.benchmark_group("conntrack_established");
     g.throughput(Throughput::Elements(BATCH as u64));
-    for (name, n) in [("1k_conns", 1_000u32), ("100k_conns", 100_000)] {
+    for (name, n) in [
+        ("1k_conns", 1_000u32),
+        ("100k_conns", 100_000),
+        ("1M_conns", 1_000_000),
+    ] {
         let ct = Conntrack::new(CtConfig::default());
         let commit = CtArgs {
             commit: true,
@@ -95,6 +99,9 @@ fn bench_established(c: &mut Criterion) {
             frames.push(p);
         }
         assert!(run(&ct, &mut frames[7], &plain).contains(CtState::EST));
+        // Every connection is held at once (1M: the issue's "1M concurrent
+        // connections held").
+        assert_eq!(ct.nconns(), n);
         let mut at = 0usize;
         g.bench_function(BenchmarkId::new("lookup_udp", name), |b| {
             b.iter(|| {

@@ -114,6 +114,11 @@ pub(crate) struct Conn {
     pub nat: u8,
     /// Timeout policy id.
     pub tp: u8,
+    /// Helper (`alg::Alg::code`), 0 for none: a control connection.
+    pub alg: u8,
+    /// For a connection an ALG expected: its control connection's original
+    /// tuple (the connection is `+rel`).
+    pub parent: Option<Box<Tuple>>,
     pub st: Mutex<ConnState>,
 }
 

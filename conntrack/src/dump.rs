@@ -19,6 +19,9 @@ pub struct CtEntry {
     pub tcp_state: Option<(TcpState, TcpState)>,
     /// Milliseconds (caller's clock) when the entry expires.
     pub expiration: u64,
+    /// The connection's helper (`ct(alg=...)`), if it is a control
+    /// connection.
+    pub helper: Option<crate::Alg>,
 }
 
 impl CtEntry {
@@ -35,6 +38,7 @@ impl CtEntry {
                 _ => None,
             },
             expiration: st.expiration,
+            helper: crate::Alg::from_code(c.alg),
         }
     }
 
@@ -109,6 +113,9 @@ impl fmt::Display for CtEntry {
         }
         if let Some(s) = self.tcp_summary_state() {
             write!(f, ",protoinfo=(state={})", s.name())?;
+        }
+        if let Some(h) = self.helper {
+            write!(f, ",helper={}", h.name())?;
         }
         Ok(())
     }

@@ -30,9 +30,11 @@
 //! assert_eq!(ct.nconns(), 1);
 //! ```
 
+pub mod alg;
 mod conn;
 mod dump;
 mod extract;
+mod limits;
 pub mod nat;
 mod state;
 mod table;
@@ -51,7 +53,9 @@ use extract::Parsed;
 use table::Table;
 use tcp::{TcpSeg, Update};
 
+pub use alg::Alg;
 pub use dump::{CtEntry, CtStats, proto_name};
+pub use limits::ZoneLimit;
 pub use nat::{NatAction, NatError, NatRange, PortSelect};
 pub use state::{CtResult, CtState};
 pub use tcp::TcpState;
@@ -103,6 +107,9 @@ pub struct CtArgs {
     pub set_mark: Option<(u32, u32)>,
     /// `exec(set_field:V/M->ct_label)` on commit: (value, mask).
     pub set_label: Option<(u128, u128)>,
+    /// `alg=ftp|tftp`: a connection committed with it is a control
+    /// connection whose announcements make data connections `+rel`.
+    pub alg: Option<Alg>,
 }
 
 /// One packet handed to the tracker.
@@ -128,6 +135,8 @@ pub struct CtCounters {
     pub nat_exhausted: u64,
     /// Packets tracked as `+inv`.
     pub invalid: u64,
+    /// ALG announcements dropped because the expectation table was full.
+    pub expect_full: u64,
 }
 
 /// Bytes used by the tracker for its connections.
@@ -164,6 +173,7 @@ pub struct FlushFilter {
 pub struct Conntrack {
     table: Table,
     policies: timeouts::Policies,
+    expect: alg::Expectations,
     nconns: AtomicU32,
     max_conns: AtomicU32,
     zone_counts: Box<[AtomicU32]>,
@@ -177,6 +187,7 @@ pub struct Conntrack {
     refused_zone_limit: AtomicU64,
     nat_exhausted: AtomicU64,
     invalid: AtomicU64,
+    expect_full: AtomicU64,
 }
 
 /// What a lookup of an existing connection concluded.
@@ -184,6 +195,9 @@ enum Seen {
     Hit {
         res: CtResult,
         rewrite: Option<(Tuple, Tuple)>,
+        /// A control connection (it has a helper), and the packet's
+        /// direction, for the ALG.
+        ctl: Option<(Arc<Conn>, bool)>,
     },
     /// Expired, restarted (TCP SYN after close) or ended by `force`:
     /// remove it and treat the packet as new.
@@ -198,6 +212,7 @@ impl Conntrack {
         Conntrack {
             table: Table::new(cfg.n_shards, cfg.hash_seed),
             policies: timeouts::Policies::new(),
+            expect: alg::Expectations::new(),
             nconns: AtomicU32::new(0),
             max_conns: AtomicU32::new(cfg.max_conns),
             zone_counts: (0..ZONES).map(|_| AtomicU32::new(0)).collect(),
@@ -209,6 +224,7 @@ impl Conntrack {
             refused_zone_limit: AtomicU64::new(0),
             nat_exhausted: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
+            expect_full: AtomicU64::new(0),
         }
     }
 
@@ -279,6 +295,7 @@ impl Conntrack {
                             ..CtResult::default()
                         },
                         rewrite: None,
+                        ctl: None,
                     };
                 }
                 Update::ValidNew => CtState::NEW,
@@ -286,8 +303,12 @@ impl Conntrack {
                 Update::Valid => CtState::EST,
             };
             st.expiration = now.saturating_add(self.policies.ms(c.tp, st.proto.timeout_attr()));
-            if args.commit {
+            // A related connection keeps its parent's mark and label.
+            if args.commit && c.parent.is_none() {
                 apply_marks(&mut st, args);
+            }
+            if c.parent.is_some() {
+                state |= CtState::REL;
             }
             let mut rewrite = None;
             if args.nat.is_some() && c.nat != 0 {
@@ -305,15 +326,22 @@ impl Conntrack {
                     zone: args.zone,
                     mark: st.mark,
                     label: st.label(),
-                    orig: Some(c.orig),
+                    orig: Some(c.parent.as_deref().copied().unwrap_or(c.orig)),
                 },
                 rewrite,
+                ctl: (c.alg != 0).then(|| (c.clone(), reply)),
             }
         });
         match seen {
-            Some(Seen::Hit { res, rewrite }) => {
+            Some(Seen::Hit {
+                mut res,
+                rewrite,
+                ctl,
+            }) => {
                 if res.state.contains(CtState::INV) {
                     self.invalid.fetch_add(1, Ordering::Relaxed);
+                } else if let Some((c, reply)) = ctl {
+                    self.alg_ctl(pkt, tuple, &c, reply, &mut res);
                 }
                 if let Some((from, to)) = rewrite {
                     nat::rewrite(pkt.frame, &from, &to, pkt.partial_l4_csum);
@@ -350,6 +378,13 @@ impl Conntrack {
             orig: Some(*tuple),
             ..CtResult::default()
         };
+        let expected = self.expect.lookup(tuple);
+        if let Some(e) = &expected {
+            res.state |= CtState::REL;
+            res.mark = e.mark;
+            res.label = e.label;
+            res.orig = Some(e.parent);
+        }
         if !args.commit || !self.reserve(args.zone) {
             return res;
         }
@@ -377,13 +412,25 @@ impl Conntrack {
             proto,
             dead: false,
         };
-        apply_marks(&mut st, args);
+        match &expected {
+            Some(e) => {
+                st.mark = e.mark;
+                st.set_label(e.label);
+            }
+            None => apply_marks(&mut st, args),
+        }
         let (mark, label) = (st.mark, st.label());
+        let helper = args
+            .alg
+            .filter(|a| alg::keeps_helper(tuple, *a))
+            .map_or(0, Alg::code);
         let c = Arc::new(Conn {
             orig: *tuple,
             reply,
             nat: nat_flag,
             tp,
+            alg: helper,
+            parent: expected.map(|e| Box::new(e.parent)),
             st: std::sync::Mutex::new(st),
         });
         if !self.table.insert(&c) {
@@ -393,11 +440,63 @@ impl Conntrack {
         }
         res.mark = mark;
         res.label = label;
+        if helper != 0 {
+            self.alg_ctl(pkt, tuple, &c, false, &mut res);
+        }
         if nat_flag != 0 {
             res.state |= nat_bits(nat_flag);
             nat::rewrite(pkt.frame, tuple, &reply.reverse(), pkt.partial_l4_csum);
         }
         res
+    }
+
+    /// The ALG's look at a packet of control connection `c` (tuple `t`,
+    /// direction `reply`): announcements become expectations; an FTP
+    /// announcement that does not parse, or names another host, makes the
+    /// packet `+inv` (added to its state, as OVS does).
+    fn alg_ctl(&self, pkt: &CtPacket<'_>, t: &Tuple, c: &Conn, reply: bool, res: &mut CtResult) {
+        let Some(ctl) = alg::ctl_type(t) else {
+            return;
+        };
+        if Alg::from_code(c.alg).is_none() {
+            return;
+        }
+        let ends = match ctl {
+            Alg::Tftp => Some(alg::endpoints(&c.orig, &c.reply, reply, c.orig.sport)),
+            Alg::Ftp => {
+                let Some(l4) = pkt.layout.l4_ofs else {
+                    return;
+                };
+                let payload =
+                    alg::tcp_payload(pkt.frame, usize::from(l4), pkt.layout.l3_end as usize);
+                if payload.is_empty() {
+                    return;
+                }
+                let msg = alg::parse_ftp(payload, t.ipv6);
+                match alg::ftp_expectation(msg, &c.orig, &c.reply, reply) {
+                    Ok(e) => e,
+                    Err(()) => {
+                        self.invalid.fetch_add(1, Ordering::Relaxed);
+                        res.state |= CtState::TRK | CtState::INV;
+                        return;
+                    }
+                }
+            }
+        };
+        if let Some((src, dst, dport)) = ends {
+            let (mark, label) = {
+                let st = c.lock();
+                (st.mark, st.label())
+            };
+            let e = alg::Expectation {
+                parent: c.orig,
+                mark,
+                label,
+            };
+            if !self.expect.add(src, dst, dport, e) {
+                self.expect_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn related(
@@ -474,8 +573,17 @@ impl Conntrack {
         let removed = self.table.remove(c);
         if removed {
             self.release(c.orig.zone);
+            if c.alg != 0 {
+                self.expect.remove_parent(&c.orig);
+            }
         }
         removed
+    }
+
+    /// Expectations the ALGs hold (data connections announced on control
+    /// connections and not yet gone with them).
+    pub fn n_expectations(&self) -> usize {
+        self.expect.len()
     }
 
     /// Removes connections expired at `now_ms`; returns how many.
@@ -604,6 +712,7 @@ impl Conntrack {
             refused_zone_limit: self.refused_zone_limit.load(Ordering::Relaxed),
             nat_exhausted: self.nat_exhausted.load(Ordering::Relaxed),
             invalid: self.invalid.load(Ordering::Relaxed),
+            expect_full: self.expect_full.load(Ordering::Relaxed),
         }
     }
 

@@ -9,6 +9,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::tcp::{ACK, FIN, RST, SYN};
 
+mod alg;
+
 // ---------------------------------------------------------------------------
 // Frame builders.
 

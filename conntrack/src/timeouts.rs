@@ -24,6 +24,29 @@ pub enum TimeoutAttr {
     IcmpReply,
 }
 
+impl TimeoutAttr {
+    /// The attribute a `CT_Timeout_Policy.timeouts` key names, for the
+    /// keys the userspace datapath uses. `None` for keys only the kernel
+    /// datapath has (`tcp_close_wait`, `tcp_last_ack`, `tcp_syn_sent2`,
+    /// `tcp_retransmit`, `tcp_unack`) and unknown keys.
+    pub fn from_db_key(key: &str) -> Option<TimeoutAttr> {
+        Some(match key {
+            "tcp_syn_sent" => TimeoutAttr::TcpSynSent,
+            "tcp_syn_recv" => TimeoutAttr::TcpSynRecv,
+            "tcp_established" => TimeoutAttr::TcpEstablished,
+            "tcp_fin_wait" => TimeoutAttr::TcpFinWait,
+            "tcp_time_wait" => TimeoutAttr::TcpTimeWait,
+            "tcp_close" => TimeoutAttr::TcpClose,
+            "udp_first" => TimeoutAttr::UdpFirst,
+            "udp_single" => TimeoutAttr::UdpSingle,
+            "udp_multiple" => TimeoutAttr::UdpMultiple,
+            "icmp_first" => TimeoutAttr::IcmpFirst,
+            "icmp_reply" => TimeoutAttr::IcmpReply,
+            _ => return None,
+        })
+    }
+}
+
 /// Number of timeout attributes.
 pub const N_ATTRS: usize = 11;
 
@@ -52,6 +75,24 @@ pub struct TimeoutPolicy {
 }
 
 impl TimeoutPolicy {
+    /// Overrides the default of `attr` with `secs`.
+    pub fn set(&mut self, attr: TimeoutAttr, secs: u32) {
+        let slot = match attr {
+            TimeoutAttr::TcpSynSent => &mut self.tcp_syn_sent,
+            TimeoutAttr::TcpSynRecv => &mut self.tcp_syn_recv,
+            TimeoutAttr::TcpEstablished => &mut self.tcp_established,
+            TimeoutAttr::TcpFinWait => &mut self.tcp_fin_wait,
+            TimeoutAttr::TcpTimeWait => &mut self.tcp_time_wait,
+            TimeoutAttr::TcpClose => &mut self.tcp_close,
+            TimeoutAttr::UdpFirst => &mut self.udp_first,
+            TimeoutAttr::UdpSingle => &mut self.udp_single,
+            TimeoutAttr::UdpMultiple => &mut self.udp_multiple,
+            TimeoutAttr::IcmpFirst => &mut self.icmp_first,
+            TimeoutAttr::IcmpReply => &mut self.icmp_reply,
+        };
+        *slot = Some(secs);
+    }
+
     /// The policy's seconds for every attribute, defaults filled in.
     pub fn resolved(&self) -> [u32; N_ATTRS] {
         let v = [
@@ -141,6 +182,22 @@ mod tests {
         assert_eq!(r[TimeoutAttr::UdpFirst as usize], 5);
         assert_eq!(r[TimeoutAttr::TcpEstablished as usize], 86400);
         assert_eq!(r[TimeoutAttr::IcmpReply as usize], 30);
+    }
+
+    #[test]
+    fn db_keys_name_the_userspace_attributes_and_kernel_only_keys_are_none() {
+        let mut p = TimeoutPolicy::default();
+        for (k, v) in [("udp_first", 3), ("tcp_established", 77), ("icmp_reply", 4)] {
+            p.set(TimeoutAttr::from_db_key(k).unwrap(), v);
+        }
+        let r = p.resolved();
+        assert_eq!(r[TimeoutAttr::UdpFirst as usize], 3);
+        assert_eq!(r[TimeoutAttr::TcpEstablished as usize], 77);
+        assert_eq!(r[TimeoutAttr::IcmpReply as usize], 4);
+        assert_eq!(r[TimeoutAttr::UdpSingle as usize], 60);
+        for k in ["tcp_close_wait", "tcp_unack", "bogus"] {
+            assert_eq!(TimeoutAttr::from_db_key(k), None, "{k}");
+        }
     }
 
     #[test]

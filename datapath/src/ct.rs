@@ -190,6 +190,9 @@ pub fn format_ct_args(a: &CtArgs) -> String {
     if let Some((v, m)) = a.set_label {
         parts.push(format!("label={v:#x}/{m:#x}"));
     }
+    if let Some(h) = a.alg {
+        parts.push(format!("helper={}", h.name()));
+    }
     match &a.nat {
         None => {}
         Some(NatAction::Existing) => parts.push("nat".to_string()),
@@ -233,6 +236,9 @@ pub fn ct_args(ct: &Ct, zone: u16) -> Result<CtArgs, String> {
         zone,
         commit: ct.flags & CT_COMMIT != 0,
         force: ct.flags & CT_FORCE != 0,
+        // `alg=` names the helper by its port; OVS serializes only FTP and
+        // TFTP (another value is reported and left out).
+        alg: conntrack::Alg::from_port(ct.alg),
         ..CtArgs::default()
     };
     for a in &ct.actions {
@@ -352,6 +358,13 @@ mod tests {
     fn datapath_ct_actions_print_as_ovs_prints_them() {
         let f = |t: &str, zone: u16| format_ct_args(&ct_args(&ct_of(t), zone).unwrap());
         assert_eq!(f("ct(table=1)", 0), "ct");
+        // Stock OVS 3.1: `ct(commit,zone=5,alg=ftp,exec(set_field:1->ct_mark))`
+        // gives `ct(commit,zone=5,mark=0x1/0xffffffff,helper=ftp)`.
+        assert_eq!(
+            f("ct(commit,zone=5,alg=ftp,exec(set_field:1->ct_mark))", 5),
+            "ct(commit,zone=5,mark=0x1/0xffffffff,helper=ftp)"
+        );
+        assert_eq!(f("ct(alg=tftp)", 0), "ct(helper=tftp)");
         assert_eq!(f("ct(table=1,zone=5)", 5), "ct(zone=5)");
         assert_eq!(
             f(

@@ -23,6 +23,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
     crate::tnl::appctl::register(&r, ctx.clone());
     crate::bond::appctl::register(&r, ctx.clone());
     crate::ct_appctl::register(&r, ctx.clone());
+    crate::ct_limits::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(
@@ -275,6 +276,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
         0,
         Arc::new(move |_, fmt| {
             let s = c.switch.pmd_summary();
+            let ct = c.switch.slow.ct.tracker().counters();
             let up = c.started.elapsed().as_secs().max(1);
             let counters = [
                 (
@@ -288,6 +290,10 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
                 ("datapath_misses", s.upcalls),
                 ("datapath_lost_upcalls", s.lost),
                 ("megaflows", c.switch.dp.dump_flows().len() as u64),
+                // Commits refused by the global and by a zone limit (OVS's
+                // coverage names).
+                ("conntrack_full", ct.refused_full),
+                ("conntrack_zone_full", ct.refused_zone_limit),
             ];
             let mut text = format!("Event coverage, uptime {up} seconds:\n");
             for (n, v) in counters {

@@ -31,9 +31,9 @@ pub fn is_our_datapath_type(t: &str) -> bool {
 /// stock OVS writes there, each with what ferrovs's datapath does today:
 /// its actions are output, userspace, VLAN push/pop, whole-field sets,
 /// recirculation, and connection tracking (`ct` with zones, mark, label,
-/// NAT and the original-tuple fields; `ct_clear`); there is no clone,
+/// NAT, the original-tuple fields and timeout policies; `ct_clear`); there is no clone,
 /// truncation, MPLS, packet-length check action, tunnel push/pop, masked
-/// set, conntrack timeout policy, event mask or flush by tuple yet.
+/// set, conntrack event mask or flush by tuple yet.
 pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
     let no = |k: &'static str| (k, "false".to_owned());
     let yes = |k: &'static str| (k, "true".to_owned());
@@ -50,7 +50,8 @@ pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
         yes("ct_orig_tuple6"),
         yes("ct_state"),
         yes("ct_state_nat"),
-        no("ct_timeout"),
+        // Timeout policies from CT_Zone/CT_Timeout_Policy (`ct_policy`).
+        yes("ct_timeout"),
         no("ct_zero_snat"),
         yes("ct_zone"),
         no("explicit_drop_action"),
@@ -129,6 +130,7 @@ mod tests {
                 "ct_orig_tuple6",
                 "ct_state",
                 "ct_state_nat",
+                "ct_timeout",
                 "ct_zone",
                 "recirc",
                 "tnl_push_pop"

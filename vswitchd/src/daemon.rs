@@ -184,6 +184,7 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
     let mut policing = crate::policing::Policing::default();
     let mut flow_export = crate::netflow::FlowExport::default();
     let mut ipfix = crate::ipfix::IpfixExport::default();
+    let mut ct_policies = crate::ct_policy::CtPolicies::default();
     let mut held = SwitchConfig::from_data(&ctx.db.snapshot()).flow_restore_wait();
     loop {
         let data = ctx.db.snapshot();
@@ -232,6 +233,7 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
         policing.reconcile(&ctx.switch, &data);
         flow_export.reconcile(&ctx.switch, &data);
         ipfix.reconcile(&ctx.switch, &data);
+        ct_policies.reconcile(ctx.switch.slow.ct.tracker(), &data);
         if ctx.switch.refresh_links() {
             ctx.switch.revalidate_now();
         }

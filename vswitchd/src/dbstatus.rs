@@ -317,7 +317,8 @@ mod tests {
         let dp = data.table("Datapath").values().next().unwrap();
         let caps = dp.get("capabilities").unwrap().to_string_map();
         assert_eq!(caps["ct_state"], "true");
-        assert_eq!(caps["ct_timeout"], "false");
+        assert_eq!(caps["ct_timeout"], "true");
+        assert_eq!(caps["ct_eventmask"], "false");
         assert_eq!(caps["max_hash_alg"], "0");
         // A change of link state writes that one column.
         let ops = pass(&db, iface, false);

@@ -19,6 +19,8 @@ mod bond;
 mod capabilities;
 mod config;
 mod ct_appctl;
+mod ct_limits;
+mod ct_policy;
 mod daemon;
 mod dbstatus;
 mod dpformat;

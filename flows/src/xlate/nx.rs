@@ -384,11 +384,13 @@ impl<'a, 'c> Xlate<'a, 'c> {
             }
             return self.flow_result();
         };
-        if ct.alg != 0 {
+        // The tracker has helpers for FTP (21) and TFTP (69), as OVS's
+        // userspace datapath; another `alg` is left out, as OVS does.
+        if ct.alg != 0 && ct.alg != 21 && ct.alg != 69 {
             self.out.unsupported.push("ct(alg)");
             self.note(
                 depth,
-                format!("ct: alg={} is not supported, ignored", ct.alg),
+                format!("ct: cannot serialize ct_helper {}, ignored", ct.alg),
             );
         }
         // The tracker sees the packet with every rewrite so far.
