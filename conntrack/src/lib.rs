@@ -33,6 +33,7 @@
 mod conn;
 mod dump;
 mod extract;
+mod flush;
 pub mod nat;
 mod state;
 mod table;
@@ -52,6 +53,7 @@ use table::Table;
 use tcp::{TcpSeg, Update};
 
 pub use dump::{CtEntry, CtStats, proto_name};
+pub use flush::{CtMatch, CtTupleMatch, FlushError, TupleParseError};
 pub use nat::{NatAction, NatError, NatRange, PortSelect};
 pub use state::{CtResult, CtState};
 pub use tcp::TcpState;
@@ -647,3 +649,5 @@ fn apply_marks(st: &mut ConnState, args: &CtArgs) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;

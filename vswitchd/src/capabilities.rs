@@ -30,9 +30,10 @@ pub fn is_our_datapath_type(t: &str) -> bool {
 /// stock OVS writes there, each with what ferrovs's datapath does today:
 /// its actions are output, userspace, VLAN push/pop, whole-field sets,
 /// recirculation, and connection tracking (`ct` with zones, mark, label,
-/// NAT and the original-tuple fields; `ct_clear`); there is no clone,
-/// truncation, MPLS, packet-length check action, tunnel push/pop, masked
-/// set, conntrack timeout policy, event mask or flush by tuple yet.
+/// NAT and the original-tuple fields; `ct_clear`; flush by tuple through
+/// `dpctl/flush-conntrack` and NXT_CT_FLUSH); there is no clone,
+/// truncation, MPLS, packet-length check action, masked set, conntrack
+/// timeout policy or event mask yet.
 pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
     let no = |k: &'static str| (k, "false".to_owned());
     let yes = |k: &'static str| (k, "true".to_owned());
@@ -42,7 +43,8 @@ pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
         no("clone"),
         yes("ct_clear"),
         no("ct_eventmask"),
-        no("ct_flush"),
+        // dpctl/flush-conntrack and NXT_CT_FLUSH by (partial) tuple.
+        yes("ct_flush"),
         yes("ct_label"),
         yes("ct_mark"),
         yes("ct_orig_tuple"),
@@ -122,6 +124,7 @@ mod tests {
             claimed,
             [
                 "ct_clear",
+                "ct_flush",
                 "ct_label",
                 "ct_mark",
                 "ct_orig_tuple",
