@@ -34,6 +34,7 @@ mod conn;
 mod dump;
 mod extract;
 mod flush;
+pub mod ipf;
 pub mod nat;
 mod state;
 mod table;
@@ -54,6 +55,7 @@ use tcp::{TcpSeg, Update};
 
 pub use dump::{CtEntry, CtStats, proto_name};
 pub use flush::{CtMatch, CtTupleMatch, FlushError, TupleParseError};
+pub use ipf::{FragVerdict, Ipf, IpfError, IpfStatus, Reassembled};
 pub use nat::{NatAction, NatError, NatRange, PortSelect};
 pub use state::{CtResult, CtState};
 pub use tcp::TcpState;

@@ -83,3 +83,56 @@ pub(crate) fn commit(z: u16) -> CtArgs {
         ..CtArgs::default()
     }
 }
+
+/// Splits the IPv4 datagram in `f` (no options) into fragments carrying
+/// `chunk` bytes of data each (a multiple of 8), with valid checksums.
+pub(crate) fn fragment_v4(f: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let data = &f[34..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        let mut g = f[..34].to_vec();
+        g.extend_from_slice(&data[off..end]);
+        let tot = (20 + end - off) as u16;
+        g[16..18].copy_from_slice(&tot.to_be_bytes());
+        let mut fo = (off / 8) as u16;
+        if end < data.len() {
+            fo |= 0x2000;
+        }
+        g[20..22].copy_from_slice(&fo.to_be_bytes());
+        g[24..26].copy_from_slice(&[0, 0]);
+        let c = ipv4_header_checksum(&g[14..34]);
+        g[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(g);
+        off = end;
+    }
+    out
+}
+
+/// Splits the IPv6 datagram in `f` (no extension headers) into fragments
+/// of `chunk` data bytes each (a multiple of 8), identification `id`.
+pub(crate) fn fragment_v6(f: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
+    let data = &f[54..];
+    let nh = f[20];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        let mut g = f[..54].to_vec();
+        g[20] = 44;
+        let mut offlg = off as u16;
+        if end < data.len() {
+            offlg |= 1;
+        }
+        g.extend_from_slice(&[nh, 0]);
+        g.extend_from_slice(&offlg.to_be_bytes());
+        g.extend_from_slice(&id.to_be_bytes());
+        g.extend_from_slice(&data[off..end]);
+        let plen = (8 + end - off) as u16;
+        g[18..20].copy_from_slice(&plen.to_be_bytes());
+        out.push(g);
+        off = end;
+    }
+    out
+}
