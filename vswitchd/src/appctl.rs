@@ -23,6 +23,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
     crate::tnl::appctl::register(&r, ctx.clone());
     crate::bond::appctl::register(&r, ctx.clone());
     crate::ct_appctl::register(&r, ctx.clone());
+    crate::ipf_appctl::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(
