@@ -597,6 +597,7 @@ impl QemuGuest {
 pub struct StockOvs {
     dir: tempfile::TempDir,
     pids: Vec<u32>,
+    netns: Option<String>,
 }
 
 impl StockOvs {
@@ -618,6 +619,7 @@ impl StockOvs {
         let mut ovs = StockOvs {
             dir,
             pids: Vec::new(),
+            netns: netns.map(str::to_string),
         };
         let d = ovs.dir.path().to_path_buf();
         let db = d.join("conf.db");
@@ -634,6 +636,32 @@ impl StockOvs {
             .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
             .arg("--detach"))?;
         ovs.pids.push(read_pid(&d.join("ovsdb.pid"))?);
+        ovs.launch_vswitchd()?;
+        Ok(ovs)
+    }
+
+    /// Kills ovs-vswitchd (SIGKILL, as a crash) and starts it again on the
+    /// same DB, as `Switch::kill_and_restart` does for ferrovs.
+    pub fn kill_and_restart_vswitchd(&mut self) -> Result<()> {
+        if let Some(pid) = self.pids.pop() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is
+            // the ovs-vswitchd this harness started.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            wait_until(Duration::from_secs(5), || {
+                // SAFETY: signal 0 only checks that the process exists.
+                unsafe { libc::kill(pid as i32, 0) != 0 }
+            });
+        }
+        let _ = std::fs::remove_file(self.dir.path().join("vswitchd.pid"));
+        self.launch_vswitchd()
+    }
+
+    fn launch_vswitchd(&mut self) -> Result<()> {
+        let d = self.dir.path().to_path_buf();
+        let ovs = &*self;
+        let netns = self.netns.as_deref();
         let mut vswitchd = match netns {
             None => ovs.cmd("ovs-vswitchd"),
             Some(ns) => {
@@ -650,8 +678,9 @@ impl StockOvs {
             .arg(format!("--pidfile={}", d.join("vswitchd.pid").display()))
             .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
             .arg("--detach"))?;
-        ovs.pids.push(read_pid(&d.join("vswitchd.pid"))?);
-        Ok(ovs)
+        let pid = read_pid(&d.join("vswitchd.pid"))?;
+        self.pids.push(pid);
+        Ok(())
     }
 
     /// The private directory (OVS_RUNDIR, OVS_LOGDIR and OVS_DBDIR).
