@@ -808,7 +808,10 @@ mod tests {
     fn a_non_fragment_and_a_disabled_family_are_left_to_the_tracker() {
         let ipf = Ipf::new();
         let whole = udp("10.0.0.1", "10.0.0.2", 1, 2, 100);
-        assert_eq!(feed(&ipf, &[whole.clone()], 0), [FragVerdict::NotFragment]);
+        assert_eq!(
+            feed(&ipf, std::slice::from_ref(&whole), 0),
+            [FragVerdict::NotFragment]
+        );
         ipf.set_enabled(false, false);
         let frags = fragment_v4(&udp("10.0.0.1", "10.0.0.2", 1, 2, 3000), 1480);
         assert_eq!(feed(&ipf, &frags[..1], 0), [FragVerdict::NotFragment]);

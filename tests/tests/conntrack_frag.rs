@@ -412,12 +412,16 @@ fn a_restart_forgets_connections_and_the_old_tcp_connection_fares_as_under_stock
     let ours = restart_scenario(&hosts[0], &hosts[1], &dir, &mut restart, &nconns)?;
     let sw = cell.borrow_mut().take().context("switch")?;
 
+    eprintln!("old connection after restart: stock OVS {stock:?}, ferrovs {ours:?}");
     assert_eq!(ours.1, 0, "connections survived the restart");
     assert_eq!(stock.1, 0);
     assert_eq!(
         ours.0, stock.0,
         "the old connection's next segment fared differently from stock OVS"
     );
+    // Both pick the connection up again mid-stream (a segment without SYN
+    // from the inside is +new, and the firewall commits it).
+    assert_eq!(ours.0, "two");
     // Traffic resumes: a new connection passes the firewall.
     let srv = tcp_echo_server(&hosts[1].ns, 7201)?;
     let code = format!(
