@@ -94,3 +94,42 @@ fn a_ct_flush_with_nonzero_padding_is_refused() {
     bytes[17] = 1;
     assert!(decode(&bytes).is_err());
 }
+
+#[test]
+fn stock_ovs_ofctl_prints_our_encoding_of_an_ipv6_flush_with_its_tuples() {
+    if std::process::Command::new("ovs-ofctl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("ovs-ofctl not installed; skipping");
+        return;
+    }
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let msg = Message::Nicira(NxMsg::CtFlush(CtFlush {
+        ip_proto: 6,
+        orig: CtFlushTuple {
+            src: v6("fc00::1"),
+            dst_port: 80,
+            ..CtFlushTuple::default()
+        },
+        reply: CtFlushTuple {
+            src: v6("fc00::2"),
+            ..CtFlushTuple::default()
+        },
+        zone: Some(3),
+    }));
+    let bytes = encode(&msg, 4, 9).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let out = std::process::Command::new("ovs-ofctl")
+        .args(["ofp-print", &hex])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "NXT_CT_FLUSH (OF1.3) (xid=0x9): zone=3 \
+         'ct_ipv6_src=fc00::1,ct_ipv6_dst=::,ct_tp_src=0,ct_tp_dst=80,ct_nw_proto=6' \
+         'ct_ipv6_src=fc00::2,ct_ipv6_dst=::,ct_tp_src=0,ct_tp_dst=0'"
+    );
+}
