@@ -34,6 +34,8 @@ pub mod alg;
 mod conn;
 mod dump;
 mod extract;
+mod flush;
+pub mod ipf;
 mod limits;
 pub mod nat;
 mod state;
@@ -55,6 +57,8 @@ use tcp::{TcpSeg, Update};
 
 pub use alg::Alg;
 pub use dump::{CtEntry, CtStats, proto_name};
+pub use flush::{CtMatch, CtTupleMatch, FlushError, TupleParseError};
+pub use ipf::{FragVerdict, Ipf, IpfError, IpfStatus, Reassembled};
 pub use limits::ZoneLimit;
 pub use nat::{NatAction, NatError, NatRange, PortSelect};
 pub use state::{CtResult, CtState};
@@ -756,3 +760,5 @@ fn apply_marks(st: &mut ConnState, args: &CtArgs) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;

@@ -7,15 +7,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use conntrack::{Conntrack, CtArgs, CtConfig, CtPacket, CtResult, NatAction, NatRange, PortSelect};
+use conntrack::{
+    Conntrack, CtArgs, CtConfig, CtPacket, CtResult, FragVerdict, Ipf, NatAction, NatRange,
+    PortSelect,
+};
 use flows::FlowKey;
 use flows::action::{Action, Ct};
 use flows::field::Field;
+use flows::key::FRAG_ANY;
 use flows::nxaction::{
     CT_COMMIT, CT_FORCE, NAT_DST, NAT_PERSISTENT, NAT_PROTO_RANDOM, NAT_SRC, Nat,
     NatRange as NxNatRange,
 };
-use flows::parse::extract;
+use flows::parse::{L3Kind, Layout, extract};
 use rustc_hash::FxHashMap;
 
 use crate::packet::{Offload, Packet};
@@ -32,6 +36,22 @@ pub struct DpConntrack {
     args: Box<[OnceLock<CtArgs>]>,
     /// Interning of the slow path's `ct` actions (slow path only).
     index: Mutex<FxHashMap<(Ct, u16), u32>>,
+    /// IP fragment reassembly before tracking.
+    ipf: Ipf,
+}
+
+/// What became of a packet a `ct` action ran on.
+#[derive(Debug)]
+pub enum CtOutcome {
+    /// Tracked; its result is in the metadata. The action list goes on.
+    Done,
+    /// A fragment held until its datagram is complete: the packet stops here.
+    Held,
+    /// A fragment that completed its datagram: the datagram was tracked
+    /// (its result is in the metadata), and these frames, the datagram's
+    /// fragments, continue with the rest of the action list in place of
+    /// the packet.
+    Fragments(Vec<Vec<u8>>),
 }
 
 impl Default for DpConntrack {
@@ -47,6 +67,7 @@ impl DpConntrack {
             epoch: Instant::now(),
             args: (0..MAX_CT_ACTIONS).map(|_| OnceLock::new()).collect(),
             index: Mutex::new(FxHashMap::default()),
+            ipf: Ipf::new(),
         }
     }
 
@@ -93,17 +114,21 @@ impl DpConntrack {
     }
 
     /// Tracks `pkt` with the arguments of action `id` and stores the result
-    /// in `meta`'s `ct_*` fields (NAT rewrites the frame).
+    /// in `meta`'s `ct_*` fields (NAT rewrites the frame). An IP fragment
+    /// goes through reassembly first (see [`CtOutcome`]).
     #[inline]
-    pub fn execute(&self, id: u32, pkt: &mut Packet, meta: &mut FlowKey, now_ms: u64) {
+    pub fn execute(&self, id: u32, pkt: &mut Packet, meta: &mut FlowKey, now_ms: u64) -> CtOutcome {
         let Some(args) = self.args(id) else {
             clear_ct(meta);
-            return;
+            return CtOutcome::Done;
         };
         let Ok((key, layout)) = extract(pkt.data(), meta.in_port) else {
             clear_ct(meta);
-            return;
+            return CtOutcome::Done;
         };
+        if key.nw_frag & FRAG_ANY != 0 {
+            return self.execute_fragment(args, pkt, meta, &key, &layout, now_ms);
+        }
         let partial = pkt.offload.flags & Offload::F_NEEDS_CSUM != 0;
         let mut cp = CtPacket {
             frame: pkt.data_mut(),
@@ -113,6 +138,75 @@ impl DpConntrack {
         };
         let r = self.ct.execute(&mut cp, args, now_ms);
         store_result(meta, &r);
+        CtOutcome::Done
+    }
+
+    /// The fragment path: hold the fragment, or, when it completes its
+    /// datagram, track the datagram and hand back the fragments (with the
+    /// datagram's NAT applied) to continue with its result in `meta`.
+    #[cold]
+    fn execute_fragment(
+        &self,
+        args: &CtArgs,
+        pkt: &mut Packet,
+        meta: &mut FlowKey,
+        key: &FlowKey,
+        layout: &Layout,
+        now_ms: u64,
+    ) -> CtOutcome {
+        let (Some(l3), v6) = (layout.l3_ofs, layout.l3 == L3Kind::Ipv6) else {
+            return CtOutcome::Done;
+        };
+        match self.ipf.handle(
+            pkt.data(),
+            usize::from(l3),
+            v6,
+            args.zone,
+            meta.recirc_id,
+            now_ms,
+        ) {
+            FragVerdict::Held => CtOutcome::Held,
+            FragVerdict::NotFragment | FragVerdict::Refused => {
+                // The tracker cannot follow a fragment: `+inv`.
+                let mut cp = CtPacket {
+                    frame: pkt.data_mut(),
+                    key,
+                    layout,
+                    partial_l4_csum: false,
+                };
+                let r = self.ct.execute(&mut cp, args, now_ms);
+                store_result(meta, &r);
+                CtOutcome::Done
+            }
+            FragVerdict::Complete(mut whole) => {
+                let r = match extract(&whole.packet, meta.in_port) {
+                    Ok((k, lay)) => {
+                        let mut cp = CtPacket {
+                            frame: &mut whole.packet,
+                            key: &k,
+                            layout: &lay,
+                            partial_l4_csum: false,
+                        };
+                        self.ct.execute(&mut cp, args, now_ms)
+                    }
+                    Err(_) => conntrack::CtResult {
+                        state: conntrack::CtState::TRK | conntrack::CtState::INV,
+                        zone: args.zone,
+                        ..conntrack::CtResult::default()
+                    },
+                };
+                store_result(meta, &r);
+                if args.nat.is_some() {
+                    whole.copy_nat_to_frags();
+                }
+                CtOutcome::Fragments(whole.frags)
+            }
+        }
+    }
+
+    /// The fragment reassembler (`dpctl/ipf-*`).
+    pub fn ipf(&self) -> &Ipf {
+        &self.ipf
     }
 
     /// Expires the idle connections of the shards `part` of `parts` owns.
@@ -121,7 +215,12 @@ impl DpConntrack {
         (0..self.ct.n_shards())
             .filter(|s| s % parts == part)
             .map(|s| self.ct.sweep_shard(s, now_ms))
-            .sum()
+            .sum::<usize>()
+            + if part == 0 {
+                self.ipf.expire(now_ms)
+            } else {
+                0
+            }
     }
 }
 
@@ -430,5 +529,132 @@ mod tests {
             meta.ct_state | meta.ct_nw_src | u32::from(meta.ct_tp_dst),
             0
         );
+    }
+
+    /// `f` (Ethernet + IPv4 without options) cut into fragments of `chunk`
+    /// data bytes, header checksums recomputed.
+    fn fragments(f: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+        use crate::offload::testframes::naive_csum;
+        let data = &f[34..];
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < data.len() {
+            let end = (off + chunk).min(data.len());
+            let mut g = f[..34].to_vec();
+            g.extend_from_slice(&data[off..end]);
+            g[16..18].copy_from_slice(&((20 + end - off) as u16).to_be_bytes());
+            let fo = (off / 8) as u16 | if end < data.len() { 0x2000 } else { 0 };
+            g[20..22].copy_from_slice(&fo.to_be_bytes());
+            g[24..26].copy_from_slice(&[0, 0]);
+            let c = naive_csum(&[&g[14..34]]);
+            g[24..26].copy_from_slice(&c.to_be_bytes());
+            out.push(g);
+            off = end;
+        }
+        out
+    }
+
+    /// The datagram the fragments `frags` (in order) make.
+    fn glue(frags: &[Vec<u8>]) -> Vec<u8> {
+        use crate::offload::testframes::naive_csum;
+        let mut g = frags[0][..34].to_vec();
+        for f in frags {
+            g.extend_from_slice(&f[34..]);
+        }
+        let tot = (g.len() - 14) as u16;
+        g[16..18].copy_from_slice(&tot.to_be_bytes());
+        g[20..22].copy_from_slice(&[0, 0]);
+        g[24..26].copy_from_slice(&[0, 0]);
+        let c = naive_csum(&[&g[14..34]]);
+        g[24..26].copy_from_slice(&c.to_be_bytes());
+        g
+    }
+
+    fn run_frags(d: &DpConntrack, id: u32, frags: &[Vec<u8>]) -> (Vec<CtOutcome>, FlowKey) {
+        let mut last = FlowKey::default();
+        let out = frags
+            .iter()
+            .map(|f| {
+                let mut pkt = Packet::from_bytes(f);
+                let (k, _) = extract(f, 1).unwrap();
+                last = k;
+                d.execute(id, &mut pkt, &mut last, 0)
+            })
+            .collect();
+        (out, last)
+    }
+
+    #[test]
+    fn a_fragmented_datagram_is_held_then_tracked_whole_and_its_fragments_released() {
+        let d = DpConntrack::default();
+        let id = d.intern(&ct_of("ct(commit)"), 0).unwrap();
+        let whole = crate::offload::testframes::udp4(&[7u8; 5972], 9);
+        let frags = fragments(&whole, 1480);
+        assert_eq!(frags.len(), 5);
+        let (out, meta) = run_frags(&d, id, &frags);
+        assert!(out[..4].iter().all(|o| matches!(o, CtOutcome::Held)));
+        let CtOutcome::Fragments(sent) = &out[4] else {
+            panic!("{:?}", out[4])
+        };
+        assert_eq!(sent, &frags, "the original fragments, in order");
+        assert_eq!(meta.ct_state, 0x21, "+trk+new from the whole datagram");
+        assert_eq!((meta.ct_tp_src, meta.ct_tp_dst), (5000, 6000));
+        assert_eq!(d.tracker().nconns(), 1);
+        assert_eq!(d.ipf().status().v4.completed, 5);
+        // A reply (swapped addresses and ports: the checksums still hold)
+        // is +est+rpl, and then the datagram again is +est.
+        let mut back = crate::offload::testframes::udp4(&[1u8; 10], 10);
+        let (a, b) = (back[26..30].to_vec(), back[30..34].to_vec());
+        back[26..30].copy_from_slice(&b);
+        back[30..34].copy_from_slice(&a);
+        let (p, q) = (back[34..36].to_vec(), back[36..38].to_vec());
+        back[34..36].copy_from_slice(&q);
+        back[36..38].copy_from_slice(&p);
+        let (out, meta) = run_frags(&d, id, &[back]);
+        assert!(matches!(out[0], CtOutcome::Done));
+        assert_eq!(meta.ct_state, 0x2a, "+trk+est+rpl");
+        let (out, meta) = run_frags(&d, id, &frags);
+        assert!(matches!(out[4], CtOutcome::Fragments(_)));
+        assert_eq!(meta.ct_state, 0x22, "+trk+est");
+    }
+
+    #[test]
+    fn a_lone_overlapping_fragment_is_tracked_as_invalid_and_goes_on() {
+        let d = DpConntrack::default();
+        let id = d.intern(&ct_of("ct(commit)"), 0).unwrap();
+        let whole = crate::offload::testframes::udp4(&[7u8; 3000], 9);
+        let frags = fragments(&whole, 1480);
+        let (out, _) = run_frags(&d, id, &frags[..1]);
+        assert!(matches!(out[0], CtOutcome::Held));
+        let (out, meta) = run_frags(&d, id, &frags[..1]);
+        assert!(matches!(out[0], CtOutcome::Done));
+        assert_eq!(meta.ct_state, 0x30, "+trk+inv");
+        assert_eq!(d.ipf().status().v4.overlapped, 1);
+        assert_eq!(d.tracker().nconns(), 0);
+    }
+
+    #[test]
+    fn snat_of_a_fragmented_datagram_rewrites_every_fragment_consistently() {
+        let d = DpConntrack::default();
+        let id = d
+            .intern(&ct_of("ct(commit,nat(src=10.0.0.100))"), 0)
+            .unwrap();
+        let whole = crate::offload::testframes::udp4(&[3u8; 4000], 9);
+        let frags = fragments(&whole, 1480);
+        let (out, meta) = run_frags(&d, id, &frags);
+        let CtOutcome::Fragments(sent) = &out[2] else {
+            panic!("{:?}", out[2])
+        };
+        assert_eq!(meta.ct_state & 0x40, 0x40, "+snat");
+        for f in sent {
+            assert_eq!(f[26..30], [10, 0, 0, 100], "source translated");
+            assert_eq!(crate::offload::testframes::naive_csum(&[&f[14..34]]), 0);
+        }
+        let g = glue(sent);
+        assert!(
+            crate::offload::testframes::udp4_valid(&g),
+            "UDP checksum of the whole"
+        );
+        assert_eq!(g[34..36], whole[34..36], "port kept (no clash)");
     }
 }

@@ -69,6 +69,11 @@ pub trait SwitchAgent {
         debug!("ct_flush_zone {zone}: no connection tracker to flush");
         Ok(())
     }
+    /// NXT_CT_FLUSH: forget the connection-tracking entries matching a
+    /// partial tuple. A switch without a tracker refuses it.
+    fn ct_flush(&mut self, _f: crate::msg::ct_flush::CtFlush) -> Result<(), OfError> {
+        Err(OfError::BadExpType)
+    }
     /// NXT_TLV_TABLE_MOD: changes the bridge's Geneve TLV map, all of the
     /// request or none of it. A switch without tunnel metadata refuses it.
     fn tlv_table_mod(&mut self, _m: TlvTableMod) -> Result<(), OfError> {
@@ -358,7 +363,12 @@ impl OfConnection {
                 | Message::PortMod(_)
                 | Message::PacketOut(_)
                 | Message::BundleAddMessage(_)
-                | Message::Nicira(NxMsg::CtFlushZone(_) | NxMsg::Resume(_) | NxMsg::TlvTableMod(_))
+                | Message::Nicira(
+                    NxMsg::CtFlushZone(_)
+                        | NxMsg::CtFlush(_)
+                        | NxMsg::Resume(_)
+                        | NxMsg::TlvTableMod(_)
+                )
         );
         if modifies && self.role == role::SLAVE {
             self.queue_error(OfError::IsSlave, raw, xid);
@@ -648,6 +658,12 @@ impl OfConnection {
             NxMsg::CtFlushZone(zone) => {
                 debug!("NXT_CT_FLUSH_ZONE zone {zone}");
                 if let Err(e) = agent.ct_flush_zone(zone) {
+                    self.queue_error(e, raw, xid);
+                }
+            }
+            NxMsg::CtFlush(f) => {
+                debug!("NXT_CT_FLUSH {f:?}");
+                if let Err(e) = agent.ct_flush(f) {
                     self.queue_error(e, raw, xid);
                 }
             }

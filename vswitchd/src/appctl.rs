@@ -24,6 +24,7 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
     crate::bond::appctl::register(&r, ctx.clone());
     crate::ct_appctl::register(&r, ctx.clone());
     crate::ct_limits::register(&r, ctx.clone());
+    crate::ipf_appctl::register(&r, ctx.clone());
 
     let c = ctx.clone();
     r.register(

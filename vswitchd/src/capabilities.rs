@@ -31,9 +31,10 @@ pub fn is_our_datapath_type(t: &str) -> bool {
 /// stock OVS writes there, each with what ferrovs's datapath does today:
 /// its actions are output, userspace, VLAN push/pop, whole-field sets,
 /// recirculation, and connection tracking (`ct` with zones, mark, label,
-/// NAT, the original-tuple fields and timeout policies; `ct_clear`); there is no clone,
-/// truncation, MPLS, packet-length check action, tunnel push/pop, masked
-/// set, conntrack event mask or flush by tuple yet.
+/// NAT, the original-tuple fields and timeout policies; `ct_clear`; flush by
+/// tuple through `dpctl/flush-conntrack` and NXT_CT_FLUSH); there is no
+/// clone, truncation, MPLS, packet-length check action, masked set or
+/// conntrack event mask yet.
 pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
     let no = |k: &'static str| (k, "false".to_owned());
     let yes = |k: &'static str| (k, "true".to_owned());
@@ -43,7 +44,8 @@ pub fn datapath_capabilities() -> Vec<(&'static str, String)> {
         no("clone"),
         yes("ct_clear"),
         no("ct_eventmask"),
-        no("ct_flush"),
+        // dpctl/flush-conntrack and NXT_CT_FLUSH by (partial) tuple.
+        yes("ct_flush"),
         yes("ct_label"),
         yes("ct_mark"),
         yes("ct_orig_tuple"),
@@ -124,6 +126,7 @@ mod tests {
             claimed,
             [
                 "ct_clear",
+                "ct_flush",
                 "ct_label",
                 "ct_mark",
                 "ct_orig_tuple",

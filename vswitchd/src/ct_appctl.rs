@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use conntrack::FlushFilter;
+use conntrack::{CtMatch, CtTupleMatch};
 use serde_json::json;
 
 use crate::daemon::Ctx;
@@ -38,6 +38,71 @@ fn parse_args(args: &[String]) -> Result<CtArgs, String> {
         }
     }
     Ok(out)
+}
+
+/// `dpctl/flush-conntrack`'s arguments as OVS 3.1 reads them: an optional
+/// datapath name, `zone=N`, then the original tuple (may be empty) and the
+/// reply tuple. Errors carry OVS's texts.
+fn parse_flush_args(args: &[String]) -> Result<(Option<u16>, CtMatch), String> {
+    let mut rest: &[String] = args;
+    if let Some(first) = rest.first()
+        && first.contains('@')
+        && !first.contains('=')
+    {
+        // A datapath name such as `netdev@ovs-netdev`.
+        rest = &rest[1..];
+    }
+    let mut zone = None;
+    if let Some(z) = rest.first().and_then(|a| a.strip_prefix("zone=")) {
+        zone = Some(
+            z.parse::<u16>()
+                .map_err(|_| "failed to parse zone (Invalid argument)".to_string())?,
+        );
+        rest = &rest[1..];
+    }
+    if rest.len() > 2 {
+        return Err("invalid arguments (Invalid argument)".into());
+    }
+    let orig = rest.first().map(String::as_str).unwrap_or("");
+    let m = CtMatch::parse(orig, rest.get(1).map(String::as_str))
+        .map_err(|e| format!("{e} (Invalid argument)"))?;
+    Ok((zone, m))
+}
+
+/// The tracker's match for an NXT_CT_FLUSH request.
+pub fn ct_match_of(f: &openflow::msg::ct_flush::CtFlush) -> CtMatch {
+    use std::net::{IpAddr, Ipv6Addr};
+    let mut ipv6 = None;
+    let mut addr = |b: [u8; 16]| -> Option<IpAddr> {
+        if b == [0; 16] {
+            return None;
+        }
+        let a = Ipv6Addr::from(b);
+        let ip = match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(a),
+        };
+        ipv6 = Some(ip.is_ipv6());
+        Some(ip)
+    };
+    let side = |t: &openflow::msg::ct_flush::CtFlushTuple,
+                addr: &mut dyn FnMut([u8; 16]) -> Option<IpAddr>| CtTupleMatch {
+        src: addr(t.src),
+        dst: addr(t.dst),
+        sport: t.src_port,
+        dport: t.dst_port,
+        icmp_id: t.icmp_id,
+        icmp_type: t.icmp_type,
+        icmp_code: t.icmp_code,
+    };
+    let orig = side(&f.orig, &mut addr);
+    let reply = side(&f.reply, &mut addr);
+    CtMatch {
+        proto: f.ip_proto,
+        ipv6,
+        orig,
+        reply,
+    }
 }
 
 const CT_FLAGS: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
@@ -111,15 +176,18 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
     let c = ctx.clone();
     r.register(
         "dpctl/flush-conntrack",
-        "[dp] [zone=N]",
+        "[dp] [zone=N] [ct-orig-tuple [ct-reply-tuple]]",
         0,
-        3,
+        4,
         Arc::new(move |args, fmt| {
-            let a = parse_args(args)?;
-            let n = c.switch.slow.ct.tracker().flush(&FlushFilter {
-                zone: a.zone,
-                tuple: None,
-            });
+            let (zone, m) = parse_flush_args(args)?;
+            let n = c
+                .switch
+                .slow
+                .ct
+                .tracker()
+                .flush_match(zone, &m)
+                .map_err(|e| e.to_string())?;
             reply(fmt, String::new(), json!({ "flushed": n }))
         }),
     );
@@ -204,6 +272,60 @@ mod tests {
         assert!(parse_ct_flags("trk,bogus").is_err());
         assert_eq!(format_ct_flags(0x21), "trk|new");
         assert_eq!(format_ct_flags(0x2a), "trk|est|rpl");
+    }
+
+    #[test]
+    fn flush_arguments_take_a_zone_and_original_and_reply_tuples_as_ovs_does() {
+        let (z, m) = parse_flush_args(&s(&[
+            "zone=5",
+            "ct_nw_src=10.0.0.1,ct_nw_proto=6",
+            "ct_tp_src=80",
+        ]))
+        .unwrap();
+        assert_eq!((z, m.proto, m.reply.sport), (Some(5), 6, 80));
+        assert!(m.orig.src.is_some());
+        let (z, m) = parse_flush_args(&s(&["netdev@ovs-netdev"])).unwrap();
+        assert!(z.is_none() && m.is_zero());
+        let (_, m) = parse_flush_args(&s(&["", "ct_nw_dst=10.0.0.1"])).unwrap();
+        assert!(m.orig.dst.is_none() && m.reply.dst.is_some());
+        assert_eq!(
+            parse_flush_args(&s(&["zone=x"])).unwrap_err(),
+            "failed to parse zone (Invalid argument)"
+        );
+        assert_eq!(
+            parse_flush_args(&s(&["ct_tp_src=5"])).unwrap_err(),
+            "port is set without protocol (Invalid argument)"
+        );
+        assert!(parse_flush_args(&s(&["a=1", "b=2", "c=3"])).is_err());
+    }
+
+    #[test]
+    fn an_nxt_ct_flush_maps_to_the_same_match_as_the_dpctl_text() {
+        use openflow::msg::ct_flush::{CtFlush, CtFlushTuple};
+        let mut src = [0u8; 16];
+        src[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 1]);
+        let f = CtFlush {
+            ip_proto: 6,
+            orig: CtFlushTuple {
+                src,
+                dst_port: 80,
+                ..CtFlushTuple::default()
+            },
+            reply: CtFlushTuple::default(),
+            zone: Some(3),
+        };
+        let (_, want) =
+            parse_flush_args(&s(&["ct_nw_src=10.0.0.1,ct_nw_proto=6,ct_tp_dst=80"])).unwrap();
+        assert_eq!(ct_match_of(&f), want);
+        let v6 = CtFlush {
+            orig: CtFlushTuple {
+                dst: "fc00::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                ..CtFlushTuple::default()
+            },
+            ..CtFlush::default()
+        };
+        let (_, want) = parse_flush_args(&s(&["ct_ipv6_dst=fc00::2"])).unwrap();
+        assert_eq!(ct_match_of(&v6), want);
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod daemon;
 mod dbstatus;
 mod dpformat;
 mod heap_trim;
+mod ipf_appctl;
 mod ipfix;
 mod learn;
 mod limits;

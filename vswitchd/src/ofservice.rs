@@ -775,6 +775,20 @@ impl SwitchAgent for BridgeAgent {
         Ok(())
     }
 
+    fn ct_flush(&mut self, f: openflow::msg::ct_flush::CtFlush) -> Result<(), OfError> {
+        let m = crate::ct_appctl::ct_match_of(&f);
+        // As in OVS, a flush that finds nothing is not an OpenFlow error.
+        let n = self
+            .switch
+            .slow
+            .ct
+            .tracker()
+            .flush_match(f.zone, &m)
+            .unwrap_or(0);
+        debug!(bridge = %self.ofp.name, "NXT_CT_FLUSH: {n} connections flushed");
+        Ok(())
+    }
+
     fn tlv_table_mod(&mut self, m: openflow::msg::tlv::TlvTableMod) -> Result<(), OfError> {
         let map = {
             let mut st = self.ofp.lock();

@@ -399,10 +399,34 @@ pub(crate) fn execute(
             }
             DpAction::Ct(id) => {
                 let meta = own.get_or_insert(*key);
-                if let Some(ct) = &tx.ct {
-                    ct.execute(*id, pkt, meta, tx.ct_now_ms);
-                } else {
-                    crate::ct::clear_ct(meta);
+                let outcome = match &tx.ct {
+                    Some(ct) => ct.execute(*id, pkt, meta, tx.ct_now_ms),
+                    None => {
+                        crate::ct::clear_ct(meta);
+                        continue;
+                    }
+                };
+                match outcome {
+                    crate::ct::CtOutcome::Done => {}
+                    // A fragment waiting for the rest of its datagram.
+                    crate::ct::CtOutcome::Held => return lost,
+                    crate::ct::CtOutcome::Fragments(frags) => {
+                        // The datagram's fragments go on in its place, each
+                        // with the datagram's conntrack result.
+                        let meta = *meta;
+                        let rest = &actions[i..];
+                        let mut p = Packet::new();
+                        for f in &frags {
+                            let buf = p.rx_buffer();
+                            let n = f.len().min(buf.len());
+                            buf[..n].copy_from_slice(&f[..n]);
+                            p.set_len(n);
+                            p.in_port = pkt.in_port;
+                            p.recirc_depth = pkt.recirc_depth;
+                            lost += execute(rest, &mut p, &meta, tx, upcalls, PASS);
+                        }
+                        return lost;
+                    }
                 }
             }
             DpAction::CtClear => crate::ct::clear_ct(own.get_or_insert(*key)),

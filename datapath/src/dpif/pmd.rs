@@ -775,9 +775,16 @@ impl Pmd {
         mask.in_port = u32::MAX;
         mask.recirc_id = u32::MAX;
         let mut flow_idx = None;
+        // Another miss of the same batch (a different key, such as the
+        // first and a later IP fragment) may have installed this megaflow
+        // already. The slow path credited this upcall's packet to the rules
+        // and starts the megaflow's owner past one packet, so the existing
+        // megaflow must not count it again.
+        let mut existed = false;
         if install {
             if let Some((_, &idx)) = self.cache.cls.lookup_no_wc(&key) {
                 flow_idx = Some(idx);
+                existed = true;
             } else if self.cache.flows.len() < self.max_megaflows {
                 let m = Match::new(key, mask);
                 let idx = self.cache.flows.len() as u32;
@@ -799,9 +806,11 @@ impl Pmd {
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
         self.set_ct_clock(now);
-        for mut p in std::iter::once(packet).chain(queued) {
-            cnt += 1;
-            bytes += p.len() as u64;
+        for (n, mut p) in std::iter::once(packet).chain(queued).enumerate() {
+            if !(existed && n == 0) {
+                cnt += 1;
+                bytes += p.len() as u64;
+            }
             let fate = meter_one(&self.meters, &actions, now_ns, p.len() as u32);
             self.local.lost_upcalls +=
                 execute(&actions, &mut p, &key, &mut self.tx, &self.upcall_tx, fate);

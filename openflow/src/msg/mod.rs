@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod controller;
+pub mod ct_flush;
 pub mod features;
 pub mod flow_mod;
 pub mod group;

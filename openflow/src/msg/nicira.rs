@@ -2,7 +2,8 @@
 //! that frames them (`experimenter`, `subtype`, body) in every version, and
 //! the bodies of the ones the switch speaks: NXT_SET_PACKET_IN_FORMAT,
 //! NXT_PACKET_IN2, NXT_SET_CONTROLLER_ID, NXT_SET_ASYNC_CONFIG,
-//! NXT_CT_FLUSH_ZONE and NXT_RESUME (and, laid out in [`super::tlv`], the
+//! NXT_CT_FLUSH_ZONE, NXT_CT_FLUSH (laid out in [`super::ct_flush`]) and
+//! NXT_RESUME (and, laid out in [`super::tlv`], the
 //! TLV table messages). A subtype not listed here decodes as
 //! a plain [`Message::Experimenter`].
 
@@ -24,6 +25,7 @@ pub mod nxt {
     pub const RESUME: u32 = 28;
     pub const CT_FLUSH_ZONE: u32 = 29;
     pub const PACKET_IN2: u32 = 30;
+    pub const CT_FLUSH: u32 = 32;
     pub use super::tlv::nxt::*;
 }
 
@@ -82,6 +84,8 @@ pub enum NxMsg {
     SetAsyncConfig(AsyncConfig),
     /// Flush the connection-tracking entries of one zone.
     CtFlushZone(u16),
+    /// Flush the connection-tracking entries matching a partial tuple.
+    CtFlush(super::ct_flush::CtFlush),
     /// Continue a paused pipeline: the packet (possibly changed by the
     /// controller), its metadata and the continuation of the packet-in.
     Resume(PacketIn2),
@@ -100,6 +104,7 @@ impl NxMsg {
             NxMsg::SetControllerId(_) => "NXT_SET_CONTROLLER_ID",
             NxMsg::SetAsyncConfig(_) => "NXT_SET_ASYNC_CONFIG",
             NxMsg::CtFlushZone(_) => "NXT_CT_FLUSH_ZONE",
+            NxMsg::CtFlush(_) => "NXT_CT_FLUSH",
             NxMsg::Resume(_) => "NXT_RESUME",
             NxMsg::TlvTableMod(_) => "NXT_TLV_TABLE_MOD",
             NxMsg::TlvTableRequest => "NXT_TLV_TABLE_REQUEST",
@@ -114,6 +119,7 @@ impl NxMsg {
             NxMsg::SetControllerId(_) => nxt::SET_CONTROLLER_ID,
             NxMsg::SetAsyncConfig(_) => nxt::SET_ASYNC_CONFIG,
             NxMsg::CtFlushZone(_) => nxt::CT_FLUSH_ZONE,
+            NxMsg::CtFlush(_) => nxt::CT_FLUSH,
             NxMsg::Resume(_) => nxt::RESUME,
             NxMsg::TlvTableMod(_) => nxt::TLV_TABLE_MOD,
             NxMsg::TlvTableRequest => nxt::TLV_TABLE_REQUEST,
@@ -155,6 +161,7 @@ pub fn decode(_v: Version, subtype: u32, mut r: Reader) -> Result<Option<NxMsg>,
             r.done()?;
             NxMsg::CtFlushZone(zone)
         }
+        nxt::CT_FLUSH => NxMsg::CtFlush(super::ct_flush::decode(r)?),
         nxt::PACKET_IN2 => NxMsg::PacketIn2(decode_packet_in2(r)?),
         nxt::RESUME => NxMsg::Resume(decode_packet_in2(r)?),
         nxt::TLV_TABLE_MOD => NxMsg::TlvTableMod(tlv::decode_mod(r)?),
@@ -193,6 +200,7 @@ pub fn encode(w: &mut Writer, _v: Version, m: &NxMsg) -> Result<(), EncodeError>
             w.zeros(6);
             w.u16(*zone);
         }
+        NxMsg::CtFlush(f) => super::ct_flush::encode(w, f),
         NxMsg::PacketIn2(p) | NxMsg::Resume(p) => encode_packet_in2(w, p)?,
         NxMsg::TlvTableMod(m) => tlv::encode_mod(w, m),
         NxMsg::TlvTableRequest => {}
