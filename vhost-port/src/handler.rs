@@ -262,6 +262,18 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
             .queue_used_idx()
             .map_err(|e| handler_err(format!("used ring unreadable: {e}")))?;
         v.set_queue_next_used(idx);
+        // A frontend that outlived its backend (DPDK's virtio_user in server
+        // mode, after a vswitchd restart) sends SET_VRING_BASE 0 although its
+        // ring is far along: every descriptor it made available before was
+        // used, so the next available one is where the used index stands.
+        // (DPDK's vhost library reconciles the two the same way.)
+        let next_avail = v.queue_next_avail();
+        if next_avail != idx {
+            tracing::warn!(
+                "vring {index}: base {next_avail} but the used ring is at {idx}; resuming from {idx}"
+            );
+            v.set_queue_next_avail(idx);
+        }
         Ok(())
     }
 
