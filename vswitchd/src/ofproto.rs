@@ -553,9 +553,11 @@ fn drop_everything() -> UpcallResult {
     }
 }
 
-impl UpcallHandler for SlowPath {
-    fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
-        self.upcalls.fetch_add(1, Ordering::Relaxed);
+impl SlowPath {
+    /// The slow path's decision for a missed packet; `account`: credit it
+    /// to the rules, mirrors and NetFlow it hits (false when the packet
+    /// comes up again after a stale decision, already credited).
+    fn decide(&self, key: &FlowKey, packet: &Packet, account: bool) -> UpcallResult {
         // A packet that re-entered after tnl_pop: the tunnel port it
         // belongs to depends on its outer addresses and key.
         let mut tnl_mask = FlowKey::default();
@@ -611,7 +613,9 @@ impl UpcallHandler for SlowPath {
             recirc: &self.recirc,
         };
         let (mut x, mirrored) = st.translate_dp(&k, now, fail_open, Some(&res), table_id);
-        st.credit_mirrors(mirrored, 1, packet.len() as u64);
+        if account {
+            st.credit_mirrors(mirrored, 1, packet.len() as u64);
+        }
         br.stash_packet_ins(&mut x);
         if let Some(e) = x.error {
             warn!(bridge = %br.name, "translation aborted: {e}");
@@ -621,8 +625,10 @@ impl UpcallHandler for SlowPath {
             let _ = self.reval_tx.send(RevalRequest::FlushAll);
         }
         self.unsupported.record(&br.name, &x);
-        for (t, id) in &x.rules_hit {
-            st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
+        if account {
+            for (t, id) in &x.rules_hit {
+                st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
+            }
         }
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
@@ -639,7 +645,7 @@ impl UpcallHandler for SlowPath {
         let sample = st.ipfix_sample;
         // Credited here like the rules and mirrors; an installed megaflow's
         // owner starts past this packet.
-        if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
+        if account && let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
         // Tunnel rewrites consult other bridges: never with this one locked.
@@ -666,8 +672,9 @@ impl UpcallHandler for SlowPath {
                 owners.clear();
             }
             // The datapath counts this packet in the new megaflow too, and
-            // it was credited above: start the owner past it, or the next
-            // sync would credit it a second time.
+            // it was credited above (or, asked again, at its first
+            // decision): start the owner past it, or the next sync would
+            // credit it a second time.
             owners.insert(
                 m,
                 MegaflowOwner {
@@ -688,6 +695,17 @@ impl UpcallHandler for SlowPath {
             mask,
             install,
         }
+    }
+}
+
+impl UpcallHandler for SlowPath {
+    fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
+        self.upcalls.fetch_add(1, Ordering::Relaxed);
+        self.decide(key, packet, true)
+    }
+
+    fn upcall_again(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
+        self.decide(key, packet, false)
     }
 
     fn userspace(&self, action: &DpAction, key: &FlowKey, packet: &Packet) {
