@@ -112,6 +112,14 @@ def keep_logs(sw, dest: Path) -> None:
         shutil.copy(f, dest / f.name)
 
 
+def tail_rate(samples: list[tuple[float, int]], seconds: float) -> float:
+    """Packets per second over the last ``seconds`` of cumulative ``samples``."""
+    last_t, last_n = samples[-1]
+    first = next(((t, n) for t, n in samples if last_t - t <= seconds), samples[0])
+    dt = last_t - first[0]
+    return (last_n - first[1]) / dt if dt > 0 else 0.0
+
+
 VHOST_SIZE = 64
 RESUME_TIMEOUT = 30.0
 
@@ -194,13 +202,22 @@ def run_vhost(ctx: Context) -> None:
                 f"traffic did not resume within {RESUME_TIMEOUT} s of the procedure's end "
                 f"(per port: {resumed}, longest gap so far {gap:.1f} s)"
             )
+        # The rate once traffic is back (the last second of readings), against the
+        # rate before: 'traffic lost' counts a slower switch after the restart too.
+        after_rate = min(tail_rate(s, 1.0) for s in per_port)
+        ratio = after_rate / min(rates)
         log(f"    {sw.name}: gap {gap:.3f} s, lost {lost:.3f} s, procedure {procedure:.3f} s, "
-            f"rates {rates[0] / 1e6:.2f}/{rates[1] / 1e6:.2f} Mpps")  # fmt: skip
+            f"rates {rates[0] / 1e6:.2f}/{rates[1] / 1e6:.2f} Mpps before, "
+            f"{after_rate / 1e6:.2f} after")  # fmt: skip
+        with open(ctx.logdir / f"{NAME}-vhost-{sw.name}-rep{rep}-samples.csv", "w") as out:
+            for ts, c in samples:
+                out.write(f"{ts - t0:.3f},{c[0]},{c[1]}\n")
         case = f"vhost-user client mode, testpmd flowgen {VHOST_SIZE} B"
         label = sw.label["vhost"]
         ctx.results.add(NAME, case, "longest gap", "s", sw.name, label, gap, "lower")
         ctx.results.add(NAME, case, "traffic lost", "s", sw.name, label, lost, "lower")
         ctx.results.add(NAME, case, "procedure", "s", sw.name, label, procedure, "lower")
+        ctx.results.add(NAME, case, "rate after / before", "%", sw.name, label, 100 * ratio)
 
     ctx.alternate(NAME, "vhost", body, case="vhost-user", needs=("restart",))
 

@@ -1,6 +1,12 @@
 import unittest
 
-from harness.scenarios.restart import counter_gap, longest_gap, lost_seconds, receiver_intervals
+from harness.scenarios.restart import (
+    counter_gap,
+    longest_gap,
+    lost_seconds,
+    receiver_intervals,
+    tail_rate,
+)
 
 TEXT = """Accepted connection from 10.77.0.1, port 40000
 [  5]   0.00-0.10   sec  1.95 MBytes  164 Mbits/sec  0.010 ms  0/2000 (0%)
@@ -48,3 +54,7 @@ class CounterGap(unittest.TestCase):
         # 2 s elapsed, 1500 packets at 1000 pps: half a second missing.
         self.assertAlmostEqual(lost_seconds([(0.0, 0), (1.0, 1000), (2.0, 1500)], 1000), 0.5)
         self.assertEqual(lost_seconds([(0.0, 0), (1.0, 2000)], 1000), 0.0)
+
+    def test_tail_rate_reads_the_last_second(self):
+        samples = [(0.0, 0), (1.0, 100), (2.0, 1100), (3.0, 2100)]
+        self.assertAlmostEqual(tail_rate(samples, 1.0), 1000.0)
