@@ -67,16 +67,19 @@ def window_between(
 
 class Testpmd:
     def __init__(self, stack: ExitStack, sockets: tuple[str, str], forward_mode: str,
-                 log_path: Path, extra: tuple[str, ...] = ()):
+                 log_path: Path, extra: tuple[str, ...] = (), server: bool = False):
         if shutil.which(TESTPMD) is None:
             raise Skip("dpdk-testpmd not installed (Debian package dpdk)")
+        # server=1: testpmd listens on the sockets and the switch connects
+        # (dpdkvhostuserclient), as QEMU does with `server=on`.
+        srv = ",server=1" if server else ""
         # stdbuf: testpmd's printf output is block-buffered on a pipe; only the prompt
         # would come through.
         argv = [
             "stdbuf", "-oL", TESTPMD, "-l", "0,1", "--main-lcore", "1", "--no-huge", "-m", "512",
             "--no-pci", f"--file-prefix={FILE_PREFIX}",
-            "--vdev", f"net_virtio_user0,path={sockets[0]},queues=1{VDEV_EXTRA}",
-            "--vdev", f"net_virtio_user1,path={sockets[1]},queues=1{VDEV_EXTRA}",
+            "--vdev", f"net_virtio_user0,path={sockets[0]},queues=1{srv}{VDEV_EXTRA}",
+            "--vdev", f"net_virtio_user1,path={sockets[1]},queues=1{srv}{VDEV_EXTRA}",
             "--", "-i", f"--forward-mode={forward_mode}", "--nb-cores=1",
             "--total-num-mbufs=32768", *extra,
         ]  # fmt: skip
@@ -91,7 +94,13 @@ class Testpmd:
         stack.callback(shutil.rmtree, f"/var/run/dpdk/{FILE_PREFIX}", ignore_errors=True)
         stack.callback(self.close)
         threading.Thread(target=self._pump, daemon=True).start()
-        self._wait_for("testpmd> ", 60)
+        if not server:
+            self._wait_for("testpmd> ", 60)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Waits for the prompt (server mode: testpmd probes its ports only once a
+        client connected to each socket)."""
+        self._wait_for("testpmd> ", timeout)
 
     def _pump(self) -> None:
         # Raw reads: the prompt comes without a newline, so line reads would stall.

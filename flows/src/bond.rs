@@ -83,6 +83,11 @@ pub struct BondView {
     /// to accept multicast and broadcast.
     pub active: Option<PortNo>,
     pub lacp: LacpStatus,
+    /// Balanced modes: the member each hash bucket is assigned to
+    /// ([`BUCKETS`] entries, moved between members by the daemon's
+    /// rebalancing). A bucket whose member is not enabled, or a table that is
+    /// empty, falls back to the bucket modulo the enabled members.
+    pub buckets: Vec<PortNo>,
 }
 
 /// Hash buckets per bond: a flow's hash picks a bucket, the bucket a member.
@@ -116,8 +121,11 @@ impl BondView {
 
     /// The enabled member serving the bucket of `hash`.
     fn bucket_member(&self, hash: u64) -> PortNo {
-        let bucket = hash % BUCKETS;
-        self.enabled[(bucket % self.enabled.len() as u64) as usize]
+        let bucket = (hash % BUCKETS) as usize;
+        match self.buckets.get(bucket) {
+            Some(m) if self.enabled.contains(m) => *m,
+            _ => self.enabled[bucket % self.enabled.len()],
+        }
     }
 
     /// Whether NORMAL admits `key`, received on member `member`.
@@ -149,6 +157,27 @@ impl BondView {
             BondMode::BalanceSlb => Admit::DropIfMoved,
         }
     }
+}
+
+/// The hash bucket (`0..BUCKETS`) a packet `key` in VLAN `vlan` falls in
+/// under `mode`; `None` for active-backup, which has no buckets. The same
+/// hash [`BondView::select`] uses, for the daemon's load accounting.
+pub fn bucket(mode: BondMode, key: &FlowKey, vlan: u16) -> Option<usize> {
+    let hash = match mode {
+        BondMode::ActiveBackup => return None,
+        BondMode::BalanceSlb => slb_hash(key, vlan),
+        BondMode::BalanceTcp => tcp_hash(key, &mut FlowKey::default()),
+    };
+    Some((hash % BUCKETS) as usize)
+}
+
+/// The balance-slb bucket of source MAC `mac` in VLAN `vlan` (`bond/hash`).
+pub fn slb_bucket(mac: [u8; 6], vlan: u16) -> usize {
+    let key = FlowKey {
+        dl_src: mac,
+        ..FlowKey::default()
+    };
+    (slb_hash(&key, vlan) % BUCKETS) as usize
 }
 
 /// True for a gratuitous ARP (sender and target protocol address equal),
@@ -222,6 +251,7 @@ mod tests {
             enabled: enabled.to_vec(),
             active: enabled.first().copied(),
             lacp,
+            buckets: Vec::new(),
         }
     }
 
@@ -276,6 +306,39 @@ mod tests {
             assert_eq!(v.select(&tcp(1), 0, &mut FlowKey::default()), None);
             assert_eq!(v.admit(1, &tcp(1)), Admit::Drop);
         }
+    }
+
+    #[test]
+    fn the_bucket_table_decides_the_member_and_a_disabled_one_falls_back() {
+        let mut v = view(BondMode::BalanceSlb, LacpStatus::Off, &[1, 2]);
+        let mut key = tcp(1);
+        let b = bucket(BondMode::BalanceSlb, &key, 0).unwrap();
+        assert_eq!(b, slb_bucket(key.dl_src, 0));
+        assert_eq!(bucket(BondMode::ActiveBackup, &key, 0), None);
+        let mut wc = FlowKey::default();
+        // No table: bucket modulo the enabled members.
+        let spread = [1, 2][b % 2];
+        assert_eq!(v.select(&key, 0, &mut wc), Some(spread));
+        // The table moves the bucket to the other member.
+        let other = 3 - spread;
+        v.buckets = vec![spread; BUCKETS as usize];
+        v.buckets[b] = other;
+        assert_eq!(v.select(&key, 0, &mut wc), Some(other));
+        // Another MAC of another bucket stays where the table says.
+        key.dl_src = [0, 0, 0, 0, 0, 7];
+        if slb_bucket(key.dl_src, 0) != b {
+            assert_eq!(v.select(&key, 0, &mut wc), Some(spread));
+        }
+        // The assigned member is disabled: the enabled one takes it.
+        v.enabled = vec![spread];
+        key.dl_src = tcp(1).dl_src;
+        assert_eq!(v.select(&key, 0, &mut wc), Some(spread));
+        // balance-tcp buckets come from the 5-tuple.
+        let t = bucket(BondMode::BalanceTcp, &tcp(5), 0).unwrap();
+        assert_eq!(
+            t,
+            (tcp_hash(&tcp(5), &mut FlowKey::default()) % BUCKETS) as usize
+        );
     }
 
     #[test]

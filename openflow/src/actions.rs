@@ -1203,13 +1203,15 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
                 w.u32(*queue);
             }
             other if nxactions::encode(w, other, &LC10)? => {}
+            // OpenFlow 1.0 has no meters: like OVS, a flow's meter is left out
+            // of its 1.0 form (a 1.0 flow dump of metered flows still works).
+            Action::Meter(_) => {}
             Action::PushVlan(_)
             | Action::Group(_)
             | Action::GotoTable(_)
             | Action::WriteMetadata { .. }
             | Action::ClearActions
-            | Action::WriteActions(_)
-            | Action::Meter(_) => {
+            | Action::WriteActions(_) => {
                 return Err(unsupported(format!("{a:?}"), "1.0"));
             }
             other => return Err(unsupported(format!("{other:?}"), "1.0")),
@@ -1221,6 +1223,32 @@ pub fn encode_actions10(w: &mut Writer, actions: &[Action]) -> Result<(), Encode
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meter_is_left_out_of_openflow_1_0_actions_as_ovs_does() {
+        let mut with = Writer::new();
+        encode_actions10(
+            &mut with,
+            &[
+                Action::Meter(1),
+                Action::Output {
+                    port: 2,
+                    max_len: 0,
+                },
+            ],
+        )
+        .unwrap();
+        let mut without = Writer::new();
+        encode_actions10(
+            &mut without,
+            &[Action::Output {
+                port: 2,
+                max_len: 0,
+            }],
+        )
+        .unwrap();
+        assert_eq!(with.buf, without.buf);
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())

@@ -290,6 +290,23 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         let v = self.vring(u32::from(index))?;
         let _p = self.session.pause();
         v.set_kick(fd);
+        // A frontend that outlived its backend (DPDK's virtio_user in server
+        // mode, after a vswitchd restart) sends SET_VRING_BASE 0 although its
+        // ring is far along: every descriptor it made available before was
+        // used, so the next available one is where the used index stands.
+        // (DPDK's vhost library reconciles the two the same way.) Checked
+        // here, when the ring starts, so the order of SET_VRING_BASE and
+        // SET_VRING_ADDR does not matter.
+        if let Ok(used) = v.queue_used_idx() {
+            let next_avail = v.queue_next_avail();
+            if next_avail != used {
+                tracing::warn!(
+                    "vring {index}: base {next_avail} but the used ring is at {used}; resuming from {used}"
+                );
+                v.set_queue_next_avail(used);
+                v.set_queue_next_used(used);
+            }
+        }
         // The ring starts when its kick fd arrives.
         v.set_queue_ready(true);
         Ok(())

@@ -287,6 +287,52 @@ fn a_ring_running_off_the_end_of_guest_memory_stops_that_queue_and_counts_an_err
 }
 
 #[test]
+fn a_frontend_that_outlived_the_switch_resumes_its_ring_at_the_used_index() {
+    let path = sock_path("outlive");
+    let frame = |n: u8| {
+        let mut buf = vec![0u8; 12];
+        buf.extend_from_slice(&[n; 64]);
+        buf
+    };
+    let mut g;
+    {
+        let port = VhostUserPort::server("vh-outlive", &path, VhostUserOptions::default()).unwrap();
+        let mut rxq = port.open_rxq(0).unwrap();
+        g = Guest::connect(&path);
+        g.start();
+        wait_for("link up", || port.link_up());
+        for n in 0..3u8 {
+            let addr = 0x1_0000 + 0x1000 * u64::from(n);
+            g.mem.write_slice(&frame(n), GuestAddress(addr)).unwrap();
+            g.post(1, u16::from(n), addr, frame(n).len() as u32, 0);
+        }
+        let batch = rx_until(rxq.as_mut(), 3);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(g.used_idx(1), 3);
+    }
+    // The switch is gone and a new one serves the same socket; the guest
+    // keeps its memory and rings and starts over with SET_VRING_BASE 0.
+    let port = VhostUserPort::server("vh-outlive", &path, VhostUserOptions::default()).unwrap();
+    let mut rxq = port.open_rxq(0).unwrap();
+    g.fe = Frontend::connect(&path, 2).expect("connect");
+    g.calls.clear();
+    g.kicks.clear();
+    g.start();
+    wait_for("link up", || port.link_up());
+    g.mem
+        .write_slice(&frame(9), GuestAddress(0x2_0000))
+        .unwrap();
+    g.post(1, 3, 0x2_0000, frame(9).len() as u32, 0);
+    let batch = rx_until(rxq.as_mut(), 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut more = PacketBatch::new();
+    rxq.rx_batch(&mut more).unwrap();
+    assert_eq!(batch.len() + more.len(), 1, "old descriptors were replayed");
+    assert_eq!(batch.packets()[0].data(), &[9u8; 64][..]);
+    assert_eq!(g.used_idx(1), 4);
+}
+
+#[test]
 fn a_client_port_connects_to_a_late_socket_and_reconnects_after_a_restart() {
     let path = sock_path("client");
     let port = VhostUserPort::client("vh-client", &path, VhostUserOptions::default()).unwrap();

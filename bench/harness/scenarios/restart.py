@@ -3,16 +3,22 @@ steady UDP stream between two namespaces: how much traffic the restart costs."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from .. import iperf, netns
 from ..context import Context
+from ..procs import PREFIX, log, wait_for
+from ..testpmd import Testpmd
 
 NAME = "restart"
-TITLE = "vswitchd restart with flow-restore-wait under a UDP stream (veth)"
+TITLE = "vswitchd restart with flow-restore-wait under a UDP stream (veth) and a testpmd stream (vhost-user client mode)"
 RATE_PPS = 5_000
 INTERVAL = 0.1
 SIZE = 1000
@@ -24,7 +30,13 @@ DESCRIPTION = (
     "stop vswitchd (SIGTERM) and start it again on the same DB, add the saved flows, "
     "remove the key. 'traffic lost' = datagrams lost / send rate over the whole run (the "
     "restart plus any steady loss); 'longest gap' = the longest run of 0.1 s receiver "
-    "intervals with nothing received; 'procedure' = wall time of the whole procedure."
+    "intervals with nothing received; 'procedure' = wall time of the whole procedure. "
+    "vhost-user variant: the same procedure on two dpdkvhostuserclient ports (the switch "
+    "connects to sockets testpmd listens on: `net_virtio_user…,server=1`, as QEMU with "
+    "`server=on`), testpmd `flowgen` (one flow, received frames counted and dropped) sending 64 B frames on both ports as fast as it can; "
+    "'longest gap' = the longest time testpmd's RX-packets counter (either port, read "
+    "every ~50 ms with `show port stats all`) did not move; 'traffic lost' = the restart "
+    "window minus what arrived in it at the rate measured before the restart."
 )
 
 
@@ -67,7 +79,161 @@ def receiver_intervals(doc: dict) -> list[tuple[float, int]]:
     return out
 
 
+def counter_gap(samples: list[tuple[float, int]]) -> float:
+    """The longest time a monotonic counter, read at (time, value) ``samples``, stayed
+    the same: from the first reading of a value to the last reading of it."""
+    longest = 0.0
+    start = 0
+    for i in range(1, len(samples) + 1):
+        if i == len(samples) or samples[i][1] != samples[start][1]:
+            longest = max(longest, samples[i - 1][0] - samples[start][0])
+            start = i
+    return longest
+
+
+def lost_seconds(samples: list[tuple[float, int]], rate: float) -> float:
+    """Seconds of traffic at ``rate`` (packets/s) missing from ``samples`` of a
+    cumulative counter: elapsed time minus what arrived divided by the rate."""
+    if len(samples) < 2 or rate <= 0:
+        return 0.0
+    elapsed = samples[-1][0] - samples[0][0]
+    received = samples[-1][1] - samples[0][1]
+    return max(0.0, elapsed - received / rate)
+
+
+def keep_logs(sw, dest: Path) -> None:
+    """Copies the switch's logs (both runs, before and after the restart) out of its
+    run directory before it is removed."""
+    rundir = getattr(sw, "rundir", None)
+    if rundir is None or not Path(rundir).is_dir():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in Path(rundir).glob("*.log"):
+        shutil.copy(f, dest / f.name)
+
+
+def tail_rate(samples: list[tuple[float, int]], seconds: float) -> float:
+    """Packets per second over the last ``seconds`` of cumulative ``samples``."""
+    last_t, last_n = samples[-1]
+    first = next(((t, n) for t, n in samples if last_t - t <= seconds), samples[0])
+    dt = last_t - first[0]
+    return (last_n - first[1]) / dt if dt > 0 else 0.0
+
+
+VHOST_SIZE = 64
+RESUME_TIMEOUT = 30.0
+
+
+def run_vhost(ctx: Context) -> None:
+    settle = ctx.seconds(2, 4)
+    after = ctx.seconds(3, 5)
+
+    def body(stack: ExitStack, sw, rep: int) -> None:
+        stack.callback(keep_logs, sw, ctx.logdir / f"{NAME}-vhost-{sw.name}-rep{rep}")
+        sockdir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-rsv-", dir="/tmp"))
+        stack.callback(shutil.rmtree, sockdir, ignore_errors=True)
+        socks = (str(sockdir / "tp0.sock"), str(sockdir / "tp1.sock"))
+        tp = Testpmd(stack, socks, "flowgen",
+                     ctx.logdir / f"{NAME}-vhost-{sw.name}-testpmd.log", ("--flowgen-flows=1",),
+                     server=True)  # fmt: skip
+        names = ("rsvhu0", "rsvhu1")
+        # testpmd creates each socket in turn and waits for its client before the next.
+        for name, sock in zip(names, socks):
+            wait_for(f"testpmd socket {sock}", Path(sock).exists, 30, tp.proc)
+            sw.add_vhost_client_port(name, sock)
+        tp.wait_ready(60)
+        tp.command(f"set txpkts {VHOST_SIZE - 4}")
+        a, b = (sw.ofport(n) for n in names)
+        flows = ctx.logdir / f"{NAME}-vhost-{sw.name}-flows.txt"
+        flows.write_text(f"in_port={a},actions=output:{b}\nin_port={b},actions=output:{a}\n")
+        sw.del_flows()
+        sw.add_flows(str(flows))
+        time.sleep(settle)
+        tp.start_generating(timeout=30)
+        time.sleep(1.0)
+        before = tp.measure(ctx.seconds(1, 2))
+        rates = [before.rx_pps(0), before.rx_pps(1)]
+        if min(rates) <= 0:
+            raise RuntimeError(f"testpmd: one direction carries nothing before the restart: {rates}")
+        samples: list[tuple[float, dict[int, int]]] = []
+        done = threading.Event()
+        err: list[BaseException] = []
+
+        def restart() -> None:
+            try:
+                sw.restart_with_flow_restore(stack)
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                err.append(e)
+            finally:
+                done.set()
+
+        t0, first = tp.stats()
+        samples.append((t0, {p: first[p]["RX-packets"] for p in (0, 1)}))
+        t = threading.Thread(target=restart)
+        t.start()
+        procedure_end = None
+        while True:
+            ts, ports = tp.stats()
+            samples.append((ts, {p: ports[p]["RX-packets"] for p in (0, 1)}))
+            if done.is_set() and procedure_end is None:
+                procedure_end = ts
+            moving = len(samples) >= 2 and all(
+                samples[-1][1][p] > samples[-2][1][p] for p in (0, 1)
+            )
+            if procedure_end is not None and ts - procedure_end >= after and moving:
+                break
+            if procedure_end is not None and ts - procedure_end > RESUME_TIMEOUT:
+                break
+            if ts - t0 > 120:
+                break
+            time.sleep(0.05)
+        t.join()
+        if err:
+            raise err[0]
+        if procedure_end is None:
+            raise RuntimeError("the restart procedure did not finish within 120 s")
+        procedure = procedure_end - t0
+        per_port = [[(ts, c[p]) for ts, c in samples] for p in (0, 1)]
+        gap = max(counter_gap(s) for s in per_port)
+        lost = max(lost_seconds(s, r) for s, r in zip(per_port, rates))
+        resumed = [s[-1][1] - s[-2][1] > 0 for s in per_port]
+        if not all(resumed):
+            raise RuntimeError(
+                f"traffic did not resume within {RESUME_TIMEOUT} s of the procedure's end "
+                f"(per port: {resumed}, longest gap so far {gap:.1f} s)"
+            )
+        # The rate once traffic is back (the last second of readings), against the
+        # rate before: 'traffic lost' counts a slower switch after the restart too.
+        after_rate = min(tail_rate(s, 1.0) for s in per_port)
+        ratio = after_rate / min(rates)
+        log(f"    {sw.name}: gap {gap:.3f} s, lost {lost:.3f} s, procedure {procedure:.3f} s, "
+            f"rates {rates[0] / 1e6:.2f}/{rates[1] / 1e6:.2f} Mpps before, "
+            f"{after_rate / 1e6:.2f} after")  # fmt: skip
+        with open(ctx.logdir / f"{NAME}-vhost-{sw.name}-rep{rep}-samples.csv", "w") as out:
+            for ts, c in samples:
+                out.write(f"{ts - t0:.3f},{c[0]},{c[1]}\n")
+        case = f"vhost-user client mode, testpmd flowgen {VHOST_SIZE} B"
+        label = sw.label["vhost"]
+        ctx.results.add(NAME, case, "longest gap", "s", sw.name, label, gap, "lower")
+        ctx.results.add(NAME, case, "traffic lost", "s", sw.name, label, lost, "lower")
+        ctx.results.add(NAME, case, "procedure", "s", sw.name, label, procedure, "lower")
+        ctx.results.add(NAME, case, "rate after / before", "%", sw.name, label, 100 * ratio)
+
+    ctx.alternate(NAME, "vhost", body, case="vhost-user", needs=("restart",))
+
+
+# $BENCH_RESTART_VARIANTS: which variants to run (default "veth,vhost").
+VARIANTS = os.environ.get("BENCH_RESTART_VARIANTS", "veth,vhost").split(",")
+
+
 def run(ctx: Context) -> None:
+    if "veth" in VARIANTS:
+        run_veth(ctx)
+    if "vhost" in VARIANTS:
+        run_vhost(ctx)
+
+
+def run_veth(ctx: Context) -> None:
     def body(stack: ExitStack, sw, rep: int) -> None:
         pair = netns.veth_pair(stack, tx_offload=True)
         for port in pair.ports:
@@ -112,4 +278,4 @@ def run(ctx: Context) -> None:
         ctx.results.add(NAME, case, "procedure", "s", sw.name, label, procedure, "lower")
         netns.check_reachable(pair)
 
-    ctx.alternate(NAME, "kernel", body, needs=("restart",))
+    ctx.alternate(NAME, "kernel", body, case="veth", needs=("restart",))

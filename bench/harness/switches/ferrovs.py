@@ -143,6 +143,13 @@ class Ferrovs:
         wait_for(f"vhost-user socket {path}", path.exists, 30)
         return str(path)
 
+    def add_vhost_client_port(self, name: str, server_path: str) -> None:
+        """dpdkvhostuserclient: the frontend owns the socket at ``server_path`` and the
+        switch connects to it (and reconnects after a restart)."""
+        self.added.append(name)
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name,
+                   "type=dpdkvhostuserclient", f"options:vhost-server-path={server_path}")  # fmt: skip
+
     def ofport(self, name: str) -> int:
         """OpenFlow port number; if ``vsctl get`` does not know the column, ports are
         assumed numbered 1, 2, … in the order they were added."""

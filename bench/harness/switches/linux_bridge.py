@@ -49,6 +49,9 @@ class LinuxBridge:
     def add_vhost_port(self, name: str) -> str:
         raise Skip("the Linux bridge has no vhost-user ports")
 
+    def add_vhost_client_port(self, name: str, server_path: str) -> None:
+        raise Skip("the Linux bridge has no vhost-user ports")
+
     def add_flows(self, path: str, bundle: bool = False) -> None:
         raise Skip(self.lacks["openflow"])
 

@@ -203,6 +203,12 @@ class Ovs:
         wait_for(f"vhost-user socket {path}", path.exists, 30)
         return str(path)
 
+    def add_vhost_client_port(self, name: str, server_path: str) -> None:
+        """dpdkvhostuserclient: the frontend owns the socket at ``server_path``; OVS
+        connects to it (and reconnects after a restart)."""
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name,
+                   "type=dpdkvhostuserclient", f"options:vhost-server-path={server_path}")  # fmt: skip
+
     def add_system_port(self, name: str) -> None:
         self.vsctl("add-port", BRIDGE, name)
 

@@ -1,6 +1,12 @@
 import unittest
 
-from harness.scenarios.restart import longest_gap, receiver_intervals
+from harness.scenarios.restart import (
+    counter_gap,
+    longest_gap,
+    lost_seconds,
+    receiver_intervals,
+    tail_rate,
+)
 
 TEXT = """Accepted connection from 10.77.0.1, port 40000
 [  5]   0.00-0.10   sec  1.95 MBytes  164 Mbits/sec  0.010 ms  0/2000 (0%)
@@ -34,3 +40,21 @@ class RestartGap(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CounterGap(unittest.TestCase):
+    def test_the_gap_runs_from_the_first_to_the_last_reading_of_a_stuck_value(self):
+        samples = [(0.0, 10), (0.1, 20), (0.2, 30), (0.3, 30), (0.6, 30), (0.7, 40), (0.8, 40)]
+        self.assertAlmostEqual(counter_gap(samples), 0.4)
+
+    def test_a_counter_that_always_moves_has_no_gap(self):
+        self.assertEqual(counter_gap([(0.0, 1), (0.1, 2), (0.2, 3)]), 0.0)
+
+    def test_lost_seconds_is_elapsed_time_minus_arrivals_at_the_rate(self):
+        # 2 s elapsed, 1500 packets at 1000 pps: half a second missing.
+        self.assertAlmostEqual(lost_seconds([(0.0, 0), (1.0, 1000), (2.0, 1500)], 1000), 0.5)
+        self.assertEqual(lost_seconds([(0.0, 0), (1.0, 2000)], 1000), 0.0)
+
+    def test_tail_rate_reads_the_last_second(self):
+        samples = [(0.0, 0), (1.0, 100), (2.0, 1100), (3.0, 2100)]
+        self.assertAlmostEqual(tail_rate(samples, 1.0), 1000.0)

@@ -84,6 +84,13 @@ pub trait UpcallHandler: Send + Sync {
     /// Slow path for a packet that missed every cache (called on the handler
     /// thread). `key.in_port` is the datapath port.
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult;
+    /// The same packet again, because the decision [`UpcallHandler::upcall`]
+    /// gave for it went stale (a flush landed meanwhile) and was not used:
+    /// decide afresh, but the packet was already counted (rule, mirror and
+    /// flow-export statistics) the first time.
+    fn upcall_again(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
+        self.upcall(key, packet)
+    }
     /// A [`DpAction::Userspace`] reached in the fast path (packet-in etc.).
     fn userspace(&self, action: &DpAction, key: &FlowKey, packet: &Packet);
 }

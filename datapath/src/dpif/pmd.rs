@@ -612,6 +612,7 @@ impl Pmd {
             pmd: self.id,
             key: *key,
             packet: copy_packet(pkt),
+            again: false,
         };
         if self.upcall_tx.try_send(msg).is_ok() {
             self.pending.insert(*key, Vec::new());
@@ -762,6 +763,7 @@ impl Pmd {
                 pmd: self.id,
                 key,
                 packet,
+                again: true,
             };
             if self.upcall_tx.try_send(msg).is_ok() {
                 self.pending.insert(key, queued);

@@ -31,6 +31,8 @@ pub(super) struct TestHandler {
     userspace: Mutex<Vec<(DpAction, Vec<u8>)>>,
     /// When set, each upcall reports itself here and waits for a go.
     gate: Option<(Sender<()>, Receiver<()>)>,
+    /// Upcalls that came as `upcall_again` (a stale decision asked again).
+    again: AtomicUsize,
 }
 
 impl TestHandler {
@@ -42,6 +44,7 @@ impl TestHandler {
             decide: Box::new(decide),
             userspace: Mutex::new(Vec::new()),
             gate: None,
+            again: AtomicUsize::new(0),
         })
     }
 
@@ -58,6 +61,11 @@ impl UpcallHandler for TestHandler {
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
         (self.decide)(key)
+    }
+
+    fn upcall_again(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
+        self.again.fetch_add(1, Ordering::SeqCst);
+        self.upcall(key, packet)
     }
 
     fn userspace(&self, action: &DpAction, _key: &FlowKey, packet: &Packet) {
@@ -318,6 +326,7 @@ fn packets_of_a_pending_upcall_wait_for_its_answer_without_new_upcalls() {
         decide: Box::new(forward_by_dl_dst(2)),
         userspace: Mutex::new(Vec::new()),
         gate: Some((entered_tx, go_rx)),
+        again: AtomicUsize::new(0),
     });
     let r = rig(h.clone());
     r.p1.inject(&frame(1));
@@ -380,6 +389,7 @@ fn a_decision_made_before_a_flush_is_not_installed_after_it() {
         }),
         userspace: Mutex::new(Vec::new()),
         gate: Some((entered_tx, go_rx)),
+        again: AtomicUsize::new(0),
     });
     let r = rig(h.clone());
     r.p1.inject(&frame(1));
@@ -392,6 +402,11 @@ fn a_decision_made_before_a_flush_is_not_installed_after_it() {
     dropping.store(true, Ordering::SeqCst);
     go_tx.send(()).unwrap();
     eventually("second decision", || h.calls() == 2);
+    assert_eq!(
+        h.again.load(Ordering::SeqCst),
+        1,
+        "the second decision is for a packet already counted once"
+    );
     eventually("drop flow installed", || r.dp.dump_flows().len() == 1);
     assert_eq!(r.dp.dump_flows()[0].actions, vec![]);
     assert!(
@@ -649,6 +664,7 @@ fn misses_beyond_the_upcall_queue_are_counted_as_lost() {
         decide: Box::new(forward_by_dl_dst(2)),
         userspace: Mutex::new(Vec::new()),
         gate: Some((entered_tx, go_rx)),
+        again: AtomicUsize::new(0),
     });
     let cfg = DpConfig {
         upcall_queue: 1,

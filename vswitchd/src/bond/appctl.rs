@@ -1,5 +1,5 @@
-//! `bond/show [PORT]`, `bond/list` and `lacp/show [PORT]`, in Open
-//! vSwitch's layout.
+//! `bond/show [PORT]`, `bond/list`, `bond/hash MAC [VLAN]` and
+//! `lacp/show [PORT]`, in Open vSwitch's layout.
 
 use std::sync::Arc;
 
@@ -27,6 +27,13 @@ pub fn register(r: &Registry, ctx: Arc<Ctx>) {
         0,
         0,
         Arc::new(move |_args, _fmt| Ok(Reply::Text(c.switch.slow.bonds.list()))),
+    );
+    r.register(
+        "bond/hash",
+        "mac [vlan] [basis]",
+        1,
+        3,
+        Arc::new(|args, _fmt| super::Bonds::hash(args).map(Reply::Text)),
     );
     let c = ctx;
     r.register(

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datapath::{Datapath, Packet, Port};
+use flows::Match;
 use flows::bond::{BondMode, BondView, LacpStatus};
 use flows::{DpAction, DpPortNo, PortNo};
 use tracing::{info, warn};
@@ -177,6 +178,12 @@ struct BondRt {
     active: Option<PortNo>,
     next_rebalance: u64,
     published: Option<BondView>,
+    /// Balanced modes: the member of each hash bucket (empty otherwise).
+    buckets: Vec<PortNo>,
+    /// Bytes sent recently per bucket (halved after every rebalancing).
+    tx_bytes: Vec<u64>,
+    /// The enabled members `buckets` was spread over.
+    spread_over: Vec<PortNo>,
 }
 
 impl BondRt {
@@ -201,7 +208,105 @@ impl BondRt {
                 .collect(),
             active: self.active,
             lacp: self.lacp_status(),
+            buckets: self.buckets.clone(),
         }
+    }
+
+    fn balanced(&self) -> bool {
+        self.settings.mode != BondMode::ActiveBackup
+    }
+
+    /// Spreads the buckets evenly over the enabled members when that set
+    /// changed (and forgets any rebalancing: the loads are measured again).
+    fn spread_buckets(&mut self) {
+        if !self.balanced() {
+            self.buckets.clear();
+            self.tx_bytes.clear();
+            self.spread_over.clear();
+            return;
+        }
+        let enabled: Vec<PortNo> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.enabled)
+            .map(|(id, _)| *id)
+            .collect();
+        if self.tx_bytes.len() != BUCKETS {
+            self.tx_bytes = vec![0; BUCKETS];
+        }
+        if enabled == self.spread_over && self.buckets.len() == BUCKETS {
+            return;
+        }
+        self.buckets = if enabled.is_empty() {
+            Vec::new()
+        } else {
+            (0..BUCKETS).map(|b| enabled[b % enabled.len()]).collect()
+        };
+        self.spread_over = enabled;
+    }
+
+    /// Moves hash buckets from the most to the least loaded enabled member
+    /// while that evens them out, as Open vSwitch's bond rebalancing does:
+    /// nothing moves when the two differ by less than 100 kB or ~3 %; from
+    /// the heavier member, buckets (heaviest first) whose load fits in half
+    /// the difference move, or else its lightest one, and only if that
+    /// brings the lighter member at least 10 % closer to the midpoint; a
+    /// member with a single loaded bucket keeps it. Afterwards every
+    /// bucket's load is halved (a moving average over the intervals).
+    /// Returns the moves as (bucket, from, to).
+    fn rebalance(&mut self) -> Vec<(usize, PortNo, PortNo)> {
+        let mut moves = Vec::new();
+        if !self.balanced() || self.buckets.len() != BUCKETS {
+            return moves;
+        }
+        // Per enabled member: its load and its loaded buckets, heaviest first.
+        let mut bals: Vec<(PortNo, u64, Vec<usize>)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.enabled)
+            .map(|(id, _)| (*id, 0, Vec::new()))
+            .collect();
+        let mut order: Vec<usize> = (0..BUCKETS).filter(|&b| self.tx_bytes[b] > 0).collect();
+        order.sort_by(|a, b| self.tx_bytes[*b].cmp(&self.tx_bytes[*a]).then(a.cmp(b)));
+        for b in order {
+            if let Some(e) = bals.iter_mut().find(|e| e.0 == self.buckets[b]) {
+                e.1 += self.tx_bytes[b];
+                e.2.push(b);
+            }
+        }
+        while bals.len() > 1 {
+            bals.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let last = bals.len() - 1;
+            let (from_load, to_load) = (bals[0].1, bals[last].1);
+            let overload = from_load - to_load;
+            if overload < to_load >> 5 || overload < 100_000 {
+                break;
+            }
+            let chosen = choose_buckets(&bals[0].2, &self.tx_bytes, from_load, to_load);
+            if chosen.is_empty() {
+                bals.remove(0);
+                continue;
+            }
+            let to = bals[last].0;
+            for b in chosen {
+                let load = self.tx_bytes[b];
+                moves.push((b, bals[0].0, to));
+                self.buckets[b] = to;
+                bals[0].1 -= load;
+                bals[0].2.retain(|x| *x != b);
+                // Not added to `to`'s list: a bucket moves once per run.
+                bals[last].1 += load;
+            }
+        }
+        for t in &mut self.tx_bytes {
+            *t /= 2;
+        }
+        for (b, from, to) in &moves {
+            let name = |id: &PortNo| self.members.get(id).map_or("?", |m| m.name.as_str());
+            info!(bond = %self.name, "shift hash {b} ({} kB) from {} to {}",
+                self.tx_bytes[*b] * 2 / 1024, name(from), name(to));
+        }
+        moves
     }
 
     /// One step of the timers at `now`; returns the LACPDUs to send as
@@ -253,10 +358,19 @@ impl BondRt {
             }
         }
         self.choose_active(now);
+        self.spread_buckets();
         if now >= self.next_rebalance && self.settings.rebalance_ms > 0 {
             self.next_rebalance = now + self.settings.rebalance_ms;
+            self.rebalance();
         }
         out
+    }
+
+    /// Adds `bytes` sent in hash bucket `bucket`.
+    fn account(&mut self, bucket: usize, bytes: u64) {
+        if let Some(t) = self.tx_bytes.get_mut(bucket) {
+            *t = t.saturating_add(bytes);
+        }
     }
 
     /// Keeps the active member while it is enabled; otherwise takes the
@@ -359,16 +473,32 @@ impl BondRt {
                 );
             }
             let _ = writeln!(s, "  may_enable: {}", m.may_enable && m.carrier);
+            for (b, member) in self.buckets.iter().enumerate() {
+                let kb = self.tx_bytes.get(b).copied().unwrap_or(0) / 1024;
+                if *member == id && kb > 0 {
+                    let _ = writeln!(s, "  hash {b}: {kb} kB load");
+                }
+            }
         }
         s.push('\n');
         s
     }
 }
 
+/// Hash buckets per balanced bond.
+const BUCKETS: usize = flows::bond::BUCKETS as usize;
+/// How often the datapath flows' byte counters are read into the buckets'
+/// loads (as often as OVS's revalidators dump the flows).
+const ACCOUNT_MS: u64 = 500;
+
 #[derive(Default)]
 struct Inner {
     /// By bond (port) name.
     bonds: BTreeMap<String, BondRt>,
+    /// Bytes each megaflow that sends to a balanced bond had at the last
+    /// accounting, by (PMD, match): the next one adds only the difference.
+    flow_bytes: HashMap<(usize, Match), u64>,
+    next_account: u64,
     /// Member datapath port → bond name, member OpenFlow port.
     by_dp: HashMap<DpPortNo, (String, PortNo)>,
     /// Bridges whose bonds must be published again.
@@ -424,6 +554,9 @@ impl Bonds {
                         active: None,
                         next_rebalance: now + spec.settings.rebalance_ms,
                         published: None,
+                        buckets: Vec::new(),
+                        tx_bytes: Vec::new(),
+                        spread_over: Vec::new(),
                     },
                 );
             }
@@ -511,6 +644,7 @@ impl Bonds {
     /// decisions that depended on them).
     pub fn run(&self, sp: &SlowPath, dp: &Datapath) {
         let now = sp.now_ms();
+        self.account_loads(sp, dp, now);
         let mut send = Vec::new();
         let mut publish: BTreeMap<String, Vec<BondView>> = BTreeMap::new();
         {
@@ -545,6 +679,80 @@ impl Bonds {
                 }
             }
             sp.request_flush_all();
+        }
+    }
+
+    /// Reads the datapath flows' byte counters into the hash buckets of the
+    /// balanced bonds they send to (every [`ACCOUNT_MS`]): a megaflow's
+    /// match holds every field the bucket's hash read, and its input port's
+    /// VLAN configuration gives the VLAN NORMAL hashed with.
+    fn account_loads(&self, sp: &SlowPath, dp: &Datapath, now: u64) {
+        let (bridges, by_dp, old) = {
+            let mut g = self.lock();
+            if now < g.next_account {
+                return;
+            }
+            g.next_account = now + ACCOUNT_MS;
+            let bridges: BTreeSet<String> = g
+                .bonds
+                .values()
+                .filter(|b| b.balanced() && b.settings.rebalance_ms > 0)
+                .map(|b| b.bridge.clone())
+                .collect();
+            if bridges.is_empty() {
+                g.flow_bytes.clear();
+                return;
+            }
+            (bridges, g.by_dp.clone(), std::mem::take(&mut g.flow_bytes))
+        };
+        let ports: Vec<flows::xlate::BridgePorts> = bridges
+            .iter()
+            .filter_map(|br| sp.bridge(br).map(|o| o.lock().ports.clone()))
+            .collect();
+        let mut seen = HashMap::new();
+        // (bond, megaflow key, NORMAL's VLAN, new bytes)
+        let mut sent: Vec<(String, flows::FlowKey, u16, u64)> = Vec::new();
+        for f in dp.dump_flows() {
+            let mut bonds_hit: Vec<&String> = Vec::new();
+            for a in &f.actions {
+                if let DpAction::Output(p) = a
+                    && let Some((bond, _)) = by_dp.get(p)
+                    && !bonds_hit.contains(&bond)
+                {
+                    bonds_hit.push(bond);
+                }
+            }
+            if bonds_hit.is_empty() {
+                continue;
+            }
+            let key = f.m.key;
+            let vlan = ports
+                .iter()
+                .find_map(|pp| pp.ofport_of(key.in_port).and_then(|o| pp.get(o)))
+                .and_then(|p| p.vlan.input_vlan(key.vlan_tci))
+                .unwrap_or(0);
+            let id = (f.pmd, f.m);
+            let before = old.get(&id).copied().unwrap_or(0);
+            let new = if f.bytes >= before {
+                f.bytes - before
+            } else {
+                f.bytes
+            };
+            seen.insert(id, f.bytes);
+            if new > 0 {
+                for bond in bonds_hit {
+                    sent.push((bond.clone(), key, vlan, new));
+                }
+            }
+        }
+        let mut g = self.lock();
+        g.flow_bytes = seen;
+        for (bond, key, vlan, bytes) in sent {
+            if let Some(b) = g.bonds.get_mut(&bond)
+                && let Some(bucket) = flows::bond::bucket(b.settings.mode, &key, vlan)
+            {
+                b.account(bucket, bytes);
+            }
         }
     }
 
@@ -591,6 +799,29 @@ impl Bonds {
         })
     }
 
+    /// `bond/hash MAC [VLAN [BASIS]]`: the balance-slb bucket of a source
+    /// MAC (this switch's hash; only basis 0, the default, exists here).
+    pub fn hash(args: &[String]) -> Result<String, String> {
+        let mac: MacAddr = args
+            .first()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| "invalid mac".to_string())?;
+        let vlan = match args.get(1) {
+            None => 0,
+            Some(v) => v
+                .parse::<u16>()
+                .ok()
+                .filter(|v| *v < 4096)
+                .ok_or_else(|| "invalid vlan".to_string())?,
+        };
+        match args.get(2).map(|b| b.parse::<u32>()) {
+            None | Some(Ok(0)) => {}
+            Some(Ok(_)) => return Err("only bond-hash-basis 0 is supported".into()),
+            Some(Err(_)) => return Err("invalid basis".into()),
+        }
+        Ok(format!("{}\n", flows::bond::slb_bucket(mac.0, vlan)))
+    }
+
     /// `bond/list`.
     pub fn list(&self) -> String {
         let g = self.lock();
@@ -606,6 +837,39 @@ impl Bonds {
             );
         }
         s
+    }
+}
+
+/// From `loaded` (the heavier member's loaded buckets, heaviest first), the
+/// buckets to move to a member carrying `to_load` bytes; empty when moving
+/// would not help enough.
+fn choose_buckets(loaded: &[usize], tx_bytes: &[u64], from_load: u64, to_load: u64) -> Vec<usize> {
+    if loaded.len() <= 1 {
+        return Vec::new();
+    }
+    let ideal = (from_load - to_load) / 2;
+    let threshold = ideal / 10;
+    let mut chosen = Vec::new();
+    let mut delta = 0u64;
+    for &b in loaded {
+        if delta + tx_bytes[b] <= ideal {
+            chosen.push(b);
+            delta += tx_bytes[b];
+        }
+        if ideal - delta < threshold {
+            break;
+        }
+    }
+    if chosen.is_empty() {
+        let lightest = loaded[loaded.len() - 1];
+        chosen.push(lightest);
+        delta = tx_bytes[lightest];
+    }
+    let new_low = (from_load - delta).min(to_load + delta);
+    if new_low > to_load && new_low - to_load >= threshold {
+        chosen
+    } else {
+        Vec::new()
     }
 }
 
@@ -723,6 +987,116 @@ mod tests {
             bonds.show_bonds(Some("nope"), 0).unwrap_err(),
             "no such bond"
         );
+    }
+
+    fn slb_bond(rebalance_ms: u64) -> Bonds {
+        let bonds = Bonds::default();
+        bonds.configure(
+            vec![BondSpec {
+                bridge: "br0".into(),
+                name: "bond0".into(),
+                settings: BondSettings {
+                    mode: BondMode::BalanceSlb,
+                    rebalance_ms,
+                    ..BondSettings::default()
+                },
+                bridge_mac: [2, 0, 0, 0, 0, 1],
+                members: vec![
+                    member(1, "m1", datapath::DummyPort::new("m1")),
+                    member(2, "m2", datapath::DummyPort::new("m2")),
+                ],
+            }],
+            0,
+        );
+        bonds
+    }
+
+    fn account(bonds: &Bonds, bucket: usize, bytes: u64) {
+        bonds
+            .lock()
+            .bonds
+            .get_mut("bond0")
+            .unwrap()
+            .account(bucket, bytes);
+    }
+
+    /// A source MAC whose balance-slb bucket is `bucket` modulo 2 == `parity`.
+    fn mac_with_parity(parity: usize, skip: usize) -> ([u8; 6], usize) {
+        (0u8..=255)
+            .map(|i| {
+                (
+                    [2, 0, 0, 0, 1, i],
+                    flows::bond::slb_bucket([2, 0, 0, 0, 1, i], 0),
+                )
+            })
+            .filter(|(_, b)| b % 2 == parity)
+            .nth(skip)
+            .unwrap()
+    }
+
+    #[test]
+    fn rebalancing_moves_one_of_two_heavy_buckets_to_the_idle_member() {
+        let bonds = slb_bond(10_000);
+        let v = step(&bonds, 0);
+        assert_eq!(v.enabled, vec![1, 2]);
+        // Two sources whose buckets both sit on m1 (even buckets spread to
+        // the first enabled member).
+        let (mac_a, a) = mac_with_parity(0, 0);
+        let (mac_b, b) = mac_with_parity(0, 1);
+        assert_ne!(a, b);
+        let key = |mac| flows::FlowKey {
+            dl_src: mac,
+            ..flows::FlowKey::default()
+        };
+        let mut wc = flows::FlowKey::default();
+        assert_eq!(v.select(&key(mac_a), 0, &mut wc), Some(1));
+        assert_eq!(v.select(&key(mac_b), 0, &mut wc), Some(1));
+        account(&bonds, a, 1_024_000);
+        account(&bonds, b, 614_400);
+        let text = bonds.show_bonds(Some("bond0"), 100).unwrap();
+        assert!(
+            text.contains(&format!("  hash {a}: 1000 kB load\n")),
+            "{text}"
+        );
+        assert!(text.contains("next rebalance: 9900 ms\n"), "{text}");
+        // Nothing moves before the interval is up.
+        let v = step(&bonds, 9_999);
+        assert_eq!(v.select(&key(mac_b), 0, &mut wc), Some(1));
+        // At the interval: the lighter of the two goes to m2 (the heavier
+        // alone would overshoot the midpoint), and the loads decay by half.
+        let v = step(&bonds, 10_000);
+        assert_eq!(v.select(&key(mac_a), 0, &mut wc), Some(1));
+        assert_eq!(v.select(&key(mac_b), 0, &mut wc), Some(2));
+        assert_eq!(v.buckets[b], 2);
+        let text = bonds.show_bonds(Some("bond0"), 10_000).unwrap();
+        let m2 = text.split("member m2").nth(1).unwrap();
+        assert!(m2.contains(&format!("  hash {b}: 300 kB load\n")), "{text}");
+        let m1 = text.split("member m2").next().unwrap();
+        assert!(m1.contains(&format!("  hash {a}: 500 kB load\n")), "{text}");
+    }
+
+    #[test]
+    fn rebalancing_leaves_a_single_heavy_bucket_and_small_differences_alone() {
+        let bonds = slb_bond(1_000);
+        step(&bonds, 0);
+        let (_, a) = mac_with_parity(0, 0);
+        let (_, b) = mac_with_parity(0, 1);
+        // One bucket carries everything: moving it only moves the problem.
+        account(&bonds, a, 5_000_000);
+        let v = step(&bonds, 1_000);
+        assert_eq!(v.buckets[a], 1);
+        // Two buckets, but m1 carries under 100 kB more than m2.
+        let bonds = slb_bond(1_000);
+        step(&bonds, 0);
+        account(&bonds, a, 50_000);
+        account(&bonds, b, 40_000);
+        let v = step(&bonds, 1_000);
+        assert_eq!((v.buckets[a], v.buckets[b]), (1, 1));
+        // With rebalancing off the buckets are still spread over both.
+        let bonds = slb_bond(0);
+        let v = step(&bonds, 0);
+        assert!(v.buckets.iter().all(|m| *m == 1 || *m == 2));
+        assert!(v.buckets.contains(&2));
     }
 
     #[test]
