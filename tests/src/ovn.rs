@@ -168,8 +168,8 @@ pub struct Chassis {
     pub vport: String,
     /// Underlay address.
     pub ip: String,
-    /// `vxlan` or `geneve`.
-    pub encap: String,
+    /// The encapsulation this chassis announces.
+    pub encap: Encap,
     /// ovn-controller's log.
     pub log: PathBuf,
     // Drop order: the controller before the switch, the namespaces last.
@@ -196,7 +196,7 @@ impl Chassis {
         side: char,
         n: u8,
         kind: SwitchKind,
-        encap: &str,
+        encap: Encap,
         mac: &str,
         vm_addr: &str,
         ovn: &OvnCentral,
@@ -253,7 +253,7 @@ impl Chassis {
             phy,
             vport,
             ip,
-            encap: encap.to_string(),
+            encap,
             log,
             controller: ChildGuard(Some(child)),
             sw,
@@ -416,7 +416,7 @@ pub fn two_chassis(
     t: &str,
     ovn: &OvnCentral,
     kinds: [SwitchKind; 2],
-    encap: &str,
+    encap: Encap,
     macs: [&str; 2],
     vm_addrs: [&str; 2],
 ) -> Result<(Chassis, Chassis)> {
@@ -477,7 +477,7 @@ impl OvnCentral {
                 &format!("chassis_name={}", c.name),
             ])?;
             let words: Vec<&str> = encap.split_whitespace().collect();
-            assert_eq!(words, [c.encap.as_str(), c.ip.as_str()], "{} encap", c.name);
+            assert_eq!(words, [c.encap.name(), c.ip.as_str()], "{} encap", c.name);
         }
         for (lp, c) in ports {
             if !wait_until(Duration::from_secs(30), || self.bound_chassis(lp) == c.name) {

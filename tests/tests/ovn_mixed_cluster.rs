@@ -28,7 +28,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ferrovs_tests::ovn::{Chassis, OvnCentral, SwitchKind, dhcp_lease, two_chassis};
+use ferrovs_tests::ovn::{Chassis, Encap, OvnCentral, SwitchKind, dhcp_lease, two_chassis};
 use ferrovs_tests::*;
 
 fn mac(n: u8) -> String {
@@ -277,7 +277,7 @@ fn leases(dhcp: &[(Netns, &str)], a: &Chassis, b: &Chassis, within: Duration) ->
     Ok(())
 }
 
-fn mixed_cluster(t: &str, kinds: [SwitchKind; 2], encap: &str) -> Result<()> {
+fn mixed_cluster(t: &str, kinds: [SwitchKind; 2], encap: Encap) -> Result<()> {
     assert_eq!(kinds[0], SwitchKind::Ferrovs, "chassis a runs ferrovs");
     let central = tempfile::Builder::new()
         .prefix("ferrovs-ovnmix-central-")
@@ -363,6 +363,6 @@ fn stock_ovn_spans_a_ferrovs_and_a_stock_ovs_chassis_over_vxlan() -> Result<()> 
     mixed_cluster(
         "ovnrsm",
         [SwitchKind::Ferrovs, SwitchKind::StockOvs],
-        "vxlan",
+        Encap::Vxlan,
     )
 }

@@ -23,198 +23,29 @@
 //! Run under the e2e lock: `flock /tmp/ferrovs-e2e.lock cargo test -p
 //! ferrovs-tests --test ovn_two_chassis`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ferrovs_tests::ovn::{Encap, OvnCentral, openflow_errors};
+use ferrovs_tests::ovn::{Chassis, Encap, OvnCentral, SwitchKind, tcp_connects, two_chassis};
 use ferrovs_tests::*;
 
-/// The name of the chassis logical port `lp` is bound to (empty while
-/// unbound).
-fn bound_chassis(ovn: &OvnCentral, lp: &str) -> String {
-    let uuid = ovn.bound_chassis_uuid(lp);
-    if uuid.is_empty() {
-        return uuid;
-    }
-    ovn.sbctl(&["--bare", "--columns=name", "list", "Chassis", &uuid])
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// ferrovs's vswitchd running inside `ns`, on a private run directory.
-fn switch_in(ns: &Netns) -> Result<Switch> {
-    Switch::start_in_netns(ns, "ferrovs-ovn2-")
-}
-
-/// One hypervisor: its namespace, its switch, its ovn-controller, the VM
-/// namespace behind its integration bridge.
-struct Chassis {
-    name: String,
-    /// Integration bridge (created by ovn-controller) and underlay bridge.
-    int: String,
-    phy: String,
-    /// The VM's veth end on the chassis side.
-    vport: String,
-    /// Underlay address.
-    ip: String,
-    /// The encapsulation this chassis announces.
-    encap: Encap,
-    log: PathBuf,
-    // Drop order: the controller before the switch, the namespaces last.
-    controller: ChildGuard,
-    sw: Switch,
-    vm: Netns,
-    ns: Netns,
-}
-
-/// `<t><side>` is the chassis namespace, `<t><side>v` its VM's; the
-/// underlay veth `<t>u<side>` must already be in the chassis namespace.
-fn chassis(
+/// Two ferrovs chassis (namespaces `<t>a`, `<t>b`), VM `i` with
+/// `lsp_mac(i)` and `vm_addrs[i]`, encapsulating in `encap`.
+fn ferrovs_chassis(
     t: &str,
-    side: char,
-    n: u8,
-    vm_addr: &str,
     ovn: &OvnCentral,
+    vm_addrs: [&str; 2],
     encap: Encap,
-) -> Result<Chassis> {
-    let ns = Netns::new(&format!("{t}{side}"))?;
-    let vm = Netns::new(&format!("{t}{side}v"))?;
-    let vport = format!("{t}v{side}");
-    ns.exec(&[
-        "ip", "link", "add", &vport, "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
-    ])?;
-    ns.exec(&["ip", "link", "set", &vport, "up"])?;
-    vm.exec(&["ip", "link", "set", "eth0", "address", &lsp_mac(n)])?;
-    vm.exec(&["ip", "addr", "add", vm_addr, "dev", "eth0"])?;
-    // Room for the tunnel headers on the 1500-byte underlay.
-    vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
-    vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
-    let sw = switch_in(&ns)?;
-    let name = format!("{t}hv{n}");
-    let int = format!("{t}i{side}");
-    let phy = format!("{t}p{side}");
-    let ip = format!("172.31.{n}.1");
-    sw.vsctl(&[
-        "set",
-        "Open_vSwitch",
-        ".",
-        &format!("external_ids:system-id={name}"),
-        &format!("external_ids:ovn-remote={}", ovn.sb_remote()),
-        &format!("external_ids:ovn-encap-type={encap}"),
-        &format!("external_ids:ovn-encap-ip={ip}"),
-        "external_ids:ovn-bridge-datapath-type=netdev",
-        &format!("external_ids:ovn-bridge={int}"),
-    ])?;
-    let dir = sw.rundir().join("ovn");
-    std::fs::create_dir_all(&dir)?;
-    let log = dir.join("ovn-controller.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "ovn-controller"])
-        .arg(sw.db_remote())
-        .arg(format!("--log-file={}", log.display()))
-        .arg("-vconsole:off")
-        // Every message on its OpenFlow connections, errors included.
-        .arg("-vfile:vconn:dbg")
-        .env("OVS_RUNDIR", sw.rundir())
-        .env("OVN_RUNDIR", &dir)
-        .env("OVN_LOGDIR", &dir)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("spawning ovn-controller")?;
-    Ok(Chassis {
-        name,
-        int,
-        phy,
-        vport,
-        ip,
+) -> Result<(Chassis, Chassis)> {
+    two_chassis(
+        t,
+        ovn,
+        [SwitchKind::Ferrovs; 2],
         encap,
-        log,
-        controller: ChildGuard(Some(child)),
-        sw,
-        vm,
-        ns,
-    })
-}
-
-impl Chassis {
-    /// Underlay bridge with `uplink`, this chassis' underlay address on its
-    /// internal port (a /16 covering both sides' 172.31.N.1).
-    fn underlay(&self, uplink: &str) -> Result<()> {
-        self.ns.exec(&["ip", "link", "set", uplink, "up"])?;
-        self.sw.vsctl(&["add-br", &self.phy])?;
-        self.sw.vsctl(&["add-port", &self.phy, uplink])?;
-        if !wait_until(Duration::from_secs(10), || {
-            self.ns.exec(&["ip", "link", "show", &self.phy]).is_ok()
-        }) {
-            bail!("{} never appeared", self.phy);
-        }
-        self.ns.exec(&["ip", "link", "set", &self.phy, "up"])?;
-        self.ns.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/16", self.ip),
-            "dev",
-            &self.phy,
-        ])?;
-        Ok(())
-    }
-
-    /// The VM's port on the integration bridge, bound to logical port `lp`.
-    fn bind(&self, lp: &str) -> Result<()> {
-        if !wait_until(Duration::from_secs(30), || {
-            self.sw.vsctl(&["br-exists", &self.int]).is_ok()
-        }) {
-            bail!(
-                "ovn-controller did not create {}; its log:\n{}",
-                self.int,
-                read(&self.log)
-            );
-        }
-        self.sw.vsctl(&[
-            "add-port",
-            &self.int,
-            &self.vport,
-            "--",
-            "set",
-            "Interface",
-            &self.vport,
-            &format!("external_ids:iface-id={lp}"),
-        ])?;
-        Ok(())
-    }
-
-    /// `kill -9` of this chassis' vswitchd, then a restart on the same run
-    /// directory and DB; ovn-controller is left alone, and so is the host:
-    /// the underlay bridge's internal port is a persistent TAP (as in Open
-    /// vSwitch) that kept its address while the daemon was down.
-    fn kill_and_restart_switch(&mut self) -> Result<()> {
-        self.sw.kill_and_restart_in_place()
-    }
-
-    fn installed(&self) -> bool {
-        self.sw
-            .vsctl(&["get", "Interface", &self.vport, "external_ids"])
-            .map(|s| s.contains("ovn-installed=\"true\""))
-            .unwrap_or(false)
-    }
-
-    fn diag(&self) -> String {
-        let ports = self.sw.vsctl(&["show"]).unwrap_or_default()
-            + &self.ns.exec(&["ip", "-br", "addr"]).unwrap_or_default();
-        let flows = self.sw.appctl(&["dpctl/dump-flows"]).unwrap_or_default();
-        let neigh = self.sw.appctl(&["tnl/neigh/show"]).unwrap_or_default();
-        let log = self.sw.log_text();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        format!(
-            "== {} ==\n{ports}\n{flows}\n{neigh}\n{}\nOpenFlow errors: {:?}",
-            self.name,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            openflow_errors(&self.log)
-        )
-    }
+        [&lsp_mac(1), &lsp_mac(2)],
+        vm_addrs,
+    )
 }
 
 fn lsp_mac(n: u8) -> String {
@@ -223,102 +54,6 @@ fn lsp_mac(n: u8) -> String {
 
 fn vm_ip(n: u8) -> String {
     format!("10.96.0.{n}")
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Chassis `a` and `b` (namespaces `<t>a`, `<t>b`) with their VMs on
-/// `vm_addrs` (CIDR), joined by the underlay veth `<t>ua` / `<t>ub`.
-fn two_chassis(
-    t: &str,
-    ovn: &OvnCentral,
-    vm_addrs: [&str; 2],
-    encap: Encap,
-) -> Result<(Chassis, Chassis)> {
-    let a = chassis(t, 'a', 1, vm_addrs[0], ovn, encap)?;
-    let b = chassis(t, 'b', 2, vm_addrs[1], ovn, encap)?;
-    let (ua, ub) = (format!("{t}ua"), format!("{t}ub"));
-    ip(&[
-        "link", "add", &ua, "netns", &a.ns.name, "type", "veth", "peer", "name", &ub, "netns",
-        &b.ns.name,
-    ])?;
-    a.underlay(&ua)?;
-    b.underlay(&ub)?;
-    Ok((a, b))
-}
-
-/// Binds `lp1` on `a` and `lp2` on `b`, then checks: both chassis and
-/// their encaps in the SB, each port bound on its own chassis with
-/// `ovn-installed`, and a tunnel port of that type from each chassis to the
-/// other.
-fn bind_and_check(ovn: &OvnCentral, a: &Chassis, b: &Chassis) -> Result<()> {
-    a.bind("lp1")?;
-    b.bind("lp2")?;
-
-    // Both chassis register with their encap on their underlay address.
-    if !wait_until(Duration::from_secs(30), || {
-        let names = ovn
-            .sbctl(&["--bare", "--columns=name", "list", "Chassis"])
-            .unwrap_or_default();
-        names.contains(&a.name) && names.contains(&b.name)
-    }) {
-        bail!("chassis did not register\n{}\n{}", a.diag(), b.diag());
-    }
-    for c in [a, b] {
-        let encap = ovn.sbctl(&[
-            "--bare",
-            "--columns=type,ip",
-            "find",
-            "Encap",
-            &format!("chassis_name={}", c.name),
-        ])?;
-        let words: Vec<&str> = encap.split_whitespace().collect();
-        assert_eq!(words, [c.encap.name(), c.ip.as_str()], "{} encap", c.name);
-    }
-    // Each port bound on its own chassis, its flows installed.
-    for (lp, c) in [("lp1", a), ("lp2", b)] {
-        if !wait_until(Duration::from_secs(30), || bound_chassis(ovn, lp) == c.name) {
-            bail!(
-                "{lp} not bound to {} (bound: {:?})\n{}",
-                c.name,
-                bound_chassis(ovn, lp),
-                c.diag()
-            );
-        }
-        if !wait_until(Duration::from_secs(30), || c.installed()) {
-            bail!("{} never got ovn-installed\n{}", c.vport, c.diag());
-        }
-    }
-    for lp in ["lp1", "lp2"] {
-        let up = ovn.sbctl(&[
-            "--bare",
-            "--columns=up",
-            "find",
-            "Port_Binding",
-            &format!("logical_port={lp}"),
-        ])?;
-        assert_eq!(up.trim(), "true", "{lp} up");
-    }
-    // ovn-controller made a tunnel port towards the other chassis.
-    for (c, peer) in [(a, b), (b, a)] {
-        if !wait_until(Duration::from_secs(20), || {
-            c.sw.vsctl(&[
-                "--bare",
-                "--columns=name",
-                "find",
-                "Interface",
-                &format!("type={}", c.encap),
-                &format!("options:remote_ip={}", peer.ip),
-            ])
-            .map(|s| !s.trim().is_empty())
-            .unwrap_or(false)
-        }) {
-            bail!("no tunnel port on {} to {}\n{}", c.name, peer.ip, c.diag());
-        }
-    }
-    Ok(())
 }
 
 #[test]
@@ -353,13 +88,13 @@ fn stock_ovn_spans_two_ferrovs_chassis_over_geneve() -> Result<()> {
             &format!("{} {}", lsp_mac(n), vm_ip(n)),
         ])?;
     }
-    let (mut a, mut b) = two_chassis(
+    let (mut a, mut b) = ferrovs_chassis(
         t,
         &ovn,
         [&format!("{}/24", vm_ip(1)), &format!("{}/24", vm_ip(2))],
         Encap::Geneve,
     )?;
-    bind_and_check(&ovn, &a, &b)?;
+    ovn.bind_and_check(&[("lp1", &a), ("lp2", &b)])?;
 
     // Traffic crosses the tunnel both ways: ARP (answered by OVN's
     // responder), ICMP, TCP.
@@ -432,7 +167,7 @@ fn check_encapsulation(c: &Chassis, uplink: &str) -> Result<()> {
         ])?
         .trim()
         .to_string();
-    let table = c.sw.ofctl(&["dump-flows", &c.int])?;
+    let table = c.sw.ofctl("dump-flows", &c.int, &[])?;
     let out = format!("output:{tport}");
     let from = format!("in_port={tport} ");
     let encap_rule = |l: &str| match c.encap {
@@ -489,48 +224,9 @@ fn check_encapsulation(c: &Chassis, uplink: &str) -> Result<()> {
 /// never sent an OpenFlow error.
 fn assert_healthy(cs: [&mut Chassis; 2]) -> Result<()> {
     for c in cs {
-        assert!(
-            c.sw.alive(),
-            "vswitchd of {} died:\n{}",
-            c.name,
-            c.sw.log_text()
-        );
-        let errors = openflow_errors(&c.log);
-        assert!(
-            errors.is_empty(),
-            "ovn-controller of {} received OpenFlow errors:\n{}",
-            c.name,
-            errors.join("\n")
-        );
-        assert!(
-            c.controller.child().try_wait()?.is_none(),
-            "ovn-controller of {} exited",
-            c.name
-        );
+        c.assert_healthy()?;
     }
     Ok(())
-}
-
-/// Whether a TCP connection from `client` to `ip:port` gets through (an
-/// `iperf3` server is started on `server` for it).
-fn tcp_connects(server: &Netns, client: &Netns, ip: &str, port: u16) -> Result<bool> {
-    let p = port.to_string();
-    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
-    std::thread::sleep(Duration::from_millis(500));
-    let out = client.exec_output(&[
-        "timeout",
-        "8",
-        "iperf3",
-        "-c",
-        ip,
-        "-p",
-        &p,
-        "-t",
-        "1",
-        "--connect-timeout",
-        "3000",
-    ])?;
-    Ok(out.status.success())
 }
 
 /// Routed across chassis, with stateful ACLs: `ls-a` (lp1, on chassis a)
@@ -612,10 +308,10 @@ fn stock_ovn_routes_across_two_ferrovs_chassis_with_stateful_acls() -> Result<()
         "outport == \"lp2\" && ip4",
         "allow-related",
     ])?;
-    let (mut a, mut b) = two_chassis(t, &ovn, ["10.97.1.1/24", "10.97.2.1/24"], Encap::Vxlan)?;
+    let (mut a, mut b) = ferrovs_chassis(t, &ovn, ["10.97.1.1/24", "10.97.2.1/24"], Encap::Vxlan)?;
     a.vm.exec(&["ip", "route", "add", "default", "via", "10.97.1.254"])?;
     b.vm.exec(&["ip", "route", "add", "default", "via", "10.97.2.254"])?;
-    bind_and_check(&ovn, &a, &b)?;
+    ovn.bind_and_check(&[("lp1", &a), ("lp2", &b)])?;
 
     if !a.vm.ping_eventually("10.97.2.1", Duration::from_secs(30)) {
         bail!("a cannot reach b through lr\n{}\n{}", a.diag(), b.diag());
@@ -643,40 +339,6 @@ fn stock_ovn_routes_across_two_ferrovs_chassis_with_stateful_acls() -> Result<()
         "{ct}"
     );
     assert_healthy([&mut a, &mut b])
-}
-
-/// A second VM namespace `<name>` behind chassis `c`'s integration bridge
-/// (veth `<name>p`), bound to logical port `lp`.
-fn extra_vm(c: &Chassis, name: &str, addr: &str, mac: &str, gw: &str, lp: &str) -> Result<Netns> {
-    let vm = Netns::new(name)?;
-    let port = format!("{name}p");
-    c.ns.exec(&[
-        "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &vm.name,
-    ])?;
-    c.ns.exec(&["ip", "link", "set", &port, "up"])?;
-    vm.exec(&["ip", "link", "set", "eth0", "address", mac])?;
-    vm.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
-    vm.exec(&["ip", "link", "set", "eth0", "mtu", "1400", "up"])?;
-    vm.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
-    vm.exec(&["ip", "route", "add", "default", "via", gw])?;
-    c.sw.vsctl(&[
-        "add-port",
-        &c.int,
-        &port,
-        "--",
-        "set",
-        "Interface",
-        &port,
-        &format!("external_ids:iface-id={lp}"),
-    ])?;
-    if !wait_until(Duration::from_secs(30), || {
-        c.sw.vsctl(&["get", "Interface", &port, "external_ids"])
-            .map(|s| s.contains("ovn-installed=\"true\""))
-            .unwrap_or(false)
-    }) {
-        bail!("{port} never got ovn-installed\n{}", c.diag());
-    }
-    Ok(vm)
 }
 
 /// A load balancer VIP on the router with one backend on each chassis:
@@ -755,17 +417,15 @@ fn stock_ovn_load_balancer_spreads_connections_over_backends_on_both_chassis() -
     ])?;
     ovn.nbctl(&["ls-lb-add", "ls-a", "lb"])?;
     ovn.nbctl(&["lr-lb-add", "lr", "lb"])?;
-    let (mut a, mut b) = two_chassis(t, &ovn, ["10.98.1.1/24", "10.98.2.2/24"], Encap::Geneve)?;
+    let (mut a, mut b) = ferrovs_chassis(t, &ovn, ["10.98.1.1/24", "10.98.2.2/24"], Encap::Geneve)?;
     a.vm.exec(&["ip", "route", "add", "default", "via", "10.98.1.254"])?;
     b.vm.exec(&["ip", "route", "add", "default", "via", "10.98.2.254"])?;
-    bind_and_check(&ovn, &a, &b)?;
-    let c = extra_vm(
-        &a,
+    ovn.bind_and_check(&[("lp1", &a), ("lp2", &b)])?;
+    let c = a.extra_vm(
         &format!("{t}w"),
-        "10.98.2.3/24",
         &lsp_mac(3),
-        "10.98.2.254",
         "lp3",
+        Some(("10.98.2.3/24", "10.98.2.254")),
     )?;
     // Each backend answers every connection on port 80 with its name.
     let dir = tempfile::Builder::new()
