@@ -847,6 +847,47 @@ impl StockOvs {
     }
 }
 
+/// `vsctl` arguments that create bridge `br` (`fail_mode=secure`) with the
+/// dummy ports `ports`, OpenFlow port numbers 1, 2, … in their order.
+pub fn dummy_bridge_args(br: &str, ports: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["add-br", br, "--", "set", "bridge", br, "fail_mode=secure"]
+        .map(String::from)
+        .to_vec();
+    for (i, p) in ports.iter().enumerate() {
+        args.extend(
+            [
+                "--",
+                "add-port",
+                br,
+                p,
+                "--",
+                "set",
+                "Interface",
+                p,
+                "type=dummy",
+            ]
+            .map(String::from),
+        );
+        args.push(format!("ofport_request={}", i + 1));
+    }
+    args
+}
+
+/// Stock OVS (its dummy datapath; its run directory named after `prefix`)
+/// and ferrovs, each with the bridge of [`dummy_bridge_args`]: the same
+/// ports and numbers on both, for tests that compare the two pipelines.
+pub fn dummy_pair(prefix: &str, br: &str, ports: &[&str]) -> Result<(StockOvs, Switch)> {
+    let args = dummy_bridge_args(br, ports);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ovs = StockOvs::start(prefix)?;
+    let mut ovs_args = args.clone();
+    ovs_args.extend(["--", "set", "bridge", br, "datapath_type=dummy"]);
+    ovs.vsctl(&ovs_args)?;
+    let fv = Switch::start()?;
+    fv.vsctl(&args)?;
+    Ok((ovs, fv))
+}
+
 impl Drop for StockOvs {
     fn drop(&mut self) {
         for pid in self.pids.iter().rev() {

@@ -515,33 +515,7 @@ fn rule_hit(
 #[test]
 fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
     require!("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ovs-appctl");
-    let mut args: Vec<String> = ["add-br", BR, "--", "set", "bridge", BR, "fail_mode=secure"]
-        .map(String::from)
-        .to_vec();
-    for (i, p) in PORTS.iter().enumerate() {
-        args.extend(
-            [
-                "--",
-                "add-port",
-                BR,
-                p,
-                "--",
-                "set",
-                "Interface",
-                p,
-                "type=dummy",
-            ]
-            .map(String::from),
-        );
-        args.push(format!("ofport_request={}", i + 1));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ovs = StockOvs::start("ct-ovs-")?;
-    let mut ovs_args = args.clone();
-    ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-    ovs.vsctl(&ovs_args)?;
-    let fv = Switch::start()?;
-    fv.vsctl(&args)?;
+    let (ovs, fv) = dummy_pair("ct-ovs-", BR, &PORTS)?;
     let fv_mgmt = format!("unix:{}", fv.rundir().join(format!("{BR}.mgmt")).display());
     let file = fv.rundir().join("ct-fw.txt");
     // The same firewall, IPv6 included.
@@ -762,33 +736,7 @@ fn trace_actions(trace: &str, ports: &BTreeMap<String, String>) -> Vec<String> {
 #[test]
 fn ofproto_trace_of_ct_pipelines_gives_stock_ovs_datapath_actions_in_every_pass() -> Result<()> {
     require!("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ovs-appctl");
-    let mut args: Vec<String> = ["add-br", BR, "--", "set", "bridge", BR, "fail_mode=secure"]
-        .map(String::from)
-        .to_vec();
-    for (i, p) in PORTS.iter().enumerate() {
-        args.extend(
-            [
-                "--",
-                "add-port",
-                BR,
-                p,
-                "--",
-                "set",
-                "Interface",
-                p,
-                "type=dummy",
-            ]
-            .map(String::from),
-        );
-        args.push(format!("ofport_request={}", i + 1));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ovs = StockOvs::start("ct-trace-ovs-")?;
-    let mut ovs_args = args.clone();
-    ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-    ovs.vsctl(&ovs_args)?;
-    let fv = Switch::start()?;
-    fv.vsctl(&args)?;
+    let (ovs, fv) = dummy_pair("ct-trace-ovs-", BR, &PORTS)?;
     let flows = "\
 table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=5)
 table=1,priority=10,ip,ct_state=+trk+new,in_port=1,actions=ct(commit,zone=5,exec(set_field:0x3->ct_mark),nat(src=10.0.0.100)),output:2

@@ -652,33 +652,7 @@ fn ct_state_of_fragment_sequences_matches_stock_ovs_on_dummy_ports() -> Result<(
     require!("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ovs-appctl");
     const BR: &str = "cfw0";
     const PORTS: [&str; 2] = ["cfwp1", "cfwp2"];
-    let mut args: Vec<String> = ["add-br", BR, "--", "set", "bridge", BR, "fail_mode=secure"]
-        .map(String::from)
-        .to_vec();
-    for (i, p) in PORTS.iter().enumerate() {
-        args.extend(
-            [
-                "--",
-                "add-port",
-                BR,
-                p,
-                "--",
-                "set",
-                "Interface",
-                p,
-                "type=dummy",
-            ]
-            .map(String::from),
-        );
-        args.push(format!("ofport_request={}", i + 1));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ovs = StockOvs::start("ctfrag-ovs-")?;
-    let mut ovs_args = args.clone();
-    ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-    ovs.vsctl(&ovs_args)?;
-    let fv = Switch::start()?;
-    fv.vsctl(&args)?;
+    let (ovs, fv) = dummy_pair("ctfrag-ovs-", BR, &PORTS)?;
     let v6: String = FIREWALL
         .lines()
         .filter(|l| l.contains(",ip,"))

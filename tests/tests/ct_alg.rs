@@ -341,32 +341,7 @@ fn rule_hit(
 #[test]
 fn ftp_and_tftp_alg_ct_states_match_stock_ovs_packet_by_packet() -> Result<()> {
     require!("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ovs-appctl");
-    let mut args: Vec<String> = ["add-br", BR, "--", "set", "bridge", BR, "fail_mode=secure"]
-        .map(String::from)
-        .to_vec();
-    for (i, p) in PORTS.iter().enumerate() {
-        for a in [
-            "--",
-            "add-port",
-            BR,
-            p,
-            "--",
-            "set",
-            "Interface",
-            p,
-            "type=dummy",
-        ] {
-            args.push(a.into());
-        }
-        args.push(format!("ofport_request={}", i + 1));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ovs = StockOvs::start("ctalg-ovs-")?;
-    let mut ovs_args = args.clone();
-    ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-    ovs.vsctl(&ovs_args)?;
-    let fv = Switch::start()?;
-    fv.vsctl(&args)?;
+    let (ovs, fv) = dummy_pair("ctalg-ovs-", BR, &PORTS)?;
     let fv_mgmt = format!("unix:{}", fv.rundir().join(format!("{BR}.mgmt")).display());
     let file = fv.rundir().join("ct-alg-fw.txt");
     std::fs::write(&file, DIFF_FIREWALL)?;

@@ -46,31 +46,7 @@ fn megaflow_fields(trace: &str) -> Result<Vec<String>> {
 fn select_group_selection_methods_are_kept_dumped_like_ovs_and_hash_only_their_fields() -> Result<()>
 {
     require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server");
-    let ovs = StockOvs::start("gsel-ovs-")?;
-    let sw = Switch::start()?;
-    let mut args: Vec<String> = vec!["add-br".into(), BR.into()];
-    for (i, n) in ["gsel1", "gsel2", "gsel3"].iter().enumerate() {
-        args.extend(
-            [
-                "--",
-                "add-port",
-                BR,
-                n,
-                "--",
-                "set",
-                "Interface",
-                n,
-                "type=dummy",
-            ]
-            .map(String::from),
-        );
-        args.push(format!("ofport_request={}", i + 1));
-    }
-    let ports: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut ovs_args = ports.clone();
-    ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-    ovs.vsctl(&ovs_args)?;
-    sw.vsctl(&ports)?;
+    let (ovs, sw) = dummy_pair("gsel-ovs-", BR, &["gsel1", "gsel2", "gsel3"])?;
     let fv_mgmt = format!("unix:{}", sw.rundir().join(format!("{BR}.mgmt")).display());
     let fv_sock = sw.rundir().join(format!("{BR}.mgmt"));
     if !wait_until(Duration::from_secs(10), || fv_sock.exists()) {

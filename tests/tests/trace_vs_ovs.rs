@@ -38,46 +38,9 @@ struct Pair {
     fv_ports: BTreeMap<u32, String>,
 }
 
-fn add_ports_args() -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "add-br".into(),
-        BR.into(),
-        "--".into(),
-        "set".into(),
-        "bridge".into(),
-        BR.into(),
-        "fail_mode=secure".into(),
-    ];
-    for (i, p) in PORTS.iter().enumerate() {
-        a.extend(
-            [
-                "--",
-                "add-port",
-                BR,
-                p,
-                "--",
-                "set",
-                "Interface",
-                p,
-                "type=dummy",
-            ]
-            .map(String::from),
-        );
-        a.push(format!("ofport_request={}", i + 1));
-    }
-    a
-}
-
 impl Pair {
     fn start() -> Result<Pair> {
-        let ovs = StockOvs::start("nxactions-ovs-")?;
-        let args = add_ports_args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut ovs_args = args.clone();
-        ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-        ovs.vsctl(&ovs_args)?;
-        let fv = Switch::start()?;
-        fv.vsctl(&args)?;
+        let (ovs, fv) = dummy_pair("nxactions-ovs-", BR, &PORTS)?;
         let mut pair = Pair {
             ovs,
             fv,

@@ -36,33 +36,7 @@ struct Pair {
 
 impl Pair {
     fn start() -> Result<Pair> {
-        let mut args: Vec<String> = ["add-br", BR, "--", "set", "bridge", BR, "fail_mode=secure"]
-            .map(String::from)
-            .to_vec();
-        for (i, p) in PORTS.iter().enumerate() {
-            args.extend(
-                [
-                    "--",
-                    "add-port",
-                    BR,
-                    p,
-                    "--",
-                    "set",
-                    "Interface",
-                    p,
-                    "type=dummy",
-                ]
-                .map(String::from),
-            );
-            args.push(format!("ofport_request={}", i + 1));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let ovs = StockOvs::start("tunmd-ovs-")?;
-        let mut ovs_args = args.clone();
-        ovs_args.extend(["--", "set", "bridge", BR, "datapath_type=dummy"]);
-        ovs.vsctl(&ovs_args)?;
-        let fv = Switch::start()?;
-        fv.vsctl(&args)?;
+        let (ovs, fv) = dummy_pair("tunmd-ovs-", BR, &PORTS)?;
         let mut pair = Pair {
             ovs,
             fv,
