@@ -391,21 +391,32 @@ fn build(w: &World) -> Built {
         fm.priority = r.priority;
         fm.m = r.m;
         // OVS refuses set_field/load/move on fields whose prerequisites the
-        // match lacks (OFPBAC_MATCH_INCONSISTENT); keep only the actions
-        // such a flow may carry.
-        let ok =
-            |a: &Action| flows::table::check_action_prereqs(&r.m, std::slice::from_ref(a)).is_ok();
-        fm.actions = r
-            .actions
-            .iter()
-            .filter(|a| ok(a))
-            .map(|a| match a {
-                Action::WriteActions(w) => {
-                    Action::WriteActions(w.iter().filter(|a| ok(a)).cloned().collect())
+        // match lacks (OFPBAC_MATCH_INCONSISTENT), following the packet
+        // through the list (after push_mpls an IP field is gone): keep, in
+        // order, only the actions such a flow may carry after those kept.
+        let keep = |acts: &[Action]| -> Vec<Action> {
+            let mut kept: Vec<Action> = Vec::new();
+            for a in acts {
+                let a = match a {
+                    Action::WriteActions(w) => Action::WriteActions(
+                        w.iter()
+                            .filter(|x| {
+                                flows::table::check_action_prereqs(&r.m, std::slice::from_ref(x))
+                                    .is_ok()
+                            })
+                            .cloned()
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
+                kept.push(a);
+                if flows::table::check_action_prereqs(&r.m, &kept).is_err() {
+                    kept.pop();
                 }
-                other => other.clone(),
-            })
-            .collect();
+            }
+            kept
+        };
+        fm.actions = keep(&r.actions);
         pipeline
             .flow_mod(&fm, 0)
             .expect("generated rules are valid");

@@ -108,7 +108,8 @@ fn vswitchd_reports_its_types_capabilities_and_ovs_datapath_ids() -> Result<()> 
         "[netdev]"
     );
     let types = get(&["Open_vSwitch", ".", "iface_types"])?;
-    // Tunnel types are listed since they forward (native tunnelling).
+    // Tunnel types are listed since they forward (native tunnelling), and
+    // patch since patch ports join bridges; nothing ferrovs lacks is.
     for t in [
         "internal",
         "system",
@@ -116,10 +117,13 @@ fn vswitchd_reports_its_types_capabilities_and_ovs_datapath_ids() -> Result<()> 
         "dpdkvhostuser",
         "vxlan",
         "geneve",
+        "patch",
     ] {
         assert!(types.contains(t), "{t} missing from {types}");
     }
-    assert!(!types.contains("patch"), "{types}");
+    for t in ["stt", "lisp", "bareudp", "erspan"] {
+        assert!(!types.contains(t), "{t} in {types}");
+    }
     assert!(
         wait_until(Duration::from_secs(10), || get(&[
             "Bridge",
