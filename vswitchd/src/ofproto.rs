@@ -645,10 +645,9 @@ fn drop_everything() -> UpcallResult {
 }
 
 impl SlowPath {
-    /// The slow path's decision for a missed packet; `account`: credit it
-    /// to the rules, mirrors and NetFlow it hits (false when the packet
-    /// comes up again after a stale decision, already credited).
-    fn decide(&self, key: &FlowKey, packet: &Packet, account: bool) -> UpcallResult {
+    /// The slow path's decision for a missed packet, credited to the rules,
+    /// mirrors and NetFlow it hits.
+    fn decide(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
         // A packet that re-entered after tnl_pop: the tunnel port it
         // belongs to depends on its outer addresses and key.
         let mut tnl_mask = FlowKey::default();
@@ -736,10 +735,8 @@ impl SlowPath {
                 continue;
             };
             let pst = &mut guards[i];
-            if account {
-                for (t, id) in &eff.rules_hit {
-                    pst.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
-                }
+            for (t, id) in &eff.rules_hit {
+                pst.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
             }
             self.request_flush_macs(pst.learn_requests(&eff.learned, now));
             if !eff.learned_flows.is_empty() {
@@ -754,10 +751,8 @@ impl SlowPath {
             peers.push((group[i].clone(), eff.rules_hit.clone()));
         }
         let st = &mut guards[root];
-        if account {
-            self.credit_patch(&x.patch_crossings, 1, packet.len() as u64);
-            st.credit_mirrors(mirrored, 1, packet.len() as u64);
-        }
+        self.credit_patch(&x.patch_crossings, 1, packet.len() as u64);
+        st.credit_mirrors(mirrored, 1, packet.len() as u64);
         // Kept where `userspace` looks: the input port's bridge.
         in_br.stash_packet_ins(&mut x);
         if let Some(e) = x.error {
@@ -768,14 +763,10 @@ impl SlowPath {
             let _ = self.reval_tx.send(RevalRequest::FlushAll);
         }
         self.unsupported.record(&br.name, &x);
-        if account {
-            for (t, id) in &x.rules_hit {
-                st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
-            }
+        for (t, id) in &x.rules_hit {
+            st.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
         }
-        if account {
-            st.pipeline.credit_lookups(&x.table_lookups, 1);
-        }
+        st.pipeline.credit_lookups(&x.table_lookups, 1);
         let mut mask = x.wc;
         mask.in_port = u32::MAX;
         let netflow = st.netflow.is_some().then(|| {
@@ -791,7 +782,7 @@ impl SlowPath {
         let sample = st.ipfix_sample;
         // Credited here like the rules and mirrors; an installed megaflow's
         // owner starts past this packet.
-        if account && let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
+        if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
         // Tunnel rewrites consult other bridges: never with these locked.
@@ -818,9 +809,8 @@ impl SlowPath {
                 owners.clear();
             }
             // The datapath counts this packet in the new megaflow too, and
-            // it was credited above (or, asked again, at its first
-            // decision): start the owner past it, or the next sync would
-            // credit it a second time.
+            // it was credited above: start the owner past it, or the next
+            // sync would credit it a second time.
             owners.insert(
                 m,
                 MegaflowOwner {
@@ -850,11 +840,7 @@ impl SlowPath {
 impl UpcallHandler for SlowPath {
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
         self.upcalls.fetch_add(1, Ordering::Relaxed);
-        self.decide(key, packet, true)
-    }
-
-    fn upcall_again(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
-        self.decide(key, packet, false)
+        self.decide(key, packet)
     }
 
     fn userspace(&self, action: &DpAction, key: &FlowKey, packet: &Packet) {

@@ -84,10 +84,11 @@ pub trait UpcallHandler: Send + Sync {
     /// Slow path for a packet that missed every cache (called on the handler
     /// thread). `key.in_port` is the datapath port.
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult;
-    /// The same packet again, because the decision [`UpcallHandler::upcall`]
-    /// gave for it went stale (a flush landed meanwhile) and was not used:
-    /// decide afresh, but the packet was already counted (rule, mirror and
-    /// flow-export statistics) the first time.
+    /// A miss asked again because the decision the slow path gave for it
+    /// went stale (a flush landed meanwhile) and was not used. By default,
+    /// and in vswitchd, it is decided and counted like any miss: that is the
+    /// count stock OVS gives in the fragment differential test
+    /// (`tests/tests/conntrack_frag.rs`); not counting it lost rule hits.
     fn upcall_again(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
         self.upcall(key, packet)
     }
