@@ -105,11 +105,11 @@ def run(ctx: Context) -> None:
                 raise RuntimeError(f"no conntrack entry between the VMs on hypervisor "
                                    f"{tunnel.SIDES[i]}: the ACLs did not apply")  # fmt: skip
 
+    ctx.alternate(NAME, "kernel", body, needs=("tunnel", "openflow"), start=False)
+
 
 def tracked(dump: str) -> bool:
     """Whether ``dpctl/dump-conntrack`` lists a connection between the two VMs."""
     x, y = netns.ADDRS
     ways = (f"src={x},dst={y}", f"src={y},dst={x}")
     return any(w in line for line in dump.splitlines() for w in ways)
-
-    ctx.alternate(NAME, "kernel", body, needs=("tunnel", "openflow"), start=False)

@@ -1,4 +1,5 @@
 import unittest
+from unittest import mock
 
 from harness import netns
 from harness.ovn import count_up, installed
@@ -51,6 +52,14 @@ class OvnTrafficScenario(unittest.TestCase):
         self.assertTrue(ovn_traffic.tracked(dump))
         self.assertFalse(ovn_traffic.tracked("tcp,orig=(src=10.9.0.1,dst=10.77.0.2,sport=1)\n"))
         self.assertFalse(ovn_traffic.tracked(""))
+
+    def test_run_alternates_the_switches_over_the_tunnel_topology(self):
+        ctx = mock.Mock(switch_names=["ferrovs", "ovs"])
+        with mock.patch.object(ovn_traffic.ovn, "missing", return_value=None):
+            ovn_traffic.run(ctx)
+        ctx.alternate.assert_called_once()
+        self.assertEqual(ctx.alternate.call_args.args[0], "ovn-traffic")
+        self.assertIs(ctx.alternate.call_args.kwargs["start"], False)
 
     def test_the_scenario_is_registered_and_left_out_of_quick(self):
         self.assertIs(BY_NAME["ovn-traffic"], ovn_traffic)
