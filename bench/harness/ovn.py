@@ -73,14 +73,16 @@ class Central:
 
 
 def start_controller(stack: ExitStack, central: Central, db: str, rundir: Path,
-                     system_id: str) -> None:
+                     system_id: str, netns: str | None = None) -> None:
     """Stock ovn-controller for the switch whose DB is ``db`` and whose run directory
-    (where ovn-controller finds ``<bridge>.mgmt``) is ``rundir``. The chassis settings
-    are written with the switch's own vsctl by the caller; see ``chassis_settings``."""
+    (where ovn-controller finds ``<bridge>.mgmt``) is ``rundir``, inside namespace
+    ``netns`` if given (a hypervisor's). The chassis settings are written with the
+    switch's own vsctl by the caller; see ``chassis_settings``."""
     (central.dir / system_id).mkdir(exist_ok=True)
+    in_ns = ["ip", "netns", "exec", netns] if netns else []
     spawn(
         stack,
-        ["ovn-controller", db, f"--log-file={central.dir}/ovn-controller-{system_id}.log",
+        [*in_ns, "ovn-controller", db, f"--log-file={central.dir}/ovn-controller-{system_id}.log",
          "-vconsole:off"],
         log_path=central.dir / f"ovn-controller-{system_id}.out",
         env={"OVS_RUNDIR": str(rundir), "OVN_RUNDIR": str(central.dir / system_id),
@@ -99,6 +101,12 @@ def chassis_settings(central: Central, system_id: str, bridge: str, encap_ip: st
         "external_ids:ovn-bridge-datapath-type=netdev",
         f"external_ids:ovn-bridge={bridge}",
     ]  # fmt: skip
+
+
+def installed(external_ids: str) -> bool:
+    """Whether ovn-controller marked an Interface installed, from
+    ``vsctl get Interface PORT external_ids``."""
+    return 'ovn-installed="true"' in external_ids or "ovn-installed=true" in external_ids
 
 
 def count_up(listing: str) -> int:

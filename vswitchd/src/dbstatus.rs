@@ -77,6 +77,52 @@ fn push_update(ops: &mut Vec<Op>, table: &str, target: Target, columns: BTreeMap
     }
 }
 
+/// The `status` key that reports BFD as unsupported on an Interface whose
+/// `bfd:enable` is true.
+pub const BFD_STATUS_KEY: &str = "bfd";
+/// Its value.
+pub const BFD_UNSUPPORTED: &str = "unsupported";
+
+/// Whether the Interface row asks for BFD (`bfd:enable=true`, as OVS reads it).
+fn bfd_requested(row: &Row) -> bool {
+    row.get("bfd")
+        .is_some_and(|d| d.to_string_map().get("enable").map(String::as_str) == Some("true"))
+}
+
+/// The `status` map to write when BFD has to be reported: with
+/// `bfd=unsupported` added while the row asks for BFD, without it once the
+/// row no longer does. `computed` is the switch's own status for the
+/// interface (tunnels), `None` when the switch does not own the column, in
+/// which case the other keys of the row's current status are kept. `None`
+/// when BFD changes nothing.
+fn bfd_status_entry(
+    row: &Row,
+    name: &str,
+    computed: Option<&BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    let current = row
+        .get("status")
+        .map(Datum::to_string_map)
+        .unwrap_or_default();
+    let requested = bfd_requested(row);
+    if !requested && !current.contains_key(BFD_STATUS_KEY) {
+        return None;
+    }
+    let mut status = computed.cloned().unwrap_or_else(|| current.clone());
+    if requested {
+        if current.get(BFD_STATUS_KEY).map(String::as_str) != Some(BFD_UNSUPPORTED) {
+            tracing::warn!(
+                interface = name,
+                "bfd:enable=true ignored: ferrovs does not run BFD (status:{BFD_STATUS_KEY}={BFD_UNSUPPORTED}, bfd_status left empty)"
+            );
+        }
+        status.insert(BFD_STATUS_KEY.to_owned(), BFD_UNSUPPORTED.to_owned());
+    } else {
+        status.remove(BFD_STATUS_KEY);
+    }
+    Some(status)
+}
+
 /// The write operations that bring the DB in line with `rt`; `data` is the
 /// snapshot `rt.cfg` was read from.
 pub fn status_ops(data: &Data, rt: &Runtime) -> Vec<Op> {
@@ -100,8 +146,21 @@ pub fn status_ops(data: &Data, rt: &Runtime) -> Vec<Op> {
                 }),
             ),
         ];
-        if let Some(status) = &s.status {
+        let status = bfd_status_entry(row, &s.name, s.status.as_ref());
+        if let Some(status) = status.as_ref().or(s.status.as_ref()) {
             want.push(("status", Datum::string_map(status.iter())));
+        }
+        // ferrovs runs no BFD session: `bfd_status` stays empty, whatever an
+        // earlier switch on this DB left there (a stale `forwarding=true`
+        // would tell OVN a tunnel is alive).
+        if row
+            .get("bfd_status")
+            .is_some_and(|d| !d.to_string_map().is_empty())
+        {
+            want.push((
+                "bfd_status",
+                Datum::string_map(BTreeMap::<String, String>::new()),
+            ));
         }
         if let Some(stats) = rt.stats.and_then(|st| st.get(&s.name)) {
             want.push((
@@ -327,6 +386,76 @@ mod tests {
             panic!("{ops:?}")
         };
         assert_eq!(columns.keys().collect::<Vec<_>>(), ["link_state"]);
+    }
+
+    fn iface_row(
+        db: &ovsdb::Db,
+        iface: Uuid,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let data = db.snapshot();
+        let row = data.row("Interface", &iface).unwrap();
+        let map = |c: &str| row.get(c).map(Datum::to_string_map).unwrap_or_default();
+        (map("status"), map("bfd_status"))
+    }
+
+    #[test]
+    fn bfd_enable_is_reported_unsupported_in_status_and_bfd_status_stays_empty() {
+        let (db, iface) = setup();
+        // BFD asked for, and a bfd_status left behind by an earlier switch
+        // on this DB, claiming the session forwards.
+        ok(
+            &db,
+            json!(["Open_vSwitch",
+                {"op": "update", "table": "Interface", "where": [],
+                 "row": {"bfd": ["map", [["enable", "true"], ["min_tx", "100"]]],
+                         "bfd_status": ["map", [["state", "up"], ["forwarding", "true"]]],
+                         "status": ["map", [["driver_name", "veth"]]]}}]),
+        );
+        db.write(&pass(&db, iface, true)).unwrap();
+        let (status, bfd_status) = iface_row(&db, iface);
+        assert_eq!(
+            status.get(BFD_STATUS_KEY).map(String::as_str),
+            Some(BFD_UNSUPPORTED)
+        );
+        // The other keys of a column the switch does not own are kept.
+        assert_eq!(status.get("driver_name").map(String::as_str), Some("veth"));
+        assert!(bfd_status.is_empty(), "{bfd_status:?}");
+        // Written once.
+        assert_eq!(pass(&db, iface, true), vec![]);
+        // BFD switched off: the report goes, the rest stays.
+        ok(
+            &db,
+            json!(["Open_vSwitch",
+                {"op": "update", "table": "Interface", "where": [],
+                 "row": {"bfd": ["map", [["enable", "false"]]]}}]),
+        );
+        db.write(&pass(&db, iface, true)).unwrap();
+        let (status, _) = iface_row(&db, iface);
+        assert_eq!(status.get(BFD_STATUS_KEY), None);
+        assert_eq!(status.get("driver_name").map(String::as_str), Some("veth"));
+        assert_eq!(pass(&db, iface, true), vec![]);
+    }
+
+    #[test]
+    fn a_tunnel_asking_for_bfd_reports_it_beside_its_own_status() {
+        let (db, iface) = setup();
+        ok(
+            &db,
+            json!(["Open_vSwitch",
+                {"op": "update", "table": "Interface", "where": [],
+                 "row": {"bfd": ["map", [["enable", "true"]]]}}]),
+        );
+        let data = db.snapshot();
+        let row = data.row("Interface", &iface).unwrap();
+        let tunnel = BTreeMap::from([("tunnel_egress_iface".to_owned(), "br-phy".to_owned())]);
+        let status = bfd_status_entry(row, "vm1", Some(&tunnel)).unwrap();
+        assert_eq!(status["tunnel_egress_iface"], "br-phy");
+        assert_eq!(status[BFD_STATUS_KEY], BFD_UNSUPPORTED);
+        // Without BFD the tunnel's own status is written as computed.
+        let (db, iface) = setup();
+        let data = db.snapshot();
+        let row = data.row("Interface", &iface).unwrap();
+        assert_eq!(bfd_status_entry(row, "vm1", Some(&tunnel)), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ from . import (
     latency,
     memory,
     ovn,
+    ovn_traffic,
     restart,
     tunnel,
     vhost_loop,
@@ -27,5 +28,6 @@ ALL = [
     conntrack,
     ovn,
     tunnel,
+    ovn_traffic,
 ]
 BY_NAME = {m.NAME: m for m in ALL}

@@ -88,21 +88,29 @@ def start_hypervisors(stack: ExitStack, sw) -> list:
     return pair
 
 
+def configure_underlay(s, i: int) -> None:
+    """Hypervisor ``i``'s underlay bridge: the underlay veth as its port, the underlay
+    address on its internal port, the tunnel route through it."""
+    side, hv = SIDES[i], HYPERVISORS[i]
+    phy = f"{PREFIX}-p{side}"
+    s.add_bridge(phy)
+    s.add_port(phy, f"{PREFIX}-u{side}")
+    wait_for(f"{phy} internal port", lambda: netns.link_exists(phy, hv), 15)
+    sh(["ip", "-n", hv, "link", "set", phy, "up"])
+    sh(["ip", "-n", hv, "addr", "add", f"{UNDERLAY[i]}/24", "dev", phy])
+    s.tunnel_route(UNDERLAY_NET, phy)
+
+
 def configure_vxlan(sws: list) -> None:
     for i, s in enumerate(sws):
-        side, hv = SIDES[i], HYPERVISORS[i]
-        phy, integ = f"{PREFIX}-p{side}", f"{PREFIX}-i{side}"
-        s.add_bridge(phy)
-        s.add_port(phy, f"{PREFIX}-u{side}")
-        wait_for(f"{phy} internal port", lambda: netns.link_exists(phy, hv), 15)
-        sh(["ip", "-n", hv, "link", "set", phy, "up"])
-        sh(["ip", "-n", hv, "addr", "add", f"{UNDERLAY[i]}/24", "dev", phy])
+        side = SIDES[i]
+        integ = f"{PREFIX}-i{side}"
+        configure_underlay(s, i)
         s.add_bridge(integ)
         s.add_port(integ, vm_pair().ports[i])
         tnl = f"{PREFIX}-x{side}"
         s.add_port(integ, tnl, "--", "set", "Interface", tnl, "type=vxlan",
                    f"options:remote_ip={UNDERLAY[1 - i]}", f"options:key={VNI}")  # fmt: skip
-        s.tunnel_route(UNDERLAY_NET, phy)
 
 
 def configure_plain(sws: list) -> None:
@@ -124,15 +132,17 @@ def reach(pair: netns.HostPair) -> None:
 
 
 def measure(ctx: Context, stack: ExitStack, sw, pair: netns.HostPair, kind: str,
-            tx_on: bool) -> None:  # fmt: skip
+            tx_on: bool, scenario: str = NAME) -> None:  # fmt: skip
+    """iperf3 between the VMs: TCP (with offloads on first if ``tx_on``), then with tx
+    off, then 64 B UDP; recorded under ``scenario``, cases prefixed by ``kind``."""
     reach(pair)
-    iperf.start_server(stack, pair, ctx.logdir / f"{NAME}-{sw.name}-iperf3.log")
+    iperf.start_server(stack, pair, ctx.logdir / f"{scenario}-{sw.name}-iperf3.log")
     seconds = ctx.seconds(2, 10)
     label = sw.label["kernel"]
 
     def tcp(case: str) -> None:
         out = iperf.client(pair, seconds)
-        ctx.results.add(NAME, f"{kind}, TCP, {case}", "goodput", "Gbit/s", sw.name, label,
+        ctx.results.add(scenario, f"{kind}, TCP, {case}", "goodput", "Gbit/s", sw.name, label,
                         iperf.parse_tcp_bps(out) / 1e9)  # fmt: skip
         time.sleep(0.5)
 
@@ -143,8 +153,9 @@ def measure(ctx: Context, stack: ExitStack, sw, pair: netns.HostPair, kind: str,
     tcp(TX_OFF)
     udp = iperf.client(pair, seconds, "-u", "-l", "64", "-b", "0")
     pps, loss = iperf.parse_udp(udp)
-    ctx.results.add(NAME, f"{kind}, UDP 64 B", "received", "kpps", sw.name, label, pps / 1e3)
-    ctx.results.add(NAME, f"{kind}, UDP 64 B", "loss", "%", sw.name, label, loss, "lower")
+    ctx.results.add(scenario, f"{kind}, UDP 64 B", "received", "kpps", sw.name, label,
+                    pps / 1e3)  # fmt: skip
+    ctx.results.add(scenario, f"{kind}, UDP 64 B", "loss", "%", sw.name, label, loss, "lower")
 
 
 def tso_through_tunnel(sw) -> bool:
