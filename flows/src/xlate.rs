@@ -2273,6 +2273,56 @@ pub fn format_trace_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_rewrites_print_as_ovs_commits_them_one_set_per_header() {
+        let ct = |id: u32| format!("ct({id})");
+        let mut k = FlowKey::default();
+        k.dl_type = ethertype::IPV4;
+        k.nw_proto = ipproto::ICMP;
+        k.tp_dst = 3; // ICMP code
+        let a = [
+            DpAction::SetEthDst([0, 0, 0, 0, 0, 2]),
+            DpAction::SetIpTtl(63),
+            DpAction::SetEthSrc([0, 0, 0, 0, 0, 1]),
+            DpAction::SetIpv4Dst(0x0a00_0001),
+            DpAction::SetIcmpType(0),
+            DpAction::Output(1),
+            DpAction::SetIpTtl(62),
+            DpAction::Output(2),
+        ];
+        assert_eq!(
+            format_dp_actions_keyed(&a, &ct, Some(&k)),
+            "set(eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02)),set(ipv4(dst=10.0.0.1,ttl=63)),set(icmp(type=0,code=3)),1,set(ipv4(ttl=62)),2"
+        );
+        let arp = [
+            DpAction::SetArpOp(2),
+            DpAction::SetArpTha([0, 0, 0, 0, 0, 9]),
+            DpAction::SetArpSpa(0x0a00_0002),
+            DpAction::SetArpOp(1),
+        ];
+        assert_eq!(
+            format_dp_actions_with(&arp, &ct),
+            "set(arp(sip=10.0.0.2,op=1,tha=00:00:00:00:00:09))"
+        );
+        let mut k6 = FlowKey::default();
+        k6.dl_type = ethertype::IPV6;
+        k6.nw_proto = ipproto::UDP;
+        let a6 = [
+            DpAction::SetIpTtl(9),
+            DpAction::SetTpDst(53),
+            DpAction::Output(3),
+        ];
+        assert_eq!(
+            format_dp_actions_keyed(&a6, &ct, Some(&k6)),
+            "set(ipv6(hlimit=9)),set(udp(dst=53)),3"
+        );
+        // One rewrite alone, no key: printed as before.
+        assert_eq!(
+            format_dp_actions_with(&[DpAction::SetIpTtl(9)], &ct),
+            "set(ip(ttl=9))"
+        );
+    }
     use crate::group::{Bucket, Group, GroupType};
     use crate::table::{FlowMod, FlowModCommand};
     use crate::text::parse_flow_mod;
