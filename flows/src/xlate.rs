@@ -2277,10 +2277,13 @@ mod tests {
     #[test]
     fn header_rewrites_print_as_ovs_commits_them_one_set_per_header() {
         let ct = |id: u32| format!("ct({id})");
-        let mut k = FlowKey::default();
-        k.dl_type = ethertype::IPV4;
-        k.nw_proto = ipproto::ICMP;
-        k.tp_dst = 3; // ICMP code
+        // tp_dst holds the ICMP code.
+        let k = FlowKey {
+            dl_type: ethertype::IPV4,
+            nw_proto: ipproto::ICMP,
+            tp_dst: 3,
+            ..Default::default()
+        };
         let a = [
             DpAction::SetEthDst([0, 0, 0, 0, 0, 2]),
             DpAction::SetIpTtl(63),
@@ -2305,9 +2308,11 @@ mod tests {
             format_dp_actions_with(&arp, &ct),
             "set(arp(sip=10.0.0.2,op=1,tha=00:00:00:00:00:09))"
         );
-        let mut k6 = FlowKey::default();
-        k6.dl_type = ethertype::IPV6;
-        k6.nw_proto = ipproto::UDP;
+        let k6 = FlowKey {
+            dl_type: ethertype::IPV6,
+            nw_proto: ipproto::UDP,
+            ..Default::default()
+        };
         let a6 = [
             DpAction::SetIpTtl(9),
             DpAction::SetTpDst(53),
