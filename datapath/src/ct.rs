@@ -284,7 +284,15 @@ pub fn format_ct_args(a: &CtArgs) -> String {
         parts.push(format!("zone={}", a.zone));
     }
     if let Some((v, m)) = a.set_mark {
-        parts.push(format!("mark={v:#x}/{m:#x}"));
+        // OVS prints with C's `%#x`, which writes zero as plain `0`.
+        let c_hex = |x: u32| {
+            if x == 0 {
+                "0".to_string()
+            } else {
+                format!("{x:#x}")
+            }
+        };
+        parts.push(format!("mark={}/{}", c_hex(v), c_hex(m)));
     }
     if let Some((v, m)) = a.set_label {
         parts.push(format!("label={v:#x}/{m:#x}"));

@@ -1790,6 +1790,22 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
 /// [`format_dp_actions`], with `ct_text` printing a `DpAction::Ct` (whose
 /// arguments only the datapath knows).
 pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String {
+    format_dp_actions_keyed(actions, ct_text, None)
+}
+
+/// [`format_dp_actions_with`] for a packet whose key before the actions is
+/// `key`: each run of header rewrites is printed as OVS commits it, one
+/// `set(HEADER(...))` per header in OVS's key order (eth, then ipv4, ipv6
+/// or arp, then tcp/udp/sctp, then icmp), fields in the header's order,
+/// the last value of a field winning. With the key, TTL and TOS rewrites
+/// are named for the packet's IP version, port rewrites for its L4
+/// protocol, and an ICMP rewrite carries type and code (OVS sets the
+/// whole ICMP header).
+pub fn format_dp_actions_keyed(
+    actions: &[DpAction],
+    ct_text: &dyn Fn(u32) -> String,
+    key: Option<&FlowKey>,
+) -> String {
     if actions.is_empty() {
         return "drop".into();
     }
@@ -1806,17 +1822,20 @@ pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> Str
             if b.is_empty() {
                 "drop".to_string()
             } else {
-                format_dp_actions_with(b, ct_text)
+                format_dp_actions_keyed(b, ct_text, key)
             }
         };
         let head = if i == 0 {
             String::new()
         } else {
-            format!("{},", format_dp_actions_with(&actions[..i], ct_text))
+            format!("{},", format_dp_actions_keyed(&actions[..i], ct_text, key))
         };
         let after = i + 1 + gt.len() + le.len();
         let tail = if after < actions.len() {
-            format!(",{}", format_dp_actions_with(&actions[after..], ct_text))
+            format!(
+                ",{}",
+                format_dp_actions_keyed(&actions[after..], ct_text, key)
+            )
         } else {
             String::new()
         };
@@ -1826,6 +1845,254 @@ pub fn format_dp_actions_with(actions: &[DpAction], ct_text: &dyn Fn(u32) -> Str
             branch(le)
         );
     }
+    if key.is_some()
+        || actions
+            .windows(2)
+            .any(|w| is_header_set(&w[0]) && is_header_set(&w[1]))
+    {
+        return format_runs(actions, ct_text, key);
+    }
+    format_each(actions, ct_text)
+}
+
+/// Rewrites of the headers that OVS commits as one `set()` per header.
+fn is_header_set(a: &DpAction) -> bool {
+    matches!(
+        a,
+        DpAction::SetEthSrc(_)
+            | DpAction::SetEthDst(_)
+            | DpAction::SetIpv4Src(_)
+            | DpAction::SetIpv4Dst(_)
+            | DpAction::SetIpv6Src(_)
+            | DpAction::SetIpv6Dst(_)
+            | DpAction::SetIpTos(_)
+            | DpAction::SetIpTtl(_)
+            | DpAction::SetTpSrc(_)
+            | DpAction::SetTpDst(_)
+            | DpAction::SetIcmpType(_)
+            | DpAction::SetIcmpCode(_)
+            | DpAction::SetArpOp(_)
+            | DpAction::SetArpSpa(_)
+            | DpAction::SetArpTpa(_)
+            | DpAction::SetArpSha(_)
+            | DpAction::SetArpTha(_)
+    )
+}
+
+/// Prints `actions` (no check_pkt_len), merging each run of header
+/// rewrites as [`format_dp_actions_keyed`] says.
+fn format_runs(
+    actions: &[DpAction],
+    ct_text: &dyn Fn(u32) -> String,
+    key: Option<&FlowKey>,
+) -> String {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let mac = |m: &[u8; 6]| wire::MacAddr(*m).to_string();
+    let ipv6 = |run: &[DpAction]| match key {
+        Some(k) => k.dl_type == ethertype::IPV6,
+        None => run
+            .iter()
+            .any(|a| matches!(a, DpAction::SetIpv6Src(_) | DpAction::SetIpv6Dst(_))),
+    };
+    // The ICMP code as the packet has it so far (tp_dst holds it).
+    let mut icmp_code = key.map(|k| k.tp_dst as u8);
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < actions.len() {
+        if !is_header_set(&actions[i]) {
+            parts.push(format_each(&actions[i..=i], ct_text));
+            i += 1;
+            continue;
+        }
+        let end = actions[i..]
+            .iter()
+            .position(|a| !is_header_set(a))
+            .map_or(actions.len(), |n| i + n);
+        let run = &actions[i..end];
+        i = end;
+        // Last value of each field in the run, as text, per header slot.
+        let last = |f: &dyn Fn(&DpAction) -> Option<String>| run.iter().rev().find_map(f);
+        let mut header = |name: &str, fields: Vec<(&str, Option<String>)>| {
+            let set: Vec<String> = fields
+                .into_iter()
+                .filter_map(|(n, v)| v.map(|v| format!("{n}={v}")))
+                .collect();
+            if !set.is_empty() {
+                parts.push(format!("set({name}({}))", set.join(",")));
+            }
+        };
+        header(
+            "eth",
+            vec![
+                (
+                    "src",
+                    last(&|a| match a {
+                        DpAction::SetEthSrc(m) => Some(mac(m)),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "dst",
+                    last(&|a| match a {
+                        DpAction::SetEthDst(m) => Some(mac(m)),
+                        _ => None,
+                    }),
+                ),
+            ],
+        );
+        let tos = last(&|a| match a {
+            DpAction::SetIpTos(t) => Some(format!("{t:#x}")),
+            _ => None,
+        });
+        let ttl = last(&|a| match a {
+            DpAction::SetIpTtl(t) => Some(t.to_string()),
+            _ => None,
+        });
+        if ipv6(run) {
+            header(
+                "ipv6",
+                vec![
+                    (
+                        "src",
+                        last(&|a| match a {
+                            DpAction::SetIpv6Src(v) => Some(Ipv6Addr::from(*v).to_string()),
+                            _ => None,
+                        }),
+                    ),
+                    (
+                        "dst",
+                        last(&|a| match a {
+                            DpAction::SetIpv6Dst(v) => Some(Ipv6Addr::from(*v).to_string()),
+                            _ => None,
+                        }),
+                    ),
+                    ("tclass", tos),
+                    ("hlimit", ttl),
+                ],
+            );
+        } else if key.is_some()
+            || run
+                .iter()
+                .any(|a| matches!(a, DpAction::SetIpv4Src(_) | DpAction::SetIpv4Dst(_)))
+        {
+            header(
+                "ipv4",
+                vec![
+                    (
+                        "src",
+                        last(&|a| match a {
+                            DpAction::SetIpv4Src(v) => Some(Ipv4Addr::from(*v).to_string()),
+                            _ => None,
+                        }),
+                    ),
+                    (
+                        "dst",
+                        last(&|a| match a {
+                            DpAction::SetIpv4Dst(v) => Some(Ipv4Addr::from(*v).to_string()),
+                            _ => None,
+                        }),
+                    ),
+                    ("tos", tos),
+                    ("ttl", ttl),
+                ],
+            );
+        } else {
+            header("ip", vec![("tos", tos), ("ttl", ttl)]);
+        }
+        header(
+            "arp",
+            vec![
+                (
+                    "sip",
+                    last(&|a| match a {
+                        DpAction::SetArpSpa(v) => Some(Ipv4Addr::from(*v).to_string()),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "tip",
+                    last(&|a| match a {
+                        DpAction::SetArpTpa(v) => Some(Ipv4Addr::from(*v).to_string()),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "op",
+                    last(&|a| match a {
+                        DpAction::SetArpOp(v) => Some(v.to_string()),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "sha",
+                    last(&|a| match a {
+                        DpAction::SetArpSha(m) => Some(mac(m)),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "tha",
+                    last(&|a| match a {
+                        DpAction::SetArpTha(m) => Some(mac(m)),
+                        _ => None,
+                    }),
+                ),
+            ],
+        );
+        let l4 = match key.map(|k| k.nw_proto) {
+            Some(6) => "tcp",
+            Some(17) => "udp",
+            Some(132) => "sctp",
+            _ => "l4",
+        };
+        header(
+            l4,
+            vec![
+                (
+                    "src",
+                    last(&|a| match a {
+                        DpAction::SetTpSrc(p) => Some(p.to_string()),
+                        _ => None,
+                    }),
+                ),
+                (
+                    "dst",
+                    last(&|a| match a {
+                        DpAction::SetTpDst(p) => Some(p.to_string()),
+                        _ => None,
+                    }),
+                ),
+            ],
+        );
+        let itype = last(&|a| match a {
+            DpAction::SetIcmpType(t) => Some(t.to_string()),
+            _ => None,
+        });
+        let icode = run.iter().rev().find_map(|a| match a {
+            DpAction::SetIcmpCode(c) => Some(*c),
+            _ => None,
+        });
+        if let Some(c) = icode {
+            icmp_code = Some(c);
+        }
+        let icmp = if ipv6(run) { "icmpv6" } else { "icmp" };
+        match (itype, icode) {
+            (None, None) => {}
+            (Some(t), _) if icmp_code.is_some() => header(
+                icmp,
+                vec![
+                    ("type", Some(t)),
+                    ("code", icmp_code.map(|c| c.to_string())),
+                ],
+            ),
+            (t, c) => header(icmp, vec![("type", t), ("code", c.map(|c| c.to_string()))]),
+        }
+    }
+    parts.join(",")
+}
+
+/// Prints each action on its own (no check_pkt_len).
+fn format_each(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String {
     let mac = |m: &[u8; 6]| wire::MacAddr(*m);
     actions
         .iter()
@@ -1998,7 +2265,7 @@ pub fn format_trace_with(
     let _ = write!(
         s,
         "Datapath actions: {}",
-        format_dp_actions_with(&r.actions, ct_text)
+        format_dp_actions_keyed(&r.actions, ct_text, Some(key))
     );
     s
 }
@@ -2006,6 +2273,61 @@ pub fn format_trace_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_rewrites_print_as_ovs_commits_them_one_set_per_header() {
+        let ct = |id: u32| format!("ct({id})");
+        // tp_dst holds the ICMP code.
+        let k = FlowKey {
+            dl_type: ethertype::IPV4,
+            nw_proto: ipproto::ICMP,
+            tp_dst: 3,
+            ..Default::default()
+        };
+        let a = [
+            DpAction::SetEthDst([0, 0, 0, 0, 0, 2]),
+            DpAction::SetIpTtl(63),
+            DpAction::SetEthSrc([0, 0, 0, 0, 0, 1]),
+            DpAction::SetIpv4Dst(0x0a00_0001),
+            DpAction::SetIcmpType(0),
+            DpAction::Output(1),
+            DpAction::SetIpTtl(62),
+            DpAction::Output(2),
+        ];
+        assert_eq!(
+            format_dp_actions_keyed(&a, &ct, Some(&k)),
+            "set(eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02)),set(ipv4(dst=10.0.0.1,ttl=63)),set(icmp(type=0,code=3)),1,set(ipv4(ttl=62)),2"
+        );
+        let arp = [
+            DpAction::SetArpOp(2),
+            DpAction::SetArpTha([0, 0, 0, 0, 0, 9]),
+            DpAction::SetArpSpa(0x0a00_0002),
+            DpAction::SetArpOp(1),
+        ];
+        assert_eq!(
+            format_dp_actions_with(&arp, &ct),
+            "set(arp(sip=10.0.0.2,op=1,tha=00:00:00:00:00:09))"
+        );
+        let k6 = FlowKey {
+            dl_type: ethertype::IPV6,
+            nw_proto: ipproto::UDP,
+            ..Default::default()
+        };
+        let a6 = [
+            DpAction::SetIpTtl(9),
+            DpAction::SetTpDst(53),
+            DpAction::Output(3),
+        ];
+        assert_eq!(
+            format_dp_actions_keyed(&a6, &ct, Some(&k6)),
+            "set(ipv6(hlimit=9)),set(udp(dst=53)),3"
+        );
+        // One rewrite alone, no key: printed as before.
+        assert_eq!(
+            format_dp_actions_with(&[DpAction::SetIpTtl(9)], &ct),
+            "set(ip(ttl=9))"
+        );
+    }
     use crate::group::{Bucket, Group, GroupType};
     use crate::table::{FlowMod, FlowModCommand};
     use crate::text::parse_flow_mod;

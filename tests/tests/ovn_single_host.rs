@@ -10,29 +10,16 @@
 //! the oracle for the flow table: ovn-controller installs the same flows on
 //! both switches.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use ferrovs_tests::ovn::{OvnCentral, dhcp_lease, openflow_errors};
+use ferrovs_tests::ovn::{
+    OvnCentral, central, chassis_settings, dhcp_lease, lsp_mac, normalise_flows, openflow_errors,
+    reports_zero_snat, routed_pair, start_controller, without_zero_snat,
+};
 use ferrovs_tests::*;
-
-/// A fixed service-monitor MAC: northd otherwise picks a random one, and it
-/// shows up in the flow table.
-const SVC_MONITOR_MAC: &str = "0a:00:00:00:00:fe";
-
-/// The OVN central part, with a fixed service-monitor MAC.
-fn central(dir: &Path) -> Result<OvnCentral> {
-    let ovn = OvnCentral::start(dir)?;
-    ovn.nbctl(&[
-        "set",
-        "NB_Global",
-        ".",
-        &format!("options:svc_monitor_mac=\"{SVC_MONITOR_MAC}\""),
-    ])?;
-    Ok(ovn)
-}
 
 /// One logical switch `ls` with ports `lp1`, `lp2` (MAC
 /// `00:00:00:00:99:0N`, IP `10.<net>.0.N`).
@@ -51,137 +38,6 @@ fn two_port_switch(ovn: &OvnCentral, net: u8) -> Result<()> {
         ])?;
     }
     Ok(())
-}
-
-fn lsp_mac(i: u32) -> String {
-    format!("00:00:00:00:99:0{i}")
-}
-
-/// Stock `ovn-controller` for the switch whose DB socket is `db` and whose
-/// run directory (where it finds `<bridge>.mgmt`) is `ovs_rundir`.
-fn start_controller(db: &str, ovs_rundir: &Path, dir: &Path) -> Result<(ChildGuard, PathBuf)> {
-    let log = dir.join("ovn-controller.log");
-    let child = Command::new("ovn-controller")
-        .arg(db)
-        .arg(format!("--log-file={}", log.display()))
-        .arg("-vconsole:off")
-        // Every message on its three OpenFlow connections, errors included.
-        .arg("-vfile:vconn:dbg")
-        .env("OVS_RUNDIR", ovs_rundir)
-        .env("OVN_RUNDIR", dir)
-        .env("OVN_LOGDIR", dir)
-        .spawn()?;
-    Ok((ChildGuard(Some(child)), log))
-}
-
-/// The `Open_vSwitch` settings that make ovn-controller manage bridge `br`.
-fn chassis_settings(system_id: &str, sb: &str, br: &str) -> Vec<String> {
-    vec![
-        "set".into(),
-        "Open_vSwitch".into(),
-        ".".into(),
-        format!("external_ids:system-id={system_id}"),
-        format!("external_ids:ovn-remote={sb}"),
-        "external_ids:ovn-encap-type=geneve".into(),
-        "external_ids:ovn-encap-ip=127.0.0.1".into(),
-        "external_ids:ovn-bridge-datapath-type=netdev".into(),
-        format!("external_ids:ovn-bridge={br}"),
-    ]
-}
-
-/// `ovs-ofctl dump-flows` output without what differs from run to run
-/// (cookies come from logical-flow UUIDs, counters and ages from timing),
-/// one flow per line, sorted.
-fn normalise_flows(dump: &str) -> Vec<String> {
-    let mut out: Vec<String> = dump
-        .lines()
-        .filter(|l| !l.starts_with("OFPST_FLOW") && !l.trim().is_empty())
-        .map(|l| {
-            l.trim()
-                .split(", ")
-                .filter(|part| {
-                    ![
-                        "cookie=",
-                        "duration=",
-                        "n_packets=",
-                        "n_bytes=",
-                        "idle_age=",
-                        "hard_age=",
-                    ]
-                    .iter()
-                    .any(|p| part.starts_with(p))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        // ferrovs has one field for the ICMP and ICMPv6 type and writes
-        // the ICMPv4 OXM in set_field (the datapath effect is the same).
-        .map(|l| l.replace("->icmpv6_type", "->icmp_type"))
-        .map(|l| sort_fanout(&hide_zones(&l)))
-        .collect();
-    out.sort();
-    out
-}
-
-/// Conntrack zones (reg11, reg12, reg13 in OVN 23.03's pipeline) are
-/// numbered by ovn-controller in the order it meets datapaths and ports,
-/// which varies from run to run: keep only where a zone is loaded.
-fn hide_zones(line: &str) -> String {
-    let mut out = line.to_string();
-    for reg in ["reg11", "reg12", "reg13"] {
-        let pat = format!("->{reg}");
-        let mut from = 0;
-        while let Some(at) = out[from..].find(&pat).map(|i| i + from) {
-            match out[..at].rfind("set_field:") {
-                Some(sf) if !out[sf..at].contains(',') => {
-                    let start = sf + "set_field:".len();
-                    out.replace_range(start..at, "ZONE");
-                    from = start + "ZONE".len() + pat.len();
-                }
-                _ => from = at + pat.len(),
-            }
-        }
-    }
-    out
-}
-
-/// OVN's multicast-group flows visit every member port (`set_field…,
-/// resubmit(,N)` per port) in the order ovn-controller happened to bind
-/// them: sort those per-port chunks so that the order does not count.
-fn sort_fanout(line: &str) -> String {
-    let Some((head, acts)) = line.split_once(" actions=") else {
-        return line.to_string();
-    };
-    // Top-level action tokens (commas inside parentheses do not split).
-    let mut tokens = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in acts.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                tokens.push(&acts[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    tokens.push(&acts[start..]);
-    let mut chunks: Vec<Vec<&str>> = vec![Vec::new()];
-    for t in tokens {
-        chunks.last_mut().expect("one chunk").push(t);
-        if t.starts_with("resubmit(") {
-            chunks.push(Vec::new());
-        }
-    }
-    let tail = chunks.pop().unwrap_or_default();
-    if chunks.len() < 2 {
-        return line.to_string();
-    }
-    chunks.sort();
-    let mut all: Vec<&str> = chunks.concat();
-    all.extend(tail);
-    format!("{head} actions={}", all.join(","))
 }
 
 #[test]
@@ -288,52 +144,6 @@ fn stock_ovn_controller_drives_one_logical_switch_between_two_namespace_hosts() 
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Two logical switches (`ls-a` with `lp1`, `ls-b` with `lp2`) joined by
-/// logical router `lr`.
-fn routed_pair(ovn: &OvnCentral) -> Result<()> {
-    ovn.nbctl(&["lr-add", "lr"])?;
-    for (i, ls) in [(1u32, "ls-a"), (2, "ls-b")] {
-        let lp = format!("lp{i}");
-        ovn.nbctl(&["ls-add", ls])?;
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &lp,
-            "--",
-            "lsp-set-addresses",
-            &lp,
-            &format!("{} 10.94.{i}.1", lsp_mac(i)),
-        ])?;
-        let rp = format!("lr-{ls}");
-        ovn.nbctl(&[
-            "lrp-add",
-            "lr",
-            &rp,
-            &format!("00:00:00:00:94:f{i}"),
-            &format!("10.94.{i}.254/24"),
-        ])?;
-        let sp = format!("{ls}-lr");
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &sp,
-            "--",
-            "lsp-set-type",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-addresses",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-options",
-            &sp,
-            &format!("router-port={rp}"),
-        ])?;
-    }
-    Ok(())
 }
 
 /// Runs OVN for the logical topology `topo` makes (ports `lp1`, `lp2`)
@@ -467,9 +277,9 @@ fn same_flow_table_as_stock_ovs(topo: fn(&OvnCentral) -> Result<()>) -> Result<(
     // OVN adds `nat(src)` to its ct commits only when the datapath reports
     // `ct_zero_snat`; stock OVS's userspace datapath does, ferrovs reports
     // what it really executes.
-    if !zero_snat.contains("ct_zero_snat=\"true\"") && !zero_snat.contains("ct_zero_snat=true") {
+    if !reports_zero_snat(&zero_snat) {
         for l in &mut theirs {
-            *l = l.replace(",nat(src),", ",").replace(",nat(src))", ")");
+            *l = without_zero_snat(l);
         }
         theirs.sort();
     }
