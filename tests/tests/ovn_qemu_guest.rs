@@ -52,7 +52,7 @@ fn a_qemu_guest_on_vhost_user_under_ovn_is_installed_and_pings_a_vm_on_another_c
         t,
         &ovn,
         [SwitchKind::Ferrovs, SwitchKind::Ferrovs],
-        Encap::Geneve.name(),
+        Encap::Geneve,
         ["00:00:00:00:96:01", "00:00:00:00:96:02"],
         ["10.96.0.1/24", "10.96.0.2/24"],
     )?;
