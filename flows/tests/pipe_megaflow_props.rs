@@ -394,29 +394,26 @@ fn build(w: &World) -> Built {
         // match lacks (OFPBAC_MATCH_INCONSISTENT), following the packet
         // through the list (after push_mpls an IP field is gone): keep, in
         // order, only the actions such a flow may carry after those kept.
-        let keep = |acts: &[Action]| -> Vec<Action> {
-            let mut kept: Vec<Action> = Vec::new();
-            for a in acts {
-                let a = match a {
-                    Action::WriteActions(w) => Action::WriteActions(
-                        w.iter()
-                            .filter(|x| {
-                                flows::table::check_action_prereqs(&r.m, std::slice::from_ref(x))
-                                    .is_ok()
-                            })
-                            .cloned()
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                };
-                kept.push(a);
-                if flows::table::check_action_prereqs(&r.m, &kept).is_err() {
-                    kept.pop();
-                }
+        let mut kept: Vec<Action> = Vec::new();
+        for a in &r.actions {
+            let a = match a {
+                Action::WriteActions(w) => Action::WriteActions(
+                    w.iter()
+                        .filter(|x| {
+                            flows::table::check_action_prereqs(&r.m, std::slice::from_ref(x))
+                                .is_ok()
+                        })
+                        .cloned()
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            kept.push(a);
+            if flows::table::check_action_prereqs(&r.m, &kept).is_err() {
+                kept.pop();
             }
-            kept
-        };
-        fm.actions = keep(&r.actions);
+        }
+        fm.actions = kept;
         pipeline
             .flow_mod(&fm, 0)
             .expect("generated rules are valid");
