@@ -433,6 +433,33 @@ pub fn two_chassis(
 }
 
 impl OvnCentral {
+    /// Joins logical switch `ls` to logical router `lr`: router port
+    /// `<lr>-<ls>` with `mac` and the gateway address `cidr`, and its peer
+    /// `<ls>-<lr>` on the switch.
+    pub fn attach_to_router(&self, lr: &str, ls: &str, mac: &str, cidr: &str) -> Result<()> {
+        let rp = format!("{lr}-{ls}");
+        self.nbctl(&["lrp-add", lr, &rp, mac, cidr])?;
+        let sp = format!("{ls}-{lr}");
+        self.nbctl(&[
+            "lsp-add",
+            ls,
+            &sp,
+            "--",
+            "lsp-set-type",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-addresses",
+            &sp,
+            "router",
+            "--",
+            "lsp-set-options",
+            &sp,
+            &format!("router-port={rp}"),
+        ])?;
+        Ok(())
+    }
+
     /// The name of the chassis logical port `lp` is bound to (empty while
     /// unbound).
     pub fn bound_chassis(&self, lp: &str) -> String {
@@ -746,32 +773,12 @@ pub fn routed_pair(ovn: &OvnCentral) -> Result<()> {
             &lp,
             &format!("{} 10.94.{i}.1", lsp_mac(i)),
         ])?;
-        let rp = format!("lr-{ls}");
-        ovn.nbctl(&[
-            "lrp-add",
+        ovn.attach_to_router(
             "lr",
-            &rp,
+            ls,
             &format!("00:00:00:00:94:f{i}"),
             &format!("10.94.{i}.254/24"),
-        ])?;
-        let sp = format!("{ls}-lr");
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &sp,
-            "--",
-            "lsp-set-type",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-addresses",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-options",
-            &sp,
-            &format!("router-port={rp}"),
-        ])?;
+        )?;
     }
     Ok(())
 }

@@ -49,32 +49,12 @@ fn topology(ovn: &OvnCentral) -> Result<()> {
     ovn.nbctl(&["lr-add", "lr"])?;
     for (n, ls) in [(1u8, "ls-a"), (2, "ls-b")] {
         ovn.nbctl(&["ls-add", ls])?;
-        let rp = format!("lr-{ls}");
-        ovn.nbctl(&[
-            "lrp-add",
+        ovn.attach_to_router(
             "lr",
-            &rp,
+            ls,
             &format!("00:00:00:00:95:f{n}"),
             &format!("10.95.{n}.254/24"),
-        ])?;
-        let sp = format!("{ls}-lr");
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &sp,
-            "--",
-            "lsp-set-type",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-addresses",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-options",
-            &sp,
-            &format!("router-port={rp}"),
-        ])?;
+        )?;
     }
     for (lp, ls, n, ip) in [
         ("lp1", "ls-a", 1u8, "10.95.1.1"),

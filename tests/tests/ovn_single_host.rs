@@ -370,26 +370,7 @@ fn stock_ovn_controller_routes_between_two_logical_switches_through_a_logical_ro
         if net == 1 {
             ovn.nbctl(&["lr-add", "lr"])?;
         }
-        let rp = format!("lr-{ls}");
-        ovn.nbctl(&["lrp-add", "lr", &rp, rp_mac, &format!("10.93.{net}.254/24")])?;
-        let sp = format!("{ls}-lr");
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &sp,
-            "--",
-            "lsp-set-type",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-addresses",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-options",
-            &sp,
-            &format!("router-port={rp}"),
-        ])?;
+        ovn.attach_to_router("lr", ls, rp_mac, &format!("10.93.{net}.254/24"))?;
     }
     if !wait_until(Duration::from_secs(30), || {
         sw.vsctl(&["br-exists", &br]).is_ok()

@@ -265,32 +265,12 @@ fn stock_ovn_routes_across_two_ferrovs_chassis_with_stateful_acls() -> Result<()
             &lp,
             &format!("{} 10.97.{n}.1", lsp_mac(n)),
         ])?;
-        let rp = format!("lr-{ls}");
-        ovn.nbctl(&[
-            "lrp-add",
+        ovn.attach_to_router(
             "lr",
-            &rp,
+            ls,
             &format!("00:00:00:00:97:f{n}"),
             &format!("10.97.{n}.254/24"),
-        ])?;
-        let sp = format!("{ls}-lr");
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &sp,
-            "--",
-            "lsp-set-type",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-addresses",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-options",
-            &sp,
-            &format!("router-port={rp}"),
-        ])?;
+        )?;
     }
     ovn.nbctl(&[
         "acl-add",
@@ -364,32 +344,12 @@ fn stock_ovn_load_balancer_spreads_connections_over_backends_on_both_chassis() -
     ovn.nbctl(&["lr-add", "lr"])?;
     for (n, ls) in [(1u8, "ls-a"), (2, "ls-b")] {
         ovn.nbctl(&["ls-add", ls])?;
-        let rp = format!("lr-{ls}");
-        ovn.nbctl(&[
-            "lrp-add",
+        ovn.attach_to_router(
             "lr",
-            &rp,
+            ls,
             &format!("00:00:00:00:98:f{n}"),
             &format!("10.98.{n}.254/24"),
-        ])?;
-        let sp = format!("{ls}-lr");
-        ovn.nbctl(&[
-            "lsp-add",
-            ls,
-            &sp,
-            "--",
-            "lsp-set-type",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-addresses",
-            &sp,
-            "router",
-            "--",
-            "lsp-set-options",
-            &sp,
-            &format!("router-port={rp}"),
-        ])?;
+        )?;
     }
     // lp1: the client on ls-a (chassis a); lp2 (chassis b) and lp3
     // (chassis a): the backends, on ls-b.
