@@ -944,6 +944,63 @@ pub fn openflow13_error(sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
     }
 }
 
+/// Lower-case hex of `b`, as `netdev-dummy/receive` takes a frame.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `n_packets` of the table-1 rules by cookie (summed over the rules that
+/// share one), as stock ovs-ofctl dumps them from OpenFlow target `target`.
+pub fn table1_counters(target: &str) -> Result<std::collections::BTreeMap<u64, u64>> {
+    let text =
+        run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", target, "table=1"]))?;
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        let field = |name: &str| {
+            l.split(", ")
+                .flat_map(|p| p.split(' '))
+                .find_map(|p| p.trim().strip_prefix(name))
+                .map(|v| v.trim_end_matches(','))
+                .map(String::from)
+        };
+        let (Some(c), Some(n)) = (field("cookie="), field("n_packets=")) else {
+            continue;
+        };
+        *out.entry(u64::from_str_radix(c.trim_start_matches("0x"), 16)?)
+            .or_insert(0) += n.parse::<u64>()?;
+    }
+    Ok(out)
+}
+
+/// Injects `frame` on `port` with `inject` and returns the cookie of the
+/// one table-1 rule of `target` whose counter moved.
+pub fn rule_hit(
+    target: &str,
+    inject: &dyn Fn(&str, &str) -> Result<String>,
+    port: &str,
+    frame: &[u8],
+) -> Result<u64> {
+    let before = table1_counters(target)?;
+    inject(port, &hex(frame))?;
+    let mut moved = Vec::new();
+    // Counters of cached flows reach the rules on the next revalidation.
+    wait_until(Duration::from_secs(5), || {
+        let Ok(now) = table1_counters(target) else {
+            return false;
+        };
+        moved = now
+            .iter()
+            .filter(|(c, n)| before.get(c).copied().unwrap_or(0) != **n)
+            .map(|(c, _)| *c)
+            .collect();
+        !moved.is_empty()
+    });
+    match moved.as_slice() {
+        [c] => Ok(*c),
+        other => bail!("rules moved after one packet: {other:?}"),
+    }
+}
+
 /// Bytes of a hex string (whitespace ignored).
 pub fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();

@@ -456,62 +456,6 @@ fn icmp_unreachable_from_b(about: &[u8]) -> Vec<u8> {
     f
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `n_packets` of the table-1 rules by cookie (summed over the rules that
-/// share one), as stock ovs-ofctl dumps them.
-fn counters(target: &str) -> Result<BTreeMap<u64, u64>> {
-    let text =
-        run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", target, "table=1"]))?;
-    let mut out = BTreeMap::new();
-    for l in text.lines() {
-        let field = |name: &str| {
-            l.split(", ")
-                .flat_map(|p| p.split(' '))
-                .find_map(|p| p.trim().strip_prefix(name))
-                .map(|v| v.trim_end_matches(','))
-                .map(String::from)
-        };
-        let (Some(c), Some(n)) = (field("cookie="), field("n_packets=")) else {
-            continue;
-        };
-        *out.entry(u64::from_str_radix(c.trim_start_matches("0x"), 16)?)
-            .or_insert(0) += n.parse::<u64>()?;
-    }
-    Ok(out)
-}
-
-/// Injects `frame` on `port` and returns the cookie of the one table-1 rule
-/// whose counter moved.
-fn rule_hit(
-    counters_of: &dyn Fn() -> Result<BTreeMap<u64, u64>>,
-    inject: &dyn Fn(&str, &str) -> Result<String>,
-    port: &str,
-    frame: &[u8],
-) -> Result<u64> {
-    let before = counters_of()?;
-    inject(port, &hex(frame))?;
-    let mut moved = Vec::new();
-    // Counters of cached flows reach the rules on the next revalidation.
-    wait_until(Duration::from_secs(5), || {
-        let Ok(now) = counters_of() else {
-            return false;
-        };
-        moved = now
-            .iter()
-            .filter(|(c, n)| before.get(c).copied().unwrap_or(0) != **n)
-            .map(|(c, _)| *c)
-            .collect();
-        !moved.is_empty()
-    });
-    match moved.as_slice() {
-        [c] => Ok(*c),
-        other => bail!("rules moved after one packet: {other:?}"),
-    }
-}
-
 #[test]
 fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
     require!("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ovs-appctl");
@@ -624,16 +568,16 @@ fn ct_state_sequence_of_a_tcp_handshake_matches_stock_ovs() -> Result<()> {
         ),
     ];
 
-    let ovs_counters = || counters(&ovs.mgmt(BR));
-    let fv_counters = || counters(&fv_mgmt);
+    let ovs_counters = || table1_counters(&ovs.mgmt(BR));
+    let fv_counters = || table1_counters(&fv_mgmt);
     let ovs_inject = |p: &str, h: &str| ovs.appctl(&["netdev-dummy/receive", p, h]);
     let fv_inject = |p: &str, h: &str| fv.appctl(&["netdev-dummy/receive", p, h]);
     let mut seq_ovs = Vec::new();
     let mut seq_fv = Vec::new();
     for (what, state, port, frame) in &packets {
-        let o = rule_hit(&ovs_counters, &ovs_inject, PORTS[*port], frame)
+        let o = rule_hit(&ovs.mgmt(BR), &ovs_inject, PORTS[*port], frame)
             .with_context(|| format!("stock OVS, {what}"))?;
-        let f = rule_hit(&fv_counters, &fv_inject, PORTS[*port], frame)
+        let f = rule_hit(&fv_mgmt, &fv_inject, PORTS[*port], frame)
             .with_context(|| format!("ferrovs, {what}; log:\n{}", fv.log_text()))?;
         seq_ovs.push((*what, *state, o));
         seq_fv.push((*what, *state, f));

@@ -17,7 +17,6 @@
 //!   a 227 reply and the passive data connection, a PORT naming a third
 //!   host (`+inv`), a TFTP request and the server's reply from a new port.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -283,59 +282,6 @@ fn udp(from_a: bool, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(data);
     ip_frame(from_a, 17, u)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `n_packets` of the table-1 rules by cookie, as stock ovs-ofctl dumps
-/// them.
-fn counters(target: &str) -> Result<BTreeMap<u64, u64>> {
-    let text =
-        run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-flows", target, "table=1"]))?;
-    let mut out = BTreeMap::new();
-    for l in text.lines() {
-        let field = |name: &str| {
-            l.split([',', ' '])
-                .find_map(|p| p.trim().strip_prefix(name))
-                .map(String::from)
-        };
-        let (Some(c), Some(n)) = (field("cookie="), field("n_packets=")) else {
-            continue;
-        };
-        *out.entry(u64::from_str_radix(c.trim_start_matches("0x"), 16)?)
-            .or_insert(0) += n.parse::<u64>()?;
-    }
-    Ok(out)
-}
-
-/// Injects `frame` with `inject` and returns the cookie of the one table-1
-/// rule whose counter moved.
-fn rule_hit(
-    target: &str,
-    inject: &dyn Fn(&str, &str) -> Result<String>,
-    port: &str,
-    frame: &[u8],
-) -> Result<u64> {
-    let before = counters(target)?;
-    inject(port, &hex(frame))?;
-    let mut moved = Vec::new();
-    wait_until(Duration::from_secs(5), || {
-        let Ok(now) = counters(target) else {
-            return false;
-        };
-        moved = now
-            .iter()
-            .filter(|(c, n)| before.get(c).copied().unwrap_or(0) != **n)
-            .map(|(c, _)| *c)
-            .collect();
-        !moved.is_empty()
-    });
-    match moved.as_slice() {
-        [c] => Ok(*c),
-        other => bail!("rules moved after one packet: {other:?}"),
-    }
 }
 
 #[test]
