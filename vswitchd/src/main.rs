@@ -29,6 +29,7 @@ mod ipf_appctl;
 mod ipfix;
 mod learn;
 mod limits;
+mod megaflow_credit;
 mod meters;
 mod metrics;
 mod mirror;

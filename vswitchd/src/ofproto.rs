@@ -395,8 +395,8 @@ struct MegaflowOwner {
     peers: Vec<PeerRules>,
     /// Patch pairs crossed, for the patch ports' counters.
     crossings: Vec<flows::xlate::PatchCrossing>,
-    packets: u64,
-    bytes: u64,
+    /// What of its megaflows' counters was credited already.
+    credited: crate::megaflow_credit::Credited,
 }
 
 /// Requests to the revalidator thread.
@@ -544,22 +544,29 @@ impl SlowPath {
 
     /// Moves megaflow counters to the OpenFlow rules they came from.
     pub fn sync_stats(&self, dp: &Datapath) {
-        let flows = dp.dump_flows();
-        let now = self.now_ms();
         let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
+        // Dumped under the lock: no flush or new owner comes between the
+        // dump and the credit, so each megaflow dumped is the one its owner
+        // describes.
+        let flows = dp.dump_flows();
+        self.credit_megaflows(&mut owners, &flows);
+    }
+
+    /// Credits what is new in `flows`' counters to their owners' rules.
+    fn credit_megaflows(
+        &self,
+        owners: &mut HashMap<Match, MegaflowOwner>,
+        flows: &[datapath::MegaflowInfo],
+    ) {
+        let now = self.now_ms();
         for f in flows {
             let Some(o) = owners.get_mut(&f.m) else {
                 continue;
             };
-            let (dp_packets, dp_bytes) = (
-                f.packets.saturating_sub(o.packets),
-                f.bytes.saturating_sub(o.bytes),
-            );
+            let (dp_packets, dp_bytes) = o.credited.take(f);
             if dp_packets == 0 {
                 continue;
             }
-            o.packets = f.packets;
-            o.bytes = f.bytes;
             let used_ms = f
                 .used
                 .map(|u| now.saturating_sub(u.elapsed().as_millis() as u64))
@@ -584,12 +591,16 @@ impl SlowPath {
         }
     }
 
-    /// Forgets megaflow ownership (after the datapath was flushed).
-    pub fn forget_megaflows(&self) {
-        self.megaflows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+    /// Drops every megaflow, after crediting each one's last packets: when
+    /// it returns, no decision made before is cached, and no packet a
+    /// megaflow counted is lost to the rules.
+    pub fn flush_megaflows(&self, dp: &Datapath) {
+        let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
+        // Held across the flush: a decision whose owner is recorded after
+        // it is newer than the flush, so its megaflow is not dropped.
+        let gone = dp.flush();
+        self.credit_megaflows(&mut owners, &gone);
+        owners.clear();
     }
 
     /// Where underlay bridge `bridge` sends an encapsulated packet that
@@ -623,14 +634,13 @@ impl SlowPath {
             .collect()
     }
 
-    /// Drops the megaflows `pred` selects, after syncing their counters.
+    /// Drops the megaflows `pred` selects, after crediting their last
+    /// packets ([`SlowPath::flush_megaflows`]).
     pub fn flush_megaflows_where(&self, dp: &Datapath, pred: datapath::MegaflowPredicate) {
-        self.sync_stats(dp);
-        dp.flush_where(pred.clone());
-        self.megaflows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|m, _| !pred(m));
+        let mut owners = self.megaflows.lock().unwrap_or_else(|p| p.into_inner());
+        let gone = dp.flush_where(pred.clone());
+        self.credit_megaflows(&mut owners, &gone);
+        owners.retain(|m, _| !pred(m));
     }
 }
 
@@ -780,8 +790,8 @@ impl SlowPath {
         let netflow = netflow.flatten();
         mask.recirc_id = u32::MAX;
         let sample = st.ipfix_sample;
-        // Credited here like the rules and mirrors; an installed megaflow's
-        // owner starts past this packet.
+        // Credited here like the rules and mirrors (the megaflow does not
+        // count this packet).
         if let (Some(nf), Some(tag)) = (st.netflow.as_mut(), netflow.as_ref()) {
             nf.credit(tag, 1, packet.len() as u64, now, now);
         }
@@ -808,9 +818,10 @@ impl SlowPath {
             if owners.len() > 1_000_000 {
                 owners.clear();
             }
-            // The datapath counts this packet in the new megaflow too, and
-            // it was credited above: start the owner past it, or the next
-            // sync would credit it a second time.
+            // This packet was credited above; the megaflow does not count it
+            // (`UpcallHandler::upcall`). The same match may be cached on
+            // another PMD already: what was credited of it stays.
+            let credited = owners.remove(&m).map(|o| o.credited).unwrap_or_default();
             owners.insert(
                 m,
                 MegaflowOwner {
@@ -821,8 +832,7 @@ impl SlowPath {
                     netflow,
                     peers,
                     crossings: x.patch_crossings.clone(),
-                    packets: 1,
-                    bytes: packet.len() as u64,
+                    credited,
                 },
             );
         }
@@ -921,9 +931,7 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                     }
                 }
                 if all {
-                    sp.sync_stats(&dp);
-                    dp.flush();
-                    sp.forget_megaflows();
+                    sp.flush_megaflows(&dp);
                 } else {
                     sp.flush_megaflows_where(&dp, forwards_to(macs));
                 }
@@ -956,8 +964,7 @@ pub fn run_revalidator(sp: Arc<SlowPath>, dp: Arc<Datapath>, rx: Receiver<RevalR
                     }
                 }
                 if flush {
-                    dp.flush();
-                    sp.forget_megaflows();
+                    sp.flush_megaflows(&dp);
                 } else if !aged.is_empty() {
                     sp.flush_megaflows_where(&dp, forwards_to(aged));
                 }

@@ -163,9 +163,7 @@ impl Switch {
     /// Flushes every datapath cache now, after moving counters to rules:
     /// when this returns, no packet follows a decision made before it.
     pub fn revalidate_now(&self) {
-        self.slow.sync_stats(&self.dp);
-        self.dp.flush();
-        self.slow.forget_megaflows();
+        self.slow.flush_megaflows(&self.dp);
     }
 
     /// The directory for vhost-user server sockets, created (`0750`, with

@@ -29,15 +29,18 @@ pub(crate) enum PmdCmd {
         no: DpPortNo,
         ack: Sender<()>,
     },
+    /// Drop every megaflow (and the EMC); the ack carries the final
+    /// counters of the megaflows dropped.
     Flush {
         generation: u64,
-        ack: Sender<()>,
+        ack: Sender<Vec<super::MegaflowInfo>>,
     },
-    /// Drop the megaflows `pred` selects (and the EMC); keep the rest.
+    /// Drop the megaflows `pred` selects (and the EMC); keep the rest. The
+    /// ack carries the final counters of the megaflows dropped.
     FlushWhere {
         generation: u64,
         pred: MegaflowPredicate,
-        ack: Sender<()>,
+        ack: Sender<Vec<super::MegaflowInfo>>,
     },
     /// Re-pin the PMD thread to a CPU.
     SetCpu {

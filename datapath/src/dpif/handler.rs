@@ -16,8 +16,6 @@ pub(crate) enum UpcallMsg {
         pmd: usize,
         key: FlowKey,
         packet: Packet,
-        /// Asked again after a stale decision (already counted once).
-        again: bool,
     },
     Userspace {
         action: DpAction,
@@ -34,20 +32,11 @@ pub(crate) fn run(
 ) {
     for msg in rx.iter() {
         match msg {
-            UpcallMsg::Miss {
-                pmd,
-                key,
-                packet,
-                again,
-            } => {
+            UpcallMsg::Miss { pmd, key, packet } => {
                 // Read the generation before deciding: a flush that lands while
-                // the slow path runs makes this decision stale.
+                // the slow path runs makes this decision too old to cache.
                 let generation = shared.generation.load(Ordering::Acquire);
-                let r = if again {
-                    handler.upcall_again(&key, &packet)
-                } else {
-                    handler.upcall(&key, &packet)
-                };
+                let r = handler.upcall(&key, &packet);
                 let Some(link) = pmds.get(pmd) else { continue };
                 let _ = link.send(PmdCmd::UpcallReply(Box::new(UpcallReply {
                     generation,

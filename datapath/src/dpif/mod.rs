@@ -83,15 +83,13 @@ impl Default for DpConfig {
 pub trait UpcallHandler: Send + Sync {
     /// Slow path for a packet that missed every cache (called on the handler
     /// thread). `key.in_port` is the datapath port.
+    ///
+    /// Each call is one packet, executed once with the actions returned
+    /// (whether or not they are cached), so the slow path counts it here.
+    /// A megaflow installed from the result does not count this packet:
+    /// its counters hold only the packets that later matched it, as in
+    /// OVS's datapath (`packets:0` after the first packet).
     fn upcall(&self, key: &FlowKey, packet: &Packet) -> UpcallResult;
-    /// A miss asked again because the decision the slow path gave for it
-    /// went stale (a flush landed meanwhile) and was not used. By default,
-    /// and in vswitchd, it is decided and counted like any miss: that is the
-    /// count stock OVS gives in the fragment differential test
-    /// (`tests/tests/conntrack_frag.rs`); not counting it lost rule hits.
-    fn upcall_again(&self, key: &FlowKey, packet: &Packet) -> UpcallResult {
-        self.upcall(key, packet)
-    }
     /// A [`DpAction::Userspace`] reached in the fast path (packet-in etc.).
     fn userspace(&self, action: &DpAction, key: &FlowKey, packet: &Packet);
 }
@@ -119,6 +117,9 @@ pub struct MegaflowInfo {
     pub bytes: u64,
     /// When it last matched a packet (`None`: never).
     pub used: Option<Instant>,
+    /// When it was installed: with `pmd` and `m`, it tells this megaflow
+    /// from an earlier one with the same match (whose counters restarted).
+    pub created: Instant,
 }
 
 /// Datapath errors.
@@ -283,6 +284,32 @@ impl Datapath {
     }
 
     /// Sends `make(ack)` to every PMD and waits until each has handled it.
+    /// Sends a command to every PMD and waits for all of them, collecting
+    /// the megaflows each one reports.
+    fn gather(
+        &self,
+        make: impl Fn(crossbeam_channel::Sender<Vec<MegaflowInfo>>) -> PmdCmd,
+    ) -> Vec<MegaflowInfo> {
+        let (tx, rx) = bounded(self.pmds.len());
+        let mut waiting = 0;
+        for (i, p) in self.pmds.iter().enumerate() {
+            if p.link.send(make(tx.clone())).is_err() {
+                tracing::warn!("PMD {i} is gone");
+                continue;
+            }
+            waiting += 1;
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        for _ in 0..waiting {
+            match rx.recv() {
+                Ok(mut v) => out.append(&mut v),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
     fn broadcast(
         &self,
         make: impl Fn(crossbeam_channel::Sender<()>) -> PmdCmd,
@@ -411,23 +438,30 @@ impl Datapath {
     }
 
     /// Drops every cached flow (EMC and megaflows) on every PMD. When this
-    /// returns, no packet is forwarded by a decision made before the call.
-    pub fn flush(&self) {
+    /// returns, no decision made before the call is cached any more or will
+    /// be: a decision still in flight forwards the packet that asked for it
+    /// (as OVS's upcall handlers do) but is not installed.
+    ///
+    /// Returns the final counters of the megaflows it dropped, so that no
+    /// packet they counted after the last [`Datapath::dump_flows`] is lost.
+    pub fn flush(&self) -> Vec<MegaflowInfo> {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let _ = self.broadcast(|ack| PmdCmd::Flush { generation, ack });
+        self.gather(|ack| PmdCmd::Flush { generation, ack })
     }
 
     /// Drops, on every PMD, the megaflows `pred` selects (and the exact-match
     /// caches); like [`Datapath::flush`] it is synchronous and bumps the
     /// generation, so no decision older than the call survives where `pred`
     /// holds, while unrelated megaflows stay cached.
-    pub fn flush_where(&self, pred: cmd::MegaflowPredicate) {
+    ///
+    /// Returns the final counters of the megaflows it dropped.
+    pub fn flush_where(&self, pred: cmd::MegaflowPredicate) -> Vec<MegaflowInfo> {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let _ = self.broadcast(|ack| PmdCmd::FlushWhere {
+        self.gather(|ack| PmdCmd::FlushWhere {
             generation,
             pred: pred.clone(),
             ack,
-        });
+        })
     }
 
     /// Re-pins PMD thread `i` to `cpu % cpus` for `cpus` = the given list.

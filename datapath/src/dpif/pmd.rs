@@ -612,7 +612,6 @@ impl Pmd {
             pmd: self.id,
             key: *key,
             packet: copy_packet(pkt),
-            again: false,
         };
         if self.upcall_tx.try_send(msg).is_ok() {
             self.pending.insert(*key, Vec::new());
@@ -652,8 +651,9 @@ impl Pmd {
             }
             PmdCmd::Flush { generation, ack } => {
                 self.generation = self.generation.max(generation);
+                let gone = self.cache.flows.iter().map(|f| self.info(f)).collect();
                 self.cache.clear();
-                let _ = ack.send(());
+                let _ = ack.send(gone);
             }
             PmdCmd::FlushWhere {
                 generation,
@@ -661,8 +661,15 @@ impl Pmd {
                 ack,
             } => {
                 self.generation = self.generation.max(generation);
+                let gone = self
+                    .cache
+                    .flows
+                    .iter()
+                    .filter(|f| pred(&f.m))
+                    .map(|f| self.info(f))
+                    .collect();
                 self.cache.retain(|f| !pred(&f.m));
-                let _ = ack.send(());
+                let _ = ack.send(gone);
             }
             PmdCmd::SetCpu { cpu, ack } => {
                 self.cpu = Some(cpu);
@@ -722,19 +729,7 @@ impl Pmd {
                 let _ = ack.send(());
             }
             PmdCmd::DumpFlows { reply } => {
-                let v = self
-                    .cache
-                    .flows
-                    .iter()
-                    .map(|f| MegaflowInfo {
-                        pmd: self.id,
-                        m: f.m,
-                        actions: f.actions.to_vec(),
-                        packets: f.packets,
-                        bytes: f.bytes,
-                        used: f.used,
-                    })
-                    .collect();
+                let v = self.cache.flows.iter().map(|f| self.info(f)).collect();
                 let _ = reply.send(v);
             }
             PmdCmd::ClearStats { ack } => {
@@ -747,6 +742,26 @@ impl Pmd {
         true
     }
 
+    /// What a dump or a flush reports of megaflow `f`.
+    fn info(&self, f: &Megaflow) -> MegaflowInfo {
+        MegaflowInfo {
+            pmd: self.id,
+            m: f.m,
+            actions: f.actions.to_vec(),
+            packets: f.packets,
+            bytes: f.bytes,
+            used: f.used,
+            created: f.created,
+        }
+    }
+
+    /// Applies the slow path's decision for a miss: the packet that asked
+    /// is executed with it, once, whatever happens to the decision; the
+    /// decision is cached unless the slow path said not to or a flush
+    /// landed while it was made (then it may rest on rules that are gone).
+    /// Packets of the same key that queued behind the miss follow the
+    /// cached megaflow and count in it; without one, each is a miss of its
+    /// own again, so that it is decided and counted for itself.
     fn upcall_reply(&mut self, reply: UpcallReply) {
         let UpcallReply {
             generation,
@@ -756,37 +771,18 @@ impl Pmd {
             install,
             packet,
         } = reply;
-        let queued = self.pending.remove(&key).unwrap_or_default();
-        if generation < self.generation {
-            // Decided before a flush: the rules may have changed, ask again.
-            let msg = UpcallMsg::Miss {
-                pmd: self.id,
-                key,
-                packet,
-                again: true,
-            };
-            if self.upcall_tx.try_send(msg).is_ok() {
-                self.pending.insert(key, queued);
-            } else {
-                self.local.lost_upcalls += 1 + queued.len() as u64;
-            }
-            return;
-        }
+        let mut queued = self.pending.remove(&key).unwrap_or_default();
+        let fresh = generation >= self.generation;
         // A megaflow always matches the ingress port and the recirculation
         // id exactly: each pass of a packet has its own megaflows.
         mask.in_port = u32::MAX;
         mask.recirc_id = u32::MAX;
         let mut flow_idx = None;
-        // Another miss of the same batch (a different key, such as the
-        // first and a later IP fragment) may have installed this megaflow
-        // already. The slow path credited this upcall's packet to the rules
-        // and starts the megaflow's owner past one packet, so the existing
-        // megaflow must not count it again.
-        let mut existed = false;
-        if install {
+        if install && fresh {
+            // Another miss of the same batch (a different key, such as the
+            // first and a later IP fragment) may have installed it already.
             if let Some((_, &idx)) = self.cache.cls.lookup_no_wc(&key) {
                 flow_idx = Some(idx);
-                existed = true;
             } else if self.cache.flows.len() < self.max_megaflows {
                 let m = Match::new(key, mask);
                 let idx = self.cache.flows.len() as u32;
@@ -803,13 +799,23 @@ impl Pmd {
                 flow_idx = Some(idx);
             }
         }
+        let retry = if flow_idx.is_none() && !queued.is_empty() {
+            Some(queued.remove(0))
+        } else {
+            None
+        };
         let (mut cnt, mut bytes) = (0u64, 0u64);
         let now = Instant::now();
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
         self.set_ct_clock(now);
-        for (n, mut p) in std::iter::once(packet).chain(queued).enumerate() {
-            if !(existed && n == 0) {
+        let follow = if flow_idx.is_some() {
+            std::mem::take(&mut queued)
+        } else {
+            Vec::new()
+        };
+        for (n, mut p) in std::iter::once(packet).chain(follow).enumerate() {
+            if n > 0 {
                 cnt += 1;
                 bytes += p.len() as u64;
             }
@@ -822,10 +828,25 @@ impl Pmd {
         }
         self.drain_reentry(&mut StageClock::start());
         self.tx.flush();
-        if let Some(f) = flow_idx.and_then(|i| self.cache.flows.get_mut(i as usize)) {
+        if cnt > 0
+            && let Some(f) = flow_idx.and_then(|i| self.cache.flows.get_mut(i as usize))
+        {
             f.packets += cnt;
             f.bytes += bytes;
             f.used = Some(Instant::now());
+        }
+        if let Some(packet) = retry {
+            // The first packet queued asks for itself; the rest wait on it.
+            let msg = UpcallMsg::Miss {
+                pmd: self.id,
+                key,
+                packet,
+            };
+            if self.upcall_tx.try_send(msg).is_ok() {
+                self.pending.insert(key, queued);
+            } else {
+                self.local.lost_upcalls += 1 + queued.len() as u64;
+            }
         }
     }
 }
