@@ -130,13 +130,20 @@ impl DpConntrack {
             return self.execute_fragment(args, pkt, meta, &key, &layout, now_ms);
         }
         let partial = pkt.offload.flags & Offload::F_NEEDS_CSUM != 0;
+        let len = pkt.len();
         let mut cp = CtPacket {
-            frame: pkt.data_mut(),
+            buf: pkt.data_and_tailroom_mut(),
+            len,
             key: &key,
             layout: &layout,
             partial_l4_csum: partial,
         };
         let r = self.ct.execute(&mut cp, args, now_ms);
+        // Only the FTP helper under NAT changes the length.
+        let new_len = cp.len;
+        if new_len != len {
+            pkt.set_len(new_len);
+        }
         store_result(meta, &r);
         CtOutcome::Done
     }
@@ -168,8 +175,10 @@ impl DpConntrack {
             FragVerdict::Held => CtOutcome::Held,
             FragVerdict::NotFragment | FragVerdict::Refused => {
                 // The tracker cannot follow a fragment: `+inv`.
+                let len = pkt.len();
                 let mut cp = CtPacket {
-                    frame: pkt.data_mut(),
+                    buf: pkt.data_mut(),
+                    len,
                     key,
                     layout,
                     partial_l4_csum: false,
@@ -181,8 +190,10 @@ impl DpConntrack {
             FragVerdict::Complete(mut whole) => {
                 let r = match extract(&whole.packet, meta.in_port) {
                     Ok((k, lay)) => {
+                        let len = whole.packet.len();
                         let mut cp = CtPacket {
-                            frame: &mut whole.packet,
+                            buf: &mut whole.packet,
+                            len,
                             key: &k,
                             layout: &lay,
                             partial_l4_csum: false,
