@@ -831,6 +831,13 @@ impl Conntrack {
         self.policies.set_zone(zone, id)
     }
 
+    /// The timeout policy id (0: the defaults) connections committed in
+    /// `zone` now take. OVS names it in the datapath `ct` action of a
+    /// commit as `timeout=ID` (see [`timeout_policy_covers`]).
+    pub fn zone_timeout_policy(&self, zone: u16) -> u8 {
+        self.policies.zone_policy(zone)
+    }
+
     /// Event counters.
     pub fn counters(&self) -> CtCounters {
         CtCounters {
@@ -858,6 +865,15 @@ impl Conntrack {
     pub fn clear(&self) -> usize {
         self.flush(&FlushFilter::default())
     }
+}
+
+/// Whether timeout policies apply to IP protocol `nw_proto` (TCP, UDP,
+/// ICMP, ICMPv6), as OVS decides whether a `ct` action names one.
+pub fn timeout_policy_covers(nw_proto: u8) -> bool {
+    matches!(
+        nw_proto,
+        tuple::proto::TCP | tuple::proto::UDP | tuple::proto::ICMP | tuple::proto::ICMPV6
+    )
 }
 
 fn nat_bits(flags: u8) -> CtState {

@@ -113,6 +113,20 @@ impl DpConntrack {
         }
     }
 
+    /// Action `id` for a flow of IP protocol `nw_proto`, as OVS prints it:
+    /// a commit in a zone with a timeout policy that covers the protocol
+    /// also shows `timeout=ID` (the policy the tracker applies).
+    pub fn format_action_for(&self, id: u32, nw_proto: u8) -> String {
+        match self.args(id) {
+            Some(a) => {
+                let tp = self.ct.zone_timeout_policy(a.zone);
+                let show = a.commit && tp != 0 && conntrack::timeout_policy_covers(nw_proto);
+                format_ct_args_timeout(a, show.then_some(tp))
+            }
+            None => format!("ct(id={id})"),
+        }
+    }
+
     /// Tracks `pkt` with the arguments of action `id` and stores the result
     /// in `meta`'s `ct_*` fields (NAT rewrites the frame). An IP fragment
     /// goes through reassembly first (see [`CtOutcome`]).
@@ -284,6 +298,11 @@ fn format_nat_addr(a: IpAddr) -> String {
 
 /// OVS's text of a datapath `ct` action with these arguments.
 pub fn format_ct_args(a: &CtArgs) -> String {
+    format_ct_args_timeout(a, None)
+}
+
+/// [`format_ct_args`] with the timeout policy the action names, if any.
+pub fn format_ct_args_timeout(a: &CtArgs, timeout: Option<u8>) -> String {
     let mut parts = Vec::new();
     if a.commit {
         parts.push("commit".to_string());
@@ -310,6 +329,9 @@ pub fn format_ct_args(a: &CtArgs) -> String {
     }
     if let Some(h) = a.alg {
         parts.push(format!("helper={}", h.name()));
+    }
+    if let Some(t) = timeout {
+        parts.push(format!("timeout={t}"));
     }
     match &a.nat {
         None => {}

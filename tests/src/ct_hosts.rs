@@ -168,3 +168,56 @@ pub const FTP_PASSIVE: &[&str] = &["--disable-epsv"];
 /// curl options for an active (PORT) download from the client's own
 /// address.
 pub const FTP_ACTIVE: &[&str] = &["--disable-eprt", "-P", "-"];
+
+/// An Ethernet/IPv4 frame `src` -> `dst` (MACs 02:..:01 -> 02:..:02)
+/// around the L4 header and payload `l4` of protocol `proto` (6 TCP, 17
+/// UDP: their checksum is filled in), with a valid IPv4 header checksum.
+pub fn ipv4_frame(src: [u8; 4], dst: [u8; 4], proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
+    use wire::checksum::{accumulate, finish, ipv4_header_checksum, pseudo_header_v4};
+    let csum_at = match proto {
+        6 => Some(16),
+        17 => Some(6),
+        _ => None,
+    };
+    if let Some(at) = csum_at {
+        l4[at..at + 2].copy_from_slice(&[0, 0]);
+        let acc = accumulate(pseudo_header_v4(src, dst, proto, l4.len()), &l4);
+        let c = finish(acc, proto == 17);
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    f
+}
+
+/// A UDP header `sport` -> `dport` and `payload`, checksum left to
+/// [`ipv4_frame`].
+pub fn udp_l4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+/// A TCP SYN `sport` -> `dport`, checksum left to [`ipv4_frame`].
+pub fn tcp_syn_l4(sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0, 5 << 4, 0x02]);
+    t.extend_from_slice(&64240u16.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t
+}
