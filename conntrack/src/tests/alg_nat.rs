@@ -3,6 +3,7 @@
 //! the data connection is translated consistently with its parent.
 
 use super::*;
+use crate::tuple::addr_bytes;
 
 const SNAT: CtState = CtState::SNAT;
 const DNAT: CtState = CtState::DNAT;
@@ -286,4 +287,66 @@ fn tftp_reply_from_a_new_port_is_related_and_translated_back_to_the_client() {
     let r = run_grow(&ct, &mut f, &existing_nat());
     assert_eq!(r.state, TRK | EST | RPL | REL | DNAT);
     assert_eq!(addrs(&f).0, [192, 168, 77, 100]);
+}
+
+#[test]
+fn ipv6_eprt_under_snat_is_rewritten_and_the_payload_length_follows() {
+    let ct = Conntrack::new(CtConfig::default());
+    let (c, s, n) = ("fd00::1", "fd00::2", "fd00:77::100");
+    let a = nat_args(NatAction::Src(NatRange::addr(addr(n))), Some(Alg::Ftp));
+    let mut f = tcp(c, s, 40000, 21, 100, 0, SYN);
+    assert_eq!(run_grow(&ct, &mut f, &a).state, TRK | NEW | SNAT);
+    let mut f = tcp(s, n, 21, 40000, 500, 101, SYN | ACK);
+    run_grow(&ct, &mut f, &existing_nat());
+    let msg = b"EPRT |2|fd00::1|40001|\r\n";
+    let mut h = tcp_seg(40000, 21, 101, 501, ACK | PSH, 0);
+    h.extend_from_slice(msg);
+    let mut f = frame(c, s, 6, &h);
+    let r = run_grow(&ct, &mut f, &existing_nat());
+    assert_eq!(r.state, TRK | EST | SNAT);
+    let new_msg = b"EPRT |2|fd00:77::100|40001|\r\n";
+    assert_eq!(&f[74..], new_msg);
+    assert_eq!(u16::from_be_bytes([f[18], f[19]]) as usize, f.len() - 54);
+    let (_, lay) = extract(&f, 0).unwrap();
+    let at = l4_csum_offset(&lay).unwrap();
+    assert_eq!(
+        l4_checksum_full(&f, &lay),
+        Some(u16::from_be_bytes([f[at], f[at + 1]]))
+    );
+    // The server's data connection to the translated address reaches the
+    // client.
+    let mut f = tcp(s, n, 20, 40001, 9000, 0, SYN);
+    let r = run_grow(&ct, &mut f, &nat_args(NatAction::Existing, None));
+    assert_eq!(r.state, TRK | NEW | REL | DNAT);
+    assert_eq!(&f[38..54], &addr_bytes(addr(c)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever a control message holds, the tracker does not panic and
+    /// leaves a consistent frame (lengths and checksums), rewritten or not.
+    #[test]
+    fn arbitrary_control_payloads_under_nat_leave_consistent_frames(
+        prefix in prop::sample::select(vec!["PORT ", "port ", "PORT 10,0,0,1,", "227 (10,0,0,2,", "EPRT |1|", ""]),
+        body in prop::collection::vec(any::<u8>(), 0..200),
+        digits in prop::collection::vec(0..100000u32, 0..8),
+        reply in any::<bool>(),
+    ) {
+        let ct = Conntrack::new(CtConfig::default());
+        let (cs, ss) = snat_control(&ct);
+        let mut msg = prefix.as_bytes().to_vec();
+        let nums: Vec<String> = digits.iter().map(u32::to_string).collect();
+        msg.extend_from_slice(nums.join(",").as_bytes());
+        msg.extend_from_slice(&body);
+        let mut f = if reply {
+            seg("10.0.0.2", "192.168.77.100", (21, 40000), ss, cs, &msg)
+        } else {
+            seg("10.0.0.1", "10.0.0.2", (40000, 21), cs, ss, &msg)
+        };
+        let r = run_grow(&ct, &mut f, &existing_nat());
+        prop_assert!(r.state.contains(TRK));
+        prop_assert!(consistent(&f));
+        prop_assert!(f.len() <= 14 + 40 + msg.len() + 64);
+    }
 }
