@@ -31,8 +31,10 @@ fn reversed(mut f: Vec<u8>) -> Vec<u8> {
 
 fn run(ct: &Conntrack, p: &mut Pkt, args: &CtArgs) -> CtState {
     let (f, k, l) = p;
+    let len = f.len();
     let mut cp = CtPacket {
-        frame: f,
+        buf: f,
+        len,
         key: k,
         layout: l,
         partial_l4_csum: false,

@@ -10,9 +10,10 @@
 //! mark and label, and reports the parent's original tuple in the
 //! `ct_nw_src`-style fields. Expectations live as long as their parent.
 //!
-//! Not done: rewriting the announced address when the control connection
-//! is NATed (OVS rewrites the text and shifts TCP sequence numbers, which
-//! changes the frame's length).
+//! Under NAT (`alg_nat`) the announced address is rewritten to the one the
+//! receiver must use, TCP sequence numbers are shifted by the change in
+//! length, and the expectation carries the address the data connection is
+//! translated to.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -95,13 +96,26 @@ pub(crate) enum FtpMsg {
     Other,
     /// A message of interest that does not parse (`+inv`, as in OVS).
     Invalid,
-    /// `PORT`/`EPRT`: the client will listen on `addr`:`port`.
-    Active { addr: IpAddr, port: u16 },
+    /// `PORT`/`EPRT`: the client will listen on `addr`:`port`; the
+    /// address's text is `at` in the payload.
+    Active { addr: IpAddr, port: u16, at: Span },
     /// `227`: the server listens on `addr`:`port`.
-    Passive { addr: IpAddr, port: u16 },
+    Passive { addr: IpAddr, port: u16, at: Span },
     /// IPv6 extended passive: the server listens on `port` (its address is
     /// the control connection's).
     ExtPassive { port: u16 },
+}
+
+/// Where an address's text sits in a TCP payload: offset and length.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Offset of `rest` in `msg`, `rest` being a suffix of `msg`.
+fn ofs(msg: &[u8], rest: &[u8]) -> usize {
+    msg.len() - rest.len()
 }
 
 fn starts_with_ci(s: &[u8], p: &str) -> bool {
@@ -141,34 +155,38 @@ pub(crate) fn parse_ftp(payload: &[u8], ipv6: bool) -> FtpMsg {
     let msg = &payload[..end];
     if ipv6 {
         if starts_with_ci(msg, "EPRT") {
-            parse_eprt(&msg[4..]).unwrap_or(FtpMsg::Invalid)
+            parse_eprt(msg).unwrap_or(FtpMsg::Invalid)
         } else if contains_ci(msg, "EXTENDED PASSIVE") {
             parse_epsv(msg).unwrap_or(FtpMsg::Invalid)
         } else {
             FtpMsg::Other
         }
     } else if starts_with_ci(msg, "PORT") {
-        parse_v4(&msg[4..])
-            .map(|(addr, port)| FtpMsg::Active { addr, port })
+        parse_v4(msg, 4)
+            .map(|(addr, port, at)| FtpMsg::Active { addr, port, at })
             .unwrap_or(FtpMsg::Invalid)
     } else if msg.starts_with(b"227") {
-        parse_v4(&msg[3..])
-            .map(|(addr, port)| FtpMsg::Passive { addr, port })
+        parse_v4(msg, 3)
+            .map(|(addr, port, at)| FtpMsg::Passive { addr, port, at })
             .unwrap_or(FtpMsg::Invalid)
     } else {
         FtpMsg::Other
     }
 }
 
-/// ` h1,h2,h3,h4,p1,p2` after the command: from the first space, the first
-/// digit on.
-fn parse_v4(s: &[u8]) -> Option<(IpAddr, u16)> {
+/// ` h1,h2,h3,h4,p1,p2` after the command (`cmd` bytes of `msg`): from
+/// the first space, the first digit on. The span covers `h1,h2,h3,h4`.
+fn parse_v4(msg: &[u8], cmd: usize) -> Option<(IpAddr, u16, Span)> {
+    let s = msg.get(cmd..)?;
     let sp = s.iter().position(|&c| c == b' ')?;
     let mut s = skip_non_digits(&s[sp..]);
+    let start = ofs(msg, s);
     let mut octets = [0u8; 4];
+    let mut end = start;
     for o in &mut octets {
         let (v, rest) = number(s, 3)?;
         *o = u8::try_from(v).ok()?;
+        end = ofs(msg, rest);
         s = rest.strip_prefix(b",")?;
     }
     let (hi, rest) = number(s, 3)?;
@@ -177,12 +195,20 @@ fn parse_v4(s: &[u8]) -> Option<(IpAddr, u16)> {
     if hi > 255 || lo > 255 {
         return None;
     }
-    Some((IpAddr::V4(Ipv4Addr::from(octets)), (hi << 8 | lo) as u16))
+    let at = Span {
+        start,
+        len: end - start,
+    };
+    Some((
+        IpAddr::V4(Ipv4Addr::from(octets)),
+        (hi << 8 | lo) as u16,
+        at,
+    ))
 }
 
-/// `EPRT |2|addr|port|` after the command.
-fn parse_eprt(s: &[u8]) -> Option<FtpMsg> {
-    let s = skip_non_digits(s);
+/// `EPRT |2|addr|port|`.
+fn parse_eprt(msg: &[u8]) -> Option<FtpMsg> {
+    let s = skip_non_digits(msg.get(4..)?);
     if s.first() != Some(&b'2') || s.get(1).is_some_and(|c| c.is_ascii_digit()) {
         return None;
     }
@@ -192,10 +218,15 @@ fn parse_eprt(s: &[u8]) -> Option<FtpMsg> {
         .take_while(|c| c.is_ascii_hexdigit() || **c == b':' || **c == b'.')
         .count();
     let addr: Ipv6Addr = std::str::from_utf8(&s[..n]).ok()?.parse().ok()?;
+    let at = Span {
+        start: ofs(msg, s),
+        len: n,
+    };
     let (port, _) = number(s.get(n + 1..)?, 5)?;
     Some(FtpMsg::Active {
         addr: IpAddr::V6(addr),
         port: u16::try_from(port).ok()?,
+        at,
     })
 }
 
@@ -215,6 +246,25 @@ pub(crate) struct Expectation {
     pub parent: Tuple,
     pub mark: u32,
     pub label: u128,
+    /// How a `ct(commit,nat)` of the expected connection translates it:
+    /// its reply tuple's destination (source NAT) or source (destination
+    /// NAT) becomes `nat_addr`.
+    pub nat_rpl_dst: bool,
+    pub nat_addr: [u8; 16],
+}
+
+/// The translation an expected connection gets under `nat` (OVS's rule):
+/// it mirrors the control connection's, seen from the data connection's
+/// direction; a control connection without NAT maps to its own address.
+/// `reply` is the announcing packet's direction, `dnat` whether the
+/// control connection is destination-NATed.
+pub(crate) fn expected_nat(orig: &Tuple, rev: &Tuple, reply: bool, dnat: bool) -> (bool, [u8; 16]) {
+    match (reply, dnat) {
+        (true, true) => (false, rev.src),
+        (true, false) => (true, rev.dst),
+        (false, true) => (true, orig.dst),
+        (false, false) => (false, orig.src),
+    }
 }
 
 /// The expectations, keyed by the data connection's tuple with source port
@@ -312,7 +362,7 @@ pub(crate) fn ftp_expectation(
     let port = match msg {
         FtpMsg::Other => return Ok(None),
         FtpMsg::Invalid => return Err(()),
-        FtpMsg::Active { addr, port } => {
+        FtpMsg::Active { addr, port, .. } => {
             // The client's own address, or what NAT made of it.
             let a = addr_bytes(addr);
             if a != orig.src && a != rev.dst {
@@ -320,7 +370,7 @@ pub(crate) fn ftp_expectation(
             }
             port
         }
-        FtpMsg::Passive { addr, port } => {
+        FtpMsg::Passive { addr, port, .. } => {
             let a = addr_bytes(addr);
             if a != orig.dst && a != rev.src {
                 return Err(());
@@ -360,21 +410,24 @@ mod tests {
             parse_ftp(b"PORT 10,0,0,1,4,1\r\n", false),
             FtpMsg::Active {
                 addr: v4("10.0.0.1"),
-                port: 1025
+                port: 1025,
+                at: Span { start: 5, len: 8 }
             }
         );
         assert_eq!(
             parse_ftp(b"port 10,0,0,1,0,20\r\n", false),
             FtpMsg::Active {
                 addr: v4("10.0.0.1"),
-                port: 20
+                port: 20,
+                at: Span { start: 5, len: 8 }
             }
         );
         assert_eq!(
             parse_ftp(b"227 Entering passive mode (10,0,0,2,195,80).\r\n", false),
             FtpMsg::Passive {
                 addr: v4("10.0.0.2"),
-                port: 195 * 256 + 80
+                port: 195 * 256 + 80,
+                at: Span { start: 27, len: 8 }
             }
         );
         assert_eq!(parse_ftp(b"USER anonymous\r\n", false), FtpMsg::Other);
@@ -396,7 +449,8 @@ mod tests {
             parse_ftp(b"EPRT |2|fd00::1|5282|\r\n", true),
             FtpMsg::Active {
                 addr: "fd00::1".parse().unwrap(),
-                port: 5282
+                port: 5282,
+                at: Span { start: 8, len: 7 }
             }
         );
         assert_eq!(
@@ -418,9 +472,11 @@ mod tests {
             ..Tuple::default()
         };
         let rev = orig.reverse();
+        let at = Span { start: 0, len: 0 };
         let act = FtpMsg::Active {
             addr: v4("10.0.0.1"),
             port: 1025,
+            at,
         };
         // PORT from the client: the server will connect to the client.
         assert_eq!(
@@ -430,12 +486,14 @@ mod tests {
         let third = FtpMsg::Active {
             addr: v4("10.9.9.9"),
             port: 1025,
+            at,
         };
         assert_eq!(ftp_expectation(third, &orig, &rev, false), Err(()));
         // 227 from the server: the client will connect to the server.
         let pasv = FtpMsg::Passive {
             addr: v4("10.0.0.2"),
             port: 5000,
+            at,
         };
         assert_eq!(
             ftp_expectation(pasv, &orig, &rev, true),
@@ -457,6 +515,8 @@ mod tests {
             parent,
             mark: 7,
             label: 0,
+            nat_rpl_dst: false,
+            nat_addr: [1; 16],
         };
         assert!(ex.add([1; 16], [2; 16], 5555, e));
         let data = Tuple {

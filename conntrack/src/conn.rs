@@ -1,6 +1,7 @@
 //! One tracked connection and its per-protocol state.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::tcp::{self, Peer, TcpSeg, Update};
 use crate::timeouts::TimeoutAttr;
@@ -116,13 +117,42 @@ pub(crate) struct Conn {
     pub tp: u8,
     /// Helper (`alg::Alg::code`), 0 for none: a control connection.
     pub alg: u8,
-    /// For a connection an ALG expected: its control connection's original
-    /// tuple (the connection is `+rel`).
-    pub parent: Option<Box<Tuple>>,
+    /// What only ALG connections carry (boxed: other connections pay one
+    /// pointer).
+    pub ext: Option<Box<AlgExt>>,
     pub st: Mutex<ConnState>,
 }
 
+/// The ALG part of a connection.
+#[derive(Debug, Default)]
+pub(crate) struct AlgExt {
+    /// For a connection an ALG expected: its control connection's original
+    /// tuple (the connection is `+rel`).
+    pub parent: Option<Tuple>,
+    /// For an FTP control connection under NAT: how many bytes the
+    /// payload rewrites added so far to each direction (original, reply);
+    /// that direction's sequence numbers and the other's acknowledgements
+    /// are shifted by it.
+    pub skew: [AtomicI32; 2],
+}
+
+impl AlgExt {
+    pub(crate) fn skew(&self, reply: bool) -> i32 {
+        self.skew[usize::from(reply)].load(Ordering::Relaxed)
+    }
+
+    /// Adds `delta` to direction `reply`'s skew; returns the skew before.
+    pub(crate) fn add_skew(&self, reply: bool, delta: i32) -> i32 {
+        self.skew[usize::from(reply)].fetch_add(delta, Ordering::Relaxed)
+    }
+}
+
 impl Conn {
+    /// The control connection's original tuple, for an expected connection.
+    pub(crate) fn parent(&self) -> Option<&Tuple> {
+        self.ext.as_ref().and_then(|e| e.parent.as_ref())
+    }
+
     /// The state, ignoring lock poisoning (a panic elsewhere leaves the
     /// plain-data state usable).
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ConnState> {

@@ -21,7 +21,8 @@
 //! frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
 //! frame.extend_from_slice(&[0x03, 0xe8, 0, 53, 0, 8, 0, 0]);
 //! let (key, layout) = extract(&frame, 1).unwrap();
-//! let mut pkt = CtPacket { frame: &mut frame, key: &key, layout: &layout, partial_l4_csum: false };
+//! let len = frame.len();
+//! let mut pkt = CtPacket { buf: &mut frame, len, key: &key, layout: &layout, partial_l4_csum: false };
 //! // ct(commit,zone=1)
 //! let args = CtArgs { zone: 1, commit: true, ..CtArgs::default() };
 //! let res = ct.execute(&mut pkt, &args, 0);
@@ -31,6 +32,7 @@
 //! ```
 
 pub mod alg;
+pub mod alg_nat;
 mod conn;
 mod dump;
 mod extract;
@@ -50,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use flows::key::FlowKey;
 use flows::parse::Layout;
 
-use conn::{Conn, ConnState, ProtoState};
+use conn::{AlgExt, Conn, ConnState, ProtoState};
 use extract::Parsed;
 use table::Table;
 use tcp::{TcpSeg, Update};
@@ -118,14 +120,26 @@ pub struct CtArgs {
 
 /// One packet handed to the tracker.
 pub struct CtPacket<'a> {
-    /// The frame; NAT rewrites it in place (its length never changes).
-    pub frame: &'a mut [u8],
+    /// The frame (`buf[..len]`) and any room after it. NAT rewrites the
+    /// frame in place; only the FTP helper under NAT changes its length
+    /// (within `buf`), and then sets `len`.
+    pub buf: &'a mut [u8],
+    /// The frame's length.
+    pub len: usize,
     /// The flow key `flows::parse::extract` gave for the frame.
     pub key: &'a FlowKey,
     /// The layout `flows::parse::extract` gave for the frame.
     pub layout: &'a Layout,
     /// The frame carries a virtio `NEEDS_CSUM` partial L4 checksum.
     pub partial_l4_csum: bool,
+}
+
+impl CtPacket<'_> {
+    /// The frame.
+    pub fn frame(&mut self) -> &mut [u8] {
+        let n = self.len.min(self.buf.len());
+        &mut self.buf[..n]
+    }
 }
 
 /// Event counters.
@@ -141,6 +155,9 @@ pub struct CtCounters {
     pub invalid: u64,
     /// ALG announcements dropped because the expectation table was full.
     pub expect_full: u64,
+    /// FTP address rewrites not done because the packet would exceed the
+    /// MTU (or its buffer).
+    pub alg_rewrite_refused: u64,
 }
 
 /// Bytes used by the tracker for its connections.
@@ -192,6 +209,7 @@ pub struct Conntrack {
     nat_exhausted: AtomicU64,
     invalid: AtomicU64,
     expect_full: AtomicU64,
+    alg_rewrite_refused: AtomicU64,
 }
 
 /// What a lookup of an existing connection concluded.
@@ -229,6 +247,7 @@ impl Conntrack {
             nat_exhausted: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
             expect_full: AtomicU64::new(0),
+            alg_rewrite_refused: AtomicU64::new(0),
         }
     }
 
@@ -249,7 +268,8 @@ impl Conntrack {
     /// Tracks one packet: looks up (and on `commit` creates) its
     /// connection, applies NAT, and returns its `ct_*` metadata.
     pub fn execute(&self, pkt: &mut CtPacket<'_>, args: &CtArgs, now_ms: u64) -> CtResult {
-        match extract::parse(pkt.frame, pkt.key, pkt.layout, args.zone) {
+        let (key, layout) = (pkt.key, pkt.layout);
+        match extract::parse(pkt.frame(), key, layout, args.zone) {
             None => self.invalid(args.zone),
             Some(Parsed::Conn {
                 tuple,
@@ -288,6 +308,24 @@ impl Conntrack {
             if st.dead || st.expiration <= now || (reply && args.force && args.commit) {
                 return Seen::Replace(c.clone());
             }
+            // Under NAT, an FTP control connection's acknowledgements of
+            // rewritten data are taken back to the sender's numbering
+            // before window tracking (the frame is shifted in `alg_ctl`).
+            let ack_shift = match (&c.ext, seg) {
+                (Some(x), Some(_)) if args.nat.is_some() => x.skew(!reply),
+                _ => 0,
+            };
+            let shifted;
+            let seg = match seg {
+                Some(s) if ack_shift != 0 => {
+                    shifted = TcpSeg {
+                        ack: s.ack.wrapping_sub(ack_shift as u32),
+                        ..*s
+                    };
+                    Some(&shifted)
+                }
+                _ => seg,
+            };
             let upd = st.proto.update(seg, reply, seq_check);
             let mut state = match upd {
                 Update::Reopen => return Seen::Replace(c.clone()),
@@ -308,10 +346,10 @@ impl Conntrack {
             };
             st.expiration = now.saturating_add(self.policies.ms(c.tp, st.proto.timeout_attr()));
             // A related connection keeps its parent's mark and label.
-            if args.commit && c.parent.is_none() {
+            if args.commit && c.parent().is_none() {
                 apply_marks(&mut st, args);
             }
-            if c.parent.is_some() {
+            if c.parent().is_some() {
                 state |= CtState::REL;
             }
             let mut rewrite = None;
@@ -330,7 +368,7 @@ impl Conntrack {
                     zone: args.zone,
                     mark: st.mark,
                     label: st.label(),
-                    orig: Some(c.parent.as_deref().copied().unwrap_or(c.orig)),
+                    orig: Some(c.parent().copied().unwrap_or(c.orig)),
                 },
                 rewrite,
                 ctl: (c.alg != 0).then(|| (c.clone(), reply)),
@@ -345,10 +383,11 @@ impl Conntrack {
                 if res.state.contains(CtState::INV) {
                     self.invalid.fetch_add(1, Ordering::Relaxed);
                 } else if let Some((c, reply)) = ctl {
-                    self.alg_ctl(pkt, tuple, &c, reply, &mut res);
+                    self.alg_ctl(pkt, tuple, &c, reply, args.nat.is_some(), &mut res);
                 }
                 if let Some((from, to)) = rewrite {
-                    nat::rewrite(pkt.frame, &from, &to, pkt.partial_l4_csum);
+                    let partial = pkt.partial_l4_csum;
+                    nat::rewrite(pkt.frame(), &from, &to, partial);
                 }
                 res
             }
@@ -392,8 +431,20 @@ impl Conntrack {
         if !args.commit || !self.reserve(args.zone) {
             return res;
         }
-        let (reply, nat_flag) = match args.nat {
-            Some(NatAction::Src(r)) | Some(NatAction::Dst(r)) => {
+        let (reply, nat_flag) = match (args.nat, &expected) {
+            // An expected connection takes the translation its control
+            // connection implies, whatever the `nat` argument says.
+            (Some(_), Some(e)) => {
+                let mut r = tuple.reverse();
+                if e.nat_rpl_dst {
+                    r.dst = e.nat_addr;
+                    (r, nat::NAT_SRC)
+                } else {
+                    r.src = e.nat_addr;
+                    (r, nat::NAT_DST)
+                }
+            }
+            (Some(NatAction::Src(r)) | Some(NatAction::Dst(r)), None) => {
                 let src = matches!(args.nat, Some(NatAction::Src(_)));
                 let salt = self.salt.fetch_add(0x9e37_79b9, Ordering::Relaxed);
                 match nat::choose(tuple, &r, src, salt, |t| self.table.contains(t)) {
@@ -428,13 +479,19 @@ impl Conntrack {
             .alg
             .filter(|a| alg::keeps_helper(tuple, *a))
             .map_or(0, Alg::code);
+        let ext = (helper != 0 || expected.is_some()).then(|| {
+            Box::new(AlgExt {
+                parent: expected.map(|e| e.parent),
+                ..AlgExt::default()
+            })
+        });
         let c = Arc::new(Conn {
             orig: *tuple,
             reply,
             nat: nat_flag,
             tp,
             alg: helper,
-            parent: expected.map(|e| Box::new(e.parent)),
+            ext,
             st: std::sync::Mutex::new(st),
         });
         if !self.table.insert(&c) {
@@ -445,11 +502,12 @@ impl Conntrack {
         res.mark = mark;
         res.label = label;
         if helper != 0 {
-            self.alg_ctl(pkt, tuple, &c, false, &mut res);
+            self.alg_ctl(pkt, tuple, &c, false, args.nat.is_some(), &mut res);
         }
         if nat_flag != 0 {
             res.state |= nat_bits(nat_flag);
-            nat::rewrite(pkt.frame, tuple, &reply.reverse(), pkt.partial_l4_csum);
+            let partial = pkt.partial_l4_csum;
+            nat::rewrite(pkt.frame(), tuple, &reply.reverse(), partial);
         }
         res
     }
@@ -457,45 +515,108 @@ impl Conntrack {
     /// The ALG's look at a packet of control connection `c` (tuple `t`,
     /// direction `reply`): announcements become expectations; an FTP
     /// announcement that does not parse, or names another host, makes the
-    /// packet `+inv` (added to its state, as OVS does).
-    fn alg_ctl(&self, pkt: &CtPacket<'_>, t: &Tuple, c: &Conn, reply: bool, res: &mut CtResult) {
+    /// packet `+inv` (added to its state, as OVS does). Under `nat` (the
+    /// `ct` action has one), the FTP helper rewrites the announced address
+    /// and shifts sequence numbers (`alg_nat`); the L4 checksum is redone
+    /// before the caller's header NAT, which updates it incrementally.
+    fn alg_ctl(
+        &self,
+        pkt: &mut CtPacket<'_>,
+        t: &Tuple,
+        c: &Conn,
+        reply: bool,
+        nat: bool,
+        res: &mut CtResult,
+    ) {
         let Some(ctl) = alg::ctl_type(t) else {
             return;
         };
         if Alg::from_code(c.alg).is_none() {
             return;
         }
+        let mut lay = *pkt.layout;
+        let mut delta = 0;
+        let mut touched = false;
         let ends = match ctl {
             Alg::Tftp => Some(alg::endpoints(&c.orig, &c.reply, reply, c.orig.sport)),
             Alg::Ftp => {
-                let Some(l4) = pkt.layout.l4_ofs else {
+                let Some(l4) = lay.l4_ofs.map(usize::from) else {
                     return;
                 };
-                let payload =
-                    alg::tcp_payload(pkt.frame, usize::from(l4), pkt.layout.l3_end as usize);
-                if payload.is_empty() {
-                    return;
-                }
-                let msg = alg::parse_ftp(payload, t.ipv6);
-                match alg::ftp_expectation(msg, &c.orig, &c.reply, reply) {
+                let payload = alg::tcp_payload(pkt.frame(), l4, lay.l3_end as usize);
+                let start = lay.l3_end as usize - payload.len();
+                let msg = if payload.is_empty() {
+                    alg::FtpMsg::Other
+                } else {
+                    alg::parse_ftp(payload, t.ipv6)
+                };
+                let ends = match alg::ftp_expectation(msg, &c.orig, &c.reply, reply) {
                     Ok(e) => e,
                     Err(()) => {
                         self.invalid.fetch_add(1, Ordering::Relaxed);
                         res.state |= CtState::TRK | CtState::INV;
                         return;
                     }
+                };
+                // The address the receiver must see: the client's as the
+                // server knows it, the server's as the client knows it.
+                let target = match msg {
+                    alg::FtpMsg::Active { at, .. } => Some((at, c.reply.dst_ip())),
+                    alg::FtpMsg::Passive { at, .. } => Some((at, c.orig.dst_ip())),
+                    _ => None,
+                };
+                if let (true, Some((at, addr))) = (nat, target) {
+                    let text = alg_nat::addr_text(addr);
+                    let len = &mut pkt.len;
+                    match alg_nat::splice(
+                        pkt.buf,
+                        len,
+                        &mut lay,
+                        start + at.start,
+                        at.len,
+                        text.as_bytes(),
+                    ) {
+                        Ok(d) => {
+                            delta = d;
+                            touched = true;
+                        }
+                        Err(_) => {
+                            self.alg_rewrite_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
+                if let (true, Some(x)) = (nat, c.ext.as_deref()) {
+                    let seq_add = if delta != 0 {
+                        x.add_skew(reply, delta)
+                    } else {
+                        x.skew(reply)
+                    };
+                    let ack_sub = x.skew(!reply);
+                    if seq_add != 0 || ack_sub != 0 {
+                        alg_nat::shift_seq(pkt.frame(), l4, seq_add, ack_sub);
+                        touched = true;
+                    }
+                }
+                ends
             }
         };
+        if touched {
+            let partial = pkt.partial_l4_csum;
+            alg_nat::finish_l4_checksum(pkt.frame(), &lay, partial);
+        }
         if let Some((src, dst, dport)) = ends {
             let (mark, label) = {
                 let st = c.lock();
                 (st.mark, st.label())
             };
+            let dnat = c.nat & nat::NAT_DST != 0;
+            let (nat_rpl_dst, nat_addr) = alg::expected_nat(&c.orig, &c.reply, reply, dnat);
             let e = alg::Expectation {
                 parent: c.orig,
                 mark,
                 label,
+                nat_rpl_dst,
+                nat_addr,
             };
             if !self.expect.add(src, dst, dport, e) {
                 self.expect_full.fetch_add(1, Ordering::Relaxed);
@@ -541,7 +662,8 @@ impl Conntrack {
         match hit.flatten() {
             Some((res, rewrite)) => {
                 if let Some(to) = rewrite {
-                    nat::rewrite_icmp_error(pkt.frame, pkt.layout, inner_l3, inner_l4, inner, &to);
+                    let lay = pkt.layout;
+                    nat::rewrite_icmp_error(pkt.frame(), lay, inner_l3, inner_l4, inner, &to);
                 }
                 res
             }
@@ -709,6 +831,13 @@ impl Conntrack {
         self.policies.set_zone(zone, id)
     }
 
+    /// The timeout policy id (0: the defaults) connections committed in
+    /// `zone` now take. OVS names it in the datapath `ct` action of a
+    /// commit as `timeout=ID` (see [`timeout_policy_covers`]).
+    pub fn zone_timeout_policy(&self, zone: u16) -> u8 {
+        self.policies.zone_policy(zone)
+    }
+
     /// Event counters.
     pub fn counters(&self) -> CtCounters {
         CtCounters {
@@ -717,6 +846,7 @@ impl Conntrack {
             nat_exhausted: self.nat_exhausted.load(Ordering::Relaxed),
             invalid: self.invalid.load(Ordering::Relaxed),
             expect_full: self.expect_full.load(Ordering::Relaxed),
+            alg_rewrite_refused: self.alg_rewrite_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -735,6 +865,15 @@ impl Conntrack {
     pub fn clear(&self) -> usize {
         self.flush(&FlushFilter::default())
     }
+}
+
+/// Whether timeout policies apply to IP protocol `nw_proto` (TCP, UDP,
+/// ICMP, ICMPv6), as OVS decides whether a `ct` action names one.
+pub fn timeout_policy_covers(nw_proto: u8) -> bool {
+    matches!(
+        nw_proto,
+        tuple::proto::TCP | tuple::proto::UDP | tuple::proto::ICMP | tuple::proto::ICMPV6
+    )
 }
 
 fn nat_bits(flags: u8) -> CtState {

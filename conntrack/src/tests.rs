@@ -10,6 +10,7 @@ use super::*;
 use crate::tcp::{ACK, FIN, RST, SYN};
 
 mod alg;
+mod alg_nat;
 
 // ---------------------------------------------------------------------------
 // Frame builders.
@@ -100,8 +101,10 @@ fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, orig: &[u8]) -> Vec<u8> {
 
 fn run(ct: &Conntrack, f: &mut [u8], args: &CtArgs, now: u64) -> CtResult {
     let (key, lay) = extract(f, 0).unwrap();
+    let len = f.len();
     let mut p = CtPacket {
-        frame: f,
+        buf: f,
+        len,
         key: &key,
         layout: &lay,
         partial_l4_csum: false,
@@ -1150,7 +1153,7 @@ proptest! {
         let args = CtArgs { commit: do_commit, nat: Some(nat), ..CtArgs::default() };
         let len = f.len();
         for now in 0..3 {
-            let mut p = CtPacket { frame: &mut f, key: &key, layout: &lay, partial_l4_csum: false };
+            let mut p = CtPacket { buf: &mut f, len, key: &key, layout: &lay, partial_l4_csum: false };
             let r = ct.execute(&mut p, &args, now);
             prop_assert!(r.state.contains(CtState::TRK));
         }

@@ -67,8 +67,10 @@ pub(crate) fn icmp_echo(src: &str, dst: &str, ty: u8, id: u16) -> Vec<u8> {
 /// Runs `f` through the tracker.
 pub(crate) fn run(ct: &Conntrack, f: &mut [u8], args: &CtArgs, now: u64) -> CtResult {
     let (key, lay) = extract(f, 0).unwrap();
+    let len = f.len();
     let mut p = CtPacket {
-        frame: f,
+        buf: f,
+        len,
         key: &key,
         layout: &lay,
         partial_l4_csum: false,

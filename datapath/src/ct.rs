@@ -113,6 +113,20 @@ impl DpConntrack {
         }
     }
 
+    /// Action `id` for a flow of IP protocol `nw_proto`, as OVS prints it:
+    /// a commit in a zone with a timeout policy that covers the protocol
+    /// also shows `timeout=ID` (the policy the tracker applies).
+    pub fn format_action_for(&self, id: u32, nw_proto: u8) -> String {
+        match self.args(id) {
+            Some(a) => {
+                let tp = self.ct.zone_timeout_policy(a.zone);
+                let show = a.commit && tp != 0 && conntrack::timeout_policy_covers(nw_proto);
+                format_ct_args_timeout(a, show.then_some(tp))
+            }
+            None => format!("ct(id={id})"),
+        }
+    }
+
     /// Tracks `pkt` with the arguments of action `id` and stores the result
     /// in `meta`'s `ct_*` fields (NAT rewrites the frame). An IP fragment
     /// goes through reassembly first (see [`CtOutcome`]).
@@ -130,13 +144,20 @@ impl DpConntrack {
             return self.execute_fragment(args, pkt, meta, &key, &layout, now_ms);
         }
         let partial = pkt.offload.flags & Offload::F_NEEDS_CSUM != 0;
+        let len = pkt.len();
         let mut cp = CtPacket {
-            frame: pkt.data_mut(),
+            buf: pkt.data_and_tailroom_mut(),
+            len,
             key: &key,
             layout: &layout,
             partial_l4_csum: partial,
         };
         let r = self.ct.execute(&mut cp, args, now_ms);
+        // Only the FTP helper under NAT changes the length.
+        let new_len = cp.len;
+        if new_len != len {
+            pkt.set_len(new_len);
+        }
         store_result(meta, &r);
         CtOutcome::Done
     }
@@ -168,8 +189,10 @@ impl DpConntrack {
             FragVerdict::Held => CtOutcome::Held,
             FragVerdict::NotFragment | FragVerdict::Refused => {
                 // The tracker cannot follow a fragment: `+inv`.
+                let len = pkt.len();
                 let mut cp = CtPacket {
-                    frame: pkt.data_mut(),
+                    buf: pkt.data_mut(),
+                    len,
                     key,
                     layout,
                     partial_l4_csum: false,
@@ -181,8 +204,10 @@ impl DpConntrack {
             FragVerdict::Complete(mut whole) => {
                 let r = match extract(&whole.packet, meta.in_port) {
                     Ok((k, lay)) => {
+                        let len = whole.packet.len();
                         let mut cp = CtPacket {
-                            frame: &mut whole.packet,
+                            buf: &mut whole.packet,
+                            len,
                             key: &k,
                             layout: &lay,
                             partial_l4_csum: false,
@@ -273,6 +298,11 @@ fn format_nat_addr(a: IpAddr) -> String {
 
 /// OVS's text of a datapath `ct` action with these arguments.
 pub fn format_ct_args(a: &CtArgs) -> String {
+    format_ct_args_timeout(a, None)
+}
+
+/// [`format_ct_args`] with the timeout policy the action names, if any.
+pub fn format_ct_args_timeout(a: &CtArgs, timeout: Option<u8>) -> String {
     let mut parts = Vec::new();
     if a.commit {
         parts.push("commit".to_string());
@@ -299,6 +329,9 @@ pub fn format_ct_args(a: &CtArgs) -> String {
     }
     if let Some(h) = a.alg {
         parts.push(format!("helper={}", h.name()));
+    }
+    if let Some(t) = timeout {
+        parts.push(format!("timeout={t}"));
     }
     match &a.nat {
         None => {}

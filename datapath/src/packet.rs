@@ -85,6 +85,13 @@ impl Packet {
         &mut self.buf[self.start..self.start + self.len]
     }
 
+    /// The frame and all the room after it in the buffer (for a rewrite
+    /// that grows the frame; call [`Packet::set_len`] with the new length).
+    #[inline]
+    pub fn data_and_tailroom_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+
     #[inline]
     pub fn len(&self) -> usize {
         self.len

@@ -5,6 +5,7 @@
 //! tag so that tests can run in parallel and leftovers are recognisable
 //! (`fv…`). Everything is removed by `Drop` guards, also when a test fails.
 
+pub mod ct_hosts;
 pub mod ovn;
 pub mod tunnel_hosts;
 

@@ -26,6 +26,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferrovs_tests::ct_hosts::{AnySwitch as Sw, stock_rig};
 use ferrovs_tests::*;
 
 /// The ovs-actions(7) firewall (as in conntrack.rs); cookies name the
@@ -43,37 +44,6 @@ table=1,cookie=0x4,priority=20,ip,ct_state=+trk+inv,actions=drop
 table=1,cookie=0x5,priority=10,ip,ct_state=+trk+new,in_port=2,actions=drop
 table=1,cookie=0x6,priority=0,actions=drop
 ";
-
-/// One switch under test: ferrovs or stock OVS, driven the same way.
-trait Sw {
-    fn ofctl(&self, args: &[&str]) -> Result<String>;
-    fn appctl(&self, args: &[&str]) -> Result<String>;
-    fn target(&self, br: &str) -> String;
-}
-
-impl Sw for Switch {
-    fn ofctl(&self, args: &[&str]) -> Result<String> {
-        Switch::ofctl(self, args)
-    }
-    fn appctl(&self, args: &[&str]) -> Result<String> {
-        Switch::appctl(self, args)
-    }
-    fn target(&self, br: &str) -> String {
-        br.to_string()
-    }
-}
-
-impl Sw for StockOvs {
-    fn ofctl(&self, args: &[&str]) -> Result<String> {
-        run(self.cmd("ovs-ofctl").args(args))
-    }
-    fn appctl(&self, args: &[&str]) -> Result<String> {
-        StockOvs::appctl(self, args)
-    }
-    fn target(&self, br: &str) -> String {
-        self.mgmt(br)
-    }
-}
 
 fn load_flows(sw: &dyn Sw, br: &str, dir: &Path) -> Result<()> {
     let file = dir.join("ctfrag-flows.txt");
@@ -160,44 +130,6 @@ fn fragment_exchange(a: &Netns, b: &Netns, b_addr: &str) -> Result<Vec<usize>> {
     }
     drop(srv);
     Ok(sizes)
-}
-
-/// Two hosts for stock OVS: ovs-vswitchd runs in its own namespace, which
-/// holds the switch ends of the hosts' veths.
-fn stock_rig(tag: &str, net: u8) -> Result<(Netns, StockOvs, Vec<VethHost>)> {
-    let ovs_ns = Netns::new(&format!("{tag}o"))?;
-    let mut hosts = Vec::new();
-    for i in 1..=2 {
-        let h = VethHost::new(tag, i, &format!("10.{net}.0.{i}/24"))?;
-        ip(&["link", "set", &h.port, "netns", &ovs_ns.name])?;
-        ovs_ns.exec(&["ip", "link", "set", &h.port, "up"])?;
-        h.ns.exec(&["ethtool", "-K", "eth0", "tx", "off"])?;
-        hosts.push(h);
-    }
-    let ovs = StockOvs::start_system(&format!("{tag}-ovs-"), &ovs_ns.name)?;
-    ovs.vsctl(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ])?;
-    for (i, h) in hosts.iter().enumerate() {
-        let req = format!("ofport_request={}", i + 1);
-        ovs.vsctl(&[
-            "add-port",
-            "br0",
-            &h.port,
-            "--",
-            "set",
-            "Interface",
-            &h.port,
-            &req,
-        ])?;
-    }
-    Ok((ovs_ns, ovs, hosts))
 }
 
 #[test]

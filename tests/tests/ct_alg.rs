@@ -20,7 +20,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use ferrovs_tests::ct_hosts::{FTP_ACTIVE, FTP_PASSIVE, FileServers, curl, require_pyftpdlib};
 use ferrovs_tests::*;
 
 /// The firewall, with `{FTP}` and `{TFTP}` standing for the `ct` actions
@@ -49,34 +50,6 @@ fn load_firewall(sw: &Switch, br: &str, ftp: &str, tftp: &str) -> Result<()> {
     Ok(())
 }
 
-/// Downloads `url` with curl in `ns` (extra curl options first); the body,
-/// or an error when curl fails or times out.
-fn curl(ns: &Netns, opts: &[&str], url: &str) -> Result<String> {
-    let mut args = vec!["curl", "-s", "-S", "--max-time", "8"];
-    args.extend_from_slice(opts);
-    args.push(url);
-    let out = ns.exec_output(&args)?;
-    if !out.status.success() {
-        bail!(
-            "curl {opts:?} {url}: {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn require_pyftpdlib() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import pyftpdlib"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "pyftpdlib is not installed: run scripts/install-test-deps.sh"
-    );
-}
-
 #[test]
 fn ftp_and_tftp_data_connections_pass_a_related_only_firewall_with_their_alg_and_not_without()
 -> Result<()> {
@@ -87,41 +60,11 @@ fn ftp_and_tftp_data_connections_pass_a_related_only_firewall_with_their_alg_and
     let (client, server) = (&hosts[0], &hosts[1]);
     let srv_ip = server.addr.clone();
 
-    // What the servers offer (world-readable: in.tftpd drops to user tftp).
-    let dir = tempfile::Builder::new().prefix("ctpol-alg-").tempdir()?;
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let body = "ferrovs ALG test payload\n".repeat(200);
-    std::fs::write(dir.path().join("data.txt"), &body)?;
-    std::fs::set_permissions(
-        dir.path().join("data.txt"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
-    let d = dir.path().to_str().context("path")?;
-    let _ftpd = server.ns.spawn(&[
-        "python3",
-        "-m",
-        "pyftpdlib",
-        "-p",
-        "21",
-        "-i",
-        &srv_ip,
-        "-d",
-        d,
-    ])?;
-    let tftp_addr = format!("{srv_ip}:69");
-    let _tftpd = server
-        .ns
-        .spawn(&["in.tftpd", "-L", "-s", d, "-a", &tftp_addr])?;
-
+    let servers = FileServers::start(&server.ns, &srv_ip)?;
+    let body = servers.body.clone();
     let ftp_url = format!("ftp://{srv_ip}/data.txt");
     let tftp_url = format!("tftp://{srv_ip}/data.txt");
-    // Passive: PASV (curl tries EPSV first otherwise, which OVS's ALG reads
-    // over IPv6 only). Active: PORT, the client's own address.
-    let passive: &[&str] = &["--disable-epsv"];
-    let active: &[&str] = &["--disable-eprt", "-P", "-"];
+    let (passive, active) = (FTP_PASSIVE, FTP_ACTIVE);
 
     // Without helpers: the control connections pass, the data does not.
     load_firewall(&sw, &br, "ct(commit)", "ct(commit)")?;

@@ -65,12 +65,12 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
         Arc::new(move |_, fmt| {
             let flows = c.switch.dp.dump_flows();
             let ct = &c.switch.slow.ct;
-            let ct_text = |id| ct.format_action(id);
             let mut text = String::new();
             let mut arr = Vec::new();
             let headers = c.switch.dp.tnl_headers();
             let tnl = |s: String| crate::tnl::appctl::expand_headers(&s, headers);
             for f in &flows {
+                let ct_text = |id| ct.format_action_for(id, f.m.key.nw_proto);
                 let used = f.used.map(|u| u.elapsed().as_secs_f64());
                 let _ = writeln!(
                     text,
@@ -450,7 +450,7 @@ fn trace(
             .translate_dp(&key, now, fail_open, Some(&res), 0, set.as_ref())
             .0
     };
-    let ct_text = |id| slow.ct.format_action(id);
+    let ct_text = |id| slow.ct.format_action_for(id, key.nw_proto);
     // Later passes (ct(table=N) recirculations), with the ct_state
     // --ct-next gives each (default trk|new), as OVS's trace does.
     let mut passes = Vec::new();
