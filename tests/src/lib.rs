@@ -392,9 +392,13 @@ pub struct Switch {
 /// Starts vswitchd on `rundir` and `db` (appending to `log`), inside
 /// namespace `netns` if given, and waits until it serves its DB socket.
 fn spawn_vswitchd(rundir: &Path, db: &Path, log: &Path, netns: Option<&str>) -> Result<Child> {
-    // A killed daemon leaves its socket behind: wait for a fresh one.
+    // A killed daemon leaves its sockets behind, where a client would be
+    // refused: wait for fresh ones (the control socket comes after the
+    // DB's, and tests call appctl at once).
     let sock = rundir.join("db.sock");
+    let ctl = rundir.join("vswitchd.ctl");
     let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&ctl);
     let logf = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -421,7 +425,7 @@ fn spawn_vswitchd(rundir: &Path, db: &Path, log: &Path, netns: Option<&str>) -> 
         .stderr(logf)
         .spawn()
         .context("spawning vswitchd")?;
-    if !wait_until(Duration::from_secs(20), || sock.exists()) {
+    if !wait_until(Duration::from_secs(20), || sock.exists() && ctl.exists()) {
         let _ = child.kill();
         let _ = child.wait();
         bail!(
