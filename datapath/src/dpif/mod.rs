@@ -283,13 +283,13 @@ impl Datapath {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `make(ack)` to every PMD and waits until each has handled it.
-    /// Sends a command to every PMD and waits for all of them, collecting
-    /// the megaflows each one reports.
-    fn gather(
+    /// Sends `make(reply)` to every PMD and waits until each has handled
+    /// it, returning what each one answered (PMDs that are gone answer
+    /// nothing; one that dies before answering is an error).
+    fn gather<T>(
         &self,
-        make: impl Fn(crossbeam_channel::Sender<Vec<MegaflowInfo>>) -> PmdCmd,
-    ) -> Vec<MegaflowInfo> {
+        make: impl Fn(crossbeam_channel::Sender<T>) -> PmdCmd,
+    ) -> Result<Vec<T>, DpError> {
         let (tx, rx) = bounded(self.pmds.len());
         let mut waiting = 0;
         for (i, p) in self.pmds.iter().enumerate() {
@@ -300,36 +300,29 @@ impl Datapath {
             waiting += 1;
         }
         drop(tx);
-        let mut out = Vec::new();
-        for _ in 0..waiting {
-            match rx.recv() {
-                Ok(mut v) => out.append(&mut v),
-                Err(_) => break,
-            }
-        }
-        out
+        (0..waiting)
+            .map(|_| rx.recv().map_err(|_| DpError::PmdGone))
+            .collect()
     }
 
+    /// Sends `make(ack)` to every PMD and waits until each has handled it.
     fn broadcast(
         &self,
         make: impl Fn(crossbeam_channel::Sender<()>) -> PmdCmd,
     ) -> Result<(), DpError> {
-        let (ack_tx, ack_rx) = bounded(self.pmds.len());
-        let mut waiting = 0;
-        for (i, p) in self.pmds.iter().enumerate() {
-            if p.link.send(make(ack_tx.clone())).is_err() {
-                tracing::warn!("PMD {i} is gone");
-                continue;
-            }
-            waiting += 1;
-        }
-        drop(ack_tx);
-        for _ in 0..waiting {
-            if ack_rx.recv().is_err() {
-                return Err(DpError::PmdGone);
-            }
-        }
-        Ok(())
+        self.gather(make).map(|_| ())
+    }
+
+    /// The megaflows every PMD reports to `make(reply)`, together.
+    fn gather_flows(
+        &self,
+        make: impl Fn(crossbeam_channel::Sender<Vec<MegaflowInfo>>) -> PmdCmd,
+    ) -> Vec<MegaflowInfo> {
+        self.gather(make)
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Adds `port` as datapath port `no`: its receive queues go to the least
@@ -446,7 +439,7 @@ impl Datapath {
     /// packet they counted after the last [`Datapath::dump_flows`] is lost.
     pub fn flush(&self) -> Vec<MegaflowInfo> {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        self.gather(|ack| PmdCmd::Flush { generation, ack })
+        self.gather_flows(|ack| PmdCmd::Flush { generation, ack })
     }
 
     /// Drops, on every PMD, the megaflows `pred` selects (and the exact-match
@@ -457,7 +450,7 @@ impl Datapath {
     /// Returns the final counters of the megaflows it dropped.
     pub fn flush_where(&self, pred: cmd::MegaflowPredicate) -> Vec<MegaflowInfo> {
         let generation = self.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        self.gather(|ack| PmdCmd::FlushWhere {
+        self.gather_flows(|ack| PmdCmd::FlushWhere {
             generation,
             pred: pred.clone(),
             ack,
