@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::tcp::{ACK, FIN, RST, SYN};
+use crate::testutil::run;
 
 mod alg;
 mod alg_nat;
@@ -97,19 +98,6 @@ fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, orig: &[u8]) -> Vec<u8> {
     let mut h = vec![ty, code, 0, 0, 0, 0, 0, 0];
     h.extend_from_slice(&orig[14..14 + 28]);
     frame(src, dst, 1, &h)
-}
-
-fn run(ct: &Conntrack, f: &mut [u8], args: &CtArgs, now: u64) -> CtResult {
-    let (key, lay) = extract(f, 0).unwrap();
-    let len = f.len();
-    let mut p = CtPacket {
-        buf: f,
-        len,
-        key: &key,
-        layout: &lay,
-        partial_l4_csum: false,
-    };
-    ct.execute(&mut p, args, now)
 }
 
 fn zone(z: u16) -> CtArgs {

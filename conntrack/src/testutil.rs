@@ -1,4 +1,4 @@
-//! Frame builders for the tests of flushing and fragment reassembly.
+//! Frame builders and a tracker runner for the tracker's unit tests.
 
 use std::net::IpAddr;
 
@@ -76,6 +76,31 @@ pub(crate) fn run(ct: &Conntrack, f: &mut [u8], args: &CtArgs, now: u64) -> CtRe
         partial_l4_csum: false,
     };
     ct.execute(&mut p, args, now)
+}
+
+/// Runs `f` through the tracker with `room` bytes after it to grow into
+/// (an ALG's rewrite under NAT); `f` takes the frame's new length.
+pub(crate) fn run_with_room(
+    ct: &Conntrack,
+    f: &mut Vec<u8>,
+    room: usize,
+    args: &CtArgs,
+    now: u64,
+) -> CtResult {
+    let len = f.len();
+    f.resize(len + room, 0);
+    let (key, lay) = extract(&f[..len], 0).unwrap();
+    let mut p = CtPacket {
+        buf: f,
+        len,
+        key: &key,
+        layout: &lay,
+        partial_l4_csum: false,
+    };
+    let r = ct.execute(&mut p, args, now);
+    let n = p.len;
+    f.truncate(n);
+    r
 }
 
 pub(crate) fn commit(z: u16) -> CtArgs {

@@ -16,23 +16,9 @@ fn seg(src: &str, dst: &str, ports: (u16, u16), seq: u32, ack: u32, payload: &[u
     frame(src, dst, 6, &h)
 }
 
-/// Runs `f` through the tracker with 64 bytes of room to grow; `f` takes
-/// the frame's new length.
+/// Runs `f` through the tracker with 64 bytes of room to grow.
 fn run_grow(ct: &Conntrack, f: &mut Vec<u8>, args: &CtArgs) -> CtResult {
-    let (key, lay) = extract(f, 0).unwrap();
-    let len = f.len();
-    f.resize(len + 64, 0);
-    let mut p = CtPacket {
-        buf: f,
-        len,
-        key: &key,
-        layout: &lay,
-        partial_l4_csum: false,
-    };
-    let r = ct.execute(&mut p, args, 0);
-    let n = p.len;
-    f.truncate(n);
-    r
+    crate::testutil::run_with_room(ct, f, 64, args, 0)
 }
 
 fn payload(f: &[u8]) -> &[u8] {
