@@ -1,5 +1,6 @@
-//! How much of a megaflow's counters has been credited to the OpenFlow
-//! rules (tables, mirrors, NetFlow, patch ports) its decision stands for.
+//! How much of a megaflow's counters has been counted already: credited to
+//! the OpenFlow rules (tables, mirrors, NetFlow, patch ports) its decision
+//! stands for, or to a bond's load buckets.
 //!
 //! Each PMD keeps its own copy of a megaflow with its own counters, and a
 //! megaflow dropped and installed again with the same match starts again

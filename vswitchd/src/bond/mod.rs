@@ -495,9 +495,9 @@ const ACCOUNT_MS: u64 = 500;
 struct Inner {
     /// By bond (port) name.
     bonds: BTreeMap<String, BondRt>,
-    /// Bytes each megaflow that sends to a balanced bond had at the last
-    /// accounting, by (PMD, match): the next one adds only the difference.
-    flow_bytes: HashMap<(usize, Match), u64>,
+    /// What was accounted of each megaflow that sends to a balanced bond
+    /// (per PMD and installation): the next accounting adds only the rest.
+    flow_bytes: HashMap<Match, crate::megaflow_credit::Credited>,
     next_account: u64,
     /// Member datapath port → bond name, member OpenFlow port.
     by_dp: HashMap<DpPortNo, (String, PortNo)>,
@@ -687,7 +687,7 @@ impl Bonds {
     /// match holds every field the bucket's hash read, and its input port's
     /// VLAN configuration gives the VLAN NORMAL hashed with.
     fn account_loads(&self, sp: &SlowPath, dp: &Datapath, now: u64) {
-        let (bridges, by_dp, old) = {
+        let (bridges, by_dp, mut old) = {
             let mut g = self.lock();
             if now < g.next_account {
                 return;
@@ -731,14 +731,10 @@ impl Bonds {
                 .find_map(|pp| pp.ofport_of(key.in_port).and_then(|o| pp.get(o)))
                 .and_then(|p| p.vlan.input_vlan(key.vlan_tci))
                 .unwrap_or(0);
-            let id = (f.pmd, f.m);
-            let before = old.get(&id).copied().unwrap_or(0);
-            let new = if f.bytes >= before {
-                f.bytes - before
-            } else {
-                f.bytes
-            };
-            seen.insert(id, f.bytes);
+            let (_, new) = seen
+                .entry(f.m)
+                .or_insert_with(|| old.remove(&f.m).unwrap_or_default())
+                .take(&f);
             if new > 0 {
                 for bond in bonds_hit {
                     sent.push((bond.clone(), key, vlan, new));
