@@ -850,6 +850,7 @@ impl UpcallHandler for SlowPath {
             table_id,
             max_len,
             slot,
+            ..
         } = *action
         else {
             return;

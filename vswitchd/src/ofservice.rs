@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use datapath::Packet;
 use flows::action::port as ofp_port;
 use flows::table::FlowFilter;
-use flows::{FlowKey, Match, UserspaceReason};
+use flows::{FlowKey, Match};
 use openflow::conn::{BundledMod, ConnConfig, OfConnection, SwitchAgent};
 use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use openflow::error::OfError;
@@ -380,7 +380,7 @@ async fn controller_loop(
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
+fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64, version: u8) -> Message {
     match msg {
         AsyncMsg::PacketIn {
             reason,
@@ -419,10 +419,7 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
             let pi = PacketIn {
                 buffer_id: NO_BUFFER,
                 total_len: *total_len,
-                reason: match reason {
-                    UserspaceReason::NoMatch => packet_in_reason::NO_MATCH,
-                    UserspaceReason::Action => packet_in_reason::ACTION,
-                },
+                reason: reason.wire_code(version),
                 table_id: *table_id,
                 cookie: *cookie,
                 match_: Match::new(k, m),
@@ -541,8 +538,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             m = async_rx.recv() => {
                 match m {
                     Ok(msg) => {
-                        if conn.version().is_some() {
-                            conn.send_async(&to_message(&msg, &ofp, switch.slow.now_ms()));
+                        if let Some(v) = conn.version() {
+                            conn.send_async(&to_message(&msg, &ofp, switch.slow.now_ms(), v));
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
