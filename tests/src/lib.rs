@@ -918,12 +918,18 @@ fn read_pid(p: &Path) -> Result<u32> {
 /// then a barrier; returns the (type, code) of the first error received
 /// before the barrier reply, if any.
 pub fn openflow13_error(sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
+    openflow_error(4, sock, msg)
+}
+
+/// [`openflow13_error`] for OpenFlow wire version `version` (4 = 1.3,
+/// 6 = 1.5): `msg` must carry that version in its header.
+pub fn openflow_error(version: u8, sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(sock)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1])?;
+    s.write_all(&[version, 0, 0, 8, 0, 0, 0, 1])?;
     s.write_all(msg)?;
-    s.write_all(&[4, 20, 0, 8, 0, 0, 0, 9])?;
+    s.write_all(&[version, 20, 0, 8, 0, 0, 0, 9])?;
     let mut err = None;
     loop {
         let mut h = [0u8; 8];
