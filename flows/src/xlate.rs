@@ -172,11 +172,14 @@ pub struct PatchCrossing {
 }
 
 /// What translation in a peer bridge asks of that bridge (the root's own
-/// effects stay in [`XlateResult::rules_hit`], `learned`, `learned_flows`).
+/// effects stay in [`XlateResult::rules_hit`], `table_lookups`, `learned`,
+/// `learned_flows`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatchEffects {
     pub bridge: u32,
     pub rules_hit: Vec<(u8, RuleId)>,
+    /// The peer's table lookups (its OFPMP_TABLE counters).
+    pub table_lookups: Vec<TableLookup>,
     pub learned: Vec<MacLearnRequest>,
     pub learned_flows: Vec<LearnedFlow>,
 }
@@ -1399,6 +1402,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let saved_set = std::mem::take(&mut self.action_set);
         let saved_stack = std::mem::take(&mut self.stack);
         let saved_rules = std::mem::take(&mut self.out.rules_hit);
+        let saved_lookups = std::mem::take(&mut self.out.table_lookups);
         let saved_learned = std::mem::take(&mut self.out.learned);
         let saved_flows = std::mem::take(&mut self.out.learned_flows);
 
@@ -1460,10 +1464,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let effects = PatchEffects {
             bridge: pb.id,
             rules_hit: std::mem::replace(&mut self.out.rules_hit, saved_rules),
+            table_lookups: std::mem::replace(&mut self.out.table_lookups, saved_lookups),
             learned: std::mem::replace(&mut self.out.learned, saved_learned),
             learned_flows: std::mem::replace(&mut self.out.learned_flows, saved_flows),
         };
         if !effects.rules_hit.is_empty()
+            || !effects.table_lookups.is_empty()
             || !effects.learned.is_empty()
             || !effects.learned_flows.is_empty()
         {

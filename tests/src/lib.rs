@@ -955,6 +955,46 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Stock `ovs-ofctl -O OpenFlow13 dump-tables` of `target` parsed: table → (lookup, matched), for every
+/// table listed (stock ovs-ofctl prints "table N: ditto" or "tables
+/// A...B: ditto" for tables equal to the one before; those are expanded).
+pub fn table_counts(target: &str) -> Result<std::collections::BTreeMap<u8, (u64, u64)>> {
+    let text = run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-tables", target]))?;
+    let mut out = std::collections::BTreeMap::new();
+    let mut cur: Option<u8> = None;
+    let mut last = (0, 0);
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("tables ") {
+            let (range, _) = rest.split_once(':').context("ditto line")?;
+            let (a, b) = range.split_once("...").context("ditto range")?;
+            for t in a.parse::<u8>()?..=b.parse::<u8>()? {
+                out.insert(t, last);
+            }
+        } else if let Some(rest) = line.strip_prefix("table ") {
+            let id = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .context("table id")?;
+            cur = Some(id.parse()?);
+            // "table N: ditto": the same counters as the table before.
+            if line.ends_with("ditto") {
+                out.insert(id.parse()?, last);
+            }
+        } else if line.starts_with("active=") {
+            let num = |name: &str| -> Result<u64> {
+                let v = line
+                    .split(", ")
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .with_context(|| format!("{name} in {line}"))?;
+                Ok(v.trim().parse()?)
+            };
+            last = (num("lookup=")?, num("matched=")?);
+            out.insert(cur.context("stats before a table")?, last);
+        }
+    }
+    Ok(out)
+}
+
 /// `n_packets` of the table-1 rules by cookie (summed over the rules that
 /// share one), as stock ovs-ofctl dumps them from OpenFlow target `target`.
 pub fn table1_counters(target: &str) -> Result<std::collections::BTreeMap<u64, u64>> {

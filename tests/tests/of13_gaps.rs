@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ferrovs_tests::*;
 
 /// A namespace whose `eth0` is a veth to the root-side `port`, with IPv6
@@ -235,42 +235,6 @@ fn ofctl13(args: &[&str]) -> Result<String> {
     run(Command::new("ovs-ofctl")
         .args(["-O", "OpenFlow13"])
         .args(args))
-}
-
-/// `ovs-ofctl dump-tables` parsed: table → (lookup, matched), for every
-/// table listed (stock ovs-ofctl prints "tables A...B: ditto" for runs of
-/// tables equal to the one before; those are expanded).
-fn table_counts(target: &str) -> Result<BTreeMap<u8, (u64, u64)>> {
-    let text = ofctl13(&["dump-tables", target])?;
-    let mut out = BTreeMap::new();
-    let mut cur: Option<u8> = None;
-    let mut last = (0, 0);
-    for line in text.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("tables ") {
-            let (range, _) = rest.split_once(':').context("ditto line")?;
-            let (a, b) = range.split_once("...").context("ditto range")?;
-            for t in a.parse::<u8>()?..=b.parse::<u8>()? {
-                out.insert(t, last);
-            }
-        } else if let Some(rest) = line.strip_prefix("table ") {
-            let id = rest
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .context("table id")?;
-            cur = Some(id.parse()?);
-        } else if line.starts_with("active=") {
-            let num = |name: &str| -> Result<u64> {
-                let v = line
-                    .split(", ")
-                    .find_map(|kv| kv.strip_prefix(name))
-                    .with_context(|| format!("{name} in {line}"))?;
-                Ok(v.trim().parse()?)
-            };
-            last = (num("lookup=")?, num("matched=")?);
-            out.insert(cur.context("stats before a table")?, last);
-        }
-    }
-    Ok(out)
 }
 
 fn hexs(b: &[u8]) -> String {

@@ -859,7 +859,7 @@ impl SwitchAgent for BridgeAgent {
             .iter()
             .position(|b| Arc::ptr_eq(b, &self.ofp))
             .unwrap_or(0);
-        let guards = crate::patch::lock_all(&group);
+        let mut guards = crate::patch::lock_all(&group);
         let st = &guards[root];
         // Stock OVS decodes a packet-out's actions without the TLV map and
         // accepts fields it lacks; here they are bound when the map has
@@ -882,8 +882,23 @@ impl SwitchAgent for BridgeAgent {
             let set = crate::patch::patch_set(&group, &guards, root);
             st.translate_actions(&key, &po.actions, now, set.as_ref())
         };
+        // The rules and tables the packet went through (output:TABLE,
+        // resubmit, patch ports) count it, as OVS counts a packet-out.
+        let bytes = po.data.len() as u64;
+        let credit = |st: &mut crate::ofproto::BridgeState, rules: &[_], lookups: &[_]| {
+            for (t, id) in rules {
+                st.pipeline.credit(*t, *id, 1, bytes, now);
+            }
+            st.pipeline.credit_lookups(lookups, 1);
+        };
+        credit(&mut guards[root], &x.rules_hit, &x.table_lookups);
+        for eff in &x.patch_effects {
+            if let Some(i) = group.iter().position(|b| b.id == eff.bridge) {
+                credit(&mut guards[i], &eff.rules_hit, &eff.table_lookups);
+            }
+        }
         drop(guards);
-        slow.credit_patch(&x.patch_crossings, 1, po.data.len() as u64);
+        slow.credit_patch(&x.patch_crossings, 1, bytes);
         self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&po.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);
