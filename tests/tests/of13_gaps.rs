@@ -584,6 +584,64 @@ fn mpls_push_pop_through_goto_table_and_ttl_actions_match_stock_ovs() -> Result<
     Ok(())
 }
 
+/// A two-label stack: the outer label is popped (the packet stays MPLS),
+/// goto_table matches the inner label, which is popped in turn or
+/// forwarded with its TTL decremented.
+const MPLS2_FLOWS: &str = "\
+table=0,priority=10,mpls,mpls_label=100,mpls_bos=0,actions=pop_mpls:0x8847,goto_table:1
+table=1,priority=10,mpls,mpls_label=200,mpls_bos=1,actions=pop_mpls:0x0800,goto_table:2
+table=1,priority=5,mpls,actions=dec_mpls_ttl,output:2
+table=2,priority=10,ip,nw_dst=10.13.0.2,actions=output:2
+";
+
+/// An MPLS frame with the stack `(label, ttl)`, outermost first, over
+/// `inner`.
+fn mpls_stack_frame(stack: &[(u32, u8)], inner: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for (i, (label, ttl)) in stack.iter().enumerate() {
+        let bos = if i + 1 == stack.len() { 0x100 } else { 0 };
+        p.extend(((label << 12) | bos | u32::from(*ttl)).to_be_bytes());
+    }
+    p.extend(inner);
+    eth(0x8847, &p)
+}
+
+#[test]
+fn mpls_two_label_stack_pops_one_label_at_a_time_like_stock_ovs() -> Result<()> {
+    require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "python3");
+    let pair = Pair::start("of13l")?;
+    pair.load(MPLS2_FLOWS)?;
+    let inner = ipv4_packet([10, 13, 0, 2]);
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        // Both labels popped: the inner IPv4 packet leaves.
+        frames.push(hexs(&mpls_stack_frame(&[(100, 64), (200, 63)], &inner)));
+        // The outer popped; the inner (300) leaves with TTL 9-1.
+        frames.push(hexs(&mpls_stack_frame(&[(100, 64), (300, 9)], &inner)));
+        // Three labels: the second (200) is not the bottom, so table 1's
+        // first flow does not match; it leaves with two labels.
+        frames.push(hexs(&mpls_stack_frame(
+            &[(100, 64), (200, 20), (400, 30)],
+            &inner,
+        )));
+        // Outer label not 100: no flow, dropped.
+        frames.push(hexs(&mpls_stack_frame(&[(500, 64), (200, 63)], &inner)));
+    }
+    let (ovs, fv) = pair.exchange(&frames)?;
+    assert_eq!(ovs.len(), 6, "stock OVS sent {ovs:?}");
+    // The second frame's inner label, TTL decremented to 8, alone.
+    assert!(
+        ovs[1].contains(&format!("8847{:08x}", (300 << 12) | 0x100 | 8)),
+        "{}",
+        ovs[1]
+    );
+    assert_eq!(
+        fv, ovs,
+        "frames out of port 2: ferrovs (left), stock OVS (right)"
+    );
+    Ok(())
+}
+
 #[test]
 fn mpls_and_pbb_flows_stock_ovs_refuses_get_its_errors() -> Result<()> {
     require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "python3");
