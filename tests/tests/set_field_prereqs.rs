@@ -46,7 +46,7 @@ fn tcp_dst(p: u16) -> Vec<u8> {
 }
 
 fn pad8(v: &mut Vec<u8>) {
-    while v.len() % 8 != 0 {
+    while !v.len().is_multiple_of(8) {
         v.push(0);
     }
 }
@@ -108,6 +108,9 @@ fn flow_mod(version: u8, priority: u16, fields: &[Vec<u8>], instr: Vec<u8>) -> V
     m
 }
 
+/// (what, match TLVs, instructions, the error stock OVS answers).
+type Case = (&'static str, Vec<Vec<u8>>, Vec<u8>, Option<(u16, u16)>);
+
 /// OFPET_BAD_ACTION codes.
 const MATCH_INCONSISTENT: Option<(u16, u16)> = Some((2, 10));
 const BAD_SET_ARGUMENT: Option<(u16, u16)> = Some((2, 15));
@@ -120,7 +123,7 @@ fn set_field_and_pop_vlan_prerequisites_are_enforced_like_stock_ovs() -> Result<
     let fv_sock = fv.rundir().join(format!("{BR}.mgmt"));
     let tagged = vlan_vid(0x1003);
     // (match, instructions, what stock OVS 3.1 answers).
-    let cases: Vec<(&str, Vec<Vec<u8>>, Vec<u8>, Option<(u16, u16)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "set_field vlan_vid, no VLAN matched",
             vec![in_port(1)],

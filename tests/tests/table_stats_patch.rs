@@ -217,10 +217,9 @@ fn packet_out_and_patch_peer_lookups_credit_table_stats_like_stock_ovs() -> Resu
     }
     // Cached packets reach the tables on the next revalidation (both
     // switches): wait until B's table 0 has counted all nine.
-    for side in 0..2 {
-        let t = &targets(BR_B)[side];
+    for (t, b) in targets(BR_B).iter().zip(&before[1]) {
         let ok = wait_until(Duration::from_secs(15), || {
-            table_counts(t).is_ok_and(|now| delta(&now, &before[1][side])[0].0 >= 9)
+            table_counts(t).is_ok_and(|now| delta(&now, b)[0].0 >= 9)
         });
         assert!(ok, "{t}: table 0 of {BR_B} never counted 9 lookups");
     }
