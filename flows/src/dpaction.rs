@@ -5,13 +5,73 @@
 /// A datapath port number (global across bridges, allocated by vswitchd).
 pub type DpPortNo = u32;
 
-/// Why a packet goes to userspace.
+/// Why a packet goes to the controller: OVS's packet-in reasons, including
+/// the two it keeps internal (a table-miss rule's controller action, and a
+/// miss with no rule), numbered as OVS numbers them in its datapath
+/// actions (`userspace(...,controller(reason=N,...))`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum UserspaceReason {
-    /// OpenFlow table miss sent to the controller.
+    /// No rule matched; or `controller(reason=no_match)`.
     NoMatch,
-    /// Explicit CONTROLLER action.
+    /// A CONTROLLER output or `controller` action.
     Action,
+    /// `controller(reason=invalid_ttl)`.
+    InvalidTtl,
+    /// A CONTROLLER output in the action set.
+    ActionSet,
+    /// A CONTROLLER output in a group bucket.
+    Group,
+    /// A CONTROLLER output in a packet-out's actions.
+    PacketOut,
+    /// A CONTROLLER output of a table-miss rule (priority 0, matches
+    /// everything): a table miss from OpenFlow 1.3 on.
+    ExplicitMiss,
+}
+
+impl From<crate::nxaction::PacketInReason> for UserspaceReason {
+    fn from(r: crate::nxaction::PacketInReason) -> Self {
+        use crate::nxaction::PacketInReason as P;
+        match r {
+            P::NoMatch => UserspaceReason::NoMatch,
+            P::Action => UserspaceReason::Action,
+            P::InvalidTtl => UserspaceReason::InvalidTtl,
+            P::ActionSet => UserspaceReason::ActionSet,
+            P::Group => UserspaceReason::Group,
+            P::PacketOut => UserspaceReason::PacketOut,
+        }
+    }
+}
+
+impl UserspaceReason {
+    /// OVS's number for the reason (OFPR_* with its internal ones after).
+    pub fn code(self) -> u8 {
+        match self {
+            UserspaceReason::NoMatch => 0,
+            UserspaceReason::Action => 1,
+            UserspaceReason::InvalidTtl => 2,
+            UserspaceReason::ActionSet => 3,
+            UserspaceReason::Group => 4,
+            UserspaceReason::PacketOut => 5,
+            UserspaceReason::ExplicitMiss => 6,
+        }
+    }
+
+    /// The reason a packet-in carries on a connection of OpenFlow wire
+    /// version `version` (1 = 1.0, 4 = 1.3, 5 = 1.4, ...): versions before
+    /// 1.4 know only no_match, action and invalid_ttl, and 1.0 has no
+    /// table-miss rules (such a rule's output is an action there).
+    pub fn wire_code(self, version: u8) -> u8 {
+        match self {
+            UserspaceReason::ActionSet | UserspaceReason::Group | UserspaceReason::PacketOut
+                if version < 5 =>
+            {
+                1
+            }
+            UserspaceReason::ExplicitMiss if version < 4 => 1,
+            UserspaceReason::ExplicitMiss => 0,
+            r => r.code(),
+        }
+    }
 }
 
 /// One datapath action.
@@ -26,6 +86,13 @@ pub enum DpAction {
         cookie: u64,
         table_id: u8,
         max_len: u16,
+        /// The `controller(id=N)` connection id (0 = every controller).
+        controller_id: u16,
+        /// `controller(pause)`: the packet-in carries a continuation.
+        continuation: bool,
+        /// The packet-in is not sent: a translation without side effects
+        /// (`ofproto/trace`) marks its packet-ins so.
+        dont_send: bool,
         /// Which of the translation's packet-ins this is (an index into
         /// `XlateResult::packet_ins`, which the slow path may renumber to
         /// find the pipeline metadata and userdata again).

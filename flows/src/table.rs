@@ -7,9 +7,9 @@ use rustc_hash::FxHashSet;
 
 use crate::action::{Action, GroupId, PortNo, port};
 use crate::classifier::{Classifier, RuleId};
-use crate::field::{Field, PrereqError, check_match_prereqs};
+use crate::field::{Field, Prereq, PrereqError, check_match_prereqs};
 use crate::group::GROUP_ANY;
-use crate::key::FlowKey;
+use crate::key::{FlowKey, VLAN_CFI};
 use crate::matches::Match;
 
 /// Number of OpenFlow tables (0..=254).
@@ -330,6 +330,14 @@ pub enum FlowModError {
 /// Actions that change the packet's ethertype (push_mpls, pop_mpls)
 /// change what later actions may use, as in OVS: after `push_mpls` the
 /// IP fields are out of reach, and `pop_mpls` needs an MPLS packet.
+///
+/// VLAN tags likewise: set_field on `vlan_vid` or `vlan_pcp` needs a tag
+/// (matched, or pushed by an earlier action), and so does OpenFlow 1.1+'s
+/// `pop_vlan` (OpenFlow 1.0's `strip_vlan` may run on an untagged packet).
+/// After a pop, no tag is known (an inner tag is never matched), so a
+/// second pop or a set_field on the tag is refused, as OVS refuses them.
+/// `mod_vlan_vid`/`mod_vlan_pcp` (OpenFlow 1.0, pushing a tag if there is
+/// none) and set_field on `vlan_tci` leave what they write.
 pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqError> {
     let mut cur = *m;
     check_action_prereqs_in(&mut cur, actions)
@@ -349,6 +357,28 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
     };
     for a in actions {
         match a {
+            Action::SetField {
+                field: Field::VlanTci,
+                value,
+                mask,
+            } => {
+                // The written TCI is what later actions see (with its
+                // present bit, or without: then there is no tag).
+                let w = mask.map_or(0xffff, |x| x as u16);
+                m.key.vlan_tci = (m.key.vlan_tci & !w) | (*value as u16 & w);
+                m.mask.vlan_tci |= w;
+            }
+            // set_field on OXM vlan_vid writes into an existing tag only
+            // (load and move reach it as bits, without that condition).
+            Action::SetField {
+                field: Field::VlanVid,
+                ..
+            } if !Prereq::VlanPresent.holds_in(m) => {
+                return Err(PrereqError {
+                    field: Field::VlanVid.name(),
+                    needs: Prereq::VlanPresent.describe(),
+                });
+            }
             Action::SetField { field, .. } => check(m, *field)?,
             Action::Load { dst, .. } => check(m, dst.field)?,
             Action::Move { src, dst } => {
@@ -356,6 +386,20 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                 check(m, dst.field)?;
             }
             Action::WriteActions(inner) => check_action_prereqs_in(&mut m.clone(), inner)?,
+            Action::PushVlan(_) | Action::SetVlanVid(_) | Action::SetVlanPcp(_) => {
+                m.key.vlan_tci |= VLAN_CFI;
+                m.mask.vlan_tci |= VLAN_CFI;
+            }
+            Action::PopVlan | Action::StripVlan => {
+                if matches!(a, Action::PopVlan) && !Prereq::VlanPresent.holds_in(m) {
+                    return Err(PrereqError {
+                        field: "pop_vlan",
+                        needs: Prereq::VlanPresent.describe(),
+                    });
+                }
+                m.key.vlan_tci = 0;
+                m.mask.vlan_tci = 0xffff;
+            }
             Action::PushMpls(t) => {
                 m.key.dl_type = *t;
                 m.mask.dl_type = 0xffff;
@@ -1362,6 +1406,75 @@ mod tests {
         let mut wc = FlowKey::default();
         assert_eq!(out_port(&p, &pkt(1, 6, 1), &mut wc), Some(3));
         assert!(conj_pipeline().tables[0].has_conj);
+    }
+
+    #[test]
+    fn vlan_actions_need_a_tag_that_the_match_or_a_push_establishes() {
+        let vid = |v: u128| Action::SetField {
+            field: Field::VlanVid,
+            value: v,
+            mask: None,
+        };
+        let pcp = Action::SetField {
+            field: Field::DlVlanPcp,
+            value: 3,
+            mask: None,
+        };
+        let any = Match::default();
+        let tagged = crate::text::parse_flow_mod("dl_vlan=3,actions=drop", FlowModCommand::Add)
+            .unwrap()
+            .m;
+        let untagged = crate::text::parse_flow_mod("vlan_tci=0,actions=drop", FlowModCommand::Add)
+            .unwrap()
+            .m;
+        // (match, actions, accepted) as stock OVS 3.1 answers them.
+        let cases: Vec<(&Match, Vec<Action>, bool)> = vec![
+            (&any, vec![vid(0x1005)], false),
+            (&untagged, vec![vid(0x1005)], false),
+            (&tagged, vec![vid(0x1005)], true),
+            (&any, vec![Action::PushVlan(0x8100), vid(0x1005)], true),
+            (&any, vec![Action::PushVlan(0x8100), pcp.clone()], true),
+            (&any, vec![Action::WriteActions(vec![vid(0x1005)])], false),
+            (&any, vec![Action::PopVlan], false),
+            (&any, vec![Action::StripVlan], true),
+            (&any, vec![Action::PushVlan(0x8100), Action::PopVlan], true),
+            (&tagged, vec![Action::PopVlan], true),
+            (&tagged, vec![Action::PopVlan, Action::PopVlan], false),
+            (&tagged, vec![Action::PopVlan, vid(0x1005)], false),
+            (&tagged, vec![Action::PopVlan, pcp.clone()], false),
+            (&any, vec![Action::SetVlanVid(5), pcp.clone()], true),
+            (
+                &any,
+                vec![
+                    Action::SetField {
+                        field: Field::VlanTci,
+                        value: 0x1003,
+                        mask: None,
+                    },
+                    vid(0x1005),
+                ],
+                true,
+            ),
+            (
+                &tagged,
+                vec![
+                    Action::SetField {
+                        field: Field::VlanTci,
+                        value: 0,
+                        mask: None,
+                    },
+                    pcp.clone(),
+                ],
+                false,
+            ),
+        ];
+        for (m, actions, ok) in cases {
+            assert_eq!(
+                check_action_prereqs(m, &actions).is_ok(),
+                ok,
+                "{actions:?} on {m:?}"
+            );
+        }
     }
 
     #[test]

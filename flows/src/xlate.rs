@@ -172,11 +172,14 @@ pub struct PatchCrossing {
 }
 
 /// What translation in a peer bridge asks of that bridge (the root's own
-/// effects stay in [`XlateResult::rules_hit`], `learned`, `learned_flows`).
+/// effects stay in [`XlateResult::rules_hit`], `table_lookups`, `learned`,
+/// `learned_flows`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PatchEffects {
     pub bridge: u32,
     pub rules_hit: Vec<(u8, RuleId)>,
+    /// The peer's table lookups (its OFPMP_TABLE counters).
+    pub table_lookups: Vec<TableLookup>,
     pub learned: Vec<MacLearnRequest>,
     pub learned_flows: Vec<LearnedFlow>,
 }
@@ -599,6 +602,13 @@ struct Xlate<'a, 'c> {
     /// A `pop_mpls` left a packet whose headers are unknown until it is
     /// parsed again: the next table lookup recirculates (as OVS does).
     was_mpls: bool,
+    /// The rule whose actions run now is a table-miss rule (priority 0,
+    /// matching everything): its controller actions report a table miss.
+    miss_rule: bool,
+    /// Actions run from a group bucket / from the action set: a
+    /// CONTROLLER output there reports that reason.
+    in_group: bool,
+    in_action_set: bool,
 }
 
 impl<'a, 'c> Xlate<'a, 'c> {
@@ -636,6 +646,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
             tail: None,
             frames: 0,
             was_mpls: false,
+            miss_rule: false,
+            in_group: false,
+            in_action_set: false,
         }
     }
 
@@ -652,7 +665,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
             let set = std::mem::take(&mut self.action_set).into_list();
             if !set.is_empty() {
                 self.note(0, format!("executing action set: {}", format_actions(&set)));
+                self.in_action_set = true;
                 self.run_list(&set, 0);
+                self.in_action_set = false;
             }
         }
         if self.out.error.is_some() {
@@ -674,6 +689,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
     /// same way.
     fn run_table(&mut self, table_id: u8, depth: usize) -> bool {
         let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
+        let saved_miss = self.miss_rule;
         let saved_deep = self.deep;
         let mut tail_in_port = None;
         let (mut table_id, mut depth) = (table_id, depth);
@@ -711,6 +727,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.out.rules_hit.push((table_id, id));
             self.table_id = table_id;
             self.cookie = rule.cookie;
+            self.miss_rule = rule.priority == 0 && rule.m.mask == FlowKey::default();
             self.rule = Some((table_id, id));
             self.run_rule(&rule.actions, table_id, depth, true);
             let Some((p, t)) = self.tail.take() else {
@@ -743,6 +760,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         self.deep = saved_deep;
         self.table_id = saved_table;
         self.cookie = saved_cookie;
+        self.miss_rule = saved_miss;
         self.rule = saved_rule;
         hit
     }
@@ -790,7 +808,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
                         && self.stack.is_empty()
                         && self.action_set.clone().into_list().is_empty() =>
                 {
-                    self.controller_with(c.max_len, UserspaceReason::Action, c.userdata.clone());
+                    self.controller_with(
+                        c.max_len,
+                        c.reason.into(),
+                        c.userdata.clone(),
+                        c.controller_id,
+                    );
+                    if let Some(DpAction::Userspace { continuation, .. }) =
+                        self.out.actions.last_mut()
+                    {
+                        *continuation = true;
+                    }
                     if let Some(p) = self.out.packet_ins.last_mut() {
                         p.continuation = Some(Continuation {
                             table_id,
@@ -890,7 +918,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         }
         match a {
             Action::Output { port: p, max_len } => self.output(*p, *max_len, depth),
-            Action::Controller { max_len } => self.controller(*max_len, UserspaceReason::Action),
+            Action::Controller { max_len } => self.controller(*max_len),
             Action::SetVlanVid(vid) => {
                 self.unwildcard_vlans();
                 if self.flow.has_vlan() {
@@ -1186,6 +1214,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.note(depth, format!("group {g}: no live bucket, dropping"));
         }
         self.deep += 1;
+        let saved_in_group = std::mem::replace(&mut self.in_group, true);
         for b in buckets {
             // Each bucket acts on its own copy of the packet.
             let saved = self.flow;
@@ -1195,24 +1224,52 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.outer_tpid = saved_tpid;
             if r == Flow::Abort {
                 self.deep -= 1;
+                self.in_group = saved_in_group;
                 return Flow::Abort;
             }
         }
         self.deep -= 1;
+        self.in_group = saved_in_group;
         Flow::Continue
     }
 
-    fn controller(&mut self, max_len: u16, reason: UserspaceReason) {
-        self.controller_with(max_len, reason, Vec::new());
+    /// An output to CONTROLLER: its reason says where it ran (OVS's order:
+    /// packet-out, group bucket, action set, else an action).
+    fn controller(&mut self, max_len: u16) {
+        let reason = if self.packet_out {
+            UserspaceReason::PacketOut
+        } else if self.in_group {
+            UserspaceReason::Group
+        } else if self.in_action_set {
+            UserspaceReason::ActionSet
+        } else {
+            UserspaceReason::Action
+        };
+        self.controller_with(max_len, reason, Vec::new(), 0);
     }
 
-    fn controller_with(&mut self, max_len: u16, reason: UserspaceReason, userdata: Vec<u8>) {
+    fn controller_with(
+        &mut self,
+        max_len: u16,
+        reason: UserspaceReason,
+        userdata: Vec<u8>,
+        controller_id: u16,
+    ) {
         self.commit();
+        // A table-miss rule's controller action reports a table miss.
+        let reason = if reason == UserspaceReason::Action && self.miss_rule {
+            UserspaceReason::ExplicitMiss
+        } else {
+            reason
+        };
         self.out.actions.push(DpAction::Userspace {
             reason,
             cookie: self.cookie,
             table_id: self.table_id,
             max_len,
+            controller_id,
+            continuation: false,
+            dont_send: false,
             slot: u32::try_from(self.out.packet_ins.len()).unwrap_or(u32::MAX),
         });
         self.out.packet_ins.push(PacketIn {
@@ -1245,7 +1302,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     self.emit_output(t, depth);
                 }
             }
-            port::CONTROLLER => self.controller(max_len, UserspaceReason::Action),
+            port::CONTROLLER => self.controller(max_len),
             port::TABLE if self.packet_out => {
                 self.run_table(0, depth + 1);
             }
@@ -1341,9 +1398,11 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let saved_wc = self.wc;
         let saved_br = self.br;
         let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
+        let saved_miss = self.miss_rule;
         let saved_set = std::mem::take(&mut self.action_set);
         let saved_stack = std::mem::take(&mut self.stack);
         let saved_rules = std::mem::take(&mut self.out.rules_hit);
+        let saved_lookups = std::mem::take(&mut self.out.table_lookups);
         let saved_learned = std::mem::take(&mut self.out.learned);
         let saved_flows = std::mem::take(&mut self.out.learned_flows);
 
@@ -1394,7 +1453,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     depth,
                     format!("executing action set: {}", format_actions(&set)),
                 );
+                let saved = std::mem::replace(&mut self.in_action_set, true);
                 self.run_list(&set, depth);
+                self.in_action_set = saved;
             }
         }
         self.frames -= 1;
@@ -1403,10 +1464,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let effects = PatchEffects {
             bridge: pb.id,
             rules_hit: std::mem::replace(&mut self.out.rules_hit, saved_rules),
+            table_lookups: std::mem::replace(&mut self.out.table_lookups, saved_lookups),
             learned: std::mem::replace(&mut self.out.learned, saved_learned),
             learned_flows: std::mem::replace(&mut self.out.learned_flows, saved_flows),
         };
         if !effects.rules_hit.is_empty()
+            || !effects.table_lookups.is_empty()
             || !effects.learned.is_empty()
             || !effects.learned_flows.is_empty()
         {
@@ -1431,6 +1494,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         w.tun_metadata_present = saved_wc.tun_metadata_present;
         self.table_id = saved_table;
         self.cookie = saved_cookie;
+        self.miss_rule = saved_miss;
         self.rule = saved_rule;
         self.action_set = saved_set;
         self.stack = saved_stack;
@@ -1806,6 +1870,23 @@ pub fn format_dp_actions_keyed(
     ct_text: &dyn Fn(u32) -> String,
     key: Option<&FlowKey>,
 ) -> String {
+    // A paused pipeline's packet-in in a translation that sends nothing
+    // (a trace) is no datapath action: OVS hands continuations to the
+    // controller from the slow path, and its trace shows nothing for them.
+    let silent = |a: &DpAction| {
+        matches!(
+            a,
+            DpAction::Userspace {
+                continuation: true,
+                dont_send: true,
+                ..
+            }
+        )
+    };
+    if actions.iter().any(silent) {
+        let rest: Vec<DpAction> = actions.iter().filter(|a| !silent(a)).copied().collect();
+        return format_dp_actions_keyed(&rest, ct_text, key);
+    }
     if actions.is_empty() {
         return "drop".into();
     }
@@ -2099,8 +2180,29 @@ fn format_each(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String 
         .map(|a| match a {
             DpAction::Output(p) => p.to_string(),
             DpAction::Userspace {
-                reason, max_len, ..
-            } => format!("userspace(controller,reason={reason:?},max_len={max_len})"),
+                reason,
+                cookie,
+                max_len,
+                controller_id,
+                continuation,
+                dont_send,
+                ..
+            } => {
+                // OVS's layout of a controller cookie. The frozen state
+                // travels in the packet-in itself here, so there is no
+                // recirculation id to name: 0.
+                let cookie = if *cookie == 0 {
+                    "0".to_string()
+                } else {
+                    format!("{cookie:#x}")
+                };
+                format!(
+                    "userspace(pid=0,controller(reason={},dont_send={},continuation={},recirc_id=0,rule_cookie={cookie},controller_id={controller_id},max_len={max_len}))",
+                    reason.code(),
+                    u8::from(*dont_send),
+                    u8::from(*continuation)
+                )
+            }
             DpAction::Sample {
                 probability,
                 exporter,
@@ -2551,6 +2653,33 @@ mod tests {
         let r = b.xlate(&pkt(1, 1, 2));
         assert_eq!(r.error, Some(XlateError::TooDeep));
         assert!(r.actions.is_empty());
+    }
+
+    #[test]
+    fn packet_in_reasons_and_cookie_print_as_ovs_numbers_them() {
+        let mut b = Bridge::new(2);
+        b.flow(
+            "cookie=0x9,priority=5,in_port=1,actions=controller(reason=no_match,id=3,max_len=10)",
+        );
+        b.flow("priority=0,actions=output:CONTROLLER");
+        let r = b.xlate(&pkt(1, 1, 2));
+        assert_eq!(
+            format_dp_actions(&r.actions),
+            "userspace(pid=0,controller(reason=0,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0x9,controller_id=3,max_len=10))"
+        );
+        // A table-miss rule's CONTROLLER output is a table miss (6), sent
+        // as no_match from OpenFlow 1.3 on and as action in 1.0.
+        let r = b.xlate(&pkt(2, 1, 2));
+        assert_eq!(
+            format_dp_actions(&r.actions),
+            "userspace(pid=0,controller(reason=6,dont_send=0,continuation=0,recirc_id=0,rule_cookie=0,controller_id=0,max_len=65535))"
+        );
+        let DpAction::Userspace { reason, .. } = r.actions[0] else {
+            panic!("{:?}", r.actions);
+        };
+        assert_eq!((reason.wire_code(1), reason.wire_code(4)), (1, 0));
+        assert_eq!(UserspaceReason::Group.wire_code(4), 1);
+        assert_eq!(UserspaceReason::Group.wire_code(6), 4);
     }
 
     #[test]

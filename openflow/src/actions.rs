@@ -192,6 +192,7 @@ fn decode_nx(mut b: Reader, len: usize, lc: &ListCodec) -> Result<Action, Decode
                 oxm::Entry::TunMetadata(e) => return Ok(tun_metadata_set_field(e)),
             };
             let full = oxm::full_mask(f, oxm::oxm_header(f).width);
+            check_vlan_vid_present(f, v, m & full)?;
             Ok(Action::SetField {
                 field: oxm::to_flows_field(f),
                 value: v & m,
@@ -439,6 +440,7 @@ pub fn decode_actions13(mut r: Reader) -> Result<Vec<Action>, DecodeError> {
                 // NXAST_REG_LOAD2 before): a partial mask writes only the
                 // masked bits.
                 let m = m & full;
+                check_vlan_vid_present(f, v, m)?;
                 if f.field == Field::InPort && f.len == 2 && m == full {
                     // NXM_OF_IN_PORT, which OVS writes for `set_field:…->in_port`:
                     // a 16-bit port number (0xffff is ANY).
@@ -746,6 +748,17 @@ fn set_field_masked15(w: &mut Writer, f: OxmField, h: oxm::OxmHeader, v: u128, m
     let _ = f;
     w.pad_to(8);
     w.patch_len_since(at, start);
+}
+
+/// A set_field on OXM `vlan_vid` must carry OFPVID_PRESENT in its value
+/// and its mask (OpenFlow 1.5 spells this out; OVS applies it from 1.2
+/// on): OFPBAC_BAD_SET_ARGUMENT otherwise, as OVS answers.
+fn check_vlan_vid_present(f: OxmField, v: u128, m: u128) -> Result<(), DecodeError> {
+    let present = u128::from(OFPVID_PRESENT);
+    if f.field == Field::VlanVid && (v & present == 0 || m & present == 0) {
+        return Err(OfError::BadSetArgument.into());
+    }
+    Ok(())
 }
 
 /// A decoded set_field (or NXAST_REG_LOAD2) on `tun_metadataN`: unbound

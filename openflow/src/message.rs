@@ -308,10 +308,12 @@ pub struct AsyncConfig {
 
 impl Default for AsyncConfig {
     /// The OpenFlow 1.3 defaults: masters get everything, slaves only
-    /// port-status.
+    /// port-status. "Everything" includes OpenFlow 1.4's packet-in reasons
+    /// (action_set, group, packet_out), which only 1.4+ connections see on
+    /// the wire (earlier ones get `action`), as OVS enables them.
     fn default() -> AsyncConfig {
         AsyncConfig {
-            packet_in_mask: [0b111, 0],
+            packet_in_mask: [0b11_1111, 0],
             port_status_mask: [0b111, 0b111],
             flow_removed_mask: [0b1111, 0],
         }

@@ -416,7 +416,11 @@ fn role_and_async_bytes_are_unchanged() {
             ("get_async_request", Message::GetAsyncRequest),
             (
                 "get_async_reply",
-                Message::GetAsyncReply(AsyncConfig::default()),
+                Message::GetAsyncReply(AsyncConfig {
+                    packet_in_mask: [7, 0],
+                    port_status_mask: [7, 7],
+                    flow_removed_mask: [15, 0],
+                }),
             ),
             (
                 "set_async",

@@ -923,12 +923,18 @@ fn read_pid(p: &Path) -> Result<u32> {
 /// then a barrier; returns the (type, code) of the first error received
 /// before the barrier reply, if any.
 pub fn openflow13_error(sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
+    openflow_error(4, sock, msg)
+}
+
+/// [`openflow13_error`] for OpenFlow wire version `version` (4 = 1.3,
+/// 6 = 1.5): `msg` must carry that version in its header.
+pub fn openflow_error(version: u8, sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(sock)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1])?;
+    s.write_all(&[version, 0, 0, 8, 0, 0, 0, 1])?;
     s.write_all(msg)?;
-    s.write_all(&[4, 20, 0, 8, 0, 0, 0, 9])?;
+    s.write_all(&[version, 20, 0, 8, 0, 0, 0, 9])?;
     let mut err = None;
     loop {
         let mut h = [0u8; 8];
@@ -952,6 +958,46 @@ pub fn openflow13_error(sock: &Path, msg: &[u8]) -> Result<Option<(u16, u16)>> {
 /// Lower-case hex of `b`, as `netdev-dummy/receive` takes a frame.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Stock `ovs-ofctl -O OpenFlow13 dump-tables` of `target` parsed: table → (lookup, matched), for every
+/// table listed (stock ovs-ofctl prints "table N: ditto" or "tables
+/// A...B: ditto" for tables equal to the one before; those are expanded).
+pub fn table_counts(target: &str) -> Result<std::collections::BTreeMap<u8, (u64, u64)>> {
+    let text = run(Command::new("ovs-ofctl").args(["-O", "OpenFlow13", "dump-tables", target]))?;
+    let mut out = std::collections::BTreeMap::new();
+    let mut cur: Option<u8> = None;
+    let mut last = (0, 0);
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("tables ") {
+            let (range, _) = rest.split_once(':').context("ditto line")?;
+            let (a, b) = range.split_once("...").context("ditto range")?;
+            for t in a.parse::<u8>()?..=b.parse::<u8>()? {
+                out.insert(t, last);
+            }
+        } else if let Some(rest) = line.strip_prefix("table ") {
+            let id = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .context("table id")?;
+            cur = Some(id.parse()?);
+            // "table N: ditto": the same counters as the table before.
+            if line.ends_with("ditto") {
+                out.insert(id.parse()?, last);
+            }
+        } else if line.starts_with("active=") {
+            let num = |name: &str| -> Result<u64> {
+                let v = line
+                    .split(", ")
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .with_context(|| format!("{name} in {line}"))?;
+                Ok(v.trim().parse()?)
+            };
+            last = (num("lookup=")?, num("matched=")?);
+            out.insert(cur.context("stats before a table")?, last);
+        }
+    }
+    Ok(out)
 }
 
 /// `n_packets` of the table-1 rules by cookie (summed over the rules that

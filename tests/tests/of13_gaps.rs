@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ferrovs_tests::*;
 
 /// A namespace whose `eth0` is a veth to the root-side `port`, with IPv6
@@ -235,42 +235,6 @@ fn ofctl13(args: &[&str]) -> Result<String> {
     run(Command::new("ovs-ofctl")
         .args(["-O", "OpenFlow13"])
         .args(args))
-}
-
-/// `ovs-ofctl dump-tables` parsed: table → (lookup, matched), for every
-/// table listed (stock ovs-ofctl prints "tables A...B: ditto" for runs of
-/// tables equal to the one before; those are expanded).
-fn table_counts(target: &str) -> Result<BTreeMap<u8, (u64, u64)>> {
-    let text = ofctl13(&["dump-tables", target])?;
-    let mut out = BTreeMap::new();
-    let mut cur: Option<u8> = None;
-    let mut last = (0, 0);
-    for line in text.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("tables ") {
-            let (range, _) = rest.split_once(':').context("ditto line")?;
-            let (a, b) = range.split_once("...").context("ditto range")?;
-            for t in a.parse::<u8>()?..=b.parse::<u8>()? {
-                out.insert(t, last);
-            }
-        } else if let Some(rest) = line.strip_prefix("table ") {
-            let id = rest
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .context("table id")?;
-            cur = Some(id.parse()?);
-        } else if line.starts_with("active=") {
-            let num = |name: &str| -> Result<u64> {
-                let v = line
-                    .split(", ")
-                    .find_map(|kv| kv.strip_prefix(name))
-                    .with_context(|| format!("{name} in {line}"))?;
-                Ok(v.trim().parse()?)
-            };
-            last = (num("lookup=")?, num("matched=")?);
-            out.insert(cur.context("stats before a table")?, last);
-        }
-    }
-    Ok(out)
 }
 
 fn hexs(b: &[u8]) -> String {
@@ -616,6 +580,64 @@ fn mpls_push_pop_through_goto_table_and_ttl_actions_match_stock_ovs() -> Result<
     assert_eq!(
         fv_d, ovs_d,
         "table statistics: ferrovs (left), stock OVS (right)"
+    );
+    Ok(())
+}
+
+/// A two-label stack: the outer label is popped (the packet stays MPLS),
+/// goto_table matches the inner label, which is popped in turn or
+/// forwarded with its TTL decremented.
+const MPLS2_FLOWS: &str = "\
+table=0,priority=10,mpls,mpls_label=100,mpls_bos=0,actions=pop_mpls:0x8847,goto_table:1
+table=1,priority=10,mpls,mpls_label=200,mpls_bos=1,actions=pop_mpls:0x0800,goto_table:2
+table=1,priority=5,mpls,actions=dec_mpls_ttl,output:2
+table=2,priority=10,ip,nw_dst=10.13.0.2,actions=output:2
+";
+
+/// An MPLS frame with the stack `(label, ttl)`, outermost first, over
+/// `inner`.
+fn mpls_stack_frame(stack: &[(u32, u8)], inner: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for (i, (label, ttl)) in stack.iter().enumerate() {
+        let bos = if i + 1 == stack.len() { 0x100 } else { 0 };
+        p.extend(((label << 12) | bos | u32::from(*ttl)).to_be_bytes());
+    }
+    p.extend(inner);
+    eth(0x8847, &p)
+}
+
+#[test]
+fn mpls_two_label_stack_pops_one_label_at_a_time_like_stock_ovs() -> Result<()> {
+    require!("ovs-ofctl", "ovs-vswitchd", "ovsdb-server", "python3");
+    let pair = Pair::start("of13l")?;
+    pair.load(MPLS2_FLOWS)?;
+    let inner = ipv4_packet([10, 13, 0, 2]);
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        // Both labels popped: the inner IPv4 packet leaves.
+        frames.push(hexs(&mpls_stack_frame(&[(100, 64), (200, 63)], &inner)));
+        // The outer popped; the inner (300) leaves with TTL 9-1.
+        frames.push(hexs(&mpls_stack_frame(&[(100, 64), (300, 9)], &inner)));
+        // Three labels: the second (200) is not the bottom, so table 1's
+        // first flow does not match; it leaves with two labels.
+        frames.push(hexs(&mpls_stack_frame(
+            &[(100, 64), (200, 20), (400, 30)],
+            &inner,
+        )));
+        // Outer label not 100: no flow, dropped.
+        frames.push(hexs(&mpls_stack_frame(&[(500, 64), (200, 63)], &inner)));
+    }
+    let (ovs, fv) = pair.exchange(&frames)?;
+    assert_eq!(ovs.len(), 6, "stock OVS sent {ovs:?}");
+    // The second frame's inner label, TTL decremented to 8, alone.
+    assert!(
+        ovs[1].contains(&format!("8847{:08x}", (300 << 12) | 0x100 | 8)),
+        "{}",
+        ovs[1]
+    );
+    assert_eq!(
+        fv, ovs,
+        "frames out of port 2: ferrovs (left), stock OVS (right)"
     );
     Ok(())
 }

@@ -9,7 +9,9 @@
 //!
 //! Normalisation, and only this: output ports are renamed from datapath
 //! port numbers to port names (the two datapaths number them differently),
-//! recirculation ids are blanked, conntrack zones (numbered by
+//! recirculation ids are blanked (also in a controller action's cookie,
+//! with the cookie of the rule that sent it: each side's OVN central names
+//! rules after its own logical flows), conntrack zones (numbered by
 //! ovn-controller in the order it meets datapaths and ports) are renamed
 //! in order of first appearance in each trace, and `nat(src)` is dropped
 //! from ct commits where ferrovs does not report `ct_zero_snat` (OVN
@@ -157,6 +159,8 @@ fn trace_actions(trace: &str, ports: &BTreeMap<String, String>, strip_nat: bool)
                         name.clone()
                     } else if t.starts_with("recirc(") {
                         "recirc(X)".to_string()
+                    } else if t.starts_with("userspace(") {
+                        blank(&blank(t, "recirc_id="), "rule_cookie=")
                     } else {
                         rename_zones(t, &mut zones)
                     }
@@ -165,6 +169,21 @@ fn trace_actions(trace: &str, ports: &BTreeMap<String, String>, strip_nat: bool)
                 .join(",")
         })
         .collect()
+}
+
+/// `action` with the value after each `key` (up to the next `,` or `)`)
+/// replaced by `X`.
+fn blank(action: &str, key: &str) -> String {
+    let mut out = String::new();
+    let mut rest = action;
+    while let Some(at) = rest.find(key) {
+        out.push_str(&rest[..at + key.len()]);
+        out.push('X');
+        let tail = &rest[at + key.len()..];
+        rest = &tail[tail.find([',', ')']).unwrap_or(tail.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Top-level comma-separated actions (commas inside parentheses do not
@@ -225,6 +244,13 @@ fn rename_zones_numbers_zones_by_first_appearance() {
         [
             "ct(zone=Z0),recirc(X)",
             "ct(commit,zone=Z1,mark=0x1/0x1),ct(zone=Z0),p1"
+        ]
+    );
+    let t = "Datapath actions: userspace(pid=0,controller(reason=1,dont_send=1,continuation=0,recirc_id=4,rule_cookie=0xab,controller_id=0,max_len=65535)),2\n";
+    assert_eq!(
+        trace_actions(t, &ports, false),
+        [
+            "userspace(pid=0,controller(reason=1,dont_send=1,continuation=0,recirc_id=X,rule_cookie=X,controller_id=0,max_len=65535)),p1"
         ]
     );
 }
@@ -354,14 +380,14 @@ fn ofproto_trace_agrees_with_stock_ovs_on_ovn_router_and_acl_pipeline() -> Resul
             ),
             &[],
         ),
-        // Left out: an ARP request for an address no port owns
-        // (arp_tpa=10.94.1.9) is flooded and also sent to ovn-controller
-        // (the router learns the sender). Both switches output it to the
-        // same port and hand it to the slow path, but the userspace action
-        // is printed differently: OVS writes
-        // `userspace(pid=0,controller(reason=1,dont_send=1,continuation=0,
-        // recirc_id=N,rule_cookie=0x...,controller_id=0,max_len=65535))`,
-        // ferrovs `userspace(controller,reason=Action,max_len=65535)`.
+        // ARP request for an address no port owns: flooded, and also
+        // sent to ovn-controller (the router learns the sender).
+        (
+            format!(
+                "in_port=1,arp,dl_src={m1},dl_dst=ff:ff:ff:ff:ff:ff,arp_op=1,arp_spa=10.94.1.1,arp_tpa=10.94.1.9,arp_sha={m1},arp_tha=00:00:00:00:00:00"
+            ),
+            &[],
+        ),
         // IPv4 on one switch, through the stateful ACL stages.
         (
             format!(

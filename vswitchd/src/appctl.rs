@@ -398,6 +398,16 @@ pub fn registry(ctx: Arc<Ctx>) -> Registry {
     r
 }
 
+/// A trace sends no packet-in: its controller actions say so
+/// (`dont_send=1`), as OVS's trace prints them.
+fn unsent_packet_ins(x: &mut flows::xlate::XlateResult) {
+    for a in &mut x.actions {
+        if let flows::DpAction::Userspace { dont_send, .. } = a {
+            *dont_send = true;
+        }
+    }
+}
+
 /// `ofproto/trace`. As in OVS, a trace has no side effects unless
 /// `-generate` (a packet is generated from the flow): then NORMAL's MAC
 /// learning and `learn` actions apply, as for a real packet.
@@ -444,12 +454,13 @@ fn trace(
         recirc: &slow.recirc,
     };
     let fail_open = ofp.fail_open(&guards[root]);
-    let x = {
+    let mut x = {
         let set = crate::patch::patch_set(&group, &guards, root);
         guards[root]
             .translate_dp(&key, now, fail_open, Some(&res), 0, set.as_ref())
             .0
     };
+    unsent_packet_ins(&mut x);
     let ct_text = |id| slow.ct.format_action_for(id, key.nw_proto);
     // Later passes (ct(table=N) recirculations), with the ct_state
     // --ct-next gives each (default trk|new), as OVS's trace does.
@@ -483,13 +494,14 @@ fn trace(
                         .iter()
                         .position(|b| frozen.bridge != 0 && b.id == frozen.bridge)
                         .unwrap_or(root);
-                    let x2 = {
+                    let mut x2 = {
                         let set = crate::patch::patch_set(&group, &guards, at);
                         let fo = group[at].fail_open(&guards[at]);
                         guards[at]
                             .translate_dp(&k2, now, fo, Some(&res), frozen.table_id, set.as_ref())
                             .0
                     };
+                    unsent_packet_ins(&mut x2);
                     queue.push_back((k2, x2.actions.clone()));
                     passes.push((rid, state, default, frozen.table_id, k2, x2));
                 }

@@ -378,8 +378,13 @@ impl BridgeState {
     }
 }
 
-/// A peer bridge (behind a patch port) and the rules a megaflow hit there.
-type PeerRules = (Arc<Ofproto>, Vec<(u8, RuleId)>);
+/// A peer bridge (behind a patch port), the rules a megaflow hit there and
+/// the lookups it made in that bridge's tables.
+type PeerRules = (
+    Arc<Ofproto>,
+    Vec<(u8, RuleId)>,
+    Vec<flows::table::TableLookup>,
+);
 
 /// Rules a megaflow's traffic belongs to, and the counters already credited.
 struct MegaflowOwner {
@@ -581,11 +586,12 @@ impl SlowPath {
                 nf.credit(tag, dp_packets, dp_bytes, used_ms, now);
             }
             drop(st);
-            for (peer, rules) in &o.peers {
+            for (peer, rules, lookups) in &o.peers {
                 let mut pst = peer.lock();
                 for (t, id) in rules {
                     pst.pipeline.credit(*t, *id, dp_packets, dp_bytes, used_ms);
                 }
+                pst.pipeline.credit_lookups(lookups, dp_packets);
             }
             self.credit_patch(&o.crossings, dp_packets, dp_bytes);
         }
@@ -748,6 +754,7 @@ impl SlowPath {
             for (t, id) in &eff.rules_hit {
                 pst.pipeline.credit(*t, *id, 1, packet.len() as u64, now);
             }
+            pst.pipeline.credit_lookups(&eff.table_lookups, 1);
             self.request_flush_macs(pst.learn_requests(&eff.learned, now));
             if !eff.learned_flows.is_empty() {
                 let lx = XlateResult {
@@ -758,7 +765,11 @@ impl SlowPath {
                     let _ = self.reval_tx.send(RevalRequest::FlushAll);
                 }
             }
-            peers.push((group[i].clone(), eff.rules_hit.clone()));
+            peers.push((
+                group[i].clone(),
+                eff.rules_hit.clone(),
+                eff.table_lookups.clone(),
+            ));
         }
         let st = &mut guards[root];
         self.credit_patch(&x.patch_crossings, 1, packet.len() as u64);
@@ -860,6 +871,7 @@ impl UpcallHandler for SlowPath {
             table_id,
             max_len,
             slot,
+            ..
         } = *action
         else {
             return;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use datapath::Packet;
 use flows::action::port as ofp_port;
 use flows::table::FlowFilter;
-use flows::{FlowKey, Match, UserspaceReason};
+use flows::{FlowKey, Match};
 use openflow::conn::{BundledMod, ConnConfig, OfConnection, SwitchAgent};
 use openflow::consts::{NO_BUFFER, OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION};
 use openflow::error::OfError;
@@ -380,7 +380,7 @@ async fn controller_loop(
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
+fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64, version: u8) -> Message {
     match msg {
         AsyncMsg::PacketIn {
             reason,
@@ -419,10 +419,7 @@ fn to_message(msg: &AsyncMsg, ofp: &Ofproto, now: u64) -> Message {
             let pi = PacketIn {
                 buffer_id: NO_BUFFER,
                 total_len: *total_len,
-                reason: match reason {
-                    UserspaceReason::NoMatch => packet_in_reason::NO_MATCH,
-                    UserspaceReason::Action => packet_in_reason::ACTION,
-                },
+                reason: reason.wire_code(version),
                 table_id: *table_id,
                 cookie: *cookie,
                 match_: Match::new(k, m),
@@ -541,8 +538,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             m = async_rx.recv() => {
                 match m {
                     Ok(msg) => {
-                        if conn.version().is_some() {
-                            conn.send_async(&to_message(&msg, &ofp, switch.slow.now_ms()));
+                        if let Some(v) = conn.version() {
+                            conn.send_async(&to_message(&msg, &ofp, switch.slow.now_ms(), v));
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -862,7 +859,7 @@ impl SwitchAgent for BridgeAgent {
             .iter()
             .position(|b| Arc::ptr_eq(b, &self.ofp))
             .unwrap_or(0);
-        let guards = crate::patch::lock_all(&group);
+        let mut guards = crate::patch::lock_all(&group);
         let st = &guards[root];
         // Stock OVS decodes a packet-out's actions without the TLV map and
         // accepts fields it lacks; here they are bound when the map has
@@ -885,8 +882,23 @@ impl SwitchAgent for BridgeAgent {
             let set = crate::patch::patch_set(&group, &guards, root);
             st.translate_actions(&key, &po.actions, now, set.as_ref())
         };
+        // The rules and tables the packet went through (output:TABLE,
+        // resubmit, patch ports) count it, as OVS counts a packet-out.
+        let bytes = po.data.len() as u64;
+        let credit = |st: &mut crate::ofproto::BridgeState, rules: &[_], lookups: &[_]| {
+            for (t, id) in rules {
+                st.pipeline.credit(*t, *id, 1, bytes, now);
+            }
+            st.pipeline.credit_lookups(lookups, 1);
+        };
+        credit(&mut guards[root], &x.rules_hit, &x.table_lookups);
+        for eff in &x.patch_effects {
+            if let Some(i) = group.iter().position(|b| b.id == eff.bridge) {
+                credit(&mut guards[i], &eff.rules_hit, &eff.table_lookups);
+            }
+        }
         drop(guards);
-        slow.credit_patch(&x.patch_crossings, 1, po.data.len() as u64);
+        slow.credit_patch(&x.patch_crossings, 1, bytes);
         self.ofp.stash_packet_ins(&mut x);
         let mut pkt = Packet::from_bytes(&po.data);
         pkt.in_port = dp_in.unwrap_or(u32::MAX);

@@ -298,6 +298,9 @@ fn userspace_action_hands_a_copy_to_the_slow_path() {
         cookie: 5,
         table_id: 0,
         max_len: 128,
+        controller_id: 0,
+        continuation: false,
+        dont_send: false,
         slot: 0,
     };
     let h = TestHandler::new(actions_then_output(vec![ua], 2));

@@ -8,7 +8,7 @@ use crate::action::{
     Action, Bundle, Ct, Learn, LearnSpec, LearnSrc, Multipath, PortNo, SubField, port,
 };
 use crate::classifier::RuleId;
-use crate::dpaction::{DpAction, UserspaceReason};
+use crate::dpaction::DpAction;
 use crate::matches::Match;
 use crate::nxaction::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
 use crate::nxhash;
@@ -67,7 +67,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 );
             }
             Action::ControllerEx(c) => {
-                self.controller_with(c.max_len, UserspaceReason::Action, c.userdata.clone());
+                self.controller_with(
+                    c.max_len,
+                    c.reason.into(),
+                    c.userdata.clone(),
+                    c.controller_id,
+                );
                 let mut missing = Vec::new();
                 if c.controller_id != 0 {
                     missing.push("id");

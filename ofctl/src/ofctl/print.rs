@@ -232,6 +232,9 @@ pub fn async_msg(m: &Message, version: u8, xid: u32) -> String {
                 0 => "no_match",
                 1 => "action",
                 2 => "invalid_ttl",
+                3 => "action_set",
+                4 => "group",
+                5 => "packet_out",
                 _ => "other",
             };
             format!(
