@@ -151,23 +151,15 @@ impl AfPacketPort {
             RxRing::V2 => {
                 let mtu = netdev::mtu(name).unwrap_or(1500);
                 let (slot, limit) = rx_small_slot(mtu);
-                let big_blocks = std::env::var("FERROVS_AFP_BIG_BLOCKS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(RX_BLOCKS);
-                let small_bytes: usize = std::env::var("FERROVS_AFP_SMALL_BYTES")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(RX_SMALL_BYTES);
                 let small = Geometry {
                     block_size: BLOCK_SIZE,
-                    blocks: (small_bytes / BLOCK_SIZE).max(1),
+                    blocks: RX_SMALL_BYTES / BLOCK_SIZE,
                     frame_size: slot,
                 };
                 (
                     Geometry {
                         block_size: BLOCK_SIZE,
-                        blocks: big_blocks,
+                        blocks: RX_BLOCKS,
                         frame_size: FRAME_SIZE,
                     },
                     None,
