@@ -1,10 +1,13 @@
 //! AF_PACKET ports (`system`): a kernel interface (veth, NIC) opened with
 //! mmap'ed TPACKET_V2 rings.
 //!
-//! - Receive: one socket with an rx ring, bound to the interface,
-//!   promiscuous, `PACKET_IGNORE_OUTGOING` (it never sees what the switch
+//! - Receive: sockets with an rx ring, bound to the interface,
+//!   promiscuous, `PACKET_IGNORE_OUTGOING` (they never see what the switch
 //!   sent), `PACKET_VNET_HDR` (GSO super-frames and partial checksums arrive
-//!   intact with their offload metadata). Frames are copied out of the ring
+//!   intact with their offload metadata). A V2 queue has two: a BPF length
+//!   filter sends frames up to the MTU to a deep ring of MTU-sized slots and
+//!   longer ones (super-frames) to a ring of 68 KiB slots; reads merge the
+//!   two in the kernel's timestamp order. Frames are copied out of the ring
 //!   into the batch's buffers; stripped VLAN tags are put back.
 //! - Transmit: per PMD one socket with a tx ring, `PACKET_QDISC_BYPASS`,
 //!   `PACKET_VNET_HDR`; `send` fills a ring slot, `flush` issues one
@@ -13,8 +16,9 @@
 //! Why TPACKET_V2 and not V3 for receive: a V3 block is handed to user
 //! space only when it is full or its retire timer fires (at least 1 ms),
 //! which adds up to a millisecond of latency at low rates; a poll-mode
-//! thread wants every frame as soon as it lands. Frames are sized for a
-//! 64 KiB super-frame.
+//! thread wants every frame as soon as it lands. A V2 slot holds one frame
+//! whatever its size, hence the two rings: one ring of super-frame slots
+//! deep enough for bursts of small frames would cost hundreds of MiB.
 
 mod ring;
 mod rx;
@@ -36,8 +40,9 @@ use tx::{AfPacketTxq, TxRing};
 /// Layout of the receive ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxRing {
-    /// One 68 KiB slot per frame, handed over frame by frame: lowest
-    /// latency, 60 slots.
+    /// One slot per frame, handed over frame by frame (lowest latency):
+    /// 2 MiB of MTU-sized slots (1024 at MTU 1500) for frames up to the
+    /// MTU, 30 of 68 KiB for super-frames.
     V2,
     /// 256 KiB blocks packed with frames, handed over when full or after
     /// 1 ms: absorbs bursts of small frames, adds up to 1 ms at low rates.
