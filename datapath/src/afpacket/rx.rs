@@ -295,7 +295,9 @@ impl RxQueue for AfPacketRxq {
         // idle (a ring overflows precisely when the queue is busy); the
         // clock is read only every DROPS_CHECK_EVERY polls.
         self.polls = self.polls.wrapping_add(1);
-        if self.polls % DROPS_CHECK_EVERY == 0 && self.drops_read.elapsed() >= DROPS_INTERVAL {
+        if self.polls.is_multiple_of(DROPS_CHECK_EVERY)
+            && self.drops_read.elapsed() >= DROPS_INTERVAL
+        {
             self.drops_read = std::time::Instant::now();
             self.collect_kernel_drops();
         }
