@@ -1,7 +1,8 @@
 //! Receive side: frames copied out of the TPACKET_V2/V3 rx ring into the
 //! batch, offload metadata decoded, stripped VLAN tags restored.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -12,7 +13,13 @@ use crate::port::{PortError, PortStats, RxQueue};
 use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 pub(super) struct AfPacketRxq {
+    /// V2: the big-slot ring (frames longer than the small ring takes);
+    /// V3: the only ring.
     pub(super) ring: Ring,
+    /// V2: the small-slot ring (frames up to about the MTU).
+    pub(super) small: Option<Ring>,
+    /// Epoll set of both rings' sockets, to wait on as one fd.
+    pub(super) epoll: Option<OwnedFd>,
     pub(super) v3: bool,
     /// V3: (packets left, offset of the next one) in the block being read.
     pub(super) cursor: Option<(u32, usize)>,
@@ -20,31 +27,74 @@ pub(super) struct AfPacketRxq {
     pub(super) stats: Arc<PortStats>,
     /// When the kernel's drop counter was last read.
     pub(super) drops_read: std::time::Instant,
+    /// Polls so far (wrapping), to read the clock only now and then.
+    pub(super) polls: u32,
 }
 
 /// How often an idle receive queue collects the kernel's drop counter.
 const DROPS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Polls between two looks at the clock for [`DROPS_INTERVAL`].
+const DROPS_CHECK_EVERY: u32 = 64;
 
 impl AfPacketRxq {
     /// Adds the frames the kernel dropped (ring full) since the last call
     /// to `rx_dropped` (reading `PACKET_STATISTICS` resets it).
     pub(super) fn collect_kernel_drops(&mut self) {
-        let mut st = [0u32; 2];
-        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
-        // SAFETY: `st` is a live `struct tpacket_stats` (two u32) of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.ring.fd.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_STATISTICS,
-                st.as_mut_ptr().cast(),
-                &mut len,
+        let mut dropped = kernel_drops(&self.ring);
+        if let Some(small) = &self.small {
+            dropped += kernel_drops(small);
+        }
+        PortStats::add(&self.stats.rx_dropped, dropped);
+    }
+}
+
+/// Frames the kernel dropped on `ring`'s socket (ring full) since the last
+/// call: reading `PACKET_STATISTICS` resets the counters.
+fn kernel_drops(ring: &Ring) -> u64 {
+    let mut st = [0u32; 2];
+    let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+    // SAFETY: `st` is a live `struct tpacket_stats` (two u32) of `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            ring.fd.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_STATISTICS,
+            st.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r == 0 { u64::from(st[1]) } else { 0 }
+}
+
+/// An epoll set holding both rings' sockets (level-triggered): readable
+/// when either ring holds a frame, so a sleeping PMD waits on one fd.
+pub(super) fn epoll_both(a: &Ring, b: &Ring) -> io::Result<OwnedFd> {
+    // SAFETY: plain epoll_create1(2); the result is checked.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let ep = unsafe { OwnedFd::from_raw_fd(fd) };
+    for r in [a, b] {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 0,
+        };
+        // SAFETY: registers a live socket fd with a live epoll_event.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                ep.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                r.fd.as_raw_fd(),
+                &mut ev,
             )
         };
-        if r == 0 {
-            PortStats::add(&self.stats.rx_dropped, u64::from(st[1]));
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
         }
     }
+    Ok(ep)
 }
 
 /// Per-batch receive counters.
@@ -135,30 +185,25 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 }
 
 impl AfPacketRxq {
+    /// Drains the V2 ring(s) into `batch`. With two rings, frames leave in
+    /// the order the kernel stamped them (`tp_sec`/`tp_nsec`, taken as
+    /// each frame entered its ring), so a flow whose frames are split
+    /// between the rings by size keeps its order.
     pub(super) fn rx_v2(&mut self, batch: &mut PacketBatch, c: &mut RxCount) {
+        let vnet = self.vnet;
         while batch.free() > 0 {
-            let i = self.ring.idx;
-            if self.ring.status(i).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-                break;
-            }
-            let vnet = self.vnet;
-            let area = self.ring.bytes(i);
-            // SAFETY: the slot begins with a tpacket2_hdr written by the
-            // kernel before it set TP_STATUS_USER (acquired above).
-            let hdr: Tpacket2Hdr = unsafe { std::ptr::read_unaligned(area.as_ptr().cast()) };
-            let f = RxFrame {
-                mac: usize::from(hdr.tp_mac),
-                snaplen: hdr.tp_snaplen as usize,
-                len: hdr.tp_len as usize,
-                status: hdr.tp_status,
-                vlan_tci: hdr.tp_vlan_tci,
-                vlan_tpid: hdr.tp_vlan_tpid,
+            let big = v2_head(&self.ring);
+            let small = self.small.as_ref().and_then(v2_head);
+            let ring = match (big, small) {
+                (None, None) => break,
+                (Some(_), None) => &mut self.ring,
+                (Some(b), Some(s)) if b < s => &mut self.ring,
+                (_, Some(_)) => match self.small.as_mut() {
+                    Some(r) => r,
+                    None => break,
+                },
             };
-            deliver(area, &f, vnet, batch, c);
-            self.ring
-                .status(i)
-                .store(TP_STATUS_KERNEL, Ordering::Release);
-            self.ring.idx = (i + 1) % self.ring.n_frames;
+            v2_take(ring, vnet, batch, c);
         }
     }
 
@@ -201,6 +246,40 @@ impl AfPacketRxq {
     }
 }
 
+/// The kernel's timestamp of `ring`'s next frame, when user space owns it.
+#[inline]
+fn v2_head(ring: &Ring) -> Option<(u32, u32)> {
+    let i = ring.idx;
+    if ring.status(i).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+        return None;
+    }
+    // SAFETY: slot `i` begins with a tpacket2_hdr written by the kernel
+    // before it set TP_STATUS_USER (acquired above).
+    let hdr: Tpacket2Hdr = unsafe { std::ptr::read_unaligned(ring.slot(i).cast()) };
+    Some((hdr.tp_sec, hdr.tp_nsec))
+}
+
+/// Delivers `ring`'s next frame (which user space owns: [`v2_head`]) into
+/// `batch` and hands its slot back to the kernel.
+#[inline]
+fn v2_take(ring: &mut Ring, vnet: bool, batch: &mut PacketBatch, c: &mut RxCount) {
+    let i = ring.idx;
+    let area = ring.bytes(i);
+    // SAFETY: as in `v2_head`: the header is the kernel's, owned by us.
+    let hdr: Tpacket2Hdr = unsafe { std::ptr::read_unaligned(area.as_ptr().cast()) };
+    let f = RxFrame {
+        mac: usize::from(hdr.tp_mac),
+        snaplen: hdr.tp_snaplen as usize,
+        len: hdr.tp_len as usize,
+        status: hdr.tp_status,
+        vlan_tci: hdr.tp_vlan_tci,
+        vlan_tpid: hdr.tp_vlan_tpid,
+    };
+    deliver(area, &f, vnet, batch, c);
+    ring.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
+    ring.idx = (i + 1) % ring.n_frames;
+}
+
 impl RxQueue for AfPacketRxq {
     fn rx_batch(&mut self, batch: &mut PacketBatch) -> Result<usize, PortError> {
         let mut c = RxCount::default();
@@ -212,7 +291,13 @@ impl RxQueue for AfPacketRxq {
         PortStats::add(&self.stats.rx_packets, c.n);
         PortStats::add(&self.stats.rx_bytes, c.bytes);
         PortStats::add(&self.stats.rx_dropped, c.dropped);
-        if c.n == 0 && self.drops_read.elapsed() >= DROPS_INTERVAL {
+        // The kernel's drop counter is read every DROPS_INTERVAL, busy or
+        // idle (a ring overflows precisely when the queue is busy); the
+        // clock is read only every DROPS_CHECK_EVERY polls.
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls.is_multiple_of(DROPS_CHECK_EVERY)
+            && self.drops_read.elapsed() >= DROPS_INTERVAL
+        {
             self.drops_read = std::time::Instant::now();
             self.collect_kernel_drops();
         }
@@ -220,6 +305,9 @@ impl RxQueue for AfPacketRxq {
     }
 
     fn wait_fd(&self) -> Option<RawFd> {
-        Some(self.ring.fd.as_raw_fd())
+        Some(match &self.epoll {
+            Some(ep) => ep.as_raw_fd(),
+            None => self.ring.fd.as_raw_fd(),
+        })
     }
 }
