@@ -95,7 +95,14 @@ impl Loop {
             f[12..14].copy_from_slice(&[0x08, 0x00]);
             mem.write_slice(&f, GuestAddress(tx_buf + HDR)).unwrap();
             desc(&mem, TX_DESC, i, tx_buf, HDR as u32 + frame_len, 0);
-            desc(&mem, RX_DESC, i, RX_BUFS + u64::from(i) * BUF, BUF as u32, 2);
+            desc(
+                &mem,
+                RX_DESC,
+                i,
+                RX_BUFS + u64::from(i) * BUF,
+                BUF as u32,
+                2,
+            );
         }
         Loop {
             mem,
@@ -138,9 +145,10 @@ fn bench_loop(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH_SIZE as u64));
     for size in SIZES {
         let mut l = Loop::new(size);
-        g.bench_function(BenchmarkId::new("guest_to_guest", format!("{size}B")), |b| {
-            b.iter(|| l.step())
-        });
+        g.bench_function(
+            BenchmarkId::new("guest_to_guest", format!("{size}B")),
+            |b| b.iter(|| l.step()),
+        );
     }
     g.finish();
 }
