@@ -289,8 +289,10 @@ impl Pmd {
         let mut check_cmds = true;
         loop {
             iteration = iteration.wrapping_add(1);
+            let mut handled = false;
             if check_cmds || iteration.is_multiple_of(CMD_EVERY) {
                 while let Ok(cmd) = self.cmd_rx.try_recv() {
+                    handled = true;
                     if !self.handle(cmd) {
                         self.counters.publish(&self.local);
                         tracing::info!("pmd {} stopped", self.id);
@@ -315,7 +317,9 @@ impl Pmd {
             let mut got = 0;
             // The stage clock runs on from the last reading: an empty poll
             // reads no counter, and a busy iteration ends at its last lap.
-            let mut cyc = last_cycles;
+            // Commands (rare) may have charged stages of their own: the
+            // clock then restarts after them, so no cycle counts twice.
+            let mut cyc = if handled { cycles_now() } else { last_cycles };
             for i in 0..self.rxqs.len() {
                 got += self.poll_rxq(i, &mut batch, &mut cyc);
             }
