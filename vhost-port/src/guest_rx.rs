@@ -76,7 +76,7 @@ fn prefetch_ahead(mem: &FastMem<'_>, ring: &RingView, left: u16) {
         && let Some(h) = mem.peek_head(ring, BUF_AHEAD - 1)
         && let Some(d) = mem.read_head_desc(ring, h)
     {
-        mem.prefetch_buffer_of(&d);
+        mem.prefetch_buffer_for_write(&d);
     }
     if left > DESC_AHEAD - 1
         && let Some(h) = mem.peek_head(ring, DESC_AHEAD - 1)
@@ -225,8 +225,11 @@ pub fn send_to_guest(
         ring.write_used(mem, pending.used + nbufs, head, (off - start) as u32)?;
         nbufs += 1;
     }
+    // The header went out with num_buffers = 1: only a frame spread over
+    // several buffers needs it rewritten.
     let nb = nbufs.to_le_bytes();
-    for (i, a) in nb_addr.iter().enumerate() {
+    let rewrite = if nbufs == 1 { &[][..] } else { &nb_addr[..] };
+    for (i, a) in rewrite.iter().enumerate() {
         if let Some(a) = a
             && let Err(e) = mem.copy_to(*a, &nb[i..i + 1])
         {

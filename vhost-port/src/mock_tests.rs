@@ -641,6 +641,51 @@ fn send_with_mrg_rxbuf_spans_buffers_and_writes_num_buffers() {
 }
 
 #[test]
+fn send_across_the_index_wrap_uses_the_ring_slots_and_one_buffer_frames_say_num_buffers_1() {
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF | F_IN_ORDER);
+    // The free-running indices are about to wrap past u16::MAX (slots
+    // 254, 255, 0, 1 of the 256-entry ring).
+    d.set_avail_idx(65534);
+    let bufs: Vec<u64> = (0..4u64).map(|i| 0x1_0000 + i * 0x1000).collect();
+    let heads: Vec<u16> = bufs
+        .iter()
+        .map(|&b| {
+            // Stale bytes where num_buffers goes: the frame's header must
+            // overwrite them.
+            d.write(b, &[0xff; 16]);
+            d.post(&[(b, 2048, F_WRITE)])
+        })
+        .collect();
+    let mut view = d.view(false);
+    view.next_avail = Wrapping(65534);
+    view.next_used = Wrapping(65534);
+    let mut pending = Pending::default();
+    let frames: Vec<Vec<u8>> = (0..4).map(|i| frame(60 + i, i as u8)).collect();
+    for f in &frames {
+        assert_eq!(
+            send(&d, &mut view, &n, &Packet::from_bytes(f), &mut pending),
+            SendOutcome::Sent { buffers: 1 }
+        );
+    }
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(d.used_idx(), 2, "65534 + 4 wraps to 2");
+    for (k, f) in frames.iter().enumerate() {
+        let i = 65534u16.wrapping_add(k as u16);
+        assert_eq!(
+            d.used(i),
+            (u32::from(heads[k]), 12 + f.len() as u32),
+            "used slot {}",
+            i % QSIZE
+        );
+        let h = d.read(bufs[k], 12);
+        assert_eq!(u16::from_le_bytes([h[10], h[11]]), 1);
+        assert_eq!(d.read(bufs[k] + 12, f.len()), *f);
+    }
+}
+
+#[test]
 fn mrg_rxbuf_header_split_over_tiny_buffers_still_gets_num_buffers() {
     let m = mem();
     let mut d = Driver::new(&m);

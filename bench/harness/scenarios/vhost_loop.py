@@ -28,6 +28,25 @@ SIZES = (64, 1518)
 # has one during each window, into DIR/<switch>-<size>B-rep<N>.data (slows the
 # switch a little: use it for profiles, not for figures).
 PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
+# $BENCH_PMD_STATS_DIR: `appctl dpif-netdev/pmd-stats-clear` before each window and
+# `dpif-netdev/pmd-perf-show` after it, into DIR/<switch>-<size>B-rep<N>.txt (per-stage
+# cycles of ferrovs; OVS prints its own breakdown). Two appctl calls, cheap enough for figures.
+PMD_STATS_DIR = os.environ.get("BENCH_PMD_STATS_DIR", "")
+
+
+def pmd_stats(sw, clear: bool, size: int, rep: int) -> None:
+    if not PMD_STATS_DIR or not hasattr(sw, "appctl"):
+        return
+    try:
+        if clear:
+            sw.appctl("dpif-netdev/pmd-stats-clear")
+            return
+        out = sw.appctl("dpif-netdev/pmd-perf-show")
+    except Exception as e:  # noqa: BLE001 (a diagnostic; the figure does not depend on it)
+        log(f"    pmd-perf-show: {sw.name}: {e}")
+        return
+    Path(PMD_STATS_DIR).mkdir(parents=True, exist_ok=True)
+    (Path(PMD_STATS_DIR) / f"{sw.name}-{size}B-rep{rep}.txt").write_text(out)
 
 
 def pmd_tid(pid: int, names: tuple[str, ...] = ("pmd-0", "pmd-c01/id:3", "pmd-c01")) -> int | None:
@@ -78,8 +97,10 @@ def run(ctx: Context) -> None:
                 time.sleep(ctx.seconds(2, 3))
                 tp.start_loop()
                 time.sleep(warmup)
+                pmd_stats(sw, True, size, rep)
                 perf = start_perf(sw, size, rep, window)
                 w = tp.measure(window)
+                pmd_stats(sw, False, size, rep)
                 if perf is not None:
                     perf.wait(timeout=60)
             case = f"{size} B"

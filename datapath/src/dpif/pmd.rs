@@ -260,12 +260,14 @@ impl Pmd {
 
     /// The poll loop; returns on [`PmdCmd::Quit`].
     ///
-    /// Per iteration it reads only the time-stamp counter: the clock
-    /// (`Instant::now`, a vDSO call) is read every [`CLOCK_EVERY`]
-    /// iterations and whenever the thread is idle and may sleep, and
-    /// nanoseconds are derived from cycles with the rate measured between
-    /// clock reads. Commands are looked for every [`CMD_EVERY`] iterations
-    /// while busy, every iteration when idle.
+    /// Per iteration it reads the time-stamp counter at most once per stage
+    /// of a busy queue, or once when every queue was empty (a read costs
+    /// tens of nanoseconds in a VM): the clock (`Instant::now`, a vDSO
+    /// call) is read every [`CLOCK_EVERY`] iterations and whenever the
+    /// thread is idle and may sleep, and nanoseconds are derived from
+    /// cycles with the rate measured between clock reads. Commands are
+    /// looked for, and counters published, every [`CMD_EVERY`] iterations,
+    /// and every iteration when the thread is idle and may sleep.
     pub fn run(mut self) {
         self.pin();
         tracing::info!("pmd {} started (cpu {:?})", self.id, self.cpu);
@@ -280,11 +282,17 @@ impl Pmd {
         let mut sleep = MIN_SLEEP;
         let mut last_sweep = last;
         let mut iteration: u32 = 0;
-        let mut got_prev = 0;
+        // Commands are looked for every iteration while the thread may
+        // sleep, else every CMD_EVERY iterations (a spinning PMD gets to
+        // them within microseconds, and an empty channel's check is not
+        // free).
+        let mut check_cmds = true;
         loop {
             iteration = iteration.wrapping_add(1);
-            if got_prev == 0 || iteration.is_multiple_of(CMD_EVERY) {
+            let mut handled = false;
+            if check_cmds || iteration.is_multiple_of(CMD_EVERY) {
                 while let Ok(cmd) = self.cmd_rx.try_recv() {
+                    handled = true;
                     if !self.handle(cmd) {
                         self.counters.publish(&self.local);
                         tracing::info!("pmd {} stopped", self.id);
@@ -307,16 +315,21 @@ impl Pmd {
                 continue;
             }
             let mut got = 0;
+            // The stage clock runs on from the last reading: an empty poll
+            // reads no counter, and a busy iteration ends at its last lap.
+            // Commands (rare) may have charged stages of their own: the
+            // clock then restarts after them, so no cycle counts twice.
+            let mut cyc = if handled { cycles_now() } else { last_cycles };
             for i in 0..self.rxqs.len() {
-                got += self.poll_rxq(i, &mut batch);
+                got += self.poll_rxq(i, &mut batch, &mut cyc);
             }
-            got_prev = got;
-            let now_cycles = cycles_now();
+            let now_cycles = if got > 0 { cyc } else { cycles_now() };
             let dc = now_cycles.wrapping_sub(last_cycles);
             last_cycles = now_cycles;
             let dt = rate.ns(dc);
             let max_sleep = self.policy.max_sleep();
             let may_sleep = got == 0 && !max_sleep.is_zero();
+            check_cmds = may_sleep;
             if may_sleep || iteration.is_multiple_of(CLOCK_EVERY) {
                 last = Instant::now();
                 rate.update(last, now_cycles);
@@ -361,7 +374,7 @@ impl Pmd {
                 last_sweep = last;
                 self.expire_idle_flows(last);
             }
-            if got == 0 || iteration.is_multiple_of(CMD_EVERY) {
+            if may_sleep || iteration.is_multiple_of(CMD_EVERY) {
                 self.counters.publish(&self.local);
             }
         }
@@ -384,12 +397,15 @@ impl Pmd {
 
     /// Receives and forwards one batch from receive queue `i`. Each stage
     /// runs over the whole batch before the next starts, and is timed once.
-    fn poll_rxq(&mut self, i: usize, batch: &mut PacketBatch) -> usize {
+    /// `cyc` is the counter at the last lap; the receive stage runs from it
+    /// (so it includes empty polls before this one), and it is moved to
+    /// the last lap of this batch.
+    fn poll_rxq(&mut self, i: usize, batch: &mut PacketBatch, cyc: &mut u64) -> usize {
         batch.clear();
         let Some(entry) = self.rxqs.get_mut(i) else {
             return 0;
         };
-        let mut clock = StageClock::start();
+        let mut clock = StageClock::at(*cyc);
         let n = match entry.rxq.rx_batch(batch) {
             Ok(n) => n,
             Err(e) => {
@@ -426,6 +442,7 @@ impl Pmd {
         self.drain_reentry(&mut clock);
         self.tx.flush();
         clock.lap(&mut self.local, Stage::Send);
+        *cyc = clock.last();
         n
     }
 
