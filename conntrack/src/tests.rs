@@ -2,13 +2,13 @@
 
 use std::net::IpAddr;
 
-use flows::packet::{complete_l4_checksum, ipv4_header_checksum, l4_checksum_full, l4_csum_offset};
+use flows::packet::{ipv4_header_checksum, l4_checksum_full, l4_csum_offset};
 use flows::parse::extract;
 use proptest::prelude::*;
 
 use super::*;
 use crate::tcp::{ACK, FIN, RST, SYN};
-use crate::testutil::run;
+use crate::testutil::{eth, frame_df as frame, run};
 
 mod alg;
 mod alg_nat;
@@ -18,43 +18,6 @@ mod alg_nat;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-fn eth(ty: u16) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-    f.extend_from_slice(&ty.to_be_bytes());
-    f
-}
-
-/// An Ethernet+IP frame around `l4` with valid checksums.
-fn frame(src: &str, dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let (s, d) = (ip(src), ip(dst));
-    let mut f;
-    match (s, d) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            f = eth(0x0800);
-            let mut h = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
-            h[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-            h.extend_from_slice(&s.octets());
-            h.extend_from_slice(&d.octets());
-            let c = ipv4_header_checksum(&h);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            f.extend_from_slice(&h);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            f = eth(0x86dd);
-            f.extend_from_slice(&[0x60, 0, 0, 0]);
-            f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-            f.extend_from_slice(&[proto, 64]);
-            f.extend_from_slice(&s.octets());
-            f.extend_from_slice(&d.octets());
-        }
-        _ => panic!("mixed families"),
-    }
-    f.extend_from_slice(l4);
-    let (_, lay) = extract(&f, 0).unwrap();
-    complete_l4_checksum(&mut f, &lay);
-    f
 }
 
 fn tcp_seg(sport: u16, dport: u16, seq: u32, ack: u32, flags: u16, payload: usize) -> Vec<u8> {

@@ -7,20 +7,34 @@ use flows::parse::extract;
 
 use crate::{Conntrack, CtArgs, CtPacket, CtResult};
 
-fn eth(ty: u16) -> Vec<u8> {
+/// An Ethernet header (02:..:01 -> 02:..:02) of EtherType `ty`.
+pub(crate) fn eth(ty: u16) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
     f.extend_from_slice(&ty.to_be_bytes());
     f
 }
 
-/// An Ethernet+IP frame around `l4` with valid checksums.
+/// An Ethernet+IP frame around `l4` with valid checksums; an IPv4 header
+/// has identification 0x1234 and may be fragmented.
 pub(crate) fn frame(src: &str, dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    ip_frame(src, dst, proto, l4, [0x12, 0x34, 0, 0])
+}
+
+/// [`frame`] with an IPv4 header of identification 0 and don't-fragment.
+pub(crate) fn frame_df(src: &str, dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
+    ip_frame(src, dst, proto, l4, [0, 0, 0x40, 0])
+}
+
+/// `id_flags`: the IPv4 identification and flags/offset words.
+fn ip_frame(src: &str, dst: &str, proto: u8, l4: &[u8], id_flags: [u8; 4]) -> Vec<u8> {
     let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
     let mut f;
     match (s, d) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             f = eth(0x0800);
-            let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0, 0, 64, proto, 0, 0];
+            let mut h = vec![0x45, 0, 0, 0];
+            h.extend_from_slice(&id_flags);
+            h.extend_from_slice(&[64, proto, 0, 0]);
             h[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
             h.extend_from_slice(&s.octets());
             h.extend_from_slice(&d.octets());
