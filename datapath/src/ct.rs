@@ -133,11 +133,11 @@ impl DpConntrack {
     #[inline]
     pub fn execute(&self, id: u32, pkt: &mut Packet, meta: &mut FlowKey, now_ms: u64) -> CtOutcome {
         let Some(args) = self.args(id) else {
-            clear_ct(meta);
+            meta.clear_ct();
             return CtOutcome::Done;
         };
         let Ok((key, layout)) = extract(pkt.data(), meta.in_port) else {
-            clear_ct(meta);
+            meta.clear_ct();
             return CtOutcome::Done;
         };
         if key.nw_frag & FRAG_ANY != 0 {
@@ -249,32 +249,13 @@ impl DpConntrack {
     }
 }
 
-/// Zeroes the `ct_*` metadata (untracked).
-pub fn clear_ct(meta: &mut FlowKey) {
-    meta.ct_state = 0;
-    meta.ct_zone = 0;
-    meta.ct_mark = 0;
-    meta.ct_label = [0; 16];
-    clear_orig(meta);
-}
-
-fn clear_orig(meta: &mut FlowKey) {
-    meta.ct_nw_proto = 0;
-    meta.ct_nw_src = 0;
-    meta.ct_nw_dst = 0;
-    meta.ct_ipv6_src = [0; 16];
-    meta.ct_ipv6_dst = [0; 16];
-    meta.ct_tp_src = 0;
-    meta.ct_tp_dst = 0;
-}
-
 /// Stores a tracking result in a packet's metadata.
 pub fn store_result(meta: &mut FlowKey, r: &CtResult) {
     meta.ct_state = u32::from(r.state.0);
     meta.ct_zone = r.zone;
     meta.ct_mark = r.mark;
     meta.ct_label = r.label.to_be_bytes();
-    clear_orig(meta);
+    meta.clear_ct_orig();
     if let Some(t) = &r.orig {
         meta.ct_nw_proto = t.proto;
         if t.ipv6 {
@@ -565,7 +546,7 @@ mod tests {
         assert_eq!((meta.ct_nw_src, meta.ct_nw_dst), (k.nw_src, k.nw_dst));
         assert_eq!((meta.ct_tp_src, meta.ct_tp_dst), (k.tp_src, k.tp_dst));
         assert_eq!(d.tracker().nconns(), 1);
-        clear_ct(&mut meta);
+        meta.clear_ct();
         assert_eq!(
             meta.ct_state | meta.ct_nw_src | u32::from(meta.ct_tp_dst),
             0

@@ -212,6 +212,28 @@ impl std::hash::Hash for FlowKey {
 }
 
 impl FlowKey {
+    /// Zeroes the conntrack metadata (`ct_state`, `ct_zone`, `ct_mark`,
+    /// `ct_label` and the original tuple): the packet is untracked.
+    pub fn clear_ct(&mut self) {
+        self.ct_state = 0;
+        self.ct_zone = 0;
+        self.ct_mark = 0;
+        self.ct_label = [0; 16];
+        self.clear_ct_orig();
+    }
+
+    /// Zeroes the connection's original-direction tuple (`ct_nw_proto`,
+    /// `ct_nw_src/dst`, `ct_ipv6_src/dst`, `ct_tp_src/dst`).
+    pub fn clear_ct_orig(&mut self) {
+        self.ct_nw_proto = 0;
+        self.ct_nw_src = 0;
+        self.ct_nw_dst = 0;
+        self.ct_ipv6_src = [0; 16];
+        self.ct_ipv6_dst = [0; 16];
+        self.ct_tp_src = 0;
+        self.ct_tp_dst = 0;
+    }
+
     /// A mask with every bit set (an exact match).
     pub fn all_ones() -> FlowKey {
         let mut k: FlowKey = bytemuck::cast([u64::MAX; KEY_WORDS]);

@@ -1424,17 +1424,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         f.tun_tos = 0;
         f.tun_metadata = fresh.tun_metadata;
         f.tun_metadata_present = 0;
-        f.ct_state = 0;
-        f.ct_mark = 0;
-        f.ct_zone = 0;
-        f.ct_label = [0; 16];
-        f.ct_nw_proto = 0;
-        f.ct_nw_src = 0;
-        f.ct_nw_dst = 0;
-        f.ct_ipv6_src = [0; 16];
-        f.ct_ipv6_dst = [0; 16];
-        f.ct_tp_src = 0;
-        f.ct_tp_dst = 0;
+        f.clear_ct();
         self.br = Br {
             id: pb.id,
             pipeline: pb.pipeline,

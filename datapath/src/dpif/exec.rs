@@ -402,7 +402,7 @@ pub(crate) fn execute(
                 let outcome = match &tx.ct {
                     Some(ct) => ct.execute(*id, pkt, meta, tx.ct_now_ms),
                     None => {
-                        crate::ct::clear_ct(meta);
+                        meta.clear_ct();
                         continue;
                     }
                 };
@@ -429,7 +429,7 @@ pub(crate) fn execute(
                     }
                 }
             }
-            DpAction::CtClear => crate::ct::clear_ct(own.get_or_insert(*key)),
+            DpAction::CtClear => own.get_or_insert(*key).clear_ct(),
             DpAction::Userspace { .. } => {
                 let mut copy = Packet::from_bytes(pkt.data());
                 copy.offload = pkt.offload;

@@ -437,18 +437,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
 
     /// The packet is untracked from here on (after `ct` or `ct_clear`).
     pub(super) fn clear_ct_fields(&mut self) {
-        let f = &mut self.flow;
-        f.ct_state = 0;
-        f.ct_zone = 0;
-        f.ct_mark = 0;
-        f.ct_label = [0; 16];
-        f.ct_nw_proto = 0;
-        f.ct_nw_src = 0;
-        f.ct_nw_dst = 0;
-        f.ct_ipv6_src = [0; 16];
-        f.ct_ipv6_dst = [0; 16];
-        f.ct_tp_src = 0;
-        f.ct_tp_dst = 0;
+        self.flow.clear_ct();
         let b = &mut self.base;
         b.ct_state = 0;
         b.ct_zone = 0;
