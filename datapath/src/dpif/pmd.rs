@@ -625,15 +625,21 @@ impl Pmd {
             }
             return;
         }
+        self.ask(*key, copy_packet(pkt), Vec::new());
+    }
+
+    /// Sends `packet`'s miss to the handler, with `waiting` (packets of the
+    /// same key) queued behind it; all are lost when the queue is full.
+    fn ask(&mut self, key: FlowKey, packet: Packet, waiting: Vec<Packet>) {
         let msg = UpcallMsg::Miss {
             pmd: self.id,
-            key: *key,
-            packet: copy_packet(pkt),
+            key,
+            packet,
         };
         if self.upcall_tx.try_send(msg).is_ok() {
-            self.pending.insert(*key, Vec::new());
+            self.pending.insert(key, waiting);
         } else {
-            self.local.lost_upcalls += 1;
+            self.local.lost_upcalls += 1 + waiting.len() as u64;
         }
     }
 
@@ -816,20 +822,17 @@ impl Pmd {
                 flow_idx = Some(idx);
             }
         }
-        let retry = if flow_idx.is_none() && !queued.is_empty() {
-            Some(queued.remove(0))
-        } else {
-            None
-        };
         let (mut cnt, mut bytes) = (0u64, 0u64);
         let now = Instant::now();
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
         self.set_ct_clock(now);
-        let follow = if flow_idx.is_some() {
-            std::mem::take(&mut queued)
-        } else {
-            Vec::new()
+        // Without a megaflow, the first packet queued asks for itself and
+        // the rest wait on it.
+        let (follow, retry) = match flow_idx {
+            Some(_) => (std::mem::take(&mut queued), None),
+            None if queued.is_empty() => (Vec::new(), None),
+            None => (Vec::new(), Some(queued.remove(0))),
         };
         for (n, mut p) in std::iter::once(packet).chain(follow).enumerate() {
             if n > 0 {
@@ -853,17 +856,7 @@ impl Pmd {
             f.used = Some(Instant::now());
         }
         if let Some(packet) = retry {
-            // The first packet queued asks for itself; the rest wait on it.
-            let msg = UpcallMsg::Miss {
-                pmd: self.id,
-                key,
-                packet,
-            };
-            if self.upcall_tx.try_send(msg).is_ok() {
-                self.pending.insert(key, queued);
-            } else {
-                self.local.lost_upcalls += 1 + queued.len() as u64;
-            }
+            self.ask(key, packet, queued);
         }
     }
 }
