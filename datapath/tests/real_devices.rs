@@ -178,7 +178,12 @@ fn afpacket_port_exchanges_frames_with_a_namespace() {
     assert_eq!(info.name, host);
     assert!(info.mac.is_some());
     assert_eq!(info.mtu, 1500);
-    assert!(port.link_up());
+    // The port brought the device up; the veth's carrier (IFF_RUNNING) follows asynchronously.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !port.link_up() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(port.link_up(), "link never came up after the port opened");
     arp_round_trip(port.as_ref(), [10, 231, 1, 2], [10, 231, 1, 1]);
 }
 
