@@ -317,11 +317,29 @@ pub enum FlowModError {
     BadGoto { from: u8, to: u8 },
     #[error("{0} (OFPBMC_BAD_PREREQ)")]
     BadPrereq(#[from] PrereqError),
-    /// An action reads or writes a field whose prerequisites the flow's
-    /// match does not establish.
-    #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
-    MatchInconsistent(PrereqError),
+    /// The actions do not fit the flow's match.
+    #[error(transparent)]
+    Actions(#[from] ActionCheckError),
 }
+
+/// Why an action list is refused for a flow's match, before the flow is
+/// added (OVS checks the same, in ovs-ofctl and in the switch).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ActionCheckError {
+    /// An action reads or writes a field whose prerequisites the flow's
+    /// match (and the actions before it) do not establish.
+    #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
+    MatchInconsistent(#[from] PrereqError),
+    /// A `push_vlan` onto a packet that already has the two tags a flow
+    /// key holds.
+    #[error(
+        "actions are invalid with specified match: push_vlan beyond {MAX_VLAN_TAGS} VLAN tags (OFPBAC_BAD_TAG)"
+    )]
+    TooManyVlanTags,
+}
+
+/// VLAN tags a flow key holds (outer and inner), as in OVS.
+pub const MAX_VLAN_TAGS: usize = 2;
 
 /// Checks that every set_field, load and move in `actions` (including
 /// inside write_actions) uses fields whose prerequisites `m` establishes,
@@ -334,16 +352,17 @@ pub enum FlowModError {
 /// VLAN tags likewise: set_field on `vlan_vid` or `vlan_pcp` needs a tag
 /// (matched, or pushed by an earlier action), and so does OpenFlow 1.1+'s
 /// `pop_vlan` (OpenFlow 1.0's `strip_vlan` may run on an untagged packet).
-/// After a pop, no tag is known (an inner tag is never matched), so a
-/// second pop or a set_field on the tag is refused, as OVS refuses them.
-/// `mod_vlan_vid`/`mod_vlan_pcp` (OpenFlow 1.0, pushing a tag if there is
-/// none) and set_field on `vlan_tci` leave what they write.
-pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), PrereqError> {
+/// The check follows both tags a key holds, as OVS does: a push moves the
+/// outer tag inward, a pop brings the inner tag out (known only if an
+/// earlier push made it), and a push onto two known tags is refused
+/// (OFPBAC_BAD_TAG). `mod_vlan_vid`/`mod_vlan_pcp` (OpenFlow 1.0, pushing a
+/// tag if there is none) and set_field on `vlan_tci` leave what they write.
+pub fn check_action_prereqs(m: &Match, actions: &[Action]) -> Result<(), ActionCheckError> {
     let mut cur = *m;
     check_action_prereqs_in(&mut cur, actions)
 }
 
-fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), PrereqError> {
+fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), ActionCheckError> {
     let check = |m: &Match, f: Field| {
         let pr = f.action_prereq();
         if pr.holds_in(m) {
@@ -377,7 +396,8 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                 return Err(PrereqError {
                     field: Field::VlanVid.name(),
                     needs: Prereq::VlanPresent.describe(),
-                });
+                }
+                .into());
             }
             Action::SetField { field, .. } => check(m, *field)?,
             Action::Load { dst, .. } => check(m, dst.field)?,
@@ -386,7 +406,16 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                 check(m, dst.field)?;
             }
             Action::WriteActions(inner) => check_action_prereqs_in(&mut m.clone(), inner)?,
-            Action::PushVlan(_) | Action::SetVlanVid(_) | Action::SetVlanPcp(_) => {
+            Action::PushVlan(_) => {
+                if m.key.vlan_tci_inner & m.mask.vlan_tci_inner & VLAN_CFI != 0 {
+                    return Err(ActionCheckError::TooManyVlanTags);
+                }
+                m.key.vlan_tci_inner = m.key.vlan_tci;
+                m.mask.vlan_tci_inner = m.mask.vlan_tci;
+                m.key.vlan_tci = VLAN_CFI;
+                m.mask.vlan_tci = VLAN_CFI;
+            }
+            Action::SetVlanVid(_) | Action::SetVlanPcp(_) => {
                 m.key.vlan_tci |= VLAN_CFI;
                 m.mask.vlan_tci |= VLAN_CFI;
             }
@@ -395,10 +424,14 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                     return Err(PrereqError {
                         field: "pop_vlan",
                         needs: Prereq::VlanPresent.describe(),
-                    });
+                    }
+                    .into());
                 }
-                m.key.vlan_tci = 0;
-                m.mask.vlan_tci = 0xffff;
+                // The inner tag comes out; what lies beyond it is not known.
+                m.key.vlan_tci = m.key.vlan_tci_inner;
+                m.mask.vlan_tci = m.mask.vlan_tci_inner;
+                m.key.vlan_tci_inner = 0;
+                m.mask.vlan_tci_inner = 0;
             }
             Action::PushMpls(t) => {
                 m.key.dl_type = *t;
@@ -409,7 +442,8 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                     return Err(PrereqError {
                         field: "pop_mpls",
                         needs: crate::field::Prereq::Mpls.describe(),
-                    });
+                    }
+                    .into());
                 }
                 m.key.dl_type = *t;
                 m.mask.dl_type = 0xffff;
@@ -420,7 +454,8 @@ fn check_action_prereqs_in(m: &mut Match, actions: &[Action]) -> Result<(), Prer
                 return Err(PrereqError {
                     field: "mpls_ttl",
                     needs: crate::field::Prereq::Mpls.describe(),
-                });
+                }
+                .into());
             }
             _ => {}
         }
@@ -764,7 +799,7 @@ impl Pipeline {
         }
         Self::check_gotos(table_id, &fm.actions)?;
         check_match_prereqs(&fm.m)?;
-        check_action_prereqs(&fm.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
+        check_action_prereqs(&fm.m, &fm.actions)?;
         let table = &mut self.tables[tid];
         let m = Match::new(fm.m.key, fm.m.mask);
         let mut out = FlowModOutcome::default();
@@ -839,7 +874,7 @@ impl Pipeline {
         for (t, id) in &hits {
             Self::check_gotos(*t, &fm.actions)?;
             if let Some(r) = self.tables[usize::from(*t)].get(*id) {
-                check_action_prereqs(&r.m, &fm.actions).map_err(FlowModError::MatchInconsistent)?;
+                check_action_prereqs(&r.m, &fm.actions)?;
             }
         }
         if hits.is_empty() {
@@ -1478,6 +1513,76 @@ mod tests {
     }
 
     #[test]
+    fn vlan_pushes_and_pops_follow_both_tags_and_a_third_tag_is_refused() {
+        let parse = |t: &str| {
+            crate::text::parse_flow_mod(&format!("{t}actions=drop"), FlowModCommand::Add)
+                .unwrap()
+                .m
+        };
+        let (any, tagged, untagged) = (parse(""), parse("dl_vlan=3,"), parse("vlan_tci=0,"));
+        let push = Action::PushVlan(0x8100);
+        let pop = Action::PopVlan;
+        let too_many = Err(ActionCheckError::TooManyVlanTags);
+        // (match, actions, outcome) as stock OVS 3.1 answers them.
+        let cases: Vec<(&Match, Vec<Action>, Result<(), ActionCheckError>)> = vec![
+            (&any, vec![push.clone(), push.clone()], Ok(())),
+            (
+                &any,
+                vec![push.clone(), push.clone(), push.clone()],
+                too_many.clone(),
+            ),
+            (&tagged, vec![push.clone(), push.clone()], too_many.clone()),
+            (
+                &any,
+                vec![Action::SetVlanVid(3), push.clone(), push.clone()],
+                too_many.clone(),
+            ),
+            (
+                &any,
+                vec![push.clone(), push.clone(), pop.clone(), pop.clone()],
+                Ok(()),
+            ),
+            (
+                &untagged,
+                vec![push.clone(), push.clone(), pop.clone(), push.clone()],
+                Ok(()),
+            ),
+            (
+                &any,
+                vec![push.clone(), push.clone(), Action::SetVlanVid(4)],
+                Ok(()),
+            ),
+        ];
+        for (m, actions, want) in cases {
+            assert_eq!(
+                check_action_prereqs(m, &actions),
+                want,
+                "{actions:?} on {m:?}"
+            );
+        }
+        // A pushed tag covers the matched one, which a pop then brings back; an
+        // unmatched packet's inner tag is not known, so it cannot be popped.
+        assert_eq!(
+            check_action_prereqs(&tagged, &[push.clone(), pop.clone(), pop.clone()]),
+            Ok(())
+        );
+        assert!(matches!(
+            check_action_prereqs(&any, &[push.clone(), pop.clone(), pop.clone()]),
+            Err(ActionCheckError::MatchInconsistent(_))
+        ));
+        // The switch refuses a flow_mod that would push a third tag.
+        let mut p = Pipeline::new();
+        let mut fm = FlowMod::new(FlowModCommand::Add);
+        fm.m = tagged;
+        fm.actions = vec![push.clone(), push];
+        assert_eq!(
+            p.add(&fm, 0).unwrap_err(),
+            FlowModError::Actions(ActionCheckError::TooManyVlanTags)
+        );
+        assert_eq!(p.n_rules(), 0);
+    }
+
+    #[test]
     fn set_field_without_its_prerequisite_is_refused_on_add_and_modify() {
         let mut p = Pipeline::new();
         let mut fm = FlowMod::new(FlowModCommand::Add);
@@ -1488,7 +1593,9 @@ mod tests {
         }];
         assert!(matches!(
             p.add(&fm, 0),
-            Err(FlowModError::MatchInconsistent(_))
+            Err(FlowModError::Actions(ActionCheckError::MatchInconsistent(
+                _
+            )))
         ));
         assert_eq!(p.n_rules(), 0);
         // A catch-all rule may not be modified into one either.
@@ -1498,7 +1605,9 @@ mod tests {
         m.command = FlowModCommand::Modify;
         assert!(matches!(
             p.modify(&m, 0),
-            Err(FlowModError::MatchInconsistent(_))
+            Err(FlowModError::Actions(ActionCheckError::MatchInconsistent(
+                _
+            )))
         ));
     }
 }

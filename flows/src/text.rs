@@ -47,8 +47,8 @@ pub enum TextError {
     NotAllowed(String),
     #[error("unbalanced parentheses in `{0}`")]
     Unbalanced(String),
-    #[error("actions are invalid with specified match: {0} (OFPBAC_MATCH_INCONSISTENT)")]
-    MatchInconsistent(PrereqError),
+    #[error(transparent)]
+    Actions(#[from] crate::table::ActionCheckError),
     /// goto_table to the flow's own table or an earlier one (OVS refuses
     /// it before sending, as ovs-ofctl does).
     #[error("actions are invalid with specified match (OFPBIC_BAD_TABLE_ID)")]
@@ -840,8 +840,7 @@ pub fn parse_flow_mod_with(
     match (is_add_or_mod, actions_part) {
         (true, Some(a)) => {
             fm.actions = parse_actions_with(a, opts)?;
-            crate::table::check_action_prereqs(&fm.m, &fm.actions)
-                .map_err(TextError::MatchInconsistent)?;
+            crate::table::check_action_prereqs(&fm.m, &fm.actions)?;
             // A modify without `table=` names every table: nothing to check.
             let table = fm.table_id;
             if table != TABLE_ALL

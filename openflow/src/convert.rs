@@ -1,7 +1,7 @@
 //! Conversions between wire statistics and the flows crate's table types.
 //! Flow mods and groups need none: the messages carry flows's own types.
 
-use flows::table::{FlowModError, Rule};
+use flows::table::{ActionCheckError, FlowModError, Rule};
 
 use crate::error::OfError;
 use crate::message::FlowStats;
@@ -15,7 +15,8 @@ pub fn flow_mod_error(e: &FlowModError) -> OfError {
         FlowModError::Overlap => OfError::Overlap,
         FlowModError::BadGoto { .. } => OfError::BadInstructionTableId,
         FlowModError::BadPrereq(_) => OfError::BadPrereq,
-        FlowModError::MatchInconsistent(_) => OfError::MatchInconsistent,
+        FlowModError::Actions(ActionCheckError::MatchInconsistent(_)) => OfError::MatchInconsistent,
+        FlowModError::Actions(ActionCheckError::TooManyVlanTags) => OfError::BadTag,
     }
 }
 

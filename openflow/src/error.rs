@@ -51,6 +51,8 @@ pub enum OfError {
     BadOutGroup,
     #[error("OFPBAC_MATCH_INCONSISTENT")]
     MatchInconsistent,
+    #[error("OFPBAC_BAD_TAG")]
+    BadTag,
     #[error("OFPBAC_BAD_SET_TYPE")]
     BadSetType,
     #[error("OFPBAC_BAD_SET_LEN")]
@@ -243,6 +245,7 @@ const ALL: &[OfError] = &[
     OfError::BadQueue,
     OfError::BadOutGroup,
     OfError::MatchInconsistent,
+    OfError::BadTag,
     OfError::BadSetType,
     OfError::BadSetLen,
     OfError::BadSetArgument,
@@ -408,6 +411,7 @@ impl OfError {
             BadQueue => (et13::BAD_ACTION, 8),
             BadOutGroup => (et13::BAD_ACTION, 9),
             MatchInconsistent => (et13::BAD_ACTION, 10),
+            BadTag => (et13::BAD_ACTION, 12),
             BadSetType => (et13::BAD_ACTION, 13),
             BadSetLen => (et13::BAD_ACTION, 14),
             BadSetArgument => (et13::BAD_ACTION, 15),
@@ -531,9 +535,8 @@ impl OfError {
             BadActionExperimenter => (et10::BAD_ACTION, 2),
             BadActionExpType => (et10::BAD_ACTION, 3),
             BadOutPort => (et10::BAD_ACTION, 4),
-            BadActionArgument | BadOutGroup | BadSetType | BadSetArgument | MatchInconsistent => {
-                (et10::BAD_ACTION, 5)
-            }
+            BadActionArgument | BadOutGroup | BadSetType | BadSetArgument | MatchInconsistent
+            | BadTag => (et10::BAD_ACTION, 5),
             BadQueue => (et10::BAD_ACTION, 8),
             UnknownInstruction
             | UnsupportedInstruction

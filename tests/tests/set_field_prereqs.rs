@@ -1,7 +1,8 @@
 //! Issue 13 item 7 (prerequisites): a flow whose set_field (or pop_vlan)
 //! needs a header that its match does not establish is refused with
 //! OFPBAC_MATCH_INCONSISTENT, and a set_field on `vlan_vid` whose value
-//! lacks OFPVID_PRESENT with OFPBAC_BAD_SET_ARGUMENT, exactly where stock
+//! lacks OFPVID_PRESENT with OFPBAC_BAD_SET_ARGUMENT, a push_vlan beyond the
+//! two tags a flow key holds with OFPBAC_BAD_TAG, exactly where stock
 //! OVS 3.1 refuses them. Both clients (stock `ovs-ofctl` and ferrovs's
 //! `ofctl`) refuse most such flows before sending them, so the flow-mods
 //! are built here byte by byte and sent to both switches as they are, in
@@ -114,6 +115,7 @@ type Case = (&'static str, Vec<Vec<u8>>, Vec<u8>, Option<(u16, u16)>);
 /// OFPET_BAD_ACTION codes.
 const MATCH_INCONSISTENT: Option<(u16, u16)> = Some((2, 10));
 const BAD_SET_ARGUMENT: Option<(u16, u16)> = Some((2, 15));
+const BAD_TAG: Option<(u16, u16)> = Some((2, 12));
 
 #[test]
 fn set_field_and_pop_vlan_prerequisites_are_enforced_like_stock_ovs() -> Result<()> {
@@ -191,6 +193,42 @@ fn set_field_and_pop_vlan_prerequisites_are_enforced_like_stock_ovs() -> Result<
             None,
         ),
         (
+            "push_vlan twice then pop_vlan twice, no VLAN matched",
+            vec![in_port(3)],
+            apply(&[push_vlan(), push_vlan(), pop_vlan(), pop_vlan(), output(1)]),
+            None,
+        ),
+        (
+            "push_vlan twice onto a matched tag",
+            vec![in_port(1), tagged.clone()],
+            apply(&[push_vlan(), push_vlan(), output(2)]),
+            BAD_TAG,
+        ),
+        (
+            "push_vlan three times, no VLAN matched",
+            vec![in_port(1)],
+            apply(&[push_vlan(), push_vlan(), push_vlan(), output(2)]),
+            BAD_TAG,
+        ),
+        (
+            "push_vlan twice, pop_vlan, push_vlan on an untagged match",
+            vec![in_port(1), vlan_vid(0)],
+            apply(&[push_vlan(), push_vlan(), pop_vlan(), push_vlan(), output(3)]),
+            None,
+        ),
+        (
+            "push_vlan, pop_vlan twice on a matched tag",
+            vec![in_port(3), tagged.clone()],
+            apply(&[push_vlan(), pop_vlan(), pop_vlan(), output(2)]),
+            None,
+        ),
+        (
+            "push_vlan, pop_vlan twice, no VLAN matched",
+            vec![in_port(3)],
+            apply(&[push_vlan(), pop_vlan(), pop_vlan()]),
+            MATCH_INCONSISTENT,
+        ),
+        (
             "set_field ipv4_src on ARP",
             vec![eth_type(0x0806)],
             apply(&[set_field(ipv4_src([10, 0, 0, 1]))]),
@@ -252,7 +290,7 @@ fn set_field_and_pop_vlan_prerequisites_are_enforced_like_stock_ovs() -> Result<
         o,
         "flow tables: ferrovs (left), stock OVS (right)"
     );
-    assert_eq!(o.len(), 5, "stock OVS flows: {o:?}");
+    assert_eq!(o.len(), 8, "stock OVS flows: {o:?}");
     eprintln!("{n} flow-mods answered as stock OVS answers them");
     Ok(())
 }
