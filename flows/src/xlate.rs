@@ -582,8 +582,12 @@ struct Xlate<'a, 'c> {
     table_id: u8,
     cookie: u64,
     action_set: ActionSet,
-    /// TPID for the outermost tag if a push_vlan asked for one.
-    outer_tpid: u16,
+    /// TPIDs of the packet's (outer, inner) tags as the pipeline sees them:
+    /// those a push_vlan gave, 0 for a tag as received (the key does not
+    /// keep its TPID; 802.1Q when it has to be pushed again).
+    vlan_tpids: [u16; 2],
+    /// The same for the packet as last emitted (`base`).
+    base_vlan_tpids: [u16; 2],
     packet_out: bool,
     /// The field stack of push/pop.
     stack: Vec<u128>,
@@ -637,7 +641,8 @@ impl<'a, 'c> Xlate<'a, 'c> {
             table_id: 0,
             cookie: 0,
             action_set: ActionSet::default(),
-            outer_tpid: ethertype::VLAN,
+            vlan_tpids: [0; 2],
+            base_vlan_tpids: [0; 2],
             packet_out: false,
             stack: Vec::new(),
             exit: false,
@@ -943,14 +948,18 @@ impl<'a, 'c> Xlate<'a, 'c> {
                 self.unwildcard_vlans();
                 self.flow.vlan_tci = self.flow.vlan_tci_inner;
                 self.flow.vlan_tci_inner = 0;
+                self.vlan_tpids = [self.vlan_tpids[1], 0];
                 self.mark_dirty(Field::VlanTci);
                 self.dirty.vlan_tci_inner = 0xffff;
             }
+            // As in OVS: the new tag starts with VID 0 and PCP 0, the outer
+            // tag moves inward, and an inner one beyond the two a key holds
+            // leaves the packet when the tags are next committed.
             Action::PushVlan(tpid) => {
                 self.unwildcard_vlans();
                 self.flow.vlan_tci_inner = self.flow.vlan_tci;
-                self.flow.vlan_tci |= VLAN_CFI;
-                self.outer_tpid = *tpid;
+                self.flow.vlan_tci = VLAN_CFI;
+                self.vlan_tpids = [*tpid, self.vlan_tpids[0]];
                 self.mark_dirty(Field::VlanTci);
                 self.dirty.vlan_tci_inner = 0xffff;
             }
@@ -1218,10 +1227,10 @@ impl<'a, 'c> Xlate<'a, 'c> {
         for b in buckets {
             // Each bucket acts on its own copy of the packet.
             let saved = self.flow;
-            let saved_tpid = self.outer_tpid;
+            let saved_tpids = self.vlan_tpids;
             let r = self.run_list(&b.actions, depth + 1);
             self.flow = saved;
-            self.outer_tpid = saved_tpid;
+            self.vlan_tpids = saved_tpids;
             if r == Flow::Abort {
                 self.deep -= 1;
                 self.in_group = saved_in_group;
@@ -1395,6 +1404,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             name: pb.name.to_string(),
         });
         let saved_flow = self.flow;
+        let saved_tpids = self.vlan_tpids;
         let saved_wc = self.wc;
         let saved_br = self.br;
         let (saved_table, saved_cookie, saved_rule) = (self.table_id, self.cookie, self.rule);
@@ -1467,6 +1477,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         }
         self.br = saved_br;
         self.flow = saved_flow;
+        self.vlan_tpids = saved_tpids;
         // The peer's tunnel fields were cleared: what its lookups consulted
         // there says nothing about the packet's own tunnel metadata.
         let w = &mut self.wc;
@@ -1592,22 +1603,28 @@ impl<'a, 'c> Xlate<'a, 'c> {
         self.wc.vlan_tci_inner = 0xffff;
     }
 
+    /// Emits what turns the tags as last emitted into the tags the pipeline
+    /// sees. As in OVS, tags are compared from the innermost out (TCI and
+    /// TPID); those that differ are popped and the flow's pushed. One
+    /// exception keeps a received tag's TPID, which the key does not hold:
+    /// an outer tag whose TPID did not change (over the same inner tags) is
+    /// rewritten in place, where OVS pops and pushes it again.
     fn commit_vlan(&mut self) {
-        let stack = |k: &FlowKey| -> Vec<u16> {
+        let stack = |k: &FlowKey, tpids: [u16; 2]| -> Vec<(u16, u16)> {
             let mut s = Vec::with_capacity(2);
             if k.vlan_tci & VLAN_CFI != 0 {
-                s.push(k.vlan_tci);
+                s.push((k.vlan_tci, tpids[0]));
                 if k.vlan_tci_inner & VLAN_CFI != 0 {
-                    s.push(k.vlan_tci_inner);
+                    s.push((k.vlan_tci_inner, tpids[1]));
                 }
             }
             s
         };
-        let b = stack(&self.base);
-        let f = stack(&self.flow);
+        let b = stack(&self.base, self.base_vlan_tpids);
+        let f = stack(&self.flow, self.vlan_tpids);
         if b != f {
-            if !b.is_empty() && b.len() == f.len() && b[1..] == f[1..] {
-                let (bo, fo) = (b[0], f[0]);
+            if !b.is_empty() && b.len() == f.len() && b[1..] == f[1..] && b[0].1 == f[0].1 {
+                let (bo, fo) = (b[0].0, f[0].0);
                 if bo & VLAN_VID_MASK != fo & VLAN_VID_MASK {
                     self.out
                         .actions
@@ -1629,14 +1646,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
                     self.out.actions.push(DpAction::PopVlan);
                 }
                 let to_push = f.len() - common;
-                for (i, tci) in f[..to_push].iter().enumerate().rev() {
-                    let tpid = if i == 0 {
-                        self.outer_tpid
-                    } else {
-                        ethertype::VLAN
-                    };
+                for &(tci, tpid) in f[..to_push].iter().rev() {
                     self.out.actions.push(DpAction::PushVlan {
-                        tpid,
+                        tpid: if tpid == 0 { ethertype::VLAN } else { tpid },
                         tci: tci & !VLAN_CFI,
                     });
                 }
@@ -1644,6 +1656,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         }
         self.base.vlan_tci = self.flow.vlan_tci;
         self.base.vlan_tci_inner = self.flow.vlan_tci_inner;
+        self.base_vlan_tpids = self.vlan_tpids;
     }
 
     /// OVS's NORMAL: an 802.1Q MAC-learning switch.

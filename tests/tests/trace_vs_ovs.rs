@@ -324,6 +324,15 @@ table=2,actions=output:1,goto_table:3
 table=3,actions=output:2
 ";
 
+/// VLAN stacks up to the two tags a flow key holds, and pushes beyond them
+/// (a packet that comes in tagged): what OVS's commit of the tags does.
+const VLAN_STACK_FLOWS: &str = "\
+table=0,priority=10,in_port=1,actions=push_vlan:0x88a8,set_field:0x1005->vlan_vid,push_vlan:0x8100,set_field:0x1006->vlan_vid,output:2
+table=0,priority=10,in_port=2,actions=push_vlan:0x8100,set_field:0x1007->vlan_vid,output:3,pop_vlan,output:4
+table=0,priority=10,in_port=3,actions=push_vlan:0x8100,push_vlan:0x8100,pop_vlan,output:1,pop_vlan,output:2
+table=0,priority=10,in_port=4,actions=mod_vlan_vid:9,push_vlan:0x88a8,mod_vlan_pcp:5,output:1
+";
+
 /// Packets to the controller from everywhere a packet-in can start: a
 /// CONTROLLER output, `controller(...)` with a reason, id, max_len and
 /// userdata, a table-miss rule (reason 6 in OVS's datapath action), a
@@ -471,7 +480,16 @@ fn ofproto_trace_agrees_with_stock_ovs_on_nicira_action_pipelines() -> Result<()
         .collect();
     traced += compare(&pair, "exit and action set", &pkts)?;
 
-    // 8. Packet-ins: each printed as OVS prints its controller action.
+    // 8. VLAN stacks, from untagged and tagged packets.
+    pair.load(VLAN_STACK_FLOWS)?;
+    let mut pkts = Vec::new();
+    for p in 1..=4 {
+        pkts.push(pk(format!("in_port={p},ip")));
+        pkts.push(pk(format!("in_port={p},ip,dl_vlan=3,dl_vlan_pcp=2")));
+    }
+    traced += compare(&pair, "VLAN stacks", &pkts)?;
+
+    // 9. Packet-ins: each printed as OVS prints its controller action.
     let fv_mgmt = format!(
         "unix:{}",
         pair.fv.rundir().join(format!("{BR}.mgmt")).display()

@@ -185,12 +185,12 @@ impl<'a, 'c> Xlate<'a, 'c> {
     /// the clone emitted are undone by the next commit).
     fn clone_actions(&mut self, inner: &[Action], depth: usize) -> Flow {
         let saved_flow = self.flow;
-        let saved_tpid = self.outer_tpid;
+        let saved_tpids = self.vlan_tpids;
         let saved_stack = self.stack.clone();
         let saved_set = std::mem::take(&mut self.action_set);
         let r = self.run_list(inner, depth);
         self.flow = saved_flow;
-        self.outer_tpid = saved_tpid;
+        self.vlan_tpids = saved_tpids;
         self.stack = saved_stack;
         self.action_set = saved_set;
         self.exit = false;
@@ -222,7 +222,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         let saved_flow = self.flow;
         let saved_base = self.base;
         let saved_dirty = self.dirty;
-        let saved_tpid = self.outer_tpid;
+        let saved_tpids = (self.vlan_tpids, self.base_vlan_tpids);
         let saved_stack = self.stack.clone();
         let saved_set = self.action_set.clone();
         let mut lens = [0u16; 2];
@@ -230,7 +230,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.flow = saved_flow;
             self.base = saved_base;
             self.dirty = saved_dirty;
-            self.outer_tpid = saved_tpid;
+            (self.vlan_tpids, self.base_vlan_tpids) = saved_tpids;
             self.stack = saved_stack.clone();
             self.action_set = saved_set.clone();
             self.exit = false;
@@ -256,7 +256,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
         self.base = saved_base;
         self.dirty = saved_dirty;
         self.stack = saved_stack;
-        self.outer_tpid = saved_tpid;
+        (self.vlan_tpids, self.base_vlan_tpids) = saved_tpids;
         self.action_set = Default::default();
         self.exit = false;
     }
