@@ -27,15 +27,17 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if name.len() > NAME_MAX {
-        return Err(NameError::TooLong(name.to_owned()));
-    }
+    // Characters first: a caller that lets a long name through (a patch
+    // port has no device) still gets a name that stays in its directory.
     if name.contains("..")
         || name
             .chars()
             .any(|c| matches!(c, '/' | '\\') || c.is_whitespace() || c.is_control())
     {
         return Err(NameError::BadCharacter(name.to_owned()));
+    }
+    if name.len() > NAME_MAX {
+        return Err(NameError::TooLong(name.to_owned()));
     }
     Ok(())
 }
@@ -69,6 +71,11 @@ mod tests {
             Err(NameError::TooLong(_))
         ));
         assert!(check_name("a b").is_err());
+        // A long name with a path in it is refused for the path.
+        assert!(matches!(
+            check_name("patch-../../../etc/x"),
+            Err(NameError::BadCharacter(_))
+        ));
         assert!(check_name("tab\t").is_err());
     }
 }

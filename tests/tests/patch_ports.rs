@@ -29,7 +29,9 @@ fn pair(net: u8) -> Result<Pair> {
     let tag = unique_tag();
     let sw = Switch::start()?;
     let (a, b) = (format!("{tag}a"), format!("{tag}b"));
-    let (pa, pb) = (format!("{tag}pa"), format!("{tag}pb"));
+    // Patch ports named as the recipes name them, longer than a device
+    // name may be: a patch port has no device.
+    let (pa, pb) = (format!("patch-{a}-to-{b}"), format!("patch-{b}-to-{a}"));
     let h1 = VethHost::new(&tag, 1, &format!("10.{net}.0.1/24"))?;
     let h2 = VethHost::new(&tag, 2, &format!("10.{net}.0.2/24"))?;
     let peer_a = format!("options:peer={pb}");
@@ -259,6 +261,9 @@ fn a_patch_port_without_a_usable_peer_gets_ovs_error_and_carries_nothing() -> Re
     // pa names pb, but pb names px: not reciprocal. px has no peer.
     let peer_a = format!("options:peer={pb}");
     let peer_b = format!("options:peer={px}");
+    // A device name cannot be that long: vsctl takes it (the type could be
+    // patch), and the switch reports the device it cannot open.
+    let long_system = format!("{tag}-long-system-dev");
     sw.vsctl(&[
         "add-br",
         &a,
@@ -302,6 +307,10 @@ fn a_patch_port_without_a_usable_peer_gets_ovs_error_and_carries_nothing() -> Re
         "Interface",
         &px,
         "type=patch",
+        "--",
+        "add-port",
+        &a,
+        &long_system,
     ])?;
     let get = |name: &str, col: &str| -> Result<String> {
         Ok(sw
@@ -325,6 +334,13 @@ fn a_patch_port_without_a_usable_peer_gets_ovs_error_and_carries_nothing() -> Re
     // port that cannot be configured at all does not.
     assert_ne!(get(&pa, "ofport")?, "-1");
     assert_eq!(get(&px, "ofport")?, "-1");
+    assert!(
+        get(&long_system, "error")?
+            .starts_with(&format!("\"could not open network device {long_system} (")),
+        "{}",
+        get(&long_system, "error")?
+    );
+    assert_eq!(get(&long_system, "ofport")?, "-1");
     assert!(
         !h1.ns.ping(&h2.addr, 3),
         "traffic crossed a non-reciprocal patch pair"

@@ -76,13 +76,26 @@ pub fn check_target(t: &str, what: &str) -> Result<(), VsctlError> {
     }
 }
 
-/// Refuses a bridge or port name that cannot be an interface name.
-/// `what` is "bridge" or "port".
+/// Refuses a bridge, port or interface name that is empty or could reach
+/// outside a directory. `what` is "bridge", "port" or "interface".
+///
+/// A port or interface may be longer than a device name, as with
+/// ovs-vsctl: a patch port has no device (recipes name them
+/// `patch-br-int-to-br-ex`), and its type is only set by a later command.
+/// vswitchd reports a device type that cannot take such a name in the
+/// Interface's `error` column. A bridge is its own internal device, so its
+/// name must fit one.
 pub fn check_new_name(name: &str, what: &str) -> Result<(), VsctlError> {
-    check_name(name).map_err(|e| match e {
-        NameError::Empty => VsctlError::msg(format!("{what} name must not be empty string")),
-        e => VsctlError::msg(format!("cannot create a {what} named {name}: {e}")),
-    })
+    match check_name(name) {
+        Ok(()) => Ok(()),
+        Err(NameError::TooLong(_)) if what != "bridge" => Ok(()),
+        Err(NameError::Empty) => Err(VsctlError::msg(format!(
+            "{what} name must not be empty string"
+        ))),
+        Err(e) => Err(VsctlError::msg(format!(
+            "cannot create a {what} named {name}: {e}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +155,14 @@ mod tests {
         );
         assert!(check_new_name("/tmp/x", "bridge").is_err());
         assert!(check_new_name("br0", "bridge").is_ok());
+    }
+
+    #[test]
+    fn ports_may_be_longer_than_a_device_name_but_bridges_may_not() {
+        assert!(check_new_name("patch-br-int-to-br-ex", "port").is_ok());
+        assert!(check_new_name("patch-br-int-to-br-ex", "interface").is_ok());
+        let e = check_new_name("bridge-name-too-long", "bridge").unwrap_err();
+        assert!(e.message.contains("longer than 15 bytes"), "{}", e.message);
+        assert!(check_new_name("patch-../../x-long-name", "port").is_err());
     }
 }
