@@ -4,6 +4,7 @@
 
 pub mod afpacket;
 pub mod ct;
+pub mod deviceless;
 pub mod dpif;
 pub mod dummy;
 mod framebuf;
@@ -15,7 +16,6 @@ pub mod port;
 pub mod readiness;
 pub mod tap;
 pub mod tunnel;
-pub mod tunnel_port;
 pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};

@@ -3,14 +3,14 @@
 //! datapath port; translating an output to it continues in the peer
 //! bridge's pipeline (`flows::xlate`, `PatchSet`) inside the same megaflow.
 //!
-//! Here: the port object the bridge keeps for it (counters, always up), the
+//! Here (the port object is a `datapath::deviceless::DevicelessPort`): the
 //! resolution of peers into `BridgePort::patch` with OVS's error texts, and
 //! the locking of every bridge a translation may reach.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
 
-use datapath::{Port, PortError, PortInfo, PortKind, PortStats, RxQueue, TxQueue};
+use datapath::PortStats;
 use flows::PortNo;
 use flows::xlate::{PatchBridge, PatchCrossing, PatchSet};
 
@@ -37,61 +37,6 @@ pub fn peer_error(peer: &str, dp_type: &str) -> String {
         dp_type
     };
     format!("No usable peer '{peer}' exists in '{t}' datapath.")
-}
-
-/// The bridge's handle on a patch port: no queues, always up, and the
-/// counters OVS keeps for it (a packet crossing the pair is sent by this
-/// port and received by its peer).
-pub struct PatchPort {
-    name: String,
-    stats: Arc<PortStats>,
-}
-
-impl PatchPort {
-    pub fn new(name: &str) -> Arc<PatchPort> {
-        Arc::new(PatchPort {
-            name: name.to_string(),
-            stats: Arc::new(PortStats::default()),
-        })
-    }
-
-    pub fn counters(&self) -> Arc<PortStats> {
-        self.stats.clone()
-    }
-}
-
-impl Port for PatchPort {
-    fn info(&self) -> PortInfo {
-        PortInfo {
-            name: self.name.clone(),
-            kind: PortKind::Tunnel,
-            mac: None,
-            mtu: 65535,
-            n_rxq: 0,
-        }
-    }
-
-    fn stats(&self) -> Arc<PortStats> {
-        self.stats.clone()
-    }
-
-    fn link_up(&self) -> bool {
-        true
-    }
-
-    fn open_rxq(&self, q: usize) -> Result<Box<dyn RxQueue>, PortError> {
-        Err(PortError::Invalid {
-            port: self.name.clone(),
-            msg: format!("a patch port has no receive queue {q}"),
-        })
-    }
-
-    fn open_txq(&self, _pmd: usize) -> Result<Box<dyn TxQueue>, PortError> {
-        Err(PortError::Invalid {
-            port: self.name.clone(),
-            msg: "a patch port is not in the datapath".to_string(),
-        })
-    }
 }
 
 /// A port by (bridge id, OpenFlow port).

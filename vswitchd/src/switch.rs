@@ -47,7 +47,7 @@ struct IfaceSlot {
     /// Why `mtu_request` could not be applied.
     mtu_error: Option<String>,
     /// A patch port's handle (counters); it has no datapath port.
-    patch: Option<Arc<crate::patch::PatchPort>>,
+    patch: Option<Arc<datapath::deviceless::DevicelessPort>>,
     /// Why a patch port's peer is not usable (OVS's text).
     patch_error: Option<String>,
 }
@@ -228,7 +228,10 @@ impl Switch {
                 for w in warnings {
                     warn!("{w}");
                 }
-                Ok(plain(datapath::tunnel_port::TunnelPort::new(&iface.name)))
+                Ok(plain(datapath::deviceless::DevicelessPort::new(
+                    &iface.name,
+                    datapath::deviceless::Deviceless::Tunnel,
+                )))
             }
             "dpdkvhostuser" | "vhostuser" | "dpdkvhostuserclient" | "vhostuserclient" => {
                 let mut opts = VhostUserOptions::default();
@@ -524,7 +527,10 @@ impl Switch {
             if let Some(e) = crate::patch::option_error(&ic.name, &cfg.options) {
                 return Err(e);
             }
-            Some(crate::patch::PatchPort::new(&ic.name))
+            Some(datapath::deviceless::DevicelessPort::new(
+                &ic.name,
+                datapath::deviceless::Deviceless::Patch,
+            ))
         } else {
             None
         };
@@ -649,7 +655,7 @@ impl Switch {
     /// A port's counters: the datapath's, or a patch port's own.
     fn slot_stats(&self, slot: &IfaceSlot) -> Option<datapath::PortStatsSnapshot> {
         match &slot.patch {
-            Some(p) => Some(p.counters().snapshot()),
+            Some(p) => Some(p.stats().snapshot()),
             None => self.dp.port_stats(slot.dp_port),
         }
     }
@@ -680,7 +686,7 @@ impl Switch {
                 continue;
             };
             let me = id_of(&slot.bridge).unwrap_or(0);
-            counters.insert((me, slot.ofport), p.counters());
+            counters.insert((me, slot.ofport), p.stats());
             let peer_name = slot.config.options.get("peer").cloned().unwrap_or_default();
             let peer = st
                 .ifaces
