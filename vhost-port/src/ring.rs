@@ -406,6 +406,24 @@ impl<'a> FastMem<'a> {
         r.get_slice(MemoryRegionAddress(off), len).ok()
     }
 
+    /// The host address of guest `[addr, addr + len)` when it lies in the
+    /// remembered region (no lookup, no slice: one subtraction and one
+    /// comparison). The pointer is valid for `len` bytes for as long as
+    /// the memory table borrowed for `'a` lives.
+    #[inline(always)]
+    fn host(&self, addr: u64, len: usize) -> Option<*mut u8> {
+        let r = self.last.get()?;
+        let off = addr.wrapping_sub(r.start_addr().0);
+        // `off <= r.len()` first, so `r.len() - off` cannot wrap: an
+        // address below the region wraps to a huge `off` and is refused.
+        if off > r.len() || (len as u64) > r.len() - off {
+            return None;
+        }
+        // The mapping is `r.len()` bytes long and `off + len` lies within
+        // it, so the pointer stays inside one mapping.
+        Some(r.as_ptr().wrapping_add(off as usize))
+    }
+
     /// `len` bytes at `addr` when they lie in one region.
     #[inline]
     fn slice(&self, addr: u64, len: usize) -> Option<VolatileSlice<'a, ()>> {
@@ -435,11 +453,11 @@ impl<'a> FastMem<'a> {
     #[inline]
     pub fn prefetch(&self, addr: u64) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(s) = self.slice(addr, 1) {
+        if let Some(p) = self.host(addr, 1) {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             // SAFETY: a prefetch is a hint: it never faults and reads or
             // writes nothing architecturally; SSE is part of x86_64's baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(s.ptr_guard().as_ptr().cast::<i8>()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = addr;
@@ -452,8 +470,7 @@ impl<'a> FastMem<'a> {
     #[inline]
     pub fn prefetch_write(&self, addr: u64) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(s) = self.slice(addr, 1) {
-            let p = s.ptr_guard().as_ptr();
+        if let Some(p) = self.host(addr, 1) {
             // SAFETY: PREFETCHW is a hint: it never faults and changes no
             // architectural state (CPUs without it run it as a NOP; every
             // AMD64 CPU and Intel's since Broadwell have it). It neither
@@ -511,6 +528,24 @@ impl<'a> FastMem<'a> {
     #[inline]
     pub fn copy_from(&self, addr: u64, dst: &mut [u8]) -> Result<(), ChainError> {
         let len = dst.len();
+        if let Some(p) = self.host(addr, len) {
+            // SAFETY: `host` checked that `[p, p + len)` lies in the mapping
+            // of a region of the memory table borrowed for `'a`; `dst` is
+            // our own memory, so the two do not overlap. The guest may write
+            // its bytes meanwhile: they are plain bytes, copied once and
+            // never referenced, as vm-memory's own copies treat them.
+            unsafe { std::ptr::copy_nonoverlapping(p.cast_const(), dst.as_mut_ptr(), len) };
+            return Ok(());
+        }
+        self.copy_from_slow(addr, dst)
+    }
+
+    /// [`FastMem::copy_from`] outside the remembered region: looks the
+    /// region up (and remembers it), or crosses regions.
+    #[cold]
+    #[inline(never)]
+    fn copy_from_slow(&self, addr: u64, dst: &mut [u8]) -> Result<(), ChainError> {
+        let len = dst.len();
         if let Some(s) = self.slice(addr, len) {
             s.copy_to(dst);
             return Ok(());
@@ -527,6 +562,22 @@ impl<'a> FastMem<'a> {
     /// Copies `src` into guest memory at `addr`.
     #[inline]
     pub fn copy_to(&self, addr: u64, src: &[u8]) -> Result<(), ChainError> {
+        let len = src.len();
+        if let Some(p) = self.host(addr, len) {
+            // SAFETY: as in `copy_from`: `[p, p + len)` lies in a live
+            // mapping of guest memory, `src` is our own memory; the memory
+            // table has no dirty bitmap (`GuestMem` is `GuestMemoryMmap<()>`),
+            // so nothing else needs to learn of the write.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p, len) };
+            return Ok(());
+        }
+        self.copy_to_slow(addr, src)
+    }
+
+    /// [`FastMem::copy_to`] outside the remembered region.
+    #[cold]
+    #[inline(never)]
+    fn copy_to_slow(&self, addr: u64, src: &[u8]) -> Result<(), ChainError> {
         let len = src.len();
         if let Some(s) = self.slice(addr, len) {
             s.copy_from(src);
