@@ -3,9 +3,11 @@
 //! agree byte for byte with vm-memory's checked accessors, and refuse
 //! exactly what they refuse.
 
+use std::num::Wrapping;
+
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::ring::{ChainError, FastMem, GuestMem};
+use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
 
 /// Two regions: [0x1000, 0x3000) and [0x3000, 0x4000) adjacent, then a gap,
 /// then [0x8000, 0x9000).
@@ -82,6 +84,65 @@ fn copies_reaching_outside_guest_memory_are_refused() {
                 Err(ChainError::OutOfMemory { .. })
             ),
             "copy_to at {addr:#x}+{len}"
+        );
+    }
+}
+
+fn view_at(avail: u64) -> RingView {
+    RingView {
+        desc: 0x1000,
+        avail,
+        used: 0x1800,
+        size: 8,
+        event_idx: false,
+        next_avail: Wrapping(0),
+        next_used: Wrapping(0),
+    }
+}
+
+#[test]
+fn ring_words_read_in_any_region_and_a_misaligned_ring_word_is_refused() {
+    let m = mem();
+    let f = FastMem::new(&m);
+    // The available index (offset 2) of a ring in the remembered region,
+    // then of one in another region: both read the driver's value.
+    for avail in [0x2000u64, 0x8100] {
+        m.write_obj(3u16, GuestAddress(avail + 2)).unwrap();
+        assert_eq!(view_at(avail).pending(&f), Ok(3), "ring at {avail:#x}");
+    }
+    // At an odd address the index cannot be read atomically: refused,
+    // in the remembered region and outside it.
+    for avail in [0x2001u64, 0x8101] {
+        assert_eq!(
+            view_at(avail).pending(&FastMem::new(&m)),
+            Err(RingError::AvailUnreadable(avail)),
+            "ring at {avail:#x}"
+        );
+    }
+}
+
+#[test]
+fn descriptors_are_read_from_any_region_even_unaligned() {
+    let m = mem();
+    // A one-descriptor chain (addr 0x8800, len 60, no flags) at descriptor
+    // tables in the remembered region, in another, and unaligned.
+    for table in [0x1000u64, 0x8000, 0x1003] {
+        m.write_obj(0x8800u64, GuestAddress(table)).unwrap();
+        m.write_obj(60u32, GuestAddress(table + 8)).unwrap();
+        m.write_obj(0u16, GuestAddress(table + 12)).unwrap();
+        let mut r = view_at(0x2000);
+        r.desc = table;
+        let mut seen = Vec::new();
+        let total = r
+            .walk_chain(&FastMem::new(&m), 0, false, false, 1 << 16, |a, l| {
+                seen.push((a, l));
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(
+            (total, seen),
+            (60, vec![(0x8800, 60)]),
+            "table at {table:#x}"
         );
     }
 }

@@ -7,7 +7,7 @@
 //! nothing here dereferences a guest address itself.
 
 use std::num::Wrapping;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU16, Ordering, fence};
 
 use std::cell::Cell;
 use virtio_queue::desc::split::Descriptor;
@@ -27,6 +27,7 @@ const DESC_F_INDIRECT: u16 = 4;
 const USED_F_NO_NOTIFY: u16 = 1;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
 const DESC_SIZE: u64 = 16;
+const _: () = assert!(std::mem::size_of::<Descriptor>() == DESC_SIZE as usize);
 
 /// A problem with the ring itself: the queue cannot be trusted any more and
 /// is stopped until the frontend sets it up again.
@@ -437,13 +438,51 @@ impl<'a> FastMem<'a> {
         Self::in_region(r, addr, len)
     }
 
+    /// The host address of the aligned `u16` at guest `addr`, when it lies
+    /// in the remembered region.
+    #[inline(always)]
+    fn host_u16(&self, addr: u64) -> Option<&'a AtomicU16> {
+        let p = self.host(addr, 2)?;
+        if !(p as usize).is_multiple_of(std::mem::align_of::<AtomicU16>()) {
+            return None;
+        }
+        // SAFETY: `host` checked that the 2 bytes at `p` lie in a mapping
+        // that lives for `'a` (the memory table is borrowed for it), and `p`
+        // is aligned for `AtomicU16` (checked above). The guest accesses
+        // these ring words concurrently, as the virtio ring protocol has
+        // both sides do; every access from this side goes through the
+        // atomic, never through a plain reference.
+        Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+    }
+
     #[inline]
     fn load_u16(&self, addr: u64, order: Ordering) -> Option<u16> {
+        if let Some(a) = self.host_u16(addr) {
+            return Some(a.load(order));
+        }
+        self.load_u16_slow(addr, order)
+    }
+
+    /// [`FastMem::load_u16`] outside the remembered region (or misaligned:
+    /// vm-memory then refuses it).
+    #[cold]
+    #[inline(never)]
+    fn load_u16_slow(&self, addr: u64, order: Ordering) -> Option<u16> {
         self.slice(addr, 2)?.load::<u16>(0, order).ok()
     }
 
     #[inline]
     fn store_u16(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
+        if let Some(a) = self.host_u16(addr) {
+            a.store(v, order);
+            return Some(());
+        }
+        self.store_u16_slow(addr, v, order)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn store_u16_slow(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
         self.slice(addr, 2)?.store(v, 0, order).ok()
     }
 
@@ -521,6 +560,19 @@ impl<'a> FastMem<'a> {
 
     #[inline]
     fn read_desc(&self, addr: u64) -> Option<Descriptor> {
+        if let Some(p) = self.host(addr, DESC_SIZE as usize) {
+            // SAFETY: `host` checked that the 16 bytes at `p` lie in a live
+            // mapping; `Descriptor` is 16 bytes of plain integers (any bit
+            // pattern is a value), read once into our copy, unaligned as
+            // vm-memory's `read_obj` allows.
+            return Some(unsafe { std::ptr::read_unaligned(p.cast::<Descriptor>()) });
+        }
+        self.read_desc_slow(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_desc_slow(&self, addr: u64) -> Option<Descriptor> {
         self.slice(addr, DESC_SIZE as usize)?.read_obj(0).ok()
     }
 
