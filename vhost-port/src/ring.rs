@@ -2,9 +2,13 @@
 //! device side sees it: reading available chains, writing used elements,
 //! deciding whether the driver wants an interrupt.
 //!
-//! Every guest address goes through `vm-memory`'s checked accessors
-//! (`read_obj`, `load`, `store`, `get_slice`, `read_slice`, `write_slice`):
-//! nothing here dereferences a guest address itself.
+//! Every guest address is checked against the memory table before it is
+//! touched. [`FastMem`] checks it against the region it remembers (one
+//! subtraction and comparison) and then copies, loads or stores through the
+//! region's mapping itself (`memcpy`, an `AtomicU16` on an aligned ring
+//! word, one unaligned descriptor read: the `unsafe` blocks in `FastMem`);
+//! anything else goes through `vm-memory`'s checked accessors (`get_slice`,
+//! `load`, `store`, `read_obj`, `read_slice`, `write_slice`).
 
 use std::num::Wrapping;
 use std::sync::atomic::{AtomicU16, Ordering, fence};
