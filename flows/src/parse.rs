@@ -246,6 +246,7 @@ fn parse_arp(
     Ok(())
 }
 
+#[inline(always)]
 fn parse_ipv4(
     frame: &[u8],
     ofs: usize,
@@ -422,6 +423,7 @@ fn truncated(proto: &'static str, avail: usize, need: usize) -> ParseError {
     ParseError::TruncatedL4 { proto, avail, need }
 }
 
+#[inline(always)]
 fn parse_l4(
     p: &[u8],
     ofs: usize,

@@ -203,10 +203,19 @@ pub fn send_to_guest(
         let start = off;
         let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
             let n = (len as usize).min(total - off);
-            for (i, slot) in nb_addr.iter_mut().enumerate() {
-                let b = 10 + i;
-                if src.hdr_len == MAX_HDR_LEN && (off..off + n).contains(&b) {
-                    *slot = Some(addr.wrapping_add((b - off) as u64));
+            // Where num_buffers (header bytes 10 and 11) lands, for its
+            // rewrite when the frame takes several buffers: nearly always
+            // both in the first buffer, which holds the whole header.
+            if src.hdr_len == MAX_HDR_LEN && off < MAX_HDR_LEN {
+                if off == 0 && n >= MAX_HDR_LEN {
+                    nb_addr = [Some(addr.wrapping_add(10)), Some(addr.wrapping_add(11))];
+                } else {
+                    for (i, slot) in nb_addr.iter_mut().enumerate() {
+                        let b = 10 + i;
+                        if (off..off + n).contains(&b) {
+                            *slot = Some(addr.wrapping_add((b - off) as u64));
+                        }
+                    }
                 }
             }
             src.copy_out(mem, off, n, addr)?;

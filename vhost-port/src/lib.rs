@@ -26,4 +26,6 @@ pub use port::{VhostPortError, VhostRxQueue, VhostTxQueue, VhostUserOptions, Vho
 pub use sockfile::SocketPerms;
 
 #[cfg(test)]
+mod fastmem_tests;
+#[cfg(test)]
 mod mock_tests;

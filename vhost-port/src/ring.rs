@@ -2,12 +2,16 @@
 //! device side sees it: reading available chains, writing used elements,
 //! deciding whether the driver wants an interrupt.
 //!
-//! Every guest address goes through `vm-memory`'s checked accessors
-//! (`read_obj`, `load`, `store`, `get_slice`, `read_slice`, `write_slice`):
-//! nothing here dereferences a guest address itself.
+//! Every guest address is checked against the memory table before it is
+//! touched. [`FastMem`] checks it against the region it remembers (one
+//! subtraction and comparison) and then copies, loads or stores through the
+//! region's mapping itself (`memcpy`, an `AtomicU16` on an aligned ring
+//! word, one unaligned descriptor read: the `unsafe` blocks in `FastMem`);
+//! anything else goes through `vm-memory`'s checked accessors (`get_slice`,
+//! `load`, `store`, `read_obj`, `read_slice`, `write_slice`).
 
 use std::num::Wrapping;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU16, Ordering, fence};
 
 use std::cell::Cell;
 use virtio_queue::desc::split::Descriptor;
@@ -27,6 +31,7 @@ const DESC_F_INDIRECT: u16 = 4;
 const USED_F_NO_NOTIFY: u16 = 1;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
 const DESC_SIZE: u64 = 16;
+const _: () = assert!(std::mem::size_of::<Descriptor>() == DESC_SIZE as usize);
 
 /// A problem with the ring itself: the queue cannot be trusted any more and
 /// is stopped until the frontend sets it up again.
@@ -406,6 +411,24 @@ impl<'a> FastMem<'a> {
         r.get_slice(MemoryRegionAddress(off), len).ok()
     }
 
+    /// The host address of guest `[addr, addr + len)` when it lies in the
+    /// remembered region (no lookup, no slice: one subtraction and one
+    /// comparison). The pointer is valid for `len` bytes for as long as
+    /// the memory table borrowed for `'a` lives.
+    #[inline(always)]
+    fn host(&self, addr: u64, len: usize) -> Option<*mut u8> {
+        let r = self.last.get()?;
+        let off = addr.wrapping_sub(r.start_addr().0);
+        // `off <= r.len()` first, so `r.len() - off` cannot wrap: an
+        // address below the region wraps to a huge `off` and is refused.
+        if off > r.len() || (len as u64) > r.len() - off {
+            return None;
+        }
+        // The mapping is `r.len()` bytes long and `off + len` lies within
+        // it, so the pointer stays inside one mapping.
+        Some(r.as_ptr().wrapping_add(off as usize))
+    }
+
     /// `len` bytes at `addr` when they lie in one region.
     #[inline]
     fn slice(&self, addr: u64, len: usize) -> Option<VolatileSlice<'a, ()>> {
@@ -419,13 +442,51 @@ impl<'a> FastMem<'a> {
         Self::in_region(r, addr, len)
     }
 
+    /// The host address of the aligned `u16` at guest `addr`, when it lies
+    /// in the remembered region.
+    #[inline(always)]
+    fn host_u16(&self, addr: u64) -> Option<&'a AtomicU16> {
+        let p = self.host(addr, 2)?;
+        if !(p as usize).is_multiple_of(std::mem::align_of::<AtomicU16>()) {
+            return None;
+        }
+        // SAFETY: `host` checked that the 2 bytes at `p` lie in a mapping
+        // that lives for `'a` (the memory table is borrowed for it), and `p`
+        // is aligned for `AtomicU16` (checked above). The guest accesses
+        // these ring words concurrently, as the virtio ring protocol has
+        // both sides do; every access from this side goes through the
+        // atomic, never through a plain reference.
+        Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+    }
+
     #[inline]
     fn load_u16(&self, addr: u64, order: Ordering) -> Option<u16> {
+        if let Some(a) = self.host_u16(addr) {
+            return Some(a.load(order));
+        }
+        self.load_u16_slow(addr, order)
+    }
+
+    /// [`FastMem::load_u16`] outside the remembered region (or misaligned:
+    /// vm-memory then refuses it).
+    #[cold]
+    #[inline(never)]
+    fn load_u16_slow(&self, addr: u64, order: Ordering) -> Option<u16> {
         self.slice(addr, 2)?.load::<u16>(0, order).ok()
     }
 
     #[inline]
     fn store_u16(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
+        if let Some(a) = self.host_u16(addr) {
+            a.store(v, order);
+            return Some(());
+        }
+        self.store_u16_slow(addr, v, order)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn store_u16_slow(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
         self.slice(addr, 2)?.store(v, 0, order).ok()
     }
 
@@ -435,11 +496,11 @@ impl<'a> FastMem<'a> {
     #[inline]
     pub fn prefetch(&self, addr: u64) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(s) = self.slice(addr, 1) {
+        if let Some(p) = self.host(addr, 1) {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             // SAFETY: a prefetch is a hint: it never faults and reads or
             // writes nothing architecturally; SSE is part of x86_64's baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(s.ptr_guard().as_ptr().cast::<i8>()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = addr;
@@ -452,8 +513,7 @@ impl<'a> FastMem<'a> {
     #[inline]
     pub fn prefetch_write(&self, addr: u64) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(s) = self.slice(addr, 1) {
-            let p = s.ptr_guard().as_ptr();
+        if let Some(p) = self.host(addr, 1) {
             // SAFETY: PREFETCHW is a hint: it never faults and changes no
             // architectural state (CPUs without it run it as a NOP; every
             // AMD64 CPU and Intel's since Broadwell have it). It neither
@@ -504,12 +564,43 @@ impl<'a> FastMem<'a> {
 
     #[inline]
     fn read_desc(&self, addr: u64) -> Option<Descriptor> {
+        if let Some(p) = self.host(addr, DESC_SIZE as usize) {
+            // SAFETY: `host` checked that the 16 bytes at `p` lie in a live
+            // mapping; `Descriptor` is 16 bytes of plain integers (any bit
+            // pattern is a value), read once into our copy, unaligned as
+            // vm-memory's `read_obj` allows.
+            return Some(unsafe { std::ptr::read_unaligned(p.cast::<Descriptor>()) });
+        }
+        self.read_desc_slow(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_desc_slow(&self, addr: u64) -> Option<Descriptor> {
         self.slice(addr, DESC_SIZE as usize)?.read_obj(0).ok()
     }
 
     /// Copies guest memory `[addr, addr+dst.len())` into `dst`.
     #[inline]
     pub fn copy_from(&self, addr: u64, dst: &mut [u8]) -> Result<(), ChainError> {
+        let len = dst.len();
+        if let Some(p) = self.host(addr, len) {
+            // SAFETY: `host` checked that `[p, p + len)` lies in the mapping
+            // of a region of the memory table borrowed for `'a`; `dst` is
+            // our own memory, so the two do not overlap. The guest may write
+            // its bytes meanwhile: they are plain bytes, copied once and
+            // never referenced, as vm-memory's own copies treat them.
+            unsafe { std::ptr::copy_nonoverlapping(p.cast_const(), dst.as_mut_ptr(), len) };
+            return Ok(());
+        }
+        self.copy_from_slow(addr, dst)
+    }
+
+    /// [`FastMem::copy_from`] outside the remembered region: looks the
+    /// region up (and remembers it), or crosses regions.
+    #[cold]
+    #[inline(never)]
+    fn copy_from_slow(&self, addr: u64, dst: &mut [u8]) -> Result<(), ChainError> {
         let len = dst.len();
         if let Some(s) = self.slice(addr, len) {
             s.copy_to(dst);
@@ -527,6 +618,22 @@ impl<'a> FastMem<'a> {
     /// Copies `src` into guest memory at `addr`.
     #[inline]
     pub fn copy_to(&self, addr: u64, src: &[u8]) -> Result<(), ChainError> {
+        let len = src.len();
+        if let Some(p) = self.host(addr, len) {
+            // SAFETY: as in `copy_from`: `[p, p + len)` lies in a live
+            // mapping of guest memory, `src` is our own memory; the memory
+            // table has no dirty bitmap (`GuestMem` is `GuestMemoryMmap<()>`),
+            // so nothing else needs to learn of the write.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p, len) };
+            return Ok(());
+        }
+        self.copy_to_slow(addr, src)
+    }
+
+    /// [`FastMem::copy_to`] outside the remembered region.
+    #[cold]
+    #[inline(never)]
+    fn copy_to_slow(&self, addr: u64, src: &[u8]) -> Result<(), ChainError> {
         let len = src.len();
         if let Some(s) = self.slice(addr, len) {
             s.copy_from(src);
