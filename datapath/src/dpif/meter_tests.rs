@@ -9,7 +9,8 @@ use super::*;
 use crate::dummy::DummyPort;
 use crate::meter::{LimiterBand, LimiterConfig};
 
-const WAIT: Duration = Duration::from_secs(5);
+/// Only a hang reaches it, even on a loaded machine.
+const WAIT: Duration = Duration::from_secs(30);
 
 struct Fixed(Vec<DpAction>);
 

@@ -12,7 +12,9 @@ use crate::dummy::DummyPort;
 use crate::offload::testframes::{make_partial, tcp4, tcp4_valid};
 use crate::packet::{Offload, Packet};
 
-pub(super) const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits for something that must happen: long enough that
+/// only a hang reaches it, even on a loaded machine.
+pub(super) const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `cond` until it holds or [`WAIT`] passes.
 pub(super) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
