@@ -212,11 +212,13 @@ impl TxQueue for DummyTxq {
     fn flush(&mut self) -> Result<(), PortError> {
         let n = self.pending.len() as u64;
         let bytes: u64 = self.pending.iter().map(|f| f.data.len() as u64).sum();
+        // Counted before the frames are handed over: whoever receives a
+        // frame sees it in the port's statistics too.
+        PortStats::add(&self.stats.tx_packets, n);
+        PortStats::add(&self.stats.tx_bytes, bytes);
         for f in self.pending.drain(..) {
             let _ = self.out.send(f);
         }
-        PortStats::add(&self.stats.tx_packets, n);
-        PortStats::add(&self.stats.tx_bytes, bytes);
         Ok(())
     }
 }

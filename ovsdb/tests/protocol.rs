@@ -378,7 +378,9 @@ fn tcp_remote_serves_the_same_database() {
         .args(["--remote", &format!("ptcp:{port}:127.0.0.1")])
         .spawn()
         .unwrap();
+    // The unix remote is bound before the TCP one: wait for the latter.
     common::wait_for_socket(&sock);
+    common::wait_for_tcp(&format!("127.0.0.1:{port}"));
     let mut c = ovsdb::client::Client::connect(&format!("tcp:127.0.0.1:{port}")).unwrap();
     assert_eq!(
         c.request("list_dbs", json!([])).unwrap(),

@@ -115,22 +115,61 @@ fn ovsdb_client_dump_transact_and_monitor_work() {
             .any(|l| l.contains(" 7 ") || l.trim_end().ends_with(" 7") || l.contains("7")),
         "{out}"
     );
-    // Monitor: initial row, then an insert made while monitoring.
+    // Monitor: initial row, then an insert made while monitoring. The
+    // monitor's output is read as it arrives: the insert is made only once
+    // the initial table is printed (the monitor is registered), and the
+    // test waits for the update itself rather than for a fixed time.
     let mut mon = std::process::Command::new("ovsdb-client")
         .args(["monitor", &t, "Open_vSwitch", "Queue", "dscp"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let lines = lines_of(mon.stdout.take().unwrap());
+    let mut text = String::new();
+    wait_for_output(&lines, &mut text, |t| t.contains("initial"));
     let ops = json!(["Open_vSwitch", {"op": "insert", "table": "Queue", "row": {"dscp": 42}}])
         .to_string();
     assert_eq!(run("ovsdb-client", &["transact", &t, &ops]).0, 0);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for_output(&lines, &mut text, |t| {
+        t.lines().any(|l| l.contains("insert") && l.contains("42"))
+    });
     mon.kill().unwrap();
-    let out = mon.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("initial"), "{text}");
-    assert!(text.contains("insert") && text.contains("42"), "{text}");
+    mon.wait().unwrap();
+}
+
+/// The lines a child writes to `out`, as they arrive.
+fn lines_of(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Appends arriving lines to `text` until `done(text)` holds; the deadline
+/// only detects a hang.
+fn wait_for_output(
+    lines: &std::sync::mpsc::Receiver<String>,
+    text: &mut String,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done(text) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            Err(e) => panic!("monitor output incomplete ({e}):\n{text}"),
+        }
+    }
 }
 
 #[test]

@@ -72,13 +72,21 @@ pub enum ControlClientError {
     Protocol { path: PathBuf, reason: String },
 }
 
-/// Serves `path` on a thread; `handle` answers each request.
+/// Binds the control socket at `path` (replacing a stale one). The
+/// launcher binds it before its vCPUs start, so a VM whose guest already
+/// runs always has a socket to control it; a client that connects before
+/// [`serve`] starts answering waits in the listen queue.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path)
+}
+
+/// Answers the requests that arrive on `listener` from a thread; `handle`
+/// answers each request.
 pub fn serve(
-    path: &Path,
+    listener: UnixListener,
     handle: Arc<dyn Fn(Request) -> Reply + Send + Sync>,
 ) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -142,11 +150,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_request_sent_after_bind_is_answered_once_serving_starts() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("control.sock");
+        let listener = bind(&p).unwrap();
+        // A client that finds the socket before the launcher serves it
+        // (its vCPUs are still starting) is queued, not refused.
+        let mut early = UnixStream::connect(&p).expect("queued by the bound socket");
+        let line = serde_json::to_string(&Request::Info).unwrap() + "\n";
+        early.write_all(line.as_bytes()).unwrap();
+        serve(
+            listener,
+            Arc::new(|_| Reply {
+                error: None,
+                info: Some(LiveInfo {
+                    state: RunState::Paused,
+                    uptime_secs: 0,
+                    nics: vec![],
+                    disks: vec![],
+                }),
+            }),
+        )
+        .unwrap();
+        early
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut out = String::new();
+        BufReader::new(&mut early).read_line(&mut out).unwrap();
+        let r: Reply = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(r.info.unwrap().state, RunState::Paused);
+    }
+
+    #[test]
     fn requests_round_trip_through_the_socket() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("control.sock");
         serve(
-            &p,
+            bind(&p).unwrap(),
             Arc::new(|r: Request| match r {
                 Request::Pause => Reply {
                     error: Some("is already paused".into()),

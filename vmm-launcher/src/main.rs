@@ -375,10 +375,14 @@ fn run_config(config: VmConfig, opts: RunOpts, persistent: bool) -> Result<ExitC
     let serial = vm.serial();
     let nic_status = vm.nic_status();
     let disk_stats = vm.disk_stats();
+    // The control socket exists before the guest runs: whoever sees the
+    // guest's output (or the pid) can pause, reboot or query it.
+    let control_listener = control::bind(&control_socket)
+        .with_context(|| format!("control socket {}", control_socket.display()))?;
     let running = vm.start()?;
     let control = running.control();
     control::serve(
-        &control_socket,
+        control_listener,
         Arc::new(move |req| {
             let verb = |r: std::result::Result<(), vmm_launcher::vm::ControlError>| Reply {
                 error: r.err().map(|e| e.to_string()),

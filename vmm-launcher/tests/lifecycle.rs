@@ -248,27 +248,44 @@ fn vcpu_threads_are_pinned_to_the_requested_host_cpus() {
     let (mut child, _) =
         start_echo_guest_with(d.path(), "vmm-pin", &console, &["--cpu-affinity", &list]);
     wait_for_text(&console, "echo ready", Duration::from_secs(30));
-    let mut pinned = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", child.id()))
-        .unwrap()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim().starts_with("vcpu") {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap();
-            let allowed = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .unwrap()
-                .trim()
-                .to_string();
-            pinned.push((comm.trim().to_string(), allowed));
+    // vcpu0 printed; vcpu1 may still be starting (named and pinned by its
+    // own thread): look until both are there and pinned, or time runs out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pinned = loop {
+        let pinned = vcpu_affinities(child.id());
+        if (pinned.len() == 2 && pinned.iter().all(|(_, a)| *a == list))
+            || Instant::now() > deadline
+        {
+            break pinned;
         }
-    }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     cli(d.path(), &["destroy", "vmm-pin"], b"");
     let _ = wait_with_timeout(&mut child, Duration::from_secs(10));
     assert_eq!(pinned.len(), 2, "{pinned:?}");
     for (name, allowed) in pinned {
         assert_eq!(allowed, list, "{name}");
     }
+}
+
+/// The vCPU threads of process `pid` and the host CPUs each may run on.
+fn vcpu_affinities(pid: u32) -> Vec<(String, String)> {
+    let mut pinned = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return pinned;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with("vcpu") {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let allowed = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            pinned.push((comm.trim().to_string(), allowed));
+        }
+    }
+    pinned
 }

@@ -411,8 +411,18 @@ fn of_two_launchers_racing_for_one_name_exactly_one_runs() {
         "{e}"
     );
     assert!(matches!(winner.try_wait(), Ok(None)), "the winner stopped");
-    let info = json(&cli(d.path(), &["--format", "json", "info", "vmm-race"]));
-    assert_eq!(info["pid"], winner.id());
+    // The loser may have lost while the winner held the name but had not
+    // yet written its record ("being started by another launcher"): wait
+    // until the winner's record is there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        let info = json(&cli(d.path(), &["--format", "json", "info", "vmm-race"]));
+        if !info["pid"].is_null() || Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(info["pid"], winner.id(), "{info}");
     ok(&cli(d.path(), &["destroy", "vmm-race"]));
     let _ = wait_with_timeout(&mut winner, Duration::from_secs(10));
 }

@@ -1061,7 +1061,9 @@ mod tests {
 
     const A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
-    const T: Duration = Duration::from_secs(3);
+    /// How long a frame that must arrive may take: only a hang reaches it,
+    /// even on a loaded machine.
+    const T: Duration = Duration::from_secs(30);
 
     /// Bridges `xa` and `xb` (standalone: NORMAL), dummy port `da` on xa
     /// and `db` on xb, patch port `pa` on xa and `pb` on xb with the

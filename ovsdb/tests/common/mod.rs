@@ -91,6 +91,20 @@ pub fn wait_for_socket(p: &Path) {
     panic!("server socket {} did not appear", p.display());
 }
 
+/// Waits until something accepts TCP connections on `addr`: a server
+/// binds its remotes one after another, so one remote answering says
+/// nothing about the next.
+pub fn wait_for_tcp(addr: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr}");
+}
+
 /// Whether a peer program is installed; prints why a test is skipped when it is not.
 pub fn have(program: &str) -> bool {
     let found = Command::new("sh")
