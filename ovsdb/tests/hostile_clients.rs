@@ -34,16 +34,17 @@ fn threads(srv: &Server) -> u64 {
     status_field(srv.child.as_ref().unwrap().id(), "Threads:")
 }
 
-/// The server's open sockets: its listener and its connections. Only sockets are counted: the
-/// server also holds descriptors it inherited from this test process, whose other threads open
-/// and close pipes and files while they spawn their own servers.
-fn open_sockets(srv: &Server) -> usize {
+/// The server's open sockets (their inodes): its listeners and its connections. Sockets only:
+/// the server also holds descriptors it inherited from this test process, whose other threads
+/// open and close pipes and files while they spawn their own servers.
+fn server_sockets(srv: &Server) -> std::collections::BTreeSet<String> {
     let pid = srv.child.as_ref().unwrap().id();
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("socket:"))
+        .collect()
 }
 
 fn connect(srv: &Server) -> UnixStream {
@@ -278,10 +279,10 @@ fn flooding_client_that_closes_without_reading_is_released() {
     // A client of the server itself first, so its own descriptors are all open.
     let mut c = srv.client();
     assert_eq!(c.request("echo", json!([])).unwrap(), json!([]));
-    let baseline = open_sockets(&srv);
+    let before = server_sockets(&srv);
     let mut flood = connect(&srv);
-    // One answered echo first: the server has accepted this connection, so the count below does
-    // not depend on how soon a loaded server gets to its accept.
+    // One answered echo first: the server has accepted this connection, so the sockets compared
+    // below do not depend on how soon a loaded server gets to its accept.
     flood
         .write_all(
             json!({"method": "echo", "id": "hello", "params": []})
@@ -304,16 +305,23 @@ fn flooding_client_that_closes_without_reading_is_released() {
             break;
         }
     }
-    assert!(open_sockets(&srv) > baseline);
+    // The flooding connection is the socket that is new since it connected (the harness's own
+    // probe of the socket may still be closing then, so the sockets are compared, not counted).
+    let flood_side: Vec<String> = server_sockets(&srv).difference(&before).cloned().collect();
+    assert_eq!(
+        flood_side.len(),
+        1,
+        "server sockets new since the flood: {flood_side:?}"
+    );
     // The server stopped reading it; once it closes, the server lets go of the connection.
     drop(flood);
     let start = std::time::Instant::now();
-    while open_sockets(&srv) > baseline && start.elapsed() < Duration::from_secs(30) {
+    while server_sockets(&srv).contains(&flood_side[0]) && start.elapsed() < Duration::from_secs(30)
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        open_sockets(&srv),
-        baseline,
+    assert!(
+        !server_sockets(&srv).contains(&flood_side[0]),
         "the closed flooding connection was never released"
     );
     assert_eq!(c.request("echo", json!([1])).unwrap(), json!([1]));
