@@ -31,6 +31,10 @@ const MISS: u32 = u32::MAX;
 const SKIP: u32 = u32::MAX - 1;
 /// Packets held per pending upcall key (more are dropped as lost).
 const MAX_QUEUED_PER_UPCALL: usize = 64;
+/// Longest time a PMD stops receiving while its upcalls are answered (see
+/// [`Pmd::receiving`]); past it, a slow or lost answer no longer holds up
+/// the PMD's other traffic.
+const MAX_UPCALL_WAIT: Duration = Duration::from_millis(100);
 /// Shortest back-off sleep.
 const MIN_SLEEP: Duration = Duration::from_micros(10);
 /// Sleep when every queue can wake the PMD (only commands and timers matter).
@@ -154,6 +158,9 @@ pub(crate) struct Pmd {
     /// Keys with an upcall in flight, and packets of the same key that
     /// arrived meanwhile.
     pending: FxHashMap<FlowKey, Vec<Packet>>,
+    /// Since when `pending` has been non-empty: the PMD receives nothing
+    /// meanwhile (for at most [`MAX_UPCALL_WAIT`]).
+    pending_since: Option<Instant>,
     /// The loop's clock, read every [`CLOCK_EVERY`] iterations.
     now: Instant,
     keys: Box<[FlowKey; BATCH_SIZE]>,
@@ -214,6 +221,7 @@ impl Pmd {
             reentry_spare: Some(ReentryBuf::new()),
             ingress: FxHashMap::default(),
             pending: FxHashMap::default(),
+            pending_since: None,
             now: Instant::now(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
             hashes: [0; BATCH_SIZE],
@@ -320,8 +328,11 @@ impl Pmd {
             // Commands (rare) may have charged stages of their own: the
             // clock then restarts after them, so no cycle counts twice.
             let mut cyc = if handled { cycles_now() } else { last_cycles };
-            for i in 0..self.rxqs.len() {
-                got += self.poll_rxq(i, &mut batch, &mut cyc);
+            let receiving = self.receiving();
+            if receiving {
+                for i in 0..self.rxqs.len() {
+                    got += self.poll_rxq(i, &mut batch, &mut cyc);
+                }
             }
             let now_cycles = if got > 0 { cyc } else { cycles_now() };
             let dc = now_cycles.wrapping_sub(last_cycles);
@@ -357,7 +368,13 @@ impl Pmd {
                                 sleep = (sleep * 2).min(max_sleep);
                                 s
                             };
-                            wait_readable(&self.wait_fds, timeout);
+                            if receiving {
+                                wait_readable(&self.wait_fds, timeout);
+                            } else {
+                                // Only the answer (a command) ends the wait:
+                                // the queues' fds would wake it for nothing.
+                                wait_readable(&self.wait_fds[..1], timeout.min(MAX_UPCALL_WAIT));
+                            }
                         }
                         let after = Instant::now();
                         let after_cycles = cycles_now();
@@ -628,6 +645,24 @@ impl Pmd {
         self.ask(*key, copy_packet(pkt), Vec::new());
     }
 
+    /// Whether the PMD polls its receive queues now: not while upcalls it
+    /// sent are unanswered (up to [`MAX_UPCALL_WAIT`]). Stock OVS's PMD
+    /// runs the slow path itself, so nothing it receives after a miss
+    /// leaves before the missed packet; here the handler thread decides,
+    /// and a PMD that went on receiving would forward later packets of
+    /// other, cached flows first. Two connections of one application then
+    /// arrive out of order: a server's ACK completing an active FTP data
+    /// connection (a new megaflow, +rel) reached the client after the
+    /// `226` sent later on the control connection, and curl, seeing the
+    /// reply before the connection, gave up. Packets of one batch behind a
+    /// miss still go ahead of it.
+    fn receiving(&self) -> bool {
+        match self.pending_since {
+            None => true,
+            Some(t) => t.elapsed() >= MAX_UPCALL_WAIT,
+        }
+    }
+
     /// Sends `packet`'s miss to the handler, with `waiting` (packets of the
     /// same key) queued behind it; all are lost when the queue is full.
     fn ask(&mut self, key: FlowKey, packet: Packet, waiting: Vec<Packet>) {
@@ -637,6 +672,9 @@ impl Pmd {
             packet,
         };
         if self.upcall_tx.try_send(msg).is_ok() {
+            if self.pending.is_empty() {
+                self.pending_since = Some(Instant::now());
+            }
             self.pending.insert(key, waiting);
         } else {
             self.local.lost_upcalls += 1 + waiting.len() as u64;
@@ -824,6 +862,9 @@ impl Pmd {
         }
         let (mut cnt, mut bytes) = (0u64, 0u64);
         let now = Instant::now();
+        // The loop's clock moves on with it: packets received next must not
+        // run (meters, `used`) at a time before this answer's.
+        self.now = now;
         let now_ns = self.meters.now_ns(now);
         self.tx.now_ns = now_ns;
         self.set_ct_clock(now);
@@ -854,6 +895,9 @@ impl Pmd {
             f.packets += cnt;
             f.bytes += bytes;
             f.used = Some(Instant::now());
+        }
+        if self.pending.is_empty() {
+            self.pending_since = None;
         }
         if let Some(packet) = retry {
             self.ask(key, packet, queued);

@@ -327,10 +327,13 @@ fn packets_of_a_pending_upcall_wait_for_its_answer_without_new_upcalls() {
         gate: Some((entered_tx, go_rx)),
     });
     let r = rig(h.clone());
-    r.p1.inject(&frame(1));
+    // One batch: the first packet misses, the other two queue behind it.
+    r.dp.set_hold(true);
+    for _ in 0..3 {
+        r.p1.inject(&frame(1));
+    }
+    r.dp.set_hold(false);
     entered_rx.recv_timeout(WAIT).unwrap();
-    r.p1.inject(&frame(1));
-    r.p1.inject(&frame(1));
     eventually("queued packets received", || stats(&r.dp).rx_packets == 3);
     go_tx.send(()).unwrap();
     for _ in 0..3 {
@@ -340,6 +343,49 @@ fn packets_of_a_pending_upcall_wait_for_its_answer_without_new_upcalls() {
     // The two that waited followed the megaflow; the first was counted by
     // the slow path.
     assert_eq!(r.dp.dump_flows()[0].packets, 2);
+}
+
+/// The active-FTP-through-NAT failure of issue 15: a server's ACK
+/// completing a new connection missed (its megaflow was new) while the
+/// server's later reply on an established connection hit a megaflow; the
+/// PMD forwarded the reply while the ACK waited for the handler, and the
+/// client saw the reply before the connection. Here: while B's upcall is
+/// unanswered, C (of a cached flow, received after B) must not overtake it.
+#[test]
+fn a_packet_received_after_a_miss_does_not_overtake_it() {
+    let (entered_tx, entered_rx) = unbounded();
+    let (go_tx, go_rx) = unbounded();
+    let h = Arc::new(TestHandler {
+        calls: AtomicUsize::new(0),
+        decide: Box::new(forward_by_dl_dst(2)),
+        userspace: Mutex::new(Vec::new()),
+        gate: Some((entered_tx, go_rx)),
+    });
+    let r = rig(h.clone());
+    let cached = frame(1);
+    let mut new = frame(2);
+    new[5] = 0x42;
+    r.p1.inject(&cached);
+    entered_rx.recv_timeout(WAIT).unwrap();
+    go_tx.send(()).unwrap();
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, cached);
+    eventually("megaflow installed", || r.dp.dump_flows().len() == 1);
+    // B misses and the slow path is mid-decision when C arrives.
+    r.p1.inject(&new);
+    entered_rx.recv_timeout(WAIT).unwrap();
+    r.p1.inject(&cached);
+    // Time for a PMD that went on receiving to forward C.
+    std::thread::sleep(Duration::from_millis(10));
+    let early = r.p2.take_sent();
+    // (Answer first: a failed assertion must not leave the handler waiting.)
+    go_tx.send(()).unwrap();
+    assert!(
+        early.is_empty(),
+        "a cached flow's packet overtook a pending miss"
+    );
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, new);
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, cached);
+    assert_eq!(h.calls(), 2);
 }
 
 #[test]
@@ -426,10 +472,12 @@ fn packets_queued_behind_a_stale_decision_are_decided_again() {
     let dropping = Arc::new(AtomicBool::new(false));
     let (h, entered, go) = gated_forward_then_drop(dropping.clone());
     let r = rig(h.clone());
-    r.p1.inject(&frame(1));
+    r.dp.set_hold(true);
+    for _ in 0..3 {
+        r.p1.inject(&frame(1));
+    }
+    r.dp.set_hold(false);
     entered.recv_timeout(WAIT).unwrap();
-    r.p1.inject(&frame(1));
-    r.p1.inject(&frame(1));
     eventually("queued packets received", || stats(&r.dp).rx_packets == 3);
     r.dp.flush();
     // The stale decision forwards only the packet that asked for it.
@@ -742,7 +790,8 @@ fn misses_beyond_the_upcall_queue_are_counted_as_lost() {
     dp.add_port(1, p1.clone()).unwrap();
     dp.add_port(2, p2.clone()).unwrap();
     // The handler holds the first miss; the queue holds one more; the
-    // third distinct key finds the queue full.
+    // third distinct key finds the queue full. (The PMD receives the
+    // second and third once it stops waiting for the first answer.)
     let mut f1 = frame(1);
     f1[5] = 0x11;
     let mut f2 = frame(1);
