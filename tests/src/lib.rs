@@ -191,7 +191,10 @@ impl Netns {
         Ok(ChildGuard(Some(child)))
     }
 
-    /// `ping -c COUNT -W 1 -i 0.2 DST`; true when every reply came back.
+    /// `ping -c COUNT -W 1 -i 0.2 DST`; true when at least one reply came
+    /// back (ping's own exit status), so the first request may be lost
+    /// while ARP resolves or a flow is set up; `!ping(..)` holds only when
+    /// no request of the COUNT got an answer.
     pub fn ping(&self, dst: &str, count: u32) -> bool {
         let c = count.to_string();
         self.exec_output(&["ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", dst])
@@ -206,6 +209,118 @@ impl Netns {
                 .map(|o| o.status.success())
                 .unwrap_or(false)
         })
+    }
+}
+
+impl Netns {
+    /// True when a socket in the namespace listens on (TCP) or is bound
+    /// to (UDP) local port `port`.
+    fn listens(&self, proto: Proto, port: u16) -> bool {
+        let flags = match proto {
+            Proto::Tcp => "-Hltn",
+            Proto::Udp => "-Hlun",
+        };
+        self.exec(&["ss", flags, &format!("sport = :{port}")])
+            .is_ok_and(|out| !out.trim().is_empty())
+    }
+
+    /// Spawns a server (`args`: python3, iperf3, …) and returns once it
+    /// listens on `port`; fails with its output if it exits first. A
+    /// server spawned a moment ago may not have bound yet on a busy
+    /// machine, and a client that comes too early is refused (TCP) or its
+    /// datagram is lost (UDP): never a fixed sleep.
+    pub fn spawn_server(&self, args: &[&str], proto: Proto, port: u16) -> Result<ChildGuard> {
+        let mut g = self.spawn(args)?;
+        let mut exited = false;
+        let up = wait_until(Duration::from_secs(30), || {
+            if matches!(g.child().try_wait(), Ok(Some(_))) {
+                exited = true;
+                return true;
+            }
+            self.listens(proto, port)
+        });
+        if exited || !up {
+            let out = g.wait_output()?;
+            bail!(
+                "server {args:?} in {} did not come to listen on {proto:?} port {port}: {}{}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(g)
+    }
+
+    /// Starts `tcpdump ARGS` in the namespace (killed after `secs` seconds
+    /// by `timeout`) and returns once it captures: tcpdump says "listening
+    /// on" after its filter is in place. A capture started with a fixed
+    /// sleep misses the first packets when tcpdump is slow to start.
+    pub fn tcpdump(&self, secs: u32, args: &[&str]) -> Result<Tcpdump> {
+        let dir = tempfile::Builder::new().prefix("ferrovs-cap-").tempdir()?;
+        let out = dir.path().join("stdout");
+        let err = dir.path().join("stderr");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "timeout", &secs.to_string(), "tcpdump"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(std::fs::File::create(&err)?)
+            .spawn()
+            .with_context(|| format!("spawning tcpdump {args:?} in {}", self.name))?;
+        let mut g = ChildGuard(Some(child));
+        let stderr = || std::fs::read_to_string(&err).unwrap_or_default();
+        let mut exited = false;
+        let ready = wait_until(Duration::from_secs(30), || {
+            if matches!(g.child().try_wait(), Ok(Some(_))) {
+                exited = true;
+                return true;
+            }
+            stderr().contains("listening on")
+        });
+        if exited || !ready {
+            bail!("tcpdump {args:?} did not start in {}: {}", self.name, stderr());
+        }
+        Ok(Tcpdump {
+            child: g,
+            out,
+            _dir: dir,
+        })
+    }
+}
+
+/// A transport protocol, for [`Netns::spawn_server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A running `tcpdump` started by [`Netns::tcpdump`].
+pub struct Tcpdump {
+    child: ChildGuard,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tcpdump {
+    /// What tcpdump printed so far (its decoded packets with `-l`).
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until tcpdump ends (its `-c` count reached, or its `timeout`)
+    /// and returns what it printed.
+    pub fn wait(mut self) -> Result<String> {
+        let _ = self.child.child().wait();
+        Ok(self.text())
+    }
+
+    /// Waits until what tcpdump printed satisfies `done` (or `timeout`
+    /// passes), then stops it and returns what it printed.
+    pub fn stop_when(mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        wait_until(timeout, || done(&self.text()));
+        self.child.kill();
+        self.text()
     }
 }
 
@@ -568,8 +683,7 @@ pub fn iperf3_bps(json: &str) -> Result<f64> {
 pub fn iperf3_tcp(server: &Netns, client: &Netns, server_ip: &str, secs: u32) -> Result<f64> {
     let port = 5201 + (std::process::id() % 500) as u16 + (unique_tag().len() as u16);
     let p = port.to_string();
-    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
-    std::thread::sleep(Duration::from_millis(300));
+    let _srv = server.spawn_server(&["iperf3", "-s", "-1", "-p", &p], Proto::Tcp, port)?;
     let t = secs.to_string();
     let out = client.exec_output(&[
         "timeout", "30", "iperf3", "-c", server_ip, "-p", &p, "-t", &t, "-J",
