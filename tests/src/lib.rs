@@ -349,6 +349,12 @@ impl VethHost {
         ip(&[
             "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ])?;
+        // No IPv6 on either end: a fresh veth sends router solicitations,
+        // MLD reports and DAD probes for seconds after it comes up, which
+        // the switch would count and flood among the test's own packets.
+        std::fs::write(format!("/proc/sys/net/ipv6/conf/{port}/disable_ipv6"), "1")
+            .with_context(|| format!("disabling IPv6 on {port}"))?;
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
         ip(&["link", "set", &port, "up"])?;
         ns.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
         ns.exec(&["ip", "link", "set", "eth0", "up"])?;
