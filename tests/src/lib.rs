@@ -202,6 +202,15 @@ impl Netns {
             .unwrap_or(false)
     }
 
+    /// After a change that should cut `dst` off (a flow or tunnel option
+    /// removed) and that the switch applies asynchronously (revalidation of
+    /// cached flows): pings once at a time until a request goes unanswered
+    /// (or `timeout` passes), then true only when three more requests all
+    /// go unanswered too.
+    pub fn ping_stops(&self, dst: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || !self.ping(dst, 1)) && !self.ping(dst, 3)
+    }
+
     /// Pings until one reply arrives or `timeout` passes (learning, ARP).
     pub fn ping_eventually(&self, dst: &str, timeout: Duration) -> bool {
         wait_until(timeout, || {
@@ -285,6 +294,25 @@ impl Netns {
             out,
             _dir: dir,
         })
+    }
+
+    /// Captures on `dev` the first `count` packets that `filter` selects
+    /// while `traffic` runs (20 s at most) and returns them as a pcap file's
+    /// bytes. The capture is running before `traffic` starts.
+    pub fn capture_pcap(
+        &self,
+        dev: &str,
+        filter: &str,
+        count: u32,
+        traffic: impl FnOnce(),
+    ) -> Result<Vec<u8>> {
+        let file = tempfile::Builder::new().suffix(".pcap").tempfile()?;
+        let path = file.path().to_str().context("pcap path")?.to_string();
+        let c = count.to_string();
+        let dump = self.tcpdump(20, &["-i", dev, "-n", "-U", "-c", &c, "-w", &path, filter])?;
+        traffic();
+        dump.wait()?;
+        Ok(std::fs::read(&path)?)
     }
 }
 
