@@ -316,6 +316,12 @@ impl Netns {
     }
 }
 
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
 /// A transport protocol, for [`Netns::spawn_server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -343,11 +349,39 @@ impl Tcpdump {
         Ok(self.text())
     }
 
+    /// Stops tcpdump now and returns what it printed.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.text()
+    }
+
+    /// SIGTERM to `timeout`, which passes it on to tcpdump (a SIGKILL
+    /// would leave tcpdump running), and reaps it.
+    fn terminate(&mut self) {
+        let Some(c) = self.child.0.as_mut() else {
+            return;
+        };
+        if !matches!(c.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is our
+        // own child, not yet reaped.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let exited = wait_until(Duration::from_secs(10), || {
+            matches!(self.child.child().try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            self.child.kill();
+        }
+    }
+
     /// Waits until what tcpdump printed satisfies `done` (or `timeout`
     /// passes), then stops it and returns what it printed.
     pub fn stop_when(mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
         wait_until(timeout, || done(&self.text()));
-        self.child.kill();
+        self.terminate();
         self.text()
     }
 }
