@@ -269,7 +269,14 @@ impl Netns {
         let out = dir.path().join("stdout");
         let err = dir.path().join("stderr");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "timeout", &secs.to_string(), "tcpdump"])
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "timeout",
+                &secs.to_string(),
+                "tcpdump",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out)?)
@@ -287,7 +294,11 @@ impl Netns {
             stderr().contains("listening on")
         });
         if exited || !ready {
-            bail!("tcpdump {args:?} did not start in {}: {}", self.name, stderr());
+            bail!(
+                "tcpdump {args:?} did not start in {}: {}",
+                self.name,
+                stderr()
+            );
         }
         Ok(Tcpdump {
             child: g,

@@ -234,7 +234,8 @@ fn snat_hides_the_inside_address_and_replies_are_translated_back() -> Result<()>
          s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          s.bind(('0.0.0.0',7003)); s.listen(4); s.settimeout(20)\n\
          c,peer=s.accept(); c.recv(100); c.sendall(peer[0].encode()); c.close()\n";
-    let srv = b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7003)?;
+    let srv =
+        b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7003)?;
     assert_eq!(tcp_echo(&a.ns, &b.addr, 7003)?, "10.64.0.100");
     drop(srv);
 
@@ -294,7 +295,8 @@ fn dnat_sends_a_virtual_ip_to_its_backend_which_sees_the_real_client() -> Result
          s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          s.bind(('0.0.0.0',7005)); s.listen(4); s.settimeout(20)\n\
          c,peer=s.accept(); c.recv(100); c.sendall(peer[0].encode()); c.close()\n";
-    let srv = b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7005)?;
+    let srv =
+        b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7005)?;
     assert_eq!(tcp_echo(&a.ns, "10.65.0.100", 7005)?, a.addr);
     drop(srv);
 
