@@ -194,9 +194,11 @@ fn ovn_flow_table(
             bail!("{p} never got ovn-installed:\n{}", read(&log));
         }
     }
-    // ovn-installed is written once the flows are acknowledged; let the
-    // controller settle (it may still be finishing a recompute).
-    std::thread::sleep(Duration::from_secs(2));
+    // ovn-installed is written once the port's flows are acknowledged,
+    // but the controller may still be finishing a recompute: wait until
+    // it reports (Chassis_Private.nb_cfg) that it has installed everything
+    // for the latest northbound change.
+    ovn.nbctl(&["--wait=hv", "sync"])?;
     let mgmt = format!("unix:{}", rundir.join(format!("{br}.mgmt")).display());
     let dump = run(Command::new("ovs-ofctl")
         .args(["-O", "OpenFlow15", "dump-flows"])
