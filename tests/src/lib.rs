@@ -202,6 +202,15 @@ impl Netns {
             .unwrap_or(false)
     }
 
+    /// The output of `ping -c 3 -i 0.2 -W 2 DST` whatever its exit status,
+    /// for checks on the reply lines (`ttl=63`): one lost request of three
+    /// does not fail the check, as a single `ping -c 1` did.
+    pub fn ping_replies(&self, dst: &str) -> String {
+        self.exec_output(&["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", dst])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// After a change that should cut `dst` off (a flow or tunnel option
     /// removed) and that the switch applies asynchronously (revalidation of
     /// cached flows): pings once at a time until a request goes unanswered
