@@ -82,7 +82,7 @@ fn stock_ovs_geneve_option_is_accepted_only_while_ferrovs_maps_it() -> Result<()
     let Sw::Ferrovs(fa) = &a.sw else {
         bail!("A is ferrovs")
     };
-    o.appctl(&["ovs/route/add", "10.99.0.0/24", &b.phy])?;
+    b.ovs_underlay_route(6081)?;
     let mgmt = o.mgmt(&b.int);
     run(Command::new("ovs-ofctl").args(["add-tlv-map", &mgmt, OVN_OPTION]))?;
     run(Command::new("ovs-ofctl").args(["del-flows", &mgmt]))?;

@@ -359,7 +359,7 @@ fn geneve_option_steers_packets_by_tun_metadata_between_ferrovs_and_stock_ovs() 
     let (Sw::Ferrovs(fa), Sw::Ovs(o)) = (&a.sw, &b.sw) else {
         bail!("A is ferrovs, B stock OVS");
     };
-    o.appctl(&["ovs/route/add", "10.99.0.0/24", &b.phy])?;
+    b.ovs_underlay_route(6081)?;
     // A third port on A's integration bridge: a dummy sink.
     fa.vsctl(&[
         "add-port",

@@ -246,9 +246,7 @@ fn interop(t: &str, kind: &str, port: u16) -> Result<()> {
     a.configure(&format!("{t}ua"), kind, &opts_a)?;
     b.configure(&format!("{t}ub"), kind, &opts_b)?;
     // The guide's route for the underlay on the OVS side.
-    if let Sw::Ovs(o) = &b.sw {
-        o.appctl(&["ovs/route/add", "10.99.0.0/24", &b.phy])?;
-    }
+    b.ovs_underlay_route(port)?;
     ping_through(&a, &b)?;
     ping_through(&b, &a)?;
     tcp_through(&a, &b)?;
