@@ -200,9 +200,29 @@ fn ovn_flow_table(
     // for the latest northbound change.
     ovn.nbctl(&["--wait=hv", "sync"])?;
     let mgmt = format!("unix:{}", rundir.join(format!("{br}.mgmt")).display());
-    let dump = run(Command::new("ovs-ofctl")
-        .args(["-O", "OpenFlow15", "dump-flows"])
-        .arg(&mgmt))?;
+    let dump_now = || {
+        run(Command::new("ovs-ofctl")
+            .args(["-O", "OpenFlow15", "dump-flows"])
+            .arg(&mgmt))
+    };
+    // Seen once (on ferrovs, 1 run in 4 under load): the router's flows
+    // came after the sync. So the table is also read until two reads a
+    // second apart agree (the deadline only catches a table that never
+    // settles).
+    let mut dump = dump_now()?;
+    let mut last = normalise_flows(&dump);
+    let settled = wait_until(Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let Ok(d) = dump_now() else {
+            return false;
+        };
+        let now = normalise_flows(&d);
+        dump = d;
+        std::mem::replace(&mut last, now) == last
+    });
+    if !settled {
+        bail!("the flow table never settled:\n{dump}");
+    }
     Ok((dump, openflow_errors(&log)))
 }
 
