@@ -124,8 +124,7 @@ fn scenario(t: &str, ovs: bool) -> Result<Seen> {
     sw.kill_and_restart()?;
     // The deadline only catches a hang (a restart of a debug build on a
     // busy machine is slow); the time it took is printed below.
-    let vm_reaches_bridge_after_restart =
-        vm.ping_eventually("10.58.0.1", Duration::from_secs(60));
+    let vm_reaches_bridge_after_restart = vm.ping_eventually("10.58.0.1", Duration::from_secs(60));
     eprintln!(
         "{}: the VM reaches the bridge {:?} after the restart",
         if ovs { "stock OVS" } else { "ferrovs" },
