@@ -191,12 +191,33 @@ impl Netns {
         Ok(ChildGuard(Some(child)))
     }
 
-    /// `ping -c COUNT -W 1 -i 0.2 DST`; true when every reply came back.
+    /// `ping -c COUNT -W 1 -i 0.2 DST`; true when at least one reply came
+    /// back (ping's own exit status), so the first request may be lost
+    /// while ARP resolves or a flow is set up; `!ping(..)` holds only when
+    /// no request of the COUNT got an answer.
     pub fn ping(&self, dst: &str, count: u32) -> bool {
         let c = count.to_string();
         self.exec_output(&["ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", dst])
             .map(|o| o.status.success())
             .unwrap_or(false)
+    }
+
+    /// The output of `ping -c 3 -i 0.2 -W 2 DST` whatever its exit status,
+    /// for checks on the reply lines (`ttl=63`): one lost request of three
+    /// does not fail the check, as a single `ping -c 1` did.
+    pub fn ping_replies(&self, dst: &str) -> String {
+        self.exec_output(&["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", dst])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// After a change that should cut `dst` off (a flow or tunnel option
+    /// removed) and that the switch applies asynchronously (revalidation of
+    /// cached flows): pings once at a time until a request goes unanswered
+    /// (or `timeout` passes), then true only when three more requests all
+    /// go unanswered too.
+    pub fn ping_stops(&self, dst: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || !self.ping(dst, 1)) && !self.ping(dst, 3)
     }
 
     /// Pings until one reply arrives or `timeout` passes (learning, ARP).
@@ -206,6 +227,182 @@ impl Netns {
                 .map(|o| o.status.success())
                 .unwrap_or(false)
         })
+    }
+}
+
+impl Netns {
+    /// True when a socket in the namespace listens on (TCP) or is bound
+    /// to (UDP) local port `port`.
+    fn listens(&self, proto: Proto, port: u16) -> bool {
+        let flags = match proto {
+            Proto::Tcp => "-Hltn",
+            Proto::Udp => "-Hlun",
+        };
+        self.exec(&["ss", flags, &format!("sport = :{port}")])
+            .is_ok_and(|out| !out.trim().is_empty())
+    }
+
+    /// Spawns a server (`args`: python3, iperf3, …) and returns once it
+    /// listens on `port`; fails with its output if it exits first. A
+    /// server spawned a moment ago may not have bound yet on a busy
+    /// machine, and a client that comes too early is refused (TCP) or its
+    /// datagram is lost (UDP): never a fixed sleep.
+    pub fn spawn_server(&self, args: &[&str], proto: Proto, port: u16) -> Result<ChildGuard> {
+        let mut g = self.spawn(args)?;
+        let mut exited = false;
+        let up = wait_until(Duration::from_secs(30), || {
+            if matches!(g.child().try_wait(), Ok(Some(_))) {
+                exited = true;
+                return true;
+            }
+            self.listens(proto, port)
+        });
+        if exited || !up {
+            let out = g.wait_output()?;
+            bail!(
+                "server {args:?} in {} did not come to listen on {proto:?} port {port}: {}{}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(g)
+    }
+
+    /// Starts `tcpdump ARGS` in the namespace (killed after `secs` seconds
+    /// by `timeout`) and returns once it captures: tcpdump says "listening
+    /// on" after its filter is in place. A capture started with a fixed
+    /// sleep misses the first packets when tcpdump is slow to start.
+    pub fn tcpdump(&self, secs: u32, args: &[&str]) -> Result<Tcpdump> {
+        let dir = tempfile::Builder::new().prefix("ferrovs-cap-").tempdir()?;
+        let out = dir.path().join("stdout");
+        let err = dir.path().join("stderr");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "timeout",
+                &secs.to_string(),
+                "tcpdump",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(std::fs::File::create(&err)?)
+            .spawn()
+            .with_context(|| format!("spawning tcpdump {args:?} in {}", self.name))?;
+        let mut g = ChildGuard(Some(child));
+        let stderr = || std::fs::read_to_string(&err).unwrap_or_default();
+        let mut exited = false;
+        let ready = wait_until(Duration::from_secs(30), || {
+            if matches!(g.child().try_wait(), Ok(Some(_))) {
+                exited = true;
+                return true;
+            }
+            stderr().contains("listening on")
+        });
+        if exited || !ready {
+            bail!(
+                "tcpdump {args:?} did not start in {}: {}",
+                self.name,
+                stderr()
+            );
+        }
+        Ok(Tcpdump {
+            child: g,
+            out,
+            _dir: dir,
+        })
+    }
+
+    /// Captures on `dev` the first `count` packets that `filter` selects
+    /// while `traffic` runs (20 s at most) and returns them as a pcap file's
+    /// bytes. The capture is running before `traffic` starts.
+    pub fn capture_pcap(
+        &self,
+        dev: &str,
+        filter: &str,
+        count: u32,
+        traffic: impl FnOnce(),
+    ) -> Result<Vec<u8>> {
+        let file = tempfile::Builder::new().suffix(".pcap").tempfile()?;
+        let path = file.path().to_str().context("pcap path")?.to_string();
+        let c = count.to_string();
+        let dump = self.tcpdump(20, &["-i", dev, "-n", "-U", "-c", &c, "-w", &path, filter])?;
+        traffic();
+        dump.wait()?;
+        Ok(std::fs::read(&path)?)
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A transport protocol, for [`Netns::spawn_server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A running `tcpdump` started by [`Netns::tcpdump`].
+pub struct Tcpdump {
+    child: ChildGuard,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tcpdump {
+    /// What tcpdump printed so far (its decoded packets with `-l`).
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until tcpdump ends (its `-c` count reached, or its `timeout`)
+    /// and returns what it printed.
+    pub fn wait(mut self) -> Result<String> {
+        let _ = self.child.child().wait();
+        Ok(self.text())
+    }
+
+    /// Stops tcpdump now and returns what it printed.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.text()
+    }
+
+    /// SIGTERM to `timeout`, which passes it on to tcpdump (a SIGKILL
+    /// would leave tcpdump running), and reaps it.
+    fn terminate(&mut self) {
+        let Some(c) = self.child.0.as_mut() else {
+            return;
+        };
+        if !matches!(c.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is our
+        // own child, not yet reaped.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let exited = wait_until(Duration::from_secs(10), || {
+            matches!(self.child.child().try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            self.child.kill();
+        }
+    }
+
+    /// Waits until what tcpdump printed satisfies `done` (or `timeout`
+    /// passes), then stops it and returns what it printed.
+    pub fn stop_when(mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        wait_until(timeout, || done(&self.text()));
+        self.terminate();
+        self.text()
     }
 }
 
@@ -234,6 +431,12 @@ impl VethHost {
         ip(&[
             "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ])?;
+        // No IPv6 on either end: a fresh veth sends router solicitations,
+        // MLD reports and DAD probes for seconds after it comes up, which
+        // the switch would count and flood among the test's own packets.
+        std::fs::write(format!("/proc/sys/net/ipv6/conf/{port}/disable_ipv6"), "1")
+            .with_context(|| format!("disabling IPv6 on {port}"))?;
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])?;
         ip(&["link", "set", &port, "up"])?;
         ns.exec(&["ip", "addr", "add", addr, "dev", "eth0"])?;
         ns.exec(&["ip", "link", "set", "eth0", "up"])?;
@@ -568,8 +771,7 @@ pub fn iperf3_bps(json: &str) -> Result<f64> {
 pub fn iperf3_tcp(server: &Netns, client: &Netns, server_ip: &str, secs: u32) -> Result<f64> {
     let port = 5201 + (std::process::id() % 500) as u16 + (unique_tag().len() as u16);
     let p = port.to_string();
-    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
-    std::thread::sleep(Duration::from_millis(300));
+    let _srv = server.spawn_server(&["iperf3", "-s", "-1", "-p", &p], Proto::Tcp, port)?;
     let t = secs.to_string();
     let out = client.exec_output(&[
         "timeout", "30", "iperf3", "-c", server_ip, "-p", &p, "-t", &t, "-J",

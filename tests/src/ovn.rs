@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::tunnel_hosts::Sw;
-use crate::{ChildGuard, Netns, ip, run, wait_until};
+use crate::{ChildGuard, Netns, Proto, ip, run, wait_until};
 
 /// NB and SB `ovsdb-server`s and `ovn-northd` in `dir`, stopped on drop.
 pub struct OvnCentral {
@@ -556,8 +556,7 @@ impl OvnCentral {
 /// `iperf3` server is started on `server` for it).
 pub fn tcp_connects(server: &Netns, client: &Netns, ip: &str, port: u16) -> Result<bool> {
     let p = port.to_string();
-    let _srv = server.spawn(&["iperf3", "-s", "-1", "-p", &p])?;
-    std::thread::sleep(Duration::from_millis(500));
+    let _srv = server.spawn_server(&["iperf3", "-s", "-1", "-p", &p], Proto::Tcp, port)?;
     let out = client.exec_output(&[
         "timeout",
         "8",

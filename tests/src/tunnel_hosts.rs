@@ -263,6 +263,36 @@ impl Hv {
         Ok(())
     }
 
+    /// On a stock OVS hypervisor (a no-op on ferrovs): the underlay route
+    /// of OVS's userspace-tunnelling guide (`ovs/route/add 10.99.0.0/24
+    /// PHY`), then waits until OVS would decapsulate what arrives for
+    /// this host's underlay address and UDP `port`
+    /// (`tnl/ports/show -v` lists it). OVS learns its bridge's address
+    /// asynchronously, and a tunnel packet that comes before goes to the
+    /// host stack, by a cached flow that the test's traffic keeps alive.
+    pub fn ovs_underlay_route(&self, port: u16) -> Result<()> {
+        let Sw::Ovs(o) = &self.sw else {
+            return Ok(());
+        };
+        o.appctl(&["ovs/route/add", "10.99.0.0/24", &self.phy])?;
+        // `tnl/ports/show -v` lists, per tunnel UDP port, the datapath
+        // matches that OVS decapsulates: the local address must be there.
+        let (ip, udp) = (format!("dst=10.99.0.{},", self.n), format!("dst={port})"));
+        let mut shown = String::new();
+        if !wait_until(Duration::from_secs(30), || {
+            shown = o
+                .appctl(&["tnl/ports/show", "-v"])
+                .unwrap_or_else(|e| format!("{e:#}"));
+            shown.lines().any(|l| l.contains(&ip) && l.contains(&udp))
+        }) {
+            bail!(
+                "stock OVS never listens for UDP {port} on 10.99.0.{}:\n{shown}",
+                self.n
+            );
+        }
+        Ok(())
+    }
+
     /// Transmitted packets of `dev` in this hypervisor's namespace.
     pub fn tx_packets(&self, dev: &str) -> Result<u64> {
         let path = format!("/sys/class/net/{dev}/statistics/tx_packets");

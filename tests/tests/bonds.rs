@@ -288,8 +288,8 @@ fn lacp_balance_tcp_bond_to_stock_ovs_negotiates_spreads_flows_and_survives_link
 
     // Several TCP flows from the host behind ferrovs: balance-tcp hashes
     // their 5-tuples over both members.
-    let _server = r.h2.spawn(&["iperf3", "-s", "-1"])?;
-    std::thread::sleep(Duration::from_millis(500));
+    let _server =
+        r.h2.spawn_server(&["iperf3", "-s", "-1"], Proto::Tcp, 5201)?;
     let before: Vec<u64> = MEMBERS.iter().map(|m| tx_packets(m)).collect();
     let out = r.h1.exec(&[
         "iperf3",

@@ -55,9 +55,7 @@ fn tcp_server(ns: &Netns, port: u16) -> Result<ChildGuard> {
          s.bind(('0.0.0.0',{port})); s.listen(4); s.settimeout(20)\n\
          c,_=s.accept(); c.sendall(c.recv(100)); c.close()\n"
     );
-    let g = ns.spawn(&["python3", "-c", &code])?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(g)
+    ns.spawn_server(&["python3", "-c", &code], Proto::Tcp, port)
 }
 
 /// Connects from `ns` to `dst:port`, sends a word and returns the echo
@@ -85,9 +83,7 @@ fn udp_server(ns: &Netns, port: u16) -> Result<ChildGuard> {
          s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0',{port})); s.settimeout(20)\n\
          d,peer=s.recvfrom(100); s.sendto(d, peer)\n"
     );
-    let g = ns.spawn(&["python3", "-c", &code])?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(g)
+    ns.spawn_server(&["python3", "-c", &code], Proto::Udp, port)
 }
 
 /// Sends a datagram from `ns` to `dst:port` and returns the echo.
@@ -186,7 +182,7 @@ fn stateful_firewall_lets_the_inside_connect_and_ping_and_keeps_the_outside_out(
     assert_eq!(nconns(&sw)?, 0);
 
     // dpctl/flush-conntrack forgets every connection.
-    assert!(a.ns.ping(&b.addr, 1), "ping after the flush");
+    assert!(a.ns.ping(&b.addr, 3), "ping after the flush");
     assert!(nconns(&sw)? > 0);
     sw.appctl(&["dpctl/flush-conntrack", "zone=3"])?;
     assert!(nconns(&sw)? > 0, "zone=3 flushed zone 0");
@@ -238,8 +234,8 @@ fn snat_hides_the_inside_address_and_replies_are_translated_back() -> Result<()>
          s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          s.bind(('0.0.0.0',7003)); s.listen(4); s.settimeout(20)\n\
          c,peer=s.accept(); c.recv(100); c.sendall(peer[0].encode()); c.close()\n";
-    let srv = b.ns.spawn(&["python3", "-c", code])?;
-    std::thread::sleep(Duration::from_millis(300));
+    let srv =
+        b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7003)?;
     assert_eq!(tcp_echo(&a.ns, &b.addr, 7003)?, "10.64.0.100");
     drop(srv);
 
@@ -299,8 +295,8 @@ fn dnat_sends_a_virtual_ip_to_its_backend_which_sees_the_real_client() -> Result
          s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
          s.bind(('0.0.0.0',7005)); s.listen(4); s.settimeout(20)\n\
          c,peer=s.accept(); c.recv(100); c.sendall(peer[0].encode()); c.close()\n";
-    let srv = b.ns.spawn(&["python3", "-c", code])?;
-    std::thread::sleep(Duration::from_millis(300));
+    let srv =
+        b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7005)?;
     assert_eq!(tcp_echo(&a.ns, "10.65.0.100", 7005)?, a.addr);
     drop(srv);
 

@@ -76,17 +76,43 @@ fn counters(sw: &dyn Sw, br: &str) -> Result<BTreeMap<u64, u64>> {
     Ok(out)
 }
 
-/// Waits until the counters stop moving (megaflow statistics reach the
-/// rules once a second) and returns them.
-fn settled_counters(sw: &dyn Sw, br: &str) -> Result<BTreeMap<u64, u64>> {
-    let mut last = counters(sw, br)?;
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(1500));
-        let now = counters(sw, br)?;
-        if now == last {
-            return Ok(now);
-        }
-        last = now;
+/// Waits until the counters have moved from `base` by exactly `want`
+/// (cookies whose counter did not move are left out) and returns them, or
+/// the last ones read after a deadline that only catches a hang: megaflow
+/// statistics reach the rules on the next revalidation, which on a busy
+/// machine may come late.
+fn counters_moved_by(
+    counters_of: &dyn Fn() -> Result<BTreeMap<u64, u64>>,
+    base: &BTreeMap<u64, u64>,
+    want: &BTreeMap<u64, u64>,
+) -> Result<BTreeMap<u64, u64>> {
+    let mut moved = BTreeMap::new();
+    wait_until(Duration::from_secs(30), || {
+        let Ok(now) = counters_of() else {
+            return false;
+        };
+        moved = now
+            .iter()
+            .map(|(c, n)| (*c, n - base.get(c).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n != 0)
+            .collect();
+        moved == *want
+    });
+    Ok(moved)
+}
+
+/// The counters once the reply of the ping that proved the path has been
+/// credited (cookie 3, `+est+rpl`): the revalidation that credits it also
+/// credits every earlier packet, and no traffic follows the ping.
+fn counters_after_ping(sw: &dyn Sw, br: &str) -> Result<BTreeMap<u64, u64>> {
+    let mut last = BTreeMap::new();
+    if !wait_until(Duration::from_secs(30), || {
+        counters(sw, br).is_ok_and(|c| {
+            last = c;
+            last.get(&3).copied().unwrap_or(0) > 0
+        })
+    }) {
+        bail!("the ping's reply never reached the +est+rpl rule: {last:?}");
     }
     Ok(last)
 }
@@ -98,9 +124,7 @@ fn udp_server(ns: &Netns, port: u16, n: u32) -> Result<ChildGuard> {
          s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0',{port})); s.settimeout(30)\n\
          for _ in range({n}):\n    d,peer=s.recvfrom(65535); s.sendto(d, peer)\n"
     );
-    let g = ns.spawn(&["python3", "-c", &code])?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(g)
+    ns.spawn_server(&["python3", "-c", &code], Proto::Udp, port)
 }
 
 /// Sends one datagram of `size` bytes from `ns` (source port `sport`) and
@@ -138,6 +162,9 @@ fn a_fragmented_6000_byte_udp_datagram_and_its_reply_pass_the_firewall_as_in_sto
     require!("python3", "ovs-ofctl", "ovs-vswitchd", "ethtool");
     let tag = format!("cf{}", std::process::id() % 10000);
 
+    // Five fragments each way per datagram: +new, then +est, and the
+    // replies +est+rpl.
+    let expected = BTreeMap::from([(1, 5), (2, 5), (3, 10)]);
     // Stock OVS first.
     let (stock_counts, stock_sizes) = {
         let (_ns, ovs, hosts) = stock_rig(&tag, 71)?;
@@ -147,14 +174,9 @@ fn a_fragmented_6000_byte_udp_datagram_and_its_reply_pass_the_firewall_as_in_sto
             a.ns.ping_eventually(&b.addr, Duration::from_secs(10)),
             "stock OVS: no ping"
         );
-        let base = settled_counters(&ovs, "br0")?;
+        let base = counters_after_ping(&ovs, "br0")?;
         let sizes = fragment_exchange(&a.ns, &b.ns, &b.addr)?;
-        let after = settled_counters(&ovs, "br0")?;
-        let diff: BTreeMap<u64, u64> = after
-            .iter()
-            .map(|(c, n)| (*c, n - base.get(c).copied().unwrap_or(0)))
-            .filter(|(_, n)| *n != 0)
-            .collect();
+        let diff = counters_moved_by(&|| counters(&ovs, "br0"), &base, &expected)?;
         (diff, sizes)
     };
 
@@ -169,25 +191,20 @@ fn a_fragmented_6000_byte_udp_datagram_and_its_reply_pass_the_firewall_as_in_sto
         "no ping; log:\n{}",
         sw.log_text()
     );
-    let base = settled_counters(&sw, &br)?;
+    let base = counters_after_ping(&sw, &br)?;
     let sizes = fragment_exchange(&a.ns, &b.ns, &b.addr)?;
     assert_eq!(sizes, [6000, 6000], "the datagrams and their echoes pass");
     assert_eq!(sizes, stock_sizes);
-    let after = settled_counters(&sw, &br)?;
-    let diff: BTreeMap<u64, u64> = after
-        .iter()
-        .map(|(c, n)| (*c, n - base.get(c).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n != 0)
-        .collect();
-    // Five fragments each way per datagram: +new, then +est, and the
-    // replies +est+rpl; the same packet counts per rule as stock OVS.
+    let diff = counters_moved_by(&|| counters(&sw, &br), &base, &expected)?;
+    let after = counters(&sw, &br)?;
+    // The same packet counts per rule as stock OVS.
     assert_eq!(
         diff,
         stock_counts,
         "ct_state per fragment differs from OVS; megaflows:\n{}",
         sw.appctl(&["dpctl/dump-flows"])?
     );
-    assert_eq!(diff, BTreeMap::from([(1, 5), (2, 5), (3, 10)]));
+    assert_eq!(diff, expected);
 
     let status = sw.appctl(&["dpctl/ipf-get-status"])?;
     assert!(
@@ -208,7 +225,13 @@ fn a_fragmented_6000_byte_udp_datagram_and_its_reply_pass_the_firewall_as_in_sto
     let srv = udp_server(&b.ns, 7100, 1)?;
     assert_eq!(udp_echo_size(&a.ns, &b.addr, 7100, 7102, 6000)?, 0);
     drop(srv);
-    let after_off = settled_counters(&sw, &br)?;
+    let mut after_off = BTreeMap::new();
+    wait_until(Duration::from_secs(30), || {
+        counters(&sw, &br).is_ok_and(|c| {
+            after_off = c;
+            after_off.get(&4) > after.get(&4)
+        })
+    });
     assert!(
         after_off.get(&4) > after.get(&4),
         "no +inv drops: {after_off:?}"
@@ -226,9 +249,7 @@ fn tcp_echo_server(ns: &Netns, port: u16) -> Result<ChildGuard> {
          c,_=s.accept(); c.settimeout(60)\n\
          while True:\n    d=c.recv(100)\n    if not d: break\n    c.sendall(d)\n"
     );
-    let g = ns.spawn(&["python3", "-c", &code])?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(g)
+    ns.spawn_server(&["python3", "-c", &code], Proto::Tcp, port)
 }
 
 /// A client that opens a connection, has `one` echoed, writes `ready`,
@@ -628,8 +649,24 @@ fn ct_state_of_fragment_sequences_matches_stock_ovs_on_dummy_ports() -> Result<(
         ),
         ("fragmented IPv6 request", 0, cut(&req6, 1448, 9)),
     ];
+    // What each step moves (the same in both switches): +new, +est+rpl,
+    // nothing for a lone first fragment, +inv for the overlap, +est, +inv
+    // for the small one, +new for IPv6.
+    let want: Vec<BTreeMap<u64, u64>> = [
+        &[(1, 3)][..],
+        &[(3, 3)],
+        &[],
+        &[(4, 1)],
+        &[(2, 3)],
+        &[(4, 1)],
+        &[(1, 3)],
+    ]
+    .iter()
+    .map(|w| w.iter().copied().collect())
+    .collect();
+    assert_eq!(want.len(), steps.len());
     let mut seq = Vec::new();
-    for (what, port, frames) in &steps {
+    for ((what, port, frames), want) in steps.iter().zip(&want) {
         let mut per = Vec::new();
         for (name, counters_of, inject) in [
             (
@@ -648,22 +685,10 @@ fn ct_state_of_fragment_sequences_matches_stock_ovs_on_dummy_ports() -> Result<(
             for f in frames {
                 inject(&hexs(f)).with_context(|| format!("{name}: {what}"))?;
             }
-            // Counters of cached flows reach the rules on revalidation.
-            std::thread::sleep(Duration::from_millis(300));
-            let mut after = counters_of()?;
-            for _ in 0..8 {
-                std::thread::sleep(Duration::from_millis(700));
-                let now = counters_of()?;
-                if now == after {
-                    break;
-                }
-                after = now;
-            }
-            let moved: BTreeMap<u64, u64> = after
-                .iter()
-                .map(|(c, n)| (*c, n - before.get(c).copied().unwrap_or(0)))
-                .filter(|(_, n)| *n != 0)
-                .collect();
+            // Counters of cached flows reach the rules on revalidation:
+            // wait for the expected movement (a deadline catches a hang;
+            // a difference shows in the assertions below).
+            let moved = counters_moved_by(&*counters_of, &before, want)?;
             per.push(moved);
         }
         seq.push((*what, per[0].clone(), per[1].clone()));
@@ -671,23 +696,8 @@ fn ct_state_of_fragment_sequences_matches_stock_ovs_on_dummy_ports() -> Result<(
     for (what, o, f) in &seq {
         assert_eq!(o, f, "{what}: stock OVS vs ferrovs; all steps: {seq:#?}");
     }
-    // What that is: +new, +est+rpl, +inv for the overlap, +est, +inv for
-    // the small one, +new for IPv6.
-    let want: [&[(u64, u64)]; 7] = [
-        &[(1, 3)],
-        &[(3, 3)],
-        &[],
-        &[(4, 1)],
-        &[(2, 3)],
-        &[(4, 1)],
-        &[(1, 3)],
-    ];
-    for ((what, _, f), w) in seq.iter().zip(want) {
-        assert_eq!(
-            f,
-            &BTreeMap::from_iter(w.iter().copied()),
-            "{what}; all steps: {seq:?}"
-        );
+    for ((what, _, f), w) in seq.iter().zip(&want) {
+        assert_eq!(f, w, "{what}; all steps: {seq:?}");
     }
     Ok(())
 }

@@ -229,13 +229,18 @@ fn zone_limit_of_three_admits_three_of_five_flows_and_leaves_other_zones_alone()
         sw.appctl(&["dpctl/ct-get-limits", "zone=7,8"])?,
         "default limit=0\nzone=7,limit=3,count=3\nzone=8,limit=0,count=5\n"
     );
-    let cov = sw.appctl(&["coverage/show"])?;
-    let refused = cov
-        .lines()
-        .find(|l| l.starts_with("conntrack_zone_full"))
-        .and_then(|l| l.rsplit("total: ").next())
-        .context(cov.clone())?;
-    assert_eq!(refused.trim(), "2", "{cov}");
+    // How many commits the zone limit refused (coverage/show).
+    let refused = || -> Result<String> {
+        let cov = sw.appctl(&["coverage/show"])?;
+        Ok(cov
+            .lines()
+            .find(|l| l.starts_with("conntrack_zone_full"))
+            .and_then(|l| l.rsplit("total: ").next())
+            .context(cov.clone())?
+            .trim()
+            .to_string())
+    };
+    assert_eq!(refused()?, "2");
 
     // The refused flows were not committed: with the limit raised they
     // commit now, and the zone's count follows.
@@ -245,7 +250,13 @@ fn zone_limit_of_three_admits_three_of_five_flows_and_leaves_other_zones_alone()
         conns(&sw, 7).is_ok_and(|c| c.len() == 4)
     }));
     inject(&sw, 2005)?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Processed once the limit refused it (not after a fixed sleep).
+    assert!(
+        wait_until(Duration::from_secs(10), || refused()
+            .is_ok_and(|r| r == "3")),
+        "the fifth flow was not refused: {:?}",
+        refused()
+    );
     assert_eq!(conns(&sw, 7)?.len(), 4);
     // Deleting the zone's limit returns it to the default (unlimited).
     sw.appctl(&["dpctl/ct-del-limits", "zone=7"])?;

@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ferrovs_tests::*;
 
 use ferrovs_tests::tunnel_hosts::*;
@@ -31,21 +31,6 @@ fn diag(h: &Hv) -> String {
         }
         Sw::Ovs(o) => o.appctl(&["dpctl/dump-flows"]).unwrap_or_default(),
     }
-}
-
-/// Captures `count` packets that `filter` selects on the underlay veth of `h` into
-/// a pcap file while `traffic` runs; returns the file.
-fn capture(h: &Hv, dev: &str, filter: &str, count: u32, traffic: impl FnOnce()) -> Result<Vec<u8>> {
-    let file = tempfile::Builder::new().suffix(".pcap").tempfile()?;
-    let path = file.path().to_str().context("path")?.to_string();
-    let c = count.to_string();
-    let mut dump = h.ns.spawn(&[
-        "timeout", "20", "tcpdump", "-i", dev, "-n", "-U", "-c", &c, "-w", &path, filter,
-    ])?;
-    std::thread::sleep(Duration::from_millis(800));
-    traffic();
-    let _ = dump.child().wait();
-    Ok(std::fs::read(&path)?)
 }
 
 const OVN_OPTION: &str = "{class=0x102,type=0x80,len=4}->tun_metadata0";
@@ -97,7 +82,7 @@ fn stock_ovs_geneve_option_is_accepted_only_while_ferrovs_maps_it() -> Result<()
     let Sw::Ferrovs(fa) = &a.sw else {
         bail!("A is ferrovs")
     };
-    o.appctl(&["ovs/route/add", "10.99.0.0/24", &b.phy])?;
+    b.ovs_underlay_route(6081)?;
     let mgmt = o.mgmt(&b.int);
     run(Command::new("ovs-ofctl").args(["add-tlv-map", &mgmt, OVN_OPTION]))?;
     run(Command::new("ovs-ofctl").args(["del-flows", &mgmt]))?;
@@ -124,8 +109,7 @@ fn stock_ovs_geneve_option_is_accepted_only_while_ferrovs_maps_it() -> Result<()
 
     // What OVS sent: Geneve with the C bit, 2 words of options, VNI 99,
     // then class 0x0102, type 0x80, length 1 word, 0x00001234.
-    let pcap = capture(
-        &a,
+    let pcap = a.ns.capture_pcap(
         &format!("{t}ua"),
         "udp dst port 6081 and src host 10.99.0.2",
         2,
@@ -141,7 +125,8 @@ fn stock_ovs_geneve_option_is_accepted_only_while_ferrovs_maps_it() -> Result<()
 
     // Without the mapping, the critical option is unknown: dropped.
     fa.ofctl(&["del-tlv-map", &a.int])?;
-    std::thread::sleep(Duration::from_millis(500));
+    // ferrovs flushes its cached flows before it answers the TLV table
+    // mod, so this holds at once (no sleep).
     assert!(
         !a.vm.ping(&b.vm_ip(), 3),
         "replies carry an unmapped critical option: they must be dropped"

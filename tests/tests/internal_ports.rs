@@ -25,7 +25,7 @@ struct Seen {
     port_addr_while_down: bool,
     route_while_down: bool,
     /// After the restart: the same, and a VM on the bridge reaches the
-    /// bridge's address again (polled for 10 s).
+    /// bridge's address again (polled; the deadline only catches a hang).
     bridge_addr_after_restart: bool,
     port_addr_after_restart: bool,
     route_after_restart: bool,
@@ -122,10 +122,9 @@ fn scenario(t: &str, ovs: bool) -> Result<Seen> {
 
     let restarted = Instant::now();
     sw.kill_and_restart()?;
-    let vm_reaches_bridge_after_restart = vm.ping_eventually(
-        "10.58.0.1",
-        Duration::from_secs(10).saturating_sub(restarted.elapsed()),
-    );
+    // The deadline only catches a hang (a restart of a debug build on a
+    // busy machine is slow); the time it took is printed below.
+    let vm_reaches_bridge_after_restart = vm.ping_eventually("10.58.0.1", Duration::from_secs(60));
     eprintln!(
         "{}: the VM reaches the bridge {:?} after the restart",
         if ovs { "stock OVS" } else { "ferrovs" },

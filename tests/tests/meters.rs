@@ -250,13 +250,29 @@ fn meter_of_1000_pktps_holds_10000_pktps_to_1000() -> Result<()> {
 /// Runs iperf3 UDP from h1 to h2 at `offer` bits/s for 5 s; returns the
 /// bits per second h2's eth0 received meanwhile (whole frames).
 fn iperf3_udp_received(h1: &VethHost, h2: &VethHost, offer: &str) -> Result<f64> {
-    let port = (5300 + std::process::id() % 500).to_string();
-    let _srv = h2.ns.spawn(&["iperf3", "-s", "-1", "-p", &port])?;
-    std::thread::sleep(Duration::from_millis(400));
+    let port = 5300 + (std::process::id() % 500) as u16;
+    let _srv = h2.ns.spawn_server(
+        &["iperf3", "-s", "-1", "-p", &port.to_string()],
+        Proto::Tcp,
+        port,
+    )?;
     let (_, before) = rx_counters(&h2.ns)?;
     let out = h1.ns.exec_output(&[
-        "timeout", "30", "iperf3", "-c", &h2.addr, "-p", &port, "-u", "-b", offer, "-l", "1400",
-        "-t", "5", "-J",
+        "timeout",
+        "30",
+        "iperf3",
+        "-c",
+        &h2.addr,
+        "-p",
+        &port.to_string(),
+        "-u",
+        "-b",
+        offer,
+        "-l",
+        "1400",
+        "-t",
+        "5",
+        "-J",
     ])?;
     let (_, after) = rx_counters(&h2.ns)?;
     if !out.status.success() {

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ferrovs_tests::*;
 
 /// Stock ovs-vsctl against the switch's DB.
@@ -14,39 +14,6 @@ fn ovs_vsctl(sw: &Switch, args: &[&str]) -> Result<String> {
         .arg(format!("--db={}", sw.db_remote()))
         .arg("--no-wait")
         .args(args))
-}
-
-/// A capture running in `ns` on eth0, written to `file`.
-struct Capture {
-    child: ChildGuard,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &Netns, dir: &std::path::Path) -> Result<Capture> {
-        let file = dir.join(format!("{}.pcap", ns.name));
-        let log = dir.join(format!("{}.log", ns.name));
-        let cmd = format!(
-            "exec tcpdump -i eth0 -n -U -w {} 2>{}",
-            file.display(),
-            log.display()
-        );
-        let child = ns.spawn(&["sh", "-c", &cmd])?;
-        let ready = wait_until(Duration::from_secs(10), || {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("listening on"))
-        });
-        anyhow::ensure!(ready, "tcpdump did not start in {}", ns.name);
-        Ok(Capture { child, file })
-    }
-
-    /// Stops the capture; one line per packet (`tcpdump -r -n`).
-    fn lines(mut self) -> Result<Vec<String>> {
-        std::thread::sleep(Duration::from_millis(500));
-        self.child.kill();
-        let out = run(Command::new("tcpdump").args(["-n", "-r"]).arg(&self.file))
-            .context("reading the capture")?;
-        Ok(out.lines().map(str::to_owned).collect())
-    }
 }
 
 fn count(lines: &[String], what: &str) -> usize {
@@ -104,8 +71,7 @@ fn a_port_mirror_shows_exactly_the_selected_traffic_in_both_directions() -> Resu
     }));
     std::thread::sleep(Duration::from_secs(1));
 
-    let dir = tempfile::tempdir()?;
-    let cap = Capture::start(&sink.ns, dir.path())?;
+    let cap = sink.ns.tcpdump(120, &["-i", "eth0", "-n", "-l"])?;
     assert!(h1.ns.ping(&h2.addr, 5), "h1 -> h2 broken by the mirror");
     assert!(h2.ns.ping(&h4.addr, 5), "h2 -> h4 broken by the mirror");
     // The mirror port is reserved: what the sink sends is dropped.
@@ -113,16 +79,24 @@ fn a_port_mirror_shows_exactly_the_selected_traffic_in_both_directions() -> Resu
         !sink.ns.ping(&h1.addr, 2),
         "a mirror output port forwarded its own traffic"
     );
-    let lines = cap.lines()?;
     let (a1, a2, a4) = (&h1.addr, &h2.addr, &h4.addr);
+    let (req, rep) = (
+        format!("IP {a1} > {a2}: ICMP echo request"),
+        format!("IP {a2} > {a1}: ICMP echo reply"),
+    );
+    // Stopped once the mirrored copies are all in, not after a fixed time.
+    let text = cap.stop_when(Duration::from_secs(15), |t| {
+        t.matches(req.as_str()).count() >= 5 && t.matches(rep.as_str()).count() >= 5
+    });
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     assert_eq!(
-        count(&lines, &format!("IP {a1} > {a2}: ICMP echo request")),
+        count(&lines, &req),
         5,
         "requests from port 1 not mirrored once each:\n{}",
         lines.join("\n")
     );
     assert_eq!(
-        count(&lines, &format!("IP {a2} > {a1}: ICMP echo reply")),
+        count(&lines, &rep),
         5,
         "replies to port 1 not mirrored once each:\n{}",
         lines.join("\n")

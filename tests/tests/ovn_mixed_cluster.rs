@@ -151,10 +151,7 @@ impl Vms<'_> {
         ] {
             assert!(from.ping(to, 5), "{what}: replies lost\n{}", self.diag());
         }
-        let out = self
-            .a
-            .vm
-            .exec(&["ping", "-n", "-c", "1", "-W", "1", "10.95.2.2"])?;
+        let out = self.a.vm.ping_replies("10.95.2.2");
         assert!(out.contains("ttl=63"), "one routed hop: {out}");
         for (server, client, ip, what) in [
             (&self.b.vm, &self.a.vm, "10.95.2.2", "routed a -> b"),

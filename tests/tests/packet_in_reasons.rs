@@ -20,6 +20,10 @@ priority=10,udp,actions=group:1
 priority=10,tcp,actions=write_actions(output:CONTROLLER)
 ";
 
+/// The ethertype of the probe frames (IEEE local experimental), as
+/// `ovs-ofctl monitor` prints it in a packet-in's flow.
+const PROBE_TYPE: &str = "dl_type=0x88b5";
+
 /// An Ethernet frame of `ethertype`: for IPv4, a packet of protocol
 /// `proto` (UDP or TCP) from port 40000 to 80; otherwise zeros; padded to
 /// 60 bytes.
@@ -44,11 +48,13 @@ fn frame(ethertype: u16, proto: u8) -> String {
 }
 
 /// The `(via REASON)` of every packet-in `ovs-ofctl -O version monitor`
-/// prints while `send` runs (three packets expected).
+/// prints while `send` runs (three packets expected), once `probe` (which
+/// injects a [`PROBE_TYPE`] frame) has shown that the monitor listens.
 fn reasons(
     dir: &std::path::Path,
     target: &str,
     version: &str,
+    probe: &dyn Fn() -> Result<()>,
     send: &dyn Fn() -> Result<()>,
 ) -> Result<Vec<String>> {
     let out = dir.join(format!("monitor-{version}.txt"));
@@ -70,15 +76,36 @@ fn reasons(
             .stderr(file)
             .spawn()?,
     ));
-    // The monitor is connected once the switch answered its first request.
-    std::thread::sleep(Duration::from_millis(700));
+    // The packet-ins printed so far: (reason, whether it is a probe).
+    let read = || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.split("PACKET_IN")
+            .skip(1)
+            .filter_map(|block| {
+                let (_, r) = block.split_once("(via ")?;
+                let (r, _) = r.split_once(')')?;
+                Some((r.to_string(), block.contains(PROBE_TYPE)))
+            })
+            .collect::<Vec<_>>()
+    };
+    // The monitor is listening once a probe (a table miss of its own
+    // ethertype) comes back as a packet-in; probes are sent until one
+    // does, and left out of the result. A fixed wait lost the packet-ins
+    // when the monitor connected late.
+    let probing = wait_until(Duration::from_secs(30), || {
+        probe().is_ok() && wait_until(Duration::from_secs(1), || read().iter().any(|(_, p)| *p))
+    });
+    anyhow::ensure!(
+        probing,
+        "{version} monitor of {target} never showed a probe:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
     send()?;
     let read = || {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_once("(via ").and_then(|(_, r)| r.split_once(')')))
-            .map(|(r, _)| r.to_string())
+        read()
+            .into_iter()
+            .filter(|(_, p)| !p)
+            .map(|(r, _)| r)
             .collect::<Vec<_>>()
     };
     wait_until(Duration::from_secs(10), || read().len() >= 3);
@@ -112,20 +139,39 @@ fn packet_in_reasons_per_version_match_stock_ovs() -> Result<()> {
         o13(&["add-flows", t, &file.display().to_string()])?;
     }
     let frames = [frame(0x0806, 0), frame(0x0800, 17), frame(0x0800, 6)];
+    let probe = frame(0x88b5, 0);
     let tmp = tempfile::Builder::new().prefix("pir-").tempdir()?;
     for version in ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"] {
-        let o = reasons(tmp.path(), &ovs_t, version, &|| {
-            for f in &frames {
-                ovs.appctl(&["netdev-dummy/receive", PORTS[0], f])?;
-            }
-            Ok(())
-        })?;
-        let f = reasons(tmp.path(), &fv_t, version, &|| {
-            for f in &frames {
-                fv.appctl(&["netdev-dummy/receive", PORTS[0], f])?;
-            }
-            Ok(())
-        })?;
+        let o = reasons(
+            tmp.path(),
+            &ovs_t,
+            version,
+            &|| {
+                ovs.appctl(&["netdev-dummy/receive", PORTS[0], &probe])
+                    .map(drop)
+            },
+            &|| {
+                for f in &frames {
+                    ovs.appctl(&["netdev-dummy/receive", PORTS[0], f])?;
+                }
+                Ok(())
+            },
+        )?;
+        let f = reasons(
+            tmp.path(),
+            &fv_t,
+            version,
+            &|| {
+                fv.appctl(&["netdev-dummy/receive", PORTS[0], &probe])
+                    .map(drop)
+            },
+            &|| {
+                for f in &frames {
+                    fv.appctl(&["netdev-dummy/receive", PORTS[0], f])?;
+                }
+                Ok(())
+            },
+        )?;
         assert_eq!(
             o.len(),
             3,

@@ -149,13 +149,15 @@ fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()
         .to_string();
     // h3 watches for anything from h1's MAC or for h1's address.
     let filter = format!("ether src {h1_mac} or host 10.62.10.1");
-    let spy = h3.ns.spawn(&[
-        "timeout", "10", "tcpdump", "-Q", "in", "-n", "-i", "eth0", "-c", "1", "-l", &filter,
-    ])?;
-    let trunk = h4.ns.spawn(&[
-        "timeout", "10", "tcpdump", "-e", "-n", "-l", "-i", "eth0", "vlan",
-    ])?;
-    std::thread::sleep(Duration::from_millis(1000));
+    // Both run until stopped below (120 s only bounds a hang): a fixed
+    // capture window ended before the last frames on a busy machine.
+    let spy = h3.ns.tcpdump(
+        120,
+        &["-Q", "in", "-n", "-i", "eth0", "-c", "1", "-l", &filter],
+    )?;
+    let trunk = h4
+        .ns
+        .tcpdump(120, &["-e", "-n", "-l", "-i", "eth0", "vlan"])?;
 
     assert!(
         h1.ns.ping_eventually("10.62.10.2", Duration::from_secs(15)),
@@ -172,17 +174,23 @@ fn vlan_access_ports_are_isolated_and_a_trunk_carries_both_tagged() -> Result<()
     );
     // Into the trunk, tagged: a VLAN 10 ARP request from the trunk host gets
     // h1's reply, which leaves on the trunk tagged 10.
-    send_tagged_arp(&h4.ns, 10, "10.62.10.4", "10.62.10.1")?;
-    std::thread::sleep(Duration::from_millis(500));
-    send_tagged_arp(&h4.ns, 10, "10.62.10.4", "10.62.10.1")?;
+    // Sent again until the reply shows (a request may be lost while the
+    // switch learns the trunk host's MAC).
+    let replied = |t: &str| {
+        t.lines()
+            .any(|l| l.contains("vlan 10") && l.contains("Reply 10.62.10.1 is-at"))
+    };
+    wait_until(Duration::from_secs(30), || {
+        send_tagged_arp(&h4.ns, 10, "10.62.10.4", "10.62.10.1").is_ok()
+            && wait_until(Duration::from_secs(1), || replied(&trunk.text()))
+    });
 
-    let seen = spy.wait_output()?;
-    let text = String::from_utf8_lossy(&seen.stdout);
+    let trunk = trunk.stop();
+    let text = spy.stop();
     assert!(
         !text.contains(&h1_mac) && !text.contains("10.62.10.1"),
         "the VLAN 20 port saw VLAN 10 traffic: {text}"
     );
-    let trunk = String::from_utf8_lossy(&trunk.wait_output()?.stdout).into_owned();
     assert!(
         trunk.contains("vlan 10"),
         "no VLAN 10 frames on the trunk:\n{trunk}"
