@@ -127,6 +127,8 @@ pub enum DpAction {
     SetIpv4Dst(u32),
     SetIpv6Src([u8; 16]),
     SetIpv6Dst([u8; 16]),
+    /// Rewrite the IPv6 flow label (20 bits; no checksum covers it).
+    SetIpv6Label(u32),
     /// Rewrite the whole TOS/traffic class byte.
     SetIpTos(u8),
     SetIpTtl(u8),

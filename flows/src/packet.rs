@@ -253,6 +253,7 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::SetIpv4Dst(a) => set_ipv4_addr(buf.data_mut(), 16, a, partial_l4_csum),
         DpAction::SetIpv6Src(a) => set_ipv6_addr(buf.data_mut(), 8, &a, partial_l4_csum),
         DpAction::SetIpv6Dst(a) => set_ipv6_addr(buf.data_mut(), 24, &a, partial_l4_csum),
+        DpAction::SetIpv6Label(label) => set_ipv6_label(buf.data_mut(), label),
         DpAction::SetIpTos(tos) => set_tos(buf.data_mut(), tos),
         DpAction::SetIpTtl(ttl) => set_ttl(buf.data_mut(), ttl),
         DpAction::SetTpSrc(p) => set_port(buf.data_mut(), 0, p, partial_l4_csum),
@@ -466,6 +467,24 @@ fn set_tos(d: &mut [u8], tos: u8) {
             }
         }
         _ => {}
+    }
+}
+
+/// Writes the 20-bit flow label of an IPv6 header (the traffic class's low
+/// nibble beside it stays).
+fn set_ipv6_label(d: &mut [u8], label: u32) {
+    let Ok((_, lay)) = extract(d, 0) else {
+        return;
+    };
+    if lay.l3 != L3Kind::Ipv6 {
+        return;
+    }
+    let Some(l3) = lay.l3_ofs.map(usize::from) else {
+        return;
+    };
+    if let Some(&b1) = d.get(l3 + 1) {
+        let [_, hi, mid, lo] = (label & 0xf_ffff).to_be_bytes();
+        put(d, l3 + 1, &[(b1 & 0xf0) | hi, mid, lo]);
     }
 }
 
@@ -721,6 +740,27 @@ mod tests {
     }
 
     #[test]
+    fn the_ipv6_flow_label_is_rewritten_beside_the_traffic_class_and_checksums_stay() {
+        // IPv6 UDP: traffic class 0xab, flow label 0x54321, payload "hi".
+        let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        f.extend_from_slice(&[0x6a, 0xb5, 0x43, 0x21, 0, 10, 17, 64]);
+        f.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 10, 0, 0, b'h', b'i']);
+        let (_, lay) = extract(&f, 0).unwrap();
+        let csum = l4_checksum_full(&f, &lay).unwrap();
+        f[60..62].copy_from_slice(&csum.to_be_bytes());
+        let mut b = VecFrame::new(&f, 0);
+        apply(&mut b, &DpAction::SetIpv6Label(0xf_edcb), false).unwrap();
+        let d = b.data();
+        let (k, lay) = extract(d, 0).unwrap();
+        assert_eq!((k.ipv6_label, k.nw_tos), (0xf_edcb, 0xab));
+        // The label is outside the pseudo-header: the UDP checksum holds.
+        assert_eq!(field16(d, 60), l4_checksum_full(d, &lay).unwrap());
+        assert_eq!(&d[..15], &f[..15]);
+    }
+
+    #[test]
     fn udp_zero_checksum_stays_zero() {
         let mut b = VecFrame::new(&ipv4_udp(false), 0);
         apply(&mut b, &DpAction::SetIpv4Dst(0x0a00_0009), false).unwrap();
@@ -759,6 +799,7 @@ mod tests {
         for a in [
             DpAction::SetIpv4Src(1),
             DpAction::SetIpv6Dst([1; 16]),
+            DpAction::SetIpv6Label(0x12345),
             DpAction::SetTpDst(2),
             DpAction::SetIpTtl(1),
             DpAction::SetIpTos(4),

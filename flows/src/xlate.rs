@@ -1099,8 +1099,9 @@ impl<'a, 'c> Xlate<'a, 'c> {
     /// `push_mpls`: earlier rewrites go out first (they need the IP
     /// header where it is), then the new entry: under an existing stack a
     /// copy of its top with bottom-of-stack cleared; otherwise label 0,
-    /// bottom of stack, TC from the IP precedence and TTL from the IP TTL
-    /// (64 for a non-IP packet). The L3 and L4 fields are gone from then on.
+    /// bottom of stack, and as stock OVS fills them: TC from the low three
+    /// bits of the DSCP, TTL from the IP TTL (64 when that is 0 or the
+    /// packet is not IP). The L3 and L4 fields are gone from then on.
     fn push_mpls(&mut self, ethertype_: u16) {
         use crate::key::mpls;
         self.commit();
@@ -1109,9 +1110,13 @@ impl<'a, 'c> Xlate<'a, 'c> {
             self.flow.mpls_lse() & !mpls::BOS_MASK
         } else if matches!(self.flow.dl_type, ethertype::IPV4 | ethertype::IPV6) {
             Field::NwTtl.unwildcard(&mut self.wc);
-            self.wc.nw_tos |= 0xe0;
-            let tc = u32::from(self.flow.nw_tos >> 5);
-            (tc << mpls::TC_SHIFT) | mpls::BOS_MASK | u32::from(self.flow.nw_ttl)
+            self.wc.nw_tos |= 0xfc;
+            let tc = u32::from(self.flow.nw_tos >> 2) & 7;
+            let ttl = match self.flow.nw_ttl {
+                0 => 64,
+                t => u32::from(t),
+            };
+            (tc << mpls::TC_SHIFT) | mpls::BOS_MASK | ttl
         } else {
             mpls::BOS_MASK | 64
         };
@@ -1553,6 +1558,7 @@ impl<'a, 'c> Xlate<'a, 'c> {
             ethertype::IPV6 => {
                 commit_field!(Field::Ipv6Src, ipv6_src, DpAction::SetIpv6Src);
                 commit_field!(Field::Ipv6Dst, ipv6_dst, DpAction::SetIpv6Dst);
+                commit_field!(Field::Ipv6Label, ipv6_label, DpAction::SetIpv6Label);
             }
             ethertype::ARP => {
                 // OVN's ARP responder turns a request into a reply in place.
@@ -1949,6 +1955,7 @@ fn is_header_set(a: &DpAction) -> bool {
             | DpAction::SetIpv4Dst(_)
             | DpAction::SetIpv6Src(_)
             | DpAction::SetIpv6Dst(_)
+            | DpAction::SetIpv6Label(_)
             | DpAction::SetIpTos(_)
             | DpAction::SetIpTtl(_)
             | DpAction::SetTpSrc(_)
@@ -1974,9 +1981,12 @@ fn format_runs(
     let mac = |m: &[u8; 6]| wire::MacAddr(*m).to_string();
     let ipv6 = |run: &[DpAction]| match key {
         Some(k) => k.dl_type == ethertype::IPV6,
-        None => run
-            .iter()
-            .any(|a| matches!(a, DpAction::SetIpv6Src(_) | DpAction::SetIpv6Dst(_))),
+        None => run.iter().any(|a| {
+            matches!(
+                a,
+                DpAction::SetIpv6Src(_) | DpAction::SetIpv6Dst(_) | DpAction::SetIpv6Label(_)
+            )
+        }),
     };
     // The ICMP code as the packet has it so far (tp_dst holds it).
     let mut icmp_code = key.map(|k| k.tp_dst as u8);
@@ -2047,6 +2057,13 @@ fn format_runs(
                         "dst",
                         last(&|a| match a {
                             DpAction::SetIpv6Dst(v) => Some(Ipv6Addr::from(*v).to_string()),
+                            _ => None,
+                        }),
+                    ),
+                    (
+                        "label",
+                        last(&|a| match a {
+                            DpAction::SetIpv6Label(v) => Some(format!("{v:#x}")),
                             _ => None,
                         }),
                     ),
@@ -2244,6 +2261,7 @@ fn format_each(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String 
             DpAction::SetIpv4Dst(ip) => format!("set(ipv4(dst={}))", std::net::Ipv4Addr::from(*ip)),
             DpAction::SetIpv6Src(ip) => format!("set(ipv6(src={}))", std::net::Ipv6Addr::from(*ip)),
             DpAction::SetIpv6Dst(ip) => format!("set(ipv6(dst={}))", std::net::Ipv6Addr::from(*ip)),
+            DpAction::SetIpv6Label(l) => format!("set(ipv6(label={l:#x}))"),
             DpAction::SetIpTos(t) => format!("set(ip(tos={t:#x}))"),
             DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),

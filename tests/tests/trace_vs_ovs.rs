@@ -333,6 +333,14 @@ table=0,priority=10,in_port=3,actions=push_vlan:0x8100,push_vlan:0x8100,pop_vlan
 table=0,priority=10,in_port=4,actions=mod_vlan_vid:9,push_vlan:0x88a8,mod_vlan_pcp:5,output:1
 ";
 
+/// The IPv6 flow label, and the MPLS entry push_mpls makes from an IP
+/// packet (TC from the DSCP's low bits, TTL 64 in place of 0, as OVS).
+const L3_FLOWS: &str = "\
+table=0,priority=10,in_port=1,ipv6,actions=set_field:0x12345->ipv6_label,output:2
+table=0,priority=10,in_port=2,ip,actions=push_mpls:0x8847,set_field:10->mpls_label,output:3
+table=0,priority=10,in_port=3,ipv6,actions=set_field:0x54321->ipv6_label,set_field:fe80::9->ipv6_dst,output:2
+";
+
 /// Packets to the controller from everywhere a packet-in can start: a
 /// CONTROLLER output, `controller(...)` with a reason, id, max_len and
 /// userdata, a table-miss rule (reason 6 in OVS's datapath action), a
@@ -489,7 +497,23 @@ fn ofproto_trace_agrees_with_stock_ovs_on_nicira_action_pipelines() -> Result<()
     }
     traced += compare(&pair, "VLAN stacks", &pkts)?;
 
-    // 9. Packet-ins: each printed as OVS prints its controller action.
+    // 9. The IPv6 flow label and push_mpls from IP.
+    pair.load(L3_FLOWS)?;
+    let pkts: Vec<_> = [
+        "in_port=1,udp6",
+        "in_port=1,tcp6,ipv6_label=0x5",
+        "in_port=1,tcp6,ipv6_label=0x12345",
+        "in_port=2,tcp,nw_ttl=0",
+        "in_port=2,tcp,nw_ttl=9,nw_tos=0x44",
+        "in_port=2,udp,nw_tos=0xe0,nw_ttl=200",
+        "in_port=3,udp6,nw_ttl=3",
+    ]
+    .into_iter()
+    .map(pk)
+    .collect();
+    traced += compare(&pair, "IPv6 flow label and push_mpls", &pkts)?;
+
+    // 10. Packet-ins: each printed as OVS prints its controller action.
     let fv_mgmt = format!(
         "unix:{}",
         pair.fv.rundir().join(format!("{BR}.mgmt")).display()
