@@ -47,6 +47,23 @@ impl TestHandler {
         })
     }
 
+    /// A handler that holds each upcall at a gate: the first receiver
+    /// hears when an upcall entered, and each `()` sent on the returned
+    /// sender lets one decision through.
+    pub(super) fn gated(
+        decide: impl Fn(&FlowKey) -> UpcallResult + Send + Sync + 'static,
+    ) -> (Arc<TestHandler>, Receiver<()>, Sender<()>) {
+        let (entered_tx, entered_rx) = unbounded();
+        let (go_tx, go_rx) = unbounded();
+        let h = Arc::new(TestHandler {
+            calls: AtomicUsize::new(0),
+            decide: Box::new(decide),
+            userspace: Mutex::new(Vec::new()),
+            gate: Some((entered_tx, go_rx)),
+        });
+        (h, entered_rx, go_tx)
+    }
+
     pub(super) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -318,14 +335,7 @@ fn userspace_action_hands_a_copy_to_the_slow_path() {
 
 #[test]
 fn packets_of_a_pending_upcall_wait_for_its_answer_without_new_upcalls() {
-    let (entered_tx, entered_rx) = unbounded();
-    let (go_tx, go_rx) = unbounded();
-    let h = Arc::new(TestHandler {
-        calls: AtomicUsize::new(0),
-        decide: Box::new(forward_by_dl_dst(2)),
-        userspace: Mutex::new(Vec::new()),
-        gate: Some((entered_tx, go_rx)),
-    });
+    let (h, entered_rx, go_tx) = TestHandler::gated(forward_by_dl_dst(2));
     let r = rig(h.clone());
     // One batch: the first packet misses, the other two queue behind it.
     r.dp.set_hold(true);
@@ -353,14 +363,7 @@ fn packets_of_a_pending_upcall_wait_for_its_answer_without_new_upcalls() {
 /// unanswered, C (of a cached flow, received after B) must not overtake it.
 #[test]
 fn a_packet_received_after_a_miss_does_not_overtake_it() {
-    let (entered_tx, entered_rx) = unbounded();
-    let (go_tx, go_rx) = unbounded();
-    let h = Arc::new(TestHandler {
-        calls: AtomicUsize::new(0),
-        decide: Box::new(forward_by_dl_dst(2)),
-        userspace: Mutex::new(Vec::new()),
-        gate: Some((entered_tx, go_rx)),
-    });
+    let (h, entered_rx, go_tx) = TestHandler::gated(forward_by_dl_dst(2));
     let r = rig(h.clone());
     let cached = frame(1);
     let mut new = frame(2);
@@ -421,23 +424,15 @@ fn a_drop_decision_after_flush_stops_the_stream() {
 fn gated_forward_then_drop(
     dropping: Arc<AtomicBool>,
 ) -> (Arc<TestHandler>, Receiver<()>, Sender<()>) {
-    let (entered_tx, entered_rx) = unbounded();
-    let (go_tx, go_rx) = unbounded();
-    let h = Arc::new(TestHandler {
-        calls: AtomicUsize::new(0),
-        decide: Box::new(move |_| UpcallResult {
-            actions: if dropping.load(Ordering::SeqCst) {
-                vec![]
-            } else {
-                vec![DpAction::Output(2)]
-            },
-            mask: FlowKey::default(),
-            install: true,
-        }),
-        userspace: Mutex::new(Vec::new()),
-        gate: Some((entered_tx, go_rx)),
-    });
-    (h, entered_rx, go_tx)
+    TestHandler::gated(move |_| UpcallResult {
+        actions: if dropping.load(Ordering::SeqCst) {
+            vec![]
+        } else {
+            vec![DpAction::Output(2)]
+        },
+        mask: FlowKey::default(),
+        install: true,
+    })
 }
 
 #[test]
@@ -772,14 +767,7 @@ fn idle_megaflows_expire_and_the_next_packet_asks_again() {
 
 #[test]
 fn misses_beyond_the_upcall_queue_are_counted_as_lost() {
-    let (entered_tx, entered_rx) = unbounded();
-    let (go_tx, go_rx) = unbounded();
-    let h = Arc::new(TestHandler {
-        calls: AtomicUsize::new(0),
-        decide: Box::new(forward_by_dl_dst(2)),
-        userspace: Mutex::new(Vec::new()),
-        gate: Some((entered_tx, go_rx)),
-    });
+    let (h, entered_rx, go_tx) = TestHandler::gated(forward_by_dl_dst(2));
     let cfg = DpConfig {
         upcall_queue: 1,
         ..DpConfig::default()
