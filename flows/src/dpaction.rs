@@ -129,8 +129,12 @@ pub enum DpAction {
     SetIpv6Dst([u8; 16]),
     /// Rewrite the IPv6 flow label (20 bits; no checksum covers it).
     SetIpv6Label(u32),
-    /// Rewrite the whole TOS/traffic class byte.
-    SetIpTos(u8),
+    /// Rewrite the bits `mask` of the TOS/traffic class byte with those of
+    /// `tos` (the others stay as the packet has them).
+    SetIpTos {
+        tos: u8,
+        mask: u8,
+    },
     SetIpTtl(u8),
     /// Rewrite the L4 source port (TCP/UDP/SCTP; checksums updated).
     SetTpSrc(u16),

@@ -254,7 +254,7 @@ pub fn apply<B: FrameBuf + ?Sized>(
         DpAction::SetIpv6Src(a) => set_ipv6_addr(buf.data_mut(), 8, &a, partial_l4_csum),
         DpAction::SetIpv6Dst(a) => set_ipv6_addr(buf.data_mut(), 24, &a, partial_l4_csum),
         DpAction::SetIpv6Label(label) => set_ipv6_label(buf.data_mut(), label),
-        DpAction::SetIpTos(tos) => set_tos(buf.data_mut(), tos),
+        DpAction::SetIpTos { tos, mask } => set_tos(buf.data_mut(), tos, mask),
         DpAction::SetIpTtl(ttl) => set_ttl(buf.data_mut(), ttl),
         DpAction::SetTpSrc(p) => set_port(buf.data_mut(), 0, p, partial_l4_csum),
         DpAction::SetTpDst(p) => set_port(buf.data_mut(), 2, p, partial_l4_csum),
@@ -448,22 +448,25 @@ fn set_ipv6_addr(d: &mut [u8], field: usize, addr: &[u8; 16], partial: bool) {
     put(d, l3 + field, addr);
 }
 
-fn set_tos(d: &mut [u8], tos: u8) {
+/// Writes the bits `mask` of the IPv4 TOS or IPv6 traffic class byte.
+fn set_tos(d: &mut [u8], tos: u8, mask: u8) {
     let Ok((_, lay)) = extract(d, 0) else {
         return;
     };
     let Some(l3) = lay.l3_ofs.map(usize::from) else {
         return;
     };
+    let merge = |old: u8| (old & !mask) | (tos & mask);
     match lay.l3 {
         L3Kind::Ipv4 => {
-            if let Some(&vihl) = d.get(l3) {
-                ipv4_put(d, l3, 0, [vihl, tos]);
+            if let (Some(&vihl), Some(&old)) = (d.get(l3), d.get(l3 + 1)) {
+                ipv4_put(d, l3, 0, [vihl, merge(old)]);
             }
         }
         L3Kind::Ipv6 => {
             if let (Some(&b0), Some(&b1)) = (d.get(l3), d.get(l3 + 1)) {
-                put(d, l3, &[(b0 & 0xf0) | (tos >> 4), (b1 & 0x0f) | (tos << 4)]);
+                let t = merge((b0 << 4) | (b1 >> 4));
+                put(d, l3, &[(b0 & 0xf0) | (t >> 4), (b1 & 0x0f) | (t << 4)]);
             }
         }
         _ => {}
@@ -728,7 +731,15 @@ mod tests {
         apply(&mut b, &DpAction::SetIpv4Src(0x0a01_0203), false).unwrap();
         apply(&mut b, &DpAction::SetTpDst(8080), false).unwrap();
         apply(&mut b, &DpAction::SetIpTtl(3), false).unwrap();
-        apply(&mut b, &DpAction::SetIpTos(0x2e), false).unwrap();
+        apply(
+            &mut b,
+            &DpAction::SetIpTos {
+                tos: 0x2e,
+                mask: 0xff,
+            },
+            false,
+        )
+        .unwrap();
         let d = b.data();
         let (k, lay) = extract(d, 0).unwrap();
         assert_eq!(
@@ -758,6 +769,33 @@ mod tests {
         // The label is outside the pseudo-header: the UDP checksum holds.
         assert_eq!(field16(d, 60), l4_checksum_full(d, &lay).unwrap());
         assert_eq!(&d[..15], &f[..15]);
+        // A DSCP-only rewrite keeps the ECN bits and the label.
+        let dscp = DpAction::SetIpTos {
+            tos: 0x08,
+            mask: 0xfc,
+        };
+        apply(&mut b, &dscp, false).unwrap();
+        let (k, _) = extract(b.data(), 0).unwrap();
+        assert_eq!((k.nw_tos, k.ipv6_label), (0x0b, 0xf_edcb));
+    }
+
+    #[test]
+    fn a_masked_tos_rewrite_keeps_the_other_bits_and_the_ip_checksum() {
+        let mut b = VecFrame::new(&ipv4_udp(true), 0);
+        let all = DpAction::SetIpTos {
+            tos: 0x03,
+            mask: 0xff,
+        };
+        apply(&mut b, &all, false).unwrap();
+        let dscp = DpAction::SetIpTos {
+            tos: 0x28,
+            mask: 0xfc,
+        };
+        apply(&mut b, &dscp, false).unwrap();
+        let d = b.data();
+        let (k, _) = extract(d, 0).unwrap();
+        assert_eq!(k.nw_tos, 0x2b);
+        assert_eq!(field16(d, 24), ipv4_header_checksum(&d[14..34]));
     }
 
     #[test]
@@ -802,7 +840,7 @@ mod tests {
             DpAction::SetIpv6Label(0x12345),
             DpAction::SetTpDst(2),
             DpAction::SetIpTtl(1),
-            DpAction::SetIpTos(4),
+            DpAction::SetIpTos { tos: 4, mask: 0xff },
         ] {
             apply(&mut b, &a, false).unwrap();
         }

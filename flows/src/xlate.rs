@@ -1574,10 +1574,17 @@ impl<'a, 'c> Xlate<'a, 'c> {
         }
         if matches!(self.flow.dl_type, ethertype::IPV4 | ethertype::IPV6) {
             if self.dirty.nw_tos != 0 {
-                self.wc.nw_tos = 0xff;
+                // As OVS: a masked rewrite of the bits written or matched
+                // so far; the others stay as the packet has them, so the
+                // megaflow need not match them.
+                let mask = self.dirty.nw_tos | self.wc.nw_tos;
+                self.wc.nw_tos = mask;
                 if self.flow.nw_tos != self.base.nw_tos {
                     self.base.nw_tos = self.flow.nw_tos;
-                    self.out.actions.push(DpAction::SetIpTos(self.flow.nw_tos));
+                    self.out.actions.push(DpAction::SetIpTos {
+                        tos: self.flow.nw_tos & mask,
+                        mask,
+                    });
                 }
             }
             commit_field!(Field::NwTtl, nw_ttl, DpAction::SetIpTtl);
@@ -1956,7 +1963,7 @@ fn is_header_set(a: &DpAction) -> bool {
             | DpAction::SetIpv6Src(_)
             | DpAction::SetIpv6Dst(_)
             | DpAction::SetIpv6Label(_)
-            | DpAction::SetIpTos(_)
+            | DpAction::SetIpTos { .. }
             | DpAction::SetIpTtl(_)
             | DpAction::SetTpSrc(_)
             | DpAction::SetTpDst(_)
@@ -2035,7 +2042,8 @@ fn format_runs(
             ],
         );
         let tos = last(&|a| match a {
-            DpAction::SetIpTos(t) => Some(format!("{t:#x}")),
+            DpAction::SetIpTos { tos, mask: 0xff } => Some(format!("{tos:#x}")),
+            DpAction::SetIpTos { tos, mask } => Some(format!("{tos:#x}/{mask:#x}")),
             _ => None,
         });
         let ttl = last(&|a| match a {
@@ -2262,7 +2270,8 @@ fn format_each(actions: &[DpAction], ct_text: &dyn Fn(u32) -> String) -> String 
             DpAction::SetIpv6Src(ip) => format!("set(ipv6(src={}))", std::net::Ipv6Addr::from(*ip)),
             DpAction::SetIpv6Dst(ip) => format!("set(ipv6(dst={}))", std::net::Ipv6Addr::from(*ip)),
             DpAction::SetIpv6Label(l) => format!("set(ipv6(label={l:#x}))"),
-            DpAction::SetIpTos(t) => format!("set(ip(tos={t:#x}))"),
+            DpAction::SetIpTos { tos, mask: 0xff } => format!("set(ip(tos={tos:#x}))"),
+            DpAction::SetIpTos { tos, mask } => format!("set(ip(tos={tos:#x}/{mask:#x}))"),
             DpAction::SetIpTtl(t) => format!("set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => format!("set(l4(src={p}))"),
             DpAction::SetTpDst(p) => format!("set(l4(dst={p}))"),

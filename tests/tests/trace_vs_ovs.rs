@@ -341,6 +341,15 @@ table=0,priority=10,in_port=2,ip,actions=push_mpls:0x8847,set_field:10->mpls_lab
 table=0,priority=10,in_port=3,ipv6,actions=set_field:0x54321->ipv6_label,set_field:fe80::9->ipv6_dst,output:2
 ";
 
+/// DSCP and ECN rewrites: a masked set of the bits written (or matched).
+const TOS_FLOWS: &str = "\
+table=0,priority=10,in_port=1,ip,actions=mod_nw_tos:8,output:2
+table=0,priority=10,in_port=2,ip,actions=mod_nw_ecn:1,output:3
+table=0,priority=10,in_port=3,ipv6,actions=mod_nw_ecn:2,output:1
+table=0,priority=10,in_port=4,ip,actions=mod_nw_ttl:9,mod_nw_tos:4,output:1,mod_nw_ecn:3,output:2
+table=0,priority=10,in_port=4,ipv6,actions=mod_nw_tos:8,output:1,mod_nw_tos:4,output:2
+";
+
 /// Packets to the controller from everywhere a packet-in can start: a
 /// CONTROLLER output, `controller(...)` with a reason, id, max_len and
 /// userdata, a table-miss rule (reason 6 in OVS's datapath action), a
@@ -513,7 +522,21 @@ fn ofproto_trace_agrees_with_stock_ovs_on_nicira_action_pipelines() -> Result<()
     .collect();
     traced += compare(&pair, "IPv6 flow label and push_mpls", &pkts)?;
 
-    // 10. Packet-ins: each printed as OVS prints its controller action.
+    // 10. DSCP and ECN.
+    pair.load(TOS_FLOWS)?;
+    let pkts: Vec<_> = [
+        "in_port=1,udp,nw_tos=0x4",
+        "in_port=2,udp,nw_tos=0x20",
+        "in_port=3,udp6,nw_tos=0x20",
+        "in_port=4,tcp,nw_ttl=3",
+        "in_port=4,udp6",
+    ]
+    .into_iter()
+    .map(pk)
+    .collect();
+    traced += compare(&pair, "DSCP and ECN", &pkts)?;
+
+    // 11. Packet-ins: each printed as OVS prints its controller action.
     let fv_mgmt = format!(
         "unix:{}",
         pair.fv.rundir().join(format!("{BR}.mgmt")).display()

@@ -46,7 +46,10 @@ fn action(b: &mut Bytes) -> DpAction {
         7 => DpAction::SetIpv4Dst(u32::from_be_bytes(b.take())),
         8 => DpAction::SetIpv6Src(b.take()),
         9 => DpAction::SetIpv6Dst(b.take()),
-        10 => DpAction::SetIpTos(b.u8()),
+        10 => DpAction::SetIpTos {
+            tos: b.u8(),
+            mask: b.u8(),
+        },
         11 => DpAction::SetIpTtl(b.u8()),
         12 => DpAction::SetTpSrc(b.u16()),
         13 => DpAction::PushMpls {
