@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(l4_csum_ok(&frame, &lay), Some(true));
         // Every action kind, in turn, with as many parameter bytes as it
         // reads, so the frame that follows is the valid one.
-        let params = [3, 0, 2, 1, 6, 6, 4, 4, 16, 16, 1, 1, 2, 5, 2, 4, 2];
+        let params = [3, 0, 2, 1, 6, 6, 4, 4, 16, 16, 2, 1, 2, 5, 2, 4, 2];
         for (kind, &n) in params.iter().enumerate() {
             let mut data = vec![1, kind as u8];
             data.extend((0..n).map(|i| 0xa5u8.wrapping_mul(i + 3)));
