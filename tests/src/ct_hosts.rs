@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ChildGuard, Netns, StockOvs, Switch, VethHost, ip, run};
+use crate::{ChildGuard, Netns, StockOvs, Switch, VethHost, add_port_numbered, ip, run};
 
 /// One switch under test: ferrovs or stock OVS, driven the same way.
 pub trait AnySwitch {
@@ -65,17 +65,7 @@ pub fn stock_rig(tag: &str, net: u8) -> Result<(Netns, StockOvs, Vec<VethHost>)>
         "datapath_type=netdev",
     ])?;
     for (i, h) in hosts.iter().enumerate() {
-        let req = format!("ofport_request={}", i + 1);
-        ovs.vsctl(&[
-            "add-port",
-            "br0",
-            &h.port,
-            "--",
-            "set",
-            "Interface",
-            &h.port,
-            &req,
-        ])?;
+        add_port_numbered(|a| ovs.vsctl(a), "br0", &h.port, i as u32 + 1, &[])?;
     }
     Ok((ovs_ns, ovs, hosts))
 }

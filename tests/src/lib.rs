@@ -65,6 +65,44 @@ pub fn require_tool(tool: &str) {
     );
 }
 
+/// `add-port BR PORT -- set Interface PORT ofport_request=N EXTRA...`
+/// through `vsctl` (ferrovs's [`Switch::vsctl`], stock [`StockOvs::vsctl`],
+/// or stock ovs-vsctl against either DB): a port at a known OpenFlow number.
+pub fn add_port_numbered(
+    vsctl: impl FnOnce(&[&str]) -> Result<String>,
+    br: &str,
+    port: &str,
+    ofport: u32,
+    extra: &[&str],
+) -> Result<()> {
+    let req = format!("ofport_request={ofport}");
+    let mut args = vec!["add-port", br, port, "--", "set", "Interface", port, &req];
+    args.extend_from_slice(extra);
+    vsctl(&args).map(drop)
+}
+
+/// Creates the Datapath row of datapath type `dp_type` and names it in
+/// Open_vSwitch, as OVS's tools expect whoever needs the row to do, through
+/// `vsctl` (see [`add_port_numbered`]); returns what `vsctl` printed.
+pub fn create_datapath_row(
+    vsctl: impl FnOnce(&[&str]) -> Result<String>,
+    dp_type: &str,
+) -> Result<String> {
+    let datapaths = format!("datapaths:{dp_type}=@d");
+    vsctl(&[
+        "--",
+        "--id=@d",
+        "create",
+        "Datapath",
+        "datapath_version=0",
+        "--",
+        "set",
+        "Open_vSwitch",
+        ".",
+        &datapaths,
+    ])
+}
+
 /// A switch with one bridge (`<tag>b`) and `n` veth hosts on it: host `i`
 /// (1-based) has address `10.<net>.0.<i>/24` and OpenFlow port `i`.
 pub fn bridge_with_hosts(tag: &str, net: u8, n: u32) -> Result<(Switch, String, Vec<VethHost>)> {
@@ -74,17 +112,7 @@ pub fn bridge_with_hosts(tag: &str, net: u8, n: u32) -> Result<(Switch, String, 
     let mut hosts = Vec::new();
     for i in 1..=n {
         let h = VethHost::new(tag, i, &format!("10.{net}.0.{i}/24"))?;
-        let req = format!("ofport_request={i}");
-        sw.vsctl(&[
-            "add-port",
-            &br,
-            &h.port,
-            "--",
-            "set",
-            "Interface",
-            &h.port,
-            &req,
-        ])?;
+        add_port_numbered(|a| sw.vsctl(a), &br, &h.port, i, &[])?;
         hosts.push(h);
     }
     Ok((sw, br, hosts))

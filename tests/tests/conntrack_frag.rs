@@ -463,18 +463,7 @@ fn flush_by_tuple_through_dpctl_and_stock_ovs_ofctl_ct_flush_removes_only_the_na
     run(Command::new("ovs-ofctl").args(["ct-flush", &mgmt, "zone=0", "ct_nw_proto=17"]))?;
     assert_eq!(udp(&sw)?.len(), 0);
     // The capability is claimed.
-    sw.vsctl(&[
-        "--",
-        "--id=@m",
-        "create",
-        "Datapath",
-        "datapath_version=0",
-        "--",
-        "set",
-        "Open_vSwitch",
-        ".",
-        "datapaths:netdev=@m",
-    ])?;
+    create_datapath_row(|a| sw.vsctl(a), "netdev")?;
     let caps = || {
         sw.vsctl(&["--bare", "--columns=capabilities", "list", "Datapath"])
             .unwrap_or_default()

@@ -129,21 +129,7 @@ fn zone_timeout_policy_from_stock_vsctl_expires_its_zone_and_not_another() -> Re
 
     // As with stock OVS, the Datapath row is created by whoever wants it;
     // then `add-zone-tp` adds a CT_Zone and its CT_Timeout_Policy.
-    let dp = stock_vsctl(
-        &sw,
-        &[
-            "--",
-            "--id=@d",
-            "create",
-            "Datapath",
-            "datapath_version=0",
-            "--",
-            "set",
-            "Open_vSwitch",
-            ".",
-            "datapaths:netdev=@d",
-        ],
-    )?;
+    let dp = create_datapath_row(|a| stock_vsctl(&sw, a), "netdev")?;
     let dp = dp.trim().to_owned();
     stock_vsctl(
         &sw,

@@ -106,22 +106,7 @@ fn committing_ct_actions_in_a_zone_with_a_timeout_policy_print_its_timeout_as_in
     };
     let fv_db = fv.db_remote();
     for (db, dp) in [(None, "dummy"), (Some(fv_db.as_str()), "netdev")] {
-        let datapath = format!("datapaths:{dp}=@d");
-        vsctl(
-            db,
-            &[
-                "--",
-                "--id=@d",
-                "create",
-                "Datapath",
-                "datapath_version=0",
-                "--",
-                "set",
-                "Open_vSwitch",
-                ".",
-                &datapath,
-            ],
-        )?;
+        create_datapath_row(|a| vsctl(db, a), dp)?;
         let mut args = vec!["add-zone-tp", dp];
         args.extend(policy);
         vsctl(db, &args)?;

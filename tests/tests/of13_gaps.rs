@@ -113,17 +113,7 @@ impl Pair {
             "fail_mode=secure",
         ])?;
         for (i, h) in hosts.iter().enumerate() {
-            let req = format!("ofport_request={}", i + 1);
-            fv.vsctl(&[
-                "add-port",
-                &br,
-                &h.port,
-                "--",
-                "set",
-                "Interface",
-                &h.port,
-                &req,
-            ])?;
+            add_port_numbered(|a| fv.vsctl(a), &br, &h.port, i as u32 + 1, &[])?;
         }
         let pair = Pair { ovs, fv, br, hosts };
         let ok = wait_until(Duration::from_secs(20), || {

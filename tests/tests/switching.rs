@@ -19,11 +19,7 @@ fn switch_with_bridge(tag: &str) -> Result<(Switch, String)> {
 }
 
 fn add_port(sw: &Switch, br: &str, port: &str, ofport: u32, extra: &[&str]) -> Result<()> {
-    let req = format!("ofport_request={ofport}");
-    let mut args = vec!["add-port", br, port, "--", "set", "Interface", port, &req];
-    args.extend_from_slice(extra);
-    sw.vsctl(&args)?;
-    Ok(())
+    add_port_numbered(|a| sw.vsctl(a), br, port, ofport, extra)
 }
 
 #[test]
