@@ -490,15 +490,16 @@ fn records_of_both(
             fv.appctl(&["netdev-dummy/receive", CMP_PORTS[0], &frame])?;
         }
     }
-    // Both report every packet eventually.
-    let sent: u64 = oracle_traffic().iter().map(|(_, n)| u64::from(*n)).sum();
+    // Both report every flow and every packet eventually. Each flow is
+    // waited for by itself: stock OVS's running totals count about two
+    // samples a packet, so its total alone can pass `sent` before the
+    // second flow's record has come.
+    let traffic = oracle_traffic();
+    let sent: u64 = traffic.iter().map(|(_, n)| u64::from(*n)).sum();
     let done = |c: &Collector, cumulative: bool| {
         wait_until(Duration::from_secs(60), || {
-            per_flow(&c.records(), cumulative)
-                .values()
-                .map(|v| v.0)
-                .sum::<u64>()
-                >= sent
+            let flows = per_flow(&c.records(), cumulative);
+            flows.len() >= traffic.len() && flows.values().map(|v| v.0).sum::<u64>() >= sent
         })
     };
     assert!(
