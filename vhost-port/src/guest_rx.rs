@@ -22,9 +22,14 @@ pub enum SendOutcome {
 
 /// Used elements written since the last publish, and what is known of the
 /// available ring during the batch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pending {
     pub used: u16,
+    /// The used elements of the batch (id, len), kept here and written to
+    /// the ring together at [`publish`]: one burst of stores per ring line
+    /// instead of one between every two frame copies. Elements past
+    /// [`SHADOW`] go to the ring directly.
+    shadow: [(u16, u32); SHADOW],
     /// The driver's available index as last read during the batch: the
     /// chains between `next_avail` and it are known to be there, so the
     /// index is read again only when they run out, not for every frame (it
@@ -32,7 +37,44 @@ pub struct Pending {
     pub avail_idx: Option<Wrapping<u16>>,
 }
 
+const SHADOW: usize = 64;
+
+impl Default for Pending {
+    fn default() -> Pending {
+        Pending {
+            used: 0,
+            shadow: [(0, 0); SHADOW],
+            avail_idx: None,
+        }
+    }
+}
+
 impl Pending {
+    /// Forgets the batch (after [`publish`], or when the ring broke).
+    pub fn reset(&mut self) {
+        self.used = 0;
+        self.avail_idx = None;
+    }
+
+    /// Records used element `k` of the batch.
+    #[inline]
+    fn put_used(
+        &mut self,
+        mem: &FastMem<'_>,
+        ring: &RingView,
+        k: u16,
+        id: u16,
+        len: u32,
+    ) -> Result<(), RingError> {
+        match self.shadow.get_mut(usize::from(k)) {
+            Some(e) => {
+                *e = (id, len);
+                Ok(())
+            }
+            None => ring.write_used(mem, k, id, len),
+        }
+    }
+
     /// Chains known to be available without reading the driver's index.
     fn known_avail(&self, ring: &RingView) -> u16 {
         self.avail_idx.map_or(0, |idx| (idx - ring.next_avail).0)
@@ -49,8 +91,8 @@ impl Pending {
 
 /// How many chains ahead of the one being filled descriptors are prefetched
 /// ([`BUF_AHEAD`] for buffers, whose address needs the descriptor read).
-const DESC_AHEAD: u16 = 4;
-const BUF_AHEAD: u16 = 2;
+const DESC_AHEAD: u16 = 8;
+const BUF_AHEAD: u16 = 4;
 
 /// After a fresh read of the available index: starts loading the
 /// descriptors of the first chains (`avail` of them are available), by
@@ -69,14 +111,14 @@ fn prefetch_first(mem: &FastMem<'_>, ring: &RingView, avail: u16) {
 /// (`left` chains after the one just taken are known to be available), so
 /// that each miss overlaps the copies of the frames before it.
 #[inline]
-fn prefetch_ahead(mem: &FastMem<'_>, ring: &RingView, left: u16) {
+fn prefetch_ahead(mem: &FastMem<'_>, ring: &RingView, left: u16, bytes: usize) {
     // This chain's descriptor was prefetched DESC_AHEAD - BUF_AHEAD frames
     // ago, so reading it here does not wait on the other core.
     if left > BUF_AHEAD - 1
         && let Some(h) = mem.peek_head(ring, BUF_AHEAD - 1)
         && let Some(d) = mem.read_head_desc(ring, h)
     {
-        mem.prefetch_buffer_for_write(&d);
+        mem.prefetch_buffer_for_write(&d, bytes);
     }
     if left > DESC_AHEAD - 1
         && let Some(h) = mem.peek_head(ring, DESC_AHEAD - 1)
@@ -156,7 +198,7 @@ pub fn send_to_guest(
             return Ok(SendOutcome::NoRoom);
         }
         let head = ring.pop_head(mem)?;
-        prefetch_ahead(mem, ring, avail - 1);
+        prefetch_ahead(mem, ring, avail - 1, total);
         let mut off = 0usize;
         let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
             let n = (len as usize).min(total - off);
@@ -166,7 +208,7 @@ pub fn send_to_guest(
         });
         return match walked {
             Err(e) => {
-                ring.write_used(mem, pending.used, head, 0)?;
+                pending.put_used(mem, ring, pending.used, head, 0)?;
                 pending.used += 1;
                 Ok(SendOutcome::BadChain(e))
             }
@@ -176,7 +218,7 @@ pub fn send_to_guest(
                 Ok(SendOutcome::NoRoom)
             }
             Ok(_) => {
-                ring.write_used(mem, pending.used, head, total as u32)?;
+                pending.put_used(mem, ring, pending.used, head, total as u32)?;
                 pending.used += 1;
                 Ok(SendOutcome::Sent { buffers: 1 })
             }
@@ -199,7 +241,7 @@ pub fn send_to_guest(
             avail = nbufs + more;
         }
         let head = ring.pop_head(mem)?;
-        prefetch_ahead(mem, ring, avail - nbufs - 1);
+        prefetch_ahead(mem, ring, avail - nbufs - 1, total - off);
         let start = off;
         let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
             let n = (len as usize).min(total - off);
@@ -224,14 +266,15 @@ pub fn send_to_guest(
         });
         if let Err(e) = walked {
             // Return every buffer taken for this frame empty.
-            ring.write_used(mem, pending.used + nbufs, head, 0)?;
+            pending.put_used(mem, ring, pending.used + nbufs, head, 0)?;
             for k in 0..nbufs {
-                ring.write_used(mem, pending.used + k, head_of(ring, save, k, mem)?, 0)?;
+                let h = head_of(ring, save, k, mem)?;
+                pending.put_used(mem, ring, pending.used + k, h, 0)?;
             }
             pending.used += nbufs + 1;
             return Ok(SendOutcome::BadChain(e));
         }
-        ring.write_used(mem, pending.used + nbufs, head, (off - start) as u32)?;
+        pending.put_used(mem, ring, pending.used + nbufs, head, (off - start) as u32)?;
         nbufs += 1;
     }
     // The header went out with num_buffers = 1: only a frame spread over
@@ -274,6 +317,9 @@ pub fn publish(
     let mem = &FastMem::new(mem);
     let old = ring.next_used;
     let n = std::mem::take(&mut pending.used);
+    for (k, &(id, len)) in pending.shadow.iter().enumerate().take(usize::from(n)) {
+        ring.write_used(mem, k as u16, id, len)?;
+    }
     ring.publish_used(mem, n)?;
     ring.needs_interrupt(mem, old)
 }

@@ -686,6 +686,62 @@ fn send_across_the_index_wrap_uses_the_ring_slots_and_one_buffer_frames_say_num_
 }
 
 #[test]
+fn a_frame_over_more_buffers_than_the_batch_keeps_aside_is_published_whole_and_in_order() {
+    // The used elements of a batch wait in `Pending` until `publish`; past
+    // the first 64 they go to the ring directly. Either way the driver sees
+    // none before the index moves, then every one with its length.
+    let m = mem();
+    let mut d = Driver::new(&m);
+    let n = neg(F_VERSION_1 | NET_F_MRG_RXBUF);
+    let bufs: Vec<u64> = (0..100u64).map(|i| 0x2_0000 + i * 0x100).collect();
+    let heads: Vec<u16> = bufs.iter().map(|&b| d.post(&[(b, 256, F_WRITE)])).collect();
+    let mut view = d.view(false);
+    let f = frame(20_000, 7);
+    let total = 12 + f.len();
+    let nbufs = total.div_ceil(256);
+    assert!(
+        nbufs > 64,
+        "the frame must need more buffers than are kept aside"
+    );
+    let mut pending = Pending::default();
+    assert_eq!(
+        send(&d, &mut view, &n, &Packet::from_bytes(&f), &mut pending),
+        SendOutcome::Sent {
+            buffers: nbufs as u16
+        }
+    );
+    assert_eq!(d.used_idx(), 0, "nothing visible before publish");
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(usize::from(d.used_idx()), nbufs);
+    let mut got = Vec::new();
+    for k in 0..nbufs {
+        let len = (total - k * 256).min(256);
+        assert_eq!(
+            d.used(k as u16),
+            (u32::from(heads[k]), len as u32),
+            "used element {k}"
+        );
+        got.extend(d.read(bufs[k], len));
+    }
+    assert_eq!(u16::from_le_bytes([got[10], got[11]]), nbufs as u16);
+    assert_eq!(&got[12..], &f[..]);
+    // The next batch starts clean: one small frame, one element, after them.
+    assert_eq!(
+        send(
+            &d,
+            &mut view,
+            &n,
+            &Packet::from_bytes(&frame(60, 1)),
+            &mut pending
+        ),
+        SendOutcome::Sent { buffers: 1 }
+    );
+    guest_rx::publish(&m, &mut view, &mut pending).unwrap();
+    assert_eq!(usize::from(d.used_idx()), nbufs + 1);
+    assert_eq!(d.used(nbufs as u16), (u32::from(heads[nbufs]), 72));
+}
+
+#[test]
 fn mrg_rxbuf_header_split_over_tiny_buffers_still_gets_num_buffers() {
     let m = mem();
     let mut d = Driver::new(&m);

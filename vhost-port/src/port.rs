@@ -472,7 +472,7 @@ impl VhostTxQueue {
                 Err(e) => (false, Some(e)),
             },
         };
-        self.pending = Pending::default();
+        self.pending.reset();
         s.end(&mut self.ring, interrupt, broken.as_ref());
         if let Some(e) = broken {
             self.counts.errors += 1;

@@ -381,6 +381,9 @@ impl RingView {
 /// is remembered, so most accesses skip the region lookup. Every access is
 /// still bounds-checked against the region (or, across regions, by
 /// `vm-memory`'s general accessors).
+/// Bytes at the start of a guest buffer prefetched before its copy.
+const PREFETCH_BYTES: u32 = 128;
+
 pub struct FastMem<'a> {
     mem: &'a GuestMem,
     last: Cell<Option<&'a GuestRegionMmap<()>>>,
@@ -553,15 +556,36 @@ impl<'a> FastMem<'a> {
     /// its own: the descriptor was read already).
     #[inline]
     pub fn prefetch_buffer_of(&self, d: &Descriptor) {
-        self.prefetch(d.addr().0);
+        // The whole of a small frame and its header (two lines, see
+        // [`FastMem::prefetch_buffer_for_write`]); the start of a large one.
+        self.prefetch_span(d.addr().0, d.len().min(PREFETCH_BYTES), false);
     }
-
     /// [`FastMem::prefetch_buffer_of`] for a buffer about to be written.
     #[inline]
-    pub fn prefetch_buffer_for_write(&self, d: &Descriptor) {
-        self.prefetch_write(d.addr().0);
+    pub fn prefetch_buffer_for_write(&self, d: &Descriptor, bytes: usize) {
+        // The lines the next write will start on, guessed from this frame's
+        // size (`bytes`), at most [`PREFETCH_BYTES`]: a header and a small
+        // frame span two lines (the driver puts the header just before a
+        // line boundary, as DPDK does in front of an mbuf's data); a larger
+        // frame's copy is a stream the hardware prefetcher follows.
+        let n = d.len().min(PREFETCH_BYTES).min(bytes as u32);
+        self.prefetch_span(d.addr().0, n, true);
     }
 
+    /// Prefetches every line of `n` bytes at guest address `start`.
+    #[inline]
+    fn prefetch_span(&self, start: u64, n: u32, write: bool) {
+        let end = start.saturating_add(u64::from(n));
+        let mut line = start;
+        while line < end {
+            if write {
+                self.prefetch_write(line);
+            } else {
+                self.prefetch(line);
+            }
+            line = (line | 63) + 1;
+        }
+    }
     #[inline]
     fn read_desc(&self, addr: u64) -> Option<Descriptor> {
         if let Some(p) = self.host(addr, DESC_SIZE as usize) {
