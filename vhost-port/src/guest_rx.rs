@@ -91,8 +91,8 @@ impl Pending {
 
 /// How many chains ahead of the one being filled descriptors are prefetched
 /// ([`BUF_AHEAD`] for buffers, whose address needs the descriptor read).
-const DESC_AHEAD: u16 = 8;
-const BUF_AHEAD: u16 = 4;
+const DESC_AHEAD: u16 = 4;
+const BUF_AHEAD: u16 = 2;
 
 /// After a fresh read of the available index: starts loading the
 /// descriptors of the first chains (`avail` of them are available), by
