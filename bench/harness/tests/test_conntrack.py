@@ -1,6 +1,10 @@
 import unittest
 
 from harness.scenarios.conntrack import (
+    HELD_MAX_TRIES,
+    HELD_WINDOW_S,
+    resend_chunk,
+    wait_forwarded,
     firewall_flows,
     parse_generator,
     parse_nconns,
@@ -37,6 +41,22 @@ class ConntrackHelpers(unittest.TestCase):
         count, _ = settle_count(lambda: next(reads), interval=0)
         self.assertEqual(count, 30)
 
+    def test_held_chunk_is_sent_again_until_it_leaves_the_switch_whole(self):
+        self.assertTrue(resend_chunk(499, 500, 1, 10.0))
+        self.assertFalse(resend_chunk(500, 500, 1, 10.0))
+
+    def test_held_chunk_is_not_sent_past_the_try_limit_or_the_time_window(self):
+        self.assertFalse(resend_chunk(0, 500, HELD_MAX_TRIES, 1.0))
+        self.assertFalse(resend_chunk(0, 500, 1, HELD_WINDOW_S))
+
+    def test_forwarding_wait_returns_at_the_target(self):
+        reads = iter([0, 200, 500, 999])
+        self.assertEqual(wait_forwarded(lambda: next(reads), 500, interval=0), 500)
+
+    def test_forwarding_wait_gives_up_when_the_count_stalls(self):
+        reads = iter([0, 200] + [300] * 1000)
+        self.assertEqual(wait_forwarded(lambda: next(reads), 500, stall=0.01,
+                                        interval=0.001), 300)  # fmt: skip
 
 if __name__ == "__main__":
     unittest.main()
