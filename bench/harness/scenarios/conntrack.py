@@ -21,16 +21,20 @@ FIRST_PORT = 20_000
 PORTS_PER_SOCKET = 10_000
 #: Connections of the "1M connections held" case (skipped with --quick).
 HELD_N = 1_000_000
-#: The held case offers its pairs in chunks of this many, each once the switch has
-#: forwarded the last: an unpaced burst overruns the switch's receive ring (about a
-#: thousand frames for ferrovs' AF_PACKET ring; OVS's socket buffer holds fewer) while
-#: its forwarding thread is not running, and the datagram never reaches the tracker.
+#: The held case offers its pairs in chunks of at most this many, each once the switch
+#: has forwarded the last: an unpaced burst overruns the switch's receive buffer (about a
+#: thousand frames for ferrovs' AF_PACKET ring, a few hundred for OVS's socket buffer)
+#: while its forwarding thread is off CPU, and the datagram never reaches the tracker.
 HELD_CHUNK = 500
-#: A chunk is sent again until one sending of it leaves the switch whole, at most this
-#: many times in all.
+#: A chunk that did not leave the switch whole is sent again at half the size (not below
+#: this); each whole chunk lets the next grow by HELD_CHUNK_STEP, so the chunk settles
+#: just under what the switch's receive buffer absorbs.
+HELD_MIN_CHUNK = 25
+HELD_CHUNK_STEP = 10
+#: The most sendings of one chunk start; after that the harness moves on.
 HELD_MAX_TRIES = 8
 #: A chunk counts as lost in part when port B's transmit count has not moved for this long.
-HELD_STALL_S = 0.05
+HELD_STALL_S = 0.03
 #: No chunk is offered later than this after the first datagram, so that the first
 #: connections are still within their 60 s UDP timeout when counted.
 HELD_WINDOW_S = 45.0
@@ -48,12 +52,14 @@ DESCRIPTION = (
     "the switch's processes (ferrovs: vswitchd; OVS: ovs-vswitchd + ovsdb-server) over "
     "the same burst, 2 s after it, / connections created. N = 100,000 (5,000 with --quick). "
     "'1M connections held' = after a flush, 1,000,000 pairs from the same sockets and "
-    "ports, paced: {HELD_CHUNK} pairs at a time, then the count is polled until it stops "
-    "growing; a chunk not wholly counted is offered again (same pairs; at most "
-    f"{HELD_MAX_TRIES} times in all, no chunk later than {HELD_WINDOW_S:.0f} s after the "
-    "first datagram). `dpctl/ct-get-nconns` 5 s after the last chunk (UDP connections "
-    "live 60 s after their last datagram), as thousands and as % of the pairs; datagrams "
-    "sent per pair; RSS growth / connections held (skipped with --quick)."
+    f"ports, paced: chunks of up to {HELD_CHUNK} pairs, the next once port B's transmit "
+    "count shows the switch forwarded them all; a chunk that did not leave whole (count "
+    f"still for {HELD_STALL_S * 1e3:.0f} ms) is sent again at half the size (same pairs; "
+    f"at most {HELD_MAX_TRIES} sendings from one start, none later than "
+    f"{HELD_WINDOW_S:.0f} s after the first datagram); whole chunks grow by "
+    f"{HELD_CHUNK_STEP}. `dpctl/ct-get-nconns` 5 s after the count stops growing (UDP "
+    "connections live 60 s after their last datagram), as thousands and as % of the "
+    "pairs; datagrams sent per pair; RSS growth / connections held (skipped with --quick)."
 )
 
 # One datagram per (source socket, destination port); prints time.time() before the first.
@@ -109,11 +115,13 @@ for line in sys.stdin:
 """
 
 
-def resend_chunk(forwarded: int, size: int, tries: int, elapsed: float) -> bool:
-    """Whether the held case sends a chunk of ``size`` pairs again: its last sending left
-    the switch short (``forwarded`` < ``size`` datagrams out of port B), and neither the
-    try limit (``tries`` sendings so far) nor the time window is used up."""
-    return forwarded < size and tries < HELD_MAX_TRIES and elapsed < HELD_WINDOW_S
+def next_chunk(size: int, forwarded: int, tries: int) -> tuple[bool, int]:
+    """After a sending of ``size`` pairs of which ``forwarded`` left port B, the
+    ``tries``-th from the same start: (move on to the next pairs, size of the next
+    sending). A short chunk is sent again at half the size until the try limit."""
+    if forwarded >= size:
+        return True, min(HELD_CHUNK, size + HELD_CHUNK_STEP)
+    return tries >= HELD_MAX_TRIES, max(HELD_MIN_CHUNK, size // 2)
 
 
 def wait_forwarded(read, target: int, stall: float = HELD_STALL_S,
@@ -267,24 +275,21 @@ def run(ctx: Context) -> None:
             with open(tx_path) as f:
                 return int(f.read())
 
-        sent = 0
-        for lo in range(0, HELD_N, HELD_CHUNK):
-            if time.time() - start >= HELD_WINDOW_S:
-                break
-            hi = min(lo + HELD_CHUNK, HELD_N)
-            tries = 0
-            while True:
-                before = tx_b()
-                gen.stdin.write(f"{lo} {hi}\n")
-                gen.stdin.flush()
-                line = gen.stdout.readline()
-                if not line.strip().isdigit():
-                    raise RuntimeError(f"held generator: unexpected output {line[:120]!r}")
-                sent += int(line)
-                tries += 1
-                out_b = wait_forwarded(tx_b, before + hi - lo) - before
-                if not resend_chunk(out_b, hi - lo, tries, time.time() - start):
-                    break
+        sent, lo, size, tries = 0, 0, HELD_CHUNK, 0
+        while lo < HELD_N and time.time() - start < HELD_WINDOW_S:
+            hi = min(lo + size, HELD_N)
+            before = tx_b()
+            gen.stdin.write(f"{lo} {hi}\n")
+            gen.stdin.flush()
+            line = gen.stdout.readline()
+            if not line.strip().isdigit():
+                raise RuntimeError(f"held generator: unexpected output {line[:120]!r}")
+            sent += int(line)
+            tries += 1
+            out_b = wait_forwarded(tx_b, before + hi - lo) - before
+            advance, size = next_chunk(hi - lo, out_b, tries)
+            if advance:
+                lo, tries = hi, 0
         gen.stdin.close()
         gen.wait(timeout=30)
         settle_count(nconns, interval=0.5, limit=120.0)

@@ -1,9 +1,11 @@
 import unittest
 
 from harness.scenarios.conntrack import (
+    HELD_CHUNK,
+    HELD_CHUNK_STEP,
     HELD_MAX_TRIES,
-    HELD_WINDOW_S,
-    resend_chunk,
+    HELD_MIN_CHUNK,
+    next_chunk,
     wait_forwarded,
     firewall_flows,
     parse_generator,
@@ -41,13 +43,16 @@ class ConntrackHelpers(unittest.TestCase):
         count, _ = settle_count(lambda: next(reads), interval=0)
         self.assertEqual(count, 30)
 
-    def test_held_chunk_is_sent_again_until_it_leaves_the_switch_whole(self):
-        self.assertTrue(resend_chunk(499, 500, 1, 10.0))
-        self.assertFalse(resend_chunk(500, 500, 1, 10.0))
+    def test_a_whole_chunk_moves_on_and_the_next_grows_up_to_the_cap(self):
+        self.assertEqual(next_chunk(100, 100, 1), (True, 100 + HELD_CHUNK_STEP))
+        self.assertEqual(next_chunk(HELD_CHUNK, HELD_CHUNK, 3), (True, HELD_CHUNK))
 
-    def test_held_chunk_is_not_sent_past_the_try_limit_or_the_time_window(self):
-        self.assertFalse(resend_chunk(0, 500, HELD_MAX_TRIES, 1.0))
-        self.assertFalse(resend_chunk(0, 500, 1, HELD_WINDOW_S))
+    def test_a_short_chunk_is_sent_again_at_half_the_size(self):
+        self.assertEqual(next_chunk(500, 280, 1), (False, 250))
+        self.assertEqual(next_chunk(HELD_MIN_CHUNK, 0, 2), (False, HELD_MIN_CHUNK))
+
+    def test_a_chunk_short_at_the_try_limit_is_left_behind(self):
+        self.assertEqual(next_chunk(40, 39, HELD_MAX_TRIES), (True, 25))
 
     def test_forwarding_wait_returns_at_the_target(self):
         reads = iter([0, 200, 500, 999])
