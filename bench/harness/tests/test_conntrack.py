@@ -1,6 +1,12 @@
 import unittest
 
 from harness.scenarios.conntrack import (
+    HELD_CHUNK,
+    HELD_CHUNK_STEP,
+    HELD_MAX_TRIES,
+    HELD_MIN_CHUNK,
+    next_chunk,
+    wait_forwarded,
     firewall_flows,
     parse_generator,
     parse_nconns,
@@ -37,6 +43,25 @@ class ConntrackHelpers(unittest.TestCase):
         count, _ = settle_count(lambda: next(reads), interval=0)
         self.assertEqual(count, 30)
 
+    def test_a_whole_chunk_moves_on_and_the_next_grows_up_to_the_cap(self):
+        self.assertEqual(next_chunk(100, 100, 1), (True, 100 + HELD_CHUNK_STEP))
+        self.assertEqual(next_chunk(HELD_CHUNK, HELD_CHUNK, 3), (True, HELD_CHUNK))
+
+    def test_a_short_chunk_is_sent_again_at_half_the_size(self):
+        self.assertEqual(next_chunk(500, 280, 1), (False, 250))
+        self.assertEqual(next_chunk(HELD_MIN_CHUNK, 0, 2), (False, HELD_MIN_CHUNK))
+
+    def test_a_chunk_short_at_the_try_limit_is_left_behind(self):
+        self.assertEqual(next_chunk(40, 39, HELD_MAX_TRIES), (True, 25))
+
+    def test_forwarding_wait_returns_at_the_target(self):
+        reads = iter([0, 200, 500, 999])
+        self.assertEqual(wait_forwarded(lambda: next(reads), 500, interval=0), 500)
+
+    def test_forwarding_wait_gives_up_when_the_count_stalls(self):
+        reads = iter([0, 200] + [300] * 1000)
+        self.assertEqual(wait_forwarded(lambda: next(reads), 500, stall=0.01,
+                                        interval=0.001), 300)  # fmt: skip
 
 if __name__ == "__main__":
     unittest.main()
