@@ -43,7 +43,13 @@ impl<V: Copy> ExactMatchCache<V> {
         let n = entries.max(WAYS).next_power_of_two();
         ExactMatchCache {
             hashes: vec![0; n].into_boxed_slice(),
-            keys: vec![FlowKey::default(); n].into_boxed_slice(),
+            // Zeroed by the allocator (calloc: fresh pages for a table this
+            // size), not written key by key: a slot's pages become resident
+            // only once a flow lands in them, so an idle or lightly used
+            // switch does not hold the ~3 MiB of an 8192-entry cache. An
+            // all-zero key is `FlowKey::default()`; a slot's key is read
+            // only once its value is set.
+            keys: bytemuck::zeroed_slice_box(n),
             values: vec![None; n].into_boxed_slice(),
             set_mask: n / WAYS - 1,
             len: 0,

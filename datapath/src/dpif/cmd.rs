@@ -52,6 +52,11 @@ pub(crate) enum PmdCmd {
         max_sleep: Option<std::time::Duration>,
         ack: Sender<()>,
     },
+    /// From now on, send the packets `DpAction::Sample` picks to `q`.
+    SetSamples {
+        q: Sender<super::Sampled>,
+        ack: Sender<()>,
+    },
     /// Stop (`true`) or resume (`false`) receiving from every port
     /// (`other_config:flow-restore-wait`).
     SetHold {

@@ -159,12 +159,18 @@ impl TxSet {
 
     /// Sends sampled packets to `q`, deciding with a generator seeded
     /// with `seed`.
+    #[cfg(test)]
     pub fn with_samples(self, q: crossbeam_channel::Sender<super::Sampled>, seed: u64) -> TxSet {
         TxSet {
             samples: Some(q),
-            rng: seed,
-            ..self
+            ..self.with_sample_seed(seed)
         }
+    }
+
+    /// Decides which packets are sampled with a generator seeded with
+    /// `seed`; the queue comes later (`PmdCmd::SetSamples`).
+    pub fn with_sample_seed(self, seed: u64) -> TxSet {
+        TxSet { rng: seed, ..self }
     }
 
     pub fn insert(&mut self, no: DpPortNo, txq: Box<dyn TxQueue>) {

@@ -145,11 +145,13 @@ struct Shared {
     generation: AtomicU64,
     /// The meters and policers, shared by every PMD.
     meters: Arc<crate::meter::Meters>,
-    /// Packets `DpAction::Sample` picked, for the flow exporters.
-    samples: (
-        crossbeam_channel::Sender<Sampled>,
-        crossbeam_channel::Receiver<Sampled>,
-    ),
+    /// The queue of packets `DpAction::Sample` picked, for the flow
+    /// exporters; made, and handed to the PMDs, when an exporter first
+    /// asks for it ([`Datapath::samples`]). Its 8192 slots of ~400 bytes
+    /// are written when it is made (3.3 MiB), which a switch exporting
+    /// nothing need not hold; until then sampled packets are dropped
+    /// uncounted, as nobody would read them.
+    samples: Mutex<Option<crossbeam_channel::Receiver<Sampled>>>,
     /// Outer headers of `tnl_push` actions, filled by the slow path.
     tnl_headers: Arc<crate::tunnel::HeaderTable>,
     tnl_counters: Arc<crate::tunnel::TnlCounters>,
@@ -220,7 +222,7 @@ impl Datapath {
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(1),
             meters: Arc::new(crate::meter::Meters::new()),
-            samples: bounded(SAMPLE_QUEUE),
+            samples: Mutex::new(None),
             tnl_headers: Arc::new(crate::tunnel::HeaderTable::default()),
             tnl_counters: Arc::new(crate::tunnel::TnlCounters::default()),
             ct,
@@ -235,16 +237,20 @@ impl Datapath {
             let cpu = (!cfg.pmd_cpus.is_empty()).then(|| cfg.pmd_cpus[id % cfg.pmd_cpus.len()]);
             counters.set_cpu(cpu);
             let link = PmdLink { tx, wake };
-            starters.push(pmd::Pmd::new(
-                id,
-                cpu,
-                &cfg,
-                rx,
+            // The PMD builds its state on its own thread, so its buffers
+            // come from that thread's malloc arena, where calloc hands out
+            // fresh pages without clearing them: its packet batches (2 MiB
+            // each, 64 KiB a frame) become resident as frames fill them.
+            // Built here, on the main arena, each calloc of a frame buffer
+            // was cleared byte by byte (4 MiB resident per PMD at start).
+            let (pcfg, wake, utx, pshared, pcounters) = (
+                cfg.clone(),
                 link.wake.clone(),
                 upcall_tx.clone(),
                 shared.clone(),
                 counters.clone(),
-            ));
+            );
+            starters.push(move || pmd::Pmd::new(id, cpu, &pcfg, rx, wake, utx, pshared, pcounters));
             pmds.push(PmdHandle {
                 link,
                 counters,
@@ -267,12 +273,11 @@ impl Datapath {
                 rxqs_per_pmd: vec![0; cfg.n_pmd],
             }),
         };
-        for (h, p) in dp.pmds.iter_mut().zip(starters) {
-            let name = format!("pmd-{}", p.id());
+        for (id, (h, make)) in dp.pmds.iter_mut().zip(starters).enumerate() {
             h.thread = Some(
                 std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || p.run())
+                    .name(format!("pmd-{id}"))
+                    .spawn(move || make().run())
                     .map_err(DpError::Thread)?,
             );
         }
@@ -520,8 +525,25 @@ impl Datapath {
 
     /// The queue of sampled packets (`DpAction::Sample`), for the flow
     /// exporters.
+    /// The first call makes the queue and hands it to every PMD.
     pub fn samples(&self) -> crossbeam_channel::Receiver<Sampled> {
-        self.shared.samples.1.clone()
+        let mut rx = self
+            .shared
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = &*rx {
+            return rx.clone();
+        }
+        let (tx, new) = bounded(SAMPLE_QUEUE);
+        if self
+            .broadcast(|ack| PmdCmd::SetSamples { q: tx.clone(), ack })
+            .is_err()
+        {
+            tracing::warn!("a PMD did not take the sample queue");
+        }
+        *rx = Some(new.clone());
+        new
     }
 
     /// The outer headers `DpAction::TnlPush` names by index.

@@ -205,10 +205,7 @@ impl Pmd {
                 shared.meters.clone(),
                 TnlExec::new(shared.tnl_headers.clone(), shared.tnl_counters.clone()),
             )
-            .with_samples(
-                shared.samples.0.clone(),
-                0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 32),
-            ),
+            .with_sample_seed(0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 32)),
             n_pmd: cfg.n_pmd.max(1),
             cache: FlowCache {
                 flows: Vec::new(),
@@ -230,10 +227,6 @@ impl Pmd {
         p.tx.ct = Some(shared.ct.clone());
         p.rebuild_wait_fds();
         p
-    }
-
-    pub fn id(&self) -> usize {
-        self.id
     }
 
     fn rebuild_wait_fds(&mut self) {
@@ -741,6 +734,10 @@ impl Pmd {
             }
             PmdCmd::SetMaxSleep { max_sleep, ack } => {
                 self.policy.max_sleep = max_sleep;
+                let _ = ack.send(());
+            }
+            PmdCmd::SetSamples { q, ack } => {
+                self.tx.samples = Some(q);
                 let _ = ack.send(());
             }
             PmdCmd::SetHold { hold, ack } => {

@@ -820,3 +820,39 @@ fn check_pkt_len_runs_the_branch_for_the_frame_length_then_what_follows() {
         assert_eq!(&out[0..6], &want, "size {size}, frame {len}");
     }
 }
+
+#[test]
+fn samples_reach_the_queue_only_once_an_exporter_asked_for_it() {
+    let sample = DpAction::Sample {
+        probability: u32::MAX,
+        exporter: 7,
+        obs_domain: 1,
+        obs_point: 2,
+        flow_sample: true,
+    };
+    let h = TestHandler::new(move |_: &FlowKey| UpcallResult {
+        actions: vec![sample, DpAction::Output(2)],
+        mask: FlowKey {
+            dl_dst: [0xff; 6],
+            ..FlowKey::default()
+        },
+        install: true,
+    });
+    let r = rig(h);
+    // No queue yet: the packet is forwarded, its sample goes nowhere.
+    r.p1.inject(&frame(1));
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(1));
+    let rx = r.dp.samples();
+    assert!(rx.is_empty(), "nothing was queued before the queue existed");
+    assert!(
+        r.dp.samples().same_channel(&rx),
+        "every caller gets the same queue"
+    );
+    r.p1.inject(&frame(2));
+    assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(2));
+    let s = rx.recv_timeout(WAIT).expect("a sample");
+    assert_eq!((s.exporter, s.obs_domain, s.obs_point), (7, 1, 2));
+    assert!(s.flow_sample);
+    assert_eq!(s.len as usize, frame(2).len());
+    assert_eq!(s.key.in_port, 1);
+}
