@@ -62,35 +62,11 @@ DESCRIPTION = (
     "pairs; datagrams sent per pair; RSS growth / connections held (skipped with --quick)."
 )
 
-# One datagram per (source socket, destination port); prints time.time() before the first.
-GENERATOR = """
-import socket, sys, time
-dst, n, first, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-socks = []
-for _ in range((n + per - 1) // per):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
-    socks.append(s)
-print(repr(time.time()), flush=True)
-sent = 0
-for s in socks:
-    for port in range(first, first + min(per, n - sent)):
-        for attempt in range(1000):  # ENOBUFS/EAGAIN: the device queue is full
-            try:
-                s.sendto(b"x", (dst, port))
-                break
-            except OSError:
-                if attempt == 999:
-                    raise
-                time.sleep(0.0001)
-        sent += 1
-print(sent, flush=True)
-"""
-
-# HELD_GENERATOR: the GENERATOR's pairs (pair i = socket i // per, destination port
+# GENERATOR: one datagram per pair (pair i = source socket i // per, destination port
 # first + i % per), sent on request: each stdin line "A B" sends pairs A..B-1 and prints
-# how many were sent. Prints time.time() before the first request.
-HELD_GENERATOR = """
+# how many were sent. Prints time.time() before the first request. The 100k burst asks
+# for all pairs at once; the 1M case paces its requests.
+GENERATOR = """
 import socket, sys, time
 dst, n, first, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 socks = []
@@ -236,6 +212,7 @@ def run(ctx: Context) -> None:
             pair.ns(0, "python3", "-c", GENERATOR, pair.addrs[1], str(n), str(FIRST_PORT),
                     str(PORTS_PER_SOCKET)),  # fmt: skip
             timeout=120,
+            input_text=f"0 {n}\n",
         )
         start, sent = parse_generator(out)
         count, end = settle_count(nconns)
@@ -260,7 +237,7 @@ def run(ctx: Context) -> None:
         base_conns = nconns()
         base_rss = _rss_kib(sw)
         gen = subprocess.Popen(
-            pair.ns(0, "python3", "-c", HELD_GENERATOR, pair.addrs[1], str(HELD_N),
+            pair.ns(0, "python3", "-c", GENERATOR, pair.addrs[1], str(HELD_N),
                     str(FIRST_PORT), str(PORTS_PER_SOCKET)),  # fmt: skip
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
