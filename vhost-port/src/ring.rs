@@ -575,6 +575,9 @@ impl<'a> FastMem<'a> {
     /// Prefetches every line of `n` bytes at guest address `start`.
     #[inline]
     fn prefetch_span(&self, start: u64, n: u32, write: bool) {
+        // The guest chooses `start`: near the top of the address space the
+        // next line does not exist, and the walk stops there instead of
+        // wrapping to address 0 (and on through the whole space).
         let end = start.saturating_add(u64::from(n));
         let mut line = start;
         while line < end {
@@ -583,9 +586,13 @@ impl<'a> FastMem<'a> {
             } else {
                 self.prefetch(line);
             }
-            line = (line | 63) + 1;
+            let Some(next) = (line | 63).checked_add(1) else {
+                break;
+            };
+            line = next;
         }
     }
+
     #[inline]
     fn read_desc(&self, addr: u64) -> Option<Descriptor> {
         if let Some(p) = self.host(addr, DESC_SIZE as usize) {
