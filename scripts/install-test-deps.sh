@@ -22,16 +22,36 @@ APT_PKGS=(
 # NAME==VERSION pins a version; a bare NAME accepts any installed version.
 PIP_PKGS=(ovs==4.0.0 os-ken==4.2.2 scapy matplotlib pyftpdlib)
 
-missing=()
-for p in "${APT_PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Prints the listed Debian packages that are not installed, one line.
+apt_missing() {
+  local p out=()
+  for p in "${APT_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out+=("$p")
+  done
+  echo "${out[*]}"
+}
+
+# Two passes: installing one package can remove another that was there (on a
+# fresh machine of this kind, Debian's qemu-system-x86 7.2 removes the
+# preinstalled backports qemu-utils 10.0), and the second pass puts back
+# Debian's matching version.
+updated=0
+for _pass in 1 2; do
+  read -r -a missing <<<"$(apt_missing)"
+  [ ${#missing[@]} -eq 0 ] && break
   echo "== installing Debian packages: ${missing[*]}"
-  # Wait for another apt (unattended upgrades, a parallel setup) instead of failing.
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  if [ "$updated" -eq 0 ]; then
+    # Wait for another apt (unattended upgrades, a parallel setup) instead of failing.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    updated=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
     --no-install-recommends "${missing[@]}" >/dev/null
+done
+read -r -a missing <<<"$(apt_missing)"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: still not installed after two passes: ${missing[*]}" >&2
+  exit 1
 fi
 
 # Prints the requirements from the arguments that $PYTHON does not satisfy,
