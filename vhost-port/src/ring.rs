@@ -377,13 +377,13 @@ impl RingView {
     }
 }
 
+/// Bytes at the start of a guest buffer prefetched before its copy.
+const PREFETCH_BYTES: u32 = 128;
+
 /// Guest memory as the data path reads it: the region of the last access
 /// is remembered, so most accesses skip the region lookup. Every access is
 /// still bounds-checked against the region (or, across regions, by
 /// `vm-memory`'s general accessors).
-/// Bytes at the start of a guest buffer prefetched before its copy.
-const PREFETCH_BYTES: u32 = 128;
-
 pub struct FastMem<'a> {
     mem: &'a GuestMem,
     last: Cell<Option<&'a GuestRegionMmap<()>>>,
@@ -560,6 +560,7 @@ impl<'a> FastMem<'a> {
         // [`FastMem::prefetch_buffer_for_write`]); the start of a large one.
         self.prefetch_span(d.addr().0, d.len().min(PREFETCH_BYTES), false);
     }
+
     /// [`FastMem::prefetch_buffer_of`] for a buffer about to be written.
     #[inline]
     pub fn prefetch_buffer_for_write(&self, d: &Descriptor, bytes: usize) {
@@ -568,7 +569,10 @@ impl<'a> FastMem<'a> {
         // frame span two lines (the driver puts the header just before a
         // line boundary, as DPDK does in front of an mbuf's data); a larger
         // frame's copy is a stream the hardware prefetcher follows.
-        let n = d.len().min(PREFETCH_BYTES).min(bytes as u32);
+        let n = d
+            .len()
+            .min(PREFETCH_BYTES)
+            .min(u32::try_from(bytes).unwrap_or(u32::MAX));
         self.prefetch_span(d.addr().0, n, true);
     }
 

@@ -524,8 +524,7 @@ impl Datapath {
     }
 
     /// The queue of sampled packets (`DpAction::Sample`), for the flow
-    /// exporters.
-    /// The first call makes the queue and hands it to every PMD.
+    /// exporters. The first call makes the queue and hands it to every PMD.
     pub fn samples(&self) -> crossbeam_channel::Receiver<Sampled> {
         let mut rx = self
             .shared
