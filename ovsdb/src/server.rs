@@ -274,7 +274,13 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         // Handle what has been read, as long as the client reads its replies.
         while !s.holding_off() && !s.out.overflowed() && !s.out.writer_failed() {
             match decoder.next_value() {
-                Ok(Some(v)) => s.handle(v),
+                Ok(Some(v)) => {
+                    // Commits published before this request was read happened before it (another
+                    // client may have had its reply already): take them in first, so the request
+                    // sees them, as in a single-threaded ovsdb-server.
+                    s.apply_published_commits();
+                    s.handle(v)
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(conn, error = %e, "closing connection on undecodable input");
@@ -323,9 +329,7 @@ async fn handle_connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 if let Ok((key, msg)) = done {
                     s.pending.remove(&key);
                     // Deliver the updates of the transaction before its reply, as ovsdb-server does.
-                    while let Ok(c) = s.commits.try_recv() {
-                        s.apply_commit(&c);
-                    }
+                    s.apply_published_commits();
                     s.send(msg);
                 }
             }
@@ -601,6 +605,13 @@ impl Session {
                 "update3",
                 json!([mon.id, txn.unwrap_or(self.view_txn).to_string(), updates]),
             ),
+        }
+    }
+
+    /// Take in every commit already published to this session.
+    fn apply_published_commits(&mut self) {
+        while let Ok(c) = self.commits.try_recv() {
+            self.apply_commit(&c);
         }
     }
 

@@ -389,3 +389,32 @@ fn tcp_remote_serves_the_same_database() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A client that asks after another client's transaction was answered sees that transaction,
+/// as from a single-threaded ovsdb-server: its session must take in the commits already
+/// published to it before it handles the request, not after.
+#[test]
+fn a_monitor_requested_after_another_clients_commit_was_answered_includes_it() {
+    let srv = Server::start();
+    let mut m = srv.client();
+    let mut w = srv.client();
+    for i in 1..=300u64 {
+        w.transact(vec![
+            json!({"op": "insert", "table": "Queue", "row": {"dscp": i % 64}}),
+        ])
+        .unwrap();
+        let id = format!("m{i}");
+        let initial = m
+            .request(
+                "monitor",
+                json!(["Open_vSwitch", id, {"Queue": {"columns": ["dscp"]}}]),
+            )
+            .unwrap();
+        let rows = initial
+            .get("Queue")
+            .and_then(Value::as_object)
+            .map_or(0, |r| r.len());
+        assert_eq!(rows as u64, i, "monitor {i} missed a committed row");
+        m.request("monitor_cancel", json!([id])).unwrap();
+    }
+}
