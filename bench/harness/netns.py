@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -24,7 +25,15 @@ class HostPair:
     addrs: tuple[str, str] = ADDRS
 
     def ns(self, i: int, *argv: str) -> list[str]:
-        return ["ip", "netns", "exec", self.hosts[i], *argv]
+        return [*host_cpu_prefix(), "ip", "netns", "exec", self.hosts[i], *argv]
+
+
+def host_cpu_prefix() -> list[str]:
+    """``taskset -c CPUS`` when ``$BENCH_HOST_CPUS`` is set: the hosts' programs (iperf3,
+    ping) then run only on those CPUs, leaving the others to the switch, as on a hypervisor
+    whose forwarding cores are kept for the switch (isolcpus)."""
+    cpus = os.environ.get("BENCH_HOST_CPUS", "").strip()
+    return ["taskset", "-c", cpus] if cpus else []
 
 
 def link_exists(name: str, netns: str | None = None) -> bool:

@@ -23,9 +23,12 @@ pub struct Ctx {
     pub started: Instant,
     /// What the config DB server counts (clients connected).
     pub db_stats: Arc<ovsdb::server::ServerStats>,
+    /// The CPUs the daemon started with, for keeping its threads off the PMDs'.
+    pub placement: crate::placement::Placement,
 }
 
 pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -> Result<()> {
+    let placement = crate::placement::Placement::capture();
     let db = ovsdb::Db::open(&args.db)
         .map_err(|e| match e {
             ovsdb::DbError::Empty { .. } => anyhow::anyhow!(
@@ -108,6 +111,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         log,
         started: Instant::now(),
         db_stats: Default::default(),
+        placement,
     });
     {
         // A weak reference: the hook lives in the switch it flushes.
@@ -154,6 +158,11 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
             .context("cannot start the reconciler thread")?;
     }
 
+    if !pmd_cpus.is_empty() {
+        // Every thread is up now; those created later inherit the placement.
+        ctx.placement
+            .keep_off_pmd_cpus(&pmd_cpus, &dp.pmd_thread_ids());
+    }
     info!("vswitchd ready (run directory {})", args.rundir.display());
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -220,6 +229,8 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
                 }
                 info!("PMD threads pinned to CPU(s) {cpus:?}");
                 ctx.switch.dp.set_pmd_cpus(&cpus);
+                ctx.placement
+                    .keep_off_pmd_cpus(&cpus, &ctx.switch.dp.pmd_thread_ids());
             }
             let max_sleep = cfg.pmd_max_sleep();
             if last

@@ -37,6 +37,7 @@ mod netflow;
 mod ofproto;
 mod ofservice;
 mod patch;
+mod placement;
 mod policing;
 mod recirc;
 mod rundir;

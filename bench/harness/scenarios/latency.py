@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import time
 from contextlib import ExitStack
 
 from .. import iperf, netns
 from ..context import Context
 from ..latency_parse import ping_rtts_us
-from .. import procs
 from ..procs import log, spawn
 from ..stats import percentile
 
@@ -51,11 +51,18 @@ def run(ctx: Context) -> None:
                     log_path=load_out,
                 )  # fmt: skip
                 time.sleep(0.5)  # the load is running before the first probe
-                out = procs.run(
-                    pair.ns(0, "ping", "-n", "-i", "0.001", "-c", str(probes), "-W", "1",
-                            pair.addrs[1]),
-                    check=False, timeout=duration + 30,
-                )  # fmt: skip
+                # Into a file, not a pipe: read from a pipe, each reply would wake this
+                # harness (1000 times a second), which then preempts whatever runs there,
+                # such as the switch's forwarding thread.
+                ping_log = ctx.logdir / f"{NAME}-{sw.name}-ping-{load}.txt"
+                with open(ping_log, "w") as ping_out:
+                    subprocess.run(
+                        pair.ns(0, "ping", "-n", "-i", "0.001", "-c", str(probes), "-W", "1",
+                                pair.addrs[1]),
+                        stdout=ping_out, stderr=subprocess.STDOUT, timeout=duration + 30,
+                        check=False,
+                    )  # fmt: skip
+                out = ping_log.read_text()
                 loader.wait(timeout=duration + 30)  # the server is free for the next one
             achieved, _ = iperf.parse_udp(json.loads(load_out.read_text()))
             rtts = ping_rtts_us(out)

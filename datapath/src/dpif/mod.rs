@@ -15,7 +15,7 @@ mod poll_policy;
 mod stats;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -179,6 +179,8 @@ struct PmdHandle {
     link: PmdLink,
     counters: Arc<PmdCounters>,
     thread: Option<JoinHandle<()>>,
+    /// The thread's kernel id, once it has started (0 before).
+    tid: Arc<AtomicI32>,
 }
 
 struct PortEntry {
@@ -255,6 +257,7 @@ impl Datapath {
                 link,
                 counters,
                 thread: None,
+                tid: Arc::new(AtomicI32::new(0)),
             });
         }
         drop(upcall_tx);
@@ -274,10 +277,15 @@ impl Datapath {
             }),
         };
         for (id, (h, make)) in dp.pmds.iter_mut().zip(starters).enumerate() {
+            let tid = h.tid.clone();
             h.thread = Some(
                 std::thread::Builder::new()
                     .name(format!("pmd-{id}"))
-                    .spawn(move || make().run())
+                    .spawn(move || {
+                        // SAFETY: gettid has no preconditions; it returns this thread's id.
+                        tid.store(unsafe { libc::gettid() }, Ordering::Release);
+                        make().run()
+                    })
                     .map_err(DpError::Thread)?,
             );
         }
@@ -494,6 +502,26 @@ impl Datapath {
     /// The number of PMD threads.
     pub fn n_pmds(&self) -> usize {
         self.pmds.len()
+    }
+
+    /// The kernel thread ids of the PMD threads, waiting (briefly) for any
+    /// that has not started yet; one that never starts is left out.
+    pub fn pmd_thread_ids(&self) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.pmds
+            .iter()
+            .filter_map(|p| {
+                loop {
+                    match p.tid.load(Ordering::Acquire) {
+                        0 if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(1))
+                        }
+                        0 => break None,
+                        tid => break Some(tid),
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The current flow-cache generation (bumped by every flush).
