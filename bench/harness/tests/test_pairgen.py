@@ -1,0 +1,49 @@
+"""The conntrack scenario's connection generator sends one datagram per pair, each pair a
+distinct (source socket, destination port), and answers each request with the count."""
+
+import socket
+import subprocess
+import sys
+import unittest
+from pathlib import Path
+
+GENERATOR = Path(__file__).resolve().parent.parent / "pairgen.py"
+
+
+class PairGeneratorTest(unittest.TestCase):
+    def test_every_pair_arrives_once_from_its_own_source_and_port(self):
+        first, per, n = 31_700, 8, 20  # 3 source sockets, the last one with 4 pairs
+        receivers = []
+        for port in range(first, first + per):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", port))
+            s.settimeout(5)
+            receivers.append(s)
+        try:
+            out = subprocess.run(
+                [sys.executable, str(GENERATOR), "127.0.0.1", str(n), str(first), str(per)],
+                input="0 13\n13 20\n", capture_output=True, text=True, timeout=30, check=True,
+            )  # fmt: skip
+            lines = out.stdout.split()
+            self.assertEqual(len(lines), 3, out.stdout)
+            float(lines[0])  # the start time
+            self.assertEqual([int(x) for x in lines[1:]], [13, 7])
+            seen = []
+            for i in range(n):
+                s = receivers[i % per]
+                data, (_, src_port) = s.recvfrom(16)
+                self.assertEqual(data, b"x")
+                seen.append((src_port, s.getsockname()[1]))
+            self.assertEqual(len(set(seen)), n, "every pair is a distinct 5-tuple")
+            self.assertEqual(len({src for src, _ in seen}), 3, "one source port per socket")
+            for s in receivers:
+                s.settimeout(0.2)
+                with self.assertRaises(socket.timeout):
+                    s.recvfrom(16)  # nothing more than one datagram per pair
+        finally:
+            for s in receivers:
+                s.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
