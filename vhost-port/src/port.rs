@@ -16,7 +16,8 @@ use crate::control::{self, ConnCtl};
 use crate::features::{FeatureOptions, Negotiated};
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{self, RxOutcome};
-use crate::ring::RingError;
+use crate::ring::{AnyRing, RingError};
+use crate::ring_packed::PackedHead;
 use crate::session::{ActiveRing, RingCache, Session, SessionCache, SessionSlot};
 use crate::sockfile::{self, SockFileError, SocketPerms};
 
@@ -281,13 +282,8 @@ impl Port for VhostUserPort {
 type CheckedKey = (u64, u64, u64, u16, usize);
 
 fn key_of(ar: &ActiveRing) -> CheckedKey {
-    (
-        ar.view.desc,
-        ar.view.avail,
-        ar.view.used,
-        ar.view.size,
-        Arc::as_ptr(&ar.mem) as usize,
-    )
+    let (desc, driver, device, size) = ar.view.key();
+    (desc, driver, device, size, Arc::as_ptr(&ar.mem) as usize)
 }
 
 /// Validates a ring once per setup (and memory table) and tells the guest
@@ -334,14 +330,15 @@ impl RxQueue for VhostRxQueue {
         }
         let before = batch.len();
         let mut out = RxOutcome::default();
-        let r = guest_tx::receive_from_guest(
-            &ar.mem,
-            &mut ar.view,
-            &ar.neg,
-            batch,
-            self.shared.opts.in_port,
-            &mut out,
-        );
+        let in_port = self.shared.opts.in_port;
+        let r = match &mut ar.view {
+            AnyRing::Split(v) => {
+                guest_tx::receive_from_guest(&ar.mem, v, &ar.neg, batch, in_port, &mut out)
+            }
+            AnyRing::Packed(v) => {
+                guest_tx::receive_from_guest(&ar.mem, v, &ar.neg, batch, in_port, &mut out)
+            }
+        };
         s.end(&mut self.ring, out.interrupt, r.as_ref().err());
         let stats = &self.shared.stats;
         PortStats::add(&stats.rx_packets, out.delivered as u64);
@@ -378,7 +375,9 @@ pub struct VhostTxQueue {
     /// The session of the batch in progress (its ring is `ring`'s).
     active: Option<Arc<Session>>,
     ring: RingCache,
+    /// The batch's used elements, for a split ring or a packed one.
     pending: Pending,
+    pending_packed: Pending<PackedHead>,
     checked: Option<CheckedKey>,
     in_batch: usize,
     counts: TxCounts,
@@ -410,6 +409,7 @@ impl VhostTxQueue {
             active: None,
             ring: RingCache::default(),
             pending: Pending::default(),
+            pending_packed: Pending::default(),
             checked: None,
             in_batch: 0,
             counts: TxCounts::default(),
@@ -467,12 +467,19 @@ impl VhostTxQueue {
         let index = ar.index;
         let (interrupt, broken) = match broken {
             Some(e) => (false, Some(e)),
-            None => match guest_rx::publish(&ar.mem, &mut ar.view, &mut self.pending) {
-                Ok(i) => (i, None),
-                Err(e) => (false, Some(e)),
-            },
+            None => {
+                let published = match &mut ar.view {
+                    AnyRing::Split(v) => guest_rx::publish(&ar.mem, v, &mut self.pending),
+                    AnyRing::Packed(v) => guest_rx::publish(&ar.mem, v, &mut self.pending_packed),
+                };
+                match published {
+                    Ok(i) => (i, None),
+                    Err(e) => (false, Some(e)),
+                }
+            }
         };
         self.pending.reset();
+        self.pending_packed.reset();
         s.end(&mut self.ring, interrupt, broken.as_ref());
         if let Some(e) = broken {
             self.counts.errors += 1;
@@ -545,8 +552,14 @@ impl VhostTxQueue {
             self.counts.dropped += 1;
             return;
         };
-        let r =
-            guest_rx::send_to_guest(&ar.mem, &mut ar.view, &ar.neg, data, off, &mut self.pending);
+        let r = match &mut ar.view {
+            AnyRing::Split(v) => {
+                guest_rx::send_to_guest(&ar.mem, v, &ar.neg, data, off, &mut self.pending)
+            }
+            AnyRing::Packed(v) => {
+                guest_rx::send_to_guest(&ar.mem, v, &ar.neg, data, off, &mut self.pending_packed)
+            }
+        };
         match r {
             Ok(SendOutcome::Sent { .. }) => {
                 self.counts.packets += 1;
