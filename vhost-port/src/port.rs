@@ -199,6 +199,42 @@ impl VhostUserPort {
         self.shared.connected.load(Ordering::Acquire)
     }
 
+    /// The Interface `status` of the port, with OVS's keys for vhost-user
+    /// ports where they exist: `mode` (client or server), `status`
+    /// (connected or disconnected) and, once features are negotiated,
+    /// `features` (the virtio feature bits, hex) and `vring_layout`
+    /// (`split` or `packed`).
+    pub fn status(&self) -> std::collections::BTreeMap<String, String> {
+        let mut m = std::collections::BTreeMap::new();
+        let mode = match self.shared.kind {
+            PortKind::VhostUserClient => "client",
+            _ => "server",
+        };
+        m.insert("mode".to_string(), mode.to_string());
+        let connected = self.connected();
+        m.insert(
+            "status".to_string(),
+            if connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
+            .to_string(),
+        );
+        if let Some(s) = self.shared.slot.get().filter(|_| connected) {
+            let acked = s.acked.load(Ordering::Acquire);
+            if acked != 0 {
+                m.insert("features".to_string(), format!("{acked:#018x}"));
+                let packed = Negotiated::from_bits(acked).packed;
+                m.insert(
+                    "vring_layout".to_string(),
+                    if packed { "packed" } else { "split" }.to_string(),
+                );
+            }
+        }
+        m
+    }
+
     /// Offloads frames sent to this port may keep, given what the guest
     /// negotiated (everything is completed in software when nobody is
     /// connected).

@@ -186,6 +186,7 @@ fn a_well_behaved_frontend_moves_frames_both_ways_and_can_reconnect() {
         let mut g = Guest::connect(&path);
         g.start();
         wait_for("link up", || port.link_up());
+        assert_eq!(port.status()["vring_layout"], "split");
 
         // Guest transmits: header + frame on ring 1.
         let frame: Vec<u8> = (0..60u8).map(|i| i ^ round).collect();
@@ -457,6 +458,9 @@ fn a_packed_ring_frontend_moves_frames_both_ways_over_several_laps_and_gets_its_
     let mut g = Guest::connect(&path);
     g.start_packed();
     wait_for("link up", || port.link_up());
+    let st = port.status();
+    assert_eq!(st["vring_layout"], "packed", "{st:?}");
+    assert_eq!(st["status"], "connected");
 
     // Two and a half laps of the 256-entry rings, each way.
     let frames = 640;
