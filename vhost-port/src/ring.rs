@@ -325,6 +325,7 @@ impl RingView {
     /// it is used instead of reading the entry again. It goes through every
     /// check a read entry does.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn walk_chain_from<F>(
         &self,
         mem: &FastMem<'_>,

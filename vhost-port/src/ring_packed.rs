@@ -274,6 +274,7 @@ impl Vring for PackedRing {
     /// Counts available chains by their descriptors' flags (the first of
     /// each with an acquire load), up to `max` chains and never more than
     /// one lap of the ring.
+    #[inline]
     fn pending(&self, mem: &FastMem<'_>, max: u16) -> Result<u16, RingError> {
         let mut n = 0u16;
         let mut m = self.next_avail;
@@ -296,6 +297,7 @@ impl Vring for PackedRing {
         Ok(n)
     }
 
+    #[inline]
     fn pop_head(&mut self, mem: &FastMem<'_>) -> Result<PackedHead, RingError> {
         let first = self.next_avail;
         let mut f = self.load_flags(mem, first, Ordering::Acquire)?;
@@ -325,6 +327,7 @@ impl Vring for PackedRing {
     /// Writes the used descriptor of `head` into the slot the chain started
     /// at; its flags wait for [`Vring::publish_used`] if it is the first of
     /// the batch (`k == 0`).
+    #[inline]
     fn write_used(
         &mut self,
         mem: &FastMem<'_>,
@@ -354,6 +357,7 @@ impl Vring for PackedRing {
     /// Stores the first used descriptor's flags (release: after every
     /// other write of the batch); the used position catches up with the
     /// available one, as every chain taken was returned.
+    #[inline]
     fn publish_used(&mut self, mem: &FastMem<'_>, n: u16) -> Result<(), RingError> {
         if n == 0 {
             return Ok(());
