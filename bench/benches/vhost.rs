@@ -7,6 +7,10 @@
 //! cache misses on lines the other core wrote (the larger share on the real
 //! loop) are not in it: `bench/run --only vhost-loop` measures those.
 //!
+//! Both ring layouts are measured: split rings, and packed rings
+//! (`VIRTIO_F_RING_PACKED`) whose mock driver rewrites each descriptor's
+//! length, id and flags as a real one does.
+//!
 //! Run: `cargo bench -p ferrovs-bench --bench vhost -- --warm-up-time 1 --measurement-time 3`
 //! (and see `main` for an instruction count under cachegrind).
 
@@ -16,10 +20,11 @@ use std::sync::atomic::Ordering;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use datapath::packet::{BATCH_SIZE, Offload, PacketBatch};
-use vhost_port::features::{F_IN_ORDER, F_VERSION_1, NET_F_MRG_RXBUF, Negotiated};
+use vhost_port::features::{F_IN_ORDER, F_RING_PACKED, F_VERSION_1, NET_F_MRG_RXBUF, Negotiated};
 use vhost_port::guest_rx::{self, Pending, SendOutcome};
 use vhost_port::guest_tx::{RxOutcome, receive_from_guest};
-use vhost_port::ring::{GuestMem, RingView};
+use vhost_port::ring::{GuestMem, RingView, Vring};
+use vhost_port::ring_packed::{DESC_F_AVAIL, DESC_F_USED, PackedRing};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 const QSIZE: u16 = 256;
@@ -74,17 +79,84 @@ fn ring(desc: u64, avail: u64, used: u64) -> RingView {
     }
 }
 
+/// The driver of a packed ring: makes the next `n` descriptors available
+/// again (length, id and flags; the addresses stay), the first one's flags
+/// last.
+struct PackedPoster {
+    desc: u64,
+    slot: u16,
+    wrap: bool,
+    len: u32,
+}
+
+impl PackedPoster {
+    fn post(&mut self, mem: &GuestMem, n: u16) {
+        let ring = mem
+            .get_slice(GuestAddress(self.desc), 16 * usize::from(QSIZE))
+            .unwrap();
+        let first = self.slot;
+        let mut first_flags = 0;
+        for k in 0..n {
+            let at = 16 * usize::from(self.slot);
+            let flags = if self.wrap { DESC_F_AVAIL } else { DESC_F_USED }
+                | if self.desc == RX_DESC { 2 } else { 0 };
+            ring.store(self.len, at + 8, Ordering::Relaxed).unwrap();
+            ring.store(self.slot, at + 12, Ordering::Relaxed).unwrap();
+            if k == 0 {
+                first_flags = flags;
+            } else {
+                ring.store(flags, at + 14, Ordering::Release).unwrap();
+            }
+            self.slot += 1;
+            if self.slot == QSIZE {
+                self.slot = 0;
+                self.wrap = !self.wrap;
+            }
+        }
+        ring.store(first_flags, 16 * usize::from(first) + 14, Ordering::Release)
+            .unwrap();
+    }
+}
+
+/// The two rings of a guest-to-guest batch, in one layout.
+enum Rings {
+    Split(RingView, RingView),
+    Packed(PackedRing, PackedRing, PackedPoster, PackedPoster),
+}
+
 /// The two rings of a guest-to-guest batch, in one guest memory.
 struct Loop {
     mem: GuestMem,
     neg: Negotiated,
-    txr: RingView,
-    rxr: RingView,
+    rings: Rings,
     batch: PacketBatch,
 }
 
+/// The switch's work on one batch: drain the transmit ring, fill the
+/// receive ring, publish.
+fn move_batch<R: Vring>(
+    mem: &GuestMem,
+    neg: &Negotiated,
+    txr: &mut R,
+    rxr: &mut R,
+    batch: &mut PacketBatch,
+) -> bool {
+    batch.clear();
+    let mut out = RxOutcome::default();
+    receive_from_guest(mem, txr, neg, batch, 1, &mut out).unwrap();
+    assert_eq!(out.delivered, BATCH_SIZE);
+    let mut pending = Pending::default();
+    let off = Offload::default();
+    for p in batch.packets() {
+        let r = guest_rx::send_to_guest(mem, rxr, neg, black_box(p.data()), &off, &mut pending)
+            .unwrap();
+        debug_assert_eq!(r, SendOutcome::Sent { buffers: 1 });
+    }
+    guest_rx::publish(mem, rxr, &mut pending).unwrap()
+}
+
 impl Loop {
-    fn new(size: u32) -> Loop {
+    fn new(size: u32, packed: bool) -> Loop {
         let frame_len = size - 4;
         let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
         for i in 0..QSIZE {
@@ -104,11 +176,31 @@ impl Loop {
                 2,
             );
         }
+        let mut bits = F_VERSION_1 | NET_F_MRG_RXBUF | F_IN_ORDER;
+        let rings = if packed {
+            bits |= F_RING_PACKED;
+            let poster = |desc, len| PackedPoster {
+                desc,
+                slot: 0,
+                wrap: true,
+                len,
+            };
+            Rings::Packed(
+                PackedRing::new(TX_DESC, TX_AVAIL, TX_USED, QSIZE, false),
+                PackedRing::new(RX_DESC, RX_AVAIL, RX_USED, QSIZE, false),
+                poster(TX_DESC, HDR as u32 + frame_len),
+                poster(RX_DESC, BUF as u32),
+            )
+        } else {
+            Rings::Split(
+                ring(TX_DESC, TX_AVAIL, TX_USED),
+                ring(RX_DESC, RX_AVAIL, RX_USED),
+            )
+        };
         Loop {
             mem,
-            neg: Negotiated::from_bits(F_VERSION_1 | NET_F_MRG_RXBUF | F_IN_ORDER),
-            txr: ring(TX_DESC, TX_AVAIL, TX_USED),
-            rxr: ring(RX_DESC, RX_AVAIL, RX_USED),
+            neg: Negotiated::from_bits(bits),
+            rings,
             batch: PacketBatch::new(),
         }
     }
@@ -116,39 +208,32 @@ impl Loop {
     /// The driver posts a batch on both rings; the switch moves it across.
     fn step(&mut self) -> bool {
         let mem = &self.mem;
-        post(mem, TX_AVAIL, BATCH_SIZE as u16);
-        post(mem, RX_AVAIL, BATCH_SIZE as u16);
-        self.batch.clear();
-        let mut out = RxOutcome::default();
-        receive_from_guest(mem, &mut self.txr, &self.neg, &mut self.batch, 1, &mut out).unwrap();
-        assert_eq!(out.delivered, BATCH_SIZE);
-        let mut pending = Pending::default();
-        let off = Offload::default();
-        for p in self.batch.packets() {
-            let r = guest_rx::send_to_guest(
-                mem,
-                &mut self.rxr,
-                &self.neg,
-                black_box(p.data()),
-                &off,
-                &mut pending,
-            )
-            .unwrap();
-            debug_assert_eq!(r, SendOutcome::Sent { buffers: 1 });
+        let n = BATCH_SIZE as u16;
+        match &mut self.rings {
+            Rings::Split(txr, rxr) => {
+                post(mem, TX_AVAIL, n);
+                post(mem, RX_AVAIL, n);
+                move_batch(mem, &self.neg, txr, rxr, &mut self.batch)
+            }
+            Rings::Packed(txr, rxr, txp, rxp) => {
+                txp.post(mem, n);
+                rxp.post(mem, n);
+                move_batch(mem, &self.neg, txr, rxr, &mut self.batch)
+            }
         }
-        guest_rx::publish(mem, &mut self.rxr, &mut pending).unwrap()
     }
 }
 
 fn bench_loop(c: &mut Criterion) {
     let mut g = c.benchmark_group("vhost_path");
     g.throughput(Throughput::Elements(BATCH_SIZE as u64));
-    for size in SIZES {
-        let mut l = Loop::new(size);
-        g.bench_function(
-            BenchmarkId::new("guest_to_guest", format!("{size}B")),
-            |b| b.iter(|| l.step()),
-        );
+    for (packed, name) in [(false, "guest_to_guest"), (true, "guest_to_guest_packed")] {
+        for size in SIZES {
+            let mut l = Loop::new(size, packed);
+            g.bench_function(BenchmarkId::new(name, format!("{size}B")), |b| {
+                b.iter(|| l.step())
+            });
+        }
     }
     g.finish();
 }
@@ -157,7 +242,8 @@ const SIZES: [u32; 2] = [64, 1518];
 
 criterion_group!(benches, bench_loop);
 
-/// `FERROVS_VHOST_BATCHES=N [FERROVS_VHOST_SIZE=64]`: runs N batches and
+/// `FERROVS_VHOST_BATCHES=N [FERROVS_VHOST_SIZE=64] [FERROVS_VHOST_PACKED=1]`:
+/// runs N batches (on packed rings with `FERROVS_VHOST_PACKED=1`) and
 /// no measurement, for an instruction count that the machine's load does
 /// not disturb (`valgrind --tool=cachegrind`: the difference between two
 /// values of N, divided by their difference and by 32, is the switch's
@@ -171,7 +257,8 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(64);
-        let mut l = Loop::new(size);
+        let packed = std::env::var("FERROVS_VHOST_PACKED").is_ok_and(|v| v == "1");
+        let mut l = Loop::new(size, packed);
         for _ in 0..n {
             black_box(l.step());
         }

@@ -853,6 +853,17 @@ impl QemuGuest {
     /// Boots the test guest; `args` are the `fv.*` kernel parameters
     /// (see build-guest.sh).
     pub fn boot(sock: VhostSocket<'_>, mac: &str, args: &str) -> Result<QemuGuest> {
+        Self::boot_with(sock, mac, args, "")
+    }
+
+    /// [`QemuGuest::boot`] with `device_opts` appended to the
+    /// `-device virtio-net-pci` options (e.g. `,packed=on`).
+    pub fn boot_with(
+        sock: VhostSocket<'_>,
+        mac: &str,
+        args: &str,
+        device_opts: &str,
+    ) -> Result<QemuGuest> {
         let img = guest_image()?;
         let dir = tempfile::Builder::new().prefix("ferrovs-qemu-").tempdir()?;
         let serial = dir.path().join("serial.log");
@@ -889,7 +900,7 @@ impl QemuGuest {
             ])
             .args([
                 "-device",
-                &format!("virtio-net-pci,netdev=net0,mac={mac},romfile=,vectors=0"),
+                &format!("virtio-net-pci,netdev=net0,mac={mac},romfile=,vectors=0{device_opts}"),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

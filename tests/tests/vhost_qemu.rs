@@ -49,7 +49,10 @@ fn vhost_port(
     Ok(())
 }
 
-fn two_guests_ping_and_iperf(client_mode: bool) -> Result<()> {
+/// Two guests on one bridge ping and run iperf; their virtio-net devices
+/// use packed virtqueues if `packed`, and the ports must report the layout
+/// the guests negotiated.
+fn two_guests_ping_and_iperf(client_mode: bool, packed: bool) -> Result<()> {
     let tag = unique_tag();
     let sw = Switch::start()?;
     let br = format!("{tag}b");
@@ -78,19 +81,37 @@ fn two_guests_ping_and_iperf(client_mode: bool) -> Result<()> {
             VhostSocket::SwitchIsServer(p)
         }
     };
-    let ga = QemuGuest::boot(
+    let dev = if packed { ",packed=on" } else { "" };
+    let ga = QemuGuest::boot_with(
         sock(&sa),
         "52:54:00:61:00:01",
         "fv.ip=10.81.0.1/24 fv.mode=iperf-server",
+        dev,
     )?;
-    let gb = QemuGuest::boot(
+    let gb = QemuGuest::boot_with(
         sock(&sb),
         "52:54:00:61:00:02",
         "fv.ip=10.81.0.2/24 fv.peer=10.81.0.1 fv.mode=ping,iperf-client fv.count=3 fv.secs=3",
+        dev,
     )?;
     ga.wait_result("iperf-server-ready", BOOT)?;
     gb.wait_result("ping-ok", BOOT)
         .map_err(|e| anyhow::anyhow!("{e}\nswitch log:\n{}", sw.log_text()))?;
+    // Both guests run now (each powers off once its part is done): the
+    // ports report the ring layout their guest negotiated.
+    let want = if packed { "packed" } else { "split" };
+    for p in [&pb, &pa] {
+        let layout = || {
+            sw.vsctl(&["get", "Interface", p, "status:vring_layout"])
+                .map(|l| l.trim().trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || layout() == want),
+            "{p}: vring_layout {:?}, not {want}",
+            layout()
+        );
+    }
     // Read while both guests run (each powers off once its part is
     // done); the daemon writes link_state back about once a second.
     let mut state = String::new();
@@ -116,13 +137,20 @@ fn two_guests_ping_and_iperf(client_mode: bool) -> Result<()> {
 #[test]
 fn two_linux_guests_ping_and_iperf_over_server_mode_vhost_user_ports() -> Result<()> {
     require!("qemu-system-x86_64");
-    two_guests_ping_and_iperf(false)
+    two_guests_ping_and_iperf(false, false)
+}
+
+#[test]
+fn two_linux_guests_ping_and_iperf_over_packed_virtqueues_and_the_ports_report_packed() -> Result<()>
+{
+    require!("qemu-system-x86_64");
+    two_guests_ping_and_iperf(false, true)
 }
 
 #[test]
 fn two_linux_guests_ping_and_iperf_over_client_mode_vhost_user_ports() -> Result<()> {
     require!("qemu-system-x86_64");
-    two_guests_ping_and_iperf(true)
+    two_guests_ping_and_iperf(true, false)
 }
 
 #[test]

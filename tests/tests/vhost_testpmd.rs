@@ -24,6 +24,19 @@ fn perf_counters(text: &str) -> HashMap<String, u64> {
 
 #[test]
 fn testpmd_io_loop_with_in_order_rings_circulates_and_every_stage_is_accounted() -> Result<()> {
+    io_loop("", "split")
+}
+
+#[test]
+fn testpmd_io_loop_over_packed_in_order_rings_circulates_and_the_ports_report_packed() -> Result<()>
+{
+    io_loop(",packed_vq=1", "packed")
+}
+
+/// testpmd's io loop over two ports, its virtio-user devices given the
+/// extra devargs `extra`: frames circulate, every stage is accounted, and
+/// the ports report the ring layout `layout`.
+fn io_loop(extra: &str, layout: &str) -> Result<()> {
     if !is_root() {
         eprintln!("skipped: needs root");
         return Ok(());
@@ -57,7 +70,7 @@ fn testpmd_io_loop_with_in_order_rings_circulates_and_every_stage_is_accounted()
     let prefix = format!("ferrovs-{tag}");
     let vdev = |i: usize| {
         format!(
-            "net_virtio_user{i},path={},queues=1,in_order=1",
+            "net_virtio_user{i},path={},queues=1,in_order=1{extra}",
             socks[i].display()
         )
     };
@@ -102,6 +115,14 @@ fn testpmd_io_loop_with_in_order_rings_circulates_and_every_stage_is_accounted()
             .unwrap_or_default();
         perf_counters(&perf).get("Rx packets").copied().unwrap_or(0) > 100_000
     });
+    let layouts: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            sw.vsctl(&["get", "Interface", p, "status:vring_layout"])
+                .map(|l| l.trim().trim_matches('"').to_string())
+                .unwrap_or_default()
+        })
+        .collect();
     let stdin = tp.child().stdin.as_mut().context("testpmd stdin")?;
     let _ = stdin.write_all(b"stop\nquit\n");
     let _ = stdin.flush();
@@ -120,6 +141,7 @@ fn testpmd_io_loop_with_in_order_rings_circulates_and_every_stage_is_accounted()
     }
     assert!(c["busy iterations"] > 0 && c["Iterations"] >= c["busy iterations"]);
     assert!(c["EMC hits"] > 0, "{perf}");
+    assert_eq!(layouts, [layout, layout], "ring layout the ports report");
     assert_eq!(
         sw.vsctl(&["get", "Interface", &ports[0], "error"])?.trim(),
         "[]",

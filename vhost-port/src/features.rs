@@ -17,6 +17,8 @@ pub const RING_F_INDIRECT_DESC: u64 = 1 << 28;
 pub const RING_F_EVENT_IDX: u64 = 1 << 29;
 pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 pub const F_VERSION_1: u64 = 1 << 32;
+/// Packed virtqueues (virtio 1.1 section 2.8).
+pub const F_RING_PACKED: u64 = 1 << 34;
 /// The device uses buffers in the order the driver made them available.
 pub const F_IN_ORDER: u64 = 1 << 35;
 
@@ -32,6 +34,9 @@ pub struct FeatureOptions {
     /// available (always true of this backend), so a batch of the guest's
     /// transmit buffers is returned with one used element.
     pub in_order: bool,
+    /// VIRTIO_F_RING_PACKED: the driver may lay its queues out as packed
+    /// rings instead of split ones.
+    pub packed: bool,
 }
 
 impl Default for FeatureOptions {
@@ -42,6 +47,7 @@ impl Default for FeatureOptions {
             indirect_desc: true,
             offloads: true,
             in_order: true,
+            packed: true,
         }
     }
 }
@@ -66,6 +72,9 @@ impl FeatureOptions {
         }
         if self.in_order {
             f |= F_IN_ORDER;
+        }
+        if self.packed {
+            f |= F_RING_PACKED;
         }
         if self.offloads {
             f |= NET_F_CSUM
@@ -100,6 +109,8 @@ pub struct Negotiated {
     pub indirect: bool,
     /// VIRTIO_F_IN_ORDER was negotiated.
     pub in_order: bool,
+    /// The queues are packed rings (VIRTIO_F_RING_PACKED).
+    pub packed: bool,
     /// The guest may send frames with partial checksums (CSUM).
     pub host_csum: bool,
     /// The guest may send TSO super-frames (HOST_TSO4/6).
@@ -128,6 +139,7 @@ impl Negotiated {
             event_idx: has(RING_F_EVENT_IDX),
             indirect: has(RING_F_INDIRECT_DESC),
             in_order: has(F_IN_ORDER),
+            packed: has(F_RING_PACKED),
             host_csum: has(NET_F_CSUM),
             host_tso: has(NET_F_HOST_TSO4) || has(NET_F_HOST_TSO6),
             guest_csum: has(NET_F_GUEST_CSUM),

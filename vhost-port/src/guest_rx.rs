@@ -1,12 +1,10 @@
 //! Switch → guest: copying frames into the guest's receive virtqueue (the
 //! work behind `TxQueue::send`/`flush`).
 
-use std::num::Wrapping;
-
-use datapath::packet::Offload;
+use datapath::packet::{BATCH_SIZE, Offload};
 
 use crate::features::Negotiated;
-use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
+use crate::ring::{ChainError, FastMem, GuestMem, RingError, Vring};
 use wire::vnet_hdr::{self as net_hdr, MAX_HDR_LEN};
 
 /// What happened to one frame.
@@ -21,49 +19,54 @@ pub enum SendOutcome {
 }
 
 /// Used elements written since the last publish, and what is known of the
-/// available ring during the batch.
+/// available ring during the batch (in either layout: `H` is the ring's
+/// [`Vring::Head`]).
 #[derive(Debug)]
-pub struct Pending {
+pub struct Pending<H = u16> {
     pub used: u16,
     /// The used elements of the batch (id, len), kept here and written to
     /// the ring together at [`publish`]: one burst of stores per ring line
     /// instead of one between every two frame copies. Elements past
     /// [`SHADOW`] go to the ring directly.
-    shadow: [(u16, u32); SHADOW],
-    /// The driver's available index as last read during the batch: the
-    /// chains between `next_avail` and it are known to be there, so the
-    /// index is read again only when they run out, not for every frame (it
-    /// lives on a cache line the driver keeps writing).
-    pub avail_idx: Option<Wrapping<u16>>,
+    shadow: [(H, u32); SHADOW],
+    /// Chains after `next_avail` known to be available, as last counted
+    /// during the batch: the driver's side of the ring is read again only
+    /// when they run out, not for every frame (it lives on cache lines the
+    /// driver keeps writing).
+    pub known: u16,
 }
 
 const SHADOW: usize = 64;
 
-impl Default for Pending {
-    fn default() -> Pending {
+/// How many chains ahead a packed ring is counted when the known ones run
+/// out (a split ring tells them all with one read).
+const READ_AHEAD: u16 = BATCH_SIZE as u16;
+
+impl<H: Copy + Default> Default for Pending<H> {
+    fn default() -> Pending<H> {
         Pending {
             used: 0,
-            shadow: [(0, 0); SHADOW],
-            avail_idx: None,
+            shadow: [(H::default(), 0); SHADOW],
+            known: 0,
         }
     }
 }
 
-impl Pending {
+impl<H: Copy + Default> Pending<H> {
     /// Forgets the batch (after [`publish`], or when the ring broke).
     pub fn reset(&mut self) {
         self.used = 0;
-        self.avail_idx = None;
+        self.known = 0;
     }
 
     /// Records used element `k` of the batch.
     #[inline]
-    fn put_used(
+    fn put_used<R: Vring<Head = H>>(
         &mut self,
         mem: &FastMem<'_>,
-        ring: &RingView,
+        ring: &mut R,
         k: u16,
-        id: u16,
+        id: H,
         len: u32,
     ) -> Result<(), RingError> {
         match self.shadow.get_mut(usize::from(k)) {
@@ -75,17 +78,14 @@ impl Pending {
         }
     }
 
-    /// Chains known to be available without reading the driver's index.
-    fn known_avail(&self, ring: &RingView) -> u16 {
-        self.avail_idx.map_or(0, |idx| (idx - ring.next_avail).0)
-    }
-
-    /// Reads how many chains the driver has made available and remembers
-    /// its index.
-    fn read_avail(&mut self, mem: &FastMem<'_>, ring: &RingView) -> Result<u16, RingError> {
-        let n = ring.pending(mem)?;
-        self.avail_idx = Some(ring.next_avail + Wrapping(n));
-        Ok(n)
+    /// Counts the chains the driver has made available after the ring's
+    /// next one.
+    fn read_avail<R: Vring<Head = H>>(
+        &mut self,
+        mem: &FastMem<'_>,
+        ring: &R,
+    ) -> Result<u16, RingError> {
+        ring.pending(mem, READ_AHEAD)
     }
 }
 
@@ -98,10 +98,10 @@ const BUF_AHEAD: u16 = 2;
 /// descriptors of the first chains (`avail` of them are available), by
 /// address only (the available ring's line was just read).
 #[inline]
-fn prefetch_first(mem: &FastMem<'_>, ring: &RingView, avail: u16) {
+fn prefetch_first<R: Vring>(mem: &FastMem<'_>, ring: &R, avail: u16) {
     for k in 0..avail.min(DESC_AHEAD) {
-        if let Some(h) = mem.peek_head(ring, k) {
-            mem.prefetch_desc(ring, h);
+        if let Some(h) = ring.peek_head(mem, k) {
+            ring.prefetch_head(mem, h);
         }
     }
 }
@@ -111,19 +111,20 @@ fn prefetch_first(mem: &FastMem<'_>, ring: &RingView, avail: u16) {
 /// (`left` chains after the one just taken are known to be available), so
 /// that each miss overlaps the copies of the frames before it.
 #[inline]
-fn prefetch_ahead(mem: &FastMem<'_>, ring: &RingView, left: u16, bytes: usize) {
+fn prefetch_ahead<R: Vring>(mem: &FastMem<'_>, ring: &R, left: u16, bytes: usize) {
     // This chain's descriptor was prefetched DESC_AHEAD - BUF_AHEAD frames
     // ago, so reading it here does not wait on the other core.
     if left > BUF_AHEAD - 1
-        && let Some(h) = mem.peek_head(ring, BUF_AHEAD - 1)
-        && let Some(d) = mem.read_head_desc(ring, h)
+        && let Some(h) = ring.peek_head(mem, BUF_AHEAD - 1)
+        && let Some(d) = ring.read_first(mem, h)
     {
-        mem.prefetch_buffer_for_write(&d, bytes);
+        let (addr, len) = R::first_buffer(&d);
+        mem.prefetch_buffer_for_write(addr, len, bytes);
     }
     if left > DESC_AHEAD - 1
-        && let Some(h) = mem.peek_head(ring, DESC_AHEAD - 1)
+        && let Some(h) = ring.peek_head(mem, DESC_AHEAD - 1)
     {
-        mem.prefetch_desc(ring, h);
+        ring.prefetch_head(mem, h);
     }
 }
 
@@ -172,13 +173,13 @@ impl Source<'_> {
 /// Writes the frame `data` into the guest's receive ring, behind a header
 /// carrying `offload`. Used elements are written but not published: call
 /// [`publish`] once per batch.
-pub fn send_to_guest(
+pub fn send_to_guest<R: Vring>(
     mem: &GuestMem,
-    ring: &mut RingView,
+    ring: &mut R,
     neg: &Negotiated,
     data: &[u8],
     offload: &Offload,
-    pending: &mut Pending,
+    pending: &mut Pending<R::Head>,
 ) -> Result<SendOutcome, RingError> {
     let mem = &FastMem::new(mem);
     let src = Source {
@@ -187,12 +188,13 @@ pub fn send_to_guest(
         data,
     };
     let total = src.len();
-    let mut avail = pending.known_avail(ring);
+    let mut avail = pending.known;
     if avail == 0 {
         avail = pending.read_avail(mem, ring)?;
+        pending.known = avail;
         prefetch_first(mem, ring, avail);
     }
-    let save = ring.next_avail;
+    let save = ring.avail_mark();
     if !neg.mrg_rxbuf {
         if avail == 0 {
             return Ok(SendOutcome::NoRoom);
@@ -200,26 +202,36 @@ pub fn send_to_guest(
         let head = ring.pop_head(mem)?;
         prefetch_ahead(mem, ring, avail - 1, total);
         let mut off = 0usize;
-        let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
-            let n = (len as usize).min(total - off);
-            src.copy_out(mem, off, n, addr)?;
-            off += n;
-            Ok(off < total)
-        });
+        let walked = ring.walk(
+            mem,
+            head,
+            None,
+            true,
+            neg.indirect,
+            u64::MAX,
+            |addr, len| {
+                let n = (len as usize).min(total - off);
+                src.copy_out(mem, off, n, addr)?;
+                off += n;
+                Ok(off < total)
+            },
+        );
         return match walked {
             Err(e) => {
                 pending.put_used(mem, ring, pending.used, head, 0)?;
                 pending.used += 1;
+                pending.known = avail - 1;
                 Ok(SendOutcome::BadChain(e))
             }
             Ok(_) if off < total => {
                 // Too small for this frame; leave it for a smaller one.
-                ring.next_avail = save;
+                ring.set_avail_mark(save);
                 Ok(SendOutcome::NoRoom)
             }
             Ok(_) => {
                 pending.put_used(mem, ring, pending.used, head, total as u32)?;
                 pending.used += 1;
+                pending.known = avail - 1;
                 Ok(SendOutcome::Sent { buffers: 1 })
             }
         };
@@ -235,48 +247,54 @@ pub fn send_to_guest(
             // The known chains ran out: the driver may have posted more.
             let more = pending.read_avail(mem, ring)?;
             if more == 0 {
-                ring.next_avail = save;
+                ring.set_avail_mark(save);
+                pending.known = avail;
                 return Ok(SendOutcome::NoRoom);
             }
-            avail = nbufs + more;
+            avail = nbufs.saturating_add(more);
         }
         let head = ring.pop_head(mem)?;
         prefetch_ahead(mem, ring, avail - nbufs - 1, total - off);
         let start = off;
-        let walked = ring.walk_chain(mem, head, true, neg.indirect, u64::MAX, |addr, len| {
-            let n = (len as usize).min(total - off);
-            // Where num_buffers (header bytes 10 and 11) lands, for its
-            // rewrite when the frame takes several buffers: nearly always
-            // both in the first buffer, which holds the whole header.
-            if src.hdr_len == MAX_HDR_LEN && off < MAX_HDR_LEN {
-                if off == 0 && n >= MAX_HDR_LEN {
-                    nb_addr = [Some(addr.wrapping_add(10)), Some(addr.wrapping_add(11))];
-                } else {
-                    for (i, slot) in nb_addr.iter_mut().enumerate() {
-                        let b = 10 + i;
-                        if (off..off + n).contains(&b) {
-                            *slot = Some(addr.wrapping_add((b - off) as u64));
+        let walked = ring.walk(
+            mem,
+            head,
+            None,
+            true,
+            neg.indirect,
+            u64::MAX,
+            |addr, len| {
+                let n = (len as usize).min(total - off);
+                // Where num_buffers (header bytes 10 and 11) lands, for its
+                // rewrite when the frame takes several buffers: nearly always
+                // both in the first buffer, which holds the whole header.
+                if src.hdr_len == MAX_HDR_LEN && off < MAX_HDR_LEN {
+                    if off == 0 && n >= MAX_HDR_LEN {
+                        nb_addr = [Some(addr.wrapping_add(10)), Some(addr.wrapping_add(11))];
+                    } else {
+                        for (i, slot) in nb_addr.iter_mut().enumerate() {
+                            let b = 10 + i;
+                            if (off..off + n).contains(&b) {
+                                *slot = Some(addr.wrapping_add((b - off) as u64));
+                            }
                         }
                     }
                 }
-            }
-            src.copy_out(mem, off, n, addr)?;
-            off += n;
-            Ok(off < total)
-        });
+                src.copy_out(mem, off, n, addr)?;
+                off += n;
+                Ok(off < total)
+            },
+        );
         if let Err(e) = walked {
             // Return every buffer taken for this frame empty.
-            pending.put_used(mem, ring, pending.used + nbufs, head, 0)?;
-            for k in 0..nbufs {
-                let h = head_of(ring, save, k, mem)?;
-                pending.put_used(mem, ring, pending.used + k, h, 0)?;
-            }
-            pending.used += nbufs + 1;
+            return_empty(mem, ring, pending, save, nbufs, head)?;
+            pending.known = avail - nbufs - 1;
             return Ok(SendOutcome::BadChain(e));
         }
         pending.put_used(mem, ring, pending.used + nbufs, head, (off - start) as u32)?;
         nbufs += 1;
     }
+    pending.known = avail - nbufs;
     // The header went out with num_buffers = 1: only a frame spread over
     // several buffers needs it rewritten.
     let nb = nbufs.to_le_bytes();
@@ -295,27 +313,40 @@ pub fn send_to_guest(
     Ok(SendOutcome::Sent { buffers: nbufs })
 }
 
-/// The head taken `k` chains after `start` (re-read from the avail ring).
-fn head_of(
-    ring: &RingView,
-    start: Wrapping<u16>,
-    k: u16,
+/// Returns the `nbufs` chains taken from mark `save` for a frame, and the
+/// chain `bad` after them, as used elements of length 0 (the frame is
+/// dropped). The chains are taken again from `save` on a copy of the ring
+/// (one pass).
+#[cold]
+#[inline(never)]
+fn return_empty<R: Vring>(
     mem: &FastMem<'_>,
-) -> Result<u16, RingError> {
-    let mut r = *ring;
-    r.next_avail = start + Wrapping(k);
-    r.pop_head(mem)
+    ring: &mut R,
+    pending: &mut Pending<R::Head>,
+    save: u16,
+    nbufs: u16,
+    bad: R::Head,
+) -> Result<(), RingError> {
+    pending.put_used(mem, ring, pending.used + nbufs, bad, 0)?;
+    let mut again = *ring;
+    again.set_avail_mark(save);
+    for k in 0..nbufs {
+        let h = again.pop_head(mem)?;
+        pending.put_used(mem, ring, pending.used + k, h, 0)?;
+    }
+    pending.used += nbufs + 1;
+    Ok(())
 }
 
 /// Publishes the pending used elements; returns whether the guest wants an
 /// interrupt.
-pub fn publish(
+pub fn publish<R: Vring>(
     mem: &GuestMem,
-    ring: &mut RingView,
-    pending: &mut Pending,
+    ring: &mut R,
+    pending: &mut Pending<R::Head>,
 ) -> Result<bool, RingError> {
     let mem = &FastMem::new(mem);
-    let old = ring.next_used;
+    let old = ring.used_mark();
     let n = std::mem::take(&mut pending.used);
     for (k, &(id, len)) in pending.shadow.iter().enumerate().take(usize::from(n)) {
         ring.write_used(mem, k as u16, id, len)?;

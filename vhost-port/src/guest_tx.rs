@@ -4,7 +4,7 @@
 use datapath::packet::{BATCH_SIZE, MAX_FRAME, Packet, PacketBatch};
 
 use crate::features::Negotiated;
-use crate::ring::{ChainError, FastMem, GuestMem, RingError, RingView};
+use crate::ring::{ChainError, FastMem, GuestMem, RingError, Vring};
 use wire::vnet_hdr::{self as net_hdr, MAX_HDR_LEN};
 
 /// Smallest frame accepted from a guest (an Ethernet header).
@@ -28,18 +28,19 @@ pub struct RxOutcome {
 /// every chain to the driver (refused ones with length 0). A `RingError`
 /// means the ring itself is broken; frames already committed stay in the
 /// batch.
-pub fn receive_from_guest(
+pub fn receive_from_guest<R: Vring>(
     mem: &GuestMem,
-    ring: &mut RingView,
+    ring: &mut R,
     neg: &Negotiated,
     batch: &mut PacketBatch,
     in_port: u32,
     out: &mut RxOutcome,
 ) -> Result<(), RingError> {
     let mem = &FastMem::new(mem);
-    let old_used = ring.next_used;
-    // The driver's index: one acquire load for the batch.
-    let n = usize::from(ring.pending(mem)?).min(batch.free());
+    let old_used = ring.used_mark();
+    // The driver's side of the ring, read once for the batch.
+    let room = u16::try_from(batch.free()).unwrap_or(u16::MAX);
+    let n = usize::from(ring.pending(mem, room)?).min(batch.free());
     let mut used: u16 = 0;
     let mut result = Ok(());
     // Three passes over the batch, so that the cache misses on guest memory
@@ -47,12 +48,12 @@ pub fn receive_from_guest(
     // read of the available ring's line) and prefetch their descriptor
     // table entries by address; then read each entry (the only read of
     // it) and prefetch the buffer it names; then copy.
-    let mut heads = [0u16; BATCH_SIZE];
+    let mut heads = [R::Head::default(); BATCH_SIZE];
     let mut taken = 0;
     while taken < n {
         match ring.pop_head(mem) {
             Ok(h) => {
-                mem.prefetch_desc(ring, h);
+                ring.prefetch_head(mem, h);
                 heads[taken] = h;
                 taken += 1;
             }
@@ -64,9 +65,10 @@ pub fn receive_from_guest(
     }
     let mut firsts = [None; BATCH_SIZE];
     for (first, &h) in firsts.iter_mut().zip(&heads[..taken]) {
-        *first = mem.read_head_desc(ring, h);
+        *first = ring.read_first(mem, h);
         if let Some(d) = first {
-            mem.prefetch_buffer_of(d);
+            let (addr, len) = R::first_buffer(d);
+            mem.prefetch_buffer_of(addr, len);
         }
     }
     for (k, &head) in heads[..taken].iter().enumerate() {
@@ -85,9 +87,9 @@ pub fn receive_from_guest(
                 out.last_error = Some(e);
             }
         }
-        // In order, the driver learns of the whole batch from the last
-        // element; otherwise every chain gets its own.
-        if !neg.in_order
+        // In order, the driver of a split ring learns of the whole batch
+        // from the last element; otherwise every chain gets its own.
+        if !(neg.in_order && R::IN_ORDER_LAST_ONLY)
             && let Err(e) = ring.write_used(mem, used, head, 0)
         {
             result = Err(e);
@@ -96,6 +98,7 @@ pub fn receive_from_guest(
         used += 1;
     }
     if neg.in_order
+        && R::IN_ORDER_LAST_ONLY
         && used > 0
         && let Err(e) = ring.write_used(mem, used - 1, heads[usize::from(used) - 1], 0)
     {
@@ -108,12 +111,12 @@ pub fn receive_from_guest(
 }
 
 /// Copies one chain (header, then frame) into `slot`; returns the frame length.
-fn copy_chain(
+fn copy_chain<R: Vring>(
     mem: &FastMem<'_>,
-    ring: &RingView,
+    ring: &R,
     neg: &Negotiated,
-    head: u16,
-    first: Option<virtio_queue::desc::split::Descriptor>,
+    head: R::Head,
+    first: Option<R::First>,
     slot: &mut Packet,
 ) -> Result<usize, ChainError> {
     let hdr_len = neg.hdr_len;
@@ -121,7 +124,7 @@ fn copy_chain(
     let mut hdr_got = 0usize;
     let mut frame_len = 0usize;
     let buf = slot.rx_buffer();
-    ring.walk_chain_from(
+    ring.walk(
         mem,
         head,
         first,

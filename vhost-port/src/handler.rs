@@ -22,9 +22,12 @@ use vhost::vhost_user::{
     Backend, Error as VuError, GpuBackend, Result as VuResult, VhostUserBackendReqHandlerMut,
 };
 use vhost_user_backend::VringT;
+use virtio_queue::QueueT;
 use vm_memory::{GuestAddress, GuestAddressSpace, GuestRegionMmap};
 
-use crate::features::{FeatureOptions, RING_F_EVENT_IDX, VHOST_USER_F_PROTOCOL_FEATURES};
+use crate::features::{
+    F_RING_PACKED, FeatureOptions, RING_F_EVENT_IDX, VHOST_USER_F_PROTOCOL_FEATURES,
+};
 use crate::memcheck;
 use crate::ring::GuestMem;
 use crate::session::{Gm, Session, Vring};
@@ -121,6 +124,11 @@ impl NetHandler {
         self.early_enable = true;
     }
 
+    /// Whether the driver lays its queues out as packed rings.
+    fn packed(&self) -> bool {
+        self.acked_features & F_RING_PACKED != 0
+    }
+
     fn vring(&self, index: u32) -> VuResult<&Vring> {
         self.vrings.get(index as usize).ok_or(VuError::InvalidParam)
     }
@@ -182,6 +190,12 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         let event_idx = features & RING_F_EVENT_IDX != 0;
         for v in &self.vrings {
             v.set_queue_event_idx(event_idx);
+            if features & F_RING_PACKED != 0 && !v.get_ref().get_queue().ready() {
+                // A packed ring starts at slot 0 with both wrap counters
+                // set, unless SET_VRING_BASE says otherwise.
+                v.set_queue_next_avail(crate::ring_packed::WRAP);
+                v.set_queue_next_used(crate::ring_packed::WRAP);
+            }
             // Without PROTOCOL_FEATURES rings are enabled from the start.
             if features & VHOST_USER_F_PROTOCOL_FEATURES == 0 {
                 v.set_enabled(true);
@@ -257,6 +271,11 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         let _p = self.session.pause();
         v.set_queue_info(desc, avail, used)
             .map_err(|e| handler_err(format!("bad ring addresses: {e}")))?;
+        if self.packed() {
+            // A packed ring has no used index: the device's position comes
+            // with SET_VRING_BASE.
+            return Ok(());
+        }
         // After a driver restart the used index starts where the ring says.
         let idx = v
             .queue_used_idx()
@@ -269,6 +288,12 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         let v = self.vring(index)?;
         let _p = self.session.pause();
         v.set_queue_next_avail(base as u16);
+        if self.packed() {
+            // The slot and wrap counter (bit 15) of the next descriptor to
+            // take; every one before it was used, so the device's used
+            // position is the same.
+            v.set_queue_next_used(base as u16);
+        }
         Ok(())
     }
 
@@ -297,7 +322,9 @@ impl VhostUserBackendReqHandlerMut for NetHandler {
         // (DPDK's vhost library reconciles the two the same way.) Checked
         // here, when the ring starts, so the order of SET_VRING_BASE and
         // SET_VRING_ADDR does not matter.
-        if let Ok(used) = v.queue_used_idx() {
+        if !self.packed()
+            && let Ok(used) = v.queue_used_idx()
+        {
             let next_avail = v.queue_next_avail();
             if next_avail != used {
                 tracing::warn!(
@@ -481,6 +508,25 @@ mod tests {
         assert!(h.vrings.iter().all(|v| !v.get_ref().is_enabled()));
         h.set_vring_enable(1, true).unwrap();
         assert!(h.vrings[1].get_ref().is_enabled());
+    }
+
+    #[test]
+    fn a_packed_ring_takes_both_positions_and_its_wrap_counter_from_set_vring_base() {
+        use crate::ring_packed::WRAP;
+        let (mut h, s) = NetHandler::new(FeatureOptions::default(), 1, [2; 6], 1500).unwrap();
+        h.set_features(crate::features::F_VERSION_1 | F_RING_PACKED)
+            .unwrap();
+        assert_eq!(
+            s.queue_indices(0),
+            (WRAP, WRAP),
+            "slot 0, wrap counters set"
+        );
+        h.set_vring_base(0, 5).unwrap();
+        assert_eq!(s.queue_indices(0), (5, 5));
+        h.set_vring_base(0, u32::from(WRAP | 7)).unwrap();
+        assert_eq!(s.queue_indices(0), (WRAP | 7, WRAP | 7));
+        let num = { h.get_vring_base(0).unwrap().num };
+        assert_eq!(num, u32::from(WRAP | 7));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod handler;
 pub mod memcheck;
 pub mod port;
 pub mod ring;
+pub mod ring_packed;
 pub mod session;
 pub mod sockfile;
 
@@ -27,5 +28,7 @@ pub use sockfile::SocketPerms;
 
 #[cfg(test)]
 mod fastmem_tests;
+#[cfg(test)]
+mod mock_packed_tests;
 #[cfg(test)]
 mod mock_tests;

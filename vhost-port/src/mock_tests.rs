@@ -19,12 +19,12 @@ use crate::ring::{ChainError, GuestMem, RingError, RingView};
 use wire::vnet_hdr as net_hdr;
 
 const QSIZE: u16 = 256;
-const MEM_SIZE: usize = 0x10_0000;
+pub(crate) const MEM_SIZE: usize = 0x10_0000;
 const F_NEXT: u16 = 1;
 const F_WRITE: u16 = 2;
 const F_INDIRECT: u16 = 4;
 
-fn mem() -> GuestMem {
+pub(crate) fn mem() -> GuestMem {
     GuestMem::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
 }
 
@@ -133,17 +133,17 @@ impl<'a> Driver<'a> {
     }
 }
 
-fn neg(bits: u64) -> Negotiated {
+pub(crate) fn neg(bits: u64) -> Negotiated {
     Negotiated::from_bits(bits)
 }
 
-fn frame(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn frame(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
         .collect()
 }
 
-fn hdr(off: &Offload) -> [u8; 12] {
+pub(crate) fn hdr(off: &Offload) -> [u8; 12] {
     net_hdr::encode_mrg(off, 0)
 }
 

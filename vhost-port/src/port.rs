@@ -16,7 +16,8 @@ use crate::control::{self, ConnCtl};
 use crate::features::{FeatureOptions, Negotiated};
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{self, RxOutcome};
-use crate::ring::RingError;
+use crate::ring::{AnyRing, RingError};
+use crate::ring_packed::PackedHead;
 use crate::session::{ActiveRing, RingCache, Session, SessionCache, SessionSlot};
 use crate::sockfile::{self, SockFileError, SocketPerms};
 
@@ -198,6 +199,42 @@ impl VhostUserPort {
         self.shared.connected.load(Ordering::Acquire)
     }
 
+    /// The Interface `status` of the port, with OVS's keys for vhost-user
+    /// ports where they exist: `mode` (client or server), `status`
+    /// (connected or disconnected) and, once features are negotiated,
+    /// `features` (the virtio feature bits, hex) and `vring_layout`
+    /// (`split` or `packed`).
+    pub fn status(&self) -> std::collections::BTreeMap<String, String> {
+        let mut m = std::collections::BTreeMap::new();
+        let mode = match self.shared.kind {
+            PortKind::VhostUserClient => "client",
+            _ => "server",
+        };
+        m.insert("mode".to_string(), mode.to_string());
+        let connected = self.connected();
+        m.insert(
+            "status".to_string(),
+            if connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
+            .to_string(),
+        );
+        if let Some(s) = self.shared.slot.get().filter(|_| connected) {
+            let acked = s.acked.load(Ordering::Acquire);
+            if acked != 0 {
+                m.insert("features".to_string(), format!("{acked:#018x}"));
+                let packed = Negotiated::from_bits(acked).packed;
+                m.insert(
+                    "vring_layout".to_string(),
+                    if packed { "packed" } else { "split" }.to_string(),
+                );
+            }
+        }
+        m
+    }
+
     /// Offloads frames sent to this port may keep, given what the guest
     /// negotiated (everything is completed in software when nobody is
     /// connected).
@@ -281,13 +318,8 @@ impl Port for VhostUserPort {
 type CheckedKey = (u64, u64, u64, u16, usize);
 
 fn key_of(ar: &ActiveRing) -> CheckedKey {
-    (
-        ar.view.desc,
-        ar.view.avail,
-        ar.view.used,
-        ar.view.size,
-        Arc::as_ptr(&ar.mem) as usize,
-    )
+    let (desc, driver, device, size) = ar.view.key();
+    (desc, driver, device, size, Arc::as_ptr(&ar.mem) as usize)
 }
 
 /// Validates a ring once per setup (and memory table) and tells the guest
@@ -334,14 +366,15 @@ impl RxQueue for VhostRxQueue {
         }
         let before = batch.len();
         let mut out = RxOutcome::default();
-        let r = guest_tx::receive_from_guest(
-            &ar.mem,
-            &mut ar.view,
-            &ar.neg,
-            batch,
-            self.shared.opts.in_port,
-            &mut out,
-        );
+        let in_port = self.shared.opts.in_port;
+        let r = match &mut ar.view {
+            AnyRing::Split(v) => {
+                guest_tx::receive_from_guest(&ar.mem, v, &ar.neg, batch, in_port, &mut out)
+            }
+            AnyRing::Packed(v) => {
+                guest_tx::receive_from_guest(&ar.mem, v, &ar.neg, batch, in_port, &mut out)
+            }
+        };
         s.end(&mut self.ring, out.interrupt, r.as_ref().err());
         let stats = &self.shared.stats;
         PortStats::add(&stats.rx_packets, out.delivered as u64);
@@ -378,7 +411,9 @@ pub struct VhostTxQueue {
     /// The session of the batch in progress (its ring is `ring`'s).
     active: Option<Arc<Session>>,
     ring: RingCache,
+    /// The batch's used elements, for a split ring or a packed one.
     pending: Pending,
+    pending_packed: Pending<PackedHead>,
     checked: Option<CheckedKey>,
     in_batch: usize,
     counts: TxCounts,
@@ -410,6 +445,7 @@ impl VhostTxQueue {
             active: None,
             ring: RingCache::default(),
             pending: Pending::default(),
+            pending_packed: Pending::default(),
             checked: None,
             in_batch: 0,
             counts: TxCounts::default(),
@@ -467,12 +503,19 @@ impl VhostTxQueue {
         let index = ar.index;
         let (interrupt, broken) = match broken {
             Some(e) => (false, Some(e)),
-            None => match guest_rx::publish(&ar.mem, &mut ar.view, &mut self.pending) {
-                Ok(i) => (i, None),
-                Err(e) => (false, Some(e)),
-            },
+            None => {
+                let published = match &mut ar.view {
+                    AnyRing::Split(v) => guest_rx::publish(&ar.mem, v, &mut self.pending),
+                    AnyRing::Packed(v) => guest_rx::publish(&ar.mem, v, &mut self.pending_packed),
+                };
+                match published {
+                    Ok(i) => (i, None),
+                    Err(e) => (false, Some(e)),
+                }
+            }
         };
         self.pending.reset();
+        self.pending_packed.reset();
         s.end(&mut self.ring, interrupt, broken.as_ref());
         if let Some(e) = broken {
             self.counts.errors += 1;
@@ -545,8 +588,14 @@ impl VhostTxQueue {
             self.counts.dropped += 1;
             return;
         };
-        let r =
-            guest_rx::send_to_guest(&ar.mem, &mut ar.view, &ar.neg, data, off, &mut self.pending);
+        let r = match &mut ar.view {
+            AnyRing::Split(v) => {
+                guest_rx::send_to_guest(&ar.mem, v, &ar.neg, data, off, &mut self.pending)
+            }
+            AnyRing::Packed(v) => {
+                guest_rx::send_to_guest(&ar.mem, v, &ar.neg, data, off, &mut self.pending_packed)
+            }
+        };
         match r {
             Ok(SendOutcome::Sent { .. }) => {
                 self.counts.packets += 1;

@@ -25,12 +25,12 @@ use vm_memory::{
 /// The guest memory a port works on.
 pub type GuestMem = GuestMemoryMmap<()>;
 
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-const DESC_F_INDIRECT: u16 = 4;
+pub(crate) const DESC_F_NEXT: u16 = 1;
+pub(crate) const DESC_F_WRITE: u16 = 2;
+pub(crate) const DESC_F_INDIRECT: u16 = 4;
 const USED_F_NO_NOTIFY: u16 = 1;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
-const DESC_SIZE: u64 = 16;
+pub(crate) const DESC_SIZE: u64 = 16;
 const _: () = assert!(std::mem::size_of::<Descriptor>() == DESC_SIZE as usize);
 
 /// A problem with the ring itself: the queue cannot be trusted any more and
@@ -47,6 +47,8 @@ pub enum RingError {
     HeadOutOfRange { head: u16, size: u16 },
     #[error("ring size {0} is not a power of two up to 32768")]
     BadSize(u16),
+    #[error("packed ring descriptor {0} counted as available is not any more")]
+    DescRetracted(u16),
 }
 
 /// A problem with one descriptor chain: the chain is returned unused and
@@ -69,6 +71,10 @@ pub enum ChainError {
     BadIndirectTable(u32),
     #[error("zero-length descriptor")]
     ZeroLength,
+    #[error("buffer id {0} is beyond the ring")]
+    BadId(u16),
+    #[error("descriptor {0} of a chain is not marked available")]
+    NotAvailable(u16),
     #[error("descriptor chain of {0} bytes is too large")]
     TooBig(u64),
     #[error("descriptor has the wrong direction (device-writable {0})")]
@@ -94,6 +100,47 @@ pub struct RingView {
     pub next_used: Wrapping<u16>,
 }
 
+/// The checks every buffer of a chain passes, in either ring layout: the
+/// direction the caller needs, a non-zero length, and a running total
+/// (`total`, updated) of at most `max_bytes`.
+#[inline]
+pub(crate) fn check_buffer(
+    flags: u16,
+    len: u32,
+    writable: bool,
+    total: &mut u64,
+    max_bytes: u64,
+) -> Result<(), ChainError> {
+    if (flags & DESC_F_WRITE != 0) != writable {
+        return Err(ChainError::WrongDirection(!writable));
+    }
+    if len == 0 {
+        return Err(ChainError::ZeroLength);
+    }
+    *total = total.saturating_add(u64::from(len));
+    if *total > max_bytes {
+        return Err(ChainError::TooBig(*total));
+    }
+    Ok(())
+}
+
+/// Refuses ring sizes other than powers of two up to 32768 (the slot of an
+/// index is then a mask, and bit 15 of a packed ring's mark is free for its
+/// wrap counter).
+pub(crate) fn check_size(size: u16) -> Result<(), RingError> {
+    if size == 0 || !size.is_power_of_two() || size > 32768 {
+        return Err(RingError::BadSize(size));
+    }
+    Ok(())
+}
+
+/// Whether the `len` bytes at guest `addr` lie in guest memory (without
+/// wrapping past the top of the address space).
+pub(crate) fn area_fits(mem: &GuestMem, addr: u64, len: u64) -> bool {
+    addr.checked_add(len)
+        .is_some_and(|_| mem.check_range(GuestAddress(addr), len as usize))
+}
+
 impl RingView {
     pub fn from_queue(q: &Queue) -> RingView {
         RingView {
@@ -107,32 +154,11 @@ impl RingView {
         }
     }
 
-    /// Whether `q` still describes the same ring (addresses and size).
-    pub fn same_ring(&self, q: &Queue) -> bool {
-        self.desc == q.desc_table()
-            && self.avail == q.avail_ring()
-            && self.used == q.used_ring()
-            && self.size == q.size()
-    }
-
-    /// Writes the indices back.
-    pub fn store_indices(&self, q: &mut Queue) {
-        q.set_next_avail(self.next_avail.0);
-        q.set_next_used(self.next_used.0);
-    }
-
     /// Checks the ring's size and that its three areas lie in guest memory.
     pub fn validate(&self, mem: &GuestMem) -> Result<(), RingError> {
-        if self.size == 0 || !self.size.is_power_of_two() || self.size > 32768 {
-            return Err(RingError::BadSize(self.size));
-        }
+        check_size(self.size)?;
         let n = u64::from(self.size);
-        let fits = |addr: u64, len: u64| {
-            GuestAddress(addr)
-                .0
-                .checked_add(len)
-                .is_some_and(|_| mem.check_range(GuestAddress(addr), len as usize))
-        };
+        let fits = |addr: u64, len: u64| area_fits(mem, addr, len);
         if !fits(self.desc, n * DESC_SIZE) {
             return Err(RingError::AvailUnreadable(self.desc));
         }
@@ -299,6 +325,7 @@ impl RingView {
     /// it is used instead of reading the entry again. It goes through every
     /// check a read entry does.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn walk_chain_from<F>(
         &self,
         mem: &FastMem<'_>,
@@ -351,17 +378,8 @@ impl RingView {
                 in_indirect = true;
                 continue;
             }
-            if (flags & DESC_F_WRITE != 0) != writable {
-                return Err(ChainError::WrongDirection(!writable));
-            }
             let len = d.len();
-            if len == 0 {
-                return Err(ChainError::ZeroLength);
-            }
-            total += u64::from(len);
-            if total > max_bytes {
-                return Err(ChainError::TooBig(total));
-            }
+            check_buffer(flags, len, writable, &mut total, max_bytes)?;
             if !f(d.addr().0, len)? {
                 return Ok(total);
             }
@@ -373,6 +391,236 @@ impl RingView {
                 return Err(ChainError::TooLong);
             }
             idx = d.next();
+        }
+    }
+}
+
+/// The device side of a virtqueue as the data path uses it, for both ring
+/// layouts: the split ring ([`RingView`]) and the packed ring
+/// ([`crate::ring_packed::PackedRing`]). [`crate::guest_rx`] and
+/// [`crate::guest_tx`] are written once against it (and monomorphized: no
+/// dispatch per frame).
+///
+/// A *mark* is a ring position as vhost-user carries it in
+/// SET_VRING_BASE/GET_VRING_BASE: the split ring's free-running index, or
+/// the packed ring's slot with its wrap counter in bit 15.
+pub trait Vring: Copy {
+    /// A chain taken from the ring: what walking and returning it needs.
+    type Head: Copy + Default;
+    /// The first descriptor of a chain, read ahead of the walk.
+    type First: Copy;
+    /// Whether, under VIRTIO_F_IN_ORDER, a batch of transmit chains may be
+    /// returned as one used element written in the slot of its last chain
+    /// (the split ring's rule; the packed ring puts it in the first slot).
+    const IN_ORDER_LAST_ONLY: bool;
+
+    fn avail_mark(&self) -> u16;
+    fn set_avail_mark(&mut self, m: u16);
+    fn used_mark(&self) -> u16;
+    /// Chains the driver made available that we have not taken, counted
+    /// up to at least `max` when there are that many.
+    fn pending(&self, mem: &FastMem<'_>, max: u16) -> Result<u16, RingError>;
+    /// Takes the next available chain (the caller checked `pending`).
+    fn pop_head(&mut self, mem: &FastMem<'_>) -> Result<Self::Head, RingError>;
+    /// Writes used element number `k` of the batch (returning `head` with
+    /// `len` bytes written) without making it visible.
+    fn write_used(
+        &mut self,
+        mem: &FastMem<'_>,
+        k: u16,
+        head: Self::Head,
+        len: u32,
+    ) -> Result<(), RingError>;
+    /// Makes the `n` used elements written since the last publish visible.
+    fn publish_used(&mut self, mem: &FastMem<'_>, n: u16) -> Result<(), RingError>;
+    /// Whether the driver wants an interrupt now that the used position
+    /// moved from mark `old`.
+    fn needs_interrupt(&self, mem: &FastMem<'_>, old: u16) -> Result<bool, RingError>;
+    /// The chain `ahead` chains after the next one, when it is known to be
+    /// there, for prefetching only.
+    fn peek_head(&self, mem: &FastMem<'_>, ahead: u16) -> Option<Self::Head>;
+    /// Prefetches the descriptor of `head`.
+    fn prefetch_head(&self, mem: &FastMem<'_>, head: Self::Head);
+    /// Reads the first descriptor of `head` (`None` outside guest memory:
+    /// the walk then reports it).
+    fn read_first(&self, mem: &FastMem<'_>, head: Self::Head) -> Option<Self::First>;
+    /// The buffer (address, length) a first descriptor names, for prefetching.
+    fn first_buffer(first: &Self::First) -> (u64, u32);
+    /// Walks the chain `head` (its first descriptor `first` if read
+    /// already), calling `f(addr, len)` for each buffer until it returns
+    /// false. `writable` is the direction every buffer must have;
+    /// indirect tables are followed if `indirect_ok`, zero lengths and
+    /// totals above `max_bytes` are refused, chains are bounded by the ring.
+    #[allow(clippy::too_many_arguments)]
+    fn walk<F>(
+        &self,
+        mem: &FastMem<'_>,
+        head: Self::Head,
+        first: Option<Self::First>,
+        writable: bool,
+        indirect_ok: bool,
+        max_bytes: u64,
+        f: F,
+    ) -> Result<u64, ChainError>
+    where
+        F: FnMut(u64, u32) -> Result<bool, ChainError>;
+}
+
+impl Vring for RingView {
+    type Head = u16;
+    type First = Descriptor;
+    const IN_ORDER_LAST_ONLY: bool = true;
+
+    #[inline]
+    fn avail_mark(&self) -> u16 {
+        self.next_avail.0
+    }
+    #[inline]
+    fn set_avail_mark(&mut self, m: u16) {
+        self.next_avail = Wrapping(m);
+    }
+    #[inline]
+    fn used_mark(&self) -> u16 {
+        self.next_used.0
+    }
+    #[inline]
+    fn pending(&self, mem: &FastMem<'_>, _max: u16) -> Result<u16, RingError> {
+        RingView::pending(self, mem)
+    }
+    #[inline]
+    fn pop_head(&mut self, mem: &FastMem<'_>) -> Result<u16, RingError> {
+        RingView::pop_head(self, mem)
+    }
+    #[inline]
+    fn write_used(
+        &mut self,
+        mem: &FastMem<'_>,
+        k: u16,
+        head: u16,
+        len: u32,
+    ) -> Result<(), RingError> {
+        RingView::write_used(self, mem, k, head, len)
+    }
+    #[inline]
+    fn publish_used(&mut self, mem: &FastMem<'_>, n: u16) -> Result<(), RingError> {
+        RingView::publish_used(self, mem, n)
+    }
+    #[inline]
+    fn needs_interrupt(&self, mem: &FastMem<'_>, old: u16) -> Result<bool, RingError> {
+        RingView::needs_interrupt(self, mem, Wrapping(old))
+    }
+    #[inline]
+    fn peek_head(&self, mem: &FastMem<'_>, ahead: u16) -> Option<u16> {
+        mem.peek_head(self, ahead)
+    }
+    #[inline]
+    fn prefetch_head(&self, mem: &FastMem<'_>, head: u16) {
+        mem.prefetch_desc(self, head);
+    }
+    #[inline]
+    fn read_first(&self, mem: &FastMem<'_>, head: u16) -> Option<Descriptor> {
+        mem.read_head_desc(self, head)
+    }
+    #[inline]
+    fn first_buffer(first: &Descriptor) -> (u64, u32) {
+        (first.addr().0, first.len())
+    }
+    #[inline]
+    fn walk<F>(
+        &self,
+        mem: &FastMem<'_>,
+        head: u16,
+        first: Option<Descriptor>,
+        writable: bool,
+        indirect_ok: bool,
+        max_bytes: u64,
+        f: F,
+    ) -> Result<u64, ChainError>
+    where
+        F: FnMut(u64, u32) -> Result<bool, ChainError>,
+    {
+        self.walk_chain_from(mem, head, first, writable, indirect_ok, max_bytes, f)
+    }
+}
+
+/// The ring of a queue in whichever layout was negotiated: what the
+/// session caches and the control side (validation, indices) works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnyRing {
+    Split(RingView),
+    Packed(crate::ring_packed::PackedRing),
+}
+
+impl AnyRing {
+    /// The ring `q` describes, in the packed layout if `packed`.
+    pub fn from_queue(q: &Queue, packed: bool) -> AnyRing {
+        if packed {
+            AnyRing::Packed(crate::ring_packed::PackedRing::from_queue(q))
+        } else {
+            AnyRing::Split(RingView::from_queue(q))
+        }
+    }
+
+    /// Descriptor area, driver area, device area and size.
+    pub fn key(&self) -> (u64, u64, u64, u16) {
+        match self {
+            AnyRing::Split(r) => (r.desc, r.avail, r.used, r.size),
+            AnyRing::Packed(r) => (r.desc, r.driver, r.device, r.size),
+        }
+    }
+
+    /// Whether `q` still describes the same ring (addresses and size).
+    pub fn same_ring(&self, q: &Queue) -> bool {
+        self.key() == (q.desc_table(), q.avail_ring(), q.used_ring(), q.size())
+    }
+
+    /// The (available, used) marks.
+    #[inline]
+    pub fn marks(&self) -> (u16, u16) {
+        match self {
+            AnyRing::Split(r) => (r.avail_mark(), r.used_mark()),
+            AnyRing::Packed(r) => (r.avail_mark(), r.used_mark()),
+        }
+    }
+
+    /// Sets the (available, used) marks where the last batch left them.
+    #[inline]
+    pub fn set_marks(&mut self, avail: u16, used: u16) {
+        match self {
+            AnyRing::Split(r) => {
+                r.next_avail = Wrapping(avail);
+                r.next_used = Wrapping(used);
+            }
+            AnyRing::Packed(r) => r.set_marks(avail, used),
+        }
+    }
+
+    /// Writes the marks back into the queue.
+    pub fn store_indices(&self, q: &mut Queue) {
+        let (a, u) = self.marks();
+        q.set_next_avail(a);
+        q.set_next_used(u);
+    }
+
+    pub fn validate(&self, mem: &GuestMem) -> Result<(), RingError> {
+        match self {
+            AnyRing::Split(r) => r.validate(mem),
+            AnyRing::Packed(r) => r.validate(mem),
+        }
+    }
+
+    pub fn suppress_kicks(&self, mem: &FastMem<'_>) -> Result<(), RingError> {
+        match self {
+            AnyRing::Split(r) => r.suppress_kicks(mem),
+            AnyRing::Packed(r) => r.suppress_kicks(mem),
+        }
+    }
+
+    /// "split" or "packed", for status reports.
+    pub fn layout(&self) -> &'static str {
+        match self {
+            AnyRing::Split(_) => "split",
+            AnyRing::Packed(_) => "packed",
         }
     }
 }
@@ -463,7 +711,7 @@ impl<'a> FastMem<'a> {
     }
 
     #[inline]
-    fn load_u16(&self, addr: u64, order: Ordering) -> Option<u16> {
+    pub(crate) fn load_u16(&self, addr: u64, order: Ordering) -> Option<u16> {
         if let Some(a) = self.host_u16(addr) {
             return Some(a.load(order));
         }
@@ -479,7 +727,7 @@ impl<'a> FastMem<'a> {
     }
 
     #[inline]
-    fn store_u16(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
+    pub(crate) fn store_u16(&self, addr: u64, v: u16, order: Ordering) -> Option<()> {
         if let Some(a) = self.host_u16(addr) {
             a.store(v, order);
             return Some(());
@@ -555,30 +803,29 @@ impl<'a> FastMem<'a> {
     /// Prefetches the buffer descriptor `d` points to (no memory access of
     /// its own: the descriptor was read already).
     #[inline]
-    pub fn prefetch_buffer_of(&self, d: &Descriptor) {
+    pub fn prefetch_buffer_of(&self, addr: u64, len: u32) {
         // The whole of a small frame and its header (two lines, see
         // [`FastMem::prefetch_buffer_for_write`]); the start of a large one.
-        self.prefetch_span(d.addr().0, d.len().min(PREFETCH_BYTES), false);
+        self.prefetch_span(addr, len.min(PREFETCH_BYTES), false);
     }
 
     /// [`FastMem::prefetch_buffer_of`] for a buffer about to be written.
     #[inline]
-    pub fn prefetch_buffer_for_write(&self, d: &Descriptor, bytes: usize) {
+    pub fn prefetch_buffer_for_write(&self, addr: u64, len: u32, bytes: usize) {
         // The lines the next write will start on, guessed from this frame's
         // size (`bytes`), at most [`PREFETCH_BYTES`]: a header and a small
         // frame span two lines (the driver puts the header just before a
         // line boundary, as DPDK does in front of an mbuf's data); a larger
         // frame's copy is a stream the hardware prefetcher follows.
-        let n = d
-            .len()
+        let n = len
             .min(PREFETCH_BYTES)
             .min(u32::try_from(bytes).unwrap_or(u32::MAX));
-        self.prefetch_span(d.addr().0, n, true);
+        self.prefetch_span(addr, n, true);
     }
 
     /// Prefetches every line of `n` bytes at guest address `start`.
     #[inline]
-    fn prefetch_span(&self, start: u64, n: u32, write: bool) {
+    pub(crate) fn prefetch_span(&self, start: u64, n: u32, write: bool) {
         // The guest chooses `start`: near the top of the address space the
         // next line does not exist, and the walk stops there instead of
         // wrapping to address 0 (and on through the whole space).
@@ -598,7 +845,7 @@ impl<'a> FastMem<'a> {
     }
 
     #[inline]
-    fn read_desc(&self, addr: u64) -> Option<Descriptor> {
+    pub(crate) fn read_desc(&self, addr: u64) -> Option<Descriptor> {
         if let Some(p) = self.host(addr, DESC_SIZE as usize) {
             // SAFETY: `host` checked that the 16 bytes at `p` lie in a live
             // mapping; `Descriptor` is 16 bytes of plain integers (any bit

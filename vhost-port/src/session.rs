@@ -3,7 +3,6 @@
 //! `Arc` re-read under a mutex only when the generation moved; within a
 //! session, rings are used without their locks (see [`Session`]).
 
-use std::num::Wrapping;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +12,7 @@ use vm_memory::GuestAddressSpace;
 use vm_memory::GuestMemoryAtomic;
 
 use crate::features::Negotiated;
-use crate::ring::{GuestMem, RingError, RingView};
+use crate::ring::{AnyRing, GuestMem, RingError};
 
 pub type Gm = GuestMemoryAtomic<GuestMem>;
 pub type Vring = vhost_user_backend::VringMutex<Gm>;
@@ -201,8 +200,7 @@ impl Session {
         };
         if w & IDX_VALID != 0 {
             // Where the last batch (of any PMD) left the ring.
-            ar.view.next_avail = Wrapping(w as u16);
-            ar.view.next_used = Wrapping((w >> 16) as u16);
+            ar.view.set_marks(w as u16, (w >> 16) as u16);
         }
         true
     }
@@ -219,7 +217,8 @@ impl Session {
         if !q.ready() || !st.is_enabled() {
             return;
         }
-        let view = RingView::from_queue(q);
+        let neg = Negotiated::from_bits(self.acked.load(Ordering::Acquire));
+        let view = AnyRing::from_queue(q, neg.packed);
         drop(st);
         let mem = self.mem.memory().into_inner();
         if Arc::as_ptr(&mem) as usize != self.validated_ptr.load(Ordering::Acquire) {
@@ -230,7 +229,7 @@ impl Session {
             index: i,
             view,
             mem,
-            neg: Negotiated::from_bits(self.acked.load(Ordering::Acquire)),
+            neg,
         });
     }
 
@@ -249,8 +248,8 @@ impl Session {
         else {
             return;
         };
-        let w =
-            IDX_VALID | u64::from(ar.view.next_avail.0) | (u64::from(ar.view.next_used.0) << 16);
+        let (avail, used) = ar.view.marks();
+        let w = IDX_VALID | u64::from(avail) | (u64::from(used) << 16);
         idx.store(w, Ordering::Release);
         if broken.is_some() || interrupt {
             self.end_slow(vring, i, ar, interrupt, broken.is_some());
@@ -288,7 +287,7 @@ impl Session {
 /// A ring being worked on by a PMD for one batch.
 pub struct ActiveRing {
     pub index: usize,
-    pub view: RingView,
+    pub view: AnyRing,
     pub mem: Arc<GuestMem>,
     pub neg: Negotiated,
 }

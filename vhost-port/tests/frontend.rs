@@ -186,6 +186,7 @@ fn a_well_behaved_frontend_moves_frames_both_ways_and_can_reconnect() {
         let mut g = Guest::connect(&path);
         g.start();
         wait_for("link up", || port.link_up());
+        assert_eq!(port.status()["vring_layout"], "split");
 
         // Guest transmits: header + frame on ring 1.
         let frame: Vec<u8> = (0..60u8).map(|i| i ^ round).collect();
@@ -387,4 +388,110 @@ fn with_two_queue_pairs_each_receive_queue_polls_its_own_guest_ring() {
     let mut empty = PacketBatch::new();
     assert_eq!(rxq0.rx_batch(&mut empty).unwrap(), 0);
     assert_eq!(g.used_idx(3), 1);
+}
+
+const F_RING_PACKED: u64 = 1 << 34;
+const P_AVAIL: u16 = 1 << 7;
+const P_USED: u16 = 1 << 15;
+
+impl Guest {
+    /// Negotiates packed rings and sets both rings up at slot 0 with the
+    /// wrap counters set (bit 15 of the base).
+    fn start_packed(&mut self) {
+        self.fe.set_owner().unwrap();
+        let f = self.fe.get_features().unwrap();
+        assert!(f & F_RING_PACKED != 0, "packed rings are offered");
+        self.fe.set_features(F_VERSION_1 | F_RING_PACKED).unwrap();
+        self.fe.set_mem_table(&[self.region(MEM)]).unwrap();
+        for q in 0..2 {
+            self.fe.set_vring_num(q, QSIZE).unwrap();
+            self.fe
+                .set_vring_addr(q, &self.ring_config(q, UVA + desc_gpa(q)))
+                .unwrap();
+            self.fe.set_vring_base(q, 1 << 15).unwrap();
+            let call = EventFd::new(EFD_NONBLOCK).unwrap();
+            let kick = EventFd::new(EFD_NONBLOCK).unwrap();
+            self.fe.set_vring_call(q, &call).unwrap();
+            self.fe.set_vring_kick(q, &kick).unwrap();
+            self.calls.push(call);
+            self.kicks.push(kick);
+        }
+    }
+
+    /// Posts one buffer as packed descriptor number `n` of ring `q` (slot
+    /// and wrap counter follow from `n`), buffer id = slot.
+    fn post_packed(&self, q: usize, n: usize, addr: u64, len: u32, flags: u16) {
+        let slot = (n % usize::from(QSIZE)) as u16;
+        let wrap = (n / usize::from(QSIZE)).is_multiple_of(2);
+        let at = GuestAddress(desc_gpa(q) + 16 * u64::from(slot));
+        self.mem.write_obj(addr, at).unwrap();
+        self.mem.write_obj(len, GuestAddress(at.0 + 8)).unwrap();
+        self.mem.write_obj(slot, GuestAddress(at.0 + 12)).unwrap();
+        let avail = if wrap { P_AVAIL } else { P_USED };
+        self.mem
+            .write_obj(flags | avail, GuestAddress(at.0 + 14))
+            .unwrap();
+    }
+
+    /// The (id, len) of packed descriptor number `n` of ring `q`, once used.
+    fn used_packed(&self, q: usize, n: usize) -> Option<(u16, u32)> {
+        let slot = (n % usize::from(QSIZE)) as u16;
+        let wrap = (n / usize::from(QSIZE)).is_multiple_of(2);
+        let at = desc_gpa(q) + 16 * u64::from(slot);
+        let f: u16 = self.mem.read_obj(GuestAddress(at + 14)).unwrap();
+        let want = if wrap { P_AVAIL | P_USED } else { 0 };
+        if f & (P_AVAIL | P_USED) != want {
+            return None;
+        }
+        let len: u32 = self.mem.read_obj(GuestAddress(at + 8)).unwrap();
+        let id: u16 = self.mem.read_obj(GuestAddress(at + 12)).unwrap();
+        Some((id, len))
+    }
+}
+
+#[test]
+fn a_packed_ring_frontend_moves_frames_both_ways_over_several_laps_and_gets_its_base_back() {
+    let path = sock_path("packed");
+    let port = VhostUserPort::server("vh-packed", &path, VhostUserOptions::default()).unwrap();
+    let mut rxq = port.open_rxq(0).unwrap();
+    let mut txq = port.open_txq(0).unwrap();
+    let mut g = Guest::connect(&path);
+    g.start_packed();
+    wait_for("link up", || port.link_up());
+    let st = port.status();
+    assert_eq!(st["vring_layout"], "packed", "{st:?}");
+    assert_eq!(st["status"], "connected");
+
+    // Two and a half laps of the 256-entry rings, each way.
+    let frames = 640;
+    for n in 0..frames {
+        let frame: Vec<u8> = (0..60u8).map(|i| i ^ n as u8).collect();
+        let mut buf = vec![0u8; 12];
+        buf.extend_from_slice(&frame);
+        g.mem.write_slice(&buf, GuestAddress(0x1_0000)).unwrap();
+        g.post_packed(1, n, 0x1_0000, buf.len() as u32, 0);
+        let batch = rx_until(rxq.as_mut(), 1);
+        assert_eq!(batch.packets()[0].data(), &frame[..], "frame {n}");
+        let slot = (n % usize::from(QSIZE)) as u16;
+        assert_eq!(g.used_packed(1, n), Some((slot, 0)), "frame {n}");
+
+        g.post_packed(0, n, 0x2_0000, 2048, 2);
+        let mut pkt = Packet::from_bytes(&frame);
+        wait_for("guest receive", || {
+            txq.send(&mut pkt).unwrap();
+            txq.flush().unwrap();
+            g.used_packed(0, n).is_some()
+        });
+        assert_eq!(g.used_packed(0, n), Some((slot, 72)), "frame {n}");
+        let mut got = vec![0u8; 60];
+        g.mem.read_slice(&mut got, GuestAddress(0x2_000c)).unwrap();
+        assert_eq!(got, frame);
+    }
+    assert!(g.calls[0].read().is_ok(), "guest was interrupted");
+    // 640 = 2 × 256 + 128: slot 128, wrap counter set again.
+    for q in 0..2 {
+        assert_eq!(g.fe.get_vring_base(q).unwrap(), 128 | 1 << 15);
+    }
+    assert_eq!(port.stats().snapshot().rx_packets, frames as u64);
+    assert_eq!(port.stats().snapshot().rx_errors, 0);
 }

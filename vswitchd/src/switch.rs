@@ -796,7 +796,9 @@ impl Switch {
                 link_up,
                 admin_up,
                 mtu,
-                status: self.tunnel_status(&slot.config),
+                status: self
+                    .tunnel_status(&slot.config)
+                    .or_else(|| slot.vhost.as_ref().map(|v| v.status())),
                 lacp_current: self.slow.bonds.lacp_current(name),
             });
         }
