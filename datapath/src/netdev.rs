@@ -65,6 +65,18 @@ pub fn ifindex(name: &str) -> io::Result<i32> {
     Ok(idx as i32)
 }
 
+/// Interface index of the device a port opens: a missing device is
+/// [`PortError::NoDevice`].
+pub fn port_ifindex(name: &str) -> Result<i32, crate::port::PortError> {
+    ifindex(name).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            crate::port::PortError::NoDevice(name.to_string())
+        } else {
+            crate::port::PortError::io(name, "if_nametoindex", e)
+        }
+    })
+}
+
 /// MTU of `name`.
 pub fn mtu(name: &str) -> io::Result<u32> {
     let mut ifr = ifreq_for(name)?;
