@@ -77,6 +77,18 @@ pub fn port_ifindex(name: &str) -> Result<i32, crate::port::PortError> {
     })
 }
 
+/// How many receive queues `name` has (its `queues/rx-*` in sysfs).
+pub fn n_rx_queues(name: &str) -> io::Result<u32> {
+    if !valid_ifname(name) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad name"));
+    }
+    let n = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(n as u32)
+}
+
 /// MTU of `name`.
 pub fn mtu(name: &str) -> io::Result<u32> {
     let mut ifr = ifreq_for(name)?;
@@ -144,6 +156,7 @@ mod tests {
         assert_eq!(ifindex("lo").unwrap(), 1);
         assert_eq!(mac("lo").unwrap(), [0; 6]);
         assert!(mtu("lo").unwrap() >= 1500);
+        assert!(n_rx_queues("lo").unwrap() >= 1);
     }
 
     #[test]

@@ -780,7 +780,7 @@ fn afxdp_open_errors_name_the_device_and_the_limit() {
     let e = AfXdpPort::open(
         "lo",
         AfXdpOptions {
-            n_rxq: 0,
+            n_rxq: Some(0),
             ..AfXdpOptions::default()
         },
     )

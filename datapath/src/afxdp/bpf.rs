@@ -129,9 +129,10 @@ pub(super) fn redirect_program(map_fd: i32) -> [Insn; 6] {
 }
 
 /// How the program is attached (`options:xdp-mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum XdpMode {
     /// Native (driver) mode if the driver has it, generic otherwise.
+    #[default]
     BestEffort,
     /// Driver mode only (`XDP_FLAGS_DRV_MODE`).
     Native,

@@ -46,20 +46,14 @@ use tx::{AfXdpTxq, TxSide, XskTx};
 use umem::{FRAME_SIZE, RX_FRAMES, TX_FRAMES, Umem, XskRing};
 
 /// Options of an AF_XDP port (`options:xdp-mode`, `options:n_rxq`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AfXdpOptions {
     pub mode: XdpMode,
-    /// Receive queues (sockets), bound to the device's queues 0..n_rxq.
-    pub n_rxq: u32,
-}
-
-impl Default for AfXdpOptions {
-    fn default() -> Self {
-        AfXdpOptions {
-            mode: XdpMode::BestEffort,
-            n_rxq: 1,
-        }
-    }
+    /// Receive queues (sockets), bound to the device's queues 0..n_rxq;
+    /// `None`: every receive queue the device has (a veth has one per CPU
+    /// by default, and a frame is taken only from a queue with a socket:
+    /// on the others it goes to the kernel stack).
+    pub n_rxq: Option<u32>,
 }
 
 /// Largest accepted `n_rxq`.
@@ -96,20 +90,28 @@ impl AfXdpPort {
     /// Opens interface `name`: brings it up, attaches the XDP program and
     /// binds one socket per receive queue.
     pub fn open(name: &str, opts: AfXdpOptions) -> Result<Arc<AfXdpPort>, PortError> {
-        if opts.n_rxq == 0 || opts.n_rxq > MAX_RXQ {
+        let ifindex = netdev::port_ifindex(name)?;
+        let device_queues = netdev::n_rx_queues(name).unwrap_or(1).max(1);
+        let n_rxq = opts.n_rxq.unwrap_or(device_queues.min(MAX_RXQ));
+        if n_rxq == 0 || n_rxq > MAX_RXQ {
             return Err(invalid(
                 name,
-                format!("n_rxq {} is out of range 1..={MAX_RXQ}", opts.n_rxq),
+                format!("n_rxq {n_rxq} is out of range 1..={MAX_RXQ}"),
             ));
         }
-        let ifindex = netdev::port_ifindex(name)?;
+        if n_rxq < device_queues {
+            tracing::warn!(
+                "{name}: {n_rxq} of {device_queues} receive queues have an AF_XDP socket; \
+                 frames arriving on the others go to the kernel stack"
+            );
+        }
         netdev::set_up(name).map_err(|e| PortError::io(name, "bring up", e))?;
-        let prog = bpf::XdpProgram::attach(ifindex, opts.n_rxq, opts.mode)
-            .map_err(|e| invalid(name, e))?;
+        let prog =
+            bpf::XdpProgram::attach(ifindex, n_rxq, opts.mode).map_err(|e| invalid(name, e))?;
         let stats = Arc::new(PortStats::default());
         let (mut rxs, mut txs, mut xsks) = (Vec::new(), Vec::new(), Vec::new());
         let mut zerocopy = prog.native();
-        for q in 0..opts.n_rxq {
+        for q in 0..n_rxq {
             let (xsk, rx, tx, zc) = open_queue(name, ifindex, q, zerocopy, &stats)?;
             zerocopy = zc;
             prog.set_socket(q, xsk.fd.as_raw_fd())
@@ -122,7 +124,7 @@ impl AfXdpPort {
             "{name}: AF_XDP port open (ifindex {ifindex}, {} mode, {}, {} queue(s))",
             if prog.native() { "native" } else { "generic" },
             if zerocopy { "zero-copy" } else { "copy" },
-            opts.n_rxq
+            n_rxq
         );
         Ok(Arc::new(AfXdpPort {
             name: name.to_string(),
