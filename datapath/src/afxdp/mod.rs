@@ -196,6 +196,7 @@ fn open_queue(
         xsk: xsk.clone(),
         fill,
         rx,
+        stash: Vec::with_capacity(RX_FRAMES as usize),
         stats: stats.clone(),
         kernel_dropped: 0,
         drops_read: std::time::Instant::now(),

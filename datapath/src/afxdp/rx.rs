@@ -15,6 +15,11 @@ pub(super) struct AfXdpRxq {
     pub(super) xsk: Arc<Xsk>,
     pub(super) fill: XskRing<u64>,
     pub(super) rx: XskRing<XdpDesc>,
+    /// Receive frames waiting to go back on the fill ring (allocated once
+    /// with room for every receive frame): the kernel publishes how far it
+    /// has read the fill ring lazily, so the ring may look full for a
+    /// while after it handed frames back on the rx ring.
+    pub(super) stash: Vec<u64>,
     pub(super) stats: Arc<PortStats>,
     /// The kernel's cumulative drop count, as last read.
     pub(super) kernel_dropped: u64,
@@ -73,6 +78,21 @@ impl AfXdpRxq {
     }
 }
 
+impl AfXdpRxq {
+    /// Gives the stashed receive frames back to the kernel, as many as the
+    /// fill ring has room for (one index store).
+    #[inline]
+    fn refill(&mut self) {
+        let room = self.fill.prod_room(self.stash.len() as u32);
+        for i in 0..room {
+            if let Some(a) = self.stash.pop() {
+                self.fill.prod_write(i, a);
+            }
+        }
+        self.fill.prod_submit(room);
+    }
+}
+
 /// Where a receive frame starts (the kernel hands back an address inside
 /// it, past its headroom), if it is one of the receive frames.
 #[inline]
@@ -90,11 +110,7 @@ impl RxQueue for AfXdpRxq {
                 self.wake();
             }
         } else {
-            // Every receive frame is in the fill ring, with the kernel, or
-            // in the rx ring: there is always room to give `n` back.
-            let room = self.fill.prod_room(n);
-            debug_assert_eq!(room, n);
-            let (mut bytes, mut bad, mut back) = (0u64, 0u64, 0u32);
+            let (mut bytes, mut bad) = (0u64, 0u64);
             for i in 0..n {
                 let d = self.rx.cons_read(i);
                 let Some(base) = rx_frame_base(d.addr) else {
@@ -115,16 +131,19 @@ impl RxQueue for AfXdpRxq {
                     }
                     _ => bad += 1,
                 }
-                if back < room {
-                    self.fill.prod_write(back, base);
-                    back += 1;
+                // Never beyond the capacity: each receive frame is in the
+                // stash at most once.
+                if self.stash.len() < self.stash.capacity() {
+                    self.stash.push(base);
                 }
             }
-            self.fill.prod_submit(back);
             self.rx.cons_release(n);
             PortStats::add(&self.stats.rx_packets, got);
             PortStats::add(&self.stats.rx_bytes, bytes);
             PortStats::add(&self.stats.rx_errors, bad);
+        }
+        if !self.stash.is_empty() {
+            self.refill();
         }
         self.polls = self.polls.wrapping_add(1);
         if self.polls.is_multiple_of(DROPS_CHECK_EVERY)
