@@ -252,7 +252,7 @@ pub enum XdpError {
 pub(super) struct XdpProgram {
     map: OwnedFd,
     _prog: OwnedFd,
-    _link: OwnedFd,
+    _attachment: Attachment,
     /// The attach flags that worked.
     pub(super) flags: u32,
 }
@@ -279,20 +279,28 @@ impl XdpProgram {
                 attach_type: BPF_XDP,
                 flags,
             };
-            match bpf(BPF_LINK_CREATE, &mut l) {
-                Ok(fd) => {
-                    return Ok(XdpProgram {
-                        map,
-                        _prog: prog,
-                        _link: owned_fd(fd),
-                        flags,
-                    });
-                }
+            let attachment = match bpf(BPF_LINK_CREATE, &mut l) {
+                Ok(fd) => Attachment::Link { _fd: owned_fd(fd) },
                 Err(e) => {
                     tracing::debug!("XDP link on ifindex {ifindex} with flags {flags:#x}: {e}");
-                    last = Some(e);
+                    // A kernel without BPF links for XDP (before 5.9):
+                    // the older netlink attach, detached on drop.
+                    match netlink_set_xdp(ifindex, prog.as_raw_fd(), flags) {
+                        Ok(()) => Attachment::Netlink { ifindex, flags },
+                        Err(e2) => {
+                            tracing::debug!("IFLA_XDP on ifindex {ifindex}: {e2}");
+                            last = Some(e);
+                            continue;
+                        }
+                    }
                 }
-            }
+            };
+            return Ok(XdpProgram {
+                map,
+                _prog: prog,
+                _attachment: attachment,
+                flags,
+            });
         }
         Err(XdpError::Attach {
             mode,
@@ -319,6 +327,100 @@ impl XdpProgram {
     pub(super) fn native(&self) -> bool {
         self.flags == XDP_FLAGS_DRV_MODE
     }
+}
+
+/// How the program is attached to the interface.
+enum Attachment {
+    /// A BPF link: the kernel detaches the program when its fd closes
+    /// (also when the process dies).
+    Link { _fd: OwnedFd },
+    /// Netlink `IFLA_XDP`: detached explicitly on drop.
+    Netlink { ifindex: i32, flags: u32 },
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if let Attachment::Netlink { ifindex, flags } = *self
+            && let Err(e) = netlink_set_xdp(ifindex, -1, flags & !XDP_FLAGS_UPDATE_IF_NOEXIST)
+        {
+            tracing::warn!("detaching the XDP program from ifindex {ifindex}: {e}");
+        }
+    }
+}
+
+/// `XDP_FLAGS_UPDATE_IF_NOEXIST`: never replace another program.
+const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1;
+const RTM_SETLINK: u16 = 19;
+const NLMSG_ERROR: u16 = 2;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_FD: u16 = 1;
+const IFLA_XDP_FLAGS: u16 = 3;
+const NLA_F_NESTED: u16 = 1 << 15;
+
+/// `RTM_SETLINK` with `IFLA_XDP { FD, FLAGS }`: attaches program `prog_fd`
+/// to `ifindex` (`-1`: detaches), and waits for the kernel's answer.
+fn netlink_set_xdp(ifindex: i32, prog_fd: RawFd, flags: u32) -> io::Result<()> {
+    let flags = if prog_fd >= 0 {
+        flags | XDP_FLAGS_UPDATE_IF_NOEXIST
+    } else {
+        flags
+    };
+    // nlmsghdr (16) + ifinfomsg (16) + IFLA_XDP (4) + FD (8) + FLAGS (8).
+    let mut m = [0u8; 52];
+    let put16 = |m: &mut [u8], at: usize, v: u16| m[at..at + 2].copy_from_slice(&v.to_ne_bytes());
+    let put32 = |m: &mut [u8], at: usize, v: u32| m[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    put32(&mut m, 0, 52);
+    put16(&mut m, 4, RTM_SETLINK);
+    put16(&mut m, 6, (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16);
+    put32(&mut m, 8, 1);
+    m[16] = libc::AF_UNSPEC as u8;
+    put32(&mut m, 20, ifindex as u32);
+    put16(&mut m, 32, 20);
+    put16(&mut m, 34, IFLA_XDP | NLA_F_NESTED);
+    put16(&mut m, 36, 8);
+    put16(&mut m, 38, IFLA_XDP_FD);
+    put32(&mut m, 40, prog_fd as u32);
+    put16(&mut m, 44, 8);
+    put16(&mut m, 46, IFLA_XDP_FLAGS);
+    put32(&mut m, 48, flags);
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sock = owned_fd(fd as libc::c_long);
+    // SAFETY: sends the live 52-byte message on our socket (to the kernel:
+    // no address needed on an unbound netlink socket).
+    let r = unsafe { libc::send(sock.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut reply = [0u8; 1024];
+    // SAFETY: receives into a live buffer of the stated size.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // An NLMSG_ERROR with error 0 is the acknowledgement.
+    if n >= 20 && u16::from_ne_bytes([reply[4], reply[5]]) == NLMSG_ERROR {
+        let err = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+        return if err == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(-err))
+        };
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "unexpected netlink answer to RTM_SETLINK",
+    ))
 }
 
 /// Loads the redirect program for map `map_fd`; on a refusal, loads it
@@ -417,6 +519,57 @@ mod tests {
         assert_eq!(p[3], Insn::mov64_imm(Reg::R3, 2));
         assert_eq!(p[4], Insn::call(51));
         assert_eq!(p[5], Insn::exit());
+    }
+
+    /// The older netlink attach (used when the kernel has no BPF link for
+    /// XDP) attaches in generic mode and detaches on drop.
+    #[test]
+    fn netlink_attach_is_undone_on_drop() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dev = format!("dpxn{}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        ip(&[
+            "link",
+            "add",
+            &dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{dev}p"),
+        ]);
+        let ifindex = crate::netdev::ifindex(&dev).unwrap();
+        let mut m = MapCreateAttr {
+            map_type: BPF_MAP_TYPE_XSKMAP,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            ..Default::default()
+        };
+        let map = owned_fd(bpf(BPF_MAP_CREATE, &mut m).unwrap());
+        let prog = load(map.as_raw_fd()).unwrap();
+        netlink_set_xdp(ifindex, prog.as_raw_fd(), XDP_FLAGS_SKB_MODE).unwrap();
+        let shown = ip(&["link", "show", "dev", &dev]);
+        // A second program is refused rather than replacing the first.
+        let again = netlink_set_xdp(ifindex, prog.as_raw_fd(), XDP_FLAGS_SKB_MODE);
+        drop(Attachment::Netlink {
+            ifindex,
+            flags: XDP_FLAGS_SKB_MODE,
+        });
+        let after = ip(&["link", "show", "dev", &dev]);
+        ip(&["link", "del", &dev]);
+        assert!(shown.contains("xdpgeneric"), "{shown}");
+        assert!(again.is_err());
+        assert!(!after.contains("xdp"), "{after}");
     }
 
     #[test]
