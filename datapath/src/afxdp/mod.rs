@@ -33,6 +33,7 @@ mod tx;
 mod umem;
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 pub use bpf::{XdpError, XdpMode};
@@ -59,10 +60,16 @@ pub struct AfXdpOptions {
 /// Largest accepted `n_rxq`.
 pub const MAX_RXQ: u32 = 64;
 
-/// One AF_XDP socket and its UMEM.
+/// One AF_XDP socket, its UMEM and its transmit half.
 struct Xsk {
     umem: Umem,
     fd: OwnedFd,
+    /// The tx and completion rings and free transmit frames, taken once
+    /// per batch by the PMDs that send through this socket.
+    tx: Mutex<XskTx>,
+    /// Frames were left on the tx ring by the last kick: the receive
+    /// queue's next poll kicks again.
+    tx_stalled: AtomicBool,
 }
 
 /// A kernel interface opened with AF_XDP sockets.
@@ -71,8 +78,7 @@ pub struct AfXdpPort {
     stats: Arc<PortStats>,
     /// Receive halves, until each queue's PMD takes its own.
     rx: Mutex<Vec<Option<AfXdpRxq>>>,
-    /// Transmit halves (PMD `p` sends through socket `p % n`).
-    tx: Vec<Arc<Mutex<XskTx>>>,
+    /// The sockets (PMD `p` sends through socket `p % n`).
     xsks: Vec<Arc<Xsk>>,
     /// The XDP program; dropped with the port, which detaches it.
     prog: bpf::XdpProgram,
@@ -109,15 +115,14 @@ impl AfXdpPort {
         let prog =
             bpf::XdpProgram::attach(ifindex, n_rxq, opts.mode).map_err(|e| invalid(name, e))?;
         let stats = Arc::new(PortStats::default());
-        let (mut rxs, mut txs, mut xsks) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut rxs, mut xsks) = (Vec::new(), Vec::new());
         let mut zerocopy = prog.native();
         for q in 0..n_rxq {
-            let (xsk, rx, tx, zc) = open_queue(name, ifindex, q, zerocopy, &stats)?;
+            let (xsk, rx, zc) = open_queue(name, ifindex, q, zerocopy, &stats)?;
             zerocopy = zc;
             prog.set_socket(q, xsk.fd.as_raw_fd())
                 .map_err(|e| invalid(name, e))?;
             rxs.push(Some(rx));
-            txs.push(Arc::new(Mutex::new(tx)));
             xsks.push(xsk);
         }
         tracing::info!(
@@ -130,7 +135,6 @@ impl AfXdpPort {
             name: name.to_string(),
             stats,
             rx: Mutex::new(rxs),
-            tx: txs,
             xsks,
             prog,
             zerocopy,
@@ -157,7 +161,7 @@ fn open_queue(
     q: u32,
     try_zc: bool,
     stats: &Arc<PortStats>,
-) -> Result<(Arc<Xsk>, AfXdpRxq, XskTx, bool), PortError> {
+) -> Result<(Arc<Xsk>, AfXdpRxq, bool), PortError> {
     let err = |op: &'static str| move |e| PortError::io(name, op, e);
     let fd = xsk_socket().map_err(err("socket(AF_XDP)"))?;
     let raw = fd.as_raw_fd();
@@ -189,9 +193,22 @@ fn open_queue(
     if !zc {
         bind(raw, ifindex, q, XDP_COPY | XDP_USE_NEED_WAKEUP).map_err(err("bind(AF_XDP)"))?;
     }
-    let xsk = Arc::new(Xsk { umem, fd });
     let mut free = Vec::with_capacity(TX_FRAMES as usize);
     free.extend((RX_FRAMES..RX_FRAMES + TX_FRAMES).map(|i| u64::from(i) * FRAME_SIZE as u64));
+    let tx = XskTx {
+        fd: raw,
+        tx: txr,
+        comp,
+        free,
+        name: name.to_string(),
+        stats: stats.clone(),
+    };
+    let xsk = Arc::new(Xsk {
+        umem,
+        fd,
+        tx: Mutex::new(tx),
+        tx_stalled: AtomicBool::new(false),
+    });
     let rxq = AfXdpRxq {
         xsk: xsk.clone(),
         fill,
@@ -202,15 +219,7 @@ fn open_queue(
         drops_read: std::time::Instant::now(),
         polls: 0,
     };
-    let tx = XskTx {
-        xsk: xsk.clone(),
-        tx: txr,
-        comp,
-        free,
-        name: name.to_string(),
-        stats: stats.clone(),
-    };
-    Ok((xsk, rxq, tx, zc))
+    Ok((xsk, rxq, zc))
 }
 
 impl Port for AfXdpPort {
@@ -249,9 +258,9 @@ impl Port for AfXdpPort {
     }
 
     fn open_txq(&self, pmd: usize) -> Result<Box<dyn TxQueue>, PortError> {
-        let i = pmd % self.tx.len();
+        let i = pmd % self.xsks.len();
         Ok(Box::new(AfXdpTxq {
-            tx: TxSide::new(self.tx[i].clone(), self.xsks[i].clone(), self.stats.clone()),
+            tx: TxSide::new(self.xsks[i].clone(), self.stats.clone()),
             offload: TxOffload::new(OffloadCaps::default()),
         }))
     }

@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::Xsk;
 use super::sys::{XDP_STATISTICS, XdpDesc, XdpStatistics, getopt};
@@ -93,6 +94,18 @@ impl AfXdpRxq {
     }
 }
 
+impl AfXdpRxq {
+    /// Kicks the frames a transmit queue left on the tx ring (unless a
+    /// transmit queue holds the lock: it kicks itself).
+    #[cold]
+    fn kick_tx(&self) {
+        if let Ok(mut t) = self.xsk.tx.try_lock() {
+            let left = t.kick();
+            self.xsk.tx_stalled.store(left, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Where a receive frame starts (the kernel hands back an address inside
 /// it, past its headroom), if it is one of the receive frames.
 #[inline]
@@ -144,6 +157,9 @@ impl RxQueue for AfXdpRxq {
         }
         if !self.stash.is_empty() {
             self.refill();
+        }
+        if self.xsk.tx_stalled.load(Ordering::Relaxed) {
+            self.kick_tx();
         }
         self.polls = self.polls.wrapping_add(1);
         if self.polls.is_multiple_of(DROPS_CHECK_EVERY)

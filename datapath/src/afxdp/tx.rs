@@ -7,8 +7,9 @@
 //! completed and super-frames segmented in software before they leave.
 
 use std::io;
-use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::Xsk;
 use super::sys::XdpDesc;
@@ -23,9 +24,11 @@ const LOCAL: usize = 64;
 const MAX_KICKS: usize = 16;
 
 /// The transmit half of one socket: its tx and completion rings and the
-/// free transmit frames, shared by the PMDs that send through it.
+/// free transmit frames, shared by the PMDs that send through it (behind
+/// [`Xsk::tx`]).
 pub(super) struct XskTx {
-    pub(super) xsk: Arc<Xsk>,
+    /// The socket (owned by the [`Xsk`] this lives in).
+    pub(super) fd: RawFd,
     pub(super) tx: XskRing<XdpDesc>,
     pub(super) comp: XskRing<u64>,
     /// Free transmit frames (allocated once with room for all of them).
@@ -48,17 +51,18 @@ impl XskTx {
     }
 
     /// Lets the kernel transmit what the tx ring holds, when it asks for a
-    /// syscall (always, in copy mode): one `sendto` per 32 frames.
-    fn kick(&mut self) {
+    /// syscall (always, in copy mode): one `sendto` per 32 frames. Returns
+    /// whether frames are left on the ring (the device pushed back).
+    pub(super) fn kick(&mut self) -> bool {
         for _ in 0..MAX_KICKS {
             if !self.tx.needs_wakeup() {
-                return;
+                return false;
             }
             // SAFETY: a zero-length, non-blocking sendto on a socket we
             // own: it only makes the kernel process the tx ring.
             let r = unsafe {
                 libc::sendto(
-                    self.xsk.fd.as_raw_fd(),
+                    self.fd,
                     std::ptr::null(),
                     0,
                     libc::MSG_DONTWAIT,
@@ -66,29 +70,27 @@ impl XskTx {
                     0,
                 )
             };
-            if r >= 0 {
-                // Everything up to the producer index was taken.
-                return;
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                // More than one call's worth queued: go on.
-                Some(libc::EAGAIN) => {
-                    self.tx.prod_refresh();
-                    if self.tx.prod_outstanding() == 0 {
-                        return;
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    // EAGAIN: more than one call's worth queued, or the
+                    // device is busy; EBUSY: the device dropped a frame
+                    // (it is consumed) and the rest waits. Go on while
+                    // frames are left.
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {}
+                    _ => {
+                        PortStats::add(&self.stats.tx_errors, 1);
+                        tracing::debug!("{}: sendto: {e}", self.name);
+                        return false;
                     }
                 }
-                // Device busy or out of buffers: the frames stay on the
-                // ring and go with the next kick.
-                Some(libc::EBUSY | libc::ENOBUFS) => return,
-                _ => {
-                    PortStats::add(&self.stats.tx_errors, 1);
-                    tracing::debug!("{}: sendto: {e}", self.name);
-                    return;
-                }
+            }
+            self.tx.prod_refresh();
+            if self.tx.prod_outstanding() == 0 {
+                return false;
             }
         }
+        true
     }
 }
 
@@ -99,7 +101,6 @@ pub(super) struct AfXdpTxq {
 }
 
 pub(super) struct TxSide {
-    pub(super) shared: Arc<Mutex<XskTx>>,
     pub(super) xsk: Arc<Xsk>,
     /// Free transmit frames this queue holds.
     pub(super) local: [u64; LOCAL],
@@ -114,9 +115,8 @@ pub(super) struct TxSide {
 }
 
 impl TxSide {
-    pub(super) fn new(shared: Arc<Mutex<XskTx>>, xsk: Arc<Xsk>, stats: Arc<PortStats>) -> TxSide {
+    pub(super) fn new(xsk: Arc<Xsk>, stats: Arc<PortStats>) -> TxSide {
         TxSide {
-            shared,
             xsk,
             local: [0; LOCAL],
             n_local: 0,
@@ -162,7 +162,7 @@ impl TxSide {
     /// completed frames, puts the pending descriptors on the tx ring,
     /// kicks the kernel, and refills this queue's frames.
     fn push(&mut self) {
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.xsk.tx.lock().unwrap_or_else(|e| e.into_inner());
         s.reap();
         let want = self.n_pending as u32;
         let room = s.tx.prod_room(want);
@@ -178,7 +178,10 @@ impl TxSide {
             s.free.push(d.addr);
         }
         self.n_pending = 0;
-        s.kick();
+        // Frames the device did not take now are kicked again by the
+        // receive queue's next poll (flush comes only after sends).
+        let left = s.kick();
+        self.xsk.tx_stalled.store(left, Ordering::Relaxed);
         // In copy mode the kernel sends within the kick: most frames are
         // complete already.
         s.reap();
@@ -193,7 +196,7 @@ impl TxSide {
 impl Drop for TxSide {
     fn drop(&mut self) {
         // Frames this queue holds go back to the socket.
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.xsk.tx.lock().unwrap_or_else(|e| e.into_inner());
         for &a in &self.local[..self.n_local] {
             s.free.push(a);
         }
