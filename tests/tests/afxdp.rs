@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ferrovs_tests::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -83,9 +83,17 @@ fn afxdp_ports_carry_ping_and_tcp_and_a_bad_port_gets_an_error() -> Result<()> {
         sw.log_text()
     );
     assert!(h2.ns.ping(&h1.addr, 3), "h2 -> h1 ping lost packets");
-    let bps = iperf3_tcp(&h2.ns, &h1.ns, &h2.addr, 2)?;
+    // On a failure, the ports' counters tell which side lost what.
+    let diag = || {
+        format!(
+            "ports:\n{}\nlog:\n{}",
+            sw.ofctl(&["dump-ports", &br]).unwrap_or_default(),
+            sw.log_text()
+        )
+    };
+    let bps = iperf3_tcp(&h2.ns, &h1.ns, &h2.addr, 2).with_context(diag)?;
     assert!(bps > 1e6, "h1 -> h2 TCP carried only {bps} bit/s");
-    let bps = iperf3_tcp(&h1.ns, &h2.ns, &h1.addr, 2)?;
+    let bps = iperf3_tcp(&h1.ns, &h2.ns, &h1.addr, 2).with_context(diag)?;
     assert!(bps > 1e6, "h2 -> h1 TCP carried only {bps} bit/s");
 
     // A device that does not exist, and a mode OVS does not know: errors

@@ -54,6 +54,10 @@ impl XskTx {
     /// syscall (always, in copy mode): one `sendto` per 32 frames. Returns
     /// whether frames are left on the ring (the device pushed back).
     pub(super) fn kick(&mut self) -> bool {
+        self.tx.prod_refresh();
+        if self.tx.prod_outstanding() == 0 {
+            return false;
+        }
         for _ in 0..MAX_KICKS {
             if !self.tx.needs_wakeup() {
                 return false;
