@@ -787,6 +787,31 @@ fn afxdp_open_errors_name_the_device_and_the_limit() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("n_rxq 0 is out of range"), "{e}");
+    if !is_root() {
+        return;
+    }
+    // A driver without native XDP: `native` is refused with the kernel's
+    // errno, and nothing stays attached.
+    let mut net = Net::new();
+    let dev = net.name("xd");
+    run(&["ip", "link", "add", &dev, "type", "bridge"]);
+    net.links.push(dev.clone());
+    let e = AfXdpPort::open(
+        &dev,
+        AfXdpOptions {
+            mode: XdpMode::Native,
+            ..AfXdpOptions::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string()
+            .contains("attaching the XDP program (Native mode)")
+            && e.to_string().contains("os error"),
+        "{e}"
+    );
+    assert_eq!(xdp_attached(&dev), "");
 }
 
 #[test]
