@@ -3,6 +3,7 @@
 //! ask the slow path on a miss.
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod ct;
 pub mod deviceless;
 pub mod dpif;
@@ -19,6 +20,7 @@ pub mod tunnel;
 pub mod wakeup;
 
 pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};
+pub use afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
 pub use ct::DpConntrack;
 pub use dpif::{
     Datapath, DpConfig, DpError, MegaflowInfo, MegaflowPredicate, PmdStats, PollPolicy, Sampled,

@@ -65,6 +65,30 @@ pub fn ifindex(name: &str) -> io::Result<i32> {
     Ok(idx as i32)
 }
 
+/// Interface index of the device a port opens: a missing device is
+/// [`PortError::NoDevice`].
+pub fn port_ifindex(name: &str) -> Result<i32, crate::port::PortError> {
+    ifindex(name).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            crate::port::PortError::NoDevice(name.to_string())
+        } else {
+            crate::port::PortError::io(name, "if_nametoindex", e)
+        }
+    })
+}
+
+/// How many receive queues `name` has (its `queues/rx-*` in sysfs).
+pub fn n_rx_queues(name: &str) -> io::Result<u32> {
+    if !valid_ifname(name) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad name"));
+    }
+    let n = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Ok(n as u32)
+}
+
 /// MTU of `name`.
 pub fn mtu(name: &str) -> io::Result<u32> {
     let mut ifr = ifreq_for(name)?;
@@ -132,6 +156,7 @@ mod tests {
         assert_eq!(ifindex("lo").unwrap(), 1);
         assert_eq!(mac("lo").unwrap(), [0; 6]);
         assert!(mtu("lo").unwrap() >= 1500);
+        assert!(n_rx_queues("lo").unwrap() >= 1);
     }
 
     #[test]

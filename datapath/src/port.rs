@@ -18,6 +18,8 @@ use crate::packet::{Packet, PacketBatch};
 pub enum PortKind {
     /// A kernel interface opened with AF_PACKET (`system`, veth).
     System,
+    /// A kernel interface opened with AF_XDP sockets (`afxdp`).
+    AfXdp,
     /// A TAP device created or attached by the switch (`tap`).
     Tap,
     /// The bridge's own interface (`internal`), a TAP device named after it.
@@ -111,6 +113,21 @@ pub enum PortError {
     NotConnected(String),
     #[error("port {port}: {msg}")]
     Invalid { port: String, msg: String },
+}
+
+impl PortError {
+    /// An I/O error of operation `op` on `port`; ENODEV (the device went
+    /// away or never existed) becomes [`PortError::NoDevice`].
+    pub fn io(port: &str, op: &'static str, source: std::io::Error) -> PortError {
+        if source.raw_os_error() == Some(libc::ENODEV) {
+            return PortError::NoDevice(port.to_string());
+        }
+        PortError::Io {
+            port: port.to_string(),
+            op,
+            source,
+        }
+    }
 }
 
 /// Static facts about an open port.

@@ -40,14 +40,6 @@ const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 const TUN_F_USO4: libc::c_uint = 0x20;
 const TUN_F_USO6: libc::c_uint = 0x40;
 
-fn io_err(port: &str, op: &'static str, source: io::Error) -> PortError {
-    PortError::Io {
-        port: port.to_string(),
-        op,
-        source,
-    }
-}
-
 /// A TAP device.
 pub struct TapPort {
     name: String,
@@ -86,7 +78,7 @@ impl TapPort {
             )
         };
         if fd < 0 {
-            return Err(io_err(
+            return Err(PortError::io(
                 name,
                 "open /dev/net/tun",
                 io::Error::last_os_error(),
@@ -98,13 +90,17 @@ impl TapPort {
         // SAFETY: TUNSETIFF reads and writes the live ifreq.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr as *mut libc::ifreq) } < 0
         {
-            return Err(io_err(name, "TUNSETIFF", io::Error::last_os_error()));
+            return Err(PortError::io(name, "TUNSETIFF", io::Error::last_os_error()));
         }
         // Persistent: the device, its addresses and routes survive this
         // process; a restart attaches to it again.
         // SAFETY: TUNSETPERSIST takes its argument by value.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_ulong) } < 0 {
-            return Err(io_err(name, "TUNSETPERSIST", io::Error::last_os_error()));
+            return Err(PortError::io(
+                name,
+                "TUNSETPERSIST",
+                io::Error::last_os_error(),
+            ));
         }
         let hdr_sz: libc::c_int = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one int from the live pointer.
@@ -116,7 +112,11 @@ impl TapPort {
             )
         } < 0
         {
-            return Err(io_err(name, "TUNSETVNETHDRSZ", io::Error::last_os_error()));
+            return Err(PortError::io(
+                name,
+                "TUNSETVNETHDRSZ",
+                io::Error::last_os_error(),
+            ));
         }
         // USO (UDP segmentation) needs Linux 6.2; without it, TSO and csum.
         let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
@@ -135,11 +135,11 @@ impl TapPort {
             }
             let e = io::Error::last_os_error();
             if !uso {
-                return Err(io_err(name, "TUNSETOFFLOAD", e));
+                return Err(PortError::io(name, "TUNSETOFFLOAD", e));
             }
             uso = false;
         }
-        netdev::set_up(name).map_err(|e| io_err(name, "bring up", e))?;
+        netdev::set_up(name).map_err(|e| PortError::io(name, "bring up", e))?;
         if existed {
             tracing::info!("{name}: TAP port open ({kind:?}), attached to the existing device");
         } else {
@@ -180,7 +180,7 @@ impl Port for TapPort {
     fn delete_device(&self) -> Result<(), PortError> {
         // SAFETY: TUNSETPERSIST takes its argument by value.
         if unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETPERSIST as _, 0 as libc::c_ulong) } < 0 {
-            return Err(io_err(
+            return Err(PortError::io(
                 &self.name,
                 "TUNSETPERSIST",
                 io::Error::last_os_error(),

@@ -5,6 +5,7 @@
 
 /// Interface types `Switch::open_iface` opens (OVS's names; `""` is `system`).
 pub const IFACE_TYPES: &[&str] = &[
+    "afxdp",
     "dpdkvhostuser",
     "dpdkvhostuserclient",
     "dummy",
@@ -153,6 +154,7 @@ mod tests {
                 .any(|(k, v)| *k == "tnl_push_pop" && v == "true")
         );
         assert!(IFACE_TYPES.contains(&"dpdkvhostuser"));
+        assert!(IFACE_TYPES.contains(&"afxdp"));
         assert!(is_our_datapath_type(""));
         assert!(is_our_datapath_type("netdev"));
         assert!(!is_our_datapath_type("system"));

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datapath::{AfPacketPort, Datapath, DummyPort, Port, TapPort};
+use datapath::{
+    AfPacketPort, AfXdpOptions, AfXdpPort, Datapath, DummyPort, Port, TapPort, XdpMode,
+};
 use flows::action::port as ofp_port;
 use flows::names::check_name;
 use flows::xlate::{BridgePort, VlanMode as XVlanMode};
@@ -55,7 +57,32 @@ struct IfaceSlot {
 /// Interface types backed by a kernel network device, whose MTU
 /// `mtu_request` sets.
 fn kernel_device(kind: &str) -> bool {
-    matches!(kind, "" | "system" | "internal" | "tap")
+    matches!(kind, "" | "system" | "internal" | "tap" | "afxdp")
+}
+
+/// An `afxdp` interface's `options:xdp-mode` and `options:n_rxq`, as OVS
+/// spells them (mode `best-effort` and one queue when unset).
+fn afxdp_options(name: &str, options: &BTreeMap<String, String>) -> Result<AfXdpOptions, String> {
+    let mut opts = AfXdpOptions::default();
+    if let Some(m) = options.get("xdp-mode") {
+        opts.mode = XdpMode::parse(m).ok_or_else(|| {
+            format!("{name}: options:xdp-mode {m:?} is not one of best-effort, native, generic")
+        })?;
+    }
+    if let Some(n) = options.get("n_rxq") {
+        opts.n_rxq = n
+            .parse()
+            .ok()
+            .filter(|&n| (1..=datapath::afxdp::MAX_RXQ).contains(&n))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "{name}: options:n_rxq {n:?} is not a number in 1..={}",
+                    datapath::afxdp::MAX_RXQ
+                )
+            })?;
+    }
+    Ok(opts)
 }
 
 /// vhost-user types, whose MTU is offered to the guest when the port opens.
@@ -208,6 +235,12 @@ impl Switch {
             "" | "system" => AfPacketPort::open(&iface.name)
                 .map(|p| plain(p))
                 .map_err(|e| e.to_string()),
+            "afxdp" => {
+                let opts = afxdp_options(&iface.name, &iface.options)?;
+                AfXdpPort::open(&iface.name, opts)
+                    .map(|p| plain(p))
+                    .map_err(|e| e.to_string())
+            }
             "tap" => TapPort::open(&iface.name)
                 .map(|p| plain(p))
                 .map_err(|e| e.to_string()),

@@ -162,6 +162,13 @@ class Ferrovs:
         self.added.append(name)
         self.vsctl("add-port", BRIDGE, name)
 
+    def add_afxdp_port(self, name: str) -> None:
+        self.added.append(name)
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=afxdp")
+        err = self.vsctl("get", "Interface", name, "error").strip()
+        if err not in ("", "[]"):
+            raise RuntimeError(f"afxdp port {name}: {err}")
+
     def add_bridge(self, name: str) -> None:
         assert self.rundir is not None
         self.vsctl("add-br", name)

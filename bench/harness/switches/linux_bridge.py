@@ -18,6 +18,7 @@ class LinuxBridge:
         "openflow": "the Linux bridge has no OpenFlow table",
         "process": "the Linux bridge lives in the kernel: no process RSS to compare",
         "restart": "the Linux bridge lives in the kernel: there is no daemon to restart",
+        "afxdp": "the Linux bridge forwards in the kernel: it has no AF_XDP ports",
         "tap": "a TAP port on the Linux bridge has a userspace fd, not a host, on its far "
         "end: no equivalent topology",
         "tunnel": "the Linux bridge has no userspace tunnel ports (kernel VXLAN devices are "

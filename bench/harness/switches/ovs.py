@@ -215,6 +215,13 @@ class Ovs:
     def add_tap_port(self, name: str) -> None:
         self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=tap")
 
+    def add_afxdp_port(self, name: str) -> None:
+        """netdev-afxdp (Debian's OVS is built with libxdp)."""
+        self.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, "type=afxdp")
+        err = self.vsctl("get", "Interface", name, "error").strip()
+        if err not in ("", "[]"):
+            raise RuntimeError(f"afxdp port {name}: {err}")
+
     def ofport(self, name: str) -> int:
         return int(self.vsctl("get", "Interface", name, "ofport").strip())
 

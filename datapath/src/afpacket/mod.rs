@@ -25,7 +25,6 @@ mod rx;
 mod sys;
 mod tx;
 
-use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
@@ -96,14 +95,14 @@ fn open_rx_ring(
     filter: Option<LenFilter>,
     promisc: bool,
 ) -> Result<(Ring, bool), PortError> {
-    let fd = packet_socket().map_err(|e| io_err(name, "socket(AF_PACKET)", e))?;
+    let fd = packet_socket().map_err(|e| PortError::io(name, "socket(AF_PACKET)", e))?;
     let version = if tov.is_some() {
         TPACKET_V3
     } else {
         TPACKET_V2
     };
     setopt(fd.as_raw_fd(), PACKET_VERSION, &version)
-        .map_err(|e| io_err(name, "PACKET_VERSION", e))?;
+        .map_err(|e| PortError::io(name, "PACKET_VERSION", e))?;
     let vnet = opts.vnet_hdr
         && match setopt(fd.as_raw_fd(), PACKET_VNET_HDR, &1i32) {
             Ok(()) => true,
@@ -123,15 +122,16 @@ fn open_rx_ring(
             mr_address: [0; 8],
         };
         setopt(fd.as_raw_fd(), PACKET_ADD_MEMBERSHIP, &mreq)
-            .map_err(|e| io_err(name, "set promiscuous", e))?;
+            .map_err(|e| PortError::io(name, "set promiscuous", e))?;
     }
     if let Some(f) = filter {
-        attach_len_filter(fd.as_raw_fd(), f).map_err(|e| io_err(name, "SO_ATTACH_FILTER", e))?;
+        attach_len_filter(fd.as_raw_fd(), f)
+            .map_err(|e| PortError::io(name, "SO_ATTACH_FILTER", e))?;
     }
-    let ring =
-        Ring::new(fd, PACKET_RX_RING, geo, tov).map_err(|e| io_err(name, "PACKET_RX_RING", e))?;
+    let ring = Ring::new(fd, PACKET_RX_RING, geo, tov)
+        .map_err(|e| PortError::io(name, "PACKET_RX_RING", e))?;
     // Bound last: no frame reaches the socket before its filter and ring.
-    bind(ring.fd.as_raw_fd(), ifindex).map_err(|e| io_err(name, "bind", e))?;
+    bind(ring.fd.as_raw_fd(), ifindex).map_err(|e| PortError::io(name, "bind", e))?;
     Ok((ring, vnet))
 }
 
@@ -144,14 +144,8 @@ impl AfPacketPort {
 
     /// [`AfPacketPort::open`] with explicit options.
     pub fn open_with(name: &str, opts: AfPacketOptions) -> Result<Arc<AfPacketPort>, PortError> {
-        let ifindex = netdev::ifindex(name).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                PortError::NoDevice(name.to_string())
-            } else {
-                io_err(name, "if_nametoindex", e)
-            }
-        })?;
-        netdev::set_up(name).map_err(|e| io_err(name, "bring up", e))?;
+        let ifindex = netdev::port_ifindex(name)?;
+        netdev::set_up(name).map_err(|e| PortError::io(name, "bring up", e))?;
         let (big_geo, tov, split) = match opts.rx_ring {
             RxRing::V2 => {
                 let mtu = netdev::mtu(name).unwrap_or(1500);
@@ -271,7 +265,9 @@ impl Port for AfPacketPort {
                 msg: format!("receive queue {q} does not exist or is already open"),
             })?;
         let epoll = match &small {
-            Some(s) => Some(rx::epoll_both(&ring, s).map_err(|e| io_err(&self.name, "epoll", e))?),
+            Some(s) => {
+                Some(rx::epoll_both(&ring, s).map_err(|e| PortError::io(&self.name, "epoll", e))?)
+            }
             None => None,
         };
         Ok(Box::new(AfPacketRxq {
@@ -289,26 +285,27 @@ impl Port for AfPacketPort {
 
     fn open_txq(&self, _pmd: usize) -> Result<Box<dyn TxQueue>, PortError> {
         let name = &self.name;
-        let fd = packet_socket().map_err(|e| io_err(name, "socket(AF_PACKET)", e))?;
+        let fd = packet_socket().map_err(|e| PortError::io(name, "socket(AF_PACKET)", e))?;
         setopt(fd.as_raw_fd(), PACKET_VERSION, &TPACKET_V2)
-            .map_err(|e| io_err(name, "PACKET_VERSION", e))?;
+            .map_err(|e| PortError::io(name, "PACKET_VERSION", e))?;
         if self.vnet {
             setopt(fd.as_raw_fd(), PACKET_VNET_HDR, &1i32)
-                .map_err(|e| io_err(name, "PACKET_VNET_HDR", e))?;
+                .map_err(|e| PortError::io(name, "PACKET_VNET_HDR", e))?;
         }
         if let Err(e) = setopt(fd.as_raw_fd(), PACKET_QDISC_BYPASS, &1i32) {
             tracing::debug!("{name}: PACKET_QDISC_BYPASS not available: {e}");
         }
         // Skip frames the kernel rejects instead of stalling the ring.
-        setopt(fd.as_raw_fd(), PACKET_LOSS, &1i32).map_err(|e| io_err(name, "PACKET_LOSS", e))?;
+        setopt(fd.as_raw_fd(), PACKET_LOSS, &1i32)
+            .map_err(|e| PortError::io(name, "PACKET_LOSS", e))?;
         let geo = Geometry {
             block_size: TX_BLOCK_SIZE,
             blocks: TX_BLOCKS,
             frame_size: TX_FRAME_SIZE,
         };
         let ring = Ring::new(fd, PACKET_TX_RING, geo, None)
-            .map_err(|e| io_err(name, "PACKET_TX_RING", e))?;
-        bind(ring.fd.as_raw_fd(), self.ifindex).map_err(|e| io_err(name, "bind", e))?;
+            .map_err(|e| PortError::io(name, "PACKET_TX_RING", e))?;
+        bind(ring.fd.as_raw_fd(), self.ifindex).map_err(|e| PortError::io(name, "bind", e))?;
         // Nothing should ever be received on this socket.
         Ok(Box::new(AfPacketTxq {
             tx: TxRing {

@@ -4,8 +4,6 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use crate::port::PortError;
-
 pub(super) const SOL_PACKET: libc::c_int = 263;
 pub(super) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 pub(super) const PACKET_STATISTICS: libc::c_int = 6;
@@ -191,17 +189,6 @@ pub(super) fn rx_small_slot(mtu: u32) -> (usize, u32) {
 pub(super) const TX_FRAME_SIZE: usize = 2048;
 pub(super) const TX_BLOCK_SIZE: usize = 1 << 16;
 pub(super) const TX_BLOCKS: usize = 4;
-
-pub(super) fn io_err(port: &str, op: &'static str, source: io::Error) -> PortError {
-    if source.raw_os_error() == Some(libc::ENODEV) {
-        return PortError::NoDevice(port.to_string());
-    }
-    PortError::Io {
-        port: port.to_string(),
-        op,
-        source,
-    }
-}
 
 pub(super) fn setopt<T>(fd: RawFd, name: libc::c_int, val: &T) -> io::Result<()> {
     // SAFETY: `val` points to a live T of the given size for the call.
