@@ -161,12 +161,12 @@ class Testpmd:
         t1, b = self.stats()
         return window_between(a, b, t1 - t0)
 
-    def start_loop(self, attempts: int = 10) -> None:
-        """``start tx_first`` until both first bursts circulate: each port's burst keeps
-        one direction alive, and a burst sent before the switch enabled the queues is
-        lost."""
+    def start_loop(self, bursts: int = 4, attempts: int = 10) -> None:
+        """``start tx_first BURSTS`` until both ports' first bursts circulate: each port's
+        bursts keep one direction alive, and a burst sent before the switch enabled the
+        queues is lost."""
         for attempt in range(attempts):
-            self.command("start tx_first 4")
+            self.command(f"start tx_first {bursts}")
             time.sleep(1.0)
             w = self.measure(0.5)
             if w.rx.get(0, 0) > 0 and w.rx.get(1, 0) > 0:

@@ -18,12 +18,16 @@ TITLE = "testpmd io loop through two vhost-user ports"
 DESCRIPTION = (
     "testpmd (2 virtio_user ports, io forwarding, `start tx_first 4`, forwarding on core 0) "
     "loops 64 B and then 1518 B frames (`set txpkts`) through two dpdkvhostuser ports of "
-    "the switch (forwarding thread on core 1, default NORMAL flow). Mpps each direction = "
+    "the switch (forwarding thread on core 1, default NORMAL flow); then 64 B again with "
+    "`start tx_first` (one burst per port: a loop bound by its round trip). "
+    "Mpps each direction = "
     "what the receiving testpmd port counted; loss = 1 − received/sent over the window."
 )
 
-# Frame sizes of the loop (testpmd's `set txpkts`, without the 4-byte FCS).
-SIZES = (64, 1518)
+# The loops: (frame size as testpmd's `set txpkts` plus the 4-byte FCS, bursts each port
+# starts with: `start tx_first N`). Four bursts keep the loop full; one measures a loop
+# bound by its round trip through the switch.
+LOOPS = ((64, 4), (1518, 4), (64, 1))
 # $BENCH_PERF_DIR: `perf record -g` the forwarding thread of every switch that
 # has one during each window, into DIR/<switch>-<size>B-rep<N>.data (slows the
 # switch a little: use it for profiles, not for figures).
@@ -34,7 +38,7 @@ PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 PMD_STATS_DIR = os.environ.get("BENCH_PMD_STATS_DIR", "")
 
 
-def pmd_stats(sw, clear: bool, size: int, rep: int) -> None:
+def pmd_stats(sw, clear: bool, size: str, rep: int) -> None:
     if not PMD_STATS_DIR or not hasattr(sw, "appctl"):
         return
     try:
@@ -46,7 +50,7 @@ def pmd_stats(sw, clear: bool, size: int, rep: int) -> None:
         log(f"    pmd-perf-show: {sw.name}: {e}")
         return
     Path(PMD_STATS_DIR).mkdir(parents=True, exist_ok=True)
-    (Path(PMD_STATS_DIR) / f"{sw.name}-{size}B-rep{rep}.txt").write_text(out)
+    (Path(PMD_STATS_DIR) / f"{sw.name}-{size}-rep{rep}.txt").write_text(out)
 
 
 def pmd_tid(pid: int, names: tuple[str, ...] = ("pmd-0", "pmd-c01/id:3", "pmd-c01")) -> int | None:
@@ -61,7 +65,7 @@ def pmd_tid(pid: int, names: tuple[str, ...] = ("pmd-0", "pmd-c01/id:3", "pmd-c0
     return None
 
 
-def start_perf(sw, size: int, rep: int, seconds: float) -> subprocess.Popen | None:
+def start_perf(sw, size: str, rep: int, seconds: float) -> subprocess.Popen | None:
     if not PERF_DIR:
         return None
     pids = sw.memory_pids()
@@ -71,7 +75,7 @@ def start_perf(sw, size: int, rep: int, seconds: float) -> subprocess.Popen | No
         log(f"    perf: no forwarding thread found for {sw.name}")
         return None
     Path(PERF_DIR).mkdir(parents=True, exist_ok=True)
-    out = Path(PERF_DIR) / f"{sw.name}-{size}B-rep{rep}.data"
+    out = Path(PERF_DIR) / f"{sw.name}-{size}-rep{rep}.data"
     log(f"    perf: recording thread {tid} into {out}")
     return subprocess.Popen(
         ["perf", "record", "-g", "-t", str(tid), "-o", str(out), "--", "sleep", str(seconds)],
@@ -87,7 +91,7 @@ def run(ctx: Context) -> None:
         socks = (sw.add_vhost_port("vhu0"), sw.add_vhost_port("vhu1"))
         label = sw.label["vhost"]
         add = ctx.results.add
-        for size in SIZES:
+        for size, bursts in LOOPS:
             # A fresh testpmd per frame size, so no frame of the previous size is
             # left circulating (the switch sees a reconnect, as after a VM restart).
             with ExitStack() as per_size:
@@ -95,15 +99,16 @@ def run(ctx: Context) -> None:
                              ctx.logdir / f"{NAME}-{sw.name}-{size}B-testpmd.log")  # fmt: skip
                 tp.command(f"set txpkts {size - 4}")
                 time.sleep(ctx.seconds(2, 3))
-                tp.start_loop()
+                tp.start_loop(bursts)
                 time.sleep(warmup)
-                pmd_stats(sw, True, size, rep)
-                perf = start_perf(sw, size, rep, window)
+                tag = f"{size}B" if bursts == 4 else f"{size}B-tx_first{bursts}"
+                pmd_stats(sw, True, tag, rep)
+                perf = start_perf(sw, tag, rep, window)
                 w = tp.measure(window)
-                pmd_stats(sw, False, size, rep)
+                pmd_stats(sw, False, tag, rep)
                 if perf is not None:
                     perf.wait(timeout=60)
-            case = f"{size} B"
+            case = f"{size} B" if bursts == 4 else f"{size} B, tx_first {bursts}"
             add(NAME, f"{case}, port0→port1", "throughput", "Mpps", sw.name, label,
                 w.rx_pps(1) / 1e6)  # fmt: skip
             add(NAME, f"{case}, port1→port0", "throughput", "Mpps", sw.name, label,
