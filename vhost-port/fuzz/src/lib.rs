@@ -10,7 +10,7 @@ use vhost_port::features::{
 };
 use vhost_port::guest_rx::{Pending, SendOutcome, publish, send_to_guest};
 use vhost_port::guest_tx::{RxOutcome, receive_from_guest};
-use vhost_port::ring::{GuestMem, RingView};
+use vhost_port::ring::{GuestMem, RingView, Vring};
 use vhost_port::ring_packed::{PackedRing, WRAP};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -118,11 +118,8 @@ pub fn descriptors(data: &[u8]) {
     }
 
     // Guest → switch.
-    let mut rx = ring;
-    let mut batch = PacketBatch::new();
-    let mut out = RxOutcome::default();
     let used_before = used_idx(&mem);
-    if receive_from_guest(&mem, &mut rx, &neg, &mut batch, 3, &mut out).is_ok() {
+    if let Some((rx, out)) = drain(&mem, ring, &neg) {
         let taken = (rx.next_avail - ring.next_avail).0;
         assert_eq!(
             (rx.next_used - ring.next_used).0,
@@ -130,43 +127,20 @@ pub fn descriptors(data: &[u8]) {
             "every chain taken is returned"
         );
         assert_eq!(out.delivered as u64 + out.errors, u64::from(taken));
-        assert_eq!(batch.len(), out.delivered);
         if taken > 0 {
             assert_eq!(used_idx(&mem), rx.next_used.0, "used index published");
         } else {
             assert_eq!(used_idx(&mem), used_before);
         }
-        for p in batch.packets() {
-            assert!(
-                (14..=MAX_FRAME).contains(&p.len()),
-                "frame of {} bytes",
-                p.len()
-            );
-            assert_eq!(p.in_port, 3);
-        }
     }
 
     // Switch → guest, on a fresh copy of the same memory.
     let mem = guest_memory(image, avail_idx);
-    let mut tx = ring;
-    let mut pending = Pending::default();
     let frame: Vec<u8> = (0..frame_len).map(|i| i as u8).collect();
-    for _ in 0..3 {
-        match send_to_guest(
-            &mem,
-            &mut tx,
-            &neg,
-            &frame,
-            &Offload::default(),
-            &mut pending,
-        ) {
-            Ok(SendOutcome::Sent { buffers }) => assert!(buffers >= 1),
-            Ok(SendOutcome::NoRoom | SendOutcome::BadChain(_)) => {}
-            Err(_) => return,
-        }
-    }
-    let written = pending.used;
-    if publish(&mem, &mut tx, &mut pending).is_ok() {
+    let Some((tx, written, published)) = fill(&mem, ring, &neg, &frame) else {
+        return;
+    };
+    if published {
         assert_eq!((tx.next_used - ring.next_used).0, written);
         assert!((tx.next_avail - ring.next_avail).0 >= written || neg.mrg_rxbuf);
     }
@@ -177,6 +151,51 @@ pub fn descriptors(data: &[u8]) {
     let mut packed = PackedRing::new(0, AVAIL, USED, ring.size, ring.event_idx);
     packed.set_marks(start, start);
     packed_descriptors(image, avail_idx, packed, &neg, &frame);
+}
+
+/// Drains `ring` as the guest's transmit queue into port 3, on either ring
+/// layout, and checks what it delivered: one packet a delivered chain, each
+/// within frame size limits and from port 3. Returns the ring after the
+/// drain and its outcome, `None` where the drain met a ring error.
+fn drain<R: Vring>(mem: &GuestMem, ring: R, neg: &Negotiated) -> Option<(R, RxOutcome)> {
+    let mut rx = ring;
+    let mut batch = PacketBatch::new();
+    let mut out = RxOutcome::default();
+    receive_from_guest(mem, &mut rx, neg, &mut batch, 3, &mut out).ok()?;
+    assert_eq!(batch.len(), out.delivered);
+    for p in batch.packets() {
+        assert!(
+            (14..=MAX_FRAME).contains(&p.len()),
+            "frame of {} bytes",
+            p.len()
+        );
+        assert_eq!(p.in_port, 3);
+    }
+    Some((rx, out))
+}
+
+/// Fills `ring` as the guest's receive queue with `frame` three times, on
+/// either ring layout (every frame sent takes at least one buffer), and
+/// publishes. Returns the ring after, the used elements written and whether
+/// the publication succeeded; `None` where a send met a ring error.
+fn fill<R: Vring>(
+    mem: &GuestMem,
+    ring: R,
+    neg: &Negotiated,
+    frame: &[u8],
+) -> Option<(R, u16, bool)> {
+    let mut tx = ring;
+    let mut pending = Pending::default();
+    for _ in 0..3 {
+        match send_to_guest(mem, &mut tx, neg, frame, &Offload::default(), &mut pending) {
+            Ok(SendOutcome::Sent { buffers }) => assert!(buffers >= 1),
+            Ok(SendOutcome::NoRoom | SendOutcome::BadChain(_)) => {}
+            Err(_) => return None,
+        }
+    }
+    let written = pending.used;
+    let published = publish(mem, &mut tx, &mut pending).is_ok();
+    Some((tx, written, published))
 }
 
 /// [`descriptors`] on a packed ring: draining and filling never panic, a
@@ -194,31 +213,11 @@ fn packed_descriptors(
     if ring.validate(&mem).is_err() {
         return;
     }
-    let mut rx = ring;
-    let mut batch = PacketBatch::new();
-    let mut out = RxOutcome::default();
-    if receive_from_guest(&mem, &mut rx, neg, &mut batch, 3, &mut out).is_ok() {
+    if let Some((rx, _)) = drain(&mem, ring, neg) {
         assert_eq!(rx.next_used, rx.next_avail, "every chain taken is returned");
-        assert_eq!(batch.len(), out.delivered);
-        for p in batch.packets() {
-            assert!(
-                (14..=MAX_FRAME).contains(&p.len()),
-                "frame of {} bytes",
-                p.len()
-            );
-        }
     }
     let mem = guest_memory(image, avail_idx);
-    let mut tx = ring;
-    let mut pending = Pending::default();
-    for _ in 0..3 {
-        match send_to_guest(&mem, &mut tx, neg, frame, &Offload::default(), &mut pending) {
-            Ok(SendOutcome::Sent { buffers }) => assert!(buffers >= 1),
-            Ok(SendOutcome::NoRoom | SendOutcome::BadChain(_)) => {}
-            Err(_) => return,
-        }
-    }
-    if publish(&mem, &mut tx, &mut pending).is_ok() {
+    if let Some((tx, _, true)) = fill(&mem, ring, neg, frame) {
         assert_eq!(tx.next_used, tx.next_avail);
     }
 }
