@@ -168,6 +168,39 @@ impl Source<'_> {
         }
         Ok(())
     }
+
+    /// Copies the frame from byte `*off` on into the receive chain at `head`
+    /// (writable buffers, indirect tables as negotiated, no byte limit), a
+    /// buffer at a time until the frame or the chain ends; `*off` is where
+    /// the copy stopped. `note(addr, off, n)` sees each piece before it is
+    /// copied.
+    #[inline(always)]
+    fn copy_into_chain<R: Vring>(
+        &self,
+        mem: &FastMem<'_>,
+        ring: &R,
+        head: R::Head,
+        neg: &Negotiated,
+        off: &mut usize,
+        mut note: impl FnMut(u64, usize, usize),
+    ) -> Result<u64, ChainError> {
+        let total = self.len();
+        ring.walk(
+            mem,
+            head,
+            None,
+            true,
+            neg.indirect,
+            u64::MAX,
+            |addr, len| {
+                let n = (len as usize).min(total - *off);
+                note(addr, *off, n);
+                self.copy_out(mem, *off, n, addr)?;
+                *off += n;
+                Ok(*off < total)
+            },
+        )
+    }
 }
 
 /// Writes the frame `data` into the guest's receive ring, behind a header
@@ -202,20 +235,7 @@ pub fn send_to_guest<R: Vring>(
         let head = ring.pop_head(mem)?;
         prefetch_ahead(mem, ring, avail - 1, total);
         let mut off = 0usize;
-        let walked = ring.walk(
-            mem,
-            head,
-            None,
-            true,
-            neg.indirect,
-            u64::MAX,
-            |addr, len| {
-                let n = (len as usize).min(total - off);
-                src.copy_out(mem, off, n, addr)?;
-                off += n;
-                Ok(off < total)
-            },
-        );
+        let walked = src.copy_into_chain(mem, ring, head, neg, &mut off, |_, _, _| {});
         return match walked {
             Err(e) => {
                 pending.put_used(mem, ring, pending.used, head, 0)?;
@@ -256,35 +276,23 @@ pub fn send_to_guest<R: Vring>(
         let head = ring.pop_head(mem)?;
         prefetch_ahead(mem, ring, avail - nbufs - 1, total - off);
         let start = off;
-        let walked = ring.walk(
-            mem,
-            head,
-            None,
-            true,
-            neg.indirect,
-            u64::MAX,
-            |addr, len| {
-                let n = (len as usize).min(total - off);
-                // Where num_buffers (header bytes 10 and 11) lands, for its
-                // rewrite when the frame takes several buffers: nearly always
-                // both in the first buffer, which holds the whole header.
-                if src.hdr_len == MAX_HDR_LEN && off < MAX_HDR_LEN {
-                    if off == 0 && n >= MAX_HDR_LEN {
-                        nb_addr = [Some(addr.wrapping_add(10)), Some(addr.wrapping_add(11))];
-                    } else {
-                        for (i, slot) in nb_addr.iter_mut().enumerate() {
-                            let b = 10 + i;
-                            if (off..off + n).contains(&b) {
-                                *slot = Some(addr.wrapping_add((b - off) as u64));
-                            }
+        let walked = src.copy_into_chain(mem, ring, head, neg, &mut off, |addr, off, n| {
+            // Where num_buffers (header bytes 10 and 11) lands, for its
+            // rewrite when the frame takes several buffers: nearly always
+            // both in the first buffer, which holds the whole header.
+            if src.hdr_len == MAX_HDR_LEN && off < MAX_HDR_LEN {
+                if off == 0 && n >= MAX_HDR_LEN {
+                    nb_addr = [Some(addr.wrapping_add(10)), Some(addr.wrapping_add(11))];
+                } else {
+                    for (i, slot) in nb_addr.iter_mut().enumerate() {
+                        let b = 10 + i;
+                        if (off..off + n).contains(&b) {
+                            *slot = Some(addr.wrapping_add((b - off) as u64));
                         }
                     }
                 }
-                src.copy_out(mem, off, n, addr)?;
-                off += n;
-                Ok(off < total)
-            },
-        );
+            }
+        });
         if let Err(e) = walked {
             // Return every buffer taken for this frame empty.
             return_empty(mem, ring, pending, save, nbufs, head)?;
