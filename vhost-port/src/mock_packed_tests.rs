@@ -13,8 +13,7 @@ use crate::features::{
     RING_F_INDIRECT_DESC,
 };
 use crate::guest_rx::{self, Pending, SendOutcome};
-use crate::guest_tx::{RxOutcome, receive_from_guest};
-use crate::mock_tests::{MEM_SIZE, frame, hdr, mem, neg};
+use crate::mock_tests::{MEM_SIZE, drain, frame, hdr, hdr_and_frame, mem, neg};
 use crate::ring::{ChainError, FastMem, GuestMem, RingError, Vring};
 use crate::ring_packed::{
     DESC_F_AVAIL, DESC_F_USED, EVENT_DESC, EVENT_DISABLE, EVENT_ENABLE, PackedHead, PackedRing,
@@ -163,17 +162,6 @@ impl<'a> PDriver<'a> {
     }
 }
 
-fn drain(
-    d: &PDriver,
-    ring: &mut PackedRing,
-    n: &Negotiated,
-    batch: &mut PacketBatch,
-) -> (RxOutcome, Result<(), RingError>) {
-    let mut out = RxOutcome::default();
-    let r = receive_from_guest(d.mem, ring, n, batch, 7, &mut out);
-    (out, r)
-}
-
 fn send(
     d: &PDriver,
     ring: &mut PackedRing,
@@ -182,6 +170,35 @@ fn send(
     pending: &mut Pending<PackedHead>,
 ) -> SendOutcome {
     guest_rx::send_to_guest(d.mem, ring, n, data, &Offload::default(), pending).unwrap()
+}
+
+/// Runs `round` `rounds` times on `ring` (with the round's number) and
+/// returns in how many rounds the available wrap counter flipped.
+fn wrap_flips(
+    ring: &mut PackedRing,
+    rounds: u8,
+    mut round: impl FnMut(&mut PackedRing, u8),
+) -> u32 {
+    let mut flips = 0;
+    for r in 0..rounds {
+        let before = ring.next_avail & WRAP;
+        round(ring, r);
+        if ring.next_avail & WRAP != before {
+            flips += 1;
+        }
+    }
+    flips
+}
+
+/// Posts the good one-buffer chain `(addr, len)` (a frame behind its
+/// header) after refused ones: it is delivered and returned, nothing else.
+fn next_good_chain_flows(d: &mut PDriver, ring: &mut PackedRing, n: &Negotiated, good: (u64, u32)) {
+    let id = d.post(&[(good.0, good.1, 0)]);
+    let mut batch = PacketBatch::new();
+    let (out, r) = drain(d.mem, ring, n, &mut batch);
+    r.unwrap();
+    assert_eq!((out.delivered, out.errors), (1, 0));
+    assert_eq!(d.all_used(), vec![(id, 0)]);
 }
 
 fn packed(bits: u64) -> Negotiated {
@@ -195,8 +212,7 @@ fn packed_transmit_ring_wraps_many_times_with_chains_and_indirect_tables_and_ret
     let n = packed(RING_F_INDIRECT_DESC);
     assert!(n.packed);
     let mut ring = d.ring(false);
-    let mut flips = 0;
-    for round in 0..40u8 {
+    let flips = wrap_flips(&mut ring, 40, |ring, round| {
         // One descriptor: header and frame.
         let f1 = frame(60, round);
         let mut b1 = hdr(&Offload::default()).to_vec();
@@ -221,9 +237,8 @@ fn packed_transmit_ring_wraps_many_times_with_chains_and_indirect_tables_and_ret
         }
         let id3 = d.post(&[(0x4_0000, 32, F_INDIRECT)]);
 
-        let before = ring.next_avail & WRAP;
         let mut batch = PacketBatch::new();
-        let (out, r) = drain(&d, &mut ring, &n, &mut batch);
+        let (out, r) = drain(d.mem, ring, &n, &mut batch);
         r.unwrap();
         assert_eq!((out.delivered, out.errors), (3, 0), "round {round}");
         let p = batch.packets();
@@ -232,10 +247,7 @@ fn packed_transmit_ring_wraps_many_times_with_chains_and_indirect_tables_and_ret
         assert_eq!(p[2].data(), &f3[..]);
         assert_eq!(d.all_used(), vec![(id1, 0), (id2, 0), (id3, 0)]);
         assert_eq!(ring.next_used, ring.next_avail);
-        if ring.next_avail & WRAP != before {
-            flips += 1;
-        }
-    }
+    });
     // 40 rounds of 5 descriptors on a ring of 8: 25 laps.
     assert!(flips >= 24, "the wrap counter flipped {flips} times");
 }
@@ -245,15 +257,14 @@ fn packed_in_order_still_returns_a_used_descriptor_per_chain() {
     let m = mem();
     let mut d = PDriver::new(&m, 16);
     let n = packed(F_IN_ORDER);
-    let mut b = hdr(&Offload::default()).to_vec();
-    b.extend_from_slice(&frame(60, 3));
+    let b = hdr_and_frame(60, 3);
     d.write(0x1_0000, &b);
     let ids: Vec<u16> = (0..5)
         .map(|_| d.post(&[(0x1_0000, b.len() as u32, 0)]))
         .collect();
     let mut ring = d.ring(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut ring, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut ring, &n, &mut batch);
     r.unwrap();
     assert_eq!(out.delivered, 5);
     let used: Vec<u16> = d.all_used().into_iter().map(|(id, _)| id).collect();
@@ -266,14 +277,12 @@ fn packed_receive_ring_wraps_many_times_with_mrg_rxbuf_and_num_buffers_is_right(
     let mut d = PDriver::new(&m, 8);
     let n = packed(NET_F_MRG_RXBUF);
     let mut ring = d.ring(false);
-    let mut flips = 0;
-    for round in 0..30u8 {
+    let flips = wrap_flips(&mut ring, 30, |ring, round| {
         let bufs = [0x1_0000u64, 0x2_0000, 0x3_0000, 0x4_0000];
         let ids: Vec<u16> = bufs
             .iter()
             .map(|&a| d.post(&[(a, 1024, F_WRITE)]))
             .collect();
-        let before = ring.next_avail & WRAP;
         let mut pending = Pending::default();
         let frames = [
             frame(600, round),
@@ -283,11 +292,11 @@ fn packed_receive_ring_wraps_many_times_with_mrg_rxbuf_and_num_buffers_is_right(
         let want = [1u16, 2, 1];
         for (f, &nb) in frames.iter().zip(&want) {
             assert_eq!(
-                send(&d, &mut ring, &n, f, &mut pending),
+                send(&d, ring, &n, f, &mut pending),
                 SendOutcome::Sent { buffers: nb }
             );
         }
-        guest_rx::publish(&m, &mut ring, &mut pending).unwrap();
+        guest_rx::publish(&m, ring, &mut pending).unwrap();
         let used = d.all_used();
         assert_eq!(
             used,
@@ -307,10 +316,7 @@ fn packed_receive_ring_wraps_many_times_with_mrg_rxbuf_and_num_buffers_is_right(
         f2.extend(d.read(bufs[2], 1500 - 1012));
         assert_eq!(f2, frames[1]);
         assert_eq!(d.read(bufs[3] + 12, 100), frames[2]);
-        if ring.next_avail & WRAP != before {
-            flips += 1;
-        }
-    }
+    });
     assert!(flips >= 14, "the wrap counter flipped {flips} times");
 }
 
@@ -361,8 +367,7 @@ fn hostile_packed_transmit_descriptors_are_refused_counted_returned_and_the_ring
     let m = mem();
     let mut d = PDriver::new(&m, 32);
     let n = packed(RING_F_INDIRECT_DESC);
-    let mut good = hdr(&Offload::default()).to_vec();
-    good.extend_from_slice(&frame(64, 9));
+    let good = hdr_and_frame(64, 9);
     d.write(0x1_0000, &good);
     let glen = good.len() as u32;
     // Indirect tables: one holding an indirect entry, one of 0 bytes.
@@ -415,7 +420,7 @@ fn hostile_packed_transmit_descriptors_are_refused_counted_returned_and_the_ring
 
     let mut ring = d.ring(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut ring, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut ring, &n, &mut batch);
     r.unwrap();
     assert_eq!(out.errors, errors);
     assert_eq!(out.delivered, 1);
@@ -432,7 +437,7 @@ fn hostile_packed_transmit_descriptors_are_refused_counted_returned_and_the_ring
     let id = d.post(&[(0x4_0000, 16, F_INDIRECT)]);
     let n2 = packed(0);
     batch.clear();
-    let (out, r) = drain(&d, &mut ring, &n2, &mut batch);
+    let (out, r) = drain(d.mem, &mut ring, &n2, &mut batch);
     r.unwrap();
     assert_eq!((out.delivered, out.errors), (0, 1));
     assert!(matches!(
@@ -442,12 +447,7 @@ fn hostile_packed_transmit_descriptors_are_refused_counted_returned_and_the_ring
     assert_eq!(d.all_used(), vec![(id, 0)]);
 
     // And the next good frame still flows.
-    let id = d.post(&[(0x1_0000, glen, 0)]);
-    batch.clear();
-    let (out, r) = drain(&d, &mut ring, &n, &mut batch);
-    r.unwrap();
-    assert_eq!((out.delivered, out.errors), (1, 0));
-    assert_eq!(d.all_used(), vec![(id, 0)]);
+    next_good_chain_flows(&mut d, &mut ring, &n, (0x1_0000, glen));
 }
 
 #[test]
@@ -482,7 +482,7 @@ fn the_packed_chain_errors_name_the_violation() {
         d.post_raw(&descs, id, true, wrong);
         let mut ring = d.ring(false);
         let mut batch = PacketBatch::new();
-        let (out, r) = drain(&d, &mut ring, &n, &mut batch);
+        let (out, r) = drain(d.mem, &mut ring, &n, &mut batch);
         r.unwrap();
         assert_eq!(out.last_error, Some(want));
     }
@@ -503,7 +503,7 @@ fn a_packed_chain_that_never_ends_is_refused_after_one_lap_and_the_ring_goes_on(
     }
     let mut ring = d.ring(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut ring, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut ring, &n, &mut batch);
     r.unwrap();
     assert_eq!((out.delivered, out.errors), (0, 1));
     assert_eq!(out.last_error, Some(ChainError::TooLong));
@@ -511,15 +511,9 @@ fn a_packed_chain_that_never_ends_is_refused_after_one_lap_and_the_ring_goes_on(
     // One lap: back at slot 0 with the wrap counter flipped.
     assert_eq!(ring.next_avail, 0);
 
-    let mut good = hdr(&Offload::default()).to_vec();
-    good.extend_from_slice(&frame(64, 1));
+    let good = hdr_and_frame(64, 1);
     d.write(0x2_0000, &good);
-    let id = d.post(&[(0x2_0000, good.len() as u32, 0)]);
-    batch.clear();
-    let (out, r) = drain(&d, &mut ring, &n, &mut batch);
-    r.unwrap();
-    assert_eq!((out.delivered, out.errors), (1, 0));
-    assert_eq!(d.all_used(), vec![(id, 0)]);
+    next_good_chain_flows(&mut d, &mut ring, &n, (0x2_0000, good.len() as u32));
 }
 
 #[test]
@@ -599,15 +593,14 @@ fn packed_interrupts_follow_the_driver_event_suppression() {
     let mut d = PDriver::new(&m, 8);
     let n = packed(RING_F_EVENT_IDX);
     let mut ring = d.ring(true);
-    let mut b = hdr(&Offload::default()).to_vec();
-    b.extend_from_slice(&frame(60, 3));
+    let b = hdr_and_frame(60, 3);
     d.write(0x1_0000, &b);
     let round = |d: &mut PDriver, ring: &mut PackedRing, k: usize| {
         for _ in 0..k {
             d.post(&[(0x1_0000, b.len() as u32, 0)]);
         }
         let mut batch = PacketBatch::new();
-        let (out, r) = drain(d, ring, &n, &mut batch);
+        let (out, r) = drain(d.mem, ring, &n, &mut batch);
         r.unwrap();
         assert_eq!(out.delivered, k);
         d.all_used();

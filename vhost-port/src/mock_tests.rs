@@ -15,7 +15,7 @@ use crate::features::{
 };
 use crate::guest_rx::{self, Pending, SendOutcome};
 use crate::guest_tx::{RxOutcome, receive_from_guest};
-use crate::ring::{ChainError, GuestMem, RingError, RingView};
+use crate::ring::{ChainError, GuestMem, RingError, RingView, Vring};
 use wire::vnet_hdr as net_hdr;
 
 const QSIZE: u16 = 256;
@@ -147,14 +147,23 @@ pub(crate) fn hdr(off: &Offload) -> [u8; 12] {
     net_hdr::encode_mrg(off, 0)
 }
 
-fn drain(
-    d: &Driver,
-    view: &mut RingView,
+/// `frame(len, seed)` behind a header without offload: a one-buffer chain's
+/// bytes as the driver transmits them.
+pub(crate) fn hdr_and_frame(len: usize, seed: u8) -> Vec<u8> {
+    let mut b = hdr(&Offload::default()).to_vec();
+    b.extend_from_slice(&frame(len, seed));
+    b
+}
+
+/// Drains the guest's transmit ring (split or packed) into `batch` as port 7.
+pub(crate) fn drain<R: Vring>(
+    mem: &GuestMem,
+    ring: &mut R,
     n: &Negotiated,
     batch: &mut PacketBatch,
 ) -> (RxOutcome, Result<(), RingError>) {
     let mut out = RxOutcome::default();
-    let r = receive_from_guest(d.mem, view, n, batch, 7, &mut out);
+    let r = receive_from_guest(mem, ring, n, batch, 7, &mut out);
     (out, r)
 }
 
@@ -211,7 +220,7 @@ fn frames_posted_by_the_driver_come_out_of_rx_intact_with_offload_metadata() {
 
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!(out.delivered, 3);
     assert_eq!(out.errors, 0);
@@ -234,20 +243,19 @@ fn rx_takes_at_most_the_room_left_in_the_batch() {
     let m = mem();
     let mut d = Driver::new(&m);
     let n = neg(F_VERSION_1);
-    let mut b = hdr(&Offload::default()).to_vec();
-    b.extend_from_slice(&frame(60, 0));
+    let b = hdr_and_frame(60, 0);
     d.write(0x1_0000, &b);
     for _ in 0..40 {
         d.post(&[(0x1_0000, b.len() as u32, 0)]);
     }
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!(out.delivered, 32);
     assert_eq!(d.used_idx(), 32);
     batch.clear();
-    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    let (out, _) = drain(d.mem, &mut view, &n, &mut batch);
     assert_eq!(out.delivered, 8);
     assert_eq!(d.used_idx(), 40);
 }
@@ -257,8 +265,7 @@ fn malformed_chains_are_counted_returned_and_the_queue_keeps_working() {
     let m = mem();
     let mut d = Driver::new(&m);
     let n = neg(F_VERSION_1 | RING_F_INDIRECT_DESC);
-    let mut good = hdr(&Offload::default()).to_vec();
-    good.extend_from_slice(&frame(64, 9));
+    let good = hdr_and_frame(64, 9);
     d.write(0x1_0000, &good);
 
     // Outside guest memory.
@@ -293,7 +300,7 @@ fn malformed_chains_are_counted_returned_and_the_queue_keeps_working() {
 
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!(out.errors, 8);
     assert_eq!(out.delivered, 1);
@@ -306,7 +313,7 @@ fn malformed_chains_are_counted_returned_and_the_queue_keeps_working() {
     // And the next good frame still flows.
     d.post(&[(0x1_0000, good.len() as u32, 0)]);
     batch.clear();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!((out.delivered, out.errors), (1, 0));
 }
@@ -328,8 +335,7 @@ fn in_order_returns_a_transmit_batch_with_one_used_element_for_its_last_chain() 
     let mut d = Driver::new(&m);
     let n = neg(F_VERSION_1 | F_IN_ORDER);
     assert!(n.in_order);
-    let mut good = hdr(&Offload::default()).to_vec();
-    good.extend_from_slice(&frame(64, 4));
+    let good = hdr_and_frame(64, 4);
     d.write(0x1_0000, &good);
     for i in 0..8 {
         d.mark_used(i);
@@ -340,7 +346,7 @@ fn in_order_returns_a_transmit_batch_with_one_used_element_for_its_last_chain() 
     }
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!((out.delivered, out.errors), (5, 0));
     assert_eq!(d.used_idx(), 5, "the used index covers the whole batch");
@@ -360,8 +366,7 @@ fn in_order_still_refuses_and_counts_hostile_chains_and_returns_them_in_the_batc
     let m = mem();
     let mut d = Driver::new(&m);
     let n = neg(F_VERSION_1 | F_IN_ORDER);
-    let mut good = hdr(&Offload::default()).to_vec();
-    good.extend_from_slice(&frame(64, 6));
+    let good = hdr_and_frame(64, 6);
     d.write(0x1_0000, &good);
     d.post(&[(0x1_0000, good.len() as u32, 0)]);
     // Outside guest memory.
@@ -385,7 +390,7 @@ fn in_order_still_refuses_and_counts_hostile_chains_and_returns_them_in_the_batc
 
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!((out.delivered, out.errors), (1, 6));
     assert_eq!(out.last_error, Some(ChainError::ZeroLength));
@@ -396,7 +401,7 @@ fn in_order_still_refuses_and_counts_hostile_chains_and_returns_them_in_the_batc
     // A head beyond the ring is still a ring error.
     d.make_available(QSIZE + 1);
     batch.clear();
-    let (_, r) = drain(&d, &mut view, &n, &mut batch);
+    let (_, r) = drain(d.mem, &mut view, &n, &mut batch);
     assert!(matches!(r, Err(RingError::HeadOutOfRange { .. })), "{r:?}");
 }
 
@@ -436,7 +441,7 @@ fn the_chain_errors_name_the_violation() {
     let mut batch = PacketBatch::new();
     let mut check = |d: &mut Driver, descs: &[(u64, u32, u16)], want: fn(&ChainError) -> bool| {
         d.post(descs);
-        let (out, r) = drain(d, &mut view, &n, &mut batch);
+        let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
         r.unwrap();
         let e = out.last_error.expect("an error");
         assert!(want(&e), "unexpected {e:?}");
@@ -466,7 +471,7 @@ fn indirect_descriptors_are_refused_unless_negotiated() {
     d.post(&[(0x4_0000, 32, F_INDIRECT)]);
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (out, r) = drain(&d, &mut view, &n, &mut batch);
+    let (out, r) = drain(d.mem, &mut view, &n, &mut batch);
     r.unwrap();
     assert_eq!(out.last_error, Some(ChainError::IndirectNotNegotiated));
 }
@@ -478,7 +483,7 @@ fn an_available_index_beyond_the_ring_size_is_a_ring_error() {
     d.set_avail_idx(QSIZE + 1);
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (_, r) = drain(&d, &mut view, &neg(F_VERSION_1), &mut batch);
+    let (_, r) = drain(d.mem, &mut view, &neg(F_VERSION_1), &mut batch);
     assert!(matches!(r, Err(RingError::AvailIdxJump { .. })));
 }
 
@@ -489,7 +494,7 @@ fn a_head_index_beyond_the_ring_is_a_ring_error() {
     d.make_available(QSIZE + 3);
     let mut view = d.view(false);
     let mut batch = PacketBatch::new();
-    let (_, r) = drain(&d, &mut view, &neg(F_VERSION_1), &mut batch);
+    let (_, r) = drain(d.mem, &mut view, &neg(F_VERSION_1), &mut batch);
     assert!(matches!(r, Err(RingError::HeadOutOfRange { .. })));
 }
 
@@ -514,8 +519,7 @@ fn event_idx_interrupts_only_when_the_driver_asked() {
     let m = mem();
     let mut d = Driver::new(&m);
     let n = neg(F_VERSION_1 | RING_F_EVENT_IDX);
-    let mut b = hdr(&Offload::default()).to_vec();
-    b.extend_from_slice(&frame(60, 0));
+    let b = hdr_and_frame(60, 0);
     d.write(0x1_0000, &b);
     let mut view = d.view(true);
     let mut batch = PacketBatch::new();
@@ -525,14 +529,14 @@ fn event_idx_interrupts_only_when_the_driver_asked() {
     for _ in 0..4 {
         d.post(&[(0x1_0000, b.len() as u32, 0)]);
     }
-    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    let (out, _) = drain(d.mem, &mut view, &n, &mut batch);
     assert!(out.interrupt);
     // Threshold not moved: no more interrupts.
     for _ in 0..4 {
         d.post(&[(0x1_0000, b.len() as u32, 0)]);
     }
     batch.clear();
-    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    let (out, _) = drain(d.mem, &mut view, &n, &mut batch);
     assert!(!out.interrupt);
     // Threshold inside the next batch: one interrupt.
     d.set_used_event(9);
@@ -540,11 +544,11 @@ fn event_idx_interrupts_only_when_the_driver_asked() {
         d.post(&[(0x1_0000, b.len() as u32, 0)]);
     }
     batch.clear();
-    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    let (out, _) = drain(d.mem, &mut view, &n, &mut batch);
     assert!(out.interrupt);
     // An empty poll never interrupts.
     batch.clear();
-    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    let (out, _) = drain(d.mem, &mut view, &n, &mut batch);
     assert!(!out.interrupt);
 }
 
@@ -553,8 +557,7 @@ fn without_event_idx_no_interrupt_flag_suppresses_interrupts() {
     let m = mem();
     let mut d = Driver::new(&m);
     let n = neg(F_VERSION_1);
-    let mut b = hdr(&Offload::default()).to_vec();
-    b.extend_from_slice(&frame(60, 0));
+    let b = hdr_and_frame(60, 0);
     d.write(0x1_0000, &b);
     let mut view = d.view(false);
     view.suppress_kicks(&crate::ring::FastMem::new(&m)).unwrap();
@@ -563,7 +566,7 @@ fn without_event_idx_no_interrupt_flag_suppresses_interrupts() {
     m.write_obj(1u16, GuestAddress(AVAIL)).unwrap();
     d.post(&[(0x1_0000, b.len() as u32, 0)]);
     let mut batch = PacketBatch::new();
-    let (out, _) = drain(&d, &mut view, &n, &mut batch);
+    let (out, _) = drain(d.mem, &mut view, &n, &mut batch);
     assert_eq!(out.delivered, 1);
     assert!(!out.interrupt);
 }
