@@ -29,6 +29,15 @@ fn sock_path(tag: &str) -> PathBuf {
     PathBuf::from(format!("/tmp/vh-{tag}-{}-{n}.sock", std::process::id()))
 }
 
+/// A server port `vh-TAG` with default options, listening on a fresh socket
+/// path for `tag`.
+fn server_port(tag: &str) -> (PathBuf, VhostUserPort) {
+    let path = sock_path(tag);
+    let port =
+        VhostUserPort::server(&format!("vh-{tag}"), &path, VhostUserOptions::default()).unwrap();
+    (path, port)
+}
+
 fn memfd(size: u64) -> File {
     let name = c"vh-test-mem";
     // SAFETY: `name` is a valid NUL-terminated string; the returned fd is
@@ -176,8 +185,7 @@ fn rx_until(rxq: &mut dyn RxQueue, n: usize) -> PacketBatch {
 
 #[test]
 fn a_well_behaved_frontend_moves_frames_both_ways_and_can_reconnect() {
-    let path = sock_path("good");
-    let port = VhostUserPort::server("vh-good", &path, VhostUserOptions::default()).unwrap();
+    let (path, port) = server_port("good");
     let mut rxq = port.open_rxq(0).unwrap();
     let mut txq = port.open_txq(0).unwrap();
     assert!(!port.link_up());
@@ -222,8 +230,7 @@ fn a_well_behaved_frontend_moves_frames_both_ways_and_can_reconnect() {
 
 #[test]
 fn a_memory_table_larger_than_its_file_is_refused_and_the_port_serves_the_next_frontend() {
-    let path = sock_path("memtab");
-    let port = VhostUserPort::server("vh-memtab", &path, VhostUserOptions::default()).unwrap();
+    let (path, port) = server_port("memtab");
     let mut rxq = port.open_rxq(0).unwrap();
     {
         let mut g = Guest::connect(&path);
@@ -251,8 +258,7 @@ fn a_memory_table_larger_than_its_file_is_refused_and_the_port_serves_the_next_f
 
 #[test]
 fn ring_addresses_outside_the_memory_table_are_refused() {
-    let path = sock_path("ringaddr");
-    let port = VhostUserPort::server("vh-ringaddr", &path, VhostUserOptions::default()).unwrap();
+    let (path, port) = server_port("ringaddr");
     let mut g = Guest::connect(&path);
     g.negotiate();
     g.fe.set_mem_table(&[g.region(MEM)]).unwrap();
@@ -265,8 +271,7 @@ fn ring_addresses_outside_the_memory_table_are_refused() {
 
 #[test]
 fn a_ring_running_off_the_end_of_guest_memory_stops_that_queue_and_counts_an_error() {
-    let path = sock_path("ringend");
-    let port = VhostUserPort::server("vh-ringend", &path, VhostUserOptions::default()).unwrap();
+    let (path, port) = server_port("ringend");
     let mut rxq = port.open_rxq(0).unwrap();
     let mut g = Guest::connect(&path);
     g.negotiate();
@@ -451,8 +456,7 @@ impl Guest {
 
 #[test]
 fn a_packed_ring_frontend_moves_frames_both_ways_over_several_laps_and_gets_its_base_back() {
-    let path = sock_path("packed");
-    let port = VhostUserPort::server("vh-packed", &path, VhostUserOptions::default()).unwrap();
+    let (path, port) = server_port("packed");
     let mut rxq = port.open_rxq(0).unwrap();
     let mut txq = port.open_txq(0).unwrap();
     let mut g = Guest::connect(&path);
