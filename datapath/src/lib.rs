@@ -15,6 +15,7 @@ pub mod offload;
 pub mod packet;
 pub mod port;
 pub mod readiness;
+mod sock;
 pub mod tap;
 pub mod tunnel;
 pub mod wakeup;

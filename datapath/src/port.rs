@@ -142,6 +142,20 @@ pub struct PortInfo {
     pub n_rxq: usize,
 }
 
+impl PortInfo {
+    /// The facts of a port over kernel interface `name`: MAC and MTU as
+    /// the kernel reports them now (no MAC, MTU 1500 when it cannot).
+    pub fn of_netdev(name: &str, kind: PortKind, n_rxq: usize) -> PortInfo {
+        PortInfo {
+            name: name.to_string(),
+            kind,
+            mac: crate::netdev::mac(name).ok(),
+            mtu: crate::netdev::mtu(name).unwrap_or(1500),
+            n_rxq,
+        }
+    }
+}
+
 /// An open port.
 pub trait Port: Send + Sync {
     /// Name, type, MAC and queue count.

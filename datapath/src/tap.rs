@@ -158,13 +158,7 @@ impl TapPort {
 
 impl Port for TapPort {
     fn info(&self) -> PortInfo {
-        PortInfo {
-            name: self.name.clone(),
-            kind: self.kind,
-            mac: netdev::mac(&self.name).ok(),
-            mtu: netdev::mtu(&self.name).unwrap_or(1500),
-            n_rxq: 1,
-        }
+        PortInfo::of_netdev(&self.name, self.kind, 1)
     }
 
     fn stats(&self) -> Arc<PortStats> {

@@ -65,9 +65,24 @@ pub fn require_tool(tool: &str) {
     );
 }
 
+/// `add-port BR PORT -- set Interface PORT SETTINGS...` through `vsctl`
+/// (ferrovs's [`Switch::vsctl`], stock [`StockOvs::vsctl`], or stock
+/// ovs-vsctl against either DB): a port whose Interface row has `settings`
+/// (`type=...`, `options:...=...`) from the start.
+pub fn add_port_with(
+    vsctl: impl FnOnce(&[&str]) -> Result<String>,
+    br: &str,
+    port: &str,
+    settings: &[&str],
+) -> Result<()> {
+    let mut args = vec!["add-port", br, port, "--", "set", "Interface", port];
+    args.extend_from_slice(settings);
+    vsctl(&args).map(drop)
+}
+
 /// `add-port BR PORT -- set Interface PORT ofport_request=N EXTRA...`
-/// through `vsctl` (ferrovs's [`Switch::vsctl`], stock [`StockOvs::vsctl`],
-/// or stock ovs-vsctl against either DB): a port at a known OpenFlow number.
+/// through `vsctl` (see [`add_port_with`]): a port at a known OpenFlow
+/// number.
 pub fn add_port_numbered(
     vsctl: impl FnOnce(&[&str]) -> Result<String>,
     br: &str,
@@ -76,9 +91,9 @@ pub fn add_port_numbered(
     extra: &[&str],
 ) -> Result<()> {
     let req = format!("ofport_request={ofport}");
-    let mut args = vec!["add-port", br, port, "--", "set", "Interface", port, &req];
-    args.extend_from_slice(extra);
-    vsctl(&args).map(drop)
+    let mut settings = vec![req.as_str()];
+    settings.extend_from_slice(extra);
+    add_port_with(vsctl, br, port, &settings)
 }
 
 /// Creates the Datapath row of datapath type `dp_type` and names it in

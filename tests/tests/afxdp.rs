@@ -99,28 +99,14 @@ fn afxdp_ports_carry_ping_and_tcp_and_a_bad_port_gets_an_error() -> Result<()> {
     // A device that does not exist, and a mode OVS does not know: errors
     // with the reason; the daemon and the bridge carry on.
     let ghost = format!("{tag}gh");
-    sw.vsctl(&[
-        "add-port",
-        &br,
-        &ghost,
-        "--",
-        "set",
-        "Interface",
-        &ghost,
-        "type=afxdp",
-    ])?;
+    add_port_with(|a| sw.vsctl(a), &br, &ghost, &["type=afxdp"])?;
     let odd = format!("{tag}od");
-    sw.vsctl(&[
-        "add-port",
+    add_port_with(
+        |a| sw.vsctl(a),
         &br,
         &odd,
-        "--",
-        "set",
-        "Interface",
-        &odd,
-        "type=afxdp",
-        "options:xdp-mode=turbo",
-    ])?;
+        &["type=afxdp", "options:xdp-mode=turbo"],
+    )?;
     let mut last = String::new();
     assert!(
         wait_until(T, || {

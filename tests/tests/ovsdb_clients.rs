@@ -200,16 +200,7 @@ fn a_port_that_cannot_be_opened_gets_an_error_and_the_bridge_keeps_working() -> 
     );
     // An unknown interface type is refused the same way.
     let odd = format!("{tag}yy");
-    sw.vsctl(&[
-        "add-port",
-        &br,
-        &odd,
-        "--",
-        "set",
-        "Interface",
-        &odd,
-        "type=stt",
-    ])?;
+    add_port_with(|a| sw.vsctl(a), &br, &odd, &["type=stt"])?;
     assert!(wait_until(Duration::from_secs(10), || {
         sw.vsctl(&["get", "Interface", &odd, "error"])
             .map(|e| e.contains("Unsupported interface type"))

@@ -236,13 +236,7 @@ impl AfPacketPort {
 
 impl Port for AfPacketPort {
     fn info(&self) -> PortInfo {
-        PortInfo {
-            name: self.name.clone(),
-            kind: PortKind::System,
-            mac: netdev::mac(&self.name).ok(),
-            mtu: netdev::mtu(&self.name).unwrap_or(1500),
-            n_rxq: 1,
-        }
+        PortInfo::of_netdev(&self.name, PortKind::System, 1)
     }
 
     fn stats(&self) -> Arc<PortStats> {

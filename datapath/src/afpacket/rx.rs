@@ -10,6 +10,7 @@ use super::ring::Ring;
 use super::sys::*;
 use crate::packet::{Offload, PacketBatch};
 use crate::port::{PortError, PortStats, RxQueue};
+use crate::sock;
 use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 pub(super) struct AfPacketRxq {
@@ -51,19 +52,9 @@ impl AfPacketRxq {
 /// Frames the kernel dropped on `ring`'s socket (ring full) since the last
 /// call: reading `PACKET_STATISTICS` resets the counters.
 fn kernel_drops(ring: &Ring) -> u64 {
-    let mut st = [0u32; 2];
-    let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
-    // SAFETY: `st` is a live `struct tpacket_stats` (two u32) of `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            ring.fd.as_raw_fd(),
-            SOL_PACKET,
-            PACKET_STATISTICS,
-            st.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if r == 0 { u64::from(st[1]) } else { 0 }
+    // `struct tpacket_stats`: packets, drops.
+    sock::getsockopt::<[u32; 2]>(ring.fd.as_raw_fd(), SOL_PACKET, PACKET_STATISTICS)
+        .map_or(0, |st| u64::from(st[1]))
 }
 
 /// An epoll set holding both rings' sockets (level-triggered): readable

@@ -2,7 +2,9 @@
 //! socket calls the port makes.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
+
+use crate::sock;
 
 pub(super) const SOL_PACKET: libc::c_int = 263;
 pub(super) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
@@ -190,55 +192,26 @@ pub(super) const TX_FRAME_SIZE: usize = 2048;
 pub(super) const TX_BLOCK_SIZE: usize = 1 << 16;
 pub(super) const TX_BLOCKS: usize = 4;
 
+/// `setsockopt(fd, SOL_PACKET, name, val)`.
 pub(super) fn setopt<T>(fd: RawFd, name: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live T of the given size for the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_PACKET,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sock::setsockopt(fd, SOL_PACKET, name, val)
 }
 
+/// A new packet socket; protocol 0 receives nothing until bind.
 pub(super) fn packet_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; protocol 0 receives nothing until bind.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    sock::socket(
+        libc::AF_PACKET,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        0,
+    )
 }
 
+/// Binds a packet socket to every protocol of `ifindex`.
 pub(super) fn bind(fd: RawFd, ifindex: i32) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain data; all-zero is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     sll.sll_ifindex = ifindex;
-    // SAFETY: passes a live sockaddr_ll of the stated size.
-    let r = unsafe {
-        libc::bind(
-            fd,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sock::bind(fd, &sll)
 }

@@ -12,6 +12,7 @@ use super::sys::*;
 use crate::offload::{Prepared, TxOffload};
 use crate::packet::{Offload, Packet};
 use crate::port::{PortError, PortStats, TxQueue};
+use crate::sock;
 use wire::vnet_hdr::{self as vnet, VNET_HDR_LEN};
 
 pub(super) struct AfPacketTxq {
@@ -143,20 +144,7 @@ impl TxRing {
             return;
         }
         self.queued = 0;
-        // SAFETY: sendto with no buffer triggers transmission of the tx ring
-        // of a socket we own.
-        let r = unsafe {
-            libc::sendto(
-                self.ring.fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = sock::kick_tx(self.ring.fd.as_raw_fd()) {
             match e.raw_os_error() {
                 // The device queue is full: the slots stay marked for
                 // sending and go with the next kick.

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::sys::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE, bpf, owned_fd};
+use crate::sock;
 
 // bpf(2) commands.
 const BPF_MAP_CREATE: libc::c_int = 0;
@@ -383,18 +384,11 @@ fn netlink_set_xdp(ifindex: i32, prog_fd: RawFd, flags: u32) -> io::Result<()> {
     put16(&mut m, 44, 8);
     put16(&mut m, 46, IFLA_XDP_FLAGS);
     put32(&mut m, 48, flags);
-    // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let sock = owned_fd(fd as libc::c_long);
+    let sock = sock::socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+        libc::NETLINK_ROUTE,
+    )?;
     // SAFETY: sends the live 52-byte message on our socket (to the kernel:
     // no address needed on an unbound netlink socket).
     let r = unsafe { libc::send(sock.as_raw_fd(), m.as_ptr().cast(), m.len(), 0) };

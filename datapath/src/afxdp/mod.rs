@@ -224,13 +224,7 @@ fn open_queue(
 
 impl Port for AfXdpPort {
     fn info(&self) -> PortInfo {
-        PortInfo {
-            name: self.name.clone(),
-            kind: PortKind::AfXdp,
-            mac: netdev::mac(&self.name).ok(),
-            mtu: netdev::mtu(&self.name).unwrap_or(1500),
-            n_rxq: self.xsks.len(),
-        }
+        PortInfo::of_netdev(&self.name, PortKind::AfXdp, self.xsks.len())
     }
 
     fn stats(&self) -> Arc<PortStats> {

@@ -5,6 +5,8 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+use crate::sock;
+
 pub(super) const AF_XDP: libc::c_int = 44;
 pub(super) const SOL_XDP: libc::c_int = 283;
 
@@ -98,44 +100,18 @@ pub(super) struct XdpStatistics {
 
 /// A new AF_XDP socket.
 pub(super) fn xsk_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    sock::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
 }
 
 /// `setsockopt(fd, SOL_XDP, name, val)`.
 pub(super) fn setopt<T>(fd: RawFd, name: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live T of the given size for the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_XDP,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sock::setsockopt(fd, SOL_XDP, name, val)
 }
 
 /// `getsockopt(fd, SOL_XDP, name)` into a `T` (zero-filled first; the
 /// kernel may write fewer bytes than `T` has).
 pub(super) fn getopt<T: Default>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
-    let mut val = T::default();
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` is a live, writable T of `len` bytes for the call.
-    let r = unsafe { libc::getsockopt(fd, SOL_XDP, name, (&mut val as *mut T).cast(), &mut len) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(val)
+    sock::getsockopt(fd, SOL_XDP, name)
 }
 
 /// Binds an AF_XDP socket to queue `queue_id` of `ifindex`.
@@ -147,18 +123,7 @@ pub(super) fn bind(fd: RawFd, ifindex: i32, queue_id: u32, flags: u16) -> io::Re
         queue_id,
         shared_umem_fd: 0,
     };
-    // SAFETY: passes a live sockaddr_xdp of the stated size.
-    let r = unsafe {
-        libc::bind(
-            fd,
-            (&sa as *const SockaddrXdp).cast(),
-            std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sock::bind(fd, &sa)
 }
 
 /// `bpf(cmd, attr, size_of(attr))`; returns the (non-negative) result.

@@ -6,7 +6,6 @@
 //! Offloads: AF_XDP carries no offload metadata, so partial checksums are
 //! completed and super-frames segmented in software before they leave.
 
-use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +15,7 @@ use super::sys::XdpDesc;
 use super::umem::{FRAME_SIZE, XskRing};
 use crate::offload::{Prepared, TxOffload};
 use crate::port::{PortError, PortStats, TxQueue};
+use crate::sock;
 
 /// Transmit frames a queue holds for the frames of its next batch.
 const LOCAL: usize = 64;
@@ -62,20 +62,7 @@ impl XskTx {
             if !self.tx.needs_wakeup() {
                 return false;
             }
-            // SAFETY: a zero-length, non-blocking sendto on a socket we
-            // own: it only makes the kernel process the tx ring.
-            let r = unsafe {
-                libc::sendto(
-                    self.fd,
-                    std::ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null(),
-                    0,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = sock::kick_tx(self.fd) {
                 match e.raw_os_error() {
                     // EAGAIN: more than one call's worth queued, or the
                     // device is busy; EBUSY: the device dropped a frame
