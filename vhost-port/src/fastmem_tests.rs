@@ -134,7 +134,7 @@ fn descriptors_are_read_from_any_region_even_unaligned() {
         r.desc = table;
         let mut seen = Vec::new();
         let total = r
-            .walk_chain(&FastMem::new(&m), 0, false, false, 1 << 16, |a, l| {
+            .walk_chain_from(&FastMem::new(&m), 0, None, false, false, 1 << 16, |a, l| {
                 seen.push((a, l));
                 Ok(true)
             })

@@ -304,26 +304,11 @@ impl RingView {
     /// Walks the chain starting at `head`, calling `f(addr, len)` for each
     /// buffer. `writable` is the direction every buffer must have; chains
     /// are bounded by their table size, indirect tables are not nested,
-    /// zero lengths and totals above `max_bytes` are refused.
-    pub fn walk_chain<F>(
-        &self,
-        mem: &FastMem<'_>,
-        head: u16,
-        writable: bool,
-        indirect_ok: bool,
-        max_bytes: u64,
-        f: F,
-    ) -> Result<u64, ChainError>
-    where
-        F: FnMut(u64, u32) -> Result<bool, ChainError>,
-    {
-        self.walk_chain_from(mem, head, None, writable, indirect_ok, max_bytes, f)
-    }
-
-    /// [`RingView::walk_chain`] where the head's descriptor table entry was
-    /// already read (`first`, from [`FastMem::read_head_desc`] on this ring):
-    /// it is used instead of reading the entry again. It goes through every
-    /// check a read entry does.
+    /// zero lengths and totals above `max_bytes` are refused. When the
+    /// head's descriptor table entry was already read (`first`, from
+    /// [`FastMem::read_head_desc`] on this ring), it is used instead of
+    /// reading the entry again, and goes through every check a read entry
+    /// does.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn walk_chain_from<F>(
