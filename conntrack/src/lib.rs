@@ -303,7 +303,9 @@ impl Conntrack {
         now: u64,
     ) -> CtResult {
         let seq_check = self.tcp_seq_check.load(Ordering::Relaxed);
-        let seen = self.table.visit(tuple, |c, reply| {
+        // Hashed once for the lookup and, when it misses, the insert.
+        let h = self.table.hash(tuple);
+        let seen = self.table.visit_hashed(h, tuple, |c, reply| {
             let mut st = c.lock();
             if st.dead || st.expiration <= now || (reply && args.force && args.commit) {
                 return Seen::Replace(c.clone());
@@ -393,9 +395,9 @@ impl Conntrack {
             }
             Some(Seen::Replace(old)) => {
                 self.remove(&old);
-                self.track_new(pkt, args, tuple, seg, icmp_request, now)
+                self.track_new(pkt, args, (tuple, h), seg, icmp_request, now)
             }
-            None => self.track_new(pkt, args, tuple, seg, icmp_request, now),
+            None => self.track_new(pkt, args, (tuple, h), seg, icmp_request, now),
         }
     }
 
@@ -403,7 +405,7 @@ impl Conntrack {
         &self,
         pkt: &mut CtPacket<'_>,
         args: &CtArgs,
-        tuple: &Tuple,
+        (tuple, h): (&Tuple, u64),
         seg: Option<&TcpSeg>,
         icmp_request: bool,
         now: u64,
@@ -494,14 +496,15 @@ impl Conntrack {
             ext,
             st: std::sync::Mutex::new(st),
         });
-        if !self.table.insert(&c) {
+        let ctl = (helper != 0).then(|| c.clone());
+        if !self.table.insert(c, h) {
             // Another thread committed the same tuple meanwhile.
             self.release(args.zone);
             return res;
         }
         res.mark = mark;
         res.label = label;
-        if helper != 0 {
+        if let Some(c) = ctl {
             self.alg_ctl(pkt, tuple, &c, false, args.nat.is_some(), &mut res);
         }
         if nat_flag != 0 {

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use crate::conn::Conn;
 use crate::tuple::Tuple;
@@ -61,11 +62,29 @@ impl Table {
         (h >> 40) as usize & self.mask
     }
 
+    /// The hash of `t` in this table (for [`Table::visit_hashed`] and
+    /// [`Table::insert`], so a lookup that misses and the insert after it
+    /// hash the tuple once).
+    #[inline]
+    pub(crate) fn hash(&self, t: &Tuple) -> u64 {
+        t.hash64(self.seed)
+    }
+
     /// Runs `f` on the connection `t` belongs to (with whether `t` is its
     /// reply tuple) while its shard is locked.
     #[inline]
     pub(crate) fn visit<R>(&self, t: &Tuple, f: impl FnOnce(&Arc<Conn>, bool) -> R) -> Option<R> {
-        let h = t.hash64(self.seed);
+        self.visit_hashed(self.hash(t), t, f)
+    }
+
+    /// [`Table::visit`] with `h`, the [`Table::hash`] of `t`.
+    #[inline]
+    pub(crate) fn visit_hashed<R>(
+        &self,
+        h: u64,
+        t: &Tuple,
+        f: impl FnOnce(&Arc<Conn>, bool) -> R,
+    ) -> Option<R> {
         let s = lock(&self.shards[self.idx(h)]);
         s.find(h, t).map(|(c, reply)| f(c, reply))
     }
@@ -92,20 +111,43 @@ impl Table {
     }
 
     /// Inserts `c` under both tuples; false (nothing inserted) when either
-    /// tuple already belongs to a connection.
-    pub(crate) fn insert(&self, c: &Arc<Conn>) -> bool {
-        let (ho, hr) = (c.orig.hash64(self.seed), c.reply.hash64(self.seed));
+    /// tuple already belongs to a connection. `ho` is the [`Table::hash`]
+    /// of `c.orig`.
+    ///
+    /// One probe per index checks the tuple is free there and finds its
+    /// slot (hashbrown's entry); the other index of each tuple is only
+    /// searched.
+    pub(crate) fn insert(&self, c: Arc<Conn>, ho: u64) -> bool {
+        debug_assert_eq!(ho, self.hash(&c.orig));
+        let hr = self.hash(&c.reply);
         let (mut go, mut gr) = self.lock_pair(ho, hr);
-        let taken_o = go.find(ho, &c.orig).is_some();
-        let sr: &mut Shard = gr.as_deref_mut().unwrap_or(&mut go);
-        if taken_o || (c.reply != c.orig && sr.find(hr, &c.reply).is_some()) {
+        // Either tuple may be another connection's tuple of the other
+        // direction.
+        if go.reply.find(ho, |x| x.reply == c.orig).is_some() {
             return false;
         }
+        let sr: &Shard = gr.as_deref().unwrap_or(&go);
+        if sr.orig.find(hr, |x| x.orig == c.reply).is_some() {
+            return false;
+        }
+        let (orig, reply) = match gr.as_deref_mut() {
+            Some(sr) => (&mut go.orig, &mut sr.reply),
+            None => {
+                let s = &mut *go;
+                (&mut s.orig, &mut s.reply)
+            }
+        };
         let seed = self.seed;
-        sr.reply
-            .insert_unique(hr, c.clone(), |x| x.reply.hash64(seed));
-        go.orig
-            .insert_unique(ho, c.clone(), |x| x.orig.hash64(seed));
+        let Entry::Vacant(vo) = orig.entry(ho, |x| x.orig == c.orig, |x| x.orig.hash64(seed))
+        else {
+            return false;
+        };
+        let Entry::Vacant(vr) = reply.entry(hr, |x| x.reply == c.reply, |x| x.reply.hash64(seed))
+        else {
+            return false;
+        };
+        vr.insert(c.clone());
+        vo.insert(c);
         true
     }
 
@@ -173,5 +215,132 @@ impl Table {
                 (buckets(g.orig.capacity()) + buckets(g.reply.capacity())) * per
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::conn::{ConnState, OtherState, ProtoState};
+    use crate::tuple::proto;
+
+    fn tuple(i: u32, ipv6: bool) -> Tuple {
+        let mut t = Tuple {
+            sport: 1024 + (i % 50_000) as u16,
+            dport: 53,
+            zone: (i % 3) as u16,
+            proto: proto::UDP,
+            ipv6,
+            ..Tuple::default()
+        };
+        t.src[..4].copy_from_slice(&(0x0a00_0000 | i).to_be_bytes());
+        t.dst[..4].copy_from_slice(&0x0b00_0001u32.to_be_bytes());
+        if ipv6 {
+            t.src[15] = 1;
+        }
+        t
+    }
+
+    fn conn(orig: Tuple, reply: Tuple) -> Arc<Conn> {
+        Arc::new(Conn {
+            orig,
+            reply,
+            nat: 0,
+            tp: 0,
+            alg: 0,
+            ext: None,
+            st: Mutex::new(ConnState {
+                expiration: 0,
+                label: [0; 2],
+                mark: 0,
+                proto: ProtoState::Other(OtherState::First),
+                dead: false,
+            }),
+        })
+    }
+
+    fn insert(t: &Table, c: &Arc<Conn>) -> bool {
+        t.insert(c.clone(), t.hash(&c.orig))
+    }
+
+    /// The connection `t` names in the table, and whether as its reply.
+    fn found(table: &Table, t: &Tuple) -> Option<(Arc<Conn>, bool)> {
+        table.visit(t, |c, reply| (c.clone(), reply))
+    }
+
+    #[test]
+    fn growth_keeps_every_connection_findable_in_both_directions() {
+        for shards in [1, 4] {
+            let table = Table::new(shards, 7);
+            // From empty, each index doubles a dozen times; a third of the
+            // connections are translated (the reply is not the reverse).
+            let conns: Vec<_> = (0..20_000u32)
+                .map(|i| {
+                    let o = tuple(i, i % 2 == 1);
+                    let mut r = o.reverse();
+                    if i % 3 == 0 {
+                        r.dst[..4].copy_from_slice(&(0x0c00_0000 | i).to_be_bytes());
+                    }
+                    conn(o, r)
+                })
+                .collect();
+            for c in &conns {
+                assert!(insert(&table, c));
+            }
+            for c in &conns {
+                let (o, rev) = found(&table, &c.orig).expect("original tuple found");
+                assert!(Arc::ptr_eq(&o, c) && !rev);
+                let (r, rev) = found(&table, &c.reply).expect("reply tuple found");
+                assert!(Arc::ptr_eq(&r, c) && rev);
+            }
+            assert_eq!(table.select(|_| true).len(), conns.len());
+            for c in conns.iter().step_by(2) {
+                assert!(table.remove(c));
+            }
+            for (i, c) in conns.iter().enumerate() {
+                assert_eq!(found(&table, &c.orig).is_some(), i % 2 == 1);
+                assert_eq!(found(&table, &c.reply).is_some(), i % 2 == 1);
+            }
+            assert_eq!(table.select(|_| true).len(), conns.len() / 2);
+        }
+    }
+
+    #[test]
+    fn insert_refuses_a_tuple_taken_in_either_direction_and_changes_nothing() {
+        let table = Table::new(4, 0);
+        let (o, r) = (tuple(1, false), tuple(2, false).reverse());
+        let a = conn(o, r);
+        assert!(insert(&table, &a));
+        let other = |i| tuple(i, false);
+        for (orig, reply) in [
+            (o, other(3)),
+            (r, other(3)),
+            (other(3), o),
+            (other(3), r),
+            (o, r),
+        ] {
+            let b = conn(orig, reply);
+            assert!(!insert(&table, &b), "{orig:?} -> {reply:?}");
+            assert!(found(&table, &other(3)).is_none());
+        }
+        assert_eq!(table.select(|_| true).len(), 1);
+        assert!(Arc::ptr_eq(&found(&table, &o).unwrap().0, &a));
+        assert!(Arc::ptr_eq(&found(&table, &r).unwrap().0, &a));
+        // A connection that is its own reply is indexed once each way.
+        let mut own = tuple(4, false);
+        own.dst = own.src;
+        own.dport = own.sport;
+        assert_eq!(own.reverse(), own);
+        let s = conn(own, own);
+        assert!(insert(&table, &s));
+        assert!(!insert(&table, &conn(own, own)));
+        assert_eq!(
+            found(&table, &own).map(|(c, rev)| (Arc::ptr_eq(&c, &s), rev)),
+            Some((true, false))
+        );
+        assert!(table.remove(&s));
+        assert!(found(&table, &own).is_none());
     }
 }
