@@ -19,7 +19,7 @@ use flows::nxaction::{
     CT_COMMIT, CT_FORCE, NAT_DST, NAT_PERSISTENT, NAT_PROTO_RANDOM, NAT_SRC, Nat,
     NatRange as NxNatRange,
 };
-use flows::parse::{L3Kind, Layout, extract};
+use flows::parse::{L3Kind, Layout, extract, extract_into};
 use rustc_hash::FxHashMap;
 
 use crate::packet::{Offload, Packet};
@@ -136,7 +136,10 @@ impl DpConntrack {
             meta.clear_ct();
             return CtOutcome::Done;
         };
-        let Ok((key, layout)) = extract(pkt.data(), meta.in_port) else {
+        // Parsed in place: `extract`'s returned key (hundreds of bytes)
+        // would be copied twice on the way here, for every packet.
+        let mut key = FlowKey::default();
+        let Ok(layout) = extract_into(pkt.data(), meta.in_port, &mut key) else {
             meta.clear_ct();
             return CtOutcome::Done;
         };
