@@ -13,6 +13,10 @@
 //!   `DpConntrack::execute` (which parses the frame, as the PMD's `ct`
 //!   action does): `ct` (lookup, a miss) then `ct(commit)`; count
 //!   `ct_setup::firewall_burst`.
+//! - `established N`: as `firewall`, then the N replies through `ct`
+//!   (each finds its connection, `+est+rpl`); count
+//!   `ct_setup::established_burst` (per packet of an established
+//!   connection, for comparison).
 //! - `pmd N`: the whole datapath with one PMD thread and two dummy ports,
 //!   the firewall's two passes cached as megaflows (table 0 `ct`, recirc;
 //!   table 1 `+trk+new` → `ct(commit)`, output 2), the frames queued
@@ -86,6 +90,33 @@ fn firewall_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32, commit: u32
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::NEW);
         black_box(ct.execute(commit, &mut pkt, &mut meta, 0));
     }
+}
+
+#[inline(never)]
+fn established_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32) {
+    let mut pkt = Packet::new();
+    for f in frames {
+        pkt.rx_buffer()[..f.len()].copy_from_slice(f);
+        pkt.set_len(f.len());
+        pkt.in_port = 2;
+        let mut meta = FlowKey {
+            in_port: 2,
+            ..FlowKey::default()
+        };
+        black_box(ct.execute(lookup, &mut pkt, &mut meta, 0));
+        assert_eq!(meta.ct_state, ct_state::TRK | ct_state::EST | ct_state::RPL);
+    }
+}
+
+/// The reply of a `frame_64` UDP frame: addresses and ports swapped.
+fn reversed(f: &[u8]) -> Vec<u8> {
+    let mut r = f.to_vec();
+    for i in 0..4 {
+        r.swap(26 + i, 30 + i);
+    }
+    r.swap(34, 36);
+    r.swap(35, 37);
+    r
 }
 
 /// The ovs-actions(7) firewall as datapath flows: ct (ids interned by the
@@ -165,9 +196,24 @@ fn main() {
             let commit = ct.intern(&ct_action("ct(commit)"), 0).expect("intern");
             firewall_burst(&ct, &frames, lookup, commit);
             assert_eq!(ct.tracker().nconns(), n);
+            let m = ct.tracker().memory();
+            println!(
+                "{} B per connection (entries {} B, index {} B)",
+                m.per_conn(),
+                m.entry_bytes,
+                m.index_bytes
+            );
+        }
+        "established" => {
+            let ct = DpConntrack::default();
+            let lookup = ct.intern(&ct_action("ct(table=1)"), 0).expect("intern");
+            let commit = ct.intern(&ct_action("ct(commit)"), 0).expect("intern");
+            firewall_burst(&ct, &frames, lookup, commit);
+            let replies: Vec<Vec<u8>> = frames.iter().map(|f| reversed(f)).collect();
+            established_burst(&ct, &replies, lookup);
         }
         "pmd" => pmd(n),
-        m => panic!("unknown mode {m} (tracker, firewall, pmd)"),
+        m => panic!("unknown mode {m} (tracker, firewall, established, pmd)"),
     }
     println!("{mode}: {n} new connections");
 }
