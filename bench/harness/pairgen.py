@@ -2,11 +2,13 @@
 one 1-byte UDP datagram per (source socket, destination port) pair, sent with
 sendmmsg(2) in batches so that the host's kernel, not this interpreter, sets the pace.
 
-    python3 pairgen.py DST N FIRST_PORT PER
+    python3 pairgen.py DST N FIRST_PORT PER [PAYLOAD]
 
-Pair i goes from source socket i // PER to destination port FIRST_PORT + i % PER. It
-prints time.time() once the sockets are ready, then serves requests on stdin: each line
-"A B" sends pairs A..B-1 and prints how many datagrams were sent."""
+Pair i goes from source socket i // PER to destination port FIRST_PORT + i % PER; each
+datagram carries PAYLOAD bytes (default 1). It prints time.time() once the sockets are
+ready, then serves requests on stdin: each line "A B" sends pairs A..B-1 and prints how
+many datagrams were sent; "A B S" sends them over and over for S seconds (a blast of
+established flows) and prints the count the same way."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class PairSender:
     """Sends the datagrams of pairs to ``dst``; one message array serves every source
     socket, since pair i's destination port depends only on i % per."""
 
-    def __init__(self, dst: str, n: int, first_port: int, per: int):
+    def __init__(self, dst: str, n: int, first_port: int, per: int, payload: int = 1):
         self.per = per
         self.libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         self.socks = []
@@ -54,8 +56,8 @@ class PairSender:
             s.bind(("0.0.0.0", 0))
             s.setblocking(False)
             self.socks.append(s)
-        self.payload = ctypes.create_string_buffer(b"x", 1)
-        self.iov = _Iovec(ctypes.cast(self.payload, ctypes.c_void_p), 1)
+        self.payload = ctypes.create_string_buffer(b"x" * payload, payload)
+        self.iov = _Iovec(ctypes.cast(self.payload, ctypes.c_void_p), payload)
         self.addrs = (_SockaddrIn * per)()
         self.msgs = (_Mmsghdr * per)()
         packed = int.from_bytes(socket.inet_aton(dst), "little")
@@ -89,13 +91,28 @@ class PairSender:
         return sent
 
 
+    def blast(self, a: int, b: int, seconds: float) -> int:
+        """Sends pairs a..b-1 over and over until ``seconds`` have passed; returns how
+        many datagrams left."""
+        sent = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sent += self.send(a, b)
+        return sent
+
+
 def main(argv: list[str]) -> None:
     dst, n, first, per = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    sender = PairSender(dst, n, first, per)
+    payload = int(argv[4]) if len(argv) > 4 else 1
+    sender = PairSender(dst, n, first, per, payload)
     print(repr(time.time()), flush=True)
     for line in sys.stdin:
-        a, b = map(int, line.split())
-        print(sender.send(a, b), flush=True)
+        words = line.split()
+        a, b = int(words[0]), int(words[1])
+        if len(words) > 2:
+            print(sender.blast(a, b, float(words[2])), flush=True)
+        else:
+            print(sender.send(a, b), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ FIRST_PORT = 20_000
 SETUP_N = 300_000
 #: Destination ports per source socket (distinct 5-tuples = sockets × ports).
 PORTS_PER_SOCKET = 10_000
+#: The 64 B blast: established 5-tuples it cycles through (one source socket, this many
+#: destination ports), and the UDP payload that makes 60-byte frames (64 B on the wire
+#: with the FCS).
+BLAST_PAIRS = 1024
+BLAST_PAYLOAD = 18
 #: Connections of the "1M connections held" case (skipped with --quick).
 HELD_N = 1_000_000
 #: The held case offers its pairs in chunks of at most this many, each once the switch
@@ -48,7 +53,13 @@ DESCRIPTION = (
     "table 0 `ip,ct_state=-trk,actions=ct(table=1)` plus ARP A↔B; table 1 "
     "`ct_state=+trk+new,in_port=A → ct(commit),output:B`, `+trk+est` A→B and B→A, all else "
     "dropped. 'UDP 64 B' = `iperf3 -u -l 64 -b 0` datagrams received per second, through "
-    "the firewall ('with ct') and through two plain `in_port` flows ('no ct'). 'setup' = "
+    "the firewall ('with ct') and through two plain `in_port` flows ('no ct'). 'UDP 64 B "
+    f"blast' = the connection generator (below) sending {BLAST_PAYLOAD}-byte datagrams "
+    f"(60-byte frames) round and round {BLAST_PAIRS} (source, destination port) pairs, "
+    "after one round that establishes them, as fast as sendmmsg(2) goes: 'forwarded' = "
+    "frames port B transmitted per second (its `tx_packets`, over the run's seconds, "
+    "from 1 s after the start), 'offered' = datagrams sent per second over the whole "
+    "blast (the generator outrunning the switch shows as offered > forwarded). 'setup' = "
     "new connections committed per second: h1 sends one 1-byte UDP datagram to each of N "
     f"distinct (source port, destination port) pairs ({PORTS_PER_SOCKET} destination ports "
     "per source socket), in sendmmsg(2) batches of up to 1,024; rate = connections counted by "
@@ -182,6 +193,56 @@ def run(ctx: Context) -> None:
         udp("no ct", plain_flows(a, b))
         udp("with ct", firewall_flows(a, b))
 
+        tx_path = f"/sys/class/net/{pair.ports[1]}/statistics/tx_packets"
+
+        def tx_b() -> int:
+            with open(tx_path) as f:
+                return int(f.read())
+
+        def blast(case: str, flows: str) -> None:
+            path = ctx.logdir / f"{NAME}-{sw.name}-blast-{case.replace(' ', '-')}-flows.txt"
+            path.write_text(flows)
+            sw.del_flows()
+            sw.add_flows(str(path))
+            netns.check_reachable(pair)
+            gen = subprocess.Popen(
+                pair.ns(0, "python3", GENERATOR, pair.addrs[1], str(BLAST_PAIRS),
+                        str(FIRST_PORT), str(BLAST_PAIRS), str(BLAST_PAYLOAD)),  # fmt: skip
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert gen.stdin is not None and gen.stdout is not None
+                gen.stdout.readline()
+                # One round sets the connections up; the blast then runs on them.
+                gen.stdin.write(f"0 {BLAST_PAIRS}\n")
+                gen.stdin.flush()
+                gen.stdout.readline()
+                time.sleep(0.5)
+                length = seconds + 2
+                gen.stdin.write(f"0 {BLAST_PAIRS} {length}\n")
+                gen.stdin.flush()
+                time.sleep(1.0)
+                c0, t0 = tx_b(), time.monotonic()
+                time.sleep(seconds)
+                c1, t1 = tx_b(), time.monotonic()
+                line = gen.stdout.readline()
+                if not line.strip().isdigit():
+                    raise RuntimeError(f"blast generator: unexpected output {line[:120]!r}")
+                offered = int(line) / length
+            finally:
+                gen.kill()
+                gen.wait(timeout=30)
+            title = f"UDP 64 B blast, {case}"
+            ctx.results.add(NAME, title, "forwarded", "kpps", sw.name, label,
+                            (c1 - c0) / (t1 - t0) / 1e3)  # fmt: skip
+            ctx.results.add(NAME, title, "offered", "kpps", sw.name, label, offered / 1e3)
+            time.sleep(0.5)
+
+        blast("no ct", plain_flows(a, b))
+        blast("with ct", firewall_flows(a, b))
+
         def nconns() -> int:
             return parse_nconns(sw.appctl("dpctl/ct-get-nconns"))
 
@@ -227,12 +288,6 @@ def run(ctx: Context) -> None:
         stack.callback(gen.kill)
         assert gen.stdin is not None and gen.stdout is not None
         start = float(gen.stdout.readline())
-        tx_path = f"/sys/class/net/{pair.ports[1]}/statistics/tx_packets"
-
-        def tx_b() -> int:
-            with open(tx_path) as f:
-                return int(f.read())
-
         sent, lo, size, tries = 0, 0, HELD_CHUNK, 0
         while lo < HELD_N and time.time() - start < HELD_WINDOW_S:
             hi = min(lo + size, HELD_N)

@@ -4,6 +4,7 @@ distinct (source socket, destination port), and answers each request with the co
 import socket
 import subprocess
 import sys
+import time
 import unittest
 from pathlib import Path
 
@@ -40,6 +41,36 @@ class PairGeneratorTest(unittest.TestCase):
                 s.settimeout(0.2)
                 with self.assertRaises(socket.timeout):
                     s.recvfrom(16)  # nothing more than one datagram per pair
+        finally:
+            for s in receivers:
+                s.close()
+
+    def test_a_blast_repeats_its_pairs_for_the_time_asked_with_the_payload_asked(self):
+        first, per = 31_800, 4
+        receivers = []
+        for port in range(first, first + per):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.settimeout(5)
+            receivers.append(s)
+        try:
+            t0 = time.monotonic()
+            out = subprocess.run(
+                [sys.executable, str(GENERATOR), "127.0.0.1", str(per), str(first), str(per),
+                 "18", ], input="0 4 0.3\n", capture_output=True, text=True, timeout=30,
+                check=True,
+            )  # fmt: skip
+            took = time.monotonic() - t0
+            lines = out.stdout.split()
+            self.assertEqual(len(lines), 2, out.stdout)
+            sent = int(lines[1])
+            self.assertGreater(sent, per, "the pairs were sent more than once")
+            self.assertEqual(sent % per, 0, "whole rounds of the pairs")
+            self.assertGreaterEqual(took, 0.3, "it kept sending for the time asked")
+            for s in receivers:
+                data, _ = s.recvfrom(64)
+                self.assertEqual(data, b"x" * 18)
         finally:
             for s in receivers:
                 s.close()
