@@ -24,8 +24,8 @@ pub use afpacket::{AfPacketOptions, AfPacketPort, RxRing};
 pub use afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
 pub use ct::DpConntrack;
 pub use dpif::{
-    Datapath, DpConfig, DpError, MegaflowInfo, MegaflowPredicate, PmdStats, PollPolicy, Sampled,
-    Stage, UpcallHandler, UpcallResult,
+    Datapath, DpConfig, DpError, EMC_INSERT_INV_PROB_DEFAULT, MegaflowInfo, MegaflowPredicate,
+    PmdStats, PollPolicy, Sampled, Stage, UpcallHandler, UpcallResult,
 };
 pub use dummy::{DummyPort, SentFrame};
 pub use packet::{BATCH_SIZE, Offload, Packet, PacketBatch};

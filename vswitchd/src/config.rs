@@ -190,6 +190,16 @@ impl SwitchConfig {
             .is_some_and(|v| v.trim() == "true")
     }
 
+    /// `other_config:emc-insert-inv-prob`: a megaflow hit is cached in the
+    /// EMC with probability 1 / this (0: never), as in OVS; its default
+    /// when unset or not an integer in 0..=4294967295, as OVS does too.
+    pub fn emc_insert_inv_prob(&self) -> u32 {
+        self.other_config
+            .get("emc-insert-inv-prob")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(datapath::EMC_INSERT_INV_PROB_DEFAULT)
+    }
+
     /// `other_config:pmd-maxsleep` (microseconds, as in OVS); `None` when
     /// unset or not a number.
     pub fn pmd_max_sleep(&self) -> Option<std::time::Duration> {
@@ -497,6 +507,22 @@ mod tests {
         ]));
         assert!(r.iter().all(|r| r.get("error").is_none()), "{r:?}");
         db.snapshot()
+    }
+
+    #[test]
+    fn emc_insert_inv_prob_defaults_to_ovs_100_and_takes_0_and_any_u32() {
+        let mut cfg = SwitchConfig::default();
+        assert_eq!(cfg.emc_insert_inv_prob(), 100);
+        for (v, want) in [("0", 0), ("1", 1), (" 20 ", 20), ("4294967295", u32::MAX)] {
+            cfg.other_config
+                .insert("emc-insert-inv-prob".into(), v.into());
+            assert_eq!(cfg.emc_insert_inv_prob(), want, "{v:?}");
+        }
+        for bad in ["-1", "4294967296", "often", ""] {
+            cfg.other_config
+                .insert("emc-insert-inv-prob".into(), bad.into());
+            assert_eq!(cfg.emc_insert_inv_prob(), 100, "{bad:?}");
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn run(args: Args, log: crate::LogHandle, lock: crate::rundir::RundirLock) -
         n_pmd: pmd_cpus.len().max(1),
         pmd_cpus: pmd_cpus.clone(),
         max_sleep: first.pmd_max_sleep(),
+        emc_insert_inv_prob: first.emc_insert_inv_prob(),
         // Open vSwitch's default datapath flow limit.
         max_megaflows: 200_000,
         ..DpConfig::default()
@@ -239,6 +240,20 @@ fn reconcile_loop(ctx: Arc<Ctx>, mut metrics: crate::metrics::Exporter) {
             {
                 info!("pmd-maxsleep: {max_sleep:?}");
                 ctx.switch.dp.set_pmd_max_sleep(max_sleep);
+            }
+            let inv_prob = cfg.emc_insert_inv_prob();
+            if last
+                .as_ref()
+                .is_some_and(|l| l.emc_insert_inv_prob() != inv_prob)
+            {
+                match inv_prob {
+                    0 => info!("EMC insertion off (emc-insert-inv-prob=0)"),
+                    n => info!(
+                        "EMC insertion probability 1/{n} (~{:.2}%)",
+                        100.0 / f64::from(n)
+                    ),
+                }
+                ctx.switch.dp.set_emc_insert_inv_prob(inv_prob);
             }
         }
         policing.reconcile(&ctx.switch, &data);

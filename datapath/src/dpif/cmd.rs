@@ -52,6 +52,11 @@ pub(crate) enum PmdCmd {
         max_sleep: Option<std::time::Duration>,
         ack: Sender<()>,
     },
+    /// Apply `other_config:emc-insert-inv-prob`.
+    SetEmcInsertInvProb {
+        inv_prob: u32,
+        ack: Sender<()>,
+    },
     /// From now on, send the packets `DpAction::Sample` picks to `q`.
     SetSamples {
         q: Sender<super::Sampled>,

@@ -53,6 +53,10 @@ pub struct DpConfig {
     pub idle_spin: Duration,
     /// Exact-match cache entries per PMD (0 disables the EMC).
     pub emc_entries: usize,
+    /// `other_config:emc-insert-inv-prob`: a megaflow hit is inserted into
+    /// the EMC with probability 1 / this (0: never; 1: always), so that a
+    /// burst of new flows does not churn the EMC, as in OVS (default 100).
+    pub emc_insert_inv_prob: u32,
     /// Depth of the upcall queue to the handler thread; misses beyond it are
     /// dropped and counted as lost upcalls.
     pub upcall_queue: usize,
@@ -63,6 +67,10 @@ pub struct DpConfig {
     pub flow_idle_timeout: Option<Duration>,
 }
 
+/// OVS's default `emc-insert-inv-prob`: one megaflow hit in 100 is cached
+/// in the EMC.
+pub const EMC_INSERT_INV_PROB_DEFAULT: u32 = 100;
+
 impl Default for DpConfig {
     fn default() -> Self {
         DpConfig {
@@ -72,6 +80,7 @@ impl Default for DpConfig {
             max_sleep: None,
             idle_spin: Duration::from_micros(100),
             emc_entries: flows::emc::EMC_DEFAULT_ENTRIES,
+            emc_insert_inv_prob: EMC_INSERT_INV_PROB_DEFAULT,
             upcall_queue: 1024,
             max_megaflows: 65_536,
             flow_idle_timeout: Some(Duration::from_secs(10)),
@@ -488,6 +497,12 @@ impl Datapath {
     /// Applies `other_config:pmd-maxsleep` (`None`: not set) to every PMD.
     pub fn set_pmd_max_sleep(&self, max_sleep: Option<Duration>) {
         let _ = self.broadcast(|ack| PmdCmd::SetMaxSleep { max_sleep, ack });
+    }
+
+    /// Applies `other_config:emc-insert-inv-prob` (see
+    /// [`DpConfig::emc_insert_inv_prob`]) to every PMD.
+    pub fn set_emc_insert_inv_prob(&self, inv_prob: u32) {
+        let _ = self.broadcast(|ack| PmdCmd::SetEmcInsertInvProb { inv_prob, ack });
     }
 
     /// Holds (`true`) or releases every PMD thread's receive queues. A

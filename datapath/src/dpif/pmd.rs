@@ -77,6 +77,16 @@ struct FlowCache {
     flows: Vec<Megaflow>,
     cls: Classifier<u32>,
     emc: Option<ExactMatchCache<u32>>,
+    /// A megaflow hit goes into the EMC when a draw of `rng` is at most
+    /// this (0: never, `u32::MAX`: always): `emc-insert-inv-prob` as OVS
+    /// applies it.
+    emc_insert_min: u32,
+    rng: u32,
+}
+
+/// The insertion threshold of `emc-insert-inv-prob` `inv_prob`.
+fn emc_insert_min(inv_prob: u32) -> u32 {
+    u32::MAX.checked_div(inv_prob).unwrap_or(0)
 }
 
 impl FlowCache {
@@ -91,7 +101,18 @@ impl FlowCache {
     #[inline]
     fn megaflow_lookup(&mut self, key: &FlowKey, hash: u64) -> Option<u32> {
         let (_, &idx) = self.cls.lookup_no_wc(key)?;
-        if let Some(emc) = &mut self.emc {
+        if let Some(emc) = &mut self.emc
+            && self.emc_insert_min != 0
+            && (self.emc_insert_min == u32::MAX || {
+                // xorshift32: a draw per hit, no state shared with anyone.
+                let mut x = self.rng;
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                self.rng = x;
+                x <= self.emc_insert_min
+            })
+        {
             emc.insert(key, hash, idx);
         }
         Some(idx)
@@ -211,6 +232,8 @@ impl Pmd {
                 flows: Vec::new(),
                 cls: Classifier::new(),
                 emc: (cfg.emc_entries > 0).then(|| ExactMatchCache::new(cfg.emc_entries)),
+                emc_insert_min: emc_insert_min(cfg.emc_insert_inv_prob),
+                rng: 0x2545_f491 ^ (id as u32).wrapping_mul(0x9e37_79b9) | 1,
             },
             generation,
             held: false,
@@ -734,6 +757,10 @@ impl Pmd {
             }
             PmdCmd::SetMaxSleep { max_sleep, ack } => {
                 self.policy.max_sleep = max_sleep;
+                let _ = ack.send(());
+            }
+            PmdCmd::SetEmcInsertInvProb { inv_prob, ack } => {
+                self.cache.emc_insert_min = emc_insert_min(inv_prob);
                 let _ = ack.send(());
             }
             PmdCmd::SetSamples { q, ack } => {

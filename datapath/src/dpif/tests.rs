@@ -144,6 +144,8 @@ pub(super) fn stats(dp: &Datapath) -> PmdStats {
 fn first_packet_upcalls_then_megaflow_then_emc_hits() {
     let h = TestHandler::new(forward_by_dl_dst(2));
     let r = rig(h.clone());
+    // Every megaflow hit cached in the EMC (applied live).
+    r.dp.set_emc_insert_inv_prob(1);
     r.p1.inject(&frame(1));
     assert_eq!(r.p2.recv_sent(WAIT).unwrap().data, frame(1));
     assert_eq!(h.calls(), 1);
@@ -855,4 +857,61 @@ fn samples_reach_the_queue_only_once_an_exporter_asked_for_it() {
     assert!(s.flow_sample);
     assert_eq!(s.len as usize, frame(2).len());
     assert_eq!(s.key.in_port, 1);
+}
+
+/// The frame of `frame(1)` from TCP source port `sport`: another exact key
+/// of the same `dl_dst` megaflow.
+fn frame_from_port(sport: u16) -> Vec<u8> {
+    let mut f = frame(1);
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f
+}
+
+#[test]
+fn emc_insert_inv_prob_0_never_caches_a_megaflow_hit_in_the_emc() {
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let dp = Datapath::new(
+        DpConfig {
+            emc_insert_inv_prob: 0,
+            ..DpConfig::default()
+        },
+        h,
+    )
+    .unwrap();
+    let (p1, p2) = (DummyPort::new("dp-p1"), DummyPort::new("dp-p2"));
+    dp.add_port(1, p1.clone()).unwrap();
+    dp.add_port(2, p2.clone()).unwrap();
+    for _ in 0..50 {
+        p1.inject(&frame(1));
+        p2.recv_sent(WAIT).unwrap();
+    }
+    eventually("stats published", || stats(&dp).rx_packets == 50);
+    let s = stats(&dp);
+    assert_eq!((s.upcalls, s.megaflow_hits, s.emc_hits), (1, 49, 0));
+}
+
+#[test]
+fn by_default_about_one_megaflow_hit_in_100_enters_the_emc() {
+    // OVS's default emc-insert-inv-prob: 2,000 distinct keys of one
+    // megaflow, each seen twice; the second sighting hits the EMC only when
+    // the first was drawn for insertion.
+    let h = TestHandler::new(forward_by_dl_dst(2));
+    let r = rig(h.clone());
+    r.p1.inject(&frame_from_port(1));
+    r.p2.recv_sent(WAIT).unwrap();
+    for _ in 0..2 {
+        for sport in 2..2002u16 {
+            r.p1.inject(&frame_from_port(sport));
+        }
+        for _ in 2..2002u16 {
+            r.p2.recv_sent(WAIT).expect("forwarded");
+        }
+    }
+    eventually("stats published", || stats(&r.dp).rx_packets == 4001);
+    let s = stats(&r.dp);
+    assert_eq!(h.calls(), 1);
+    assert_eq!(s.megaflow_hits + s.emc_hits, 4000);
+    // Binomial(2000, 1/100): 20 expected; outside 3..=60 has a probability
+    // far below 1e-6 (and the generator is seeded, so a run repeats).
+    assert!((3..=60).contains(&s.emc_hits), "emc hits {}", s.emc_hits);
 }
