@@ -179,12 +179,16 @@ def run(ctx: Context) -> None:
         label = sw.label["kernel"]
         iperf.start_server(stack, pair, ctx.logdir / f"{NAME}-{sw.name}-iperf3.log")
 
-        def udp(case: str, flows: str) -> None:
-            path = ctx.logdir / f"{NAME}-{sw.name}-{case.replace(' ', '-')}-flows.txt"
+        def install(tag: str, flows: str) -> None:
+            """Replaces the switch's flows with ``flows`` (kept in the logs as ``tag``)."""
+            path = ctx.logdir / f"{NAME}-{sw.name}-{tag.replace(' ', '-')}-flows.txt"
             path.write_text(flows)
             sw.del_flows()
             sw.add_flows(str(path))
             netns.check_reachable(pair)
+
+        def udp(case: str, flows: str) -> None:
+            install(case, flows)
             pps, loss = iperf.parse_udp(iperf.client(pair, seconds, "-u", "-l", "64", "-b", "0"))
             ctx.results.add(NAME, f"UDP 64 B, {case}", "received", "kpps", sw.name, label,
                             pps / 1e3)  # fmt: skip
@@ -200,11 +204,7 @@ def run(ctx: Context) -> None:
                 return int(f.read())
 
         def blast(case: str, flows: str) -> None:
-            path = ctx.logdir / f"{NAME}-{sw.name}-blast-{case.replace(' ', '-')}-flows.txt"
-            path.write_text(flows)
-            sw.del_flows()
-            sw.add_flows(str(path))
-            netns.check_reachable(pair)
+            install(f"blast {case}", flows)
             gen = subprocess.Popen(
                 pair.ns(0, "python3", GENERATOR, pair.addrs[1], str(BLAST_PAIRS),
                         str(FIRST_PORT), str(BLAST_PAIRS), str(BLAST_PAYLOAD)),  # fmt: skip

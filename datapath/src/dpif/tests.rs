@@ -128,7 +128,12 @@ pub(super) struct Rig {
 }
 
 pub(super) fn rig(handler: Arc<TestHandler>) -> Rig {
-    let dp = Datapath::new(DpConfig::default(), handler).unwrap();
+    rig_with(DpConfig::default(), handler)
+}
+
+/// [`rig`] with datapath configuration `cfg`.
+pub(super) fn rig_with(cfg: DpConfig, handler: Arc<TestHandler>) -> Rig {
+    let dp = Datapath::new(cfg, handler).unwrap();
     let p1 = DummyPort::new("dp-p1");
     let p2 = DummyPort::new("dp-p2");
     dp.add_port(1, p1.clone()).unwrap();
@@ -870,23 +875,17 @@ fn frame_from_port(sport: u16) -> Vec<u8> {
 #[test]
 fn emc_insert_inv_prob_0_never_caches_a_megaflow_hit_in_the_emc() {
     let h = TestHandler::new(forward_by_dl_dst(2));
-    let dp = Datapath::new(
-        DpConfig {
-            emc_insert_inv_prob: 0,
-            ..DpConfig::default()
-        },
-        h,
-    )
-    .unwrap();
-    let (p1, p2) = (DummyPort::new("dp-p1"), DummyPort::new("dp-p2"));
-    dp.add_port(1, p1.clone()).unwrap();
-    dp.add_port(2, p2.clone()).unwrap();
+    let cfg = DpConfig {
+        emc_insert_inv_prob: 0,
+        ..DpConfig::default()
+    };
+    let r = rig_with(cfg, h);
     for _ in 0..50 {
-        p1.inject(&frame(1));
-        p2.recv_sent(WAIT).unwrap();
+        r.p1.inject(&frame(1));
+        r.p2.recv_sent(WAIT).unwrap();
     }
-    eventually("stats published", || stats(&dp).rx_packets == 50);
-    let s = stats(&dp);
+    eventually("stats published", || stats(&r.dp).rx_packets == 50);
+    let s = stats(&r.dp);
     assert_eq!((s.upcalls, s.megaflow_hits, s.emc_hits), (1, 49, 0));
 }
 
