@@ -56,7 +56,9 @@ DESCRIPTION = (
     "the firewall ('with ct') and through two plain `in_port` flows ('no ct'). 'UDP 64 B "
     f"blast' = the connection generator (below) sending {BLAST_PAYLOAD}-byte datagrams "
     f"(60-byte frames) round and round {BLAST_PAIRS} (source, destination port) pairs, "
-    "after one round that establishes them, as fast as sendmmsg(2) goes: 'forwarded' = "
+    "after one round that establishes them, as fast as sendmmsg(2) goes, to ports host B "
+    "holds with sockets it never reads (udpsink.py: no ICMP port-unreachable replies): "
+    "'forwarded' = "
     "frames port B transmitted per second (its `tx_packets`, over the run's seconds, "
     "from 1 s after the start), 'offered' = datagrams sent per second over the whole "
     "blast (the generator outrunning the switch shows as offered > forwarded). 'setup' = "
@@ -81,6 +83,8 @@ DESCRIPTION = (
 #: The connection generator (run as a script inside host h1's namespace): sendmmsg(2)
 #: batches of one datagram per pair, on stdin requests "A B".
 GENERATOR = str(Path(__file__).resolve().parent.parent / "pairgen.py")
+#: Holds the blast's destination ports on host B (see udpsink.py).
+SINK = str(Path(__file__).resolve().parent.parent / "udpsink.py")
 
 
 def next_chunk(size: int, forwarded: int, tries: int) -> tuple[bool, int]:
@@ -203,6 +207,20 @@ def run(ctx: Context) -> None:
             with open(tx_path) as f:
                 return int(f.read())
 
+        # The blast's destination ports are held on host B, so that its datagrams end
+        # as iperf3's do, at a socket, not in ICMP replies made by the thread that
+        # delivered them.
+        sink = subprocess.Popen(
+            pair.ns(1, "python3", SINK, str(FIRST_PORT), str(BLAST_PAIRS)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        stack.callback(sink.kill)
+        assert sink.stdout is not None
+        if sink.stdout.readline().strip() != "ready":
+            raise RuntimeError("udpsink did not start")
+
         def blast(case: str, flows: str) -> None:
             install(f"blast {case}", flows)
             gen = subprocess.Popen(
@@ -242,6 +260,8 @@ def run(ctx: Context) -> None:
 
         blast("no ct", plain_flows(a, b))
         blast("with ct", firewall_flows(a, b))
+        sink.kill()
+        sink.wait(timeout=30)
 
         def nconns() -> int:
             return parse_nconns(sw.appctl("dpctl/ct-get-nconns"))

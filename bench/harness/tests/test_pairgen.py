@@ -9,6 +9,7 @@ import unittest
 from pathlib import Path
 
 GENERATOR = Path(__file__).resolve().parent.parent / "pairgen.py"
+SINK = Path(__file__).resolve().parent.parent / "udpsink.py"
 
 
 class PairGeneratorTest(unittest.TestCase):
@@ -74,6 +75,35 @@ class PairGeneratorTest(unittest.TestCase):
         finally:
             for s in receivers:
                 s.close()
+
+
+
+class UdpSinkTest(unittest.TestCase):
+    def test_the_sink_holds_its_ports_until_stdin_closes_so_nothing_is_refused(self):
+        first, n = 31_900, 16
+        sink = subprocess.Popen([sys.executable, str(SINK), str(first), str(n)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            self.assertEqual(sink.stdout.readline().strip(), "ready")
+            for port in (first, first + n - 1):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                with self.assertRaises(OSError, msg=f"port {port} is taken"):
+                    probe.bind(("127.0.0.1", port))
+                probe.close()
+                # A connected sender learns of an unreachable port on its next
+                # send; a held port refuses nothing.
+                c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                c.connect(("127.0.0.1", port))
+                for _ in range(3):
+                    c.send(b"x" * 18)
+                    time.sleep(0.01)
+                c.close()
+        finally:
+            sink.stdin.close()
+            sink.wait(timeout=10)
+        free = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        free.bind(("127.0.0.1", first))  # released once stdin closed
+        free.close()
 
 
 if __name__ == "__main__":
