@@ -107,7 +107,7 @@ pub(crate) struct TxSet {
     /// Where sampled packets go (`DpAction::Sample`), and the PMD's
     /// generator deciding which are sampled.
     pub samples: Option<crossbeam_channel::Sender<super::Sampled>>,
-    pub rng: u64,
+    pub rng: super::draw::Draw,
     /// Samples dropped because the queue was full.
     pub samples_lost: u64,
     /// Packets recirculated or re-injected by the actions run so far.
@@ -170,7 +170,10 @@ impl TxSet {
     /// Decides which packets are sampled with a generator seeded with
     /// `seed`; the queue comes later (`PmdCmd::SetSamples`).
     pub fn with_sample_seed(self, seed: u64) -> TxSet {
-        TxSet { rng: seed, ..self }
+        TxSet {
+            rng: super::draw::Draw::new(seed),
+            ..self
+        }
     }
 
     pub fn insert(&mut self, no: DpPortNo, txq: Box<dyn TxQueue>) {
@@ -219,15 +222,8 @@ impl TxSet {
         else {
             return;
         };
-        if probability != u32::MAX {
-            let mut x = self.rng | 1;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.rng = x;
-            if (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 >= probability {
-                return;
-            }
+        if probability != u32::MAX && self.rng.next_u32() >= probability {
+            return;
         }
         if let Some(q) = &self.samples
             && q.try_send(super::Sampled {

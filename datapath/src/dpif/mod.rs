@@ -7,6 +7,7 @@
 //! per poll iteration, so the per-packet path holds no lock.
 
 mod cmd;
+mod draw;
 mod exec;
 mod handler;
 mod metering;

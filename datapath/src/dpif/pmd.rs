@@ -15,6 +15,7 @@ use flows::{DpAction, DpPortNo, FlowKey, Match};
 use rustc_hash::FxHashMap;
 
 use super::cmd::{PmdCmd, UpcallReply};
+use super::draw::Draw;
 use super::exec::{ReentryBuf, TnlExec, TxSet, execute};
 use super::handler::UpcallMsg;
 use super::metering::{PASS, count_meters, meter_flow, meter_one};
@@ -81,7 +82,7 @@ struct FlowCache {
     /// this (0: never, `u32::MAX`: always): `emc-insert-inv-prob` as OVS
     /// applies it.
     emc_insert_min: u32,
-    rng: u32,
+    rng: Draw,
 }
 
 /// The insertion threshold of `emc-insert-inv-prob` `inv_prob`.
@@ -103,15 +104,7 @@ impl FlowCache {
         let (_, &idx) = self.cls.lookup_no_wc(key)?;
         if let Some(emc) = &mut self.emc
             && self.emc_insert_min != 0
-            && (self.emc_insert_min == u32::MAX || {
-                // xorshift32: a draw per hit, no state shared with anyone.
-                let mut x = self.rng;
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                self.rng = x;
-                x <= self.emc_insert_min
-            })
+            && (self.emc_insert_min == u32::MAX || self.rng.next_u32() <= self.emc_insert_min)
         {
             emc.insert(key, hash, idx);
         }
@@ -233,7 +226,7 @@ impl Pmd {
                 cls: Classifier::new(),
                 emc: (cfg.emc_entries > 0).then(|| ExactMatchCache::new(cfg.emc_entries)),
                 emc_insert_min: emc_insert_min(cfg.emc_insert_inv_prob),
-                rng: 0x2545_f491 ^ (id as u32).wrapping_mul(0x9e37_79b9) | 1,
+                rng: Draw::new(0x2545_f491_4f6c_dd1d ^ (id as u64 + 1) << 40),
             },
             generation,
             held: false,
