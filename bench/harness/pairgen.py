@@ -1,5 +1,5 @@
 """Connection generator of the conntrack scenario, run inside a host's namespace:
-one 1-byte UDP datagram per (source socket, destination port) pair, sent with
+one UDP datagram (1 byte by default) per (source socket, destination port) pair, sent with
 sendmmsg(2) in batches so that the host's kernel, not this interpreter, sets the pace.
 
     python3 pairgen.py DST N FIRST_PORT PER [PAYLOAD]
@@ -89,7 +89,6 @@ class PairSender:
             sent += r
             i += r
         return sent
-
 
     def blast(self, a: int, b: int, seconds: float) -> int:
         """Sends pairs a..b-1 over and over until ``seconds`` have passed; returns how

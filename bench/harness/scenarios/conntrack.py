@@ -81,7 +81,8 @@ DESCRIPTION = (
 )
 
 #: The connection generator (run as a script inside host h1's namespace): sendmmsg(2)
-#: batches of one datagram per pair, on stdin requests "A B".
+#: batches of one datagram per pair, on stdin requests "A B" (once) and "A B S" (over and
+#: over for S seconds: the blast).
 GENERATOR = str(Path(__file__).resolve().parent.parent / "pairgen.py")
 #: Holds the blast's destination ports on host B (see udpsink.py).
 SINK = str(Path(__file__).resolve().parent.parent / "udpsink.py")
