@@ -51,7 +51,18 @@ impl TxRing {
         let slot = self.ring.bytes(i);
         let data = &mut slot[TX_DATA_OFFSET..];
         if self.vnet {
-            vnet::encode(offload, data);
+            let mut o = *offload;
+            if o.gso_type == Offload::GSO_NONE {
+                // The kernel copies `hdr_len` bytes of a slot into the
+                // skb's own buffer and attaches the rest as fragments that
+                // point into the ring. A veth (or any forward into another
+                // namespace) must then copy those fragments into a freshly
+                // allocated page, per packet; asking for the whole frame to
+                // be copied is one small memcpy instead. The frame fits a
+                // slot, so its length fits the field.
+                o.hdr_len = frame.len() as u16;
+            }
+            vnet::encode(&o, data);
         }
         data[hdr_len..hdr_len + frame.len()].copy_from_slice(frame);
         let tp_len = (hdr_len + frame.len()) as u32;
