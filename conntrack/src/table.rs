@@ -1,32 +1,151 @@
-//! The connection table: shards of two hash indexes (by original tuple and
-//! by reply tuple), each shard behind its own lock.
+//! The connection table: shards of one hash index that holds each
+//! connection twice, under its original tuple and under its reply tuple,
+//! each shard behind its own lock.
 //!
 //! A connection is reachable from the shard of its original tuple and the
 //! shard of its reply tuple (they differ in general, and NAT makes them
-//! unrelated). Lookups lock one shard; inserts and removals lock the two
-//! shards in index order. Lock order is shard, then connection.
+//! unrelated). One index for both directions means a lookup probes once,
+//! hit or miss, whichever direction the tuple turns out to be. Lookups lock
+//! one shard; inserts and removals lock the two shards in index order. Lock
+//! order is shard, then connection.
 
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 use crate::conn::Conn;
 use crate::tuple::Tuple;
 
+/// A connection as the index holds it under one of its tuples: an
+/// `Arc<Conn>` (one strong count, owned) whose pointer's low bit says which
+/// tuple, set for the reply. Eight bytes, as a plain `Arc` would be, so the
+/// index costs no more memory for knowing the direction, which its growth
+/// needs (it rehashes each entry by the tuple it is filed under).
+struct Filed(NonNull<Conn>);
+
+// SAFETY: a `Filed` is an `Arc<Conn>` with a tag bit; `Arc<Conn>` is Send and
+// Sync because `Conn` is (its mutable state is behind a Mutex).
+unsafe impl Send for Filed {}
+// SAFETY: as above.
+unsafe impl Sync for Filed {}
+
+const _: () = assert!(
+    std::mem::align_of::<Conn>() >= 2,
+    "the tag needs bit 0 free"
+);
+
+impl Filed {
+    fn new(c: Arc<Conn>, reply: bool) -> Filed {
+        let p = Arc::into_raw(c).cast_mut();
+        // `Arc::into_raw` never returns null; the allocation is aligned to
+        // `Conn` (asserted at least 2), so bit 0 is free for the tag.
+        let tagged = p.map_addr(|a| a | usize::from(reply));
+        Filed(NonNull::new(tagged).expect("Arc::into_raw is never null"))
+    }
+
+    #[inline]
+    fn reply(&self) -> bool {
+        self.0.as_ptr().addr() & 1 == 1
+    }
+
+    #[inline]
+    fn raw(&self) -> *const Conn {
+        self.0.as_ptr().map_addr(|a| a & !1).cast_const()
+    }
+
+    #[inline]
+    fn conn(&self) -> &Conn {
+        // SAFETY: `raw` is the pointer `Arc::into_raw` gave, and this entry
+        // owns a strong count, so the connection lives as long as `self`.
+        unsafe { &*self.raw() }
+    }
+
+    /// The tuple the entry is filed under.
+    #[inline]
+    fn tuple(&self) -> &Tuple {
+        let c = self.conn();
+        if self.reply() { &c.reply } else { &c.orig }
+    }
+
+    /// Runs `f` on the entry's `Arc` (borrowed: no count changes hands).
+    #[inline]
+    fn with_arc<R>(&self, f: impl FnOnce(&Arc<Conn>) -> R) -> R {
+        // SAFETY: `raw` came from `Arc::into_raw` and the entry keeps its
+        // count; ManuallyDrop makes sure this temporary `Arc` never gives
+        // that count back.
+        let a = ManuallyDrop::new(unsafe { Arc::from_raw(self.raw()) });
+        f(&a)
+    }
+
+    fn is(&self, c: &Arc<Conn>, reply: bool) -> bool {
+        std::ptr::eq(self.raw(), Arc::as_ptr(c)) && self.reply() == reply
+    }
+}
+
+impl Drop for Filed {
+    fn drop(&mut self) {
+        // SAFETY: gives back the strong count this entry took in `new`,
+        // exactly once.
+        drop(unsafe { Arc::from_raw(self.raw()) });
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    orig: HashTable<Arc<Conn>>,
-    reply: HashTable<Arc<Conn>>,
+    index: HashTable<Filed>,
+}
+
+/// Entries a growing index reads ahead of the one it files (see
+/// [`Shard::make_room`]).
+const GROW_AHEAD: usize = 8;
+
+/// Asks the CPU to start loading the cache line at `p`.
+#[inline]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is only a hint: it never faults, and reads or
+        // writes nothing architecturally; SSE is in x86_64's baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl Shard {
-    /// The connection `t` belongs to, and whether `t` is its reply tuple.
-    fn find(&self, h: u64, t: &Tuple) -> Option<(&Arc<Conn>, bool)> {
-        if let Some(c) = self.orig.find(h, |c| c.orig == *t) {
-            return Some((c, false));
+    /// Makes room for `n` more entries without a rehash inside the insert.
+    ///
+    /// A full index doubles here rather than in hashbrown's own growth,
+    /// which rehashes each entry by dereferencing its connection, one cache
+    /// miss after another. Here the connections are read `GROW_AHEAD`
+    /// entries ahead of their filing, so the misses overlap. Same sizes as
+    /// hashbrown's growth: capacity doubles.
+    fn make_room(&mut self, n: usize, seed: u64) {
+        if self.index.capacity() - self.index.len() >= n {
+            return;
         }
-        self.reply.find(h, |c| c.reply == *t).map(|c| (c, true))
+        let want = (self.index.capacity() * 2).max(self.index.len() + n);
+        let old = std::mem::replace(&mut self.index, HashTable::with_capacity(want));
+        let rehash = |f: &Filed| f.tuple().hash64(seed);
+        let mut ahead: [Option<Filed>; GROW_AHEAD] = Default::default();
+        for (k, f) in old.into_iter().enumerate() {
+            prefetch(f.tuple());
+            if let Some(due) = ahead[k % GROW_AHEAD].replace(f) {
+                self.index.insert_unique(rehash(&due), due, rehash);
+            }
+        }
+        for due in ahead.into_iter().flatten() {
+            self.index.insert_unique(rehash(&due), due, rehash);
+        }
+    }
+
+    /// The entry of tuple `t` (hash `h`).
+    #[inline]
+    fn find(&self, h: u64, t: &Tuple) -> Option<&Filed> {
+        self.index.find(h, |f| f.tuple() == t)
     }
 }
 
@@ -86,7 +205,7 @@ impl Table {
         f: impl FnOnce(&Arc<Conn>, bool) -> R,
     ) -> Option<R> {
         let s = lock(&self.shards[self.idx(h)]);
-        s.find(h, t).map(|(c, reply)| f(c, reply))
+        s.find(h, t).map(|e| e.with_arc(|c| f(c, e.reply())))
     }
 
     /// Whether `t` is the original or reply tuple of a connection.
@@ -110,44 +229,43 @@ impl Table {
         }
     }
 
-    /// Inserts `c` under both tuples; false (nothing inserted) when either
-    /// tuple already belongs to a connection. `ho` is the [`Table::hash`]
-    /// of `c.orig`.
+    /// Inserts `c` under both tuples (once when they are the same tuple);
+    /// false (nothing inserted) when either tuple already belongs to a
+    /// connection, in either direction. `ho` is the [`Table::hash`] of
+    /// `c.orig`.
     ///
-    /// One probe per index checks the tuple is free there and finds its
-    /// slot (hashbrown's entry); the other index of each tuple is only
-    /// searched.
+    /// Each tuple's probe sequence is searched once; the reply's insert
+    /// follows its search, whose cache lines are still warm.
     pub(crate) fn insert(&self, c: Arc<Conn>, ho: u64) -> bool {
         debug_assert_eq!(ho, self.hash(&c.orig));
-        let hr = self.hash(&c.reply);
+        let own_reply = c.reply == c.orig;
+        let hr = if own_reply { ho } else { self.hash(&c.reply) };
         let (mut go, mut gr) = self.lock_pair(ho, hr);
-        // Either tuple may be another connection's tuple of the other
-        // direction.
-        if go.reply.find(ho, |x| x.reply == c.orig).is_some() {
-            return false;
-        }
-        let sr: &Shard = gr.as_deref().unwrap_or(&go);
-        if sr.orig.find(hr, |x| x.orig == c.reply).is_some() {
-            return false;
-        }
-        let (orig, reply) = match gr.as_deref_mut() {
-            Some(sr) => (&mut go.orig, &mut sr.reply),
-            None => {
-                let s = &mut *go;
-                (&mut s.orig, &mut s.reply)
-            }
-        };
         let seed = self.seed;
-        let Entry::Vacant(vo) = orig.entry(ho, |x| x.orig == c.orig, |x| x.orig.hash64(seed))
-        else {
-            return false;
-        };
-        let Entry::Vacant(vr) = reply.entry(hr, |x| x.reply == c.reply, |x| x.reply.hash64(seed))
-        else {
-            return false;
-        };
-        vr.insert(c.clone());
-        vo.insert(c);
+        let rehash = move |f: &Filed| f.tuple().hash64(seed);
+        match gr.as_deref_mut() {
+            Some(sr) => {
+                go.make_room(1, seed);
+                sr.make_room(usize::from(!own_reply), seed);
+            }
+            None => go.make_room(1 + usize::from(!own_reply), seed),
+        }
+        {
+            let sr: &Shard = gr.as_deref().unwrap_or(&go);
+            if !own_reply && sr.find(hr, &c.reply).is_some() {
+                return false;
+            }
+        }
+        match go.index.entry(ho, |f| *f.tuple() == c.orig, rehash) {
+            hashbrown::hash_table::Entry::Occupied(_) => return false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(Filed::new(c.clone(), false));
+            }
+        }
+        if !own_reply {
+            let sr: &mut Shard = gr.as_deref_mut().unwrap_or(&mut go);
+            sr.index.insert_unique(hr, Filed::new(c, true), rehash);
+        }
         true
     }
 
@@ -155,7 +273,7 @@ impl Table {
     pub(crate) fn remove(&self, c: &Arc<Conn>) -> bool {
         let (ho, hr) = (c.orig.hash64(self.seed), c.reply.hash64(self.seed));
         let (mut go, mut gr) = self.lock_pair(ho, hr);
-        let removed = match go.orig.find_entry(ho, |x| Arc::ptr_eq(x, c)) {
+        let removed = match go.index.find_entry(ho, |f| f.is(c, false)) {
             Ok(e) => {
                 e.remove();
                 true
@@ -163,7 +281,7 @@ impl Table {
             Err(_) => false,
         };
         let sr: &mut Shard = gr.as_deref_mut().unwrap_or(&mut go);
-        if let Ok(e) = sr.reply.find_entry(hr, |x| Arc::ptr_eq(x, c)) {
+        if let Ok(e) = sr.index.find_entry(hr, |f| f.is(c, true)) {
             e.remove();
         }
         if removed {
@@ -191,14 +309,16 @@ impl Table {
     ) {
         if let Some(s) = self.shards.get(i) {
             let g = lock(s);
-            out.extend(g.orig.iter().filter(|c| pred(c)).cloned());
+            for f in g.index.iter().filter(|f| !f.reply() && pred(f.conn())) {
+                out.push(f.with_arc(Arc::clone));
+            }
         }
     }
 
-    /// Bytes of the hash indexes (buckets of one pointer and one control
+    /// Bytes of the hash index (buckets of one pointer and one control
     /// byte each).
     pub(crate) fn index_bytes(&self) -> usize {
-        let per = std::mem::size_of::<Arc<Conn>>() + 1;
+        let per = std::mem::size_of::<Filed>() + 1;
         let buckets = |cap: usize| {
             if cap == 0 {
                 0
@@ -212,7 +332,7 @@ impl Table {
             .iter()
             .map(|s| {
                 let g = lock(s);
-                (buckets(g.orig.capacity()) + buckets(g.reply.capacity())) * per
+                buckets(g.index.capacity()) * per
             })
             .sum()
     }
@@ -304,6 +424,45 @@ mod tests {
                 assert_eq!(found(&table, &c.reply).is_some(), i % 2 == 1);
             }
             assert_eq!(table.select(|_| true).len(), conns.len() / 2);
+        }
+    }
+
+    #[test]
+    fn the_index_holds_one_count_per_tuple_and_gives_it_back_on_remove_and_drop() {
+        let table = Table::new(4, 3);
+        let a = conn(tuple(1, false), tuple(1, false).reverse());
+        assert!(insert(&table, &a));
+        assert_eq!(Arc::strong_count(&a), 3, "ours and one per tuple");
+        let mut own = tuple(2, false);
+        own.dst = own.src;
+        own.dport = own.sport;
+        let s = conn(own, own);
+        assert!(insert(&table, &s));
+        assert_eq!(Arc::strong_count(&s), 2, "filed once: both tuples are one");
+        // A refused insert takes no count.
+        assert!(!insert(&table, &conn(tuple(1, false), tuple(9, false))));
+        assert!(table.remove(&a));
+        assert_eq!(Arc::strong_count(&a), 1);
+        assert!(!table.remove(&a));
+        let b = conn(tuple(3, true), tuple(3, true).reverse());
+        assert!(insert(&table, &b));
+        drop(table);
+        assert_eq!(Arc::strong_count(&b), 1);
+        assert_eq!(Arc::strong_count(&s), 1);
+    }
+
+    #[test]
+    fn a_growing_index_doubles_as_hashbrown_would_and_no_further() {
+        for n in [3_000u32, 20_000, 33_000] {
+            let table = Table::new(1, 11);
+            for i in 0..n {
+                let o = tuple(i, false);
+                assert!(insert(&table, &conn(o, o.reverse())));
+            }
+            // 2n entries in power-of-two buckets at most 7/8 full.
+            let buckets = (2 * n as usize * 8 / 7).next_power_of_two();
+            let per = std::mem::size_of::<usize>() + 1;
+            assert_eq!(table.index_bytes(), buckets * per, "{n} connections");
         }
     }
 
