@@ -74,7 +74,9 @@ pub const DEFAULT_MAX_CONNS: u32 = 3_000_000;
 /// Tracker configuration.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CtConfig {
-    /// Lock shards (rounded up to a power of two); a few per PMD thread.
+    /// Lock shards (rounded up to a power of two). Many, so that each
+    /// holds few connections: a sweep locks one shard at a time, and a
+    /// PMD's lookups wait for no longer than one shard's sweep.
     pub n_shards: usize,
     /// Global connection limit.
     pub max_conns: u32,
@@ -89,7 +91,7 @@ pub struct CtConfig {
 impl Default for CtConfig {
     fn default() -> CtConfig {
         CtConfig {
-            n_shards: 64,
+            n_shards: 512,
             max_conns: DEFAULT_MAX_CONNS,
             tcp_seq_check: true,
             hash_seed: 0,

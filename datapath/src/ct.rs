@@ -237,18 +237,24 @@ impl DpConntrack {
         &self.ipf
     }
 
-    /// Expires the idle connections of the shards `part` of `parts` owns.
-    pub fn sweep_part(&self, part: usize, parts: usize, now_ms: u64) -> usize {
+    /// Expires the idle connections of one shard: the next, after
+    /// `*cursor`, of the shards `part` of `parts` owns (every `parts`-th
+    /// from `part`); advances the cursor. Returns how many expired.
+    pub fn sweep_next(&self, part: usize, parts: usize, cursor: &mut usize, now_ms: u64) -> usize {
         let parts = parts.max(1);
-        (0..self.ct.n_shards())
-            .filter(|s| s % parts == part)
-            .map(|s| self.ct.sweep_shard(s, now_ms))
-            .sum::<usize>()
-            + if part == 0 {
-                self.ipf.expire(now_ms)
-            } else {
-                0
-            }
+        let owned = self.ct.n_shards().saturating_sub(part).div_ceil(parts);
+        if owned == 0 {
+            return 0;
+        }
+        let k = *cursor % owned;
+        *cursor = (k + 1) % owned;
+        self.ct.sweep_shard(part + k * parts, now_ms)
+    }
+
+    /// Drops the IP fragments that waited too long for the rest of their
+    /// datagram; returns how many.
+    pub fn expire_fragments(&self, now_ms: u64) -> usize {
+        self.ipf.expire(now_ms)
     }
 }
 
@@ -520,6 +526,50 @@ mod tests {
         assert_eq!(d.tracker().nconns(), 2);
         assert_eq!(d.tracker().dump(Some(1)).len(), 1);
         assert_eq!(d.tracker().dump(Some(2)).len(), 1);
+    }
+
+    #[test]
+    fn sweeping_one_shard_a_call_expires_each_parts_connections_in_one_pass() {
+        let d = DpConntrack::default();
+        let id = d.intern(&ct_of("ct(commit)"), 0).unwrap();
+        let syn = crate::offload::testframes::tcp4(&[], 1, 0x02, 1);
+        let (k, _) = extract(&syn, 1).unwrap();
+        let n = 3_000u16;
+        for sport in 0..n {
+            let mut frame = syn.clone();
+            frame[34..36].copy_from_slice(&(10_000 + sport).to_be_bytes());
+            let mut pkt = Packet::from_bytes(&frame);
+            let mut meta = k;
+            d.execute(id, &mut pkt, &mut meta, 0);
+        }
+        assert_eq!(d.tracker().nconns(), u32::from(n));
+        // Nothing has expired yet: a whole pass of both parts removes none.
+        let shards = d.tracker().n_shards();
+        let (mut c0, mut c1) = (0, 0);
+        for _ in 0..shards {
+            assert_eq!(d.sweep_next(0, 2, &mut c0, 1_000), 0);
+        }
+        // An hour later, part 0's pass takes the connections of its
+        // shards only (about half), each call one shard; part 1's the rest.
+        let later = 3_600_000;
+        let first: usize = (0..shards / 2)
+            .map(|_| d.sweep_next(0, 2, &mut c0, later))
+            .sum();
+        assert!(
+            first > 0 && first < usize::from(n),
+            "part 0 expired {first}"
+        );
+        assert_eq!(d.tracker().nconns() as usize, usize::from(n) - first);
+        // A second pass of part 0 finds nothing left in its shards.
+        let again: usize = (0..shards / 2)
+            .map(|_| d.sweep_next(0, 2, &mut c0, later))
+            .sum();
+        assert_eq!(again, 0);
+        let second: usize = (0..shards / 2)
+            .map(|_| d.sweep_next(1, 2, &mut c1, later))
+            .sum();
+        assert_eq!(first + second, usize::from(n));
+        assert_eq!(d.tracker().nconns(), 0);
     }
 
     #[test]

@@ -48,10 +48,17 @@ const CLOCK_EVERY: u32 = 64;
 /// Busy iterations between two looks at the command channel (and two
 /// publications of the counters).
 const CMD_EVERY: u32 = 16;
-/// How often idle megaflows are looked for.
 /// How often a held PMD (flow-restore-wait) looks for commands.
 const HOLD_POLL: Duration = Duration::from_millis(20);
+/// How often idle megaflows (and IP fragments waiting too long) are looked
+/// for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a PMD sweeps the next of its conntrack shards for expired
+/// connections. One shard at a time keeps each sweep short (a whole pass at
+/// once stalled polling for tens of milliseconds with a million
+/// connections); with the tracker's 512 shards one PMD passes over all of
+/// them in about 5 s, the longest interval of OVS's conntrack cleaner.
+const CT_SWEEP_STEP: Duration = Duration::from_millis(10);
 
 struct RxEntry {
     no: DpPortNo,
@@ -164,6 +171,9 @@ pub(crate) struct Pmd {
     /// PMD threads of the datapath (this one sweeps its share of the
     /// connection tracker's shards).
     n_pmd: usize,
+    /// Which of its conntrack shards this PMD sweeps next
+    /// (`DpConntrack::sweep_next`).
+    ct_sweep_cursor: usize,
     /// The empty half of the re-entry double buffer (the other half is
     /// `tx.reentry.buf`, being filled by actions).
     reentry_spare: Option<Box<ReentryBuf>>,
@@ -221,6 +231,7 @@ impl Pmd {
             )
             .with_sample_seed(0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 32)),
             n_pmd: cfg.n_pmd.max(1),
+            ct_sweep_cursor: 0,
             cache: FlowCache {
                 flows: Vec::new(),
                 cls: Classifier::new(),
@@ -298,6 +309,7 @@ impl Pmd {
         let mut idle_since: Option<Instant> = None;
         let mut sleep = MIN_SLEEP;
         let mut last_sweep = last;
+        let mut last_ct_sweep = last;
         let mut iteration: u32 = 0;
         // Commands are looked for every iteration while the thread may
         // sleep, else every CMD_EVERY iterations (a spinning PMD gets to
@@ -400,6 +412,13 @@ impl Pmd {
                 last_sweep = last;
                 self.expire_idle_flows(last);
             }
+            if last.duration_since(last_ct_sweep) >= CT_SWEEP_STEP {
+                last_ct_sweep = last;
+                if let Some(ct) = &self.tx.ct {
+                    let now_ms = ct.now_ms(last);
+                    ct.sweep_next(self.id, self.n_pmd, &mut self.ct_sweep_cursor, now_ms);
+                }
+            }
             if may_sleep || iteration.is_multiple_of(CMD_EVERY) {
                 self.counters.publish(&self.local);
             }
@@ -407,8 +426,8 @@ impl Pmd {
     }
 
     fn expire_idle_flows(&mut self, now: Instant) {
-        if let Some(ct) = &self.tx.ct {
-            ct.sweep_part(self.id, self.n_pmd, ct.now_ms(now));
+        if let Some(ct) = self.tx.ct.as_ref().filter(|_| self.id == 0) {
+            ct.expire_fragments(ct.now_ms(now));
         }
         let Some(timeout) = self.flow_idle_timeout else {
             return;
