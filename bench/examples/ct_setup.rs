@@ -86,9 +86,9 @@ fn firewall_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32, commit: u32
             in_port: 1,
             ..FlowKey::default()
         };
-        black_box(ct.execute(lookup, &mut pkt, &mut meta, 0));
+        black_box(ct.execute(lookup, &mut pkt, &mut meta, None, 0));
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::NEW);
-        black_box(ct.execute(commit, &mut pkt, &mut meta, 0));
+        black_box(ct.execute(commit, &mut pkt, &mut meta, None, 0));
     }
 }
 
@@ -103,7 +103,7 @@ fn established_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32) {
             in_port: 2,
             ..FlowKey::default()
         };
-        black_box(ct.execute(lookup, &mut pkt, &mut meta, 0));
+        black_box(ct.execute(lookup, &mut pkt, &mut meta, None, 0));
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::EST | ct_state::RPL);
     }
 }
