@@ -25,6 +25,9 @@
 //!   it runs for the first pass and, from `Pmd::drain_reentry`, for the
 //!   recirculated one). Dummy ports copy every frame into a `Vec`, so
 //!   transmission is not the AF_PACKET path and is left out.
+//! - `forward N`: as `pmd` with one pass and no conntrack (every frame's
+//!   megaflow outputs it to port 2), the plain forwarding path to compare
+//!   with; count `Pmd::process` per frame.
 //!
 //! ```text
 //! cargo build --release -p ferrovs-bench --example ct_setup
@@ -147,16 +150,31 @@ impl UpcallHandler for Firewall {
     fn userspace(&self, _: &DpAction, _: &FlowKey, _: &Packet) {}
 }
 
-fn pmd(n: u32) {
-    let ct = Arc::new(DpConntrack::default());
-    assert_eq!(ct.intern(&ct_action("ct(table=1)"), 0), Ok(0));
-    assert_eq!(ct.intern(&ct_action("ct(commit)"), 0), Ok(1));
-    let dp = Datapath::with_conntrack(DpConfig::default(), Arc::new(Firewall), ct.clone())
-        .expect("datapath");
+/// One pass, no conntrack: every frame out of port 2.
+struct Forward;
+
+impl UpcallHandler for Forward {
+    fn upcall(&self, _key: &FlowKey, _packet: &Packet) -> UpcallResult {
+        UpcallResult {
+            actions: vec![DpAction::Output(2)],
+            mask: FlowKey {
+                dl_type: u16::MAX,
+                ..FlowKey::default()
+            },
+            install: true,
+        }
+    }
+
+    fn userspace(&self, _: &DpAction, _: &FlowKey, _: &Packet) {}
+}
+
+/// N frames through a datapath with one PMD and two dummy ports, queued
+/// while the PMD is held so that it takes them in full batches.
+fn through_pmd(dp: &Datapath, n: u32) {
     let (p1, p2) = (DummyPort::new("ct-p1"), DummyPort::new("ct-p2"));
     dp.add_port(1, p1.clone()).expect("port 1");
     dp.add_port(2, p2.clone()).expect("port 2");
-    // Warm up: both passes' megaflows installed by a first connection.
+    // Warm up: the megaflows installed by a first frame.
     p1.inject(&frame_64(ipproto::UDP, n));
     p2.recv_sent(Duration::from_secs(60))
         .expect("warm-up frame forwarded");
@@ -171,6 +189,21 @@ fn pmd(n: u32) {
         p2.recv_sent(Duration::from_secs(600))
             .expect("frame forwarded");
     }
+}
+
+fn forward(n: u32) {
+    let dp = Datapath::new(DpConfig::default(), Arc::new(Forward)).expect("datapath");
+    through_pmd(&dp, n);
+    dp.shutdown();
+}
+
+fn pmd(n: u32) {
+    let ct = Arc::new(DpConntrack::default());
+    assert_eq!(ct.intern(&ct_action("ct(table=1)"), 0), Ok(0));
+    assert_eq!(ct.intern(&ct_action("ct(commit)"), 0), Ok(1));
+    let dp = Datapath::with_conntrack(DpConfig::default(), Arc::new(Firewall), ct.clone())
+        .expect("datapath");
+    through_pmd(&dp, n);
     assert_eq!(ct.tracker().nconns(), n + 1);
     dp.shutdown();
 }
@@ -213,7 +246,8 @@ fn main() {
             established_burst(&ct, &replies, lookup);
         }
         "pmd" => pmd(n),
-        m => panic!("unknown mode {m} (tracker, firewall, established, pmd)"),
+        "forward" => forward(n),
+        m => panic!("unknown mode {m} (tracker, firewall, established, pmd, forward)"),
     }
     println!("{mode}: {n} new connections");
 }
