@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use flows::classifier::Classifier;
 use flows::emc::ExactMatchCache;
 use flows::hash::hash_key;
-use flows::parse::{Layout, extract_into};
+use flows::parse::{Layout, extract_into, extract_with_layout};
 use flows::{DpAction, DpPortNo, FlowKey, Match};
 use rustc_hash::FxHashMap;
 
@@ -454,11 +454,13 @@ impl Pmd {
         for (j, pkt) in batch.packets_mut().iter_mut().enumerate() {
             pkt.in_port = no;
             pkt.recirc_depth = 0;
-            self.slots[j] = match extract_into(pkt.data(), no, &mut self.keys[j]) {
-                Ok(l) => {
-                    self.layouts[j] = l;
-                    MISS
-                }
+            self.slots[j] = match extract_with_layout(
+                pkt.data(),
+                no,
+                &mut self.keys[j],
+                &mut self.layouts[j],
+            ) {
+                Ok(()) => MISS,
                 Err(_) => {
                     errors += 1;
                     SKIP
