@@ -3,7 +3,7 @@
 //! recirculated and re-injected packets wait in for their next pass.
 
 use crossbeam_channel::Sender;
-use flows::parse::{Layout, extract_into};
+use flows::parse::{Layout, extract_into, extract_with_layout};
 use flows::{DpAction, DpPortNo, FlowKey};
 use rustc_hash::FxHashMap;
 
@@ -41,16 +41,31 @@ impl ReentryBuf {
         })
     }
 
-    /// The key and layout packet `j` re-enters with: carried over when its
-    /// frame was not changed since it was last parsed, else parsed again
-    /// (with its metadata carried over). False when the frame does not
-    /// parse.
+    /// Hands the queued keys to `keys` (a PMD's batch of keys, whose old
+    /// contents come here to be overwritten by the next packets queued):
+    /// the keys of a carried parse are then in place, without a copy.
+    /// [`ReentryBuf::next_pass_key`] completes each.
     #[inline]
-    pub fn next_pass_key(&self, j: usize, key: &mut FlowKey, layout: &mut Layout) -> bool {
-        let meta = &self.metas[j];
+    pub fn swap_keys(&mut self, keys: &mut Box<[FlowKey; BATCH_SIZE]>) {
+        std::mem::swap(&mut self.metas, keys);
+    }
+
+    /// Completes the key packet `j` re-enters with, in `key`: its queued
+    /// metadata (moved there by [`ReentryBuf::swap_keys`]), and its header
+    /// fields, carried as they are when its frame was not changed since it
+    /// was last parsed, else parsed again into `scratch` and taken from
+    /// there. `layout` gets the frame's layout. False when the frame does
+    /// not parse.
+    #[inline]
+    pub fn next_pass_key(
+        &self,
+        j: usize,
+        key: &mut FlowKey,
+        layout: &mut Layout,
+        scratch: &mut FlowKey,
+    ) -> bool {
         let frame = self.batch.packets()[j].data();
         if let Some(l) = self.parsed[j] {
-            *key = *meta;
             *layout = l;
             debug_assert!(
                 is_parse_of(frame, key, layout),
@@ -58,10 +73,9 @@ impl ReentryBuf {
             );
             return true;
         }
-        match extract_into(frame, meta.in_port, key) {
-            Ok(l) => {
-                key.carry_metadata(meta);
-                *layout = l;
+        match extract_with_layout(frame, key.in_port, scratch, layout) {
+            Ok(()) => {
+                key.take_headers(scratch);
                 true
             }
             Err(_) => false,
@@ -688,8 +702,12 @@ mod parse_once_tests {
 
     /// The key packet `j` of the re-entry queue takes its next pass with.
     fn next_key(tx: &TxSet, j: usize) -> FlowKey {
-        let (mut k, mut l) = (FlowKey::default(), Layout::default());
-        assert!(tx.reentry.buf.next_pass_key(j, &mut k, &mut l));
+        let (mut k, mut l) = (tx.reentry.buf.metas[j], Layout::default());
+        assert!(
+            tx.reentry
+                .buf
+                .next_pass_key(j, &mut k, &mut l, &mut FlowKey::default())
+        );
         k
     }
 

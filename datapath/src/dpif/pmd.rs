@@ -181,6 +181,9 @@ pub(crate) struct Pmd {
     /// The layout of each frame of the batch, from the parse that gave its
     /// key (the `ct` action and recirculation reuse both).
     layouts: [Layout; BATCH_SIZE],
+    /// Where a re-entering frame is parsed again (its metadata waits in
+    /// `keys`).
+    scratch: FlowKey,
     /// Hash of each key of the batch, computed once.
     hashes: [u64; BATCH_SIZE],
     slots: [u32; BATCH_SIZE],
@@ -241,6 +244,7 @@ impl Pmd {
             now: Instant::now(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
             layouts: [Layout::default(); BATCH_SIZE],
+            scratch: FlowKey::default(),
             hashes: [0; BATCH_SIZE],
             slots: [MISS; BATCH_SIZE],
         };
@@ -494,8 +498,14 @@ impl Pmd {
             std::mem::swap(&mut work, &mut self.tx.reentry.buf);
             let n = work.batch.len();
             self.local.recirculations += n as u64;
+            work.swap_keys(&mut self.keys);
             for j in 0..n {
-                self.slots[j] = if work.next_pass_key(j, &mut self.keys[j], &mut self.layouts[j]) {
+                self.slots[j] = if work.next_pass_key(
+                    j,
+                    &mut self.keys[j],
+                    &mut self.layouts[j],
+                    &mut self.scratch,
+                ) {
                     MISS
                 } else {
                     SKIP
