@@ -25,6 +25,11 @@
 //!   it runs for the first pass and, from `Pmd::drain_reentry`, for the
 //!   recirculated one). Dummy ports copy every frame into a `Vec`, so
 //!   transmission is not the AF_PACKET path and is left out.
+//! - `rewrite N`: as `pmd` with the first pass rewriting the Ethernet
+//!   destination before its `ct`: the frame changed, so the `ct` action
+//!   and the recirculated pass parse it again (the path of tunnel
+//!   re-injection and of NAT before a recirculation); count
+//!   `Pmd::process`.
 //! - `forward N`: as `pmd` with one pass and no conntrack (every frame's
 //!   megaflow outputs it to port 2), the plain forwarding path to compare
 //!   with; count `Pmd::process` per frame.
@@ -123,12 +128,21 @@ fn reversed(f: &[u8]) -> Vec<u8> {
 }
 
 /// The ovs-actions(7) firewall as datapath flows: ct (ids interned by the
-/// caller: 0 `ct`, 1 `ct(commit)`).
-struct Firewall;
+/// caller: 0 `ct`, 1 `ct(commit)`); with `rewrite`, the first pass
+/// rewrites the Ethernet destination before its `ct`.
+struct Firewall {
+    rewrite: bool,
+}
 
 impl UpcallHandler for Firewall {
     fn upcall(&self, key: &FlowKey, _packet: &Packet) -> UpcallResult {
-        let actions = if key.recirc_id == 0 {
+        let actions = if key.recirc_id == 0 && self.rewrite {
+            vec![
+                DpAction::SetEthDst([2, 0, 0, 0, 0, 9]),
+                DpAction::Ct(0),
+                DpAction::Recirc(1),
+            ]
+        } else if key.recirc_id == 0 {
             vec![DpAction::Ct(0), DpAction::Recirc(1)]
         } else if key.ct_state & ct_state::NEW != 0 {
             vec![DpAction::Ct(1), DpAction::Output(2)]
@@ -197,12 +211,16 @@ fn forward(n: u32) {
     dp.shutdown();
 }
 
-fn pmd(n: u32) {
+fn pmd(n: u32, rewrite: bool) {
     let ct = Arc::new(DpConntrack::default());
     assert_eq!(ct.intern(&ct_action("ct(table=1)"), 0), Ok(0));
     assert_eq!(ct.intern(&ct_action("ct(commit)"), 0), Ok(1));
-    let dp = Datapath::with_conntrack(DpConfig::default(), Arc::new(Firewall), ct.clone())
-        .expect("datapath");
+    let dp = Datapath::with_conntrack(
+        DpConfig::default(),
+        Arc::new(Firewall { rewrite }),
+        ct.clone(),
+    )
+    .expect("datapath");
     through_pmd(&dp, n);
     assert_eq!(ct.tracker().nconns(), n + 1);
     dp.shutdown();
@@ -245,9 +263,10 @@ fn main() {
             let replies: Vec<Vec<u8>> = frames.iter().map(|f| reversed(f)).collect();
             established_burst(&ct, &replies, lookup);
         }
-        "pmd" => pmd(n),
+        "pmd" => pmd(n, false),
+        "rewrite" => pmd(n, true),
         "forward" => forward(n),
-        m => panic!("unknown mode {m} (tracker, firewall, established, pmd, forward)"),
+        m => panic!("unknown mode {m} (tracker, firewall, established, pmd, rewrite, forward)"),
     }
     println!("{mode}: {n} new connections");
 }
