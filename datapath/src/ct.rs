@@ -19,7 +19,7 @@ use flows::nxaction::{
     CT_COMMIT, CT_FORCE, NAT_DST, NAT_PERSISTENT, NAT_PROTO_RANDOM, NAT_SRC, Nat,
     NatRange as NxNatRange,
 };
-use flows::parse::{L3Kind, Layout, extract, extract_into};
+use flows::parse::{L3Kind, Layout, extract, extract_with_layout};
 use rustc_hash::FxHashMap;
 
 use crate::packet::{Offload, Packet};
@@ -157,11 +157,11 @@ impl DpConntrack {
             None => {
                 // Parsed in place: `extract`'s returned key (hundreds of
                 // bytes) would be copied twice on the way here.
-                let mut key = FlowKey::default();
-                let Ok(layout) = extract_into(pkt.data(), meta.in_port, &mut key) else {
+                let (mut key, mut layout) = (FlowKey::default(), Layout::default());
+                if extract_with_layout(pkt.data(), meta.in_port, &mut key, &mut layout).is_err() {
                     meta.clear_ct();
                     return CtOutcome::Done;
-                };
+                }
                 self.track(args, pkt, meta, Some(&key), &layout, now_ms)
             }
         }

@@ -153,6 +153,7 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Lay
 /// Like [`extract_into`] but writes the layout to `lay` (for a caller that
 /// keeps each key's layout beside it: no copy of a returned one). On an
 /// error, `lay` holds whatever was parsed before it.
+#[inline]
 pub fn extract_with_layout(
     frame: &[u8],
     in_port: u32,
