@@ -1,10 +1,11 @@
 //! Micro-benchmark of a PMD's per-batch lookup work on one thread: the
 //! stages `Pmd::poll_rxq`/`Pmd::process` run over a received batch of 32
 //! frames, in the same order and with the same calls: parse every frame
-//! into its key (`extract_into`), hash every key once (`hash_key`), probe
-//! the exact-match cache, then the megaflow classifier for the misses
-//! (`lookup_no_wc`, a hit inserted into the cache). No ports, threads or
-//! actions: this measures the flows crate's share of a packet's cost.
+//! into its key and layout (`extract_with_layout`), hash every key once
+//! (`hash_key`), probe the exact-match cache, then the megaflow
+//! classifier for the misses (`lookup_no_wc`, a hit inserted into the
+//! cache). No ports, threads or actions: this measures the flows crate's
+//! share of a packet's cost.
 //!
 //! Cases (64 B UDP frames):
 //! - `emc_hit_1flow`: 32 copies of one frame, its key cached (the vhost
@@ -25,7 +26,7 @@ use flows::emc::ExactMatchCache;
 use flows::hash::hash_key;
 use flows::key::{FlowKey, ipproto};
 use flows::matches::Match;
-use flows::parse::extract_into;
+use flows::parse::{Layout, extract_into, extract_with_layout};
 
 const BATCH: usize = 32;
 const IN_PORT: u32 = 1;
@@ -64,6 +65,7 @@ struct Stages {
     cls: Classifier<u32>,
     emc: Option<ExactMatchCache<u32>>,
     keys: Box<[FlowKey; BATCH]>,
+    layouts: [Layout; BATCH],
     hashes: [u64; BATCH],
     slots: [u32; BATCH],
 }
@@ -98,6 +100,7 @@ impl Stages {
             cls,
             emc,
             keys: Box::new([FlowKey::default(); BATCH]),
+            layouts: [Layout::default(); BATCH],
             hashes: [0; BATCH],
             slots: [MISS; BATCH],
         };
@@ -110,7 +113,14 @@ impl Stages {
     /// One batch: parse, hash and exact-match probe, megaflow for misses.
     fn step(&mut self) -> u32 {
         for (j, f) in self.frames.iter().enumerate() {
-            self.slots[j] = if extract_into(black_box(f), IN_PORT, &mut self.keys[j]).is_err() {
+            self.slots[j] = if extract_with_layout(
+                black_box(f),
+                IN_PORT,
+                &mut self.keys[j],
+                &mut self.layouts[j],
+            )
+            .is_err()
+            {
                 MISS - 1
             } else {
                 MISS

@@ -25,6 +25,14 @@
 //!   it runs for the first pass and, from `Pmd::drain_reentry`, for the
 //!   recirculated one). Dummy ports copy every frame into a `Vec`, so
 //!   transmission is not the AF_PACKET path and is left out.
+//! - `rewrite N`: as `pmd` with the first pass rewriting the Ethernet
+//!   destination before its `ct`: the frame changed, so the `ct` action
+//!   and the recirculated pass parse it again (the path of tunnel
+//!   re-injection and of NAT before a recirculation); count
+//!   `Pmd::process`.
+//! - `forward N`: as `pmd` with one pass and no conntrack (every frame's
+//!   megaflow outputs it to port 2), the plain forwarding path to compare
+//!   with; count `Pmd::process` per frame.
 //!
 //! ```text
 //! cargo build --release -p ferrovs-bench --example ct_setup
@@ -86,9 +94,9 @@ fn firewall_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32, commit: u32
             in_port: 1,
             ..FlowKey::default()
         };
-        black_box(ct.execute(lookup, &mut pkt, &mut meta, 0));
+        black_box(ct.execute(lookup, &mut pkt, &mut meta, None, 0));
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::NEW);
-        black_box(ct.execute(commit, &mut pkt, &mut meta, 0));
+        black_box(ct.execute(commit, &mut pkt, &mut meta, None, 0));
     }
 }
 
@@ -103,7 +111,7 @@ fn established_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32) {
             in_port: 2,
             ..FlowKey::default()
         };
-        black_box(ct.execute(lookup, &mut pkt, &mut meta, 0));
+        black_box(ct.execute(lookup, &mut pkt, &mut meta, None, 0));
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::EST | ct_state::RPL);
     }
 }
@@ -120,12 +128,21 @@ fn reversed(f: &[u8]) -> Vec<u8> {
 }
 
 /// The ovs-actions(7) firewall as datapath flows: ct (ids interned by the
-/// caller: 0 `ct`, 1 `ct(commit)`).
-struct Firewall;
+/// caller: 0 `ct`, 1 `ct(commit)`); with `rewrite`, the first pass
+/// rewrites the Ethernet destination before its `ct`.
+struct Firewall {
+    rewrite: bool,
+}
 
 impl UpcallHandler for Firewall {
     fn upcall(&self, key: &FlowKey, _packet: &Packet) -> UpcallResult {
-        let actions = if key.recirc_id == 0 {
+        let actions = if key.recirc_id == 0 && self.rewrite {
+            vec![
+                DpAction::SetEthDst([2, 0, 0, 0, 0, 9]),
+                DpAction::Ct(0),
+                DpAction::Recirc(1),
+            ]
+        } else if key.recirc_id == 0 {
             vec![DpAction::Ct(0), DpAction::Recirc(1)]
         } else if key.ct_state & ct_state::NEW != 0 {
             vec![DpAction::Ct(1), DpAction::Output(2)]
@@ -147,16 +164,31 @@ impl UpcallHandler for Firewall {
     fn userspace(&self, _: &DpAction, _: &FlowKey, _: &Packet) {}
 }
 
-fn pmd(n: u32) {
-    let ct = Arc::new(DpConntrack::default());
-    assert_eq!(ct.intern(&ct_action("ct(table=1)"), 0), Ok(0));
-    assert_eq!(ct.intern(&ct_action("ct(commit)"), 0), Ok(1));
-    let dp = Datapath::with_conntrack(DpConfig::default(), Arc::new(Firewall), ct.clone())
-        .expect("datapath");
+/// One pass, no conntrack: every frame out of port 2.
+struct Forward;
+
+impl UpcallHandler for Forward {
+    fn upcall(&self, _key: &FlowKey, _packet: &Packet) -> UpcallResult {
+        UpcallResult {
+            actions: vec![DpAction::Output(2)],
+            mask: FlowKey {
+                dl_type: u16::MAX,
+                ..FlowKey::default()
+            },
+            install: true,
+        }
+    }
+
+    fn userspace(&self, _: &DpAction, _: &FlowKey, _: &Packet) {}
+}
+
+/// N frames through a datapath with one PMD and two dummy ports, queued
+/// while the PMD is held so that it takes them in full batches.
+fn through_pmd(dp: &Datapath, n: u32) {
     let (p1, p2) = (DummyPort::new("ct-p1"), DummyPort::new("ct-p2"));
     dp.add_port(1, p1.clone()).expect("port 1");
     dp.add_port(2, p2.clone()).expect("port 2");
-    // Warm up: both passes' megaflows installed by a first connection.
+    // Warm up: the megaflows installed by a first frame.
     p1.inject(&frame_64(ipproto::UDP, n));
     p2.recv_sent(Duration::from_secs(60))
         .expect("warm-up frame forwarded");
@@ -171,6 +203,25 @@ fn pmd(n: u32) {
         p2.recv_sent(Duration::from_secs(600))
             .expect("frame forwarded");
     }
+}
+
+fn forward(n: u32) {
+    let dp = Datapath::new(DpConfig::default(), Arc::new(Forward)).expect("datapath");
+    through_pmd(&dp, n);
+    dp.shutdown();
+}
+
+fn pmd(n: u32, rewrite: bool) {
+    let ct = Arc::new(DpConntrack::default());
+    assert_eq!(ct.intern(&ct_action("ct(table=1)"), 0), Ok(0));
+    assert_eq!(ct.intern(&ct_action("ct(commit)"), 0), Ok(1));
+    let dp = Datapath::with_conntrack(
+        DpConfig::default(),
+        Arc::new(Firewall { rewrite }),
+        ct.clone(),
+    )
+    .expect("datapath");
+    through_pmd(&dp, n);
     assert_eq!(ct.tracker().nconns(), n + 1);
     dp.shutdown();
 }
@@ -212,8 +263,10 @@ fn main() {
             let replies: Vec<Vec<u8>> = frames.iter().map(|f| reversed(f)).collect();
             established_burst(&ct, &replies, lookup);
         }
-        "pmd" => pmd(n),
-        m => panic!("unknown mode {m} (tracker, firewall, established, pmd)"),
+        "pmd" => pmd(n, false),
+        "rewrite" => pmd(n, true),
+        "forward" => forward(n),
+        m => panic!("unknown mode {m} (tracker, firewall, established, pmd, rewrite, forward)"),
     }
     println!("{mode}: {n} new connections");
 }

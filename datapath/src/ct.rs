@@ -19,7 +19,7 @@ use flows::nxaction::{
     CT_COMMIT, CT_FORCE, NAT_DST, NAT_PERSISTENT, NAT_PROTO_RANDOM, NAT_SRC, Nat,
     NatRange as NxNatRange,
 };
-use flows::parse::{L3Kind, Layout, extract, extract_into};
+use flows::parse::{L3Kind, Layout, extract, extract_with_layout};
 use rustc_hash::FxHashMap;
 
 use crate::packet::{Offload, Packet};
@@ -129,30 +129,76 @@ impl DpConntrack {
 
     /// Tracks `pkt` with the arguments of action `id` and stores the result
     /// in `meta`'s `ct_*` fields (NAT rewrites the frame). An IP fragment
-    /// goes through reassembly first (see [`CtOutcome`]).
+    /// goes through reassembly first (see [`CtOutcome`]). `parsed` is the
+    /// frame's layout when `meta`'s header fields are the frame's parse
+    /// (no action changed the frame since): the frame is then not parsed
+    /// again.
     #[inline]
-    pub fn execute(&self, id: u32, pkt: &mut Packet, meta: &mut FlowKey, now_ms: u64) -> CtOutcome {
+    pub fn execute(
+        &self,
+        id: u32,
+        pkt: &mut Packet,
+        meta: &mut FlowKey,
+        parsed: Option<&Layout>,
+        now_ms: u64,
+    ) -> CtOutcome {
         let Some(args) = self.args(id) else {
             meta.clear_ct();
             return CtOutcome::Done;
         };
-        // Parsed in place: `extract`'s returned key (hundreds of bytes)
-        // would be copied twice on the way here, for every packet.
-        let mut key = FlowKey::default();
-        let Ok(layout) = extract_into(pkt.data(), meta.in_port, &mut key) else {
-            meta.clear_ct();
-            return CtOutcome::Done;
-        };
+        match parsed {
+            Some(layout) => {
+                debug_assert!(
+                    crate::dpif::is_parse_of(pkt.data(), meta, layout),
+                    "the pass's key differs from its frame's parse: {meta:?}"
+                );
+                self.track(args, pkt, meta, None, layout, now_ms)
+            }
+            None => {
+                // Parsed in place: `extract`'s returned key (hundreds of
+                // bytes) would be copied twice on the way here.
+                let (mut key, mut layout) = (FlowKey::default(), Layout::default());
+                if extract_with_layout(pkt.data(), meta.in_port, &mut key, &mut layout).is_err() {
+                    meta.clear_ct();
+                    return CtOutcome::Done;
+                }
+                self.track(args, pkt, meta, Some(&key), &layout, now_ms)
+            }
+        }
+    }
+
+    /// Whether action `id` may change the frame (NAT, and the FTP helper's
+    /// rewriting under NAT): the tracker changes frames only for a `ct`
+    /// action with `nat`.
+    #[inline]
+    pub fn rewrites(&self, id: u32) -> bool {
+        self.args(id).is_some_and(|a| a.nat.is_some())
+    }
+
+    /// [`DpConntrack::execute`] once parsed: `key` is the frame's parse,
+    /// or `None` when `meta`'s header fields are.
+    #[inline(always)]
+    fn track(
+        &self,
+        args: &CtArgs,
+        pkt: &mut Packet,
+        meta: &mut FlowKey,
+        key: Option<&FlowKey>,
+        layout: &Layout,
+        now_ms: u64,
+    ) -> CtOutcome {
+        let key = key.unwrap_or(meta);
         if key.nw_frag & FRAG_ANY != 0 {
-            return self.execute_fragment(args, pkt, meta, &key, &layout, now_ms);
+            let key = *key;
+            return self.execute_fragment(args, pkt, meta, &key, layout, now_ms);
         }
         let partial = pkt.offload.flags & Offload::F_NEEDS_CSUM != 0;
         let len = pkt.len();
         let mut cp = CtPacket {
             buf: pkt.data_and_tailroom_mut(),
             len,
-            key: &key,
-            layout: &layout,
+            key,
+            layout,
             partial_l4_csum: partial,
         };
         let r = self.ct.execute(&mut cp, args, now_ms);
@@ -520,7 +566,7 @@ mod tests {
         for (id, zone) in [(z1, 1), (z2, 2)] {
             let mut pkt = Packet::from_bytes(&frame);
             let mut meta = k;
-            d.execute(id, &mut pkt, &mut meta, 0);
+            d.execute(id, &mut pkt, &mut meta, None, 0);
             assert_eq!((meta.ct_state, meta.ct_zone), (0x21, zone), "+trk+new");
         }
         assert_eq!(d.tracker().nconns(), 2);
@@ -592,7 +638,7 @@ mod tests {
         let mut pkt = Packet::from_bytes(&frame);
         let (k, _) = extract(&frame, 1).unwrap();
         let mut meta = k;
-        d.execute(id, &mut pkt, &mut meta, 0);
+        d.execute(id, &mut pkt, &mut meta, None, 0);
         assert_eq!(meta.ct_state, 0x21, "+trk+new");
         assert_eq!(meta.ct_zone, 9);
         assert_eq!(meta.ct_nw_proto, 6);
@@ -653,7 +699,7 @@ mod tests {
                 let mut pkt = Packet::from_bytes(f);
                 let (k, _) = extract(f, 1).unwrap();
                 last = k;
-                d.execute(id, &mut pkt, &mut last, 0)
+                d.execute(id, &mut pkt, &mut last, None, 0)
             })
             .collect();
         (out, last)

@@ -262,6 +262,20 @@ impl FlowKey {
         self.words_mut()[HOT_WORDS..].copy_from_slice(&meta.words()[HOT_WORDS..]);
     }
 
+    /// The other way round of [`FlowKey::carry_metadata`], for metadata
+    /// already in place: keeps this key's metadata and takes every header
+    /// field of `parsed` (a fresh extraction of the packet's frame).
+    /// `meta.take_headers(&parsed)` leaves `meta` equal to `parsed` after
+    /// `parsed.carry_metadata(&meta)`, copying 14 words instead of 30.
+    #[inline]
+    pub fn take_headers(&mut self, parsed: &FlowKey) {
+        let (in_port, pkt_mark, recirc_id) = (self.in_port, self.pkt_mark, self.recirc_id);
+        self.words_mut()[..HOT_WORDS].copy_from_slice(&parsed.words()[..HOT_WORDS]);
+        self.in_port = in_port;
+        self.pkt_mark = pkt_mark;
+        self.recirc_id = recirc_id;
+    }
+
     /// The key as words.
     #[inline]
     pub fn words(&self) -> &[u64; KEY_WORDS] {
@@ -409,6 +423,31 @@ mod tests {
         assert_eq!((k.ct_state, k.ct_zone, k.tun_id), (0x21, 5, 42));
         assert_eq!(k.tun_metadata, [1; TUN_METADATA_BYTES]);
         assert_eq!(k.tun_metadata_present, 1);
+    }
+
+    #[test]
+    fn take_headers_is_carry_metadata_the_other_way_round() {
+        let parsed = FlowKey {
+            in_port: 1,
+            nw_src: 0x0a00_0001,
+            tp_dst: 80,
+            dl_dst: [2; 6],
+            ..FlowKey::default()
+        };
+        let meta = FlowKey {
+            in_port: 7,
+            pkt_mark: 3,
+            recirc_id: 9,
+            nw_src: 0x0b00_0001,
+            ct_state: ct_state::TRK | ct_state::NEW,
+            tun_id: 42,
+            ..FlowKey::default()
+        };
+        let mut carried = parsed;
+        carried.carry_metadata(&meta);
+        let mut taken = meta;
+        taken.take_headers(&parsed);
+        assert_eq!(taken.words(), carried.words());
     }
 
     #[test]

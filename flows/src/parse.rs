@@ -145,9 +145,24 @@ pub fn extract(frame: &[u8], in_port: u32) -> Result<(FlowKey, Layout), ParseErr
 /// first, metadata and registers included).
 #[inline]
 pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, ParseError> {
+    let mut lay = Layout::default();
+    extract_with_layout(frame, in_port, key, &mut lay)?;
+    Ok(lay)
+}
+
+/// Like [`extract_into`] but writes the layout to `lay` (for a caller that
+/// keeps each key's layout beside it: no copy of a returned one). On an
+/// error, `lay` holds whatever was parsed before it.
+#[inline]
+pub fn extract_with_layout(
+    frame: &[u8],
+    in_port: u32,
+    key: &mut FlowKey,
+    lay: &mut Layout,
+) -> Result<(), ParseError> {
     *key = FlowKey::default();
     key.in_port = in_port;
-    let mut lay = Layout {
+    *lay = Layout {
         l3_end: u32::try_from(frame.len()).unwrap_or(u32::MAX),
         ..Layout::default()
     };
@@ -191,9 +206,9 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Lay
     lay.l2_len = ofs as u16;
 
     match ty {
-        ethertype::IPV4 => parse_ipv4(frame, ofs, key, &mut lay)?,
-        ethertype::IPV6 => parse_ipv6(frame, ofs, key, &mut lay)?,
-        ethertype::ARP | ETH_TYPE_RARP => parse_arp(frame, ofs, key, &mut lay)?,
+        ethertype::IPV4 => parse_ipv4(frame, ofs, key, lay)?,
+        ethertype::IPV6 => parse_ipv6(frame, ofs, key, lay)?,
+        ethertype::ARP | ETH_TYPE_RARP => parse_arp(frame, ofs, key, lay)?,
         // MPLS: the top label stack entry; nothing beneath it is parsed
         // (as in OVS, the payload's type is unknown until a pop).
         ethertype::MPLS | ethertype::MPLS_MCAST => {
@@ -203,7 +218,7 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Lay
         }
         _ => {}
     }
-    Ok(lay)
+    Ok(())
 }
 
 fn parse_arp(

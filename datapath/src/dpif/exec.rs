@@ -3,6 +3,7 @@
 //! recirculated and re-injected packets wait in for their next pass.
 
 use crossbeam_channel::Sender;
+use flows::parse::{Layout, extract_into, extract_with_layout};
 use flows::{DpAction, DpPortNo, FlowKey};
 use rustc_hash::FxHashMap;
 
@@ -21,8 +22,14 @@ use crate::tunnel::{self, HeaderTable, TnlCounters};
 pub(crate) struct ReentryBuf {
     pub batch: PacketBatch,
     /// Metadata of packet `i`: `in_port`, `pkt_mark`, `recirc_id` and the
-    /// extension words ([`FlowKey::carry_metadata`]); header fields unused.
+    /// extension words ([`FlowKey::carry_metadata`]). When `parsed[i]` is
+    /// set, the header fields are the frame's too: the whole key of its
+    /// next pass.
     pub metas: Box<[FlowKey; BATCH_SIZE]>,
+    /// The layout of packet `i` when `metas[i]` is its already parsed key
+    /// (a recirculation of a frame no action changed since its pass's
+    /// parse); `None`: the next pass parses the frame.
+    pub parsed: [Option<Layout>; BATCH_SIZE],
 }
 
 impl ReentryBuf {
@@ -30,7 +37,64 @@ impl ReentryBuf {
         Box::new(ReentryBuf {
             batch: PacketBatch::new(),
             metas: Box::new([FlowKey::default(); BATCH_SIZE]),
+            parsed: [None; BATCH_SIZE],
         })
+    }
+
+    /// Hands the queued keys to `keys` (a PMD's batch of keys, whose old
+    /// contents come here to be overwritten by the next packets queued):
+    /// the keys of a carried parse are then in place, without a copy.
+    /// [`ReentryBuf::next_pass_key`] completes each.
+    #[inline]
+    pub fn swap_keys(&mut self, keys: &mut Box<[FlowKey; BATCH_SIZE]>) {
+        std::mem::swap(&mut self.metas, keys);
+    }
+
+    /// Completes the key packet `j` re-enters with, in `key`: its queued
+    /// metadata (moved there by [`ReentryBuf::swap_keys`]), and its header
+    /// fields, carried as they are when its frame was not changed since it
+    /// was last parsed, else parsed again into `scratch` and taken from
+    /// there. `layout` gets the frame's layout. False when the frame does
+    /// not parse.
+    #[inline]
+    pub fn next_pass_key(
+        &self,
+        j: usize,
+        key: &mut FlowKey,
+        layout: &mut Layout,
+        scratch: &mut FlowKey,
+    ) -> bool {
+        let frame = self.batch.packets()[j].data();
+        if let Some(l) = self.parsed[j] {
+            *layout = l;
+            debug_assert!(
+                is_parse_of(frame, key, layout),
+                "a carried key differs from its frame's parse: {key:?}"
+            );
+            return true;
+        }
+        match extract_with_layout(frame, key.in_port, scratch, layout) {
+            Ok(()) => {
+                key.take_headers(scratch);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether `key` and `layout` are what parsing `frame` on `key.in_port`
+/// gives, with `key`'s metadata ([`FlowKey::carry_metadata`]): the
+/// invariant of a key carried instead of parsed again (checked in debug
+/// builds).
+pub(crate) fn is_parse_of(frame: &[u8], key: &FlowKey, layout: &Layout) -> bool {
+    let mut fresh = FlowKey::default();
+    match extract_into(frame, key.in_port, &mut fresh) {
+        Ok(l) => {
+            fresh.carry_metadata(key);
+            fresh.words() == key.words() && l == *layout
+        }
+        Err(_) => false,
     }
 }
 
@@ -62,22 +126,57 @@ impl Reentry {
     /// packet has re-entered too often or the queue is full.
     #[inline]
     pub fn push(&mut self, pkt: &Packet, meta: &FlowKey) -> bool {
+        let Some(i) = self.slot(pkt, meta.in_port) else {
+            return false;
+        };
+        self.buf.metas[i] = *meta;
+        self.buf.parsed[i] = None;
+        self.buf.batch.commit();
+        true
+    }
+
+    /// Queues a copy of `pkt` to recirculate with `key`'s metadata and
+    /// recirculation id `id`. `parsed` is the layout of the frame when
+    /// `key` is its parse (no action changed it since): the next pass then
+    /// takes `key` as it is instead of parsing the frame again.
+    #[inline]
+    pub fn recirc(
+        &mut self,
+        pkt: &Packet,
+        key: &FlowKey,
+        id: u32,
+        parsed: Option<&Layout>,
+    ) -> bool {
+        let Some(i) = self.slot(pkt, key.in_port) else {
+            return false;
+        };
+        let meta = &mut self.buf.metas[i];
+        *meta = *key;
+        meta.recirc_id = id;
+        self.buf.parsed[i] = parsed.copied();
+        self.buf.batch.commit();
+        true
+    }
+
+    /// Copies `pkt` into the next free slot (to re-enter on `in_port`) and
+    /// returns its index, to be committed once its metadata is written;
+    /// `None` (a drop counted) past the depth limit or when full.
+    #[inline]
+    fn slot(&mut self, pkt: &Packet, in_port: u32) -> Option<usize> {
         if pkt.recirc_depth >= flows::dpaction::MAX_RECIRC_DEPTH {
             self.drops += 1;
-            return false;
+            return None;
         }
         let i = self.buf.batch.len();
         let Some(slot) = self.buf.batch.next_slot() else {
             self.drops += 1;
-            return false;
+            return None;
         };
         slot.copy_from(pkt.data());
         slot.offload = pkt.offload;
-        slot.in_port = meta.in_port;
+        slot.in_port = in_port;
         slot.recirc_depth = pkt.recirc_depth + 1;
-        self.buf.metas[i] = *meta;
-        self.buf.batch.commit();
-        true
+        Some(i)
     }
 
     /// True when no packet waits.
@@ -323,12 +422,16 @@ fn tnl_flow_hash(key: &FlowKey) -> u32 {
 
 /// Runs `actions` in order on `pkt`, stopping at the meter action numbered
 /// `fate` (the packet's verdict from `metering::meter_batch`; `PASS`: none).
+/// `parsed` is the frame's layout when `key` is the parse of `pkt` as it is
+/// (the pass's parse): while no action changes the frame, the `ct` action
+/// and a recirculation use `key` and `parsed` instead of parsing it again.
 /// Returns the number of userspace copies that could not be queued.
 #[inline]
 pub(crate) fn execute(
     actions: &[DpAction],
     pkt: &mut Packet,
     key: &FlowKey,
+    parsed: Option<&Layout>,
     tx: &mut TxSet,
     upcalls: &Sender<UpcallMsg>,
     fate: u8,
@@ -338,6 +441,11 @@ pub(crate) fn execute(
     // The packet's metadata once an action changed it (conntrack); a
     // recirculation carries it into the next pass.
     let mut own: Option<FlowKey> = None;
+    // The layout of the frame while `key` (and `own`) is still its parse:
+    // any action that may change the frame clears it. Only what surely
+    // leaves the frame alone keeps it (output, meter, sample, userspace,
+    // recirculation, ct_clear, and a `ct` without NAT).
+    let mut parsed = parsed;
     let mut i = 0;
     while i < actions.len() {
         let a = &actions[i];
@@ -366,7 +474,9 @@ pub(crate) fn execute(
                     _ => PASS,
                 };
                 let cur = own.as_ref().unwrap_or(key);
-                lost += execute(branch, pkt, cur, tx, upcalls, branch_fate);
+                lost += execute(branch, pkt, cur, parsed, tx, upcalls, branch_fate);
+                // The branch may have changed the frame.
+                parsed = None;
                 if branch_fate != PASS && branch_fate < count_meters(branch) {
                     return lost;
                 }
@@ -380,6 +490,8 @@ pub(crate) fn execute(
             DpAction::Sample { .. } => tx.sample(a, key, pkt.len()),
             DpAction::TnlPush { header, out, .. } => {
                 tx.tnl_push(*header, *out, pkt, tnl_flow_hash(key));
+                // The frame is restored, but its offload state may not be.
+                parsed = None;
             }
             DpAction::TnlPop {
                 port,
@@ -402,16 +514,22 @@ pub(crate) fn execute(
                         },
                     );
                 }
+                parsed = None;
             }
             DpAction::Recirc(id) => {
-                let mut meta = own.unwrap_or(*key);
-                meta.recirc_id = *id;
-                tx.reentry.push(pkt, &meta);
+                let meta = own.as_ref().unwrap_or(key);
+                tx.reentry.recirc(pkt, meta, *id, parsed);
             }
             DpAction::Ct(id) => {
                 let meta = own.get_or_insert(*key);
                 let outcome = match &tx.ct {
-                    Some(ct) => ct.execute(*id, pkt, meta, tx.ct_now_ms),
+                    Some(ct) => {
+                        let o = ct.execute(*id, pkt, meta, parsed, tx.ct_now_ms);
+                        if ct.rewrites(*id) {
+                            parsed = None;
+                        }
+                        o
+                    }
                     None => {
                         meta.clear_ct();
                         continue;
@@ -434,7 +552,7 @@ pub(crate) fn execute(
                             p.set_len(n);
                             p.in_port = pkt.in_port;
                             p.recirc_depth = pkt.recirc_depth;
-                            lost += execute(rest, &mut p, &meta, tx, upcalls, PASS);
+                            lost += execute(rest, &mut p, &meta, None, tx, upcalls, PASS);
                         }
                         return lost;
                     }
@@ -455,6 +573,7 @@ pub(crate) fn execute(
                 }
             }
             other => {
+                parsed = None;
                 let partial = pkt.offload.flags & Offload::F_NEEDS_CSUM != 0;
                 if let Err(e) = apply(pkt, other, partial) {
                     tracing::debug!("action {other:?} not applied: {e}");
@@ -534,5 +653,181 @@ mod sample_tests {
         }
         assert_eq!(rx.try_iter().count(), 4);
         assert_eq!(t.samples_lost, 6);
+    }
+}
+
+#[cfg(test)]
+mod parse_once_tests {
+    //! A frame is parsed once per pass while no action changes it: the
+    //! `ct` action and a recirculation take the pass's key and layout.
+    //! Every action that may change the frame makes both parse again.
+    use std::sync::Arc;
+
+    use flows::key::ct_state;
+    use flows::parse::extract;
+
+    use super::*;
+    use crate::ct::DpConntrack;
+    use crate::offload::testframes::udp4;
+
+    fn ct_id(d: &DpConntrack, text: &str) -> u32 {
+        match flows::text::parse_actions(text).unwrap().remove(0) {
+            flows::Action::Ct(ct) => d.intern(&ct, 0).unwrap(),
+            a => panic!("not a ct action: {a:?}"),
+        }
+    }
+
+    /// Runs `actions` on `frame` received on port 1, with its parse as
+    /// the pass's key; returns the transmit set holding what recirculated.
+    fn run(d: &Arc<DpConntrack>, frame: &[u8], actions: &[DpAction]) -> TxSet {
+        let mut tx = TxSet {
+            ct: Some(d.clone()),
+            ..TxSet::default()
+        };
+        let (upcalls, _rx) = crossbeam_channel::bounded(1);
+        let mut pkt = Packet::from_bytes(frame);
+        pkt.in_port = 1;
+        let (key, layout) = extract(frame, 1).unwrap();
+        execute(
+            actions,
+            &mut pkt,
+            &key,
+            Some(&layout),
+            &mut tx,
+            &upcalls,
+            PASS,
+        );
+        tx
+    }
+
+    /// The key packet `j` of the re-entry queue takes its next pass with.
+    fn next_key(tx: &TxSet, j: usize) -> FlowKey {
+        let (mut k, mut l) = (tx.reentry.buf.metas[j], Layout::default());
+        assert!(
+            tx.reentry
+                .buf
+                .next_pass_key(j, &mut k, &mut l, &mut FlowKey::default())
+        );
+        k
+    }
+
+    #[test]
+    fn an_unchanged_frame_recirculates_with_its_key_and_layout_carried() {
+        let d = Arc::new(DpConntrack::default());
+        let frame = udp4(&[1; 18], 1);
+        let tx = run(
+            &d,
+            &frame,
+            &[DpAction::Ct(ct_id(&d, "ct(commit)")), DpAction::Recirc(7)],
+        );
+        let (want, layout) = extract(&frame, 1).unwrap();
+        assert_eq!(
+            tx.reentry.buf.parsed[0],
+            Some(layout),
+            "carried, not parsed again"
+        );
+        let k = next_key(&tx, 0);
+        assert_eq!(
+            (k.recirc_id, k.ct_state),
+            (7, ct_state::TRK | ct_state::NEW)
+        );
+        assert_eq!((k.nw_src, k.tp_dst), (want.nw_src, want.tp_dst));
+        assert!(is_parse_of(&frame, &k, &layout));
+    }
+
+    #[test]
+    fn a_header_rewrite_before_ct_is_tracked_from_the_rewritten_frame_and_parsed_again() {
+        let d = Arc::new(DpConntrack::default());
+        let frame = udp4(&[1; 18], 1);
+        let moved = u32::from_be_bytes([10, 9, 9, 9]);
+        let tx = run(
+            &d,
+            &frame,
+            &[
+                DpAction::SetIpv4Src(moved),
+                DpAction::Ct(ct_id(&d, "ct(commit)")),
+                DpAction::Recirc(3),
+            ],
+        );
+        assert_eq!(
+            tx.reentry.buf.parsed[0], None,
+            "the frame changed: parse again"
+        );
+        let k = next_key(&tx, 0);
+        assert_eq!(k.nw_src, moved, "the next pass sees the rewrite");
+        assert_eq!(k.ct_nw_src, moved, "the tracker saw the rewritten frame");
+        // A tag pushed before ct moves the IP header: tracked all the same.
+        let tx = run(
+            &d,
+            &udp4(&[2; 18], 2),
+            &[
+                DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: 0x1005,
+                },
+                DpAction::Ct(ct_id(&d, "ct(commit)")),
+                DpAction::Recirc(3),
+            ],
+        );
+        assert_eq!(tx.reentry.buf.parsed[0], None);
+        let k = next_key(&tx, 0);
+        assert_eq!(k.vlan_tci & 0x0fff, 5);
+        assert_eq!(k.ct_state, ct_state::TRK | ct_state::NEW);
+        assert_eq!((k.ct_nw_proto, k.ct_tp_dst), (17, k.tp_dst));
+    }
+
+    #[test]
+    fn nat_by_ct_before_recirculation_makes_the_next_pass_parse_the_translated_frame() {
+        let d = Arc::new(DpConntrack::default());
+        let frame = udp4(&[1; 18], 1);
+        let tx = run(
+            &d,
+            &frame,
+            &[
+                DpAction::Ct(ct_id(&d, "ct(commit,nat(src=10.0.0.100))")),
+                DpAction::Recirc(2),
+            ],
+        );
+        assert_eq!(tx.reentry.buf.parsed[0], None, "NAT changed the frame");
+        let k = next_key(&tx, 0);
+        assert_eq!(k.nw_src, u32::from_be_bytes([10, 0, 0, 100]));
+        assert_ne!(k.ct_state & ct_state::SNAT, 0);
+        assert_eq!(
+            k.ct_nw_src,
+            u32::from_be_bytes([10, 0, 0, 1]),
+            "original tuple"
+        );
+    }
+
+    #[test]
+    fn nat_by_a_first_ct_makes_a_second_ct_parse_the_translated_frame() {
+        let d = Arc::new(DpConntrack::default());
+        let frame = udp4(&[1; 18], 1);
+        // The second ct (zone 5) must see the translated source.
+        let second = match flows::text::parse_actions("ct(commit,zone=5)")
+            .unwrap()
+            .remove(0)
+        {
+            flows::Action::Ct(ct) => d.intern(&ct, 5).unwrap(),
+            a => panic!("{a:?}"),
+        };
+        let tx = run(
+            &d,
+            &frame,
+            &[
+                DpAction::Ct(ct_id(&d, "ct(commit,nat(src=10.0.0.100))")),
+                DpAction::Ct(second),
+                DpAction::Recirc(2),
+            ],
+        );
+        let k = next_key(&tx, 0);
+        assert_eq!(k.ct_zone, 5);
+        assert_eq!(
+            k.ct_nw_src,
+            u32::from_be_bytes([10, 0, 0, 100]),
+            "zone 5 tracked the translated frame"
+        );
+        let z5 = d.tracker().dump(Some(5));
+        assert_eq!(z5.len(), 1);
     }
 }

@@ -9,6 +9,7 @@
 mod cmd;
 mod draw;
 mod exec;
+pub(crate) use exec::is_parse_of;
 mod handler;
 mod metering;
 mod pmd;

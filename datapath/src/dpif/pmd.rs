@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use flows::classifier::Classifier;
 use flows::emc::ExactMatchCache;
 use flows::hash::hash_key;
-use flows::parse::extract_into;
+use flows::parse::{Layout, extract_into, extract_with_layout};
 use flows::{DpAction, DpPortNo, FlowKey, Match};
 use rustc_hash::FxHashMap;
 
@@ -188,6 +188,12 @@ pub(crate) struct Pmd {
     /// The loop's clock, read every [`CLOCK_EVERY`] iterations.
     now: Instant,
     keys: Box<[FlowKey; BATCH_SIZE]>,
+    /// The layout of each frame of the batch, from the parse that gave its
+    /// key (the `ct` action and recirculation reuse both).
+    layouts: [Layout; BATCH_SIZE],
+    /// Where a re-entering frame is parsed again (its metadata waits in
+    /// `keys`).
+    scratch: FlowKey,
     /// Hash of each key of the batch, computed once.
     hashes: [u64; BATCH_SIZE],
     slots: [u32; BATCH_SIZE],
@@ -248,6 +254,8 @@ impl Pmd {
             pending_since: None,
             now: Instant::now(),
             keys: Box::new([FlowKey::default(); BATCH_SIZE]),
+            layouts: [Layout::default(); BATCH_SIZE],
+            scratch: FlowKey::default(),
             hashes: [0; BATCH_SIZE],
             slots: [MISS; BATCH_SIZE],
         };
@@ -469,11 +477,17 @@ impl Pmd {
         for (j, pkt) in batch.packets_mut().iter_mut().enumerate() {
             pkt.in_port = no;
             pkt.recirc_depth = 0;
-            self.slots[j] = if extract_into(pkt.data(), no, &mut self.keys[j]).is_err() {
-                errors += 1;
-                SKIP
-            } else {
-                MISS
+            self.slots[j] = match extract_with_layout(
+                pkt.data(),
+                no,
+                &mut self.keys[j],
+                &mut self.layouts[j],
+            ) {
+                Ok(()) => MISS,
+                Err(_) => {
+                    errors += 1;
+                    SKIP
+                }
             };
         }
         if errors > 0 {
@@ -503,15 +517,17 @@ impl Pmd {
             std::mem::swap(&mut work, &mut self.tx.reentry.buf);
             let n = work.batch.len();
             self.local.recirculations += n as u64;
+            work.swap_keys(&mut self.keys);
             for j in 0..n {
-                let meta = &work.metas[j];
-                let pkt = &work.batch.packets()[j];
-                self.slots[j] = match extract_into(pkt.data(), meta.in_port, &mut self.keys[j]) {
-                    Ok(_) => {
-                        self.keys[j].carry_metadata(meta);
-                        MISS
-                    }
-                    Err(_) => SKIP,
+                self.slots[j] = if work.next_pass_key(
+                    j,
+                    &mut self.keys[j],
+                    &mut self.layouts[j],
+                    &mut self.scratch,
+                ) {
+                    MISS
+                } else {
+                    SKIP
                 };
             }
             clock.lap(&mut self.local, Stage::Parse);
@@ -611,6 +627,7 @@ impl Pmd {
                     &flow.actions,
                     pkt,
                     &self.keys[k],
+                    Some(&self.layouts[k]),
                     &mut self.tx,
                     &self.upcall_tx,
                     std::mem::replace(&mut fate[k], PASS),
@@ -799,6 +816,7 @@ impl Pmd {
                     &actions,
                     &mut packet,
                     &key,
+                    None,
                     &mut self.tx,
                     &self.upcall_tx,
                     fate,
@@ -917,8 +935,15 @@ impl Pmd {
                 bytes += p.len() as u64;
             }
             let fate = meter_one(&self.meters, &actions, now_ns, p.len() as u32);
-            self.local.lost_upcalls +=
-                execute(&actions, &mut p, &key, &mut self.tx, &self.upcall_tx, fate);
+            self.local.lost_upcalls += execute(
+                &actions,
+                &mut p,
+                &key,
+                None,
+                &mut self.tx,
+                &self.upcall_tx,
+                fate,
+            );
             if self.tx.reentry.is_full() {
                 self.drain_reentry(&mut StageClock::start());
             }
