@@ -586,7 +586,7 @@ mod tests {
             frame[34..36].copy_from_slice(&(10_000 + sport).to_be_bytes());
             let mut pkt = Packet::from_bytes(&frame);
             let mut meta = k;
-            d.execute(id, &mut pkt, &mut meta, 0);
+            d.execute(id, &mut pkt, &mut meta, None, 0);
         }
         assert_eq!(d.tracker().nconns(), u32::from(n));
         // Nothing has expired yet: a whole pass of both parts removes none.
