@@ -397,15 +397,10 @@ mod tests {
         assert_eq!(m.pad1, 0);
     }
 
-    #[test]
-    fn carry_metadata_keeps_headers_and_takes_port_mark_recirc_and_extension_words() {
-        let mut k = FlowKey {
-            in_port: 1,
-            nw_src: 0x0a00_0001,
-            tp_dst: 80,
-            ..FlowKey::default()
-        };
-        let meta = FlowKey {
+    /// A key as a recirculation queues it: metadata set by the first pass,
+    /// and a header word (nw_src) that the next pass's parse must replace.
+    fn recirculated_metadata() -> FlowKey {
+        FlowKey {
             in_port: 7,
             pkt_mark: 3,
             recirc_id: 9,
@@ -416,7 +411,18 @@ mod tests {
             tun_metadata: [1; TUN_METADATA_BYTES],
             tun_metadata_present: 1,
             ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn carry_metadata_keeps_headers_and_takes_port_mark_recirc_and_extension_words() {
+        let mut k = FlowKey {
+            in_port: 1,
+            nw_src: 0x0a00_0001,
+            tp_dst: 80,
+            ..FlowKey::default()
         };
+        let meta = recirculated_metadata();
         k.carry_metadata(&meta);
         assert_eq!((k.in_port, k.pkt_mark, k.recirc_id), (7, 3, 9));
         assert_eq!((k.nw_src, k.tp_dst), (0x0a00_0001, 80));
@@ -434,15 +440,7 @@ mod tests {
             dl_dst: [2; 6],
             ..FlowKey::default()
         };
-        let meta = FlowKey {
-            in_port: 7,
-            pkt_mark: 3,
-            recirc_id: 9,
-            nw_src: 0x0b00_0001,
-            ct_state: ct_state::TRK | ct_state::NEW,
-            tun_id: 42,
-            ..FlowKey::default()
-        };
+        let meta = recirculated_metadata();
         let mut carried = parsed;
         carried.carry_metadata(&meta);
         let mut taken = meta;
