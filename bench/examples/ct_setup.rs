@@ -83,17 +83,24 @@ fn tracker_burst(ct: &Conntrack, frames: &mut [Vec<u8>], keys: &[(FlowKey, flows
     }
 }
 
+/// Puts frame `f` into `pkt` as received on `in_port`; returns the metadata
+/// a `ct` action runs with (headers unparsed: `ct` parses the frame).
+#[inline]
+fn load(pkt: &mut Packet, f: &[u8], in_port: u32) -> FlowKey {
+    pkt.rx_buffer()[..f.len()].copy_from_slice(f);
+    pkt.set_len(f.len());
+    pkt.in_port = in_port;
+    FlowKey {
+        in_port,
+        ..FlowKey::default()
+    }
+}
+
 #[inline(never)]
 fn firewall_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32, commit: u32) {
     let mut pkt = Packet::new();
     for f in frames {
-        pkt.rx_buffer()[..f.len()].copy_from_slice(f);
-        pkt.set_len(f.len());
-        pkt.in_port = 1;
-        let mut meta = FlowKey {
-            in_port: 1,
-            ..FlowKey::default()
-        };
+        let mut meta = load(&mut pkt, f, 1);
         black_box(ct.execute(lookup, &mut pkt, &mut meta, None, 0));
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::NEW);
         black_box(ct.execute(commit, &mut pkt, &mut meta, None, 0));
@@ -104,13 +111,7 @@ fn firewall_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32, commit: u32
 fn established_burst(ct: &DpConntrack, frames: &[Vec<u8>], lookup: u32) {
     let mut pkt = Packet::new();
     for f in frames {
-        pkt.rx_buffer()[..f.len()].copy_from_slice(f);
-        pkt.set_len(f.len());
-        pkt.in_port = 2;
-        let mut meta = FlowKey {
-            in_port: 2,
-            ..FlowKey::default()
-        };
+        let mut meta = load(&mut pkt, f, 2);
         black_box(ct.execute(lookup, &mut pkt, &mut meta, None, 0));
         assert_eq!(meta.ct_state, ct_state::TRK | ct_state::EST | ct_state::RPL);
     }

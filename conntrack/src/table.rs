@@ -69,6 +69,12 @@ impl Filed {
         if self.reply() { &c.reply } else { &c.orig }
     }
 
+    /// The hash the entry is filed by: its tuple's, keyed by `seed`.
+    #[inline]
+    fn hash64(&self, seed: u64) -> u64 {
+        self.tuple().hash64(seed)
+    }
+
     /// Runs `f` on the entry's `Arc` (borrowed: no count changes hands).
     #[inline]
     fn with_arc<R>(&self, f: impl FnOnce(&Arc<Conn>) -> R) -> R {
@@ -129,7 +135,7 @@ impl Shard {
         }
         let want = (self.index.capacity() * 2).max(self.index.len() + n);
         let old = std::mem::replace(&mut self.index, HashTable::with_capacity(want));
-        let rehash = |f: &Filed| f.tuple().hash64(seed);
+        let rehash = |f: &Filed| f.hash64(seed);
         let mut ahead: [Option<Filed>; GROW_AHEAD] = Default::default();
         for (k, f) in old.into_iter().enumerate() {
             prefetch(f.tuple());
@@ -242,7 +248,7 @@ impl Table {
         let hr = if own_reply { ho } else { self.hash(&c.reply) };
         let (mut go, mut gr) = self.lock_pair(ho, hr);
         let seed = self.seed;
-        let rehash = move |f: &Filed| f.tuple().hash64(seed);
+        let rehash = move |f: &Filed| f.hash64(seed);
         match gr.as_deref_mut() {
             Some(sr) => {
                 go.make_room(1, seed);

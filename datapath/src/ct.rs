@@ -493,17 +493,18 @@ fn nat_action(n: &Nat) -> Result<NatAction, String> {
     })
 }
 
+/// The `ct` action of ovs-ofctl text `text` (for tests).
+#[cfg(test)]
+pub(crate) fn ct_of(text: &str) -> Ct {
+    match flows::text::parse_actions(text).unwrap().into_iter().next() {
+        Some(flows::Action::Ct(ct)) => *ct,
+        other => panic!("not a ct action: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flows::text::parse_actions;
-
-    fn ct_of(text: &str) -> Ct {
-        match parse_actions(text).unwrap().into_iter().next() {
-            Some(Action::Ct(ct)) => *ct,
-            other => panic!("not a ct action: {other:?}"),
-        }
-    }
 
     #[test]
     fn ct_arguments_carry_commit_zone_nat_mark_and_label() {

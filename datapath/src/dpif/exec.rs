@@ -670,11 +670,9 @@ mod parse_once_tests {
     use crate::ct::DpConntrack;
     use crate::offload::testframes::udp4;
 
-    fn ct_id(d: &DpConntrack, text: &str) -> u32 {
-        match flows::text::parse_actions(text).unwrap().remove(0) {
-            flows::Action::Ct(ct) => d.intern(&ct, 0).unwrap(),
-            a => panic!("not a ct action: {a:?}"),
-        }
+    /// The id `d` gives the `ct` action `text` (whose zone is `zone`).
+    fn ct_id(d: &DpConntrack, text: &str, zone: u16) -> u32 {
+        d.intern(&crate::ct::ct_of(text), zone).unwrap()
     }
 
     /// Runs `actions` on `frame` received on port 1, with its parse as
@@ -718,7 +716,10 @@ mod parse_once_tests {
         let tx = run(
             &d,
             &frame,
-            &[DpAction::Ct(ct_id(&d, "ct(commit)")), DpAction::Recirc(7)],
+            &[
+                DpAction::Ct(ct_id(&d, "ct(commit)", 0)),
+                DpAction::Recirc(7),
+            ],
         );
         let (want, layout) = extract(&frame, 1).unwrap();
         assert_eq!(
@@ -745,7 +746,7 @@ mod parse_once_tests {
             &frame,
             &[
                 DpAction::SetIpv4Src(moved),
-                DpAction::Ct(ct_id(&d, "ct(commit)")),
+                DpAction::Ct(ct_id(&d, "ct(commit)", 0)),
                 DpAction::Recirc(3),
             ],
         );
@@ -765,7 +766,7 @@ mod parse_once_tests {
                     tpid: 0x8100,
                     tci: 0x1005,
                 },
-                DpAction::Ct(ct_id(&d, "ct(commit)")),
+                DpAction::Ct(ct_id(&d, "ct(commit)", 0)),
                 DpAction::Recirc(3),
             ],
         );
@@ -784,7 +785,7 @@ mod parse_once_tests {
             &d,
             &frame,
             &[
-                DpAction::Ct(ct_id(&d, "ct(commit,nat(src=10.0.0.100))")),
+                DpAction::Ct(ct_id(&d, "ct(commit,nat(src=10.0.0.100))", 0)),
                 DpAction::Recirc(2),
             ],
         );
@@ -804,18 +805,12 @@ mod parse_once_tests {
         let d = Arc::new(DpConntrack::default());
         let frame = udp4(&[1; 18], 1);
         // The second ct (zone 5) must see the translated source.
-        let second = match flows::text::parse_actions("ct(commit,zone=5)")
-            .unwrap()
-            .remove(0)
-        {
-            flows::Action::Ct(ct) => d.intern(&ct, 5).unwrap(),
-            a => panic!("{a:?}"),
-        };
+        let second = ct_id(&d, "ct(commit,zone=5)", 5);
         let tx = run(
             &d,
             &frame,
             &[
-                DpAction::Ct(ct_id(&d, "ct(commit,nat(src=10.0.0.100))")),
+                DpAction::Ct(ct_id(&d, "ct(commit,nat(src=10.0.0.100))", 0)),
                 DpAction::Ct(second),
                 DpAction::Recirc(2),
             ],

@@ -153,11 +153,8 @@ fn ct_then_recirc_gives_the_second_pass_the_connection_state_and_caches_both_pas
         }
     });
     let r = rig(h.clone());
-    let ct = flows::text::parse_actions("ct(commit,zone=4)").unwrap();
-    let flows::Action::Ct(ct) = &ct[0] else {
-        unreachable!()
-    };
-    assert_eq!(r.dp.conntrack().intern(ct, 4).unwrap(), 0);
+    let ct = crate::ct::ct_of("ct(commit,zone=4)");
+    assert_eq!(r.dp.conntrack().intern(&ct, 4).unwrap(), 0);
 
     let syn = crate::offload::testframes::tcp4(&[], 1, 0x02, 1);
     r.p1.inject(&syn);
