@@ -206,7 +206,7 @@ table=1,priority=0,actions=drop
 
 #[test]
 fn snat_hides_the_inside_address_and_replies_are_translated_back() -> Result<()> {
-    require!("python3", "ping");
+    require!("python3", "ping", "iperf3");
     let tag = format!("cn{}", std::process::id() % 10000);
     let (sw, br, hosts) = bridge_with_hosts(&tag, 64, 2)?;
     let (a, b) = (&hosts[0], &hosts[1]);
@@ -238,6 +238,9 @@ fn snat_hides_the_inside_address_and_replies_are_translated_back() -> Result<()>
         b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7003)?;
     assert_eq!(tcp_echo(&a.ns, &b.addr, 7003)?, "10.64.0.100");
     drop(srv);
+    // A bulk TCP transfer through the translation.
+    let bps = iperf3_tcp(&b.ns, &a.ns, &b.addr, 2)?;
+    assert!(bps > 0.0, "iperf3 through SNAT moved nothing");
 
     let dump = sw.appctl(&["dpctl/dump-conntrack"])?;
     let want = format!("tcp,orig=(src={},dst={},sport=", a.addr, b.addr);
@@ -267,7 +270,7 @@ table=1,priority=0,actions=drop
 
 #[test]
 fn dnat_sends_a_virtual_ip_to_its_backend_which_sees_the_real_client() -> Result<()> {
-    require!("python3", "ping");
+    require!("python3", "ping", "iperf3");
     let tag = format!("cd{}", std::process::id() % 10000);
     let (sw, br, hosts) = bridge_with_hosts(&tag, 65, 2)?;
     let (a, b) = (&hosts[0], &hosts[1]);
@@ -299,6 +302,9 @@ fn dnat_sends_a_virtual_ip_to_its_backend_which_sees_the_real_client() -> Result
         b.ns.spawn_server(&["python3", "-c", code], Proto::Tcp, 7005)?;
     assert_eq!(tcp_echo(&a.ns, "10.65.0.100", 7005)?, a.addr);
     drop(srv);
+    // A bulk TCP transfer to the virtual IP.
+    let bps = iperf3_tcp(&b.ns, &a.ns, "10.65.0.100", 2)?;
+    assert!(bps > 0.0, "iperf3 through DNAT moved nothing");
 
     let dump = sw.appctl(&["dpctl/dump-conntrack"])?;
     let line = dump
